@@ -1,0 +1,57 @@
+# lmrun — build, demo and test targets. `make help` lists them.
+GO      ?= go
+BIN     ?= bin/lmrun
+DEMO    ?= $(or $(TMPDIR),/tmp)/lmrun-demo-stories15m.lmc
+PKGS    := ./...
+
+.PHONY: help build demo test vet fmt-check race fuzz bench cross clean
+
+help:
+	@echo "make demo   build lmrun and generate text with a synthesized stories15M-shaped model"
+	@echo "make test   vet, gofmt check, the whole test suite, and the race detector on the engine"
+	@echo "make fuzz   run every fuzz target for a short while"
+	@echo "make bench  go test benchmarks"
+	@echo "make cross  build for every supported GOOS/GOARCH, with and without -tags purego"
+
+build:
+	$(GO) build -o $(BIN) ./cmd/lmrun
+
+demo: build
+	@test -f $(DEMO) || $(BIN) synth --preset stories15m -o $(DEMO)
+	$(BIN) run -m $(DEMO) -p "Once upon a time" -n 64 --seed 1
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+race:
+	$(GO) test -race -count=1 ./engine/... ./format/...
+
+test: vet fmt-check
+	$(GO) test -count=1 $(PKGS)
+	$(MAKE) race
+
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run XXX -bench . -benchmem $(PKGS)
+
+cross:
+	@for t in linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64 linux/386 linux/riscv64 linux/s390x; do \
+	  for tags in "" purego; do \
+	    echo "GOOS/GOARCH=$$t tags=$$tags"; \
+	    GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet -tags "$$tags" $(PKGS) || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,183 @@
+package engine_test
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/lmrun/lmrun/engine"
+	"github.com/lmrun/lmrun/engine/synth"
+)
+
+// synthModel writes a seeded random model of cfg and loads it.
+func synthModel(t testing.TB, cfg engine.Config, opts engine.Options) *engine.Model {
+	t.Helper()
+	ck, err := synth.Build(cfg, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "m.lmc")
+	if err := ck.WriteFile(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := engine.Load(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func preset(t testing.TB, name string) engine.Config {
+	t.Helper()
+	p, err := synth.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Config
+}
+
+func randomTokens(n, vocab int, seed uint64) []int {
+	r := rand.New(rand.NewPCG(seed, 1))
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = r.IntN(vocab)
+	}
+	return ids
+}
+
+// maxRelDiff returns max|a-b| / max|b|.
+func maxRelDiff(a []float32, b []float32) float64 {
+	var d, m float64
+	for i := range b {
+		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
+		m = math.Max(m, math.Abs(float64(b[i])))
+	}
+	return d / m
+}
+
+// TestDecodeMatchesPrefill checks that token-by-token decoding with the KV cache gives
+// the logits of one batched pass, for both stacks and with prompts longer than a batch.
+func TestDecodeMatchesPrefill(t *testing.T) {
+	for _, name := range []string{"tiny", "tiny-gpt2"} {
+		t.Run(name, func(t *testing.T) {
+			m := synthModel(t, preset(t, name), engine.Options{Threads: 2})
+			v := m.Config.VocabSize
+			ids := randomTokens(40, v, 3)
+			all, err := m.NewSession(engine.SessionOptions{Batch: 16}).ForwardAll(ids, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := m.NewSession(engine.SessionOptions{})
+			for i, id := range ids {
+				logits, err := s.Forward([]int{id})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := maxRelDiff(logits, all[i*v:(i+1)*v]); d > 1e-5 {
+					t.Fatalf("position %d: decode differs from prefill by %.3g of max|logit|", i, d)
+				}
+			}
+			// Forward (last logits only) in uneven chunks agrees as well.
+			s.Reset()
+			if _, err := s.Forward(ids[:13]); err != nil {
+				t.Fatal(err)
+			}
+			last, err := s.Forward(ids[13:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := maxRelDiff(last, all[(len(ids)-1)*v:]); d > 1e-5 {
+				t.Fatalf("chunked prefill differs by %.3g", d)
+			}
+		})
+	}
+}
+
+// TestThreadCountInvariance: the work split never changes a result bit.
+func TestThreadCountInvariance(t *testing.T) {
+	cfg := preset(t, "tiny-gpt2")
+	ids := randomTokens(30, cfg.VocabSize, 5)
+	var ref []float32
+	for _, threads := range []int{1, 2, 3, 5} {
+		m := synthModel(t, cfg, engine.Options{Threads: threads})
+		got, err := m.NewSession(engine.SessionOptions{}).ForwardAll(ids, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref == nil {
+			ref = got
+			continue
+		}
+		for i := range ref {
+			if math.Float32bits(ref[i]) != math.Float32bits(got[i]) {
+				t.Fatalf("%d threads: logit %d is %v, 1 thread gave %v", threads, i, got[i], ref[i])
+			}
+		}
+	}
+}
+
+func TestContextFullAndBadTokens(t *testing.T) {
+	m := synthModel(t, preset(t, "tiny"), engine.Options{Threads: 1})
+	s := m.NewSession(engine.SessionOptions{Context: 10})
+	if _, err := s.Forward(randomTokens(11, 512, 1)); !errors.Is(err, engine.ErrContextFull) {
+		t.Fatalf("11 tokens into a 10-token context: got %v, want ErrContextFull", err)
+	}
+	if s.Pos() != 0 {
+		t.Fatalf("a rejected call moved the position to %d", s.Pos())
+	}
+	if _, err := s.Forward(randomTokens(10, 512, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Forward([]int{1}); !errors.Is(err, engine.ErrContextFull) {
+		t.Fatalf("token past a full context: got %v", err)
+	}
+	s.Reset()
+	for _, bad := range [][]int{{512}, {-1}, {3, 1 << 40}, {}} {
+		if _, err := s.Forward(bad); err == nil {
+			t.Errorf("Forward(%v) succeeded", bad)
+		}
+	}
+}
+
+// TestSharedModelConcurrent: sessions on one Model in parallel goroutines generate what
+// one session alone does.
+func TestSharedModelConcurrent(t *testing.T) {
+	m := synthModel(t, preset(t, "tiny"), engine.Options{Threads: 2})
+	gen := func(seed uint64) []int {
+		s := m.NewSession(engine.SessionOptions{})
+		var out []int
+		smp := engine.NewSampler(engine.SamplerConfig{Temperature: 0.9, TopK: 40, TopP: 0.95, Seed: seed})
+		_, err := s.Generate(t.Context(), []int{256, 72, 105}, engine.GenerateOptions{MaxTokens: 30, Sampler: smp, Stop: []int{}},
+			func(id int) error { out = append(out, id); return nil })
+		if err != nil {
+			t.Error(err)
+		}
+		return out
+	}
+	want := [2][]int{gen(1), gen(2)}
+	var wg sync.WaitGroup
+	got := make([][]int, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = gen(uint64(i%2 + 1))
+		}()
+	}
+	wg.Wait()
+	for i, g := range got {
+		w := want[i%2]
+		if len(g) != len(w) || len(g) != 30 {
+			t.Fatalf("goroutine %d: %d tokens, want %d", i, len(g), len(w))
+		}
+		for j := range g {
+			if g[j] != w[j] {
+				t.Fatalf("goroutine %d differs at token %d", i, j)
+			}
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/lmrun/lmrun/backends"
+	_ "github.com/lmrun/lmrun/backends/all" // every backend this build has
+	"github.com/lmrun/lmrun/engine/parallel"
+	"github.com/lmrun/lmrun/engine/tokenizer"
+	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// Options configure Load.
+type Options struct {
+	// Backend names the kernel backend ("" = $LMRUN_BACKEND or the best available).
+	Backend string
+	// Threads is the number of threads a forward pass uses (≤ 0: all available CPUs).
+	Threads int
+}
+
+// Model is a loaded checkpoint: configuration, weights (aliasing the file's read-only
+// mapping), tokenizer and the kernels that run them. It is immutable and safe for
+// concurrent use by any number of Sessions.
+type Model struct {
+	Config    Config
+	Meta      format.Metadata
+	Tokenizer tokenizer.Tokenizer // nil when the checkpoint carries none
+
+	file    *format.File
+	kern    kernels.Kernels
+	backend string
+	pool    *parallel.Pool
+
+	tokEmbd *kernels.Mat // [vocab, dim]
+	posEmbd *kernels.Mat // [context+offset, dim], learned positions only
+	layers  []layer
+	outNorm norm
+	output  *kernels.Mat // classifier [vocab, dim]; token_embd when tied
+
+	ropeCos, ropeSin []float32 // [context][rope_dim/2]
+}
+
+type norm struct{ w, b []float32 }
+
+type layer struct {
+	attnNorm, ffnNorm norm
+	wq, wk, wv, wo    *kernels.Mat
+	bq, bk, bv, bo    []float32
+	gate, up, down    *kernels.Mat
+	bgate, bup, bdown []float32
+	window            int
+}
+
+// Load opens a checkpoint and prepares it for inference.
+func Load(path string, opts Options) (*Model, error) {
+	f, err := format.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newModel(f, opts)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// FromFile prepares an already open checkpoint. The Model takes ownership of f.
+func FromFile(f *format.File, opts Options) (*Model, error) { return newModel(f, opts) }
+
+func newModel(f *format.File, opts Options) (*Model, error) {
+	cfg, err := ConfigFromMetadata(f.Meta)
+	if err != nil {
+		return nil, err
+	}
+	b, err := backends.Resolve(opts.Backend)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Config: cfg, Meta: f.Meta, file: f, kern: b.New(), backend: b.Name}
+	if err := m.bind(); err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.FromMetadata(f.Meta)
+	switch {
+	case errors.Is(err, tokenizer.ErrNoTokenizer):
+	case err != nil:
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	default:
+		if tok.VocabSize() > cfg.VocabSize {
+			return nil, fmt.Errorf("tokenizer has %d tokens, the model only %d", tok.VocabSize(), cfg.VocabSize)
+		}
+		m.Tokenizer = tok
+	}
+	if cfg.Position == RoPE {
+		m.ropeCos, m.ropeSin = ropeTables(cfg)
+	}
+	m.pool = parallel.New(opts.Threads)
+	return m, nil
+}
+
+// ropeTables computes cos and sin of every position's angles in float64 and rounds once.
+func ropeTables(c Config) (cos, sin []float32) {
+	half := c.RopeDim / 2
+	cos = make([]float32, c.ContextLength*half)
+	sin = make([]float32, c.ContextLength*half)
+	for i := 0; i < half; i++ {
+		freq := math.Pow(c.RopeTheta, -float64(2*i)/float64(c.RopeDim))
+		for p := 0; p < c.ContextLength; p++ {
+			s, co := math.Sincos(float64(p) * freq)
+			cos[p*half+i] = float32(co)
+			sin[p*half+i] = float32(s)
+		}
+	}
+	return cos, sin
+}
+
+// Close releases the pool and the checkpoint mapping. Sessions must not be used after.
+func (m *Model) Close() error {
+	m.pool.Close()
+	return m.file.Close()
+}
+
+// Backend returns the name of the kernel backend in use.
+func (m *Model) Backend() string { return m.backend }
+
+// Threads returns the number of threads a forward pass uses.
+func (m *Model) Threads() int { return m.pool.Threads() }
+
+// File returns the underlying checkpoint.
+func (m *Model) File() *format.File { return m.file }
+
+func (m *Model) bind() error {
+	c := &m.Config
+	var err error
+	mat := func(name string, rows, cols int, required bool) *kernels.Mat {
+		if err != nil {
+			return nil
+		}
+		t := m.file.Tensor(name)
+		if t == nil {
+			if required {
+				err = fmt.Errorf("tensor %s is missing", name)
+			}
+			return nil
+		}
+		if len(t.Shape) != 2 || t.Shape[0] != rows || t.Shape[1] != cols {
+			err = fmt.Errorf("tensor %s has shape %v, the config needs [%d %d]", name, t.Shape, rows, cols)
+			return nil
+		}
+		if t.DType != format.F32 {
+			err = fmt.Errorf("tensor %s is %s; this build computes with f32 weights only", name, t.DType)
+			return nil
+		}
+		v, e := t.F32()
+		if e != nil {
+			err = e
+			return nil
+		}
+		return &kernels.Mat{DType: t.DType, Rows: rows, Cols: cols, Data: t.Data, F32: v}
+	}
+	vec := func(name string, n int, required bool) []float32 {
+		if err != nil {
+			return nil
+		}
+		t := m.file.Tensor(name)
+		if t == nil {
+			if required {
+				err = fmt.Errorf("tensor %s is missing", name)
+			}
+			return nil
+		}
+		if len(t.Shape) != 1 || t.Shape[0] != n {
+			err = fmt.Errorf("tensor %s has shape %v, the config needs [%d]", name, t.Shape, n)
+			return nil
+		}
+		v, e := t.F32()
+		if e != nil {
+			err = fmt.Errorf("tensor %s: %w", name, e)
+		}
+		return v
+	}
+	nrm := func(prefix string) norm {
+		n := norm{w: vec(prefix+".weight", c.Dim, true)}
+		if c.Norm == LayerNorm {
+			n.b = vec(prefix+".bias", c.Dim, false)
+		}
+		return n
+	}
+	m.tokEmbd = mat("token_embd.weight", c.VocabSize, c.Dim, true)
+	if c.Position == Learned {
+		m.posEmbd = mat("position_embd.weight", c.ContextLength+c.PositionOffset, c.Dim, true)
+	}
+	q, kv := c.QDim(), c.KVDim()
+	m.layers = make([]layer, c.NLayers)
+	for i := range m.layers {
+		l := &m.layers[i]
+		p := fmt.Sprintf("blk.%d.", i)
+		l.attnNorm = nrm(p + "attn_norm")
+		l.wq = mat(p+"attn_q.weight", q, c.Dim, true)
+		l.wk = mat(p+"attn_k.weight", kv, c.Dim, true)
+		l.wv = mat(p+"attn_v.weight", kv, c.Dim, true)
+		l.wo = mat(p+"attn_output.weight", c.Dim, q, true)
+		l.bq = vec(p+"attn_q.bias", q, false)
+		l.bk = vec(p+"attn_k.bias", kv, false)
+		l.bv = vec(p+"attn_v.bias", kv, false)
+		l.bo = vec(p+"attn_output.bias", c.Dim, false)
+		l.ffnNorm = nrm(p + "ffn_norm")
+		if c.Activation == SwiGLU {
+			l.gate = mat(p+"ffn_gate.weight", c.FFNDim, c.Dim, true)
+			l.bgate = vec(p+"ffn_gate.bias", c.FFNDim, false)
+		}
+		l.up = mat(p+"ffn_up.weight", c.FFNDim, c.Dim, true)
+		l.bup = vec(p+"ffn_up.bias", c.FFNDim, false)
+		l.down = mat(p+"ffn_down.weight", c.Dim, c.FFNDim, true)
+		l.bdown = vec(p+"ffn_down.bias", c.Dim, false)
+		l.window = c.AttnWindows[i]
+	}
+	if c.FinalNorm {
+		m.outNorm = nrm("output_norm")
+	}
+	m.output = mat("output.weight", c.VocabSize, c.Dim, false)
+	if m.output == nil && err == nil {
+		m.output = m.tokEmbd
+	}
+	return err
+}

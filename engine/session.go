@@ -1,0 +1,303 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// ErrContextFull is returned when a forward pass would run past the context length.
+var ErrContextFull = errors.New("context full")
+
+// SessionOptions configure NewSession.
+type SessionOptions struct {
+	// Context caps the session's context (and KV cache memory) below the model's context
+	// length; 0 means the model's.
+	Context int
+	// Batch is the number of prompt tokens processed in one pass (0: 64).
+	Batch int
+}
+
+// Session is one sequence being decoded: the KV cache, the position, and every scratch
+// buffer of the forward pass, all allocated once here. A Session is not safe for
+// concurrent use; use one per goroutine (they may share a Model).
+type Session struct {
+	m     *Model
+	ctx   int // positions this session can hold
+	batch int
+	pos   int
+
+	kcache, vcache [][]float32 // per layer [ctx, kvDim]
+
+	x, xb, out []float32   // [batch, dim]
+	q, att     []float32   // [batch, qDim]
+	k, v       []float32   // [batch, kvDim]
+	hb, hb2    []float32   // [batch, ffnDim]
+	logits     []float32   // [vocab]
+	scores     [][]float32 // per thread [ctx]
+}
+
+// NewSession allocates a session's KV cache and buffers.
+func (m *Model) NewSession(opts SessionOptions) *Session {
+	c := &m.Config
+	ctx := c.ContextLength
+	if opts.Context > 0 && opts.Context < ctx {
+		ctx = opts.Context
+	}
+	b := opts.Batch
+	if b <= 0 {
+		b = 64
+	}
+	b = min(b, ctx)
+	s := &Session{m: m, ctx: ctx, batch: b}
+	s.kcache = make([][]float32, c.NLayers)
+	s.vcache = make([][]float32, c.NLayers)
+	for i := range s.kcache {
+		s.kcache[i] = make([]float32, ctx*c.KVDim())
+		s.vcache[i] = make([]float32, ctx*c.KVDim())
+	}
+	s.x = make([]float32, b*c.Dim)
+	s.xb = make([]float32, b*c.Dim)
+	s.out = make([]float32, b*c.Dim)
+	s.q = make([]float32, b*c.QDim())
+	s.att = make([]float32, b*c.QDim())
+	s.k = make([]float32, b*c.KVDim())
+	s.v = make([]float32, b*c.KVDim())
+	s.hb = make([]float32, b*c.FFNDim)
+	s.hb2 = make([]float32, b*c.FFNDim)
+	s.logits = make([]float32, c.VocabSize)
+	s.scores = make([][]float32, m.pool.Threads())
+	for i := range s.scores {
+		s.scores[i] = make([]float32, ctx)
+	}
+	return s
+}
+
+// KVBytes returns the memory the session's KV cache occupies.
+func (s *Session) KVBytes() int64 {
+	var n int64
+	for i := range s.kcache {
+		n += int64(len(s.kcache[i])+len(s.vcache[i])) * 4
+	}
+	return n
+}
+
+// Pos returns the number of tokens the session has processed.
+func (s *Session) Pos() int { return s.pos }
+
+// Context returns the number of positions the session can hold.
+func (s *Session) Context() int { return s.ctx }
+
+// Reset empties the session so it can start a new sequence.
+func (s *Session) Reset() { s.pos = 0 }
+
+// Model returns the session's model.
+func (s *Session) Model() *Model { return s.m }
+
+// Forward runs tokens through the model at the session's position, appends them to the
+// KV cache and returns the logits after the last one. The slice is owned by the session
+// and overwritten by the next call. A prompt is processed in batches (matrix–matrix
+// products); a single token is a decode step.
+func (s *Session) Forward(tokens []int) ([]float32, error) {
+	if err := s.check(tokens); err != nil {
+		return nil, err
+	}
+	for len(tokens) > 0 {
+		n := min(len(tokens), s.batch)
+		s.forward(tokens[:n], nil, len(tokens) == n)
+		tokens = tokens[n:]
+	}
+	return s.logits, nil
+}
+
+// ForwardAll is Forward that also returns the logits after every token: out (len ≥
+// len(tokens)·vocab, allocated when nil) receives row t for token t.
+func (s *Session) ForwardAll(tokens []int, out []float32) ([]float32, error) {
+	if err := s.check(tokens); err != nil {
+		return nil, err
+	}
+	v := s.m.Config.VocabSize
+	if out == nil {
+		out = make([]float32, len(tokens)*v)
+	} else if len(out) < len(tokens)*v {
+		return nil, fmt.Errorf("logits buffer of %d floats, need %d", len(out), len(tokens)*v)
+	}
+	for i := 0; i < len(tokens); i += s.batch {
+		n := min(len(tokens)-i, s.batch)
+		s.forward(tokens[i:i+n], out[i*v:(i+n)*v], false)
+	}
+	if len(tokens) > 0 {
+		copy(s.logits, out[(len(tokens)-1)*v:])
+	}
+	return out, nil
+}
+
+func (s *Session) check(tokens []int) error {
+	if len(tokens) == 0 {
+		return errors.New("no tokens to process")
+	}
+	if s.pos+len(tokens) > s.ctx {
+		return fmt.Errorf("%w: %d tokens at position %d exceed the context length %d", ErrContextFull, len(tokens), s.pos, s.ctx)
+	}
+	for i, id := range tokens {
+		if id < 0 || id >= s.m.Config.VocabSize {
+			return fmt.Errorf("token %d (at index %d) is out of range: the vocabulary has %d ids", id, i, s.m.Config.VocabSize)
+		}
+	}
+	return nil
+}
+
+// forward processes T ≤ batch tokens at s.pos. all, if not nil, receives the logits of
+// every row; otherwise, when last is set, s.logits receives those of the final row.
+func (s *Session) forward(tokens []int, all []float32, last bool) {
+	m, c, kern := s.m, &s.m.Config, s.m.kern
+	T, dim, qd, kvd, hd := len(tokens), c.Dim, c.QDim(), c.KVDim(), c.HeadDim
+	pos0 := s.pos
+
+	// Embeddings (+ learned positions).
+	for t, id := range tokens {
+		x := s.x[t*dim : (t+1)*dim]
+		copy(x, m.tokEmbd.Row(id))
+		if m.posEmbd != nil {
+			kern.Add(x, m.posEmbd.Row(pos0+t+c.PositionOffset))
+		}
+	}
+
+	for li := range m.layers {
+		l := &m.layers[li]
+		kc, vc := s.kcache[li], s.vcache[li]
+
+		// Attention block.
+		in := s.x
+		if !c.PostNorm {
+			s.norm(s.xb, s.x, l.attnNorm, T)
+			in = s.xb
+		}
+		s.matmuls(in, T, []mm{{s.q, qd, l.wq, l.bq}, {s.k, kvd, l.wk, l.bk}, {s.v, kvd, l.wv, l.bv}})
+		if c.Position == RoPE {
+			half := c.RopeDim / 2
+			for t := 0; t < T; t++ {
+				p := pos0 + t
+				cos, sin := m.ropeCos[p*half:(p+1)*half], m.ropeSin[p*half:(p+1)*half]
+				kern.RoPE(s.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
+				kern.RoPE(s.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
+			}
+		}
+		copy(kc[pos0*kvd:(pos0+T)*kvd], s.k[:T*kvd])
+		copy(vc[pos0*kvd:(pos0+T)*kvd], s.v[:T*kvd])
+		group := c.NHeads / c.NKVHeads
+		m.pool.Run(T*c.NHeads, 1, func(w, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				t, h := i/c.NHeads, i%c.NHeads
+				p := pos0 + t
+				start := 0
+				if l.window > 0 && p-l.window+1 > 0 {
+					start = p - l.window + 1
+				}
+				off := start*kvd + (h/group)*hd
+				kern.Attention(s.att[t*qd+h*hd:t*qd+(h+1)*hd], s.q[t*qd+h*hd:t*qd+(h+1)*hd],
+					kc[off:], vc[off:], p-start+1, kvd, c.AttnScale, s.scores[w])
+			}
+		})
+		s.matmuls(s.att, T, []mm{{s.out, dim, l.wo, l.bo}})
+		kern.Add(s.x[:T*dim], s.out[:T*dim])
+		if c.PostNorm {
+			s.norm(s.x, s.x, l.attnNorm, T)
+		}
+
+		// Feed-forward block.
+		in = s.x
+		if !c.PostNorm {
+			s.norm(s.xb, s.x, l.ffnNorm, T)
+			in = s.xb
+		}
+		ff := c.FFNDim
+		if c.Activation == SwiGLU {
+			s.matmuls(in, T, []mm{{s.hb, ff, l.gate, l.bgate}, {s.hb2, ff, l.up, l.bup}})
+		} else {
+			s.matmuls(in, T, []mm{{s.hb, ff, l.up, l.bup}})
+		}
+		m.pool.Run(T, 1, func(_, lo, hi int) {
+			h := s.hb[lo*ff : hi*ff]
+			switch c.Activation {
+			case SwiGLU:
+				kern.SwiGLU(h, s.hb2[lo*ff:hi*ff])
+			case GELUTanh:
+				kern.GELU(h)
+			case GELU:
+				kern.GELUErf(h)
+			case ReLU:
+				kern.ReLU(h)
+			}
+		})
+		s.matmuls(s.hb, T, []mm{{s.out, dim, l.down, l.bdown}})
+		kern.Add(s.x[:T*dim], s.out[:T*dim])
+		if c.PostNorm {
+			s.norm(s.x, s.x, l.ffnNorm, T)
+		}
+	}
+	s.pos += T
+
+	// Classifier: every row, or only the last.
+	x, rows := s.x, T
+	if all == nil {
+		if !last {
+			return
+		}
+		x, rows = s.x[(T-1)*dim:T*dim], 1
+	}
+	if c.FinalNorm {
+		s.norm(s.xb, x, m.outNorm, rows)
+		x = s.xb
+	}
+	dst := s.logits
+	if all != nil {
+		dst = all
+	}
+	s.matmuls(x, rows, []mm{{dst, c.VocabSize, m.output, nil}})
+}
+
+// mm is one matrix product of a fused group: dst[t*ld + r] = x[t]·w[r] + bias[r].
+type mm struct {
+	dst  []float32
+	ld   int
+	w    *kernels.Mat
+	bias []float32
+}
+
+// matmuls runs products that share their input over one pool pass, rows split across
+// threads. Rows are handed out in multiples of 16 so a SIMD kernel sees whole tiles.
+func (s *Session) matmuls(x []float32, T int, ops []mm) {
+	total := 0
+	for _, o := range ops {
+		total += o.w.Rows
+	}
+	kern := s.m.kern
+	s.m.pool.Run(total, 16, func(_, lo, hi int) {
+		base := 0
+		for _, o := range ops {
+			r0, r1 := max(lo-base, 0), min(hi-base, o.w.Rows)
+			if r0 < r1 {
+				kern.MatMul(o.dst, o.ld, x, T, o.w, o.bias, r0, r1)
+			}
+			base += o.w.Rows
+		}
+	})
+}
+
+// norm applies the configured normalisation to T rows of x into dst (may alias).
+func (s *Session) norm(dst, x []float32, n norm, T int) {
+	c, kern := &s.m.Config, s.m.kern
+	dim := c.Dim
+	s.m.pool.Run(T, 8, func(_, lo, hi int) {
+		for t := lo; t < hi; t++ {
+			d, xi := dst[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim]
+			if c.Norm == RMSNorm {
+				kern.RMSNorm(d, xi, n.w, c.NormEps)
+			} else {
+				kern.LayerNorm(d, xi, n.w, n.b, c.NormEps)
+			}
+		}
+	})
+}

@@ -1,0 +1,93 @@
+// Package kernels defines the numeric kernels the engine calls — the contract every
+// backend implements — and Reference, their pure-Go implementation. Reference is the
+// executable specification: every other backend is tested against it.
+//
+// Kernels work on whole rows or row ranges; the engine splits work across threads by
+// calling a kernel on disjoint ranges, so a kernel itself is single-threaded, allocation
+// free and deterministic.
+package kernels
+
+import (
+	"fmt"
+
+	"github.com/lmrun/lmrun/format"
+)
+
+// Mat is a weight matrix of Rows × Cols elements stored row-major ([out, in]) in DType.
+// Data aliases the checkpoint; F32 is its float32 view when DType is F32.
+type Mat struct {
+	DType format.DType
+	Rows  int
+	Cols  int
+	Data  []byte
+	F32   []float32
+}
+
+// NewMatF32 wraps a row-major float32 matrix.
+func NewMatF32(v []float32, rows, cols int) (*Mat, error) {
+	if rows <= 0 || cols <= 0 || len(v) != rows*cols {
+		return nil, fmt.Errorf("matrix of %d elements cannot be %d×%d", len(v), rows, cols)
+	}
+	return &Mat{DType: format.F32, Rows: rows, Cols: cols, Data: format.F32ToBytes(v), F32: v}, nil
+}
+
+// Row returns row r of an f32 matrix.
+func (m *Mat) Row(r int) []float32 { return m.F32[r*m.Cols : (r+1)*m.Cols] }
+
+// Kernels is the set of operations a backend provides. Slices passed in must have the
+// lengths stated; kernels do not check them beyond what Go's bounds checks do, since the
+// engine sizes every buffer once when a session is created.
+type Kernels interface {
+	// Name identifies the implementation ("generic", "avx2", ...).
+	Name() string
+
+	// MatMul computes, for t < T and r0 ≤ r < r1,
+	//   dst[t*ld + r] = Σ_i x[t*w.Cols + i] · w[r, i]  (+ bias[r] when bias is not nil).
+	// T = 1 is a matrix–vector product. x is [T, w.Cols]; dst has row stride ld ≥ w.Rows.
+	MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bias []float32, r0, r1 int)
+
+	// Dot returns Σ a[i]·b[i] over len(a) elements (len(b) ≥ len(a)).
+	Dot(a, b []float32) float32
+
+	// Softmax replaces x by exp(x - max x) / Σ exp(x - max x). A NaN anywhere makes the
+	// whole result NaN; +Inf entries share the mass; an empty slice is left alone.
+	Softmax(x []float32)
+
+	// Attention computes one head's output for one query over n cached positions:
+	//   s_j = scale · q·k_j,  p = softmax(s),  out = Σ_j p_j v_j
+	// where k_j = k[j*stride : j*stride+len(q)] and likewise v_j; len(out) = len(q).
+	// scores is scratch space of at least n elements. n ≥ 1.
+	Attention(out, q, k, v []float32, n, stride int, scale float32, scores []float32)
+
+	// RMSNorm: dst = x / sqrt(mean(x²) + eps) · w.
+	RMSNorm(dst, x, w []float32, eps float32)
+
+	// LayerNorm: dst = (x - mean) / sqrt(var + eps) · w + b (b may be nil).
+	LayerNorm(dst, x, w, b []float32, eps float32)
+
+	// GELU applies the tanh approximation used by GPT-2 in place:
+	//   0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+	GELU(x []float32)
+
+	// GELUErf applies the exact GELU, 0.5·x·(1 + erf(x/√2)), in place.
+	GELUErf(x []float32)
+
+	// SiLU applies x·σ(x) in place.
+	SiLU(x []float32)
+
+	// SwiGLU computes gate[i] = silu(gate[i]) · up[i] in place over len(gate).
+	SwiGLU(gate, up []float32)
+
+	// ReLU applies max(x, 0) in place.
+	ReLU(x []float32)
+
+	// RoPE rotates adjacent pairs (2i, 2i+1), i < len(cos), of each of nHeads heads of
+	// width headDim in x by the angle whose cosine and sine are cos[i], sin[i].
+	RoPE(x []float32, nHeads, headDim int, cos, sin []float32)
+
+	// Add computes dst[i] += x[i] over len(dst).
+	Add(dst, x []float32)
+
+	// Scale computes x[i] *= s.
+	Scale(x []float32, s float32)
+}
