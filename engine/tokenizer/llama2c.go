@@ -1,40 +1,21 @@
 package tokenizer
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 )
 
-// llama2c is the "llama2c" tokenizer: SentencePiece BPE pieces with scores, encoded
-// exactly as karpathy/llama2.c run.c encode() does, decoded as run.c decode() does.
+// llama2c is the "llama2c" tokenizer; the package documentation states what it
+// computes.
 //
-// Encoding:
-//  1. If the text is not empty, a dummy prefix, the id of the " " piece, comes first
-//     (SentencePiece's add_dummy_prefix). A vocabulary without a " " piece gets none.
-//  2. The text is cut into groups as run.c does: a byte followed by at most three
-//     continuation bytes (10xxxxxx), which for valid UTF-8 are its code points.
-//     Each group that is a piece becomes that id. Otherwise each byte b of the group
-//     becomes the byte-fallback id of b: the id of the piece "<0xXX>" (XX upper-case
-//     hex), or, if the vocabulary has no such piece but id 3+b is the raw one-byte
-//     piece b, id 3+b. For llama2.c exports the "<0xXX>" pieces are exactly ids
-//     3..258, so this is run.c's "byte + 3". If some byte of the group has neither,
-//     the whole group becomes one unk id (an error when there is no unk id).
-//  3. Then the adjacent pair whose concatenated pieces form the piece with the
-//     highest score is merged, the leftmost one on ties, until no adjacent pair
-//     concatenates to a piece with a score above -1e10 (run.c's starting best score).
-//     Pieces are compared as stored, so a byte-fallback id takes part as its literal
-//     "<0xXX>" piece, as in run.c. The merge loop uses a heap of candidate pairs over
-//     a linked list of symbols (as SentencePiece does): O(n log n) rather than
-//     run.c's O(n²), with the same result.
-//
-// The only deliberate difference from run.c: BOS is prepended after merging rather
-// than before, so it never takes part in a merge (in run.c it could only merge if
-// "\n<s>\n"+piece were itself a piece).
-//
-// Decoding: BOS and EOS decode to nothing; a piece that follows BOS loses a leading
-// space (the dummy prefix); a "<0xXX>" piece becomes the raw byte; every other piece,
-// unk included, is its stored bytes.
+// The merge loop gives run.c's result faster than run.c's O(n²) rescans: the merge
+// table (pair of ids -> merged id) is precomputed; the symbols are cut where no merge
+// can ever join them (usually before each space: see separates); each run is merged
+// with a heap of candidate pairs over a linked list of symbols, as SentencePiece
+// does, in O(k log k); and the result of a run is reused for identical runs later in
+// the same text.
 type llama2c struct {
 	common
 	scores []float32
@@ -42,12 +23,20 @@ type llama2c struct {
 	space  int32            // id of " ", -1 if none
 	byteID [256]int32       // byte-fallback id of each byte, -1 if none
 	byteOf []int16          // the byte a "<0xXX>" piece stands for, -1 for other pieces
-	maxLen int              // longest piece
 	// joins has bit a<<8|b set when the bytes a, b are adjacent inside some piece.
 	// No merge can ever join two symbols when the last byte of the left one and
 	// the first byte of the right one are not: Encode merges the runs between
 	// such boundaries (usually words) independently, with small heaps.
 	joins [65536 / 64]uint64
+	// canon maps an id to the lowest id with the same piece, and pairs maps
+	// canon[a]<<32|canon[b] to the id of the piece tokens[a]+tokens[b], for every
+	// pair whose concatenation is a piece: the merge table, precomputed.
+	canon []int32
+	pairs map[uint64]int32
+	// isolated marks the ids that are in no pair of the merge table (such as the
+	// byte-fallback pieces): a symbol with such an id never merges with anything.
+	isolated []bool
+	single   [128]int32 // id of each one-byte ASCII piece, -1 if none
 }
 
 // minMergeScore is run.c's initial best score: a pair merges only if its piece
@@ -81,14 +70,41 @@ func newLlama2c(c common, scores []float32) (*llama2c, error) {
 		if b, ok := parseByteToken(p); ok {
 			t.byteOf[i] = int16(b)
 		}
-		t.maxLen = max(t.maxLen, len(p))
 		for j := 0; j+1 < len(p); j++ {
 			k := uint16(p[j])<<8 | uint16(p[j+1])
 			t.joins[k>>6] |= 1 << (k & 63)
 		}
 	}
+	t.canon = make([]int32, len(c.tokens))
+	for i, p := range c.tokens {
+		t.canon[i] = t.ids[p]
+	}
+	t.pairs = make(map[uint64]int32)
+	for p, id := range t.ids {
+		for k := 0; k <= len(p); k++ { // empty halves too, should "" be a piece
+			a, okA := t.ids[p[:k]]
+			b, okB := t.ids[p[k:]]
+			if okA && okB && scores[id] > minMergeScore {
+				t.pairs[uint64(a)<<32|uint64(b)] = id
+			}
+		}
+	}
+	t.isolated = make([]bool, len(c.tokens))
+	inPair := make([]bool, len(c.tokens))
+	for k := range t.pairs {
+		inPair[k>>32], inPair[uint32(k)] = true, true
+	}
+	for i, cid := range t.canon {
+		t.isolated[i] = !inPair[cid]
+	}
 	if id, ok := t.ids[" "]; ok {
 		t.space = id
+	}
+	for b := range 128 {
+		t.single[b] = -1
+		if id, ok := t.ids[string(rune(b))]; ok {
+			t.single[b] = id
+		}
 	}
 	for b := range 256 {
 		t.byteID[b] = -1
@@ -206,7 +222,6 @@ type encoder struct {
 	t    *llama2c
 	syms []symbol
 	heap pairHeap
-	buf  []byte
 }
 
 // tryPair pushes the pair (l, r) if their concatenation is a piece that may merge.
@@ -215,8 +230,7 @@ func (e *encoder) tryPair(l, r int32) {
 		return
 	}
 	lid, rid := e.syms[l].id, e.syms[r].id
-	e.buf = append(append(e.buf[:0], e.t.tokens[lid]...), e.t.tokens[rid]...)
-	id, ok := e.t.ids[string(e.buf)]
+	id, ok := e.t.pairs[uint64(e.t.canon[lid])<<32|uint64(e.t.canon[rid])]
 	if !ok {
 		return
 	}
@@ -232,7 +246,7 @@ func (t *llama2c) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 	if err := t.checkSpecials(addBOS, addEOS); err != nil {
 		return nil, err
 	}
-	e := encoder{t: t, syms: make([]symbol, 0, len(text)+1), buf: make([]byte, 0, 2*t.maxLen), heap: make(pairHeap, 0, 64)}
+	e := encoder{t: t, syms: make([]symbol, 0, len(text)+1), heap: make(pairHeap, 0, 64)}
 	add := func(id int32) {
 		n := int32(len(e.syms))
 		e.syms = append(e.syms, symbol{id: id, prev: n - 1, next: n + 1})
@@ -245,7 +259,9 @@ func (t *llama2c) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 		for j < len(text) && j-i < 4 && text[j]&0xC0 == 0x80 {
 			j++
 		}
-		if id, ok := t.ids[text[i:j]]; ok {
+		if c := text[i]; j == i+1 && c < 0x80 && t.single[c] >= 0 {
+			add(t.single[c]) // the common case, without hashing
+		} else if id, ok := t.ids[text[i:j]]; ok {
 			add(id)
 		} else if fallback := t.bytesKnown(text[i:j]); fallback {
 			for k := i; k < j; k++ {
@@ -259,21 +275,44 @@ func (t *llama2c) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 		i = j
 	}
 	n := len(e.syms)
-	lo := 0
-	for i := 1; i <= n; i++ {
-		if i == n || t.separates(e.syms[i-1].id, e.syms[i].id) {
-			e.merge(lo, i)
-			lo = i
-		}
-	}
 	out := make([]int, 0, n+2)
 	if addBOS {
 		out = append(out, t.bos)
 	}
-	for _, sym := range e.syms {
-		if sym.id >= 0 { // merged symbols are dead, with id -1
-			out = append(out, int(sym.id))
+	// Merge the runs between separating boundaries one at a time. A run's result
+	// depends only on its symbols, and natural text repeats its words, so results
+	// are remembered (as spans of out) for the rest of the call.
+	var (
+		seen = map[string][2]int{}
+		key  []byte
+	)
+	lo := 0
+	for i := 1; i <= n; i++ {
+		if i < n && !t.separates(e.syms[i-1].id, e.syms[i].id) {
+			continue
 		}
+		if i-lo == 1 {
+			out = append(out, int(e.syms[lo].id))
+			lo = i
+			continue
+		}
+		key = key[:0]
+		for _, s := range e.syms[lo:i] {
+			key = binary.LittleEndian.AppendUint32(key, uint32(s.id))
+		}
+		if span, ok := seen[string(key)]; ok {
+			out = append(out, out[span[0]:span[1]]...)
+		} else {
+			e.merge(lo, i)
+			start := len(out)
+			for _, s := range e.syms[lo:i] {
+				if s.id >= 0 { // merged symbols are dead, with id -1
+					out = append(out, int(s.id))
+				}
+			}
+			seen[string(key)] = [2]int{start, len(out)}
+		}
+		lo = i
 	}
 	if addEOS {
 		out = append(out, t.eos)
@@ -282,8 +321,14 @@ func (t *llama2c) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 }
 
 // separates reports whether no merge can ever join a symbol that ends with the
-// piece of id l to one that starts with the piece of id r.
+// piece of id l to one that starts with the piece of id r, where l and r are the ids
+// the two symbols had before merging: either is isolated (so it never changes), or
+// no piece has the last byte of l's piece followed by the first byte of r's (a
+// piece made by joining across the boundary would).
 func (t *llama2c) separates(l, r int32) bool {
+	if t.isolated[l] || t.isolated[r] {
+		return true
+	}
 	lp, rp := t.tokens[l], t.tokens[r]
 	if lp == "" || rp == "" {
 		return false
@@ -352,7 +397,7 @@ func (t *llama2c) appendPiece(dst []byte, prev, id int) []byte {
 
 // Decode converts ids to text; see the type's notes.
 func (t *llama2c) Decode(ids []int) (string, error) {
-	var dst []byte
+	dst := make([]byte, 0, 4*len(ids))
 	prev := -1
 	for _, id := range ids {
 		if err := t.checkID(id); err != nil {

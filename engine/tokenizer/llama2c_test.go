@@ -245,6 +245,53 @@ func TestLlama2cMatchesReference(t *testing.T) {
 	}
 }
 
+// TestLlama2cSyntheticVsReference compares with run.c on random vocabularies whose
+// pieces have spaces anywhere, many equal scores and duplicates, so that the cutting
+// into runs, the tie-breaking and the stale-pair checks are all exercised.
+func TestLlama2cSyntheticVsReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []string{"a", "b", "c", " ", "é", "\n"}
+	for range 40 {
+		pieces := []string{"<unk>", "\n<s>\n", "\n</s>\n"}
+		for b := range 256 {
+			pieces = append(pieces, byteTokenName(byte(b)))
+		}
+		pieces = append(pieces, alphabet...)
+		pieces = append(pieces, "")
+		for range 20 + r.IntN(200) {
+			var sb strings.Builder
+			for range 2 + r.IntN(5) {
+				sb.WriteString(alphabet[r.IntN(len(alphabet))])
+			}
+			pieces = append(pieces, sb.String())
+		}
+		scores := make([]float32, len(pieces))
+		for i := range scores {
+			scores[i] = -float32(r.IntN(8)) // many ties
+		}
+		m := format.Metadata{
+			"tokenizer.model": "llama2c", "tokenizer.tokens": pieces, "tokenizer.scores": scores,
+			"tokenizer.bos_id": int64(1), "tokenizer.eos_id": int64(2), "tokenizer.unk_id": int64(0),
+		}
+		tk, err := FromMetadata(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := tk.(*llama2c)
+		for range 200 {
+			var sb strings.Builder
+			for range r.IntN(60) {
+				sb.WriteString(alphabet[r.IntN(len(alphabet))])
+			}
+			text := sb.String()
+			if r.IntN(5) == 0 {
+				text += text + text // repeated runs
+			}
+			checkReference(t, tok, text)
+		}
+	}
+}
+
 func checkReference(t testing.TB, tok *llama2c, text string) {
 	t.Helper()
 	want := referenceEncode(tok, text, true)
@@ -497,6 +544,32 @@ func BenchmarkDecodeLlama2(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := tok.Decode(ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEncodeLongRun encodes 100 kB with no place to cut (one run of "x"), the
+// worst case for the heap.
+func BenchmarkEncodeLongRun(b *testing.B) {
+	tok := loadLlama2c(b, "llama2c/tokenizer.bin")
+	s := strings.Repeat("x", 100_000)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		if _, err := tok.Encode(s, false, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFromMetadataLlama2(b *testing.B) {
+	m, err := readLlama2cTokenizer(filepath.Join(testdataDir(b), "llama2c", "tokenizer.bin"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := FromMetadata(m); err != nil {
 			b.Fatal(err)
 		}
 	}
