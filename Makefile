@@ -28,7 +28,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 race:
-	$(GO) test -race -count=1 ./engine/... ./format/...
+	$(GO) test -race -count=1 $(PKGS)
 
 test: vet fmt-check
 	$(GO) test -count=1 $(PKGS)

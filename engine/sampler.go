@@ -59,39 +59,60 @@ func Argmax(v []float32) int {
 }
 
 // Sample returns the next token id. logits is not modified.
+//
+// The order of the filters is the usual one (Hugging Face, llama.cpp): temperature, then
+// top-k, then top-p over the probabilities renormalised within the top k.
 func (s *Sampler) Sample(logits []float32) int {
-	if s.cfg.Temperature == 0 || s.cfg.TopK == 1 {
+	n := len(logits)
+	if s.cfg.Temperature == 0 || s.cfg.TopK == 1 || n == 1 {
 		return Argmax(logits)
 	}
-	n := len(logits)
 	if cap(s.probs) < n {
 		s.probs = make([]float64, n)
 		s.idx = make([]int, n)
 	}
 	p, idx := s.probs[:n], s.idx[:n]
-	// Softmax at temperature T in float64.
+	// Candidates: the top k by logit (a bounded heap, not a sort of the vocabulary), or all.
+	if k := s.cfg.TopK; k > 0 && k < n {
+		idx = topK(logits, idx, k)
+	} else {
+		for i := range idx {
+			idx[i] = i
+		}
+	}
+	// Softmax at temperature T over the candidates, in float64.
 	maxv := math.Inf(-1)
-	for _, x := range logits {
-		maxv = math.Max(maxv, float64(x))
+	for _, id := range idx {
+		maxv = math.Max(maxv, float64(logits[id]))
 	}
 	var sum float64
-	for i, x := range logits {
-		p[i] = math.Exp((float64(x) - maxv) / s.cfg.Temperature)
-		sum += p[i]
+	for _, id := range idx {
+		p[id] = math.Exp((float64(logits[id]) - maxv) / s.cfg.Temperature)
+		sum += p[id]
 	}
-	for i := range p {
-		p[i] /= sum
-		idx[i] = i
+	for _, id := range idx {
+		p[id] /= sum
 	}
-	k := n
-	if s.cfg.TopK > 0 && s.cfg.TopK < n {
-		k = s.cfg.TopK
-	}
-	truncate := k < n || (s.cfg.TopP > 0 && s.cfg.TopP < 1)
-	if !truncate {
+	topP := s.cfg.TopP
+	if !(topP > 0 && topP < 1) {
 		return s.draw(p, idx, 1)
 	}
-	// Sort ids by probability, descending; ties by id, so the order is deterministic.
+	// Nucleus: sort the candidates by probability, descending (ties: lower id). Only
+	// candidates above (1-p)/(m-1) can be in the nucleus (the rest together hold less
+	// than 1-p), so a large candidate set is filtered before sorting, as llama2.c does.
+	if m := len(idx); m > 64 {
+		cut := (1 - topP) / float64(m-1)
+		kept := 0
+		for _, id := range idx {
+			if p[id] >= cut {
+				idx[kept] = id
+				kept++
+			}
+		}
+		if kept > 0 { // a tiny p over a tiny set can filter out everything
+			idx = idx[:kept]
+		}
+	}
 	sort.Slice(idx, func(a, b int) bool {
 		pa, pb := p[idx[a]], p[idx[b]]
 		if pa != pb {
@@ -99,11 +120,10 @@ func (s *Sampler) Sample(logits []float32) int {
 		}
 		return idx[a] < idx[b]
 	})
-	idx = idx[:k]
 	var mass float64
 	for i, id := range idx {
 		mass += p[id]
-		if s.cfg.TopP > 0 && s.cfg.TopP < 1 && mass >= s.cfg.TopP {
+		if mass >= topP {
 			idx = idx[:i+1]
 			break
 		}
@@ -126,4 +146,46 @@ func (s *Sampler) draw(p []float64, ids []int, total float64) int {
 		}
 	}
 	return ids[len(ids)-1] // rounding: r landed past the last partial sum
+}
+
+// topK returns the ids of the k largest logits (ties: lower id), unordered, in idx[:k],
+// keeping idx[:k] as a min-heap with the worst candidate at the root.
+func topK(logits []float32, idx []int, k int) []int {
+	h := idx[:k]
+	for i := range h {
+		h[i] = i
+	}
+	better := func(a, b int) bool {
+		if logits[a] != logits[b] {
+			return logits[a] > logits[b]
+		}
+		return a < b
+	}
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= k {
+				return
+			}
+			w := l
+			if r := l + 1; r < k && better(h[l], h[r]) {
+				w = r
+			}
+			if !better(h[i], h[w]) {
+				return
+			}
+			h[i], h[w] = h[w], h[i]
+			i = w
+		}
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for id := k; id < len(logits); id++ {
+		if better(id, h[0]) {
+			h[0] = id
+			down(0)
+		}
+	}
+	return h
 }

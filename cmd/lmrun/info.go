@@ -1,0 +1,152 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"github.com/klauspost/cpuid/v2"
+	"github.com/urfave/cli/v2"
+
+	"github.com/lmrun/lmrun/backends"
+	_ "github.com/lmrun/lmrun/backends/all"
+	"github.com/lmrun/lmrun/format"
+)
+
+// simdFeatures are the CPU features the backends care about, in display order.
+var simdFeatures = []cpuid.FeatureID{
+	cpuid.SSE4, cpuid.AVX, cpuid.AVX2, cpuid.FMA3, cpuid.F16C, cpuid.AVX512F, cpuid.AVX512BW,
+	cpuid.AVX512VL, cpuid.AVX512VNNI, cpuid.AVX512BF16, cpuid.AVXVNNI, cpuid.ASIMD, cpuid.ASIMDDP, cpuid.FPHP,
+}
+
+type backendInfo struct {
+	Name      string   `json:"name"`
+	Available bool     `json:"available"`
+	Selected  bool     `json:"selected"`
+	Missing   []string `json:"missing,omitempty"`
+}
+
+type tensorInfo struct {
+	Name  string `json:"name"`
+	DType string `json:"dtype"`
+	Shape []int  `json:"shape"`
+	Bytes int64  `json:"bytes"`
+}
+
+type infoReport struct {
+	CPU      string         `json:"cpu"`
+	Arch     string         `json:"arch"`
+	Cores    int            `json:"logical_cores"`
+	Features []string       `json:"features"`
+	Backends []backendInfo  `json:"backends"`
+	Model    string         `json:"model,omitempty"`
+	Meta     map[string]any `json:"metadata,omitempty"`
+	Tensors  []tensorInfo   `json:"tensors,omitempty"`
+}
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "info",
+		Usage:     "show the CPU, the kernel backends, and a model's metadata and tensors",
+		UsageText: "lmrun info [-m MODEL.lmc] [--backend NAME] [--json]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` to describe"},
+			backendFlag,
+			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
+		},
+		Action: func(c *cli.Context) error {
+			sel, err := backends.Resolve(c.String("backend"))
+			if err != nil {
+				return err
+			}
+			r := infoReport{CPU: cpuid.CPU.BrandName, Arch: runtime.GOARCH, Cores: runtime.NumCPU()}
+			for _, f := range simdFeatures {
+				if cpuid.CPU.Supports(f) {
+					r.Features = append(r.Features, f.String())
+				}
+			}
+			for _, b := range backends.List() {
+				r.Backends = append(r.Backends, backendInfo{Name: b.Name, Available: b.Available(), Selected: b.Name == sel.Name, Missing: b.Missing()})
+			}
+			if path := c.String("model"); path != "" {
+				f, err := format.Open(path)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r.Model = path
+				r.Meta = map[string]any{}
+				for k, v := range f.Meta {
+					r.Meta[k] = v
+				}
+				for _, t := range f.Tensors {
+					r.Tensors = append(r.Tensors, tensorInfo{t.Name, t.DType.String(), t.Shape, t.Size})
+				}
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			}
+			printInfo(c.App.Writer, r)
+			return nil
+		},
+	}
+}
+
+func printInfo(w io.Writer, r infoReport) {
+	fmt.Fprintf(w, "CPU:      %s (%s, %d logical cores)\n", r.CPU, r.Arch, r.Cores)
+	fmt.Fprintf(w, "SIMD:     %s\n", strings.Join(r.Features, " "))
+	fmt.Fprintf(w, "Backends:\n")
+	for _, b := range r.Backends {
+		avail := "yes"
+		if !b.Available {
+			avail = "no (needs " + strings.Join(b.Missing, ", ") + ")"
+		}
+		mark := " "
+		if b.Selected {
+			mark = "*"
+		}
+		fmt.Fprintf(w, "  %s %-8s available: %s\n", mark, b.Name, avail)
+	}
+	fmt.Fprintf(w, "  (* selected; override with --backend NAME or %s)\n", backends.EnvVar)
+	if r.Model == "" {
+		return
+	}
+	fmt.Fprintf(w, "\nModel %s\nMetadata:\n", r.Model)
+	keys := format.Metadata(r.Meta).Keys()
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %-28s %s\n", k, showValue(r.Meta[k]))
+	}
+	var total int64
+	fmt.Fprintf(w, "Tensors (%d):\n", len(r.Tensors))
+	for _, t := range r.Tensors {
+		fmt.Fprintf(w, "  %-32s %-5s %-16s %10d bytes\n", t.Name, t.DType, fmt.Sprint(t.Shape), t.Bytes)
+		total += t.Bytes
+	}
+	fmt.Fprintf(w, "  total %.2f MiB\n", float64(total)/(1<<20))
+}
+
+// showValue prints scalars and short arrays whole and long arrays as a count.
+func showValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", x)
+	case []string:
+		if len(x) > 8 {
+			return fmt.Sprintf("[%d strings]", len(x))
+		}
+		return fmt.Sprintf("%q", x)
+	case []float32:
+		if len(x) > 8 {
+			return fmt.Sprintf("[%d floats]", len(x))
+		}
+	case []int64:
+		if len(x) > 32 {
+			return fmt.Sprintf("[%d ints]", len(x))
+		}
+	}
+	return fmt.Sprint(v)
+}

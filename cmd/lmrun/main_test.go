@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lmrun/lmrun/engine/synth"
+	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/format/npy"
+	"github.com/lmrun/lmrun/internal/fixtures"
+)
+
+// TestMain lets a test run this binary's main() in a subprocess (exit status, stderr).
+func TestMain(m *testing.M) {
+	if os.Getenv("LMRUN_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// lmrun runs the CLI in-process and returns stdout, stderr and the error.
+func lmrun(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	app := newApp(&out, &errb)
+	err := app.Run(flagsFirst(app, append([]string{"lmrun"}, args...)))
+	return out.String(), errb.String(), err
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, stderr, err := lmrun(t, args...)
+	if err != nil {
+		t.Fatalf("lmrun %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return out
+}
+
+func stories260K(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.lmc")
+	mustRun(t, "convert", fixtures.Path(t, "llama2c", "stories260K.bin"), "-o", path,
+		"--tokenizer", fixtures.Path(t, "llama2c", "tok512.bin"))
+	return path
+}
+
+func TestRunGreedyIDs(t *testing.T) {
+	model := stories260K(t)
+	want, err := os.ReadFile(fixtures.Path(t, "expected", "stories260K_greedy_ids.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := strings.Fields(string(want))
+	out := mustRun(t, "run", "-m", model, "--tokens", "1", "-n", "50", "--temp", "0", "--ids", "--ignore-eos", "-t", "1")
+	if got := strings.Fields(out); strings.Join(got, " ") != strings.Join(ids[1:51], " ") {
+		t.Fatalf("greedy ids:\n got %v\nwant %v", got, ids[1:51])
+	}
+	// Text mode: the prompt is echoed and the story follows.
+	text := mustRun(t, "run", "-m", model, "-p", "Once upon a time", "-n", "20", "--temp", "0")
+	if !strings.HasPrefix(text, "Once upon a time, there was a little girl named Lily.") {
+		t.Fatalf("greedy text: %q", text)
+	}
+	// A seed makes sampling reproducible; another seed changes it.
+	a := mustRun(t, "run", "-m", model, "-n", "30", "--seed", "5", "--temp", "1", "--ids")
+	b := mustRun(t, "run", "-m", model, "-n", "30", "--seed", "5", "--temp", "1", "--ids")
+	c := mustRun(t, "run", "-m", model, "-n", "30", "--seed", "6", "--temp", "1", "--ids")
+	if a != b || a == c {
+		t.Fatalf("seeded runs: %q, %q, %q", a, b, c)
+	}
+}
+
+func TestLogitsNpy(t *testing.T) {
+	model := stories260K(t)
+	out := filepath.Join(t.TempDir(), "l.npy")
+	toks, err := os.ReadFile(fixtures.Path(t, "expected", "stories260K_logits_tokens.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "logits", "-m", model, "--tokens", strings.TrimSpace(string(toks)), "-o", out)
+	shape, got, err := npy.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, want, err := npy.ReadFile(fixtures.Path(t, "expected", "stories260K_logits.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shape) != 2 || shape[1] != 512 || len(got) != len(want) {
+		t.Fatalf("shape %v", shape)
+	}
+	var maxAbs, maxDiff float32
+	for i := range want {
+		maxAbs = max(maxAbs, abs(want[i]))
+		maxDiff = max(maxDiff, abs(want[i]-got[i]))
+	}
+	if maxDiff > 2e-5*maxAbs {
+		t.Fatalf("logits differ by %g (max %g)", maxDiff, maxAbs)
+	}
+}
+
+func abs(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func TestSynthInfoVerify(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "t.lmc")
+	mustRun(t, "synth", "--preset", "tiny-gpt2", "-o", model)
+	if out := mustRun(t, "verify", model); !strings.Contains(out, "OK") {
+		t.Fatalf("verify: %q", out)
+	}
+	info := mustRun(t, "info", "-m", model)
+	for _, want := range []string{"generic", "available: yes", "blk.1.ffn_down.weight", `"layernorm"`, "*"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("info lacks %q", want)
+		}
+	}
+	if js := mustRun(t, "info", "--json"); !strings.Contains(js, `"backends"`) {
+		t.Errorf("info --json: %s", js)
+	}
+	// -p works on synthesized models (byte-level tokenizer).
+	if out := mustRun(t, "run", "-m", model, "-p", "héllo", "-n", "5", "--seed", "1"); !strings.HasPrefix(out, "héllo") {
+		t.Errorf("run on synth: %q", out)
+	}
+	if out := mustRun(t, "run", "-m", model, "-p", "x", "-n", "3", "--backend", "generic", "-t", "1"); out == "" {
+		t.Error("no output with --backend generic")
+	}
+}
+
+// TestBadInput: every kind of bad input gets an error (a non-zero exit, see
+// TestExitStatus), never a panic.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	model := stories260K(t)
+	raw, err := os.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	truncated := write("trunc.lmc", raw[:len(raw)-100])
+	badMagic := write("magic.lmc", append([]byte("XXXX"), raw[4:]...))
+	corrupt := append([]byte(nil), raw...)
+	corrupt[len(corrupt)-10] ^= 0xff
+	corruptData := write("corrupt.lmc", corrupt)
+	bin, err := os.ReadFile(fixtures.Path(t, "llama2c", "stories260K.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncBin := write("trunc.bin", bin[:len(bin)-7])
+	st, err := os.ReadFile(fixtures.Path(t, "expected", "gpt2_tiny_hf", "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hfDir := filepath.Join(dir, "hf")
+	os.Mkdir(hfDir, 0o755)
+	cfg, _ := os.ReadFile(fixtures.Path(t, "expected", "gpt2_tiny_hf", "config.json"))
+	os.WriteFile(filepath.Join(hfDir, "config.json"), cfg, 0o644)
+	os.WriteFile(filepath.Join(hfDir, "model.safetensors"), st[:len(st)/2], 0o644)
+	noTok := filepath.Join(dir, "notok.lmc")
+	mustRun(t, "convert", fixtures.Path(t, "expected", "llama_tiny.bin"), "-o", noTok)
+	wrongShape := wrongShapeModel(t, dir)
+
+	long := strings.Repeat("Once upon a time ", 200)
+	cases := []struct {
+		name string
+		args []string
+		want string // part of the error
+	}{
+		{"truncated lmc", []string{"run", "-m", truncated, "--tokens", "1"}, "truncated"},
+		{"bad magic", []string{"run", "-m", badMagic, "--tokens", "1"}, "magic"},
+		{"missing file", []string{"info", "-m", filepath.Join(dir, "nope.lmc")}, "no such file"},
+		{"verify corrupt", []string{"verify", corruptData}, "checksum"},
+		{"truncated bin", []string{"convert", truncBin, "-o", filepath.Join(dir, "x.lmc")}, ""},
+		{"truncated safetensors", []string{"convert", hfDir, "-o", filepath.Join(dir, "y.lmc")}, ""},
+		{"garbage input", []string{"convert", write("garbage", []byte("hello world, not a model")), "-o", filepath.Join(dir, "z.lmc")}, ""},
+		{"token out of range", []string{"run", "-m", model, "--tokens", "1,512"}, "out of range"},
+		{"negative token", []string{"logits", "-m", model, "--tokens", "1,-3", "-o", filepath.Join(dir, "l.npy")}, "out of range"},
+		{"bad token list", []string{"run", "-m", model, "--tokens", "1,x"}, "not a token id"},
+		{"prompt too long", []string{"run", "-m", model, "-p", long}, "context"},
+		{"prompt longer than --ctx", []string{"run", "-m", model, "-p", "Once upon a time", "--ctx", "3"}, "context"},
+		{"no tokenizer", []string{"run", "-m", noTok, "-p", "hi"}, "no tokenizer"},
+		{"invalid utf-8", []string{"run", "-m", model, "-p", "a\xffb"}, "UTF-8"},
+		{"shape disagrees with config", []string{"run", "-m", wrongShape, "--tokens", "1"}, "shape"},
+		{"unknown backend", []string{"run", "-m", model, "--tokens", "1", "--backend", "tpu"}, "unknown backend"},
+		{"bad temperature", []string{"run", "-m", model, "--tokens", "1", "--temp", "-1"}, "temperature"},
+		{"bad top-p", []string{"run", "-m", model, "--tokens", "1", "--top-p", "2"}, "top-p"},
+		{"unknown preset", []string{"synth", "--preset", "gpt5", "-o", filepath.Join(dir, "s.lmc")}, "unknown preset"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := lmrun(t, c.args...)
+			if err == nil {
+				t.Fatalf("lmrun %v succeeded", c.args)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+// wrongShapeModel writes a checkpoint whose blk.0.attn_q.weight disagrees with lm.dim.
+func wrongShapeModel(t *testing.T, dir string) string {
+	t.Helper()
+	p, err := synth.Lookup("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := synth.Build(p.Config, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ck.Source("blk.0.attn_q.weight")
+	s.Shape = []int{p.Config.Dim, p.Config.Dim - 1}
+	s.Data = func() ([]byte, error) { return make([]byte, 4*p.Config.Dim*(p.Config.Dim-1)), nil }
+	path := filepath.Join(dir, "wrongshape.lmc")
+	if err := format.WriteFile(path, ck.Meta, ck.Tensors, nil); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestExitStatus runs the real main: an error is one line on stderr and exit status 1.
+func TestExitStatus(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "run", "-m", filepath.Join(t.TempDir(), "missing.lmc"), "--tokens", "1")
+	cmd.Env = append(os.Environ(), "LMRUN_TEST_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "lmrun: ") {
+		t.Fatalf("stderr is not one error line: %q", stderr.String())
+	}
+}
+
+func TestFlagsFirst(t *testing.T) {
+	app := newApp(nil, nil)
+	got := flagsFirst(app, strings.Fields("lmrun convert in.bin -o out.lmc --tokenizer t.bin"))
+	want := "lmrun convert -o out.lmc --tokenizer t.bin in.bin"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("got %q", strings.Join(got, " "))
+	}
+	got = flagsFirst(app, strings.Fields("lmrun run -m x --ids --temp 0 --ignore-eos"))
+	if strings.Join(got, " ") != "lmrun run -m x --ids --temp 0 --ignore-eos" {
+		t.Fatalf("got %q", got)
+	}
+}
