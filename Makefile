@@ -1,7 +1,7 @@
 # lmrun — build, demo and test targets. `make help` lists them.
 GO      ?= go
 BIN     ?= bin/lmrun
-DEMO    ?= $(or $(TMPDIR),/tmp)/lmrun-demo-stories15m.lmc
+DEMO    ?= bin/demo-stories15m.lmc
 PKGS    := ./...
 
 .PHONY: help build demo test vet fmt-check race fuzz bench cross clean
@@ -17,7 +17,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/lmrun
 
 demo: build
-	@test -f $(DEMO) || $(BIN) synth --preset stories15m -o $(DEMO)
+	$(BIN) synth --preset stories15m -o $(DEMO)
 	$(BIN) run -m $(DEMO) -p "Once upon a time" -n 64 --seed 1
 
 vet:
