@@ -3,14 +3,17 @@ module github.com/lmrun/lmrun
 go 1.26.8
 
 require (
+	github.com/klauspost/cpuid/v2 v2.4.2
+	github.com/urfave/cli/v2 v2.27.7
+	github.com/viterin/vek v0.4.3
+	golang.org/x/sys v0.50.0
+)
+
+require (
 	github.com/chewxy/math32 v1.10.1 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
-	github.com/klauspost/cpuid/v2 v2.4.2 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
-	github.com/urfave/cli/v2 v2.27.7 // indirect
 	github.com/viterin/partial v1.1.0 // indirect
-	github.com/viterin/vek v0.4.3 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	golang.org/x/exp v0.0.0-20230817173708-d852ddb80c63 // indirect
-	golang.org/x/sys v0.50.0 // indirect
 )

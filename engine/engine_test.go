@@ -136,7 +136,7 @@ func TestContextFullAndBadTokens(t *testing.T) {
 		t.Fatalf("token past a full context: got %v", err)
 	}
 	s.Reset()
-	for _, bad := range [][]int{{512}, {-1}, {3, 1 << 40}, {}} {
+	for _, bad := range [][]int{{512}, {-1}, {3, math.MaxInt32}, {}} {
 		if _, err := s.Forward(bad); err == nil {
 			t.Errorf("Forward(%v) succeeded", bad)
 		}
@@ -179,5 +179,42 @@ func TestSharedModelConcurrent(t *testing.T) {
 				t.Fatalf("goroutine %d differs at token %d", i, j)
 			}
 		}
+	}
+}
+
+// TestKVCacheGrowth: the cache starts small, grows as positions are used (never past the
+// context), and decoding across the growth points matches a batched pass.
+func TestKVCacheGrowth(t *testing.T) {
+	cfg := preset(t, "tiny")
+	cfg.ContextLength = 700
+	m := synthModel(t, cfg, engine.Options{Threads: 2})
+	v := cfg.VocabSize
+	perPos := int64(cfg.KVDim() * cfg.NLayers * 2 * 4)
+	ids := randomTokens(600, v, 11)
+	all, err := m.NewSession(engine.SessionOptions{}).ForwardAll(ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.NewSession(engine.SessionOptions{})
+	if got := s.KVBytes(); got != 256*perPos {
+		t.Fatalf("new session holds %d bytes of cache, want 256 positions (%d)", got, 256*perPos)
+	}
+	if s.KVMaxBytes() != 700*perPos {
+		t.Fatalf("KVMaxBytes %d", s.KVMaxBytes())
+	}
+	if _, err := s.Forward(ids[:250]); err != nil {
+		t.Fatal(err)
+	}
+	for i := 250; i < len(ids); i++ {
+		logits, err := s.Forward(ids[i : i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxRelDiff(logits, all[i*v:(i+1)*v]); d > 1e-5 {
+			t.Fatalf("position %d: %.3g", i, d)
+		}
+	}
+	if got := s.KVBytes(); got != 700*perPos {
+		t.Fatalf("after 600 positions the cache holds %d bytes, want the capped %d", got, 700*perPos)
 	}
 }

@@ -40,7 +40,7 @@ type Model struct {
 	outNorm norm
 	output  *kernels.Mat // classifier [vocab, dim]; token_embd when tied
 
-	ropeCos, ropeSin []float32 // [context][rope_dim/2]
+	ropeFreq []float64 // [rope_dim/2] angle per position of each rotated pair
 }
 
 type norm struct{ w, b []float32 }
@@ -96,26 +96,21 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 		m.Tokenizer = tok
 	}
 	if cfg.Position == RoPE {
-		m.ropeCos, m.ropeSin = ropeTables(cfg)
+		m.ropeFreq = ropeFrequencies(cfg)
 	}
 	m.pool = parallel.New(opts.Threads)
 	return m, nil
 }
 
-// ropeTables computes cos and sin of every position's angles in float64 and rounds once.
-func ropeTables(c Config) (cos, sin []float32) {
-	half := c.RopeDim / 2
-	cos = make([]float32, c.ContextLength*half)
-	sin = make([]float32, c.ContextLength*half)
-	for i := 0; i < half; i++ {
-		freq := math.Pow(c.RopeTheta, -float64(2*i)/float64(c.RopeDim))
-		for p := 0; p < c.ContextLength; p++ {
-			s, co := math.Sincos(float64(p) * freq)
-			cos[p*half+i] = float32(co)
-			sin[p*half+i] = float32(s)
-		}
+// ropeFrequencies returns θ_i = theta^(−2i/rope_dim) for each rotated pair i. Angles
+// are computed per forward pass (no table sized by the context length, which a hostile
+// checkpoint could make huge).
+func ropeFrequencies(c Config) []float64 {
+	f := make([]float64, c.RopeDim/2)
+	for i := range f {
+		f[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(c.RopeDim))
 	}
-	return cos, sin
+	return f
 }
 
 // Close releases the pool and the checkpoint mapping. Sessions must not be used after.

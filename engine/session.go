@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/lmrun/lmrun/kernels"
 )
@@ -30,12 +31,13 @@ type Session struct {
 
 	kcache, vcache [][]float32 // per layer [ctx, kvDim]
 
-	x, xb, out []float32   // [batch, dim]
-	q, att     []float32   // [batch, qDim]
-	k, v       []float32   // [batch, kvDim]
-	hb, hb2    []float32   // [batch, ffnDim]
-	logits     []float32   // [vocab]
-	scores     [][]float32 // per thread [ctx]
+	x, xb, out       []float32   // [batch, dim]
+	q, att           []float32   // [batch, qDim]
+	k, v             []float32   // [batch, kvDim]
+	hb, hb2          []float32   // [batch, ffnDim]
+	ropeCos, ropeSin []float32   // [batch, rope_dim/2]: angles of this pass\'s positions
+	logits           []float32   // [vocab]
+	scores           [][]float32 // per thread [ctx]
 }
 
 // NewSession allocates a session's KV cache and buffers.
@@ -53,9 +55,9 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	s := &Session{m: m, ctx: ctx, batch: b}
 	s.kcache = make([][]float32, c.NLayers)
 	s.vcache = make([][]float32, c.NLayers)
-	for i := range s.kcache {
-		s.kcache[i] = make([]float32, ctx*c.KVDim())
-		s.vcache[i] = make([]float32, ctx*c.KVDim())
+	if c.Position == RoPE {
+		s.ropeCos = make([]float32, b*c.RopeDim/2)
+		s.ropeSin = make([]float32, b*c.RopeDim/2)
 	}
 	s.x = make([]float32, b*c.Dim)
 	s.xb = make([]float32, b*c.Dim)
@@ -68,19 +70,51 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	s.hb2 = make([]float32, b*c.FFNDim)
 	s.logits = make([]float32, c.VocabSize)
 	s.scores = make([][]float32, m.pool.Threads())
-	for i := range s.scores {
-		s.scores[i] = make([]float32, ctx)
-	}
+	s.reserve(min(ctx, kvInitial))
 	return s
 }
 
-// KVBytes returns the memory the session's KV cache occupies.
+// kvInitial is the number of positions a new session's cache holds before it grows.
+const kvInitial = 256
+
+// reserve grows the KV cache (and the attention scratch) to hold n positions. The cache
+// doubles, up to the context length, so memory follows the sequence actually decoded
+// and a long context costs nothing until it is used; growth is amortised O(1) a token.
+func (s *Session) reserve(n int) {
+	kvd := s.m.Config.KVDim()
+	have := 0
+	if len(s.kcache) > 0 {
+		have = len(s.kcache[0]) / kvd
+	}
+	if n <= have {
+		return
+	}
+	newCap := min(max(n, 2*have, kvInitial), s.ctx)
+	for i := range s.kcache {
+		k := make([]float32, newCap*kvd)
+		v := make([]float32, newCap*kvd)
+		copy(k, s.kcache[i][:s.pos*kvd])
+		copy(v, s.vcache[i][:s.pos*kvd])
+		s.kcache[i], s.vcache[i] = k, v
+	}
+	for i := range s.scores {
+		s.scores[i] = make([]float32, newCap)
+	}
+}
+
+// KVBytes returns the memory the session's KV cache occupies now.
 func (s *Session) KVBytes() int64 {
 	var n int64
 	for i := range s.kcache {
 		n += int64(len(s.kcache[i])+len(s.vcache[i])) * 4
 	}
 	return n
+}
+
+// KVMaxBytes returns the memory the KV cache occupies once the context is full.
+func (s *Session) KVMaxBytes() int64 {
+	c := &s.m.Config
+	return int64(s.ctx) * int64(c.KVDim()) * int64(c.NLayers) * 2 * 4
 }
 
 // Pos returns the number of tokens the session has processed.
@@ -164,6 +198,17 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 		}
 	}
 
+	if c.Position == RoPE {
+		half := c.RopeDim / 2
+		for t := 0; t < T; t++ {
+			for i, f := range m.ropeFreq {
+				sn, cs := math.Sincos(float64(pos0+t) * f)
+				s.ropeCos[t*half+i], s.ropeSin[t*half+i] = float32(cs), float32(sn)
+			}
+		}
+	}
+	s.reserve(pos0 + T)
+
 	for li := range m.layers {
 		l := &m.layers[li]
 		kc, vc := s.kcache[li], s.vcache[li]
@@ -178,8 +223,7 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 		if c.Position == RoPE {
 			half := c.RopeDim / 2
 			for t := 0; t < T; t++ {
-				p := pos0 + t
-				cos, sin := m.ropeCos[p*half:(p+1)*half], m.ropeSin[p*half:(p+1)*half]
+				cos, sin := s.ropeCos[t*half:(t+1)*half], s.ropeSin[t*half:(t+1)*half]
 				kern.RoPE(s.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
 				kern.RoPE(s.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
 			}

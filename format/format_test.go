@@ -168,7 +168,7 @@ func TestRejectsBadIndex(t *testing.T) {
 		"bad dtype":     {{Name: "a", DType: 77, Shape: []int{4}, Size: 16}},
 		"zero dim":      {{Name: "a", DType: F32, Shape: []int{0}, Size: 0}},
 		"q8 not blocks": {{Name: "a", DType: Q8_0, Shape: []int{8}, Size: 8}},
-		"overflow":      {{Name: "a", DType: F32, Shape: []int{1 << 40, 1 << 40}, Size: 16}},
+		"overflow":      {{Name: "a", DType: F32, Shape: []int{math.MaxInt32, math.MaxInt32, math.MaxInt32}, Size: 16}},
 		"duplicate":     {{Name: "a", DType: F32, Shape: []int{1}, Size: 4}, {Name: "a", DType: F32, Shape: []int{1}, Size: 4, Offset: 64}},
 		"overlap":       {{Name: "a", DType: F32, Shape: []int{4}, Size: 16}, {Name: "b", DType: F32, Shape: []int{4}, Size: 16}},
 		"misaligned":    {{Name: "a", DType: F32, Shape: []int{1}, Size: 4, Offset: 4}},

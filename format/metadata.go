@@ -31,8 +31,8 @@ func (m Metadata) Keys() []string {
 	return keys
 }
 
-// Int returns an int value, with ok false when the key is missing.
-// It is an error for the key to hold another type.
+// Int returns an int value, with ok false when the key is missing. It is an error for
+// the key to hold another type or a value that does not fit in an int.
 func (m Metadata) Int(key string) (v int, ok bool, err error) {
 	x, present := m[key]
 	if !present {
@@ -41,6 +41,9 @@ func (m Metadata) Int(key string) (v int, ok bool, err error) {
 	i, isInt := x.(int64)
 	if !isInt {
 		return 0, true, fmt.Errorf("metadata %s: want int, have %T", key, x)
+	}
+	if int64(int(i)) != i {
+		return 0, true, fmt.Errorf("metadata %s: %d does not fit this platform's int", key, i)
 	}
 	return int(i), true, nil
 }

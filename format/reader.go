@@ -282,7 +282,7 @@ func parse(b []byte) (*File, error) {
 		t.Shape = make([]int, nd)
 		for j := range t.Shape {
 			x := d.u64()
-			if x > math.MaxInt32*uint64(1<<16) {
+			if x > math.MaxInt32 {
 				d.fail("tensor %s: dimension %d too large", t.Name, x)
 			}
 			t.Shape[j] = int(x)

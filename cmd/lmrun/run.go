@@ -71,8 +71,8 @@ func runCommand() *cli.Command {
 				}
 			}
 			stderr := c.App.ErrWriter
-			fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, KV cache %.1f MiB\n",
-				c.String("model"), m.Backend(), m.Threads(), seed, float64(s.KVBytes())/(1<<20))
+			fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, KV cache %.1f MiB (up to %.1f MiB)\n",
+				c.String("model"), m.Backend(), m.Threads(), seed, float64(s.KVBytes())/(1<<20), float64(s.KVMaxBytes())/(1<<20))
 
 			out := bufio.NewWriter(c.App.Writer)
 			var stream *tokenizer.Stream

@@ -345,7 +345,7 @@ func TestLlama2cPiece(t *testing.T) {
 			t.Errorf("Piece(%d, %d) = %q, %v; want %q", c.prev, c.id, got, err, c.want)
 		}
 	}
-	for _, id := range []int{-1, 512, 1 << 40} {
+	for _, id := range []int{-1, 512, math.MaxInt32} {
 		if _, err := tok.Piece(-1, id); err == nil {
 			t.Errorf("Piece(-1, %d): no error", id)
 		}
