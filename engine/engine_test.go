@@ -218,3 +218,27 @@ func TestKVCacheGrowth(t *testing.T) {
 		t.Fatalf("after 600 positions the cache holds %d bytes, want the capped %d", got, 700*perPos)
 	}
 }
+
+// TestDecodeAllocatesNothing: once a session exists, a decode step allocates nothing,
+// with one thread or several.
+func TestDecodeAllocatesNothing(t *testing.T) {
+	for _, name := range []string{"tiny", "tiny-gpt2"} {
+		for _, threads := range []int{1, 2} {
+			m := synthModel(t, preset(t, name), engine.Options{Threads: threads})
+			s := m.NewSession(engine.SessionOptions{})
+			if _, err := s.Forward([]int{1, 2, 3}); err != nil {
+				t.Fatal(err)
+			}
+			id := 4
+			allocs := testing.AllocsPerRun(50, func() {
+				if _, err := s.Forward([]int{id}); err != nil {
+					t.Fatal(err)
+				}
+				id++
+			})
+			if allocs != 0 {
+				t.Errorf("%s, %d threads: %.1f allocations per decoded token", name, threads, allocs)
+			}
+		}
+	}
+}

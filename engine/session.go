@@ -38,6 +38,12 @@ type Session struct {
 	ropeCos, ropeSin []float32   // [batch, rope_dim/2]: angles of this pass\'s positions
 	logits           []float32   // [vocab]
 	scores           [][]float32 // per thread [ctx]
+
+	// The parallel steps of a pass, kept here so running them allocates nothing.
+	mmTask   matmulTask
+	attnTask attnTask
+	actTask  actTask
+	normTask normTask
 }
 
 // NewSession allocates a session's KV cache and buffers.
@@ -197,7 +203,6 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 			kern.Add(x, m.posEmbd.Row(pos0+t+c.PositionOffset))
 		}
 	}
-
 	if c.Position == RoPE {
 		half := c.RopeDim / 2
 		for t := 0; t < T; t++ {
@@ -219,7 +224,7 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 			s.norm(s.xb, s.x, l.attnNorm, T)
 			in = s.xb
 		}
-		s.matmuls(in, T, []mm{{s.q, qd, l.wq, l.bq}, {s.k, kvd, l.wk, l.bk}, {s.v, kvd, l.wv, l.bv}})
+		s.matmul(in, T, mm{s.q, qd, l.wq, l.bq}, mm{s.k, kvd, l.wk, l.bk}, mm{s.v, kvd, l.wv, l.bv})
 		if c.Position == RoPE {
 			half := c.RopeDim / 2
 			for t := 0; t < T; t++ {
@@ -230,21 +235,9 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 		}
 		copy(kc[pos0*kvd:(pos0+T)*kvd], s.k[:T*kvd])
 		copy(vc[pos0*kvd:(pos0+T)*kvd], s.v[:T*kvd])
-		group := c.NHeads / c.NKVHeads
-		m.pool.Run(T*c.NHeads, 1, func(w, lo, hi int) {
-			for i := lo; i < hi; i++ {
-				t, h := i/c.NHeads, i%c.NHeads
-				p := pos0 + t
-				start := 0
-				if l.window > 0 && p-l.window+1 > 0 {
-					start = p - l.window + 1
-				}
-				off := start*kvd + (h/group)*hd
-				kern.Attention(s.att[t*qd+h*hd:t*qd+(h+1)*hd], s.q[t*qd+h*hd:t*qd+(h+1)*hd],
-					kc[off:], vc[off:], p-start+1, kvd, c.AttnScale, s.scores[w])
-			}
-		})
-		s.matmuls(s.att, T, []mm{{s.out, dim, l.wo, l.bo}})
+		s.attnTask = attnTask{s: s, kc: kc, vc: vc, pos0: pos0, window: l.window}
+		m.pool.Run(T*c.NHeads, 1, &s.attnTask)
+		s.matmul(s.att, T, mm{s.out, dim, l.wo, l.bo})
 		kern.Add(s.x[:T*dim], s.out[:T*dim])
 		if c.PostNorm {
 			s.norm(s.x, s.x, l.attnNorm, T)
@@ -258,24 +251,13 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 		}
 		ff := c.FFNDim
 		if c.Activation == SwiGLU {
-			s.matmuls(in, T, []mm{{s.hb, ff, l.gate, l.bgate}, {s.hb2, ff, l.up, l.bup}})
+			s.matmul(in, T, mm{s.hb, ff, l.gate, l.bgate}, mm{s.hb2, ff, l.up, l.bup})
 		} else {
-			s.matmuls(in, T, []mm{{s.hb, ff, l.up, l.bup}})
+			s.matmul(in, T, mm{s.hb, ff, l.up, l.bup})
 		}
-		m.pool.Run(T, 1, func(_, lo, hi int) {
-			h := s.hb[lo*ff : hi*ff]
-			switch c.Activation {
-			case SwiGLU:
-				kern.SwiGLU(h, s.hb2[lo*ff:hi*ff])
-			case GELUTanh:
-				kern.GELU(h)
-			case GELU:
-				kern.GELUErf(h)
-			case ReLU:
-				kern.ReLU(h)
-			}
-		})
-		s.matmuls(s.hb, T, []mm{{s.out, dim, l.down, l.bdown}})
+		s.actTask = actTask{s: s}
+		m.pool.Run(T, 1, &s.actTask)
+		s.matmul(s.hb, T, mm{s.out, dim, l.down, l.bdown})
 		kern.Add(s.x[:T*dim], s.out[:T*dim])
 		if c.PostNorm {
 			s.norm(s.x, s.x, l.ffnNorm, T)
@@ -299,10 +281,13 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 	if all != nil {
 		dst = all
 	}
-	s.matmuls(x, rows, []mm{{dst, c.VocabSize, m.output, nil}})
+	s.matmul(x, rows, mm{dst, c.VocabSize, m.output, nil})
 }
 
-// mm is one matrix product of a fused group: dst[t*ld + r] = x[t]·w[r] + bias[r].
+// The pass's parallel steps are tasks kept in the Session, so handing them to the pool
+// allocates nothing.
+
+// mm is one matrix product: dst[t*ld + r] = x[t]·w[r] + bias[r].
 type mm struct {
 	dst  []float32
 	ld   int
@@ -310,38 +295,106 @@ type mm struct {
 	bias []float32
 }
 
-// matmuls runs products that share their input over one pool pass, rows split across
-// threads. Rows are handed out in multiples of 16 so a SIMD kernel sees whole tiles.
-func (s *Session) matmuls(x []float32, T int, ops []mm) {
+// matmulTask runs up to three products that share their input in one pool pass, rows
+// split across threads.
+type matmulTask struct {
+	s   *Session
+	x   []float32
+	T   int
+	ops [3]mm
+	n   int
+}
+
+func (k *matmulTask) Do(_, lo, hi int) {
+	base := 0
+	for _, o := range k.ops[:k.n] {
+		r0, r1 := max(lo-base, 0), min(hi-base, o.w.Rows)
+		if r0 < r1 {
+			k.s.m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1)
+		}
+		base += o.w.Rows
+	}
+}
+
+// matmul computes the products ops (at most three) of the T rows of x. Rows are handed
+// out in multiples of 16 so a SIMD kernel sees whole tiles.
+func (s *Session) matmul(x []float32, T int, ops ...mm) {
+	k := &s.mmTask
+	k.s, k.x, k.T = s, x, T
+	k.n = copy(k.ops[:], ops)
 	total := 0
 	for _, o := range ops {
 		total += o.w.Rows
 	}
-	kern := s.m.kern
-	s.m.pool.Run(total, 16, func(_, lo, hi int) {
-		base := 0
-		for _, o := range ops {
-			r0, r1 := max(lo-base, 0), min(hi-base, o.w.Rows)
-			if r0 < r1 {
-				kern.MatMul(o.dst, o.ld, x, T, o.w, o.bias, r0, r1)
-			}
-			base += o.w.Rows
-		}
-	})
+	s.m.pool.Run(total, 16, k)
 }
 
-// norm applies the configured normalisation to T rows of x into dst (may alias).
-func (s *Session) norm(dst, x []float32, n norm, T int) {
-	c, kern := &s.m.Config, s.m.kern
-	dim := c.Dim
-	s.m.pool.Run(T, 8, func(_, lo, hi int) {
-		for t := lo; t < hi; t++ {
-			d, xi := dst[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim]
-			if c.Norm == RMSNorm {
-				kern.RMSNorm(d, xi, n.w, c.NormEps)
-			} else {
-				kern.LayerNorm(d, xi, n.w, n.b, c.NormEps)
-			}
+// attnTask computes attention for (token, head) pairs i = t·n_heads + h.
+type attnTask struct {
+	s            *Session
+	kc, vc       []float32
+	pos0, window int
+}
+
+func (a *attnTask) Do(w, lo, hi int) {
+	s := a.s
+	c := &s.m.Config
+	qd, kvd, hd := c.QDim(), c.KVDim(), c.HeadDim
+	group := c.NHeads / c.NKVHeads
+	for i := lo; i < hi; i++ {
+		t, h := i/c.NHeads, i%c.NHeads
+		p := a.pos0 + t
+		start := 0
+		if a.window > 0 && p-a.window+1 > 0 {
+			start = p - a.window + 1
 		}
-	})
+		off := start*kvd + (h/group)*hd
+		q := t*qd + h*hd
+		s.m.kern.Attention(s.att[q:q+hd], s.q[q:q+hd], a.kc[off:], a.vc[off:], p-start+1, kvd, c.AttnScale, s.scores[w])
+	}
+}
+
+// actTask applies the feed-forward activation to rows [lo, hi) of hb.
+type actTask struct{ s *Session }
+
+func (a *actTask) Do(_, lo, hi int) {
+	s := a.s
+	kern, ff := s.m.kern, s.m.Config.FFNDim
+	h := s.hb[lo*ff : hi*ff]
+	switch s.m.Config.Activation {
+	case SwiGLU:
+		kern.SwiGLU(h, s.hb2[lo*ff:hi*ff])
+	case GELUTanh:
+		kern.GELU(h)
+	case GELU:
+		kern.GELUErf(h)
+	case ReLU:
+		kern.ReLU(h)
+	}
+}
+
+// normTask normalises rows [lo, hi) of x into dst (which may alias x).
+type normTask struct {
+	s      *Session
+	dst, x []float32
+	n      norm
+}
+
+func (k *normTask) Do(_, lo, hi int) {
+	c, kern := &k.s.m.Config, k.s.m.kern
+	dim := c.Dim
+	for t := lo; t < hi; t++ {
+		d, xi := k.dst[t*dim:(t+1)*dim], k.x[t*dim:(t+1)*dim]
+		if c.Norm == RMSNorm {
+			kern.RMSNorm(d, xi, k.n.w, c.NormEps)
+		} else {
+			kern.LayerNorm(d, xi, k.n.w, k.n.b, c.NormEps)
+		}
+	}
+}
+
+// norm applies the configured normalisation to T rows of x into dst.
+func (s *Session) norm(dst, x []float32, n norm, T int) {
+	s.normTask = normTask{s: s, dst: dst, x: x, n: n}
+	s.m.pool.Run(T, 8, &s.normTask)
 }

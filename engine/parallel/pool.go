@@ -10,21 +10,36 @@ import (
 	"sync/atomic"
 )
 
-// Pool runs range functions on a fixed set of worker goroutines. It is safe for use by
-// several goroutines at once; their calls share the workers.
+// Task is work over an index range. Do is called on disjoint ranges [lo, hi) that
+// together cover the Run's [0, n); worker is in [0, Threads()) and unique among the
+// calls of one Run that are in progress, so it can index per-thread scratch space.
+type Task interface {
+	Do(worker, lo, hi int)
+}
+
+// Func adapts a function to Task. Converting a closure allocates; hot paths keep their
+// tasks as preallocated values instead.
+type Func func(worker, lo, hi int)
+
+// Do implements Task.
+func (f Func) Do(worker, lo, hi int) { f(worker, lo, hi) }
+
+// Pool runs tasks on a fixed set of worker goroutines. It is safe for use by several
+// goroutines at once; their calls share the workers. Run does not allocate.
 type Pool struct {
 	n    int
 	jobs chan *job
+	free sync.Pool
 	once sync.Once
 }
 
 type job struct {
-	fn    func(worker, lo, hi int)
-	n     int
-	chunk int
-	next  atomic.Int64
-	wg    sync.WaitGroup
-	slots chan int
+	task   Task
+	n      int
+	chunk  int
+	next   atomic.Int64 // next index to hand out
+	worker atomic.Int32 // next worker id
+	wg     sync.WaitGroup
 }
 
 // New starts a pool of n workers (n ≤ 0: the number of CPUs available to the process).
@@ -34,6 +49,7 @@ func New(n int) *Pool {
 		n = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{n: n, jobs: make(chan *job, n)}
+	p.free.New = func() any { return new(job) }
 	for i := 1; i < n; i++ {
 		go p.worker()
 	}
@@ -54,46 +70,47 @@ func (p *Pool) worker() {
 	}
 }
 
-// Run calls fn on disjoint ranges [lo, hi) covering [0, n) and returns when all are done.
-// worker is in [0, Threads()) and is unique among the calls running at the same time, so
-// it can index per-thread scratch buffers. grain is the smallest range worth handing out.
-func (p *Pool) Run(n, grain int, fn func(worker, lo, hi int)) {
+// Run calls t.Do on ranges covering [0, n) and returns when all are done. grain is the
+// smallest range worth handing to a thread.
+func (p *Pool) Run(n, grain int, t Task) {
 	if n <= 0 {
 		return
 	}
 	if grain < 1 {
 		grain = 1
 	}
-	threads := p.n
-	if max := (n + grain - 1) / grain; threads > max {
-		threads = max
-	}
+	threads := min(p.n, (n+grain-1)/grain)
 	if threads <= 1 {
-		fn(0, 0, n)
+		t.Do(0, 0, n)
 		return
 	}
 	// A few chunks per thread balance uneven progress; chunks are never below grain.
-	chunk := max((n+4*threads-1)/(4*threads), grain)
-	j := &job{fn: fn, n: n, chunk: chunk, slots: make(chan int, threads)}
-	for w := 0; w < threads; w++ {
-		j.slots <- w
-	}
+	j := p.free.Get().(*job)
+	j.task, j.n = t, n
+	j.chunk = max((n+4*threads-1)/(4*threads), grain)
+	j.next.Store(0)
+	j.worker.Store(0)
 	j.wg.Add(threads)
 	for w := 1; w < threads; w++ {
 		p.jobs <- j
 	}
 	j.work()
 	j.wg.Wait()
+	j.task = nil
+	p.free.Put(j)
 }
 
+// RunFunc is Run with a function.
+func (p *Pool) RunFunc(n, grain int, fn func(worker, lo, hi int)) { p.Run(n, grain, Func(fn)) }
+
 func (j *job) work() {
-	defer j.wg.Done()
-	w := <-j.slots
+	w := int(j.worker.Add(1)) - 1
 	for {
 		lo := int(j.next.Add(int64(j.chunk))) - j.chunk
 		if lo >= j.n {
-			return
+			break
 		}
-		j.fn(w, lo, min(lo+j.chunk, j.n))
+		j.task.Do(w, lo, min(lo+j.chunk, j.n))
 	}
+	j.wg.Done()
 }

@@ -20,7 +20,7 @@ func TestRunCoversEachIndexOnce(t *testing.T) {
 					for _, grain := range []int{0, 1, 7, 64} {
 						hits := make([]int32, n)
 						var busy [16]atomic.Int32
-						p.Run(n, grain, func(w, lo, hi int) {
+						p.RunFunc(n, grain, func(w, lo, hi int) {
 							if w < 0 || w >= threads {
 								t.Errorf("worker id %d with %d threads", w, threads)
 								return
@@ -53,6 +53,6 @@ func BenchmarkRunOverhead(b *testing.B) {
 	defer p.Close()
 	var sink atomic.Int64
 	for i := 0; i < b.N; i++ {
-		p.Run(64, 1, func(_, lo, hi int) { sink.Add(int64(hi - lo)) })
+		p.RunFunc(64, 1, func(_, lo, hi int) { sink.Add(int64(hi - lo)) })
 	}
 }
