@@ -1,13 +1,12 @@
 # lmrun — build, demo and test targets. `make help` lists them.
 GO      ?= go
 BIN     ?= bin/lmrun
-DEMO    ?= bin/demo-stories15m.lmc
 PKGS    := ./...
 
 .PHONY: help build demo test vet fmt-check race fuzz bench cross clean
 
 help:
-	@echo "make demo   build lmrun and generate text with a synthesized stories15M-shaped model"
+	@echo "make demo   generate text with a synthesized stories15M-shaped model (go run ./cmd/lmrun demo)"
 	@echo "make test   vet, gofmt check, the whole test suite, and the race detector on the engine"
 	@echo "make fuzz   run every fuzz target for a short while"
 	@echo "make bench  go test benchmarks"
@@ -16,9 +15,8 @@ help:
 build:
 	$(GO) build -o $(BIN) ./cmd/lmrun
 
-demo: build
-	$(BIN) synth --preset stories15m -o $(DEMO)
-	$(BIN) run -m $(DEMO) -p "Once upon a time" -n 64 --seed 1
+demo:
+	$(GO) run ./cmd/lmrun demo
 
 vet:
 	$(GO) vet $(PKGS)
@@ -30,6 +28,7 @@ fmt-check:
 race:
 	$(GO) test -race -count=1 $(PKGS)
 
+# The README's test command is `go test ./...`; this adds the house checks around it.
 test: vet fmt-check
 	$(GO) test -count=1 $(PKGS)
 	$(MAKE) race

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/engine/synth"
+	"github.com/lmrun/lmrun/format"
 )
 
 // synthModel writes a seeded random model of cfg and loads it.
@@ -19,6 +20,12 @@ func synthModel(t testing.TB, cfg engine.Config, opts engine.Options) *engine.Mo
 	if err != nil {
 		t.Fatal(err)
 	}
+	return writeAndLoad(t, ck, opts)
+}
+
+// writeAndLoad writes a checkpoint to a temporary file and loads it.
+func writeAndLoad(t testing.TB, ck *format.Checkpoint, opts engine.Options) *engine.Model {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.lmc")
 	if err := ck.WriteFile(path, nil); err != nil {
 		t.Fatal(err)

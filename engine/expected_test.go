@@ -22,16 +22,7 @@ func convertAndLoad(t *testing.T, src, tokenizer string, opts engine.Options) *e
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "m.lmc")
-	if err := ck.WriteFile(path, nil); err != nil {
-		t.Fatal(err)
-	}
-	m, err := engine.Load(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
+	return writeAndLoad(t, ck, opts)
 }
 
 func readIDs(t *testing.T, path string) []int {

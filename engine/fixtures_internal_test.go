@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -35,27 +34,7 @@ func TestFixturesAgainstFloat64(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			r := rand.New(rand.NewPCG(uint64(i), 77))
-			ids := make([]int, 33)
-			for j := range ids {
-				ids[j] = r.IntN(m.Config.VocabSize)
-			}
-			got, err := m.NewSession(SessionOptions{Batch: 8}).ForwardAll(ids, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := ref64(t, m.File(), m.Config, ids)
-			var maxAbs, maxDiff float64
-			for p := range want {
-				for j, w := range want[p] {
-					maxAbs = math.Max(maxAbs, math.Abs(w))
-					maxDiff = math.Max(maxDiff, math.Abs(w-float64(got[p*m.Config.VocabSize+j])))
-				}
-			}
-			if maxDiff > 2e-5*maxAbs {
-				t.Fatalf("max|Δ| = %.3g of max|logit| (tolerance 2e-5)", maxDiff/maxAbs)
-			}
-			t.Logf("max|Δ|/max|logit| = %.2g", maxDiff/maxAbs)
+			checkAgainstRef64(t, m, 33, rand.New(rand.NewPCG(uint64(i), 77)), 8)
 		})
 	}
 }

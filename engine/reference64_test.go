@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/lmrun/lmrun/format"
@@ -212,4 +213,30 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 		out[p] = linear(cls, nil, x, c.VocabSize)
 	}
 	return out
+}
+
+// checkAgainstRef64 runs n random tokens through m (prefill in batches of batch) and
+// compares every position's logits with ref64: max|Δ| ≤ 2e-5·max|logit|.
+func checkAgainstRef64(t *testing.T, m *Model, n int, r *rand.Rand, batch int) {
+	t.Helper()
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = r.IntN(m.Config.VocabSize)
+	}
+	got, err := m.NewSession(SessionOptions{Batch: batch}).ForwardAll(ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ref64(t, m.File(), m.Config, ids)
+	var maxAbs, maxDiff float64
+	for p := range want {
+		for j, w := range want[p] {
+			maxAbs = math.Max(maxAbs, math.Abs(w))
+			maxDiff = math.Max(maxDiff, math.Abs(w-float64(got[p*m.Config.VocabSize+j])))
+		}
+	}
+	if maxDiff > 2e-5*maxAbs {
+		t.Fatalf("max|Δ| = %.3g, %.3g of max|logit| %.3g (tolerance 2e-5)", maxDiff, maxDiff/maxAbs, maxAbs)
+	}
+	t.Logf("max|Δ|/max|logit| = %.2g", maxDiff/maxAbs)
 }

@@ -104,27 +104,7 @@ func TestAgainstFloat64Reference(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			ids := make([]int, 20)
-			r := rand.New(rand.NewPCG(seed, 9))
-			for i := range ids {
-				ids[i] = r.IntN(cfg.VocabSize)
-			}
-			got, err := m.NewSession(SessionOptions{Batch: 7}).ForwardAll(ids, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := ref64(t, m.File(), m.Config, ids)
-			var maxAbs, maxDiff float64
-			for p := range want {
-				for j, w := range want[p] {
-					maxAbs = math.Max(maxAbs, math.Abs(w))
-					maxDiff = math.Max(maxDiff, math.Abs(w-float64(got[p*cfg.VocabSize+j])))
-				}
-			}
-			if maxDiff > 2e-5*maxAbs {
-				t.Fatalf("max |Δ| = %.3g, %.3g of max|logit| %.3g (tolerance 2e-5)", maxDiff, maxDiff/maxAbs, maxAbs)
-			}
-			t.Logf("max |Δ| / max|logit| = %.2g", maxDiff/maxAbs)
+			checkAgainstRef64(t, m, 20, rand.New(rand.NewPCG(seed, 9)), 7)
 		})
 	}
 }

@@ -263,3 +263,10 @@ func TestFlagsFirst(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestDemo(t *testing.T) {
+	out, stderr, err := lmrun(t, "demo", "--preset", "tiny", "-n", "5", "-p", "abc")
+	if err != nil || !strings.HasPrefix(out, "abc") || !strings.Contains(stderr, "generation: 5 tokens") {
+		t.Fatalf("demo: %v\n%s\n%s", err, out, stderr)
+	}
+}
