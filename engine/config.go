@@ -65,7 +65,23 @@ type Config struct {
 	AttnWindows []int   // per layer: 0 dense causal, w > 0 local (query i sees keys i-w+1..i)
 	AttnScale   float32 // multiplier of q·k; 1/√HeadDim by default
 	FinalNorm   bool    // apply output_norm before the classifier
+
+	// EmbedDim is the width of the token embeddings and of the classifier's input; when
+	// it differs from Dim, proj_in maps embeddings up to Dim and proj_out maps the final
+	// hidden state back (OPT-350m's word_embed_proj_dim). 0 means Dim.
+	EmbedDim int
 }
+
+// EmbeddingDim returns the width of the token embeddings (EmbedDim, or Dim).
+func (c *Config) EmbeddingDim() int {
+	if c.EmbedDim > 0 {
+		return c.EmbedDim
+	}
+	return c.Dim
+}
+
+// Projected reports whether the model maps embeddings through proj_in and proj_out.
+func (c *Config) Projected() bool { return c.EmbeddingDim() != c.Dim }
 
 // KVDim returns the width of one position's keys (or values) in one layer.
 func (c *Config) KVDim() int { return c.NKVHeads * c.HeadDim }
@@ -129,6 +145,7 @@ func ConfigFromMetadata(m format.Metadata) (Config, error) {
 	geti("lm.context_length", &c.ContextLength, 0, true)
 	geti("lm.position_offset", &c.PositionOffset, 0, false)
 	geti("lm.rope_dim", &c.RopeDim, 0, false)
+	geti("lm.embedding_dim", &c.EmbedDim, 0, false)
 	c.Norm = NormKind(gets("lm.norm", string(RMSNorm)))
 	c.NormEps = float32(getf("lm.norm_eps", 1e-5))
 	switch p := gets("lm.norm_position", "pre"); p {
@@ -202,6 +219,8 @@ func (c *Config) Validate() error {
 		return bad("ffn_dim %d", c.FFNDim)
 	case c.ContextLength <= 0 || c.ContextLength > maxContext:
 		return bad("context_length %d", c.ContextLength)
+	case c.EmbedDim < 0 || c.EmbedDim > maxDim:
+		return bad("embedding_dim %d", c.EmbedDim)
 	case c.PositionOffset < 0 || c.PositionOffset > maxContext:
 		return bad("position_offset %d", c.PositionOffset)
 	case !(c.NormEps >= 0) || c.NormEps > 1:
@@ -269,6 +288,9 @@ func (c *Config) Metadata() format.Metadata {
 		"lm.activation":        string(c.Activation),
 		"lm.attn_windows":      w,
 		"lm.final_norm":        c.FinalNorm,
+	}
+	if c.Projected() {
+		m["lm.embedding_dim"] = int64(c.EmbedDim)
 	}
 	if c.Position == RoPE {
 		m["lm.rope_theta"] = c.RopeTheta

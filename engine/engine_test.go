@@ -252,3 +252,49 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalLayers: GPT-Neo-style alternating global/local layers decode token by token
+// (through the ring buffers) to the logits of batched passes (through the banded stage),
+// well past the window; local layers' cache memory stays constant.
+func TestLocalLayers(t *testing.T) {
+	cfg := preset(t, "tiny-gpt2")
+	cfg.NLayers, cfg.AttnWindows, cfg.AttnScale = 4, []int{0, 8, 0, 5}, 1
+	m := synthModel(t, cfg, engine.Options{Threads: 2})
+	v := cfg.VocabSize
+	ids := randomTokens(100, v, 21)
+	all, err := m.NewSession(engine.SessionOptions{Batch: 13}).ForwardAll(ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.NewSession(engine.SessionOptions{Batch: 16})
+	if _, err := s.Forward(ids[:20]); err != nil { // prefill longer than both windows
+		t.Fatal(err)
+	}
+	for i := 20; i < len(ids); i++ {
+		logits, err := s.Forward(ids[i : i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxRelDiff(logits, all[i*v:(i+1)*v]); d > 1e-5 {
+			t.Fatalf("position %d: decode differs from the batched pass by %.3g", i, d)
+		}
+	}
+
+	// All-local: the cache is exactly the windows, whatever the length.
+	cfg.AttnWindows = []int{8, 5, 8, 5}
+	m = synthModel(t, cfg, engine.Options{Threads: 1})
+	s = m.NewSession(engine.SessionOptions{})
+	perPos := int64(cfg.KVDim() * 2 * 4)
+	want := (8 + 5 + 8 + 5) * perPos
+	for i, id := range randomTokens(cfg.ContextLength, v, 3) {
+		if _, err := s.Forward([]int{id}); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.KVBytes(); got != want {
+			t.Fatalf("after %d tokens the local caches hold %d bytes, want %d", i+1, got, want)
+		}
+	}
+	if s.KVMaxBytes() != want {
+		t.Fatalf("KVMaxBytes %d, want %d", s.KVMaxBytes(), want)
+	}
+}

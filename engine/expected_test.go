@@ -127,3 +127,32 @@ func TestGPT2Tiny(t *testing.T) {
 		checkLogits(t, convertAndLoad(t, dir, "", opts), tokens, npyPath)
 	})
 }
+
+// TestNeoAndOPT: GPT-Neo (alternating global/local attention, no score scaling) and OPT
+// (pre-norm, and post-norm with projected embeddings) against their expected logits on
+// 24 tokens (longer than GPT-Neo's window of 8), on every backend; then KV-cached decoding
+// well past the window gives the same logits as the batched pass.
+func TestNeoAndOPT(t *testing.T) {
+	tokens := readIDs(t, fixtures.Path(t, "expected", "neo_opt_tokens.txt"))
+	for _, name := range []string{"gpt_neo_tiny", "opt_tiny", "opt_postnorm_tiny"} {
+		t.Run(name, func(t *testing.T) {
+			dir := fixtures.Path(t, "expected", name+"_hf")
+			npyPath := fixtures.Path(t, "expected", name+"_logits.npy")
+			eachBackend(t, func(t *testing.T, opts engine.Options) {
+				m := convertAndLoad(t, dir, "", opts)
+				all := checkLogits(t, m, tokens, npyPath)
+				v := m.Config.VocabSize
+				s := m.NewSession(engine.SessionOptions{Batch: 5})
+				for i, id := range tokens {
+					logits, err := s.Forward([]int{id})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d := maxRelDiff(logits, all[i*v:(i+1)*v]); d > 1e-5 {
+						t.Fatalf("decode position %d differs from the batched pass by %.3g", i, d)
+					}
+				}
+			})
+		})
+	}
+}

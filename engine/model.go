@@ -34,11 +34,13 @@ type Model struct {
 	backend string
 	pool    *parallel.Pool
 
-	tokEmbd *kernels.Mat // [vocab, dim]
+	tokEmbd *kernels.Mat // [vocab, embdim]
+	projIn  *kernels.Mat // [dim, embdim] when Config.Projected
+	projOut *kernels.Mat // [embdim, dim] when Config.Projected
 	posEmbd *kernels.Mat // [context+offset, dim], learned positions only
 	layers  []layer
 	outNorm norm
-	output  *kernels.Mat // classifier [vocab, dim]; token_embd when tied
+	output  *kernels.Mat // classifier [vocab, embdim]; token_embd when tied
 
 	ropeFreq []float64 // [rope_dim/2] angle per position of each rotated pair
 }
@@ -185,7 +187,12 @@ func (m *Model) bind() error {
 		}
 		return n
 	}
-	m.tokEmbd = mat("token_embd.weight", c.VocabSize, c.Dim, true)
+	ed := c.EmbeddingDim()
+	m.tokEmbd = mat("token_embd.weight", c.VocabSize, ed, true)
+	if c.Projected() {
+		m.projIn = mat("proj_in.weight", c.Dim, ed, true)
+		m.projOut = mat("proj_out.weight", ed, c.Dim, true)
+	}
 	if c.Position == Learned {
 		m.posEmbd = mat("position_embd.weight", c.ContextLength+c.PositionOffset, c.Dim, true)
 	}
@@ -217,7 +224,7 @@ func (m *Model) bind() error {
 	if c.FinalNorm {
 		m.outNorm = nrm("output_norm")
 	}
-	m.output = mat("output.weight", c.VocabSize, c.Dim, false)
+	m.output = mat("output.weight", c.VocabSize, ed, false)
 	if m.output == nil && err == nil {
 		m.output = m.tokEmbd
 	}

@@ -97,11 +97,14 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 			}
 		}
 	}
-	T, dim := len(tokens), c.Dim
+	T, dim, ed := len(tokens), c.Dim, c.EmbeddingDim()
 	emb := must("token_embd.weight")
 	xs := make([][]float64, T)
 	for p, id := range tokens {
-		xs[p] = append([]float64(nil), emb[id*dim:(id+1)*dim]...)
+		xs[p] = append([]float64(nil), emb[id*ed:(id+1)*ed]...)
+		if c.Projected() {
+			xs[p] = linear(must("proj_in.weight"), nil, xs[p], dim)
+		}
 		if c.Position == Learned {
 			pe := must("position_embd.weight")
 			for i := range xs[p] {
@@ -209,6 +212,9 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 		x := xs[p]
 		if c.FinalNorm {
 			x = normf(x, "output_norm")
+		}
+		if c.Projected() {
+			x = linear(must("proj_out.weight"), nil, x, ed)
 		}
 		out[p] = linear(cls, nil, x, c.VocabSize)
 	}

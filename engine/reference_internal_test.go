@@ -26,8 +26,12 @@ func randomCheckpoint(t *testing.T, cfg Config, seed uint64) string {
 		}
 		ts = append(ts, format.Float32s(name, shape, v))
 	}
-	d, q, kv, ff := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.FFNDim
-	add("token_embd.weight", 1, 0, cfg.VocabSize, d)
+	d, q, kv, ff, ed := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.FFNDim, cfg.EmbeddingDim()
+	add("token_embd.weight", 1, 0, cfg.VocabSize, ed)
+	if cfg.Projected() {
+		add("proj_in.weight", 0.3, 0, d, ed)
+		add("proj_out.weight", 0.3, 0, ed, d)
+	}
 	if cfg.Position == Learned {
 		add("position_embd.weight", 0.5, 0, cfg.ContextLength+cfg.PositionOffset, d)
 	}
@@ -59,7 +63,7 @@ func randomCheckpoint(t *testing.T, cfg Config, seed uint64) string {
 		}
 	}
 	if seed%2 == 0 {
-		add("output.weight", 0.5, 0, cfg.VocabSize, d)
+		add("output.weight", 0.5, 0, cfg.VocabSize, ed)
 	}
 	path := filepath.Join(t.TempDir(), "r.lmc")
 	if err := format.WriteFile(path, cfg.Metadata(), ts, nil); err != nil {
@@ -87,6 +91,15 @@ func TestAgainstFloat64Reference(t *testing.T) {
 		"gpt2-relu-offset":  func(c *Config) { *c = gpt; c.Activation = ReLU; c.PositionOffset = 2 },
 		"gpt2-erf-window":   func(c *Config) { *c = gpt; c.Activation = GELU; c.AttnWindows = []int{2, 5}; c.AttnScale = 1 },
 		"headdim-not-dim":   func(c *Config) { c.HeadDim = 10; c.RopeDim = 10 },
+		"neo-alternating": func(c *Config) {
+			*c = gpt
+			c.NLayers, c.AttnWindows, c.AttnScale = 4, []int{0, 3, 0, 5}, 1
+		},
+		"opt-350m-like": func(c *Config) {
+			*c = gpt
+			c.PostNorm, c.FinalNorm, c.Activation, c.PositionOffset, c.EmbedDim = true, false, ReLU, 2, 10
+		},
+		"opt-125m-like": func(c *Config) { *c = gpt; c.Activation, c.PositionOffset, c.EmbedDim = ReLU, 2, 16 },
 	}
 	seed := uint64(0)
 	for name, mod := range cases {

@@ -29,13 +29,23 @@ type Session struct {
 	batch int
 	pos   int
 
-	kcache, vcache [][]float32 // per layer [ctx, kvDim]
+	// KV cache, per layer. A global layer keeps every position, [kvCap, kvDim], growing
+	// with use up to ctx; a local layer (0 < window < ctx) keeps exactly its window in a
+	// ring, [window, kvDim], position p in slot p mod window, so its memory does not grow
+	// with the generated length.
+	kcache, vcache [][]float32
+	kvCap          int
+	// stageK/V line up a local layer's ring and a prefill batch in position order,
+	// [maxWindow-1+batch, kvDim], so each query's band is one contiguous run.
+	stageK, stageV []float32
+	maxWindow      int
 
 	x, xb, out       []float32   // [batch, dim]
 	q, att           []float32   // [batch, qDim]
 	k, v             []float32   // [batch, kvDim]
 	hb, hb2          []float32   // [batch, ffnDim]
-	ropeCos, ropeSin []float32   // [batch, rope_dim/2]: angles of this pass\'s positions
+	ropeCos, ropeSin []float32   // [batch, rope_dim/2]: angles of this pass's positions
+	emb              []float32   // [batch, embDim] when the model projects embeddings
 	logits           []float32   // [vocab]
 	scores           [][]float32 // per thread [ctx]
 
@@ -61,6 +71,21 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	s := &Session{m: m, ctx: ctx, batch: b}
 	s.kcache = make([][]float32, c.NLayers)
 	s.vcache = make([][]float32, c.NLayers)
+	kvd := c.KVDim()
+	for i := range m.layers {
+		if w := s.ring(i); w > 0 {
+			s.kcache[i] = make([]float32, w*kvd)
+			s.vcache[i] = make([]float32, w*kvd)
+			s.maxWindow = max(s.maxWindow, w)
+		}
+	}
+	if s.maxWindow > 0 {
+		s.stageK = make([]float32, (s.maxWindow-1+b)*kvd)
+		s.stageV = make([]float32, (s.maxWindow-1+b)*kvd)
+	}
+	if c.Projected() {
+		s.emb = make([]float32, b*c.EmbeddingDim())
+	}
 	if c.Position == RoPE {
 		s.ropeCos = make([]float32, b*c.RopeDim/2)
 		s.ropeSin = make([]float32, b*c.RopeDim/2)
@@ -83,28 +108,37 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 // kvInitial is the number of positions a new session's cache holds before it grows.
 const kvInitial = 256
 
-// reserve grows the KV cache (and the attention scratch) to hold n positions. The cache
-// doubles, up to the context length, so memory follows the sequence actually decoded
-// and a long context costs nothing until it is used; growth is amortised O(1) a token.
-func (s *Session) reserve(n int) {
-	kvd := s.m.Config.KVDim()
-	have := 0
-	if len(s.kcache) > 0 {
-		have = len(s.kcache[0]) / kvd
+// ring returns layer i's window when it keeps a ring buffer (0 < window < ctx), else 0.
+func (s *Session) ring(i int) int {
+	if w := s.m.layers[i].window; w > 0 && w < s.ctx {
+		return w
 	}
-	if n <= have {
+	return 0
+}
+
+// reserve grows the global layers' KV caches (and the attention scratch) to hold n
+// positions. The caches double, up to the context length, so memory follows the sequence
+// actually decoded and a long context costs nothing until it is used; growth is amortised
+// O(1) a token.
+func (s *Session) reserve(n int) {
+	if n <= s.kvCap {
 		return
 	}
-	newCap := min(max(n, 2*have, kvInitial), s.ctx)
+	kvd := s.m.Config.KVDim()
+	newCap := min(max(n, 2*s.kvCap, kvInitial), s.ctx)
 	for i := range s.kcache {
+		if s.ring(i) > 0 {
+			continue
+		}
 		k := make([]float32, newCap*kvd)
 		v := make([]float32, newCap*kvd)
-		copy(k, s.kcache[i][:s.pos*kvd])
-		copy(v, s.vcache[i][:s.pos*kvd])
+		copy(k, s.kcache[i][:min(s.pos, s.kvCap)*kvd])
+		copy(v, s.vcache[i][:min(s.pos, s.kvCap)*kvd])
 		s.kcache[i], s.vcache[i] = k, v
 	}
+	s.kvCap = newCap
 	for i := range s.scores {
-		s.scores[i] = make([]float32, newCap)
+		s.scores[i] = make([]float32, max(newCap, s.maxWindow))
 	}
 }
 
@@ -119,8 +153,16 @@ func (s *Session) KVBytes() int64 {
 
 // KVMaxBytes returns the memory the KV cache occupies once the context is full.
 func (s *Session) KVMaxBytes() int64 {
-	c := &s.m.Config
-	return int64(s.ctx) * int64(c.KVDim()) * int64(c.NLayers) * 2 * 4
+	kvd := int64(s.m.Config.KVDim())
+	var n int64
+	for i := range s.kcache {
+		pos := int64(s.ctx)
+		if w := s.ring(i); w > 0 {
+			pos = int64(w)
+		}
+		n += pos * kvd * 2 * 4
+	}
+	return n
 }
 
 // Pos returns the number of tokens the session has processed.
@@ -195,12 +237,21 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 	T, dim, qd, kvd, hd := len(tokens), c.Dim, c.QDim(), c.KVDim(), c.HeadDim
 	pos0 := s.pos
 
-	// Embeddings (+ learned positions).
+	// Embeddings (projected up to dim if the model says so), plus learned positions.
+	ed := c.EmbeddingDim()
+	emb := s.x
+	if c.Projected() {
+		emb = s.emb
+	}
 	for t, id := range tokens {
-		x := s.x[t*dim : (t+1)*dim]
-		copy(x, m.tokEmbd.Row(id))
-		if m.posEmbd != nil {
-			kern.Add(x, m.posEmbd.Row(pos0+t+c.PositionOffset))
+		copy(emb[t*ed:(t+1)*ed], m.tokEmbd.Row(id))
+	}
+	if c.Projected() {
+		s.matmul(s.emb, T, mm{s.x, dim, m.projIn, nil})
+	}
+	if m.posEmbd != nil {
+		for t := range tokens {
+			kern.Add(s.x[t*dim:(t+1)*dim], m.posEmbd.Row(pos0+t+c.PositionOffset))
 		}
 	}
 	if c.Position == RoPE {
@@ -233,9 +284,13 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 				kern.RoPE(s.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
 			}
 		}
-		copy(kc[pos0*kvd:(pos0+T)*kvd], s.k[:T*kvd])
-		copy(vc[pos0*kvd:(pos0+T)*kvd], s.v[:T*kvd])
 		s.attnTask = attnTask{s: s, kc: kc, vc: vc, pos0: pos0, window: l.window}
+		if w := s.ring(li); w == 0 {
+			copy(kc[pos0*kvd:(pos0+T)*kvd], s.k[:T*kvd])
+			copy(vc[pos0*kvd:(pos0+T)*kvd], s.v[:T*kvd])
+		} else {
+			s.stageRing(li, w, T)
+		}
 		m.pool.Run(T*c.NHeads, 1, &s.attnTask)
 		s.matmul(s.att, T, mm{s.out, dim, l.wo, l.bo})
 		kern.Add(s.x[:T*dim], s.out[:T*dim])
@@ -276,6 +331,10 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 	if c.FinalNorm {
 		s.norm(s.xb, x, m.outNorm, rows)
 		x = s.xb
+	}
+	if c.Projected() {
+		s.matmul(x, rows, mm{s.emb, ed, m.projOut, nil})
+		x = s.emb
 	}
 	dst := s.logits
 	if all != nil {
@@ -329,11 +388,49 @@ func (s *Session) matmul(x []float32, T int, ops ...mm) {
 	s.m.pool.Run(total, 16, k)
 }
 
-// attnTask computes attention for (token, head) pairs i = t·n_heads + h.
+// stageRing appends the batch's keys and values to local layer li's ring (window w).
+// A single token is written to its slot and attends over the ring as it is (attention
+// does not depend on the order of the positions). A batch first lines up, in position
+// order, the w-1 positions before it and its own T in the stage buffers, so that each
+// query's band is one contiguous run there; then its last w positions enter the ring.
+func (s *Session) stageRing(li, w, T int) {
+	kvd := s.m.Config.KVDim()
+	kc, vc := s.kcache[li], s.vcache[li]
+	pos0 := s.pos
+	a := &s.attnTask
+	if T == 1 {
+		slot := pos0 % w
+		copy(kc[slot*kvd:(slot+1)*kvd], s.k[:kvd])
+		copy(vc[slot*kvd:(slot+1)*kvd], s.v[:kvd])
+		a.ring = true
+		return
+	}
+	m := min(pos0, w-1)
+	base := pos0 - m
+	for i := 0; i < m; i++ {
+		slot := (base + i) % w
+		copy(s.stageK[i*kvd:(i+1)*kvd], kc[slot*kvd:(slot+1)*kvd])
+		copy(s.stageV[i*kvd:(i+1)*kvd], vc[slot*kvd:(slot+1)*kvd])
+	}
+	copy(s.stageK[m*kvd:(m+T)*kvd], s.k[:T*kvd])
+	copy(s.stageV[m*kvd:(m+T)*kvd], s.v[:T*kvd])
+	for t := max(0, T-w); t < T; t++ {
+		slot := (pos0 + t) % w
+		copy(kc[slot*kvd:(slot+1)*kvd], s.k[t*kvd:(t+1)*kvd])
+		copy(vc[slot*kvd:(slot+1)*kvd], s.v[t*kvd:(t+1)*kvd])
+	}
+	a.kc, a.vc, a.base = s.stageK, s.stageV, base
+}
+
+// attnTask computes attention for (token, head) pairs i = t·n_heads + h. The key of
+// position x is row x-base of kc, except for a ring (one decoded token of a local
+// layer), whose first min(p+1, window) rows are exactly the positions in the band.
 type attnTask struct {
 	s            *Session
 	kc, vc       []float32
 	pos0, window int
+	base         int
+	ring         bool
 }
 
 func (a *attnTask) Do(w, lo, hi int) {
@@ -344,13 +441,19 @@ func (a *attnTask) Do(w, lo, hi int) {
 	for i := lo; i < hi; i++ {
 		t, h := i/c.NHeads, i%c.NHeads
 		p := a.pos0 + t
-		start := 0
-		if a.window > 0 && p-a.window+1 > 0 {
-			start = p - a.window + 1
+		first, n := 0, 0 // first row of the band in kc, and its length
+		if a.ring {
+			n = min(p+1, a.window)
+		} else {
+			lo := 0
+			if a.window > 0 && p-a.window+1 > 0 {
+				lo = p - a.window + 1
+			}
+			first, n = lo-a.base, p-lo+1
 		}
-		off := start*kvd + (h/group)*hd
+		off := first*kvd + (h/group)*hd
 		q := t*qd + h*hd
-		s.m.kern.Attention(s.att[q:q+hd], s.q[q:q+hd], a.kc[off:], a.vc[off:], p-start+1, kvd, c.AttnScale, s.scores[w])
+		s.m.kern.Attention(s.att[q:q+hd], s.q[q:q+hd], a.kc[off:], a.vc[off:], n, kvd, c.AttnScale, s.scores[w])
 	}
 }
 

@@ -120,6 +120,9 @@ func printInfo(w io.Writer, r infoReport) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "  %-28s %s\n", k, showValue(r.Meta[k]))
 	}
+	if ws, ok := r.Meta["lm.attn_windows"].([]int64); ok && len(ws) > 0 {
+		fmt.Fprintf(w, "Attention per layer:\n  %s\n", attentionLayout(ws))
+	}
 	var total int64
 	fmt.Fprintf(w, "Tensors (%d):\n", len(r.Tensors))
 	for _, t := range r.Tensors {
@@ -149,4 +152,17 @@ func showValue(v any) string {
 		}
 	}
 	return fmt.Sprint(v)
+}
+
+// attentionLayout describes each layer's attention: "0:global 1:local(256) ...".
+func attentionLayout(windows []int64) string {
+	parts := make([]string, len(windows))
+	for i, w := range windows {
+		if w == 0 {
+			parts[i] = fmt.Sprintf("%d:global", i)
+		} else {
+			parts[i] = fmt.Sprintf("%d:local(%d)", i, w)
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -46,6 +46,34 @@ var presets = []Preset{
 	{"stories42m", "llama2.c stories42M shape: dim 512, 8 layers, 8 heads, vocab 32000", llama(512, 8, 8, 8, 1376, 32000, 1024)},
 	{"stories110m", "llama2.c stories110M shape: dim 768, 12 layers, 12 heads, vocab 32000", llama(768, 12, 12, 12, 2048, 32000, 1024)},
 	{"gpt2-124m", "GPT-2 small shape: dim 768, 12 layers, 12 heads, vocab 50257, context 1024", gpt2(768, 12, 12, 50257, 1024)},
+	{"gpt-neo-125m", "GPT-Neo 125M shape: GPT-2 small with alternating global/local (window 256) layers, context 2048", gptNeo()},
+	{"opt-125m", "OPT-125m shape: pre-norm, ReLU, positions at offset 2, context 2048", opt(768, 12, 12, 768, true)},
+	{"opt-350m", "OPT-350m shape: post-norm, dim 1024, 24 layers, 512-wide projected embeddings", opt(1024, 24, 16, 512, false)},
+}
+
+// gptNeo is GPT-Neo 125M: GPT-3's alternation of dense and banded attention layers,
+// without the 1/√d score scale.
+func gptNeo() engine.Config {
+	c := gpt2(768, 12, 12, 50257, 2048)
+	c.Arch, c.AttnScale = "gpt_neo", 1
+	for i := range c.AttnWindows {
+		if i%2 == 1 {
+			c.AttnWindows[i] = 256
+		}
+	}
+	return c
+}
+
+// opt is an OPT shape: ReLU FFN, positions read at offset 2, and for the post-norm
+// variant no final norm and embeddings of width embDim projected to dim.
+func opt(dim, layers, heads, embDim int, preNorm bool) engine.Config {
+	c := gpt2(dim, layers, heads, 50272, 2048)
+	c.Arch, c.Activation, c.PositionOffset = "opt", engine.ReLU, 2
+	c.PostNorm, c.FinalNorm = !preNorm, preNorm
+	if embDim != dim {
+		c.EmbedDim = embDim
+	}
+	return c
 }
 
 // Presets returns the available presets.
@@ -94,10 +122,14 @@ func Build(cfg engine.Config, seed uint64) (*format.Checkpoint, error) {
 		gain
 		bias
 	)
-	dim, q, kv, ff := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.FFNDim
+	dim, q, kv, ff, ed := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.FFNDim, cfg.EmbeddingDim()
 	std := 0.02
 	ln := cfg.Norm == engine.LayerNorm
-	add("token_embd.weight", []int{cfg.VocabSize, dim}, weight, std)
+	add("token_embd.weight", []int{cfg.VocabSize, ed}, weight, std)
+	if cfg.Projected() {
+		add("proj_in.weight", []int{dim, ed}, weight, std)
+		add("proj_out.weight", []int{ed, dim}, weight, std)
+	}
 	if cfg.Position == engine.Learned {
 		add("position_embd.weight", []int{cfg.ContextLength + cfg.PositionOffset, dim}, weight, std)
 	}

@@ -101,14 +101,8 @@ func importGPT2(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	b.add("output_norm.weight", []int{dim}, b.tensor(prefix+"ln_f.weight", dim), nil)
 	b.add("output_norm.bias", []int{dim}, b.tensor(prefix+"ln_f.bias", dim), nil)
 	// The classifier is tied to wte unless lm_head.weight holds something else.
-	if head := b.optional("lm_head.weight", vocab, dim); head != nil && wte != nil {
-		same, err := safetensors.Equal(head, wte)
-		if err != nil {
-			return nil, err
-		}
-		if !same {
-			b.add("output.weight", []int{vocab, dim}, head, nil)
-		}
+	if err := b.tiedHead("lm_head.weight", wte, vocab, dim); err != nil {
+		return nil, err
 	}
 	tensors, err := b.finish("gpt2")
 	if err != nil {

@@ -29,8 +29,10 @@ type importer func(c *config, st *safetensors.File) (*format.Checkpoint, error)
 // importers maps config.json's model_type to its importer. Adding a model family is
 // adding an entry here and a function like importGPT2.
 var importers = map[string]importer{
-	"gpt2":  importGPT2,
-	"llama": importLlama,
+	"gpt2":    importGPT2,
+	"gpt_neo": importGPTNeo,
+	"llama":   importLlama,
+	"opt":     importOPT,
 }
 
 // SupportedModelTypes returns the model_type values Import understands, sorted.
@@ -208,6 +210,23 @@ func (b *builder) finish(family string) ([]format.Source, error) {
 		return nil, fmt.Errorf("%s", strings.Join(msgs, "; "))
 	}
 	return b.out, nil
+}
+
+// tiedHead handles a classifier that should be tied to the embeddings: absent, or a
+// copy of them, it is dropped; different weights become output.weight.
+func (b *builder) tiedHead(name string, emb *safetensors.Tensor, rows, cols int) error {
+	head := b.optional(name, rows, cols)
+	if head == nil || emb == nil {
+		return nil
+	}
+	same, err := safetensors.Equal(head, emb)
+	if err != nil {
+		return err
+	}
+	if !same {
+		b.add("output.weight", []int{rows, cols}, head, nil)
+	}
+	return nil
 }
 
 // list joins names, eliding all but the first 20.

@@ -480,7 +480,7 @@ func TestGPT2Variants(t *testing.T) {
 		{"missing", base, all[:len(all)-2], []string{"missing tensors", "ln_f.weight", "ln_f.bias"}},
 		{"extra", base, append(append([]safetensors.TensorData(nil), all...), safetensors.TensorData{Name: "h.0.attn.q_norm.weight", DType: safetensors.F32, Shape: []int{1}, Data: make([]byte, 4)}), []string{"h.0.attn.q_norm.weight"}},
 		{"architecture", with("architectures", []string{"GPT2ForSequenceClassification"}), all, []string{"GPT2ForSequenceClassification"}},
-		{"model type", with("model_type", "bert"), all, []string{"unsupported model_type bert (supported: gpt2, llama)"}},
+		{"model type", with("model_type", "bert"), all, []string{"unsupported model_type bert (supported: gpt2, gpt_neo, llama, opt)"}},
 		{"no model type", with("model_type", nil), all, []string{"no model_type"}},
 		{"bad dtype", base, func() []safetensors.TensorData {
 			c := append([]safetensors.TensorData(nil), all...)
