@@ -20,7 +20,7 @@ func convertCommand() *cli.Command {
 		Description: "The input type is detected from the content: a llama2.c .bin (legacy or ak42 v1),\n" +
 			"a Hugging Face directory (config.json + model.safetensors or a sharded index), or a\n" +
 			"single .safetensors file with config.json beside it. Supported HF architectures:\n" +
-			"GPT2LMHeadModel and LlamaForCausalLM.",
+			"GPT2LMHeadModel, LlamaForCausalLM, GPTNeoForCausalLM, OPTForCausalLM.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE` (.lmc)", Required: true},
 			&cli.StringFlag{Name: "tokenizer", Usage: "llama2.c tokenizer.bin `FILE` to embed"},

@@ -40,6 +40,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			infoCommand(),
 			verifyCommand(),
 			demoCommand(),
+			benchCommand(),
 		},
 	}
 }
@@ -98,6 +99,15 @@ func flagsFirst(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	head := 2 // args[:head] is the program and the command path
+	for head < len(args) {
+		sub := cmd.Command(args[head])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		head++
+	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {
 		_, isBool := f.(*cli.BoolFlag)
@@ -106,7 +116,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 		}
 	}
 	var flags, positional []string
-	rest := args[2:]
+	rest := args[head:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		if a == "--" {
@@ -124,6 +134,6 @@ func flagsFirst(app *cli.App, args []string) []string {
 		}
 		positional = append(positional, a)
 	}
-	out := append([]string{args[0], args[1]}, flags...)
+	out := append(append([]string(nil), args[:head]...), flags...)
 	return append(out, positional...)
 }

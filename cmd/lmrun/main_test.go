@@ -270,3 +270,20 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\n%s\n%s", err, out, stderr)
 	}
 }
+
+func TestBenchModelCommand(t *testing.T) {
+	model := filepath.Join(t.TempDir(), "t.lmc")
+	mustRun(t, "synth", "--preset", "tiny", "-o", model)
+	out := mustRun(t, "bench", "model", "-m", model, "-p", "8", "-n", "4", "-t", "1,2", "--reps", "1")
+	for _, want := range []string{"| pp8 |", "| tg4 |", "| 2 |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench model output lacks %q:\n%s", want, out)
+		}
+	}
+	if js := mustRun(t, "bench", "model", "-m", model, "-p", "0", "-n", "2", "--json", "--reps", "1"); !strings.Contains(js, `"tokens_per_second"`) {
+		t.Errorf("--json: %s", js)
+	}
+	if _, _, err := lmrun(t, "bench", "model", "-m", model, "-t", "x"); err == nil {
+		t.Error("bad --threads accepted")
+	}
+}

@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/lmrun/lmrun/engine"
+)
+
+// ModelConfig says what BenchModel measures, as llama.cpp's llama-bench does: prompt
+// processing of Prompt tokens (pp) and generation of Gen tokens one at a time (tg), for
+// each thread count, after Depth tokens already in the KV cache.
+type ModelConfig struct {
+	Prompt  int    // pp test size; 0 skips it
+	Gen     int    // tg test size; 0 skips it
+	Depth   int    // tokens in the cache before each test
+	Threads []int  // thread counts to try
+	Backend string // "" = default selection
+	Reps    int    // repetitions; the median is reported
+}
+
+// ModelResult is one line of a model benchmark.
+type ModelResult struct {
+	Model      string  `json:"model"`
+	Backend    string  `json:"backend"`
+	Threads    int     `json:"threads"`
+	Test       string  `json:"test"` // "pp128", "tg64"
+	Depth      int     `json:"depth"`
+	Tokens     int     `json:"tokens"`
+	Seconds    float64 `json:"seconds"` // median over the repetitions
+	TokPerSec  float64 `json:"tokens_per_second"`
+	WeightMB   float64 `json:"weight_mb"`            // tensor bytes of the checkpoint
+	WeightGBps float64 `json:"weight_gbps,omitempty"` // tg: weights streamed per second
+}
+
+// BenchModel measures the checkpoint at path.
+func BenchModel(path string, cfg ModelConfig) ([]ModelResult, error) {
+	if cfg.Reps <= 0 {
+		cfg.Reps = 3
+	}
+	if len(cfg.Threads) == 0 {
+		cfg.Threads = []int{0}
+	}
+	var out []ModelResult
+	for _, th := range cfg.Threads {
+		m, err := engine.Load(path, engine.Options{Backend: cfg.Backend, Threads: th})
+		if err != nil {
+			return nil, err
+		}
+		res, err := benchLoaded(m, filepath.Base(path), cfg)
+		m.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res...)
+	}
+	return out, nil
+}
+
+func benchLoaded(m *engine.Model, name string, cfg ModelConfig) ([]ModelResult, error) {
+	c := m.Config
+	need := cfg.Depth + max(cfg.Prompt, cfg.Gen)
+	if need > c.ContextLength {
+		return nil, fmt.Errorf("depth %d + test %d tokens exceed the context length %d", cfg.Depth, max(cfg.Prompt, cfg.Gen), c.ContextLength)
+	}
+	s := m.NewSession(engine.SessionOptions{Context: need})
+	tokens := func(n, seed int) []int {
+		ids := make([]int, n)
+		for i := range ids {
+			ids[i] = (i*7919 + seed*104729) % c.VocabSize
+		}
+		return ids
+	}
+	depth := tokens(cfg.Depth, 1)
+	prepare := func() error {
+		s.Reset()
+		if len(depth) > 0 {
+			_, err := s.Forward(depth)
+			return err
+		}
+		return nil
+	}
+	weightBytes := float64(m.File().DataSize())
+	base := ModelResult{Model: name, Backend: m.Backend(), Threads: m.Threads(), Depth: cfg.Depth, WeightMB: weightBytes / 1e6}
+	var out []ModelResult
+	if cfg.Prompt > 0 {
+		prompt := tokens(cfg.Prompt, 2)
+		times := make([]float64, 0, cfg.Reps)
+		for r := 0; r < cfg.Reps+1; r++ { // the first run warms caches and page tables
+			if err := prepare(); err != nil {
+				return nil, err
+			}
+			t0 := time.Now()
+			if _, err := s.Forward(prompt); err != nil {
+				return nil, err
+			}
+			if r > 0 {
+				times = append(times, time.Since(t0).Seconds())
+			}
+		}
+		r := base
+		r.Test, r.Tokens, r.Seconds = fmt.Sprintf("pp%d", cfg.Prompt), cfg.Prompt, median(times)
+		r.TokPerSec = float64(cfg.Prompt) / r.Seconds
+		out = append(out, r)
+	}
+	if cfg.Gen > 0 {
+		gen := tokens(cfg.Gen, 3)
+		times := make([]float64, 0, cfg.Reps)
+		for r := 0; r < cfg.Reps+1; r++ {
+			if err := prepare(); err != nil {
+				return nil, err
+			}
+			t0 := time.Now()
+			for _, id := range gen {
+				if _, err := s.Forward([]int{id}); err != nil {
+					return nil, err
+				}
+			}
+			if r > 0 {
+				times = append(times, time.Since(t0).Seconds())
+			}
+		}
+		r := base
+		r.Test, r.Tokens, r.Seconds = fmt.Sprintf("tg%d", cfg.Gen), cfg.Gen, median(times)
+		r.TokPerSec = float64(cfg.Gen) / r.Seconds
+		r.WeightGBps = weightBytes * r.TokPerSec / 1e9
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
