@@ -4,12 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/bench"
+	"github.com/lmrun/lmrun/kernels"
 )
 
 func benchCommand() *cli.Command {
@@ -17,6 +22,7 @@ func benchCommand() *cli.Command {
 		Name:  "bench",
 		Usage: "benchmark models (and kernels)",
 		Subcommands: []*cli.Command{
+			benchKernelsCommand(),
 			{
 				Name:  "model",
 				Usage: "prompt processing and generation speed, as llama-bench reports them",
@@ -87,5 +93,101 @@ func printModelTable(w io.Writer, rs []bench.ModelResult) {
 			gbps = fmt.Sprintf("%.2f", r.WeightGBps)
 		}
 		fmt.Fprintf(w, "| %s | %.1f | %s | %d | %s | %d | %.2f | %s |\n", r.Model, r.WeightMB, r.Backend, r.Threads, r.Test, r.Depth, r.TokPerSec, gbps)
+	}
+}
+
+func benchKernelsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "kernels",
+		Usage: "time every kernel at real model shapes on every available backend",
+		UsageText: "lmrun bench kernels [--backend generic,avx2] [--quick] [--time 300ms] [--json] [--svg chart.svg]\n\n" +
+			"   lmrun bench kernels --svg kernels.svg",
+		Description: "Measures the machine's limits first (streaming read bandwidth with 1 and all threads,\n" +
+			"FMA peak per backend where the backend can probe it), then reports each kernel's\n" +
+			"time, GFLOP/s, GB/s, speedup over generic and fraction of the limit it is bound by.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "backend", Usage: "comma-separated backend `NAMES` (default: every available one)"},
+			&cli.BoolFlag{Name: "quick", Usage: "one shape per kernel"},
+			&cli.DurationFlag{Name: "time", Value: 300 * time.Millisecond, Usage: "minimum time per measurement"},
+			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
+			&cli.StringFlag{Name: "svg", Usage: "also draw the results as a chart into `FILE`"},
+		},
+		Action: func(c *cli.Context) error {
+			ks := map[string]kernels.Kernels{}
+			var order []string
+			names := backends.List()
+			if s := c.String("backend"); s != "" {
+				names = nil
+				for _, n := range strings.Split(s, ",") {
+					b, err := backends.Resolve(strings.TrimSpace(n))
+					if err != nil {
+						return err
+					}
+					names = append(names, b)
+				}
+			}
+			for _, b := range names {
+				if b.Available() {
+					ks[b.Name] = b.New()
+					order = append(order, b.Name)
+				}
+			}
+			if _, ok := ks["generic"]; !ok {
+				ks["generic"] = kernels.Reference{} // the baseline of every speedup
+				order = append([]string{"generic"}, order...)
+			}
+			errw := c.App.ErrWriter
+			fmt.Fprintln(errw, "measuring the machine: read bandwidth, FMA peak ...")
+			m := bench.Machine{Threads: runtime.GOMAXPROCS(0), PeakGFLOPS: map[string]float64{}}
+			bestK := backends.Best().New()
+			m.ReadGBps1 = bench.ReadBandwidth(1, 3, bestK)
+			m.ReadGBpsN = bench.ReadBandwidth(m.Threads, 3, bestK)
+			for _, n := range order {
+				if p, ok := bench.FMAPeak(ks[n]); ok {
+					m.PeakGFLOPS[n] = p
+				}
+			}
+			cases := bench.KernelCases(c.Bool("quick"))
+			res := bench.BenchKernels(cases, ks, order, m, c.Duration("time"))
+			if path := c.String("svg"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return err
+				}
+				title := fmt.Sprintf("lmrun kernels: %s, read %.1f GB/s (1 thread)", runtime.GOARCH, m.ReadGBps1)
+				if err := bench.WriteSVG(f, res, title); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(struct {
+					Machine bench.Machine        `json:"machine"`
+					Results []bench.KernelResult `json:"results"`
+				}{m, res})
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n", m.ReadGBps1, m.ReadGBpsN, m.Threads)
+			for _, n := range order {
+				if p, ok := m.PeakGFLOPS[n]; ok {
+					fmt.Fprintf(w, "FMA peak %s: %.1f GFLOP/s (1 thread)\n", n, p)
+				}
+			}
+			fmt.Fprintln(w, "\n| kernel | shape | backend | ns/op | GFLOP/s | GB/s | × generic | of limit |")
+			fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
+			for _, r := range res {
+				frac := "n/a"
+				if r.PeakFrac > 0 {
+					frac = fmt.Sprintf("%.0f%% %s", 100*r.PeakFrac, map[bench.Bound]string{bench.BandwidthBound: "BW", bench.ComputeBound: "peak"}[r.Bound])
+				}
+				fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s |\n", r.Kernel, r.Shape, r.Backend, r.NsPerOp, r.GFLOPS, r.GBps, r.Speedup, frac)
+			}
+			return nil
+		},
 	}
 }

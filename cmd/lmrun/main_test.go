@@ -287,3 +287,19 @@ func TestBenchModelCommand(t *testing.T) {
 		t.Error("bad --threads accepted")
 	}
 }
+
+func TestBenchKernelsCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures the machine (256 MB buffer)")
+	}
+	svg := filepath.Join(t.TempDir(), "k.svg")
+	out := mustRun(t, "bench", "kernels", "--quick", "--time", "1ms", "--backend", "generic", "--svg", svg)
+	for _, want := range []string{"read bandwidth", "| matvec | 768x768 | generic |", "| gemm |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench kernels output lacks %q:\n%s", want, out)
+		}
+	}
+	if b, err := os.ReadFile(svg); err != nil || !strings.HasPrefix(string(b), "<svg") {
+		t.Fatalf("svg: %v", err)
+	}
+}

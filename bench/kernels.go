@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// Bound says which machine limit a kernel is measured against.
+type Bound string
+
+// Kernel bounds.
+const (
+	BandwidthBound Bound = "bandwidth" // compared with the streaming read bandwidth
+	ComputeBound   Bound = "compute"   // compared with the FMA peak
+)
+
+// KernelCase is one kernel at one shape, as real models call it.
+type KernelCase struct {
+	Kernel string
+	Shape  string
+	Flops  float64 // floating-point operations per call
+	Bytes  float64 // bytes of weights (or inputs) streamed per call
+	Bound  Bound
+	// Setup allocates the inputs and returns the call to time.
+	Setup func(k kernels.Kernels) func()
+}
+
+// KernelResult is the measurement of one case on one backend.
+type KernelResult struct {
+	Kernel   string  `json:"kernel"`
+	Shape    string  `json:"shape"`
+	Backend  string  `json:"backend"`
+	Bound    Bound   `json:"bound"`
+	NsPerOp  float64 `json:"ns_per_op"`
+	GFLOPS   float64 `json:"gflops"`
+	GBps     float64 `json:"gbps"`
+	Speedup  float64 `json:"speedup_vs_generic"`
+	PeakFrac float64 `json:"fraction_of_peak"` // of read bandwidth or FMA peak, by Bound; 0 if unknown
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func matCase(T, rows, cols int) KernelCase {
+	name, bound := "matvec", BandwidthBound
+	shape := fmt.Sprintf("%dx%d", rows, cols)
+	if T > 1 {
+		name, bound = "gemm", ComputeBound
+		shape = fmt.Sprintf("%dx%dx%d", T, cols, rows)
+	}
+	return KernelCase{Kernel: name, Shape: shape, Flops: 2 * float64(T*rows*cols), Bytes: 4 * float64(rows*cols), Bound: bound,
+		Setup: func(k kernels.Kernels) func() {
+			r := rand.New(rand.NewPCG(1, 2))
+			w, _ := kernels.NewMatF32(randSlice(r, rows*cols), rows, cols)
+			x, dst := randSlice(r, T*cols), make([]float32, T*rows)
+			return func() { k.MatMul(dst, rows, x, T, w, nil, 0, rows) }
+		}}
+}
+
+func attnCase(n, hd int) KernelCase {
+	heads := 12
+	return KernelCase{Kernel: "attention", Shape: fmt.Sprintf("%dpos,%dheads,hd%d", n, heads, hd),
+		Flops: float64(heads * 4 * n * hd), Bytes: float64(heads * 2 * 4 * n * hd), Bound: BandwidthBound,
+		Setup: func(k kernels.Kernels) func() {
+			r := rand.New(rand.NewPCG(3, 4))
+			stride := heads * hd
+			kc, vc, q := randSlice(r, n*stride), randSlice(r, n*stride), randSlice(r, stride)
+			out, scores := make([]float32, stride), make([]float32, n)
+			return func() {
+				for h := 0; h < heads; h++ {
+					k.Attention(out[h*hd:(h+1)*hd], q[h*hd:(h+1)*hd], kc[h*hd:], vc[h*hd:], n, stride, 0.125, scores)
+				}
+			}
+		}}
+}
+
+func vecCase(name string, n int, flopsPer float64, f func(k kernels.Kernels, x, y, w []float32)) KernelCase {
+	return KernelCase{Kernel: name, Shape: fmt.Sprint(n), Flops: flopsPer * float64(n), Bytes: 4 * float64(n), Bound: BandwidthBound,
+		Setup: func(k kernels.Kernels) func() {
+			r := rand.New(rand.NewPCG(5, 6))
+			x, y, w := randSlice(r, n), randSlice(r, n), randSlice(r, n)
+			return func() { f(k, x, y, w) }
+		}}
+}
+
+// KernelCases returns the benchmark cases: the shapes GPT-2 small, Llama 7B and the
+// stories models use. quick keeps one case per kernel.
+func KernelCases(quick bool) []KernelCase {
+	cs := []KernelCase{
+		matCase(1, 768, 768), matCase(1, 3072, 768), matCase(1, 768, 3072), matCase(1, 4096, 4096),
+		matCase(128, 3072, 768), matCase(64, 3072, 768),
+		attnCase(256, 64), attnCase(1024, 64),
+		vecCase("dot", 4096, 2, func(k kernels.Kernels, x, y, _ []float32) { k.Dot(x, y) }),
+		vecCase("softmax", 1024, 4, func(k kernels.Kernels, x, _, _ []float32) { k.Softmax(x) }),
+		vecCase("softmax", 32000, 4, func(k kernels.Kernels, x, _, _ []float32) { k.Softmax(x) }),
+		vecCase("rmsnorm", 4096, 3, func(k kernels.Kernels, x, y, w []float32) { k.RMSNorm(y, x, w, 1e-5) }),
+		vecCase("layernorm", 768, 5, func(k kernels.Kernels, x, y, w []float32) { k.LayerNorm(y, x, w, w, 1e-5) }),
+		vecCase("gelu", 3072, 10, func(k kernels.Kernels, x, _, _ []float32) { k.GELU(x) }),
+		vecCase("swiglu", 11008, 6, func(k kernels.Kernels, x, y, _ []float32) { k.SwiGLU(x, y) }),
+		vecCase("add", 4096, 1, func(k kernels.Kernels, x, y, _ []float32) { k.Add(x, y) }),
+		{Kernel: "rope", Shape: "32heads,hd128", Flops: 6 * 32 * 64, Bytes: 4 * 32 * 128, Bound: BandwidthBound,
+			Setup: func(k kernels.Kernels) func() {
+				r := rand.New(rand.NewPCG(7, 8))
+				x, cos, sin := randSlice(r, 32*128), randSlice(r, 64), randSlice(r, 64)
+				return func() { k.RoPE(x, 32, 128, cos, sin) }
+			}},
+	}
+	if quick {
+		seen := map[string]bool{}
+		var q []KernelCase
+		for _, c := range cs {
+			if !seen[c.Kernel] {
+				seen[c.Kernel] = true
+				q = append(q, c)
+			}
+		}
+		return q
+	}
+	return cs
+}
+
+// Time returns the mean nanoseconds per call of f, calling it for at least minTime.
+func Time(f func(), minTime time.Duration) float64 {
+	f() // warm up
+	n := 1
+	for {
+		t0 := time.Now()
+		for i := 0; i < n; i++ {
+			f()
+		}
+		el := time.Since(t0)
+		if el >= minTime || n >= 1<<30 {
+			return float64(el.Nanoseconds()) / float64(n)
+		}
+		n = int(min(float64(n)*2, float64(n)*float64(minTime)/float64(max(el, time.Microsecond))*1.2+1))
+	}
+}
+
+// BenchKernels times every case on every backend given (by name, with its kernels) and
+// relates each result to the machine's limits and to the generic backend.
+func BenchKernels(cases []KernelCase, ks map[string]kernels.Kernels, order []string, m Machine, minTime time.Duration) []KernelResult {
+	var out []KernelResult
+	for _, c := range cases {
+		var genericNs float64
+		for _, name := range order {
+			k := ks[name]
+			ns := Time(c.Setup(k), minTime)
+			r := KernelResult{Kernel: c.Kernel, Shape: c.Shape, Backend: name, Bound: c.Bound, NsPerOp: ns,
+				GFLOPS: c.Flops / ns, GBps: c.Bytes / ns}
+			if name == "generic" {
+				genericNs = ns
+			}
+			switch {
+			case c.Bound == BandwidthBound && m.ReadGBps1 > 0:
+				r.PeakFrac = r.GBps / m.ReadGBps1
+			case c.Bound == ComputeBound && m.PeakGFLOPS[name] > 0:
+				r.PeakFrac = r.GFLOPS / m.PeakGFLOPS[name]
+			}
+			out = append(out, r)
+		}
+		for i := range out {
+			if out[i].Kernel == c.Kernel && out[i].Shape == c.Shape && genericNs > 0 {
+				out[i].Speedup = genericNs / out[i].NsPerOp
+			}
+		}
+	}
+	return out
+}
