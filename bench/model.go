@@ -31,7 +31,7 @@ type ModelResult struct {
 	Tokens     int     `json:"tokens"`
 	Seconds    float64 `json:"seconds"` // median over the repetitions
 	TokPerSec  float64 `json:"tokens_per_second"`
-	WeightMB   float64 `json:"weight_mb"`            // tensor bytes of the checkpoint
+	WeightMB   float64 `json:"weight_mb"`             // tensor bytes of the checkpoint
 	WeightGBps float64 `json:"weight_gbps,omitempty"` // tg: weights streamed per second
 }
 
