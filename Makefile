@@ -3,11 +3,12 @@ GO      ?= go
 BIN     ?= bin/lmrun
 PKGS    := ./...
 
-.PHONY: help build demo test vet fmt-check race fuzz bench cross clean
+.PHONY: help build demo test test-arm64 vet fmt-check race fuzz bench cross clean
 
 help:
 	@echo "make demo   generate text with a synthesized stories15M-shaped model (go run ./cmd/lmrun demo)"
 	@echo "make test   vet, gofmt check, the whole test suite, and the race detector on the engine"
+	@echo "make test-arm64  the kernels and the engine built for arm64 (NEON backend), under qemu-user on other hosts"
 	@echo "make fuzz   run every fuzz target for a short while"
 	@echo "make bench  go test benchmarks"
 	@echo "make cross  build for every supported GOOS/GOARCH, with and without -tags purego"
@@ -32,6 +33,17 @@ race:
 test: vet fmt-check
 	$(GO) test -count=1 $(PKGS)
 	$(MAKE) race
+
+# The arm64 build — the NEON backend (backends/neon) against the reference, and every
+# fixture model on it — natively on an arm64 host, elsewhere under qemu-user
+# (apt-get install qemu-user-static; -exec needs no binfmt registration).
+ARM64_PKGS ?= ./backends/... ./engine/ ./kernels/...
+test-arm64:
+ifeq ($(shell $(GO) env GOHOSTARCH),arm64)
+	$(GO) test -count=1 $(ARM64_PKGS)
+else
+	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static $(ARM64_PKGS)
+endif
 
 FUZZTIME ?= 20s
 fuzz:

@@ -298,3 +298,39 @@ func TestLocalLayers(t *testing.T) {
 		t.Fatalf("KVMaxBytes %d, want %d", s.KVMaxBytes(), want)
 	}
 }
+
+// TestHalfKV: an f16 cache takes half the memory and moves the logits only by the
+// rounding of keys and values to 11 significant bits, for global and ring (local) layers,
+// in batched and token-by-token passes.
+func TestHalfKV(t *testing.T) {
+	cfg := preset(t, "tiny-gpt2")
+	cfg.NLayers, cfg.AttnWindows = 4, []int{0, 6, 0, 6}
+	m := synthModel(t, cfg, engine.Options{Threads: 2})
+	v := cfg.VocabSize
+	ids := randomTokens(60, v, 8)
+	full, err := m.NewSession(engine.SessionOptions{}).ForwardAll(ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.NewSession(engine.SessionOptions{HalfKV: true, Batch: 16})
+	f32 := m.NewSession(engine.SessionOptions{Batch: 16})
+	if s.KVBytes()*2 != f32.KVBytes() || s.KVMaxBytes()*2 != f32.KVMaxBytes() {
+		t.Fatalf("f16 cache %d bytes (max %d), f32 %d (max %d)", s.KVBytes(), s.KVMaxBytes(), f32.KVBytes(), f32.KVMaxBytes())
+	}
+	half, err := s.ForwardAll(ids[:30], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := maxRelDiff(half, full[:30*v])
+	for i := 30; i < len(ids); i++ {
+		logits, err := s.Forward(ids[i : i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, maxRelDiff(logits, full[i*v:(i+1)*v]))
+	}
+	if worst > 2e-3 || worst == 0 {
+		t.Fatalf("f16 cache moves the logits by %.3g of max|logit| (want small but non-zero)", worst)
+	}
+	t.Logf("f16 cache: max|Δ|/max|logit| = %.2g", worst)
+}

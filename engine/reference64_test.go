@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/kernels"
 )
 
 // ref64 is an independent float64 implementation of the forward pass, written from the
@@ -20,7 +21,7 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 		if tt == nil {
 			return nil
 		}
-		v, err := tt.F32()
+		v, err := kernels.Dequantize(tt.DType, tt.Data, tt.Shape[len(tt.Shape)-1])
 		if err != nil {
 			t.Fatal(err)
 		}

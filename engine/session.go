@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -18,6 +19,9 @@ type SessionOptions struct {
 	Context int
 	// Batch is the number of prompt tokens processed in one pass (0: 64).
 	Batch int
+	// HalfKV stores the KV cache as IEEE binary16, halving its memory (keys and values
+	// are rounded to 11 significant bits; attention still computes in float32).
+	HalfKV bool
 }
 
 // Session is one sequence being decoded: the KV cache, the position, and every scratch
@@ -33,11 +37,12 @@ type Session struct {
 	// with use up to ctx; a local layer (0 < window < ctx) keeps exactly its window in a
 	// ring, [window, kvDim], position p in slot p mod window, so its memory does not grow
 	// with the generated length.
-	kcache, vcache [][]float32
+	kcache, vcache []kvBuf
+	halfKV         bool
 	kvCap          int
 	// stageK/V line up a local layer's ring and a prefill batch in position order,
 	// [maxWindow-1+batch, kvDim], so each query's band is one contiguous run.
-	stageK, stageV []float32
+	stageK, stageV kvBuf
 	maxWindow      int
 
 	x, xb, out       []float32   // [batch, dim]
@@ -46,6 +51,7 @@ type Session struct {
 	hb, hb2          []float32   // [batch, ffnDim]
 	ropeCos, ropeSin []float32   // [batch, rope_dim/2]: angles of this pass's positions
 	emb              []float32   // [batch, embDim] when the model projects embeddings
+	xq               []byte      // [batch, widest row] activations as q8_0 blocks
 	logits           []float32   // [vocab]
 	scores           [][]float32 // per thread [ctx]
 
@@ -69,22 +75,30 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	}
 	b = min(b, ctx)
 	s := &Session{m: m, ctx: ctx, batch: b}
-	s.kcache = make([][]float32, c.NLayers)
-	s.vcache = make([][]float32, c.NLayers)
+	s.halfKV = opts.HalfKV
+	s.kcache = make([]kvBuf, c.NLayers)
+	s.vcache = make([]kvBuf, c.NLayers)
+	for i := range s.kcache { // global layers start empty: reserve sizes them
+		s.kcache[i], s.vcache[i] = newKV(s.halfKV, 0), newKV(s.halfKV, 0)
+	}
 	kvd := c.KVDim()
 	for i := range m.layers {
 		if w := s.ring(i); w > 0 {
-			s.kcache[i] = make([]float32, w*kvd)
-			s.vcache[i] = make([]float32, w*kvd)
+			s.kcache[i] = newKV(s.halfKV, w*kvd)
+			s.vcache[i] = newKV(s.halfKV, w*kvd)
 			s.maxWindow = max(s.maxWindow, w)
 		}
 	}
 	if s.maxWindow > 0 {
-		s.stageK = make([]float32, (s.maxWindow-1+b)*kvd)
-		s.stageV = make([]float32, (s.maxWindow-1+b)*kvd)
+		s.stageK = newKV(s.halfKV, (s.maxWindow-1+b)*kvd)
+		s.stageV = newKV(s.halfKV, (s.maxWindow-1+b)*kvd)
 	}
 	if c.Projected() {
 		s.emb = make([]float32, b*c.EmbeddingDim())
+	}
+	if m.q8 != nil {
+		widest := max(c.Dim, c.FFNDim, c.QDim(), c.EmbeddingDim())
+		s.xq = make([]byte, b*kernels.RowBytes(format.Q8_0, (widest+format.QBlock-1)/format.QBlock*format.QBlock))
 	}
 	if c.Position == RoPE {
 		s.ropeCos = make([]float32, b*c.RopeDim/2)
@@ -130,11 +144,9 @@ func (s *Session) reserve(n int) {
 		if s.ring(i) > 0 {
 			continue
 		}
-		k := make([]float32, newCap*kvd)
-		v := make([]float32, newCap*kvd)
-		copy(k, s.kcache[i][:min(s.pos, s.kvCap)*kvd])
-		copy(v, s.vcache[i][:min(s.pos, s.kvCap)*kvd])
-		s.kcache[i], s.vcache[i] = k, v
+		keep := min(s.pos, s.kvCap) * kvd
+		s.kcache[i] = s.kcache[i].grow(newCap*kvd, keep)
+		s.vcache[i] = s.vcache[i].grow(newCap*kvd, keep)
 	}
 	s.kvCap = newCap
 	for i := range s.scores {
@@ -146,7 +158,7 @@ func (s *Session) reserve(n int) {
 func (s *Session) KVBytes() int64 {
 	var n int64
 	for i := range s.kcache {
-		n += int64(len(s.kcache[i])+len(s.vcache[i])) * 4
+		n += s.kcache[i].bytes() + s.vcache[i].bytes()
 	}
 	return n
 }
@@ -154,13 +166,17 @@ func (s *Session) KVBytes() int64 {
 // KVMaxBytes returns the memory the KV cache occupies once the context is full.
 func (s *Session) KVMaxBytes() int64 {
 	kvd := int64(s.m.Config.KVDim())
+	elem := int64(4)
+	if s.halfKV {
+		elem = 2
+	}
 	var n int64
 	for i := range s.kcache {
 		pos := int64(s.ctx)
 		if w := s.ring(i); w > 0 {
 			pos = int64(w)
 		}
-		n += pos * kvd * 2 * 4
+		n += pos * kvd * 2 * elem
 	}
 	return n
 }
@@ -244,14 +260,16 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 		emb = s.emb
 	}
 	for t, id := range tokens {
-		copy(emb[t*ed:(t+1)*ed], m.tokEmbd.Row(id))
+		m.tokEmbd.RowF32(id, emb[t*ed:(t+1)*ed])
 	}
 	if c.Projected() {
 		s.matmul(s.emb, T, mm{s.x, dim, m.projIn, nil})
 	}
 	if m.posEmbd != nil {
 		for t := range tokens {
-			kern.Add(s.x[t*dim:(t+1)*dim], m.posEmbd.Row(pos0+t+c.PositionOffset))
+			row := s.out[t*dim : (t+1)*dim]
+			m.posEmbd.RowF32(pos0+t+c.PositionOffset, row)
+			kern.Add(s.x[t*dim:(t+1)*dim], row)
 		}
 	}
 	if c.Position == RoPE {
@@ -286,8 +304,8 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 		}
 		s.attnTask = attnTask{s: s, kc: kc, vc: vc, pos0: pos0, window: l.window}
 		if w := s.ring(li); w == 0 {
-			copy(kc[pos0*kvd:(pos0+T)*kvd], s.k[:T*kvd])
-			copy(vc[pos0*kvd:(pos0+T)*kvd], s.v[:T*kvd])
+			kc.put(pos0*kvd, s.k[:T*kvd])
+			vc.put(pos0*kvd, s.v[:T*kvd])
 		} else {
 			s.stageRing(li, w, T)
 		}
@@ -359,6 +377,7 @@ type mm struct {
 type matmulTask struct {
 	s   *Session
 	x   []float32
+	xq  []byte // x quantized to q8_0 blocks, when the q8 path is taken
 	T   int
 	ops [3]mm
 	n   int
@@ -369,21 +388,40 @@ func (k *matmulTask) Do(_, lo, hi int) {
 	for _, o := range k.ops[:k.n] {
 		r0, r1 := max(lo-base, 0), min(hi-base, o.w.Rows)
 		if r0 < r1 {
-			k.s.m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1)
+			if k.xq != nil && blockQuantized(o.w.DType) {
+				k.s.m.q8.MatMulQ8(o.dst, o.ld, k.xq, k.T, o.w, o.bias, r0, r1)
+			} else {
+				k.s.m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1)
+			}
 		}
 		base += o.w.Rows
 	}
 }
 
+func blockQuantized(dt format.DType) bool { return dt == format.Q8_0 || dt == format.Q4_0 }
+
 // matmul computes the products ops (at most three) of the T rows of x. Rows are handed
 // out in multiples of 16 so a SIMD kernel sees whole tiles.
 func (s *Session) matmul(x []float32, T int, ops ...mm) {
 	k := &s.mmTask
-	k.s, k.x, k.T = s, x, T
+	k.s, k.x, k.T, k.xq = s, x, T, nil
 	k.n = copy(k.ops[:], ops)
 	total := 0
+	q8 := false
 	for _, o := range ops {
 		total += o.w.Rows
+		q8 = q8 || blockQuantized(o.w.DType)
+	}
+	// Block-quantized weights take activations quantized once per product (q8_0 blocks,
+	// as llama.cpp does), unless the model was loaded with exact f32 activations.
+	if q8 && s.m.q8 != nil {
+		cols := ops[0].w.Cols
+		rb := kernels.RowBytes(format.Q8_0, cols)
+		xq := s.xq[:T*rb]
+		for t := 0; t < T; t++ {
+			kernels.QuantizeQ8(x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
+		}
+		k.xq = xq
 	}
 	s.m.pool.Run(total, 16, k)
 }
@@ -400,8 +438,8 @@ func (s *Session) stageRing(li, w, T int) {
 	a := &s.attnTask
 	if T == 1 {
 		slot := pos0 % w
-		copy(kc[slot*kvd:(slot+1)*kvd], s.k[:kvd])
-		copy(vc[slot*kvd:(slot+1)*kvd], s.v[:kvd])
+		kc.put(slot*kvd, s.k[:kvd])
+		vc.put(slot*kvd, s.v[:kvd])
 		a.ring = true
 		return
 	}
@@ -409,15 +447,15 @@ func (s *Session) stageRing(li, w, T int) {
 	base := pos0 - m
 	for i := 0; i < m; i++ {
 		slot := (base + i) % w
-		copy(s.stageK[i*kvd:(i+1)*kvd], kc[slot*kvd:(slot+1)*kvd])
-		copy(s.stageV[i*kvd:(i+1)*kvd], vc[slot*kvd:(slot+1)*kvd])
+		s.stageK.copyFrom(i*kvd, kc, slot*kvd, kvd)
+		s.stageV.copyFrom(i*kvd, vc, slot*kvd, kvd)
 	}
-	copy(s.stageK[m*kvd:(m+T)*kvd], s.k[:T*kvd])
-	copy(s.stageV[m*kvd:(m+T)*kvd], s.v[:T*kvd])
+	s.stageK.put(m*kvd, s.k[:T*kvd])
+	s.stageV.put(m*kvd, s.v[:T*kvd])
 	for t := max(0, T-w); t < T; t++ {
 		slot := (pos0 + t) % w
-		copy(kc[slot*kvd:(slot+1)*kvd], s.k[t*kvd:(t+1)*kvd])
-		copy(vc[slot*kvd:(slot+1)*kvd], s.v[t*kvd:(t+1)*kvd])
+		kc.put(slot*kvd, s.k[t*kvd:(t+1)*kvd])
+		vc.put(slot*kvd, s.v[t*kvd:(t+1)*kvd])
 	}
 	a.kc, a.vc, a.base = s.stageK, s.stageV, base
 }
@@ -427,7 +465,7 @@ func (s *Session) stageRing(li, w, T int) {
 // layer), whose first min(p+1, window) rows are exactly the positions in the band.
 type attnTask struct {
 	s            *Session
-	kc, vc       []float32
+	kc, vc       kvBuf
 	pos0, window int
 	base         int
 	ring         bool
@@ -453,7 +491,11 @@ func (a *attnTask) Do(w, lo, hi int) {
 		}
 		off := first*kvd + (h/group)*hd
 		q := t*qd + h*hd
-		s.m.kern.Attention(s.att[q:q+hd], s.q[q:q+hd], a.kc[off:], a.vc[off:], n, kvd, c.AttnScale, s.scores[w])
+		if a.kc.h != nil {
+			s.m.kern.AttentionF16(s.att[q:q+hd], s.q[q:q+hd], a.kc.h[off:], a.vc.h[off:], n, kvd, c.AttnScale, s.scores[w])
+		} else {
+			s.m.kern.Attention(s.att[q:q+hd], s.q[q:q+hd], a.kc.f[off:], a.vc.f[off:], n, kvd, c.AttnScale, s.scores[w])
+		}
 	}
 }
 

@@ -59,6 +59,10 @@ type Kernels interface {
 	// scores is scratch space of at least n elements. n ≥ 1.
 	Attention(out, q, k, v []float32, n, stride int, scale float32, scores []float32)
 
+	// AttentionF16 is Attention over a KV cache stored as IEEE binary16 (half the memory
+	// of an f32 cache); keys and values are converted to float32 as they are read.
+	AttentionF16(out, q []float32, k, v []uint16, n, stride int, scale float32, scores []float32)
+
 	// RMSNorm: dst = x / sqrt(mean(x²) + eps) · w.
 	RMSNorm(dst, x, w []float32, eps float32)
 

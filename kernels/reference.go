@@ -18,19 +18,49 @@ func (Reference) Name() string { return "generic" }
 
 // MatMul implements Kernels. Each weight row is read once and applied to all T inputs,
 // which is what makes a batched prefill cheaper than T matrix–vector products.
+// Weights of every dtype are supported: row by row, the dot product is taken with the
+// row's dequantized values in the order dot uses (see quant.go), so the result equals
+// MatMul on the dequantized f32 matrix exactly.
 func (r Reference) MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bias []float32, r0, r1 int) {
-	if w.DType != format.F32 {
-		panic("kernels: reference MatMul supports f32 weights only, got " + w.DType.String())
-	}
 	n := w.Cols
+	if w.DType == format.F32 {
+		wf := w.F32
+		if wf == nil {
+			wf = format.BytesToF32(w.Data)
+		}
+		for row := r0; row < r1; row++ {
+			wr := wf[row*n : (row+1)*n]
+			var b float32
+			if bias != nil {
+				b = bias[row]
+			}
+			for t := 0; t < T; t++ {
+				dst[t*ld+row] = dot(x[t*n:(t+1)*n], wr) + b
+			}
+		}
+		return
+	}
+	var rowDot func(x []float32, w []byte) float32
+	switch w.DType {
+	case format.F16:
+		rowDot = dotF16
+	case format.BF16:
+		rowDot = dotBF16
+	case format.Q8_0:
+		rowDot = dotQ8_0
+	case format.Q4_0:
+		rowDot = dotQ4_0
+	default:
+		panic("kernels: MatMul: unknown weight dtype " + w.DType.String())
+	}
 	for row := r0; row < r1; row++ {
-		wr := w.F32[row*n : (row+1)*n]
+		wr := matRow(w, row)
 		var b float32
 		if bias != nil {
 			b = bias[row]
 		}
 		for t := 0; t < T; t++ {
-			dst[t*ld+row] = dot(x[t*n:(t+1)*n], wr) + b
+			dst[t*ld+row] = rowDot(x[t*n:(t+1)*n], wr) + b
 		}
 	}
 }

@@ -1,33 +1,57 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/convert"
+	"github.com/lmrun/lmrun/format/gguf"
 )
 
 func convertCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "convert",
-		Usage: "convert a llama2.c or Hugging Face checkpoint to an lmrun checkpoint",
-		UsageText: "lmrun convert IN -o OUT.lmc [--tokenizer FILE]\n\n" +
+		Usage: "convert a llama2.c, Hugging Face or GGUF checkpoint to an lmrun checkpoint (or an lmrun checkpoint to GGUF)",
+		UsageText: "lmrun convert IN -o OUT [--tokenizer FILE] [--dtype f32|f16|bf16|q8_0|q4_0] [--to lmc|gguf]\n\n" +
 			"   lmrun convert stories260K.bin --tokenizer tok512.bin -o stories260K.lmc\n" +
-			"   lmrun convert path/to/hf-model-dir -o model.lmc",
-		Description: "The input type is detected from the content: a llama2.c .bin (legacy or ak42 v1),\n" +
-			"a Hugging Face directory (config.json + model.safetensors or a sharded index), or a\n" +
-			"single .safetensors file with config.json beside it. Supported HF architectures:\n" +
-			"GPT2LMHeadModel, LlamaForCausalLM, GPTNeoForCausalLM, OPTForCausalLM.",
+			"   lmrun convert path/to/hf-model-dir --dtype q8_0 -o model-q8.lmc\n" +
+			"   lmrun convert model.gguf -o model.lmc\n" +
+			"   lmrun convert model.lmc --to gguf -o model.gguf",
+		Description: "The input type is detected from the content: a llama2.c .bin (legacy or ak42 v1/v2),\n" +
+			"a Hugging Face directory (config.json + model.safetensors or a sharded index), a\n" +
+			"single .safetensors file with config.json beside it, a GGUF file (architectures llama\n" +
+			"and gpt2; tensor types F32, F16, BF16, Q8_0, Q4_0), or an lmrun checkpoint (to change\n" +
+			"its dtype or export it). Supported HF architectures: GPT2LMHeadModel, LlamaForCausalLM,\n" +
+			"GPTNeoForCausalLM, OPTForCausalLM.\n\n" +
+			"--dtype stores every weight matrix in that type (the position table, norms and biases\n" +
+			"stay f32; with q8_0/q4_0, matrices whose rows are not a multiple of 32 become f16);\n" +
+			"without it, tensors keep the type the importer gives them. --to gguf writes a GGUF v3\n" +
+			"file llama.cpp loads (llama and gpt2 models).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE` (.lmc)", Required: true},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE` (.lmc, or .gguf with --to gguf)", Required: true},
 			&cli.StringFlag{Name: "tokenizer", Usage: "llama2.c tokenizer.bin `FILE` to embed"},
+			&cli.StringFlag{Name: "dtype", Usage: "store weight matrices as `TYPE`: f32, f16, bf16, q8_0 or q4_0"},
+			&cli.StringFlag{Name: "to", Value: "lmc", Usage: "output `FORMAT`: lmc or gguf"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("convert takes one input path, got %d", c.NArg())
+			}
+			to := c.String("to")
+			if to != "lmc" && to != "gguf" {
+				return fmt.Errorf("--to %q: want lmc or gguf", to)
+			}
+			var dt format.DType
+			if s := c.String("dtype"); s != "" {
+				var err error
+				if dt, err = format.ParseDType(s); err != nil {
+					return fmt.Errorf("--dtype: %w", err)
+				}
 			}
 			in := c.Args().First()
 			kind, err := convert.Detect(in)
@@ -35,22 +59,60 @@ func convertCommand() *cli.Command {
 				return err
 			}
 			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", in, kind)
-			ck, err := convert.Import(in, convert.Options{TokenizerPath: c.String("tokenizer")})
-			if err != nil {
+			var ck *format.Checkpoint
+			if kind == convert.KindLMC && (to == "gguf" || c.IsSet("dtype")) {
+				if c.IsSet("tokenizer") {
+					return fmt.Errorf("--tokenizer: %s is already an lmrun checkpoint", in)
+				}
+				f, err := format.Open(in)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				ck = convert.FromLMC(f)
+			} else if ck, err = convert.Import(in, convert.Options{TokenizerPath: c.String("tokenizer")}); err != nil {
+				if errors.Is(err, convert.ErrAlreadyLMC) {
+					return fmt.Errorf("%w (use --dtype or --to gguf to re-encode it)", err)
+				}
 				return err
 			}
+			if c.IsSet("dtype") {
+				if ck, err = convert.WithDType(ck, dt); err != nil {
+					return err
+				}
+			}
 			out := c.String("output")
-			if err := ck.WriteFile(out, progress(c.App.ErrWriter, "writing tensors")); err != nil {
+			if to == "gguf" {
+				err = gguf.ExportFile(ck, out, progress(c.App.ErrWriter, "writing tensors"))
+			} else {
+				err = ck.WriteFile(out, progress(c.App.ErrWriter, "writing tensors"))
+			}
+			if err != nil {
 				return fmt.Errorf("writing %s: %w", out, err)
 			}
 			st, err := os.Stat(out)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.ErrWriter, "wrote %s: %d tensors, %.1f MiB\n", out, len(ck.Tensors), float64(st.Size())/(1<<20))
+			fmt.Fprintf(c.App.ErrWriter, "wrote %s: %d tensors (%s), %.1f MiB\n", out, len(ck.Tensors), dtypeCounts(ck), float64(st.Size())/(1<<20))
 			return nil
 		},
 	}
+}
+
+// dtypeCounts summarizes the tensors' dtypes: "14 q8_0, 9 f32".
+func dtypeCounts(ck *format.Checkpoint) string {
+	n := map[format.DType]int{}
+	for _, s := range ck.Tensors {
+		n[s.DType]++
+	}
+	var parts []string
+	for _, dt := range []format.DType{format.Q4_0, format.Q8_0, format.BF16, format.F16, format.F32} {
+		if n[dt] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[dt], dt))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func verifyCommand() *cli.Command {

@@ -17,11 +17,11 @@ func logitsCommand() *cli.Command {
 		Description: "Row t of the float32 [T, vocab] array holds the logits after reading tokens 0..t,\n" +
 			"starting at position 0 with an empty KV cache.",
 		Flags: []cli.Flag{
-			modelFlag, tokensFlag, promptFlag, threadsFlag, backendFlag,
+			modelFlag, tokensFlag, promptFlag, threadsFlag, backendFlag, f32ActFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE` (.npy)", Required: true},
 		},
 		Action: func(c *cli.Context) error {
-			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads")})
+			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")})
 			if err != nil {
 				return err
 			}

@@ -52,6 +52,7 @@ var (
 	backendFlag = &cli.StringFlag{Name: "backend", Usage: "kernel backend `NAME` (default: $LMRUN_BACKEND, else the best this CPU runs; see lmrun info)"}
 	tokensFlag  = &cli.StringFlag{Name: "tokens", Usage: "prompt as comma-separated token `IDS` (instead of -p)"}
 	promptFlag  = &cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt `TEXT`, tokenized with the model's tokenizer"}
+	f32ActFlag  = &cli.BoolFlag{Name: "f32-activations", Usage: "multiply q8_0/q4_0 weights with exact f32 activations (default: activations quantized to q8_0 blocks, as llama.cpp does)"}
 )
 
 // parseIDs parses "1,2,3" (spaces allowed).

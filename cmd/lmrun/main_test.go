@@ -65,6 +65,10 @@ func TestRunGreedyIDs(t *testing.T) {
 	if !strings.HasPrefix(text, "Once upon a time, there was a little girl named Lily.") {
 		t.Fatalf("greedy text: %q", text)
 	}
+	// A half-size KV cache runs and reports its memory.
+	if _, stderr, err := lmrun(t, "run", "-m", model, "--tokens", "1", "-n", "5", "--kv", "f16"); err != nil || !strings.Contains(stderr, "KV cache") {
+		t.Fatalf("--kv f16: %v %s", err, stderr)
+	}
 	// A seed makes sampling reproducible; another seed changes it.
 	a := mustRun(t, "run", "-m", model, "-n", "30", "--seed", "5", "--temp", "1", "--ids")
 	b := mustRun(t, "run", "-m", model, "-n", "30", "--seed", "5", "--temp", "1", "--ids")
@@ -199,6 +203,7 @@ func TestBadInput(t *testing.T) {
 		{"bad temperature", []string{"run", "-m", model, "--tokens", "1", "--temp", "-1"}, "temperature"},
 		{"bad top-p", []string{"run", "-m", model, "--tokens", "1", "--top-p", "2"}, "top-p"},
 		{"unknown preset", []string{"synth", "--preset", "gpt5", "-o", filepath.Join(dir, "s.lmc")}, "unknown preset"},
+		{"bad kv type", []string{"run", "-m", model, "--tokens", "1", "--kv", "q8"}, "--kv"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

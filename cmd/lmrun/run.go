@@ -25,7 +25,7 @@ func runCommand() *cli.Command {
 		Description: "Streams the completion to stdout as it is produced; prompt and generation speed go to stderr.\n" +
 			"With neither -p nor --tokens, generation starts from the BOS token alone.",
 		Flags: []cli.Flag{
-			modelFlag, promptFlag, tokensFlag, threadsFlag, backendFlag,
+			modelFlag, promptFlag, tokensFlag, threadsFlag, backendFlag, f32ActFlag,
 			&cli.IntFlag{Name: "n", Value: 128, Usage: "tokens to generate at most (0: until the context is full)"},
 			&cli.Float64Flag{Name: "temp", Value: 0.8, Usage: "sampling temperature (0: greedy)"},
 			&cli.IntFlag{Name: "top-k", Value: 40, Usage: "sample among the K most likely tokens (0: all)"},
@@ -33,10 +33,11 @@ func runCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Usage: "random seed (default: from the clock, printed to stderr)"},
 			&cli.BoolFlag{Name: "ids", Usage: "print the generated token ids instead of text"},
 			&cli.IntFlag{Name: "ctx", Usage: "context length of the session (0: the model's)"},
+			kvFlag,
 			&cli.BoolFlag{Name: "ignore-eos", Usage: "keep generating past the end-of-sequence token"},
 		},
 		Action: func(c *cli.Context) error {
-			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads")})
+			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")})
 			if err != nil {
 				return err
 			}
@@ -56,7 +57,11 @@ func runCommand() *cli.Command {
 			if c.Int("n") < 0 {
 				return fmt.Errorf("-n %d: want ≥ 0", c.Int("n"))
 			}
-			s := m.NewSession(engine.SessionOptions{Context: c.Int("ctx")})
+			half, err := halfKV(c)
+			if err != nil {
+				return err
+			}
+			s := m.NewSession(engine.SessionOptions{Context: c.Int("ctx"), HalfKV: half})
 			var stop []int
 			if c.Bool("ignore-eos") {
 				stop = []int{}
@@ -162,3 +167,16 @@ func promptIDs(c *cli.Context, m *engine.Model) ([]int, error) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// kvFlag selects the KV cache's storage type.
+var kvFlag = &cli.StringFlag{Name: "kv", Value: "f32", Usage: "KV cache `TYPE`: f32, or f16 (half the memory)"}
+
+func halfKV(c *cli.Context) (bool, error) {
+	switch c.String("kv") {
+	case "f32":
+		return false, nil
+	case "f16":
+		return true, nil
+	}
+	return false, fmt.Errorf("--kv %q: want f32 or f16", c.String("kv"))
+}

@@ -37,6 +37,7 @@ type llama2c struct {
 	// byte-fallback pieces): a symbol with such an id never merges with anything.
 	isolated []bool
 	single   [128]int32 // id of each one-byte ASCII piece, -1 if none
+	dummy    bool       // Encode starts a non-empty text with the " " piece (run.c)
 }
 
 // minMergeScore is run.c's initial best score: a pair merges only if its piece
@@ -44,15 +45,24 @@ type llama2c struct {
 const minMergeScore = float32(-1e10)
 
 func newLlama2c(c common, scores []float32) (*llama2c, error) {
+	return newBPECore(c, scores, nil, true)
+}
+
+// newBPECore builds the merge machinery over c.tokens. With types nil every piece
+// takes part, as in run.c (byte fallback to "<0xXX>" pieces or raw bytes at 3+b,
+// dummy prefix " "). With types, as in SentencePiece, only normal, user-defined and
+// unused pieces are looked up and merged, byte fallback (when byteFallback) uses the
+// byte-type pieces, and Encode adds no dummy prefix (the normalizer does).
+func newBPECore(c common, scores []float32, types []TokenType, byteFallback bool) (*llama2c, error) {
 	if len(scores) != len(c.tokens) {
-		return nil, fmt.Errorf("tokenizer: llama2c: %d scores for %d tokens", len(scores), len(c.tokens))
+		return nil, fmt.Errorf("tokenizer: %d scores for %d tokens", len(scores), len(c.tokens))
 	}
 	if len(c.tokens) > math.MaxInt32 {
-		return nil, errors.New("tokenizer: llama2c: vocabulary too large")
+		return nil, errors.New("tokenizer: vocabulary too large")
 	}
 	for i, s := range scores {
 		if s != s {
-			return nil, fmt.Errorf("tokenizer: llama2c: score of id %d is NaN", i)
+			return nil, fmt.Errorf("tokenizer: score of id %d is NaN", i)
 		}
 	}
 	t := &llama2c{
@@ -61,14 +71,21 @@ func newLlama2c(c common, scores []float32) (*llama2c, error) {
 		ids:    make(map[string]int32, len(c.tokens)),
 		space:  -1,
 		byteOf: make([]int16, len(c.tokens)),
+		dummy:  types == nil,
+	}
+	mergeable := func(i int) bool {
+		return types == nil || types[i] == TypeNormal || types[i] == TypeUserDefined || types[i] == TypeUnused
 	}
 	for i, p := range c.tokens {
+		t.byteOf[i] = -1
+		if b, ok := parseByteToken(p); ok && (types == nil || types[i] == TypeByte) {
+			t.byteOf[i] = int16(b)
+		}
+		if !mergeable(i) {
+			continue
+		}
 		if _, dup := t.ids[p]; !dup {
 			t.ids[p] = int32(i)
-		}
-		t.byteOf[i] = -1
-		if b, ok := parseByteToken(p); ok {
-			t.byteOf[i] = int16(b)
 		}
 		for j := 0; j+1 < len(p); j++ {
 			k := uint16(p[j])<<8 | uint16(p[j+1])
@@ -77,7 +94,10 @@ func newLlama2c(c common, scores []float32) (*llama2c, error) {
 	}
 	t.canon = make([]int32, len(c.tokens))
 	for i, p := range c.tokens {
-		t.canon[i] = t.ids[p]
+		t.canon[i] = int32(i)
+		if id, ok := t.ids[p]; ok && mergeable(i) {
+			t.canon[i] = id
+		}
 	}
 	t.pairs = make(map[uint64]int32)
 	for p, id := range t.ids {
@@ -108,10 +128,21 @@ func newLlama2c(c common, scores []float32) (*llama2c, error) {
 	}
 	for b := range 256 {
 		t.byteID[b] = -1
-		if id, ok := t.ids[byteTokenName(byte(b))]; ok {
-			t.byteID[b] = id
-		} else if 3+b < len(c.tokens) && c.tokens[3+b] == string([]byte{byte(b)}) {
-			t.byteID[b] = int32(3 + b)
+	}
+	switch {
+	case types == nil:
+		for b := range 256 {
+			if id, ok := t.ids[byteTokenName(byte(b))]; ok {
+				t.byteID[b] = id
+			} else if 3+b < len(c.tokens) && c.tokens[3+b] == string([]byte{byte(b)}) {
+				t.byteID[b] = int32(3 + b)
+			}
+		}
+	case byteFallback:
+		for i := len(c.tokens) - 1; i >= 0; i-- { // the lowest id wins
+			if b := t.byteOf[i]; b >= 0 {
+				t.byteID[b] = int32(i)
+			}
 		}
 	}
 	return t, nil
@@ -251,7 +282,7 @@ func (t *llama2c) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 		n := int32(len(e.syms))
 		e.syms = append(e.syms, symbol{id: id, prev: n - 1, next: n + 1})
 	}
-	if text != "" && t.space >= 0 {
+	if text != "" && t.space >= 0 && t.dummy {
 		add(t.space)
 	}
 	for i := 0; i < len(text); {
@@ -396,18 +427,7 @@ func (t *llama2c) appendPiece(dst []byte, prev, id int) []byte {
 }
 
 // Decode converts ids to text; see the type's notes.
-func (t *llama2c) Decode(ids []int) (string, error) {
-	dst := make([]byte, 0, 4*len(ids))
-	prev := -1
-	for _, id := range ids {
-		if err := t.checkID(id); err != nil {
-			return "", err
-		}
-		dst = t.appendPiece(dst, prev, id)
-		prev = id
-	}
-	return string(dst), nil
-}
+func (t *llama2c) Decode(ids []int) (string, error) { return t.decodeAll(ids, t.appendPiece) }
 
 // Piece returns the bytes id contributes after prev.
 func (t *llama2c) Piece(prev, id int) ([]byte, error) {

@@ -12,10 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/format/gguf"
 	"github.com/lmrun/lmrun/format/hf"
 	"github.com/lmrun/lmrun/format/llama2c"
 	"github.com/lmrun/lmrun/format/safetensors"
+	"github.com/lmrun/lmrun/format/tokfile"
 )
 
 // Kind is a model file format.
@@ -43,9 +46,6 @@ func (k Kind) String() string {
 
 // ErrAlreadyLMC is returned by Import for a file that is already an lmrun checkpoint.
 var ErrAlreadyLMC = errors.New("already an lmrun checkpoint; nothing to convert")
-
-// ErrGGUFUnsupported is returned by Import for GGUF files.
-var ErrGGUFUnsupported = errors.New("GGUF import is not supported yet")
 
 // maxIndexSniff bounds the JSON file Detect parses to recognize a safetensors index.
 const maxIndexSniff = 100 << 20
@@ -119,10 +119,13 @@ func isIndex(path string, head []byte, size int64) bool {
 
 // Options adjusts an import.
 type Options struct {
-	// TokenizerPath names a llama2.c tokenizer.bin to store in the checkpoint. It is
-	// needed for llama2.c checkpoints, which carry no vocabulary; for other formats it
-	// replaces nothing they provide (they provide no tokenizer yet) and is merged the
-	// same way.
+	// TokenizerPath names a tokenizer to store in the checkpoint, of any kind
+	// format/tokfile reads (detected by content): a llama2.c tokenizer.bin, a
+	// SentencePiece tokenizer.model, a Hugging Face tokenizer.json, vocab.json or
+	// encoder.json with its merges beside it, or a directory holding one. It is needed
+	// for llama2.c checkpoints, which carry no vocabulary; for other formats it replaces
+	// every tokenizer.* key of the import. Without it, a Hugging Face model directory's
+	// own tokenizer files are stored.
 	TokenizerPath string
 }
 
@@ -137,13 +140,9 @@ func Import(path string, opts Options) (*format.Checkpoint, error) {
 	case KindLMC:
 		return nil, fmt.Errorf("%s: %w", path, ErrAlreadyLMC)
 	case KindGGUF:
-		return nil, fmt.Errorf("%s: %w", path, ErrGGUFUnsupported)
+		ck, err = gguf.Import(path)
 	case KindLlama2C:
-		ck, err = llama2c.Import(path, opts.TokenizerPath)
-		if err != nil {
-			return nil, withPath(path, err)
-		}
-		return ck, nil
+		ck, err = llama2c.Import(path, "") // the tokenizer is merged below
 	case KindHF, KindSafetensors:
 		ck, err = hf.Import(path)
 	default:
@@ -152,20 +151,60 @@ func Import(path string, opts Options) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, withPath(path, err)
 	}
-	if opts.TokenizerPath != "" {
-		vocab, _, err := ck.Meta.Int("lm.vocab_size")
-		if err != nil {
-			return nil, withPath(path, err)
-		}
-		tm, err := llama2c.ReadTokenizer(opts.TokenizerPath, vocab)
-		if err != nil {
-			return nil, withPath(path, err)
-		}
-		for k, v := range tm {
-			ck.Meta[k] = v
-		}
+	if err := addTokenizer(ck, path, kind, opts.TokenizerPath); err != nil {
+		return nil, withPath(path, err)
 	}
 	return ck, nil
+}
+
+// addTokenizer stores the tokenizer at tokPath in ck (replacing every tokenizer.* key),
+// or, without one, the tokenizer files of a Hugging Face model directory when the
+// import has no tokenizer. The tokenizer is built once to check it, and must not
+// have more tokens than the model.
+func addTokenizer(ck *format.Checkpoint, path string, kind Kind, tokPath string) error {
+	vocab, _, err := ck.Meta.Int("lm.vocab_size")
+	if err != nil {
+		return err
+	}
+	var tm format.Metadata
+	src := tokPath
+	switch {
+	case tokPath != "":
+		if tm, err = tokfile.Read(tokPath, tokfile.Options{VocabSize: vocab}); err != nil {
+			return err
+		}
+		for k := range ck.Meta {
+			if strings.HasPrefix(k, "tokenizer.") {
+				delete(ck.Meta, k)
+			}
+		}
+	case kind == KindHF || kind == KindSafetensors:
+		if _, err := tokenizer.FromMetadata(ck.Meta); !errors.Is(err, tokenizer.ErrNoTokenizer) {
+			return nil // the importer provided one
+		}
+		src = path
+		if kind == KindSafetensors {
+			src = filepath.Dir(path)
+		}
+		if tm, err = tokfile.ReadDir(src); errors.Is(err, tokfile.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("%w (pass --tokenizer FILE to store another tokenizer)", err)
+		}
+	default:
+		return nil
+	}
+	tok, err := tokenizer.FromMetadata(tm)
+	if err != nil {
+		return fmt.Errorf("tokenizer of %s: %w", src, err)
+	}
+	if vocab > 0 && tok.VocabSize() > vocab {
+		return fmt.Errorf("tokenizer of %s has %d tokens, the model only %d", src, tok.VocabSize(), vocab)
+	}
+	for k, v := range tm {
+		ck.Meta[k] = v
+	}
+	return nil
 }
 
 // withPath makes sure an error names the file it is about (the importers' errors usually

@@ -3,6 +3,7 @@ package convert
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
 	"github.com/lmrun/lmrun/internal/fixtures"
+	"github.com/lmrun/lmrun/kernels"
 )
 
 func TestDetect(t *testing.T) {
@@ -116,8 +118,12 @@ func TestImport(t *testing.T) {
 		t.Errorf("%d tokens merged", len(toks))
 	}
 	g := filepath.Join(td, "gguf/llama-2-tiny-random.gguf")
-	if _, err := Import(g, Options{}); !errors.Is(err, ErrGGUFUnsupported) || !strings.Contains(err.Error(), g) {
+	if ck, err := Import(g, Options{}); err != nil || ck.Meta["general.architecture"] != "llama" || ck.Source("output.weight").DType != format.F16 {
 		t.Errorf("GGUF: %v", err)
+	}
+	v := filepath.Join(td, "gguf/ggml-vocab-gpt-2.gguf")
+	if _, err := Import(v, Options{}); err == nil || strings.Count(err.Error(), v) != 1 || !strings.Contains(err.Error(), "no tensors") {
+		t.Errorf("vocabulary-only GGUF: %v", err)
 	}
 	lmc := filepath.Join(t.TempDir(), "m.lmc")
 	format.WriteFile(lmc, format.Metadata{}, []format.Source{format.Float32s("x", []int{1}, []float32{1})}, nil)
@@ -205,6 +211,110 @@ func TestShardedImport(t *testing.T) {
 		a, _ := s.Data()
 		if lt := lf.Tensor(s.Name); lt == nil || !bytes.Equal(lt.Data, a) {
 			t.Errorf("%s changed in the round trip", s.Name)
+		}
+	}
+}
+
+// TestWithDType quantizes llama_tiny at conversion: q8_0 gives exactly the bytes of the
+// llama.cpp-made llama_tiny_q8_0.gguf; norms stay f32; rows that are not whole blocks
+// fall back to f16; every dtype round-trips within its error bound.
+func TestWithDType(t *testing.T) {
+	td := fixtures.Dir(t)
+	ck, err := Import(filepath.Join(td, "expected/llama_tiny.bin"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := Import(filepath.Join(td, "expected/llama_tiny_q8_0.gguf"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q8, err := WithDType(ck, format.Q8_0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range q8.Tensors {
+		want := ref.Source(s.Name)
+		a, err1 := s.Data()
+		b, err2 := want.Data()
+		if err1 != nil || err2 != nil || s.DType != want.DType || !bytes.Equal(a, b) {
+			t.Errorf("%s: %s, llama.cpp's file has %s (equal bytes: %v)", s.Name, s.DType, want.DType, bytes.Equal(a, b))
+		}
+	}
+	orig := map[string][]float32{}
+	for _, s := range ck.Tensors {
+		b, _ := s.Data()
+		orig[s.Name] = append([]float32(nil), format.BytesToF32(b)...)
+	}
+	for _, dt := range []format.DType{format.F32, format.F16, format.BF16, format.Q8_0, format.Q4_0} {
+		out, err := WithDType(ck, dt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), dt.String()+".lmc")
+		if err := out.WriteFile(path, nil); err != nil {
+			t.Fatal(err)
+		}
+		f, err := format.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range f.Tensors {
+			want := dt
+			if len(tt.Shape) == 1 {
+				want = format.F32
+			}
+			if tt.DType != want {
+				t.Errorf("%s: %s is %s, want %s", dt, tt.Name, tt.DType, want)
+			}
+			v, err := kernels.Dequantize(tt.DType, tt.Data, tt.Shape[len(tt.Shape)-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			tol := map[format.DType]float64{format.F32: 0, format.F16: 1e-3, format.BF16: 8e-3, format.Q8_0: 0.02, format.Q4_0: 0.35}[dt]
+			for i, x := range orig[tt.Name] {
+				if d := math.Abs(float64(v[i] - x)); d > tol*math.Max(1, math.Abs(float64(x))) {
+					t.Fatalf("%s: %s[%d] = %v, was %v", dt, tt.Name, i, v[i], x)
+				}
+			}
+		}
+		// Back to f32 from a quantized file: exactly the dequantized values.
+		back, err := WithDType(FromLMC(f), format.F32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range back.Tensors {
+			b, err := s.Data()
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, _ := kernels.Dequantize(f.Tensors[i].DType, f.Tensors[i].Data, s.Shape[len(s.Shape)-1])
+			if s.DType != format.F32 || !bytes.Equal(b, format.F32ToBytes(v)) {
+				t.Errorf("%s → f32: %s differs from its dequantization", dt, s.Name)
+			}
+		}
+		f.Close()
+	}
+	// stories260K's ffn_down rows (172) are not whole blocks; GPT-2's position table
+	// stays f32.
+	s260, err := Import(filepath.Join(td, "llama2c/stories260K.bin"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q4, _ := WithDType(s260, format.Q4_0)
+	if got := q4.Source("blk.0.ffn_down.weight").DType; got != format.F16 {
+		t.Errorf("ffn_down of rows of 172: %s, want f16", got)
+	}
+	if got := q4.Source("blk.0.ffn_up.weight").DType; got != format.Q4_0 {
+		t.Errorf("ffn_up: %s, want q4_0", got)
+	}
+	gpt2, err := Import(filepath.Join(td, "expected/gpt2_tiny_hf"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g8, _ := WithDType(gpt2, format.Q8_0)
+	for name, want := range map[string]format.DType{"position_embd.weight": format.F32, "token_embd.weight": format.Q8_0, "blk.0.attn_q.bias": format.F32, "blk.1.ffn_up.weight": format.Q8_0} {
+		if got := g8.Source(name).DType; got != want {
+			t.Errorf("gpt2 %s: %s, want %s", name, got, want)
 		}
 	}
 }

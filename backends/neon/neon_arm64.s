@@ -1,0 +1,1166 @@
+//go:build !purego
+
+// NEON kernels for arm64. Go declarations and contracts: stubs_arm64.go. The pure-Go
+// semantics they reproduce: kernels/reference.go. Every routine is a leaf with no frame;
+// R16, R17 (linker veneers), R18 (platform), R27 (assembler temporary), R28 (g) and R29
+// (frame pointer) are left alone.
+
+#include "textflag.h"
+
+// Go 1.26's arm64 assembler has no mnemonics for the vector floating-point arithmetic
+// below (it has VFMLA and VFMLS, and integer VADD, VSHL, VEOR), so these macros emit the
+// A64 encodings. Arguments are register numbers in Go's operand order — sources first,
+// destination last — so FSUB4S(m, n, d) is Vd = Vn - Vm, like Go's SUB.
+
+// FADD Vd.4S, Vn.4S, Vm.4S
+#define FADD4S(m, n, d) WORD $(0x4E20D400 | ((m)<<16) | ((n)<<5) | (d))
+// FSUB Vd.4S, Vn.4S, Vm.4S
+#define FSUB4S(m, n, d) WORD $(0x4EA0D400 | ((m)<<16) | ((n)<<5) | (d))
+// FMUL Vd.4S, Vn.4S, Vm.4S
+#define FMUL4S(m, n, d) WORD $(0x6E20DC00 | ((m)<<16) | ((n)<<5) | (d))
+// FDIV Vd.4S, Vn.4S, Vm.4S
+#define FDIV4S(m, n, d) WORD $(0x6E20FC00 | ((m)<<16) | ((n)<<5) | (d))
+// FMAX Vd.4S, Vn.4S, Vm.4S (NaN if either operand is NaN)
+#define FMAX4S(m, n, d) WORD $(0x4E20F400 | ((m)<<16) | ((n)<<5) | (d))
+// FMIN Vd.4S, Vn.4S, Vm.4S (NaN if either operand is NaN)
+#define FMIN4S(m, n, d) WORD $(0x4EA0F400 | ((m)<<16) | ((n)<<5) | (d))
+// FADDP Vd.4S, Vn.4S, Vm.4S: Vd = {n0+n1, n2+n3, m0+m1, m2+m3}
+#define FADDP4S(m, n, d) WORD $(0x6E20D400 | ((m)<<16) | ((n)<<5) | (d))
+// FADDP Sd, Vn.2S: Sd = n0+n1 (the rest of Vd is zeroed)
+#define FADDP2S(n, d) WORD $(0x7E30D800 | ((n)<<5) | (d))
+// FMAXV Sd, Vn.4S (NaN if any lane is NaN)
+#define FMAXV4S(n, d) WORD $(0x6E30F800 | ((n)<<5) | (d))
+// FCVTNS Vd.4S, Vn.4S: to int32, rounding to nearest (ties to even)
+#define FCVTNS4S(n, d) WORD $(0x4E21A800 | ((n)<<5) | (d))
+// SCVTF Vd.4S, Vn.4S: from int32
+#define SCVTF4S(n, d) WORD $(0x4E21D800 | ((n)<<5) | (d))
+
+// Horizontal sum of the four lanes of Vv into Sv (the other lanes of Vv are zeroed).
+#define HSUM(v) \
+	FADDP4S(v, v, v); \
+	FADDP2S(v, v)
+
+// exp, four lanes (Cephes expf): clamp x to [-88, 88.8], n = round(x·log2e) ∈ [-127, 128],
+// r = x - n·C1 - n·C2 with C1 + C2 = ln 2, e^r ≈ 1 + r + r²·P(r), times 2^n built in the
+// exponent field. Relative error about 2 ulp. At the ends of the range 2^n saturates
+// exactly: n = -127 gives the bits of +0 and n = 128 those of +Inf, so exp(x) is 0 below
+// about -87.7 (the reference gives subnormals down to -103.9) and +Inf above about 88.4
+// (the reference: above 88.72). NaN propagates (FMIN/FMAX keep it; FCVTNS makes n = 0).
+// Input V0 (clobbered), output V6, scratch V1-V5; constants from EXP_CONSTS.
+#define EXP_CONSTS \
+	MOVW $0x7f, R4; \
+	VDUP R4, V18.S4; /* 127, the exponent bias */ \
+	MOVW $0x3f800000, R4; \
+	VDUP R4, V19.S4; /* 1.0 */ \
+	MOVW $0x42b1999a, R4; \
+	VDUP R4, V21.S4; /* hi = 88.8 */ \
+	MOVW $0xc2b00000, R4; \
+	VDUP R4, V22.S4; /* lo = -88.0 */ \
+	MOVW $0x3fb8aa3b, R4; \
+	VDUP R4, V23.S4; /* log2 e */ \
+	MOVW $0x3f318000, R4; \
+	VDUP R4, V24.S4; /* C1 = 0.693359375 */ \
+	MOVW $0xb95e8083, R4; \
+	VDUP R4, V25.S4; /* C2 = -2.12194440e-4 */ \
+	MOVW $0x39506967, R4; \
+	VDUP R4, V26.S4; /* p0 = 1.9875691500e-4 */ \
+	MOVW $0x3ab743ce, R4; \
+	VDUP R4, V27.S4; /* p1 = 1.3981999507e-3 */ \
+	MOVW $0x3c088908, R4; \
+	VDUP R4, V28.S4; /* p2 = 8.3334519073e-3 */ \
+	MOVW $0x3d2aa9c1, R4; \
+	VDUP R4, V29.S4; /* p3 = 4.1665795894e-2 */ \
+	MOVW $0x3e2aaaaa, R4; \
+	VDUP R4, V30.S4; /* p4 = 1.6666665459e-1 */ \
+	MOVW $0x3f000000, R4; \
+	VDUP R4, V31.S4 /* p5 = 0.5 */
+
+#define EXP \
+	FMIN4S(21, 0, 0); \
+	FMAX4S(22, 0, 0); \
+	FMUL4S(23, 0, 1); \
+	FCVTNS4S(1, 2); \
+	SCVTF4S(2, 1); \
+	VFMLS V24.S4, V1.S4, V0.S4; \
+	VFMLS V25.S4, V1.S4, V0.S4; \
+	VMOV V27.B16, V3.B16; \
+	VFMLA V26.S4, V0.S4, V3.S4; \
+	VMOV V28.B16, V4.B16; \
+	VFMLA V3.S4, V0.S4, V4.S4; \
+	VMOV V29.B16, V3.B16; \
+	VFMLA V4.S4, V0.S4, V3.S4; \
+	VMOV V30.B16, V4.B16; \
+	VFMLA V3.S4, V0.S4, V4.S4; \
+	VMOV V31.B16, V3.B16; \
+	VFMLA V4.S4, V0.S4, V3.S4; \
+	FMUL4S(0, 0, 5); \
+	FADD4S(19, 0, 6); \
+	VFMLA V5.S4, V3.S4, V6.S4; \
+	VADD V18.S4, V2.S4, V2.S4; \
+	VSHL $23, V2.S4, V2.S4; \
+	FMUL4S(2, 6, 6)
+
+#define ZERO(v) VEOR v.B16, v.B16, v.B16
+
+// func dotAsm(a, b []float32) float32
+TEXT ·dotAsm(SB), NOSPLIT, $0-52
+	MOVD a_base+0(FP), R0
+	MOVD a_len+8(FP), R2
+	MOVD b_base+24(FP), R1
+	ZERO(V16)
+	ZERO(V17)
+	ZERO(V18)
+	ZERO(V19)
+	ZERO(V20)
+	ZERO(V21)
+	ZERO(V22)
+	ZERO(V23)
+	LSR  $5, R2, R3
+	CBZ  R3, vec4
+
+loop32: // 8 independent accumulators hide the FMA latency
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R1), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VLD1.P 64(R0), [V8.S4, V9.S4, V10.S4, V11.S4]
+	VLD1.P 64(R1), [V12.S4, V13.S4, V14.S4, V15.S4]
+	VFMLA  V0.S4, V4.S4, V16.S4
+	VFMLA  V1.S4, V5.S4, V17.S4
+	VFMLA  V2.S4, V6.S4, V18.S4
+	VFMLA  V3.S4, V7.S4, V19.S4
+	VFMLA  V8.S4, V12.S4, V20.S4
+	VFMLA  V9.S4, V13.S4, V21.S4
+	VFMLA  V10.S4, V14.S4, V22.S4
+	VFMLA  V11.S4, V15.S4, V23.S4
+	SUBS   $1, R3, R3
+	BNE    loop32
+
+vec4:
+	LSR $2, R2, R3
+	AND $7, R3, R3
+	CBZ R3, reduce
+
+loop4:
+	VLD1.P 16(R0), [V0.S4]
+	VLD1.P 16(R1), [V4.S4]
+	VFMLA  V0.S4, V4.S4, V16.S4
+	SUBS   $1, R3, R3
+	BNE    loop4
+
+reduce:
+	FADD4S(17, 16, 16)
+	FADD4S(19, 18, 18)
+	FADD4S(21, 20, 20)
+	FADD4S(23, 22, 22)
+	FADD4S(18, 16, 16)
+	FADD4S(22, 20, 20)
+	FADD4S(20, 16, 16)
+	HSUM(16)
+	ANDS $3, R2, R3
+	BEQ  done
+
+tail:
+	FMOVS.P 4(R0), F0
+	FMOVS.P 4(R1), F1
+	FMADDS  F0, F16, F1, F16
+	SUBS    $1, R3, R3
+	BNE     tail
+
+done:
+	FMOVS F16, ret+48(FP)
+	RET
+
+// func sumAsm(x []float32) float32
+TEXT ·sumAsm(SB), NOSPLIT, $0-28
+	MOVD x_base+0(FP), R0
+	MOVD x_len+8(FP), R2
+	ZERO(V16)
+	ZERO(V17)
+	ZERO(V18)
+	ZERO(V19)
+	LSR  $4, R2, R3
+	CBZ  R3, vec4
+
+loop16:
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	FADD4S(0, 16, 16)
+	FADD4S(1, 17, 17)
+	FADD4S(2, 18, 18)
+	FADD4S(3, 19, 19)
+	SUBS   $1, R3, R3
+	BNE    loop16
+
+vec4:
+	LSR $2, R2, R3
+	AND $3, R3, R3
+	CBZ R3, reduce
+
+loop4:
+	VLD1.P 16(R0), [V0.S4]
+	FADD4S(0, 16, 16)
+	SUBS   $1, R3, R3
+	BNE    loop4
+
+reduce:
+	FADD4S(17, 16, 16)
+	FADD4S(19, 18, 18)
+	FADD4S(18, 16, 16)
+	HSUM(16)
+	ANDS $3, R2, R3
+	BEQ  done
+
+tail:
+	FMOVS.P 4(R0), F0
+	FADDS   F0, F16, F16
+	SUBS    $1, R3, R3
+	BNE     tail
+
+done:
+	FMOVS F16, ret+24(FP)
+	RET
+
+// func sumSqDevAsm(x []float32, m float32) float32
+TEXT ·sumSqDevAsm(SB), NOSPLIT, $0-36
+	MOVD  x_base+0(FP), R0
+	MOVD  x_len+8(FP), R2
+	FMOVS m+24(FP), F20
+	VDUP  V20.S[0], V20.S4
+	ZERO(V16)
+	ZERO(V17)
+	ZERO(V18)
+	ZERO(V19)
+	LSR   $4, R2, R3
+	CBZ   R3, vec4
+
+loop16:
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	FSUB4S(20, 0, 0)
+	FSUB4S(20, 1, 1)
+	FSUB4S(20, 2, 2)
+	FSUB4S(20, 3, 3)
+	VFMLA  V0.S4, V0.S4, V16.S4
+	VFMLA  V1.S4, V1.S4, V17.S4
+	VFMLA  V2.S4, V2.S4, V18.S4
+	VFMLA  V3.S4, V3.S4, V19.S4
+	SUBS   $1, R3, R3
+	BNE    loop16
+
+vec4:
+	LSR $2, R2, R3
+	AND $3, R3, R3
+	CBZ R3, reduce
+
+loop4:
+	VLD1.P 16(R0), [V0.S4]
+	FSUB4S(20, 0, 0)
+	VFMLA  V0.S4, V0.S4, V16.S4
+	SUBS   $1, R3, R3
+	BNE    loop4
+
+reduce:
+	FADD4S(17, 16, 16)
+	FADD4S(19, 18, 18)
+	FADD4S(18, 16, 16)
+	HSUM(16)
+	ANDS $3, R2, R3
+	BEQ  done
+
+tail:
+	FMOVS.P 4(R0), F0
+	FSUBS   F20, F0, F0
+	FMADDS  F0, F16, F0, F16
+	SUBS    $1, R3, R3
+	BNE     tail
+
+done:
+	FMOVS F16, ret+32(FP)
+	RET
+
+// func maxAsm(x []float32) float32
+TEXT ·maxAsm(SB), NOSPLIT, $0-28
+	MOVD x_base+0(FP), R0
+	MOVD x_len+8(FP), R2
+	MOVW $0xff800000, R4 // -Inf
+	VDUP R4, V16.S4
+	VMOV V16.B16, V17.B16
+	VMOV V16.B16, V18.B16
+	VMOV V16.B16, V19.B16
+	LSR  $4, R2, R3
+	CBZ  R3, vec4
+
+loop16:
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	FMAX4S(0, 16, 16)
+	FMAX4S(1, 17, 17)
+	FMAX4S(2, 18, 18)
+	FMAX4S(3, 19, 19)
+	SUBS   $1, R3, R3
+	BNE    loop16
+
+vec4:
+	LSR $2, R2, R3
+	AND $3, R3, R3
+	CBZ R3, reduce
+
+loop4:
+	VLD1.P 16(R0), [V0.S4]
+	FMAX4S(0, 16, 16)
+	SUBS   $1, R3, R3
+	BNE    loop4
+
+reduce:
+	FMAX4S(17, 16, 16)
+	FMAX4S(19, 18, 18)
+	FMAX4S(18, 16, 16)
+	FMAXV4S(16, 16)
+	ANDS $3, R2, R3
+	BEQ  done
+
+tail:
+	FMOVS.P 4(R0), F0
+	FMAXS   F0, F16, F16
+	SUBS    $1, R3, R3
+	BNE     tail
+
+done:
+	FMOVS F16, ret+24(FP)
+	RET
+
+// func expSubAsm(x []float32, m float32) float32
+TEXT ·expSubAsm(SB), NOSPLIT, $0-36
+	MOVD  x_base+0(FP), R0
+	MOVD  x_len+8(FP), R1
+	FMOVS m+24(FP), F20
+	VDUP  V20.S[0], V20.S4
+	EXP_CONSTS
+	ZERO(V16)
+	LSR   $2, R1, R2
+	CBZ   R2, reduce
+
+loop4:
+	VLD1   (R0), [V0.S4]
+	FSUB4S(20, 0, 0)
+	EXP
+	VST1.P [V6.S4], 16(R0)
+	FADD4S(6, 16, 16)
+	SUBS   $1, R2, R2
+	BNE    loop4
+
+reduce:
+	HSUM(16)
+	ANDS $3, R1, R2
+	BEQ  done
+
+tail: // one element in lane 0 (a scalar load zeroes lanes 1-3); only lane 0 is kept
+	FMOVS   (R0), F0
+	FSUB4S(20, 0, 0)
+	EXP
+	FMOVS.P F6, 4(R0)
+	FADDS   F6, F16, F16
+	SUBS    $1, R2, R2
+	BNE     tail
+
+done:
+	FMOVS F16, ret+32(FP)
+	RET
+
+// func siluAsm(x []float32)
+TEXT ·siluAsm(SB), NOSPLIT, $0-24
+	MOVD x_base+0(FP), R0
+	MOVD x_len+8(FP), R1
+	EXP_CONSTS
+	MOVW $0x80000000, R4
+	VDUP R4, V17.S4      // sign bit
+	LSR  $2, R1, R2
+	CBZ  R2, tail4
+
+loop4:
+	VLD1   (R0), [V7.S4]
+	VEOR   V17.B16, V7.B16, V0.B16 // -x
+	EXP
+	FADD4S(19, 6, 6)               // 1 + e^-x
+	FDIV4S(6, 7, 7)                // x / (1 + e^-x)
+	VST1.P [V7.S4], 16(R0)
+	SUBS   $1, R2, R2
+	BNE    loop4
+
+tail4:
+	ANDS $3, R1, R2
+	BEQ  done
+
+tail:
+	FMOVS   (R0), F7
+	VEOR    V17.B16, V7.B16, V0.B16
+	EXP
+	FADD4S(19, 6, 6)
+	FDIV4S(6, 7, 7)
+	FMOVS.P F7, 4(R0)
+	SUBS    $1, R2, R2
+	BNE     tail
+
+done:
+	RET
+
+// func swigluAsm(gate, up []float32)
+TEXT ·swigluAsm(SB), NOSPLIT, $0-48
+	MOVD gate_base+0(FP), R0
+	MOVD gate_len+8(FP), R1
+	MOVD up_base+24(FP), R3
+	EXP_CONSTS
+	MOVW $0x80000000, R4
+	VDUP R4, V17.S4
+	LSR  $2, R1, R2
+	CBZ  R2, tail4
+
+loop4:
+	VLD1   (R0), [V7.S4]
+	VLD1.P 16(R3), [V8.S4]
+	VEOR   V17.B16, V7.B16, V0.B16
+	EXP
+	FADD4S(19, 6, 6)
+	FDIV4S(6, 7, 7)                // silu(gate)
+	FMUL4S(8, 7, 7)                // · up
+	VST1.P [V7.S4], 16(R0)
+	SUBS   $1, R2, R2
+	BNE    loop4
+
+tail4:
+	ANDS $3, R1, R2
+	BEQ  done
+
+tail:
+	FMOVS   (R0), F7
+	FMOVS.P 4(R3), F8
+	VEOR    V17.B16, V7.B16, V0.B16
+	EXP
+	FADD4S(19, 6, 6)
+	FDIV4S(6, 7, 7)
+	FMUL4S(8, 7, 7)
+	FMOVS.P F7, 4(R0)
+	SUBS    $1, R2, R2
+	BNE     tail
+
+done:
+	RET
+
+// func geluAsm(x []float32)
+// 0.5·x·(1 + tanh u) = x / (1 + e^{-2u}), -2u = x·(k1 + k2·x²) with k1 = -2√(2/π),
+// k2 = -2√(2/π)·0.044715.
+TEXT ·geluAsm(SB), NOSPLIT, $0-24
+	MOVD x_base+0(FP), R0
+	MOVD x_len+8(FP), R1
+	EXP_CONSTS
+	MOVW $0xbfcc422a, R4
+	VDUP R4, V20.S4      // k1 = -1.5957692
+	MOVW $0xbd922279, R4
+	VDUP R4, V17.S4      // k2 = -0.071354814
+	LSR  $2, R1, R2
+	CBZ  R2, tail4
+
+loop4:
+	VLD1   (R0), [V7.S4]
+	FMUL4S(7, 7, 8)                // x²
+	VMOV   V20.B16, V0.B16
+	VFMLA  V17.S4, V8.S4, V0.S4    // k1 + k2·x²
+	FMUL4S(7, 0, 0)                // -2u
+	EXP
+	FADD4S(19, 6, 6)
+	FDIV4S(6, 7, 7)
+	VST1.P [V7.S4], 16(R0)
+	SUBS   $1, R2, R2
+	BNE    loop4
+
+tail4:
+	ANDS $3, R1, R2
+	BEQ  done
+
+tail:
+	FMOVS   (R0), F7
+	FMUL4S(7, 7, 8)
+	VMOV    V20.B16, V0.B16
+	VFMLA   V17.S4, V8.S4, V0.S4
+	FMUL4S(7, 0, 0)
+	EXP
+	FADD4S(19, 6, 6)
+	FDIV4S(6, 7, 7)
+	FMOVS.P F7, 4(R0)
+	SUBS    $1, R2, R2
+	BNE     tail
+
+done:
+	RET
+
+// func addAsm(dst, x []float32)
+TEXT ·addAsm(SB), NOSPLIT, $0-48
+	MOVD dst_base+0(FP), R0
+	MOVD dst_len+8(FP), R2
+	MOVD x_base+24(FP), R1
+	MOVD R0, R3             // R0 loads, R3 stores
+	LSR  $4, R2, R4
+	CBZ  R4, vec4
+
+loop16:
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R1), [V4.S4, V5.S4, V6.S4, V7.S4]
+	FADD4S(4, 0, 0)
+	FADD4S(5, 1, 1)
+	FADD4S(6, 2, 2)
+	FADD4S(7, 3, 3)
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R3)
+	SUBS   $1, R4, R4
+	BNE    loop16
+
+vec4:
+	LSR $2, R2, R4
+	AND $3, R4, R4
+	CBZ R4, tail4
+
+loop4:
+	VLD1.P 16(R0), [V0.S4]
+	VLD1.P 16(R1), [V4.S4]
+	FADD4S(4, 0, 0)
+	VST1.P [V0.S4], 16(R3)
+	SUBS   $1, R4, R4
+	BNE    loop4
+
+tail4:
+	ANDS $3, R2, R4
+	BEQ  done
+
+tail:
+	FMOVS.P 4(R0), F0
+	FMOVS.P 4(R1), F1
+	FADDS   F1, F0, F0
+	FMOVS.P F0, 4(R3)
+	SUBS    $1, R4, R4
+	BNE     tail
+
+done:
+	RET
+
+// func scaleAsm(x []float32, s float32)
+TEXT ·scaleAsm(SB), NOSPLIT, $0-28
+	MOVD  x_base+0(FP), R0
+	MOVD  x_len+8(FP), R2
+	FMOVS s+24(FP), F16
+	VDUP  V16.S[0], V16.S4
+	MOVD  R0, R3
+	LSR   $4, R2, R4
+	CBZ   R4, vec4
+
+loop16:
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	FMUL4S(16, 0, 0)
+	FMUL4S(16, 1, 1)
+	FMUL4S(16, 2, 2)
+	FMUL4S(16, 3, 3)
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R3)
+	SUBS   $1, R4, R4
+	BNE    loop16
+
+vec4:
+	LSR $2, R2, R4
+	AND $3, R4, R4
+	CBZ R4, tail4
+
+loop4:
+	VLD1.P 16(R0), [V0.S4]
+	FMUL4S(16, 0, 0)
+	VST1.P [V0.S4], 16(R3)
+	SUBS   $1, R4, R4
+	BNE    loop4
+
+tail4:
+	ANDS $3, R2, R4
+	BEQ  done
+
+tail:
+	FMOVS.P 4(R0), F0
+	FMULS   F16, F0, F0
+	FMOVS.P F0, 4(R3)
+	SUBS    $1, R4, R4
+	BNE     tail
+
+done:
+	RET
+
+// func mulScaleAsm(dst, x, w []float32, s float32)
+TEXT ·mulScaleAsm(SB), NOSPLIT, $0-76
+	MOVD  dst_base+0(FP), R0
+	MOVD  dst_len+8(FP), R3
+	MOVD  x_base+24(FP), R1
+	MOVD  w_base+48(FP), R2
+	FMOVS s+72(FP), F16
+	VDUP  V16.S[0], V16.S4
+	LSR   $4, R3, R4
+	CBZ   R4, vec4
+
+loop16:
+	VLD1.P 64(R1), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R2), [V4.S4, V5.S4, V6.S4, V7.S4]
+	FMUL4S(16, 0, 0)
+	FMUL4S(16, 1, 1)
+	FMUL4S(16, 2, 2)
+	FMUL4S(16, 3, 3)
+	FMUL4S(4, 0, 0)
+	FMUL4S(5, 1, 1)
+	FMUL4S(6, 2, 2)
+	FMUL4S(7, 3, 3)
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R0)
+	SUBS   $1, R4, R4
+	BNE    loop16
+
+vec4:
+	LSR $2, R3, R4
+	AND $3, R4, R4
+	CBZ R4, tail4
+
+loop4:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V4.S4]
+	FMUL4S(16, 0, 0)
+	FMUL4S(4, 0, 0)
+	VST1.P [V0.S4], 16(R0)
+	SUBS   $1, R4, R4
+	BNE    loop4
+
+tail4:
+	ANDS $3, R3, R4
+	BEQ  done
+
+tail:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F4
+	FMULS   F16, F0, F0
+	FMULS   F4, F0, F0
+	FMOVS.P F0, 4(R0)
+	SUBS    $1, R4, R4
+	BNE     tail
+
+done:
+	RET
+
+// func layerNormAsm(dst, x, w, b []float32, mean, inv float32)
+TEXT ·layerNormAsm(SB), NOSPLIT, $0-104
+	MOVD  dst_base+0(FP), R0
+	MOVD  dst_len+8(FP), R4
+	MOVD  x_base+24(FP), R1
+	MOVD  w_base+48(FP), R2
+	MOVD  b_base+72(FP), R3
+	MOVD  b_len+80(FP), R5
+	FMOVS mean+96(FP), F16
+	VDUP  V16.S[0], V16.S4
+	FMOVS inv+100(FP), F17
+	VDUP  V17.S[0], V17.S4
+	LSR   $2, R4, R6
+	AND   $3, R4, R7
+	CBZ   R5, nobias
+	CBZ   R6, tail4
+
+loop4:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V1.S4]
+	VLD1.P 16(R3), [V2.S4]
+	FSUB4S(16, 0, 0)
+	FMUL4S(17, 0, 0)
+	FMUL4S(1, 0, 0)
+	FADD4S(2, 0, 0)
+	VST1.P [V0.S4], 16(R0)
+	SUBS   $1, R6, R6
+	BNE    loop4
+
+tail4:
+	CBZ R7, done
+
+tail:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F1
+	FMOVS.P 4(R3), F2
+	FSUBS   F16, F0, F0
+	FMULS   F17, F0, F0
+	FMULS   F1, F0, F0
+	FADDS   F2, F0, F0
+	FMOVS.P F0, 4(R0)
+	SUBS    $1, R7, R7
+	BNE     tail
+	RET
+
+nobias:
+	CBZ R6, nbtail4
+
+nbloop4:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V1.S4]
+	FSUB4S(16, 0, 0)
+	FMUL4S(17, 0, 0)
+	FMUL4S(1, 0, 0)
+	VST1.P [V0.S4], 16(R0)
+	SUBS   $1, R6, R6
+	BNE    nbloop4
+
+nbtail4:
+	CBZ R7, done
+
+nbtail:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F1
+	FSUBS   F16, F0, F0
+	FMULS   F17, F0, F0
+	FMULS   F1, F0, F0
+	FMOVS.P F0, 4(R0)
+	SUBS    $1, R7, R7
+	BNE     nbtail
+
+done:
+	RET
+
+// func ropeAsm(x, cos, sin []float32)
+TEXT ·ropeAsm(SB), NOSPLIT, $0-72
+	MOVD x_base+0(FP), R0
+	MOVD cos_base+24(FP), R1
+	MOVD cos_len+32(FP), R3
+	MOVD sin_base+48(FP), R2
+	LSR  $2, R3, R4
+	CBZ  R4, tail4
+
+loop4: // four pairs: VLD2 splits them into a (V0) and b (V1)
+	VLD2   (R0), [V0.S4, V1.S4]
+	VLD1.P 16(R1), [V2.S4]
+	VLD1.P 16(R2), [V3.S4]
+	FMUL4S(2, 0, 4)                  // a·cos
+	VFMLS  V3.S4, V1.S4, V4.S4       // - b·sin
+	FMUL4S(3, 0, 5)                  // a·sin
+	VFMLA  V2.S4, V1.S4, V5.S4       // + b·cos
+	VST2.P [V4.S4, V5.S4], 32(R0)
+	SUBS   $1, R4, R4
+	BNE    loop4
+
+tail4:
+	ANDS $3, R3, R4
+	BEQ  done
+
+tail:
+	FMOVS   (R0), F0
+	FMOVS   4(R0), F1
+	FMOVS.P 4(R1), F2
+	FMOVS.P 4(R2), F3
+	FMULS   F2, F0, F4
+	FMSUBS  F3, F4, F1, F4 // a·cos - b·sin
+	FMULS   F3, F0, F5
+	FMADDS  F2, F5, F1, F5 // a·sin + b·cos
+	FMOVS   F4, (R0)
+	FMOVS   F5, 4(R0)
+	ADD     $8, R0, R0
+	SUBS    $1, R4, R4
+	BNE     tail
+
+done:
+	RET
+
+// func attnScoresAsm(s, q, k []float32, stride int, scale float32)
+TEXT ·attnScoresAsm(SB), NOSPLIT, $0-84
+	MOVD  s_base+0(FP), R0
+	MOVD  s_len+8(FP), R1
+	MOVD  q_base+24(FP), R2
+	MOVD  q_len+32(FP), R3
+	MOVD  k_base+48(FP), R4
+	MOVD  stride+72(FP), R5
+	LSL   $2, R5, R5           // row stride in bytes
+	FMOVS scale+80(FP), F30
+	LSR   $4, R3, R6           // blocks of 16
+	LSR   $2, R3, R7
+	AND   $3, R7, R7           // then blocks of 4
+	AND   $3, R3, R8           // then single elements
+	CBZ   R1, done
+
+row:
+	MOVD R2, R9
+	MOVD R4, R10
+	ZERO(V16)
+	ZERO(V17)
+	ZERO(V18)
+	ZERO(V19)
+	CBZ  R6, vec4
+	MOVD R6, R11
+
+loop16:
+	VLD1.P 64(R9), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R10), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VFMLA  V0.S4, V4.S4, V16.S4
+	VFMLA  V1.S4, V5.S4, V17.S4
+	VFMLA  V2.S4, V6.S4, V18.S4
+	VFMLA  V3.S4, V7.S4, V19.S4
+	SUBS   $1, R11, R11
+	BNE    loop16
+
+vec4:
+	CBZ  R7, reduce
+	MOVD R7, R11
+
+loop4:
+	VLD1.P 16(R9), [V0.S4]
+	VLD1.P 16(R10), [V4.S4]
+	VFMLA  V0.S4, V4.S4, V16.S4
+	SUBS   $1, R11, R11
+	BNE    loop4
+
+reduce:
+	FADD4S(17, 16, 16)
+	FADD4S(19, 18, 18)
+	FADD4S(18, 16, 16)
+	HSUM(16)
+	CBZ  R8, store
+	MOVD R8, R11
+
+tail:
+	FMOVS.P 4(R9), F0
+	FMOVS.P 4(R10), F1
+	FMADDS  F0, F16, F1, F16
+	SUBS    $1, R11, R11
+	BNE     tail
+
+store:
+	FMULS   F30, F16, F16
+	FMOVS.P F16, 4(R0)
+	ADD     R5, R4, R4
+	SUBS    $1, R1, R1
+	BNE     row
+
+done:
+	RET
+
+// func attnAccumAsm(out, p, v []float32, stride int)
+// Rows of v are taken four at a time so that out is loaded and stored once per four.
+TEXT ·attnAccumAsm(SB), NOSPLIT, $0-80
+	MOVD out_base+0(FP), R0
+	MOVD out_len+8(FP), R1
+	MOVD p_base+24(FP), R2
+	MOVD p_len+32(FP), R3
+	MOVD v_base+48(FP), R4
+	MOVD stride+72(FP), R5
+	LSL  $2, R5, R5            // row stride in bytes
+	LSR  $2, R1, R6            // out: blocks of 4
+	AND  $3, R1, R7            // then single elements
+	LSR  $2, R3, R8            // rows: groups of 4
+	AND  $3, R3, R9            // then single rows
+	CBZ  R8, single
+
+group:
+	VLD1R.P 4(R2), [V0.S4]
+	VLD1R.P 4(R2), [V1.S4]
+	VLD1R.P 4(R2), [V2.S4]
+	VLD1R.P 4(R2), [V3.S4]
+	MOVD    R4, R10
+	ADD     R5, R10, R11
+	ADD     R5, R11, R12
+	ADD     R5, R12, R13
+	MOVD    R0, R14
+	CBZ     R6, gtail4
+	MOVD    R6, R15
+
+gloop4:
+	VLD1   (R14), [V4.S4]
+	VLD1.P 16(R10), [V5.S4]
+	VLD1.P 16(R11), [V6.S4]
+	VLD1.P 16(R12), [V7.S4]
+	VLD1.P 16(R13), [V8.S4]
+	VFMLA  V5.S4, V0.S4, V4.S4
+	VFMLA  V6.S4, V1.S4, V4.S4
+	VFMLA  V7.S4, V2.S4, V4.S4
+	VFMLA  V8.S4, V3.S4, V4.S4
+	VST1.P [V4.S4], 16(R14)
+	SUBS   $1, R15, R15
+	BNE    gloop4
+
+gtail4:
+	CBZ  R7, gnext
+	MOVD R7, R15
+
+gtail:
+	FMOVS   (R14), F4
+	FMOVS.P 4(R10), F5
+	FMOVS.P 4(R11), F6
+	FMOVS.P 4(R12), F7
+	FMOVS.P 4(R13), F8
+	FMADDS  F5, F4, F0, F4
+	FMADDS  F6, F4, F1, F4
+	FMADDS  F7, F4, F2, F4
+	FMADDS  F8, F4, F3, F4
+	FMOVS.P F4, 4(R14)
+	SUBS    $1, R15, R15
+	BNE     gtail
+
+gnext:
+	ADD  R5<<2, R4, R4
+	SUBS $1, R8, R8
+	BNE  group
+
+single:
+	CBZ R9, done
+
+srow:
+	VLD1R.P 4(R2), [V0.S4]
+	MOVD    R4, R10
+	MOVD    R0, R14
+	CBZ     R6, stail4
+	MOVD    R6, R15
+
+sloop4:
+	VLD1   (R14), [V4.S4]
+	VLD1.P 16(R10), [V5.S4]
+	VFMLA  V5.S4, V0.S4, V4.S4
+	VST1.P [V4.S4], 16(R14)
+	SUBS   $1, R15, R15
+	BNE    sloop4
+
+stail4:
+	CBZ  R7, snext
+	MOVD R7, R15
+
+stail:
+	FMOVS   (R14), F4
+	FMOVS.P 4(R10), F5
+	FMADDS  F5, F4, F0, F4
+	FMOVS.P F4, 4(R14)
+	SUBS    $1, R15, R15
+	BNE     stail
+
+snext:
+	ADD  R5, R4, R4
+	SUBS $1, R9, R9
+	BNE  srow
+
+done:
+	RET
+
+// The matrix kernels give every output dst[t*ld + r] the same summation order whatever
+// row range, tile or batch size it is computed in, so results are bit-identical for every
+// thread count and for decode and prefill: two accumulators A and B per output hold the
+// lanes k mod 8 < 4 and ≥ 4, k advancing 8 at a time; then, when n&4, one more step of
+// 4 into A; then A+B, and the lanes are summed as (l0+l1)+(l2+l3) by FADDP. The caller
+// adds the last n%4 products.
+
+// func rowDotAsm(x, w []float32) float32
+// One output (the rows left over after groups of 4), over len(x)&^3 elements.
+TEXT ·rowDotAsm(SB), NOSPLIT, $0-52
+	MOVD x_base+0(FP), R0
+	MOVD x_len+8(FP), R2
+	MOVD w_base+24(FP), R1
+	ZERO(V16)
+	ZERO(V17)
+	LSR  $3, R2, R3
+	CBZ  R3, k4
+
+k8:
+	VLD1.P 32(R0), [V0.S4, V1.S4]
+	VLD1.P 32(R1), [V2.S4, V3.S4]
+	VFMLA  V2.S4, V0.S4, V16.S4
+	VFMLA  V3.S4, V1.S4, V17.S4
+	SUBS   $1, R3, R3
+	BNE    k8
+
+k4:
+	TBZ   $2, R2, reduce
+	VLD1  (R0), [V0.S4]
+	VLD1  (R1), [V2.S4]
+	VFMLA V2.S4, V0.S4, V16.S4
+
+reduce:
+	FADD4S(17, 16, 16)
+	HSUM(16)
+	FMOVS F16, ret+48(FP)
+	RET
+
+// func matmulF32(dst []float32, ld int, x []float32, T int, w []float32, n, rows int)
+//
+// For each group of 4 weight rows (kept hot in L1) and every token: tiles of 2 tokens ×
+// 4 rows with 16 accumulators (token u, row r: A = V(16+8u+2r), B = V(17+8u+2r)), then,
+// for an odd T, one tile of 1 token × 4 rows with 8. A tile's four row sums for one
+// token end up in one vector and are stored with one VST1 at dst[t*ld + r .. r+3].
+//
+// R0 dst (current row group)  R1 ld in bytes     R2 x            R3 T
+// R4 w (current row group)    R5 n in bytes      R6 k/8 count    R23 n&4
+// R7 row groups left          R8 x (current)     R9 dst (current) R10 tokens left
+// R11 R12 x row pointers      R15 R19 R20 R21 w row pointers      R22 k counter
+TEXT ·matmulF32(SB), NOSPLIT, $0-104
+	MOVD dst_base+0(FP), R0
+	MOVD ld+24(FP), R1
+	LSL  $2, R1, R1
+	MOVD x_base+32(FP), R2
+	MOVD T+56(FP), R3
+	MOVD w_base+64(FP), R4
+	MOVD n+88(FP), R5
+	LSR  $3, R5, R6
+	AND  $4, R5, R23
+	LSL  $2, R5, R5
+	MOVD rows+96(FP), R7
+	LSR  $2, R7, R7
+	CBZ  R7, done
+	CBZ  R3, done
+
+group:
+	MOVD R2, R8
+	MOVD R0, R9
+	MOVD R3, R10
+	CMP  $2, R10
+	BLT  single
+
+tile2:
+	MOVD R8, R11
+	ADD  R5, R11, R12
+	MOVD R4, R15
+	ADD  R5, R15, R19
+	ADD  R5, R19, R20
+	ADD  R5, R20, R21
+	ZERO(V16)
+	ZERO(V17)
+	ZERO(V18)
+	ZERO(V19)
+	ZERO(V20)
+	ZERO(V21)
+	ZERO(V22)
+	ZERO(V23)
+	ZERO(V24)
+	ZERO(V25)
+	ZERO(V26)
+	ZERO(V27)
+	ZERO(V28)
+	ZERO(V29)
+	ZERO(V30)
+	ZERO(V31)
+	CBZ  R6, t2k4
+	MOVD R6, R22
+
+t2k8:
+	VLD1.P 32(R15), [V0.S4, V1.S4]   // w rows 0-3: V0:V1, V2:V3, V4:V5, V6:V7
+	VLD1.P 32(R19), [V2.S4, V3.S4]
+	VLD1.P 32(R20), [V4.S4, V5.S4]
+	VLD1.P 32(R21), [V6.S4, V7.S4]
+	VLD1.P 32(R11), [V8.S4, V9.S4]   // x tokens 0-1: V8:V9, V10:V11
+	VLD1.P 32(R12), [V10.S4, V11.S4]
+	VFMLA  V0.S4, V8.S4, V16.S4
+	VFMLA  V1.S4, V9.S4, V17.S4
+	VFMLA  V2.S4, V8.S4, V18.S4
+	VFMLA  V3.S4, V9.S4, V19.S4
+	VFMLA  V4.S4, V8.S4, V20.S4
+	VFMLA  V5.S4, V9.S4, V21.S4
+	VFMLA  V6.S4, V8.S4, V22.S4
+	VFMLA  V7.S4, V9.S4, V23.S4
+	VFMLA  V0.S4, V10.S4, V24.S4
+	VFMLA  V1.S4, V11.S4, V25.S4
+	VFMLA  V2.S4, V10.S4, V26.S4
+	VFMLA  V3.S4, V11.S4, V27.S4
+	VFMLA  V4.S4, V10.S4, V28.S4
+	VFMLA  V5.S4, V11.S4, V29.S4
+	VFMLA  V6.S4, V10.S4, V30.S4
+	VFMLA  V7.S4, V11.S4, V31.S4
+	SUBS   $1, R22, R22
+	BNE    t2k8
+
+t2k4:
+	CBZ   R23, t2store
+	VLD1  (R15), [V0.S4]
+	VLD1  (R19), [V2.S4]
+	VLD1  (R20), [V4.S4]
+	VLD1  (R21), [V6.S4]
+	VLD1  (R11), [V8.S4]
+	VLD1  (R12), [V10.S4]
+	VFMLA V0.S4, V8.S4, V16.S4
+	VFMLA V2.S4, V8.S4, V18.S4
+	VFMLA V4.S4, V8.S4, V20.S4
+	VFMLA V6.S4, V8.S4, V22.S4
+	VFMLA V0.S4, V10.S4, V24.S4
+	VFMLA V2.S4, V10.S4, V26.S4
+	VFMLA V4.S4, V10.S4, V28.S4
+	VFMLA V6.S4, V10.S4, V30.S4
+
+t2store:
+	FADD4S(17, 16, 16) // token 0: A+B per row
+	FADD4S(19, 18, 18)
+	FADD4S(21, 20, 20)
+	FADD4S(23, 22, 22)
+	FADDP4S(18, 16, 0)
+	FADDP4S(22, 20, 1)
+	FADDP4S(1, 0, 0)   // {r0, r1, r2, r3}
+	FADD4S(25, 24, 24) // token 1
+	FADD4S(27, 26, 26)
+	FADD4S(29, 28, 28)
+	FADD4S(31, 30, 30)
+	FADDP4S(26, 24, 1)
+	FADDP4S(30, 28, 2)
+	FADDP4S(2, 1, 1)
+	VST1 [V0.S4], (R9)
+	ADD  R1, R9, R9
+	VST1 [V1.S4], (R9)
+	ADD  R1, R9, R9
+	ADD  R5<<1, R8, R8
+	SUB  $2, R10, R10
+	CMP  $2, R10
+	BGE  tile2
+
+single:
+	CBZ R10, next
+
+	// The last token of an odd T: 1 token × 4 rows, the same accumulators as token 0 above.
+	MOVD R8, R11
+	MOVD R4, R15
+	ADD  R5, R15, R19
+	ADD  R5, R19, R20
+	ADD  R5, R20, R21
+	ZERO(V16)
+	ZERO(V17)
+	ZERO(V18)
+	ZERO(V19)
+	ZERO(V20)
+	ZERO(V21)
+	ZERO(V22)
+	ZERO(V23)
+	CBZ  R6, t1k4
+	MOVD R6, R22
+
+t1k8:
+	VLD1.P 32(R15), [V0.S4, V1.S4]
+	VLD1.P 32(R19), [V2.S4, V3.S4]
+	VLD1.P 32(R20), [V4.S4, V5.S4]
+	VLD1.P 32(R21), [V6.S4, V7.S4]
+	VLD1.P 32(R11), [V8.S4, V9.S4]
+	VFMLA  V0.S4, V8.S4, V16.S4
+	VFMLA  V1.S4, V9.S4, V17.S4
+	VFMLA  V2.S4, V8.S4, V18.S4
+	VFMLA  V3.S4, V9.S4, V19.S4
+	VFMLA  V4.S4, V8.S4, V20.S4
+	VFMLA  V5.S4, V9.S4, V21.S4
+	VFMLA  V6.S4, V8.S4, V22.S4
+	VFMLA  V7.S4, V9.S4, V23.S4
+	SUBS   $1, R22, R22
+	BNE    t1k8
+
+t1k4:
+	CBZ   R23, t1store
+	VLD1  (R15), [V0.S4]
+	VLD1  (R19), [V2.S4]
+	VLD1  (R20), [V4.S4]
+	VLD1  (R21), [V6.S4]
+	VLD1  (R11), [V8.S4]
+	VFMLA V0.S4, V8.S4, V16.S4
+	VFMLA V2.S4, V8.S4, V18.S4
+	VFMLA V4.S4, V8.S4, V20.S4
+	VFMLA V6.S4, V8.S4, V22.S4
+
+t1store:
+	FADD4S(17, 16, 16)
+	FADD4S(19, 18, 18)
+	FADD4S(21, 20, 20)
+	FADD4S(23, 22, 22)
+	FADDP4S(18, 16, 0)
+	FADDP4S(22, 20, 1)
+	FADDP4S(1, 0, 0)
+	VST1 [V0.S4], (R9)
+
+next:
+	ADD  R5<<2, R4, R4
+	ADD  $16, R0, R0
+	SUBS $1, R7, R7
+	BNE  group
+
+done:
+	RET

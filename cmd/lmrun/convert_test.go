@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/format/npy"
+	"github.com/lmrun/lmrun/internal/fixtures"
+)
+
+// TestConvertGGUFLogits converts the f32 GGUF fixtures and checks the model's logits
+// against the independent reference.
+func TestConvertGGUFLogits(t *testing.T) {
+	toks, err := os.ReadFile(fixtures.Path(t, "expected", "tiny_tokens.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"llama_tiny", "gpt2_tiny"} {
+		dir := t.TempDir()
+		model := filepath.Join(dir, name+".lmc")
+		mustRun(t, "convert", fixtures.Path(t, "expected", name+".gguf"), "-o", model)
+		out := filepath.Join(dir, "l.npy")
+		mustRun(t, "logits", "-m", model, "--tokens", strings.TrimSpace(string(toks)), "-o", out)
+		_, got, err := npy.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, want, err := npy.ReadFile(fixtures.Path(t, "expected", name+"_logits.npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d logits, want %d", name, len(got), len(want))
+		}
+		var maxAbs, maxDiff float32
+		for i := range want {
+			maxAbs = max(maxAbs, abs(want[i]))
+			maxDiff = max(maxDiff, abs(want[i]-got[i]))
+		}
+		if maxDiff > 2e-5*maxAbs {
+			t.Errorf("%s: logits differ by %g (max %g)", name, maxDiff, maxAbs)
+		}
+	}
+}
+
+// TestConvertDTypeAndGGUF runs the conversions between formats and dtypes: a quantized
+// lmc, its GGUF export, and the GGUF imported back, which must hold the same tensors.
+func TestConvertDTypeAndGGUF(t *testing.T) {
+	dir := t.TempDir()
+	q8 := filepath.Join(dir, "q8.lmc")
+	_, stderr, err := lmrun(t, "convert", fixtures.Path(t, "llama2c", "stories260K.bin"), "--tokenizer",
+		fixtures.Path(t, "llama2c", "tok512.bin"), "--dtype", "q8_0", "-o", q8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ffn_down's rows of 172 are not whole blocks: f16.
+	if !strings.Contains(stderr, "q8_0") || !strings.Contains(stderr, "5 f16") {
+		t.Errorf("summary: %q", stderr)
+	}
+	info := mustRun(t, "info", "-m", q8)
+	if !strings.Contains(info, "q8_0") {
+		t.Errorf("info does not show q8_0:\n%s", info)
+	}
+	gg := filepath.Join(dir, "m.gguf")
+	mustRun(t, "convert", q8, "--to", "gguf", "-o", gg)
+	back := filepath.Join(dir, "back.lmc")
+	mustRun(t, "convert", gg, "-o", back)
+	a, err := format.Open(q8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := format.Open(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if len(a.Tensors) != len(b.Tensors) {
+		t.Fatalf("%d tensors, then %d", len(a.Tensors), len(b.Tensors))
+	}
+	for _, ta := range a.Tensors {
+		tb := b.Tensor(ta.Name)
+		if tb == nil || tb.DType != ta.DType || !bytes.Equal(ta.Data, tb.Data) {
+			t.Errorf("%s changed through GGUF", ta.Name)
+		}
+	}
+	if toks, _, _ := b.Meta.Strings("tokenizer.ggml.tokens"); len(toks) != 512 {
+		t.Errorf("%d GGUF tokens", len(toks))
+	}
+	// Re-encoding an lmc file, and GGUF straight from another format.
+	f16 := filepath.Join(dir, "f16.lmc")
+	mustRun(t, "convert", q8, "--dtype", "f16", "-o", f16)
+	mustRun(t, "convert", fixtures.Path(t, "expected", "gpt2_tiny_hf"), "--dtype", "q4_0", "--to", "gguf", "-o", filepath.Join(dir, "g.gguf"))
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"convert", q8, "-o", filepath.Join(dir, "x.lmc")}, "already an lmrun checkpoint"},
+		{[]string{"convert", q8, "--dtype", "q5_1", "-o", filepath.Join(dir, "x.lmc")}, "unknown dtype"},
+		{[]string{"convert", q8, "--to", "onnx", "-o", filepath.Join(dir, "x.lmc")}, "--to"},
+		{[]string{"convert", fixtures.Path(t, "gguf", "ggml-vocab-llama-spm.gguf"), "-o", filepath.Join(dir, "x.lmc")}, "no tensors"},
+	} {
+		if _, _, err := lmrun(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("lmrun %v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// TestQuantizedWeights: a model whose matrices are stored as f16, bf16, q8_0 or q4_0 runs
+// with exactly the maths of its dequantized weights — checked against the float64
+// reference, which dequantizes every tensor itself.
+func TestQuantizedWeights(t *testing.T) {
+	// (The q8-activation path is tested on a trained model in TestQ8Activations.)
+	base := Config{VocabSize: 97, Dim: 64, NLayers: 2, NHeads: 4, NKVHeads: 2, HeadDim: 16, FFNDim: 96,
+		ContextLength: 32, Norm: RMSNorm, NormEps: 1e-5, Position: RoPE, RopeTheta: 10000, RopeDim: 16,
+		Activation: SwiGLU, AttnWindows: []int{0, 0}, FinalNorm: true, AttnScale: 0.25}
+	gpt := base
+	gpt.Norm, gpt.Position, gpt.Activation, gpt.NKVHeads = LayerNorm, Learned, GELUTanh, 4
+	for _, cfg := range []Config{base, gpt} {
+		for _, dt := range []format.DType{format.F16, format.BF16, format.Q8_0, format.Q4_0} {
+			t.Run(fmt.Sprintf("%s/%s", cfg.Norm, dt), func(t *testing.T) {
+				src, err := format.Open(randomCheckpoint(t, cfg, 4))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer src.Close()
+				var ts []format.Source
+				for _, tt := range src.Tensors {
+					s := format.Source{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Data: func() ([]byte, error) { return tt.Data, nil }}
+					if len(tt.Shape) == 2 {
+						v, _ := tt.F32()
+						q, err := kernels.Quantize(dt, v, tt.Shape[1])
+						if err != nil {
+							t.Fatal(err)
+						}
+						s.DType, s.Data = dt, func() ([]byte, error) { return q, nil }
+					}
+					ts = append(ts, s)
+				}
+				path := filepath.Join(t.TempDir(), "q.lmc")
+				if err := format.WriteFile(path, src.Meta, ts, nil); err != nil {
+					t.Fatal(err)
+				}
+				m, err := Load(path, Options{Threads: 2, F32Activations: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				if m.File().Tensor("blk.0.attn_q.weight").DType != dt {
+					t.Fatal("weights were not stored quantized")
+				}
+				checkAgainstRef64(t, m, 20, rand.New(rand.NewPCG(uint64(dt), 1)), 7)
+			})
+		}
+	}
+}
+
+// quantizeCheckpoint rewrites src with every matrix whose rows allow it stored as dt.
+func quantizeCheckpoint(t *testing.T, src *format.File, dt format.DType) string {
+	t.Helper()
+	var ts []format.Source
+	for _, tt := range src.Tensors {
+		s := format.Source{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Data: func() ([]byte, error) { return tt.Data, nil }}
+		if len(tt.Shape) == 2 && (tt.Shape[1]%format.QBlock == 0 || !blockQuantized(dt)) {
+			v, _ := tt.F32()
+			q, err := kernels.Quantize(dt, v, tt.Shape[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.DType, s.Data = dt, func() ([]byte, error) { return q, nil }
+		}
+		ts = append(ts, s)
+	}
+	path := filepath.Join(t.TempDir(), "q.lmc")
+	if err := format.WriteFile(path, src.Meta, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -1,0 +1,584 @@
+package gguf
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// Export maps an lmc checkpoint of a Llama-style model (rmsnorm, rope, swiglu) or a
+// GPT-2-style one (layernorm, learned positions, gelu_tanh) to the metadata and tensors
+// of a GGUF file llama.cpp loads as architecture "llama" or "gpt2":
+//
+//   - general.architecture, general.name, general.alignment (32), general.file_type, and
+//     the architecture's hyper-parameter keys with the types llama.cpp checks (uint32,
+//     float32);
+//   - the tokenizer: the lmc's tokenizer.ggml.* keys (and tokenizer.chat_template) when
+//     it has them; else a "llama2c" tokenizer as a SentencePiece ("llama") vocabulary
+//     with token types, "gpt2" and "sentencepiece_bpe" ones as "gpt2" and "llama";
+//     otherwise tokenizer.ggml.model "no_vocab";
+//   - tensors under their lmc names (llama.cpp's) with dims reversed and their dtype
+//     kept, 1-D tensors as F32; gpt2's attn_q, attn_k and attn_v fused into attn_qkv
+//     (rows concatenated), and missing gpt2 biases, which llama.cpp requires, as zeros.
+//
+// Tensor data is produced when the file is written.
+func Export(ck *format.Checkpoint) ([]KV, []TensorSource, error) {
+	m := ck.Meta
+	arch, err := exportArch(m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot export to GGUF: %w", err)
+	}
+	hp, err := readHyper(ck)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot export to GGUF: %w", err)
+	}
+	x := &exporter{ck: ck, used: map[string]bool{}}
+	if arch == "llama" {
+		x.llama(hp)
+	} else {
+		x.gpt2(hp)
+	}
+	if err := x.finish(); err != nil {
+		return nil, nil, fmt.Errorf("cannot export to GGUF: %w", err)
+	}
+
+	kvs := []KV{{"general.architecture", arch}}
+	if name, ok, _ := m.String("general.name"); ok {
+		kvs = append(kvs, KV{"general.name", name})
+	}
+	kvs = append(kvs, KV{"general.alignment", uint32(DefaultAlignment)}, KV{"general.file_type", x.fileType()})
+	if x.quantized {
+		kvs = append(kvs, KV{"general.quantization_version", uint32(2)})
+	}
+	u32 := func(key string, v int) { kvs = append(kvs, KV{arch + "." + key, uint32(v)}) }
+	f32 := func(key string, v float64) { kvs = append(kvs, KV{arch + "." + key, float32(v)}) }
+	u32("vocab_size", hp.vocab)
+	u32("context_length", hp.ctx)
+	u32("embedding_length", hp.dim)
+	u32("block_count", hp.layers)
+	u32("feed_forward_length", hp.ffn)
+	u32("attention.head_count", hp.heads)
+	if arch == "llama" {
+		u32("attention.head_count_kv", hp.kvHeads)
+		if hp.headDim != hp.dim/hp.heads || hp.dim%hp.heads != 0 {
+			u32("attention.key_length", hp.headDim)
+			u32("attention.value_length", hp.headDim)
+		}
+		u32("rope.dimension_count", hp.ropeDim)
+		f32("rope.freq_base", hp.theta)
+		f32("attention.layer_norm_rms_epsilon", hp.eps)
+	} else {
+		f32("attention.layer_norm_epsilon", hp.eps)
+	}
+	tok, err := tokenizerKVs(m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot export to GGUF: %w", err)
+	}
+	kvs = append(kvs, tok...)
+	return kvs, x.out, nil
+}
+
+// ExportFile writes ck as a GGUF file at path (see Export). progress, if not nil, is
+// called after each tensor.
+func ExportFile(ck *format.Checkpoint, path string, progress func(done, total int)) error {
+	kvs, tensors, err := Export(ck)
+	if err != nil {
+		return err
+	}
+	return WriteFile(path, kvs, tensors, progress)
+}
+
+// exportArch tells which llama.cpp architecture computes the same model as the lmc
+// metadata describes.
+func exportArch(m format.Metadata) (string, error) {
+	str := func(key, def string) string {
+		v, ok, err := m.String(key)
+		if err != nil || !ok {
+			return def
+		}
+		return v
+	}
+	if p := str("lm.norm_position", "pre"); p != "pre" {
+		return "", fmt.Errorf("lm.norm_position %q (llama.cpp's llama and gpt2 are pre-norm)", p)
+	}
+	if off, _, _ := m.Int("lm.position_offset"); off != 0 {
+		return "", fmt.Errorf("lm.position_offset %d (llama.cpp's gpt2 reads position 0 from row 0)", off)
+	}
+	if w, _, _ := m.Ints("lm.attn_windows"); len(w) > 0 {
+		for _, x := range w {
+			if x != 0 {
+				return "", fmt.Errorf("local attention windows %v (llama.cpp's llama and gpt2 attend densely)", w)
+			}
+		}
+	}
+	if s, _, _ := m.Float("lm.attn_scale"); s != 0 {
+		return "", fmt.Errorf("lm.attn_scale %v (llama.cpp's llama and gpt2 scale by 1/√head_dim)", s)
+	}
+	if fn, ok, _ := m.Bool("lm.final_norm"); ok && !fn {
+		return "", fmt.Errorf("no final norm (llama.cpp's llama and gpt2 have one)")
+	}
+	norm, pos, act := str("lm.norm", ""), str("lm.position", ""), str("lm.activation", "")
+	switch {
+	case norm == "rmsnorm" && pos == "rope" && act == "swiglu":
+		return "llama", nil
+	case norm == "layernorm" && pos == "learned" && act == "gelu_tanh":
+		return "gpt2", nil
+	}
+	return "", fmt.Errorf("lm.norm %q, lm.position %q, lm.activation %q match neither llama (rmsnorm, rope, swiglu) nor gpt2 (layernorm, learned, gelu_tanh)", norm, pos, act)
+}
+
+type hyper struct {
+	vocab, dim, layers, heads, kvHeads, headDim, ffn, ctx, ropeDim int
+	eps, theta                                                     float64
+}
+
+func readHyper(ck *format.Checkpoint) (hyper, error) {
+	m := ck.Meta
+	var h hyper
+	get := func(key string, def int) (int, error) {
+		v, ok, err := m.Int(key)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			if def < 0 {
+				return 0, fmt.Errorf("missing metadata %s", key)
+			}
+			return def, nil
+		}
+		if v <= 0 || int64(v) > math.MaxUint32 {
+			return 0, fmt.Errorf("metadata %s = %d", key, v)
+		}
+		return v, nil
+	}
+	var err error
+	for _, p := range []struct {
+		key string
+		v   *int
+	}{{"lm.vocab_size", &h.vocab}, {"lm.dim", &h.dim}, {"lm.n_layers", &h.layers}, {"lm.n_heads", &h.heads}, {"lm.ffn_dim", &h.ffn}, {"lm.context_length", &h.ctx}} {
+		if *p.v, err = get(p.key, -1); err != nil {
+			return h, err
+		}
+	}
+	if h.layers > len(ck.Tensors) {
+		return h, fmt.Errorf("lm.n_layers = %d, but the checkpoint has only %d tensors", h.layers, len(ck.Tensors))
+	}
+	if h.kvHeads, err = get("lm.n_kv_heads", h.heads); err != nil {
+		return h, err
+	}
+	if h.headDim, err = get("lm.head_dim", h.dim/h.heads); err != nil {
+		return h, err
+	}
+	if h.ropeDim, err = get("lm.rope_dim", h.headDim); err != nil {
+		return h, err
+	}
+	eps, ok, err := m.Float("lm.norm_eps")
+	if err != nil {
+		return h, err
+	}
+	if !ok {
+		return h, fmt.Errorf("missing metadata lm.norm_eps")
+	}
+	h.eps = eps
+	theta, ok, err := m.Float("lm.rope_theta")
+	if err != nil {
+		return h, err
+	}
+	h.theta = 10000
+	if ok {
+		h.theta = theta
+	}
+	return h, nil
+}
+
+// exporter builds the GGUF tensor list from the lmc tensors.
+type exporter struct {
+	ck        *format.Checkpoint
+	used      map[string]bool
+	missing   []string
+	out       []TensorSource
+	elems     map[format.DType]int // elements of matrices by dtype, for general.file_type
+	quantized bool
+}
+
+func (x *exporter) src(name string) *format.Source {
+	x.used[name] = true
+	return x.ck.Source(name)
+}
+
+// tensor exports the named lmc tensor as is (vectors as F32); a missing required tensor
+// is recorded.
+func (x *exporter) tensor(name string, required bool) {
+	s := x.src(name)
+	if s == nil {
+		if required {
+			x.missing = append(x.missing, name)
+		}
+		return
+	}
+	if len(s.Shape) == 1 {
+		x.out = append(x.out, TensorSource{Name: name, Type: TypeF32, Dims: Dims(s.Shape), Data: f32Data(s)})
+		return
+	}
+	t, err := TypeFor(s.DType)
+	if err != nil {
+		x.missing = append(x.missing, name+" ("+err.Error()+")")
+		return
+	}
+	x.count(s.DType, s.Shape)
+	x.out = append(x.out, TensorSource{Name: name, Type: t, Dims: Dims(s.Shape), Data: s.Data})
+}
+
+func (x *exporter) count(dt format.DType, shape []int) {
+	if x.elems == nil {
+		x.elems = map[format.DType]int{}
+	}
+	x.elems[dt] += format.NumElements(shape)
+	if dt == format.Q8_0 || dt == format.Q4_0 {
+		x.quantized = true
+	}
+}
+
+// f32Data returns s's data as f32, converting other dtypes.
+func f32Data(s *format.Source) func() ([]byte, error) {
+	if s.DType == format.F32 {
+		return s.Data
+	}
+	return func() ([]byte, error) {
+		b, err := s.Data()
+		if err != nil {
+			return nil, err
+		}
+		v, err := kernels.Dequantize(s.DType, b, s.Shape[len(s.Shape)-1])
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", s.Name, err)
+		}
+		return format.F32ToBytes(v), nil
+	}
+}
+
+func (x *exporter) llama(h hyper) {
+	x.tensor("token_embd.weight", true)
+	for l := 0; l < h.layers; l++ {
+		p := fmt.Sprintf("blk.%d.", l)
+		x.tensor(p+"attn_norm.weight", true)
+		for _, n := range []string{"attn_q", "attn_k", "attn_v", "attn_output"} {
+			x.tensor(p+n+".weight", true)
+			x.tensor(p+n+".bias", false)
+		}
+		for _, n := range []string{"ffn_norm", "ffn_gate", "ffn_up", "ffn_down"} {
+			x.tensor(p+n+".weight", true)
+		}
+	}
+	x.tensor("output_norm.weight", true)
+	x.tensor("output.weight", false)
+}
+
+func (x *exporter) gpt2(h hyper) {
+	x.tensor("token_embd.weight", true)
+	x.tensor("position_embd.weight", true)
+	for l := 0; l < h.layers; l++ {
+		p := fmt.Sprintf("blk.%d.", l)
+		x.pair(p+"attn_norm", h.dim)
+		x.fused(p)
+		x.pair(p+"attn_output", h.dim)
+		x.pair(p+"ffn_norm", h.dim)
+		x.pair(p+"ffn_up", h.ffn)
+		x.pair(p+"ffn_down", h.dim)
+	}
+	x.pair("output_norm", h.dim)
+	x.tensor("output.weight", false)
+}
+
+// pair exports name.weight and name.bias, a bias of n zeros when it is missing.
+func (x *exporter) pair(name string, n int) {
+	x.tensor(name+".weight", true)
+	if x.ck.Source(name+".bias") != nil {
+		x.tensor(name+".bias", true)
+		return
+	}
+	x.out = append(x.out, TensorSource{Name: name + ".bias", Type: TypeF32, Dims: []uint64{uint64(n)},
+		Data: func() ([]byte, error) { return make([]byte, 4*n), nil }})
+}
+
+// fused exports a gpt2 layer's attn_q, attn_k, attn_v (weights and biases) as
+// attn_qkv: the rows of q, then k, then v. Weights of different dtypes are fused as f32.
+func (x *exporter) fused(p string) {
+	var ws [3]*format.Source
+	var bs [3]*format.Source
+	for i, n := range []string{"attn_q", "attn_k", "attn_v"} {
+		ws[i] = x.src(p + n + ".weight")
+		bs[i] = x.src(p + n + ".bias")
+		if ws[i] == nil {
+			x.missing = append(x.missing, p+n+".weight")
+		}
+	}
+	if ws[0] == nil || ws[1] == nil || ws[2] == nil {
+		return
+	}
+	cols := ws[0].Shape[len(ws[0].Shape)-1]
+	rows := 0
+	dt := ws[0].DType
+	for _, w := range ws {
+		if len(w.Shape) != 2 || w.Shape[1] != cols {
+			x.missing = append(x.missing, fmt.Sprintf("%s with %d columns (it has shape %v)", w.Name, cols, w.Shape))
+			return
+		}
+		rows += w.Shape[0]
+		if w.DType != dt {
+			dt = format.F32
+		}
+	}
+	t, err := TypeFor(dt)
+	if err != nil {
+		x.missing = append(x.missing, p+"attn_q.weight ("+err.Error()+")")
+		return
+	}
+	x.count(dt, []int{rows, cols})
+	x.out = append(x.out, TensorSource{Name: p + "attn_qkv.weight", Type: t, Dims: []uint64{uint64(cols), uint64(rows)},
+		Data: func() ([]byte, error) {
+			var out []byte
+			for _, w := range ws {
+				b, err := w.Data()
+				if err != nil {
+					return nil, fmt.Errorf("tensor %s: %w", w.Name, err)
+				}
+				if w.DType != dt {
+					if b, err = f32Data(w)(); err != nil {
+						return nil, err
+					}
+				}
+				out = append(out, b...)
+			}
+			return out, nil
+		}})
+	x.out = append(x.out, TensorSource{Name: p + "attn_qkv.bias", Type: TypeF32, Dims: []uint64{uint64(rows)},
+		Data: func() ([]byte, error) {
+			out := make([]byte, 0, 4*rows)
+			for i, b := range bs {
+				if b == nil {
+					out = append(out, make([]byte, 4*ws[i].Shape[0])...)
+					continue
+				}
+				v, err := f32Data(b)()
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, v...)
+			}
+			return out, nil
+		}})
+}
+
+// finish reports missing and unexpected lmc tensors.
+func (x *exporter) finish() error {
+	var msgs []string
+	if len(x.missing) > 0 {
+		msgs = append(msgs, "missing tensors: "+list(x.missing))
+	}
+	var extra []string
+	for _, s := range x.ck.Tensors {
+		if !x.used[s.Name] {
+			extra = append(extra, s.Name)
+		}
+	}
+	if len(extra) > 0 {
+		msgs = append(msgs, "tensors with no GGUF equivalent: "+list(extra))
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("%s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// fileType returns llama.cpp's general.file_type for the dtype most matrix elements
+// have (LLAMA_FTYPE_ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_BF16 32).
+func (x *exporter) fileType() uint32 {
+	best, n := format.F32, -1
+	for _, dt := range []format.DType{format.F32, format.F16, format.BF16, format.Q8_0, format.Q4_0} {
+		if x.elems[dt] > n {
+			best, n = dt, x.elems[dt]
+		}
+	}
+	return map[format.DType]uint32{format.F32: 0, format.F16: 1, format.Q4_0: 2, format.Q8_0: 7, format.BF16: 32}[best]
+}
+
+// GGUF token types (llama.cpp's llama_token_type).
+const (
+	tokenNormal  = 1
+	tokenUnknown = 2
+	tokenControl = 3
+	tokenByte    = 6
+)
+
+// tokenizerKVs returns the tokenizer.* keys of the GGUF file.
+func tokenizerKVs(m format.Metadata) ([]KV, error) {
+	if _, ok := m["tokenizer.ggml.model"]; ok {
+		var keys []string
+		for k := range m {
+			if strings.HasPrefix(k, "tokenizer.ggml.") || k == "tokenizer.chat_template" || strings.HasPrefix(k, "tokenizer.chat_template.") {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		var kvs []KV
+		for _, k := range keys {
+			if v, ok := ggufValue(k, m[k]); ok {
+				kvs = append(kvs, KV{k, v})
+			}
+		}
+		return kvs, nil
+	}
+	kind, _, err := m.String("tokenizer.model")
+	if err != nil {
+		return nil, err
+	}
+	tokens, _, err := m.Strings("tokenizer.tokens")
+	if err != nil {
+		return nil, err
+	}
+	id := func(key string) int64 {
+		v, ok, err := m.Int(key)
+		if err != nil || !ok {
+			return -1
+		}
+		return int64(v)
+	}
+	bos, eos, unk, pad := id("tokenizer.bos_id"), id("tokenizer.eos_id"), id("tokenizer.unk_id"), id("tokenizer.pad_id")
+	specials := func(kvs []KV) []KV {
+		for _, s := range []struct {
+			key string
+			id  int64
+		}{{"bos_token_id", bos}, {"eos_token_id", eos}, {"unknown_token_id", unk}, {"padding_token_id", pad}} {
+			if s.id >= 0 && s.id < int64(len(tokens)) {
+				kvs = append(kvs, KV{"tokenizer.ggml." + s.key, uint32(s.id)})
+			}
+		}
+		if add, ok, err := m.Bool("tokenizer.add_bos"); err == nil && ok {
+			kvs = append(kvs, KV{"tokenizer.ggml.add_bos_token", add})
+		}
+		return kvs
+	}
+	types := func() []int32 {
+		if tt, ok, err := m.Ints("tokenizer.token_type"); err == nil && ok && len(tt) == len(tokens) {
+			out := make([]int32, len(tt))
+			for i, t := range tt {
+				out[i] = int32(t)
+			}
+			return out
+		}
+		return nil
+	}
+	switch {
+	case kind == "llama2c" && len(tokens) > 0:
+		scores, ok, err := m.Floats("tokenizer.scores")
+		if err != nil || !ok || len(scores) != len(tokens) {
+			return nil, fmt.Errorf("tokenizer.scores: want %d scores (%v)", len(tokens), err)
+		}
+		pieces := make([]string, len(tokens))
+		tt := make([]int32, len(tokens))
+		for i, p := range tokens {
+			switch {
+			case int64(i) == unk:
+				pieces[i], tt[i] = p, tokenUnknown
+			case int64(i) == bos || int64(i) == eos:
+				pieces[i], tt[i] = strings.TrimSpace(p), tokenControl // llama2.c stores "\n<s>\n"
+			case isByteToken(p):
+				pieces[i], tt[i] = p, tokenByte
+			default:
+				pieces[i], tt[i] = strings.ReplaceAll(p, " ", "▁"), tokenNormal
+			}
+		}
+		return specials([]KV{{"tokenizer.ggml.model", "llama"}, {"tokenizer.ggml.tokens", pieces},
+			{"tokenizer.ggml.scores", scores}, {"tokenizer.ggml.token_type", tt}}), nil
+	case kind == "gpt2" && len(tokens) > 0:
+		kvs := []KV{{"tokenizer.ggml.model", "gpt2"}}
+		if pre, ok, _ := m.String("tokenizer.pre"); ok {
+			kvs = append(kvs, KV{"tokenizer.ggml.pre", pre})
+		}
+		kvs = append(kvs, KV{"tokenizer.ggml.tokens", tokens})
+		if tt := types(); tt != nil {
+			kvs = append(kvs, KV{"tokenizer.ggml.token_type", tt})
+		}
+		if merges, ok, _ := m.Strings("tokenizer.merges"); ok {
+			kvs = append(kvs, KV{"tokenizer.ggml.merges", merges})
+		}
+		return specials(kvs), nil
+	case kind == "sentencepiece_bpe" && len(tokens) > 0:
+		kvs := []KV{{"tokenizer.ggml.model", "llama"}, {"tokenizer.ggml.tokens", tokens}}
+		if scores, ok, _ := m.Floats("tokenizer.scores"); ok && len(scores) == len(tokens) {
+			kvs = append(kvs, KV{"tokenizer.ggml.scores", scores})
+		}
+		if tt := types(); tt != nil {
+			kvs = append(kvs, KV{"tokenizer.ggml.token_type", tt})
+		}
+		for _, k := range []string{"add_space_prefix", "remove_extra_whitespaces"} {
+			if v, ok, _ := m.Bool("tokenizer." + k); ok {
+				kvs = append(kvs, KV{"tokenizer.ggml." + k, v})
+			}
+		}
+		return specials(kvs), nil
+	}
+	// No vocabulary llama.cpp can use: it then makes vocab_size dummy tokens.
+	return []KV{{"tokenizer.ggml.model", "no_vocab"}}, nil
+}
+
+// isByteToken reports whether p is a byte-fallback piece "<0xXX>".
+func isByteToken(p string) bool {
+	if len(p) != 6 || p[:3] != "<0x" || p[5] != '>' {
+		return false
+	}
+	for _, c := range p[3:5] {
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ggufValue converts an lmc metadata value to the GGUF type llama.cpp expects for
+// tokenizer keys: ints to uint32 (ids, counts; int32 or int64 when they do not fit),
+// int arrays to []int32 (token types; []uint8 for precompiled_charsmap), floats to
+// float32. ok is false for values that cannot be stored (negative "none" ids).
+func ggufValue(key string, v any) (any, bool) {
+	switch x := v.(type) {
+	case int64:
+		switch {
+		case x >= 0 && x <= math.MaxUint32:
+			return uint32(x), true
+		case strings.HasSuffix(key, "_id"):
+			return nil, false
+		case x >= math.MinInt32 && x <= math.MaxInt32:
+			return int32(x), true
+		}
+		return x, true
+	case float64:
+		return float32(x), true
+	case []int64:
+		if strings.HasSuffix(key, "precompiled_charsmap") {
+			out := make([]uint8, len(x))
+			for i, y := range x {
+				if y < 0 || y > math.MaxUint8 {
+					return x, true
+				}
+				out[i] = uint8(y)
+			}
+			return out, true
+		}
+		out := make([]int32, len(x))
+		for i, y := range x {
+			if y < math.MinInt32 || y > math.MaxInt32 {
+				return x, true
+			}
+			out[i] = int32(y)
+		}
+		return out, true
+	case bool, string, []string, []float32:
+		return x, true
+	}
+	return nil, false
+}
