@@ -3,9 +3,9 @@ package engine
 import (
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"path/filepath"
 	"testing"
 
 	"github.com/lmrun/lmrun/format"
