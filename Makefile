@@ -41,9 +41,9 @@ test: vet fmt-check
 ARM64_PKGS ?= ./backends/... ./engine/ ./kernels/...
 test-arm64:
 ifeq ($(shell $(GO) env GOHOSTARCH),arm64)
-	$(GO) test -count=1 $(ARM64_PKGS)
+	$(GO) test -short -count=1 $(ARM64_PKGS)
 else
-	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static $(ARM64_PKGS)
+	GOARCH=arm64 $(GO) test -short -count=1 -exec qemu-aarch64-static $(ARM64_PKGS)
 endif
 
 FUZZTIME ?= 20s

@@ -32,6 +32,9 @@ type Model struct {
 	Config    Config
 	Meta      format.Metadata
 	Tokenizer tokenizer.Tokenizer // nil when the checkpoint carries none
+	// TokenizerErr says why Tokenizer is nil when the checkpoint carries a tokenizer of
+	// a kind lmrun does not implement (the model still runs on token ids).
+	TokenizerErr error
 
 	file    *format.File
 	kern    kernels.Kernels
@@ -97,6 +100,9 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	tok, err := tokenizer.FromMetadata(f.Meta)
 	switch {
 	case errors.Is(err, tokenizer.ErrNoTokenizer):
+	case errors.Is(err, tokenizer.ErrUnsupported):
+		// The weights still run on token ids; say why text does not.
+		m.TokenizerErr = err
 	case err != nil:
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	default:

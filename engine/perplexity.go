@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 )
 
 // PerplexityOptions configure Model.Perplexity.
@@ -96,7 +95,7 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOption
 			return res, fmt.Errorf("perplexity: token %d (at index %d) is out of range: the vocabulary has %d ids", id, i, vocab)
 		}
 	}
-	t0 := time.Now()
+	t0 := now()
 	s := m.NewSession(SessionOptions{Context: W})
 	logits := make([]float32, min(chunk, W)*vocab)
 	total := n - 1
@@ -137,7 +136,7 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOption
 			break
 		}
 	}
-	res.Seconds = time.Since(t0).Seconds()
+	res.Seconds = since(t0)
 	return res, nil
 }
 

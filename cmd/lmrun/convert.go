@@ -34,7 +34,7 @@ func convertCommand() *cli.Command {
 			"file llama.cpp loads (llama and gpt2 models).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE` (.lmc, or .gguf with --to gguf)", Required: true},
-			&cli.StringFlag{Name: "tokenizer", Usage: "llama2.c tokenizer.bin `FILE` to embed"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer `FILE` or directory to embed: tokenizer.bin (llama2.c), tokenizer.model (SentencePiece), tokenizer.json (Hugging Face), vocab.json/encoder.json + merges.txt/vocab.bpe"},
 			&cli.StringFlag{Name: "dtype", Usage: "store weight matrices as `TYPE`: f32, f16, bf16, q8_0 or q4_0"},
 			&cli.StringFlag{Name: "to", Value: "lmc", Usage: "output `FORMAT`: lmc or gguf"},
 		},

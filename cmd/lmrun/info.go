@@ -136,6 +136,9 @@ func printInfo(w io.Writer, r infoReport) {
 func showValue(v any) string {
 	switch x := v.(type) {
 	case string:
+		if len(x) > 80 { // e.g. a SentencePiece precompiled_charsmap
+			return fmt.Sprintf("%q… (%d bytes)", x[:60], len(x))
+		}
 		return fmt.Sprintf("%q", x)
 	case []string:
 		if len(x) > 8 {

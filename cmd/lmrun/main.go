@@ -35,6 +35,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			logitsCommand(),
+			tokenizeCommand(), detokenizeCommand(), pplCommand(),
 			convertCommand(),
 			synthCommand(),
 			infoCommand(),

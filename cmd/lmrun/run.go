@@ -150,6 +150,9 @@ func promptIDs(c *cli.Context, m *engine.Model) ([]int, error) {
 		return []int{tok.BOS()}, nil
 	}
 	if tok == nil {
+		if m.TokenizerErr != nil {
+			return nil, fmt.Errorf("-p: %v; give --tokens IDS", m.TokenizerErr)
+		}
 		return nil, errors.New("-p: this model carries no tokenizer; give --tokens IDS, or convert it with --tokenizer FILE")
 	}
 	text := c.String("prompt")

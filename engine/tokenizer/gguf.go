@@ -89,8 +89,10 @@ func TranslateGGUF(m format.Metadata) (format.Metadata, error) {
 			}
 			out[KeyCharsmap] = b
 		}
+	case "no_vocab", "none":
+		return nil, ErrNoTokenizer
 	default:
-		return nil, fmt.Errorf("tokenizer: GGUF %s %q is not supported (gpt2, llama and t5 are)", ggmlModel, model)
+		return nil, fmt.Errorf("tokenizer: %w: GGUF %s %q (gpt2, llama and t5 are supported)", ErrUnsupported, ggmlModel, model)
 	}
 	return out, nil
 }

@@ -27,8 +27,7 @@ import (
 // an error without one.
 type gpt2 struct {
 	common
-	raw     byteLevelTable // the bytes of every id
-	byteTok [256]int32     // the id of each single byte, unk (or -1) if none
+	byteTok [256]int32 // the id of each single byte, unk (or -1) if none
 	// merges maps left<<32|right to rank<<32|merged: comparing two values compares
 	// ranks (which are unique).
 	merges pairTable
@@ -58,30 +57,8 @@ var byteToRune, runeToByte = func() (b2r [256]rune, r2b [324]int16) {
 
 // ByteLevelDecode maps a piece in GPT-2's byte-to-unicode alphabet to its bytes; a
 // character outside the alphabet stands for its own UTF-8 (as Hugging Face's
-// ByteLevel decoder does). ok is false when there was such a character.
-func ByteLevelDecode(piece string) (raw string, ok bool) {
-	ok = true
-	simple := true
-	for i := 0; i < len(piece); i++ {
-		if c := piece[i]; c >= 0x80 || runeToByte[c] != int16(c) {
-			simple = false
-			break
-		}
-	}
-	if simple {
-		return piece, true
-	}
-	buf := make([]byte, 0, len(piece))
-	for _, r := range piece {
-		if r >= 0 && int(r) < len(runeToByte) && runeToByte[r] >= 0 {
-			buf = append(buf, byte(runeToByte[r]))
-		} else {
-			buf = utf8.AppendRune(buf, r)
-			ok = false
-		}
-	}
-	return string(buf), ok
-}
+// ByteLevel decoder does).
+func ByteLevelDecode(piece string) string { return string(appendByteLevel(nil, piece)) }
 
 // ByteLevelEncode maps bytes to GPT-2's byte-to-unicode alphabet.
 func ByteLevelEncode(raw string) string {
@@ -102,7 +79,7 @@ func newGPT2(c common, m format.Metadata) (*gpt2, error) {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	if !gpt2Pre[pre] {
-		return nil, fmt.Errorf("tokenizer: gpt2: pre-tokenizer %q is not supported (only GPT-2's)", pre)
+		return nil, fmt.Errorf("tokenizer: gpt2: %w: pre-tokenizer %q (only GPT-2's is implemented)", ErrUnsupported, pre)
 	}
 	merges, ok, err := m.Strings(KeyMerges)
 	if err != nil {
@@ -118,7 +95,7 @@ func newGPT2(c common, m format.Metadata) (*gpt2, error) {
 	if len(c.tokens) > math.MaxInt32 || len(merges) > math.MaxInt32 {
 		return nil, fmt.Errorf("tokenizer: gpt2: vocabulary too large")
 	}
-	t := &gpt2{common: c, raw: decodeAllByteLevel(c.tokens), types: types}
+	t := &gpt2{common: c, types: types}
 	// Merges name pieces as stored; concatenating stored pieces concatenates
 	// their bytes, so everything resolves in one map of the stored pieces.
 	stored := newStrTable(c.tokens)
@@ -158,52 +135,31 @@ func newGPT2(c common, m format.Metadata) (*gpt2, error) {
 	return t, nil
 }
 
-// byteLevelTable holds the bytes of every piece in one string (no pointer per
-// piece for the garbage collector to scan): piece i is all[end[i-1]:end[i]].
-type byteLevelTable struct {
-	all string
-	end []uint32
-}
-
-func (b *byteLevelTable) get(id int) string {
-	start := uint32(0)
-	if id > 0 {
-		start = b.end[id-1]
-	}
-	return b.all[start:b.end[id]]
-}
-
-// decodeAllByteLevel returns the bytes of every piece.
-func decodeAllByteLevel(tokens []string) byteLevelTable {
-	n := 0
-	for _, p := range tokens {
-		n += len(p)
-	}
-	buf := make([]byte, 0, n)
-	ends := make([]uint32, len(tokens))
-	for i, p := range tokens {
-		for k := 0; k < len(p); {
-			c := p[k]
-			if c < utf8.RuneSelf && runeToByte[c] == int16(c) {
-				buf = append(buf, c)
-				k++
+// appendByteLevel appends the bytes piece stands for in GPT-2's byte-to-unicode
+// alphabet; a character outside it stands for its own UTF-8 (as Hugging Face's
+// ByteLevel decoder has it). Decoding maps pieces as it goes: no table to build at
+// load time.
+func appendByteLevel(dst []byte, p string) []byte {
+	for k := 0; k < len(p); {
+		c := p[k]
+		if c < utf8.RuneSelf && runeToByte[c] == int16(c) {
+			dst = append(dst, c)
+			k++
+			continue
+		}
+		// The alphabet's other characters are U+00A1..U+0143: two bytes.
+		if k+1 < len(p) && 0xC2 <= c && c <= 0xC5 && p[k+1]&0xC0 == 0x80 {
+			if b := runeToByte[rune(c&0x1F)<<6|rune(p[k+1]&0x3F)]; b >= 0 {
+				dst = append(dst, byte(b))
+				k += 2
 				continue
 			}
-			// The alphabet's other characters are U+00A1..U+0143: two bytes.
-			if k+1 < len(p) && 0xC2 <= c && c <= 0xC5 && p[k+1]&0xC0 == 0x80 {
-				if b := runeToByte[rune(c&0x1F)<<6|rune(p[k+1]&0x3F)]; b >= 0 {
-					buf = append(buf, byte(b))
-					k += 2
-					continue
-				}
-			}
-			_, size := utf8.DecodeRuneInString(p[k:])
-			buf = append(buf, p[k:k+size]...)
-			k += size
 		}
-		ends[i] = uint32(len(buf))
+		_, size := utf8.DecodeRuneInString(p[k:])
+		dst = append(dst, p[k:k+size]...)
+		k += size
 	}
-	return byteLevelTable{all: string(buf), end: ends}
+	return dst
 }
 
 // Kind returns "gpt2".
@@ -239,7 +195,7 @@ func (t *gpt2) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 	var sc gpt2Scratch
 	// Natural text repeats its words: each distinct word is merged once per call,
 	// its ids copied from the first occurrence (a span of out).
-	seen := make(map[string][2]int32)
+	seen := make(map[string][2]int32, min(len(text)/32, 1<<14))
 	for i := 0; i < len(text); {
 		j := gpt2Next(text, i)
 		w := text[i:j]
@@ -437,7 +393,7 @@ func (t *gpt2) appendPiece(dst []byte, _, id int) []byte {
 	if id == t.bos || id == t.eos {
 		return dst
 	}
-	return append(dst, t.raw.get(id)...)
+	return appendByteLevel(dst, t.tokens[id])
 }
 
 // Decode concatenates the bytes of ids (BOS and EOS give nothing).

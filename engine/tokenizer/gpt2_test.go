@@ -348,3 +348,19 @@ func BenchmarkFromMetadataGPT2(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkDecodeGPT2(b *testing.B) {
+	text, err := os.ReadFile(filepath.Join(testdataDir(b), "text", "wikitext2_test_a.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := loadGPT2(b, gpt2Sources[0])
+	ids, _ := tok.Encode(string(text), false, false)
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tok.Decode(ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

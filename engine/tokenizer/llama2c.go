@@ -32,7 +32,7 @@ type llama2c struct {
 	// canon[a]<<32|canon[b] to the id of the piece tokens[a]+tokens[b], for every
 	// pair whose concatenation is a piece: the merge table, precomputed.
 	canon []int32
-	pairs map[uint64]int32
+	pairs pairTable
 	// isolated marks the ids that are in no pair of the merge table (such as the
 	// byte-fallback pieces): a symbol with such an id never merges with anything.
 	isolated []bool
@@ -99,20 +99,23 @@ func newBPECore(c common, scores []float32, types []TokenType, byteFallback bool
 			t.canon[i] = id
 		}
 	}
-	t.pairs = make(map[uint64]int32)
+	// A concatenation a+b determines the piece, so each pair has one entry.
+	var entries [][2]uint64
 	for p, id := range t.ids {
 		for k := 0; k <= len(p); k++ { // empty halves too, should "" be a piece
 			a, okA := t.ids[p[:k]]
 			b, okB := t.ids[p[k:]]
 			if okA && okB && scores[id] > minMergeScore {
-				t.pairs[uint64(a)<<32|uint64(b)] = id
+				entries = append(entries, [2]uint64{uint64(a)<<32 | uint64(b), uint64(id)})
 			}
 		}
 	}
+	t.pairs = newPairTable(len(entries))
 	t.isolated = make([]bool, len(c.tokens))
 	inPair := make([]bool, len(c.tokens))
-	for k := range t.pairs {
-		inPair[k>>32], inPair[uint32(k)] = true, true
+	for _, e := range entries {
+		t.pairs.insert(e[0], e[1])
+		inPair[e[0]>>32], inPair[uint32(e[0])] = true, true
 	}
 	for i, cid := range t.canon {
 		t.isolated[i] = !inPair[cid]
@@ -261,10 +264,11 @@ func (e *encoder) tryPair(l, r int32) {
 		return
 	}
 	lid, rid := e.syms[l].id, e.syms[r].id
-	id, ok := e.t.pairs[uint64(e.t.canon[lid])<<32|uint64(e.t.canon[rid])]
+	v, ok := e.t.pairs.get(uint64(e.t.canon[lid])<<32 | uint64(e.t.canon[rid]))
 	if !ok {
 		return
 	}
+	id := int32(v)
 	score := e.t.scores[id]
 	if !(score > minMergeScore) {
 		return
@@ -379,6 +383,9 @@ func (e *encoder) merge(lo, hi int) {
 	syms[lo].prev = -1
 	syms[hi-1].next = -1
 	e.heap = e.heap[:0]
+	if n := hi - lo; cap(e.heap) < n+n/2 {
+		e.heap = make(pairHeap, 0, n+n/2) // a size hint for long runs: grows if needed
+	}
 	for i := lo; i+1 < hi; i++ {
 		e.tryPair(int32(i), int32(i+1))
 	}

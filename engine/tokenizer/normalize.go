@@ -163,15 +163,33 @@ func nmtDrop(r rune) bool {
 }
 
 // applyRule applies a named rule set to the whole text (NFKC is not a per-prefix
-// rewriting), invalid bytes first becoming U+FFFD.
+// rewriting). A byte of invalid UTF-8 becomes U+FFFD after the rules, as the
+// charsmap path gives it.
 func (n *normalizer) applyRule(text string) string {
-	if !utf8.ValidString(text) {
-		var sb strings.Builder
-		for _, r := range text { // a range loop yields U+FFFD per invalid byte
-			sb.WriteRune(r)
-		}
-		text = sb.String()
+	if utf8.ValidString(text) {
+		return n.applyRuleValid(text)
 	}
+	var sb strings.Builder
+	for len(text) > 0 {
+		i := 0
+		for i < len(text) {
+			r, size := utf8.DecodeRuneInString(text[i:])
+			if r == utf8.RuneError && size == 1 {
+				break
+			}
+			i += size
+		}
+		sb.WriteString(n.applyRuleValid(text[:i]))
+		if i < len(text) {
+			sb.WriteString(replacementChar)
+			i++
+		}
+		text = text[i:]
+	}
+	return sb.String()
+}
+
+func (n *normalizer) applyRuleValid(text string) string {
 	rule := n.rule
 	if strings.HasPrefix(rule, "nmt_") {
 		text = strings.Map(func(r rune) rune {

@@ -130,8 +130,13 @@ const (
 )
 
 // ErrNoTokenizer is returned by FromMetadata when the metadata has neither a
-// `tokenizer.model` nor a `tokenizer.ggml.model` key.
+// `tokenizer.model` nor a `tokenizer.ggml.model` key (or GGUF's "no_vocab").
 var ErrNoTokenizer = errors.New("tokenizer: metadata has no tokenizer.model key")
+
+// ErrUnsupported is wrapped by the errors of FromMetadata for a well-formed
+// tokenizer lmrun does not implement (an unknown kind, GGUF model or pre-tokenizer),
+// as opposed to corrupt metadata: a caller may then go on without a tokenizer.
+var ErrUnsupported = errors.New("unsupported tokenizer")
 
 // FromMetadata builds the tokenizer described by the `tokenizer.*` keys of m. It
 // returns ErrNoTokenizer when there is no tokenizer, and an error when the model is
@@ -182,7 +187,7 @@ func FromMetadata(m format.Metadata) (Tokenizer, error) {
 	case KindWhitespace:
 		return newWhitespace(c)
 	}
-	return nil, fmt.Errorf("tokenizer: unknown %s %q", KeyModel, kind)
+	return nil, fmt.Errorf("tokenizer: %w: unknown %s %q", ErrUnsupported, KeyModel, kind)
 }
 
 func requireFloats(m format.Metadata, kind, key string) ([]float32, error) {

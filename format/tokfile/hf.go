@@ -46,7 +46,7 @@ func gpt2Metadata(tokens, merges []string) format.Metadata {
 	}
 	return format.Metadata{
 		"tokenizer.model":      "gpt2",
-		"tokenizer.pre":        "gpt2",
+		"tokenizer.pre":        "gpt-2",
 		"tokenizer.tokens":     tokens,
 		"tokenizer.merges":     merges,
 		"tokenizer.token_type": types,
@@ -153,6 +153,7 @@ type HFConfig struct {
 // hfToken is a special token in tokenizer_config.json: a string or {"content": …}.
 type hfToken string
 
+// UnmarshalJSON accepts both forms.
 func (t *hfToken) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
@@ -335,9 +336,11 @@ func ParseHFTokenizer(b []byte, cfg *HFConfig) (format.Metadata, error) {
 		md["tokenizer.token_type"] = types
 	}
 	for id := range added {
-		if special[id] {
+		switch {
+		case types[id] != 1: // the unk piece, a byte piece: keep
+		case special[id]:
 			types[id] = 3
-		} else if types[id] == 1 {
+		default:
 			types[id] = 4
 		}
 	}

@@ -221,8 +221,8 @@ const maxPieces = 1 << 22
 // "sentencepiece_bpe", UNIGRAM becomes "unigram", with the pieces as stored ("▁" for
 // spaces), their scores and types, the special ids of the trainer spec, byte_fallback,
 // and the normalizer spec (name, precompiled charsmap, add_dummy_prefix,
-// remove_extra_whitespaces). BPE models get add_bos true (Llama's convention); for
-// Unigram models BOS is added when there is a BOS id.
+// remove_extra_whitespaces). BOS is added to prompts when the model has a BOS id
+// (Llama's convention; T5-style models have none).
 func ParseSentencePiece(b []byte) (format.Metadata, error) {
 	var pieces []spPiece
 	var trainer, normSpec []byte
@@ -321,8 +321,6 @@ func ParseSentencePiece(b []byte) (format.Metadata, error) {
 	if charsmap != "" {
 		md["tokenizer.precompiled_charsmap"] = charsmap
 	}
-	if kind == "sentencepiece_bpe" {
-		md["tokenizer.add_bos"] = bos >= 0
-	}
+	md["tokenizer.add_bos"] = bos >= 0
 	return md, nil
 }

@@ -170,15 +170,21 @@ func Read(path string, opts Options) (format.Metadata, error) {
 		if cfg, err = dirConfig(dir); err == nil {
 			md, err = ParseHFTokenizer(b, cfg)
 		}
-	case BPEVocab:
-		var merges []byte
-		if merges, err = findBeside(dir, mergesNames); err == nil {
-			md, err = ParseGPT2(b, merges)
+	case BPEVocab, BPEMerges:
+		vocab, merges := b, b
+		if kind == BPEVocab {
+			merges, err = findBeside(dir, mergesNames)
+		} else {
+			vocab, err = findBeside(dir, vocabNames)
 		}
-	case BPEMerges:
-		var vocab []byte
-		if vocab, err = findBeside(dir, vocabNames); err == nil {
-			md, err = ParseGPT2(vocab, b)
+		if err == nil {
+			md, err = ParseGPT2(vocab, merges)
+		}
+		if err == nil {
+			var cfg *HFConfig
+			if cfg, err = dirConfig(dir); err == nil {
+				applyConfig(md, cfg)
+			}
 		}
 	default:
 		return nil, fmt.Errorf("tokenizer %s: not a tokenizer file lmrun knows (llama2.c tokenizer.bin, SentencePiece model, tokenizer.json, vocab.json/encoder.json + merges.txt/vocab.bpe)", path)
