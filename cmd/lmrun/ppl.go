@@ -33,6 +33,7 @@ func pplCommand() *cli.Command {
 			"Prints tokens_scored, mean_nll (nats) and ppl = exp(mean_nll) to stdout; progress and\n" +
 			"speed (tokens scored per second) go to stderr.",
 		Flags: []cli.Flag{
+			f32ActFlag,
 			modelFlag, threadsFlag, backendFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "text `FILE` to score", Required: true},
 			&cli.IntFlag{Name: "ctx", Usage: "window length `N` in tokens (0: the model's context length)"},
@@ -45,7 +46,7 @@ func pplCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads")})
+			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")})
 			if err != nil {
 				return err
 			}

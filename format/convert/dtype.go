@@ -14,6 +14,9 @@ import (
 //   - otherwise every matrix (2-D tensor) but the position table becomes dt; with q8_0
 //     and q4_0, a matrix whose rows are not a multiple of 32 elements becomes f16
 //     instead. Vectors (norms, biases) and position_embd.weight become f32.
+//   - with q4_0, the classifier (output.weight, or token_embd.weight when the classifier
+//     is tied to it) becomes q8_0: the logits are the most sensitive product of the model,
+//     which is why llama.cpp's quantizer also keeps its output tensor at higher precision.
 //
 // A tensor already stored as its target dtype keeps its bytes; any other is converted
 // through f32 (so q8_0 → q4_0 requantizes the dequantized values). Conversion happens
@@ -24,8 +27,16 @@ func WithDType(ck *format.Checkpoint, dt format.DType) (*format.Checkpoint, erro
 		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
 	}
 	out := &format.Checkpoint{Meta: ck.Meta, Tensors: make([]format.Source, len(ck.Tensors))}
+	classifier := "token_embd.weight"
+	if ck.Source("output.weight") != nil {
+		classifier = "output.weight"
+	}
 	for i, s := range ck.Tensors {
-		out.Tensors[i] = convertSource(s, TargetDType(s.Name, s.Shape, dt))
+		target := TargetDType(s.Name, s.Shape, dt)
+		if target == format.Q4_0 && s.Name == classifier {
+			target = format.Q8_0
+		}
+		out.Tensors[i] = convertSource(s, target)
 	}
 	return out, nil
 }
@@ -57,7 +68,7 @@ func convertSource(s format.Source, dt format.DType) format.Source {
 		if err != nil {
 			return nil, fmt.Errorf("tensor %s: %w", src.Name, err)
 		}
-		q, err := kernels.Quantize(dt, v, cols)
+		q, err := kernels.QuantizeSearch(dt, v, cols)
 		if err != nil {
 			return nil, fmt.Errorf("tensor %s: %w", src.Name, err)
 		}
