@@ -1,20 +1,55 @@
 package backends_test
 
 import (
+	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/lmrun/lmrun/backends"
 	_ "github.com/lmrun/lmrun/backends/all"
+	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/kernels"
 )
 
-// Tolerances are relative to the scale of the result: a kernel may reorder a sum of n
-// float32 products, which moves it by a few ulps of the largest partial sum.
+// The conformance suite: every backend this CPU can run against kernels.Reference, on
+// every length from 0 past several vector widths (so every unrolled loop, single-vector
+// loop and masked tail runs), at unaligned starts, with extreme values and NaN/Inf.
+//
+// Tolerances, per kernel, with ε = 2^-23 (one ulp of 1):
+//
+//	Add, Scale, ReLU, GELUErf    bit-identical (one IEEE operation, or the reference's code)
+//	MatMul on non-f32 weights    bit-identical (backends may delegate to the reference)
+//	MatMul, any row split        bit-identical to the unsplit call (the engine promises
+//	                             the same logits for every thread count)
+//	Dot, MatMul (f32)            |Δ| ≤ 1e-5 · (Σ|a_i·b_i| + |bias|): a reordered sum of n
+//	                             products moves by a few ulps of its largest partial sums
+//	Softmax                      |Δ| ≤ 16ε·p + 1e-6·max p (a vector exp ≤ 2 ulp, and the
+//	                             denominator's reordered sum)
+//	Attention, AttentionF16      |Δ| ≤ 1e-5 · max|v| (out is a convex combination of v)
+//	RMSNorm, LayerNorm           |Δ| ≤ 4e-6 · max|out| (the reordered statistics)
+//	SiLU, SwiGLU, GELU           |Δ| ≤ (8 + |a|·σ(a))·ε·|out| + 1e-36 (SwiGLU: + 1e-36·|up|)
+//	                             for out = x/(1 + e^a), a = −x for SiLU, x·(k1 + k2·x²)
+//	                             ≈ −2u for GELU: rounding a in float32 costs |a|·ε
+//	                             relative in e^a, which the float64 reference does not
+//	                             pay, and out feels it in proportion to σ(a); results
+//	                             below 1e-36 may be flushed to zero. GELU adds |x|·2^-52: the reference's 1 + tanh(u)
+//	                             cancels to 0 for u < -19, where the true value is below
+//	                             |x|·1e-16
+//	RoPE                         |Δ| ≤ 3ε · (|a|+|b|)·(|cos|+|sin|) (a fused multiply-add)
+//
+// NaN and ±Inf are not toleranced: where the reference gives NaN the backend must too,
+// and an infinity must be the same infinity.
 const (
-	tolDot = 1e-5 // of Σ|a_i·b_i|
-	tolEW  = 1e-6 // element-wise kernels, of max|x|
+	eps      = 1.0 / (1 << 23)
+	tolDot   = 1e-5
+	tolAttn  = 1e-5
+	tolNorm  = 4e-6
+	tolSmRel = 16 * eps
+	tolSmAbs = 1e-6
+	tolRoPE  = 3 * eps
+	tolTiny  = 1e-36
 )
 
 var ref kernels.Reference
@@ -48,10 +83,25 @@ func randVec(r *rand.Rand, n int, scale float64) []float32 {
 }
 
 // unaligned returns a copy of v starting one float past an aligned allocation.
-func unaligned(v []float32) []float32 {
-	buf := make([]float32, len(v)+1)
-	copy(buf[1:], v)
-	return buf[1:]
+func unaligned(v []float32) []float32 { return at(v, 1) }
+
+// at returns a copy of v starting off floats into a fresh allocation (Go aligns large
+// allocations to at least 8 bytes, so off = 1..7 gives every misalignment a vector
+// kernel can see). Its capacity ends with v.
+func at(v []float32, off int) []float32 {
+	buf := make([]float32, off+len(v))
+	copy(buf[off:], v)
+	return buf[off : off+len(v) : off+len(v)]
+}
+
+// lengths: 0 to well past several 8- and 16-lane widths and unrolled blocks, plus a few
+// larger ones.
+func lengths() []int {
+	var ns []int
+	for n := 0; n <= 100; n++ {
+		ns = append(ns, n)
+	}
+	return append(ns, 127, 128, 129, 255, 256, 257, 1000, 3077)
 }
 
 func absDot(a, b []float32) float64 {
@@ -62,72 +112,282 @@ func absDot(a, b []float32) float64 {
 	return s
 }
 
+func maxAbs(v []float32) float64 {
+	var m float64
+	for _, x := range v {
+		if a := math.Abs(float64(x)); a > m && !math.IsInf(a, 0) {
+			m = a
+		}
+	}
+	return m
+}
+
+// special reports whether got must equal want exactly: NaN (any payload) or an infinity.
+func special(want float32) bool {
+	w := float64(want)
+	return math.IsNaN(w) || math.IsInf(w, 0)
+}
+
+// agree compares one element: specials exactly (NaN matches NaN), the rest within tol.
+func agree(got, want float32, tol float64) bool {
+	g, w := float64(got), float64(want)
+	if special(want) || special(got) {
+		return (math.IsNaN(g) && math.IsNaN(w)) || g == w
+	}
+	return math.Abs(g-w) <= tol
+}
+
+// identical is bitwise equality, NaNs matching any NaN.
+func identical(got, want float32) bool {
+	return got == want && math.Signbit(float64(got)) == math.Signbit(float64(want)) ||
+		math.IsNaN(float64(got)) && math.IsNaN(float64(want))
+}
+
 func TestDot(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		r := rand.New(rand.NewPCG(1, 1))
-		for n := 0; n <= 300; n++ {
-			a, b := unaligned(randVec(r, n, 1)), randVec(r, n+3, 1) // b longer than a is allowed
+		for _, n := range lengths() {
+			a, b := at(randVec(r, n, 1), n%8), at(randVec(r, n+3, 1), (n/8)%8) // b longer than a is allowed
 			got, want := k.Dot(a, b), ref.Dot(a, b)
-			if d := math.Abs(float64(got - want)); d > tolDot*(absDot(a, b)+1e-30) {
+			if !agree(got, want, tolDot*absDot(a, b[:n])) {
 				t.Fatalf("n=%d: %v, reference %v", n, got, want)
+			}
+		}
+		// NaN anywhere, an infinity, Inf·0 and overflow, at every kind of position.
+		for _, n := range []int{1, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100} {
+			for _, p := range []int{0, n / 2, n - 1} {
+				for _, c := range [][2]float32{{nan, 1}, {inf, 2}, {-inf, 2}, {inf, 0}, {3e38, 3e38}} {
+					a, b := randVec(r, n, 1), randVec(r, n, 1)
+					a[p], b[p] = c[0], c[1]
+					got, want := k.Dot(a, b), ref.Dot(a, b)
+					if !agree(got, want, tolDot*absDot(a, b)) {
+						t.Fatalf("n=%d a[%d]=%v b[%d]=%v: %v, reference %v", n, p, c[0], p, c[1], got, want)
+					}
+				}
 			}
 		}
 	})
 }
 
+var (
+	nan = float32(math.NaN())
+	inf = float32(math.Inf(1))
+)
+
+// split cuts [0, rows) into up to four ranges at random points, some possibly empty.
+func split(r *rand.Rand, rows int) [][2]int {
+	cuts := []int{0, rows}
+	for i := r.IntN(4); i > 0; i-- {
+		cuts = append(cuts, r.IntN(rows+1))
+	}
+	for i := range cuts { // insertion sort: a handful of cuts
+		for j := i; j > 0 && cuts[j] < cuts[j-1]; j-- {
+			cuts[j], cuts[j-1] = cuts[j-1], cuts[j]
+		}
+	}
+	var rs [][2]int
+	for i := 1; i < len(cuts); i++ {
+		rs = append(rs, [2]int{cuts[i-1], cuts[i]})
+	}
+	r.Shuffle(len(rs), func(i, j int) { rs[i], rs[j] = rs[j], rs[i] })
+	return rs
+}
+
+const sentinel = float32(-12345.678)
+
 func TestMatMul(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		r := rand.New(rand.NewPCG(2, 2))
-		for _, sh := range [][3]int{{1, 1, 1}, {1, 7, 13}, {3, 17, 33}, {5, 64, 64}, {2, 100, 257}, {9, 48, 768}} {
+		var shapes [][3]int
+		for _, cols := range []int{1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257, 768} {
+			shapes = append(shapes, [3]int{1, 7, cols}, [3]int{3, 17, cols}, [3]int{5, 4, cols}, [3]int{2, 1, cols}, [3]int{9, 13, cols})
+		}
+		// Wide rows (past any column blocking), and the engine's batch sizes.
+		for _, cols := range []int{1023, 1024, 1025, 2100, 3072} {
+			shapes = append(shapes, [3]int{1, 9, cols}, [3]int{2, 5, cols}, [3]int{7, 16, cols})
+		}
+		shapes = append(shapes, [3]int{64, 37, 96}, [3]int{65, 20, 40}, [3]int{16, 33, 257})
+		for si, sh := range shapes {
 			T, rows, cols := sh[0], sh[1], sh[2]
-			w, err := kernels.NewMatF32(randVec(r, rows*cols, 1), rows, cols)
+			w, err := kernels.NewMatF32(at(randVec(r, rows*cols, 1), si%8), rows, cols)
 			if err != nil {
 				t.Fatal(err)
 			}
-			x := unaligned(randVec(r, T*cols, 1))
+			x := at(randVec(r, T*cols, 1), (si+3)%8)
 			bias := randVec(r, rows, 1)
-			ld := rows + 3
+			ld := rows + []int{0, 3, 16}[si%3]
 			for _, b := range [][]float32{nil, bias} {
 				got, want := make([]float32, T*ld), make([]float32, T*ld)
-				// Two row ranges, as the thread pool would split them.
-				mid := rows / 3
-				k.MatMul(got, ld, x, T, w, b, 0, mid)
-				k.MatMul(got, ld, x, T, w, b, mid, rows)
+				for i := range got {
+					got[i] = sentinel
+				}
+				ranges := split(r, rows)
+				for _, rg := range ranges {
+					k.MatMul(got, ld, x, T, w, b, rg[0], rg[1])
+				}
 				ref.MatMul(want, ld, x, T, w, b, 0, rows)
 				for t0 := 0; t0 < T; t0++ {
 					for o := 0; o < ld; o++ {
 						i := t0*ld + o
 						if o >= rows {
-							if got[i] != 0 {
-								t.Fatalf("%v: wrote past the rows at [%d,%d]", sh, t0, o)
+							if got[i] != sentinel {
+								t.Fatalf("%v ranges %v: wrote past the rows at [%d,%d]", sh, ranges, t0, o)
 							}
 							continue
 						}
-						tol := tolDot * (absDot(x[t0*cols:(t0+1)*cols], w.Row(o)) + 1)
-						if d := math.Abs(float64(got[i] - want[i])); d > tol {
-							t.Fatalf("%v bias=%v: [%d,%d] = %v, reference %v", sh, b != nil, t0, o, got[i], want[i])
+						tol := tolDot * absDot(x[t0*cols:(t0+1)*cols], w.Row(o))
+						if b != nil {
+							tol += tolDot * math.Abs(float64(b[o]))
+						}
+						if !agree(got[i], want[i], tol) {
+							t.Fatalf("%v bias=%v ranges %v: [%d,%d] = %v, reference %v", sh, b != nil, ranges, t0, o, got[i], want[i])
 						}
 					}
 				}
 			}
 		}
 	})
+}
+
+// TestMatMulSplitInvariance: how the rows are split into ranges never changes a result
+// bit (the engine's thread pool splits them differently for every thread count, and
+// promises the same logits for all).
+func TestMatMulSplitInvariance(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(14, 14))
+		for _, sh := range [][3]int{{1, 37, 64}, {1, 23, 101}, {3, 37, 64}, {5, 21, 1030}, {64, 19, 40}} {
+			T, rows, cols := sh[0], sh[1], sh[2]
+			w, _ := kernels.NewMatF32(randVec(r, rows*cols, 1), rows, cols)
+			x, bias := randVec(r, T*cols, 1), randVec(r, rows, 1)
+			whole := make([]float32, T*rows)
+			k.MatMul(whole, rows, x, T, w, bias, 0, rows)
+			for try := 0; try < 20; try++ {
+				got := make([]float32, T*rows)
+				ranges := split(r, rows)
+				for _, rg := range ranges {
+					k.MatMul(got, rows, x, T, w, bias, rg[0], rg[1])
+				}
+				for i := range whole {
+					if math.Float32bits(got[i]) != math.Float32bits(whole[i]) {
+						t.Fatalf("%v split %v: [%d] = %v, unsplit %v", sh, ranges, i, got[i], whole[i])
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestMatMulSpecials: a NaN or Inf weight poisons its output row for every token, a NaN
+// input its token for every row, exactly as in the reference.
+func TestMatMulSpecials(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(9, 9))
+		for _, sh := range [][3]int{{1, 9, 13}, {1, 8, 64}, {4, 7, 33}, {5, 12, 1030}} {
+			T, rows, cols := sh[0], sh[1], sh[2]
+			for _, v := range []float32{nan, inf, -inf} {
+				wv, x := randVec(r, rows*cols, 1), randVec(r, T*cols, 1)
+				wr, wc := r.IntN(rows), cols-1-r.IntN(min(cols, 9)) // often in a column tail
+				wv[wr*cols+wc] = v
+				xt, xc := r.IntN(T), r.IntN(cols)
+				x[xt*cols+xc] = nan
+				w, _ := kernels.NewMatF32(wv, rows, cols)
+				got, want := make([]float32, T*rows), make([]float32, T*rows)
+				k.MatMul(got, rows, x, T, w, nil, 0, rows)
+				ref.MatMul(want, rows, x, T, w, nil, 0, rows)
+				for i := range want {
+					if special(want[i]) != special(got[i]) || (special(want[i]) && !identical(got[i], want[i])) {
+						t.Fatalf("%v weight[%d,%d]=%v x[%d,%d]=NaN: [%d] = %v, reference %v", sh, wr, wc, v, xt, xc, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestMatMulOtherDTypes: weights that are not f32 give exactly the reference's result
+// (or the same panic), whatever the backend does with them.
+func TestMatMulOtherDTypes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(10, 10))
+		const T, rows, cols = 3, 6, 64
+		for _, dt := range []format.DType{format.F16, format.BF16, format.Q8_0, format.Q4_0} {
+			w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: weightBytes(r, dt, rows, cols)}
+			x := randVec(r, T*cols, 1)
+			run := func(k kernels.Kernels) (out []float32, panicked any) {
+				defer func() { panicked = recover() }()
+				out = make([]float32, T*rows)
+				k.MatMul(out, rows, x, T, w, nil, 1, rows)
+				return out, nil
+			}
+			got, gp := run(k)
+			want, wp := run(ref)
+			if (gp != nil) != (wp != nil) {
+				t.Fatalf("%v: backend panic %v, reference panic %v", dt, gp, wp)
+			}
+			for i := range want {
+				if wp == nil && !identical(got[i], want[i]) {
+					t.Fatalf("%v: [%d] = %v, reference %v", dt, i, got[i], want[i])
+				}
+			}
+		}
+	})
+}
+
+// weightBytes makes a rows×cols matrix of dtype dt with finite values: half floats with a
+// modest exponent, bfloat16 from float32, and Q8_0/Q4_0 blocks of 32 (an f16 scale, then
+// 32 int8 or 16 bytes of nibbles).
+func weightBytes(r *rand.Rand, dt format.DType, rows, cols int) []byte {
+	half := func() uint16 { return uint16(r.IntN(2))<<15 | uint16(10+r.IntN(8))<<10 | uint16(r.IntN(1024)) }
+	var b []byte
+	for i := 0; i < rows*cols; {
+		switch dt {
+		case format.F16:
+			b = binary.LittleEndian.AppendUint16(b, half())
+			i++
+		case format.BF16:
+			b = binary.LittleEndian.AppendUint16(b, uint16(math.Float32bits(float32(r.NormFloat64()))>>16))
+			i++
+		case format.Q8_0, format.Q4_0:
+			b = binary.LittleEndian.AppendUint16(b, half())
+			n := 32
+			if dt == format.Q4_0 {
+				n = 16
+			}
+			for j := 0; j < n; j++ {
+				b = append(b, byte(r.IntN(256)))
+			}
+			i += 32
+		}
+	}
+	return b
 }
 
 func TestAttention(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		r := rand.New(rand.NewPCG(3, 3))
-		for _, hd := range []int{1, 8, 13, 64, 128} {
-			for _, n := range []int{1, 2, 7, 33, 100} {
-				stride := hd*3 + 1
-				kc, vc := randVec(r, n*stride, 1), randVec(r, n*stride, 1)
-				q := randVec(r, hd, 1)
-				got, want := make([]float32, hd), make([]float32, hd)
-				k.Attention(got, q, kc, vc, n, stride, 0.3, make([]float32, n))
-				ref.Attention(want, q, kc, vc, n, stride, 0.3, make([]float32, n))
-				for i := range want {
-					if d := math.Abs(float64(got[i] - want[i])); d > 1e-5 {
-						t.Fatalf("hd=%d n=%d: out[%d] = %v, reference %v", hd, n, i, got[i], want[i])
+		for _, hd := range []int{1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 80, 96, 127, 128, 129} {
+			for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9, 33, 100, 257} {
+				for _, stride := range []int{hd, hd*3 + 1} {
+					for _, scale := range []float32{0.3, 4} { // 4: a peaked softmax
+						kc, vc := at(randVec(r, n*stride, 1), n%8), at(randVec(r, n*stride, 1), hd%8)
+						q := at(randVec(r, hd, 1), (n+hd)%8)
+						got, want := make([]float32, hd+8), make([]float32, hd)
+						for i := range got {
+							got[i] = sentinel
+						}
+						k.Attention(got, q, kc, vc, n, stride, scale, make([]float32, n))
+						ref.Attention(want, q, kc, vc, n, stride, scale, make([]float32, n))
+						tol := tolAttn * maxAbs(vc)
+						for i := range want {
+							if !agree(got[i], want[i], tol) {
+								t.Fatalf("hd=%d n=%d stride=%d scale=%v: out[%d] = %v, reference %v", hd, n, stride, scale, i, got[i], want[i])
+							}
+						}
+						for i := hd; i < len(got); i++ {
+							if got[i] != sentinel {
+								t.Fatalf("hd=%d n=%d: wrote past out at %d", hd, n, i)
+							}
+						}
 					}
 				}
 			}
@@ -135,53 +395,265 @@ func TestAttention(t *testing.T) {
 	})
 }
 
-func TestElementwise(t *testing.T) {
+// TestAttentionSpecials: a NaN key makes every score, so every output, NaN; a NaN value
+// element poisons its output column only.
+func TestAttentionSpecials(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		r := rand.New(rand.NewPCG(4, 4))
-		check := func(name string, n int, got, want []float32) {
-			t.Helper()
-			var m float64
-			for _, v := range want {
-				m = math.Max(m, math.Abs(float64(v)))
-			}
-			for i := range want {
-				if d := math.Abs(float64(got[i] - want[i])); d > tolEW*(m+1) {
-					t.Fatalf("%s n=%d: [%d] = %v, reference %v", name, n, i, got[i], want[i])
+		r := rand.New(rand.NewPCG(11, 11))
+		for _, hd := range []int{8, 13, 64, 67} {
+			for _, n := range []int{1, 5, 33} {
+				for _, poison := range []string{"k", "v"} {
+					kc, vc, q := randVec(r, n*hd, 1), randVec(r, n*hd, 1), randVec(r, hd, 1)
+					j, i := r.IntN(n), r.IntN(hd)
+					if poison == "k" {
+						kc[j*hd+i] = nan
+					} else {
+						vc[j*hd+i] = nan
+					}
+					got, want := make([]float32, hd), make([]float32, hd)
+					k.Attention(got, q, kc, vc, n, hd, 0.125, make([]float32, n))
+					ref.Attention(want, q, kc, vc, n, hd, 0.125, make([]float32, n))
+					for c := range want {
+						if !agree(got[c], want[c], tolAttn*maxAbs(vc)) {
+							t.Fatalf("hd=%d n=%d NaN in %s[%d][%d]: out[%d] = %v, reference %v", hd, n, poison, j, i, c, got[c], want[c])
+						}
+					}
 				}
 			}
 		}
-		for n := 0; n <= 70; n++ {
-			x, y := randVec(r, n, 3), randVec(r, n, 3)
-			w, b := randVec(r, n, 1), randVec(r, n, 1)
-			type op struct {
-				name string
-				f    func(k kernels.Kernels, dst []float32)
+	})
+}
+
+// TestAttentionF16: attention over a binary16 cache, against the reference's, on the
+// same shapes as TestAttention plus NaN and ±Inf halves.
+func TestAttentionF16(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(15, 15))
+		half := func(v []float32) []uint16 {
+			h := make([]uint16, len(v))
+			for i, x := range v {
+				h[i] = kernels.F32ToF16(x)
 			}
-			ops := []op{
-				{"Add", func(k kernels.Kernels, d []float32) { copy(d, x); k.Add(d, y) }},
-				{"Scale", func(k kernels.Kernels, d []float32) { copy(d, x); k.Scale(d, 0.7) }},
-				{"Softmax", func(k kernels.Kernels, d []float32) { copy(d, x); k.Softmax(d) }},
-				{"GELU", func(k kernels.Kernels, d []float32) { copy(d, x); k.GELU(d) }},
-				{"GELUErf", func(k kernels.Kernels, d []float32) { copy(d, x); k.GELUErf(d) }},
-				{"SiLU", func(k kernels.Kernels, d []float32) { copy(d, x); k.SiLU(d) }},
-				{"ReLU", func(k kernels.Kernels, d []float32) { copy(d, x); k.ReLU(d) }},
-				{"SwiGLU", func(k kernels.Kernels, d []float32) { copy(d, x); k.SwiGLU(d, y) }},
+			return h
+		}
+		for _, hd := range []int{1, 7, 8, 9, 16, 24, 64, 65, 80, 128} {
+			for _, n := range []int{1, 2, 3, 4, 5, 7, 9, 33, 257} {
+				for _, stride := range []int{hd, hd*3 + 8} {
+					kf, vf := randVec(r, n*stride, 1), randVec(r, n*stride, 1)
+					if n == 5 {
+						kf[r.IntN(len(kf))] = nan // every score NaN: all NaN
+						vf[r.IntN(len(vf))] = inf
+					}
+					kc, vc := half(kf), half(vf)
+					q := at(randVec(r, hd, 1), n%8)
+					got, want := make([]float32, hd+8), make([]float32, hd)
+					for i := range got {
+						got[i] = sentinel
+					}
+					k.AttentionF16(got, q, kc, vc, n, stride, 0.3, make([]float32, n))
+					ref.AttentionF16(want, q, kc, vc, n, stride, 0.3, make([]float32, n))
+					tol := tolAttn * maxAbs(vf)
+					for i := range want {
+						if !agree(got[i], want[i], tol) {
+							t.Fatalf("hd=%d n=%d stride=%d: out[%d] = %v, reference %v", hd, n, stride, i, got[i], want[i])
+						}
+					}
+					for i := hd; i < len(got); i++ {
+						if got[i] != sentinel {
+							t.Fatalf("hd=%d n=%d: wrote past out at %d", hd, n, i)
+						}
+					}
+				}
 			}
-			if n > 0 {
-				ops = append(ops,
-					op{"RMSNorm", func(k kernels.Kernels, d []float32) { k.RMSNorm(d, x, w, 1e-5) }},
-					op{"LayerNorm", func(k kernels.Kernels, d []float32) { k.LayerNorm(d, x, w, b, 1e-5) }})
+		}
+	})
+}
+
+// elementwise kernels: each op fills dst (len n) from the shared inputs.
+type ewOp struct {
+	name string
+	run  func(k kernels.Kernels, dst []float32, in ewIn)
+	// tol returns the allowed |got-want| at element i (want is the reference's output).
+	tol func(in ewIn, want []float32, i int) float64
+}
+
+type ewIn struct{ x, y, w, b, cos, sin []float32 }
+
+var (
+	geluK1 = -2 * math.Sqrt(2/math.Pi)
+	geluK2 = geluK1 * 0.044715
+)
+
+// actTol is the activations' error model, for out = x/(1 + e^a): (8 + |a|·σ(a))·ε
+// relative. Rounding a costs |a|·ε relative in e^a, and out's relative sensitivity to
+// e^a is σ(a) = e^a/(1 + e^a): full where x ≪ 0, nil where x ≫ 0 (out = x).
+func actTol(a float64, want float32) float64 {
+	sigma := 1 / (1 + math.Exp(-a))
+	return (8+math.Abs(a)*sigma)*eps*math.Abs(float64(want)) + tolTiny
+}
+
+func exact(ewIn, []float32, int) float64 { return 0 }
+
+var ewOps = []ewOp{
+	{"Add", func(k kernels.Kernels, d []float32, in ewIn) { copy(d, in.x); k.Add(d, in.y) }, exact},
+	{"Scale", func(k kernels.Kernels, d []float32, in ewIn) { copy(d, in.x); k.Scale(d, 0.7) }, exact},
+	{"ReLU", func(k kernels.Kernels, d []float32, in ewIn) { copy(d, in.x); k.ReLU(d) }, exact},
+	{"GELUErf", func(k kernels.Kernels, d []float32, in ewIn) { copy(d, in.x); k.GELUErf(d) }, exact},
+	{"Softmax", func(k kernels.Kernels, d []float32, in ewIn) { copy(d, in.x); k.Softmax(d) },
+		func(_ ewIn, want []float32, i int) float64 {
+			return tolSmRel*float64(want[i]) + tolSmAbs*maxAbs(want)
+		}},
+	{"GELU", func(k kernels.Kernels, d []float32, in ewIn) { copy(d, in.x); k.GELU(d) },
+		func(in ewIn, want []float32, i int) float64 {
+			x := float64(in.x[i])
+			return actTol(x*(geluK1+geluK2*x*x), want[i]) + math.Abs(x)*0x1p-52
+		}},
+	{"SiLU", func(k kernels.Kernels, d []float32, in ewIn) { copy(d, in.x); k.SiLU(d) },
+		func(in ewIn, want []float32, i int) float64 { return actTol(float64(in.x[i]), want[i]) }},
+	{"SwiGLU", func(k kernels.Kernels, d []float32, in ewIn) { copy(d, in.x); k.SwiGLU(d, in.y) },
+		func(in ewIn, want []float32, i int) float64 {
+			return actTol(float64(in.x[i]), want[i]) + tolTiny*math.Abs(float64(in.y[i]))
+		}},
+	{"RMSNorm", func(k kernels.Kernels, d []float32, in ewIn) { k.RMSNorm(d, in.x, in.w, 1e-5) },
+		func(_ ewIn, want []float32, _ int) float64 { return tolNorm * maxAbs(want) }},
+	{"LayerNorm", func(k kernels.Kernels, d []float32, in ewIn) { k.LayerNorm(d, in.x, in.w, in.b, 1e-5) },
+		func(_ ewIn, want []float32, _ int) float64 { return tolNorm * maxAbs(want) }},
+	{"LayerNormNoBias", func(k kernels.Kernels, d []float32, in ewIn) { k.LayerNorm(d, in.x, in.w, nil, 1e-5) },
+		func(_ ewIn, want []float32, _ int) float64 { return tolNorm * maxAbs(want) }},
+	// Two heads of width n/2, rotating len(cos) ≤ n/4 pairs of each: the rest must stay.
+	{"RoPE", func(k kernels.Kernels, d []float32, in ewIn) {
+		copy(d, in.x)
+		if len(d)%2 == 0 && len(d) > 0 {
+			k.RoPE(d, 2, len(d)/2, in.cos, in.sin)
+		}
+	}, func(in ewIn, _ []float32, i int) float64 {
+		h := len(in.x) / 2
+		if len(in.x)%2 != 0 || (i%h)/2 >= len(in.cos) {
+			return 0
+		}
+		p, j := (i%h)/2, i-(i%h)%2 // the pair and its first element, within the head
+		a, b := float64(in.x[j]), float64(in.x[j+1])
+		c, s := float64(in.cos[p]), float64(in.sin[p])
+		return tolRoPE * (math.Abs(a*c) + math.Abs(b*s) + math.Abs(a*s) + math.Abs(b*c))
+	}},
+}
+
+func checkEW(t *testing.T, k kernels.Kernels, o ewOp, in ewIn, what string) {
+	t.Helper()
+	n := len(in.x)
+	want := make([]float32, n)
+	o.run(ref, want, in)
+	// The destination sits at an odd offset, between sentinels.
+	buf := make([]float32, n+10)
+	for i := range buf {
+		buf[i] = sentinel
+	}
+	got := buf[3 : 3+n : 3+n]
+	o.run(k, got, in)
+	for i := range want {
+		tol := o.tol(in, want, i)
+		ok := agree(got[i], want[i], tol)
+		if tol == 0 {
+			ok = identical(got[i], want[i])
+		}
+		if !ok {
+			t.Fatalf("%s %s n=%d: [%d] = %v, reference %v (x=%v, tolerance %.3g)", o.name, what, n, i, got[i], want[i], in.x[i], tol)
+		}
+	}
+	for i, v := range buf {
+		if (i < 3 || i >= 3+n) && v != sentinel {
+			t.Fatalf("%s %s n=%d: wrote outside the destination at %d", o.name, what, n, i-3)
+		}
+	}
+}
+
+func TestElementwise(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(4, 4))
+		for _, n := range lengths() {
+			for _, scale := range []float64{3, 30} {
+				off := n % 8
+				in := ewIn{
+					x: at(randVec(r, n, scale), off), y: at(randVec(r, n, 3), (off+1)%8),
+					w: at(randVec(r, n, 1), (off+2)%8), b: at(randVec(r, n, 1), (off+5)%8),
+					cos: at(randVec(r, n/4, 1), (off+3)%8), sin: at(randVec(r, n/4, 1), (off+6)%8),
+				}
+				for _, o := range ewOps {
+					checkEW(t, k, o, in, fmt.Sprintf("scale=%v", scale))
+				}
 			}
-			if n%2 == 0 && n > 0 {
-				cos, sin := randVec(r, n/4, 1), randVec(r, n/4, 1)
-				ops = append(ops, op{"RoPE", func(k kernels.Kernels, d []float32) { copy(d, x); k.RoPE(d, 2, n/2, cos, sin) }})
+		}
+	})
+}
+
+// extremes are the values every element-wise kernel must handle like the reference.
+var extremes = []float32{nan, inf, -inf, 0, float32(math.Copysign(0, -1)), math.MaxFloat32, -math.MaxFloat32,
+	math.SmallestNonzeroFloat32, 1e-30, -1e-30, 1e30, -1e30, 100, -100, 89, -89, 88.7, -88.7, 87.5, -87.5, 86, -86,
+	20, -20, 10, -10, 5, -5, 1, -1, 0.5, -0.5, 1e-4, -1e-4}
+
+// TestElementwiseExtremes puts each extreme value at the start, the middle and the tail
+// of vectors of several lengths (so both whole-vector and masked-tail lanes see it).
+func TestElementwiseExtremes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(5, 5))
+		for _, n := range []int{1, 4, 7, 8, 9, 16, 17, 36, 70} {
+			for _, v := range extremes {
+				for _, p := range []int{0, n / 2, n - 1} {
+					in := ewIn{x: randVec(r, n, 2), y: randVec(r, n, 2), w: randVec(r, n, 1), b: randVec(r, n, 1),
+						cos: randVec(r, n/4, 1), sin: randVec(r, n/4, 1)}
+					in.x[p] = v
+					for _, o := range ewOps {
+						checkEW(t, k, o, in, fmt.Sprintf("x[%d]=%v", p, v))
+					}
+				}
 			}
-			for _, o := range ops {
-				got, want := unaligned(make([]float32, n)), make([]float32, n)
-				o.f(k, got)
-				o.f(ref, want)
-				check(o.name, n, got, want)
+		}
+	})
+}
+
+// TestActivationAccuracy sweeps the activations densely over [-30, 30], checks them
+// against the reference and logs the largest relative errors against the exact values
+// (float64, rounded once), for the backend and for the reference.
+func TestActivationAccuracy(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		var x []float32
+		for v := -30.0; v <= 30; v += 1.0 / 128 {
+			x = append(x, float32(v))
+		}
+		r := rand.New(rand.NewPCG(6, 6))
+		in := ewIn{x: x, y: randVec(r, len(x), 2)}
+		silu := func(v float64) float64 { return v / (1 + math.Exp(-v)) }
+		exact := map[string]func(i int) float64{
+			"GELU": func(i int) float64 {
+				v := float64(x[i])
+				return v / (1 + math.Exp(v*(geluK1+geluK2*v*v)))
+			},
+			"SiLU":   func(i int) float64 { return silu(float64(x[i])) },
+			"SwiGLU": func(i int) float64 { return silu(float64(x[i])) * float64(in.y[i]) },
+		}
+		for _, o := range ewOps {
+			f := exact[o.name]
+			if f == nil {
+				continue
 			}
+			checkEW(t, k, o, in, "sweep")
+			want, got := make([]float32, len(x)), make([]float32, len(x))
+			o.run(ref, want, in)
+			o.run(k, got, in)
+			worst := func(v []float32) (ulps float64, at float32) {
+				for i := range v {
+					e := f(i)
+					if math.Abs(e) > 1e-30 {
+						if u := math.Abs(float64(v[i])-float64(float32(e))) / math.Abs(e) / eps; u > ulps {
+							ulps, at = u, x[i]
+						}
+					}
+				}
+				return ulps, at
+			}
+			bu, bx := worst(got)
+			ru, rx := worst(want)
+			t.Logf("%s: max relative error %.1f ulp at x=%v (reference: %.1f ulp at x=%v)", o.name, bu, bx, ru, rx)
 		}
 	})
 }
@@ -194,30 +666,119 @@ func TestReferenceSoftmaxEdges(t *testing.T) {
 	if math.Abs(float64(x[0])-0.7310586) > 1e-6 || x[2] != 0 {
 		t.Fatalf("large logits: %v", x)
 	}
-	x = []float32{1, float32(math.NaN()), 2}
+	x = []float32{1, nan, 2}
 	ref.Softmax(x)
 	for _, v := range x {
 		if !math.IsNaN(float64(v)) {
 			t.Fatalf("NaN input must give NaN everywhere, got %v", x)
 		}
 	}
-	x = []float32{float32(math.Inf(1)), 0, float32(math.Inf(1))}
+	x = []float32{inf, 0, inf}
 	ref.Softmax(x)
 	if x[0] != 0.5 || x[1] != 0 || x[2] != 0.5 {
 		t.Fatalf("+Inf inputs share the mass: %v", x)
+	}
+	x = []float32{-inf, -inf}
+	ref.Softmax(x)
+	if !math.IsNaN(float64(x[0])) || !math.IsNaN(float64(x[1])) {
+		t.Fatalf("all -Inf gives NaN (−Inf − −Inf): %v", x)
+	}
+	x = []float32{-inf, 0, -inf}
+	ref.Softmax(x)
+	if x[0] != 0 || x[1] != 1 || x[2] != 0 {
+		t.Fatalf("-Inf entries get exactly 0: %v", x)
 	}
 }
 
 func TestSoftmaxEdges(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		for _, in := range [][]float32{{1000, 999, -1000}, {1, float32(math.NaN()), 2}, {float32(math.Inf(1)), 0, float32(math.Inf(1))}, {-1e30, -1e30}} {
+		cases := [][]float32{{1000, 999, -1000}, {1, nan, 2}, {inf, 0, inf}, {-1e30, -1e30}, {-inf, -inf}, {-inf, 0, -inf}, {5}, {-inf}, {inf}, {nan}}
+		r := rand.New(rand.NewPCG(7, 7))
+		// Each special value at the start, middle and end of vectors of several lengths,
+		// alone, twice, and with -Inf entries.
+		for _, n := range []int{2, 7, 8, 9, 16, 17, 33, 100} {
+			for _, v := range []float32{nan, inf, -inf} {
+				for _, p := range []int{0, n / 2, n - 1} {
+					x := randVec(r, n, 3)
+					x[p] = v
+					cases = append(cases, x)
+					y := append([]float32(nil), x...)
+					y[(p+n/3+1)%n] = v
+					cases = append(cases, y)
+					z := append([]float32(nil), x...)
+					z[(p+1)%n] = -inf
+					cases = append(cases, z)
+				}
+			}
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = -inf
+			}
+			cases = append(cases, x)
+			y := randVec(r, n, 1)
+			y[n-1] = -95 // e^(x-max) is below float32's normal range
+			cases = append(cases, y)
+		}
+		for _, in := range cases {
 			got, want := append([]float32(nil), in...), append([]float32(nil), in...)
 			k.Softmax(got)
 			ref.Softmax(want)
 			for i := range want {
-				same := got[i] == want[i] || (math.IsNaN(float64(got[i])) && math.IsNaN(float64(want[i])))
-				if !same && math.Abs(float64(got[i]-want[i])) > 1e-6 {
+				exactly := special(in[i]) || want[i] == 0 && in[i] < -1e30
+				ok := agree(got[i], want[i], tolSmRel*float64(want[i])+tolSmAbs)
+				if exactly {
+					ok = identical(got[i], want[i])
+				}
+				if !ok {
 					t.Fatalf("softmax(%v) = %v, reference %v", in, got, want)
+				}
+			}
+		}
+	})
+}
+
+func TestNormsSpecials(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(8, 8))
+		for _, n := range []int{1, 5, 8, 13, 64, 100} {
+			for _, scale := range []float64{1e-3, 1, 1e3, 1e15} {
+				in := ewIn{x: randVec(r, n, scale), w: randVec(r, n, 1), b: randVec(r, n, 1)}
+				for _, o := range ewOps {
+					if o.name != "RMSNorm" && o.name != "LayerNorm" && o.name != "LayerNormNoBias" {
+						continue
+					}
+					checkEW(t, k, o, in, fmt.Sprintf("scale=%v", scale))
+				}
+			}
+		}
+	})
+}
+
+func TestRoPE(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(12, 12))
+		for _, heads := range []int{1, 2, 3, 12} {
+			for _, hd := range []int{2, 4, 6, 8, 10, 16, 18, 32, 64, 66, 128} {
+				for _, half := range []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, hd / 2} {
+					if half > hd/2 {
+						continue
+					}
+					x := at(randVec(r, heads*hd, 2), half%8)
+					cos, sin := at(randVec(r, half, 1), hd%8), at(randVec(r, half, 1), heads%8)
+					got, want := append([]float32(nil), x...), append([]float32(nil), x...)
+					k.RoPE(got, heads, hd, cos, sin)
+					ref.RoPE(want, heads, hd, cos, sin)
+					for i := range want {
+						p, j := (i%hd)/2, i-(i%hd)%2
+						tol := 0.0
+						if p < half {
+							a, b := float64(x[j]), float64(x[j+1])
+							tol = tolRoPE * (math.Abs(a*float64(cos[p])) + math.Abs(b*float64(sin[p])) + math.Abs(a*float64(sin[p])) + math.Abs(b*float64(cos[p])))
+						}
+						if tol == 0 && !identical(got[i], want[i]) || !agree(got[i], want[i], tol) {
+							t.Fatalf("heads=%d hd=%d half=%d: [%d] = %v, reference %v", heads, hd, half, i, got[i], want[i])
+						}
+					}
 				}
 			}
 		}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// genHalf emits the two halves of attention over a binary16 KV cache, converting 8
+// halves at a time with F16C's VCVTPH2PS as they are loaded. The caller guarantees
+// k (and hd) are multiples of 8, so there are no tails; other shapes take the
+// reference's path.
+func genHalf() {
+	genMatVecHalf()
+	genWsumHalf()
+}
+
+// genMatVecHalf: the scores, as matvec (4 rows, 2 accumulators per row) on half rows.
+func genMatVecHalf() {
+	lb := fn("matvecH", "func(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)",
+		"matvecH computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows, w binary16, k a multiple of 8.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	w := Load(Param("w"), GP64())
+	rows := Load(Param("rows"), GP64())
+	ldw := Load(Param("ldw"), GP64())
+	SHLQ(U8(1), ldw) // bytes
+	k := Load(Param("k"), GP64())
+	k16 := GP64()
+	MOVQ(k, k16)
+	ANDQ(I32(-16), k16)
+
+	rowBlock := func(R int) {
+		wr := make([]Register, R)
+		wr[0] = w
+		for r := 1; r < R; r++ {
+			wr[r] = GP64()
+			LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
+		}
+		acc := make([][2]VecVirtual, R)
+		for r := range acc {
+			acc[r] = [2]VecVirtual{YMM(), YMM()}
+			zero(acc[r][0], acc[r][1])
+		}
+		e := GP64() // element index
+		XORQ(e, e)
+		body, check, reduce := lb.next("body"), lb.next("check"), lb.next("reduce")
+		JMP(LabelRef(check))
+		Label(body)
+		x0, x1 := YMM(), YMM()
+		VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
+		VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
+		for r := 0; r < R; r++ {
+			t0, t1 := YMM(), YMM()
+			VCVTPH2PS(Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+			VCVTPH2PS(Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
+			VFMADD231PS(t0, x0, acc[r][0])
+			VFMADD231PS(t1, x1, acc[r][1])
+		}
+		ADDQ(U8(16), e)
+		Label(check)
+		CMPQ(e, k16)
+		JL(LabelRef(body))
+		CMPQ(e, k)
+		JGE(LabelRef(reduce))
+		x0 = YMM()
+		VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
+		for r := 0; r < R; r++ {
+			t0 := YMM()
+			VCVTPH2PS(Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+			VFMADD231PS(t0, x0, acc[r][0])
+		}
+		Label(reduce)
+		for r := 0; r < R; r++ {
+			VADDPS(acc[r][1], acc[r][0], acc[r][0])
+		}
+		if R == 4 {
+			VMOVUPS(reduce4(acc[0][0], acc[1][0], acc[2][0], acc[3][0]), Mem{Base: dst})
+			ADDQ(U8(16), dst)
+		} else {
+			VMOVSS(hsumPairwise(acc[0][0]), Mem{Base: dst})
+			ADDQ(U8(4), dst)
+		}
+		for r := 0; r < R; r++ {
+			ADDQ(ldw, w)
+		}
+		SUBQ(Imm(uint64(R)), rows)
+	}
+
+	quad, single, done := lb.next("quad"), lb.next("single"), lb.next("done")
+	Label(quad)
+	CMPQ(rows, U8(4))
+	JL(LabelRef(single))
+	rowBlock(4)
+	JMP(LabelRef(quad))
+	Label(single)
+	TESTQ(rows, rows)
+	JZ(LabelRef(done))
+	rowBlock(1)
+	JMP(LabelRef(single))
+	Label(done)
+	VZEROUPPER()
+	RET()
+}
+
+// genWsumHalf: out = Σ_j p[j]·v_j over half rows, 64 columns (8 accumulators) at a time,
+// then 8 at a time.
+func genWsumHalf() {
+	lb := fn("wsumH", "func(out *float32, v *uint16, stride int, p *float32, n int, hd int)",
+		"wsumH computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1, v binary16, hd a multiple of 8).")
+	out := Load(Param("out"), GP64())
+	v := Load(Param("v"), GP64())
+	hd := Load(Param("hd"), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(U8(1), stride)
+
+	chunk := func(W int) {
+		top, skip := lb.next("chunk"), lb.next("chunk_done")
+		Label(top)
+		CMPQ(hd, U8(8*W))
+		JL(LabelRef(skip))
+		acc := ymms(W)
+		zero(acc...)
+		vp := GP64()
+		MOVQ(v, vp)
+		pp := Load(Param("p"), GP64())
+		cnt := Load(Param("n"), GP64())
+		rows := lb.next("rows")
+		Label(rows)
+		pv := YMM()
+		VBROADCASTSS(Mem{Base: pp}, pv)
+		for m := 0; m < W; m++ {
+			t := YMM()
+			VCVTPH2PS(Mem{Base: vp, Disp: 16 * m}, t)
+			VFMADD231PS(t, pv, acc[m])
+		}
+		ADDQ(stride, vp)
+		ADDQ(U8(4), pp)
+		DECQ(cnt)
+		JNZ(LabelRef(rows))
+		for m := 0; m < W; m++ {
+			VMOVUPS(acc[m], Mem{Base: out, Disp: 32 * m})
+		}
+		ADDQ(U32(32*W), out)
+		ADDQ(U32(16*W), v)
+		SUBQ(U8(8*W), hd)
+		JMP(LabelRef(top))
+		Label(skip)
+	}
+	chunk(8)
+	chunk(1)
+	VZEROUPPER()
+	RET()
+}

@@ -1,0 +1,276 @@
+//go:build amd64 && !purego
+
+package avx2
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/lmrun/lmrun/backends"
+	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+func init() {
+	backends.Register(backends.Backend{
+		Name:     "avx2",
+		Priority: 20,
+		Arch:     "amd64",
+		Requires: []cpuid.FeatureID{cpuid.AVX2, cpuid.FMA3, cpuid.F16C},
+		New:      func() kernels.Kernels { return Kernels{} },
+	})
+}
+
+// Kernels implements kernels.Kernels with AVX2+FMA assembly. The embedded Reference
+// serves what has no assembly: MatMul on non-f32 weights, GELUErf, ReLU, and
+// AttentionF16 on head widths that are not a multiple of 8.
+//
+// The assembly takes raw pointers, so every method checks its slice lengths first (a
+// violation panics, as the reference's bounds checks would); past those checks no
+// kernel reads or writes outside the slices it was given.
+type Kernels struct{ kernels.Reference }
+
+var (
+	_ kernels.Kernels    = Kernels{}
+	_ kernels.PeakProber = Kernels{}
+)
+
+// Name implements kernels.Kernels.
+func (Kernels) Name() string { return "avx2" }
+
+// MatMul implements kernels.Kernels. T = 1 is bandwidth-bound: it streams the weights
+// once, as four long sequential streams (see mv). T > 1 runs a 4-row × 3-token
+// register-blocked micro-kernel over each block of four rows and all tokens, so each
+// weight row is read from memory once while the inputs (T·Cols floats) stay in L2/L3.
+// Blocking the columns as well did not pay on Zen 1, not even for Cols = 11008
+// (measured with BenchmarkGEMM's shapes and more).
+func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+	if w.DType != format.F32 {
+		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1)
+		return
+	}
+	if r0 >= r1 || T <= 0 {
+		return
+	}
+	n, wf := w.Cols, w.F32
+	if wf == nil {
+		wf = format.BytesToF32(w.Data)
+	}
+	if r0 < 0 || r1 > w.Rows || len(wf) < w.Rows*n || ld < r1 || len(x) < T*n ||
+		len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
+		panic(fmt.Sprintf("avx2: MatMul rows [%d,%d) of %d×%d, T=%d, ld=%d: len(x)=%d len(dst)=%d len(bias)=%d",
+			r0, r1, w.Rows, n, T, ld, len(x), len(dst), len(bias)))
+	}
+	if T == 1 {
+		var b []float32
+		if bias != nil {
+			b = bias[r0:]
+		}
+		mv(dst[r0:], x, wf[r0*n:], n, n, r1-r0, b)
+		return
+	}
+	r := r0
+	for ; r+4 <= r1; r += 4 {
+		gemm4(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
+	}
+	for ; r < r1; r++ {
+		gemm1(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
+	}
+}
+
+// mv computes dst[r] = x·w_r (+ bias[r]) for r < rows, w_r = w[r*ldw : r*ldw+k]: the
+// four quarters of the rows walked in parallel, each a long sequential stream, then the
+// last rows%4 one at a time. Walking four adjacent rows instead restarts four short
+// streams every block, which on short rows (288 columns) halves the bandwidth the
+// hardware prefetchers deliver. Callers have checked the lengths.
+func mv(dst, x, w []float32, ldw, k, rows int, bias []float32) {
+	q := rows / 4
+	if q > 0 {
+		matvecSpread(&dst[0], &x[0], &w[0], ldw, k, q, q, at(bias, 0))
+	}
+	if rem := rows - 4*q; rem > 0 {
+		matvec(&dst[4*q], &x[0], &w[4*q*ldw], ldw, k, rem, at(bias, 4*q))
+	}
+}
+
+// at returns &v[i], or nil for a nil slice.
+func at(v []float32, i int) *float32 {
+	if v == nil {
+		return nil
+	}
+	return &v[i]
+}
+
+// FMAProbe runs iters iterations of 12 independent 8-lane FMAs and returns the flops
+// done: the machine's FMA peak, for benchmarks (kernels.PeakProber).
+func (Kernels) FMAProbe(iters int) int64 {
+	if iters <= 0 {
+		return 0
+	}
+	fmaLoop(iters)
+	return int64(iters) * 12 * 16
+}
+
+// Dot implements kernels.Kernels.
+func (Kernels) Dot(a, b []float32) float32 {
+	if len(a) == 0 {
+		return 0
+	}
+	b = b[:len(a)]
+	return dot(&a[0], &b[0], len(a))
+}
+
+// Softmax implements kernels.Kernels. The special cases are decided on the maximum,
+// exactly as the reference does: a NaN anywhere, or every entry -Inf, gives NaN
+// everywhere; a +Inf maximum leaves the mass to the +Inf entries.
+func (k Kernels) Softmax(x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	m, nan := maxNaN(&x[0], len(x))
+	switch {
+	case nan || math.IsInf(float64(m), -1):
+		nanv := float32(math.NaN())
+		for i := range x {
+			x[i] = nanv
+		}
+	case math.IsInf(float64(m), 1):
+		k.Reference.Softmax(x)
+	default:
+		s := expSub(&x[0], len(x), m)
+		scale(&x[0], len(x), 1/s)
+	}
+}
+
+// Attention implements kernels.Kernels: scores by the matrix–vector kernel over the
+// cached keys (rows of stride floats), softmax, then wsum over the cached values.
+func (k Kernels) Attention(out, q, kc, vc []float32, n, stride int, scale float32, scores []float32) {
+	hd := len(q)
+	if hd == 0 || n <= 0 {
+		k.Reference.Attention(out, q, kc, vc, n, stride, scale, scores)
+		return
+	}
+	if stride < 0 || len(out) < hd || len(scores) < n || len(kc) < (n-1)*stride+hd || len(vc) < (n-1)*stride+hd {
+		panic(fmt.Sprintf("avx2: Attention over %d positions of stride %d, head %d: len(k)=%d len(v)=%d len(out)=%d len(scores)=%d",
+			n, stride, hd, len(kc), len(vc), len(out), len(scores)))
+	}
+	s := scores[:n]
+	mv(s, q, kc, stride, hd, n, nil)
+	k.Scale(s, scale)
+	k.Softmax(s)
+	wsum(&out[0], &vc[0], stride, &s[0], n, hd)
+}
+
+// AttentionF16 implements kernels.Kernels: Attention over a binary16 cache, converted
+// with F16C as it is loaded. Head widths that are not a multiple of 8 (none of the
+// models lmrun runs) take the reference's path.
+func (k Kernels) AttentionF16(out, q []float32, kc, vc []uint16, n, stride int, scale float32, scores []float32) {
+	hd := len(q)
+	if hd == 0 || hd%8 != 0 || n <= 0 {
+		k.Reference.AttentionF16(out, q, kc, vc, n, stride, scale, scores)
+		return
+	}
+	if stride < 0 || len(out) < hd || len(scores) < n || len(kc) < (n-1)*stride+hd || len(vc) < (n-1)*stride+hd {
+		panic(fmt.Sprintf("avx2: AttentionF16 over %d positions of stride %d, head %d: len(k)=%d len(v)=%d len(out)=%d len(scores)=%d",
+			n, stride, hd, len(kc), len(vc), len(out), len(scores)))
+	}
+	s := scores[:n]
+	matvecH(&s[0], &q[0], &kc[0], stride, hd, n)
+	k.Scale(s, scale)
+	k.Softmax(s)
+	wsumH(&out[0], &vc[0], stride, &s[0], n, hd)
+}
+
+// RMSNorm implements kernels.Kernels.
+func (Kernels) RMSNorm(dst, x, w []float32, eps float32) {
+	n := len(x)
+	if n == 0 {
+		return
+	}
+	dst, w = dst[:n], w[:n]
+	ss := sumsq(&x[0], n)
+	inv := float32(1 / math.Sqrt(float64(ss/float32(n)+eps)))
+	rmsOut(&dst[0], &x[0], &w[0], n, inv)
+}
+
+// LayerNorm implements kernels.Kernels.
+func (Kernels) LayerNorm(dst, x, w, b []float32, eps float32) {
+	n := len(x)
+	if n == 0 {
+		return
+	}
+	dst, w = dst[:n], w[:n]
+	mean := sum(&x[0], n) / float32(n)
+	variance := sumsqdev(&x[0], n, mean) / float32(n)
+	inv := float32(1 / math.Sqrt(float64(variance+eps)))
+	if b == nil {
+		lnOut(&dst[0], &x[0], &w[0], n, mean, inv)
+		return
+	}
+	b = b[:n]
+	lnOutBias(&dst[0], &x[0], &w[0], &b[0], n, mean, inv)
+}
+
+// GELU implements kernels.Kernels.
+func (Kernels) GELU(x []float32) {
+	if len(x) > 0 {
+		gelu(&x[0], len(x))
+	}
+}
+
+// SiLU implements kernels.Kernels.
+func (Kernels) SiLU(x []float32) {
+	if len(x) > 0 {
+		silu(&x[0], len(x))
+	}
+}
+
+// SwiGLU implements kernels.Kernels.
+func (Kernels) SwiGLU(gate, up []float32) {
+	if len(gate) > 0 {
+		up = up[:len(gate)]
+		swiglu(&gate[0], &up[0], len(gate))
+	}
+}
+
+// RoPE implements kernels.Kernels. Pairs come four to a vector; the last len(cos)%4
+// pairs of each head are rotated here, as the reference does.
+func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
+	half := len(cos)
+	if nHeads <= 0 || half == 0 {
+		return
+	}
+	sin = sin[:half]
+	if 2*half > headDim || len(x) < nHeads*headDim {
+		panic(fmt.Sprintf("avx2: RoPE of %d pairs over %d heads of %d in %d floats", half, nHeads, headDim, len(x)))
+	}
+	q := half / 4
+	if q > 0 {
+		rope(&x[0], nHeads, headDim, &cos[0], &sin[0], q)
+	}
+	for h := 0; h < nHeads; h++ {
+		hx := x[h*headDim : (h+1)*headDim]
+		for i := 4 * q; i < half; i++ {
+			a, b := hx[2*i], hx[2*i+1]
+			hx[2*i] = a*cos[i] - b*sin[i]
+			hx[2*i+1] = a*sin[i] + b*cos[i]
+		}
+	}
+}
+
+// Add implements kernels.Kernels.
+func (Kernels) Add(dst, x []float32) {
+	if len(dst) > 0 {
+		x = x[:len(dst)]
+		add(&dst[0], &x[0], len(dst))
+	}
+}
+
+// Scale implements kernels.Kernels.
+func (Kernels) Scale(x []float32, s float32) {
+	if len(x) > 0 {
+		scale(&x[0], len(x), s)
+	}
+}

@@ -1,0 +1,309 @@
+//go:build amd64 && !purego
+
+package avx2
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/klauspost/cpuid/v2"
+	"github.com/viterin/vek/vek32"
+
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// The benchmarks compare Kernels with kernels.Reference in the same run and report
+// GFLOP/s (2 per multiply-add) and GB/s of weights or inputs read; BenchmarkPeak
+// measures what the machine can do at all, single-threaded: FMA throughput with an
+// asm loop of independent FMAs, and streaming read bandwidth over a buffer far larger
+// than the last-level cache.
+//
+//	go test -run XXX -bench . -count 5 ./backends/avx2 | tee out.txt
+
+func needAVX2(b *testing.B) {
+	if !cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
+		b.Skip("CPU lacks AVX2/FMA3")
+	}
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func report(b *testing.B, flops, bytes float64) {
+	s := b.Elapsed().Seconds() / float64(b.N)
+	if flops > 0 {
+		b.ReportMetric(flops/s/1e9, "GFLOP/s")
+	}
+	if bytes > 0 {
+		b.ReportMetric(bytes/s/1e9, "GB/s")
+	}
+}
+
+func BenchmarkPeak(b *testing.B) {
+	needAVX2(b)
+	b.Run("fma", func(b *testing.B) {
+		const iters = 1 << 16
+		for i := 0; i < b.N; i++ {
+			fmaLoop(iters)
+		}
+		report(b, iters*12*16, 0)
+	})
+	buf := bigBuffer()
+	for _, p := range readProbes {
+		b.Run(p.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				p.f(&buf[0], len(buf))
+			}
+			report(b, 0, float64(4*len(buf)))
+		})
+	}
+}
+
+// readProbes read a buffer as 2 or 4 concurrent sequential streams (a matrix–vector
+// product reads 4 rows at a time); the machine's read bandwidth is the better of the two.
+var readProbes = []struct {
+	name string
+	f    func(*float32, int) float32
+}{{"read2", readBW2}, {"read4", readBW4}}
+
+// bigBuffer returns 256 MiB of ones, 32 times the last-level cache of the machines
+// lmrun runs on.
+func bigBuffer() []float32 {
+	buf := make([]float32, 64<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	return buf
+}
+
+// BenchmarkBandwidth compares the decode product on weights far larger than the LLC
+// with the read probes under the same conditions: each iteration runs both probes over
+// 256 MiB and matvec over 256 MiB of 4096×4096 matrices, alternately, so that other
+// load on a shared machine hits both alike. matvec-%-of-read is the ratio that the
+// "≥ 80% of read bandwidth" target is about.
+func BenchmarkBandwidth(b *testing.B) {
+	needAVX2(b)
+	buf := bigBuffer()
+	const rows, cols = 4096, 4096
+	x, dst := make([]float32, cols), make([]float32, rows)
+	var tRead [2]time.Duration
+	var tMV time.Duration
+	for i := 0; i < b.N; i++ {
+		for j, p := range readProbes {
+			t0 := time.Now()
+			p.f(&buf[0], len(buf))
+			tRead[j] += time.Since(t0)
+		}
+		t0 := time.Now()
+		for m := 0; m < len(buf)/(rows*cols); m++ {
+			mv(dst, x, buf[m*rows*cols:], cols, cols, rows, nil)
+		}
+		tMV += time.Since(t0)
+	}
+	gb := float64(4*len(buf)) * float64(b.N) / 1e9
+	read := max(gb/tRead[0].Seconds(), gb/tRead[1].Seconds())
+	mv := gb / tMV.Seconds()
+	b.ReportMetric(read, "read-GB/s")
+	b.ReportMetric(mv, "matvec-GB/s")
+	b.ReportMetric(100*mv/read, "matvec-%-of-read")
+}
+
+var impls = []kernels.Kernels{kernels.Reference{}, Kernels{}}
+
+// BenchmarkMatVec is the decode product, T = 1, on rows×cols weights. "hot" reuses one
+// matrix (it stays in cache when it fits); "cold" cycles through copies totalling at
+// least 64 MiB, so every byte comes from memory as in a real decode step.
+func BenchmarkMatVec(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, sh := range [][2]int{{768, 768}, {3072, 768}, {768, 3072}, {4096, 4096}} {
+		rows, cols := sh[0], sh[1]
+		copies := max(1, (64<<20)/(4*rows*cols))
+		ws := make([]*kernels.Mat, copies)
+		for i := range ws {
+			ws[i], _ = kernels.NewMatF32(randSlice(r, rows*cols), rows, cols)
+		}
+		x, dst := randSlice(r, cols), make([]float32, rows)
+		for _, temp := range []string{"hot", "cold"} {
+			if temp == "cold" && copies == 1 && rows*cols*4 < 64<<20 {
+				continue
+			}
+			for _, k := range impls {
+				b.Run(fmt.Sprintf("%dx%d/%s/%s", rows, cols, temp, k.Name()), func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						w := ws[0]
+						if temp == "cold" {
+							w = ws[i%copies]
+						}
+						k.MatMul(dst, rows, x, 1, w, nil, 0, rows)
+					}
+					report(b, 2*float64(rows*cols), 4*float64(rows*cols))
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkGEMM is the prefill product, T tokens of K inputs against N×K weights:
+// T128_K768_N3072 is GPT-2's FFN up-projection on a 128-token batch (the engine batches
+// at most 64 tokens).
+func BenchmarkGEMM(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(2, 2))
+	for _, sh := range [][3]int{{128, 768, 3072}, {64, 768, 3072}, {64, 3072, 768}, {64, 4096, 4096}} {
+		T, cols, rows := sh[0], sh[1], sh[2]
+		w, _ := kernels.NewMatF32(randSlice(r, rows*cols), rows, cols)
+		x, dst := randSlice(r, T*cols), make([]float32, T*rows)
+		for _, k := range impls {
+			b.Run(fmt.Sprintf("T%d_K%d_N%d/%s", T, cols, rows, k.Name()), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					k.MatMul(dst, rows, x, T, w, nil, 0, rows)
+				}
+				report(b, 2*float64(T*rows*cols), 4*float64(rows*cols))
+			})
+		}
+	}
+}
+
+func BenchmarkDot(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, n := range []int{64, 768, 4096} {
+		x, y := randSlice(r, n), randSlice(r, n)
+		for _, k := range impls {
+			b.Run(fmt.Sprintf("%d/%s", n, k.Name()), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					k.Dot(x, y)
+				}
+				report(b, 2*float64(n), 8*float64(n))
+			})
+		}
+		b.Run(fmt.Sprintf("%d/vek", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				vek32.Dot(x, y)
+			}
+			report(b, 2*float64(n), 8*float64(n))
+		})
+	}
+}
+
+func BenchmarkAdd(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, n := range []int{768, 4096} {
+		x, y := randSlice(r, n), randSlice(r, n)
+		for _, k := range impls {
+			b.Run(fmt.Sprintf("%d/%s", n, k.Name()), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					k.Add(x, y)
+				}
+				report(b, 0, 12*float64(n))
+			})
+		}
+		b.Run(fmt.Sprintf("%d/vek", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				vek32.Add_Inplace(x, y)
+			}
+			report(b, 0, 12*float64(n))
+		})
+	}
+}
+
+func BenchmarkSoftmax(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(5, 5))
+	const n = 1024
+	src := randSlice(r, n)
+	x := make([]float32, n)
+	for _, k := range impls {
+		b.Run(fmt.Sprintf("%d/%s", n, k.Name()), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				copy(x, src)
+				k.Softmax(x)
+			}
+			report(b, 0, 4*n)
+		})
+	}
+}
+
+// BenchmarkAttention is one head (head_dim 64) over n cached positions, keys and values
+// interleaved with a stride of 12 heads as in a KV cache row.
+func BenchmarkAttention(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(6, 6))
+	const hd, stride = 64, 768
+	for _, n := range []int{256, 1024} {
+		kc, vc := randSlice(r, n*stride), randSlice(r, n*stride)
+		q, out, scores := randSlice(r, hd), make([]float32, hd), make([]float32, n)
+		for _, k := range impls {
+			b.Run(fmt.Sprintf("%d/%s", n, k.Name()), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					k.Attention(out, q, kc, vc, n, stride, 0.125, scores)
+				}
+				report(b, 4*float64(n*hd), 8*float64(n*hd))
+			})
+		}
+	}
+}
+
+// BenchmarkAttentionF16 is BenchmarkAttention over a binary16 cache.
+func BenchmarkAttentionF16(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(6, 6))
+	const hd, stride = 64, 768
+	half := func(v []float32) []uint16 {
+		h := make([]uint16, len(v))
+		for i, x := range v {
+			h[i] = kernels.F32ToF16(x)
+		}
+		return h
+	}
+	for _, n := range []int{256, 1024} {
+		kc, vc := half(randSlice(r, n*stride)), half(randSlice(r, n*stride))
+		q, out, scores := randSlice(r, hd), make([]float32, hd), make([]float32, n)
+		for _, k := range impls {
+			b.Run(fmt.Sprintf("%d/%s", n, k.Name()), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					k.AttentionF16(out, q, kc, vc, n, stride, 0.125, scores)
+				}
+				report(b, 4*float64(n*hd), 4*float64(n*hd))
+			})
+		}
+	}
+}
+
+func BenchmarkElementwise(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(7, 7))
+	const n = 3072
+	src, y, w := randSlice(r, n), randSlice(r, n), randSlice(r, n)
+	x := make([]float32, n)
+	for _, k := range impls {
+		for _, op := range []struct {
+			name string
+			f    func()
+		}{
+			{"GELU", func() { k.GELU(x) }},
+			{"SiLU", func() { k.SiLU(x) }},
+			{"SwiGLU", func() { k.SwiGLU(x, y) }},
+			{"RMSNorm", func() { k.RMSNorm(x, src, w, 1e-5) }},
+			{"LayerNorm", func() { k.LayerNorm(x, src, w, y, 1e-5) }},
+			{"RoPE", func() { k.RoPE(x, n/64, 64, w[:32], y[:32]) }},
+		} {
+			b.Run(fmt.Sprintf("%s%d/%s", op.name, n, k.Name()), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					copy(x, src)
+					op.f()
+				}
+				report(b, 0, 4*n)
+			})
+		}
+	}
+}

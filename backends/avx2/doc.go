@@ -1,0 +1,29 @@
+// Package avx2 is the AVX2+FMA backend for amd64: float32 kernels in Go assembly,
+// generated with avo by the program in _asm (its own module; go generate here, or make
+// asm, reproduces kernels_amd64.s and stubs_amd64.go byte for byte). It registers itself
+// as "avx2" and needs AVX2, FMA3 and F16C (every AVX2 CPU has F16C); on other
+// architectures and with the purego build tag the package is empty and registers
+// nothing.
+//
+// The kernels: MatMul (a 4-row streaming matrix–vector product for T = 1, a 4-row ×
+// 3-token register-blocked micro-kernel for T > 1), Dot, Attention and AttentionF16
+// (the scores by the matrix–vector kernel over the strided keys, softmax, then the
+// weighted sum of the values with the output kept in registers; F16C converts a
+// binary16 cache as it is read), Softmax, RMSNorm, LayerNorm, GELU, SiLU, SwiGLU, RoPE,
+// Add and Scale. What they do differently from kernels.Reference, all within the
+// tolerances stated in backends/conformance_test.go:
+//   - sums (dot products, norms, softmax's denominator) are taken in 8 lanes with several
+//     accumulators, so they round differently — but a MatMul row's result never depends
+//     on how the rows were split into ranges, so results stay identical for every
+//     thread count;
+//   - exp is a float32 polynomial (≤ 1 ulp over [-86.6, 88.7]; TestExpAccuracy) where
+//     the reference rounds float64 math.Exp; results below 2^-125 are flushed to zero;
+//   - GELU uses the identity 0.5·(1+tanh(u)) = 1/(1+e^(-2u)), which avoids the
+//     reference's cancellation for x ≪ 0, and RoPE a fused multiply-add.
+//
+// NaN and ±Inf behave exactly as in the reference. MatMul on non-f32 weights, GELUErf
+// and ReLU are the reference's, as is AttentionF16 for head widths that are not a
+// multiple of 8.
+package avx2
+
+//go:generate sh -c "cd _asm && go run . -out ../kernels_amd64.s -stubs ../stubs_amd64.go -pkg avx2"
