@@ -181,3 +181,28 @@ func (c *config) checkArchitectures(allowed ...string) error {
 	}
 	return nil
 }
+
+// positives reads each key as a positive int into the matching destination.
+func (c *config) positives(keys []string, dsts ...*int) error {
+	for i, k := range keys {
+		n, err := c.positive(k)
+		if err != nil {
+			return err
+		}
+		*dsts[i] = n
+	}
+	return nil
+}
+
+// activation maps activation_function (default def) to lmrun's lm.activation.
+func (c *config) activation(def string) (string, error) {
+	name, err := c.str("activation_function", def)
+	if err != nil {
+		return "", err
+	}
+	act, ok := gpt2Activations[name]
+	if !ok {
+		return "", c.errorf("unsupported activation_function %q (supported: gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, relu)", name)
+	}
+	return act, nil
+}

@@ -23,15 +23,8 @@ func importGPT2(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 		return nil, err
 	}
 	var dim, layers, heads, ctx, vocab int
-	for _, p := range []struct {
-		key string
-		v   *int
-	}{{"n_embd", &dim}, {"n_layer", &layers}, {"n_head", &heads}, {"n_positions", &ctx}, {"vocab_size", &vocab}} {
-		n, err := c.positive(p.key)
-		if err != nil {
-			return nil, err
-		}
-		*p.v = n
+	if err := c.positives([]string{"n_embd", "n_layer", "n_head", "n_positions", "vocab_size"}, &dim, &layers, &heads, &ctx, &vocab); err != nil {
+		return nil, err
 	}
 	if dim%heads != 0 {
 		return nil, c.errorf("n_embd %d is not a multiple of n_head %d", dim, heads)
@@ -47,13 +40,9 @@ func importGPT2(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	actName, err := c.str("activation_function", "gelu_new")
+	act, err := c.activation("gelu_new")
 	if err != nil {
 		return nil, err
-	}
-	act, ok := gpt2Activations[actName]
-	if !ok {
-		return nil, c.errorf("unsupported activation_function %q (supported: gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, relu)", actName)
 	}
 	scaleWeights, err := c.bool("scale_attn_weights", true)
 	if err != nil {

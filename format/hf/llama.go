@@ -15,15 +15,8 @@ func importLlama(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 		return nil, err
 	}
 	var dim, ffn, layers, heads, vocab int
-	for _, p := range []struct {
-		key string
-		v   *int
-	}{{"hidden_size", &dim}, {"intermediate_size", &ffn}, {"num_hidden_layers", &layers}, {"num_attention_heads", &heads}, {"vocab_size", &vocab}} {
-		n, err := c.positive(p.key)
-		if err != nil {
-			return nil, err
-		}
-		*p.v = n
+	if err := c.positives([]string{"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"}, &dim, &ffn, &layers, &heads, &vocab); err != nil {
+		return nil, err
 	}
 	kvHeads := heads
 	if c.has("num_key_value_heads") {

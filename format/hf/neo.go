@@ -17,15 +17,8 @@ func importGPTNeo(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 		return nil, err
 	}
 	var dim, layers, heads, ctx, vocab int
-	for _, p := range []struct {
-		key string
-		v   *int
-	}{{"hidden_size", &dim}, {"num_layers", &layers}, {"num_heads", &heads}, {"max_position_embeddings", &ctx}, {"vocab_size", &vocab}} {
-		n, err := c.positive(p.key)
-		if err != nil {
-			return nil, err
-		}
-		*p.v = n
+	if err := c.positives([]string{"hidden_size", "num_layers", "num_heads", "max_position_embeddings", "vocab_size"}, &dim, &layers, &heads, &ctx, &vocab); err != nil {
+		return nil, err
 	}
 	if dim%heads != 0 {
 		return nil, c.errorf("hidden_size %d is not a multiple of num_heads %d", dim, heads)
@@ -41,13 +34,9 @@ func importGPTNeo(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	actName, err := c.str("activation_function", "gelu_new")
+	act, err := c.activation("gelu_new")
 	if err != nil {
 		return nil, err
-	}
-	act, ok := gpt2Activations[actName]
-	if !ok {
-		return nil, c.errorf("unsupported activation_function %q", actName)
 	}
 	window, err := c.positive("window_size")
 	if err != nil {

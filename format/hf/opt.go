@@ -17,16 +17,8 @@ func importOPT(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 		return nil, err
 	}
 	var dim, ffn, layers, heads, ctx, vocab int
-	for _, p := range []struct {
-		key string
-		v   *int
-	}{{"hidden_size", &dim}, {"ffn_dim", &ffn}, {"num_hidden_layers", &layers}, {"num_attention_heads", &heads},
-		{"max_position_embeddings", &ctx}, {"vocab_size", &vocab}} {
-		n, err := c.positive(p.key)
-		if err != nil {
-			return nil, err
-		}
-		*p.v = n
+	if err := c.positives([]string{"hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads", "max_position_embeddings", "vocab_size"}, &dim, &ffn, &layers, &heads, &ctx, &vocab); err != nil {
+		return nil, err
 	}
 	if dim%heads != 0 {
 		return nil, c.errorf("hidden_size %d is not a multiple of num_attention_heads %d", dim, heads)
@@ -59,13 +51,9 @@ func importOPT(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 			return nil, c.errorf("unsupported: %s is %v (lmrun implements OPT with %s %v)", f.key, v, f.key, f.want)
 		}
 	}
-	actName, err := c.str("activation_function", "relu")
+	act, err := c.activation("relu")
 	if err != nil {
 		return nil, err
-	}
-	act, ok := gpt2Activations[actName]
-	if !ok {
-		return nil, c.errorf("unsupported activation_function %q", actName)
 	}
 	finalNorm := pre && !removeFinal
 
