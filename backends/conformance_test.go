@@ -304,31 +304,170 @@ func TestMatMulSpecials(t *testing.T) {
 	})
 }
 
-// TestMatMulOtherDTypes: weights that are not f32 give exactly the reference's result
-// (or the same panic), whatever the backend does with them.
+// TestMatMulOtherDTypes: f16, bf16, q8_0 and q4_0 weights (with float32 activations)
+// against the reference, within tolDot · (Σ|x_i·w_i| + |bias|) as for f32, w the
+// decoded weights; and, as for f32, the row ranges never change a bit. Bad shapes panic
+// as in the reference.
 func TestMatMulOtherDTypes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		r := rand.New(rand.NewPCG(10, 10))
-		const T, rows, cols = 3, 6, 64
 		for _, dt := range []format.DType{format.F16, format.BF16, format.Q8_0, format.Q4_0} {
-			w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: weightBytes(r, dt, rows, cols)}
-			x := randVec(r, T*cols, 1)
-			run := func(k kernels.Kernels) (out []float32, panicked any) {
-				defer func() { panicked = recover() }()
-				out = make([]float32, T*rows)
-				k.MatMul(out, rows, x, T, w, nil, 1, rows)
-				return out, nil
+			colsList := []int{32, 64, 96, 288, 800, 2080}
+			if dt == format.F16 || dt == format.BF16 {
+				colsList = append(colsList, 1, 7, 8, 9, 15, 16, 17, 33, 100, 1025)
 			}
-			got, gp := run(k)
-			want, wp := run(ref)
-			if (gp != nil) != (wp != nil) {
-				t.Fatalf("%v: backend panic %v, reference panic %v", dt, gp, wp)
-			}
-			for i := range want {
-				if wp == nil && !identical(got[i], want[i]) {
-					t.Fatalf("%v: [%d] = %v, reference %v", dt, i, got[i], want[i])
+			for ci, cols := range colsList {
+				for si, sh := range [][2]int{{1, 1}, {1, 7}, {1, 13}, {2, 5}, {3, 9}, {4, 8}, {5, 3}, {7, 6}, {64, 5}} {
+					T, rows := sh[0], sh[1]
+					if T == 64 && cols > 800 {
+						continue
+					}
+					w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: weightBytes(r, dt, rows, cols)}
+					x := at(randVec(r, T*cols, 1), (ci+si)%8)
+					var bias []float32
+					if si%2 == 1 {
+						bias = randVec(r, rows, 1)
+					}
+					ld := rows + si%3
+					want := make([]float32, T*ld)
+					ref.MatMul(want, ld, x, T, w, bias, 0, rows)
+					whole := make([]float32, T*ld)
+					k.MatMul(whole, ld, x, T, w, bias, 0, rows)
+					wr := make([]float32, cols)
+					for o := 0; o < rows; o++ {
+						w.RowF32(o, wr)
+						for t0 := 0; t0 < T; t0++ {
+							tol := tolDot * absDot(x[t0*cols:(t0+1)*cols], wr)
+							if bias != nil {
+								tol += tolDot * math.Abs(float64(bias[o]))
+							}
+							if i := t0*ld + o; !agree(whole[i], want[i], tol) {
+								t.Fatalf("%v T=%d %dx%d bias=%v: [%d,%d] = %v, reference %v", dt, T, rows, cols, bias != nil, t0, o, whole[i], want[i])
+							}
+						}
+					}
+					got := make([]float32, T*ld)
+					ranges := split(r, rows)
+					for _, rg := range ranges {
+						k.MatMul(got, ld, x, T, w, bias, rg[0], rg[1])
+					}
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(whole[i]) {
+							t.Fatalf("%v T=%d %dx%d split %v: [%d] = %v, unsplit %v", dt, T, rows, cols, ranges, i, got[i], whole[i])
+						}
+					}
 				}
 			}
+		}
+		// Too short a weight buffer panics, as it does in the reference.
+		w := &kernels.Mat{DType: format.Q8_0, Rows: 4, Cols: 64, Data: make([]byte, 3*kernels.RowBytes(format.Q8_0, 64))}
+		if p := panics(func() { k.MatMul(make([]float32, 4), 4, make([]float32, 64), 1, w, nil, 0, 4) }); p == nil {
+			t.Fatal("short q8_0 weights: no panic")
+		}
+	})
+}
+
+// panics runs f and returns what it panicked with, or nil.
+func panics(f func()) (p any) {
+	defer func() { p = recover() }()
+	f()
+	return nil
+}
+
+// TestMatMulQ8: backends that implement kernels.Q8Kernels against the reference's
+// MatMulQ8 on activations from kernels.QuantizeQ8, for every weight dtype. The q8_0 and
+// q4_0 block sums are exact integers in both, so only the float32 accumulation of the
+// scaled block sums differs: |Δ| ≤ tolDot · (Σ_j |w_j·xq_j| + |bias|), w and xq the
+// decoded weights and activations. Row ranges never change a bit.
+func TestMatMulQ8(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		q8, ok := k.(kernels.Q8Kernels)
+		if !ok {
+			t.Skipf("%s has no q8-activation kernels", k.Name())
+		}
+		r := rand.New(rand.NewPCG(11, 11))
+		for _, dt := range []format.DType{format.Q8_0, format.Q4_0, format.F16, format.BF16, format.F32} {
+			for _, cols := range []int{32, 64, 96, 288, 800, 2080, 5632} {
+				for si, sh := range [][2]int{{1, 1}, {1, 4}, {1, 13}, {1, 37}, {2, 5}, {3, 9}, {4, 8}, {5, 3}, {7, 6}, {64, 5}} {
+					T, rows := sh[0], sh[1]
+					if T*cols > 64*800 {
+						continue
+					}
+					w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: weightBytes(r, dt, rows, cols)}
+					if dt == format.F32 {
+						w.F32 = format.BytesToF32(w.Data)
+					}
+					x := randVec(r, T*cols, 1)
+					if si%4 == 3 { // one large activation per token: small blocks elsewhere
+						for t0 := 0; t0 < T; t0++ {
+							x[t0*cols+r.IntN(cols)] = 50
+						}
+					}
+					rb := kernels.RowBytes(format.Q8_0, cols)
+					xq := make([]byte, T*rb)
+					xd := make([]float32, T*cols)
+					for t0 := 0; t0 < T; t0++ {
+						kernels.QuantizeQ8(x[t0*cols:(t0+1)*cols], xq[t0*rb:(t0+1)*rb])
+						kernels.DequantizeRow(format.Q8_0, xq[t0*rb:(t0+1)*rb], xd[t0*cols:(t0+1)*cols])
+					}
+					var bias []float32
+					if si%2 == 1 {
+						bias = randVec(r, rows, 1)
+					}
+					ld := rows + si%3
+					want, whole := make([]float32, T*ld), make([]float32, T*ld)
+					for i := range whole {
+						whole[i] = sentinel
+					}
+					ref.MatMulQ8(want, ld, xq, T, w, bias, 0, rows)
+					q8.MatMulQ8(whole, ld, xq, T, w, bias, 0, rows)
+					wr := make([]float32, cols)
+					for o := 0; o < ld; o++ {
+						if o < rows {
+							w.RowF32(o, wr)
+						}
+						for t0 := 0; t0 < T; t0++ {
+							i := t0*ld + o
+							if o >= rows {
+								if whole[i] != sentinel {
+									t.Fatalf("%v T=%d %dx%d: wrote past the rows at [%d,%d]", dt, T, rows, cols, t0, o)
+								}
+								continue
+							}
+							tol := tolDot * absDot(xd[t0*cols:(t0+1)*cols], wr)
+							if bias != nil {
+								tol += tolDot * math.Abs(float64(bias[o]))
+							}
+							if !agree(whole[i], want[i], tol) {
+								t.Fatalf("%v T=%d %dx%d bias=%v: [%d,%d] = %v, reference %v", dt, T, rows, cols, bias != nil, t0, o, whole[i], want[i])
+							}
+						}
+					}
+					got := make([]float32, T*ld)
+					for i := range got {
+						got[i] = sentinel
+					}
+					ranges := split(r, rows)
+					for _, rg := range ranges {
+						q8.MatMulQ8(got, ld, xq, T, w, bias, rg[0], rg[1])
+					}
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(whole[i]) {
+							t.Fatalf("%v T=%d %dx%d split %v: [%d] = %v, unsplit %v", dt, T, rows, cols, ranges, i, got[i], whole[i])
+						}
+					}
+				}
+			}
+		}
+		// Short buffers panic instead of reading past them.
+		w := &kernels.Mat{DType: format.Q4_0, Rows: 4, Cols: 64, Data: make([]byte, 3*kernels.RowBytes(format.Q4_0, 64))}
+		xq := make([]byte, kernels.RowBytes(format.Q8_0, 64))
+		if p := panics(func() { q8.MatMulQ8(make([]float32, 4), 4, xq, 1, w, nil, 0, 4) }); p == nil {
+			t.Fatal("short q4_0 weights: no panic")
+		}
+		w = &kernels.Mat{DType: format.Q8_0, Rows: 4, Cols: 64, Data: make([]byte, 4*kernels.RowBytes(format.Q8_0, 64))}
+		if p := panics(func() { q8.MatMulQ8(make([]float32, 4), 4, xq[:40:40], 1, w, nil, 0, 4) }); p == nil {
+			t.Fatal("short activations: no panic")
 		}
 	})
 }
@@ -341,6 +480,9 @@ func weightBytes(r *rand.Rand, dt format.DType, rows, cols int) []byte {
 	var b []byte
 	for i := 0; i < rows*cols; {
 		switch dt {
+		case format.F32:
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(r.NormFloat64())))
+			i++
 		case format.F16:
 			b = binary.LittleEndian.AppendUint16(b, half())
 			i++

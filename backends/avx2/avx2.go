@@ -5,6 +5,7 @@ package avx2
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
 
@@ -23,9 +24,11 @@ func init() {
 	})
 }
 
-// Kernels implements kernels.Kernels with AVX2+FMA assembly. The embedded Reference
-// serves what has no assembly: MatMul on non-f32 weights, GELUErf, ReLU, and
-// AttentionF16 on head widths that are not a multiple of 8.
+// Kernels implements kernels.Kernels and kernels.Q8Kernels with AVX2+FMA(+F16C)
+// assembly. The embedded Reference serves what has no assembly: MatMul on q8_0/q4_0
+// weights with float32 activations (the engine's opt-in accuracy mode), MatMulQ8 on
+// weights that are not block-quantized, GELUErf, ReLU, and AttentionF16 on head widths
+// that are not a multiple of 8.
 //
 // The assembly takes raw pointers, so every method checks its slice lengths first (a
 // violation panics, as the reference's bounds checks would); past those checks no
@@ -47,6 +50,10 @@ func (Kernels) Name() string { return "avx2" }
 // Blocking the columns as well did not pay on Zen 1, not even for Cols = 11008
 // (measured with BenchmarkGEMM's shapes and more).
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+	if (w.DType == format.F16 || w.DType == format.BF16) && w.Cols >= 8 {
+		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1)
+		return
+	}
 	if w.DType != format.F32 {
 		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1)
 		return
@@ -78,6 +85,70 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 	for ; r < r1; r++ {
 		gemm1(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
 	}
+}
+
+// halfChunk is how many rows of an f16 or bf16 matrix a prefill (T > 1) widens to
+// float32 at a time before the f32 GEMM multiplies them with every token.
+const halfChunk = 16
+
+// matMulHalf is MatMul for f16 and bf16 weights (Cols ≥ 8). T = 1 widens the halves as
+// they are loaded (matvecH, matvecBF: VCVTPH2PS, or a shift for bf16) over the first
+// Cols&^7 columns, then adds the last Cols%8 products in order, then the bias. T > 1
+// widens halfChunk rows at a time into a scratch buffer and runs the f32 GEMM on them.
+func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+	if r0 >= r1 || T <= 0 {
+		return
+	}
+	n := w.Cols
+	if r0 < 0 || r1 > w.Rows || len(w.Data) < 2*w.Rows*n || ld < r1 || len(x) < T*n ||
+		len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
+		panic(fmt.Sprintf("avx2: MatMul %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(x)=%d len(dst)=%d len(bias)=%d",
+			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(x), len(dst), len(bias)))
+	}
+	if T > 1 {
+		buf := make([]float32, min(halfChunk, r1-r0)*n)
+		for a := r0; a < r1; a += halfChunk {
+			b := min(a+halfChunk, r1)
+			for r := a; r < b; r++ {
+				w.RowF32(r, buf[(r-a)*n:(r-a+1)*n])
+			}
+			r := a
+			for ; r+4 <= b; r += 4 {
+				gemm4(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
+			}
+			for ; r < b; r++ {
+				gemm1(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
+			}
+		}
+		return
+	}
+	mv := matvecH
+	if w.DType == format.BF16 {
+		mv = matvecBF
+	}
+	n8 := n &^ 7
+	wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
+	mv(&dst[r0], &x[0], &wh[r0*n], n, n8, r1-r0)
+	if n8 < n || bias != nil {
+		for r := r0; r < r1; r++ {
+			s := dst[r]
+			for i := n8; i < n; i++ {
+				s += x[i] * halfAt(w.DType, wh[r*n+i])
+			}
+			if bias != nil {
+				s += bias[r]
+			}
+			dst[r] = s
+		}
+	}
+}
+
+// halfAt widens one f16 or bf16 weight.
+func halfAt(dt format.DType, h uint16) float32 {
+	if dt == format.BF16 {
+		return math.Float32frombits(uint32(h) << 16)
+	}
+	return format.F16ToF32(h)
 }
 
 // mv computes dst[r] = x·w_r (+ bias[r]) for r < rows, w_r = w[r*ldw : r*ldw+k]: the
@@ -272,5 +343,70 @@ func (Kernels) Add(dst, x []float32) {
 func (Kernels) Scale(x []float32, s float32) {
 	if len(x) > 0 {
 		scale(&x[0], len(x), s)
+	}
+}
+
+var _ kernels.Q8Kernels = Kernels{}
+
+// qChunk is how many rows of a block-quantized matrix a prefill (T > 1) multiplies with
+// every token before moving on: 16 rows of 4096 q8_0 columns are 68 KiB, so the rows
+// stay in L2 while each token streams past them.
+const qChunk = 16
+
+// MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
+// products (see mvQ8_0x4 and mvQ4_0x4); other weight types are the reference's. Each
+// result is the same for any row range: every row goes through the same per-row
+// arithmetic, and the bias is added afterwards exactly as the reference adds it.
+func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+	x4, x1 := mvQ8_0x4, mvQ8_0x1
+	switch w.DType {
+	case format.Q8_0:
+	case format.Q4_0:
+		x4, x1 = mvQ4_0x4, mvQ4_0x1
+	default:
+		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1)
+		return
+	}
+	if r0 >= r1 || T <= 0 {
+		return
+	}
+	n := w.Cols
+	rb := kernels.RowBytes(w.DType, n)
+	xb := kernels.RowBytes(format.Q8_0, n)
+	if n <= 0 || n%format.QBlock != 0 || r0 < 0 || r1 > w.Rows || len(w.Data) < w.Rows*rb || ld < r1 ||
+		len(xq) < T*xb || len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
+		panic(fmt.Sprintf("avx2: MatMulQ8 %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(xq)=%d len(dst)=%d len(bias)=%d",
+			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(xq), len(dst), len(bias)))
+	}
+	nb := n / format.QBlock
+	// mv runs the kernels over rows [a, b) for token t: the four quarters of the rows
+	// as four long sequential streams (see mv for f32), then the rows%4 left over.
+	mv := func(t, a, b int) {
+		d, x, wr := dst[t*ld+a:], &xq[t*xb], w.Data[a*rb:]
+		q := (b - a) / 4
+		if q > 0 {
+			x4(&d[0], x, &wr[0], rb, nb, q, q)
+		}
+		if rem := b - a - 4*q; rem > 0 {
+			x1(&d[4*q], x, &wr[4*q*rb], rb, nb, rem, 0)
+		}
+	}
+	if T == 1 {
+		mv(0, r0, r1)
+	} else {
+		for a := r0; a < r1; a += qChunk {
+			b := min(a+qChunk, r1)
+			for t := 0; t < T; t++ {
+				mv(t, a, b)
+			}
+		}
+	}
+	if bias != nil {
+		for t := 0; t < T; t++ {
+			d := dst[t*ld+r0 : t*ld+r1]
+			for i, b := range bias[r0:r1] {
+				d[i] += b
+			}
+		}
 	}
 }

@@ -10,7 +10,10 @@
 // (the scores by the matrix–vector kernel over the strided keys, softmax, then the
 // weighted sum of the values with the output kept in registers; F16C converts a
 // binary16 cache as it is read), Softmax, RMSNorm, LayerNorm, GELU, SiLU, SwiGLU, RoPE,
-// Add and Scale. What they do differently from kernels.Reference, all within the
+// Add and Scale; MatMul on f16 and bf16 weights (widened as they are loaded, by F16C's
+// VCVTPH2PS or a shift); and MatMulQ8 (kernels.Q8Kernels) on q8_0 and q4_0 weights,
+// with integer dot products per 32-element block (VPMADDUBSW, VPMADDWD) scaled and
+// accumulated in float32. What they do differently from kernels.Reference, all within the
 // tolerances stated in backends/conformance_test.go:
 //   - sums (dot products, norms, softmax's denominator) are taken in 8 lanes with several
 //     accumulators, so they round differently — but a MatMul row's result never depends
@@ -21,9 +24,9 @@
 //   - GELU uses the identity 0.5·(1+tanh(u)) = 1/(1+e^(-2u)), which avoids the
 //     reference's cancellation for x ≪ 0, and RoPE a fused multiply-add.
 //
-// NaN and ±Inf behave exactly as in the reference. MatMul on non-f32 weights, GELUErf
-// and ReLU are the reference's, as is AttentionF16 for head widths that are not a
-// multiple of 8.
+// NaN and ±Inf behave exactly as in the reference. MatMul on q8_0/q4_0 weights with
+// float32 activations, GELUErf and ReLU are the reference's, as is AttentionF16 for head
+// widths that are not a multiple of 8.
 package avx2
 
 //go:generate sh -c "cd _asm && go run . -out ../kernels_amd64.s -stubs ../stubs_amd64.go -pkg avx2"

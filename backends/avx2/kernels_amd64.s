@@ -1282,6 +1282,148 @@ matvecH_done3:
 	VZEROUPPER
 	RET
 
+// func matvecBF(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·matvecBF(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ ldw+24(FP), SI
+	SHLQ $0x01, SI
+	MOVQ k+32(FP), DI
+	MOVQ DI, R8
+	ANDQ $-16, R8
+
+matvecBF_quad1:
+	CMPQ   BX, $0x04
+	JL     matvecBF_single2
+	LEAQ   (DX)(SI*1), R9
+	LEAQ   (R9)(SI*1), R10
+	LEAQ   (R10)(SI*1), R11
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R12, R12
+	JMP    matvecBF_check5
+
+matvecBF_body4:
+	VMOVUPS     (CX)(R12*4), Y8
+	VMOVUPS     32(CX)(R12*4), Y9
+	VPMOVZXWD   (DX)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(DX)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VPMOVZXWD   (R9)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R9)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VPMOVZXWD   (R10)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R10)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VPMOVZXWD   (R11)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R11)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R12
+
+matvecBF_check5:
+	CMPQ        R12, R8
+	JL          matvecBF_body4
+	CMPQ        R12, DI
+	JGE         matvecBF_reduce6
+	VMOVUPS     (CX)(R12*4), Y8
+	VPMOVZXWD   (DX)(R12*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   (R9)(R12*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   (R10)(R12*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   (R11)(R12*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+
+matvecBF_reduce6:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         $0x10, AX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	SUBQ         $0x04, BX
+	JMP          matvecBF_quad1
+
+matvecBF_single2:
+	TESTQ  BX, BX
+	JZ     matvecBF_done3
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   R9, R9
+	JMP    matvecBF_check8
+
+matvecBF_body7:
+	VMOVUPS     (CX)(R9*4), Y2
+	VMOVUPS     32(CX)(R9*4), Y3
+	VPMOVZXWD   (DX)(R9*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VPMOVZXWD   16(DX)(R9*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y4, Y2, Y0
+	VFMADD231PS Y5, Y3, Y1
+	ADDQ        $0x10, R9
+
+matvecBF_check8:
+	CMPQ        R9, R8
+	JL          matvecBF_body7
+	CMPQ        R9, DI
+	JGE         matvecBF_reduce9
+	VMOVUPS     (CX)(R9*4), Y2
+	VPMOVZXWD   (DX)(R9*2), Y3
+	VPSLLD      $0x10, Y3, Y3
+	VFMADD231PS Y3, Y2, Y0
+
+matvecBF_reduce9:
+	VADDPS       Y1, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	ADDQ         SI, DX
+	SUBQ         $0x01, BX
+	JMP          matvecBF_single2
+
+matvecBF_done3:
+	VZEROUPPER
+	RET
+
 // func wsumH(out *float32, v *uint16, stride int, p *float32, n int, hd int)
 // Requires: AVX, F16C, FMA3
 TEXT ·wsumH(SB), NOSPLIT, $0-48
@@ -1365,6 +1507,617 @@ wsumH_rows6:
 	JMP          wsumH_chunk4
 
 wsumH_chunk_done5:
+	VZEROUPPER
+	RET
+
+DATA shift4<>+0(SB)/4, $0x00000000
+DATA shift4<>+4(SB)/4, $0x00000000
+DATA shift4<>+8(SB)/4, $0x00000000
+DATA shift4<>+12(SB)/4, $0x00000000
+DATA shift4<>+16(SB)/4, $0x00000004
+DATA shift4<>+20(SB)/4, $0x00000004
+DATA shift4<>+24(SB)/4, $0x00000004
+DATA shift4<>+28(SB)/4, $0x00000004
+GLOBL shift4<>(SB), RODATA|NOPTR, $32
+
+// func mvQ8_0x4(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·mvQ8_0x4(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    xq+8(FP), CX
+	MOVQ    ldw+24(FP), DX
+	MOVQ    blocks+40(FP), BX
+	MOVQ    w+16(FP), SI
+	MOVQ    gap+48(FP), DI
+	IMULQ   DX, DI
+	LEAQ    (SI)(DI*1), R8
+	LEAQ    (R8)(DI*1), R9
+	LEAQ    (R9)(DI*1), DI
+	MOVQ    gap+48(FP), R10
+	SHLQ    $0x02, R10
+	VMOVDQU ones16<>+0(SB), Y0
+
+mvQ8_0x4_row1:
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	MOVQ         CX, R11
+	XORQ         R12, R12
+	MOVQ         nb+32(FP), R13
+	TESTQ        $0x00000001, R13
+	JZ           mvQ8_0x4_pairs2
+	VPBROADCASTW (R11), X5
+	VCVTPH2PS    X5, Y5
+	VMOVDQU      2(R11), Y6
+	VMOVDQU      2(SI)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (SI)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y1
+	VMOVDQU      2(R8)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (R8)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      2(R9)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (R9)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVDQU      2(DI)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y6
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y6, Y7, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VPBROADCASTW (DI)(R12*1), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y4
+	ADDQ         $0x22, R11
+	ADDQ         $0x22, R12
+	DECQ         R13
+	JZ           mvQ8_0x4_reduce
+
+mvQ8_0x4_pairs2:
+	VPBROADCASTW (R11), X5
+	VCVTPH2PS    X5, Y5
+	VMOVDQU      2(R11), Y6
+	VMOVDQU      2(SI)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (SI)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y1
+	VMOVDQU      2(R8)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (R8)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      2(R9)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (R9)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVDQU      2(DI)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y6
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y6, Y7, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VPBROADCASTW (DI)(R12*1), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y4
+	VPBROADCASTW 34(R11), X5
+	VCVTPH2PS    X5, Y5
+	VMOVDQU      36(R11), Y6
+	VMOVDQU      36(SI)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW 34(SI)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y1
+	VMOVDQU      36(R8)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW 34(R8)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      36(R9)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y8
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW 34(R9)(R12*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVDQU      36(DI)(R12*1), Y7
+	VPSIGNB      Y7, Y6, Y6
+	VPABSB       Y7, Y7
+	VPMADDUBSW   Y6, Y7, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VPBROADCASTW 34(DI)(R12*1), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y4
+	ADDQ         $0x44, R11
+	ADDQ         $0x44, R12
+	SUBQ         $0x02, R13
+	JNZ          mvQ8_0x4_pairs2
+
+mvQ8_0x4_reduce:
+	VHADDPS      Y2, Y1, Y1
+	VHADDPS      Y4, Y3, Y3
+	VHADDPS      Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVSS       X1, (AX)
+	VEXTRACTPS   $0x01, X1, (AX)(R10*1)
+	VEXTRACTPS   $0x02, X1, (AX)(R10*2)
+	LEAQ         (AX)(R10*2), R11
+	VEXTRACTPS   $0x03, X1, (R11)(R10*1)
+	ADDQ         $0x04, AX
+	ADDQ         DX, SI
+	ADDQ         DX, R8
+	ADDQ         DX, R9
+	ADDQ         DX, DI
+	DECQ         BX
+	JNZ          mvQ8_0x4_row1
+	VZEROUPPER
+	RET
+
+DATA ones16<>+0(SB)/4, $0x00010001
+DATA ones16<>+4(SB)/4, $0x00010001
+DATA ones16<>+8(SB)/4, $0x00010001
+DATA ones16<>+12(SB)/4, $0x00010001
+DATA ones16<>+16(SB)/4, $0x00010001
+DATA ones16<>+20(SB)/4, $0x00010001
+DATA ones16<>+24(SB)/4, $0x00010001
+DATA ones16<>+28(SB)/4, $0x00010001
+GLOBL ones16<>(SB), RODATA|NOPTR, $32
+
+// func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·mvQ8_0x1(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    xq+8(FP), CX
+	MOVQ    ldw+24(FP), DX
+	MOVQ    blocks+40(FP), BX
+	MOVQ    w+16(FP), SI
+	VMOVDQU ones16<>+0(SB), Y0
+
+mvQ8_0x1_row1:
+	VXORPS       Y1, Y1, Y1
+	MOVQ         CX, DI
+	XORQ         R8, R8
+	MOVQ         nb+32(FP), R9
+	TESTQ        $0x00000001, R9
+	JZ           mvQ8_0x1_pairs2
+	VPBROADCASTW (DI), X2
+	VCVTPH2PS    X2, Y2
+	VMOVDQU      2(DI), Y3
+	VMOVDQU      2(SI)(R8*1), Y4
+	VPSIGNB      Y4, Y3, Y3
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y3, Y4, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VPBROADCASTW (SI)(R8*1), X4
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y3, Y4, Y1
+	ADDQ         $0x22, DI
+	ADDQ         $0x22, R8
+	DECQ         R9
+	JZ           mvQ8_0x1_reduce
+
+mvQ8_0x1_pairs2:
+	VPBROADCASTW (DI), X2
+	VCVTPH2PS    X2, Y2
+	VMOVDQU      2(DI), Y3
+	VMOVDQU      2(SI)(R8*1), Y4
+	VPSIGNB      Y4, Y3, Y3
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y3, Y4, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VPBROADCASTW (SI)(R8*1), X4
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y3, Y4, Y1
+	VPBROADCASTW 34(DI), X2
+	VCVTPH2PS    X2, Y2
+	VMOVDQU      36(DI), Y3
+	VMOVDQU      36(SI)(R8*1), Y4
+	VPSIGNB      Y4, Y3, Y3
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y3, Y4, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VPBROADCASTW 34(SI)(R8*1), X4
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y3, Y4, Y1
+	ADDQ         $0x44, DI
+	ADDQ         $0x44, R8
+	SUBQ         $0x02, R9
+	JNZ          mvQ8_0x1_pairs2
+
+mvQ8_0x1_reduce:
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	ADDQ         DX, SI
+	DECQ         BX
+	JNZ          mvQ8_0x1_row1
+	VZEROUPPER
+	RET
+
+// func mvQ4_0x4(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·mvQ4_0x4(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    xq+8(FP), CX
+	MOVQ    ldw+24(FP), DX
+	MOVQ    blocks+40(FP), BX
+	MOVQ    w+16(FP), SI
+	MOVQ    gap+48(FP), DI
+	IMULQ   DX, DI
+	LEAQ    (SI)(DI*1), R8
+	LEAQ    (R8)(DI*1), R9
+	LEAQ    (R9)(DI*1), DI
+	MOVQ    gap+48(FP), R10
+	SHLQ    $0x02, R10
+	VMOVDQU ones16<>+0(SB), Y0
+	VMOVDQU ones8<>+0(SB), Y1
+
+mvQ4_0x4_row1:
+	VXORPS         Y2, Y2, Y2
+	VXORPS         Y3, Y3, Y3
+	VXORPS         Y4, Y4, Y4
+	VXORPS         Y5, Y5, Y5
+	MOVQ           CX, R11
+	XORQ           R12, R12
+	MOVQ           nb+32(FP), R13
+	TESTQ          $0x00000001, R13
+	JZ             mvQ4_0x4_pairs2
+	VPBROADCASTW   (R11), X6
+	VCVTPH2PS      X6, Y6
+	VMOVDQU        2(R11), Y7
+	VPMADDUBSW     Y7, Y1, Y8
+	VPMADDWD       Y0, Y8, Y8
+	VPSLLD         $0x03, Y8, Y8
+	VBROADCASTI128 2(SI)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   (SI)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y2
+	VBROADCASTI128 2(R8)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   (R8)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y3
+	VBROADCASTI128 2(R9)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   (R9)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y4
+	VBROADCASTI128 2(DI)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y7
+	VPMADDWD       Y0, Y7, Y7
+	VPSUBD         Y8, Y7, Y7
+	VCVTDQ2PS      Y7, Y7
+	VPBROADCASTW   (DI)(R12*1), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y6, Y8, Y8
+	VFMADD231PS    Y7, Y8, Y5
+	ADDQ           $0x22, R11
+	ADDQ           $0x12, R12
+	DECQ           R13
+	JZ             mvQ4_0x4_reduce
+
+mvQ4_0x4_pairs2:
+	VPBROADCASTW   (R11), X6
+	VCVTPH2PS      X6, Y6
+	VMOVDQU        2(R11), Y7
+	VPMADDUBSW     Y7, Y1, Y8
+	VPMADDWD       Y0, Y8, Y8
+	VPSLLD         $0x03, Y8, Y8
+	VBROADCASTI128 2(SI)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   (SI)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y2
+	VBROADCASTI128 2(R8)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   (R8)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y3
+	VBROADCASTI128 2(R9)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   (R9)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y4
+	VBROADCASTI128 2(DI)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y7
+	VPMADDWD       Y0, Y7, Y7
+	VPSUBD         Y8, Y7, Y7
+	VCVTDQ2PS      Y7, Y7
+	VPBROADCASTW   (DI)(R12*1), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y6, Y8, Y8
+	VFMADD231PS    Y7, Y8, Y5
+	VPBROADCASTW   34(R11), X6
+	VCVTPH2PS      X6, Y6
+	VMOVDQU        36(R11), Y7
+	VPMADDUBSW     Y7, Y1, Y8
+	VPMADDWD       Y0, Y8, Y8
+	VPSLLD         $0x03, Y8, Y8
+	VBROADCASTI128 20(SI)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   18(SI)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y2
+	VBROADCASTI128 20(R8)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   18(R8)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y3
+	VBROADCASTI128 20(R9)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPSUBD         Y8, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VPBROADCASTW   18(R9)(R12*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y6, Y10, Y10
+	VFMADD231PS    Y9, Y10, Y4
+	VBROADCASTI128 20(DI)(R12*1), Y9
+	VPSRLVD        shift4<>+0(SB), Y9, Y9
+	VPAND          nibble<>+0(SB), Y9, Y9
+	VPMADDUBSW     Y7, Y9, Y7
+	VPMADDWD       Y0, Y7, Y7
+	VPSUBD         Y8, Y7, Y7
+	VCVTDQ2PS      Y7, Y7
+	VPBROADCASTW   18(DI)(R12*1), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y6, Y8, Y8
+	VFMADD231PS    Y7, Y8, Y5
+	ADDQ           $0x44, R11
+	ADDQ           $0x24, R12
+	SUBQ           $0x02, R13
+	JNZ            mvQ4_0x4_pairs2
+
+mvQ4_0x4_reduce:
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y4, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTPS   $0x01, X2, (AX)(R10*1)
+	VEXTRACTPS   $0x02, X2, (AX)(R10*2)
+	LEAQ         (AX)(R10*2), R11
+	VEXTRACTPS   $0x03, X2, (R11)(R10*1)
+	ADDQ         $0x04, AX
+	ADDQ         DX, SI
+	ADDQ         DX, R8
+	ADDQ         DX, R9
+	ADDQ         DX, DI
+	DECQ         BX
+	JNZ          mvQ4_0x4_row1
+	VZEROUPPER
+	RET
+
+DATA ones8<>+0(SB)/4, $0x01010101
+DATA ones8<>+4(SB)/4, $0x01010101
+DATA ones8<>+8(SB)/4, $0x01010101
+DATA ones8<>+12(SB)/4, $0x01010101
+DATA ones8<>+16(SB)/4, $0x01010101
+DATA ones8<>+20(SB)/4, $0x01010101
+DATA ones8<>+24(SB)/4, $0x01010101
+DATA ones8<>+28(SB)/4, $0x01010101
+GLOBL ones8<>(SB), RODATA|NOPTR, $32
+
+DATA nibble<>+0(SB)/4, $0x0f0f0f0f
+DATA nibble<>+4(SB)/4, $0x0f0f0f0f
+DATA nibble<>+8(SB)/4, $0x0f0f0f0f
+DATA nibble<>+12(SB)/4, $0x0f0f0f0f
+DATA nibble<>+16(SB)/4, $0x0f0f0f0f
+DATA nibble<>+20(SB)/4, $0x0f0f0f0f
+DATA nibble<>+24(SB)/4, $0x0f0f0f0f
+DATA nibble<>+28(SB)/4, $0x0f0f0f0f
+GLOBL nibble<>(SB), RODATA|NOPTR, $32
+
+// func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·mvQ4_0x1(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    xq+8(FP), CX
+	MOVQ    ldw+24(FP), DX
+	MOVQ    blocks+40(FP), BX
+	MOVQ    w+16(FP), SI
+	VMOVDQU ones16<>+0(SB), Y0
+	VMOVDQU ones8<>+0(SB), Y1
+
+mvQ4_0x1_row1:
+	VXORPS         Y2, Y2, Y2
+	MOVQ           CX, DI
+	XORQ           R8, R8
+	MOVQ           nb+32(FP), R9
+	TESTQ          $0x00000001, R9
+	JZ             mvQ4_0x1_pairs2
+	VPBROADCASTW   (DI), X3
+	VCVTPH2PS      X3, Y3
+	VMOVDQU        2(DI), Y4
+	VPMADDUBSW     Y4, Y1, Y5
+	VPMADDWD       Y0, Y5, Y5
+	VPSLLD         $0x03, Y5, Y5
+	VBROADCASTI128 2(SI)(R8*1), Y6
+	VPSRLVD        shift4<>+0(SB), Y6, Y6
+	VPAND          nibble<>+0(SB), Y6, Y6
+	VPMADDUBSW     Y4, Y6, Y4
+	VPMADDWD       Y0, Y4, Y4
+	VPSUBD         Y5, Y4, Y4
+	VCVTDQ2PS      Y4, Y4
+	VPBROADCASTW   (SI)(R8*1), X5
+	VCVTPH2PS      X5, Y5
+	VMULPS         Y3, Y5, Y5
+	VFMADD231PS    Y4, Y5, Y2
+	ADDQ           $0x22, DI
+	ADDQ           $0x12, R8
+	DECQ           R9
+	JZ             mvQ4_0x1_reduce
+
+mvQ4_0x1_pairs2:
+	VPBROADCASTW   (DI), X3
+	VCVTPH2PS      X3, Y3
+	VMOVDQU        2(DI), Y4
+	VPMADDUBSW     Y4, Y1, Y5
+	VPMADDWD       Y0, Y5, Y5
+	VPSLLD         $0x03, Y5, Y5
+	VBROADCASTI128 2(SI)(R8*1), Y6
+	VPSRLVD        shift4<>+0(SB), Y6, Y6
+	VPAND          nibble<>+0(SB), Y6, Y6
+	VPMADDUBSW     Y4, Y6, Y4
+	VPMADDWD       Y0, Y4, Y4
+	VPSUBD         Y5, Y4, Y4
+	VCVTDQ2PS      Y4, Y4
+	VPBROADCASTW   (SI)(R8*1), X5
+	VCVTPH2PS      X5, Y5
+	VMULPS         Y3, Y5, Y5
+	VFMADD231PS    Y4, Y5, Y2
+	VPBROADCASTW   34(DI), X3
+	VCVTPH2PS      X3, Y3
+	VMOVDQU        36(DI), Y4
+	VPMADDUBSW     Y4, Y1, Y5
+	VPMADDWD       Y0, Y5, Y5
+	VPSLLD         $0x03, Y5, Y5
+	VBROADCASTI128 20(SI)(R8*1), Y6
+	VPSRLVD        shift4<>+0(SB), Y6, Y6
+	VPAND          nibble<>+0(SB), Y6, Y6
+	VPMADDUBSW     Y4, Y6, Y4
+	VPMADDWD       Y0, Y4, Y4
+	VPSUBD         Y5, Y4, Y4
+	VCVTDQ2PS      Y4, Y4
+	VPBROADCASTW   18(SI)(R8*1), X5
+	VCVTPH2PS      X5, Y5
+	VMULPS         Y3, Y5, Y5
+	VFMADD231PS    Y4, Y5, Y2
+	ADDQ           $0x44, DI
+	ADDQ           $0x24, R8
+	SUBQ           $0x02, R9
+	JNZ            mvQ4_0x1_pairs2
+
+mvQ4_0x1_reduce:
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	ADDQ         $0x04, AX
+	ADDQ         DX, SI
+	DECQ         BX
+	JNZ          mvQ4_0x1_row1
 	VZEROUPPER
 	RET
 

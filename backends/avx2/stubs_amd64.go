@@ -44,10 +44,39 @@ func wsum(out *float32, v *float32, stride int, p *float32, n int, hd int)
 //go:noescape
 func matvecH(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 
+// matvecBF is matvecH for bfloat16 w.
+//
+//go:noescape
+func matvecBF(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
 // wsumH computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1, v binary16, hd a multiple of 8).
 //
 //go:noescape
 func wsumH(out *float32, v *uint16, stride int, p *float32, n int, hd int)
+
+// mvQ8_0x4 computes dst[r] = Σ_b float32(Σ_j w_bj·x_bj)·(dw_b·dx_b) for the rows r = q·gap + i,
+// q < 4, i < blocks (blocks ≥ 1), of q8_0 weights w (row r at w + r·ldw bytes, nb blocks)
+// and the q8_0 activation blocks xq.
+//
+//go:noescape
+func mvQ8_0x4(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+
+// mvQ8_0x1 is mvQ8_0x4 for the rows r < blocks (gap is unused), one at a time.
+//
+//go:noescape
+func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+
+// mvQ4_0x4 computes dst[r] = Σ_b float32(Σ_j w_bj·x_bj)·(dw_b·dx_b) for the rows r = q·gap + i,
+// q < 4, i < blocks (blocks ≥ 1), of q4_0 weights w (row r at w + r·ldw bytes, nb blocks)
+// and the q8_0 activation blocks xq.
+//
+//go:noescape
+func mvQ4_0x4(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+
+// mvQ4_0x1 is mvQ4_0x4 for the rows r < blocks (gap is unused), one at a time.
+//
+//go:noescape
+func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
 
 // sum returns Σ x[i] over i < n.
 //

@@ -11,14 +11,33 @@ import (
 // k (and hd) are multiples of 8, so there are no tails; other shapes take the
 // reference's path.
 func genHalf() {
-	genMatVecHalf()
+	genMatVecHalf(false)
+	genMatVecHalf(true)
 	genWsumHalf()
 }
 
-// genMatVecHalf: the scores, as matvec (4 rows, 2 accumulators per row) on half rows.
-func genMatVecHalf() {
-	lb := fn("matvecH", "func(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)",
-		"matvecH computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows, w binary16, k a multiple of 8.")
+// cvtHalf loads 8 halves from m and widens them to float32 in y: binary16 by F16C's
+// VCVTPH2PS, bfloat16 (the upper half of a float32) by zero-extending and shifting.
+func cvtHalf(bf16 bool, m Mem, y VecVirtual) {
+	if bf16 {
+		VPMOVZXWD(m, y)
+		VPSLLD(U8(16), y, y)
+		return
+	}
+	VCVTPH2PS(m, y)
+}
+
+// genMatVecHalf: matvec (4 rows, 2 accumulators per row) on half rows: the attention
+// scores over a binary16 cache, and f16 or bf16 weights.
+func genMatVecHalf(bf16 bool) {
+	var lb *labels
+	if bf16 {
+		lb = fn("matvecBF", "func(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)",
+			"matvecBF is matvecH for bfloat16 w.")
+	} else {
+		lb = fn("matvecH", "func(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)",
+			"matvecH computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows, w binary16, k a multiple of 8.")
+	}
 	dst := Load(Param("dst"), GP64())
 	x := Load(Param("x"), GP64())
 	w := Load(Param("w"), GP64())
@@ -52,8 +71,8 @@ func genMatVecHalf() {
 		VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
 		for r := 0; r < R; r++ {
 			t0, t1 := YMM(), YMM()
-			VCVTPH2PS(Mem{Base: wr[r], Index: e, Scale: 2}, t0)
-			VCVTPH2PS(Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
+			cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+			cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
 			VFMADD231PS(t0, x0, acc[r][0])
 			VFMADD231PS(t1, x1, acc[r][1])
 		}
@@ -67,7 +86,7 @@ func genMatVecHalf() {
 		VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
 		for r := 0; r < R; r++ {
 			t0 := YMM()
-			VCVTPH2PS(Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+			cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
 			VFMADD231PS(t0, x0, acc[r][0])
 		}
 		Label(reduce)

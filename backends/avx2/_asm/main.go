@@ -23,6 +23,7 @@ func main() {
 	genDot()
 	genAttention()
 	genHalf()
+	genQuant()
 	genReductions()
 	genElementwise()
 	genRoPE()
