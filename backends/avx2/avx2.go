@@ -354,15 +354,15 @@ var _ kernels.Q8Kernels = Kernels{}
 const qChunk = 16
 
 // MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
-// products (see mvQ8_0x4 and mvQ4_0x4); other weight types are the reference's. Each
-// result is the same for any row range: every row goes through the same per-row
-// arithmetic, and the bias is added afterwards exactly as the reference adds it.
+// products, eight rows at a time (mvQ8_0x8, mvQ4_0x8; see backends/avx2/_asm/quant.go);
+// other weight types are the reference's. The results are the reference's bit for bit,
+// whatever the row range.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
-	x4, x1 := mvQ8_0x4, mvQ8_0x1
+	x8, x1 := mvQ8_0x8, mvQ8_0x1
 	switch w.DType {
 	case format.Q8_0:
 	case format.Q4_0:
-		x4, x1 = mvQ4_0x4, mvQ4_0x1
+		x8, x1 = mvQ4_0x8, mvQ4_0x1
 	default:
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1)
 		return
@@ -379,16 +379,17 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(xq), len(dst), len(bias)))
 	}
 	nb := n / format.QBlock
-	// mv runs the kernels over rows [a, b) for token t: the four quarters of the rows
-	// as four long sequential streams (see mv for f32), then the rows%4 left over.
+	// mv runs the kernels over rows [a, b) for token t: the eighths of the rows walked
+	// together, each a long sequential stream (as mv does for f32), then the rows%8
+	// left over one at a time.
 	mv := func(t, a, b int) {
 		d, x, wr := dst[t*ld+a:], &xq[t*xb], w.Data[a*rb:]
-		q := (b - a) / 4
-		if q > 0 {
-			x4(&d[0], x, &wr[0], rb, nb, q, q)
+		g := (b - a) / 8
+		if g > 0 {
+			x8(&d[0], x, &wr[0], rb, nb, g, g, 1)
 		}
-		if rem := b - a - 4*q; rem > 0 {
-			x1(&d[4*q], x, &wr[4*q*rb], rb, nb, rem, 0)
+		if rem := b - a - 8*g; rem > 0 {
+			x1(&d[8*g], x, &wr[8*g*rb], rb, nb, rem)
 		}
 	}
 	if T == 1 {

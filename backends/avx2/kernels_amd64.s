@@ -1520,191 +1520,171 @@ DATA shift4<>+24(SB)/4, $0x00000004
 DATA shift4<>+28(SB)/4, $0x00000004
 GLOBL shift4<>(SB), RODATA|NOPTR, $32
 
-// func mvQ8_0x4(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·mvQ8_0x4(SB), NOSPLIT, $0-56
+// func mvQ8_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·mvQ8_0x8(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
-	MOVQ    xq+8(FP), CX
-	MOVQ    ldw+24(FP), DX
-	MOVQ    blocks+40(FP), BX
-	MOVQ    w+16(FP), SI
-	MOVQ    gap+48(FP), DI
-	IMULQ   DX, DI
-	LEAQ    (SI)(DI*1), R8
-	LEAQ    (R8)(DI*1), R9
-	LEAQ    (R9)(DI*1), DI
-	MOVQ    gap+48(FP), R10
-	SHLQ    $0x02, R10
+	MOVQ    w+16(FP), CX
+	MOVQ    gap+48(FP), DX
+	MOVQ    ldw+24(FP), BX
+	IMULQ   BX, DX
+	LEAQ    (DX)(DX*2), BX
 	VMOVDQU ones16<>+0(SB), Y0
 
-mvQ8_0x4_row1:
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	MOVQ         CX, R11
-	XORQ         R12, R12
-	MOVQ         nb+32(FP), R13
-	TESTQ        $0x00000001, R13
-	JZ           mvQ8_0x4_pairs2
-	VPBROADCASTW (R11), X5
-	VCVTPH2PS    X5, Y5
-	VMOVDQU      2(R11), Y6
-	VMOVDQU      2(SI)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (SI)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      2(R8)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (R8)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      2(R9)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (R9)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y3
-	VMOVDQU      2(DI)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y6
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y6, Y7, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DI)(R12*1), X7
-	VCVTPH2PS    X7, Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y4
-	ADDQ         $0x22, R11
-	ADDQ         $0x22, R12
-	DECQ         R13
-	JZ           mvQ8_0x4_reduce
+mvQ8_0x8_group1:
+	VXORPS Y1, Y1, Y1
+	MOVQ   xq+8(FP), SI
+	MOVQ   CX, DI
+	LEAQ   (CX)(DX*4), R8
+	MOVQ   nb+32(FP), R9
 
-mvQ8_0x4_pairs2:
-	VPBROADCASTW (R11), X5
-	VCVTPH2PS    X5, Y5
-	VMOVDQU      2(R11), Y6
-	VMOVDQU      2(SI)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (SI)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      2(R8)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (R8)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      2(R9)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (R9)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y3
-	VMOVDQU      2(DI)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y6
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y6, Y7, Y6
+mvQ8_0x8_block2:
+	VMOVDQU      2(SI), Y2
+	PREFETCHT0   512(DI)
+	VMOVDQU      2(DI), Y4
+	VPSIGNB      Y4, Y2, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X3
+	VPADDD       X5, X3, X3
+	PREFETCHT0   512(DI)(DX*1)
+	VMOVDQU      2(DI)(DX*1), Y4
+	VPSIGNB      Y4, Y2, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X4
+	VPADDD       X5, X4, X4
+	PREFETCHT0   512(DI)(DX*2)
+	VMOVDQU      2(DI)(DX*2), Y5
+	VPSIGNB      Y5, Y2, Y6
+	VPABSB       Y5, Y5
+	VPMADDUBSW   Y6, Y5, Y6
 	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DI)(R12*1), X7
-	VCVTPH2PS    X7, Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y4
-	VPBROADCASTW 34(R11), X5
-	VCVTPH2PS    X5, Y5
-	VMOVDQU      36(R11), Y6
-	VMOVDQU      36(SI)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X6, X5, X5
+	PREFETCHT0   512(DI)(BX*1)
+	VMOVDQU      2(DI)(BX*1), Y6
+	VPSIGNB      Y6, Y2, Y7
+	VPABSB       Y6, Y6
+	VPMADDUBSW   Y7, Y6, Y7
 	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW 34(SI)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      36(R8)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
+	VEXTRACTI128 $0x01, Y7, X6
+	VPADDD       X7, X6, X6
+	PREFETCHT0   512(R8)
+	VMOVDQU      2(R8), Y7
+	VPSIGNB      Y7, Y2, Y8
 	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW 34(R8)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      36(R9)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y8
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y8, Y7, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW 34(R9)(R12*1), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y3
-	VMOVDQU      36(DI)(R12*1), Y7
-	VPSIGNB      Y7, Y6, Y6
-	VPABSB       Y7, Y7
-	VPMADDUBSW   Y6, Y7, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW 34(DI)(R12*1), X7
-	VCVTPH2PS    X7, Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y4
-	ADDQ         $0x44, R11
-	ADDQ         $0x44, R12
-	SUBQ         $0x02, R13
-	JNZ          mvQ8_0x4_pairs2
-
-mvQ8_0x4_reduce:
-	VHADDPS      Y2, Y1, Y1
-	VHADDPS      Y4, Y3, Y3
-	VHADDPS      Y3, Y1, Y1
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VEXTRACTI128 $0x01, Y8, X7
+	VPADDD       X8, X7, X7
+	PREFETCHT0   512(R8)(DX*1)
+	VMOVDQU      2(R8)(DX*1), Y8
+	VPSIGNB      Y8, Y2, Y9
+	VPABSB       Y8, Y8
+	VPMADDUBSW   Y9, Y8, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X8
+	VPADDD       X9, X8, X8
+	PREFETCHT0   512(R8)(DX*2)
+	VMOVDQU      2(R8)(DX*2), Y9
+	VPSIGNB      Y9, Y2, Y10
+	VPABSB       Y9, Y9
+	VPMADDUBSW   Y10, Y9, Y10
+	VPMADDWD     Y0, Y10, Y10
+	VEXTRACTI128 $0x01, Y10, X9
+	VPADDD       X10, X9, X9
+	PREFETCHT0   512(R8)(BX*1)
+	VMOVDQU      2(R8)(BX*1), Y10
+	VPSIGNB      Y10, Y2, Y2
+	VPABSB       Y10, Y10
+	VPMADDUBSW   Y2, Y10, Y2
+	VPMADDWD     Y0, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X10
+	VPADDD       X2, X10, X10
+	VPUNPCKLDQ   X4, X3, X2
+	VPUNPCKHDQ   X4, X3, X3
+	VPADDD       X2, X3, X3
+	VPUNPCKLDQ   X6, X5, X2
+	VPUNPCKHDQ   X6, X5, X5
+	VPADDD       X2, X5, X5
+	VPUNPCKLQDQ  X5, X3, X2
+	VPUNPCKHQDQ  X5, X3, X3
+	VPADDD       X2, X3, X3
+	VPUNPCKLDQ   X8, X7, X2
+	VPUNPCKHDQ   X8, X7, X7
+	VPADDD       X2, X7, X7
+	VPUNPCKLDQ   X10, X9, X2
+	VPUNPCKHDQ   X10, X9, X9
+	VPADDD       X2, X9, X9
+	VPUNPCKLQDQ  X9, X7, X2
+	VPUNPCKHQDQ  X9, X7, X7
+	VPADDD       X2, X7, X7
+	VINSERTI128  $0x01, X7, Y3, Y2
+	VCVTDQ2PS    Y2, Y2
+	MOVWQZX      (DI), R10
+	MOVWQZX      (DI)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R10
+	MOVWQZX      (DI)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	MOVWQZX      (DI)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R10
+	MOVWQZX      (R8), R11
+	MOVWQZX      (R8)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	VMOVQ        R10, X4
+	VPINSRQ      $0x01, R11, X4, X4
+	VCVTPH2PS    X4, Y4
+	VPBROADCASTW (SI), X3
+	VCVTPH2PS    X3, Y5
+	VMULPS       Y5, Y4, Y4
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $0x22, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x22, R8
+	DECQ         R9
+	JNZ          mvQ8_0x8_block2
+	MOVQ         gap+48(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         AX, DI
 	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VMOVSS       X1, (AX)
-	VEXTRACTPS   $0x01, X1, (AX)(R10*1)
-	VEXTRACTPS   $0x02, X1, (AX)(R10*2)
-	LEAQ         (AX)(R10*2), R11
-	VEXTRACTPS   $0x03, X1, (R11)(R10*1)
-	ADDQ         $0x04, AX
-	ADDQ         DX, SI
-	ADDQ         DX, R8
-	ADDQ         DX, R9
-	ADDQ         DX, DI
-	DECQ         BX
-	JNZ          mvQ8_0x4_row1
+	VMOVSS       X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x01, X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x02, X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x03, X1, (DI)
+	ADDQ         SI, DI
+	VMOVSS       X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x01, X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x02, X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x03, X2, (DI)
+	MOVQ         step+56(FP), SI
+	LEAQ         (AX)(SI*4), AX
+	MOVQ         ldw+24(FP), DI
+	IMULQ        DI, SI
+	ADDQ         SI, CX
+	MOVQ         groups+40(FP), SI
+	DECQ         SI
+	MOVQ         SI, groups+40(FP)
+	JNZ          mvQ8_0x8_group1
 	VZEROUPPER
 	RET
 
@@ -1718,305 +1698,243 @@ DATA ones16<>+24(SB)/4, $0x00010001
 DATA ones16<>+28(SB)/4, $0x00010001
 GLOBL ones16<>(SB), RODATA|NOPTR, $32
 
-// func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·mvQ8_0x1(SB), NOSPLIT, $0-56
+// func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, F16C
+TEXT ·mvQ8_0x1(SB), NOSPLIT, $0-48
 	MOVQ    dst+0(FP), AX
-	MOVQ    xq+8(FP), CX
-	MOVQ    ldw+24(FP), DX
-	MOVQ    blocks+40(FP), BX
-	MOVQ    w+16(FP), SI
+	MOVQ    w+16(FP), CX
+	MOVQ    rows+40(FP), DX
 	VMOVDQU ones16<>+0(SB), Y0
 
 mvQ8_0x1_row1:
-	VXORPS       Y1, Y1, Y1
-	MOVQ         CX, DI
-	XORQ         R8, R8
-	MOVQ         nb+32(FP), R9
-	TESTQ        $0x00000001, R9
-	JZ           mvQ8_0x1_pairs2
-	VPBROADCASTW (DI), X2
-	VCVTPH2PS    X2, Y2
-	VMOVDQU      2(DI), Y3
-	VMOVDQU      2(SI)(R8*1), Y4
-	VPSIGNB      Y4, Y3, Y3
-	VPABSB       Y4, Y4
-	VPMADDUBSW   Y3, Y4, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VPBROADCASTW (SI)(R8*1), X4
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y2, Y4, Y4
-	VFMADD231PS  Y3, Y4, Y1
-	ADDQ         $0x22, DI
-	ADDQ         $0x22, R8
-	DECQ         R9
-	JZ           mvQ8_0x1_reduce
+	VXORPS X1, X1, X1
+	MOVQ   xq+8(FP), BX
+	MOVQ   CX, SI
+	MOVQ   nb+32(FP), DI
 
-mvQ8_0x1_pairs2:
-	VPBROADCASTW (DI), X2
-	VCVTPH2PS    X2, Y2
-	VMOVDQU      2(DI), Y3
-	VMOVDQU      2(SI)(R8*1), Y4
-	VPSIGNB      Y4, Y3, Y3
-	VPABSB       Y4, Y4
-	VPMADDUBSW   Y3, Y4, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VPBROADCASTW (SI)(R8*1), X4
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y2, Y4, Y4
-	VFMADD231PS  Y3, Y4, Y1
-	VPBROADCASTW 34(DI), X2
-	VCVTPH2PS    X2, Y2
-	VMOVDQU      36(DI), Y3
-	VMOVDQU      36(SI)(R8*1), Y4
-	VPSIGNB      Y4, Y3, Y3
-	VPABSB       Y4, Y4
-	VPMADDUBSW   Y3, Y4, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VPBROADCASTW 34(SI)(R8*1), X4
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y2, Y4, Y4
-	VFMADD231PS  Y3, Y4, Y1
-	ADDQ         $0x44, DI
-	ADDQ         $0x44, R8
-	SUBQ         $0x02, R9
-	JNZ          mvQ8_0x1_pairs2
-
-mvQ8_0x1_reduce:
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDSS       X2, X1, X1
+mvQ8_0x1_block2:
+	VMOVDQU      2(BX), Y2
+	VMOVDQU      2(SI), Y3
+	VPSIGNB      Y3, Y2, Y2
+	VPABSB       Y3, Y3
+	VPMADDUBSW   Y2, Y3, Y2
+	VPMADDWD     Y0, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VPADDD       X2, X3, X3
+	VPSHUFD      $0x4e, X3, X2
+	VPADDD       X2, X3, X3
+	VPSHUFD      $0xb1, X3, X2
+	VPADDD       X2, X3, X3
+	VCVTDQ2PS    X3, X3
+	VPBROADCASTW (SI), X2
+	VCVTPH2PS    X2, X2
+	VPBROADCASTW (BX), X4
+	VCVTPH2PS    X4, X4
+	VMULSS       X4, X2, X2
+	VMULSS       X2, X3, X3
+	VADDSS       X3, X1, X1
+	ADDQ         $0x22, BX
+	ADDQ         $0x22, SI
+	DECQ         DI
+	JNZ          mvQ8_0x1_block2
 	VMOVSS       X1, (AX)
 	ADDQ         $0x04, AX
-	ADDQ         DX, SI
-	DECQ         BX
+	MOVQ         ldw+24(FP), BX
+	ADDQ         BX, CX
+	DECQ         DX
 	JNZ          mvQ8_0x1_row1
 	VZEROUPPER
 	RET
 
-// func mvQ4_0x4(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·mvQ4_0x4(SB), NOSPLIT, $0-56
+// func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·mvQ4_0x8(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
-	MOVQ    xq+8(FP), CX
-	MOVQ    ldw+24(FP), DX
-	MOVQ    blocks+40(FP), BX
-	MOVQ    w+16(FP), SI
-	MOVQ    gap+48(FP), DI
-	IMULQ   DX, DI
-	LEAQ    (SI)(DI*1), R8
-	LEAQ    (R8)(DI*1), R9
-	LEAQ    (R9)(DI*1), DI
-	MOVQ    gap+48(FP), R10
-	SHLQ    $0x02, R10
+	MOVQ    w+16(FP), CX
+	MOVQ    gap+48(FP), DX
+	MOVQ    ldw+24(FP), BX
+	IMULQ   BX, DX
+	LEAQ    (DX)(DX*2), BX
 	VMOVDQU ones16<>+0(SB), Y0
-	VMOVDQU ones8<>+0(SB), Y1
 
-mvQ4_0x4_row1:
-	VXORPS         Y2, Y2, Y2
-	VXORPS         Y3, Y3, Y3
-	VXORPS         Y4, Y4, Y4
-	VXORPS         Y5, Y5, Y5
-	MOVQ           CX, R11
-	XORQ           R12, R12
-	MOVQ           nb+32(FP), R13
-	TESTQ          $0x00000001, R13
-	JZ             mvQ4_0x4_pairs2
-	VPBROADCASTW   (R11), X6
-	VCVTPH2PS      X6, Y6
-	VMOVDQU        2(R11), Y7
-	VPMADDUBSW     Y7, Y1, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VPSLLD         $0x03, Y8, Y8
-	VBROADCASTI128 2(SI)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (SI)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y2
-	VBROADCASTI128 2(R8)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R8)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y3
-	VBROADCASTI128 2(R9)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R9)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y4
-	VBROADCASTI128 2(DI)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VPBROADCASTW   (DI)(R12*1), X8
-	VCVTPH2PS      X8, Y8
-	VMULPS         Y6, Y8, Y8
-	VFMADD231PS    Y7, Y8, Y5
-	ADDQ           $0x22, R11
-	ADDQ           $0x12, R12
-	DECQ           R13
-	JZ             mvQ4_0x4_reduce
+mvQ4_0x8_group1:
+	VXORPS Y1, Y1, Y1
+	MOVQ   xq+8(FP), SI
+	MOVQ   CX, DI
+	LEAQ   (CX)(DX*4), R8
+	MOVQ   nb+32(FP), R9
 
-mvQ4_0x4_pairs2:
-	VPBROADCASTW   (R11), X6
-	VCVTPH2PS      X6, Y6
-	VMOVDQU        2(R11), Y7
-	VPMADDUBSW     Y7, Y1, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VPSLLD         $0x03, Y8, Y8
-	VBROADCASTI128 2(SI)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (SI)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y2
-	VBROADCASTI128 2(R8)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R8)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y3
-	VBROADCASTI128 2(R9)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R9)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y4
-	VBROADCASTI128 2(DI)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VPBROADCASTW   (DI)(R12*1), X8
-	VCVTPH2PS      X8, Y8
-	VMULPS         Y6, Y8, Y8
-	VFMADD231PS    Y7, Y8, Y5
-	VPBROADCASTW   34(R11), X6
-	VCVTPH2PS      X6, Y6
-	VMOVDQU        36(R11), Y7
-	VPMADDUBSW     Y7, Y1, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VPSLLD         $0x03, Y8, Y8
-	VBROADCASTI128 20(SI)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   18(SI)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y2
-	VBROADCASTI128 20(R8)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   18(R8)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y3
-	VBROADCASTI128 20(R9)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VPSUBD         Y8, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   18(R9)(R12*1), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y6, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y4
-	VBROADCASTI128 20(DI)(R12*1), Y9
-	VPSRLVD        shift4<>+0(SB), Y9, Y9
-	VPAND          nibble<>+0(SB), Y9, Y9
-	VPMADDUBSW     Y7, Y9, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VPBROADCASTW   18(DI)(R12*1), X8
-	VCVTPH2PS      X8, Y8
-	VMULPS         Y6, Y8, Y8
-	VFMADD231PS    Y7, Y8, Y5
-	ADDQ           $0x44, R11
-	ADDQ           $0x24, R12
-	SUBQ           $0x02, R13
-	JNZ            mvQ4_0x4_pairs2
-
-mvQ4_0x4_reduce:
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y4, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X3
-	VADDPS       X3, X2, X2
-	VMOVSS       X2, (AX)
-	VEXTRACTPS   $0x01, X2, (AX)(R10*1)
-	VEXTRACTPS   $0x02, X2, (AX)(R10*2)
-	LEAQ         (AX)(R10*2), R11
-	VEXTRACTPS   $0x03, X2, (R11)(R10*1)
-	ADDQ         $0x04, AX
-	ADDQ         DX, SI
-	ADDQ         DX, R8
-	ADDQ         DX, R9
-	ADDQ         DX, DI
-	DECQ         BX
-	JNZ          mvQ4_0x4_row1
+mvQ4_0x8_block2:
+	VMOVDQU      2(SI), Y2
+	VMOVDQU      2(SI), X3
+	VMOVDQU      18(SI), X4
+	PREFETCHT0   512(DI)
+	VMOVDQU      2(DI), X5
+	VPSRLW       $0x04, X5, X6
+	VPAND        nibble<>+0(SB), X5, X5
+	VPAND        nibble<>+0(SB), X6, X6
+	VPMADDUBSW   X3, X5, X5
+	VPMADDUBSW   X4, X6, X6
+	VPADDW       X6, X5, X5
+	VPMADDWD     X0, X5, X5
+	PREFETCHT0   512(DI)(DX*1)
+	VMOVDQU      2(DI)(DX*1), X6
+	VPSRLW       $0x04, X6, X7
+	VPAND        nibble<>+0(SB), X6, X6
+	VPAND        nibble<>+0(SB), X7, X7
+	VPMADDUBSW   X3, X6, X6
+	VPMADDUBSW   X4, X7, X7
+	VPADDW       X7, X6, X6
+	VPMADDWD     X0, X6, X6
+	PREFETCHT0   512(DI)(DX*2)
+	VMOVDQU      2(DI)(DX*2), X7
+	VPSRLW       $0x04, X7, X8
+	VPAND        nibble<>+0(SB), X7, X7
+	VPAND        nibble<>+0(SB), X8, X8
+	VPMADDUBSW   X3, X7, X7
+	VPMADDUBSW   X4, X8, X8
+	VPADDW       X8, X7, X7
+	VPMADDWD     X0, X7, X7
+	PREFETCHT0   512(DI)(BX*1)
+	VMOVDQU      2(DI)(BX*1), X8
+	VPSRLW       $0x04, X8, X9
+	VPAND        nibble<>+0(SB), X8, X8
+	VPAND        nibble<>+0(SB), X9, X9
+	VPMADDUBSW   X3, X8, X8
+	VPMADDUBSW   X4, X9, X9
+	VPADDW       X9, X8, X8
+	VPMADDWD     X0, X8, X8
+	PREFETCHT0   512(R8)
+	VMOVDQU      2(R8), X9
+	VPSRLW       $0x04, X9, X10
+	VPAND        nibble<>+0(SB), X9, X9
+	VPAND        nibble<>+0(SB), X10, X10
+	VPMADDUBSW   X3, X9, X9
+	VPMADDUBSW   X4, X10, X10
+	VPADDW       X10, X9, X9
+	VPMADDWD     X0, X9, X9
+	PREFETCHT0   512(R8)(DX*1)
+	VMOVDQU      2(R8)(DX*1), X10
+	VPSRLW       $0x04, X10, X11
+	VPAND        nibble<>+0(SB), X10, X10
+	VPAND        nibble<>+0(SB), X11, X11
+	VPMADDUBSW   X3, X10, X10
+	VPMADDUBSW   X4, X11, X11
+	VPADDW       X11, X10, X10
+	VPMADDWD     X0, X10, X10
+	PREFETCHT0   512(R8)(DX*2)
+	VMOVDQU      2(R8)(DX*2), X11
+	VPSRLW       $0x04, X11, X12
+	VPAND        nibble<>+0(SB), X11, X11
+	VPAND        nibble<>+0(SB), X12, X12
+	VPMADDUBSW   X3, X11, X11
+	VPMADDUBSW   X4, X12, X12
+	VPADDW       X12, X11, X11
+	VPMADDWD     X0, X11, X11
+	PREFETCHT0   512(R8)(BX*1)
+	VMOVDQU      2(R8)(BX*1), X12
+	VPSRLW       $0x04, X12, X13
+	VPAND        nibble<>+0(SB), X12, X12
+	VPAND        nibble<>+0(SB), X13, X13
+	VPMADDUBSW   X3, X12, X12
+	VPMADDUBSW   X4, X13, X13
+	VPADDW       X13, X12, X12
+	VPMADDWD     X0, X12, X12
+	VPUNPCKLDQ   X6, X5, X3
+	VPUNPCKHDQ   X6, X5, X5
+	VPADDD       X3, X5, X5
+	VPUNPCKLDQ   X8, X7, X3
+	VPUNPCKHDQ   X8, X7, X7
+	VPADDD       X3, X7, X7
+	VPUNPCKLQDQ  X7, X5, X3
+	VPUNPCKHQDQ  X7, X5, X5
+	VPADDD       X3, X5, X5
+	VPUNPCKLDQ   X10, X9, X3
+	VPUNPCKHDQ   X10, X9, X9
+	VPADDD       X3, X9, X9
+	VPUNPCKLDQ   X12, X11, X3
+	VPUNPCKHDQ   X12, X11, X11
+	VPADDD       X3, X11, X11
+	VPUNPCKLQDQ  X11, X9, X3
+	VPUNPCKHQDQ  X11, X9, X9
+	VPADDD       X3, X9, X9
+	VINSERTI128  $0x01, X9, Y5, Y3
+	VMOVDQU      ones8<>+0(SB), Y4
+	VPMADDUBSW   Y2, Y4, Y2
+	VPMADDWD     Y0, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X4
+	VPADDD       X4, X2, X2
+	VPSHUFD      $0x4e, X2, X4
+	VPADDD       X4, X2, X2
+	VPSHUFD      $0xb1, X2, X4
+	VPADDD       X4, X2, X2
+	VPSLLD       $0x03, X2, X2
+	VPBROADCASTD X2, Y2
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	MOVWQZX      (DI), R10
+	MOVWQZX      (DI)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R10
+	MOVWQZX      (DI)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	MOVWQZX      (DI)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R10
+	MOVWQZX      (R8), R11
+	MOVWQZX      (R8)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	VMOVQ        R10, X2
+	VPINSRQ      $0x01, R11, X2, X2
+	VCVTPH2PS    X2, Y2
+	VPBROADCASTW (SI), X4
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y4, Y2, Y2
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x22, SI
+	ADDQ         $0x12, DI
+	ADDQ         $0x12, R8
+	DECQ         R9
+	JNZ          mvQ4_0x8_block2
+	MOVQ         gap+48(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         AX, DI
+	VEXTRACTF128 $0x01, Y1, X2
+	VMOVSS       X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x01, X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x02, X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x03, X1, (DI)
+	ADDQ         SI, DI
+	VMOVSS       X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x01, X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x02, X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x03, X2, (DI)
+	MOVQ         step+56(FP), SI
+	LEAQ         (AX)(SI*4), AX
+	MOVQ         ldw+24(FP), DI
+	IMULQ        DI, SI
+	ADDQ         SI, CX
+	MOVQ         groups+40(FP), SI
+	DECQ         SI
+	MOVQ         SI, groups+40(FP)
+	JNZ          mvQ4_0x8_group1
 	VZEROUPPER
 	RET
-
-DATA ones8<>+0(SB)/4, $0x01010101
-DATA ones8<>+4(SB)/4, $0x01010101
-DATA ones8<>+8(SB)/4, $0x01010101
-DATA ones8<>+12(SB)/4, $0x01010101
-DATA ones8<>+16(SB)/4, $0x01010101
-DATA ones8<>+20(SB)/4, $0x01010101
-DATA ones8<>+24(SB)/4, $0x01010101
-DATA ones8<>+28(SB)/4, $0x01010101
-GLOBL ones8<>(SB), RODATA|NOPTR, $32
 
 DATA nibble<>+0(SB)/4, $0x0f0f0f0f
 DATA nibble<>+4(SB)/4, $0x0f0f0f0f
@@ -2028,95 +1946,75 @@ DATA nibble<>+24(SB)/4, $0x0f0f0f0f
 DATA nibble<>+28(SB)/4, $0x0f0f0f0f
 GLOBL nibble<>(SB), RODATA|NOPTR, $32
 
-// func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·mvQ4_0x1(SB), NOSPLIT, $0-56
+DATA ones8<>+0(SB)/4, $0x01010101
+DATA ones8<>+4(SB)/4, $0x01010101
+DATA ones8<>+8(SB)/4, $0x01010101
+DATA ones8<>+12(SB)/4, $0x01010101
+DATA ones8<>+16(SB)/4, $0x01010101
+DATA ones8<>+20(SB)/4, $0x01010101
+DATA ones8<>+24(SB)/4, $0x01010101
+DATA ones8<>+28(SB)/4, $0x01010101
+GLOBL ones8<>(SB), RODATA|NOPTR, $32
+
+// func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, F16C
+TEXT ·mvQ4_0x1(SB), NOSPLIT, $0-48
 	MOVQ    dst+0(FP), AX
-	MOVQ    xq+8(FP), CX
-	MOVQ    ldw+24(FP), DX
-	MOVQ    blocks+40(FP), BX
-	MOVQ    w+16(FP), SI
+	MOVQ    w+16(FP), CX
+	MOVQ    rows+40(FP), DX
 	VMOVDQU ones16<>+0(SB), Y0
-	VMOVDQU ones8<>+0(SB), Y1
 
 mvQ4_0x1_row1:
-	VXORPS         Y2, Y2, Y2
-	MOVQ           CX, DI
-	XORQ           R8, R8
-	MOVQ           nb+32(FP), R9
-	TESTQ          $0x00000001, R9
-	JZ             mvQ4_0x1_pairs2
-	VPBROADCASTW   (DI), X3
-	VCVTPH2PS      X3, Y3
-	VMOVDQU        2(DI), Y4
-	VPMADDUBSW     Y4, Y1, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VPSLLD         $0x03, Y5, Y5
-	VBROADCASTI128 2(SI)(R8*1), Y6
-	VPSRLVD        shift4<>+0(SB), Y6, Y6
-	VPAND          nibble<>+0(SB), Y6, Y6
-	VPMADDUBSW     Y4, Y6, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VPSUBD         Y5, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VPBROADCASTW   (SI)(R8*1), X5
-	VCVTPH2PS      X5, Y5
-	VMULPS         Y3, Y5, Y5
-	VFMADD231PS    Y4, Y5, Y2
-	ADDQ           $0x22, DI
-	ADDQ           $0x12, R8
-	DECQ           R9
-	JZ             mvQ4_0x1_reduce
+	VXORPS X1, X1, X1
+	MOVQ   xq+8(FP), BX
+	MOVQ   CX, SI
+	MOVQ   nb+32(FP), DI
 
-mvQ4_0x1_pairs2:
-	VPBROADCASTW   (DI), X3
-	VCVTPH2PS      X3, Y3
-	VMOVDQU        2(DI), Y4
-	VPMADDUBSW     Y4, Y1, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VPSLLD         $0x03, Y5, Y5
-	VBROADCASTI128 2(SI)(R8*1), Y6
-	VPSRLVD        shift4<>+0(SB), Y6, Y6
-	VPAND          nibble<>+0(SB), Y6, Y6
-	VPMADDUBSW     Y4, Y6, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VPSUBD         Y5, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VPBROADCASTW   (SI)(R8*1), X5
-	VCVTPH2PS      X5, Y5
-	VMULPS         Y3, Y5, Y5
-	VFMADD231PS    Y4, Y5, Y2
-	VPBROADCASTW   34(DI), X3
-	VCVTPH2PS      X3, Y3
-	VMOVDQU        36(DI), Y4
-	VPMADDUBSW     Y4, Y1, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VPSLLD         $0x03, Y5, Y5
-	VBROADCASTI128 20(SI)(R8*1), Y6
-	VPSRLVD        shift4<>+0(SB), Y6, Y6
-	VPAND          nibble<>+0(SB), Y6, Y6
-	VPMADDUBSW     Y4, Y6, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VPSUBD         Y5, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VPBROADCASTW   18(SI)(R8*1), X5
-	VCVTPH2PS      X5, Y5
-	VMULPS         Y3, Y5, Y5
-	VFMADD231PS    Y4, Y5, Y2
-	ADDQ           $0x44, DI
-	ADDQ           $0x24, R8
-	SUBQ           $0x02, R9
-	JNZ            mvQ4_0x1_pairs2
-
-mvQ4_0x1_reduce:
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X3
-	VADDSS       X3, X2, X2
-	VMOVSS       X2, (AX)
+mvQ4_0x1_block2:
+	VMOVDQU      2(BX), Y2
+	VMOVDQU      2(BX), X3
+	VMOVDQU      18(BX), X4
+	VMOVDQU      2(SI), X5
+	VPSRLW       $0x04, X5, X6
+	VPAND        nibble<>+0(SB), X5, X5
+	VPAND        nibble<>+0(SB), X6, X6
+	VPMADDUBSW   X3, X5, X5
+	VPMADDUBSW   X4, X6, X6
+	VPADDW       X6, X5, X5
+	VPMADDWD     X0, X5, X5
+	VPSHUFD      $0x4e, X5, X3
+	VPADDD       X3, X5, X5
+	VPSHUFD      $0xb1, X5, X3
+	VPADDD       X3, X5, X5
+	VMOVDQU      ones8<>+0(SB), Y3
+	VPMADDUBSW   Y2, Y3, Y2
+	VPMADDWD     Y0, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VPADDD       X3, X2, X2
+	VPSHUFD      $0x4e, X2, X3
+	VPADDD       X3, X2, X2
+	VPSHUFD      $0xb1, X2, X3
+	VPADDD       X3, X2, X2
+	VPSLLD       $0x03, X2, X2
+	VPBROADCASTD X2, Y2
+	VPSUBD       X2, X5, X5
+	VCVTDQ2PS    X5, X5
+	VPBROADCASTW (SI), X2
+	VCVTPH2PS    X2, X2
+	VPBROADCASTW (BX), X3
+	VCVTPH2PS    X3, X3
+	VMULSS       X3, X2, X2
+	VMULSS       X2, X5, X5
+	VADDSS       X5, X1, X1
+	ADDQ         $0x22, BX
+	ADDQ         $0x12, SI
+	DECQ         DI
+	JNZ          mvQ4_0x1_block2
+	VMOVSS       X1, (AX)
 	ADDQ         $0x04, AX
-	ADDQ         DX, SI
-	DECQ         BX
+	MOVQ         ldw+24(FP), BX
+	ADDQ         BX, CX
+	DECQ         DX
 	JNZ          mvQ4_0x1_row1
 	VZEROUPPER
 	RET

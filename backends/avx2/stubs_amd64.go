@@ -54,29 +54,29 @@ func matvecBF(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 //go:noescape
 func wsumH(out *float32, v *uint16, stride int, p *float32, n int, hd int)
 
-// mvQ8_0x4 computes dst[r] = Σ_b float32(Σ_j w_bj·x_bj)·(dw_b·dx_b) for the rows r = q·gap + i,
-// q < 4, i < blocks (blocks ≥ 1), of q8_0 weights w (row r at w + r·ldw bytes, nb blocks)
-// and the q8_0 activation blocks xq.
+// mvQ8_0x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q8_0 matrix w
+// (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =
+// Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference.
 //
 //go:noescape
-func mvQ8_0x4(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+func mvQ8_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
 
-// mvQ8_0x1 is mvQ8_0x4 for the rows r < blocks (gap is unused), one at a time.
+// mvQ8_0x1 is mvQ8_0x8 for the rows r < rows (≥ 1), one at a time.
 //
 //go:noescape
-func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)
 
-// mvQ4_0x4 computes dst[r] = Σ_b float32(Σ_j w_bj·x_bj)·(dw_b·dx_b) for the rows r = q·gap + i,
-// q < 4, i < blocks (blocks ≥ 1), of q4_0 weights w (row r at w + r·ldw bytes, nb blocks)
-// and the q8_0 activation blocks xq.
+// mvQ4_0x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q4_0 matrix w
+// (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =
+// Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference.
 //
 //go:noescape
-func mvQ4_0x4(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
 
-// mvQ4_0x1 is mvQ4_0x4 for the rows r < blocks (gap is unused), one at a time.
+// mvQ4_0x1 is mvQ4_0x8 for the rows r < rows (≥ 1), one at a time.
 //
 //go:noescape
-func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)
+func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)
 
 // sum returns Σ x[i] over i < n.
 //

@@ -2,13 +2,18 @@
 
 // Package neon is the NEON (Advanced SIMD) backend for arm64. It registers itself as
 // "neon" when the CPU has ASIMD (every ARMv8-A core does; the feature comes from the
-// kernel's HWCAP on Linux) and implements the float32 kernels in Go assembly
-// (neon_arm64.s): matrix products, dot products, attention, softmax, the norms, the
-// activations, RoPE, Add and Scale. GELUErf, ReLU, AttentionF16 and matrix products
-// with weights that are not float32 are the embedded reference's.
+// kernel's HWCAP on Linux) and implements in Go assembly (neon_arm64.s): matrix
+// products with f32, f16 and bf16 weights (the half-precision weights converted as they
+// are loaded), matrix products of q8_0 and q4_0 weights with q8_0-quantized activations
+// (kernels.Q8Kernels: integer block dot products with SDOT where the CPU has the ARMv8.2
+// dot-product extension, cpuid.ASIMDDP, and with widening multiplies where it has not),
+// dot products, attention, softmax, the norms, the activations, RoPE, Add and Scale.
+// GELUErf, ReLU, AttentionF16, MatMul of q8_0 and q4_0 weights with float32 activations
+// and MatMulQ8 of f32, f16 and bf16 weights are the embedded reference's.
 package neon
 
 import (
+	"encoding/binary"
 	"math"
 
 	"github.com/klauspost/cpuid/v2"
@@ -24,15 +29,30 @@ func init() {
 		Priority: 20,
 		Arch:     "arm64",
 		Requires: []cpuid.FeatureID{cpuid.ASIMD},
-		New:      func() kernels.Kernels { return Kernels{} },
+		New:      func() kernels.Kernels { return New() },
 	})
 }
 
-// Kernels implements kernels.Kernels with NEON assembly. The embedded Reference supplies
-// the kernels it does not override (GELUErf, ReLU, AttentionF16).
-type Kernels struct{ kernels.Reference }
+// Kernels implements kernels.Kernels and kernels.Q8Kernels with NEON assembly. The
+// embedded Reference supplies the kernels it does not override (GELUErf, ReLU,
+// AttentionF16, MatMul on q8_0 and q4_0 weights, MatMulQ8 on f32, f16 and bf16 weights).
+// The zero value runs on every ARMv8-A CPU; New also uses the instructions this CPU has.
+type Kernels struct {
+	kernels.Reference
 
-var _ kernels.Kernels = Kernels{}
+	// dotProd selects MatMulQ8's kernels with SDOT (ARMv8.2 dot product); the results
+	// are the same without.
+	dotProd bool
+}
+
+var (
+	_ kernels.Kernels   = Kernels{}
+	_ kernels.Q8Kernels = Kernels{}
+)
+
+// New returns the kernels for this CPU: MatMulQ8 uses the dot-product instructions
+// when cpuid reports them (cpuid.ASIMDDP, from HWCAP on Linux).
+func New() Kernels { return Kernels{dotProd: cpuid.CPU.Supports(cpuid.ASIMDDP)} }
 
 // Name implements kernels.Kernels.
 func (Kernels) Name() string { return "neon" }
@@ -40,16 +60,31 @@ func (Kernels) Name() string { return "neon" }
 // Dot implements kernels.Kernels.
 func (Kernels) Dot(a, b []float32) float32 { return dotAsm(a, b[:len(a)]) }
 
-// MatMul implements kernels.Kernels. Rows are computed four at a time by matmulF32 and
-// the (r1-r0)%4 left over one at a time by rowDotAsm, both over the first n&^3 columns
-// and in the same order; the last n%4 columns are added here. So an output does not
-// depend on the row range it was computed in, and results are bit-identical for every
-// thread count. Matrices that are not float32 go to the reference.
+// MatMul implements kernels.Kernels for f32, f16 and bf16 weights; q8_0 and q4_0
+// weights with float32 activations go to the reference (the engine multiplies those with
+// MatMulQ8).
+//
+// Rows are computed four at a time by the assembly (matmulF32, matmulF16, matmulBF16),
+// over the first n&^3 columns; the last n%4 columns are added here. The (r1-r0)%4 rows
+// left over go through the same assembly one at a time (rowDotAsm for f32, which sums in
+// the same order; for f16 and bf16 the 4-row kernel with a row stride of 0, all four
+// lanes on the one row). So an output does not depend on the row range it was computed
+// in, and results are bit-identical for every thread count. The f16 and bf16 weights are
+// converted to float32 exactly as they are loaded, so MatMul on them equals MatMul on the
+// converted f32 matrix bit for bit, as in the reference.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
-	if w.DType != format.F32 {
+	switch w.DType {
+	case format.F32:
+		matmulF32Rows(dst, ld, x, T, w, bias, r0, r1)
+	case format.F16, format.BF16:
+		matmulHalfRows(dst, ld, x, T, w, bias, r0, r1)
+	default:
 		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1)
-		return
 	}
+}
+
+// matmulF32Rows is MatMul for f32 weights.
+func matmulF32Rows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
 	if r0 >= r1 || T <= 0 {
 		return
 	}
@@ -58,8 +93,9 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		wf = format.BytesToF32(w.Data)
 	}
 	n := w.Cols
-	x = x[:T*n]
-	d := dst[r0 : (T-1)*ld+r1] // dst[t*ld + r] is d[t*ld + r - r0]
+	wf = exact(wf)
+	x = exact(x)[:T*n]
+	d := outRows(dst, ld, T, r0, r1) // dst[t*ld + r] is d[t*ld + r - r0]
 	nr := r1 - r0
 	rows4 := nr &^ 3
 	kn := n &^ 3
@@ -91,11 +127,171 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 			}
 		}
 	}
-	if bias != nil {
-		b := bias[r0:r1]
+	addBias(d, ld, T, nr, bias, r0, r1)
+}
+
+// leftoverTokens is how many tokens a leftover row is computed for per call: the 4-row
+// kernels then write 4·leftoverTokens outputs to a scratch array on the stack.
+const leftoverTokens = 16
+
+// matmulHalfRows is MatMul for f16 and bf16 weights.
+func matmulHalfRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+	if r0 >= r1 || T <= 0 {
+		return
+	}
+	n := w.Cols
+	rb := 2 * n
+	data := exact(w.Data)[r0*rb : r1*rb] // the rows r0..r1-1: panics on short weights
+	x = exact(x)[:T*n]
+	d := outRows(dst, ld, T, r0, r1)
+	bf := w.DType == format.BF16
+	nr := r1 - r0
+	rows4 := nr &^ 3
+	kn := n &^ 3
+	if kn == 0 {
 		for t := 0; t < T; t++ {
-			addAsm(d[t*ld:t*ld+nr], b)
+			clear(d[t*ld : t*ld+nr])
 		}
+	} else {
+		if rows4 > 0 {
+			matmulHalf(bf, d, ld, x, T, data[:rows4*rb], n, rb, rows4)
+		}
+		if rows4 < nr {
+			var tmp [4 * leftoverTokens]float32
+			for r := rows4; r < nr; r++ {
+				wr := data[r*rb : (r+1)*rb]
+				for t0 := 0; t0 < T; t0 += leftoverTokens {
+					tn := min(leftoverTokens, T-t0)
+					matmulHalf(bf, tmp[:4*tn], 4, x[t0*n:(t0+tn)*n], tn, wr, n, 0, 4)
+					for t := 0; t < tn; t++ {
+						d[(t0+t)*ld+r] = tmp[4*t]
+					}
+				}
+			}
+		}
+	}
+	if kn < n {
+		for t := 0; t < T; t++ {
+			xt := x[t*n+kn : (t+1)*n]
+			for r := 0; r < nr; r++ {
+				wr := data[r*rb+2*kn : (r+1)*rb]
+				s := d[t*ld+r]
+				for i, v := range xt {
+					h := binary.LittleEndian.Uint16(wr[2*i:])
+					if bf {
+						s += v * kernels.BF16ToF32(h)
+					} else {
+						s += v * kernels.F16ToF32(h)
+					}
+				}
+				d[t*ld+r] = s
+			}
+		}
+	}
+	addBias(d, ld, T, nr, bias, r0, r1)
+}
+
+// addBias adds bias[r0:r1] to the nr = r1-r0 outputs of each of the T tokens in d (which
+// starts at row r0) when bias is not nil.
+func addBias(d []float32, ld, T, nr int, bias []float32, r0, r1 int) {
+	if bias == nil {
+		return
+	}
+	b := exact(bias)[r0:r1]
+	for t := 0; t < T; t++ {
+		addAsm(d[t*ld:t*ld+nr], b)
+	}
+}
+
+// outRows returns dst[r0 : (T-1)*ld+r1], what a kernel writes for rows r0..r1-1 of T
+// tokens, and panics, as the reference would on its first bad index, when that is not
+// within len(dst) or when ld is negative.
+func outRows(dst []float32, ld, T, r0, r1 int) []float32 {
+	if ld < 0 && T > 1 {
+		panic("neon: negative ld")
+	}
+	return exact(dst)[r0 : (T-1)*ld+r1]
+}
+
+// exact returns s with its capacity cut to its length, so that slicing it panics where
+// indexing would: the assembly must not touch the elements between len(s) and cap(s).
+func exact[E any](s []E) []E { return s[:len(s):len(s)] }
+
+// MatMulQ8 implements kernels.Q8Kernels. q8_0 and q4_0 weights are the assembly's
+// (matQ8Sdot, matQ4Sdot with the dot-product instructions, matQ8Mull, matQ4Mull without);
+// f32, f16 and bf16 weights, and rows that are not whole blocks, the reference's.
+//
+// Every output is computed as in the reference — per block an exact integer dot product,
+// converted to float32 and multiplied by dw·dx, added in block order in float32 — so it
+// equals the reference's bit for bit, and does not depend on the row range, the batch or
+// which instructions the CPU has. The assembly takes rows four at a time (one per vector
+// lane) and, for T > 1, tokens four at a time per block of weights; the (r1-r0)%4 rows
+// left over go through the same assembly with a row stride of 0.
+func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+	var bb int // weight block bytes
+	switch w.DType {
+	case format.Q8_0:
+		bb = kernels.BlockQ8_0
+	case format.Q4_0:
+		bb = kernels.BlockQ4_0
+	}
+	q4 := w.DType == format.Q4_0
+	n := w.Cols
+	if bb == 0 || n%format.QBlock != 0 {
+		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1)
+		return
+	}
+	if r0 >= r1 || T <= 0 {
+		return
+	}
+	nb := n / format.QBlock
+	rb := nb * bb                // bytes per weight row
+	xb := nb * kernels.BlockQ8_0 // bytes per token
+	xq = exact(xq)[:T*xb]
+	data := exact(w.Data)[r0*rb : r1*rb]
+	d := outRows(dst, ld, T, r0, r1)
+	nr := r1 - r0
+	rows4 := nr &^ 3
+	if rows4 > 0 {
+		k.matQ(q4, d, ld, xq, T, data[:rows4*rb], rb, nb, rows4)
+	}
+	if rows4 < nr {
+		var tmp [4 * leftoverTokens]float32
+		for r := rows4; r < nr; r++ {
+			wr := data[r*rb : (r+1)*rb]
+			for t0 := 0; t0 < T; t0 += leftoverTokens {
+				tn := min(leftoverTokens, T-t0)
+				k.matQ(q4, tmp[:4*tn], 4, xq[t0*xb:(t0+tn)*xb], tn, wr, 0, nb, 4)
+				for t := 0; t < tn; t++ {
+					d[(t0+t)*ld+r] = tmp[4*t]
+				}
+			}
+		}
+	}
+	addBias(d, ld, T, nr, bias, r0, r1)
+}
+
+// matQ calls the assembly for q4_0 or q8_0 weights, with SDOT when k has it. (Direct
+// calls, not function values, so that the scratch arrays stay on the stack.)
+func (k Kernels) matQ(q4 bool, dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int) {
+	switch {
+	case q4 && k.dotProd:
+		matQ4Sdot(dst, ld, xq, T, w, wstride, nb, rows)
+	case q4:
+		matQ4Mull(dst, ld, xq, T, w, wstride, nb, rows)
+	case k.dotProd:
+		matQ8Sdot(dst, ld, xq, T, w, wstride, nb, rows)
+	default:
+		matQ8Mull(dst, ld, xq, T, w, wstride, nb, rows)
+	}
+}
+
+// matmulHalf calls matmulBF16 or matmulF16.
+func matmulHalf(bf bool, dst []float32, ld int, x []float32, T int, w []byte, n, wstride, rows int) {
+	if bf {
+		matmulBF16(dst, ld, x, T, w, n, wstride, rows)
+	} else {
+		matmulF16(dst, ld, x, T, w, n, wstride, rows)
 	}
 }
 

@@ -1164,3 +1164,537 @@ next:
 
 done:
 	RET
+
+// ---------------------------------------------------------------------------------------
+// Weights that are not float32.
+//
+// More encodings the assembler has no mnemonic for, in the same operand order as above
+// (register numbers, sources first, destination last):
+
+// SDOT Vd.4S, Vn.16B, Vm.16B (ARMv8.2 dot product): each lane of Vd += the sum of the
+// four products of the signed bytes in the same lane of Vn and Vm
+#define SDOT4S(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
+// SMULL Vd.8H, Vn.8B, Vm.8B: signed bytes 0-7 multiplied to halfwords
+#define SMULL8H(m, n, d) WORD $(0x0E20C000 | ((m)<<16) | ((n)<<5) | (d))
+// SMULL2 Vd.8H, Vn.16B, Vm.16B: the same for bytes 8-15
+#define SMULL28H(m, n, d) WORD $(0x4E20C000 | ((m)<<16) | ((n)<<5) | (d))
+// SMLAL Vd.8H, Vn.8B, Vm.8B: Vd += products of signed bytes 0-7
+#define SMLAL8H(m, n, d) WORD $(0x0E208000 | ((m)<<16) | ((n)<<5) | (d))
+// SMLAL2 Vd.8H, Vn.16B, Vm.16B: Vd += products of signed bytes 8-15
+#define SMLAL28H(m, n, d) WORD $(0x4E208000 | ((m)<<16) | ((n)<<5) | (d))
+// SADDLP Vd.4S, Vn.8H: Vd = sums of adjacent pairs of signed halfwords
+#define SADDLP4S(n, d) WORD $(0x4E602800 | ((n)<<5) | (d))
+// SADALP Vd.4S, Vn.8H: Vd += sums of adjacent pairs of signed halfwords
+#define SADALP4S(n, d) WORD $(0x4E606800 | ((n)<<5) | (d))
+// ADDP Vd.4S, Vn.4S, Vm.4S (integer): Vd = {n0+n1, n2+n3, m0+m1, m2+m3}
+#define ADDP4S(m, n, d) WORD $(0x4EA0BC00 | ((m)<<16) | ((n)<<5) | (d))
+// MOVI Vd.2D, #0
+#define MOVI0(d) WORD $(0x6F00E400 | (d))
+// FCVTL Vd.4S, Vn.4H: halves 0-3 of Vn to float32 (exact)
+#define FCVTL4S(n, d) WORD $(0x0E217800 | ((n)<<5) | (d))
+// FCVTL2 Vd.4S, Vn.8H: halves 4-7 of Vn to float32 (exact)
+#define FCVTL24S(n, d) WORD $(0x4E217800 | ((n)<<5) | (d))
+// SHLL Vd.4S, Vn.4H, #16: halfwords 0-3 of Vn to the high halves of words (bfloat16 to
+// float32, exact)
+#define SHLL4S(n, d) WORD $(0x2E613800 | ((n)<<5) | (d))
+// SHLL2 Vd.4S, Vn.8H, #16: the same for halfwords 4-7
+#define SHLL24S(n, d) WORD $(0x6E613800 | ((n)<<5) | (d))
+// FMUL Vd.4S, Vn.4S, Vm.S[i] (by element)
+#define FMULE4S(m, i, n, d) WORD $(0x4F809000 | (((i)&1)<<21) | (((i)>>1)<<11) | ((m)<<16) | ((n)<<5) | (d))
+
+// ---------------------------------------------------------------------------------------
+// q8_0 and q4_0 weights times q8_0 activations (MatMulQ8).
+//
+// func matQ8Sdot(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+// and matQ8Mull, matQ4Sdot, matQ4Mull with the same arguments: for t < T and r < rows
+// (a multiple of 4),
+//
+//	dst[t*ld + r] = Σ_{b < nb} float32(Σ_j wq_j·xq_j) · (dw_b · dx_b)
+//
+// with weight row r at w[r*wstride:] (nb blocks of 34 bytes for q8_0, 18 for q4_0) and
+// token t's activations at xq[t*nb*34:]. The block's integer dot product is exact (SDOT,
+// or SMULL/SMLAL then SADDLP/SADALP where two products share a halfword, which holds for
+// |xq| ≤ 127), so every output is the same sequence of float32 operations as in the
+// reference — convert, multiply the scales, multiply, add, in block order — whatever
+// tile it is computed in.
+//
+// Rows are taken four at a time, one per lane: for each group of 4 rows (kept hot in L1)
+// the tokens go in tiles of 4, then one at a time; in a tile each block of the 4 rows is
+// loaded (and, for q4_0, unpacked) once and applied to every token of the tile.
+//
+// R0 dst (row group)   R1 ld in bytes    R2 xq              R3 T
+// R4 w (row group)     R5 wstride        R6 nb              R7 row groups left
+// R8 xq (tile)         R9 dst (tile)     R10 tokens left    R11 blocks left
+// R12 R13 R14 R22 activation pointers   R15 R19 R20 R21 weight row pointers
+// R23 bytes per token  R24 bytes per 4 tokens               R25 R26 scratch
+//
+// V0-V7 the 4 weight rows' block (row r in V(2r), V(2r+1), elements 0-15 and 16-31)
+// V8 dw per row        V9 dx per token  V16-V19 sums of tokens 0-3, lanes = rows
+// V10 V11 / V24 V25 one token's block, V12-V15 / V20-V23 its 4 rows' integer sums and
+// V26 / V27 its scales (two sets, alternating between tokens)
+// V28 0x0f bytes, V29 8 bytes (q4_0)   V30 V31 scratch (no-SDOT products)
+
+// The f16 values at (a), (b), (c), (d), each pointer advanced by 2, to the four float32
+// lanes of Vv (f is Fv).
+#define GATHER4(a, b, c, d, f, v) \
+	MOVHU.P 2(a), R25; \
+	MOVHU.P 2(b), R26; \
+	ORR     R26<<16, R25, R25; \
+	MOVHU.P 2(c), R26; \
+	ORR     R26<<32, R25, R25; \
+	MOVHU.P 2(d), R26; \
+	ORR     R26<<48, R25, R25; \
+	FMOVD   R25, f; \
+	FCVTL4S(v, v)
+
+// One q8_0 block of each of the 4 rows: scales to V8, values to V0-V7.
+#define WLOADQ8 \
+	GATHER4(R15, R19, R20, R21, F8, 8); \
+	VLD1.P 32(R15), [V0.B16, V1.B16]; \
+	VLD1.P 32(R19), [V2.B16, V3.B16]; \
+	VLD1.P 32(R20), [V4.B16, V5.B16]; \
+	VLD1.P 32(R21), [V6.B16, V7.B16]
+
+// One q4_0 block of each of the 4 rows, unpacked to signed bytes: low nibbles − 8 are
+// elements 0-15, high nibbles − 8 elements 16-31.
+#define WLOADQ4 \
+	GATHER4(R15, R19, R20, R21, F8, 8); \
+	VLD1.P 16(R15), [V1.B16]; \
+	VLD1.P 16(R19), [V3.B16]; \
+	VLD1.P 16(R20), [V5.B16]; \
+	VLD1.P 16(R21), [V7.B16]; \
+	VAND   V28.B16, V1.B16, V0.B16; \
+	VAND   V28.B16, V3.B16, V2.B16; \
+	VAND   V28.B16, V5.B16, V4.B16; \
+	VAND   V28.B16, V7.B16, V6.B16; \
+	VUSHR  $4, V1.B16, V1.B16; \
+	VUSHR  $4, V3.B16, V3.B16; \
+	VUSHR  $4, V5.B16, V5.B16; \
+	VUSHR  $4, V7.B16, V7.B16; \
+	VSUB   V29.B16, V0.B16, V0.B16; \
+	VSUB   V29.B16, V1.B16, V1.B16; \
+	VSUB   V29.B16, V2.B16, V2.B16; \
+	VSUB   V29.B16, V3.B16, V3.B16; \
+	VSUB   V29.B16, V4.B16, V4.B16; \
+	VSUB   V29.B16, V5.B16, V5.B16; \
+	VSUB   V29.B16, V6.B16, V6.B16; \
+	VSUB   V29.B16, V7.B16, V7.B16
+
+// The integer dot products of the 4 rows' block (V0-V7) with one token's block (Vxa,
+// Vxb), as 4 lanes of partial sums per row in Vi0-Vi3.
+#define DOTSDOT(xa, xb, i0, i1, i2, i3) \
+	MOVI0(i0); \
+	MOVI0(i1); \
+	MOVI0(i2); \
+	MOVI0(i3); \
+	SDOT4S(xa, 0, i0); \
+	SDOT4S(xa, 2, i1); \
+	SDOT4S(xa, 4, i2); \
+	SDOT4S(xa, 6, i3); \
+	SDOT4S(xb, 1, i0); \
+	SDOT4S(xb, 3, i1); \
+	SDOT4S(xb, 5, i2); \
+	SDOT4S(xb, 7, i3)
+
+// The same without SDOT: products of element j and j+16 added in a halfword (|w·x| ≤
+// 128·127, two fit), pairs of halfwords added into words.
+#define ROWMULL(wa, wb, xa, xb, i) \
+	SMULL8H(xa, wa, 30); \
+	SMULL28H(xa, wa, 31); \
+	SMLAL8H(xb, wb, 30); \
+	SMLAL28H(xb, wb, 31); \
+	SADDLP4S(30, i); \
+	SADALP4S(31, i)
+
+#define DOTMULL(xa, xb, i0, i1, i2, i3) \
+	ROWMULL(0, 1, xa, xb, i0); \
+	ROWMULL(2, 3, xa, xb, i1); \
+	ROWMULL(4, 5, xa, xb, i2); \
+	ROWMULL(6, 7, xa, xb, i3)
+
+// acc += float32(the rows' sums) · (dw · dx[lane]), lane by lane: the rows' partial sums
+// are added up (exactly) into one vector of 4 rows first.
+#define QFINISH(i0, i1, i2, i3, lane, s, acc) \
+	ADDP4S(i1, i0, i0); \
+	ADDP4S(i3, i2, i2); \
+	ADDP4S(i2, i0, i0); \
+	SCVTF4S(i0, i0); \
+	FMULE4S(9, lane, 8, s); \
+	FMUL4S(s, i0, i0); \
+	FADD4S(i0, acc, acc)
+
+// One token's block at (xp) (past its scale; xp advances to the next block) into
+// V(acc), with register set A or B.
+#define QTOKA(DOT, xp, lane, acc) \
+	VLD1.P 32(xp), [V10.B16, V11.B16]; \
+	DOT(10, 11, 12, 13, 14, 15); \
+	QFINISH(12, 13, 14, 15, lane, 26, acc)
+
+#define QTOKB(DOT, xp, lane, acc) \
+	VLD1.P 32(xp), [V24.B16, V25.B16]; \
+	DOT(24, 25, 20, 21, 22, 23); \
+	QFINISH(20, 21, 22, 23, lane, 27, acc)
+
+// The body of the four functions, after R0-R7 are loaded as above.
+#define MATQ(WLOAD, DOT) \
+	LSR   $2, R7, R7; \
+	MOVD  $34, R23; \
+	MUL   R6, R23, R23; \
+	LSL   $2, R23, R24; \
+	MOVW  $0x0f, R25; \
+	VDUP  R25, V28.B16; \
+	MOVW  $8, R25; \
+	VDUP  R25, V29.B16; \
+	CBZ   R7, done; \
+	CBZ   R3, done; \
+group: \
+	MOVD  R2, R8; \
+	MOVD  R0, R9; \
+	MOVD  R3, R10; \
+	CMP   $4, R10; \
+	BLT   single; \
+tile4: \
+	MOVD  R8, R12; \
+	ADD   R23, R12, R13; \
+	ADD   R23, R13, R14; \
+	ADD   R23, R14, R22; \
+	MOVD  R4, R15; \
+	ADD   R5, R15, R19; \
+	ADD   R5, R19, R20; \
+	ADD   R5, R20, R21; \
+	ZERO(V16); \
+	ZERO(V17); \
+	ZERO(V18); \
+	ZERO(V19); \
+	CBZ   R6, t4store; \
+	MOVD  R6, R11; \
+t4blk: \
+	WLOAD; \
+	GATHER4(R12, R13, R14, R22, F9, 9); \
+	QTOKA(DOT, R12, 0, 16); \
+	QTOKB(DOT, R13, 1, 17); \
+	QTOKA(DOT, R14, 2, 18); \
+	QTOKB(DOT, R22, 3, 19); \
+	SUBS  $1, R11, R11; \
+	BNE   t4blk; \
+t4store: \
+	VST1  [V16.S4], (R9); \
+	ADD   R1, R9, R9; \
+	VST1  [V17.S4], (R9); \
+	ADD   R1, R9, R9; \
+	VST1  [V18.S4], (R9); \
+	ADD   R1, R9, R9; \
+	VST1  [V19.S4], (R9); \
+	ADD   R1, R9, R9; \
+	ADD   R24, R8, R8; \
+	SUB   $4, R10, R10; \
+	CMP   $4, R10; \
+	BGE   tile4; \
+single: \
+	CBZ   R10, next; \
+tile1: \
+	MOVD  R8, R12; \
+	MOVD  R4, R15; \
+	ADD   R5, R15, R19; \
+	ADD   R5, R19, R20; \
+	ADD   R5, R20, R21; \
+	ZERO(V16); \
+	CBZ   R6, t1store; \
+	MOVD  R6, R11; \
+t1blk: \
+	WLOAD; \
+	MOVHU.P 2(R12), R25; \
+	FMOVS R25, F9; \
+	FCVTL4S(9, 9); \
+	QTOKA(DOT, R12, 0, 16); \
+	SUBS  $1, R11, R11; \
+	BNE   t1blk; \
+t1store: \
+	VST1  [V16.S4], (R9); \
+	ADD   R1, R9, R9; \
+	ADD   R23, R8, R8; \
+	SUBS  $1, R10, R10; \
+	BNE   tile1; \
+next: \
+	ADD   R5<<2, R4, R4; \
+	ADD   $16, R0, R0; \
+	SUBS  $1, R7, R7; \
+	BNE   group; \
+done: \
+	RET
+
+// func matQ8Sdot(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+TEXT ·matQ8Sdot(SB), NOSPLIT, $0-112
+	MOVD dst_base+0(FP), R0
+	MOVD ld+24(FP), R1
+	LSL  $2, R1, R1
+	MOVD xq_base+32(FP), R2
+	MOVD T+56(FP), R3
+	MOVD w_base+64(FP), R4
+	MOVD wstride+88(FP), R5
+	MOVD nb+96(FP), R6
+	MOVD rows+104(FP), R7
+	MATQ(WLOADQ8, DOTSDOT)
+
+// func matQ8Mull(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+TEXT ·matQ8Mull(SB), NOSPLIT, $0-112
+	MOVD dst_base+0(FP), R0
+	MOVD ld+24(FP), R1
+	LSL  $2, R1, R1
+	MOVD xq_base+32(FP), R2
+	MOVD T+56(FP), R3
+	MOVD w_base+64(FP), R4
+	MOVD wstride+88(FP), R5
+	MOVD nb+96(FP), R6
+	MOVD rows+104(FP), R7
+	MATQ(WLOADQ8, DOTMULL)
+
+// func matQ4Sdot(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+TEXT ·matQ4Sdot(SB), NOSPLIT, $0-112
+	MOVD dst_base+0(FP), R0
+	MOVD ld+24(FP), R1
+	LSL  $2, R1, R1
+	MOVD xq_base+32(FP), R2
+	MOVD T+56(FP), R3
+	MOVD w_base+64(FP), R4
+	MOVD wstride+88(FP), R5
+	MOVD nb+96(FP), R6
+	MOVD rows+104(FP), R7
+	MATQ(WLOADQ4, DOTSDOT)
+
+// func matQ4Mull(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+TEXT ·matQ4Mull(SB), NOSPLIT, $0-112
+	MOVD dst_base+0(FP), R0
+	MOVD ld+24(FP), R1
+	LSL  $2, R1, R1
+	MOVD xq_base+32(FP), R2
+	MOVD T+56(FP), R3
+	MOVD w_base+64(FP), R4
+	MOVD wstride+88(FP), R5
+	MOVD nb+96(FP), R6
+	MOVD rows+104(FP), R7
+	MATQ(WLOADQ4, DOTMULL)
+
+// ---------------------------------------------------------------------------------------
+// f16 and bf16 weights times float32 activations (MatMul).
+//
+// func matmulF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, rows int)
+// and matmulBF16 with the same arguments: matmulF32 with the weights converted to float32
+// (exactly: FCVTL, or SHLL #16 for bfloat16) as they are loaded, so every output has
+// matmulF32's summation order and equals it on the converted matrix bit for bit. Weight
+// row r is at w[r*wstride:]; rows must be a multiple of 4; the caller adds the last n%4
+// products. Registers as in matmulF32, plus R24 wstride and V12-V15 the raw halves.
+
+// The body of both, after R0-R5, R7 and R24 are loaded (R5 = n, in elements).
+#define MATHALF(CVTLO, CVTHI) \
+	LSR   $3, R5, R6; \
+	AND   $4, R5, R23; \
+	LSL   $2, R5, R5; \
+	LSR   $2, R7, R7; \
+	CBZ   R7, done; \
+	CBZ   R3, done; \
+group: \
+	MOVD  R2, R8; \
+	MOVD  R0, R9; \
+	MOVD  R3, R10; \
+	CMP   $2, R10; \
+	BLT   single; \
+tile2: \
+	MOVD  R8, R11; \
+	ADD   R5, R11, R12; \
+	MOVD  R4, R15; \
+	ADD   R24, R15, R19; \
+	ADD   R24, R19, R20; \
+	ADD   R24, R20, R21; \
+	ZERO(V16); \
+	ZERO(V17); \
+	ZERO(V18); \
+	ZERO(V19); \
+	ZERO(V20); \
+	ZERO(V21); \
+	ZERO(V22); \
+	ZERO(V23); \
+	ZERO(V24); \
+	ZERO(V25); \
+	ZERO(V26); \
+	ZERO(V27); \
+	ZERO(V28); \
+	ZERO(V29); \
+	ZERO(V30); \
+	ZERO(V31); \
+	CBZ   R6, t2k4; \
+	MOVD  R6, R22; \
+t2k8: \
+	VLD1.P 16(R15), [V12.B16]; \
+	VLD1.P 16(R19), [V13.B16]; \
+	VLD1.P 16(R20), [V14.B16]; \
+	VLD1.P 16(R21), [V15.B16]; \
+	VLD1.P 32(R11), [V8.S4, V9.S4]; \
+	VLD1.P 32(R12), [V10.S4, V11.S4]; \
+	CVTLO(12, 0); \
+	CVTHI(12, 1); \
+	CVTLO(13, 2); \
+	CVTHI(13, 3); \
+	CVTLO(14, 4); \
+	CVTHI(14, 5); \
+	CVTLO(15, 6); \
+	CVTHI(15, 7); \
+	VFMLA  V0.S4, V8.S4, V16.S4; \
+	VFMLA  V1.S4, V9.S4, V17.S4; \
+	VFMLA  V2.S4, V8.S4, V18.S4; \
+	VFMLA  V3.S4, V9.S4, V19.S4; \
+	VFMLA  V4.S4, V8.S4, V20.S4; \
+	VFMLA  V5.S4, V9.S4, V21.S4; \
+	VFMLA  V6.S4, V8.S4, V22.S4; \
+	VFMLA  V7.S4, V9.S4, V23.S4; \
+	VFMLA  V0.S4, V10.S4, V24.S4; \
+	VFMLA  V1.S4, V11.S4, V25.S4; \
+	VFMLA  V2.S4, V10.S4, V26.S4; \
+	VFMLA  V3.S4, V11.S4, V27.S4; \
+	VFMLA  V4.S4, V10.S4, V28.S4; \
+	VFMLA  V5.S4, V11.S4, V29.S4; \
+	VFMLA  V6.S4, V10.S4, V30.S4; \
+	VFMLA  V7.S4, V11.S4, V31.S4; \
+	SUBS   $1, R22, R22; \
+	BNE    t2k8; \
+t2k4: \
+	CBZ   R23, t2store; \
+	FMOVD (R15), F12; \
+	FMOVD (R19), F13; \
+	FMOVD (R20), F14; \
+	FMOVD (R21), F15; \
+	VLD1  (R11), [V8.S4]; \
+	VLD1  (R12), [V10.S4]; \
+	CVTLO(12, 0); \
+	CVTLO(13, 2); \
+	CVTLO(14, 4); \
+	CVTLO(15, 6); \
+	VFMLA V0.S4, V8.S4, V16.S4; \
+	VFMLA V2.S4, V8.S4, V18.S4; \
+	VFMLA V4.S4, V8.S4, V20.S4; \
+	VFMLA V6.S4, V8.S4, V22.S4; \
+	VFMLA V0.S4, V10.S4, V24.S4; \
+	VFMLA V2.S4, V10.S4, V26.S4; \
+	VFMLA V4.S4, V10.S4, V28.S4; \
+	VFMLA V6.S4, V10.S4, V30.S4; \
+t2store: \
+	FADD4S(17, 16, 16); \
+	FADD4S(19, 18, 18); \
+	FADD4S(21, 20, 20); \
+	FADD4S(23, 22, 22); \
+	FADDP4S(18, 16, 0); \
+	FADDP4S(22, 20, 1); \
+	FADDP4S(1, 0, 0); \
+	FADD4S(25, 24, 24); \
+	FADD4S(27, 26, 26); \
+	FADD4S(29, 28, 28); \
+	FADD4S(31, 30, 30); \
+	FADDP4S(26, 24, 1); \
+	FADDP4S(30, 28, 2); \
+	FADDP4S(2, 1, 1); \
+	VST1  [V0.S4], (R9); \
+	ADD   R1, R9, R9; \
+	VST1  [V1.S4], (R9); \
+	ADD   R1, R9, R9; \
+	ADD   R5<<1, R8, R8; \
+	SUB   $2, R10, R10; \
+	CMP   $2, R10; \
+	BGE   tile2; \
+single: \
+	CBZ   R10, next; \
+	MOVD  R8, R11; \
+	MOVD  R4, R15; \
+	ADD   R24, R15, R19; \
+	ADD   R24, R19, R20; \
+	ADD   R24, R20, R21; \
+	ZERO(V16); \
+	ZERO(V17); \
+	ZERO(V18); \
+	ZERO(V19); \
+	ZERO(V20); \
+	ZERO(V21); \
+	ZERO(V22); \
+	ZERO(V23); \
+	CBZ   R6, t1k4; \
+	MOVD  R6, R22; \
+t1k8: \
+	VLD1.P 16(R15), [V12.B16]; \
+	VLD1.P 16(R19), [V13.B16]; \
+	VLD1.P 16(R20), [V14.B16]; \
+	VLD1.P 16(R21), [V15.B16]; \
+	VLD1.P 32(R11), [V8.S4, V9.S4]; \
+	CVTLO(12, 0); \
+	CVTHI(12, 1); \
+	CVTLO(13, 2); \
+	CVTHI(13, 3); \
+	CVTLO(14, 4); \
+	CVTHI(14, 5); \
+	CVTLO(15, 6); \
+	CVTHI(15, 7); \
+	VFMLA  V0.S4, V8.S4, V16.S4; \
+	VFMLA  V1.S4, V9.S4, V17.S4; \
+	VFMLA  V2.S4, V8.S4, V18.S4; \
+	VFMLA  V3.S4, V9.S4, V19.S4; \
+	VFMLA  V4.S4, V8.S4, V20.S4; \
+	VFMLA  V5.S4, V9.S4, V21.S4; \
+	VFMLA  V6.S4, V8.S4, V22.S4; \
+	VFMLA  V7.S4, V9.S4, V23.S4; \
+	SUBS   $1, R22, R22; \
+	BNE    t1k8; \
+t1k4: \
+	CBZ   R23, t1store; \
+	FMOVD (R15), F12; \
+	FMOVD (R19), F13; \
+	FMOVD (R20), F14; \
+	FMOVD (R21), F15; \
+	VLD1  (R11), [V8.S4]; \
+	CVTLO(12, 0); \
+	CVTLO(13, 2); \
+	CVTLO(14, 4); \
+	CVTLO(15, 6); \
+	VFMLA V0.S4, V8.S4, V16.S4; \
+	VFMLA V2.S4, V8.S4, V18.S4; \
+	VFMLA V4.S4, V8.S4, V20.S4; \
+	VFMLA V6.S4, V8.S4, V22.S4; \
+t1store: \
+	FADD4S(17, 16, 16); \
+	FADD4S(19, 18, 18); \
+	FADD4S(21, 20, 20); \
+	FADD4S(23, 22, 22); \
+	FADDP4S(18, 16, 0); \
+	FADDP4S(22, 20, 1); \
+	FADDP4S(1, 0, 0); \
+	VST1  [V0.S4], (R9); \
+next: \
+	ADD   R24<<2, R4, R4; \
+	ADD   $16, R0, R0; \
+	SUBS  $1, R7, R7; \
+	BNE   group; \
+done: \
+	RET
+
+// func matmulF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, rows int)
+TEXT ·matmulF16(SB), NOSPLIT, $0-112
+	MOVD dst_base+0(FP), R0
+	MOVD ld+24(FP), R1
+	LSL  $2, R1, R1
+	MOVD x_base+32(FP), R2
+	MOVD T+56(FP), R3
+	MOVD w_base+64(FP), R4
+	MOVD n+88(FP), R5
+	MOVD wstride+96(FP), R24
+	MOVD rows+104(FP), R7
+	MATHALF(FCVTL4S, FCVTL24S)
+
+// func matmulBF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, rows int)
+TEXT ·matmulBF16(SB), NOSPLIT, $0-112
+	MOVD dst_base+0(FP), R0
+	MOVD ld+24(FP), R1
+	LSL  $2, R1, R1
+	MOVD x_base+32(FP), R2
+	MOVD T+56(FP), R3
+	MOVD w_base+64(FP), R4
+	MOVD n+88(FP), R5
+	MOVD wstride+96(FP), R24
+	MOVD rows+104(FP), R7
+	MATHALF(SHLL4S, SHLL24S)

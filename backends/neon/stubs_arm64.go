@@ -99,3 +99,52 @@ func geluAsm(x []float32)
 //
 //go:noescape
 func ropeAsm(x, cos, sin []float32)
+
+// matQ8Sdot computes, for t < T and r < rows (a multiple of 4),
+//
+//	dst[t*ld + r] = Σ_{b < nb} float32(Σ_j wq_j·xq_j) · (dw_b·dx_b)
+//
+// for q8_0 weight rows at w[r*wstride:] (nb blocks of 34 bytes each) and q8_0 activations
+// at xq[t*34*nb:], in block order with float32 rounding after every operation, exactly
+// as kernels.Reference.MatMulQ8 does before the bias. The block sums use SDOT, which the
+// CPU must have (cpuid.ASIMDDP). The caller checks len(w) ≥ (rows-1)·wstride + 34·nb,
+// len(xq) ≥ 34·nb·T and len(dst) ≥ (T-1)·ld + rows.
+//
+//go:noescape
+func matQ8Sdot(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+
+// matQ8Mull is matQ8Sdot without SDOT (SMULL, SMLAL and pairwise adds, plain NEON), with
+// identical results as long as every activation is in [-127, 127], as QuantizeQ8 makes
+// them (two products share a 16-bit lane before they are widened).
+//
+//go:noescape
+func matQ8Mull(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+
+// matQ4Sdot is matQ8Sdot for q4_0 weights: blocks of 18 bytes, so the caller checks
+// len(w) ≥ (rows-1)·wstride + 18·nb.
+//
+//go:noescape
+func matQ4Sdot(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+
+// matQ4Mull is matQ4Sdot without SDOT, as matQ8Mull is for q8_0.
+//
+//go:noescape
+func matQ4Mull(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
+
+// matmulF16 computes, for t < T and r < rows (a multiple of 4),
+//
+//	dst[t*ld + r] = Σ_{i < n&^3} x[t*n + i] · w_r[i]
+//
+// where w_r, weight row r, is the binary16 values at w[r*wstride:], converted to float32.
+// Each output is summed in matmulF32's order, so it equals matmulF32 on the converted
+// matrix bit for bit; the caller adds the last n%4 products. The caller checks
+// len(w) ≥ (rows-1)·wstride + 2·(n&^3), len(x) ≥ (T-1)·n + n&^3 and
+// len(dst) ≥ (T-1)·ld + rows.
+//
+//go:noescape
+func matmulF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, rows int)
+
+// matmulBF16 is matmulF16 for bfloat16 weights.
+//
+//go:noescape
+func matmulBF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, rows int)

@@ -7,155 +7,312 @@ import (
 )
 
 // genQuant emits the matrix–vector products of block-quantized weights (ggml's q8_0 and
-// q4_0 layouts) with activations quantized to q8_0 blocks, for kernels.Q8Kernels.
+// q4_0 layouts) with activations quantized to q8_0 blocks, for kernels.Q8Kernels. They
+// compute exactly what kernels.Reference.MatMulQ8 computes, bit for bit:
 //
-// Per 32-element block the integer dot product is exact: q8_0 weights by the sign trick
-// (VPMADDUBSW takes |w| as unsigned bytes and x·sign(w) as signed ones; |w| ≤ 128 and
-// |x| ≤ 127 keep each pair sum within int16), q4_0 weights as their unsigned nibbles u
-// (VPMADDUBSW(u, x), then minus 8·Σx: u − 8 is the weight). VPMADDWD by ones widens the
-// pair sums to 8 int32 lanes; those become float32 and are accumulated, scaled by the
-// block's dw·dx, with one FMA per lane. Both halves of every scale are converted by F16C
-// from a VPBROADCASTW, so the scales need no table.
+//	sum_r += float32(float32(s_rb) · float32(dw_rb·dx_b))   for each block b in order,
 //
-// Every row is computed by the same instruction sequence whether it is one of four rows
-// walked together or a row on its own, and its eight lanes are reduced as one lane of
-// reduce4, so a result never depends on the row range it was computed in.
+// s_rb the exact integer dot product of the block's 32 weights and activations.
+//
+// Per row and block the integer products come from VPMADDUBSW: q8_0 weights by the sign
+// trick (|w| as unsigned bytes times x·sign(w) as signed ones; |w| ≤ 128 and |x| ≤ 127
+// keep each pair sum within int16), q4_0 weights as their unsigned nibbles u (then
+// s = Σ u·x − 8·Σ x). VPMADDWD by ones widens the pair sums to 8 int32 lanes. The x8
+// kernels take eight rows at a time and sum each row's lanes with an unpack-and-add
+// transpose, so that one vector holds the eight rows' block sums: the conversion to
+// float32, the scales (eight f16 weight scales gathered through general registers,
+// widened by one VCVTPH2PS) and the accumulation cost one instruction per eight rows
+// instead of one per row. The x1 kernels do the same arithmetic one row at a time.
 func genQuant() {
 	vshift4()
 	for _, q4 := range []bool{false, true} {
-		genMatVecQ(q4, 4)
-		genMatVecQ(q4, 1)
+		genMatVecQ8Rows(q4)
+		genMatVecQ1Row(q4)
 	}
 }
 
-func genMatVecQ(q4 bool, R int) {
-	name, wt, bsz := "mvQ8_0", "q8_0", 34
+// qname returns the kernel name prefix, the weight type and its block size in bytes.
+func qname(q4 bool) (string, string, int) {
 	if q4 {
-		name, wt, bsz = "mvQ4_0", "q4_0", 18
+		return "mvQ4_0", "q4_0", 18
 	}
-	var lb *labels
-	if R == 4 {
-		lb = fn(name+"x4", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)",
-			name+"x4 computes dst[r] = Σ_b float32(Σ_j w_bj·x_bj)·(dw_b·dx_b) for the rows r = q·gap + i,",
-			"q < 4, i < blocks (blocks ≥ 1), of "+wt+" weights w (row r at w + r·ldw bytes, nb blocks)",
-			"and the q8_0 activation blocks xq.")
-	} else {
-		lb = fn(name+"x1", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, blocks int, gap int)",
-			name+"x1 is "+name+"x4 for the rows r < blocks (gap is unused), one at a time.")
+	return "mvQ8_0", "q8_0", 34
+}
+
+// blockProducts emits the products of one row's block with the activation block into
+// the 4 int32 lanes of p (an XMM register); their sum is the block's integer dot product
+// (for q4_0 less the −8·Σx term, which the caller subtracts from the total). w points at
+// the weight block (its f16 scale); xv holds the 32 activations, xlo and xhi their
+// halves (for q4_0).
+func blockProducts(q4 bool, w Mem, xv, xlo, xhi, ones16, p VecVirtual) {
+	quants := w
+	quants.Disp += 2
+	if q4 {
+		// Low nibbles are elements 0–15, high nibbles 16–31: two 16-byte products,
+		// whose int16 pair sums (≤ 2·15·127 each) add without overflow.
+		h := XMM()
+		VMOVDQU(quants, p)
+		VPSRLW(U8(4), p, h)
+		VPAND(vconst("nibble", 0x0f0f0f0f), p, p)
+		VPAND(vconst("nibble", 0x0f0f0f0f), h, h)
+		VPMADDUBSW(xlo, p, p)
+		VPMADDUBSW(xhi, h, h)
+		VPADDW(h, p, p)
+		VPMADDWD(ones16.AsX(), p, p)
+		return
 	}
+	wv, sy := YMM(), YMM()
+	VMOVDQU(quants, wv)
+	VPSIGNB(wv, xv, sy)
+	VPABSB(wv, wv)
+	VPMADDUBSW(sy, wv, sy)
+	VPMADDWD(ones16, sy, sy)
+	VEXTRACTI128(U8(1), sy, p)
+	VPADDD(sy.AsX(), p, p)
+}
+
+// xSum8 returns a vector holding 8·Σx (the sum of the 32 activations of xv) in every
+// lane, for q4_0's −8·Σx.
+func xSum8(xv, ones16 VecVirtual) VecVirtual {
+	s := YMM()
+	VPMADDUBSW(xv, vconstReg("ones8", 0x01010101), s)
+	VPMADDWD(ones16, s, s)
+	hsumInt(s)
+	VPSLLD(U8(3), s.AsX(), s.AsX())
+	VPBROADCASTD(s.AsX(), s)
+	return s
+}
+
+// hsumInt leaves the sum of the 8 int32 lanes of y in every lane of y's low half.
+func hsumInt(y VecVirtual) {
+	t := XMM()
+	VEXTRACTI128(U8(1), y, t)
+	VPADDD(t, y.AsX(), y.AsX())
+	hsumInt4(y.AsX())
+}
+
+// hsumInt4 leaves the sum of the 4 int32 lanes of x in every lane.
+func hsumInt4(x Register) {
+	t := XMM()
+	VPSHUFD(U8(0x4e), x, t)
+	VPADDD(t, x, x)
+	VPSHUFD(U8(0xb1), x, t)
+	VPADDD(t, x, x)
+}
+
+// loadX loads the 32 activations of the block at xp (past its scale): for q8_0 as one
+// YMM register; for q4_0 also as its two halves.
+func loadX(q4 bool, xp Register) (xv, xlo, xhi VecVirtual) {
+	xv = YMM()
+	VMOVDQU(Mem{Base: xp, Disp: 2}, xv)
+	if q4 {
+		xlo, xhi = XMM(), XMM()
+		VMOVDQU(Mem{Base: xp, Disp: 2}, xlo)
+		VMOVDQU(Mem{Base: xp, Disp: 18}, xhi)
+	}
+	return xv, xlo, xhi
+}
+
+// vconstReg loads a byte-pattern constant into a fresh register (VPMADDUBSW takes its
+// unsigned operand only from a register).
+func vconstReg(name string, bits uint32) VecVirtual {
+	r := YMM()
+	VMOVDQU(vconst(name, bits), r)
+	return r
+}
+
+func genMatVecQ8Rows(q4 bool) {
+	name, wt, bsz := qname(q4)
+	lb := fn(name+"x8", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)",
+		name+"x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the "+wt+" matrix w",
+		"(row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =",
+		"Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference.")
 	dst := Load(Param("dst"), GP64())
-	xq := Load(Param("xq"), GP64())
-	ldw := Load(Param("ldw"), GP64())
-	blocks := Load(Param("blocks"), GP64())
-	wr := make([]Register, R)
-	wr[0] = Load(Param("w"), GP64())
-	var gapB Register // gap floats, in bytes
-	if R == 4 {
-		gw := Load(Param("gap"), GP64())
-		IMULQ(ldw, gw) // gap rows, in bytes
-		for r := 1; r < R; r++ {
-			wr[r] = GP64()
-			LEAQ(Mem{Base: wr[r-1], Index: gw, Scale: 1}, wr[r])
-		}
-		gapB = Load(Param("gap"), GP64())
-		SHLQ(U8(2), gapB)
+	wg := Load(Param("w"), GP64())     // the group's first row
+	gapW := Load(Param("gap"), GP64()) // gap rows, in bytes
+	{
+		ldw := Load(Param("ldw"), GP64())
+		IMULQ(ldw, gapW)
 	}
+	gapW3 := GP64()
+	LEAQ(Mem{Base: gapW, Index: gapW, Scale: 2}, gapW3)
 	ones16 := YMM()
 	VMOVDQU(vconst("ones16", 0x00010001), ones16)
-	var ones8 VecVirtual
-	if q4 {
-		ones8 = YMM()
-		VMOVDQU(vconst("ones8", 0x01010101), ones8)
+
+	group := lb.next("group")
+	Label(group)
+	acc := YMM()
+	zero(acc)
+	xp, b0, b4 := GP64(), GP64(), GP64()
+	Load(Param("xq"), xp)
+	MOVQ(wg, b0)
+	LEAQ(Mem{Base: wg, Index: gapW, Scale: 4}, b4)
+	rowAt := func(q int) Mem {
+		b := b0
+		if q >= 4 {
+			b, q = b4, q-4
+		}
+		switch q {
+		case 0:
+			return Mem{Base: b}
+		case 1:
+			return Mem{Base: b, Index: gapW, Scale: 1}
+		case 2:
+			return Mem{Base: b, Index: gapW, Scale: 2}
+		}
+		return Mem{Base: b, Index: gapW3, Scale: 1}
 	}
+	nb := Load(Param("nb"), GP64())
+	blk := lb.next("block")
+	Label(blk)
+	xv, xlo, xhi := loadX(q4, xp)
+	p := make([]VecVirtual, 8)
+	for q := range p {
+		p[q] = XMM()
+		pf := rowAt(q)
+		pf.Disp += prefetchAhead
+		PREFETCHT0(pf)
+		blockProducts(q4, rowAt(q), xv, xlo, xhi, ones16, p[q])
+	}
+	// Transpose-and-add: lanes of p0..p7 → one vector of the 8 row totals.
+	pair := func(a, b VecVirtual) VecVirtual { // [a02 b02 a13 b13]
+		lo := XMM()
+		VPUNPCKLDQ(b, a, lo)
+		VPUNPCKHDQ(b, a, a)
+		VPADDD(lo, a, a)
+		return a
+	}
+	quad := func(a, b VecVirtual) VecVirtual { // [a0–3 b0–3 c0–3 d0–3]
+		lo := XMM()
+		VPUNPCKLQDQ(b, a, lo)
+		VPUNPCKHQDQ(b, a, a)
+		VPADDD(lo, a, a)
+		return a
+	}
+	t0 := quad(pair(p[0], p[1]), pair(p[2], p[3]))
+	t1 := quad(pair(p[4], p[5]), pair(p[6], p[7]))
+	tot := YMM()
+	VINSERTI128(U8(1), t1, t0.AsY(), tot) // rows 0–3 | rows 4–7
+	if q4 {
+		VPSUBD(xSum8(xv, ones16), tot, tot)
+	}
+	VCVTDQ2PS(tot, tot)
+	// The eight weight scales, gathered as halves through two general registers.
+	g0, g1, t := GP64(), GP64(), GP64()
+	for half, g := range []Register{g0, g1} {
+		for q := 0; q < 4; q++ {
+			if q == 0 {
+				MOVWQZX(rowAt(4*half), g)
+				continue
+			}
+			MOVWQZX(rowAt(4*half+q), t)
+			SHLQ(U8(16*q), t)
+			ORQ(t, g)
+		}
+	}
+	sc, dx := YMM(), YMM()
+	VMOVQ(g0, sc.AsX())
+	VPINSRQ(U8(1), g1, sc.AsX(), sc.AsX())
+	VCVTPH2PS(sc.AsX(), sc)
+	hx := XMM()
+	VPBROADCASTW(Mem{Base: xp}, hx)
+	VCVTPH2PS(hx, dx)
+	VMULPS(dx, sc, sc)    // float32(dw·dx)
+	VMULPS(sc, tot, tot)  // float32(s)·that
+	VADDPS(tot, acc, acc) // sum += that
+	ADDQ(U8(34), xp)
+	ADDQ(U8(bsz), b0)
+	ADDQ(U8(bsz), b4)
+	DECQ(nb)
+	JNZ(LabelRef(blk))
+
+	// Store the 8 results at dst + q·gap floats.
+	gapF := Load(Param("gap"), GP64())
+	SHLQ(U8(2), gapF)
+	d := GP64()
+	MOVQ(dst, d)
+	h := XMM()
+	VEXTRACTF128(U8(1), acc, h)
+	for q := 0; q < 8; q++ {
+		src := acc.AsX()
+		if q >= 4 {
+			src = h
+		}
+		if q%4 == 0 {
+			VMOVSS(src, Mem{Base: d})
+		} else {
+			VEXTRACTPS(U8(q%4), src, Mem{Base: d})
+		}
+		if q < 7 {
+			ADDQ(gapF, d)
+		}
+	}
+	step := Load(Param("step"), GP64())
+	LEAQ(Mem{Base: dst, Index: step, Scale: 4}, dst)
+	ldw := Load(Param("ldw"), GP64())
+	IMULQ(ldw, step)
+	ADDQ(step, wg)
+	groups := Load(Param("groups"), GP64())
+	DECQ(groups)
+	Store(groups, Param("groups"))
+	JNZ(LabelRef(group))
+	VZEROUPPER()
+	RET()
+}
+
+func genMatVecQ1Row(q4 bool) {
+	name, _, bsz := qname(q4)
+	lb := fn(name+"x1", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)",
+		name+"x1 is "+name+"x8 for the rows r < rows (≥ 1), one at a time.")
+	dst := Load(Param("dst"), GP64())
+	wr := Load(Param("w"), GP64())
+	rows := Load(Param("rows"), GP64())
+	ones16 := YMM()
+	VMOVDQU(vconst("ones16", 0x00010001), ones16)
 
 	row := lb.next("row")
 	Label(row)
-	acc := ymms(R)
-	zero(acc...)
-	xp, wo := GP64(), GP64() // xq block pointer, offset in the weight rows
-	MOVQ(xq, xp)
-	XORQ(wo, wo)
+	acc := XMM()
+	VXORPS(acc, acc, acc)
+	xp, wb := GP64(), GP64()
+	Load(Param("xq"), xp)
+	MOVQ(wr, wb)
 	nb := Load(Param("nb"), GP64())
-	// emit emits the products of U consecutive blocks for every row.
-	emit := func(U int) {
-		for ub := 0; ub < U; ub++ {
-			dxv, xv, t := YMM(), YMM(), XMM()
-			VPBROADCASTW(Mem{Base: xp, Disp: 34 * ub}, t)
-			VCVTPH2PS(t, dxv)
-			VMOVDQU(Mem{Base: xp, Disp: 34*ub + 2}, xv)
-			var sx8 VecVirtual
-			if q4 {
-				// 8·(lane sums of x), for u − 8 = w.
-				sx8 = YMM()
-				VPMADDUBSW(xv, ones8, sx8)
-				VPMADDWD(ones16, sx8, sx8)
-				VPSLLD(U8(3), sx8, sx8)
-			}
-			for r := 0; r < R; r++ {
-				p := YMM()
-				if q4 {
-					// The 16 bytes in both halves, the upper half shifted by 4 bits: masked to
-					// 4 bits, the low nibbles (elements 0–15) then the high ones (16–31).
-					u := YMM()
-					VBROADCASTI128(Mem{Base: wr[r], Index: wo, Scale: 1, Disp: bsz*ub + 2}, u)
-					VPSRLVD(vshift4(), u, u)
-					VPAND(vconst("nibble", 0x0f0f0f0f), u, u)
-					VPMADDUBSW(xv, u, p)
-				} else {
-					wv, sy := YMM(), YMM()
-					VMOVDQU(Mem{Base: wr[r], Index: wo, Scale: 1, Disp: bsz*ub + 2}, wv)
-					VPSIGNB(wv, xv, sy)
-					VPABSB(wv, wv)
-					VPMADDUBSW(sy, wv, p)
-				}
-				VPMADDWD(ones16, p, p)
-				if q4 {
-					VPSUBD(sx8, p, p)
-				}
-				VCVTDQ2PS(p, p)
-				dw, h := YMM(), XMM()
-				VPBROADCASTW(Mem{Base: wr[r], Index: wo, Scale: 1, Disp: bsz * ub}, h)
-				VCVTPH2PS(h, dw)
-				VMULPS(dxv, dw, dw)
-				VFMADD231PS(p, dw, acc[r])
-			}
-		}
-		ADDQ(U8(34*U), xp)
-		ADDQ(U8(bsz*U), wo)
+	blk := lb.next("block")
+	Label(blk)
+	xv, xlo, xhi := loadX(q4, xp)
+	p := XMM()
+	blockProducts(q4, Mem{Base: wb}, xv, xlo, xhi, ones16, p)
+	hsumInt4(p)
+	if q4 {
+		VPSUBD(xSum8(xv, ones16).AsX(), p, p)
 	}
-	// An odd block first, then two at a time.
-	pairs := lb.next("pairs")
-	TESTQ(U32(1), nb)
-	JZ(LabelRef(pairs))
-	emit(1)
+	VCVTDQ2PS(p, p)
+	dw, dx := XMM(), XMM()
+	VPBROADCASTW(Mem{Base: wb}, dw)
+	VCVTPH2PS(dw, dw)
+	VPBROADCASTW(Mem{Base: xp}, dx)
+	VCVTPH2PS(dx, dx)
+	VMULSS(dx, dw, dw)
+	VMULSS(dw, p, p)
+	VADDSS(p, acc, acc)
+	ADDQ(U8(34), xp)
+	ADDQ(U8(bsz), wb)
 	DECQ(nb)
-	JZ(LabelRef(lb.fn + "_reduce"))
-	Label(pairs)
-	emit(2)
-	SUBQ(U8(2), nb)
-	JNZ(LabelRef(pairs))
-	Label(lb.fn + "_reduce")
-
-	if R == 4 {
-		h := reduce4(acc[0], acc[1], acc[2], acc[3])
-		d3 := GP64()
-		VMOVSS(h, Mem{Base: dst})
-		VEXTRACTPS(U8(1), h, Mem{Base: dst, Index: gapB, Scale: 1})
-		VEXTRACTPS(U8(2), h, Mem{Base: dst, Index: gapB, Scale: 2})
-		LEAQ(Mem{Base: dst, Index: gapB, Scale: 2}, d3)
-		VEXTRACTPS(U8(3), h, Mem{Base: d3, Index: gapB, Scale: 1})
-	} else {
-		VMOVSS(hsumPairwise(acc[0]), Mem{Base: dst})
-	}
+	JNZ(LabelRef(blk))
+	VMOVSS(acc, Mem{Base: dst})
 	ADDQ(U8(4), dst)
-	for r := 0; r < R; r++ {
-		ADDQ(ldw, wr[r])
-	}
-	DECQ(blocks)
+	ldw := Load(Param("ldw"), GP64())
+	ADDQ(ldw, wr)
+	DECQ(rows)
 	JNZ(LabelRef(row))
 	VZEROUPPER()
 	RET()
 }
+
+// prefetchAhead is how far ahead of the block being multiplied the x8 kernels prefetch
+// each of their eight row streams, in bytes.
+const prefetchAhead = 512
 
 var shift4 Mem
 
