@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/engine"
 )
 
@@ -19,20 +20,36 @@ type ModelConfig struct {
 	Threads []int  // thread counts to try
 	Backend string // "" = default selection
 	Reps    int    // repetitions; the median is reported
+	// Limits measures the machine's limits at each thread count first (read bandwidth,
+	// and FMA peak where the backend can probe it) and reports every result as a
+	// fraction of them: tg against the bandwidth, pp against the peak.
+	Limits bool
 }
 
 // ModelResult is one line of a model benchmark.
 type ModelResult struct {
-	Model      string  `json:"model"`
-	Backend    string  `json:"backend"`
-	Threads    int     `json:"threads"`
-	Test       string  `json:"test"` // "pp128", "tg64"
-	Depth      int     `json:"depth"`
-	Tokens     int     `json:"tokens"`
-	Seconds    float64 `json:"seconds"` // median over the repetitions
-	TokPerSec  float64 `json:"tokens_per_second"`
-	WeightMB   float64 `json:"weight_mb"`             // tensor bytes of the checkpoint
-	WeightGBps float64 `json:"weight_gbps,omitempty"` // tg: weights streamed per second
+	Model     string  `json:"model"`
+	Backend   string  `json:"backend"`
+	Threads   int     `json:"threads"`
+	Test      string  `json:"test"` // "pp128", "tg64"
+	Depth     int     `json:"depth"`
+	Tokens    int     `json:"tokens"`
+	Seconds   float64 `json:"seconds"` // median over the repetitions
+	TokPerSec float64 `json:"tokens_per_second"`
+	WeightMB  float64 `json:"weight_mb"` // tensor bytes of the checkpoint
+	// StreamedMB is what one decoded token reads (engine.Footprint.StreamedBytes), and
+	// WeightGBps (tg) that times tokens per second.
+	StreamedMB float64 `json:"streamed_mb_per_token"`
+	WeightGBps float64 `json:"weight_gbps,omitempty"`
+	// GFLOPS (pp) counts 2 flops per multiply-add of the matrix products
+	// (engine.Footprint).
+	GFLOPS float64 `json:"gflops,omitempty"`
+	// With ModelConfig.Limits: the machine's read bandwidth at this thread count, its
+	// FMA peak (one core's times the threads), and the result as a fraction of the
+	// limit that bounds it (tg: WeightGBps/ReadGBps; pp: GFLOPS/PeakGFLOPS).
+	ReadGBps   float64 `json:"read_gbps,omitempty"`
+	PeakGFLOPS float64 `json:"fma_peak_gflops,omitempty"`
+	Fraction   float64 `json:"fraction_of_limit,omitempty"`
 }
 
 // BenchModel measures the checkpoint at path.
@@ -49,7 +66,11 @@ func BenchModel(path string, cfg ModelConfig) ([]ModelResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		res, err := benchLoaded(m, filepath.Base(path), cfg)
+		var lim limits
+		if cfg.Limits {
+			lim = measureLimits(m.Backend(), m.Threads())
+		}
+		res, err := benchLoaded(m, filepath.Base(path), cfg, lim)
 		m.Close()
 		if err != nil {
 			return nil, err
@@ -59,7 +80,27 @@ func BenchModel(path string, cfg ModelConfig) ([]ModelResult, error) {
 	return out, nil
 }
 
-func benchLoaded(m *engine.Model, name string, cfg ModelConfig) ([]ModelResult, error) {
+// limits are the machine's, at one thread count; zero when not measured.
+type limits struct{ readGBps, peakGFLOPS float64 }
+
+// measureLimits measures read bandwidth with threads goroutines and the FMA peak of the
+// backend's probe times threads (0 when it has none).
+func measureLimits(backend string, threads int) limits {
+	k, err := backends.Select(backend)
+	if err != nil {
+		k = nil
+	}
+	var l limits
+	l.readGBps = ReadBandwidth(threads, 3, k)
+	if k != nil {
+		if p, ok := FMAPeak(k); ok {
+			l.peakGFLOPS = p * float64(threads)
+		}
+	}
+	return l
+}
+
+func benchLoaded(m *engine.Model, name string, cfg ModelConfig, lim limits) ([]ModelResult, error) {
 	c := m.Config
 	need := cfg.Depth + max(cfg.Prompt, cfg.Gen)
 	if need > c.ContextLength {
@@ -82,8 +123,10 @@ func benchLoaded(m *engine.Model, name string, cfg ModelConfig) ([]ModelResult, 
 		}
 		return nil
 	}
-	weightBytes := float64(m.File().DataSize())
-	base := ModelResult{Model: name, Backend: m.Backend(), Threads: m.Threads(), Depth: cfg.Depth, WeightMB: weightBytes / 1e6}
+	fp := m.Footprint()
+	base := ModelResult{Model: name, Backend: m.Backend(), Threads: m.Threads(), Depth: cfg.Depth,
+		WeightMB: float64(m.File().DataSize()) / 1e6, StreamedMB: float64(fp.StreamedBytes) / 1e6,
+		ReadGBps: lim.readGBps, PeakGFLOPS: lim.peakGFLOPS}
 	var out []ModelResult
 	if cfg.Prompt > 0 {
 		prompt := tokens(cfg.Prompt, 2)
@@ -103,6 +146,11 @@ func benchLoaded(m *engine.Model, name string, cfg ModelConfig) ([]ModelResult, 
 		r := base
 		r.Test, r.Tokens, r.Seconds = fmt.Sprintf("pp%d", cfg.Prompt), cfg.Prompt, median(times)
 		r.TokPerSec = float64(cfg.Prompt) / r.Seconds
+		macs := float64(fp.LayerMACs)*float64(cfg.Prompt) + float64(fp.ClassifierMACs)
+		r.GFLOPS = 2 * macs / r.Seconds / 1e9
+		if lim.peakGFLOPS > 0 {
+			r.Fraction = r.GFLOPS / lim.peakGFLOPS
+		}
 		out = append(out, r)
 	}
 	if cfg.Gen > 0 {
@@ -125,7 +173,10 @@ func benchLoaded(m *engine.Model, name string, cfg ModelConfig) ([]ModelResult, 
 		r := base
 		r.Test, r.Tokens, r.Seconds = fmt.Sprintf("tg%d", cfg.Gen), cfg.Gen, median(times)
 		r.TokPerSec = float64(cfg.Gen) / r.Seconds
-		r.WeightGBps = weightBytes * r.TokPerSec / 1e9
+		r.WeightGBps = float64(fp.StreamedBytes) * r.TokPerSec / 1e9
+		if lim.readGBps > 0 {
+			r.Fraction = r.WeightGBps / lim.readGBps
+		}
 		out = append(out, r)
 	}
 	return out, nil

@@ -154,6 +154,45 @@ func (m *Model) Threads() int { return m.pool.Threads() }
 // File returns the underlying checkpoint.
 func (m *Model) File() *format.File { return m.file }
 
+// Footprint says what one token costs a forward pass: the weight bytes a decoded token
+// reads (every layer tensor, the final norm and the classifier, but one row of the
+// token and position embeddings: what bounds decoding by memory bandwidth), and the
+// multiply-adds of its matrix products without and with the classifier (a prompt's
+// tokens skip the classifier but the last; attention is not counted).
+type Footprint struct {
+	StreamedBytes  int64
+	LayerMACs      int64
+	ClassifierMACs int64
+}
+
+// Footprint returns the model's per-token footprint.
+func (m *Model) Footprint() Footprint {
+	fp := Footprint{StreamedBytes: m.file.DataSize()}
+	rowOnly := func(w *kernels.Mat) {
+		if w != nil && w.Rows > 0 {
+			fp.StreamedBytes -= int64(len(w.Data)) - int64(len(w.Data)/w.Rows)
+		}
+	}
+	if m.output != m.tokEmbd {
+		rowOnly(m.tokEmbd)
+	}
+	rowOnly(m.posEmbd)
+	macs := func(ws ...*kernels.Mat) {
+		for _, w := range ws {
+			if w != nil {
+				fp.LayerMACs += int64(w.Rows) * int64(w.Cols)
+			}
+		}
+	}
+	macs(m.projIn, m.projOut)
+	for i := range m.layers {
+		l := &m.layers[i]
+		macs(l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down)
+	}
+	fp.ClassifierMACs = int64(m.output.Rows) * int64(m.output.Cols)
+	return fp
+}
+
 func (m *Model) bind() error {
 	c := &m.Config
 	var err error

@@ -92,7 +92,7 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 const halfChunk = 16
 
 // matMulHalf is MatMul for f16 and bf16 weights (Cols ≥ 8). T = 1 widens the halves as
-// they are loaded (matvecH, matvecBF: VCVTPH2PS, or a shift for bf16) over the first
+// they are loaded (matvecHSpread and matvecH, or the BF versions: VCVTPH2PS, or a shift for bf16) over the first
 // Cols&^7 columns, then adds the last Cols%8 products in order, then the bias. T > 1
 // widens halfChunk rows at a time into a scratch buffer and runs the f32 GEMM on them.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
@@ -122,13 +122,21 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		}
 		return
 	}
-	mv := matvecH
+	mv, spread := matvecH, matvecHSpread
 	if w.DType == format.BF16 {
-		mv = matvecBF
+		mv, spread = matvecBF, matvecBFSpread
 	}
 	n8 := n &^ 7
 	wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
-	mv(&dst[r0], &x[0], &wh[r0*n], n, n8, r1-r0)
+	// The four quarters of the rows as four long streams, then the rows%4 left over
+	// (each row computed alike either way).
+	q := (r1 - r0) / 4
+	if q > 0 {
+		spread(&dst[r0], &x[0], &wh[r0*n], n, n8, q, q)
+	}
+	if rem := r1 - r0 - 4*q; rem > 0 {
+		mv(&dst[r0+4*q], &x[0], &wh[(r0+4*q)*n], n, n8, rem)
+	}
 	if n8 < n || bias != nil {
 		for r := r0; r < r1; r++ {
 			s := dst[r]

@@ -1424,6 +1424,208 @@ matvecBF_done3:
 	VZEROUPPER
 	RET
 
+// func matvecHSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matvecHSpread(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-16, BX
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+matvecHSpread_block1:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R10, R10
+	JMP    matvecHSpread_check3
+
+matvecHSpread_body2:
+	VMOVUPS     (AX)(R10*4), Y8
+	VMOVUPS     32(AX)(R10*4), Y9
+	VCVTPH2PS   (SI)(R10*2), Y10
+	VCVTPH2PS   16(SI)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VCVTPH2PS   (R8)(R10*2), Y10
+	VCVTPH2PS   16(R8)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VCVTPH2PS   (R9)(R10*2), Y10
+	VCVTPH2PS   16(R9)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VCVTPH2PS   (DI)(R10*2), Y10
+	VCVTPH2PS   16(DI)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R10
+
+matvecHSpread_check3:
+	CMPQ        R10, BX
+	JL          matvecHSpread_body2
+	CMPQ        R10, DX
+	JGE         matvecHSpread_reduce4
+	VMOVUPS     (AX)(R10*4), Y8
+	VCVTPH2PS   (SI)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y0
+	VCVTPH2PS   (R8)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y2
+	VCVTPH2PS   (R9)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y4
+	VCVTPH2PS   (DI)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y6
+
+matvecHSpread_reduce4:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         gap+48(FP), R10
+	SHLQ         $0x02, R10
+	MOVQ         dst+0(FP), R11
+	VMOVSS       X0, (R11)
+	VEXTRACTPS   $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS   $0x02, X0, (R11)(R10*2)
+	LEAQ         (R11)(R10*2), R12
+	VEXTRACTPS   $0x03, X0, (R12)(R10*1)
+	ADDQ         $0x04, R11
+	MOVQ         R11, dst+0(FP)
+	ADDQ         CX, SI
+	ADDQ         CX, R8
+	ADDQ         CX, R9
+	ADDQ         CX, DI
+	MOVQ         blocks+40(FP), R10
+	DECQ         R10
+	MOVQ         R10, blocks+40(FP)
+	JNZ          matvecHSpread_block1
+	VZEROUPPER
+	RET
+
+// func matvecBFSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·matvecBFSpread(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-16, BX
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+matvecBFSpread_block1:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R10, R10
+	JMP    matvecBFSpread_check3
+
+matvecBFSpread_body2:
+	VMOVUPS     (AX)(R10*4), Y8
+	VMOVUPS     32(AX)(R10*4), Y9
+	VPMOVZXWD   (SI)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(SI)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VPMOVZXWD   (R8)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R8)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VPMOVZXWD   (R9)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R9)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VPMOVZXWD   (DI)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(DI)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R10
+
+matvecBFSpread_check3:
+	CMPQ        R10, BX
+	JL          matvecBFSpread_body2
+	CMPQ        R10, DX
+	JGE         matvecBFSpread_reduce4
+	VMOVUPS     (AX)(R10*4), Y8
+	VPMOVZXWD   (SI)(R10*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   (R8)(R10*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   (R9)(R10*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   (DI)(R10*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+
+matvecBFSpread_reduce4:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         gap+48(FP), R10
+	SHLQ         $0x02, R10
+	MOVQ         dst+0(FP), R11
+	VMOVSS       X0, (R11)
+	VEXTRACTPS   $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS   $0x02, X0, (R11)(R10*2)
+	LEAQ         (R11)(R10*2), R12
+	VEXTRACTPS   $0x03, X0, (R12)(R10*1)
+	ADDQ         $0x04, R11
+	MOVQ         R11, dst+0(FP)
+	ADDQ         CX, SI
+	ADDQ         CX, R8
+	ADDQ         CX, R9
+	ADDQ         CX, DI
+	MOVQ         blocks+40(FP), R10
+	DECQ         R10
+	MOVQ         R10, blocks+40(FP)
+	JNZ          matvecBFSpread_block1
+	VZEROUPPER
+	RET
+
 // func wsumH(out *float32, v *uint16, stride int, p *float32, n int, hd int)
 // Requires: AVX, F16C, FMA3
 TEXT ·wsumH(SB), NOSPLIT, $0-48

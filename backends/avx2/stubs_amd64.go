@@ -49,6 +49,18 @@ func matvecH(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 //go:noescape
 func matvecBF(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 
+// matvecHSpread computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w binary16, k a multiple of 8; each row exactly as matvecH/matvecBF would.
+//
+//go:noescape
+func matvecHSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// matvecBFSpread computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w bfloat16, k a multiple of 8; each row exactly as matvecH/matvecBF would.
+//
+//go:noescape
+func matvecBFSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
 // wsumH computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1, v binary16, hd a multiple of 8).
 //
 //go:noescape

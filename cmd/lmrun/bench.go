@@ -30,7 +30,10 @@ func benchCommand() *cli.Command {
 					"   lmrun bench model -m gpt2.lmc -m neo.lmc -p 0 -n 32 --depth 1024   # decode cost at a 1024-token context",
 				Description: "pp N: a prompt of N tokens in one batched pass; tg N: N tokens generated one at a\n" +
 					"time. Both start after --depth tokens already in the KV cache. Each figure is the\n" +
-					"median of --reps runs after one warm-up run. weight GB/s = checkpoint bytes × tg tokens/s.",
+					"median of --reps runs after one warm-up run. tg is bound by memory bandwidth:\n" +
+					"achieved = weight bytes one token reads × tokens/s, against the read bandwidth\n" +
+					"measured at the same thread count. pp is bound by arithmetic: achieved = 2 flops per\n" +
+					"multiply-add of the matrix products, against one core's FMA peak times the threads.",
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` (repeatable)", Required: true},
 					&cli.IntFlag{Name: "p", Value: 128, Usage: "prompt tokens (0: skip)"},
@@ -38,6 +41,7 @@ func benchCommand() *cli.Command {
 					&cli.StringFlag{Name: "threads", Aliases: []string{"t"}, Value: "0", Usage: "comma-separated thread `COUNTS` (0: all cores)"},
 					&cli.IntFlag{Name: "depth", Usage: "tokens in the KV cache before each test"},
 					&cli.IntFlag{Name: "reps", Value: 3, Usage: "repetitions (the median is reported)"},
+					&cli.BoolFlag{Name: "limits", Value: true, Usage: "measure the machine's read bandwidth and FMA peak first and report each result as a fraction of them (--limits=false skips it)"},
 					backendFlag,
 					&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
 				},
@@ -50,7 +54,10 @@ func benchCommand() *cli.Command {
 						return fmt.Errorf("-p, -n and --depth must be ≥ 0")
 					}
 					cfg := bench.ModelConfig{Prompt: c.Int("p"), Gen: c.Int("n"), Depth: c.Int("depth"), Threads: threads,
-						Backend: c.String("backend"), Reps: c.Int("reps")}
+						Backend: c.String("backend"), Reps: c.Int("reps"), Limits: c.Bool("limits")}
+					if cfg.Limits {
+						fmt.Fprintln(c.App.ErrWriter, "measuring the machine at each thread count: read bandwidth, FMA peak ...")
+					}
 					var all []bench.ModelResult
 					for _, path := range c.StringSlice("model") {
 						res, err := bench.BenchModel(path, cfg)
@@ -85,14 +92,25 @@ func parseInts(s string) ([]int, error) {
 }
 
 func printModelTable(w io.Writer, rs []bench.ModelResult) {
-	fmt.Fprintln(w, "| model | size MB | backend | threads | test | depth | t/s | weight GB/s |")
-	fmt.Fprintln(w, "|---|---:|---|---:|---|---:|---:|---:|")
+	fmt.Fprintln(w, "| model | size MB | backend | threads | test | depth | t/s | achieved | limit | of limit |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
 	for _, r := range rs {
-		gbps := ""
-		if r.WeightGBps > 0 {
-			gbps = fmt.Sprintf("%.2f", r.WeightGBps)
+		var got, limit, frac string
+		if r.WeightGBps > 0 { // tg: bandwidth-bound
+			got = fmt.Sprintf("%.2f GB/s", r.WeightGBps)
+			if r.ReadGBps > 0 {
+				limit = fmt.Sprintf("%.2f GB/s read", r.ReadGBps)
+			}
+		} else if r.GFLOPS > 0 { // pp: compute-bound
+			got = fmt.Sprintf("%.1f GFLOP/s", r.GFLOPS)
+			if r.PeakGFLOPS > 0 {
+				limit = fmt.Sprintf("%.1f GFLOP/s FMA", r.PeakGFLOPS)
+			}
 		}
-		fmt.Fprintf(w, "| %s | %.1f | %s | %d | %s | %d | %.2f | %s |\n", r.Model, r.WeightMB, r.Backend, r.Threads, r.Test, r.Depth, r.TokPerSec, gbps)
+		if r.Fraction > 0 {
+			frac = fmt.Sprintf("%.0f%%", 100*r.Fraction)
+		}
+		fmt.Fprintf(w, "| %s | %.1f | %s | %d | %s | %d | %.2f | %s | %s | %s |\n", r.Model, r.WeightMB, r.Backend, r.Threads, r.Test, r.Depth, r.TokPerSec, got, limit, frac)
 	}
 }
 

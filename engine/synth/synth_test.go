@@ -2,6 +2,7 @@ package synth
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lmrun/lmrun/engine"
@@ -44,10 +45,38 @@ func TestPresetsLoad(t *testing.T) {
 			if len(logits) != 300 || logits[0] != logits[0] {
 				t.Fatalf("logits %v", logits[:4])
 			}
+			checkFootprint(t, m)
 		})
 	}
 	if _, err := Lookup("nope"); err == nil {
 		t.Fatal("unknown preset accepted")
+	}
+}
+
+// checkFootprint recomputes engine.Footprint from the tensor table: the layers' matrices
+// (and projections) are the multiply-adds, the classifier is output.weight or the tied
+// token embedding, and a token reads everything but the embedding tables, of which it
+// reads one row.
+func checkFootprint(t *testing.T, m *engine.Model) {
+	t.Helper()
+	var want engine.Footprint
+	f := m.File()
+	want.StreamedBytes = f.DataSize()
+	for _, tt := range f.Tensors {
+		switch {
+		case tt.Name == "position_embd.weight" || (tt.Name == "token_embd.weight" && f.Tensor("output.weight") != nil):
+			want.StreamedBytes -= tt.Size - tt.Size/int64(tt.Shape[0])
+		case len(tt.Shape) == 2 && (strings.HasPrefix(tt.Name, "blk.") || strings.HasPrefix(tt.Name, "proj_")):
+			want.LayerMACs += int64(tt.Shape[0]) * int64(tt.Shape[1])
+		}
+	}
+	cls := f.Tensor("output.weight")
+	if cls == nil {
+		cls = f.Tensor("token_embd.weight")
+	}
+	want.ClassifierMACs = int64(cls.Shape[0]) * int64(cls.Shape[1])
+	if got := m.Footprint(); got != want || want.LayerMACs == 0 {
+		t.Fatalf("Footprint %+v, want %+v", got, want)
 	}
 }
 

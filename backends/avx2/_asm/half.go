@@ -13,6 +13,8 @@ import (
 func genHalf() {
 	genMatVecHalf(false)
 	genMatVecHalf(true)
+	genMatVecHalfSpread(false)
+	genMatVecHalfSpread(true)
 	genWsumHalf()
 }
 
@@ -168,6 +170,92 @@ func genWsumHalf() {
 	}
 	chunk(8)
 	chunk(1)
+	VZEROUPPER()
+	RET()
+}
+
+// genMatVecHalfSpread: matvecH/matvecBF over the four quarters of the rows at once, each
+// a long sequential stream (as matvecSpread for f32), for half-precision weights.
+func genMatVecHalfSpread(bf16 bool) {
+	name, what := "matvecHSpread", "binary16"
+	if bf16 {
+		name, what = "matvecBFSpread", "bfloat16"
+	}
+	lb := fn(name, "func(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)",
+		name+" computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks",
+		"(blocks ≥ 1), w "+what+", k a multiple of 8; each row exactly as matvecH/matvecBF would.")
+	x := Load(Param("x"), GP64())
+	ldw := Load(Param("ldw"), GP64())
+	SHLQ(U8(1), ldw) // bytes
+	k := Load(Param("k"), GP64())
+	k16 := GP64()
+	MOVQ(k, k16)
+	ANDQ(I32(-16), k16)
+	wr := make([]Register, 4)
+	wr[0] = Load(Param("w"), GP64())
+	gw := Load(Param("gap"), GP64())
+	IMULQ(ldw, gw) // gap rows, in bytes
+	for r := 1; r < 4; r++ {
+		wr[r] = GP64()
+		LEAQ(Mem{Base: wr[r-1], Index: gw, Scale: 1}, wr[r])
+	}
+	block := lb.next("block")
+	Label(block)
+	acc := make([][2]VecVirtual, 4)
+	for r := range acc {
+		acc[r] = [2]VecVirtual{YMM(), YMM()}
+		zero(acc[r][0], acc[r][1])
+	}
+	e := GP64()
+	XORQ(e, e)
+	body, check, reduce := lb.next("body"), lb.next("check"), lb.next("reduce")
+	JMP(LabelRef(check))
+	Label(body)
+	x0, x1 := YMM(), YMM()
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
+	for r := 0; r < 4; r++ {
+		t0, t1 := YMM(), YMM()
+		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
+		VFMADD231PS(t0, x0, acc[r][0])
+		VFMADD231PS(t1, x1, acc[r][1])
+	}
+	ADDQ(U8(16), e)
+	Label(check)
+	CMPQ(e, k16)
+	JL(LabelRef(body))
+	CMPQ(e, k)
+	JGE(LabelRef(reduce))
+	x0 = YMM()
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
+	for r := 0; r < 4; r++ {
+		t0 := YMM()
+		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+		VFMADD231PS(t0, x0, acc[r][0])
+	}
+	Label(reduce)
+	for r := 0; r < 4; r++ {
+		VADDPS(acc[r][1], acc[r][0], acc[r][0])
+	}
+	h := reduce4(acc[0][0], acc[1][0], acc[2][0], acc[3][0])
+	g := Load(Param("gap"), GP64())
+	SHLQ(U8(2), g) // gap floats, in bytes
+	d, d3 := Load(Param("dst"), GP64()), GP64()
+	VMOVSS(h, Mem{Base: d})
+	VEXTRACTPS(U8(1), h, Mem{Base: d, Index: g, Scale: 1})
+	VEXTRACTPS(U8(2), h, Mem{Base: d, Index: g, Scale: 2})
+	LEAQ(Mem{Base: d, Index: g, Scale: 2}, d3)
+	VEXTRACTPS(U8(3), h, Mem{Base: d3, Index: g, Scale: 1})
+	ADDQ(U8(4), d)
+	Store(d, Param("dst"))
+	for r := 0; r < 4; r++ {
+		ADDQ(ldw, wr[r])
+	}
+	n := Load(Param("blocks"), GP64())
+	DECQ(n)
+	Store(n, Param("blocks"))
+	JNZ(LabelRef(block))
 	VZEROUPPER()
 	RET()
 }
