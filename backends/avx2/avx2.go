@@ -92,9 +92,10 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 const halfChunk = 16
 
 // matMulHalf is MatMul for f16 and bf16 weights (Cols ≥ 8). T = 1 widens the halves as
-// they are loaded (matvecHSpread and matvecH, or the BF versions: VCVTPH2PS, or a shift for bf16) over the first
-// Cols&^7 columns, then adds the last Cols%8 products in order, then the bias. T > 1
-// widens halfChunk rows at a time into a scratch buffer and runs the f32 GEMM on them.
+// they are loaded (matvecHSpread and matvecH, or their BF twins: VCVTPH2PS, or a shift
+// for bf16) over the first Cols&^7 columns, then adds the last Cols%8 products in
+// order, then the bias. T > 1 widens halfChunk rows at a time into a scratch buffer and
+// runs the f32 GEMM on them.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
 	if r0 >= r1 || T <= 0 {
 		return
