@@ -400,9 +400,24 @@ func TestMatMulQ8(t *testing.T) {
 					if T*cols > 64*800 {
 						continue
 					}
-					w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: weightBytes(r, dt, rows, cols)}
-					if dt == format.F32 {
-						w.F32 = format.BytesToF32(w.Data)
+					data := weightBytes(r, dt, rows, cols)
+					if dt == format.Q8_0 {
+						if si%2 == 0 { // as ggml writes them: no quant of −128
+							for i := range data {
+								if i%kernels.BlockQ8_0 >= 2 && data[i] == 0x80 {
+									data[i] = 0x81
+								}
+							}
+						} else { // at least one
+							data[r.IntN(len(data)/kernels.BlockQ8_0)*kernels.BlockQ8_0+2+r.IntN(32)] = 0x80
+						}
+					}
+					w, err := kernels.NewMat(dt, data, rows, cols)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if dt == format.Q8_0 && w.Q8Sym != (si%2 == 0) {
+						t.Fatalf("Q8Sym = %v for %d×%d random q8_0 weights (case %d)", w.Q8Sym, rows, cols, si)
 					}
 					x := randVec(r, T*cols, 1)
 					if si%4 == 3 { // one large activation per token: small blocks elsewhere

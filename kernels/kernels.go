@@ -21,6 +21,11 @@ type Mat struct {
 	Cols  int
 	Data  []byte
 	F32   []float32
+	// Q8Sym reports that a q8_0 matrix has no quant of −128. ggml's quantizers never
+	// write one (they round x/d with |x/d| ≤ 127), and SIMD kernels then have a cheaper
+	// exact form of the signed byte product. NewMat sets it from the data; false is
+	// always safe.
+	Q8Sym bool
 }
 
 // NewMatF32 wraps a row-major float32 matrix.

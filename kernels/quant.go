@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -54,10 +55,29 @@ func NewMat(dt format.DType, data []byte, rows, cols int) (*Mat, error) {
 		return nil, fmt.Errorf("%s matrix %d×%d needs %d bytes, got %d", dt, rows, cols, size, len(data))
 	}
 	m := &Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
-	if dt == format.F32 {
+	switch dt {
+	case format.F32:
 		m.F32 = format.BytesToF32(data)
+	case format.Q8_0:
+		m.Q8Sym = !hasQuantMin(data)
 	}
 	return m, nil
+}
+
+// hasQuantMin reports whether q8_0 blocks hold a quant of −128 (0x80). It finds the
+// candidates with bytes.IndexByte, so scanning a model costs about one memory read of it.
+func hasQuantMin(data []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], 0x80)
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i%BlockQ8_0 >= 2 { // past the block's f16 scale
+			return true
+		}
+		i++
+	}
 }
 
 // RowF32 writes row r of m, converted to float32, to dst[:m.Cols] (an embedding lookup).

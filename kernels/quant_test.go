@@ -464,3 +464,35 @@ func TestNewMat(t *testing.T) {
 		t.Error("Dequantize of a partial block accepted")
 	}
 }
+
+// TestNewMatQ8Sym: NewMat marks a q8_0 matrix symmetric exactly when no quant is −128;
+// a 0x80 byte in a block's f16 scale does not count.
+func TestNewMatQ8Sym(t *testing.T) {
+	x := make([]float32, 4*64)
+	for i := range x {
+		x[i] = float32(i%17) - 8
+	}
+	data, err := Quantize(format.Q8_0, x, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMat(format.Q8_0, data, 4, 64)
+	if err != nil || !m.Q8Sym {
+		t.Fatalf("ggml-quantized matrix: Q8Sym = %v (%v)", m != nil && m.Q8Sym, err)
+	}
+	scaleLow := BlockQ8_0 * 5 // the low byte of block 5's scale
+	data[scaleLow] = 0x80
+	if m, _ := NewMat(format.Q8_0, data, 4, 64); !m.Q8Sym {
+		t.Fatal("0x80 in a scale byte cleared Q8Sym")
+	}
+	for _, at := range []int{2, BlockQ8_0*3 + 17, len(data) - 1} {
+		d := append([]byte(nil), data...)
+		d[at] = 0x80
+		if m, _ := NewMat(format.Q8_0, d, 4, 64); m.Q8Sym {
+			t.Fatalf("quant −128 at byte %d: Q8Sym still set", at)
+		}
+	}
+	if m, _ := NewMat(format.Q4_0, make([]byte, RowBytes(format.Q4_0, 64)), 1, 64); m.Q8Sym {
+		t.Fatal("Q8Sym set on a q4_0 matrix")
+	}
+}

@@ -363,13 +363,16 @@ var _ kernels.Q8Kernels = Kernels{}
 const qChunk = 16
 
 // MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
-// products, eight rows at a time (mvQ8_0x8, mvQ4_0x8; see backends/avx2/_asm/quant.go);
-// other weight types are the reference's. The results are the reference's bit for bit,
-// whatever the row range.
+// products, eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
+// backends/avx2/_asm/quant.go); other weight types are the reference's. The results are
+// the reference's bit for bit, whatever the row range.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
 	x8, x1 := mvQ8_0x8, mvQ8_0x1
 	switch w.DType {
 	case format.Q8_0:
+		if w.Q8Sym {
+			x8 = mvQ8_0Sx8
+		}
 	case format.Q4_0:
 		x8, x1 = mvQ4_0x8, mvQ4_0x1
 	default:

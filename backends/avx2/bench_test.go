@@ -318,7 +318,7 @@ func BenchmarkMatVecQ8(b *testing.B) {
 		for _, sh := range [][2]int{{768, 768}, {4096, 4096}} {
 			rows, cols := sh[0], sh[1]
 			data, _ := kernels.Quantize(dt, randSlice(r, rows*cols), cols)
-			w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
+			w, _ := kernels.NewMat(dt, data, rows, cols) // as the engine loads them
 			xq := make([]byte, kernels.RowBytes(format.Q8_0, cols))
 			kernels.QuantizeQ8(randSlice(r, cols), xq)
 			dst := make([]float32, rows)

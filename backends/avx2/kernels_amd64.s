@@ -1743,13 +1743,13 @@ mvQ8_0x8_group1:
 mvQ8_0x8_block2:
 	VMOVDQU      2(SI), Y2
 	PREFETCHT0   512(DI)
-	VMOVDQU      2(DI), Y4
-	VPSIGNB      Y4, Y2, Y5
-	VPABSB       Y4, Y4
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VEXTRACTI128 $0x01, Y5, X3
-	VPADDD       X5, X3, X3
+	VMOVDQU      2(DI), Y5
+	VPSIGNB      Y5, Y2, Y4
+	VPABSB       Y5, Y5
+	VPMADDUBSW   Y4, Y5, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X3
+	VPADDD       X4, X3, X3
 	PREFETCHT0   512(DI)(DX*1)
 	VMOVDQU      2(DI)(DX*1), Y4
 	VPSIGNB      Y4, Y2, Y5
@@ -2218,6 +2218,167 @@ mvQ4_0x1_block2:
 	ADDQ         BX, CX
 	DECQ         DX
 	JNZ          mvQ4_0x1_row1
+	VZEROUPPER
+	RET
+
+// func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·mvQ8_0Sx8(SB), NOSPLIT, $0-64
+	MOVQ    dst+0(FP), AX
+	MOVQ    w+16(FP), CX
+	MOVQ    gap+48(FP), DX
+	MOVQ    ldw+24(FP), BX
+	IMULQ   BX, DX
+	LEAQ    (DX)(DX*2), BX
+	VMOVDQU ones16<>+0(SB), Y0
+
+mvQ8_0Sx8_group1:
+	VXORPS Y1, Y1, Y1
+	MOVQ   xq+8(FP), SI
+	MOVQ   CX, DI
+	LEAQ   (CX)(DX*4), R8
+	MOVQ   nb+32(FP), R9
+
+mvQ8_0Sx8_block2:
+	VMOVDQU      2(SI), Y2
+	VPABSB       Y2, Y3
+	PREFETCHT0   512(DI)
+	VMOVDQU      2(DI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X4
+	VPADDD       X5, X4, X4
+	PREFETCHT0   512(DI)(DX*1)
+	VMOVDQU      2(DI)(DX*1), Y6
+	VPSIGNB      Y2, Y6, Y6
+	VPMADDUBSW   Y6, Y3, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X6, X5, X5
+	PREFETCHT0   512(DI)(DX*2)
+	VMOVDQU      2(DI)(DX*2), Y7
+	VPSIGNB      Y2, Y7, Y7
+	VPMADDUBSW   Y7, Y3, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VEXTRACTI128 $0x01, Y7, X6
+	VPADDD       X7, X6, X6
+	PREFETCHT0   512(DI)(BX*1)
+	VMOVDQU      2(DI)(BX*1), Y8
+	VPSIGNB      Y2, Y8, Y8
+	VPMADDUBSW   Y8, Y3, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VEXTRACTI128 $0x01, Y8, X7
+	VPADDD       X8, X7, X7
+	PREFETCHT0   512(R8)
+	VMOVDQU      2(R8), Y9
+	VPSIGNB      Y2, Y9, Y9
+	VPMADDUBSW   Y9, Y3, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X8
+	VPADDD       X9, X8, X8
+	PREFETCHT0   512(R8)(DX*1)
+	VMOVDQU      2(R8)(DX*1), Y10
+	VPSIGNB      Y2, Y10, Y10
+	VPMADDUBSW   Y10, Y3, Y10
+	VPMADDWD     Y0, Y10, Y10
+	VEXTRACTI128 $0x01, Y10, X9
+	VPADDD       X10, X9, X9
+	PREFETCHT0   512(R8)(DX*2)
+	VMOVDQU      2(R8)(DX*2), Y11
+	VPSIGNB      Y2, Y11, Y11
+	VPMADDUBSW   Y11, Y3, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VEXTRACTI128 $0x01, Y11, X10
+	VPADDD       X11, X10, X10
+	PREFETCHT0   512(R8)(BX*1)
+	VMOVDQU      2(R8)(BX*1), Y11
+	VPSIGNB      Y2, Y11, Y11
+	VPMADDUBSW   Y11, Y3, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VEXTRACTI128 $0x01, Y11, X2
+	VPADDD       X11, X2, X2
+	VPUNPCKLDQ   X5, X4, X3
+	VPUNPCKHDQ   X5, X4, X4
+	VPADDD       X3, X4, X4
+	VPUNPCKLDQ   X7, X6, X3
+	VPUNPCKHDQ   X7, X6, X6
+	VPADDD       X3, X6, X6
+	VPUNPCKLQDQ  X6, X4, X3
+	VPUNPCKHQDQ  X6, X4, X4
+	VPADDD       X3, X4, X4
+	VPUNPCKLDQ   X9, X8, X3
+	VPUNPCKHDQ   X9, X8, X8
+	VPADDD       X3, X8, X8
+	VPUNPCKLDQ   X2, X10, X3
+	VPUNPCKHDQ   X2, X10, X10
+	VPADDD       X3, X10, X10
+	VPUNPCKLQDQ  X10, X8, X2
+	VPUNPCKHQDQ  X10, X8, X8
+	VPADDD       X2, X8, X8
+	VINSERTI128  $0x01, X8, Y4, Y2
+	VCVTDQ2PS    Y2, Y2
+	MOVWQZX      (DI), R10
+	MOVWQZX      (DI)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R10
+	MOVWQZX      (DI)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	MOVWQZX      (DI)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R10
+	MOVWQZX      (R8), R11
+	MOVWQZX      (R8)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	VMOVQ        R10, X3
+	VPINSRQ      $0x01, R11, X3, X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTW (SI), X4
+	VCVTPH2PS    X4, Y5
+	VMULPS       Y5, Y3, Y3
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $0x22, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x22, R8
+	DECQ         R9
+	JNZ          mvQ8_0Sx8_block2
+	MOVQ         gap+48(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         AX, DI
+	VEXTRACTF128 $0x01, Y1, X2
+	VMOVSS       X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x01, X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x02, X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x03, X1, (DI)
+	ADDQ         SI, DI
+	VMOVSS       X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x01, X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x02, X2, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x03, X2, (DI)
+	MOVQ         step+56(FP), SI
+	LEAQ         (AX)(SI*4), AX
+	MOVQ         ldw+24(FP), DI
+	IMULQ        DI, SI
+	ADDQ         SI, CX
+	MOVQ         groups+40(FP), SI
+	DECQ         SI
+	MOVQ         SI, groups+40(FP)
+	JNZ          mvQ8_0Sx8_group1
 	VZEROUPPER
 	RET
 

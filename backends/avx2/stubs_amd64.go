@@ -90,6 +90,13 @@ func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap 
 //go:noescape
 func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)
 
+// mvQ8_0Sx8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q8_0 (no quant −128) matrix w
+// (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =
+// Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference.
+//
+//go:noescape
+func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
+
 // sum returns Σ x[i] over i < n.
 //
 //go:noescape

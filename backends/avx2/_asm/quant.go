@@ -14,6 +14,10 @@ import (
 //
 // s_rb the exact integer dot product of the block's 32 weights and activations.
 //
+// For q8_0 matrices without a quant of −128 (kernels.Mat.Q8Sym, what every ggml
+// quantizer writes) mvQ8_0Sx8 takes |x| as the unsigned operand instead, shared by all
+// rows, and w·sign(x) as the signed one: one instruction less per row and block.
+//
 // Per row and block the integer products come from VPMADDUBSW: q8_0 weights by the sign
 // trick (|w| as unsigned bytes times x·sign(w) as signed ones; |w| ≤ 128 and |x| ≤ 127
 // keep each pair sum within int16), q4_0 weights as their unsigned nibbles u (then
@@ -26,9 +30,10 @@ import (
 func genQuant() {
 	vshift4()
 	for _, q4 := range []bool{false, true} {
-		genMatVecQ8Rows(q4)
+		genMatVecQ8Rows(q4, false)
 		genMatVecQ1Row(q4)
 	}
+	genMatVecQ8Rows(false, true)
 }
 
 // qname returns the kernel name prefix, the weight type and its block size in bytes.
@@ -44,7 +49,7 @@ func qname(q4 bool) (string, string, int) {
 // (for q4_0 less the −8·Σx term, which the caller subtracts from the total). w points at
 // the weight block (its f16 scale); xv holds the 32 activations, xlo and xhi their
 // halves (for q4_0).
-func blockProducts(q4 bool, w Mem, xv, xlo, xhi, ones16, p VecVirtual) {
+func blockProducts(q4, sym bool, w Mem, xv, xlo, xhi, ones16, p VecVirtual) {
 	quants := w
 	quants.Disp += 2
 	if q4 {
@@ -61,11 +66,19 @@ func blockProducts(q4 bool, w Mem, xv, xlo, xhi, ones16, p VecVirtual) {
 		VPMADDWD(ones16.AsX(), p, p)
 		return
 	}
-	wv, sy := YMM(), YMM()
-	VMOVDQU(quants, wv)
-	VPSIGNB(wv, xv, sy)
-	VPABSB(wv, wv)
-	VPMADDUBSW(sy, wv, sy)
+	sy := YMM()
+	if sym {
+		// No weight is −128, so w·sign(x) is exact and |x| (xlo) is shared by the rows.
+		VMOVDQU(quants, sy)
+		VPSIGNB(xv, sy, sy)
+		VPMADDUBSW(sy, xlo, sy)
+	} else {
+		wv := YMM()
+		VMOVDQU(quants, wv)
+		VPSIGNB(wv, xv, sy)
+		VPABSB(wv, wv)
+		VPMADDUBSW(sy, wv, sy)
+	}
 	VPMADDWD(ones16, sy, sy)
 	VEXTRACTI128(U8(1), sy, p)
 	VPADDD(sy.AsX(), p, p)
@@ -101,10 +114,14 @@ func hsumInt4(x Register) {
 }
 
 // loadX loads the 32 activations of the block at xp (past its scale): for q8_0 as one
-// YMM register; for q4_0 also as its two halves.
-func loadX(q4 bool, xp Register) (xv, xlo, xhi VecVirtual) {
+// YMM register (and with sym their magnitudes in xlo); for q4_0 also as its two halves.
+func loadX(q4, sym bool, xp Register) (xv, xlo, xhi VecVirtual) {
 	xv = YMM()
 	VMOVDQU(Mem{Base: xp, Disp: 2}, xv)
+	if sym {
+		xlo = YMM()
+		VPABSB(xv, xlo)
+	}
 	if q4 {
 		xlo, xhi = XMM(), XMM()
 		VMOVDQU(Mem{Base: xp, Disp: 2}, xlo)
@@ -121,8 +138,12 @@ func vconstReg(name string, bits uint32) VecVirtual {
 	return r
 }
 
-func genMatVecQ8Rows(q4 bool) {
+func genMatVecQ8Rows(q4, sym bool) {
 	name, wt, bsz := qname(q4)
+	if sym {
+		name += "S"
+		wt += " (no quant −128)"
+	}
 	lb := fn(name+"x8", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)",
 		name+"x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the "+wt+" matrix w",
 		"(row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =",
@@ -165,14 +186,14 @@ func genMatVecQ8Rows(q4 bool) {
 	nb := Load(Param("nb"), GP64())
 	blk := lb.next("block")
 	Label(blk)
-	xv, xlo, xhi := loadX(q4, xp)
+	xv, xlo, xhi := loadX(q4, sym, xp)
 	p := make([]VecVirtual, 8)
 	for q := range p {
 		p[q] = XMM()
 		pf := rowAt(q)
 		pf.Disp += prefetchAhead
 		PREFETCHT0(pf)
-		blockProducts(q4, rowAt(q), xv, xlo, xhi, ones16, p[q])
+		blockProducts(q4, sym, rowAt(q), xv, xlo, xhi, ones16, p[q])
 	}
 	// Transpose-and-add: lanes of p0..p7 → one vector of the 8 row totals.
 	pair := func(a, b VecVirtual) VecVirtual { // [a02 b02 a13 b13]
@@ -280,9 +301,9 @@ func genMatVecQ1Row(q4 bool) {
 	nb := Load(Param("nb"), GP64())
 	blk := lb.next("block")
 	Label(blk)
-	xv, xlo, xhi := loadX(q4, xp)
+	xv, xlo, xhi := loadX(q4, false, xp)
 	p := XMM()
-	blockProducts(q4, Mem{Base: wb}, xv, xlo, xhi, ones16, p)
+	blockProducts(q4, false, Mem{Base: wb}, xv, xlo, xhi, ones16, p)
 	hsumInt4(p)
 	if q4 {
 		VPSUBD(xSum8(xv, ones16).AsX(), p, p)
