@@ -49,7 +49,10 @@ func qname(q4 bool) (string, string, int) {
 // (for q4_0 less the −8·Σx term, which the caller subtracts from the total). w points at
 // the weight block (its f16 scale); xv holds the 32 activations, xlo and xhi their
 // halves (for q4_0).
-func blockProducts(q4, sym bool, w Mem, xv, xlo, xhi, ones16, p VecVirtual) {
+//
+// With words (q4_0 only) p is left as 8 int16 lanes, each |·| ≤ 2·2·15·127 = 7620, for a
+// transpose that adds them as words (see genMatVecQ8Rows).
+func blockProducts(q4, sym, words bool, w Mem, xv, xlo, xhi, ones16, p VecVirtual) {
 	quants := w
 	quants.Disp += 2
 	if q4 {
@@ -63,7 +66,9 @@ func blockProducts(q4, sym bool, w Mem, xv, xlo, xhi, ones16, p VecVirtual) {
 		VPMADDUBSW(xlo, p, p)
 		VPMADDUBSW(xhi, h, h)
 		VPADDW(h, p, p)
-		VPMADDWD(ones16.AsX(), p, p)
+		if !words {
+			VPMADDWD(ones16.AsX(), p, p)
+		}
 		return
 	}
 	sy := YMM()
@@ -193,27 +198,57 @@ func genMatVecQ8Rows(q4, sym bool) {
 		pf := rowAt(q)
 		pf.Disp += prefetchAhead
 		PREFETCHT0(pf)
-		blockProducts(q4, sym, rowAt(q), xv, xlo, xhi, ones16, p[q])
+		blockProducts(q4, sym, q4, rowAt(q), xv, xlo, xhi, ones16, p[q])
 	}
 	// Transpose-and-add: lanes of p0..p7 → one vector of the 8 row totals.
-	pair := func(a, b VecVirtual) VecVirtual { // [a02 b02 a13 b13]
-		lo := XMM()
-		VPUNPCKLDQ(b, a, lo)
-		VPUNPCKHDQ(b, a, a)
-		VPADDD(lo, a, a)
-		return a
+	var tot VecVirtual
+	if q4 {
+		// As words, which never overflow: after three levels of adding lanes a word is
+		// at most 4·7620 = 30480, and only the last step widens to dwords. No VPMADDWD,
+		// so the multiplier pipe does the VPMADDUBSWs alone.
+		pair := func(a, b VecVirtual) VecVirtual { // words [a04 b04 a15 b15 a26 b26 a37 b37]
+			lo := XMM()
+			VPUNPCKLWD(b, a, lo)
+			VPUNPCKHWD(b, a, a)
+			VPADDW(lo, a, a)
+			return a
+		}
+		quad := func(a, b VecVirtual) VecVirtual { // words [a0246 b c d a1357 b c d]
+			lo := XMM()
+			VPUNPCKLDQ(b, a, lo)
+			VPUNPCKHDQ(b, a, a)
+			VPADDW(lo, a, a)
+			return a
+		}
+		t0 := quad(pair(p[0], p[1]), pair(p[2], p[3]))
+		t1 := quad(pair(p[4], p[5]), pair(p[6], p[7]))
+		lo, hi := XMM(), XMM()
+		VPUNPCKLQDQ(t1, t0, lo) // the even lanes' sums of rows 0–7
+		VPUNPCKHQDQ(t1, t0, hi) // the odd lanes'
+		tot = YMM()
+		VPMOVSXWD(lo, tot)
+		VPMOVSXWD(hi, hi.AsY())
+		VPADDD(hi.AsY(), tot, tot)
+	} else {
+		pair := func(a, b VecVirtual) VecVirtual { // [a02 b02 a13 b13]
+			lo := XMM()
+			VPUNPCKLDQ(b, a, lo)
+			VPUNPCKHDQ(b, a, a)
+			VPADDD(lo, a, a)
+			return a
+		}
+		quad := func(a, b VecVirtual) VecVirtual { // [a0–3 b0–3 c0–3 d0–3]
+			lo := XMM()
+			VPUNPCKLQDQ(b, a, lo)
+			VPUNPCKHQDQ(b, a, a)
+			VPADDD(lo, a, a)
+			return a
+		}
+		t0 := quad(pair(p[0], p[1]), pair(p[2], p[3]))
+		t1 := quad(pair(p[4], p[5]), pair(p[6], p[7]))
+		tot = YMM()
+		VINSERTI128(U8(1), t1, t0.AsY(), tot) // rows 0–3 | rows 4–7
 	}
-	quad := func(a, b VecVirtual) VecVirtual { // [a0–3 b0–3 c0–3 d0–3]
-		lo := XMM()
-		VPUNPCKLQDQ(b, a, lo)
-		VPUNPCKHQDQ(b, a, a)
-		VPADDD(lo, a, a)
-		return a
-	}
-	t0 := quad(pair(p[0], p[1]), pair(p[2], p[3]))
-	t1 := quad(pair(p[4], p[5]), pair(p[6], p[7]))
-	tot := YMM()
-	VINSERTI128(U8(1), t1, t0.AsY(), tot) // rows 0–3 | rows 4–7
 	if q4 {
 		VPSUBD(xSum8(xv, ones16), tot, tot)
 	}
@@ -303,7 +338,7 @@ func genMatVecQ1Row(q4 bool) {
 	Label(blk)
 	xv, xlo, xhi := loadX(q4, false, xp)
 	p := XMM()
-	blockProducts(q4, false, Mem{Base: wb}, xv, xlo, xhi, ones16, p)
+	blockProducts(q4, false, false, Mem{Base: wb}, xv, xlo, xhi, ones16, p)
 	hsumInt4(p)
 	if q4 {
 		VPSUBD(xSum8(xv, ones16).AsX(), p, p)
