@@ -88,8 +88,10 @@ func TestLlamaCppGGUF(t *testing.T) {
 
 // TestQuantizedPerplexity: stories260K's perplexity on the TinyStories text with its
 // weights in q8_0 stays within 1% of f32 (the reference value in the expected file). For
-// q4_0 the target of 5% is not reached on this 64-wide model (measured +5.9%); the test
-// holds convert's searched q4_0 scales to beating ggml's reference quantizer (+6.8%).
+// q4_0 the target of 5% is not reached on this 64-wide model (measured +5.89% with
+// convert's least-squares-optimal block scales, which no per-block choice of scale
+// improves on); the test holds q4_0 to +6.0% and to beating ggml's reference quantizer
+// (+6.8%).
 func TestQuantizedPerplexity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("evaluates 105k tokens three times")
@@ -157,8 +159,12 @@ func TestQuantizedPerplexity(t *testing.T) {
 		}
 		q4ref.Tensors = append(q4ref.Tensors, s)
 	}
-	if searched, ref := perplexity(q4, "q4_0"), perplexity(q4ref, "q4_0 (ggml reference scales)"); searched >= ref {
+	searched, ref := perplexity(q4, "q4_0"), perplexity(q4ref, "q4_0 (ggml reference scales)")
+	if searched >= ref {
 		t.Errorf("searched q4_0 scales (%.4f) do not beat ggml's reference quantizer (%.4f)", searched, ref)
+	}
+	if searched/f32ppl-1 > 0.060 {
+		t.Errorf("q4_0 perplexity is %+.2f%% off f32 (measured +5.89%%, bound +6.0%%)", 100*(searched/f32ppl-1))
 	}
 }
 

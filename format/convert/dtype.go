@@ -21,7 +21,8 @@ import (
 // A tensor already stored as its target dtype keeps its bytes; any other is converted
 // through f32 (so q8_0 → q4_0 requantizes the dequantized values). Conversion happens
 // when the checkpoint is written, one tensor at a time, and is deterministic: f16 and
-// bf16 round to nearest even, q8_0 and q4_0 are ggml's reference quantizers.
+// bf16 round to nearest even, q8_0 is ggml's reference quantizer, q4_0 ggml's layout
+// with least-squares block scales (kernels.QuantizeSearch; format/SPEC.md).
 func WithDType(ck *format.Checkpoint, dt format.DType) (*format.Checkpoint, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
