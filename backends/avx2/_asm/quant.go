@@ -52,7 +52,7 @@ func qname(q4 bool) (string, string, int) {
 //
 // With words (q4_0 only) p is left as 8 int16 lanes, each |·| ≤ 2·2·15·127 = 7620, for a
 // transpose that adds them as words (see genMatVecQ8Rows).
-func blockProducts(q4, sym, words bool, w Mem, xv, xlo, xhi, ones16, p VecVirtual) {
+func blockProducts(q4, sym, words bool, w Mem, xv, xlo, xhi, ones16, nib, p VecVirtual) {
 	quants := w
 	quants.Disp += 2
 	if q4 {
@@ -61,8 +61,8 @@ func blockProducts(q4, sym, words bool, w Mem, xv, xlo, xhi, ones16, p VecVirtua
 		h := XMM()
 		VMOVDQU(quants, p)
 		VPSRLW(U8(4), p, h)
-		VPAND(vconst("nibble", 0x0f0f0f0f), p, p)
-		VPAND(vconst("nibble", 0x0f0f0f0f), h, h)
+		VPAND(nib.AsX(), p, p)
+		VPAND(nib.AsX(), h, h)
 		VPMADDUBSW(xlo, p, p)
 		VPMADDUBSW(xhi, h, h)
 		VPADDW(h, p, p)
@@ -164,6 +164,11 @@ func genMatVecQ8Rows(q4, sym bool) {
 	LEAQ(Mem{Base: gapW, Index: gapW, Scale: 2}, gapW3)
 	ones16 := YMM()
 	VMOVDQU(vconst("ones16", 0x00010001), ones16)
+	var nib VecVirtual
+	if q4 {
+		nib = YMM()
+		VMOVDQU(vconst("nibble", 0x0f0f0f0f), nib)
+	}
 
 	group := lb.next("group")
 	Label(group)
@@ -198,7 +203,7 @@ func genMatVecQ8Rows(q4, sym bool) {
 		pf := rowAt(q)
 		pf.Disp += prefetchAhead
 		PREFETCHT0(pf)
-		blockProducts(q4, sym, q4, rowAt(q), xv, xlo, xhi, ones16, p[q])
+		blockProducts(q4, sym, q4, rowAt(q), xv, xlo, xhi, ones16, nib, p[q])
 	}
 	// Transpose-and-add: lanes of p0..p7 → one vector of the 8 row totals.
 	var tot VecVirtual
@@ -325,6 +330,11 @@ func genMatVecQ1Row(q4 bool) {
 	rows := Load(Param("rows"), GP64())
 	ones16 := YMM()
 	VMOVDQU(vconst("ones16", 0x00010001), ones16)
+	var nib VecVirtual
+	if q4 {
+		nib = YMM()
+		VMOVDQU(vconst("nibble", 0x0f0f0f0f), nib)
+	}
 
 	row := lb.next("row")
 	Label(row)
@@ -338,7 +348,7 @@ func genMatVecQ1Row(q4 bool) {
 	Label(blk)
 	xv, xlo, xhi := loadX(q4, false, xp)
 	p := XMM()
-	blockProducts(q4, false, false, Mem{Base: wb}, xv, xlo, xhi, ones16, p)
+	blockProducts(q4, false, false, Mem{Base: wb}, xv, xlo, xhi, ones16, nib, p)
 	hsumInt4(p)
 	if q4 {
 		VPSUBD(xSum8(xv, ones16).AsX(), p, p)
