@@ -49,6 +49,10 @@ type job struct {
 // step never sleep; between requests they do.
 const spinPolls = 1 << 14
 
+// yieldEvery is how often a spinning thread yields its P, so that spinning never starves
+// the goroutines it waits for when there are fewer Ps than threads.
+const yieldEvery = 64
+
 // New starts a pool of n workers (n ≤ 0: the number of CPUs available to the process).
 // The calling goroutine takes part in every Run, so n-1 goroutines are started.
 func New(n int) *Pool {
@@ -82,6 +86,9 @@ func (p *Pool) worker() {
 				}
 				j = jj
 			default:
+				if spin%yieldEvery == yieldEvery-1 {
+					runtime.Gosched() // let other goroutines of this P run (GOMAXPROCS < threads)
+				}
 			}
 		}
 		if j == nil {
@@ -124,8 +131,11 @@ func (p *Pool) Run(n, grain int, t Task) {
 	// Spin for the other threads, then park; either way wait until every thread has
 	// let go of the job before recycling it.
 	for spin := 0; j.left.Load() != 0; spin++ {
-		if spin == spinPolls {
+		switch {
+		case spin == spinPolls:
 			j.wg.Wait()
+		case spin%yieldEvery == yieldEvery-1:
+			runtime.Gosched()
 		}
 	}
 	j.task = nil
