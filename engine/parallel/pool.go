@@ -103,7 +103,8 @@ func (p *Pool) worker() {
 }
 
 // Run calls t.Do on ranges covering [0, n) and returns when all are done. grain is the
-// smallest range worth handing to a thread.
+// smallest range worth handing to a thread, and every range but the last is a multiple
+// of it (so a kernel that works on tiles of rows sees whole tiles).
 func (p *Pool) Run(n, grain int, t Task) {
 	if n <= 0 {
 		return
@@ -119,7 +120,7 @@ func (p *Pool) Run(n, grain int, t Task) {
 	// A few chunks per thread balance uneven progress; chunks are never below grain.
 	j := p.free.Get().(*job)
 	j.task, j.n = t, n
-	j.chunk = max((n+4*threads-1)/(4*threads), grain)
+	j.chunk = (max((n+4*threads-1)/(4*threads), grain) + grain - 1) / grain * grain
 	j.next.Store(0)
 	j.worker.Store(0)
 	j.wg.Add(threads)

@@ -48,6 +48,22 @@ func TestRunCoversEachIndexOnce(t *testing.T) {
 	}
 }
 
+// TestRunRangesAreWholeGrains: every range a Run hands out starts at a multiple of the
+// grain and, but for the last, is a multiple of it long.
+func TestRunRangesAreWholeGrains(t *testing.T) {
+	p := New(3)
+	defer p.Close()
+	for _, n := range []int{1, 15, 16, 17, 288, 768, 1000, 2304, 32000} {
+		for _, grain := range []int{1, 8, 16} {
+			p.RunFunc(n, grain, func(_, lo, hi int) {
+				if lo%grain != 0 || (hi != n && (hi-lo)%grain != 0) {
+					t.Errorf("n=%d grain=%d: range [%d,%d)", n, grain, lo, hi)
+				}
+			})
+		}
+	}
+}
+
 func BenchmarkRunOverhead(b *testing.B) {
 	p := New(2)
 	defer p.Close()
