@@ -362,20 +362,27 @@ var _ kernels.Q8Kernels = Kernels{}
 // stay in L2 while each token streams past them.
 const qChunk = 16
 
+// sxStack is how many per-block activation sums MatMulQ8 keeps on the stack (a 4 KiB
+// array: a decode step over up to 32768 columns).
+const sxStack = 1024
+
+// blockSums8 sets sx[b] = 8·Σ_j x_bj for the q8_0 blocks of xq.
+func blockSums8(xq []byte, sx []int32) {
+	for b := range sx {
+		var s int32
+		for _, q := range xq[b*kernels.BlockQ8_0+2 : (b+1)*kernels.BlockQ8_0] {
+			s += int32(int8(q))
+		}
+		sx[b] = 8 * s
+	}
+}
+
 // MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
 // products, eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
 // backends/avx2/_asm/quant.go); other weight types are the reference's. The results are
 // the reference's bit for bit, whatever the row range.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
-	x8, x1 := mvQ8_0x8, mvQ8_0x1
-	switch w.DType {
-	case format.Q8_0:
-		if w.Q8Sym {
-			x8 = mvQ8_0Sx8
-		}
-	case format.Q4_0:
-		x8, x1 = mvQ4_0x8, mvQ4_0x1
-	default:
+	if w.DType != format.Q8_0 && w.DType != format.Q4_0 {
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1)
 		return
 	}
@@ -391,26 +398,30 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(xq), len(dst), len(bias)))
 	}
 	nb := n / format.QBlock
-	// mv runs the kernels over rows [a, b) for token t: the eighths of the rows walked
-	// together, each a long sequential stream (as mv does for f32), then the rows%8
-	// left over one at a time.
-	mv := func(t, a, b int) {
-		d, x, wr := dst[t*ld+a:], &xq[t*xb], w.Data[a*rb:]
-		g := (b - a) / 8
-		if g > 0 {
-			x8(&d[0], x, &wr[0], rb, nb, g, g, 1)
+	// q4_0's kernels take 8·Σx per activation block, computed once here for every token
+	// (on the stack for a decode step, so that it allocates nothing).
+	var sxBuf [sxStack]int32
+	var sx []int32
+	if w.DType == format.Q4_0 {
+		if T*nb <= sxStack {
+			sx = sxBuf[:T*nb]
+		} else {
+			sx = make([]int32, T*nb)
 		}
-		if rem := b - a - 8*g; rem > 0 {
-			x1(&d[8*g], x, &wr[8*g*rb], rb, nb, rem)
-		}
+		blockSums8(xq[:T*xb], sx)
 	}
+	q := qmat{dt: w.DType, sym: w.Q8Sym, data: w.Data, rb: rb, nb: nb}
 	if T == 1 {
-		mv(0, r0, r1)
+		q.rows(dst, xq, sx, r0, r1)
 	} else {
 		for a := r0; a < r1; a += qChunk {
 			b := min(a+qChunk, r1)
 			for t := 0; t < T; t++ {
-				mv(t, a, b)
+				var s []int32
+				if sx != nil {
+					s = sx[t*nb:]
+				}
+				q.rows(dst[t*ld:], xq[t*xb:], s, a, b)
 			}
 		}
 	}
@@ -420,6 +431,44 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 			for i, b := range bias[r0:r1] {
 				d[i] += b
 			}
+		}
+	}
+}
+
+// qmat is a q8_0 or q4_0 matrix as MatMulQ8's kernels take it.
+type qmat struct {
+	dt     format.DType
+	sym    bool // q8_0 without a quant of −128 (kernels.Mat.Q8Sym)
+	data   []byte
+	rb, nb int // bytes and blocks per row
+}
+
+// rows computes dst[r] for r0 ≤ r < r1 and one token (activation blocks xq; for q4_0
+// their sums sx): the eighths of the rows walked together, each a long sequential stream
+// (as mv does for f32), then the rows%8 left over one at a time. The kernels are called
+// directly, not through function values, so that nothing here escapes to the heap.
+func (q *qmat) rows(dst []float32, xq []byte, sx []int32, r0, r1 int) {
+	var s *int32
+	if sx != nil {
+		s = &sx[0]
+	}
+	d, x, w := dst[r0:], &xq[0], q.data[r0*q.rb:]
+	g := (r1 - r0) / 8
+	if g > 0 {
+		switch {
+		case q.dt == format.Q4_0:
+			mvQ4_0x8(&d[0], x, &w[0], q.rb, q.nb, g, g, 1, s)
+		case q.sym:
+			mvQ8_0Sx8(&d[0], x, &w[0], q.rb, q.nb, g, g, 1, s)
+		default:
+			mvQ8_0x8(&d[0], x, &w[0], q.rb, q.nb, g, g, 1, s)
+		}
+	}
+	if rem := r1 - r0 - 8*g; rem > 0 {
+		if q.dt == format.Q4_0 {
+			mvQ4_0x1(&d[8*g], x, &w[8*g*q.rb], q.rb, q.nb, rem, s)
+		} else {
+			mvQ8_0x1(&d[8*g], x, &w[8*g*q.rb], q.rb, q.nb, rem, s)
 		}
 	}
 }

@@ -1722,9 +1722,9 @@ DATA shift4<>+24(SB)/4, $0x00000004
 DATA shift4<>+28(SB)/4, $0x00000004
 GLOBL shift4<>(SB), RODATA|NOPTR, $32
 
-// func mvQ8_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
+// func mvQ8_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·mvQ8_0x8(SB), NOSPLIT, $0-64
+TEXT ·mvQ8_0x8(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    w+16(FP), CX
 	MOVQ    gap+48(FP), DX
@@ -1900,9 +1900,9 @@ DATA ones16<>+24(SB)/4, $0x00010001
 DATA ones16<>+28(SB)/4, $0x00010001
 GLOBL ones16<>(SB), RODATA|NOPTR, $32
 
-// func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)
+// func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, sx *int32)
 // Requires: AVX, AVX2, F16C
-TEXT ·mvQ8_0x1(SB), NOSPLIT, $0-48
+TEXT ·mvQ8_0x1(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    w+16(FP), CX
 	MOVQ    rows+40(FP), DX
@@ -1948,9 +1948,9 @@ mvQ8_0x1_block2:
 	VZEROUPPER
 	RET
 
-// func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
+// func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·mvQ4_0x8(SB), NOSPLIT, $0-64
+TEXT ·mvQ4_0x8(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    w+16(FP), CX
 	MOVQ    gap+48(FP), DX
@@ -1958,156 +1958,156 @@ TEXT ·mvQ4_0x8(SB), NOSPLIT, $0-64
 	IMULQ   BX, DX
 	LEAQ    (DX)(DX*2), BX
 	VMOVDQU ones16<>+0(SB), Y0
-	VMOVDQU nibble<>+0(SB), Y1
+	VMOVDQU nibble<>+0(SB), Y0
 
 mvQ4_0x8_group1:
-	VXORPS Y2, Y2, Y2
+	VXORPS Y1, Y1, Y1
 	MOVQ   xq+8(FP), SI
+	MOVQ   sx+64(FP), R9
 	MOVQ   CX, DI
 	LEAQ   (CX)(DX*4), R8
-	MOVQ   nb+32(FP), R9
+	MOVQ   nb+32(FP), R10
 
 mvQ4_0x8_block2:
-	VMOVDQU      2(SI), Y3
-	VMOVDQU      2(SI), X4
-	VMOVDQU      18(SI), X5
+	VMOVDQU      2(SI), Y2
+	VMOVDQU      2(SI), X2
+	VMOVDQU      18(SI), X3
 	PREFETCHT0   512(DI)
-	VMOVDQU      2(DI), X6
-	VPSRLW       $0x04, X6, X7
-	VPAND        X1, X6, X6
-	VPAND        X1, X7, X7
-	VPMADDUBSW   X4, X6, X6
-	VPMADDUBSW   X5, X7, X7
-	VPADDW       X7, X6, X6
+	VMOVDQU      2(DI), X4
+	VPSRLW       $0x04, X4, X5
+	VPAND        X0, X4, X4
+	VPAND        X0, X5, X5
+	VPMADDUBSW   X2, X4, X4
+	VPMADDUBSW   X3, X5, X5
+	VPADDW       X5, X4, X4
 	PREFETCHT0   512(DI)(DX*1)
-	VMOVDQU      2(DI)(DX*1), X7
-	VPSRLW       $0x04, X7, X8
-	VPAND        X1, X7, X7
-	VPAND        X1, X8, X8
-	VPMADDUBSW   X4, X7, X7
-	VPMADDUBSW   X5, X8, X8
-	VPADDW       X8, X7, X7
+	VMOVDQU      2(DI)(DX*1), X5
+	VPSRLW       $0x04, X5, X6
+	VPAND        X0, X5, X5
+	VPAND        X0, X6, X6
+	VPMADDUBSW   X2, X5, X5
+	VPMADDUBSW   X3, X6, X6
+	VPADDW       X6, X5, X5
 	PREFETCHT0   512(DI)(DX*2)
-	VMOVDQU      2(DI)(DX*2), X8
-	VPSRLW       $0x04, X8, X9
-	VPAND        X1, X8, X8
-	VPAND        X1, X9, X9
-	VPMADDUBSW   X4, X8, X8
-	VPMADDUBSW   X5, X9, X9
-	VPADDW       X9, X8, X8
+	VMOVDQU      2(DI)(DX*2), X6
+	VPSRLW       $0x04, X6, X7
+	VPAND        X0, X6, X6
+	VPAND        X0, X7, X7
+	VPMADDUBSW   X2, X6, X6
+	VPMADDUBSW   X3, X7, X7
+	VPADDW       X7, X6, X6
 	PREFETCHT0   512(DI)(BX*1)
-	VMOVDQU      2(DI)(BX*1), X9
-	VPSRLW       $0x04, X9, X10
-	VPAND        X1, X9, X9
-	VPAND        X1, X10, X10
-	VPMADDUBSW   X4, X9, X9
-	VPMADDUBSW   X5, X10, X10
-	VPADDW       X10, X9, X9
+	VMOVDQU      2(DI)(BX*1), X7
+	VPSRLW       $0x04, X7, X8
+	VPAND        X0, X7, X7
+	VPAND        X0, X8, X8
+	VPMADDUBSW   X2, X7, X7
+	VPMADDUBSW   X3, X8, X8
+	VPADDW       X8, X7, X7
 	PREFETCHT0   512(R8)
-	VMOVDQU      2(R8), X10
-	VPSRLW       $0x04, X10, X11
-	VPAND        X1, X10, X10
-	VPAND        X1, X11, X11
-	VPMADDUBSW   X4, X10, X10
-	VPMADDUBSW   X5, X11, X11
-	VPADDW       X11, X10, X10
+	VMOVDQU      2(R8), X8
+	VPSRLW       $0x04, X8, X9
+	VPAND        X0, X8, X8
+	VPAND        X0, X9, X9
+	VPMADDUBSW   X2, X8, X8
+	VPMADDUBSW   X3, X9, X9
+	VPADDW       X9, X8, X8
 	PREFETCHT0   512(R8)(DX*1)
-	VMOVDQU      2(R8)(DX*1), X11
-	VPSRLW       $0x04, X11, X12
-	VPAND        X1, X11, X11
-	VPAND        X1, X12, X12
-	VPMADDUBSW   X4, X11, X11
-	VPMADDUBSW   X5, X12, X12
-	VPADDW       X12, X11, X11
+	VMOVDQU      2(R8)(DX*1), X9
+	VPSRLW       $0x04, X9, X10
+	VPAND        X0, X9, X9
+	VPAND        X0, X10, X10
+	VPMADDUBSW   X2, X9, X9
+	VPMADDUBSW   X3, X10, X10
+	VPADDW       X10, X9, X9
 	PREFETCHT0   512(R8)(DX*2)
-	VMOVDQU      2(R8)(DX*2), X12
-	VPSRLW       $0x04, X12, X13
-	VPAND        X1, X12, X12
-	VPAND        X1, X13, X13
-	VPMADDUBSW   X4, X12, X12
-	VPMADDUBSW   X5, X13, X13
-	VPADDW       X13, X12, X12
+	VMOVDQU      2(R8)(DX*2), X10
+	VPSRLW       $0x04, X10, X11
+	VPAND        X0, X10, X10
+	VPAND        X0, X11, X11
+	VPMADDUBSW   X2, X10, X10
+	VPMADDUBSW   X3, X11, X11
+	VPADDW       X11, X10, X10
 	PREFETCHT0   512(R8)(BX*1)
-	VMOVDQU      2(R8)(BX*1), X13
-	VPSRLW       $0x04, X13, X14
-	VPAND        X1, X13, X13
-	VPAND        X1, X14, X14
-	VPMADDUBSW   X4, X13, X13
-	VPMADDUBSW   X5, X14, X14
-	VPADDW       X14, X13, X13
-	VPUNPCKLWD   X7, X6, X4
+	VMOVDQU      2(R8)(BX*1), X11
+	VPSRLW       $0x04, X11, X12
+	VPAND        X0, X11, X11
+	VPAND        X0, X12, X12
+	VPMADDUBSW   X2, X11, X11
+	VPMADDUBSW   X3, X12, X12
+	VPADDW       X12, X11, X11
+	VPUNPCKLWD   X5, X4, X2
+	VPUNPCKHWD   X5, X4, X4
+	VPADDW       X2, X4, X4
+	VPUNPCKLWD   X7, X6, X2
 	VPUNPCKHWD   X7, X6, X6
-	VPADDW       X4, X6, X6
-	VPUNPCKLWD   X9, X8, X4
+	VPADDW       X2, X6, X6
+	VPUNPCKLDQ   X6, X4, X2
+	VPUNPCKHDQ   X6, X4, X4
+	VPADDW       X2, X4, X4
+	VPUNPCKLWD   X9, X8, X2
 	VPUNPCKHWD   X9, X8, X8
-	VPADDW       X4, X8, X8
-	VPUNPCKLDQ   X8, X6, X4
-	VPUNPCKHDQ   X8, X6, X6
-	VPADDW       X4, X6, X6
-	VPUNPCKLWD   X11, X10, X4
+	VPADDW       X2, X8, X8
+	VPUNPCKLWD   X11, X10, X2
 	VPUNPCKHWD   X11, X10, X10
-	VPADDW       X4, X10, X10
-	VPUNPCKLWD   X13, X12, X4
-	VPUNPCKHWD   X13, X12, X12
-	VPADDW       X4, X12, X12
-	VPUNPCKLDQ   X12, X10, X4
-	VPUNPCKHDQ   X12, X10, X10
-	VPADDW       X4, X10, X10
-	VPUNPCKLQDQ  X10, X6, X4
-	VPUNPCKHQDQ  X10, X6, X5
-	VPMOVSXWD    X4, Y4
-	VPMOVSXWD    X5, Y5
-	VPADDD       Y5, Y4, Y4
-	VMOVDQU      ones8<>+0(SB), Y5
-	VPMADDUBSW   Y3, Y5, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VEXTRACTI128 $0x01, Y3, X5
-	VPADDD       X5, X3, X3
-	VPSHUFD      $0x4e, X3, X5
-	VPADDD       X5, X3, X3
-	VPSHUFD      $0xb1, X3, X5
-	VPADDD       X5, X3, X3
-	VPSLLD       $0x03, X3, X3
-	VPBROADCASTD X3, Y3
-	VPSUBD       Y3, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	MOVWQZX      (DI), R10
-	MOVWQZX      (DI)(DX*1), R12
-	SHLQ         $0x10, R12
-	ORQ          R12, R10
-	MOVWQZX      (DI)(DX*2), R12
-	SHLQ         $0x20, R12
-	ORQ          R12, R10
-	MOVWQZX      (DI)(BX*1), R12
-	SHLQ         $0x30, R12
-	ORQ          R12, R10
-	MOVWQZX      (R8), R11
-	MOVWQZX      (R8)(DX*1), R12
-	SHLQ         $0x10, R12
-	ORQ          R12, R11
-	MOVWQZX      (R8)(DX*2), R12
-	SHLQ         $0x20, R12
-	ORQ          R12, R11
-	MOVWQZX      (R8)(BX*1), R12
-	SHLQ         $0x30, R12
-	ORQ          R12, R11
-	VMOVQ        R10, X3
-	VPINSRQ      $0x01, R11, X3, X3
+	VPADDW       X2, X10, X10
+	VPUNPCKLDQ   X10, X8, X2
+	VPUNPCKHDQ   X10, X8, X8
+	VPADDW       X2, X8, X8
+	VPUNPCKLQDQ  X8, X4, X2
+	VPUNPCKHQDQ  X8, X4, X3
+	VPMOVSXWD    X2, Y2
+	VPMOVSXWD    X3, Y3
+	VPADDD       Y3, Y2, Y2
+	VPBROADCASTD (R9), Y3
+	VPSUBD       Y3, Y2, Y2
+	ADDQ         $0x04, R9
+	VCVTDQ2PS    Y2, Y2
+	MOVWQZX      (DI), R11
+	MOVWQZX      (DI)(DX*1), R13
+	SHLQ         $0x10, R13
+	ORQ          R13, R11
+	MOVWQZX      (DI)(DX*2), R13
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	MOVWQZX      (DI)(BX*1), R13
+	SHLQ         $0x30, R13
+	ORQ          R13, R11
+	MOVWQZX      (R8), R12
+	MOVWQZX      (R8)(DX*1), R13
+	SHLQ         $0x10, R13
+	ORQ          R13, R12
+	MOVWQZX      (R8)(DX*2), R13
+	SHLQ         $0x20, R13
+	ORQ          R13, R12
+	MOVWQZX      (R8)(BX*1), R13
+	SHLQ         $0x30, R13
+	ORQ          R13, R12
+	VMOVQ        R11, X3
+	VPINSRQ      $0x01, R12, X3, X3
 	VCVTPH2PS    X3, Y3
-	VPBROADCASTW (SI), X5
-	VCVTPH2PS    X5, Y5
-	VMULPS       Y5, Y3, Y3
-	VMULPS       Y3, Y4, Y4
-	VADDPS       Y4, Y2, Y2
+	VPBROADCASTW (SI), X4
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y4, Y3, Y3
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
 	ADDQ         $0x22, SI
 	ADDQ         $0x12, DI
 	ADDQ         $0x12, R8
-	DECQ         R9
+	DECQ         R10
 	JNZ          mvQ4_0x8_block2
 	MOVQ         gap+48(FP), SI
 	SHLQ         $0x02, SI
 	MOVQ         AX, DI
-	VEXTRACTF128 $0x01, Y2, X3
+	VEXTRACTF128 $0x01, Y1, X2
+	VMOVSS       X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x01, X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x02, X1, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x03, X1, (DI)
+	ADDQ         SI, DI
 	VMOVSS       X2, (DI)
 	ADDQ         SI, DI
 	VEXTRACTPS   $0x01, X2, (DI)
@@ -2115,14 +2115,6 @@ mvQ4_0x8_block2:
 	VEXTRACTPS   $0x02, X2, (DI)
 	ADDQ         SI, DI
 	VEXTRACTPS   $0x03, X2, (DI)
-	ADDQ         SI, DI
-	VMOVSS       X3, (DI)
-	ADDQ         SI, DI
-	VEXTRACTPS   $0x01, X3, (DI)
-	ADDQ         SI, DI
-	VEXTRACTPS   $0x02, X3, (DI)
-	ADDQ         SI, DI
-	VEXTRACTPS   $0x03, X3, (DI)
 	MOVQ         step+56(FP), SI
 	LEAQ         (AX)(SI*4), AX
 	MOVQ         ldw+24(FP), DI
@@ -2145,19 +2137,9 @@ DATA nibble<>+24(SB)/4, $0x0f0f0f0f
 DATA nibble<>+28(SB)/4, $0x0f0f0f0f
 GLOBL nibble<>(SB), RODATA|NOPTR, $32
 
-DATA ones8<>+0(SB)/4, $0x01010101
-DATA ones8<>+4(SB)/4, $0x01010101
-DATA ones8<>+8(SB)/4, $0x01010101
-DATA ones8<>+12(SB)/4, $0x01010101
-DATA ones8<>+16(SB)/4, $0x01010101
-DATA ones8<>+20(SB)/4, $0x01010101
-DATA ones8<>+24(SB)/4, $0x01010101
-DATA ones8<>+28(SB)/4, $0x01010101
-GLOBL ones8<>(SB), RODATA|NOPTR, $32
-
-// func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)
+// func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, sx *int32)
 // Requires: AVX, AVX2, F16C
-TEXT ·mvQ4_0x1(SB), NOSPLIT, $0-48
+TEXT ·mvQ4_0x1(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    w+16(FP), CX
 	MOVQ    rows+40(FP), DX
@@ -2167,48 +2149,40 @@ TEXT ·mvQ4_0x1(SB), NOSPLIT, $0-48
 mvQ4_0x1_row1:
 	VXORPS X2, X2, X2
 	MOVQ   xq+8(FP), BX
+	MOVQ   sx+48(FP), DI
 	MOVQ   CX, SI
-	MOVQ   nb+32(FP), DI
+	MOVQ   nb+32(FP), R8
 
 mvQ4_0x1_block2:
 	VMOVDQU      2(BX), Y3
-	VMOVDQU      2(BX), X4
-	VMOVDQU      18(BX), X5
-	VMOVDQU      2(SI), X6
-	VPSRLW       $0x04, X6, X7
+	VMOVDQU      2(BX), X3
+	VMOVDQU      18(BX), X4
+	VMOVDQU      2(SI), X5
+	VPSRLW       $0x04, X5, X6
+	VPAND        X1, X5, X5
 	VPAND        X1, X6, X6
-	VPAND        X1, X7, X7
+	VPMADDUBSW   X3, X5, X5
 	VPMADDUBSW   X4, X6, X6
-	VPMADDUBSW   X5, X7, X7
-	VPADDW       X7, X6, X6
-	VPMADDWD     X0, X6, X6
-	VPSHUFD      $0x4e, X6, X4
-	VPADDD       X4, X6, X6
-	VPSHUFD      $0xb1, X6, X4
-	VPADDD       X4, X6, X6
-	VMOVDQU      ones8<>+0(SB), Y4
-	VPMADDUBSW   Y3, Y4, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VEXTRACTI128 $0x01, Y3, X4
-	VPADDD       X4, X3, X3
-	VPSHUFD      $0x4e, X3, X4
-	VPADDD       X4, X3, X3
-	VPSHUFD      $0xb1, X3, X4
-	VPADDD       X4, X3, X3
-	VPSLLD       $0x03, X3, X3
-	VPBROADCASTD X3, Y3
-	VPSUBD       X3, X6, X6
-	VCVTDQ2PS    X6, X6
+	VPADDW       X6, X5, X5
+	VPMADDWD     X0, X5, X5
+	VPSHUFD      $0x4e, X5, X3
+	VPADDD       X3, X5, X5
+	VPSHUFD      $0xb1, X5, X3
+	VPADDD       X3, X5, X5
+	VPBROADCASTD (DI), X3
+	VPSUBD       X3, X5, X5
+	ADDQ         $0x04, DI
+	VCVTDQ2PS    X5, X5
 	VPBROADCASTW (SI), X3
 	VCVTPH2PS    X3, X3
 	VPBROADCASTW (BX), X4
 	VCVTPH2PS    X4, X4
 	VMULSS       X4, X3, X3
-	VMULSS       X3, X6, X6
-	VADDSS       X6, X2, X2
+	VMULSS       X3, X5, X5
+	VADDSS       X5, X2, X2
 	ADDQ         $0x22, BX
 	ADDQ         $0x12, SI
-	DECQ         DI
+	DECQ         R8
 	JNZ          mvQ4_0x1_block2
 	VMOVSS       X2, (AX)
 	ADDQ         $0x04, AX
@@ -2219,9 +2193,9 @@ mvQ4_0x1_block2:
 	VZEROUPPER
 	RET
 
-// func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)
+// func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·mvQ8_0Sx8(SB), NOSPLIT, $0-64
+TEXT ·mvQ8_0Sx8(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    w+16(FP), CX
 	MOVQ    gap+48(FP), DX

@@ -21,7 +21,7 @@ import (
 // Per row and block the integer products come from VPMADDUBSW: q8_0 weights by the sign
 // trick (|w| as unsigned bytes times x·sign(w) as signed ones; |w| ≤ 128 and |x| ≤ 127
 // keep each pair sum within int16), q4_0 weights as their unsigned nibbles u (then
-// s = Σ u·x − 8·Σ x). VPMADDWD by ones widens the pair sums to 8 int32 lanes. The x8
+// s = Σ u·x − 8·Σ x, the caller giving 8·Σ x per block). VPMADDWD by ones widens the pair sums to 8 int32 lanes. The x8
 // kernels take eight rows at a time and sum each row's lanes with an unpack-and-add
 // transpose, so that one vector holds the eight rows' block sums: the conversion to
 // float32, the scales (eight f16 weight scales gathered through general registers,
@@ -89,18 +89,6 @@ func blockProducts(q4, sym, words bool, w Mem, xv, xlo, xhi, ones16, nib, p VecV
 	VPADDD(sy.AsX(), p, p)
 }
 
-// xSum8 returns a vector holding 8·Σx (the sum of the 32 activations of xv) in every
-// lane, for q4_0's −8·Σx.
-func xSum8(xv, ones16 VecVirtual) VecVirtual {
-	s := YMM()
-	VPMADDUBSW(xv, vconstReg("ones8", 0x01010101), s)
-	VPMADDWD(ones16, s, s)
-	hsumInt(s)
-	VPSLLD(U8(3), s.AsX(), s.AsX())
-	VPBROADCASTD(s.AsX(), s)
-	return s
-}
-
 // hsumInt leaves the sum of the 8 int32 lanes of y in every lane of y's low half.
 func hsumInt(y VecVirtual) {
 	t := XMM()
@@ -135,24 +123,17 @@ func loadX(q4, sym bool, xp Register) (xv, xlo, xhi VecVirtual) {
 	return xv, xlo, xhi
 }
 
-// vconstReg loads a byte-pattern constant into a fresh register (VPMADDUBSW takes its
-// unsigned operand only from a register).
-func vconstReg(name string, bits uint32) VecVirtual {
-	r := YMM()
-	VMOVDQU(vconst(name, bits), r)
-	return r
-}
-
 func genMatVecQ8Rows(q4, sym bool) {
 	name, wt, bsz := qname(q4)
 	if sym {
 		name += "S"
 		wt += " (no quant −128)"
 	}
-	lb := fn(name+"x8", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int)",
+	lb := fn(name+"x8", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)",
 		name+"x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the "+wt+" matrix w",
 		"(row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =",
-		"Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference.")
+		"Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference. For q4_0,",
+		"sx[b] = 8·Σ_j x_bj (unused for q8_0).")
 	dst := Load(Param("dst"), GP64())
 	wg := Load(Param("w"), GP64())     // the group's first row
 	gapW := Load(Param("gap"), GP64()) // gap rows, in bytes
@@ -176,6 +157,10 @@ func genMatVecQ8Rows(q4, sym bool) {
 	zero(acc)
 	xp, b0, b4 := GP64(), GP64(), GP64()
 	Load(Param("xq"), xp)
+	var sxp Register
+	if q4 {
+		sxp = Load(Param("sx"), GP64())
+	}
 	MOVQ(wg, b0)
 	LEAQ(Mem{Base: wg, Index: gapW, Scale: 4}, b4)
 	rowAt := func(q int) Mem {
@@ -255,7 +240,10 @@ func genMatVecQ8Rows(q4, sym bool) {
 		VINSERTI128(U8(1), t1, t0.AsY(), tot) // rows 0–3 | rows 4–7
 	}
 	if q4 {
-		VPSUBD(xSum8(xv, ones16), tot, tot)
+		s8 := YMM()
+		VPBROADCASTD(Mem{Base: sxp}, s8)
+		VPSUBD(s8, tot, tot)
+		ADDQ(U8(4), sxp)
 	}
 	VCVTDQ2PS(tot, tot)
 	// The eight weight scales, gathered as halves through two general registers.
@@ -323,7 +311,7 @@ func genMatVecQ8Rows(q4, sym bool) {
 
 func genMatVecQ1Row(q4 bool) {
 	name, _, bsz := qname(q4)
-	lb := fn(name+"x1", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int)",
+	lb := fn(name+"x1", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, sx *int32)",
 		name+"x1 is "+name+"x8 for the rows r < rows (≥ 1), one at a time.")
 	dst := Load(Param("dst"), GP64())
 	wr := Load(Param("w"), GP64())
@@ -342,6 +330,10 @@ func genMatVecQ1Row(q4 bool) {
 	VXORPS(acc, acc, acc)
 	xp, wb := GP64(), GP64()
 	Load(Param("xq"), xp)
+	var sxp Register
+	if q4 {
+		sxp = Load(Param("sx"), GP64())
+	}
 	MOVQ(wr, wb)
 	nb := Load(Param("nb"), GP64())
 	blk := lb.next("block")
@@ -351,7 +343,10 @@ func genMatVecQ1Row(q4 bool) {
 	blockProducts(q4, false, false, Mem{Base: wb}, xv, xlo, xhi, ones16, nib, p)
 	hsumInt4(p)
 	if q4 {
-		VPSUBD(xSum8(xv, ones16).AsX(), p, p)
+		s8 := XMM()
+		VPBROADCASTD(Mem{Base: sxp}, s8)
+		VPSUBD(s8, p, p)
+		ADDQ(U8(4), sxp)
 	}
 	VCVTDQ2PS(p, p)
 	dw, dx := XMM(), XMM()
