@@ -51,6 +51,8 @@ type Model struct {
 	output  *kernels.Mat // classifier [vocab, embdim]; token_embd when tied
 
 	ropeFreq []float64 // [rope_dim/2] angle per position of each rotated pair
+
+	names map[*kernels.Mat]string // tensor name of every bound matrix (ObserveMatMul)
 }
 
 type norm struct{ w, b []float32 }
@@ -196,6 +198,7 @@ func (m *Model) Footprint() Footprint {
 func (m *Model) bind() error {
 	c := &m.Config
 	var err error
+	m.names = map[*kernels.Mat]string{}
 	mat := func(name string, rows, cols int, required bool) *kernels.Mat {
 		if err != nil {
 			return nil
@@ -216,6 +219,7 @@ func (m *Model) bind() error {
 			err = fmt.Errorf("tensor %s: %w", name, e)
 			return nil
 		}
+		m.names[mm] = name
 		return mm
 	}
 	vec := func(name string, n int, required bool) []float32 {

@@ -22,6 +22,12 @@ type SessionOptions struct {
 	// HalfKV stores the KV cache as IEEE binary16, halving its memory (keys and values
 	// are rounded to 11 significant bits; attention still computes in float32).
 	HalfKV bool
+	// ObserveMatMul, when set, is called before every matrix product of a forward pass
+	// with the input x (T rows of cols values, read-only and valid only during the call)
+	// and the tensor names of the one to three matrices that multiply it (q, k and v, or
+	// gate and up, share their input). It sees what the weights see — e.g. to collect the
+	// input statistics of a quantizer (engine/calib). Nil costs nothing.
+	ObserveMatMul func(names []string, x []float32, T, cols int)
 }
 
 // Session is one sequence being decoded: the KV cache, the position, and every scratch
@@ -55,6 +61,9 @@ type Session struct {
 	logits           []float32   // [vocab]
 	scores           [][]float32 // per thread [ctx]
 
+	observe  func(names []string, x []float32, T, cols int) // SessionOptions.ObserveMatMul
+	obsNames []string                                       // scratch for observe's names
+
 	// The parallel steps of a pass, kept here so running them allocates nothing.
 	mmTask   matmulTask
 	attnTask attnTask
@@ -74,7 +83,7 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 		b = 64
 	}
 	b = min(b, ctx)
-	s := &Session{m: m, ctx: ctx, batch: b}
+	s := &Session{m: m, ctx: ctx, batch: b, observe: opts.ObserveMatMul}
 	s.halfKV = opts.HalfKV
 	s.kcache = make([]kvBuf, c.NLayers)
 	s.vcache = make([]kvBuf, c.NLayers)
@@ -406,6 +415,14 @@ func (s *Session) matmul(x []float32, T int, ops ...mm) {
 	k := &s.mmTask
 	k.s, k.x, k.T, k.xq = s, x, T, nil
 	k.n = copy(k.ops[:], ops)
+	if s.observe != nil {
+		s.obsNames = s.obsNames[:0]
+		for _, o := range ops {
+			s.obsNames = append(s.obsNames, s.m.names[o.w])
+		}
+		cols := ops[0].w.Cols
+		s.observe(s.obsNames, x[:T*cols], T, cols)
+	}
 	total := 0
 	q8 := false
 	for _, o := range ops {

@@ -110,3 +110,36 @@ func TestConvertDTypeAndGGUF(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertGPTQ: --gptq writes a q4_0 checkpoint (classifier q8_0) that runs, leaves
+// no temporary file beside it, and is refused without --dtype q4_0.
+func TestConvertGPTQ(t *testing.T) {
+	in := stories260K(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "q4.lmc")
+	mustRun(t, "convert", in, "--dtype", "q4_0", "--gptq", "--gptq-seqs", "2", "--gptq-len", "64", "-o", out)
+	f, err := format.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for name, want := range map[string]format.DType{"blk.0.attn_q.weight": format.Q4_0, "blk.4.ffn_up.weight": format.Q4_0, "token_embd.weight": format.Q8_0} {
+		if got := f.Tensor(name).DType; got != want {
+			t.Errorf("%s: %s, want %s", name, got, want)
+		}
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 {
+		t.Errorf("output directory holds %v (%v), want only q4.lmc", entries, err)
+	}
+	mustRun(t, "run", "-m", out, "--tokens", "1", "-n", "8", "--temp", "0", "--ids")
+	for _, args := range [][]string{
+		{"--gptq"},
+		{"--dtype", "q8_0", "--gptq"},
+		{"--dtype", "q4_0", "--gptq-seqs", "4"},
+		{"--dtype", "q4_0", "--gptq", "--gptq-len", "1"},
+	} {
+		if _, _, err := lmrun(t, append([]string{"convert", in, "-o", filepath.Join(dir, "x.lmc")}, args...)...); err == nil {
+			t.Errorf("convert %v: no error", args)
+		}
+	}
+}

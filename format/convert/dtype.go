@@ -22,7 +22,8 @@ import (
 // through f32 (so q8_0 → q4_0 requantizes the dequantized values). Conversion happens
 // when the checkpoint is written, one tensor at a time, and is deterministic: f16 and
 // bf16 round to nearest even, q8_0 is ggml's reference quantizer, q4_0 ggml's layout
-// with least-squares block scales (kernels.QuantizeSearch; format/SPEC.md).
+// with least-squares block scales (kernels.QuantizeSearch; format/SPEC.md). engine/calib
+// quantizes to q4_0 with GPTQ instead, for the same tensors.
 func WithDType(ck *format.Checkpoint, dt format.DType) (*format.Checkpoint, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
