@@ -148,3 +148,42 @@ func fn(name, sig string, doc ...string) *labels {
 	Doc(doc...)
 	return &labels{fn: name}
 }
+
+// spreadRows returns pointers to the rows w, w+gap, w+2·gap and w+3·gap of a matrix
+// whose rows are ldwBytes apart (the spread kernels' four streams; gap from Param("gap")).
+func spreadRows(w, ldwBytes Register) []Register {
+	wr := make([]Register, 4)
+	wr[0] = w
+	gw := Load(Param("gap"), GP64())
+	IMULQ(ldwBytes, gw) // gap rows, in bytes
+	for r := 1; r < 4; r++ {
+		wr[r] = GP64()
+		LEAQ(Mem{Base: wr[r-1], Index: gw, Scale: 1}, wr[r])
+	}
+	return wr
+}
+
+// storeSpread stores the four lanes of h at dst, dst+gap, dst+2·gap, dst+3·gap floats
+// (dst and gap from Param), then advances Param("dst") by one float. g holds gap·4.
+func storeSpread(h, g Register) {
+	d, d3 := Load(Param("dst"), GP64()), GP64()
+	VMOVSS(h, Mem{Base: d})
+	VEXTRACTPS(U8(1), h, Mem{Base: d, Index: g, Scale: 1})
+	VEXTRACTPS(U8(2), h, Mem{Base: d, Index: g, Scale: 2})
+	LEAQ(Mem{Base: d, Index: g, Scale: 2}, d3)
+	VEXTRACTPS(U8(3), h, Mem{Base: d3, Index: g, Scale: 1})
+	ADDQ(U8(4), d)
+	Store(d, Param("dst"))
+}
+
+// nextSpreadBlock advances the four row pointers by a row and loops to label while
+// Param("blocks"), decremented, is not zero.
+func nextSpreadBlock(wr []Register, ldwBytes Register, label string) {
+	for _, w := range wr {
+		ADDQ(ldwBytes, w)
+	}
+	n := Load(Param("blocks"), GP64())
+	DECQ(n)
+	Store(n, Param("blocks"))
+	JNZ(LabelRef(label))
+}

@@ -58,48 +58,12 @@ func genMatVecHalf(bf16 bool) {
 			wr[r] = GP64()
 			LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
 		}
-		acc := make([][2]VecVirtual, R)
-		for r := range acc {
-			acc[r] = [2]VecVirtual{YMM(), YMM()}
-			zero(acc[r][0], acc[r][1])
-		}
-		e := GP64() // element index
-		XORQ(e, e)
-		body, check, reduce := lb.next("body"), lb.next("check"), lb.next("reduce")
-		JMP(LabelRef(check))
-		Label(body)
-		x0, x1 := YMM(), YMM()
-		VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
-		VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
-		for r := 0; r < R; r++ {
-			t0, t1 := YMM(), YMM()
-			cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
-			cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
-			VFMADD231PS(t0, x0, acc[r][0])
-			VFMADD231PS(t1, x1, acc[r][1])
-		}
-		ADDQ(U8(16), e)
-		Label(check)
-		CMPQ(e, k16)
-		JL(LabelRef(body))
-		CMPQ(e, k)
-		JGE(LabelRef(reduce))
-		x0 = YMM()
-		VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
-		for r := 0; r < R; r++ {
-			t0 := YMM()
-			cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
-			VFMADD231PS(t0, x0, acc[r][0])
-		}
-		Label(reduce)
-		for r := 0; r < R; r++ {
-			VADDPS(acc[r][1], acc[r][0], acc[r][0])
-		}
+		acc := halfDots(lb, bf16, x, wr, k, k16)
 		if R == 4 {
-			VMOVUPS(reduce4(acc[0][0], acc[1][0], acc[2][0], acc[3][0]), Mem{Base: dst})
+			VMOVUPS(reduce4(acc[0], acc[1], acc[2], acc[3]), Mem{Base: dst})
 			ADDQ(U8(16), dst)
 		} else {
-			VMOVSS(hsumPairwise(acc[0][0]), Mem{Base: dst})
+			VMOVSS(hsumPairwise(acc[0]), Mem{Base: dst})
 			ADDQ(U8(4), dst)
 		}
 		for r := 0; r < R; r++ {
@@ -122,6 +86,54 @@ func genMatVecHalf(bf16 bool) {
 	Label(done)
 	VZEROUPPER()
 	RET()
+}
+
+// halfDots emits the dot products of x[:k] with the half rows at wr (k a multiple of 8,
+// k16 = k rounded down to 16): two accumulators per row over 16 elements at a time, then
+// one more step of 8; it returns each row's accumulators added (8 lanes to reduce).
+func halfDots(lb *labels, bf16 bool, x Register, wr []Register, k, k16 Register) []VecVirtual {
+	acc := make([][2]VecVirtual, len(wr))
+	for r := range acc {
+		acc[r] = [2]VecVirtual{YMM(), YMM()}
+		zero(acc[r][0], acc[r][1])
+	}
+	e := GP64() // element index
+	XORQ(e, e)
+	body, check, reduce := lb.next("body"), lb.next("check"), lb.next("reduce")
+	JMP(LabelRef(check))
+	Label(body)
+	x0, x1 := YMM(), YMM()
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
+	for r := 0; r < len(wr); r++ {
+		t0, t1 := YMM(), YMM()
+		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
+		VFMADD231PS(t0, x0, acc[r][0])
+		VFMADD231PS(t1, x1, acc[r][1])
+	}
+	ADDQ(U8(16), e)
+	Label(check)
+	CMPQ(e, k16)
+	JL(LabelRef(body))
+	CMPQ(e, k)
+	JGE(LabelRef(reduce))
+	x0 = YMM()
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
+	for r := 0; r < len(wr); r++ {
+		t0 := YMM()
+		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+		VFMADD231PS(t0, x0, acc[r][0])
+	}
+	Label(reduce)
+	for r := 0; r < len(wr); r++ {
+		VADDPS(acc[r][1], acc[r][0], acc[r][0])
+	}
+	sums := make([]VecVirtual, len(wr))
+	for r := range acc {
+		sums[r] = acc[r][0]
+	}
+	return sums
 }
 
 // genWsumHalf: out = Σ_j p[j]·v_j over half rows, 64 columns (8 accumulators) at a time,
@@ -191,71 +203,15 @@ func genMatVecHalfSpread(bf16 bool) {
 	k16 := GP64()
 	MOVQ(k, k16)
 	ANDQ(I32(-16), k16)
-	wr := make([]Register, 4)
-	wr[0] = Load(Param("w"), GP64())
-	gw := Load(Param("gap"), GP64())
-	IMULQ(ldw, gw) // gap rows, in bytes
-	for r := 1; r < 4; r++ {
-		wr[r] = GP64()
-		LEAQ(Mem{Base: wr[r-1], Index: gw, Scale: 1}, wr[r])
-	}
+	wr := spreadRows(Load(Param("w"), GP64()), ldw)
 	block := lb.next("block")
 	Label(block)
-	acc := make([][2]VecVirtual, 4)
-	for r := range acc {
-		acc[r] = [2]VecVirtual{YMM(), YMM()}
-		zero(acc[r][0], acc[r][1])
-	}
-	e := GP64()
-	XORQ(e, e)
-	body, check, reduce := lb.next("body"), lb.next("check"), lb.next("reduce")
-	JMP(LabelRef(check))
-	Label(body)
-	x0, x1 := YMM(), YMM()
-	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
-	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
-	for r := 0; r < 4; r++ {
-		t0, t1 := YMM(), YMM()
-		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
-		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
-		VFMADD231PS(t0, x0, acc[r][0])
-		VFMADD231PS(t1, x1, acc[r][1])
-	}
-	ADDQ(U8(16), e)
-	Label(check)
-	CMPQ(e, k16)
-	JL(LabelRef(body))
-	CMPQ(e, k)
-	JGE(LabelRef(reduce))
-	x0 = YMM()
-	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
-	for r := 0; r < 4; r++ {
-		t0 := YMM()
-		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
-		VFMADD231PS(t0, x0, acc[r][0])
-	}
-	Label(reduce)
-	for r := 0; r < 4; r++ {
-		VADDPS(acc[r][1], acc[r][0], acc[r][0])
-	}
-	h := reduce4(acc[0][0], acc[1][0], acc[2][0], acc[3][0])
+	acc := halfDots(lb, bf16, x, wr, k, k16)
+	h := reduce4(acc[0], acc[1], acc[2], acc[3])
 	g := Load(Param("gap"), GP64())
 	SHLQ(U8(2), g) // gap floats, in bytes
-	d, d3 := Load(Param("dst"), GP64()), GP64()
-	VMOVSS(h, Mem{Base: d})
-	VEXTRACTPS(U8(1), h, Mem{Base: d, Index: g, Scale: 1})
-	VEXTRACTPS(U8(2), h, Mem{Base: d, Index: g, Scale: 2})
-	LEAQ(Mem{Base: d, Index: g, Scale: 2}, d3)
-	VEXTRACTPS(U8(3), h, Mem{Base: d3, Index: g, Scale: 1})
-	ADDQ(U8(4), d)
-	Store(d, Param("dst"))
-	for r := 0; r < 4; r++ {
-		ADDQ(ldw, wr[r])
-	}
-	n := Load(Param("blocks"), GP64())
-	DECQ(n)
-	Store(n, Param("blocks"))
-	JNZ(LabelRef(block))
+	storeSpread(h, g)
+	nextSpreadBlock(wr, ldw, block)
 	VZEROUPPER()
 	RET()
 }

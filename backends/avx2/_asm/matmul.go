@@ -260,14 +260,7 @@ func genMatVecSpread() {
 	k16 := Load(Param("k"), GP64())
 	ANDQ(I32(-16), k16)
 	SHLQ(U8(2), k16)
-	wr := make([]Register, 4)
-	wr[0] = Load(Param("w"), GP64())
-	gw := Load(Param("gap"), GP64())
-	IMULQ(ldw, gw) // gap rows, in bytes
-	for r := 1; r < 4; r++ {
-		wr[r] = GP64()
-		LEAQ(Mem{Base: wr[r-1], Index: gw, Scale: 1}, wr[r])
-	}
+	wr := spreadRows(Load(Param("w"), GP64()), ldw)
 
 	block := lb.next("block")
 	Label(block)
@@ -339,21 +332,8 @@ func genMatVecSpread() {
 	ADDQ(U8(4), b)
 	Store(b, Param("bias"))
 	Label(nob)
-	d, d3 := Load(Param("dst"), GP64()), GP64()
-	VMOVSS(h, Mem{Base: d})
-	VEXTRACTPS(U8(1), h, Mem{Base: d, Index: g, Scale: 1})
-	VEXTRACTPS(U8(2), h, Mem{Base: d, Index: g, Scale: 2})
-	LEAQ(Mem{Base: d, Index: g, Scale: 2}, d3)
-	VEXTRACTPS(U8(3), h, Mem{Base: d3, Index: g, Scale: 1})
-	ADDQ(U8(4), d)
-	Store(d, Param("dst"))
-	for r := 0; r < 4; r++ {
-		ADDQ(ldw, wr[r])
-	}
-	n := Load(Param("blocks"), GP64())
-	DECQ(n)
-	Store(n, Param("blocks"))
-	JNZ(LabelRef(block))
+	storeSpread(h, g)
+	nextSpreadBlock(wr, ldw, block)
 	VZEROUPPER()
 	RET()
 }
