@@ -143,13 +143,7 @@ func genMatVecQ8Rows(q4, sym bool) {
 	}
 	gapW3 := GP64()
 	LEAQ(Mem{Base: gapW, Index: gapW, Scale: 2}, gapW3)
-	ones16 := YMM()
-	VMOVDQU(vconst("ones16", 0x00010001), ones16)
-	var nib VecVirtual
-	if q4 {
-		nib = YMM()
-		VMOVDQU(vconst("nibble", 0x0f0f0f0f), nib)
-	}
+	ones16, nib := quantConsts(q4)
 
 	group := lb.next("group")
 	Label(group)
@@ -157,10 +151,7 @@ func genMatVecQ8Rows(q4, sym bool) {
 	zero(acc)
 	xp, b0, b4 := GP64(), GP64(), GP64()
 	Load(Param("xq"), xp)
-	var sxp Register
-	if q4 {
-		sxp = Load(Param("sx"), GP64())
-	}
+	sxp := xSumPointer(q4)
 	MOVQ(wg, b0)
 	LEAQ(Mem{Base: wg, Index: gapW, Scale: 4}, b4)
 	rowAt := func(q int) Mem {
@@ -316,13 +307,7 @@ func genMatVecQ1Row(q4 bool) {
 	dst := Load(Param("dst"), GP64())
 	wr := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
-	ones16 := YMM()
-	VMOVDQU(vconst("ones16", 0x00010001), ones16)
-	var nib VecVirtual
-	if q4 {
-		nib = YMM()
-		VMOVDQU(vconst("nibble", 0x0f0f0f0f), nib)
-	}
+	ones16, nib := quantConsts(q4)
 
 	row := lb.next("row")
 	Label(row)
@@ -330,10 +315,7 @@ func genMatVecQ1Row(q4 bool) {
 	VXORPS(acc, acc, acc)
 	xp, wb := GP64(), GP64()
 	Load(Param("xq"), xp)
-	var sxp Register
-	if q4 {
-		sxp = Load(Param("sx"), GP64())
-	}
+	sxp := xSumPointer(q4)
 	MOVQ(wr, wb)
 	nb := Load(Param("nb"), GP64())
 	blk := lb.next("block")
@@ -374,6 +356,26 @@ func genMatVecQ1Row(q4 bool) {
 // prefetchAhead is how far ahead of the block being multiplied the x8 kernels prefetch
 // each of their eight row streams, in bytes.
 const prefetchAhead = 512
+
+// quantConsts loads the constants every pass of the quantized kernels keeps in
+// registers: int16 ones for VPMADDWD and, for q4_0, the nibble mask.
+func quantConsts(q4 bool) (ones16, nib VecVirtual) {
+	ones16 = YMM()
+	VMOVDQU(vconst("ones16", 0x00010001), ones16)
+	if q4 {
+		nib = YMM()
+		VMOVDQU(vconst("nibble", 0x0f0f0f0f), nib)
+	}
+	return ones16, nib
+}
+
+// xSumPointer loads Param("sx") (q4_0's 8·Σx per block) for q4_0, nil otherwise.
+func xSumPointer(q4 bool) Register {
+	if !q4 {
+		return nil
+	}
+	return Load(Param("sx"), GP64())
+}
 
 var shift4 Mem
 
