@@ -367,6 +367,69 @@ func TestMatMulOtherDTypes(t *testing.T) {
 	})
 }
 
+// TestMatMulF16Finite: f16 matrices made by kernels.NewMat (so F16Finite is set: SIMD
+// backends may widen halves with integer operations) over the whole finite range —
+// zeros, subnormals, ±65504 — against the reference, with activations that are ordinary,
+// near the largest the integer widening takes (|x| < 2¹⁶), beyond it, infinite or NaN,
+// placed in both halves of a 32-column group. Row ranges never change a bit.
+func TestMatMulF16Finite(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(12, 12))
+		for _, cols := range []int{32, 39, 40, 56, 64, 100, 288, 1025, 16392} {
+			rows := 9
+			if cols > 2000 {
+				rows = 5
+			}
+			data := make([]byte, 2*rows*cols)
+			for i := 0; i < rows*cols; i++ {
+				h := uint16(r.IntN(1 << 16))
+				switch {
+				case h&0x7c00 == 0x7c00: // infinity or NaN: make it finite
+					h ^= 0x4000
+				case i%11 == 0:
+					h &= 0x83ff // subnormal (or zero)
+				case i%13 == 0:
+					h = 0x7bff | h&0x8000 // ±65504
+				}
+				binary.LittleEndian.PutUint16(data[2*i:], h)
+			}
+			w, err := kernels.NewMat(format.F16, data, rows, cols)
+			if err != nil || !w.F16Finite {
+				t.Fatalf("NewMat: %v, F16Finite %v", err, w != nil && w.F16Finite)
+			}
+			for xi, special := range []float32{0, 60000, -65535, 65536, -1e30, float32(math.Inf(1)), float32(math.NaN())} {
+				x := randVec(r, cols, 1)
+				if special != 0 {
+					x[min(5, cols-1)] = special
+					x[min(20, cols-1)] = -special
+				}
+				x = at(x, xi%8)
+				want := make([]float32, rows)
+				ref.MatMul(want, rows, x, 1, w, nil, 0, rows)
+				got := make([]float32, rows)
+				k.MatMul(got, rows, x, 1, w, nil, 0, rows)
+				wr := make([]float32, cols)
+				for o := range rows {
+					w.RowF32(o, wr)
+					if !agree(got[o], want[o], tolDot*absDot(x, wr)) {
+						t.Fatalf("%d cols, x[5] = %v: row %d = %v, reference %v", cols, special, o, got[o], want[o])
+					}
+				}
+				part := make([]float32, rows)
+				ranges := split(r, rows)
+				for _, rg := range ranges {
+					k.MatMul(part, rows, x, 1, w, nil, rg[0], rg[1])
+				}
+				for o := range rows {
+					if !identical(part[o], got[o]) {
+						t.Fatalf("%d cols, x[5] = %v, split %v: row %d = %v, unsplit %v", cols, special, ranges, o, part[o], got[o])
+					}
+				}
+			}
+		}
+	})
+}
+
 // panics runs f and returns what it panicked with, or nil.
 func panics(f func()) (p any) {
 	defer func() { p = recover() }()

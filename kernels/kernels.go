@@ -26,6 +26,10 @@ type Mat struct {
 	// exact form of the signed byte product. NewMat sets it from the data; false is
 	// always safe.
 	Q8Sym bool
+	// F16Finite reports that an f16 matrix holds no infinity or NaN, so SIMD kernels may
+	// widen its halves with integer operations that only finite values survive. NewMat
+	// sets it from the data; false is always safe.
+	F16Finite bool
 }
 
 // NewMatF32 wraps a row-major float32 matrix.

@@ -60,8 +60,35 @@ func NewMat(dt format.DType, data []byte, rows, cols int) (*Mat, error) {
 		m.F32 = format.BytesToF32(data)
 	case format.Q8_0:
 		m.Q8Sym = !hasQuantMin(data)
+	case format.F16:
+		m.F16Finite = !hasF16NonFinite(data)
 	}
 	return m, nil
+}
+
+// hasF16NonFinite reports whether the binary16 values in data include an infinity or a
+// NaN (all five exponent bits set), four values per 64-bit word.
+func hasF16NonFinite(data []byte) bool {
+	const (
+		exp  = 0x7c007c007c007c00
+		ones = 0x0001000100010001
+		tops = 0x8000800080008000
+	)
+	i := 0
+	for ; i+8 <= len(data); i += 8 {
+		// A lane of y is zero exactly when its exponent is all ones; the classic
+		// zero-lane test finds one (exactly, though not always which).
+		y := binary.LittleEndian.Uint64(data[i:])&exp ^ exp
+		if (y-ones)&^y&tops != 0 {
+			return true
+		}
+	}
+	for ; i+2 <= len(data); i += 2 {
+		if binary.LittleEndian.Uint16(data[i:])&0x7c00 == 0x7c00 {
+			return true
+		}
+	}
+	return false
 }
 
 // hasQuantMin reports whether q8_0 blocks hold a quant of −128 (0x80). It finds the

@@ -496,3 +496,33 @@ func TestNewMatQ8Sym(t *testing.T) {
 		t.Fatal("Q8Sym set on a q4_0 matrix")
 	}
 }
+
+// TestNewMatF16Finite: NewMat marks an f16 matrix finite exactly when no value is an
+// infinity or a NaN, wherever it sits (including past the last whole 64-bit word).
+func TestNewMatF16Finite(t *testing.T) {
+	const rows, cols = 3, 7 // 42 bytes: five words and a tail of one value
+	x := make([]float32, rows*cols)
+	for i := range x {
+		x[i] = float32(i%9-4) * 1e4 // up to 40000: big, finite
+	}
+	x[5] = 6e-8 // subnormal
+	data, err := Quantize(format.F16, x, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := NewMat(format.F16, data, rows, cols); err != nil || !m.F16Finite {
+		t.Fatalf("finite f16 matrix: F16Finite = %v (%v)", m != nil && m.F16Finite, err)
+	}
+	for _, bad := range []uint16{0x7c00, 0xfc00, 0x7e00, 0xffff, 0x7c01} {
+		for _, at := range []int{0, 3, 4, 9, rows*cols - 1} {
+			d := append([]byte(nil), data...)
+			binary.LittleEndian.PutUint16(d[2*at:], bad)
+			if m, _ := NewMat(format.F16, d, rows, cols); m.F16Finite {
+				t.Fatalf("%#04x at value %d: F16Finite still set", bad, at)
+			}
+		}
+	}
+	if m, _ := NewMat(format.BF16, make([]byte, 2*cols), 1, cols); m.F16Finite {
+		t.Fatal("F16Finite set on a bf16 matrix")
+	}
+}

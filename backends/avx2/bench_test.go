@@ -340,15 +340,26 @@ func BenchmarkMatVecHalf(b *testing.B) {
 		for _, sh := range [][2]int{{768, 768}, {4096, 4096}} {
 			rows, cols := sh[0], sh[1]
 			data, _ := kernels.Quantize(dt, randSlice(r, rows*cols), cols)
-			w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
 			x := randSlice(r, cols)
 			dst := make([]float32, rows)
-			b.Run(fmt.Sprintf("%v/%dx%d", dt, rows, cols), func(b *testing.B) {
-				for i := 0; i < b.N; i++ {
-					Kernels{}.MatMul(dst, rows, x, 1, w, nil, 0, rows)
+			for _, finite := range []bool{false, true} {
+				if finite && dt != format.F16 {
+					continue
 				}
-				report(b, 2*float64(rows*cols), float64(len(data)))
-			})
+				// F16Finite lets f16 take the mix kernels (half the columns widened on
+				// the integer pipes).
+				w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data, F16Finite: finite}
+				name := fmt.Sprintf("%v/%dx%d", dt, rows, cols)
+				if finite {
+					name = fmt.Sprintf("%v-mix/%dx%d", dt, rows, cols)
+				}
+				b.Run(name, func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						Kernels{}.MatMul(dst, rows, x, 1, w, nil, 0, rows)
+					}
+					report(b, 2*float64(rows*cols), float64(len(data)))
+				})
+			}
 		}
 	}
 }

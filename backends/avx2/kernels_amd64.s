@@ -1207,10 +1207,12 @@ matvecH_body4:
 	ADDQ        $0x10, R12
 
 matvecH_check5:
-	CMPQ        R12, R8
-	JL          matvecH_body4
+	CMPQ R12, R8
+	JL   matvecH_body4
+
+matvecH_tail6:
 	CMPQ        R12, DI
-	JGE         matvecH_reduce6
+	JGE         matvecH_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
 	VCVTPH2PS   (DX)(R12*2), Y9
 	VFMADD231PS Y9, Y8, Y0
@@ -1220,8 +1222,10 @@ matvecH_check5:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (R11)(R12*2), Y9
 	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x08, R12
+	JMP         matvecH_tail6
 
-matvecH_reduce6:
+matvecH_reduce7:
 	VADDPS       Y1, Y0, Y0
 	VADDPS       Y3, Y2, Y2
 	VADDPS       Y5, Y4, Y4
@@ -1246,9 +1250,9 @@ matvecH_single2:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	XORQ   R9, R9
-	JMP    matvecH_check8
+	JMP    matvecH_check9
 
-matvecH_body7:
+matvecH_body8:
 	VMOVUPS     (CX)(R9*4), Y2
 	VMOVUPS     32(CX)(R9*4), Y3
 	VCVTPH2PS   (DX)(R9*2), Y4
@@ -1257,16 +1261,20 @@ matvecH_body7:
 	VFMADD231PS Y5, Y3, Y1
 	ADDQ        $0x10, R9
 
-matvecH_check8:
-	CMPQ        R9, R8
-	JL          matvecH_body7
+matvecH_check9:
+	CMPQ R9, R8
+	JL   matvecH_body8
+
+matvecH_tail10:
 	CMPQ        R9, DI
-	JGE         matvecH_reduce9
+	JGE         matvecH_reduce11
 	VMOVUPS     (CX)(R9*4), Y2
 	VCVTPH2PS   (DX)(R9*2), Y3
 	VFMADD231PS Y3, Y2, Y0
+	ADDQ        $0x08, R9
+	JMP         matvecH_tail10
 
-matvecH_reduce9:
+matvecH_reduce11:
 	VADDPS       Y1, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -1279,6 +1287,105 @@ matvecH_reduce9:
 	JMP          matvecH_single2
 
 matvecH_done3:
+	VZEROUPPER
+	RET
+
+// func matvecHSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matvecHSpread(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-16, BX
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+matvecHSpread_block1:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R10, R10
+	JMP    matvecHSpread_check3
+
+matvecHSpread_body2:
+	VMOVUPS     (AX)(R10*4), Y8
+	VMOVUPS     32(AX)(R10*4), Y9
+	VCVTPH2PS   (SI)(R10*2), Y10
+	VCVTPH2PS   16(SI)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VCVTPH2PS   (R8)(R10*2), Y10
+	VCVTPH2PS   16(R8)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VCVTPH2PS   (R9)(R10*2), Y10
+	VCVTPH2PS   16(R9)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VCVTPH2PS   (DI)(R10*2), Y10
+	VCVTPH2PS   16(DI)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R10
+
+matvecHSpread_check3:
+	CMPQ R10, BX
+	JL   matvecHSpread_body2
+
+matvecHSpread_tail4:
+	CMPQ        R10, DX
+	JGE         matvecHSpread_reduce5
+	VMOVUPS     (AX)(R10*4), Y8
+	VCVTPH2PS   (SI)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y0
+	VCVTPH2PS   (R8)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y2
+	VCVTPH2PS   (R9)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y4
+	VCVTPH2PS   (DI)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x08, R10
+	JMP         matvecHSpread_tail4
+
+matvecHSpread_reduce5:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         gap+48(FP), R10
+	SHLQ         $0x02, R10
+	MOVQ         dst+0(FP), R11
+	VMOVSS       X0, (R11)
+	VEXTRACTPS   $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS   $0x02, X0, (R11)(R10*2)
+	LEAQ         (R11)(R10*2), R12
+	VEXTRACTPS   $0x03, X0, (R12)(R10*1)
+	ADDQ         $0x04, R11
+	MOVQ         R11, dst+0(FP)
+	ADDQ         CX, SI
+	ADDQ         CX, R8
+	ADDQ         CX, R9
+	ADDQ         CX, DI
+	MOVQ         blocks+40(FP), R10
+	DECQ         R10
+	MOVQ         R10, blocks+40(FP)
+	JNZ          matvecHSpread_block1
 	VZEROUPPER
 	RET
 
@@ -1342,10 +1449,12 @@ matvecBF_body4:
 	ADDQ        $0x10, R12
 
 matvecBF_check5:
-	CMPQ        R12, R8
-	JL          matvecBF_body4
+	CMPQ R12, R8
+	JL   matvecBF_body4
+
+matvecBF_tail6:
 	CMPQ        R12, DI
-	JGE         matvecBF_reduce6
+	JGE         matvecBF_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
 	VPMOVZXWD   (DX)(R12*2), Y9
 	VPSLLD      $0x10, Y9, Y9
@@ -1359,8 +1468,10 @@ matvecBF_check5:
 	VPMOVZXWD   (R11)(R12*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x08, R12
+	JMP         matvecBF_tail6
 
-matvecBF_reduce6:
+matvecBF_reduce7:
 	VADDPS       Y1, Y0, Y0
 	VADDPS       Y3, Y2, Y2
 	VADDPS       Y5, Y4, Y4
@@ -1385,9 +1496,9 @@ matvecBF_single2:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	XORQ   R9, R9
-	JMP    matvecBF_check8
+	JMP    matvecBF_check9
 
-matvecBF_body7:
+matvecBF_body8:
 	VMOVUPS     (CX)(R9*4), Y2
 	VMOVUPS     32(CX)(R9*4), Y3
 	VPMOVZXWD   (DX)(R9*2), Y4
@@ -1398,17 +1509,21 @@ matvecBF_body7:
 	VFMADD231PS Y5, Y3, Y1
 	ADDQ        $0x10, R9
 
-matvecBF_check8:
-	CMPQ        R9, R8
-	JL          matvecBF_body7
+matvecBF_check9:
+	CMPQ R9, R8
+	JL   matvecBF_body8
+
+matvecBF_tail10:
 	CMPQ        R9, DI
-	JGE         matvecBF_reduce9
+	JGE         matvecBF_reduce11
 	VMOVUPS     (CX)(R9*4), Y2
 	VPMOVZXWD   (DX)(R9*2), Y3
 	VPSLLD      $0x10, Y3, Y3
 	VFMADD231PS Y3, Y2, Y0
+	ADDQ        $0x08, R9
+	JMP         matvecBF_tail10
 
-matvecBF_reduce9:
+matvecBF_reduce11:
 	VADDPS       Y1, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -1421,101 +1536,6 @@ matvecBF_reduce9:
 	JMP          matvecBF_single2
 
 matvecBF_done3:
-	VZEROUPPER
-	RET
-
-// func matvecHSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
-// Requires: AVX, F16C, FMA3
-TEXT ·matvecHSpread(SB), NOSPLIT, $0-56
-	MOVQ  x+8(FP), AX
-	MOVQ  ldw+24(FP), CX
-	SHLQ  $0x01, CX
-	MOVQ  k+32(FP), DX
-	MOVQ  DX, BX
-	ANDQ  $-16, BX
-	MOVQ  w+16(FP), SI
-	MOVQ  gap+48(FP), DI
-	IMULQ CX, DI
-	LEAQ  (SI)(DI*1), R8
-	LEAQ  (R8)(DI*1), R9
-	LEAQ  (R9)(DI*1), DI
-
-matvecHSpread_block1:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	XORQ   R10, R10
-	JMP    matvecHSpread_check3
-
-matvecHSpread_body2:
-	VMOVUPS     (AX)(R10*4), Y8
-	VMOVUPS     32(AX)(R10*4), Y9
-	VCVTPH2PS   (SI)(R10*2), Y10
-	VCVTPH2PS   16(SI)(R10*2), Y11
-	VFMADD231PS Y10, Y8, Y0
-	VFMADD231PS Y11, Y9, Y1
-	VCVTPH2PS   (R8)(R10*2), Y10
-	VCVTPH2PS   16(R8)(R10*2), Y11
-	VFMADD231PS Y10, Y8, Y2
-	VFMADD231PS Y11, Y9, Y3
-	VCVTPH2PS   (R9)(R10*2), Y10
-	VCVTPH2PS   16(R9)(R10*2), Y11
-	VFMADD231PS Y10, Y8, Y4
-	VFMADD231PS Y11, Y9, Y5
-	VCVTPH2PS   (DI)(R10*2), Y10
-	VCVTPH2PS   16(DI)(R10*2), Y11
-	VFMADD231PS Y10, Y8, Y6
-	VFMADD231PS Y11, Y9, Y7
-	ADDQ        $0x10, R10
-
-matvecHSpread_check3:
-	CMPQ        R10, BX
-	JL          matvecHSpread_body2
-	CMPQ        R10, DX
-	JGE         matvecHSpread_reduce4
-	VMOVUPS     (AX)(R10*4), Y8
-	VCVTPH2PS   (SI)(R10*2), Y9
-	VFMADD231PS Y9, Y8, Y0
-	VCVTPH2PS   (R8)(R10*2), Y9
-	VFMADD231PS Y9, Y8, Y2
-	VCVTPH2PS   (R9)(R10*2), Y9
-	VFMADD231PS Y9, Y8, Y4
-	VCVTPH2PS   (DI)(R10*2), Y9
-	VFMADD231PS Y9, Y8, Y6
-
-matvecHSpread_reduce4:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y5, Y4, Y4
-	VADDPS       Y7, Y6, Y6
-	VHADDPS      Y2, Y0, Y0
-	VHADDPS      Y6, Y4, Y4
-	VHADDPS      Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         gap+48(FP), R10
-	SHLQ         $0x02, R10
-	MOVQ         dst+0(FP), R11
-	VMOVSS       X0, (R11)
-	VEXTRACTPS   $0x01, X0, (R11)(R10*1)
-	VEXTRACTPS   $0x02, X0, (R11)(R10*2)
-	LEAQ         (R11)(R10*2), R12
-	VEXTRACTPS   $0x03, X0, (R12)(R10*1)
-	ADDQ         $0x04, R11
-	MOVQ         R11, dst+0(FP)
-	ADDQ         CX, SI
-	ADDQ         CX, R8
-	ADDQ         CX, R9
-	ADDQ         CX, DI
-	MOVQ         blocks+40(FP), R10
-	DECQ         R10
-	MOVQ         R10, blocks+40(FP)
-	JNZ          matvecHSpread_block1
 	VZEROUPPER
 	RET
 
@@ -1577,10 +1597,12 @@ matvecBFSpread_body2:
 	ADDQ        $0x10, R10
 
 matvecBFSpread_check3:
-	CMPQ        R10, BX
-	JL          matvecBFSpread_body2
+	CMPQ R10, BX
+	JL   matvecBFSpread_body2
+
+matvecBFSpread_tail4:
 	CMPQ        R10, DX
-	JGE         matvecBFSpread_reduce4
+	JGE         matvecBFSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
 	VPMOVZXWD   (SI)(R10*2), Y9
 	VPSLLD      $0x10, Y9, Y9
@@ -1594,8 +1616,10 @@ matvecBFSpread_check3:
 	VPMOVZXWD   (DI)(R10*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x08, R10
+	JMP         matvecBFSpread_tail4
 
-matvecBFSpread_reduce4:
+matvecBFSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
 	VADDPS       Y3, Y2, Y2
 	VADDPS       Y5, Y4, Y4
@@ -1623,6 +1647,356 @@ matvecBFSpread_reduce4:
 	DECQ         R10
 	MOVQ         R10, blocks+40(FP)
 	JNZ          matvecBFSpread_block1
+	VZEROUPPER
+	RET
+
+// func matvecHM(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·matvecHM(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ ldw+24(FP), SI
+	SHLQ $0x01, SI
+	MOVQ k+32(FP), DI
+	MOVQ DI, R8
+	ANDQ $-32, R8
+
+matvecHM_quad1:
+	CMPQ    BX, $0x04
+	JL      matvecHM_single2
+	LEAQ    (DX)(SI*1), R9
+	LEAQ    (R9)(SI*1), R10
+	LEAQ    (R10)(SI*1), R11
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VMOVDQU hiwords<>+0(SB), Y8
+	VMOVDQU f16bits<>+0(SB), Y9
+	XORQ    R12, R12
+	JMP     matvecHM_check5
+
+matvecHM_body4:
+	VMOVUPS     (CX)(R12*4), Y10
+	VMOVUPS     32(CX)(R12*4), Y11
+	VCVTPH2PS   (DX)(R12*2), Y12
+	VCVTPH2PS   16(DX)(R12*2), Y13
+	VFMADD231PS Y12, Y10, Y0
+	VFMADD231PS Y13, Y11, Y1
+	PREFETCHT0  256(DX)(R12*2)
+	VMOVDQU     32(DX)(R12*2), Y13
+	VPSLLD      $0x10, Y13, Y12
+	VPAND       Y8, Y13, Y13
+	VPSRAD      $0x03, Y12, Y12
+	VPSRAD      $0x03, Y13, Y13
+	VPAND       Y9, Y12, Y12
+	VPAND       Y9, Y13, Y13
+	VFMADD231PS 64(CX)(R12*4), Y12, Y0
+	VFMADD231PS 96(CX)(R12*4), Y13, Y1
+	VCVTPH2PS   (R9)(R12*2), Y12
+	VCVTPH2PS   16(R9)(R12*2), Y13
+	VFMADD231PS Y12, Y10, Y2
+	VFMADD231PS Y13, Y11, Y3
+	PREFETCHT0  256(R9)(R12*2)
+	VMOVDQU     32(R9)(R12*2), Y13
+	VPSLLD      $0x10, Y13, Y12
+	VPAND       Y8, Y13, Y13
+	VPSRAD      $0x03, Y12, Y12
+	VPSRAD      $0x03, Y13, Y13
+	VPAND       Y9, Y12, Y12
+	VPAND       Y9, Y13, Y13
+	VFMADD231PS 64(CX)(R12*4), Y12, Y2
+	VFMADD231PS 96(CX)(R12*4), Y13, Y3
+	VCVTPH2PS   (R10)(R12*2), Y12
+	VCVTPH2PS   16(R10)(R12*2), Y13
+	VFMADD231PS Y12, Y10, Y4
+	VFMADD231PS Y13, Y11, Y5
+	PREFETCHT0  256(R10)(R12*2)
+	VMOVDQU     32(R10)(R12*2), Y13
+	VPSLLD      $0x10, Y13, Y12
+	VPAND       Y8, Y13, Y13
+	VPSRAD      $0x03, Y12, Y12
+	VPSRAD      $0x03, Y13, Y13
+	VPAND       Y9, Y12, Y12
+	VPAND       Y9, Y13, Y13
+	VFMADD231PS 64(CX)(R12*4), Y12, Y4
+	VFMADD231PS 96(CX)(R12*4), Y13, Y5
+	VCVTPH2PS   (R11)(R12*2), Y12
+	VCVTPH2PS   16(R11)(R12*2), Y13
+	VFMADD231PS Y12, Y10, Y6
+	VFMADD231PS Y13, Y11, Y7
+	PREFETCHT0  256(R11)(R12*2)
+	VMOVDQU     32(R11)(R12*2), Y13
+	VPSLLD      $0x10, Y13, Y12
+	VPAND       Y8, Y13, Y13
+	VPSRAD      $0x03, Y12, Y12
+	VPSRAD      $0x03, Y13, Y13
+	VPAND       Y9, Y12, Y12
+	VPAND       Y9, Y13, Y13
+	VFMADD231PS 64(CX)(R12*4), Y12, Y6
+	VFMADD231PS 96(CX)(R12*4), Y13, Y7
+	ADDQ        $0x20, R12
+
+matvecHM_check5:
+	CMPQ R12, R8
+	JL   matvecHM_body4
+
+matvecHM_tail6:
+	CMPQ        R12, DI
+	JGE         matvecHM_reduce7
+	VMOVUPS     (CX)(R12*4), Y8
+	VCVTPH2PS   (DX)(R12*2), Y9
+	VFMADD231PS Y9, Y8, Y0
+	VCVTPH2PS   (R9)(R12*2), Y9
+	VFMADD231PS Y9, Y8, Y2
+	VCVTPH2PS   (R10)(R12*2), Y9
+	VFMADD231PS Y9, Y8, Y4
+	VCVTPH2PS   (R11)(R12*2), Y9
+	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x08, R12
+	JMP         matvecHM_tail6
+
+matvecHM_reduce7:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         $0x10, AX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	SUBQ         $0x04, BX
+	JMP          matvecHM_quad1
+
+matvecHM_single2:
+	TESTQ   BX, BX
+	JZ      matvecHM_done3
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVDQU hiwords<>+0(SB), Y2
+	VMOVDQU f16bits<>+0(SB), Y3
+	XORQ    R9, R9
+	JMP     matvecHM_check9
+
+matvecHM_body8:
+	VMOVUPS     (CX)(R9*4), Y4
+	VMOVUPS     32(CX)(R9*4), Y5
+	VCVTPH2PS   (DX)(R9*2), Y6
+	VCVTPH2PS   16(DX)(R9*2), Y7
+	VFMADD231PS Y6, Y4, Y0
+	VFMADD231PS Y7, Y5, Y1
+	PREFETCHT0  256(DX)(R9*2)
+	VMOVDQU     32(DX)(R9*2), Y7
+	VPSLLD      $0x10, Y7, Y6
+	VPAND       Y2, Y7, Y7
+	VPSRAD      $0x03, Y6, Y6
+	VPSRAD      $0x03, Y7, Y7
+	VPAND       Y3, Y6, Y6
+	VPAND       Y3, Y7, Y7
+	VFMADD231PS 64(CX)(R9*4), Y6, Y0
+	VFMADD231PS 96(CX)(R9*4), Y7, Y1
+	ADDQ        $0x20, R9
+
+matvecHM_check9:
+	CMPQ R9, R8
+	JL   matvecHM_body8
+
+matvecHM_tail10:
+	CMPQ        R9, DI
+	JGE         matvecHM_reduce11
+	VMOVUPS     (CX)(R9*4), Y2
+	VCVTPH2PS   (DX)(R9*2), Y3
+	VFMADD231PS Y3, Y2, Y0
+	ADDQ        $0x08, R9
+	JMP         matvecHM_tail10
+
+matvecHM_reduce11:
+	VADDPS       Y1, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	ADDQ         SI, DX
+	SUBQ         $0x01, BX
+	JMP          matvecHM_single2
+
+matvecHM_done3:
+	VZEROUPPER
+	RET
+
+DATA hiwords<>+0(SB)/4, $0xffff0000
+DATA hiwords<>+4(SB)/4, $0xffff0000
+DATA hiwords<>+8(SB)/4, $0xffff0000
+DATA hiwords<>+12(SB)/4, $0xffff0000
+DATA hiwords<>+16(SB)/4, $0xffff0000
+DATA hiwords<>+20(SB)/4, $0xffff0000
+DATA hiwords<>+24(SB)/4, $0xffff0000
+DATA hiwords<>+28(SB)/4, $0xffff0000
+GLOBL hiwords<>(SB), RODATA|NOPTR, $32
+
+DATA f16bits<>+0(SB)/4, $0x8fffe000
+DATA f16bits<>+4(SB)/4, $0x8fffe000
+DATA f16bits<>+8(SB)/4, $0x8fffe000
+DATA f16bits<>+12(SB)/4, $0x8fffe000
+DATA f16bits<>+16(SB)/4, $0x8fffe000
+DATA f16bits<>+20(SB)/4, $0x8fffe000
+DATA f16bits<>+24(SB)/4, $0x8fffe000
+DATA f16bits<>+28(SB)/4, $0x8fffe000
+GLOBL f16bits<>(SB), RODATA|NOPTR, $32
+
+// func matvecHMSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·matvecHMSpread(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+matvecHMSpread_block1:
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VMOVDQU hiwords<>+0(SB), Y8
+	VMOVDQU f16bits<>+0(SB), Y9
+	XORQ    R10, R10
+	JMP     matvecHMSpread_check3
+
+matvecHMSpread_body2:
+	VMOVUPS     (AX)(R10*4), Y10
+	VMOVUPS     32(AX)(R10*4), Y11
+	VCVTPH2PS   (SI)(R10*2), Y12
+	VCVTPH2PS   16(SI)(R10*2), Y13
+	VFMADD231PS Y12, Y10, Y0
+	VFMADD231PS Y13, Y11, Y1
+	PREFETCHT0  256(SI)(R10*2)
+	VMOVDQU     32(SI)(R10*2), Y13
+	VPSLLD      $0x10, Y13, Y12
+	VPAND       Y8, Y13, Y13
+	VPSRAD      $0x03, Y12, Y12
+	VPSRAD      $0x03, Y13, Y13
+	VPAND       Y9, Y12, Y12
+	VPAND       Y9, Y13, Y13
+	VFMADD231PS 64(AX)(R10*4), Y12, Y0
+	VFMADD231PS 96(AX)(R10*4), Y13, Y1
+	VCVTPH2PS   (R8)(R10*2), Y12
+	VCVTPH2PS   16(R8)(R10*2), Y13
+	VFMADD231PS Y12, Y10, Y2
+	VFMADD231PS Y13, Y11, Y3
+	PREFETCHT0  256(R8)(R10*2)
+	VMOVDQU     32(R8)(R10*2), Y13
+	VPSLLD      $0x10, Y13, Y12
+	VPAND       Y8, Y13, Y13
+	VPSRAD      $0x03, Y12, Y12
+	VPSRAD      $0x03, Y13, Y13
+	VPAND       Y9, Y12, Y12
+	VPAND       Y9, Y13, Y13
+	VFMADD231PS 64(AX)(R10*4), Y12, Y2
+	VFMADD231PS 96(AX)(R10*4), Y13, Y3
+	VCVTPH2PS   (R9)(R10*2), Y12
+	VCVTPH2PS   16(R9)(R10*2), Y13
+	VFMADD231PS Y12, Y10, Y4
+	VFMADD231PS Y13, Y11, Y5
+	PREFETCHT0  256(R9)(R10*2)
+	VMOVDQU     32(R9)(R10*2), Y13
+	VPSLLD      $0x10, Y13, Y12
+	VPAND       Y8, Y13, Y13
+	VPSRAD      $0x03, Y12, Y12
+	VPSRAD      $0x03, Y13, Y13
+	VPAND       Y9, Y12, Y12
+	VPAND       Y9, Y13, Y13
+	VFMADD231PS 64(AX)(R10*4), Y12, Y4
+	VFMADD231PS 96(AX)(R10*4), Y13, Y5
+	VCVTPH2PS   (DI)(R10*2), Y12
+	VCVTPH2PS   16(DI)(R10*2), Y13
+	VFMADD231PS Y12, Y10, Y6
+	VFMADD231PS Y13, Y11, Y7
+	PREFETCHT0  256(DI)(R10*2)
+	VMOVDQU     32(DI)(R10*2), Y13
+	VPSLLD      $0x10, Y13, Y12
+	VPAND       Y8, Y13, Y13
+	VPSRAD      $0x03, Y12, Y12
+	VPSRAD      $0x03, Y13, Y13
+	VPAND       Y9, Y12, Y12
+	VPAND       Y9, Y13, Y13
+	VFMADD231PS 64(AX)(R10*4), Y12, Y6
+	VFMADD231PS 96(AX)(R10*4), Y13, Y7
+	ADDQ        $0x20, R10
+
+matvecHMSpread_check3:
+	CMPQ R10, BX
+	JL   matvecHMSpread_body2
+
+matvecHMSpread_tail4:
+	CMPQ        R10, DX
+	JGE         matvecHMSpread_reduce5
+	VMOVUPS     (AX)(R10*4), Y8
+	VCVTPH2PS   (SI)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y0
+	VCVTPH2PS   (R8)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y2
+	VCVTPH2PS   (R9)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y4
+	VCVTPH2PS   (DI)(R10*2), Y9
+	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x08, R10
+	JMP         matvecHMSpread_tail4
+
+matvecHMSpread_reduce5:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         gap+48(FP), R10
+	SHLQ         $0x02, R10
+	MOVQ         dst+0(FP), R11
+	VMOVSS       X0, (R11)
+	VEXTRACTPS   $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS   $0x02, X0, (R11)(R10*2)
+	LEAQ         (R11)(R10*2), R12
+	VEXTRACTPS   $0x03, X0, (R12)(R10*1)
+	ADDQ         $0x04, R11
+	MOVQ         R11, dst+0(FP)
+	ADDQ         CX, SI
+	ADDQ         CX, R8
+	ADDQ         CX, R9
+	ADDQ         CX, DI
+	MOVQ         blocks+40(FP), R10
+	DECQ         R10
+	MOVQ         R10, blocks+40(FP)
+	JNZ          matvecHMSpread_block1
 	VZEROUPPER
 	RET
 

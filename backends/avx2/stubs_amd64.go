@@ -39,27 +39,43 @@ func dot(a *float32, b *float32, n int) float32
 //go:noescape
 func wsum(out *float32, v *float32, stride int, p *float32, n int, hd int)
 
-// matvecH computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows, w binary16, k a multiple of 8.
+// matvecH computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows,
+// w binary16, k a multiple of 8; each row exactly as matvecHSpread would.
 //
 //go:noescape
 func matvecH(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 
-// matvecBF is matvecH for bfloat16 w.
-//
-//go:noescape
-func matvecBF(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
-
-// matvecHSpread computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
-// (blocks ≥ 1), w binary16, k a multiple of 8; each row exactly as matvecH/matvecBF would.
+// matvecHSpread computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks (blocks ≥ 1),
+// w binary16, k a multiple of 8; each row exactly as matvecH would.
 //
 //go:noescape
 func matvecHSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
 
-// matvecBFSpread computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
-// (blocks ≥ 1), w bfloat16, k a multiple of 8; each row exactly as matvecH/matvecBF would.
+// matvecBF computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows,
+// w bfloat16, k a multiple of 8; each row exactly as matvecBFSpread would.
+//
+//go:noescape
+func matvecBF(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// matvecBFSpread computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks (blocks ≥ 1),
+// w bfloat16, k a multiple of 8; each row exactly as matvecBF would.
 //
 //go:noescape
 func matvecBFSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// matvecHM is matvecH for w without infinities or NaNs and x as mixHalfX arranges it
+// (columns 16–31 of every 32 reordered and scaled, widened by integer operations);
+// each row exactly as matvecHMSpread would.
+//
+//go:noescape
+func matvecHM(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// matvecHMSpread is matvecHSpread for w without infinities or NaNs and x as mixHalfX arranges it
+// (columns 16–31 of every 32 reordered and scaled, widened by integer operations);
+// each row exactly as matvecHM would.
+//
+//go:noescape
+func matvecHMSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
 
 // wsumH computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1, v binary16, hd a multiple of 8).
 //

@@ -11,10 +11,10 @@ import (
 // k (and hd) are multiples of 8, so there are no tails; other shapes take the
 // reference's path.
 func genHalf() {
-	genMatVecHalf(false)
-	genMatVecHalf(true)
-	genMatVecHalfSpread(false)
-	genMatVecHalfSpread(true)
+	for _, h := range []halfKind{{}, {bf16: true}, {mix: true}} {
+		genMatVecHalf(h)
+		genMatVecHalfSpread(h)
+	}
 	genWsumHalf()
 }
 
@@ -29,17 +29,53 @@ func cvtHalf(bf16 bool, m Mem, y VecVirtual) {
 	VCVTPH2PS(m, y)
 }
 
+// halfKind selects a half-precision matvec: binary16 widened by VCVTPH2PS, bfloat16
+// (bf16), or binary16 with half of each 32 columns widened by integer operations (mix).
+//
+// Zen 1 widens a YMM of halves with VCVTPH2PS only every ~2.4 cycles, slower than its
+// FMA pipes and its memory: the mix kernels widen columns 16–31 of every 32 on the
+// integer pipes instead, which run beside the conversion. Each dword of 16 loaded halves
+// holds an even and an odd column; shifted into the dword's top (even: VPSLLD 16; odd:
+// masked), arithmetically shifted right by 3 and masked with 0x8FFFE000, a binary16 h
+// becomes the float32 with h's sign, exponent and mantissa bits in place: h·2⁻¹¹²
+// exactly, subnormals and zeros included (not infinities or NaNs). The caller passes x
+// in that order, those columns scaled by 2¹¹², so each product equals w·x exactly.
+type halfKind struct{ bf16, mix bool }
+
+// name returns the kernel's name.
+func (h halfKind) name() string {
+	switch {
+	case h.bf16:
+		return "matvecBF"
+	case h.mix:
+		return "matvecHM"
+	}
+	return "matvecH"
+}
+
+// doc returns the kernel's doc comment (spread: of its Spread twin).
+func (h halfKind) doc(spread bool) []string {
+	name, what, rows, twin := h.name(), "binary16", "r < rows", h.name()+"Spread"
+	if spread {
+		name, rows, twin = twin, "r = q·gap + b, q < 4, b < blocks (blocks ≥ 1)", name
+	}
+	if h.bf16 {
+		what = "bfloat16"
+	}
+	if h.mix {
+		return []string{name + " is matvecH" + map[bool]string{false: "", true: "Spread"}[spread] +
+			" for w without infinities or NaNs and x as mixHalfX arranges it",
+			"(columns 16–31 of every 32 reordered and scaled, widened by integer operations);",
+			"each row exactly as " + twin + " would."}
+	}
+	return []string{name + " computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for " + rows + ",",
+		"w " + what + ", k a multiple of 8; each row exactly as " + twin + " would."}
+}
+
 // genMatVecHalf: matvec (4 rows, 2 accumulators per row) on half rows: the attention
 // scores over a binary16 cache, and f16 or bf16 weights.
-func genMatVecHalf(bf16 bool) {
-	var lb *labels
-	if bf16 {
-		lb = fn("matvecBF", "func(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)",
-			"matvecBF is matvecH for bfloat16 w.")
-	} else {
-		lb = fn("matvecH", "func(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)",
-			"matvecH computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows, w binary16, k a multiple of 8.")
-	}
+func genMatVecHalf(hk halfKind) {
+	lb := fn(hk.name(), "func(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)", hk.doc(false)...)
 	dst := Load(Param("dst"), GP64())
 	x := Load(Param("x"), GP64())
 	w := Load(Param("w"), GP64())
@@ -47,9 +83,9 @@ func genMatVecHalf(bf16 bool) {
 	ldw := Load(Param("ldw"), GP64())
 	SHLQ(U8(1), ldw) // bytes
 	k := Load(Param("k"), GP64())
-	k16 := GP64()
-	MOVQ(k, k16)
-	ANDQ(I32(-16), k16)
+	kb := GP64()
+	MOVQ(k, kb)
+	ANDQ(I32(-hk.step()), kb)
 
 	rowBlock := func(R int) {
 		wr := make([]Register, R)
@@ -58,7 +94,7 @@ func genMatVecHalf(bf16 bool) {
 			wr[r] = GP64()
 			LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
 		}
-		acc := halfDots(lb, bf16, x, wr, k, k16)
+		acc := halfDots(lb, hk, x, wr, k, kb)
 		if R == 4 {
 			VMOVUPS(reduce4(acc[0], acc[1], acc[2], acc[3]), Mem{Base: dst})
 			ADDQ(U8(16), dst)
@@ -88,18 +124,36 @@ func genMatVecHalf(bf16 bool) {
 	RET()
 }
 
+// halfPrefetch is how far ahead the mix kernels prefetch each row, in bytes.
+var halfPrefetch = 256
+
+// step is how many columns the main loop of halfDots takes at a time.
+func (h halfKind) step() int {
+	if h.mix {
+		return 32
+	}
+	return 16
+}
+
 // halfDots emits the dot products of x[:k] with the half rows at wr (k a multiple of 8,
-// k16 = k rounded down to 16): two accumulators per row over 16 elements at a time, then
-// one more step of 8; it returns each row's accumulators added (8 lanes to reduce).
-func halfDots(lb *labels, bf16 bool, x Register, wr []Register, k, k16 Register) []VecVirtual {
+// kb = k rounded down to hk.step()): two accumulators per row over hk.step() elements
+// at a time, then steps of 8; it returns each row's accumulators added (8 lanes to
+// reduce).
+func halfDots(lb *labels, hk halfKind, x Register, wr []Register, k, kb Register) []VecVirtual {
 	acc := make([][2]VecVirtual, len(wr))
 	for r := range acc {
 		acc[r] = [2]VecVirtual{YMM(), YMM()}
 		zero(acc[r][0], acc[r][1])
 	}
+	var hiWords, f16Bits VecVirtual
+	if hk.mix {
+		hiWords, f16Bits = YMM(), YMM()
+		VMOVDQU(vconst("hiwords", 0xffff0000), hiWords)
+		VMOVDQU(vconst("f16bits", 0x8fffe000), f16Bits)
+	}
 	e := GP64() // element index
 	XORQ(e, e)
-	body, check, reduce := lb.next("body"), lb.next("check"), lb.next("reduce")
+	body, check, tail, reduce := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("reduce")
 	JMP(LabelRef(check))
 	Label(body)
 	x0, x1 := YMM(), YMM()
@@ -107,24 +161,41 @@ func halfDots(lb *labels, bf16 bool, x Register, wr []Register, k, k16 Register)
 	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
 	for r := 0; r < len(wr); r++ {
 		t0, t1 := YMM(), YMM()
-		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
-		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
+		cvtHalf(hk.bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+		cvtHalf(hk.bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
 		VFMADD231PS(t0, x0, acc[r][0])
 		VFMADD231PS(t1, x1, acc[r][1])
+		if !hk.mix {
+			continue
+		}
+		PREFETCHT0(Mem{Base: wr[r], Index: e, Scale: 2, Disp: halfPrefetch})
+		// Columns 16–31 on the integer pipes: even ones in t0, odd ones in t1.
+		VMOVDQU(Mem{Base: wr[r], Index: e, Scale: 2, Disp: 32}, t1)
+		VPSLLD(U8(16), t1, t0)
+		VPAND(hiWords, t1, t1)
+		VPSRAD(U8(3), t0, t0)
+		VPSRAD(U8(3), t1, t1)
+		VPAND(f16Bits, t0, t0)
+		VPAND(f16Bits, t1, t1)
+		VFMADD231PS(Mem{Base: x, Index: e, Scale: 4, Disp: 64}, t0, acc[r][0])
+		VFMADD231PS(Mem{Base: x, Index: e, Scale: 4, Disp: 96}, t1, acc[r][1])
 	}
-	ADDQ(U8(16), e)
+	ADDQ(U8(hk.step()), e)
 	Label(check)
-	CMPQ(e, k16)
+	CMPQ(e, kb)
 	JL(LabelRef(body))
+	Label(tail)
 	CMPQ(e, k)
 	JGE(LabelRef(reduce))
 	x0 = YMM()
 	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
 	for r := 0; r < len(wr); r++ {
 		t0 := YMM()
-		cvtHalf(bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+		cvtHalf(hk.bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
 		VFMADD231PS(t0, x0, acc[r][0])
 	}
+	ADDQ(U8(8), e)
+	JMP(LabelRef(tail))
 	Label(reduce)
 	for r := 0; r < len(wr); r++ {
 		VADDPS(acc[r][1], acc[r][0], acc[r][0])
@@ -188,25 +259,19 @@ func genWsumHalf() {
 
 // genMatVecHalfSpread: matvecH/matvecBF over the four quarters of the rows at once, each
 // a long sequential stream (as matvecSpread for f32), for half-precision weights.
-func genMatVecHalfSpread(bf16 bool) {
-	name, what := "matvecHSpread", "binary16"
-	if bf16 {
-		name, what = "matvecBFSpread", "bfloat16"
-	}
-	lb := fn(name, "func(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)",
-		name+" computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks",
-		"(blocks ≥ 1), w "+what+", k a multiple of 8; each row exactly as matvecH/matvecBF would.")
+func genMatVecHalfSpread(hk halfKind) {
+	lb := fn(hk.name()+"Spread", "func(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)", hk.doc(true)...)
 	x := Load(Param("x"), GP64())
 	ldw := Load(Param("ldw"), GP64())
 	SHLQ(U8(1), ldw) // bytes
 	k := Load(Param("k"), GP64())
-	k16 := GP64()
-	MOVQ(k, k16)
-	ANDQ(I32(-16), k16)
+	kb := GP64()
+	MOVQ(k, kb)
+	ANDQ(I32(-hk.step()), kb)
 	wr := spreadRows(Load(Param("w"), GP64()), ldw)
 	block := lb.next("block")
 	Label(block)
-	acc := halfDots(lb, bf16, x, wr, k, k16)
+	acc := halfDots(lb, hk, x, wr, k, kb)
 	h := reduce4(acc[0], acc[1], acc[2], acc[3])
 	g := Load(Param("gap"), GP64())
 	SHLQ(U8(2), g) // gap floats, in bytes
