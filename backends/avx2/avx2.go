@@ -98,7 +98,8 @@ const halfChunk = 16
 // the HM twins instead, which widen half the columns on the integer pipes (1.15–1.2×
 // on Zen 1, where VCVTPH2PS is the bottleneck), unless a row is longer than mixMaxCols
 // or x holds a finite |x| ≥ 2¹⁶; the products are the same exact ones, only summed in
-// another order. T > 1 widens halfChunk rows at a time into a scratch buffer and
+// another order. bf16 takes the BFM twins (rows up to mixMaxCols), which split
+// every 16 columns into even and odd ones with a shift and an AND. T > 1 widens halfChunk rows at a time into a scratch buffer and
 // runs the f32 GEMM on them.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
 	if r0 >= r1 || T <= 0 {
@@ -141,6 +142,14 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 	}
 	var xm [mixMaxCols]float32
 	switch {
+	case w.DType == format.BF16 && n8 >= 32 && n8 <= mixMaxCols:
+		splitBFX(xm[:n8], x[:n8])
+		if q > 0 {
+			matvecBFMSpread(d, &xm[0], wq, n, n8, q, q)
+		}
+		if rem > 0 {
+			matvecBFM(d1, &xm[0], w1, n, n8, rem)
+		}
 	case w.DType == format.BF16:
 		if q > 0 {
 			matvecBFSpread(d, &x[0], wq, n, n8, q, q)
@@ -207,6 +216,21 @@ func mixHalfX(dst, x []float32) bool {
 	}
 	copy(dst[n32:], x[n32:])
 	return true
+}
+
+// splitBFX writes x (len(x) a multiple of 8) as the matvecBFM kernels take it: every 16
+// columns of the first len(x)&^31 as their 8 even columns then their 8 odd ones, the
+// columns past those as they are.
+func splitBFX(dst, x []float32) {
+	n32 := len(x) &^ 31
+	dst = dst[:len(x)]
+	for c := 0; c < n32; c += 16 {
+		s, d := x[c:c+16], dst[c:c+16]
+		for j := 0; j < 8; j++ {
+			d[j], d[8+j] = s[2*j], s[2*j+1]
+		}
+	}
+	copy(dst[n32:], x[n32:])
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }

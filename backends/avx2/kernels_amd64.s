@@ -2000,6 +2000,321 @@ matvecHMSpread_reduce5:
 	VZEROUPPER
 	RET
 
+// func matvecBFM(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·matvecBFM(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ ldw+24(FP), SI
+	SHLQ $0x01, SI
+	MOVQ k+32(FP), DI
+	MOVQ DI, R8
+	ANDQ $-32, R8
+
+matvecBFM_quad1:
+	CMPQ    BX, $0x04
+	JL      matvecBFM_single2
+	LEAQ    (DX)(SI*1), R9
+	LEAQ    (R9)(SI*1), R10
+	LEAQ    (R10)(SI*1), R11
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VMOVDQU hiwords<>+0(SB), Y8
+	XORQ    R12, R12
+	JMP     matvecBFM_check5
+
+matvecBFM_body4:
+	VMOVUPS     (CX)(R12*4), Y9
+	VMOVUPS     32(CX)(R12*4), Y10
+	VMOVUPS     64(CX)(R12*4), Y11
+	VMOVUPS     96(CX)(R12*4), Y12
+	PREFETCHT0  256(DX)(R12*2)
+	VMOVDQU     (DX)(R12*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y9, Y0
+	VFMADD231PS Y14, Y10, Y1
+	VMOVDQU     32(DX)(R12*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y11, Y0
+	VFMADD231PS Y14, Y12, Y1
+	PREFETCHT0  256(R9)(R12*2)
+	VMOVDQU     (R9)(R12*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y9, Y2
+	VFMADD231PS Y14, Y10, Y3
+	VMOVDQU     32(R9)(R12*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y11, Y2
+	VFMADD231PS Y14, Y12, Y3
+	PREFETCHT0  256(R10)(R12*2)
+	VMOVDQU     (R10)(R12*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y9, Y4
+	VFMADD231PS Y14, Y10, Y5
+	VMOVDQU     32(R10)(R12*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y11, Y4
+	VFMADD231PS Y14, Y12, Y5
+	PREFETCHT0  256(R11)(R12*2)
+	VMOVDQU     (R11)(R12*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y9, Y6
+	VFMADD231PS Y14, Y10, Y7
+	VMOVDQU     32(R11)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y9
+	VPAND       Y8, Y10, Y10
+	VFMADD231PS Y9, Y11, Y6
+	VFMADD231PS Y10, Y12, Y7
+	ADDQ        $0x20, R12
+
+matvecBFM_check5:
+	CMPQ R12, R8
+	JL   matvecBFM_body4
+
+matvecBFM_tail6:
+	CMPQ        R12, DI
+	JGE         matvecBFM_reduce7
+	VMOVUPS     (CX)(R12*4), Y8
+	VPMOVZXWD   (DX)(R12*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   (R9)(R12*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   (R10)(R12*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   (R11)(R12*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x08, R12
+	JMP         matvecBFM_tail6
+
+matvecBFM_reduce7:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         $0x10, AX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	ADDQ         SI, DX
+	SUBQ         $0x04, BX
+	JMP          matvecBFM_quad1
+
+matvecBFM_single2:
+	TESTQ   BX, BX
+	JZ      matvecBFM_done3
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVDQU hiwords<>+0(SB), Y2
+	XORQ    R9, R9
+	JMP     matvecBFM_check9
+
+matvecBFM_body8:
+	VMOVUPS     (CX)(R9*4), Y3
+	VMOVUPS     32(CX)(R9*4), Y4
+	VMOVUPS     64(CX)(R9*4), Y5
+	VMOVUPS     96(CX)(R9*4), Y6
+	PREFETCHT0  256(DX)(R9*2)
+	VMOVDQU     (DX)(R9*2), Y8
+	VPSLLD      $0x10, Y8, Y7
+	VPAND       Y2, Y8, Y8
+	VFMADD231PS Y7, Y3, Y0
+	VFMADD231PS Y8, Y4, Y1
+	VMOVDQU     32(DX)(R9*2), Y4
+	VPSLLD      $0x10, Y4, Y3
+	VPAND       Y2, Y4, Y4
+	VFMADD231PS Y3, Y5, Y0
+	VFMADD231PS Y4, Y6, Y1
+	ADDQ        $0x20, R9
+
+matvecBFM_check9:
+	CMPQ R9, R8
+	JL   matvecBFM_body8
+
+matvecBFM_tail10:
+	CMPQ        R9, DI
+	JGE         matvecBFM_reduce11
+	VMOVUPS     (CX)(R9*4), Y2
+	VPMOVZXWD   (DX)(R9*2), Y3
+	VPSLLD      $0x10, Y3, Y3
+	VFMADD231PS Y3, Y2, Y0
+	ADDQ        $0x08, R9
+	JMP         matvecBFM_tail10
+
+matvecBFM_reduce11:
+	VADDPS       Y1, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	ADDQ         SI, DX
+	SUBQ         $0x01, BX
+	JMP          matvecBFM_single2
+
+matvecBFM_done3:
+	VZEROUPPER
+	RET
+
+// func matvecBFMSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·matvecBFMSpread(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+matvecBFMSpread_block1:
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VMOVDQU hiwords<>+0(SB), Y8
+	XORQ    R10, R10
+	JMP     matvecBFMSpread_check3
+
+matvecBFMSpread_body2:
+	VMOVUPS     (AX)(R10*4), Y9
+	VMOVUPS     32(AX)(R10*4), Y10
+	VMOVUPS     64(AX)(R10*4), Y11
+	VMOVUPS     96(AX)(R10*4), Y12
+	PREFETCHT0  256(SI)(R10*2)
+	VMOVDQU     (SI)(R10*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y9, Y0
+	VFMADD231PS Y14, Y10, Y1
+	VMOVDQU     32(SI)(R10*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y11, Y0
+	VFMADD231PS Y14, Y12, Y1
+	PREFETCHT0  256(R8)(R10*2)
+	VMOVDQU     (R8)(R10*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y9, Y2
+	VFMADD231PS Y14, Y10, Y3
+	VMOVDQU     32(R8)(R10*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y11, Y2
+	VFMADD231PS Y14, Y12, Y3
+	PREFETCHT0  256(R9)(R10*2)
+	VMOVDQU     (R9)(R10*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y9, Y4
+	VFMADD231PS Y14, Y10, Y5
+	VMOVDQU     32(R9)(R10*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y11, Y4
+	VFMADD231PS Y14, Y12, Y5
+	PREFETCHT0  256(DI)(R10*2)
+	VMOVDQU     (DI)(R10*2), Y14
+	VPSLLD      $0x10, Y14, Y13
+	VPAND       Y8, Y14, Y14
+	VFMADD231PS Y13, Y9, Y6
+	VFMADD231PS Y14, Y10, Y7
+	VMOVDQU     32(DI)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y9
+	VPAND       Y8, Y10, Y10
+	VFMADD231PS Y9, Y11, Y6
+	VFMADD231PS Y10, Y12, Y7
+	ADDQ        $0x20, R10
+
+matvecBFMSpread_check3:
+	CMPQ R10, BX
+	JL   matvecBFMSpread_body2
+
+matvecBFMSpread_tail4:
+	CMPQ        R10, DX
+	JGE         matvecBFMSpread_reduce5
+	VMOVUPS     (AX)(R10*4), Y8
+	VPMOVZXWD   (SI)(R10*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   (R8)(R10*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   (R9)(R10*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   (DI)(R10*2), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x08, R10
+	JMP         matvecBFMSpread_tail4
+
+matvecBFMSpread_reduce5:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         gap+48(FP), R10
+	SHLQ         $0x02, R10
+	MOVQ         dst+0(FP), R11
+	VMOVSS       X0, (R11)
+	VEXTRACTPS   $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS   $0x02, X0, (R11)(R10*2)
+	LEAQ         (R11)(R10*2), R12
+	VEXTRACTPS   $0x03, X0, (R12)(R10*1)
+	ADDQ         $0x04, R11
+	MOVQ         R11, dst+0(FP)
+	ADDQ         CX, SI
+	ADDQ         CX, R8
+	ADDQ         CX, R9
+	ADDQ         CX, DI
+	MOVQ         blocks+40(FP), R10
+	DECQ         R10
+	MOVQ         R10, blocks+40(FP)
+	JNZ          matvecBFMSpread_block1
+	VZEROUPPER
+	RET
+
 // func wsumH(out *float32, v *uint16, stride int, p *float32, n int, hd int)
 // Requires: AVX, F16C, FMA3
 TEXT ·wsumH(SB), NOSPLIT, $0-48

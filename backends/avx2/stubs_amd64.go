@@ -77,6 +77,18 @@ func matvecHM(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 //go:noescape
 func matvecHMSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
 
+// matvecBFM is matvecBF for x as splitBFX arranges it (even and odd columns of every 16 of the
+// first k&^31 apart), each row exactly as matvecBFMSpread would.
+//
+//go:noescape
+func matvecBFM(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// matvecBFMSpread is matvecBFSpread for x as splitBFX arranges it (even and odd columns of every 16 of the
+// first k&^31 apart), each row exactly as matvecBFM would.
+//
+//go:noescape
+func matvecBFMSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
 // wsumH computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1, v binary16, hd a multiple of 8).
 //
 //go:noescape

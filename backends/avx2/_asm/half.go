@@ -11,7 +11,7 @@ import (
 // k (and hd) are multiples of 8, so there are no tails; other shapes take the
 // reference's path.
 func genHalf() {
-	for _, h := range []halfKind{{}, {bf16: true}, {mix: true}} {
+	for _, h := range []halfKind{{}, {bf16: true}, {mix: true}, {bf16: true, mix: true}} {
 		genMatVecHalf(h)
 		genMatVecHalfSpread(h)
 	}
@@ -30,7 +30,8 @@ func cvtHalf(bf16 bool, m Mem, y VecVirtual) {
 }
 
 // halfKind selects a half-precision matvec: binary16 widened by VCVTPH2PS, bfloat16
-// (bf16), or binary16 with half of each 32 columns widened by integer operations (mix).
+// (bf16), and with mix their twins that widen columns by integer operations on x
+// rearranged to match.
 //
 // Zen 1 widens a YMM of halves with VCVTPH2PS only every ~2.4 cycles, slower than its
 // FMA pipes and its memory: the mix kernels widen columns 16–31 of every 32 on the
@@ -40,11 +41,17 @@ func cvtHalf(bf16 bool, m Mem, y VecVirtual) {
 // becomes the float32 with h's sign, exponent and mantissa bits in place: h·2⁻¹¹²
 // exactly, subnormals and zeros included (not infinities or NaNs). The caller passes x
 // in that order, those columns scaled by 2¹¹², so each product equals w·x exactly.
+//
+// bfloat16 with mix (matvecBFM) splits every 16 columns of the first k&^31 the same way
+// but needs no more: a bfloat16 in a dword's top half is its float32. One shift and one
+// AND per 16 columns replace two VPMOVZXWD and two shifts.
 type halfKind struct{ bf16, mix bool }
 
 // name returns the kernel's name.
 func (h halfKind) name() string {
 	switch {
+	case h.bf16 && h.mix:
+		return "matvecBFM"
 	case h.bf16:
 		return "matvecBF"
 	case h.mix:
@@ -61,6 +68,11 @@ func (h halfKind) doc(spread bool) []string {
 	}
 	if h.bf16 {
 		what = "bfloat16"
+	}
+	if h.mix && h.bf16 {
+		return []string{name + " is matvecBF" + map[bool]string{false: "", true: "Spread"}[spread] +
+			" for x as splitBFX arranges it (even and odd columns of every 16 of the",
+			"first k&^31 apart), each row exactly as " + twin + " would."}
 	}
 	if h.mix {
 		return []string{name + " is matvecH" + map[bool]string{false: "", true: "Spread"}[spread] +
@@ -135,6 +147,27 @@ func (h halfKind) step() int {
 	return 16
 }
 
+// bf16Split emits the main loop's body of matvecBFM: 32 columns of each row at wr,
+// as two groups of 16 whose even columns (VPSLLD 16) and odd ones (masked with
+// hiWords) are float32 as they stand; x0 and x1 hold the first group's x (even, odd),
+// and x at e+16 has the second's.
+func bf16Split(x Register, wr []Register, e Register, hiWords, x0, x1 VecVirtual, acc [][2]VecVirtual) {
+	x2, x3 := YMM(), YMM()
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 64}, x2)
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 96}, x3)
+	for r := range wr {
+		PREFETCHT0(Mem{Base: wr[r], Index: e, Scale: 2, Disp: halfPrefetch})
+		for g, xs := range [][2]VecVirtual{{x0, x1}, {x2, x3}} {
+			t0, t1 := YMM(), YMM()
+			VMOVDQU(Mem{Base: wr[r], Index: e, Scale: 2, Disp: 32 * g}, t1)
+			VPSLLD(U8(16), t1, t0)
+			VPAND(hiWords, t1, t1)
+			VFMADD231PS(t0, xs[0], acc[r][0])
+			VFMADD231PS(t1, xs[1], acc[r][1])
+		}
+	}
+}
+
 // halfDots emits the dot products of x[:k] with the half rows at wr (k a multiple of 8,
 // kb = k rounded down to hk.step()): two accumulators per row over hk.step() elements
 // at a time, then steps of 8; it returns each row's accumulators added (8 lanes to
@@ -147,8 +180,11 @@ func halfDots(lb *labels, hk halfKind, x Register, wr []Register, k, kb Register
 	}
 	var hiWords, f16Bits VecVirtual
 	if hk.mix {
-		hiWords, f16Bits = YMM(), YMM()
+		hiWords = YMM()
 		VMOVDQU(vconst("hiwords", 0xffff0000), hiWords)
+	}
+	if hk.mix && !hk.bf16 {
+		f16Bits = YMM()
 		VMOVDQU(vconst("f16bits", 0x8fffe000), f16Bits)
 	}
 	e := GP64() // element index
@@ -159,7 +195,10 @@ func halfDots(lb *labels, hk halfKind, x Register, wr []Register, k, kb Register
 	x0, x1 := YMM(), YMM()
 	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
 	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
-	for r := 0; r < len(wr); r++ {
+	if hk.bf16 && hk.mix {
+		bf16Split(x, wr, e, hiWords, x0, x1, acc)
+	}
+	for r := 0; r < len(wr) && !(hk.bf16 && hk.mix); r++ {
 		t0, t1 := YMM(), YMM()
 		cvtHalf(hk.bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
 		cvtHalf(hk.bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
