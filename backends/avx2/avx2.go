@@ -116,7 +116,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		for a := r0; a < r1; a += halfChunk {
 			b := min(a+halfChunk, r1)
 			for r := a; r < b; r++ {
-				w.RowF32(r, buf[(r-a)*n:(r-a+1)*n])
+				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r)
 			}
 			r := a
 			for ; r+4 <= b; r += 4 {
@@ -234,6 +234,24 @@ func splitBFX(dst, x []float32) {
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
+
+// widenRow writes row r of the f16 or bf16 matrix w to dst[:w.Cols] as float32 (exactly).
+func widenRow(dst []float32, w *kernels.Mat, r int) {
+	n := w.Cols
+	n8 := n &^ 7
+	src := unsafe.Slice((*uint16)(unsafe.Pointer(&w.Data[2*r*n])), n)
+	dst = dst[:n]
+	if n8 > 0 {
+		if w.DType == format.BF16 {
+			widenBF(&dst[0], &src[0], n8)
+		} else {
+			widenH(&dst[0], &src[0], n8)
+		}
+	}
+	for i := n8; i < n; i++ {
+		dst[i] = halfAt(w.DType, src[i])
+	}
+}
 
 // halfAt widens one f16 or bf16 weight.
 func halfAt(dt format.DType, h uint16) float32 {

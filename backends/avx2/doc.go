@@ -10,8 +10,9 @@
 // (the scores by the matrix–vector kernel over the strided keys, softmax, then the
 // weighted sum of the values with the output kept in registers; F16C converts a
 // binary16 cache as it is read), Softmax, RMSNorm, LayerNorm, GELU, SiLU, SwiGLU, RoPE,
-// Add and Scale; MatMul on f16 and bf16 weights (widened as they are loaded, by F16C's
-// VCVTPH2PS or a shift); and MatMulQ8 (kernels.Q8Kernels) on q8_0 and q4_0 weights,
+// Add and Scale; MatMul on f16 and bf16 weights (widened as they are loaded: for T = 1
+// half of an f16 row by F16C's VCVTPH2PS and half by integer shifts and masks on x
+// rearranged to match, a bf16 row by one shift or mask per 8 columns); and MatMulQ8 (kernels.Q8Kernels) on q8_0 and q4_0 weights,
 // with integer dot products per 32-element block (VPMADDUBSW, VPMADDWD) scaled and
 // accumulated in float32. What they do differently from kernels.Reference, all within the
 // tolerances stated in backends/conformance_test.go:

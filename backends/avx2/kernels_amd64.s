@@ -2401,6 +2401,87 @@ wsumH_chunk_done5:
 	VZEROUPPER
 	RET
 
+// func widenH(dst *float32, src *uint16, n int)
+// Requires: AVX, F16C
+TEXT ·widenH(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ n+16(FP), DX
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ SI, SI
+	JMP  widenH_check2
+
+widenH_body1:
+	VCVTPH2PS (CX)(SI*2), Y0
+	VCVTPH2PS 16(CX)(SI*2), Y1
+	VCVTPH2PS 32(CX)(SI*2), Y2
+	VCVTPH2PS 48(CX)(SI*2), Y3
+	VMOVUPS   Y0, (AX)(SI*4)
+	VMOVUPS   Y1, 32(AX)(SI*4)
+	VMOVUPS   Y2, 64(AX)(SI*4)
+	VMOVUPS   Y3, 96(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenH_check2:
+	CMPQ SI, BX
+	JL   widenH_body1
+
+widenH_tail3:
+	CMPQ      SI, DX
+	JGE       widenH_done4
+	VCVTPH2PS (CX)(SI*2), Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+	ADDQ      $0x08, SI
+	JMP       widenH_tail3
+
+widenH_done4:
+	VZEROUPPER
+	RET
+
+// func widenBF(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2
+TEXT ·widenBF(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ n+16(FP), DX
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ SI, SI
+	JMP  widenBF_check2
+
+widenBF_body1:
+	VPMOVZXWD (CX)(SI*2), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(CX)(SI*2), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(CX)(SI*2), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(CX)(SI*2), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (AX)(SI*4)
+	VMOVUPS   Y1, 32(AX)(SI*4)
+	VMOVUPS   Y2, 64(AX)(SI*4)
+	VMOVUPS   Y3, 96(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenBF_check2:
+	CMPQ SI, BX
+	JL   widenBF_body1
+
+widenBF_tail3:
+	CMPQ      SI, DX
+	JGE       widenBF_done4
+	VPMOVZXWD (CX)(SI*2), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+	ADDQ      $0x08, SI
+	JMP       widenBF_tail3
+
+widenBF_done4:
+	VZEROUPPER
+	RET
+
 DATA shift4<>+0(SB)/4, $0x00000000
 DATA shift4<>+4(SB)/4, $0x00000000
 DATA shift4<>+8(SB)/4, $0x00000000

@@ -94,6 +94,16 @@ func matvecBFMSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks
 //go:noescape
 func wsumH(out *float32, v *uint16, stride int, p *float32, n int, hd int)
 
+// widenH widens the n binary16 values at src (n a multiple of 8) to float32 at dst.
+//
+//go:noescape
+func widenH(dst *float32, src *uint16, n int)
+
+// widenBF widens the n bfloat16 values at src (n a multiple of 8) to float32 at dst.
+//
+//go:noescape
+func widenBF(dst *float32, src *uint16, n int)
+
 // mvQ8_0x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q8_0 matrix w
 // (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =
 // Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference. For q4_0,

@@ -16,6 +16,52 @@ func genHalf() {
 		genMatVecHalfSpread(h)
 	}
 	genWsumHalf()
+	genWiden(false)
+	genWiden(true)
+}
+
+// genWiden: dst[i] = float32(src[i]) for i < n (n a multiple of 8), 32 halves at a time
+// then 8: the rows a prefill widens before the f32 GEMM multiplies them.
+func genWiden(bf16 bool) {
+	name, what := "widenH", "binary16"
+	if bf16 {
+		name, what = "widenBF", "bfloat16"
+	}
+	lb := fn(name, "func(dst *float32, src *uint16, n int)",
+		name+" widens the n "+what+" values at src (n a multiple of 8) to float32 at dst.")
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	n := Load(Param("n"), GP64())
+	n32 := GP64()
+	MOVQ(n, n32)
+	ANDQ(I32(-32), n32)
+	e := GP64()
+	XORQ(e, e)
+	body, check, tail, done := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("done")
+	JMP(LabelRef(check))
+	Label(body)
+	ys := ymms(4)
+	for i, y := range ys {
+		cvtHalf(bf16, Mem{Base: src, Index: e, Scale: 2, Disp: 16 * i}, y)
+	}
+	for i, y := range ys {
+		VMOVUPS(y, Mem{Base: dst, Index: e, Scale: 4, Disp: 32 * i})
+	}
+	ADDQ(U8(32), e)
+	Label(check)
+	CMPQ(e, n32)
+	JL(LabelRef(body))
+	Label(tail)
+	CMPQ(e, n)
+	JGE(LabelRef(done))
+	y := YMM()
+	cvtHalf(bf16, Mem{Base: src, Index: e, Scale: 2}, y)
+	VMOVUPS(y, Mem{Base: dst, Index: e, Scale: 4})
+	ADDQ(U8(8), e)
+	JMP(LabelRef(tail))
+	Label(done)
+	VZEROUPPER()
+	RET()
 }
 
 // cvtHalf loads 8 halves from m and widens them to float32 in y: binary16 by F16C's
