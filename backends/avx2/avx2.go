@@ -463,18 +463,31 @@ var _ kernels.Q8Kernels = Kernels{}
 // stay in L2 while each token streams past them.
 const qChunk = 16
 
-// sxStack is how many per-block activation sums MatMulQ8 keeps on the stack (a 4 KiB
+// xiStack is how many activation blocks' xBlock MatMulQ8 keeps on the stack (an 8 KiB
 // array: a decode step over up to 32768 columns).
-const sxStack = 1024
+const xiStack = 1024
 
-// blockSums8 sets sx[b] = 8·Σ_j x_bj for the q8_0 blocks of xq.
-func blockSums8(xq []byte, sx []int32) {
-	for b := range sx {
+// xBlock is what the quantized kernels need of one q8_0 activation block besides its
+// quants: its scale widened to float32 once per product rather than once per eight rows,
+// and for q4_0 weights 8·Σ_j x_j (the −8 of every nibble, applied to the block's sum).
+type xBlock struct {
+	d  float32
+	s8 int32
+}
+
+// blockInfo fills xi from the q8_0 activation blocks xq (the sums only when sums is set).
+func blockInfo(xq []byte, xi []xBlock, sums bool) {
+	for b := range xi {
+		blk := xq[b*kernels.BlockQ8_0 : (b+1)*kernels.BlockQ8_0]
+		xi[b].d = format.F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8)
+		if !sums {
+			continue
+		}
 		var s int32
-		for _, q := range xq[b*kernels.BlockQ8_0+2 : (b+1)*kernels.BlockQ8_0] {
+		for _, q := range blk[2:] {
 			s += int32(int8(q))
 		}
-		sx[b] = 8 * s
+		xi[b].s8 = 8 * s
 	}
 }
 
@@ -499,30 +512,25 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(xq), len(dst), len(bias)))
 	}
 	nb := n / format.QBlock
-	// q4_0's kernels take 8·Σx per activation block, computed once here for every token
-	// (on the stack for a decode step, so that it allocates nothing).
-	var sxBuf [sxStack]int32
-	var sx []int32
-	if w.DType == format.Q4_0 {
-		if T*nb <= sxStack {
-			sx = sxBuf[:T*nb]
-		} else {
-			sx = make([]int32, T*nb)
-		}
-		blockSums8(xq[:T*xb], sx)
+	// The kernels take each activation block's scale as float32 (and for q4_0 8·Σx),
+	// computed once here for every token (on the stack for a decode step, so that it
+	// allocates nothing).
+	var xiBuf [xiStack]xBlock
+	xi := xiBuf[:0]
+	if T*nb <= xiStack {
+		xi = xiBuf[:T*nb]
+	} else {
+		xi = make([]xBlock, T*nb)
 	}
+	blockInfo(xq[:T*xb], xi, w.DType == format.Q4_0)
 	q := qmat{dt: w.DType, sym: w.Q8Sym, data: w.Data, rb: rb, nb: nb}
 	if T == 1 {
-		q.rows(dst, xq, sx, r0, r1)
+		q.rows(dst, xq, xi, r0, r1)
 	} else {
 		for a := r0; a < r1; a += qChunk {
 			b := min(a+qChunk, r1)
 			for t := 0; t < T; t++ {
-				var s []int32
-				if sx != nil {
-					s = sx[t*nb:]
-				}
-				q.rows(dst[t*ld:], xq[t*xb:], s, a, b)
+				q.rows(dst[t*ld:], xq[t*xb:], xi[t*nb:], a, b)
 			}
 		}
 	}
@@ -544,15 +552,12 @@ type qmat struct {
 	rb, nb int // bytes and blocks per row
 }
 
-// rows computes dst[r] for r0 ≤ r < r1 and one token (activation blocks xq; for q4_0
-// their sums sx): the eighths of the rows walked together, each a long sequential stream
+// rows computes dst[r] for r0 ≤ r < r1 and one token (activation blocks xq, their
+// xBlocks xi): the eighths of the rows walked together, each a long sequential stream
 // (as mv does for f32), then the rows%8 left over one at a time. The kernels are called
 // directly, not through function values, so that nothing here escapes to the heap.
-func (q *qmat) rows(dst []float32, xq []byte, sx []int32, r0, r1 int) {
-	var s *int32
-	if sx != nil {
-		s = &sx[0]
-	}
+func (q *qmat) rows(dst []float32, xq []byte, xi []xBlock, r0, r1 int) {
+	s := &xi[0].d
 	d, x, w := dst[r0:], &xq[0], q.data[r0*q.rb:]
 	g := (r1 - r0) / 8
 	if g > 0 {

@@ -2492,7 +2492,7 @@ DATA shift4<>+24(SB)/4, $0x00000004
 DATA shift4<>+28(SB)/4, $0x00000004
 GLOBL shift4<>(SB), RODATA|NOPTR, $32
 
-// func mvQ8_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
+// func mvQ8_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)
 // Requires: AVX, AVX2, F16C, MMX+
 TEXT ·mvQ8_0x8(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
@@ -2506,9 +2506,10 @@ TEXT ·mvQ8_0x8(SB), NOSPLIT, $0-72
 mvQ8_0x8_group1:
 	VXORPS Y1, Y1, Y1
 	MOVQ   xq+8(FP), SI
+	MOVQ   xi+64(FP), R9
 	MOVQ   CX, DI
 	LEAQ   (CX)(DX*4), R8
-	MOVQ   nb+32(FP), R9
+	MOVQ   nb+32(FP), R10
 
 mvQ8_0x8_block2:
 	VMOVDQU      2(SI), Y2
@@ -2596,38 +2597,38 @@ mvQ8_0x8_block2:
 	VPADDD       X2, X7, X7
 	VINSERTI128  $0x01, X7, Y3, Y2
 	VCVTDQ2PS    Y2, Y2
-	MOVWQZX      (DI), R10
-	MOVWQZX      (DI)(DX*1), R12
-	SHLQ         $0x10, R12
-	ORQ          R12, R10
-	MOVWQZX      (DI)(DX*2), R12
-	SHLQ         $0x20, R12
-	ORQ          R12, R10
-	MOVWQZX      (DI)(BX*1), R12
-	SHLQ         $0x30, R12
-	ORQ          R12, R10
-	MOVWQZX      (R8), R11
-	MOVWQZX      (R8)(DX*1), R12
-	SHLQ         $0x10, R12
-	ORQ          R12, R11
-	MOVWQZX      (R8)(DX*2), R12
-	SHLQ         $0x20, R12
-	ORQ          R12, R11
-	MOVWQZX      (R8)(BX*1), R12
-	SHLQ         $0x30, R12
-	ORQ          R12, R11
-	VMOVQ        R10, X4
-	VPINSRQ      $0x01, R11, X4, X4
+	MOVWQZX      (DI), R11
+	MOVWQZX      (DI)(DX*1), R13
+	SHLQ         $0x10, R13
+	ORQ          R13, R11
+	MOVWQZX      (DI)(DX*2), R13
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	MOVWQZX      (DI)(BX*1), R13
+	SHLQ         $0x30, R13
+	ORQ          R13, R11
+	MOVWQZX      (R8), R12
+	MOVWQZX      (R8)(DX*1), R13
+	SHLQ         $0x10, R13
+	ORQ          R13, R12
+	MOVWQZX      (R8)(DX*2), R13
+	SHLQ         $0x20, R13
+	ORQ          R13, R12
+	MOVWQZX      (R8)(BX*1), R13
+	SHLQ         $0x30, R13
+	ORQ          R13, R12
+	VMOVQ        R11, X4
+	VPINSRQ      $0x01, R12, X4, X4
 	VCVTPH2PS    X4, Y4
-	VPBROADCASTW (SI), X3
-	VCVTPH2PS    X3, Y5
+	VBROADCASTSS (R9), Y5
 	VMULPS       Y5, Y4, Y4
 	VMULPS       Y4, Y2, Y2
 	VADDPS       Y2, Y1, Y1
 	ADDQ         $0x22, SI
+	ADDQ         $0x08, R9
 	ADDQ         $0x22, DI
 	ADDQ         $0x22, R8
-	DECQ         R9
+	DECQ         R10
 	JNZ          mvQ8_0x8_block2
 	MOVQ         gap+48(FP), SI
 	SHLQ         $0x02, SI
@@ -2670,7 +2671,7 @@ DATA ones16<>+24(SB)/4, $0x00010001
 DATA ones16<>+28(SB)/4, $0x00010001
 GLOBL ones16<>(SB), RODATA|NOPTR, $32
 
-// func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, sx *int32)
+// func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, xi *float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·mvQ8_0x1(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
@@ -2681,8 +2682,9 @@ TEXT ·mvQ8_0x1(SB), NOSPLIT, $0-56
 mvQ8_0x1_row1:
 	VXORPS X1, X1, X1
 	MOVQ   xq+8(FP), BX
+	MOVQ   xi+48(FP), DI
 	MOVQ   CX, SI
-	MOVQ   nb+32(FP), DI
+	MOVQ   nb+32(FP), R8
 
 mvQ8_0x1_block2:
 	VMOVDQU      2(BX), Y2
@@ -2700,14 +2702,14 @@ mvQ8_0x1_block2:
 	VCVTDQ2PS    X3, X3
 	VPBROADCASTW (SI), X2
 	VCVTPH2PS    X2, X2
-	VPBROADCASTW (BX), X4
-	VCVTPH2PS    X4, X4
+	VMOVSS       (DI), X4
 	VMULSS       X4, X2, X2
 	VMULSS       X2, X3, X3
 	VADDSS       X3, X1, X1
 	ADDQ         $0x22, BX
+	ADDQ         $0x08, DI
 	ADDQ         $0x22, SI
-	DECQ         DI
+	DECQ         R8
 	JNZ          mvQ8_0x1_block2
 	VMOVSS       X1, (AX)
 	ADDQ         $0x04, AX
@@ -2718,8 +2720,8 @@ mvQ8_0x1_block2:
 	VZEROUPPER
 	RET
 
-// func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
-// Requires: AVX, AVX2, F16C, MMX+
+// func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)
+// Requires: AVX, AVX2, F16C
 TEXT ·mvQ4_0x8(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    w+16(FP), CX
@@ -2728,111 +2730,87 @@ TEXT ·mvQ4_0x8(SB), NOSPLIT, $0-72
 	IMULQ   BX, DX
 	LEAQ    (DX)(DX*2), BX
 	VMOVDQU ones16<>+0(SB), Y0
-	VMOVDQU nibble<>+0(SB), Y0
+	VMOVDQU nibble<>+0(SB), Y1
 
 mvQ4_0x8_group1:
-	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
 	MOVQ   xq+8(FP), SI
-	MOVQ   sx+64(FP), R9
+	MOVQ   xi+64(FP), R9
 	MOVQ   CX, DI
 	LEAQ   (CX)(DX*4), R8
 	MOVQ   nb+32(FP), R10
 
 mvQ4_0x8_block2:
-	VMOVDQU      2(SI), Y2
-	VMOVDQU      2(SI), X2
-	VMOVDQU      18(SI), X3
-	PREFETCHT0   512(DI)
-	VMOVDQU      2(DI), X4
-	VPSRLW       $0x04, X4, X5
-	VPAND        X0, X4, X4
-	VPAND        X0, X5, X5
-	VPMADDUBSW   X2, X4, X4
-	VPMADDUBSW   X3, X5, X5
-	VPADDW       X5, X4, X4
-	PREFETCHT0   512(DI)(DX*1)
-	VMOVDQU      2(DI)(DX*1), X5
+	VMOVDQU      2(SI), X3
+	VMOVDQU      18(SI), X4
+	VMOVDQU      2(DI), X5
 	VPSRLW       $0x04, X5, X6
-	VPAND        X0, X5, X5
-	VPAND        X0, X6, X6
-	VPMADDUBSW   X2, X5, X5
-	VPMADDUBSW   X3, X6, X6
+	VPAND        X1, X5, X5
+	VPAND        X1, X6, X6
+	VPMADDUBSW   X3, X5, X5
+	VPMADDUBSW   X4, X6, X6
 	VPADDW       X6, X5, X5
-	PREFETCHT0   512(DI)(DX*2)
-	VMOVDQU      2(DI)(DX*2), X6
+	VMOVDQU      2(DI)(DX*1), X6
 	VPSRLW       $0x04, X6, X7
-	VPAND        X0, X6, X6
-	VPAND        X0, X7, X7
-	VPMADDUBSW   X2, X6, X6
-	VPMADDUBSW   X3, X7, X7
+	VPAND        X1, X6, X6
+	VPAND        X1, X7, X7
+	VPMADDUBSW   X3, X6, X6
+	VPMADDUBSW   X4, X7, X7
 	VPADDW       X7, X6, X6
-	PREFETCHT0   512(DI)(BX*1)
-	VMOVDQU      2(DI)(BX*1), X7
+	VMOVDQU      2(DI)(DX*2), X7
 	VPSRLW       $0x04, X7, X8
-	VPAND        X0, X7, X7
-	VPAND        X0, X8, X8
-	VPMADDUBSW   X2, X7, X7
-	VPMADDUBSW   X3, X8, X8
+	VPAND        X1, X7, X7
+	VPAND        X1, X8, X8
+	VPMADDUBSW   X3, X7, X7
+	VPMADDUBSW   X4, X8, X8
 	VPADDW       X8, X7, X7
-	PREFETCHT0   512(R8)
-	VMOVDQU      2(R8), X8
+	VMOVDQU      2(DI)(BX*1), X8
 	VPSRLW       $0x04, X8, X9
-	VPAND        X0, X8, X8
-	VPAND        X0, X9, X9
-	VPMADDUBSW   X2, X8, X8
-	VPMADDUBSW   X3, X9, X9
+	VPAND        X1, X8, X8
+	VPAND        X1, X9, X9
+	VPMADDUBSW   X3, X8, X8
+	VPMADDUBSW   X4, X9, X9
 	VPADDW       X9, X8, X8
-	PREFETCHT0   512(R8)(DX*1)
-	VMOVDQU      2(R8)(DX*1), X9
+	VMOVDQU      2(R8), X9
 	VPSRLW       $0x04, X9, X10
-	VPAND        X0, X9, X9
-	VPAND        X0, X10, X10
-	VPMADDUBSW   X2, X9, X9
-	VPMADDUBSW   X3, X10, X10
+	VPAND        X1, X9, X9
+	VPAND        X1, X10, X10
+	VPMADDUBSW   X3, X9, X9
+	VPMADDUBSW   X4, X10, X10
 	VPADDW       X10, X9, X9
-	PREFETCHT0   512(R8)(DX*2)
-	VMOVDQU      2(R8)(DX*2), X10
+	VMOVDQU      2(R8)(DX*1), X10
 	VPSRLW       $0x04, X10, X11
-	VPAND        X0, X10, X10
-	VPAND        X0, X11, X11
-	VPMADDUBSW   X2, X10, X10
-	VPMADDUBSW   X3, X11, X11
+	VPAND        X1, X10, X10
+	VPAND        X1, X11, X11
+	VPMADDUBSW   X3, X10, X10
+	VPMADDUBSW   X4, X11, X11
 	VPADDW       X11, X10, X10
-	PREFETCHT0   512(R8)(BX*1)
-	VMOVDQU      2(R8)(BX*1), X11
+	VMOVDQU      2(R8)(DX*2), X11
 	VPSRLW       $0x04, X11, X12
-	VPAND        X0, X11, X11
-	VPAND        X0, X12, X12
-	VPMADDUBSW   X2, X11, X11
-	VPMADDUBSW   X3, X12, X12
+	VPAND        X1, X11, X11
+	VPAND        X1, X12, X12
+	VPMADDUBSW   X3, X11, X11
+	VPMADDUBSW   X4, X12, X12
 	VPADDW       X12, X11, X11
-	VPUNPCKLWD   X5, X4, X2
-	VPUNPCKHWD   X5, X4, X4
-	VPADDW       X2, X4, X4
-	VPUNPCKLWD   X7, X6, X2
-	VPUNPCKHWD   X7, X6, X6
-	VPADDW       X2, X6, X6
-	VPUNPCKLDQ   X6, X4, X2
-	VPUNPCKHDQ   X6, X4, X4
-	VPADDW       X2, X4, X4
-	VPUNPCKLWD   X9, X8, X2
-	VPUNPCKHWD   X9, X8, X8
-	VPADDW       X2, X8, X8
-	VPUNPCKLWD   X11, X10, X2
-	VPUNPCKHWD   X11, X10, X10
-	VPADDW       X2, X10, X10
-	VPUNPCKLDQ   X10, X8, X2
-	VPUNPCKHDQ   X10, X8, X8
-	VPADDW       X2, X8, X8
-	VPUNPCKLQDQ  X8, X4, X2
-	VPUNPCKHQDQ  X8, X4, X3
-	VPMOVSXWD    X2, Y2
-	VPMOVSXWD    X3, Y3
-	VPADDD       Y3, Y2, Y2
-	VPBROADCASTD (R9), Y3
-	VPSUBD       Y3, Y2, Y2
-	ADDQ         $0x04, R9
-	VCVTDQ2PS    Y2, Y2
+	VMOVDQU      2(R8)(BX*1), X12
+	VPSRLW       $0x04, X12, X13
+	VPAND        X1, X12, X12
+	VPAND        X1, X13, X13
+	VPMADDUBSW   X3, X12, X12
+	VPMADDUBSW   X4, X13, X13
+	VPADDW       X13, X12, X12
+	VPHADDW      X6, X5, X5
+	VPHADDW      X8, X7, X7
+	VPHADDW      X7, X5, X5
+	VPHADDW      X10, X9, X9
+	VPHADDW      X12, X11, X11
+	VPHADDW      X11, X9, X9
+	VPMADDWD     X0, X5, X5
+	VPMADDWD     X0, X9, X9
+	VINSERTI128  $0x01, X9, Y5, Y3
+	VPBROADCASTD 4(R9), Y4
+	VPSUBD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
 	MOVWQZX      (DI), R11
 	MOVWQZX      (DI)(DX*1), R13
 	SHLQ         $0x10, R13
@@ -2853,15 +2831,15 @@ mvQ4_0x8_block2:
 	MOVWQZX      (R8)(BX*1), R13
 	SHLQ         $0x30, R13
 	ORQ          R13, R12
-	VMOVQ        R11, X3
-	VPINSRQ      $0x01, R12, X3, X3
-	VCVTPH2PS    X3, Y3
-	VPBROADCASTW (SI), X4
+	VMOVQ        R11, X4
+	VPINSRQ      $0x01, R12, X4, X4
 	VCVTPH2PS    X4, Y4
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y6, Y4, Y4
 	VMULPS       Y4, Y3, Y3
-	VMULPS       Y3, Y2, Y2
-	VADDPS       Y2, Y1, Y1
+	VADDPS       Y3, Y2, Y2
 	ADDQ         $0x22, SI
+	ADDQ         $0x08, R9
 	ADDQ         $0x12, DI
 	ADDQ         $0x12, R8
 	DECQ         R10
@@ -2869,15 +2847,7 @@ mvQ4_0x8_block2:
 	MOVQ         gap+48(FP), SI
 	SHLQ         $0x02, SI
 	MOVQ         AX, DI
-	VEXTRACTF128 $0x01, Y1, X2
-	VMOVSS       X1, (DI)
-	ADDQ         SI, DI
-	VEXTRACTPS   $0x01, X1, (DI)
-	ADDQ         SI, DI
-	VEXTRACTPS   $0x02, X1, (DI)
-	ADDQ         SI, DI
-	VEXTRACTPS   $0x03, X1, (DI)
-	ADDQ         SI, DI
+	VEXTRACTF128 $0x01, Y2, X3
 	VMOVSS       X2, (DI)
 	ADDQ         SI, DI
 	VEXTRACTPS   $0x01, X2, (DI)
@@ -2885,6 +2855,14 @@ mvQ4_0x8_block2:
 	VEXTRACTPS   $0x02, X2, (DI)
 	ADDQ         SI, DI
 	VEXTRACTPS   $0x03, X2, (DI)
+	ADDQ         SI, DI
+	VMOVSS       X3, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x01, X3, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x02, X3, (DI)
+	ADDQ         SI, DI
+	VEXTRACTPS   $0x03, X3, (DI)
 	MOVQ         step+56(FP), SI
 	LEAQ         (AX)(SI*4), AX
 	MOVQ         ldw+24(FP), DI
@@ -2907,7 +2885,7 @@ DATA nibble<>+24(SB)/4, $0x0f0f0f0f
 DATA nibble<>+28(SB)/4, $0x0f0f0f0f
 GLOBL nibble<>(SB), RODATA|NOPTR, $32
 
-// func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, sx *int32)
+// func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, xi *float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·mvQ4_0x1(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
@@ -2919,12 +2897,11 @@ TEXT ·mvQ4_0x1(SB), NOSPLIT, $0-56
 mvQ4_0x1_row1:
 	VXORPS X2, X2, X2
 	MOVQ   xq+8(FP), BX
-	MOVQ   sx+48(FP), DI
+	MOVQ   xi+48(FP), DI
 	MOVQ   CX, SI
 	MOVQ   nb+32(FP), R8
 
 mvQ4_0x1_block2:
-	VMOVDQU      2(BX), Y3
 	VMOVDQU      2(BX), X3
 	VMOVDQU      18(BX), X4
 	VMOVDQU      2(SI), X5
@@ -2939,18 +2916,17 @@ mvQ4_0x1_block2:
 	VPADDD       X3, X5, X5
 	VPSHUFD      $0xb1, X5, X3
 	VPADDD       X3, X5, X5
-	VPBROADCASTD (DI), X3
+	VPBROADCASTD 4(DI), X3
 	VPSUBD       X3, X5, X5
-	ADDQ         $0x04, DI
 	VCVTDQ2PS    X5, X5
 	VPBROADCASTW (SI), X3
 	VCVTPH2PS    X3, X3
-	VPBROADCASTW (BX), X4
-	VCVTPH2PS    X4, X4
+	VMOVSS       (DI), X4
 	VMULSS       X4, X3, X3
 	VMULSS       X3, X5, X5
 	VADDSS       X5, X2, X2
 	ADDQ         $0x22, BX
+	ADDQ         $0x08, DI
 	ADDQ         $0x12, SI
 	DECQ         R8
 	JNZ          mvQ4_0x1_block2
@@ -2963,7 +2939,7 @@ mvQ4_0x1_block2:
 	VZEROUPPER
 	RET
 
-// func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
+// func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)
 // Requires: AVX, AVX2, F16C, MMX+
 TEXT ·mvQ8_0Sx8(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
@@ -2977,9 +2953,10 @@ TEXT ·mvQ8_0Sx8(SB), NOSPLIT, $0-72
 mvQ8_0Sx8_group1:
 	VXORPS Y1, Y1, Y1
 	MOVQ   xq+8(FP), SI
+	MOVQ   xi+64(FP), R9
 	MOVQ   CX, DI
 	LEAQ   (CX)(DX*4), R8
-	MOVQ   nb+32(FP), R9
+	MOVQ   nb+32(FP), R10
 
 mvQ8_0Sx8_block2:
 	VMOVDQU      2(SI), Y2
@@ -3060,38 +3037,38 @@ mvQ8_0Sx8_block2:
 	VPADDD       X2, X8, X8
 	VINSERTI128  $0x01, X8, Y4, Y2
 	VCVTDQ2PS    Y2, Y2
-	MOVWQZX      (DI), R10
-	MOVWQZX      (DI)(DX*1), R12
-	SHLQ         $0x10, R12
-	ORQ          R12, R10
-	MOVWQZX      (DI)(DX*2), R12
-	SHLQ         $0x20, R12
-	ORQ          R12, R10
-	MOVWQZX      (DI)(BX*1), R12
-	SHLQ         $0x30, R12
-	ORQ          R12, R10
-	MOVWQZX      (R8), R11
-	MOVWQZX      (R8)(DX*1), R12
-	SHLQ         $0x10, R12
-	ORQ          R12, R11
-	MOVWQZX      (R8)(DX*2), R12
-	SHLQ         $0x20, R12
-	ORQ          R12, R11
-	MOVWQZX      (R8)(BX*1), R12
-	SHLQ         $0x30, R12
-	ORQ          R12, R11
-	VMOVQ        R10, X3
-	VPINSRQ      $0x01, R11, X3, X3
+	MOVWQZX      (DI), R11
+	MOVWQZX      (DI)(DX*1), R13
+	SHLQ         $0x10, R13
+	ORQ          R13, R11
+	MOVWQZX      (DI)(DX*2), R13
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	MOVWQZX      (DI)(BX*1), R13
+	SHLQ         $0x30, R13
+	ORQ          R13, R11
+	MOVWQZX      (R8), R12
+	MOVWQZX      (R8)(DX*1), R13
+	SHLQ         $0x10, R13
+	ORQ          R13, R12
+	MOVWQZX      (R8)(DX*2), R13
+	SHLQ         $0x20, R13
+	ORQ          R13, R12
+	MOVWQZX      (R8)(BX*1), R13
+	SHLQ         $0x30, R13
+	ORQ          R13, R12
+	VMOVQ        R11, X3
+	VPINSRQ      $0x01, R12, X3, X3
 	VCVTPH2PS    X3, Y3
-	VPBROADCASTW (SI), X4
-	VCVTPH2PS    X4, Y5
+	VBROADCASTSS (R9), Y5
 	VMULPS       Y5, Y3, Y3
 	VMULPS       Y3, Y2, Y2
 	VADDPS       Y2, Y1, Y1
 	ADDQ         $0x22, SI
+	ADDQ         $0x08, R9
 	ADDQ         $0x22, DI
 	ADDQ         $0x22, R8
-	DECQ         R9
+	DECQ         R10
 	JNZ          mvQ8_0Sx8_block2
 	MOVQ         gap+48(FP), SI
 	SHLQ         $0x02, SI

@@ -107,36 +107,36 @@ func widenBF(dst *float32, src *uint16, n int)
 // mvQ8_0x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q8_0 matrix w
 // (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =
 // Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference. For q4_0,
-// sx[b] = 8·Σ_j x_bj (unused for q8_0).
+// xi points at the xBlocks of the activation blocks: scale dx_b as float32 and, for q4_0, 8·Σ_j x_bj.
 //
 //go:noescape
-func mvQ8_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
+func mvQ8_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)
 
 // mvQ8_0x1 is mvQ8_0x8 for the rows r < rows (≥ 1), one at a time.
 //
 //go:noescape
-func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, sx *int32)
+func mvQ8_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, xi *float32)
 
 // mvQ4_0x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q4_0 matrix w
 // (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =
 // Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference. For q4_0,
-// sx[b] = 8·Σ_j x_bj (unused for q8_0).
+// xi points at the xBlocks of the activation blocks: scale dx_b as float32 and, for q4_0, 8·Σ_j x_bj.
 //
 //go:noescape
-func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
+func mvQ4_0x8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)
 
 // mvQ4_0x1 is mvQ4_0x8 for the rows r < rows (≥ 1), one at a time.
 //
 //go:noescape
-func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, sx *int32)
+func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, xi *float32)
 
 // mvQ8_0Sx8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q8_0 (no quant −128) matrix w
 // (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =
 // Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference. For q4_0,
-// sx[b] = 8·Σ_j x_bj (unused for q8_0).
+// xi points at the xBlocks of the activation blocks: scale dx_b as float32 and, for q4_0, 8·Σ_j x_bj.
 //
 //go:noescape
-func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)
+func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)
 
 // sum returns Σ x[i] over i < n.
 //

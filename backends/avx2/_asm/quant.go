@@ -21,12 +21,17 @@ import (
 // Per row and block the integer products come from VPMADDUBSW: q8_0 weights by the sign
 // trick (|w| as unsigned bytes times x·sign(w) as signed ones; |w| ≤ 128 and |x| ≤ 127
 // keep each pair sum within int16), q4_0 weights as their unsigned nibbles u (then
-// s = Σ u·x − 8·Σ x, the caller giving 8·Σ x per block). VPMADDWD by ones widens the pair sums to 8 int32 lanes. The x8
-// kernels take eight rows at a time and sum each row's lanes with an unpack-and-add
-// transpose, so that one vector holds the eight rows' block sums: the conversion to
-// float32, the scales (eight f16 weight scales gathered through general registers,
-// widened by one VCVTPH2PS) and the accumulation cost one instruction per eight rows
-// instead of one per row. The x1 kernels do the same arithmetic one row at a time.
+// s = Σ u·x − 8·Σ x). The x8 kernels take eight rows at a time and sum each row's lanes
+// so that one vector holds the eight rows' block sums — q8_0 by VPMADDWD by ones and an
+// unpack-and-add transpose, q4_0 by two levels of VPHADDW on int16 words, then VPMADDWD —
+// so the conversion to float32, the scales (eight f16 weight scales gathered through
+// general registers, widened by one VCVTPH2PS) and the accumulation cost one instruction
+// per eight rows instead of one per row. The x1 kernels do the same arithmetic one row
+// at a time. The caller passes, per activation block, its scale already widened to
+// float32 and 8·Σ x (the xBlocks of package avx2), computed once per product.
+//
+// Only the q8_0 kernels prefetch their streams: for q4_0 (about half the bytes per
+// block and the same arithmetic) prefetching changed nothing, from memory or cache.
 func genQuant() {
 	vshift4()
 	for _, q4 := range []bool{false, true} {
@@ -109,8 +114,10 @@ func hsumInt4(x Register) {
 // loadX loads the 32 activations of the block at xp (past its scale): for q8_0 as one
 // YMM register (and with sym their magnitudes in xlo); for q4_0 also as its two halves.
 func loadX(q4, sym bool, xp Register) (xv, xlo, xhi VecVirtual) {
-	xv = YMM()
-	VMOVDQU(Mem{Base: xp, Disp: 2}, xv)
+	if !q4 {
+		xv = YMM()
+		VMOVDQU(Mem{Base: xp, Disp: 2}, xv)
+	}
 	if sym {
 		xlo = YMM()
 		VPABSB(xv, xlo)
@@ -129,11 +136,11 @@ func genMatVecQ8Rows(q4, sym bool) {
 		name += "S"
 		wt += " (no quant −128)"
 	}
-	lb := fn(name+"x8", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, sx *int32)",
+	lb := fn(name+"x8", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)",
 		name+"x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the "+wt+" matrix w",
 		"(row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =",
 		"Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference. For q4_0,",
-		"sx[b] = 8·Σ_j x_bj (unused for q8_0).")
+		"xi points at the xBlocks of the activation blocks: scale dx_b as float32 and, for q4_0, 8·Σ_j x_bj.")
 	dst := Load(Param("dst"), GP64())
 	wg := Load(Param("w"), GP64())     // the group's first row
 	gapW := Load(Param("gap"), GP64()) // gap rows, in bytes
@@ -151,7 +158,7 @@ func genMatVecQ8Rows(q4, sym bool) {
 	zero(acc)
 	xp, b0, b4 := GP64(), GP64(), GP64()
 	Load(Param("xq"), xp)
-	sxp := xSumPointer(q4)
+	xip := Load(Param("xi"), GP64())
 	MOVQ(wg, b0)
 	LEAQ(Mem{Base: wg, Index: gapW, Scale: 4}, b4)
 	rowAt := func(q int) Mem {
@@ -176,40 +183,28 @@ func genMatVecQ8Rows(q4, sym bool) {
 	p := make([]VecVirtual, 8)
 	for q := range p {
 		p[q] = XMM()
-		pf := rowAt(q)
-		pf.Disp += prefetchAhead
-		PREFETCHT0(pf)
+		if !q4 {
+			pf := rowAt(q)
+			pf.Disp += prefetchAhead
+			PREFETCHT0(pf)
+		}
 		blockProducts(q4, sym, q4, rowAt(q), xv, xlo, xhi, ones16, nib, p[q])
 	}
 	// Transpose-and-add: lanes of p0..p7 → one vector of the 8 row totals.
 	var tot VecVirtual
 	if q4 {
-		// As words, which never overflow: after three levels of adding lanes a word is
-		// at most 4·7620 = 30480, and only the last step widens to dwords. No VPMADDWD,
-		// so the multiplier pipe does the VPMADDUBSWs alone.
-		pair := func(a, b VecVirtual) VecVirtual { // words [a04 b04 a15 b15 a26 b26 a37 b37]
-			lo := XMM()
-			VPUNPCKLWD(b, a, lo)
-			VPUNPCKHWD(b, a, a)
-			VPADDW(lo, a, a)
+		// As words, which never overflow: two levels of VPHADDW leave each row's sum
+		// in two words of at most 4·7620 = 30480; VPMADDWD by ones adds those as dwords.
+		h := func(a, b VecVirtual) VecVirtual {
+			VPHADDW(b, a, a)
 			return a
 		}
-		quad := func(a, b VecVirtual) VecVirtual { // words [a0246 b c d a1357 b c d]
-			lo := XMM()
-			VPUNPCKLDQ(b, a, lo)
-			VPUNPCKHDQ(b, a, a)
-			VPADDW(lo, a, a)
-			return a
-		}
-		t0 := quad(pair(p[0], p[1]), pair(p[2], p[3]))
-		t1 := quad(pair(p[4], p[5]), pair(p[6], p[7]))
-		lo, hi := XMM(), XMM()
-		VPUNPCKLQDQ(t1, t0, lo) // the even lanes' sums of rows 0–7
-		VPUNPCKHQDQ(t1, t0, hi) // the odd lanes'
+		t0 := h(h(p[0], p[1]), h(p[2], p[3]))
+		t1 := h(h(p[4], p[5]), h(p[6], p[7]))
+		VPMADDWD(ones16.AsX(), t0, t0)
+		VPMADDWD(ones16.AsX(), t1, t1)
 		tot = YMM()
-		VPMOVSXWD(lo, tot)
-		VPMOVSXWD(hi, hi.AsY())
-		VPADDD(hi.AsY(), tot, tot)
+		VINSERTI128(U8(1), t1, t0.AsY(), tot) // rows 0–3 | rows 4–7
 	} else {
 		pair := func(a, b VecVirtual) VecVirtual { // [a02 b02 a13 b13]
 			lo := XMM()
@@ -232,9 +227,8 @@ func genMatVecQ8Rows(q4, sym bool) {
 	}
 	if q4 {
 		s8 := YMM()
-		VPBROADCASTD(Mem{Base: sxp}, s8)
+		VPBROADCASTD(Mem{Base: xip, Disp: 4}, s8)
 		VPSUBD(s8, tot, tot)
-		ADDQ(U8(4), sxp)
 	}
 	VCVTDQ2PS(tot, tot)
 	// The eight weight scales, gathered as halves through two general registers.
@@ -254,13 +248,12 @@ func genMatVecQ8Rows(q4, sym bool) {
 	VMOVQ(g0, sc.AsX())
 	VPINSRQ(U8(1), g1, sc.AsX(), sc.AsX())
 	VCVTPH2PS(sc.AsX(), sc)
-	hx := XMM()
-	VPBROADCASTW(Mem{Base: xp}, hx)
-	VCVTPH2PS(hx, dx)
+	VBROADCASTSS(Mem{Base: xip}, dx)
 	VMULPS(dx, sc, sc)    // float32(dw·dx)
 	VMULPS(sc, tot, tot)  // float32(s)·that
 	VADDPS(tot, acc, acc) // sum += that
 	ADDQ(U8(34), xp)
+	ADDQ(U8(8), xip)
 	ADDQ(U8(bsz), b0)
 	ADDQ(U8(bsz), b4)
 	DECQ(nb)
@@ -302,7 +295,7 @@ func genMatVecQ8Rows(q4, sym bool) {
 
 func genMatVecQ1Row(q4 bool) {
 	name, _, bsz := qname(q4)
-	lb := fn(name+"x1", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, sx *int32)",
+	lb := fn(name+"x1", "func(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, xi *float32)",
 		name+"x1 is "+name+"x8 for the rows r < rows (≥ 1), one at a time.")
 	dst := Load(Param("dst"), GP64())
 	wr := Load(Param("w"), GP64())
@@ -315,7 +308,7 @@ func genMatVecQ1Row(q4 bool) {
 	VXORPS(acc, acc, acc)
 	xp, wb := GP64(), GP64()
 	Load(Param("xq"), xp)
-	sxp := xSumPointer(q4)
+	xip := Load(Param("xi"), GP64())
 	MOVQ(wr, wb)
 	nb := Load(Param("nb"), GP64())
 	blk := lb.next("block")
@@ -326,20 +319,19 @@ func genMatVecQ1Row(q4 bool) {
 	hsumInt4(p)
 	if q4 {
 		s8 := XMM()
-		VPBROADCASTD(Mem{Base: sxp}, s8)
+		VPBROADCASTD(Mem{Base: xip, Disp: 4}, s8)
 		VPSUBD(s8, p, p)
-		ADDQ(U8(4), sxp)
 	}
 	VCVTDQ2PS(p, p)
 	dw, dx := XMM(), XMM()
 	VPBROADCASTW(Mem{Base: wb}, dw)
 	VCVTPH2PS(dw, dw)
-	VPBROADCASTW(Mem{Base: xp}, dx)
-	VCVTPH2PS(dx, dx)
+	VMOVSS(Mem{Base: xip}, dx)
 	VMULSS(dx, dw, dw)
 	VMULSS(dw, p, p)
 	VADDSS(p, acc, acc)
 	ADDQ(U8(34), xp)
+	ADDQ(U8(8), xip)
 	ADDQ(U8(bsz), wb)
 	DECQ(nb)
 	JNZ(LabelRef(blk))
@@ -367,14 +359,6 @@ func quantConsts(q4 bool) (ones16, nib VecVirtual) {
 		VMOVDQU(vconst("nibble", 0x0f0f0f0f), nib)
 	}
 	return ones16, nib
-}
-
-// xSumPointer loads Param("sx") (q4_0's 8·Σx per block) for q4_0, nil otherwise.
-func xSumPointer(q4 bool) Register {
-	if !q4 {
-		return nil
-	}
-	return Load(Param("sx"), GP64())
 }
 
 var shift4 Mem
