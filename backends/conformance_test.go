@@ -430,6 +430,64 @@ func TestMatMulF16Finite(t *testing.T) {
 	})
 }
 
+// TestQuantizeQ8: a backend's activation quantizer writes kernels.QuantizeQ8's bytes
+// exactly — ties (which must round away from zero), values just below a half, zero and
+// subnormal blocks, scales that overflow binary16, infinities and NaNs anywhere in a
+// block — and nothing past the blocks.
+func TestQuantizeQ8(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		q8, ok := k.(kernels.Q8Kernels)
+		if !ok {
+			t.Skipf("%s has no q8-activation kernels", k.Name())
+		}
+		r := rand.New(rand.NewPCG(13, 13))
+		inf, nan := float32(math.Inf(1)), float32(math.NaN())
+		var cases [][]float32
+		for _, scale := range []float64{1e-3, 1, 1e3, 1e30, 1e-37, 1e-40} {
+			for _, n := range []int{0, 32, 64, 96, 4128} {
+				cases = append(cases, randVec(r, n, scale))
+			}
+		}
+		ties := make([]float32, 64) // amax 127: d = 1, so x·id = x and halves are ties
+		for i := range ties {
+			ties[i] = float32(i%17-8) + 0.5
+		}
+		ties[3], ties[40] = 127, -127
+		ties[5], ties[41] = 0.49999997, -0.49999997
+		cases = append(cases, ties, make([]float32, 32))
+		negZero := make([]float32, 32)
+		for i := range negZero {
+			negZero[i] = float32(math.Copysign(0, -1))
+		}
+		cases = append(cases, negZero)
+		for _, special := range []float32{inf, -inf, nan} {
+			for _, at := range []int{0, 7, 31, 32, 63, 70} {
+				x := randVec(r, 96, 1)
+				x[at] = special
+				cases = append(cases, x)
+			}
+		}
+		nanFirst := randVec(r, 32, 1)
+		nanFirst[0], nanFirst[31] = nan, nan // C's MAX keeps a NaN only when it is last
+		cases = append(cases, nanFirst)
+		for ci, x := range cases {
+			n := len(x) / 32 * kernels.BlockQ8_0
+			want := make([]byte, n+5)
+			got := make([]byte, n+5)
+			for i := range got {
+				got[i], want[i] = 0xa5, 0xa5
+			}
+			kernels.QuantizeQ8(x, want[:n])
+			q8.QuantizeQ8(at(x, ci%8), got[:n])
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("case %d (%d floats): byte %d (block %d) = %#02x, reference %#02x", ci, len(x), i, i/kernels.BlockQ8_0, got[i], want[i])
+				}
+			}
+		}
+	})
+}
+
 // panics runs f and returns what it panicked with, or nil.
 func panics(f func()) (p any) {
 	defer func() { p = recover() }()

@@ -436,7 +436,7 @@ func (s *Session) matmul(x []float32, T int, ops ...mm) {
 		rb := kernels.RowBytes(format.Q8_0, cols)
 		xq := s.xq[:T*rb]
 		for t := 0; t < T; t++ {
-			kernels.QuantizeQ8(x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
+			s.m.q8.QuantizeQ8(x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
 		}
 		k.xq = xq
 	}

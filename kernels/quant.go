@@ -314,9 +314,16 @@ type Q8Kernels interface {
 	//   f32, f16, bf16:       (Σ_j w_j·float32(xq_j)) · dx
 	// accumulated in float32 in block order, plus bias[r] when bias is not nil.
 	MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int)
+
+	// QuantizeQ8 quantizes x to q8_0 blocks in dst, byte for byte as the package's
+	// QuantizeQ8 does (len(x) a multiple of 32, len(dst) at least RowBytes(Q8_0, len(x))).
+	QuantizeQ8(x []float32, dst []byte)
 }
 
 var _ Q8Kernels = Reference{}
+
+// QuantizeQ8 implements Q8Kernels.
+func (Reference) QuantizeQ8(x []float32, dst []byte) { QuantizeQ8(x, dst) }
 
 // matRow returns the bytes of row r of w.
 func matRow(w *Mat, r int) []byte {

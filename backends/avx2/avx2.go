@@ -463,6 +463,23 @@ var _ kernels.Q8Kernels = Kernels{}
 // stay in L2 while each token streams past them.
 const qChunk = 16
 
+// QuantizeQ8 implements kernels.Q8Kernels: quantQ8's blocks, byte for byte the
+// reference's, with the reference itself for the blocks quantQ8 leaves (a non-finite
+// element, or an amax so small that 1/d overflows).
+func (Kernels) QuantizeQ8(x []float32, dst []byte) {
+	nb := len(x) / format.QBlock
+	if len(dst) < nb*kernels.BlockQ8_0 {
+		panic(fmt.Sprintf("avx2: QuantizeQ8 of %d floats into %d bytes", len(x), len(dst)))
+	}
+	for b := 0; b < nb; {
+		b += quantQ8(&dst[b*kernels.BlockQ8_0], &x[b*format.QBlock], nb-b)
+		if b < nb {
+			kernels.QuantizeRowQ8_0(x[b*format.QBlock:(b+1)*format.QBlock], dst[b*kernels.BlockQ8_0:(b+1)*kernels.BlockQ8_0])
+			b++
+		}
+	}
+}
+
 // xiStack is how many activation blocks' xBlock MatMulQ8 keeps on the stack (an 8 KiB
 // array: a decode step over up to 32768 columns).
 const xiStack = 1024

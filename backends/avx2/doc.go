@@ -12,9 +12,10 @@
 // binary16 cache as it is read), Softmax, RMSNorm, LayerNorm, GELU, SiLU, SwiGLU, RoPE,
 // Add and Scale; MatMul on f16 and bf16 weights (widened as they are loaded: for T = 1
 // half of an f16 row by F16C's VCVTPH2PS and half by integer shifts and masks on x
-// rearranged to match, a bf16 row by one shift or mask per 8 columns); and MatMulQ8 (kernels.Q8Kernels) on q8_0 and q4_0 weights,
-// with integer dot products per 32-element block (VPMADDUBSW, VPMADDWD) scaled and
-// accumulated in float32. What they do differently from kernels.Reference, all within the
+// rearranged to match, a bf16 row by one shift or mask per 8 columns); and MatMulQ8
+// (kernels.Q8Kernels) on q8_0 and q4_0 weights, with integer dot products per 32-element
+// block (VPMADDUBSW, VPMADDWD) scaled and accumulated in float32, and QuantizeQ8, the
+// activation quantizer (byte for byte the reference's). What they do differently from kernels.Reference, all within the
 // tolerances stated in backends/conformance_test.go:
 //   - sums (dot products, norms, softmax's denominator) are taken in 8 lanes with several
 //     accumulators, so they round differently — but a MatMul row's result never depends

@@ -3101,6 +3101,182 @@ mvQ8_0Sx8_block2:
 	VZEROUPPER
 	RET
 
+// func quantQ8(dst *byte, x *float32, nb int) int
+// Requires: AVX, AVX2, F16C
+TEXT ·quantQ8(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ nb+16(FP), DX
+	XORQ BX, BX
+
+quantQ8_block1:
+	CMPQ         BX, DX
+	JGE          quantQ8_end2
+	VMOVUPS      (CX), Y0
+	VANDPS       absmask<>+0(SB), Y0, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y1
+	VMOVAPS      Y1, Y8
+	VMOVUPS      32(CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y5
+	VCMPPS       $0x05, inff<>+0(SB), Y5, Y2
+	VORPS        Y2, Y8, Y8
+	VMOVUPS      64(CX), Y2
+	VANDPS       absmask<>+0(SB), Y2, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y3
+	VORPS        Y3, Y8, Y8
+	VMOVUPS      96(CX), Y3
+	VANDPS       absmask<>+0(SB), Y3, Y7
+	VCMPPS       $0x05, inff<>+0(SB), Y7, Y9
+	VORPS        Y9, Y8, Y8
+	VMOVMSKPS    Y8, SI
+	TESTL        SI, SI
+	JNZ          quantQ8_end2
+	VMAXPS       Y5, Y4, Y4
+	VMAXPS       Y7, Y6, Y6
+	VMAXPS       Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VMAXPS       X5, X4, X5
+	VMOVHLPS     X5, X5, X4
+	VMAXPS       X4, X5, X5
+	VPSHUFD      $0x01, X5, X4
+	VMAXSS       X4, X5, X5
+	VDIVSS       f127<>+0(SB), X5, X4
+	VMOVSS       onef<>+0(SB), X5
+	VDIVSS       X4, X5, X5
+	VXORPS       X6, X6, X6
+	VCMPSS       $0x00, X6, X4, X6
+	VANDNPS      X5, X6, X5
+	VUCOMISS     inff<>+0(SB), X5
+	JAE          quantQ8_end2
+	VCVTPS2PH    $0x00, X4, X4
+	VPEXTRW      $0x00, X4, (AX)
+	VBROADCASTSS X5, Y4
+	VMULPS       Y4, Y0, Y5
+	VROUNDPS     $0x03, Y5, Y0
+	VSUBPS       Y0, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VMULPS       Y4, Y1, Y5
+	VROUNDPS     $0x03, Y5, Y1
+	VSUBPS       Y1, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VCVTTPS2DQ   Y1, Y1
+	VMULPS       Y4, Y2, Y5
+	VROUNDPS     $0x03, Y5, Y2
+	VSUBPS       Y2, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMULPS       Y4, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VPACKSSDW    Y1, Y0, Y0
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSWB    Y2, Y0, Y0
+	VMOVDQU      q8perm<>+0(SB), Y1
+	VPERMD       Y0, Y1, Y0
+	VMOVDQU      Y0, 2(AX)
+	ADDQ         $0x80, CX
+	ADDQ         $0x22, AX
+	INCQ         BX
+	JMP          quantQ8_block1
+
+quantQ8_end2:
+	MOVQ BX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+DATA absmask<>+0(SB)/4, $0x7fffffff
+DATA absmask<>+4(SB)/4, $0x7fffffff
+DATA absmask<>+8(SB)/4, $0x7fffffff
+DATA absmask<>+12(SB)/4, $0x7fffffff
+DATA absmask<>+16(SB)/4, $0x7fffffff
+DATA absmask<>+20(SB)/4, $0x7fffffff
+DATA absmask<>+24(SB)/4, $0x7fffffff
+DATA absmask<>+28(SB)/4, $0x7fffffff
+GLOBL absmask<>(SB), RODATA|NOPTR, $32
+
+DATA inff<>+0(SB)/4, $0x7f800000
+DATA inff<>+4(SB)/4, $0x7f800000
+DATA inff<>+8(SB)/4, $0x7f800000
+DATA inff<>+12(SB)/4, $0x7f800000
+DATA inff<>+16(SB)/4, $0x7f800000
+DATA inff<>+20(SB)/4, $0x7f800000
+DATA inff<>+24(SB)/4, $0x7f800000
+DATA inff<>+28(SB)/4, $0x7f800000
+GLOBL inff<>(SB), RODATA|NOPTR, $32
+
+DATA q8perm<>+0(SB)/4, $0x00000000
+DATA q8perm<>+4(SB)/4, $0x00000004
+DATA q8perm<>+8(SB)/4, $0x00000001
+DATA q8perm<>+12(SB)/4, $0x00000005
+DATA q8perm<>+16(SB)/4, $0x00000002
+DATA q8perm<>+20(SB)/4, $0x00000006
+DATA q8perm<>+24(SB)/4, $0x00000003
+DATA q8perm<>+28(SB)/4, $0x00000007
+GLOBL q8perm<>(SB), RODATA|NOPTR, $32
+
+DATA f127<>+0(SB)/4, $0x42fe0000
+DATA f127<>+4(SB)/4, $0x42fe0000
+DATA f127<>+8(SB)/4, $0x42fe0000
+DATA f127<>+12(SB)/4, $0x42fe0000
+DATA f127<>+16(SB)/4, $0x42fe0000
+DATA f127<>+20(SB)/4, $0x42fe0000
+DATA f127<>+24(SB)/4, $0x42fe0000
+DATA f127<>+28(SB)/4, $0x42fe0000
+GLOBL f127<>(SB), RODATA|NOPTR, $32
+
+DATA onef<>+0(SB)/4, $0x3f800000
+DATA onef<>+4(SB)/4, $0x3f800000
+DATA onef<>+8(SB)/4, $0x3f800000
+DATA onef<>+12(SB)/4, $0x3f800000
+DATA onef<>+16(SB)/4, $0x3f800000
+DATA onef<>+20(SB)/4, $0x3f800000
+DATA onef<>+24(SB)/4, $0x3f800000
+DATA onef<>+28(SB)/4, $0x3f800000
+GLOBL onef<>(SB), RODATA|NOPTR, $32
+
+DATA halff<>+0(SB)/4, $0x3f000000
+DATA halff<>+4(SB)/4, $0x3f000000
+DATA halff<>+8(SB)/4, $0x3f000000
+DATA halff<>+12(SB)/4, $0x3f000000
+DATA halff<>+16(SB)/4, $0x3f000000
+DATA halff<>+20(SB)/4, $0x3f000000
+DATA halff<>+24(SB)/4, $0x3f000000
+DATA halff<>+28(SB)/4, $0x3f000000
+GLOBL halff<>(SB), RODATA|NOPTR, $32
+
+DATA signmask<>+0(SB)/4, $0x80000000
+DATA signmask<>+4(SB)/4, $0x80000000
+DATA signmask<>+8(SB)/4, $0x80000000
+DATA signmask<>+12(SB)/4, $0x80000000
+DATA signmask<>+16(SB)/4, $0x80000000
+DATA signmask<>+20(SB)/4, $0x80000000
+DATA signmask<>+24(SB)/4, $0x80000000
+DATA signmask<>+28(SB)/4, $0x80000000
+GLOBL signmask<>(SB), RODATA|NOPTR, $32
+
 // func sum(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·sum(SB), NOSPLIT, $0-20

@@ -138,6 +138,13 @@ func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, xi *fl
 //go:noescape
 func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)
 
+// quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as
+// kernels.QuantizeRowQ8_0, stopping before the first block with a non-finite element or
+// 1/d; it returns how many blocks it wrote.
+//
+//go:noescape
+func quantQ8(dst *byte, x *float32, nb int) int
+
 // sum returns Σ x[i] over i < n.
 //
 //go:noescape

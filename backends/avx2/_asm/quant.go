@@ -39,6 +39,7 @@ func genQuant() {
 		genMatVecQ1Row(q4)
 	}
 	genMatVecQ8Rows(false, true)
+	genQuantizeQ8()
 }
 
 // qname returns the kernel name prefix, the weight type and its block size in bytes.

@@ -1,0 +1,111 @@
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+)
+
+// genQuantizeQ8 emits quantQ8, the activation quantizer of the q8-activation path. It
+// computes what kernels.QuantizeRowQ8_0 (ggml's quantize_row_q8_0_ref) computes, byte for
+// byte, for every block whose elements and 1/d are finite: amax = max |x| (a maximum, so
+// its order does not matter), d = amax/127 and id = 1/d (0 when d is 0) in float32, d
+// stored by VCVTPS2PH rounding to nearest even, and q = round(x·id) with ties away from
+// zero — truncation, plus ±1 when the fraction dropped is at least one half (VROUNDPS
+// alone would round ties to even). It stops before the first block holding an infinity
+// or a NaN, or whose amax is so small that 1/d overflows, and returns how many blocks it
+// wrote: the caller quantizes that block with the reference (whose NaN handling, from C's
+// MAX, depends on the order of the elements) and calls it again for the rest.
+func genQuantizeQ8() {
+	lb := fn("quantQ8", "func(dst *byte, x *float32, nb int) int",
+		"quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as",
+		"kernels.QuantizeRowQ8_0, stopping before the first block with a non-finite element or",
+		"1/d; it returns how many blocks it wrote.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	nb := Load(Param("nb"), GP64())
+	done := GP64()
+	XORQ(done, done)
+	abs := vconst("absmask", 0x7fffffff)
+	inf := vconst("inff", 0x7f800000)
+	perm := GLOBL("q8perm", RODATA|NOPTR)
+	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
+		DATA(4*i, U32(v))
+	}
+	loop, end := lb.next("block"), lb.next("end")
+	Label(loop)
+	CMPQ(done, nb)
+	JGE(LabelRef(end))
+	v := ymms(4)
+	a := ymms(4)
+	bad := YMM()
+	for i := range v {
+		VMOVUPS(Mem{Base: x, Disp: 32 * i}, v[i])
+		VANDPS(abs, v[i], a[i])
+		t := YMM()
+		VCMPPS(U8(5), inf, a[i], t) // !(|x| < ∞): infinity or NaN
+		if i == 0 {
+			VMOVAPS(t, bad)
+		} else {
+			VORPS(t, bad, bad)
+		}
+	}
+	m := GP32()
+	VMOVMSKPS(bad, m)
+	TESTL(m, m)
+	JNZ(LabelRef(end))
+	VMAXPS(a[1], a[0], a[0])
+	VMAXPS(a[3], a[2], a[2])
+	VMAXPS(a[2], a[0], a[0])
+	h := XMM()
+	VEXTRACTF128(U8(1), a[0], h)
+	VMAXPS(h, a[0].AsX(), h)
+	t := XMM()
+	VMOVHLPS(h, h, t)
+	VMAXPS(t, h, h)
+	VPSHUFD(U8(1), h, t)
+	VMAXSS(t, h, h) // amax
+	d, id := XMM(), XMM()
+	VDIVSS(vf32("f127", 127), h, d) // d = amax/127
+	VMOVSS(vf32("onef", 1), id)
+	VDIVSS(d, id, id) // 1/d: +Inf when d is 0 or too small
+	z := XMM()
+	VXORPS(z, z, z)
+	VCMPSS(U8(0), z, d, z) // d == 0
+	VANDNPS(id, z, id)     // id = 0 when d is 0
+	VUCOMISS(inf.Offset(0), id)
+	JAE(LabelRef(end)) // 1/d overflowed: the reference's NaNs and infinities, not ours
+	hd := XMM()
+	VCVTPS2PH(U8(0), d, hd)
+	VPEXTRW(U8(0), hd, Mem{Base: dst})
+	idy := YMM()
+	VBROADCASTSS(id, idy)
+	q := ymms(4)
+	for i := range v {
+		p, f, g := YMM(), YMM(), YMM()
+		VMULPS(idy, v[i], p)
+		VROUNDPS(U8(3), p, q[i]) // truncated
+		VSUBPS(q[i], p, f)       // the fraction dropped (exact)
+		VANDPS(abs, f, f)
+		VCMPPS(U8(0x1d), vf32("halff", 0.5), f, f) // ≥ ½
+		VANDPS(vconst("signmask", 0x80000000), p, g)
+		VORPS(vf32("onef", 1), g, g) // ±1 with p's sign
+		VANDPS(f, g, g)
+		VADDPS(g, q[i], q[i])
+		VCVTTPS2DQ(q[i], q[i])
+	}
+	VPACKSSDW(q[1], q[0], q[0]) // per lane: x0–3 x8–11 | x4–7 x12–15
+	VPACKSSDW(q[3], q[2], q[2])
+	VPACKSSWB(q[2], q[0], q[0]) // dwords: x0–3 x8–11 x16–19 x24–27 | x4–7 …
+	pr := YMM()
+	VMOVDQU(perm, pr)
+	VPERMD(q[0], pr, q[0])
+	VMOVDQU(q[0], Mem{Base: dst, Disp: 2})
+	ADDQ(U8(128), x)
+	ADDQ(U8(34), dst)
+	INCQ(done)
+	JMP(LabelRef(loop))
+	Label(end)
+	Store(done, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
