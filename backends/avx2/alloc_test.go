@@ -11,8 +11,9 @@ import (
 	"github.com/lmrun/lmrun/kernels"
 )
 
-// TestQuantizedMatVecAllocatesNothing: a decode step's products on q8_0, q4_0, f16 and
-// bf16 weights allocate nothing (the engine promises an allocation-free decode step).
+// TestQuantizedMatVecAllocatesNothing: a decode step's products on q8_0, q4_0 (with q8_0
+// or f32 activations), f16 and bf16 weights allocate nothing (the engine promises an
+// allocation-free decode step).
 func TestQuantizedMatVecAllocatesNothing(t *testing.T) {
 	if !cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3, cpuid.F16C) {
 		t.Skip("CPU lacks AVX2/FMA3/F16C")
@@ -48,6 +49,11 @@ func TestQuantizedMatVecAllocatesNothing(t *testing.T) {
 		})
 		if n != 0 {
 			t.Errorf("%v: %v allocations per product", dt, n)
+		}
+		if dt == format.Q8_0 || dt == format.Q4_0 { // and with exact f32 activations
+			if n := testing.AllocsPerRun(20, func() { k.MatMul(dst, rows, x, 1, w, nil, 3, rows) }); n != 0 {
+				t.Errorf("%v with f32 activations: %v allocations per product", dt, n)
+			}
 		}
 	}
 }

@@ -54,6 +54,10 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1)
 		return
 	}
+	if (w.DType == format.Q8_0 || w.DType == format.Q4_0) && w.Cols%format.QBlock == 0 {
+		k.matMulQuant(dst, ld, x, T, w, bias, r0, r1)
+		return
+	}
 	if w.DType != format.F32 {
 		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1)
 		return
@@ -84,6 +88,61 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 	}
 	for ; r < r1; r++ {
 		gemm1(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
+	}
+}
+
+// quantStack is how many floats of widened q8_0/q4_0 rows matMulQuant keeps on the
+// stack for T = 1 (four rows of up to 4096 columns: 64 KiB).
+const quantStack = 4 * 4096
+
+// matMulQuant is MatMul for q8_0 and q4_0 weights with float32 activations (the
+// engine's exact-activation mode): rows are widened to float32 (dequantQ8_0,
+// dequantQ4_0: each value exactly the reference's) and multiplied by the f32 kernels —
+// four rows at a time by matvec for T = 1 (allocation-free for rows up to 4096), sixteen
+// at a time by the GEMM for T > 1. Only the order of the sums differs from the reference.
+func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+	if r0 >= r1 || T <= 0 {
+		return
+	}
+	n := w.Cols
+	rb := kernels.RowBytes(w.DType, n)
+	if r0 < 0 || r1 > w.Rows || len(w.Data) < w.Rows*rb || ld < r1 || len(x) < T*n ||
+		len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
+		panic(fmt.Sprintf("avx2: MatMul %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(x)=%d len(dst)=%d len(bias)=%d",
+			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(x), len(dst), len(bias)))
+	}
+	chunk := halfChunk
+	if T == 1 {
+		chunk = 4
+	}
+	var stack [quantStack]float32
+	buf := stack[:0]
+	if m := min(chunk, r1-r0) * n; m <= quantStack {
+		buf = stack[:m]
+	} else {
+		buf = make([]float32, m)
+	}
+	nb := n / format.QBlock
+	for a := r0; a < r1; a += chunk {
+		b := min(a+chunk, r1)
+		for r := a; r < b; r++ {
+			if w.DType == format.Q4_0 {
+				dequantQ4_0(&buf[(r-a)*n], &w.Data[r*rb], nb)
+			} else {
+				dequantQ8_0(&buf[(r-a)*n], &w.Data[r*rb], nb)
+			}
+		}
+		if T == 1 {
+			matvec(&dst[a], &x[0], &buf[0], n, n, b-a, at(bias, a))
+			continue
+		}
+		r := a
+		for ; r+4 <= b; r += 4 {
+			gemm4(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
+		}
+		for ; r < b; r++ {
+			gemm1(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
+		}
 	}
 }
 

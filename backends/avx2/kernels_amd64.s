@@ -3277,6 +3277,94 @@ DATA signmask<>+24(SB)/4, $0x80000000
 DATA signmask<>+28(SB)/4, $0x80000000
 GLOBL signmask<>(SB), RODATA|NOPTR, $32
 
+// func dequantQ8_0(dst *float32, src *byte, nb int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequantQ8_0(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ nb+16(FP), DX
+
+dequantQ8_0_block1:
+	VPBROADCASTW (CX), X0
+	VCVTPH2PS    X0, Y0
+	VPMOVSXBD    2(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (AX)
+	VPMOVSXBD    10(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(AX)
+	VPMOVSXBD    18(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(AX)
+	VPMOVSXBD    26(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(AX)
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000080, AX
+	DECQ         DX
+	JNZ          dequantQ8_0_block1
+	VZEROUPPER
+	RET
+
+// func dequantQ4_0(dst *float32, src *byte, nb int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequantQ4_0(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    src+8(FP), CX
+	MOVQ    nb+16(FP), DX
+	VMOVDQU nibble<>+0(SB), X0
+	VMOVDQU eight32<>+0(SB), Y1
+
+dequantQ4_0_block1:
+	VPBROADCASTW (CX), X2
+	VCVTPH2PS    X2, Y2
+	VMOVDQU      2(CX), X3
+	VPSRLW       $0x04, X3, X4
+	VPAND        X0, X3, X3
+	VPAND        X0, X4, X4
+	VPSRLDQ      $0x08, X3, X5
+	VPSRLDQ      $0x08, X4, X6
+	VPMOVZXBD    X3, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (AX)
+	VPMOVZXBD    X5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(AX)
+	VPMOVZXBD    X4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(AX)
+	VPMOVZXBD    X6, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(AX)
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000080, AX
+	DECQ         DX
+	JNZ          dequantQ4_0_block1
+	VZEROUPPER
+	RET
+
+DATA eight32<>+0(SB)/4, $0x00000008
+DATA eight32<>+4(SB)/4, $0x00000008
+DATA eight32<>+8(SB)/4, $0x00000008
+DATA eight32<>+12(SB)/4, $0x00000008
+DATA eight32<>+16(SB)/4, $0x00000008
+DATA eight32<>+20(SB)/4, $0x00000008
+DATA eight32<>+24(SB)/4, $0x00000008
+DATA eight32<>+28(SB)/4, $0x00000008
+GLOBL eight32<>(SB), RODATA|NOPTR, $32
+
 // func sum(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·sum(SB), NOSPLIT, $0-20

@@ -145,6 +145,16 @@ func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap
 //go:noescape
 func quantQ8(dst *byte, x *float32, nb int) int
 
+// dequantQ8_0 widens the nb blocks at src to float32 at dst, as kernels.DequantizeRow.
+//
+//go:noescape
+func dequantQ8_0(dst *float32, src *byte, nb int)
+
+// dequantQ4_0 widens the nb blocks at src to float32 at dst, as kernels.DequantizeRow.
+//
+//go:noescape
+func dequantQ4_0(dst *float32, src *byte, nb int)
+
 // sum returns Σ x[i] over i < n.
 //
 //go:noescape

@@ -40,6 +40,8 @@ func genQuant() {
 	}
 	genMatVecQ8Rows(false, true)
 	genQuantizeQ8()
+	genDequant(false)
+	genDequant(true)
 }
 
 // qname returns the kernel name prefix, the weight type and its block size in bytes.

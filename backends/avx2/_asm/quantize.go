@@ -3,6 +3,7 @@ package main
 import (
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
 )
 
 // genQuantizeQ8 emits quantQ8, the activation quantizer of the q8-activation path. It
@@ -106,6 +107,65 @@ func genQuantizeQ8() {
 	JMP(LabelRef(loop))
 	Label(end)
 	Store(done, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// genDequant emits dequantQ8_0 and dequantQ4_0: dst[i] = float32(q_i·d) for the nb
+// blocks at src, each value exactly kernels.DequantizeRow's (one float32 product).
+func genDequant(q4 bool) {
+	name, bsz := "dequantQ8_0", 34
+	if q4 {
+		name, bsz = "dequantQ4_0", 18
+	}
+	lb := fn(name, "func(dst *float32, src *byte, nb int)",
+		name+" widens the nb blocks at src to float32 at dst, as kernels.DequantizeRow.")
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	nb := Load(Param("nb"), GP64())
+	var nib, eight VecVirtual
+	if q4 {
+		nib, eight = XMM(), YMM()
+		VMOVDQU(vconst("nibble", 0x0f0f0f0f).Offset(0), nib)
+		VMOVDQU(vconst("eight32", 8), eight)
+	}
+	loop := lb.next("block")
+	Label(loop)
+	h, d := XMM(), YMM()
+	VPBROADCASTW(Mem{Base: src}, h)
+	VCVTPH2PS(h, d)
+	var parts [4]Op // four groups of 8 quants, as bytes in memory or an XMM
+	if q4 {
+		lo, hi := XMM(), XMM()
+		VMOVDQU(Mem{Base: src, Disp: 2}, lo)
+		VPSRLW(U8(4), lo, hi)
+		VPAND(nib, lo, lo)
+		VPAND(nib, hi, hi)
+		lo8, hi8 := XMM(), XMM()
+		VPSRLDQ(U8(8), lo, lo8)
+		VPSRLDQ(U8(8), hi, hi8)
+		parts = [4]Op{lo, lo8, hi, hi8}
+	} else {
+		for i := range parts {
+			parts[i] = Mem{Base: src, Disp: 2 + 8*i}
+		}
+	}
+	for i, p := range parts {
+		v := YMM()
+		if q4 {
+			VPMOVZXBD(p, v)
+			VPSUBD(eight, v, v)
+		} else {
+			VPMOVSXBD(p, v)
+		}
+		VCVTDQ2PS(v, v)
+		VMULPS(d, v, v)
+		VMOVUPS(v, Mem{Base: dst, Disp: 32 * i})
+	}
+	ADDQ(U8(bsz), src)
+	ADDQ(U32(128), dst)
+	DECQ(nb)
+	JNZ(LabelRef(loop))
 	VZEROUPPER()
 	RET()
 }
