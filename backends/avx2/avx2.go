@@ -25,10 +25,9 @@ func init() {
 }
 
 // Kernels implements kernels.Kernels and kernels.Q8Kernels with AVX2+FMA(+F16C)
-// assembly. The embedded Reference serves what has no assembly: MatMul on q8_0/q4_0
-// weights with float32 activations (the engine's opt-in accuracy mode), MatMulQ8 on
-// weights that are not block-quantized, GELUErf, ReLU, and AttentionF16 on head widths
-// that are not a multiple of 8.
+// assembly. The embedded Reference serves what has no assembly: MatMulQ8 on weights
+// that are not block-quantized, GELUErf, ReLU, and AttentionF16 on head widths that are
+// not a multiple of 8.
 //
 // The assembly takes raw pointers, so every method checks its slice lengths first (a
 // violation panics, as the reference's bounds checks would); past those checks no

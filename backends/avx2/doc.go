@@ -26,9 +26,10 @@
 //   - GELU uses the identity 0.5·(1+tanh(u)) = 1/(1+e^(-2u)), which avoids the
 //     reference's cancellation for x ≪ 0, and RoPE a fused multiply-add.
 //
-// NaN and ±Inf behave exactly as in the reference. MatMul on q8_0/q4_0 weights with
-// float32 activations, GELUErf and ReLU are the reference's, as is AttentionF16 for head
-// widths that are not a multiple of 8.
+// NaN and ±Inf behave exactly as in the reference. GELUErf and ReLU are the reference's,
+// as is AttentionF16 for head widths that are not a multiple of 8. MatMul on q8_0/q4_0
+// weights with float32 activations widens the rows (dequantQ8_0, dequantQ4_0) and runs
+// the f32 kernels on them.
 package avx2
 
 //go:generate sh -c "cd _asm && go run . -out ../kernels_amd64.s -stubs ../stubs_amd64.go -pkg avx2"
