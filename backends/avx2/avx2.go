@@ -114,13 +114,24 @@ func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kerne
 	if T == 1 {
 		chunk = 4
 	}
-	var stack [quantStack]float32
-	buf := stack[:0]
-	if m := min(chunk, r1-r0) * n; m <= quantStack {
-		buf = stack[:m]
-	} else {
-		buf = make([]float32, m)
+	// The widened rows live on the stack when they fit, in an array no larger than it
+	// needs to be (Go zeroes it on every call).
+	switch m := min(chunk, r1-r0) * n; {
+	case m <= quantStack/4:
+		var stack [quantStack / 4]float32
+		quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, stack[:m])
+	case m <= quantStack:
+		var stack [quantStack]float32
+		quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, stack[:m])
+	default:
+		quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, make([]float32, m))
 	}
+}
+
+// quantRows is matMulQuant past its checks: chunk rows at a time widened into buf.
+func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1, chunk int, buf []float32) {
+	n := w.Cols
+	rb := kernels.RowBytes(w.DType, n)
 	nb := n / format.QBlock
 	for a := r0; a < r1; a += chunk {
 		b := min(a+chunk, r1)
@@ -187,10 +198,39 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		return
 	}
 	n8 := n &^ 7
+	// The rearranged x of the mix kernels lives on the stack, in an array no larger than
+	// it needs to be: Go zeroes it on every call.
+	if n8 <= mixSmallCols {
+		var xm [mixSmallCols]float32
+		halfRows(dst, x, w, r0, r1, xm[:])
+	} else {
+		var xm [mixMaxCols]float32
+		halfRows(dst, x, w, r0, r1, xm[:])
+	}
+	if n8 < n || bias != nil {
+		wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
+		for r := r0; r < r1; r++ {
+			s := dst[r]
+			for i := n8; i < n; i++ {
+				s += x[i] * halfAt(w.DType, wh[r*n+i])
+			}
+			if bias != nil {
+				s += bias[r]
+			}
+			dst[r] = s
+		}
+	}
+}
+
+// halfRows computes dst[r] for r0 ≤ r < r1 over the first Cols&^7 columns of the f16 or
+// bf16 matrix w (T = 1), with xm (at least that long, or mixMaxCols) as the mix kernels'
+// scratch: the four quarters of the rows as four long streams, then the rows%4 left
+// over (each row computed alike either way). The kernels are called directly: through
+// a function value the caller's stack array xm would escape to the heap.
+func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
+	n := w.Cols
+	n8 := n &^ 7
 	wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
-	// The four quarters of the rows as four long streams, then the rows%4 left over
-	// (each row computed alike either way). The kernels are called directly: through a
-	// function value the stack buffer xm would escape to the heap.
 	q := (r1 - r0) / 4
 	rem := r1 - r0 - 4*q
 	d, wq := &dst[r0], &wh[r0*n]
@@ -198,9 +238,8 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 	if rem > 0 {
 		d1, w1 = &dst[r0+4*q], &wh[(r0+4*q)*n]
 	}
-	var xm [mixMaxCols]float32
 	switch {
-	case w.DType == format.BF16 && n8 >= 32 && n8 <= mixMaxCols:
+	case w.DType == format.BF16 && n8 >= 32 && n8 <= len(xm):
 		splitBFX(xm[:n8], x[:n8])
 		if q > 0 {
 			matvecBFMSpread(d, &xm[0], wq, n, n8, q, q)
@@ -215,7 +254,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		if rem > 0 {
 			matvecBF(d1, &x[0], w1, n, n8, rem)
 		}
-	case w.F16Finite && n8 >= 32 && n8 <= mixMaxCols && mixHalfX(xm[:n8], x[:n8]):
+	case w.F16Finite && n8 >= 32 && n8 <= len(xm) && mixHalfX(xm[:n8], x[:n8]):
 		if q > 0 {
 			matvecHMSpread(d, &xm[0], wq, n, n8, q, q)
 		}
@@ -230,19 +269,11 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 			matvecH(d1, &x[0], w1, n, n8, rem)
 		}
 	}
-	if n8 < n || bias != nil {
-		for r := r0; r < r1; r++ {
-			s := dst[r]
-			for i := n8; i < n; i++ {
-				s += x[i] * halfAt(w.DType, wh[r*n+i])
-			}
-			if bias != nil {
-				s += bias[r]
-			}
-			dst[r] = s
-		}
-	}
 }
+
+// mixSmallCols is the smaller of the two stack arrays for the mix kernels' x: rows up to
+// 4096 columns zero 16 KiB per product rather than 64.
+const mixSmallCols = 4096
 
 // mixMaxCols bounds the rows the mix kernels (matvecHM, matvecHMSpread) take, so that
 // their rearranged x (64 KiB at most) lives on the stack; longer rows take matvecH.
