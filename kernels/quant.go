@@ -325,6 +325,24 @@ var _ Q8Kernels = Reference{}
 // QuantizeQ8 implements Q8Kernels.
 func (Reference) QuantizeQ8(x []float32, dst []byte) { QuantizeQ8(x, dst) }
 
+// QuantizeQ8With is QuantizeQ8 with a backend's kernel for the blocks it can do: fast
+// quantizes up to nb blocks from x to dst and returns how many it wrote, stopping before
+// a block it must leave to the reference (say, one holding a NaN); that block is
+// quantized here and fast resumes after it. It panics, naming who, when dst is short.
+func QuantizeQ8With(who string, x []float32, dst []byte, fast func(dst *byte, x *float32, nb int) int) {
+	nb := len(x) / format.QBlock
+	if len(dst) < nb*BlockQ8_0 {
+		panic(fmt.Sprintf("%s: QuantizeQ8 of %d floats into %d bytes", who, len(x), len(dst)))
+	}
+	for b := 0; b < nb; {
+		b += fast(&dst[b*BlockQ8_0], &x[b*format.QBlock], nb-b)
+		if b < nb {
+			QuantizeRowQ8_0(x[b*format.QBlock:(b+1)*format.QBlock], dst[b*BlockQ8_0:(b+1)*BlockQ8_0])
+			b++
+		}
+	}
+}
+
 // matRow returns the bytes of row r of w.
 func matRow(w *Mat, r int) []byte {
 	rb := RowBytes(w.DType, w.Cols)

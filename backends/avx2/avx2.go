@@ -556,17 +556,7 @@ const qChunk = 16
 // reference's, with the reference itself for the blocks quantQ8 leaves (a non-finite
 // element, or an amax so small that 1/d overflows).
 func (Kernels) QuantizeQ8(x []float32, dst []byte) {
-	nb := len(x) / format.QBlock
-	if len(dst) < nb*kernels.BlockQ8_0 {
-		panic(fmt.Sprintf("avx2: QuantizeQ8 of %d floats into %d bytes", len(x), len(dst)))
-	}
-	for b := 0; b < nb; {
-		b += quantQ8(&dst[b*kernels.BlockQ8_0], &x[b*format.QBlock], nb-b)
-		if b < nb {
-			kernels.QuantizeRowQ8_0(x[b*format.QBlock:(b+1)*format.QBlock], dst[b*kernels.BlockQ8_0:(b+1)*kernels.BlockQ8_0])
-			b++
-		}
-	}
+	kernels.QuantizeQ8With("avx2", x, dst, quantQ8)
 }
 
 // xiStack is how many activation blocks' xBlock MatMulQ8 keeps on the stack (an 8 KiB

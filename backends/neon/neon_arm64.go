@@ -6,7 +6,8 @@
 // products with f32, f16 and bf16 weights (the half-precision weights converted as they
 // are loaded), matrix products of q8_0 and q4_0 weights with q8_0-quantized activations
 // (kernels.Q8Kernels: integer block dot products with SDOT where the CPU has the ARMv8.2
-// dot-product extension, cpuid.ASIMDDP, and with widening multiplies where it has not),
+// dot-product extension, cpuid.ASIMDDP, and with widening multiplies where it has not,
+// and QuantizeQ8, the activation quantizer, with the reference's bytes exactly),
 // dot products, attention, softmax, the norms, the activations, RoPE, Add and Scale.
 // GELUErf, ReLU, AttentionF16, MatMul of q8_0 and q4_0 weights with float32 activations
 // and MatMulQ8 of f32, f16 and bf16 weights are the embedded reference's.
@@ -284,6 +285,13 @@ func (k Kernels) matQ(q4 bool, dst []float32, ld int, xq []byte, T int, w []byte
 	default:
 		matQ8Mull(dst, ld, xq, T, w, wstride, nb, rows)
 	}
+}
+
+// QuantizeQ8 implements kernels.Q8Kernels: quantQ8's blocks, byte for byte the
+// reference's, with the reference itself for the blocks quantQ8 leaves (a non-finite
+// element, or an amax so small that 1/d overflows).
+func (Kernels) QuantizeQ8(x []float32, dst []byte) {
+	kernels.QuantizeQ8With("neon", x, dst, quantQ8)
 }
 
 // matmulHalf calls matmulBF16 or matmulF16.

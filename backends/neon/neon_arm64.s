@@ -1698,3 +1698,106 @@ TEXT ·matmulBF16(SB), NOSPLIT, $0-112
 	MOVD wstride+96(FP), R24
 	MOVD rows+104(FP), R7
 	MATHALF(SHLL4S, SHLL24S)
+
+// ---------------------------------------------------------------------------------------
+// Quantizing activations (QuantizeQ8).
+
+// FABS Vd.4S, Vn.4S
+#define FABS4S(n, d) WORD $(0x4EA0F800 | ((n)<<5) | (d))
+// FCVTAS Vd.4S, Vn.4S: to int32, rounding to nearest with ties away from zero
+#define FCVTAS4S(n, d) WORD $(0x4E21C800 | ((n)<<5) | (d))
+
+// func quantQ8(dst *byte, x *float32, nb int) int
+//
+// What kernels.QuantizeRowQ8_0 (ggml's quantize_row_q8_0_ref) computes, byte for byte,
+// for every block whose elements and 1/d are finite: amax = max |x| (with no NaN, a
+// maximum whatever the order), d = amax/127 and id = 1/d (0 when d is 0) in float32, d
+// stored by FCVT to binary16 (round to nearest even, the default FPCR), and
+// q = round(x·id) with ties away from zero (FCVTAS on the float32 product), narrowed to
+// bytes with UZP1 (|q| ≤ 127). It stops before the first block whose amax is not finite
+// (FMAX keeps a NaN, so the bits of amax are ≥ those of +Inf exactly when the block holds
+// an infinity or a NaN) or whose 1/d is +Inf (d so small it is subnormal), writing
+// nothing of it, and returns how many blocks it wrote: the caller quantizes that block
+// with the reference.
+//
+// R0 dst  R1 x  R2 nb  R3 blocks done  R4 R6 R7 scratch  R5 the bits of +Inf
+// F30 127  F31 1  V16-V23 the block, then its quants  V0-V7 |x|  F1 d  V2 id
+TEXT ·quantQ8(SB), NOSPLIT, $0-32
+	MOVD  dst+0(FP), R0
+	MOVD  x+8(FP), R1
+	MOVD  nb+16(FP), R2
+	MOVD  $0, R3
+	MOVW  $0x42fe0000, R4 // 127
+	FMOVS R4, F30
+	FMOVS $1.0, F31
+	MOVW  $0x7f800000, R5 // +Inf
+	CMP   R2, R3
+	BGE   done
+
+block:
+	VLD1.P 64(R1), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VLD1.P 64(R1), [V20.S4, V21.S4, V22.S4, V23.S4]
+	FABS4S(16, 0)
+	FABS4S(17, 1)
+	FABS4S(18, 2)
+	FABS4S(19, 3)
+	FABS4S(20, 4)
+	FABS4S(21, 5)
+	FABS4S(22, 6)
+	FABS4S(23, 7)
+	FMAX4S(1, 0, 0)
+	FMAX4S(3, 2, 2)
+	FMAX4S(5, 4, 4)
+	FMAX4S(7, 6, 6)
+	FMAX4S(2, 0, 0)
+	FMAX4S(6, 4, 4)
+	FMAX4S(4, 0, 0)
+	FMAXV4S(0, 0) // amax, NaN if any element is NaN
+	FMOVS F0, R6
+	CMPW  R5, R6
+	BHS   done    // an infinity or a NaN: the reference's
+	FDIVS F30, F0, F1 // d = amax/127
+	VEOR  V2.B16, V2.B16, V2.B16 // id = 0 when d is 0
+	FMOVS F1, R6
+	CBZW  R6, scale
+	FDIVS F1, F31, F2 // id = 1/d
+	FMOVS F2, R6
+	CMPW  R5, R6
+	BHS   done        // 1/d overflowed: the reference's
+
+scale:
+	FCVTSH F1, F1 // d to binary16, the rest of V1 zeroed
+	FMOVS  F1, R6
+	MOVH   R6, (R0)
+	FMULE4S(2, 0, 16, 16)
+	FMULE4S(2, 0, 17, 17)
+	FMULE4S(2, 0, 18, 18)
+	FMULE4S(2, 0, 19, 19)
+	FMULE4S(2, 0, 20, 20)
+	FMULE4S(2, 0, 21, 21)
+	FMULE4S(2, 0, 22, 22)
+	FMULE4S(2, 0, 23, 23)
+	FCVTAS4S(16, 16)
+	FCVTAS4S(17, 17)
+	FCVTAS4S(18, 18)
+	FCVTAS4S(19, 19)
+	FCVTAS4S(20, 20)
+	FCVTAS4S(21, 21)
+	FCVTAS4S(22, 22)
+	FCVTAS4S(23, 23)
+	VUZP1 V17.H8, V16.H8, V16.H8 // elements 0-7 as halfwords
+	VUZP1 V19.H8, V18.H8, V18.H8 // 8-15
+	VUZP1 V21.H8, V20.H8, V20.H8 // 16-23
+	VUZP1 V23.H8, V22.H8, V22.H8 // 24-31
+	VUZP1 V18.B16, V16.B16, V16.B16 // 0-15 as bytes
+	VUZP1 V22.B16, V20.B16, V17.B16 // 16-31
+	ADD   $2, R0, R7
+	VST1  [V16.B16, V17.B16], (R7)
+	ADD   $34, R0, R0
+	ADD   $1, R3, R3
+	CMP   R2, R3
+	BLT   block
+
+done:
+	MOVD R3, ret+24(FP)
+	RET

@@ -148,3 +148,10 @@ func matmulF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, 
 //
 //go:noescape
 func matmulBF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, rows int)
+
+// quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as
+// kernels.QuantizeRowQ8_0, stopping before the first block with a non-finite element or
+// 1/d; it returns how many blocks it wrote.
+//
+//go:noescape
+func quantQ8(dst *byte, x *float32, nb int) int
