@@ -9,7 +9,7 @@ import (
 
 	"github.com/lmrun/lmrun/backends"
 	_ "github.com/lmrun/lmrun/backends/all"
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -311,9 +311,9 @@ func TestMatMulSpecials(t *testing.T) {
 func TestMatMulOtherDTypes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		r := rand.New(rand.NewPCG(10, 10))
-		for _, dt := range []format.DType{format.F16, format.BF16, format.Q8_0, format.Q4_0} {
+		for _, dt := range []dtype.DType{dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0} {
 			colsList := []int{32, 64, 96, 288, 800, 2080}
-			if dt == format.F16 || dt == format.BF16 {
+			if dt == dtype.F16 || dt == dtype.BF16 {
 				colsList = append(colsList, 1, 7, 8, 9, 15, 16, 17, 33, 100, 1025)
 			}
 			for ci, cols := range colsList {
@@ -360,7 +360,7 @@ func TestMatMulOtherDTypes(t *testing.T) {
 			}
 		}
 		// Too short a weight buffer panics, as it does in the reference.
-		w := &kernels.Mat{DType: format.Q8_0, Rows: 4, Cols: 64, Data: make([]byte, 3*kernels.RowBytes(format.Q8_0, 64))}
+		w := &kernels.Mat{DType: dtype.Q8_0, Rows: 4, Cols: 64, Data: make([]byte, 3*dtype.RowBytes(dtype.Q8_0, 64))}
 		if p := panics(func() { k.MatMul(make([]float32, 4), 4, make([]float32, 64), 1, w, nil, 0, 4) }); p == nil {
 			t.Fatal("short q8_0 weights: no panic")
 		}
@@ -393,7 +393,7 @@ func TestMatMulF16Finite(t *testing.T) {
 				}
 				binary.LittleEndian.PutUint16(data[2*i:], h)
 			}
-			w, err := kernels.NewMat(format.F16, data, rows, cols)
+			w, err := kernels.NewMat(dtype.F16, data, rows, cols)
 			if err != nil || !w.F16Finite {
 				t.Fatalf("NewMat: %v, F16Finite %v", err, w != nil && w.F16Finite)
 			}
@@ -471,7 +471,7 @@ func TestQuantizeQ8(t *testing.T) {
 		nanFirst[0], nanFirst[31] = nan, nan // C's MAX keeps a NaN only when it is last
 		cases = append(cases, nanFirst)
 		for ci, x := range cases {
-			n := len(x) / 32 * kernels.BlockQ8_0
+			n := len(x) / 32 * dtype.BlockQ8_0
 			want := make([]byte, n+5)
 			got := make([]byte, n+5)
 			for i := range got {
@@ -481,7 +481,7 @@ func TestQuantizeQ8(t *testing.T) {
 			q8.QuantizeQ8(at(x, ci%8), got[:n])
 			for i := range want {
 				if got[i] != want[i] {
-					t.Fatalf("case %d (%d floats): byte %d (block %d) = %#02x, reference %#02x", ci, len(x), i, i/kernels.BlockQ8_0, got[i], want[i])
+					t.Fatalf("case %d (%d floats): byte %d (block %d) = %#02x, reference %#02x", ci, len(x), i, i/dtype.BlockQ8_0, got[i], want[i])
 				}
 			}
 		}
@@ -511,10 +511,10 @@ func TestMatMulQ8(t *testing.T) {
 			t.Skipf("%s has no q8-activation kernels", k.Name())
 		}
 		r := rand.New(rand.NewPCG(11, 11))
-		for _, dt := range []format.DType{format.Q8_0, format.Q4_0, format.F16, format.BF16, format.F32} {
+		for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0, dtype.F16, dtype.BF16, dtype.F32} {
 			// Backends that promise the reference's result bit for bit on block-quantized
 			// weights (every one so far) are held to it.
-			exact := (dt == format.Q8_0 || dt == format.Q4_0) && exactQ8[k.Name()]
+			exact := (dt == dtype.Q8_0 || dt == dtype.Q4_0) && exactQ8[k.Name()]
 			for _, cols := range []int{32, 64, 96, 288, 800, 2080, 5632} {
 				for si, sh := range [][2]int{{1, 1}, {1, 4}, {1, 13}, {1, 37}, {2, 5}, {3, 9}, {4, 8}, {5, 3}, {7, 6}, {64, 5}} {
 					T, rows := sh[0], sh[1]
@@ -522,22 +522,22 @@ func TestMatMulQ8(t *testing.T) {
 						continue
 					}
 					data := weightBytes(r, dt, rows, cols)
-					if dt == format.Q8_0 {
+					if dt == dtype.Q8_0 {
 						if si%2 == 0 { // as ggml writes them: no quant of −128
 							for i := range data {
-								if i%kernels.BlockQ8_0 >= 2 && data[i] == 0x80 {
+								if i%dtype.BlockQ8_0 >= 2 && data[i] == 0x80 {
 									data[i] = 0x81
 								}
 							}
 						} else { // at least one
-							data[r.IntN(len(data)/kernels.BlockQ8_0)*kernels.BlockQ8_0+2+r.IntN(32)] = 0x80
+							data[r.IntN(len(data)/dtype.BlockQ8_0)*dtype.BlockQ8_0+2+r.IntN(32)] = 0x80
 						}
 					}
 					w, err := kernels.NewMat(dt, data, rows, cols)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if dt == format.Q8_0 && w.Q8Sym != (si%2 == 0) {
+					if dt == dtype.Q8_0 && w.Q8Sym != (si%2 == 0) {
 						t.Fatalf("Q8Sym = %v for %d×%d random q8_0 weights (case %d)", w.Q8Sym, rows, cols, si)
 					}
 					x := randVec(r, T*cols, 1)
@@ -546,12 +546,12 @@ func TestMatMulQ8(t *testing.T) {
 							x[t0*cols+r.IntN(cols)] = 50
 						}
 					}
-					rb := kernels.RowBytes(format.Q8_0, cols)
+					rb := dtype.RowBytes(dtype.Q8_0, cols)
 					xq := make([]byte, T*rb)
 					xd := make([]float32, T*cols)
 					for t0 := 0; t0 < T; t0++ {
 						kernels.QuantizeQ8(x[t0*cols:(t0+1)*cols], xq[t0*rb:(t0+1)*rb])
-						kernels.DequantizeRow(format.Q8_0, xq[t0*rb:(t0+1)*rb], xd[t0*cols:(t0+1)*cols])
+						dtype.DequantizeRow(dtype.Q8_0, xq[t0*rb:(t0+1)*rb], xd[t0*cols:(t0+1)*cols])
 					}
 					var bias []float32
 					if si%2 == 1 {
@@ -603,12 +603,12 @@ func TestMatMulQ8(t *testing.T) {
 			}
 		}
 		// Short buffers panic instead of reading past them.
-		w := &kernels.Mat{DType: format.Q4_0, Rows: 4, Cols: 64, Data: make([]byte, 3*kernels.RowBytes(format.Q4_0, 64))}
-		xq := make([]byte, kernels.RowBytes(format.Q8_0, 64))
+		w := &kernels.Mat{DType: dtype.Q4_0, Rows: 4, Cols: 64, Data: make([]byte, 3*dtype.RowBytes(dtype.Q4_0, 64))}
+		xq := make([]byte, dtype.RowBytes(dtype.Q8_0, 64))
 		if p := panics(func() { q8.MatMulQ8(make([]float32, 4), 4, xq, 1, w, nil, 0, 4) }); p == nil {
 			t.Fatal("short q4_0 weights: no panic")
 		}
-		w = &kernels.Mat{DType: format.Q8_0, Rows: 4, Cols: 64, Data: make([]byte, 4*kernels.RowBytes(format.Q8_0, 64))}
+		w = &kernels.Mat{DType: dtype.Q8_0, Rows: 4, Cols: 64, Data: make([]byte, 4*dtype.RowBytes(dtype.Q8_0, 64))}
 		if p := panics(func() { q8.MatMulQ8(make([]float32, 4), 4, xq[:40:40], 1, w, nil, 0, 4) }); p == nil {
 			t.Fatal("short activations: no panic")
 		}
@@ -618,24 +618,24 @@ func TestMatMulQ8(t *testing.T) {
 // weightBytes makes a rows×cols matrix of dtype dt with finite values: half floats with a
 // modest exponent, bfloat16 from float32, and Q8_0/Q4_0 blocks of 32 (an f16 scale, then
 // 32 int8 or 16 bytes of nibbles).
-func weightBytes(r *rand.Rand, dt format.DType, rows, cols int) []byte {
+func weightBytes(r *rand.Rand, dt dtype.DType, rows, cols int) []byte {
 	half := func() uint16 { return uint16(r.IntN(2))<<15 | uint16(10+r.IntN(8))<<10 | uint16(r.IntN(1024)) }
 	var b []byte
 	for i := 0; i < rows*cols; {
 		switch dt {
-		case format.F32:
+		case dtype.F32:
 			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(r.NormFloat64())))
 			i++
-		case format.F16:
+		case dtype.F16:
 			b = binary.LittleEndian.AppendUint16(b, half())
 			i++
-		case format.BF16:
+		case dtype.BF16:
 			b = binary.LittleEndian.AppendUint16(b, uint16(math.Float32bits(float32(r.NormFloat64()))>>16))
 			i++
-		case format.Q8_0, format.Q4_0:
+		case dtype.Q8_0, dtype.Q4_0:
 			b = binary.LittleEndian.AppendUint16(b, half())
 			n := 32
-			if dt == format.Q4_0 {
+			if dt == dtype.Q4_0 {
 				n = 16
 			}
 			for j := 0; j < n; j++ {
@@ -717,7 +717,7 @@ func TestAttentionF16(t *testing.T) {
 		half := func(v []float32) []uint16 {
 			h := make([]uint16, len(v))
 			for i, x := range v {
-				h[i] = kernels.F32ToF16(x)
+				h[i] = dtype.F32ToF16(x)
 			}
 			return h
 		}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -32,7 +33,7 @@ func guardedHalves(t *testing.T, v []float32, atEnd bool) []uint16 {
 	b := guardedBytes(t, 2*len(v), atEnd)
 	h := unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(v))
 	for i, x := range v {
-		h[i] = kernels.F32ToF16(x)
+		h[i] = dtype.F32ToF16(x)
 	}
 	return h
 }

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -70,12 +70,12 @@ func matCase(T, rows, cols int) KernelCase {
 // MatMul, q8_0 and q4_0 through MatMulQ8 (activations quantized once, outside the timed
 // call, as the engine does) on backends that have it, else MatMul with float32
 // activations. Bytes counts the weights as stored.
-func quantCase(dt format.DType, rows, cols int) KernelCase {
+func quantCase(dt dtype.DType, rows, cols int) KernelCase {
 	return KernelCase{Kernel: "matvec_" + dt.String(), Shape: fmt.Sprintf("%dx%d", rows, cols), Flops: 2 * float64(rows*cols),
-		Bytes: float64(rows * kernels.RowBytes(dt, cols)), Bound: BandwidthBound,
+		Bytes: float64(rows * dtype.RowBytes(dt, cols)), Bound: BandwidthBound,
 		Setup: func(k kernels.Kernels) func() {
 			r := rand.New(rand.NewPCG(9, 10))
-			data, err := kernels.Quantize(dt, randSlice(r, rows*cols), cols)
+			data, err := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
 			if err != nil {
 				panic(err)
 			}
@@ -84,8 +84,8 @@ func quantCase(dt format.DType, rows, cols int) KernelCase {
 				panic(err)
 			}
 			x, dst := randSlice(r, cols), make([]float32, rows)
-			if q8, ok := k.(kernels.Q8Kernels); ok && (dt == format.Q8_0 || dt == format.Q4_0) {
-				xq := make([]byte, kernels.RowBytes(format.Q8_0, cols))
+			if q8, ok := k.(kernels.Q8Kernels); ok && (dt == dtype.Q8_0 || dt == dtype.Q4_0) {
+				xq := make([]byte, dtype.RowBytes(dtype.Q8_0, cols))
 				kernels.QuantizeQ8(x, xq)
 				return func() { q8.MatMulQ8(dst, rows, xq, 1, w, nil, 0, rows) }
 			}
@@ -125,9 +125,9 @@ func KernelCases(quick bool) []KernelCase {
 	cs := []KernelCase{
 		matCase(1, 768, 768), matCase(1, 3072, 768), matCase(1, 768, 3072), matCase(1, 4096, 4096),
 		matCase(128, 3072, 768), matCase(64, 3072, 768),
-		quantCase(format.Q8_0, 4096, 4096), quantCase(format.Q8_0, 768, 768),
-		quantCase(format.Q4_0, 4096, 4096), quantCase(format.Q4_0, 768, 768),
-		quantCase(format.F16, 4096, 4096), quantCase(format.BF16, 4096, 4096),
+		quantCase(dtype.Q8_0, 4096, 4096), quantCase(dtype.Q8_0, 768, 768),
+		quantCase(dtype.Q4_0, 4096, 4096), quantCase(dtype.Q4_0, 768, 768),
+		quantCase(dtype.F16, 4096, 4096), quantCase(dtype.BF16, 4096, 4096),
 		attnCase(256, 64), attnCase(1024, 64),
 		vecCase("dot", 4096, 2, func(k kernels.Kernels, x, y, _ []float32) { k.Dot(x, y) }),
 		vecCase("softmax", 1024, 4, func(k kernels.Kernels, x, _, _ []float32) { k.Softmax(x) }),

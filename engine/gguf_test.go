@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/format/npy"
 	"github.com/lmrun/lmrun/internal/fixtures"
-	"github.com/lmrun/lmrun/kernels"
 )
 
 // TestGGUFModels: the GGUF fixtures (llama.cpp naming, interleaved q/k, [out, in]
@@ -81,7 +81,7 @@ func TestLlamaCppGGUF(t *testing.T) {
 	if len(logits) != 32000 || math.IsNaN(float64(logits[0])) {
 		t.Fatalf("%d logits", len(logits))
 	}
-	if dt := m.File().Tensor("blk.0.attn_q.weight").DType; dt != format.F16 {
+	if dt := m.File().Tensor("blk.0.attn_q.weight").DType; dt != dtype.F16 {
 		t.Fatalf("F16 weights stored as %s", dt)
 	}
 }
@@ -133,28 +133,28 @@ func TestQuantizedPerplexity(t *testing.T) {
 		t.Logf("%s: perplexity %.4f (%+.2f%% vs f32 %.4f)", name, p, 100*(p/f32ppl-1), f32ppl)
 		return p
 	}
-	q8, err := convert.WithDType(ck, format.Q8_0)
+	q8, err := convert.WithDType(ck, dtype.Q8_0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p := perplexity(q8, "q8_0"); math.Abs(p/f32ppl-1) > 0.01 {
 		t.Errorf("q8_0 perplexity is %+.2f%% off f32 (target 1%%)", 100*(p/f32ppl-1))
 	}
-	q4, err := convert.WithDType(ck, format.Q4_0)
+	q4, err := convert.WithDType(ck, dtype.Q4_0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// ggml's reference q4_0 scales, for comparison (same tensors, same q8_0 classifier).
 	q4ref := &format.Checkpoint{Meta: q4.Meta}
 	for _, s := range q4.Tensors {
-		if s.DType == format.Q4_0 {
+		if s.DType == dtype.Q4_0 {
 			src, cols := *ck.Source(s.Name), s.Shape[len(s.Shape)-1]
 			s.Data = func() ([]byte, error) {
 				b, err := src.Data()
 				if err != nil {
 					return nil, err
 				}
-				return kernels.Quantize(format.Q4_0, format.BytesToF32(b), cols)
+				return dtype.Quantize(dtype.Q4_0, dtype.BytesToF32(b), cols)
 			}
 		}
 		q4ref.Tensors = append(q4ref.Tensors, s)

@@ -1,6 +1,6 @@
 package engine
 
-import "github.com/lmrun/lmrun/kernels"
+import "github.com/lmrun/lmrun/dtype"
 
 // kvBuf is one layer's keys (or values): rows of kvDim elements stored as float32 or,
 // in a half-size cache, as IEEE binary16. Exactly one of f and h is set.
@@ -30,7 +30,7 @@ func (b kvBuf) put(off int, src []float32) {
 	}
 	dst := b.h[off : off+len(src)]
 	for i, x := range src {
-		dst[i] = kernels.F32ToF16(x)
+		dst[i] = dtype.F32ToF16(x)
 	}
 }
 

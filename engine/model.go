@@ -7,6 +7,7 @@ import (
 
 	"github.com/lmrun/lmrun/backends"
 	_ "github.com/lmrun/lmrun/backends/all" // every backend this build has
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine/parallel"
 	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/format"
@@ -237,11 +238,11 @@ func (m *Model) bind() error {
 			err = fmt.Errorf("tensor %s has shape %v, the config needs [%d]", name, t.Shape, n)
 			return nil
 		}
-		if t.DType == format.F32 {
-			return format.BytesToF32(t.Data)
+		if t.DType == dtype.F32 {
+			return dtype.BytesToF32(t.Data)
 		}
 		// Norm weights and biases are small: a converted copy costs nothing.
-		v, e := kernels.Dequantize(t.DType, t.Data, n)
+		v, e := dtype.Dequantize(t.DType, t.Data, n)
 		if e != nil {
 			err = fmt.Errorf("tensor %s: %w", name, e)
 		}

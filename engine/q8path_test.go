@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/internal/fixtures"
@@ -42,7 +43,7 @@ func TestQ8Activations(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		t.Run(dt.String(), func(t *testing.T) {
 			path := quantizeCheckpoint(t, src, dt)
 			exact, err := Load(path, Options{Threads: 2, F32Activations: true})

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/kernels"
 )
 
 // TestQuantizedWeights: a model whose matrices are stored as f16, bf16, q8_0 or q4_0 runs
@@ -21,7 +21,7 @@ func TestQuantizedWeights(t *testing.T) {
 	gpt := base
 	gpt.Norm, gpt.Position, gpt.Activation, gpt.NKVHeads = LayerNorm, Learned, GELUTanh, 4
 	for _, cfg := range []Config{base, gpt} {
-		for _, dt := range []format.DType{format.F16, format.BF16, format.Q8_0, format.Q4_0} {
+		for _, dt := range []dtype.DType{dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0} {
 			t.Run(fmt.Sprintf("%s/%s", cfg.Norm, dt), func(t *testing.T) {
 				src, err := format.Open(randomCheckpoint(t, cfg, 4))
 				if err != nil {
@@ -33,7 +33,7 @@ func TestQuantizedWeights(t *testing.T) {
 					s := format.Source{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Data: func() ([]byte, error) { return tt.Data, nil }}
 					if len(tt.Shape) == 2 {
 						v, _ := tt.F32()
-						q, err := kernels.Quantize(dt, v, tt.Shape[1])
+						q, err := dtype.Quantize(dt, v, tt.Shape[1])
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -60,14 +60,14 @@ func TestQuantizedWeights(t *testing.T) {
 }
 
 // quantizeCheckpoint rewrites src with every matrix whose rows allow it stored as dt.
-func quantizeCheckpoint(t *testing.T, src *format.File, dt format.DType) string {
+func quantizeCheckpoint(t *testing.T, src *format.File, dt dtype.DType) string {
 	t.Helper()
 	var ts []format.Source
 	for _, tt := range src.Tensors {
 		s := format.Source{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Data: func() ([]byte, error) { return tt.Data, nil }}
-		if len(tt.Shape) == 2 && (tt.Shape[1]%format.QBlock == 0 || !blockQuantized(dt)) {
+		if len(tt.Shape) == 2 && (tt.Shape[1]%dtype.QBlock == 0 || !blockQuantized(dt)) {
 			v, _ := tt.F32()
-			q, err := kernels.Quantize(dt, v, tt.Shape[1])
+			q, err := dtype.Quantize(dt, v, tt.Shape[1])
 			if err != nil {
 				t.Fatal(err)
 			}

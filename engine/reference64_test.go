@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/kernels"
 )
 
 // ref64 is an independent float64 implementation of the forward pass, written from the
@@ -21,7 +21,7 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 		if tt == nil {
 			return nil
 		}
-		v, err := kernels.Dequantize(tt.DType, tt.Data, tt.Shape[len(tt.Shape)-1])
+		v, err := dtype.Dequantize(tt.DType, tt.Data, tt.Shape[len(tt.Shape)-1])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 )
 
@@ -20,7 +21,7 @@ func randomCheckpoint(t *testing.T, cfg Config, seed uint64) string {
 	r := rand.New(rand.NewPCG(seed, 2))
 	var ts []format.Source
 	add := func(name string, scale, offset float64, shape ...int) {
-		v := make([]float32, format.NumElements(shape))
+		v := make([]float32, dtype.NumElements(shape))
 		for i := range v {
 			v[i] = float32(offset + scale*r.NormFloat64())
 		}

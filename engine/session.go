@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -107,7 +107,7 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	}
 	if m.q8 != nil {
 		widest := max(c.Dim, c.FFNDim, c.QDim(), c.EmbeddingDim())
-		s.xq = make([]byte, b*kernels.RowBytes(format.Q8_0, (widest+format.QBlock-1)/format.QBlock*format.QBlock))
+		s.xq = make([]byte, b*dtype.RowBytes(dtype.Q8_0, (widest+dtype.QBlock-1)/dtype.QBlock*dtype.QBlock))
 	}
 	if c.Position == RoPE {
 		s.ropeCos = make([]float32, b*c.RopeDim/2)
@@ -407,7 +407,7 @@ func (k *matmulTask) Do(_, lo, hi int) {
 	}
 }
 
-func blockQuantized(dt format.DType) bool { return dt == format.Q8_0 || dt == format.Q4_0 }
+func blockQuantized(dt dtype.DType) bool { return dt == dtype.Q8_0 || dt == dtype.Q4_0 }
 
 // matmul computes the products ops (at most three) of the T rows of x. Rows are handed
 // out in multiples of 16 so a SIMD kernel sees whole tiles.
@@ -433,7 +433,7 @@ func (s *Session) matmul(x []float32, T int, ops ...mm) {
 	// as llama.cpp does), unless the model was loaded with exact f32 activations.
 	if q8 && s.m.q8 != nil {
 		cols := ops[0].w.Cols
-		rb := kernels.RowBytes(format.Q8_0, cols)
+		rb := dtype.RowBytes(dtype.Q8_0, cols)
 		xq := s.xq[:T*rb]
 		for t := 0; t < T; t++ {
 			s.m.q8.QuantizeQ8(x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/lmrun/lmrun/dtype"
 )
 
 func sampleCheckpoint() (Metadata, []Source) {
@@ -31,8 +33,8 @@ func sampleCheckpoint() (Metadata, []Source) {
 	}
 	return meta, []Source{
 		Float32s("w", []int{3, 8}, w),
-		Bytes("q", Q8_0, []int{64}, q),
-		Bytes("h", F16, []int{1, 3}, []byte{1, 2, 3, 4, 5, 6}),
+		Bytes("q", dtype.Q8_0, []int{64}, q),
+		Bytes("h", dtype.F16, []int{1, 3}, []byte{1, 2, 3, 4, 5, 6}),
 	}
 }
 
@@ -158,20 +160,20 @@ func TestRejectsBadIndex(t *testing.T) {
 		b = append(b, make([]byte, int(dataOff)-len(b)+int(dataSize))...)
 		return b
 	}
-	ok := []TensorInfo{{Name: "a", DType: F32, Shape: []int{4}, Size: 16}}
+	ok := []TensorInfo{{Name: "a", DType: dtype.F32, Shape: []int{4}, Size: 16}}
 	if _, err := Parse(build(ok, 16)); err != nil {
 		t.Fatalf("valid index rejected: %v", err)
 	}
 	cases := map[string][]TensorInfo{
-		"past the end":  {{Name: "a", DType: F32, Shape: []int{8}, Size: 32}},
-		"wrong size":    {{Name: "a", DType: F32, Shape: []int{4}, Size: 12}},
+		"past the end":  {{Name: "a", DType: dtype.F32, Shape: []int{8}, Size: 32}},
+		"wrong size":    {{Name: "a", DType: dtype.F32, Shape: []int{4}, Size: 12}},
 		"bad dtype":     {{Name: "a", DType: 77, Shape: []int{4}, Size: 16}},
-		"zero dim":      {{Name: "a", DType: F32, Shape: []int{0}, Size: 0}},
-		"q8 not blocks": {{Name: "a", DType: Q8_0, Shape: []int{8}, Size: 8}},
-		"overflow":      {{Name: "a", DType: F32, Shape: []int{math.MaxInt32, math.MaxInt32, math.MaxInt32}, Size: 16}},
-		"duplicate":     {{Name: "a", DType: F32, Shape: []int{1}, Size: 4}, {Name: "a", DType: F32, Shape: []int{1}, Size: 4, Offset: 64}},
-		"overlap":       {{Name: "a", DType: F32, Shape: []int{4}, Size: 16}, {Name: "b", DType: F32, Shape: []int{4}, Size: 16}},
-		"misaligned":    {{Name: "a", DType: F32, Shape: []int{1}, Size: 4, Offset: 4}},
+		"zero dim":      {{Name: "a", DType: dtype.F32, Shape: []int{0}, Size: 0}},
+		"q8 not blocks": {{Name: "a", DType: dtype.Q8_0, Shape: []int{8}, Size: 8}},
+		"overflow":      {{Name: "a", DType: dtype.F32, Shape: []int{math.MaxInt32, math.MaxInt32, math.MaxInt32}, Size: 16}},
+		"duplicate":     {{Name: "a", DType: dtype.F32, Shape: []int{1}, Size: 4}, {Name: "a", DType: dtype.F32, Shape: []int{1}, Size: 4, Offset: 64}},
+		"overlap":       {{Name: "a", DType: dtype.F32, Shape: []int{4}, Size: 16}, {Name: "b", DType: dtype.F32, Shape: []int{4}, Size: 16}},
+		"misaligned":    {{Name: "a", DType: dtype.F32, Shape: []int{1}, Size: 4, Offset: 4}},
 	}
 	for name, infos := range cases {
 		if _, err := Parse(build(infos, 16)); err == nil {

@@ -7,7 +7,8 @@ import (
 	"hash/crc32"
 	"math"
 	"os"
-	"unsafe"
+
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // Format limits. They bound what a hostile file can make a reader allocate.
@@ -16,7 +17,7 @@ const (
 	Version    = 1
 	HeaderSize = 56
 	Alignment  = 64
-	MaxDims    = 8
+	MaxDims    = dtype.MaxDims // dimensions of a tensor
 	MaxNameLen = 256
 )
 
@@ -31,7 +32,7 @@ func Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 // TensorInfo describes one tensor of a checkpoint.
 type TensorInfo struct {
 	Name   string
-	DType  DType
+	DType  dtype.DType
 	Shape  []int
 	Offset int64 // relative to the start of the data section
 	Size   int64
@@ -47,48 +48,11 @@ type Tensor struct {
 // F32 returns the tensor's elements as float32 without copying. It fails for other
 // dtypes. On a big-endian host it returns a converted copy.
 func (t *Tensor) F32() ([]float32, error) {
-	if t.DType != F32 {
+	if t.DType != dtype.F32 {
 		return nil, fmt.Errorf("tensor %s is %s, want f32", t.Name, t.DType)
 	}
-	return BytesToF32(t.Data), nil
+	return dtype.BytesToF32(t.Data), nil
 }
-
-// BytesToF32 reinterprets little-endian float32 bytes as a []float32, in place where the
-// host is little-endian and the slice is 4-byte aligned, by copying otherwise.
-func BytesToF32(b []byte) []float32 {
-	n := len(b) / 4
-	if n == 0 {
-		return nil
-	}
-	if nativeLittleEndian && uintptr(unsafe.Pointer(&b[0]))%4 == 0 {
-		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
-	}
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return out
-}
-
-// F32ToBytes returns the little-endian bytes of v (a view on little-endian hosts).
-func F32ToBytes(v []float32) []byte {
-	if len(v) == 0 {
-		return nil
-	}
-	if nativeLittleEndian {
-		return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
-	}
-	out := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
-	}
-	return out
-}
-
-var nativeLittleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
 
 // File is an open checkpoint. Its tensors alias a read-only mapping of the file, valid
 // until Close. A File is safe for concurrent use by multiple goroutines.
@@ -271,7 +235,7 @@ func parse(b []byte) (*File, error) {
 	for i := uint64(0); i < nTensors; i++ {
 		t := &Tensor{}
 		t.Name = d.name("tensor name")
-		t.DType = DType(d.u32())
+		t.DType = dtype.DType(d.u32())
 		nd := d.u32()
 		if d.err == nil && (nd == 0 || nd > MaxDims) {
 			d.fail("tensor %s: %d dimensions (want 1..%d)", t.Name, nd, MaxDims)

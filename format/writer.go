@@ -9,25 +9,27 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // Source is a tensor to be written. Data is called once, when the writer reaches the
 // tensor, so a converter can produce one tensor at a time instead of holding them all.
 type Source struct {
 	Name  string
-	DType DType
+	DType dtype.DType
 	Shape []int
 	Data  func() ([]byte, error)
 }
 
 // Bytes returns a Source whose data is already in memory.
-func Bytes(name string, dt DType, shape []int, b []byte) Source {
+func Bytes(name string, dt dtype.DType, shape []int, b []byte) Source {
 	return Source{Name: name, DType: dt, Shape: shape, Data: func() ([]byte, error) { return b, nil }}
 }
 
 // Float32s returns an f32 Source over v.
 func Float32s(name string, shape []int, v []float32) Source {
-	return Bytes(name, F32, shape, F32ToBytes(v))
+	return Bytes(name, dtype.F32, shape, dtype.F32ToBytes(v))
 }
 
 // Write streams a checkpoint to w: the index first (with zero tensor checksums), then each

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // TestAttentionF16 checks the f16-cache attention against Attention on the same cache
@@ -17,8 +19,8 @@ func TestAttentionF16(t *testing.T) {
 			k16, v16 := make([]uint16, n*stride), make([]uint16, n*stride)
 			k32, v32 := make([]float32, n*stride), make([]float32, n*stride)
 			for i := range k16 {
-				k16[i], v16[i] = F32ToF16(float32(r.NormFloat64())), F32ToF16(float32(r.NormFloat64()))
-				k32[i], v32[i] = F16ToF32(k16[i]), F16ToF32(v16[i])
+				k16[i], v16[i] = dtype.F32ToF16(float32(r.NormFloat64())), dtype.F32ToF16(float32(r.NormFloat64()))
+				k32[i], v32[i] = dtype.F16ToF32(k16[i]), dtype.F16ToF32(v16[i])
 			}
 			q := make([]float32, hd)
 			for i := range q {

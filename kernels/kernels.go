@@ -10,13 +10,13 @@ package kernels
 import (
 	"fmt"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // Mat is a weight matrix of Rows × Cols elements stored row-major ([out, in]) in DType.
 // Data aliases the checkpoint; F32 is its float32 view when DType is F32.
 type Mat struct {
-	DType format.DType
+	DType dtype.DType
 	Rows  int
 	Cols  int
 	Data  []byte
@@ -37,7 +37,7 @@ func NewMatF32(v []float32, rows, cols int) (*Mat, error) {
 	if rows <= 0 || cols <= 0 || len(v) != rows*cols {
 		return nil, fmt.Errorf("matrix of %d elements cannot be %d×%d", len(v), rows, cols)
 	}
-	return &Mat{DType: format.F32, Rows: rows, Cols: cols, Data: format.F32ToBytes(v), F32: v}, nil
+	return &Mat{DType: dtype.F32, Rows: rows, Cols: cols, Data: dtype.F32ToBytes(v), F32: v}, nil
 }
 
 // Row returns row r of an f32 matrix.

@@ -6,44 +6,12 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
-
-// Weight storage types other than f32 (format/SPEC.md, "Data types"):
-//
-//	f16, bf16  one 2-byte value per element
-//	q8_0       blocks of 32 elements: f16 scale d, then 32 int8 q;  x = d·q          (34 bytes)
-//	q4_0       blocks of 32 elements: f16 scale d, then 16 bytes whose low nibbles are
-//	           elements 0..15 and high nibbles elements 16..31;  x = d·(nibble − 8)  (18 bytes)
-//
-// The block layouts are ggml's, so GGUF tensors are used as they are, and the quantizers
-// below reproduce ggml's reference quantizers bit for bit.
-
-// Block sizes in bytes.
-const (
-	BlockQ8_0 = 34
-	BlockQ4_0 = 18
-)
-
-// RowBytes returns the bytes one row of n elements of dtype dt takes. For the block types
-// n must be a multiple of format.QBlock.
-func RowBytes(dt format.DType, n int) int {
-	switch dt {
-	case format.F32:
-		return 4 * n
-	case format.F16, format.BF16:
-		return 2 * n
-	case format.Q8_0:
-		return n / format.QBlock * BlockQ8_0
-	case format.Q4_0:
-		return n / format.QBlock * BlockQ4_0
-	}
-	return 0
-}
 
 // NewMat wraps a row-major [rows, cols] matrix stored as dt in data (which it aliases),
 // checking the size.
-func NewMat(dt format.DType, data []byte, rows, cols int) (*Mat, error) {
+func NewMat(dt dtype.DType, data []byte, rows, cols int) (*Mat, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("matrix of unknown dtype %d", uint32(dt))
 	}
@@ -56,11 +24,11 @@ func NewMat(dt format.DType, data []byte, rows, cols int) (*Mat, error) {
 	}
 	m := &Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
 	switch dt {
-	case format.F32:
-		m.F32 = format.BytesToF32(data)
-	case format.Q8_0:
+	case dtype.F32:
+		m.F32 = dtype.BytesToF32(data)
+	case dtype.Q8_0:
 		m.Q8Sym = !hasQuantMin(data)
-	case format.F16:
+	case dtype.F16:
 		m.F16Finite = !hasF16NonFinite(data)
 	}
 	return m, nil
@@ -100,7 +68,7 @@ func hasQuantMin(data []byte) bool {
 			return false
 		}
 		i += j
-		if i%BlockQ8_0 >= 2 { // past the block's f16 scale
+		if i%dtype.BlockQ8_0 >= 2 { // past the block's f16 scale
 			return true
 		}
 		i++
@@ -110,205 +78,27 @@ func hasQuantMin(data []byte) bool {
 // RowF32 writes row r of m, converted to float32, to dst[:m.Cols] (an embedding lookup).
 func (m *Mat) RowF32(r int, dst []float32) {
 	dst = dst[:m.Cols]
-	if m.DType == format.F32 && m.F32 != nil {
+	if m.DType == dtype.F32 && m.F32 != nil {
 		copy(dst, m.F32[r*m.Cols:(r+1)*m.Cols])
 		return
 	}
-	rb := RowBytes(m.DType, m.Cols)
-	DequantizeRow(m.DType, m.Data[r*rb:(r+1)*rb], dst)
+	rb := dtype.RowBytes(m.DType, m.Cols)
+	dtype.DequantizeRow(m.DType, m.Data[r*rb:(r+1)*rb], dst)
 }
-
-// DequantizeRow converts the len(dst) elements stored as dt in src to float32. For the
-// block types len(dst) must be a multiple of format.QBlock.
-func DequantizeRow(dt format.DType, src []byte, dst []float32) {
-	switch dt {
-	case format.F32:
-		src = src[:4*len(dst)]
-		for i := range dst {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
-		}
-	case format.F16:
-		src = src[:2*len(dst)]
-		for i := range dst {
-			dst[i] = F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
-	case format.BF16:
-		src = src[:2*len(dst)]
-		for i := range dst {
-			dst[i] = BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
-	case format.Q8_0:
-		for b := 0; b < len(dst)/format.QBlock; b++ {
-			blk := src[b*BlockQ8_0 : (b+1)*BlockQ8_0]
-			d := F16ToF32(binary.LittleEndian.Uint16(blk))
-			out := dst[b*format.QBlock : (b+1)*format.QBlock]
-			for j := range out {
-				out[j] = float32(int8(blk[2+j])) * d
-			}
-		}
-	case format.Q4_0:
-		for b := 0; b < len(dst)/format.QBlock; b++ {
-			blk := src[b*BlockQ4_0 : (b+1)*BlockQ4_0]
-			d := F16ToF32(binary.LittleEndian.Uint16(blk))
-			out := dst[b*format.QBlock : (b+1)*format.QBlock]
-			for j := 0; j < 16; j++ {
-				out[j] = float32(int(blk[2+j]&0x0f)-8) * d
-				out[j+16] = float32(int(blk[2+j]>>4)-8) * d
-			}
-		}
-	default:
-		panic("kernels: DequantizeRow: unknown dtype " + dt.String())
-	}
-}
-
-// QuantizeRow stores src as dt in dst, which must hold RowBytes(dt, len(src)) bytes:
-// f32 as is, f16 and bf16 rounded to nearest even, q8_0 and q4_0 with ggml's reference
-// quantizers (QuantizeRowQ8_0, QuantizeRowQ4_0).
-func QuantizeRow(dt format.DType, src []float32, dst []byte) {
-	switch dt {
-	case format.F32:
-		dst = dst[:4*len(src)]
-		for i, v := range src {
-			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
-		}
-	case format.F16:
-		dst = dst[:2*len(src)]
-		for i, v := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], F32ToF16(v))
-		}
-	case format.BF16:
-		dst = dst[:2*len(src)]
-		for i, v := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], F32ToBF16(v))
-		}
-	case format.Q8_0:
-		QuantizeRowQ8_0(src, dst)
-	case format.Q4_0:
-		QuantizeRowQ4_0(src, dst)
-	default:
-		panic("kernels: QuantizeRow: unknown dtype " + dt.String())
-	}
-}
-
-// QuantizeRowQ8_0 quantizes len(x) elements (a multiple of 32) to q8_0 blocks in dst,
-// exactly as ggml's quantize_row_q8_0_ref: per block, amax = max |x|, d = amax/127 in
-// float32, q = roundf(x · (1/d)) (ties away from zero; 0 when d is 0), and d is stored
-// rounded to f16. The quotient uses the float32 d, not the stored one.
-func QuantizeRowQ8_0(x []float32, dst []byte) {
-	for b := 0; b < len(x)/format.QBlock; b++ {
-		xb := x[b*format.QBlock : (b+1)*format.QBlock]
-		blk := dst[b*BlockQ8_0 : (b+1)*BlockQ8_0]
-		var amax float32
-		for _, v := range xb {
-			if a := abs32(v); !(amax > a) { // MAX(amax, fabsf(v))
-				amax = a
-			}
-		}
-		d := amax / 127
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		binary.LittleEndian.PutUint16(blk, F32ToF16(d))
-		for j, v := range xb {
-			blk[2+j] = byte(int8(math.Round(float64(float32(v * id)))))
-		}
-	}
-}
-
-// QuantizeRowQ4_0 quantizes len(x) elements (a multiple of 32) to q4_0 blocks in dst,
-// exactly as ggml's quantize_row_q4_0_ref: per block, m is the element of largest
-// magnitude with its sign (the first one on a tie), d = m/−8, id = 1/d (0 when d is 0),
-// q = min(15, int8(x·id + 8.5)) truncated toward zero, and d is stored rounded to f16.
-func QuantizeRowQ4_0(x []float32, dst []byte) {
-	for b := 0; b < len(x)/format.QBlock; b++ {
-		xb := x[b*format.QBlock : (b+1)*format.QBlock]
-		blk := dst[b*BlockQ4_0 : (b+1)*BlockQ4_0]
-		var amax, m float32
-		for _, v := range xb {
-			if amax < abs32(v) {
-				amax = abs32(v)
-				m = v
-			}
-		}
-		d := m / -8
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		binary.LittleEndian.PutUint16(blk, F32ToF16(d))
-		for j := 0; j < 16; j++ {
-			blk[2+j] = q4(xb[j], id) | q4(xb[16+j], id)<<4
-		}
-	}
-}
-
-// q4 is ggml's MIN(15, (int8_t)(x*id + 8.5f)); the explicit conversion keeps the compiler
-// from fusing the multiply and the add.
-func q4(x, id float32) byte {
-	q := int8(float32(x*id) + 8.5)
-	if q > 15 {
-		q = 15
-	}
-	return byte(q)
-}
-
-func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
 // QuantizeQ8 quantizes activations for MatMulQ8: len(x) elements (a multiple of 32) to
-// q8_0 blocks in dst (RowBytes(format.Q8_0, len(x)) bytes). It is ggml's
-// quantize_row_q8_0 in its reference form, the same arithmetic as QuantizeRowQ8_0 (ggml's
+// q8_0 blocks in dst (dtype.RowBytes(dtype.Q8_0, len(x)) bytes). It is ggml's
+// quantize_row_q8_0 in its reference form, the same arithmetic as dtype.QuantizeRowQ8_0 (ggml's
 // AVX2 variant computes 127/amax and rounds ties to even, which can differ in the last
 // unit of a few q; lmrun's fast paths must reproduce this function instead).
-func QuantizeQ8(x []float32, dst []byte) { QuantizeRowQ8_0(x, dst) }
-
-// Quantize converts a row-major tensor of len(src)/cols rows of cols elements to dt.
-// The block types need cols to be a multiple of format.QBlock.
-func Quantize(dt format.DType, src []float32, cols int) ([]byte, error) {
-	if !dt.Valid() {
-		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
-	}
-	if cols <= 0 || len(src)%cols != 0 {
-		return nil, fmt.Errorf("%d elements are not rows of %d", len(src), cols)
-	}
-	if (dt == format.Q8_0 || dt == format.Q4_0) && cols%format.QBlock != 0 {
-		return nil, fmt.Errorf("%s needs rows of a multiple of %d elements, got %d", dt, format.QBlock, cols)
-	}
-	rb := RowBytes(dt, cols)
-	out := make([]byte, len(src)/cols*rb)
-	for r := 0; r < len(src)/cols; r++ {
-		QuantizeRow(dt, src[r*cols:(r+1)*cols], out[r*rb:(r+1)*rb])
-	}
-	return out, nil
-}
-
-// Dequantize converts a row-major tensor stored as dt, with rows of cols elements, to
-// float32.
-func Dequantize(dt format.DType, src []byte, cols int) ([]float32, error) {
-	if !dt.Valid() {
-		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
-	}
-	if cols <= 0 || ((dt == format.Q8_0 || dt == format.Q4_0) && cols%format.QBlock != 0) {
-		return nil, fmt.Errorf("%s rows of %d elements", dt, cols)
-	}
-	rb := RowBytes(dt, cols)
-	if len(src)%rb != 0 {
-		return nil, fmt.Errorf("%d bytes are not rows of %d %s elements", len(src), cols, dt)
-	}
-	rows := len(src) / rb
-	out := make([]float32, rows*cols)
-	for r := 0; r < rows; r++ {
-		DequantizeRow(dt, src[r*rb:(r+1)*rb], out[r*cols:(r+1)*cols])
-	}
-	return out, nil
-}
+func QuantizeQ8(x []float32, dst []byte) { dtype.QuantizeRowQ8_0(x, dst) }
 
 // Q8Kernels is implemented by backends that multiply block-quantized weights with
 // activations quantized by QuantizeQ8 (Reference implements it). It is a separate
 // interface so that backends without an integer path need not provide one.
 type Q8Kernels interface {
 	// MatMulQ8 is MatMul with activations given as q8_0 blocks: xq holds T rows of
-	// RowBytes(format.Q8_0, w.Cols) bytes, from QuantizeQ8; w.Cols must be a multiple of
+	// dtype.RowBytes(dtype.Q8_0, w.Cols) bytes, from QuantizeQ8; w.Cols must be a multiple of
 	// 32. For t < T and r0 ≤ r < r1 it computes dst[t*ld + r] = Σ over blocks b of
 	//   q8_0, q4_0 weights:   float32(Σ_j wq_j·xq_j) · (dw·dx)   (an exact integer sum)
 	//   f32, f16, bf16:       (Σ_j w_j·float32(xq_j)) · dx
@@ -316,7 +106,7 @@ type Q8Kernels interface {
 	MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int)
 
 	// QuantizeQ8 quantizes x to q8_0 blocks in dst, byte for byte as the package's
-	// QuantizeQ8 does (len(x) a multiple of 32, len(dst) at least RowBytes(Q8_0, len(x))).
+	// QuantizeQ8 does (len(x) a multiple of 32, len(dst) at least dtype.RowBytes(Q8_0, len(x))).
 	QuantizeQ8(x []float32, dst []byte)
 }
 
@@ -330,14 +120,14 @@ func (Reference) QuantizeQ8(x []float32, dst []byte) { QuantizeQ8(x, dst) }
 // a block it must leave to the reference (say, one holding a NaN); that block is
 // quantized here and fast resumes after it. It panics, naming who, when dst is short.
 func QuantizeQ8With(who string, x []float32, dst []byte, fast func(dst *byte, x *float32, nb int) int) {
-	nb := len(x) / format.QBlock
-	if len(dst) < nb*BlockQ8_0 {
+	nb := len(x) / dtype.QBlock
+	if len(dst) < nb*dtype.BlockQ8_0 {
 		panic(fmt.Sprintf("%s: QuantizeQ8 of %d floats into %d bytes", who, len(x), len(dst)))
 	}
 	for b := 0; b < nb; {
-		b += fast(&dst[b*BlockQ8_0], &x[b*format.QBlock], nb-b)
+		b += fast(&dst[b*dtype.BlockQ8_0], &x[b*dtype.QBlock], nb-b)
 		if b < nb {
-			QuantizeRowQ8_0(x[b*format.QBlock:(b+1)*format.QBlock], dst[b*BlockQ8_0:(b+1)*BlockQ8_0])
+			dtype.QuantizeRowQ8_0(x[b*dtype.QBlock:(b+1)*dtype.QBlock], dst[b*dtype.BlockQ8_0:(b+1)*dtype.BlockQ8_0])
 			b++
 		}
 	}
@@ -345,7 +135,7 @@ func QuantizeQ8With(who string, x []float32, dst []byte, fast func(dst *byte, x 
 
 // matRow returns the bytes of row r of w.
 func matRow(w *Mat, r int) []byte {
-	rb := RowBytes(w.DType, w.Cols)
+	rb := dtype.RowBytes(w.DType, w.Cols)
 	return w.Data[r*rb : (r+1)*rb]
 }
 
@@ -354,8 +144,8 @@ func matRow(w *Mat, r int) []byte {
 // with d = amax/127, so |Δ| ≤ Σ_b 0.57·d_b·Σ_{j∈b}|w_j| plus float32 rounding.
 func (Reference) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int) {
 	n := w.Cols
-	xb := RowBytes(format.Q8_0, n)
-	nb := n / format.QBlock
+	xb := dtype.RowBytes(dtype.Q8_0, n)
+	nb := n / dtype.QBlock
 	for row := r0; row < r1; row++ {
 		wr := matRow(w, row)
 		var b float32
@@ -366,21 +156,21 @@ func (Reference) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias 
 			x := xq[t*xb : (t+1)*xb]
 			var sum float32
 			for blk := 0; blk < nb; blk++ {
-				xbk := x[blk*BlockQ8_0 : (blk+1)*BlockQ8_0]
-				dx := F16ToF32(binary.LittleEndian.Uint16(xbk))
+				xbk := x[blk*dtype.BlockQ8_0 : (blk+1)*dtype.BlockQ8_0]
+				dx := dtype.F16ToF32(binary.LittleEndian.Uint16(xbk))
 				qx := xbk[2:]
 				switch w.DType {
-				case format.Q8_0:
-					wbk := wr[blk*BlockQ8_0 : (blk+1)*BlockQ8_0]
-					dw := F16ToF32(binary.LittleEndian.Uint16(wbk))
+				case dtype.Q8_0:
+					wbk := wr[blk*dtype.BlockQ8_0 : (blk+1)*dtype.BlockQ8_0]
+					dw := dtype.F16ToF32(binary.LittleEndian.Uint16(wbk))
 					var s int32
 					for j, q := range wbk[2:] {
 						s += int32(int8(q)) * int32(int8(qx[j]))
 					}
 					sum += float32(float32(s) * float32(dw*dx))
-				case format.Q4_0:
-					wbk := wr[blk*BlockQ4_0 : (blk+1)*BlockQ4_0]
-					dw := F16ToF32(binary.LittleEndian.Uint16(wbk))
+				case dtype.Q4_0:
+					wbk := wr[blk*dtype.BlockQ4_0 : (blk+1)*dtype.BlockQ4_0]
+					dw := dtype.F16ToF32(binary.LittleEndian.Uint16(wbk))
 					var s int32
 					for j, q := range wbk[2:] {
 						s += (int32(q&0x0f)-8)*int32(int8(qx[j])) + (int32(q>>4)-8)*int32(int8(qx[j+16]))
@@ -388,8 +178,8 @@ func (Reference) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias 
 					sum += float32(float32(s) * float32(dw*dx))
 				default:
 					var s float32
-					for j := 0; j < format.QBlock; j++ {
-						s += float32(weight(w.DType, wr, blk*format.QBlock+j) * float32(int8(qx[j])))
+					for j := 0; j < dtype.QBlock; j++ {
+						s += float32(weight(w.DType, wr, blk*dtype.QBlock+j) * float32(int8(qx[j])))
 					}
 					sum += float32(s * dx)
 				}
@@ -400,12 +190,12 @@ func (Reference) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias 
 }
 
 // weight returns element i of a row of f32, f16 or bf16 weights.
-func weight(dt format.DType, row []byte, i int) float32 {
+func weight(dt dtype.DType, row []byte, i int) float32 {
 	switch dt {
-	case format.F16:
-		return F16ToF32(binary.LittleEndian.Uint16(row[2*i:]))
-	case format.BF16:
-		return BF16ToF32(binary.LittleEndian.Uint16(row[2*i:]))
+	case dtype.F16:
+		return dtype.F16ToF32(binary.LittleEndian.Uint16(row[2*i:]))
+	case dtype.BF16:
+		return dtype.BF16ToF32(binary.LittleEndian.Uint16(row[2*i:]))
 	}
 	return math.Float32frombits(binary.LittleEndian.Uint32(row[4*i:]))
 }
@@ -419,13 +209,13 @@ func dotF16(x []float32, w []byte) float32 {
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= len(x); i += 4 {
-		s0 += x[i] * F16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
-		s1 += x[i+1] * F16ToF32(binary.LittleEndian.Uint16(w[2*i+2:]))
-		s2 += x[i+2] * F16ToF32(binary.LittleEndian.Uint16(w[2*i+4:]))
-		s3 += x[i+3] * F16ToF32(binary.LittleEndian.Uint16(w[2*i+6:]))
+		s0 += x[i] * dtype.F16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
+		s1 += x[i+1] * dtype.F16ToF32(binary.LittleEndian.Uint16(w[2*i+2:]))
+		s2 += x[i+2] * dtype.F16ToF32(binary.LittleEndian.Uint16(w[2*i+4:]))
+		s3 += x[i+3] * dtype.F16ToF32(binary.LittleEndian.Uint16(w[2*i+6:]))
 	}
 	for ; i < len(x); i++ {
-		s0 += x[i] * F16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
+		s0 += x[i] * dtype.F16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -435,25 +225,25 @@ func dotBF16(x []float32, w []byte) float32 {
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= len(x); i += 4 {
-		s0 += x[i] * BF16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
-		s1 += x[i+1] * BF16ToF32(binary.LittleEndian.Uint16(w[2*i+2:]))
-		s2 += x[i+2] * BF16ToF32(binary.LittleEndian.Uint16(w[2*i+4:]))
-		s3 += x[i+3] * BF16ToF32(binary.LittleEndian.Uint16(w[2*i+6:]))
+		s0 += x[i] * dtype.BF16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
+		s1 += x[i+1] * dtype.BF16ToF32(binary.LittleEndian.Uint16(w[2*i+2:]))
+		s2 += x[i+2] * dtype.BF16ToF32(binary.LittleEndian.Uint16(w[2*i+4:]))
+		s3 += x[i+3] * dtype.BF16ToF32(binary.LittleEndian.Uint16(w[2*i+6:]))
 	}
 	for ; i < len(x); i++ {
-		s0 += x[i] * BF16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
+		s0 += x[i] * dtype.BF16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
 	}
 	return (s0 + s1) + (s2 + s3)
 }
 
 func dotQ8_0(x []float32, w []byte) float32 {
 	var s0, s1, s2, s3 float32
-	for b := 0; b < len(x)/format.QBlock; b++ {
-		blk := w[b*BlockQ8_0 : (b+1)*BlockQ8_0]
-		d := F16ToF32(binary.LittleEndian.Uint16(blk))
+	for b := 0; b < len(x)/dtype.QBlock; b++ {
+		blk := w[b*dtype.BlockQ8_0 : (b+1)*dtype.BlockQ8_0]
+		d := dtype.F16ToF32(binary.LittleEndian.Uint16(blk))
 		q := blk[2:]
-		xb := x[b*format.QBlock : (b+1)*format.QBlock]
-		for j := 0; j < format.QBlock; j += 4 {
+		xb := x[b*dtype.QBlock : (b+1)*dtype.QBlock]
+		for j := 0; j < dtype.QBlock; j += 4 {
 			s0 += xb[j] * float32(float32(int8(q[j]))*d)
 			s1 += xb[j+1] * float32(float32(int8(q[j+1]))*d)
 			s2 += xb[j+2] * float32(float32(int8(q[j+2]))*d)
@@ -467,11 +257,11 @@ func dotQ4_0(x []float32, w []byte) float32 {
 	var s0, s1, s2, s3 float32
 	lo := func(q byte, d float32) float32 { return float32(float32(int(q&0x0f)-8) * d) }
 	hi := func(q byte, d float32) float32 { return float32(float32(int(q>>4)-8) * d) }
-	for b := 0; b < len(x)/format.QBlock; b++ {
-		blk := w[b*BlockQ4_0 : (b+1)*BlockQ4_0]
-		d := F16ToF32(binary.LittleEndian.Uint16(blk))
+	for b := 0; b < len(x)/dtype.QBlock; b++ {
+		blk := w[b*dtype.BlockQ4_0 : (b+1)*dtype.BlockQ4_0]
+		d := dtype.F16ToF32(binary.LittleEndian.Uint16(blk))
 		q := blk[2:]
-		xb := x[b*format.QBlock : (b+1)*format.QBlock]
+		xb := x[b*dtype.QBlock : (b+1)*dtype.QBlock]
 		for j := 0; j < 16; j += 4 {
 			s0 += xb[j] * lo(q[j], d)
 			s1 += xb[j+1] * lo(q[j+1], d)

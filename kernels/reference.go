@@ -3,7 +3,7 @@ package kernels
 import (
 	"math"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // Reference is the pure-Go implementation of Kernels, the semantics every backend must
@@ -23,10 +23,10 @@ func (Reference) Name() string { return "generic" }
 // MatMul on the dequantized f32 matrix exactly.
 func (r Reference) MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bias []float32, r0, r1 int) {
 	n := w.Cols
-	if w.DType == format.F32 {
+	if w.DType == dtype.F32 {
 		wf := w.F32
 		if wf == nil {
-			wf = format.BytesToF32(w.Data)
+			wf = dtype.BytesToF32(w.Data)
 		}
 		for row := r0; row < r1; row++ {
 			wr := wf[row*n : (row+1)*n]
@@ -42,13 +42,13 @@ func (r Reference) MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bia
 	}
 	var rowDot func(x []float32, w []byte) float32
 	switch w.DType {
-	case format.F16:
+	case dtype.F16:
 		rowDot = dotF16
-	case format.BF16:
+	case dtype.BF16:
 		rowDot = dotBF16
-	case format.Q8_0:
+	case dtype.Q8_0:
 		rowDot = dotQ8_0
-	case format.Q4_0:
+	case dtype.Q4_0:
 		rowDot = dotQ4_0
 	default:
 		panic("kernels: MatMul: unknown weight dtype " + w.DType.String())

@@ -7,7 +7,7 @@ import (
 
 	"github.com/klauspost/cpuid/v2"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -23,15 +23,15 @@ func TestQuantizedMatVecAllocatesNothing(t *testing.T) {
 	for i := range x {
 		x[i] = float32(i%13) - 6
 	}
-	xq := make([]byte, kernels.RowBytes(format.Q8_0, cols))
+	xq := make([]byte, dtype.RowBytes(dtype.Q8_0, cols))
 	kernels.QuantizeQ8(x, xq)
 	dst := make([]float32, rows)
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0, format.F16, format.BF16} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0, dtype.F16, dtype.BF16} {
 		v := make([]float32, rows*cols)
 		for i := range v {
 			v[i] = float32(i%7) - 3
 		}
-		data, err := kernels.Quantize(dt, v, cols)
+		data, err := dtype.Quantize(dt, v, cols)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func TestQuantizedMatVecAllocatesNothing(t *testing.T) {
 		}
 		var k Kernels
 		n := testing.AllocsPerRun(20, func() {
-			if dt == format.Q8_0 || dt == format.Q4_0 {
+			if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
 				k.MatMulQ8(dst, rows, xq, 1, w, nil, 3, rows)
 			} else {
 				k.MatMul(dst, rows, x, 1, w, nil, 3, rows)
@@ -50,7 +50,7 @@ func TestQuantizedMatVecAllocatesNothing(t *testing.T) {
 		if n != 0 {
 			t.Errorf("%v: %v allocations per product", dt, n)
 		}
-		if dt == format.Q8_0 || dt == format.Q4_0 { // and with exact f32 activations
+		if dt == dtype.Q8_0 || dt == dtype.Q4_0 { // and with exact f32 activations
 			if n := testing.AllocsPerRun(20, func() { k.MatMul(dst, rows, x, 1, w, nil, 3, rows) }); n != 0 {
 				t.Errorf("%v with f32 activations: %v allocations per product", dt, n)
 			}

@@ -10,7 +10,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/lmrun/lmrun/backends"
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -49,15 +49,15 @@ func (Kernels) Name() string { return "avx2" }
 // Blocking the columns as well did not pay on Zen 1, not even for Cols = 11008
 // (measured with BenchmarkGEMM's shapes and more).
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
-	if (w.DType == format.F16 || w.DType == format.BF16) && w.Cols >= 8 {
+	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
 		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1)
 		return
 	}
-	if (w.DType == format.Q8_0 || w.DType == format.Q4_0) && w.Cols%format.QBlock == 0 {
+	if (w.DType == dtype.Q8_0 || w.DType == dtype.Q4_0) && w.Cols%dtype.QBlock == 0 {
 		k.matMulQuant(dst, ld, x, T, w, bias, r0, r1)
 		return
 	}
-	if w.DType != format.F32 {
+	if w.DType != dtype.F32 {
 		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1)
 		return
 	}
@@ -66,7 +66,7 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 	}
 	n, wf := w.Cols, w.F32
 	if wf == nil {
-		wf = format.BytesToF32(w.Data)
+		wf = dtype.BytesToF32(w.Data)
 	}
 	if r0 < 0 || r1 > w.Rows || len(wf) < w.Rows*n || ld < r1 || len(x) < T*n ||
 		len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
@@ -104,7 +104,7 @@ func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kerne
 		return
 	}
 	n := w.Cols
-	rb := kernels.RowBytes(w.DType, n)
+	rb := dtype.RowBytes(w.DType, n)
 	if r0 < 0 || r1 > w.Rows || len(w.Data) < w.Rows*rb || ld < r1 || len(x) < T*n ||
 		len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
 		panic(fmt.Sprintf("avx2: MatMul %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(x)=%d len(dst)=%d len(bias)=%d",
@@ -131,12 +131,12 @@ func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kerne
 // quantRows is matMulQuant past its checks: chunk rows at a time widened into buf.
 func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1, chunk int, buf []float32) {
 	n := w.Cols
-	rb := kernels.RowBytes(w.DType, n)
-	nb := n / format.QBlock
+	rb := dtype.RowBytes(w.DType, n)
+	nb := n / dtype.QBlock
 	for a := r0; a < r1; a += chunk {
 		b := min(a+chunk, r1)
 		for r := a; r < b; r++ {
-			if w.DType == format.Q4_0 {
+			if w.DType == dtype.Q4_0 {
 				dequantQ4_0(&buf[(r-a)*n], &w.Data[r*rb], nb)
 			} else {
 				dequantQ8_0(&buf[(r-a)*n], &w.Data[r*rb], nb)
@@ -239,7 +239,7 @@ func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 		d1, w1 = &dst[r0+4*q], &wh[(r0+4*q)*n]
 	}
 	switch {
-	case w.DType == format.BF16 && n8 >= 32 && n8 <= len(xm):
+	case w.DType == dtype.BF16 && n8 >= 32 && n8 <= len(xm):
 		splitBFX(xm[:n8], x[:n8])
 		if q > 0 {
 			matvecBFMSpread(d, &xm[0], wq, n, n8, q, q)
@@ -247,7 +247,7 @@ func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 		if rem > 0 {
 			matvecBFM(d1, &xm[0], w1, n, n8, rem)
 		}
-	case w.DType == format.BF16:
+	case w.DType == dtype.BF16:
 		if q > 0 {
 			matvecBFSpread(d, &x[0], wq, n, n8, q, q)
 		}
@@ -331,7 +331,7 @@ func widenRow(dst []float32, w *kernels.Mat, r int) {
 	src := unsafe.Slice((*uint16)(unsafe.Pointer(&w.Data[2*r*n])), n)
 	dst = dst[:n]
 	if n8 > 0 {
-		if w.DType == format.BF16 {
+		if w.DType == dtype.BF16 {
 			widenBF(&dst[0], &src[0], n8)
 		} else {
 			widenH(&dst[0], &src[0], n8)
@@ -343,11 +343,11 @@ func widenRow(dst []float32, w *kernels.Mat, r int) {
 }
 
 // halfAt widens one f16 or bf16 weight.
-func halfAt(dt format.DType, h uint16) float32 {
-	if dt == format.BF16 {
+func halfAt(dt dtype.DType, h uint16) float32 {
+	if dt == dtype.BF16 {
 		return math.Float32frombits(uint32(h) << 16)
 	}
-	return format.F16ToF32(h)
+	return dtype.F16ToF32(h)
 }
 
 // mv computes dst[r] = x·w_r (+ bias[r]) for r < rows, w_r = w[r*ldw : r*ldw+k]: the
@@ -574,8 +574,8 @@ type xBlock struct {
 // blockInfo fills xi from the q8_0 activation blocks xq (the sums only when sums is set).
 func blockInfo(xq []byte, xi []xBlock, sums bool) {
 	for b := range xi {
-		blk := xq[b*kernels.BlockQ8_0 : (b+1)*kernels.BlockQ8_0]
-		xi[b].d = format.F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8)
+		blk := xq[b*dtype.BlockQ8_0 : (b+1)*dtype.BlockQ8_0]
+		xi[b].d = dtype.F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8)
 		if !sums {
 			continue
 		}
@@ -592,7 +592,7 @@ func blockInfo(xq []byte, xi []xBlock, sums bool) {
 // backends/avx2/_asm/quant.go); other weight types are the reference's. The results are
 // the reference's bit for bit, whatever the row range.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
-	if w.DType != format.Q8_0 && w.DType != format.Q4_0 {
+	if w.DType != dtype.Q8_0 && w.DType != dtype.Q4_0 {
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1)
 		return
 	}
@@ -600,14 +600,14 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 		return
 	}
 	n := w.Cols
-	rb := kernels.RowBytes(w.DType, n)
-	xb := kernels.RowBytes(format.Q8_0, n)
-	if n <= 0 || n%format.QBlock != 0 || r0 < 0 || r1 > w.Rows || len(w.Data) < w.Rows*rb || ld < r1 ||
+	rb := dtype.RowBytes(w.DType, n)
+	xb := dtype.RowBytes(dtype.Q8_0, n)
+	if n <= 0 || n%dtype.QBlock != 0 || r0 < 0 || r1 > w.Rows || len(w.Data) < w.Rows*rb || ld < r1 ||
 		len(xq) < T*xb || len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
 		panic(fmt.Sprintf("avx2: MatMulQ8 %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(xq)=%d len(dst)=%d len(bias)=%d",
 			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(xq), len(dst), len(bias)))
 	}
-	nb := n / format.QBlock
+	nb := n / dtype.QBlock
 	// The kernels take each activation block's scale as float32 (and for q4_0 8·Σx),
 	// computed once here for every token (on the stack for a decode step, so that it
 	// allocates nothing).
@@ -618,7 +618,7 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 	} else {
 		xi = make([]xBlock, T*nb)
 	}
-	blockInfo(xq[:T*xb], xi, w.DType == format.Q4_0)
+	blockInfo(xq[:T*xb], xi, w.DType == dtype.Q4_0)
 	q := qmat{dt: w.DType, sym: w.Q8Sym, data: w.Data, rb: rb, nb: nb}
 	if T == 1 {
 		q.rows(dst, xq, xi, r0, r1)
@@ -642,7 +642,7 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 
 // qmat is a q8_0 or q4_0 matrix as MatMulQ8's kernels take it.
 type qmat struct {
-	dt     format.DType
+	dt     dtype.DType
 	sym    bool // q8_0 without a quant of −128 (kernels.Mat.Q8Sym)
 	data   []byte
 	rb, nb int // bytes and blocks per row
@@ -658,7 +658,7 @@ func (q *qmat) rows(dst []float32, xq []byte, xi []xBlock, r0, r1 int) {
 	g := (r1 - r0) / 8
 	if g > 0 {
 		switch {
-		case q.dt == format.Q4_0:
+		case q.dt == dtype.Q4_0:
 			mvQ4_0x8(&d[0], x, &w[0], q.rb, q.nb, g, g, 1, s)
 		case q.sym:
 			mvQ8_0Sx8(&d[0], x, &w[0], q.rb, q.nb, g, g, 1, s)
@@ -667,7 +667,7 @@ func (q *qmat) rows(dst []float32, xq []byte, xi []xBlock, r0, r1 int) {
 		}
 	}
 	if rem := r1 - r0 - 8*g; rem > 0 {
-		if q.dt == format.Q4_0 {
+		if q.dt == dtype.Q4_0 {
 			mvQ4_0x1(&d[8*g], x, &w[8*g*q.rb], q.rb, q.nb, rem, s)
 		} else {
 			mvQ8_0x1(&d[8*g], x, &w[8*g*q.rb], q.rb, q.nb, rem, s)

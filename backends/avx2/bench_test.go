@@ -11,7 +11,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 	"github.com/viterin/vek/vek32"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -262,7 +262,7 @@ func BenchmarkAttentionF16(b *testing.B) {
 	half := func(v []float32) []uint16 {
 		h := make([]uint16, len(v))
 		for i, x := range v {
-			h[i] = kernels.F32ToF16(x)
+			h[i] = dtype.F32ToF16(x)
 		}
 		return h
 	}
@@ -314,12 +314,12 @@ func BenchmarkElementwise(b *testing.B) {
 func BenchmarkMatVecQ8(b *testing.B) {
 	needAVX2(b)
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		for _, sh := range [][2]int{{768, 768}, {4096, 4096}} {
 			rows, cols := sh[0], sh[1]
-			data, _ := kernels.Quantize(dt, randSlice(r, rows*cols), cols)
+			data, _ := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
 			w, _ := kernels.NewMat(dt, data, rows, cols) // as the engine loads them
-			xq := make([]byte, kernels.RowBytes(format.Q8_0, cols))
+			xq := make([]byte, dtype.RowBytes(dtype.Q8_0, cols))
 			kernels.QuantizeQ8(randSlice(r, cols), xq)
 			dst := make([]float32, rows)
 			b.Run(fmt.Sprintf("%v/%dx%d", dt, rows, cols), func(b *testing.B) {
@@ -336,14 +336,14 @@ func BenchmarkMatVecQ8(b *testing.B) {
 func BenchmarkMatVecHalf(b *testing.B) {
 	needAVX2(b)
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, dt := range []format.DType{format.F16, format.BF16} {
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
 		for _, sh := range [][2]int{{768, 768}, {4096, 4096}} {
 			rows, cols := sh[0], sh[1]
-			data, _ := kernels.Quantize(dt, randSlice(r, rows*cols), cols)
+			data, _ := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
 			x := randSlice(r, cols)
 			dst := make([]float32, rows)
 			for _, finite := range []bool{false, true} {
-				if finite && dt != format.F16 {
+				if finite && dt != dtype.F16 {
 					continue
 				}
 				// F16Finite lets f16 take the mix kernels (half the columns widened on

@@ -7,8 +7,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/cpuid/v2"
-
-	"github.com/lmrun/lmrun/kernels"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // TestQuantQ8Stops: quantQ8 quantizes finite blocks itself and stops exactly before a
@@ -23,7 +22,7 @@ func TestQuantQ8Stops(t *testing.T) {
 	for i := range x {
 		x[i] = float32(i%23) - 11.25
 	}
-	dst := make([]byte, nb*kernels.BlockQ8_0)
+	dst := make([]byte, nb*dtype.BlockQ8_0)
 	if got := quantQ8(&dst[0], &x[0], nb); got != nb {
 		t.Fatalf("finite blocks: %d of %d done", got, nb)
 	}

@@ -139,18 +139,18 @@ func mvQ4_0x1(dst *float32, xq *byte, w *byte, ldw int, nb int, rows int, xi *fl
 func mvQ8_0Sx8(dst *float32, xq *byte, w *byte, ldw int, nb int, groups int, gap int, step int, xi *float32)
 
 // quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as
-// kernels.QuantizeRowQ8_0, stopping before the first block with a non-finite element or
+// dtype.QuantizeRowQ8_0, stopping before the first block with a non-finite element or
 // 1/d; it returns how many blocks it wrote.
 //
 //go:noescape
 func quantQ8(dst *byte, x *float32, nb int) int
 
-// dequantQ8_0 widens the nb blocks at src to float32 at dst, as kernels.DequantizeRow.
+// dequantQ8_0 widens the nb blocks at src to float32 at dst, as dtype.DequantizeRow.
 //
 //go:noescape
 func dequantQ8_0(dst *float32, src *byte, nb int)
 
-// dequantQ4_0 widens the nb blocks at src to float32 at dst, as kernels.DequantizeRow.
+// dequantQ4_0 widens the nb blocks at src to float32 at dst, as dtype.DequantizeRow.
 //
 //go:noescape
 func dequantQ4_0(dst *float32, src *byte, nb int)

@@ -20,7 +20,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/lmrun/lmrun/backends"
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -75,9 +75,9 @@ func (Kernels) Dot(a, b []float32) float32 { return dotAsm(a, b[:len(a)]) }
 // converted f32 matrix bit for bit, as in the reference.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
 	switch w.DType {
-	case format.F32:
+	case dtype.F32:
 		matmulF32Rows(dst, ld, x, T, w, bias, r0, r1)
-	case format.F16, format.BF16:
+	case dtype.F16, dtype.BF16:
 		matmulHalfRows(dst, ld, x, T, w, bias, r0, r1)
 	default:
 		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1)
@@ -91,7 +91,7 @@ func matmulF32Rows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bi
 	}
 	wf := w.F32
 	if wf == nil { // as in the reference: a view on Data when it is aligned
-		wf = format.BytesToF32(w.Data)
+		wf = dtype.BytesToF32(w.Data)
 	}
 	n := w.Cols
 	wf = exact(wf)
@@ -145,7 +145,7 @@ func matmulHalfRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, b
 	data := exact(w.Data)[r0*rb : r1*rb] // the rows r0..r1-1: panics on short weights
 	x = exact(x)[:T*n]
 	d := outRows(dst, ld, T, r0, r1)
-	bf := w.DType == format.BF16
+	bf := w.DType == dtype.BF16
 	nr := r1 - r0
 	rows4 := nr &^ 3
 	kn := n &^ 3
@@ -180,9 +180,9 @@ func matmulHalfRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, b
 				for i, v := range xt {
 					h := binary.LittleEndian.Uint16(wr[2*i:])
 					if bf {
-						s += v * kernels.BF16ToF32(h)
+						s += v * dtype.BF16ToF32(h)
 					} else {
-						s += v * kernels.F16ToF32(h)
+						s += v * dtype.F16ToF32(h)
 					}
 				}
 				d[t*ld+r] = s
@@ -231,23 +231,23 @@ func exact[E any](s []E) []E { return s[:len(s):len(s)] }
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
 	var bb int // weight block bytes
 	switch w.DType {
-	case format.Q8_0:
-		bb = kernels.BlockQ8_0
-	case format.Q4_0:
-		bb = kernels.BlockQ4_0
+	case dtype.Q8_0:
+		bb = dtype.BlockQ8_0
+	case dtype.Q4_0:
+		bb = dtype.BlockQ4_0
 	}
-	q4 := w.DType == format.Q4_0
+	q4 := w.DType == dtype.Q4_0
 	n := w.Cols
-	if bb == 0 || n%format.QBlock != 0 {
+	if bb == 0 || n%dtype.QBlock != 0 {
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1)
 		return
 	}
 	if r0 >= r1 || T <= 0 {
 		return
 	}
-	nb := n / format.QBlock
-	rb := nb * bb                // bytes per weight row
-	xb := nb * kernels.BlockQ8_0 // bytes per token
+	nb := n / dtype.QBlock
+	rb := nb * bb              // bytes per weight row
+	xb := nb * dtype.BlockQ8_0 // bytes per token
 	xq = exact(xq)[:T*xb]
 	data := exact(w.Data)[r0*rb : r1*rb]
 	d := outRows(dst, ld, T, r0, r1)

@@ -12,7 +12,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 	"golang.org/x/sys/cpu"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -67,16 +67,16 @@ func TestDotProdDetection(t *testing.T) {
 // quantWeights makes rows×cols weights of dtype q8_0 or q4_0 with random bytes (so q8_0
 // has -128) and f16 scales of moderate size, starting at byte offset off of the returned
 // buffer.
-func quantWeights(r *rand.Rand, dt format.DType, rows, cols, off int) []byte {
-	rb := kernels.RowBytes(dt, cols)
+func quantWeights(r *rand.Rand, dt dtype.DType, rows, cols, off int) []byte {
+	rb := dtype.RowBytes(dt, cols)
 	buf := make([]byte, off+rows*rb)
 	b := buf[off:]
-	bb := kernels.BlockQ8_0
-	if dt == format.Q4_0 {
-		bb = kernels.BlockQ4_0
+	bb := dtype.BlockQ8_0
+	if dt == dtype.Q4_0 {
+		bb = dtype.BlockQ4_0
 	}
 	for i := 0; i < len(b); i += bb {
-		binary.LittleEndian.PutUint16(b[i:], kernels.F32ToF16(float32(r.NormFloat64()*0.05)))
+		binary.LittleEndian.PutUint16(b[i:], dtype.F32ToF16(float32(r.NormFloat64()*0.05)))
 		for j := 2; j < bb; j++ {
 			b[i+j] = byte(r.IntN(256))
 		}
@@ -87,7 +87,7 @@ func quantWeights(r *rand.Rand, dt format.DType, rows, cols, off int) []byte {
 // quantActs quantizes T rows of cols random activations with QuantizeQ8, at byte offset
 // off, with one large value per row in some rows (small scales elsewhere).
 func quantActs(r *rand.Rand, T, cols, off int) []byte {
-	rb := kernels.RowBytes(format.Q8_0, cols)
+	rb := dtype.RowBytes(dtype.Q8_0, cols)
 	buf := make([]byte, off+T*rb)
 	xq := buf[off:]
 	x := randVec(r, cols, 1)
@@ -144,7 +144,7 @@ func guarded(n int) []float32 {
 func TestMatMulQ8Exact(t *testing.T) {
 	requireASIMD(t)
 	r := rand.New(rand.NewPCG(21, 22))
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		for _, cols := range []int{32, 64, 96, 160, 288} {
 			for _, rows := range []int{1, 2, 3, 4, 5, 7, 8, 9, 12, 13} {
 				for _, T := range []int{1, 2, 3, 4, 5, 7, 8, 9, 17, 35} {
@@ -185,7 +185,7 @@ func TestMatMulQ8Exact(t *testing.T) {
 func TestMatMulQ8Extremes(t *testing.T) {
 	requireASIMD(t)
 	const rows, cols, T = 6, 96, 3
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		for _, c := range []struct {
 			name   string
 			wq, xq int8
@@ -198,16 +198,16 @@ func TestMatMulQ8Extremes(t *testing.T) {
 			{"nan scale", 5, 7, 0x7e00, 0x3c00},
 			{"zero·inf", 0, 7, 0x7c00, 0x3c00},
 		} {
-			rb := kernels.RowBytes(dt, cols)
+			rb := dtype.RowBytes(dt, cols)
 			wdata := make([]byte, rows*rb)
-			bb := kernels.BlockQ8_0
-			if dt == format.Q4_0 {
-				bb = kernels.BlockQ4_0
+			bb := dtype.BlockQ8_0
+			if dt == dtype.Q4_0 {
+				bb = dtype.BlockQ4_0
 			}
 			for i := 0; i < len(wdata); i += bb {
 				binary.LittleEndian.PutUint16(wdata[i:], c.wd)
 				for j := 2; j < bb; j++ {
-					if dt == format.Q4_0 { // nibble 0 is -8, 15 is 7
+					if dt == dtype.Q4_0 { // nibble 0 is -8, 15 is 7
 						nib := byte(0)
 						if c.wq > 0 {
 							nib = 15
@@ -218,11 +218,11 @@ func TestMatMulQ8Extremes(t *testing.T) {
 					}
 				}
 			}
-			xr := kernels.RowBytes(format.Q8_0, cols)
+			xr := dtype.RowBytes(dtype.Q8_0, cols)
 			xq := make([]byte, T*xr)
-			for i := 0; i < len(xq); i += kernels.BlockQ8_0 {
+			for i := 0; i < len(xq); i += dtype.BlockQ8_0 {
 				binary.LittleEndian.PutUint16(xq[i:], c.xd)
-				for j := 2; j < kernels.BlockQ8_0; j++ {
+				for j := 2; j < dtype.BlockQ8_0; j++ {
 					xq[i+j] = byte(c.xq)
 				}
 			}
@@ -246,9 +246,9 @@ func TestMatQAsm(t *testing.T) {
 	requireASIMD(t)
 	type fn = func(dst []float32, ld int, xq []byte, T int, w []byte, wstride, nb, rows int)
 	r := rand.New(rand.NewPCG(23, 24))
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		mull, sdot := fn(matQ8Mull), fn(matQ8Sdot)
-		if dt == format.Q4_0 {
+		if dt == dtype.Q4_0 {
 			mull, sdot = matQ4Mull, matQ4Sdot
 		}
 		for _, nb := range []int{0, 1, 2, 3, 7} {
@@ -256,16 +256,16 @@ func TestMatQAsm(t *testing.T) {
 				for _, T := range []int{1, 3, 4, 5, 8, 11} {
 					for _, pad := range []int{0, 5} { // wstride = row bytes + pad
 						cols := nb * 32
-						rb := kernels.RowBytes(dt, cols)
+						rb := dtype.RowBytes(dt, cols)
 						stride := rb + pad
 						wbuf := quantWeights(r, dt, rows, cols+32, 1)[:(rows-1)*stride+rb]
 						bb := rb / max(nb, 1)
 						for i := 0; i < rows; i++ { // sensible scales where the rows' blocks start
 							for b := 0; b < nb; b++ {
-								binary.LittleEndian.PutUint16(wbuf[i*stride+b*bb:], kernels.F32ToF16(float32(r.NormFloat64()*0.05)))
+								binary.LittleEndian.PutUint16(wbuf[i*stride+b*bb:], dtype.F32ToF16(float32(r.NormFloat64()*0.05)))
 							}
 						}
-						xq := quantActs(r, T, max(cols, 32), 0)[:T*nb*kernels.BlockQ8_0]
+						xq := quantActs(r, T, max(cols, 32), 0)[:T*nb*dtype.BlockQ8_0]
 						ld := rows + 3
 						// The reference on the same rows, copied out of the strided buffer.
 						packed := make([]byte, rows*rb)
@@ -320,8 +320,8 @@ func TestMatMulQ8Delegates(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 26))
 	const rows, cols, T = 5, 64, 3
 	xq := quantActs(r, T, cols, 0)
-	for _, dt := range []format.DType{format.F32, format.F16, format.BF16} {
-		data, err := kernels.Quantize(dt, randVec(r, rows*cols, 1), cols)
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16} {
+		data, err := dtype.Quantize(dt, randVec(r, rows*cols, 1), cols)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,7 +342,7 @@ func TestMatMulQ8Panics(t *testing.T) {
 	requireASIMD(t)
 	r := rand.New(rand.NewPCG(27, 28))
 	const rows, cols, T = 8, 64, 2
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		data := quantWeights(r, dt, rows, cols, 0)
 		xq := quantActs(r, T, cols, 0)
 		w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
@@ -384,16 +384,16 @@ func TestNoAllocs(t *testing.T) {
 	x := randVec(r, T*cols, 1)
 	dst := make([]float32, T*rows)
 	bias := randVec(r, rows, 1)
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0, format.F16, format.BF16} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0, dtype.F16, dtype.BF16} {
 		var data []byte
-		if dt == format.Q8_0 || dt == format.Q4_0 {
+		if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
 			data = quantWeights(r, dt, rows, cols, 0)
 		} else {
 			data = halfWeights(r, dt, rows, cols, 0)
 		}
 		w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
 		var n float64
-		if dt == format.Q8_0 || dt == format.Q4_0 {
+		if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
 			n = testing.AllocsPerRun(10, func() { k.MatMulQ8(dst, rows, xq, T, w, bias, 0, rows) })
 		} else {
 			n = testing.AllocsPerRun(10, func() { k.MatMul(dst, rows, x, T, w, bias, 0, rows) })
@@ -406,7 +406,7 @@ func TestNoAllocs(t *testing.T) {
 
 // halfWeights makes rows×cols f16 or bf16 weights from normal floats (f16 with a few
 // subnormals), at byte offset off.
-func halfWeights(r *rand.Rand, dt format.DType, rows, cols, off int) []byte {
+func halfWeights(r *rand.Rand, dt dtype.DType, rows, cols, off int) []byte {
 	buf := make([]byte, off+2*rows*cols)
 	b := buf[off:]
 	for i := 0; i < rows*cols; i++ {
@@ -415,10 +415,10 @@ func halfWeights(r *rand.Rand, dt format.DType, rows, cols, off int) []byte {
 			v *= 1e-6 // subnormal in f16
 		}
 		var h uint16
-		if dt == format.F16 {
-			h = kernels.F32ToF16(v)
+		if dt == dtype.F16 {
+			h = dtype.F32ToF16(v)
 		} else {
-			h = kernels.F32ToBF16(v)
+			h = dtype.F32ToBF16(v)
 		}
 		binary.LittleEndian.PutUint16(b[2*i:], h)
 	}
@@ -432,7 +432,7 @@ func TestMatMulHalf(t *testing.T) {
 	requireASIMD(t)
 	k := New()
 	r := rand.New(rand.NewPCG(29, 30))
-	for _, dt := range []format.DType{format.F16, format.BF16} {
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
 		for _, cols := range []int{1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, 33, 64, 67, 100} {
 			for _, rows := range []int{1, 3, 4, 5, 8, 11, 13} {
 				for _, T := range []int{1, 2, 3, 4, 5, 9, 35} {
@@ -441,7 +441,7 @@ func TestMatMulHalf(t *testing.T) {
 					}
 					data := halfWeights(r, dt, rows, cols, (rows+cols)%2)
 					w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
-					wf, err := kernels.Dequantize(dt, data, cols)
+					wf, err := dtype.Dequantize(dt, data, cols)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -505,7 +505,7 @@ func TestMatMulHalfPanics(t *testing.T) {
 	k := New()
 	r := rand.New(rand.NewPCG(31, 32))
 	const rows, cols, T = 8, 20, 2
-	for _, dt := range []format.DType{format.F16, format.BF16} {
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
 		data := halfWeights(r, dt, rows, cols, 0)
 		w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
 		short := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data[:len(data)-1]}
@@ -532,9 +532,9 @@ func TestMatMulHalfPanics(t *testing.T) {
 func TestMatHalfAsm(t *testing.T) {
 	requireASIMD(t)
 	r := rand.New(rand.NewPCG(33, 34))
-	for _, dt := range []format.DType{format.F16, format.BF16} {
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
 		f := matmulF16
-		if dt == format.BF16 {
+		if dt == dtype.BF16 {
 			f = matmulBF16
 		}
 		for _, n := range []int{4, 8, 12, 20, 36} {
@@ -574,7 +574,7 @@ func TestMatHalfAsm(t *testing.T) {
 // quantized and half-precision weights. Under qemu-user the numbers measure the
 // emulator; run on arm64 hardware.
 
-func benchQ8(b *testing.B, k kernels.Q8Kernels, dt format.DType, T, rows, cols int) {
+func benchQ8(b *testing.B, k kernels.Q8Kernels, dt dtype.DType, T, rows, cols int) {
 	r := rand.New(rand.NewPCG(1, 1))
 	w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: quantWeights(r, dt, rows, cols, 0)}
 	xq := quantActs(r, T, cols, 0)
@@ -586,7 +586,7 @@ func benchQ8(b *testing.B, k kernels.Q8Kernels, dt format.DType, T, rows, cols i
 	}
 }
 
-func benchHalf(b *testing.B, k kernels.Kernels, dt format.DType, T, rows, cols int) {
+func benchHalf(b *testing.B, k kernels.Kernels, dt dtype.DType, T, rows, cols int) {
 	r := rand.New(rand.NewPCG(1, 1))
 	w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: halfWeights(r, dt, rows, cols, 0)}
 	x := randVec(r, T*cols, 1)
@@ -602,7 +602,7 @@ var benchShapes = [][2]int{{768, 768}, {4096, 4096}}
 
 func BenchmarkMatVecQ8(b *testing.B) {
 	requireASIMD(b)
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		for _, sh := range benchShapes {
 			impls := map[string]kernels.Q8Kernels{"mull": Kernels{}, "generic": ref}
 			if cpuid.CPU.Supports(cpuid.ASIMDDP) {
@@ -621,7 +621,7 @@ func BenchmarkMatVecQ8(b *testing.B) {
 
 func BenchmarkMatMulQ8T16(b *testing.B) {
 	requireASIMD(b)
-	for _, dt := range []format.DType{format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		for _, k := range []kernels.Q8Kernels{New(), ref} {
 			b.Run(fmt.Sprintf("%v/768x768/%s", dt, k.(kernels.Kernels).Name()), func(b *testing.B) { benchQ8(b, k, dt, 16, 768, 768) })
 		}
@@ -630,7 +630,7 @@ func BenchmarkMatMulQ8T16(b *testing.B) {
 
 func BenchmarkMatVecHalf(b *testing.B) {
 	requireASIMD(b)
-	for _, dt := range []format.DType{format.F16, format.BF16} {
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
 		for _, sh := range benchShapes {
 			for _, k := range []kernels.Kernels{New(), ref} {
 				b.Run(fmt.Sprintf("%v/%dx%d/%s", dt, sh[0], sh[1], k.Name()), func(b *testing.B) { benchHalf(b, k, dt, 1, sh[0], sh[1]) })
@@ -642,6 +642,6 @@ func BenchmarkMatVecHalf(b *testing.B) {
 func BenchmarkMatMulHalfT16(b *testing.B) {
 	requireASIMD(b)
 	for _, k := range []kernels.Kernels{New(), ref} {
-		b.Run("f16/768x768/"+k.Name(), func(b *testing.B) { benchHalf(b, k, format.F16, 16, 768, 768) })
+		b.Run("f16/768x768/"+k.Name(), func(b *testing.B) { benchHalf(b, k, dtype.F16, 16, 768, 768) })
 	}
 }

@@ -9,11 +9,12 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
 // Tests of QuantizeQ8, the activation quantizer: the assembly (quantQ8) must write the
-// reference's bytes (kernels.QuantizeRowQ8_0) for every block it takes, and take every
+// reference's bytes (dtype.QuantizeRowQ8_0) for every block it takes, and take every
 // block but those the reference must do. The conformance suite (backends) checks the
 // bytes of QuantizeQ8 as a whole.
 
@@ -33,15 +34,15 @@ func q8Block(f func(j int) float32) []float32 {
 func checkQuantQ8(t *testing.T, what string, x []float32, want int) {
 	t.Helper()
 	nb := len(x) / 32
-	got := bytes.Repeat([]byte{q8Guard}, nb*kernels.BlockQ8_0+8)
+	got := bytes.Repeat([]byte{q8Guard}, nb*dtype.BlockQ8_0+8)
 	exp := bytes.Repeat([]byte{q8Guard}, len(got))
-	kernels.QuantizeRowQ8_0(x[:want*32], exp[:want*kernels.BlockQ8_0])
+	dtype.QuantizeRowQ8_0(x[:want*32], exp[:want*dtype.BlockQ8_0])
 	if n := quantQ8(&got[0], &x[0], nb); n != want {
 		t.Errorf("%s: quantQ8 did %d of %d blocks, want %d", what, n, nb, want)
 	}
 	for i := range got {
 		if got[i] != exp[i] {
-			t.Errorf("%s: byte %d (block %d) = %#02x, want %#02x", what, i, i/kernels.BlockQ8_0, got[i], exp[i])
+			t.Errorf("%s: byte %d (block %d) = %#02x, want %#02x", what, i, i/dtype.BlockQ8_0, got[i], exp[i])
 			return
 		}
 	}
@@ -149,20 +150,20 @@ func TestQuantizeQ8(t *testing.T) {
 				}
 			}
 		}
-		want := bytes.Repeat([]byte{q8Guard}, nb*kernels.BlockQ8_0+3)
+		want := bytes.Repeat([]byte{q8Guard}, nb*dtype.BlockQ8_0+3)
 		got := bytes.Clone(want)
-		kernels.QuantizeQ8(x, want[:nb*kernels.BlockQ8_0])
-		k.QuantizeQ8(x, got[:nb*kernels.BlockQ8_0])
+		kernels.QuantizeQ8(x, want[:nb*dtype.BlockQ8_0])
+		k.QuantizeQ8(x, got[:nb*dtype.BlockQ8_0])
 		if !bytes.Equal(got, want) {
 			t.Errorf("reference blocks %v: bytes differ from the reference's", specials)
 		}
 	}
 	x := randVec(r, 64, 1)
-	if p := panicked(func() { k.QuantizeQ8(x, make([]byte, 2*kernels.BlockQ8_0-1)) }); p == nil {
+	if p := panicked(func() { k.QuantizeQ8(x, make([]byte, 2*dtype.BlockQ8_0-1)) }); p == nil {
 		t.Error("short dst: no panic")
 	}
 	k.QuantizeQ8(nil, nil) // nothing to do
-	dst := make([]byte, 2*kernels.BlockQ8_0)
+	dst := make([]byte, 2*dtype.BlockQ8_0)
 	x[40] = nan // one block each way
 	if n := testing.AllocsPerRun(10, func() { k.QuantizeQ8(x, dst) }); n != 0 {
 		t.Errorf("%v allocations per call", n)

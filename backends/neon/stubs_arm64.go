@@ -150,7 +150,7 @@ func matmulF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, 
 func matmulBF16(dst []float32, ld int, x []float32, T int, w []byte, n, wstride, rows int)
 
 // quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as
-// kernels.QuantizeRowQ8_0, stopping before the first block with a non-finite element or
+// dtype.QuantizeRowQ8_0, stopping before the first block with a non-finite element or
 // 1/d; it returns how many blocks it wrote.
 //
 //go:noescape

@@ -10,10 +10,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lmrun/lmrun/engine/calib"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/format/gguf"
+	"github.com/lmrun/lmrun/quant/calib"
 )
 
 func convertCommand() *cli.Command {
@@ -60,15 +61,15 @@ func convertCommand() *cli.Command {
 			if to != "lmc" && to != "gguf" {
 				return fmt.Errorf("--to %q: want lmc or gguf", to)
 			}
-			var dt format.DType
+			var dt dtype.DType
 			if s := c.String("dtype"); s != "" {
 				var err error
-				if dt, err = format.ParseDType(s); err != nil {
+				if dt, err = dtype.Parse(s); err != nil {
 					return fmt.Errorf("--dtype: %w", err)
 				}
 			}
 			gptq := c.Bool("gptq")
-			if gptq && (!c.IsSet("dtype") || dt != format.Q4_0) {
+			if gptq && (!c.IsSet("dtype") || dt != dtype.Q4_0) {
 				return errors.New("--gptq needs --dtype q4_0")
 			}
 			if !gptq && (c.IsSet("gptq-seqs") || c.IsSet("gptq-len")) {
@@ -134,12 +135,12 @@ func convertCommand() *cli.Command {
 
 // dtypeCounts summarizes the tensors' dtypes: "14 q8_0, 9 f32".
 func dtypeCounts(ck *format.Checkpoint) string {
-	n := map[format.DType]int{}
+	n := map[dtype.DType]int{}
 	for _, s := range ck.Tensors {
 		n[s.DType]++
 	}
 	var parts []string
-	for _, dt := range []format.DType{format.Q4_0, format.Q8_0, format.BF16, format.F16, format.F32} {
+	for _, dt := range []dtype.DType{dtype.Q4_0, dtype.Q8_0, dtype.BF16, dtype.F16, dtype.F32} {
 		if n[dt] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n[dt], dt))
 		}

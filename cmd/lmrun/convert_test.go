@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/npy"
 	"github.com/lmrun/lmrun/internal/fixtures"
@@ -123,7 +124,7 @@ func TestConvertGPTQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	for name, want := range map[string]format.DType{"blk.0.attn_q.weight": format.Q4_0, "blk.4.ffn_up.weight": format.Q4_0, "token_embd.weight": format.Q8_0} {
+	for name, want := range map[string]dtype.DType{"blk.0.attn_q.weight": dtype.Q4_0, "blk.4.ffn_up.weight": dtype.Q4_0, "token_embd.weight": dtype.Q8_0} {
 		if got := f.Tensor(name).DType; got != want {
 			t.Errorf("%s: %s, want %s", name, got, want)
 		}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/format"
@@ -114,8 +115,8 @@ func Build(cfg engine.Config, seed uint64) (*format.Checkpoint, error) {
 	add := func(name string, shape []int, kind int, scale float64) {
 		n++
 		s := splitmix(seed ^ uint64(n)*0x9e3779b97f4a7c15)
-		ck.Tensors = append(ck.Tensors, format.Source{Name: name, DType: format.F32, Shape: shape,
-			Data: func() ([]byte, error) { return format.F32ToBytes(fill(format.NumElements(shape), kind, scale, s)), nil }})
+		ck.Tensors = append(ck.Tensors, format.Source{Name: name, DType: dtype.F32, Shape: shape,
+			Data: func() ([]byte, error) { return dtype.F32ToBytes(fill(dtype.NumElements(shape), kind, scale, s)), nil }})
 	}
 	const (
 		weight = iota

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
 	"github.com/lmrun/lmrun/internal/fixtures"
-	"github.com/lmrun/lmrun/kernels"
 )
 
 func TestDetect(t *testing.T) {
@@ -118,7 +118,7 @@ func TestImport(t *testing.T) {
 		t.Errorf("%d tokens merged", len(toks))
 	}
 	g := filepath.Join(td, "gguf/llama-2-tiny-random.gguf")
-	if ck, err := Import(g, Options{}); err != nil || ck.Meta["general.architecture"] != "llama" || ck.Source("output.weight").DType != format.F16 {
+	if ck, err := Import(g, Options{}); err != nil || ck.Meta["general.architecture"] != "llama" || ck.Source("output.weight").DType != dtype.F16 {
 		t.Errorf("GGUF: %v", err)
 	}
 	v := filepath.Join(td, "gguf/ggml-vocab-gpt-2.gguf")
@@ -228,7 +228,7 @@ func TestWithDType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q8, err := WithDType(ck, format.Q8_0)
+	q8, err := WithDType(ck, dtype.Q8_0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,9 +243,9 @@ func TestWithDType(t *testing.T) {
 	orig := map[string][]float32{}
 	for _, s := range ck.Tensors {
 		b, _ := s.Data()
-		orig[s.Name] = append([]float32(nil), format.BytesToF32(b)...)
+		orig[s.Name] = append([]float32(nil), dtype.BytesToF32(b)...)
 	}
-	for _, dt := range []format.DType{format.F32, format.F16, format.BF16, format.Q8_0, format.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0} {
 		out, err := WithDType(ck, dt)
 		if err != nil {
 			t.Fatal(err)
@@ -261,19 +261,19 @@ func TestWithDType(t *testing.T) {
 		for _, tt := range f.Tensors {
 			want := dt
 			if len(tt.Shape) == 1 {
-				want = format.F32
+				want = dtype.F32
 			}
-			if dt == format.Q4_0 && tt.Name == "token_embd.weight" && f.Tensor("output.weight") == nil {
-				want = format.Q8_0 // the tied classifier keeps 8 bits
+			if dt == dtype.Q4_0 && tt.Name == "token_embd.weight" && f.Tensor("output.weight") == nil {
+				want = dtype.Q8_0 // the tied classifier keeps 8 bits
 			}
 			if tt.DType != want {
 				t.Errorf("%s: %s is %s, want %s", dt, tt.Name, tt.DType, want)
 			}
-			v, err := kernels.Dequantize(tt.DType, tt.Data, tt.Shape[len(tt.Shape)-1])
+			v, err := dtype.Dequantize(tt.DType, tt.Data, tt.Shape[len(tt.Shape)-1])
 			if err != nil {
 				t.Fatal(err)
 			}
-			tol := map[format.DType]float64{format.F32: 0, format.F16: 1e-3, format.BF16: 8e-3, format.Q8_0: 0.02, format.Q4_0: 0.35}[dt]
+			tol := map[dtype.DType]float64{dtype.F32: 0, dtype.F16: 1e-3, dtype.BF16: 8e-3, dtype.Q8_0: 0.02, dtype.Q4_0: 0.35}[dt]
 			for i, x := range orig[tt.Name] {
 				if d := math.Abs(float64(v[i] - x)); d > tol*math.Max(1, math.Abs(float64(x))) {
 					t.Fatalf("%s: %s[%d] = %v, was %v", dt, tt.Name, i, v[i], x)
@@ -281,7 +281,7 @@ func TestWithDType(t *testing.T) {
 			}
 		}
 		// Back to f32 from a quantized file: exactly the dequantized values.
-		back, err := WithDType(FromLMC(f), format.F32)
+		back, err := WithDType(FromLMC(f), dtype.F32)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,8 +290,8 @@ func TestWithDType(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v, _ := kernels.Dequantize(f.Tensors[i].DType, f.Tensors[i].Data, s.Shape[len(s.Shape)-1])
-			if s.DType != format.F32 || !bytes.Equal(b, format.F32ToBytes(v)) {
+			v, _ := dtype.Dequantize(f.Tensors[i].DType, f.Tensors[i].Data, s.Shape[len(s.Shape)-1])
+			if s.DType != dtype.F32 || !bytes.Equal(b, dtype.F32ToBytes(v)) {
 				t.Errorf("%s → f32: %s differs from its dequantization", dt, s.Name)
 			}
 		}
@@ -303,19 +303,19 @@ func TestWithDType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q4, _ := WithDType(s260, format.Q4_0)
-	if got := q4.Source("blk.0.ffn_down.weight").DType; got != format.F16 {
+	q4, _ := WithDType(s260, dtype.Q4_0)
+	if got := q4.Source("blk.0.ffn_down.weight").DType; got != dtype.F16 {
 		t.Errorf("ffn_down of rows of 172: %s, want f16", got)
 	}
-	if got := q4.Source("blk.0.ffn_up.weight").DType; got != format.Q4_0 {
+	if got := q4.Source("blk.0.ffn_up.weight").DType; got != dtype.Q4_0 {
 		t.Errorf("ffn_up: %s, want q4_0", got)
 	}
 	gpt2, err := Import(filepath.Join(td, "expected/gpt2_tiny_hf"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g8, _ := WithDType(gpt2, format.Q8_0)
-	for name, want := range map[string]format.DType{"position_embd.weight": format.F32, "token_embd.weight": format.Q8_0, "blk.0.attn_q.bias": format.F32, "blk.1.ffn_up.weight": format.Q8_0} {
+	g8, _ := WithDType(gpt2, dtype.Q8_0)
+	for name, want := range map[string]dtype.DType{"position_embd.weight": dtype.F32, "token_embd.weight": dtype.Q8_0, "blk.0.attn_q.bias": dtype.F32, "blk.1.ffn_up.weight": dtype.Q8_0} {
 		if got := g8.Source(name).DType; got != want {
 			t.Errorf("gpt2 %s: %s, want %s", name, got, want)
 		}

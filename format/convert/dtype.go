@@ -3,8 +3,9 @@ package convert
 import (
 	"fmt"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/kernels"
+	"github.com/lmrun/lmrun/quant"
 )
 
 // WithDType returns a copy of ck whose tensors are stored as dt where that makes sense
@@ -22,9 +23,9 @@ import (
 // through f32 (so q8_0 → q4_0 requantizes the dequantized values). Conversion happens
 // when the checkpoint is written, one tensor at a time, and is deterministic: f16 and
 // bf16 round to nearest even, q8_0 is ggml's reference quantizer, q4_0 ggml's layout
-// with least-squares block scales (kernels.QuantizeSearch; format/SPEC.md). engine/calib
+// with least-squares block scales (quant.QuantizeSearch; format/SPEC.md). engine/calib
 // quantizes to q4_0 with GPTQ instead, for the same tensors.
-func WithDType(ck *format.Checkpoint, dt format.DType) (*format.Checkpoint, error) {
+func WithDType(ck *format.Checkpoint, dt dtype.DType) (*format.Checkpoint, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
 	}
@@ -35,8 +36,8 @@ func WithDType(ck *format.Checkpoint, dt format.DType) (*format.Checkpoint, erro
 	}
 	for i, s := range ck.Tensors {
 		target := TargetDType(s.Name, s.Shape, dt)
-		if target == format.Q4_0 && s.Name == classifier {
-			target = format.Q8_0
+		if target == dtype.Q4_0 && s.Name == classifier {
+			target = dtype.Q8_0
 		}
 		out.Tensors[i] = convertSource(s, target)
 	}
@@ -44,18 +45,18 @@ func WithDType(ck *format.Checkpoint, dt format.DType) (*format.Checkpoint, erro
 }
 
 // TargetDType returns the dtype WithDType gives a tensor of the given name and shape.
-func TargetDType(name string, shape []int, dt format.DType) format.DType {
-	if dt == format.F32 || len(shape) != 2 || name == "position_embd.weight" {
-		return format.F32
+func TargetDType(name string, shape []int, dt dtype.DType) dtype.DType {
+	if dt == dtype.F32 || len(shape) != 2 || name == "position_embd.weight" {
+		return dtype.F32
 	}
-	if (dt == format.Q8_0 || dt == format.Q4_0) && shape[1]%format.QBlock != 0 {
-		return format.F16
+	if (dt == dtype.Q8_0 || dt == dtype.Q4_0) && shape[1]%dtype.QBlock != 0 {
+		return dtype.F16
 	}
 	return dt
 }
 
 // convertSource returns s stored as dt.
-func convertSource(s format.Source, dt format.DType) format.Source {
+func convertSource(s format.Source, dt dtype.DType) format.Source {
 	if s.DType == dt {
 		return s
 	}
@@ -66,11 +67,11 @@ func convertSource(s format.Source, dt format.DType) format.Source {
 		if err != nil {
 			return nil, err
 		}
-		v, err := kernels.Dequantize(src.DType, b, cols)
+		v, err := dtype.Dequantize(src.DType, b, cols)
 		if err != nil {
 			return nil, fmt.Errorf("tensor %s: %w", src.Name, err)
 		}
-		q, err := kernels.QuantizeSearch(dt, v, cols)
+		q, err := quant.QuantizeSearch(dt, v, cols)
 		if err != nil {
 			return nil, fmt.Errorf("tensor %s: %w", src.Name, err)
 		}

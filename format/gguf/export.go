@@ -6,8 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/kernels"
 )
 
 // Export maps an lmc checkpoint of a Llama-style model (rmsnorm, rope, swiglu) or a
@@ -201,7 +201,7 @@ type exporter struct {
 	used      map[string]bool
 	missing   []string
 	out       []TensorSource
-	elems     map[format.DType]int // elements of matrices by dtype, for general.file_type
+	elems     map[dtype.DType]int // elements of matrices by dtype, for general.file_type
 	quantized bool
 }
 
@@ -233,19 +233,19 @@ func (x *exporter) tensor(name string, required bool) {
 	x.out = append(x.out, TensorSource{Name: name, Type: t, Dims: Dims(s.Shape), Data: s.Data})
 }
 
-func (x *exporter) count(dt format.DType, shape []int) {
+func (x *exporter) count(dt dtype.DType, shape []int) {
 	if x.elems == nil {
-		x.elems = map[format.DType]int{}
+		x.elems = map[dtype.DType]int{}
 	}
-	x.elems[dt] += format.NumElements(shape)
-	if dt == format.Q8_0 || dt == format.Q4_0 {
+	x.elems[dt] += dtype.NumElements(shape)
+	if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
 		x.quantized = true
 	}
 }
 
 // f32Data returns s's data as f32, converting other dtypes.
 func f32Data(s *format.Source) func() ([]byte, error) {
-	if s.DType == format.F32 {
+	if s.DType == dtype.F32 {
 		return s.Data
 	}
 	return func() ([]byte, error) {
@@ -253,11 +253,11 @@ func f32Data(s *format.Source) func() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		v, err := kernels.Dequantize(s.DType, b, s.Shape[len(s.Shape)-1])
+		v, err := dtype.Dequantize(s.DType, b, s.Shape[len(s.Shape)-1])
 		if err != nil {
 			return nil, fmt.Errorf("tensor %s: %w", s.Name, err)
 		}
-		return format.F32ToBytes(v), nil
+		return dtype.F32ToBytes(v), nil
 	}
 }
 
@@ -330,7 +330,7 @@ func (x *exporter) fused(p string) {
 		}
 		rows += w.Shape[0]
 		if w.DType != dt {
-			dt = format.F32
+			dt = dtype.F32
 		}
 	}
 	t, err := TypeFor(dt)
@@ -398,13 +398,13 @@ func (x *exporter) finish() error {
 // fileType returns llama.cpp's general.file_type for the dtype most matrix elements
 // have (LLAMA_FTYPE_ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_BF16 32).
 func (x *exporter) fileType() uint32 {
-	best, n := format.F32, -1
-	for _, dt := range []format.DType{format.F32, format.F16, format.BF16, format.Q8_0, format.Q4_0} {
+	best, n := dtype.F32, -1
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0} {
 		if x.elems[dt] > n {
 			best, n = dt, x.elems[dt]
 		}
 	}
-	return map[format.DType]uint32{format.F32: 0, format.F16: 1, format.Q4_0: 2, format.Q8_0: 7, format.BF16: 32}[best]
+	return map[dtype.DType]uint32{dtype.F32: 0, dtype.F16: 1, dtype.Q4_0: 2, dtype.Q8_0: 7, dtype.BF16: 32}[best]
 }
 
 // GGUF token types (llama.cpp's llama_token_type).

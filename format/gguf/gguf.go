@@ -21,7 +21,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // Magic is the first four bytes of a GGUF file.
@@ -230,34 +230,34 @@ func (t Type) Known() bool {
 }
 
 // DType returns the lmc dtype with the same storage, ok false when lmc has none.
-func (t Type) DType() (format.DType, bool) {
+func (t Type) DType() (dtype.DType, bool) {
 	switch t {
 	case TypeF32:
-		return format.F32, true
+		return dtype.F32, true
 	case TypeF16:
-		return format.F16, true
+		return dtype.F16, true
 	case TypeBF16:
-		return format.BF16, true
+		return dtype.BF16, true
 	case TypeQ8_0:
-		return format.Q8_0, true
+		return dtype.Q8_0, true
 	case TypeQ4_0:
-		return format.Q4_0, true
+		return dtype.Q4_0, true
 	}
 	return 0, false
 }
 
 // TypeFor returns the ggml type storing an lmc dtype.
-func TypeFor(d format.DType) (Type, error) {
+func TypeFor(d dtype.DType) (Type, error) {
 	switch d {
-	case format.F32:
+	case dtype.F32:
 		return TypeF32, nil
-	case format.F16:
+	case dtype.F16:
 		return TypeF16, nil
-	case format.BF16:
+	case dtype.BF16:
 		return TypeBF16, nil
-	case format.Q8_0:
+	case dtype.Q8_0:
 		return TypeQ8_0, nil
-	case format.Q4_0:
+	case dtype.Q4_0:
 		return TypeQ4_0, nil
 	}
 	return 0, fmt.Errorf("no ggml type for dtype %s", d)

@@ -14,11 +14,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/hf"
 	"github.com/lmrun/lmrun/format/llama2c"
 	"github.com/lmrun/lmrun/internal/fixtures"
-	"github.com/lmrun/lmrun/kernels"
 )
 
 // tensorData reads every tensor of a checkpoint.
@@ -142,22 +142,22 @@ func TestQ8_0(t *testing.T) {
 	requantized := 0
 	for name, b := range tensorData(t, ck) {
 		s := ck.Source(name)
-		want := format.BytesToF32(rd[name])
+		want := dtype.BytesToF32(rd[name])
 		if len(s.Shape) == 1 {
-			if s.DType != format.F32 || !bytes.Equal(b, rd[name]) {
+			if s.DType != dtype.F32 || !bytes.Equal(b, rd[name]) {
 				t.Errorf("%s: %s, want the f32 norm unchanged", name, s.DType)
 			}
 			continue
 		}
-		if s.DType != format.Q8_0 {
+		if s.DType != dtype.Q8_0 {
 			t.Fatalf("%s: %s, want q8_0", name, s.DType)
 		}
-		got, err := kernels.Dequantize(format.Q8_0, b, s.Shape[1])
+		got, err := dtype.Dequantize(dtype.Q8_0, b, s.Shape[1])
 		if err != nil {
 			t.Fatal(err)
 		}
 		for blk := 0; blk < len(got)/32; blk++ {
-			d := float64(kernels.F16ToF32(binary.LittleEndian.Uint16(b[blk*34:])))
+			d := float64(dtype.F16ToF32(binary.LittleEndian.Uint16(b[blk*34:])))
 			for j := blk * 32; j < blk*32+32; j++ {
 				if e := math.Abs(float64(got[j]) - float64(want[j])); e > d*0.57 {
 					t.Fatalf("%s[%d] = %v, f32 %v: off by %g, step %g", name, j, got[j], want[j], e, d)
@@ -165,7 +165,7 @@ func TestQ8_0(t *testing.T) {
 			}
 		}
 		// lmrun's quantizer reproduces the fixture's bytes.
-		mine, err := kernels.Quantize(format.Q8_0, want, s.Shape[1])
+		mine, err := dtype.Quantize(dtype.Q8_0, want, s.Shape[1])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +234,7 @@ func TestTinyRandomF16(t *testing.T) {
 			t.Errorf("%s: %s %v, want the GGUF's %s %v bytes", ti.Name, s.DType, s.Shape, ti.Type, ti.Shape())
 		}
 	}
-	if ck.Source("output.weight").DType != format.F16 || ck.Source("output_norm.weight").DType != format.F32 {
+	if ck.Source("output.weight").DType != dtype.F16 || ck.Source("output_norm.weight").DType != dtype.F32 {
 		t.Error("dtypes not kept")
 	}
 	// The written checkpoint opens and verifies.
@@ -250,7 +250,7 @@ func TestTinyRandomF16(t *testing.T) {
 	if err := lf.Verify(nil); err != nil {
 		t.Fatal(err)
 	}
-	if lf.Tensor("token_embd.weight").DType != format.F16 {
+	if lf.Tensor("token_embd.weight").DType != dtype.F16 {
 		t.Error("token_embd.weight not f16 in the lmc file")
 	}
 }
@@ -283,15 +283,15 @@ func synthetic(arch string, typ Type, seed uint64) ([]KV, []TensorSource) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	dt, _ := typ.DType()
 	tensor := func(name string, shape ...int) TensorSource {
-		v := make([]float32, format.NumElements(shape))
+		v := make([]float32, dtype.NumElements(shape))
 		for i := range v {
 			v[i] = float32(rng.NormFloat64())
 		}
-		t, d := TypeF32, format.F32
+		t, d := TypeF32, dtype.F32
 		if len(shape) == 2 && !strings.HasPrefix(name, "position") {
 			t, d = typ, dt
 		}
-		b, err := kernels.Quantize(d, v, shape[len(shape)-1])
+		b, err := dtype.Quantize(d, v, shape[len(shape)-1])
 		if err != nil {
 			panic(err)
 		}
@@ -418,7 +418,7 @@ func TestWriteParse(t *testing.T) {
 						t.Errorf("%s: %s is not part %d of attn_qkv", typ, n, i)
 					}
 				}
-				if ck.Source("position_embd.weight").DType != format.F32 {
+				if ck.Source("position_embd.weight").DType != dtype.F32 {
 					t.Error("position table not f32")
 				}
 			}

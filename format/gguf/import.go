@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/kernels"
 )
 
 // ErrNoWeights is returned by Import for a GGUF file without tensors, such as the
@@ -344,23 +344,23 @@ func (b *builder) addRows(name string, shape []int, src *TensorInfo, r0, r1 int,
 	vector := len(shape) == 1
 	read := b.read
 	if vector || toF32 {
-		b.out = append(b.out, format.Source{Name: name, DType: format.F32, Shape: shape, Data: func() ([]byte, error) {
+		b.out = append(b.out, format.Source{Name: name, DType: dtype.F32, Shape: shape, Data: func() ([]byte, error) {
 			raw, err := read(src)
 			if err != nil {
 				return nil, err
 			}
-			v, err := kernels.Dequantize(dt, raw, cols)
+			v, err := dtype.Dequantize(dt, raw, cols)
 			if err != nil {
 				return nil, fmt.Errorf("tensor %s: %w", src.Name, err)
 			}
 			if vector {
-				return format.F32ToBytes(v[r0:r1]), nil
+				return dtype.F32ToBytes(v[r0:r1]), nil
 			}
-			return format.F32ToBytes(v[r0*cols : r1*cols]), nil
+			return dtype.F32ToBytes(v[r0*cols : r1*cols]), nil
 		}})
 		return
 	}
-	rb := kernels.RowBytes(dt, cols)
+	rb := dtype.RowBytes(dt, cols)
 	b.out = append(b.out, format.Source{Name: name, DType: dt, Shape: shape, Data: func() ([]byte, error) {
 		raw, err := read(src)
 		if err != nil {

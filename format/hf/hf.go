@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
 )
@@ -175,7 +176,7 @@ func (b *builder) add(name string, shape []int, src *safetensors.Tensor, fn func
 	if src == nil {
 		return
 	}
-	b.out = append(b.out, format.Source{Name: name, DType: format.F32, Shape: shape, Data: func() ([]byte, error) {
+	b.out = append(b.out, format.Source{Name: name, DType: dtype.F32, Shape: shape, Data: func() ([]byte, error) {
 		v, err := src.Float32()
 		if err != nil {
 			return nil, err
@@ -183,7 +184,7 @@ func (b *builder) add(name string, shape []int, src *safetensors.Tensor, fn func
 		if fn != nil {
 			v = fn(v)
 		}
-		return format.F32ToBytes(v), nil
+		return dtype.F32ToBytes(v), nil
 	}})
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/llama2c"
 	"github.com/lmrun/lmrun/format/safetensors"
@@ -26,10 +27,10 @@ func f32(t *testing.T, ck *format.Checkpoint, name string) []float32 {
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	if s.DType != format.F32 || len(b) != 4*format.NumElements(s.Shape) {
+	if s.DType != dtype.F32 || len(b) != 4*dtype.NumElements(s.Shape) {
 		t.Fatalf("%s: %s, %d bytes for shape %v", name, s.DType, len(b), s.Shape)
 	}
-	return append([]float32(nil), format.BytesToF32(b)...)
+	return append([]float32(nil), dtype.BytesToF32(b)...)
 }
 
 // raw returns a source tensor of a safetensors file as float32.
@@ -162,7 +163,7 @@ func TestGPT2Tiny(t *testing.T) {
 }
 
 func equalF32(a, b []float32) bool {
-	return bytes.Equal(format.F32ToBytes(a), format.F32ToBytes(b))
+	return bytes.Equal(dtype.F32ToBytes(a), dtype.F32ToBytes(b))
 }
 
 func TestSmallGPT2Fixtures(t *testing.T) {
@@ -376,22 +377,22 @@ func TestHalfPrecisionSources(t *testing.T) {
 		// The expected values are the f32 ones rounded to dt.
 		expect := make([]safetensors.TensorData, len(all))
 		for i, td := range all {
-			v := format.BytesToF32(td.Data)
+			v := dtype.BytesToF32(td.Data)
 			half := make([]byte, 2*len(v))
 			back := make([]float32, len(v))
 			for j, x := range v {
 				var h uint16
 				if dt == safetensors.F16 {
-					h = safetensors.F32ToF16(x)
-					back[j] = safetensors.F16ToF32(h)
+					h = dtype.F32ToF16(x)
+					back[j] = dtype.F16ToF32(h)
 				} else {
-					h = safetensors.F32ToBF16(x)
-					back[j] = safetensors.BF16ToF32(h)
+					h = dtype.F32ToBF16(x)
+					back[j] = dtype.BF16ToF32(h)
 				}
 				half[2*j], half[2*j+1] = byte(h), byte(h>>8)
 			}
 			conv[i] = safetensors.TensorData{Name: td.Name, DType: dt, Shape: td.Shape, Data: half}
-			expect[i] = safetensors.TensorData{Name: td.Name, DType: safetensors.F32, Shape: td.Shape, Data: append([]byte(nil), format.F32ToBytes(back)...)}
+			expect[i] = safetensors.TensorData{Name: td.Name, DType: safetensors.F32, Shape: td.Shape, Data: append([]byte(nil), dtype.F32ToBytes(back)...)}
 		}
 		cfg := readConfigMap(t, src)
 		got, err := Import(modelDir(t, cfg, conv))

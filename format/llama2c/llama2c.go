@@ -17,6 +17,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 )
 
@@ -392,14 +393,14 @@ func canonicalOrder(layers int) []string {
 
 // source returns a lazily read f32 source for t.
 func (h *Header) source(path string, t tensor) format.Source {
-	n := int64(format.NumElements(t.shape))
+	n := int64(dtype.NumElements(t.shape))
 	if !t.quant {
-		return format.Source{Name: t.name, DType: format.F32, Shape: t.shape, Data: func() ([]byte, error) {
+		return format.Source{Name: t.name, DType: dtype.F32, Shape: t.shape, Data: func() ([]byte, error) {
 			return readAt(path, t.offset, 4*n, h.FileSize)
 		}}
 	}
 	gs := int64(h.GroupSize)
-	return format.Source{Name: t.name, DType: format.F32, Shape: t.shape, Data: func() ([]byte, error) {
+	return format.Source{Name: t.name, DType: dtype.F32, Shape: t.shape, Data: func() ([]byte, error) {
 		raw, err := readAt(path, t.offset, n+4*(n/gs), h.FileSize)
 		if err != nil {
 			return nil, err
@@ -412,7 +413,7 @@ func (h *Header) source(path string, t tensor) format.Source {
 				out[i] = float32(int8(q[i])) * s
 			}
 		}
-		return format.F32ToBytes(out), nil
+		return dtype.F32ToBytes(out), nil
 	}}
 }
 

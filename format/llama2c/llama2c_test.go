@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/internal/fixtures"
 )
@@ -38,7 +39,7 @@ func data(t *testing.T, ck *format.Checkpoint, name string) []byte {
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	if want := 4 * format.NumElements(s.Shape); len(b) != want {
+	if want := 4 * dtype.NumElements(s.Shape); len(b) != want {
 		t.Fatalf("%s: %d bytes, shape %v needs %d", name, len(b), s.Shape, want)
 	}
 	return b
@@ -117,7 +118,7 @@ func TestStories260K(t *testing.T) {
 		"blk.4.attn_norm.weight": {sDim}, "blk.4.ffn_norm.weight": {sDim}, "output_norm.weight": {sDim},
 	}
 	for name, want := range shapes {
-		if s := ck.Source(name); s == nil || !shapeIs(s.Shape, want...) || s.DType != format.F32 {
+		if s := ck.Source(name); s == nil || !shapeIs(s.Shape, want...) || s.DType != dtype.F32 {
 			t.Errorf("%s: %+v, want f32 %v", name, s, want)
 		}
 	}
@@ -134,7 +135,7 @@ func TestStories260K(t *testing.T) {
 		t.Error("output_norm.weight is not just before freq_cis")
 	}
 	// Trained norms are not all zero, and embeddings vary.
-	if v := format.BytesToF32(fin); v[0] == 0 && v[1] == 0 {
+	if v := dtype.BytesToF32(fin); v[0] == 0 && v[1] == 0 {
 		t.Error("output_norm looks empty")
 	}
 }
@@ -178,7 +179,7 @@ func TestUnshared(t *testing.T) {
 		wcls[i] = float32(i%977) * 0.001
 	}
 	p := filepath.Join(t.TempDir(), "unshared.bin")
-	if err := os.WriteFile(p, unshared(raw, format.F32ToBytes(wcls)), 0o644); err != nil {
+	if err := os.WriteFile(p, unshared(raw, dtype.F32ToBytes(wcls)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ck, err := Import(p, "")
@@ -192,7 +193,7 @@ func TestUnshared(t *testing.T) {
 	if s == nil || !shapeIs(s.Shape, sVocab, sDim) {
 		t.Fatalf("output.weight: %+v", s)
 	}
-	if !bytes.Equal(data(t, ck, "output.weight"), format.F32ToBytes(wcls)) {
+	if !bytes.Equal(data(t, ck, "output.weight"), dtype.F32ToBytes(wcls)) {
 		t.Error("output.weight is not the appended classifier")
 	}
 	if ck.Tensors[len(ck.Tensors)-1].Name != "output.weight" {
@@ -205,7 +206,7 @@ func TestUnshared(t *testing.T) {
 	if _, err := Import(p2, ""); err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Errorf("unshared header without classifier: %v", err)
 	}
-	os.WriteFile(p2, append(append([]byte(nil), raw...), format.F32ToBytes(wcls)...), 0o644)
+	os.WriteFile(p2, append(append([]byte(nil), raw...), dtype.F32ToBytes(wcls)...), 0o644)
 	if _, err := Import(p2, ""); err == nil || !strings.Contains(err.Error(), "trailing") {
 		t.Errorf("shared header with classifier: %v", err)
 	}
@@ -252,10 +253,10 @@ func TestVersion2Dequantized(t *testing.T) {
 		t.Fatalf("%d tensors, legacy has %d", len(q.Tensors), len(legacy.Tensors))
 	}
 	for _, s := range legacy.Tensors {
-		want := format.BytesToF32(data(t, legacy, s.Name))
-		got := format.BytesToF32(data(t, q, s.Name))
+		want := dtype.BytesToF32(data(t, legacy, s.Name))
+		got := dtype.BytesToF32(data(t, q, s.Name))
 		if len(s.Shape) == 1 { // norms are stored in f32
-			if !bytes.Equal(format.F32ToBytes(got), format.F32ToBytes(want)) {
+			if !bytes.Equal(dtype.F32ToBytes(got), dtype.F32ToBytes(want)) {
 				t.Errorf("%s differs", s.Name)
 			}
 			continue
@@ -280,7 +281,7 @@ func TestVersion2Dequantized(t *testing.T) {
 	off := 256 + 4*(2*sLayers+1)*sDim
 	n := sVocab * sDim
 	scale := math.Float32frombits(binary.LittleEndian.Uint32(raw[off+n:]))
-	emb := format.BytesToF32(data(t, q, "token_embd.weight"))
+	emb := dtype.BytesToF32(data(t, q, "token_embd.weight"))
 	for i := 0; i < 32; i++ {
 		if want := float32(int8(raw[off+i])) * scale; emb[i] != want {
 			t.Fatalf("token_embd[%d] = %v, want %v", i, emb[i], want)
@@ -461,7 +462,7 @@ func TestRoundTrip(t *testing.T) {
 	offs := legacyOffsets(sDim, sHidden, sLayers, sHeads, sKV, sVocab)
 	for i, s := range ck.Tensors {
 		ft := f.Tensors[i]
-		if ft.Name != s.Name || !shapeIs(ft.Shape, s.Shape...) || ft.DType != format.F32 {
+		if ft.Name != s.Name || !shapeIs(ft.Shape, s.Shape...) || ft.DType != dtype.F32 {
 			t.Fatalf("tensor %d: %s %v %v, imported %s %v", i, ft.Name, ft.Shape, ft.DType, s.Name, s.Shape)
 		}
 		if !bytes.Equal(ft.Data, data(t, ck, s.Name)) {

@@ -21,7 +21,7 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // MaxHeaderSize bounds the JSON header a reader accepts (100 MiB, as the reference
@@ -66,14 +66,14 @@ func (d DType) Size() int { return dtypeSizes[d] }
 
 // Format returns the lmc dtype with the same encoding (F32, F16, BF16), with ok false for
 // the other types.
-func (d DType) Format() (dt format.DType, ok bool) {
+func (d DType) Format() (dt dtype.DType, ok bool) {
 	switch d {
 	case F32:
-		return format.F32, true
+		return dtype.F32, true
 	case F16:
-		return format.F16, true
+		return dtype.F16, true
 	case BF16:
-		return format.BF16, true
+		return dtype.BF16, true
 	}
 	return 0, false
 }
@@ -162,14 +162,14 @@ func DecodeFloat32(d DType, b []byte) ([]float32, error) {
 	le := binary.LittleEndian
 	switch d {
 	case F32:
-		copy(format.F32ToBytes(out), b)
+		copy(dtype.F32ToBytes(out), b)
 	case F16:
 		for i := range out {
-			out[i] = F16ToF32(le.Uint16(b[2*i:]))
+			out[i] = dtype.F16ToF32(le.Uint16(b[2*i:]))
 		}
 	case BF16:
 		for i := range out {
-			out[i] = BF16ToF32(le.Uint16(b[2*i:]))
+			out[i] = dtype.BF16ToF32(le.Uint16(b[2*i:]))
 		}
 	case F64:
 		for i := range out {

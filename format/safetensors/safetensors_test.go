@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/internal/fixtures"
 )
 
@@ -21,7 +21,7 @@ func file(header string, data []byte) []byte {
 	return append(b, data...)
 }
 
-func f32bytes(v ...float32) []byte { return append([]byte(nil), format.F32ToBytes(v)...) }
+func f32bytes(v ...float32) []byte { return append([]byte(nil), dtype.F32ToBytes(v)...) }
 
 func validFile(t testing.TB) []byte {
 	var buf bytes.Buffer
@@ -181,32 +181,32 @@ func TestF16(t *testing.T) {
 		{0x7c00, float32(math.Inf(1))}, {0xfc00, float32(math.Inf(-1))},
 	}
 	for _, c := range cases {
-		if got := F16ToF32(c.h); got != c.f {
+		if got := dtype.F16ToF32(c.h); got != c.f {
 			t.Errorf("F16ToF32(%#04x) = %v, want %v", c.h, got, c.f)
 		}
-		if got := F32ToF16(c.f); got != c.h {
+		if got := dtype.F32ToF16(c.f); got != c.h {
 			t.Errorf("F32ToF16(%v) = %#04x, want %#04x", c.f, got, c.h)
 		}
 	}
-	if got := math.Float32bits(F16ToF32(0x8000)); got != 0x80000000 {
+	if got := math.Float32bits(dtype.F16ToF32(0x8000)); got != 0x80000000 {
 		t.Errorf("-0 converts to bits %#x", got)
 	}
 	for _, h := range []uint16{0x7e00, 0x7c01, 0xfe00, 0x7fff} {
-		if f := F16ToF32(h); !math.IsNaN(float64(f)) {
+		if f := dtype.F16ToF32(h); !math.IsNaN(float64(f)) {
 			t.Errorf("F16ToF32(%#04x) = %v, want NaN", h, f)
 		}
 	}
 	// Every non-NaN half converts to float32 and back unchanged.
 	for i := 0; i < 1<<16; i++ {
 		h := uint16(i)
-		f := F16ToF32(h)
+		f := dtype.F16ToF32(h)
 		if math.IsNaN(float64(f)) {
-			if g := F32ToF16(f); g&0x7c00 != 0x7c00 || g&0x3ff == 0 {
+			if g := dtype.F32ToF16(f); g&0x7c00 != 0x7c00 || g&0x3ff == 0 {
 				t.Fatalf("NaN %#04x came back as %#04x", h, g)
 			}
 			continue
 		}
-		if g := F32ToF16(f); g != h {
+		if g := dtype.F32ToF16(f); g != h {
 			t.Fatalf("%#04x -> %v -> %#04x", h, f, g)
 		}
 	}
@@ -220,26 +220,26 @@ func TestF16(t *testing.T) {
 		{0x1.ffcp-15, 0x0400}, // largest subnormal + half a unit: rounds to the smallest normal
 	}
 	for _, c := range round {
-		if got := F32ToF16(c.f); got != c.h {
+		if got := dtype.F32ToF16(c.f); got != c.h {
 			t.Errorf("F32ToF16(%v) = %#04x, want %#04x", c.f, got, c.h)
 		}
 	}
 }
 
 func TestBF16(t *testing.T) {
-	if got := BF16ToF32(0x3f80); got != 1 {
+	if got := dtype.BF16ToF32(0x3f80); got != 1 {
 		t.Errorf("BF16ToF32(0x3f80) = %v", got)
 	}
-	if got := BF16ToF32(0xc0a0); got != -5 {
+	if got := dtype.BF16ToF32(0xc0a0); got != -5 {
 		t.Errorf("BF16ToF32(0xc0a0) = %v", got)
 	}
-	if got := F32ToBF16(1 + 0x1p-8); got != 0x3f80 { // tie, even
+	if got := dtype.F32ToBF16(1 + 0x1p-8); got != 0x3f80 { // tie, even
 		t.Errorf("F32ToBF16 tie: %#04x", got)
 	}
-	if got := F32ToBF16(1 + 0x1.8p-8); got != 0x3f81 {
+	if got := dtype.F32ToBF16(1 + 0x1.8p-8); got != 0x3f81 {
 		t.Errorf("F32ToBF16 round up: %#04x", got)
 	}
-	if f := BF16ToF32(F32ToBF16(float32(math.NaN()))); !math.IsNaN(float64(f)) {
+	if f := dtype.BF16ToF32(dtype.F32ToBF16(float32(math.NaN()))); !math.IsNaN(float64(f)) {
 		t.Errorf("NaN became %v", f)
 	}
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // genQuantizeQ8 emits quantQ8, the activation quantizer of the q8-activation path. It
-// computes what kernels.QuantizeRowQ8_0 (ggml's quantize_row_q8_0_ref) computes, byte for
+// computes what dtype.QuantizeRowQ8_0 (ggml's quantize_row_q8_0_ref) computes, byte for
 // byte, for every block whose elements and 1/d are finite: amax = max |x| (a maximum, so
 // its order does not matter), d = amax/127 and id = 1/d (0 when d is 0) in float32, d
 // stored by VCVTPS2PH rounding to nearest even, and q = round(x·id) with ties away from
@@ -19,7 +19,7 @@ import (
 func genQuantizeQ8() {
 	lb := fn("quantQ8", "func(dst *byte, x *float32, nb int) int",
 		"quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as",
-		"kernels.QuantizeRowQ8_0, stopping before the first block with a non-finite element or",
+		"dtype.QuantizeRowQ8_0, stopping before the first block with a non-finite element or",
 		"1/d; it returns how many blocks it wrote.")
 	dst := Load(Param("dst"), GP64())
 	x := Load(Param("x"), GP64())
@@ -112,14 +112,14 @@ func genQuantizeQ8() {
 }
 
 // genDequant emits dequantQ8_0 and dequantQ4_0: dst[i] = float32(q_i·d) for the nb
-// blocks at src, each value exactly kernels.DequantizeRow's (one float32 product).
+// blocks at src, each value exactly dtype.DequantizeRow's (one float32 product).
 func genDequant(q4 bool) {
 	name, bsz := "dequantQ8_0", 34
 	if q4 {
 		name, bsz = "dequantQ4_0", 18
 	}
 	lb := fn(name, "func(dst *float32, src *byte, nb int)",
-		name+" widens the nb blocks at src to float32 at dst, as kernels.DequantizeRow.")
+		name+" widens the nb blocks at src to float32 at dst, as dtype.DequantizeRow.")
 	dst := Load(Param("dst"), GP64())
 	src := Load(Param("src"), GP64())
 	nb := Load(Param("nb"), GP64())

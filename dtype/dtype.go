@@ -1,7 +1,7 @@
-// Package format reads and writes lmrun checkpoints (.lmc), the on-disk format described
-// in SPEC.md: a small typed index followed by 64-byte aligned tensor data that the engine
-// uses in place through a read-only memory map.
-package format
+// Package dtype defines the element types of stored tensors (f32, f16, bf16 and ggml's
+// q8_0 and q4_0 blocks) and their codecs: sizes, half-precision conversion, exact
+// quantization and dequantization. It imports nothing from the project.
+package dtype
 
 import (
 	"errors"
@@ -41,8 +41,8 @@ func (d DType) Valid() bool {
 	return ok
 }
 
-// ParseDType maps a name such as "f16" to its DType.
-func ParseDType(s string) (DType, error) {
+// Parse maps a name such as "f16" to its DType.
+func Parse(s string) (DType, error) {
 	for d, n := range dtypeNames {
 		if n == s {
 			return d, nil
@@ -97,3 +97,6 @@ func NumElements(shape []int) int {
 	}
 	return n
 }
+
+// MaxDims is the largest number of dimensions a tensor may have.
+const MaxDims = 8

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine"
-	"github.com/lmrun/lmrun/engine/calib"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/internal/fixtures"
+	"github.com/lmrun/lmrun/quant/calib"
 )
 
 func stories260K(t *testing.T) *format.Checkpoint {
@@ -45,12 +46,12 @@ func TestCollect(t *testing.T) {
 	ck := stories260K(t)
 	m := load(t, ck)
 	want := map[string]bool{}
-	q4, err := convert.WithDType(ck, format.Q4_0)
+	q4, err := convert.WithDType(ck, dtype.Q4_0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range q4.Tensors {
-		if s.DType == format.Q4_0 {
+		if s.DType == dtype.Q4_0 {
 			want[s.Name] = true
 		}
 	}
@@ -112,9 +113,9 @@ func TestGPTQPerplexity(t *testing.T) {
 	m := load(t, q4)
 	t.Logf("calibrated and quantized in %v", time.Since(start).Round(time.Millisecond))
 	for _, name := range []string{"blk.0.attn_q.weight", "blk.0.ffn_up.weight", "output.weight"} {
-		want := format.Q4_0
+		want := dtype.Q4_0
 		if name == "output.weight" {
-			want = format.Q8_0
+			want = dtype.Q8_0
 		}
 		if tn := m.File().Tensor(name); tn != nil && tn.DType != want {
 			t.Errorf("%s stored as %s, want %s", name, tn.DType, want)

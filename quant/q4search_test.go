@@ -1,4 +1,4 @@
-package kernels
+package quant
 
 import (
 	"encoding/binary"
@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // q4Weights returns n normal values with an outlier every 97 (as real weights have).
@@ -25,7 +25,7 @@ func q4Weights(seed uint64, n int) []float32 {
 
 // q4BlockErr is the squared error of one q4_0 block as the search measures it.
 func q4BlockErr(x []float32, blk []byte) float64 {
-	d := float64(F16ToF32(binary.LittleEndian.Uint16(blk)))
+	d := float64(dtype.F16ToF32(binary.LittleEndian.Uint16(blk)))
 	var e float64
 	for j, v := range x {
 		diff := float64(v) - d*float64(int(blk[2+j%16]>>(4*(j/16))&15)-8)
@@ -44,18 +44,18 @@ func TestQ4Search(t *testing.T) {
 	}
 	x[40] = float32(math.NaN()) // blocks with a NaN and an infinity: the reference encoding
 	x[70] = float32(math.Inf(-1))
-	ref := make([]byte, n/32*BlockQ4_0)
-	opt := make([]byte, n/32*BlockQ4_0)
-	QuantizeRowQ4_0(x, ref)
+	ref := make([]byte, n/32*dtype.BlockQ4_0)
+	opt := make([]byte, n/32*dtype.BlockQ4_0)
+	dtype.QuantizeRowQ4_0(x, ref)
 	QuantizeRowQ4_0Search(x, opt)
 	dr, do := make([]float32, n), make([]float32, n)
-	DequantizeRow(format.Q4_0, ref, dr)
-	DequantizeRow(format.Q4_0, opt, do)
+	dtype.DequantizeRow(dtype.Q4_0, ref, dr)
+	dtype.DequantizeRow(dtype.Q4_0, opt, do)
 	var er, eo float64
 	better := 0
 	for b := 3; b < n/32; b++ {
-		br := q4BlockErr(x[b*32:(b+1)*32], ref[b*BlockQ4_0:])
-		bo := q4BlockErr(x[b*32:(b+1)*32], opt[b*BlockQ4_0:])
+		br := q4BlockErr(x[b*32:(b+1)*32], ref[b*dtype.BlockQ4_0:])
+		bo := q4BlockErr(x[b*32:(b+1)*32], opt[b*dtype.BlockQ4_0:])
 		if bo > br {
 			t.Fatalf("block %d: searched error %g > reference %g", b, bo, br)
 		}
@@ -82,11 +82,11 @@ func TestQ4Search(t *testing.T) {
 		}
 	}
 	for _, b := range []int{1, 2} {
-		if string(opt[b*BlockQ4_0:(b+1)*BlockQ4_0]) != string(ref[b*BlockQ4_0:(b+1)*BlockQ4_0]) {
+		if string(opt[b*dtype.BlockQ4_0:(b+1)*dtype.BlockQ4_0]) != string(ref[b*dtype.BlockQ4_0:(b+1)*dtype.BlockQ4_0]) {
 			t.Errorf("block %d (NaN or Inf) is not the reference encoding", b)
 		}
 	}
-	if _, err := QuantizeSearch(format.Q4_0, x[:33], 33); err == nil {
+	if _, err := QuantizeSearch(dtype.Q4_0, x[:33], 33); err == nil {
 		t.Fatal("rows of 33 accepted")
 	}
 }
@@ -139,20 +139,20 @@ func TestQ4SearchExact(t *testing.T) {
 	for j := range xb {
 		xb[j] = float32(j%15-7) * 0.25
 	}
-	blk := make([]byte, BlockQ4_0)
+	blk := make([]byte, dtype.BlockQ4_0)
 	QuantizeRowQ4_0Search(xb, blk)
-	if d := binary.LittleEndian.Uint16(blk); d != F32ToF16(0.25) {
-		t.Fatalf("d = %#04x, want f16(0.25) = %#04x", d, F32ToF16(0.25))
+	if d := binary.LittleEndian.Uint16(blk); d != dtype.F32ToF16(0.25) {
+		t.Fatalf("d = %#04x, want f16(0.25) = %#04x", d, dtype.F32ToF16(0.25))
 	}
 	got := make([]float32, 32)
-	DequantizeRow(format.Q4_0, blk, got)
+	dtype.DequantizeRow(dtype.Q4_0, blk, got)
 	for j := range xb {
 		if got[j] != xb[j] {
 			t.Fatalf("element %d decodes to %g, want %g", j, got[j], xb[j])
 		}
 	}
-	ref := make([]byte, BlockQ4_0)
-	QuantizeRowQ4_0(xb, ref)
+	ref := make([]byte, dtype.BlockQ4_0)
+	dtype.QuantizeRowQ4_0(xb, ref)
 	if e := q4BlockErr(xb, ref); e < 0.1 {
 		t.Fatalf("reference error %g: the example does not separate the two", e)
 	}
@@ -162,11 +162,11 @@ func TestQ4SearchExact(t *testing.T) {
 // share a tensor, nor on the run: they equal a serial QuantizeRowQ4_0Search.
 func TestQ4SearchDeterministic(t *testing.T) {
 	x := q4Weights(5, 32*4500) // 4500 blocks: split among up to 4 goroutines
-	serial := make([]byte, len(x)/32*BlockQ4_0)
+	serial := make([]byte, len(x)/32*dtype.BlockQ4_0)
 	QuantizeRowQ4_0Search(x, serial)
 	for _, procs := range []int{1, 2, 3, 4} {
 		old := runtime.GOMAXPROCS(procs)
-		got, err := QuantizeSearch(format.Q4_0, x, 96)
+		got, err := QuantizeSearch(dtype.Q4_0, x, 96)
 		runtime.GOMAXPROCS(old)
 		if err != nil {
 			t.Fatal(err)
@@ -176,8 +176,8 @@ func TestQ4SearchDeterministic(t *testing.T) {
 		}
 	}
 	// The other dtypes are Quantize's.
-	a, _ := QuantizeSearch(format.Q8_0, x, 96)
-	b, _ := Quantize(format.Q8_0, x, 96)
+	a, _ := QuantizeSearch(dtype.Q8_0, x, 96)
+	b, _ := dtype.Quantize(dtype.Q8_0, x, 96)
 	if string(a) != string(b) {
 		t.Fatal("q8_0 differs from Quantize")
 	}

@@ -1,4 +1,4 @@
-// Package calib quantizes a checkpoint to q4_0 with GPTQ (kernels.QuantizeGPTQ): it
+// Package calib quantizes a checkpoint to q4_0 with GPTQ (quant.QuantizeGPTQ): it
 // runs the float32 model on calibration text, collects the Hessian H = Σ x xᵀ of the
 // inputs of every matrix product, and quantizes each matrix to minimise the error of its
 // outputs rather than of its weights.
@@ -28,10 +28,11 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/convert"
-	"github.com/lmrun/lmrun/kernels"
+	"github.com/lmrun/lmrun/quant"
 )
 
 // Options configure calibration.
@@ -204,17 +205,17 @@ func Collect(ctx context.Context, m *engine.Model, want map[string]bool, opts Op
 }
 
 // WithGPTQ returns convert.WithDType(ck, q4_0) in which every matrix that becomes q4_0
-// and has a Hessian in hs is quantized with kernels.QuantizeGPTQ (the others with
-// kernels.QuantizeSearch, as WithDType does). Quantization happens when the checkpoint
+// and has a Hessian in hs is quantized with quant.QuantizeGPTQ (the others with
+// quant.QuantizeSearch, as WithDType does). Quantization happens when the checkpoint
 // is written, one tensor at a time.
 func WithGPTQ(ck *format.Checkpoint, hs map[string]*Hessian) (*format.Checkpoint, error) {
-	out, err := convert.WithDType(ck, format.Q4_0)
+	out, err := convert.WithDType(ck, dtype.Q4_0)
 	if err != nil {
 		return nil, err
 	}
 	for i, s := range out.Tensors {
 		h := hs[s.Name]
-		if s.DType != format.Q4_0 || h == nil {
+		if s.DType != dtype.Q4_0 || h == nil {
 			continue
 		}
 		src := ck.Source(s.Name)
@@ -228,11 +229,11 @@ func WithGPTQ(ck *format.Checkpoint, hs map[string]*Hessian) (*format.Checkpoint
 			if err != nil {
 				return nil, err
 			}
-			v, err := kernels.Dequantize(srcDT, b, cols)
+			v, err := dtype.Dequantize(srcDT, b, cols)
 			if err != nil {
 				return nil, fmt.Errorf("tensor %s: %w", name, err)
 			}
-			q, err := kernels.QuantizeGPTQ(v, rows, cols, h.H)
+			q, err := quant.QuantizeGPTQ(v, rows, cols, h.H)
 			if err != nil {
 				return nil, fmt.Errorf("tensor %s: %w", name, err)
 			}
@@ -247,17 +248,17 @@ func WithGPTQ(ck *format.Checkpoint, hs map[string]*Hessian) (*format.Checkpoint
 // WithDType makes q4_0 (Collect), and returns WithGPTQ(ck, those Hessians). The result
 // reads ck's tensors when written.
 func Quantize(ctx context.Context, ck *format.Checkpoint, dir string, opts Options) (*format.Checkpoint, error) {
-	q4, err := convert.WithDType(ck, format.Q4_0)
+	q4, err := convert.WithDType(ck, dtype.Q4_0)
 	if err != nil {
 		return nil, err
 	}
 	want := map[string]bool{}
 	for _, s := range q4.Tensors {
-		if s.DType == format.Q4_0 {
+		if s.DType == dtype.Q4_0 {
 			want[s.Name] = true
 		}
 	}
-	f32, err := convert.WithDType(ck, format.F32)
+	f32, err := convert.WithDType(ck, dtype.F32)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package kernels
+package quant
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"sync"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // QuantizeGPTQ quantizes the matrix w (rows × cols, row-major; cols a multiple of 32) to
@@ -33,8 +33,8 @@ import (
 // goroutines); the bytes do not depend on the split. Cost: O(cols³) for the
 // factorisation plus O(rows·cols²) for the rows.
 func QuantizeGPTQ(w []float32, rows, cols int, h []float64) ([]byte, error) {
-	if rows <= 0 || cols <= 0 || cols%format.QBlock != 0 {
-		return nil, fmt.Errorf("gptq: q4_0 needs rows of a multiple of %d elements, have %d × %d", format.QBlock, rows, cols)
+	if rows <= 0 || cols <= 0 || cols%dtype.QBlock != 0 {
+		return nil, fmt.Errorf("gptq: q4_0 needs rows of a multiple of %d elements, have %d × %d", dtype.QBlock, rows, cols)
 	}
 	if len(w) != rows*cols {
 		return nil, fmt.Errorf("gptq: %d weights for a %d × %d matrix", len(w), rows, cols)
@@ -46,7 +46,7 @@ func QuantizeGPTQ(w []float32, rows, cols int, h []float64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rb := cols / format.QBlock * BlockQ4_0
+	rb := cols / dtype.QBlock * dtype.BlockQ4_0
 	dst := make([]byte, rows*rb)
 	workers := max(1, min(runtime.GOMAXPROCS(0), rows))
 	var wg sync.WaitGroup
@@ -167,18 +167,18 @@ func lowerInverse(l []float64, n int) []float64 {
 
 // gptqRow quantizes one row w (len n, updated in place) into dst with the factor u.
 func gptqRow(s *q4searcher, w, u []float64, n int, dst []byte) {
-	var xb [format.QBlock]float32
-	var start [format.QBlock]float64
-	for b := 0; b < n/format.QBlock; b++ {
-		o := b * format.QBlock
+	var xb [dtype.QBlock]float32
+	var start [dtype.QBlock]float64
+	for b := 0; b < n/dtype.QBlock; b++ {
+		o := b * dtype.QBlock
 		for j := range xb {
 			start[j] = w[o+j]
 			xb[j] = float32(w[o+j])
 		}
-		blk := dst[b*BlockQ4_0 : (b+1)*BlockQ4_0]
+		blk := dst[b*dtype.BlockQ4_0 : (b+1)*dtype.BlockQ4_0]
 		s.block(xb[:], blk)
-		d := float64(F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8))
-		for jj := 0; jj < format.QBlock; jj++ {
+		d := float64(dtype.F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8))
+		for jj := 0; jj < dtype.QBlock; jj++ {
 			j := o + jj
 			sh, at := uint(4*(jj/16)), 2+jj%16
 			q := float64(int(blk[at]>>sh&15) - 8)

@@ -1,4 +1,4 @@
-package kernels
+package quant
 
 import (
 	"bytes"
@@ -7,13 +7,13 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // hessianError returns Σ_rows (w − q)ᵀ H (w − q) of the q4_0 bytes q.
 func hessianError(t *testing.T, w []float32, q []byte, rows, cols int, h []float64) float64 {
 	t.Helper()
-	v, err := Dequantize(format.Q4_0, q, cols)
+	v, err := dtype.Dequantize(dtype.Q4_0, q, cols)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestGPTQBeatsSearch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := QuantizeSearch(format.Q4_0, w, cols)
+	s, err := QuantizeSearch(dtype.Q4_0, w, cols)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestGPTQIdentity(t *testing.T) {
 	const rows, cols = 9, 96
 	w := randomMatrix(rng, rows, cols)
 	w[5] = 0
-	want, err := QuantizeSearch(format.Q4_0, w, cols)
+	want, err := QuantizeSearch(dtype.Q4_0, w, cols)
 	if err != nil {
 		t.Fatal(err)
 	}

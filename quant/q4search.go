@@ -1,4 +1,4 @@
-package kernels
+package quant
 
 import (
 	"encoding/binary"
@@ -8,7 +8,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // QuantizeRowQ4_0Search quantizes len(x) elements (a multiple of 32) to q4_0 blocks in
@@ -35,8 +35,8 @@ import (
 // format/SPEC.md. It is deterministic: the same input always gives the same bytes.
 func QuantizeRowQ4_0Search(x []float32, dst []byte) {
 	var s q4searcher
-	for b := 0; b < len(x)/format.QBlock; b++ {
-		s.block(x[b*format.QBlock:(b+1)*format.QBlock], dst[b*BlockQ4_0:(b+1)*BlockQ4_0])
+	for b := 0; b < len(x)/dtype.QBlock; b++ {
+		s.block(x[b*dtype.QBlock:(b+1)*dtype.QBlock], dst[b*dtype.BlockQ4_0:(b+1)*dtype.BlockQ4_0])
 	}
 }
 
@@ -51,13 +51,13 @@ type q4searcher struct {
 
 // block encodes one block of 32 values xb into the 18 bytes of blk.
 func (s *q4searcher) block(xb []float32, blk []byte) {
-	QuantizeRowQ4_0(xb, blk) // the reference encoding: the fallback, and the bar to beat
+	dtype.QuantizeRowQ4_0(xb, blk) // the reference encoding: the fallback, and the bar to beat
 	for _, v := range xb {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return
 		}
 	}
-	var q [format.QBlock]int8
+	var q [dtype.QBlock]int8
 	if !s.search(xb, &q) {
 		return
 	}
@@ -66,8 +66,8 @@ func (s *q4searcher) block(xb []float32, blk []byte) {
 		sxq += float64(v) * float64(q[j]) // exact products: fusing cannot change them
 		sqq += float64(q[j]) * float64(q[j])
 	}
-	d16 := F32ToF16(float32(sxq / sqq))
-	d := float64(F16ToF32(d16))
+	d16 := dtype.F32ToF16(float32(sxq / sqq))
+	d := float64(dtype.F16ToF32(d16))
 	if d == 0 || math.IsInf(d, 0) {
 		return
 	}
@@ -75,7 +75,7 @@ func (s *q4searcher) block(xb []float32, blk []byte) {
 		q[j] = int8(min(max(roundHalfAway(float64(v)/d), -8), 7))
 	}
 	var e, eRef float64
-	dRef := float64(F16ToF32(binary.LittleEndian.Uint16(blk)))
+	dRef := float64(dtype.F16ToF32(binary.LittleEndian.Uint16(blk)))
 	for j, v := range xb {
 		diff := float64(v) - d*float64(q[j])
 		e += float64(diff * diff)
@@ -94,7 +94,7 @@ func (s *q4searcher) block(xb []float32, blk []byte) {
 // search sets q to the levels with the largest (Σ x_j·q_j)² / Σ q_j² that
 // clamp(round(x·s), −8, 7) gives for any s, and reports whether there is one with
 // Σ x_j·q_j ≠ 0 (false for a block of zeros).
-func (s *q4searcher) search(xb []float32, q *[format.QBlock]int8) bool {
+func (s *q4searcher) search(xb []float32, q *[dtype.QBlock]int8) bool {
 	best, bestSign, bestAt := 0.0, 0.0, -1
 	for _, sign := range [2]float64{1, -1} {
 		// With s of this sign, x_j·s has the sign of sign·x_j: an element with
@@ -116,7 +116,7 @@ func (s *q4searcher) search(xb []float32, q *[format.QBlock]int8) bool {
 		s.steps = steps
 		// sxq = Σ x_j·q_j·sign (≥ 0) and sqq = Σ q_j² after each step.
 		var sxq, sqq float64
-		var mag [format.QBlock]int
+		var mag [dtype.QBlock]int
 		for i, st := range steps {
 			j := st & 31
 			sxq += math.Abs(float64(xb[j]))
@@ -128,7 +128,7 @@ func (s *q4searcher) search(xb []float32, q *[format.QBlock]int8) bool {
 		}
 		if bestSign == sign {
 			// Replay the steps up to the best state (this sign's steps are still in s.steps).
-			mag = [format.QBlock]int{}
+			mag = [dtype.QBlock]int{}
 			for _, st := range steps[:bestAt+1] {
 				mag[st&31]++
 			}
@@ -155,22 +155,22 @@ func roundHalfAway(v float64) float64 {
 // encoders for every other dtype): what lmrun convert --dtype uses. A q4_0 tensor is
 // split into runs of blocks quantized in parallel (up to GOMAXPROCS goroutines); every
 // block is quantized on its own, so the bytes do not depend on the split.
-func QuantizeSearch(dt format.DType, src []float32, cols int) ([]byte, error) {
-	if dt != format.Q4_0 {
-		return Quantize(dt, src, cols)
+func QuantizeSearch(dt dtype.DType, src []float32, cols int) ([]byte, error) {
+	if dt != dtype.Q4_0 {
+		return dtype.Quantize(dt, src, cols)
 	}
-	if cols <= 0 || cols%format.QBlock != 0 || len(src)%cols != 0 {
-		return nil, fmt.Errorf("q4_0 needs rows of a multiple of %d elements, have %d values in rows of %d", format.QBlock, len(src), cols)
+	if cols <= 0 || cols%dtype.QBlock != 0 || len(src)%cols != 0 {
+		return nil, fmt.Errorf("q4_0 needs rows of a multiple of %d elements, have %d values in rows of %d", dtype.QBlock, len(src), cols)
 	}
-	nb := len(src) / format.QBlock
-	dst := make([]byte, nb*BlockQ4_0)
+	nb := len(src) / dtype.QBlock
+	dst := make([]byte, nb*dtype.BlockQ4_0)
 	const minRun = 1024 // blocks; smaller tensors are not worth a goroutine
 	workers := max(1, min(runtime.GOMAXPROCS(0), nb/minRun))
 	var wg sync.WaitGroup
 	for w := range workers {
 		lo, hi := nb*w/workers, nb*(w+1)/workers
 		wg.Go(func() {
-			QuantizeRowQ4_0Search(src[lo*format.QBlock:hi*format.QBlock], dst[lo*BlockQ4_0:hi*BlockQ4_0])
+			QuantizeRowQ4_0Search(src[lo*dtype.QBlock:hi*dtype.QBlock], dst[lo*dtype.BlockQ4_0:hi*dtype.BlockQ4_0])
 		})
 	}
 	wg.Wait()
