@@ -101,7 +101,7 @@ func measureLimits(backend string, threads int) limits {
 }
 
 func benchLoaded(m *engine.Model, name string, cfg ModelConfig, lim limits) ([]ModelResult, error) {
-	c := m.Config
+	c := m.Config()
 	need := cfg.Depth + max(cfg.Prompt, cfg.Gen)
 	if need > c.ContextLength {
 		return nil, fmt.Errorf("depth %d + test %d tokens exceed the context length %d", cfg.Depth, max(cfg.Prompt, cfg.Gen), c.ContextLength)

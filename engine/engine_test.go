@@ -11,10 +11,11 @@ import (
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/engine/synth"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // synthModel writes a seeded random model of cfg and loads it.
-func synthModel(t testing.TB, cfg engine.Config, opts engine.Options) *engine.Model {
+func synthModel(t testing.TB, cfg model.Config, opts engine.Options) *engine.Model {
 	t.Helper()
 	ck, err := synth.Build(cfg, 7)
 	if err != nil {
@@ -38,7 +39,7 @@ func writeAndLoad(t testing.TB, ck *format.Checkpoint, opts engine.Options) *eng
 	return m
 }
 
-func preset(t testing.TB, name string) engine.Config {
+func preset(t testing.TB, name string) model.Config {
 	t.Helper()
 	p, err := synth.Lookup(name)
 	if err != nil {
@@ -72,7 +73,7 @@ func TestDecodeMatchesPrefill(t *testing.T) {
 	for _, name := range []string{"tiny", "tiny-gpt2"} {
 		t.Run(name, func(t *testing.T) {
 			m := synthModel(t, preset(t, name), engine.Options{Threads: 2})
-			v := m.Config.VocabSize
+			v := m.Config().VocabSize
 			ids := randomTokens(40, v, 3)
 			all, err := m.NewSession(engine.SessionOptions{Batch: 16}).ForwardAll(ids, nil)
 			if err != nil {

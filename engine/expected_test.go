@@ -50,8 +50,8 @@ func checkLogits(t *testing.T, m *engine.Model, tokens []int, npyPath string) []
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(shape) != 2 || shape[0] != len(tokens) || shape[1] != m.Config.VocabSize {
-		t.Fatalf("%s has shape %v, want [%d %d]", npyPath, shape, len(tokens), m.Config.VocabSize)
+	if len(shape) != 2 || shape[0] != len(tokens) || shape[1] != m.Config().VocabSize {
+		t.Fatalf("%s has shape %v, want [%d %d]", npyPath, shape, len(tokens), m.Config().VocabSize)
 	}
 	got, err := m.NewSession(engine.SessionOptions{}).ForwardAll(tokens, nil)
 	if err != nil {
@@ -141,7 +141,7 @@ func TestNeoAndOPT(t *testing.T) {
 			eachBackend(t, func(t *testing.T, opts engine.Options) {
 				m := convertAndLoad(t, dir, "", opts)
 				all := checkLogits(t, m, tokens, npyPath)
-				v := m.Config.VocabSize
+				v := m.Config().VocabSize
 				s := m.NewSession(engine.SessionOptions{Batch: 5})
 				for i, id := range tokens {
 					logits, err := s.Forward([]int{id})

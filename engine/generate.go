@@ -33,8 +33,8 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 		smp = NewSampler(SamplerConfig{})
 	}
 	stop := opts.Stop
-	if stop == nil && s.m.Tokenizer != nil && s.m.Tokenizer.EOS() >= 0 {
-		stop = []int{s.m.Tokenizer.EOS()}
+	if stop == nil && s.m.tok != nil && s.m.tok.EOS() >= 0 {
+		stop = []int{s.m.tok.EOS()}
 	}
 	if len(prompt) == 0 {
 		return st, fmt.Errorf("empty prompt: give at least one token (BOS)")

@@ -64,10 +64,10 @@ func TestQ8ActivationsOnGGUF(t *testing.T) {
 // the full Llama 2 vocabulary) loads, tokenizes and runs.
 func TestLlamaCppGGUF(t *testing.T) {
 	m := convertAndLoad(t, fixtures.Path(t, "gguf", "llama-2-tiny-random.gguf"), "", engine.Options{Threads: 2})
-	if m.Tokenizer == nil {
-		t.Fatalf("no tokenizer: %v", m.TokenizerErr)
+	if m.Tokenizer() == nil {
+		t.Fatalf("no tokenizer: %v", m.TokenizerErr())
 	}
-	ids, err := m.Tokenizer.Encode("Hello world", true, false)
+	ids, err := m.Tokenizer().Encode("Hello world", true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestQuantizedPerplexity(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		ids, err := m.Tokenizer.Encode(text, true, false)
+		ids, err := m.Tokenizer().Encode(text, true, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,12 +6,12 @@ import (
 	"math"
 
 	"github.com/lmrun/lmrun/backends"
-	_ "github.com/lmrun/lmrun/backends/all" // every backend this build has
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine/parallel"
 	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/kernels"
+	"github.com/lmrun/lmrun/model"
 )
 
 // Options configure Load.
@@ -30,12 +30,10 @@ type Options struct {
 // mapping), tokenizer and the kernels that run them. It is immutable and safe for
 // concurrent use by any number of Sessions.
 type Model struct {
-	Config    Config
-	Meta      format.Metadata
-	Tokenizer tokenizer.Tokenizer // nil when the checkpoint carries none
-	// TokenizerErr says why Tokenizer is nil when the checkpoint carries a tokenizer of
-	// a kind lmrun does not implement (the model still runs on token ids).
-	TokenizerErr error
+	cfg    model.Config
+	meta   format.Metadata
+	tok    tokenizer.Tokenizer // nil when the checkpoint carries none
+	tokErr error               // why tok is nil when the checkpoint's kind is unsupported
 
 	file    *format.File
 	kern    kernels.Kernels
@@ -44,8 +42,8 @@ type Model struct {
 	pool    *parallel.Pool
 
 	tokEmbd *kernels.Mat // [vocab, embdim]
-	projIn  *kernels.Mat // [dim, embdim] when Config.Projected
-	projOut *kernels.Mat // [embdim, dim] when Config.Projected
+	projIn  *kernels.Mat // [dim, embdim] when cfg.Projected
+	projOut *kernels.Mat // [embdim, dim] when cfg.Projected
 	posEmbd *kernels.Mat // [context+offset, dim], learned positions only
 	layers  []layer
 	outNorm norm
@@ -81,11 +79,33 @@ func Load(path string, opts Options) (*Model, error) {
 	return m, nil
 }
 
+// Config returns the model's description. It is a copy: changing it changes nothing.
+func (m *Model) Config() model.Config {
+	c := m.cfg
+	c.AttnWindows = append([]int(nil), m.cfg.AttnWindows...)
+	return c
+}
+
+// Metadata returns the value of a checkpoint metadata key (nil when it is missing). Slice
+// values are the model's own and must not be modified.
+func (m *Model) Metadata(key string) any { return m.meta[key] }
+
+// MetadataKeys returns the checkpoint's metadata keys in sorted order.
+func (m *Model) MetadataKeys() []string { return m.meta.Keys() }
+
+// Tokenizer returns the checkpoint's tokenizer, or nil when it carries none or one of a
+// kind lmrun does not implement (TokenizerErr then says which).
+func (m *Model) Tokenizer() tokenizer.Tokenizer { return m.tok }
+
+// TokenizerErr says why Tokenizer is nil when the checkpoint carries a tokenizer of a
+// kind lmrun does not implement (the model still runs on token ids); nil otherwise.
+func (m *Model) TokenizerErr() error { return m.tokErr }
+
 // FromFile prepares an already open checkpoint. The Model takes ownership of f.
 func FromFile(f *format.File, opts Options) (*Model, error) { return newModel(f, opts) }
 
 func newModel(f *format.File, opts Options) (*Model, error) {
-	cfg, err := ConfigFromMetadata(f.Meta)
+	cfg, err := model.Parse(f.Meta)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +113,7 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Config: cfg, Meta: f.Meta, file: f, kern: b.New(), backend: b.Name}
+	m := &Model{cfg: cfg, meta: f.Meta, file: f, kern: b.New(), backend: b.Name}
 	if err := m.bind(); err != nil {
 		return nil, err
 	}
@@ -105,16 +125,16 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	case errors.Is(err, tokenizer.ErrNoTokenizer):
 	case errors.Is(err, tokenizer.ErrUnsupported):
 		// The weights still run on token ids; say why text does not.
-		m.TokenizerErr = err
+		m.tokErr = err
 	case err != nil:
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	default:
 		if tok.VocabSize() > cfg.VocabSize {
 			return nil, fmt.Errorf("tokenizer has %d tokens, the model only %d", tok.VocabSize(), cfg.VocabSize)
 		}
-		m.Tokenizer = tok
+		m.tok = tok
 	}
-	if cfg.Position == RoPE {
+	if cfg.Position == model.RoPE {
 		m.ropeFreq = ropeFrequencies(cfg)
 	}
 	m.pool = parallel.New(opts.Threads)
@@ -134,7 +154,7 @@ func (m *Model) hasBlockWeights() bool {
 // ropeFrequencies returns θ_i = theta^(−2i/rope_dim) for each rotated pair i. Angles
 // are computed per forward pass (no table sized by the context length, which a hostile
 // checkpoint could make huge).
-func ropeFrequencies(c Config) []float64 {
+func ropeFrequencies(c model.Config) []float64 {
 	f := make([]float64, c.RopeDim/2)
 	for i := range f {
 		f[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(c.RopeDim))
@@ -197,7 +217,7 @@ func (m *Model) Footprint() Footprint {
 }
 
 func (m *Model) bind() error {
-	c := &m.Config
+	c := &m.cfg
 	var err error
 	m.names = map[*kernels.Mat]string{}
 	mat := func(name string, rows, cols int, required bool) *kernels.Mat {
@@ -250,7 +270,7 @@ func (m *Model) bind() error {
 	}
 	nrm := func(prefix string) norm {
 		n := norm{w: vec(prefix+".weight", c.Dim, true)}
-		if c.Norm == LayerNorm {
+		if c.Norm == model.LayerNorm {
 			n.b = vec(prefix+".bias", c.Dim, false)
 		}
 		return n
@@ -261,7 +281,7 @@ func (m *Model) bind() error {
 		m.projIn = mat("proj_in.weight", c.Dim, ed, true)
 		m.projOut = mat("proj_out.weight", ed, c.Dim, true)
 	}
-	if c.Position == Learned {
+	if c.Position == model.Learned {
 		m.posEmbd = mat("position_embd.weight", c.ContextLength+c.PositionOffset, c.Dim, true)
 	}
 	q, kv := c.QDim(), c.KVDim()
@@ -279,7 +299,7 @@ func (m *Model) bind() error {
 		l.bv = vec(p+"attn_v.bias", kv, false)
 		l.bo = vec(p+"attn_output.bias", c.Dim, false)
 		l.ffnNorm = nrm(p + "ffn_norm")
-		if c.Activation == SwiGLU {
+		if c.Activation == model.SwiGLU {
 			l.gate = mat(p+"ffn_gate.weight", c.FFNDim, c.Dim, true)
 			l.bgate = vec(p+"ffn_gate.bias", c.FFNDim, false)
 		}
@@ -289,7 +309,7 @@ func (m *Model) bind() error {
 		l.bdown = vec(p+"ffn_down.bias", c.Dim, false)
 		l.window = c.AttnWindows[i]
 	}
-	if c.FinalNorm {
+	if !c.NoFinalNorm {
 		m.outNorm = nrm("output_norm")
 	}
 	m.output = mat("output.weight", c.VocabSize, ed, false)

@@ -69,10 +69,10 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOption
 	var res PerplexityResult
 	W := opts.Context
 	if W == 0 {
-		W = m.Config.ContextLength
+		W = m.cfg.ContextLength
 	}
-	if W < 2 || W > m.Config.ContextLength {
-		return res, fmt.Errorf("perplexity: window of %d tokens: want 2..%d (the model's context length)", W, m.Config.ContextLength)
+	if W < 2 || W > m.cfg.ContextLength {
+		return res, fmt.Errorf("perplexity: window of %d tokens: want 2..%d (the model's context length)", W, m.cfg.ContextLength)
 	}
 	S := opts.Stride
 	if S == 0 {
@@ -89,7 +89,7 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOption
 	if n < 2 {
 		return res, errors.New("perplexity: need at least 2 tokens (the first is never scored)")
 	}
-	vocab := m.Config.VocabSize
+	vocab := m.cfg.VocabSize
 	for i, id := range ids {
 		if id < 0 || id >= vocab {
 			return res, fmt.Errorf("perplexity: token %d (at index %d) is out of range: the vocabulary has %d ids", id, i, vocab)

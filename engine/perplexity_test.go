@@ -55,7 +55,7 @@ func TestPerplexityStories260K(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := convertAndLoad(t, fixtures.Path(t, "llama2c", "stories260K.bin"), fixtures.Path(t, "llama2c", "tok512.bin"), engine.Options{})
-	ids, err := m.Tokenizer.Encode(string(text), true, false)
+	ids, err := m.Tokenizer().Encode(string(text), true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func referenceNLL(t *testing.T, m *engine.Model, ids []int, W, S int) (float64, 
 			if err != nil {
 				t.Fatal(err)
 			}
-			row := out[(j-begin-1)*m.Config.VocabSize:]
+			row := out[(j-begin-1)*m.Config().VocabSize:]
 			mx := math.Inf(-1)
 			for _, x := range row {
 				mx = math.Max(mx, float64(x))

@@ -69,7 +69,7 @@ func TestQ8Activations(t *testing.T) {
 			}
 			var maxAbs, maxDiff float64
 			agree := 0
-			v := exact.Config.VocabSize
+			v := exact.Config().VocabSize
 			for p := 0; p < len(ids); p++ {
 				if Argmax(got[p*v:(p+1)*v]) == Argmax(want[p*v:(p+1)*v]) {
 					agree++

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // TestQuantizedWeights: a model whose matrices are stored as f16, bf16, q8_0 or q4_0 runs
@@ -15,12 +16,12 @@ import (
 // reference, which dequantizes every tensor itself.
 func TestQuantizedWeights(t *testing.T) {
 	// (The q8-activation path is tested on a trained model in TestQ8Activations.)
-	base := Config{VocabSize: 97, Dim: 64, NLayers: 2, NHeads: 4, NKVHeads: 2, HeadDim: 16, FFNDim: 96,
-		ContextLength: 32, Norm: RMSNorm, NormEps: 1e-5, Position: RoPE, RopeTheta: 10000, RopeDim: 16,
-		Activation: SwiGLU, AttnWindows: []int{0, 0}, FinalNorm: true, AttnScale: 0.25}
+	base := model.Config{VocabSize: 97, Dim: 64, NLayers: 2, NHeads: 4, NKVHeads: 2, HeadDim: 16, FFNDim: 96,
+		ContextLength: 32, Norm: model.RMSNorm, NormEps: 1e-5, Position: model.RoPE, RopeTheta: 10000, RopeDim: 16,
+		Activation: model.SwiGLU, AttnWindows: []int{0, 0}, AttnScale: 0.25}
 	gpt := base
-	gpt.Norm, gpt.Position, gpt.Activation, gpt.NKVHeads = LayerNorm, Learned, GELUTanh, 4
-	for _, cfg := range []Config{base, gpt} {
+	gpt.Norm, gpt.Position, gpt.Activation, gpt.NKVHeads = model.LayerNorm, model.Learned, model.GELUTanh, 4
+	for _, cfg := range []model.Config{base, gpt} {
 		for _, dt := range []dtype.DType{dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0} {
 			t.Run(fmt.Sprintf("%s/%s", cfg.Norm, dt), func(t *testing.T) {
 				src, err := format.Open(randomCheckpoint(t, cfg, 4))

@@ -8,13 +8,14 @@ import (
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // ref64 is an independent float64 implementation of the forward pass, written from the
 // model definitions rather than from the engine: no KV cache, full causal attention over
 // the whole sequence, every sum in float64. It checks the engine on any model and any
 // token sequence, beyond the fixed reference files.
-func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
+func ref64(t *testing.T, f *format.File, c model.Config, tokens []int) [][]float64 {
 	t.Helper()
 	get := func(name string) []float64 {
 		tt := f.Tensor(name)
@@ -58,7 +59,7 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 		w, b := must(prefix+".weight"), get(prefix+".bias")
 		n := float64(len(x))
 		y := make([]float64, len(x))
-		if c.Norm == RMSNorm {
+		if c.Norm == model.RMSNorm {
 			var ss float64
 			for _, v := range x {
 				ss += v * v
@@ -106,7 +107,7 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 		if c.Projected() {
 			xs[p] = linear(must("proj_in.weight"), nil, xs[p], dim)
 		}
-		if c.Position == Learned {
+		if c.Position == model.Learned {
 			pe := must("position_embd.weight")
 			for i := range xs[p] {
 				xs[p][i] += pe[(p+c.PositionOffset)*dim+i]
@@ -125,7 +126,7 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 			qs[p] = linear(must(pf+"attn_q.weight"), get(pf+"attn_q.bias"), in, c.QDim())
 			ks[p] = linear(must(pf+"attn_k.weight"), get(pf+"attn_k.bias"), in, c.KVDim())
 			vs[p] = linear(must(pf+"attn_v.weight"), get(pf+"attn_v.bias"), in, c.KVDim())
-			if c.Position == RoPE {
+			if c.Position == model.RoPE {
 				rope(qs[p], c.NHeads, p)
 				rope(ks[p], c.NKVHeads, p)
 			}
@@ -177,20 +178,20 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 			}
 			h := linear(must(pf+"ffn_up.weight"), get(pf+"ffn_up.bias"), in, c.FFNDim)
 			switch c.Activation {
-			case SwiGLU:
+			case model.SwiGLU:
 				g := linear(must(pf+"ffn_gate.weight"), get(pf+"ffn_gate.bias"), in, c.FFNDim)
 				for i := range h {
 					h[i] *= g[i] / (1 + math.Exp(-g[i]))
 				}
-			case GELUTanh:
+			case model.GELUTanh:
 				for i, v := range h {
 					h[i] = 0.5 * v * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(v+0.044715*v*v*v)))
 				}
-			case GELU:
+			case model.GELU:
 				for i, v := range h {
 					h[i] = 0.5 * v * (1 + math.Erf(v/math.Sqrt2))
 				}
-			case ReLU:
+			case model.ReLU:
 				for i, v := range h {
 					h[i] = math.Max(v, 0)
 				}
@@ -211,7 +212,7 @@ func ref64(t *testing.T, f *format.File, c Config, tokens []int) [][]float64 {
 	out := make([][]float64, T)
 	for p := range xs {
 		x := xs[p]
-		if c.FinalNorm {
+		if !c.NoFinalNorm {
 			x = normf(x, "output_norm")
 		}
 		if c.Projected() {
@@ -228,18 +229,18 @@ func checkAgainstRef64(t *testing.T, m *Model, n int, r *rand.Rand, batch int) {
 	t.Helper()
 	ids := make([]int, n)
 	for i := range ids {
-		ids[i] = r.IntN(m.Config.VocabSize)
+		ids[i] = r.IntN(m.cfg.VocabSize)
 	}
 	got, err := m.NewSession(SessionOptions{Batch: batch}).ForwardAll(ids, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ref64(t, m.File(), m.Config, ids)
+	want := ref64(t, m.File(), m.cfg, ids)
 	var maxAbs, maxDiff float64
 	for p := range want {
 		for j, w := range want[p] {
 			maxAbs = math.Max(maxAbs, math.Abs(w))
-			maxDiff = math.Max(maxDiff, math.Abs(w-float64(got[p*m.Config.VocabSize+j])))
+			maxDiff = math.Max(maxDiff, math.Abs(w-float64(got[p*m.cfg.VocabSize+j])))
 		}
 	}
 	if maxDiff > 2e-5*maxAbs {

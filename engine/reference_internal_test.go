@@ -9,11 +9,12 @@ import (
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // randomCheckpoint writes a model of cfg with random weights (including every optional
 // bias) so that the float64 reference and the engine can be compared on it.
-func randomCheckpoint(t *testing.T, cfg Config, seed uint64) string {
+func randomCheckpoint(t *testing.T, cfg model.Config, seed uint64) string {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -33,10 +34,10 @@ func randomCheckpoint(t *testing.T, cfg Config, seed uint64) string {
 		add("proj_in.weight", 0.3, 0, d, ed)
 		add("proj_out.weight", 0.3, 0, ed, d)
 	}
-	if cfg.Position == Learned {
+	if cfg.Position == model.Learned {
 		add("position_embd.weight", 0.5, 0, cfg.ContextLength+cfg.PositionOffset, d)
 	}
-	ln := cfg.Norm == LayerNorm
+	ln := cfg.Norm == model.LayerNorm
 	for l := 0; l < cfg.NLayers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
 		add(p+"attn_norm.weight", 0.2, 1, d)
@@ -47,7 +48,7 @@ func randomCheckpoint(t *testing.T, cfg Config, seed uint64) string {
 		add(p+"ffn_norm.weight", 0.2, 1, d)
 		add(p+"ffn_up.weight", 0.2, 0, ff, d)
 		add(p+"ffn_down.weight", 0.1, 0, d, ff)
-		if cfg.Activation == SwiGLU {
+		if cfg.Activation == model.SwiGLU {
 			add(p+"ffn_gate.weight", 0.2, 0, ff, d)
 		}
 		if ln {
@@ -57,7 +58,7 @@ func randomCheckpoint(t *testing.T, cfg Config, seed uint64) string {
 			}
 		}
 	}
-	if cfg.FinalNorm {
+	if !cfg.NoFinalNorm {
 		add("output_norm.weight", 0.2, 1, d)
 		if ln {
 			add("output_norm.bias", 0.1, 0, d)
@@ -77,30 +78,35 @@ func randomCheckpoint(t *testing.T, cfg Config, seed uint64) string {
 // sizes, post-norm, banded windows, other activations, partial RoPE, untied classifier —
 // against the independent float64 implementation.
 func TestAgainstFloat64Reference(t *testing.T) {
-	base := Config{VocabSize: 97, Dim: 24, NLayers: 2, NHeads: 4, NKVHeads: 2, HeadDim: 6, FFNDim: 40,
-		ContextLength: 32, Norm: RMSNorm, NormEps: 1e-5, Position: RoPE, RopeTheta: 10000, RopeDim: 6,
-		Activation: SwiGLU, AttnWindows: []int{0, 0}, FinalNorm: true}
+	base := model.Config{VocabSize: 97, Dim: 24, NLayers: 2, NHeads: 4, NKVHeads: 2, HeadDim: 6, FFNDim: 40,
+		ContextLength: 32, Norm: model.RMSNorm, NormEps: 1e-5, Position: model.RoPE, RopeTheta: 10000, RopeDim: 6,
+		Activation: model.SwiGLU, AttnWindows: []int{0, 0}}
 	gpt := base
-	gpt.Norm, gpt.Position, gpt.Activation, gpt.NKVHeads = LayerNorm, Learned, GELUTanh, 4
-	cases := map[string]func(c *Config){
-		"llama-gqa":         func(c *Config) {},
-		"llama-mqa":         func(c *Config) { c.NKVHeads = 1 },
-		"llama-partialrope": func(c *Config) { c.RopeDim = 4; c.RopeTheta = 500 },
-		"llama-window":      func(c *Config) { c.AttnWindows = []int{0, 3} },
-		"gpt2":              func(c *Config) { *c = gpt },
-		"gpt2-postnorm":     func(c *Config) { *c = gpt; c.PostNorm = true; c.FinalNorm = false },
-		"gpt2-relu-offset":  func(c *Config) { *c = gpt; c.Activation = ReLU; c.PositionOffset = 2 },
-		"gpt2-erf-window":   func(c *Config) { *c = gpt; c.Activation = GELU; c.AttnWindows = []int{2, 5}; c.AttnScale = 1 },
-		"headdim-not-dim":   func(c *Config) { c.HeadDim = 10; c.RopeDim = 10 },
-		"neo-alternating": func(c *Config) {
+	gpt.Norm, gpt.Position, gpt.Activation, gpt.NKVHeads = model.LayerNorm, model.Learned, model.GELUTanh, 4
+	cases := map[string]func(c *model.Config){
+		"llama-gqa":         func(c *model.Config) {},
+		"llama-mqa":         func(c *model.Config) { c.NKVHeads = 1 },
+		"llama-partialrope": func(c *model.Config) { c.RopeDim = 4; c.RopeTheta = 500 },
+		"llama-window":      func(c *model.Config) { c.AttnWindows = []int{0, 3} },
+		"gpt2":              func(c *model.Config) { *c = gpt },
+		"gpt2-postnorm":     func(c *model.Config) { *c = gpt; c.PostNorm = true; c.NoFinalNorm = true },
+		"gpt2-relu-offset":  func(c *model.Config) { *c = gpt; c.Activation = model.ReLU; c.PositionOffset = 2 },
+		"gpt2-erf-window": func(c *model.Config) {
+			*c = gpt
+			c.Activation = model.GELU
+			c.AttnWindows = []int{2, 5}
+			c.AttnScale = 1
+		},
+		"headdim-not-dim": func(c *model.Config) { c.HeadDim = 10; c.RopeDim = 10 },
+		"neo-alternating": func(c *model.Config) {
 			*c = gpt
 			c.NLayers, c.AttnWindows, c.AttnScale = 4, []int{0, 3, 0, 5}, 1
 		},
-		"opt-350m-like": func(c *Config) {
+		"opt-350m-like": func(c *model.Config) {
 			*c = gpt
-			c.PostNorm, c.FinalNorm, c.Activation, c.PositionOffset, c.EmbedDim = true, false, ReLU, 2, 10
+			c.PostNorm, c.NoFinalNorm, c.Activation, c.PositionOffset, c.EmbedDim = true, true, model.ReLU, 2, 10
 		},
-		"opt-125m-like": func(c *Config) { *c = gpt; c.Activation, c.PositionOffset, c.EmbedDim = ReLU, 2, 16 },
+		"opt-125m-like": func(c *model.Config) { *c = gpt; c.Activation, c.PositionOffset, c.EmbedDim = model.ReLU, 2, 16 },
 	}
 	seed := uint64(0)
 	for name, mod := range cases {

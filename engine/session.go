@@ -7,6 +7,7 @@ import (
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
+	"github.com/lmrun/lmrun/model"
 )
 
 // ErrContextFull is returned when a forward pass would run past the context length.
@@ -73,7 +74,7 @@ type Session struct {
 
 // NewSession allocates a session's KV cache and buffers.
 func (m *Model) NewSession(opts SessionOptions) *Session {
-	c := &m.Config
+	c := &m.cfg
 	ctx := c.ContextLength
 	if opts.Context > 0 && opts.Context < ctx {
 		ctx = opts.Context
@@ -109,7 +110,7 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 		widest := max(c.Dim, c.FFNDim, c.QDim(), c.EmbeddingDim())
 		s.xq = make([]byte, b*dtype.RowBytes(dtype.Q8_0, (widest+dtype.QBlock-1)/dtype.QBlock*dtype.QBlock))
 	}
-	if c.Position == RoPE {
+	if c.Position == model.RoPE {
 		s.ropeCos = make([]float32, b*c.RopeDim/2)
 		s.ropeSin = make([]float32, b*c.RopeDim/2)
 	}
@@ -147,7 +148,7 @@ func (s *Session) reserve(n int) {
 	if n <= s.kvCap {
 		return
 	}
-	kvd := s.m.Config.KVDim()
+	kvd := s.m.cfg.KVDim()
 	newCap := min(max(n, 2*s.kvCap, kvInitial), s.ctx)
 	for i := range s.kcache {
 		if s.ring(i) > 0 {
@@ -174,7 +175,7 @@ func (s *Session) KVBytes() int64 {
 
 // KVMaxBytes returns the memory the KV cache occupies once the context is full.
 func (s *Session) KVMaxBytes() int64 {
-	kvd := int64(s.m.Config.KVDim())
+	kvd := int64(s.m.cfg.KVDim())
 	elem := int64(4)
 	if s.halfKV {
 		elem = 2
@@ -224,7 +225,7 @@ func (s *Session) ForwardAll(tokens []int, out []float32) ([]float32, error) {
 	if err := s.check(tokens); err != nil {
 		return nil, err
 	}
-	v := s.m.Config.VocabSize
+	v := s.m.cfg.VocabSize
 	if out == nil {
 		out = make([]float32, len(tokens)*v)
 	} else if len(out) < len(tokens)*v {
@@ -248,8 +249,8 @@ func (s *Session) check(tokens []int) error {
 		return fmt.Errorf("%w: %d tokens at position %d exceed the context length %d", ErrContextFull, len(tokens), s.pos, s.ctx)
 	}
 	for i, id := range tokens {
-		if id < 0 || id >= s.m.Config.VocabSize {
-			return fmt.Errorf("token %d (at index %d) is out of range: the vocabulary has %d ids", id, i, s.m.Config.VocabSize)
+		if id < 0 || id >= s.m.cfg.VocabSize {
+			return fmt.Errorf("token %d (at index %d) is out of range: the vocabulary has %d ids", id, i, s.m.cfg.VocabSize)
 		}
 	}
 	return nil
@@ -258,7 +259,7 @@ func (s *Session) check(tokens []int) error {
 // forward processes T ≤ batch tokens at s.pos. all, if not nil, receives the logits of
 // every row; otherwise, when last is set, s.logits receives those of the final row.
 func (s *Session) forward(tokens []int, all []float32, last bool) {
-	m, c, kern := s.m, &s.m.Config, s.m.kern
+	m, c, kern := s.m, &s.m.cfg, s.m.kern
 	T, dim, qd, kvd, hd := len(tokens), c.Dim, c.QDim(), c.KVDim(), c.HeadDim
 	pos0 := s.pos
 
@@ -281,7 +282,7 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 			kern.Add(s.x[t*dim:(t+1)*dim], row)
 		}
 	}
-	if c.Position == RoPE {
+	if c.Position == model.RoPE {
 		half := c.RopeDim / 2
 		for t := 0; t < T; t++ {
 			for i, f := range m.ropeFreq {
@@ -303,7 +304,7 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 			in = s.xb
 		}
 		s.matmul(in, T, mm{s.q, qd, l.wq, l.bq}, mm{s.k, kvd, l.wk, l.bk}, mm{s.v, kvd, l.wv, l.bv})
-		if c.Position == RoPE {
+		if c.Position == model.RoPE {
 			half := c.RopeDim / 2
 			for t := 0; t < T; t++ {
 				cos, sin := s.ropeCos[t*half:(t+1)*half], s.ropeSin[t*half:(t+1)*half]
@@ -332,7 +333,7 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 			in = s.xb
 		}
 		ff := c.FFNDim
-		if c.Activation == SwiGLU {
+		if c.Activation == model.SwiGLU {
 			s.matmul(in, T, mm{s.hb, ff, l.gate, l.bgate}, mm{s.hb2, ff, l.up, l.bup})
 		} else {
 			s.matmul(in, T, mm{s.hb, ff, l.up, l.bup})
@@ -355,7 +356,7 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 		}
 		x, rows = s.x[(T-1)*dim:T*dim], 1
 	}
-	if c.FinalNorm {
+	if !c.NoFinalNorm {
 		s.norm(s.xb, x, m.outNorm, rows)
 		x = s.xb
 	}
@@ -449,7 +450,7 @@ func (s *Session) matmul(x []float32, T int, ops ...mm) {
 // order, the w-1 positions before it and its own T in the stage buffers, so that each
 // query's band is one contiguous run there; then its last w positions enter the ring.
 func (s *Session) stageRing(li, w, T int) {
-	kvd := s.m.Config.KVDim()
+	kvd := s.m.cfg.KVDim()
 	kc, vc := s.kcache[li], s.vcache[li]
 	pos0 := s.pos
 	a := &s.attnTask
@@ -490,7 +491,7 @@ type attnTask struct {
 
 func (a *attnTask) Do(w, lo, hi int) {
 	s := a.s
-	c := &s.m.Config
+	c := &s.m.cfg
 	qd, kvd, hd := c.QDim(), c.KVDim(), c.HeadDim
 	group := c.NHeads / c.NKVHeads
 	for i := lo; i < hi; i++ {
@@ -521,16 +522,16 @@ type actTask struct{ s *Session }
 
 func (a *actTask) Do(_, lo, hi int) {
 	s := a.s
-	kern, ff := s.m.kern, s.m.Config.FFNDim
+	kern, ff := s.m.kern, s.m.cfg.FFNDim
 	h := s.hb[lo*ff : hi*ff]
-	switch s.m.Config.Activation {
-	case SwiGLU:
+	switch s.m.cfg.Activation {
+	case model.SwiGLU:
 		kern.SwiGLU(h, s.hb2[lo*ff:hi*ff])
-	case GELUTanh:
+	case model.GELUTanh:
 		kern.GELU(h)
-	case GELU:
+	case model.GELU:
 		kern.GELUErf(h)
-	case ReLU:
+	case model.ReLU:
 		kern.ReLU(h)
 	}
 }
@@ -543,14 +544,14 @@ type normTask struct {
 }
 
 func (k *normTask) Do(_, lo, hi int) {
-	c, kern := &k.s.m.Config, k.s.m.kern
+	c, kern := &k.s.m.cfg, k.s.m.kern
 	dim := c.Dim
 	for t := lo; t < hi; t++ {
 		d, xi := k.dst[t*dim:(t+1)*dim], k.x[t*dim:(t+1)*dim]
-		if c.Norm == RMSNorm {
-			kern.RMSNorm(d, xi, k.n.w, c.NormEps)
+		if c.Norm == model.RMSNorm {
+			kern.RMSNorm(d, xi, k.n.w, float32(c.NormEps))
 		} else {
-			kern.LayerNorm(d, xi, k.n.w, k.n.b, c.NormEps)
+			kern.LayerNorm(d, xi, k.n.w, k.n.b, float32(c.NormEps))
 		}
 	}
 }

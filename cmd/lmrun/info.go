@@ -11,8 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lmrun/lmrun/backends"
-	_ "github.com/lmrun/lmrun/backends/all"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // simdFeatures are the CPU features the backends care about, in display order.
@@ -120,7 +120,7 @@ func printInfo(w io.Writer, r infoReport) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "  %-28s %s\n", k, showValue(r.Meta[k]))
 	}
-	if ws, ok := r.Meta["lm.attn_windows"].([]int64); ok && len(ws) > 0 {
+	if ws, ok := r.Meta[model.KeyAttnWindows].([]int64); ok && len(ws) > 0 {
 		fmt.Fprintf(w, "Attention per layer:\n  %s\n", attentionLayout(ws))
 	}
 	var total int64

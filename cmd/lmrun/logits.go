@@ -38,10 +38,10 @@ func logitsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if err := npy.WriteFile(c.String("output"), []int{len(ids), m.Config.VocabSize}, logits); err != nil {
+			if err := npy.WriteFile(c.String("output"), []int{len(ids), m.Config().VocabSize}, logits); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.ErrWriter, "wrote %s: float32 [%d, %d]\n", c.String("output"), len(ids), m.Config.VocabSize)
+			fmt.Fprintf(c.App.ErrWriter, "wrote %s: float32 [%d, %d]\n", c.String("output"), len(ids), m.Config().VocabSize)
 			return nil
 		},
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	_ "github.com/lmrun/lmrun/backends/all" // the command links every backend this build has
 )
 
 func main() {

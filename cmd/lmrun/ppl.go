@@ -51,7 +51,7 @@ func pplCommand() *cli.Command {
 				return err
 			}
 			defer m.Close()
-			tok := m.Tokenizer
+			tok := m.Tokenizer()
 			if tok == nil {
 				return fmt.Errorf("%s carries no tokenizer; convert it with --tokenizer FILE", c.String("model"))
 			}
@@ -65,7 +65,7 @@ func pplCommand() *cli.Command {
 			}
 			W := c.Int("ctx")
 			if W == 0 {
-				W = m.Config.ContextLength
+				W = m.Config().ContextLength
 			}
 			S := c.Int("stride")
 			if S == 0 {

@@ -65,7 +65,7 @@ func runCommand() *cli.Command {
 			var stop []int
 			if c.Bool("ignore-eos") {
 				stop = []int{}
-			} else if tok := m.Tokenizer; tok != nil {
+			} else if tok := m.Tokenizer(); tok != nil {
 				stop = []int{}
 				if tok.EOS() >= 0 {
 					stop = append(stop, tok.EOS())
@@ -81,8 +81,8 @@ func runCommand() *cli.Command {
 
 			out := bufio.NewWriter(c.App.Writer)
 			var stream *tokenizer.Stream
-			if m.Tokenizer != nil && !c.Bool("ids") {
-				stream = tokenizer.NewStream(m.Tokenizer)
+			if m.Tokenizer() != nil && !c.Bool("ids") {
+				stream = tokenizer.NewStream(m.Tokenizer())
 				for _, id := range prompt { // echo the prompt, as llama2.c does
 					piece, err := stream.Add(id)
 					if err != nil {
@@ -142,7 +142,7 @@ func promptIDs(c *cli.Context, m *engine.Model) ([]int, error) {
 	if c.IsSet("tokens") {
 		return parseIDs(c.String("tokens"))
 	}
-	tok := m.Tokenizer
+	tok := m.Tokenizer()
 	if !c.IsSet("prompt") {
 		if tok == nil || tok.BOS() < 0 {
 			return nil, errors.New("no prompt: give -p TEXT or --tokens IDS (the model has no BOS token to start from)")
@@ -150,8 +150,8 @@ func promptIDs(c *cli.Context, m *engine.Model) ([]int, error) {
 		return []int{tok.BOS()}, nil
 	}
 	if tok == nil {
-		if m.TokenizerErr != nil {
-			return nil, fmt.Errorf("-p: %v; give --tokens IDS", m.TokenizerErr)
+		if m.TokenizerErr() != nil {
+			return nil, fmt.Errorf("-p: %v; give --tokens IDS", m.TokenizerErr())
 		}
 		return nil, errors.New("-p: this model carries no tokenizer; give --tokens IDS, or convert it with --tokenizer FILE")
 	}

@@ -22,11 +22,11 @@ func loadTokenizer(c *cli.Context) (*engine.Model, tokenizer.Tokenizer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if m.Tokenizer == nil {
+	if m.Tokenizer() == nil {
 		m.Close()
 		return nil, nil, fmt.Errorf("%s carries no tokenizer; convert it with --tokenizer FILE", c.String("model"))
 	}
-	return m, m.Tokenizer, nil
+	return m, m.Tokenizer(), nil
 }
 
 // readText returns the -f file ("-" for standard input), else the arguments joined by

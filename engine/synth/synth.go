@@ -9,33 +9,33 @@ import (
 	"strings"
 
 	"github.com/lmrun/lmrun/dtype"
-	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // Preset is a named model shape.
 type Preset struct {
 	Name   string
 	About  string
-	Config engine.Config
+	Config model.Config
 }
 
-func llama(dim, layers, heads, kvHeads, ffn, vocab, ctx int) engine.Config {
-	return engine.Config{
+func llama(dim, layers, heads, kvHeads, ffn, vocab, ctx int) model.Config {
+	return model.Config{
 		Arch: "llama", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, NKVHeads: kvHeads,
 		HeadDim: dim / heads, FFNDim: ffn, ContextLength: ctx,
-		Norm: engine.RMSNorm, NormEps: 1e-5, Position: engine.RoPE, RopeTheta: 10000, RopeDim: dim / heads,
-		Activation: engine.SwiGLU, AttnWindows: make([]int, layers), FinalNorm: true,
+		Norm: model.RMSNorm, NormEps: 1e-5, Position: model.RoPE, RopeTheta: 10000, RopeDim: dim / heads,
+		Activation: model.SwiGLU, AttnWindows: make([]int, layers),
 	}
 }
 
-func gpt2(dim, layers, heads, vocab, ctx int) engine.Config {
-	return engine.Config{
+func gpt2(dim, layers, heads, vocab, ctx int) model.Config {
+	return model.Config{
 		Arch: "gpt2", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, NKVHeads: heads,
 		HeadDim: dim / heads, FFNDim: 4 * dim, ContextLength: ctx,
-		Norm: engine.LayerNorm, NormEps: 1e-5, Position: engine.Learned,
-		Activation: engine.GELUTanh, AttnWindows: make([]int, layers), FinalNorm: true,
+		Norm: model.LayerNorm, NormEps: 1e-5, Position: model.Learned,
+		Activation: model.GELUTanh, AttnWindows: make([]int, layers),
 	}
 }
 
@@ -54,7 +54,7 @@ var presets = []Preset{
 
 // gptNeo is GPT-Neo 125M: GPT-3's alternation of dense and banded attention layers,
 // without the 1/√d score scale.
-func gptNeo() engine.Config {
+func gptNeo() model.Config {
 	c := gpt2(768, 12, 12, 50257, 2048)
 	c.Arch, c.AttnScale = "gpt_neo", 1
 	for i := range c.AttnWindows {
@@ -67,10 +67,10 @@ func gptNeo() engine.Config {
 
 // opt is an OPT shape: ReLU FFN, positions read at offset 2, and for the post-norm
 // variant no final norm and embeddings of width embDim projected to dim.
-func opt(dim, layers, heads, embDim int, preNorm bool) engine.Config {
+func opt(dim, layers, heads, embDim int, preNorm bool) model.Config {
 	c := gpt2(dim, layers, heads, 50272, 2048)
-	c.Arch, c.Activation, c.PositionOffset = "opt", engine.ReLU, 2
-	c.PostNorm, c.FinalNorm = !preNorm, preNorm
+	c.Arch, c.Activation, c.PositionOffset = "opt", model.ReLU, 2
+	c.PostNorm, c.NoFinalNorm = !preNorm, !preNorm
 	if embDim != dim {
 		c.EmbedDim = embDim
 	}
@@ -96,7 +96,7 @@ func Lookup(name string) (Preset, error) {
 // Build returns a checkpoint of the config's shape with weights drawn from a seeded
 // generator and a byte-level tokenizer. Tensors are generated when written, one at a
 // time, so building a large preset needs little memory.
-func Build(cfg engine.Config, seed uint64) (*format.Checkpoint, error) {
+func Build(cfg model.Config, seed uint64) (*format.Checkpoint, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -125,13 +125,13 @@ func Build(cfg engine.Config, seed uint64) (*format.Checkpoint, error) {
 	)
 	dim, q, kv, ff, ed := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.FFNDim, cfg.EmbeddingDim()
 	std := 0.02
-	ln := cfg.Norm == engine.LayerNorm
+	ln := cfg.Norm == model.LayerNorm
 	add("token_embd.weight", []int{cfg.VocabSize, ed}, weight, std)
 	if cfg.Projected() {
 		add("proj_in.weight", []int{dim, ed}, weight, std)
 		add("proj_out.weight", []int{ed, dim}, weight, std)
 	}
-	if cfg.Position == engine.Learned {
+	if cfg.Position == model.Learned {
 		add("position_embd.weight", []int{cfg.ContextLength + cfg.PositionOffset, dim}, weight, std)
 	}
 	resid := std / math.Sqrt(2*float64(cfg.NLayers))
@@ -155,7 +155,7 @@ func Build(cfg engine.Config, seed uint64) (*format.Checkpoint, error) {
 		if ln {
 			add(p+"ffn_norm.bias", []int{dim}, bias, 0.02)
 		}
-		if cfg.Activation == engine.SwiGLU {
+		if cfg.Activation == model.SwiGLU {
 			add(p+"ffn_gate.weight", []int{ff, dim}, weight, std)
 		}
 		add(p+"ffn_up.weight", []int{ff, dim}, weight, std)
@@ -165,7 +165,7 @@ func Build(cfg engine.Config, seed uint64) (*format.Checkpoint, error) {
 			add(p+"ffn_down.bias", []int{dim}, bias, 0.02)
 		}
 	}
-	if cfg.FinalNorm {
+	if !cfg.NoFinalNorm {
 		add("output_norm.weight", []int{dim}, gain, 0.1)
 		if ln {
 			add("output_norm.bias", []int{dim}, bias, 0.02)

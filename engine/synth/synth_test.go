@@ -31,10 +31,10 @@ func TestPresetsLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			if m.Config.Projected() != p.Config.Projected() || m.Config.PostNorm != p.Config.PostNorm {
-				t.Fatalf("config did not survive the round trip: %+v", m.Config)
+			if m.Config().Projected() != p.Config.Projected() || m.Config().PostNorm != p.Config.PostNorm {
+				t.Fatalf("config did not survive the round trip: %+v", m.Config())
 			}
-			ids, err := m.Tokenizer.Encode("hello", true, false)
+			ids, err := m.Tokenizer().Encode("hello", true, false)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/lmrun/lmrun/format/llama2c"
 	"github.com/lmrun/lmrun/format/safetensors"
 	"github.com/lmrun/lmrun/format/tokfile"
+	"github.com/lmrun/lmrun/model"
 )
 
 // Kind is a model file format.
@@ -162,7 +163,7 @@ func Import(path string, opts Options) (*format.Checkpoint, error) {
 // import has no tokenizer. The tokenizer is built once to check it, and must not
 // have more tokens than the model.
 func addTokenizer(ck *format.Checkpoint, path string, kind Kind, tokPath string) error {
-	vocab, _, err := ck.Meta.Int("lm.vocab_size")
+	vocab, _, err := ck.Meta.Int(model.KeyVocabSize)
 	if err != nil {
 		return err
 	}

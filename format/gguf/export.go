@@ -8,6 +8,7 @@ import (
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // Export maps an lmc checkpoint of a Llama-style model (rmsnorm, rope, swiglu) or a
@@ -28,11 +29,14 @@ import (
 // Tensor data is produced when the file is written.
 func Export(ck *format.Checkpoint) ([]KV, []TensorSource, error) {
 	m := ck.Meta
-	arch, err := exportArch(m)
+	hp, err := model.Parse(m)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot export to GGUF: %w", err)
 	}
-	hp, err := readHyper(ck)
+	if hp.NLayers > len(ck.Tensors) {
+		return nil, nil, fmt.Errorf("cannot export to GGUF: %s = %d, but the checkpoint has only %d tensors", model.KeyNLayers, hp.NLayers, len(ck.Tensors))
+	}
+	arch, err := exportArch(hp)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot export to GGUF: %w", err)
 	}
@@ -56,23 +60,23 @@ func Export(ck *format.Checkpoint) ([]KV, []TensorSource, error) {
 	}
 	u32 := func(key string, v int) { kvs = append(kvs, KV{arch + "." + key, uint32(v)}) }
 	f32 := func(key string, v float64) { kvs = append(kvs, KV{arch + "." + key, float32(v)}) }
-	u32("vocab_size", hp.vocab)
-	u32("context_length", hp.ctx)
-	u32("embedding_length", hp.dim)
-	u32("block_count", hp.layers)
-	u32("feed_forward_length", hp.ffn)
-	u32("attention.head_count", hp.heads)
+	u32("vocab_size", hp.VocabSize)
+	u32("context_length", hp.ContextLength)
+	u32("embedding_length", hp.Dim)
+	u32("block_count", hp.NLayers)
+	u32("feed_forward_length", hp.FFNDim)
+	u32("attention.head_count", hp.NHeads)
 	if arch == "llama" {
-		u32("attention.head_count_kv", hp.kvHeads)
-		if hp.headDim != hp.dim/hp.heads || hp.dim%hp.heads != 0 {
-			u32("attention.key_length", hp.headDim)
-			u32("attention.value_length", hp.headDim)
+		u32("attention.head_count_kv", hp.NKVHeads)
+		if hp.HeadDim != hp.Dim/hp.NHeads || hp.Dim%hp.NHeads != 0 {
+			u32("attention.key_length", hp.HeadDim)
+			u32("attention.value_length", hp.HeadDim)
 		}
-		u32("rope.dimension_count", hp.ropeDim)
-		f32("rope.freq_base", hp.theta)
-		f32("attention.layer_norm_rms_epsilon", hp.eps)
+		u32("rope.dimension_count", hp.RopeDim)
+		f32("rope.freq_base", hp.RopeTheta)
+		f32("attention.layer_norm_rms_epsilon", hp.NormEps)
 	} else {
-		f32("attention.layer_norm_epsilon", hp.eps)
+		f32("attention.layer_norm_epsilon", hp.NormEps)
 	}
 	tok, err := tokenizerKVs(m)
 	if err != nil {
@@ -92,107 +96,36 @@ func ExportFile(ck *format.Checkpoint, path string, progress func(done, total in
 	return WriteFile(path, kvs, tensors, progress)
 }
 
-// exportArch tells which llama.cpp architecture computes the same model as the lmc
-// metadata describes.
-func exportArch(m format.Metadata) (string, error) {
-	str := func(key, def string) string {
-		v, ok, err := m.String(key)
-		if err != nil || !ok {
-			return def
-		}
-		return v
+// exportArch tells which llama.cpp architecture computes the same model as c.
+func exportArch(c model.Config) (string, error) {
+	if c.PostNorm {
+		return "", fmt.Errorf("post-norm blocks (llama.cpp's llama and gpt2 are pre-norm)")
 	}
-	if p := str("lm.norm_position", "pre"); p != "pre" {
-		return "", fmt.Errorf("lm.norm_position %q (llama.cpp's llama and gpt2 are pre-norm)", p)
+	if c.PositionOffset != 0 {
+		return "", fmt.Errorf("%s %d (llama.cpp's gpt2 reads position 0 from row 0)", model.KeyPositionOffset, c.PositionOffset)
 	}
-	if off, _, _ := m.Int("lm.position_offset"); off != 0 {
-		return "", fmt.Errorf("lm.position_offset %d (llama.cpp's gpt2 reads position 0 from row 0)", off)
-	}
-	if w, _, _ := m.Ints("lm.attn_windows"); len(w) > 0 {
-		for _, x := range w {
-			if x != 0 {
-				return "", fmt.Errorf("local attention windows %v (llama.cpp's llama and gpt2 attend densely)", w)
-			}
+	for _, w := range c.AttnWindows {
+		if w != 0 {
+			return "", fmt.Errorf("local attention windows %v (llama.cpp's llama and gpt2 attend densely)", c.AttnWindows)
 		}
 	}
-	if s, _, _ := m.Float("lm.attn_scale"); s != 0 {
-		return "", fmt.Errorf("lm.attn_scale %v (llama.cpp's llama and gpt2 scale by 1/√head_dim)", s)
+	if c.AttnScale != float32(1/math.Sqrt(float64(c.HeadDim))) {
+		return "", fmt.Errorf("%s %v (llama.cpp's llama and gpt2 scale by 1/√head_dim)", model.KeyAttnScale, c.AttnScale)
 	}
-	if fn, ok, _ := m.Bool("lm.final_norm"); ok && !fn {
+	if c.NoFinalNorm {
 		return "", fmt.Errorf("no final norm (llama.cpp's llama and gpt2 have one)")
 	}
-	norm, pos, act := str("lm.norm", ""), str("lm.position", ""), str("lm.activation", "")
+	if c.Projected() {
+		return "", fmt.Errorf("%s %d ≠ dim %d (llama.cpp's llama and gpt2 have no projection)", model.KeyEmbeddingDim, c.EmbedDim, c.Dim)
+	}
 	switch {
-	case norm == "rmsnorm" && pos == "rope" && act == "swiglu":
+	case c.Norm == model.RMSNorm && c.Position == model.RoPE && c.Activation == model.SwiGLU:
 		return "llama", nil
-	case norm == "layernorm" && pos == "learned" && act == "gelu_tanh":
+	case c.Norm == model.LayerNorm && c.Position == model.Learned && c.Activation == model.GELUTanh:
 		return "gpt2", nil
 	}
-	return "", fmt.Errorf("lm.norm %q, lm.position %q, lm.activation %q match neither llama (rmsnorm, rope, swiglu) nor gpt2 (layernorm, learned, gelu_tanh)", norm, pos, act)
-}
-
-type hyper struct {
-	vocab, dim, layers, heads, kvHeads, headDim, ffn, ctx, ropeDim int
-	eps, theta                                                     float64
-}
-
-func readHyper(ck *format.Checkpoint) (hyper, error) {
-	m := ck.Meta
-	var h hyper
-	get := func(key string, def int) (int, error) {
-		v, ok, err := m.Int(key)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			if def < 0 {
-				return 0, fmt.Errorf("missing metadata %s", key)
-			}
-			return def, nil
-		}
-		if v <= 0 || int64(v) > math.MaxUint32 {
-			return 0, fmt.Errorf("metadata %s = %d", key, v)
-		}
-		return v, nil
-	}
-	var err error
-	for _, p := range []struct {
-		key string
-		v   *int
-	}{{"lm.vocab_size", &h.vocab}, {"lm.dim", &h.dim}, {"lm.n_layers", &h.layers}, {"lm.n_heads", &h.heads}, {"lm.ffn_dim", &h.ffn}, {"lm.context_length", &h.ctx}} {
-		if *p.v, err = get(p.key, -1); err != nil {
-			return h, err
-		}
-	}
-	if h.layers > len(ck.Tensors) {
-		return h, fmt.Errorf("lm.n_layers = %d, but the checkpoint has only %d tensors", h.layers, len(ck.Tensors))
-	}
-	if h.kvHeads, err = get("lm.n_kv_heads", h.heads); err != nil {
-		return h, err
-	}
-	if h.headDim, err = get("lm.head_dim", h.dim/h.heads); err != nil {
-		return h, err
-	}
-	if h.ropeDim, err = get("lm.rope_dim", h.headDim); err != nil {
-		return h, err
-	}
-	eps, ok, err := m.Float("lm.norm_eps")
-	if err != nil {
-		return h, err
-	}
-	if !ok {
-		return h, fmt.Errorf("missing metadata lm.norm_eps")
-	}
-	h.eps = eps
-	theta, ok, err := m.Float("lm.rope_theta")
-	if err != nil {
-		return h, err
-	}
-	h.theta = 10000
-	if ok {
-		h.theta = theta
-	}
-	return h, nil
+	return "", fmt.Errorf("%s %q, %s %q, %s %q match neither llama (rmsnorm, rope, swiglu) nor gpt2 (layernorm, learned, gelu_tanh)",
+		model.KeyNorm, c.Norm, model.KeyPosition, c.Position, model.KeyActivation, c.Activation)
 }
 
 // exporter builds the GGUF tensor list from the lmc tensors.
@@ -261,9 +194,9 @@ func f32Data(s *format.Source) func() ([]byte, error) {
 	}
 }
 
-func (x *exporter) llama(h hyper) {
+func (x *exporter) llama(h model.Config) {
 	x.tensor("token_embd.weight", true)
-	for l := 0; l < h.layers; l++ {
+	for l := 0; l < h.NLayers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
 		x.tensor(p+"attn_norm.weight", true)
 		for _, n := range []string{"attn_q", "attn_k", "attn_v", "attn_output"} {
@@ -278,19 +211,19 @@ func (x *exporter) llama(h hyper) {
 	x.tensor("output.weight", false)
 }
 
-func (x *exporter) gpt2(h hyper) {
+func (x *exporter) gpt2(h model.Config) {
 	x.tensor("token_embd.weight", true)
 	x.tensor("position_embd.weight", true)
-	for l := 0; l < h.layers; l++ {
+	for l := 0; l < h.NLayers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
-		x.pair(p+"attn_norm", h.dim)
+		x.pair(p+"attn_norm", h.Dim)
 		x.fused(p)
-		x.pair(p+"attn_output", h.dim)
-		x.pair(p+"ffn_norm", h.dim)
-		x.pair(p+"ffn_up", h.ffn)
-		x.pair(p+"ffn_down", h.dim)
+		x.pair(p+"attn_output", h.Dim)
+		x.pair(p+"ffn_norm", h.Dim)
+		x.pair(p+"ffn_up", h.FFNDim)
+		x.pair(p+"ffn_down", h.Dim)
 	}
-	x.pair("output_norm", h.dim)
+	x.pair("output_norm", h.Dim)
 	x.tensor("output.weight", false)
 }
 

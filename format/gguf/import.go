@@ -12,6 +12,7 @@ import (
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // ErrNoWeights is returned by Import for a GGUF file without tensors, such as the
@@ -19,7 +20,7 @@ import (
 var ErrNoWeights = errors.New("the GGUF file has no tensors (a vocabulary-only file?): there are no weights to convert")
 
 // importers maps general.architecture to its converter.
-var importers = map[string]func(b *builder) (format.Metadata, error){
+var importers = map[string]func(b *builder) (model.Config, error){
 	"llama": importLlama,
 	"gpt2":  importGPT2,
 }
@@ -105,7 +106,7 @@ func convert(f *File, read func(*TensorInfo) ([]byte, error)) (*format.Checkpoin
 		return nil, fmt.Errorf("unsupported architecture %q (supported: %s)", arch, strings.Join(SupportedArchitectures(), ", "))
 	}
 	b := &builder{f: f, read: read, arch: arch, used: map[string]bool{}}
-	lm, err := imp(b)
+	cfg, err := imp(b)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +123,7 @@ func convert(f *File, read func(*TensorInfo) ([]byte, error)) (*format.Checkpoin
 			meta[kv.Key] = v
 		}
 	}
-	for k, v := range lm {
+	for k, v := range cfg.Metadata() {
 		meta[k] = v
 	}
 	meta["general.architecture"] = arch
@@ -501,63 +502,68 @@ func (b *builder) ffnKey() (int, error) {
 
 // importLlama converts architecture "llama": RMSNorm, RoPE (GGUF q/k rows are already
 // in the interleaved order lmrun rotates), SwiGLU, optional q/k/v/o biases.
-func importLlama(b *builder) (format.Metadata, error) {
+func importLlama(b *builder) (model.Config, error) {
+	var none model.Config
 	c, err := b.common()
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	kvHeads, err := b.intKey("attention.head_count_kv", c.heads)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if kvHeads > c.heads || c.heads%kvHeads != 0 {
-		return nil, fmt.Errorf("head_count %d is not a multiple of head_count_kv %d", c.heads, kvHeads)
+		return none, fmt.Errorf("head_count %d is not a multiple of head_count_kv %d", c.heads, kvHeads)
 	}
 	headDim := c.dim / c.heads
-	explicitHeadDim := false
 	if _, ok := b.f.Value(b.arch + ".attention.key_length"); ok {
 		if headDim, err = b.intKey("attention.key_length", -1); err != nil {
-			return nil, err
+			return none, err
 		}
-		explicitHeadDim = true
 		if vl, err := b.intKey("attention.value_length", headDim); err != nil {
-			return nil, err
+			return none, err
 		} else if vl != headDim {
-			return nil, fmt.Errorf("unsupported: attention.value_length %d differs from key_length %d", vl, headDim)
+			return none, fmt.Errorf("unsupported: attention.value_length %d differs from key_length %d", vl, headDim)
 		}
 	} else if c.dim%c.heads != 0 {
-		return nil, fmt.Errorf("embedding_length %d is not a multiple of head_count %d", c.dim, c.heads)
+		return none, fmt.Errorf("embedding_length %d is not a multiple of head_count %d", c.dim, c.heads)
 	}
 	if headDim%2 != 0 {
-		return nil, fmt.Errorf("head dimension %d is odd (RoPE rotates pairs)", headDim)
+		return none, fmt.Errorf("head dimension %d is odd (RoPE rotates pairs)", headDim)
 	}
 	ropeDim, err := b.intKey("rope.dimension_count", headDim)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if ropeDim > headDim || ropeDim%2 != 0 {
-		return nil, fmt.Errorf("rope.dimension_count %d must be even and at most the head dimension %d", ropeDim, headDim)
+		return none, fmt.Errorf("rope.dimension_count %d must be even and at most the head dimension %d", ropeDim, headDim)
 	}
 	eps, err := b.floatKey("attention.layer_norm_rms_epsilon", math.NaN())
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	theta, err := b.floatKey("rope.freq_base", 10000)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if theta <= 0 {
-		return nil, fmt.Errorf("rope.freq_base = %v, want > 0", theta)
+		return none, fmt.Errorf("rope.freq_base = %v, want > 0", theta)
 	}
 	if v, ok := b.f.Value(b.arch + ".rope.scaling.type"); ok && v != "none" {
-		return nil, fmt.Errorf("unsupported: rope.scaling.type %s (only plain RoPE is implemented)", describe(v))
+		return none, fmt.Errorf("unsupported: rope.scaling.type %s (only plain RoPE is implemented)", describe(v))
 	}
 	if v, ok := b.f.Value(b.arch + ".expert_count"); ok {
 		if n, _ := MetaValue(v); n != int64(0) {
-			return nil, fmt.Errorf("unsupported: a mixture of experts (expert_count %s)", describe(v))
+			return none, fmt.Errorf("unsupported: a mixture of experts (expert_count %s)", describe(v))
 		}
 	}
 
+	cfg := model.Config{Arch: b.arch, VocabSize: c.vocab, Dim: c.dim, NLayers: c.layers, NHeads: c.heads,
+		NKVHeads: kvHeads, HeadDim: headDim, FFNDim: c.ffn, ContextLength: c.ctx, Norm: model.RMSNorm,
+		NormEps: eps, Position: model.RoPE, RopeTheta: theta, RopeDim: ropeDim, Activation: model.SwiGLU}
+	if err := cfg.Resolve(); err != nil {
+		return none, err
+	}
 	dim, qDim, kvDim := c.dim, c.heads*headDim, kvHeads*headDim
 	b.add("token_embd.weight", []int{c.vocab, dim}, b.tensor("token_embd.weight", c.vocab, dim), false)
 	for l := 0; l < c.layers; l++ {
@@ -588,42 +594,37 @@ func importLlama(b *builder) (format.Metadata, error) {
 	}
 	b.add("output_norm.weight", []int{dim}, b.tensor("output_norm.weight", dim), true)
 	if err := b.classifier(c.vocab, dim); err != nil {
-		return nil, err
+		return none, err
 	}
-	meta := baseMeta(c, c.heads, kvHeads)
-	if explicitHeadDim {
-		meta["lm.head_dim"] = int64(headDim)
-	}
-	if ropeDim != headDim {
-		meta["lm.rope_dim"] = int64(ropeDim)
-	}
-	meta["lm.norm"] = "rmsnorm"
-	meta["lm.norm_eps"] = eps
-	meta["lm.position"] = "rope"
-	meta["lm.rope_theta"] = theta
-	meta["lm.activation"] = "swiglu"
-	return meta, nil
+	return cfg, nil
 }
 
 // importGPT2 converts architecture "gpt2": LayerNorm with biases, learned positions,
 // GELU (tanh form); attn_qkv is split into attn_q, attn_k and attn_v (files with the
 // three separate are accepted too).
-func importGPT2(b *builder) (format.Metadata, error) {
+func importGPT2(b *builder) (model.Config, error) {
+	var none model.Config
 	c, err := b.common()
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if c.dim%c.heads != 0 {
-		return nil, fmt.Errorf("embedding_length %d is not a multiple of head_count %d", c.dim, c.heads)
+		return none, fmt.Errorf("embedding_length %d is not a multiple of head_count %d", c.dim, c.heads)
 	}
 	if kv, err := b.intKey("attention.head_count_kv", c.heads); err != nil {
-		return nil, err
+		return none, err
 	} else if kv != c.heads {
-		return nil, fmt.Errorf("unsupported: gpt2 with head_count_kv %d ≠ head_count %d", kv, c.heads)
+		return none, fmt.Errorf("unsupported: gpt2 with head_count_kv %d ≠ head_count %d", kv, c.heads)
 	}
 	eps, err := b.floatKey("attention.layer_norm_epsilon", math.NaN())
 	if err != nil {
-		return nil, err
+		return none, err
+	}
+	cfg := model.Config{Arch: b.arch, VocabSize: c.vocab, Dim: c.dim, NLayers: c.layers, NHeads: c.heads,
+		FFNDim: c.ffn, ContextLength: c.ctx, Norm: model.LayerNorm, NormEps: eps, Position: model.Learned,
+		Activation: model.GELUTanh}
+	if err := cfg.Resolve(); err != nil {
+		return none, err
 	}
 	dim := c.dim
 	b.add("token_embd.weight", []int{c.vocab, dim}, b.tensor("token_embd.weight", c.vocab, dim), false)
@@ -661,29 +662,7 @@ func importGPT2(b *builder) (format.Metadata, error) {
 	b.add("output_norm.weight", []int{dim}, b.tensor("output_norm.weight", dim), true)
 	b.add("output_norm.bias", []int{dim}, b.tensor("output_norm.bias", dim), true)
 	if err := b.classifier(c.vocab, dim); err != nil {
-		return nil, err
+		return none, err
 	}
-	meta := baseMeta(c, c.heads, c.heads)
-	meta["lm.norm"] = "layernorm"
-	meta["lm.norm_eps"] = eps
-	meta["lm.position"] = "learned"
-	meta["lm.position_offset"] = int64(0)
-	meta["lm.activation"] = "gelu_tanh"
-	return meta, nil
-}
-
-// baseMeta returns the lm.* keys both architectures set.
-func baseMeta(c common, heads, kvHeads int) format.Metadata {
-	return format.Metadata{
-		"lm.vocab_size":     int64(c.vocab),
-		"lm.dim":            int64(c.dim),
-		"lm.n_layers":       int64(c.layers),
-		"lm.n_heads":        int64(heads),
-		"lm.n_kv_heads":     int64(kvHeads),
-		"lm.ffn_dim":        int64(c.ffn),
-		"lm.context_length": int64(c.ctx),
-		"lm.norm_position":  "pre",
-		"lm.attn_windows":   make([]int64, c.layers),
-		"lm.final_norm":     true,
-	}
+	return cfg, nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
+	"github.com/lmrun/lmrun/model"
 )
 
 // gpt2Activations maps GPT-2's activation_function to lmrun's lm.activation.
@@ -59,6 +60,16 @@ func importGPT2(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 		}
 	}
 
+	cfg := model.Config{Arch: "gpt2", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, FFNDim: ffn,
+		ContextLength: ctx, Norm: model.LayerNorm, NormEps: eps, Position: model.Learned,
+		Activation: model.Activation(act)}
+	if !scaleWeights {
+		cfg.AttnScale = 1
+	}
+	if err := cfg.Resolve(); err != nil {
+		return nil, c.errorf("%v", err)
+	}
+
 	prefix := namePrefix(st, "transformer.")
 	b := newBuilder(st)
 	wte := b.tensor(prefix+"wte.weight", vocab, dim)
@@ -97,15 +108,5 @@ func importGPT2(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta := baseMeta("gpt2", vocab, dim, layers, heads, heads, ffn, ctx)
-	meta["lm.norm"] = "layernorm"
-	meta["lm.norm_eps"] = eps
-	meta["lm.norm_position"] = "pre"
-	meta["lm.position"] = "learned"
-	meta["lm.position_offset"] = int64(0)
-	meta["lm.activation"] = act
-	if !scaleWeights {
-		meta["lm.attn_scale"] = 1.0
-	}
-	return &format.Checkpoint{Meta: meta, Tensors: tensors}, nil
+	return &format.Checkpoint{Meta: format.Metadata(cfg.Metadata()), Tensors: tensors}, nil
 }

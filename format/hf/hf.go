@@ -262,22 +262,6 @@ func sameShape(a, b []int) bool {
 	return true
 }
 
-// baseMeta returns the metadata every importer sets.
-func baseMeta(arch string, vocab, dim, layers, heads, kvHeads, ffn, ctx int) format.Metadata {
-	return format.Metadata{
-		"general.architecture": arch,
-		"lm.vocab_size":        int64(vocab),
-		"lm.dim":               int64(dim),
-		"lm.n_layers":          int64(layers),
-		"lm.n_heads":           int64(heads),
-		"lm.n_kv_heads":        int64(kvHeads),
-		"lm.ffn_dim":           int64(ffn),
-		"lm.context_length":    int64(ctx),
-		"lm.attn_windows":      make([]int64, layers),
-		"lm.final_norm":        true,
-	}
-}
-
 // transposeCols returns a function mapping a row-major [rows, cols] matrix to the
 // transpose of its columns [c0, c0+n): an [n, rows] matrix. With c0 = 0 and n = cols it
 // is the plain transpose (GPT-2's Conv1D [in, out] to [out, in]).

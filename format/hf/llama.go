@@ -5,6 +5,7 @@ import (
 
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
+	"github.com/lmrun/lmrun/model"
 )
 
 // importLlama converts LlamaForCausalLM checkpoints. Their projections are already
@@ -81,6 +82,13 @@ func importLlama(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 		return nil, err
 	}
 
+	cfg := model.Config{Arch: "llama", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, NKVHeads: kvHeads,
+		HeadDim: headDim, FFNDim: ffn, ContextLength: ctx, Norm: model.RMSNorm, NormEps: eps,
+		Position: model.RoPE, RopeTheta: theta, Activation: model.SwiGLU}
+	if err := cfg.Resolve(); err != nil {
+		return nil, c.errorf("%v", err)
+	}
+
 	prefix := namePrefix(st, "model.")
 	qDim, kvDim := heads*headDim, kvHeads*headDim
 	b := newBuilder(st)
@@ -126,15 +134,5 @@ func importLlama(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta := baseMeta("llama", vocab, dim, layers, heads, kvHeads, ffn, ctx)
-	if c.has("head_dim") {
-		meta["lm.head_dim"] = int64(headDim)
-	}
-	meta["lm.norm"] = "rmsnorm"
-	meta["lm.norm_eps"] = eps
-	meta["lm.norm_position"] = "pre"
-	meta["lm.position"] = "rope"
-	meta["lm.rope_theta"] = theta
-	meta["lm.activation"] = "swiglu"
-	return &format.Checkpoint{Meta: meta, Tensors: tensors}, nil
+	return &format.Checkpoint{Meta: format.Metadata(cfg.Metadata()), Tensors: tensors}, nil
 }

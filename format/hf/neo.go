@@ -6,6 +6,7 @@ import (
 
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
+	"github.com/lmrun/lmrun/model"
 )
 
 // importGPTNeo converts GPTNeoForCausalLM checkpoints: GPT-3's alternation of dense
@@ -42,14 +43,20 @@ func importGPTNeo(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg := model.Config{Arch: "gpt_neo", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, FFNDim: ffn,
+		ContextLength: ctx, Norm: model.LayerNorm, NormEps: eps, Position: model.Learned,
+		Activation: model.Activation(act),
+		AttnScale:  1} // GPT-Neo does not scale q·k
+	if err := cfg.Resolve(); err != nil {
+		return nil, c.errorf("%v", err)
+	}
 	kinds, err := neoAttentionLayers(c, layers)
 	if err != nil {
 		return nil, err
 	}
-	windows := make([]int64, layers)
 	for i, k := range kinds {
 		if k == "local" {
-			windows[i] = int64(window)
+			cfg.AttnWindows[i] = window
 		}
 	}
 
@@ -86,15 +93,7 @@ func importGPTNeo(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta := baseMeta("gpt_neo", vocab, dim, layers, heads, heads, ffn, ctx)
-	meta["lm.norm"] = "layernorm"
-	meta["lm.norm_eps"] = eps
-	meta["lm.norm_position"] = "pre"
-	meta["lm.position"] = "learned"
-	meta["lm.activation"] = act
-	meta["lm.attn_windows"] = windows
-	meta["lm.attn_scale"] = 1.0 // GPT-Neo does not scale q·k
-	return &format.Checkpoint{Meta: meta, Tensors: tensors}, nil
+	return &format.Checkpoint{Meta: format.Metadata(cfg.Metadata()), Tensors: tensors}, nil
 }
 
 // neoAttentionLayers returns "global" or "local" for every layer, from attention_types

@@ -5,6 +5,7 @@ import (
 
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
+	"github.com/lmrun/lmrun/model"
 )
 
 // importOPT converts OPTForCausalLM checkpoints. OPT reads position p from row p+2 of its
@@ -57,8 +58,19 @@ func importOPT(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	}
 	finalNorm := pre && !removeFinal
 
-	prefix := namePrefix(st, "model.") + "decoder."
 	const posOffset = 2
+	cfg := model.Config{Arch: "opt", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, FFNDim: ffn,
+		ContextLength: ctx, Norm: model.LayerNorm, NormEps: 1e-5, // nn.LayerNorm's default; OPT's config does not carry it
+		PostNorm: !pre, NoFinalNorm: !finalNorm, Position: model.Learned, PositionOffset: posOffset,
+		Activation: model.Activation(act)}
+	if embDim != dim {
+		cfg.EmbedDim = embDim
+	}
+	if err := cfg.Resolve(); err != nil {
+		return nil, c.errorf("%v", err)
+	}
+
+	prefix := namePrefix(st, "model.") + "decoder."
 	b := newBuilder(st)
 	wte := b.tensor(prefix+"embed_tokens.weight", vocab, embDim)
 	b.add("token_embd.weight", []int{vocab, embDim}, wte, nil)
@@ -94,16 +106,5 @@ func importOPT(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta := baseMeta("opt", vocab, dim, layers, heads, heads, ffn, ctx)
-	meta["lm.norm"] = "layernorm"
-	meta["lm.norm_eps"] = 1e-5 // nn.LayerNorm's default; OPT's config does not carry it
-	meta["lm.norm_position"] = map[bool]string{true: "pre", false: "post"}[pre]
-	meta["lm.final_norm"] = finalNorm
-	meta["lm.position"] = "learned"
-	meta["lm.position_offset"] = int64(posOffset)
-	meta["lm.activation"] = act
-	if embDim != dim {
-		meta["lm.embedding_dim"] = int64(embDim)
-	}
-	return &format.Checkpoint{Meta: meta, Tensors: tensors}, nil
+	return &format.Checkpoint{Meta: format.Metadata(cfg.Metadata()), Tensors: tensors}, nil
 }

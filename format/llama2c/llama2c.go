@@ -19,6 +19,7 @@ import (
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/model"
 )
 
 // Magic is the first word of the versioned llama2.c exports (bytes "24ka" on disk).
@@ -329,34 +330,22 @@ func Import(binPath, tokenizerPath string) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg := model.Config{Arch: "llama", VocabSize: h.VocabSize, Dim: h.Dim, NLayers: h.NLayers, NHeads: h.NHeads,
+		NKVHeads: h.NKVHeads, FFNDim: h.HiddenDim, ContextLength: h.SeqLen, Norm: model.RMSNorm,
+		NormEps: 1e-5, Position: model.RoPE, RopeTheta: 10000, Activation: model.SwiGLU}
+	if err := cfg.Resolve(); err != nil {
+		return nil, fmt.Errorf("%s: %w", binPath, err)
+	}
 	var ts []tensor
 	if _, err := h.layout(&ts); err != nil {
 		return nil, fmt.Errorf("%s: %w", binPath, err)
 	}
-	windows := make([]int64, h.NLayers)
 	source := "llama2.c legacy export"
 	if h.Version > 0 {
 		source = fmt.Sprintf("llama2.c version %d export", h.Version)
 	}
-	meta := format.Metadata{
-		"general.architecture": "llama",
-		"general.source":       source,
-		"lm.vocab_size":        int64(h.VocabSize),
-		"lm.dim":               int64(h.Dim),
-		"lm.n_layers":          int64(h.NLayers),
-		"lm.n_heads":           int64(h.NHeads),
-		"lm.n_kv_heads":        int64(h.NKVHeads),
-		"lm.ffn_dim":           int64(h.HiddenDim),
-		"lm.context_length":    int64(h.SeqLen),
-		"lm.norm":              "rmsnorm",
-		"lm.norm_eps":          1e-5,
-		"lm.norm_position":     "pre",
-		"lm.position":          "rope",
-		"lm.rope_theta":        10000.0,
-		"lm.activation":        "swiglu",
-		"lm.attn_windows":      windows,
-		"lm.final_norm":        true,
-	}
+	meta := format.Metadata(cfg.Metadata())
+	meta["general.source"] = source
 	if tokenizerPath != "" {
 		tm, err := ReadTokenizer(tokenizerPath, h.VocabSize)
 		if err != nil {

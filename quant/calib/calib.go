@@ -131,12 +131,12 @@ func Collect(ctx context.Context, m *engine.Model, want map[string]bool, opts Op
 	if n <= 0 {
 		n = DefaultLen
 	}
-	n = min(n, m.Config.ContextLength)
+	n = min(n, m.Config().ContextLength)
 	if n < 1 {
 		return nil, errors.New("calibration: the model has no context")
 	}
 	bos := 0
-	if tok := m.Tokenizer; tok != nil {
+	if tok := m.Tokenizer(); tok != nil {
 		if tok.BOS() >= 0 {
 			bos = tok.BOS()
 		} else if tok.EOS() >= 0 {

@@ -125,7 +125,7 @@ func TestGPTQPerplexity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := m.Tokenizer.Encode(string(text), true, false)
+	ids, err := m.Tokenizer().Encode(string(text), true, false)
 	if err != nil {
 		t.Fatal(err)
 	}

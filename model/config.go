@@ -1,0 +1,377 @@
+// Package model is the description of a decoder-only transformer: one typed Config with
+// its metadata keys, one parser, one validator and one set of defaults. Importers build
+// a Config, the checkpoint writer stores its Metadata, the engine and the exporters read
+// it back with Parse. It imports nothing from the project.
+package model
+
+import (
+	"fmt"
+	"math"
+)
+
+// Metadata keys of the model description (format/SPEC.md, "Model metadata").
+const (
+	KeyArch           = "general.architecture"
+	KeyVocabSize      = "lm.vocab_size"
+	KeyDim            = "lm.dim"
+	KeyNLayers        = "lm.n_layers"
+	KeyNHeads         = "lm.n_heads"
+	KeyNKVHeads       = "lm.n_kv_heads"
+	KeyHeadDim        = "lm.head_dim"
+	KeyFFNDim         = "lm.ffn_dim"
+	KeyContextLength  = "lm.context_length"
+	KeyNorm           = "lm.norm"
+	KeyNormEps        = "lm.norm_eps"
+	KeyNormPosition   = "lm.norm_position"
+	KeyPosition       = "lm.position"
+	KeyPositionOffset = "lm.position_offset"
+	KeyRopeTheta      = "lm.rope_theta"
+	KeyRopeDim        = "lm.rope_dim"
+	KeyActivation     = "lm.activation"
+	KeyAttnWindows    = "lm.attn_windows"
+	KeyAttnScale      = "lm.attn_scale"
+	KeyFinalNorm      = "lm.final_norm"
+	KeyEmbeddingDim   = "lm.embedding_dim"
+)
+
+// Defaults of the fields whose zero value stands for something else.
+const (
+	DefaultNormEps   = 1e-5
+	DefaultRopeTheta = 10000
+)
+
+// Values is typed read access to checkpoint metadata; format.Metadata implements it.
+// Each getter reports ok false for a missing key and an error for a value of another
+// type.
+type Values interface {
+	Int(key string) (v int, ok bool, err error)
+	Float(key string) (v float64, ok bool, err error)
+	String(key string) (v string, ok bool, err error)
+	Bool(key string) (v bool, ok bool, err error)
+	Ints(key string) (v []int64, ok bool, err error)
+}
+
+// NormKind selects the normalisation layer.
+type NormKind string
+
+// Activation selects the feed-forward block's non-linearity.
+type Activation string
+
+// PositionKind selects how positions enter the model.
+type PositionKind string
+
+// Architecture vocabulary, as stored in checkpoint metadata (format/SPEC.md).
+const (
+	RMSNorm   NormKind = "rmsnorm"
+	LayerNorm NormKind = "layernorm"
+
+	GELUTanh Activation = "gelu_tanh"
+	GELU     Activation = "gelu"
+	ReLU     Activation = "relu"
+	SwiGLU   Activation = "swiglu"
+
+	Learned PositionKind = "learned"
+	RoPE    PositionKind = "rope"
+)
+
+// Config describes a decoder-only transformer. GPT-2, Llama and their relatives are
+// settings of these fields, not separate code paths.
+//
+// Every field's zero value means its default (SetDefaults, and SPEC.md's table of
+// metadata keys): a Config built in code and one parsed from metadata that lacks the
+// key mean the same model.
+type Config struct {
+	Arch          string // family, informational ("llama", "gpt2")
+	VocabSize     int
+	Dim           int
+	NLayers       int
+	NHeads        int
+	NKVHeads      int // < NHeads: grouped-query attention
+	HeadDim       int
+	FFNDim        int
+	ContextLength int
+
+	Norm     NormKind
+	NormEps  float64
+	PostNorm bool // norm after each residual add (original Transformer) instead of before
+
+	Position       PositionKind
+	PositionOffset int     // row of the position table used for position 0
+	RopeTheta      float64 // RoPE base
+	RopeDim        int     // leading dims of each head that RoPE rotates
+
+	Activation  Activation
+	AttnWindows []int   // per layer: 0 dense causal, w > 0 local (query i sees keys i-w+1..i)
+	AttnScale   float32 // multiplier of q·k; 1/√HeadDim by default
+	NoFinalNorm bool    // skip output_norm before the classifier (OPT-350m)
+
+	// EmbedDim is the width of the token embeddings and of the classifier's input; when
+	// it differs from Dim, proj_in maps embeddings up to Dim and proj_out maps the final
+	// hidden state back (OPT-350m's word_embed_proj_dim). 0 means Dim.
+	EmbedDim int
+}
+
+// EmbeddingDim returns the width of the token embeddings (EmbedDim, or Dim).
+func (c Config) EmbeddingDim() int {
+	if c.EmbedDim > 0 {
+		return c.EmbedDim
+	}
+	return c.Dim
+}
+
+// Projected reports whether the model maps embeddings through proj_in and proj_out.
+func (c Config) Projected() bool { return c.EmbeddingDim() != c.Dim }
+
+// KVDim returns the width of one position's keys (or values) in one layer.
+func (c Config) KVDim() int { return c.NKVHeads * c.HeadDim }
+
+// QDim returns the width of the concatenated query heads.
+func (c Config) QDim() int { return c.NHeads * c.HeadDim }
+
+// Limits that keep a hostile checkpoint from asking for absurd buffers.
+const (
+	maxDim     = 1 << 16
+	maxLayers  = 1 << 10
+	maxVocab   = 1 << 22
+	maxContext = 1 << 21
+)
+
+// Parse reads a Config from checkpoint metadata, fills in the defaults and validates it.
+// The required keys are vocab_size, dim, n_layers, n_heads, ffn_dim and context_length.
+func Parse(m Values) (Config, error) {
+	var c Config
+	var errs []error
+	geti := func(key string, dst *int, required bool) {
+		v, ok, err := m.Int(key)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case !ok && required:
+			errs = append(errs, fmt.Errorf("metadata %s is missing", key))
+		case ok:
+			*dst = v
+		}
+	}
+	gets := func(key string) string {
+		v, _, err := m.String(key)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return v
+	}
+	getf := func(key string) float64 {
+		v, _, err := m.Float(key)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return v
+	}
+	c.Arch = gets(KeyArch)
+	geti(KeyVocabSize, &c.VocabSize, true)
+	geti(KeyDim, &c.Dim, true)
+	geti(KeyNLayers, &c.NLayers, true)
+	geti(KeyNHeads, &c.NHeads, true)
+	geti(KeyNKVHeads, &c.NKVHeads, false)
+	geti(KeyHeadDim, &c.HeadDim, false)
+	geti(KeyFFNDim, &c.FFNDim, true)
+	geti(KeyContextLength, &c.ContextLength, true)
+	geti(KeyPositionOffset, &c.PositionOffset, false)
+	geti(KeyRopeDim, &c.RopeDim, false)
+	geti(KeyEmbeddingDim, &c.EmbedDim, false)
+	c.Norm = NormKind(gets(KeyNorm))
+	c.NormEps = getf(KeyNormEps)
+	switch p := gets(KeyNormPosition); p {
+	case "", "pre":
+	case "post":
+		c.PostNorm = true
+	default:
+		errs = append(errs, fmt.Errorf("metadata %s %q: want pre or post", KeyNormPosition, p))
+	}
+	c.Position = PositionKind(gets(KeyPosition))
+	c.RopeTheta = getf(KeyRopeTheta)
+	c.Activation = Activation(gets(KeyActivation))
+	c.AttnScale = float32(getf(KeyAttnScale))
+	if v, ok, err := m.Bool(KeyFinalNorm); err != nil {
+		errs = append(errs, err)
+	} else if ok {
+		c.NoFinalNorm = !v
+	}
+	if w, ok, err := m.Ints(KeyAttnWindows); err != nil {
+		errs = append(errs, err)
+	} else if ok {
+		if len(w) > maxLayers {
+			errs = append(errs, fmt.Errorf("metadata %s has %d entries (at most %d layers)", KeyAttnWindows, len(w), maxLayers))
+		} else {
+			c.AttnWindows = make([]int, len(w))
+			for i, x := range w {
+				if x < 0 || x > maxContext {
+					errs = append(errs, fmt.Errorf("metadata %s[%d] = %d", KeyAttnWindows, i, x))
+				}
+				c.AttnWindows[i] = int(x)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return c, errs[0]
+	}
+	return c, c.Resolve()
+}
+
+// SetDefaults replaces the zero value of every field that has a default: n_kv_heads =
+// n_heads, head_dim = dim/n_heads, rope_dim = head_dim, rmsnorm with eps 1e-5, RoPE with
+// base 10000, SwiGLU, dense attention in every layer, q·k scaled by 1/√head_dim.
+func (c *Config) SetDefaults() {
+	if c.NKVHeads == 0 {
+		c.NKVHeads = c.NHeads
+	}
+	if c.HeadDim == 0 && c.NHeads > 0 {
+		c.HeadDim = c.Dim / c.NHeads
+	}
+	if c.Norm == "" {
+		c.Norm = RMSNorm
+	}
+	if c.NormEps == 0 {
+		c.NormEps = DefaultNormEps
+	}
+	if c.Position == "" {
+		c.Position = RoPE
+	}
+	if c.Position == RoPE {
+		if c.RopeDim == 0 {
+			c.RopeDim = c.HeadDim
+		}
+		if c.RopeTheta == 0 {
+			c.RopeTheta = DefaultRopeTheta
+		}
+	}
+	if c.Activation == "" {
+		c.Activation = SwiGLU
+	}
+	if c.AttnWindows == nil && c.NLayers > 0 && c.NLayers <= maxLayers {
+		c.AttnWindows = make([]int, c.NLayers)
+	}
+	if c.AttnScale == 0 && c.HeadDim > 0 {
+		c.AttnScale = float32(1 / math.Sqrt(float64(c.HeadDim)))
+	}
+}
+
+// Validate checks that the configuration is one the engine can run.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("invalid model config: "+format, args...)
+	}
+	switch {
+	case c.VocabSize <= 0 || c.VocabSize > maxVocab:
+		return bad("vocab_size %d", c.VocabSize)
+	case c.Dim <= 0 || c.Dim > maxDim:
+		return bad("dim %d", c.Dim)
+	case c.NLayers <= 0 || c.NLayers > maxLayers:
+		return bad("n_layers %d", c.NLayers)
+	case c.NHeads <= 0 || c.NHeads > c.Dim*4:
+		return bad("n_heads %d", c.NHeads)
+	case c.NKVHeads <= 0 || c.NHeads%c.NKVHeads != 0:
+		return bad("n_kv_heads %d must divide n_heads %d", c.NKVHeads, c.NHeads)
+	case c.HeadDim <= 0 || c.HeadDim > maxDim || c.NHeads*c.HeadDim > 4*maxDim:
+		return bad("head_dim %d", c.HeadDim)
+	case c.FFNDim <= 0 || c.FFNDim > 8*maxDim:
+		return bad("ffn_dim %d", c.FFNDim)
+	case c.ContextLength <= 0 || c.ContextLength > maxContext:
+		return bad("context_length %d", c.ContextLength)
+	case c.EmbedDim < 0 || c.EmbedDim > maxDim:
+		return bad("embedding_dim %d", c.EmbedDim)
+	case c.PositionOffset < 0 || c.PositionOffset > maxContext:
+		return bad("position_offset %d", c.PositionOffset)
+	case !(c.NormEps >= 0) || c.NormEps > 1:
+		return bad("norm_eps %g", c.NormEps)
+	case len(c.AttnWindows) != c.NLayers:
+		return bad("%d attention windows for %d layers", len(c.AttnWindows), c.NLayers)
+	case math.IsNaN(float64(c.AttnScale)) || math.IsInf(float64(c.AttnScale), 0):
+		return bad("attn_scale %g", c.AttnScale)
+	}
+	switch c.Norm {
+	case RMSNorm, LayerNorm:
+	default:
+		return bad("norm %q (want rmsnorm or layernorm)", c.Norm)
+	}
+	switch c.Activation {
+	case GELUTanh, GELU, ReLU, SwiGLU:
+	default:
+		return bad("activation %q (want gelu_tanh, gelu, relu or swiglu)", c.Activation)
+	}
+	switch c.Position {
+	case Learned:
+	case RoPE:
+		if c.RopeDim <= 0 || c.RopeDim > c.HeadDim || c.RopeDim%2 != 0 {
+			return bad("rope_dim %d for head_dim %d", c.RopeDim, c.HeadDim)
+		}
+		if !(c.RopeTheta > 1) || math.IsInf(c.RopeTheta, 0) {
+			return bad("rope_theta %g", c.RopeTheta)
+		}
+	default:
+		return bad("position %q (want learned or rope)", c.Position)
+	}
+	for i, w := range c.AttnWindows {
+		if w < 0 || w > maxContext {
+			return bad("attention window %d of layer %d", w, i)
+		}
+	}
+	return nil
+}
+
+// Metadata returns the checkpoint metadata that describes c (the inverse of Parse), with
+// the defaults written out. Values have the types format.Metadata stores.
+func (c Config) Metadata() map[string]any {
+	c.SetDefaults()
+	w := make([]int64, len(c.AttnWindows))
+	for i, x := range c.AttnWindows {
+		w[i] = int64(x)
+	}
+	pos := "pre"
+	if c.PostNorm {
+		pos = "post"
+	}
+	m := map[string]any{
+		KeyVocabSize:     int64(c.VocabSize),
+		KeyDim:           int64(c.Dim),
+		KeyNLayers:       int64(c.NLayers),
+		KeyNHeads:        int64(c.NHeads),
+		KeyNKVHeads:      int64(c.NKVHeads),
+		KeyHeadDim:       int64(c.HeadDim),
+		KeyFFNDim:        int64(c.FFNDim),
+		KeyContextLength: int64(c.ContextLength),
+		KeyNorm:          string(c.Norm),
+		KeyNormEps:       c.NormEps,
+		KeyNormPosition:  pos,
+		KeyPosition:      string(c.Position),
+		KeyActivation:    string(c.Activation),
+		KeyAttnWindows:   w,
+		KeyFinalNorm:     !c.NoFinalNorm,
+	}
+	if c.Arch != "" {
+		m[KeyArch] = c.Arch
+	}
+	if c.Projected() {
+		m[KeyEmbeddingDim] = int64(c.EmbedDim)
+	}
+	if c.Position == RoPE {
+		m[KeyRopeTheta] = c.RopeTheta
+		m[KeyRopeDim] = int64(c.RopeDim)
+	} else {
+		m[KeyPositionOffset] = int64(c.PositionOffset)
+	}
+	if c.HeadDim > 0 && float64(c.AttnScale) != float64(float32(1/math.Sqrt(float64(c.HeadDim)))) {
+		m[KeyAttnScale] = float64(c.AttnScale)
+	}
+	return m
+}
+
+// Resolve fills in the defaults and validates c: what an importer does with the Config it
+// built, before it reads any tensor, so that no loop or allocation is driven by a number
+// the engine would refuse.
+func (c *Config) Resolve() error {
+	if c.HeadDim == 0 && c.NHeads > 0 && c.Dim%c.NHeads != 0 {
+		return fmt.Errorf("invalid model config: dim %d is not a multiple of n_heads %d (and head_dim is not given)", c.Dim, c.NHeads)
+	}
+	c.SetDefaults()
+	return c.Validate()
+}
