@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/lmrun/lmrun/engine/synth"
+	"github.com/lmrun/lmrun/convert/synth"
 )
 
 // SynthModel writes the named preset into dir (once; an existing file is reused) and

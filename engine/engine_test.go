@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lmrun/lmrun/convert/synth"
 	"github.com/lmrun/lmrun/engine"
-	"github.com/lmrun/lmrun/engine/synth"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/model"
 )

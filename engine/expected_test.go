@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/lmrun/lmrun/backends"
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/engine"
-	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/format/npy"
 	"github.com/lmrun/lmrun/internal/fixtures"
 )

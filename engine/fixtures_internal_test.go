@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/lmrun/lmrun/format/convert"
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/internal/fixtures"
 )
 

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/format/npy"
 	"github.com/lmrun/lmrun/internal/fixtures"
 )

@@ -8,10 +8,10 @@ import (
 	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine/parallel"
-	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/kernels"
 	"github.com/lmrun/lmrun/model"
+	"github.com/lmrun/lmrun/tokenizer"
 )
 
 // Options configure Load.

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/internal/fixtures"
 )
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/format/gguf"
 	"github.com/lmrun/lmrun/quant/calib"
 )

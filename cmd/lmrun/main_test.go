@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lmrun/lmrun/engine/synth"
+	"github.com/lmrun/lmrun/convert/synth"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/npy"
 	"github.com/lmrun/lmrun/internal/fixtures"

@@ -14,7 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lmrun/lmrun/engine"
-	"github.com/lmrun/lmrun/engine/tokenizer"
+	"github.com/lmrun/lmrun/tokenizer"
 )
 
 func runCommand() *cli.Command {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lmrun/lmrun/engine/synth"
+	"github.com/lmrun/lmrun/convert/synth"
 )
 
 func synthCommand() *cli.Command {

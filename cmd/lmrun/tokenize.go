@@ -12,7 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lmrun/lmrun/engine"
-	"github.com/lmrun/lmrun/engine/tokenizer"
+	"github.com/lmrun/lmrun/tokenizer"
 )
 
 // loadTokenizer loads a checkpoint's tokenizer (the model's tensors are mapped, not

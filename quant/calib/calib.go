@@ -28,10 +28,10 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/quant"
 )
 

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/format/convert"
 	"github.com/lmrun/lmrun/internal/fixtures"
 	"github.com/lmrun/lmrun/quant/calib"
 )

@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/lmrun/lmrun/dtype"
-	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/model"
+	"github.com/lmrun/lmrun/tokenizer"
 )
 
 // Preset is a named model shape.

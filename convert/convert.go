@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/gguf"
 	"github.com/lmrun/lmrun/format/hf"
@@ -20,6 +19,7 @@ import (
 	"github.com/lmrun/lmrun/format/safetensors"
 	"github.com/lmrun/lmrun/format/tokfile"
 	"github.com/lmrun/lmrun/model"
+	"github.com/lmrun/lmrun/tokenizer"
 )
 
 // Kind is a model file format.

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lmrun/lmrun/engine/tokenizer"
 	"github.com/lmrun/lmrun/internal/fixtures"
+	"github.com/lmrun/lmrun/tokenizer"
 )
 
 // TestImportTokenizers checks the tokenizer each import carries: --tokenizer files
