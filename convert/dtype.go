@@ -23,7 +23,7 @@ import (
 // through f32 (so q8_0 → q4_0 requantizes the dequantized values). Conversion happens
 // when the checkpoint is written, one tensor at a time, and is deterministic: f16 and
 // bf16 round to nearest even, q8_0 is ggml's reference quantizer, q4_0 ggml's layout
-// with least-squares block scales (quant.QuantizeSearch; format/SPEC.md). engine/calib
+// with least-squares block scales (quant.QuantizeSearch; format/SPEC.md). quant/calib
 // quantizes to q4_0 with GPTQ instead, for the same tensors.
 func WithDType(ck *format.Checkpoint, dt dtype.DType) (*format.Checkpoint, error) {
 	if !dt.Valid() {

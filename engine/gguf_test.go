@@ -91,7 +91,7 @@ func TestLlamaCppGGUF(t *testing.T) {
 // q4_0 the target of 5% is not reached on this 64-wide model (measured +5.89% with
 // convert's least-squares-optimal block scales, which no per-block choice of scale
 // improves on); the test holds q4_0 to +6.0% and to beating ggml's reference quantizer
-// (+6.8%). GPTQ reaches the target (engine/calib.TestGPTQPerplexity).
+// (+6.8%). GPTQ reaches the target (quant/calib.TestGPTQPerplexity).
 func TestQuantizedPerplexity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("evaluates 105k tokens three times")

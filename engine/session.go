@@ -27,7 +27,7 @@ type SessionOptions struct {
 	// with the input x (T rows of cols values, read-only and valid only during the call)
 	// and the tensor names of the one to three matrices that multiply it (q, k and v, or
 	// gate and up, share their input). It sees what the weights see — e.g. to collect the
-	// input statistics of a quantizer (engine/calib). Nil costs nothing.
+	// input statistics of a quantizer (quant/calib). Nil costs nothing.
 	ObserveMatMul func(names []string, x []float32, T, cols int)
 }
 

@@ -10,7 +10,8 @@ import (
 	"github.com/lmrun/lmrun/internal/fixtures"
 )
 
-// testdataDir returns the shared test data directory (see internal/fixtures).
+// testdataDir returns the test data directory, the repository's testdata/ with its .gz
+// files decompressed (see internal/fixtures).
 func testdataDir(tb testing.TB) string { return fixtures.Dir(tb) }
 
 // readLlama2cTokenizer reads one of the fixtures' llama2.c tokenizer.bin files with the

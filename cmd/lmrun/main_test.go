@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,9 @@ import (
 	"github.com/lmrun/lmrun/convert/synth"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/npy"
+	"github.com/lmrun/lmrun/format/safetensors"
 	"github.com/lmrun/lmrun/internal/fixtures"
+	"github.com/lmrun/lmrun/model"
 )
 
 // TestMain lets a test run this binary's main() in a subprocess (exit status, stderr).
@@ -140,11 +143,13 @@ func TestSynthInfoVerify(t *testing.T) {
 }
 
 // TestBadInput: every kind of bad input gets an error (a non-zero exit, see
-// TestExitStatus), never a panic.
+// TestExitStatus), never a panic. It needs no real model: the models are the synthesized
+// tiny preset (vocabulary 512, byte-level tokenizer, context 256), and the broken
+// llama2.c and safetensors inputs are written here.
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
-	model := stories260K(t)
-	raw, err := os.ReadFile(model)
+	tinyPath := tinyModel(t, dir, "tiny.lmc", nil)
+	raw, err := os.ReadFile(tinyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,22 +165,32 @@ func TestBadInput(t *testing.T) {
 	corrupt := append([]byte(nil), raw...)
 	corrupt[len(corrupt)-10] ^= 0xff
 	corruptData := write("corrupt.lmc", corrupt)
-	bin, err := os.ReadFile(fixtures.Path(t, "llama2c", "stories260K.bin"))
-	if err != nil {
-		t.Fatal(err)
+	// A llama2.c version 1 header ("ak42", version 1, dim 8, hidden 16, 1 layer, 2 heads,
+	// 2 KV heads, vocab 32, seq_len 8, shared classifier; 256 bytes) followed by less data
+	// than it implies.
+	bin := make([]byte, 256, 256+3000)
+	for i, v := range []uint32{0x616b3432, 1, 8, 16, 1, 2, 2, 32, 8} {
+		binary.LittleEndian.PutUint32(bin[4*i:], v)
 	}
-	truncBin := write("trunc.bin", bin[:len(bin)-7])
-	st, err := os.ReadFile(fixtures.Path(t, "expected", "gpt2_tiny_hf", "model.safetensors"))
-	if err != nil {
+	bin[36] = 1
+	truncBin := write("trunc.bin", append(bin, make([]byte, 3000)...))
+	// A Hugging Face GPT-2 directory whose model.safetensors lost its second half.
+	var st bytes.Buffer
+	wte := safetensors.TensorData{Name: "wte.weight", DType: safetensors.F32, Shape: []int{32, 8}, Data: make([]byte, 4*32*8)}
+	if err := safetensors.Write(&st, []safetensors.TensorData{wte}, nil); err != nil {
 		t.Fatal(err)
 	}
 	hfDir := filepath.Join(dir, "hf")
 	os.Mkdir(hfDir, 0o755)
-	cfg, _ := os.ReadFile(fixtures.Path(t, "expected", "gpt2_tiny_hf", "config.json"))
-	os.WriteFile(filepath.Join(hfDir, "config.json"), cfg, 0o644)
-	os.WriteFile(filepath.Join(hfDir, "model.safetensors"), st[:len(st)/2], 0o644)
-	noTok := filepath.Join(dir, "notok.lmc")
-	mustRun(t, "convert", fixtures.Path(t, "expected", "llama_tiny.bin"), "-o", noTok)
+	os.WriteFile(filepath.Join(hfDir, "config.json"), []byte(`{"model_type": "gpt2", "n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 8, "vocab_size": 32}`), 0o644)
+	os.WriteFile(filepath.Join(hfDir, "model.safetensors"), st.Bytes()[:st.Len()/2], 0o644)
+	noTok := tinyModel(t, dir, "notok.lmc", func(ck *format.Checkpoint, _ model.Config) {
+		for k := range ck.Meta {
+			if strings.HasPrefix(k, "tokenizer.") {
+				delete(ck.Meta, k)
+			}
+		}
+	})
 	wrongShape := wrongShapeModel(t, dir)
 
 	long := strings.Repeat("Once upon a time ", 200)
@@ -188,22 +203,22 @@ func TestBadInput(t *testing.T) {
 		{"bad magic", []string{"run", "-m", badMagic, "--tokens", "1"}, "magic"},
 		{"missing file", []string{"info", "-m", filepath.Join(dir, "nope.lmc")}, "no such file"},
 		{"verify corrupt", []string{"verify", corruptData}, "checksum"},
-		{"truncated bin", []string{"convert", truncBin, "-o", filepath.Join(dir, "x.lmc")}, ""},
-		{"truncated safetensors", []string{"convert", hfDir, "-o", filepath.Join(dir, "y.lmc")}, ""},
+		{"truncated bin", []string{"convert", truncBin, "-o", filepath.Join(dir, "x.lmc")}, "truncated"},
+		{"truncated safetensors", []string{"convert", hfDir, "-o", filepath.Join(dir, "y.lmc")}, "truncated"},
 		{"garbage input", []string{"convert", write("garbage", []byte("hello world, not a model")), "-o", filepath.Join(dir, "z.lmc")}, ""},
-		{"token out of range", []string{"run", "-m", model, "--tokens", "1,512"}, "out of range"},
-		{"negative token", []string{"logits", "-m", model, "--tokens", "1,-3", "-o", filepath.Join(dir, "l.npy")}, "out of range"},
-		{"bad token list", []string{"run", "-m", model, "--tokens", "1,x"}, "not a token id"},
-		{"prompt too long", []string{"run", "-m", model, "-p", long}, "context"},
-		{"prompt longer than --ctx", []string{"run", "-m", model, "-p", "Once upon a time", "--ctx", "3"}, "context"},
+		{"token out of range", []string{"run", "-m", tinyPath, "--tokens", "1,512"}, "out of range"},
+		{"negative token", []string{"logits", "-m", tinyPath, "--tokens", "1,-3", "-o", filepath.Join(dir, "l.npy")}, "out of range"},
+		{"bad token list", []string{"run", "-m", tinyPath, "--tokens", "1,x"}, "not a token id"},
+		{"prompt too long", []string{"run", "-m", tinyPath, "-p", long}, "context"},
+		{"prompt longer than --ctx", []string{"run", "-m", tinyPath, "-p", "Once upon a time", "--ctx", "3"}, "context"},
 		{"no tokenizer", []string{"run", "-m", noTok, "-p", "hi"}, "no tokenizer"},
-		{"invalid utf-8", []string{"run", "-m", model, "-p", "a\xffb"}, "UTF-8"},
+		{"invalid utf-8", []string{"run", "-m", tinyPath, "-p", "a\xffb"}, "UTF-8"},
 		{"shape disagrees with config", []string{"run", "-m", wrongShape, "--tokens", "1"}, "shape"},
-		{"unknown backend", []string{"run", "-m", model, "--tokens", "1", "--backend", "tpu"}, "unknown backend"},
-		{"bad temperature", []string{"run", "-m", model, "--tokens", "1", "--temp", "-1"}, "temperature"},
-		{"bad top-p", []string{"run", "-m", model, "--tokens", "1", "--top-p", "2"}, "top-p"},
+		{"unknown backend", []string{"run", "-m", tinyPath, "--tokens", "1", "--backend", "tpu"}, "unknown backend"},
+		{"bad temperature", []string{"run", "-m", tinyPath, "--tokens", "1", "--temp", "-1"}, "temperature"},
+		{"bad top-p", []string{"run", "-m", tinyPath, "--tokens", "1", "--top-p", "2"}, "top-p"},
 		{"unknown preset", []string{"synth", "--preset", "gpt5", "-o", filepath.Join(dir, "s.lmc")}, "unknown preset"},
-		{"bad kv type", []string{"run", "-m", model, "--tokens", "1", "--kv", "q8"}, "--kv"},
+		{"bad kv type", []string{"run", "-m", tinyPath, "--tokens", "1", "--kv", "q8"}, "--kv"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -218,8 +233,9 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// wrongShapeModel writes a checkpoint whose blk.0.attn_q.weight disagrees with lm.dim.
-func wrongShapeModel(t *testing.T, dir string) string {
+// tinyModel writes the synthesized tiny preset to dir/name, first changed by edit if
+// edit is not nil, and returns its path.
+func tinyModel(t *testing.T, dir, name string, edit func(*format.Checkpoint, model.Config)) string {
 	t.Helper()
 	p, err := synth.Lookup("tiny")
 	if err != nil {
@@ -229,14 +245,24 @@ func wrongShapeModel(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := ck.Source("blk.0.attn_q.weight")
-	s.Shape = []int{p.Config.Dim, p.Config.Dim - 1}
-	s.Data = func() ([]byte, error) { return make([]byte, 4*p.Config.Dim*(p.Config.Dim-1)), nil }
-	path := filepath.Join(dir, "wrongshape.lmc")
+	if edit != nil {
+		edit(ck, p.Config)
+	}
+	path := filepath.Join(dir, name)
 	if err := format.WriteFile(path, ck.Meta, ck.Tensors, nil); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// wrongShapeModel writes a checkpoint whose blk.0.attn_q.weight disagrees with lm.dim.
+func wrongShapeModel(t *testing.T, dir string) string {
+	t.Helper()
+	return tinyModel(t, dir, "wrongshape.lmc", func(ck *format.Checkpoint, cfg model.Config) {
+		s := ck.Source("blk.0.attn_q.weight")
+		s.Shape = []int{cfg.Dim, cfg.Dim - 1}
+		s.Data = func() ([]byte, error) { return make([]byte, 4*cfg.Dim*(cfg.Dim-1)), nil }
+	})
 }
 
 // TestExitStatus runs the real main: an error is one line on stderr and exit status 1.

@@ -117,8 +117,10 @@ func parseKV(t *testing.T, s string) map[string]float64 {
 	return m
 }
 
+// TestPPLOptions checks ppl's options and their errors; any model does, so it is the
+// synthesized tiny preset (byte-level tokenizer, context 256).
 func TestPPLOptions(t *testing.T) {
-	model := stories260K(t)
+	model := tinyModel(t, t.TempDir(), "tiny.lmc", nil)
 	text := filepath.Join(t.TempDir(), "t.txt")
 	os.WriteFile(text, []byte("Once upon a time, there was a little girl named Lily. She loved to play outside in the park."), 0o644)
 	var res struct {

@@ -9,7 +9,7 @@
 //     "unigram" or "whitespace", with tokenizer_config.json and config.json beside it
 //     for the special tokens
 //
-// Files are recognized by their content, not their names. engine/tokenizer turns the
+// Files are recognized by their content, not their names. the tokenizer package turns the
 // metadata into a Tokenizer.
 package tokfile
 
