@@ -38,7 +38,7 @@ test: vet fmt-check
 # The arm64 build — the NEON backend (backends/neon) against the reference, and every
 # fixture model on it — natively on an arm64 host, elsewhere under qemu-user
 # (apt-get install qemu-user-static; -exec needs no binfmt registration).
-ARM64_PKGS ?= ./backends/... ./engine/ ./kernels/...
+ARM64_PKGS ?= ./backends/... ./engine/ ./kernels/... ./dtype/
 test-arm64:
 ifeq ($(shell $(GO) env GOHOSTARCH),arm64)
 	$(GO) test -short -count=1 $(ARM64_PKGS)
