@@ -321,3 +321,24 @@ func TestWithDType(t *testing.T) {
 		}
 	}
 }
+
+// TestCommittedCheckpoint: testdata/stories260K.lmc, the model the examples load, is what
+// converting the llama2.c files gives today (testdata/SOURCES.md has the command).
+func TestCommittedCheckpoint(t *testing.T) {
+	td := fixtures.Dir(t)
+	ck, err := Import(filepath.Join(td, "llama2c/stories260K.bin"), Options{TokenizerPath: filepath.Join(td, "llama2c/tok512.bin")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "s.lmc")
+	if err := ck.WriteFile(out, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fixtures.ReadFile(t, "stories260K.lmc"); !bytes.Equal(got, want) {
+		t.Errorf("converting stories260K.bin gives %d bytes that differ from testdata/stories260K.lmc (%d bytes): regenerate it with the command in testdata/SOURCES.md if the change is intended", len(got), len(want))
+	}
+}
