@@ -5,7 +5,8 @@
 //	m, err := engine.Load("model.lmc", engine.Options{})
 //	s := m.NewSession(engine.SessionOptions{})
 //	logits, err := s.Forward(ids)        // prefill, batched
-//	next := engine.NewSampler(engine.SamplerConfig{Temperature: 0.8, Seed: 1}).Sample(logits)
+//	smp, err := engine.NewSampler(engine.SamplerConfig{Temperature: 0.8, Seed: 1})
+//	next := smp.Sample(logits)
 //	logits, err = s.Forward([]int{next}) // decode one token
 package engine
 

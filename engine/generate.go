@@ -11,7 +11,8 @@ type GenerateOptions struct {
 	MaxTokens int
 	// Stop lists ids that end generation (they are not emitted). Nil: the tokenizer's EOS.
 	Stop []int
-	// Sampler draws each token; nil means greedy.
+	// Sampler draws each token; nil means greedy. Generate gives it every prompt token
+	// and every generated token (Sampler.Accept), for its penalties.
 	Sampler *Sampler
 }
 
@@ -30,7 +31,7 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 	st := Stats{PromptTokens: len(prompt)}
 	smp := opts.Sampler
 	if smp == nil {
-		smp = NewSampler(SamplerConfig{})
+		smp = greedy()
 	}
 	stop := opts.Stop
 	if stop == nil && s.m.Tokenizer != nil && s.m.Tokenizer.EOS() >= 0 {
@@ -48,6 +49,9 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 		return st, err
 	}
 	st.PromptSeconds = since(t0)
+	for _, id := range prompt {
+		smp.Accept(id)
+	}
 	t1 := now()
 	for opts.MaxTokens <= 0 || st.Generated < opts.MaxTokens {
 		if err := ctx.Err(); err != nil {
@@ -61,6 +65,7 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 				return st, nil
 			}
 		}
+		smp.Accept(id)
 		st.Generated++
 		if err := emit(id); err != nil {
 			st.GenSeconds = since(t1)

@@ -51,7 +51,8 @@ func runCommand() *cli.Command {
 				seed = uint64(time.Now().UnixNano())
 			}
 			scfg := engine.SamplerConfig{Temperature: c.Float64("temp"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"), Seed: seed}
-			if err := scfg.Validate(); err != nil {
+			smp, err := engine.NewSampler(scfg)
+			if err != nil {
 				return err
 			}
 			if c.Int("n") < 0 {
@@ -111,7 +112,7 @@ func runCommand() *cli.Command {
 			}
 			ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer cancel()
-			st, err := s.Generate(ctx, prompt, engine.GenerateOptions{MaxTokens: c.Int("n"), Stop: stop, Sampler: engine.NewSampler(scfg)}, emit)
+			st, err := s.Generate(ctx, prompt, engine.GenerateOptions{MaxTokens: c.Int("n"), Stop: stop, Sampler: smp}, emit)
 			if stream != nil {
 				out.WriteString(stream.Flush())
 			}
