@@ -162,7 +162,7 @@ func TestSharedModelConcurrent(t *testing.T) {
 			t.Error(err)
 			return nil
 		}
-		_, err = s.Generate(t.Context(), []int{256, 72, 105}, engine.GenerateOptions{MaxTokens: 30, Sampler: smp, Stop: []int{}},
+		_, err = s.Generate(t.Context(), []int{256, 72, 105}, engine.GenerateOptions{MaxTokens: 30, Sampler: smp, IgnoreEOS: true},
 			func(id int) error { out = append(out, id); return nil })
 		if err != nil {
 			t.Error(err)

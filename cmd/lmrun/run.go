@@ -63,19 +63,6 @@ func runCommand() *cli.Command {
 				return err
 			}
 			s := m.NewSession(engine.SessionOptions{Context: c.Int("ctx"), HalfKV: half})
-			var stop []int
-			if c.Bool("ignore-eos") {
-				stop = []int{}
-			} else if tok := m.Tokenizer; tok != nil {
-				stop = []int{}
-				if tok.EOS() >= 0 {
-					stop = append(stop, tok.EOS())
-				}
-				// llama2.c models delimit stories with BOS: generating it ends the text.
-				if tok.Kind() == "llama2c" && tok.BOS() >= 0 {
-					stop = append(stop, tok.BOS())
-				}
-			}
 			stderr := c.App.ErrWriter
 			fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, KV cache %.1f MiB (up to %.1f MiB)\n",
 				c.String("model"), m.Backend(), m.Threads(), seed, float64(s.KVBytes())/(1<<20), float64(s.KVMaxBytes())/(1<<20))
@@ -112,27 +99,24 @@ func runCommand() *cli.Command {
 			}
 			ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer cancel()
-			st, err := s.Generate(ctx, prompt, engine.GenerateOptions{MaxTokens: c.Int("n"), Stop: stop, Sampler: smp}, emit)
+			maxTokens := c.Int("n")
+			if maxTokens == 0 {
+				maxTokens = -1 // until the context is full
+			}
+			st, err := s.Generate(ctx, prompt, engine.GenerateOptions{MaxTokens: maxTokens, IgnoreEOS: c.Bool("ignore-eos"), Sampler: smp}, emit)
 			if stream != nil {
 				out.WriteString(stream.Flush())
 			}
 			out.WriteString("\n")
 			out.Flush()
 			fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s\n",
-				st.PromptTokens, rate(st.PromptTokens, st.PromptSeconds), st.Generated, rate(st.Generated, st.GenSeconds))
+				st.PromptTokens, st.PromptTokensPerSecond(), st.Generated, st.GenTokensPerSecond())
 			if errors.Is(err, context.Canceled) {
 				return nil
 			}
 			return err
 		},
 	}
-}
-
-func rate(n int, secs float64) float64 {
-	if secs <= 0 {
-		return 0
-	}
-	return float64(n) / secs
 }
 
 // promptIDs returns the prompt from --tokens or -p (tokenized), or BOS alone.
