@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -36,13 +35,7 @@ func readText(c *cli.Context) (string, error) {
 		if c.NArg() > 0 {
 			return "", errors.New("give the text as arguments or with -f FILE, not both")
 		}
-		var b []byte
-		var err error
-		if f == "-" {
-			b, err = io.ReadAll(os.Stdin)
-		} else {
-			b, err = os.ReadFile(f)
-		}
+		b, err := readFileArg(c, f)
 		return string(b), err
 	}
 	if c.NArg() == 0 {
