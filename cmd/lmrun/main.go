@@ -137,11 +137,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // Flags shared by the commands that load a model.
 var (
 	modelFlag   = &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` (.lmc)", Required: true}
-	threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "threads (0: every core available)"}
-	backendFlag = &cli.StringFlag{Name: "backend", Usage: "kernel backend `NAME` (default: $LMRUN_BACKEND, else the best this CPU runs; see lmrun info)"}
+	threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "run a forward pass on `N` threads", DefaultText: "every core available"}
+	backendFlag = &cli.StringFlag{Name: "backend", Usage: "kernel backend `NAME` (see lmrun info)", DefaultText: "$LMRUN_BACKEND, else the best this CPU runs"}
 	tokensFlag  = &cli.StringFlag{Name: "tokens", Usage: "prompt as comma-separated token `IDS` (instead of -p)"}
 	promptFlag  = &cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt `TEXT`, tokenized with the model's tokenizer"}
-	f32ActFlag  = &cli.BoolFlag{Name: "f32-activations", Usage: "multiply q8_0/q4_0 weights with exact f32 activations (default: activations quantized to q8_0 blocks, as llama.cpp does)"}
+	f32ActFlag  = &cli.BoolFlag{Name: "f32-activations", Usage: "multiply q8_0/q4_0 weights with exact f32 activations instead of activations quantized to q8_0 blocks (as llama.cpp does)"}
 )
 
 // parseIDs parses "1,2,3" (spaces allowed).

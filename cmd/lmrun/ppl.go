@@ -34,9 +34,9 @@ func pplCommand() *cli.Command {
 			f32ActFlag,
 			modelFlag, threadsFlag, backendFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "text `FILE` to score", Required: true},
-			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "window length `N` in tokens (0: the model's context length)"},
-			&cli.IntFlag{Name: "stride", Usage: "distance `S` between window starts, 1..N−1 (0: N−1)"},
-			&cli.BoolFlag{Name: "bos", Usage: "start the text with BOS (default: as the model does)"},
+			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "window length `N` in tokens", DefaultText: "the model's context length"},
+			&cli.IntFlag{Name: "stride", Usage: "distance `S` between window starts, 1..N−1", DefaultText: "N−1"},
+			&cli.BoolFlag{Name: "bos", Usage: "start the text with BOS", DefaultText: "as the model does"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {

@@ -157,6 +157,37 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// TestHelpDefaults: no flag's help states a default twice (its usage text and
+// urfave/cli's appended "(default: …)"), which is how a zero value that means something
+// else ("from the clock", "the model's") used to contradict the usage.
+func TestHelpDefaults(t *testing.T) {
+	app := newApp(nil, nil)
+	var paths [][]string
+	for _, c := range app.Commands {
+		if len(c.Subcommands) == 0 {
+			paths = append(paths, []string{c.Name})
+		}
+		for _, s := range c.Subcommands {
+			paths = append(paths, []string{c.Name, s.Name})
+		}
+	}
+	for _, p := range paths {
+		help := mustRun(t, append(p, "--help")...)
+		for _, line := range strings.Split(help, "\n") {
+			if strings.Count(line, "default:") > 1 {
+				t.Errorf("lmrun %s --help: %q", strings.Join(p, " "), strings.TrimSpace(line))
+			}
+		}
+	}
+	help := mustRun(t, "run", "--help")
+	for _, want := range []string{"(default: from the clock, printed to stderr)", "(default: the model's)", "(default: every core available)",
+		"--min-p value", "(default: 0.05)", "--repeat-last-n value", "(default: 64)", "--ctx N, -c N", "--seed SEED, -s SEED", "--file FILE, -f FILE"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("lmrun run --help lacks %q", want)
+		}
+	}
+}
+
 // slowModel writes a random model big enough that a 1000-token prompt takes a while
 // on one thread, with a 2048-token context.
 func slowModel(t *testing.T) string {

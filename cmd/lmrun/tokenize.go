@@ -61,7 +61,7 @@ func tokenizeCommand() *cli.Command {
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the text from `FILE` (- for standard input)"},
 			&cli.BoolFlag{Name: "pieces", Usage: "print each token's id and vocabulary entry, one a line"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-			&cli.BoolFlag{Name: "bos", Usage: "start with BOS (default: as the model does)"},
+			&cli.BoolFlag{Name: "bos", Usage: "start with BOS", DefaultText: "as the model does"},
 			&cli.BoolFlag{Name: "eos", Usage: "end with EOS"},
 		},
 		Action: func(c *cli.Context) error {
