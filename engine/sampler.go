@@ -86,7 +86,7 @@ func (c SamplerConfig) Validate() error {
 	case !(c.MinP >= 0 && c.MinP <= 1):
 		return fmt.Errorf("min-p %g: want 0..1", c.MinP)
 	case !(c.RepeatPenalty >= 0) || !finite(c.RepeatPenalty):
-		return fmt.Errorf("repeat penalty %g: want > 0 (1: off)", c.RepeatPenalty)
+		return fmt.Errorf("repeat penalty %g: want > 0 (0 or 1: off)", c.RepeatPenalty)
 	case !finite(c.FrequencyPenalty):
 		return fmt.Errorf("frequency penalty %g: want a finite number", c.FrequencyPenalty)
 	case !finite(c.PresencePenalty):
