@@ -158,8 +158,12 @@ func TestSharedModelConcurrent(t *testing.T) {
 	gen := func(seed uint64) []int {
 		s := m.NewSession(engine.SessionOptions{})
 		var out []int
-		smp := engine.NewSampler(engine.SamplerConfig{Temperature: 0.9, TopK: 40, TopP: 0.95, Seed: seed})
-		_, err := s.Generate(t.Context(), []int{256, 72, 105}, engine.GenerateOptions{MaxTokens: 30, Sampler: smp, Stop: []int{}},
+		smp, err := engine.NewSampler(engine.SamplerConfig{Temperature: 0.9, TopK: 40, TopP: 0.95, Seed: seed})
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		_, err = s.Generate(t.Context(), []int{256, 72, 105}, engine.GenerateOptions{MaxTokens: 30, Sampler: smp, IgnoreEOS: true},
 			func(id int) error { out = append(out, id); return nil })
 		if err != nil {
 			t.Error(err)

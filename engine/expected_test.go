@@ -91,7 +91,7 @@ func TestStories260K(t *testing.T) {
 		want := readIDs(t, filepath.Join(exp, "stories260K_greedy_ids.txt"))
 		s := m.NewSession(engine.SessionOptions{})
 		got := []int{want[0]}
-		_, err := s.Generate(t.Context(), got, engine.GenerateOptions{MaxTokens: len(want) - 1, Stop: []int{}},
+		_, err := s.Generate(t.Context(), got, engine.GenerateOptions{MaxTokens: len(want) - 1, IgnoreEOS: true},
 			func(id int) error { got = append(got, id); return nil })
 		if err != nil {
 			t.Fatal(err)

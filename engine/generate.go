@@ -2,78 +2,242 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lmrun/lmrun/tokenizer"
 )
 
-// GenerateOptions control Generate.
+// GenerateOptions control Generate and GenerateText. The zero value generates nothing
+// (MaxTokens 0); set MaxTokens.
 type GenerateOptions struct {
-	// MaxTokens is the number of tokens to generate at most (≤ 0: until the context is full).
+	// MaxTokens is the number of tokens to generate at most: a negative number means
+	// until the context is full, 0 none (the prompt is only processed), as llama.cpp's
+	// -n.
 	MaxTokens int
-	// Stop lists ids that end generation (they are not emitted). Nil: the tokenizer's EOS.
-	Stop []int
-	// Sampler draws each token; nil means greedy.
+	// StopIDs end generation when one is sampled (it is not emitted), in addition to the
+	// model's end ids (Model.EndIDs).
+	StopIDs []int
+	// IgnoreEOS makes the model's end ids ordinary tokens: they are emitted and
+	// generation goes on. StopIDs still stop it.
+	IgnoreEOS bool
+	// StopStrings end GenerateText when the generated text contains one: the text
+	// before it is emitted, the stop string and whatever follows it are not. Generate,
+	// which emits ids, rejects them.
+	StopStrings []string
+	// Sampler draws each token; nil means greedy. Generate gives it every prompt token
+	// and every generated token (Sampler.Accept), for its penalties.
 	Sampler *Sampler
 }
 
 // Stats reports what a Generate call did.
 type Stats struct {
+	// PromptTokens is the number of prompt tokens processed (fewer than the prompt's
+	// when ctx was cancelled during the prefill); Generated the number of tokens sampled
+	// and accepted, stop ids excluded.
 	PromptTokens, Generated int
-	// Phase durations in seconds.
-	PromptSeconds, GenSeconds float64
+	// PromptDuration is the time the prompt took, GenDuration the time of generation.
+	PromptDuration, GenDuration time.Duration
+}
+
+// PromptTokensPerSecond returns the prompt processing speed (0 when nothing was timed).
+func (s Stats) PromptTokensPerSecond() float64 { return perSecond(s.PromptTokens, s.PromptDuration) }
+
+// GenTokensPerSecond returns the generation speed (0 when nothing was timed).
+func (s Stats) GenTokensPerSecond() float64 { return perSecond(s.Generated, s.GenDuration) }
+
+func perSecond(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// EndIDs returns the ids whose generation ends a text: the tokenizer's EOS and, for a
+// llama2.c model, BOS too (its training stories are delimited by BOS, and llama2.c's
+// run.c stops there). It is empty when the model carries no tokenizer.
+func (m *Model) EndIDs() []int {
+	tok := m.tok
+	if tok == nil {
+		return nil
+	}
+	var ids []int
+	if tok.EOS() >= 0 {
+		ids = append(ids, tok.EOS())
+	}
+	if tok.Kind() == tokenizer.KindLlama2c && tok.BOS() >= 0 && tok.BOS() != tok.EOS() {
+		ids = append(ids, tok.BOS())
+	}
+	return ids
 }
 
 // Generate feeds prompt to the session, then samples up to MaxTokens tokens, calling emit
-// with each as soon as it is chosen. It stops early at a stop id, when emit returns an
-// error, when ctx is done, or when the context is full (then without error: the caller
-// asked for more than fits, and what was generated is valid).
+// with each as soon as it is chosen. It stops at a stop id (see GenerateOptions), when
+// emit returns an error, when ctx is done, or when the context is full (then without
+// error: the caller asked for more than fits, and what was generated is valid). ctx is
+// checked between the prompt's batches and before each token, so a cancellation stops
+// a long prompt within one batch; the error is then ctx's.
+//
+// The session then holds the prompt and every emitted token (but the last one when the
+// context is full), so a next call continues the sequence.
 func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptions, emit func(id int) error) (Stats, error) {
-	st := Stats{PromptTokens: len(prompt)}
+	if len(opts.StopStrings) > 0 {
+		return Stats{}, errors.New("generate: stop strings need text: use GenerateText")
+	}
+	return s.generate(ctx, prompt, opts, func(id int) (bool, error) { return false, emit(id) })
+}
+
+// GenerateText is Generate that emits text, decoded with the model's tokenizer as it is
+// generated: whole UTF-8 characters only (tokenizer.Stream), and never any of a stop
+// string. Text that could be the start of a stop string is held back until the next
+// tokens decide: it is emitted once it turns out not to be one, or when generation
+// ends. The prompt is not emitted, but it is decoded first so that the first piece
+// follows it as it should (a tokenizer's leading-space rules).
+func (s *Session) GenerateText(ctx context.Context, prompt []int, opts GenerateOptions, emit func(text string) error) (Stats, error) {
+	tok := s.m.tok
+	if tok == nil {
+		return Stats{}, errors.New("generate: the model carries no tokenizer to decode text with")
+	}
+	for _, stop := range opts.StopStrings {
+		if stop == "" {
+			return Stats{}, errors.New("generate: an empty stop string")
+		}
+	}
+	stream := tokenizer.NewStream(tok)
+	for _, id := range prompt {
+		if _, err := stream.Add(id); err != nil {
+			return Stats{}, fmt.Errorf("generate: decoding the prompt: %w", err)
+		}
+	}
+	m := stopMatcher{stops: opts.StopStrings}
+	emitFailed := false
+	out := func(text string) error {
+		if text == "" {
+			return nil
+		}
+		if err := emit(text); err != nil {
+			emitFailed = true
+			return err
+		}
+		return nil
+	}
+	st, err := s.generate(ctx, prompt, opts, func(id int) (bool, error) {
+		piece, err := stream.Add(id)
+		if err != nil {
+			return false, err
+		}
+		text, stop := m.add(piece)
+		return stop, out(text)
+	})
+	if !emitFailed && !m.stopped {
+		// Generation is over: held-back text did not turn out to be a stop string.
+		text, _ := m.add(stream.Flush())
+		if !m.stopped {
+			text += m.held
+		}
+		if ferr := out(text); err == nil {
+			err = ferr
+		}
+	}
+	return st, err
+}
+
+// stopMatcher finds stop strings in streamed text and holds back what could be the
+// beginning of one.
+type stopMatcher struct {
+	stops   []string
+	held    string // text not emitted yet: a proper prefix of some stop string
+	stopped bool
+}
+
+// add appends text and returns what can be emitted now, and whether a stop string was
+// found (then what precedes it is returned and the rest dropped).
+func (m *stopMatcher) add(text string) (string, bool) {
+	if len(m.stops) == 0 || m.stopped {
+		return text, m.stopped
+	}
+	buf := m.held + text
+	cut := -1
+	for _, stop := range m.stops {
+		if i := strings.Index(buf, stop); i >= 0 && (cut < 0 || i < cut) {
+			cut = i
+		}
+	}
+	if cut >= 0 {
+		m.held, m.stopped = "", true
+		return buf[:cut], true
+	}
+	hold := 0 // the longest suffix of buf that begins a stop string
+	for _, stop := range m.stops {
+		for k := min(len(stop)-1, len(buf)); k > hold; k-- {
+			if strings.HasSuffix(buf, stop[:k]) {
+				hold = k
+				break
+			}
+		}
+	}
+	m.held = buf[len(buf)-hold:]
+	return buf[:len(buf)-hold], false
+}
+
+// generate is Generate with an emit that can end generation (stop true).
+func (s *Session) generate(ctx context.Context, prompt []int, opts GenerateOptions, emit func(id int) (stop bool, err error)) (Stats, error) {
+	var st Stats
 	smp := opts.Sampler
 	if smp == nil {
-		smp = NewSampler(SamplerConfig{})
+		smp = greedy()
 	}
-	stop := opts.Stop
-	if stop == nil && s.m.tok != nil && s.m.tok.EOS() >= 0 {
-		stop = []int{s.m.tok.EOS()}
+	stops := opts.StopIDs
+	if !opts.IgnoreEOS {
+		stops = append(s.m.EndIDs(), stops...)
 	}
 	if len(prompt) == 0 {
-		return st, fmt.Errorf("empty prompt: give at least one token (BOS)")
+		return st, errors.New("generate: empty prompt: give at least one token (BOS)")
 	}
 	if s.pos+len(prompt) > s.ctx {
 		return st, fmt.Errorf("%w: the prompt has %d tokens, the context holds %d", ErrContextFull, s.pos+len(prompt), s.ctx)
 	}
-	t0 := now()
-	logits, err := s.Forward(prompt)
+	t0, pos0 := now(), s.pos
+	logits, err := s.ForwardContext(ctx, prompt)
+	st.PromptTokens, st.PromptDuration = s.pos-pos0, time.Since(t0)
 	if err != nil {
 		return st, err
 	}
-	st.PromptSeconds = since(t0)
+	for _, id := range prompt {
+		smp.Accept(id)
+	}
 	t1 := now()
-	for opts.MaxTokens <= 0 || st.Generated < opts.MaxTokens {
+	done := func(err error) (Stats, error) {
+		st.GenDuration = time.Since(t1)
+		return st, err
+	}
+	for opts.MaxTokens < 0 || st.Generated < opts.MaxTokens {
 		if err := ctx.Err(); err != nil {
-			st.GenSeconds = since(t1)
-			return st, err
+			return done(err)
 		}
 		id := smp.Sample(logits)
-		for _, x := range stop {
+		for _, x := range stops {
 			if id == x {
-				st.GenSeconds = since(t1)
-				return st, nil
+				return done(nil)
 			}
 		}
+		smp.Accept(id)
 		st.Generated++
-		if err := emit(id); err != nil {
-			st.GenSeconds = since(t1)
-			return st, err
+		stop, err := emit(id)
+		if err != nil {
+			return done(err)
 		}
 		if s.pos >= s.ctx {
 			break
 		}
 		if logits, err = s.Forward([]int{id}); err != nil {
-			st.GenSeconds = since(t1)
-			return st, err
+			return done(err)
+		}
+		if stop {
+			break
 		}
 	}
-	st.GenSeconds = since(t1)
-	return st, nil
+	return done(nil)
 }

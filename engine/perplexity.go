@@ -64,7 +64,8 @@ func (r PerplexityResult) TokensPerSecond() float64 {
 // default S = W−1 that is every token but its first, which is context only; with a
 // smaller S the tokens the previous window already scored are context too, as in
 // Hugging Face's "perplexity of fixed-length models" guide. Positions are evaluated
-// in batches (Session.ForwardAll), never token by token.
+// in batches (Session.ForwardAll), never token by token. ctx is checked before each
+// batch: a cancelled evaluation stops within one batch and returns ctx's error.
 func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOptions) (PerplexityResult, error) {
 	var res PerplexityResult
 	W := opts.Context
@@ -107,7 +108,7 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOption
 		// Positions begin..next-2 are context whose predictions are not needed: one
 		// pass without logits. Positions next-1..end-2 predict tokens next..end-1.
 		if next-1 > begin {
-			if _, err := s.Forward(ids[begin : next-1]); err != nil {
+			if _, err := s.ForwardContext(ctx, ids[begin:next-1]); err != nil {
 				return res, fmt.Errorf("perplexity: window at %d: %w", begin, err)
 			}
 			res.Evaluated += next - 1 - begin
@@ -117,7 +118,7 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOption
 				return res, err
 			}
 			c := min(chunk, end-1-p)
-			out, err := s.ForwardAll(ids[p:p+c], logits[:c*vocab])
+			out, err := s.forwardAll(ctx, ids[p:p+c], logits[:c*vocab])
 			if err != nil {
 				return res, fmt.Errorf("perplexity: window at %d: %w", begin, err)
 			}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"strconv"
@@ -168,7 +169,24 @@ func TestPerplexityErrors(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := m.Perplexity(ctx, ids, engine.PerplexityOptions{Context: 8}); err == nil {
-		t.Error("cancelled context: no error")
+	if _, err := m.Perplexity(ctx, ids, engine.PerplexityOptions{Context: 8}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v", err)
+	}
+}
+
+// TestPerplexityCancel: a cancellation stops the evaluation before the next batch.
+func TestPerplexityCancel(t *testing.T) {
+	cfg := preset(t, "tiny")
+	m := synthModel(t, cfg, engine.Options{Threads: 1})
+	ids := randomTokens(200, cfg.VocabSize, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	calls := 0
+	_, err := m.Perplexity(ctx, ids, engine.PerplexityOptions{Context: 64, Stride: 16, Chunk: 8, Progress: func(int, int) {
+		calls++
+		cancel()
+	}})
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("%v after %d chunks, want context.Canceled after 1", err, calls)
 	}
 }

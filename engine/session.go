@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -208,10 +209,20 @@ func (s *Session) Model() *Model { return s.m }
 // and overwritten by the next call. A prompt is processed in batches (matrix–matrix
 // products); a single token is a decode step.
 func (s *Session) Forward(tokens []int) ([]float32, error) {
+	return s.ForwardContext(context.Background(), tokens)
+}
+
+// ForwardContext is Forward that checks ctx before each batch: once ctx is done it
+// returns ctx's error, so a long prompt stops within one batch of a cancellation. The
+// batches processed before stay in the KV cache (Pos counts them).
+func (s *Session) ForwardContext(ctx context.Context, tokens []int) ([]float32, error) {
 	if err := s.check(tokens); err != nil {
 		return nil, err
 	}
 	for len(tokens) > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		n := min(len(tokens), s.batch)
 		s.forward(tokens[:n], nil, len(tokens) == n)
 		tokens = tokens[n:]
@@ -222,6 +233,11 @@ func (s *Session) Forward(tokens []int) ([]float32, error) {
 // ForwardAll is Forward that also returns the logits after every token: out (len ≥
 // len(tokens)·vocab, allocated when nil) receives row t for token t.
 func (s *Session) ForwardAll(tokens []int, out []float32) ([]float32, error) {
+	return s.forwardAll(context.Background(), tokens, out)
+}
+
+// forwardAll is ForwardAll checking ctx before each batch, as ForwardContext does.
+func (s *Session) forwardAll(ctx context.Context, tokens []int, out []float32) ([]float32, error) {
 	if err := s.check(tokens); err != nil {
 		return nil, err
 	}
@@ -232,6 +248,9 @@ func (s *Session) ForwardAll(tokens []int, out []float32) ([]float32, error) {
 		return nil, fmt.Errorf("logits buffer of %d floats, need %d", len(out), len(tokens)*v)
 	}
 	for i := 0; i < len(tokens); i += s.batch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		n := min(len(tokens)-i, s.batch)
 		s.forward(tokens[i:i+n], out[i*v:(i+n)*v], false)
 	}

@@ -38,7 +38,7 @@ func benchCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` (repeatable)", Required: true},
 					&cli.IntFlag{Name: "p", Value: 128, Usage: "prompt tokens (0: skip)"},
 					&cli.IntFlag{Name: "n", Value: 64, Usage: "generated tokens (0: skip)"},
-					&cli.StringFlag{Name: "threads", Aliases: []string{"t"}, Value: "0", Usage: "comma-separated thread `COUNTS` (0: all cores)"},
+					&cli.StringFlag{Name: "threads", Aliases: []string{"t"}, Value: "0", Usage: "comma-separated thread `COUNTS` (0: all cores)", DefaultText: "all cores"},
 					&cli.IntFlag{Name: "depth", Usage: "tokens in the KV cache before each test"},
 					&cli.IntFlag{Name: "reps", Value: 3, Usage: "repetitions (the median is reported)"},
 					&cli.BoolFlag{Name: "limits", Value: true, Usage: "measure the machine's read bandwidth and FMA peak first and report each result as a fraction of them (--limits=false skips it)"},

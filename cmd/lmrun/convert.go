@@ -47,7 +47,7 @@ func convertCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE` (.lmc, or .gguf with --to gguf)", Required: true},
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer `FILE` or directory to embed: tokenizer.bin (llama2.c), tokenizer.model (SentencePiece), tokenizer.json (Hugging Face), vocab.json/encoder.json + merges.txt/vocab.bpe"},
-			&cli.StringFlag{Name: "dtype", Usage: "store weight matrices as `TYPE`: f32, f16, bf16, q8_0 or q4_0"},
+			&cli.StringFlag{Name: "dtype", Usage: "store weight matrices as `TYPE`: f32, f16, bf16, q8_0 or q4_0", DefaultText: "as imported"},
 			&cli.StringFlag{Name: "to", Value: "lmc", Usage: "output `FORMAT`: lmc or gguf"},
 			&cli.BoolFlag{Name: "gptq", Usage: "with --dtype q4_0: quantize with GPTQ, calibrated on text the model generates"},
 			&cli.IntFlag{Name: "gptq-seqs", Value: calib.DefaultSeqs, Usage: "GPTQ calibration sequences"},

@@ -3,10 +3,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -17,10 +21,93 @@ import (
 
 func main() {
 	app := newApp(os.Stdout, os.Stderr)
-	if err := app.Run(flagsFirst(app, os.Args)); err != nil {
-		fmt.Fprintln(os.Stderr, "lmrun: "+oneLine(err.Error()))
-		os.Exit(1)
+	err := app.Run(flagsFirst(app, os.Args))
+	if err == nil {
+		return
 	}
+	code := exitCode(err)
+	if code == exitInterrupted {
+		fmt.Fprintln(os.Stderr, "lmrun: interrupted")
+	} else {
+		fmt.Fprintln(os.Stderr, "lmrun: "+oneLine(err.Error()))
+	}
+	os.Exit(code)
+}
+
+// exitInterrupted is the exit status of a command stopped by Ctrl-C: 128 + SIGINT, what
+// a shell reports for a process killed by it.
+const exitInterrupted = 130
+
+// exitCode returns the exit status for a command's error: 0 for none, 130 when it was
+// interrupted (its context cancelled), 1 otherwise.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	}
+	return 1
+}
+
+// interruptible returns a context that the first SIGINT (Ctrl-C) cancels. The signal is
+// then released, so a second one ends the process at once (Go's default action). stop
+// releases it in any case.
+func interruptible(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	go func() {
+		select {
+		case <-sig:
+			signal.Stop(sig)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sig)
+		cancel()
+	}
+}
+
+// version describes the build: the module version and the VCS revision when the Go
+// toolchain recorded them, and the Go version and platform.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown (no build information), " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	}
+	return versionOf(info)
+}
+
+func versionOf(info *debug.BuildInfo) string {
+	v := info.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, when string
+	modified := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev != "" {
+		v += ", revision " + rev[:min(len(rev), 12)]
+		if modified {
+			v += " with local changes"
+		}
+		if when != "" {
+			v += " of " + when
+		}
+	}
+	return v + ", " + info.GoVersion + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -30,6 +117,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Name:      "lmrun",
 		Usage:     "run GPT-style language models on the CPU, in pure Go",
 		UsageText: "lmrun COMMAND [options]\n\n   lmrun synth --preset stories15m -o s15m.lmc\n   lmrun run -m s15m.lmc -p \"Once upon a time\" -n 64",
+		Version:   version(),
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Errors are printed once, by main, as one line.
@@ -51,11 +139,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // Flags shared by the commands that load a model.
 var (
 	modelFlag   = &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` (.lmc)", Required: true}
-	threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "threads (0: every core available)"}
-	backendFlag = &cli.StringFlag{Name: "backend", Usage: "kernel backend `NAME` (default: $LMRUN_BACKEND, else the best this CPU runs; see lmrun info)"}
+	threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "run a forward pass on `N` threads", DefaultText: "every core available"}
+	backendFlag = &cli.StringFlag{Name: "backend", Usage: "kernel backend `NAME` (see lmrun info)", DefaultText: "$LMRUN_BACKEND, else the best this CPU runs"}
 	tokensFlag  = &cli.StringFlag{Name: "tokens", Usage: "prompt as comma-separated token `IDS` (instead of -p)"}
 	promptFlag  = &cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt `TEXT`, tokenized with the model's tokenizer"}
-	f32ActFlag  = &cli.BoolFlag{Name: "f32-activations", Usage: "multiply q8_0/q4_0 weights with exact f32 activations (default: activations quantized to q8_0 blocks, as llama.cpp does)"}
+	f32ActFlag  = &cli.BoolFlag{Name: "f32-activations", Usage: "multiply q8_0/q4_0 weights with exact f32 activations instead of activations quantized to q8_0 blocks (as llama.cpp does)"}
 )
 
 // parseIDs parses "1,2,3" (spaces allowed).

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,7 +13,7 @@ func pplCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ppl",
 		Usage: "measure a model's perplexity on a text",
-		UsageText: "lmrun ppl -m MODEL.lmc -f TEXT [--ctx N] [--stride S] [--json]\n\n" +
+		UsageText: "lmrun ppl -m MODEL.lmc -f TEXT [-c N] [--stride S] [--json]\n\n" +
 			"   lmrun ppl -m stories260K.lmc -f tinystories_valid.txt\n" +
 			"   lmrun ppl -m gpt2.lmc -f wiki.test.raw --ctx 1024 --stride 512",
 		Description: "The whole file is tokenized with the model's tokenizer as one text, with BOS first when\n" +
@@ -36,9 +34,9 @@ func pplCommand() *cli.Command {
 			f32ActFlag,
 			modelFlag, threadsFlag, backendFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "text `FILE` to score", Required: true},
-			&cli.IntFlag{Name: "ctx", Usage: "window length `N` in tokens (0: the model's context length)"},
-			&cli.IntFlag{Name: "stride", Usage: "distance `S` between window starts, 1..N−1 (0: N−1)"},
-			&cli.BoolFlag{Name: "bos", Usage: "start the text with BOS (default: as the model does)"},
+			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "window length `N` in tokens", DefaultText: "the model's context length"},
+			&cli.IntFlag{Name: "stride", Usage: "distance `S` between window starts, 1..N−1", DefaultText: "N−1"},
+			&cli.BoolFlag{Name: "bos", Usage: "start the text with BOS", DefaultText: "as the model does"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -74,8 +72,8 @@ func pplCommand() *cli.Command {
 			stderr := c.App.ErrWriter
 			fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads; %s: %d bytes, %d tokens; windows of %d, stride %d\n",
 				c.String("model"), m.Backend(), m.Threads(), c.String("file"), len(text), len(ids), W, S)
-			ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer cancel()
+			ctx, stop := interruptible(c.Context)
+			defer stop()
 			res, err := m.Perplexity(ctx, ids, engine.PerplexityOptions{Context: W, Stride: S, Progress: progress(stderr, "scored")})
 			if err != nil {
 				return err

@@ -2,11 +2,10 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"time"
@@ -19,154 +18,224 @@ import (
 
 func runCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "run",
-		Usage:     "generate text from a prompt",
-		UsageText: "lmrun run -m MODEL.lmc (-p TEXT | --tokens 1,2,3) [-n 128] [--temp 0.8] [--top-k 40] [--top-p 0.95] [--seed 1]\n\n   lmrun run -m stories260K.lmc -p \"Once upon a time\" -n 100 --temp 0",
-		Description: "Streams the completion to stdout as it is produced; prompt and generation speed go to stderr.\n" +
-			"With neither -p nor --tokens, generation starts from the BOS token alone.",
+		Name:  "run",
+		Usage: "generate text from a prompt",
+		UsageText: "lmrun run -m MODEL.lmc (-p TEXT | -f FILE | --tokens 1,2,3) [-n 128] [--temp 0.8] [--top-k 40] [--top-p 0.95]\n" +
+			"      [--min-p 0.05] [--repeat-penalty 1.1] [--repeat-last-n 64] [-s SEED] [-c CTX] [--stop STRING]...\n\n" +
+			"   lmrun run -m stories260K.lmc -p \"Once upon a time\" -n 100 --temp 0\n" +
+			"   lmrun run -m model.lmc -f prompt.txt -n -1 --stop \"\\n\\n\"",
+		Description: "Streams the completion to stdout as it is produced, after the prompt; prompt and generation\n" +
+			"speed go to stderr. With none of -p, -f and --tokens, generation starts from the BOS token alone.\n\n" +
+			"Sampling is llama.cpp's default chain, with its defaults: the penalties (--repeat-penalty,\n" +
+			"--frequency-penalty, --presence-penalty, over the last --repeat-last-n tokens, the prompt's\n" +
+			"included), then --top-k, --top-p and --min-p on the penalised logits, then --temp on the\n" +
+			"tokens kept, then a draw. --temp 0 is greedy (the largest penalised logit).\n\n" +
+			"Generation stops after -n tokens, at the model's end-of-sequence token (for llama2.c models\n" +
+			"also at BOS, as llama2.c does) unless --ignore-eos, at a --stop string (not printed), or when\n" +
+			"the context is full. Ctrl-C stops it, within one batch of the prompt: the text so far and\n" +
+			"the speed are printed and lmrun exits with status 130; a second Ctrl-C exits at once.",
 		Flags: []cli.Flag{
-			modelFlag, promptFlag, tokensFlag, threadsFlag, backendFlag, f32ActFlag,
-			&cli.IntFlag{Name: "n", Value: 128, Usage: "tokens to generate at most (0: until the context is full)"},
+			modelFlag, promptFlag,
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the prompt from `FILE` (- for standard input; a final newline is dropped)"},
+			tokensFlag, threadsFlag, backendFlag, f32ActFlag,
+			&cli.IntFlag{Name: "n", Value: 128, Usage: "generate at most `N` tokens (-1: until the context is full; 0: none)"},
 			&cli.Float64Flag{Name: "temp", Value: 0.8, Usage: "sampling temperature (0: greedy)"},
-			&cli.IntFlag{Name: "top-k", Value: 40, Usage: "sample among the K most likely tokens (0: all)"},
-			&cli.Float64Flag{Name: "top-p", Value: 0.95, Usage: "nucleus sampling mass (1: off)"},
-			&cli.Uint64Flag{Name: "seed", Usage: "random seed (default: from the clock, printed to stderr)"},
+			&cli.IntFlag{Name: "top-k", Value: 40, Usage: "sample among the `K` most likely tokens (0: all)"},
+			&cli.Float64Flag{Name: "top-p", Value: 0.95, Usage: "nucleus sampling mass (1: off; 0: the most likely token only)"},
+			&cli.Float64Flag{Name: "min-p", Value: 0.05, Usage: "keep tokens at least this fraction as likely as the most likely one (0: off)"},
+			&cli.Float64Flag{Name: "repeat-penalty", Value: 1, Usage: "penalise the tokens of the last --repeat-last-n: logits divided (negative ones multiplied) by this (1: off)"},
+			&cli.IntFlag{Name: "repeat-last-n", Value: engine.DefaultRepeatLastN, Usage: "tokens the penalties look back on (0: penalties off; -1: the whole context)"},
+			&cli.Float64Flag{Name: "presence-penalty", Usage: "subtracted from the logit of every token in the last --repeat-last-n (0: off)"},
+			&cli.Float64Flag{Name: "frequency-penalty", Usage: "subtracted from a token's logit once per occurrence in the last --repeat-last-n (0: off)"},
+			&cli.Uint64Flag{Name: "seed", Aliases: []string{"s"}, Usage: "random `SEED`", DefaultText: "from the clock, printed to stderr"},
+			&cli.GenericFlag{Name: "stop", Value: &stringList{}, Usage: "stop when the generated text contains `STRING`, not printed (repeatable)"},
 			&cli.BoolFlag{Name: "ids", Usage: "print the generated token ids instead of text"},
-			&cli.IntFlag{Name: "ctx", Usage: "context length of the session (0: the model's)"},
+			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "context length `N` of the session", DefaultText: "the model's"},
 			kvFlag,
-			&cli.BoolFlag{Name: "ignore-eos", Usage: "keep generating past the end-of-sequence token"},
+			&cli.BoolFlag{Name: "ignore-eos", Usage: "keep generating past the end-of-sequence token (it is printed)"},
 		},
-		Action: func(c *cli.Context) error {
-			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")})
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			prompt, err := promptIDs(c, m)
-			if err != nil {
-				return err
-			}
-			seed := c.Uint64("seed")
-			if !c.IsSet("seed") {
-				seed = uint64(time.Now().UnixNano())
-			}
-			scfg := engine.SamplerConfig{Temperature: c.Float64("temp"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"), Seed: seed}
-			if err := scfg.Validate(); err != nil {
-				return err
-			}
-			if c.Int("n") < 0 {
-				return fmt.Errorf("-n %d: want ≥ 0", c.Int("n"))
-			}
-			half, err := halfKV(c)
-			if err != nil {
-				return err
-			}
-			s := m.NewSession(engine.SessionOptions{Context: c.Int("ctx"), HalfKV: half})
-			var stop []int
-			if c.Bool("ignore-eos") {
-				stop = []int{}
-			} else if tok := m.Tokenizer(); tok != nil {
-				stop = []int{}
-				if tok.EOS() >= 0 {
-					stop = append(stop, tok.EOS())
-				}
-				// llama2.c models delimit stories with BOS: generating it ends the text.
-				if tok.Kind() == "llama2c" && tok.BOS() >= 0 {
-					stop = append(stop, tok.BOS())
-				}
-			}
-			stderr := c.App.ErrWriter
-			fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, KV cache %.1f MiB (up to %.1f MiB)\n",
-				c.String("model"), m.Backend(), m.Threads(), seed, float64(s.KVBytes())/(1<<20), float64(s.KVMaxBytes())/(1<<20))
+		Action: runAction,
+	}
+}
 
-			out := bufio.NewWriter(c.App.Writer)
-			var stream *tokenizer.Stream
-			if m.Tokenizer() != nil && !c.Bool("ids") {
-				stream = tokenizer.NewStream(m.Tokenizer())
-				for _, id := range prompt { // echo the prompt, as llama2.c does
-					piece, err := stream.Add(id)
-					if err != nil {
-						return err
-					}
-					out.WriteString(piece)
-				}
-				out.Flush()
+func runAction(c *cli.Context) error {
+	n := c.Int("n")
+	if n < -1 {
+		return fmt.Errorf("-n %d: want ≥ -1 (-1: until the context is full)", n)
+	}
+	seed := c.Uint64("seed")
+	if !c.IsSet("seed") {
+		seed = uint64(time.Now().UnixNano())
+	}
+	scfg, err := samplerConfig(c, seed)
+	if err != nil {
+		return err
+	}
+	smp, err := engine.NewSampler(scfg)
+	if err != nil {
+		return err
+	}
+	half, err := halfKV(c)
+	if err != nil {
+		return err
+	}
+	m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	prompt, err := promptIDs(c, m)
+	if err != nil {
+		return err
+	}
+	stops := c.Generic("stop").(*stringList).values
+	text := m.Tokenizer() != nil && !c.Bool("ids")
+	if len(stops) > 0 && !text {
+		return errors.New("--stop needs text output: it cannot be used with --ids or a model without a tokenizer")
+	}
+	s := m.NewSession(engine.SessionOptions{Context: c.Int("ctx"), HalfKV: half})
+
+	// From here on Ctrl-C cancels generation instead of killing the process.
+	ctx, stop := interruptible(c.Context)
+	defer stop()
+	stderr := c.App.ErrWriter
+	fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, KV cache %.1f MiB (up to %.1f MiB)\n",
+		c.String("model"), m.Backend(), m.Threads(), seed, float64(s.KVBytes())/(1<<20), float64(s.KVMaxBytes())/(1<<20))
+
+	out := bufio.NewWriter(c.App.Writer)
+	opts := engine.GenerateOptions{MaxTokens: n, IgnoreEOS: c.Bool("ignore-eos"), StopStrings: stops, Sampler: smp}
+	var st engine.Stats
+	if text {
+		echo := tokenizer.NewStream(m.Tokenizer()) // the prompt first, as llama2.c does
+		for _, id := range prompt {
+			piece, err := echo.Add(id)
+			if err != nil {
+				return err
 			}
-			first := true
-			emit := func(id int) error {
-				if stream != nil {
-					piece, err := stream.Add(id)
-					if err != nil {
-						return err
-					}
-					out.WriteString(piece)
-				} else {
-					if !first {
-						out.WriteByte(' ')
-					}
-					out.WriteString(strconv.Itoa(id))
-				}
-				first = false
-				return out.Flush()
-			}
-			ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer cancel()
-			st, err := s.Generate(ctx, prompt, engine.GenerateOptions{MaxTokens: c.Int("n"), Stop: stop, Sampler: engine.NewSampler(scfg)}, emit)
-			if stream != nil {
-				out.WriteString(stream.Flush())
-			}
-			out.WriteString("\n")
-			out.Flush()
-			fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s\n",
-				st.PromptTokens, rate(st.PromptTokens, st.PromptSeconds), st.Generated, rate(st.Generated, st.GenSeconds))
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
+			out.WriteString(piece)
+		}
+		if err := out.Flush(); err != nil {
 			return err
-		},
+		}
+		st, err = s.GenerateText(ctx, prompt, opts, func(text string) error {
+			out.WriteString(text)
+			return out.Flush()
+		})
+	} else {
+		first := true
+		st, err = s.Generate(ctx, prompt, opts, func(id int) error {
+			if !first {
+				out.WriteByte(' ')
+			}
+			first = false
+			out.WriteString(strconv.Itoa(id))
+			return out.Flush()
+		})
 	}
+	out.WriteString("\n")
+	out.Flush()
+	promptTokens := strconv.Itoa(st.PromptTokens)
+	if st.PromptTokens < len(prompt) {
+		promptTokens += " of " + strconv.Itoa(len(prompt))
+	}
+	fmt.Fprintf(stderr, "prompt: %s tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s\n",
+		promptTokens, st.PromptTokensPerSecond(), st.Generated, st.GenTokensPerSecond())
+	return err
 }
 
-func rate(n int, secs float64) float64 {
-	if secs <= 0 {
-		return 0
+// samplerConfig returns the sampler configuration of run's flags, with llama.cpp's
+// meaning where the engine's differs: --repeat-last-n 0 turns the penalties off, and
+// --top-p 0 keeps the most likely token only.
+func samplerConfig(c *cli.Context, seed uint64) (engine.SamplerConfig, error) {
+	cfg := engine.SamplerConfig{
+		Temperature: c.Float64("temp"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"), MinP: c.Float64("min-p"),
+		RepeatPenalty: c.Float64("repeat-penalty"), RepeatLastN: c.Int("repeat-last-n"),
+		FrequencyPenalty: c.Float64("frequency-penalty"), PresencePenalty: c.Float64("presence-penalty"),
+		Seed: seed,
 	}
-	return float64(n) / secs
+	if !(cfg.RepeatPenalty > 0) {
+		return cfg, fmt.Errorf("--repeat-penalty %g: want > 0 (1: off)", cfg.RepeatPenalty)
+	}
+	if cfg.RepeatLastN == 0 {
+		cfg.RepeatPenalty, cfg.FrequencyPenalty, cfg.PresencePenalty = 1, 0, 0
+	}
+	if cfg.TopP == 0 {
+		cfg.TopK = 1
+	}
+	return cfg, nil
 }
 
-// promptIDs returns the prompt from --tokens or -p (tokenized), or BOS alone.
+// stringList is a repeatable string flag whose values are kept whole (urfave/cli's
+// slice flags split them at commas).
+type stringList struct{ values []string }
+
+func (l *stringList) Set(v string) error {
+	l.values = append(l.values, v)
+	return nil
+}
+
+func (l *stringList) String() string { return strings.Join(l.values, ", ") }
+
+// promptIDs returns the prompt from --tokens, or -p or -f (tokenized), or BOS alone.
 func promptIDs(c *cli.Context, m *engine.Model) ([]int, error) {
-	if c.IsSet("tokens") && c.IsSet("prompt") {
-		return nil, errors.New("give either -p or --tokens, not both")
+	given := 0
+	for _, name := range []string{"tokens", "prompt", "file"} {
+		if c.IsSet(name) {
+			given++
+		}
+	}
+	if given > 1 {
+		return nil, errors.New("give one prompt: -p TEXT, -f FILE or --tokens IDS")
 	}
 	if c.IsSet("tokens") {
 		return parseIDs(c.String("tokens"))
 	}
 	tok := m.Tokenizer()
-	if !c.IsSet("prompt") {
+	var text, from string
+	switch {
+	case c.IsSet("prompt"):
+		text, from = c.String("prompt"), "-p"
+	case c.IsSet("file"):
+		b, err := readFileArg(c, c.String("file"))
+		if err != nil {
+			return nil, fmt.Errorf("-f: %w", err)
+		}
+		text, from = strings.TrimSuffix(string(b), "\n"), "-f "+c.String("file")
+	default:
 		if tok == nil || tok.BOS() < 0 {
-			return nil, errors.New("no prompt: give -p TEXT or --tokens IDS (the model has no BOS token to start from)")
+			return nil, errors.New("no prompt: give -p TEXT, -f FILE or --tokens IDS (the model has no BOS token to start from)")
 		}
 		return []int{tok.BOS()}, nil
 	}
 	if tok == nil {
 		if m.TokenizerErr() != nil {
-			return nil, fmt.Errorf("-p: %v; give --tokens IDS", m.TokenizerErr())
+			return nil, fmt.Errorf("%s: %v; give --tokens IDS", from, m.TokenizerErr())
 		}
-		return nil, errors.New("-p: this model carries no tokenizer; give --tokens IDS, or convert it with --tokenizer FILE")
+		return nil, fmt.Errorf("%s: this model carries no tokenizer; give --tokens IDS, or convert it with --tokenizer FILE", from)
 	}
-	text := c.String("prompt")
 	if !utf8Valid(text) {
-		return nil, errors.New("-p: the prompt is not valid UTF-8")
+		return nil, fmt.Errorf("%s: the prompt is not valid UTF-8", from)
 	}
 	ids, err := tok.Encode(text, tok.AddBOS(), false)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizing the prompt: %w", err)
 	}
 	if len(ids) == 0 {
-		return nil, errors.New("-p: the prompt encodes to no tokens")
+		return nil, fmt.Errorf("%s: the prompt encodes to no tokens", from)
 	}
 	return ids, nil
+}
+
+// readFileArg reads the file a flag names, "-" being standard input (the app's Reader).
+func readFileArg(c *cli.Context, name string) ([]byte, error) {
+	if name == "-" {
+		r := c.App.Reader
+		if r == nil {
+			r = os.Stdin
+		}
+		return io.ReadAll(r)
+	}
+	return os.ReadFile(name)
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -36,13 +35,7 @@ func readText(c *cli.Context) (string, error) {
 		if c.NArg() > 0 {
 			return "", errors.New("give the text as arguments or with -f FILE, not both")
 		}
-		var b []byte
-		var err error
-		if f == "-" {
-			b, err = io.ReadAll(os.Stdin)
-		} else {
-			b, err = os.ReadFile(f)
-		}
+		b, err := readFileArg(c, f)
 		return string(b), err
 	}
 	if c.NArg() == 0 {
@@ -68,7 +61,7 @@ func tokenizeCommand() *cli.Command {
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the text from `FILE` (- for standard input)"},
 			&cli.BoolFlag{Name: "pieces", Usage: "print each token's id and vocabulary entry, one a line"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-			&cli.BoolFlag{Name: "bos", Usage: "start with BOS (default: as the model does)"},
+			&cli.BoolFlag{Name: "bos", Usage: "start with BOS", DefaultText: "as the model does"},
 			&cli.BoolFlag{Name: "eos", Usage: "end with EOS"},
 		},
 		Action: func(c *cli.Context) error {

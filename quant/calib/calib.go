@@ -169,7 +169,10 @@ func Collect(ctx context.Context, m *engine.Model, want map[string]bool, opts Op
 	}
 	gen := m.NewSession(engine.SessionOptions{Context: n})
 	obs := m.NewSession(engine.SessionOptions{Context: n, ObserveMatMul: observe})
-	sampler := engine.NewSampler(engine.SamplerConfig{Temperature: 1, Seed: opts.Seed})
+	sampler, err := engine.NewSampler(engine.SamplerConfig{Temperature: 1, Seed: opts.Seed})
+	if err != nil {
+		return nil, err
+	}
 	tokens := make([]int, 0, n)
 	for s := 0; s < seqs; s++ {
 		if err := ctx.Err(); err != nil {

@@ -1,0 +1,13 @@
+// Package engine runs decoder-only transformer language models stored as lmrun
+// checkpoints. A Model holds the immutable weights and is safe to share between
+// goroutines; a Session owns one conversation's KV cache and position.
+//
+// The engine links no kernel backend itself: a program imports the backends it wants,
+// usually all of them with
+//
+//	import _ "github.com/lmrun/lmrun/backends/all"
+//
+// and without that runs on the pure-Go reference. The runnable examples show loading,
+// tokenizing, generating with streamed text and stop strings, perplexity and a second
+// session on the same model.
+package engine
