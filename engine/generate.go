@@ -199,7 +199,7 @@ func (s *Session) generate(ctx context.Context, prompt []int, opts GenerateOptio
 	if s.pos+len(prompt) > s.ctx {
 		return st, fmt.Errorf("%w: the prompt has %d tokens, the context holds %d", ErrContextFull, s.pos+len(prompt), s.ctx)
 	}
-	t0, pos0 := now(), s.pos
+	t0, pos0 := time.Now(), s.pos
 	logits, err := s.ForwardContext(ctx, prompt)
 	st.PromptTokens, st.PromptDuration = s.pos-pos0, time.Since(t0)
 	if err != nil {
@@ -208,7 +208,7 @@ func (s *Session) generate(ctx context.Context, prompt []int, opts GenerateOptio
 	for _, id := range prompt {
 		smp.Accept(id)
 	}
-	t1 := now()
+	t1 := time.Now()
 	done := func(err error) (Stats, error) {
 		st.GenDuration = time.Since(t1)
 		return st, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 )
 
 // PerplexityOptions configure Model.Perplexity.
@@ -35,8 +36,8 @@ type PerplexityResult struct {
 	// Evaluated is the number of tokens run through the model (more than Tokens
 	// when windows overlap).
 	Evaluated int
-	// Seconds is the wall time of the evaluation.
-	Seconds float64
+	// Duration is the wall time of the evaluation.
+	Duration time.Duration
 }
 
 // MeanNLL returns the mean negative log-likelihood per scored token, in nats.
@@ -47,10 +48,10 @@ func (r PerplexityResult) Perplexity() float64 { return math.Exp(r.MeanNLL()) }
 
 // TokensPerSecond returns the scored tokens per second of wall time.
 func (r PerplexityResult) TokensPerSecond() float64 {
-	if r.Seconds <= 0 {
+	if r.Duration <= 0 {
 		return 0
 	}
-	return float64(r.Tokens) / r.Seconds
+	return float64(r.Tokens) / r.Duration.Seconds()
 }
 
 // Perplexity scores every token of ids after the first, exactly once, with the
@@ -96,7 +97,7 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOption
 			return res, fmt.Errorf("perplexity: token %d (at index %d) is out of range: the vocabulary has %d ids", id, i, vocab)
 		}
 	}
-	t0 := now()
+	t0 := time.Now()
 	s := m.NewSession(SessionOptions{Context: W})
 	logits := make([]float32, min(chunk, W)*vocab)
 	total := n - 1
@@ -137,7 +138,7 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, opts PerplexityOption
 			break
 		}
 	}
-	res.Seconds = since(t0)
+	res.Duration = time.Since(t0)
 	return res, nil
 }
 

@@ -79,12 +79,12 @@ func pplCommand() *cli.Command {
 				return err
 			}
 			fmt.Fprintf(stderr, "%d tokens scored in %d windows (%d evaluated) in %.2f s: %.1f tokens/s\n",
-				res.Tokens, res.Windows, res.Evaluated, res.Seconds, res.TokensPerSecond())
+				res.Tokens, res.Windows, res.Evaluated, res.Duration.Seconds(), res.TokensPerSecond())
 			if c.Bool("json") {
 				return writeJSON(c.App.Writer, map[string]any{
 					"tokens_scored": res.Tokens, "mean_nll": res.MeanNLL(), "ppl": res.Perplexity(), "nll_sum": res.NLL,
 					"windows": res.Windows, "ctx": W, "stride": S, "bos": bos, "tokens_evaluated": res.Evaluated,
-					"seconds": res.Seconds, "tokens_per_second": res.TokensPerSecond(),
+					"seconds": res.Duration.Seconds(), "tokens_per_second": res.TokensPerSecond(),
 				})
 			}
 			fmt.Fprintf(c.App.Writer, "tokens_scored=%d mean_nll=%.6f ppl=%.6f\n", res.Tokens, res.MeanNLL(), res.Perplexity())
