@@ -105,8 +105,9 @@ func TestGuardPages(t *testing.T) {
 					}
 					xs := g(randVec(r, T*n, 1))
 					out := guardedAlloc(t, T*rows, atEnd)
-					k.MatMul(out, rows, xs, T, wm, g(randVec(r, rows, 1)), 0, rows)
-					k.MatMul(out, rows, xs, T, wm, nil, 2, rows)
+					sc := guardedAlloc(t, k.ScratchSize(T, n), atEnd) // just what the backend asks for
+					k.MatMul(out, rows, xs, T, wm, g(randVec(r, rows, 1)), 0, rows, sc)
+					k.MatMul(out, rows, xs, T, wm, nil, 2, rows, sc)
 				}
 
 				// Attention: n as the head width over 3 positions, and as the position count.

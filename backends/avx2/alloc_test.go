@@ -26,6 +26,7 @@ func TestQuantizedMatVecAllocatesNothing(t *testing.T) {
 	xq := make([]byte, kernels.RowBytes(format.Q8_0, cols))
 	kernels.QuantizeQ8(x, xq)
 	dst := make([]float32, rows)
+	sc := kernels.NewScratch(Kernels{}, 1, cols)
 	for _, dt := range []format.DType{format.Q8_0, format.Q4_0, format.F16, format.BF16} {
 		v := make([]float32, rows*cols)
 		for i := range v {
@@ -42,16 +43,16 @@ func TestQuantizedMatVecAllocatesNothing(t *testing.T) {
 		var k Kernels
 		n := testing.AllocsPerRun(20, func() {
 			if dt == format.Q8_0 || dt == format.Q4_0 {
-				k.MatMulQ8(dst, rows, xq, 1, w, nil, 3, rows)
+				k.MatMulQ8(dst, rows, xq, 1, w, nil, 3, rows, sc)
 			} else {
-				k.MatMul(dst, rows, x, 1, w, nil, 3, rows)
+				k.MatMul(dst, rows, x, 1, w, nil, 3, rows, sc)
 			}
 		})
 		if n != 0 {
 			t.Errorf("%v: %v allocations per product", dt, n)
 		}
 		if dt == format.Q8_0 || dt == format.Q4_0 { // and with exact f32 activations
-			if n := testing.AllocsPerRun(20, func() { k.MatMul(dst, rows, x, 1, w, nil, 3, rows) }); n != 0 {
+			if n := testing.AllocsPerRun(20, func() { k.MatMul(dst, rows, x, 1, w, nil, 3, rows, sc) }); n != 0 {
 				t.Errorf("%v with f32 activations: %v allocations per product", dt, n)
 			}
 		}
