@@ -195,6 +195,23 @@ func split(r *rand.Rand, rows int) [][2]int {
 
 const sentinel = float32(-12345.678)
 
+// TestScratchSize: a backend's scratch size never decreases as T or the columns grow,
+// so that the size for a session's batch and widest row covers all its products (the
+// products themselves run below, each with exactly the scratch it asks for).
+func TestScratchSize(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		cols := []int{1, 7, 8, 31, 32, 33, 64, 288, 1056, 4096, 11008, 16392, 16400}
+		for T := 1; T <= 130; T++ {
+			for i, c := range cols {
+				n := k.ScratchSize(T, c)
+				if n < 0 || (T > 1 && n < k.ScratchSize(T-1, c)) || (i > 0 && n < k.ScratchSize(T, cols[i-1])) {
+					t.Fatalf("ScratchSize(%d, %d) = %d: negative, or less than for fewer rows or columns", T, c, n)
+				}
+			}
+		}
+	})
+}
+
 func TestMatMul(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		r := rand.New(rand.NewPCG(2, 2))
@@ -209,6 +226,7 @@ func TestMatMul(t *testing.T) {
 		shapes = append(shapes, [3]int{64, 37, 96}, [3]int{65, 20, 40}, [3]int{16, 33, 257})
 		for si, sh := range shapes {
 			T, rows, cols := sh[0], sh[1], sh[2]
+			sc := kernels.NewScratch(k, T, cols)
 			w, err := kernels.NewMatF32(at(randVec(r, rows*cols, 1), si%8), rows, cols)
 			if err != nil {
 				t.Fatal(err)
@@ -223,9 +241,9 @@ func TestMatMul(t *testing.T) {
 				}
 				ranges := split(r, rows)
 				for _, rg := range ranges {
-					k.MatMul(got, ld, x, T, w, b, rg[0], rg[1])
+					k.MatMul(got, ld, x, T, w, b, rg[0], rg[1], sc)
 				}
-				ref.MatMul(want, ld, x, T, w, b, 0, rows)
+				ref.MatMul(want, ld, x, T, w, b, 0, rows, nil)
 				for t0 := 0; t0 < T; t0++ {
 					for o := 0; o < ld; o++ {
 						i := t0*ld + o
@@ -257,15 +275,16 @@ func TestMatMulSplitInvariance(t *testing.T) {
 		r := rand.New(rand.NewPCG(14, 14))
 		for _, sh := range [][3]int{{1, 37, 64}, {1, 23, 101}, {3, 37, 64}, {5, 21, 1030}, {64, 19, 40}} {
 			T, rows, cols := sh[0], sh[1], sh[2]
+			sc := kernels.NewScratch(k, T, cols)
 			w, _ := kernels.NewMatF32(randVec(r, rows*cols, 1), rows, cols)
 			x, bias := randVec(r, T*cols, 1), randVec(r, rows, 1)
 			whole := make([]float32, T*rows)
-			k.MatMul(whole, rows, x, T, w, bias, 0, rows)
+			k.MatMul(whole, rows, x, T, w, bias, 0, rows, sc)
 			for try := 0; try < 20; try++ {
 				got := make([]float32, T*rows)
 				ranges := split(r, rows)
 				for _, rg := range ranges {
-					k.MatMul(got, rows, x, T, w, bias, rg[0], rg[1])
+					k.MatMul(got, rows, x, T, w, bias, rg[0], rg[1], sc)
 				}
 				for i := range whole {
 					if math.Float32bits(got[i]) != math.Float32bits(whole[i]) {
@@ -284,6 +303,7 @@ func TestMatMulSpecials(t *testing.T) {
 		r := rand.New(rand.NewPCG(9, 9))
 		for _, sh := range [][3]int{{1, 9, 13}, {1, 8, 64}, {4, 7, 33}, {5, 12, 1030}} {
 			T, rows, cols := sh[0], sh[1], sh[2]
+			sc := kernels.NewScratch(k, T, cols)
 			for _, v := range []float32{nan, inf, -inf} {
 				wv, x := randVec(r, rows*cols, 1), randVec(r, T*cols, 1)
 				wr, wc := r.IntN(rows), cols-1-r.IntN(min(cols, 9)) // often in a column tail
@@ -292,8 +312,8 @@ func TestMatMulSpecials(t *testing.T) {
 				x[xt*cols+xc] = nan
 				w, _ := kernels.NewMatF32(wv, rows, cols)
 				got, want := make([]float32, T*rows), make([]float32, T*rows)
-				k.MatMul(got, rows, x, T, w, nil, 0, rows)
-				ref.MatMul(want, rows, x, T, w, nil, 0, rows)
+				k.MatMul(got, rows, x, T, w, nil, 0, rows, sc)
+				ref.MatMul(want, rows, x, T, w, nil, 0, rows, nil)
 				for i := range want {
 					if special(want[i]) != special(got[i]) || (special(want[i]) && !identical(got[i], want[i])) {
 						t.Fatalf("%v weight[%d,%d]=%v x[%d,%d]=NaN: [%d] = %v, reference %v", sh, wr, wc, v, xt, xc, i, got[i], want[i])
@@ -319,6 +339,7 @@ func TestMatMulOtherDTypes(t *testing.T) {
 			for ci, cols := range colsList {
 				for si, sh := range [][2]int{{1, 1}, {1, 7}, {1, 13}, {2, 5}, {3, 9}, {4, 8}, {5, 3}, {7, 6}, {64, 5}} {
 					T, rows := sh[0], sh[1]
+					sc := kernels.NewScratch(k, T, cols)
 					if T == 64 && cols > 800 {
 						continue
 					}
@@ -330,9 +351,9 @@ func TestMatMulOtherDTypes(t *testing.T) {
 					}
 					ld := rows + si%3
 					want := make([]float32, T*ld)
-					ref.MatMul(want, ld, x, T, w, bias, 0, rows)
+					ref.MatMul(want, ld, x, T, w, bias, 0, rows, nil)
 					whole := make([]float32, T*ld)
-					k.MatMul(whole, ld, x, T, w, bias, 0, rows)
+					k.MatMul(whole, ld, x, T, w, bias, 0, rows, sc)
 					wr := make([]float32, cols)
 					for o := 0; o < rows; o++ {
 						w.RowF32(o, wr)
@@ -349,7 +370,7 @@ func TestMatMulOtherDTypes(t *testing.T) {
 					got := make([]float32, T*ld)
 					ranges := split(r, rows)
 					for _, rg := range ranges {
-						k.MatMul(got, ld, x, T, w, bias, rg[0], rg[1])
+						k.MatMul(got, ld, x, T, w, bias, rg[0], rg[1], sc)
 					}
 					for i := range got {
 						if math.Float32bits(got[i]) != math.Float32bits(whole[i]) {
@@ -361,7 +382,8 @@ func TestMatMulOtherDTypes(t *testing.T) {
 		}
 		// Too short a weight buffer panics, as it does in the reference.
 		w := &kernels.Mat{DType: dtype.Q8_0, Rows: 4, Cols: 64, Data: make([]byte, 3*dtype.RowBytes(dtype.Q8_0, 64))}
-		if p := panics(func() { k.MatMul(make([]float32, 4), 4, make([]float32, 64), 1, w, nil, 0, 4) }); p == nil {
+		sc := kernels.NewScratch(k, 1, 64) // enough: only the weights are short
+		if p := panics(func() { k.MatMul(make([]float32, 4), 4, make([]float32, 64), 1, w, nil, 0, 4, sc) }); p == nil {
 			t.Fatal("short q8_0 weights: no panic")
 		}
 	})
@@ -377,6 +399,7 @@ func TestMatMulF16Finite(t *testing.T) {
 		r := rand.New(rand.NewPCG(12, 12))
 		for _, cols := range []int{32, 39, 40, 56, 64, 100, 288, 1025, 16392} {
 			rows := 9
+			sc := kernels.NewScratch(k, 1, cols)
 			if cols > 2000 {
 				rows = 5
 			}
@@ -405,9 +428,9 @@ func TestMatMulF16Finite(t *testing.T) {
 				}
 				x = at(x, xi%8)
 				want := make([]float32, rows)
-				ref.MatMul(want, rows, x, 1, w, nil, 0, rows)
+				ref.MatMul(want, rows, x, 1, w, nil, 0, rows, nil)
 				got := make([]float32, rows)
-				k.MatMul(got, rows, x, 1, w, nil, 0, rows)
+				k.MatMul(got, rows, x, 1, w, nil, 0, rows, sc)
 				wr := make([]float32, cols)
 				for o := range rows {
 					w.RowF32(o, wr)
@@ -418,7 +441,7 @@ func TestMatMulF16Finite(t *testing.T) {
 				part := make([]float32, rows)
 				ranges := split(r, rows)
 				for _, rg := range ranges {
-					k.MatMul(part, rows, x, 1, w, nil, rg[0], rg[1])
+					k.MatMul(part, rows, x, 1, w, nil, rg[0], rg[1], sc)
 				}
 				for o := range rows {
 					if !identical(part[o], got[o]) {
@@ -518,6 +541,7 @@ func TestMatMulQ8(t *testing.T) {
 			for _, cols := range []int{32, 64, 96, 288, 800, 2080, 5632} {
 				for si, sh := range [][2]int{{1, 1}, {1, 4}, {1, 13}, {1, 37}, {2, 5}, {3, 9}, {4, 8}, {5, 3}, {7, 6}, {64, 5}} {
 					T, rows := sh[0], sh[1]
+					sc := kernels.NewScratch(k, T, cols)
 					if T*cols > 64*800 {
 						continue
 					}
@@ -562,8 +586,8 @@ func TestMatMulQ8(t *testing.T) {
 					for i := range whole {
 						whole[i] = sentinel
 					}
-					ref.MatMulQ8(want, ld, xq, T, w, bias, 0, rows)
-					q8.MatMulQ8(whole, ld, xq, T, w, bias, 0, rows)
+					ref.MatMulQ8(want, ld, xq, T, w, bias, 0, rows, nil)
+					q8.MatMulQ8(whole, ld, xq, T, w, bias, 0, rows, sc)
 					wr := make([]float32, cols)
 					for o := 0; o < ld; o++ {
 						if o < rows {
@@ -592,7 +616,7 @@ func TestMatMulQ8(t *testing.T) {
 					}
 					ranges := split(r, rows)
 					for _, rg := range ranges {
-						q8.MatMulQ8(got, ld, xq, T, w, bias, rg[0], rg[1])
+						q8.MatMulQ8(got, ld, xq, T, w, bias, rg[0], rg[1], sc)
 					}
 					for i := range got {
 						if math.Float32bits(got[i]) != math.Float32bits(whole[i]) {
@@ -605,11 +629,12 @@ func TestMatMulQ8(t *testing.T) {
 		// Short buffers panic instead of reading past them.
 		w := &kernels.Mat{DType: dtype.Q4_0, Rows: 4, Cols: 64, Data: make([]byte, 3*dtype.RowBytes(dtype.Q4_0, 64))}
 		xq := make([]byte, dtype.RowBytes(dtype.Q8_0, 64))
-		if p := panics(func() { q8.MatMulQ8(make([]float32, 4), 4, xq, 1, w, nil, 0, 4) }); p == nil {
+		sc := kernels.NewScratch(k, 1, 64)
+		if p := panics(func() { q8.MatMulQ8(make([]float32, 4), 4, xq, 1, w, nil, 0, 4, sc) }); p == nil {
 			t.Fatal("short q4_0 weights: no panic")
 		}
 		w = &kernels.Mat{DType: dtype.Q8_0, Rows: 4, Cols: 64, Data: make([]byte, 4*dtype.RowBytes(dtype.Q8_0, 64))}
-		if p := panics(func() { q8.MatMulQ8(make([]float32, 4), 4, xq[:40:40], 1, w, nil, 0, 4) }); p == nil {
+		if p := panics(func() { q8.MatMulQ8(make([]float32, 4), 4, xq[:40:40], 1, w, nil, 0, 4, sc) }); p == nil {
 			t.Fatal("short activations: no panic")
 		}
 	})

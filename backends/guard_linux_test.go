@@ -106,8 +106,35 @@ func TestGuardPages(t *testing.T) {
 					}
 					xs := g(randVec(r, T*n, 1))
 					out := guardedAlloc(t, T*rows, atEnd)
-					k.MatMul(out, rows, xs, T, wm, g(randVec(r, rows, 1)), 0, rows)
-					k.MatMul(out, rows, xs, T, wm, nil, 2, rows)
+					sc := guardedAlloc(t, k.ScratchSize(T, n), atEnd) // just what the backend asks for
+					k.MatMul(out, rows, xs, T, wm, g(randVec(r, rows, 1)), 0, rows, sc)
+					k.MatMul(out, rows, xs, T, wm, nil, 2, rows, sc)
+					// The other weight dtypes, the ones that take scratch.
+					for _, dt := range []dtype.DType{dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0} {
+						quant := dt == dtype.Q8_0 || dt == dtype.Q4_0
+						if quant && n%dtype.QBlock != 0 {
+							continue
+						}
+						data, err := dtype.Quantize(dt, randVec(r, rows*n, 1), n)
+						if err != nil {
+							t.Fatal(err)
+						}
+						gd := guardedBytes(t, len(data), atEnd)
+						copy(gd, data)
+						wq, err := kernels.NewMat(dt, gd, rows, n)
+						if err != nil {
+							t.Fatal(err)
+						}
+						k.MatMul(out, rows, xs, T, wq, nil, 1, rows, sc)
+						if q8, ok := k.(kernels.Q8Kernels); ok && quant {
+							rb := dtype.RowBytes(dtype.Q8_0, n)
+							xq := guardedBytes(t, T*rb, atEnd)
+							for t0 := 0; t0 < T; t0++ {
+								kernels.QuantizeQ8(xs[t0*n:(t0+1)*n], xq[t0*rb:(t0+1)*rb])
+							}
+							q8.MatMulQ8(out, rows, xq, T, wq, nil, 1, rows, sc)
+						}
+					}
 				}
 
 				// Attention: n as the head width over 3 positions, and as the position count.

@@ -62,7 +62,8 @@ func matCase(T, rows, cols int) KernelCase {
 			r := rand.New(rand.NewPCG(1, 2))
 			w, _ := kernels.NewMatF32(randSlice(r, rows*cols), rows, cols)
 			x, dst := randSlice(r, T*cols), make([]float32, T*rows)
-			return func() { k.MatMul(dst, rows, x, T, w, nil, 0, rows) }
+			sc := kernels.NewScratch(k, T, cols)
+			return func() { k.MatMul(dst, rows, x, T, w, nil, 0, rows, sc) }
 		}}
 }
 
@@ -84,12 +85,13 @@ func quantCase(dt dtype.DType, rows, cols int) KernelCase {
 				panic(err)
 			}
 			x, dst := randSlice(r, cols), make([]float32, rows)
+			sc := kernels.NewScratch(k, 1, cols)
 			if q8, ok := k.(kernels.Q8Kernels); ok && (dt == dtype.Q8_0 || dt == dtype.Q4_0) {
 				xq := make([]byte, dtype.RowBytes(dtype.Q8_0, cols))
 				kernels.QuantizeQ8(x, xq)
-				return func() { q8.MatMulQ8(dst, rows, xq, 1, w, nil, 0, rows) }
+				return func() { q8.MatMulQ8(dst, rows, xq, 1, w, nil, 0, rows, sc) }
 			}
-			return func() { k.MatMul(dst, rows, x, 1, w, nil, 0, rows) }
+			return func() { k.MatMul(dst, rows, x, 1, w, nil, 0, rows, sc) }
 		}}
 }
 

@@ -2,13 +2,18 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/lmrun/lmrun/backends"
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/convert/synth"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/model"
@@ -231,30 +236,90 @@ func TestKVCacheGrowth(t *testing.T) {
 	}
 }
 
-// TestDecodeAllocatesNothing: once a session exists, a decode step allocates nothing,
-// with one thread or several.
-func TestDecodeAllocatesNothing(t *testing.T) {
+// TestForwardAllocatesNothing: once a session exists, a forward pass allocates nothing
+// (every buffer is the session's, made by NewSession) — a decode step after a prefill,
+// and prefill batches of the session's batch size and of an odd size — on every backend
+// this CPU runs, for every weight dtype, with q8_0 or exact f32 activations, with an f32
+// or f16 KV cache, on two threads (and on one for f32 weights). The models are small but
+// have rows long enough (an FFN of 1056 columns) that the kernels' scratch would not fit
+// a bounded stack array; the GPT-2-style one adds biases, a local (ring) layer and
+// projected embeddings.
+func TestForwardAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
-	for _, name := range []string{"tiny", "tiny-gpt2"} {
-		for _, threads := range []int{1, 2} {
-			m := synthModel(t, preset(t, name), engine.Options{Threads: threads})
-			s := m.NewSession(engine.SessionOptions{})
-			if _, err := s.Forward([]int{1, 2, 3}); err != nil {
-				t.Fatal(err)
-			}
-			id := 4
-			allocs := testing.AllocsPerRun(50, func() {
-				if _, err := s.Forward([]int{id}); err != nil {
-					t.Fatal(err)
-				}
-				id++
-			})
-			if allocs != 0 {
-				t.Errorf("%s, %d threads: %.1f allocations per decoded token", name, threads, allocs)
-			}
+	llama := preset(t, "tiny")
+	llama.Dim, llama.NLayers, llama.NHeads, llama.NKVHeads, llama.HeadDim = 32, 1, 2, 1, 16
+	llama.RopeDim, llama.FFNDim, llama.VocabSize, llama.AttnWindows = 16, 1056, 260, []int{0}
+	gpt2 := preset(t, "tiny-gpt2")
+	gpt2.Dim, gpt2.NHeads, gpt2.HeadDim, gpt2.FFNDim, gpt2.VocabSize = 32, 2, 16, 128, 260
+	gpt2.NKVHeads, gpt2.AttnWindows, gpt2.EmbedDim = 2, []int{0, 8}, 64
+	models := map[string]*format.Checkpoint{}
+	for name, cfg := range map[string]model.Config{"llama": llama, "gpt2": gpt2} {
+		ck, err := synth.Build(cfg, 7)
+		if err != nil {
+			t.Fatal(err)
 		}
+		models[name] = ck
+	}
+	dtypes := []dtype.DType{dtype.F32, dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0}
+	const batch, odd = 64, 37
+	prompt := randomTokens(batch, 258, 9)
+	for _, b := range backends.List() {
+		t.Run(b.Name, func(t *testing.T) {
+			if !b.Available() {
+				t.Skipf("this CPU cannot run %s: it lacks %s", b.Name, strings.Join(b.Missing(), ", "))
+			}
+			for _, arch := range []string{"llama", "gpt2"} {
+				for _, dt := range dtypes {
+					ck, err := convert.WithDType(models[arch], dt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					acts := []bool{false}
+					if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
+						acts = append(acts, true)
+					}
+					threadCounts := []int{2}
+					if dt == dtype.F32 {
+						threadCounts = append(threadCounts, 1)
+					}
+					for _, f32Act := range acts {
+						for _, threads := range threadCounts {
+							m := writeAndLoad(t, ck, engine.Options{Backend: b.Name, Threads: threads, F32Activations: f32Act})
+							for _, half := range []bool{false, true} {
+								name := fmt.Sprintf("%s %v, f32 activations %v, %d threads, f16 KV %v", arch, dt, f32Act, threads, half)
+								s := m.NewSession(engine.SessionOptions{Batch: batch, HalfKV: half})
+								forwardAllocs(t, name, s, prompt, odd)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// forwardAllocs checks that s allocates nothing in prefill passes of len(prompt) and of
+// odd tokens from position 0, and in decode steps after a prefill. The first pass of
+// each runs before AllocsPerRun measures.
+func forwardAllocs(t *testing.T, name string, s *engine.Session, prompt []int, odd int) {
+	t.Helper()
+	forward := func(ids []int) {
+		if _, err := s.Forward(ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, T := range []int{len(prompt), odd} {
+		if n := testing.AllocsPerRun(2, func() { s.Reset(); forward(prompt[:T]) }); n != 0 {
+			t.Errorf("%s: %.1f allocations per prefill of %d tokens", name, n, T)
+		}
+	}
+	s.Reset()
+	forward(prompt)
+	id := 0
+	if n := testing.AllocsPerRun(5, func() { forward([]int{id}); id++ }); n != 0 {
+		t.Errorf("%s: %.1f allocations per decoded token", name, n)
 	}
 }
 

@@ -63,6 +63,10 @@ type Session struct {
 	logits           []float32   // [vocab]
 	scores           [][]float32 // per thread [ctx]
 
+	// Per thread, the working memory of the matrix products (kernels.Scratch), for up to
+	// batch rows of the widest matrix row.
+	scratch []kernels.Scratch
+
 	observe  func(names []string, x []float32, T, cols int) // SessionOptions.ObserveMatMul
 	obsNames []string                                       // scratch for observe's names
 
@@ -107,8 +111,8 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	if c.Projected() {
 		s.emb = make([]float32, b*c.EmbeddingDim())
 	}
+	widest := max(c.Dim, c.FFNDim, c.QDim(), c.EmbeddingDim()) // the longest matrix row
 	if m.q8 != nil {
-		widest := max(c.Dim, c.FFNDim, c.QDim(), c.EmbeddingDim())
 		s.xq = make([]byte, b*dtype.RowBytes(dtype.Q8_0, (widest+dtype.QBlock-1)/dtype.QBlock*dtype.QBlock))
 	}
 	if c.Position == model.RoPE {
@@ -126,6 +130,10 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	s.hb2 = make([]float32, b*c.FFNDim)
 	s.logits = make([]float32, c.VocabSize)
 	s.scores = make([][]float32, m.pool.Threads())
+	s.scratch = make([]kernels.Scratch, m.pool.Threads())
+	for i := range s.scratch {
+		s.scratch[i] = kernels.NewScratch(m.kern, b, widest)
+	}
 	s.reserve(min(ctx, kvInitial))
 	return s
 }
@@ -412,15 +420,16 @@ type matmulTask struct {
 	n   int
 }
 
-func (k *matmulTask) Do(_, lo, hi int) {
+func (k *matmulTask) Do(w, lo, hi int) {
 	base := 0
+	sc := k.s.scratch[w]
 	for _, o := range k.ops[:k.n] {
 		r0, r1 := max(lo-base, 0), min(hi-base, o.w.Rows)
 		if r0 < r1 {
 			if k.xq != nil && blockQuantized(o.w.DType) {
-				k.s.m.q8.MatMulQ8(o.dst, o.ld, k.xq, k.T, o.w, o.bias, r0, r1)
+				k.s.m.q8.MatMulQ8(o.dst, o.ld, k.xq, k.T, o.w, o.bias, r0, r1, sc)
 			} else {
-				k.s.m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1)
+				k.s.m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1, sc)
 			}
 		}
 		base += o.w.Rows

@@ -43,6 +43,18 @@ func NewMatF32(v []float32, rows, cols int) (*Mat, error) {
 // Row returns row r of an f32 matrix.
 func (m *Mat) Row(r int) []float32 { return m.F32[r*m.Cols : (r+1)*m.Cols] }
 
+// Scratch is working memory for the kernels that need more than a small, bounded stack
+// array — the rows of f16 weights a prefill widens to float32 for an f32 GEMM, say, or
+// the per-block activation scales of MatMulQ8 — so that no kernel allocates: the caller
+// makes one per thread, once, of at least Kernels.ScratchSize floats for the largest
+// product it will run, and passes it to every MatMul and MatMulQ8 that thread runs.
+// A kernel leaves its contents unspecified; calls running at the same time need one each.
+type Scratch []float32
+
+// NewScratch returns a Scratch large enough for every product of k with up to T rows of
+// x and up to cols columns.
+func NewScratch(k Kernels, T, cols int) Scratch { return make(Scratch, k.ScratchSize(T, cols)) }
+
 // Kernels is the set of operations a backend provides. Slices passed in must have the
 // lengths stated; kernels do not check them beyond what Go's bounds checks do, since the
 // engine sizes every buffer once when a session is created.
@@ -50,10 +62,18 @@ type Kernels interface {
 	// Name identifies the implementation ("generic", "avx2", ...).
 	Name() string
 
+	// ScratchSize returns how many float32s of Scratch MatMul (and MatMulQ8, on a backend
+	// that implements Q8Kernels) need for a product of T ≥ 1 rows of x with a matrix of
+	// cols columns, whatever its dtype and the row range. It never decreases as T or cols
+	// grow, so the size for the largest T and cols a caller will use covers all its
+	// products. 0 means the backend needs none.
+	ScratchSize(T, cols int) int
+
 	// MatMul computes, for t < T and r0 ≤ r < r1,
 	//   dst[t*ld + r] = Σ_i x[t*w.Cols + i] · w[r, i]  (+ bias[r] when bias is not nil).
 	// T = 1 is a matrix–vector product. x is [T, w.Cols]; dst has row stride ld ≥ w.Rows.
-	MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bias []float32, r0, r1 int)
+	// scratch holds at least ScratchSize(T, w.Cols) floats.
+	MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bias []float32, r0, r1 int, scratch Scratch)
 
 	// Dot returns Σ a[i]·b[i] over len(a) elements (len(b) ≥ len(a)).
 	Dot(a, b []float32) float32

@@ -102,8 +102,9 @@ type Q8Kernels interface {
 	// 32. For t < T and r0 ≤ r < r1 it computes dst[t*ld + r] = Σ over blocks b of
 	//   q8_0, q4_0 weights:   float32(Σ_j wq_j·xq_j) · (dw·dx)   (an exact integer sum)
 	//   f32, f16, bf16:       (Σ_j w_j·float32(xq_j)) · dx
-	// accumulated in float32 in block order, plus bias[r] when bias is not nil.
-	MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int)
+	// accumulated in float32 in block order, plus bias[r] when bias is not nil. scratch
+	// holds at least ScratchSize(T, w.Cols) floats (the backend's Kernels.ScratchSize).
+	MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int, scratch Scratch)
 
 	// QuantizeQ8 quantizes x to q8_0 blocks in dst, byte for byte as the package's
 	// QuantizeQ8 does (len(x) a multiple of 32, len(dst) at least dtype.RowBytes(Q8_0, len(x))).
@@ -142,7 +143,7 @@ func matRow(w *Mat, r int) []byte {
 // MatMulQ8 implements Q8Kernels. Its error against MatMul on the unquantized activations
 // comes from the activations' rounding alone: per block, |x − d16·q| ≤ d·(1/2 + 127·2⁻¹¹)
 // with d = amax/127, so |Δ| ≤ Σ_b 0.57·d_b·Σ_{j∈b}|w_j| plus float32 rounding.
-func (Reference) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int) {
+func (Reference) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int, _ Scratch) {
 	n := w.Cols
 	xb := dtype.RowBytes(dtype.Q8_0, n)
 	nb := n / dtype.QBlock

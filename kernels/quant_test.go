@@ -60,8 +60,8 @@ func TestMatMulDTypes(t *testing.T) {
 			}
 			got := make([]float32, T*ld)
 			want := make([]float32, T*ld)
-			k.MatMul(got, ld, x, T, w, bias, 2, 11)
-			k.MatMul(want, ld, x, T, f, bias, 2, 11)
+			k.MatMul(got, ld, x, T, w, bias, 2, 11, nil)
+			k.MatMul(want, ld, x, T, f, bias, 2, 11, nil)
 			for i := range got {
 				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 					t.Fatalf("%s cols %d: dst[%d] = %v, dequantized f32 matmul gives %v", dt, cols, i, got[i], want[i])
@@ -95,9 +95,9 @@ func TestMatMulQ8(t *testing.T) {
 		xq := make([]byte, T*dtype.RowBytes(dtype.Q8_0, cols))
 		QuantizeQ8(x, xq)
 		got := make([]float32, T*ld)
-		k.MatMulQ8(got, ld, xq, T, w, nil, 0, rows)
+		k.MatMulQ8(got, ld, xq, T, w, nil, 0, rows, nil)
 		exact := make([]float32, T*ld)
-		k.MatMul(exact, ld, x, T, f, nil, 0, rows)
+		k.MatMul(exact, ld, x, T, f, nil, 0, rows, nil)
 		for tt := 0; tt < T; tt++ {
 			for r := 0; r < rows; r++ {
 				xb := xq[tt*dtype.RowBytes(dtype.Q8_0, cols):]

@@ -16,12 +16,15 @@ var _ Kernels = Reference{}
 // Name implements Kernels.
 func (Reference) Name() string { return "generic" }
 
+// ScratchSize implements Kernels: the reference needs no scratch.
+func (Reference) ScratchSize(T, cols int) int { return 0 }
+
 // MatMul implements Kernels. Each weight row is read once and applied to all T inputs,
 // which is what makes a batched prefill cheaper than T matrix–vector products.
 // Weights of every dtype are supported: row by row, the dot product is taken with the
 // row's dequantized values in the order dot uses (see quant.go), so the result equals
 // MatMul on the dequantized f32 matrix exactly.
-func (r Reference) MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bias []float32, r0, r1 int) {
+func (r Reference) MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bias []float32, r0, r1 int, _ Scratch) {
 	n := w.Cols
 	if w.DType == dtype.F32 {
 		wf := w.F32

@@ -3,6 +3,7 @@
 package avx2
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/klauspost/cpuid/v2"
@@ -11,48 +12,50 @@ import (
 	"github.com/lmrun/lmrun/kernels"
 )
 
-// TestQuantizedMatVecAllocatesNothing: a decode step's products on q8_0, q4_0 (with q8_0
-// or f32 activations), f16 and bf16 weights allocate nothing (the engine promises an
-// allocation-free decode step).
-func TestQuantizedMatVecAllocatesNothing(t *testing.T) {
+// TestMatMulAllocatesNothing: the products on q8_0, q4_0 (with q8_0 or f32 activations),
+// f16 and bf16 weights allocate nothing — decode steps (T = 1) and prefill batches (T =
+// 37, 64) alike, on short rows and on rows whose working memory outgrows any sensible
+// stack array (1056 and 4128 columns) — given a scratch of ScratchSize floats.
+func TestMatMulAllocatesNothing(t *testing.T) {
 	if !cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3, cpuid.F16C) {
 		t.Skip("CPU lacks AVX2/FMA3/F16C")
 	}
-	const rows, cols = 37, 288
-	x := make([]float32, cols)
-	for i := range x {
-		x[i] = float32(i%13) - 6
-	}
-	xq := make([]byte, dtype.RowBytes(dtype.Q8_0, cols))
-	kernels.QuantizeQ8(x, xq)
-	dst := make([]float32, rows)
-	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0, dtype.F16, dtype.BF16} {
-		v := make([]float32, rows*cols)
-		for i := range v {
-			v[i] = float32(i%7) - 3
-		}
-		data, err := dtype.Quantize(dt, v, cols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := kernels.NewMat(dt, data, rows, cols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var k Kernels
-		n := testing.AllocsPerRun(20, func() {
-			if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
-				k.MatMulQ8(dst, rows, xq, 1, w, nil, 3, rows)
-			} else {
-				k.MatMul(dst, rows, x, 1, w, nil, 3, rows)
+	const rows = 37
+	var k Kernels
+	for _, cols := range []int{288, 1056, 4128} {
+		for _, T := range []int{1, 37, 64} {
+			x := make([]float32, T*cols)
+			for i := range x {
+				x[i] = float32(i%13) - 6
 			}
-		})
-		if n != 0 {
-			t.Errorf("%v: %v allocations per product", dt, n)
-		}
-		if dt == dtype.Q8_0 || dt == dtype.Q4_0 { // and with exact f32 activations
-			if n := testing.AllocsPerRun(20, func() { k.MatMul(dst, rows, x, 1, w, nil, 3, rows) }); n != 0 {
-				t.Errorf("%v with f32 activations: %v allocations per product", dt, n)
+			xq := make([]byte, T*dtype.RowBytes(dtype.Q8_0, cols))
+			kernels.QuantizeQ8(x, xq)
+			dst := make([]float32, T*rows)
+			sc := kernels.NewScratch(k, T, cols)
+			for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0, dtype.F16, dtype.BF16} {
+				v := make([]float32, rows*cols)
+				for i := range v {
+					v[i] = float32(i%7) - 3
+				}
+				data, err := dtype.Quantize(dt, v, cols)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w, err := kernels.NewMat(dt, data, rows, cols)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := fmt.Sprintf("%v, T=%d, %d columns", dt, T, cols)
+				products := map[string]func(){"": func() { k.MatMul(dst, rows, x, T, w, nil, 3, rows, sc) }}
+				if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
+					products[" (f32 activations)"] = products[""]
+					products[""] = func() { k.MatMulQ8(dst, rows, xq, T, w, nil, 3, rows, sc) }
+				}
+				for what, f := range products {
+					if n := testing.AllocsPerRun(5, f); n != 0 {
+						t.Errorf("%s%s: %v allocations per product", name, what, n)
+					}
+				}
 			}
 		}
 	}

@@ -29,6 +29,10 @@ func init() {
 // that are not block-quantized, GELUErf, ReLU, and AttentionF16 on head widths that are
 // not a multiple of 8.
 //
+// The products on f16, bf16, q8_0 and q4_0 weights work in the caller's
+// kernels.Scratch (see ScratchSize), so that, like every kernel here, they allocate
+// nothing.
+//
 // The assembly takes raw pointers, so every method checks its slice lengths first (a
 // violation panics, as the reference's bounds checks would); past those checks no
 // kernel reads or writes outside the slices it was given.
@@ -42,23 +46,45 @@ var (
 // Name implements kernels.Kernels.
 func (Kernels) Name() string { return "avx2" }
 
+// ScratchSize implements kernels.Kernels. MatMul keeps in the scratch, for T > 1, up to
+// halfChunk rows of f16, bf16, q8_0 or q4_0 weights widened to float32 for the f32 GEMM;
+// for T = 1, the quantRowsT1 q8_0 or q4_0 rows matMulQuant widens at a time, or the
+// rearranged x of the f16 and bf16 mix kernels (at most cols floats). MatMulQ8 keeps
+// one xBlock per activation block of every token.
+func (Kernels) ScratchSize(T, cols int) int {
+	rows := quantRowsT1
+	if T > 1 {
+		rows = halfChunk
+	}
+	return max(rows*cols, T*(cols/dtype.QBlock)*xBlockFloats)
+}
+
+// scratchFor returns the first n floats of scratch, panicking, as the reference's bounds
+// checks would, when the caller gave fewer.
+func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
+	if len(scratch) < n {
+		panic(fmt.Sprintf("avx2: %s needs %d floats of scratch, got %d", who, n, len(scratch)))
+	}
+	return scratch[:n:n]
+}
+
 // MatMul implements kernels.Kernels. T = 1 is bandwidth-bound: it streams the weights
 // once, as four long sequential streams (see mv). T > 1 runs a 4-row × 3-token
 // register-blocked micro-kernel over each block of four rows and all tokens, so each
 // weight row is read from memory once while the inputs (T·Cols floats) stay in L2/L3.
 // Blocking the columns as well did not pay on Zen 1, not even for Cols = 11008
 // (measured with BenchmarkGEMM's shapes and more).
-func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
-		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1)
+		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)
 		return
 	}
 	if (w.DType == dtype.Q8_0 || w.DType == dtype.Q4_0) && w.Cols%dtype.QBlock == 0 {
-		k.matMulQuant(dst, ld, x, T, w, bias, r0, r1)
+		k.matMulQuant(dst, ld, x, T, w, bias, r0, r1, scratch)
 		return
 	}
 	if w.DType != dtype.F32 {
-		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1)
+		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1, scratch)
 		return
 	}
 	if r0 >= r1 || T <= 0 {
@@ -90,16 +116,15 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 	}
 }
 
-// quantStack is how many floats of widened q8_0/q4_0 rows matMulQuant keeps on the
-// stack for T = 1 (four rows of up to 4096 columns: 64 KiB).
-const quantStack = 4 * 4096
+// quantRowsT1 is how many q8_0 or q4_0 rows matMulQuant widens at a time for T = 1.
+const quantRowsT1 = 4
 
 // matMulQuant is MatMul for q8_0 and q4_0 weights with float32 activations (the
 // engine's exact-activation mode): rows are widened to float32 (dequantQ8_0,
-// dequantQ4_0: each value exactly the reference's) and multiplied by the f32 kernels —
-// four rows at a time by matvec for T = 1 (allocation-free for rows up to 4096), sixteen
-// at a time by the GEMM for T > 1. Only the order of the sums differs from the reference.
-func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+// dequantQ4_0: each value exactly the reference's) in scratch and multiplied by the f32
+// kernels — quantRowsT1 rows at a time by matvec for T = 1, halfChunk at a time by the
+// GEMM for T > 1. Only the order of the sums differs from the reference.
+func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
 	}
@@ -112,20 +137,9 @@ func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kerne
 	}
 	chunk := halfChunk
 	if T == 1 {
-		chunk = 4
+		chunk = quantRowsT1
 	}
-	// The widened rows live on the stack when they fit, in an array no larger than it
-	// needs to be (Go zeroes it on every call).
-	switch m := min(chunk, r1-r0) * n; {
-	case m <= quantStack/4:
-		var stack [quantStack / 4]float32
-		quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, stack[:m])
-	case m <= quantStack:
-		var stack [quantStack]float32
-		quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, stack[:m])
-	default:
-		quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, make([]float32, m))
-	}
+	quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, scratchFor("MatMul", scratch, min(chunk, r1-r0)*n))
 }
 
 // quantRows is matMulQuant past its checks: chunk rows at a time widened into buf.
@@ -168,9 +182,10 @@ const halfChunk = 16
 // on Zen 1, where VCVTPH2PS is the bottleneck), unless a row is longer than mixMaxCols
 // or x holds a finite |x| ≥ 2¹⁶; the products are the same exact ones, only summed in
 // another order. bf16 takes the BFM twins (rows up to mixMaxCols), which split
-// every 16 columns into even and odd ones with a shift and an AND. T > 1 widens halfChunk rows at a time into a scratch buffer and
-// runs the f32 GEMM on them.
-func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+// every 16 columns into even and odd ones with a shift and an AND; the mix kernels' x
+// is rearranged in scratch. T > 1 widens halfChunk rows at a time into scratch and runs
+// the f32 GEMM on them.
+func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
 	}
@@ -181,7 +196,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(x), len(dst), len(bias)))
 	}
 	if T > 1 {
-		buf := make([]float32, min(halfChunk, r1-r0)*n)
+		buf := scratchFor("MatMul", scratch, min(halfChunk, r1-r0)*n)
 		for a := r0; a < r1; a += halfChunk {
 			b := min(a+halfChunk, r1)
 			for r := a; r < b; r++ {
@@ -198,15 +213,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		return
 	}
 	n8 := n &^ 7
-	// The rearranged x of the mix kernels lives on the stack, in an array no larger than
-	// it needs to be: Go zeroes it on every call.
-	if n8 <= mixSmallCols {
-		var xm [mixSmallCols]float32
-		halfRows(dst, x, w, r0, r1, xm[:])
-	} else {
-		var xm [mixMaxCols]float32
-		halfRows(dst, x, w, r0, r1, xm[:])
-	}
+	halfRows(dst, x, w, r0, r1, scratchFor("MatMul", scratch, min(n8, mixMaxCols)))
 	if n8 < n || bias != nil {
 		wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
 		for r := r0; r < r1; r++ {
@@ -223,10 +230,9 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 }
 
 // halfRows computes dst[r] for r0 ≤ r < r1 over the first Cols&^7 columns of the f16 or
-// bf16 matrix w (T = 1), with xm (at least that long, or mixMaxCols) as the mix kernels'
+// bf16 matrix w (T = 1), with xm (min(Cols&^7, mixMaxCols) floats) as the mix kernels'
 // scratch: the four quarters of the rows as four long streams, then the rows%4 left
-// over (each row computed alike either way). The kernels are called directly: through
-// a function value the caller's stack array xm would escape to the heap.
+// over (each row computed alike either way).
 func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 	n := w.Cols
 	n8 := n &^ 7
@@ -271,12 +277,9 @@ func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 	}
 }
 
-// mixSmallCols is the smaller of the two stack arrays for the mix kernels' x: rows up to
-// 4096 columns zero 16 KiB per product rather than 64.
-const mixSmallCols = 4096
-
-// mixMaxCols bounds the rows the mix kernels (matvecHM, matvecHMSpread) take, so that
-// their rearranged x (64 KiB at most) lives on the stack; longer rows take matvecH.
+// mixMaxCols bounds the rows the mix kernels (matvecHM, matvecHMSpread, and the BFM
+// twins) take, and so the scratch their rearranged x needs (64 KiB at most); longer rows
+// take matvecH (or matvecBF).
 const mixMaxCols = 16384
 
 // mixScale is 2¹¹², the factor between a binary16 value and the float32 whose bits the
@@ -559,10 +562,6 @@ func (Kernels) QuantizeQ8(x []float32, dst []byte) {
 	kernels.QuantizeQ8With("avx2", x, dst, quantQ8)
 }
 
-// xiStack is how many activation blocks' xBlock MatMulQ8 keeps on the stack (an 8 KiB
-// array: a decode step over up to 32768 columns).
-const xiStack = 1024
-
 // xBlock is what the quantized kernels need of one q8_0 activation block besides its
 // quants: its scale widened to float32 once per product rather than once per eight rows,
 // and for q4_0 weights 8·Σ_j x_j (the −8 of every nibble, applied to the block's sum).
@@ -570,6 +569,9 @@ type xBlock struct {
 	d  float32
 	s8 int32
 }
+
+// xBlockFloats is the size of an xBlock in float32s of scratch.
+const xBlockFloats = int(unsafe.Sizeof(xBlock{}) / 4)
 
 // blockInfo fills xi from the q8_0 activation blocks xq (the sums only when sums is set).
 func blockInfo(xq []byte, xi []xBlock, sums bool) {
@@ -591,9 +593,9 @@ func blockInfo(xq []byte, xi []xBlock, sums bool) {
 // products, eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
 // backends/avx2/_asm/quant.go); other weight types are the reference's. The results are
 // the reference's bit for bit, whatever the row range.
-func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if w.DType != dtype.Q8_0 && w.DType != dtype.Q4_0 {
-		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1)
+		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
 	if r0 >= r1 || T <= 0 {
@@ -609,15 +611,9 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 	}
 	nb := n / dtype.QBlock
 	// The kernels take each activation block's scale as float32 (and for q4_0 8·Σx),
-	// computed once here for every token (on the stack for a decode step, so that it
-	// allocates nothing).
-	var xiBuf [xiStack]xBlock
-	xi := xiBuf[:0]
-	if T*nb <= xiStack {
-		xi = xiBuf[:T*nb]
-	} else {
-		xi = make([]xBlock, T*nb)
-	}
+	// computed once here for every token, in scratch.
+	xs := scratchFor("MatMulQ8", scratch, T*nb*xBlockFloats)
+	xi := unsafe.Slice((*xBlock)(unsafe.Pointer(&xs[0])), T*nb)
 	blockInfo(xq[:T*xb], xi, w.DType == dtype.Q4_0)
 	q := qmat{dt: w.DType, sym: w.Q8Sym, data: w.Data, rb: rb, nb: nb}
 	if T == 1 {

@@ -138,12 +138,13 @@ func BenchmarkMatVec(b *testing.B) {
 			}
 			for _, k := range impls {
 				b.Run(fmt.Sprintf("%dx%d/%s/%s", rows, cols, temp, k.Name()), func(b *testing.B) {
+					sc := kernels.NewScratch(k, 1, cols)
 					for i := 0; i < b.N; i++ {
 						w := ws[0]
 						if temp == "cold" {
 							w = ws[i%copies]
 						}
-						k.MatMul(dst, rows, x, 1, w, nil, 0, rows)
+						k.MatMul(dst, rows, x, 1, w, nil, 0, rows, sc)
 					}
 					report(b, 2*float64(rows*cols), 4*float64(rows*cols))
 				})
@@ -164,8 +165,9 @@ func BenchmarkGEMM(b *testing.B) {
 		x, dst := randSlice(r, T*cols), make([]float32, T*rows)
 		for _, k := range impls {
 			b.Run(fmt.Sprintf("T%d_K%d_N%d/%s", T, cols, rows, k.Name()), func(b *testing.B) {
+				sc := kernels.NewScratch(k, T, cols)
 				for i := 0; i < b.N; i++ {
-					k.MatMul(dst, rows, x, T, w, nil, 0, rows)
+					k.MatMul(dst, rows, x, T, w, nil, 0, rows, sc)
 				}
 				report(b, 2*float64(T*rows*cols), 4*float64(rows*cols))
 			})
@@ -322,9 +324,10 @@ func BenchmarkMatVecQ8(b *testing.B) {
 			xq := make([]byte, dtype.RowBytes(dtype.Q8_0, cols))
 			kernels.QuantizeQ8(randSlice(r, cols), xq)
 			dst := make([]float32, rows)
+			sc := kernels.NewScratch(Kernels{}, 1, cols)
 			b.Run(fmt.Sprintf("%v/%dx%d", dt, rows, cols), func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
-					Kernels{}.MatMulQ8(dst, rows, xq, 1, w, nil, 0, rows)
+					Kernels{}.MatMulQ8(dst, rows, xq, 1, w, nil, 0, rows, sc)
 				}
 				report(b, 2*float64(rows*cols), float64(len(data)))
 			})
@@ -342,6 +345,7 @@ func BenchmarkMatVecHalf(b *testing.B) {
 			data, _ := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
 			x := randSlice(r, cols)
 			dst := make([]float32, rows)
+			sc := kernels.NewScratch(Kernels{}, 1, cols)
 			for _, finite := range []bool{false, true} {
 				if finite && dt != dtype.F16 {
 					continue
@@ -355,7 +359,7 @@ func BenchmarkMatVecHalf(b *testing.B) {
 				}
 				b.Run(name, func(b *testing.B) {
 					for i := 0; i < b.N; i++ {
-						Kernels{}.MatMul(dst, rows, x, 1, w, nil, 0, rows)
+						Kernels{}.MatMul(dst, rows, x, 1, w, nil, 0, rows, sc)
 					}
 					report(b, 2*float64(rows*cols), float64(len(data)))
 				})

@@ -58,6 +58,10 @@ func New() Kernels { return Kernels{dotProd: cpuid.CPU.Supports(cpuid.ASIMDDP)} 
 // Name implements kernels.Kernels.
 func (Kernels) Name() string { return "neon" }
 
+// ScratchSize implements kernels.Kernels: the NEON products need no scratch (the
+// outputs of their leftover rows go through a small array on the stack).
+func (Kernels) ScratchSize(T, cols int) int { return 0 }
+
 // Dot implements kernels.Kernels.
 func (Kernels) Dot(a, b []float32) float32 { return dotAsm(a, b[:len(a)]) }
 
@@ -73,14 +77,14 @@ func (Kernels) Dot(a, b []float32) float32 { return dotAsm(a, b[:len(a)]) }
 // in, and results are bit-identical for every thread count. The f16 and bf16 weights are
 // converted to float32 exactly as they are loaded, so MatMul on them equals MatMul on the
 // converted f32 matrix bit for bit, as in the reference.
-func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	switch w.DType {
 	case dtype.F32:
 		matmulF32Rows(dst, ld, x, T, w, bias, r0, r1)
 	case dtype.F16, dtype.BF16:
 		matmulHalfRows(dst, ld, x, T, w, bias, r0, r1)
 	default:
-		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1)
+		k.Reference.MatMul(dst, ld, x, T, w, bias, r0, r1, scratch)
 	}
 }
 
@@ -228,7 +232,7 @@ func exact[E any](s []E) []E { return s[:len(s):len(s)] }
 // which instructions the CPU has. The assembly takes rows four at a time (one per vector
 // lane) and, for T > 1, tokens four at a time per block of weights; the (r1-r0)%4 rows
 // left over go through the same assembly with a row stride of 0.
-func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int) {
+func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	var bb int // weight block bytes
 	switch w.DType {
 	case dtype.Q8_0:
@@ -239,7 +243,7 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 	q4 := w.DType == dtype.Q4_0
 	n := w.Cols
 	if bb == 0 || n%dtype.QBlock != 0 {
-		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1)
+		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
 	if r0 >= r1 || T <= 0 {

@@ -164,8 +164,8 @@ func TestMatMul(t *testing.T) {
 							got[i] = guard
 						}
 						want := append([]float32(nil), got...)
-						k.MatMul(got, ld, x, T, w, b, r0, r1)
-						ref.MatMul(want, ld, x, T, w, b, r0, r1)
+						k.MatMul(got, ld, x, T, w, b, r0, r1, nil)
+						ref.MatMul(want, ld, x, T, w, b, r0, r1, nil)
 						for t0 := 0; t0 < T; t0++ {
 							for o := 0; o < ld; o++ {
 								i := t0*ld + o
@@ -205,13 +205,13 @@ func TestMatMulSplitInvariance(t *testing.T) {
 			}
 			x, bias := randVec(r, T*cols, 1), randVec(r, rows, 1)
 			whole := make([]float32, T*rows)
-			k.MatMul(whole, rows, x, T, w, bias, 0, rows)
+			k.MatMul(whole, rows, x, T, w, bias, 0, rows, nil)
 			for a := 0; a <= rows; a++ {
 				for b := a; b <= rows; b++ {
 					got := make([]float32, T*rows)
-					k.MatMul(got, rows, x, T, w, bias, 0, a)
-					k.MatMul(got, rows, x, T, w, bias, a, b)
-					k.MatMul(got, rows, x, T, w, bias, b, rows)
+					k.MatMul(got, rows, x, T, w, bias, 0, a, nil)
+					k.MatMul(got, rows, x, T, w, bias, a, b, nil)
+					k.MatMul(got, rows, x, T, w, bias, b, rows, nil)
 					for i := range got {
 						if math.Float32bits(got[i]) != math.Float32bits(whole[i]) {
 							t.Fatalf("%dx%d split %d,%d: [%d] = %v, unsplit %v", rows, cols, a, b, i, got[i], whole[i])
@@ -221,7 +221,7 @@ func TestMatMulSplitInvariance(t *testing.T) {
 			}
 			for t0 := 0; t0 < T; t0++ {
 				one := make([]float32, rows)
-				k.MatMul(one, rows, x[t0*cols:(t0+1)*cols], 1, w, bias, 0, rows)
+				k.MatMul(one, rows, x[t0*cols:(t0+1)*cols], 1, w, bias, 0, rows, nil)
 				for o := range one {
 					if math.Float32bits(one[o]) != math.Float32bits(whole[t0*rows+o]) {
 						t.Fatalf("%dx%d: token %d alone gives [%d] = %v, in a batch of %d %v", rows, cols, t0, o, one[o], T, whole[t0*rows+o])
@@ -422,7 +422,7 @@ func benchMatMul(b *testing.B, k kernels.Kernels, T, rows, cols int) {
 	b.SetBytes(int64(4 * rows * cols))
 	b.ResetTimer()
 	for b.Loop() {
-		k.MatMul(dst, rows, x, T, w, nil, 0, rows)
+		k.MatMul(dst, rows, x, T, w, nil, 0, rows, nil)
 	}
 }
 

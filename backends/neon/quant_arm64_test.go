@@ -165,10 +165,10 @@ func TestMatMulQ8Exact(t *testing.T) {
 							continue
 						}
 						want := guarded(T * ld)
-						ref.MatMulQ8(want, ld, xq, T, w, bias, r0, r1)
+						ref.MatMulQ8(want, ld, xq, T, w, bias, r0, r1, nil)
 						for _, k := range q8Impls() {
 							got := guarded(T * ld)
-							k.MatMulQ8(got, ld, xq, T, w, bias, r0, r1)
+							k.MatMulQ8(got, ld, xq, T, w, bias, r0, r1, nil)
 							what := fmt.Sprintf("%v/%s T=%d %dx%d [%d,%d) bias=%v", dt, pathName(k), T, rows, cols, r0, r1, bias != nil)
 							checkOut(t, what, got, want, ld, T, r0, r1)
 						}
@@ -228,10 +228,10 @@ func TestMatMulQ8Extremes(t *testing.T) {
 			}
 			w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: wdata}
 			want := guarded(T * rows)
-			ref.MatMulQ8(want, rows, xq, T, w, nil, 0, rows)
+			ref.MatMulQ8(want, rows, xq, T, w, nil, 0, rows, nil)
 			for _, k := range q8Impls() {
 				got := guarded(T * rows)
-				k.MatMulQ8(got, rows, xq, T, w, nil, 0, rows)
+				k.MatMulQ8(got, rows, xq, T, w, nil, 0, rows, nil)
 				checkOut(t, fmt.Sprintf("%v/%s %s", dt, pathName(k), c.name), got, want, rows, T, 0, rows)
 			}
 		}
@@ -275,7 +275,7 @@ func TestMatQAsm(t *testing.T) {
 						want := guarded(T * ld)
 						if cols > 0 {
 							w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: packed}
-							ref.MatMulQ8(want, ld, xq, T, w, nil, 0, rows)
+							ref.MatMulQ8(want, ld, xq, T, w, nil, 0, rows, nil)
 						} else {
 							for tk := 0; tk < T; tk++ {
 								clear(want[tk*ld : tk*ld+rows])
@@ -330,8 +330,8 @@ func TestMatMulQ8Delegates(t *testing.T) {
 			t.Fatal(err)
 		}
 		want, got := guarded(T*rows), guarded(T*rows)
-		ref.MatMulQ8(want, rows, xq, T, w, nil, 0, rows)
-		New().MatMulQ8(got, rows, xq, T, w, nil, 0, rows)
+		ref.MatMulQ8(want, rows, xq, T, w, nil, 0, rows, nil)
+		New().MatMulQ8(got, rows, xq, T, w, nil, 0, rows, nil)
 		checkOut(t, dt.String(), got, want, rows, T, 0, rows)
 	}
 }
@@ -352,12 +352,12 @@ func TestMatMulQ8Panics(t *testing.T) {
 				name string
 				f    func()
 			}{
-				{"short weights", func() { k.MatMulQ8(make([]float32, T*rows), rows, xq, T, short, nil, 0, rows) }},
-				{"short activations", func() { k.MatMulQ8(make([]float32, T*rows), rows, xq[:len(xq)-1], T, w, nil, 0, rows) }},
-				{"short dst", func() { k.MatMulQ8(make([]float32, T*rows-1), rows, xq, T, w, nil, 0, rows) }},
-				{"short bias", func() { k.MatMulQ8(make([]float32, T*rows), rows, xq, T, w, make([]float32, rows-1), 0, rows) }},
-				{"rows past the matrix", func() { k.MatMulQ8(make([]float32, T*(rows+4)), rows+4, xq, T, w, nil, 0, rows+4) }},
-				{"negative ld", func() { k.MatMulQ8(make([]float32, T*rows), -1, xq, T, w, nil, 0, rows) }},
+				{"short weights", func() { k.MatMulQ8(make([]float32, T*rows), rows, xq, T, short, nil, 0, rows, nil) }},
+				{"short activations", func() { k.MatMulQ8(make([]float32, T*rows), rows, xq[:len(xq)-1], T, w, nil, 0, rows, nil) }},
+				{"short dst", func() { k.MatMulQ8(make([]float32, T*rows-1), rows, xq, T, w, nil, 0, rows, nil) }},
+				{"short bias", func() { k.MatMulQ8(make([]float32, T*rows), rows, xq, T, w, make([]float32, rows-1), 0, rows, nil) }},
+				{"rows past the matrix", func() { k.MatMulQ8(make([]float32, T*(rows+4)), rows+4, xq, T, w, nil, 0, rows+4, nil) }},
+				{"negative ld", func() { k.MatMulQ8(make([]float32, T*rows), -1, xq, T, w, nil, 0, rows, nil) }},
 			} {
 				if p := panicked(c.f); p == nil {
 					t.Errorf("%v/%s %s: no panic", dt, pathName(k), c.name)
@@ -394,9 +394,9 @@ func TestNoAllocs(t *testing.T) {
 		w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
 		var n float64
 		if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
-			n = testing.AllocsPerRun(10, func() { k.MatMulQ8(dst, rows, xq, T, w, bias, 0, rows) })
+			n = testing.AllocsPerRun(10, func() { k.MatMulQ8(dst, rows, xq, T, w, bias, 0, rows, nil) })
 		} else {
-			n = testing.AllocsPerRun(10, func() { k.MatMul(dst, rows, x, T, w, bias, 0, rows) })
+			n = testing.AllocsPerRun(10, func() { k.MatMul(dst, rows, x, T, w, bias, 0, rows, nil) })
 		}
 		if n != 0 {
 			t.Errorf("%v: %v allocations per call", dt, n)
@@ -462,12 +462,12 @@ func TestMatMulHalf(t *testing.T) {
 						}
 						what := fmt.Sprintf("%v T=%d %dx%d [%d,%d) bias=%v", dt, T, rows, cols, r0, r1, bias != nil)
 						want := guarded(T * ld)
-						k.MatMul(want, ld, x, T, w32, bias, r0, r1)
+						k.MatMul(want, ld, x, T, w32, bias, r0, r1, nil)
 						got := guarded(T * ld)
-						k.MatMul(got, ld, x, T, w, bias, r0, r1)
+						k.MatMul(got, ld, x, T, w, bias, r0, r1, nil)
 						checkOut(t, what, got, want, ld, T, r0, r1)
 						rf := guarded(T * ld)
-						ref.MatMul(rf, ld, x, T, w, bias, r0, r1)
+						ref.MatMul(rf, ld, x, T, w, bias, r0, r1, nil)
 						for tk := 0; tk < T; tk++ {
 							for o := r0; o < r1; o++ {
 								tol := 1e-5 * absDot(x[tk*cols:(tk+1)*cols], wf[o*cols:(o+1)*cols])
@@ -483,10 +483,10 @@ func TestMatMulHalf(t *testing.T) {
 					}
 					// Batch size: each token alone gives the same bits.
 					whole := guarded(T * ld)
-					k.MatMul(whole, ld, x, T, w, bias, 0, rows)
+					k.MatMul(whole, ld, x, T, w, bias, 0, rows, nil)
 					for tk := 0; tk < T; tk++ {
 						one := guarded(rows)
-						k.MatMul(one, rows, x[tk*cols:(tk+1)*cols], 1, w, bias, 0, rows)
+						k.MatMul(one, rows, x[tk*cols:(tk+1)*cols], 1, w, bias, 0, rows, nil)
 						for o := range one {
 							if !sameBits(one[o], whole[tk*ld+o]) {
 								t.Fatalf("%v %dx%d: token %d alone [%d] = %v, in a batch of %d %v", dt, rows, cols, tk, o, one[o], T, whole[tk*ld+o])
@@ -514,11 +514,11 @@ func TestMatMulHalfPanics(t *testing.T) {
 			name string
 			f    func()
 		}{
-			{"short weights", func() { k.MatMul(make([]float32, T*rows), rows, x, T, short, nil, 0, rows) }},
-			{"short x", func() { k.MatMul(make([]float32, T*rows), rows, x[:len(x)-1], T, w, nil, 0, rows) }},
-			{"short dst", func() { k.MatMul(make([]float32, T*rows-1), rows, x, T, w, nil, 0, rows) }},
-			{"rows past the matrix", func() { k.MatMul(make([]float32, T*(rows+4)), rows+4, x, T, w, nil, 0, rows+4) }},
-			{"negative ld", func() { k.MatMul(make([]float32, T*rows), -1, x, T, w, nil, 0, rows) }},
+			{"short weights", func() { k.MatMul(make([]float32, T*rows), rows, x, T, short, nil, 0, rows, nil) }},
+			{"short x", func() { k.MatMul(make([]float32, T*rows), rows, x[:len(x)-1], T, w, nil, 0, rows, nil) }},
+			{"short dst", func() { k.MatMul(make([]float32, T*rows-1), rows, x, T, w, nil, 0, rows, nil) }},
+			{"rows past the matrix", func() { k.MatMul(make([]float32, T*(rows+4)), rows+4, x, T, w, nil, 0, rows+4, nil) }},
+			{"negative ld", func() { k.MatMul(make([]float32, T*rows), -1, x, T, w, nil, 0, rows, nil) }},
 		} {
 			if p := panicked(c.f); p == nil {
 				t.Errorf("%v %s: no panic", dt, c.name)
@@ -582,7 +582,7 @@ func benchQ8(b *testing.B, k kernels.Q8Kernels, dt dtype.DType, T, rows, cols in
 	b.SetBytes(int64(len(w.Data)))
 	b.ResetTimer()
 	for b.Loop() {
-		k.MatMulQ8(dst, rows, xq, T, w, nil, 0, rows)
+		k.MatMulQ8(dst, rows, xq, T, w, nil, 0, rows, nil)
 	}
 }
 
@@ -594,7 +594,7 @@ func benchHalf(b *testing.B, k kernels.Kernels, dt dtype.DType, T, rows, cols in
 	b.SetBytes(int64(len(w.Data)))
 	b.ResetTimer()
 	for b.Loop() {
-		k.MatMul(dst, rows, x, T, w, nil, 0, rows)
+		k.MatMul(dst, rows, x, T, w, nil, 0, rows, nil)
 	}
 }
 
