@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/klauspost/cpuid/v2"
 )
 
 // Task is work over an index range. Do is called on disjoint ranges [lo, hi) that
@@ -23,6 +25,21 @@ type Func func(worker, lo, hi int)
 
 // Do implements Task.
 func (f Func) Do(worker, lo, hi int) { f(worker, lo, hi) }
+
+// DefaultThreads is the number of threads a pool gets when none is asked for: one per
+// physical core (a core's second hardware thread shares its load units and adds
+// nothing to a memory-bound product but another thread to wait for), the number of
+// logical CPUs where CPUID does not tell the core count, and never more than
+// GOMAXPROCS. CPUID counts the cores of the whole processor; GOMAXPROCS follows the
+// CPUs this process may use (affinity, container quota), so in a VM or a container
+// the cap is what decides.
+func DefaultThreads() int {
+	n := cpuid.CPU.PhysicalCores
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	return max(1, min(n, runtime.GOMAXPROCS(0)))
+}
 
 // MaxThreads is the largest number of threads a pool runs; New clamps larger requests.
 const MaxThreads = 1 << 16
@@ -99,14 +116,13 @@ const spinPolls = 1 << 14
 // the goroutines it waits for when there are fewer Ps than threads.
 const yieldEvery = 64
 
-// New starts a pool of n threads (n ≤ 0: the number of CPUs available to the process;
-// at most MaxThreads). The
+// New starts a pool of n threads (n ≤ 0: DefaultThreads; at most MaxThreads). The
 // calling goroutine takes part in every Run, so n-1 goroutines are started.
 func New(n int) *Pool { return newPool(n, nil) }
 
 func newPool(n int, h *hooks) *Pool {
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = DefaultThreads()
 	}
 	n = min(n, MaxThreads)
 	p := &Pool{n: n, tickets: make(chan ticket, n), hooks: h}

@@ -268,6 +268,20 @@ func TestRunAllocatesNothing(t *testing.T) {
 	}
 }
 
+// TestDefaultThreads: one thread at least, never more than GOMAXPROCS or the CPUs, and
+// what New(0) uses.
+func TestDefaultThreads(t *testing.T) {
+	d := DefaultThreads()
+	if d < 1 || d > runtime.GOMAXPROCS(0) || d > runtime.NumCPU() {
+		t.Errorf("DefaultThreads() = %d with GOMAXPROCS %d and %d CPUs", d, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	}
+	p := New(0)
+	defer p.Close()
+	if p.Threads() != d {
+		t.Errorf("New(0) has %d threads, DefaultThreads() = %d", p.Threads(), d)
+	}
+}
+
 func BenchmarkRunOverhead(b *testing.B) {
 	p := New(2)
 	defer p.Close()
