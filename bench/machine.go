@@ -1,11 +1,11 @@
 package bench
 
 import (
-	"runtime"
 	"sync"
 	"time"
 	"unsafe"
 
+	"github.com/lmrun/lmrun/engine/parallel"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -22,14 +22,14 @@ type Machine struct {
 const readBuffer = 256 << 20
 
 // ReadBandwidth measures streaming read bandwidth in GB/s with the given number of
-// goroutines, each reading its share of a buffer much larger than the last-level cache,
+// goroutines (≤ 0: parallel.DefaultThreads), each reading its share of a buffer much larger than the last-level cache,
 // best of reps. Each share is read two ways — a plain Go loop with eight independent
 // accumulators, and k's Dot over its two halves (two streams, vector loads; k may be
 // nil) — and the faster counts: the limit is what the machine can deliver, not what
 // one loop happens to reach.
 func ReadBandwidth(threads, reps int, k kernels.Kernels) float64 {
 	if threads <= 0 {
-		threads = runtime.GOMAXPROCS(0)
+		threads = parallel.DefaultThreads()
 	}
 	buf := make([]uint64, readBuffer/8)
 	for i := range buf {

@@ -18,7 +18,8 @@ import (
 type Options struct {
 	// Backend names the kernel backend ("" = $LMRUN_BACKEND or the best available).
 	Backend string
-	// Threads is the number of threads a forward pass uses (≤ 0: all available CPUs).
+	// Threads is the number of threads a forward pass uses (≤ 0: parallel.DefaultThreads,
+	// one per physical core).
 	Threads int
 	// F32Activations multiplies q8_0/q4_0 weights with the float32 activations. By
 	// default activations are quantized to q8_0 blocks once per product and multiplied

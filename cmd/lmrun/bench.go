@@ -14,6 +14,7 @@ import (
 
 	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/bench"
+	"github.com/lmrun/lmrun/engine/parallel"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -38,7 +39,7 @@ func benchCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` (repeatable)", Required: true},
 					&cli.IntFlag{Name: "p", Value: 128, Usage: "prompt tokens (0: skip)"},
 					&cli.IntFlag{Name: "n", Value: 64, Usage: "generated tokens (0: skip)"},
-					&cli.StringFlag{Name: "threads", Aliases: []string{"t"}, Value: "0", Usage: "comma-separated thread `COUNTS` (0: all cores)", DefaultText: "all cores"},
+					&cli.StringFlag{Name: "threads", Aliases: []string{"t"}, Value: "0", Usage: "comma-separated thread `COUNTS` (0: one per physical core)", DefaultText: "one per physical core"},
 					&cli.IntFlag{Name: "depth", Usage: "tokens in the KV cache before each test"},
 					&cli.IntFlag{Name: "reps", Value: 3, Usage: "repetitions (the median is reported)"},
 					&cli.BoolFlag{Name: "limits", Value: true, Usage: "measure the machine's read bandwidth and FMA peak first and report each result as a fraction of them (--limits=false skips it)"},
@@ -156,7 +157,7 @@ func benchKernelsCommand() *cli.Command {
 			}
 			errw := c.App.ErrWriter
 			fmt.Fprintln(errw, "measuring the machine: read bandwidth, FMA peak ...")
-			m := bench.Machine{Threads: runtime.GOMAXPROCS(0), PeakGFLOPS: map[string]float64{}}
+			m := bench.Machine{Threads: parallel.DefaultThreads(), PeakGFLOPS: map[string]float64{}}
 			bestK := backends.Best().New()
 			m.ReadGBps1 = bench.ReadBandwidth(1, 3, bestK)
 			m.ReadGBpsN = bench.ReadBandwidth(m.Threads, 3, bestK)

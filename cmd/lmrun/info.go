@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lmrun/lmrun/backends"
+	"github.com/lmrun/lmrun/engine/parallel"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/model"
 )
@@ -39,6 +40,8 @@ type infoReport struct {
 	CPU      string         `json:"cpu"`
 	Arch     string         `json:"arch"`
 	Cores    int            `json:"logical_cores"`
+	Physical int            `json:"physical_cores"` // as CPUID reports them for the whole processor; 0: unknown
+	Threads  int            `json:"default_threads"`
 	Features []string       `json:"features"`
 	Backends []backendInfo  `json:"backends"`
 	Model    string         `json:"model,omitempty"`
@@ -61,7 +64,8 @@ func infoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			r := infoReport{CPU: cpuid.CPU.BrandName, Arch: runtime.GOARCH, Cores: runtime.NumCPU()}
+			r := infoReport{CPU: cpuid.CPU.BrandName, Arch: runtime.GOARCH, Cores: runtime.NumCPU(),
+				Physical: cpuid.CPU.PhysicalCores, Threads: parallel.DefaultThreads()}
 			for _, f := range simdFeatures {
 				if cpuid.CPU.Supports(f) {
 					r.Features = append(r.Features, f.String())
@@ -97,7 +101,12 @@ func infoCommand() *cli.Command {
 }
 
 func printInfo(w io.Writer, r infoReport) {
-	fmt.Fprintf(w, "CPU:      %s (%s, %d logical cores)\n", r.CPU, r.Arch, r.Cores)
+	physical := "unknown"
+	if r.Physical > 0 {
+		physical = fmt.Sprint(r.Physical)
+	}
+	fmt.Fprintf(w, "CPU:      %s (%s, %d logical CPUs available; physical cores per CPUID: %s)\n", r.CPU, r.Arch, r.Cores, physical)
+	fmt.Fprintf(w, "Threads:  %d by default (-t 0: one per physical core, at most GOMAXPROCS)\n", r.Threads)
 	fmt.Fprintf(w, "SIMD:     %s\n", strings.Join(r.Features, " "))
 	fmt.Fprintf(w, "Backends:\n")
 	for _, b := range r.Backends {

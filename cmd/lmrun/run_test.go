@@ -180,7 +180,7 @@ func TestHelpDefaults(t *testing.T) {
 		}
 	}
 	help := mustRun(t, "run", "--help")
-	for _, want := range []string{"(default: from the clock, printed to stderr)", "(default: the model's)", "(default: every core available)",
+	for _, want := range []string{"(default: from the clock, printed to stderr)", "(default: the model's)", "(default: one per physical core)",
 		"--min-p value", "(default: 0.05)", "--repeat-last-n value", "(default: 64)", "--ctx N, -c N", "--seed SEED, -s SEED", "--file FILE, -f FILE"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("lmrun run --help lacks %q", want)

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/klauspost/cpuid/v2"
 )
 
 // Task is work over an index range. Do is called on disjoint ranges [lo, hi) that
@@ -24,43 +26,107 @@ type Func func(worker, lo, hi int)
 // Do implements Task.
 func (f Func) Do(worker, lo, hi int) { f(worker, lo, hi) }
 
+// DefaultThreads is the number of threads a pool gets when none is asked for: one per
+// physical core (a core's second hardware thread shares its load units and adds
+// nothing to a memory-bound product but another thread to wait for), the number of
+// logical CPUs where CPUID does not tell the core count, and never more than
+// GOMAXPROCS. CPUID counts the cores of the whole processor; GOMAXPROCS follows the
+// CPUs this process may use (affinity, container quota), so in a VM or a container
+// the cap is what decides.
+func DefaultThreads() int {
+	n := cpuid.CPU.PhysicalCores
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	return max(1, min(n, runtime.GOMAXPROCS(0)))
+}
+
+// MaxThreads is the largest number of threads a pool runs; New clamps larger requests.
+const MaxThreads = 1 << 16
+
 // Pool runs tasks on a fixed set of worker goroutines. It is safe for use by several
 // goroutines at once; their calls share the workers. Run does not allocate.
+//
+// A Run invites the workers with tickets and works on its own range meanwhile. A worker
+// helps only if it joins the Run while the Run still has unclaimed chunks; once the
+// caller finds none left it closes the Run, waits for the workers that joined and
+// returns. A worker that is slow to take its ticket (its core is busy with another
+// process, or it is in another Run) is never waited for, and its ticket is void when
+// it gets to it.
 type Pool struct {
-	n    int
-	jobs chan *job
-	free sync.Pool
-	once sync.Once
+	n       int
+	tickets chan ticket
+	free    sync.Pool
+	once    sync.Once
+	hooks   *hooks // nil but in tests
 }
+
+// hooks let tests stall workers at chosen points.
+type hooks struct {
+	taken func() // a worker has taken a ticket and not yet tried to join
+	void  func() // the ticket it took had expired: the Run was closed or is over
+}
+
+// ticket invites a worker to one Run: job j while its generation is gen. The job is
+// recycled by later Runs, so a ticket is good only while j's generation is still gen
+// and j is open.
+type ticket struct {
+	j   *job
+	gen uint64
+}
+
+// job.state is gen<<genShift | closed | the number of helpers that joined.
+const (
+	joinedBits = 20 // > log2(MaxThreads + the tickets a channel holds)
+	joinedMask = 1<<joinedBits - 1
+	closed     = 1 << joinedBits
+	genShift   = joinedBits + 1
+	genMask    = 1<<(64-genShift) - 1
+)
+
+// parked is set in job.pending while the caller sleeps on job.wake.
+const parked = 1 << 40
 
 type job struct {
-	task   Task
-	n      int
-	chunk  int
-	next   atomic.Int64 // next index to hand out
-	worker atomic.Int32 // next worker id
-	wg     sync.WaitGroup
-	left   atomic.Int32 // threads yet to finish; a thread's last access to the job
+	// state is the only field a worker holding a ticket reads before it has joined:
+	// it joins by a compare-and-swap that requires the ticket's generation and an open
+	// job, and so reads the fields below only while the caller waits for it.
+	state atomic.Uint64
+	// pending is the caller's count of joined helpers not yet done: each helper
+	// subtracts one when it has finished, the caller adds how many joined once it has
+	// closed the job, so pending is zero again exactly when the last of them is done.
+	// Before the caller's addition it is negative, so no helper mistakes itself for the
+	// last one.
+	pending atomic.Int64
+	next    atomic.Int64 // next index to hand out
+	wake    chan struct{}
+
+	task     Task
+	n, chunk int
+	threads  int // ids are below it
 }
 
-// spinPolls is how many times an idle worker polls for a job, and Run for its job's end,
-// before parking: about 50–100µs. The gaps between the products of a forward pass are
-// microseconds, far less than waking a parked thread costs, so the threads of a decode
-// step never sleep; between requests they do.
+// spinPolls is how many times an idle worker polls for a ticket, and Run for its
+// helpers' end, before parking: about 50–100µs. The gaps between the products of a
+// forward pass are microseconds, far less than waking a parked thread costs, so the
+// threads of a decode step never sleep; between requests they do.
 const spinPolls = 1 << 14
 
 // yieldEvery is how often a spinning thread yields its P, so that spinning never starves
 // the goroutines it waits for when there are fewer Ps than threads.
 const yieldEvery = 64
 
-// New starts a pool of n workers (n ≤ 0: the number of CPUs available to the process).
-// The calling goroutine takes part in every Run, so n-1 goroutines are started.
-func New(n int) *Pool {
+// New starts a pool of n threads (n ≤ 0: DefaultThreads; at most MaxThreads). The
+// calling goroutine takes part in every Run, so n-1 goroutines are started.
+func New(n int) *Pool { return newPool(n, nil) }
+
+func newPool(n int, h *hooks) *Pool {
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = DefaultThreads()
 	}
-	p := &Pool{n: n, jobs: make(chan *job, n)}
-	p.free.New = func() any { return new(job) }
+	n = min(n, MaxThreads)
+	p := &Pool{n: n, tickets: make(chan ticket, n), hooks: h}
+	p.free.New = func() any { return &job{wake: make(chan struct{}, 1)} }
 	for i := 1; i < n; i++ {
 		go p.worker()
 	}
@@ -72,34 +138,48 @@ func (p *Pool) Threads() int { return p.n }
 
 // Close stops the workers. Run must not be called afterwards.
 func (p *Pool) Close() {
-	p.once.Do(func() { close(p.jobs) })
+	p.once.Do(func() { close(p.tickets) })
 }
 
 func (p *Pool) worker() {
 	for {
-		var j *job
-		for spin := 0; spin < spinPolls && j == nil; spin++ {
-			select {
-			case jj, ok := <-p.jobs:
-				if !ok {
-					return
-				}
-				j = jj
-			default:
-				if spin%yieldEvery == yieldEvery-1 {
-					runtime.Gosched() // let other goroutines of this P run (GOMAXPROCS < threads)
-				}
-			}
+		t, ok := p.take()
+		if !ok {
+			return
 		}
-		if j == nil {
-			jj, ok := <-p.jobs
-			if !ok {
-				return
-			}
-			j = jj
+		if p.hooks != nil && p.hooks.taken != nil {
+			p.hooks.taken()
 		}
-		j.work()
+		j := t.j
+		id, ok := j.join(t.gen)
+		if !ok {
+			if p.hooks != nil && p.hooks.void != nil {
+				p.hooks.void()
+			}
+			continue
+		}
+		if id < j.threads { // always, unless the generation wrapped around
+			j.do(id)
+		}
+		j.leave()
 	}
+}
+
+// take returns the next ticket, spinning for a while before it parks; false once the
+// pool is closed.
+func (p *Pool) take() (ticket, bool) {
+	for spin := 1; spin <= spinPolls; spin++ {
+		select {
+		case t, ok := <-p.tickets:
+			return t, ok
+		default:
+			if spin%yieldEvery == 0 {
+				runtime.Gosched() // let other goroutines of this P run (GOMAXPROCS < threads)
+			}
+		}
+	}
+	t, ok := <-p.tickets
+	return t, ok
 }
 
 // Run calls t.Do on ranges covering [0, n) and returns when all are done. grain is the
@@ -117,26 +197,39 @@ func (p *Pool) Run(n, grain int, t Task) {
 		t.Do(0, 0, n)
 		return
 	}
-	// A few chunks per thread balance uneven progress; chunks are never below grain.
 	j := p.free.Get().(*job)
-	j.task, j.n = t, n
+	j.task, j.n, j.threads = t, n, threads
+	// A few chunks per thread balance uneven progress; chunks are never below grain.
 	j.chunk = (max((n+4*threads-1)/(4*threads), grain) + grain - 1) / grain * grain
 	j.next.Store(0)
-	j.worker.Store(0)
-	j.wg.Add(threads)
-	j.left.Store(int32(threads))
+	gen := (j.state.Load()>>genShift + 1) & genMask
+	j.state.Store(gen << genShift) // open, nobody joined; publishes the fields above
+invite:
 	for w := 1; w < threads; w++ {
-		p.jobs <- j
+		select {
+		case p.tickets <- ticket{j, gen}:
+		default:
+			break invite // every worker has tickets queued: none would come soon
+		}
 	}
-	j.work()
-	// Spin for the other threads, then park; either way wait until every thread has
-	// let go of the job before recycling it.
-	for spin := 0; j.left.Load() != 0; spin++ {
-		switch {
-		case spin == spinPolls:
-			j.wg.Wait()
-		case spin%yieldEvery == yieldEvery-1:
-			runtime.Gosched()
+	j.do(0)
+	// No chunk is left to claim: close the job to the workers that have not joined, and
+	// wait only for those that have.
+	joined := int64(j.state.Or(closed) & joinedMask)
+	if j.pending.Add(joined) != 0 {
+		for spin := 1; ; spin++ {
+			left := j.pending.Load()
+			if left == 0 {
+				break
+			}
+			if spin >= spinPolls && j.pending.CompareAndSwap(left, left|parked) {
+				<-j.wake
+				j.pending.Store(0)
+				break
+			}
+			if spin%yieldEvery == 0 {
+				runtime.Gosched()
+			}
 		}
 	}
 	j.task = nil
@@ -146,15 +239,35 @@ func (p *Pool) Run(n, grain int, t Task) {
 // RunFunc is Run with a function.
 func (p *Pool) RunFunc(n, grain int, fn func(worker, lo, hi int)) { p.Run(n, grain, Func(fn)) }
 
-func (j *job) work() {
-	w := int(j.worker.Add(1)) - 1
+// join makes the calling worker a helper of j's generation gen, if j is still open in
+// it, and returns its worker id.
+func (j *job) join(gen uint64) (int, bool) {
+	for {
+		s := j.state.Load()
+		if s>>genShift != gen || s&closed != 0 {
+			return 0, false
+		}
+		if j.state.CompareAndSwap(s, s+1) {
+			return int(s&joinedMask) + 1, true
+		}
+	}
+}
+
+// leave is a helper's last access to j: the caller may recycle j as soon as pending
+// drops to zero, and is asleep on wake, waiting for this very send, if it was parked.
+func (j *job) leave() {
+	if j.pending.Add(-1) == parked {
+		j.wake <- struct{}{}
+	}
+}
+
+// do claims chunks and runs them as worker w until none is left.
+func (j *job) do(w int) {
 	for {
 		lo := int(j.next.Add(int64(j.chunk))) - j.chunk
 		if lo >= j.n {
-			break
+			return
 		}
 		j.task.Do(w, lo, min(lo+j.chunk, j.n))
 	}
-	j.wg.Done()
-	j.left.Add(-1)
 }

@@ -44,7 +44,8 @@ type Options struct {
 	Len int
 	// Seed seeds the sampler.
 	Seed uint64
-	// Threads is the number of threads of the forward passes (≤ 0: all CPUs).
+	// Threads is the number of threads of the forward passes (≤ 0: one per physical
+	// core, as engine.Options.Threads).
 	Threads int
 	// Progress, when set, is called after each sequence with the number done and total.
 	Progress func(done, total int)
