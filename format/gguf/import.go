@@ -482,21 +482,13 @@ func (b *builder) common() (common, error) {
 }
 
 // blockCount returns how many distinct block indices n the tensor names of f hold as
-// "blk.n.": a bound, taken from the file, on the blocks it can describe.
+// "blk.n.".
 func blockCount(f *File) int {
-	seen := map[string]bool{}
-	for _, t := range f.Tensors {
-		rest, ok := strings.CutPrefix(t.Name, "blk.")
-		if !ok {
-			continue
-		}
-		idx, _, ok := strings.Cut(rest, ".")
-		if !ok || idx == "" || strings.Trim(idx, "0123456789") != "" {
-			continue
-		}
-		seen[idx] = true
+	names := make([]string, len(f.Tensors))
+	for i, t := range f.Tensors {
+		names[i] = t.Name
 	}
-	return len(seen)
+	return format.CountLayers(names, "blk.")
 }
 
 // resolve fills in cfg's defaults and validates it (model.Config.Resolve). A rejected

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
 	"github.com/lmrun/lmrun/model"
 )
@@ -265,21 +266,13 @@ func keyValues(kv ...any) string {
 }
 
 // layerCount returns how many distinct layer indices n the tensor names of st hold as
-// prefix + n + ".": a bound, taken from the file, on the layers it can describe.
+// prefix + n + ".".
 func layerCount(st *safetensors.File, prefix string) int {
-	seen := map[string]bool{}
-	for _, t := range st.Tensors {
-		rest, ok := strings.CutPrefix(t.Name, prefix)
-		if !ok {
-			continue
-		}
-		idx, _, ok := strings.Cut(rest, ".")
-		if !ok || idx == "" || strings.Trim(idx, "0123456789") != "" {
-			continue
-		}
-		seen[idx] = true
+	names := make([]string, len(st.Tensors))
+	for i, t := range st.Tensors {
+		names[i] = t.Name
 	}
-	return len(seen)
+	return format.CountLayers(names, prefix)
 }
 
 // weightsName names the safetensors file of st in messages: its base name when st is
