@@ -61,6 +61,11 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			// The session caps a larger context at the model's; a number the model cannot
+			// hold is a mistake to report, not to round.
+			if n, limit := c.Int("ctx"), m.Config().ContextLength; n < 0 || n > limit {
+				return fmt.Errorf("--ctx %d: want 0 (the model's context length) to %d", n, limit)
+			}
 			s := m.NewSession(engine.SessionOptions{Context: c.Int("ctx"), HalfKV: half})
 			var stop []int
 			if c.Bool("ignore-eos") {
