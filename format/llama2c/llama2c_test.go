@@ -635,3 +635,20 @@ func TestLongContextCostsNothing(t *testing.T) {
 		t.Errorf("importing a tiny model with a 2M context allocated %d MB", alloc>>20)
 	}
 }
+
+// TestAbsurdTokenizerVocab: a header whose vocabulary the tokenizer file cannot hold is
+// refused from the file's size, before anything is allocated for the tokens.
+func TestAbsurdTokenizerVocab(t *testing.T) {
+	p := sparseCheckpoint(t, 1, fields{dim: 2, hidden: 1, layers: 1, heads: 1, kvHeads: 1, vocab: 1 << 22, seqLen: 8}, 0, -1)
+	tok := fixtures.Path(t, "llama2c", "tok512.bin")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Import(p, tok)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "cannot hold 4194304 tokens") || !strings.Contains(err.Error(), tok) {
+		t.Fatalf("error %v, want one saying %s cannot hold 4194304 tokens", err, tok)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("refusing the tokenizer allocated %d MB", alloc>>20)
+	}
+}
