@@ -66,6 +66,11 @@ func BenchModel(path string, cfg ModelConfig) ([]ModelResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Refuse what the model cannot hold before measuring anything.
+		if err := fits(cfg, m.Config().ContextLength); err != nil {
+			m.Close()
+			return nil, err
+		}
 		var lim limits
 		if cfg.Limits {
 			lim = measureLimits(m.Backend(), m.Threads())
@@ -78,6 +83,18 @@ func BenchModel(path string, cfg ModelConfig) ([]ModelResult, error) {
 		out = append(out, res...)
 	}
 	return out, nil
+}
+
+// fits checks that the depth and the larger test fit in a context of ctx positions,
+// comparing them one at a time: a sum of huge counts could wrap around.
+func fits(cfg ModelConfig, ctx int) error {
+	if cfg.Depth < 0 || cfg.Prompt < 0 || cfg.Gen < 0 {
+		return fmt.Errorf("negative token counts: depth %d, prompt %d, generation %d", cfg.Depth, cfg.Prompt, cfg.Gen)
+	}
+	if test := max(cfg.Prompt, cfg.Gen); cfg.Depth > ctx || test > ctx-cfg.Depth {
+		return fmt.Errorf("depth %d + test %d tokens exceed the context length %d", cfg.Depth, test, ctx)
+	}
+	return nil
 }
 
 // limits are the machine's, at one thread count; zero when not measured.
@@ -102,11 +119,10 @@ func measureLimits(backend string, threads int) limits {
 
 func benchLoaded(m *engine.Model, name string, cfg ModelConfig, lim limits) ([]ModelResult, error) {
 	c := m.Config()
-	need := cfg.Depth + max(cfg.Prompt, cfg.Gen)
-	if need > c.ContextLength {
-		return nil, fmt.Errorf("depth %d + test %d tokens exceed the context length %d", cfg.Depth, max(cfg.Prompt, cfg.Gen), c.ContextLength)
+	if err := fits(cfg, c.ContextLength); err != nil {
+		return nil, err
 	}
-	s := m.NewSession(engine.SessionOptions{Context: need})
+	s := m.NewSession(engine.SessionOptions{Context: cfg.Depth + max(cfg.Prompt, cfg.Gen)})
 	tokens := func(n, seed int) []int {
 		ids := make([]int, n)
 		for i := range ids {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -403,4 +404,70 @@ func TestHalfKV(t *testing.T) {
 		t.Fatalf("f16 cache moves the logits by %.3g of max|logit| (want small but non-zero)", worst)
 	}
 	t.Logf("f16 cache: max|Δ|/max|logit| = %.2g", worst)
+}
+
+// TestLocalLayersGrowLazily: rings wider than a new session's cache start small and grow
+// with the sequence as global layers do, then wrap; decoding through every stage matches
+// the batched pass.
+func TestLocalLayersGrowLazily(t *testing.T) {
+	cfg := preset(t, "tiny-gpt2")
+	cfg.NLayers, cfg.AttnWindows, cfg.AttnScale, cfg.ContextLength = 4, []int{0, 300, 0, 270}, 1, 700
+	m := synthModel(t, cfg, engine.Options{Threads: 2})
+	v := cfg.VocabSize
+	ids := randomTokens(650, v, 5)
+	all, err := m.NewSession(engine.SessionOptions{Batch: 37}).ForwardAll(ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPos := int64(cfg.KVDim() * 2 * 4)
+	s := m.NewSession(engine.SessionOptions{Batch: 16})
+	if got := s.KVBytes(); got != 4*256*perPos {
+		t.Fatalf("new session holds %d bytes of cache, want 256 positions a layer (%d)", got, 4*256*perPos)
+	}
+	if _, err := s.Forward(ids[:250]); err != nil {
+		t.Fatal(err)
+	}
+	for i := 250; i < len(ids); i++ {
+		logits, err := s.Forward(ids[i : i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxRelDiff(logits, all[i*v:(i+1)*v]); d > 1e-5 {
+			t.Fatalf("position %d: decode differs from the batched pass by %.3g", i, d)
+		}
+	}
+	if got, want := s.KVBytes(), (700+300+700+270)*perPos; got != want {
+		t.Fatalf("after %d positions the cache holds %d bytes, want %d", len(ids), got, want)
+	}
+	// A prefill past a window that is still growing.
+	s = m.NewSession(engine.SessionOptions{Batch: 16})
+	if _, err := s.Forward(ids[:20]); err != nil {
+		t.Fatal(err)
+	}
+	logits, err := s.Forward(ids[20:600])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxRelDiff(logits, all[599*v:600*v]); d > 1e-5 {
+		t.Fatalf("prefill across the ring's growth differs from the batched pass by %.3g", d)
+	}
+}
+
+// TestAbsurdWindowCostsNothing: attention windows as wide as the longest context lmrun
+// accepts cost nothing until positions fill them, as the global layers' caches do.
+func TestAbsurdWindowCostsNothing(t *testing.T) {
+	cfg := preset(t, "tiny")
+	cfg.ContextLength = 1 << 21
+	cfg.AttnWindows = []int{cfg.ContextLength - 1, cfg.ContextLength - 1}
+	m := synthModel(t, cfg, engine.Options{Threads: 1})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	s := m.NewSession(engine.SessionOptions{})
+	if _, err := s.Forward([]int{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Fatalf("a session over windows of %d positions allocated %d MB up front", cfg.ContextLength-1, alloc>>20)
+	}
 }

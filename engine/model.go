@@ -286,6 +286,16 @@ func (m *Model) bind() error {
 		m.posEmbd = mat("position_embd.weight", c.ContextLength+c.PositionOffset, c.Dim, true)
 	}
 	q, kv := c.QDim(), c.KVDim()
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(m.file.Tensors))
+	for i, t := range m.file.Tensors {
+		names[i] = t.Name
+	}
+	if n := format.CountLayers(names, "blk."); c.NLayers > n {
+		return fmt.Errorf("metadata %s = %d, but the file holds tensors for at most %d layers", model.KeyNLayers, c.NLayers, n)
+	}
 	m.layers = make([]layer, c.NLayers)
 	for i := range m.layers {
 		l := &m.layers[i]

@@ -42,14 +42,16 @@ type Session struct {
 	pos   int
 
 	// KV cache, per layer. A global layer keeps every position, [kvCap, kvDim], growing
-	// with use up to ctx; a local layer (0 < window < ctx) keeps exactly its window in a
-	// ring, [window, kvDim], position p in slot p mod window, so its memory does not grow
-	// with the generated length.
+	// with use up to ctx; a local layer (0 < window < ctx) keeps its window in a ring,
+	// [min(kvCap, window), kvDim], position p in slot p mod window, so its memory does not
+	// grow with the generated length. Until the ring is full its positions are its first
+	// slots, so it grows as a global layer does: a window from the checkpoint costs
+	// nothing before it is used.
 	kcache, vcache []kvBuf
 	halfKV         bool
 	kvCap          int
 	// stageK/V line up a local layer's ring and a prefill batch in position order,
-	// [maxWindow-1+batch, kvDim], so each query's band is one contiguous run.
+	// [min(kvCap, maxWindow-1+batch), kvDim], so each query's band is one contiguous run.
 	stageK, stageV kvBuf
 	maxWindow      int
 
@@ -93,21 +95,11 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	s.halfKV = opts.HalfKV
 	s.kcache = make([]kvBuf, c.NLayers)
 	s.vcache = make([]kvBuf, c.NLayers)
-	for i := range s.kcache { // global layers start empty: reserve sizes them
+	for i := range s.kcache { // every cache starts empty: reserve sizes them
 		s.kcache[i], s.vcache[i] = newKV(s.halfKV, 0), newKV(s.halfKV, 0)
+		s.maxWindow = max(s.maxWindow, s.ring(i))
 	}
-	kvd := c.KVDim()
-	for i := range m.layers {
-		if w := s.ring(i); w > 0 {
-			s.kcache[i] = newKV(s.halfKV, w*kvd)
-			s.vcache[i] = newKV(s.halfKV, w*kvd)
-			s.maxWindow = max(s.maxWindow, w)
-		}
-	}
-	if s.maxWindow > 0 {
-		s.stageK = newKV(s.halfKV, (s.maxWindow-1+b)*kvd)
-		s.stageV = newKV(s.halfKV, (s.maxWindow-1+b)*kvd)
-	}
+	s.stageK, s.stageV = newKV(s.halfKV, 0), newKV(s.halfKV, 0)
 	if c.Projected() {
 		s.emb = make([]float32, b*c.EmbeddingDim())
 	}
@@ -149,10 +141,10 @@ func (s *Session) ring(i int) int {
 	return 0
 }
 
-// reserve grows the global layers' KV caches (and the attention scratch) to hold n
-// positions. The caches double, up to the context length, so memory follows the sequence
-// actually decoded and a long context costs nothing until it is used; growth is amortised
-// O(1) a token.
+// reserve grows the KV caches (and the attention scratch) to hold n positions. The caches
+// double, up to the context length (a ring, up to its window), so memory follows the
+// sequence actually decoded and a long context or window costs nothing until it is used;
+// growth is amortised O(1) a token.
 func (s *Session) reserve(n int) {
 	if n <= s.kvCap {
 		return
@@ -160,16 +152,28 @@ func (s *Session) reserve(n int) {
 	kvd := s.m.cfg.KVDim()
 	newCap := min(max(n, 2*s.kvCap, kvInitial), s.ctx)
 	for i := range s.kcache {
-		if s.ring(i) > 0 {
-			continue
+		rows := newCap
+		if w := s.ring(i); w > 0 {
+			rows = min(newCap, w)
 		}
+		if rows*kvd == s.kcache[i].size() {
+			continue // a full ring
+		}
+		// Positions 0..pos-1 are rows 0..pos-1: a ring that grows is not full yet.
 		keep := min(s.pos, s.kvCap) * kvd
-		s.kcache[i] = s.kcache[i].grow(newCap*kvd, keep)
-		s.vcache[i] = s.vcache[i].grow(newCap*kvd, keep)
+		s.kcache[i] = s.kcache[i].grow(rows*kvd, keep)
+		s.vcache[i] = s.vcache[i].grow(rows*kvd, keep)
+	}
+	if s.maxWindow > 0 {
+		// A batch stages at most min(pos, window-1) earlier positions and itself.
+		rows := min(newCap, s.maxWindow-1+s.batch)
+		if rows*kvd > s.stageK.size() {
+			s.stageK, s.stageV = newKV(s.halfKV, rows*kvd), newKV(s.halfKV, rows*kvd)
+		}
 	}
 	s.kvCap = newCap
 	for i := range s.scores {
-		s.scores[i] = make([]float32, max(newCap, s.maxWindow))
+		s.scores[i] = make([]float32, newCap) // a band never exceeds the positions so far
 	}
 }
 

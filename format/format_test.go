@@ -232,3 +232,14 @@ func (s *seekBuffer) Seek(off int64, whence int) (int64, error) {
 	}
 	return int64(s.pos), nil
 }
+
+func TestCountLayers(t *testing.T) {
+	names := []string{"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight", "blk.1.attn_q.weight",
+		"blk.7.x", "blk.x.y", "blk..z", "blk.3", "blk.-1.q", "blk.+2.q", "blkx.5.q", "output.weight"}
+	if n := CountLayers(names, "blk."); n != 3 {
+		t.Errorf("CountLayers = %d, want 3 (indices 0, 1 and 7)", n)
+	}
+	if n := CountLayers(nil, "blk."); n != 0 {
+		t.Errorf("CountLayers(nil) = %d", n)
+	}
+}

@@ -255,64 +255,77 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate checks that the configuration is one the engine can run.
+// ConfigError is the error Validate and Resolve return: the field the engine cannot run,
+// by its metadata key, and its value. An importer can translate Key into the name the
+// value had in its own file.
+type ConfigError struct {
+	Key   string // metadata key of the rejected field, e.g. KeyNLayers
+	Value any    // the rejected value
+	Msg   string // what is wrong, naming the field and its value
+}
+
+// Error returns "invalid model config: " and the message.
+func (e *ConfigError) Error() string { return "invalid model config: " + e.Msg }
+
+// Validate checks that the configuration is one the engine can run. Its errors are
+// *ConfigError.
 func (c Config) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("invalid model config: "+format, args...)
+	bad := func(key string, value any, format string, args ...any) error {
+		return &ConfigError{Key: key, Value: value, Msg: fmt.Sprintf(format, args...)}
 	}
 	switch {
 	case c.VocabSize <= 0 || c.VocabSize > maxVocab:
-		return bad("vocab_size %d", c.VocabSize)
+		return bad(KeyVocabSize, c.VocabSize, "vocab_size %d", c.VocabSize)
 	case c.Dim <= 0 || c.Dim > maxDim:
-		return bad("dim %d", c.Dim)
+		return bad(KeyDim, c.Dim, "dim %d", c.Dim)
 	case c.NLayers <= 0 || c.NLayers > maxLayers:
-		return bad("n_layers %d", c.NLayers)
+		return bad(KeyNLayers, c.NLayers, "n_layers %d", c.NLayers)
 	case c.NHeads <= 0 || c.NHeads > c.Dim*4:
-		return bad("n_heads %d", c.NHeads)
+		return bad(KeyNHeads, c.NHeads, "n_heads %d", c.NHeads)
 	case c.NKVHeads <= 0 || c.NHeads%c.NKVHeads != 0:
-		return bad("n_kv_heads %d must divide n_heads %d", c.NKVHeads, c.NHeads)
+		return bad(KeyNKVHeads, c.NKVHeads, "n_kv_heads %d must divide n_heads %d", c.NKVHeads, c.NHeads)
 	case c.HeadDim <= 0 || c.HeadDim > maxDim || c.NHeads*c.HeadDim > 4*maxDim:
-		return bad("head_dim %d", c.HeadDim)
+		return bad(KeyHeadDim, c.HeadDim, "head_dim %d", c.HeadDim)
 	case c.FFNDim <= 0 || c.FFNDim > 8*maxDim:
-		return bad("ffn_dim %d", c.FFNDim)
+		return bad(KeyFFNDim, c.FFNDim, "ffn_dim %d", c.FFNDim)
 	case c.ContextLength <= 0 || c.ContextLength > maxContext:
-		return bad("context_length %d", c.ContextLength)
+		return bad(KeyContextLength, c.ContextLength, "context_length %d", c.ContextLength)
 	case c.EmbedDim < 0 || c.EmbedDim > maxDim:
-		return bad("embedding_dim %d", c.EmbedDim)
+		return bad(KeyEmbeddingDim, c.EmbedDim, "embedding_dim %d", c.EmbedDim)
 	case c.PositionOffset < 0 || c.PositionOffset > maxContext:
-		return bad("position_offset %d", c.PositionOffset)
+		return bad(KeyPositionOffset, c.PositionOffset, "position_offset %d", c.PositionOffset)
 	case !(c.NormEps >= 0) || c.NormEps > 1:
-		return bad("norm_eps %g", c.NormEps)
+		return bad(KeyNormEps, c.NormEps, "norm_eps %g", c.NormEps)
 	case len(c.AttnWindows) != c.NLayers:
-		return bad("%d attention windows for %d layers", len(c.AttnWindows), c.NLayers)
+		return bad(KeyAttnWindows, len(c.AttnWindows), "%d attention windows for %d layers", len(c.AttnWindows), c.NLayers)
 	case math.IsNaN(float64(c.AttnScale)) || math.IsInf(float64(c.AttnScale), 0):
-		return bad("attn_scale %g", c.AttnScale)
+		return bad(KeyAttnScale, c.AttnScale, "attn_scale %g", c.AttnScale)
 	}
 	switch c.Norm {
 	case RMSNorm, LayerNorm:
 	default:
-		return bad("norm %q (want rmsnorm or layernorm)", c.Norm)
+		return bad(KeyNorm, c.Norm, "norm %q (want rmsnorm or layernorm)", c.Norm)
 	}
 	switch c.Activation {
 	case GELUTanh, GELU, ReLU, SwiGLU:
 	default:
-		return bad("activation %q (want gelu_tanh, gelu, relu or swiglu)", c.Activation)
+		return bad(KeyActivation, c.Activation, "activation %q (want gelu_tanh, gelu, relu or swiglu)", c.Activation)
 	}
 	switch c.Position {
 	case Learned:
 	case RoPE:
 		if c.RopeDim <= 0 || c.RopeDim > c.HeadDim || c.RopeDim%2 != 0 {
-			return bad("rope_dim %d for head_dim %d", c.RopeDim, c.HeadDim)
+			return bad(KeyRopeDim, c.RopeDim, "rope_dim %d for head_dim %d", c.RopeDim, c.HeadDim)
 		}
 		if !(c.RopeTheta > 1) || math.IsInf(c.RopeTheta, 0) {
-			return bad("rope_theta %g", c.RopeTheta)
+			return bad(KeyRopeTheta, c.RopeTheta, "rope_theta %g", c.RopeTheta)
 		}
 	default:
-		return bad("position %q (want learned or rope)", c.Position)
+		return bad(KeyPosition, c.Position, "position %q (want learned or rope)", c.Position)
 	}
 	for i, w := range c.AttnWindows {
 		if w < 0 || w > maxContext {
-			return bad("attention window %d of layer %d", w, i)
+			return bad(KeyAttnWindows, w, "attention window %d of layer %d", w, i)
 		}
 	}
 	return nil
@@ -370,7 +383,8 @@ func (c Config) Metadata() map[string]any {
 // the engine would refuse.
 func (c *Config) Resolve() error {
 	if c.HeadDim == 0 && c.NHeads > 0 && c.Dim%c.NHeads != 0 {
-		return fmt.Errorf("invalid model config: dim %d is not a multiple of n_heads %d (and head_dim is not given)", c.Dim, c.NHeads)
+		return &ConfigError{Key: KeyNHeads, Value: c.NHeads,
+			Msg: fmt.Sprintf("dim %d is not a multiple of n_heads %d (and head_dim is not given)", c.Dim, c.NHeads)}
 	}
 	c.SetDefaults()
 	return c.Validate()

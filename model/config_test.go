@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -129,6 +130,12 @@ func TestAbsurdConfigs(t *testing.T) {
 			name := strings.TrimPrefix(tc.key, "lm.")
 			if !strings.Contains(err.Error(), name) && !strings.Contains(err.Error(), "attention window") {
 				t.Errorf("%s = %v: error %q does not name the key", tc.key, v, err)
+			}
+			// A value the validator rejects is reported under its key, for importers to
+			// translate into their own files' names.
+			var ce *ConfigError
+			if errors.As(err, &ce) && ce.Key != tc.key {
+				t.Errorf("%s = %v: ConfigError names %s", tc.key, v, ce.Key)
 			}
 		}
 	}

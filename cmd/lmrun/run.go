@@ -93,6 +93,11 @@ func runAction(c *cli.Context) error {
 	if len(stops) > 0 && !text {
 		return errors.New("--stop needs text output: it cannot be used with --ids or a model without a tokenizer")
 	}
+	// The session caps a larger context at the model's; a number the model cannot hold is
+	// a mistake to report, not to round.
+	if n, limit := c.Int("ctx"), m.Config().ContextLength; n < 0 || n > limit {
+		return fmt.Errorf("--ctx %d: want 0 (the model's context length) to %d", n, limit)
+	}
 	s := m.NewSession(engine.SessionOptions{Context: c.Int("ctx"), HalfKV: half})
 
 	// From here on Ctrl-C cancels generation instead of killing the process.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
@@ -775,5 +777,130 @@ func TestFileChangesAfterImport(t *testing.T) {
 	}
 	if _, err := Import(filepath.Join(t.TempDir(), "missing.gguf")); err == nil {
 		t.Error("missing file imported")
+	}
+}
+
+// withKV returns kvs with key set to v (appended when absent, removed when v is nil).
+func withKV(kvs []KV, key string, v any) []KV {
+	out := make([]KV, 0, len(kvs)+1)
+	found := false
+	for _, kv := range kvs {
+		if kv.Key == key {
+			found = true
+			if v == nil {
+				continue
+			}
+			kv.Value = v
+		}
+		out = append(out, kv)
+	}
+	if !found && v != nil {
+		out = append(out, KV{key, v})
+	}
+	return out
+}
+
+// TestAbsurdMetadata: a small, well-formed GGUF file whose hyper-parameters are absurd —
+// billions of blocks, heads, positions or dimensions, zero, negative, of the wrong type —
+// is an error naming the key and its value, found at once and without allocating
+// anything sized by the absurd number.
+func TestAbsurdMetadata(t *testing.T) {
+	const billion = uint32(1 << 30)
+	cases := []struct {
+		arch, key string // key without the "arch." prefix
+		value     any
+		want      string
+	}{
+		// llama: embedding_length 32, feed_forward_length 64, 1 block, 2 heads, 1 KV head, 8 tokens.
+		{"llama", "block_count", billion, "llama.block_count = 1073741824, but the file holds tensors for at most 1 blocks"},
+		{"llama", "block_count", uint32(2), "llama.block_count = 2, but the file holds tensors for at most 1 blocks"},
+		{"llama", "block_count", uint32(0), "llama.block_count = 0, want a positive int32"},
+		{"llama", "block_count", int32(-1), "llama.block_count = -1, want a positive int32"},
+		{"llama", "block_count", int64(math.MaxInt64), "llama.block_count = 9223372036854775807, want a positive int32"},
+		{"llama", "block_count", uint64(math.MaxUint64), "llama.block_count = 18446744073709551615 is too large"},
+		{"llama", "block_count", float32(1), "llama.block_count is a float32"},
+		{"llama", "block_count", []uint32{1}, "llama.block_count is a []uint32"},
+		{"llama", "block_count", "1", "llama.block_count is a string"},
+		{"llama", "block_count", nil, "missing metadata llama.block_count"},
+		{"llama", "attention.head_count", billion, "embedding_length 32 is not a multiple of head_count 1073741824"},
+		{"llama", "attention.head_count", uint32(0), "llama.attention.head_count = 0"},
+		{"llama", "attention.head_count_kv", uint32(3), "head_count 2 is not a multiple of head_count_kv 3"},
+		{"llama", "attention.head_count_kv", billion, "head_count 2 is not a multiple of head_count_kv 1073741824"},
+		{"llama", "attention.head_count_kv", int8(-1), "llama.attention.head_count_kv = -1"},
+		{"llama", "context_length", billion, "llama.context_length = 1073741824: invalid model config: context_length 1073741824"},
+		{"llama", "context_length", uint32(math.MaxUint32), "llama.context_length = 4294967295, want a positive int32"},
+		{"llama", "embedding_length", billion, "llama.embedding_length = 1073741824, but token_embd.weight has rows of 32"},
+		{"llama", "embedding_length", uint32(16), "llama.embedding_length = 16, but token_embd.weight has rows of 32"},
+		{"llama", "feed_forward_length", billion, "llama.feed_forward_length = 1073741824: invalid model config: ffn_dim 1073741824"},
+		{"llama", "feed_forward_length", uint32(128), "blk.0.ffn_gate.weight has shape [64 32], the metadata implies [128 32]"},
+		{"llama", "feed_forward_length", []int32{64, 65}, "llama.feed_forward_length differs between layers"},
+		{"llama", "feed_forward_length", []int32{}, "llama.feed_forward_length = []"},
+		{"llama", "feed_forward_length", []int64{-64}, "llama.feed_forward_length = [-64]"},
+		{"llama", "attention.key_length", billion, "llama.attention.key_length = 1073741824: invalid model config: head_dim 1073741824"},
+		{"llama", "attention.key_length", uint32(31), "head dimension 31 is odd"},
+		{"llama", "rope.dimension_count", billion, "rope.dimension_count 1073741824 must be even and at most the head dimension 16"},
+		{"llama", "rope.freq_base", float32(-1), "rope.freq_base = -1, want > 0"},
+		{"llama", "rope.freq_base", float32(0.5), "llama.rope.freq_base = 0.5: invalid model config: rope_theta 0.5"},
+		{"llama", "rope.freq_base", float32(math.Inf(1)), "llama.rope.freq_base = +Inf"},
+		{"llama", "attention.layer_norm_rms_epsilon", float32(math.NaN()), "llama.attention.layer_norm_rms_epsilon = NaN"},
+		{"llama", "attention.layer_norm_rms_epsilon", float32(1e10), "llama.attention.layer_norm_rms_epsilon = 1e+10: invalid model config: norm_eps"},
+		{"llama", "attention.layer_norm_rms_epsilon", uint32(1), "llama.attention.layer_norm_rms_epsilon is a uint32"},
+		{"llama", "vocab_size", billion, "llama.vocab_size = 1073741824, but token_embd.weight has 8 rows"},
+		// gpt2: embedding_length 32, feed_forward_length 64, 1 block, 2 heads, context 4, 8 tokens.
+		{"gpt2", "context_length", billion, "gpt2.context_length = 1073741824, but position_embd.weight has shape [4 32]"},
+		{"gpt2", "context_length", uint32(3), "gpt2.context_length = 3, but position_embd.weight has shape [4 32]"},
+		{"gpt2", "block_count", billion, "gpt2.block_count = 1073741824, but the file holds tensors for at most 1 blocks"},
+		{"gpt2", "attention.head_count", uint32(3), "embedding_length 32 is not a multiple of head_count 3"},
+		{"gpt2", "attention.head_count", billion, "embedding_length 32 is not a multiple of head_count 1073741824"},
+		{"gpt2", "embedding_length", billion, "gpt2.embedding_length = 1073741824, but token_embd.weight has rows of 32"},
+		{"gpt2", "feed_forward_length", uint32(1 << 20), "gpt2.feed_forward_length = 1048576: invalid model config: ffn_dim 1048576"},
+		{"gpt2", "attention.head_count_kv", uint32(1), "unsupported: gpt2 with head_count_kv 1"},
+		{"gpt2", "attention.layer_norm_epsilon", 2.0, "gpt2.attention.layer_norm_epsilon = 2: invalid model config: norm_eps 2"},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s.%s=%v", c.arch, c.key, c.value), func(t *testing.T) {
+			kvs, ts := synthetic(c.arch, TypeF16, 5)
+			b := encode(t, withKV(kvs, c.arch+"."+c.key, c.value), ts)
+			path := filepath.Join(t.TempDir(), "m.gguf")
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			_, err := Import(path)
+			elapsed := time.Since(start)
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("error %v, want one naming %s and saying %q", err, path, c.want)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 || elapsed > 5*time.Second {
+				t.Errorf("the import allocated %d MB in %v", alloc>>20, elapsed)
+			}
+		})
+	}
+}
+
+// TestLongRoPEContextCostsNothing: a llama file's context length sizes no tensor, so the
+// largest one lmrun accepts imports without allocating anything in proportion to it.
+func TestLongRoPEContextCostsNothing(t *testing.T) {
+	kvs, ts := synthetic("llama", TypeF16, 5)
+	f, err := parseBytes(encode(t, withKV(kvs, "llama.context_length", uint32(1<<21)), ts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ck, err := FromFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tensorData(t, ck)
+	runtime.ReadMemStats(&after)
+	if ck.Meta["lm.context_length"] != int64(1<<21) {
+		t.Errorf("lm.context_length = %v", ck.Meta["lm.context_length"])
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("importing a tiny model with a 2M context allocated %d MB", alloc>>20)
 	}
 }

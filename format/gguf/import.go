@@ -459,8 +459,8 @@ func (b *builder) common() (common, error) {
 		}
 	}
 	// Every block has tensors: this bounds the loops and allocations block_count drives.
-	if c.layers > len(b.f.Tensors) {
-		return c, fmt.Errorf("metadata %s.block_count = %d, but the file has only %d tensors", b.arch, c.layers, len(b.f.Tensors))
+	if n := blockCount(b.f); c.layers > n {
+		return c, fmt.Errorf("metadata %s.block_count = %d, but the file holds tensors for at most %d blocks", b.arch, c.layers, n)
 	}
 	if c.ffn, err = b.ffnKey(); err != nil {
 		return c, err
@@ -469,6 +469,9 @@ func (b *builder) common() (common, error) {
 	if emb == nil || len(emb.Dims) < 2 || emb.Dims[1] == 0 {
 		return c, fmt.Errorf("missing tensors: token_embd.weight (or it is not a matrix)")
 	}
+	if emb.Dims[0] != uint64(c.dim) {
+		return c, fmt.Errorf("metadata %s.embedding_length = %d, but token_embd.weight has rows of %d", b.arch, c.dim, emb.Dims[0])
+	}
 	c.vocab = int(emb.Dims[1])
 	if v, ok := b.f.Value(b.arch + ".vocab_size"); ok {
 		if n, ok := MetaValue(v); ok && n != any(int64(c.vocab)) {
@@ -476,6 +479,46 @@ func (b *builder) common() (common, error) {
 		}
 	}
 	return c, nil
+}
+
+// blockCount returns how many distinct block indices n the tensor names of f hold as
+// "blk.n.".
+func blockCount(f *File) int {
+	names := make([]string, len(f.Tensors))
+	for i, t := range f.Tensors {
+		names[i] = t.Name
+	}
+	return format.CountLayers(names, "blk.")
+}
+
+// resolve fills in cfg's defaults and validates it (model.Config.Resolve). A rejected
+// value is reported under the metadata key of this file it came from, when keys (names
+// without the "arch." prefix) maps the model package's key for it.
+func (b *builder) resolve(cfg *model.Config, keys map[string]string) error {
+	err := cfg.Resolve()
+	if err == nil {
+		return nil
+	}
+	var ce *model.ConfigError
+	if errors.As(err, &ce) {
+		if k, ok := keys[ce.Key]; ok {
+			return fmt.Errorf("metadata %s.%s = %v: %w", b.arch, k, ce.Value, err)
+		}
+	}
+	return err
+}
+
+// ggufKeys maps the model package's metadata keys to the GGUF keys (without the "arch."
+// prefix) both architectures read them from, and those of extra.
+func ggufKeys(extra map[string]string) map[string]string {
+	keys := map[string]string{
+		model.KeyDim: "embedding_length", model.KeyNLayers: "block_count", model.KeyNHeads: "attention.head_count",
+		model.KeyFFNDim: "feed_forward_length", model.KeyContextLength: "context_length",
+	}
+	for k, v := range extra {
+		keys[k] = v
+	}
+	return keys
 }
 
 // ffnKey reads feed_forward_length, which some files store per layer (all equal here).
@@ -561,7 +604,12 @@ func importLlama(b *builder) (model.Config, error) {
 	cfg := model.Config{Arch: b.arch, VocabSize: c.vocab, Dim: c.dim, NLayers: c.layers, NHeads: c.heads,
 		NKVHeads: kvHeads, HeadDim: headDim, FFNDim: c.ffn, ContextLength: c.ctx, Norm: model.RMSNorm,
 		NormEps: eps, Position: model.RoPE, RopeTheta: theta, RopeDim: ropeDim, Activation: model.SwiGLU}
-	if err := cfg.Resolve(); err != nil {
+	keys := ggufKeys(map[string]string{model.KeyNKVHeads: "attention.head_count_kv", model.KeyRopeDim: "rope.dimension_count",
+		model.KeyNormEps: "attention.layer_norm_rms_epsilon", model.KeyRopeTheta: "rope.freq_base"})
+	if _, ok := b.f.Value(b.arch + ".attention.key_length"); ok {
+		keys[model.KeyHeadDim] = "attention.key_length"
+	}
+	if err := b.resolve(&cfg, keys); err != nil {
 		return none, err
 	}
 	dim, qDim, kvDim := c.dim, c.heads*headDim, kvHeads*headDim
@@ -620,10 +668,15 @@ func importGPT2(b *builder) (model.Config, error) {
 	if err != nil {
 		return none, err
 	}
+	// The learned position table must hold context_length rows: check it before the
+	// length sizes anything.
+	if pos := b.f.Tensor("position_embd.weight"); pos != nil && (len(pos.Dims) < 2 || pos.Dims[1] != uint64(c.ctx)) {
+		return none, fmt.Errorf("metadata %s.context_length = %d, but position_embd.weight has shape %v", b.arch, c.ctx, pos.Shape())
+	}
 	cfg := model.Config{Arch: b.arch, VocabSize: c.vocab, Dim: c.dim, NLayers: c.layers, NHeads: c.heads,
 		FFNDim: c.ffn, ContextLength: c.ctx, Norm: model.LayerNorm, NormEps: eps, Position: model.Learned,
 		Activation: model.GELUTanh}
-	if err := cfg.Resolve(); err != nil {
+	if err := b.resolve(&cfg, ggufKeys(map[string]string{model.KeyNormEps: "attention.layer_norm_epsilon"})); err != nil {
 		return none, err
 	}
 	dim := c.dim

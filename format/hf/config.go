@@ -3,10 +3,17 @@ package hf
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+
+	"github.com/lmrun/lmrun/format"
+	"github.com/lmrun/lmrun/format/safetensors"
+	"github.com/lmrun/lmrun/model"
 )
 
 // maxConfigSize bounds config.json (real ones are a few KB).
@@ -30,6 +37,11 @@ func readConfig(path string) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseConfig(path, b)
+}
+
+// parseConfig parses the contents of config.json; path names it in errors.
+func parseConfig(path string, b []byte) (*config, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var m map[string]any
@@ -205,4 +217,76 @@ func (c *config) activation(def string) (string, error) {
 		return "", c.errorf("unsupported activation_function %q (supported: gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, relu)", name)
 	}
 	return act, nil
+}
+
+// resolve fills in cfg's defaults and validates it (model.Config.Resolve). A rejected
+// value is reported under its config.json key when keys maps the metadata key the model
+// package names it by.
+func (c *config) resolve(cfg *model.Config, keys map[string]string) error {
+	err := cfg.Resolve()
+	if err == nil {
+		return nil
+	}
+	var ce *model.ConfigError
+	if errors.As(err, &ce) {
+		if k, ok := keys[ce.Key]; ok {
+			return c.errorf("%s = %v: %v", k, ce.Value, err)
+		}
+	}
+	return c.errorf("%v", err)
+}
+
+// checkLayers rejects a layer count (the value of key) larger than the number of layers
+// the weights hold tensors for, before anything loops over the layers.
+func (c *config) checkLayers(key string, layers int, st *safetensors.File, prefix string) error {
+	if n := layerCount(st, prefix); layers > n {
+		return c.errorf("%s = %d, but %s holds tensors for at most %d layers", key, layers, weightsName(st), n)
+	}
+	return nil
+}
+
+// checkShape rejects hyper-parameters (what: "key = value and ...") that imply a shape
+// other than the one the named tensor has, before anything is sized by them. A missing
+// tensor is left to the builder, which lists every missing tensor.
+func (c *config) checkShape(st *safetensors.File, name, what string, shape ...int) error {
+	t := st.Tensor(name)
+	if t == nil || sameShape(t.Shape, shape) {
+		return nil
+	}
+	return c.errorf("%s imply %s of shape %v, but %s has it as %v", what, name, shape, weightsName(st), t.Shape)
+}
+
+// keyValues formats key, value pairs as "k1 = v1 and k2 = v2" for error messages.
+func keyValues(kv ...any) string {
+	parts := make([]string, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		parts = append(parts, fmt.Sprintf("%v = %v", kv[i], kv[i+1]))
+	}
+	return strings.Join(parts, " and ")
+}
+
+// layerCount returns how many distinct layer indices n the tensor names of st hold as
+// prefix + n + ".".
+func layerCount(st *safetensors.File, prefix string) int {
+	names := make([]string, len(st.Tensors))
+	for i, t := range st.Tensors {
+		names[i] = t.Name
+	}
+	return format.CountLayers(names, prefix)
+}
+
+// weightsName names the safetensors file of st in messages: its base name when st is
+// one file, else a description.
+func weightsName(st *safetensors.File) string {
+	path := ""
+	for i, t := range st.Tensors {
+		if i > 0 && t.Path != path {
+			return "the safetensors shards"
+		}
+		path = t.Path
+	}
+	if path == "" {
+		return "the safetensors weights"
+	}
+	return filepath.Base(path)
 }

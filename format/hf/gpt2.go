@@ -60,17 +60,29 @@ func importGPT2(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 		}
 	}
 
+	// Check the numbers that size loops and tensors against what the file holds.
+	prefix := namePrefix(st, "transformer.")
+	if err := c.checkLayers("n_layer", layers, st, prefix+"h."); err != nil {
+		return nil, err
+	}
+	if err := c.checkShape(st, prefix+"wte.weight", keyValues("vocab_size", vocab, "n_embd", dim), vocab, dim); err != nil {
+		return nil, err
+	}
+	if err := c.checkShape(st, prefix+"wpe.weight", keyValues("n_positions", ctx, "n_embd", dim), ctx, dim); err != nil {
+		return nil, err
+	}
 	cfg := model.Config{Arch: "gpt2", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, FFNDim: ffn,
 		ContextLength: ctx, Norm: model.LayerNorm, NormEps: eps, Position: model.Learned,
 		Activation: model.Activation(act)}
 	if !scaleWeights {
 		cfg.AttnScale = 1
 	}
-	if err := cfg.Resolve(); err != nil {
-		return nil, c.errorf("%v", err)
+	if err := c.resolve(&cfg, map[string]string{model.KeyVocabSize: "vocab_size", model.KeyDim: "n_embd",
+		model.KeyNLayers: "n_layer", model.KeyNHeads: "n_head", model.KeyFFNDim: "n_inner",
+		model.KeyContextLength: "n_positions", model.KeyNormEps: "layer_norm_epsilon"}); err != nil {
+		return nil, err
 	}
 
-	prefix := namePrefix(st, "transformer.")
 	b := newBuilder(st)
 	wte := b.tensor(prefix+"wte.weight", vocab, dim)
 	b.add("token_embd.weight", []int{vocab, dim}, wte, nil)

@@ -81,23 +81,41 @@ func importPath(path string) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	mt, err := cfg.str("model_type", "")
-	if err != nil {
+	// The model type is checked before the weights are opened.
+	if _, _, err := cfg.importer(); err != nil {
 		return nil, err
-	}
-	imp, ok := importers[mt]
-	if !ok {
-		if mt == "" {
-			return nil, cfg.errorf("no model_type (supported: %s)", strings.Join(SupportedModelTypes(), ", "))
-		}
-		return nil, fmt.Errorf("unsupported model_type %s (supported: %s)", mt, strings.Join(SupportedModelTypes(), ", "))
 	}
 	sf, err := open()
 	if err != nil {
 		return nil, err
 	}
 	defer sf.Close()
-	ck, err := imp(cfg, sf)
+	return importConfig(cfg, sf)
+}
+
+// importer returns the importer of the config's model_type, and the type.
+func (c *config) importer() (importer, string, error) {
+	mt, err := c.str("model_type", "")
+	if err != nil {
+		return nil, "", err
+	}
+	imp, ok := importers[mt]
+	if !ok {
+		if mt == "" {
+			return nil, "", c.errorf("no model_type (supported: %s)", strings.Join(SupportedModelTypes(), ", "))
+		}
+		return nil, "", fmt.Errorf("unsupported model_type %s (supported: %s)", mt, strings.Join(SupportedModelTypes(), ", "))
+	}
+	return imp, mt, nil
+}
+
+// importConfig maps a parsed config and the weights it describes to a checkpoint.
+func importConfig(c *config, st *safetensors.File) (*format.Checkpoint, error) {
+	imp, mt, err := c.importer()
+	if err != nil {
+		return nil, err
+	}
+	ck, err := imp(c, st)
 	if err != nil {
 		return nil, err
 	}

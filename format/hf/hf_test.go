@@ -7,8 +7,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
@@ -630,5 +632,182 @@ func TestRoundTrip(t *testing.T) {
 			}
 		}
 		f.Close()
+	}
+}
+
+// measure runs f and returns its error, the bytes it allocated and the time it took.
+func measure(f func() error) (error, uint64, time.Duration) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	err := f()
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	return err, after.TotalAlloc - before.TotalAlloc, elapsed
+}
+
+// Bounds for importing a tiny fixture under an absurd config: generous for the machine,
+// tiny next to what the absurd numbers would ask for.
+const (
+	maxAbsurdAlloc = 64 << 20
+	maxAbsurdTime  = 5 * time.Second
+)
+
+// absurdDir writes a model directory holding the fixture's config.json with key set to
+// value (deleted when value is nil) beside a link to the fixture's weights.
+func absurdDir(t *testing.T, fixture, key string, value any) string {
+	t.Helper()
+	src := fixtures.Path(t, "expected", fixture)
+	cfg := readConfigMap(t, src)
+	if value == nil {
+		delete(cfg, key)
+	} else {
+		cfg[key] = value
+	}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(src, "model.safetensors"), filepath.Join(dir, "model.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestAbsurdConfigs: a config.json whose numbers are absurd — billions of layers, heads,
+// positions or dimensions, negative, zero, of the wrong JSON type — next to a real tiny
+// checkpoint is an error naming the key and its value, found at once and without
+// allocating anything sized by the absurd number.
+func TestAbsurdConfigs(t *testing.T) {
+	const billion = 1 << 30
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	many := func(n int, entry string) json.RawMessage {
+		return raw("[" + strings.TrimSuffix(strings.Repeat(entry+",", n), ",") + "]")
+	}
+	cases := []struct {
+		fixture, key string
+		value        any
+		want         []string
+	}{
+		// GPT-2: n_embd 64, n_layer 2, n_head 4, n_positions 128, vocab_size 1000.
+		{"gpt2_tiny_hf", "n_layer", billion, []string{"n_layer = 1073741824", "model.safetensors holds tensors for at most 2 layers"}},
+		{"gpt2_tiny_hf", "n_layer", 3, []string{"n_layer = 3", "at most 2 layers"}},
+		{"gpt2_tiny_hf", "n_layer", 5000000000, []string{"n_layer = 5000000000 is out of range"}},
+		{"gpt2_tiny_hf", "n_layer", -1, []string{"n_layer = -1, want > 0"}},
+		{"gpt2_tiny_hf", "n_layer", 0, []string{"n_layer = 0, want > 0"}},
+		{"gpt2_tiny_hf", "n_layer", "2", []string{"n_layer is 2, want an integer"}},
+		{"gpt2_tiny_hf", "n_layer", 2.5, []string{"n_layer is 2.5, want an integer"}},
+		{"gpt2_tiny_hf", "n_layer", 1e300, []string{"n_layer is 1e+300, want an integer"}},
+		{"gpt2_tiny_hf", "n_layer", raw("99999999999999999999999"), []string{"n_layer is 99999999999999999999999, want an integer"}},
+		{"gpt2_tiny_hf", "n_layer", []int{2}, []string{"n_layer is [2], want an integer"}},
+		{"gpt2_tiny_hf", "n_layer", nil, []string{"missing n_layer"}},
+		{"gpt2_tiny_hf", "n_head", billion, []string{"n_embd 64 is not a multiple of n_head 1073741824"}},
+		{"gpt2_tiny_hf", "n_head", -4, []string{"n_head = -4, want > 0"}},
+		{"gpt2_tiny_hf", "n_embd", billion, []string{"vocab_size = 1000 and n_embd = 1073741824 imply wte.weight of shape [1000 1073741824]", "[1000 64]"}},
+		{"gpt2_tiny_hf", "vocab_size", 2000000000, []string{"vocab_size = 2000000000 and n_embd = 64 imply wte.weight of shape [2000000000 64]"}},
+		{"gpt2_tiny_hf", "vocab_size", 0, []string{"vocab_size = 0, want > 0"}},
+		{"gpt2_tiny_hf", "n_positions", 2000000000, []string{"n_positions = 2000000000 and n_embd = 64 imply wpe.weight of shape [2000000000 64]", "[128 64]"}},
+		{"gpt2_tiny_hf", "n_inner", 2000000000, []string{"n_inner = 2000000000", "ffn_dim 2000000000"}},
+		{"gpt2_tiny_hf", "n_inner", 4096, []string{"h.0.mlp.c_fc.weight has shape [64 256], the config implies [64 4096]"}},
+		{"gpt2_tiny_hf", "n_inner", -1, []string{"n_inner = -1, want > 0"}},
+		{"gpt2_tiny_hf", "layer_norm_epsilon", 1e10, []string{"layer_norm_epsilon = 1e+10", "norm_eps"}},
+		{"gpt2_tiny_hf", "layer_norm_epsilon", "small", []string{"layer_norm_epsilon is small, want a number"}},
+		// Llama: hidden_size 64, intermediate_size 192, 2 layers, 4 heads, 2 KV heads, vocab 512.
+		{"llama_tiny_hf", "num_hidden_layers", billion, []string{"num_hidden_layers = 1073741824", "at most 2 layers"}},
+		{"llama_tiny_hf", "num_attention_heads", billion, []string{"hidden_size 64 is not a multiple of num_attention_heads 1073741824"}},
+		{"llama_tiny_hf", "num_attention_heads", 6, []string{"hidden_size 64 is not a multiple of num_attention_heads 6"}},
+		{"llama_tiny_hf", "num_key_value_heads", 3, []string{"num_attention_heads 4 is not a multiple of num_key_value_heads 3"}},
+		{"llama_tiny_hf", "num_key_value_heads", 8, []string{"num_key_value_heads 8"}},
+		{"llama_tiny_hf", "num_key_value_heads", 0, []string{"num_key_value_heads = 0, want > 0"}},
+		{"llama_tiny_hf", "num_key_value_heads", 2.0000001, []string{"num_key_value_heads is 2.0000001, want an integer"}},
+		{"llama_tiny_hf", "head_dim", billion, []string{"head_dim = 1073741824", "invalid model config: head_dim 1073741824"}},
+		{"llama_tiny_hf", "head_dim", 2147483647, []string{"head dimension 2147483647 is odd"}},
+		{"llama_tiny_hf", "head_dim", 1 << 17, []string{"head_dim = 131072", "invalid model config: head_dim 131072"}},
+		{"llama_tiny_hf", "head_dim", 1 << 16, []string{"model.layers.0.self_attn.q_proj.weight has shape [64 64], the config implies [262144 64]"}},
+		{"llama_tiny_hf", "hidden_size", billion, []string{"vocab_size = 512 and hidden_size = 1073741824 imply model.embed_tokens.weight"}},
+		{"llama_tiny_hf", "vocab_size", 2000000000, []string{"vocab_size = 2000000000 and hidden_size = 64 imply model.embed_tokens.weight"}},
+		{"llama_tiny_hf", "intermediate_size", 2000000000, []string{"intermediate_size = 2000000000", "ffn_dim 2000000000"}},
+		{"llama_tiny_hf", "intermediate_size", "192", []string{"intermediate_size is 192, want an integer"}},
+		{"llama_tiny_hf", "max_position_embeddings", 2000000000, []string{"max_position_embeddings = 2000000000", "context_length 2000000000"}},
+		{"llama_tiny_hf", "max_position_embeddings", -1, []string{"max_position_embeddings = -1, want > 0"}},
+		{"llama_tiny_hf", "rope_theta", 0.5, []string{"rope_theta = 0.5", "rope_theta 0.5"}},
+		{"llama_tiny_hf", "rms_norm_eps", -1, []string{"rms_norm_eps = -1", "norm_eps"}},
+		// GPT-Neo: hidden_size 64, 4 layers, 4 heads, 128 positions, window 8, vocab 512.
+		{"gpt_neo_tiny_hf", "num_layers", billion, []string{"num_layers = 1073741824", "at most 4 layers"}},
+		{"gpt_neo_tiny_hf", "attention_types", raw(`[[["global"], 1073741824]]`), []string{"attention_types name more than the 4 layers of num_layers"}},
+		{"gpt_neo_tiny_hf", "attention_types", many(100000, `[["global","local"],2]`), []string{"attention_types name more than the 4 layers of num_layers"}},
+		{"gpt_neo_tiny_hf", "attention_types", raw(`[[["global","local"], -2]]`), []string{"attention_types: bad entry"}},
+		{"gpt_neo_tiny_hf", "attention_types", raw(`[[["global","local"], 2.5]]`), []string{"attention_types: bad entry"}},
+		{"gpt_neo_tiny_hf", "attention_types", "global", []string{"attention_types: want a list"}},
+		{"gpt_neo_tiny_hf", "window_size", billion, []string{"window_size = 1073741824", "attention window 1073741824"}},
+		{"gpt_neo_tiny_hf", "window_size", 0, []string{"window_size = 0, want > 0"}},
+		{"gpt_neo_tiny_hf", "max_position_embeddings", 2000000000, []string{"max_position_embeddings = 2000000000 and hidden_size = 64 imply transformer.wpe.weight"}},
+		{"gpt_neo_tiny_hf", "intermediate_size", billion, []string{"intermediate_size = 1073741824", "ffn_dim"}},
+		{"gpt_neo_tiny_hf", "vocab_size", -512, []string{"vocab_size = -512, want > 0"}},
+		// OPT: hidden_size 64, ffn_dim 256, 2 layers, 4 heads, 128 positions (+2), vocab 512.
+		{"opt_tiny_hf", "num_hidden_layers", billion, []string{"num_hidden_layers = 1073741824", "at most 2 layers"}},
+		{"opt_tiny_hf", "ffn_dim", 2000000000, []string{"ffn_dim = 2000000000", "ffn_dim 2000000000"}},
+		{"opt_tiny_hf", "word_embed_proj_dim", billion, []string{"vocab_size = 512 and word_embed_proj_dim = 1073741824 imply model.decoder.embed_tokens.weight"}},
+		{"opt_tiny_hf", "word_embed_proj_dim", -3, []string{"word_embed_proj_dim = -3, want > 0"}},
+		{"opt_tiny_hf", "max_position_embeddings", math.MaxInt32, []string{"max_position_embeddings = 2147483647 and hidden_size = 64", "[2147483649 64]"}},
+		{"opt_tiny_hf", "hidden_size", billion, []string{"max_position_embeddings = 128 and hidden_size = 1073741824"}},
+		{"opt_tiny_hf", "num_attention_heads", billion, []string{"hidden_size 64 is not a multiple of num_attention_heads 1073741824"}},
+		{"opt_tiny_hf", "vocab_size", true, []string{"vocab_size is true, want an integer"}},
+	}
+	for _, c := range cases {
+		value := fmt.Sprint(c.value)
+		if r, ok := c.value.(json.RawMessage); ok {
+			value = string(r)
+		}
+		if len(value) > 40 {
+			value = value[:40] + "..."
+		}
+		t.Run(fmt.Sprintf("%s/%s=%s", c.fixture, c.key, value), func(t *testing.T) {
+			dir := absurdDir(t, c.fixture, c.key, c.value)
+			err, alloc, elapsed := measure(func() error { _, err := Import(dir); return err })
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range append(c.want, dir) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if alloc > maxAbsurdAlloc || elapsed > maxAbsurdTime {
+				t.Errorf("the import allocated %d MB in %v", alloc>>20, elapsed)
+			}
+		})
+	}
+}
+
+// TestLongRoPEContextCostsNothing: a RoPE model's context length sizes no tensor, so the
+// largest one lmrun accepts imports without allocating anything in proportion to it.
+func TestLongRoPEContextCostsNothing(t *testing.T) {
+	dir := absurdDir(t, "llama_tiny_hf", "max_position_embeddings", 1<<21)
+	var ck *format.Checkpoint
+	err, alloc, _ := measure(func() error {
+		var err error
+		if ck, err = Import(dir); err != nil {
+			return err
+		}
+		for _, s := range ck.Tensors {
+			if _, err := s.Data(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Meta["lm.context_length"] != int64(1<<21) {
+		t.Errorf("lm.context_length = %v", ck.Meta["lm.context_length"])
+	}
+	if alloc > maxAbsurdAlloc {
+		t.Errorf("importing a 0.5 MB model with a 2M context allocated %d MB", alloc>>20)
 	}
 }

@@ -82,14 +82,30 @@ func importLlama(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 		return nil, err
 	}
 
+	// Check the numbers that size loops and tensors against what the file holds. RoPE
+	// needs no table: max_position_embeddings sizes nothing here.
+	prefix := namePrefix(st, "model.")
+	if err := c.checkLayers("num_hidden_layers", layers, st, prefix+"layers."); err != nil {
+		return nil, err
+	}
+	if err := c.checkShape(st, prefix+"embed_tokens.weight", keyValues("vocab_size", vocab, "hidden_size", dim), vocab, dim); err != nil {
+		return nil, err
+	}
 	cfg := model.Config{Arch: "llama", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, NKVHeads: kvHeads,
 		HeadDim: headDim, FFNDim: ffn, ContextLength: ctx, Norm: model.RMSNorm, NormEps: eps,
 		Position: model.RoPE, RopeTheta: theta, Activation: model.SwiGLU}
-	if err := cfg.Resolve(); err != nil {
-		return nil, c.errorf("%v", err)
+	keys := map[string]string{model.KeyVocabSize: "vocab_size", model.KeyDim: "hidden_size",
+		model.KeyNLayers: "num_hidden_layers", model.KeyNHeads: "num_attention_heads",
+		model.KeyNKVHeads: "num_key_value_heads", model.KeyFFNDim: "intermediate_size",
+		model.KeyContextLength: "max_position_embeddings", model.KeyNormEps: "rms_norm_eps",
+		model.KeyRopeTheta: "rope_theta"}
+	if c.has("head_dim") {
+		keys[model.KeyHeadDim] = "head_dim"
+	}
+	if err := c.resolve(&cfg, keys); err != nil {
+		return nil, err
 	}
 
-	prefix := namePrefix(st, "model.")
 	qDim, kvDim := heads*headDim, kvHeads*headDim
 	b := newBuilder(st)
 	// bias adds a q/k/v/o bias: required with attention_bias, else taken if present.

@@ -3,6 +3,7 @@ package hf
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/safetensors"
@@ -43,24 +44,39 @@ func importGPTNeo(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := model.Config{Arch: "gpt_neo", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, FFNDim: ffn,
-		ContextLength: ctx, Norm: model.LayerNorm, NormEps: eps, Position: model.Learned,
-		Activation: model.Activation(act),
-		AttnScale:  1} // GPT-Neo does not scale q·k
-	if err := cfg.Resolve(); err != nil {
-		return nil, c.errorf("%v", err)
+	// Check the numbers that size loops and tensors against what the file holds.
+	prefix := namePrefix(st, "transformer.")
+	if err := c.checkLayers("num_layers", layers, st, prefix+"h."); err != nil {
+		return nil, err
 	}
+	if err := c.checkShape(st, prefix+"wte.weight", keyValues("vocab_size", vocab, "hidden_size", dim), vocab, dim); err != nil {
+		return nil, err
+	}
+	if err := c.checkShape(st, prefix+"wpe.weight", keyValues("max_position_embeddings", ctx, "hidden_size", dim), ctx, dim); err != nil {
+		return nil, err
+	}
+	// Every layer's attention kind: bounded by num_layers, itself bounded by the file.
 	kinds, err := neoAttentionLayers(c, layers)
 	if err != nil {
 		return nil, err
 	}
+	windows := make([]int, layers)
 	for i, k := range kinds {
 		if k == "local" {
-			cfg.AttnWindows[i] = window
+			windows[i] = window
 		}
 	}
+	cfg := model.Config{Arch: "gpt_neo", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, FFNDim: ffn,
+		ContextLength: ctx, Norm: model.LayerNorm, NormEps: eps, Position: model.Learned,
+		Activation: model.Activation(act), AttnWindows: windows,
+		AttnScale: 1} // GPT-Neo does not scale q·k
+	if err := c.resolve(&cfg, map[string]string{model.KeyVocabSize: "vocab_size", model.KeyDim: "hidden_size",
+		model.KeyNLayers: "num_layers", model.KeyNHeads: "num_heads", model.KeyFFNDim: "intermediate_size",
+		model.KeyContextLength: "max_position_embeddings", model.KeyNormEps: "layer_norm_epsilon",
+		model.KeyAttnWindows: "window_size"}); err != nil {
+		return nil, err
+	}
 
-	prefix := namePrefix(st, "transformer.")
 	b := newBuilder(st)
 	wte := b.tensor(prefix+"wte.weight", vocab, dim)
 	b.add("token_embd.weight", []int{vocab, dim}, wte, nil)
@@ -113,8 +129,13 @@ func neoAttentionLayers(c *config, layers int) ([]string, error) {
 			pattern, ok1 := pair[0].([]any)
 			num, ok2 := pair[1].(json.Number)
 			repeat, err := num.Int64()
-			if !ok1 || !ok2 || err != nil || repeat < 0 || repeat > int64(layers) || int(repeat)*len(pattern) > layers {
-				return nil, c.errorf("attention_types: bad entry %v", g)
+			if !ok1 || !ok2 || err != nil || repeat < 0 {
+				return nil, c.errorf("attention_types: bad entry %v", describe(g))
+			}
+			// The entries together may name no more than the model's layers: this bounds
+			// what the repeats expand to by num_layers, whatever the number of entries.
+			if repeat > int64(layers) || len(kinds)+int(repeat)*len(pattern) > layers {
+				return nil, c.errorf("attention_types name more than the %d layers of num_layers (at entry %s)", layers, describe(g))
 			}
 			for r := 0; r < int(repeat); r++ {
 				for _, k := range pattern {
@@ -142,4 +163,13 @@ func neoAttentionLayers(c *config, layers int) ([]string, error) {
 		}
 	}
 	return kinds, nil
+}
+
+// describe summarizes a JSON value for an error message.
+func describe(v any) string {
+	s := strings.Join(strings.Fields(fmt.Sprint(v)), " ")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
 }

@@ -58,7 +58,23 @@ func importOPT(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	}
 	finalNorm := pre && !removeFinal
 
+	// Check the numbers that size loops and tensors against what the file holds.
+	embKey := "hidden_size"
+	if c.has("word_embed_proj_dim") {
+		embKey = "word_embed_proj_dim"
+	}
 	const posOffset = 2
+	prefix := namePrefix(st, "model.") + "decoder."
+	if err := c.checkLayers("num_hidden_layers", layers, st, prefix+"layers."); err != nil {
+		return nil, err
+	}
+	if err := c.checkShape(st, prefix+"embed_tokens.weight", keyValues("vocab_size", vocab, embKey, embDim), vocab, embDim); err != nil {
+		return nil, err
+	}
+	if err := c.checkShape(st, prefix+"embed_positions.weight", keyValues("max_position_embeddings", ctx, "hidden_size", dim)+
+		fmt.Sprintf(" (and OPT's offset of %d rows)", posOffset), ctx+posOffset, dim); err != nil {
+		return nil, err
+	}
 	cfg := model.Config{Arch: "opt", VocabSize: vocab, Dim: dim, NLayers: layers, NHeads: heads, FFNDim: ffn,
 		ContextLength: ctx, Norm: model.LayerNorm, NormEps: 1e-5, // nn.LayerNorm's default; OPT's config does not carry it
 		PostNorm: !pre, NoFinalNorm: !finalNorm, Position: model.Learned, PositionOffset: posOffset,
@@ -66,11 +82,12 @@ func importOPT(c *config, st *safetensors.File) (*format.Checkpoint, error) {
 	if embDim != dim {
 		cfg.EmbedDim = embDim
 	}
-	if err := cfg.Resolve(); err != nil {
-		return nil, c.errorf("%v", err)
+	if err := c.resolve(&cfg, map[string]string{model.KeyVocabSize: "vocab_size", model.KeyDim: "hidden_size",
+		model.KeyNLayers: "num_hidden_layers", model.KeyNHeads: "num_attention_heads", model.KeyFFNDim: "ffn_dim",
+		model.KeyContextLength: "max_position_embeddings", model.KeyEmbeddingDim: "word_embed_proj_dim"}); err != nil {
+		return nil, err
 	}
 
-	prefix := namePrefix(st, "model.") + "decoder."
 	b := newBuilder(st)
 	wte := b.tensor(prefix+"embed_tokens.weight", vocab, embDim)
 	b.add("token_embd.weight", []int{vocab, embDim}, wte, nil)

@@ -3,6 +3,9 @@ package llama2c
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/model"
 )
 
 // FuzzHeader checks that no header, with any claimed file size, panics or passes
@@ -59,6 +62,49 @@ func FuzzTokenizer(f *testing.F) {
 		}
 		if toks, _, _ := md.Strings("tokenizer.tokens"); len(toks) != vocab {
 			t.Fatalf("%d tokens for vocab %d", len(toks), vocab)
+		}
+	})
+}
+
+// FuzzImport imports checkpoints whose header holds fuzzed fields, in files (sparse: the
+// data is a hole) exactly as long as the header implies, give or take delta bytes. The
+// import must end quickly with an error or a valid model whose tensors fit in the file.
+func FuzzImport(f *testing.F) {
+	f.Add(uint8(1), int32(8), int32(16), int32(1), int32(2), int32(2), int32(32), int32(8), int32(0), int8(0))
+	f.Add(uint8(0), int32(8), int32(16), int32(2), int32(2), int32(1), int32(-32), int32(8), int32(0), int8(0))
+	f.Add(uint8(2), int32(8), int32(16), int32(1), int32(2), int32(2), int32(32), int32(8), int32(8), int8(0))
+	f.Add(uint8(1), int32(8), int32(16), int32(2000), int32(2), int32(2), int32(32), int32(1<<30), int32(0), int8(0))
+	f.Add(uint8(0), int32(1<<30), int32(1<<30), int32(1<<30), int32(1<<20), int32(1<<20), int32(1<<30), int32(1<<30), int32(0), int8(4))
+	f.Fuzz(func(t *testing.T, version uint8, dim, hidden, layers, heads, kvHeads, vocab, seqLen, gs int32, delta int8) {
+		v := int(version % 3)
+		fl := fields{dim, hidden, layers, heads, kvHeads, vocab, seqLen}
+		size := int64(4096)
+		if want, err := impliedSize(v, fl, gs); err == nil && want+int64(delta) <= 1<<30 {
+			size = max(want+int64(delta), 0)
+		}
+		p := sparseCheckpoint(t, v, fl, gs, size)
+		ck, err := Import(p, "")
+		if err != nil {
+			return
+		}
+		cfg, err := model.Parse(ck.Meta)
+		if err != nil {
+			t.Fatalf("imported metadata does not parse: %v", err)
+		}
+		var elems int64
+		for _, s := range ck.Tensors {
+			elems += int64(dtype.NumElements(s.Shape))
+		}
+		if elems > size || len(ck.Tensors) > 3+9*cfg.NLayers {
+			t.Fatalf("%d tensors of %d elements from a %d-byte file", len(ck.Tensors), elems, size)
+		}
+		if size <= 1<<20 {
+			for _, s := range ck.Tensors {
+				b, err := s.Data()
+				if err != nil || len(b) != 4*dtype.NumElements(s.Shape) {
+					t.Fatalf("%s: %d bytes for %v (%v)", s.Name, len(b), s.Shape, err)
+				}
+			}
 		}
 	})
 }

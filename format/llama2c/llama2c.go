@@ -82,7 +82,31 @@ func ReadHeader(path string) (*Header, error) {
 	return h, nil
 }
 
+// parseHeader decodes and checks the header b of a file of size bytes, which must be
+// exactly as long as the header implies.
 func parseHeader(b []byte, size int64) (*Header, error) {
+	h, err := decodeHeader(b, size)
+	if err != nil {
+		return nil, err
+	}
+	want, err := h.layout(nil)
+	if err != nil {
+		return nil, err
+	}
+	if want != size {
+		what := "truncated"
+		if size > want {
+			what = "has trailing data"
+		}
+		return nil, fmt.Errorf("%w: file is %d bytes, its header (%s) implies %d: %s, or not a llama2.c checkpoint",
+			ErrFormat, size, h.describe(), want, what)
+	}
+	return h, nil
+}
+
+// decodeHeader decodes the header b and checks its fields, but not the file size (size
+// only names it in errors and is recorded).
+func decodeHeader(b []byte, size int64) (*Header, error) {
 	le := binary.LittleEndian
 	if len(b) < LegacyHeaderSize {
 		return nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrFormat, size, LegacyHeaderSize)
@@ -146,18 +170,6 @@ func parseHeader(b []byte, size int64) (*Header, error) {
 	}
 	h.headDim = h.Dim / h.NHeads
 	h.kvDim = h.headDim * h.NKVHeads
-	want, err := h.layout(nil)
-	if err != nil {
-		return nil, err
-	}
-	if want != size {
-		what := "truncated"
-		if size > want {
-			what = "has trailing data"
-		}
-		return nil, fmt.Errorf("%w: file is %d bytes, its header (%s) implies %d: %s, or not a llama2.c checkpoint",
-			ErrFormat, size, h.describe(), want, what)
-	}
 	return h, nil
 }
 
@@ -322,6 +334,27 @@ func (h *Header) layout(ts *[]tensor) (int64, error) {
 	return int64(c.off), nil
 }
 
+// headerKey names the header field a model metadata key comes from ("" for none).
+func headerKey(key string) string {
+	switch key {
+	case model.KeyDim:
+		return "dim"
+	case model.KeyFFNDim:
+		return "hidden_dim"
+	case model.KeyNLayers:
+		return "n_layers"
+	case model.KeyNHeads:
+		return "n_heads"
+	case model.KeyNKVHeads:
+		return "n_kv_heads"
+	case model.KeyVocabSize:
+		return "vocab_size"
+	case model.KeyContextLength:
+		return "seq_len"
+	}
+	return ""
+}
+
 // Import reads the llama2.c checkpoint at binPath (any supported version) and, when
 // tokenizerPath is not empty, the llama2.c tokenizer at tokenizerPath. Tensor data is
 // read from binPath when the returned checkpoint is written.
@@ -334,6 +367,12 @@ func Import(binPath, tokenizerPath string) (*format.Checkpoint, error) {
 		NKVHeads: h.NKVHeads, FFNDim: h.HiddenDim, ContextLength: h.SeqLen, Norm: model.RMSNorm,
 		NormEps: 1e-5, Position: model.RoPE, RopeTheta: 10000, Activation: model.SwiGLU}
 	if err := cfg.Resolve(); err != nil {
+		var ce *model.ConfigError
+		if errors.As(err, &ce) {
+			if k := headerKey(ce.Key); k != "" {
+				return nil, fmt.Errorf("%s: header %s = %v: %w", binPath, k, ce.Value, err)
+			}
+		}
 		return nil, fmt.Errorf("%s: %w", binPath, err)
 	}
 	var ts []tensor
@@ -356,11 +395,13 @@ func Import(binPath, tokenizerPath string) (*format.Checkpoint, error) {
 		}
 	}
 	ck := &format.Checkpoint{Meta: meta}
+	byName := make(map[string]tensor, len(ts))
+	for _, t := range ts {
+		byName[t.name] = t
+	}
 	for _, name := range canonicalOrder(h.NLayers) {
-		for _, t := range ts {
-			if t.name == name {
-				ck.Tensors = append(ck.Tensors, h.source(binPath, t))
-			}
+		if t, ok := byName[name]; ok {
+			ck.Tensors = append(ck.Tensors, h.source(binPath, t))
 		}
 	}
 	if len(ck.Tensors) != len(ts) {

@@ -7,8 +7,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/format"
@@ -476,5 +478,177 @@ func TestRoundTrip(t *testing.T) {
 		if fmt.Sprint(f.Meta[k]) != fmt.Sprint(ck.Meta[k]) {
 			t.Errorf("metadata %s changed in the round trip", k)
 		}
+	}
+}
+
+// fields are a llama2.c header's seven ints, in file order.
+type fields struct{ dim, hidden, layers, heads, kvHeads, vocab, seqLen int32 }
+
+// encodeHeader returns a llama2.c header of the given version (0: legacy) holding f and,
+// for version 2, group size gs; versioned headers have a shared classifier.
+func encodeHeader(version int, f fields, gs int32) []byte {
+	b := header(f.dim, f.hidden, f.layers, f.heads, f.kvHeads, f.vocab, f.seqLen)
+	if version == 0 {
+		return b
+	}
+	v := make([]byte, VersionedHeaderSize)
+	binary.LittleEndian.PutUint32(v, Magic)
+	binary.LittleEndian.PutUint32(v[4:], uint32(version))
+	copy(v[8:], b)
+	v[36] = 1
+	binary.LittleEndian.PutUint32(v[37:], uint32(gs))
+	return v
+}
+
+// impliedSize returns the file size the header implies.
+func impliedSize(version int, f fields, gs int32) (int64, error) {
+	h, err := decodeHeader(encodeHeader(version, f, gs), 0)
+	if err != nil {
+		return 0, err
+	}
+	return h.layout(nil)
+}
+
+// sparseCheckpoint writes a llama2.c checkpoint whose header is encodeHeader(version,
+// f, gs) and whose size is size bytes, or exactly what the header implies when size < 0.
+// The data is a hole: the file costs no disk, however large the header makes it.
+func sparseCheckpoint(t *testing.T, version int, f fields, gs int32, size int64) string {
+	t.Helper()
+	if size < 0 {
+		var err error
+		if size, err = impliedSize(version, f, gs); err != nil {
+			t.Fatalf("test header %+v: %v", f, err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "m.bin")
+	if err := os.WriteFile(p, encodeHeader(version, f, gs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestAbsurdHeaders: a llama2.c header with absurd, negative or zero fields is an error
+// naming the field and its value, found from the header and the file size alone: nothing
+// is read or allocated in proportion to the numbers, even when the file (sparse here) is
+// exactly as long as they imply.
+func TestAbsurdHeaders(t *testing.T) {
+	tiny := fields{dim: 8, hidden: 16, layers: 1, heads: 2, kvHeads: 2, vocab: 32, seqLen: 8}
+	with := func(edit func(*fields)) fields { f := tiny; edit(&f); return f }
+	cases := []struct {
+		name    string
+		version int
+		f       fields
+		gs      int32
+		size    int64 // -1: what the header implies
+		want    []string
+	}{
+		{"layers 2000 (file of that size)", 1, with(func(f *fields) { f.layers = 2000 }), 0, -1, []string{"header n_layers = 2000", "invalid model config: n_layers 2000"}},
+		{"layers 2^30 (small file)", 1, with(func(f *fields) { f.layers = 1 << 30 }), 0, 4096, []string{"layers 1073741824", "implies"}},
+		{"layers max int32", 0, with(func(f *fields) { f.layers = math.MaxInt32 }), 0, 4096, []string{"layers 2147483647", "implies"}},
+		{"layers negative", 1, with(func(f *fields) { f.layers = -1 }), 0, 4096, []string{"n_layers = -1, want > 0"}},
+		{"layers zero", 0, with(func(f *fields) { f.layers = 0 }), 0, 4096, []string{"n_layers = 0, want > 0"}},
+		{"dim 2^30", 1, with(func(f *fields) { f.dim = 1 << 30 }), 0, 4096, []string{"dim 1073741824", "impossible size"}},
+		{"dim 2^17 (file of that size)", 1, fields{dim: 1 << 17, hidden: 1, layers: 1, heads: 1 << 16, kvHeads: 1 << 16, vocab: 1, seqLen: 1}, 0, -1, []string{"header dim = 131072", "invalid model config: dim 131072"}},
+		{"dim negative", 0, with(func(f *fields) { f.dim = -8 }), 0, 4096, []string{"dim = -8, want > 0"}},
+		{"hidden 2^30", 1, with(func(f *fields) { f.hidden = 1 << 30 }), 0, 4096, []string{"hidden 1073741824", "implies"}},
+		{"hidden 2^20 (file of that size)", 1, with(func(f *fields) { f.hidden = 1 << 20 }), 0, -1, []string{"header hidden_dim = 1048576", "invalid model config: ffn_dim 1048576"}},
+		{"hidden zero", 1, with(func(f *fields) { f.hidden = 0 }), 0, 4096, []string{"hidden_dim = 0, want > 0"}},
+		{"heads 2^30", 1, with(func(f *fields) { f.heads = 1 << 30 }), 0, 4096, []string{"dim 8 is not a multiple of n_heads 1073741824"}},
+		{"heads negative", 1, with(func(f *fields) { f.heads = -2 }), 0, 4096, []string{"n_heads = -2, want > 0"}},
+		{"kv heads not dividing", 1, with(func(f *fields) { f.kvHeads = 3 }), 0, 4096, []string{"n_heads 2 is not a multiple of n_kv_heads 3"}},
+		{"kv heads zero", 1, with(func(f *fields) { f.kvHeads = 0 }), 0, 4096, []string{"n_kv_heads = 0, want > 0"}},
+		{"kv heads max int32", 1, with(func(f *fields) { f.kvHeads = math.MaxInt32 }), 0, 4096, []string{"n_kv_heads 2147483647"}},
+		{"vocab 2^30", 1, with(func(f *fields) { f.vocab = 1 << 30 }), 0, 4096, []string{"vocab 1073741824", "implies"}},
+		{"vocab 2^23 (file of that size)", 1, with(func(f *fields) { f.vocab = 1 << 23 }), 0, -1, []string{"header vocab_size = 8388608", "invalid model config: vocab_size 8388608"}},
+		{"vocab min int32 (legacy, unshared)", 0, with(func(f *fields) { f.vocab = math.MinInt32 }), 0, 4096, []string{"vocab 2147483648", "implies"}},
+		{"vocab zero", 0, with(func(f *fields) { f.vocab = 0 }), 0, 4096, []string{"vocab_size = 0, want > 0"}},
+		{"seq_len max int32", 1, with(func(f *fields) { f.seqLen = math.MaxInt32 }), 0, -1, []string{"header seq_len = 2147483647", "invalid model config: context_length 2147483647"}},
+		{"seq_len 2^24 (legacy, file of that size)", 0, with(func(f *fields) { f.seqLen = 1 << 24 }), 0, -1, []string{"header seq_len = 16777216", "invalid model config: context_length 16777216"}},
+		{"seq_len 2^30 (legacy, small file)", 0, with(func(f *fields) { f.seqLen = 1 << 30 }), 0, 4096, []string{"seq_len 1073741824", "implies"}},
+		{"seq_len negative", 1, with(func(f *fields) { f.seqLen = -8 }), 0, 4096, []string{"seq_len = -8, want > 0"}},
+		{"all huge", 0, fields{1 << 30, math.MaxInt32, math.MaxInt32, 1, 1, math.MaxInt32, math.MaxInt32}, 0, 4096, []string{"impossible size"}},
+		{"group size zero", 2, tiny, 0, 4096, []string{"group size 0"}},
+		{"group size negative", 2, tiny, -32, 4096, []string{"group size -32"}},
+		{"group size 2^30", 2, tiny, 1 << 30, 4096, []string{"not a multiple of the group size 1073741824"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := sparseCheckpoint(t, c.version, c.f, c.gs, c.size)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			_, err := Import(p, "")
+			elapsed := time.Since(start)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range append(c.want, p) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 || elapsed > 5*time.Second {
+				t.Errorf("the import allocated %d MB in %v", alloc>>20, elapsed)
+			}
+		})
+	}
+}
+
+// TestManyLayersImportQuickly: a valid header with the most layers lmrun accepts and
+// tiny dimensions is a small file; importing it takes time linear in its tensors.
+func TestManyLayersImportQuickly(t *testing.T) {
+	p := sparseCheckpoint(t, 1, fields{dim: 2, hidden: 1, layers: 1024, heads: 1, kvHeads: 1, vocab: 1, seqLen: 1}, 0, -1)
+	start := time.Now()
+	ck, err := Import(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ck.Tensors) != 2+9*1024 {
+		t.Errorf("%d tensors", len(ck.Tensors))
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("importing 1024 tiny layers took %v", d)
+	}
+}
+
+// TestLongContextCostsNothing: seq_len sizes nothing in a version 1 file, so the largest
+// context lmrun accepts imports without allocating anything in proportion to it.
+func TestLongContextCostsNothing(t *testing.T) {
+	p := sparseCheckpoint(t, 1, fields{dim: 8, hidden: 16, layers: 1, heads: 2, kvHeads: 2, vocab: 32, seqLen: 1 << 21}, 0, -1)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ck, err := Import(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ck.Tensors {
+		if _, err := s.Data(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("importing a tiny model with a 2M context allocated %d MB", alloc>>20)
+	}
+}
+
+// TestAbsurdTokenizerVocab: a header whose vocabulary the tokenizer file cannot hold is
+// refused from the file's size, before anything is allocated for the tokens.
+func TestAbsurdTokenizerVocab(t *testing.T) {
+	p := sparseCheckpoint(t, 1, fields{dim: 2, hidden: 1, layers: 1, heads: 1, kvHeads: 1, vocab: 1 << 22, seqLen: 8}, 0, -1)
+	tok := fixtures.Path(t, "llama2c", "tok512.bin")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Import(p, tok)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "cannot hold 4194304 tokens") || !strings.Contains(err.Error(), tok) {
+		t.Fatalf("error %v, want one saying %s cannot hold 4194304 tokens", err, tok)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("refusing the tokenizer allocated %d MB", alloc>>20)
 	}
 }
