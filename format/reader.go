@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/format/internal/mmap"
 )
 
 // Format limits. They bound what a hostile file can make a reader allocate.
@@ -82,7 +83,7 @@ func Open(path string) (*File, error) {
 	if st.Size() > math.MaxInt-1 {
 		return nil, fmt.Errorf("%s: file too large", path)
 	}
-	data, unmap, err := mapFile(f, int(st.Size()))
+	data, unmap, err := mmap.File(f, int(st.Size()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
