@@ -417,8 +417,8 @@ func TestMatMulF16Finite(t *testing.T) {
 				binary.LittleEndian.PutUint16(data[2*i:], h)
 			}
 			w, err := kernels.NewMat(dtype.F16, data, rows, cols)
-			if err != nil || !w.F16Finite {
-				t.Fatalf("NewMat: %v, F16Finite %v", err, w != nil && w.F16Finite)
+			if err != nil || !w.F16Finite() {
+				t.Fatalf("NewMat: %v, F16Finite %v", err, w != nil && w.F16Finite())
 			}
 			for xi, special := range []float32{0, 60000, -65535, 65536, -1e30, float32(math.Inf(1)), float32(math.NaN())} {
 				x := randVec(r, cols, 1)
@@ -561,8 +561,8 @@ func TestMatMulQ8(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if dt == dtype.Q8_0 && w.Q8Sym != (si%2 == 0) {
-						t.Fatalf("Q8Sym = %v for %d×%d random q8_0 weights (case %d)", w.Q8Sym, rows, cols, si)
+					if dt == dtype.Q8_0 && w.Q8Sym() != (si%2 == 0) {
+						t.Fatalf("Q8Sym = %v for %d×%d random q8_0 weights (case %d)", w.Q8Sym(), rows, cols, si)
 					}
 					x := randVec(r, T*cols, 1)
 					if si%4 == 3 { // one large activation per token: small blocks elsewhere

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lmrun/lmrun/backends"
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/engine"
 )
 
@@ -52,7 +53,9 @@ type ModelResult struct {
 	Fraction   float64 `json:"fraction_of_limit,omitempty"`
 }
 
-// BenchModel measures the checkpoint at path.
+// BenchModel measures the model at path, a file of any kind convert.Open reads (a GGUF
+// file is used in place; a Hugging Face or llama2.c model is converted in memory, again
+// for each thread count).
 func BenchModel(path string, cfg ModelConfig) ([]ModelResult, error) {
 	if cfg.Reps <= 0 {
 		cfg.Reps = 3
@@ -62,9 +65,14 @@ func BenchModel(path string, cfg ModelConfig) ([]ModelResult, error) {
 	}
 	var out []ModelResult
 	for _, th := range cfg.Threads {
-		m, err := engine.Load(path, engine.Options{Backend: cfg.Backend, Threads: th})
+		f, err := convert.Open(path, convert.Options{})
 		if err != nil {
 			return nil, err
+		}
+		m, err := engine.FromFile(f, engine.Options{Backend: cfg.Backend, Threads: th})
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		// Refuse what the model cannot hold before measuring anything.
 		if err := fits(cfg, m.Config().ContextLength); err != nil {

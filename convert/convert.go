@@ -152,18 +152,18 @@ func Import(path string, opts Options) (*format.Checkpoint, error) {
 	if err != nil {
 		return nil, withPath(path, err)
 	}
-	if err := addTokenizer(ck, path, kind, opts.TokenizerPath); err != nil {
+	if err := addTokenizer(ck.Meta, path, kind, opts.TokenizerPath); err != nil {
 		return nil, withPath(path, err)
 	}
 	return ck, nil
 }
 
-// addTokenizer stores the tokenizer at tokPath in ck (replacing every tokenizer.* key),
+// addTokenizer stores the tokenizer at tokPath in meta (replacing every tokenizer.* key),
 // or, without one, the tokenizer files of a Hugging Face model directory when the
 // import has no tokenizer. The tokenizer is built once to check it, and must not
 // have more tokens than the model.
-func addTokenizer(ck *format.Checkpoint, path string, kind Kind, tokPath string) error {
-	vocab, _, err := ck.Meta.Int(model.KeyVocabSize)
+func addTokenizer(meta format.Metadata, path string, kind Kind, tokPath string) error {
+	vocab, _, err := meta.Int(model.KeyVocabSize)
 	if err != nil {
 		return err
 	}
@@ -174,13 +174,13 @@ func addTokenizer(ck *format.Checkpoint, path string, kind Kind, tokPath string)
 		if tm, err = tokfile.Read(tokPath, tokfile.Options{VocabSize: vocab}); err != nil {
 			return err
 		}
-		for k := range ck.Meta {
+		for k := range meta {
 			if strings.HasPrefix(k, "tokenizer.") {
-				delete(ck.Meta, k)
+				delete(meta, k)
 			}
 		}
 	case kind == KindHF || kind == KindSafetensors:
-		if _, err := tokenizer.FromMetadata(ck.Meta); !errors.Is(err, tokenizer.ErrNoTokenizer) {
+		if _, err := tokenizer.FromMetadata(meta); !errors.Is(err, tokenizer.ErrNoTokenizer) {
 			return nil // the importer provided one
 		}
 		src = path
@@ -203,7 +203,7 @@ func addTokenizer(ck *format.Checkpoint, path string, kind Kind, tokPath string)
 		return fmt.Errorf("tokenizer of %s has %d tokens, the model only %d", src, tok.VocabSize(), vocab)
 	}
 	for k, v := range tm {
-		ck.Meta[k] = v
+		meta[k] = v
 	}
 	return nil
 }

@@ -2,6 +2,11 @@
 // checkpoints. A Model holds the immutable weights and is safe to share between
 // goroutines; a Session owns one conversation's KV cache and position.
 //
+// Load opens an lmc file. Models of other formats reach the engine through package
+// convert, which the engine does not import: convert.Open returns a GGUF file mapped and
+// used in place, or a Hugging Face or llama2.c model converted in memory, as an open
+// *format.File, and FromFile runs it (ExampleFromFile).
+//
 // The engine links no kernel backend itself: a program imports the backends it wants,
 // usually all of them with
 //

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	_ "github.com/lmrun/lmrun/backends/all" // link every kernel backend this build has
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/engine"
 )
 
@@ -143,4 +144,38 @@ func ExampleModel_NewSession() {
 	// Output:
 	// Once upon a time, there was a little girl named Lily. She
 	// The cat and a boy were playing in the p
+}
+
+// Run a model without converting it first: convert.Open takes a GGUF file (mapped and
+// used in place, as an lmc file is), a Hugging Face directory or a llama2.c checkpoint
+// (converted in memory), detected by content; FromFile runs what it returns. This
+// llama2.c checkpoint carries no vocabulary, so the tokenizer is given beside it.
+func ExampleFromFile() {
+	f, err := convert.Open("../testdata/llama2c/stories260K.bin",
+		convert.Options{TokenizerPath: "../testdata/llama2c/tok512.bin"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := engine.FromFile(f, engine.Options{})
+	if err != nil {
+		f.Close()
+		log.Fatal(err)
+	}
+	defer m.Close() // closes f too
+	const text = "Once upon a time"
+	prompt, err := m.Tokenizer().Encode(text, true, false)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(text)
+	_, err = m.NewSession(engine.SessionOptions{}).GenerateText(context.Background(), prompt,
+		engine.GenerateOptions{MaxTokens: 30}, func(text string) error {
+			fmt.Print(text)
+			return nil
+		})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day,
 }

@@ -102,7 +102,9 @@ func (m *Model) Tokenizer() tokenizer.Tokenizer { return m.tok }
 // kind lmrun does not implement (the model still runs on token ids); nil otherwise.
 func (m *Model) TokenizerErr() error { return m.tokErr }
 
-// FromFile prepares an already open checkpoint. The Model takes ownership of f.
+// FromFile prepares an already open checkpoint — one format.Open read, or one
+// convert.Open made of a GGUF, Hugging Face or llama2.c model. The Model takes ownership
+// of f when FromFile succeeds (Close closes it); on error, f is still the caller's.
 func FromFile(f *format.File, opts Options) (*Model, error) { return newModel(f, opts) }
 
 func newModel(f *format.File, opts Options) (*Model, error) {

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/format/internal/mmap"
 )
 
 // Format limits. They bound what a hostile file can make a reader allocate.
@@ -54,8 +55,9 @@ func (t *Tensor) F32() ([]float32, error) {
 	return dtype.BytesToF32(t.Data), nil
 }
 
-// File is an open checkpoint. Its tensors alias a read-only mapping of the file, valid
-// until Close. A File is safe for concurrent use by multiple goroutines.
+// File is an open checkpoint: an lmc file read by Open, or a model of another format
+// built by NewFile. Its tensors alias a read-only mapping of the file (or memory NewFile
+// was given), valid until Close. A File is safe for concurrent use by multiple goroutines.
 type File struct {
 	Meta    Metadata
 	Tensors []*Tensor // in file order
@@ -63,6 +65,8 @@ type File struct {
 	data    []byte // the whole file
 	unmap   func() error
 	path    string
+	// inMemory marks a File built by NewFile: no checksums, tensors from Sources.
+	inMemory bool
 }
 
 // Open maps the checkpoint at path and validates its index.
@@ -82,7 +86,7 @@ func Open(path string) (*File, error) {
 	if st.Size() > math.MaxInt-1 {
 		return nil, fmt.Errorf("%s: file too large", path)
 	}
-	data, unmap, err := mapFile(f, int(st.Size()))
+	data, unmap, err := mmap.File(f, int(st.Size()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -121,8 +125,12 @@ func (f *File) Close() error {
 func (f *File) Tensor(name string) *Tensor { return f.byName[name] }
 
 // Verify recomputes every tensor's checksum and reports the first mismatch.
-// progress, if not nil, is called after each tensor.
+// progress, if not nil, is called after each tensor. A File built by NewFile has no
+// checksums: Verify returns ErrNoChecksums.
 func (f *File) Verify(progress func(done, total int)) error {
+	if f.inMemory {
+		return ErrNoChecksums
+	}
 	for i, t := range f.Tensors {
 		if got := Checksum(t.Data); got != t.CRC {
 			return fmt.Errorf("%w: tensor %s: checksum %08x, index says %08x (file corrupted)", ErrFormat, t.Name, got, t.CRC)

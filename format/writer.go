@@ -13,8 +13,10 @@ import (
 	"github.com/lmrun/lmrun/dtype"
 )
 
-// Source is a tensor to be written. Data is called once, when the writer reaches the
-// tensor, so a converter can produce one tensor at a time instead of holding them all.
+// Source is a tensor to be written (or, with NewFile, held in memory). Data is called
+// once, when the writer reaches the tensor, so a converter can produce one tensor at a
+// time instead of holding them all. The bytes it returns may belong to someone else — a
+// slice of a read-only mapped file, used in place by NewFile — and must not be modified.
 type Source struct {
 	Name  string
 	DType dtype.DType

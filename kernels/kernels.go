@@ -21,15 +21,32 @@ type Mat struct {
 	Cols  int
 	Data  []byte
 	F32   []float32
-	// Q8Sym reports that a q8_0 matrix has no quant of −128. ggml's quantizers never
-	// write one (they round x/d with |x/d| ≤ 127), and SIMD kernels then have a cheaper
-	// exact form of the signed byte product. NewMat sets it from the data; false is
-	// always safe.
-	Q8Sym bool
-	// F16Finite reports that an f16 matrix holds no infinity or NaN, so SIMD kernels may
-	// widen its halves with integer operations that only finite values survive. NewMat
-	// sets it from the data; false is always safe.
-	F16Finite bool
+	// facts holds what NewMat's matrices learn by reading all of Data (Q8Sym,
+	// F16Finite), found on first use; nil for a Mat built otherwise.
+	facts *matFacts
+}
+
+// Q8Sym reports that a q8_0 matrix has no quant of −128. ggml's quantizers never write
+// one (they round x/d with |x/d| ≤ 127), and SIMD kernels then have a cheaper exact
+// form of the signed byte product. A matrix from NewMat reads its data to find out on
+// the first call (so that loading a model touches none of its weights); any other Mat
+// reports false, which is always safe. It is safe for concurrent use.
+func (m *Mat) Q8Sym() bool {
+	if m.DType != dtype.Q8_0 || m.facts == nil {
+		return false
+	}
+	return m.facts.get(m).q8Sym
+}
+
+// F16Finite reports that an f16 matrix holds no infinity or NaN, so SIMD kernels may
+// widen its halves with integer operations that only finite values survive. Like
+// Q8Sym, a matrix from NewMat finds out on the first call, any other Mat reports false
+// (always safe), and it is safe for concurrent use.
+func (m *Mat) F16Finite() bool {
+	if m.DType != dtype.F16 || m.facts == nil {
+		return false
+	}
+	return m.facts.get(m).f16Finite
 }
 
 // NewMatF32 wraps a row-major float32 matrix.

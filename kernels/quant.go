@@ -5,12 +5,15 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 
 	"github.com/lmrun/lmrun/dtype"
 )
 
 // NewMat wraps a row-major [rows, cols] matrix stored as dt in data (which it aliases),
-// checking the size.
+// checking the size. It does not read data: a weight matrix mapped from a file stays on
+// disk until a kernel first multiplies with it (Q8Sym and F16Finite scan it then).
 func NewMat(dt dtype.DType, data []byte, rows, cols int) (*Mat, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("matrix of unknown dtype %d", uint32(dt))
@@ -26,12 +29,39 @@ func NewMat(dt dtype.DType, data []byte, rows, cols int) (*Mat, error) {
 	switch dt {
 	case dtype.F32:
 		m.F32 = dtype.BytesToF32(data)
-	case dtype.Q8_0:
-		m.Q8Sym = !hasQuantMin(data)
-	case dtype.F16:
-		m.F16Finite = !hasF16NonFinite(data)
+	case dtype.Q8_0, dtype.F16:
+		m.facts = &matFacts{}
 	}
 	return m, nil
+}
+
+// matFacts are properties of a matrix's data that take a read of all of it, computed
+// once, by the first caller; the others wait for it. After done is set they are only
+// read, so the check on every kernel call is one atomic load and allocates nothing.
+type matFacts struct {
+	done      atomic.Bool
+	mu        sync.Mutex
+	q8Sym     bool
+	f16Finite bool
+}
+
+// get returns f once it describes m's data.
+func (f *matFacts) get(m *Mat) *matFacts {
+	if f.done.Load() {
+		return f
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.done.Load() {
+		switch m.DType {
+		case dtype.Q8_0:
+			f.q8Sym = !hasQuantMin(m.Data)
+		case dtype.F16:
+			f.f16Finite = !hasF16NonFinite(m.Data)
+		}
+		f.done.Store(true)
+	}
+	return f
 }
 
 // hasF16NonFinite reports whether the binary16 values in data include an infinity or a

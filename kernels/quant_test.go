@@ -192,22 +192,22 @@ func TestNewMatQ8Sym(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, err := NewMat(dtype.Q8_0, data, 4, 64)
-	if err != nil || !m.Q8Sym {
-		t.Fatalf("ggml-quantized matrix: Q8Sym = %v (%v)", m != nil && m.Q8Sym, err)
+	if err != nil || !m.Q8Sym() {
+		t.Fatalf("ggml-quantized matrix: Q8Sym = %v (%v)", m != nil && m.Q8Sym(), err)
 	}
 	scaleLow := dtype.BlockQ8_0 * 5 // the low byte of block 5's scale
 	data[scaleLow] = 0x80
-	if m, _ := NewMat(dtype.Q8_0, data, 4, 64); !m.Q8Sym {
+	if m, _ := NewMat(dtype.Q8_0, data, 4, 64); !m.Q8Sym() {
 		t.Fatal("0x80 in a scale byte cleared Q8Sym")
 	}
 	for _, at := range []int{2, dtype.BlockQ8_0*3 + 17, len(data) - 1} {
 		d := append([]byte(nil), data...)
 		d[at] = 0x80
-		if m, _ := NewMat(dtype.Q8_0, d, 4, 64); m.Q8Sym {
+		if m, _ := NewMat(dtype.Q8_0, d, 4, 64); m.Q8Sym() {
 			t.Fatalf("quant −128 at byte %d: Q8Sym still set", at)
 		}
 	}
-	if m, _ := NewMat(dtype.Q4_0, make([]byte, dtype.RowBytes(dtype.Q4_0, 64)), 1, 64); m.Q8Sym {
+	if m, _ := NewMat(dtype.Q4_0, make([]byte, dtype.RowBytes(dtype.Q4_0, 64)), 1, 64); m.Q8Sym() {
 		t.Fatal("Q8Sym set on a q4_0 matrix")
 	}
 }
@@ -225,19 +225,19 @@ func TestNewMatF16Finite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := NewMat(dtype.F16, data, rows, cols); err != nil || !m.F16Finite {
-		t.Fatalf("finite f16 matrix: F16Finite = %v (%v)", m != nil && m.F16Finite, err)
+	if m, err := NewMat(dtype.F16, data, rows, cols); err != nil || !m.F16Finite() {
+		t.Fatalf("finite f16 matrix: F16Finite = %v (%v)", m != nil && m.F16Finite(), err)
 	}
 	for _, bad := range []uint16{0x7c00, 0xfc00, 0x7e00, 0xffff, 0x7c01} {
 		for _, at := range []int{0, 3, 4, 9, rows*cols - 1} {
 			d := append([]byte(nil), data...)
 			binary.LittleEndian.PutUint16(d[2*at:], bad)
-			if m, _ := NewMat(dtype.F16, d, rows, cols); m.F16Finite {
+			if m, _ := NewMat(dtype.F16, d, rows, cols); m.F16Finite() {
 				t.Fatalf("%#04x at value %d: F16Finite still set", bad, at)
 			}
 		}
 	}
-	if m, _ := NewMat(dtype.BF16, make([]byte, 2*cols), 1, cols); m.F16Finite {
+	if m, _ := NewMat(dtype.BF16, make([]byte, 2*cols), 1, cols); m.F16Finite() {
 		t.Fatal("F16Finite set on a bf16 matrix")
 	}
 }

@@ -260,7 +260,7 @@ func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 		if rem > 0 {
 			matvecBF(d1, &x[0], w1, n, n8, rem)
 		}
-	case w.F16Finite && n8 >= 32 && n8 <= len(xm) && mixHalfX(xm[:n8], x[:n8]):
+	case w.F16Finite() && n8 >= 32 && n8 <= len(xm) && mixHalfX(xm[:n8], x[:n8]):
 		if q > 0 {
 			matvecHMSpread(d, &xm[0], wq, n, n8, q, q)
 		}
@@ -615,7 +615,7 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 	xs := scratchFor("MatMulQ8", scratch, T*nb*xBlockFloats)
 	xi := unsafe.Slice((*xBlock)(unsafe.Pointer(&xs[0])), T*nb)
 	blockInfo(xq[:T*xb], xi, w.DType == dtype.Q4_0)
-	q := qmat{dt: w.DType, sym: w.Q8Sym, data: w.Data, rb: rb, nb: nb}
+	q := qmat{dt: w.DType, sym: w.Q8Sym(), data: w.Data, rb: rb, nb: nb}
 	if T == 1 {
 		q.rows(dst, xq, xi, r0, r1)
 	} else {

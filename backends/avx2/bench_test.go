@@ -342,7 +342,10 @@ func BenchmarkMatVecHalf(b *testing.B) {
 	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
 		for _, sh := range [][2]int{{768, 768}, {4096, 4096}} {
 			rows, cols := sh[0], sh[1]
-			data, _ := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
+			data, err := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
+			if err != nil {
+				b.Fatal(err)
+			}
 			x := randSlice(r, cols)
 			dst := make([]float32, rows)
 			sc := kernels.NewScratch(Kernels{}, 1, cols)
@@ -351,8 +354,14 @@ func BenchmarkMatVecHalf(b *testing.B) {
 					continue
 				}
 				// F16Finite lets f16 take the mix kernels (half the columns widened on
-				// the integer pipes).
-				w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data, F16Finite: finite}
+				// the integer pipes): NewMat's matrices find it out from their data, a
+				// Mat built as a literal never claims it.
+				w := &kernels.Mat{DType: dt, Rows: rows, Cols: cols, Data: data}
+				if finite {
+					if w, err = kernels.NewMat(dt, data, rows, cols); err != nil {
+						b.Fatal(err)
+					}
+				}
 				name := fmt.Sprintf("%v/%dx%d", dt, rows, cols)
 				if finite {
 					name = fmt.Sprintf("%v-mix/%dx%d", dt, rows, cols)

@@ -27,8 +27,9 @@ func benchCommand() *cli.Command {
 			{
 				Name:  "model",
 				Usage: "prompt processing and generation speed, as llama-bench reports them",
-				UsageText: "lmrun bench model -m MODEL.lmc [-m MODEL2.lmc] [-p 128] [-n 64] [-t 1,2] [--depth 0] [--json]\n\n" +
-					"   lmrun bench model -m gpt2.lmc -m neo.lmc -p 0 -n 32 --depth 1024   # decode cost at a 1024-token context",
+				UsageText: "lmrun bench model -m MODEL [-m MODEL2] [-p 128] [-n 64] [-t 1,2] [--depth 0] [--json]\n\n" +
+					"   lmrun bench model -m gpt2.lmc -m neo.lmc -p 0 -n 32 --depth 1024   # decode cost at a 1024-token context\n" +
+					"   lmrun bench model -m llama-q8_0.gguf                                  # a GGUF file, used in place",
 				Description: "pp N: a prompt of N tokens in one batched pass; tg N: N tokens generated one at a\n" +
 					"time. Both start after --depth tokens already in the KV cache. Each figure is the\n" +
 					"median of --reps runs after one warm-up run. tg is bound by memory bandwidth:\n" +
@@ -36,7 +37,7 @@ func benchCommand() *cli.Command {
 					"measured at the same thread count. pp is bound by arithmetic: achieved = 2 flops per\n" +
 					"multiply-add of the matrix products, against one core's FMA peak times the threads.",
 				Flags: []cli.Flag{
-					&cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` (repeatable)", Required: true},
+					&cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: "model `PATH`, of any kind run takes (repeatable)", Required: true},
 					&cli.IntFlag{Name: "p", Value: 128, Usage: "prompt tokens (0: skip)"},
 					&cli.IntFlag{Name: "n", Value: 64, Usage: "generated tokens (0: skip)"},
 					&cli.StringFlag{Name: "threads", Aliases: []string{"t"}, Value: "0", Usage: "comma-separated thread `COUNTS` (0: one per physical core)", DefaultText: "one per physical core"},

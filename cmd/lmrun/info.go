@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lmrun/lmrun/backends"
+	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/engine/parallel"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/model"
@@ -45,6 +46,7 @@ type infoReport struct {
 	Features []string       `json:"features"`
 	Backends []backendInfo  `json:"backends"`
 	Model    string         `json:"model,omitempty"`
+	Format   string         `json:"format,omitempty"` // the model file's kind: lmc, gguf, hf, safetensors, llama2c
 	Meta     map[string]any `json:"metadata,omitempty"`
 	Tensors  []tensorInfo   `json:"tensors,omitempty"`
 }
@@ -53,9 +55,12 @@ func infoCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "info",
 		Usage:     "show the CPU, the kernel backends, and a model's metadata and tensors",
-		UsageText: "lmrun info [-m MODEL.lmc] [--backend NAME] [--json]",
+		UsageText: "lmrun info [-m MODEL] [--tokenizer FILE] [--backend NAME] [--json]",
+		Description: "With -m, the model's metadata and tensors as lmrun runs them: for a GGUF, Hugging Face or\n" +
+			"llama2.c model, those of its import (lm.* hyper-parameters, lmrun's tensor names).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` to describe"},
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "model `PATH` to describe, of any kind run takes"},
+			tokenizerFlag,
 			backendFlag,
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
 		},
@@ -75,12 +80,16 @@ func infoCommand() *cli.Command {
 				r.Backends = append(r.Backends, backendInfo{Name: b.Name, Available: b.Available(), Selected: b.Name == sel.Name, Missing: b.Missing()})
 			}
 			if path := c.String("model"); path != "" {
-				f, err := format.Open(path)
+				kind, err := convert.Detect(path)
+				if err != nil {
+					return err
+				}
+				f, err := convert.Open(path, convert.Options{TokenizerPath: c.String("tokenizer")})
 				if err != nil {
 					return err
 				}
 				defer f.Close()
-				r.Model = path
+				r.Model, r.Format = path, kind.String()
 				r.Meta = map[string]any{}
 				for k, v := range f.Meta {
 					r.Meta[k] = v
@@ -124,7 +133,7 @@ func printInfo(w io.Writer, r infoReport) {
 	if r.Model == "" {
 		return
 	}
-	fmt.Fprintf(w, "\nModel %s\nMetadata:\n", r.Model)
+	fmt.Fprintf(w, "\nModel %s (%s)\nMetadata:\n", r.Model, formatNote(r.Format))
 	keys := format.Metadata(r.Meta).Keys()
 	for _, k := range keys {
 		fmt.Fprintf(w, "  %-28s %s\n", k, showValue(r.Meta[k]))
@@ -139,6 +148,17 @@ func printInfo(w io.Writer, r infoReport) {
 		total += t.Bytes
 	}
 	fmt.Fprintf(w, "  total %.2f MiB\n", float64(total)/(1<<20))
+}
+
+// formatNote says how a model of the given kind (convert.Kind's name) is opened.
+func formatNote(kind string) string {
+	switch kind {
+	case "lmc", "gguf":
+		return kind + ", mapped and used in place"
+	case "":
+		return "unknown format"
+	}
+	return kind + ", converted in memory at each start; lmrun convert makes an .lmc that opens at once"
 }
 
 // showValue prints scalars and short arrays whole and long arrays as a count.

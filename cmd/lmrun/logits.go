@@ -13,15 +13,15 @@ func logitsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "logits",
 		Usage:     "write the logits of every position to a NumPy .npy file",
-		UsageText: "lmrun logits -m MODEL.lmc (--tokens 1,2,3 | -p TEXT) -o out.npy\n\n   lmrun logits -m llama.lmc --tokens 1,403,407 -o logits.npy   # float32 [3, vocab]",
+		UsageText: "lmrun logits -m MODEL (--tokens 1,2,3 | -p TEXT) -o out.npy\n\n   lmrun logits -m llama.gguf --tokens 1,403,407 -o logits.npy   # float32 [3, vocab]",
 		Description: "Row t of the float32 [T, vocab] array holds the logits after reading tokens 0..t,\n" +
 			"starting at position 0 with an empty KV cache.",
 		Flags: []cli.Flag{
-			modelFlag, tokensFlag, promptFlag, threadsFlag, backendFlag, f32ActFlag,
+			modelFlag, tokenizerFlag, tokensFlag, promptFlag, threadsFlag, backendFlag, f32ActFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE` (.npy)", Required: true},
 		},
 		Action: func(c *cli.Context) error {
-			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")})
+			m, err := openModel(c, engineOptions(c))
 			if err != nil {
 				return err
 			}

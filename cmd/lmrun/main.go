@@ -138,7 +138,6 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 
 // Flags shared by the commands that load a model.
 var (
-	modelFlag   = &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "checkpoint `FILE` (.lmc)", Required: true}
 	threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "run a forward pass on `N` threads", DefaultText: "one per physical core"}
 	backendFlag = &cli.StringFlag{Name: "backend", Usage: "kernel backend `NAME` (see lmrun info)", DefaultText: "$LMRUN_BACKEND, else the best this CPU runs"}
 	tokensFlag  = &cli.StringFlag{Name: "tokens", Usage: "prompt as comma-separated token `IDS` (instead of -p)"}

@@ -13,9 +13,9 @@ func pplCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ppl",
 		Usage: "measure a model's perplexity on a text",
-		UsageText: "lmrun ppl -m MODEL.lmc -f TEXT [-c N] [--stride S] [--json]\n\n" +
+		UsageText: "lmrun ppl -m MODEL [--tokenizer FILE] -f TEXT [-c N] [--stride S] [--json]\n\n" +
 			"   lmrun ppl -m stories260K.lmc -f tinystories_valid.txt\n" +
-			"   lmrun ppl -m gpt2.lmc -f wiki.test.raw --ctx 1024 --stride 512",
+			"   lmrun ppl -m gpt2-hf-dir -f wiki.test.raw --ctx 1024 --stride 512",
 		Description: "The whole file is tokenized with the model's tokenizer as one text, with BOS first when\n" +
 			"the model adds it to prompts (--bos=false to leave it out). Then every token after the\n" +
 			"first is scored exactly once: its negative log-likelihood (natural log; log-softmax in\n" +
@@ -32,7 +32,7 @@ func pplCommand() *cli.Command {
 			"speed (tokens scored per second) go to stderr.",
 		Flags: []cli.Flag{
 			f32ActFlag,
-			modelFlag, threadsFlag, backendFlag,
+			modelFlag, tokenizerFlag, threadsFlag, backendFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "text `FILE` to score", Required: true},
 			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "window length `N` in tokens", DefaultText: "the model's context length"},
 			&cli.IntFlag{Name: "stride", Usage: "distance `S` between window starts, 1..N−1", DefaultText: "N−1"},
@@ -44,14 +44,14 @@ func pplCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")})
+			m, err := openModel(c, engineOptions(c))
 			if err != nil {
 				return err
 			}
 			defer m.Close()
 			tok := m.Tokenizer()
 			if tok == nil {
-				return fmt.Errorf("%s carries no tokenizer; convert it with --tokenizer FILE", c.String("model"))
+				return fmt.Errorf("%s carries no tokenizer; give one with --tokenizer FILE", c.String("model"))
 			}
 			bos := tok.AddBOS()
 			if c.IsSet("bos") {

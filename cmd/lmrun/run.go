@@ -20,11 +20,14 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "generate text from a prompt",
-		UsageText: "lmrun run -m MODEL.lmc (-p TEXT | -f FILE | --tokens 1,2,3) [-n 128] [--temp 0.8] [--top-k 40] [--top-p 0.95]\n" +
+		UsageText: "lmrun run -m MODEL [--tokenizer FILE] (-p TEXT | -f FILE | --tokens 1,2,3) [-n 128] [--temp 0.8] [--top-k 40] [--top-p 0.95]\n" +
 			"      [--min-p 0.05] [--repeat-penalty 1.1] [--repeat-last-n 64] [-s SEED] [-c CTX] [--stop STRING]...\n\n" +
 			"   lmrun run -m stories260K.lmc -p \"Once upon a time\" -n 100 --temp 0\n" +
-			"   lmrun run -m model.lmc -f prompt.txt -n -1 --stop \"\\n\\n\"",
-		Description: "Streams the completion to stdout as it is produced, after the prompt; prompt and generation\n" +
+			"   lmrun run -m model.gguf -f prompt.txt -n -1 --stop \"\\n\\n\"\n" +
+			"   lmrun run -m stories260K.bin --tokenizer tok512.bin -p \"Once upon a time\"   # llama2.c, converted in memory",
+		Description: "MODEL is an .lmc or GGUF file (mapped and used in place), a Hugging Face directory or a\n" +
+			"llama2.c checkpoint (converted in memory at each start), told apart by content.\n\n" +
+			"Streams the completion to stdout as it is produced, after the prompt; prompt and generation\n" +
 			"speed go to stderr. With none of -p, -f and --tokens, generation starts from the BOS token alone.\n\n" +
 			"Sampling is llama.cpp's default chain, with its defaults: the penalties (--repeat-penalty,\n" +
 			"--frequency-penalty, --presence-penalty, over the last --repeat-last-n tokens, the prompt's\n" +
@@ -35,7 +38,7 @@ func runCommand() *cli.Command {
 			"the context is full. Ctrl-C stops it, within one batch of the prompt: the text so far and\n" +
 			"the speed are printed and lmrun exits with status 130; a second Ctrl-C exits at once.",
 		Flags: []cli.Flag{
-			modelFlag, promptFlag,
+			modelFlag, tokenizerFlag, promptFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the prompt from `FILE` (- for standard input; a final newline is dropped)"},
 			tokensFlag, threadsFlag, backendFlag, f32ActFlag,
 			&cli.IntFlag{Name: "n", Value: 128, Usage: "generate at most `N` tokens (-1: until the context is full; 0: none)"},
@@ -79,7 +82,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := engine.Load(c.String("model"), engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")})
+	m, err := openModel(c, engineOptions(c))
 	if err != nil {
 		return err
 	}

@@ -17,13 +17,13 @@ import (
 // loadTokenizer loads a checkpoint's tokenizer (the model's tensors are mapped, not
 // read).
 func loadTokenizer(c *cli.Context) (*engine.Model, tokenizer.Tokenizer, error) {
-	m, err := engine.Load(c.String("model"), engine.Options{Threads: 1})
+	m, err := openModel(c, engine.Options{Threads: 1})
 	if err != nil {
 		return nil, nil, err
 	}
 	if m.Tokenizer() == nil {
 		m.Close()
-		return nil, nil, fmt.Errorf("%s carries no tokenizer; convert it with --tokenizer FILE", c.String("model"))
+		return nil, nil, fmt.Errorf("%s carries no tokenizer; give one with --tokenizer FILE", c.String("model"))
 	}
 	return m, m.Tokenizer(), nil
 }
@@ -48,16 +48,16 @@ func tokenizeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "tokenize",
 		Usage: "print the token ids of a text, with the model's tokenizer",
-		UsageText: "lmrun tokenize -m MODEL.lmc (TEXT | -f FILE) [--pieces] [--json] [--bos=false] [--eos]\n\n" +
+		UsageText: "lmrun tokenize -m MODEL [--tokenizer FILE] (TEXT | -f FILE) [--pieces] [--json] [--bos=false] [--eos]\n\n" +
 			"   lmrun tokenize -m stories260K.lmc \"Once upon a time\"\n" +
-			"   lmrun tokenize -m gpt2.lmc --pieces -f story.txt",
+			"   lmrun tokenize -m gpt2.gguf --pieces -f story.txt",
 		Description: "Prints the ids on one line, separated by spaces. BOS comes first when the model adds it\n" +
 			"to prompts (lmrun info shows tokenizer.add_bos); --bos and --bos=false override that.\n" +
 			"Special tokens written in the text (\"<s>\", \"<|endoftext|>\") are encoded as text.\n" +
 			"--pieces prints one token a line instead: the id and the vocabulary entry, Go-quoted.\n" +
 			"--json prints {\"ids\": [...], \"pieces\": [...]}.",
 		Flags: []cli.Flag{
-			modelFlag,
+			modelFlag, tokenizerFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the text from `FILE` (- for standard input)"},
 			&cli.BoolFlag{Name: "pieces", Usage: "print each token's id and vocabulary entry, one a line"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
@@ -116,14 +116,14 @@ func detokenizeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "detokenize",
 		Usage: "print the text of token ids, with the model's tokenizer",
-		UsageText: "lmrun detokenize -m MODEL.lmc ID... [--raw]\n\n" +
+		UsageText: "lmrun detokenize -m MODEL [--tokenizer FILE] ID... [--raw]\n\n" +
 			"   lmrun detokenize -m stories260K.lmc 1 403 407 261 378\n" +
 			"   lmrun detokenize -m gpt2.lmc 15496,995",
 		Description: "Ids are separated by spaces or commas. BOS and EOS decode to nothing. The text is\n" +
 			"followed by a newline unless --raw is given; bytes of a character split by the ids are\n" +
 			"written as they are.",
 		Flags: []cli.Flag{
-			modelFlag,
+			modelFlag, tokenizerFlag,
 			&cli.BoolFlag{Name: "raw", Usage: "write exactly the decoded bytes, without a final newline"},
 		},
 		Action: func(c *cli.Context) error {

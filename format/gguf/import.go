@@ -58,10 +58,23 @@ func Import(path string) (*format.Checkpoint, error) {
 	return ck, nil
 }
 
-// FromFile converts a parsed GGUF file as Import does. Tensor data is read through f
-// when the checkpoint is written, so f must not be closed before.
+// FromFile converts a parsed GGUF file as Import does, for running it in place. With a
+// File from Open, the Data of every tensor taken as it is stored — a matrix in its
+// type, an f32 vector, rows of gpt2's attn_qkv — returns a slice of the mapping, read
+// only when used (format.NewFile keeps such slices as they are: no copy); the Data of a
+// converted tensor (a vector stored as f16, say) computes it from the mapping. Either
+// way f must stay open while the checkpoint is used:
+//
+//	ck, err := gguf.FromFile(f)
+//	...
+//	file, err := format.NewFile(ck.Meta, ck.Tensors, f.Close) // f is the File's now
 func FromFile(f *File) (*format.Checkpoint, error) {
-	return convert(f, f.TensorData)
+	return convert(f, func(t *TensorInfo) ([]byte, error) {
+		if b, ok := f.View(t); ok {
+			return b, nil
+		}
+		return f.TensorData(t)
+	})
 }
 
 // readTensor reads a tensor from path, checking first that the file still has the size
@@ -350,6 +363,12 @@ func (b *builder) addRows(name string, shape []int, src *TensorInfo, r0, r1 int,
 			if err != nil {
 				return nil, err
 			}
+			if dt == dtype.F32 { // already what lmc stores: the bytes as they are
+				if vector {
+					return raw[4*r0 : 4*r1 : 4*r1], nil
+				}
+				return raw[4*r0*cols : 4*r1*cols : 4*r1*cols], nil
+			}
 			v, err := dtype.Dequantize(dt, raw, cols)
 			if err != nil {
 				return nil, fmt.Errorf("tensor %s: %w", src.Name, err)
@@ -367,7 +386,7 @@ func (b *builder) addRows(name string, shape []int, src *TensorInfo, r0, r1 int,
 		if err != nil {
 			return nil, err
 		}
-		return raw[r0*rb : r1*rb], nil
+		return raw[r0*rb : r1*rb : r1*rb], nil
 	}})
 }
 

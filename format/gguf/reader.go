@@ -2,12 +2,15 @@ package gguf
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"strings"
+
+	"github.com/lmrun/lmrun/format/internal/mmap"
 )
 
 // TensorInfo describes one tensor of a GGUF file.
@@ -22,8 +25,9 @@ type TensorInfo struct {
 // Shape returns the tensor's lmc shape (slowest-varying first).
 func (t *TensorInfo) Shape() []int { return Shape(t.Dims) }
 
-// File is a parsed GGUF header: metadata and tensor index. Tensor data is read on demand
-// through the io.ReaderAt it was parsed from.
+// File is a parsed GGUF header: metadata and tensor index. A File from Open holds the
+// file mapped read-only, and View returns tensor data in place; TensorData reads a copy
+// through the io.ReaderAt a File was parsed from.
 type File struct {
 	Version    uint32
 	KV         []KV // in file order
@@ -34,41 +38,64 @@ type File struct {
 	index      map[string]int
 	tensors    map[string]int
 	r          io.ReaderAt
-	closer     io.Closer
+	data       []byte       // the mapped file (Open), nil for Parse
+	unmap      func() error // releases data
 }
 
-// Open parses the GGUF file at path. The file stays open for TensorData until Close.
+// Open maps the GGUF file at path read-only and parses its header, reading nothing of
+// the tensor data: the pages of a tensor are read from disk when it is first used,
+// through View or TensorData. The mapping lasts until Close. As with any mapped file,
+// the file must not be truncated while it is open.
 func Open(path string) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	defer fh.Close() // the mapping outlives the descriptor
 	st, err := fh.Stat()
 	if err != nil {
-		fh.Close()
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		fh.Close()
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
-	f, err := Parse(fh, st.Size())
+	if st.Size() > math.MaxInt-1 {
+		return nil, fmt.Errorf("%s: file of %d bytes is too large to map on this platform", path, st.Size())
+	}
+	data, unmap, err := mmap.File(fh, int(st.Size()))
 	if err != nil {
-		fh.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	f.closer = fh
+	f, err := Parse(bytes.NewReader(data), st.Size())
+	if err != nil {
+		_ = unmap()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f.data, f.unmap = data, unmap
 	return f, nil
 }
 
-// Close closes the file Open opened (nothing for Parse).
+// Close releases the mapping Open made (nothing for Parse). Slices View returned must
+// not be used afterwards.
 func (f *File) Close() error {
-	if f.closer == nil {
+	if f.unmap == nil {
 		return nil
 	}
-	err := f.closer.Close()
-	f.closer = nil
+	err := f.unmap()
+	f.unmap, f.data, f.r = nil, nil, nil
 	return err
+}
+
+// View returns the bytes of one of f's tensors in place, a read-only slice of the
+// mapping valid until Close, without reading them; ok is false for a File that is not
+// mapped (Parse, or after Close) or a t whose bytes lie outside the file.
+func (f *File) View(t *TensorInfo) (b []byte, ok bool) {
+	start := uint64(f.DataOffset) + t.Offset
+	end := start + t.Size
+	if f.data == nil || start < t.Offset || end < start || end > uint64(len(f.data)) {
+		return nil, false
+	}
+	return f.data[start:end:end], true
 }
 
 // Value returns the metadata value of key.
@@ -93,6 +120,9 @@ func (f *File) Tensor(name string) *TensorInfo {
 func (f *File) TensorData(t *TensorInfo) ([]byte, error) {
 	if t.Size > math.MaxInt {
 		return nil, fmt.Errorf("tensor %s: %d bytes do not fit in memory on this platform", t.Name, t.Size)
+	}
+	if f.r == nil {
+		return nil, fmt.Errorf("tensor %s: the file is closed", t.Name)
 	}
 	b := make([]byte, t.Size)
 	if _, err := f.r.ReadAt(b, f.DataOffset+int64(t.Offset)); err != nil {

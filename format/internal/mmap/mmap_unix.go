@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package format
+package mmap
 
 import (
 	"fmt"
@@ -9,8 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mapFile maps f read-only. The mapping stays valid after f is closed.
-func mapFile(f *os.File, size int) ([]byte, func() error, error) {
+// File maps the first size bytes of f read-only and returns them with the function that
+// unmaps them. The mapping stays valid after f is closed, until unmap is called; a size
+// of 0 maps nothing.
+func File(f *os.File, size int) ([]byte, func() error, error) {
 	if size == 0 {
 		return nil, func() error { return nil }, nil
 	}
