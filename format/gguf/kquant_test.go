@@ -142,3 +142,63 @@ func TestKQuantDequantize(t *testing.T) {
 		}
 	}
 }
+
+// TestKQuantRoundTrip: a k-quant GGUF imports with its Q4_K, Q5_K and Q6_K tensors as
+// they are (the tied output.weight absent: token_embd serves), and exports back to GGUF
+// with every tensor's type and bytes unchanged, the k-quant file type and the
+// quantization version set.
+func TestKQuantRoundTrip(t *testing.T) {
+	for _, name := range kquantFiles {
+		t.Run(name, func(t *testing.T) {
+			path := fixtures.Path(t, "gguf", "kquant", name)
+			orig, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer orig.Close()
+			ck, err := Import(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ck.Source("output.weight") != nil {
+				t.Fatal("a tied classifier was imported as output.weight")
+			}
+			out := t.TempDir() + "/x.gguf"
+			if err := ExportFile(ck, out, nil); err != nil {
+				t.Fatal(err)
+			}
+			back, err := Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer back.Close()
+			if len(back.Tensors) != len(orig.Tensors) {
+				t.Fatalf("%d tensors, the original has %d", len(back.Tensors), len(orig.Tensors))
+			}
+			for i := range orig.Tensors {
+				a := &orig.Tensors[i]
+				b := back.Tensor(a.Name)
+				if b == nil || b.Type != a.Type || !sameShape(Shape(b.Dims), Shape(a.Dims)) {
+					t.Fatalf("%s: %v, the original %s %v", a.Name, b, a.Type, a.Dims)
+				}
+				da, err := orig.TensorData(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				db, err := back.TensorData(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(da, db) {
+					t.Fatalf("%s (%s): bytes changed", a.Name, a.Type)
+				}
+			}
+			ft, _ := back.Value("general.file_type")
+			qv, _ := back.Value("general.quantization_version")
+			want, _ := orig.Value("general.file_type")
+			if ft != want || qv != uint32(2) {
+				t.Errorf("file type %v (the original %v), quantization version %v", ft, want, qv)
+			}
+		})
+	}
+}
