@@ -536,6 +536,13 @@ func TestQuantizeQ8K(t *testing.T) {
 		}
 		ties[3], ties[300] = -127, 127
 		cases = append(cases, ties, make([]float32, 256))
+		// The largest magnitude twice with opposite signs: the first one's sign counts
+		// (in one vector of 8, and in vectors apart).
+		for _, at := range [][2]int{{17, 18}, {18, 17}, {40, 200}, {200, 40}} {
+			x := randVec(r, 256, 1)
+			x[at[0]], x[at[1]] = 9, -9
+			cases = append(cases, x)
+		}
 		for _, special := range []float32{inf, -inf, nan} {
 			for _, at := range []int{0, 7, 255, 256, 300} {
 				x := randVec(r, 512, 1)

@@ -83,6 +83,14 @@ func TestQuantizeQ8_K(t *testing.T) {
 	}
 	ties[7] = -127
 	cases = append(cases, ties, make([]float32, 512))
+	for _, at := range [][2]int{{17, 18}, {200, 40}} { // opposite signs of the top magnitude
+		v := make([]float32, 256)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		v[at[0]], v[at[1]] = 9, -9
+		cases = append(cases, v)
+	}
 	for _, special := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
 		v := make([]float32, 256)
 		for i := range v {

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 
 	"github.com/lmrun/lmrun/dtype"
@@ -65,6 +66,24 @@ func QuantizeQ8K(x []float32, dst []byte) { dtype.QuantizeRowQ8_K(x, dst) }
 
 // QuantizeQ8K implements Q8Kernels.
 func (Reference) QuantizeQ8K(x []float32, dst []byte) { QuantizeQ8K(x, dst) }
+
+// QuantizeQ8KWith is QuantizeQ8K with a backend's kernel for the super-blocks it can do:
+// fast quantizes up to nb super-blocks from x to dst and returns how many it wrote,
+// stopping before one it must leave to the reference (say, one holding a NaN); that one is
+// quantized here and fast resumes after it. It panics, naming who, when dst is short.
+func QuantizeQ8KWith(who string, x []float32, dst []byte, fast func(dst *byte, x *float32, nb int) int) {
+	nb := len(x) / dtype.QKBlock
+	if len(dst) < nb*dtype.BlockQ8_K {
+		panic(fmt.Sprintf("%s: QuantizeQ8K of %d floats into %d bytes", who, len(x), len(dst)))
+	}
+	for b := 0; b < nb; {
+		b += fast(&dst[b*dtype.BlockQ8_K], &x[b*dtype.QKBlock], nb-b)
+		if b < nb {
+			dtype.QuantizeRowQ8_K(x[b*dtype.QKBlock:(b+1)*dtype.QKBlock], dst[b*dtype.BlockQ8_K:(b+1)*dtype.BlockQ8_K])
+			b++
+		}
+	}
+}
 
 // kRow is one row of k-quant weights times one row of q8_k activations: nb super-blocks.
 func kRow(dt dtype.DType, w, x []byte, nb int) float32 {
