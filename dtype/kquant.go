@@ -24,7 +24,10 @@ import (
 //
 // Dequantization is ggml's (dequantize_row_q4_K, _q5_K, _q6_K) bit for bit: every
 // product is rounded to float32 where ggml's C rounds it, and the explicit conversions
-// keep Go from fusing a multiply and an add on the architectures where it may.
+// keep Go from fusing a multiply and an add on the architectures where it may. (For q4_k
+// and q5_k the product d·sc·q is in fact exact in float32 — an f16 mantissa of 11 bits
+// times 6 and 5 bits — so a fused d1·q − m1 could not differ; q6_k's (d·sc)·q is
+// rounded, but nothing is added to it.)
 
 // Super-block sizes in bytes.
 const (
