@@ -324,17 +324,20 @@ func TestMatMulSpecials(t *testing.T) {
 	})
 }
 
-// TestMatMulOtherDTypes: f16, bf16, q8_0 and q4_0 weights (with float32 activations)
-// against the reference, within tolDot · (Σ|x_i·w_i| + |bias|) as for f32, w the
-// decoded weights; and, as for f32, the row ranges never change a bit. Bad shapes panic
-// as in the reference.
+// TestMatMulOtherDTypes: f16, bf16, q8_0, q4_0 and k-quant weights (with float32
+// activations) against the reference, within tolDot · (Σ|x_i·w_i| + |bias|) as for f32, w
+// the decoded weights; and, as for f32, the row ranges never change a bit. Bad shapes
+// panic as in the reference.
 func TestMatMulOtherDTypes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		r := rand.New(rand.NewPCG(10, 10))
-		for _, dt := range []dtype.DType{dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0} {
+		for _, dt := range []dtype.DType{dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0, dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
 			colsList := []int{32, 64, 96, 288, 800, 2080}
 			if dt == dtype.F16 || dt == dtype.BF16 {
 				colsList = append(colsList, 1, 7, 8, 9, 15, 16, 17, 33, 100, 1025)
+			}
+			if dt.KQuant() {
+				colsList = []int{256, 512, 768, 2304}
 			}
 			for ci, cols := range colsList {
 				for si, sh := range [][2]int{{1, 1}, {1, 7}, {1, 13}, {2, 5}, {3, 9}, {4, 8}, {5, 3}, {7, 6}, {64, 5}} {
@@ -511,6 +514,60 @@ func TestQuantizeQ8(t *testing.T) {
 	})
 }
 
+// TestQuantizeQ8K: a backend's q8_k quantizer writes kernels.QuantizeQ8K's bytes exactly
+// — scales from tiny to huge, ties of the round-to-even (which must stay even), zero
+// blocks, infinities and NaNs — and nothing past the super-blocks.
+func TestQuantizeQ8K(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		q8, ok := k.(kernels.Q8Kernels)
+		if !ok {
+			t.Skipf("%s has no q8-activation kernels", k.Name())
+		}
+		r := rand.New(rand.NewPCG(16, 16))
+		var cases [][]float32
+		for _, scale := range []float64{1e-3, 1, 1e3, 1e30, 1e-37, 1e-40} {
+			for _, n := range []int{0, 256, 512, 4096} {
+				cases = append(cases, randVec(r, n, scale))
+			}
+		}
+		ties := make([]float32, 512) // max −127: iscale = 1, so halves are ties
+		for i := range ties {
+			ties[i] = float32(i%33-16) + 0.5
+		}
+		ties[3], ties[300] = -127, 127
+		cases = append(cases, ties, make([]float32, 256))
+		// The largest magnitude twice with opposite signs: the first one's sign counts
+		// (in one vector of 8, and in vectors apart).
+		for _, at := range [][2]int{{17, 18}, {18, 17}, {40, 200}, {200, 40}} {
+			x := randVec(r, 256, 1)
+			x[at[0]], x[at[1]] = 9, -9
+			cases = append(cases, x)
+		}
+		for _, special := range []float32{inf, -inf, nan} {
+			for _, at := range []int{0, 7, 255, 256, 300} {
+				x := randVec(r, 512, 1)
+				x[at] = special
+				cases = append(cases, x)
+			}
+		}
+		for ci, x := range cases {
+			n := len(x) / 256 * dtype.BlockQ8_K
+			want := make([]byte, n+5)
+			got := make([]byte, n+5)
+			for i := range got {
+				got[i], want[i] = 0xa5, 0xa5
+			}
+			kernels.QuantizeQ8K(x, want[:n])
+			q8.QuantizeQ8K(at(x, ci%8), got[:n])
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("case %d (%d floats): byte %d (super-block %d) = %#02x, reference %#02x", ci, len(x), i, i/dtype.BlockQ8_K, got[i], want[i])
+				}
+			}
+		}
+	})
+}
+
 // panics runs f and returns what it panicked with, or nil.
 func panics(f func()) (p any) {
 	defer func() { p = recover() }()
@@ -518,15 +575,16 @@ func panics(f func()) (p any) {
 	return nil
 }
 
-// exactQ8 lists the backends whose MatMulQ8 on q8_0 and q4_0 weights is the reference's
-// bit for bit (same block sums, same float32 operations in the same order).
+// exactQ8 lists the backends whose MatMulQ8 on q8_0, q4_0 and k-quant weights is the
+// reference's bit for bit (same block sums, same float32 operations in the same order).
 var exactQ8 = map[string]bool{"avx2": true, "neon": true}
 
 // TestMatMulQ8: backends that implement kernels.Q8Kernels against the reference's
-// MatMulQ8 on activations from kernels.QuantizeQ8, for every weight dtype. The q8_0 and
-// q4_0 block sums are exact integers in both, so only the float32 accumulation of the
-// scaled block sums differs: |Δ| ≤ tolDot · (Σ_j |w_j·xq_j| + |bias|), w and xq the
-// decoded weights and activations. Row ranges never change a bit.
+// MatMulQ8 on activations from kernels.QuantizeActivations (q8_0 blocks, or q8_k for the
+// k-quants), for every weight dtype. The block sums are exact integers in both, so only
+// the float32 accumulation of the scaled block sums may differ: |Δ| ≤ tolDot ·
+// (Σ_j |w_j·xq_j| + |bias|), w and xq the decoded weights and activations; the
+// backends in exactQ8 must give the reference's bits. Row ranges never change a bit.
 func TestMatMulQ8(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		q8, ok := k.(kernels.Q8Kernels)
@@ -534,11 +592,15 @@ func TestMatMulQ8(t *testing.T) {
 			t.Skipf("%s has no q8-activation kernels", k.Name())
 		}
 		r := rand.New(rand.NewPCG(11, 11))
-		for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0, dtype.F16, dtype.BF16, dtype.F32} {
+		for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0, dtype.Q4_K, dtype.Q5_K, dtype.Q6_K, dtype.F16, dtype.BF16, dtype.F32} {
 			// Backends that promise the reference's result bit for bit on block-quantized
 			// weights (every one so far) are held to it.
-			exact := (dt == dtype.Q8_0 || dt == dtype.Q4_0) && exactQ8[k.Name()]
-			for _, cols := range []int{32, 64, 96, 288, 800, 2080, 5632} {
+			exact := (dt == dtype.Q8_0 || dt == dtype.Q4_0 || dt.KQuant()) && exactQ8[k.Name()]
+			colsList := []int{32, 64, 96, 288, 800, 2080, 5632}
+			if dt.KQuant() {
+				colsList = []int{256, 512, 768, 2304, 5632}
+			}
+			for _, cols := range colsList {
 				for si, sh := range [][2]int{{1, 1}, {1, 4}, {1, 13}, {1, 37}, {2, 5}, {3, 9}, {4, 8}, {5, 3}, {7, 6}, {64, 5}} {
 					T, rows := sh[0], sh[1]
 					sc := kernels.NewScratch(k, T, cols)
@@ -570,12 +632,13 @@ func TestMatMulQ8(t *testing.T) {
 							x[t0*cols+r.IntN(cols)] = 50
 						}
 					}
-					rb := dtype.RowBytes(dtype.Q8_0, cols)
+					adt := kernels.ActivationDType(dt)
+					rb := dtype.RowBytes(adt, cols)
 					xq := make([]byte, T*rb)
 					xd := make([]float32, T*cols)
 					for t0 := 0; t0 < T; t0++ {
-						kernels.QuantizeQ8(x[t0*cols:(t0+1)*cols], xq[t0*rb:(t0+1)*rb])
-						dtype.DequantizeRow(dtype.Q8_0, xq[t0*rb:(t0+1)*rb], xd[t0*cols:(t0+1)*cols])
+						kernels.QuantizeActivations(ref, dt, x[t0*cols:(t0+1)*cols], xq[t0*rb:(t0+1)*rb])
+						dtype.DequantizeRow(adt, xq[t0*rb:(t0+1)*rb], xd[t0*cols:(t0+1)*cols])
 					}
 					var bias []float32
 					if si%2 == 1 {
@@ -667,9 +730,47 @@ func weightBytes(r *rand.Rand, dt dtype.DType, rows, cols int) []byte {
 				b = append(b, byte(r.IntN(256)))
 			}
 			i += 32
+		case dtype.Q4_K, dtype.Q5_K, dtype.Q6_K:
+			b = append(b, kquantBlock(r, dt)...)
+			i += dtype.QKBlock
 		}
 	}
 	return b
+}
+
+// kquantBlock returns one random k-quant super-block of dtype dt: random bytes (so every
+// scale, min and quant occurs) with f16 scales of a modest exponent, d and dmin of q4_k
+// and q5_k positive as ggml's quantizers write them. One block in 16 has the extreme
+// scales and quants instead: every 6-bit scale and min 63 (q6_k: int8 scales −128) and
+// every quant at its largest.
+func kquantBlock(r *rand.Rand, dt dtype.DType) []byte {
+	half := func() uint16 { return uint16(10+r.IntN(8))<<10 | uint16(r.IntN(1024)) }
+	_, bs := dt.Block()
+	blk := make([]byte, bs)
+	for j := range blk {
+		blk[j] = byte(r.IntN(256))
+	}
+	extreme := r.IntN(16) == 0
+	if dt == dtype.Q6_K {
+		if extreme {
+			for j := 0; j < 192; j++ {
+				blk[j] = 0xff
+			}
+			for j := 192; j < 208; j++ {
+				blk[j] = 0x80
+			}
+		}
+		binary.LittleEndian.PutUint16(blk[208:], half()|uint16(r.IntN(2))<<15)
+		return blk
+	}
+	if extreme {
+		for j := 4; j < bs; j++ {
+			blk[j] = 0xff
+		}
+	}
+	binary.LittleEndian.PutUint16(blk, half())
+	binary.LittleEndian.PutUint16(blk[2:], half())
+	return blk
 }
 
 func TestAttention(t *testing.T) {

@@ -149,6 +149,36 @@ func TestGuardPages(t *testing.T) {
 				kh, vh := guardedHalves(t, randVec(r, n*16, 1), atEnd), guardedHalves(t, randVec(r, n*16, 1), atEnd)
 				k.AttentionF16(guardedAlloc(t, 16, atEnd), g(randVec(r, 16, 1)), kh, vh, n, 16, 0.3, guardedAlloc(t, n, atEnd))
 			}
+
+			// The k-quants, on rows of one to three super-blocks, with f32 and q8_k
+			// activations.
+			for _, n := range []int{256, 512, 768} {
+				for _, T := range []int{1, 2, 4} {
+					rows := 5
+					xs := g(randVec(r, T*n, 1))
+					out := guardedAlloc(t, T*rows, atEnd)
+					sc := guardedAlloc(t, k.ScratchSize(T, n), atEnd)
+					rb := dtype.RowBytes(dtype.Q8_K, n)
+					xq := guardedBytes(t, T*rb, atEnd)
+					for t0 := 0; t0 < T; t0++ {
+						kernels.QuantizeQ8K(xs[t0*n:(t0+1)*n], xq[t0*rb:(t0+1)*rb])
+					}
+					for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+						data := weightBytes(r, dt, rows, n)
+						gd := guardedBytes(t, len(data), atEnd)
+						copy(gd, data)
+						wq, err := kernels.NewMat(dt, gd, rows, n)
+						if err != nil {
+							t.Fatal(err)
+						}
+						k.MatMul(out, rows, xs, T, wq, nil, 1, rows, sc)
+						if q8, ok := k.(kernels.Q8Kernels); ok {
+							q8.MatMulQ8(out, rows, xq, T, wq, nil, 1, rows, sc)
+							q8.QuantizeQ8K(xs[:n], xq[:rb])
+						}
+					}
+				}
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -68,17 +69,23 @@ func matCase(T, rows, cols int) KernelCase {
 }
 
 // quantCase is a matrix–vector product with weights stored as dt: f16 and bf16 through
-// MatMul, q8_0 and q4_0 through MatMulQ8 (activations quantized once, outside the timed
-// call, as the engine does) on backends that have it, else MatMul with float32
-// activations. Bytes counts the weights as stored.
+// MatMul, q8_0, q4_0 and the k-quants through MatMulQ8 (activations quantized once, to
+// kernels.ActivationDType(dt), outside the timed call, as the engine does) on backends
+// that have it, else MatMul with float32 activations. k-quant weights are random
+// super-blocks (lmrun has no k-quant quantizer). Bytes counts the weights as stored.
 func quantCase(dt dtype.DType, rows, cols int) KernelCase {
 	return KernelCase{Kernel: "matvec_" + dt.String(), Shape: fmt.Sprintf("%dx%d", rows, cols), Flops: 2 * float64(rows*cols),
 		Bytes: float64(rows * dtype.RowBytes(dt, cols)), Bound: BandwidthBound,
 		Setup: func(k kernels.Kernels) func() {
 			r := rand.New(rand.NewPCG(9, 10))
-			data, err := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
-			if err != nil {
-				panic(err)
+			var data []byte
+			if dt.KQuant() {
+				data = RandomKQuant(r, dt, rows*cols)
+			} else {
+				var err error
+				if data, err = dtype.Quantize(dt, randSlice(r, rows*cols), cols); err != nil {
+					panic(err)
+				}
 			}
 			w, err := kernels.NewMat(dt, data, rows, cols)
 			if err != nil {
@@ -86,13 +93,35 @@ func quantCase(dt dtype.DType, rows, cols int) KernelCase {
 			}
 			x, dst := randSlice(r, cols), make([]float32, rows)
 			sc := kernels.NewScratch(k, 1, cols)
-			if q8, ok := k.(kernels.Q8Kernels); ok && (dt == dtype.Q8_0 || dt == dtype.Q4_0) {
-				xq := make([]byte, dtype.RowBytes(dtype.Q8_0, cols))
-				kernels.QuantizeQ8(x, xq)
+			if q8, ok := k.(kernels.Q8Kernels); ok && (dt == dtype.Q8_0 || dt == dtype.Q4_0 || dt.KQuant()) {
+				xq := make([]byte, dtype.RowBytes(kernels.ActivationDType(dt), cols))
+				kernels.QuantizeActivations(q8, dt, x, xq)
 				return func() { q8.MatMulQ8(dst, rows, xq, 1, w, nil, 0, rows, sc) }
 			}
 			return func() { k.MatMul(dst, rows, x, 1, w, nil, 0, rows, sc) }
 		}}
+}
+
+// RandomKQuant returns n elements (a multiple of 256) of random k-quant super-blocks of
+// dtype dt, for benchmarks: random bytes, with the f16 scales set to small normal
+// numbers (2⁻¹⁴ to 2⁻¹³, q6_k's of either sign) so that the weights stay below about
+// 0.25 in magnitude, as a model's do.
+func RandomKQuant(r *rand.Rand, dt dtype.DType, n int) []byte {
+	_, bs := dt.Block()
+	b := make([]byte, n/dtype.QKBlock*bs)
+	for i := range b {
+		b[i] = byte(r.IntN(256))
+	}
+	half := func() uint16 { return 1<<10 | uint16(r.IntN(1024)) }
+	for o := 0; o < len(b); o += bs {
+		if dt == dtype.Q6_K {
+			binary.LittleEndian.PutUint16(b[o+208:], half()|uint16(r.IntN(2))<<15)
+			continue
+		}
+		binary.LittleEndian.PutUint16(b[o:], half())
+		binary.LittleEndian.PutUint16(b[o+2:], half())
+	}
+	return b
 }
 
 func attnCase(n, hd int) KernelCase {
@@ -129,6 +158,8 @@ func KernelCases(quick bool) []KernelCase {
 		matCase(128, 3072, 768), matCase(64, 3072, 768),
 		quantCase(dtype.Q8_0, 4096, 4096), quantCase(dtype.Q8_0, 768, 768),
 		quantCase(dtype.Q4_0, 4096, 4096), quantCase(dtype.Q4_0, 768, 768),
+		quantCase(dtype.Q4_K, 4096, 4096), quantCase(dtype.Q4_K, 768, 768),
+		quantCase(dtype.Q5_K, 4096, 4096), quantCase(dtype.Q6_K, 4096, 4096),
 		quantCase(dtype.F16, 4096, 4096), quantCase(dtype.BF16, 4096, 4096),
 		attnCase(256, 64), attnCase(1024, 64),
 		vecCase("dot", 4096, 2, func(k kernels.Kernels, x, y, _ []float32) { k.Dot(x, y) }),

@@ -19,8 +19,9 @@ import (
 //     is tied to it) becomes q8_0: the logits are the most sensitive product of the model,
 //     which is why llama.cpp's quantizer also keeps its output tensor at higher precision.
 //
-// A tensor already stored as its target dtype keeps its bytes; any other is converted
-// through f32 (so q8_0 → q4_0 requantizes the dequantized values). Conversion happens
+// dt must be a type lmrun can write (dtype.DType.Quantizable: not a k-quant). A tensor
+// already stored as its target dtype keeps its bytes; any other is converted through f32
+// (so q8_0 → q4_0 requantizes the dequantized values). Conversion happens
 // when the checkpoint is written, one tensor at a time, and is deterministic: f16 and
 // bf16 round to nearest even, q8_0 is ggml's reference quantizer, q4_0 ggml's layout
 // with least-squares block scales (quant.QuantizeSearch; format/SPEC.md). quant/calib
@@ -28,6 +29,9 @@ import (
 func WithDType(ck *format.Checkpoint, dt dtype.DType) (*format.Checkpoint, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
+	}
+	if !dt.Quantizable() {
+		return nil, fmt.Errorf("lmrun cannot quantize to %s: k-quant tensors come from GGUF files as they are (want f32, f16, bf16, q8_0 or q4_0)", dt)
 	}
 	out := &format.Checkpoint{Meta: ck.Meta, Tensors: make([]format.Source, len(ck.Tensors))}
 	classifier := "token_embd.weight"

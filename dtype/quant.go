@@ -13,6 +13,8 @@ import (
 //	q4_0       blocks of 32 elements: f16 scale d, then 16 bytes whose low nibbles are
 //	           elements 0..15 and high nibbles elements 16..31;  x = d·(nibble − 8)  (18 bytes)
 //
+//	q4_k, q5_k, q6_k  super-blocks of 256 elements (kquant.go)
+//
 // The block layouts are ggml's, so GGUF tensors are used as they are, and the quantizers
 // below reproduce ggml's reference quantizers bit for bit.
 
@@ -23,23 +25,17 @@ const (
 )
 
 // RowBytes returns the bytes one row of n elements of dtype dt takes. For the block types
-// n must be a multiple of QBlock.
+// n must be a multiple of the block (DType.Block).
 func RowBytes(dt DType, n int) int {
-	switch dt {
-	case F32:
-		return 4 * n
-	case F16, BF16:
-		return 2 * n
-	case Q8_0:
-		return n / QBlock * BlockQ8_0
-	case Q4_0:
-		return n / QBlock * BlockQ4_0
+	elems, size := dt.Block()
+	if elems == 0 {
+		return 0
 	}
-	return 0
+	return n / elems * size
 }
 
 // DequantizeRow converts the len(dst) elements stored as dt in src to float32. For the
-// block types len(dst) must be a multiple of QBlock.
+// block types len(dst) must be a multiple of the block (DType.Block).
 func DequantizeRow(dt DType, src []byte, dst []float32) {
 	switch dt {
 	case F32:
@@ -76,14 +72,17 @@ func DequantizeRow(dt DType, src []byte, dst []float32) {
 				out[j+16] = float32(int(blk[2+j]>>4)-8) * d
 			}
 		}
+	case Q4_K, Q5_K, Q6_K, Q8_K:
+		dequantizeK(dt, src, dst)
 	default:
-		panic("kernels: DequantizeRow: unknown dtype " + dt.String())
+		panic("dtype: DequantizeRow: unknown dtype " + dt.String())
 	}
 }
 
 // QuantizeRow stores src as dt in dst, which must hold RowBytes(dt, len(src)) bytes:
 // f32 as is, f16 and bf16 rounded to nearest even, q8_0 and q4_0 with ggml's reference
-// quantizers (QuantizeRowQ8_0, QuantizeRowQ4_0).
+// quantizers (QuantizeRowQ8_0, QuantizeRowQ4_0), q8_k with QuantizeRowQ8_K. There is no
+// quantizer into the k-quant storage types (DType.Quantizable): it panics for them.
 func QuantizeRow(dt DType, src []float32, dst []byte) {
 	switch dt {
 	case F32:
@@ -105,8 +104,10 @@ func QuantizeRow(dt DType, src []float32, dst []byte) {
 		QuantizeRowQ8_0(src, dst)
 	case Q4_0:
 		QuantizeRowQ4_0(src, dst)
+	case Q8_K:
+		QuantizeRowQ8_K(src, dst)
 	default:
-		panic("kernels: QuantizeRow: unknown dtype " + dt.String())
+		panic("dtype: QuantizeRow: no quantizer for dtype " + dt.String())
 	}
 }
 
@@ -176,16 +177,20 @@ func q4(x, id float32) byte {
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
 // Quantize converts a row-major tensor of len(src)/cols rows of cols elements to dt.
-// The block types need cols to be a multiple of QBlock.
+// The block types need cols to be a multiple of their block. The k-quants have no
+// quantizer (DType.Quantizable) and give an error.
 func Quantize(dt DType, src []float32, cols int) ([]byte, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
 	}
+	if !dt.Quantizable() {
+		return nil, fmt.Errorf("lmrun cannot quantize to %s (k-quants are read from GGUF files, not written)", dt)
+	}
 	if cols <= 0 || len(src)%cols != 0 {
 		return nil, fmt.Errorf("%d elements are not rows of %d", len(src), cols)
 	}
-	if (dt == Q8_0 || dt == Q4_0) && cols%QBlock != 0 {
-		return nil, fmt.Errorf("%s needs rows of a multiple of %d elements, got %d", dt, QBlock, cols)
+	if elems, _ := dt.Block(); cols%elems != 0 {
+		return nil, fmt.Errorf("%s needs rows of a multiple of %d elements, got %d", dt, elems, cols)
 	}
 	rb := RowBytes(dt, cols)
 	out := make([]byte, len(src)/cols*rb)
@@ -201,7 +206,7 @@ func Dequantize(dt DType, src []byte, cols int) ([]float32, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("unknown dtype %d", uint32(dt))
 	}
-	if cols <= 0 || ((dt == Q8_0 || dt == Q4_0) && cols%QBlock != 0) {
+	if elems, _ := dt.Block(); cols <= 0 || cols%elems != 0 {
 		return nil, fmt.Errorf("%s rows of %d elements", dt, cols)
 	}
 	rb := RowBytes(dt, cols)

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -240,8 +241,9 @@ func TestKVCacheGrowth(t *testing.T) {
 // TestForwardAllocatesNothing: once a session exists, a forward pass allocates nothing
 // (every buffer is the session's, made by NewSession) — a decode step after a prefill,
 // and prefill batches of the session's batch size and of an odd size — on every backend
-// this CPU runs, for every weight dtype, with q8_0 or exact f32 activations, with an f32
-// or f16 KV cache, on two threads (and on one for f32 weights). The models are small but
+// this CPU runs, for every weight dtype (the k-quants, alone and mixed with q8_0 and q4_0
+// in one product, on a model of their own), with quantized or exact f32 activations,
+// with an f32 or f16 KV cache, on two threads (and on one for f32 weights). The models are small but
 // have rows long enough (an FFN of 1056 columns) that the kernels' scratch would not fit
 // a bounded stack array; the GPT-2-style one adds biases, a local (ring) layer and
 // projected embeddings.
@@ -264,6 +266,26 @@ func TestForwardAllocatesNothing(t *testing.T) {
 		models[name] = ck
 	}
 	dtypes := []dtype.DType{dtype.F32, dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0}
+	// The k-quants need rows of a multiple of 256: a llama of width 256 with an FFN of
+	// 1280, its matrices all of one k-quant, or mixed so that q, k and v (and gate and up)
+	// take q8_k and q8_0 activations in one product.
+	kcfg := preset(t, "tiny")
+	kcfg.Dim, kcfg.NLayers, kcfg.NHeads, kcfg.NKVHeads, kcfg.HeadDim = 256, 1, 4, 2, 64
+	kcfg.RopeDim, kcfg.FFNDim, kcfg.VocabSize, kcfg.AttnWindows = 64, 1280, 260, []int{0}
+	kmodels := map[string]*format.Checkpoint{}
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+		kmodels[dt.String()] = kquantModel(t, kcfg, func(string) dtype.DType { return dt })
+	}
+	mixed := map[string]dtype.DType{"attn_q": dtype.Q4_K, "attn_k": dtype.Q8_0, "attn_v": dtype.Q6_K,
+		"attn_output": dtype.Q5_K, "ffn_gate": dtype.Q4_0, "ffn_up": dtype.Q4_K, "ffn_down": dtype.Q6_K}
+	kmodels["mixed"] = kquantModel(t, kcfg, func(name string) dtype.DType {
+		for k, dt := range mixed {
+			if strings.Contains(name, k) {
+				return dt
+			}
+		}
+		return dtype.Q6_K // token_embd, the tied classifier
+	})
 	const batch, odd = 64, 37
 	prompt := randomTokens(batch, 258, 9)
 	for _, b := range backends.List() {
@@ -297,8 +319,65 @@ func TestForwardAllocatesNothing(t *testing.T) {
 					}
 				}
 			}
+			for _, name := range []string{"q4_k", "q5_k", "q6_k", "mixed"} {
+				for _, f32Act := range []bool{false, true} {
+					m := writeAndLoad(t, kmodels[name], engine.Options{Backend: b.Name, Threads: 2, F32Activations: f32Act})
+					s := m.NewSession(engine.SessionOptions{Batch: batch})
+					forwardAllocs(t, fmt.Sprintf("llama %s, f32 activations %v", name, f32Act), s, prompt, odd)
+				}
+			}
 		})
 	}
+}
+
+// kquantModel returns a seeded random model of cfg whose matrices (all but the position
+// table) are stored as dtypeOf(name): k-quants as random super-blocks with small scales
+// (lmrun has no k-quant quantizer), other types converted.
+func kquantModel(t *testing.T, cfg model.Config, dtypeOf func(name string) dtype.DType) *format.Checkpoint {
+	t.Helper()
+	ck, err := synth.Build(cfg, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	out := &format.Checkpoint{Meta: ck.Meta}
+	for _, s := range ck.Tensors {
+		dt := dtypeOf(s.Name)
+		switch {
+		case len(s.Shape) != 2 || s.Name == "position_embd.weight":
+		case dt.KQuant():
+			s = format.Bytes(s.Name, dt, s.Shape, randomKQuant(r, dt, s.Shape[0]*s.Shape[1]))
+		default:
+			one, err := convert.WithDType(&format.Checkpoint{Meta: ck.Meta, Tensors: []format.Source{s}}, dt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = one.Tensors[0]
+		}
+		out.Tensors = append(out.Tensors, s)
+	}
+	return out
+}
+
+// randomKQuant returns n elements of random k-quant super-blocks of dtype dt whose f16
+// scales are small normal numbers (2⁻¹⁴ to 2⁻¹³), so that the weights stay below about
+// 0.25 in magnitude.
+func randomKQuant(r *rand.Rand, dt dtype.DType, n int) []byte {
+	_, bs := dt.Block()
+	b := make([]byte, n/dtype.QKBlock*bs)
+	for i := range b {
+		b[i] = byte(r.IntN(256))
+	}
+	half := func() uint16 { return 1<<10 | uint16(r.IntN(1024)) }
+	for o := 0; o < len(b); o += bs {
+		if dt == dtype.Q6_K {
+			binary.LittleEndian.PutUint16(b[o+208:], half()|uint16(r.IntN(2))<<15)
+			continue
+		}
+		binary.LittleEndian.PutUint16(b[o:], half())
+		binary.LittleEndian.PutUint16(b[o+2:], half())
+	}
+	return b
 }
 
 // forwardAllocs checks that s allocates nothing in prefill passes of len(prompt) and of

@@ -21,9 +21,11 @@ type Options struct {
 	// Threads is the number of threads a forward pass uses (≤ 0: parallel.DefaultThreads,
 	// one per physical core).
 	Threads int
-	// F32Activations multiplies q8_0/q4_0 weights with the float32 activations. By
-	// default activations are quantized to q8_0 blocks once per product and multiplied
-	// with integer dot products — faster, and within a tested tolerance of the exact path.
+	// F32Activations multiplies block-quantized weights (q8_0, q4_0 and the k-quants)
+	// with the float32 activations. By default activations are quantized once per
+	// product — to q8_0 blocks for q8_0/q4_0 weights, to q8_k super-blocks for the
+	// k-quants, as llama.cpp does — and multiplied with integer dot products: faster, and
+	// within a tested tolerance of the exact path.
 	F32Activations bool
 }
 
@@ -41,6 +43,10 @@ type Model struct {
 	q8      kernels.Q8Kernels // the q8-activation path, nil when off or unavailable
 	backend string
 	pool    *parallel.Pool
+
+	// actTypes holds the activation types (kernels.ActivationDType) of the model's
+	// block-quantized matrices: the quantized activations a Session needs buffers for.
+	actTypes map[dtype.DType]bool
 
 	tokEmbd *kernels.Mat // [vocab, embdim]
 	projIn  *kernels.Mat // [dim, embdim] when cfg.Projected
@@ -120,7 +126,8 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	if err := m.bind(); err != nil {
 		return nil, err
 	}
-	if q8, ok := m.kern.(kernels.Q8Kernels); ok && !opts.F32Activations && m.hasBlockWeights() {
+	m.actTypes = m.activationTypes()
+	if q8, ok := m.kern.(kernels.Q8Kernels); ok && !opts.F32Activations && len(m.actTypes) > 0 {
 		m.q8 = q8
 	}
 	tok, err := tokenizer.FromMetadata(f.Meta)
@@ -144,14 +151,16 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	return m, nil
 }
 
-// hasBlockWeights reports whether any matrix is stored as q8_0 or q4_0.
-func (m *Model) hasBlockWeights() bool {
+// activationTypes returns the activation types the model's block-quantized matrices
+// (q8_0, q4_0, the k-quants) take on the q8 path; empty when it has none.
+func (m *Model) activationTypes() map[dtype.DType]bool {
+	types := map[dtype.DType]bool{}
 	for _, t := range m.file.Tensors {
 		if len(t.Shape) == 2 && blockQuantized(t.DType) {
-			return true
+			types[kernels.ActivationDType(t.DType)] = true
 		}
 	}
-	return false
+	return types
 }
 
 // ropeFrequencies returns θ_i = theta^(−2i/rope_dim) for each rotated pair i. Angles

@@ -62,6 +62,7 @@ type Session struct {
 	ropeCos, ropeSin []float32   // [batch, rope_dim/2]: angles of this pass's positions
 	emb              []float32   // [batch, embDim] when the model projects embeddings
 	xq               []byte      // [batch, widest row] activations as q8_0 blocks
+	xqK              []byte      // [batch, widest row] activations as q8_k super-blocks
 	logits           []float32   // [vocab]
 	scores           [][]float32 // per thread [ctx]
 
@@ -105,7 +106,14 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	}
 	widest := max(c.Dim, c.FFNDim, c.QDim(), c.EmbeddingDim()) // the longest matrix row
 	if m.q8 != nil {
-		s.xq = make([]byte, b*dtype.RowBytes(dtype.Q8_0, (widest+dtype.QBlock-1)/dtype.QBlock*dtype.QBlock))
+		// One buffer per activation type the model's weights take (kernels.ActivationDType),
+		// rounded up to whole blocks.
+		if m.actTypes[dtype.Q8_0] {
+			s.xq = make([]byte, b*dtype.RowBytes(dtype.Q8_0, (widest+dtype.QBlock-1)/dtype.QBlock*dtype.QBlock))
+		}
+		if m.actTypes[dtype.Q8_K] {
+			s.xqK = make([]byte, b*dtype.RowBytes(dtype.Q8_K, (widest+dtype.QKBlock-1)/dtype.QKBlock*dtype.QKBlock))
+		}
 	}
 	if c.Position == model.RoPE {
 		s.ropeCos = make([]float32, b*c.RopeDim/2)
@@ -418,7 +426,8 @@ type mm struct {
 type matmulTask struct {
 	s   *Session
 	x   []float32
-	xq  []byte // x quantized to q8_0 blocks, when the q8 path is taken
+	xq  []byte // x quantized to q8_0 blocks, when the q8 path is taken and an op needs them
+	xqK []byte // x quantized to q8_k super-blocks, likewise
 	T   int
 	ops [3]mm
 	n   int
@@ -430,8 +439,8 @@ func (k *matmulTask) Do(w, lo, hi int) {
 	for _, o := range k.ops[:k.n] {
 		r0, r1 := max(lo-base, 0), min(hi-base, o.w.Rows)
 		if r0 < r1 {
-			if k.xq != nil && blockQuantized(o.w.DType) {
-				k.s.m.q8.MatMulQ8(o.dst, o.ld, k.xq, k.T, o.w, o.bias, r0, r1, sc)
+			if xq := k.activations(o.w.DType); xq != nil {
+				k.s.m.q8.MatMulQ8(o.dst, o.ld, xq, k.T, o.w, o.bias, r0, r1, sc)
 			} else {
 				k.s.m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1, sc)
 			}
@@ -440,13 +449,27 @@ func (k *matmulTask) Do(w, lo, hi int) {
 	}
 }
 
-func blockQuantized(dt dtype.DType) bool { return dt == dtype.Q8_0 || dt == dtype.Q4_0 }
+// activations returns the quantized activations a product on weights of dtype dt takes,
+// nil when it multiplies the float32 ones.
+func (k *matmulTask) activations(dt dtype.DType) []byte {
+	if !blockQuantized(dt) {
+		return nil
+	}
+	if kernels.ActivationDType(dt) == dtype.Q8_K {
+		return k.xqK
+	}
+	return k.xq
+}
+
+// blockQuantized reports whether weights of dtype dt take quantized activations on the
+// q8 path: q8_0 and q4_0 (q8_0 activations) and the k-quants (q8_k activations).
+func blockQuantized(dt dtype.DType) bool { return dt == dtype.Q8_0 || dt == dtype.Q4_0 || dt.KQuant() }
 
 // matmul computes the products ops (at most three) of the T rows of x. Rows are handed
 // out in multiples of 16 so a SIMD kernel sees whole tiles.
 func (s *Session) matmul(x []float32, T int, ops ...mm) {
 	k := &s.mmTask
-	k.s, k.x, k.T, k.xq = s, x, T, nil
+	k.s, k.x, k.T, k.xq, k.xqK = s, x, T, nil, nil
 	k.n = copy(k.ops[:], ops)
 	if s.observe != nil {
 		s.obsNames = s.obsNames[:0]
@@ -457,21 +480,34 @@ func (s *Session) matmul(x []float32, T int, ops ...mm) {
 		s.observe(s.obsNames, x[:T*cols], T, cols)
 	}
 	total := 0
-	q8 := false
 	for _, o := range ops {
 		total += o.w.Rows
-		q8 = q8 || blockQuantized(o.w.DType)
 	}
-	// Block-quantized weights take activations quantized once per product (q8_0 blocks,
-	// as llama.cpp does), unless the model was loaded with exact f32 activations.
-	if q8 && s.m.q8 != nil {
+	// Block-quantized weights take activations quantized once per product (q8_0 blocks
+	// for q8_0 and q4_0, q8_k super-blocks for the k-quants, as llama.cpp does), unless the
+	// model was loaded with exact f32 activations. Ops sharing x may need both.
+	if s.m.q8 != nil {
 		cols := ops[0].w.Cols
-		rb := dtype.RowBytes(dtype.Q8_0, cols)
-		xq := s.xq[:T*rb]
-		for t := 0; t < T; t++ {
-			s.m.q8.QuantizeQ8(x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
+		for _, o := range ops {
+			if !blockQuantized(o.w.DType) {
+				continue
+			}
+			adt := kernels.ActivationDType(o.w.DType)
+			dst := &k.xq
+			buf := s.xq
+			if adt == dtype.Q8_K {
+				dst, buf = &k.xqK, s.xqK
+			}
+			if *dst != nil {
+				continue // already quantized for an earlier op
+			}
+			rb := dtype.RowBytes(adt, cols)
+			xq := buf[:T*rb]
+			for t := 0; t < T; t++ {
+				kernels.QuantizeActivations(s.m.q8, o.w.DType, x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
+			}
+			*dst = xq
 		}
-		k.xq = xq
 	}
 	s.m.pool.Run(total, 16, k)
 }

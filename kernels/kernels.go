@@ -5,6 +5,16 @@
 // Kernels work on whole rows or row ranges; the engine splits work across threads by
 // calling a kernel on disjoint ranges, so a kernel itself is single-threaded, allocation
 // free and deterministic.
+//
+// Weights come in every dtype (f32, f16, bf16, q8_0, q4_0, and ggml's k-quants q4_k,
+// q5_k, q6_k). MatMul multiplies any of them with float32 activations, exactly as their
+// dequantized f32 matrix would be. Block-quantized weights also have the faster path of
+// Q8Kernels: MatMulQ8 takes activations quantized once per product, in the type
+// ActivationDType(w.DType) names — q8_0 blocks of 32 for q8_0 and q4_0, q8_k super-blocks
+// of 256 for the k-quants, as llama.cpp does on CPU — from the backend's QuantizeQ8 or
+// QuantizeQ8K (QuantizeActivations picks), and multiplies with integer block dot
+// products whose float32 scaling follows one fixed order (ggml's generic C for the
+// k-quants, kquant.go), so every backend gives the reference's bits.
 package kernels
 
 import (

@@ -123,22 +123,58 @@ func (m *Mat) RowF32(r int, dst []float32) {
 // unit of a few q; lmrun's fast paths must reproduce this function instead).
 func QuantizeQ8(x []float32, dst []byte) { dtype.QuantizeRowQ8_0(x, dst) }
 
+// ActivationDType returns the type MatMulQ8 takes its activations in for weights of
+// dtype dt: q8_k super-blocks (QuantizeQ8K) for the k-quants, as llama.cpp's CPU
+// backend does, q8_0 blocks (QuantizeQ8) for every other dtype.
+func ActivationDType(dt dtype.DType) dtype.DType {
+	if dt.KQuant() {
+		return dtype.Q8_K
+	}
+	return dtype.Q8_0
+}
+
+// QuantizeActivations quantizes x with q's quantizer for ActivationDType(wdt) into dst
+// (dtype.RowBytes of that type and len(x) bytes): the activations of a MatMulQ8 on
+// weights of dtype wdt.
+func QuantizeActivations(q Q8Kernels, wdt dtype.DType, x []float32, dst []byte) {
+	if ActivationDType(wdt) == dtype.Q8_K {
+		q.QuantizeQ8K(x, dst)
+		return
+	}
+	q.QuantizeQ8(x, dst)
+}
+
 // Q8Kernels is implemented by backends that multiply block-quantized weights with
-// activations quantized by QuantizeQ8 (Reference implements it). It is a separate
-// interface so that backends without an integer path need not provide one.
+// quantized activations (Reference implements it). It is a separate interface so that
+// backends without an integer path need not provide one.
+//
+// The activations of a product come in the format ActivationDType(w.DType) names: q8_0
+// blocks of 32 for q8_0 and q4_0 weights (and f32, f16, bf16), q8_k super-blocks of 256
+// for the k-quants. The caller quantizes each token's activations once per product
+// (QuantizeActivations picks the quantizer), and a backend's quantizers write the
+// package's bytes exactly, so a backend's MatMulQ8 sees the same input as Reference's.
 type Q8Kernels interface {
-	// MatMulQ8 is MatMul with activations given as q8_0 blocks: xq holds T rows of
-	// dtype.RowBytes(dtype.Q8_0, w.Cols) bytes, from QuantizeQ8; w.Cols must be a multiple of
-	// 32. For t < T and r0 ≤ r < r1 it computes dst[t*ld + r] = Σ over blocks b of
-	//   q8_0, q4_0 weights:   float32(Σ_j wq_j·xq_j) · (dw·dx)   (an exact integer sum)
-	//   f32, f16, bf16:       (Σ_j w_j·float32(xq_j)) · dx
-	// accumulated in float32 in block order, plus bias[r] when bias is not nil. scratch
-	// holds at least ScratchSize(T, w.Cols) floats (the backend's Kernels.ScratchSize).
+	// MatMulQ8 is MatMul with quantized activations: xq holds T rows of
+	// dtype.RowBytes(ActivationDType(w.DType), w.Cols) bytes, from QuantizeQ8 or
+	// QuantizeQ8K; w.Cols must be a multiple of the activation block (32 or 256). For
+	// t < T and r0 ≤ r < r1 it computes dst[t*ld + r], plus bias[r] when bias is not nil,
+	// as
+	//   q8_0, q4_0 weights:   Σ over blocks b of float32(Σ_j wq_j·xq_j) · (dw·dx)
+	//                         (an exact integer sum), accumulated in float32 in block order
+	//   f32, f16, bf16:       Σ over blocks b of (Σ_j w_j·float32(xq_j)) · dx, likewise
+	//   q4_k, q5_k, q6_k:     ggml's generic k-quant dot product with q8_k (kquant.go)
+	// scratch holds at least ScratchSize(T, w.Cols) floats (the backend's
+	// Kernels.ScratchSize).
 	MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int, scratch Scratch)
 
 	// QuantizeQ8 quantizes x to q8_0 blocks in dst, byte for byte as the package's
 	// QuantizeQ8 does (len(x) a multiple of 32, len(dst) at least dtype.RowBytes(Q8_0, len(x))).
 	QuantizeQ8(x []float32, dst []byte)
+
+	// QuantizeQ8K quantizes x to q8_k super-blocks in dst, byte for byte as the package's
+	// QuantizeQ8K does (len(x) a multiple of 256, len(dst) at least
+	// dtype.RowBytes(Q8_K, len(x))).
+	QuantizeQ8K(x []float32, dst []byte)
 }
 
 var _ Q8Kernels = Reference{}
@@ -170,11 +206,27 @@ func matRow(w *Mat, r int) []byte {
 	return w.Data[r*rb : (r+1)*rb]
 }
 
-// MatMulQ8 implements Q8Kernels. Its error against MatMul on the unquantized activations
-// comes from the activations' rounding alone: per block, |x − d16·q| ≤ d·(1/2 + 127·2⁻¹¹)
-// with d = amax/127, so |Δ| ≤ Σ_b 0.57·d_b·Σ_{j∈b}|w_j| plus float32 rounding.
+// MatMulQ8 implements Q8Kernels. For q8_0 and q4_0 weights its error against MatMul on
+// the unquantized activations comes from the activations' rounding alone: per block,
+// |x − d16·q| ≤ d·(1/2 + 127·2⁻¹¹) with d = amax/127, so |Δ| ≤ Σ_b 0.57·d_b·Σ_{j∈b}|w_j|
+// plus float32 rounding. For the k-quants (q8_k's d is a float32, not rounded to f16) a
+// super-block's activations are within d/2 of x, d = max|x|/127 over 256 values.
 func (Reference) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int, _ Scratch) {
 	n := w.Cols
+	if w.DType.KQuant() {
+		xb := dtype.RowBytes(dtype.Q8_K, n)
+		for row := r0; row < r1; row++ {
+			wr := matRow(w, row)
+			var b float32
+			if bias != nil {
+				b = bias[row]
+			}
+			for t := 0; t < T; t++ {
+				dst[t*ld+row] = kRow(w.DType, wr, xq[t*xb:(t+1)*xb], n/dtype.QKBlock) + b
+			}
+		}
+		return
+	}
 	xb := dtype.RowBytes(dtype.Q8_0, n)
 	nb := n / dtype.QBlock
 	for row := r0; row < r1; row++ {

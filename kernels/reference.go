@@ -53,6 +53,12 @@ func (r Reference) MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bia
 		rowDot = dotQ8_0
 	case dtype.Q4_0:
 		rowDot = dotQ4_0
+	case dtype.Q4_K:
+		rowDot = dotQ4_K
+	case dtype.Q5_K:
+		rowDot = dotQ5_K
+	case dtype.Q6_K:
+		rowDot = dotQ6_K
 	default:
 		panic("kernels: MatMul: unknown weight dtype " + w.DType.String())
 	}

@@ -4,6 +4,7 @@ package avx2
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/klauspost/cpuid/v2"
@@ -13,7 +14,7 @@ import (
 )
 
 // TestMatMulAllocatesNothing: the products on q8_0, q4_0 (with q8_0 or f32 activations),
-// f16 and bf16 weights allocate nothing — decode steps (T = 1) and prefill batches (T =
+// the k-quants (with q8_k or f32 activations), f16 and bf16 weights allocate nothing — decode steps (T = 1) and prefill batches (T =
 // 37, 64) alike, on short rows and on rows whose working memory outgrows any sensible
 // stack array (1056 and 4128 columns) — given a scratch of ScratchSize floats.
 func TestMatMulAllocatesNothing(t *testing.T) {
@@ -54,6 +55,31 @@ func TestMatMulAllocatesNothing(t *testing.T) {
 				for what, f := range products {
 					if n := testing.AllocsPerRun(5, f); n != 0 {
 						t.Errorf("%s%s: %v allocations per product", name, what, n)
+					}
+				}
+			}
+		}
+	}
+	// The k-quants, on rows of whole super-blocks, with q8_k or f32 activations.
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, cols := range []int{256, 1280, 4096} {
+		for _, T := range []int{1, 37, 64} {
+			x := randSlice(r, T*cols)
+			xq := make([]byte, T*dtype.RowBytes(dtype.Q8_K, cols))
+			kernels.QuantizeQ8K(x, xq)
+			dst := make([]float32, T*rows)
+			sc := kernels.NewScratch(k, T, cols)
+			for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+				w, err := kernels.NewMat(dt, randKQuant(r, dt, rows*cols), rows, cols)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for what, f := range map[string]func(){
+					"q8_k activations": func() { k.MatMulQ8(dst, rows, xq, T, w, nil, 3, rows, sc) },
+					"f32 activations":  func() { k.MatMul(dst, rows, x, T, w, nil, 3, rows, sc) },
+				} {
+					if n := testing.AllocsPerRun(5, f); n != 0 {
+						t.Errorf("%v, T=%d, %d columns, %s: %v allocations per product", dt, T, cols, what, n)
 					}
 				}
 			}

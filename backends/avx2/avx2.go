@@ -29,7 +29,7 @@ func init() {
 // that are not block-quantized, GELUErf, ReLU, and AttentionF16 on head widths that are
 // not a multiple of 8.
 //
-// The products on f16, bf16, q8_0 and q4_0 weights work in the caller's
+// The products on f16, bf16, q8_0, q4_0 and k-quant weights work in the caller's
 // kernels.Scratch (see ScratchSize), so that, like every kernel here, they allocate
 // nothing.
 //
@@ -47,16 +47,17 @@ var (
 func (Kernels) Name() string { return "avx2" }
 
 // ScratchSize implements kernels.Kernels. MatMul keeps in the scratch, for T > 1, up to
-// halfChunk rows of f16, bf16, q8_0 or q4_0 weights widened to float32 for the f32 GEMM;
-// for T = 1, the quantRowsT1 q8_0 or q4_0 rows matMulQuant widens at a time, or the
-// rearranged x of the f16 and bf16 mix kernels (at most cols floats). MatMulQ8 keeps
-// one xBlock per activation block of every token.
+// halfChunk rows of f16, bf16, q8_0, q4_0 or k-quant weights widened to float32 for the
+// f32 GEMM; for T = 1, the quantRowsT1 block-quantized rows matMulQuant widens at a time,
+// or the rearranged x of the f16 and bf16 mix kernels (at most cols floats). MatMulQ8
+// keeps one xBlock per q8_0 activation block of every token, or one prepared q8_k
+// super-block (xkBlock bytes) per 256 activations of every token.
 func (Kernels) ScratchSize(T, cols int) int {
 	rows := quantRowsT1
 	if T > 1 {
 		rows = halfChunk
 	}
-	return max(rows*cols, T*(cols/dtype.QBlock)*xBlockFloats)
+	return max(rows*cols, T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats)
 }
 
 // scratchFor returns the first n floats of scratch, panicking, as the reference's bounds
@@ -79,7 +80,8 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)
 		return
 	}
-	if (w.DType == dtype.Q8_0 || w.DType == dtype.Q4_0) && w.Cols%dtype.QBlock == 0 {
+	if (w.DType == dtype.Q8_0 || w.DType == dtype.Q4_0) && w.Cols%dtype.QBlock == 0 ||
+		w.DType.KQuant() && w.Cols%dtype.QKBlock == 0 {
 		k.matMulQuant(dst, ld, x, T, w, bias, r0, r1, scratch)
 		return
 	}
@@ -119,11 +121,12 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 // quantRowsT1 is how many q8_0 or q4_0 rows matMulQuant widens at a time for T = 1.
 const quantRowsT1 = 4
 
-// matMulQuant is MatMul for q8_0 and q4_0 weights with float32 activations (the
+// matMulQuant is MatMul for q8_0, q4_0 and k-quant weights with float32 activations (the
 // engine's exact-activation mode): rows are widened to float32 (dequantQ8_0,
-// dequantQ4_0: each value exactly the reference's) in scratch and multiplied by the f32
-// kernels — quantRowsT1 rows at a time by matvec for T = 1, halfChunk at a time by the
-// GEMM for T > 1. Only the order of the sums differs from the reference.
+// dequantQ4_0, or dtype.DequantizeRow for the k-quants: each value exactly the
+// reference's) in scratch and multiplied by the f32 kernels — quantRowsT1 rows at a time
+// by matvec for T = 1, halfChunk at a time by the GEMM for T > 1. Only the order of the
+// sums differs from the reference.
 func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
@@ -150,10 +153,13 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 	for a := r0; a < r1; a += chunk {
 		b := min(a+chunk, r1)
 		for r := a; r < b; r++ {
-			if w.DType == dtype.Q4_0 {
+			switch w.DType {
+			case dtype.Q4_0:
 				dequantQ4_0(&buf[(r-a)*n], &w.Data[r*rb], nb)
-			} else {
+			case dtype.Q8_0:
 				dequantQ8_0(&buf[(r-a)*n], &w.Data[r*rb], nb)
+			default:
+				dtype.DequantizeRow(w.DType, w.Data[r*rb:(r+1)*rb], buf[(r-a)*n:(r-a+1)*n])
 			}
 		}
 		if T == 1 {
@@ -591,9 +597,14 @@ func blockInfo(xq []byte, xi []xBlock, sums bool) {
 
 // MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
 // products, eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
-// backends/avx2/_asm/quant.go); other weight types are the reference's. The results are
-// the reference's bit for bit, whatever the row range.
+// backends/avx2/_asm/quant.go), and for the k-quants with q8_k activations
+// (matMulQ8K); other weight types are the reference's. The results are the reference's
+// bit for bit, whatever the row range.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
+	if w.DType.KQuant() {
+		k.matMulQ8K(dst, ld, xq, T, w, bias, r0, r1, scratch)
+		return
+	}
 	if w.DType != dtype.Q8_0 && w.DType != dtype.Q4_0 {
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return

@@ -3,6 +3,7 @@
 package avx2
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -333,6 +334,64 @@ func BenchmarkMatVecQ8(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkMatVecK times MatMulQ8 (T = 1, q8_k activations) on k-quant weights (random
+// super-blocks: lmrun has no k-quant quantizer), at the shapes of BenchmarkMatVecQ8 and
+// a Llama-7B FFN (11008×4096): GB/s of weights as stored.
+func BenchmarkMatVecK(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+		for _, sh := range [][2]int{{768, 768}, {4096, 4096}, {11008, 4096}} {
+			rows, cols := sh[0], sh[1]
+			data := randKQuant(r, dt, rows*cols)
+			w, _ := kernels.NewMat(dt, data, rows, cols)
+			xq := make([]byte, dtype.RowBytes(dtype.Q8_K, cols))
+			kernels.QuantizeQ8K(randSlice(r, cols), xq)
+			dst := make([]float32, rows)
+			sc := kernels.NewScratch(Kernels{}, 1, cols)
+			b.Run(fmt.Sprintf("%v/%dx%d", dt, rows, cols), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					Kernels{}.MatMulQ8(dst, rows, xq, 1, w, nil, 0, rows, sc)
+				}
+				report(b, 2*float64(rows*cols), float64(len(data)))
+			})
+		}
+	}
+}
+
+// BenchmarkQuantizeQ8K times the q8_k activation quantizer on a 4096-wide row.
+func BenchmarkQuantizeQ8K(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	x := randSlice(r, 4096)
+	xq := make([]byte, dtype.RowBytes(dtype.Q8_K, len(x)))
+	b.Run("avx2", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			Kernels{}.QuantizeQ8K(x, xq)
+		}
+		report(b, 0, 4*float64(len(x)))
+	})
+}
+
+// randKQuant returns n elements of random k-quant super-blocks of dtype dt with small
+// normal f16 scales (2⁻¹⁴ to 2⁻¹³), as bench.RandomKQuant makes them.
+func randKQuant(r *rand.Rand, dt dtype.DType, n int) []byte {
+	_, bs := dt.Block()
+	b := make([]byte, n/dtype.QKBlock*bs)
+	for i := range b {
+		b[i] = byte(r.IntN(256))
+	}
+	half := func() uint16 { return 1<<10 | uint16(r.IntN(1024)) }
+	for o := 0; o < len(b); o += bs {
+		if dt == dtype.Q6_K {
+			binary.LittleEndian.PutUint16(b[o+208:], half()|uint16(r.IntN(2))<<15)
+			continue
+		}
+		binary.LittleEndian.PutUint16(b[o:], half())
+		binary.LittleEndian.PutUint16(b[o+2:], half())
+	}
+	return b
 }
 
 // BenchmarkMatVecHalf times MatMul (T = 1) on f16 and bf16 weights.

@@ -14,9 +14,12 @@
 // half of an f16 row by F16C's VCVTPH2PS and half by integer shifts and masks on x
 // rearranged to match, a bf16 row by one shift or mask per 8 columns); and MatMulQ8
 // (kernels.Q8Kernels) on q8_0 and q4_0 weights, with integer dot products per 32-element
-// block (VPMADDUBSW, VPMADDWD) scaled and accumulated in float32, and QuantizeQ8, the
-// activation quantizer (byte for byte the reference's). What they do differently from kernels.Reference, all within the
-// tolerances stated in backends/conformance_test.go:
+// block (VPMADDUBSW, VPMADDWD) scaled and accumulated in float32, and on the k-quants
+// (q4_k, q5_k, q6_k) with q8_k activations, ggml's generic dot product reproduced
+// operation for operation (_asm/kquant.go); QuantizeQ8 and QuantizeQ8K, the activation
+// quantizers (byte for byte the reference's). The quantized products equal the
+// reference's bit for bit. What the other kernels do differently from kernels.Reference,
+// all within the tolerances stated in backends/conformance_test.go:
 //   - sums (dot products, norms, softmax's denominator) are taken in 8 lanes with several
 //     accumulators, so they round differently — but a MatMul row's result never depends
 //     on how the rows were split into ranges, so results stay identical for every
@@ -28,8 +31,8 @@
 //
 // NaN and ±Inf behave exactly as in the reference. GELUErf and ReLU are the reference's,
 // as is AttentionF16 for head widths that are not a multiple of 8. MatMul on q8_0/q4_0
-// weights with float32 activations widens the rows (dequantQ8_0, dequantQ4_0) and runs
-// the f32 kernels on them.
+// weights with float32 activations widens the rows (dequantQ8_0, dequantQ4_0; for the
+// k-quants dtype.DequantizeRow) and runs the f32 kernels on them.
 package avx2
 
 //go:generate sh -c "cd _asm && go run . -out ../kernels_amd64.s -stubs ../stubs_amd64.go -pkg avx2"

@@ -3365,6 +3365,1085 @@ DATA eight32<>+24(SB)/4, $0x00000008
 DATA eight32<>+28(SB)/4, $0x00000008
 GLOBL eight32<>(SB), RODATA|NOPTR, $32
 
+// func prepQ8K(dst *byte, xq *byte, nb int)
+// Requires: AVX, AVX2
+TEXT ·prepQ8K(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    xq+8(FP), CX
+	MOVQ    nb+16(FP), DX
+	VMOVDQU kperm<>+0(SB), Y0
+	VMOVDQU k32b<>+0(SB), Y1
+	VMOVDQU ones16<>+0(SB), Y2
+
+prepQ8K_block1:
+	VMOVDQU      4(CX), Y3
+	VPERMD       Y3, Y0, Y3
+	VPSHUFB      kt4x4<>+0(SB), Y3, Y3
+	VMOVDQU      Y3, (AX)
+	VPMADDUBSW   Y3, Y1, Y3
+	VMOVDQU      Y3, 256(AX)
+	VMOVDQU      36(CX), Y3
+	VPERMD       Y3, Y0, Y3
+	VPSHUFB      kt4x4<>+0(SB), Y3, Y3
+	VMOVDQU      Y3, 32(AX)
+	VPMADDUBSW   Y3, Y1, Y3
+	VMOVDQU      Y3, 288(AX)
+	VMOVDQU      68(CX), Y3
+	VPERMD       Y3, Y0, Y3
+	VPSHUFB      kt4x4<>+0(SB), Y3, Y3
+	VMOVDQU      Y3, 64(AX)
+	VPMADDUBSW   Y3, Y1, Y3
+	VMOVDQU      Y3, 320(AX)
+	VMOVDQU      100(CX), Y3
+	VPERMD       Y3, Y0, Y3
+	VPSHUFB      kt4x4<>+0(SB), Y3, Y3
+	VMOVDQU      Y3, 96(AX)
+	VPMADDUBSW   Y3, Y1, Y3
+	VMOVDQU      Y3, 352(AX)
+	VMOVDQU      132(CX), Y3
+	VPERMD       Y3, Y0, Y3
+	VPSHUFB      kt4x4<>+0(SB), Y3, Y3
+	VMOVDQU      Y3, 128(AX)
+	VPMADDUBSW   Y3, Y1, Y3
+	VMOVDQU      Y3, 384(AX)
+	VMOVDQU      164(CX), Y3
+	VPERMD       Y3, Y0, Y3
+	VPSHUFB      kt4x4<>+0(SB), Y3, Y3
+	VMOVDQU      Y3, 160(AX)
+	VPMADDUBSW   Y3, Y1, Y3
+	VMOVDQU      Y3, 416(AX)
+	VMOVDQU      196(CX), Y3
+	VPERMD       Y3, Y0, Y3
+	VPSHUFB      kt4x4<>+0(SB), Y3, Y3
+	VMOVDQU      Y3, 192(AX)
+	VPMADDUBSW   Y3, Y1, Y3
+	VMOVDQU      Y3, 448(AX)
+	VMOVDQU      228(CX), Y3
+	VPERMD       Y3, Y0, Y3
+	VPSHUFB      kt4x4<>+0(SB), Y3, Y3
+	VMOVDQU      Y3, 224(AX)
+	VPMADDUBSW   Y3, Y1, Y3
+	VMOVDQU      Y3, 480(AX)
+	VPMADDWD     260(CX), Y2, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPACKSSDW    X4, X3, X4
+	VMOVDQU      X4, 512(AX)
+	MOVL         (CX), BX
+	MOVL         BX, 528(AX)
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000220, AX
+	DECQ         DX
+	JNZ          prepQ8K_block1
+	VZEROUPPER
+	RET
+
+DATA kperm<>+0(SB)/8, $0x0000000200000000
+DATA kperm<>+8(SB)/8, $0x0000000600000004
+DATA kperm<>+16(SB)/8, $0x0000000300000001
+DATA kperm<>+24(SB)/8, $0x0000000700000005
+GLOBL kperm<>(SB), RODATA|NOPTR, $32
+
+DATA k32b<>+0(SB)/4, $0x20202020
+DATA k32b<>+4(SB)/4, $0x20202020
+DATA k32b<>+8(SB)/4, $0x20202020
+DATA k32b<>+12(SB)/4, $0x20202020
+DATA k32b<>+16(SB)/4, $0x20202020
+DATA k32b<>+20(SB)/4, $0x20202020
+DATA k32b<>+24(SB)/4, $0x20202020
+DATA k32b<>+28(SB)/4, $0x20202020
+GLOBL k32b<>(SB), RODATA|NOPTR, $32
+
+DATA kt4x4<>+0(SB)/8, $0x0d0905010c080400
+DATA kt4x4<>+8(SB)/8, $0x0f0b07030e0a0602
+DATA kt4x4<>+16(SB)/8, $0x0d0905010c080400
+DATA kt4x4<>+24(SB)/8, $0x0f0b07030e0a0602
+GLOBL kt4x4<>(SB), RODATA|NOPTR, $32
+
+// func mvQ4_K(dst *float32, xp *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, F16C
+TEXT ·mvQ4_K(SB), NOSPLIT, $32-48
+	VMOVDQU kperm<>+0(SB), Y0
+	VMOVDQU nibble<>+0(SB), Y1
+	MOVQ    dst+0(FP), AX
+	MOVQ    w+16(FP), CX
+
+mvQ4_K_row1:
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	MOVQ   xp+8(FP), DX
+	MOVQ   CX, BX
+	MOVQ   nb+32(FP), SI
+
+mvQ4_K_block2:
+	VMOVDQU      4(BX), X4
+	VPSHUFB      kscA<>+0(SB), X4, X5
+	VPSRLW       $0x04, X5, X6
+	VPAND        kscL<>+0(SB), X5, X5
+	VPAND        kscL2<>+0(SB), X6, X6
+	VPOR         X6, X5, X5
+	VPSHUFB      kscB<>+0(SB), X4, X4
+	VPSRLW       $0x02, X4, X4
+	VPAND        kscH<>+0(SB), X4, X4
+	VPOR         X4, X5, X5
+	VPSHUFB      kminz<>+0(SB), X5, X4
+	VPMADDWD     512(DX), X4, X4
+	VPSHUFD      $0x4e, X4, X6
+	VPADDD       X6, X4, X4
+	VPSHUFD      $0xb1, X4, X6
+	VPADDD       X6, X4, X4
+	VPMOVZXBD    X5, Y5
+	VPSLLD       $0x10, Y5, Y6
+	VPOR         Y6, Y5, Y5
+	VMOVDQU      Y5, (SP)
+	VMOVDQU      16(BX), Y5
+	VPERMD       Y5, Y0, Y5
+	VPSHUFB      kt4x4<>+0(SB), Y5, Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y1, Y5, Y5
+	VPAND        Y1, Y6, Y6
+	VPMADDUBSW   (DX), Y5, Y5
+	VPBROADCASTD (SP), Y7
+	VPMADDWD     Y7, Y5, Y5
+	VPMADDUBSW   32(DX), Y6, Y6
+	VPBROADCASTD 4(SP), Y7
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      48(BX), Y6
+	VPERMD       Y6, Y0, Y6
+	VPSHUFB      kt4x4<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y1, Y6, Y6
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   64(DX), Y6, Y6
+	VPBROADCASTD 8(SP), Y8
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPMADDUBSW   96(DX), Y7, Y6
+	VPBROADCASTD 12(SP), Y7
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      80(BX), Y6
+	VPERMD       Y6, Y0, Y6
+	VPSHUFB      kt4x4<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y1, Y6, Y6
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   128(DX), Y6, Y6
+	VPBROADCASTD 16(SP), Y8
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPMADDUBSW   160(DX), Y7, Y6
+	VPBROADCASTD 20(SP), Y7
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      112(BX), Y6
+	VPERMD       Y6, Y0, Y6
+	VPSHUFB      kt4x4<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y1, Y6, Y6
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   192(DX), Y6, Y6
+	VPBROADCASTD 24(SP), Y8
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPMADDUBSW   224(DX), Y7, Y6
+	VPBROADCASTD 28(SP), Y7
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVD        (BX), X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS 528(DX), X7
+	VMULPS       X7, X6, X6
+	VBROADCASTSS X6, Y7
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVSHDUP    X6, X5
+	VCVTDQ2PS    X4, X4
+	VMULSS       X5, X4, X4
+	VSUBSS       X4, X3, X3
+	ADDQ         $0x00000090, BX
+	ADDQ         $0x00000220, DX
+	DECQ         SI
+	JNZ          mvQ4_K_block2
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDSS       X2, X3, X3
+	VMOVSHDUP    X2, X5
+	VADDSS       X5, X3, X3
+	VMOVHLPS     X2, X2, X5
+	VADDSS       X5, X3, X3
+	VPSHUFD      $0x03, X2, X5
+	VADDSS       X5, X3, X3
+	VADDSS       X4, X3, X3
+	VMOVSHDUP    X4, X5
+	VADDSS       X5, X3, X3
+	VMOVHLPS     X4, X4, X5
+	VADDSS       X5, X3, X3
+	VPSHUFD      $0x03, X4, X5
+	VADDSS       X5, X3, X3
+	VMOVSS       X3, (AX)
+	ADDQ         $0x04, AX
+	MOVQ         ldw+24(FP), DX
+	ADDQ         DX, CX
+	MOVQ         rows+40(FP), DX
+	DECQ         DX
+	MOVQ         DX, rows+40(FP)
+	JNZ          mvQ4_K_row1
+	VZEROUPPER
+	RET
+
+DATA kscA<>+0(SB)/8, $0x0b0a090803020100
+DATA kscA<>+8(SB)/8, $0x0b0a090807060504
+GLOBL kscA<>(SB), RODATA|NOPTR, $16
+
+DATA kscL<>+0(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kscL<>+8(SB)/8, $0x000000003f3f3f3f
+GLOBL kscL<>(SB), RODATA|NOPTR, $16
+
+DATA kscL2<>+0(SB)/8, $0x0000000000000000
+DATA kscL2<>+8(SB)/8, $0x0f0f0f0f00000000
+GLOBL kscL2<>(SB), RODATA|NOPTR, $16
+
+DATA kscB<>+0(SB)/8, $0x0302010080808080
+DATA kscB<>+8(SB)/8, $0x0706050480808080
+GLOBL kscB<>(SB), RODATA|NOPTR, $16
+
+DATA kscH<>+0(SB)/8, $0x3030303000000000
+DATA kscH<>+8(SB)/8, $0x3030303000000000
+GLOBL kscH<>(SB), RODATA|NOPTR, $16
+
+DATA kminz<>+0(SB)/8, $0x800b800a80098008
+DATA kminz<>+8(SB)/8, $0x800f800e800d800c
+GLOBL kminz<>(SB), RODATA|NOPTR, $16
+
+// func mvQ5_K(dst *float32, xp *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, F16C
+TEXT ·mvQ5_K(SB), NOSPLIT, $32-48
+	VMOVDQU kperm<>+0(SB), Y0
+	VMOVDQU nibble<>+0(SB), Y1
+	MOVQ    dst+0(FP), AX
+	MOVQ    w+16(FP), CX
+
+mvQ5_K_row1:
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	MOVQ   xp+8(FP), DX
+	MOVQ   CX, BX
+	MOVQ   nb+32(FP), SI
+
+mvQ5_K_block2:
+	VMOVDQU      4(BX), X4
+	VPSHUFB      kscA<>+0(SB), X4, X5
+	VPSRLW       $0x04, X5, X6
+	VPAND        kscL<>+0(SB), X5, X5
+	VPAND        kscL2<>+0(SB), X6, X6
+	VPOR         X6, X5, X5
+	VPSHUFB      kscB<>+0(SB), X4, X4
+	VPSRLW       $0x02, X4, X4
+	VPAND        kscH<>+0(SB), X4, X4
+	VPOR         X4, X5, X5
+	VPSHUFB      kminz<>+0(SB), X5, X4
+	VPMADDWD     512(DX), X4, X4
+	VPSHUFD      $0x4e, X4, X6
+	VPADDD       X6, X4, X4
+	VPSHUFD      $0xb1, X4, X6
+	VPADDD       X6, X4, X4
+	VPMOVZXBD    X5, Y5
+	VPSLLD       $0x10, Y5, Y6
+	VPOR         Y6, Y5, Y5
+	VMOVDQU      Y5, (SP)
+	VMOVDQU      16(BX), Y5
+	VPERMD       Y5, Y0, Y5
+	VPSHUFB      kt4x4<>+0(SB), Y5, Y5
+	VMOVDQU      48(BX), Y6
+	VPERMD       Y6, Y0, Y6
+	VPSHUFB      kt4x4<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y1, Y6, Y6
+	VPAND        Y1, Y7, Y7
+	VMOVDQA      Y5, Y8
+	VPSLLW       $0x04, Y8, Y9
+	VPAND        k10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y6, Y6
+	VPSLLW       $0x03, Y8, Y8
+	VPAND        k10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPMADDUBSW   (DX), Y6, Y6
+	VPBROADCASTD (SP), Y8
+	VPMADDWD     Y8, Y6, Y6
+	VPMADDUBSW   32(DX), Y7, Y7
+	VPBROADCASTD 4(SP), Y8
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VMOVDQU      80(BX), Y7
+	VPERMD       Y7, Y0, Y7
+	VPSHUFB      kt4x4<>+0(SB), Y7, Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y1, Y7, Y7
+	VPAND        Y1, Y8, Y8
+	VPSRLW       $0x02, Y5, Y9
+	VPSLLW       $0x04, Y9, Y10
+	VPAND        k10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y7, Y7
+	VPSLLW       $0x03, Y9, Y9
+	VPAND        k10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   64(DX), Y7, Y7
+	VPBROADCASTD 8(SP), Y9
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPMADDUBSW   96(DX), Y8, Y7
+	VPBROADCASTD 12(SP), Y8
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VMOVDQU      112(BX), Y7
+	VPERMD       Y7, Y0, Y7
+	VPSHUFB      kt4x4<>+0(SB), Y7, Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y1, Y7, Y7
+	VPAND        Y1, Y8, Y8
+	VPSRLW       $0x04, Y5, Y9
+	VPSLLW       $0x04, Y9, Y10
+	VPAND        k10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y7, Y7
+	VPSLLW       $0x03, Y9, Y9
+	VPAND        k10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   128(DX), Y7, Y7
+	VPBROADCASTD 16(SP), Y9
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPMADDUBSW   160(DX), Y8, Y7
+	VPBROADCASTD 20(SP), Y8
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VMOVDQU      144(BX), Y7
+	VPERMD       Y7, Y0, Y7
+	VPSHUFB      kt4x4<>+0(SB), Y7, Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y1, Y7, Y7
+	VPAND        Y1, Y8, Y8
+	VPSRLW       $0x06, Y5, Y5
+	VPSLLW       $0x04, Y5, Y9
+	VPAND        k10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y7, Y7
+	VPSLLW       $0x03, Y5, Y5
+	VPAND        k10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y8, Y8
+	VPMADDUBSW   192(DX), Y7, Y5
+	VPBROADCASTD 24(SP), Y7
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y6, Y6
+	VPMADDUBSW   224(DX), Y8, Y5
+	VPBROADCASTD 28(SP), Y7
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y6, Y6
+	VMOVD        (BX), X5
+	VCVTPH2PS    X5, X5
+	VBROADCASTSS 528(DX), X7
+	VMULPS       X7, X5, X5
+	VBROADCASTSS X5, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VMOVSHDUP    X5, X5
+	VCVTDQ2PS    X4, X4
+	VMULSS       X5, X4, X4
+	VSUBSS       X4, X3, X3
+	ADDQ         $0x000000b0, BX
+	ADDQ         $0x00000220, DX
+	DECQ         SI
+	JNZ          mvQ5_K_block2
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDSS       X2, X3, X3
+	VMOVSHDUP    X2, X5
+	VADDSS       X5, X3, X3
+	VMOVHLPS     X2, X2, X5
+	VADDSS       X5, X3, X3
+	VPSHUFD      $0x03, X2, X5
+	VADDSS       X5, X3, X3
+	VADDSS       X4, X3, X3
+	VMOVSHDUP    X4, X5
+	VADDSS       X5, X3, X3
+	VMOVHLPS     X4, X4, X5
+	VADDSS       X5, X3, X3
+	VPSHUFD      $0x03, X4, X5
+	VADDSS       X5, X3, X3
+	VMOVSS       X3, (AX)
+	ADDQ         $0x04, AX
+	MOVQ         ldw+24(FP), DX
+	ADDQ         DX, CX
+	MOVQ         rows+40(FP), DX
+	DECQ         DX
+	MOVQ         DX, rows+40(FP)
+	JNZ          mvQ5_K_row1
+	VZEROUPPER
+	RET
+
+DATA k10<>+0(SB)/4, $0x10101010
+DATA k10<>+4(SB)/4, $0x10101010
+DATA k10<>+8(SB)/4, $0x10101010
+DATA k10<>+12(SB)/4, $0x10101010
+DATA k10<>+16(SB)/4, $0x10101010
+DATA k10<>+20(SB)/4, $0x10101010
+DATA k10<>+24(SB)/4, $0x10101010
+DATA k10<>+28(SB)/4, $0x10101010
+GLOBL k10<>(SB), RODATA|NOPTR, $32
+
+// func mvQ6_K(dst *float32, xp *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, F16C
+TEXT ·mvQ6_K(SB), NOSPLIT, $32-48
+	VMOVDQU kperm<>+0(SB), Y0
+	VMOVDQU nibble<>+0(SB), Y1
+	MOVQ    dst+0(FP), AX
+	MOVQ    w+16(FP), CX
+
+mvQ6_K_row1:
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	MOVQ   xp+8(FP), DX
+	MOVQ   CX, BX
+	MOVQ   nb+32(FP), SI
+
+mvQ6_K_block2:
+	VPMOVSXBW    192(BX), Y4
+	VMOVDQU      Y4, (SP)
+	VMOVDQU      (BX), Y4
+	VMOVDQU      32(BX), Y5
+	VMOVDQU      128(BX), Y6
+	VPERMD       Y4, Y0, Y4
+	VPSHUFB      kt4x4<>+0(SB), Y4, Y4
+	VPERMD       Y5, Y0, Y5
+	VPSHUFB      kt4x4<>+0(SB), Y5, Y5
+	VPERMD       Y6, Y0, Y6
+	VPSHUFB      kt4x4<>+0(SB), Y6, Y6
+	VPAND        Y1, Y4, Y7
+	VPSLLW       $0x04, Y6, Y8
+	VPAND        k30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPMADDUBSW   (DX), Y7, Y7
+	VPSUBW       256(DX), Y7, Y7
+	VPBROADCASTD (SP), Y8
+	VPMADDWD     Y8, Y7, Y7
+	VPAND        Y1, Y5, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        k30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   32(DX), Y8, Y8
+	VPSUBW       288(DX), Y8, Y8
+	VPBROADCASTD 4(SP), Y9
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQA      Y6, Y8
+	VPAND        k30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y4, Y4
+	VPMADDUBSW   64(DX), Y4, Y4
+	VPSUBW       320(DX), Y4, Y4
+	VPBROADCASTD 8(SP), Y8
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y4, Y7, Y7
+	VPSRLW       $0x04, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSRLW       $0x02, Y6, Y5
+	VPAND        k30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPMADDUBSW   96(DX), Y4, Y4
+	VPSUBW       352(DX), Y4, Y4
+	VPBROADCASTD 12(SP), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y7, Y7
+	VMOVDQU      64(BX), Y4
+	VMOVDQU      96(BX), Y5
+	VMOVDQU      160(BX), Y6
+	VPERMD       Y4, Y0, Y4
+	VPSHUFB      kt4x4<>+0(SB), Y4, Y4
+	VPERMD       Y5, Y0, Y5
+	VPSHUFB      kt4x4<>+0(SB), Y5, Y5
+	VPERMD       Y6, Y0, Y6
+	VPSHUFB      kt4x4<>+0(SB), Y6, Y6
+	VPAND        Y1, Y4, Y8
+	VPSLLW       $0x04, Y6, Y9
+	VPAND        k30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   128(DX), Y8, Y8
+	VPSUBW       384(DX), Y8, Y8
+	VPBROADCASTD 16(SP), Y9
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPAND        Y1, Y5, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        k30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   160(DX), Y8, Y8
+	VPSUBW       416(DX), Y8, Y8
+	VPBROADCASTD 20(SP), Y9
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQA      Y6, Y8
+	VPAND        k30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y4, Y4
+	VPMADDUBSW   192(DX), Y4, Y4
+	VPSUBW       448(DX), Y4, Y4
+	VPBROADCASTD 24(SP), Y8
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y4, Y7, Y7
+	VPSRLW       $0x04, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSRLW       $0x02, Y6, Y5
+	VPAND        k30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPMADDUBSW   224(DX), Y4, Y4
+	VPSUBW       480(DX), Y4, Y4
+	VPBROADCASTD 28(SP), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y7, Y7
+	MOVWLZX      208(BX), DI
+	VMOVD        DI, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS 528(DX), X5
+	VMULPS       X5, X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	ADDQ         $0x000000d2, BX
+	ADDQ         $0x00000220, DX
+	DECQ         SI
+	JNZ          mvQ6_K_block2
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDSS       X2, X3, X3
+	VMOVSHDUP    X2, X5
+	VADDSS       X5, X3, X3
+	VMOVHLPS     X2, X2, X5
+	VADDSS       X5, X3, X3
+	VPSHUFD      $0x03, X2, X5
+	VADDSS       X5, X3, X3
+	VADDSS       X4, X3, X3
+	VMOVSHDUP    X4, X5
+	VADDSS       X5, X3, X3
+	VMOVHLPS     X4, X4, X5
+	VADDSS       X5, X3, X3
+	VPSHUFD      $0x03, X4, X5
+	VADDSS       X5, X3, X3
+	VMOVSS       X3, (AX)
+	ADDQ         $0x04, AX
+	MOVQ         ldw+24(FP), DX
+	ADDQ         DX, CX
+	MOVQ         rows+40(FP), DX
+	DECQ         DX
+	MOVQ         DX, rows+40(FP)
+	JNZ          mvQ6_K_row1
+	VZEROUPPER
+	RET
+
+DATA k30<>+0(SB)/4, $0x30303030
+DATA k30<>+4(SB)/4, $0x30303030
+DATA k30<>+8(SB)/4, $0x30303030
+DATA k30<>+12(SB)/4, $0x30303030
+DATA k30<>+16(SB)/4, $0x30303030
+DATA k30<>+20(SB)/4, $0x30303030
+DATA k30<>+24(SB)/4, $0x30303030
+DATA k30<>+28(SB)/4, $0x30303030
+GLOBL k30<>(SB), RODATA|NOPTR, $32
+
+// func quantQ8K(dst *byte, x *float32, nb int) int
+// Requires: AVX, AVX2
+TEXT ·quantQ8K(SB), NOSPLIT, $0-32
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    nb+16(FP), DX
+	XORQ    BX, BX
+	VMOVUPS absmask<>+0(SB), Y0
+
+quantQ8K_block1:
+	CMPQ         BX, DX
+	JGE          quantQ8K_end2
+	VXORPS       Y5, Y5, Y5
+	VANDPS       (CX), Y0, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y2
+	VORPS        Y2, Y5, Y5
+	VMOVAPS      Y1, Y1
+	VANDPS       32(CX), Y0, Y2
+	VCMPPS       $0x05, inff<>+0(SB), Y2, Y3
+	VORPS        Y3, Y5, Y5
+	VMOVAPS      Y2, Y2
+	VANDPS       64(CX), Y0, Y3
+	VCMPPS       $0x05, inff<>+0(SB), Y3, Y4
+	VORPS        Y4, Y5, Y5
+	VMOVAPS      Y3, Y3
+	VANDPS       96(CX), Y0, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y6
+	VORPS        Y6, Y5, Y5
+	VMOVAPS      Y4, Y4
+	VANDPS       128(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y1, Y1
+	VANDPS       160(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       192(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       224(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       256(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y1, Y1
+	VANDPS       288(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       320(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       352(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       384(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y1, Y1
+	VANDPS       416(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       448(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       480(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       512(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y1, Y1
+	VANDPS       544(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       576(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       608(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       640(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y1, Y1
+	VANDPS       672(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       704(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       736(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       768(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y1, Y1
+	VANDPS       800(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       832(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       864(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       896(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y1, Y1
+	VANDPS       928(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       960(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       992(CX), Y0, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y5, Y5
+	VMAXPS       Y6, Y4, Y4
+	VMOVMSKPS    Y5, SI
+	TESTL        SI, SI
+	JNZ          quantQ8K_end2
+	VMAXPS       Y2, Y1, Y1
+	VMAXPS       Y4, Y3, Y3
+	VMAXPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VMAXPS       X2, X1, X2
+	VMOVHLPS     X2, X2, X1
+	VMAXPS       X1, X2, X2
+	VPSHUFD      $0x01, X2, X1
+	VMAXSS       X1, X2, X2
+	VXORPS       X1, X1, X1
+	VUCOMISS     X1, X2
+	JE           quantQ8K_end2
+	VBROADCASTSS X2, Y1
+	XORQ         DI, DI
+
+quantQ8K_scan3:
+	VANDPS    (CX)(DI*4), Y0, Y2
+	VCMPPS    $0x00, Y1, Y2, Y2
+	VMOVMSKPS Y2, SI
+	TESTL     SI, SI
+	JNZ       quantQ8K_found4
+	ADDQ      $0x08, DI
+	JMP       quantQ8K_scan3
+
+quantQ8K_found4:
+	BSFL         SI, R8
+	ADDQ         R8, DI
+	VMOVSS       (CX)(DI*4), X1
+	VMOVSS       m127f<>+0(SB), X2
+	VDIVSS       X1, X2, X2
+	VANDPS       X0, X2, X1
+	VUCOMISS     inff<>+0(SB), X1
+	JAE          quantQ8K_end2
+	VMOVSS       onef<>+0(SB), X1
+	VDIVSS       X2, X1, X1
+	VMOVSS       X1, (AX)
+	VBROADCASTSS X2, Y1
+	VMOVDQU      kpack<>+0(SB), Y2
+	VMULPS       (CX), Y1, Y3
+	VADDPS       magicf<>+0(SB), Y3, Y3
+	VPAND        mant23<>+0(SB), Y3, Y3
+	VPSUBD       half22<>+0(SB), Y3, Y3
+	VPMINSD      i127<>+0(SB), Y3, Y3
+	VMULPS       32(CX), Y1, Y4
+	VADDPS       magicf<>+0(SB), Y4, Y4
+	VPAND        mant23<>+0(SB), Y4, Y4
+	VPSUBD       half22<>+0(SB), Y4, Y4
+	VPMINSD      i127<>+0(SB), Y4, Y4
+	VMULPS       64(CX), Y1, Y5
+	VADDPS       magicf<>+0(SB), Y5, Y5
+	VPAND        mant23<>+0(SB), Y5, Y5
+	VPSUBD       half22<>+0(SB), Y5, Y5
+	VPMINSD      i127<>+0(SB), Y5, Y5
+	VMULPS       96(CX), Y1, Y6
+	VADDPS       magicf<>+0(SB), Y6, Y6
+	VPAND        mant23<>+0(SB), Y6, Y6
+	VPSUBD       half22<>+0(SB), Y6, Y6
+	VPMINSD      i127<>+0(SB), Y6, Y6
+	VPACKSSDW    Y4, Y3, Y3
+	VPACKSSDW    Y6, Y5, Y5
+	VPACKSSWB    Y5, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 4(AX)
+	VMOVDQU      ones8<>+0(SB), Y4
+	VPMADDUBSW   Y3, Y4, Y4
+	VPMADDWD     ones16<>+0(SB), Y4, Y4
+	VMULPS       128(CX), Y1, Y3
+	VADDPS       magicf<>+0(SB), Y3, Y3
+	VPAND        mant23<>+0(SB), Y3, Y3
+	VPSUBD       half22<>+0(SB), Y3, Y3
+	VPMINSD      i127<>+0(SB), Y3, Y3
+	VMULPS       160(CX), Y1, Y5
+	VADDPS       magicf<>+0(SB), Y5, Y5
+	VPAND        mant23<>+0(SB), Y5, Y5
+	VPSUBD       half22<>+0(SB), Y5, Y5
+	VPMINSD      i127<>+0(SB), Y5, Y5
+	VMULPS       192(CX), Y1, Y6
+	VADDPS       magicf<>+0(SB), Y6, Y6
+	VPAND        mant23<>+0(SB), Y6, Y6
+	VPSUBD       half22<>+0(SB), Y6, Y6
+	VPMINSD      i127<>+0(SB), Y6, Y6
+	VMULPS       224(CX), Y1, Y7
+	VADDPS       magicf<>+0(SB), Y7, Y7
+	VPAND        mant23<>+0(SB), Y7, Y7
+	VPSUBD       half22<>+0(SB), Y7, Y7
+	VPMINSD      i127<>+0(SB), Y7, Y7
+	VPACKSSDW    Y5, Y3, Y3
+	VPACKSSDW    Y7, Y6, Y6
+	VPACKSSWB    Y6, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 36(AX)
+	VMOVDQU      ones8<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     ones16<>+0(SB), Y5, Y5
+	VMULPS       256(CX), Y1, Y3
+	VADDPS       magicf<>+0(SB), Y3, Y3
+	VPAND        mant23<>+0(SB), Y3, Y3
+	VPSUBD       half22<>+0(SB), Y3, Y3
+	VPMINSD      i127<>+0(SB), Y3, Y3
+	VMULPS       288(CX), Y1, Y6
+	VADDPS       magicf<>+0(SB), Y6, Y6
+	VPAND        mant23<>+0(SB), Y6, Y6
+	VPSUBD       half22<>+0(SB), Y6, Y6
+	VPMINSD      i127<>+0(SB), Y6, Y6
+	VMULPS       320(CX), Y1, Y7
+	VADDPS       magicf<>+0(SB), Y7, Y7
+	VPAND        mant23<>+0(SB), Y7, Y7
+	VPSUBD       half22<>+0(SB), Y7, Y7
+	VPMINSD      i127<>+0(SB), Y7, Y7
+	VMULPS       352(CX), Y1, Y8
+	VADDPS       magicf<>+0(SB), Y8, Y8
+	VPAND        mant23<>+0(SB), Y8, Y8
+	VPSUBD       half22<>+0(SB), Y8, Y8
+	VPMINSD      i127<>+0(SB), Y8, Y8
+	VPACKSSDW    Y6, Y3, Y3
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSWB    Y7, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 68(AX)
+	VMOVDQU      ones8<>+0(SB), Y6
+	VPMADDUBSW   Y3, Y6, Y6
+	VPMADDWD     ones16<>+0(SB), Y6, Y6
+	VMULPS       384(CX), Y1, Y3
+	VADDPS       magicf<>+0(SB), Y3, Y3
+	VPAND        mant23<>+0(SB), Y3, Y3
+	VPSUBD       half22<>+0(SB), Y3, Y3
+	VPMINSD      i127<>+0(SB), Y3, Y3
+	VMULPS       416(CX), Y1, Y7
+	VADDPS       magicf<>+0(SB), Y7, Y7
+	VPAND        mant23<>+0(SB), Y7, Y7
+	VPSUBD       half22<>+0(SB), Y7, Y7
+	VPMINSD      i127<>+0(SB), Y7, Y7
+	VMULPS       448(CX), Y1, Y8
+	VADDPS       magicf<>+0(SB), Y8, Y8
+	VPAND        mant23<>+0(SB), Y8, Y8
+	VPSUBD       half22<>+0(SB), Y8, Y8
+	VPMINSD      i127<>+0(SB), Y8, Y8
+	VMULPS       480(CX), Y1, Y9
+	VADDPS       magicf<>+0(SB), Y9, Y9
+	VPAND        mant23<>+0(SB), Y9, Y9
+	VPSUBD       half22<>+0(SB), Y9, Y9
+	VPMINSD      i127<>+0(SB), Y9, Y9
+	VPACKSSDW    Y7, Y3, Y3
+	VPACKSSDW    Y9, Y8, Y8
+	VPACKSSWB    Y8, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 100(AX)
+	VMOVDQU      ones8<>+0(SB), Y7
+	VPMADDUBSW   Y3, Y7, Y7
+	VPMADDWD     ones16<>+0(SB), Y7, Y7
+	VPHADDD      Y5, Y4, Y4
+	VPHADDD      Y7, Y6, Y6
+	VPHADDD      Y6, Y4, Y4
+	VMULPS       512(CX), Y1, Y3
+	VADDPS       magicf<>+0(SB), Y3, Y3
+	VPAND        mant23<>+0(SB), Y3, Y3
+	VPSUBD       half22<>+0(SB), Y3, Y3
+	VPMINSD      i127<>+0(SB), Y3, Y3
+	VMULPS       544(CX), Y1, Y5
+	VADDPS       magicf<>+0(SB), Y5, Y5
+	VPAND        mant23<>+0(SB), Y5, Y5
+	VPSUBD       half22<>+0(SB), Y5, Y5
+	VPMINSD      i127<>+0(SB), Y5, Y5
+	VMULPS       576(CX), Y1, Y6
+	VADDPS       magicf<>+0(SB), Y6, Y6
+	VPAND        mant23<>+0(SB), Y6, Y6
+	VPSUBD       half22<>+0(SB), Y6, Y6
+	VPMINSD      i127<>+0(SB), Y6, Y6
+	VMULPS       608(CX), Y1, Y7
+	VADDPS       magicf<>+0(SB), Y7, Y7
+	VPAND        mant23<>+0(SB), Y7, Y7
+	VPSUBD       half22<>+0(SB), Y7, Y7
+	VPMINSD      i127<>+0(SB), Y7, Y7
+	VPACKSSDW    Y5, Y3, Y3
+	VPACKSSDW    Y7, Y6, Y6
+	VPACKSSWB    Y6, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 132(AX)
+	VMOVDQU      ones8<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     ones16<>+0(SB), Y5, Y5
+	VMULPS       640(CX), Y1, Y3
+	VADDPS       magicf<>+0(SB), Y3, Y3
+	VPAND        mant23<>+0(SB), Y3, Y3
+	VPSUBD       half22<>+0(SB), Y3, Y3
+	VPMINSD      i127<>+0(SB), Y3, Y3
+	VMULPS       672(CX), Y1, Y6
+	VADDPS       magicf<>+0(SB), Y6, Y6
+	VPAND        mant23<>+0(SB), Y6, Y6
+	VPSUBD       half22<>+0(SB), Y6, Y6
+	VPMINSD      i127<>+0(SB), Y6, Y6
+	VMULPS       704(CX), Y1, Y7
+	VADDPS       magicf<>+0(SB), Y7, Y7
+	VPAND        mant23<>+0(SB), Y7, Y7
+	VPSUBD       half22<>+0(SB), Y7, Y7
+	VPMINSD      i127<>+0(SB), Y7, Y7
+	VMULPS       736(CX), Y1, Y8
+	VADDPS       magicf<>+0(SB), Y8, Y8
+	VPAND        mant23<>+0(SB), Y8, Y8
+	VPSUBD       half22<>+0(SB), Y8, Y8
+	VPMINSD      i127<>+0(SB), Y8, Y8
+	VPACKSSDW    Y6, Y3, Y3
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSWB    Y7, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 164(AX)
+	VMOVDQU      ones8<>+0(SB), Y6
+	VPMADDUBSW   Y3, Y6, Y6
+	VPMADDWD     ones16<>+0(SB), Y6, Y6
+	VMULPS       768(CX), Y1, Y3
+	VADDPS       magicf<>+0(SB), Y3, Y3
+	VPAND        mant23<>+0(SB), Y3, Y3
+	VPSUBD       half22<>+0(SB), Y3, Y3
+	VPMINSD      i127<>+0(SB), Y3, Y3
+	VMULPS       800(CX), Y1, Y7
+	VADDPS       magicf<>+0(SB), Y7, Y7
+	VPAND        mant23<>+0(SB), Y7, Y7
+	VPSUBD       half22<>+0(SB), Y7, Y7
+	VPMINSD      i127<>+0(SB), Y7, Y7
+	VMULPS       832(CX), Y1, Y8
+	VADDPS       magicf<>+0(SB), Y8, Y8
+	VPAND        mant23<>+0(SB), Y8, Y8
+	VPSUBD       half22<>+0(SB), Y8, Y8
+	VPMINSD      i127<>+0(SB), Y8, Y8
+	VMULPS       864(CX), Y1, Y9
+	VADDPS       magicf<>+0(SB), Y9, Y9
+	VPAND        mant23<>+0(SB), Y9, Y9
+	VPSUBD       half22<>+0(SB), Y9, Y9
+	VPMINSD      i127<>+0(SB), Y9, Y9
+	VPACKSSDW    Y7, Y3, Y3
+	VPACKSSDW    Y9, Y8, Y8
+	VPACKSSWB    Y8, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 196(AX)
+	VMOVDQU      ones8<>+0(SB), Y7
+	VPMADDUBSW   Y3, Y7, Y7
+	VPMADDWD     ones16<>+0(SB), Y7, Y7
+	VMULPS       896(CX), Y1, Y3
+	VADDPS       magicf<>+0(SB), Y3, Y3
+	VPAND        mant23<>+0(SB), Y3, Y3
+	VPSUBD       half22<>+0(SB), Y3, Y3
+	VPMINSD      i127<>+0(SB), Y3, Y3
+	VMULPS       928(CX), Y1, Y8
+	VADDPS       magicf<>+0(SB), Y8, Y8
+	VPAND        mant23<>+0(SB), Y8, Y8
+	VPSUBD       half22<>+0(SB), Y8, Y8
+	VPMINSD      i127<>+0(SB), Y8, Y8
+	VMULPS       960(CX), Y1, Y9
+	VADDPS       magicf<>+0(SB), Y9, Y9
+	VPAND        mant23<>+0(SB), Y9, Y9
+	VPSUBD       half22<>+0(SB), Y9, Y9
+	VPMINSD      i127<>+0(SB), Y9, Y9
+	VMULPS       992(CX), Y1, Y1
+	VADDPS       magicf<>+0(SB), Y1, Y1
+	VPAND        mant23<>+0(SB), Y1, Y1
+	VPSUBD       half22<>+0(SB), Y1, Y1
+	VPMINSD      i127<>+0(SB), Y1, Y1
+	VPACKSSDW    Y8, Y3, Y3
+	VPACKSSDW    Y1, Y9, Y9
+	VPACKSSWB    Y9, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 228(AX)
+	VMOVDQU      ones8<>+0(SB), Y1
+	VPMADDUBSW   Y3, Y1, Y1
+	VPMADDWD     ones16<>+0(SB), Y1, Y1
+	VPHADDD      Y6, Y5, Y5
+	VPHADDD      Y1, Y7, Y7
+	VPHADDD      Y7, Y5, Y5
+	VPACKSSDW    Y5, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X1
+	VPUNPCKLWD   X1, X4, X2
+	VPUNPCKHWD   X1, X4, X1
+	VMOVDQU      X2, 260(AX)
+	VMOVDQU      X1, 276(AX)
+	ADDQ         $0x00000400, CX
+	ADDQ         $0x00000124, AX
+	INCQ         BX
+	JMP          quantQ8K_block1
+
+quantQ8K_end2:
+	MOVQ BX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+DATA m127f<>+0(SB)/4, $0xc2fe0000
+DATA m127f<>+4(SB)/4, $0xc2fe0000
+DATA m127f<>+8(SB)/4, $0xc2fe0000
+DATA m127f<>+12(SB)/4, $0xc2fe0000
+DATA m127f<>+16(SB)/4, $0xc2fe0000
+DATA m127f<>+20(SB)/4, $0xc2fe0000
+DATA m127f<>+24(SB)/4, $0xc2fe0000
+DATA m127f<>+28(SB)/4, $0xc2fe0000
+GLOBL m127f<>(SB), RODATA|NOPTR, $32
+
+DATA kpack<>+0(SB)/8, $0x0000000400000000
+DATA kpack<>+8(SB)/8, $0x0000000500000001
+DATA kpack<>+16(SB)/8, $0x0000000600000002
+DATA kpack<>+24(SB)/8, $0x0000000700000003
+GLOBL kpack<>(SB), RODATA|NOPTR, $32
+
+DATA magicf<>+0(SB)/4, $0x4b400000
+DATA magicf<>+4(SB)/4, $0x4b400000
+DATA magicf<>+8(SB)/4, $0x4b400000
+DATA magicf<>+12(SB)/4, $0x4b400000
+DATA magicf<>+16(SB)/4, $0x4b400000
+DATA magicf<>+20(SB)/4, $0x4b400000
+DATA magicf<>+24(SB)/4, $0x4b400000
+DATA magicf<>+28(SB)/4, $0x4b400000
+GLOBL magicf<>(SB), RODATA|NOPTR, $32
+
+DATA mant23<>+0(SB)/4, $0x007fffff
+DATA mant23<>+4(SB)/4, $0x007fffff
+DATA mant23<>+8(SB)/4, $0x007fffff
+DATA mant23<>+12(SB)/4, $0x007fffff
+DATA mant23<>+16(SB)/4, $0x007fffff
+DATA mant23<>+20(SB)/4, $0x007fffff
+DATA mant23<>+24(SB)/4, $0x007fffff
+DATA mant23<>+28(SB)/4, $0x007fffff
+GLOBL mant23<>(SB), RODATA|NOPTR, $32
+
+DATA half22<>+0(SB)/4, $0x00400000
+DATA half22<>+4(SB)/4, $0x00400000
+DATA half22<>+8(SB)/4, $0x00400000
+DATA half22<>+12(SB)/4, $0x00400000
+DATA half22<>+16(SB)/4, $0x00400000
+DATA half22<>+20(SB)/4, $0x00400000
+DATA half22<>+24(SB)/4, $0x00400000
+DATA half22<>+28(SB)/4, $0x00400000
+GLOBL half22<>(SB), RODATA|NOPTR, $32
+
+DATA i127<>+0(SB)/4, $0x0000007f
+DATA i127<>+4(SB)/4, $0x0000007f
+DATA i127<>+8(SB)/4, $0x0000007f
+DATA i127<>+12(SB)/4, $0x0000007f
+DATA i127<>+16(SB)/4, $0x0000007f
+DATA i127<>+20(SB)/4, $0x0000007f
+DATA i127<>+24(SB)/4, $0x0000007f
+DATA i127<>+28(SB)/4, $0x0000007f
+GLOBL i127<>(SB), RODATA|NOPTR, $32
+
+DATA ones8<>+0(SB)/4, $0x01010101
+DATA ones8<>+4(SB)/4, $0x01010101
+DATA ones8<>+8(SB)/4, $0x01010101
+DATA ones8<>+12(SB)/4, $0x01010101
+DATA ones8<>+16(SB)/4, $0x01010101
+DATA ones8<>+20(SB)/4, $0x01010101
+DATA ones8<>+24(SB)/4, $0x01010101
+DATA ones8<>+28(SB)/4, $0x01010101
+GLOBL ones8<>(SB), RODATA|NOPTR, $32
+
 // func sum(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·sum(SB), NOSPLIT, $0-20

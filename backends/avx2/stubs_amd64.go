@@ -155,6 +155,41 @@ func dequantQ8_0(dst *float32, src *byte, nb int)
 //go:noescape
 func dequantQ4_0(dst *float32, src *byte, nb int)
 
+// prepQ8K writes the nb q8_k super-blocks at xq as the k-quant kernels take them
+// (xkBlock bytes each at dst): π(q) per 32 quants, 32·(pair sums) of π(q) as int16,
+// the sums of pairs of bsums as int16, and d.
+//
+//go:noescape
+func prepQ8K(dst *byte, xq *byte, nb int)
+
+// mvQ4_K computes dst[r] for r < rows (≥ 1) of the q4_k matrix w (row r at w + r·ldw bytes,
+// nb super-blocks) times the prepared q8_k activations xp (prepQ8K), exactly as
+// kernels.Reference.MatMulQ8.
+//
+//go:noescape
+func mvQ4_K(dst *float32, xp *byte, w *byte, ldw int, nb int, rows int)
+
+// mvQ5_K computes dst[r] for r < rows (≥ 1) of the q5_k matrix w (row r at w + r·ldw bytes,
+// nb super-blocks) times the prepared q8_k activations xp (prepQ8K), exactly as
+// kernels.Reference.MatMulQ8.
+//
+//go:noescape
+func mvQ5_K(dst *float32, xp *byte, w *byte, ldw int, nb int, rows int)
+
+// mvQ6_K computes dst[r] for r < rows (≥ 1) of the q6_k matrix w (row r at w + r·ldw bytes,
+// nb super-blocks) times the prepared q8_k activations xp (prepQ8K), exactly as
+// kernels.Reference.MatMulQ8.
+//
+//go:noescape
+func mvQ6_K(dst *float32, xp *byte, w *byte, ldw int, nb int, rows int)
+
+// quantQ8K quantizes the nb super-blocks of 256 floats at x to q8_k at dst, exactly as
+// dtype.QuantizeRowQ8_K, stopping before the first super-block with a non-finite
+// element, all zeros, or a non-finite −127/max; it returns how many it wrote.
+//
+//go:noescape
+func quantQ8K(dst *byte, x *float32, nb int) int
+
 // sum returns Σ x[i] over i < n.
 //
 //go:noescape

@@ -9,8 +9,10 @@
 // dot-product extension, cpuid.ASIMDDP, and with widening multiplies where it has not,
 // and QuantizeQ8, the activation quantizer, with the reference's bytes exactly),
 // dot products, attention, softmax, the norms, the activations, RoPE, Add and Scale.
-// GELUErf, ReLU, AttentionF16, MatMul of q8_0 and q4_0 weights with float32 activations
-// and MatMulQ8 of f32, f16 and bf16 weights are the embedded reference's.
+// GELUErf, ReLU, AttentionF16, MatMul of q8_0, q4_0 and k-quant weights with float32
+// activations, MatMulQ8 of f32, f16, bf16 and k-quant (q4_k, q5_k, q6_k) weights and
+// QuantizeQ8K are the embedded reference's: k-quant models run on arm64, at the pure-Go
+// reference's speed.
 package neon
 
 import (
@@ -36,7 +38,8 @@ func init() {
 
 // Kernels implements kernels.Kernels and kernels.Q8Kernels with NEON assembly. The
 // embedded Reference supplies the kernels it does not override (GELUErf, ReLU,
-// AttentionF16, MatMul on q8_0 and q4_0 weights, MatMulQ8 on f32, f16 and bf16 weights).
+// AttentionF16, MatMul on q8_0, q4_0 and k-quant weights, MatMulQ8 on f32, f16, bf16 and
+// k-quant weights, QuantizeQ8K).
 // The zero value runs on every ARMv8-A CPU; New also uses the instructions this CPU has.
 type Kernels struct {
 	kernels.Reference

@@ -30,9 +30,9 @@ func convertCommand() *cli.Command {
 		Description: "The input type is detected from the content: a llama2.c .bin (legacy or ak42 v1/v2),\n" +
 			"a Hugging Face directory (config.json + model.safetensors or a sharded index), a\n" +
 			"single .safetensors file with config.json beside it, a GGUF file (architectures llama\n" +
-			"and gpt2; tensor types F32, F16, BF16, Q8_0, Q4_0), or an lmrun checkpoint (to change\n" +
-			"its dtype or export it). Supported HF architectures: GPT2LMHeadModel, LlamaForCausalLM,\n" +
-			"GPTNeoForCausalLM, OPTForCausalLM.\n\n" +
+			"and gpt2; tensor types F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, kept as they are),\n" +
+			"or an lmrun checkpoint (to change its dtype or export it). Supported HF architectures:\n" +
+			"GPT2LMHeadModel, LlamaForCausalLM, GPTNeoForCausalLM, OPTForCausalLM.\n\n" +
 			"--dtype stores every weight matrix in that type (the position table, norms and biases\n" +
 			"stay f32; with q8_0/q4_0, matrices whose rows are not a multiple of 32 become f16);\n" +
 			"without it, tensors keep the type the importer gives them. --to gguf writes a GGUF v3\n" +
@@ -66,6 +66,9 @@ func convertCommand() *cli.Command {
 				var err error
 				if dt, err = dtype.Parse(s); err != nil {
 					return fmt.Errorf("--dtype: %w", err)
+				}
+				if !dt.Quantizable() {
+					return fmt.Errorf("--dtype %s: lmrun reads and runs k-quants but cannot quantize to them (want f32, f16, bf16, q8_0 or q4_0)", dt)
 				}
 			}
 			gptq := c.Bool("gptq")
@@ -140,7 +143,7 @@ func dtypeCounts(ck *format.Checkpoint) string {
 		n[s.DType]++
 	}
 	var parts []string
-	for _, dt := range []dtype.DType{dtype.Q4_0, dtype.Q8_0, dtype.BF16, dtype.F16, dtype.F32} {
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K, dtype.Q4_0, dtype.Q8_0, dtype.BF16, dtype.F16, dtype.F32} {
 		if n[dt] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n[dt], dt))
 		}

@@ -144,3 +144,55 @@ func TestConvertGPTQ(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertRunKQuant: a llama.cpp Q4_K_M GGUF converts with its k-quant tensors kept
+// (convert's summary and info say so), runs greedily from token ids on the default
+// (q8_k-activation) path and with exact activations, exports back to GGUF unchanged,
+// and cannot be a --dtype target.
+func TestConvertRunKQuant(t *testing.T) {
+	dir := t.TempDir()
+	src := fixtures.Path(t, "gguf", "kquant", "tiny-Q4_K_M.gguf")
+	x := filepath.Join(dir, "x.lmc")
+	_, stderr, err := lmrun(t, "convert", src, "-o", x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "q4_k") || !strings.Contains(stderr, "q6_k") {
+		t.Errorf("summary: %q", stderr)
+	}
+	if info := mustRun(t, "info", "-m", x); !strings.Contains(info, "q4_k") {
+		t.Errorf("info does not show q4_k:\n%s", info)
+	}
+	for _, extra := range [][]string{nil, {"--f32-activations"}} {
+		// The file has no tokenizer: run prints the ids.
+		args := append([]string{"run", "-m", x, "--tokens", "1,5,9", "-n", "4", "--temp", "0"}, extra...)
+		out := mustRun(t, args...)
+		if ids := strings.Fields(out); len(ids) != 4 {
+			t.Fatalf("lmrun %v: %q, want 4 ids", args, out)
+		}
+	}
+	gg := filepath.Join(dir, "x.gguf")
+	mustRun(t, "convert", x, "--to", "gguf", "-o", gg)
+	back := filepath.Join(dir, "back.lmc")
+	mustRun(t, "convert", gg, "-o", back)
+	a, err := format.Open(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := format.Open(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, ta := range a.Tensors {
+		if tb := b.Tensor(ta.Name); tb == nil || tb.DType != ta.DType || !bytes.Equal(ta.Data, tb.Data) {
+			t.Errorf("%s changed through GGUF", ta.Name)
+		}
+	}
+	// Another type from k-quants is fine; k-quants as a target are not.
+	mustRun(t, "convert", x, "--dtype", "q8_0", "-o", filepath.Join(dir, "q8.lmc"))
+	if _, _, err := lmrun(t, "convert", x, "--dtype", "q4_k", "-o", filepath.Join(dir, "k.lmc")); err == nil || !strings.Contains(err.Error(), "cannot quantize") {
+		t.Errorf("--dtype q4_k: %v", err)
+	}
+}

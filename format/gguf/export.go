@@ -171,7 +171,7 @@ func (x *exporter) count(dt dtype.DType, shape []int) {
 		x.elems = map[dtype.DType]int{}
 	}
 	x.elems[dt] += dtype.NumElements(shape)
-	if dt == dtype.Q8_0 || dt == dtype.Q4_0 {
+	if dt == dtype.Q8_0 || dt == dtype.Q4_0 || dt.KQuant() {
 		x.quantized = true
 	}
 }
@@ -329,15 +329,19 @@ func (x *exporter) finish() error {
 }
 
 // fileType returns llama.cpp's general.file_type for the dtype most matrix elements
-// have (LLAMA_FTYPE_ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_BF16 32).
+// have (LLAMA_FTYPE_ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_BF16 32,
+// and for the k-quants the medium mixes llama-quantize names after them: MOSTLY_Q4_K_M
+// 15, MOSTLY_Q5_K_M 17, MOSTLY_Q6_K 18). The key is informational: llama.cpp reads each
+// tensor's own type.
 func (x *exporter) fileType() uint32 {
 	best, n := dtype.F32, -1
-	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0} {
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0, dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
 		if x.elems[dt] > n {
 			best, n = dt, x.elems[dt]
 		}
 	}
-	return map[dtype.DType]uint32{dtype.F32: 0, dtype.F16: 1, dtype.Q4_0: 2, dtype.Q8_0: 7, dtype.BF16: 32}[best]
+	return map[dtype.DType]uint32{dtype.F32: 0, dtype.F16: 1, dtype.Q4_0: 2, dtype.Q8_0: 7, dtype.BF16: 32,
+		dtype.Q4_K: 15, dtype.Q5_K: 17, dtype.Q6_K: 18}[best]
 }
 
 // GGUF token types (llama.cpp's llama_token_type).

@@ -242,6 +242,12 @@ func (t Type) DType() (dtype.DType, bool) {
 		return dtype.Q8_0, true
 	case TypeQ4_0:
 		return dtype.Q4_0, true
+	case TypeQ4_K:
+		return dtype.Q4_K, true
+	case TypeQ5_K:
+		return dtype.Q5_K, true
+	case TypeQ6_K:
+		return dtype.Q6_K, true
 	}
 	return 0, false
 }
@@ -259,6 +265,12 @@ func TypeFor(d dtype.DType) (Type, error) {
 		return TypeQ8_0, nil
 	case dtype.Q4_0:
 		return TypeQ4_0, nil
+	case dtype.Q4_K:
+		return TypeQ4_K, nil
+	case dtype.Q5_K:
+		return TypeQ5_K, nil
+	case dtype.Q6_K:
+		return TypeQ6_K, nil
 	}
 	return 0, fmt.Errorf("no ggml type for dtype %s", d)
 }

@@ -600,11 +600,11 @@ func TestImportErrors(t *testing.T) {
 		mod  func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource)
 		want string
 	}{
-		"q4_k": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
-			ts[2] = TensorSource{Name: ts[2].Name, Type: TypeQ4_K, Dims: []uint64{256, 64},
-				Data: func() ([]byte, error) { return make([]byte, 64*144), nil }}
+		"q3_k": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
+			ts[2] = TensorSource{Name: ts[2].Name, Type: TypeQ3_K, Dims: []uint64{256, 64},
+				Data: func() ([]byte, error) { return make([]byte, 64*110), nil }}
 			return kvs, ts
-		}, "unsupported tensor type Q4_K"},
+		}, "unsupported tensor type Q3_K"},
 		"arch": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
 			kvs[0].Value = "falcon"
 			return kvs, ts

@@ -38,8 +38,8 @@ func SupportedArchitectures() []string {
 // Import converts the GGUF model at path into an lmc checkpoint (format/SPEC.md):
 // llama.cpp's tensor names are lmrun's, so tensors keep their names; GGUF dimensions
 // are reversed into lmc shapes; gpt2's fused attn_qkv is split into attn_q, attn_k and
-// attn_v. F16, BF16, Q8_0 and Q4_0 matrices keep their type and bytes (lmc's layouts
-// are ggml's); 1-D tensors and the position table become f32. The hyper-parameters are
+// attn_v. F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices keep their type and bytes
+// (lmc's layouts are ggml's); 1-D tensors and the position table become f32. The hyper-parameters are
 // translated into lm.* keys; tokenizer.* keys (tokenizer.ggml.* included) are copied
 // under their own names with their values converted to lmc types, as is every other key
 // outside the architecture's namespace whose type converts. Tensor data is read from
@@ -325,7 +325,7 @@ func (b *builder) optional(name string, shape ...int) *TensorInfo {
 		return nil
 	}
 	if _, ok := t.Type.DType(); !ok {
-		b.bad = append(b.bad, fmt.Sprintf("tensor %s: unsupported tensor type %s (lmrun reads F32, F16, BF16, Q8_0 and Q4_0)", name, t.Type))
+		b.bad = append(b.bad, fmt.Sprintf("tensor %s: unsupported tensor type %s (lmrun reads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K)", name, t.Type))
 		return nil
 	}
 	// Trailing GGUF dimensions of 1 beyond the expected rank do not matter.

@@ -24,6 +24,7 @@ func main() {
 	genAttention()
 	genHalf()
 	genQuant()
+	genKQuant()
 	genReductions()
 	genElementwise()
 	genRoPE()

@@ -1,0 +1,82 @@
+//go:build amd64 && !purego
+
+package avx2
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// xkBlock is the size in bytes of one q8_k super-block as prepQ8K prepares it for the
+// k-quant kernels (see backends/avx2/_asm/kquant.go): its quants permuted, 32·(pair
+// sums) for q6_k, pair sums of its bsums for the mins of q4_k and q5_k, and its scale.
+const xkBlock = 544
+
+// xkBlockFloats is xkBlock in float32s of scratch.
+const xkBlockFloats = xkBlock / 4
+
+// matMulQ8K is MatMulQ8 for k-quant weights (q8_k activations): each token's
+// activations are prepared once per call (prepQ8K) in scratch, then mvQ4_K, mvQ5_K or
+// mvQ6_K take the rows one at a time — for T > 1, qChunk rows with every token before the
+// next rows, so the rows stay in cache. The results are the reference's bit for bit,
+// whatever the row range.
+func (k Kernels) matMulQ8K(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
+	if r0 >= r1 || T <= 0 {
+		return
+	}
+	n := w.Cols
+	rb := dtype.RowBytes(w.DType, n)
+	xb := dtype.RowBytes(dtype.Q8_K, n)
+	if n <= 0 || n%dtype.QKBlock != 0 || r0 < 0 || r1 > w.Rows || len(w.Data) < w.Rows*rb || ld < r1 ||
+		len(xq) < T*xb || len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
+		panic(fmt.Sprintf("avx2: MatMulQ8 %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(xq)=%d len(dst)=%d len(bias)=%d",
+			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(xq), len(dst), len(bias)))
+	}
+	nb := n / dtype.QKBlock
+	xs := scratchFor("MatMulQ8", scratch, T*nb*xkBlockFloats)
+	xp := unsafe.Slice((*byte)(unsafe.Pointer(&xs[0])), T*nb*xkBlock)
+	for t := 0; t < T; t++ {
+		prepQ8K(&xp[t*nb*xkBlock], &xq[t*xb], nb)
+	}
+	if T == 1 {
+		kRows(w.DType, dst[r0:], xp, w.Data[r0*rb:], rb, nb, r1-r0)
+	} else {
+		for a := r0; a < r1; a += qChunk {
+			b := min(a+qChunk, r1)
+			for t := 0; t < T; t++ {
+				kRows(w.DType, dst[t*ld+a:], xp[t*nb*xkBlock:], w.Data[a*rb:], rb, nb, b-a)
+			}
+		}
+	}
+	if bias != nil {
+		for t := 0; t < T; t++ {
+			d := dst[t*ld+r0 : t*ld+r1]
+			for i, b := range bias[r0:r1] {
+				d[i] += b
+			}
+		}
+	}
+}
+
+// QuantizeQ8K implements kernels.Q8Kernels: quantQ8K's super-blocks, byte for byte the
+// reference's, with the reference itself for the ones quantQ8K leaves (a non-finite
+// element, all zeros, or a max so small that −127/max overflows).
+func (Kernels) QuantizeQ8K(x []float32, dst []byte) {
+	kernels.QuantizeQ8KWith("avx2", x, dst, quantQ8K)
+}
+
+// kRows computes dst[r] for r < rows of the k-quant rows at w (ldw bytes apart, nb
+// super-blocks each) times the prepared activations xp.
+func kRows(dt dtype.DType, dst []float32, xp, w []byte, ldw, nb, rows int) {
+	switch dt {
+	case dtype.Q4_K:
+		mvQ4_K(&dst[0], &xp[0], &w[0], ldw, nb, rows)
+	case dtype.Q5_K:
+		mvQ5_K(&dst[0], &xp[0], &w[0], ldw, nb, rows)
+	default:
+		mvQ6_K(&dst[0], &xp[0], &w[0], ldw, nb, rows)
+	}
+}
