@@ -320,11 +320,11 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 	}
 	if c.Position == model.RoPE {
 		half := c.RopeDim / 2
-		mscale := c.RopeAttnFactor
+		mscale := float32(c.RopeAttnFactor) // a float32 factor, as llama.cpp applies it
 		for t := 0; t < T; t++ {
 			for i, f := range s.ropeFreq {
 				sn, cs := math.Sincos(float64(pos0+t) * f)
-				s.ropeCos[t*half+i], s.ropeSin[t*half+i] = float32(cs*mscale), float32(sn*mscale)
+				s.ropeCos[t*half+i], s.ropeSin[t*half+i] = float32(cs)*mscale, float32(sn)*mscale
 			}
 		}
 	}
