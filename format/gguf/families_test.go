@@ -160,3 +160,184 @@ func TestImportRopeScalingKeys(t *testing.T) {
 		t.Error("qwen2 with a sliding window accepted")
 	}
 }
+
+// TestExportFamilies: importing a file of each architecture as llama.cpp writes it and
+// exporting it again gives that file's metadata keys of the architecture and its
+// tensors, byte for byte (phi3's fused tensors, rope_freqs and LongRoPE's factors
+// included), in F32 and Q8_0.
+func TestExportFamilies(t *testing.T) {
+	for name, m := range ggufCases(t) {
+		t.Run(name, func(t *testing.T) {
+			for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeQ8_0} {
+				kvs, ts, err := m.GGUF(typ)
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(t.TempDir(), "m.gguf")
+				if err := gguf.WriteFile(path, kvs, ts, nil); err != nil {
+					t.Fatal(err)
+				}
+				ck, err := gguf.Import(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := filepath.Join(t.TempDir(), "back.gguf")
+				if err := gguf.ExportFile(ck, out, nil); err != nil {
+					t.Fatal(err)
+				}
+				back, err := gguf.Open(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer back.Close()
+				arch := m.GGUFArch()
+				for _, kv := range kvs {
+					if !strings.HasPrefix(kv.Key, arch+".") && kv.Key != "general.architecture" {
+						continue
+					}
+					if got, _ := back.Value(kv.Key); !reflect.DeepEqual(got, kv.Value) {
+						t.Errorf("%s: %s = %#v, want %#v", typ, kv.Key, got, kv.Value)
+					}
+				}
+				if len(back.Tensors) != len(ts) {
+					t.Errorf("%s: %d tensors exported, want %d", typ, len(back.Tensors), len(ts))
+				}
+				for _, want := range ts {
+					got := back.Tensor(want.Name)
+					if got == nil {
+						t.Errorf("%s: %s not exported", typ, want.Name)
+						continue
+					}
+					a, _ := want.Data()
+					b, err := back.TensorData(got)
+					if err != nil || !reflect.DeepEqual(a, b) || got.Type != want.Type || !reflect.DeepEqual(got.Dims, want.Dims) {
+						t.Errorf("%s: %s differs from llama.cpp's layout (%s %v, want %s %v)", typ, want.Name, got.Type, got.Dims, want.Type, want.Dims)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestExportPermutesRoPE: a model whose q/k rows are in the other pairing than the
+// target architecture's is exported with its rows permuted — interleaved for llama,
+// rotate-half for qwen2 — and imports back to the same model in the original pairing up
+// to that permutation.
+func TestExportPermutesRoPE(t *testing.T) {
+	cases := ggufCases(t)
+	for _, c := range []struct {
+		name  string
+		style model.RopeStyle
+	}{{"llama-bias", model.NeoX}, {"qwen2", model.Interleaved}} {
+		m := *cases[c.name]
+		m.Config.RopeStyle = c.style
+		var src []format.Source
+		for _, tt := range m.Tensors {
+			src = append(src, format.Float32s(tt.Name, tt.Shape, tt.Data))
+		}
+		ck := &format.Checkpoint{Meta: format.Metadata(m.Config.Metadata()), Tensors: src}
+		kvs, ts, err := gguf.Export(ck)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		_ = kvs
+		cfg := m.Config
+		for _, ts := range ts {
+			var rows, heads int
+			switch {
+			case strings.HasSuffix(ts.Name, "attn_q.weight"), strings.HasSuffix(ts.Name, "attn_q.bias"):
+				heads = cfg.NHeads
+			case strings.HasSuffix(ts.Name, "attn_k.weight"), strings.HasSuffix(ts.Name, "attn_k.bias"):
+				heads = cfg.NKVHeads
+			default:
+				continue
+			}
+			rows = heads * cfg.HeadDim
+			b, _ := ts.Data()
+			got := dtype.BytesToF32(b)
+			orig := m.Tensor(ts.Name).Data
+			cols := len(orig) / rows
+			half := cfg.RopeDim / 2
+			for h := 0; h < heads; h++ {
+				for i := 0; i < half; i++ {
+					for j := 0; j < 2; j++ {
+						il, nx := h*cfg.HeadDim+2*i+j, h*cfg.HeadDim+j*half+i // interleaved and rotate-half rows of one dimension
+						from, to := nx, il
+						if c.style == model.Interleaved {
+							from, to = il, nx
+						}
+						if !reflect.DeepEqual(got[to*cols:(to+1)*cols], orig[from*cols:(from+1)*cols]) {
+							t.Fatalf("%s: %s row %d is not the source's row %d", c.name, ts.Name, to, from)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestExportClassifier: a tied gpt2 or phi3 classifier is written as output.weight (a
+// copy of token_embd.weight: llama.cpp's loaders for them require it, and llama.cpp's
+// converter duplicates GPT-2's wte), a tied llama or qwen2 one is left out (llama.cpp
+// falls back to token_embd).
+func TestExportClassifier(t *testing.T) {
+	for _, c := range []struct {
+		family string
+		want   bool
+	}{{"llama", false}, {"qwen2", false}, {"phi3", true}} {
+		cfg := model.Config{Arch: c.family, VocabSize: 40, Dim: 32, NLayers: 1, NHeads: 2, FFNDim: 32, ContextLength: 16}
+		if c.family != "llama" {
+			cfg.RopeStyle = model.NeoX
+		}
+		m, err := archtest.Random(c.family, cfg, 1, false, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var src []format.Source
+		for _, tt := range m.Tensors {
+			src = append(src, format.Float32s(tt.Name, tt.Shape, tt.Data))
+		}
+		_, ts, err := gguf.Export(&format.Checkpoint{Meta: format.Metadata(m.Config.Metadata()), Tensors: src})
+		if err != nil {
+			t.Fatalf("%s: %v", c.family, err)
+		}
+		var out, emb []byte
+		for _, s := range ts {
+			switch s.Name {
+			case "output.weight":
+				out, _ = s.Data()
+			case "token_embd.weight":
+				emb, _ = s.Data()
+			}
+		}
+		if (out != nil) != c.want || (out != nil && !reflect.DeepEqual(out, emb)) {
+			t.Errorf("%s: output.weight exported %v (want %v), equal to token_embd %v", c.family, out != nil, c.want, reflect.DeepEqual(out, emb))
+		}
+	}
+}
+
+// TestExportRefusesFamilies: what llama.cpp's architectures cannot hold is refused.
+func TestExportRefusesFamilies(t *testing.T) {
+	cases := ggufCases(t)
+	for name, c := range map[string]struct {
+		model string
+		mod   func(c *model.Config)
+		want  string
+	}{
+		"qwen2 window":       {"qwen2", func(c *model.Config) { c.AttnWindows = []int{0, 8} }, "local attention windows"},
+		"llama long factors": {"llama3", func(c *model.Config) { c.RopeLongFactors, c.RopeOrigContext = c.RopeFreqFactors, 8 }, "rope_long_factors"},
+		"qwen2 rope_freqs":   {"qwen2", func(c *model.Config) { c.RopeFreqFactors = []float32{1, 1, 1, 1, 1, 1, 1, 2} }, "rope_freq_factors"},
+		"mixed windows":      {"mistral", func(c *model.Config) { c.AttnWindows = []int{20, 0} }, "local attention windows"},
+	} {
+		m := *cases[c.model]
+		c.mod(&m.Config)
+		var src []format.Source
+		for _, tt := range m.Tensors {
+			src = append(src, format.Float32s(tt.Name, tt.Shape, tt.Data))
+		}
+		_, _, err := gguf.Export(&format.Checkpoint{Meta: format.Metadata(m.Config.Metadata()), Tensors: src})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+}
