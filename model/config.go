@@ -434,6 +434,30 @@ func (c Config) RopeFactors(ctx int) []float32 {
 	return c.RopeFreqFactors
 }
 
+// Llama3RopeFactors returns the RopeFreqFactors of Llama 3's rope_scaling (transformers'
+// rope type llama3) for rope dimension d and base theta: pair i, of inverse frequency
+// theta^(−2i/d) and wavelength λ = 2π·theta^(2i/d), keeps its frequency when
+// λ < orig/high, is divided by factor when λ > orig/low, and in between by
+// 1/((1−s)/factor + s) with s = (orig/λ − low)/(high − low).
+func Llama3RopeFactors(d int, theta, factor, low, high, orig float64) []float32 {
+	f := make([]float32, d/2)
+	for i := range f {
+		invFreq := 1 / math.Pow(theta, float64(2*i)/float64(d))
+		wavelen := 2 * math.Pi / invFreq
+		x := 1.0
+		switch {
+		case wavelen < orig/high:
+		case wavelen > orig/low:
+			x = factor
+		default:
+			s := (orig/wavelen - low) / (high - low)
+			x = 1 / ((1-s)/factor + s)
+		}
+		f[i] = float32(x)
+	}
+	return f
+}
+
 // Metadata returns the checkpoint metadata that describes c (the inverse of Parse), with
 // the defaults written out (RoPE's scaling keys only when they scale: a model without
 // them has the metadata it had before they existed). Values have the types format.Metadata stores.

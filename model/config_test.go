@@ -197,3 +197,28 @@ func TestConfigCopyIsIndependent(t *testing.T) {
 		t.Error("Metadata aliases the Config's windows")
 	}
 }
+
+// TestLlama3RopeFactors: Llama 3.2 1B's scaling (d 64, theta 500000, factor 32, low 1,
+// high 4, original 8192) keeps the fast pairs, divides the slow ones by 32, and moves
+// smoothly between, as transformers' _compute_llama3_parameters does.
+func TestLlama3RopeFactors(t *testing.T) {
+	f := Llama3RopeFactors(64, 500000, 32, 1, 4, 8192)
+	if len(f) != 32 || f[0] != 1 || f[31] != 32 {
+		t.Fatalf("factors %v", f)
+	}
+	for i := 1; i < len(f); i++ {
+		if f[i] < f[i-1] {
+			t.Fatalf("factors decrease at %d: %v", i, f)
+		}
+		wavelen := 2 * math.Pi * math.Pow(500000, float64(2*i)/64)
+		switch {
+		case wavelen < 8192.0/4 && f[i] != 1, wavelen > 8192 && f[i] != 32:
+			t.Errorf("pair %d (wavelength %.0f): factor %v", i, wavelen, f[i])
+		case wavelen >= 2048 && wavelen <= 8192:
+			s := (8192/wavelen - 1) / 3
+			if want := 1 / ((1-s)/32 + s); math.Abs(float64(f[i])-want) > 1e-6*want {
+				t.Errorf("pair %d: factor %v, want %v", i, f[i], want)
+			}
+		}
+	}
+}

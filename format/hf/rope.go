@@ -91,21 +91,7 @@ func (c *config) rope(cfg *model.Config) error {
 		if high <= low {
 			return scaling.errorf("high_freq_factor %v must exceed low_freq_factor %v", high, low)
 		}
-		cfg.RopeFreqFactors = make([]float32, half)
-		for i := range cfg.RopeFreqFactors {
-			invFreq := 1 / math.Pow(theta, float64(2*i)/float64(cfg.RopeDim))
-			wavelen := 2 * math.Pi / invFreq
-			f := 1.0
-			switch {
-			case wavelen < orig/high:
-			case wavelen > orig/low:
-				f = factor
-			default:
-				s := (orig/wavelen - low) / (high - low)
-				f = 1 / ((1-s)/factor + s)
-			}
-			cfg.RopeFreqFactors[i] = float32(f)
-		}
+		cfg.RopeFreqFactors = model.Llama3RopeFactors(cfg.RopeDim, theta, factor, low, high, orig)
 		return nil
 	case "longrope", "su":
 		return c.longRoPE(cfg, scaling, typ)
