@@ -77,7 +77,7 @@ func familyCases() []familyCase {
 	}
 }
 
-func (fc familyCase) model(t *testing.T, seed uint64) *archtest.Model {
+func (fc familyCase) model(t testing.TB, seed uint64) *archtest.Model {
 	t.Helper()
 	cfg := small()
 	fc.cfg(&cfg)
