@@ -525,6 +525,17 @@ func TestExportRoundTrip(t *testing.T) {
 	if v, _ := gf.Value("tokenizer.ggml.model"); v != "no_vocab" {
 		t.Errorf("tokenizer of a model without one: %v", v)
 	}
+	// llama.cpp's gpt2 requires output.weight ("missing tensor 'output.weight'"): a tied
+	// classifier is written as a copy of token_embd, as its converter writes GPT-2's wte.
+	if out, emb := gf.Tensor("output.weight"), gf.Tensor("token_embd.weight"); out == nil {
+		t.Error("gpt2 export without output.weight")
+	} else {
+		a, _ := gf.TensorData(out)
+		b, _ := gf.TensorData(emb)
+		if !bytes.Equal(a, b) || !reflect.DeepEqual(out.Dims, emb.Dims) {
+			t.Error("gpt2's output.weight is not a copy of token_embd.weight")
+		}
+	}
 	// The export of an imported GGUF has the same tensor bytes as the original.
 	orig, err := Open(fixtures.Path(t, "expected", "gpt2_tiny.gguf"))
 	if err != nil {
