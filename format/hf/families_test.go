@@ -226,6 +226,8 @@ func TestFamilyConfigs(t *testing.T) {
 		{"qwen2.5", []any{"use_sliding_window", true, "layer_types", []string{"full_attention"}}, "layer_types has 1 entries for 3 layers"},
 		{"mistral", []any{"layer_types", []string{"chunked_attention", "full_attention", "full_attention"}}, `unsupported layer_types[0] "chunked_attention"`},
 		{"qwen2.5", []any{"hidden_act", "gelu"}, "hidden_act"},
+		{"mistral", []any{"attention_bias", true}, "unsupported: attention_bias is true (mistral"},
+		{"phi3-mini", []any{"attention_bias", true}, "unsupported: attention_bias is true (phi3"},
 		{"llama3.2", []any{"rope_scaling", "llama3"}, "rope_scaling is llama3, want an object"},
 		{"smollm2", []any{"tie_word_embeddings", false}, "missing tensors: lm_head.weight"},
 	} {

@@ -220,6 +220,13 @@ func importFamily(c *config, st *safetensors.File, fam family) (*format.Checkpoi
 		return nil, c.errorf("unsupported hidden_act %q (want silu)", act)
 	}
 	attnBias := fam.qkvBias
+	if !fam.attentionBias && !fam.qkvBias {
+		if b, err := c.bool("attention_bias", false); err != nil {
+			return nil, err
+		} else if b {
+			return nil, c.errorf("unsupported: attention_bias is true (%s has no attention biases)", fam.name)
+		}
+	}
 	if fam.attentionBias {
 		if mlpBias, err := c.bool("mlp_bias", false); err != nil {
 			return nil, err
