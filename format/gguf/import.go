@@ -709,11 +709,11 @@ func (b *builder) llamaLike(a llamaLike) (model.Config, error) {
 // every layer for the architectures whose llama.cpp file states it so (0: none).
 func (b *builder) windows(a llamaLike, layers int) ([]int, error) {
 	key := "attention.sliding_window"
-	if _, ok := b.f.Value(b.arch + "." + key); !ok {
+	v, ok := b.f.Value(b.arch + "." + key)
+	if !ok {
 		return nil, nil
 	}
-	v, ok := b.f.Value(b.arch + "." + key)
-	if n, isInt := MetaValue(v); ok && isInt && n == int64(0) {
+	if n, _ := MetaValue(v); n == int64(0) {
 		return nil, nil // phi3 files without a window say 0
 	}
 	w, err := b.intKey(key, -1)
@@ -808,18 +808,15 @@ func (b *builder) ropeScaling(cfg *model.Config) error {
 		return err
 	}
 	if linear != 1 {
-		for _, fs := range []*[]float32{&cfg.RopeFreqFactors, &cfg.RopeLongFactors} {
-			if *fs == nil && fs == &cfg.RopeLongFactors {
-				continue
+		if cfg.RopeFreqFactors == nil {
+			cfg.RopeFreqFactors = make([]float32, half)
+			for i := range cfg.RopeFreqFactors {
+				cfg.RopeFreqFactors[i] = 1
 			}
-			if *fs == nil {
-				*fs = make([]float32, half)
-				for i := range *fs {
-					(*fs)[i] = 1
-				}
-			}
-			for i := range *fs {
-				(*fs)[i] = float32(float64((*fs)[i]) * linear)
+		}
+		for _, fs := range [][]float32{cfg.RopeFreqFactors, cfg.RopeLongFactors} {
+			for i := range fs {
+				fs[i] = float32(float64(fs[i]) * linear)
 			}
 		}
 	}
