@@ -39,8 +39,9 @@ func SupportedArchitectures() []string {
 
 // Import converts the GGUF model at path into an lmc checkpoint (format/SPEC.md):
 // llama.cpp's tensor names are lmrun's, so tensors keep their names; GGUF dimensions
-// are reversed into lmc shapes; gpt2's fused attn_qkv is split into attn_q, attn_k and
-// attn_v. F16, BF16, Q8_0 and Q4_0 matrices keep their type and bytes (lmc's layouts
+// are reversed into lmc shapes; gpt2's and phi3's fused attn_qkv is split into attn_q,
+// attn_k and attn_v, and phi3's gate-and-up ffn_up into ffn_gate and ffn_up, by rows.
+// F16, BF16, Q8_0 and Q4_0 matrices keep their type and bytes (lmc's layouts
 // are ggml's); 1-D tensors and the position table become f32. The hyper-parameters are
 // translated into lm.* keys; tokenizer.* keys (tokenizer.ggml.* included) are copied
 // under their own names with their values converted to lmc types, as is every other key
