@@ -37,7 +37,7 @@ import (
 //	                             below 1e-36 may be flushed to zero. GELU adds |x|·2^-52: the reference's 1 + tanh(u)
 //	                             cancels to 0 for u < -19, where the true value is below
 //	                             |x|·1e-16
-//	RoPE                         |Δ| ≤ 3ε · (|a|+|b|)·(|cos|+|sin|) (a fused multiply-add)
+//	RoPE, RoPENeoX               |Δ| ≤ 3ε · (|a|+|b|)·(|cos|+|sin|) (a fused multiply-add)
 //
 // NaN and ±Inf are not toleranced: where the reference gives NaN the backend must too,
 // and an infinity must be the same infinity.
@@ -1194,6 +1194,83 @@ func TestRoPE(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRoPENeoX: the rotate-half pairing (i, i+half) of the first 2·half dimensions of
+// each head, the rest left as they are, on every head count, width and rotated part.
+func TestRoPENeoX(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		r := rand.New(rand.NewPCG(14, 14))
+		for _, heads := range []int{1, 2, 3, 12} {
+			for _, hd := range []int{2, 4, 6, 8, 10, 16, 18, 32, 64, 66, 96, 128} {
+				for _, half := range []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 24, hd / 2} {
+					if half > hd/2 {
+						continue
+					}
+					x := at(randVec(r, heads*hd, 2), half%8)
+					cos, sin := at(randVec(r, half, 1), hd%8), at(randVec(r, half, 1), heads%8)
+					got, want := append([]float32(nil), x...), append([]float32(nil), x...)
+					k.RoPENeoX(got, heads, hd, cos, sin)
+					ref.RoPENeoX(want, heads, hd, cos, sin)
+					for i := range want {
+						d := i % hd
+						tol := 0.0
+						if d < 2*half {
+							p := d % half
+							j := i - d + p // the pair's first element
+							a, b := float64(x[j]), float64(x[j+half])
+							c, s := float64(cos[p]), float64(sin[p])
+							tol = tolRoPE * (math.Abs(a*c) + math.Abs(b*s) + math.Abs(a*s) + math.Abs(b*c))
+						}
+						if tol == 0 && !identical(got[i], want[i]) || !agree(got[i], want[i], tol) {
+							t.Fatalf("heads=%d hd=%d half=%d: [%d] = %v, reference %v", heads, hd, half, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestRoPENeoXReference checks the reference itself against the rotation written out in
+// float64: each pair (i, i+half) turned by its angle, the dimensions past 2·half kept.
+func TestRoPENeoXReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 15))
+	for _, hd := range []int{2, 6, 64, 96} {
+		for _, half := range []int{1, hd / 4, hd / 2} {
+			if half == 0 {
+				continue
+			}
+			const heads = 3
+			x := randVec(r, heads*hd, 2)
+			ang := randVec(r, half, 3)
+			cos, sin := make([]float32, half), make([]float32, half)
+			for i, a := range ang {
+				cos[i], sin[i] = float32(math.Cos(float64(a))), float32(math.Sin(float64(a)))
+			}
+			got := append([]float32(nil), x...)
+			ref.RoPENeoX(got, heads, hd, cos, sin)
+			for h := 0; h < heads; h++ {
+				for d := 0; d < hd; d++ {
+					i := h*hd + d
+					want := float64(x[i])
+					if d < 2*half {
+						p := d % half
+						a, b := float64(x[h*hd+p]), float64(x[h*hd+p+half])
+						c, s := float64(cos[p]), float64(sin[p])
+						if d < half {
+							want = a*c - b*s
+						} else {
+							want = a*s + b*c
+						}
+					}
+					if math.Abs(float64(got[i])-want) > 1e-6*(1+math.Abs(want)) {
+						t.Fatalf("hd=%d half=%d: [%d] = %v, want %v", hd, half, i, got[i], want)
+					}
+				}
+			}
+		}
+	}
 }
 
 func TestSelection(t *testing.T) {

@@ -95,6 +95,7 @@ func TestGuardPages(t *testing.T) {
 				k.LayerNorm(dst, x, w, nil, 1e-5)
 				if n%2 == 0 {
 					k.RoPE(dst, 2, n/2, g(randVec(r, n/4, 1)), g(randVec(r, n/4, 1)))
+					k.RoPENeoX(dst, 2, n/2, g(randVec(r, n/4, 1)), g(randVec(r, n/4, 1)))
 				}
 
 				// MatMul: rows of n columns, T tokens, every operand guarded.

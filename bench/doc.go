@@ -22,7 +22,7 @@ func SynthModel(dir, preset string, seed uint64) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	ck, err := synth.Build(p.Config, seed)
+	ck, err := p.Build(seed)
 	if err != nil {
 		return "", err
 	}

@@ -176,6 +176,12 @@ func KernelCases(quick bool) []KernelCase {
 				x, cos, sin := randSlice(r, 32*128), randSlice(r, 64), randSlice(r, 64)
 				return func() { k.RoPE(x, 32, 128, cos, sin) }
 			}},
+		{Kernel: "rope_neox", Shape: "32heads,hd128", Flops: 6 * 32 * 64, Bytes: 4 * 32 * 128, Bound: BandwidthBound,
+			Setup: func(k kernels.Kernels) func() {
+				r := rand.New(rand.NewPCG(7, 8))
+				x, cos, sin := randSlice(r, 32*128), randSlice(r, 64), randSlice(r, 64)
+				return func() { k.RoPENeoX(x, 32, 128, cos, sin) }
+			}},
 	}
 	if quick {
 		seen := map[string]bool{}

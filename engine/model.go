@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/dtype"
@@ -56,7 +57,7 @@ type Model struct {
 	outNorm norm
 	output  *kernels.Mat // classifier [vocab, embdim]; token_embd when tied
 
-	ropeFreq []float64 // [rope_dim/2] angle per position of each rotated pair
+	ropeFreq, ropeFreqLong []float64 // [rope_dim/2] angle per position of each rotated pair (long: LongRoPE's)
 
 	names map[*kernels.Mat]string // tensor name of every bound matrix (ObserveMatMul)
 }
@@ -89,7 +90,9 @@ func Load(path string, opts Options) (*Model, error) {
 // Config returns the model's description. It is a copy: changing it changes nothing.
 func (m *Model) Config() model.Config {
 	c := m.cfg
-	c.AttnWindows = append([]int(nil), m.cfg.AttnWindows...)
+	c.AttnWindows = slices.Clone(m.cfg.AttnWindows)
+	c.RopeFreqFactors = slices.Clone(m.cfg.RopeFreqFactors)
+	c.RopeLongFactors = slices.Clone(m.cfg.RopeLongFactors)
 	return c
 }
 
@@ -145,7 +148,10 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 		m.tok = tok
 	}
 	if cfg.Position == model.RoPE {
-		m.ropeFreq = ropeFrequencies(cfg)
+		m.ropeFreq = ropeFrequencies(cfg, cfg.RopeFreqFactors)
+		if cfg.RopeLongFactors != nil {
+			m.ropeFreqLong = ropeFrequencies(cfg, cfg.RopeLongFactors)
+		}
 	}
 	m.pool = parallel.New(opts.Threads)
 	return m, nil
@@ -163,13 +169,16 @@ func (m *Model) activationTypes() map[dtype.DType]bool {
 	return types
 }
 
-// ropeFrequencies returns θ_i = theta^(−2i/rope_dim) for each rotated pair i. Angles
-// are computed per forward pass (no table sized by the context length, which a hostile
-// checkpoint could make huge).
-func ropeFrequencies(c model.Config) []float64 {
+// ropeFrequencies returns θ_i = theta^(−2i/rope_dim) / factors[i] for each rotated pair
+// i (factors nil: all 1). Angles are computed per forward pass (no table sized by the
+// context length, which a hostile checkpoint could make huge).
+func ropeFrequencies(c model.Config, factors []float32) []float64 {
 	f := make([]float64, c.RopeDim/2)
 	for i := range f {
 		f[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(c.RopeDim))
+		if factors != nil {
+			f[i] /= float64(factors[i])
+		}
 	}
 	return f
 }

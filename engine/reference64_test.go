@@ -14,8 +14,9 @@ import (
 // ref64 is an independent float64 implementation of the forward pass, written from the
 // model definitions rather than from the engine: no KV cache, full causal attention over
 // the whole sequence, every sum in float64. It checks the engine on any model and any
-// token sequence, beyond the fixed reference files.
-func ref64(t *testing.T, f *format.File, c model.Config, tokens []int) [][]float64 {
+// token sequence, beyond the fixed reference files. ctx is the context of the session
+// compared with it, which picks LongRoPE's factors.
+func ref64(t *testing.T, f *format.File, c model.Config, tokens []int, ctx int) [][]float64 {
 	t.Helper()
 	get := func(name string) []float64 {
 		tt := f.Tensor(name)
@@ -89,13 +90,46 @@ func ref64(t *testing.T, f *format.File, c model.Config, tokens []int) [][]float
 		}
 		return y
 	}
+	// RoPE as the model definitions state it: inv_freq_i = theta^(−2i/d) divided by the
+	// scaling factor of pair i (Llama 3, linear, LongRoPE: the long factors once the
+	// context exceeds the original one), cos and sin times the attention factor, and the
+	// rotation either of adjacent pairs (Meta) or Hugging Face's
+	// x·cos + rotate_half(x)·sin over the first d dimensions.
+	factors := c.RopeFreqFactors
+	if c.RopeLongFactors != nil && ctx > c.RopeOrigContext {
+		factors = c.RopeLongFactors
+	}
+	mscale := c.RopeAttnFactor
+	if mscale == 0 {
+		mscale = 1
+	}
 	rope := func(x []float64, heads, pos int) {
+		d := c.RopeDim
+		cos, sin := make([]float64, d/2), make([]float64, d/2)
+		for i := range cos {
+			invFreq := 1 / math.Pow(c.RopeTheta, float64(2*i)/float64(d))
+			if factors != nil {
+				invFreq /= float64(factors[i])
+			}
+			cos[i] = math.Cos(float64(pos)*invFreq) * mscale
+			sin[i] = math.Sin(float64(pos)*invFreq) * mscale
+		}
 		for h := 0; h < heads; h++ {
-			for i := 0; i < c.RopeDim/2; i++ {
-				ang := float64(pos) * math.Pow(c.RopeTheta, -float64(2*i)/float64(c.RopeDim))
-				a, b := x[h*c.HeadDim+2*i], x[h*c.HeadDim+2*i+1]
-				x[h*c.HeadDim+2*i] = a*math.Cos(ang) - b*math.Sin(ang)
-				x[h*c.HeadDim+2*i+1] = a*math.Sin(ang) + b*math.Cos(ang)
+			hx := x[h*c.HeadDim : h*c.HeadDim+d]
+			if c.RopeStyle == model.NeoX {
+				rot := make([]float64, d) // rotate_half: (−x2, x1)
+				for i := 0; i < d/2; i++ {
+					rot[i], rot[i+d/2] = -hx[i+d/2], hx[i]
+				}
+				for i := range hx {
+					hx[i] = hx[i]*cos[i%(d/2)] + rot[i]*sin[i%(d/2)]
+				}
+				continue
+			}
+			for i := 0; i < d/2; i++ {
+				a, b := hx[2*i], hx[2*i+1]
+				hx[2*i] = a*cos[i] - b*sin[i]
+				hx[2*i+1] = a*sin[i] + b*cos[i]
 			}
 		}
 	}
@@ -231,16 +265,23 @@ func checkAgainstRef64(t *testing.T, m *Model, n int, r *rand.Rand, batch int) {
 	for i := range ids {
 		ids[i] = r.IntN(m.cfg.VocabSize)
 	}
-	got, err := m.NewSession(SessionOptions{Batch: batch}).ForwardAll(ids, nil)
+	s := m.NewSession(SessionOptions{Batch: batch})
+	got, err := s.ForwardAll(ids, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ref64(t, m.File(), m.cfg, ids)
+	compareRef64(t, got, ref64(t, m.File(), m.cfg, ids, s.Context()), m.cfg.VocabSize)
+}
+
+// compareRef64 checks logits (one row of vocab per position) against ref64's:
+// max|Δ| ≤ 2e-5·max|logit|.
+func compareRef64(t *testing.T, got []float32, want [][]float64, vocab int) {
+	t.Helper()
 	var maxAbs, maxDiff float64
 	for p := range want {
 		for j, w := range want[p] {
 			maxAbs = math.Max(maxAbs, math.Abs(w))
-			maxDiff = math.Max(maxDiff, math.Abs(w-float64(got[p*m.cfg.VocabSize+j])))
+			maxDiff = math.Max(maxDiff, math.Abs(w-float64(got[p*vocab+j])))
 		}
 	}
 	if maxDiff > 2e-5*maxAbs {

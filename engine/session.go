@@ -60,6 +60,7 @@ type Session struct {
 	k, v             []float32   // [batch, kvDim]
 	hb, hb2          []float32   // [batch, ffnDim]
 	ropeCos, ropeSin []float32   // [batch, rope_dim/2]: angles of this pass's positions
+	ropeFreq         []float64   // the model's pair frequencies this session's context selects
 	emb              []float32   // [batch, embDim] when the model projects embeddings
 	xq               []byte      // [batch, widest row] activations as q8_0 blocks
 	xqK              []byte      // [batch, widest row] activations as q8_k super-blocks
@@ -118,6 +119,10 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	if c.Position == model.RoPE {
 		s.ropeCos = make([]float32, b*c.RopeDim/2)
 		s.ropeSin = make([]float32, b*c.RopeDim/2)
+		s.ropeFreq = m.ropeFreq
+		if m.ropeFreqLong != nil && ctx > c.RopeOrigContext {
+			s.ropeFreq = m.ropeFreqLong
+		}
 	}
 	s.x = make([]float32, b*c.Dim)
 	s.xb = make([]float32, b*c.Dim)
@@ -323,10 +328,11 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 	}
 	if c.Position == model.RoPE {
 		half := c.RopeDim / 2
+		mscale := float32(c.RopeAttnFactor) // a float32 factor, as llama.cpp applies it
 		for t := 0; t < T; t++ {
-			for i, f := range m.ropeFreq {
+			for i, f := range s.ropeFreq {
 				sn, cs := math.Sincos(float64(pos0+t) * f)
-				s.ropeCos[t*half+i], s.ropeSin[t*half+i] = float32(cs), float32(sn)
+				s.ropeCos[t*half+i], s.ropeSin[t*half+i] = float32(cs)*mscale, float32(sn)*mscale
 			}
 		}
 	}
@@ -347,8 +353,13 @@ func (s *Session) forward(tokens []int, all []float32, last bool) {
 			half := c.RopeDim / 2
 			for t := 0; t < T; t++ {
 				cos, sin := s.ropeCos[t*half:(t+1)*half], s.ropeSin[t*half:(t+1)*half]
-				kern.RoPE(s.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
-				kern.RoPE(s.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
+				if c.RopeStyle == model.NeoX {
+					kern.RoPENeoX(s.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
+					kern.RoPENeoX(s.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
+				} else {
+					kern.RoPE(s.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
+					kern.RoPE(s.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
+				}
 			}
 		}
 		s.attnTask = attnTask{s: s, kc: kc, vc: vc, pos0: pos0, window: l.window}

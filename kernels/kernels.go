@@ -145,6 +145,12 @@ type Kernels interface {
 	// width headDim in x by the angle whose cosine and sine are cos[i], sin[i].
 	RoPE(x []float32, nHeads, headDim int, cos, sin []float32)
 
+	// RoPENeoX rotates, in each of nHeads heads of width headDim in x, dimension i with
+	// dimension i + len(cos) for i < len(cos) (GPT-NeoX's "rotate half" pairing of the
+	// first 2·len(cos) dimensions) by the angle whose cosine and sine are cos[i], sin[i]:
+	//   x'[i] = x[i]·cos[i] − x[i+h]·sin[i],  x'[i+h] = x[i]·sin[i] + x[i+h]·cos[i].
+	RoPENeoX(x []float32, nHeads, headDim int, cos, sin []float32)
+
 	// Add computes dst[i] += x[i] over len(dst).
 	Add(dst, x []float32)
 

@@ -247,6 +247,20 @@ func (Reference) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
 	}
 }
 
+// RoPENeoX implements Kernels.
+func (Reference) RoPENeoX(x []float32, nHeads, headDim int, cos, sin []float32) {
+	half := len(cos)
+	for h := 0; h < nHeads; h++ {
+		hx := x[h*headDim : (h+1)*headDim]
+		lo, hi := hx[:half], hx[half:2*half]
+		for i := range lo {
+			a, b := lo[i], hi[i]
+			lo[i] = a*cos[i] - b*sin[i]
+			hi[i] = a*sin[i] + b*cos[i]
+		}
+	}
+}
+
 // Add implements Kernels.
 func (Reference) Add(dst, x []float32) {
 	x = x[:len(dst)]

@@ -32,6 +32,12 @@ const (
 	KeyAttnScale      = "lm.attn_scale"
 	KeyFinalNorm      = "lm.final_norm"
 	KeyEmbeddingDim   = "lm.embedding_dim"
+
+	KeyRopeStyle       = "lm.rope_style"
+	KeyRopeFreqFactors = "lm.rope_freq_factors"
+	KeyRopeLongFactors = "lm.rope_long_factors"
+	KeyRopeOrigContext = "lm.rope_original_context"
+	KeyRopeAttnFactor  = "lm.rope_attn_factor"
 )
 
 // Defaults of the fields whose zero value stands for something else.
@@ -49,6 +55,7 @@ type Values interface {
 	String(key string) (v string, ok bool, err error)
 	Bool(key string) (v bool, ok bool, err error)
 	Ints(key string) (v []int64, ok bool, err error)
+	Floats(key string) (v []float32, ok bool, err error)
 }
 
 // NormKind selects the normalisation layer.
@@ -59,6 +66,9 @@ type Activation string
 
 // PositionKind selects how positions enter the model.
 type PositionKind string
+
+// RopeStyle selects which two dimensions of a head RoPE rotates together.
+type RopeStyle string
 
 // Architecture vocabulary, as stored in checkpoint metadata (format/SPEC.md).
 const (
@@ -72,6 +82,13 @@ const (
 
 	Learned PositionKind = "learned"
 	RoPE    PositionKind = "rope"
+
+	// Interleaved rotates adjacent pairs (2i, 2i+1): Meta's layout, llama2.c's and GGUF
+	// llama's.
+	Interleaved RopeStyle = "interleaved"
+	// NeoX rotates dimension i with i + rope_dim/2 (GPT-NeoX's "rotate half"): Hugging
+	// Face's layout, GGUF qwen2's and phi3's.
+	NeoX RopeStyle = "neox"
 )
 
 // Config describes a decoder-only transformer. GPT-2, Llama and their relatives are
@@ -99,6 +116,19 @@ type Config struct {
 	PositionOffset int     // row of the position table used for position 0
 	RopeTheta      float64 // RoPE base
 	RopeDim        int     // leading dims of each head that RoPE rotates
+	RopeStyle      RopeStyle
+
+	// RopeFreqFactors, when not nil, holds one divisor per rotated pair: pair i turns by
+	// p·theta^(−2i/rope_dim) / RopeFreqFactors[i] at position p (Llama 3's and linear
+	// rope_scaling, LongRoPE's short factors; GGUF's rope_freqs).
+	RopeFreqFactors []float32
+	// RopeLongFactors, when not nil, replace RopeFreqFactors in a session whose context
+	// exceeds RopeOrigContext (LongRoPE's long factors, chosen as llama.cpp does).
+	RopeLongFactors []float32
+	RopeOrigContext int
+	// RopeAttnFactor multiplies every RoPE cosine and sine, so q·k scales by its square
+	// (LongRoPE's attention factor); 0 means 1.
+	RopeAttnFactor float64
 
 	Activation  Activation
 	AttnWindows []int   // per layer: 0 dense causal, w > 0 local (query i sees keys i-w+1..i)
@@ -189,6 +219,19 @@ func Parse(m Values) (Config, error) {
 	}
 	c.Position = PositionKind(gets(KeyPosition))
 	c.RopeTheta = getf(KeyRopeTheta)
+	c.RopeStyle = RopeStyle(gets(KeyRopeStyle))
+	geti(KeyRopeOrigContext, &c.RopeOrigContext, false)
+	c.RopeAttnFactor = getf(KeyRopeAttnFactor)
+	for _, f := range []struct {
+		key string
+		dst *[]float32
+	}{{KeyRopeFreqFactors, &c.RopeFreqFactors}, {KeyRopeLongFactors, &c.RopeLongFactors}} {
+		if v, ok, err := m.Floats(f.key); err != nil {
+			errs = append(errs, err)
+		} else if ok {
+			*f.dst = append([]float32(nil), v...)
+		}
+	}
 	c.Activation = Activation(gets(KeyActivation))
 	c.AttnScale = float32(getf(KeyAttnScale))
 	if v, ok, err := m.Bool(KeyFinalNorm); err != nil {
@@ -219,7 +262,8 @@ func Parse(m Values) (Config, error) {
 
 // SetDefaults replaces the zero value of every field that has a default: n_kv_heads =
 // n_heads, head_dim = dim/n_heads, rope_dim = head_dim, rmsnorm with eps 1e-5, RoPE with
-// base 10000, SwiGLU, dense attention in every layer, q·k scaled by 1/√head_dim.
+// base 10000 on interleaved pairs and an attention factor of 1, SwiGLU, dense attention
+// in every layer, q·k scaled by 1/√head_dim.
 func (c *Config) SetDefaults() {
 	if c.NKVHeads == 0 {
 		c.NKVHeads = c.NHeads
@@ -242,6 +286,12 @@ func (c *Config) SetDefaults() {
 		}
 		if c.RopeTheta == 0 {
 			c.RopeTheta = DefaultRopeTheta
+		}
+		if c.RopeStyle == "" {
+			c.RopeStyle = Interleaved
+		}
+		if c.RopeAttnFactor == 0 {
+			c.RopeAttnFactor = 1
 		}
 	}
 	if c.Activation == "" {
@@ -320,6 +370,9 @@ func (c Config) Validate() error {
 		if !(c.RopeTheta > 1) || math.IsInf(c.RopeTheta, 0) {
 			return bad(KeyRopeTheta, c.RopeTheta, "rope_theta %g", c.RopeTheta)
 		}
+		if err := c.validateRope(); err != nil {
+			return err
+		}
 	default:
 		return bad(KeyPosition, c.Position, "position %q (want learned or rope)", c.Position)
 	}
@@ -331,8 +384,83 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// validateRope checks the RoPE style and frequency scaling of a RoPE model.
+func (c Config) validateRope() error {
+	bad := func(key string, value any, format string, args ...any) error {
+		return &ConfigError{Key: key, Value: value, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch c.RopeStyle {
+	case "", Interleaved, NeoX:
+	default:
+		return bad(KeyRopeStyle, c.RopeStyle, "rope_style %q (want interleaved or neox)", c.RopeStyle)
+	}
+	for _, f := range []struct {
+		key string
+		v   []float32
+	}{{KeyRopeFreqFactors, c.RopeFreqFactors}, {KeyRopeLongFactors, c.RopeLongFactors}} {
+		if f.v == nil {
+			continue
+		}
+		name := f.key[len("lm."):]
+		if len(f.v) != c.RopeDim/2 {
+			return bad(f.key, len(f.v), "%s has %d factors, rope_dim %d needs %d", name, len(f.v), c.RopeDim, c.RopeDim/2)
+		}
+		for i, x := range f.v {
+			if !(x > 0) || math.IsInf(float64(x), 0) {
+				return bad(f.key, x, "%s[%d] = %g (want a positive finite divisor)", name, i, x)
+			}
+		}
+	}
+	switch {
+	case c.RopeOrigContext < 0 || c.RopeOrigContext > maxContext:
+		return bad(KeyRopeOrigContext, c.RopeOrigContext, "rope_original_context %d", c.RopeOrigContext)
+	case c.RopeLongFactors != nil && c.RopeOrigContext == 0:
+		return bad(KeyRopeOrigContext, c.RopeOrigContext, "rope_long_factors without rope_original_context (the context beyond which they apply)")
+	case c.RopeLongFactors == nil && c.RopeOrigContext != 0:
+		return bad(KeyRopeOrigContext, c.RopeOrigContext, "rope_original_context %d without rope_long_factors", c.RopeOrigContext)
+	case c.RopeAttnFactor != 0 && (!(c.RopeAttnFactor > 0) || c.RopeAttnFactor > 1e3):
+		return bad(KeyRopeAttnFactor, c.RopeAttnFactor, "rope_attn_factor %g", c.RopeAttnFactor)
+	}
+	return nil
+}
+
+// RopeFactors returns the per-pair frequency divisors a session of ctx positions uses:
+// RopeLongFactors when the model has them and ctx exceeds RopeOrigContext (llama.cpp's
+// choice for LongRoPE), else RopeFreqFactors; nil means no scaling.
+func (c Config) RopeFactors(ctx int) []float32 {
+	if c.RopeLongFactors != nil && ctx > c.RopeOrigContext {
+		return c.RopeLongFactors
+	}
+	return c.RopeFreqFactors
+}
+
+// Llama3RopeFactors returns the RopeFreqFactors of Llama 3's rope_scaling (transformers'
+// rope type llama3) for rope dimension d and base theta: pair i, of inverse frequency
+// theta^(−2i/d) and wavelength λ = 2π·theta^(2i/d), keeps its frequency when
+// λ < orig/high, is divided by factor when λ > orig/low, and in between by
+// 1/((1−s)/factor + s) with s = (orig/λ − low)/(high − low).
+func Llama3RopeFactors(d int, theta, factor, low, high, orig float64) []float32 {
+	f := make([]float32, d/2)
+	for i := range f {
+		invFreq := 1 / math.Pow(theta, float64(2*i)/float64(d))
+		wavelen := 2 * math.Pi / invFreq
+		x := 1.0
+		switch {
+		case wavelen < orig/high:
+		case wavelen > orig/low:
+			x = factor
+		default:
+			s := (orig/wavelen - low) / (high - low)
+			x = 1 / ((1-s)/factor + s)
+		}
+		f[i] = float32(x)
+	}
+	return f
+}
+
 // Metadata returns the checkpoint metadata that describes c (the inverse of Parse), with
-// the defaults written out. Values have the types format.Metadata stores.
+// the defaults written out (RoPE's scaling keys only when they scale: a model without
+// them has the metadata it had before they existed). Values have the types format.Metadata stores.
 func (c Config) Metadata() map[string]any {
 	c.SetDefaults()
 	w := make([]int64, len(c.AttnWindows))
@@ -369,6 +497,19 @@ func (c Config) Metadata() map[string]any {
 	if c.Position == RoPE {
 		m[KeyRopeTheta] = c.RopeTheta
 		m[KeyRopeDim] = int64(c.RopeDim)
+		if c.RopeStyle == NeoX {
+			m[KeyRopeStyle] = string(c.RopeStyle)
+		}
+		if c.RopeFreqFactors != nil {
+			m[KeyRopeFreqFactors] = append([]float32(nil), c.RopeFreqFactors...)
+		}
+		if c.RopeLongFactors != nil {
+			m[KeyRopeLongFactors] = append([]float32(nil), c.RopeLongFactors...)
+			m[KeyRopeOrigContext] = int64(c.RopeOrigContext)
+		}
+		if c.RopeAttnFactor != 1 {
+			m[KeyRopeAttnFactor] = c.RopeAttnFactor
+		}
 	} else {
 		m[KeyPositionOffset] = int64(c.PositionOffset)
 	}

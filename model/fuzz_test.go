@@ -56,3 +56,53 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRope fuzzes RoPE's style and frequency scaling over a valid model: whatever
+// Parse accepts validates, picks factors of the right length for every context, and
+// survives Metadata and Parse again the same.
+func FuzzParseRope(f *testing.F) {
+	f.Add("neox", []byte{1, 2, 3, 4, 5, 6, 7, 8}, []byte{}, int64(0), 0.0, uint8(0))
+	f.Add("", []byte{1, 2, 3, 4, 5, 6, 7, 8}, []byte{9, 9, 9, 9, 9, 9, 9, 9}, int64(16), 1.19, uint8(0))
+	f.Add("interleaved", []byte{0, 1}, []byte{255}, int64(-3), -1.0, uint8(0xff))
+	f.Fuzz(func(t *testing.T, style string, short, long []byte, orig int64, attn float64, absent uint8) {
+		floats := func(b []byte) []float32 {
+			v := make([]float32, len(b))
+			for i, x := range b {
+				v[i] = float32(x) / 16
+			}
+			return v
+		}
+		m := required()
+		for i, kv := range []struct {
+			key string
+			v   any
+		}{
+			{KeyRopeStyle, style}, {KeyRopeFreqFactors, floats(short)}, {KeyRopeLongFactors, floats(long)},
+			{KeyRopeOrigContext, orig}, {KeyRopeAttnFactor, attn},
+		} {
+			if absent&(1<<i) == 0 {
+				m[kv.key] = kv.v
+			}
+		}
+		c, err := Parse(m)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse accepted a config Validate rejects: %v", err)
+		}
+		for _, ctx := range []int{1, c.RopeOrigContext, c.RopeOrigContext + 1, c.ContextLength} {
+			if f := c.RopeFactors(ctx); f != nil && len(f) != c.RopeDim/2 {
+				t.Fatalf("context %d: %d factors for rope_dim %d", ctx, len(f), c.RopeDim)
+			}
+		}
+		m1 := c.Metadata()
+		again, err := Parse(meta(m1))
+		if err != nil {
+			t.Fatalf("the metadata of a parsed config does not parse: %v", err)
+		}
+		if m2 := again.Metadata(); !reflect.DeepEqual(m1, m2) {
+			t.Fatalf("round trip changed the metadata:\n%v\n%v", m1, m2)
+		}
+	})
+}

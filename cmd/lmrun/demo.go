@@ -34,7 +34,7 @@ func demoCommand() *cli.Command {
 			}
 			defer os.RemoveAll(dir)
 			path := filepath.Join(dir, p.Name+".lmc")
-			ck, err := synth.Build(p.Config, 1)
+			ck, err := p.Build(1)
 			if err != nil {
 				return err
 			}

@@ -36,7 +36,7 @@ func synthCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ck, err := synth.Build(p.Config, c.Uint64("seed"))
+			ck, err := p.Build(c.Uint64("seed"))
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,14 @@ type Preset struct {
 	Name   string
 	About  string
 	Config model.Config
+	// QKVBias gives q, k and v biases (Qwen2); Untied a classifier of its own
+	// (output.weight) instead of the token embedding.
+	QKVBias, Untied bool
+}
+
+// Build returns a checkpoint of the preset's shape (see the function Build).
+func (p Preset) Build(seed uint64) (*format.Checkpoint, error) {
+	return build(p.Config, seed, p.QKVBias, p.Untied)
 }
 
 func llama(dim, layers, heads, kvHeads, ffn, vocab, ctx int) model.Config {
@@ -41,15 +49,59 @@ func gpt2(dim, layers, heads, vocab, ctx int) model.Config {
 
 // Presets lists the shapes synth can build.
 var presets = []Preset{
-	{"tiny", "Llama-style, dim 64, 2 layers, 4 heads (2 KV), vocab 512", llama(64, 2, 4, 2, 172, 512, 256)},
-	{"tiny-gpt2", "GPT-2-style, dim 64, 2 layers, 4 heads, vocab 512", gpt2(64, 2, 4, 512, 256)},
-	{"stories15m", "llama2.c stories15M shape: dim 288, 6 layers, 6 heads, vocab 32000", llama(288, 6, 6, 6, 768, 32000, 256)},
-	{"stories42m", "llama2.c stories42M shape: dim 512, 8 layers, 8 heads, vocab 32000", llama(512, 8, 8, 8, 1376, 32000, 1024)},
-	{"stories110m", "llama2.c stories110M shape: dim 768, 12 layers, 12 heads, vocab 32000", llama(768, 12, 12, 12, 2048, 32000, 1024)},
-	{"gpt2-124m", "GPT-2 small shape: dim 768, 12 layers, 12 heads, vocab 50257, context 1024", gpt2(768, 12, 12, 50257, 1024)},
-	{"gpt-neo-125m", "GPT-Neo 125M shape: GPT-2 small with alternating global/local (window 256) layers, context 2048", gptNeo()},
-	{"opt-125m", "OPT-125m shape: pre-norm, ReLU, positions at offset 2, context 2048", opt(768, 12, 12, 768, true)},
-	{"opt-350m", "OPT-350m shape: post-norm, dim 1024, 24 layers, 512-wide projected embeddings", opt(1024, 24, 16, 512, false)},
+	{Name: "tiny", About: "Llama-style, dim 64, 2 layers, 4 heads (2 KV), vocab 512", Config: llama(64, 2, 4, 2, 172, 512, 256)},
+	{Name: "tiny-gpt2", About: "GPT-2-style, dim 64, 2 layers, 4 heads, vocab 512", Config: gpt2(64, 2, 4, 512, 256)},
+	{Name: "stories15m", About: "llama2.c stories15M shape: dim 288, 6 layers, 6 heads, vocab 32000", Config: llama(288, 6, 6, 6, 768, 32000, 256)},
+	{Name: "stories42m", About: "llama2.c stories42M shape: dim 512, 8 layers, 8 heads, vocab 32000", Config: llama(512, 8, 8, 8, 1376, 32000, 1024)},
+	{Name: "stories110m", About: "llama2.c stories110M shape: dim 768, 12 layers, 12 heads, vocab 32000", Config: llama(768, 12, 12, 12, 2048, 32000, 1024)},
+	{Name: "gpt2-124m", About: "GPT-2 small shape: dim 768, 12 layers, 12 heads, vocab 50257, context 1024", Config: gpt2(768, 12, 12, 50257, 1024)},
+	{Name: "gpt-neo-125m", About: "GPT-Neo 125M shape: GPT-2 small with alternating global/local (window 256) layers, context 2048", Config: gptNeo()},
+	{Name: "opt-125m", About: "OPT-125m shape: pre-norm, ReLU, positions at offset 2, context 2048", Config: opt(768, 12, 12, 768, true)},
+	{Name: "opt-350m", About: "OPT-350m shape: post-norm, dim 1024, 24 layers, 512-wide projected embeddings", Config: opt(1024, 24, 16, 512, false)},
+	{Name: "llama3.2-1b", About: "Llama-3.2-1B shape: dim 2048, 16 layers, 32 heads (8 KV), vocab 128256, tied, rope 500000 with llama3 scaling ×32",
+		Config: llama3(2048, 16, 32, 8, 8192, 128256)},
+	{Name: "qwen2.5-0.5b", About: "Qwen2.5-0.5B shape: dim 896, 24 layers, 14 heads (2 KV), vocab 151936, tied, q/k/v biases, rope 1e6 (neox)",
+		Config: qwen2(896, 24, 14, 2, 4864, 151936, 32768), QKVBias: true},
+	{Name: "smollm2-135m", About: "SmolLM2-135M shape: dim 576, 30 layers, 9 heads (3 KV), vocab 49152, tied, rope 100000",
+		Config: smolLM2(576, 30, 9, 3, 1536)},
+	{Name: "smollm2-360m", About: "SmolLM2-360M shape: dim 960, 32 layers, 15 heads (5 KV), vocab 49152, tied, rope 100000",
+		Config: smolLM2(960, 32, 15, 5, 2560)},
+	{Name: "phi3-mini", About: "Phi-3-mini-4k shape: dim 3072, 32 layers, 32 heads, vocab 32064, untied, window 2047, rope 10000 (neox)",
+		Config: phi3Mini(), Untied: true},
+}
+
+// llama3 is a Llama 3.2 shape: theta 500000 with Llama 3's scaling (factor 32, low 1,
+// high 4, original context 8192), context 131072, eps 1e-5.
+func llama3(dim, layers, heads, kvHeads, ffn, vocab int) model.Config {
+	c := llama(dim, layers, heads, kvHeads, ffn, vocab, 131072)
+	c.RopeTheta = 500000
+	c.RopeFreqFactors = model.Llama3RopeFactors(c.RopeDim, c.RopeTheta, 32, 1, 4, 8192)
+	return c
+}
+
+// qwen2 is a Qwen2.5 shape: rotate-half RoPE with base 1e6, eps 1e-6.
+func qwen2(dim, layers, heads, kvHeads, ffn, vocab, ctx int) model.Config {
+	c := llama(dim, layers, heads, kvHeads, ffn, vocab, ctx)
+	c.Arch, c.RopeStyle, c.RopeTheta, c.NormEps = "qwen2", model.NeoX, 1e6, 1e-6
+	return c
+}
+
+// smolLM2 is a SmolLM2 shape: Llama with base 100000, vocabulary 49152, context 8192.
+func smolLM2(dim, layers, heads, kvHeads, ffn int) model.Config {
+	c := llama(dim, layers, heads, kvHeads, ffn, 49152, 8192)
+	c.RopeTheta = 100000
+	return c
+}
+
+// phi3Mini is Phi-3-mini-4k-instruct: rotate-half RoPE, a 2047-position window on every
+// layer (its sliding_window), context 4096.
+func phi3Mini() model.Config {
+	c := llama(3072, 32, 32, 32, 8192, 32064, 4096)
+	c.Arch, c.RopeStyle = "phi3", model.NeoX
+	for i := range c.AttnWindows {
+		c.AttnWindows[i] = 2047
+	}
+	return c
 }
 
 // gptNeo is GPT-Neo 125M: GPT-3's alternation of dense and banded attention layers,
@@ -94,9 +146,15 @@ func Lookup(name string) (Preset, error) {
 }
 
 // Build returns a checkpoint of the config's shape with weights drawn from a seeded
-// generator and a byte-level tokenizer. Tensors are generated when written, one at a
-// time, so building a large preset needs little memory.
+// generator and a byte-level tokenizer: a classifier tied to the token embedding, and
+// the biases of LayerNorm models. Tensors are generated when written, one at a time, so
+// building a large preset needs little memory.
 func Build(cfg model.Config, seed uint64) (*format.Checkpoint, error) {
+	return build(cfg, seed, false, false)
+}
+
+// build is Build with q/k/v biases (qkvBias) and an output.weight of its own (untied).
+func build(cfg model.Config, seed uint64, qkvBias, untied bool) (*format.Checkpoint, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -145,6 +203,11 @@ func Build(cfg model.Config, seed uint64) (*format.Checkpoint, error) {
 		add(p+"attn_k.weight", []int{kv, dim}, weight, std)
 		add(p+"attn_v.weight", []int{kv, dim}, weight, std)
 		add(p+"attn_output.weight", []int{dim, q}, weight, resid)
+		if qkvBias && !ln {
+			add(p+"attn_q.bias", []int{q}, bias, 0.02)
+			add(p+"attn_k.bias", []int{kv}, bias, 0.02)
+			add(p+"attn_v.bias", []int{kv}, bias, 0.02)
+		}
 		if ln {
 			add(p+"attn_q.bias", []int{q}, bias, 0.02)
 			add(p+"attn_k.bias", []int{kv}, bias, 0.02)
@@ -170,6 +233,9 @@ func Build(cfg model.Config, seed uint64) (*format.Checkpoint, error) {
 		if ln {
 			add("output_norm.bias", []int{dim}, bias, 0.02)
 		}
+	}
+	if untied {
+		add("output.weight", []int{cfg.VocabSize, ed}, weight, std)
 	}
 	return ck, nil
 }

@@ -1,11 +1,14 @@
 package synth
 
 import (
+	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/lmrun/lmrun/engine"
+	"github.com/lmrun/lmrun/model"
 )
 
 // TestPresetsLoad builds every preset's shape at a reduced depth and vocabulary (the full
@@ -18,7 +21,9 @@ func TestPresetsLoad(t *testing.T) {
 			cfg.AttnWindows = cfg.AttnWindows[:cfg.NLayers]
 			cfg.VocabSize = 300
 			cfg.ContextLength = min(cfg.ContextLength, 512)
-			ck, err := Build(cfg, 1)
+			small := p
+			small.Config = cfg
+			ck, err := small.Build(1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -31,8 +36,11 @@ func TestPresetsLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			if m.Config().Projected() != p.Config.Projected() || m.Config().PostNorm != p.Config.PostNorm {
-				t.Fatalf("config did not survive the round trip: %+v", m.Config())
+			if got, want := m.Config().Metadata(), cfg.Metadata(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("config did not survive the round trip:\n%v\nwant\n%v", got, want)
+			}
+			if (m.File().Tensor("output.weight") != nil) != p.Untied || (m.File().Tensor("blk.0.attn_k.bias") != nil) != (p.QKVBias || cfg.Norm == model.LayerNorm) {
+				t.Fatalf("untied %v, q/k/v biases %v: tensors %v", p.Untied, p.QKVBias, m.File().Tensors[:4])
 			}
 			ids, err := m.Tokenizer().Encode("hello", true, false)
 			if err != nil {
@@ -90,5 +98,38 @@ func TestBuildIsDeterministic(t *testing.T) {
 	dc, _ := c.Tensors[1].Data()
 	if string(da) != string(db) || string(da) == string(dc) {
 		t.Fatal("same seed must give the same weights, another seed others")
+	}
+}
+
+// TestRealShapes pins the presets of today's models to their published configs.
+func TestRealShapes(t *testing.T) {
+	for name, want := range map[string]string{
+		"llama3.2-1b":  "dim 2048 layers 16 heads 32/8 head 64 ffn 8192 vocab 128256 ctx 131072 theta 500000 eps 1e-05 interleaved",
+		"qwen2.5-0.5b": "dim 896 layers 24 heads 14/2 head 64 ffn 4864 vocab 151936 ctx 32768 theta 1e+06 eps 1e-06 neox",
+		"smollm2-135m": "dim 576 layers 30 heads 9/3 head 64 ffn 1536 vocab 49152 ctx 8192 theta 100000 eps 1e-05 interleaved",
+		"smollm2-360m": "dim 960 layers 32 heads 15/5 head 64 ffn 2560 vocab 49152 ctx 8192 theta 100000 eps 1e-05 interleaved",
+		"phi3-mini":    "dim 3072 layers 32 heads 32/32 head 96 ffn 8192 vocab 32064 ctx 4096 theta 10000 eps 1e-05 neox",
+	} {
+		p, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := p.Config
+		if err := c.Resolve(); err != nil {
+			t.Fatal(err)
+		}
+		got := fmt.Sprintf("dim %d layers %d heads %d/%d head %d ffn %d vocab %d ctx %d theta %g eps %g %s", c.Dim, c.NLayers,
+			c.NHeads, c.NKVHeads, c.HeadDim, c.FFNDim, c.VocabSize, c.ContextLength, c.RopeTheta, c.NormEps, c.RopeStyle)
+		if got != want {
+			t.Errorf("%s: %s\nwant %s", name, got, want)
+		}
+	}
+	p, _ := Lookup("llama3.2-1b")
+	if f := p.Config.RopeFreqFactors; len(f) != 32 || f[0] != 1 || f[31] != 32 {
+		t.Errorf("llama3.2-1b rope factors %v", f)
+	}
+	p, _ = Lookup("phi3-mini")
+	if p.Config.AttnWindows[0] != 2047 || !p.Untied {
+		t.Errorf("phi3-mini: windows %v, untied %v", p.Config.AttnWindows, p.Untied)
 	}
 }

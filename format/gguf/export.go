@@ -13,11 +13,25 @@ import (
 
 // Export maps an lmc checkpoint of a Llama-style model (rmsnorm, rope, swiglu) or a
 // GPT-2-style one (layernorm, learned positions, gelu_tanh) to the metadata and tensors
-// of a GGUF file llama.cpp loads as architecture "llama" or "gpt2":
+// of a GGUF file llama.cpp loads as architecture "llama", "qwen2", "phi3" or "gpt2" —
+// qwen2 and phi3 when the checkpoint's general.architecture says so, llama for the other
+// Llama-style models (Mistral among them) — as llama.cpp's convert_hf_to_gguf.py writes
+// them:
 //
 //   - general.architecture, general.name, general.alignment (32), general.file_type, and
 //     the architecture's hyper-parameter keys with the types llama.cpp checks (uint32,
 //     float32);
+//   - q/k rows in the architecture's RoPE pairing (interleaved for llama, rotate-half
+//     for qwen2 and phi3), permuted by rows when the checkpoint has the other;
+//   - RoPE scaling: llama's per-pair divisors as rope_freqs.weight, phi3's LongRoPE
+//     factors as rope_factors_short/long.weight with rope.scaling.original_context_length,
+//     and rope.scaling.attn_factor when it is not 1; a window on every layer as
+//     attention.sliding_window (llama, phi3);
+//   - phi3's q, k, v fused into attn_qkv and its gate and up into ffn_up (rows
+//     concatenated), qwen2's missing q/k/v biases as zeros;
+//   - output.weight: left out for a tied llama or qwen2 classifier (llama.cpp uses
+//     token_embd), a copy of token_embd.weight for a tied gpt2 or phi3 one, whose
+//     llama.cpp loaders require it;
 //   - the tokenizer: the lmc's tokenizer.ggml.* keys (and tokenizer.chat_template) when
 //     it has them; else a "llama2c" tokenizer as a SentencePiece ("llama") vocabulary
 //     with token types, "gpt2" and "sentencepiece_bpe" ones as "gpt2" and "llama";
@@ -25,6 +39,7 @@ import (
 //   - tensors under their lmc names (llama.cpp's) with dims reversed and their dtype
 //     kept, 1-D tensors as F32; gpt2's attn_q, attn_k and attn_v fused into attn_qkv
 //     (rows concatenated), and missing gpt2 biases, which llama.cpp requires, as zeros.
+//     Fused parts of different dtypes are fused as f32.
 //
 // Tensor data is produced when the file is written.
 func Export(ck *format.Checkpoint) ([]KV, []TensorSource, error) {
@@ -41,10 +56,10 @@ func Export(ck *format.Checkpoint) ([]KV, []TensorSource, error) {
 		return nil, nil, fmt.Errorf("cannot export to GGUF: %w", err)
 	}
 	x := &exporter{ck: ck, used: map[string]bool{}}
-	if arch == "llama" {
-		x.llama(hp)
-	} else {
+	if arch == "gpt2" {
 		x.gpt2(hp)
+	} else {
+		x.llamaLike(hp, arch)
 	}
 	if err := x.finish(); err != nil {
 		return nil, nil, fmt.Errorf("cannot export to GGUF: %w", err)
@@ -66,7 +81,7 @@ func Export(ck *format.Checkpoint) ([]KV, []TensorSource, error) {
 	u32("block_count", hp.NLayers)
 	u32("feed_forward_length", hp.FFNDim)
 	u32("attention.head_count", hp.NHeads)
-	if arch == "llama" {
+	if arch != "gpt2" {
 		u32("attention.head_count_kv", hp.NKVHeads)
 		if hp.HeadDim != hp.Dim/hp.NHeads || hp.Dim%hp.NHeads != 0 {
 			u32("attention.key_length", hp.HeadDim)
@@ -75,6 +90,19 @@ func Export(ck *format.Checkpoint) ([]KV, []TensorSource, error) {
 		u32("rope.dimension_count", hp.RopeDim)
 		f32("rope.freq_base", hp.RopeTheta)
 		f32("attention.layer_norm_rms_epsilon", hp.NormEps)
+		if arch == "phi3" {
+			orig := hp.ContextLength
+			if hp.RopeLongFactors != nil {
+				orig = hp.RopeOrigContext
+			}
+			u32("rope.scaling.original_context_length", orig)
+		}
+		if hp.RopeAttnFactor != 1 {
+			f32("rope.scaling.attn_factor", hp.RopeAttnFactor)
+		}
+		if w := hp.AttnWindows[0]; w > 0 || arch == "phi3" {
+			u32("attention.sliding_window", w) // phi3 files say 0 for none
+		}
 	} else {
 		f32("attention.layer_norm_epsilon", hp.NormEps)
 	}
@@ -104,11 +132,6 @@ func exportArch(c model.Config) (string, error) {
 	if c.PositionOffset != 0 {
 		return "", fmt.Errorf("%s %d (llama.cpp's gpt2 reads position 0 from row 0)", model.KeyPositionOffset, c.PositionOffset)
 	}
-	for _, w := range c.AttnWindows {
-		if w != 0 {
-			return "", fmt.Errorf("local attention windows %v (llama.cpp's llama and gpt2 attend densely)", c.AttnWindows)
-		}
-	}
 	if c.AttnScale != float32(1/math.Sqrt(float64(c.HeadDim))) {
 		return "", fmt.Errorf("%s %v (llama.cpp's llama and gpt2 scale by 1/√head_dim)", model.KeyAttnScale, c.AttnScale)
 	}
@@ -118,14 +141,32 @@ func exportArch(c model.Config) (string, error) {
 	if c.Projected() {
 		return "", fmt.Errorf("%s %d ≠ dim %d (llama.cpp's llama and gpt2 have no projection)", model.KeyEmbeddingDim, c.EmbedDim, c.Dim)
 	}
+	arch := ""
 	switch {
 	case c.Norm == model.RMSNorm && c.Position == model.RoPE && c.Activation == model.SwiGLU:
-		return "llama", nil
+		arch = "llama"
+		if c.Arch == "qwen2" || c.Arch == "phi3" {
+			arch = c.Arch
+		}
 	case c.Norm == model.LayerNorm && c.Position == model.Learned && c.Activation == model.GELUTanh:
-		return "gpt2", nil
+		arch = "gpt2"
+	default:
+		return "", fmt.Errorf("%s %q, %s %q, %s %q match neither llama (rmsnorm, rope, swiglu) nor gpt2 (layernorm, learned, gelu_tanh)",
+			model.KeyNorm, c.Norm, model.KeyPosition, c.Position, model.KeyActivation, c.Activation)
 	}
-	return "", fmt.Errorf("%s %q, %s %q, %s %q match neither llama (rmsnorm, rope, swiglu) nor gpt2 (layernorm, learned, gelu_tanh)",
-		model.KeyNorm, c.Norm, model.KeyPosition, c.Position, model.KeyActivation, c.Activation)
+	// Windows: one key for every layer, in the architectures that have it.
+	for _, w := range c.AttnWindows {
+		if w != c.AttnWindows[0] || (w != 0 && arch != "llama" && arch != "phi3") {
+			return "", fmt.Errorf("local attention windows %v (llama.cpp's %s attends densely, or with one window on every layer for llama and phi3)", c.AttnWindows, arch)
+		}
+	}
+	if c.RopeLongFactors != nil && arch != "phi3" {
+		return "", fmt.Errorf("%s (LongRoPE's long factors) in a %s model: only llama.cpp's phi3 reads them", model.KeyRopeLongFactors, arch)
+	}
+	if c.RopeFreqFactors != nil && c.RopeLongFactors == nil && arch != "llama" {
+		return "", fmt.Errorf("%s in a %s model: only llama.cpp's llama reads rope_freqs", model.KeyRopeFreqFactors, arch)
+	}
+	return arch, nil
 }
 
 // exporter builds the GGUF tensor list from the lmc tensors.
@@ -194,21 +235,233 @@ func f32Data(s *format.Source) func() ([]byte, error) {
 	}
 }
 
-func (x *exporter) llama(h model.Config) {
+// llamaLike exports the tensors of a Llama-style model as llama.cpp's arch (llama,
+// qwen2 or phi3) has them.
+func (x *exporter) llamaLike(h model.Config, arch string) {
+	// llama.cpp's llama rotates interleaved pairs, qwen2 and phi3 rotate halves.
+	want := model.Interleaved
+	if arch != "llama" {
+		want = model.NeoX
+	}
+	qk := func(name string, heads int) rowMap {
+		if h.RopeStyle == want {
+			return nil
+		}
+		return ropeRows(heads, h.HeadDim, h.RopeDim, want == model.Interleaved)
+	}
 	x.tensor("token_embd.weight", true)
 	for l := 0; l < h.NLayers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
 		x.tensor(p+"attn_norm.weight", true)
-		for _, n := range []string{"attn_q", "attn_k", "attn_v", "attn_output"} {
-			x.tensor(p+n+".weight", true)
-			x.tensor(p+n+".bias", false)
+		if arch == "phi3" {
+			x.concat(p+"attn_qkv.weight", []string{p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"},
+				[]rowMap{qk("q", h.NHeads), qk("k", h.NKVHeads), nil})
+			for _, n := range []string{"attn_q", "attn_k", "attn_v", "attn_output"} {
+				x.refuse(p+n+".bias", "llama.cpp's phi3 has no attention biases")
+			}
+		} else {
+			x.rows(p+"attn_q.weight", qk("q", h.NHeads), true)
+			x.rows(p+"attn_k.weight", qk("k", h.NKVHeads), true)
+			x.tensor(p+"attn_v.weight", true)
+			if arch == "qwen2" {
+				x.biasOrZeros(p+"attn_q.bias", h.QDim(), qk("q", h.NHeads))
+				x.biasOrZeros(p+"attn_k.bias", h.KVDim(), qk("k", h.NKVHeads))
+				x.biasOrZeros(p+"attn_v.bias", h.KVDim(), nil)
+				x.refuse(p+"attn_output.bias", "llama.cpp's qwen2 has no output projection bias")
+			} else {
+				x.rows(p+"attn_q.bias", qk("q", h.NHeads), false)
+				x.rows(p+"attn_k.bias", qk("k", h.NKVHeads), false)
+				x.tensor(p+"attn_v.bias", false)
+				x.tensor(p+"attn_output.bias", false)
+			}
 		}
-		for _, n := range []string{"ffn_norm", "ffn_gate", "ffn_up", "ffn_down"} {
-			x.tensor(p+n+".weight", true)
+		x.tensor(p+"attn_output.weight", true)
+		x.tensor(p+"ffn_norm.weight", true)
+		if arch == "phi3" {
+			x.concat(p+"ffn_up.weight", []string{p + "ffn_gate.weight", p + "ffn_up.weight"}, nil)
+		} else {
+			x.tensor(p+"ffn_gate.weight", true)
+			x.tensor(p+"ffn_up.weight", true)
 		}
+		x.tensor(p+"ffn_down.weight", true)
 	}
 	x.tensor("output_norm.weight", true)
-	x.tensor("output.weight", false)
+	if arch == "phi3" {
+		x.classifierCopy()
+	} else {
+		x.tensor("output.weight", false)
+	}
+	vec := func(name string, v []float32) {
+		x.out = append(x.out, TensorSource{Name: name, Type: TypeF32, Dims: []uint64{uint64(len(v))},
+			Data: func() ([]byte, error) { return dtype.F32ToBytes(append([]float32(nil), v...)), nil }})
+	}
+	switch {
+	case h.RopeLongFactors != nil:
+		vec("rope_factors_long.weight", h.RopeLongFactors)
+		vec("rope_factors_short.weight", h.RopeFreqFactors)
+	case h.RopeFreqFactors != nil:
+		vec("rope_freqs.weight", h.RopeFreqFactors)
+	}
+}
+
+// rowMap maps an output row to the source row it is copied from.
+type rowMap func(r int) int
+
+// ropeRows maps q or k rows between RoPE's two pairings, within each head of width hd
+// whose first rd dimensions rotate: interleaved row 2i+j is rotate-half row j·rd/2+i.
+// toInterleaved gives the map of an interleaved output from rotate-half rows.
+func ropeRows(heads, hd, rd int, toInterleaved bool) rowMap {
+	half := rd / 2
+	return func(r int) int {
+		h, d := r/hd, r%hd
+		if d >= rd {
+			return r
+		}
+		if toInterleaved { // output row d = 2i+j holds rotate-half row j·half+i
+			return h*hd + (d%2)*half + d/2
+		}
+		return h*hd + 2*(d%half) + d/half // output row d = j·half+i holds row 2i+j
+	}
+}
+
+// permuted returns s's data with its rows (the first dimension; a vector's elements)
+// reordered by m.
+func permuted(s *format.Source, m rowMap) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		b, err := s.Data()
+		if err != nil {
+			return nil, err
+		}
+		if m == nil {
+			return b, nil
+		}
+		rows := s.Shape[0]
+		rb := len(b) / rows
+		out := make([]byte, len(b))
+		for r := 0; r < rows; r++ {
+			src := m(r)
+			copy(out[r*rb:(r+1)*rb], b[src*rb:(src+1)*rb])
+		}
+		return out, nil
+	}
+}
+
+// rows exports the named tensor with its rows reordered by m (nil: as it is).
+func (x *exporter) rows(name string, m rowMap, required bool) {
+	if m == nil {
+		x.tensor(name, required)
+		return
+	}
+	s := x.src(name)
+	if s == nil {
+		if required {
+			x.missing = append(x.missing, name)
+		}
+		return
+	}
+	src := &format.Source{Name: s.Name, DType: s.DType, Shape: s.Shape, Data: permuted(s, m)}
+	if len(s.Shape) == 1 {
+		x.out = append(x.out, TensorSource{Name: name, Type: TypeF32, Dims: Dims(s.Shape), Data: f32Data(src)})
+		return
+	}
+	t, err := TypeFor(s.DType)
+	if err != nil {
+		x.missing = append(x.missing, name+" ("+err.Error()+")")
+		return
+	}
+	x.count(s.DType, s.Shape)
+	x.out = append(x.out, TensorSource{Name: name, Type: t, Dims: Dims(s.Shape), Data: src.Data})
+}
+
+// biasOrZeros exports a bias llama.cpp requires, n zeros when the checkpoint has none.
+func (x *exporter) biasOrZeros(name string, n int, m rowMap) {
+	if x.ck.Source(name) != nil {
+		x.rows(name, m, true)
+		return
+	}
+	x.out = append(x.out, TensorSource{Name: name, Type: TypeF32, Dims: []uint64{uint64(n)},
+		Data: func() ([]byte, error) { return make([]byte, 4*n), nil }})
+}
+
+// refuse records a tensor the architecture cannot hold, if the checkpoint has it.
+func (x *exporter) refuse(name, why string) {
+	if x.src(name) != nil {
+		x.missing = append(x.missing, name+" ("+why+")")
+	}
+}
+
+// classifierCopy exports output.weight, or a copy of token_embd.weight when the
+// classifier is tied (llama.cpp's gpt2 and phi3 require the tensor).
+func (x *exporter) classifierCopy() {
+	if x.ck.Source("output.weight") != nil {
+		x.tensor("output.weight", true)
+		return
+	}
+	emb := x.ck.Source("token_embd.weight")
+	if emb == nil || len(emb.Shape) != 2 {
+		return // reported by token_embd's own export
+	}
+	t, err := TypeFor(emb.DType)
+	if err != nil {
+		return
+	}
+	x.count(emb.DType, emb.Shape)
+	x.out = append(x.out, TensorSource{Name: "output.weight", Type: t, Dims: Dims(emb.Shape), Data: emb.Data})
+}
+
+// concat exports the named matrices as one, their rows concatenated in order (each
+// reordered by its map, if any): phi3's attn_qkv and gate-and-up ffn_up. Parts of
+// different dtypes are fused as f32.
+func (x *exporter) concat(name string, parts []string, maps []rowMap) {
+	srcs := make([]*format.Source, len(parts))
+	for i, p := range parts {
+		if srcs[i] = x.src(p); srcs[i] == nil {
+			x.missing = append(x.missing, p)
+		}
+	}
+	for _, s := range srcs {
+		if s == nil {
+			return
+		}
+	}
+	cols, rows, dt := srcs[0].Shape[len(srcs[0].Shape)-1], 0, srcs[0].DType
+	for _, s := range srcs {
+		if len(s.Shape) != 2 || s.Shape[1] != cols {
+			x.missing = append(x.missing, fmt.Sprintf("%s with %d columns (it has shape %v)", s.Name, cols, s.Shape))
+			return
+		}
+		rows += s.Shape[0]
+		if s.DType != dt {
+			dt = dtype.F32
+		}
+	}
+	t, err := TypeFor(dt)
+	if err != nil {
+		x.missing = append(x.missing, parts[0]+" ("+err.Error()+")")
+		return
+	}
+	x.count(dt, []int{rows, cols})
+	x.out = append(x.out, TensorSource{Name: name, Type: t, Dims: []uint64{uint64(cols), uint64(rows)},
+		Data: func() ([]byte, error) {
+			var out []byte
+			for i, s := range srcs {
+				var m rowMap
+				if maps != nil {
+					m = maps[i]
+				}
+				src := &format.Source{Name: s.Name, DType: s.DType, Shape: s.Shape, Data: permuted(s, m)}
+				data := src.Data
+				if s.DType != dt {
+					data = f32Data(src)
+				}
+				b, err := data()
+				if err != nil {
+					return nil, fmt.Errorf("tensor %s: %w", s.Name, err)
+				}
+				out = append(out, b...)
+			}
+			return out, nil
+		}})
 }
 
 func (x *exporter) gpt2(h model.Config) {
@@ -224,7 +477,7 @@ func (x *exporter) gpt2(h model.Config) {
 		x.pair(p+"ffn_down", h.Dim)
 	}
 	x.pair("output_norm", h.Dim)
-	x.tensor("output.weight", false)
+	x.classifierCopy() // convert_hf_to_gguf.py writes GPT-2's tied wte as output.weight too
 }
 
 // pair exports name.weight and name.bias, a bias of n zeros when it is missing.

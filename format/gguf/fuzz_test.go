@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"io"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/model"
 )
 
@@ -19,6 +21,26 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 		f.Add(b[:200])
 	}
+	// qwen2 (the llama model renamed, with q/k/v biases) and llama with Llama 3's
+	// rope_freqs and a window.
+	kvs, ts := synthetic("llama", TypeF32, 9)
+	vec := func(name string, v []float32) TensorSource {
+		b := dtype.F32ToBytes(v)
+		return TensorSource{Name: name, Type: TypeF32, Dims: []uint64{uint64(len(v))}, Data: func() ([]byte, error) { return b, nil }}
+	}
+	f.Add(encode(f, append(withKV(kvs, "llama.attention.sliding_window", uint32(3)), KV{"llama.rope.scaling.attn_factor", float32(1.2)}),
+		append(ts, vec("rope_freqs.weight", []float32{1, 1, 2, 4, 8, 8, 8, 8}))))
+	var qkvs []KV
+	for _, kv := range kvs {
+		if name, ok := strings.CutPrefix(kv.Key, "llama."); ok {
+			kv.Key = "qwen2." + name
+		} else if kv.Key == "general.architecture" {
+			kv.Value = "qwen2"
+		}
+		qkvs = append(qkvs, kv)
+	}
+	f.Add(encode(f, qkvs, append(ts, vec("blk.0.attn_q.bias", make([]float32, 32)), vec("blk.0.attn_k.bias", make([]float32, 16)),
+		vec("blk.0.attn_v.bias", make([]float32, 16)))))
 	f.Add([]byte("GGUF\x03\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := parseBytes(b)

@@ -525,6 +525,17 @@ func TestExportRoundTrip(t *testing.T) {
 	if v, _ := gf.Value("tokenizer.ggml.model"); v != "no_vocab" {
 		t.Errorf("tokenizer of a model without one: %v", v)
 	}
+	// llama.cpp's gpt2 requires output.weight ("missing tensor 'output.weight'"): a tied
+	// classifier is written as a copy of token_embd, as its converter writes GPT-2's wte.
+	if out, emb := gf.Tensor("output.weight"), gf.Tensor("token_embd.weight"); out == nil {
+		t.Error("gpt2 export without output.weight")
+	} else {
+		a, _ := gf.TensorData(out)
+		b, _ := gf.TensorData(emb)
+		if !bytes.Equal(a, b) || !reflect.DeepEqual(out.Dims, emb.Dims) {
+			t.Error("gpt2's output.weight is not a copy of token_embd.weight")
+		}
+	}
 	// The export of an imported GGUF has the same tensor bytes as the original.
 	orig, err := Open(fixtures.Path(t, "expected", "gpt2_tiny.gguf"))
 	if err != nil {
@@ -613,8 +624,25 @@ func TestImportErrors(t *testing.T) {
 			return kvs, append(ts[:3], ts[4:]...)
 		}, "missing tensors: blk.0.attn_k.weight"},
 		"extra tensor": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
-			return kvs, append(ts, TensorSource{Name: "rope_freqs.weight", Type: TypeF32, Dims: []uint64{8}, Data: func() ([]byte, error) { return make([]byte, 32), nil }})
+			return kvs, append(ts, TensorSource{Name: "blk.0.attn_q_norm.weight", Type: TypeF32, Dims: []uint64{8}, Data: func() ([]byte, error) { return make([]byte, 32), nil }})
 		}, "should not have"},
+		"zero rope_freqs": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
+			return kvs, append(ts, TensorSource{Name: "rope_freqs.weight", Type: TypeF32, Dims: []uint64{8}, Data: func() ([]byte, error) { return make([]byte, 32), nil }})
+		}, "rope_freq_factors[0] = 0"},
+		"rope_freqs length": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
+			return kvs, append(ts, TensorSource{Name: "rope_freqs.weight", Type: TypeF32, Dims: []uint64{4}, Data: func() ([]byte, error) { return make([]byte, 16), nil }})
+		}, "rope_freqs.weight: want 8 factors"},
+		"longrope without factors": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
+			return append(kvs, KV{"llama.rope.scaling.type", "longrope"}), ts
+		}, "longrope without rope_factors_short.weight"},
+		"long factors without context": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
+			one := func() ([]byte, error) { return dtype.F32ToBytes([]float32{1, 1, 1, 1, 1, 1, 1, 1}), nil }
+			return kvs, append(ts, TensorSource{Name: "rope_factors_long.weight", Type: TypeF32, Dims: []uint64{8}, Data: one},
+				TensorSource{Name: "rope_factors_short.weight", Type: TypeF32, Dims: []uint64{8}, Data: one})
+		}, "missing metadata llama.rope.scaling.original_context_length"},
+		"window type": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
+			return append(kvs, KV{"llama.attention.sliding_window", "wide"}), ts
+		}, "llama.attention.sliding_window is a string"},
 		"wrong shape": {func(kvs []KV, ts []TensorSource) ([]KV, []TensorSource) {
 			ts[2].Dims = []uint64{16, 64}
 			return kvs, ts

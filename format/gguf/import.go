@@ -22,6 +22,8 @@ var ErrNoWeights = errors.New("the GGUF file has no tensors (a vocabulary-only f
 // importers maps general.architecture to its converter.
 var importers = map[string]func(b *builder) (model.Config, error){
 	"llama": importLlama,
+	"qwen2": importQwen2,
+	"phi3":  importPhi3,
 	"gpt2":  importGPT2,
 }
 
@@ -37,9 +39,10 @@ func SupportedArchitectures() []string {
 
 // Import converts the GGUF model at path into an lmc checkpoint (format/SPEC.md):
 // llama.cpp's tensor names are lmrun's, so tensors keep their names; GGUF dimensions
-// are reversed into lmc shapes; gpt2's fused attn_qkv is split into attn_q, attn_k and
-// attn_v. F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices keep their type and bytes
-// (lmc's layouts are ggml's); 1-D tensors and the position table become f32. The hyper-parameters are
+// are reversed into lmc shapes; gpt2's and phi3's fused attn_qkv is split into attn_q,
+// attn_k and attn_v, and phi3's gate-and-up ffn_up into ffn_gate and ffn_up, by rows.
+// F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices keep their type and bytes (lmc's
+// layouts are ggml's); 1-D tensors and the position table become f32. The hyper-parameters are
 // translated into lm.* keys; tokenizer.* keys (tokenizer.ggml.* included) are copied
 // under their own names with their values converted to lmc types, as is every other key
 // outside the architecture's namespace whose type converts. Tensor data is read from
@@ -562,9 +565,42 @@ func (b *builder) ffnKey() (int, error) {
 	return b.intKey("feed_forward_length", -1)
 }
 
-// importLlama converts architecture "llama": RMSNorm, RoPE (GGUF q/k rows are already
-// in the interleaved order lmrun rotates), SwiGLU, optional q/k/v/o biases.
-func importLlama(b *builder) (model.Config, error) {
+// llamaLike is how one llama.cpp architecture of the Llama kind lays out its tensors.
+type llamaLike struct {
+	// style is the RoPE pairing of the file's q/k rows: llama.cpp permutes llama's to
+	// interleaved pairs and keeps qwen2's and phi3's in Hugging Face's rotate-half order
+	// (its NEOX rope type).
+	style model.RopeStyle
+	// qkvBias: q, k and v have biases, o none (qwen2); otherwise any of the four may.
+	qkvBias bool
+	// fused: attn_qkv (rows q, k, v) instead of three tensors, and ffn_up holding the
+	// gate's rows and then the up projection's, with no ffn_gate (phi3).
+	fused bool
+	// windows: attention.sliding_window applies to every layer (0: none); without it a
+	// window is refused.
+	windows bool
+}
+
+var (
+	archLlama = llamaLike{style: model.Interleaved, windows: true}
+	archQwen2 = llamaLike{style: model.NeoX, qkvBias: true}
+	archPhi3  = llamaLike{style: model.NeoX, fused: true, windows: true}
+)
+
+// importLlama converts architecture "llama" (Llama, Mistral, SmolLM...): q/k rows in the
+// interleaved order lmrun rotates, optional q/k/v/o biases, Llama 3's rope_freqs.
+func importLlama(b *builder) (model.Config, error) { return b.llamaLike(archLlama) }
+
+// importQwen2 converts architecture "qwen2": rotate-half q/k rows with biases on q, k
+// and v.
+func importQwen2(b *builder) (model.Config, error) { return b.llamaLike(archQwen2) }
+
+// importPhi3 converts architecture "phi3": rotate-half rows, fused attn_qkv and
+// gate-and-up ffn_up split by rows, LongRoPE's rope_factors_short/long.
+func importPhi3(b *builder) (model.Config, error) { return b.llamaLike(archPhi3) }
+
+// llamaLike converts an architecture of the Llama kind: RMSNorm, RoPE, SwiGLU.
+func (b *builder) llamaLike(a llamaLike) (model.Config, error) {
 	var none model.Config
 	c, err := b.common()
 	if err != nil {
@@ -611,27 +647,33 @@ func importLlama(b *builder) (model.Config, error) {
 	if theta <= 0 {
 		return none, fmt.Errorf("rope.freq_base = %v, want > 0", theta)
 	}
-	if v, ok := b.f.Value(b.arch + ".rope.scaling.type"); ok && v != "none" {
-		return none, fmt.Errorf("unsupported: rope.scaling.type %s (only plain RoPE is implemented)", describe(v))
-	}
 	if v, ok := b.f.Value(b.arch + ".expert_count"); ok {
 		if n, _ := MetaValue(v); n != int64(0) {
 			return none, fmt.Errorf("unsupported: a mixture of experts (expert_count %s)", describe(v))
 		}
 	}
-
+	windows, err := b.windows(a, c.layers)
+	if err != nil {
+		return none, err
+	}
 	cfg := model.Config{Arch: b.arch, VocabSize: c.vocab, Dim: c.dim, NLayers: c.layers, NHeads: c.heads,
 		NKVHeads: kvHeads, HeadDim: headDim, FFNDim: c.ffn, ContextLength: c.ctx, Norm: model.RMSNorm,
-		NormEps: eps, Position: model.RoPE, RopeTheta: theta, RopeDim: ropeDim, Activation: model.SwiGLU}
+		NormEps: eps, Position: model.RoPE, RopeTheta: theta, RopeDim: ropeDim, RopeStyle: a.style,
+		Activation: model.SwiGLU, AttnWindows: windows}
+	if err := b.ropeScaling(&cfg); err != nil {
+		return none, err
+	}
 	keys := ggufKeys(map[string]string{model.KeyNKVHeads: "attention.head_count_kv", model.KeyRopeDim: "rope.dimension_count",
-		model.KeyNormEps: "attention.layer_norm_rms_epsilon", model.KeyRopeTheta: "rope.freq_base"})
+		model.KeyNormEps: "attention.layer_norm_rms_epsilon", model.KeyRopeTheta: "rope.freq_base",
+		model.KeyAttnWindows: "attention.sliding_window", model.KeyRopeOrigContext: "rope.scaling.original_context_length",
+		model.KeyRopeAttnFactor: "rope.scaling.attn_factor"})
 	if _, ok := b.f.Value(b.arch + ".attention.key_length"); ok {
 		keys[model.KeyHeadDim] = "attention.key_length"
 	}
 	if err := b.resolve(&cfg, keys); err != nil {
 		return none, err
 	}
-	dim, qDim, kvDim := c.dim, c.heads*headDim, kvHeads*headDim
+	dim, qDim, kvDim, ffn := c.dim, c.heads*headDim, kvHeads*headDim, c.ffn
 	b.add("token_embd.weight", []int{c.vocab, dim}, b.tensor("token_embd.weight", c.vocab, dim), false)
 	for l := 0; l < c.layers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
@@ -646,24 +688,162 @@ func importLlama(b *builder) (model.Config, error) {
 			b.add(p+name, []int{rows, cols}, b.tensor(p+name, rows, cols), false)
 		}
 		vec("attn_norm.weight", dim, true)
-		mat("attn_q.weight", qDim, dim)
-		vec("attn_q.bias", qDim, false)
-		mat("attn_k.weight", kvDim, dim)
-		vec("attn_k.bias", kvDim, false)
-		mat("attn_v.weight", kvDim, dim)
-		vec("attn_v.bias", kvDim, false)
+		if a.fused && (b.f.Tensor(p+"attn_qkv.weight") != nil || b.f.Tensor(p+"attn_q.weight") == nil) {
+			w := b.tensor(p+"attn_qkv.weight", qDim+2*kvDim, dim)
+			b.addRows(p+"attn_q.weight", []int{qDim, dim}, w, 0, qDim, false)
+			b.addRows(p+"attn_k.weight", []int{kvDim, dim}, w, qDim, qDim+kvDim, false)
+			b.addRows(p+"attn_v.weight", []int{kvDim, dim}, w, qDim+kvDim, qDim+2*kvDim, false)
+		} else {
+			mat("attn_q.weight", qDim, dim)
+			mat("attn_k.weight", kvDim, dim)
+			mat("attn_v.weight", kvDim, dim)
+		}
+		if !a.fused {
+			vec("attn_q.bias", qDim, a.qkvBias)
+			vec("attn_k.bias", kvDim, a.qkvBias)
+			vec("attn_v.bias", kvDim, a.qkvBias)
+		}
 		mat("attn_output.weight", dim, qDim)
-		vec("attn_output.bias", dim, false)
+		if !a.fused && !a.qkvBias {
+			vec("attn_output.bias", dim, false)
+		}
 		vec("ffn_norm.weight", dim, true)
-		mat("ffn_gate.weight", c.ffn, dim)
-		mat("ffn_up.weight", c.ffn, dim)
-		mat("ffn_down.weight", dim, c.ffn)
+		if a.fused {
+			up := b.tensor(p+"ffn_up.weight", 2*ffn, dim)
+			b.addRows(p+"ffn_gate.weight", []int{ffn, dim}, up, 0, ffn, false)
+			b.addRows(p+"ffn_up.weight", []int{ffn, dim}, up, ffn, 2*ffn, false)
+		} else {
+			mat("ffn_gate.weight", ffn, dim)
+			mat("ffn_up.weight", ffn, dim)
+		}
+		mat("ffn_down.weight", dim, ffn)
 	}
 	b.add("output_norm.weight", []int{dim}, b.tensor("output_norm.weight", dim), true)
 	if err := b.classifier(c.vocab, dim); err != nil {
 		return none, err
 	}
 	return cfg, nil
+}
+
+// windows returns the attention window of every layer: attention.sliding_window on
+// every layer for the architectures whose llama.cpp file states it so (0: none).
+func (b *builder) windows(a llamaLike, layers int) ([]int, error) {
+	key := "attention.sliding_window"
+	v, ok := b.f.Value(b.arch + "." + key)
+	if !ok {
+		return nil, nil
+	}
+	if n, _ := MetaValue(v); n == int64(0) {
+		return nil, nil // phi3 files without a window say 0
+	}
+	w, err := b.intKey(key, -1)
+	if err != nil {
+		return nil, err
+	}
+	if !a.windows {
+		return nil, fmt.Errorf("unsupported: %s.%s %d (its window does not apply to every layer)", b.arch, key, w)
+	}
+	ws := make([]int, layers)
+	for i := range ws {
+		ws[i] = w
+	}
+	return ws, nil
+}
+
+// ropeScaling reads RoPE's frequency scaling: rope.scaling.type none or linear (factor
+// from rope.scaling.factor, or the older rope.scale_linear, dividing every frequency);
+// the per-pair divisors of a rope_freqs.weight tensor (Llama 3), multiplied by a linear
+// factor as ggml does; LongRoPE's rope_factors_short.weight and rope_factors_long.weight
+// (phi3) with rope.scaling.original_context_length; and rope.scaling.attn_factor, which
+// multiplies cos and sin. Other scaling types (yarn) are refused.
+func (b *builder) ropeScaling(cfg *model.Config) error {
+	half := cfg.RopeDim / 2
+	linear := 1.0
+	typ := "none"
+	if v, ok := b.f.Value(b.arch + ".rope.scaling.type"); ok {
+		s, isStr := v.(string)
+		if !isStr {
+			return fmt.Errorf("metadata %s.rope.scaling.type is a %T (%s), want a string", b.arch, v, describe(v))
+		}
+		typ = s
+	}
+	longFile := b.f.Tensor("rope_factors_long.weight") != nil || b.f.Tensor("rope_factors_short.weight") != nil
+	switch typ {
+	case "none", "":
+	case "linear":
+		var err error
+		key := "rope.scaling.factor"
+		if _, ok := b.f.Value(b.arch + "." + key); !ok {
+			key = "rope.scale_linear"
+		}
+		if linear, err = b.floatKey(key, 1); err != nil {
+			return err
+		}
+		if !(linear > 0) {
+			return fmt.Errorf("metadata %s.%s = %v, want > 0", b.arch, key, linear)
+		}
+	case "longrope":
+		if !longFile {
+			return fmt.Errorf("%s.rope.scaling.type longrope without rope_factors_short.weight and rope_factors_long.weight", b.arch)
+		}
+	default:
+		return fmt.Errorf("unsupported: %s.rope.scaling.type %s (lmrun implements none, linear, Llama 3's rope_freqs and LongRoPE's factors)", b.arch, describe(typ))
+	}
+	factors := func(name string, required bool) ([]float32, error) {
+		var t *TensorInfo
+		if required {
+			t = b.tensor(name, half)
+		} else {
+			t = b.optional(name, half)
+		}
+		if t == nil {
+			if b.f.Tensor(name) != nil || required {
+				return nil, fmt.Errorf("tensor %s: want %d factors (one per rotated pair) as a vector", name, half)
+			}
+			return nil, nil
+		}
+		raw, err := b.read(t)
+		if err != nil {
+			return nil, err
+		}
+		dt, _ := t.Type.DType()
+		v, err := dtype.Dequantize(dt, raw, half)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", name, err)
+		}
+		return v, nil
+	}
+	var err error
+	if longFile {
+		if cfg.RopeFreqFactors, err = factors("rope_factors_short.weight", true); err != nil {
+			return err
+		}
+		if cfg.RopeLongFactors, err = factors("rope_factors_long.weight", true); err != nil {
+			return err
+		}
+		if cfg.RopeOrigContext, err = b.intKey("rope.scaling.original_context_length", -1); err != nil {
+			return fmt.Errorf("LongRoPE factors: %w", err)
+		}
+	} else if cfg.RopeFreqFactors, err = factors("rope_freqs.weight", false); err != nil {
+		return err
+	}
+	if linear != 1 {
+		if cfg.RopeFreqFactors == nil {
+			cfg.RopeFreqFactors = make([]float32, half)
+			for i := range cfg.RopeFreqFactors {
+				cfg.RopeFreqFactors[i] = 1
+			}
+		}
+		for _, fs := range [][]float32{cfg.RopeFreqFactors, cfg.RopeLongFactors} {
+			for i := range fs {
+				fs[i] = float32(float64(fs[i]) * linear)
+			}
+		}
+	}
+	if cfg.RopeAttnFactor, err = b.floatKey("rope.scaling.attn_factor", 1); err != nil {
+		return err
+	}
+	return nil
 }
 
 // importGPT2 converts architecture "gpt2": LayerNorm with biases, learned positions,

@@ -290,3 +290,48 @@ func weightsName(st *safetensors.File) string {
 	}
 	return filepath.Base(path)
 }
+
+// null reports whether key is present with the value null (which get treats as absent).
+func (c *config) null(key string) bool {
+	v, ok := c.m[key]
+	return ok && v == nil
+}
+
+// object returns the JSON object under key as a config whose errors name it as
+// "key.field" (nil when absent or null).
+func (c *config) object(key string) (*config, error) {
+	v, ok := c.get(key)
+	if !ok {
+		return nil, nil
+	}
+	m, isObj := v.(map[string]any)
+	if !isObj {
+		return nil, c.errorf("%s is %v, want an object", key, v)
+	}
+	return &config{path: c.path + ": " + key, m: m}, nil
+}
+
+// floats returns a list of numbers (nil when absent).
+func (c *config) floats(key string) ([]float64, error) {
+	v, ok := c.get(key)
+	if !ok {
+		return nil, nil
+	}
+	list, isList := v.([]any)
+	if !isList {
+		return nil, c.errorf("%s is %v, want a list of numbers", key, v)
+	}
+	out := make([]float64, len(list))
+	for i, x := range list {
+		n, isNum := x.(json.Number)
+		if !isNum {
+			return nil, c.errorf("%s[%d] is %v, want a number", key, i, x)
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || math.IsInf(f, 0) {
+			return nil, c.errorf("%s[%d] is %s, want a finite number", key, i, n)
+		}
+		out[i] = f
+	}
+	return out, nil
+}

@@ -42,6 +42,27 @@ func FuzzConfig(f *testing.F) {
 		weights = append(weights, st)
 		f.Add(js, uint8(i))
 	}
+	// Random models of the Llama-like families, with their own configs.
+	for i, fc := range familyCases() {
+		if fc.name != "qwen2-window" && fc.name != "phi3-128k" && fc.name != "mistral" && fc.name != "llama3.2" {
+			continue
+		}
+		m := fc.model(f, uint64(i))
+		dir := f.TempDir()
+		if err := m.WriteHF(dir, safetensors.BF16, 1); err != nil {
+			f.Fatal(err)
+		}
+		js, err := os.ReadFile(filepath.Join(dir, ConfigName))
+		if err != nil {
+			f.Fatal(err)
+		}
+		st, err := safetensors.Open(filepath.Join(dir, safetensors.SingleName))
+		if err != nil {
+			f.Fatal(err)
+		}
+		weights = append(weights, st)
+		f.Add(js, uint8(len(weights)-1))
+	}
 	f.Add([]byte(`{"model_type": "gpt2", "n_layer": 1073741824, "n_embd": 64, "n_head": 4, "n_positions": 128, "vocab_size": 1000}`), uint8(0))
 	f.Add([]byte(`{"model_type": "gpt_neo", "num_layers": 4, "hidden_size": 64, "num_heads": 4, "max_position_embeddings": 128, "vocab_size": 512, "window_size": 8, "attention_types": [[["global", "local"], 2], [["local"], 4]]}`), uint8(2))
 	f.Fuzz(func(t *testing.T, js []byte, which uint8) {

@@ -33,7 +33,10 @@ var importers = map[string]importer{
 	"gpt2":    importGPT2,
 	"gpt_neo": importGPTNeo,
 	"llama":   importLlama,
+	"mistral": importMistral,
 	"opt":     importOPT,
+	"phi3":    importPhi3,
+	"qwen2":   importQwen2,
 }
 
 // SupportedModelTypes returns the model_type values Import understands, sorted.
@@ -244,6 +247,23 @@ func (b *builder) tiedHead(name string, emb *safetensors.Tensor, rows, cols int)
 	}
 	if !same {
 		b.add("output.weight", []int{rows, cols}, head, nil)
+	}
+	return nil
+}
+
+// tiedCopy checks that the named classifier, which the config ties to the embeddings,
+// is absent or a copy of emb; either way it is left out of the checkpoint.
+func (b *builder) tiedCopy(name string, emb *safetensors.Tensor, rows, cols int) error {
+	head := b.optional(name, rows, cols)
+	if head == nil || emb == nil {
+		return nil
+	}
+	same, err := safetensors.Equal(head, emb)
+	if err != nil {
+		return err
+	}
+	if !same {
+		return fmt.Errorf("tie_word_embeddings is true, but %s differs from the token embedding it would be tied to", name)
 	}
 	return nil
 }

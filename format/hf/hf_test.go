@@ -483,7 +483,7 @@ func TestGPT2Variants(t *testing.T) {
 		{"missing", base, all[:len(all)-2], []string{"missing tensors", "ln_f.weight", "ln_f.bias"}},
 		{"extra", base, append(append([]safetensors.TensorData(nil), all...), safetensors.TensorData{Name: "h.0.attn.q_norm.weight", DType: safetensors.F32, Shape: []int{1}, Data: make([]byte, 4)}), []string{"h.0.attn.q_norm.weight"}},
 		{"architecture", with("architectures", []string{"GPT2ForSequenceClassification"}), all, []string{"GPT2ForSequenceClassification"}},
-		{"model type", with("model_type", "bert"), all, []string{"unsupported model_type bert (supported: gpt2, gpt_neo, llama, opt)"}},
+		{"model type", with("model_type", "bert"), all, []string{"unsupported model_type bert (supported: gpt2, gpt_neo, llama, mistral, opt, phi3, qwen2)"}},
 		{"no model type", with("model_type", nil), all, []string{"no model_type"}},
 		{"bad dtype", base, func() []safetensors.TensorData {
 			c := append([]safetensors.TensorData(nil), all...)
@@ -530,6 +530,7 @@ func TestLlamaVariants(t *testing.T) {
 	head := append([]byte(nil), emb.Data...)
 	head[0] ^= 1
 	withHead := append(append([]safetensors.TensorData(nil), all...), safetensors.TensorData{Name: "lm_head.weight", DType: emb.DType, Shape: emb.Shape, Data: head})
+	withBias := append(append([]safetensors.TensorData(nil), all...), safetensors.TensorData{Name: "model.layers.0.self_attn.q_proj.bias", DType: safetensors.F32, Shape: []int{64}, Data: make([]byte, 256)})
 	ck, err := Import(modelDir(t, with("tie_word_embeddings", false), withHead))
 	if err != nil {
 		t.Fatal(err)
@@ -568,7 +569,15 @@ func TestLlamaVariants(t *testing.T) {
 		tensors []safetensors.TensorData
 		want    []string
 	}{
-		{"rope scaling", with("rope_scaling", map[string]any{"type": "linear", "factor": 2.0}), all, []string{"unsupported", "rope_scaling"}},
+		{"rope scaling", with("rope_scaling", map[string]any{"type": "dynamic", "factor": 2.0}), all, []string{"unsupported rope type \"dynamic\"", "rope_scaling"}},
+		{"yarn", with("rope_scaling", map[string]any{"rope_type": "yarn", "factor": 4.0}), all, []string{"unsupported rope type \"yarn\"", "rope_scaling"}},
+		{"llama3 incomplete", with("rope_scaling", map[string]any{"rope_type": "llama3", "factor": 8.0}), all, []string{"missing low_freq_factor", "rope_scaling"}},
+		{"llama3 high<low", with("rope_scaling", map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0,
+			"high_freq_factor": 1.0, "original_max_position_embeddings": 8192}), all, []string{"high_freq_factor"}},
+		{"linear zero", with("rope_scaling", map[string]any{"type": "linear", "factor": 0.0}), all, []string{"factor = 0"}},
+		{"partial rotary", with("partial_rotary_factor", 0.5), all, []string{"partial_rotary_factor"}},
+		{"tied but different head", with("tie_word_embeddings", true), withHead, []string{"tie_word_embeddings is true", "lm_head.weight"}},
+		{"bias without attention_bias", base, withBias, []string{"should not have", "q_proj.bias"}},
 		{"hidden act", with("hidden_act", "gelu"), all, []string{"hidden_act", "gelu"}},
 		{"mlp bias", with("mlp_bias", true), all, []string{"mlp_bias"}},
 		{"attention bias", with("attention_bias", true), all, []string{"missing tensors", "model.layers.0.self_attn.q_proj.bias"}},
