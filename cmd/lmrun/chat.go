@@ -40,7 +40,7 @@ func chatCommand() *cli.Command {
 		Description: "Reads a message a line from standard input and prints the model's reply. The conversation\n" +
 			"is rendered with the model's chat template (or --chat-template) at each turn; the KV cache\n" +
 			"keeps the conversation so far, so only the new turn's tokens are processed (when the\n" +
-			"template renders the past differently, the conversation is processed again).\n" +
+			"template renders a past reply differently, from the first turn that differs).\n" +
 			"A reply ends at the model's end-of-turn token (<|im_end|>, <|eot_id|>, </s>, …: its EOS and\n" +
 			"the end-of-turn tokens of the template), or -n tokens, or a full context.\n\n" +
 			"/reset starts a new conversation, /exit (or end of input) leaves. Ctrl-C stops a reply and\n" +
@@ -187,7 +187,15 @@ type chatSession struct {
 	max      int
 	delay    time.Duration
 	cached   string // the text whose tokens the cache holds
+	marks    []mark // the rendered prompts of the turns in the cache
 	turns    int
+}
+
+// mark is a turn's rendered prompt and the position after its tokens: where the
+// session can be rewound to when a later render of the past differs from the cache.
+type mark struct {
+	text string
+	pos  int
 }
 
 // special is a token written as text in templates ("<|im_start|>") and its id.
@@ -274,15 +282,17 @@ func (cs *chatSession) reset() {
 		cs.conv.Append("system", cs.system)
 	}
 	cs.s.Reset()
-	cs.cached = ""
+	cs.cached, cs.marks = "", nil
 	cs.smp, _ = engine.NewSampler(cs.scfg) // the configuration was checked by samplerConfig
 	cs.turns = 0
 }
 
 // reply adds the user's message, generates the assistant's reply and adds it, emitting
 // its text as it comes. The cache keeps the conversation: only the text after the
-// cached text is processed; when the new render does not start with it, the cache is
-// emptied and the whole conversation processed. An interrupted reply is kept as it is.
+// cached text is processed. When the new render does not start with it (the template
+// renders past replies differently), the session is rewound to the latest turn whose
+// rendered prompt the render starts with, else emptied and the whole conversation
+// processed. An interrupted reply is kept as it is.
 func (cs *chatSession) reply(ctx context.Context, user string, emit func(string) error) (turnStats, error) {
 	var ts turnStats
 	n := cs.conv.Len()
@@ -297,8 +307,18 @@ func (cs *chatSession) reply(ctx context.Context, user string, emit func(string)
 		suffix = text[len(cs.cached):]
 		ts.reused = cs.s.Pos()
 	} else {
-		cs.s.Reset()
-		cs.smp, _ = engine.NewSampler(cs.scfg)
+		rewound := false
+		for i := len(cs.marks) - 1; i >= 0 && !rewound; i-- {
+			mk := cs.marks[i]
+			if strings.HasPrefix(text, mk.text) && cs.s.Rewind(mk.pos) {
+				suffix, ts.reused, cs.marks, rewound = text[len(mk.text):], mk.pos, cs.marks[:i+1], true
+			}
+		}
+		if !rewound {
+			cs.s.Reset()
+			cs.marks = nil
+			cs.smp, _ = engine.NewSampler(cs.scfg)
+		}
 	}
 	ids := cs.encode(suffix)
 	if len(ids) == 0 {
@@ -350,6 +370,9 @@ func (cs *chatSession) reply(ctx context.Context, user string, emit func(string)
 		return nil
 	})
 	ts.Stats = st
+	if st.PromptTokens == len(ids) {
+		cs.marks = append(cs.marks, mark{text: text, pos: ts.reused + len(ids)})
+	}
 	if errors.Is(err, errStop) {
 		err = nil
 	}
@@ -366,7 +389,8 @@ func (cs *chatSession) reply(ctx context.Context, user string, emit func(string)
 	cs.conv.Append("assistant", reply)
 	cs.cached = text + cachedRaw.String()
 	if st.PromptTokens < len(ids) || cs.s.Pos() >= cs.s.Context() {
-		cs.cached = "" // an interrupted prompt or a full context: start over next turn
+		// An interrupted prompt or a full context: next turn rewinds or starts over.
+		cs.cached = ""
 		ts.full = cs.s.Pos() >= cs.s.Context()
 	}
 	return ts, err

@@ -185,3 +185,36 @@ func TestRunChat(t *testing.T) {
 		}
 	}
 }
+
+// TestChatRewind uses a template that trims past replies, so the second turn's render
+// does not start with the cached text: the session is rewound to the end of the first
+// turn's prompt, which is reused, and the trimmed reply and the new turn are prefilled.
+func TestChatRewind(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "tiny.lmc")
+	mustRun(t, "synth", "--preset", "tiny", "-o", model)
+	tmpl := filepath.Join(dir, "trim.jinja")
+	src := "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] | trim + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+	if err := os.WriteFile(tmpl, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	app := newApp(&out, &errb)
+	app.Reader = strings.NewReader("Hi\nAnd?\n/exit\n")
+	if err := app.Run([]string{"lmrun", "chat", "-m", model, "--chat-template", tmpl, "-n", "6", "--temp", "0", "-v"}); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	turns := chatTurnLine.FindAllStringSubmatch(errb.String(), -1)
+	if len(turns) != 2 {
+		t.Fatalf("%d turn lines, want 2:\n%s", len(turns), errb.String())
+	}
+	first := len("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+	next := len("<|im_end|>\n<|im_start|>user\nAnd?<|im_end|>\n<|im_start|>assistant\n")
+	prefilled, reused := turns[1][2], turns[1][3]
+	if reused != strconv.Itoa(first) {
+		t.Errorf("turn 2 reused %s tokens, want %d (the first turn's prompt)", reused, first)
+	}
+	if p, _ := strconv.Atoi(prefilled); p < next || p > next+6*3 {
+		t.Errorf("turn 2 prefilled %d tokens, want the trimmed reply and %d", p, next)
+	}
+}
