@@ -7,12 +7,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/lmrun/lmrun/engine"
+	"github.com/lmrun/lmrun/internal/fixtures"
 )
 
 // chatTurnLine matches the stats lines of chat -v: turn, tokens prefilled, tokens reused.
@@ -216,5 +220,27 @@ func TestChatRewind(t *testing.T) {
 	}
 	if p, _ := strconv.Atoi(prefilled); p < next || p > next+6*3 {
 		t.Errorf("turn 2 prefilled %d tokens, want the trimmed reply and %d", p, next)
+	}
+}
+
+// TestChatEncodeSpecials checks that the special tokens a template writes are encoded
+// as their ids and the text between them as text.
+func TestChatEncodeSpecials(t *testing.T) {
+	m, err := loadModel(fixtures.Path(t, "hf", "fake_gpt2"), "", engine.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cs := &chatSession{m: m, specials: specialTokens(m)}
+	eot := m.Tokenizer().EOS()
+	if id, ok := cs.specialID("<|endoftext|>"); !ok || id != eot {
+		t.Fatalf("specialID(<|endoftext|>) = %d, %v; want %d", id, ok, eot)
+	}
+	tok := m.Tokenizer()
+	a, _ := tok.Encode("Hi there", false, false)
+	b, _ := tok.Encode(" and <|endof", false, false)
+	want := append(append(append([]int{eot}, a...), eot, eot), b...)
+	if got := cs.encode("<|endoftext|>Hi there<|endoftext|><|endoftext|> and <|endof"); !slices.Equal(got, want) {
+		t.Errorf("encode = %v, want %v", got, want)
 	}
 }

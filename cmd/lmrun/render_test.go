@@ -87,6 +87,15 @@ func TestRenderModelTemplate(t *testing.T) {
 	if got := mustRun(t, "render", "-m", dir, "--messages", conv, "--add-generation-prompt"); got != "<|endoftext|>[user] Hi\n<|endoftext|>[assistant]" {
 		t.Errorf("render -m = %q", got)
 	}
+	// The template survives conversion: lmc, then GGUF (tokenizer.chat_template).
+	lmc, gguf := filepath.Join(t.TempDir(), "m.lmc"), filepath.Join(t.TempDir(), "m.gguf")
+	mustRun(t, "convert", dir, "-o", lmc)
+	mustRun(t, "convert", lmc, "-o", gguf, "--to", "gguf")
+	for _, m := range []string{lmc, gguf} {
+		if got := mustRun(t, "render", "-m", m, "--messages", conv); got != "<|endoftext|>[user] Hi\n<|endoftext|>" {
+			t.Errorf("render -m %s = %q", filepath.Base(m), got)
+		}
+	}
 	if got := mustRun(t, "render", "-m", dir, "--messages", conv, "--bos-token", "<s>", "--eos-token", ""); got != "<s>[user] Hi\n" {
 		t.Errorf("render -m --bos-token = %q", got)
 	}
