@@ -244,3 +244,23 @@ func TestChatEncodeSpecials(t *testing.T) {
 		t.Errorf("encode = %v, want %v", got, want)
 	}
 }
+
+// TestChatContextFull checks that a message the context cannot hold is a message, not
+// the end of the chat, and that the conversation goes on.
+func TestChatContextFull(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "tiny.lmc")
+	mustRun(t, "synth", "--preset", "tiny", "-o", model)
+	var out, errb bytes.Buffer
+	app := newApp(&out, &errb)
+	app.Reader = strings.NewReader(strings.Repeat("x", 300) + "\nHi\n")
+	if err := app.Run([]string{"lmrun", "chat", "-m", model, "--chat-template", "chatml", "-n", "2", "--temp", "0", "-v"}); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "context full") || !strings.Contains(out.String(), "/reset starts a new conversation") {
+		t.Errorf("no context-full message:\n%s", out.String())
+	}
+	if turns := chatTurnLine.FindAllStringSubmatch(errb.String(), -1); len(turns) != 1 || turns[0][3] != "0" {
+		t.Errorf("want one turn after the refused message, from an empty cache:\n%s", errb.String())
+	}
+}
