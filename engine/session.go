@@ -226,6 +226,26 @@ func (s *Session) Context() int { return s.ctx }
 // Reset empties the session so it can start a new sequence.
 func (s *Session) Reset() { s.pos = 0 }
 
+// Rewind drops the positions from n on, so that the next Forward continues the
+// sequence at n (a chat whose past turns render differently than they were generated
+// keeps the turns before the difference). It reports false, and changes nothing, when
+// n is beyond the positions processed or a sliding-window layer's ring has already
+// overwritten some of the positions before n; then Reset and start over.
+func (s *Session) Rewind(n int) bool {
+	if n < 0 || n > s.pos {
+		return false
+	}
+	for i := range s.kcache {
+		// Position p lives in slot p mod w: once positions reached w, those from n on
+		// have overwritten some of the w before n.
+		if w := s.ring(i); w > 0 && s.pos > w && n < s.pos {
+			return false
+		}
+	}
+	s.pos = n
+	return true
+}
+
 // Model returns the session's model.
 func (s *Session) Model() *Model { return s.m }
 

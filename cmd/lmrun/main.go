@@ -126,6 +126,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			logitsCommand(),
 			tokenizeCommand(), detokenizeCommand(), pplCommand(),
+			renderCommand(), chatCommand(),
 			convertCommand(),
 			synthCommand(),
 			infoCommand(),

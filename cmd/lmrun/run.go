@@ -37,26 +37,21 @@ func runCommand() *cli.Command {
 			"also at BOS, as llama2.c does) unless --ignore-eos, at a --stop string (not printed), or when\n" +
 			"the context is full. Ctrl-C stops it, within one batch of the prompt: the text so far and\n" +
 			"the speed are printed and lmrun exits with status 130; a second Ctrl-C exits at once.",
-		Flags: []cli.Flag{
+		Flags: append(append([]cli.Flag{
 			modelFlag, tokenizerFlag, promptFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the prompt from `FILE` (- for standard input; a final newline is dropped)"},
 			tokensFlag, threadsFlag, backendFlag, f32ActFlag,
 			&cli.IntFlag{Name: "n", Value: 128, Usage: "generate at most `N` tokens (-1: until the context is full; 0: none)"},
-			&cli.Float64Flag{Name: "temp", Value: 0.8, Usage: "sampling temperature (0: greedy)"},
-			&cli.IntFlag{Name: "top-k", Value: 40, Usage: "sample among the `K` most likely tokens (0: all)"},
-			&cli.Float64Flag{Name: "top-p", Value: 0.95, Usage: "nucleus sampling mass (1: off; 0: the most likely token only)"},
-			&cli.Float64Flag{Name: "min-p", Value: 0.05, Usage: "keep tokens at least this fraction as likely as the most likely one (0: off)"},
-			&cli.Float64Flag{Name: "repeat-penalty", Value: 1, Usage: "penalise the tokens of the last --repeat-last-n: logits divided (negative ones multiplied) by this (1: off)"},
-			&cli.IntFlag{Name: "repeat-last-n", Value: engine.DefaultRepeatLastN, Usage: "tokens the penalties look back on (0: penalties off; -1: the whole context)"},
-			&cli.Float64Flag{Name: "presence-penalty", Usage: "subtracted from the logit of every token in the last --repeat-last-n (0: off)"},
-			&cli.Float64Flag{Name: "frequency-penalty", Usage: "subtracted from a token's logit once per occurrence in the last --repeat-last-n (0: off)"},
-			&cli.Uint64Flag{Name: "seed", Aliases: []string{"s"}, Usage: "random `SEED`", DefaultText: "from the clock, printed to stderr"},
+		}, samplingFlags()...), []cli.Flag{
 			&cli.GenericFlag{Name: "stop", Value: &stringList{}, Usage: "stop when the generated text contains `STRING`, not printed (repeatable)"},
 			&cli.BoolFlag{Name: "ids", Usage: "print the generated token ids instead of text"},
 			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "context length `N` of the session", DefaultText: "the model's"},
 			kvFlag,
 			&cli.BoolFlag{Name: "ignore-eos", Usage: "keep generating past the end-of-sequence token (it is printed)"},
-		},
+			&cli.BoolFlag{Name: "chat", Usage: "-p is a user message: render it with the chat template and print the assistant's reply"},
+			chatTemplateFlag,
+			&cli.StringFlag{Name: "system", Usage: "with --chat: a system message `TEXT` before -p"},
+		}...),
 		Action: runAction,
 	}
 }
@@ -87,6 +82,9 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
+	if c.Bool("chat") {
+		return runChat(c, m, scfg, half, seed)
+	}
 	prompt, err := promptIDs(c, m)
 	if err != nil {
 		return err
@@ -259,4 +257,45 @@ func halfKV(c *cli.Context) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("--kv %q: want f32 or f16", c.String("kv"))
+}
+
+// runChat is run --chat: -p (or -f) is a user message, rendered with the chat template,
+// and the reply ends at the end of the assistant's turn.
+func runChat(c *cli.Context, m *engine.Model, scfg engine.SamplerConfig, half bool, seed uint64) error {
+	if c.IsSet("tokens") || c.IsSet("ids") || c.IsSet("stop") || c.IsSet("ignore-eos") {
+		return errors.New("--chat renders a text message: it cannot be used with --tokens, --ids, --stop or --ignore-eos")
+	}
+	var msg string
+	switch {
+	case c.IsSet("prompt") && c.IsSet("file"):
+		return errors.New("give one message: -p TEXT or -f FILE")
+	case c.IsSet("prompt"):
+		msg = c.String("prompt")
+	case c.IsSet("file"):
+		b, err := readFileArg(c, c.String("file"))
+		if err != nil {
+			return fmt.Errorf("-f: %w", err)
+		}
+		msg = strings.TrimSuffix(string(b), "\n")
+	default:
+		return errors.New("--chat needs the user's message: -p TEXT or -f FILE")
+	}
+	cs, err := newChatSession(c, m, scfg, half)
+	if err != nil {
+		return err
+	}
+	ctx, stop := interruptible(c.Context)
+	defer stop()
+	stderr := c.App.ErrWriter
+	fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d\n", c.String("model"), m.Backend(), m.Threads(), seed)
+	out := bufio.NewWriter(c.App.Writer)
+	st, err := cs.reply(ctx, msg, func(text string) error {
+		out.WriteString(text)
+		return out.Flush()
+	})
+	out.WriteString("\n")
+	out.Flush()
+	fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s\n",
+		st.PromptTokens, st.PromptTokensPerSecond(), st.Generated, st.GenTokensPerSecond())
+	return err
 }

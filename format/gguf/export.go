@@ -651,6 +651,9 @@ func tokenizerKVs(m format.Metadata) ([]KV, error) {
 		if add, ok, err := m.Bool("tokenizer.add_bos"); err == nil && ok {
 			kvs = append(kvs, KV{"tokenizer.ggml.add_bos_token", add})
 		}
+		if tmpl, ok, err := m.String("tokenizer.chat_template"); err == nil && ok {
+			kvs = append(kvs, KV{"tokenizer.chat_template", tmpl})
+		}
 		return kvs
 	}
 	types := func() []int32 {

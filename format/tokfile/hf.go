@@ -148,6 +148,9 @@ type HFConfig struct {
 	BOS, EOS, Unk, Pad string // token contents
 	AddBOS             *bool
 	BOSID, EOSID       *int64 // config.json
+	// ChatTemplate is tokenizer_config.json's chat_template (the "default" one of a
+	// list of named templates), stored as tokenizer.chat_template.
+	ChatTemplate string
 }
 
 // hfToken is a special token in tokenizer_config.json: a string or {"content": …}.
@@ -175,14 +178,18 @@ func ParseHFConfig(tokenizerConfig, config []byte) (*HFConfig, error) {
 	c := &HFConfig{}
 	if tokenizerConfig != nil {
 		var tc struct {
-			BOS    *hfToken `json:"bos_token"`
-			EOS    *hfToken `json:"eos_token"`
-			Unk    *hfToken `json:"unk_token"`
-			Pad    *hfToken `json:"pad_token"`
-			AddBOS *bool    `json:"add_bos_token"`
+			BOS    *hfToken        `json:"bos_token"`
+			EOS    *hfToken        `json:"eos_token"`
+			Unk    *hfToken        `json:"unk_token"`
+			Pad    *hfToken        `json:"pad_token"`
+			AddBOS *bool           `json:"add_bos_token"`
+			Chat   json.RawMessage `json:"chat_template"`
 		}
 		if err := json.Unmarshal(tokenizerConfig, &tc); err != nil {
 			return nil, fmt.Errorf("tokenizer_config.json: %w", err)
+		}
+		if err := c.parseChatTemplate(tc.Chat); err != nil {
+			return nil, fmt.Errorf("tokenizer_config.json: chat_template: %w", err)
 		}
 		for _, x := range []struct {
 			src *hfToken
@@ -205,6 +212,30 @@ func ParseHFConfig(tokenizerConfig, config []byte) (*HFConfig, error) {
 		c.BOSID, c.EOSID = firstID(mc.BOS), firstID(mc.EOS)
 	}
 	return c, nil
+}
+
+// parseChatTemplate reads chat_template: a string, or a list of {"name", "template"}
+// of which the one named "default" is kept.
+func (c *HFConfig) parseChatTemplate(raw json.RawMessage) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(raw, &c.ChatTemplate); err == nil {
+		return nil
+	}
+	var named []struct {
+		Name     string `json:"name"`
+		Template string `json:"template"`
+	}
+	if err := json.Unmarshal(raw, &named); err != nil {
+		return errors.New("want a string or a list of {\"name\", \"template\"}")
+	}
+	for _, t := range named {
+		if t.Name == "default" {
+			c.ChatTemplate = t.Template
+		}
+	}
+	return nil
 }
 
 // firstID reads an id or the first of a list of ids (Llama 3 lists several EOS).
@@ -399,6 +430,9 @@ func ParseHFTokenizer(b []byte, cfg *HFConfig) (format.Metadata, error) {
 		}
 	}
 	md["tokenizer.add_bos"] = addBOS && hasBOS
+	if cfg.ChatTemplate != "" {
+		md["tokenizer.chat_template"] = cfg.ChatTemplate
+	}
 	return md, nil
 }
 

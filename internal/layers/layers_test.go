@@ -20,6 +20,7 @@ var allowed = map[string][]string{
 	"dtype":           {},
 	"model":           {},
 	"engine/parallel": {},
+	"chat":            {},
 	"kernels":         {"dtype"},
 	"format/...":      {"dtype", "model", "format/..."},
 	"quant":           {"dtype"},
