@@ -78,6 +78,10 @@ const (
 	KeyMerges = "tokenizer.merges"
 	// KeyPre is the metadata key naming a gpt2 tokenizer's pre-tokenizer.
 	KeyPre = "tokenizer.pre"
+	// KeyIgnoreMerges is the metadata key saying whether a gpt2 pre-token that is
+	// itself a piece becomes that piece without merging (Hugging Face's BPE
+	// ignore_merges); absent, it is true for the "llama-bpe" pre-tokenizer only.
+	KeyIgnoreMerges = "tokenizer.ignore_merges"
 	// KeyBOS is the metadata key of the BOS id (-1 when absent).
 	KeyBOS = "tokenizer.bos_id"
 	// KeyEOS is the metadata key of the EOS id (-1 when absent).

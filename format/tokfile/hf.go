@@ -239,6 +239,7 @@ type hfTokenizer struct {
 		ByteFallback bool            `json:"byte_fallback"`
 		Prefix       string          `json:"continuing_subword_prefix"`
 		Suffix       string          `json:"end_of_word_suffix"`
+		IgnoreMerges bool            `json:"ignore_merges"`
 	} `json:"model"`
 }
 
@@ -252,6 +253,9 @@ type hfComponent struct {
 	Charsmap        string          `json:"precompiled_charsmap"`
 	Pattern         json.RawMessage `json:"pattern"`
 	Content         string          `json:"content"`
+	Behavior        string          `json:"behavior"`
+	Invert          bool            `json:"invert"`
+	Individual      bool            `json:"individual_digits"`
 	Normalizers     []hfComponent   `json:"normalizers"`
 	PreTokenizers   []hfComponent   `json:"pretokenizers"`
 	Processors      []hfComponent   `json:"processors"`
@@ -402,16 +406,82 @@ func ParseHFTokenizer(b []byte, cfg *HFConfig) (format.Metadata, error) {
 	return md, nil
 }
 
+// The Split patterns of the byte-level pre-tokenizers lmrun implements, by the
+// `tokenizer.pre` name it gives them (llama.cpp's names).
+const (
+	llama3Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	qwen2Pattern  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+)
+
+// byteLevelPre names the pre-tokenizer of a byte-level BPE tokenizer.json, which
+// must be one lmrun implements exactly: ByteLevel alone (GPT-2's regular
+// expression), a Split by Llama 3's or Qwen2's regular expression (Isolated, not
+// inverted) followed by ByteLevel without its regex, or Digits(individual_digits)
+// followed by ByteLevel with it (SmolLM). Anything else, a different regular
+// expression above all, is an error: splitting differently would give other ids.
+func byteLevelPre(c *hfComponent) (string, error) {
+	pre := c.flatten()
+	byteLevel := func(p hfComponent, regex bool) error {
+		if p.Type != "ByteLevel" {
+			return fmt.Errorf("pre-tokenizer %s where ByteLevel is expected", p.Type)
+		}
+		if p.AddPrefixSpace != nil && *p.AddPrefixSpace {
+			return errors.New("ByteLevel with add_prefix_space is not supported")
+		}
+		if useRegex := p.UseRegex == nil || *p.UseRegex; useRegex != regex {
+			return fmt.Errorf("ByteLevel with use_regex %v after %d other pre-tokenizers is not supported", useRegex, len(pre)-1)
+		}
+		return nil
+	}
+	switch {
+	case len(pre) == 1:
+		return "gpt-2", byteLevel(pre[0], true)
+	case len(pre) == 2 && pre[0].Type == "Digits":
+		if !pre[0].Individual {
+			return "", errors.New("Digits without individual_digits is not supported")
+		}
+		return "smollm", byteLevel(pre[1], true)
+	case len(pre) == 2 && pre[0].Type == "Split":
+		var pat struct {
+			Regex  *string `json:"Regex"`
+			String *string `json:"String"`
+		}
+		if err := json.Unmarshal(pre[0].Pattern, &pat); err != nil || pat.Regex == nil {
+			return "", errors.New("Split without a regular expression is not supported")
+		}
+		if pre[0].Behavior != "Isolated" || pre[0].Invert {
+			return "", fmt.Errorf("Split with behavior %s, invert %v is not supported (Isolated, not inverted is)", pre[0].Behavior, pre[0].Invert)
+		}
+		var name string
+		switch *pat.Regex {
+		case llama3Pattern:
+			name = "llama-bpe"
+		case qwen2Pattern:
+			name = "qwen2"
+		default:
+			return "", fmt.Errorf("Split regular expression %q is not implemented (Llama 3's and Qwen2's are)", *pat.Regex)
+		}
+		return name, byteLevel(pre[1], false)
+	}
+	types := make([]string, len(pre))
+	for i, p := range pre {
+		types[i] = p.Type
+	}
+	return "", fmt.Errorf("byte-level BPE with the pre-tokenizers %v is not supported", types)
+}
+
 func hfBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
-	if t.Normalizer != nil && len(t.Normalizer.flatten()) > 0 {
-		return nil, fmt.Errorf("BPE with a %s normalizer is not supported (byte-level BPE without a normalizer is)", t.Normalizer.Type)
+	normName := "identity"
+	switch ns := t.Normalizer.flatten(); {
+	case len(ns) == 0:
+	case len(ns) == 1 && ns[0].Type == "NFC":
+		normName = "nfc"
+	default:
+		return nil, fmt.Errorf("BPE with a %s normalizer is not supported (byte-level BPE without a normalizer or with NFC is)", t.Normalizer.Type)
 	}
-	pre := t.PreTokenizer.flatten()
-	if len(pre) != 1 || pre[0].Type != "ByteLevel" {
-		return nil, errors.New("BPE is supported with the ByteLevel pre-tokenizer only")
-	}
-	if p := pre[0]; (p.AddPrefixSpace != nil && *p.AddPrefixSpace) || (p.UseRegex != nil && !*p.UseRegex) {
-		return nil, errors.New("ByteLevel with add_prefix_space or without use_regex is not supported")
+	preName, err := byteLevelPre(t.PreTokenizer)
+	if err != nil {
+		return nil, err
 	}
 	if t.Model.Prefix != "" || t.Model.Suffix != "" {
 		return nil, errors.New("BPE with a continuing-subword prefix or end-of-word suffix is not supported")
@@ -440,6 +510,11 @@ func hfBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
 		}
 	}
 	md := gpt2Metadata(tokens, merges)
+	md["tokenizer.pre"] = preName
+	md["tokenizer.ignore_merges"] = t.Model.IgnoreMerges
+	if normName != "identity" {
+		md["tokenizer.normalizer"] = normName
+	}
 	if t.Model.UnkToken != nil {
 		if id, ok := vocab[*t.Model.UnkToken]; ok {
 			md["tokenizer.unk_id"] = id

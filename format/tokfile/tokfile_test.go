@@ -2,7 +2,9 @@ package tokfile
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,4 +224,51 @@ func FuzzDetectAndParse(f *testing.F) {
 			ParseGPT2([]byte(`{"a": 0, "b": 1, "ab": 2}`), b)
 		}
 	})
+}
+
+// TestHFBytePreTokenizers checks that the byte-level pre-tokenizers lmrun implements
+// are named, and that any other regular expression or sequence is refused at load
+// rather than split differently.
+func TestHFBytePreTokenizers(t *testing.T) {
+	const body = `{"added_tokens": [], "normalizer": %s, "pre_tokenizer": %s,
+		"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"], "ignore_merges": %v}}`
+	split := func(re string) string {
+		b, _ := json.Marshal(re)
+		return `{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": ` + string(b) +
+			`}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}`
+	}
+	for _, c := range []struct {
+		norm, pre string
+		ignore    bool
+		want      string // tokenizer.pre, or "" for an error
+	}{
+		{"null", `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`, false, "gpt-2"},
+		{"null", split(llama3Pattern), true, "llama-bpe"},
+		{`{"type": "NFC"}`, split(qwen2Pattern), false, "qwen2"},
+		{"null", `{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}]}`, false, "smollm"},
+		{"null", split(`\p{N}{1,2}|\s+(?!\S)|\s+`), false, ""},
+		{"null", split(strings.Replace(llama3Pattern, "{1,3}", "{1,4}", 1)), false, ""},
+		{"null", `{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": false}, {"type": "ByteLevel", "use_regex": true}]}`, false, ""},
+		{"null", `{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "x"}, "behavior": "Removed"}, {"type": "ByteLevel", "use_regex": false}]}`, false, ""},
+		{"null", split(llama3Pattern)[:len(split(llama3Pattern))-len(`"use_regex": false}]}`)] + `"use_regex": true}]}`, false, ""},
+		{`{"type": "NFKC"}`, split(qwen2Pattern), false, ""},
+	} {
+		md, err := ParseHFTokenizer([]byte(fmt.Sprintf(body, c.norm, c.pre, c.ignore)), nil)
+		if c.want == "" {
+			if err == nil {
+				t.Errorf("%s %s: no error", c.norm, c.pre)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %s: %v", c.norm, c.pre, err)
+			continue
+		}
+		if md["tokenizer.pre"] != c.want || md["tokenizer.ignore_merges"] != c.ignore {
+			t.Errorf("%s: pre %v ignore_merges %v", c.want, md["tokenizer.pre"], md["tokenizer.ignore_merges"])
+		}
+		if _, nfc := md["tokenizer.normalizer"]; nfc != (c.norm != "null") {
+			t.Errorf("%s: normalizer %v", c.want, md["tokenizer.normalizer"])
+		}
+	}
 }

@@ -1,0 +1,87 @@
+package tokenizer
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/lmrun/lmrun/format/tokfile"
+)
+
+// families are the tokenizers of current models in the test data, each with the name
+// of its expectation files (tokenizer/<name>_expected.json and the .ids files) and
+// how it is read.
+var families = []struct {
+	name string
+	load func(tb testing.TB) Tokenizer
+}{
+	{"llama3", hfJSON("llama3")},
+	{"qwen2", hfJSON("qwen2")},
+	{"smollm2", hfJSON("smollm2")},
+}
+
+// hfJSON loads tokenizers/<dir>/tokenizer.json of the test data.
+func hfJSON(dir string) func(tb testing.TB) Tokenizer {
+	return func(tb testing.TB) Tokenizer {
+		tb.Helper()
+		path := filepath.Join(testdataDir(tb), "tokenizers", dir, "tokenizer.json")
+		tokCacheMu.Lock()
+		defer tokCacheMu.Unlock()
+		if t, ok := tokCache[path]; ok {
+			return t
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		m, err := tokfile.ParseHFTokenizer(b, nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		t, err := FromMetadata(m)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tokCache[path] = t
+		return t
+	}
+}
+
+// TestFamiliesExpected checks every family id for id against its reference on the
+// tricky strings and on two 100 kB texts, and that decoding gives the text back.
+func TestFamiliesExpected(t *testing.T) {
+	dir := testdataDir(t)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			tok := f.load(t)
+			for _, c := range readExpected(t, f.name+"_expected.json") {
+				got, err := tok.Encode(c.Text, false, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, c.IDs) {
+					t.Errorf("Encode(%q):\n got %v\nwant %v", c.Text, got, c.IDs)
+				}
+				if s, err := tok.Decode(got); err != nil || s != c.Text {
+					t.Errorf("Decode(Encode(%q)) = %q, %v", c.Text, s, err)
+				}
+			}
+			for _, text := range []string{"wikitext2_test_a", "tinyshakespeare_a"} {
+				raw, err := os.ReadFile(filepath.Join(dir, "text", text+".txt"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := readIDs(t, filepath.Join(dir, "tokenizer", text+"."+f.name+".ids"))
+				got, err := tok.Encode(string(raw), false, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Run(text, func(t *testing.T) { checkIDs(t, got, want) })
+				if s, err := tok.Decode(got); err != nil || s != string(raw) {
+					t.Errorf("%s: decoding does not give the text back (%v)", text, err)
+				}
+			}
+		})
+	}
+}
