@@ -1,9 +1,11 @@
 package tokenizer
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lmrun/lmrun/format/tokfile"
@@ -83,5 +85,62 @@ func TestFamiliesExpected(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// wikitext2MB returns about 2 MB of WikiText: the 100 kB test text 20 times.
+func wikitext2MB(tb testing.TB) string {
+	raw, err := os.ReadFile(filepath.Join(testdataDir(tb), "text", "wikitext2_test_a.txt"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.Repeat(string(raw), 20)
+}
+
+// BenchmarkEncodeFamilies encodes 2 MB of WikiText with each family's tokenizer,
+// as one string and line by line (each line a call, so little is cached).
+func BenchmarkEncodeFamilies(b *testing.B) {
+	text := wikitext2MB(b)
+	lines := strings.SplitAfter(text, "\n")
+	for _, f := range families {
+		tok := f.load(b)
+		b.Run(f.name+"/string", func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				if _, err := tok.Encode(text, false, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(f.name+"/lines", func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				for _, l := range lines {
+					if _, err := tok.Encode(l, false, false); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEncodeFamiliesLongLine encodes one line of WikiText without its line
+// breaks, 200 kB and 2 MB long: the time per byte must not grow with the length.
+func BenchmarkEncodeFamiliesLongLine(b *testing.B) {
+	line := strings.ReplaceAll(wikitext2MB(b), "\n", " ")
+	for _, f := range families {
+		tok := f.load(b)
+		for _, n := range []int{len(line) / 10, len(line)} {
+			s := line[:n]
+			b.Run(fmt.Sprintf("%s/%dkB", f.name, n>>10), func(b *testing.B) {
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					if _, err := tok.Encode(s, false, false); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
