@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"golang.org/x/text/unicode/norm"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,3 +145,6 @@ func BenchmarkEncodeFamiliesLongLine(b *testing.B) {
 		}
 	}
 }
+
+// normNFC is the text an NFC-normalizing tokenizer encodes.
+func normNFC(s string) string { return norm.NFC.String(s) }

@@ -25,8 +25,9 @@ import (
 // GGUF. Entries that are not in that alphabet (added tokens) are kept as written.
 //
 // Encode treats special tokens in the text as text, as OpenAI's encoder and
-// llama.cpp (by default) do. A byte that has no single-byte piece becomes unk, or is
-// an error without one.
+// llama.cpp (by default) do. A byte that has no single-byte piece becomes unk, or,
+// without one, is left out, as Hugging Face's BPE does (SmolLM2's vocabulary lacks
+// nine bytes, \x04 among them).
 type gpt2 struct {
 	common
 	byteTok [256]int32 // the id of each single byte, unk (or -1) if none
@@ -268,11 +269,9 @@ func (t *gpt2) encodeText(out []int, text string) ([]int, error) {
 		w := text[i:j]
 		i = j
 		if len(w) == 1 {
-			id := t.byteTok[w[0]]
-			if id < 0 {
-				return nil, fmt.Errorf("tokenizer: gpt2: byte %#02x has no piece and there is no unk id", w[0])
+			if id := t.byteTok[w[0]]; id >= 0 {
+				out = append(out, int(id))
 			}
-			out = append(out, int(id))
 			continue
 		}
 		if span, ok := seen[w]; ok {
@@ -307,13 +306,14 @@ func (t *gpt2) encodeWord(dst []int, w string, sc *gpt2Scratch) ([]int, error) {
 		syms = make([]int32, 0, len(w))
 	}
 	for i := 0; i < len(w); i++ {
-		id := t.byteTok[w[i]]
-		if id < 0 {
-			return nil, fmt.Errorf("tokenizer: gpt2: byte %#02x has no piece and there is no unk id", w[i])
+		if id := t.byteTok[w[i]]; id >= 0 {
+			syms = append(syms, id)
 		}
-		syms = append(syms, id)
 	}
 	sc.syms = syms
+	if len(syms) == 0 {
+		return dst, nil
+	}
 	if len(syms) > naiveMax {
 		return t.mergeHeap(dst, sc), nil
 	}
