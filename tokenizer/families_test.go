@@ -24,6 +24,89 @@ var families = []struct {
 	{"smollm2", hfJSON("smollm2")},
 }
 
+// spFamilies are the SentencePiece tokenizers of current models. Their references
+// are Hugging Face's; SentencePiece itself (and llama.cpp) differ on text that
+// starts with a space, which gets a "▁" piece (spacePiece) first: Hugging Face's
+// Metaspace(prepend_scheme "first") prepends "▁" only to text not starting with one.
+var spFamilies = []struct {
+	name       string
+	load       func(tb testing.TB) Tokenizer
+	spacePiece int // -1: the file's reference is the expected ids as they are
+}{
+	{"mistral", cachedSource("tokenizers/mistral/tokenizer.model.v3"), 29473},
+	{"phi3", cachedSource("tokenizers/phi3/ggml-vocab-phi-3.gguf"), -1},
+}
+
+// cachedSource loads the tokenizer of testdata file rel with sourceMetadata.
+func cachedSource(rel string) func(tb testing.TB) Tokenizer {
+	return func(tb testing.TB) Tokenizer {
+		tb.Helper()
+		tokCacheMu.Lock()
+		defer tokCacheMu.Unlock()
+		if t, ok := tokCache[rel]; ok {
+			return t
+		}
+		t, err := FromMetadata(sourceMetadata(tb, rel))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tokCache[rel] = t
+		return t
+	}
+}
+
+// TestSentencePieceFamiliesExpected checks Mistral v0.3 (tokenizer.model.v3) and
+// Phi-3 (its vocabulary-only GGUF) id for id on the tricky strings and the two
+// texts, and that decoding with BOS gives the text back.
+func TestSentencePieceFamiliesExpected(t *testing.T) {
+	dir := testdataDir(t)
+	for _, f := range spFamilies {
+		t.Run(f.name, func(t *testing.T) {
+			tok := f.load(t)
+			// The reference for text starting with one space followed by
+			// something else is "▁" and the ids of the rest; for text starting
+			// with more spaces, Hugging Face's ids say nothing about
+			// SentencePiece's.
+			want := func(text string, ids []int) []int {
+				if f.spacePiece >= 0 && strings.HasPrefix(text, " ") {
+					if strings.HasPrefix(text, "  ") {
+						return nil
+					}
+					return append([]int{f.spacePiece}, ids...)
+				}
+				return ids
+			}
+			check := func(name, text string, ids []int) {
+				got, err := tok.Encode(text, false, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w := want(text, ids); w != nil && !slices.Equal(got, w) {
+					if len(got) > 40 {
+						t.Run(name, func(t *testing.T) { checkIDs(t, got, w) })
+					} else {
+						t.Errorf("Encode(%q):\n got %v\nwant %v", text, got, w)
+					}
+				}
+				got, _ = tok.Encode(text, true, false)
+				if s, err := tok.Decode(got); err != nil || s != text {
+					t.Errorf("%s: Decode(Encode(text)) differs from the text (%v)", name, err)
+				}
+			}
+			for _, c := range readExpected(t, f.name+"_expected.json") {
+				check(c.Text, c.Text, c.IDs)
+			}
+			for _, text := range []string{"wikitext2_test_a", "tinyshakespeare_a"} {
+				raw, err := os.ReadFile(filepath.Join(dir, "text", text+".txt"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(text, string(raw), readIDs(t, filepath.Join(dir, "tokenizer", text+"."+f.name+".ids")))
+			}
+		})
+	}
+}
+
 // hfJSON loads tokenizers/<dir>/tokenizer.json of the test data.
 func hfJSON(dir string) func(tb testing.TB) Tokenizer {
 	return func(tb testing.TB) Tokenizer {
