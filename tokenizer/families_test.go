@@ -22,6 +22,7 @@ var families = []struct {
 	{"llama3", hfJSON("llama3")},
 	{"qwen2", hfJSON("qwen2")},
 	{"smollm2", hfJSON("smollm2")},
+	{"mistral", hfJSON("mistral")},
 }
 
 // spFamilies are the SentencePiece tokenizers of current models. Their references
@@ -134,6 +135,16 @@ func hfJSON(dir string) func(tb testing.TB) Tokenizer {
 	}
 }
 
+// decoded is what decoding the ids of text gives: text itself, but for
+// SentencePiece BPE, whose decoder drops the first space whether or not encoding
+// added it (Hugging Face's decoder for Mistral does the same).
+func decoded(tok Tokenizer, text string) string {
+	if tok.Kind() == KindSentencePieceBPE {
+		return strings.TrimPrefix(text, " ")
+	}
+	return text
+}
+
 // TestFamiliesExpected checks every family id for id against its reference on the
 // tricky strings and on two 100 kB texts, and that decoding gives the text back.
 func TestFamiliesExpected(t *testing.T) {
@@ -149,7 +160,7 @@ func TestFamiliesExpected(t *testing.T) {
 				if !slices.Equal(got, c.IDs) {
 					t.Errorf("Encode(%q):\n got %v\nwant %v", c.Text, got, c.IDs)
 				}
-				if s, err := tok.Decode(got); err != nil || s != c.Text {
+				if s, err := tok.Decode(got); err != nil || s != decoded(tok, c.Text) {
 					t.Errorf("Decode(Encode(%q)) = %q, %v", c.Text, s, err)
 				}
 			}
@@ -164,7 +175,7 @@ func TestFamiliesExpected(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Run(text, func(t *testing.T) { checkIDs(t, got, want) })
-				if s, err := tok.Decode(got); err != nil || s != string(raw) {
+				if s, err := tok.Decode(got); err != nil || s != decoded(tok, string(raw)) {
 					t.Errorf("%s: decoding does not give the text back (%v)", text, err)
 				}
 			}

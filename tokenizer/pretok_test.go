@@ -180,9 +180,11 @@ func checkPreTokenizers(t *testing.T, s string) {
 // their literal readings, and that encoding with those tokenizers round-trips.
 func FuzzPreTokenizers(f *testing.F) {
 	addSeeds(f)
-	toks := make([]Tokenizer, len(families))
-	for i, fam := range families {
-		toks[i] = fam.load(f)
+	var toks []*gpt2
+	for _, fam := range families {
+		if g, ok := fam.load(f).(*gpt2); ok {
+			toks = append(toks, g)
+		}
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if len(s) > 4000 {
@@ -195,7 +197,7 @@ func FuzzPreTokenizers(f *testing.F) {
 				t.Fatalf("Encode(%q): %v", s, err)
 			}
 			got, err := tok.Decode(ids)
-			g := tok.(*gpt2)
+			g := tok
 			want := s
 			if g.nfc {
 				want = normNFC(s)

@@ -114,6 +114,9 @@ type sentencePieceBPE struct {
 	spDecoder
 	tokens []string // as stored
 	norm   normalizer
+	// prefixUnlessSpace: the dummy prefix is not added to text that starts with
+	// a space (Hugging Face's Metaspace pre-tokenizer).
+	prefixUnlessSpace bool
 }
 
 func newSentencePieceBPE(c common, m format.Metadata) (*sentencePieceBPE, error) {
@@ -128,6 +131,13 @@ func newSentencePieceBPE(c common, m format.Metadata) (*sentencePieceBPE, error)
 	n, err := readNormalizer(m, true, false)
 	if err != nil {
 		return nil, err
+	}
+	unlessSpace, err := optBool(m, KeyPrefixUnlessSpace, false)
+	if err != nil {
+		return nil, err
+	}
+	if unlessSpace && !n.identity() {
+		return nil, fmt.Errorf("tokenizer: sentencepiece_bpe: %s needs the identity normalizer", KeyPrefixUnlessSpace)
 	}
 	inner := c
 	inner.tokens = make([]string, len(c.tokens))
@@ -146,6 +156,8 @@ func newSentencePieceBPE(c common, m format.Metadata) (*sentencePieceBPE, error)
 		spDecoder: newSPDecoder(c.tokens, types, n.addPrefix || n.removeWS),
 		tokens:    c.tokens,
 		norm:      n,
+
+		prefixUnlessSpace: unlessSpace,
 	}, nil
 }
 
@@ -188,6 +200,11 @@ func (t *sentencePieceBPE) Encode(text string, addBOS, addEOS bool) ([]int, erro
 		}
 	} else {
 		s = strings.ReplaceAll(t.norm.normalize(text), spaceSymbol, " ")
+	}
+	// The identity normalizer maps the text's first space (or "▁") to the space
+	// after the prefix.
+	if t.prefixUnlessSpace && t.norm.addPrefix && strings.HasPrefix(s, "  ") {
+		s = s[1:]
 	}
 	ids, err := t.core.Encode(s, addBOS, addEOS)
 	if err != nil {

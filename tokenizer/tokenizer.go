@@ -101,6 +101,11 @@ const (
 	KeyCharsmap = "tokenizer.precompiled_charsmap"
 	// KeyAddSpacePrefix is the metadata key of SentencePiece's add_dummy_prefix.
 	KeyAddSpacePrefix = "tokenizer.add_space_prefix"
+	// KeyPrefixUnlessSpace is the metadata key saying that a sentencepiece_bpe
+	// tokenizer adds the space prefix only to text that does not start with a
+	// space, as Hugging Face's Metaspace pre-tokenizer does (SentencePiece adds it
+	// to every text). It needs the identity normalizer.
+	KeyPrefixUnlessSpace = "tokenizer.prefix_unless_space"
 	// KeyRemoveExtraWhitespaces is the metadata key of SentencePiece's
 	// remove_extra_whitespaces.
 	KeyRemoveExtraWhitespaces = "tokenizer.remove_extra_whitespaces"

@@ -253,6 +253,8 @@ type hfComponent struct {
 	Charsmap        string          `json:"precompiled_charsmap"`
 	Pattern         json.RawMessage `json:"pattern"`
 	Content         string          `json:"content"`
+	Prepend         string          `json:"prepend"`
+	Split           *bool           `json:"split"`
 	Behavior        string          `json:"behavior"`
 	Invert          bool            `json:"invert"`
 	Individual      bool            `json:"individual_digits"`
@@ -471,6 +473,9 @@ func byteLevelPre(c *hfComponent) (string, error) {
 }
 
 func hfBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
+	if t.Model.ByteFallback {
+		return hfSentencePieceBPE(t, added)
+	}
 	normName := "identity"
 	switch ns := t.Normalizer.flatten(); {
 	case len(ns) == 0:
@@ -494,20 +499,9 @@ func hfBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
 	if err != nil {
 		return nil, fmt.Errorf("BPE vocab: %w", err)
 	}
-	// Merges are "a b" strings, or [a, b] pairs (tokenizers ≥ 0.20).
-	var merges []string
-	if err := json.Unmarshal(t.Model.Merges, &merges); err != nil {
-		var pairs [][2]string
-		if err2 := json.Unmarshal(t.Model.Merges, &pairs); err2 != nil {
-			return nil, fmt.Errorf("BPE merges: %w", err)
-		}
-		merges = make([]string, len(pairs))
-		for i, p := range pairs {
-			if strings.Contains(p[0], " ") || strings.Contains(p[1], " ") {
-				return nil, fmt.Errorf("BPE merge %d %q contains a space", i, p)
-			}
-			merges[i] = p[0] + " " + p[1]
-		}
+	merges, err := hfMerges(t.Model.Merges)
+	if err != nil {
+		return nil, err
 	}
 	md := gpt2Metadata(tokens, merges)
 	md["tokenizer.pre"] = preName
@@ -521,6 +515,125 @@ func hfBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
 		}
 	}
 	return md, nil
+}
+
+// hfMerges reads BPE merges: "a b" strings, or [a, b] pairs (tokenizers ≥ 0.20).
+func hfMerges(raw json.RawMessage) ([]string, error) {
+	var merges []string
+	if err := json.Unmarshal(raw, &merges); err != nil {
+		var pairs [][2]string
+		if err2 := json.Unmarshal(raw, &pairs); err2 != nil {
+			return nil, fmt.Errorf("BPE merges: %w", err)
+		}
+		merges = make([]string, len(pairs))
+		for i, p := range pairs {
+			if strings.Contains(p[0], " ") || strings.Contains(p[1], " ") {
+				return nil, fmt.Errorf("BPE merge %d %q contains a space", i, p)
+			}
+			merges[i] = p[0] + " " + p[1]
+		}
+	}
+	return merges, nil
+}
+
+// hfSentencePieceBPE converts a BPE model with byte fallback over "▁"-marked
+// pieces (SentencePiece BPE exported by Hugging Face: Mistral, Llama 2) to
+// "sentencepiece_bpe" metadata. SentencePiece merges the pair making the
+// highest-scoring piece; the score of a piece is minus the rank of the first merge
+// that makes it, so merges apply in their order, and a piece no merge makes
+// (characters, bytes, added tokens) scores below the merge threshold. The space
+// handling must be one of the two exports: the Metaspace pre-tokenizer ("▁" for
+// spaces, prefixed unless the text starts with a space: tokenizer.prefix_unless_space)
+// with no normalizer, or the normalizers Prepend("▁") and Replace(" ", "▁") with no
+// pre-tokenizer (SentencePiece's own rule).
+func hfSentencePieceBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
+	const meta = "\u2581"
+	prefix, unlessSpace := false, false
+	ns, pre := t.Normalizer.flatten(), t.PreTokenizer.flatten()
+	switch {
+	case len(ns) == 0 && len(pre) == 1 && pre[0].Type == "Metaspace":
+		p := pre[0]
+		if p.Replacement != meta || (p.Split != nil && *p.Split) {
+			return nil, errors.New("Metaspace with another replacement than \"▁\" or with split is not supported")
+		}
+		switch p.PrependScheme {
+		case "first", "always":
+			prefix = true
+		case "never":
+		case "":
+			prefix = p.AddPrefixSpace == nil || *p.AddPrefixSpace
+		default:
+			return nil, fmt.Errorf("Metaspace prepend_scheme %q is not supported", p.PrependScheme)
+		}
+		unlessSpace = prefix
+	case len(pre) == 0 && len(ns) == 2 && ns[0].Type == "Prepend" && ns[0].Prepend == meta && spaceToMeta(ns[1]):
+		prefix = true
+	case len(pre) == 0 && len(ns) == 1 && spaceToMeta(ns[0]):
+	default:
+		return nil, errors.New("BPE with byte fallback is supported with the Metaspace pre-tokenizer or the Prepend and Replace normalizers only")
+	}
+	if t.Model.Prefix != "" || t.Model.Suffix != "" {
+		return nil, errors.New("BPE with a continuing-subword prefix or end-of-word suffix is not supported")
+	}
+	var vocab map[string]int64
+	if err := json.Unmarshal(t.Model.Vocab, &vocab); err != nil {
+		return nil, fmt.Errorf("BPE vocab: %w", err)
+	}
+	tokens, err := denseTokens(vocab, added)
+	if err != nil {
+		return nil, fmt.Errorf("BPE vocab: %w", err)
+	}
+	merges, err := hfMerges(t.Model.Merges)
+	if err != nil {
+		return nil, err
+	}
+	const never = -1e11 // below the merge threshold
+	scores := make([]float32, len(tokens))
+	types := make([]int64, len(tokens))
+	for i, p := range tokens {
+		scores[i], types[i] = never, 1
+		if isBytePiece(p) {
+			types[i] = 6
+		}
+	}
+	for rank, mg := range merges {
+		l, r, _ := strings.Cut(mg, " ")
+		id, ok := vocab[l+r]
+		if !ok {
+			return nil, fmt.Errorf("BPE merge %d %q: %q is not in the vocabulary", rank, mg, l+r)
+		}
+		if scores[id] == never {
+			scores[id] = -float32(rank)
+		}
+	}
+	md := format.Metadata{
+		"tokenizer.model":                    "sentencepiece_bpe",
+		"tokenizer.tokens":                   tokens,
+		"tokenizer.scores":                   scores,
+		"tokenizer.token_type":               types,
+		"tokenizer.normalizer":               "identity",
+		"tokenizer.add_space_prefix":         prefix,
+		"tokenizer.remove_extra_whitespaces": false,
+		"tokenizer.byte_fallback":            true,
+	}
+	if unlessSpace {
+		md["tokenizer.prefix_unless_space"] = true
+	}
+	if t.Model.UnkToken != nil {
+		if id, ok := vocab[*t.Model.UnkToken]; ok {
+			md["tokenizer.unk_id"] = id
+			types[id] = 2
+		}
+	}
+	return md, nil
+}
+
+// spaceToMeta reports whether c is the normalizer Replace(" ", "▁").
+func spaceToMeta(c hfComponent) bool {
+	var pat struct {
+		String *string `json:"String"`
+	}
+	return c.Type == "Replace" && c.Content == "\u2581" && json.Unmarshal(c.Pattern, &pat) == nil && pat.String != nil && *pat.String == " "
 }
 
 func hfUnigram(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
