@@ -41,6 +41,7 @@ type gpt2 struct {
 	ignoreMerges bool
 	nfc          bool     // the text is NFC-normalized first (Qwen2's tokenizer.json)
 	stored       strTable // the pieces as stored, for ignoreMerges
+	added        addedTokens
 }
 
 // The pre-tokenizers of a gpt2 tokenizer.
@@ -137,6 +138,11 @@ func newGPT2(c common, m format.Metadata) (*gpt2, error) {
 	if ignoreMerges {
 		t.stored = stored
 	}
+	if types != nil {
+		if t.added, err = newAddedTokens(c.tokens, types, m); err != nil {
+			return nil, err
+		}
+	}
 	for b := range 256 {
 		t.byteTok[b] = int32(c.unk)
 		if id, ok := stored.get(string(byteToRune[b])); ok {
@@ -223,6 +229,12 @@ type gpt2Scratch struct {
 
 // Encode converts text to ids (see the type's notes).
 func (t *gpt2) Encode(text string, addBOS, addEOS bool) ([]int, error) {
+	return t.encodeAdded(text, addBOS, addEOS, false)
+}
+
+// encodeAdded encodes text, its added tokens matched whole (the special ones only
+// if special), the text between them on its own.
+func (t *gpt2) encodeAdded(text string, addBOS, addEOS, special bool) ([]int, error) {
 	if err := t.checkSpecials(addBOS, addEOS); err != nil {
 		return nil, err
 	}
@@ -230,7 +242,18 @@ func (t *gpt2) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 	if addBOS {
 		out = append(out, t.bos)
 	}
-	out, err := t.encodeText(out, text)
+	var err error
+	if t.added.any(special) {
+		err = t.added.split(text, special, func(seg string, _ bool) error {
+			out, err = t.encodeText(out, seg)
+			return err
+		}, func(id int) error {
+			out = append(out, id)
+			return nil
+		})
+	} else {
+		out, err = t.encodeText(out, text)
+	}
 	if err != nil {
 		return nil, err
 	}

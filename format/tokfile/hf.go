@@ -226,6 +226,8 @@ type hfTokenizer struct {
 		ID      int64  `json:"id"`
 		Content string `json:"content"`
 		Special bool   `json:"special"`
+		LStrip  bool   `json:"lstrip"`
+		RStrip  bool   `json:"rstrip"`
 	} `json:"added_tokens"`
 	Normalizer    *hfComponent `json:"normalizer"`
 	PreTokenizer  *hfComponent `json:"pre_tokenizer"`
@@ -405,6 +407,22 @@ func ParseHFTokenizer(b []byte, cfg *HFConfig) (format.Metadata, error) {
 		}
 	}
 	md["tokenizer.add_bos"] = addBOS && hasBOS
+	// Added tokens that take the white space around them when matched.
+	var lstrip, rstrip []int64
+	for _, a := range t.AddedTokens {
+		if a.LStrip {
+			lstrip = append(lstrip, a.ID)
+		}
+		if a.RStrip {
+			rstrip = append(rstrip, a.ID)
+		}
+	}
+	if lstrip != nil {
+		md["tokenizer.lstrip_ids"] = lstrip
+	}
+	if rstrip != nil {
+		md["tokenizer.rstrip_ids"] = rstrip
+	}
 	return md, nil
 }
 
