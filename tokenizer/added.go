@@ -30,7 +30,7 @@ type addedToken struct {
 
 // addedTokens finds added tokens in text.
 type addedTokens struct {
-	byFirst map[byte][]addedToken // by first byte, longest first
+	byFirst *[256][]addedToken // by first byte, longest first; nil when there are none
 	special bool                  // some entry is special
 	user    bool                  // some entry is user-defined
 }
@@ -38,7 +38,7 @@ type addedTokens struct {
 // newAddedTokens collects the added tokens of a vocabulary from its types and the
 // KeyLStrip and KeyRStrip lists of m.
 func newAddedTokens(tokens []string, types []TokenType, m format.Metadata) (addedTokens, error) {
-	a := addedTokens{byFirst: map[byte][]addedToken{}}
+	var a addedTokens
 	strip := map[int]*[2]bool{}
 	for k, key := range []string{KeyLStrip, KeyRStrip} {
 		ids, _, err := m.Ints(key)
@@ -63,9 +63,15 @@ func newAddedTokens(tokens []string, types []TokenType, m format.Metadata) (adde
 		if s := strip[id]; s != nil {
 			at.lstrip, at.rstrip = s[0], s[1]
 		}
+		if a.byFirst == nil {
+			a.byFirst = new([256][]addedToken)
+		}
 		a.byFirst[at.text[0]] = append(a.byFirst[at.text[0]], at)
 		a.special = a.special || at.special
 		a.user = a.user || !at.special
+	}
+	if a.byFirst == nil {
+		return a, nil
 	}
 	for _, l := range a.byFirst {
 		slices.SortStableFunc(l, func(x, y addedToken) int { return len(y.text) - len(x.text) })
