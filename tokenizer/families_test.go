@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"github.com/lmrun/lmrun/format"
 	"golang.org/x/text/unicode/norm"
 	"os"
 	"path/filepath"
@@ -242,3 +243,43 @@ func BenchmarkEncodeFamiliesLongLine(b *testing.B) {
 
 // normNFC is the text an NFC-normalizing tokenizer encodes.
 func normNFC(s string) string { return norm.NFC.String(s) }
+
+// TestFamiliesStored checks that each family's tokenizer encodes the same after its
+// metadata goes through an .lmc file, and, for the byte-level ones, from GGUF's keys
+// (tokenizer.ggml.pre names the pre-tokenizer; llama.cpp's "llama-bpe" ignores
+// merges).
+func TestFamiliesStored(t *testing.T) {
+	cases := readCases(t)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			rel := filepath.Join(testdataDir(t), "tokenizers", f.name, "tokenizer.json")
+			b, err := os.ReadFile(rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			md, err := tokfile.ParseHFTokenizer(b, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			variants := map[string]format.Metadata{"lmc": lmcMetadata(t, md)}
+			if md[KeyModel] == KindGPT2 {
+				g := format.Metadata{ggmlModel: "gpt2", ggmlTokens: md[KeyTokens], ggmlMerges: md[KeyMerges], ggmlTypes: md[KeyTokenType], ggmlPre: md[KeyPre]}
+				variants["gguf"] = g
+			}
+			want := f.load(t)
+			for name, m := range variants {
+				tok, err := FromMetadata(m)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				for _, c := range cases {
+					w, _ := EncodeSpecial(want, c+"<|im_start|>[INST]", false, false)
+					got, err := EncodeSpecial(tok, c+"<|im_start|>[INST]", false, false)
+					if err != nil || !slices.Equal(got, w) {
+						t.Errorf("%s: EncodeSpecial(%q) = %v, %v; want %v", name, c, got, err, w)
+					}
+				}
+			}
+		})
+	}
+}
