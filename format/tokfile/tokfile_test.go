@@ -272,3 +272,42 @@ func TestHFBytePreTokenizers(t *testing.T) {
 		}
 	}
 }
+
+// TestHFSentencePieceBPE checks how BPE with byte fallback is read: Metaspace means
+// Hugging Face's prefix rule, Prepend and Replace normalizers SentencePiece's, and
+// anything else is refused.
+func TestHFSentencePieceBPE(t *testing.T) {
+	const body = `{"added_tokens": [{"id": 0, "content": "<unk>", "special": true}], "normalizer": %s, "pre_tokenizer": %s,
+		"model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>", "vocab": {"<unk>": 0, "▁": 1, "a": 2, "▁a": 3, "<0x41>": 4}, "merges": ["▁ a"]}}`
+	for _, c := range []struct {
+		norm, pre   string
+		unlessSpace bool
+		ok          bool
+	}{
+		{"null", `{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}`, true, true},
+		{`{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}`, "null", false, true},
+		{"null", `{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": true}`, false, false},
+		{"null", `{"type": "Metaspace", "replacement": "_", "prepend_scheme": "first"}`, false, false},
+		{"null", `{"type": "ByteLevel"}`, false, false},
+		{`{"type": "NFKC"}`, "null", false, false},
+	} {
+		md, err := ParseHFTokenizer([]byte(fmt.Sprintf(body, c.norm, c.pre)), nil)
+		if !c.ok {
+			if err == nil {
+				t.Errorf("%s %s: no error", c.norm, c.pre)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %s: %v", c.norm, c.pre, err)
+			continue
+		}
+		_, unless := md["tokenizer.prefix_unless_space"]
+		scores := md["tokenizer.scores"].([]float32)
+		types := md["tokenizer.token_type"].([]int64)
+		if md["tokenizer.model"] != "sentencepiece_bpe" || unless != c.unlessSpace || scores[3] != 0 || scores[2] > -1e10 ||
+			types[0] != 2 || types[4] != 6 || md["tokenizer.unk_id"] != int64(0) {
+			t.Errorf("%s %s: %v", c.norm, c.pre, md)
+		}
+	}
+}
