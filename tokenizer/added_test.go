@@ -35,7 +35,8 @@ func TestSpecialParsing(t *testing.T) {
 		{"mistral", []part{{"[INST]", 3}, {" Hello ", -1}, {"[/INST]", 4}}, false},
 		{"mistral", []part{{"Hi", -1}, {"</s>", 2}, {"there", -1}}, false},
 		{"mistral-sp", []part{{"Hi", -1}, {"</s>", 2}, {"there", -1}}, false},
-		{"phi3-sp", []part{{"<|user|>", 32010}, {"\nHi", -1}, {"<|end|>", 32007}}, false},
+		{"phi3-sp", []part{{"<|user|>", 32010}, {"Hi", -1}, {"<|end|>", 32007}}, false},
+		{"phi3-sp", []part{{"Hi ", -1}, {"<|endoftext|>", 32000}, {" x", -1}}, false},
 	} {
 		tok := load[c.name](t)
 		var text string
@@ -83,6 +84,12 @@ func TestSpecialParsing(t *testing.T) {
 		if c.user && !slices.Equal(plain, want) {
 			t.Errorf("%s: Encode(%q) = %v, want %v", c.name, text, plain, want)
 		}
+	}
+	// Phi-3's added tokens take the white space after them, as llama.cpp has it
+	// (but not <|endoftext|>, above).
+	phi3 := load["phi3-sp"](t)
+	if got, _ := EncodeSpecial(phi3, "<|user|>\nHi<|end|>\n", false, false); !slices.Equal(got, []int{32010, 6324, 32007}) {
+		t.Errorf("phi3: EncodeSpecial = %v, want [32010 6324 32007]", got)
 	}
 	// Kinds that cannot parse special tokens say so.
 	if _, err := EncodeSpecial(loadLlama2c(t, "llama2c/tok512.bin"), "<s>", false, false); !errors.Is(err, ErrNoSpecialParsing) {

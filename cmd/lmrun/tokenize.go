@@ -87,7 +87,8 @@ func ggufTokenizer(path string) (format.Metadata, error) {
 	defer f.Close()
 	md := format.Metadata{}
 	for _, kv := range f.KV {
-		if !strings.HasPrefix(kv.Key, "tokenizer.") {
+		// general.name: llama.cpp sets Phi-3's token attributes by it.
+		if !strings.HasPrefix(kv.Key, "tokenizer.") && kv.Key != "general.name" {
 			continue
 		}
 		if v, ok := gguf.MetaValue(kv.Value); ok {
