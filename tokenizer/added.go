@@ -31,8 +31,8 @@ type addedToken struct {
 // addedTokens finds added tokens in text.
 type addedTokens struct {
 	byFirst *[256][]addedToken // by first byte, longest first; nil when there are none
-	special bool                  // some entry is special
-	user    bool                  // some entry is user-defined
+	special bool               // some entry is special
+	user    bool               // some entry is user-defined
 }
 
 // newAddedTokens collects the added tokens of a vocabulary from its types and the
