@@ -177,21 +177,52 @@ func checkPreTokenizers(t *testing.T, s string) {
 }
 
 // FuzzPreTokenizers checks the Llama 3, Qwen2 and SmolLM pre-tokenizers against
-// their literal readings, and that encoding with those tokenizers round-trips.
+// their literal readings, that encoding with every family's tokenizer round-trips
+// (valid UTF-8 for the SentencePiece ones), and that nothing panics or fails,
+// special tokens parsed or not.
 func FuzzPreTokenizers(f *testing.F) {
 	addSeeds(f)
 	var toks []*gpt2
+	var sps []*sentencePieceBPE
 	for _, fam := range families {
-		if g, ok := fam.load(f).(*gpt2); ok {
-			toks = append(toks, g)
+		switch tok := fam.load(f).(type) {
+		case *gpt2:
+			toks = append(toks, tok)
+		case *sentencePieceBPE:
+			sps = append(sps, tok)
 		}
+	}
+	for _, fam := range spFamilies {
+		sps = append(sps, fam.load(f).(*sentencePieceBPE))
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if len(s) > 4000 {
 			s = s[:4000] // the references are quadratic
 		}
 		checkPreTokenizers(t, s)
+		for _, tok := range sps {
+			ids, err := tok.Encode(s, true, false)
+			if err != nil {
+				t.Fatalf("Encode(%q): %v", s, err)
+			}
+			if _, err := EncodeSpecial(tok, s, true, false); err != nil {
+				t.Fatalf("EncodeSpecial(%q): %v", s, err)
+			}
+			if !utf8.ValidString(s) {
+				continue
+			}
+			want := s
+			if tok.prefixUnlessSpace {
+				want = strings.TrimPrefix(s, " ")
+			}
+			if got, err := tok.Decode(ids); err != nil || got != want {
+				t.Fatalf("Decode(Encode(%q)) = %q, %v", s, got, err)
+			}
+		}
 		for _, tok := range toks {
+			if _, err := EncodeSpecial(tok, s, false, false); err != nil {
+				t.Fatalf("EncodeSpecial(%q): %v", s, err)
+			}
 			ids, err := tok.Encode(s, false, false)
 			if err != nil {
 				t.Fatalf("Encode(%q): %v", s, err)
