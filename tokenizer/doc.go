@@ -23,7 +23,19 @@
 //
 // Encode never interprets special tokens written in the text: "<|endoftext|>" is
 // seven pieces of text, as OpenAI's encoder and llama.cpp's default make it. BOS and
-// EOS come only from the addBOS and addEOS arguments.
+// EOS come only from the addBOS and addEOS arguments. [EncodeSpecial] matches them
+// (gpt2 and sentencepiece_bpe), as llama_tokenize(parse_special) and Hugging Face's
+// default do; user-defined entries (non-special added tokens) are matched by both.
+//
+// # Current models
+//
+// Llama 3 ("gpt2" with `tokenizer.pre` "llama-bpe" and ignore_merges), Qwen2 and
+// Qwen2.5 ("qwen2", NFC from tokenizer.json), SmolLM2 ("smollm"), Mistral v0.3
+// ("sentencepiece_bpe" from tokenizer.model.v3, or from tokenizer.json with
+// `tokenizer.prefix_unless_space`) and Phi-3 (its GGUF vocabulary) encode id for id
+// as their references on the test data. The pre-tokenizer regular expressions are
+// implemented by hand (pretok.go); a tokenizer.json whose pre-tokenizer is not one of
+// them is refused when it is read, never split differently.
 //
 // # llama2c
 //

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/lmrun/lmrun/format"
 )
@@ -67,6 +68,9 @@ func TranslateGGUF(m format.Metadata) (format.Metadata, error) {
 		}
 	case "llama":
 		out[KeyModel] = KindSentencePieceBPE
+		if err := phi3RStrip(m, out); err != nil {
+			return nil, err
+		}
 		copyKey(ggmlScores, KeyScores)
 		out[KeyNormalizer] = "identity"
 		out[KeyAddSpacePrefix] = true
@@ -95,6 +99,43 @@ func TranslateGGUF(m format.Metadata) (format.Metadata, error) {
 		return nil, fmt.Errorf("tokenizer: %w: GGUF %s %q (gpt2, llama and t5 are supported)", ErrUnsupported, ggmlModel, model)
 	}
 	return out, nil
+}
+
+// phi3RStrip gives Phi-3's added tokens the rstrip llama.cpp gives them by the
+// model's name (general.name containing "phi-3" or "phi3"): every control,
+// user-defined and unknown entry and "</s>" take the white space after them, except
+// "<unk>", "<s>" and "<|endoftext|>". Hugging Face's Phi-3 tokenizer.json says the
+// same with its rstrip flags.
+func phi3RStrip(m, out format.Metadata) error {
+	name, _, err := m.String("general.name")
+	if err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	name = strings.ToLower(name)
+	if !strings.Contains(name, "phi-3") && !strings.Contains(name, "phi3") {
+		return nil
+	}
+	tokens, _, err := m.Strings(ggmlTokens)
+	if err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	types, _, err := m.Ints(ggmlTypes)
+	if err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	if len(types) != len(tokens) {
+		return nil // FromMetadata reports it
+	}
+	var ids []int64
+	for id, p := range tokens {
+		ty := TokenType(types[id])
+		special := ty == TypeControl || ty == TypeUserDefined || ty == TypeUnknown || p == "</s>"
+		if special && p != "<unk>" && p != "<s>" && p != "<|endoftext|>" {
+			ids = append(ids, int64(id))
+		}
+	}
+	out[KeyRStrip] = ids
+	return nil
 }
 
 // bytesOf accepts a byte array as a string or as ints 0..255.

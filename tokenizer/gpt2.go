@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/lmrun/lmrun/format"
 )
 
@@ -23,8 +25,9 @@ import (
 // GGUF. Entries that are not in that alphabet (added tokens) are kept as written.
 //
 // Encode treats special tokens in the text as text, as OpenAI's encoder and
-// llama.cpp (by default) do. A byte that has no single-byte piece becomes unk, or is
-// an error without one.
+// llama.cpp (by default) do. A byte that has no single-byte piece becomes unk, or,
+// without one, is left out, as Hugging Face's BPE does (SmolLM2's vocabulary lacks
+// nine bytes, \x04 among them).
 type gpt2 struct {
 	common
 	byteTok [256]int32 // the id of each single byte, unk (or -1) if none
@@ -32,7 +35,22 @@ type gpt2 struct {
 	// ranks (which are unique).
 	merges pairTable
 	types  []TokenType
+	pre    int // the pre-tokenizer: one of the pre constants
+	// ignoreMerges: a pre-token that is itself a piece is that piece, unmerged
+	// (Hugging Face's BPE ignore_merges, llama.cpp's for Llama 3).
+	ignoreMerges bool
+	nfc          bool     // the text is NFC-normalized first (Qwen2's tokenizer.json)
+	stored       strTable // the pieces as stored, for ignoreMerges
+	added        addedTokens
 }
+
+// The pre-tokenizers of a gpt2 tokenizer.
+const (
+	preGPT2   = iota // GPT-2's regular expression (gpt2Next)
+	preLlama3        // Llama 3's (llama3Next, up to 3 digits)
+	preQwen2         // Qwen2's (llama3Next, single digits)
+	preSmolLM        // digits isolated, then GPT-2's (smollmNext)
+)
 
 // noMerge is the merge value of a pair that does not merge.
 const noMerge = math.MaxUint64
@@ -70,16 +88,34 @@ func ByteLevelEncode(raw string) string {
 	return sb.String()
 }
 
-// gpt2Pre lists the pre-tokenizer names that mean GPT-2's regular expression.
-var gpt2Pre = map[string]bool{"": true, "gpt2": true, "gpt-2": true, "default": true}
+// gpt2Pre maps the `tokenizer.pre` names lmrun implements (llama.cpp's names for
+// them) to the pre-tokenizer.
+var gpt2Pre = map[string]int{
+	"": preGPT2, "gpt2": preGPT2, "gpt-2": preGPT2, "default": preGPT2,
+	"llama-bpe": preLlama3, "llama3": preLlama3,
+	"qwen2":  preQwen2,
+	"smollm": preSmolLM,
+}
 
 func newGPT2(c common, m format.Metadata) (*gpt2, error) {
 	pre, _, err := m.String(KeyPre)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	if !gpt2Pre[pre] {
-		return nil, fmt.Errorf("tokenizer: gpt2: %w: pre-tokenizer %q (only GPT-2's is implemented)", ErrUnsupported, pre)
+	preKind, ok := gpt2Pre[pre]
+	if !ok {
+		return nil, fmt.Errorf("tokenizer: gpt2: %w: pre-tokenizer %q (gpt-2, llama-bpe, qwen2 and smollm are implemented)", ErrUnsupported, pre)
+	}
+	ignoreMerges, err := optBool(m, KeyIgnoreMerges, preKind == preLlama3)
+	if err != nil {
+		return nil, err
+	}
+	normName, _, err := m.String(KeyNormalizer)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	if normName != "" && normName != "identity" && normName != "nfc" {
+		return nil, fmt.Errorf("tokenizer: gpt2: %w: normalizer %q (identity and nfc are implemented)", ErrUnsupported, normName)
 	}
 	merges, ok, err := m.Strings(KeyMerges)
 	if err != nil {
@@ -95,10 +131,18 @@ func newGPT2(c common, m format.Metadata) (*gpt2, error) {
 	if len(c.tokens) > math.MaxInt32 || len(merges) > math.MaxInt32 {
 		return nil, fmt.Errorf("tokenizer: gpt2: vocabulary too large")
 	}
-	t := &gpt2{common: c, types: types}
 	// Merges name pieces as stored; concatenating stored pieces concatenates
 	// their bytes, so everything resolves in one map of the stored pieces.
 	stored := newStrTable(c.tokens)
+	t := &gpt2{common: c, types: types, pre: preKind, ignoreMerges: ignoreMerges, nfc: normName == "nfc"}
+	if ignoreMerges {
+		t.stored = stored
+	}
+	if types != nil {
+		if t.added, err = newAddedTokens(c.tokens, types, m); err != nil {
+			return nil, err
+		}
+	}
 	for b := range 256 {
 		t.byteTok[b] = int32(c.unk)
 		if id, ok := stored.get(string(byteToRune[b])); ok {
@@ -185,6 +229,12 @@ type gpt2Scratch struct {
 
 // Encode converts text to ids (see the type's notes).
 func (t *gpt2) Encode(text string, addBOS, addEOS bool) ([]int, error) {
+	return t.encodeAdded(text, addBOS, addEOS, false)
+}
+
+// encodeAdded encodes text, its added tokens matched whole (the special ones only
+// if special), the text between them on its own.
+func (t *gpt2) encodeAdded(text string, addBOS, addEOS, special bool) ([]int, error) {
 	if err := t.checkSpecials(addBOS, addEOS); err != nil {
 		return nil, err
 	}
@@ -192,20 +242,59 @@ func (t *gpt2) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 	if addBOS {
 		out = append(out, t.bos)
 	}
+	var err error
+	if t.added.any(special) {
+		err = t.added.split(text, special, func(seg string, _ bool) error {
+			out, err = t.encodeText(out, seg)
+			return err
+		}, func(id int) error {
+			out = append(out, id)
+			return nil
+		})
+	} else {
+		out, err = t.encodeText(out, text)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if addEOS {
+		out = append(out, t.eos)
+	}
+	return out, nil
+}
+
+// next returns the end of the pre-token that starts at s[i] (i < len(s)); seg is
+// the pre-tokenizer's state, 0 at the start of s.
+func (t *gpt2) next(s string, i int, seg *int) int {
+	switch t.pre {
+	case preLlama3:
+		return llama3Next(s, i, 3)
+	case preQwen2:
+		return llama3Next(s, i, 1)
+	case preSmolLM:
+		return smollmNext(s, i, seg)
+	}
+	return gpt2Next(s, i)
+}
+
+// encodeText appends the ids of text, which contains no added token.
+func (t *gpt2) encodeText(out []int, text string) ([]int, error) {
+	if t.nfc && !norm.NFC.IsNormalString(text) {
+		text = norm.NFC.String(text)
+	}
 	var sc gpt2Scratch
 	// Natural text repeats its words: each distinct word is merged once per call,
 	// its ids copied from the first occurrence (a span of out).
 	seen := make(map[string][2]int32, min(len(text)/32, 1<<14))
+	seg := 0
 	for i := 0; i < len(text); {
-		j := gpt2Next(text, i)
+		j := t.next(text, i, &seg)
 		w := text[i:j]
 		i = j
 		if len(w) == 1 {
-			id := t.byteTok[w[0]]
-			if id < 0 {
-				return nil, fmt.Errorf("tokenizer: gpt2: byte %#02x has no piece and there is no unk id", w[0])
+			if id := t.byteTok[w[0]]; id >= 0 {
+				out = append(out, int(id))
 			}
-			out = append(out, int(id))
 			continue
 		}
 		if span, ok := seen[w]; ok {
@@ -222,9 +311,6 @@ func (t *gpt2) Encode(text string, addBOS, addEOS bool) ([]int, error) {
 			seen[w] = [2]int32{int32(start), int32(len(out))}
 		}
 	}
-	if addEOS {
-		out = append(out, t.eos)
-	}
 	return out, nil
 }
 
@@ -233,18 +319,24 @@ const naiveMax = 48
 
 // encodeWord appends the ids of one pre-token.
 func (t *gpt2) encodeWord(dst []int, w string, sc *gpt2Scratch) ([]int, error) {
+	if t.ignoreMerges {
+		if id, ok := t.stored.get(ByteLevelEncode(w)); ok {
+			return append(dst, int(id)), nil
+		}
+	}
 	syms := sc.syms[:0]
 	if cap(syms) < len(w) {
 		syms = make([]int32, 0, len(w))
 	}
 	for i := 0; i < len(w); i++ {
-		id := t.byteTok[w[i]]
-		if id < 0 {
-			return nil, fmt.Errorf("tokenizer: gpt2: byte %#02x has no piece and there is no unk id", w[i])
+		if id := t.byteTok[w[i]]; id >= 0 {
+			syms = append(syms, id)
 		}
-		syms = append(syms, id)
 	}
 	sc.syms = syms
+	if len(syms) == 0 {
+		return dst, nil
+	}
 	if len(syms) > naiveMax {
 		return t.mergeHeap(dst, sc), nil
 	}

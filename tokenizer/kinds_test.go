@@ -191,7 +191,7 @@ func TestGGUFTranslation(t *testing.T) {
 	gpt2 := sourceMetadata(t, "gguf/ggml-vocab-gpt-2.gguf")
 	for name, edit := range map[string]func(format.Metadata){
 		"model":     func(m format.Metadata) { m["tokenizer.ggml.model"] = "bert" },
-		"pre":       func(m format.Metadata) { m["tokenizer.ggml.pre"] = "llama-bpe" },
+		"pre":       func(m format.Metadata) { m["tokenizer.ggml.pre"] = "deepseek-llm" },
 		"no merges": func(m format.Metadata) { delete(m, "tokenizer.ggml.merges") },
 		"bad merge": func(m format.Metadata) { m["tokenizer.ggml.merges"] = []string{"Ġ zzqqxx"} },
 		"types":     func(m format.Metadata) { m["tokenizer.ggml.token_type"] = []int64{1, 2} },
@@ -401,7 +401,7 @@ func TestNewKindErrors(t *testing.T) {
 		"gpt2 merge 3 parts":  {"gpt2", func(m format.Metadata) { m[KeyMerges] = []string{"a b c"} }},
 		"gpt2 merge unknown":  {"gpt2", func(m format.Metadata) { m[KeyMerges] = []string{"a c"} }},
 		"gpt2 merges type":    {"gpt2", func(m format.Metadata) { m[KeyMerges] = "a b" }},
-		"gpt2 pre":            {"gpt2", func(m format.Metadata) { m[KeyPre] = "qwen2" }},
+		"gpt2 pre":            {"gpt2", func(m format.Metadata) { m[KeyPre] = "deepseek-coder" }},
 		"gpt2 type range":     {"gpt2", func(m format.Metadata) { m[KeyTokenType] = []int64{1, 1, 7} }},
 		"spm no scores":       {"sentencepiece_bpe", func(m format.Metadata) { delete(m, KeyScores) }},
 		"spm short scores":    {"sentencepiece_bpe", func(m format.Metadata) { m[KeyScores] = []float32{0} }},

@@ -117,3 +117,124 @@ func gpt2Next(s string, i int) int {
 	}
 	return last
 }
+
+// Llama 3's pre-tokenizer (`tokenizer.pre` "llama-bpe") is the regular expression
+//
+//	(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+//
+// and Qwen2's ("qwen2") the same with \p{N} for \p{N}{1,3}. llama3Next implements
+// both by hand, with the classes of gpt2Next; maxDigits is 3 or 1. The contractions
+// are case-insensitive for ASCII letters.
+func llama3Next(s string, i, maxDigits int) int {
+	c := s[i]
+	if c == '\'' && i+1 < len(s) {
+		switch s[i+1] | 0x20 {
+		case 's', 't', 'm', 'd':
+			return i + 2
+		case 'r', 'v':
+			if i+2 < len(s) && s[i+2]|0x20 == 'e' {
+				return i + 3
+			}
+		case 'l':
+			if i+2 < len(s) && s[i+2]|0x20 == 'l' {
+				return i + 3
+			}
+		}
+	}
+	cls, n := classAt(s, i)
+	switch cls {
+	case clsLetter: // \p{L}+
+		return runOf(s, i+n, clsLetter)
+	case clsNumber: // \p{N}{1,maxDigits}
+		j := i + n
+		for k := 1; k < maxDigits && j < len(s); k++ {
+			c2, m := classAt(s, j)
+			if c2 != clsNumber {
+				break
+			}
+			j += m
+		}
+		return j
+	}
+	// [^\r\n\p{L}\p{N}]\p{L}+: one other or white-space character (not a line
+	// break) joins the letters that follow it.
+	if c != '\r' && c != '\n' && i+n < len(s) {
+		if c2, m := classAt(s, i+n); c2 == clsLetter {
+			return runOf(s, i+n+m, clsLetter)
+		}
+	}
+	//  ?[^\s\p{L}\p{N}]+[\r\n]*
+	j := i
+	if c == ' ' && i+1 < len(s) {
+		if c2, _ := classAt(s, i+1); c2 == clsOther {
+			j = i + 1
+			cls = clsOther
+		}
+	}
+	if cls == clsOther {
+		j = runOf(s, j, clsOther)
+		for j < len(s) && (s[j] == '\r' || s[j] == '\n') {
+			j++
+		}
+		return j
+	}
+	// A white-space run [i, j). \s*[\r\n]+: up to its last line break, if it has
+	// one; else \s+(?!\S) and \s+ as in gpt2Next.
+	j, last, nl := i+n, i, -1
+	if c == '\r' || c == '\n' {
+		nl = i + 1
+	}
+	for j < len(s) {
+		c2, m := classAt(s, j)
+		if c2 != clsSpace {
+			break
+		}
+		if s[j] == '\r' || s[j] == '\n' {
+			nl = j + 1
+		}
+		last = j
+		j += m
+	}
+	switch {
+	case nl >= 0:
+		return nl
+	case j == len(s) || last == i:
+		return j
+	}
+	return last
+}
+
+// runOf returns the end of the run of class cls characters starting at s[j].
+func runOf(s string, j, cls int) int {
+	for j < len(s) {
+		c, m := classAt(s, j)
+		if c != cls {
+			break
+		}
+		j += m
+	}
+	return j
+}
+
+// smollmNext is SmolLM's pre-tokenizer (`tokenizer.pre` "smollm"): Hugging Face's
+// Digits(individual_digits) isolates every \p{N} character, then GPT-2's regular
+// expression splits the text between them. *segEnd caches the end of the current
+// digit-free segment, so a long segment is scanned once.
+func smollmNext(s string, i int, segEnd *int) int {
+	cls, n := classAt(s, i)
+	if cls == clsNumber {
+		return i + n
+	}
+	if *segEnd <= i {
+		e := i
+		for e < len(s) {
+			c, m := classAt(s, e)
+			if c == clsNumber {
+				break
+			}
+			e += m
+		}
+		*segEnd = e
+	}
+	return gpt2Next(s[:*segEnd], i)
+}

@@ -114,6 +114,10 @@ type sentencePieceBPE struct {
 	spDecoder
 	tokens []string // as stored
 	norm   normalizer
+	// prefixUnlessSpace: the dummy prefix is not added to text that starts with
+	// a space (Hugging Face's Metaspace pre-tokenizer).
+	prefixUnlessSpace bool
+	added             addedTokens
 }
 
 func newSentencePieceBPE(c common, m format.Metadata) (*sentencePieceBPE, error) {
@@ -126,6 +130,17 @@ func newSentencePieceBPE(c common, m format.Metadata) (*sentencePieceBPE, error)
 		return nil, err
 	}
 	n, err := readNormalizer(m, true, false)
+	if err != nil {
+		return nil, err
+	}
+	unlessSpace, err := optBool(m, KeyPrefixUnlessSpace, false)
+	if err != nil {
+		return nil, err
+	}
+	if unlessSpace && !n.identity() {
+		return nil, fmt.Errorf("tokenizer: sentencepiece_bpe: %s needs the identity normalizer", KeyPrefixUnlessSpace)
+	}
+	added, err := newAddedTokens(c.tokens, types, m)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +161,9 @@ func newSentencePieceBPE(c common, m format.Metadata) (*sentencePieceBPE, error)
 		spDecoder: newSPDecoder(c.tokens, types, n.addPrefix || n.removeWS),
 		tokens:    c.tokens,
 		norm:      n,
+
+		prefixUnlessSpace: unlessSpace,
+		added:             added,
 	}, nil
 }
 
@@ -178,16 +196,61 @@ func (t *sentencePieceBPE) Token(id int) (string, error) {
 	return t.tokens[id], nil
 }
 
-// Encode normalizes text and merges it (see the type's notes).
+// Encode normalizes text and merges it (see the type's notes); user-defined
+// pieces in the text are matched whole first.
 func (t *sentencePieceBPE) Encode(text string, addBOS, addEOS bool) ([]int, error) {
+	if t.added.any(false) {
+		return t.encodeAdded(text, addBOS, addEOS, false)
+	}
+	return t.encode(text, t.norm.addPrefix, addBOS, addEOS)
+}
+
+// encodeAdded encodes text with its added tokens matched whole. Each stretch of
+// text between them gets the space prefix as the reference of the file does:
+// Hugging Face's Metaspace (prefixUnlessSpace) only to the start of the text,
+// llama.cpp's SentencePiece tokenizer to every stretch.
+func (t *sentencePieceBPE) encodeAdded(text string, addBOS, addEOS, special bool) ([]int, error) {
+	if err := t.core.checkSpecials(addBOS, addEOS); err != nil {
+		return nil, err
+	}
+	var out []int
+	if addBOS {
+		out = append(out, t.core.bos)
+	}
+	err := t.added.split(text, special, func(seg string, first bool) error {
+		ids, err := t.encode(seg, t.norm.addPrefix && (first || !t.prefixUnlessSpace), false, false)
+		out = append(out, ids...)
+		return err
+	}, func(id int) error {
+		out = append(out, id)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if addEOS {
+		out = append(out, t.core.eos)
+	}
+	return out, nil
+}
+
+// encode normalizes text, with the space prefix if prefix, and merges it.
+func (t *sentencePieceBPE) encode(text string, prefix, addBOS, addEOS bool) ([]int, error) {
+	n := t.norm
+	n.addPrefix = prefix
 	var s string
-	if t.norm.identity() && utf8.ValidString(text) && !strings.Contains(text, spaceSymbol) {
+	if n.identity() && utf8.ValidString(text) && !strings.Contains(text, spaceSymbol) {
 		s = text // the normalizer would only add the prefix
-		if t.norm.addPrefix && s != "" {
+		if n.addPrefix && s != "" {
 			s = " " + s
 		}
 	} else {
-		s = strings.ReplaceAll(t.norm.normalize(text), spaceSymbol, " ")
+		s = strings.ReplaceAll(n.normalize(text), spaceSymbol, " ")
+	}
+	// The identity normalizer maps the text's first space (or "▁") to the space
+	// after the prefix.
+	if t.prefixUnlessSpace && n.addPrefix && strings.HasPrefix(s, "  ") {
+		s = s[1:]
 	}
 	ids, err := t.core.Encode(s, addBOS, addEOS)
 	if err != nil {

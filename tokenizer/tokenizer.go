@@ -14,7 +14,9 @@ type Tokenizer interface {
 	// It is an error to ask for BOS or EOS when the tokenizer has none. Any byte
 	// string is accepted; invalid UTF-8 is handled as the kind's reference does
 	// (byte-encoded, byte fallback, or U+FFFD then unk). Special tokens written in
-	// the text ("<|endoftext|>", "<s>") are ordinary text, never their ids.
+	// the text ("<|endoftext|>", "<s>") are ordinary text, never their ids
+	// ([EncodeSpecial] parses them); user-defined entries (Hugging Face's
+	// non-special added tokens) are matched whole, as their references do.
 	Encode(text string, addBOS, addEOS bool) ([]int, error)
 	// Decode converts ids to text. BOS and EOS contribute nothing. It is an error
 	// for an id to be out of range. Byte pieces give raw bytes, so the result may
@@ -78,6 +80,16 @@ const (
 	KeyMerges = "tokenizer.merges"
 	// KeyPre is the metadata key naming a gpt2 tokenizer's pre-tokenizer.
 	KeyPre = "tokenizer.pre"
+	// KeyIgnoreMerges is the metadata key saying whether a gpt2 pre-token that is
+	// itself a piece becomes that piece without merging (Hugging Face's BPE
+	// ignore_merges); absent, it is true for the "llama-bpe" pre-tokenizer only.
+	KeyIgnoreMerges = "tokenizer.ignore_merges"
+	// KeyLStrip is the metadata key listing the ids of added tokens that take the
+	// white space before them when matched in the text (Hugging Face's lstrip).
+	KeyLStrip = "tokenizer.lstrip_ids"
+	// KeyRStrip is the metadata key listing the ids of added tokens that take the
+	// white space after them (Hugging Face's rstrip).
+	KeyRStrip = "tokenizer.rstrip_ids"
 	// KeyBOS is the metadata key of the BOS id (-1 when absent).
 	KeyBOS = "tokenizer.bos_id"
 	// KeyEOS is the metadata key of the EOS id (-1 when absent).
@@ -97,6 +109,11 @@ const (
 	KeyCharsmap = "tokenizer.precompiled_charsmap"
 	// KeyAddSpacePrefix is the metadata key of SentencePiece's add_dummy_prefix.
 	KeyAddSpacePrefix = "tokenizer.add_space_prefix"
+	// KeyPrefixUnlessSpace is the metadata key saying that a sentencepiece_bpe
+	// tokenizer adds the space prefix only to text that does not start with a
+	// space, as Hugging Face's Metaspace pre-tokenizer does (SentencePiece adds it
+	// to every text). It needs the identity normalizer.
+	KeyPrefixUnlessSpace = "tokenizer.prefix_unless_space"
 	// KeyRemoveExtraWhitespaces is the metadata key of SentencePiece's
 	// remove_extra_whitespaces.
 	KeyRemoveExtraWhitespaces = "tokenizer.remove_extra_whitespaces"

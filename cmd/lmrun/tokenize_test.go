@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"math"
 	"os"
@@ -151,5 +153,47 @@ func TestPPLOptions(t *testing.T) {
 	out, _, _ := lmrun(t, "ppl", "--help")
 	if help := out + stderr; !strings.Contains(help, "every token after the") || !strings.Contains(help, "k·S") {
 		t.Errorf("ppl --help does not say which tokens are scored:\n%s", help)
+	}
+}
+
+// TestTokenizeWithoutModel tokenizes with a tokenizer file alone: tokenizer.json
+// (plain and gzipped), a vocabulary-only GGUF, a llama2.c tokenizer.bin, with and
+// without --special.
+func TestTokenizeWithoutModel(t *testing.T) {
+	llama3 := fixtures.Path(t, "tokenizers", "llama3", "tokenizer.json")
+	gz := filepath.Join(t.TempDir(), "tokenizer.json.gz")
+	raw, err := os.ReadFile(llama3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(raw)
+	zw.Close()
+	if err := os.WriteFile(gz, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tokenizer", llama3, "Hello world"}, "9906 1917\n"},
+		{[]string{"--tokenizer", gz, "Hello world"}, "9906 1917\n"},
+		{[]string{"--tokenizer", llama3, "--special", "<|begin_of_text|>Hello world"}, "128000 9906 1917\n"},
+		{[]string{"--tokenizer", fixtures.Path(t, "tokenizers", "phi3", "ggml-vocab-phi-3.gguf"), "--bos=false", "--special", "<|user|>Hi"}, "32010 6324\n"},
+		{[]string{"--tokenizer", fixtures.Path(t, "llama2c", "tok512.bin"), "--bos=false", "Once upon a time"}, "403 407 261 378\n"},
+	} {
+		if got := mustRun(t, append([]string{"tokenize"}, c.args...)...); got != c.want {
+			t.Errorf("tokenize %v = %q, want %q", c.args, got, c.want)
+		}
+	}
+	if got := mustRun(t, "tokenize", "--tokenizer", llama3, "<|begin_of_text|>"); strings.HasPrefix(got, "128000") {
+		t.Errorf("tokenize without --special parsed the special token: %q", got)
+	}
+	if got := mustRun(t, "detokenize", "--tokenizer", llama3, "9906", "1917"); got != "Hello world\n" {
+		t.Errorf("detokenize = %q", got)
+	}
+	if _, _, err := lmrun(t, "tokenize", "Hello"); err == nil {
+		t.Error("tokenize without model or tokenizer: no error")
 	}
 }

@@ -257,6 +257,8 @@ type hfTokenizer struct {
 		ID      int64  `json:"id"`
 		Content string `json:"content"`
 		Special bool   `json:"special"`
+		LStrip  bool   `json:"lstrip"`
+		RStrip  bool   `json:"rstrip"`
 	} `json:"added_tokens"`
 	Normalizer    *hfComponent `json:"normalizer"`
 	PreTokenizer  *hfComponent `json:"pre_tokenizer"`
@@ -270,6 +272,7 @@ type hfTokenizer struct {
 		ByteFallback bool            `json:"byte_fallback"`
 		Prefix       string          `json:"continuing_subword_prefix"`
 		Suffix       string          `json:"end_of_word_suffix"`
+		IgnoreMerges bool            `json:"ignore_merges"`
 	} `json:"model"`
 }
 
@@ -283,6 +286,11 @@ type hfComponent struct {
 	Charsmap        string          `json:"precompiled_charsmap"`
 	Pattern         json.RawMessage `json:"pattern"`
 	Content         string          `json:"content"`
+	Prepend         string          `json:"prepend"`
+	Split           *bool           `json:"split"`
+	Behavior        string          `json:"behavior"`
+	Invert          bool            `json:"invert"`
+	Individual      bool            `json:"individual_digits"`
 	Normalizers     []hfComponent   `json:"normalizers"`
 	PreTokenizers   []hfComponent   `json:"pretokenizers"`
 	Processors      []hfComponent   `json:"processors"`
@@ -433,19 +441,104 @@ func ParseHFTokenizer(b []byte, cfg *HFConfig) (format.Metadata, error) {
 	if cfg.ChatTemplate != "" {
 		md["tokenizer.chat_template"] = cfg.ChatTemplate
 	}
+	// Added tokens that take the white space around them when matched.
+	var lstrip, rstrip []int64
+	for _, a := range t.AddedTokens {
+		if a.LStrip {
+			lstrip = append(lstrip, a.ID)
+		}
+		if a.RStrip {
+			rstrip = append(rstrip, a.ID)
+		}
+	}
+	if lstrip != nil {
+		md["tokenizer.lstrip_ids"] = lstrip
+	}
+	if rstrip != nil {
+		md["tokenizer.rstrip_ids"] = rstrip
+	}
 	return md, nil
 }
 
+// The Split patterns of the byte-level pre-tokenizers lmrun implements, by the
+// `tokenizer.pre` name it gives them (llama.cpp's names).
+const (
+	llama3Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	qwen2Pattern  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+)
+
+// byteLevelPre names the pre-tokenizer of a byte-level BPE tokenizer.json, which
+// must be one lmrun implements exactly: ByteLevel alone (GPT-2's regular
+// expression), a Split by Llama 3's or Qwen2's regular expression (Isolated, not
+// inverted) followed by ByteLevel without its regex, or Digits(individual_digits)
+// followed by ByteLevel with it (SmolLM). Anything else, a different regular
+// expression above all, is an error: splitting differently would give other ids.
+func byteLevelPre(c *hfComponent) (string, error) {
+	pre := c.flatten()
+	byteLevel := func(p hfComponent, regex bool) error {
+		if p.Type != "ByteLevel" {
+			return fmt.Errorf("pre-tokenizer %s where ByteLevel is expected", p.Type)
+		}
+		if p.AddPrefixSpace != nil && *p.AddPrefixSpace {
+			return errors.New("ByteLevel with add_prefix_space is not supported")
+		}
+		if useRegex := p.UseRegex == nil || *p.UseRegex; useRegex != regex {
+			return fmt.Errorf("ByteLevel with use_regex %v after %d other pre-tokenizers is not supported", useRegex, len(pre)-1)
+		}
+		return nil
+	}
+	switch {
+	case len(pre) == 1:
+		return "gpt-2", byteLevel(pre[0], true)
+	case len(pre) == 2 && pre[0].Type == "Digits":
+		if !pre[0].Individual {
+			return "", errors.New("Digits without individual_digits is not supported")
+		}
+		return "smollm", byteLevel(pre[1], true)
+	case len(pre) == 2 && pre[0].Type == "Split":
+		var pat struct {
+			Regex  *string `json:"Regex"`
+			String *string `json:"String"`
+		}
+		if err := json.Unmarshal(pre[0].Pattern, &pat); err != nil || pat.Regex == nil {
+			return "", errors.New("Split without a regular expression is not supported")
+		}
+		if pre[0].Behavior != "Isolated" || pre[0].Invert {
+			return "", fmt.Errorf("Split with behavior %s, invert %v is not supported (Isolated, not inverted is)", pre[0].Behavior, pre[0].Invert)
+		}
+		var name string
+		switch *pat.Regex {
+		case llama3Pattern:
+			name = "llama-bpe"
+		case qwen2Pattern:
+			name = "qwen2"
+		default:
+			return "", fmt.Errorf("Split regular expression %q is not implemented (Llama 3's and Qwen2's are)", *pat.Regex)
+		}
+		return name, byteLevel(pre[1], false)
+	}
+	types := make([]string, len(pre))
+	for i, p := range pre {
+		types[i] = p.Type
+	}
+	return "", fmt.Errorf("byte-level BPE with the pre-tokenizers %v is not supported", types)
+}
+
 func hfBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
-	if t.Normalizer != nil && len(t.Normalizer.flatten()) > 0 {
-		return nil, fmt.Errorf("BPE with a %s normalizer is not supported (byte-level BPE without a normalizer is)", t.Normalizer.Type)
+	if t.Model.ByteFallback {
+		return hfSentencePieceBPE(t, added)
 	}
-	pre := t.PreTokenizer.flatten()
-	if len(pre) != 1 || pre[0].Type != "ByteLevel" {
-		return nil, errors.New("BPE is supported with the ByteLevel pre-tokenizer only")
+	normName := "identity"
+	switch ns := t.Normalizer.flatten(); {
+	case len(ns) == 0:
+	case len(ns) == 1 && ns[0].Type == "NFC":
+		normName = "nfc"
+	default:
+		return nil, fmt.Errorf("BPE with a %s normalizer is not supported (byte-level BPE without a normalizer or with NFC is)", t.Normalizer.Type)
 	}
-	if p := pre[0]; (p.AddPrefixSpace != nil && *p.AddPrefixSpace) || (p.UseRegex != nil && !*p.UseRegex) {
-		return nil, errors.New("ByteLevel with add_prefix_space or without use_regex is not supported")
+	preName, err := byteLevelPre(t.PreTokenizer)
+	if err != nil {
+		return nil, err
 	}
 	if t.Model.Prefix != "" || t.Model.Suffix != "" {
 		return nil, errors.New("BPE with a continuing-subword prefix or end-of-word suffix is not supported")
@@ -458,11 +551,30 @@ func hfBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
 	if err != nil {
 		return nil, fmt.Errorf("BPE vocab: %w", err)
 	}
-	// Merges are "a b" strings, or [a, b] pairs (tokenizers ≥ 0.20).
+	merges, err := hfMerges(t.Model.Merges)
+	if err != nil {
+		return nil, err
+	}
+	md := gpt2Metadata(tokens, merges)
+	md["tokenizer.pre"] = preName
+	md["tokenizer.ignore_merges"] = t.Model.IgnoreMerges
+	if normName != "identity" {
+		md["tokenizer.normalizer"] = normName
+	}
+	if t.Model.UnkToken != nil {
+		if id, ok := vocab[*t.Model.UnkToken]; ok {
+			md["tokenizer.unk_id"] = id
+		}
+	}
+	return md, nil
+}
+
+// hfMerges reads BPE merges: "a b" strings, or [a, b] pairs (tokenizers ≥ 0.20).
+func hfMerges(raw json.RawMessage) ([]string, error) {
 	var merges []string
-	if err := json.Unmarshal(t.Model.Merges, &merges); err != nil {
+	if err := json.Unmarshal(raw, &merges); err != nil {
 		var pairs [][2]string
-		if err2 := json.Unmarshal(t.Model.Merges, &pairs); err2 != nil {
+		if err2 := json.Unmarshal(raw, &pairs); err2 != nil {
 			return nil, fmt.Errorf("BPE merges: %w", err)
 		}
 		merges = make([]string, len(pairs))
@@ -473,13 +585,107 @@ func hfBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
 			merges[i] = p[0] + " " + p[1]
 		}
 	}
-	md := gpt2Metadata(tokens, merges)
+	return merges, nil
+}
+
+// hfSentencePieceBPE converts a BPE model with byte fallback over "▁"-marked
+// pieces (SentencePiece BPE exported by Hugging Face: Mistral, Llama 2) to
+// "sentencepiece_bpe" metadata. SentencePiece merges the pair making the
+// highest-scoring piece; the score of a piece is minus the rank of the first merge
+// that makes it, so merges apply in their order, and a piece no merge makes
+// (characters, bytes, added tokens) scores below the merge threshold. The space
+// handling must be one of the two exports: the Metaspace pre-tokenizer ("▁" for
+// spaces, prefixed unless the text starts with a space: tokenizer.prefix_unless_space)
+// with no normalizer, or the normalizers Prepend("▁") and Replace(" ", "▁") with no
+// pre-tokenizer (SentencePiece's own rule).
+func hfSentencePieceBPE(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {
+	const meta = "\u2581"
+	prefix, unlessSpace := false, false
+	ns, pre := t.Normalizer.flatten(), t.PreTokenizer.flatten()
+	switch {
+	case len(ns) == 0 && len(pre) == 1 && pre[0].Type == "Metaspace":
+		p := pre[0]
+		if p.Replacement != meta || (p.Split != nil && *p.Split) {
+			return nil, errors.New("Metaspace with another replacement than \"▁\" or with split is not supported")
+		}
+		switch p.PrependScheme {
+		case "first", "always":
+			prefix = true
+		case "never":
+		case "":
+			prefix = p.AddPrefixSpace == nil || *p.AddPrefixSpace
+		default:
+			return nil, fmt.Errorf("Metaspace prepend_scheme %q is not supported", p.PrependScheme)
+		}
+		unlessSpace = prefix
+	case len(pre) == 0 && len(ns) == 2 && ns[0].Type == "Prepend" && ns[0].Prepend == meta && spaceToMeta(ns[1]):
+		prefix = true
+	case len(pre) == 0 && len(ns) == 1 && spaceToMeta(ns[0]):
+	default:
+		return nil, errors.New("BPE with byte fallback is supported with the Metaspace pre-tokenizer or the Prepend and Replace normalizers only")
+	}
+	if t.Model.Prefix != "" || t.Model.Suffix != "" {
+		return nil, errors.New("BPE with a continuing-subword prefix or end-of-word suffix is not supported")
+	}
+	var vocab map[string]int64
+	if err := json.Unmarshal(t.Model.Vocab, &vocab); err != nil {
+		return nil, fmt.Errorf("BPE vocab: %w", err)
+	}
+	tokens, err := denseTokens(vocab, added)
+	if err != nil {
+		return nil, fmt.Errorf("BPE vocab: %w", err)
+	}
+	merges, err := hfMerges(t.Model.Merges)
+	if err != nil {
+		return nil, err
+	}
+	const never = -1e11 // below the merge threshold
+	scores := make([]float32, len(tokens))
+	types := make([]int64, len(tokens))
+	for i, p := range tokens {
+		scores[i], types[i] = never, 1
+		if isBytePiece(p) {
+			types[i] = 6
+		}
+	}
+	for rank, mg := range merges {
+		l, r, _ := strings.Cut(mg, " ")
+		id, ok := vocab[l+r]
+		if !ok {
+			return nil, fmt.Errorf("BPE merge %d %q: %q is not in the vocabulary", rank, mg, l+r)
+		}
+		if scores[id] == never {
+			scores[id] = -float32(rank)
+		}
+	}
+	md := format.Metadata{
+		"tokenizer.model":                    "sentencepiece_bpe",
+		"tokenizer.tokens":                   tokens,
+		"tokenizer.scores":                   scores,
+		"tokenizer.token_type":               types,
+		"tokenizer.normalizer":               "identity",
+		"tokenizer.add_space_prefix":         prefix,
+		"tokenizer.remove_extra_whitespaces": false,
+		"tokenizer.byte_fallback":            true,
+	}
+	if unlessSpace {
+		md["tokenizer.prefix_unless_space"] = true
+	}
 	if t.Model.UnkToken != nil {
 		if id, ok := vocab[*t.Model.UnkToken]; ok {
 			md["tokenizer.unk_id"] = id
+			types[id] = 2
 		}
 	}
 	return md, nil
+}
+
+// spaceToMeta reports whether c is the normalizer Replace(" ", "▁").
+func spaceToMeta(c hfComponent) bool {
+	var pat struct {
+		String *string `json:"String"`
+	}
+	return c.Type == "Replace" && c.Content == "\u2581" && json.Unmarshal(c.Pattern, &pat) == nil && pat.String != nil && *pat.String == " "
 }
 
 func hfUnigram(t *hfTokenizer, added map[int64]string) (format.Metadata, error) {

@@ -2,7 +2,9 @@ package tokfile
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,4 +224,90 @@ func FuzzDetectAndParse(f *testing.F) {
 			ParseGPT2([]byte(`{"a": 0, "b": 1, "ab": 2}`), b)
 		}
 	})
+}
+
+// TestHFBytePreTokenizers checks that the byte-level pre-tokenizers lmrun implements
+// are named, and that any other regular expression or sequence is refused at load
+// rather than split differently.
+func TestHFBytePreTokenizers(t *testing.T) {
+	const body = `{"added_tokens": [], "normalizer": %s, "pre_tokenizer": %s,
+		"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"], "ignore_merges": %v}}`
+	split := func(re string) string {
+		b, _ := json.Marshal(re)
+		return `{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": ` + string(b) +
+			`}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}`
+	}
+	for _, c := range []struct {
+		norm, pre string
+		ignore    bool
+		want      string // tokenizer.pre, or "" for an error
+	}{
+		{"null", `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`, false, "gpt-2"},
+		{"null", split(llama3Pattern), true, "llama-bpe"},
+		{`{"type": "NFC"}`, split(qwen2Pattern), false, "qwen2"},
+		{"null", `{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}]}`, false, "smollm"},
+		{"null", split(`\p{N}{1,2}|\s+(?!\S)|\s+`), false, ""},
+		{"null", split(strings.Replace(llama3Pattern, "{1,3}", "{1,4}", 1)), false, ""},
+		{"null", `{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": false}, {"type": "ByteLevel", "use_regex": true}]}`, false, ""},
+		{"null", `{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "x"}, "behavior": "Removed"}, {"type": "ByteLevel", "use_regex": false}]}`, false, ""},
+		{"null", split(llama3Pattern)[:len(split(llama3Pattern))-len(`"use_regex": false}]}`)] + `"use_regex": true}]}`, false, ""},
+		{`{"type": "NFKC"}`, split(qwen2Pattern), false, ""},
+	} {
+		md, err := ParseHFTokenizer([]byte(fmt.Sprintf(body, c.norm, c.pre, c.ignore)), nil)
+		if c.want == "" {
+			if err == nil {
+				t.Errorf("%s %s: no error", c.norm, c.pre)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %s: %v", c.norm, c.pre, err)
+			continue
+		}
+		if md["tokenizer.pre"] != c.want || md["tokenizer.ignore_merges"] != c.ignore {
+			t.Errorf("%s: pre %v ignore_merges %v", c.want, md["tokenizer.pre"], md["tokenizer.ignore_merges"])
+		}
+		if _, nfc := md["tokenizer.normalizer"]; nfc != (c.norm != "null") {
+			t.Errorf("%s: normalizer %v", c.want, md["tokenizer.normalizer"])
+		}
+	}
+}
+
+// TestHFSentencePieceBPE checks how BPE with byte fallback is read: Metaspace means
+// Hugging Face's prefix rule, Prepend and Replace normalizers SentencePiece's, and
+// anything else is refused.
+func TestHFSentencePieceBPE(t *testing.T) {
+	const body = `{"added_tokens": [{"id": 0, "content": "<unk>", "special": true}], "normalizer": %s, "pre_tokenizer": %s,
+		"model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>", "vocab": {"<unk>": 0, "▁": 1, "a": 2, "▁a": 3, "<0x41>": 4}, "merges": ["▁ a"]}}`
+	for _, c := range []struct {
+		norm, pre   string
+		unlessSpace bool
+		ok          bool
+	}{
+		{"null", `{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}`, true, true},
+		{`{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}`, "null", false, true},
+		{"null", `{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": true}`, false, false},
+		{"null", `{"type": "Metaspace", "replacement": "_", "prepend_scheme": "first"}`, false, false},
+		{"null", `{"type": "ByteLevel"}`, false, false},
+		{`{"type": "NFKC"}`, "null", false, false},
+	} {
+		md, err := ParseHFTokenizer([]byte(fmt.Sprintf(body, c.norm, c.pre)), nil)
+		if !c.ok {
+			if err == nil {
+				t.Errorf("%s %s: no error", c.norm, c.pre)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %s: %v", c.norm, c.pre, err)
+			continue
+		}
+		_, unless := md["tokenizer.prefix_unless_space"]
+		scores := md["tokenizer.scores"].([]float32)
+		types := md["tokenizer.token_type"].([]int64)
+		if md["tokenizer.model"] != "sentencepiece_bpe" || unless != c.unlessSpace || scores[3] != 0 || scores[2] > -1e10 ||
+			types[0] != 2 || types[4] != 6 || md["tokenizer.unk_id"] != int64(0) {
+			t.Errorf("%s %s: %v", c.norm, c.pre, md)
+		}
+	}
 }
