@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ardanlabs/jinja"
+	"github.com/lmrun/lmrun/internal/jinja"
 )
 
 // Template is a parsed chat template. It is safe for concurrent use.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/ardanlabs/jinja"
+	"github.com/lmrun/lmrun/internal/jinja"
 )
 
 // Conversation is a list of messages and, optionally, the tools the model may call,

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ardanlabs/jinja"
+	"github.com/lmrun/lmrun/internal/jinja"
 )
 
 // strftimeNow is the template's strftime_now(format) at the time now.
