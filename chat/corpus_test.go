@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +33,7 @@ func TestCorpus(t *testing.T) {
 		EOS string `json:"eos_token"`
 	}
 	readJSON(t, filepath.Join(dir, "special_tokens.json"), &special)
-	identical, failed, lenient, gaps := 0, 0, 0, 0
+	identical, failed, gaps := 0, 0, 0
 	for _, c := range cases {
 		src, err := os.ReadFile(filepath.Join(dir, "templates", c.Template))
 		if err != nil {
@@ -64,10 +63,7 @@ func TestCorpus(t *testing.T) {
 		case c.Error != nil && err != nil:
 			failed++
 		case c.Error != nil:
-			// The Jinja library is more lenient than Python (str + list, a
-			// missing key in +, iterating None render instead of raising).
-			lenient++
-			t.Logf("known gap: %s: rendered, Python raised %s", name, *c.Error)
+			t.Errorf("%s: rendered, Python raised %s", name, *c.Error)
 		case err != nil:
 			t.Errorf("%s: %v", name, err)
 		case got != *c.Output && knownGap(c) != "":
@@ -79,21 +75,15 @@ func TestCorpus(t *testing.T) {
 			identical++
 		}
 	}
-	t.Logf("%d cases: %d renders identical, %d errors where Python raises; known gaps: %d renders where Python raises, %d renders that differ (knownGap)",
-		len(cases), identical, failed, lenient, gaps)
+	t.Logf("%d cases: %d renders identical, %d errors where Python raises; known gaps: %d renders that differ (knownGap)",
+		len(cases), identical, failed, gaps)
 }
 
-// knownGap says why the library cannot render a case as Python does, or "". Llama
-// 3.x templates print tools with tojson(indent=4), and the library's indented tojson
-// sorts object keys and escapes HTML characters; Functionary v3.1 adds strings to
-// values marked |safe, which Python's Markup escapes and the library does not. The
-// library's filters cannot be replaced.
+// knownGap says why the Jinja engine cannot render a case as Python does, or "".
+// Functionary v3.1 adds strings to values marked |safe, which Python's Markup
+// escapes and the engine does not.
 func knownGap(c corpusCase) string {
-	tools := c.Conversation == "e_tool_call.json" || c.Conversation == "f_tools_args_string.json"
-	switch {
-	case tools && strings.Contains(c.Template, "meta-llama-Llama-3."):
-		return "tojson(indent=...) sorts keys"
-	case c.Conversation == "f_tools_args_string.json" && c.Template == "meetkai-functionary-medium-v3.1.jinja":
+	if c.Conversation == "f_tools_args_string.json" && c.Template == "meetkai-functionary-medium-v3.1.jinja" {
 		return "str + (x|safe) is not escaped"
 	}
 	return ""

@@ -258,6 +258,9 @@ func registerFilters(s *scope) {
 		"batch":      filterBatch,
 	}
 
+	for _, name := range []string{"map", "select", "reject", "selectattr", "rejectattr"} {
+		filters[name] = asGenerator(filters[name])
+	}
 	for name, fn := range filters {
 		s.set("__filter_"+name, NewCallable(name, fn))
 	}
@@ -503,7 +506,15 @@ func encodeValueJSON(sb *strings.Builder, v Value, itemSeparator, keySeparator s
 		}
 	}
 	switch v.kind {
-	case KindUndefined, KindNone, KindCallable:
+	case KindUndefined:
+		return &TypeError{Msg: "Object of type Undefined is not JSON serializable"}
+	case KindList:
+		if v.AsList().generator {
+			return &TypeError{Msg: "Object of type generator is not JSON serializable"}
+		}
+	}
+	switch v.kind {
+	case KindNone, KindCallable:
 		sb.WriteString("null")
 		return nil
 

@@ -149,8 +149,10 @@ func (e *evaluator) execForItems(n *forNode, iterVal Value, depth int64) error {
 		for _, r := range iterVal.AsString() {
 			items = append(items, NewString(string(r)))
 		}
+	case iterVal.IsUndefined():
+		// Empty iteration, as jinja2's Undefined iterates.
 	default:
-		// Empty iteration.
+		return &TypeError{Msg: fmt.Sprintf("'%s' object is not iterable", pyTypeName(iterVal))}
 	}
 
 	// Apply filter if present.
@@ -498,7 +500,10 @@ func (e *evaluator) evalExpr(ex expr) (Value, error) {
 		return n.val, nil
 
 	case *nameExpr:
-		v, _ := e.scope.get(n.name)
+		v, ok := e.scope.get(n.name)
+		if !ok {
+			return undefinedWith("'%s' is undefined", n.name), nil
+		}
 		return v, nil
 
 	case *attrExpr:
@@ -585,6 +590,9 @@ func (e *evaluator) evalAttr(n *attrExpr) (Value, error) {
 	if err != nil {
 		return Undefined(), err
 	}
+	if obj.IsUndefined() {
+		return Undefined(), undefinedError(obj)
+	}
 
 	// Dict attribute access.
 	if obj.IsDict() {
@@ -598,7 +606,7 @@ func (e *evaluator) evalAttr(n *attrExpr) (Value, error) {
 		if v, ok := d.Get(n.attr); ok {
 			return v, nil
 		}
-		return Undefined(), nil
+		return undefinedWith("'%s' has no attribute '%s'", pyObjectName(obj), n.attr), nil
 	}
 
 	// String methods.
@@ -614,7 +622,7 @@ func (e *evaluator) evalAttr(n *attrExpr) (Value, error) {
 		return e.listMethod(obj, n.attr)
 	}
 
-	return Undefined(), nil
+	return undefinedWith("'%s' has no attribute '%s'", pyObjectName(obj), n.attr), nil
 }
 
 func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
@@ -626,6 +634,9 @@ func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
 	key, err := e.evalExpr(n.key)
 	if err != nil {
 		return Undefined(), err
+	}
+	if obj.IsUndefined() {
+		return Undefined(), undefinedError(obj)
 	}
 
 	if obj.IsList() {
@@ -648,7 +659,7 @@ func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
 		if v, ok := obj.AsDict().Get(k); ok {
 			return v, nil
 		}
-		return Undefined(), nil
+		return undefinedWith("'%s' has no attribute '%s'", pyObjectName(obj), k), nil
 	}
 
 	if obj.IsString() {
@@ -901,6 +912,9 @@ func (e *evaluator) evalUnary(n *unaryExpr) (Value, error) {
 	case "not":
 		return NewBool(!operand.IsTruthy()), nil
 	case "-":
+		if operand.IsUndefined() {
+			return Undefined(), undefinedError(operand)
+		}
 		if operand.IsBool() {
 			return NewInt(-toInt64(operand)), nil
 		}
@@ -956,6 +970,24 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 	}
 
 	switch n.op {
+	case "+", "-", "*", "/", "//", "%", "**":
+		if err := checkArith(n.op, left, right); err != nil {
+			return Undefined(), err
+		}
+	case "<", ">", "<=", ">=":
+		if left.IsUndefined() {
+			return Undefined(), undefinedError(left)
+		}
+		if right.IsUndefined() {
+			return Undefined(), undefinedError(right)
+		}
+	case "in", "not in":
+		if !right.IsUndefined() && !right.IsString() && !right.IsList() && !right.IsDict() {
+			return Undefined(), &TypeError{Msg: fmt.Sprintf("argument of type '%s' is not iterable", pyTypeName(right))}
+		}
+	}
+
+	switch n.op {
 	case "+":
 		return addValues(left, right), nil
 	case "-":
@@ -971,10 +1003,10 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 			var args []any
 			if right.IsList() && right.AsList().tuple {
 				for _, item := range right.AsList().Items {
-					args = append(args, item.v)
+					args = append(args, formatArg(item))
 				}
 			} else {
-				args = []any{right.v}
+				args = []any{formatArg(right)}
 			}
 			// Python's decimal integer conversion truncates float arguments. Walk
 			// conversions so mixed integer/float formats and escaped %% retain

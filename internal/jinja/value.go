@@ -373,6 +373,9 @@ func (v Value) Equals(other Value) bool {
 type List struct {
 	Items []Value
 	tuple bool
+	// generator marks the result of map, select, reject, selectattr and
+	// rejectattr, which Python's jinja2 returns as generators.
+	generator bool
 }
 
 // Len returns the number of items in the list.

@@ -1,0 +1,114 @@
+package jinja
+
+import "fmt"
+
+// This file holds what the fork adds to make templates fail where Python's jinja2
+// (default Undefined, as transformers' apply_chat_template runs it) raises.
+
+// UndefinedError is the error jinja2 raises when a template uses an undefined value
+// for anything but printing, iteration, truthiness, tests and equality.
+type UndefinedError struct{ Hint string }
+
+func (e *UndefinedError) Error() string { return "UndefinedError: " + e.Hint }
+
+// TypeError is the error Python raises for an operation on values of the wrong types.
+type TypeError struct{ Msg string }
+
+func (e *TypeError) Error() string { return "TypeError: " + e.Msg }
+
+// undefinedWith returns an undefined value that remembers why it is undefined.
+func undefinedWith(format string, args ...any) Value {
+	return Value{kind: KindUndefined, v: fmt.Sprintf(format, args...)}
+}
+
+// undefinedError is the error raised for using the undefined value v.
+func undefinedError(v Value) error {
+	if hint, ok := v.v.(string); ok && hint != "" {
+		return &UndefinedError{Hint: hint}
+	}
+	return &UndefinedError{Hint: "value is undefined"}
+}
+
+// pyTypeName is Python's name for v's type, as its error messages print it.
+func pyTypeName(v Value) string {
+	switch v.kind {
+	case KindUndefined:
+		return "Undefined"
+	case KindNone:
+		return "NoneType"
+	case KindBool:
+		return "bool"
+	case KindInt:
+		return "int"
+	case KindFloat:
+		return "float"
+	case KindString:
+		return "str"
+	case KindList:
+		if v.AsList().generator {
+			return "generator"
+		}
+		if v.AsList().tuple {
+			return "tuple"
+		}
+		return "list"
+	case KindDict:
+		return "dict"
+	}
+	return "function"
+}
+
+// pyObjectName is how jinja2 names a value's type in an undefined hint ("'dict object'").
+func pyObjectName(v Value) string {
+	return pyTypeName(v) + " object"
+}
+
+// checkArith returns the error Python raises for the arithmetic operator op on a and
+// b, or nil: any operand undefined, and + on anything but two numbers, two strings,
+// two lists or two tuples.
+func checkArith(op string, a, b Value) error {
+	if a.IsUndefined() {
+		return undefinedError(a)
+	}
+	if b.IsUndefined() && !(op == "%" && a.IsString()) {
+		return undefinedError(b)
+	}
+	if op != "+" {
+		return nil
+	}
+	num := func(v Value) bool { return v.IsNumber() || v.IsBool() }
+	switch {
+	case num(a) && num(b), a.IsString() && b.IsString():
+		return nil
+	case a.IsList() && b.IsList() && !a.AsList().generator && !b.AsList().generator && a.AsList().tuple == b.AsList().tuple:
+		return nil
+	case a.IsString():
+		return &TypeError{Msg: fmt.Sprintf("can only concatenate str (not %q) to str", pyTypeName(b))}
+	case a.IsList() && !a.AsList().generator:
+		return &TypeError{Msg: fmt.Sprintf("can only concatenate %s (not %q) to %s", pyTypeName(a), pyTypeName(b), pyTypeName(a))}
+	}
+	return &TypeError{Msg: fmt.Sprintf("unsupported operand type(s) for +: '%s' and '%s'", pyTypeName(a), pyTypeName(b))}
+}
+
+// asGenerator marks the lists fn returns as generators.
+func asGenerator(fn func([]Value, map[string]Value) (Value, error)) func([]Value, map[string]Value) (Value, error) {
+	return func(args []Value, kwargs map[string]Value) (Value, error) {
+		v, err := fn(args, kwargs)
+		if err == nil && v.IsList() {
+			v.AsList().generator = true
+		}
+		return v, err
+	}
+}
+
+// formatArg is the argument str % v passes to fmt: the undefined value formats as
+// "" and None as "None", as Python's %s prints them.
+func formatArg(v Value) any {
+	switch v.kind {
+	case KindUndefined:
+		return ""
+	case KindNone:
+		return "None"
+	}
+	return v.v
+}

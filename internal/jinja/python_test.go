@@ -1,0 +1,72 @@
+package jinja_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lmrun/lmrun/internal/jinja"
+)
+
+// TestPythonErrors checks the templates Python's jinja2 (default Undefined) raises on.
+func TestPythonErrors(t *testing.T) {
+	data := map[string]any{
+		"none": nil, "d": map[string]any{"a": 1}, "l": []any{1, 2}, "s": "x", "n": 3,
+		"tools": []any{map[string]any{"function": map[string]any{"name": "f"}}},
+	}
+	for src, want := range map[string]string{
+		`{% for x in none %}{% endfor %}`: "'NoneType' object is not iterable",
+		`{% for x in n %}{% endfor %}`:    "'int' object is not iterable",
+		`{{ s + l }}`:                     `can only concatenate str (not "list") to str`,
+		`{{ s + d }}`:                     `can only concatenate str (not "dict") to str`,
+		`{{ l + s }}`:                     `can only concatenate list (not "str") to list`,
+		`{{ s + n }}`:                     `can only concatenate str (not "int") to str`,
+		`{{ n + none }}`:                  "unsupported operand type(s) for +",
+		`{{ missing + 1 }}`:               "'missing' is undefined",
+		`{{ "a" + d.b }}`:                 "'dict object' has no attribute 'b'",
+		`{{ "a" + d["b"] }}`:              "'dict object' has no attribute 'b'",
+		`{{ -missing }}`:                  "'missing' is undefined",
+		`{{ missing < 1 }}`:               "'missing' is undefined",
+		`{{ missing.x }}`:                 "'missing' is undefined",
+		`{{ missing[0] }}`:                "'missing' is undefined",
+		`{{ none.strip() }}`:              "not callable",
+		`{{ 1 in none }}`:                 "argument of type 'NoneType' is not iterable",
+		`{{ missing|tojson }}`:            "Undefined is not JSON serializable",
+		`{{ tools|map(attribute="function")|tojson }}`:        "generator is not JSON serializable",
+		`{{ tools|selectattr("function")|tojson(indent=2) }}`: "generator is not JSON serializable",
+	} {
+		tmpl, err := jinja.Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		got, err := tmpl.Render(data)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %q, %v; want an error with %q", src, got, err, want)
+		}
+	}
+}
+
+// TestPythonRenders checks what jinja2's default Undefined and None allow.
+func TestPythonRenders(t *testing.T) {
+	data := map[string]any{"none": nil, "d": map[string]any{"a": 1}, "l": []any{1, 2}, "s": "x"}
+	for src, want := range map[string]string{
+		`[{{ missing }}]`: "[]",
+		`{% for x in missing %}x{% else %}e{% endfor %}`:   "e",
+		`{{ missing is defined }}{{ d.b is defined }}`:     "FalseFalse",
+		`{{ not missing }}{{ missing == none }}`:           "TrueFalse",
+		`{{ missing|default("z") }}{{ d.b or "y" }}`:       "zy",
+		`{{ s ~ missing }}{{ "%s%s" % (missing, none) }}`:  "xNone",
+		`{{ none }}{{ none.x is defined }}{{ none["x"] }}`: "NoneFalse",
+		`{{ 1 in missing }}{{ l + l }}{{ s + s }}`:         "False[1, 2, 1, 2]xx",
+		`{{ l|map("string")|join(",") }}`:                  "1,2",
+		`{{ l|map("string")|list|tojson }}`:                `["1", "2"]`,
+	} {
+		tmpl, err := jinja.Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		got, err := tmpl.Render(data)
+		if err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", src, got, err, want)
+		}
+	}
+}
