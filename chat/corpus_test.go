@@ -33,7 +33,7 @@ func TestCorpus(t *testing.T) {
 		EOS string `json:"eos_token"`
 	}
 	readJSON(t, filepath.Join(dir, "special_tokens.json"), &special)
-	identical, failed, gaps := 0, 0, 0
+	identical, failed := 0, 0
 	for _, c := range cases {
 		src, err := os.ReadFile(filepath.Join(dir, "templates", c.Template))
 		if err != nil {
@@ -66,27 +66,13 @@ func TestCorpus(t *testing.T) {
 			t.Errorf("%s: rendered, Python raised %s", name, *c.Error)
 		case err != nil:
 			t.Errorf("%s: %v", name, err)
-		case got != *c.Output && knownGap(c) != "":
-			gaps++
-			t.Logf("known gap: %s: %s", name, knownGap(c))
 		case got != *c.Output:
 			t.Errorf("%s: render differs\n got %q\nwant %q", name, got, *c.Output)
 		default:
 			identical++
 		}
 	}
-	t.Logf("%d cases: %d renders identical, %d errors where Python raises; known gaps: %d renders that differ (knownGap)",
-		len(cases), identical, failed, gaps)
-}
-
-// knownGap says why the Jinja engine cannot render a case as Python does, or "".
-// Functionary v3.1 adds strings to values marked |safe, which Python's Markup
-// escapes and the engine does not.
-func knownGap(c corpusCase) string {
-	if c.Conversation == "f_tools_args_string.json" && c.Template == "meetkai-functionary-medium-v3.1.jinja" {
-		return "str + (x|safe) is not escaped"
-	}
-	return ""
+	t.Logf("%d cases: %d renders identical, %d errors where Python raises", len(cases), identical, failed)
 }
 
 func readJSON(t *testing.T, path string, v any) {

@@ -1089,9 +1089,12 @@ func filterString(args []Value, kwargs map[string]Value) (Value, error) {
 
 func filterSafe(args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
-		return NewString(""), nil
+		return newMarkup(""), nil
 	}
-	return args[0], nil
+	if args[0].markup {
+		return args[0], nil
+	}
+	return newMarkup(printValue(args[0])), nil
 }
 
 func filterReplace(args []Value, kwargs map[string]Value) (Value, error) {
@@ -1423,13 +1426,10 @@ func filterEscape(args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
-	s := printValue(args[0])
-	s = strings.ReplaceAll(s, "&", "&amp;")
-	s = strings.ReplaceAll(s, "<", "&lt;")
-	s = strings.ReplaceAll(s, ">", "&gt;")
-	s = strings.ReplaceAll(s, `"`, "&#34;")
-	s = strings.ReplaceAll(s, "'", "&#39;")
-	return NewString(s), nil
+	if args[0].markup {
+		return args[0], nil
+	}
+	return newMarkup(escapeHTML(printValue(args[0]))), nil
 }
 
 func filterDictsort(args []Value, kwargs map[string]Value) (Value, error) {

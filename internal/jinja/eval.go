@@ -1583,6 +1583,9 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 // =============================================================================
 
 func addValues(a, b Value) Value {
+	if a.IsString() && b.IsString() && (a.markup || b.markup) {
+		return newMarkup(markupString(a) + markupString(b))
+	}
 	if a.IsString() || b.IsString() {
 		return NewString(printValue(a) + printValue(b))
 	}

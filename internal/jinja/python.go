@@ -1,6 +1,9 @@
 package jinja
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // This file holds what the fork adds to make templates fail where Python's jinja2
 // (default Undefined, as transformers' apply_chat_template runs it) raises.
@@ -111,4 +114,27 @@ func formatArg(v Value) any {
 		return "None"
 	}
 	return v.v
+}
+
+// newMarkup returns s as a markupsafe.Markup string.
+func newMarkup(s string) Value {
+	v := NewString(s)
+	v.markup = true
+	return v
+}
+
+// escapeHTML escapes s as markupsafe.escape does.
+func escapeHTML(s string) string {
+	return htmlEscaper.Replace(s)
+}
+
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
+
+// markupString is the text a string contributes to a Markup concatenation: escaped
+// unless it is Markup already.
+func markupString(v Value) string {
+	if v.markup {
+		return v.AsString()
+	}
+	return escapeHTML(v.AsString())
 }

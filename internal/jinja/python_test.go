@@ -50,15 +50,18 @@ func TestPythonRenders(t *testing.T) {
 	data := map[string]any{"none": nil, "d": map[string]any{"a": 1}, "l": []any{1, 2}, "s": "x"}
 	for src, want := range map[string]string{
 		`[{{ missing }}]`: "[]",
-		`{% for x in missing %}x{% else %}e{% endfor %}`:   "e",
-		`{{ missing is defined }}{{ d.b is defined }}`:     "FalseFalse",
-		`{{ not missing }}{{ missing == none }}`:           "TrueFalse",
-		`{{ missing|default("z") }}{{ d.b or "y" }}`:       "zy",
-		`{{ s ~ missing }}{{ "%s%s" % (missing, none) }}`:  "xNone",
-		`{{ none }}{{ none.x is defined }}{{ none["x"] }}`: "NoneFalse",
-		`{{ 1 in missing }}{{ l + l }}{{ s + s }}`:         "False[1, 2, 1, 2]xx",
-		`{{ l|map("string")|join(",") }}`:                  "1,2",
-		`{{ l|map("string")|list|tojson }}`:                `["1", "2"]`,
+		`{% for x in missing %}x{% else %}e{% endfor %}`:     "e",
+		`{{ missing is defined }}{{ d.b is defined }}`:       "FalseFalse",
+		`{{ not missing }}{{ missing == none }}`:             "TrueFalse",
+		`{{ missing|default("z") }}{{ d.b or "y" }}`:         "zy",
+		`{{ s ~ missing }}{{ "%s%s" % (missing, none) }}`:    "xNone",
+		`{{ none }}{{ none.x is defined }}{{ none["x"] }}`:   "NoneFalse",
+		`{{ 1 in missing }}{{ l + l }}{{ s + s }}`:           "False[1, 2, 1, 2]xx",
+		`{{ l|map("string")|join(",") }}`:                    "1,2",
+		`{{ l|map("string")|list|tojson }}`:                  `["1", "2"]`,
+		`{{ "<a '>"|safe + "<b \"&>" + ("<c>"|safe) }}`:      `<a '>&lt;b &#34;&amp;&gt;<c>`,
+		`{{ "<a>" + "<b>"|safe }}{{ "<" ~ "<"|safe }}`:       "&lt;a&gt;<b><<",
+		`{{ "<"|e + "<" }}{{ ("<"|e)|e }}{{ 1|safe + "<" }}`: "&lt;&lt;&lt;1&lt;",
 	} {
 		tmpl, err := jinja.Compile(src)
 		if err != nil {

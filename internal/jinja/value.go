@@ -40,6 +40,10 @@ type Value struct {
 
 	// Namespaces store attributes without exposing dictionary methods.
 	namespace bool
+
+	// markup marks a string as Python's markupsafe.Markup (made by |safe and
+	// |escape): a str added to it is HTML-escaped.
+	markup bool
 }
 
 // Undefined returns an undefined value.
