@@ -886,6 +886,9 @@ func filterLast(args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return Undefined(), nil
 	}
+	if args[0].IsList() && args[0].AsList().generator {
+		return Undefined(), &TypeError{Msg: "'generator' object is not reversible"}
+	}
 	items := iterableItems(args[0])
 	if len(items) == 0 {
 		return Undefined(), nil
@@ -900,6 +903,8 @@ func filterLength(args []Value, kwargs map[string]Value) (Value, error) {
 
 	v := args[0]
 	switch {
+	case v.IsList() && v.AsList().generator, v.IsNone(), v.IsNumber(), v.IsBool(), v.IsCallable():
+		return Undefined(), &TypeError{Msg: fmt.Sprintf("object of type '%s' has no len()", pyTypeName(v))}
 	case v.IsList():
 		return NewInt(int64(v.AsList().Len())), nil
 	case v.IsDict():

@@ -638,6 +638,9 @@ func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
 	if obj.IsUndefined() {
 		return Undefined(), undefinedError(obj)
 	}
+	if obj.IsList() && obj.AsList().generator {
+		return Undefined(), &TypeError{Msg: "'generator' object is not subscriptable"}
+	}
 
 	if obj.IsList() {
 		if !key.IsInt() && !key.IsBool() {
@@ -975,11 +978,8 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 			return Undefined(), err
 		}
 	case "<", ">", "<=", ">=":
-		if left.IsUndefined() {
-			return Undefined(), undefinedError(left)
-		}
-		if right.IsUndefined() {
-			return Undefined(), undefinedError(right)
+		if err := checkOrder(n.op, left, right); err != nil {
+			return Undefined(), err
 		}
 	case "in", "not in":
 		if !right.IsUndefined() && !right.IsString() && !right.IsList() && !right.IsDict() {

@@ -76,10 +76,23 @@ func checkArith(op string, a, b Value) error {
 	if b.IsUndefined() && !(op == "%" && a.IsString()) {
 		return undefinedError(b)
 	}
+	num := func(v Value) bool { return v.IsNumber() || v.IsBool() }
+	seq := func(v Value) bool { return v.IsString() || v.IsList() && !v.AsList().generator }
 	if op != "+" {
+		switch {
+		case op == "%" && a.IsString():
+			return nil
+		case op == "*" && (seq(a) && (b.IsInt() || b.IsBool()) || seq(b) && (a.IsInt() || a.IsBool())):
+			return nil
+		case !num(a) || !num(b):
+			return &TypeError{Msg: fmt.Sprintf("unsupported operand type(s) for %s: '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))}
+		case (op == "/" || op == "//" || op == "%") && toFloat64(b) == 0:
+			return &ZeroDivisionError{}
+		case op == "**" && toFloat64(a) == 0 && toFloat64(b) < 0:
+			return &ZeroDivisionError{}
+		}
 		return nil
 	}
-	num := func(v Value) bool { return v.IsNumber() || v.IsBool() }
 	switch {
 	case num(a) && num(b), a.IsString() && b.IsString():
 		return nil
@@ -137,4 +150,29 @@ func markupString(v Value) string {
 		return v.AsString()
 	}
 	return escapeHTML(v.AsString())
+}
+
+// ZeroDivisionError is the error Python raises for a division or modulo by zero.
+type ZeroDivisionError struct{}
+
+func (*ZeroDivisionError) Error() string { return "ZeroDivisionError: division by zero" }
+
+// checkOrder returns the error Python raises for the comparison op (<, >, <=, >=)
+// of a and b, or nil: only numbers, strings, lists and tuples are ordered, each
+// against its own kind.
+func checkOrder(op string, a, b Value) error {
+	if a.IsUndefined() {
+		return undefinedError(a)
+	}
+	if b.IsUndefined() {
+		return undefinedError(b)
+	}
+	num := func(v Value) bool { return v.IsNumber() || v.IsBool() }
+	switch {
+	case num(a) && num(b), a.IsString() && b.IsString():
+		return nil
+	case a.IsList() && b.IsList() && !a.AsList().generator && !b.AsList().generator && a.AsList().tuple == b.AsList().tuple:
+		return nil
+	}
+	return &TypeError{Msg: fmt.Sprintf("'%s' not supported between instances of '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))}
 }
