@@ -219,6 +219,7 @@ func registerFilters(s *scope) {
 		"from_json":  filterFromjson,
 		"fromjson":   filterFromjson,
 		"items":      filterItems,
+		"format":     filterFormat,
 		"join":       filterJoin,
 		"default":    filterDefault,
 		"d":          filterDefault,
@@ -733,6 +734,7 @@ func filterItems(args []Value, kwargs map[string]Value) (Value, error) {
 	items := make([]Value, 0, d.Len())
 	for _, key := range d.Keys {
 		pair := NewList([]Value{NewString(key), d.Data[key]})
+		pair.AsList().tuple = true
 		items = append(items, pair)
 	}
 

@@ -1000,41 +1000,7 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 		return floorDivValues(left, right), nil
 	case "%":
 		if left.IsString() {
-			var args []any
-			if right.IsList() && right.AsList().tuple {
-				for _, item := range right.AsList().Items {
-					args = append(args, formatArg(item))
-				}
-			} else {
-				args = []any{formatArg(right)}
-			}
-			// Python's decimal integer conversion truncates float arguments. Walk
-			// conversions so mixed integer/float formats and escaped %% retain
-			// their original argument positions and types.
-			format := left.AsString()
-			arg := 0
-			for i := 0; i < len(format); i++ {
-				if format[i] != '%' {
-					continue
-				}
-				i++
-				if i < len(format) && format[i] == '%' {
-					continue
-				}
-				for i < len(format) && strings.ContainsRune("#0- +0123456789.*hlL", rune(format[i])) {
-					if format[i] == '*' {
-						arg++
-					}
-					i++
-				}
-				if i < len(format) && format[i] == 'd' && arg < len(args) {
-					if value, ok := args[arg].(float64); ok {
-						args[arg] = int64(value)
-					}
-				}
-				arg++
-			}
-			return NewString(fmt.Sprintf(left.AsString(), args...)), nil
+			return percentFormat(left.AsString(), right), nil
 		}
 		return modValues(left, right), nil
 	case "**":
@@ -1501,6 +1467,7 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 			items := make([]Value, 0, d.Len())
 			for _, key := range d.Keys {
 				pair := NewList([]Value{NewString(key), d.Data[key]})
+				pair.AsList().tuple = true
 				items = append(items, pair)
 			}
 			return NewList(items), nil
@@ -1726,4 +1693,42 @@ func powValues(a, b Value) Value {
 		return NewInt(result)
 	}
 	return NewFloat(f)
+}
+
+// percentFormat is Python's format % right for a string format.
+func percentFormat(format string, right Value) Value {
+	var args []any
+	if right.IsList() && right.AsList().tuple {
+		for _, item := range right.AsList().Items {
+			args = append(args, formatArg(item))
+		}
+	} else {
+		args = []any{formatArg(right)}
+	}
+	// Python's decimal integer conversion truncates float arguments. Walk
+	// conversions so mixed integer/float formats and escaped %% retain
+	// their original argument positions and types.
+	arg := 0
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		i++
+		if i < len(format) && format[i] == '%' {
+			continue
+		}
+		for i < len(format) && strings.ContainsRune("#0- +0123456789.*hlL", rune(format[i])) {
+			if format[i] == '*' {
+				arg++
+			}
+			i++
+		}
+		if i < len(format) && format[i] == 'd' && arg < len(args) {
+			if value, ok := args[arg].(float64); ok {
+				args[arg] = int64(value)
+			}
+		}
+		arg++
+	}
+	return NewString(fmt.Sprintf(format, args...))
 }

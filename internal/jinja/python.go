@@ -2,6 +2,7 @@ package jinja
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -125,8 +126,44 @@ func formatArg(v Value) any {
 		return ""
 	case KindNone:
 		return "None"
+	case KindBool:
+		return pyBool(v.AsBool())
+	case KindList, KindDict, KindCallable:
+		return v.String()
 	}
 	return v.v
+}
+
+// pyBool formats as Python's bool: True or False for %s, 1 or 0 for numbers.
+type pyBool bool
+
+func (b pyBool) Format(f fmt.State, verb rune) {
+	switch verb {
+	case 's', 'v', 'r':
+		if b {
+			fmt.Fprint(f, "True")
+		} else {
+			fmt.Fprint(f, "False")
+		}
+	default:
+		n := 0
+		if b {
+			n = 1
+		}
+		format := "%"
+		for _, flag := range "-+# 0" {
+			if f.Flag(int(flag)) {
+				format += string(flag)
+			}
+		}
+		if w, ok := f.Width(); ok {
+			format += fmt.Sprint(w)
+		}
+		if p, ok := f.Precision(); ok {
+			format += "." + fmt.Sprint(p)
+		}
+		fmt.Fprintf(f, format+string(verb), n)
+	}
 }
 
 // newMarkup returns s as a markupsafe.Markup string.
@@ -175,4 +212,20 @@ func checkOrder(op string, a, b Value) error {
 		return nil
 	}
 	return &TypeError{Msg: fmt.Sprintf("'%s' not supported between instances of '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))}
+}
+
+// filterFormat is jinja2's format filter: value % args, or % kwargs by name.
+func filterFormat(args []Value, kwargs map[string]Value) (Value, error) {
+	if len(args) == 0 {
+		return NewString(""), nil
+	}
+	if len(kwargs) > 0 && len(args) > 1 {
+		return Undefined(), &TypeError{Msg: "can't handle positional and keyword arguments at the same time"}
+	}
+	if len(kwargs) > 0 {
+		return Undefined(), &TypeError{Msg: "format with keyword arguments is not supported"}
+	}
+	tuple := NewList(slices.Clone(args[1:]))
+	tuple.AsList().tuple = true
+	return percentFormat(printValue(args[0]), tuple), nil
 }

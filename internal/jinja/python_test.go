@@ -71,6 +71,8 @@ func TestPythonRenders(t *testing.T) {
 		`{{ 1 in missing }}{{ l + l }}{{ s + s }}`:                                "False[1, 2, 1, 2]xx",
 		`{{ s * 2 }}{{ 2 * l }}{{ true + 1 }}{{ 7 // 2 }}{{ 7 % 3 }}{{ 2 ** 3 }}`: "xx[1, 2, 1, 2]2318",
 		`{{ l < [1, 3] }}{{ 1 < 2.5 }}{{ s < "y" }}{{ l|list|length }}`:           "TrueTrueTrue2",
+		`{{ "%.2f|%s|%s"|format(1.234, true, l) }}{{ "%d%s" % (true, none) }}`:    "1.23|True|[1, 2]1None",
+		`{{ d|items|list }}{{ d.items()|list }}`:                                  "[('a', 1)][('a', 1)]",
 		`{{ l|map("string")|join(",") }}`:                                         "1,2",
 		`{{ l|map("string")|list|tojson }}`:                                       `["1", "2"]`,
 		`{{ "<a '>"|safe + "<b \"&>" + ("<c>"|safe) }}`:                           `<a '>&lt;b &#34;&amp;&gt;<c>`,
