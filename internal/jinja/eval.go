@@ -929,6 +929,9 @@ func (e *evaluator) evalUnary(n *unaryExpr) (Value, error) {
 		}
 		return NewInt(0), nil
 	case "+":
+		if operand.IsUndefined() {
+			return Undefined(), undefinedError(operand)
+		}
 		if operand.IsBool() {
 			return NewInt(toInt64(operand)), nil
 		}
@@ -1058,6 +1061,11 @@ func (e *evaluator) evalCallExpr(n *callExpr) (Value, error) {
 	if fn.IsDict() {
 		if call, ok := fn.AsDict().Get("__call__"); ok {
 			fn = call
+		}
+	}
+	if fn.IsUndefined() {
+		if _, ok := fn.v.(string); ok {
+			return Undefined(), undefinedError(fn)
 		}
 	}
 	if !fn.IsCallable() {

@@ -64,6 +64,9 @@ func pyTypeName(v Value) string {
 
 // pyObjectName is how jinja2 names a value's type in an undefined hint ("'dict object'").
 func pyObjectName(v Value) string {
+	if v.IsNone() {
+		return "None"
+	}
 	return pyTypeName(v) + " object"
 }
 
