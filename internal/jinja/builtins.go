@@ -962,6 +962,9 @@ func filterInt(args []Value, kwargs map[string]Value) (Value, error) {
 	}
 	def := builtinArgument(args, kwargs, 1, "default", NewInt(0))
 	v := args[0]
+	if v.IsUndefined() {
+		return Undefined(), undefinedError(v)
+	}
 	if v.IsInt() || v.IsBool() {
 		return NewInt(toInt64(v)), nil
 	}
@@ -991,6 +994,9 @@ func filterInt(args []Value, kwargs map[string]Value) (Value, error) {
 func filterFloatConv(args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewFloat(0), nil
+	}
+	if args[0].IsUndefined() {
+		return Undefined(), undefinedError(args[0])
 	}
 	if f, ok := builtinFloat(args[0]); ok {
 		return NewFloat(f), nil
@@ -1374,6 +1380,7 @@ func filterDictsort(args []Value, kwargs map[string]Value) (Value, error) {
 	items := make([]Value, len(keys))
 	for i, key := range keys {
 		items[i] = NewList([]Value{NewString(key), d.Data[key]})
+		items[i].AsList().tuple = true
 	}
 
 	return NewList(items), nil

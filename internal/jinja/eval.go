@@ -1003,7 +1003,7 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 		return floorDivValues(left, right), nil
 	case "%":
 		if left.IsString() {
-			return percentFormat(left.AsString(), right), nil
+			return percentFormat(left.AsString(), right)
 		}
 		return modValues(left, right), nil
 	case "**":
@@ -1568,7 +1568,9 @@ func addValues(a, b Value) Value {
 		items := make([]Value, 0, a.AsList().Len()+b.AsList().Len())
 		items = append(items, a.AsList().Items...)
 		items = append(items, b.AsList().Items...)
-		return NewList(items)
+		sum := NewList(items)
+		sum.AsList().tuple = a.AsList().tuple
+		return sum
 	}
 	if a.IsFloat() || b.IsFloat() {
 		return NewFloat(toFloat64(a) + toFloat64(b))
@@ -1701,42 +1703,4 @@ func powValues(a, b Value) Value {
 		return NewInt(result)
 	}
 	return NewFloat(f)
-}
-
-// percentFormat is Python's format % right for a string format.
-func percentFormat(format string, right Value) Value {
-	var args []any
-	if right.IsList() && right.AsList().tuple {
-		for _, item := range right.AsList().Items {
-			args = append(args, formatArg(item))
-		}
-	} else {
-		args = []any{formatArg(right)}
-	}
-	// Python's decimal integer conversion truncates float arguments. Walk
-	// conversions so mixed integer/float formats and escaped %% retain
-	// their original argument positions and types.
-	arg := 0
-	for i := 0; i < len(format); i++ {
-		if format[i] != '%' {
-			continue
-		}
-		i++
-		if i < len(format) && format[i] == '%' {
-			continue
-		}
-		for i < len(format) && strings.ContainsRune("#0- +0123456789.*hlL", rune(format[i])) {
-			if format[i] == '*' {
-				arg++
-			}
-			i++
-		}
-		if i < len(format) && format[i] == 'd' && arg < len(args) {
-			if value, ok := args[arg].(float64); ok {
-				args[arg] = int64(value)
-			}
-		}
-		arg++
-	}
-	return NewString(fmt.Sprintf(format, args...))
 }

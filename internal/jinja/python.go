@@ -230,5 +230,90 @@ func filterFormat(args []Value, kwargs map[string]Value) (Value, error) {
 	}
 	tuple := NewList(slices.Clone(args[1:]))
 	tuple.AsList().tuple = true
-	return percentFormat(printValue(args[0]), tuple), nil
+	return percentFormat(printValue(args[0]), tuple)
 }
+
+// percentFormat is Python's format % right for a string format: right is a tuple of
+// arguments or a single one. Too few or too many arguments fail as in Python.
+func percentFormat(format string, right Value) (Value, error) {
+	var values []Value
+	if right.IsList() && right.AsList().tuple {
+		values = right.AsList().Items
+	} else {
+		values = []Value{right}
+	}
+	var out strings.Builder
+	var args []any
+	arg := 0
+	next := func() (Value, error) {
+		if arg >= len(values) {
+			return Value{}, &TypeError{Msg: "not enough arguments for format string"}
+		}
+		arg++
+		return values[arg-1], nil
+	}
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			out.WriteByte(format[i])
+			continue
+		}
+		if i+1 < len(format) && format[i+1] == '(' {
+			// Mapping keys are not supported: format as the engine did.
+			return NewString(fmt.Sprintf(format, formatArg(right))), nil
+		}
+		start := i
+		i++
+		if i < len(format) && format[i] == '%' {
+			out.WriteString("%%")
+			continue
+		}
+		for i < len(format) && strings.ContainsRune("#0- +0123456789.*hlL", rune(format[i])) {
+			if format[i] == '*' {
+				v, err := next()
+				if err != nil {
+					return Undefined(), err
+				}
+				args = append(args, int(toInt64(v)))
+			}
+			i++
+		}
+		if i >= len(format) {
+			return Undefined(), &ValueError{Msg: "incomplete format"}
+		}
+		spec, verb := strings.Map(func(r rune) rune {
+			if r == 'h' || r == 'l' || r == 'L' {
+				return -1
+			}
+			return r
+		}, format[start:i]), format[i]
+		v, err := next()
+		if err != nil {
+			return Undefined(), err
+		}
+		switch verb {
+		case 'r', 'a':
+			verb = 's'
+			args = append(args, v.String())
+		case 'd', 'i', 'u':
+			verb = 'd'
+			a := formatArg(v)
+			if f, ok := a.(float64); ok {
+				a = int64(f)
+			}
+			args = append(args, a)
+		default:
+			args = append(args, formatArg(v))
+		}
+		out.WriteString(spec)
+		out.WriteByte(verb)
+	}
+	if arg < len(values) && !right.IsDict() {
+		return Undefined(), &TypeError{Msg: "not all arguments converted during string formatting"}
+	}
+	return NewString(fmt.Sprintf(out.String(), args...)), nil
+}
+
+// ValueError is the error Python raises for a malformed format string.
+type ValueError struct{ Msg string }
+
+func (e *ValueError) Error() string { return "ValueError: " + e.Msg }
