@@ -60,3 +60,15 @@ func TestRaiseAndStrftime(t *testing.T) {
 		t.Errorf("raise_exception: %v", err)
 	}
 }
+
+// TestImmutable checks that a template cannot modify a list, as under transformers'
+// ImmutableSandboxedEnvironment.
+func TestImmutable(t *testing.T) {
+	tmpl, err := Parse(`{% set l = [] %}{% set _ = l.append(1) %}{{ l }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tmpl.Render(&Conversation{}, Options{}); err == nil {
+		t.Errorf("list.append rendered %q", got)
+	}
+}

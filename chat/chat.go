@@ -26,7 +26,9 @@ func Parse(source string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
 	}
-	return &Template{t: t}, nil
+	// transformers renders in jinja2's ImmutableSandboxedEnvironment: a template
+	// that appends to a list or updates a dict fails there, and must fail here.
+	return &Template{t: t.Immutable()}, nil
 }
 
 // Options are the variables a render passes besides the conversation.

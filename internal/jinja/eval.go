@@ -52,6 +52,9 @@ type evaluator struct {
 	scope    *scope
 	builtins *scope
 	output   strings.Builder
+	// immutable refuses the methods that modify a list or dict, as jinja2's
+	// ImmutableSandboxedEnvironment does.
+	immutable bool
 }
 
 func (e *evaluator) execNodes(nodes []node) error {
@@ -1415,6 +1418,9 @@ func pythonWhitespace(r rune) bool {
 // =============================================================================
 
 func (e *evaluator) listMethod(obj Value, method string) (Value, error) {
+	if err := e.checkMutation(obj, method); err != nil {
+		return Undefined(), err
+	}
 	list := obj.AsList()
 
 	switch method {
@@ -1467,6 +1473,9 @@ func (e *evaluator) listMethod(obj Value, method string) (Value, error) {
 // =============================================================================
 
 func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
+	if err := e.checkMutation(obj, method); err != nil {
+		return Undefined(), err
+	}
 	d := obj.AsDict()
 
 	switch method {

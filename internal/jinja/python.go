@@ -317,3 +317,30 @@ func percentFormat(format string, right Value) (Value, error) {
 type ValueError struct{ Msg string }
 
 func (e *ValueError) Error() string { return "ValueError: " + e.Msg }
+
+// Immutable returns a copy of t that renders as jinja2's ImmutableSandboxedEnvironment
+// (which transformers' apply_chat_template uses): reading a method that modifies a
+// list or dict (append, update, ...) fails with a SecurityError.
+func (t *Template) Immutable() *Template {
+	c := *t
+	c.immutable = true
+	return &c
+}
+
+// SecurityError is the error jinja2's sandbox raises for an unsafe attribute.
+type SecurityError struct{ Msg string }
+
+func (e *SecurityError) Error() string { return "SecurityError: " + e.Msg }
+
+// mutators are the methods jinja2's ImmutableSandboxedEnvironment refuses.
+var mutators = map[Kind]map[string]bool{
+	KindList: {"append": true, "clear": true, "extend": true, "insert": true, "pop": true, "remove": true, "reverse": true, "sort": true},
+	KindDict: {"clear": true, "pop": true, "popitem": true, "setdefault": true, "update": true},
+}
+
+func (e *evaluator) checkMutation(obj Value, method string) error {
+	if !e.immutable || !mutators[obj.kind][method] {
+		return nil
+	}
+	return &SecurityError{Msg: fmt.Sprintf("access to attribute '%s' of '%s' object is unsafe.", method, pyTypeName(obj))}
+}

@@ -98,3 +98,27 @@ func TestPythonRenders(t *testing.T) {
 		}
 	}
 }
+
+// TestImmutable checks that an Immutable template refuses to modify lists and dicts,
+// and that a plain one still may.
+func TestImmutable(t *testing.T) {
+	for src, want := range map[string]string{
+		`{% set l = [] %}{% set _ = l.append(1) %}`:                           "access to attribute 'append' of 'list' object is unsafe.",
+		`{% set d = {} %}{{ d.update({"a": 1}) }}`:                            "access to attribute 'update' of 'dict' object is unsafe.",
+		`{% set d = {"a": 1} %}{{ d.pop }}`:                                   "'pop' of 'dict' object",
+		`{% set d = {"a": 1} %}{{ d.items()|list }}`:                          "",
+		`{% set ns = namespace(a=[]) %}{% set ns.a = ns.a + [1] %}{{ ns.a }}`: "",
+	} {
+		tmpl, err := jinja.Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		got, err := tmpl.Immutable().Render(nil)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %q, %v; want an error with %q", src, got, err, want)
+		}
+		if _, err := tmpl.Render(nil); err != nil {
+			t.Errorf("%s: not immutable: %v", src, err)
+		}
+	}
+}

@@ -7,8 +7,9 @@ import (
 
 // Template is a compiled Jinja template ready for rendering.
 type Template struct {
-	nodes []node
-	src   string
+	nodes     []node
+	src       string
+	immutable bool
 }
 
 // Compile parses a Jinja template source string and returns a compiled
@@ -37,20 +38,21 @@ func (t *Template) Render(data map[string]any) (string, error) {
 		vals[k] = FromGoValue(v)
 	}
 
-	return render(t.nodes, vals)
+	return render(t.nodes, vals, t.immutable)
 }
 
 // RenderValues is like Render but accepts pre-converted Value data.
 func (t *Template) RenderValues(data map[string]Value) (string, error) {
-	return render(t.nodes, data)
+	return render(t.nodes, data, t.immutable)
 }
 
 // =============================================================================
 
 // render executes the AST with the given data and returns the result.
-func render(nodes []node, data map[string]Value) (string, error) {
+func render(nodes []node, data map[string]Value, immutable bool) (string, error) {
 	e := evaluator{
-		output: strings.Builder{},
+		output:    strings.Builder{},
+		immutable: immutable,
 	}
 
 	// Use the cached builtins scope directly. The scope is initialized
