@@ -1402,7 +1402,12 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 		}), nil
 	}
 
-	return Undefined(), nil
+	if fn, ok := moreStringMethods[method]; ok {
+		return e.makeStringFunc(method, func(args []Value, kwargs map[string]Value) (Value, error) {
+			return fn(s, args)
+		}), nil
+	}
+	return undefinedWith("'str object' has no attribute '%s'", method), nil
 }
 
 func (e *evaluator) makeStringFunc(name string, fn func([]Value, map[string]Value) (Value, error)) Value {

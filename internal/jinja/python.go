@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // This file holds what the fork adds to make templates fail where Python's jinja2
@@ -343,4 +345,153 @@ func (e *evaluator) checkMutation(obj Value, method string) error {
 		return nil
 	}
 	return &SecurityError{Msg: fmt.Sprintf("access to attribute '%s' of '%s' object is unsafe.", method, pyTypeName(obj))}
+}
+
+// moreStringMethods are Python str methods the engine lacked, by name.
+var moreStringMethods = map[string]func(s string, args []Value) (Value, error){
+	"join": func(s string, args []Value) (Value, error) {
+		if len(args) != 1 {
+			return Undefined(), &TypeError{Msg: "str.join() takes exactly one argument"}
+		}
+		var parts []string
+		for _, v := range iterableItems(args[0]) {
+			if !v.IsString() {
+				return Undefined(), &TypeError{Msg: fmt.Sprintf("sequence item: expected str instance, %s found", pyTypeName(v))}
+			}
+			parts = append(parts, v.AsString())
+		}
+		return NewString(strings.Join(parts, s)), nil
+	},
+	"splitlines": func(s string, args []Value) (Value, error) {
+		keep := len(args) > 0 && args[0].IsTruthy()
+		var lines []Value
+		for s != "" {
+			i := strings.IndexFunc(s, isLineBreak)
+			if i < 0 {
+				lines = append(lines, NewString(s))
+				break
+			}
+			_, n := utf8.DecodeRuneInString(s[i:])
+			if s[i] == '\r' && strings.HasPrefix(s[i+1:], "\n") {
+				n = 2
+			}
+			end := i
+			if keep {
+				end = i + n
+			}
+			lines = append(lines, NewString(s[:end]))
+			s = s[i+n:]
+		}
+		return NewList(lines), nil
+	},
+	"rfind": func(s string, args []Value) (Value, error) {
+		if len(args) < 1 || !args[0].IsString() {
+			return Undefined(), &TypeError{Msg: "rfind() takes a str argument"}
+		}
+		i := strings.LastIndex(s, args[0].AsString())
+		if i < 0 {
+			return NewInt(-1), nil
+		}
+		return NewInt(int64(utf8.RuneCountInString(s[:i]))), nil
+	},
+	"index": func(s string, args []Value) (Value, error) {
+		if len(args) < 1 || !args[0].IsString() {
+			return Undefined(), &TypeError{Msg: "index() takes a str argument"}
+		}
+		i := strings.Index(s, args[0].AsString())
+		if i < 0 {
+			return Undefined(), &ValueError{Msg: "substring not found"}
+		}
+		return NewInt(int64(utf8.RuneCountInString(s[:i]))), nil
+	},
+	"isdigit":   runeTest(unicode.IsDigit),
+	"isnumeric": runeTest(unicode.IsNumber),
+	"isalpha":   runeTest(unicode.IsLetter),
+	"isalnum":   runeTest(func(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) }),
+	"isspace":   runeTest(pythonWhitespace),
+	"isupper": func(s string, _ []Value) (Value, error) {
+		return NewBool(strings.ToLower(s) != s && strings.ToUpper(s) == s), nil
+	},
+	"islower": func(s string, _ []Value) (Value, error) {
+		return NewBool(strings.ToUpper(s) != s && strings.ToLower(s) == s), nil
+	},
+	"removeprefix": func(s string, args []Value) (Value, error) {
+		if len(args) != 1 || !args[0].IsString() {
+			return Undefined(), &TypeError{Msg: "removeprefix() takes a str argument"}
+		}
+		return NewString(strings.TrimPrefix(s, args[0].AsString())), nil
+	},
+	"removesuffix": func(s string, args []Value) (Value, error) {
+		if len(args) != 1 || !args[0].IsString() {
+			return Undefined(), &TypeError{Msg: "removesuffix() takes a str argument"}
+		}
+		return NewString(strings.TrimSuffix(s, args[0].AsString())), nil
+	},
+	"partition":  partition(strings.Cut),
+	"rpartition": partition(lastCut),
+	"center":     pad(func(left, right int) (int, int) { return left, right }),
+	"ljust":      pad(func(left, right int) (int, int) { return 0, left + right }),
+	"rjust":      pad(func(left, right int) (int, int) { return left + right, 0 }),
+}
+
+// isLineBreak reports whether r ends a line for str.splitlines.
+func isLineBreak(r rune) bool {
+	return strings.ContainsRune("\n\r\v\f\x1c\x1d\x1e\u0085\u2028\u2029", r)
+}
+
+// runeTest is an str.isX method: true when s is not empty and every rune passes.
+func runeTest(f func(rune) bool) func(string, []Value) (Value, error) {
+	return func(s string, _ []Value) (Value, error) {
+		return NewBool(s != "" && strings.IndexFunc(s, func(r rune) bool { return !f(r) }) < 0), nil
+	}
+}
+
+func lastCut(s, sep string) (string, string, bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return "", s, false
+	}
+	return s[:i], s[i+len(sep):], true
+}
+
+// partition is str.partition or str.rpartition, by the cut it uses.
+func partition(cut func(s, sep string) (string, string, bool)) func(string, []Value) (Value, error) {
+	return func(s string, args []Value) (Value, error) {
+		if len(args) != 1 || !args[0].IsString() || args[0].AsString() == "" {
+			return Undefined(), &ValueError{Msg: "partition() takes a non-empty str separator"}
+		}
+		sep := args[0].AsString()
+		before, after, ok := cut(s, sep)
+		if !ok {
+			sep = ""
+		}
+		t := NewList([]Value{NewString(before), NewString(sep), NewString(after)})
+		t.AsList().tuple = true
+		return t, nil
+	}
+}
+
+// pad is str.center, ljust or rjust: split says how the padding (left, right as
+// center splits it) is placed.
+func pad(split func(left, right int) (int, int)) func(string, []Value) (Value, error) {
+	return func(s string, args []Value) (Value, error) {
+		if len(args) < 1 || !args[0].IsInt() {
+			return Undefined(), &TypeError{Msg: "width must be an int"}
+		}
+		fill := " "
+		if len(args) > 1 {
+			if !args[1].IsString() || utf8.RuneCountInString(args[1].AsString()) != 1 {
+				return Undefined(), &TypeError{Msg: "the fill character must be exactly one character long"}
+			}
+			fill = args[1].AsString()
+		}
+		n := int(args[0].AsInt()) - utf8.RuneCountInString(s)
+		if n <= 0 {
+			return NewString(s), nil
+		}
+		// CPython's center puts the odd space on the left when the width is odd.
+		left := n/2 + (n & int(args[0].AsInt()) & 1)
+		l, r := split(left, n-left)
+		return NewString(strings.Repeat(fill, l) + s + strings.Repeat(fill, r)), nil
+	}
 }

@@ -122,3 +122,31 @@ func TestImmutable(t *testing.T) {
 		}
 	}
 }
+
+// TestPythonStringMethods checks the str methods the fork adds against Python's renders.
+func TestPythonStringMethods(t *testing.T) {
+	for src, want := range map[string]string{
+		`{{ ",".join(["a", "b"]) }}|{{ "".join("abc") }}`:                                                                                                                                                               "a,b|abc",
+		`{{ "a\nb\r\nc\rd\n".splitlines() }}{{ "a\nb\r\n".splitlines(true) }}{{ "".splitlines() }}{{ "\n".splitlines() }}`:                                                                                              "['a', 'b', 'c', 'd']['a\\n', 'b\\r\\n'][]['']",
+		`{{ "abcabc".rfind("b") }}{{ "abc".rfind("z") }}{{ "éab".index("a") }}`:                                                                                                                                         "4-11",
+		`{{ "123".isdigit() }}{{ "".isdigit() }}{{ "a1".isalnum() }}{{ "ab".isalpha() }}{{ " \n".isspace() }}{{ "AB1".isupper() }}{{ "1".isupper() }}{{ "ab".islower() }}`:                                              "TrueFalseTrueTrueTrueTrueFalseTrue",
+		`{{ "abc".removeprefix("a") }}{{ "abc".removesuffix("c") }}{{ "a=b=c".partition("=") }}{{ "a=b=c".rpartition("=") }}{{ "abc".partition("x") }}{{ "abc".rpartition("x") }}`:                                      "bcab('a', '=', 'b=c')('a=b', '=', 'c')('abc', '', '')('', '', 'abc')",
+		`[{{ "x".center(4) }}][{{ "x".center(5) }}][{{ "ab".center(5) }}][{{ "ab".center(6, "*") }}][{{ "abc".center(6) }}][{{ "abc".center(7) }}][{{ "x".ljust(3) }}][{{ "x".rjust(3, "0") }}][{{ "xyz".center(2) }}]`: "[ x  ][  x  ][  ab ][**ab**][ abc  ][  abc  ][x  ][00x][xyz]",
+		`{{ "x".nope }}|{{ "x".nope is defined }}`: "|False",
+	} {
+		tmpl, err := jinja.Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		got, err := tmpl.Render(nil)
+		if err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", src, got, err, want)
+		}
+	}
+	for _, src := range []string{`{{ ",".join([1]) }}`, `{{ "abc".index("z") }}`, `{{ "x".nope() }}`} {
+		tmpl, _ := jinja.Compile(src)
+		if got, err := tmpl.Render(nil); err == nil {
+			t.Errorf("%s: rendered %q", src, got)
+		}
+	}
+}
