@@ -219,14 +219,13 @@ func (e *evaluator) execForItems(n *forNode, iterVal Value, depth int64) error {
 		child.set("loop", loop)
 		// Set loop variable(s).
 		if n.keyVar != "" {
-			// Destructuring: for key, val in items
-			if item.IsList() && item.AsList().Len() >= 2 {
-				child.set(n.keyVar, item.AsList().Get(0))
-				child.set(n.valVar, item.AsList().Get(1))
-			} else {
-				child.set(n.keyVar, NewInt(int64(i)))
-				child.set(n.valVar, item)
+			// Destructuring: for key, val in items, as Python unpacks.
+			pair, err := unpackPair(item)
+			if err != nil {
+				return err
 			}
+			child.set(n.keyVar, pair[0])
+			child.set(n.valVar, pair[1])
 		} else {
 			child.set(n.valVar, item)
 		}
@@ -281,10 +280,13 @@ func (e *evaluator) execForItems(n *forNode, iterVal Value, depth int64) error {
 }
 
 func bindLoopItem(child *scope, n *forNode, item Value) {
-	if n.keyVar != "" && item.IsList() && item.AsList().Len() == 2 {
-		child.set(n.keyVar, item.AsList().Get(0))
-		child.set(n.valVar, item.AsList().Get(1))
-		return
+	if n.keyVar != "" {
+		// An item that does not unpack fails when the body binds it.
+		if pair, err := unpackPair(item); err == nil {
+			child.set(n.keyVar, pair[0])
+			child.set(n.valVar, pair[1])
+			return
+		}
 	}
 	child.set(n.valVar, item)
 }

@@ -495,3 +495,23 @@ func pad(split func(left, right int) (int, int)) func(string, []Value) (Value, e
 		return NewString(strings.Repeat(fill, l) + s + strings.Repeat(fill, r)), nil
 	}
 }
+
+// unpackPair unpacks v into two values as Python's a, b = v does.
+func unpackPair(v Value) ([2]Value, error) {
+	var items []Value
+	switch {
+	case v.IsList() && !v.AsList().generator:
+		items = v.AsList().Items
+	case v.IsString(), v.IsDict():
+		items = iterableItems(v)
+	default:
+		return [2]Value{}, &TypeError{Msg: fmt.Sprintf("cannot unpack non-iterable %s object", pyTypeName(v))}
+	}
+	switch {
+	case len(items) > 2:
+		return [2]Value{}, &ValueError{Msg: "too many values to unpack (expected 2)"}
+	case len(items) < 2:
+		return [2]Value{}, &ValueError{Msg: fmt.Sprintf("not enough values to unpack (expected 2, got %d)", len(items))}
+	}
+	return [2]Value{items[0], items[1]}, nil
+}
