@@ -278,6 +278,8 @@ func evalTest(name string, val Value, args []Value) (bool, error) {
 		return !val.IsUndefined(), nil
 	case "undefined":
 		return val.IsUndefined(), nil
+	case "escaped":
+		return val.markup, nil
 	case "none":
 		return val.IsNone(), nil
 	case "boolean":

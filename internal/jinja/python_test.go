@@ -84,6 +84,7 @@ func TestPythonRenders(t *testing.T) {
 		`{{ "%.2f|%s|%s"|format(1.234, true, l) }}{{ "%d%s" % (true, none) }}`:              "1.23|True|[1, 2]1None",
 		`{{ d|items|list }}{{ d.items()|list }}`:                                            "[('a', 1)][('a', 1)]",
 		`{% for a, b in [(1, 2), "xy", [3, 4]] %}{{ a }}{{ b }}{% endfor %}`:                "12xy34",
+		`{{ "x" is escaped }}{{ "x"|safe is escaped }}{{ "x"|e is escaped }}`:               "FalseTrueTrue",
 		`{{ "%s|%d|%r|%5.1f%%" % ("a", 2.7, "b", 2.25) }}{{ (1,) + (2,) }}{{ d|dictsort }}`: "a|2|'b'|  2.2%(1, 2)[('a', 1)]",
 		`{% if s is mapping %}{{ s|from_json }}{% endif %}`:                                 "",
 		`{{ l|map("string")|join(",") }}`:                                                   "1,2",
