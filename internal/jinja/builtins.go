@@ -216,6 +216,7 @@ func registerFilters(s *scope) {
 		"tojson":     filterTojson,
 		"items":      filterItems,
 		"format":     filterFormat,
+		"groupby":    filterGroupby,
 		"join":       filterJoin,
 		"default":    filterDefault,
 		"d":          filterDefault,
@@ -1509,6 +1510,8 @@ func builtinAttribute(v Value, path string, fallback Value) Value {
 	for part := range strings.SplitSeq(path, ".") {
 		if v.IsDict() {
 			v, _ = v.AsDict().Get(part)
+		} else if v.IsList() && v.AsList().group && (part == "grouper" || part == "list") {
+			v = v.AsList().Get(map[string]int{"grouper": 0, "list": 1}[part])
 		} else if index, err := strconv.Atoi(part); err == nil && index >= 0 {
 			items := iterableItems(v)
 			v = Undefined()

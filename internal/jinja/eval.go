@@ -620,6 +620,12 @@ func (e *evaluator) evalAttr(n *attrExpr) (Value, error) {
 	}
 
 	// List methods.
+	if obj.IsList() && obj.AsList().group && (n.attr == "grouper" || n.attr == "list") {
+		if n.attr == "grouper" {
+			return obj.AsList().Get(0), nil
+		}
+		return obj.AsList().Get(1), nil
+	}
 	if obj.IsList() {
 		if idx, err := strconv.Atoi(n.attr); err == nil && idx >= 0 && idx < obj.AsList().Len() {
 			return obj.AsList().Get(idx), nil

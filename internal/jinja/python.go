@@ -515,3 +515,68 @@ func unpackPair(v Value) ([2]Value, error) {
 	}
 	return [2]Value{items[0], items[1]}, nil
 }
+
+// filterGroupby is jinja2's groupby(attribute, default=None, case_sensitive=False):
+// the items sorted by the attribute and grouped into (grouper, list) tuples.
+func filterGroupby(args []Value, kwargs map[string]Value) (Value, error) {
+	if len(args) < 2 && kwargs["attribute"].IsUndefined() {
+		return Undefined(), &TypeError{Msg: "groupby() missing required argument: 'attribute'"}
+	}
+	value := args[0]
+	if !value.IsUndefined() && !value.IsList() && !value.IsDict() && !value.IsString() {
+		return Undefined(), &TypeError{Msg: fmt.Sprintf("'%s' object is not iterable", pyTypeName(value))}
+	}
+	attribute := printValue(builtinArgument(args, kwargs, 1, "attribute", None()))
+	def := builtinArgument(args, kwargs, 2, "default", Undefined())
+	caseSensitive := builtinArgument(args, kwargs, 3, "case_sensitive", NewBool(false)).IsTruthy()
+	items := iterableItems(value)
+	keys := make([]Value, len(items))
+	sortKeys := make([]Value, len(items))
+	for i, item := range items {
+		keys[i] = builtinAttribute(item, attribute, def)
+		if keys[i].IsUndefined() {
+			return Undefined(), undefinedError(undefinedWith("'%s' has no attribute '%s'", pyObjectName(item), attribute))
+		}
+		sortKeys[i] = keys[i]
+		if !caseSensitive && keys[i].IsString() {
+			sortKeys[i] = NewString(strings.ToLower(keys[i].AsString()))
+		}
+	}
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
+	}
+	var err error
+	slices.SortStableFunc(order, func(a, b int) int {
+		if e := checkOrder("<", sortKeys[a], sortKeys[b]); e != nil {
+			err = e
+			return 0
+		}
+		c, _ := compareValues(sortKeys[a], sortKeys[b])
+		return c
+	})
+	if err != nil {
+		return Undefined(), err
+	}
+	var groups []Value
+	for start := 0; start < len(order); {
+		end := start + 1
+		for end < len(order) && sortKeys[order[end]].Equals(sortKeys[order[start]]) {
+			end++
+		}
+		grouper := sortKeys[order[start]]
+		if !caseSensitive {
+			grouper = keys[order[start]]
+		}
+		members := make([]Value, 0, end-start)
+		for _, i := range order[start:end] {
+			members = append(members, items[i])
+		}
+		g := NewList([]Value{grouper, NewList(members)})
+		g.AsList().tuple = true
+		g.AsList().group = true
+		groups = append(groups, g)
+		start = end
+	}
+	return NewList(groups), nil
+}

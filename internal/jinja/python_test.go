@@ -155,3 +155,28 @@ func TestPythonStringMethods(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupby checks jinja2's groupby filter against Python's renders.
+func TestGroupby(t *testing.T) {
+	data := map[string]any{"ml": []any{
+		map[string]any{"role": "user", "c": "a"}, map[string]any{"role": "User", "c": "b"},
+		map[string]any{"role": "bot", "c": "c"}, map[string]any{"role": "user", "c": "d"},
+	}}
+	for src, want := range map[string]string{
+		`{% for g in ml|groupby("role") %}{{ g.grouper }}:{{ g.list|map(attribute="c")|join(",") }};{% endfor %}`: "bot:c;user:a,b,d;",
+		`{% for role, ms in ml|groupby("role") %}{{ role }}={{ ms|length }};{% endfor %}`:                         "bot=1;user=3;",
+		`{{ ml|groupby("role", case_sensitive=true)|map(attribute="grouper")|list }}`:                             "['User', 'bot', 'user']",
+		`{{ ml|groupby("nope", default="z")|length }}`:                                                            "1",
+		`{{ ml|groupby("nope") }}`: "error",
+		`{{ none|groupby("x") }}`:  "error",
+	} {
+		tmpl, err := jinja.Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		got, err := tmpl.Render(data)
+		if want == "error" && err == nil || want != "error" && (err != nil || got != want) {
+			t.Errorf("%s: %q, %v; want %q", src, got, err, want)
+		}
+	}
+}

@@ -380,6 +380,9 @@ type List struct {
 	// generator marks the result of map, select, reject, selectattr and
 	// rejectattr, which Python's jinja2 returns as generators.
 	generator bool
+	// group marks the (grouper, list) tuples of groupby, which have those two
+	// names as attributes.
+	group bool
 }
 
 // Len returns the number of items in the list.
