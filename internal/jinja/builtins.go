@@ -753,20 +753,21 @@ func filterTitle(args []Value, kwargs map[string]Value) (Value, error) {
 		return NewString(""), nil
 	}
 
-	s := printValue(args[0])
-	runes := []rune(s)
-	inWord := false
+	// As jinja2's do_title: words start after whitespace, '-', '(', '{', '[' or
+	// '<' (not after an apostrophe, as str.title would have it).
+	runes := []rune(printValue(args[0]))
+	start := true
 	for i, r := range runes {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			if !inWord {
-				runes[i] = unicode.ToUpper(r)
-				inWord = true
-			} else {
-				runes[i] = unicode.ToLower(r)
-			}
-		} else {
-			inWord = false
+		if unicode.IsSpace(r) || strings.ContainsRune("-({[<", r) {
+			start = true
+			continue
 		}
+		if start {
+			runes[i] = unicode.ToUpper(r)
+		} else {
+			runes[i] = unicode.ToLower(r)
+		}
+		start = false
 	}
 	return NewString(string(runes)), nil
 }
@@ -1364,28 +1365,48 @@ func filterDictsort(args []Value, kwargs map[string]Value) (Value, error) {
 		return NewList(nil), nil
 	}
 
+	// As jinja2's dictsort(case_sensitive=False, by="key", reverse=False).
 	d := args[0].AsDict()
-	reverse := false
-	if r, ok := kwargs["reverse"]; ok && r.IsBool() {
-		reverse = r.AsBool()
+	caseSensitive := builtinArgument(args, kwargs, 1, "case_sensitive", NewBool(false)).IsTruthy()
+	by := builtinArgument(args, kwargs, 2, "by", NewString("key"))
+	reverse := builtinArgument(args, kwargs, 3, "reverse", NewBool(false)).IsTruthy()
+	pos := 0
+	switch printValue(by) {
+	case "key":
+	case "value":
+		pos = 1
+	default:
+		return Undefined(), fmt.Errorf("You can only sort by either 'key' or 'value'")
 	}
 
-	keys := make([]string, len(d.Keys))
-	copy(keys, d.Keys)
-
-	sort.SliceStable(keys, func(i, j int) bool {
-		if reverse {
-			return keys[i] > keys[j]
-		}
-		return keys[i] < keys[j]
-	})
-
-	items := make([]Value, len(keys))
-	for i, key := range keys {
+	items := make([]Value, len(d.Keys))
+	for i, key := range d.Keys {
 		items[i] = NewList([]Value{NewString(key), d.Data[key]})
 		items[i].AsList().tuple = true
 	}
-
+	sortKey := func(v Value) Value {
+		k := v.AsList().Get(pos)
+		if !caseSensitive && k.IsString() {
+			return NewString(strings.ToLower(k.AsString()))
+		}
+		return k
+	}
+	var err error
+	slices.SortStableFunc(items, func(a, b Value) int {
+		ka, kb := sortKey(a), sortKey(b)
+		if e := checkOrder("<", ka, kb); e != nil {
+			err = e
+			return 0
+		}
+		c, _ := compareValues(ka, kb)
+		if reverse {
+			return -c
+		}
+		return c
+	})
+	if err != nil {
+		return Undefined(), err
+	}
 	return NewList(items), nil
 }
 
