@@ -217,6 +217,8 @@ func registerFilters(s *scope) {
 		"items":      filterItems,
 		"format":     filterFormat,
 		"groupby":    filterGroupby,
+		"truncate":   filterTruncate,
+		"center":     filterCenter,
 		"join":       filterJoin,
 		"default":    filterDefault,
 		"d":          filterDefault,

@@ -580,3 +580,42 @@ func filterGroupby(args []Value, kwargs map[string]Value) (Value, error) {
 	}
 	return NewList(groups), nil
 }
+
+// filterCenter is jinja2's center(width=80).
+func filterCenter(args []Value, kwargs map[string]Value) (Value, error) {
+	if len(args) == 0 {
+		return NewString(""), nil
+	}
+	width := builtinArgument(args, kwargs, 1, "width", NewInt(80))
+	return moreStringMethods["center"](printValue(args[0]), []Value{width})
+}
+
+// filterTruncate is jinja2's truncate(length=255, killwords=False, end="...",
+// leeway=5).
+func filterTruncate(args []Value, kwargs map[string]Value) (Value, error) {
+	if len(args) == 0 {
+		return NewString(""), nil
+	}
+	s := []rune(printValue(args[0]))
+	length := int(toInt64(builtinArgument(args, kwargs, 1, "length", NewInt(255))))
+	killwords := builtinArgument(args, kwargs, 2, "killwords", NewBool(false)).IsTruthy()
+	end := []rune(printValue(builtinArgument(args, kwargs, 3, "end", NewString("..."))))
+	leeway := builtinArgument(args, kwargs, 4, "leeway", None())
+	lw := 5
+	if !leeway.IsNone() {
+		lw = int(toInt64(leeway))
+	}
+	if length < len(end) || lw < 0 {
+		return Undefined(), fmt.Errorf("truncate: expected length >= len(end) and leeway >= 0")
+	}
+	if len(s) <= length+lw {
+		return NewString(string(s)), nil
+	}
+	cut := string(s[:length-len(end)])
+	if !killwords {
+		if i := strings.LastIndex(cut, " "); i >= 0 {
+			cut = cut[:i]
+		}
+	}
+	return NewString(cut + string(end)), nil
+}
