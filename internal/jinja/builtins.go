@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -862,44 +861,47 @@ func filterReverse(args []Value, kwargs map[string]Value) (Value, error) {
 }
 
 func filterSort(args []Value, kwargs map[string]Value) (Value, error) {
-	if len(args) == 0 || !args[0].IsList() {
+	if len(args) == 0 || args[0].IsUndefined() {
 		return NewList(nil), nil
 	}
-
-	src := args[0].AsList().Items
-	items := make([]Value, len(src))
-	copy(items, src)
-
-	reverse := false
-	if r, ok := kwargs["reverse"]; ok && r.IsBool() {
-		reverse = r.AsBool()
+	if !args[0].IsList() && !args[0].IsDict() && !args[0].IsString() {
+		return Undefined(), &TypeError{Msg: fmt.Sprintf("'%s' object is not iterable", pyTypeName(args[0]))}
 	}
 
-	attribute := ""
-	if a, ok := kwargs["attribute"]; ok {
-		attribute = printValue(a)
+	// As jinja2's sort(reverse=False, case_sensitive=False, attribute=None).
+	items := slices.Clone(iterableItems(args[0]))
+	reverse := builtinArgument(args, kwargs, 1, "reverse", NewBool(false)).IsTruthy()
+	caseSensitive := builtinArgument(args, kwargs, 2, "case_sensitive", NewBool(false)).IsTruthy()
+	attribute := builtinArgument(args, kwargs, 3, "attribute", None())
+	sortKey := func(v Value) Value {
+		if !attribute.IsNone() {
+			v = builtinAttribute(v, printValue(attribute), Undefined())
+		}
+		if !caseSensitive && v.IsString() {
+			return NewString(strings.ToLower(v.AsString()))
+		}
+		return v
 	}
-
-	sort.SliceStable(items, func(i, j int) bool {
-		left, right := items[i], items[j]
-		if attribute != "" {
-			if left.IsDict() {
-				left, _ = left.AsDict().Get(attribute)
-			}
-			if right.IsDict() {
-				right, _ = right.AsDict().Get(attribute)
-			}
+	var err error
+	slices.SortStableFunc(items, func(a, b Value) int {
+		ka, kb := sortKey(a), sortKey(b)
+		if ka.IsUndefined() && kb.IsUndefined() {
+			// jinja2 compares [key] lists, and undefined values are equal.
+			return 0
 		}
-		order, ordered := compareValues(left, right)
-		if !ordered {
-			return false
+		if e := checkOrder("<", ka, kb); e != nil {
+			err = e
+			return 0
 		}
+		c, _ := compareValues(ka, kb)
 		if reverse {
-			return order > 0
+			return -c
 		}
-		return order < 0
+		return c
 	})
-
+	if err != nil {
+		return Undefined(), err
+	}
 	return NewList(items), nil
 }
 

@@ -31,6 +31,8 @@ func TestPythonErrors(t *testing.T) {
 		`{{ none.strip() }}`:                           "'None' has no attribute 'strip'",
 		`{{ d.nope() }}`:                               "'dict object' has no attribute 'nope'",
 		`{{ +missing }}`:                               "'missing' is undefined",
+		`{{ [1, "a"]|sort }}`:                          "'<' not supported",
+		`{{ none|sort }}`:                              "'NoneType' object is not iterable",
 		`{{ "hello"|truncate(2) }}`:                    "truncate",
 		`{% for a, b in [(1, 2, 3)] %}{% endfor %}`:    "too many values to unpack (expected 2)",
 		`{% for a, b in l %}{% endfor %}`:              "cannot unpack non-iterable int object",
@@ -70,7 +72,8 @@ func TestPythonErrors(t *testing.T) {
 
 // TestPythonRenders checks what jinja2's default Undefined and None allow.
 func TestPythonRenders(t *testing.T) {
-	data := map[string]any{"none": nil, "d": map[string]any{"a": 1}, "l": []any{1, 2}, "s": "x"}
+	data := map[string]any{"none": nil, "d": map[string]any{"a": 1}, "l": []any{1, 2}, "s": "x",
+		"dl": []any{map[string]any{"x": 1}, map[string]any{"x": 2}}}
 	for src, want := range map[string]string{
 		`[{{ missing }}]`: "[]",
 		`{% for x in missing %}x{% else %}e{% endfor %}`:                                           "e",
@@ -87,8 +90,11 @@ func TestPythonRenders(t *testing.T) {
 		`{% for a, b in [(1, 2), "xy", [3, 4]] %}{{ a }}{{ b }}{% endfor %}`:                       "12xy34",
 		`{{ {"b": 2, "a": 3}|dictsort(by="value") }}{{ {"b": 2, "A": 3}|dictsort(reverse=true) }}`: "[('b', 2), ('a', 3)][('b', 2), ('A', 3)]",
 		`{{ "it's a-b (c) 1st"|title }}|{{ "it's"|title == "it's".title() }}`:                      "It's A-B (C) 1st|False",
-		`{{ "hello world foo"|truncate(9) }}|{{ "hello"|truncate(3, true, "") }}`:                  "hello...|hello",
-		`{{ "a"|center(5) }}|{{ "ab"|center }}|{{ 7|center(4) }}`:                                  "  a  |                                       ab                                       | 7  ",
+		`{{ ["a", "B", "c"]|sort }}{{ ["a", "B"]|sort(case_sensitive=true) }}{{ [3, 1, 2]|sort(true) }}{{ dl|sort(attribute="x", reverse=true)|map(attribute="x")|list }}`: "['a', 'B', 'c']['B', 'a'][3, 2, 1][2, 1]",
+		`{{ "cba"|sort }}{{ {"b": 1, "a": 2}|sort }}{{ [[2], [1]]|sort }}{{ [1, 2.5, true, 0]|sort }}`:                                                                     "['a', 'b', 'c']['a', 'b'][[1], [2]][0, 1, True, 2.5]",
+		`{{ dl|sort(attribute="y") }}`:                                            "[{'x': 1}, {'x': 2}]",
+		`{{ "hello world foo"|truncate(9) }}|{{ "hello"|truncate(3, true, "") }}`: "hello...|hello",
+		`{{ "a"|center(5) }}|{{ "ab"|center }}|{{ 7|center(4) }}`:                 "  a  |                                       ab                                       | 7  ",
 		`{{ "hello world foo bar baz"|truncate(10, leeway=0) }}|{{ "hello world"|truncate(12) }}|{{ "hello wonderful world"|truncate(11, false, "!") }}|{{ "abcdefghijklmnop"|truncate(8) }}`: "hello...|hello world|hello!|abcde...",
 		`{{ "x" is escaped }}{{ "x"|safe is escaped }}{{ "x"|e is escaped }}`:               "FalseTrueTrue",
 		`{{ "%s|%d|%r|%5.1f%%" % ("a", 2.7, "b", 2.25) }}{{ (1,) + (2,) }}{{ d|dictsort }}`: "a|2|'b'|  2.2%(1, 2)[('a', 1)]",
