@@ -4,6 +4,9 @@
 // globals, a tojson filter that writes what Python's json.dumps writes, and the
 // variables messages, tools, documents, add_generation_prompt and the special tokens.
 //
+// A render fails where Python's jinja2 raises (jinja2's immutable sandbox and default
+// Undefined: iterating None, str + list, arithmetic on an undefined value, list.append).
+//
 // A conversation keeps its JSON as read, key order included, because templates print
 // parts of it (tool schemas through tojson) and must print them as Python would.
 package chat
