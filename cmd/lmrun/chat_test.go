@@ -16,7 +16,9 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/lmrun/lmrun/engine"
+	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/internal/fixtures"
+	"github.com/lmrun/lmrun/model"
 )
 
 // chatTurnLine matches the stats lines of chat -v: turn, tokens prefilled, tokens reused.
@@ -262,5 +264,152 @@ func TestChatContextFull(t *testing.T) {
 	}
 	if turns := chatTurnLine.FindAllStringSubmatch(errb.String(), -1); len(turns) != 1 || turns[0][3] != "0" {
 		t.Errorf("want one turn after the refused message, from an empty cache:\n%s", errb.String())
+	}
+}
+
+// chatTerm is lmrun chat running in a pseudo-terminal.
+type chatTerm struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	f       *os.File
+	out     bytes.Buffer
+	outCh   chan []byte
+	prompts int
+	stderr  string // file receiving the command's standard error
+}
+
+// startChat runs lmrun chat with args in a pseudo-terminal, its standard error to a file.
+func startChat(t *testing.T, dir string, args ...string) *chatTerm {
+	t.Helper()
+	c := &chatTerm{t: t, outCh: make(chan []byte, 64), stderr: filepath.Join(dir, "stderr")}
+	stderr, err := os.Create(c.stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stderr.Close() })
+	c.cmd = exec.Command(os.Args[0], append([]string{"chat"}, args...)...)
+	c.cmd.Env = append(os.Environ(), "LMRUN_TEST_MAIN=1", "SOURCE_DATE_EPOCH=1733356800")
+	c.cmd.Stderr = stderr
+	if c.f, err = pty.Start(c.cmd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.f.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.f.Read(buf)
+			if n > 0 {
+				c.outCh <- append([]byte(nil), buf[:n]...)
+			}
+			if err != nil {
+				close(c.outCh)
+				return
+			}
+		}
+	}()
+	return c
+}
+
+// waitFor reads the terminal until it has shown want count times in all.
+func (c *chatTerm) waitFor(want string, count int) {
+	c.t.Helper()
+	deadline := time.After(30 * time.Second)
+	for strings.Count(c.out.String(), want) < count {
+		select {
+		case b, ok := <-c.outCh:
+			if !ok {
+				c.t.Fatalf("lmrun chat ended before %q:\n%s", want, c.out.String())
+			}
+			c.out.Write(b)
+		case <-deadline:
+			c.t.Fatalf("no %q after 30 s:\n%s", want, c.out.String())
+		}
+	}
+}
+
+// send types line at the next prompt.
+func (c *chatTerm) send(line string) {
+	c.t.Helper()
+	c.prompts++
+	c.waitFor("> ", c.prompts)
+	if _, err := c.f.Write([]byte(line + "\n")); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// exit types /exit and waits for a clean exit; it returns the standard error.
+func (c *chatTerm) exit() string {
+	c.t.Helper()
+	c.send("/exit")
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	for {
+		select {
+		case b, ok := <-c.outCh:
+			if ok {
+				c.out.Write(b)
+			} else {
+				c.outCh = nil
+			}
+			continue
+		case err := <-done:
+			if err != nil {
+				c.t.Fatalf("exit: %v\n%s", err, c.out.String())
+			}
+		case <-time.After(30 * time.Second):
+			c.cmd.Process.Kill()
+			c.t.Fatalf("lmrun chat did not exit after /exit:\n%s", c.out.String())
+		}
+		break
+	}
+	log, err := os.ReadFile(c.stderr)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(log)
+}
+
+// TestChatFamilies: three turns with each current family's own chat template (Llama 3,
+// Qwen2.5 — SmolLM2's ChatML is TestChatTerminal's —, Mistral v0.3, Phi-3.5) on a
+// random-weight model, through a pseudo-terminal. Every turn after the first reuses the
+// cache: it prefills nothing of what came before the previous reply (a template may
+// render a past reply differently, e.g. trimmed, and the session then rewinds to before
+// it), and its prefill is at most the previous reply plus its own message's render.
+func TestChatFamilies(t *testing.T) {
+	dir := t.TempDir()
+	// Llama 3's templates write a dated system block each time: three turns need more
+	// than the tiny preset's 256 positions (RoPE: the context is metadata alone).
+	tiny := tinyModel(t, dir, "tiny.lmc", func(ck *format.Checkpoint, _ model.Config) {
+		ck.Meta[model.KeyContextLength] = int64(1024)
+	})
+	for _, name := range []string{"tokenizer_config-llama3", "meta-llama-Llama-3.2-3B-Instruct", "tokenizer_config-qwen2", "tokenizer_config-mistral", "microsoft-Phi-3.5-mini-instruct"} {
+		t.Run(name, func(t *testing.T) {
+			tmpl := fixtures.Path(t, "chat", "templates", name+".jinja")
+			sub := t.TempDir()
+			c := startChat(t, sub, "-m", tiny, "--chat-template", tmpl, "-n", "4", "--temp", "0", "-v", "-t", "1")
+			msgs := []string{"Hello there", "Tell me more", "Thanks"}
+			for _, m := range msgs {
+				c.send(m)
+			}
+			log := c.exit()
+			turns := chatTurnLine.FindAllStringSubmatch(log, -1)
+			if len(turns) != len(msgs) {
+				t.Fatalf("%d turn lines, want %d:\n%s\n%s", len(turns), len(msgs), log, c.out.String())
+			}
+			t.Logf("%s", strings.Join(chatTurnLine.FindAllString(log, -1), "\n"))
+			num := func(s string) int { n, _ := strconv.Atoi(s); return n }
+			for i := 1; i < len(turns); i++ {
+				prevReused, prevPrefilled, prevGen := num(turns[i-1][3]), num(turns[i-1][2]), num(turns[i-1][4])
+				prefilled, reused := num(turns[i][2]), num(turns[i][3])
+				if reused < prevReused+prevPrefilled {
+					t.Errorf("turn %d reused %d tokens, less than the %d before the previous reply:\n%s", i+1, reused, prevReused+prevPrefilled, log)
+				}
+				// One byte a token: this turn's own message and its template text stay
+				// well under 200 bytes for these templates.
+				if prefilled > prevGen+len(msgs[i])+200 {
+					t.Errorf("turn %d prefilled %d tokens: more than the previous reply (%d) and its own message:\n%s", i+1, prefilled, prevGen, log)
+				}
+			}
+		})
 	}
 }
