@@ -31,6 +31,7 @@ var allowed = map[string][]string{
 	"backends/neon":   {"backends", "kernels", "dtype"},
 	"engine":          {"backends", "kernels", "dtype", "model", "format", "tokenizer", "engine/parallel"},
 	"convert/...":     {"dtype", "model", "format/...", "tokenizer", "quant", "convert/..."},
+	"serve":           {"engine", "chat", "tokenizer", "convert/...", "model", "format/..."},
 }
 
 func matches(pattern, pkg string) bool {
