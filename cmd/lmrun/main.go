@@ -126,7 +126,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			logitsCommand(),
 			tokenizeCommand(), detokenizeCommand(), pplCommand(),
-			renderCommand(), chatCommand(),
+			renderCommand(), chatCommand(), serveCommand(),
 			convertCommand(),
 			synthCommand(),
 			infoCommand(),
