@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +32,9 @@ type Options struct {
 	// Render are the options Template renders with (BOS, EOS, Now); the server sets
 	// AddGenerationPrompt.
 	Render chat.Options
+	// Specials are the model's special tokens, which rendered messages are encoded with
+	// (see chat.Specials); nil: none.
+	Specials []chat.Special
 	// Parallel is the number of sessions, so of requests generating at once (0: 1).
 	Parallel int
 	// Queue is the number of requests that may wait for a session (0: 4 × Parallel);
@@ -55,9 +57,8 @@ type Server struct {
 	sessions chan *engine.Session
 	waiting  chan struct{} // a token for each request allowed to wait
 
-	specials []special // the model's special tokens, longest first
-	stopIDs  []int     // end-of-turn tokens of the chat template
-	stops    []string  // end-of-turn strings of the template not in the vocabulary
+	stopIDs []int    // end-of-turn tokens of the chat template
+	stops   []string // end-of-turn strings of the template not in the vocabulary
 
 	mu  sync.Mutex
 	seq uint64 // the last id number given
@@ -90,46 +91,17 @@ func New(m *engine.Model, o Options) (*Server, error) {
 		o.Name = "model"
 	}
 	o.Render.AddGenerationPrompt = true
-	s := &Server{m: m, o: o, sessions: make(chan *engine.Session, o.Parallel), waiting: make(chan struct{}, o.Queue),
-		specials: specialTokens(m)}
+	s := &Server{m: m, o: o, sessions: make(chan *engine.Session, o.Parallel), waiting: make(chan struct{}, o.Queue)}
 	for range o.Parallel {
 		s.sessions <- m.NewSession(engine.SessionOptions{Context: o.Context})
 	}
 	if o.Template != nil {
-		if err := s.findEndOfTurn(); err != nil {
-			return nil, err
+		var err error
+		if s.stopIDs, s.stops, err = chat.Ends(o.Template, o.Render, o.Specials); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
 		}
 	}
 	return s, nil
-}
-
-// findEndOfTurn finds the end-of-turn strings the template writes, which end a reply:
-// as token ids when the vocabulary has them, else as text.
-func (s *Server) findEndOfTurn() error {
-	probe := &chat.Conversation{}
-	probe.Append("user", "x")
-	probe.Append("assistant", "y")
-	ro := s.o.Render
-	ro.AddGenerationPrompt = false
-	rendered, err := s.o.Template.Render(probe, ro)
-	if err != nil {
-		return fmt.Errorf("serve: rendering a user and an assistant message: %w", err)
-	}
-	ends := chat.EndOfTurn()
-	if s.o.Render.EOS != "" {
-		ends = append(ends, s.o.Render.EOS)
-	}
-	for _, e := range ends {
-		if !strings.Contains(rendered, e) {
-			continue
-		}
-		if id, ok := s.specialID(e); ok {
-			s.stopIDs = append(s.stopIDs, id)
-		} else {
-			s.stops = append(s.stops, e)
-		}
-	}
-	return nil
 }
 
 // ServeHTTP routes a request.
@@ -529,76 +501,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// special is a token written as text in templates ("<|im_start|>") and its id.
-type special struct {
-	text string
-	id   int
-}
-
-func (s *Server) specialID(text string) (int, bool) {
-	for _, sp := range s.specials {
-		if sp.text == text {
-			return sp.id, true
-		}
-	}
-	return 0, false
-}
-
 // encode tokenizes rendered text: the special tokens written in it are their ids, the
 // text between them is encoded as text (no BOS: the template writes it).
 func (s *Server) encode(text string) []int {
 	tok := s.m.Tokenizer()
-	var ids []int
-	for text != "" {
-		at, sp := len(text), special{}
-		for _, c := range s.specials {
-			if i := strings.Index(text, c.text); i >= 0 && i < at {
-				at, sp = i, c
-			}
-		}
-		if at > 0 {
-			if part, err := tok.Encode(text[:at], false, false); err == nil {
-				ids = append(ids, part...)
-			}
-		}
-		if sp.text == "" {
-			break
-		}
-		ids = append(ids, sp.id)
-		text = text[at+len(sp.text):]
-	}
-	return ids
-}
-
-// specialTokens returns the model's control and user-defined tokens (token types 3
-// and 4), which chat templates write as text, longest first.
-func specialTokens(m *engine.Model) []special {
-	tok := m.Tokenizer()
-	var types []int64
-	for _, key := range []string{"tokenizer.token_type", "tokenizer.ggml.token_type"} {
-		switch v := m.Metadata(key).(type) {
-		case []int64:
-			types = v
-		case []int32:
-			for _, x := range v {
-				types = append(types, int64(x))
-			}
-		}
-		if types != nil {
-			break
-		}
-	}
-	var out []special
-	for id, t := range types {
-		if (t != 3 && t != 4) || id >= tok.VocabSize() {
-			continue
-		}
-		s, err := tok.Token(id)
-		if err != nil || strings.TrimSpace(s) == "" {
-			continue
-		}
-		out = append(out, special{strings.TrimSpace(s), id})
-	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i].text) > len(out[j].text) })
-	return out
+	return chat.Encode(text, s.o.Specials, func(part string) ([]int, error) { return tok.Encode(part, false, false) })
 }

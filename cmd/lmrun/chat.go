@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"time"
 
@@ -179,7 +178,7 @@ type chatSession struct {
 	opts     chat.Options
 	conv     *chat.Conversation
 	system   string
-	specials []special // special tokens written in rendered text, longest first
+	specials []chat.Special // special tokens written in rendered text, longest first
 	stopIDs  []int
 	stops    []string // end-of-turn strings, for models without such tokens
 	scfg     engine.SamplerConfig
@@ -196,12 +195,6 @@ type chatSession struct {
 type mark struct {
 	text string
 	pos  int
-}
-
-// special is a token written as text in templates ("<|im_start|>") and its id.
-type special struct {
-	text string
-	id   int
 }
 
 // turnStats reports a reply: the engine's stats, the cached tokens reused, whether the
@@ -241,26 +234,8 @@ func newChatSession(c *cli.Context, m *engine.Model, scfg engine.SamplerConfig, 
 	}
 	// The end-of-turn strings the template writes stop a reply: as tokens when the
 	// vocabulary has them, else as text.
-	probe := &chat.Conversation{}
-	probe.Append("user", "x")
-	probe.Append("assistant", "y")
-	rendered, err := tmpl.Render(probe, chat.Options{BOS: opts.BOS, EOS: opts.EOS, Now: opts.Now})
-	if err != nil {
-		return nil, fmt.Errorf("rendering a user and an assistant message: %w", err)
-	}
-	ends := chat.EndOfTurn()
-	if opts.EOS != "" {
-		ends = append(ends, opts.EOS)
-	}
-	for _, e := range ends {
-		if !strings.Contains(rendered, e) {
-			continue
-		}
-		if id, ok := cs.specialID(e); ok {
-			cs.stopIDs = append(cs.stopIDs, id)
-		} else {
-			cs.stops = append(cs.stops, e)
-		}
+	if cs.stopIDs, cs.stops, err = chat.Ends(tmpl, opts, cs.specials); err != nil {
+		return nil, err
 	}
 	cs.reset()
 	return cs, nil
@@ -268,8 +243,8 @@ func newChatSession(c *cli.Context, m *engine.Model, scfg engine.SamplerConfig, 
 
 func (cs *chatSession) specialID(text string) (int, bool) {
 	for _, sp := range cs.specials {
-		if sp.text == text {
-			return sp.id, true
+		if sp.Text == text {
+			return sp.ID, true
 		}
 	}
 	return 0, false
@@ -400,32 +375,12 @@ func (cs *chatSession) reply(ctx context.Context, user string, emit func(string)
 // text between them is encoded as text (no BOS: the template writes it).
 func (cs *chatSession) encode(text string) []int {
 	tok := cs.m.Tokenizer()
-	var ids []int
-	for text != "" {
-		at, sp := len(text), special{}
-		for _, s := range cs.specials {
-			if i := strings.Index(text, s.text); i >= 0 && i < at { // longest first: ties keep the longest
-				at, sp = i, s
-			}
-		}
-		if at > 0 {
-			part, err := tok.Encode(text[:at], false, false)
-			if err == nil {
-				ids = append(ids, part...)
-			}
-		}
-		if sp.text == "" {
-			break
-		}
-		ids = append(ids, sp.id)
-		text = text[at+len(sp.text):]
-	}
-	return ids
+	return chat.Encode(text, cs.specials, func(part string) ([]int, error) { return tok.Encode(part, false, false) })
 }
 
 // specialTokens returns the model's control and user-defined tokens (token types 3
 // and 4), which chat templates write as text, longest first.
-func specialTokens(m *engine.Model) []special {
+func specialTokens(m *engine.Model) []chat.Special {
 	tok := m.Tokenizer()
 	var types []int64
 	for _, key := range []string{"tokenizer.token_type", "tokenizer.ggml.token_type"} {
@@ -441,19 +396,7 @@ func specialTokens(m *engine.Model) []special {
 			break
 		}
 	}
-	var out []special
-	for id, t := range types {
-		if (t != 3 && t != 4) || id >= tok.VocabSize() {
-			continue
-		}
-		s, err := tok.Token(id)
-		if err != nil || strings.TrimSpace(s) == "" {
-			continue
-		}
-		out = append(out, special{strings.TrimSpace(s), id})
-	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i].text) > len(out[j].text) })
-	return out
+	return chat.Specials(types, tok.VocabSize(), tok.Token)
 }
 
 // firstStop returns where the first stop string in s starts.

@@ -65,7 +65,7 @@ func serveAction(c *cli.Context) error {
 		return err
 	}
 	srv, err := serve.New(m, serve.Options{
-		Name: filepath.Base(c.String("model")), Template: tmpl, Render: ro,
+		Name: filepath.Base(c.String("model")), Template: tmpl, Render: ro, Specials: specialTokens(m),
 		Parallel: c.Int("parallel"), Queue: c.Int("queue"), Context: c.Int("ctx"), APIKey: c.String("api-key"),
 	})
 	if err != nil {
