@@ -210,13 +210,14 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, isChat bool) {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "messages", "the model has no chat template: start the server with one, or use /v1/completions")
 		return
 	}
+	promptParam := map[bool]string{true: "messages", false: "prompt"}[isChat]
 	prompt, stopIDs, stops, err := s.prompt(req, isChat)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "messages", "%v", err)
+		writeError(w, http.StatusBadRequest, "invalid_request_error", promptParam, "%v", err)
 		return
 	}
 	if len(prompt) == 0 {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "prompt", "the prompt has no tokens")
+		writeError(w, http.StatusBadRequest, "invalid_request_error", promptParam, "the prompt has no tokens")
 		return
 	}
 	smp, err := engine.NewSampler(samplerConfig(req, s.o.Now))
@@ -237,7 +238,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, isChat bool) {
 	defer s.release(sess)
 	sess.Reset()
 	if n := sess.Context(); len(prompt) >= n {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "messages",
+		writeError(w, http.StatusBadRequest, "invalid_request_error", promptParam,
 			"the prompt has %d tokens, the context holds %d (and one more is needed to generate)", len(prompt), n)
 		return
 	}
