@@ -105,13 +105,10 @@ func (s *Session) GenerateText(ctx context.Context, prompt []int, opts GenerateO
 			return Stats{}, errors.New("generate: an empty stop string")
 		}
 	}
-	stream := tokenizer.NewStream(tok)
-	for _, id := range prompt {
-		if _, err := stream.Add(id); err != nil {
-			return Stats{}, fmt.Errorf("generate: decoding the prompt: %w", err)
-		}
+	d, err := s.m.NewTextDecoder(prompt, opts.StopStrings)
+	if err != nil {
+		return Stats{}, fmt.Errorf("generate: %w", err)
 	}
-	m := stopMatcher{stops: opts.StopStrings}
 	emitFailed := false
 	out := func(text string) error {
 		if text == "" {
@@ -124,24 +121,76 @@ func (s *Session) GenerateText(ctx context.Context, prompt []int, opts GenerateO
 		return nil
 	}
 	st, err := s.generate(ctx, prompt, opts, func(id int) (bool, error) {
-		piece, err := stream.Add(id)
+		text, stop, err := d.Add(id)
 		if err != nil {
 			return false, err
 		}
-		text, stop := m.add(piece)
 		return stop, out(text)
 	})
-	if !emitFailed && !m.stopped {
-		// Generation is over: held-back text did not turn out to be a stop string.
-		text, _ := m.add(stream.Flush())
-		if !m.stopped {
-			text += m.held
-		}
-		if ferr := out(text); err == nil {
+	if !emitFailed {
+		if ferr := out(d.Flush()); err == nil {
 			err = ferr
 		}
 	}
 	return st, err
+}
+
+// TextDecoder turns generated tokens into the text to show, as GenerateText does: whole
+// UTF-8 characters only, and never any of a stop string — text that could begin one is
+// held back until the next tokens decide. It is what a caller driving the forward passes
+// itself (a Batch) decodes with.
+type TextDecoder struct {
+	stream *tokenizer.Stream
+	m      stopMatcher
+}
+
+// NewTextDecoder returns a decoder of the tokens that follow prompt (decoded first, so
+// that the first piece follows it as it should: a tokenizer's leading-space rules),
+// stopping at the first of stops.
+func (m *Model) NewTextDecoder(prompt []int, stops []string) (*TextDecoder, error) {
+	if m.tok == nil {
+		return nil, errors.New("the model carries no tokenizer to decode text with")
+	}
+	for _, stop := range stops {
+		if stop == "" {
+			return nil, errors.New("an empty stop string")
+		}
+	}
+	d := &TextDecoder{stream: tokenizer.NewStream(m.tok), m: stopMatcher{stops: stops}}
+	for _, id := range prompt {
+		if _, err := d.stream.Add(id); err != nil {
+			return nil, fmt.Errorf("decoding the prompt: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// Add decodes one more token and returns the text that can be shown now, and whether a
+// stop string was found (then text is what precedes it, and generation should end).
+func (d *TextDecoder) Add(id int) (text string, stop bool, err error) {
+	piece, err := d.stream.Add(id)
+	if err != nil {
+		return "", false, err
+	}
+	text, stop = d.m.add(piece)
+	return text, stop, nil
+}
+
+// Stopped reports whether a stop string was found.
+func (d *TextDecoder) Stopped() bool { return d.m.stopped }
+
+// Flush returns the text held back once generation is over (without a stop string:
+// what was held did not turn out to be one), and "" after a stop.
+func (d *TextDecoder) Flush() string {
+	if d.m.stopped {
+		return ""
+	}
+	text, _ := d.m.add(d.stream.Flush())
+	if !d.m.stopped {
+		text += d.m.held
+		d.m.held = ""
+	}
+	return text
 }
 
 // stopMatcher finds stop strings in streamed text and holds back what could be the

@@ -91,7 +91,7 @@ func TestMixedActivations(t *testing.T) {
 			dsts[i] = make([]float32, T*w.Rows)
 			ops[i] = mm{dsts[i], w.Rows, w, nil}
 		}
-		s.matmul(x, T, ops...)
+		s.p.matmul(x, T, ops...)
 		var ref kernels.Reference
 		for i, w := range ws {
 			want := make([]float32, T*w.Rows)

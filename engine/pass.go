@@ -1,0 +1,508 @@
+package engine
+
+import (
+	"math"
+
+	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/kernels"
+	"github.com/lmrun/lmrun/model"
+)
+
+// pass is the working memory of forward passes over up to rows token rows: the
+// activations, their quantized forms, the kernels' scratch and the parallel steps. A
+// Session has its own, sized by its batch; a Batch has one that the sessions it runs
+// share. The rows of a pass belong to one or more segments — consecutive tokens of one
+// session each — and every step but attention treats each row alike, whichever session
+// it belongs to, so a row computes the same numbers in any pass it is part of.
+type pass struct {
+	m    *Model
+	rows int
+
+	x, xb, out       []float32 // [rows, dim]
+	q, att           []float32 // [rows, qDim]
+	k, v             []float32 // [rows, kvDim]
+	hb, hb2          []float32 // [rows, ffnDim]
+	ropeCos, ropeSin []float32 // [rows, rope_dim/2]: angles of each row's position
+	emb              []float32 // [rows, embDim] when the model projects embeddings
+	xq               []byte    // [rows, widest row] activations as q8_0 blocks
+	xqK              []byte    // [rows, widest row] activations as q8_k super-blocks
+	logits           []float32 // [segments, vocab] for a pass of several segments (a Batch's)
+
+	// Per thread, the working memory of the matrix products (kernels.Scratch), for up to
+	// rows rows of the widest matrix row.
+	scratch []kernels.Scratch
+
+	observe  func(names []string, x []float32, T, cols int) // SessionOptions.ObserveMatMul
+	obsNames []string                                       // scratch for observe's names
+
+	segs   []segment // the segments of the pass running now
+	rowSeg []int32   // [rows]: the index in segs of each row's segment
+
+	// The parallel steps of a pass, kept here so running them allocates nothing.
+	mmTask   matmulTask
+	attnTask attnTask
+	actTask  actTask
+	normTask normTask
+}
+
+// segment is one session's tokens in a pass, at rows row0 … row0+len(tokens)-1.
+type segment struct {
+	s      *Session
+	tokens []int
+	logits bool // compute the logits after the last token into s.logits
+	row0   int
+}
+
+// attnState is where one session's rows of a pass find the current layer's keys and
+// values. The key of position x is row x-base of kc, except for a ring (one decoded
+// token of a local layer), whose first min(p+1, window) rows are exactly the positions
+// in the band.
+type attnState struct {
+	kc, vc       kvBuf
+	pos0, window int
+	base         int
+	ring         bool
+}
+
+// newPass allocates the working memory of passes of up to rows rows of model m.
+func newPass(m *Model, rows int) *pass {
+	c := &m.cfg
+	p := &pass{m: m, rows: rows}
+	if c.Projected() {
+		p.emb = make([]float32, rows*c.EmbeddingDim())
+	}
+	widest := max(c.Dim, c.FFNDim, c.QDim(), c.EmbeddingDim()) // the longest matrix row
+	if m.q8 != nil {
+		// One buffer per activation type the model's weights take (kernels.ActivationDType),
+		// rounded up to whole blocks.
+		if m.actTypes[dtype.Q8_0] {
+			p.xq = make([]byte, rows*dtype.RowBytes(dtype.Q8_0, (widest+dtype.QBlock-1)/dtype.QBlock*dtype.QBlock))
+		}
+		if m.actTypes[dtype.Q8_K] {
+			p.xqK = make([]byte, rows*dtype.RowBytes(dtype.Q8_K, (widest+dtype.QKBlock-1)/dtype.QKBlock*dtype.QKBlock))
+		}
+	}
+	if c.Position == model.RoPE {
+		p.ropeCos = make([]float32, rows*c.RopeDim/2)
+		p.ropeSin = make([]float32, rows*c.RopeDim/2)
+	}
+	p.x = make([]float32, rows*c.Dim)
+	p.xb = make([]float32, rows*c.Dim)
+	p.out = make([]float32, rows*c.Dim)
+	p.q = make([]float32, rows*c.QDim())
+	p.att = make([]float32, rows*c.QDim())
+	p.k = make([]float32, rows*c.KVDim())
+	p.v = make([]float32, rows*c.KVDim())
+	p.hb = make([]float32, rows*c.FFNDim)
+	p.hb2 = make([]float32, rows*c.FFNDim)
+	p.rowSeg = make([]int32, rows)
+	p.scratch = make([]kernels.Scratch, m.pool.Threads())
+	for i := range p.scratch {
+		p.scratch[i] = kernels.NewScratch(m.kern, rows, widest)
+	}
+	return p
+}
+
+// forward runs the segments' tokens (at most rows in all) through the model, each at
+// its session's position, appends them to the sessions' KV caches and advances their
+// positions. all, if not nil, receives the logits of every row (of a pass of one
+// segment); otherwise each segment that asks for them gets the logits after its last
+// token in its session's logits. The caller has checked the tokens, the sessions'
+// room, and that no session appears twice.
+func (p *pass) forward(segs []segment, all []float32) {
+	m, c, kern := p.m, &p.m.cfg, p.m.kern
+	dim, qd, kvd, hd := c.Dim, c.QDim(), c.KVDim(), c.HeadDim
+	T := 0
+	for i := range segs {
+		segs[i].row0 = T
+		for t := range segs[i].tokens {
+			p.rowSeg[T+t] = int32(i)
+		}
+		T += len(segs[i].tokens)
+	}
+	p.segs = segs
+
+	// Embeddings (projected up to dim if the model says so), plus learned positions.
+	ed := c.EmbeddingDim()
+	emb := p.x
+	if c.Projected() {
+		emb = p.emb
+	}
+	for _, sg := range segs {
+		for t, id := range sg.tokens {
+			r := sg.row0 + t
+			m.tokEmbd.RowF32(id, emb[r*ed:(r+1)*ed])
+		}
+	}
+	if c.Projected() {
+		p.matmul(p.emb, T, mm{p.x, dim, m.projIn, nil})
+	}
+	if m.posEmbd != nil {
+		for _, sg := range segs {
+			for t := range sg.tokens {
+				r := sg.row0 + t
+				row := p.out[r*dim : (r+1)*dim]
+				m.posEmbd.RowF32(sg.s.pos+t+c.PositionOffset, row)
+				kern.Add(p.x[r*dim:(r+1)*dim], row)
+			}
+		}
+	}
+	if c.Position == model.RoPE {
+		half := c.RopeDim / 2
+		mscale := float32(c.RopeAttnFactor) // a float32 factor, as llama.cpp applies it
+		for _, sg := range segs {
+			for t := range sg.tokens {
+				r := sg.row0 + t
+				for i, f := range sg.s.ropeFreq {
+					sn, cs := math.Sincos(float64(sg.s.pos+t) * f)
+					p.ropeCos[r*half+i], p.ropeSin[r*half+i] = float32(cs)*mscale, float32(sn)*mscale
+				}
+			}
+		}
+	}
+	for _, sg := range segs {
+		sg.s.reserve(sg.s.pos + len(sg.tokens))
+	}
+
+	for li := range m.layers {
+		l := &m.layers[li]
+
+		// Attention block.
+		in := p.x
+		if !c.PostNorm {
+			p.norm(p.xb, p.x, l.attnNorm, T)
+			in = p.xb
+		}
+		p.matmul(in, T, mm{p.q, qd, l.wq, l.bq}, mm{p.k, kvd, l.wk, l.bk}, mm{p.v, kvd, l.wv, l.bv})
+		if c.Position == model.RoPE {
+			half := c.RopeDim / 2
+			for t := 0; t < T; t++ {
+				cos, sin := p.ropeCos[t*half:(t+1)*half], p.ropeSin[t*half:(t+1)*half]
+				if c.RopeStyle == model.NeoX {
+					kern.RoPENeoX(p.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
+					kern.RoPENeoX(p.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
+				} else {
+					kern.RoPE(p.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
+					kern.RoPE(p.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
+				}
+			}
+		}
+		for _, sg := range segs {
+			s := sg.s
+			kc, vc := s.kcache[li], s.vcache[li]
+			s.att = attnState{kc: kc, vc: vc, pos0: s.pos, window: l.window}
+			k := p.k[sg.row0*kvd : (sg.row0+len(sg.tokens))*kvd]
+			v := p.v[sg.row0*kvd : (sg.row0+len(sg.tokens))*kvd]
+			if w := s.ring(li); w == 0 {
+				kc.put(s.pos*kvd, k)
+				vc.put(s.pos*kvd, v)
+			} else {
+				s.stageRing(li, w, k, v)
+			}
+		}
+		p.attnTask = attnTask{p: p}
+		m.pool.Run(T*c.NHeads, 1, &p.attnTask)
+		p.matmul(p.att, T, mm{p.out, dim, l.wo, l.bo})
+		kern.Add(p.x[:T*dim], p.out[:T*dim])
+		if c.PostNorm {
+			p.norm(p.x, p.x, l.attnNorm, T)
+		}
+
+		// Feed-forward block.
+		in = p.x
+		if !c.PostNorm {
+			p.norm(p.xb, p.x, l.ffnNorm, T)
+			in = p.xb
+		}
+		ff := c.FFNDim
+		if c.Activation == model.SwiGLU {
+			p.matmul(in, T, mm{p.hb, ff, l.gate, l.bgate}, mm{p.hb2, ff, l.up, l.bup})
+		} else {
+			p.matmul(in, T, mm{p.hb, ff, l.up, l.bup})
+		}
+		p.actTask = actTask{p: p}
+		m.pool.Run(T, 1, &p.actTask)
+		p.matmul(p.hb, T, mm{p.out, dim, l.down, l.bdown})
+		kern.Add(p.x[:T*dim], p.out[:T*dim])
+		if c.PostNorm {
+			p.norm(p.x, p.x, l.ffnNorm, T)
+		}
+	}
+	for _, sg := range segs {
+		sg.s.pos += len(sg.tokens)
+	}
+
+	// Classifier: every row, or the last row of each segment that wants its logits,
+	// gathered in out.
+	x, rows := p.x, T
+	if all == nil {
+		rows = 0
+		for _, sg := range segs {
+			if sg.logits {
+				r := sg.row0 + len(sg.tokens) - 1
+				copy(p.out[rows*dim:(rows+1)*dim], p.x[r*dim:(r+1)*dim])
+				rows++
+			}
+		}
+		if rows == 0 {
+			return
+		}
+		x = p.out
+	}
+	if !c.NoFinalNorm {
+		p.norm(p.xb, x, m.outNorm, rows)
+		x = p.xb
+	}
+	if c.Projected() {
+		p.matmul(x, rows, mm{p.emb, ed, m.projOut, nil})
+		x = p.emb
+	}
+	v := c.VocabSize
+	var dst []float32
+	switch {
+	case all != nil:
+		dst = all
+	case rows == 1:
+		for _, sg := range segs {
+			if sg.logits {
+				dst = sg.s.logits
+			}
+		}
+	default:
+		dst = p.logits
+	}
+	p.matmul(x, rows, mm{dst, v, m.output, nil})
+	if all == nil && rows > 1 {
+		i := 0
+		for _, sg := range segs {
+			if sg.logits {
+				copy(sg.s.logits, p.logits[i*v:(i+1)*v])
+				i++
+			}
+		}
+	}
+}
+
+// The pass's parallel steps are tasks kept in the pass, so handing them to the pool
+// allocates nothing.
+
+// mm is one matrix product: dst[t*ld + r] = x[t]·w[r] + bias[r].
+type mm struct {
+	dst  []float32
+	ld   int
+	w    *kernels.Mat
+	bias []float32
+}
+
+// matmulTask runs up to three products that share their input in one pool pass, rows
+// split across threads.
+type matmulTask struct {
+	p   *pass
+	x   []float32
+	xq  []byte // x quantized to q8_0 blocks, when the q8 path is taken and an op needs them
+	xqK []byte // x quantized to q8_k super-blocks, likewise
+	T   int
+	ops [3]mm
+	n   int
+}
+
+func (k *matmulTask) Do(w, lo, hi int) {
+	base := 0
+	sc := k.p.scratch[w]
+	m := k.p.m
+	for _, o := range k.ops[:k.n] {
+		r0, r1 := max(lo-base, 0), min(hi-base, o.w.Rows)
+		if r0 < r1 {
+			if xq := k.activations(o.w.DType); xq != nil {
+				m.q8.MatMulQ8(o.dst, o.ld, xq, k.T, o.w, o.bias, r0, r1, sc)
+			} else {
+				m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1, sc)
+			}
+		}
+		base += o.w.Rows
+	}
+}
+
+// activations returns the quantized activations a product on weights of dtype dt takes,
+// nil when it multiplies the float32 ones.
+func (k *matmulTask) activations(dt dtype.DType) []byte {
+	if !blockQuantized(dt) {
+		return nil
+	}
+	if kernels.ActivationDType(dt) == dtype.Q8_K {
+		return k.xqK
+	}
+	return k.xq
+}
+
+// blockQuantized reports whether weights of dtype dt take quantized activations on the
+// q8 path: q8_0 and q4_0 (q8_0 activations) and the k-quants (q8_k activations).
+func blockQuantized(dt dtype.DType) bool { return dt == dtype.Q8_0 || dt == dtype.Q4_0 || dt.KQuant() }
+
+// matmul computes the products ops (at most three) of the T rows of x. Rows are handed
+// out in multiples of 16 so a SIMD kernel sees whole tiles.
+func (p *pass) matmul(x []float32, T int, ops ...mm) {
+	k := &p.mmTask
+	k.p, k.x, k.T, k.xq, k.xqK = p, x, T, nil, nil
+	k.n = copy(k.ops[:], ops)
+	if p.observe != nil {
+		p.obsNames = p.obsNames[:0]
+		for _, o := range ops {
+			p.obsNames = append(p.obsNames, p.m.names[o.w])
+		}
+		cols := ops[0].w.Cols
+		p.observe(p.obsNames, x[:T*cols], T, cols)
+	}
+	total := 0
+	for _, o := range ops {
+		total += o.w.Rows
+	}
+	// Block-quantized weights take activations quantized once per product (q8_0 blocks
+	// for q8_0 and q4_0, q8_k super-blocks for the k-quants, as llama.cpp does), unless the
+	// model was loaded with exact f32 activations. Ops sharing x may need both.
+	if p.m.q8 != nil {
+		cols := ops[0].w.Cols
+		for _, o := range ops {
+			if !blockQuantized(o.w.DType) {
+				continue
+			}
+			adt := kernels.ActivationDType(o.w.DType)
+			dst := &k.xq
+			buf := p.xq
+			if adt == dtype.Q8_K {
+				dst, buf = &k.xqK, p.xqK
+			}
+			if *dst != nil {
+				continue // already quantized for an earlier op
+			}
+			rb := dtype.RowBytes(adt, cols)
+			xq := buf[:T*rb]
+			for t := 0; t < T; t++ {
+				kernels.QuantizeActivations(p.m.q8, o.w.DType, x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
+			}
+			*dst = xq
+		}
+	}
+	p.m.pool.Run(total, 16, k)
+}
+
+// stageRing appends a segment's keys and values k and v (T rows) to local layer li's
+// ring (window w). A single token is written to its slot and attends over the ring as it
+// is (attention does not depend on the order of the positions). A batch first lines up,
+// in position order, the w-1 positions before it and its own T in the stage buffers, so
+// that each query's band is one contiguous run there; then its last w positions enter
+// the ring.
+func (s *Session) stageRing(li, w int, k, v []float32) {
+	kvd := s.m.cfg.KVDim()
+	T := len(k) / kvd
+	kc, vc := s.kcache[li], s.vcache[li]
+	pos0 := s.pos
+	a := &s.att
+	if T == 1 {
+		slot := pos0 % w
+		kc.put(slot*kvd, k)
+		vc.put(slot*kvd, v)
+		a.ring = true
+		return
+	}
+	m := min(pos0, w-1)
+	base := pos0 - m
+	if need := (m + T) * kvd; need > s.stageK.size() {
+		// A Batch's segment may be longer than the session's own batch.
+		s.stageK, s.stageV = newKV(s.halfKV, need), newKV(s.halfKV, need)
+	}
+	for i := 0; i < m; i++ {
+		slot := (base + i) % w
+		s.stageK.copyFrom(i*kvd, kc, slot*kvd, kvd)
+		s.stageV.copyFrom(i*kvd, vc, slot*kvd, kvd)
+	}
+	s.stageK.put(m*kvd, k)
+	s.stageV.put(m*kvd, v)
+	for t := max(0, T-w); t < T; t++ {
+		slot := (pos0 + t) % w
+		kc.put(slot*kvd, k[t*kvd:(t+1)*kvd])
+		vc.put(slot*kvd, v[t*kvd:(t+1)*kvd])
+	}
+	a.kc, a.vc, a.base = s.stageK, s.stageV, base
+}
+
+// attnTask computes attention for (row, head) pairs i = row·n_heads + h, each row over
+// its own session's keys and values (attnState).
+type attnTask struct{ p *pass }
+
+func (a *attnTask) Do(w, lo, hi int) {
+	p := a.p
+	c := &p.m.cfg
+	kern := p.m.kern
+	qd, kvd, hd := c.QDim(), c.KVDim(), c.HeadDim
+	group := c.NHeads / c.NKVHeads
+	for i := lo; i < hi; i++ {
+		r, h := i/c.NHeads, i%c.NHeads
+		sg := &p.segs[p.rowSeg[r]]
+		s := sg.s
+		st := &s.att
+		pos := st.pos0 + r - sg.row0
+		first, n := 0, 0 // first row of the band in kc, and its length
+		if st.ring {
+			n = min(pos+1, st.window)
+		} else {
+			lo := 0
+			if st.window > 0 && pos-st.window+1 > 0 {
+				lo = pos - st.window + 1
+			}
+			first, n = lo-st.base, pos-lo+1
+		}
+		off := first*kvd + (h/group)*hd
+		q := r*qd + h*hd
+		if st.kc.h != nil {
+			kern.AttentionF16(p.att[q:q+hd], p.q[q:q+hd], st.kc.h[off:], st.vc.h[off:], n, kvd, c.AttnScale, s.scores[w])
+		} else {
+			kern.Attention(p.att[q:q+hd], p.q[q:q+hd], st.kc.f[off:], st.vc.f[off:], n, kvd, c.AttnScale, s.scores[w])
+		}
+	}
+}
+
+// actTask applies the feed-forward activation to rows [lo, hi) of hb.
+type actTask struct{ p *pass }
+
+func (a *actTask) Do(_, lo, hi int) {
+	p := a.p
+	kern, ff := p.m.kern, p.m.cfg.FFNDim
+	h := p.hb[lo*ff : hi*ff]
+	switch p.m.cfg.Activation {
+	case model.SwiGLU:
+		kern.SwiGLU(h, p.hb2[lo*ff:hi*ff])
+	case model.GELUTanh:
+		kern.GELU(h)
+	case model.GELU:
+		kern.GELUErf(h)
+	case model.ReLU:
+		kern.ReLU(h)
+	}
+}
+
+// normTask normalises rows [lo, hi) of x into dst (which may alias x).
+type normTask struct {
+	p      *pass
+	dst, x []float32
+	n      norm
+}
+
+func (k *normTask) Do(_, lo, hi int) {
+	c, kern := &k.p.m.cfg, k.p.m.kern
+	dim := c.Dim
+	for t := lo; t < hi; t++ {
+		d, xi := k.dst[t*dim:(t+1)*dim], k.x[t*dim:(t+1)*dim]
+		if c.Norm == model.RMSNorm {
+			kern.RMSNorm(d, xi, k.n.w, float32(c.NormEps))
+		} else {
+			kern.LayerNorm(d, xi, k.n.w, k.n.b, float32(c.NormEps))
+		}
+	}
+}
+
+// norm applies the configured normalisation to T rows of x into dst.
+func (p *pass) norm(dst, x []float32, n norm, T int) {
+	p.normTask = normTask{p: p, dst: dst, x: x, n: n}
+	p.m.pool.Run(T, 8, &p.normTask)
+}
