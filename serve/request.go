@@ -125,3 +125,7 @@ func (r *request) check(chat bool) error {
 	}
 	return nil
 }
+
+// requestLogprobs returns whether a request asks for the sampled tokens' log-probabilities
+// and how many alternatives per token.
+func requestLogprobs(r *request) (bool, int) { return false, 0 }

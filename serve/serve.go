@@ -1,20 +1,22 @@
 // Package serve is an OpenAI-compatible HTTP server of one model: /v1/chat/completions
 // (messages rendered with the model's chat template), /v1/completions (a raw prompt),
-// both streamed as Server-Sent Events or not, /v1/models and /health.
+// both streamed as Server-Sent Events or not, /v1/models, /health and /metrics.
 //
-// Each request takes one of Options.Parallel sessions (its own KV cache; the weights are
-// shared) or waits for one in a bounded queue; a full queue answers 429. Sequences are
-// not batched together yet.
+// Up to Options.Parallel sequences run at once, continuously batched: every decode step
+// runs the next token of each of them as one forward pass (engine.Batch), a newcomer's
+// prompt joins in chunks between steps, and a request that finds every slot busy waits
+// in a bounded queue. A new prompt that begins with the tokens an idle slot's cache
+// holds reuses them (the prompt cache).
 package serve
 
 import (
-	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,8 +42,11 @@ type Options struct {
 	// Queue is the number of requests that may wait for a session (0: 4 × Parallel);
 	// more are answered 429.
 	Queue int
-	// Context is each session's context length (0: the model's).
+	// Context is each sequence's context length (0: the model's).
 	Context int
+	// Chunk is the number of prompt tokens a sequence feeds per step while reading its
+	// prompt (0: 32): the most a newcomer's prefill delays the others' next tokens.
+	Chunk int
 	// APIKey, when set, is required as "Authorization: Bearer KEY".
 	APIKey string
 	// MaxBodyBytes limits a request body (0: 1 MiB); larger ones are answered 413.
@@ -50,19 +55,24 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Server answers the OpenAI API with one model. It is an http.Handler.
+// Server answers the OpenAI API with one model. It is an http.Handler; Close stops it.
 type Server struct {
-	m        *engine.Model
-	o        Options
-	sessions chan *engine.Session
-	waiting  chan struct{} // a token for each request allowed to wait
+	m     *engine.Model
+	o     Options
+	sched *scheduler
+	met   *metrics
+	slots chan struct{} // a token for each request running or waiting (Parallel + Queue)
 
 	stopIDs []int    // end-of-turn tokens of the chat template
 	stops   []string // end-of-turn strings of the template not in the vocabulary
 
-	mu  sync.Mutex
-	seq uint64 // the last id number given
+	mu       sync.Mutex
+	seq      uint64 // the last id number given
+	draining bool
 }
+
+// errShutdown ends the sequences still running when the server closes.
+var errShutdown = errors.New("the server is shutting down")
 
 // New returns a server of m. The model must carry a tokenizer.
 func New(m *engine.Model, o Options) (*Server, error) {
@@ -72,14 +82,21 @@ func New(m *engine.Model, o Options) (*Server, error) {
 	if o.Parallel == 0 {
 		o.Parallel = 1
 	}
-	if o.Parallel < 0 || o.Queue < 0 || o.Context < 0 || o.MaxBodyBytes < 0 {
-		return nil, fmt.Errorf("serve: parallel %d, queue %d, context %d, body limit %d: want ≥ 0", o.Parallel, o.Queue, o.Context, o.MaxBodyBytes)
+	if o.Parallel < 0 || o.Queue < 0 || o.Context < 0 || o.MaxBodyBytes < 0 || o.Chunk < 0 {
+		return nil, fmt.Errorf("serve: parallel %d, queue %d, context %d, body limit %d, chunk %d: want ≥ 0",
+			o.Parallel, o.Queue, o.Context, o.MaxBodyBytes, o.Chunk)
+	}
+	if o.Parallel > 1024 || o.Queue > 1<<20 || o.Chunk > 4096 {
+		return nil, fmt.Errorf("serve: parallel %d, queue %d, chunk %d: at most 1024, %d and 4096", o.Parallel, o.Queue, o.Chunk, 1<<20)
 	}
 	if limit := m.Config().ContextLength; o.Context > limit {
 		return nil, fmt.Errorf("serve: context %d: the model's is %d", o.Context, limit)
 	}
 	if o.Queue == 0 {
 		o.Queue = 4 * o.Parallel
+	}
+	if o.Chunk == 0 {
+		o.Chunk = 32
 	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 1 << 20
@@ -91,32 +108,67 @@ func New(m *engine.Model, o Options) (*Server, error) {
 		o.Name = "model"
 	}
 	o.Render.AddGenerationPrompt = true
-	s := &Server{m: m, o: o, sessions: make(chan *engine.Session, o.Parallel), waiting: make(chan struct{}, o.Queue)}
-	for range o.Parallel {
-		s.sessions <- m.NewSession(engine.SessionOptions{Context: o.Context})
-	}
+	s := &Server{m: m, o: o, met: newMetrics(), slots: make(chan struct{}, o.Parallel+o.Queue)}
 	if o.Template != nil {
 		var err error
 		if s.stopIDs, s.stops, err = chat.Ends(o.Template, o.Render, o.Specials); err != nil {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
 	}
+	sc, err := newScheduler(m, o.Parallel, o.Chunk, o.Context, s.met)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	s.sched = sc
 	return s, nil
 }
 
+// Drain makes the server refuse new completions (503) and report itself unready on
+// /health, while the requests it has accepted go on: call it before shutting the HTTP
+// server down.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// Close stops the scheduler: sequences still running end with an error. The server
+// answers nothing after it.
+func (s *Server) Close() {
+	s.Drain()
+	s.sched.close()
+}
+
 // ServeHTTP routes a request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
-	if path == "/health" {
-		if r.Method != http.MethodGet {
-			writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method %s not allowed: use GET", r.Method)
+	route := map[string]string{"/v1/models": http.MethodGet, "/v1/completions": http.MethodPost,
+		"/v1/chat/completions": http.MethodPost, "/health": http.MethodGet, "/metrics": http.MethodGet}
+	method, ok := route[path]
+	endpoint := path
+	if !ok {
+		endpoint = "other"
+	}
+	w := &statusWriter{ResponseWriter: rw}
+	defer func() { s.met.requests.WithLabelValues(endpoint, strconv.Itoa(w.status())).Inc() }()
+	switch {
+	case path == "/health" && r.Method == http.MethodGet:
+		if s.isDraining() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return
+	case path == "/metrics" && r.Method == http.MethodGet:
+		s.met.handler().ServeHTTP(w, r)
+		return
 	}
-	route := map[string]string{"/v1/models": http.MethodGet, "/v1/completions": http.MethodPost, "/v1/chat/completions": http.MethodPost}
-	method, ok := route[path]
 	if !ok {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "", "unknown route %s %s", r.Method, r.URL.Path)
 		return
@@ -151,30 +203,6 @@ func (s *Server) authorized(r *http.Request) bool {
 	want := []byte("Bearer " + s.o.APIKey)
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
-
-// acquire takes a free session, waiting in the queue for one. It returns nil when the
-// queue is full (full true) or ctx is done.
-func (s *Server) acquire(ctx context.Context) (sess *engine.Session, full bool) {
-	select {
-	case sess := <-s.sessions:
-		return sess, false
-	default:
-	}
-	select {
-	case s.waiting <- struct{}{}:
-	default:
-		return nil, true
-	}
-	defer func() { <-s.waiting }()
-	select {
-	case sess := <-s.sessions:
-		return sess, false
-	case <-ctx.Done():
-		return nil, false
-	}
-}
-
-func (s *Server) release(sess *engine.Session) { s.sessions <- sess }
 
 // nextID returns a new response id.
 func (s *Server) nextID(prefix string) string {
@@ -220,47 +248,50 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, isChat bool) {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", promptParam, "the prompt has no tokens")
 		return
 	}
+	if n := s.sched.contextLength(); len(prompt) >= n {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", promptParam,
+			"the prompt has %d tokens, the context holds %d (and one more is needed to generate)", len(prompt), n)
+		return
+	}
 	smp, err := engine.NewSampler(samplerConfig(req, s.o.Now))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "", "%v", err)
 		return
 	}
-	ctx := r.Context()
-	sess, full := s.acquire(ctx)
-	if full {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "", "all %d sessions are busy and %d requests wait: retry later", s.o.Parallel, s.o.Queue)
+	dec, err := s.m.NewTextDecoder(prompt, stops)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "stop", "%v", err)
 		return
 	}
-	if sess == nil {
-		return // the client left while waiting
+	if s.isDraining() {
+		writeError(w, http.StatusServiceUnavailable, "server_error", "", "the server is shutting down")
+		return
 	}
-	defer s.release(sess)
-	sess.Reset()
-	if n := sess.Context(); len(prompt) >= n {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", promptParam,
-			"the prompt has %d tokens, the context holds %d (and one more is needed to generate)", len(prompt), n)
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "", "all %d sequences are busy and %d requests wait: retry later", s.o.Parallel, s.o.Queue)
 		return
 	}
 	maxTokens := -1
 	if req.MaxTokens != nil {
 		maxTokens = *req.MaxTokens
 	}
-	opts := engine.GenerateOptions{MaxTokens: maxTokens, StopIDs: stopIDs, StopStrings: stops, Sampler: smp}
+	lp, top := requestLogprobs(req)
+	j := &job{ctx: r.Context(), prompt: prompt, sampler: smp, stopIDs: append(s.m.EndIDs(), stopIDs...), dec: dec,
+		maxTokens: maxTokens, logprobs: lp, top: top}
 	g := generation{s: s, w: w, req: req, chat: isChat, id: s.nextID(map[bool]string{true: "chatcmpl", false: "cmpl"}[isChat]),
-		created: s.o.Now().Unix()}
-	var st engine.Stats
-	if req.Stream {
-		st, err = g.stream(ctx, sess, prompt, opts)
-	} else {
-		var text strings.Builder
-		st, err = sess.GenerateText(ctx, prompt, opts, func(t string) error { text.WriteString(t); return nil })
-		if err == nil {
-			g.whole(text.String(), g.finish(sess, st, maxTokens), st)
+		created: s.o.Now().Unix(), prev: prompt[len(prompt)-1]}
+	s.sched.submit(j)
+	end := g.run(j)
+	<-s.slots
+	if end.err != nil && !g.started && r.Context().Err() == nil {
+		status := http.StatusInternalServerError
+		if errors.Is(end.err, errShutdown) {
+			status = http.StatusServiceUnavailable
 		}
-	}
-	if err != nil && ctx.Err() == nil && !g.started {
-		writeError(w, http.StatusInternalServerError, "server_error", "", "generating: %v", err)
+		writeError(w, status, "server_error", "", "generating: %v", end.err)
 	}
 }
 
@@ -342,15 +373,8 @@ type generation struct {
 	id      string
 	created int64
 	started bool // the response's header was written
-}
-
-// finish returns the finish reason of a generation that ended without error: "length"
-// when it stopped at max_tokens or a full context, else "stop".
-func (g *generation) finish(sess *engine.Session, st engine.Stats, maxTokens int) string {
-	if (maxTokens > 0 && st.Generated >= maxTokens) || sess.Pos() >= sess.Context()-1 {
-		return "length"
-	}
-	return "stop"
+	failed  bool // writing to the client failed: the rest is not written
+	prev    int  // the token before the next one, for its bytes in logprobs
 }
 
 func (g *generation) object(chunk bool) string {
@@ -366,13 +390,15 @@ func (g *generation) object(chunk bool) string {
 
 // usage is the token counts of a response.
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int            `json:"prompt_tokens"`
+	CompletionTokens    int            `json:"completion_tokens"`
+	TotalTokens         int            `json:"total_tokens"`
+	PromptTokensDetails *promptDetails `json:"prompt_tokens_details,omitempty"`
 }
 
-func usageOf(st engine.Stats) usage {
-	return usage{st.PromptTokens, st.Generated, st.PromptTokens + st.Generated}
+// promptDetails tells how many prompt tokens came from the prompt cache.
+type promptDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 // choice is one choice of a response or chunk.
@@ -381,6 +407,7 @@ type choice struct {
 	Message      *message `json:"message,omitempty"`
 	Delta        *delta   `json:"delta,omitempty"`
 	Text         *string  `json:"text,omitempty"`
+	Logprobs     any      `json:"logprobs"`
 	FinishReason *string  `json:"finish_reason"`
 }
 
@@ -400,81 +427,253 @@ type response struct {
 	Usage   *usage   `json:"usage,omitempty"`
 }
 
+// chatLogprobs is a chat choice's logprobs: one entry per token.
+type chatLogprobs struct {
+	Content []chatTokenLogprob `json:"content"`
+}
+
+type chatTokenLogprob struct {
+	Token       string             `json:"token"`
+	Logprob     float32            `json:"logprob"`
+	Bytes       []int              `json:"bytes"`
+	TopLogprobs []chatTokenLogprob `json:"top_logprobs,omitempty"`
+}
+
+// textLogprobs is a completion choice's logprobs, in the legacy API's columns.
+type textLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []float32            `json:"token_logprobs"`
+	TopLogprobs   []map[string]float32 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
+}
+
+// logprobs accumulates the logprobs of a response (or of one chunk).
+type logprobs struct {
+	chat *chatLogprobs
+	text *textLogprobs
+	off  int // text offset of the next token (completions)
+}
+
+func (g *generation) newLogprobs() *logprobs {
+	if g.chat {
+		return &logprobs{chat: &chatLogprobs{Content: []chatTokenLogprob{}}}
+	}
+	return &logprobs{text: &textLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []map[string]float32{}, TextOffset: []int{}}}
+}
+
+func (l *logprobs) value() any {
+	if l == nil {
+		return nil
+	}
+	if l.chat != nil {
+		return l.chat
+	}
+	return l.text
+}
+
+// add appends the tokens of one event.
+func (g *generation) addLogprobs(l *logprobs, toks []tokenLogprob) {
+	tok := g.s.m.Tokenizer()
+	piece := func(prev, id int) []byte {
+		b, err := tok.Piece(prev, id)
+		if err != nil {
+			return nil
+		}
+		return b
+	}
+	for _, t := range toks {
+		b := piece(g.prev, t.id)
+		if l.chat != nil {
+			e := chatTokenLogprob{Token: strings.ToValidUTF8(string(b), "\uFFFD"), Logprob: t.logprob, Bytes: byteInts(b),
+				TopLogprobs: []chatTokenLogprob{}}
+			for _, a := range t.top {
+				ab := piece(g.prev, a.id)
+				e.TopLogprobs = append(e.TopLogprobs, chatTokenLogprob{Token: strings.ToValidUTF8(string(ab), "\uFFFD"), Logprob: a.logprob, Bytes: byteInts(ab)})
+			}
+			l.chat.Content = append(l.chat.Content, e)
+		} else {
+			l.text.Tokens = append(l.text.Tokens, strings.ToValidUTF8(string(b), "\uFFFD"))
+			l.text.TokenLogprobs = append(l.text.TokenLogprobs, t.logprob)
+			top := map[string]float32{}
+			for _, a := range t.top {
+				top[strings.ToValidUTF8(string(piece(g.prev, a.id)), "\uFFFD")] = a.logprob
+			}
+			l.text.TopLogprobs = append(l.text.TopLogprobs, top)
+			l.text.TextOffset = append(l.text.TextOffset, l.off)
+			l.off += len(b)
+		}
+		g.prev = t.id
+	}
+}
+
+func byteInts(b []byte) []int {
+	out := make([]int, len(b))
+	for i, c := range b {
+		out[i] = int(c)
+	}
+	return out
+}
+
+// run writes the job's events as they come — streamed, or as one response at the end —
+// and returns the last. It returns only once the scheduler has ended the job: a
+// client that leaves ends it at the next step.
+func (g *generation) run(j *job) event {
+	var text strings.Builder
+	var lp *logprobs
+	if j.logprobs {
+		lp = g.newLogprobs()
+	}
+	off := 0
+	for {
+		<-j.ready
+		for _, e := range j.take() {
+			if e.end && e.err != nil {
+				if g.req.Stream && g.started && !g.failed && j.ctx.Err() == nil {
+					g.send(map[string]any{"error": apiError{Message: fmt.Sprintf("generating: %v", e.err), Type: "server_error"}})
+				}
+				return e
+			}
+			if !g.req.Stream {
+				text.WriteString(e.text)
+				if lp != nil {
+					g.addLogprobs(lp, e.tokens)
+				}
+				if e.end {
+					g.whole(text.String(), e.finish, e.usage, lp.value())
+					return e
+				}
+				continue
+			}
+			var clp *logprobs
+			if lp != nil && len(e.tokens) > 0 {
+				clp = g.newLogprobs()
+				clp.off = off
+				g.addLogprobs(clp, e.tokens)
+				off = clp.off
+			}
+			if !g.started && g.chat {
+				first := g.chunk("", nil)
+				first.Choices[0].Delta.Role = "assistant"
+				g.send(first)
+			}
+			if e.text != "" || clp != nil {
+				c := g.chunk(e.text, nil)
+				c.Choices[0].Logprobs = clp.value()
+				g.send(c)
+			}
+			if e.end {
+				finish := e.finish
+				last := g.chunk("", &finish)
+				u := e.usage
+				last.Usage = &u
+				g.send(last)
+				g.done()
+				return e
+			}
+		}
+	}
+}
+
 // whole writes a response that is not streamed.
-func (g *generation) whole(text, finish string, st engine.Stats) {
-	c := choice{FinishReason: &finish}
+func (g *generation) whole(text, finish string, u usage, lp any) {
+	c := choice{FinishReason: &finish, Logprobs: lp}
 	if g.chat {
 		c.Message = &message{Role: "assistant", Content: text}
 	} else {
 		c.Text = &text
 	}
-	u := usageOf(st)
 	g.started = true
 	writeJSON(g.w, http.StatusOK, response{ID: g.id, Object: g.object(false), Created: g.created, Model: g.s.o.Name,
 		Choices: []choice{c}, Usage: &u})
 }
 
-// stream generates, writing each piece of text as a Server-Sent Event.
-func (g *generation) stream(ctx context.Context, sess *engine.Session, prompt []int, opts engine.GenerateOptions) (engine.Stats, error) {
-	flusher, _ := g.w.(http.Flusher)
-	h := g.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	send := func(v any) error {
-		if !g.started {
-			g.w.WriteHeader(http.StatusOK)
-			g.started = true
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(g.w, "data: %s\n\n", b); err != nil {
-			return fmt.Errorf("writing an event: %w", err)
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return nil
-	}
-	chunk := func(text string, finish *string) response {
-		c := choice{FinishReason: finish}
-		if g.chat {
-			c.Delta = &delta{Content: text}
-		} else {
-			c.Text = &text
-		}
-		return response{ID: g.id, Object: g.object(true), Created: g.created, Model: g.s.o.Name, Choices: []choice{c}}
-	}
+// chunk returns a streamed chunk carrying text.
+func (g *generation) chunk(text string, finish *string) response {
+	c := choice{FinishReason: finish}
 	if g.chat {
-		first := chunk("", nil)
-		first.Choices[0].Delta.Role = "assistant"
-		if err := send(first); err != nil {
-			return engine.Stats{}, err
-		}
+		c.Delta = &delta{Content: text}
+	} else {
+		c.Text = &text
 	}
-	st, err := sess.GenerateText(ctx, prompt, opts, func(text string) error { return send(chunk(text, nil)) })
+	return response{ID: g.id, Object: g.object(true), Created: g.created, Model: g.s.o.Name, Choices: []choice{c}}
+}
+
+// send writes one Server-Sent Event (the header first, with the stream's first event).
+// After a failed write nothing more is written.
+func (g *generation) send(v any) {
+	if g.failed {
+		return
+	}
+	if !g.started {
+		h := g.w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("Connection", "keep-alive")
+		g.w.WriteHeader(http.StatusOK)
+		g.started = true
+	}
+	b, err := json.Marshal(v)
+	if err == nil {
+		_, err = fmt.Fprintf(g.w, "data: %s\n\n", b)
+	}
 	if err != nil {
-		if ctx.Err() == nil && g.started {
-			_ = send(map[string]any{"error": apiError{Message: fmt.Sprintf("generating: %v", err), Type: "server_error"}})
-		}
-		return st, err
+		g.failed = true
+		return
 	}
-	finish := g.finish(sess, st, opts.MaxTokens)
-	last := chunk("", &finish)
-	u := usageOf(st)
-	last.Usage = &u
-	if err := send(last); err != nil {
-		return st, err
+	if f, ok := g.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// done ends a stream.
+func (g *generation) done() {
+	if g.failed {
+		return
 	}
 	if _, err := io.WriteString(g.w, "data: [DONE]\n\n"); err != nil {
-		return st, fmt.Errorf("writing the end of the stream: %w", err)
+		g.failed = true
+		return
 	}
-	if flusher != nil {
-		flusher.Flush()
+	if f, ok := g.w.(http.Flusher); ok {
+		f.Flush()
 	}
-	return st, nil
+}
+
+// statusWriter remembers the status code written, for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush passes a flush on to the connection.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }
 
 // apiError is the body of OpenAI's errors, under "error".

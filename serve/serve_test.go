@@ -17,6 +17,7 @@ import (
 	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/convert/synth"
 	"github.com/lmrun/lmrun/engine"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 const chatML = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
@@ -62,7 +63,7 @@ func newServer(t testing.TB, o Options) (*Server, *httptest.Server) {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
+	t.Cleanup(func() { ts.Close(); s.Close() })
 	return s, ts
 }
 
@@ -252,7 +253,10 @@ func TestCompletionsMatchEngine(t *testing.T) {
 			if got.text != want.String() {
 				t.Errorf("chat %v stream %v: text %q, want %q", isChat, stream, got.text, want.String())
 			}
-			if u := (usage{st.PromptTokens, st.Generated, st.PromptTokens + st.Generated}); got.usage != u || u.PromptTokens != len(prompt) {
+			u := usage{PromptTokens: st.PromptTokens, CompletionTokens: st.Generated, TotalTokens: st.PromptTokens + st.Generated}
+			gu := got.usage
+			gu.PromptTokensDetails = nil // the prompt cache's share: TestPromptCache
+			if gu != u || u.PromptTokens != len(prompt) {
 				t.Errorf("chat %v stream %v: usage %+v, want %+v (prompt %d tokens)", isChat, stream, got.usage, u, len(prompt))
 			}
 			wantFinish := "stop"
@@ -390,26 +394,27 @@ func TestModels(t *testing.T) {
 	}
 }
 
-// TestQueueFull checks that a request finding every session busy and the queue full is
-// answered 429 with Retry-After.
+// TestQueueFull checks that a request finding every slot busy and the queue full is
+// answered 429 with Retry-After, and that one that may wait is served.
 func TestQueueFull(t *testing.T) {
 	s, ts := newServer(t, Options{Parallel: 1, Queue: 1})
-	sess, _ := s.acquire(context.Background())
-	s.waiting <- struct{}{} // a request waits
+	s.slots <- struct{}{} // a request runs
+	s.slots <- struct{}{} // a request waits
 	resp, b := post(t, ts.URL+"/v1/completions", `{"prompt": "x", "max_tokens": 2}`)
-	<-s.waiting
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("status %d, Retry-After %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
 	}
-	// A request that may wait gets the session once it is released.
-	go func() { time.Sleep(50 * time.Millisecond); s.release(sess) }()
+	<-s.slots
 	if resp, b := post(t, ts.URL+"/v1/completions", `{"prompt": "x", "max_tokens": 2}`); resp.StatusCode != 200 {
-		t.Errorf("after release: status %d: %s", resp.StatusCode, b)
+		t.Errorf("after one left: status %d: %s", resp.StatusCode, b)
+	}
+	if n := testutil.ToFloat64(s.met.requests.WithLabelValues("/v1/completions", "429")); n != 1 {
+		t.Errorf("lmrun_requests_total{code=429} = %v, want 1", n)
 	}
 }
 
 // TestCancelFreesSession checks that a client that leaves in the middle of a stream
-// stops its generation and gives its session back.
+// stops its generation and frees its slot, as /metrics shows.
 func TestCancelFreesSession(t *testing.T) {
 	s, ts := newServer(t, Options{Parallel: 1})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -423,15 +428,30 @@ func TestCancelFreesSession(t *testing.T) {
 	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.sessions) != 0 {
-		t.Fatal("the session is free while generating")
+	active := func() string {
+		r, err := http.Get(ts.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "lmrun_active_sequences ") {
+				return strings.TrimPrefix(l, "lmrun_active_sequences ")
+			}
+		}
+		t.Fatalf("no lmrun_active_sequences in /metrics:\n%s", b)
+		return ""
+	}
+	if a := active(); a != "1" {
+		t.Fatalf("lmrun_active_sequences %s while generating, want 1", a)
 	}
 	cancel()
 	resp.Body.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(s.sessions) == 0 {
+	for active() != "0" || len(s.slots) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("the session was not given back after the client left")
+			t.Fatal("the slot was not freed after the client left")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
