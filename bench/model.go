@@ -25,6 +25,11 @@ type ModelConfig struct {
 	// and FMA peak where the backend can probe it) and reports every result as a
 	// fraction of them: tg against the bandwidth, pp against the peak.
 	Limits bool
+	// Sequences > 1 adds a batched generation test (as llama-batched-bench measures it):
+	// that many sequences decoded together, Gen tokens each, one engine.Batch step per
+	// token for all of them — a server's continuous batching at full occupancy. Its
+	// tokens per second count every sequence's tokens.
+	Sequences int
 }
 
 // ModelResult is one line of a model benchmark.
@@ -32,7 +37,7 @@ type ModelResult struct {
 	Model     string  `json:"model"`
 	Backend   string  `json:"backend"`
 	Threads   int     `json:"threads"`
-	Test      string  `json:"test"` // "pp128", "tg64"
+	Test      string  `json:"test"` // "pp128", "tg64", "tg64x8" (8 sequences batched)
 	Depth     int     `json:"depth"`
 	Tokens    int     `json:"tokens"`
 	Seconds   float64 `json:"seconds"` // median over the repetitions
@@ -203,7 +208,64 @@ func benchLoaded(m *engine.Model, name string, cfg ModelConfig, lim limits) ([]M
 		}
 		out = append(out, r)
 	}
+	if cfg.Gen > 0 && cfg.Sequences > 1 {
+		r, err := benchBatched(m, cfg, base, tokens)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
 	return out, nil
+}
+
+// benchBatched measures Sequences sequences generating Gen tokens each in batched steps,
+// after Depth tokens of each already in its cache.
+func benchBatched(m *engine.Model, cfg ModelConfig, base ModelResult, tokens func(n, seed int) []int) (ModelResult, error) {
+	np := cfg.Sequences
+	b, err := m.NewBatch(np, np)
+	if err != nil {
+		return ModelResult{}, err
+	}
+	sess := make([]*engine.Session, np)
+	for i := range sess {
+		sess[i] = m.NewSession(engine.SessionOptions{Context: cfg.Depth + cfg.Gen, Batch: max(1, min(cfg.Depth, 64))})
+	}
+	depth := tokens(cfg.Depth, 1)
+	gen := tokens(cfg.Gen*np, 3)
+	items := make([]engine.BatchItem, np)
+	times := make([]float64, 0, cfg.Reps)
+	for r := 0; r < cfg.Reps+1; r++ {
+		for _, s := range sess {
+			s.Reset()
+			if len(depth) > 0 {
+				if _, err := s.Forward(depth); err != nil {
+					return ModelResult{}, err
+				}
+			}
+		}
+		t0 := time.Now()
+		for k := 0; k < cfg.Gen; k++ {
+			for i, s := range sess {
+				items[i] = engine.BatchItem{Session: s, Tokens: gen[k*np+i : k*np+i+1], Logits: true}
+			}
+			if err := b.Forward(items); err != nil {
+				return ModelResult{}, err
+			}
+		}
+		if r > 0 {
+			times = append(times, time.Since(t0).Seconds())
+		}
+	}
+	res := base
+	res.Test, res.Tokens, res.Seconds = fmt.Sprintf("tg%dx%d", cfg.Gen, np), cfg.Gen*np, median(times)
+	res.TokPerSec = float64(res.Tokens) / res.Seconds
+	fp := m.Footprint()
+	macs := float64(fp.LayerMACs+fp.ClassifierMACs) * float64(res.Tokens)
+	res.GFLOPS = 2 * macs / res.Seconds / 1e9
+	if base.PeakGFLOPS > 0 {
+		res.Fraction = res.GFLOPS / base.PeakGFLOPS
+	}
+	return res, nil
 }
 
 func median(v []float64) float64 {

@@ -43,6 +43,7 @@ func benchCommand() *cli.Command {
 					&cli.StringFlag{Name: "threads", Aliases: []string{"t"}, Value: "0", Usage: "comma-separated thread `COUNTS` (0: one per physical core)", DefaultText: "one per physical core"},
 					&cli.IntFlag{Name: "depth", Usage: "tokens in the KV cache before each test"},
 					&cli.IntFlag{Name: "reps", Value: 3, Usage: "repetitions (the median is reported)"},
+					&cli.IntFlag{Name: "np", Usage: "also tg with `N` sequences decoded together, one batched pass per token (what lmrun serve --parallel N does at full load; t/s counts all N)"},
 					&cli.BoolFlag{Name: "limits", Value: true, Usage: "measure the machine's read bandwidth and FMA peak first and report each result as a fraction of them (--limits=false skips it)"},
 					backendFlag,
 					&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
@@ -52,11 +53,11 @@ func benchCommand() *cli.Command {
 					if err != nil {
 						return fmt.Errorf("--threads: %w", err)
 					}
-					if c.Int("p") < 0 || c.Int("n") < 0 || c.Int("depth") < 0 {
-						return fmt.Errorf("-p, -n and --depth must be ≥ 0")
+					if c.Int("p") < 0 || c.Int("n") < 0 || c.Int("depth") < 0 || c.Int("np") < 0 || c.Int("np") > 1024 {
+						return fmt.Errorf("-p, -n and --depth must be ≥ 0, --np 0 to 1024")
 					}
 					cfg := bench.ModelConfig{Prompt: c.Int("p"), Gen: c.Int("n"), Depth: c.Int("depth"), Threads: threads,
-						Backend: c.String("backend"), Reps: c.Int("reps"), Limits: c.Bool("limits")}
+						Backend: c.String("backend"), Reps: c.Int("reps"), Limits: c.Bool("limits"), Sequences: c.Int("np")}
 					if cfg.Limits {
 						fmt.Fprintln(c.App.ErrWriter, "measuring the machine at each thread count: read bandwidth, FMA peak ...")
 					}
