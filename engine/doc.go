@@ -1,6 +1,9 @@
 // Package engine runs decoder-only transformer language models stored as lmrun
 // checkpoints. A Model holds the immutable weights and is safe to share between
-// goroutines; a Session owns one conversation's KV cache and position.
+// goroutines; a Session owns one conversation's KV cache and position. A Batch runs
+// several sessions' next tokens as one forward pass (continuous batching, as a server
+// does): the weights are read once per step for all of them, and each session gets the
+// logits it would get alone, bit for bit.
 //
 // Load opens an lmc file. Models of other formats reach the engine through package
 // convert, which the engine does not import: convert.Open returns a GGUF file mapped and
