@@ -46,6 +46,12 @@ type Options struct {
 	APIKey string
 	// MaxBodyBytes limits a request body (0: 1 MiB); larger ones are answered 413.
 	MaxBodyBytes int64
+	// RequestTimeout limits the time of one completion request, from its arrival to
+	// the last byte of its response (0: no limit). A request waiting for a session,
+	// processing its prompt or generating at the deadline stops there: one whose
+	// response has not begun is answered 504, a stream already begun ends with an error
+	// event (see completeWithin).
+	RequestTimeout time.Duration
 	// Now returns the time of "created" fields (nil: time.Now).
 	Now func() time.Time
 }
@@ -136,9 +142,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			map[string]any{"id": s.o.Name, "object": "model", "created": s.o.Now().Unix(), "owned_by": "lmrun"},
 		}})
 	case "/v1/completions":
-		s.complete(w, r, false)
+		s.completeWithin(w, r, false) // completeWithin: the request's deadline (deadline.go)
 	default:
-		s.complete(w, r, true)
+		s.completeWithin(w, r, true)
 	}
 }
 
