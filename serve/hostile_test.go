@@ -124,6 +124,7 @@ func TestHostileRequests(t *testing.T) {
 		{"max_tokens fraction", false, `{"prompt": "x", "max_tokens": 1.5}`, 400, "max_tokens", "integer"},
 		{"max_completion_tokens 0", true, chat(`, "max_completion_tokens": 0`), 400, "max_completion_tokens", "at least 1"},
 		{"max_completion_tokens unlike max_tokens", true, chat(`, "max_completion_tokens": 5, "max_tokens": 6`), 400, "max_completion_tokens", "both"},
+		{"seed -2", false, `{"prompt": "x", "seed": -2}`, 400, "seed", "-1 for a random seed"},
 		{"n 2", false, `{"prompt": "x", "n": 2}`, 400, "n", "only 1"},
 		{"n 0", true, chat(`, "n": 0`), 400, "n", ""},
 		{"1000 stop strings", false, `{"prompt": "x", "stop": ` + stops(1000, 3) + `}`, 400, "stop", "1000 strings, at most 16"},
@@ -149,6 +150,8 @@ func TestHostileRequests(t *testing.T) {
 		{"no messages", true, `{"messages": []}`, 400, "messages", ""},
 		{"100k messages", true, tiny.String(), 400, "messages", "100000 messages, at most 4096"},
 		{"prompt beyond the context", false, `{"prompt": "` + long + `"}`, 400, "prompt", "the context holds 32"},
+		{"a 1 MiB word", false, `{"prompt": "` + strings.Repeat("x", 1<<20) + `"}`, 400, "prompt", "the context holds 32"},
+		{"1 MiB of words", true, `{"messages": [{"role": "user", "content": "` + strings.Repeat("many words ", 100_000) + `"}]}`, 400, "messages", "the context holds 32"},
 		{"messages beyond the context", true, `{"messages": [{"role": "user", "content": [{"type": "text", "text": "` + long + `"}]}]}`, 400, "messages", "the context holds 32"},
 		{"body limit", false, `{"prompt": "` + strings.Repeat("x", 9<<20) + `"}`, 413, "", "exceeds"},
 	})
@@ -171,7 +174,7 @@ func TestWrongTypes(t *testing.T) {
 		"top_p":                        {`"1"`},
 		"top_k":                        {`0.5`, `"4"`},
 		"min_p":                        {`{}`},
-		"seed":                         {`-1`, `"7"`, `1.5`},
+		"seed":                         {`-2`, `"7"`, `1.5`, `1e3`, `18446744073709551616`},
 		"stop":                         {`5`, `{"a": 1}`, `true`},
 		"presence_penalty":             {`"0"`},
 		"frequency_penalty":            {`false`},
@@ -285,6 +288,21 @@ func TestDecodeNewFields(t *testing.T) {
 		if r.Logprobs != tc.logprobs || r.TopLogprobs != tc.top || maxTokens != tc.maxTokens || usage != tc.usage ||
 			content != tc.content || !reflect.DeepEqual(r.stops, tc.stops) {
 			t.Errorf("%s: logprobs %v top %d max_tokens %d usage %v content %q stops %q", tc.body, r.Logprobs, r.TopLogprobs, maxTokens, usage, content, r.stops)
+		}
+	}
+}
+
+// TestDecodeSeed checks seed: an integer up to 2⁶⁴-1, or -1 (llama-server's random
+// seed) or null for a seed from the clock.
+func TestDecodeSeed(t *testing.T) {
+	for raw, want := range map[string]*uint64{`-1`: nil, `null`: nil, `0`: new(uint64(0)), `18446744073709551615`: new(uint64(1<<64 - 1))} {
+		r, err := decodeRequest([]byte(`{"prompt": "x", "seed": `+raw+`}`), false)
+		if err != nil {
+			t.Errorf("seed %s: %v", raw, err)
+			continue
+		}
+		if (r.Seed == nil) != (want == nil) || want != nil && *r.Seed != *want {
+			t.Errorf("seed %s: %v, want %v", raw, r.Seed, want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -114,17 +115,20 @@ type request struct {
 	StreamOptions *streamOptions    `json:"stream_options"`
 	// MaxTokens is the most tokens to generate, nil: until the context is full.
 	// check sets it from max_completion_tokens, chat's newer name, if it is nil.
-	MaxTokens           *int            `json:"max_tokens"`
-	MaxCompletionTokens *int            `json:"max_completion_tokens"`
-	Temperature         *float64        `json:"temperature"`
-	TopP                *float64        `json:"top_p"`
-	TopK                *int            `json:"top_k"`
-	MinP                *float64        `json:"min_p"`
-	Seed                *uint64         `json:"seed"`
-	Stop                json.RawMessage `json:"stop"`
-	PresencePenalty     *float64        `json:"presence_penalty"`
-	FrequencyPenalty    *float64        `json:"frequency_penalty"`
-	N                   *int            `json:"n"`
+	MaxTokens           *int     `json:"max_tokens"`
+	MaxCompletionTokens *int     `json:"max_completion_tokens"`
+	Temperature         *float64 `json:"temperature"`
+	TopP                *float64 `json:"top_p"`
+	TopK                *int     `json:"top_k"`
+	MinP                *float64 `json:"min_p"`
+	// Seed is the sampler's seed, nil: one from the clock. check sets it from RawSeed,
+	// which may also be -1 for a random seed, as llama-server's clients send.
+	Seed             *uint64         `json:"-"`
+	RawSeed          json.RawMessage `json:"seed"`
+	Stop             json.RawMessage `json:"stop"`
+	PresencePenalty  *float64        `json:"presence_penalty"`
+	FrequencyPenalty *float64        `json:"frequency_penalty"`
+	N                *int            `json:"n"`
 	// RawLogprobs is logprobs as sent: a boolean for a chat, the number of
 	// alternatives (0 to 5) for a completion. check decodes it into Logprobs and
 	// TopLogprobs.
@@ -281,6 +285,9 @@ func (r *request) check(chat bool) error {
 	if r.N != nil && *r.N != 1 {
 		return badParam("n", "n %d: only 1 choice is supported", *r.N)
 	}
+	if err := r.decodeSeed(); err != nil {
+		return err
+	}
 	if err := r.decodeStop(); err != nil {
 		return err
 	}
@@ -309,6 +316,20 @@ func (r *request) decodeMessages() error {
 			return badParam("messages", "messages[%d]: want a role", i)
 		}
 	}
+	return nil
+}
+
+// decodeSeed decodes RawSeed into Seed: an integer 0 to 2⁶⁴-1, or -1 or null for none.
+func (r *request) decodeSeed() error {
+	raw := bytes.TrimSpace(r.RawSeed)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) || bytes.Equal(raw, []byte("-1")) {
+		return nil
+	}
+	seed, err := strconv.ParseUint(string(raw), 10, 64)
+	if err != nil {
+		return badParam("seed", "seed %.40s: want an integer 0 to 2^64-1, or -1 for a random seed", raw)
+	}
+	r.Seed = &seed
 	return nil
 }
 
