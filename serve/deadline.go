@@ -23,7 +23,12 @@ func (s *Server) completeWithin(w http.ResponseWriter, r *http.Request, isChat b
 	ctx, cancel := context.WithTimeout(r.Context(), s.o.RequestTimeout)
 	defer cancel()
 	dw := &deadlineWriter{ResponseWriter: w}
-	s.complete(dw, r.WithContext(ctx), isChat)
+	within := r.WithContext(ctx)
+	// complete limits the body with http.MaxBytesReader on dw, which cannot tell w to
+	// close the connection at the limit (an unexported method): net/http would read on
+	// to reuse it. The limit is first set on w, which can.
+	within.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
+	s.complete(dw, within, isChat)
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) || r.Context().Err() != nil {
 		return // in time, or the client left
 	}

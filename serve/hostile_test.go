@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -326,10 +328,17 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // TestBodyLimitReadsLittle sends a 10 MB body: it is answered 413 after reading about
-// the limit, not the whole body.
+// the limit, not the whole body, and the connection is closed, with a request timeout
+// or without.
 func TestBodyLimitReadsLittle(t *testing.T) {
+	for _, timeout := range []time.Duration{0, time.Minute} {
+		t.Run(fmt.Sprint("timeout ", timeout), func(t *testing.T) { testBodyLimit(t, timeout) })
+	}
+}
+
+func testBodyLimit(t *testing.T, timeout time.Duration) {
 	const limit = 64 << 10
-	s, ts := newServer(t, Options{MaxBodyBytes: limit})
+	s, ts := newServer(t, Options{MaxBodyBytes: limit, RequestTimeout: timeout})
 	body := &countingReader{limit: 10 << 20}
 	req := httptest.NewRequest(http.MethodPost, "/v1/completions", io.MultiReader(strings.NewReader(`{"prompt": "`), body))
 	rec := httptest.NewRecorder()
@@ -341,7 +350,14 @@ func TestBodyLimitReadsLittle(t *testing.T) {
 	if body.n > limit+1 {
 		t.Errorf("read %d bytes of the body, the limit is %d", body.n, limit)
 	}
-	// Over HTTP too: the client gets the 413 although the server does not read its body.
+	// Over HTTP too: the client gets the 413 although the server does not read its
+	// body, and the server closes the connection rather than read on to reuse it.
+	ts.Close()
+	ts = httptest.NewUnstartedServer(s)
+	ln := &countingListener{Listener: ts.Listener}
+	ts.Listener = ln
+	ts.Start()
+	defer ts.Close()
 	resp, err := http.Post(ts.URL+"/v1/completions", "application/json",
 		io.MultiReader(strings.NewReader(`{"prompt": "`), &countingReader{limit: 10 << 20}))
 	if err != nil {
@@ -349,10 +365,39 @@ func TestBodyLimitReadsLittle(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Errorf("over HTTP: status %d: %s", resp.StatusCode, b)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
+		t.Errorf("over HTTP: status %d, connection closed %v: %s", resp.StatusCode, resp.Close, b)
 	}
 	apiErrorOf(t, "10 MB over HTTP", b)
+	// net/http reads up to 256 KiB past the handler, looking for the body's end.
+	if n := ln.read.Load(); n > limit+(256+32)<<10 {
+		t.Errorf("over HTTP: the server read %d bytes, the limit is %d", n, limit)
+	}
+}
+
+// countingListener counts the bytes read from its connections.
+type countingListener struct {
+	net.Listener
+	read atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, read: &l.read}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	read *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
 }
 
 // TestRequestTimeout checks Options.RequestTimeout: a request past its deadline before
