@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/lmrun/lmrun/engine"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -32,15 +34,21 @@ func complete(ts *httptest.Server, body map[string]any) (result, error) {
 	}
 	var r struct {
 		Choices []struct {
-			Text         string `json:"text"`
-			FinishReason string `json:"finish_reason"`
+			Text         string        `json:"text"`
+			FinishReason string        `json:"finish_reason"`
+			Logprobs     *textLogprobs `json:"logprobs"`
 		} `json:"choices"`
 		Usage usage `json:"usage"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil || len(r.Choices) != 1 {
 		return result{}, fmt.Errorf("response %s: %v", out, err)
 	}
-	return result{text: r.Choices[0].Text, finish: r.Choices[0].FinishReason, usage: r.Usage}, nil
+	res := result{text: r.Choices[0].Text, finish: r.Choices[0].FinishReason, usage: r.Usage}
+	if lp := r.Choices[0].Logprobs; lp != nil {
+		b, _ := json.Marshal(lp)
+		res.logprobs = string(b)
+	}
+	return res, nil
 }
 
 // TestBatchedMatchesAlone: eight requests at temperature 0, decoded together in batched
@@ -49,7 +57,11 @@ func complete(ts *httptest.Server, body map[string]any) (result, error) {
 func TestBatchedMatchesAlone(t *testing.T) {
 	prompts := []string{"Once upon a time", "The cat", "In a land far away, there lived a", "Hi",
 		"One day, Lily went to the park with her mom and", "Tom", "A big red ball", "The sun was shining and the birds"}
-	body := func(p string) map[string]any { return map[string]any{"prompt": p, "max_tokens": 24, "temperature": 0} }
+	// The log-probabilities of every token and its five likeliest alternatives, float32
+	// values that JSON carries exactly, show the logits are the same bits.
+	body := func(p string) map[string]any {
+		return map[string]any{"prompt": p, "max_tokens": 24, "temperature": 0, "logprobs": 5}
+	}
 	_, alone := newServer(t, Options{Parallel: 1, Chunk: 4})
 	want := make([]result, len(prompts))
 	for i, p := range prompts {
@@ -73,6 +85,9 @@ func TestBatchedMatchesAlone(t *testing.T) {
 		}
 		got[i].usage.PromptTokensDetails = nil
 		want[i].usage.PromptTokensDetails = nil
+		if want[i].logprobs == "" || strings.Count(want[i].logprobs, "text_offset") != 1 {
+			t.Fatalf("request %d: logprobs %s", i, want[i].logprobs)
+		}
 		if got[i] != want[i] {
 			t.Errorf("request %d (%q) batched: %+v\nalone: %+v", i, prompts[i], got[i], want[i])
 		}
@@ -163,4 +178,135 @@ func TestDrain(t *testing.T) {
 	if h.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/health while draining: %d", h.StatusCode)
 	}
+}
+
+// TestLogprobs: the log-probabilities of /v1/completions (legacy columns) and chat
+// (per-token entries), streamed or not, are the model's: the first token's equals the
+// log-softmax of the engine's logits after the prompt, the greedy token is the likeliest
+// of its alternatives, which come in descending order, and the tokens' bytes spell the
+// text.
+func TestLogprobs(t *testing.T) {
+	s, ts := newServer(t, Options{})
+	const prompt = "Once upon a time"
+	ids, err := s.m.Tokenizer().Encode(prompt, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := s.m.NewSession(engine.SessionOptions{})
+	logits, err := sess.Forward(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, x := range logits {
+		sum += math.Exp(float64(x))
+	}
+	first := argmaxOf(logits)
+	want0 := float64(logits[first]) - math.Log(sum)
+
+	r, err := complete(ts, map[string]any{"prompt": prompt, "max_tokens": 8, "temperature": 0, "logprobs": 3, "ignore_eos": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lp textLogprobs
+	if err := json.Unmarshal([]byte(r.logprobs), &lp); err != nil {
+		t.Fatal(err)
+	}
+	n := r.usage.CompletionTokens
+	if len(lp.Tokens) != n || len(lp.TokenLogprobs) != n || len(lp.TopLogprobs) != n || len(lp.TextOffset) != n {
+		t.Fatalf("logprobs of %d tokens: %s", n, r.logprobs)
+	}
+	if math.Abs(float64(lp.TokenLogprobs[0])-want0) > 1e-5 {
+		t.Errorf("first token's logprob %v, the engine's logits give %v", lp.TokenLogprobs[0], want0)
+	}
+	for i := range n {
+		top := lp.TopLogprobs[i]
+		if len(top) > 3 || len(top) == 0 || lp.TokenLogprobs[i] > 0 {
+			t.Errorf("token %d: logprob %v, top %v", i, lp.TokenLogprobs[i], top)
+		}
+		for _, v := range top {
+			if v > lp.TokenLogprobs[i] {
+				t.Errorf("token %d (%q, %v): an alternative is likelier: %v", i, lp.Tokens[i], lp.TokenLogprobs[i], top)
+			}
+		}
+	}
+
+	// Chat, streamed and not: the same entries.
+	var entries [2][]chatTokenLogprob
+	for k, stream := range []bool{false, true} {
+		body := map[string]any{"messages": []any{map[string]any{"role": "user", "content": "Hi"}}, "max_tokens": 6,
+			"temperature": 0, "logprobs": true, "top_logprobs": 4, "stream": stream, "ignore_eos": true}
+		b, _ := json.Marshal(body)
+		resp, out := post(t, ts.URL+"/v1/chat/completions", string(b))
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, out)
+		}
+		var text strings.Builder
+		chunks := [][]byte{out}
+		if stream {
+			chunks = nil
+			for _, l := range strings.Split(string(out), "\n") {
+				if d, ok := strings.CutPrefix(l, "data: "); ok && d != "[DONE]" {
+					chunks = append(chunks, []byte(d))
+				}
+			}
+		}
+		for _, c := range chunks {
+			var r struct {
+				Choices []struct {
+					Message, Delta *struct{ Content string }
+					Logprobs       *chatLogprobs
+				}
+			}
+			if err := json.Unmarshal(c, &r); err != nil {
+				t.Fatal(err)
+			}
+			for _, ch := range r.Choices {
+				if ch.Message != nil {
+					text.WriteString(ch.Message.Content)
+				}
+				if ch.Delta != nil {
+					text.WriteString(ch.Delta.Content)
+				}
+				if ch.Logprobs != nil {
+					entries[k] = append(entries[k], ch.Logprobs.Content...)
+				}
+			}
+		}
+		if len(entries[k]) != 6 {
+			t.Fatalf("stream %v: %d logprob entries for 6 tokens", stream, len(entries[k]))
+		}
+		var spelled []byte
+		for i, e := range entries[k] {
+			if len(e.TopLogprobs) != 4 || e.TopLogprobs[0].Logprob != e.Logprob || e.TopLogprobs[0].Token != e.Token {
+				t.Errorf("stream %v, token %d: %+v: the greedy token is not the first alternative", stream, i, e)
+			}
+			for j := 1; j < len(e.TopLogprobs); j++ {
+				if e.TopLogprobs[j].Logprob > e.TopLogprobs[j-1].Logprob {
+					t.Errorf("stream %v, token %d: alternatives out of order: %+v", stream, i, e.TopLogprobs)
+				}
+			}
+			for _, c := range e.Bytes {
+				spelled = append(spelled, byte(c))
+			}
+		}
+		if string(spelled) != text.String() {
+			t.Errorf("stream %v: the tokens' bytes spell %q, the text is %q", stream, spelled, text.String())
+		}
+	}
+	a, _ := json.Marshal(entries[0])
+	b, _ := json.Marshal(entries[1])
+	if string(a) != string(b) {
+		t.Errorf("streamed logprobs differ:\n%s\n%s", a, b)
+	}
+}
+
+func argmaxOf(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
 }

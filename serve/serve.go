@@ -51,6 +51,12 @@ type Options struct {
 	APIKey string
 	// MaxBodyBytes limits a request body (0: 1 MiB); larger ones are answered 413.
 	MaxBodyBytes int64
+	// RequestTimeout limits the time of one completion request, from its arrival to
+	// the last byte of its response (0: no limit). A request waiting for a session,
+	// processing its prompt or generating at the deadline stops there: one whose
+	// response has not begun is answered 504, a stream already begun ends with an error
+	// event (see completeWithin).
+	RequestTimeout time.Duration
 	// Now returns the time of "created" fields (nil: time.Now).
 	Now func() time.Time
 }
@@ -155,6 +161,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		endpoint = "other"
 	}
+	// The body's limit is set on the connection's own writer, which can tell net/http to
+	// close the connection at the limit instead of reading on (a wrapper cannot).
+	r.Body = http.MaxBytesReader(rw, r.Body, s.o.MaxBodyBytes)
 	w := &statusWriter{ResponseWriter: rw}
 	defer func() { s.met.requests.WithLabelValues(endpoint, strconv.Itoa(w.status())).Inc() }()
 	switch {
@@ -188,9 +197,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			map[string]any{"id": s.o.Name, "object": "model", "created": s.o.Now().Unix(), "owned_by": "lmrun"},
 		}})
 	case "/v1/completions":
-		s.complete(w, r, false)
+		s.completeWithin(w, r, false) // completeWithin: the request's deadline (deadline.go)
 	default:
-		s.complete(w, r, true)
+		s.completeWithin(w, r, true)
 	}
 }
 
@@ -278,9 +287,12 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, isChat bool) {
 	if req.MaxTokens != nil {
 		maxTokens = *req.MaxTokens
 	}
-	lp, top := requestLogprobs(req)
-	j := &job{ctx: r.Context(), prompt: prompt, sampler: smp, stopIDs: append(s.m.EndIDs(), stopIDs...), dec: dec,
-		maxTokens: maxTokens, logprobs: lp, top: top}
+	ends := append(s.m.EndIDs(), stopIDs...)
+	if req.IgnoreEOS {
+		ends = nil
+	}
+	j := &job{ctx: r.Context(), prompt: prompt, sampler: smp, stopIDs: ends, dec: dec,
+		maxTokens: maxTokens, logprobs: req.Logprobs, top: req.TopLogprobs}
 	g := generation{s: s, w: w, req: req, chat: isChat, id: s.nextID(map[bool]string{true: "chatcmpl", false: "cmpl"}[isChat]),
 		created: s.o.Now().Unix(), prev: prompt[len(prompt)-1]}
 	s.sched.submit(j)
@@ -524,6 +536,12 @@ func (g *generation) run(j *job) event {
 		lp = g.newLogprobs()
 	}
 	off := 0
+	if g.req.Stream && g.chat {
+		// A chat stream begins with the assistant's role, before the first token.
+		first := g.chunk("", nil)
+		first.Choices[0].Delta.Role = "assistant"
+		g.send(first)
+	}
 	for {
 		<-j.ready
 		for _, e := range j.take() {
@@ -551,11 +569,6 @@ func (g *generation) run(j *job) event {
 				g.addLogprobs(clp, e.tokens)
 				off = clp.off
 			}
-			if !g.started && g.chat {
-				first := g.chunk("", nil)
-				first.Choices[0].Delta.Role = "assistant"
-				g.send(first)
-			}
 			if e.text != "" || clp != nil {
 				c := g.chunk(e.text, nil)
 				c.Choices[0].Logprobs = clp.value()
@@ -567,6 +580,11 @@ func (g *generation) run(j *job) event {
 				u := e.usage
 				last.Usage = &u
 				g.send(last)
+				if o := g.req.StreamOptions; o != nil && o.IncludeUsage {
+					// OpenAI's form: a last chunk with no choices and the usage.
+					g.send(response{ID: g.id, Object: g.object(true), Created: g.created, Model: g.s.o.Name,
+						Choices: []choice{}, Usage: &u})
+				}
 				g.done()
 				return e
 			}

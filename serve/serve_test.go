@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lmrun/lmrun/chat"
 	"github.com/lmrun/lmrun/convert"
@@ -23,11 +24,17 @@ import (
 const chatML = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 
 // tinyModel opens the synthetic tiny model, written to a temporary directory.
-func tinyModel(t testing.TB) *engine.Model {
+func tinyModel(t testing.TB) *engine.Model { return tinyModelCtx(t, 0) }
+
+// tinyModelCtx is tinyModel with a context of ctx positions (0: the preset's 256).
+func tinyModelCtx(t testing.TB, ctx int) *engine.Model {
 	t.Helper()
 	p, err := synth.Lookup("tiny")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ctx > 0 {
+		p.Config.ContextLength = ctx
 	}
 	ck, err := p.Build(1)
 	if err != nil {
@@ -52,7 +59,12 @@ func tinyModel(t testing.TB) *engine.Model {
 // newServer returns a server of the tiny model with a ChatML template.
 func newServer(t testing.TB, o Options) (*Server, *httptest.Server) {
 	t.Helper()
-	m := tinyModel(t)
+	return newServerOf(t, tinyModel(t), o)
+}
+
+// newServerOf returns a server of m with a ChatML template.
+func newServerOf(t testing.TB, m *engine.Model, o Options) (*Server, *httptest.Server) {
+	t.Helper()
 	tmpl, err := chat.Parse(chatML)
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +105,7 @@ func post(t *testing.T, url, body string, header ...string) (*http.Response, []b
 type result struct {
 	text, finish string
 	usage        usage
+	logprobs     string // the choice's logprobs as JSON, when asked for
 }
 
 func decodeWhole(t *testing.T, b []byte, isChat bool) result {
@@ -464,6 +477,12 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"messages": [{"role": "user", "content": "hi"}], "stream": true, "stop": "x"}`), true)
 	f.Add([]byte(`{"prompt": 1}`), false)
 	f.Add([]byte(`nul`), true)
+	f.Add([]byte(`{"messages": [{"role": "user", "name": "a", "content": [{"type": "text", "text": "hi"}]}, {"role": "assistant", "content": null}], "logprobs": true, "top_logprobs": 3}`), true)
+	f.Add([]byte(`{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}`), true)
+	f.Add([]byte(`{"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 5, "stream": true, "stream_options": {"include_usage": true}, "user": "u", "tools": []}`), true)
+	f.Add([]byte(`{"prompt": "x", "logprobs": 5, "max_tokens": 4611686018427387904, "stop": ["a", "b", "c", "d", "e", "f"]}`), false)
+	f.Add([]byte("{\"prompt\": \"\xff\", \"n\": 1}"), false)
+	f.Add([]byte(`{"prompt": "x", "stop": [[[[[]]]]], "top_logprobs": 2}`), false)
 	f.Fuzz(func(t *testing.T, body []byte, isChat bool) {
 		r, err := decodeRequest(body, isChat)
 		if err != nil {
@@ -472,8 +491,19 @@ func FuzzDecodeRequest(f *testing.F) {
 		if isChat && len(r.Messages) == 0 || !isChat && r.Prompt == nil {
 			t.Fatalf("accepted without a prompt: %s", body)
 		}
-		if r.MaxTokens != nil && *r.MaxTokens < 1 || len(r.stops) > 4 {
+		if r.MaxTokens != nil && *r.MaxTokens < 1 || len(r.stops) > maxStops || len(r.Messages) > maxMessages ||
+			r.TopLogprobs < 0 || r.TopLogprobs > maxTopLogprobs || r.TopLogprobs > 0 && !r.Logprobs {
 			t.Fatalf("accepted out of range: %s", body)
+		}
+		for _, s := range r.stops {
+			if s == "" || len(s) > maxStopBytes || !utf8.ValidString(s) {
+				t.Fatalf("accepted stop %q: %s", s, body)
+			}
+		}
+		for _, m := range r.Messages {
+			if m.Role == "" || !utf8.ValidString(m.Content) {
+				t.Fatalf("accepted message %+v: %s", m, body)
+			}
 		}
 		if err := samplerConfig(r, time.Now).Validate(); err != nil {
 			t.Fatalf("accepted %s, but the sampler rejects it: %v", body, err)

@@ -30,7 +30,7 @@ func TestServe(t *testing.T) {
 	if err := os.WriteFile(tmpl, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "serve", "-m", model, "--chat-template", tmpl, "--port", "0", "-t", "1", "--api-key", "k")
+	cmd := exec.Command(os.Args[0], "serve", "-m", model, "--chat-template", tmpl, "--port", "0", "-t", "1", "--api-key", "k", "--timeout", "60")
 	cmd.Env = append(os.Environ(), "LMRUN_TEST_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
