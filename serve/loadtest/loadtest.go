@@ -36,6 +36,8 @@ type Options struct {
 	// Prompts are the prompts sent, in turn: request j of client i sends
 	// Prompts[(i+j*Clients) % len(Prompts)]. Nil: distinct built-in prompts (see Prompt).
 	Prompts []string
+	// Model is each request's "model" ("": the first of GET URL/models, if it answers).
+	Model string
 	// Chat sends each prompt as the one user message of a chat completion.
 	Chat bool
 	// APIKey, when set, is sent as "Authorization: Bearer KEY".
@@ -124,6 +126,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		defer tr.CloseIdleConnections()
 		hc = &http.Client{Transport: tr}
 	}
+	if o.Model == "" {
+		o.Model = firstModel(ctx, hc, o)
+	}
 	start := time.Now()
 	var deadline time.Time
 	if o.Duration > 0 {
@@ -198,7 +203,7 @@ func (o Options) withDefaults() (Options, error) {
 // body returns the JSON body of a streaming request of prompt.
 func (o Options) body(prompt string) ([]byte, error) {
 	req := map[string]any{
-		"model": "", "stream": true, "max_tokens": o.MaxTokens, "temperature": 0, "seed": o.Seed,
+		"model": o.Model, "stream": true, "max_tokens": o.MaxTokens, "temperature": 0, "seed": o.Seed,
 		"stream_options": map[string]any{"include_usage": true},
 	}
 	if o.Chat {
@@ -207,6 +212,32 @@ func (o Options) body(prompt string) ([]byte, error) {
 		req["prompt"] = prompt
 	}
 	return json.Marshal(req)
+}
+
+// firstModel returns the id of the first model GET URL/models lists, or "" when it
+// lists none or does not answer (servers of one model, as lmrun's, take any name).
+func firstModel(ctx context.Context, hc *http.Client, o Options) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.URL+"/models", nil)
+	if err != nil {
+		return ""
+	}
+	if o.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+o.APIKey)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&list) != nil || len(list.Data) == 0 {
+		return ""
+	}
+	return list.Data[0].ID
 }
 
 // endpoint returns the URL requests go to.
@@ -532,6 +563,9 @@ func CheckSlots(ctx context.Context, o Options, n int, timeout time.Duration) er
 		tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
 		defer tr.CloseIdleConnections()
 		hc = &http.Client{Transport: tr}
+	}
+	if o.Model == "" {
+		o.Model = firstModel(ctx, hc, o)
 	}
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

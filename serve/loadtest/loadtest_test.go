@@ -150,6 +150,10 @@ func newFake(slots, tokens int, gap time.Duration) *fake {
 }
 
 func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/models" {
+		fmt.Fprint(w, `{"object":"list","data":[{"id":"fake-1","object":"model"}]}`)
+		return
+	}
 	var body map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -199,7 +203,7 @@ func TestRunFakeServer(t *testing.T) {
 	prompts := map[string]bool{}
 	for range 12 {
 		b := <-f.bodies
-		if b["max_tokens"] != 5.0 || b["temperature"] != 0.0 {
+		if b["max_tokens"] != 5.0 || b["temperature"] != 0.0 || b["model"] != "fake-1" {
 			t.Fatalf("body %v", b)
 		}
 		prompts[b["prompt"].(string)] = true
