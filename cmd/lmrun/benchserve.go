@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lmrun/lmrun/bench"
+	"github.com/lmrun/lmrun/serve/loadtest"
 )
 
 func benchServeCommand() *cli.Command {
@@ -88,13 +89,9 @@ func printServeResult(w io.Writer, r bench.ServeResult, maxTokens int) {
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, run := range []struct {
 		name string
-		rep  *bench.ServeResult
-		load bool
-	}{{"single stream", &r, false}, {"concurrent", &r, true}} {
-		rep := run.rep.Single
-		if run.load {
-			rep = run.rep.Load
-		}
+		rep  loadtest.Report
+	}{{"single stream", r.Single}, {"concurrent", r.Load}} {
+		rep := run.rep
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %.2f | %.2f | %.1f | %.0f | %.0f | %.1f | %.1f | %.1f |\n",
 			run.name, rep.Clients, rep.Requests, rep.Errors, rep.GenTokens, rep.StreamTokPerSec, rep.GenTokPerSec,
 			rep.PromptTokPerSec, rep.TTFT.P50, rep.TTFT.P99, rep.Gap.P50, rep.Gap.P99, rep.Gap.Max)
