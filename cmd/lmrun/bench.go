@@ -24,6 +24,7 @@ func benchCommand() *cli.Command {
 		Usage: "benchmark models (and kernels)",
 		Subcommands: []*cli.Command{
 			benchKernelsCommand(),
+			benchServeCommand(),
 			{
 				Name:  "model",
 				Usage: "prompt processing and generation speed, as llama-bench reports them",

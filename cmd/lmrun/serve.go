@@ -15,7 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lmrun/lmrun/chat"
+	"github.com/lmrun/lmrun/engine"
 	"github.com/lmrun/lmrun/serve"
 )
 
@@ -65,23 +65,15 @@ func serveAction(c *cli.Context) error {
 	}
 	defer m.Close()
 	stderr := c.App.ErrWriter
-	var tmpl *chat.Template
-	if t, err := chatTemplate(c, m); err == nil {
-		tmpl = t
-	} else if c.IsSet("chat-template") {
-		return err
-	} else {
-		fmt.Fprintf(stderr, "lmrun: %v; /v1/chat/completions is off\n", err)
-	}
-	ro, err := renderOptions(m, true)
+	so, noChat, err := serverOptions(c, m)
 	if err != nil {
 		return err
 	}
-	srv, err := serve.New(m, serve.Options{
-		Name: filepath.Base(c.String("model")), Template: tmpl, Render: ro, Specials: specialTokens(m),
-		Parallel: c.Int("parallel"), Queue: c.Int("queue"), Context: c.Int("ctx"), Chunk: c.Int("ubatch-size"),
-		APIKey: c.String("api-key"), RequestTimeout: timeout,
-	})
+	if noChat != nil {
+		fmt.Fprintf(stderr, "lmrun: %v; /v1/chat/completions is off\n", noChat)
+	}
+	so.RequestTimeout = timeout
+	srv, err := serve.New(m, so)
 	if err != nil {
 		return err
 	}
@@ -154,4 +146,24 @@ func newHTTPServer(h http.Handler, lim httpLimits, requestTimeout time.Duration)
 		hs.WriteTimeout = requestTimeout + lim.writeGrace
 	}
 	return hs
+}
+
+// serverOptions returns the serve.Options of the flags of lmrun serve (and of those of
+// them lmrun bench serve has) for m. When the chat template cannot be found or parsed,
+// Template is nil, so chat completions are off, and noChat says why, unless
+// --chat-template named it: then it is an error.
+func serverOptions(c *cli.Context, m *engine.Model) (so serve.Options, noChat, err error) {
+	tmpl, noChat := chatTemplate(c, m)
+	if noChat != nil && c.IsSet("chat-template") {
+		return serve.Options{}, nil, noChat
+	}
+	ro, err := renderOptions(m, true)
+	if err != nil {
+		return serve.Options{}, nil, err
+	}
+	return serve.Options{
+		Name: filepath.Base(c.String("model")), Template: tmpl, Render: ro, Specials: specialTokens(m),
+		Parallel: c.Int("parallel"), Queue: c.Int("queue"), Context: c.Int("ctx"), Chunk: c.Int("ubatch-size"),
+		APIKey: c.String("api-key"),
+	}, noChat, nil
 }

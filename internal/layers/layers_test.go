@@ -32,6 +32,7 @@ var allowed = map[string][]string{
 	"engine":          {"backends", "kernels", "dtype", "model", "format", "tokenizer", "engine/parallel"},
 	"convert/...":     {"dtype", "model", "format/...", "tokenizer", "quant", "convert/..."},
 	"serve":           {"engine", "chat", "tokenizer", "convert/...", "model", "format/..."},
+	"serve/loadtest":  {},
 }
 
 func matches(pattern, pkg string) bool {
