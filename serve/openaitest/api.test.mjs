@@ -26,7 +26,7 @@ let srv;
 let openai;
 
 before(async () => {
-  srv = await startServer({ args: ['--chat-template', 'chatml', '--parallel', '2'] });
+  srv = await startServer({ args: ['--chat-template', 'chatml', '--parallel', '2', '--queue', '16'] });
   openai = client(srv);
 });
 
@@ -211,6 +211,28 @@ describe('chat completions', () => {
     const a = await openai.chat.completions.create(req);
     const b = await openai.chat.completions.create(req);
     assert.equal(a.choices[0].message.content, b.choices[0].message.content);
+  });
+});
+
+describe('parallel', () => {
+  test('concurrent requests (--parallel 2, the rest queued) each get the text they get alone', async () => {
+    const prompts = ['Once upon a time', 'The cat sat', 'Tom and Sue went to the park', 'One day, a little bird'];
+    const alone = [];
+    for (const p of prompts) {
+      alone.push((await openai.completions.create({ model: modelID, prompt: p, max_tokens: 24, temperature: 0 })).choices[0].text);
+    }
+    const together = await Promise.all(
+      prompts.flatMap((p, i) => [
+        openai.completions.create({ model: modelID, prompt: p, max_tokens: 24, temperature: 0 }).then((r) => [i, r.choices[0].text]),
+        openai.completions
+          .create({ model: modelID, prompt: p, max_tokens: 24, temperature: 0, stream: true })
+          .then((st) => collect(st, false))
+          .then((r) => [i, r.text]),
+      ]),
+    );
+    for (const [i, text] of together) {
+      assert.equal(text, alone[i], JSON.stringify(prompts[i]));
+    }
   });
 });
 
