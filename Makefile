@@ -3,11 +3,12 @@ GO      ?= go
 BIN     ?= bin/lmrun
 PKGS    := ./...
 
-.PHONY: help build demo test test-arm64 vet fmt-check race fuzz bench cross clean
+.PHONY: help build demo test test-openai test-arm64 vet fmt-check race fuzz bench cross clean
 
 help:
 	@echo "make demo   generate text with a synthesized stories15M-shaped model (go run ./cmd/lmrun demo)"
-	@echo "make test   vet, gofmt check, the whole test suite, and the race detector on the engine"
+	@echo "make test   vet, gofmt check, the Go tests, the race detector, and the OpenAI client suite"
+	@echo "make test-openai  lmrun serve driven by the official openai npm package and raw HTTP (needs Node.js 20+ and npm)"
 	@echo "make test-arm64  the kernels and the engine built for arm64 (NEON backend), under qemu-user on other hosts"
 	@echo "make fuzz   run every fuzz target for a short while"
 	@echo "make bench  go test benchmarks"
@@ -30,10 +31,21 @@ fmt-check:
 race:
 	$(GO) test -race -short -count=1 $(PKGS)
 
-# The README's test command is `go test ./...`; this adds the house checks around it.
+# The README's test command: `go test ./...` with the house checks around it, then the
+# acceptance suite of lmrun serve through the official OpenAI client.
 test: vet fmt-check
 	$(GO) test -count=1 $(PKGS)
 	$(MAKE) race
+	$(MAKE) test-openai
+
+# serve/openaitest: node:test files that start bin/lmrun serve themselves and drive it with
+# the openai npm package (pinned by package-lock.json) and raw HTTP.
+OPENAI_TEST := serve/openaitest
+test-openai: build
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
+	  { echo "test-openai needs Node.js 20+ and npm (apt-get install nodejs npm)"; exit 1; }
+	cd $(OPENAI_TEST) && npm ci --no-audit --no-fund
+	cd $(OPENAI_TEST) && LMRUN_BIN=$(abspath $(BIN)) node --test --test-reporter=spec
 
 # The arm64 build — the NEON backend (backends/neon) against the reference, and every
 # fixture model on it — natively on an arm64 host, elsewhere under qemu-user

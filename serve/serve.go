@@ -158,6 +158,10 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		"/v1/chat/completions": http.MethodPost, "/health": http.MethodGet, "/metrics": http.MethodGet}
 	method, ok := route[path]
 	endpoint := path
+	id, isModel := strings.CutPrefix(path, "/v1/models/")
+	if isModel {
+		method, ok, endpoint = http.MethodGet, true, "/v1/models/{model}"
+	}
 	if !ok {
 		endpoint = "other"
 	}
@@ -191,12 +195,15 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method %s not allowed: use %s", r.Method, method)
 		return
 	}
-	switch path {
-	case "/v1/models":
-		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{
-			map[string]any{"id": s.o.Name, "object": "model", "created": s.o.Now().Unix(), "owned_by": "lmrun"},
-		}})
-	case "/v1/completions":
+	model := map[string]any{"id": s.o.Name, "object": "model", "created": s.o.Now().Unix(), "owned_by": "lmrun"}
+	switch {
+	case isModel && id == s.o.Name:
+		writeJSON(w, http.StatusOK, model)
+	case isModel:
+		writeError(w, http.StatusNotFound, "invalid_request_error", "model", "the model %q does not exist: this server has %q", id, s.o.Name)
+	case path == "/v1/models":
+		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{model}})
+	case path == "/v1/completions":
 		s.completeWithin(w, r, false) // completeWithin: the request's deadline (deadline.go)
 	default:
 		s.completeWithin(w, r, true)

@@ -405,6 +405,18 @@ func TestModels(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || l.Object != "list" || len(l.Data) != 1 || l.Data[0].ID != "tiny" {
 		t.Errorf("models: %+v %v", l, err)
 	}
+	for path, want := range map[string]int{"/v1/models/tiny": 200, "/v1/models/other": 404} {
+		r, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct{ ID, Object string }
+		json.NewDecoder(r.Body).Decode(&m)
+		r.Body.Close()
+		if r.StatusCode != want || want == 200 && (m.ID != "tiny" || m.Object != "model") {
+			t.Errorf("GET %s: %d %+v, want %d", path, r.StatusCode, m, want)
+		}
+	}
 }
 
 // TestQueueFull checks that a request finding every slot busy and the queue full is
