@@ -14,17 +14,6 @@ import (
 	"github.com/lmrun/lmrun/format"
 )
 
-// argmax returns the index of the largest logit (the first of ties).
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
-}
-
 // batchCase runs n sequences with prompts of different lengths, chunked by chunk, then
 // greedy decoding for gen tokens: each alone with Session.Forward, and all together
 // through one Batch, joining at staggered steps (a newcomer's prompt chunks share steps
@@ -51,7 +40,7 @@ func batchCase(t *testing.T, m *engine.Model, half bool, n, chunk, gen int) stri
 			if k == gen {
 				break
 			}
-			if _, err := s.Forward([]int{argmax(s.Logits())}); err != nil {
+			if _, err := s.Forward([]int{engine.Argmax(s.Logits())}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -106,7 +95,7 @@ func batchCase(t *testing.T, m *engine.Model, half bool, n, chunk, gen int) stri
 				}
 			}
 			got[i]++
-			next[i][0] = argmax(l)
+			next[i][0] = engine.Argmax(l)
 		}
 	}
 	for i := range got {

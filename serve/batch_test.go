@@ -201,7 +201,7 @@ func TestLogprobs(t *testing.T) {
 	for _, x := range logits {
 		sum += math.Exp(float64(x))
 	}
-	first := argmaxOf(logits)
+	first := engine.Argmax(logits)
 	want0 := float64(logits[first]) - math.Log(sum)
 
 	r, err := complete(ts, map[string]any{"prompt": prompt, "max_tokens": 8, "temperature": 0, "logprobs": 3, "ignore_eos": true})
@@ -299,14 +299,4 @@ func TestLogprobs(t *testing.T) {
 	if string(a) != string(b) {
 		t.Errorf("streamed logprobs differ:\n%s\n%s", a, b)
 	}
-}
-
-func argmaxOf(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
