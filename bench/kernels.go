@@ -15,7 +15,7 @@ type Bound string
 
 // Kernel bounds.
 const (
-	BandwidthBound Bound = "bandwidth" // compared with the streaming read bandwidth
+	BandwidthBound Bound = "bandwidth" // compared with the read bandwidth of the level its working set lives in
 	ComputeBound   Bound = "compute"   // compared with the FMA peak
 )
 
@@ -24,7 +24,8 @@ type KernelCase struct {
 	Kernel string
 	Shape  string
 	Flops  float64 // floating-point operations per call
-	Bytes  float64 // bytes of weights (or inputs) streamed per call
+	Bytes  float64 // bytes read per call: weights and inputs
+	Set    float64 // working set: bytes of weights, inputs and outputs one call touches
 	Bound  Bound
 	// Setup allocates the inputs and returns the call to time.
 	Setup func(k kernels.Kernels) func()
@@ -32,15 +33,32 @@ type KernelCase struct {
 
 // KernelResult is the measurement of one case on one backend.
 type KernelResult struct {
-	Kernel   string  `json:"kernel"`
-	Shape    string  `json:"shape"`
-	Backend  string  `json:"backend"`
-	Bound    Bound   `json:"bound"`
-	NsPerOp  float64 `json:"ns_per_op"`
-	GFLOPS   float64 `json:"gflops"`
-	GBps     float64 `json:"gbps"`
-	Speedup  float64 `json:"speedup_vs_generic"`
-	PeakFrac float64 `json:"fraction_of_peak"` // of read bandwidth or FMA peak, by Bound; 0 if unknown
+	Kernel  string  `json:"kernel"`
+	Shape   string  `json:"shape"`
+	Backend string  `json:"backend"`
+	Bound   Bound   `json:"bound"`
+	NsPerOp float64 `json:"ns_per_op"`
+	GFLOPS  float64 `json:"gflops"`
+	GBps    float64 `json:"gbps"`
+	Speedup float64 `json:"speedup_vs_generic"`
+	// PeakFrac is the fraction of Limit reached: GB/s of Level's one-thread read
+	// bandwidth when bandwidth-bound, GFLOP/s of the backend's FMA peak when
+	// compute-bound; 0 if unknown.
+	PeakFrac   float64 `json:"fraction_of_peak"`
+	Limit      float64 `json:"limit,omitempty"`             // GB/s or GFLOP/s, by Bound
+	Level      string  `json:"level,omitempty"`             // L1, L2, L3 or DRAM: where the working set lives
+	WorkingSet float64 `json:"working_set_bytes,omitempty"` // bytes one call touches
+}
+
+// LimitName names what a result is judged against: "L2 read BW", "FMA peak".
+func (r KernelResult) LimitName() string {
+	if r.Bound == ComputeBound {
+		return "FMA peak"
+	}
+	if r.Level == "" {
+		return "read BW"
+	}
+	return r.Level + " read BW"
 }
 
 func randSlice(r *rand.Rand, n int) []float32 {
@@ -58,7 +76,8 @@ func matCase(T, rows, cols int) KernelCase {
 		name, bound = "gemm", ComputeBound
 		shape = fmt.Sprintf("%dx%dx%d", T, cols, rows)
 	}
-	return KernelCase{Kernel: name, Shape: shape, Flops: 2 * float64(T*rows*cols), Bytes: 4 * float64(rows*cols), Bound: bound,
+	w, x, y := 4*float64(rows*cols), 4*float64(T*cols), 4*float64(T*rows)
+	return KernelCase{Kernel: name, Shape: shape, Flops: 2 * float64(T*rows*cols), Bytes: w + x, Set: w + x + y, Bound: bound,
 		Setup: func(k kernels.Kernels) func() {
 			r := rand.New(rand.NewPCG(1, 2))
 			w, _ := kernels.NewMatF32(randSlice(r, rows*cols), rows, cols)
@@ -72,10 +91,15 @@ func matCase(T, rows, cols int) KernelCase {
 // MatMul, q8_0, q4_0 and the k-quants through MatMulQ8 (activations quantized once, to
 // kernels.ActivationDType(dt), outside the timed call, as the engine does) on backends
 // that have it, else MatMul with float32 activations. k-quant weights are random
-// super-blocks (lmrun has no k-quant quantizer). Bytes counts the weights as stored.
+// super-blocks (lmrun has no k-quant quantizer). Bytes counts the weights as stored and
+// the activations as the kernel reads them.
 func quantCase(dt dtype.DType, rows, cols int) KernelCase {
+	w, x := float64(rows*dtype.RowBytes(dt, cols)), 4*float64(cols)
+	if dt == dtype.Q8_0 || dt == dtype.Q4_0 || dt.KQuant() {
+		x = float64(dtype.RowBytes(kernels.ActivationDType(dt), cols))
+	}
 	return KernelCase{Kernel: "matvec_" + dt.String(), Shape: fmt.Sprintf("%dx%d", rows, cols), Flops: 2 * float64(rows*cols),
-		Bytes: float64(rows * dtype.RowBytes(dt, cols)), Bound: BandwidthBound,
+		Bytes: w + x, Set: w + x + 4*float64(rows), Bound: BandwidthBound,
 		Setup: func(k kernels.Kernels) func() {
 			r := rand.New(rand.NewPCG(9, 10))
 			var data []byte
@@ -126,8 +150,9 @@ func RandomKQuant(r *rand.Rand, dt dtype.DType, n int) []byte {
 
 func attnCase(n, hd int) KernelCase {
 	heads := 12
+	kv, q := float64(heads*2*4*n*hd), float64(4*heads*hd)
 	return KernelCase{Kernel: "attention", Shape: fmt.Sprintf("%dpos,%dheads,hd%d", n, heads, hd),
-		Flops: float64(heads * 4 * n * hd), Bytes: float64(heads * 2 * 4 * n * hd), Bound: BandwidthBound,
+		Flops: float64(heads * 4 * n * hd), Bytes: kv + q, Set: kv + 2*q + 4*float64(n), Bound: BandwidthBound,
 		Setup: func(k kernels.Kernels) func() {
 			r := rand.New(rand.NewPCG(3, 4))
 			stride := heads * hd
@@ -141,8 +166,11 @@ func attnCase(n, hd int) KernelCase {
 		}}
 }
 
-func vecCase(name string, n int, flopsPer float64, f func(k kernels.Kernels, x, y, w []float32)) KernelCase {
-	return KernelCase{Kernel: name, Shape: fmt.Sprint(n), Flops: flopsPer * float64(n), Bytes: 4 * float64(n), Bound: BandwidthBound,
+// vecCase is a kernel over vectors of n float32s that reads reads of them and touches
+// touched (reads and writes, each vector counted once).
+func vecCase(name string, n int, flopsPer float64, reads, touched int, f func(k kernels.Kernels, x, y, w []float32)) KernelCase {
+	return KernelCase{Kernel: name, Shape: fmt.Sprint(n), Flops: flopsPer * float64(n), Bytes: 4 * float64(reads*n),
+		Set: 4 * float64(touched*n), Bound: BandwidthBound,
 		Setup: func(k kernels.Kernels) func() {
 			r := rand.New(rand.NewPCG(5, 6))
 			x, y, w := randSlice(r, n), randSlice(r, n), randSlice(r, n)
@@ -160,23 +188,23 @@ func KernelCases(quick bool) []KernelCase {
 		quantCase(dtype.Q4_0, 4096, 4096), quantCase(dtype.Q4_0, 768, 768),
 		quantCase(dtype.Q4_K, 4096, 4096), quantCase(dtype.Q4_K, 768, 768),
 		quantCase(dtype.Q5_K, 4096, 4096), quantCase(dtype.Q6_K, 4096, 4096),
-		quantCase(dtype.F16, 4096, 4096), quantCase(dtype.BF16, 4096, 4096),
+		quantCase(dtype.F16, 11008, 4096), quantCase(dtype.BF16, 11008, 4096),
 		attnCase(256, 64), attnCase(1024, 64),
-		vecCase("dot", 4096, 2, func(k kernels.Kernels, x, y, _ []float32) { k.Dot(x, y) }),
-		vecCase("softmax", 1024, 4, func(k kernels.Kernels, x, _, _ []float32) { k.Softmax(x) }),
-		vecCase("softmax", 32000, 4, func(k kernels.Kernels, x, _, _ []float32) { k.Softmax(x) }),
-		vecCase("rmsnorm", 4096, 3, func(k kernels.Kernels, x, y, w []float32) { k.RMSNorm(y, x, w, 1e-5) }),
-		vecCase("layernorm", 768, 5, func(k kernels.Kernels, x, y, w []float32) { k.LayerNorm(y, x, w, w, 1e-5) }),
-		vecCase("gelu", 3072, 10, func(k kernels.Kernels, x, _, _ []float32) { k.GELU(x) }),
-		vecCase("swiglu", 11008, 6, func(k kernels.Kernels, x, y, _ []float32) { k.SwiGLU(x, y) }),
-		vecCase("add", 4096, 1, func(k kernels.Kernels, x, y, _ []float32) { k.Add(x, y) }),
-		{Kernel: "rope", Shape: "32heads,hd128", Flops: 6 * 32 * 64, Bytes: 4 * 32 * 128, Bound: BandwidthBound,
+		vecCase("dot", 4096, 2, 2, 2, func(k kernels.Kernels, x, y, _ []float32) { k.Dot(x, y) }),
+		vecCase("softmax", 1024, 4, 1, 1, func(k kernels.Kernels, x, _, _ []float32) { k.Softmax(x) }),
+		vecCase("softmax", 32000, 4, 1, 1, func(k kernels.Kernels, x, _, _ []float32) { k.Softmax(x) }),
+		vecCase("rmsnorm", 4096, 3, 2, 3, func(k kernels.Kernels, x, y, w []float32) { k.RMSNorm(y, x, w, 1e-5) }),
+		vecCase("layernorm", 768, 5, 2, 3, func(k kernels.Kernels, x, y, w []float32) { k.LayerNorm(y, x, w, w, 1e-5) }),
+		vecCase("gelu", 3072, 10, 1, 1, func(k kernels.Kernels, x, _, _ []float32) { k.GELU(x) }),
+		vecCase("swiglu", 11008, 6, 2, 2, func(k kernels.Kernels, x, y, _ []float32) { k.SwiGLU(x, y) }),
+		vecCase("add", 4096, 1, 2, 2, func(k kernels.Kernels, x, y, _ []float32) { k.Add(x, y) }),
+		{Kernel: "rope", Shape: "32heads,hd128", Flops: 6 * 32 * 64, Bytes: 4 * (32*128 + 2*64), Set: 4 * (32*128 + 2*64), Bound: BandwidthBound,
 			Setup: func(k kernels.Kernels) func() {
 				r := rand.New(rand.NewPCG(7, 8))
 				x, cos, sin := randSlice(r, 32*128), randSlice(r, 64), randSlice(r, 64)
 				return func() { k.RoPE(x, 32, 128, cos, sin) }
 			}},
-		{Kernel: "rope_neox", Shape: "32heads,hd128", Flops: 6 * 32 * 64, Bytes: 4 * 32 * 128, Bound: BandwidthBound,
+		{Kernel: "rope_neox", Shape: "32heads,hd128", Flops: 6 * 32 * 64, Bytes: 4 * (32*128 + 2*64), Set: 4 * (32*128 + 2*64), Bound: BandwidthBound,
 			Setup: func(k kernels.Kernels) func() {
 				r := rand.New(rand.NewPCG(7, 8))
 				x, cos, sin := randSlice(r, 32*128), randSlice(r, 64), randSlice(r, 64)
@@ -215,7 +243,10 @@ func Time(f func(), minTime time.Duration) float64 {
 }
 
 // BenchKernels times every case on every backend given (by name, with its kernels) and
-// relates each result to the machine's limits and to the generic backend.
+// relates each result to the machine's limits and to the generic backend: a
+// bandwidth-bound case to the one-thread read bandwidth of the smallest level of m that
+// holds its working set (a call is timed over and over on the same data, so a working
+// set that fits in L2 is read from L2), a compute-bound one to the backend's FMA peak.
 func BenchKernels(cases []KernelCase, ks map[string]kernels.Kernels, order []string, m Machine, minTime time.Duration) []KernelResult {
 	var out []KernelResult
 	for _, c := range cases {
@@ -224,15 +255,20 @@ func BenchKernels(cases []KernelCase, ks map[string]kernels.Kernels, order []str
 			k := ks[name]
 			ns := Time(c.Setup(k), minTime)
 			r := KernelResult{Kernel: c.Kernel, Shape: c.Shape, Backend: name, Bound: c.Bound, NsPerOp: ns,
-				GFLOPS: c.Flops / ns, GBps: c.Bytes / ns}
+				GFLOPS: c.Flops / ns, GBps: c.Bytes / ns, WorkingSet: c.Set}
 			if name == "generic" {
 				genericNs = ns
 			}
-			switch {
-			case c.Bound == BandwidthBound && m.ReadGBps1 > 0:
-				r.PeakFrac = r.GBps / m.ReadGBps1
-			case c.Bound == ComputeBound && m.PeakGFLOPS[name] > 0:
-				r.PeakFrac = r.GFLOPS / m.PeakGFLOPS[name]
+			if l, ok := m.LevelFor(c.Set); ok {
+				r.Level = l.Name
+				if c.Bound == BandwidthBound {
+					r.Limit = l.ReadGBps1
+					r.PeakFrac = r.GBps / l.ReadGBps1
+				}
+			}
+			if c.Bound == ComputeBound && m.PeakGFLOPS[name] > 0 {
+				r.Limit = m.PeakGFLOPS[name]
+				r.PeakFrac = r.GFLOPS / r.Limit
 			}
 			out = append(out, r)
 		}

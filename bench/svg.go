@@ -4,16 +4,181 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"sort"
+	"strings"
 )
+
+// TextWidth estimates the width in pixels of s drawn in a sans-serif font of size px,
+// bold or not. It errs wide for the common fonts (DejaVu Sans, Helvetica, Arial), so a
+// chart laid out with it keeps its labels inside the canvas.
+func TextWidth(s string, px float64, bold bool) float64 {
+	w := 0.0
+	for _, r := range s {
+		switch {
+		case strings.ContainsRune("ijlI.,:;'|!()[] ", r):
+			w += 0.4
+		case strings.ContainsRune("mwMW%@", r):
+			w += 1.0
+		case r >= 'A' && r <= 'Z':
+			w += 0.75
+		case r < 128:
+			w += 0.65
+		default:
+			w += 0.9
+		}
+	}
+	if bold {
+		w *= 1.12
+	}
+	return w * px
+}
+
+// svgDoc collects the elements of a chart and how far right they reach, so that the
+// canvas can be made wide enough for all of them.
+type svgDoc struct {
+	body  strings.Builder
+	right float64 // rightmost extent of anything drawn
+}
+
+const (
+	svgFont   = 11 // px, the default font size
+	svgMargin = 10 // px around the drawing
+)
+
+// text draws s with its anchor ("start", "middle" or "end") at x.
+func (d *svgDoc) text(x, y float64, anchor string, px float64, bold bool, s string) {
+	w := TextWidth(s, px, bold)
+	right := x + w
+	switch anchor {
+	case "middle":
+		right = x + w/2
+	case "end":
+		right = x
+	}
+	d.right = max(d.right, right)
+	attrs := ""
+	if anchor != "start" {
+		attrs += fmt.Sprintf(` text-anchor="%s"`, anchor)
+	}
+	if px != svgFont {
+		attrs += fmt.Sprintf(` font-size="%g"`, px)
+	}
+	if bold {
+		attrs += ` font-weight="bold"`
+	}
+	fmt.Fprintf(&d.body, `<text x="%.1f" y="%.1f"%s>%s</text>`+"\n", x, y, attrs, html.EscapeString(s))
+}
+
+// rect draws a filled rectangle with an optional tooltip.
+func (d *svgDoc) rect(x, y, w, h float64, fill, tip string) {
+	d.right = max(d.right, x+w)
+	if tip == "" {
+		fmt.Fprintf(&d.body, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x, y, w, h, fill)
+		return
+	}
+	fmt.Fprintf(&d.body, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
+		x, y, w, h, fill, html.EscapeString(tip))
+}
+
+func (d *svgDoc) line(x1, y1, x2, y2 float64, stroke string) {
+	d.right = max(d.right, x1, x2)
+	fmt.Fprintf(&d.body, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`+"\n", x1, y1, x2, y2, stroke)
+}
+
+// legend draws a colour key for names starting at (x, y) and returns the y below it.
+func (d *svgDoc) legend(x, y float64, names []string) float64 {
+	for i, n := range names {
+		d.rect(x, y, 10, 10, svgColor(i), "")
+		d.text(x+14, y+9, "start", svgFont, false, n)
+		x += 14 + TextWidth(n, svgFont, false) + 16
+	}
+	return y + 20
+}
+
+// writeTo emits the document with a canvas wide enough for everything drawn.
+func (d *svgDoc) writeTo(w io.Writer, height float64) error {
+	width := math.Ceil(d.right + svgMargin)
+	_, err := fmt.Fprintf(w, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="%d">`+"\n"+
+		`<rect width="100%%" height="100%%" fill="white"/>`+"\n%s</svg>\n", width, math.Ceil(height), svgFont, d.body.String())
+	if err != nil {
+		return fmt.Errorf("writing the SVG: %w", err)
+	}
+	return nil
+}
+
+func svgColor(i int) string {
+	colors := [...]string{"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"}
+	return colors[i%len(colors)]
+}
+
+// svgBar is one bar of a grouped bar chart: a length as a fraction of the full scale,
+// the note written after it and a tooltip.
+type svgBar struct {
+	series int // index of the colour and legend entry
+	frac   float64
+	note   string
+	tip    string
+}
+
+// svgGroup is one labelled group of bars.
+type svgGroup struct {
+	label string
+	bars  []svgBar
+}
+
+// barChart draws groups of horizontal bars under the header lines (the first one bold,
+// the title) and a legend of series, with a 0–100 % axis labelled axis.
+func barChart(w io.Writer, header []string, series []string, groups []svgGroup, axis string) error {
+	const barH, gap, scale = 14.0, 10.0, 420.0
+	var d svgDoc
+	y := float64(svgMargin)
+	for i, h := range header {
+		px, bold := float64(svgFont), false
+		if i == 0 {
+			px, bold = 14, true
+		}
+		y += px + 4
+		d.text(svgMargin, y, "start", px, bold, h)
+	}
+	labelW := 0.0
+	for _, g := range groups {
+		labelW = max(labelW, TextWidth(g.label, svgFont, false))
+	}
+	left := math.Ceil(svgMargin + labelW + 8)
+	y = d.legend(left, y+10, series)
+	top, bottom := y, y
+	for _, g := range groups {
+		bottom += float64(len(g.bars))*barH + gap
+	}
+	for _, f := range []float64{0, 0.25, 0.5, 0.75, 1} {
+		x := left + f*scale
+		d.line(x, top-4, x, bottom, "#ddd")
+		d.text(x, bottom+13, "middle", svgFont, false, fmt.Sprintf("%.0f%%", f*100))
+	}
+	for _, g := range groups {
+		d.text(left-6, y+float64(len(g.bars))*barH/2+4, "end", svgFont, false, g.label)
+		for i, b := range g.bars {
+			by := y + float64(i)*barH
+			bw := min(max(b.frac, 0), 1.2) * scale
+			d.rect(left, by, bw, barH-2, svgColor(b.series), b.tip)
+			d.text(left+bw+4, by+barH-4, "start", svgFont, false, b.note)
+		}
+		y += float64(len(g.bars))*barH + gap
+	}
+	d.text(left, y+28, "start", svgFont, false, axis)
+	return d.writeTo(w, y+28+svgMargin)
+}
 
 // WriteSVG draws kernel results as grouped horizontal bars, one group per kernel and
 // shape, one bar per backend, the bar length being the fraction of the machine limit the
-// kernel is bound by (read bandwidth or FMA peak); results without a known limit are
-// drawn against the best backend's speed instead and marked so.
-func WriteSVG(w io.Writer, rs []KernelResult, title string) error {
+// kernel is bound by (the read bandwidth of the level its working set lives in, or the
+// FMA peak); results without a known limit are drawn against the best backend's speed
+// instead and marked so. The title names m's CPU and backends, the lines under it m's
+// limits.
+func WriteSVG(w io.Writer, rs []KernelResult, m Machine) error {
 	type key struct{ kernel, shape string }
-	var groups []key
+	var keys []key
 	seen := map[key]bool{}
 	backendSet := map[string]bool{}
 	best := map[key]float64{}
@@ -21,48 +186,91 @@ func WriteSVG(w io.Writer, rs []KernelResult, title string) error {
 		k := key{r.Kernel, r.Shape}
 		if !seen[k] {
 			seen[k] = true
-			groups = append(groups, k)
+			keys = append(keys, k)
 		}
 		backendSet[r.Backend] = true
 		best[k] = max(best[k], 1/r.NsPerOp)
 	}
-	var backendNames []string
+	backendNames := append([]string(nil), m.Backends...)
+	for _, b := range backendNames {
+		delete(backendSet, b)
+	}
+	var extra []string
 	for b := range backendSet {
-		backendNames = append(backendNames, b)
+		extra = append(extra, b)
 	}
-	sort.Strings(backendNames)
-	colors := []string{"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948"}
-	const left, barH, gap, width = 260, 14, 10, 420
-	height := 60 + len(groups)*(len(backendNames)*barH+gap) + 30
-	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
-	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", left+width+140, height)
-	p(`<text x="10" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
-	for i, b := range backendNames {
-		p(`<rect x="%d" y="30" width="10" height="10" fill="%s"/><text x="%d" y="39">%s</text>`+"\n", left+i*90, colors[i%len(colors)], left+14+i*90, html.EscapeString(b))
+	sort.Strings(extra)
+	backendNames = append(backendNames, extra...)
+	if len(m.Backends) == 0 {
+		m.Backends = backendNames
 	}
-	for _, f := range []float64{0, 0.25, 0.5, 0.75, 1} {
-		x := left + int(f*width)
-		p(`<line x1="%d" y1="50" x2="%d" y2="%d" stroke="#ddd"/><text x="%d" y="%d" text-anchor="middle">%.0f%%</text>`+"\n", x, x, height-25, x, height-12, f*100)
-	}
-	y := 55
-	for _, g := range groups {
-		p(`<text x="%d" y="%d" text-anchor="end">%s %s</text>`+"\n", left-6, y+len(backendNames)*barH/2+4, html.EscapeString(g.kernel), html.EscapeString(g.shape))
+	var groups []svgGroup
+	for _, k := range keys {
+		g := svgGroup{label: k.kernel + " " + k.shape}
 		for i, b := range backendNames {
 			for _, r := range rs {
-				if r.Kernel != g.kernel || r.Shape != g.shape || r.Backend != b {
+				if r.Kernel != k.kernel || r.Shape != k.shape || r.Backend != b {
 					continue
 				}
-				frac, note := r.PeakFrac, fmt.Sprintf("%.0f%% of %s", r.PeakFrac*100, map[Bound]string{BandwidthBound: "read BW", ComputeBound: "FMA peak"}[r.Bound])
+				frac, note := r.PeakFrac, FormatPercent(r.PeakFrac)+" of "+r.LimitName()
 				if frac == 0 {
-					frac, note = (1/r.NsPerOp)/best[g], "relative to fastest"
+					frac, note = (1/r.NsPerOp)/best[k], "relative to fastest"
 				}
-				p(`<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s on %s: %.0f ns, %.2f GFLOP/s, %.2f GB/s, %s</title></rect>`+"\n",
-					left, y+i*barH, min(frac, 1.2)*width, barH-2, colors[i%len(colors)], html.EscapeString(r.Kernel), html.EscapeString(r.Shape), html.EscapeString(b), r.NsPerOp, r.GFLOPS, r.GBps, note)
-				p(`<text x="%.1f" y="%d">%s</text>`+"\n", float64(left)+min(frac, 1.2)*width+4, y+i*barH+barH-4, html.EscapeString(note))
+				tip := fmt.Sprintf("%s %s on %s: %.0f ns, %.2f GFLOP/s, %.2f GB/s, working set %s, %s",
+					r.Kernel, r.Shape, b, r.NsPerOp, r.GFLOPS, r.GBps, FormatBytes(r.WorkingSet), note)
+				g.bars = append(g.bars, svgBar{series: i, frac: frac, note: note, tip: tip})
 			}
 		}
-		y += len(backendNames)*barH + gap
+		groups = append(groups, g)
 	}
-	p("</svg>\n")
-	return nil
+	return barChart(w, append([]string{"lmrun bench kernels: " + m.Title()}, m.LimitLines()...), backendNames, groups,
+		"fraction of the limit each kernel is bound by: read bandwidth of the level its working set lives in, or FMA peak")
+}
+
+// LimitLines describes the measured limits of m in a line or two: read bandwidth per
+// level, FMA peak per backend.
+func (m Machine) LimitLines() []string {
+	var out []string
+	var bw []string
+	for _, l := range m.Levels {
+		s := l.Name
+		if l.SizeBytes > 0 {
+			s += " (" + FormatBytes(float64(l.SizeBytes)) + ")"
+		}
+		s += fmt.Sprintf(" %.1f", l.ReadGBps1)
+		if l.ReadGBpsN > 0 && m.Threads > 1 {
+			s += fmt.Sprintf(" (%d threads %.1f)", m.Threads, l.ReadGBpsN)
+		}
+		bw = append(bw, s)
+	}
+	if len(bw) == 0 && m.ReadGBps1 > 0 {
+		bw = append(bw, fmt.Sprintf("DRAM %.1f", m.ReadGBps1))
+	}
+	if len(bw) > 0 {
+		out = append(out, "read GB/s, 1 thread: "+strings.Join(bw, " · "))
+	}
+	var peaks []string
+	for _, b := range m.Backends {
+		if p, ok := m.PeakGFLOPS[b]; ok {
+			peaks = append(peaks, fmt.Sprintf("%s %.1f", b, p))
+		}
+	}
+	if len(peaks) == 0 {
+		for b, p := range m.PeakGFLOPS {
+			peaks = append(peaks, fmt.Sprintf("%s %.1f", b, p))
+		}
+		sort.Strings(peaks)
+	}
+	if len(peaks) > 0 {
+		out = append(out, "FMA peak GFLOP/s, 1 thread: "+strings.Join(peaks, " · "))
+	}
+	return out
+}
+
+// FormatPercent renders a fraction as a percentage: whole percents, tenths below 1 %.
+func FormatPercent(f float64) string {
+	if f < 0.01 {
+		return fmt.Sprintf("%.1f%%", 100*f)
+	}
+	return fmt.Sprintf("%.0f%%", 100*f)
 }

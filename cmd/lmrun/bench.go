@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ func benchCommand() *cli.Command {
 		Usage: "benchmark models (and kernels)",
 		Subcommands: []*cli.Command{
 			benchKernelsCommand(),
+			benchCompareCommand(),
 			benchServeCommand(),
 			{
 				Name:  "model",
@@ -124,9 +124,13 @@ func benchKernelsCommand() *cli.Command {
 		Usage: "time every kernel at real model shapes on every available backend",
 		UsageText: "lmrun bench kernels [--backend generic,avx2] [--quick] [--time 300ms] [--json] [--svg chart.svg]\n\n" +
 			"   lmrun bench kernels --svg kernels.svg",
-		Description: "Measures the machine's limits first (streaming read bandwidth with 1 and all threads,\n" +
-			"FMA peak per backend where the backend can probe it), then reports each kernel's\n" +
-			"time, GFLOP/s, GB/s, speedup over generic and fraction of the limit it is bound by.",
+		Description: "Measures the machine's limits first: the read bandwidth of a working set resident in\n" +
+			"each cache level (half its size; L1 and L2 with one thread, L3 and DRAM with one and all\n" +
+			"threads) and the FMA peak of each backend that can probe it. Then reports each kernel's\n" +
+			"time, GFLOP/s, GB/s, speedup over generic and fraction of the limit it is bound by:\n" +
+			"a bandwidth-bound kernel against the one-thread read bandwidth of the smallest level\n" +
+			"its working set (weights, inputs and outputs of one call) fits in, a compute-bound one\n" +
+			"against the FMA peak. --json output is what lmrun bench compare reads.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "backend", Usage: "comma-separated backend `NAMES` (default: every available one)"},
 			&cli.BoolFlag{Name: "quick", Usage: "one shape per kernel"},
@@ -159,57 +163,66 @@ func benchKernelsCommand() *cli.Command {
 				order = append([]string{"generic"}, order...)
 			}
 			errw := c.App.ErrWriter
-			fmt.Fprintln(errw, "measuring the machine: read bandwidth, FMA peak ...")
-			m := bench.Machine{Threads: parallel.DefaultThreads(), PeakGFLOPS: map[string]float64{}}
-			bestK := backends.Best().New()
-			m.ReadGBps1 = bench.ReadBandwidth(1, 3, bestK)
-			m.ReadGBpsN = bench.ReadBandwidth(m.Threads, 3, bestK)
-			for _, n := range order {
-				if p, ok := bench.FMAPeak(ks[n]); ok {
-					m.PeakGFLOPS[n] = p
-				}
-			}
+			fmt.Fprintln(errw, "measuring the machine: read bandwidth of each cache level and DRAM, FMA peak ...")
+			m := bench.MeasureMachine(ks, order, backends.Best().New(), parallel.DefaultThreads(), 3)
 			cases := bench.KernelCases(c.Bool("quick"))
 			res := bench.BenchKernels(cases, ks, order, m, c.Duration("time"))
 			if path := c.String("svg"); path != "" {
-				f, err := os.Create(path)
-				if err != nil {
-					return err
-				}
-				title := fmt.Sprintf("lmrun kernels: %s, read %.1f GB/s (1 thread)", runtime.GOARCH, m.ReadGBps1)
-				if err := bench.WriteSVG(f, res, title); err != nil {
-					f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
+				if err := writeFileWith(path, func(w io.Writer) error { return bench.WriteSVG(w, res, m) }); err != nil {
 					return err
 				}
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
-					Machine bench.Machine        `json:"machine"`
-					Results []bench.KernelResult `json:"results"`
-				}{m, res})
+				return enc.Encode(bench.KernelReport{Kind: bench.KernelReportKind, Machine: m, Results: res})
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n", m.ReadGBps1, m.ReadGBpsN, m.Threads)
+			fmt.Fprintf(w, "%s\n", m.Title())
+			fmt.Fprintf(w, "read bandwidth, GB/s:\n")
+			for _, l := range m.Levels {
+				size := "-"
+				if l.SizeBytes > 0 {
+					size = bench.FormatBytes(float64(l.SizeBytes))
+				}
+				line := fmt.Sprintf("  %-4s %9s  %7.1f (1 thread)", l.Name, size, l.ReadGBps1)
+				if l.ReadGBpsN > 0 {
+					line += fmt.Sprintf("  %7.1f (%d threads)", l.ReadGBpsN, m.Threads)
+				}
+				fmt.Fprintln(w, line)
+			}
 			for _, n := range order {
 				if p, ok := m.PeakGFLOPS[n]; ok {
 					fmt.Fprintf(w, "FMA peak %s: %.1f GFLOP/s (1 thread)\n", n, p)
 				}
 			}
-			fmt.Fprintln(w, "\n| kernel | shape | backend | ns/op | GFLOP/s | GB/s | × generic | of limit |")
-			fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
+			fmt.Fprintln(w, "\n| kernel | shape | backend | ns/op | GFLOP/s | GB/s | × generic | working set | of limit |")
+			fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|")
 			for _, r := range res {
 				frac := "n/a"
 				if r.PeakFrac > 0 {
-					frac = fmt.Sprintf("%.0f%% %s", 100*r.PeakFrac, map[bench.Bound]string{bench.BandwidthBound: "BW", bench.ComputeBound: "peak"}[r.Bound])
+					frac = bench.FormatPercent(r.PeakFrac) + " " + r.LimitName()
 				}
-				fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s |\n", r.Kernel, r.Shape, r.Backend, r.NsPerOp, r.GFLOPS, r.GBps, r.Speedup, frac)
+				fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s |\n", r.Kernel, r.Shape, r.Backend, r.NsPerOp, r.GFLOPS, r.GBps, r.Speedup,
+					bench.FormatBytes(r.WorkingSet), frac)
 			}
 			return nil
 		},
 	}
+}
+
+// writeFileWith creates path, lets write fill it and closes it, reporting the first error.
+func writeFileWith(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
