@@ -113,15 +113,16 @@ func fits(cfg ModelConfig, ctx int) error {
 // limits are the machine's, at one thread count; zero when not measured.
 type limits struct{ readGBps, peakGFLOPS float64 }
 
-// measureLimits measures read bandwidth with threads goroutines and the FMA peak of the
-// backend's probe times threads (0 when it has none).
+// measureLimits measures read bandwidth with threads goroutines (with the best
+// backend's streaming Dot whatever backend is measured: the limit is the machine's) and
+// the FMA peak of the backend's probe times threads (0 when it has none).
 func measureLimits(backend string, threads int) limits {
 	k, err := backends.Select(backend)
 	if err != nil {
 		k = nil
 	}
 	var l limits
-	l.readGBps = ReadBandwidth(threads, 3, k)
+	l.readGBps = ReadBandwidth(threads, 3, backends.Best().New())
 	if k != nil {
 		if p, ok := FMAPeak(k); ok {
 			l.peakGFLOPS = p * float64(threads)

@@ -28,9 +28,10 @@ func benchCommand() *cli.Command {
 			{
 				Name:  "model",
 				Usage: "prompt processing and generation speed, as llama-bench reports them",
-				UsageText: "lmrun bench model -m MODEL [-m MODEL2] [-p 128] [-n 64] [-t 1,2] [--depth 0] [--json]\n\n" +
+				UsageText: "lmrun bench model -m MODEL [-m MODEL2] [-p 128] [-n 64] [-t 1,2] [--depth 0] [--backend a,b|all] [--json]\n\n" +
 					"   lmrun bench model -m gpt2.lmc -m neo.lmc -p 0 -n 32 --depth 1024   # decode cost at a 1024-token context\n" +
-					"   lmrun bench model -m llama-q8_0.gguf                                  # a GGUF file, used in place",
+					"   lmrun bench model -m llama-q8_0.gguf                                  # a GGUF file, used in place\n" +
+					"   lmrun bench model -m gpt2.lmc --backend all                           # every backend this CPU runs, side by side",
 				Description: "pp N: a prompt of N tokens in one batched pass; tg N: N tokens generated one at a\n" +
 					"time. Both start after --depth tokens already in the KV cache. Each figure is the\n" +
 					"median of --reps runs after one warm-up run. tg is bound by memory bandwidth:\n" +
@@ -46,7 +47,7 @@ func benchCommand() *cli.Command {
 					&cli.IntFlag{Name: "reps", Value: 3, Usage: "repetitions (the median is reported)"},
 					&cli.IntFlag{Name: "np", Usage: "also tg with `N` sequences decoded together, one batched pass per token (what lmrun serve --parallel N does at full load; t/s counts all N)"},
 					&cli.BoolFlag{Name: "limits", Value: true, Usage: "measure the machine's read bandwidth and FMA peak first and report each result as a fraction of them (--limits=false skips it)"},
-					backendFlag,
+					&cli.StringFlag{Name: "backend", Usage: "kernel backend `NAMES`, comma-separated, each measured in turn (with its own FMA peak), or all: every one this CPU runs", DefaultText: "$LMRUN_BACKEND, else the best this CPU runs"},
 					&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
 				},
 				Action: func(c *cli.Context) error {
@@ -57,18 +58,25 @@ func benchCommand() *cli.Command {
 					if c.Int("p") < 0 || c.Int("n") < 0 || c.Int("depth") < 0 || c.Int("np") < 0 || c.Int("np") > 1024 {
 						return fmt.Errorf("-p, -n and --depth must be ≥ 0, --np 0 to 1024")
 					}
+					backendNames, err := modelBackends(c.String("backend"))
+					if err != nil {
+						return err
+					}
 					cfg := bench.ModelConfig{Prompt: c.Int("p"), Gen: c.Int("n"), Depth: c.Int("depth"), Threads: threads,
-						Backend: c.String("backend"), Reps: c.Int("reps"), Limits: c.Bool("limits"), Sequences: c.Int("np")}
+						Reps: c.Int("reps"), Limits: c.Bool("limits"), Sequences: c.Int("np")}
 					if cfg.Limits {
-						fmt.Fprintln(c.App.ErrWriter, "measuring the machine at each thread count: read bandwidth, FMA peak ...")
+						fmt.Fprintln(c.App.ErrWriter, "measuring the machine at each thread count and backend: read bandwidth, FMA peak ...")
 					}
 					var all []bench.ModelResult
 					for _, path := range c.StringSlice("model") {
-						res, err := bench.BenchModel(path, cfg)
-						if err != nil {
-							return err
+						for _, b := range backendNames {
+							cfg.Backend = b
+							res, err := bench.BenchModel(path, cfg)
+							if err != nil {
+								return err
+							}
+							all = append(all, res...)
 						}
-						all = append(all, res...)
 					}
 					if c.Bool("json") {
 						enc := json.NewEncoder(c.App.Writer)
@@ -81,6 +89,32 @@ func benchCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// modelBackends parses bench model's --backend: "" is the default selection, "all"
+// every backend this CPU runs, else comma-separated names, each checked.
+func modelBackends(s string) ([]string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return []string{""}, nil
+	}
+	var names []string
+	if s == "all" {
+		for _, b := range backends.List() {
+			if b.Available() {
+				names = append(names, b.Name)
+			}
+		}
+		return names, nil
+	}
+	for _, n := range strings.Split(s, ",") {
+		b, err := backends.Resolve(strings.TrimSpace(n))
+		if err != nil {
+			return nil, fmt.Errorf("--backend: %w", err)
+		}
+		names = append(names, b.Name)
+	}
+	return names, nil
 }
 
 func parseInts(s string) ([]int, error) {
