@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/cpuid/v2"
 
+	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/engine/parallel"
 	"github.com/lmrun/lmrun/kernels"
 )
@@ -22,15 +23,17 @@ import (
 // peak of one core; and what the machine is: CPU model, architecture, the SIMD features
 // the backends use and the backends measured.
 type Machine struct {
-	CPU        string             `json:"cpu,omitempty"`
-	Arch       string             `json:"arch,omitempty"`
-	Features   []string           `json:"features,omitempty"`
-	Backends   []string           `json:"backends,omitempty"`
-	ReadGBps1  float64            `json:"read_gbps_1thread"` // DRAM
-	ReadGBpsN  float64            `json:"read_gbps_nthreads"`
-	Threads    int                `json:"threads"`
-	Levels     []Level            `json:"levels,omitempty"`        // smallest first, DRAM last
-	PeakGFLOPS map[string]float64 `json:"fma_peak_gflops_1thread"` // by backend
+	CPU      string   `json:"cpu,omitempty"`
+	Arch     string   `json:"arch,omitempty"`
+	Features []string `json:"features,omitempty"`
+	Backends []string `json:"backends,omitempty"`
+	// BackendFeatures lists, per backend, the CPU features it requires.
+	BackendFeatures map[string][]string `json:"backend_features,omitempty"`
+	ReadGBps1       float64             `json:"read_gbps_1thread"` // DRAM
+	ReadGBpsN       float64             `json:"read_gbps_nthreads"`
+	Threads         int                 `json:"threads"`
+	Levels          []Level             `json:"levels,omitempty"`        // smallest first, DRAM last
+	PeakGFLOPS      map[string]float64  `json:"fma_peak_gflops_1thread"` // by backend
 }
 
 // Level is one level of the memory hierarchy and the read bandwidth measured with a
@@ -188,6 +191,16 @@ func MeasureMachine(ks map[string]kernels.Kernels, order []string, stream kernel
 	}
 	m := Machine{CPU: strings.TrimSpace(cpuid.CPU.BrandName), Arch: runtime.GOARCH, Features: CPUFeatures(),
 		Backends: append([]string(nil), order...), Threads: threads, PeakGFLOPS: map[string]float64{}}
+	m.BackendFeatures = map[string][]string{}
+	for _, n := range order {
+		if b, ok := backends.Lookup(n); ok {
+			feats := []string{}
+			for _, f := range b.Requires {
+				feats = append(feats, strings.ToLower(f.String()))
+			}
+			m.BackendFeatures[n] = feats
+		}
+	}
 	l1, l2, l3 := CacheSizes()
 	prev := int64(0)
 	for _, l := range []Level{{Name: "L1", SizeBytes: l1}, {Name: "L2", SizeBytes: l2}, {Name: "L3", SizeBytes: l3}} {

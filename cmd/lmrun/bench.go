@@ -107,12 +107,16 @@ func modelBackends(s string) ([]string, error) {
 		}
 		return names, nil
 	}
+	seen := map[string]bool{}
 	for _, n := range strings.Split(s, ",") {
 		b, err := backends.Resolve(strings.TrimSpace(n))
 		if err != nil {
 			return nil, fmt.Errorf("--backend: %w", err)
 		}
-		names = append(names, b.Name)
+		if !seen[b.Name] {
+			seen[b.Name] = true
+			names = append(names, b.Name)
+		}
 	}
 	return names, nil
 }

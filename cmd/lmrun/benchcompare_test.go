@@ -91,7 +91,8 @@ func TestBenchKernelsJSONCompares(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.Kind != bench.KernelReportKind || rep.Machine.Arch == "" || len(rep.Machine.Levels) == 0 ||
-		rep.Machine.Levels[len(rep.Machine.Levels)-1].Name != "DRAM" || len(rep.Machine.Backends) == 0 {
+		rep.Machine.Levels[len(rep.Machine.Levels)-1].Name != "DRAM" || len(rep.Machine.Backends) == 0 ||
+		rep.Machine.BackendFeatures["generic"] == nil {
 		t.Fatalf("machine section: %+v", rep.Machine)
 	}
 	for _, r := range rep.Results {
