@@ -179,6 +179,14 @@ func checkSVG(t *testing.T, svg []byte, bars int, cpu string) {
 	}
 }
 
+func TestFormatPercent(t *testing.T) {
+	for f, want := range map[float64]string{0.0001: "<0.1%", 0.004: "0.4%", 0.5: "50%", 2.97: "297%"} {
+		if got := FormatPercent(f); got != want {
+			t.Errorf("FormatPercent(%v) = %q, want %q", f, got, want)
+		}
+	}
+}
+
 func TestLevelFor(t *testing.T) {
 	m := fakeMachine()
 	for ws, want := range map[float64]string{1: "L1", 48 << 10: "L1", 48<<10 + 1: "L2", 2 << 20: "L3", 33 << 20: "DRAM", 1 << 40: "DRAM"} {

@@ -267,8 +267,12 @@ func (m Machine) LimitLines() []string {
 	return out
 }
 
-// FormatPercent renders a fraction as a percentage: whole percents, tenths below 1 %.
+// FormatPercent renders a fraction as a percentage: whole percents, tenths below 1 %,
+// "<0.1%" below that.
 func FormatPercent(f float64) string {
+	if f < 0.0005 {
+		return "<0.1%"
+	}
 	if f < 0.01 {
 		return fmt.Sprintf("%.1f%%", 100*f)
 	}
