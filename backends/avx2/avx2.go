@@ -48,14 +48,16 @@ func (Kernels) Name() string { return "avx2" }
 
 // ScratchSize implements kernels.Kernels. MatMul keeps in the scratch, for T > 1, up to
 // halfChunk rows of f16, bf16, q8_0, q4_0 or k-quant weights widened to float32 for the
-// f32 GEMM; for T = 1, the quantRowsT1 block-quantized rows matMulQuant widens at a time,
-// or the rearranged x of the f16 and bf16 mix kernels (at most cols floats). MatMulQ8
+// f32 GEMM, and for f16 and bf16 every token of x in the order the rows were widened in
+// (T·cols floats); for T = 1, the quantRowsT1 block-quantized or f16 rows matMulQuant or
+// matMulHalf widens at a time, and the rearranged x of the f16 and bf16 mix kernels (at
+// most cols floats). MatMulQ8
 // keeps one xBlock per q8_0 activation block of every token, or one prepared q8_k
 // super-block (xkBlock bytes) per 256 activations of every token.
 func (Kernels) ScratchSize(T, cols int) int {
-	rows := quantRowsT1
+	rows := quantRowsT1 + 1
 	if T > 1 {
-		rows = halfChunk
+		rows = halfChunk + T
 	}
 	return max(rows*cols, T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats)
 }
@@ -70,11 +72,13 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 }
 
 // MatMul implements kernels.Kernels. T = 1 is bandwidth-bound: it streams the weights
-// once, as four long sequential streams (see mv). T > 1 runs a 4-row × 3-token
-// register-blocked micro-kernel over each block of four rows and all tokens, so each
-// weight row is read from memory once while the inputs (T·Cols floats) stay in L2/L3.
-// Blocking the columns as well did not pay on Zen 1, not even for Cols = 11008
-// (measured with BenchmarkGEMM's shapes and more).
+// once, as four long sequential streams (see mv). T > 1 runs a 2-row × 3-token
+// register-blocked micro-kernel (gemm2; gemm1 for an odd row) over each pair of rows
+// and all tokens, so each weight row is read from memory once while the inputs (T·Cols
+// floats) stay in L2/L3. Blocking the columns as well did not pay on Zen 1, not even
+// for Cols = 11008 (measured with BenchmarkGEMM's shapes and more). The GEMM sums every
+// (row, token) product exactly as matvec and matvecSpread sum a row, so a token's
+// results are the bits it gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
 		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)
@@ -110,8 +114,8 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		return
 	}
 	r := r0
-	for ; r+4 <= r1; r += 4 {
-		gemm4(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
+	for ; r+2 <= r1; r += 2 {
+		gemm2(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
 	}
 	for ; r < r1; r++ {
 		gemm1(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
@@ -167,8 +171,8 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 			continue
 		}
 		r := a
-		for ; r+4 <= b; r += 4 {
-			gemm4(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
+		for ; r+2 <= b; r += 2 {
+			gemm2(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
 		}
 		for ; r < b; r++ {
 			gemm1(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
@@ -180,17 +184,46 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 // float32 at a time before the f32 GEMM multiplies them with every token.
 const halfChunk = 16
 
+// halfOrder is the column order in which a product on f16 or bf16 weights sums a row's
+// first Cols&^7 products, whatever T: the order of matvecH and matvecBF, of the mix
+// kernels matvecHM (f16) and matvecBFM (bf16), or of the f32 GEMM on rows widened
+// in the same order (widenH and widenBF, widenHM and widenBFM). It depends only on
+// the matrix, so a token's results do not depend on how many others share the product.
+type halfOrder int
+
+const (
+	orderPlain halfOrder = iota // columns as they are
+	orderMixH                   // matvecHM's: f16 without infinities or NaNs
+	orderMixBF                  // matvecBFM's
+)
+
+// halfOrderOf returns the order of products on w (Cols ≥ 8).
+func halfOrderOf(w *kernels.Mat) halfOrder {
+	n8 := w.Cols &^ 7
+	switch {
+	case n8 < 32 || n8 > mixMaxCols:
+		return orderPlain
+	case w.DType == dtype.BF16:
+		return orderMixBF
+	case w.F16Finite():
+		return orderMixH
+	}
+	return orderPlain
+}
+
 // matMulHalf is MatMul for f16 and bf16 weights (Cols ≥ 8). T = 1 widens the halves as
 // they are loaded (matvecHSpread and matvecH, or their BF twins: VCVTPH2PS, or a shift
 // for bf16) over the first Cols&^7 columns, then adds the last Cols%8 products in
 // order, then the bias. f16 matrices without infinities or NaNs (Mat.F16Finite) take
 // the HM twins instead, which widen half the columns on the integer pipes (1.15–1.2×
-// on Zen 1, where VCVTPH2PS is the bottleneck), unless a row is longer than mixMaxCols
-// or x holds a finite |x| ≥ 2¹⁶; the products are the same exact ones, only summed in
-// another order. bf16 takes the BFM twins (rows up to mixMaxCols), which split
-// every 16 columns into even and odd ones with a shift and an AND; the mix kernels' x
-// is rearranged in scratch. T > 1 widens halfChunk rows at a time into scratch and runs
-// the f32 GEMM on them.
+// on Zen 1, where VCVTPH2PS is the bottleneck), unless a row is longer than mixMaxCols;
+// the products are the same exact ones, only summed in another order (halfOrder). bf16
+// takes the BFM twins (rows up to mixMaxCols), which split every 16 columns into even
+// and odd ones with a shift and an AND; the mix kernels' x is rearranged in scratch.
+// When x holds a finite |x| ≥ 2¹⁶, which matvecHM cannot take, the rows are widened in
+// its order (widenHM) and multiplied by matvec. T > 1 widens halfChunk rows at a time
+// into scratch, in the order T = 1 sums them, and runs the f32 GEMM on them with x
+// arranged to match, so that every token gets the bits it would get alone.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
@@ -201,45 +234,82 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		panic(fmt.Sprintf("avx2: MatMul %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(x)=%d len(dst)=%d len(bias)=%d",
 			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(x), len(dst), len(bias)))
 	}
+	n8 := n &^ 7
+	order := halfOrderOf(w)
 	if T > 1 {
-		buf := scratchFor("MatMul", scratch, min(halfChunk, r1-r0)*n)
+		nb := min(halfChunk, r1-r0) * n
+		sc := scratchFor("MatMul", scratch, nb+T*n8)
+		buf, xo, ldx := sc[:nb], &x[0], n
+		if order != orderPlain {
+			xp := sc[nb:]
+			for t := 0; t < T; t++ {
+				arrangeX(order, xp[t*n8:(t+1)*n8], x[t*n:t*n+n8])
+			}
+			xo, ldx = &xp[0], n8
+		}
 		for a := r0; a < r1; a += halfChunk {
 			b := min(a+halfChunk, r1)
 			for r := a; r < b; r++ {
-				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r)
+				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, order)
 			}
 			r := a
-			for ; r+4 <= b; r += 4 {
-				gemm4(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
+			for ; r+2 <= b; r += 2 {
+				gemm2(&dst[r], ld, xo, ldx, T, &buf[(r-a)*n], n, n8, nil)
 			}
 			for ; r < b; r++ {
-				gemm1(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
+				gemm1(&dst[r], ld, xo, ldx, T, &buf[(r-a)*n], n, n8, nil)
 			}
 		}
-		return
+	} else {
+		halfRows(dst, x, w, r0, r1, order, scratchFor("MatMul", scratch, min(n8, mixMaxCols)+quantRowsT1*n))
 	}
-	n8 := n &^ 7
-	halfRows(dst, x, w, r0, r1, scratchFor("MatMul", scratch, min(n8, mixMaxCols)))
 	if n8 < n || bias != nil {
 		wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
-		for r := r0; r < r1; r++ {
-			s := dst[r]
-			for i := n8; i < n; i++ {
-				s += x[i] * halfAt(w.DType, wh[r*n+i])
-			}
-			if bias != nil {
-				s += bias[r]
-			}
-			dst[r] = s
+		for t := 0; t < T; t++ {
+			halfTail(dst[t*ld:], x[t*n:(t+1)*n], wh, w.DType, n8, bias, r0, r1)
 		}
 	}
 }
 
+// halfTail adds to dst[r], r0 ≤ r < r1, the products of the last len(x)%8 columns of
+// the f16 or bf16 rows wh (len(x) halves each) in order, then bias[r].
+func halfTail(dst, x []float32, wh []uint16, dt dtype.DType, n8 int, bias []float32, r0, r1 int) {
+	n := len(x)
+	for r := r0; r < r1; r++ {
+		s := dst[r]
+		for i := n8; i < n; i++ {
+			s += x[i] * halfAt(dt, wh[r*n+i])
+		}
+		if bias != nil {
+			s += bias[r]
+		}
+		dst[r] = s
+	}
+}
+
+// arrangeX writes x (len(x) a multiple of 8) in the column order o sums it in.
+func arrangeX(o halfOrder, dst, x []float32) {
+	if o == orderMixBF {
+		splitBFX(dst, x)
+		return
+	}
+	n32 := len(x) &^ 31
+	dst = dst[:len(x)]
+	for c := 0; c < n32; c += 32 {
+		copy(dst[c:c+16], x[c:c+16])
+		hi, d := x[c+16:c+32], dst[c+16:c+32]
+		for j := 0; j < 8; j++ {
+			d[j], d[8+j] = hi[2*j], hi[2*j+1]
+		}
+	}
+	copy(dst[n32:], x[n32:])
+}
+
 // halfRows computes dst[r] for r0 ≤ r < r1 over the first Cols&^7 columns of the f16 or
-// bf16 matrix w (T = 1), with xm (min(Cols&^7, mixMaxCols) floats) as the mix kernels'
-// scratch: the four quarters of the rows as four long streams, then the rows%4 left
-// over (each row computed alike either way).
-func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
+// bf16 matrix w (T = 1) in the order o, with sc (at least min(Cols&^7, mixMaxCols) +
+// quantRowsT1·Cols floats) as the mix kernels' scratch: the four quarters of the rows
+// as four long streams, then the rows%4 left over (each row computed alike either way).
+func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, o halfOrder, sc []float32) {
 	n := w.Cols
 	n8 := n &^ 7
 	wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
@@ -250,14 +320,33 @@ func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 	if rem > 0 {
 		d1, w1 = &dst[r0+4*q], &wh[(r0+4*q)*n]
 	}
+	xm := sc[:n8]
 	switch {
-	case w.DType == dtype.BF16 && n8 >= 32 && n8 <= len(xm):
-		splitBFX(xm[:n8], x[:n8])
+	case o == orderMixBF:
+		splitBFX(xm, x[:n8])
 		if q > 0 {
 			matvecBFMSpread(d, &xm[0], wq, n, n8, q, q)
 		}
 		if rem > 0 {
 			matvecBFM(d1, &xm[0], w1, n, n8, rem)
+		}
+	case o == orderMixH && mixHalfX(xm, x[:n8]):
+		if q > 0 {
+			matvecHMSpread(d, &xm[0], wq, n, n8, q, q)
+		}
+		if rem > 0 {
+			matvecHM(d1, &xm[0], w1, n, n8, rem)
+		}
+	case o == orderMixH:
+		// x too large for matvecHM's scaling: its order, by matvec on widened rows.
+		arrangeX(o, xm, x[:n8])
+		buf := sc[n8 : n8+quantRowsT1*n]
+		for a := r0; a < r1; a += quantRowsT1 {
+			b := min(a+quantRowsT1, r1)
+			for r := a; r < b; r++ {
+				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, o)
+			}
+			matvec(&dst[a], &xm[0], &buf[0], n, n8, b-a, nil)
 		}
 	case w.DType == dtype.BF16:
 		if q > 0 {
@@ -265,13 +354,6 @@ func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 		}
 		if rem > 0 {
 			matvecBF(d1, &x[0], w1, n, n8, rem)
-		}
-	case w.F16Finite() && n8 >= 32 && n8 <= len(xm) && mixHalfX(xm[:n8], x[:n8]):
-		if q > 0 {
-			matvecHMSpread(d, &xm[0], wq, n, n8, q, q)
-		}
-		if rem > 0 {
-			matvecHM(d1, &xm[0], w1, n, n8, rem)
 		}
 	default:
 		if q > 0 {
@@ -296,7 +378,7 @@ const mixScale = 0x1p112
 // columns, columns 0–15 as they are, then the even columns of 16–31, then the odd ones,
 // those 16 times 2¹¹²; columns past the last whole 32 as they are. It reports false,
 // leaving dst unspecified, when a scaled column would overflow (a finite |x| ≥ 2¹⁶):
-// the caller then takes matvecH.
+// the caller then widens the rows in the same order (widenHM) for matvec.
 func mixHalfX(dst, x []float32) bool {
 	n32 := len(x) &^ 31
 	dst = dst[:len(x)]
@@ -333,16 +415,22 @@ func splitBFX(dst, x []float32) {
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
 
-// widenRow writes row r of the f16 or bf16 matrix w to dst[:w.Cols] as float32 (exactly).
-func widenRow(dst []float32, w *kernels.Mat, r int) {
+// widenRow writes row r of the f16 or bf16 matrix w to dst[:w.Cols] as float32
+// (exactly), its first Cols&^7 columns in the order o.
+func widenRow(dst []float32, w *kernels.Mat, r int, o halfOrder) {
 	n := w.Cols
 	n8 := n &^ 7
 	src := unsafe.Slice((*uint16)(unsafe.Pointer(&w.Data[2*r*n])), n)
 	dst = dst[:n]
 	if n8 > 0 {
-		if w.DType == dtype.BF16 {
+		switch {
+		case o == orderMixBF:
+			widenBFM(&dst[0], &src[0], n8)
+		case o == orderMixH:
+			widenHM(&dst[0], &src[0], n8)
+		case w.DType == dtype.BF16:
 			widenBF(&dst[0], &src[0], n8)
-		} else {
+		default:
 			widenH(&dst[0], &src[0], n8)
 		}
 	}

@@ -22,32 +22,25 @@ DATA tailmask<>+56(SB)/4, $0x00000000
 DATA tailmask<>+60(SB)/4, $0x00000000
 GLOBL tailmask<>(SB), RODATA|NOPTR, $64
 
-// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
+// func gemm2(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
 // Requires: AVX, FMA3
-TEXT ·gemm4(SB), NOSPLIT, $8-72
-	MOVQ dst+0(FP), AX
-	MOVQ x+16(FP), CX
+TEXT ·gemm2(SB), NOSPLIT, $0-72
+	MOVQ ldw+48(FP), AX
+	SHLQ $0x02, AX
+	MOVQ w+40(FP), CX
+	LEAQ (CX)(AX*1), AX
+
+gemm2_tokens1:
 	MOVQ T+32(FP), DX
-	MOVQ ldw+48(FP), BX
-	SHLQ $0x02, BX
-	MOVQ w+40(FP), SI
-	LEAQ (SI)(BX*1), DI
-	LEAQ (DI)(BX*1), R8
-	LEAQ (R8)(BX*1), BX
-	MOVQ k+56(FP), R9
-	ANDQ $-8, R9
-	SHLQ $0x02, R9
-
-gemm4_tokens1:
 	CMPQ DX, $0x03
-	JL   gemm4_tokens_done2
+	JL   gemm2_tokens_done2
 
-	// 4 rows × 3 tokens
-	MOVQ   CX, R10
-	MOVQ   ldx+24(FP), R11
-	SHLQ   $0x02, R11
-	LEAQ   (R10)(R11*1), R12
-	LEAQ   (R12)(R11*1), R11
+	// 2 rows × 3 tokens
+	MOVQ   x+16(FP), DX
+	MOVQ   ldx+24(FP), BX
+	SHLQ   $0x02, BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), BX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -60,133 +53,149 @@ gemm4_tokens1:
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	XORQ   R13, R13
-	JMP    gemm4_check4
+	XORQ   DI, DI
+	MOVQ   k+56(FP), R8
+	ANDQ   $-16, R8
+	SHLQ   $0x02, R8
+	JMP    gemm2_check4
 
-gemm4_body3:
-	VMOVUPS     (R10)(R13*1), Y12
-	VMOVUPS     (R12)(R13*1), Y13
-	VMOVUPS     (R11)(R13*1), Y14
-	VMOVUPS     (SI)(R13*1), Y15
-	VFMADD231PS Y12, Y15, Y0
-	VFMADD231PS Y13, Y15, Y1
-	VFMADD231PS Y14, Y15, Y2
-	VMOVUPS     (DI)(R13*1), Y15
-	VFMADD231PS Y12, Y15, Y3
-	VFMADD231PS Y13, Y15, Y4
-	VFMADD231PS Y14, Y15, Y5
-	VMOVUPS     (R8)(R13*1), Y15
-	VFMADD231PS Y12, Y15, Y6
-	VFMADD231PS Y13, Y15, Y7
-	VFMADD231PS Y14, Y15, Y8
-	VMOVUPS     (BX)(R13*1), Y15
-	VFMADD231PS Y12, Y15, Y9
-	VFMADD231PS Y13, Y15, Y10
-	VFMADD231PS Y14, Y15, Y11
-	ADDQ        $0x20, R13
-
-gemm4_check4:
-	CMPQ        R13, R9
-	JL          gemm4_body3
-	MOVQ        k+56(FP), R14
-	ANDQ        $0x07, R14
-	JZ          gemm4_reduce6
-	LEAQ        tailmask<>+0(SB), BP
-	MOVQ        $0x00000008, R15
-	SUBQ        R14, R15
-	VMOVUPS     (BP)(R15*4), Y12
-	VMASKMOVPS  (R10)(R13*1), Y12, Y13
-	VMASKMOVPS  (SI)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y0
-	VMASKMOVPS  (DI)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y3
-	VMASKMOVPS  (R8)(R13*1), Y12, Y14
+gemm2_body3:
+	VMOVUPS     (CX)(DI*1), Y12
+	VMOVUPS     (AX)(DI*1), Y13
+	VMOVUPS     (DX)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y6
-	VMASKMOVPS  (BX)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y9
-	VMASKMOVPS  (R12)(R13*1), Y12, Y13
-	VMASKMOVPS  (SI)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y1
-	VMASKMOVPS  (DI)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y4
-	VMASKMOVPS  (R8)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y7
-	VMASKMOVPS  (BX)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y10
-	VMASKMOVPS  (R11)(R13*1), Y12, Y13
-	VMASKMOVPS  (SI)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y2
-	VMASKMOVPS  (DI)(R13*1), Y12, Y14
-	VFMADD231PS Y13, Y14, Y5
-	VMASKMOVPS  (R8)(R13*1), Y12, Y14
+	VMOVUPS     (SI)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y2
 	VFMADD231PS Y13, Y14, Y8
-	VMASKMOVPS  (BX)(R13*1), Y12, Y12
-	VFMADD231PS Y13, Y12, Y11
+	VMOVUPS     (BX)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y10
+	VMOVUPS     32(CX)(DI*1), Y12
+	VMOVUPS     32(AX)(DI*1), Y13
+	VMOVUPS     32(DX)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y1
+	VFMADD231PS Y13, Y14, Y7
+	VMOVUPS     32(SI)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y3
+	VFMADD231PS Y13, Y14, Y9
+	VMOVUPS     32(BX)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y5
+	VFMADD231PS Y13, Y14, Y11
+	ADDQ        $0x40, DI
 
-gemm4_reduce6:
-	MOVQ         AX, R10
-	VHADDPS      Y3, Y0, Y0
-	VHADDPS      Y9, Y6, Y6
+gemm2_check4:
+	CMPQ        DI, R8
+	JL          gemm2_body3
+	MOVQ        k+56(FP), R8
+	ANDQ        $-8, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm2_tail5
+	VMOVUPS     (CX)(DI*1), Y12
+	VMOVUPS     (AX)(DI*1), Y13
+	VMOVUPS     (DX)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y6
+	VMOVUPS     (SI)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VFMADD231PS Y13, Y14, Y8
+	VMOVUPS     (BX)(DI*1), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y10
+	ADDQ        $0x20, DI
+
+gemm2_tail5:
+	MOVQ        k+56(FP), R8
+	ANDQ        $0x07, R8
+	JZ          gemm2_reduce6
+	LEAQ        tailmask<>+0(SB), R10
+	MOVQ        $0x00000008, R9
+	SUBQ        R8, R9
+	VMOVUPS     (R10)(R9*4), Y12
+	VMASKMOVPS  (CX)(DI*1), Y12, Y13
+	VMASKMOVPS  (AX)(DI*1), Y12, Y14
+	VMASKMOVPS  (DX)(DI*1), Y12, Y15
+	VFMADD231PS Y15, Y13, Y1
+	VFMADD231PS Y15, Y14, Y7
+	VMASKMOVPS  (SI)(DI*1), Y12, Y15
+	VFMADD231PS Y15, Y13, Y3
+	VFMADD231PS Y15, Y14, Y9
+	VMASKMOVPS  (BX)(DI*1), Y12, Y12
+	VFMADD231PS Y12, Y13, Y5
+	VFMADD231PS Y12, Y14, Y11
+
+gemm2_reduce6:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y11, Y10, Y10
+	MOVQ         dst+0(FP), DX
+	MOVQ         ldd+8(FP), BX
+	SHLQ         $0x02, BX
 	VHADDPS      Y6, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias7
-	VADDPS       (R11), X0, X0
-
-gemm4_nobias7:
-	VMOVUPS      X0, (R10)
-	MOVQ         ldd+8(FP), R11
-	SHLQ         $0x02, R11
-	ADDQ         R11, R10
-	VHADDPS      Y4, Y1, Y1
-	VHADDPS      Y10, Y7, Y7
-	VHADDPS      Y7, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X1
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias8
-	VADDPS       (R11), X1, X1
-
-gemm4_nobias8:
-	VMOVUPS      X1, (R10)
-	MOVQ         ldd+8(FP), R11
-	SHLQ         $0x02, R11
-	ADDQ         R11, R10
-	VHADDPS      Y5, Y2, Y2
-	VHADDPS      Y11, Y8, Y8
 	VHADDPS      Y8, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X2
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias9
-	VADDPS       (R11), X2, X2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), SI
+	TESTQ        SI, SI
+	JZ           gemm2_nobias7
+	VMOVSS       (SI), X1
+	VINSERTPS    $0x10, 4(SI), X1, X1
+	VINSERTPS    $0x20, (SI), X1, X1
+	VINSERTPS    $0x30, 4(SI), X1, X1
+	VADDPS       X1, X0, X0
 
-gemm4_nobias9:
-	VMOVUPS X2, (R10)
-	MOVQ    ldx+24(FP), R10
-	SHLQ    $0x02, R10
-	MOVQ    ldd+8(FP), R11
-	SHLQ    $0x02, R11
-	IMUL3Q  $0x03, R10, R10
-	IMUL3Q  $0x03, R11, R11
-	ADDQ    R10, CX
-	ADDQ    R11, AX
-	SUBQ    $0x03, DX
-	JMP     gemm4_tokens1
+gemm2_nobias7:
+	VMOVSS       X0, (DX)
+	VEXTRACTPS   $0x01, X0, 4(DX)
+	ADDQ         BX, DX
+	VEXTRACTPS   $0x02, X0, (DX)
+	VEXTRACTPS   $0x03, X0, 4(DX)
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VHADDPS      Y10, Y4, Y4
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y0, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), SI
+	TESTQ        SI, SI
+	JZ           gemm2_nobias8
+	VMOVSS       (SI), X0
+	VINSERTPS    $0x10, 4(SI), X0, X0
+	VADDPS       X0, X4, X4
 
-gemm4_tokens_done2:
+gemm2_nobias8:
+	ADDQ       BX, DX
+	VMOVSS     X4, (DX)
+	VEXTRACTPS $0x01, X4, 4(DX)
+	ADDQ       BX, DX
+	MOVQ       DX, dst+0(FP)
+	MOVQ       x+16(FP), DX
+	MOVQ       ldx+24(FP), BX
+	SHLQ       $0x02, BX
+	IMUL3Q     $0x03, BX, BX
+	ADDQ       BX, DX
+	MOVQ       DX, x+16(FP)
+	MOVQ       T+32(FP), DX
+	SUBQ       $0x03, DX
+	MOVQ       DX, T+32(FP)
+	JMP        gemm2_tokens1
+
+gemm2_tokens_done2:
+	MOVQ T+32(FP), DX
 	CMPQ DX, $0x02
-	JL   gemm4_skip10
+	JL   gemm2_skip9
 
-	// 4 rows × 2 tokens
-	MOVQ   CX, R10
-	MOVQ   ldx+24(FP), R11
-	SHLQ   $0x02, R11
-	LEAQ   (R10)(R11*1), R11
+	// 2 rows × 2 tokens
+	MOVQ   x+16(FP), DX
+	MOVQ   ldx+24(FP), BX
+	SHLQ   $0x02, BX
+	LEAQ   (DX)(BX*1), BX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -195,512 +204,890 @@ gemm4_tokens_done2:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	XORQ   R12, R12
-	JMP    gemm4_check12
+	XORQ   SI, SI
+	MOVQ   k+56(FP), DI
+	ANDQ   $-16, DI
+	SHLQ   $0x02, DI
+	JMP    gemm2_check11
 
-gemm4_body11:
-	VMOVUPS     (R10)(R12*1), Y8
-	VMOVUPS     (R11)(R12*1), Y9
-	VMOVUPS     (SI)(R12*1), Y10
+gemm2_body10:
+	VMOVUPS     (CX)(SI*1), Y8
+	VMOVUPS     (AX)(SI*1), Y9
+	VMOVUPS     (DX)(SI*1), Y10
 	VFMADD231PS Y8, Y10, Y0
-	VFMADD231PS Y9, Y10, Y1
-	VMOVUPS     (DI)(R12*1), Y10
-	VFMADD231PS Y8, Y10, Y2
-	VFMADD231PS Y9, Y10, Y3
-	VMOVUPS     (R8)(R12*1), Y10
-	VFMADD231PS Y8, Y10, Y4
-	VFMADD231PS Y9, Y10, Y5
-	VMOVUPS     (BX)(R12*1), Y10
-	VFMADD231PS Y8, Y10, Y6
-	VFMADD231PS Y9, Y10, Y7
-	ADDQ        $0x20, R12
-
-gemm4_check12:
-	CMPQ        R12, R9
-	JL          gemm4_body11
-	MOVQ        k+56(FP), R13
-	ANDQ        $0x07, R13
-	JZ          gemm4_reduce14
-	LEAQ        tailmask<>+0(SB), R15
-	MOVQ        $0x00000008, R14
-	SUBQ        R13, R14
-	VMOVUPS     (R15)(R14*4), Y8
-	VMASKMOVPS  (R10)(R12*1), Y8, Y9
-	VMASKMOVPS  (SI)(R12*1), Y8, Y10
-	VFMADD231PS Y9, Y10, Y0
-	VMASKMOVPS  (DI)(R12*1), Y8, Y10
-	VFMADD231PS Y9, Y10, Y2
-	VMASKMOVPS  (R8)(R12*1), Y8, Y10
 	VFMADD231PS Y9, Y10, Y4
-	VMASKMOVPS  (BX)(R12*1), Y8, Y10
+	VMOVUPS     (BX)(SI*1), Y10
+	VFMADD231PS Y8, Y10, Y2
 	VFMADD231PS Y9, Y10, Y6
-	VMASKMOVPS  (R11)(R12*1), Y8, Y9
-	VMASKMOVPS  (SI)(R12*1), Y8, Y10
-	VFMADD231PS Y9, Y10, Y1
-	VMASKMOVPS  (DI)(R12*1), Y8, Y10
-	VFMADD231PS Y9, Y10, Y3
-	VMASKMOVPS  (R8)(R12*1), Y8, Y10
+	VMOVUPS     32(CX)(SI*1), Y8
+	VMOVUPS     32(AX)(SI*1), Y9
+	VMOVUPS     32(DX)(SI*1), Y10
+	VFMADD231PS Y8, Y10, Y1
 	VFMADD231PS Y9, Y10, Y5
-	VMASKMOVPS  (BX)(R12*1), Y8, Y8
-	VFMADD231PS Y9, Y8, Y7
+	VMOVUPS     32(BX)(SI*1), Y10
+	VFMADD231PS Y8, Y10, Y3
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x40, SI
 
-gemm4_reduce14:
-	MOVQ         AX, R10
-	VHADDPS      Y2, Y0, Y0
-	VHADDPS      Y6, Y4, Y4
+gemm2_check11:
+	CMPQ        SI, DI
+	JL          gemm2_body10
+	MOVQ        k+56(FP), DI
+	ANDQ        $-8, DI
+	SHLQ        $0x02, DI
+	CMPQ        SI, DI
+	JGE         gemm2_tail12
+	VMOVUPS     (CX)(SI*1), Y8
+	VMOVUPS     (AX)(SI*1), Y9
+	VMOVUPS     (DX)(SI*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y4
+	VMOVUPS     (BX)(SI*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y6
+	ADDQ        $0x20, SI
+
+gemm2_tail12:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x07, DI
+	JZ          gemm2_reduce13
+	LEAQ        tailmask<>+0(SB), R9
+	MOVQ        $0x00000008, R8
+	SUBQ        DI, R8
+	VMOVUPS     (R9)(R8*4), Y8
+	VMASKMOVPS  (CX)(SI*1), Y8, Y9
+	VMASKMOVPS  (AX)(SI*1), Y8, Y10
+	VMASKMOVPS  (DX)(SI*1), Y8, Y11
+	VFMADD231PS Y11, Y9, Y1
+	VFMADD231PS Y11, Y10, Y5
+	VMASKMOVPS  (BX)(SI*1), Y8, Y8
+	VFMADD231PS Y8, Y9, Y3
+	VFMADD231PS Y8, Y10, Y7
+
+gemm2_reduce13:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y7, Y6, Y6
+	MOVQ         dst+0(FP), DX
+	MOVQ         ldd+8(FP), BX
+	SHLQ         $0x02, BX
 	VHADDPS      Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias15
-	VADDPS       (R11), X0, X0
-
-gemm4_nobias15:
-	VMOVUPS      X0, (R10)
-	MOVQ         ldd+8(FP), R11
-	SHLQ         $0x02, R11
-	ADDQ         R11, R10
-	VHADDPS      Y3, Y1, Y1
-	VHADDPS      Y7, Y5, Y5
-	VHADDPS      Y5, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X1
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias16
-	VADDPS       (R11), X1, X1
-
-gemm4_nobias16:
-	VMOVUPS X1, (R10)
-	MOVQ    ldx+24(FP), R10
-	SHLQ    $0x02, R10
-	MOVQ    ldd+8(FP), R11
-	SHLQ    $0x02, R11
-	IMUL3Q  $0x02, R10, R10
-	IMUL3Q  $0x02, R11, R11
-	ADDQ    R10, CX
-	ADDQ    R11, AX
-	SUBQ    $0x02, DX
-
-gemm4_skip10:
-	CMPQ DX, $0x01
-	JL   gemm4_skip17
-
-	// 4 rows × 1 tokens
-	MOVQ   CX, R10
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	XORQ   R11, R11
-	JMP    gemm4_check19
-
-gemm4_body18:
-	VMOVUPS     (R10)(R11*1), Y4
-	VMOVUPS     (SI)(R11*1), Y5
-	VFMADD231PS Y4, Y5, Y0
-	VMOVUPS     (DI)(R11*1), Y5
-	VFMADD231PS Y4, Y5, Y1
-	VMOVUPS     (R8)(R11*1), Y5
-	VFMADD231PS Y4, Y5, Y2
-	VMOVUPS     (BX)(R11*1), Y5
-	VFMADD231PS Y4, Y5, Y3
-	ADDQ        $0x20, R11
-
-gemm4_check19:
-	CMPQ        R11, R9
-	JL          gemm4_body18
-	MOVQ        k+56(FP), R9
-	ANDQ        $0x07, R9
-	JZ          gemm4_reduce21
-	LEAQ        tailmask<>+0(SB), R13
-	MOVQ        $0x00000008, R12
-	SUBQ        R9, R12
-	VMOVUPS     (R13)(R12*4), Y4
-	VMASKMOVPS  (R10)(R11*1), Y4, Y5
-	VMASKMOVPS  (SI)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y0
-	VMASKMOVPS  (DI)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y1
-	VMASKMOVPS  (R8)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y2
-	VMASKMOVPS  (BX)(R11*1), Y4, Y4
-	VFMADD231PS Y5, Y4, Y3
-
-gemm4_reduce21:
-	MOVQ         AX, BX
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y6, Y2, Y2
 	VHADDPS      Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), SI
 	TESTQ        SI, SI
-	JZ           gemm4_nobias22
-	VADDPS       (SI), X0, X0
+	JZ           gemm2_nobias14
+	VMOVSS       (SI), X1
+	VINSERTPS    $0x10, 4(SI), X1, X1
+	VINSERTPS    $0x20, (SI), X1, X1
+	VINSERTPS    $0x30, 4(SI), X1, X1
+	VADDPS       X1, X0, X0
 
-gemm4_nobias22:
-	VMOVUPS X0, (BX)
-	MOVQ    ldx+24(FP), BX
-	SHLQ    $0x02, BX
-	MOVQ    ldd+8(FP), SI
-	SHLQ    $0x02, SI
-	ADDQ    BX, CX
-	ADDQ    SI, AX
-	SUBQ    $0x01, DX
+gemm2_nobias14:
+	VMOVSS     X0, (DX)
+	VEXTRACTPS $0x01, X0, 4(DX)
+	ADDQ       BX, DX
+	VEXTRACTPS $0x02, X0, (DX)
+	VEXTRACTPS $0x03, X0, 4(DX)
+	ADDQ       BX, DX
+	MOVQ       DX, dst+0(FP)
+	MOVQ       x+16(FP), DX
+	MOVQ       ldx+24(FP), BX
+	SHLQ       $0x02, BX
+	IMUL3Q     $0x02, BX, BX
+	ADDQ       BX, DX
+	MOVQ       DX, x+16(FP)
+	MOVQ       T+32(FP), DX
+	SUBQ       $0x02, DX
+	MOVQ       DX, T+32(FP)
 
-gemm4_skip17:
+gemm2_skip9:
+	MOVQ T+32(FP), DX
+	CMPQ DX, $0x01
+	JL   gemm2_skip15
+
+	// 2 rows × 1 tokens
+	MOVQ   x+16(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   BX, BX
+	MOVQ   k+56(FP), SI
+	ANDQ   $-16, SI
+	SHLQ   $0x02, SI
+	JMP    gemm2_check17
+
+gemm2_body16:
+	VMOVUPS     (CX)(BX*1), Y4
+	VMOVUPS     (AX)(BX*1), Y5
+	VMOVUPS     (DX)(BX*1), Y6
+	VFMADD231PS Y4, Y6, Y0
+	VFMADD231PS Y5, Y6, Y2
+	VMOVUPS     32(CX)(BX*1), Y4
+	VMOVUPS     32(AX)(BX*1), Y5
+	VMOVUPS     32(DX)(BX*1), Y6
+	VFMADD231PS Y4, Y6, Y1
+	VFMADD231PS Y5, Y6, Y3
+	ADDQ        $0x40, BX
+
+gemm2_check17:
+	CMPQ        BX, SI
+	JL          gemm2_body16
+	MOVQ        k+56(FP), SI
+	ANDQ        $-8, SI
+	SHLQ        $0x02, SI
+	CMPQ        BX, SI
+	JGE         gemm2_tail18
+	VMOVUPS     (CX)(BX*1), Y4
+	VMOVUPS     (AX)(BX*1), Y5
+	VMOVUPS     (DX)(BX*1), Y6
+	VFMADD231PS Y4, Y6, Y0
+	VFMADD231PS Y5, Y6, Y2
+	ADDQ        $0x20, BX
+
+gemm2_tail18:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x07, SI
+	JZ          gemm2_reduce19
+	LEAQ        tailmask<>+0(SB), R8
+	MOVQ        $0x00000008, DI
+	SUBQ        SI, DI
+	VMOVUPS     (R8)(DI*4), Y4
+	VMASKMOVPS  (CX)(BX*1), Y4, Y5
+	VMASKMOVPS  (AX)(BX*1), Y4, Y6
+	VMASKMOVPS  (DX)(BX*1), Y4, Y4
+	VFMADD231PS Y4, Y5, Y1
+	VFMADD231PS Y4, Y6, Y3
+
+gemm2_reduce19:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	MOVQ         dst+0(FP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y3, Y3, Y3
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y3, Y1, Y1
+	VHADDPS      Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm2_nobias20
+	VMOVSS       (DX), X1
+	VINSERTPS    $0x10, 4(DX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm2_nobias20:
+	VMOVSS     X0, (AX)
+	VEXTRACTPS $0x01, X0, 4(AX)
+	ADDQ       CX, AX
+	MOVQ       AX, dst+0(FP)
+	MOVQ       x+16(FP), AX
+	MOVQ       ldx+24(FP), CX
+	SHLQ       $0x02, CX
+	ADDQ       CX, AX
+	MOVQ       AX, x+16(FP)
+	MOVQ       T+32(FP), AX
+	SUBQ       $0x01, AX
+	MOVQ       AX, T+32(FP)
+
+gemm2_skip15:
 	VZEROUPPER
 	RET
 
 // func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
 // Requires: AVX, FMA3
 TEXT ·gemm1(SB), NOSPLIT, $0-72
-	MOVQ dst+0(FP), AX
-	MOVQ x+16(FP), CX
-	MOVQ T+32(FP), DX
-	MOVQ ldw+48(FP), BX
-	SHLQ $0x02, BX
-	MOVQ w+40(FP), BX
-	MOVQ k+56(FP), SI
-	ANDQ $-8, SI
-	SHLQ $0x02, SI
+	MOVQ ldw+48(FP), AX
+	SHLQ $0x02, AX
+	MOVQ w+40(FP), AX
 
 gemm1_tokens1:
-	CMPQ DX, $0x04
+	MOVQ T+32(FP), CX
+	CMPQ CX, $0x06
 	JL   gemm1_tokens_done2
 
-	// 1 rows × 4 tokens
-	MOVQ   CX, DI
-	MOVQ   ldx+24(FP), R8
-	SHLQ   $0x02, R8
-	LEAQ   (DI)(R8*1), R9
-	LEAQ   (R9)(R8*1), R10
-	LEAQ   (R10)(R8*1), R8
+	// 1 rows × 6 tokens
+	MOVQ   x+16(FP), CX
+	MOVQ   ldx+24(FP), DX
+	SHLQ   $0x02, DX
+	LEAQ   (CX)(DX*1), BX
+	LEAQ   (BX)(DX*1), SI
+	LEAQ   (SI)(DX*1), DI
+	LEAQ   (DI)(DX*1), R8
+	LEAQ   (R8)(DX*1), DX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	XORQ   R11, R11
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	XORQ   R9, R9
+	MOVQ   k+56(FP), R10
+	ANDQ   $-16, R10
+	SHLQ   $0x02, R10
 	JMP    gemm1_check4
 
 gemm1_body3:
-	VMOVUPS     (BX)(R11*1), Y4
-	VFMADD231PS (DI)(R11*1), Y4, Y0
-	VFMADD231PS (R9)(R11*1), Y4, Y1
-	VFMADD231PS (R10)(R11*1), Y4, Y2
-	VFMADD231PS (R8)(R11*1), Y4, Y3
-	ADDQ        $0x20, R11
+	VMOVUPS     (AX)(R9*1), Y12
+	VFMADD231PS (CX)(R9*1), Y12, Y0
+	VFMADD231PS (BX)(R9*1), Y12, Y2
+	VFMADD231PS (SI)(R9*1), Y12, Y4
+	VFMADD231PS (DI)(R9*1), Y12, Y6
+	VFMADD231PS (R8)(R9*1), Y12, Y8
+	VFMADD231PS (DX)(R9*1), Y12, Y10
+	VMOVUPS     32(AX)(R9*1), Y12
+	VFMADD231PS 32(CX)(R9*1), Y12, Y1
+	VFMADD231PS 32(BX)(R9*1), Y12, Y3
+	VFMADD231PS 32(SI)(R9*1), Y12, Y5
+	VFMADD231PS 32(DI)(R9*1), Y12, Y7
+	VFMADD231PS 32(R8)(R9*1), Y12, Y9
+	VFMADD231PS 32(DX)(R9*1), Y12, Y11
+	ADDQ        $0x40, R9
 
 gemm1_check4:
-	CMPQ        R11, SI
+	CMPQ        R9, R10
 	JL          gemm1_body3
-	MOVQ        k+56(FP), R12
-	ANDQ        $0x07, R12
-	JZ          gemm1_reduce6
-	LEAQ        tailmask<>+0(SB), R14
-	MOVQ        $0x00000008, R13
-	SUBQ        R12, R13
-	VMOVUPS     (R14)(R13*4), Y4
-	VMASKMOVPS  (DI)(R11*1), Y4, Y5
-	VMASKMOVPS  (BX)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y0
-	VMASKMOVPS  (R9)(R11*1), Y4, Y5
-	VMASKMOVPS  (BX)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y1
-	VMASKMOVPS  (R10)(R11*1), Y4, Y5
-	VMASKMOVPS  (BX)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y2
-	VMASKMOVPS  (R8)(R11*1), Y4, Y5
-	VMASKMOVPS  (BX)(R11*1), Y4, Y4
-	VFMADD231PS Y5, Y4, Y3
-
-gemm1_reduce6:
-	MOVQ         AX, DI
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDSS       X4, X0, X0
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias7
-	VADDSS       (R8), X0, X0
-
-gemm1_nobias7:
-	VMOVSS       X0, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDSS       X0, X1, X1
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias8
-	VADDSS       (R8), X1, X1
-
-gemm1_nobias8:
-	VMOVSS       X1, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDSS       X0, X2, X2
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias9
-	VADDSS       (R8), X2, X2
-
-gemm1_nobias9:
-	VMOVSS       X2, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
-	VHADDPS      Y3, Y3, Y3
-	VHADDPS      Y3, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDSS       X0, X3, X3
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias10
-	VADDSS       (R8), X3, X3
-
-gemm1_nobias10:
-	VMOVSS X3, (DI)
-	MOVQ   ldx+24(FP), DI
-	SHLQ   $0x02, DI
-	MOVQ   ldd+8(FP), R8
-	SHLQ   $0x02, R8
-	IMUL3Q $0x04, DI, DI
-	IMUL3Q $0x04, R8, R8
-	ADDQ   DI, CX
-	ADDQ   R8, AX
-	SUBQ   $0x04, DX
-	JMP    gemm1_tokens1
-
-gemm1_tokens_done2:
-	CMPQ DX, $0x03
-	JL   gemm1_skip11
-
-	// 1 rows × 3 tokens
-	MOVQ   CX, DI
-	MOVQ   ldx+24(FP), R8
-	SHLQ   $0x02, R8
-	LEAQ   (DI)(R8*1), R9
-	LEAQ   (R9)(R8*1), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	XORQ   R10, R10
-	JMP    gemm1_check13
-
-gemm1_body12:
-	VMOVUPS     (BX)(R10*1), Y3
-	VFMADD231PS (DI)(R10*1), Y3, Y0
-	VFMADD231PS (R9)(R10*1), Y3, Y1
-	VFMADD231PS (R8)(R10*1), Y3, Y2
-	ADDQ        $0x20, R10
-
-gemm1_check13:
-	CMPQ        R10, SI
-	JL          gemm1_body12
-	MOVQ        k+56(FP), R11
-	ANDQ        $0x07, R11
-	JZ          gemm1_reduce15
-	LEAQ        tailmask<>+0(SB), R13
-	MOVQ        $0x00000008, R12
-	SUBQ        R11, R12
-	VMOVUPS     (R13)(R12*4), Y3
-	VMASKMOVPS  (DI)(R10*1), Y3, Y4
-	VMASKMOVPS  (BX)(R10*1), Y3, Y5
-	VFMADD231PS Y4, Y5, Y0
-	VMASKMOVPS  (R9)(R10*1), Y3, Y4
-	VMASKMOVPS  (BX)(R10*1), Y3, Y5
-	VFMADD231PS Y4, Y5, Y1
-	VMASKMOVPS  (R8)(R10*1), Y3, Y4
-	VMASKMOVPS  (BX)(R10*1), Y3, Y3
-	VFMADD231PS Y4, Y3, Y2
-
-gemm1_reduce15:
-	MOVQ         AX, DI
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDSS       X3, X0, X0
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias16
-	VADDSS       (R8), X0, X0
-
-gemm1_nobias16:
-	VMOVSS       X0, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDSS       X0, X1, X1
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias17
-	VADDSS       (R8), X1, X1
-
-gemm1_nobias17:
-	VMOVSS       X1, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDSS       X0, X2, X2
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias18
-	VADDSS       (R8), X2, X2
-
-gemm1_nobias18:
-	VMOVSS X2, (DI)
-	MOVQ   ldx+24(FP), DI
-	SHLQ   $0x02, DI
-	MOVQ   ldd+8(FP), R8
-	SHLQ   $0x02, R8
-	IMUL3Q $0x03, DI, DI
-	IMUL3Q $0x03, R8, R8
-	ADDQ   DI, CX
-	ADDQ   R8, AX
-	SUBQ   $0x03, DX
-
-gemm1_skip11:
-	CMPQ DX, $0x02
-	JL   gemm1_skip19
-
-	// 1 rows × 2 tokens
-	MOVQ   CX, DI
-	MOVQ   ldx+24(FP), R8
-	SHLQ   $0x02, R8
-	LEAQ   (DI)(R8*1), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	XORQ   R9, R9
-	JMP    gemm1_check21
-
-gemm1_body20:
-	VMOVUPS     (BX)(R9*1), Y2
-	VFMADD231PS (DI)(R9*1), Y2, Y0
-	VFMADD231PS (R8)(R9*1), Y2, Y1
+	MOVQ        k+56(FP), R10
+	ANDQ        $-8, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm1_tail5
+	VMOVUPS     (AX)(R9*1), Y12
+	VFMADD231PS (CX)(R9*1), Y12, Y0
+	VFMADD231PS (BX)(R9*1), Y12, Y2
+	VFMADD231PS (SI)(R9*1), Y12, Y4
+	VFMADD231PS (DI)(R9*1), Y12, Y6
+	VFMADD231PS (R8)(R9*1), Y12, Y8
+	VFMADD231PS (DX)(R9*1), Y12, Y10
 	ADDQ        $0x20, R9
 
-gemm1_check21:
-	CMPQ        R9, SI
-	JL          gemm1_body20
+gemm1_tail5:
 	MOVQ        k+56(FP), R10
 	ANDQ        $0x07, R10
-	JZ          gemm1_reduce23
+	JZ          gemm1_reduce6
 	LEAQ        tailmask<>+0(SB), R12
 	MOVQ        $0x00000008, R11
 	SUBQ        R10, R11
-	VMOVUPS     (R12)(R11*4), Y2
-	VMASKMOVPS  (DI)(R9*1), Y2, Y3
-	VMASKMOVPS  (BX)(R9*1), Y2, Y4
-	VFMADD231PS Y3, Y4, Y0
-	VMASKMOVPS  (R8)(R9*1), Y2, Y3
-	VMASKMOVPS  (BX)(R9*1), Y2, Y2
-	VFMADD231PS Y3, Y2, Y1
+	VMOVUPS     (R12)(R11*4), Y12
+	VMASKMOVPS  (AX)(R9*1), Y12, Y13
+	VMASKMOVPS  (CX)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y1
+	VMASKMOVPS  (BX)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y3
+	VMASKMOVPS  (SI)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y5
+	VMASKMOVPS  (DI)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y7
+	VMASKMOVPS  (R8)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y9
+	VMASKMOVPS  (DX)(R9*1), Y12, Y12
+	VFMADD231PS Y12, Y13, Y11
 
-gemm1_reduce23:
-	MOVQ         AX, DI
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDSS       X2, X0, X0
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias24
-	VADDSS       (R8), X0, X0
+gemm1_reduce6:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y11, Y10, Y10
+	MOVQ         dst+0(FP), CX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias7
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VINSERTPS    $0x30, (BX), X1, X1
+	VADDPS       X1, X0, X0
 
-gemm1_nobias24:
-	VMOVSS       X0, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDSS       X0, X1, X1
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias25
-	VADDSS       (R8), X1, X1
+gemm1_nobias7:
+	VMOVSS       X0, (CX)
+	ADDQ         DX, CX
+	VEXTRACTPS   $0x01, X0, (CX)
+	ADDQ         DX, CX
+	VEXTRACTPS   $0x02, X0, (CX)
+	ADDQ         DX, CX
+	VEXTRACTPS   $0x03, X0, (CX)
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VHADDPS      Y10, Y8, Y8
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y0, Y8, Y8
+	VEXTRACTF128 $0x01, Y8, X0
+	VADDPS       X0, X8, X8
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias8
+	VMOVSS       (BX), X0
+	VINSERTPS    $0x10, (BX), X0, X0
+	VADDPS       X0, X8, X8
 
-gemm1_nobias25:
-	VMOVSS X1, (DI)
-	MOVQ   ldx+24(FP), DI
-	SHLQ   $0x02, DI
-	MOVQ   ldd+8(FP), R8
-	SHLQ   $0x02, R8
-	IMUL3Q $0x02, DI, DI
-	IMUL3Q $0x02, R8, R8
-	ADDQ   DI, CX
-	ADDQ   R8, AX
-	SUBQ   $0x02, DX
+gemm1_nobias8:
+	ADDQ       DX, CX
+	VMOVSS     X8, (CX)
+	ADDQ       DX, CX
+	VEXTRACTPS $0x01, X8, (CX)
+	ADDQ       DX, CX
+	MOVQ       CX, dst+0(FP)
+	MOVQ       x+16(FP), CX
+	MOVQ       ldx+24(FP), DX
+	SHLQ       $0x02, DX
+	IMUL3Q     $0x06, DX, DX
+	ADDQ       DX, CX
+	MOVQ       CX, x+16(FP)
+	MOVQ       T+32(FP), CX
+	SUBQ       $0x06, CX
+	MOVQ       CX, T+32(FP)
+	JMP        gemm1_tokens1
 
-gemm1_skip19:
-	CMPQ DX, $0x01
-	JL   gemm1_skip26
+gemm1_tokens_done2:
+	MOVQ T+32(FP), CX
+	CMPQ CX, $0x05
+	JL   gemm1_skip9
 
-	// 1 rows × 1 tokens
-	MOVQ   CX, DI
+	// 1 rows × 5 tokens
+	MOVQ   x+16(FP), CX
+	MOVQ   ldx+24(FP), DX
+	SHLQ   $0x02, DX
+	LEAQ   (CX)(DX*1), BX
+	LEAQ   (BX)(DX*1), SI
+	LEAQ   (SI)(DX*1), DI
+	LEAQ   (DI)(DX*1), DX
 	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
 	XORQ   R8, R8
-	JMP    gemm1_check28
+	MOVQ   k+56(FP), R9
+	ANDQ   $-16, R9
+	SHLQ   $0x02, R9
+	JMP    gemm1_check11
 
-gemm1_body27:
-	VMOVUPS     (BX)(R8*1), Y1
-	VFMADD231PS (DI)(R8*1), Y1, Y0
+gemm1_body10:
+	VMOVUPS     (AX)(R8*1), Y10
+	VFMADD231PS (CX)(R8*1), Y10, Y0
+	VFMADD231PS (BX)(R8*1), Y10, Y2
+	VFMADD231PS (SI)(R8*1), Y10, Y4
+	VFMADD231PS (DI)(R8*1), Y10, Y6
+	VFMADD231PS (DX)(R8*1), Y10, Y8
+	VMOVUPS     32(AX)(R8*1), Y10
+	VFMADD231PS 32(CX)(R8*1), Y10, Y1
+	VFMADD231PS 32(BX)(R8*1), Y10, Y3
+	VFMADD231PS 32(SI)(R8*1), Y10, Y5
+	VFMADD231PS 32(DI)(R8*1), Y10, Y7
+	VFMADD231PS 32(DX)(R8*1), Y10, Y9
+	ADDQ        $0x40, R8
+
+gemm1_check11:
+	CMPQ        R8, R9
+	JL          gemm1_body10
+	MOVQ        k+56(FP), R9
+	ANDQ        $-8, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm1_tail12
+	VMOVUPS     (AX)(R8*1), Y10
+	VFMADD231PS (CX)(R8*1), Y10, Y0
+	VFMADD231PS (BX)(R8*1), Y10, Y2
+	VFMADD231PS (SI)(R8*1), Y10, Y4
+	VFMADD231PS (DI)(R8*1), Y10, Y6
+	VFMADD231PS (DX)(R8*1), Y10, Y8
 	ADDQ        $0x20, R8
 
-gemm1_check28:
-	CMPQ        R8, SI
-	JL          gemm1_body27
-	MOVQ        k+56(FP), SI
-	ANDQ        $0x07, SI
-	JZ          gemm1_reduce30
+gemm1_tail12:
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x07, R9
+	JZ          gemm1_reduce13
+	LEAQ        tailmask<>+0(SB), R11
+	MOVQ        $0x00000008, R10
+	SUBQ        R9, R10
+	VMOVUPS     (R11)(R10*4), Y10
+	VMASKMOVPS  (AX)(R8*1), Y10, Y11
+	VMASKMOVPS  (CX)(R8*1), Y10, Y12
+	VFMADD231PS Y12, Y11, Y1
+	VMASKMOVPS  (BX)(R8*1), Y10, Y12
+	VFMADD231PS Y12, Y11, Y3
+	VMASKMOVPS  (SI)(R8*1), Y10, Y12
+	VFMADD231PS Y12, Y11, Y5
+	VMASKMOVPS  (DI)(R8*1), Y10, Y12
+	VFMADD231PS Y12, Y11, Y7
+	VMASKMOVPS  (DX)(R8*1), Y10, Y10
+	VFMADD231PS Y10, Y11, Y9
+
+gemm1_reduce13:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y9, Y8, Y8
+	MOVQ         dst+0(FP), CX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias14
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VINSERTPS    $0x30, (BX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias14:
+	VMOVSS       X0, (CX)
+	ADDQ         DX, CX
+	VEXTRACTPS   $0x01, X0, (CX)
+	ADDQ         DX, CX
+	VEXTRACTPS   $0x02, X0, (CX)
+	ADDQ         DX, CX
+	VEXTRACTPS   $0x03, X0, (CX)
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VHADDPS      Y0, Y8, Y8
+	VHADDPS      Y2, Y1, Y1
+	VHADDPS      Y1, Y8, Y8
+	VEXTRACTF128 $0x01, Y8, X0
+	VADDPS       X0, X8, X8
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias15
+	VMOVSS       (BX), X0
+	VADDPS       X0, X8, X8
+
+gemm1_nobias15:
+	ADDQ   DX, CX
+	VMOVSS X8, (CX)
+	ADDQ   DX, CX
+	MOVQ   CX, dst+0(FP)
+	MOVQ   x+16(FP), CX
+	MOVQ   ldx+24(FP), DX
+	SHLQ   $0x02, DX
+	IMUL3Q $0x05, DX, DX
+	ADDQ   DX, CX
+	MOVQ   CX, x+16(FP)
+	MOVQ   T+32(FP), CX
+	SUBQ   $0x05, CX
+	MOVQ   CX, T+32(FP)
+
+gemm1_skip9:
+	MOVQ T+32(FP), CX
+	CMPQ CX, $0x04
+	JL   gemm1_skip16
+
+	// 1 rows × 4 tokens
+	MOVQ   x+16(FP), CX
+	MOVQ   ldx+24(FP), DX
+	SHLQ   $0x02, DX
+	LEAQ   (CX)(DX*1), BX
+	LEAQ   (BX)(DX*1), SI
+	LEAQ   (SI)(DX*1), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   DI, DI
+	MOVQ   k+56(FP), R8
+	ANDQ   $-16, R8
+	SHLQ   $0x02, R8
+	JMP    gemm1_check18
+
+gemm1_body17:
+	VMOVUPS     (AX)(DI*1), Y8
+	VFMADD231PS (CX)(DI*1), Y8, Y0
+	VFMADD231PS (BX)(DI*1), Y8, Y2
+	VFMADD231PS (SI)(DI*1), Y8, Y4
+	VFMADD231PS (DX)(DI*1), Y8, Y6
+	VMOVUPS     32(AX)(DI*1), Y8
+	VFMADD231PS 32(CX)(DI*1), Y8, Y1
+	VFMADD231PS 32(BX)(DI*1), Y8, Y3
+	VFMADD231PS 32(SI)(DI*1), Y8, Y5
+	VFMADD231PS 32(DX)(DI*1), Y8, Y7
+	ADDQ        $0x40, DI
+
+gemm1_check18:
+	CMPQ        DI, R8
+	JL          gemm1_body17
+	MOVQ        k+56(FP), R8
+	ANDQ        $-8, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm1_tail19
+	VMOVUPS     (AX)(DI*1), Y8
+	VFMADD231PS (CX)(DI*1), Y8, Y0
+	VFMADD231PS (BX)(DI*1), Y8, Y2
+	VFMADD231PS (SI)(DI*1), Y8, Y4
+	VFMADD231PS (DX)(DI*1), Y8, Y6
+	ADDQ        $0x20, DI
+
+gemm1_tail19:
+	MOVQ        k+56(FP), R8
+	ANDQ        $0x07, R8
+	JZ          gemm1_reduce20
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
-	SUBQ        SI, R9
-	VMOVUPS     (R10)(R9*4), Y1
-	VMASKMOVPS  (DI)(R8*1), Y1, Y2
-	VMASKMOVPS  (BX)(R8*1), Y1, Y1
-	VFMADD231PS Y2, Y1, Y0
+	SUBQ        R8, R9
+	VMOVUPS     (R10)(R9*4), Y8
+	VMASKMOVPS  (AX)(DI*1), Y8, Y9
+	VMASKMOVPS  (CX)(DI*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y1
+	VMASKMOVPS  (BX)(DI*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y3
+	VMASKMOVPS  (SI)(DI*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y5
+	VMASKMOVPS  (DX)(DI*1), Y8, Y8
+	VFMADD231PS Y8, Y9, Y7
 
-gemm1_reduce30:
-	MOVQ         AX, BX
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
+gemm1_reduce20:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	MOVQ         dst+0(FP), CX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), SI
-	TESTQ        SI, SI
-	JZ           gemm1_nobias31
-	VADDSS       (SI), X0, X0
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias21
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VINSERTPS    $0x30, (BX), X1, X1
+	VADDPS       X1, X0, X0
 
-gemm1_nobias31:
-	VMOVSS X0, (BX)
-	MOVQ   ldx+24(FP), BX
-	SHLQ   $0x02, BX
-	MOVQ   ldd+8(FP), SI
+gemm1_nobias21:
+	VMOVSS     X0, (CX)
+	ADDQ       DX, CX
+	VEXTRACTPS $0x01, X0, (CX)
+	ADDQ       DX, CX
+	VEXTRACTPS $0x02, X0, (CX)
+	ADDQ       DX, CX
+	VEXTRACTPS $0x03, X0, (CX)
+	ADDQ       DX, CX
+	MOVQ       CX, dst+0(FP)
+	MOVQ       x+16(FP), CX
+	MOVQ       ldx+24(FP), DX
+	SHLQ       $0x02, DX
+	IMUL3Q     $0x04, DX, DX
+	ADDQ       DX, CX
+	MOVQ       CX, x+16(FP)
+	MOVQ       T+32(FP), CX
+	SUBQ       $0x04, CX
+	MOVQ       CX, T+32(FP)
+
+gemm1_skip16:
+	MOVQ T+32(FP), CX
+	CMPQ CX, $0x03
+	JL   gemm1_skip22
+
+	// 1 rows × 3 tokens
+	MOVQ   x+16(FP), CX
+	MOVQ   ldx+24(FP), DX
+	SHLQ   $0x02, DX
+	LEAQ   (CX)(DX*1), BX
+	LEAQ   (BX)(DX*1), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	XORQ   SI, SI
+	MOVQ   k+56(FP), DI
+	ANDQ   $-16, DI
+	SHLQ   $0x02, DI
+	JMP    gemm1_check24
+
+gemm1_body23:
+	VMOVUPS     (AX)(SI*1), Y6
+	VFMADD231PS (CX)(SI*1), Y6, Y0
+	VFMADD231PS (BX)(SI*1), Y6, Y2
+	VFMADD231PS (DX)(SI*1), Y6, Y4
+	VMOVUPS     32(AX)(SI*1), Y6
+	VFMADD231PS 32(CX)(SI*1), Y6, Y1
+	VFMADD231PS 32(BX)(SI*1), Y6, Y3
+	VFMADD231PS 32(DX)(SI*1), Y6, Y5
+	ADDQ        $0x40, SI
+
+gemm1_check24:
+	CMPQ        SI, DI
+	JL          gemm1_body23
+	MOVQ        k+56(FP), DI
+	ANDQ        $-8, DI
+	SHLQ        $0x02, DI
+	CMPQ        SI, DI
+	JGE         gemm1_tail25
+	VMOVUPS     (AX)(SI*1), Y6
+	VFMADD231PS (CX)(SI*1), Y6, Y0
+	VFMADD231PS (BX)(SI*1), Y6, Y2
+	VFMADD231PS (DX)(SI*1), Y6, Y4
+	ADDQ        $0x20, SI
+
+gemm1_tail25:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x07, DI
+	JZ          gemm1_reduce26
+	LEAQ        tailmask<>+0(SB), R9
+	MOVQ        $0x00000008, R8
+	SUBQ        DI, R8
+	VMOVUPS     (R9)(R8*4), Y6
+	VMASKMOVPS  (AX)(SI*1), Y6, Y7
+	VMASKMOVPS  (CX)(SI*1), Y6, Y8
+	VFMADD231PS Y8, Y7, Y1
+	VMASKMOVPS  (BX)(SI*1), Y6, Y8
+	VFMADD231PS Y8, Y7, Y3
+	VMASKMOVPS  (DX)(SI*1), Y6, Y6
+	VFMADD231PS Y6, Y7, Y5
+
+gemm1_reduce26:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	MOVQ         dst+0(FP), CX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VXORPS       Y1, Y1, Y1
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y1, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias27
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias27:
+	VMOVSS     X0, (CX)
+	ADDQ       DX, CX
+	VEXTRACTPS $0x01, X0, (CX)
+	ADDQ       DX, CX
+	VEXTRACTPS $0x02, X0, (CX)
+	ADDQ       DX, CX
+	MOVQ       CX, dst+0(FP)
+	MOVQ       x+16(FP), CX
+	MOVQ       ldx+24(FP), DX
+	SHLQ       $0x02, DX
+	IMUL3Q     $0x03, DX, DX
+	ADDQ       DX, CX
+	MOVQ       CX, x+16(FP)
+	MOVQ       T+32(FP), CX
+	SUBQ       $0x03, CX
+	MOVQ       CX, T+32(FP)
+
+gemm1_skip22:
+	MOVQ T+32(FP), CX
+	CMPQ CX, $0x02
+	JL   gemm1_skip28
+
+	// 1 rows × 2 tokens
+	MOVQ   x+16(FP), CX
+	MOVQ   ldx+24(FP), DX
+	SHLQ   $0x02, DX
+	LEAQ   (CX)(DX*1), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   BX, BX
+	MOVQ   k+56(FP), SI
+	ANDQ   $-16, SI
 	SHLQ   $0x02, SI
-	ADDQ   BX, CX
-	ADDQ   SI, AX
-	SUBQ   $0x01, DX
+	JMP    gemm1_check30
 
-gemm1_skip26:
+gemm1_body29:
+	VMOVUPS     (AX)(BX*1), Y4
+	VFMADD231PS (CX)(BX*1), Y4, Y0
+	VFMADD231PS (DX)(BX*1), Y4, Y2
+	VMOVUPS     32(AX)(BX*1), Y4
+	VFMADD231PS 32(CX)(BX*1), Y4, Y1
+	VFMADD231PS 32(DX)(BX*1), Y4, Y3
+	ADDQ        $0x40, BX
+
+gemm1_check30:
+	CMPQ        BX, SI
+	JL          gemm1_body29
+	MOVQ        k+56(FP), SI
+	ANDQ        $-8, SI
+	SHLQ        $0x02, SI
+	CMPQ        BX, SI
+	JGE         gemm1_tail31
+	VMOVUPS     (AX)(BX*1), Y4
+	VFMADD231PS (CX)(BX*1), Y4, Y0
+	VFMADD231PS (DX)(BX*1), Y4, Y2
+	ADDQ        $0x20, BX
+
+gemm1_tail31:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x07, SI
+	JZ          gemm1_reduce32
+	LEAQ        tailmask<>+0(SB), R8
+	MOVQ        $0x00000008, DI
+	SUBQ        SI, DI
+	VMOVUPS     (R8)(DI*4), Y4
+	VMASKMOVPS  (AX)(BX*1), Y4, Y5
+	VMASKMOVPS  (CX)(BX*1), Y4, Y6
+	VFMADD231PS Y6, Y5, Y1
+	VMASKMOVPS  (DX)(BX*1), Y4, Y4
+	VFMADD231PS Y4, Y5, Y3
+
+gemm1_reduce32:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	MOVQ         dst+0(FP), CX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y3, Y3, Y3
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y3, Y1, Y1
+	VHADDPS      Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias33
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias33:
+	VMOVSS     X0, (CX)
+	ADDQ       DX, CX
+	VEXTRACTPS $0x01, X0, (CX)
+	ADDQ       DX, CX
+	MOVQ       CX, dst+0(FP)
+	MOVQ       x+16(FP), CX
+	MOVQ       ldx+24(FP), DX
+	SHLQ       $0x02, DX
+	IMUL3Q     $0x02, DX, DX
+	ADDQ       DX, CX
+	MOVQ       CX, x+16(FP)
+	MOVQ       T+32(FP), CX
+	SUBQ       $0x02, CX
+	MOVQ       CX, T+32(FP)
+
+gemm1_skip28:
+	MOVQ T+32(FP), CX
+	CMPQ CX, $0x01
+	JL   gemm1_skip34
+
+	// 1 rows × 1 tokens
+	MOVQ   x+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   DX, DX
+	MOVQ   k+56(FP), BX
+	ANDQ   $-16, BX
+	SHLQ   $0x02, BX
+	JMP    gemm1_check36
+
+gemm1_body35:
+	VMOVUPS     (AX)(DX*1), Y2
+	VFMADD231PS (CX)(DX*1), Y2, Y0
+	VMOVUPS     32(AX)(DX*1), Y2
+	VFMADD231PS 32(CX)(DX*1), Y2, Y1
+	ADDQ        $0x40, DX
+
+gemm1_check36:
+	CMPQ        DX, BX
+	JL          gemm1_body35
+	MOVQ        k+56(FP), BX
+	ANDQ        $-8, BX
+	SHLQ        $0x02, BX
+	CMPQ        DX, BX
+	JGE         gemm1_tail37
+	VMOVUPS     (AX)(DX*1), Y2
+	VFMADD231PS (CX)(DX*1), Y2, Y0
+	ADDQ        $0x20, DX
+
+gemm1_tail37:
+	MOVQ        k+56(FP), BX
+	ANDQ        $0x07, BX
+	JZ          gemm1_reduce38
+	LEAQ        tailmask<>+0(SB), DI
+	MOVQ        $0x00000008, SI
+	SUBQ        BX, SI
+	VMOVUPS     (DI)(SI*4), Y2
+	VMASKMOVPS  (AX)(DX*1), Y2, Y3
+	VMASKMOVPS  (CX)(DX*1), Y2, Y2
+	VFMADD231PS Y2, Y3, Y1
+
+gemm1_reduce38:
+	VADDPS       Y1, Y0, Y0
+	MOVQ         dst+0(FP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias39
+	VMOVSS       (DX), X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias39:
+	VMOVSS X0, (AX)
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x01, AX
+	MOVQ   AX, T+32(FP)
+
+gemm1_skip34:
 	VZEROUPPER
 	RET
 
@@ -1207,10 +1594,8 @@ matvecH_body4:
 	ADDQ        $0x10, R12
 
 matvecH_check5:
-	CMPQ R12, R8
-	JL   matvecH_body4
-
-matvecH_tail6:
+	CMPQ        R12, R8
+	JL          matvecH_body4
 	CMPQ        R12, DI
 	JGE         matvecH_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
@@ -1222,8 +1607,6 @@ matvecH_tail6:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (R11)(R12*2), Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R12
-	JMP         matvecH_tail6
 
 matvecH_reduce7:
 	VADDPS       Y1, Y0, Y0
@@ -1262,17 +1645,13 @@ matvecH_body8:
 	ADDQ        $0x10, R9
 
 matvecH_check9:
-	CMPQ R9, R8
-	JL   matvecH_body8
-
-matvecH_tail10:
+	CMPQ        R9, R8
+	JL          matvecH_body8
 	CMPQ        R9, DI
 	JGE         matvecH_reduce11
 	VMOVUPS     (CX)(R9*4), Y2
 	VCVTPH2PS   (DX)(R9*2), Y3
 	VFMADD231PS Y3, Y2, Y0
-	ADDQ        $0x08, R9
-	JMP         matvecH_tail10
 
 matvecH_reduce11:
 	VADDPS       Y1, Y0, Y0
@@ -1340,10 +1719,8 @@ matvecHSpread_body2:
 	ADDQ        $0x10, R10
 
 matvecHSpread_check3:
-	CMPQ R10, BX
-	JL   matvecHSpread_body2
-
-matvecHSpread_tail4:
+	CMPQ        R10, BX
+	JL          matvecHSpread_body2
 	CMPQ        R10, DX
 	JGE         matvecHSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
@@ -1355,8 +1732,6 @@ matvecHSpread_tail4:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (DI)(R10*2), Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R10
-	JMP         matvecHSpread_tail4
 
 matvecHSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
@@ -1449,10 +1824,8 @@ matvecBF_body4:
 	ADDQ        $0x10, R12
 
 matvecBF_check5:
-	CMPQ R12, R8
-	JL   matvecBF_body4
-
-matvecBF_tail6:
+	CMPQ        R12, R8
+	JL          matvecBF_body4
 	CMPQ        R12, DI
 	JGE         matvecBF_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
@@ -1468,8 +1841,6 @@ matvecBF_tail6:
 	VPMOVZXWD   (R11)(R12*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R12
-	JMP         matvecBF_tail6
 
 matvecBF_reduce7:
 	VADDPS       Y1, Y0, Y0
@@ -1510,18 +1881,14 @@ matvecBF_body8:
 	ADDQ        $0x10, R9
 
 matvecBF_check9:
-	CMPQ R9, R8
-	JL   matvecBF_body8
-
-matvecBF_tail10:
+	CMPQ        R9, R8
+	JL          matvecBF_body8
 	CMPQ        R9, DI
 	JGE         matvecBF_reduce11
 	VMOVUPS     (CX)(R9*4), Y2
 	VPMOVZXWD   (DX)(R9*2), Y3
 	VPSLLD      $0x10, Y3, Y3
 	VFMADD231PS Y3, Y2, Y0
-	ADDQ        $0x08, R9
-	JMP         matvecBF_tail10
 
 matvecBF_reduce11:
 	VADDPS       Y1, Y0, Y0
@@ -1597,10 +1964,8 @@ matvecBFSpread_body2:
 	ADDQ        $0x10, R10
 
 matvecBFSpread_check3:
-	CMPQ R10, BX
-	JL   matvecBFSpread_body2
-
-matvecBFSpread_tail4:
+	CMPQ        R10, BX
+	JL          matvecBFSpread_body2
 	CMPQ        R10, DX
 	JGE         matvecBFSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
@@ -1616,8 +1981,6 @@ matvecBFSpread_tail4:
 	VPMOVZXWD   (DI)(R10*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R10
-	JMP         matvecBFSpread_tail4
 
 matvecBFSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
@@ -1744,10 +2107,32 @@ matvecHM_body4:
 	ADDQ        $0x20, R12
 
 matvecHM_check5:
-	CMPQ R12, R8
-	JL   matvecHM_body4
+	CMPQ        R12, R8
+	JL          matvecHM_body4
+	LEAQ        16(R12), R13
+	CMPQ        R13, DI
+	JG          matvecHM_tail_one8
+	VMOVUPS     (CX)(R12*4), Y8
+	VMOVUPS     32(CX)(R12*4), Y9
+	VCVTPH2PS   (DX)(R12*2), Y10
+	VCVTPH2PS   16(DX)(R12*2), Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VCVTPH2PS   (R9)(R12*2), Y10
+	VCVTPH2PS   16(R9)(R12*2), Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VCVTPH2PS   (R10)(R12*2), Y10
+	VCVTPH2PS   16(R10)(R12*2), Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VCVTPH2PS   (R11)(R12*2), Y10
+	VCVTPH2PS   16(R11)(R12*2), Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R12
 
-matvecHM_tail6:
+matvecHM_tail_one8:
 	CMPQ        R12, DI
 	JGE         matvecHM_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
@@ -1759,8 +2144,6 @@ matvecHM_tail6:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (R11)(R12*2), Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R12
-	JMP         matvecHM_tail6
 
 matvecHM_reduce7:
 	VADDPS       Y1, Y0, Y0
@@ -1789,9 +2172,9 @@ matvecHM_single2:
 	VMOVDQU hiwords<>+0(SB), Y2
 	VMOVDQU f16bits<>+0(SB), Y3
 	XORQ    R9, R9
-	JMP     matvecHM_check9
+	JMP     matvecHM_check10
 
-matvecHM_body8:
+matvecHM_body9:
 	VMOVUPS     (CX)(R9*4), Y4
 	VMOVUPS     32(CX)(R9*4), Y5
 	VCVTPH2PS   (DX)(R9*2), Y6
@@ -1810,20 +2193,28 @@ matvecHM_body8:
 	VFMADD231PS 96(CX)(R9*4), Y7, Y1
 	ADDQ        $0x20, R9
 
-matvecHM_check9:
-	CMPQ R9, R8
-	JL   matvecHM_body8
+matvecHM_check10:
+	CMPQ        R9, R8
+	JL          matvecHM_body9
+	LEAQ        16(R9), R10
+	CMPQ        R10, DI
+	JG          matvecHM_tail_one13
+	VMOVUPS     (CX)(R9*4), Y2
+	VMOVUPS     32(CX)(R9*4), Y3
+	VCVTPH2PS   (DX)(R9*2), Y4
+	VCVTPH2PS   16(DX)(R9*2), Y5
+	VFMADD231PS Y4, Y2, Y0
+	VFMADD231PS Y5, Y3, Y1
+	ADDQ        $0x10, R9
 
-matvecHM_tail10:
+matvecHM_tail_one13:
 	CMPQ        R9, DI
-	JGE         matvecHM_reduce11
+	JGE         matvecHM_reduce12
 	VMOVUPS     (CX)(R9*4), Y2
 	VCVTPH2PS   (DX)(R9*2), Y3
 	VFMADD231PS Y3, Y2, Y0
-	ADDQ        $0x08, R9
-	JMP         matvecHM_tail10
 
-matvecHM_reduce11:
+matvecHM_reduce12:
 	VADDPS       Y1, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -1951,10 +2342,32 @@ matvecHMSpread_body2:
 	ADDQ        $0x20, R10
 
 matvecHMSpread_check3:
-	CMPQ R10, BX
-	JL   matvecHMSpread_body2
+	CMPQ        R10, BX
+	JL          matvecHMSpread_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          matvecHMSpread_tail_one6
+	VMOVUPS     (AX)(R10*4), Y8
+	VMOVUPS     32(AX)(R10*4), Y9
+	VCVTPH2PS   (SI)(R10*2), Y10
+	VCVTPH2PS   16(SI)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VCVTPH2PS   (R8)(R10*2), Y10
+	VCVTPH2PS   16(R8)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VCVTPH2PS   (R9)(R10*2), Y10
+	VCVTPH2PS   16(R9)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VCVTPH2PS   (DI)(R10*2), Y10
+	VCVTPH2PS   16(DI)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R10
 
-matvecHMSpread_tail4:
+matvecHMSpread_tail_one6:
 	CMPQ        R10, DX
 	JGE         matvecHMSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
@@ -1966,8 +2379,6 @@ matvecHMSpread_tail4:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (DI)(R10*2), Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R10
-	JMP         matvecHMSpread_tail4
 
 matvecHMSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
@@ -2083,10 +2494,40 @@ matvecBFM_body4:
 	ADDQ        $0x20, R12
 
 matvecBFM_check5:
-	CMPQ R12, R8
-	JL   matvecBFM_body4
+	CMPQ        R12, R8
+	JL          matvecBFM_body4
+	LEAQ        16(R12), R13
+	CMPQ        R13, DI
+	JG          matvecBFM_tail_one8
+	VMOVUPS     (CX)(R12*4), Y8
+	VMOVUPS     32(CX)(R12*4), Y9
+	VPMOVZXWD   (DX)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(DX)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VPMOVZXWD   (R9)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R9)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VPMOVZXWD   (R10)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R10)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VPMOVZXWD   (R11)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R11)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R12
 
-matvecBFM_tail6:
+matvecBFM_tail_one8:
 	CMPQ        R12, DI
 	JGE         matvecBFM_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
@@ -2102,8 +2543,6 @@ matvecBFM_tail6:
 	VPMOVZXWD   (R11)(R12*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R12
-	JMP         matvecBFM_tail6
 
 matvecBFM_reduce7:
 	VADDPS       Y1, Y0, Y0
@@ -2131,9 +2570,9 @@ matvecBFM_single2:
 	VXORPS  Y1, Y1, Y1
 	VMOVDQU hiwords<>+0(SB), Y2
 	XORQ    R9, R9
-	JMP     matvecBFM_check9
+	JMP     matvecBFM_check10
 
-matvecBFM_body8:
+matvecBFM_body9:
 	VMOVUPS     (CX)(R9*4), Y3
 	VMOVUPS     32(CX)(R9*4), Y4
 	VMOVUPS     64(CX)(R9*4), Y5
@@ -2151,21 +2590,31 @@ matvecBFM_body8:
 	VFMADD231PS Y4, Y6, Y1
 	ADDQ        $0x20, R9
 
-matvecBFM_check9:
-	CMPQ R9, R8
-	JL   matvecBFM_body8
+matvecBFM_check10:
+	CMPQ        R9, R8
+	JL          matvecBFM_body9
+	LEAQ        16(R9), R10
+	CMPQ        R10, DI
+	JG          matvecBFM_tail_one13
+	VMOVUPS     (CX)(R9*4), Y2
+	VMOVUPS     32(CX)(R9*4), Y3
+	VPMOVZXWD   (DX)(R9*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VPMOVZXWD   16(DX)(R9*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y4, Y2, Y0
+	VFMADD231PS Y5, Y3, Y1
+	ADDQ        $0x10, R9
 
-matvecBFM_tail10:
+matvecBFM_tail_one13:
 	CMPQ        R9, DI
-	JGE         matvecBFM_reduce11
+	JGE         matvecBFM_reduce12
 	VMOVUPS     (CX)(R9*4), Y2
 	VPMOVZXWD   (DX)(R9*2), Y3
 	VPSLLD      $0x10, Y3, Y3
 	VFMADD231PS Y3, Y2, Y0
-	ADDQ        $0x08, R9
-	JMP         matvecBFM_tail10
 
-matvecBFM_reduce11:
+matvecBFM_reduce12:
 	VADDPS       Y1, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -2262,10 +2711,40 @@ matvecBFMSpread_body2:
 	ADDQ        $0x20, R10
 
 matvecBFMSpread_check3:
-	CMPQ R10, BX
-	JL   matvecBFMSpread_body2
+	CMPQ        R10, BX
+	JL          matvecBFMSpread_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          matvecBFMSpread_tail_one6
+	VMOVUPS     (AX)(R10*4), Y8
+	VMOVUPS     32(AX)(R10*4), Y9
+	VPMOVZXWD   (SI)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(SI)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VPMOVZXWD   (R8)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R8)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VPMOVZXWD   (R9)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R9)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VPMOVZXWD   (DI)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(DI)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R10
 
-matvecBFMSpread_tail4:
+matvecBFMSpread_tail_one6:
 	CMPQ        R10, DX
 	JGE         matvecBFMSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
@@ -2281,8 +2760,6 @@ matvecBFMSpread_tail4:
 	VPMOVZXWD   (DI)(R10*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R10
-	JMP         matvecBFMSpread_tail4
 
 matvecBFMSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
@@ -2479,6 +2956,106 @@ widenBF_tail3:
 	JMP       widenBF_tail3
 
 widenBF_done4:
+	VZEROUPPER
+	RET
+
+// func widenHM(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2, F16C
+TEXT ·widenHM(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    src+8(FP), CX
+	MOVQ    n+16(FP), DX
+	MOVQ    DX, BX
+	ANDQ    $-32, BX
+	VMOVDQU hiwords<>+0(SB), Y0
+	VMOVDQU f16bits<>+0(SB), Y1
+	VMOVUPS two112<>+0(SB), Y2
+	XORQ    SI, SI
+	JMP     widenHM_check2
+
+widenHM_body1:
+	VCVTPH2PS (CX)(SI*2), Y3
+	VCVTPH2PS 16(CX)(SI*2), Y4
+	VMOVDQU   32(CX)(SI*2), Y6
+	VPSLLD    $0x10, Y6, Y5
+	VPAND     Y0, Y6, Y6
+	VPSRAD    $0x03, Y5, Y5
+	VPSRAD    $0x03, Y6, Y6
+	VPAND     Y1, Y5, Y5
+	VPAND     Y1, Y6, Y6
+	VMULPS    Y2, Y5, Y5
+	VMULPS    Y2, Y6, Y6
+	VMOVUPS   Y3, (AX)(SI*4)
+	VMOVUPS   Y4, 32(AX)(SI*4)
+	VMOVUPS   Y5, 64(AX)(SI*4)
+	VMOVUPS   Y6, 96(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenHM_check2:
+	CMPQ SI, BX
+	JL   widenHM_body1
+
+widenHM_tail3:
+	CMPQ      SI, DX
+	JGE       widenHM_done4
+	VCVTPH2PS (CX)(SI*2), Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+	ADDQ      $0x08, SI
+	JMP       widenHM_tail3
+
+widenHM_done4:
+	VZEROUPPER
+	RET
+
+DATA two112<>+0(SB)/4, $0x77800000
+DATA two112<>+4(SB)/4, $0x77800000
+DATA two112<>+8(SB)/4, $0x77800000
+DATA two112<>+12(SB)/4, $0x77800000
+DATA two112<>+16(SB)/4, $0x77800000
+DATA two112<>+20(SB)/4, $0x77800000
+DATA two112<>+24(SB)/4, $0x77800000
+DATA two112<>+28(SB)/4, $0x77800000
+GLOBL two112<>(SB), RODATA|NOPTR, $32
+
+// func widenBFM(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2
+TEXT ·widenBFM(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    src+8(FP), CX
+	MOVQ    n+16(FP), DX
+	MOVQ    DX, BX
+	ANDQ    $-32, BX
+	VMOVDQU hiwords<>+0(SB), Y0
+	XORQ    SI, SI
+	JMP     widenBFM_check2
+
+widenBFM_body1:
+	VMOVDQU (CX)(SI*2), Y2
+	VPSLLD  $0x10, Y2, Y1
+	VPAND   Y0, Y2, Y2
+	VMOVDQU 32(CX)(SI*2), Y4
+	VPSLLD  $0x10, Y4, Y3
+	VPAND   Y0, Y4, Y4
+	VMOVUPS Y1, (AX)(SI*4)
+	VMOVUPS Y2, 32(AX)(SI*4)
+	VMOVUPS Y3, 64(AX)(SI*4)
+	VMOVUPS Y4, 96(AX)(SI*4)
+	ADDQ    $0x20, SI
+
+widenBFM_check2:
+	CMPQ SI, BX
+	JL   widenBFM_body1
+
+widenBFM_tail3:
+	CMPQ      SI, DX
+	JGE       widenBFM_done4
+	VPMOVZXWD (CX)(SI*2), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+	ADDQ      $0x08, SI
+	JMP       widenBFM_tail3
+
+widenBFM_done4:
 	VZEROUPPER
 	RET
 

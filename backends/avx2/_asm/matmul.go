@@ -7,24 +7,27 @@ import (
 )
 
 func genMatMul() {
-	genGemm("gemm4", 4, 3)
-	genGemm("gemm1", 1, 4)
+	genGemm("gemm2", 2, 3)
+	genGemm("gemm1", 1, 6)
 	genMatVec()
 	genMatVecSpread()
 }
 
 // genGemm emits a kernel for R consecutive weight rows against all T tokens, Tb tokens
-// at a time (then Tb-1, ..., 1 for the remainder). The micro-kernel keeps R×Tb 8-lane
-// accumulators in registers and loads each of the R weight and Tb input vectors once
-// per 8 columns: 4×3 uses 12 accumulators, 3 inputs and 1 weight register, all 16.
+// at a time (then Tb-1, ..., 1 for the remainder). Every (row, token) dot product is
+// summed exactly as matvec sums a row — two 8-lane accumulators over the even and odd
+// vectors of every 16 columns, one more whole vector into the first, the masked tail
+// into the second, the two added and reduced pairwise, then the bias added — so that
+// a token's results do not depend on T, on the other tokens, or on the rows' ranges
+// (a batched decode step gives every sequence the bits it would get alone). The
+// micro-kernel keeps those 2·R·Tb accumulators in registers and loads each of the R
+// weight and Tb input vectors once per 8 columns: 2×3 and 1×6 use 12 accumulators.
 func genGemm(name string, R, Tb int) {
 	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)",
 		name+" computes, for r < "+itoa(R)+" and t < T,",
-		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil).",
+		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
+		"each sum exactly as matvec takes it.",
 	)
-	dst := Load(Param("dst"), GP64())
-	xb := Load(Param("x"), GP64())
-	T := Load(Param("T"), GP64())
 	ldw := bytesOf("ldw")
 	wr := make([]Register, R)
 	wr[0] = GP64()
@@ -33,15 +36,11 @@ func genGemm(name string, R, Tb int) {
 		wr[r] = GP64()
 		LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
 	}
-	kmain := Load(Param("k"), GP64())
-	ANDQ(I32(-8), kmain)
-	SHLQ(U8(2), kmain)
 
 	block := func(Tt int) {
 		Commentf("%d rows × %d tokens", R, Tt)
 		xs := make([]Register, Tt)
-		xs[0] = GP64()
-		MOVQ(xb, xs[0])
+		xs[0] = Load(Param("x"), GP64())
 		if Tt > 1 {
 			ldx := bytesOf("ldx")
 			for t := 1; t < Tt; t++ {
@@ -49,39 +48,58 @@ func genGemm(name string, R, Tb int) {
 				LEAQ(Mem{Base: xs[t-1], Index: ldx, Scale: 1}, xs[t])
 			}
 		}
-		acc := make([][]VecVirtual, R)
+		// acc[r][t][h]: row r, token t, even (h = 0) or odd vectors.
+		acc := make([][][2]VecVirtual, R)
 		for r := range acc {
-			acc[r] = ymms(Tt)
-			zero(acc[r]...)
+			acc[r] = make([][2]VecVirtual, Tt)
+			for t := range acc[r] {
+				acc[r][t] = [2]VecVirtual{YMM(), YMM()}
+				zero(acc[r][t][0], acc[r][t][1])
+			}
 		}
-		i := GP64()
-		XORQ(i, i)
-		body, check, tail, reduce := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("reduce")
-		JMP(LabelRef(check))
-		Label(body)
-		if R == 1 {
-			w := YMM()
-			VMOVUPS(Mem{Base: wr[0], Index: i, Scale: 1}, w)
-			for t := 0; t < Tt; t++ {
-				VFMADD231PS(Mem{Base: xs[t], Index: i, Scale: 1}, w, acc[0][t])
+		// step multiplies the vectors at byte offset i+disp into the accumulators h.
+		step := func(i Register, disp, h int) {
+			ws := make([]VecVirtual, R)
+			for r := range ws {
+				ws[r] = YMM()
+				VMOVUPS(Mem{Base: wr[r], Index: i, Scale: 1, Disp: disp}, ws[r])
 			}
-		} else {
-			xv := ymms(Tt)
 			for t := 0; t < Tt; t++ {
-				VMOVUPS(Mem{Base: xs[t], Index: i, Scale: 1}, xv[t])
-			}
-			for r := 0; r < R; r++ {
-				w := YMM()
-				VMOVUPS(Mem{Base: wr[r], Index: i, Scale: 1}, w)
-				for t := 0; t < Tt; t++ {
-					VFMADD231PS(xv[t], w, acc[r][t])
+				xm := Mem{Base: xs[t], Index: i, Scale: 1, Disp: disp}
+				if R == 1 {
+					VFMADD231PS(xm, ws[0], acc[0][t][h])
+					continue
+				}
+				xv := YMM()
+				VMOVUPS(xm, xv)
+				for r := 0; r < R; r++ {
+					VFMADD231PS(ws[r], xv, acc[r][t][h])
 				}
 			}
 		}
-		ADDQ(U8(32), i)
+		i := GP64()
+		XORQ(i, i)
+		k16 := Load(Param("k"), GP64())
+		ANDQ(I32(-16), k16)
+		SHLQ(U8(2), k16)
+		body, check, tail, reduce := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("reduce")
+		JMP(LabelRef(check))
+		Label(body)
+		step(i, 0, 0)
+		step(i, 32, 1)
+		ADDQ(U8(64), i)
 		Label(check)
-		CMPQ(i, kmain)
+		CMPQ(i, k16)
 		JL(LabelRef(body))
+
+		// One more whole vector, then the masked tail, as in matvec.
+		kmain := Load(Param("k"), GP64())
+		ANDQ(I32(-8), kmain)
+		SHLQ(U8(2), kmain)
+		CMPQ(i, kmain)
+		JGE(LabelRef(tail))
+		step(i, 0, 0)
+		ADDQ(U8(32), i)
 
 		Label(tail)
 		rem := Load(Param("k"), GP64())
@@ -89,69 +107,101 @@ func genGemm(name string, R, Tb int) {
 		JZ(LabelRef(reduce))
 		m := YMM()
 		loadMask(rem, m)
+		ws := make([]VecVirtual, R)
+		for r := range ws {
+			ws[r] = YMM()
+			VMASKMOVPS(Mem{Base: wr[r], Index: i, Scale: 1}, m, ws[r])
+		}
 		for t := 0; t < Tt; t++ {
 			xv := YMM()
 			VMASKMOVPS(Mem{Base: xs[t], Index: i, Scale: 1}, m, xv)
 			for r := 0; r < R; r++ {
-				w := YMM()
-				VMASKMOVPS(Mem{Base: wr[r], Index: i, Scale: 1}, m, w)
-				VFMADD231PS(xv, w, acc[r][t])
+				VFMADD231PS(xv, ws[r], acc[r][t][1])
 			}
 		}
 
 		Label(reduce)
-		dt := GP64()
-		MOVQ(dst, dt)
+		// The (token, row) sums, token by token, four lanes of reduce4 at a time (the
+		// lanes left over sum a zeroed register); then each lane's bias by one add, and
+		// the lanes stored.
+		type item struct {
+			t, r int
+			v    VecVirtual
+		}
+		var items []item
 		for t := 0; t < Tt; t++ {
-			if t > 0 {
-				ldd := bytesOf("ldd")
-				ADDQ(ldd, dt)
+			for r := 0; r < R; r++ {
+				VADDPS(acc[r][t][1], acc[r][t][0], acc[r][t][0])
+				items = append(items, item{t, r, acc[r][t][0]})
 			}
-			var h Register
-			if R == 4 {
-				h = reduce4(acc[0][t], acc[1][t], acc[2][t], acc[3][t])
-			} else {
-				h = hsumPairwise(acc[0][t])
-			}
-			add := func(p Register) {
-				if R == 4 {
-					VADDPS(Mem{Base: p}, h, h)
+		}
+		d := Load(Param("dst"), GP64())
+		ldd := bytesOf("ldd")
+		cur := 0 // the token d points at
+		for g := 0; g < len(items); g += 4 {
+			grp := items[g:min(g+4, len(items))]
+			vs := make([]VecVirtual, 4)
+			for j := range vs {
+				if j < len(grp) {
+					vs[j] = grp[j].v
 				} else {
-					VADDSS(Mem{Base: p}, h, h)
+					vs[j] = YMM()
+					zero(vs[j])
 				}
 			}
+			h := reduce4(vs[0], vs[1], vs[2], vs[3])
 			nob := lb.next("nobias")
 			b := Load(Param("bias"), GP64())
 			TESTQ(b, b)
 			JZ(LabelRef(nob))
-			add(b)
+			bv := XMM()
+			for j, it := range grp {
+				if j == 0 {
+					VMOVSS(Mem{Base: b, Disp: 4 * it.r}, bv)
+				} else {
+					VINSERTPS(U8(j<<4), Mem{Base: b, Disp: 4 * it.r}, bv, bv)
+				}
+			}
+			VADDPS(bv, h, h)
 			Label(nob)
-			if R == 4 {
-				VMOVUPS(h, Mem{Base: dt})
-			} else {
-				VMOVSS(h, Mem{Base: dt})
+			for j, it := range grp {
+				for ; cur < it.t; cur++ {
+					ADDQ(ldd, d)
+				}
+				if j == 0 {
+					VMOVSS(h, Mem{Base: d, Disp: 4 * it.r})
+				} else {
+					VEXTRACTPS(U8(j), h, Mem{Base: d, Disp: 4 * it.r})
+				}
 			}
 		}
-		ldx, ldd := bytesOf("ldx"), bytesOf("ldd")
+		// The next block's tokens.
+		ADDQ(ldd, d)
+		Store(d, Param("dst"))
+		xn := Load(Param("x"), GP64())
+		ldx := bytesOf("ldx")
 		if Tt > 1 {
 			IMUL3Q(Imm(uint64(Tt)), ldx, ldx)
-			IMUL3Q(Imm(uint64(Tt)), ldd, ldd)
 		}
-		ADDQ(ldx, xb)
-		ADDQ(ldd, dst)
-		SUBQ(Imm(uint64(Tt)), T)
+		ADDQ(ldx, xn)
+		Store(xn, Param("x"))
+		n := Load(Param("T"), GP64())
+		SUBQ(Imm(uint64(Tt)), n)
+		Store(n, Param("T"))
 	}
 
 	loop, done := lb.next("tokens"), lb.next("tokens_done")
 	Label(loop)
-	CMPQ(T, Imm(uint64(Tb)))
+	n := Load(Param("T"), GP64())
+	CMPQ(n, Imm(uint64(Tb)))
 	JL(LabelRef(done))
 	block(Tb)
 	JMP(LabelRef(loop))
 	Label(done)
 	for s := Tb - 1; s >= 1; s-- {
 		skip := lb.next("skip")
-		CMPQ(T, Imm(uint64(s)))
+		n := Load(Param("T"), GP64())
+		CMPQ(n, Imm(uint64(s)))
 		JL(LabelRef(skip))
 		block(s)
 		Label(skip)
