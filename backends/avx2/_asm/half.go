@@ -309,7 +309,7 @@ func bf16Split(x Register, wr []Register, e Register, hiWords, x0, x1 VecVirtual
 // returns each row's accumulators added (8 lanes to reduce). Each lane of the two
 // accumulators sums the same products in the same order as matvec does over the
 // row widened to float32 (by widenHM or widenBFM for the mix kernels, which x
-// arranged by permHalfX or splitBFX matches).
+// arranged by arrangeX matches).
 func halfDots(lb *labels, hk halfKind, x Register, wr []Register, k, kb Register) []VecVirtual {
 	acc := make([][2]VecVirtual, len(wr))
 	for r := range acc {
