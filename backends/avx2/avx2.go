@@ -51,9 +51,9 @@ func (Kernels) Name() string { return "avx2" }
 // f32 GEMM, and for f16 and bf16 every token of x in the order the rows were widened in
 // (T·cols floats); for T = 1, the quantRowsT1 block-quantized or f16 rows matMulQuant or
 // matMulHalf widens at a time, and the rearranged x of the f16 and bf16 mix kernels (at
-// most cols floats). MatMulQ8
-// keeps one xBlock per q8_0 activation block of every token, or one prepared q8_k
-// super-block (xkBlock bytes) per 256 activations of every token.
+// most cols floats). MatMulQ8 keeps one xBlock per q8_0 activation block of every
+// token, or one prepared q8_k super-block (xkBlock bytes) per 256 activations of every
+// token.
 func (Kernels) ScratchSize(T, cols int) int {
 	rows := quantRowsT1 + 1
 	if T > 1 {
