@@ -1313,12 +1313,12 @@ func batchInvariance(t *testing.T, k kernels.Kernels) {
 	r := rand.New(rand.NewPCG(15, 15))
 	const nx = 17 // tokens of x; each product takes T consecutive ones
 	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0, dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
-		colsList := []int{3, 8, 17, 40, 56, 100, 264, 520, 1000, 1020}
+		colsList := []int{3, 8, 17, 40, 56, 100, 264, 520, 1000, 1020, 2100}
 		switch {
 		case dt.KQuant():
-			colsList = []int{256, 512, 768}
+			colsList = []int{256, 512, 768, 1280}
 		case dt == dtype.Q8_0 || dt == dtype.Q4_0:
-			colsList = []int{32, 96, 288, 1024}
+			colsList = []int{32, 96, 288, 1024, 2080}
 		}
 		for ci, cols := range colsList {
 			rows := []int{13, 23, 6, 37}[ci%4]

@@ -59,7 +59,7 @@ func (Kernels) ScratchSize(T, cols int) int {
 	if T > 1 {
 		rows = halfChunk + T
 	}
-	return max(rows*cols, T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats)
+	return max(rows*cols+gemmStateFloats(T, cols), T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats)
 }
 
 // scratchFor returns the first n floats of scratch, panicking, as the reference's bounds
@@ -73,9 +73,9 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 
 // MatMul implements kernels.Kernels. T = 1 is bandwidth-bound: it streams the weights
 // once, as four long sequential streams (see mv). T > 1 runs a 2-row × 3-token
-// register-blocked micro-kernel (gemm2; gemm1 for an odd row) over each pair of rows
-// and all tokens, so each weight row is read from memory once while the inputs (T·Cols
-// floats) stay in L2/L3. Blocking the columns as well did not pay on Zen 1, not even
+// register-blocked micro-kernel (gemm2; gemm1 for an odd row) over about 128 KiB of
+// rows at a time and all tokens, three at a time, so each weight row is read from
+// memory once and from L2 once per three tokens, while those tokens' inputs stay in L1. Blocking the columns as well did not pay on Zen 1, not even
 // for Cols = 11008 (measured with BenchmarkGEMM's shapes and more). The GEMM sums every
 // (row, token) product exactly as matvec and matvecSpread sum a row, so a token's
 // results are the bits it gets alone (T = 1), whatever T and the other tokens.
@@ -113,13 +113,80 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		mv(dst[r0:], x, wf[r0*n:], n, n, r1-r0, b)
 		return
 	}
-	r := r0
-	for ; r+2 <= r1; r += 2 {
-		gemm2(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
+	gemmRows(dst[r0:], ld, x, n, T, wf[r0*n:], n, n, from(bias, r0), r1-r0,
+		scratchFor("MatMul", scratch, gemmStateFloats(T, n)))
+}
+
+// gemmChunkBytes is how many bytes of weight rows (of one column segment) one gemm2
+// call takes: each block of tokens runs over all of them, so they stay in L2 while the
+// block's inputs stay in L1.
+const gemmChunkBytes = 128 << 10
+
+// gemmSeg is the column segment of the GEMM on longer rows: three tokens' inputs and a
+// pair of rows, 20 KiB, then fit in L1 beside what streams through it. The
+// accumulators go to scratch between segments, so the sums are the same.
+const gemmSeg = 1024
+
+// gemmStateRows bounds the rows of one gemm2 call on rows longer than gemmSeg, whose
+// accumulators (16 floats per row and token) are kept in scratch between segments.
+const gemmStateRows = gemmChunkBytes / (4 * gemmSeg)
+
+// gemmStateFloats is the scratch gemmRows needs for T tokens on rows of k columns.
+func gemmStateFloats(T, k int) int {
+	if k <= gemmSeg {
+		return 0
 	}
-	for ; r < r1; r++ {
-		gemm1(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
+	return gemmStateRows * T * 16
+}
+
+// gemmRows computes dst[t*ld+r] = x_t·w_r (+ bias[r]) for r < rows and t < T, x_t =
+// x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k]: gemm2 over pairs of rows, about
+// gemmChunkBytes of them per call, and gemm1 for an odd last row; rows longer than
+// gemmSeg a segment at a time, with st (gemmStateFloats(T, k)) keeping the
+// accumulators. Callers have checked the lengths.
+func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32) {
+	kc := min(k, gemmSeg)
+	rc := max(2, gemmChunkBytes/(4*max(kc, 1))&^1)
+	var sp *float32
+	if k > gemmSeg {
+		sp = &st[0]
 	}
+	for r := 0; r < rows; {
+		g, R := 1, 1
+		if rows-r >= 2 {
+			g, R = min(rc, rows-r)/2, 2
+		}
+		for k0 := 0; k0 < k || k0 == 0; k0 += gemmSeg {
+			k1 := min(k0+gemmSeg, k)
+			seg := 0
+			if k0 == 0 {
+				seg |= 1
+			}
+			if k1 == k {
+				seg |= 2
+			}
+			if k <= gemmSeg {
+				k1, seg = k, 3
+			}
+			if R == 2 {
+				gemm2(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
+			} else {
+				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
+			}
+			if seg&2 != 0 {
+				break
+			}
+		}
+		r += R * g
+	}
+}
+
+// from returns v[i:], or nil for a nil slice.
+func from(v []float32, i int) []float32 {
+	if v == nil {
+		return nil
+	}
+	return v[i:]
 }
 
 // quantRowsT1 is how many q8_0 or q4_0 rows matMulQuant widens at a time for T = 1.
@@ -146,11 +213,17 @@ func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kerne
 	if T == 1 {
 		chunk = quantRowsT1
 	}
-	quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, scratchFor("MatMul", scratch, min(chunk, r1-r0)*n))
+	nb, ns := min(chunk, r1-r0)*n, 0
+	if T > 1 {
+		ns = gemmStateFloats(T, n)
+	}
+	sc := scratchFor("MatMul", scratch, nb+ns)
+	quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, sc[:nb], sc[nb:])
 }
 
-// quantRows is matMulQuant past its checks: chunk rows at a time widened into buf.
-func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1, chunk int, buf []float32) {
+// quantRows is matMulQuant past its checks: chunk rows at a time widened into buf (st
+// for the GEMM's accumulators).
+func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1, chunk int, buf, st []float32) {
 	n := w.Cols
 	rb := dtype.RowBytes(w.DType, n)
 	nb := n / dtype.QBlock
@@ -170,13 +243,7 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 			matvec(&dst[a], &x[0], &buf[0], n, n, b-a, at(bias, a))
 			continue
 		}
-		r := a
-		for ; r+2 <= b; r += 2 {
-			gemm2(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
-		}
-		for ; r < b; r++ {
-			gemm1(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
-		}
+		gemmRows(dst[a:], ld, x, n, T, buf, n, n, from(bias, a), b-a, st)
 	}
 }
 
@@ -238,27 +305,21 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 	order := halfOrderOf(w)
 	if T > 1 {
 		nb := min(halfChunk, r1-r0) * n
-		sc := scratchFor("MatMul", scratch, nb+T*n8)
-		buf, xo, ldx := sc[:nb], &x[0], n
+		sc := scratchFor("MatMul", scratch, nb+T*n8+gemmStateFloats(T, n8))
+		buf, st, xo, ldx := sc[:nb], sc[nb+T*n8:], x, n
 		if order != orderPlain {
-			xp := sc[nb:]
+			xp := sc[nb : nb+T*n8]
 			for t := 0; t < T; t++ {
 				arrangeX(order, xp[t*n8:(t+1)*n8], x[t*n:t*n+n8])
 			}
-			xo, ldx = &xp[0], n8
+			xo, ldx = xp, n8
 		}
 		for a := r0; a < r1; a += halfChunk {
 			b := min(a+halfChunk, r1)
 			for r := a; r < b; r++ {
 				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, order)
 			}
-			r := a
-			for ; r+2 <= b; r += 2 {
-				gemm2(&dst[r], ld, xo, ldx, T, &buf[(r-a)*n], n, n8, nil)
-			}
-			for ; r < b; r++ {
-				gemm1(&dst[r], ld, xo, ldx, T, &buf[(r-a)*n], n, n8, nil)
-			}
+			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a, st)
 		}
 	} else {
 		halfRows(dst, x, w, r0, r1, order, scratchFor("MatMul", scratch, min(n8, mixMaxCols)+quantRowsT1*n))

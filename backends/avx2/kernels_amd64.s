@@ -22,25 +22,58 @@ DATA tailmask<>+56(SB)/4, $0x00000000
 DATA tailmask<>+60(SB)/4, $0x00000000
 GLOBL tailmask<>(SB), RODATA|NOPTR, $64
 
-// func gemm2(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
+// func gemm2(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
 // Requires: AVX, FMA3
-TEXT ·gemm2(SB), NOSPLIT, $0-72
-	MOVQ ldw+48(FP), AX
-	SHLQ $0x02, AX
-	MOVQ w+40(FP), CX
-	LEAQ (CX)(AX*1), AX
-
+TEXT ·gemm2(SB), NOSPLIT, $24-96
 gemm2_tokens1:
-	MOVQ T+32(FP), DX
-	CMPQ DX, $0x03
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x03
 	JL   gemm2_tokens_done2
 
 	// 2 rows × 3 tokens
-	MOVQ   x+16(FP), DX
-	MOVQ   ldx+24(FP), BX
-	SHLQ   $0x02, BX
-	LEAQ   (DX)(BX*1), SI
-	LEAQ   (SI)(BX*1), BX
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm2_group3:
+	MOVQ    x+16(FP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), CX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (BX)(SI*1), SI
+	MOVQ    seg+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JNZ     gemm2_fresh4
+	MOVQ    st+80(FP), DI
+	MOVQ    8(SP), R8
+	SHLQ    $0x04, R8
+	ADDQ    R8, DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x07, R8
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y6
+	VMOVUPS 96(DI), Y7
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y2
+	VMOVUPS 32(DI), Y3
+	VMOVUPS 64(DI), Y8
+	VMOVUPS 96(DI), Y9
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y4
+	VMOVUPS 32(DI), Y5
+	VMOVUPS 64(DI), Y10
+	VMOVUPS 96(DI), Y11
+	JMP     gemm2_started5
+
+gemm2_fresh4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -53,108 +86,139 @@ gemm2_tokens1:
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	XORQ   DI, DI
-	MOVQ   k+56(FP), R8
-	ANDQ   $-16, R8
-	SHLQ   $0x02, R8
-	JMP    gemm2_check4
 
-gemm2_body3:
-	VMOVUPS     (CX)(DI*1), Y12
-	VMOVUPS     (AX)(DI*1), Y13
-	VMOVUPS     (DX)(DI*1), Y14
+gemm2_started5:
+	XORQ DI, DI
+	MOVQ k+56(FP), R8
+	ANDQ $-16, R8
+	SHLQ $0x02, R8
+	JMP  gemm2_check7
+
+gemm2_body6:
+	VMOVUPS     (BX)(DI*1), Y12
+	VMOVUPS     (SI)(DI*1), Y13
+	VMOVUPS     (AX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y6
-	VMOVUPS     (SI)(DI*1), Y14
+	VMOVUPS     (DX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y2
 	VFMADD231PS Y13, Y14, Y8
-	VMOVUPS     (BX)(DI*1), Y14
+	VMOVUPS     (CX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y4
 	VFMADD231PS Y13, Y14, Y10
-	VMOVUPS     32(CX)(DI*1), Y12
-	VMOVUPS     32(AX)(DI*1), Y13
-	VMOVUPS     32(DX)(DI*1), Y14
+	VMOVUPS     32(BX)(DI*1), Y12
+	VMOVUPS     32(SI)(DI*1), Y13
+	VMOVUPS     32(AX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y1
 	VFMADD231PS Y13, Y14, Y7
-	VMOVUPS     32(SI)(DI*1), Y14
+	VMOVUPS     32(DX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y3
 	VFMADD231PS Y13, Y14, Y9
-	VMOVUPS     32(BX)(DI*1), Y14
+	VMOVUPS     32(CX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y5
 	VFMADD231PS Y13, Y14, Y11
 	ADDQ        $0x40, DI
 
-gemm2_check4:
+gemm2_check7:
 	CMPQ        DI, R8
-	JL          gemm2_body3
+	JL          gemm2_body6
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm2_tail5
-	VMOVUPS     (CX)(DI*1), Y12
-	VMOVUPS     (AX)(DI*1), Y13
-	VMOVUPS     (DX)(DI*1), Y14
+	JGE         gemm2_tail8
+	VMOVUPS     (BX)(DI*1), Y12
+	VMOVUPS     (SI)(DI*1), Y13
+	VMOVUPS     (AX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y6
-	VMOVUPS     (SI)(DI*1), Y14
+	VMOVUPS     (DX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y2
 	VFMADD231PS Y13, Y14, Y8
-	VMOVUPS     (BX)(DI*1), Y14
+	VMOVUPS     (CX)(DI*1), Y14
 	VFMADD231PS Y12, Y14, Y4
 	VFMADD231PS Y13, Y14, Y10
 	ADDQ        $0x20, DI
 
-gemm2_tail5:
+gemm2_tail8:
 	MOVQ        k+56(FP), R8
 	ANDQ        $0x07, R8
-	JZ          gemm2_reduce6
+	JZ          gemm2_reduce9
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        R8, R9
 	VMOVUPS     (R10)(R9*4), Y12
-	VMASKMOVPS  (CX)(DI*1), Y12, Y13
-	VMASKMOVPS  (AX)(DI*1), Y12, Y14
-	VMASKMOVPS  (DX)(DI*1), Y12, Y15
+	VMASKMOVPS  (BX)(DI*1), Y12, Y13
+	VMASKMOVPS  (SI)(DI*1), Y12, Y14
+	VMASKMOVPS  (AX)(DI*1), Y12, Y15
 	VFMADD231PS Y15, Y13, Y1
 	VFMADD231PS Y15, Y14, Y7
-	VMASKMOVPS  (SI)(DI*1), Y12, Y15
+	VMASKMOVPS  (DX)(DI*1), Y12, Y15
 	VFMADD231PS Y15, Y13, Y3
 	VFMADD231PS Y15, Y14, Y9
-	VMASKMOVPS  (BX)(DI*1), Y12, Y12
+	VMASKMOVPS  (CX)(DI*1), Y12, Y12
 	VFMADD231PS Y12, Y13, Y5
 	VFMADD231PS Y12, Y14, Y11
 
-gemm2_reduce6:
+gemm2_reduce9:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm2_final10
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x07, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y6, 64(AX)
+	VMOVUPS Y7, 96(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
+	VMOVUPS Y8, 64(AX)
+	VMOVUPS Y9, 96(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	VMOVUPS Y5, 32(AX)
+	VMOVUPS Y10, 64(AX)
+	VMOVUPS Y11, 96(AX)
+	JMP     gemm2_next11
+
+gemm2_final10:
 	VADDPS       Y1, Y0, Y0
 	VADDPS       Y7, Y6, Y6
 	VADDPS       Y3, Y2, Y2
 	VADDPS       Y9, Y8, Y8
 	VADDPS       Y5, Y4, Y4
 	VADDPS       Y11, Y10, Y10
-	MOVQ         dst+0(FP), DX
-	MOVQ         ldd+8(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         dst+0(FP), AX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
 	VHADDPS      Y6, Y0, Y0
 	VHADDPS      Y8, Y2, Y2
 	VHADDPS      Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), SI
-	TESTQ        SI, SI
-	JZ           gemm2_nobias7
-	VMOVSS       (SI), X1
-	VINSERTPS    $0x10, 4(SI), X1, X1
-	VINSERTPS    $0x20, (SI), X1, X1
-	VINSERTPS    $0x30, 4(SI), X1, X1
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm2_nobias12
+	ADDQ         CX, BX
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, 4(BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VINSERTPS    $0x30, 4(BX), X1, X1
 	VADDPS       X1, X0, X0
 
-gemm2_nobias7:
-	VMOVSS       X0, (DX)
-	VEXTRACTPS   $0x01, X0, 4(DX)
-	ADDQ         BX, DX
-	VEXTRACTPS   $0x02, X0, (DX)
-	VEXTRACTPS   $0x03, X0, 4(DX)
+gemm2_nobias12:
+	VMOVSS       X0, (AX)
+	VEXTRACTPS   $0x01, X0, 4(AX)
+	ADDQ         DX, AX
+	VEXTRACTPS   $0x02, X0, (AX)
+	VEXTRACTPS   $0x03, X0, 4(AX)
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VHADDPS      Y10, Y4, Y4
@@ -162,40 +226,93 @@ gemm2_nobias7:
 	VHADDPS      Y0, Y4, Y4
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), SI
-	TESTQ        SI, SI
-	JZ           gemm2_nobias8
-	VMOVSS       (SI), X0
-	VINSERTPS    $0x10, 4(SI), X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm2_nobias13
+	ADDQ         CX, BX
+	VMOVSS       (BX), X0
+	VINSERTPS    $0x10, 4(BX), X0, X0
 	VADDPS       X0, X4, X4
 
-gemm2_nobias8:
-	ADDQ       BX, DX
-	VMOVSS     X4, (DX)
-	VEXTRACTPS $0x01, X4, 4(DX)
-	ADDQ       BX, DX
-	MOVQ       DX, dst+0(FP)
-	MOVQ       x+16(FP), DX
-	MOVQ       ldx+24(FP), BX
-	SHLQ       $0x02, BX
-	IMUL3Q     $0x03, BX, BX
-	ADDQ       BX, DX
-	MOVQ       DX, x+16(FP)
-	MOVQ       T+32(FP), DX
-	SUBQ       $0x03, DX
-	MOVQ       DX, T+32(FP)
-	JMP        gemm2_tokens1
+gemm2_nobias13:
+	ADDQ       DX, AX
+	VMOVSS     X4, (AX)
+	VEXTRACTPS $0x01, X4, 4(AX)
+
+gemm2_next11:
+	ADDQ   $0x08, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm2_group3
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x03, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x03, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x03, AX
+	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x07, CX
+	IMUL3Q $0x03, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
+	JMP    gemm2_tokens1
 
 gemm2_tokens_done2:
-	MOVQ T+32(FP), DX
-	CMPQ DX, $0x02
-	JL   gemm2_skip9
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x02
+	JL   gemm2_skip14
 
 	// 2 rows × 2 tokens
-	MOVQ   x+16(FP), DX
-	MOVQ   ldx+24(FP), BX
-	SHLQ   $0x02, BX
-	LEAQ   (DX)(BX*1), BX
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm2_group15:
+	MOVQ    x+16(FP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (DX)(BX*1), BX
+	MOVQ    seg+88(FP), SI
+	TESTQ   $0x00000001, SI
+	JNZ     gemm2_fresh16
+	MOVQ    st+80(FP), SI
+	MOVQ    8(SP), DI
+	SHLQ    $0x04, DI
+	ADDQ    DI, SI
+	MOVQ    groups+72(FP), DI
+	SHLQ    $0x07, DI
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y4
+	VMOVUPS 96(SI), Y5
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y2
+	VMOVUPS 32(SI), Y3
+	VMOVUPS 64(SI), Y6
+	VMOVUPS 96(SI), Y7
+	JMP     gemm2_started17
+
+gemm2_fresh16:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -204,171 +321,264 @@ gemm2_tokens_done2:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	XORQ   SI, SI
-	MOVQ   k+56(FP), DI
-	ANDQ   $-16, DI
-	SHLQ   $0x02, DI
-	JMP    gemm2_check11
 
-gemm2_body10:
-	VMOVUPS     (CX)(SI*1), Y8
-	VMOVUPS     (AX)(SI*1), Y9
-	VMOVUPS     (DX)(SI*1), Y10
+gemm2_started17:
+	XORQ SI, SI
+	MOVQ k+56(FP), DI
+	ANDQ $-16, DI
+	SHLQ $0x02, DI
+	JMP  gemm2_check19
+
+gemm2_body18:
+	VMOVUPS     (DX)(SI*1), Y8
+	VMOVUPS     (BX)(SI*1), Y9
+	VMOVUPS     (AX)(SI*1), Y10
 	VFMADD231PS Y8, Y10, Y0
 	VFMADD231PS Y9, Y10, Y4
-	VMOVUPS     (BX)(SI*1), Y10
+	VMOVUPS     (CX)(SI*1), Y10
 	VFMADD231PS Y8, Y10, Y2
 	VFMADD231PS Y9, Y10, Y6
-	VMOVUPS     32(CX)(SI*1), Y8
-	VMOVUPS     32(AX)(SI*1), Y9
-	VMOVUPS     32(DX)(SI*1), Y10
+	VMOVUPS     32(DX)(SI*1), Y8
+	VMOVUPS     32(BX)(SI*1), Y9
+	VMOVUPS     32(AX)(SI*1), Y10
 	VFMADD231PS Y8, Y10, Y1
 	VFMADD231PS Y9, Y10, Y5
-	VMOVUPS     32(BX)(SI*1), Y10
+	VMOVUPS     32(CX)(SI*1), Y10
 	VFMADD231PS Y8, Y10, Y3
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, SI
 
-gemm2_check11:
+gemm2_check19:
 	CMPQ        SI, DI
-	JL          gemm2_body10
+	JL          gemm2_body18
 	MOVQ        k+56(FP), DI
 	ANDQ        $-8, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm2_tail12
-	VMOVUPS     (CX)(SI*1), Y8
-	VMOVUPS     (AX)(SI*1), Y9
-	VMOVUPS     (DX)(SI*1), Y10
+	JGE         gemm2_tail20
+	VMOVUPS     (DX)(SI*1), Y8
+	VMOVUPS     (BX)(SI*1), Y9
+	VMOVUPS     (AX)(SI*1), Y10
 	VFMADD231PS Y8, Y10, Y0
 	VFMADD231PS Y9, Y10, Y4
-	VMOVUPS     (BX)(SI*1), Y10
+	VMOVUPS     (CX)(SI*1), Y10
 	VFMADD231PS Y8, Y10, Y2
 	VFMADD231PS Y9, Y10, Y6
 	ADDQ        $0x20, SI
 
-gemm2_tail12:
+gemm2_tail20:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm2_reduce13
+	JZ          gemm2_reduce21
 	LEAQ        tailmask<>+0(SB), R9
 	MOVQ        $0x00000008, R8
 	SUBQ        DI, R8
 	VMOVUPS     (R9)(R8*4), Y8
-	VMASKMOVPS  (CX)(SI*1), Y8, Y9
-	VMASKMOVPS  (AX)(SI*1), Y8, Y10
-	VMASKMOVPS  (DX)(SI*1), Y8, Y11
+	VMASKMOVPS  (DX)(SI*1), Y8, Y9
+	VMASKMOVPS  (BX)(SI*1), Y8, Y10
+	VMASKMOVPS  (AX)(SI*1), Y8, Y11
 	VFMADD231PS Y11, Y9, Y1
 	VFMADD231PS Y11, Y10, Y5
-	VMASKMOVPS  (BX)(SI*1), Y8, Y8
+	VMASKMOVPS  (CX)(SI*1), Y8, Y8
 	VFMADD231PS Y8, Y9, Y3
 	VFMADD231PS Y8, Y10, Y7
 
-gemm2_reduce13:
+gemm2_reduce21:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm2_final22
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x07, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y4, 64(AX)
+	VMOVUPS Y5, 96(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
+	VMOVUPS Y6, 64(AX)
+	VMOVUPS Y7, 96(AX)
+	JMP     gemm2_next23
+
+gemm2_final22:
 	VADDPS       Y1, Y0, Y0
 	VADDPS       Y5, Y4, Y4
 	VADDPS       Y3, Y2, Y2
 	VADDPS       Y7, Y6, Y6
-	MOVQ         dst+0(FP), DX
-	MOVQ         ldd+8(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         dst+0(FP), AX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
 	VHADDPS      Y4, Y0, Y0
 	VHADDPS      Y6, Y2, Y2
 	VHADDPS      Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), SI
-	TESTQ        SI, SI
-	JZ           gemm2_nobias14
-	VMOVSS       (SI), X1
-	VINSERTPS    $0x10, 4(SI), X1, X1
-	VINSERTPS    $0x20, (SI), X1, X1
-	VINSERTPS    $0x30, 4(SI), X1, X1
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm2_nobias24
+	ADDQ         CX, BX
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, 4(BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VINSERTPS    $0x30, 4(BX), X1, X1
 	VADDPS       X1, X0, X0
 
-gemm2_nobias14:
-	VMOVSS     X0, (DX)
-	VEXTRACTPS $0x01, X0, 4(DX)
-	ADDQ       BX, DX
-	VEXTRACTPS $0x02, X0, (DX)
-	VEXTRACTPS $0x03, X0, 4(DX)
-	ADDQ       BX, DX
-	MOVQ       DX, dst+0(FP)
-	MOVQ       x+16(FP), DX
-	MOVQ       ldx+24(FP), BX
-	SHLQ       $0x02, BX
-	IMUL3Q     $0x02, BX, BX
-	ADDQ       BX, DX
-	MOVQ       DX, x+16(FP)
-	MOVQ       T+32(FP), DX
-	SUBQ       $0x02, DX
-	MOVQ       DX, T+32(FP)
+gemm2_nobias24:
+	VMOVSS     X0, (AX)
+	VEXTRACTPS $0x01, X0, 4(AX)
+	ADDQ       DX, AX
+	VEXTRACTPS $0x02, X0, (AX)
+	VEXTRACTPS $0x03, X0, 4(AX)
 
-gemm2_skip9:
-	MOVQ T+32(FP), DX
-	CMPQ DX, $0x01
-	JL   gemm2_skip15
+gemm2_next23:
+	ADDQ   $0x08, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm2_group15
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x02, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x02, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x02, AX
+	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x07, CX
+	IMUL3Q $0x02, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
+
+gemm2_skip14:
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x01
+	JL   gemm2_skip25
 
 	// 2 rows × 1 tokens
-	MOVQ   x+16(FP), DX
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm2_group26:
+	MOVQ    x+16(FP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*1), DX
+	MOVQ    seg+88(FP), BX
+	TESTQ   $0x00000001, BX
+	JNZ     gemm2_fresh27
+	MOVQ    st+80(FP), BX
+	MOVQ    8(SP), SI
+	SHLQ    $0x04, SI
+	ADDQ    SI, BX
+	MOVQ    groups+72(FP), SI
+	SHLQ    $0x07, SI
+	VMOVUPS (BX), Y0
+	VMOVUPS 32(BX), Y1
+	VMOVUPS 64(BX), Y2
+	VMOVUPS 96(BX), Y3
+	JMP     gemm2_started28
+
+gemm2_fresh27:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	XORQ   BX, BX
-	MOVQ   k+56(FP), SI
-	ANDQ   $-16, SI
-	SHLQ   $0x02, SI
-	JMP    gemm2_check17
 
-gemm2_body16:
+gemm2_started28:
+	XORQ BX, BX
+	MOVQ k+56(FP), SI
+	ANDQ $-16, SI
+	SHLQ $0x02, SI
+	JMP  gemm2_check30
+
+gemm2_body29:
 	VMOVUPS     (CX)(BX*1), Y4
-	VMOVUPS     (AX)(BX*1), Y5
-	VMOVUPS     (DX)(BX*1), Y6
+	VMOVUPS     (DX)(BX*1), Y5
+	VMOVUPS     (AX)(BX*1), Y6
 	VFMADD231PS Y4, Y6, Y0
 	VFMADD231PS Y5, Y6, Y2
 	VMOVUPS     32(CX)(BX*1), Y4
-	VMOVUPS     32(AX)(BX*1), Y5
-	VMOVUPS     32(DX)(BX*1), Y6
+	VMOVUPS     32(DX)(BX*1), Y5
+	VMOVUPS     32(AX)(BX*1), Y6
 	VFMADD231PS Y4, Y6, Y1
 	VFMADD231PS Y5, Y6, Y3
 	ADDQ        $0x40, BX
 
-gemm2_check17:
+gemm2_check30:
 	CMPQ        BX, SI
-	JL          gemm2_body16
+	JL          gemm2_body29
 	MOVQ        k+56(FP), SI
 	ANDQ        $-8, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm2_tail18
+	JGE         gemm2_tail31
 	VMOVUPS     (CX)(BX*1), Y4
-	VMOVUPS     (AX)(BX*1), Y5
-	VMOVUPS     (DX)(BX*1), Y6
+	VMOVUPS     (DX)(BX*1), Y5
+	VMOVUPS     (AX)(BX*1), Y6
 	VFMADD231PS Y4, Y6, Y0
 	VFMADD231PS Y5, Y6, Y2
 	ADDQ        $0x20, BX
 
-gemm2_tail18:
+gemm2_tail31:
 	MOVQ        k+56(FP), SI
 	ANDQ        $0x07, SI
-	JZ          gemm2_reduce19
+	JZ          gemm2_reduce32
 	LEAQ        tailmask<>+0(SB), R8
 	MOVQ        $0x00000008, DI
 	SUBQ        SI, DI
 	VMOVUPS     (R8)(DI*4), Y4
 	VMASKMOVPS  (CX)(BX*1), Y4, Y5
-	VMASKMOVPS  (AX)(BX*1), Y4, Y6
-	VMASKMOVPS  (DX)(BX*1), Y4, Y4
+	VMASKMOVPS  (DX)(BX*1), Y4, Y6
+	VMASKMOVPS  (AX)(BX*1), Y4, Y4
 	VFMADD231PS Y4, Y5, Y1
 	VFMADD231PS Y4, Y6, Y3
 
-gemm2_reduce19:
+gemm2_reduce32:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm2_final33
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x07, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y3, 96(AX)
+	JMP     gemm2_next34
+
+gemm2_final33:
 	VADDPS       Y1, Y0, Y0
 	VADDPS       Y3, Y2, Y2
 	MOVQ         dst+0(FP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y3, Y3, Y3
 	VHADDPS      Y2, Y0, Y0
@@ -378,704 +588,28 @@ gemm2_reduce19:
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm2_nobias20
+	JZ           gemm2_nobias35
+	ADDQ         CX, DX
 	VMOVSS       (DX), X1
 	VINSERTPS    $0x10, 4(DX), X1, X1
 	VADDPS       X1, X0, X0
 
-gemm2_nobias20:
+gemm2_nobias35:
 	VMOVSS     X0, (AX)
 	VEXTRACTPS $0x01, X0, 4(AX)
-	ADDQ       CX, AX
-	MOVQ       AX, dst+0(FP)
-	MOVQ       x+16(FP), AX
-	MOVQ       ldx+24(FP), CX
-	SHLQ       $0x02, CX
-	ADDQ       CX, AX
-	MOVQ       AX, x+16(FP)
-	MOVQ       T+32(FP), AX
-	SUBQ       $0x01, AX
-	MOVQ       AX, T+32(FP)
 
-gemm2_skip15:
-	VZEROUPPER
-	RET
-
-// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
-// Requires: AVX, FMA3
-TEXT ·gemm1(SB), NOSPLIT, $0-72
-	MOVQ ldw+48(FP), AX
-	SHLQ $0x02, AX
-	MOVQ w+40(FP), AX
-
-gemm1_tokens1:
-	MOVQ T+32(FP), CX
-	CMPQ CX, $0x06
-	JL   gemm1_tokens_done2
-
-	// 1 rows × 6 tokens
-	MOVQ   x+16(FP), CX
-	MOVQ   ldx+24(FP), DX
-	SHLQ   $0x02, DX
-	LEAQ   (CX)(DX*1), BX
-	LEAQ   (BX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DI
-	LEAQ   (DI)(DX*1), R8
-	LEAQ   (R8)(DX*1), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
-	XORQ   R9, R9
-	MOVQ   k+56(FP), R10
-	ANDQ   $-16, R10
-	SHLQ   $0x02, R10
-	JMP    gemm1_check4
-
-gemm1_body3:
-	VMOVUPS     (AX)(R9*1), Y12
-	VFMADD231PS (CX)(R9*1), Y12, Y0
-	VFMADD231PS (BX)(R9*1), Y12, Y2
-	VFMADD231PS (SI)(R9*1), Y12, Y4
-	VFMADD231PS (DI)(R9*1), Y12, Y6
-	VFMADD231PS (R8)(R9*1), Y12, Y8
-	VFMADD231PS (DX)(R9*1), Y12, Y10
-	VMOVUPS     32(AX)(R9*1), Y12
-	VFMADD231PS 32(CX)(R9*1), Y12, Y1
-	VFMADD231PS 32(BX)(R9*1), Y12, Y3
-	VFMADD231PS 32(SI)(R9*1), Y12, Y5
-	VFMADD231PS 32(DI)(R9*1), Y12, Y7
-	VFMADD231PS 32(R8)(R9*1), Y12, Y9
-	VFMADD231PS 32(DX)(R9*1), Y12, Y11
-	ADDQ        $0x40, R9
-
-gemm1_check4:
-	CMPQ        R9, R10
-	JL          gemm1_body3
-	MOVQ        k+56(FP), R10
-	ANDQ        $-8, R10
-	SHLQ        $0x02, R10
-	CMPQ        R9, R10
-	JGE         gemm1_tail5
-	VMOVUPS     (AX)(R9*1), Y12
-	VFMADD231PS (CX)(R9*1), Y12, Y0
-	VFMADD231PS (BX)(R9*1), Y12, Y2
-	VFMADD231PS (SI)(R9*1), Y12, Y4
-	VFMADD231PS (DI)(R9*1), Y12, Y6
-	VFMADD231PS (R8)(R9*1), Y12, Y8
-	VFMADD231PS (DX)(R9*1), Y12, Y10
-	ADDQ        $0x20, R9
-
-gemm1_tail5:
-	MOVQ        k+56(FP), R10
-	ANDQ        $0x07, R10
-	JZ          gemm1_reduce6
-	LEAQ        tailmask<>+0(SB), R12
-	MOVQ        $0x00000008, R11
-	SUBQ        R10, R11
-	VMOVUPS     (R12)(R11*4), Y12
-	VMASKMOVPS  (AX)(R9*1), Y12, Y13
-	VMASKMOVPS  (CX)(R9*1), Y12, Y14
-	VFMADD231PS Y14, Y13, Y1
-	VMASKMOVPS  (BX)(R9*1), Y12, Y14
-	VFMADD231PS Y14, Y13, Y3
-	VMASKMOVPS  (SI)(R9*1), Y12, Y14
-	VFMADD231PS Y14, Y13, Y5
-	VMASKMOVPS  (DI)(R9*1), Y12, Y14
-	VFMADD231PS Y14, Y13, Y7
-	VMASKMOVPS  (R8)(R9*1), Y12, Y14
-	VFMADD231PS Y14, Y13, Y9
-	VMASKMOVPS  (DX)(R9*1), Y12, Y12
-	VFMADD231PS Y12, Y13, Y11
-
-gemm1_reduce6:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y5, Y4, Y4
-	VADDPS       Y7, Y6, Y6
-	VADDPS       Y9, Y8, Y8
-	VADDPS       Y11, Y10, Y10
-	MOVQ         dst+0(FP), CX
-	MOVQ         ldd+8(FP), DX
-	SHLQ         $0x02, DX
-	VHADDPS      Y2, Y0, Y0
-	VHADDPS      Y6, Y4, Y4
-	VHADDPS      Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), BX
-	TESTQ        BX, BX
-	JZ           gemm1_nobias7
-	VMOVSS       (BX), X1
-	VINSERTPS    $0x10, (BX), X1, X1
-	VINSERTPS    $0x20, (BX), X1, X1
-	VINSERTPS    $0x30, (BX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm1_nobias7:
-	VMOVSS       X0, (CX)
-	ADDQ         DX, CX
-	VEXTRACTPS   $0x01, X0, (CX)
-	ADDQ         DX, CX
-	VEXTRACTPS   $0x02, X0, (CX)
-	ADDQ         DX, CX
-	VEXTRACTPS   $0x03, X0, (CX)
-	VXORPS       Y0, Y0, Y0
-	VXORPS       Y1, Y1, Y1
-	VHADDPS      Y10, Y8, Y8
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y0, Y8, Y8
-	VEXTRACTF128 $0x01, Y8, X0
-	VADDPS       X0, X8, X8
-	MOVQ         bias+64(FP), BX
-	TESTQ        BX, BX
-	JZ           gemm1_nobias8
-	VMOVSS       (BX), X0
-	VINSERTPS    $0x10, (BX), X0, X0
-	VADDPS       X0, X8, X8
-
-gemm1_nobias8:
-	ADDQ       DX, CX
-	VMOVSS     X8, (CX)
-	ADDQ       DX, CX
-	VEXTRACTPS $0x01, X8, (CX)
-	ADDQ       DX, CX
-	MOVQ       CX, dst+0(FP)
-	MOVQ       x+16(FP), CX
-	MOVQ       ldx+24(FP), DX
-	SHLQ       $0x02, DX
-	IMUL3Q     $0x06, DX, DX
-	ADDQ       DX, CX
-	MOVQ       CX, x+16(FP)
-	MOVQ       T+32(FP), CX
-	SUBQ       $0x06, CX
-	MOVQ       CX, T+32(FP)
-	JMP        gemm1_tokens1
-
-gemm1_tokens_done2:
-	MOVQ T+32(FP), CX
-	CMPQ CX, $0x05
-	JL   gemm1_skip9
-
-	// 1 rows × 5 tokens
-	MOVQ   x+16(FP), CX
-	MOVQ   ldx+24(FP), DX
-	SHLQ   $0x02, DX
-	LEAQ   (CX)(DX*1), BX
-	LEAQ   (BX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DI
-	LEAQ   (DI)(DX*1), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	XORQ   R8, R8
-	MOVQ   k+56(FP), R9
-	ANDQ   $-16, R9
-	SHLQ   $0x02, R9
-	JMP    gemm1_check11
-
-gemm1_body10:
-	VMOVUPS     (AX)(R8*1), Y10
-	VFMADD231PS (CX)(R8*1), Y10, Y0
-	VFMADD231PS (BX)(R8*1), Y10, Y2
-	VFMADD231PS (SI)(R8*1), Y10, Y4
-	VFMADD231PS (DI)(R8*1), Y10, Y6
-	VFMADD231PS (DX)(R8*1), Y10, Y8
-	VMOVUPS     32(AX)(R8*1), Y10
-	VFMADD231PS 32(CX)(R8*1), Y10, Y1
-	VFMADD231PS 32(BX)(R8*1), Y10, Y3
-	VFMADD231PS 32(SI)(R8*1), Y10, Y5
-	VFMADD231PS 32(DI)(R8*1), Y10, Y7
-	VFMADD231PS 32(DX)(R8*1), Y10, Y9
-	ADDQ        $0x40, R8
-
-gemm1_check11:
-	CMPQ        R8, R9
-	JL          gemm1_body10
-	MOVQ        k+56(FP), R9
-	ANDQ        $-8, R9
-	SHLQ        $0x02, R9
-	CMPQ        R8, R9
-	JGE         gemm1_tail12
-	VMOVUPS     (AX)(R8*1), Y10
-	VFMADD231PS (CX)(R8*1), Y10, Y0
-	VFMADD231PS (BX)(R8*1), Y10, Y2
-	VFMADD231PS (SI)(R8*1), Y10, Y4
-	VFMADD231PS (DI)(R8*1), Y10, Y6
-	VFMADD231PS (DX)(R8*1), Y10, Y8
-	ADDQ        $0x20, R8
-
-gemm1_tail12:
-	MOVQ        k+56(FP), R9
-	ANDQ        $0x07, R9
-	JZ          gemm1_reduce13
-	LEAQ        tailmask<>+0(SB), R11
-	MOVQ        $0x00000008, R10
-	SUBQ        R9, R10
-	VMOVUPS     (R11)(R10*4), Y10
-	VMASKMOVPS  (AX)(R8*1), Y10, Y11
-	VMASKMOVPS  (CX)(R8*1), Y10, Y12
-	VFMADD231PS Y12, Y11, Y1
-	VMASKMOVPS  (BX)(R8*1), Y10, Y12
-	VFMADD231PS Y12, Y11, Y3
-	VMASKMOVPS  (SI)(R8*1), Y10, Y12
-	VFMADD231PS Y12, Y11, Y5
-	VMASKMOVPS  (DI)(R8*1), Y10, Y12
-	VFMADD231PS Y12, Y11, Y7
-	VMASKMOVPS  (DX)(R8*1), Y10, Y10
-	VFMADD231PS Y10, Y11, Y9
-
-gemm1_reduce13:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y5, Y4, Y4
-	VADDPS       Y7, Y6, Y6
-	VADDPS       Y9, Y8, Y8
-	MOVQ         dst+0(FP), CX
-	MOVQ         ldd+8(FP), DX
-	SHLQ         $0x02, DX
-	VHADDPS      Y2, Y0, Y0
-	VHADDPS      Y6, Y4, Y4
-	VHADDPS      Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), BX
-	TESTQ        BX, BX
-	JZ           gemm1_nobias14
-	VMOVSS       (BX), X1
-	VINSERTPS    $0x10, (BX), X1, X1
-	VINSERTPS    $0x20, (BX), X1, X1
-	VINSERTPS    $0x30, (BX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm1_nobias14:
-	VMOVSS       X0, (CX)
-	ADDQ         DX, CX
-	VEXTRACTPS   $0x01, X0, (CX)
-	ADDQ         DX, CX
-	VEXTRACTPS   $0x02, X0, (CX)
-	ADDQ         DX, CX
-	VEXTRACTPS   $0x03, X0, (CX)
-	VXORPS       Y0, Y0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VHADDPS      Y0, Y8, Y8
-	VHADDPS      Y2, Y1, Y1
-	VHADDPS      Y1, Y8, Y8
-	VEXTRACTF128 $0x01, Y8, X0
-	VADDPS       X0, X8, X8
-	MOVQ         bias+64(FP), BX
-	TESTQ        BX, BX
-	JZ           gemm1_nobias15
-	VMOVSS       (BX), X0
-	VADDPS       X0, X8, X8
-
-gemm1_nobias15:
-	ADDQ   DX, CX
-	VMOVSS X8, (CX)
-	ADDQ   DX, CX
-	MOVQ   CX, dst+0(FP)
-	MOVQ   x+16(FP), CX
-	MOVQ   ldx+24(FP), DX
-	SHLQ   $0x02, DX
-	IMUL3Q $0x05, DX, DX
-	ADDQ   DX, CX
-	MOVQ   CX, x+16(FP)
-	MOVQ   T+32(FP), CX
-	SUBQ   $0x05, CX
-	MOVQ   CX, T+32(FP)
-
-gemm1_skip9:
-	MOVQ T+32(FP), CX
-	CMPQ CX, $0x04
-	JL   gemm1_skip16
-
-	// 1 rows × 4 tokens
-	MOVQ   x+16(FP), CX
-	MOVQ   ldx+24(FP), DX
-	SHLQ   $0x02, DX
-	LEAQ   (CX)(DX*1), BX
-	LEAQ   (BX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	XORQ   DI, DI
-	MOVQ   k+56(FP), R8
-	ANDQ   $-16, R8
-	SHLQ   $0x02, R8
-	JMP    gemm1_check18
-
-gemm1_body17:
-	VMOVUPS     (AX)(DI*1), Y8
-	VFMADD231PS (CX)(DI*1), Y8, Y0
-	VFMADD231PS (BX)(DI*1), Y8, Y2
-	VFMADD231PS (SI)(DI*1), Y8, Y4
-	VFMADD231PS (DX)(DI*1), Y8, Y6
-	VMOVUPS     32(AX)(DI*1), Y8
-	VFMADD231PS 32(CX)(DI*1), Y8, Y1
-	VFMADD231PS 32(BX)(DI*1), Y8, Y3
-	VFMADD231PS 32(SI)(DI*1), Y8, Y5
-	VFMADD231PS 32(DX)(DI*1), Y8, Y7
-	ADDQ        $0x40, DI
-
-gemm1_check18:
-	CMPQ        DI, R8
-	JL          gemm1_body17
-	MOVQ        k+56(FP), R8
-	ANDQ        $-8, R8
-	SHLQ        $0x02, R8
-	CMPQ        DI, R8
-	JGE         gemm1_tail19
-	VMOVUPS     (AX)(DI*1), Y8
-	VFMADD231PS (CX)(DI*1), Y8, Y0
-	VFMADD231PS (BX)(DI*1), Y8, Y2
-	VFMADD231PS (SI)(DI*1), Y8, Y4
-	VFMADD231PS (DX)(DI*1), Y8, Y6
-	ADDQ        $0x20, DI
-
-gemm1_tail19:
-	MOVQ        k+56(FP), R8
-	ANDQ        $0x07, R8
-	JZ          gemm1_reduce20
-	LEAQ        tailmask<>+0(SB), R10
-	MOVQ        $0x00000008, R9
-	SUBQ        R8, R9
-	VMOVUPS     (R10)(R9*4), Y8
-	VMASKMOVPS  (AX)(DI*1), Y8, Y9
-	VMASKMOVPS  (CX)(DI*1), Y8, Y10
-	VFMADD231PS Y10, Y9, Y1
-	VMASKMOVPS  (BX)(DI*1), Y8, Y10
-	VFMADD231PS Y10, Y9, Y3
-	VMASKMOVPS  (SI)(DI*1), Y8, Y10
-	VFMADD231PS Y10, Y9, Y5
-	VMASKMOVPS  (DX)(DI*1), Y8, Y8
-	VFMADD231PS Y8, Y9, Y7
-
-gemm1_reduce20:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y5, Y4, Y4
-	VADDPS       Y7, Y6, Y6
-	MOVQ         dst+0(FP), CX
-	MOVQ         ldd+8(FP), DX
-	SHLQ         $0x02, DX
-	VHADDPS      Y2, Y0, Y0
-	VHADDPS      Y6, Y4, Y4
-	VHADDPS      Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), BX
-	TESTQ        BX, BX
-	JZ           gemm1_nobias21
-	VMOVSS       (BX), X1
-	VINSERTPS    $0x10, (BX), X1, X1
-	VINSERTPS    $0x20, (BX), X1, X1
-	VINSERTPS    $0x30, (BX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm1_nobias21:
-	VMOVSS     X0, (CX)
-	ADDQ       DX, CX
-	VEXTRACTPS $0x01, X0, (CX)
-	ADDQ       DX, CX
-	VEXTRACTPS $0x02, X0, (CX)
-	ADDQ       DX, CX
-	VEXTRACTPS $0x03, X0, (CX)
-	ADDQ       DX, CX
-	MOVQ       CX, dst+0(FP)
-	MOVQ       x+16(FP), CX
-	MOVQ       ldx+24(FP), DX
-	SHLQ       $0x02, DX
-	IMUL3Q     $0x04, DX, DX
-	ADDQ       DX, CX
-	MOVQ       CX, x+16(FP)
-	MOVQ       T+32(FP), CX
-	SUBQ       $0x04, CX
-	MOVQ       CX, T+32(FP)
-
-gemm1_skip16:
-	MOVQ T+32(FP), CX
-	CMPQ CX, $0x03
-	JL   gemm1_skip22
-
-	// 1 rows × 3 tokens
-	MOVQ   x+16(FP), CX
-	MOVQ   ldx+24(FP), DX
-	SHLQ   $0x02, DX
-	LEAQ   (CX)(DX*1), BX
-	LEAQ   (BX)(DX*1), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	XORQ   SI, SI
-	MOVQ   k+56(FP), DI
-	ANDQ   $-16, DI
-	SHLQ   $0x02, DI
-	JMP    gemm1_check24
-
-gemm1_body23:
-	VMOVUPS     (AX)(SI*1), Y6
-	VFMADD231PS (CX)(SI*1), Y6, Y0
-	VFMADD231PS (BX)(SI*1), Y6, Y2
-	VFMADD231PS (DX)(SI*1), Y6, Y4
-	VMOVUPS     32(AX)(SI*1), Y6
-	VFMADD231PS 32(CX)(SI*1), Y6, Y1
-	VFMADD231PS 32(BX)(SI*1), Y6, Y3
-	VFMADD231PS 32(DX)(SI*1), Y6, Y5
-	ADDQ        $0x40, SI
-
-gemm1_check24:
-	CMPQ        SI, DI
-	JL          gemm1_body23
-	MOVQ        k+56(FP), DI
-	ANDQ        $-8, DI
-	SHLQ        $0x02, DI
-	CMPQ        SI, DI
-	JGE         gemm1_tail25
-	VMOVUPS     (AX)(SI*1), Y6
-	VFMADD231PS (CX)(SI*1), Y6, Y0
-	VFMADD231PS (BX)(SI*1), Y6, Y2
-	VFMADD231PS (DX)(SI*1), Y6, Y4
-	ADDQ        $0x20, SI
-
-gemm1_tail25:
-	MOVQ        k+56(FP), DI
-	ANDQ        $0x07, DI
-	JZ          gemm1_reduce26
-	LEAQ        tailmask<>+0(SB), R9
-	MOVQ        $0x00000008, R8
-	SUBQ        DI, R8
-	VMOVUPS     (R9)(R8*4), Y6
-	VMASKMOVPS  (AX)(SI*1), Y6, Y7
-	VMASKMOVPS  (CX)(SI*1), Y6, Y8
-	VFMADD231PS Y8, Y7, Y1
-	VMASKMOVPS  (BX)(SI*1), Y6, Y8
-	VFMADD231PS Y8, Y7, Y3
-	VMASKMOVPS  (DX)(SI*1), Y6, Y6
-	VFMADD231PS Y6, Y7, Y5
-
-gemm1_reduce26:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y5, Y4, Y4
-	MOVQ         dst+0(FP), CX
-	MOVQ         ldd+8(FP), DX
-	SHLQ         $0x02, DX
-	VXORPS       Y1, Y1, Y1
-	VHADDPS      Y2, Y0, Y0
-	VHADDPS      Y1, Y4, Y4
-	VHADDPS      Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), BX
-	TESTQ        BX, BX
-	JZ           gemm1_nobias27
-	VMOVSS       (BX), X1
-	VINSERTPS    $0x10, (BX), X1, X1
-	VINSERTPS    $0x20, (BX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm1_nobias27:
-	VMOVSS     X0, (CX)
-	ADDQ       DX, CX
-	VEXTRACTPS $0x01, X0, (CX)
-	ADDQ       DX, CX
-	VEXTRACTPS $0x02, X0, (CX)
-	ADDQ       DX, CX
-	MOVQ       CX, dst+0(FP)
-	MOVQ       x+16(FP), CX
-	MOVQ       ldx+24(FP), DX
-	SHLQ       $0x02, DX
-	IMUL3Q     $0x03, DX, DX
-	ADDQ       DX, CX
-	MOVQ       CX, x+16(FP)
-	MOVQ       T+32(FP), CX
-	SUBQ       $0x03, CX
-	MOVQ       CX, T+32(FP)
-
-gemm1_skip22:
-	MOVQ T+32(FP), CX
-	CMPQ CX, $0x02
-	JL   gemm1_skip28
-
-	// 1 rows × 2 tokens
-	MOVQ   x+16(FP), CX
-	MOVQ   ldx+24(FP), DX
-	SHLQ   $0x02, DX
-	LEAQ   (CX)(DX*1), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	XORQ   BX, BX
-	MOVQ   k+56(FP), SI
-	ANDQ   $-16, SI
-	SHLQ   $0x02, SI
-	JMP    gemm1_check30
-
-gemm1_body29:
-	VMOVUPS     (AX)(BX*1), Y4
-	VFMADD231PS (CX)(BX*1), Y4, Y0
-	VFMADD231PS (DX)(BX*1), Y4, Y2
-	VMOVUPS     32(AX)(BX*1), Y4
-	VFMADD231PS 32(CX)(BX*1), Y4, Y1
-	VFMADD231PS 32(DX)(BX*1), Y4, Y3
-	ADDQ        $0x40, BX
-
-gemm1_check30:
-	CMPQ        BX, SI
-	JL          gemm1_body29
-	MOVQ        k+56(FP), SI
-	ANDQ        $-8, SI
-	SHLQ        $0x02, SI
-	CMPQ        BX, SI
-	JGE         gemm1_tail31
-	VMOVUPS     (AX)(BX*1), Y4
-	VFMADD231PS (CX)(BX*1), Y4, Y0
-	VFMADD231PS (DX)(BX*1), Y4, Y2
-	ADDQ        $0x20, BX
-
-gemm1_tail31:
-	MOVQ        k+56(FP), SI
-	ANDQ        $0x07, SI
-	JZ          gemm1_reduce32
-	LEAQ        tailmask<>+0(SB), R8
-	MOVQ        $0x00000008, DI
-	SUBQ        SI, DI
-	VMOVUPS     (R8)(DI*4), Y4
-	VMASKMOVPS  (AX)(BX*1), Y4, Y5
-	VMASKMOVPS  (CX)(BX*1), Y4, Y6
-	VFMADD231PS Y6, Y5, Y1
-	VMASKMOVPS  (DX)(BX*1), Y4, Y4
-	VFMADD231PS Y4, Y5, Y3
-
-gemm1_reduce32:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	MOVQ         dst+0(FP), CX
-	MOVQ         ldd+8(FP), DX
-	SHLQ         $0x02, DX
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y3, Y3, Y3
-	VHADDPS      Y2, Y0, Y0
-	VHADDPS      Y3, Y1, Y1
-	VHADDPS      Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), BX
-	TESTQ        BX, BX
-	JZ           gemm1_nobias33
-	VMOVSS       (BX), X1
-	VINSERTPS    $0x10, (BX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm1_nobias33:
-	VMOVSS     X0, (CX)
-	ADDQ       DX, CX
-	VEXTRACTPS $0x01, X0, (CX)
-	ADDQ       DX, CX
-	MOVQ       CX, dst+0(FP)
-	MOVQ       x+16(FP), CX
-	MOVQ       ldx+24(FP), DX
-	SHLQ       $0x02, DX
-	IMUL3Q     $0x02, DX, DX
-	ADDQ       DX, CX
-	MOVQ       CX, x+16(FP)
-	MOVQ       T+32(FP), CX
-	SUBQ       $0x02, CX
-	MOVQ       CX, T+32(FP)
-
-gemm1_skip28:
-	MOVQ T+32(FP), CX
-	CMPQ CX, $0x01
-	JL   gemm1_skip34
-
-	// 1 rows × 1 tokens
-	MOVQ   x+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	XORQ   DX, DX
-	MOVQ   k+56(FP), BX
-	ANDQ   $-16, BX
-	SHLQ   $0x02, BX
-	JMP    gemm1_check36
-
-gemm1_body35:
-	VMOVUPS     (AX)(DX*1), Y2
-	VFMADD231PS (CX)(DX*1), Y2, Y0
-	VMOVUPS     32(AX)(DX*1), Y2
-	VFMADD231PS 32(CX)(DX*1), Y2, Y1
-	ADDQ        $0x40, DX
-
-gemm1_check36:
-	CMPQ        DX, BX
-	JL          gemm1_body35
-	MOVQ        k+56(FP), BX
-	ANDQ        $-8, BX
-	SHLQ        $0x02, BX
-	CMPQ        DX, BX
-	JGE         gemm1_tail37
-	VMOVUPS     (AX)(DX*1), Y2
-	VFMADD231PS (CX)(DX*1), Y2, Y0
-	ADDQ        $0x20, DX
-
-gemm1_tail37:
-	MOVQ        k+56(FP), BX
-	ANDQ        $0x07, BX
-	JZ          gemm1_reduce38
-	LEAQ        tailmask<>+0(SB), DI
-	MOVQ        $0x00000008, SI
-	SUBQ        BX, SI
-	VMOVUPS     (DI)(SI*4), Y2
-	VMASKMOVPS  (AX)(DX*1), Y2, Y3
-	VMASKMOVPS  (CX)(DX*1), Y2, Y2
-	VFMADD231PS Y2, Y3, Y1
-
-gemm1_reduce38:
-	VADDPS       Y1, Y0, Y0
-	MOVQ         dst+0(FP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1_nobias39
-	VMOVSS       (DX), X1
-	VADDPS       X1, X0, X0
-
-gemm1_nobias39:
-	VMOVSS X0, (AX)
+gemm2_next34:
+	ADDQ   $0x08, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm2_group26
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x01, CX, CX
 	ADDQ   CX, AX
 	MOVQ   AX, dst+0(FP)
 	MOVQ   x+16(FP), AX
@@ -1086,8 +620,1152 @@ gemm1_nobias39:
 	MOVQ   T+32(FP), AX
 	SUBQ   $0x01, AX
 	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x07, CX
+	IMUL3Q $0x01, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
 
-gemm1_skip34:
+gemm2_skip25:
+	VZEROUPPER
+	RET
+
+// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
+// Requires: AVX, FMA3
+TEXT ·gemm1(SB), NOSPLIT, $24-96
+gemm1_tokens1:
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x06
+	JL   gemm1_tokens_done2
+
+	// 1 rows × 6 tokens
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm1_group3:
+	MOVQ    x+16(FP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), BX
+	LEAQ    (BX)(CX*1), SI
+	LEAQ    (SI)(CX*1), DI
+	LEAQ    (DI)(CX*1), CX
+	MOVQ    (SP), R8
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JNZ     gemm1_fresh4
+	MOVQ    st+80(FP), R9
+	MOVQ    8(SP), R10
+	SHLQ    $0x04, R10
+	ADDQ    R10, R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x06, R10
+	VMOVUPS (R9), Y0
+	VMOVUPS 32(R9), Y1
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y2
+	VMOVUPS 32(R9), Y3
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y4
+	VMOVUPS 32(R9), Y5
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y6
+	VMOVUPS 32(R9), Y7
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y8
+	VMOVUPS 32(R9), Y9
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y10
+	VMOVUPS 32(R9), Y11
+	JMP     gemm1_started5
+
+gemm1_fresh4:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+gemm1_started5:
+	XORQ R9, R9
+	MOVQ k+56(FP), R10
+	ANDQ $-16, R10
+	SHLQ $0x02, R10
+	JMP  gemm1_check7
+
+gemm1_body6:
+	VMOVUPS     (R8)(R9*1), Y12
+	VFMADD231PS (AX)(R9*1), Y12, Y0
+	VFMADD231PS (DX)(R9*1), Y12, Y2
+	VFMADD231PS (BX)(R9*1), Y12, Y4
+	VFMADD231PS (SI)(R9*1), Y12, Y6
+	VFMADD231PS (DI)(R9*1), Y12, Y8
+	VFMADD231PS (CX)(R9*1), Y12, Y10
+	VMOVUPS     32(R8)(R9*1), Y12
+	VFMADD231PS 32(AX)(R9*1), Y12, Y1
+	VFMADD231PS 32(DX)(R9*1), Y12, Y3
+	VFMADD231PS 32(BX)(R9*1), Y12, Y5
+	VFMADD231PS 32(SI)(R9*1), Y12, Y7
+	VFMADD231PS 32(DI)(R9*1), Y12, Y9
+	VFMADD231PS 32(CX)(R9*1), Y12, Y11
+	ADDQ        $0x40, R9
+
+gemm1_check7:
+	CMPQ        R9, R10
+	JL          gemm1_body6
+	MOVQ        k+56(FP), R10
+	ANDQ        $-8, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm1_tail8
+	VMOVUPS     (R8)(R9*1), Y12
+	VFMADD231PS (AX)(R9*1), Y12, Y0
+	VFMADD231PS (DX)(R9*1), Y12, Y2
+	VFMADD231PS (BX)(R9*1), Y12, Y4
+	VFMADD231PS (SI)(R9*1), Y12, Y6
+	VFMADD231PS (DI)(R9*1), Y12, Y8
+	VFMADD231PS (CX)(R9*1), Y12, Y10
+	ADDQ        $0x20, R9
+
+gemm1_tail8:
+	MOVQ        k+56(FP), R10
+	ANDQ        $0x07, R10
+	JZ          gemm1_reduce9
+	LEAQ        tailmask<>+0(SB), R12
+	MOVQ        $0x00000008, R11
+	SUBQ        R10, R11
+	VMOVUPS     (R12)(R11*4), Y12
+	VMASKMOVPS  (R8)(R9*1), Y12, Y13
+	VMASKMOVPS  (AX)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y1
+	VMASKMOVPS  (DX)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y3
+	VMASKMOVPS  (BX)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y5
+	VMASKMOVPS  (SI)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y7
+	VMASKMOVPS  (DI)(R9*1), Y12, Y14
+	VFMADD231PS Y14, Y13, Y9
+	VMASKMOVPS  (CX)(R9*1), Y12, Y12
+	VFMADD231PS Y12, Y13, Y11
+
+gemm1_reduce9:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final10
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	VMOVUPS Y5, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y6, (AX)
+	VMOVUPS Y7, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y8, (AX)
+	VMOVUPS Y9, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y10, (AX)
+	VMOVUPS Y11, 32(AX)
+	JMP     gemm1_next11
+
+gemm1_final10:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y11, Y10, Y10
+	MOVQ         dst+0(FP), AX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias12
+	ADDQ         CX, BX
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VINSERTPS    $0x30, (BX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias12:
+	VMOVSS       X0, (AX)
+	ADDQ         DX, AX
+	VEXTRACTPS   $0x01, X0, (AX)
+	ADDQ         DX, AX
+	VEXTRACTPS   $0x02, X0, (AX)
+	ADDQ         DX, AX
+	VEXTRACTPS   $0x03, X0, (AX)
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VHADDPS      Y10, Y8, Y8
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y0, Y8, Y8
+	VEXTRACTF128 $0x01, Y8, X0
+	VADDPS       X0, X8, X8
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias13
+	ADDQ         CX, BX
+	VMOVSS       (BX), X0
+	VINSERTPS    $0x10, (BX), X0, X0
+	VADDPS       X0, X8, X8
+
+gemm1_nobias13:
+	ADDQ       DX, AX
+	VMOVSS     X8, (AX)
+	ADDQ       DX, AX
+	VEXTRACTPS $0x01, X8, (AX)
+
+gemm1_next11:
+	ADDQ   $0x04, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm1_group3
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x06, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x06, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x06, AX
+	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x06, CX
+	IMUL3Q $0x06, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
+	JMP    gemm1_tokens1
+
+gemm1_tokens_done2:
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x05
+	JL   gemm1_skip14
+
+	// 1 rows × 5 tokens
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm1_group15:
+	MOVQ    x+16(FP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), BX
+	LEAQ    (BX)(CX*1), SI
+	LEAQ    (SI)(CX*1), CX
+	MOVQ    (SP), DI
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JNZ     gemm1_fresh16
+	MOVQ    st+80(FP), R8
+	MOVQ    8(SP), R9
+	SHLQ    $0x04, R9
+	ADDQ    R9, R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x06, R9
+	VMOVUPS (R8), Y0
+	VMOVUPS 32(R8), Y1
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y2
+	VMOVUPS 32(R8), Y3
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y4
+	VMOVUPS 32(R8), Y5
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y6
+	VMOVUPS 32(R8), Y7
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y8
+	VMOVUPS 32(R8), Y9
+	JMP     gemm1_started17
+
+gemm1_fresh16:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+
+gemm1_started17:
+	XORQ R8, R8
+	MOVQ k+56(FP), R9
+	ANDQ $-16, R9
+	SHLQ $0x02, R9
+	JMP  gemm1_check19
+
+gemm1_body18:
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS (AX)(R8*1), Y10, Y0
+	VFMADD231PS (DX)(R8*1), Y10, Y2
+	VFMADD231PS (BX)(R8*1), Y10, Y4
+	VFMADD231PS (SI)(R8*1), Y10, Y6
+	VFMADD231PS (CX)(R8*1), Y10, Y8
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS 32(AX)(R8*1), Y10, Y1
+	VFMADD231PS 32(DX)(R8*1), Y10, Y3
+	VFMADD231PS 32(BX)(R8*1), Y10, Y5
+	VFMADD231PS 32(SI)(R8*1), Y10, Y7
+	VFMADD231PS 32(CX)(R8*1), Y10, Y9
+	ADDQ        $0x40, R8
+
+gemm1_check19:
+	CMPQ        R8, R9
+	JL          gemm1_body18
+	MOVQ        k+56(FP), R9
+	ANDQ        $-8, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm1_tail20
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS (AX)(R8*1), Y10, Y0
+	VFMADD231PS (DX)(R8*1), Y10, Y2
+	VFMADD231PS (BX)(R8*1), Y10, Y4
+	VFMADD231PS (SI)(R8*1), Y10, Y6
+	VFMADD231PS (CX)(R8*1), Y10, Y8
+	ADDQ        $0x20, R8
+
+gemm1_tail20:
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x07, R9
+	JZ          gemm1_reduce21
+	LEAQ        tailmask<>+0(SB), R11
+	MOVQ        $0x00000008, R10
+	SUBQ        R9, R10
+	VMOVUPS     (R11)(R10*4), Y10
+	VMASKMOVPS  (DI)(R8*1), Y10, Y11
+	VMASKMOVPS  (AX)(R8*1), Y10, Y12
+	VFMADD231PS Y12, Y11, Y1
+	VMASKMOVPS  (DX)(R8*1), Y10, Y12
+	VFMADD231PS Y12, Y11, Y3
+	VMASKMOVPS  (BX)(R8*1), Y10, Y12
+	VFMADD231PS Y12, Y11, Y5
+	VMASKMOVPS  (SI)(R8*1), Y10, Y12
+	VFMADD231PS Y12, Y11, Y7
+	VMASKMOVPS  (CX)(R8*1), Y10, Y10
+	VFMADD231PS Y10, Y11, Y9
+
+gemm1_reduce21:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final22
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	VMOVUPS Y5, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y6, (AX)
+	VMOVUPS Y7, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y8, (AX)
+	VMOVUPS Y9, 32(AX)
+	JMP     gemm1_next23
+
+gemm1_final22:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y9, Y8, Y8
+	MOVQ         dst+0(FP), AX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias24
+	ADDQ         CX, BX
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VINSERTPS    $0x30, (BX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias24:
+	VMOVSS       X0, (AX)
+	ADDQ         DX, AX
+	VEXTRACTPS   $0x01, X0, (AX)
+	ADDQ         DX, AX
+	VEXTRACTPS   $0x02, X0, (AX)
+	ADDQ         DX, AX
+	VEXTRACTPS   $0x03, X0, (AX)
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VHADDPS      Y0, Y8, Y8
+	VHADDPS      Y2, Y1, Y1
+	VHADDPS      Y1, Y8, Y8
+	VEXTRACTF128 $0x01, Y8, X0
+	VADDPS       X0, X8, X8
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias25
+	ADDQ         CX, BX
+	VMOVSS       (BX), X0
+	VADDPS       X0, X8, X8
+
+gemm1_nobias25:
+	ADDQ   DX, AX
+	VMOVSS X8, (AX)
+
+gemm1_next23:
+	ADDQ   $0x04, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm1_group15
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x05, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x05, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x05, AX
+	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x06, CX
+	IMUL3Q $0x05, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
+
+gemm1_skip14:
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x04
+	JL   gemm1_skip26
+
+	// 1 rows × 4 tokens
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm1_group27:
+	MOVQ    x+16(FP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), BX
+	LEAQ    (BX)(CX*1), CX
+	MOVQ    (SP), SI
+	MOVQ    seg+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JNZ     gemm1_fresh28
+	MOVQ    st+80(FP), DI
+	MOVQ    8(SP), R8
+	SHLQ    $0x04, R8
+	ADDQ    R8, DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x06, R8
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y2
+	VMOVUPS 32(DI), Y3
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y4
+	VMOVUPS 32(DI), Y5
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y6
+	VMOVUPS 32(DI), Y7
+	JMP     gemm1_started29
+
+gemm1_fresh28:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+gemm1_started29:
+	XORQ DI, DI
+	MOVQ k+56(FP), R8
+	ANDQ $-16, R8
+	SHLQ $0x02, R8
+	JMP  gemm1_check31
+
+gemm1_body30:
+	VMOVUPS     (SI)(DI*1), Y8
+	VFMADD231PS (AX)(DI*1), Y8, Y0
+	VFMADD231PS (DX)(DI*1), Y8, Y2
+	VFMADD231PS (BX)(DI*1), Y8, Y4
+	VFMADD231PS (CX)(DI*1), Y8, Y6
+	VMOVUPS     32(SI)(DI*1), Y8
+	VFMADD231PS 32(AX)(DI*1), Y8, Y1
+	VFMADD231PS 32(DX)(DI*1), Y8, Y3
+	VFMADD231PS 32(BX)(DI*1), Y8, Y5
+	VFMADD231PS 32(CX)(DI*1), Y8, Y7
+	ADDQ        $0x40, DI
+
+gemm1_check31:
+	CMPQ        DI, R8
+	JL          gemm1_body30
+	MOVQ        k+56(FP), R8
+	ANDQ        $-8, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm1_tail32
+	VMOVUPS     (SI)(DI*1), Y8
+	VFMADD231PS (AX)(DI*1), Y8, Y0
+	VFMADD231PS (DX)(DI*1), Y8, Y2
+	VFMADD231PS (BX)(DI*1), Y8, Y4
+	VFMADD231PS (CX)(DI*1), Y8, Y6
+	ADDQ        $0x20, DI
+
+gemm1_tail32:
+	MOVQ        k+56(FP), R8
+	ANDQ        $0x07, R8
+	JZ          gemm1_reduce33
+	LEAQ        tailmask<>+0(SB), R10
+	MOVQ        $0x00000008, R9
+	SUBQ        R8, R9
+	VMOVUPS     (R10)(R9*4), Y8
+	VMASKMOVPS  (SI)(DI*1), Y8, Y9
+	VMASKMOVPS  (AX)(DI*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y1
+	VMASKMOVPS  (DX)(DI*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y3
+	VMASKMOVPS  (BX)(DI*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y5
+	VMASKMOVPS  (CX)(DI*1), Y8, Y8
+	VFMADD231PS Y8, Y9, Y7
+
+gemm1_reduce33:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final34
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	VMOVUPS Y5, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y6, (AX)
+	VMOVUPS Y7, 32(AX)
+	JMP     gemm1_next35
+
+gemm1_final34:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	MOVQ         dst+0(FP), AX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias36
+	ADDQ         CX, BX
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VINSERTPS    $0x30, (BX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias36:
+	VMOVSS     X0, (AX)
+	ADDQ       DX, AX
+	VEXTRACTPS $0x01, X0, (AX)
+	ADDQ       DX, AX
+	VEXTRACTPS $0x02, X0, (AX)
+	ADDQ       DX, AX
+	VEXTRACTPS $0x03, X0, (AX)
+
+gemm1_next35:
+	ADDQ   $0x04, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm1_group27
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x04, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x04, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x04, AX
+	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x06, CX
+	IMUL3Q $0x04, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
+
+gemm1_skip26:
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x03
+	JL   gemm1_skip37
+
+	// 1 rows × 3 tokens
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm1_group38:
+	MOVQ    x+16(FP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), CX
+	MOVQ    (SP), BX
+	MOVQ    seg+88(FP), SI
+	TESTQ   $0x00000001, SI
+	JNZ     gemm1_fresh39
+	MOVQ    st+80(FP), SI
+	MOVQ    8(SP), DI
+	SHLQ    $0x04, DI
+	ADDQ    DI, SI
+	MOVQ    groups+72(FP), DI
+	SHLQ    $0x06, DI
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y2
+	VMOVUPS 32(SI), Y3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y4
+	VMOVUPS 32(SI), Y5
+	JMP     gemm1_started40
+
+gemm1_fresh39:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+gemm1_started40:
+	XORQ SI, SI
+	MOVQ k+56(FP), DI
+	ANDQ $-16, DI
+	SHLQ $0x02, DI
+	JMP  gemm1_check42
+
+gemm1_body41:
+	VMOVUPS     (BX)(SI*1), Y6
+	VFMADD231PS (AX)(SI*1), Y6, Y0
+	VFMADD231PS (DX)(SI*1), Y6, Y2
+	VFMADD231PS (CX)(SI*1), Y6, Y4
+	VMOVUPS     32(BX)(SI*1), Y6
+	VFMADD231PS 32(AX)(SI*1), Y6, Y1
+	VFMADD231PS 32(DX)(SI*1), Y6, Y3
+	VFMADD231PS 32(CX)(SI*1), Y6, Y5
+	ADDQ        $0x40, SI
+
+gemm1_check42:
+	CMPQ        SI, DI
+	JL          gemm1_body41
+	MOVQ        k+56(FP), DI
+	ANDQ        $-8, DI
+	SHLQ        $0x02, DI
+	CMPQ        SI, DI
+	JGE         gemm1_tail43
+	VMOVUPS     (BX)(SI*1), Y6
+	VFMADD231PS (AX)(SI*1), Y6, Y0
+	VFMADD231PS (DX)(SI*1), Y6, Y2
+	VFMADD231PS (CX)(SI*1), Y6, Y4
+	ADDQ        $0x20, SI
+
+gemm1_tail43:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x07, DI
+	JZ          gemm1_reduce44
+	LEAQ        tailmask<>+0(SB), R9
+	MOVQ        $0x00000008, R8
+	SUBQ        DI, R8
+	VMOVUPS     (R9)(R8*4), Y6
+	VMASKMOVPS  (BX)(SI*1), Y6, Y7
+	VMASKMOVPS  (AX)(SI*1), Y6, Y8
+	VFMADD231PS Y8, Y7, Y1
+	VMASKMOVPS  (DX)(SI*1), Y6, Y8
+	VFMADD231PS Y8, Y7, Y3
+	VMASKMOVPS  (CX)(SI*1), Y6, Y6
+	VFMADD231PS Y6, Y7, Y5
+
+gemm1_reduce44:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final45
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	VMOVUPS Y5, 32(AX)
+	JMP     gemm1_next46
+
+gemm1_final45:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	MOVQ         dst+0(FP), AX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VXORPS       Y1, Y1, Y1
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y1, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias47
+	ADDQ         CX, BX
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VINSERTPS    $0x20, (BX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias47:
+	VMOVSS     X0, (AX)
+	ADDQ       DX, AX
+	VEXTRACTPS $0x01, X0, (AX)
+	ADDQ       DX, AX
+	VEXTRACTPS $0x02, X0, (AX)
+
+gemm1_next46:
+	ADDQ   $0x04, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm1_group38
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x03, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x03, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x03, AX
+	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x06, CX
+	IMUL3Q $0x03, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
+
+gemm1_skip37:
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x02
+	JL   gemm1_skip48
+
+	// 1 rows × 2 tokens
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm1_group49:
+	MOVQ    x+16(FP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), CX
+	MOVQ    (SP), DX
+	MOVQ    seg+88(FP), BX
+	TESTQ   $0x00000001, BX
+	JNZ     gemm1_fresh50
+	MOVQ    st+80(FP), BX
+	MOVQ    8(SP), SI
+	SHLQ    $0x04, SI
+	ADDQ    SI, BX
+	MOVQ    groups+72(FP), SI
+	SHLQ    $0x06, SI
+	VMOVUPS (BX), Y0
+	VMOVUPS 32(BX), Y1
+	ADDQ    SI, BX
+	VMOVUPS (BX), Y2
+	VMOVUPS 32(BX), Y3
+	JMP     gemm1_started51
+
+gemm1_fresh50:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gemm1_started51:
+	XORQ BX, BX
+	MOVQ k+56(FP), SI
+	ANDQ $-16, SI
+	SHLQ $0x02, SI
+	JMP  gemm1_check53
+
+gemm1_body52:
+	VMOVUPS     (DX)(BX*1), Y4
+	VFMADD231PS (AX)(BX*1), Y4, Y0
+	VFMADD231PS (CX)(BX*1), Y4, Y2
+	VMOVUPS     32(DX)(BX*1), Y4
+	VFMADD231PS 32(AX)(BX*1), Y4, Y1
+	VFMADD231PS 32(CX)(BX*1), Y4, Y3
+	ADDQ        $0x40, BX
+
+gemm1_check53:
+	CMPQ        BX, SI
+	JL          gemm1_body52
+	MOVQ        k+56(FP), SI
+	ANDQ        $-8, SI
+	SHLQ        $0x02, SI
+	CMPQ        BX, SI
+	JGE         gemm1_tail54
+	VMOVUPS     (DX)(BX*1), Y4
+	VFMADD231PS (AX)(BX*1), Y4, Y0
+	VFMADD231PS (CX)(BX*1), Y4, Y2
+	ADDQ        $0x20, BX
+
+gemm1_tail54:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x07, SI
+	JZ          gemm1_reduce55
+	LEAQ        tailmask<>+0(SB), R8
+	MOVQ        $0x00000008, DI
+	SUBQ        SI, DI
+	VMOVUPS     (R8)(DI*4), Y4
+	VMASKMOVPS  (DX)(BX*1), Y4, Y5
+	VMASKMOVPS  (AX)(BX*1), Y4, Y6
+	VFMADD231PS Y6, Y5, Y1
+	VMASKMOVPS  (CX)(BX*1), Y4, Y4
+	VFMADD231PS Y4, Y5, Y3
+
+gemm1_reduce55:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final56
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
+	JMP     gemm1_next57
+
+gemm1_final56:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	MOVQ         dst+0(FP), AX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y3, Y3, Y3
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y3, Y1, Y1
+	VHADDPS      Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), BX
+	TESTQ        BX, BX
+	JZ           gemm1_nobias58
+	ADDQ         CX, BX
+	VMOVSS       (BX), X1
+	VINSERTPS    $0x10, (BX), X1, X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias58:
+	VMOVSS     X0, (AX)
+	ADDQ       DX, AX
+	VEXTRACTPS $0x01, X0, (AX)
+
+gemm1_next57:
+	ADDQ   $0x04, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm1_group49
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x02, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x02, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x02, AX
+	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x06, CX
+	IMUL3Q $0x02, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
+
+gemm1_skip48:
+	MOVQ T+32(FP), AX
+	CMPQ AX, $0x01
+	JL   gemm1_skip59
+
+	// 1 rows × 1 tokens
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm1_group60:
+	MOVQ    x+16(FP), AX
+	MOVQ    (SP), CX
+	MOVQ    seg+88(FP), DX
+	TESTQ   $0x00000001, DX
+	JNZ     gemm1_fresh61
+	MOVQ    st+80(FP), DX
+	MOVQ    8(SP), BX
+	SHLQ    $0x04, BX
+	ADDQ    BX, DX
+	MOVQ    groups+72(FP), BX
+	SHLQ    $0x06, BX
+	VMOVUPS (DX), Y0
+	VMOVUPS 32(DX), Y1
+	JMP     gemm1_started62
+
+gemm1_fresh61:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+gemm1_started62:
+	XORQ DX, DX
+	MOVQ k+56(FP), BX
+	ANDQ $-16, BX
+	SHLQ $0x02, BX
+	JMP  gemm1_check64
+
+gemm1_body63:
+	VMOVUPS     (CX)(DX*1), Y2
+	VFMADD231PS (AX)(DX*1), Y2, Y0
+	VMOVUPS     32(CX)(DX*1), Y2
+	VFMADD231PS 32(AX)(DX*1), Y2, Y1
+	ADDQ        $0x40, DX
+
+gemm1_check64:
+	CMPQ        DX, BX
+	JL          gemm1_body63
+	MOVQ        k+56(FP), BX
+	ANDQ        $-8, BX
+	SHLQ        $0x02, BX
+	CMPQ        DX, BX
+	JGE         gemm1_tail65
+	VMOVUPS     (CX)(DX*1), Y2
+	VFMADD231PS (AX)(DX*1), Y2, Y0
+	ADDQ        $0x20, DX
+
+gemm1_tail65:
+	MOVQ        k+56(FP), BX
+	ANDQ        $0x07, BX
+	JZ          gemm1_reduce66
+	LEAQ        tailmask<>+0(SB), DI
+	MOVQ        $0x00000008, SI
+	SUBQ        BX, SI
+	VMOVUPS     (DI)(SI*4), Y2
+	VMASKMOVPS  (CX)(DX*1), Y2, Y3
+	VMASKMOVPS  (AX)(DX*1), Y2, Y2
+	VFMADD231PS Y2, Y3, Y1
+
+gemm1_reduce66:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final67
+	MOVQ    st+80(FP), AX
+	MOVQ    8(SP), CX
+	SHLQ    $0x04, CX
+	ADDQ    CX, AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	JMP     gemm1_next68
+
+gemm1_final67:
+	VADDPS       Y1, Y0, Y0
+	MOVQ         dst+0(FP), AX
+	MOVQ         8(SP), CX
+	ADDQ         CX, AX
+	MOVQ         ldd+8(FP), DX
+	SHLQ         $0x02, DX
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias69
+	ADDQ         CX, DX
+	VMOVSS       (DX), X1
+	VADDPS       X1, X0, X0
+
+gemm1_nobias69:
+	VMOVSS X0, (AX)
+
+gemm1_next68:
+	ADDQ   $0x04, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm1_group60
+	MOVQ   dst+0(FP), AX
+	MOVQ   ldd+8(FP), CX
+	SHLQ   $0x02, CX
+	IMUL3Q $0x01, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, dst+0(FP)
+	MOVQ   x+16(FP), AX
+	MOVQ   ldx+24(FP), CX
+	SHLQ   $0x02, CX
+	ADDQ   CX, AX
+	MOVQ   AX, x+16(FP)
+	MOVQ   T+32(FP), AX
+	SUBQ   $0x01, AX
+	MOVQ   AX, T+32(FP)
+	MOVQ   st+80(FP), AX
+	MOVQ   groups+72(FP), CX
+	SHLQ   $0x06, CX
+	IMUL3Q $0x01, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, st+80(FP)
+
+gemm1_skip59:
 	VZEROUPPER
 	RET
 

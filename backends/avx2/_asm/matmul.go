@@ -13,32 +13,40 @@ func genMatMul() {
 	genMatVecSpread()
 }
 
-// genGemm emits a kernel for R consecutive weight rows against all T tokens, Tb tokens
-// at a time (then Tb-1, ..., 1 for the remainder). Every (row, token) dot product is
-// summed exactly as matvec sums a row — two 8-lane accumulators over the even and odd
-// vectors of every 16 columns, one more whole vector into the first, the masked tail
-// into the second, the two added and reduced pairwise, then the bias added — so that
-// a token's results do not depend on T, on the other tokens, or on the rows' ranges
-// (a batched decode step gives every sequence the bits it would get alone). The
+// genGemm emits a kernel for groups of R consecutive weight rows against all T tokens:
+// Tb tokens at a time (then Tb-1, ..., 1 for the remainder), and for each of those
+// blocks every group of rows, so that the block's inputs stay in L1 while the rows
+// (which the caller keeps to a few hundred KiB) come from L2. Every (row, token) dot
+// product is summed exactly as matvec sums a row — two 8-lane accumulators over the
+// even and odd vectors of every 16 columns, one more whole vector into the first, the
+// masked tail into the second, the two added and reduced pairwise, then the bias added
+// — so that a token's results do not depend on T, on the other tokens, or on the rows'
+// ranges (a batched decode step gives every sequence the bits it would get alone). The
 // micro-kernel keeps those 2·R·Tb accumulators in registers and loads each of the R
 // weight and Tb input vectors once per 8 columns: 2×3 and 1×6 use 12 accumulators.
 func genGemm(name string, R, Tb int) {
-	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)",
-		name+" computes, for r < "+itoa(R)+" and t < T,",
+	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)",
+		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
 		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
-		"each sum exactly as matvec takes it.",
+		"each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the",
+		"accumulators start from the 16 floats at st[(t*"+itoa(R)+"*groups+r)*16] rather than zero,",
+		"and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).",
 	)
-	ldw := bytesOf("ldw")
-	wr := make([]Register, R)
-	wr[0] = GP64()
-	Load(Param("w"), wr[0])
-	for r := 1; r < R; r++ {
-		wr[r] = GP64()
-		LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
-	}
+	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 
 	block := func(Tt int) {
 		Commentf("%d rows × %d tokens", R, Tt)
+		{
+			z := GP64()
+			XORQ(z, z)
+			MOVQ(z, goff)
+			w := Load(Param("w"), GP64())
+			MOVQ(w, wcur)
+			g := Load(Param("groups"), GP64())
+			MOVQ(g, gleft)
+		}
+		group := lb.next("group")
+		Label(group)
 		xs := make([]Register, Tt)
 		xs[0] = Load(Param("x"), GP64())
 		if Tt > 1 {
@@ -48,15 +56,59 @@ func genGemm(name string, R, Tb int) {
 				LEAQ(Mem{Base: xs[t-1], Index: ldx, Scale: 1}, xs[t])
 			}
 		}
+		wr := make([]Register, R)
+		wr[0] = GP64()
+		MOVQ(wcur, wr[0])
+		if R > 1 {
+			ldw := bytesOf("ldw")
+			for r := 1; r < R; r++ {
+				wr[r] = GP64()
+				LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
+			}
+		}
 		// acc[r][t][h]: row r, token t, even (h = 0) or odd vectors.
 		acc := make([][][2]VecVirtual, R)
 		for r := range acc {
 			acc[r] = make([][2]VecVirtual, Tt)
 			for t := range acc[r] {
 				acc[r][t] = [2]VecVirtual{YMM(), YMM()}
+			}
+		}
+		// stateAt calls f with the address of each (row, token)'s saved accumulators.
+		stateAt := func(f func(r, t int, m Mem)) {
+			sp := Load(Param("st"), GP64())
+			o := GP64()
+			MOVQ(goff, o)
+			SHLQ(U8(4), o) // R·4 bytes per group → R·64
+			ADDQ(o, sp)
+			ldst := Load(Param("groups"), GP64())
+			SHLQ(U8(uint8(6+log2(R))), ldst) // R·groups·64 bytes per token
+			for t := 0; t < Tt; t++ {
+				if t > 0 {
+					ADDQ(ldst, sp)
+				}
+				for r := 0; r < R; r++ {
+					f(r, t, Mem{Base: sp, Disp: 64 * r})
+				}
+			}
+		}
+		fresh, started := lb.next("fresh"), lb.next("started")
+		sg := Load(Param("seg"), GP64())
+		TESTQ(U32(1), sg)
+		JNZ(LabelRef(fresh))
+		stateAt(func(r, t int, m Mem) {
+			VMOVUPS(m, acc[r][t][0])
+			m.Disp += 32
+			VMOVUPS(m, acc[r][t][1])
+		})
+		JMP(LabelRef(started))
+		Label(fresh)
+		for r := range acc {
+			for t := range acc[r] {
 				zero(acc[r][t][0], acc[r][t][1])
 			}
 		}
+		Label(started)
 		// step multiplies the vectors at byte offset i+disp into the accumulators h.
 		step := func(i Register, disp, h int) {
 			ws := make([]VecVirtual, R)
@@ -121,6 +173,17 @@ func genGemm(name string, R, Tb int) {
 		}
 
 		Label(reduce)
+		final, next := lb.next("final"), lb.next("next")
+		sg = Load(Param("seg"), GP64())
+		TESTQ(U32(2), sg)
+		JNZ(LabelRef(final))
+		stateAt(func(r, t int, m Mem) {
+			VMOVUPS(acc[r][t][0], m)
+			m.Disp += 32
+			VMOVUPS(acc[r][t][1], m)
+		})
+		JMP(LabelRef(next))
+		Label(final)
 		// The (token, row) sums, token by token, four lanes of reduce4 at a time (the
 		// lanes left over sum a zeroed register); then each lane's bias by one add, and
 		// the lanes stored.
@@ -136,6 +199,9 @@ func genGemm(name string, R, Tb int) {
 			}
 		}
 		d := Load(Param("dst"), GP64())
+		off := GP64()
+		MOVQ(goff, off)
+		ADDQ(off, d)
 		ldd := bytesOf("ldd")
 		cur := 0 // the token d points at
 		for g := 0; g < len(items); g += 4 {
@@ -154,6 +220,7 @@ func genGemm(name string, R, Tb int) {
 			b := Load(Param("bias"), GP64())
 			TESTQ(b, b)
 			JZ(LabelRef(nob))
+			ADDQ(off, b)
 			bv := XMM()
 			for j, it := range grp {
 				if j == 0 {
@@ -175,9 +242,23 @@ func genGemm(name string, R, Tb int) {
 				}
 			}
 		}
+		// The next group of rows.
+		Label(next)
+		ADDQ(U8(4*R), goff)
+		ldw := bytesOf("ldw")
+		if R > 1 {
+			IMUL3Q(Imm(uint64(R)), ldw, ldw)
+		}
+		ADDQ(ldw, wcur)
+		DECQ(gleft)
+		JNZ(LabelRef(group))
+
 		// The next block's tokens.
-		ADDQ(ldd, d)
-		Store(d, Param("dst"))
+		dn := Load(Param("dst"), GP64())
+		ldd = bytesOf("ldd")
+		IMUL3Q(Imm(uint64(Tt)), ldd, ldd)
+		ADDQ(ldd, dn)
+		Store(dn, Param("dst"))
 		xn := Load(Param("x"), GP64())
 		ldx := bytesOf("ldx")
 		if Tt > 1 {
@@ -188,6 +269,12 @@ func genGemm(name string, R, Tb int) {
 		n := Load(Param("T"), GP64())
 		SUBQ(Imm(uint64(Tt)), n)
 		Store(n, Param("T"))
+		sn := Load(Param("st"), GP64())
+		ldst := Load(Param("groups"), GP64())
+		SHLQ(U8(uint8(6+log2(R))), ldst)
+		IMUL3Q(Imm(uint64(Tt)), ldst, ldst)
+		ADDQ(ldst, sn)
+		Store(sn, Param("st"))
 	}
 
 	loop, done := lb.next("tokens"), lb.next("tokens_done")
@@ -287,6 +374,16 @@ func genMatVec() {
 	Label(done)
 	VZEROUPPER()
 	RET()
+}
+
+// log2 returns the base-2 logarithm of a power of two.
+func log2(n int) int {
+	l := 0
+	for n > 1 {
+		n >>= 1
+		l++
+	}
+	return l
 }
 
 func itoa(i int) string {
