@@ -48,12 +48,13 @@ func (Kernels) Name() string { return "avx2" }
 
 // ScratchSize implements kernels.Kernels. MatMul keeps in the scratch, for T > 1, up to
 // halfChunk rows of f16, bf16, q8_0, q4_0 or k-quant weights widened to float32 for the
-// f32 GEMM, and for f16 and bf16 every token of x in the order the rows were widened in
-// (T·cols floats); for T = 1, the quantRowsT1 block-quantized or f16 rows matMulQuant or
-// matMulHalf widens at a time, and the rearranged x of the f16 and bf16 mix kernels (at
-// most cols floats). MatMulQ8 keeps one xBlock per q8_0 activation block of every
-// token, or one prepared q8_k super-block (xkBlock bytes) per 256 activations of every
-// token.
+// f32 GEMM, for f16 and bf16 every token of x in the order the rows were widened in
+// (T·cols floats), and on rows longer than gemmSeg the GEMM's accumulators between
+// column segments (gemmStateFloats); for T = 1, the quantRowsT1 block-quantized or f16
+// rows matMulQuant or matMulHalf widens at a time, and the rearranged x of the f16 and
+// bf16 mix kernels (at most cols floats). MatMulQ8 keeps one xBlock per q8_0 activation
+// block of every token, or one prepared q8_k super-block (xkBlock bytes) per 256
+// activations of every token.
 func (Kernels) ScratchSize(T, cols int) int {
 	rows := quantRowsT1 + 1
 	if T > 1 {
@@ -75,10 +76,11 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 // once, as four long sequential streams (see mv). T > 1 runs a 2-row × 3-token
 // register-blocked micro-kernel (gemm2; gemm1 for an odd row) over about 128 KiB of
 // rows at a time and all tokens, three at a time, so each weight row is read from
-// memory once and from L2 once per three tokens, while those tokens' inputs stay in L1. Blocking the columns as well did not pay on Zen 1, not even
-// for Cols = 11008 (measured with BenchmarkGEMM's shapes and more). The GEMM sums every
-// (row, token) product exactly as matvec and matvecSpread sum a row, so a token's
-// results are the bits it gets alone (T = 1), whatever T and the other tokens.
+// memory once and from L2 once per three tokens, while those tokens' inputs stay in
+// L1; rows longer than 1024 columns go a segment of 1024 at a time, their accumulators
+// kept in scratch in between (gemmRows). The GEMM sums every (row, token) product
+// exactly as matvec and matvecSpread sum a row, so a token's results are the bits it
+// gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
 		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)

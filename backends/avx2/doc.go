@@ -7,10 +7,10 @@
 //
 // The kernels: MatMul (a 4-row streaming matrix–vector product for T = 1, a 2-row ×
 // 3-token register-blocked micro-kernel for T > 1 that sums each row as the T = 1
-// kernel does, so that a token's results do not depend on T), Dot, Attention and AttentionF16
-// (the scores by the matrix–vector kernel over the strided keys, softmax, then the
-// weighted sum of the values with the output kept in registers; F16C converts a
-// binary16 cache as it is read), Softmax, RMSNorm, LayerNorm, GELU, SiLU, SwiGLU, RoPE,
+// kernel does, so that a token's results do not depend on T), Dot, Attention and
+// AttentionF16 (the scores by the matrix–vector kernel over the strided keys, softmax,
+// then the weighted sum of the values with the output kept in registers; F16C converts
+// a binary16 cache as it is read), Softmax, RMSNorm, LayerNorm, GELU, SiLU, SwiGLU, RoPE,
 // Add and Scale; MatMul on f16 and bf16 weights (widened as they are loaded: for T = 1
 // half of an f16 row by F16C's VCVTPH2PS and half by integer shifts and masks on x
 // rearranged to match, a bf16 row by one shift or mask per 8 columns); and MatMulQ8
