@@ -73,12 +73,11 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 }
 
 // MatMul implements kernels.Kernels. T = 1 is bandwidth-bound: it streams the weights
-// once, as four long sequential streams (see mv). T > 1 runs a 2-row × 3-token
-// register-blocked micro-kernel (gemm2; gemm1 for an odd row) over about 128 KiB of
-// rows at a time and all tokens, three at a time, so each weight row is read from
-// memory once and from L2 once per three tokens, while those tokens' inputs stay in
-// L1; rows longer than 1024 columns go a segment of 1024 at a time, their accumulators
-// kept in scratch in between (gemmRows). The GEMM sums every (row, token) product
+// once, as four long sequential streams (see mv). T > 1 runs a 4-row × 3-token
+// register-blocked micro-kernel (gemm4; gemm1 for the rows%4 left over) over each block
+// of four rows and all tokens, so each weight row is read from memory once while the
+// inputs (T·Cols floats) stay in L2/L3; rows longer than 1024 columns go a segment of
+// 1024 at a time, their accumulators kept in scratch in between (gemmRows). The GEMM sums every (row, token) product
 // exactly as matvec and matvecSpread sum a row, so a token's results are the bits it
 // gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
@@ -119,17 +118,17 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		scratchFor("MatMul", scratch, gemmStateFloats(T, n)))
 }
 
-// gemmChunkBytes is how many bytes of weight rows (of one column segment) one gemm2
-// call takes: each block of tokens runs over all of them, so they stay in L2 while the
-// block's inputs stay in L1.
+// gemmChunkBytes is how many bytes of weight rows (of one column segment) one gemm4
+// call takes when the accumulators go to scratch between segments: it bounds that
+// scratch.
 const gemmChunkBytes = 128 << 10
 
-// gemmSeg is the column segment of the GEMM on longer rows: three tokens' inputs and a
-// pair of rows, 20 KiB, then fit in L1 beside what streams through it. The
+// gemmSeg is the column segment of the GEMM on longer rows: four rows and three tokens'
+// inputs, 28 KiB, then stay in L1 for the micro-kernel's second pass over them. The
 // accumulators go to scratch between segments, so the sums are the same.
 const gemmSeg = 1024
 
-// gemmStateRows bounds the rows of one gemm2 call on rows longer than gemmSeg, whose
+// gemmStateRows bounds the rows of one gemm4 call on rows longer than gemmSeg, whose
 // accumulators (16 floats per row and token) are kept in scratch between segments.
 const gemmStateRows = gemmChunkBytes / (4 * gemmSeg)
 
@@ -142,40 +141,38 @@ func gemmStateFloats(T, k int) int {
 }
 
 // gemmRows computes dst[t*ld+r] = x_t·w_r (+ bias[r]) for r < rows and t < T, x_t =
-// x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k]: gemm2 over pairs of rows, about
-// gemmChunkBytes of them per call, and gemm1 for an odd last row; rows longer than
-// gemmSeg a segment at a time, with st (gemmStateFloats(T, k)) keeping the
+// x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k]: gemm4 over blocks of four rows and
+// gemm1 for the rows%4 left over; rows longer than gemmSeg a segment at a time, about
+// gemmChunkBytes of them per call, with st (gemmStateFloats(T, k)) keeping the
 // accumulators. Callers have checked the lengths.
 func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32) {
-	kc := min(k, gemmSeg)
-	rc := max(2, gemmChunkBytes/(4*max(kc, 1))&^1)
+	rc := rows
 	var sp *float32
 	if k > gemmSeg {
-		sp = &st[0]
+		rc, sp = gemmStateRows, &st[0]
 	}
 	for r := 0; r < rows; {
-		g, R := 1, 1
-		if rows-r >= 2 {
-			g, R = min(rc, rows-r)/2, 2
+		g, R := min(rc, rows-r)/4, 4
+		if g == 0 {
+			g, R = 1, 1
 		}
-		for k0 := 0; k0 < k || k0 == 0; k0 += gemmSeg {
-			k1 := min(k0+gemmSeg, k)
-			seg := 0
-			if k0 == 0 {
-				seg |= 1
+		for k0 := 0; ; k0 += gemmSeg {
+			k1, seg := k, 3
+			if k > gemmSeg {
+				k1, seg = min(k0+gemmSeg, k), 0
+				if k0 == 0 {
+					seg |= 1
+				}
+				if k1 == k {
+					seg |= 2
+				}
 			}
-			if k1 == k {
-				seg |= 2
-			}
-			if k <= gemmSeg {
-				k1, seg = k, 3
-			}
-			if R == 2 {
-				gemm2(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
+			if R == 4 {
+				gemm4(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
 			} else {
 				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
 			}
-			if seg&2 != 0 {
+			if k1 == k {
 				break
 			}
 		}

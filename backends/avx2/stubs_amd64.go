@@ -4,16 +4,16 @@
 
 package avx2
 
-// gemm2 computes, for r < 2·groups (groups ≥ 1) and t < T,
+// gemm4 computes, for r < 4·groups (groups ≥ 1) and t < T,
 //
 //	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
 //
 // each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the
-// accumulators start from the 16 floats at st[(t*2*groups+r)*16] rather than zero,
+// accumulators start from the 16 floats at st[(t*4*groups+r)*16] rather than zero,
 // and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).
 //
 //go:noescape
-func gemm2(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
+func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
 
 // gemm1 computes, for r < 1·groups (groups ≥ 1) and t < T,
 //

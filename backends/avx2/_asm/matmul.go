@@ -7,23 +7,26 @@ import (
 )
 
 func genMatMul() {
-	genGemm("gemm2", 2, 3)
+	genGemm("gemm4", 4, 3)
 	genGemm("gemm1", 1, 6)
 	genMatVec()
 	genMatVecSpread()
 }
 
-// genGemm emits a kernel for groups of R consecutive weight rows against all T tokens:
-// Tb tokens at a time (then Tb-1, ..., 1 for the remainder), and for each of those
-// blocks every group of rows, so that the block's inputs stay in L1 while the rows
-// (which the caller keeps to a few hundred KiB) come from L2. Every (row, token) dot
-// product is summed exactly as matvec sums a row — two 8-lane accumulators over the
-// even and odd vectors of every 16 columns, one more whole vector into the first, the
-// masked tail into the second, the two added and reduced pairwise, then the bias added
-// — so that a token's results do not depend on T, on the other tokens, or on the rows'
-// ranges (a batched decode step gives every sequence the bits it would get alone). The
-// micro-kernel keeps those 2·R·Tb accumulators in registers and loads each of the R
-// weight and Tb input vectors once per 8 columns: 2×3 and 1×6 use 12 accumulators.
+// genGemm emits a kernel for groups of R consecutive weight rows against all T tokens,
+// Tb tokens at a time (then Tb-1, ..., 1 for the remainder). Every (row, token) dot
+// product is summed exactly as matvec sums a row — over every 16 columns the even
+// vector into one accumulator and the odd one into another, one more whole vector into
+// the first, the masked tail into the second, the two added (first + second) and
+// reduced pairwise, then the bias added — so that a token's results do not depend on
+// T, on the other tokens, or on the rows' ranges (a batched decode step gives every
+// sequence the bits it would get alone). The two accumulators are independent sums,
+// so the micro-kernel takes them one after the other, each in one register per (row,
+// token): the odd vectors and the tail first, saved on the stack, then the even ones
+// and the whole vector, to which the saved sums are added. So it keeps R·Tb
+// accumulators in registers (4×3 and 1×6: 12 and 6) and loads each of the R weight
+// and Tb input vectors once per 8 columns; the second pass finds the rows and inputs
+// in L1 (the caller keeps k to a segment that fits).
 func genGemm(name string, R, Tb int) {
 	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)",
 		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
@@ -33,22 +36,47 @@ func genGemm(name string, R, Tb int) {
 		"and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).",
 	)
 	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	xcur, dcur, tleft, scur := AllocLocal(8), AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	saved := AllocLocal(32 * R * Tb) // the odd accumulators, (t·R + r)·32 bytes
+
+	{
+		z := GP64()
+		XORQ(z, z)
+		MOVQ(z, goff)
+		w := Load(Param("w"), GP64())
+		MOVQ(w, wcur)
+		g := Load(Param("groups"), GP64())
+		MOVQ(g, gleft)
+	}
+	group := lb.next("group")
+	Label(group)
+	{
+		x := Load(Param("x"), GP64())
+		MOVQ(x, xcur)
+		d := Load(Param("dst"), GP64())
+		o := GP64()
+		MOVQ(goff, o)
+		ADDQ(o, d)
+		MOVQ(d, dcur)
+		n := Load(Param("T"), GP64())
+		MOVQ(n, tleft)
+		sp := Load(Param("st"), GP64())
+		SHLQ(U8(4), o) // R·4 bytes per group → R·64
+		ADDQ(o, sp)
+		MOVQ(sp, scur)
+	}
+	// ldstBytes loads R·groups·64, the state's bytes per token.
+	ldstBytes := func() Register {
+		r := Load(Param("groups"), GP64())
+		SHLQ(U8(uint8(6+log2(R))), r)
+		return r
+	}
 
 	block := func(Tt int) {
 		Commentf("%d rows × %d tokens", R, Tt)
-		{
-			z := GP64()
-			XORQ(z, z)
-			MOVQ(z, goff)
-			w := Load(Param("w"), GP64())
-			MOVQ(w, wcur)
-			g := Load(Param("groups"), GP64())
-			MOVQ(g, gleft)
-		}
-		group := lb.next("group")
-		Label(group)
 		xs := make([]Register, Tt)
-		xs[0] = Load(Param("x"), GP64())
+		xs[0] = GP64()
+		MOVQ(xcur, xs[0])
 		if Tt > 1 {
 			ldx := bytesOf("ldx")
 			for t := 1; t < Tt; t++ {
@@ -66,233 +94,208 @@ func genGemm(name string, R, Tb int) {
 				LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
 			}
 		}
-		// acc[r][t][h]: row r, token t, even (h = 0) or odd vectors.
-		acc := make([][][2]VecVirtual, R)
-		for r := range acc {
-			acc[r] = make([][2]VecVirtual, Tt)
-			for t := range acc[r] {
-				acc[r][t] = [2]VecVirtual{YMM(), YMM()}
-			}
-		}
-		// stateAt calls f with the address of each (row, token)'s saved accumulators.
-		stateAt := func(f func(r, t int, m Mem)) {
-			sp := Load(Param("st"), GP64())
-			o := GP64()
-			MOVQ(goff, o)
-			SHLQ(U8(4), o) // R·4 bytes per group → R·64
-			ADDQ(o, sp)
-			ldst := Load(Param("groups"), GP64())
-			SHLQ(U8(uint8(6+log2(R))), ldst) // R·groups·64 bytes per token
+		// stateAt calls f with the address of half h of each (row, token)'s saved
+		// accumulators.
+		stateAt := func(h int, f func(r, t int, m Mem)) {
+			sp := GP64()
+			MOVQ(scur, sp)
+			ldst := ldstBytes()
 			for t := 0; t < Tt; t++ {
 				if t > 0 {
 					ADDQ(ldst, sp)
 				}
 				for r := 0; r < R; r++ {
-					f(r, t, Mem{Base: sp, Disp: 64 * r})
+					f(r, t, Mem{Base: sp, Disp: 64*r + 32*h})
 				}
 			}
 		}
-		fresh, started := lb.next("fresh"), lb.next("started")
-		sg := Load(Param("seg"), GP64())
-		TESTQ(U32(1), sg)
-		JNZ(LabelRef(fresh))
-		stateAt(func(r, t int, m Mem) {
-			VMOVUPS(m, acc[r][t][0])
-			m.Disp += 32
-			VMOVUPS(m, acc[r][t][1])
-		})
-		JMP(LabelRef(started))
-		Label(fresh)
-		for r := range acc {
-			for t := range acc[r] {
-				zero(acc[r][t][0], acc[r][t][1])
-			}
+		savedAt := func(r, t int) Mem {
+			m := saved
+			m.Disp += 32 * (t*R + r)
+			return m
 		}
-		Label(started)
-		// step multiplies the vectors at byte offset i+disp into the accumulators h.
-		step := func(i Register, disp, h int) {
-			ws := make([]VecVirtual, R)
-			for r := range ws {
-				ws[r] = YMM()
-				VMOVUPS(Mem{Base: wr[r], Index: i, Scale: 1, Disp: disp}, ws[r])
+
+		// pass sums half h (odd vectors: h = 1) of every (row, token) into acc.
+		pass := func(h int) [][]VecVirtual {
+			acc := make([][]VecVirtual, R)
+			for r := range acc {
+				acc[r] = ymms(Tt)
 			}
-			for t := 0; t < Tt; t++ {
-				xm := Mem{Base: xs[t], Index: i, Scale: 1, Disp: disp}
+			fresh, started := lb.next("fresh"), lb.next("started")
+			sg := Load(Param("seg"), GP64())
+			TESTQ(U32(1), sg)
+			JNZ(LabelRef(fresh))
+			stateAt(h, func(r, t int, m Mem) { VMOVUPS(m, acc[r][t]) })
+			JMP(LabelRef(started))
+			Label(fresh)
+			for r := range acc {
+				zero(acc[r]...)
+			}
+			Label(started)
+
+			// step multiplies the vectors at byte offset i+disp into acc.
+			step := func(i Register, disp int) {
 				if R == 1 {
-					VFMADD231PS(xm, ws[0], acc[0][t][h])
-					continue
+					w := YMM()
+					VMOVUPS(Mem{Base: wr[0], Index: i, Scale: 1, Disp: disp}, w)
+					for t := 0; t < Tt; t++ {
+						VFMADD231PS(Mem{Base: xs[t], Index: i, Scale: 1, Disp: disp}, w, acc[0][t])
+					}
+					return
 				}
-				xv := YMM()
-				VMOVUPS(xm, xv)
+				xv := ymms(Tt)
+				for t := 0; t < Tt; t++ {
+					VMOVUPS(Mem{Base: xs[t], Index: i, Scale: 1, Disp: disp}, xv[t])
+				}
 				for r := 0; r < R; r++ {
-					VFMADD231PS(ws[r], xv, acc[r][t][h])
+					w := YMM()
+					VMOVUPS(Mem{Base: wr[r], Index: i, Scale: 1, Disp: disp}, w)
+					for t := 0; t < Tt; t++ {
+						VFMADD231PS(xv[t], w, acc[r][t])
+					}
 				}
 			}
-		}
-		i := GP64()
-		XORQ(i, i)
-		k16 := Load(Param("k"), GP64())
-		ANDQ(I32(-16), k16)
-		SHLQ(U8(2), k16)
-		body, check, tail, reduce := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("reduce")
-		JMP(LabelRef(check))
-		Label(body)
-		step(i, 0, 0)
-		step(i, 32, 1)
-		ADDQ(U8(64), i)
-		Label(check)
-		CMPQ(i, k16)
-		JL(LabelRef(body))
+			i := GP64()
+			XORQ(i, i)
+			k16 := Load(Param("k"), GP64())
+			ANDQ(I32(-16), k16)
+			SHLQ(U8(2), k16)
+			body, check, done := lb.next("body"), lb.next("check"), lb.next("pass_done")
+			JMP(LabelRef(check))
+			Label(body)
+			step(i, 32*h)
+			ADDQ(U8(64), i)
+			Label(check)
+			CMPQ(i, k16)
+			JL(LabelRef(body))
 
-		// One more whole vector, then the masked tail, as in matvec.
-		kmain := Load(Param("k"), GP64())
-		ANDQ(I32(-8), kmain)
-		SHLQ(U8(2), kmain)
-		CMPQ(i, kmain)
-		JGE(LabelRef(tail))
-		step(i, 0, 0)
-		ADDQ(U8(32), i)
-
-		Label(tail)
-		rem := Load(Param("k"), GP64())
-		ANDQ(U8(7), rem)
-		JZ(LabelRef(reduce))
-		m := YMM()
-		loadMask(rem, m)
-		ws := make([]VecVirtual, R)
-		for r := range ws {
-			ws[r] = YMM()
-			VMASKMOVPS(Mem{Base: wr[r], Index: i, Scale: 1}, m, ws[r])
+			kmain := Load(Param("k"), GP64())
+			ANDQ(I32(-8), kmain)
+			SHLQ(U8(2), kmain)
+			if h == 0 {
+				// One more whole vector, as in matvec.
+				CMPQ(i, kmain)
+				JGE(LabelRef(done))
+				step(i, 0)
+			} else {
+				// The masked tail, past that vector.
+				rem := Load(Param("k"), GP64())
+				ANDQ(U8(7), rem)
+				JZ(LabelRef(done))
+				m := YMM()
+				loadMask(rem, m)
+				for t := 0; t < Tt; t++ {
+					xv := YMM()
+					VMASKMOVPS(Mem{Base: xs[t], Index: kmain, Scale: 1}, m, xv)
+					for r := 0; r < R; r++ {
+						wv := YMM()
+						VMASKMOVPS(Mem{Base: wr[r], Index: kmain, Scale: 1}, m, wv)
+						VFMADD231PS(xv, wv, acc[r][t])
+					}
+				}
+			}
+			Label(done)
+			return acc
 		}
-		for t := 0; t < Tt; t++ {
-			xv := YMM()
-			VMASKMOVPS(Mem{Base: xs[t], Index: i, Scale: 1}, m, xv)
-			for r := 0; r < R; r++ {
-				VFMADD231PS(xv, ws[r], acc[r][t][1])
+
+		odd := pass(1)
+		for r := range odd {
+			for t := range odd[r] {
+				VMOVUPS(odd[r][t], savedAt(r, t))
 			}
 		}
+		even := pass(0)
 
-		Label(reduce)
 		final, next := lb.next("final"), lb.next("next")
-		sg = Load(Param("seg"), GP64())
+		sg := Load(Param("seg"), GP64())
 		TESTQ(U32(2), sg)
 		JNZ(LabelRef(final))
-		stateAt(func(r, t int, m Mem) {
-			VMOVUPS(acc[r][t][0], m)
-			m.Disp += 32
-			VMOVUPS(acc[r][t][1], m)
+		stateAt(0, func(r, t int, m Mem) { VMOVUPS(even[r][t], m) })
+		stateAt(1, func(r, t int, m Mem) {
+			y := YMM()
+			VMOVUPS(savedAt(r, t), y)
+			VMOVUPS(y, m)
 		})
 		JMP(LabelRef(next))
+
 		Label(final)
-		// The (token, row) sums, token by token, four lanes of reduce4 at a time (the
-		// lanes left over sum a zeroed register); then each lane's bias by one add, and
-		// the lanes stored.
-		type item struct {
-			t, r int
-			v    VecVirtual
-		}
-		var items []item
-		for t := 0; t < Tt; t++ {
-			for r := 0; r < R; r++ {
-				VADDPS(acc[r][t][1], acc[r][t][0], acc[r][t][0])
-				items = append(items, item{t, r, acc[r][t][0]})
-			}
-		}
-		d := Load(Param("dst"), GP64())
-		off := GP64()
-		MOVQ(goff, off)
-		ADDQ(off, d)
+		d := GP64()
+		MOVQ(dcur, d)
 		ldd := bytesOf("ldd")
-		cur := 0 // the token d points at
-		for g := 0; g < len(items); g += 4 {
-			grp := items[g:min(g+4, len(items))]
-			vs := make([]VecVirtual, 4)
-			for j := range vs {
-				if j < len(grp) {
-					vs[j] = grp[j].v
-				} else {
-					vs[j] = YMM()
-					zero(vs[j])
-				}
+		for t := 0; t < Tt; t++ {
+			if t > 0 {
+				ADDQ(ldd, d)
 			}
-			h := reduce4(vs[0], vs[1], vs[2], vs[3])
+			for r := 0; r < R; r++ {
+				VADDPS(savedAt(r, t), even[r][t], even[r][t])
+			}
+			var h Register
+			if R == 4 {
+				h = reduce4(even[0][t], even[1][t], even[2][t], even[3][t])
+			} else {
+				h = hsumPairwise(even[0][t])
+			}
 			nob := lb.next("nobias")
 			b := Load(Param("bias"), GP64())
 			TESTQ(b, b)
 			JZ(LabelRef(nob))
-			ADDQ(off, b)
-			bv := XMM()
-			for j, it := range grp {
-				if j == 0 {
-					VMOVSS(Mem{Base: b, Disp: 4 * it.r}, bv)
-				} else {
-					VINSERTPS(U8(j<<4), Mem{Base: b, Disp: 4 * it.r}, bv, bv)
-				}
+			o := GP64()
+			MOVQ(goff, o)
+			if R == 4 {
+				VADDPS(Mem{Base: b, Index: o, Scale: 1}, h, h)
+			} else {
+				VADDSS(Mem{Base: b, Index: o, Scale: 1}, h, h)
 			}
-			VADDPS(bv, h, h)
 			Label(nob)
-			for j, it := range grp {
-				for ; cur < it.t; cur++ {
-					ADDQ(ldd, d)
-				}
-				if j == 0 {
-					VMOVSS(h, Mem{Base: d, Disp: 4 * it.r})
-				} else {
-					VEXTRACTPS(U8(j), h, Mem{Base: d, Disp: 4 * it.r})
-				}
+			if R == 4 {
+				VMOVUPS(h, Mem{Base: d})
+			} else {
+				VMOVSS(h, Mem{Base: d})
 			}
 		}
-		// The next group of rows.
-		Label(next)
-		ADDQ(U8(4*R), goff)
-		ldw := bytesOf("ldw")
-		if R > 1 {
-			IMUL3Q(Imm(uint64(R)), ldw, ldw)
-		}
-		ADDQ(ldw, wcur)
-		DECQ(gleft)
-		JNZ(LabelRef(group))
 
 		// The next block's tokens.
-		dn := Load(Param("dst"), GP64())
+		Label(next)
 		ldd = bytesOf("ldd")
 		IMUL3Q(Imm(uint64(Tt)), ldd, ldd)
-		ADDQ(ldd, dn)
-		Store(dn, Param("dst"))
-		xn := Load(Param("x"), GP64())
+		ADDQ(ldd, dcur)
 		ldx := bytesOf("ldx")
 		if Tt > 1 {
 			IMUL3Q(Imm(uint64(Tt)), ldx, ldx)
 		}
-		ADDQ(ldx, xn)
-		Store(xn, Param("x"))
-		n := Load(Param("T"), GP64())
-		SUBQ(Imm(uint64(Tt)), n)
-		Store(n, Param("T"))
-		sn := Load(Param("st"), GP64())
-		ldst := Load(Param("groups"), GP64())
-		SHLQ(U8(uint8(6+log2(R))), ldst)
-		IMUL3Q(Imm(uint64(Tt)), ldst, ldst)
-		ADDQ(ldst, sn)
-		Store(sn, Param("st"))
+		ADDQ(ldx, xcur)
+		ldst := ldstBytes()
+		if Tt > 1 {
+			IMUL3Q(Imm(uint64(Tt)), ldst, ldst)
+		}
+		ADDQ(ldst, scur)
+		SUBQ(Imm(uint64(Tt)), tleft)
 	}
 
 	loop, done := lb.next("tokens"), lb.next("tokens_done")
 	Label(loop)
-	n := Load(Param("T"), GP64())
-	CMPQ(n, Imm(uint64(Tb)))
+	CMPQ(tleft, Imm(uint64(Tb)))
 	JL(LabelRef(done))
 	block(Tb)
 	JMP(LabelRef(loop))
 	Label(done)
 	for s := Tb - 1; s >= 1; s-- {
 		skip := lb.next("skip")
-		n := Load(Param("T"), GP64())
-		CMPQ(n, Imm(uint64(s)))
+		CMPQ(tleft, Imm(uint64(s)))
 		JL(LabelRef(skip))
 		block(s)
 		Label(skip)
 	}
+
+	// The next group of rows.
+	ADDQ(U8(4*R), goff)
+	ldw := bytesOf("ldw")
+	if R > 1 {
+		IMUL3Q(Imm(uint64(R)), ldw, ldw)
+	}
+	ADDQ(ldw, wcur)
+	DECQ(gleft)
+	JNZ(LabelRef(group))
 	VZEROUPPER()
 	RET()
 }
