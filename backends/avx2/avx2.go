@@ -77,9 +77,9 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 // register-blocked micro-kernel (gemm4; gemm1 for the rows%4 left over) over each block
 // of four rows and all tokens, so each weight row is read from memory once while the
 // inputs (T·Cols floats) stay in L2/L3; rows longer than 1024 columns go a segment of
-// 1024 at a time, their accumulators kept in scratch in between (gemmRows). The GEMM sums every (row, token) product
-// exactly as matvec and matvecSpread sum a row, so a token's results are the bits it
-// gets alone (T = 1), whatever T and the other tokens.
+// 1024 at a time, their accumulators kept in scratch in between (gemmRows). The GEMM
+// sums every (row, token) product exactly as matvec and matvecSpread sum a row, so a
+// token's results are the bits it gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
 		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)

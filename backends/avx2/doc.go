@@ -5,7 +5,7 @@
 // architectures and with the purego build tag the package is empty and registers
 // nothing.
 //
-// The kernels: MatMul (a 4-row streaming matrix–vector product for T = 1, a 2-row ×
+// The kernels: MatMul (a 4-row streaming matrix–vector product for T = 1, a 4-row ×
 // 3-token register-blocked micro-kernel for T > 1 that sums each row as the T = 1
 // kernel does, so that a token's results do not depend on T), Dot, Attention and
 // AttentionF16 (the scores by the matrix–vector kernel over the strided keys, softmax,
