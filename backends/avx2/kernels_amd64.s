@@ -253,7 +253,7 @@ gemm4_check12:
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_pass_done13
+	JGE         gemm4_more14
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -274,10 +274,10 @@ gemm4_check12:
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
 
-gemm4_pass_done13:
+gemm4_more14:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final14
+	JNZ     gemm4_final15
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -324,9 +324,9 @@ gemm4_pass_done13:
 	VMOVUPS Y0, 160(AX)
 	VMOVUPS 408(SP), Y0
 	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next15
+	JMP     gemm4_next16
 
-gemm4_final14:
+gemm4_final15:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -341,11 +341,11 @@ gemm4_final14:
 	VADDPS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias16
+	JZ           gemm4_nobias17
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias16:
+gemm4_nobias17:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       184(SP), Y1, Y1
@@ -359,11 +359,11 @@ gemm4_nobias16:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias17
+	JZ           gemm4_nobias18
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X1, X1
 
-gemm4_nobias17:
+gemm4_nobias18:
 	VMOVUPS      X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       312(SP), Y2, Y2
@@ -377,14 +377,14 @@ gemm4_nobias17:
 	VADDPS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias18
+	JZ           gemm4_nobias19
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X2, X2
 
-gemm4_nobias18:
+gemm4_nobias19:
 	VMOVUPS X2, (AX)
 
-gemm4_next15:
+gemm4_next16:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -402,7 +402,7 @@ gemm4_next15:
 
 gemm4_tokens_done3:
 	CMPQ 40(SP), $0x02
-	JL   gemm4_skip19
+	JL   gemm4_skip20
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -417,7 +417,7 @@ gemm4_tokens_done3:
 	LEAQ    (DI)(BX*1), BX
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh20
+	JNZ     gemm4_fresh21
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -430,9 +430,9 @@ gemm4_tokens_done3:
 	VMOVUPS 96(R8), Y3
 	VMOVUPS 160(R8), Y5
 	VMOVUPS 224(R8), Y7
-	JMP     gemm4_started21
+	JMP     gemm4_started22
 
-gemm4_fresh20:
+gemm4_fresh21:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -442,14 +442,14 @@ gemm4_fresh20:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started21:
+gemm4_started22:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-16, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check23
+	JMP  gemm4_check24
 
-gemm4_body22:
+gemm4_body23:
 	VMOVUPS     32(AX)(R8*1), Y8
 	VMOVUPS     32(CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*1), Y10
@@ -466,15 +466,15 @@ gemm4_body22:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_check23:
+gemm4_check24:
 	CMPQ        R8, R9
-	JL          gemm4_body22
+	JL          gemm4_body23
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm4_pass_done24
+	JZ          gemm4_pass_done25
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R9, R10
@@ -498,7 +498,7 @@ gemm4_check23:
 	VMASKMOVPS  (BX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done24:
+gemm4_pass_done25:
 	VMOVUPS Y0, 56(SP)
 	VMOVUPS Y1, 184(SP)
 	VMOVUPS Y2, 88(SP)
@@ -509,7 +509,7 @@ gemm4_pass_done24:
 	VMOVUPS Y7, 280(SP)
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh25
+	JNZ     gemm4_fresh26
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -522,9 +522,9 @@ gemm4_pass_done24:
 	VMOVUPS 64(R8), Y3
 	VMOVUPS 128(R8), Y5
 	VMOVUPS 192(R8), Y7
-	JMP     gemm4_started26
+	JMP     gemm4_started27
 
-gemm4_fresh25:
+gemm4_fresh26:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -534,14 +534,14 @@ gemm4_fresh25:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started26:
+gemm4_started27:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-16, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check28
+	JMP  gemm4_check29
 
-gemm4_body27:
+gemm4_body28:
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -558,14 +558,14 @@ gemm4_body27:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_check28:
+gemm4_check29:
 	CMPQ        R8, R9
-	JL          gemm4_body27
+	JL          gemm4_body28
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_pass_done29
+	JGE         gemm4_more31
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -581,10 +581,10 @@ gemm4_check28:
 	VFMADD231PS Y8, Y10, Y6
 	VFMADD231PS Y9, Y10, Y7
 
-gemm4_pass_done29:
+gemm4_more31:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final30
+	JNZ     gemm4_final32
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -617,9 +617,9 @@ gemm4_pass_done29:
 	VMOVUPS Y0, 160(AX)
 	VMOVUPS 280(SP), Y0
 	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next31
+	JMP     gemm4_next33
 
-gemm4_final30:
+gemm4_final32:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -634,11 +634,11 @@ gemm4_final30:
 	VADDPS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias32
+	JZ           gemm4_nobias34
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias32:
+gemm4_nobias34:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       184(SP), Y1, Y1
@@ -652,14 +652,14 @@ gemm4_nobias32:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias33
+	JZ           gemm4_nobias35
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X1, X1
 
-gemm4_nobias33:
+gemm4_nobias35:
 	VMOVUPS X1, (AX)
 
-gemm4_next31:
+gemm4_next33:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -674,9 +674,9 @@ gemm4_next31:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4_skip19:
+gemm4_skip20:
 	CMPQ 40(SP), $0x01
-	JL   gemm4_skip34
+	JL   gemm4_skip36
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -688,72 +688,7 @@ gemm4_skip19:
 	LEAQ    (SI)(DX*1), DX
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm4_fresh35
-	MOVQ    48(SP), DI
-	MOVQ    groups+72(FP), R8
-	SHLQ    $0x08, R8
-	VMOVUPS 32(DI), Y0
-	VMOVUPS 96(DI), Y1
-	VMOVUPS 160(DI), Y2
-	VMOVUPS 224(DI), Y3
-	JMP     gemm4_started36
-
-gemm4_fresh35:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-gemm4_started36:
-	XORQ DI, DI
-	MOVQ k+56(FP), R8
-	ANDQ $-16, R8
-	SHLQ $0x02, R8
-	JMP  gemm4_check38
-
-gemm4_body37:
-	VMOVUPS     32(AX)(DI*1), Y4
-	VMOVUPS     32(CX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y0
-	VMOVUPS     32(BX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y1
-	VMOVUPS     32(SI)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y2
-	VMOVUPS     32(DX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y3
-	ADDQ        $0x40, DI
-
-gemm4_check38:
-	CMPQ        DI, R8
-	JL          gemm4_body37
-	MOVQ        k+56(FP), DI
-	ANDQ        $-8, DI
-	SHLQ        $0x02, DI
-	MOVQ        k+56(FP), R8
-	ANDQ        $0x07, R8
-	JZ          gemm4_pass_done39
-	LEAQ        tailmask<>+0(SB), R10
-	MOVQ        $0x00000008, R9
-	SUBQ        R8, R9
-	VMOVUPS     (R10)(R9*4), Y4
-	VMASKMOVPS  (AX)(DI*1), Y4, Y5
-	VMASKMOVPS  (CX)(DI*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y0
-	VMASKMOVPS  (BX)(DI*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y1
-	VMASKMOVPS  (SI)(DI*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y2
-	VMASKMOVPS  (DX)(DI*1), Y4, Y4
-	VFMADD231PS Y5, Y4, Y3
-
-gemm4_pass_done39:
-	VMOVUPS Y0, 56(SP)
-	VMOVUPS Y1, 88(SP)
-	VMOVUPS Y2, 120(SP)
-	VMOVUPS Y3, 152(SP)
-	MOVQ    seg+88(FP), DI
-	TESTQ   $0x00000001, DI
-	JNZ     gemm4_fresh40
+	JNZ     gemm4_fresh37
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x08, R8
@@ -761,55 +696,93 @@ gemm4_pass_done39:
 	VMOVUPS 64(DI), Y1
 	VMOVUPS 128(DI), Y2
 	VMOVUPS 192(DI), Y3
-	JMP     gemm4_started41
+	MOVQ    48(SP), DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x08, R8
+	VMOVUPS 32(DI), Y4
+	VMOVUPS 96(DI), Y5
+	VMOVUPS 160(DI), Y6
+	VMOVUPS 224(DI), Y7
+	JMP     gemm4_started38
 
-gemm4_fresh40:
+gemm4_fresh37:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
 
-gemm4_started41:
+gemm4_started38:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
 	ANDQ $-16, R8
 	SHLQ $0x02, R8
-	JMP  gemm4_check43
+	JMP  gemm4_check40
 
-gemm4_body42:
-	VMOVUPS     (AX)(DI*1), Y4
-	VMOVUPS     (CX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y0
-	VMOVUPS     (BX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y1
-	VMOVUPS     (SI)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y2
-	VMOVUPS     (DX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y3
+gemm4_body39:
+	VMOVUPS     (AX)(DI*1), Y8
+	VMOVUPS     (CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     (BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     (SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     (DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     32(AX)(DI*1), Y8
+	VMOVUPS     32(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     32(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     32(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     32(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x40, DI
 
-gemm4_check43:
+gemm4_check40:
 	CMPQ        DI, R8
-	JL          gemm4_body42
+	JL          gemm4_body39
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm4_pass_done44
-	VMOVUPS     (AX)(DI*1), Y4
-	VMOVUPS     (CX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y0
-	VMOVUPS     (BX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y1
-	VMOVUPS     (SI)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y2
-	VMOVUPS     (DX)(DI*1), Y5
-	VFMADD231PS Y4, Y5, Y3
+	JGE         gemm4_more42
+	VMOVUPS     (AX)(DI*1), Y8
+	VMOVUPS     (CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     (BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     (SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     (DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
 
-gemm4_pass_done44:
+gemm4_more42:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x07, DI
+	JZ          gemm4_pass_done41
+	LEAQ        tailmask<>+0(SB), R10
+	MOVQ        $0x00000008, R9
+	SUBQ        DI, R9
+	VMOVUPS     (R10)(R9*4), Y8
+	VMASKMOVPS  (AX)(R8*1), Y8, Y9
+	VMASKMOVPS  (CX)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y4
+	VMASKMOVPS  (BX)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y5
+	VMASKMOVPS  (SI)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y6
+	VMASKMOVPS  (DX)(R8*1), Y8, Y8
+	VFMADD231PS Y9, Y8, Y7
+
+gemm4_pass_done41:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final45
+	JNZ     gemm4_final43
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -820,24 +793,20 @@ gemm4_pass_done44:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
-	VMOVUPS 56(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 88(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 120(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 152(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next46
+	VMOVUPS Y4, 32(AX)
+	VMOVUPS Y5, 96(AX)
+	VMOVUPS Y6, 160(AX)
+	VMOVUPS Y7, 224(AX)
+	JMP     gemm4_next44
 
-gemm4_final45:
+gemm4_final43:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
-	VADDPS       88(SP), Y1, Y1
-	VADDPS       120(SP), Y2, Y2
-	VADDPS       152(SP), Y3, Y3
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y7, Y3, Y3
 	VHADDPS      Y1, Y0, Y0
 	VHADDPS      Y3, Y2, Y2
 	VHADDPS      Y2, Y0, Y0
@@ -845,14 +814,14 @@ gemm4_final45:
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias47
+	JZ           gemm4_nobias45
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X0, X0
 
-gemm4_nobias47:
+gemm4_nobias45:
 	VMOVUPS X0, (AX)
 
-gemm4_next46:
+gemm4_next44:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -865,7 +834,7 @@ gemm4_next46:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4_skip34:
+gemm4_skip36:
 	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
@@ -920,89 +889,6 @@ gemm1_tokens2:
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x06, R10
-	VMOVUPS 32(R9), Y0
-	ADDQ    R10, R9
-	VMOVUPS 32(R9), Y1
-	ADDQ    R10, R9
-	VMOVUPS 32(R9), Y2
-	ADDQ    R10, R9
-	VMOVUPS 32(R9), Y3
-	ADDQ    R10, R9
-	VMOVUPS 32(R9), Y4
-	ADDQ    R10, R9
-	VMOVUPS 32(R9), Y5
-	JMP     gemm1_started5
-
-gemm1_fresh4:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-
-gemm1_started5:
-	XORQ R9, R9
-	MOVQ k+56(FP), R10
-	ANDQ $-16, R10
-	SHLQ $0x02, R10
-	JMP  gemm1_check7
-
-gemm1_body6:
-	VMOVUPS     32(R8)(R9*1), Y6
-	VFMADD231PS 32(AX)(R9*1), Y6, Y0
-	VFMADD231PS 32(DX)(R9*1), Y6, Y1
-	VFMADD231PS 32(BX)(R9*1), Y6, Y2
-	VFMADD231PS 32(SI)(R9*1), Y6, Y3
-	VFMADD231PS 32(DI)(R9*1), Y6, Y4
-	VFMADD231PS 32(CX)(R9*1), Y6, Y5
-	ADDQ        $0x40, R9
-
-gemm1_check7:
-	CMPQ        R9, R10
-	JL          gemm1_body6
-	MOVQ        k+56(FP), R9
-	ANDQ        $-8, R9
-	SHLQ        $0x02, R9
-	MOVQ        k+56(FP), R10
-	ANDQ        $0x07, R10
-	JZ          gemm1_pass_done8
-	LEAQ        tailmask<>+0(SB), R12
-	MOVQ        $0x00000008, R11
-	SUBQ        R10, R11
-	VMOVUPS     (R12)(R11*4), Y6
-	VMASKMOVPS  (AX)(R9*1), Y6, Y7
-	VMASKMOVPS  (R8)(R9*1), Y6, Y8
-	VFMADD231PS Y7, Y8, Y0
-	VMASKMOVPS  (DX)(R9*1), Y6, Y7
-	VMASKMOVPS  (R8)(R9*1), Y6, Y8
-	VFMADD231PS Y7, Y8, Y1
-	VMASKMOVPS  (BX)(R9*1), Y6, Y7
-	VMASKMOVPS  (R8)(R9*1), Y6, Y8
-	VFMADD231PS Y7, Y8, Y2
-	VMASKMOVPS  (SI)(R9*1), Y6, Y7
-	VMASKMOVPS  (R8)(R9*1), Y6, Y8
-	VFMADD231PS Y7, Y8, Y3
-	VMASKMOVPS  (DI)(R9*1), Y6, Y7
-	VMASKMOVPS  (R8)(R9*1), Y6, Y8
-	VFMADD231PS Y7, Y8, Y4
-	VMASKMOVPS  (CX)(R9*1), Y6, Y7
-	VMASKMOVPS  (R8)(R9*1), Y6, Y6
-	VFMADD231PS Y7, Y6, Y5
-
-gemm1_pass_done8:
-	VMOVUPS Y0, 56(SP)
-	VMOVUPS Y1, 88(SP)
-	VMOVUPS Y2, 120(SP)
-	VMOVUPS Y3, 152(SP)
-	VMOVUPS Y4, 184(SP)
-	VMOVUPS Y5, 216(SP)
-	MOVQ    seg+88(FP), R9
-	TESTQ   $0x00000001, R9
-	JNZ     gemm1_fresh9
-	MOVQ    48(SP), R9
-	MOVQ    groups+72(FP), R10
-	SHLQ    $0x06, R10
 	VMOVUPS (R9), Y0
 	ADDQ    R10, R9
 	VMOVUPS (R9), Y1
@@ -1014,53 +900,107 @@ gemm1_pass_done8:
 	VMOVUPS (R9), Y4
 	ADDQ    R10, R9
 	VMOVUPS (R9), Y5
-	JMP     gemm1_started10
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x06, R10
+	VMOVUPS 32(R9), Y6
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y7
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y8
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y9
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y10
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y11
+	JMP     gemm1_started5
 
-gemm1_fresh9:
+gemm1_fresh4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
 
-gemm1_started10:
+gemm1_started5:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
 	ANDQ $-16, R10
 	SHLQ $0x02, R10
-	JMP  gemm1_check12
+	JMP  gemm1_check7
 
-gemm1_body11:
-	VMOVUPS     (R8)(R9*1), Y6
-	VFMADD231PS (AX)(R9*1), Y6, Y0
-	VFMADD231PS (DX)(R9*1), Y6, Y1
-	VFMADD231PS (BX)(R9*1), Y6, Y2
-	VFMADD231PS (SI)(R9*1), Y6, Y3
-	VFMADD231PS (DI)(R9*1), Y6, Y4
-	VFMADD231PS (CX)(R9*1), Y6, Y5
+gemm1_body6:
+	VMOVUPS     (R8)(R9*1), Y12
+	VFMADD231PS (AX)(R9*1), Y12, Y0
+	VFMADD231PS (DX)(R9*1), Y12, Y1
+	VFMADD231PS (BX)(R9*1), Y12, Y2
+	VFMADD231PS (SI)(R9*1), Y12, Y3
+	VFMADD231PS (DI)(R9*1), Y12, Y4
+	VFMADD231PS (CX)(R9*1), Y12, Y5
+	VMOVUPS     32(R8)(R9*1), Y12
+	VFMADD231PS 32(AX)(R9*1), Y12, Y6
+	VFMADD231PS 32(DX)(R9*1), Y12, Y7
+	VFMADD231PS 32(BX)(R9*1), Y12, Y8
+	VFMADD231PS 32(SI)(R9*1), Y12, Y9
+	VFMADD231PS 32(DI)(R9*1), Y12, Y10
+	VFMADD231PS 32(CX)(R9*1), Y12, Y11
 	ADDQ        $0x40, R9
 
-gemm1_check12:
+gemm1_check7:
 	CMPQ        R9, R10
-	JL          gemm1_body11
+	JL          gemm1_body6
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm1_pass_done13
-	VMOVUPS     (R8)(R9*1), Y6
-	VFMADD231PS (AX)(R9*1), Y6, Y0
-	VFMADD231PS (DX)(R9*1), Y6, Y1
-	VFMADD231PS (BX)(R9*1), Y6, Y2
-	VFMADD231PS (SI)(R9*1), Y6, Y3
-	VFMADD231PS (DI)(R9*1), Y6, Y4
-	VFMADD231PS (CX)(R9*1), Y6, Y5
+	JGE         gemm1_more9
+	VMOVUPS     (R8)(R9*1), Y12
+	VFMADD231PS (AX)(R9*1), Y12, Y0
+	VFMADD231PS (DX)(R9*1), Y12, Y1
+	VFMADD231PS (BX)(R9*1), Y12, Y2
+	VFMADD231PS (SI)(R9*1), Y12, Y3
+	VFMADD231PS (DI)(R9*1), Y12, Y4
+	VFMADD231PS (CX)(R9*1), Y12, Y5
 
-gemm1_pass_done13:
+gemm1_more9:
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x07, R9
+	JZ          gemm1_pass_done8
+	LEAQ        tailmask<>+0(SB), R12
+	MOVQ        $0x00000008, R11
+	SUBQ        R9, R11
+	VMOVUPS     (R12)(R11*4), Y12
+	VMASKMOVPS  (AX)(R10*1), Y12, Y13
+	VMASKMOVPS  (R8)(R10*1), Y12, Y14
+	VFMADD231PS Y13, Y14, Y6
+	VMASKMOVPS  (DX)(R10*1), Y12, Y13
+	VMASKMOVPS  (R8)(R10*1), Y12, Y14
+	VFMADD231PS Y13, Y14, Y7
+	VMASKMOVPS  (BX)(R10*1), Y12, Y13
+	VMASKMOVPS  (R8)(R10*1), Y12, Y14
+	VFMADD231PS Y13, Y14, Y8
+	VMASKMOVPS  (SI)(R10*1), Y12, Y13
+	VMASKMOVPS  (R8)(R10*1), Y12, Y14
+	VFMADD231PS Y13, Y14, Y9
+	VMASKMOVPS  (DI)(R10*1), Y12, Y13
+	VMASKMOVPS  (R8)(R10*1), Y12, Y14
+	VFMADD231PS Y13, Y14, Y10
+	VMASKMOVPS  (CX)(R10*1), Y12, Y13
+	VMASKMOVPS  (R8)(R10*1), Y12, Y12
+	VFMADD231PS Y13, Y12, Y11
+
+gemm1_pass_done8:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final14
+	JNZ     gemm1_final10
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1078,114 +1018,108 @@ gemm1_pass_done13:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
-	VMOVUPS 56(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y6, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 88(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y7, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 120(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y8, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 152(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y9, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 184(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y10, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 216(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	JMP     gemm1_next15
+	VMOVUPS Y11, 32(AX)
+	JMP     gemm1_next11
 
-gemm1_final14:
+gemm1_final10:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
+	VADDPS       Y6, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X6
 	VADDSS       X6, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias16
+	JZ           gemm1_nobias12
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias16:
+gemm1_nobias12:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       88(SP), Y1, Y1
+	VADDPS       Y7, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias17
+	JZ           gemm1_nobias13
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias17:
+gemm1_nobias13:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
-	VADDPS       120(SP), Y2, Y2
+	VADDPS       Y8, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias18
+	JZ           gemm1_nobias14
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias18:
+gemm1_nobias14:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
-	VADDPS       152(SP), Y3, Y3
+	VADDPS       Y9, Y3, Y3
 	VHADDPS      Y3, Y3, Y3
 	VHADDPS      Y3, Y3, Y3
 	VEXTRACTF128 $0x01, Y3, X0
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias19
+	JZ           gemm1_nobias15
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias19:
+gemm1_nobias15:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
-	VADDPS       184(SP), Y4, Y4
+	VADDPS       Y10, Y4, Y4
 	VHADDPS      Y4, Y4, Y4
 	VHADDPS      Y4, Y4, Y4
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias20
+	JZ           gemm1_nobias16
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X4, X4
 
-gemm1_nobias20:
+gemm1_nobias16:
 	VMOVSS       X4, (AX)
 	ADDQ         CX, AX
-	VADDPS       216(SP), Y5, Y5
+	VADDPS       Y11, Y5, Y5
 	VHADDPS      Y5, Y5, Y5
 	VHADDPS      Y5, Y5, Y5
 	VEXTRACTF128 $0x01, Y5, X0
 	VADDSS       X0, X5, X5
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias21
+	JZ           gemm1_nobias17
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X5, X5
 
-gemm1_nobias21:
+gemm1_nobias17:
 	VMOVSS X5, (AX)
 
-gemm1_next15:
+gemm1_next11:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x06, AX, AX
@@ -1203,7 +1137,7 @@ gemm1_next15:
 
 gemm1_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm1_skip22
+	JL   gemm1_skip18
 
 	// 1 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -1216,82 +1150,7 @@ gemm1_tokens_done3:
 	MOVQ    (SP), DI
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm1_fresh23
-	MOVQ    48(SP), R8
-	MOVQ    groups+72(FP), R9
-	SHLQ    $0x06, R9
-	VMOVUPS 32(R8), Y0
-	ADDQ    R9, R8
-	VMOVUPS 32(R8), Y1
-	ADDQ    R9, R8
-	VMOVUPS 32(R8), Y2
-	ADDQ    R9, R8
-	VMOVUPS 32(R8), Y3
-	ADDQ    R9, R8
-	VMOVUPS 32(R8), Y4
-	JMP     gemm1_started24
-
-gemm1_fresh23:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-gemm1_started24:
-	XORQ R8, R8
-	MOVQ k+56(FP), R9
-	ANDQ $-16, R9
-	SHLQ $0x02, R9
-	JMP  gemm1_check26
-
-gemm1_body25:
-	VMOVUPS     32(DI)(R8*1), Y5
-	VFMADD231PS 32(AX)(R8*1), Y5, Y0
-	VFMADD231PS 32(DX)(R8*1), Y5, Y1
-	VFMADD231PS 32(BX)(R8*1), Y5, Y2
-	VFMADD231PS 32(SI)(R8*1), Y5, Y3
-	VFMADD231PS 32(CX)(R8*1), Y5, Y4
-	ADDQ        $0x40, R8
-
-gemm1_check26:
-	CMPQ        R8, R9
-	JL          gemm1_body25
-	MOVQ        k+56(FP), R8
-	ANDQ        $-8, R8
-	SHLQ        $0x02, R8
-	MOVQ        k+56(FP), R9
-	ANDQ        $0x07, R9
-	JZ          gemm1_pass_done27
-	LEAQ        tailmask<>+0(SB), R11
-	MOVQ        $0x00000008, R10
-	SUBQ        R9, R10
-	VMOVUPS     (R11)(R10*4), Y5
-	VMASKMOVPS  (AX)(R8*1), Y5, Y6
-	VMASKMOVPS  (DI)(R8*1), Y5, Y7
-	VFMADD231PS Y6, Y7, Y0
-	VMASKMOVPS  (DX)(R8*1), Y5, Y6
-	VMASKMOVPS  (DI)(R8*1), Y5, Y7
-	VFMADD231PS Y6, Y7, Y1
-	VMASKMOVPS  (BX)(R8*1), Y5, Y6
-	VMASKMOVPS  (DI)(R8*1), Y5, Y7
-	VFMADD231PS Y6, Y7, Y2
-	VMASKMOVPS  (SI)(R8*1), Y5, Y6
-	VMASKMOVPS  (DI)(R8*1), Y5, Y7
-	VFMADD231PS Y6, Y7, Y3
-	VMASKMOVPS  (CX)(R8*1), Y5, Y6
-	VMASKMOVPS  (DI)(R8*1), Y5, Y5
-	VFMADD231PS Y6, Y5, Y4
-
-gemm1_pass_done27:
-	VMOVUPS Y0, 56(SP)
-	VMOVUPS Y1, 88(SP)
-	VMOVUPS Y2, 120(SP)
-	VMOVUPS Y3, 152(SP)
-	VMOVUPS Y4, 184(SP)
-	MOVQ    seg+88(FP), R8
-	TESTQ   $0x00000001, R8
-	JNZ     gemm1_fresh28
+	JNZ     gemm1_fresh19
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x06, R9
@@ -1304,50 +1163,97 @@ gemm1_pass_done27:
 	VMOVUPS (R8), Y3
 	ADDQ    R9, R8
 	VMOVUPS (R8), Y4
-	JMP     gemm1_started29
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x06, R9
+	VMOVUPS 32(R8), Y5
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y6
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y7
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y8
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y9
+	JMP     gemm1_started20
 
-gemm1_fresh28:
+gemm1_fresh19:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
 
-gemm1_started29:
+gemm1_started20:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-16, R9
 	SHLQ $0x02, R9
-	JMP  gemm1_check31
+	JMP  gemm1_check22
 
-gemm1_body30:
-	VMOVUPS     (DI)(R8*1), Y5
-	VFMADD231PS (AX)(R8*1), Y5, Y0
-	VFMADD231PS (DX)(R8*1), Y5, Y1
-	VFMADD231PS (BX)(R8*1), Y5, Y2
-	VFMADD231PS (SI)(R8*1), Y5, Y3
-	VFMADD231PS (CX)(R8*1), Y5, Y4
+gemm1_body21:
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS (AX)(R8*1), Y10, Y0
+	VFMADD231PS (DX)(R8*1), Y10, Y1
+	VFMADD231PS (BX)(R8*1), Y10, Y2
+	VFMADD231PS (SI)(R8*1), Y10, Y3
+	VFMADD231PS (CX)(R8*1), Y10, Y4
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS 32(AX)(R8*1), Y10, Y5
+	VFMADD231PS 32(DX)(R8*1), Y10, Y6
+	VFMADD231PS 32(BX)(R8*1), Y10, Y7
+	VFMADD231PS 32(SI)(R8*1), Y10, Y8
+	VFMADD231PS 32(CX)(R8*1), Y10, Y9
 	ADDQ        $0x40, R8
 
-gemm1_check31:
+gemm1_check22:
 	CMPQ        R8, R9
-	JL          gemm1_body30
+	JL          gemm1_body21
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm1_pass_done32
-	VMOVUPS     (DI)(R8*1), Y5
-	VFMADD231PS (AX)(R8*1), Y5, Y0
-	VFMADD231PS (DX)(R8*1), Y5, Y1
-	VFMADD231PS (BX)(R8*1), Y5, Y2
-	VFMADD231PS (SI)(R8*1), Y5, Y3
-	VFMADD231PS (CX)(R8*1), Y5, Y4
+	JGE         gemm1_more24
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS (AX)(R8*1), Y10, Y0
+	VFMADD231PS (DX)(R8*1), Y10, Y1
+	VFMADD231PS (BX)(R8*1), Y10, Y2
+	VFMADD231PS (SI)(R8*1), Y10, Y3
+	VFMADD231PS (CX)(R8*1), Y10, Y4
 
-gemm1_pass_done32:
+gemm1_more24:
+	MOVQ        k+56(FP), R8
+	ANDQ        $0x07, R8
+	JZ          gemm1_pass_done23
+	LEAQ        tailmask<>+0(SB), R11
+	MOVQ        $0x00000008, R10
+	SUBQ        R8, R10
+	VMOVUPS     (R11)(R10*4), Y10
+	VMASKMOVPS  (AX)(R9*1), Y10, Y11
+	VMASKMOVPS  (DI)(R9*1), Y10, Y12
+	VFMADD231PS Y11, Y12, Y5
+	VMASKMOVPS  (DX)(R9*1), Y10, Y11
+	VMASKMOVPS  (DI)(R9*1), Y10, Y12
+	VFMADD231PS Y11, Y12, Y6
+	VMASKMOVPS  (BX)(R9*1), Y10, Y11
+	VMASKMOVPS  (DI)(R9*1), Y10, Y12
+	VFMADD231PS Y11, Y12, Y7
+	VMASKMOVPS  (SI)(R9*1), Y10, Y11
+	VMASKMOVPS  (DI)(R9*1), Y10, Y12
+	VFMADD231PS Y11, Y12, Y8
+	VMASKMOVPS  (CX)(R9*1), Y10, Y11
+	VMASKMOVPS  (DI)(R9*1), Y10, Y10
+	VFMADD231PS Y11, Y10, Y9
+
+gemm1_pass_done23:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final33
+	JNZ     gemm1_final25
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1363,97 +1269,92 @@ gemm1_pass_done32:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
-	VMOVUPS 56(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y5, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 88(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y6, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 120(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y7, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 152(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y8, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 184(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	JMP     gemm1_next34
+	VMOVUPS Y9, 32(AX)
+	JMP     gemm1_next26
 
-gemm1_final33:
+gemm1_final25:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
+	VADDPS       Y5, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X5
 	VADDSS       X5, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias35
+	JZ           gemm1_nobias27
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias35:
+gemm1_nobias27:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       88(SP), Y1, Y1
+	VADDPS       Y6, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias36
+	JZ           gemm1_nobias28
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias36:
+gemm1_nobias28:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
-	VADDPS       120(SP), Y2, Y2
+	VADDPS       Y7, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias37
+	JZ           gemm1_nobias29
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias37:
+gemm1_nobias29:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
-	VADDPS       152(SP), Y3, Y3
+	VADDPS       Y8, Y3, Y3
 	VHADDPS      Y3, Y3, Y3
 	VHADDPS      Y3, Y3, Y3
 	VEXTRACTF128 $0x01, Y3, X0
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias38
+	JZ           gemm1_nobias30
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias38:
+gemm1_nobias30:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
-	VADDPS       184(SP), Y4, Y4
+	VADDPS       Y9, Y4, Y4
 	VHADDPS      Y4, Y4, Y4
 	VHADDPS      Y4, Y4, Y4
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias39
+	JZ           gemm1_nobias31
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X4, X4
 
-gemm1_nobias39:
+gemm1_nobias31:
 	VMOVSS X4, (AX)
 
-gemm1_next34:
+gemm1_next26:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x05, AX, AX
@@ -1468,9 +1369,9 @@ gemm1_next34:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm1_skip22:
+gemm1_skip18:
 	CMPQ 40(SP), $0x04
-	JL   gemm1_skip40
+	JL   gemm1_skip32
 
 	// 1 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -1482,74 +1383,7 @@ gemm1_skip22:
 	MOVQ    (SP), SI
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm1_fresh41
-	MOVQ    48(SP), DI
-	MOVQ    groups+72(FP), R8
-	SHLQ    $0x06, R8
-	VMOVUPS 32(DI), Y0
-	ADDQ    R8, DI
-	VMOVUPS 32(DI), Y1
-	ADDQ    R8, DI
-	VMOVUPS 32(DI), Y2
-	ADDQ    R8, DI
-	VMOVUPS 32(DI), Y3
-	JMP     gemm1_started42
-
-gemm1_fresh41:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-gemm1_started42:
-	XORQ DI, DI
-	MOVQ k+56(FP), R8
-	ANDQ $-16, R8
-	SHLQ $0x02, R8
-	JMP  gemm1_check44
-
-gemm1_body43:
-	VMOVUPS     32(SI)(DI*1), Y4
-	VFMADD231PS 32(AX)(DI*1), Y4, Y0
-	VFMADD231PS 32(DX)(DI*1), Y4, Y1
-	VFMADD231PS 32(BX)(DI*1), Y4, Y2
-	VFMADD231PS 32(CX)(DI*1), Y4, Y3
-	ADDQ        $0x40, DI
-
-gemm1_check44:
-	CMPQ        DI, R8
-	JL          gemm1_body43
-	MOVQ        k+56(FP), DI
-	ANDQ        $-8, DI
-	SHLQ        $0x02, DI
-	MOVQ        k+56(FP), R8
-	ANDQ        $0x07, R8
-	JZ          gemm1_pass_done45
-	LEAQ        tailmask<>+0(SB), R10
-	MOVQ        $0x00000008, R9
-	SUBQ        R8, R9
-	VMOVUPS     (R10)(R9*4), Y4
-	VMASKMOVPS  (AX)(DI*1), Y4, Y5
-	VMASKMOVPS  (SI)(DI*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y0
-	VMASKMOVPS  (DX)(DI*1), Y4, Y5
-	VMASKMOVPS  (SI)(DI*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y1
-	VMASKMOVPS  (BX)(DI*1), Y4, Y5
-	VMASKMOVPS  (SI)(DI*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y2
-	VMASKMOVPS  (CX)(DI*1), Y4, Y5
-	VMASKMOVPS  (SI)(DI*1), Y4, Y4
-	VFMADD231PS Y5, Y4, Y3
-
-gemm1_pass_done45:
-	VMOVUPS Y0, 56(SP)
-	VMOVUPS Y1, 88(SP)
-	VMOVUPS Y2, 120(SP)
-	VMOVUPS Y3, 152(SP)
-	MOVQ    seg+88(FP), DI
-	TESTQ   $0x00000001, DI
-	JNZ     gemm1_fresh46
+	JNZ     gemm1_fresh33
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x06, R8
@@ -1560,47 +1394,87 @@ gemm1_pass_done45:
 	VMOVUPS (DI), Y2
 	ADDQ    R8, DI
 	VMOVUPS (DI), Y3
-	JMP     gemm1_started47
+	MOVQ    48(SP), DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x06, R8
+	VMOVUPS 32(DI), Y4
+	ADDQ    R8, DI
+	VMOVUPS 32(DI), Y5
+	ADDQ    R8, DI
+	VMOVUPS 32(DI), Y6
+	ADDQ    R8, DI
+	VMOVUPS 32(DI), Y7
+	JMP     gemm1_started34
 
-gemm1_fresh46:
+gemm1_fresh33:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
 
-gemm1_started47:
+gemm1_started34:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
 	ANDQ $-16, R8
 	SHLQ $0x02, R8
-	JMP  gemm1_check49
+	JMP  gemm1_check36
 
-gemm1_body48:
-	VMOVUPS     (SI)(DI*1), Y4
-	VFMADD231PS (AX)(DI*1), Y4, Y0
-	VFMADD231PS (DX)(DI*1), Y4, Y1
-	VFMADD231PS (BX)(DI*1), Y4, Y2
-	VFMADD231PS (CX)(DI*1), Y4, Y3
+gemm1_body35:
+	VMOVUPS     (SI)(DI*1), Y8
+	VFMADD231PS (AX)(DI*1), Y8, Y0
+	VFMADD231PS (DX)(DI*1), Y8, Y1
+	VFMADD231PS (BX)(DI*1), Y8, Y2
+	VFMADD231PS (CX)(DI*1), Y8, Y3
+	VMOVUPS     32(SI)(DI*1), Y8
+	VFMADD231PS 32(AX)(DI*1), Y8, Y4
+	VFMADD231PS 32(DX)(DI*1), Y8, Y5
+	VFMADD231PS 32(BX)(DI*1), Y8, Y6
+	VFMADD231PS 32(CX)(DI*1), Y8, Y7
 	ADDQ        $0x40, DI
 
-gemm1_check49:
+gemm1_check36:
 	CMPQ        DI, R8
-	JL          gemm1_body48
+	JL          gemm1_body35
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm1_pass_done50
-	VMOVUPS     (SI)(DI*1), Y4
-	VFMADD231PS (AX)(DI*1), Y4, Y0
-	VFMADD231PS (DX)(DI*1), Y4, Y1
-	VFMADD231PS (BX)(DI*1), Y4, Y2
-	VFMADD231PS (CX)(DI*1), Y4, Y3
+	JGE         gemm1_more38
+	VMOVUPS     (SI)(DI*1), Y8
+	VFMADD231PS (AX)(DI*1), Y8, Y0
+	VFMADD231PS (DX)(DI*1), Y8, Y1
+	VFMADD231PS (BX)(DI*1), Y8, Y2
+	VFMADD231PS (CX)(DI*1), Y8, Y3
 
-gemm1_pass_done50:
+gemm1_more38:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x07, DI
+	JZ          gemm1_pass_done37
+	LEAQ        tailmask<>+0(SB), R10
+	MOVQ        $0x00000008, R9
+	SUBQ        DI, R9
+	VMOVUPS     (R10)(R9*4), Y8
+	VMASKMOVPS  (AX)(R8*1), Y8, Y9
+	VMASKMOVPS  (SI)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y4
+	VMASKMOVPS  (DX)(R8*1), Y8, Y9
+	VMASKMOVPS  (SI)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y5
+	VMASKMOVPS  (BX)(R8*1), Y8, Y9
+	VMASKMOVPS  (SI)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y6
+	VMASKMOVPS  (CX)(R8*1), Y8, Y9
+	VMASKMOVPS  (SI)(R8*1), Y8, Y8
+	VFMADD231PS Y9, Y8, Y7
+
+gemm1_pass_done37:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final51
+	JNZ     gemm1_final39
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1614,80 +1488,76 @@ gemm1_pass_done50:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
-	VMOVUPS 56(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y4, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 88(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y5, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 120(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y6, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 152(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	JMP     gemm1_next52
+	VMOVUPS Y7, 32(AX)
+	JMP     gemm1_next40
 
-gemm1_final51:
+gemm1_final39:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
+	VADDPS       Y4, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDSS       X4, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias53
+	JZ           gemm1_nobias41
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias53:
+gemm1_nobias41:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       88(SP), Y1, Y1
+	VADDPS       Y5, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias54
+	JZ           gemm1_nobias42
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias54:
+gemm1_nobias42:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
-	VADDPS       120(SP), Y2, Y2
+	VADDPS       Y6, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias55
+	JZ           gemm1_nobias43
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias55:
+gemm1_nobias43:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
-	VADDPS       152(SP), Y3, Y3
+	VADDPS       Y7, Y3, Y3
 	VHADDPS      Y3, Y3, Y3
 	VHADDPS      Y3, Y3, Y3
 	VEXTRACTF128 $0x01, Y3, X0
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias56
+	JZ           gemm1_nobias44
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X3, X3
 
-gemm1_nobias56:
+gemm1_nobias44:
 	VMOVSS X3, (AX)
 
-gemm1_next52:
+gemm1_next40:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x04, AX, AX
@@ -1702,9 +1572,9 @@ gemm1_next52:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm1_skip40:
+gemm1_skip32:
 	CMPQ 40(SP), $0x03
-	JL   gemm1_skip57
+	JL   gemm1_skip45
 
 	// 1 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -1715,66 +1585,7 @@ gemm1_skip40:
 	MOVQ    (SP), BX
 	MOVQ    seg+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JNZ     gemm1_fresh58
-	MOVQ    48(SP), SI
-	MOVQ    groups+72(FP), DI
-	SHLQ    $0x06, DI
-	VMOVUPS 32(SI), Y0
-	ADDQ    DI, SI
-	VMOVUPS 32(SI), Y1
-	ADDQ    DI, SI
-	VMOVUPS 32(SI), Y2
-	JMP     gemm1_started59
-
-gemm1_fresh58:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-
-gemm1_started59:
-	XORQ SI, SI
-	MOVQ k+56(FP), DI
-	ANDQ $-16, DI
-	SHLQ $0x02, DI
-	JMP  gemm1_check61
-
-gemm1_body60:
-	VMOVUPS     32(BX)(SI*1), Y3
-	VFMADD231PS 32(AX)(SI*1), Y3, Y0
-	VFMADD231PS 32(DX)(SI*1), Y3, Y1
-	VFMADD231PS 32(CX)(SI*1), Y3, Y2
-	ADDQ        $0x40, SI
-
-gemm1_check61:
-	CMPQ        SI, DI
-	JL          gemm1_body60
-	MOVQ        k+56(FP), SI
-	ANDQ        $-8, SI
-	SHLQ        $0x02, SI
-	MOVQ        k+56(FP), DI
-	ANDQ        $0x07, DI
-	JZ          gemm1_pass_done62
-	LEAQ        tailmask<>+0(SB), R9
-	MOVQ        $0x00000008, R8
-	SUBQ        DI, R8
-	VMOVUPS     (R9)(R8*4), Y3
-	VMASKMOVPS  (AX)(SI*1), Y3, Y4
-	VMASKMOVPS  (BX)(SI*1), Y3, Y5
-	VFMADD231PS Y4, Y5, Y0
-	VMASKMOVPS  (DX)(SI*1), Y3, Y4
-	VMASKMOVPS  (BX)(SI*1), Y3, Y5
-	VFMADD231PS Y4, Y5, Y1
-	VMASKMOVPS  (CX)(SI*1), Y3, Y4
-	VMASKMOVPS  (BX)(SI*1), Y3, Y3
-	VFMADD231PS Y4, Y3, Y2
-
-gemm1_pass_done62:
-	VMOVUPS Y0, 56(SP)
-	VMOVUPS Y1, 88(SP)
-	VMOVUPS Y2, 120(SP)
-	MOVQ    seg+88(FP), SI
-	TESTQ   $0x00000001, SI
-	JNZ     gemm1_fresh63
+	JNZ     gemm1_fresh46
 	MOVQ    48(SP), SI
 	MOVQ    groups+72(FP), DI
 	SHLQ    $0x06, DI
@@ -1783,44 +1594,77 @@ gemm1_pass_done62:
 	VMOVUPS (SI), Y1
 	ADDQ    DI, SI
 	VMOVUPS (SI), Y2
-	JMP     gemm1_started64
+	MOVQ    48(SP), SI
+	MOVQ    groups+72(FP), DI
+	SHLQ    $0x06, DI
+	VMOVUPS 32(SI), Y3
+	ADDQ    DI, SI
+	VMOVUPS 32(SI), Y4
+	ADDQ    DI, SI
+	VMOVUPS 32(SI), Y5
+	JMP     gemm1_started47
 
-gemm1_fresh63:
+gemm1_fresh46:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
 
-gemm1_started64:
+gemm1_started47:
 	XORQ SI, SI
 	MOVQ k+56(FP), DI
 	ANDQ $-16, DI
 	SHLQ $0x02, DI
-	JMP  gemm1_check66
+	JMP  gemm1_check49
 
-gemm1_body65:
-	VMOVUPS     (BX)(SI*1), Y3
-	VFMADD231PS (AX)(SI*1), Y3, Y0
-	VFMADD231PS (DX)(SI*1), Y3, Y1
-	VFMADD231PS (CX)(SI*1), Y3, Y2
+gemm1_body48:
+	VMOVUPS     (BX)(SI*1), Y6
+	VFMADD231PS (AX)(SI*1), Y6, Y0
+	VFMADD231PS (DX)(SI*1), Y6, Y1
+	VFMADD231PS (CX)(SI*1), Y6, Y2
+	VMOVUPS     32(BX)(SI*1), Y6
+	VFMADD231PS 32(AX)(SI*1), Y6, Y3
+	VFMADD231PS 32(DX)(SI*1), Y6, Y4
+	VFMADD231PS 32(CX)(SI*1), Y6, Y5
 	ADDQ        $0x40, SI
 
-gemm1_check66:
+gemm1_check49:
 	CMPQ        SI, DI
-	JL          gemm1_body65
+	JL          gemm1_body48
 	MOVQ        k+56(FP), DI
 	ANDQ        $-8, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm1_pass_done67
-	VMOVUPS     (BX)(SI*1), Y3
-	VFMADD231PS (AX)(SI*1), Y3, Y0
-	VFMADD231PS (DX)(SI*1), Y3, Y1
-	VFMADD231PS (CX)(SI*1), Y3, Y2
+	JGE         gemm1_more51
+	VMOVUPS     (BX)(SI*1), Y6
+	VFMADD231PS (AX)(SI*1), Y6, Y0
+	VFMADD231PS (DX)(SI*1), Y6, Y1
+	VFMADD231PS (CX)(SI*1), Y6, Y2
 
-gemm1_pass_done67:
+gemm1_more51:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x07, SI
+	JZ          gemm1_pass_done50
+	LEAQ        tailmask<>+0(SB), R9
+	MOVQ        $0x00000008, R8
+	SUBQ        SI, R8
+	VMOVUPS     (R9)(R8*4), Y6
+	VMASKMOVPS  (AX)(DI*1), Y6, Y7
+	VMASKMOVPS  (BX)(DI*1), Y6, Y8
+	VFMADD231PS Y7, Y8, Y3
+	VMASKMOVPS  (DX)(DI*1), Y6, Y7
+	VMASKMOVPS  (BX)(DI*1), Y6, Y8
+	VFMADD231PS Y7, Y8, Y4
+	VMASKMOVPS  (CX)(DI*1), Y6, Y7
+	VMASKMOVPS  (BX)(DI*1), Y6, Y6
+	VFMADD231PS Y7, Y6, Y5
+
+gemm1_pass_done50:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final68
+	JNZ     gemm1_final52
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1832,63 +1676,60 @@ gemm1_pass_done67:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
-	VMOVUPS 56(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y3, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 88(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y4, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 120(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	JMP     gemm1_next69
+	VMOVUPS Y5, 32(AX)
+	JMP     gemm1_next53
 
-gemm1_final68:
+gemm1_final52:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
+	VADDPS       Y3, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X3
 	VADDSS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias70
+	JZ           gemm1_nobias54
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias70:
+gemm1_nobias54:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       88(SP), Y1, Y1
+	VADDPS       Y4, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias71
+	JZ           gemm1_nobias55
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias71:
+gemm1_nobias55:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
-	VADDPS       120(SP), Y2, Y2
+	VADDPS       Y5, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias72
+	JZ           gemm1_nobias56
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X2, X2
 
-gemm1_nobias72:
+gemm1_nobias56:
 	VMOVSS X2, (AX)
 
-gemm1_next69:
+gemm1_next53:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -1903,9 +1744,9 @@ gemm1_next69:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm1_skip57:
+gemm1_skip45:
 	CMPQ 40(SP), $0x02
-	JL   gemm1_skip73
+	JL   gemm1_skip57
 
 	// 1 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -1915,99 +1756,74 @@ gemm1_skip57:
 	MOVQ    (SP), DX
 	MOVQ    seg+88(FP), BX
 	TESTQ   $0x00000001, BX
-	JNZ     gemm1_fresh74
-	MOVQ    48(SP), BX
-	MOVQ    groups+72(FP), SI
-	SHLQ    $0x06, SI
-	VMOVUPS 32(BX), Y0
-	ADDQ    SI, BX
-	VMOVUPS 32(BX), Y1
-	JMP     gemm1_started75
-
-gemm1_fresh74:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-
-gemm1_started75:
-	XORQ BX, BX
-	MOVQ k+56(FP), SI
-	ANDQ $-16, SI
-	SHLQ $0x02, SI
-	JMP  gemm1_check77
-
-gemm1_body76:
-	VMOVUPS     32(DX)(BX*1), Y2
-	VFMADD231PS 32(AX)(BX*1), Y2, Y0
-	VFMADD231PS 32(CX)(BX*1), Y2, Y1
-	ADDQ        $0x40, BX
-
-gemm1_check77:
-	CMPQ        BX, SI
-	JL          gemm1_body76
-	MOVQ        k+56(FP), BX
-	ANDQ        $-8, BX
-	SHLQ        $0x02, BX
-	MOVQ        k+56(FP), SI
-	ANDQ        $0x07, SI
-	JZ          gemm1_pass_done78
-	LEAQ        tailmask<>+0(SB), R8
-	MOVQ        $0x00000008, DI
-	SUBQ        SI, DI
-	VMOVUPS     (R8)(DI*4), Y2
-	VMASKMOVPS  (AX)(BX*1), Y2, Y3
-	VMASKMOVPS  (DX)(BX*1), Y2, Y4
-	VFMADD231PS Y3, Y4, Y0
-	VMASKMOVPS  (CX)(BX*1), Y2, Y3
-	VMASKMOVPS  (DX)(BX*1), Y2, Y2
-	VFMADD231PS Y3, Y2, Y1
-
-gemm1_pass_done78:
-	VMOVUPS Y0, 56(SP)
-	VMOVUPS Y1, 88(SP)
-	MOVQ    seg+88(FP), BX
-	TESTQ   $0x00000001, BX
-	JNZ     gemm1_fresh79
+	JNZ     gemm1_fresh58
 	MOVQ    48(SP), BX
 	MOVQ    groups+72(FP), SI
 	SHLQ    $0x06, SI
 	VMOVUPS (BX), Y0
 	ADDQ    SI, BX
 	VMOVUPS (BX), Y1
-	JMP     gemm1_started80
+	MOVQ    48(SP), BX
+	MOVQ    groups+72(FP), SI
+	SHLQ    $0x06, SI
+	VMOVUPS 32(BX), Y2
+	ADDQ    SI, BX
+	VMOVUPS 32(BX), Y3
+	JMP     gemm1_started59
 
-gemm1_fresh79:
+gemm1_fresh58:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
 
-gemm1_started80:
+gemm1_started59:
 	XORQ BX, BX
 	MOVQ k+56(FP), SI
 	ANDQ $-16, SI
 	SHLQ $0x02, SI
-	JMP  gemm1_check82
+	JMP  gemm1_check61
 
-gemm1_body81:
-	VMOVUPS     (DX)(BX*1), Y2
-	VFMADD231PS (AX)(BX*1), Y2, Y0
-	VFMADD231PS (CX)(BX*1), Y2, Y1
+gemm1_body60:
+	VMOVUPS     (DX)(BX*1), Y4
+	VFMADD231PS (AX)(BX*1), Y4, Y0
+	VFMADD231PS (CX)(BX*1), Y4, Y1
+	VMOVUPS     32(DX)(BX*1), Y4
+	VFMADD231PS 32(AX)(BX*1), Y4, Y2
+	VFMADD231PS 32(CX)(BX*1), Y4, Y3
 	ADDQ        $0x40, BX
 
-gemm1_check82:
+gemm1_check61:
 	CMPQ        BX, SI
-	JL          gemm1_body81
+	JL          gemm1_body60
 	MOVQ        k+56(FP), SI
 	ANDQ        $-8, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm1_pass_done83
-	VMOVUPS     (DX)(BX*1), Y2
-	VFMADD231PS (AX)(BX*1), Y2, Y0
-	VFMADD231PS (CX)(BX*1), Y2, Y1
+	JGE         gemm1_more63
+	VMOVUPS     (DX)(BX*1), Y4
+	VFMADD231PS (AX)(BX*1), Y4, Y0
+	VFMADD231PS (CX)(BX*1), Y4, Y1
 
-gemm1_pass_done83:
+gemm1_more63:
+	MOVQ        k+56(FP), BX
+	ANDQ        $0x07, BX
+	JZ          gemm1_pass_done62
+	LEAQ        tailmask<>+0(SB), R8
+	MOVQ        $0x00000008, DI
+	SUBQ        BX, DI
+	VMOVUPS     (R8)(DI*4), Y4
+	VMASKMOVPS  (AX)(SI*1), Y4, Y5
+	VMASKMOVPS  (DX)(SI*1), Y4, Y6
+	VFMADD231PS Y5, Y6, Y2
+	VMASKMOVPS  (CX)(SI*1), Y4, Y5
+	VMASKMOVPS  (DX)(SI*1), Y4, Y4
+	VFMADD231PS Y5, Y4, Y3
+
+gemm1_pass_done62:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final84
+	JNZ     gemm1_final64
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2017,46 +1833,44 @@ gemm1_pass_done83:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
-	VMOVUPS 56(SP), Y0
-	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y2, 32(AX)
 	ADDQ    CX, AX
-	VMOVUPS 88(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	JMP     gemm1_next85
+	VMOVUPS Y3, 32(AX)
+	JMP     gemm1_next65
 
-gemm1_final84:
+gemm1_final64:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
+	VADDPS       Y2, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDSS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias86
+	JZ           gemm1_nobias66
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias86:
+gemm1_nobias66:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       88(SP), Y1, Y1
+	VADDPS       Y3, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias87
+	JZ           gemm1_nobias67
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X1, X1
 
-gemm1_nobias87:
+gemm1_nobias67:
 	VMOVSS X1, (AX)
 
-gemm1_next85:
+gemm1_next65:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -2071,95 +1885,71 @@ gemm1_next85:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm1_skip73:
+gemm1_skip57:
 	CMPQ 40(SP), $0x01
-	JL   gemm1_skip88
+	JL   gemm1_skip68
 
 	// 1 rows × 1 tokens
 	MOVQ    24(SP), AX
 	MOVQ    (SP), CX
 	MOVQ    seg+88(FP), DX
 	TESTQ   $0x00000001, DX
-	JNZ     gemm1_fresh89
-	MOVQ    48(SP), DX
-	MOVQ    groups+72(FP), BX
-	SHLQ    $0x06, BX
-	VMOVUPS 32(DX), Y0
-	JMP     gemm1_started90
-
-gemm1_fresh89:
-	VXORPS Y0, Y0, Y0
-
-gemm1_started90:
-	XORQ DX, DX
-	MOVQ k+56(FP), BX
-	ANDQ $-16, BX
-	SHLQ $0x02, BX
-	JMP  gemm1_check92
-
-gemm1_body91:
-	VMOVUPS     32(CX)(DX*1), Y1
-	VFMADD231PS 32(AX)(DX*1), Y1, Y0
-	ADDQ        $0x40, DX
-
-gemm1_check92:
-	CMPQ        DX, BX
-	JL          gemm1_body91
-	MOVQ        k+56(FP), DX
-	ANDQ        $-8, DX
-	SHLQ        $0x02, DX
-	MOVQ        k+56(FP), BX
-	ANDQ        $0x07, BX
-	JZ          gemm1_pass_done93
-	LEAQ        tailmask<>+0(SB), DI
-	MOVQ        $0x00000008, SI
-	SUBQ        BX, SI
-	VMOVUPS     (DI)(SI*4), Y1
-	VMASKMOVPS  (AX)(DX*1), Y1, Y2
-	VMASKMOVPS  (CX)(DX*1), Y1, Y1
-	VFMADD231PS Y2, Y1, Y0
-
-gemm1_pass_done93:
-	VMOVUPS Y0, 56(SP)
-	MOVQ    seg+88(FP), DX
-	TESTQ   $0x00000001, DX
-	JNZ     gemm1_fresh94
+	JNZ     gemm1_fresh69
 	MOVQ    48(SP), DX
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
 	VMOVUPS (DX), Y0
-	JMP     gemm1_started95
+	MOVQ    48(SP), DX
+	MOVQ    groups+72(FP), BX
+	SHLQ    $0x06, BX
+	VMOVUPS 32(DX), Y1
+	JMP     gemm1_started70
 
-gemm1_fresh94:
+gemm1_fresh69:
 	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
 
-gemm1_started95:
+gemm1_started70:
 	XORQ DX, DX
 	MOVQ k+56(FP), BX
 	ANDQ $-16, BX
 	SHLQ $0x02, BX
-	JMP  gemm1_check97
+	JMP  gemm1_check72
 
-gemm1_body96:
-	VMOVUPS     (CX)(DX*1), Y1
-	VFMADD231PS (AX)(DX*1), Y1, Y0
+gemm1_body71:
+	VMOVUPS     (CX)(DX*1), Y2
+	VFMADD231PS (AX)(DX*1), Y2, Y0
+	VMOVUPS     32(CX)(DX*1), Y2
+	VFMADD231PS 32(AX)(DX*1), Y2, Y1
 	ADDQ        $0x40, DX
 
-gemm1_check97:
+gemm1_check72:
 	CMPQ        DX, BX
-	JL          gemm1_body96
+	JL          gemm1_body71
 	MOVQ        k+56(FP), BX
 	ANDQ        $-8, BX
 	SHLQ        $0x02, BX
 	CMPQ        DX, BX
-	JGE         gemm1_pass_done98
-	VMOVUPS     (CX)(DX*1), Y1
-	VFMADD231PS (AX)(DX*1), Y1, Y0
+	JGE         gemm1_more74
+	VMOVUPS     (CX)(DX*1), Y2
+	VFMADD231PS (AX)(DX*1), Y2, Y0
 
-gemm1_pass_done98:
+gemm1_more74:
+	MOVQ        k+56(FP), DX
+	ANDQ        $0x07, DX
+	JZ          gemm1_pass_done73
+	LEAQ        tailmask<>+0(SB), DI
+	MOVQ        $0x00000008, SI
+	SUBQ        DX, SI
+	VMOVUPS     (DI)(SI*4), Y2
+	VMASKMOVPS  (AX)(BX*1), Y2, Y3
+	VMASKMOVPS  (CX)(BX*1), Y2, Y2
+	VFMADD231PS Y3, Y2, Y1
+
+gemm1_pass_done73:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final99
+	JNZ     gemm1_final75
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2167,29 +1957,28 @@ gemm1_pass_done98:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
-	VMOVUPS 56(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	JMP     gemm1_next100
+	VMOVUPS Y1, 32(AX)
+	JMP     gemm1_next76
 
-gemm1_final99:
+gemm1_final75:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
+	VADDPS       Y1, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDSS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias101
+	JZ           gemm1_nobias77
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X0, X0
 
-gemm1_nobias101:
+gemm1_nobias77:
 	VMOVSS X0, (AX)
 
-gemm1_next100:
+gemm1_next76:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -2202,7 +1991,7 @@ gemm1_next100:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm1_skip88:
+gemm1_skip68:
 	ADDQ $0x04, 8(SP)
 	MOVQ ldw+48(FP), AX
 	SHLQ $0x02, AX

@@ -21,12 +21,13 @@ func genMatMul() {
 // reduced pairwise, then the bias added — so that a token's results do not depend on
 // T, on the other tokens, or on the rows' ranges (a batched decode step gives every
 // sequence the bits it would get alone). The two accumulators are independent sums,
-// so the micro-kernel takes them one after the other, each in one register per (row,
-// token): the odd vectors and the tail first, saved on the stack, then the even ones
-// and the whole vector, to which the saved sums are added. So it keeps R·Tb
-// accumulators in registers (4×3 and 1×6: 12 and 6) and loads each of the R weight
-// and Tb input vectors once per 8 columns; the second pass finds the rows and inputs
-// in L1 (the caller keeps k to a segment that fits).
+// so where both do not fit the registers (4 rows × 2 or 3 tokens) the micro-kernel
+// takes them one after the other, each in one register per (row, token): the odd
+// vectors and the tail first, saved on the stack, then the even ones and the whole
+// vector, to which the saved sums are added. So it keeps 12 accumulators in registers
+// and loads each of the 4 weight and 3 input vectors once per 8 columns; the second
+// pass finds the rows and inputs in L1 (the caller keeps k to a segment that fits).
+// 4 rows × 1 token and 1 row × up to 6 tokens take both halves in one pass.
 func genGemm(name string, R, Tb int) {
 	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)",
 		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
@@ -115,26 +116,34 @@ func genGemm(name string, R, Tb int) {
 			return m
 		}
 
-		// pass sums half h (odd vectors: h = 1) of every (row, token) into acc.
-		pass := func(h int) [][]VecVirtual {
-			acc := make([][]VecVirtual, R)
-			for r := range acc {
-				acc[r] = ymms(Tt)
+		// pass sums the halves hs (even vectors: 0, odd ones: 1) of every (row, token)
+		// into acc[h].
+		pass := func(hs ...int) [2][][]VecVirtual {
+			var acc [2][][]VecVirtual
+			for _, h := range hs {
+				acc[h] = make([][]VecVirtual, R)
+				for r := range acc[h] {
+					acc[h][r] = ymms(Tt)
+				}
 			}
 			fresh, started := lb.next("fresh"), lb.next("started")
 			sg := Load(Param("seg"), GP64())
 			TESTQ(U32(1), sg)
 			JNZ(LabelRef(fresh))
-			stateAt(h, func(r, t int, m Mem) { VMOVUPS(m, acc[r][t]) })
+			for _, h := range hs {
+				stateAt(h, func(r, t int, m Mem) { VMOVUPS(m, acc[h][r][t]) })
+			}
 			JMP(LabelRef(started))
 			Label(fresh)
-			for r := range acc {
-				zero(acc[r]...)
+			for _, h := range hs {
+				for r := range acc[h] {
+					zero(acc[h][r]...)
+				}
 			}
 			Label(started)
 
 			// step multiplies the vectors at byte offset i+disp into acc.
-			step := func(i Register, disp int) {
+			step := func(i Register, disp int, acc [][]VecVirtual) {
 				if R == 1 {
 					w := YMM()
 					VMOVUPS(Mem{Base: wr[0], Index: i, Scale: 1, Disp: disp}, w)
@@ -163,7 +172,9 @@ func genGemm(name string, R, Tb int) {
 			body, check, done := lb.next("body"), lb.next("check"), lb.next("pass_done")
 			JMP(LabelRef(check))
 			Label(body)
-			step(i, 32*h)
+			for _, h := range hs {
+				step(i, 32*h, acc[h])
+			}
 			ADDQ(U8(64), i)
 			Label(check)
 			CMPQ(i, k16)
@@ -172,12 +183,16 @@ func genGemm(name string, R, Tb int) {
 			kmain := Load(Param("k"), GP64())
 			ANDQ(I32(-8), kmain)
 			SHLQ(U8(2), kmain)
-			if h == 0 {
-				// One more whole vector, as in matvec.
-				CMPQ(i, kmain)
-				JGE(LabelRef(done))
-				step(i, 0)
-			} else {
+			for _, h := range hs {
+				if h == 0 {
+					// One more whole vector, as in matvec.
+					more := lb.next("more")
+					CMPQ(i, kmain)
+					JGE(LabelRef(more))
+					step(i, 0, acc[0])
+					Label(more)
+					continue
+				}
 				// The masked tail, past that vector.
 				rem := Load(Param("k"), GP64())
 				ANDQ(U8(7), rem)
@@ -190,7 +205,7 @@ func genGemm(name string, R, Tb int) {
 					for r := 0; r < R; r++ {
 						wv := YMM()
 						VMASKMOVPS(Mem{Base: wr[r], Index: kmain, Scale: 1}, m, wv)
-						VFMADD231PS(xv, wv, acc[r][t])
+						VFMADD231PS(xv, wv, acc[1][r][t])
 					}
 				}
 			}
@@ -198,13 +213,24 @@ func genGemm(name string, R, Tb int) {
 			return acc
 		}
 
-		odd := pass(1)
-		for r := range odd {
-			for t := range odd[r] {
-				VMOVUPS(odd[r][t], savedAt(r, t))
+		// Both halves at once when their accumulators fit the registers (4 rows × 1
+		// token, 1 row × up to 6 tokens); else the odd ones first, saved.
+		var even [][]VecVirtual
+		var odd func(r, t int) Op
+		if 2*R*Tt <= 12 {
+			acc := pass(0, 1)
+			even = acc[0]
+			odd = func(r, t int) Op { return acc[1][r][t] }
+		} else {
+			acc := pass(1)
+			for r := range acc[1] {
+				for t := range acc[1][r] {
+					VMOVUPS(acc[1][r][t], savedAt(r, t))
+				}
 			}
+			even = pass(0)[0]
+			odd = func(r, t int) Op { return savedAt(r, t) }
 		}
-		even := pass(0)
 
 		final, next := lb.next("final"), lb.next("next")
 		sg := Load(Param("seg"), GP64())
@@ -212,8 +238,13 @@ func genGemm(name string, R, Tb int) {
 		JNZ(LabelRef(final))
 		stateAt(0, func(r, t int, m Mem) { VMOVUPS(even[r][t], m) })
 		stateAt(1, func(r, t int, m Mem) {
+			o := odd(r, t)
+			if y, ok := o.(VecVirtual); ok {
+				VMOVUPS(y, m)
+				return
+			}
 			y := YMM()
-			VMOVUPS(savedAt(r, t), y)
+			VMOVUPS(o, y)
 			VMOVUPS(y, m)
 		})
 		JMP(LabelRef(next))
@@ -227,7 +258,7 @@ func genGemm(name string, R, Tb int) {
 				ADDQ(ldd, d)
 			}
 			for r := 0; r < R; r++ {
-				VADDPS(savedAt(r, t), even[r][t], even[r][t])
+				VADDPS(odd(r, t), even[r][t], even[r][t])
 			}
 			var h Register
 			if R == 4 {
