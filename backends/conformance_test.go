@@ -23,6 +23,9 @@ import (
 //	MatMul on non-f32 weights    bit-identical (backends may delegate to the reference)
 //	MatMul, any row split        bit-identical to the unsplit call (the engine promises
 //	                             the same logits for every thread count)
+//	MatMul, MatMulQ8, any T      row t bit-identical to the same row alone (T = 1): a
+//	                             batched decode step gives each sequence the tokens it
+//	                             would get alone
 //	Dot, MatMul (f32)            |Δ| ≤ 1e-5 · (Σ|a_i·b_i| + |bias|): a reordered sum of n
 //	                             products moves by a few ulps of its largest partial sums
 //	Softmax                      |Δ| ≤ 16ε·p + 1e-6·max p (a vector exp ≤ 2 ulp, and the
@@ -1291,5 +1294,97 @@ func TestSelection(t *testing.T) {
 	t.Setenv(backends.EnvVar, "")
 	if best, _ := backends.Resolve(""); best.Name != backends.Best().Name || !best.Available() {
 		t.Fatalf("default selection %s", best.Name)
+	}
+}
+
+// TestMatMulBatchInvariance: row t of a product of T rows of x is bit for bit the product
+// of that row alone (T = 1), for every weight dtype, ragged shapes, with and without
+// bias, whatever the row ranges — MatMul, and MatMulQ8 on the activations quantized as
+// the engine quantizes them. Continuous batching runs the next token of N sequences as
+// one product; a sequence must decode the same whether it shares the step or not. The
+// reference is held to it too.
+func TestMatMulBatchInvariance(t *testing.T) {
+	t.Run("generic", func(t *testing.T) { batchInvariance(t, ref) })
+	forEachBackend(t, batchInvariance)
+}
+
+// batchInvariance is TestMatMulBatchInvariance for one backend.
+func batchInvariance(t *testing.T, k kernels.Kernels) {
+	r := rand.New(rand.NewPCG(15, 15))
+	const nx = 17 // tokens of x; each product takes T consecutive ones
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16, dtype.Q8_0, dtype.Q4_0, dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+		colsList := []int{3, 8, 17, 40, 56, 100, 264, 520, 1000, 1020, 2100}
+		switch {
+		case dt.KQuant():
+			colsList = []int{256, 512, 768, 1280}
+		case dt == dtype.Q8_0 || dt == dtype.Q4_0:
+			colsList = []int{32, 96, 288, 1024, 2080}
+		}
+		for ci, cols := range colsList {
+			rows := []int{13, 23, 6, 37}[ci%4]
+			w, err := kernels.NewMat(dt, weightBytes(r, dt, rows, cols), rows, cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := randVec(r, nx*cols, 1)
+			if cols >= 40 {
+				// One token past what an integer widening of f16 takes (|x| ≥ 2¹⁶).
+				x[2*cols+cols/2] = 70000
+			}
+			bias := randVec(r, rows, 1)
+			for _, b := range [][]float32{nil, bias} {
+				what := fmt.Sprintf("MatMul %v %dx%d bias=%v", dt, rows, cols, b != nil)
+				checkBatchInvariance(t, k, r, nx, rows, cols, what, func(dst []float32, ld, t0, T, r0, r1 int, sc kernels.Scratch) {
+					k.MatMul(dst, ld, x[t0*cols:], T, w, b, r0, r1, sc)
+				})
+			}
+			q8, ok := k.(kernels.Q8Kernels)
+			if !ok || dt == dtype.F32 || dt == dtype.F16 || dt == dtype.BF16 {
+				continue
+			}
+			rb := dtype.RowBytes(kernels.ActivationDType(dt), cols)
+			xq := make([]byte, nx*rb)
+			for t0 := 0; t0 < nx; t0++ {
+				kernels.QuantizeActivations(q8, dt, x[t0*cols:(t0+1)*cols], xq[t0*rb:(t0+1)*rb])
+			}
+			for _, b := range [][]float32{nil, bias} {
+				what := fmt.Sprintf("MatMulQ8 %v %dx%d bias=%v", dt, rows, cols, b != nil)
+				checkBatchInvariance(t, k, r, nx, rows, cols, what, func(dst []float32, ld, t0, T, r0, r1 int, sc kernels.Scratch) {
+					q8.MatMulQ8(dst, ld, xq[t0*rb:], T, w, b, r0, r1, sc)
+				})
+			}
+		}
+	}
+}
+
+// checkBatchInvariance runs mm — a product of tokens t0 ≤ t < t0+T of nx into dst —
+// for every token alone, then for T in 2, 3, 4, 5, 7, 8 and 17 consecutive tokens
+// (split into random row ranges), and reports the first result, if any, that does not
+// have the bits of the same token's result alone.
+func checkBatchInvariance(t *testing.T, k kernels.Kernels, r *rand.Rand, nx, rows, cols int, what string,
+	mm func(dst []float32, ld, t0, T, r0, r1 int, sc kernels.Scratch)) {
+	t.Helper()
+	sc := kernels.NewScratch(k, nx, cols)
+	alone := make([]float32, nx*rows)
+	for t0 := 0; t0 < nx; t0++ {
+		mm(alone[t0*rows:], rows, t0, 1, 0, rows, sc)
+	}
+	for _, T := range []int{2, 3, 4, 5, 7, 8, 17} {
+		t0 := r.IntN(nx - T + 1)
+		ld := rows + r.IntN(3)
+		got := make([]float32, T*ld)
+		ranges := split(r, rows)
+		for _, rg := range ranges {
+			mm(got, ld, t0, T, rg[0], rg[1], sc)
+		}
+		for tt := 0; tt < T; tt++ {
+			for o := 0; o < rows; o++ {
+				g, a := got[tt*ld+o], alone[(t0+tt)*rows+o]
+				if math.Float32bits(g) != math.Float32bits(a) {
+					t.Errorf("%s T=%d ranges %v: token %d row %d = %v, alone %v", what, T, ranges, t0+tt, o, g, a)
+					return
+				}
+			}
+		}
 	}
 }

@@ -100,6 +100,13 @@ type Kernels interface {
 	//   dst[t*ld + r] = Σ_i x[t*w.Cols + i] · w[r, i]  (+ bias[r] when bias is not nil).
 	// T = 1 is a matrix–vector product. x is [T, w.Cols]; dst has row stride ld ≥ w.Rows.
 	// scratch holds at least ScratchSize(T, w.Cols) floats.
+	//
+	// Row t of the result depends only on row t of x, on w and on bias — bit for bit,
+	// not on T, on the other rows of x, or on the row range [r0, r1): each dst[t*ld + r]
+	// is the same float32 operations whatever the call it is computed in. A backend may
+	// sum in its own order, but in one order per (matrix, row), so that the engine's
+	// thread count never changes a result, and a sequence decoded in a batch (T > 1, one
+	// row per sequence) gets the bits it would get alone (T = 1).
 	MatMul(dst []float32, ld int, x []float32, T int, w *Mat, bias []float32, r0, r1 int, scratch Scratch)
 
 	// Dot returns Σ a[i]·b[i] over len(a) elements (len(b) ≥ len(a)).

@@ -164,7 +164,8 @@ type Q8Kernels interface {
 	//   f32, f16, bf16:       Σ over blocks b of (Σ_j w_j·float32(xq_j)) · dx, likewise
 	//   q4_k, q5_k, q6_k:     ggml's generic k-quant dot product with q8_k (kquant.go)
 	// scratch holds at least ScratchSize(T, w.Cols) floats (the backend's
-	// Kernels.ScratchSize).
+	// Kernels.ScratchSize). As for MatMul, row t of the result depends only on row t of
+	// xq, on w and on bias — bit for bit, not on T, the other rows, or the row range.
 	MatMulQ8(dst []float32, ld int, xq []byte, T int, w *Mat, bias []float32, r0, r1 int, scratch Scratch)
 
 	// QuantizeQ8 quantizes x to q8_0 blocks in dst, byte for byte as the package's

@@ -48,16 +48,19 @@ func (Kernels) Name() string { return "avx2" }
 
 // ScratchSize implements kernels.Kernels. MatMul keeps in the scratch, for T > 1, up to
 // halfChunk rows of f16, bf16, q8_0, q4_0 or k-quant weights widened to float32 for the
-// f32 GEMM; for T = 1, the quantRowsT1 block-quantized rows matMulQuant widens at a time,
-// or the rearranged x of the f16 and bf16 mix kernels (at most cols floats). MatMulQ8
-// keeps one xBlock per q8_0 activation block of every token, or one prepared q8_k
-// super-block (xkBlock bytes) per 256 activations of every token.
+// f32 GEMM, for f16 and bf16 every token of x in the order the rows were widened in
+// (T·cols floats), and on rows longer than gemmSeg the GEMM's accumulators between
+// column segments (gemmStateFloats); for T = 1, the quantRowsT1 block-quantized or f16
+// rows matMulQuant or matMulHalf widens at a time, and the rearranged x of the f16 and
+// bf16 mix kernels (at most cols floats). MatMulQ8 keeps one xBlock per q8_0 activation
+// block of every token, or one prepared q8_k super-block (xkBlock bytes) per 256
+// activations of every token.
 func (Kernels) ScratchSize(T, cols int) int {
-	rows := quantRowsT1
+	rows := quantRowsT1 + 1
 	if T > 1 {
-		rows = halfChunk
+		rows = halfChunk + T
 	}
-	return max(rows*cols, T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats)
+	return max(rows*cols+gemmStateFloats(T, cols), T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats)
 }
 
 // scratchFor returns the first n floats of scratch, panicking, as the reference's bounds
@@ -71,10 +74,12 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 
 // MatMul implements kernels.Kernels. T = 1 is bandwidth-bound: it streams the weights
 // once, as four long sequential streams (see mv). T > 1 runs a 4-row × 3-token
-// register-blocked micro-kernel over each block of four rows and all tokens, so each
-// weight row is read from memory once while the inputs (T·Cols floats) stay in L2/L3.
-// Blocking the columns as well did not pay on Zen 1, not even for Cols = 11008
-// (measured with BenchmarkGEMM's shapes and more).
+// register-blocked micro-kernel (gemm4; gemm1 for the rows%4 left over) over each block
+// of four rows and all tokens, so each weight row is read from memory once while the
+// inputs (T·Cols floats) stay in L2/L3; rows longer than 1024 columns go a segment of
+// 1024 at a time, their accumulators kept in scratch in between (gemmRows). The GEMM
+// sums every (row, token) product exactly as matvec and matvecSpread sum a row, so a
+// token's results are the bits it gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
 		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)
@@ -109,13 +114,78 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		mv(dst[r0:], x, wf[r0*n:], n, n, r1-r0, b)
 		return
 	}
-	r := r0
-	for ; r+4 <= r1; r += 4 {
-		gemm4(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
+	gemmRows(dst[r0:], ld, x, n, T, wf[r0*n:], n, n, from(bias, r0), r1-r0,
+		scratchFor("MatMul", scratch, gemmStateFloats(T, n)))
+}
+
+// gemmChunkBytes is how many bytes of weight rows (of one column segment) one gemm4
+// call takes when the accumulators go to scratch between segments: it bounds that
+// scratch.
+const gemmChunkBytes = 128 << 10
+
+// gemmSeg is the column segment of the GEMM on longer rows: four rows and three tokens'
+// inputs, 28 KiB, then stay in L1 for the micro-kernel's second pass over them. The
+// accumulators go to scratch between segments, so the sums are the same.
+const gemmSeg = 1024
+
+// gemmStateRows bounds the rows of one gemm4 call on rows longer than gemmSeg, whose
+// accumulators (16 floats per row and token) are kept in scratch between segments.
+const gemmStateRows = gemmChunkBytes / (4 * gemmSeg)
+
+// gemmStateFloats is the scratch gemmRows needs for T tokens on rows of k columns.
+func gemmStateFloats(T, k int) int {
+	if k <= gemmSeg {
+		return 0
 	}
-	for ; r < r1; r++ {
-		gemm1(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r))
+	return gemmStateRows * T * 16
+}
+
+// gemmRows computes dst[t*ld+r] = x_t·w_r (+ bias[r]) for r < rows and t < T, x_t =
+// x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k]: gemm4 over blocks of four rows and
+// gemm1 for the rows%4 left over; rows longer than gemmSeg a segment at a time, about
+// gemmChunkBytes of them per call, with st (gemmStateFloats(T, k)) keeping the
+// accumulators. Callers have checked the lengths.
+func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32) {
+	rc := rows
+	var sp *float32
+	if k > gemmSeg {
+		rc, sp = gemmStateRows, &st[0]
 	}
+	for r := 0; r < rows; {
+		g, R := min(rc, rows-r)/4, 4
+		if g == 0 {
+			g, R = 1, 1
+		}
+		for k0 := 0; ; k0 += gemmSeg {
+			k1, seg := k, 3
+			if k > gemmSeg {
+				k1, seg = min(k0+gemmSeg, k), 0
+				if k0 == 0 {
+					seg |= 1
+				}
+				if k1 == k {
+					seg |= 2
+				}
+			}
+			if R == 4 {
+				gemm4(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
+			} else {
+				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
+			}
+			if k1 == k {
+				break
+			}
+		}
+		r += R * g
+	}
+}
+
+// from returns v[i:], or nil for a nil slice.
+func from(v []float32, i int) []float32 {
+	if v == nil {
+		return nil
+	}
+	return v[i:]
 }
 
 // quantRowsT1 is how many q8_0 or q4_0 rows matMulQuant widens at a time for T = 1.
@@ -142,11 +212,17 @@ func (k Kernels) matMulQuant(dst []float32, ld int, x []float32, T int, w *kerne
 	if T == 1 {
 		chunk = quantRowsT1
 	}
-	quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, scratchFor("MatMul", scratch, min(chunk, r1-r0)*n))
+	nb, ns := min(chunk, r1-r0)*n, 0
+	if T > 1 {
+		ns = gemmStateFloats(T, n)
+	}
+	sc := scratchFor("MatMul", scratch, nb+ns)
+	quantRows(dst, ld, x, T, w, bias, r0, r1, chunk, sc[:nb], sc[nb:])
 }
 
-// quantRows is matMulQuant past its checks: chunk rows at a time widened into buf.
-func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1, chunk int, buf []float32) {
+// quantRows is matMulQuant past its checks: chunk rows at a time widened into buf (st
+// for the GEMM's accumulators).
+func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1, chunk int, buf, st []float32) {
 	n := w.Cols
 	rb := dtype.RowBytes(w.DType, n)
 	nb := n / dtype.QBlock
@@ -166,13 +242,7 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 			matvec(&dst[a], &x[0], &buf[0], n, n, b-a, at(bias, a))
 			continue
 		}
-		r := a
-		for ; r+4 <= b; r += 4 {
-			gemm4(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
-		}
-		for ; r < b; r++ {
-			gemm1(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
-		}
+		gemmRows(dst[a:], ld, x, n, T, buf, n, n, from(bias, a), b-a, st)
 	}
 }
 
@@ -180,17 +250,46 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 // float32 at a time before the f32 GEMM multiplies them with every token.
 const halfChunk = 16
 
+// halfOrder is the column order in which a product on f16 or bf16 weights sums a row's
+// first Cols&^7 products, whatever T: the order of matvecH and matvecBF, of the mix
+// kernels matvecHM (f16) and matvecBFM (bf16), or of the f32 GEMM on rows widened
+// in the same order (widenH and widenBF, widenHM and widenBFM). It depends only on
+// the matrix, so a token's results do not depend on how many others share the product.
+type halfOrder int
+
+const (
+	orderPlain halfOrder = iota // columns as they are
+	orderMixH                   // matvecHM's: f16 without infinities or NaNs
+	orderMixBF                  // matvecBFM's
+)
+
+// halfOrderOf returns the order of products on w (Cols ≥ 8).
+func halfOrderOf(w *kernels.Mat) halfOrder {
+	n8 := w.Cols &^ 7
+	switch {
+	case n8 < 32 || n8 > mixMaxCols:
+		return orderPlain
+	case w.DType == dtype.BF16:
+		return orderMixBF
+	case w.F16Finite():
+		return orderMixH
+	}
+	return orderPlain
+}
+
 // matMulHalf is MatMul for f16 and bf16 weights (Cols ≥ 8). T = 1 widens the halves as
 // they are loaded (matvecHSpread and matvecH, or their BF twins: VCVTPH2PS, or a shift
 // for bf16) over the first Cols&^7 columns, then adds the last Cols%8 products in
 // order, then the bias. f16 matrices without infinities or NaNs (Mat.F16Finite) take
 // the HM twins instead, which widen half the columns on the integer pipes (1.15–1.2×
-// on Zen 1, where VCVTPH2PS is the bottleneck), unless a row is longer than mixMaxCols
-// or x holds a finite |x| ≥ 2¹⁶; the products are the same exact ones, only summed in
-// another order. bf16 takes the BFM twins (rows up to mixMaxCols), which split
-// every 16 columns into even and odd ones with a shift and an AND; the mix kernels' x
-// is rearranged in scratch. T > 1 widens halfChunk rows at a time into scratch and runs
-// the f32 GEMM on them.
+// on Zen 1, where VCVTPH2PS is the bottleneck), unless a row is longer than mixMaxCols;
+// the products are the same exact ones, only summed in another order (halfOrder). bf16
+// takes the BFM twins (rows up to mixMaxCols), which split every 16 columns into even
+// and odd ones with a shift and an AND; the mix kernels' x is rearranged in scratch.
+// When x holds a finite |x| ≥ 2¹⁶, which matvecHM cannot take, the rows are widened in
+// its order (widenHM) and multiplied by matvec. T > 1 widens halfChunk rows at a time
+// into scratch, in the order T = 1 sums them, and runs the f32 GEMM on them with x
+// arranged to match, so that every token gets the bits it would get alone.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
@@ -201,45 +300,76 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		panic(fmt.Sprintf("avx2: MatMul %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(x)=%d len(dst)=%d len(bias)=%d",
 			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(x), len(dst), len(bias)))
 	}
+	n8 := n &^ 7
+	order := halfOrderOf(w)
 	if T > 1 {
-		buf := scratchFor("MatMul", scratch, min(halfChunk, r1-r0)*n)
+		nb := min(halfChunk, r1-r0) * n
+		sc := scratchFor("MatMul", scratch, nb+T*n8+gemmStateFloats(T, n8))
+		buf, st, xo, ldx := sc[:nb], sc[nb+T*n8:], x, n
+		if order != orderPlain {
+			xp := sc[nb : nb+T*n8]
+			for t := 0; t < T; t++ {
+				arrangeX(order, xp[t*n8:(t+1)*n8], x[t*n:t*n+n8])
+			}
+			xo, ldx = xp, n8
+		}
 		for a := r0; a < r1; a += halfChunk {
 			b := min(a+halfChunk, r1)
 			for r := a; r < b; r++ {
-				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r)
+				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, order)
 			}
-			r := a
-			for ; r+4 <= b; r += 4 {
-				gemm4(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
-			}
-			for ; r < b; r++ {
-				gemm1(&dst[r], ld, &x[0], n, T, &buf[(r-a)*n], n, n, at(bias, r))
-			}
+			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a, st)
 		}
-		return
+	} else {
+		halfRows(dst, x, w, r0, r1, order, scratchFor("MatMul", scratch, min(n8, mixMaxCols)+quantRowsT1*n))
 	}
-	n8 := n &^ 7
-	halfRows(dst, x, w, r0, r1, scratchFor("MatMul", scratch, min(n8, mixMaxCols)))
 	if n8 < n || bias != nil {
 		wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
-		for r := r0; r < r1; r++ {
-			s := dst[r]
-			for i := n8; i < n; i++ {
-				s += x[i] * halfAt(w.DType, wh[r*n+i])
-			}
-			if bias != nil {
-				s += bias[r]
-			}
-			dst[r] = s
+		for t := 0; t < T; t++ {
+			halfTail(dst[t*ld:], x[t*n:(t+1)*n], wh, w.DType, n8, bias, r0, r1)
 		}
 	}
 }
 
+// halfTail adds to dst[r], r0 ≤ r < r1, the products of the last len(x)%8 columns of
+// the f16 or bf16 rows wh (len(x) halves each) in order, then bias[r].
+func halfTail(dst, x []float32, wh []uint16, dt dtype.DType, n8 int, bias []float32, r0, r1 int) {
+	n := len(x)
+	for r := r0; r < r1; r++ {
+		s := dst[r]
+		for i := n8; i < n; i++ {
+			s += x[i] * halfAt(dt, wh[r*n+i])
+		}
+		if bias != nil {
+			s += bias[r]
+		}
+		dst[r] = s
+	}
+}
+
+// arrangeX writes x (len(x) a multiple of 8) in the column order o sums it in.
+func arrangeX(o halfOrder, dst, x []float32) {
+	if o == orderMixBF {
+		splitBFX(dst, x)
+		return
+	}
+	n32 := len(x) &^ 31
+	dst = dst[:len(x)]
+	for c := 0; c < n32; c += 32 {
+		copy(dst[c:c+16], x[c:c+16])
+		hi, d := x[c+16:c+32], dst[c+16:c+32]
+		for j := 0; j < 8; j++ {
+			d[j], d[8+j] = hi[2*j], hi[2*j+1]
+		}
+	}
+	copy(dst[n32:], x[n32:])
+}
+
 // halfRows computes dst[r] for r0 ≤ r < r1 over the first Cols&^7 columns of the f16 or
-// bf16 matrix w (T = 1), with xm (min(Cols&^7, mixMaxCols) floats) as the mix kernels'
-// scratch: the four quarters of the rows as four long streams, then the rows%4 left
-// over (each row computed alike either way).
-func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
+// bf16 matrix w (T = 1) in the order o, with sc (at least min(Cols&^7, mixMaxCols) +
+// quantRowsT1·Cols floats) as the mix kernels' scratch: the four quarters of the rows
+// as four long streams, then the rows%4 left over (each row computed alike either way).
+func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, o halfOrder, sc []float32) {
 	n := w.Cols
 	n8 := n &^ 7
 	wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
@@ -250,14 +380,33 @@ func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 	if rem > 0 {
 		d1, w1 = &dst[r0+4*q], &wh[(r0+4*q)*n]
 	}
+	xm := sc[:n8]
 	switch {
-	case w.DType == dtype.BF16 && n8 >= 32 && n8 <= len(xm):
-		splitBFX(xm[:n8], x[:n8])
+	case o == orderMixBF:
+		splitBFX(xm, x[:n8])
 		if q > 0 {
 			matvecBFMSpread(d, &xm[0], wq, n, n8, q, q)
 		}
 		if rem > 0 {
 			matvecBFM(d1, &xm[0], w1, n, n8, rem)
+		}
+	case o == orderMixH && mixHalfX(xm, x[:n8]):
+		if q > 0 {
+			matvecHMSpread(d, &xm[0], wq, n, n8, q, q)
+		}
+		if rem > 0 {
+			matvecHM(d1, &xm[0], w1, n, n8, rem)
+		}
+	case o == orderMixH:
+		// x too large for matvecHM's scaling: its order, by matvec on widened rows.
+		arrangeX(o, xm, x[:n8])
+		buf := sc[n8 : n8+quantRowsT1*n]
+		for a := r0; a < r1; a += quantRowsT1 {
+			b := min(a+quantRowsT1, r1)
+			for r := a; r < b; r++ {
+				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, o)
+			}
+			matvec(&dst[a], &xm[0], &buf[0], n, n8, b-a, nil)
 		}
 	case w.DType == dtype.BF16:
 		if q > 0 {
@@ -265,13 +414,6 @@ func halfRows(dst, x []float32, w *kernels.Mat, r0, r1 int, xm []float32) {
 		}
 		if rem > 0 {
 			matvecBF(d1, &x[0], w1, n, n8, rem)
-		}
-	case w.F16Finite() && n8 >= 32 && n8 <= len(xm) && mixHalfX(xm[:n8], x[:n8]):
-		if q > 0 {
-			matvecHMSpread(d, &xm[0], wq, n, n8, q, q)
-		}
-		if rem > 0 {
-			matvecHM(d1, &xm[0], w1, n, n8, rem)
 		}
 	default:
 		if q > 0 {
@@ -296,7 +438,7 @@ const mixScale = 0x1p112
 // columns, columns 0–15 as they are, then the even columns of 16–31, then the odd ones,
 // those 16 times 2¹¹²; columns past the last whole 32 as they are. It reports false,
 // leaving dst unspecified, when a scaled column would overflow (a finite |x| ≥ 2¹⁶):
-// the caller then takes matvecH.
+// the caller then widens the rows in the same order (widenHM) for matvec.
 func mixHalfX(dst, x []float32) bool {
 	n32 := len(x) &^ 31
 	dst = dst[:len(x)]
@@ -333,16 +475,22 @@ func splitBFX(dst, x []float32) {
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
 
-// widenRow writes row r of the f16 or bf16 matrix w to dst[:w.Cols] as float32 (exactly).
-func widenRow(dst []float32, w *kernels.Mat, r int) {
+// widenRow writes row r of the f16 or bf16 matrix w to dst[:w.Cols] as float32
+// (exactly), its first Cols&^7 columns in the order o.
+func widenRow(dst []float32, w *kernels.Mat, r int, o halfOrder) {
 	n := w.Cols
 	n8 := n &^ 7
 	src := unsafe.Slice((*uint16)(unsafe.Pointer(&w.Data[2*r*n])), n)
 	dst = dst[:n]
 	if n8 > 0 {
-		if w.DType == dtype.BF16 {
+		switch {
+		case o == orderMixBF:
+			widenBFM(&dst[0], &src[0], n8)
+		case o == orderMixH:
+			widenHM(&dst[0], &src[0], n8)
+		case w.DType == dtype.BF16:
 			widenBF(&dst[0], &src[0], n8)
-		} else {
+		default:
 			widenH(&dst[0], &src[0], n8)
 		}
 	}

@@ -176,6 +176,33 @@ func BenchmarkGEMM(b *testing.B) {
 	}
 }
 
+// BenchmarkGEMMWiden is BenchmarkGEMM on f16 (kernels.NewMat's, so F16Finite), bf16 and
+// q8_0 weights with float32 activations: the rows widened to float32 in scratch, then
+// the f32 GEMM.
+func BenchmarkGEMMWiden(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(3, 3))
+	T, cols, rows := 64, 768, 3072
+	x, dst := randSlice(r, T*cols), make([]float32, T*rows)
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16, dtype.Q8_0} {
+		data, err := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, err := kernels.NewMat(dt, data, rows, cols)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%v/T%d_K%d_N%d", dt, T, cols, rows), func(b *testing.B) {
+			sc := kernels.NewScratch(Kernels{}, T, cols)
+			for i := 0; i < b.N; i++ {
+				Kernels{}.MatMul(dst, rows, x, T, w, nil, 0, rows, sc)
+			}
+			report(b, 2*float64(T*rows*cols), float64(len(data)))
+		})
+	}
+}
+
 func BenchmarkDot(b *testing.B) {
 	needAVX2(b)
 	r := rand.New(rand.NewPCG(3, 3))

@@ -6,10 +6,11 @@
 // nothing.
 //
 // The kernels: MatMul (a 4-row streaming matrix–vector product for T = 1, a 4-row ×
-// 3-token register-blocked micro-kernel for T > 1), Dot, Attention and AttentionF16
-// (the scores by the matrix–vector kernel over the strided keys, softmax, then the
-// weighted sum of the values with the output kept in registers; F16C converts a
-// binary16 cache as it is read), Softmax, RMSNorm, LayerNorm, GELU, SiLU, SwiGLU, RoPE,
+// 3-token register-blocked micro-kernel for T > 1 that sums each row as the T = 1
+// kernel does, so that a token's results do not depend on T), Dot, Attention and
+// AttentionF16 (the scores by the matrix–vector kernel over the strided keys, softmax,
+// then the weighted sum of the values with the output kept in registers; F16C converts
+// a binary16 cache as it is read), Softmax, RMSNorm, LayerNorm, GELU, SiLU, SwiGLU, RoPE,
 // Add and Scale; MatMul on f16 and bf16 weights (widened as they are loaded: for T = 1
 // half of an f16 row by F16C's VCVTPH2PS and half by integer shifts and masks on x
 // rearranged to match, a bf16 row by one shift or mask per 8 columns); and MatMulQ8
@@ -22,8 +23,8 @@
 // all within the tolerances stated in backends/conformance_test.go:
 //   - sums (dot products, norms, softmax's denominator) are taken in 8 lanes with several
 //     accumulators, so they round differently — but a MatMul row's result never depends
-//     on how the rows were split into ranges, so results stay identical for every
-//     thread count;
+//     on how the rows were split into ranges, nor on how many tokens share the product,
+//     so results stay identical for every thread count and batch;
 //   - exp is a float32 polynomial (≤ 1 ulp over [-86.6, 88.7]; TestExpAccuracy) where
 //     the reference rounds float64 math.Exp; results below 2^-125 are flushed to zero;
 //   - GELU uses the identity 0.5·(1+tanh(u)) = 1/(1+e^(-2u)), which avoids the

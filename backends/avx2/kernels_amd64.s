@@ -22,32 +22,69 @@ DATA tailmask<>+56(SB)/4, $0x00000000
 DATA tailmask<>+60(SB)/4, $0x00000000
 GLOBL tailmask<>(SB), RODATA|NOPTR, $64
 
-// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
+// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
 // Requires: AVX, FMA3
-TEXT ·gemm4(SB), NOSPLIT, $8-72
-	MOVQ dst+0(FP), AX
-	MOVQ x+16(FP), CX
-	MOVQ T+32(FP), DX
-	MOVQ ldw+48(FP), BX
-	SHLQ $0x02, BX
-	MOVQ w+40(FP), SI
-	LEAQ (SI)(BX*1), DI
-	LEAQ (DI)(BX*1), R8
-	LEAQ (R8)(BX*1), BX
-	MOVQ k+56(FP), R9
-	ANDQ $-8, R9
-	SHLQ $0x02, R9
+TEXT ·gemm4(SB), NOSPLIT, $440-96
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
 
-gemm4_tokens1:
-	CMPQ DX, $0x03
-	JL   gemm4_tokens_done2
+gemm4_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+	MOVQ st+80(FP), AX
+	SHLQ $0x04, CX
+	ADDQ CX, AX
+	MOVQ AX, 48(SP)
+
+gemm4_tokens2:
+	CMPQ 40(SP), $0x03
+	JL   gemm4_tokens_done3
 
 	// 4 rows × 3 tokens
-	MOVQ   CX, R10
-	MOVQ   ldx+24(FP), R11
-	SHLQ   $0x02, R11
-	LEAQ   (R10)(R11*1), R12
-	LEAQ   (R12)(R11*1), R11
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), CX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (BX)(SI*1), DI
+	LEAQ    (DI)(SI*1), R8
+	LEAQ    (R8)(SI*1), SI
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JNZ     gemm4_fresh4
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x08, R10
+	VMOVUPS 32(R9), Y0
+	VMOVUPS 96(R9), Y3
+	VMOVUPS 160(R9), Y6
+	VMOVUPS 224(R9), Y9
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y1
+	VMOVUPS 96(R9), Y4
+	VMOVUPS 160(R9), Y7
+	VMOVUPS 224(R9), Y10
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y2
+	VMOVUPS 96(R9), Y5
+	VMOVUPS 160(R9), Y8
+	VMOVUPS 224(R9), Y11
+	JMP     gemm4_started5
+
+gemm4_fresh4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -60,133 +97,113 @@ gemm4_tokens1:
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	XORQ   R13, R13
-	JMP    gemm4_check4
 
-gemm4_body3:
-	VMOVUPS     (R10)(R13*1), Y12
-	VMOVUPS     (R12)(R13*1), Y13
-	VMOVUPS     (R11)(R13*1), Y14
-	VMOVUPS     (SI)(R13*1), Y15
+gemm4_started5:
+	XORQ R9, R9
+	MOVQ k+56(FP), R10
+	ANDQ $-16, R10
+	SHLQ $0x02, R10
+	JMP  gemm4_check7
+
+gemm4_body6:
+	VMOVUPS     32(AX)(R9*1), Y12
+	VMOVUPS     32(DX)(R9*1), Y13
+	VMOVUPS     32(CX)(R9*1), Y14
+	VMOVUPS     32(BX)(R9*1), Y15
 	VFMADD231PS Y12, Y15, Y0
 	VFMADD231PS Y13, Y15, Y1
 	VFMADD231PS Y14, Y15, Y2
-	VMOVUPS     (DI)(R13*1), Y15
+	VMOVUPS     32(DI)(R9*1), Y15
 	VFMADD231PS Y12, Y15, Y3
 	VFMADD231PS Y13, Y15, Y4
 	VFMADD231PS Y14, Y15, Y5
-	VMOVUPS     (R8)(R13*1), Y15
+	VMOVUPS     32(R8)(R9*1), Y15
 	VFMADD231PS Y12, Y15, Y6
 	VFMADD231PS Y13, Y15, Y7
 	VFMADD231PS Y14, Y15, Y8
-	VMOVUPS     (BX)(R13*1), Y15
+	VMOVUPS     32(SI)(R9*1), Y15
 	VFMADD231PS Y12, Y15, Y9
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
-	ADDQ        $0x20, R13
+	ADDQ        $0x40, R9
 
-gemm4_check4:
-	CMPQ        R13, R9
-	JL          gemm4_body3
-	MOVQ        k+56(FP), R14
-	ANDQ        $0x07, R14
-	JZ          gemm4_reduce6
-	LEAQ        tailmask<>+0(SB), BP
-	MOVQ        $0x00000008, R15
-	SUBQ        R14, R15
-	VMOVUPS     (BP)(R15*4), Y12
-	VMASKMOVPS  (R10)(R13*1), Y12, Y13
-	VMASKMOVPS  (SI)(R13*1), Y12, Y14
+gemm4_check7:
+	CMPQ        R9, R10
+	JL          gemm4_body6
+	MOVQ        k+56(FP), R9
+	ANDQ        $-8, R9
+	SHLQ        $0x02, R9
+	MOVQ        k+56(FP), R10
+	ANDQ        $0x07, R10
+	JZ          gemm4_pass_done8
+	LEAQ        tailmask<>+0(SB), R12
+	MOVQ        $0x00000008, R11
+	SUBQ        R10, R11
+	VMOVUPS     (R12)(R11*4), Y12
+	VMASKMOVPS  (AX)(R9*1), Y12, Y13
+	VMASKMOVPS  (BX)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y0
-	VMASKMOVPS  (DI)(R13*1), Y12, Y14
+	VMASKMOVPS  (DI)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y3
-	VMASKMOVPS  (R8)(R13*1), Y12, Y14
+	VMASKMOVPS  (R8)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y6
-	VMASKMOVPS  (BX)(R13*1), Y12, Y14
+	VMASKMOVPS  (SI)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y9
-	VMASKMOVPS  (R12)(R13*1), Y12, Y13
-	VMASKMOVPS  (SI)(R13*1), Y12, Y14
+	VMASKMOVPS  (DX)(R9*1), Y12, Y13
+	VMASKMOVPS  (BX)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y1
-	VMASKMOVPS  (DI)(R13*1), Y12, Y14
+	VMASKMOVPS  (DI)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y4
-	VMASKMOVPS  (R8)(R13*1), Y12, Y14
+	VMASKMOVPS  (R8)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y7
-	VMASKMOVPS  (BX)(R13*1), Y12, Y14
+	VMASKMOVPS  (SI)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y10
-	VMASKMOVPS  (R11)(R13*1), Y12, Y13
-	VMASKMOVPS  (SI)(R13*1), Y12, Y14
+	VMASKMOVPS  (CX)(R9*1), Y12, Y13
+	VMASKMOVPS  (BX)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y2
-	VMASKMOVPS  (DI)(R13*1), Y12, Y14
+	VMASKMOVPS  (DI)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y5
-	VMASKMOVPS  (R8)(R13*1), Y12, Y14
+	VMASKMOVPS  (R8)(R9*1), Y12, Y14
 	VFMADD231PS Y13, Y14, Y8
-	VMASKMOVPS  (BX)(R13*1), Y12, Y12
+	VMASKMOVPS  (SI)(R9*1), Y12, Y12
 	VFMADD231PS Y13, Y12, Y11
 
-gemm4_reduce6:
-	MOVQ         AX, R10
-	VHADDPS      Y3, Y0, Y0
-	VHADDPS      Y9, Y6, Y6
-	VHADDPS      Y6, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias7
-	VADDPS       (R11), X0, X0
+gemm4_pass_done8:
+	VMOVUPS Y0, 56(SP)
+	VMOVUPS Y1, 184(SP)
+	VMOVUPS Y2, 312(SP)
+	VMOVUPS Y3, 88(SP)
+	VMOVUPS Y4, 216(SP)
+	VMOVUPS Y5, 344(SP)
+	VMOVUPS Y6, 120(SP)
+	VMOVUPS Y7, 248(SP)
+	VMOVUPS Y8, 376(SP)
+	VMOVUPS Y9, 152(SP)
+	VMOVUPS Y10, 280(SP)
+	VMOVUPS Y11, 408(SP)
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JNZ     gemm4_fresh9
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x08, R10
+	VMOVUPS (R9), Y0
+	VMOVUPS 64(R9), Y3
+	VMOVUPS 128(R9), Y6
+	VMOVUPS 192(R9), Y9
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y1
+	VMOVUPS 64(R9), Y4
+	VMOVUPS 128(R9), Y7
+	VMOVUPS 192(R9), Y10
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y2
+	VMOVUPS 64(R9), Y5
+	VMOVUPS 128(R9), Y8
+	VMOVUPS 192(R9), Y11
+	JMP     gemm4_started10
 
-gemm4_nobias7:
-	VMOVUPS      X0, (R10)
-	MOVQ         ldd+8(FP), R11
-	SHLQ         $0x02, R11
-	ADDQ         R11, R10
-	VHADDPS      Y4, Y1, Y1
-	VHADDPS      Y10, Y7, Y7
-	VHADDPS      Y7, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X1
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias8
-	VADDPS       (R11), X1, X1
-
-gemm4_nobias8:
-	VMOVUPS      X1, (R10)
-	MOVQ         ldd+8(FP), R11
-	SHLQ         $0x02, R11
-	ADDQ         R11, R10
-	VHADDPS      Y5, Y2, Y2
-	VHADDPS      Y11, Y8, Y8
-	VHADDPS      Y8, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X2
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias9
-	VADDPS       (R11), X2, X2
-
-gemm4_nobias9:
-	VMOVUPS X2, (R10)
-	MOVQ    ldx+24(FP), R10
-	SHLQ    $0x02, R10
-	MOVQ    ldd+8(FP), R11
-	SHLQ    $0x02, R11
-	IMUL3Q  $0x03, R10, R10
-	IMUL3Q  $0x03, R11, R11
-	ADDQ    R10, CX
-	ADDQ    R11, AX
-	SUBQ    $0x03, DX
-	JMP     gemm4_tokens1
-
-gemm4_tokens_done2:
-	CMPQ DX, $0x02
-	JL   gemm4_skip10
-
-	// 4 rows × 2 tokens
-	MOVQ   CX, R10
-	MOVQ   ldx+24(FP), R11
-	SHLQ   $0x02, R11
-	LEAQ   (R10)(R11*1), R11
+gemm4_fresh9:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -195,512 +212,2003 @@ gemm4_tokens_done2:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	XORQ   R12, R12
-	JMP    gemm4_check12
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+gemm4_started10:
+	XORQ R9, R9
+	MOVQ k+56(FP), R10
+	ANDQ $-16, R10
+	SHLQ $0x02, R10
+	JMP  gemm4_check12
 
 gemm4_body11:
-	VMOVUPS     (R10)(R12*1), Y8
-	VMOVUPS     (R11)(R12*1), Y9
-	VMOVUPS     (SI)(R12*1), Y10
-	VFMADD231PS Y8, Y10, Y0
-	VFMADD231PS Y9, Y10, Y1
-	VMOVUPS     (DI)(R12*1), Y10
-	VFMADD231PS Y8, Y10, Y2
-	VFMADD231PS Y9, Y10, Y3
-	VMOVUPS     (R8)(R12*1), Y10
-	VFMADD231PS Y8, Y10, Y4
-	VFMADD231PS Y9, Y10, Y5
-	VMOVUPS     (BX)(R12*1), Y10
-	VFMADD231PS Y8, Y10, Y6
-	VFMADD231PS Y9, Y10, Y7
-	ADDQ        $0x20, R12
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     (BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x40, R9
 
 gemm4_check12:
-	CMPQ        R12, R9
+	CMPQ        R9, R10
 	JL          gemm4_body11
-	MOVQ        k+56(FP), R13
-	ANDQ        $0x07, R13
-	JZ          gemm4_reduce14
-	LEAQ        tailmask<>+0(SB), R15
-	MOVQ        $0x00000008, R14
-	SUBQ        R13, R14
-	VMOVUPS     (R15)(R14*4), Y8
-	VMASKMOVPS  (R10)(R12*1), Y8, Y9
-	VMASKMOVPS  (SI)(R12*1), Y8, Y10
-	VFMADD231PS Y9, Y10, Y0
-	VMASKMOVPS  (DI)(R12*1), Y8, Y10
-	VFMADD231PS Y9, Y10, Y2
-	VMASKMOVPS  (R8)(R12*1), Y8, Y10
-	VFMADD231PS Y9, Y10, Y4
-	VMASKMOVPS  (BX)(R12*1), Y8, Y10
-	VFMADD231PS Y9, Y10, Y6
-	VMASKMOVPS  (R11)(R12*1), Y8, Y9
-	VMASKMOVPS  (SI)(R12*1), Y8, Y10
+	MOVQ        k+56(FP), R10
+	ANDQ        $-8, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm4_pass_done13
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     (BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+
+gemm4_pass_done13:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm4_final14
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y3, 64(AX)
+	VMOVUPS Y6, 128(AX)
+	VMOVUPS Y9, 192(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y4, 64(AX)
+	VMOVUPS Y7, 128(AX)
+	VMOVUPS Y10, 192(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y5, 64(AX)
+	VMOVUPS Y8, 128(AX)
+	VMOVUPS Y11, 192(AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS 88(SP), Y0
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS 120(SP), Y0
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS 152(SP), Y0
+	VMOVUPS Y0, 224(AX)
+	ADDQ    CX, AX
+	VMOVUPS 184(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS 216(SP), Y0
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS 248(SP), Y0
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS 280(SP), Y0
+	VMOVUPS Y0, 224(AX)
+	ADDQ    CX, AX
+	VMOVUPS 312(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS 344(SP), Y0
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS 376(SP), Y0
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS 408(SP), Y0
+	VMOVUPS Y0, 224(AX)
+	JMP     gemm4_next15
+
+gemm4_final14:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
+	VADDPS       88(SP), Y3, Y3
+	VADDPS       120(SP), Y6, Y6
+	VADDPS       152(SP), Y9, Y9
+	VHADDPS      Y3, Y0, Y0
+	VHADDPS      Y9, Y6, Y6
+	VHADDPS      Y6, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm4_nobias16
+	MOVQ         8(SP), BX
+	VADDPS       (DX)(BX*1), X0, X0
+
+gemm4_nobias16:
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       184(SP), Y1, Y1
+	VADDPS       216(SP), Y4, Y4
+	VADDPS       248(SP), Y7, Y7
+	VADDPS       280(SP), Y10, Y10
+	VHADDPS      Y4, Y1, Y1
+	VHADDPS      Y10, Y7, Y7
+	VHADDPS      Y7, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm4_nobias17
+	MOVQ         8(SP), BX
+	VADDPS       (DX)(BX*1), X1, X1
+
+gemm4_nobias17:
+	VMOVUPS      X1, (AX)
+	ADDQ         CX, AX
+	VADDPS       312(SP), Y2, Y2
+	VADDPS       344(SP), Y5, Y5
+	VADDPS       376(SP), Y8, Y8
+	VADDPS       408(SP), Y11, Y11
+	VHADDPS      Y5, Y2, Y2
+	VHADDPS      Y11, Y8, Y8
+	VHADDPS      Y8, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm4_nobias18
+	MOVQ         8(SP), DX
+	VADDPS       (CX)(DX*1), X2, X2
+
+gemm4_nobias18:
+	VMOVUPS X2, (AX)
+
+gemm4_next15:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x08, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x03, 40(SP)
+	JMP    gemm4_tokens2
+
+gemm4_tokens_done3:
+	CMPQ 40(SP), $0x02
+	JL   gemm4_skip19
+
+	// 4 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (DX)(BX*1), SI
+	LEAQ    (SI)(BX*1), DI
+	LEAQ    (DI)(BX*1), BX
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JNZ     gemm4_fresh20
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x08, R9
+	VMOVUPS 32(R8), Y0
+	VMOVUPS 96(R8), Y2
+	VMOVUPS 160(R8), Y4
+	VMOVUPS 224(R8), Y6
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y1
+	VMOVUPS 96(R8), Y3
+	VMOVUPS 160(R8), Y5
+	VMOVUPS 224(R8), Y7
+	JMP     gemm4_started21
+
+gemm4_fresh20:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+gemm4_started21:
+	XORQ R8, R8
+	MOVQ k+56(FP), R9
+	ANDQ $-16, R9
+	SHLQ $0x02, R9
+	JMP  gemm4_check23
+
+gemm4_body22:
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*1), Y9
+	VMOVUPS     32(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
 	VFMADD231PS Y9, Y10, Y1
-	VMASKMOVPS  (DI)(R12*1), Y8, Y10
+	VMOVUPS     32(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
 	VFMADD231PS Y9, Y10, Y3
-	VMASKMOVPS  (R8)(R12*1), Y8, Y10
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
 	VFMADD231PS Y9, Y10, Y5
-	VMASKMOVPS  (BX)(R12*1), Y8, Y8
+	VMOVUPS     32(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x40, R8
+
+gemm4_check23:
+	CMPQ        R8, R9
+	JL          gemm4_body22
+	MOVQ        k+56(FP), R8
+	ANDQ        $-8, R8
+	SHLQ        $0x02, R8
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x07, R9
+	JZ          gemm4_pass_done24
+	LEAQ        tailmask<>+0(SB), R11
+	MOVQ        $0x00000008, R10
+	SUBQ        R9, R10
+	VMOVUPS     (R11)(R10*4), Y8
+	VMASKMOVPS  (AX)(R8*1), Y8, Y9
+	VMASKMOVPS  (DX)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y0
+	VMASKMOVPS  (SI)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y2
+	VMASKMOVPS  (DI)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y4
+	VMASKMOVPS  (BX)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y6
+	VMASKMOVPS  (CX)(R8*1), Y8, Y9
+	VMASKMOVPS  (DX)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y1
+	VMASKMOVPS  (SI)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y3
+	VMASKMOVPS  (DI)(R8*1), Y8, Y10
+	VFMADD231PS Y9, Y10, Y5
+	VMASKMOVPS  (BX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_reduce14:
-	MOVQ         AX, R10
+gemm4_pass_done24:
+	VMOVUPS Y0, 56(SP)
+	VMOVUPS Y1, 184(SP)
+	VMOVUPS Y2, 88(SP)
+	VMOVUPS Y3, 216(SP)
+	VMOVUPS Y4, 120(SP)
+	VMOVUPS Y5, 248(SP)
+	VMOVUPS Y6, 152(SP)
+	VMOVUPS Y7, 280(SP)
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JNZ     gemm4_fresh25
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x08, R9
+	VMOVUPS (R8), Y0
+	VMOVUPS 64(R8), Y2
+	VMOVUPS 128(R8), Y4
+	VMOVUPS 192(R8), Y6
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y1
+	VMOVUPS 64(R8), Y3
+	VMOVUPS 128(R8), Y5
+	VMOVUPS 192(R8), Y7
+	JMP     gemm4_started26
+
+gemm4_fresh25:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+gemm4_started26:
+	XORQ R8, R8
+	MOVQ k+56(FP), R9
+	ANDQ $-16, R9
+	SHLQ $0x02, R9
+	JMP  gemm4_check28
+
+gemm4_body27:
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     (DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x40, R8
+
+gemm4_check28:
+	CMPQ        R8, R9
+	JL          gemm4_body27
+	MOVQ        k+56(FP), R9
+	ANDQ        $-8, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm4_pass_done29
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     (DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+
+gemm4_pass_done29:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm4_final30
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y4, 128(AX)
+	VMOVUPS Y6, 192(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y3, 64(AX)
+	VMOVUPS Y5, 128(AX)
+	VMOVUPS Y7, 192(AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS 88(SP), Y0
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS 120(SP), Y0
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS 152(SP), Y0
+	VMOVUPS Y0, 224(AX)
+	ADDQ    CX, AX
+	VMOVUPS 184(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS 216(SP), Y0
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS 248(SP), Y0
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS 280(SP), Y0
+	VMOVUPS Y0, 224(AX)
+	JMP     gemm4_next31
+
+gemm4_final30:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
+	VADDPS       88(SP), Y2, Y2
+	VADDPS       120(SP), Y4, Y4
+	VADDPS       152(SP), Y6, Y6
 	VHADDPS      Y2, Y0, Y0
 	VHADDPS      Y6, Y4, Y4
 	VHADDPS      Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X2, X0, X0
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias15
-	VADDPS       (R11), X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm4_nobias32
+	MOVQ         8(SP), BX
+	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias15:
-	VMOVUPS      X0, (R10)
-	MOVQ         ldd+8(FP), R11
-	SHLQ         $0x02, R11
-	ADDQ         R11, R10
+gemm4_nobias32:
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       184(SP), Y1, Y1
+	VADDPS       216(SP), Y3, Y3
+	VADDPS       248(SP), Y5, Y5
+	VADDPS       280(SP), Y7, Y7
 	VHADDPS      Y3, Y1, Y1
 	VHADDPS      Y7, Y5, Y5
 	VHADDPS      Y5, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDPS       X0, X1, X1
-	MOVQ         bias+64(FP), R11
-	TESTQ        R11, R11
-	JZ           gemm4_nobias16
-	VADDPS       (R11), X1, X1
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm4_nobias33
+	MOVQ         8(SP), DX
+	VADDPS       (CX)(DX*1), X1, X1
 
-gemm4_nobias16:
-	VMOVUPS X1, (R10)
-	MOVQ    ldx+24(FP), R10
-	SHLQ    $0x02, R10
-	MOVQ    ldd+8(FP), R11
-	SHLQ    $0x02, R11
-	IMUL3Q  $0x02, R10, R10
-	IMUL3Q  $0x02, R11, R11
-	ADDQ    R10, CX
-	ADDQ    R11, AX
-	SUBQ    $0x02, DX
+gemm4_nobias33:
+	VMOVUPS X1, (AX)
 
-gemm4_skip10:
-	CMPQ DX, $0x01
-	JL   gemm4_skip17
+gemm4_next31:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x08, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x02, 40(SP)
+
+gemm4_skip19:
+	CMPQ 40(SP), $0x01
+	JL   gemm4_skip34
 
 	// 4 rows × 1 tokens
-	MOVQ   CX, R10
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*1), BX
+	LEAQ    (BX)(DX*1), SI
+	LEAQ    (SI)(DX*1), DX
+	MOVQ    seg+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JNZ     gemm4_fresh35
+	MOVQ    48(SP), DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x08, R8
+	VMOVUPS 32(DI), Y0
+	VMOVUPS 96(DI), Y1
+	VMOVUPS 160(DI), Y2
+	VMOVUPS 224(DI), Y3
+	JMP     gemm4_started36
+
+gemm4_fresh35:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	XORQ   R11, R11
-	JMP    gemm4_check19
 
-gemm4_body18:
-	VMOVUPS     (R10)(R11*1), Y4
-	VMOVUPS     (SI)(R11*1), Y5
+gemm4_started36:
+	XORQ DI, DI
+	MOVQ k+56(FP), R8
+	ANDQ $-16, R8
+	SHLQ $0x02, R8
+	JMP  gemm4_check38
+
+gemm4_body37:
+	VMOVUPS     32(AX)(DI*1), Y4
+	VMOVUPS     32(CX)(DI*1), Y5
 	VFMADD231PS Y4, Y5, Y0
-	VMOVUPS     (DI)(R11*1), Y5
+	VMOVUPS     32(BX)(DI*1), Y5
 	VFMADD231PS Y4, Y5, Y1
-	VMOVUPS     (R8)(R11*1), Y5
+	VMOVUPS     32(SI)(DI*1), Y5
 	VFMADD231PS Y4, Y5, Y2
-	VMOVUPS     (BX)(R11*1), Y5
+	VMOVUPS     32(DX)(DI*1), Y5
 	VFMADD231PS Y4, Y5, Y3
-	ADDQ        $0x20, R11
+	ADDQ        $0x40, DI
 
-gemm4_check19:
-	CMPQ        R11, R9
-	JL          gemm4_body18
-	MOVQ        k+56(FP), R9
-	ANDQ        $0x07, R9
-	JZ          gemm4_reduce21
-	LEAQ        tailmask<>+0(SB), R13
-	MOVQ        $0x00000008, R12
-	SUBQ        R9, R12
-	VMOVUPS     (R13)(R12*4), Y4
-	VMASKMOVPS  (R10)(R11*1), Y4, Y5
-	VMASKMOVPS  (SI)(R11*1), Y4, Y6
+gemm4_check38:
+	CMPQ        DI, R8
+	JL          gemm4_body37
+	MOVQ        k+56(FP), DI
+	ANDQ        $-8, DI
+	SHLQ        $0x02, DI
+	MOVQ        k+56(FP), R8
+	ANDQ        $0x07, R8
+	JZ          gemm4_pass_done39
+	LEAQ        tailmask<>+0(SB), R10
+	MOVQ        $0x00000008, R9
+	SUBQ        R8, R9
+	VMOVUPS     (R10)(R9*4), Y4
+	VMASKMOVPS  (AX)(DI*1), Y4, Y5
+	VMASKMOVPS  (CX)(DI*1), Y4, Y6
 	VFMADD231PS Y5, Y6, Y0
-	VMASKMOVPS  (DI)(R11*1), Y4, Y6
+	VMASKMOVPS  (BX)(DI*1), Y4, Y6
 	VFMADD231PS Y5, Y6, Y1
-	VMASKMOVPS  (R8)(R11*1), Y4, Y6
+	VMASKMOVPS  (SI)(DI*1), Y4, Y6
 	VFMADD231PS Y5, Y6, Y2
-	VMASKMOVPS  (BX)(R11*1), Y4, Y4
+	VMASKMOVPS  (DX)(DI*1), Y4, Y4
 	VFMADD231PS Y5, Y4, Y3
 
-gemm4_reduce21:
-	MOVQ         AX, BX
+gemm4_pass_done39:
+	VMOVUPS Y0, 56(SP)
+	VMOVUPS Y1, 88(SP)
+	VMOVUPS Y2, 120(SP)
+	VMOVUPS Y3, 152(SP)
+	MOVQ    seg+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JNZ     gemm4_fresh40
+	MOVQ    48(SP), DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x08, R8
+	VMOVUPS (DI), Y0
+	VMOVUPS 64(DI), Y1
+	VMOVUPS 128(DI), Y2
+	VMOVUPS 192(DI), Y3
+	JMP     gemm4_started41
+
+gemm4_fresh40:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gemm4_started41:
+	XORQ DI, DI
+	MOVQ k+56(FP), R8
+	ANDQ $-16, R8
+	SHLQ $0x02, R8
+	JMP  gemm4_check43
+
+gemm4_body42:
+	VMOVUPS     (AX)(DI*1), Y4
+	VMOVUPS     (CX)(DI*1), Y5
+	VFMADD231PS Y4, Y5, Y0
+	VMOVUPS     (BX)(DI*1), Y5
+	VFMADD231PS Y4, Y5, Y1
+	VMOVUPS     (SI)(DI*1), Y5
+	VFMADD231PS Y4, Y5, Y2
+	VMOVUPS     (DX)(DI*1), Y5
+	VFMADD231PS Y4, Y5, Y3
+	ADDQ        $0x40, DI
+
+gemm4_check43:
+	CMPQ        DI, R8
+	JL          gemm4_body42
+	MOVQ        k+56(FP), R8
+	ANDQ        $-8, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm4_pass_done44
+	VMOVUPS     (AX)(DI*1), Y4
+	VMOVUPS     (CX)(DI*1), Y5
+	VFMADD231PS Y4, Y5, Y0
+	VMOVUPS     (BX)(DI*1), Y5
+	VFMADD231PS Y4, Y5, Y1
+	VMOVUPS     (SI)(DI*1), Y5
+	VFMADD231PS Y4, Y5, Y2
+	VMOVUPS     (DX)(DI*1), Y5
+	VFMADD231PS Y4, Y5, Y3
+
+gemm4_pass_done44:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm4_final45
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y2, 128(AX)
+	VMOVUPS Y3, 192(AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS 88(SP), Y0
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS 120(SP), Y0
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS 152(SP), Y0
+	VMOVUPS Y0, 224(AX)
+	JMP     gemm4_next46
+
+gemm4_final45:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
+	VADDPS       88(SP), Y1, Y1
+	VADDPS       120(SP), Y2, Y2
+	VADDPS       152(SP), Y3, Y3
 	VHADDPS      Y1, Y0, Y0
 	VHADDPS      Y3, Y2, Y2
 	VHADDPS      Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), SI
-	TESTQ        SI, SI
-	JZ           gemm4_nobias22
-	VADDPS       (SI), X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm4_nobias47
+	MOVQ         8(SP), DX
+	VADDPS       (CX)(DX*1), X0, X0
 
-gemm4_nobias22:
-	VMOVUPS X0, (BX)
-	MOVQ    ldx+24(FP), BX
-	SHLQ    $0x02, BX
-	MOVQ    ldd+8(FP), SI
-	SHLQ    $0x02, SI
-	ADDQ    BX, CX
-	ADDQ    SI, AX
-	SUBQ    $0x01, DX
+gemm4_nobias47:
+	VMOVUPS X0, (AX)
 
-gemm4_skip17:
+gemm4_next46:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x08, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x01, 40(SP)
+
+gemm4_skip34:
+	ADDQ   $0x10, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm4_group1
 	VZEROUPPER
 	RET
 
-// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
+// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
 // Requires: AVX, FMA3
-TEXT ·gemm1(SB), NOSPLIT, $0-72
+TEXT ·gemm1(SB), NOSPLIT, $248-96
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm1_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
 	MOVQ dst+0(FP), AX
-	MOVQ x+16(FP), CX
-	MOVQ T+32(FP), DX
-	MOVQ ldw+48(FP), BX
-	SHLQ $0x02, BX
-	MOVQ w+40(FP), BX
-	MOVQ k+56(FP), SI
-	ANDQ $-8, SI
-	SHLQ $0x02, SI
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+	MOVQ st+80(FP), AX
+	SHLQ $0x04, CX
+	ADDQ CX, AX
+	MOVQ AX, 48(SP)
 
-gemm1_tokens1:
-	CMPQ DX, $0x04
-	JL   gemm1_tokens_done2
+gemm1_tokens2:
+	CMPQ 40(SP), $0x06
+	JL   gemm1_tokens_done3
 
-	// 1 rows × 4 tokens
-	MOVQ   CX, DI
-	MOVQ   ldx+24(FP), R8
-	SHLQ   $0x02, R8
-	LEAQ   (DI)(R8*1), R9
-	LEAQ   (R9)(R8*1), R10
-	LEAQ   (R10)(R8*1), R8
+	// 1 rows × 6 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), BX
+	LEAQ    (BX)(CX*1), SI
+	LEAQ    (SI)(CX*1), DI
+	LEAQ    (DI)(CX*1), CX
+	MOVQ    (SP), R8
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JNZ     gemm1_fresh4
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x06, R10
+	VMOVUPS 32(R9), Y0
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y1
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y2
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y3
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y4
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y5
+	JMP     gemm1_started5
+
+gemm1_fresh4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	XORQ   R11, R11
-	JMP    gemm1_check4
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
 
-gemm1_body3:
-	VMOVUPS     (BX)(R11*1), Y4
-	VFMADD231PS (DI)(R11*1), Y4, Y0
-	VFMADD231PS (R9)(R11*1), Y4, Y1
-	VFMADD231PS (R10)(R11*1), Y4, Y2
-	VFMADD231PS (R8)(R11*1), Y4, Y3
-	ADDQ        $0x20, R11
+gemm1_started5:
+	XORQ R9, R9
+	MOVQ k+56(FP), R10
+	ANDQ $-16, R10
+	SHLQ $0x02, R10
+	JMP  gemm1_check7
 
-gemm1_check4:
-	CMPQ        R11, SI
-	JL          gemm1_body3
-	MOVQ        k+56(FP), R12
-	ANDQ        $0x07, R12
-	JZ          gemm1_reduce6
-	LEAQ        tailmask<>+0(SB), R14
-	MOVQ        $0x00000008, R13
-	SUBQ        R12, R13
-	VMOVUPS     (R14)(R13*4), Y4
-	VMASKMOVPS  (DI)(R11*1), Y4, Y5
-	VMASKMOVPS  (BX)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y0
-	VMASKMOVPS  (R9)(R11*1), Y4, Y5
-	VMASKMOVPS  (BX)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y1
-	VMASKMOVPS  (R10)(R11*1), Y4, Y5
-	VMASKMOVPS  (BX)(R11*1), Y4, Y6
-	VFMADD231PS Y5, Y6, Y2
-	VMASKMOVPS  (R8)(R11*1), Y4, Y5
-	VMASKMOVPS  (BX)(R11*1), Y4, Y4
-	VFMADD231PS Y5, Y4, Y3
+gemm1_body6:
+	VMOVUPS     32(R8)(R9*1), Y6
+	VFMADD231PS 32(AX)(R9*1), Y6, Y0
+	VFMADD231PS 32(DX)(R9*1), Y6, Y1
+	VFMADD231PS 32(BX)(R9*1), Y6, Y2
+	VFMADD231PS 32(SI)(R9*1), Y6, Y3
+	VFMADD231PS 32(DI)(R9*1), Y6, Y4
+	VFMADD231PS 32(CX)(R9*1), Y6, Y5
+	ADDQ        $0x40, R9
 
-gemm1_reduce6:
-	MOVQ         AX, DI
+gemm1_check7:
+	CMPQ        R9, R10
+	JL          gemm1_body6
+	MOVQ        k+56(FP), R9
+	ANDQ        $-8, R9
+	SHLQ        $0x02, R9
+	MOVQ        k+56(FP), R10
+	ANDQ        $0x07, R10
+	JZ          gemm1_pass_done8
+	LEAQ        tailmask<>+0(SB), R12
+	MOVQ        $0x00000008, R11
+	SUBQ        R10, R11
+	VMOVUPS     (R12)(R11*4), Y6
+	VMASKMOVPS  (AX)(R9*1), Y6, Y7
+	VMASKMOVPS  (R8)(R9*1), Y6, Y8
+	VFMADD231PS Y7, Y8, Y0
+	VMASKMOVPS  (DX)(R9*1), Y6, Y7
+	VMASKMOVPS  (R8)(R9*1), Y6, Y8
+	VFMADD231PS Y7, Y8, Y1
+	VMASKMOVPS  (BX)(R9*1), Y6, Y7
+	VMASKMOVPS  (R8)(R9*1), Y6, Y8
+	VFMADD231PS Y7, Y8, Y2
+	VMASKMOVPS  (SI)(R9*1), Y6, Y7
+	VMASKMOVPS  (R8)(R9*1), Y6, Y8
+	VFMADD231PS Y7, Y8, Y3
+	VMASKMOVPS  (DI)(R9*1), Y6, Y7
+	VMASKMOVPS  (R8)(R9*1), Y6, Y8
+	VFMADD231PS Y7, Y8, Y4
+	VMASKMOVPS  (CX)(R9*1), Y6, Y7
+	VMASKMOVPS  (R8)(R9*1), Y6, Y6
+	VFMADD231PS Y7, Y6, Y5
+
+gemm1_pass_done8:
+	VMOVUPS Y0, 56(SP)
+	VMOVUPS Y1, 88(SP)
+	VMOVUPS Y2, 120(SP)
+	VMOVUPS Y3, 152(SP)
+	VMOVUPS Y4, 184(SP)
+	VMOVUPS Y5, 216(SP)
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JNZ     gemm1_fresh9
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x06, R10
+	VMOVUPS (R9), Y0
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y1
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y2
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y3
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y4
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y5
+	JMP     gemm1_started10
+
+gemm1_fresh9:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+gemm1_started10:
+	XORQ R9, R9
+	MOVQ k+56(FP), R10
+	ANDQ $-16, R10
+	SHLQ $0x02, R10
+	JMP  gemm1_check12
+
+gemm1_body11:
+	VMOVUPS     (R8)(R9*1), Y6
+	VFMADD231PS (AX)(R9*1), Y6, Y0
+	VFMADD231PS (DX)(R9*1), Y6, Y1
+	VFMADD231PS (BX)(R9*1), Y6, Y2
+	VFMADD231PS (SI)(R9*1), Y6, Y3
+	VFMADD231PS (DI)(R9*1), Y6, Y4
+	VFMADD231PS (CX)(R9*1), Y6, Y5
+	ADDQ        $0x40, R9
+
+gemm1_check12:
+	CMPQ        R9, R10
+	JL          gemm1_body11
+	MOVQ        k+56(FP), R10
+	ANDQ        $-8, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm1_pass_done13
+	VMOVUPS     (R8)(R9*1), Y6
+	VFMADD231PS (AX)(R9*1), Y6, Y0
+	VFMADD231PS (DX)(R9*1), Y6, Y1
+	VFMADD231PS (BX)(R9*1), Y6, Y2
+	VFMADD231PS (SI)(R9*1), Y6, Y3
+	VFMADD231PS (DI)(R9*1), Y6, Y4
+	VFMADD231PS (CX)(R9*1), Y6, Y5
+
+gemm1_pass_done13:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final14
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y5, (AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 88(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 120(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 152(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 184(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 216(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	JMP     gemm1_next15
+
+gemm1_final14:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDSS       X4, X0, X0
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias7
-	VADDSS       (R8), X0, X0
+	VEXTRACTF128 $0x01, Y0, X6
+	VADDSS       X6, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias16
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias7:
-	VMOVSS       X0, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
+gemm1_nobias16:
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       88(SP), Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDSS       X0, X1, X1
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias8
-	VADDSS       (R8), X1, X1
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias17
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias8:
-	VMOVSS       X1, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
+gemm1_nobias17:
+	VMOVSS       X1, (AX)
+	ADDQ         CX, AX
+	VADDPS       120(SP), Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDSS       X0, X2, X2
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias9
-	VADDSS       (R8), X2, X2
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias18
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias9:
-	VMOVSS       X2, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
+gemm1_nobias18:
+	VMOVSS       X2, (AX)
+	ADDQ         CX, AX
+	VADDPS       152(SP), Y3, Y3
 	VHADDPS      Y3, Y3, Y3
 	VHADDPS      Y3, Y3, Y3
 	VEXTRACTF128 $0x01, Y3, X0
 	VADDSS       X0, X3, X3
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias10
-	VADDSS       (R8), X3, X3
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias19
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias10:
-	VMOVSS X3, (DI)
-	MOVQ   ldx+24(FP), DI
-	SHLQ   $0x02, DI
-	MOVQ   ldd+8(FP), R8
-	SHLQ   $0x02, R8
-	IMUL3Q $0x04, DI, DI
-	IMUL3Q $0x04, R8, R8
-	ADDQ   DI, CX
-	ADDQ   R8, AX
-	SUBQ   $0x04, DX
-	JMP    gemm1_tokens1
+gemm1_nobias19:
+	VMOVSS       X3, (AX)
+	ADDQ         CX, AX
+	VADDPS       184(SP), Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDSS       X0, X4, X4
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias20
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X4, X4
 
-gemm1_tokens_done2:
-	CMPQ DX, $0x03
-	JL   gemm1_skip11
+gemm1_nobias20:
+	VMOVSS       X4, (AX)
+	ADDQ         CX, AX
+	VADDPS       216(SP), Y5, Y5
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y5, Y5
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDSS       X0, X5, X5
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm1_nobias21
+	MOVQ         8(SP), DX
+	VADDSS       (CX)(DX*1), X5, X5
 
-	// 1 rows × 3 tokens
-	MOVQ   CX, DI
-	MOVQ   ldx+24(FP), R8
-	SHLQ   $0x02, R8
-	LEAQ   (DI)(R8*1), R9
-	LEAQ   (R9)(R8*1), R8
+gemm1_nobias21:
+	VMOVSS X5, (AX)
+
+gemm1_next15:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x06, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x06, 40(SP)
+	JMP    gemm1_tokens2
+
+gemm1_tokens_done3:
+	CMPQ 40(SP), $0x05
+	JL   gemm1_skip22
+
+	// 1 rows × 5 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), BX
+	LEAQ    (BX)(CX*1), SI
+	LEAQ    (SI)(CX*1), CX
+	MOVQ    (SP), DI
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JNZ     gemm1_fresh23
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x06, R9
+	VMOVUPS 32(R8), Y0
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y1
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y2
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y3
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y4
+	JMP     gemm1_started24
+
+gemm1_fresh23:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	XORQ   R10, R10
-	JMP    gemm1_check13
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
 
-gemm1_body12:
-	VMOVUPS     (BX)(R10*1), Y3
-	VFMADD231PS (DI)(R10*1), Y3, Y0
-	VFMADD231PS (R9)(R10*1), Y3, Y1
-	VFMADD231PS (R8)(R10*1), Y3, Y2
-	ADDQ        $0x20, R10
+gemm1_started24:
+	XORQ R8, R8
+	MOVQ k+56(FP), R9
+	ANDQ $-16, R9
+	SHLQ $0x02, R9
+	JMP  gemm1_check26
 
-gemm1_check13:
-	CMPQ        R10, SI
-	JL          gemm1_body12
-	MOVQ        k+56(FP), R11
-	ANDQ        $0x07, R11
-	JZ          gemm1_reduce15
-	LEAQ        tailmask<>+0(SB), R13
-	MOVQ        $0x00000008, R12
-	SUBQ        R11, R12
-	VMOVUPS     (R13)(R12*4), Y3
-	VMASKMOVPS  (DI)(R10*1), Y3, Y4
-	VMASKMOVPS  (BX)(R10*1), Y3, Y5
-	VFMADD231PS Y4, Y5, Y0
-	VMASKMOVPS  (R9)(R10*1), Y3, Y4
-	VMASKMOVPS  (BX)(R10*1), Y3, Y5
-	VFMADD231PS Y4, Y5, Y1
-	VMASKMOVPS  (R8)(R10*1), Y3, Y4
-	VMASKMOVPS  (BX)(R10*1), Y3, Y3
-	VFMADD231PS Y4, Y3, Y2
+gemm1_body25:
+	VMOVUPS     32(DI)(R8*1), Y5
+	VFMADD231PS 32(AX)(R8*1), Y5, Y0
+	VFMADD231PS 32(DX)(R8*1), Y5, Y1
+	VFMADD231PS 32(BX)(R8*1), Y5, Y2
+	VFMADD231PS 32(SI)(R8*1), Y5, Y3
+	VFMADD231PS 32(CX)(R8*1), Y5, Y4
+	ADDQ        $0x40, R8
 
-gemm1_reduce15:
-	MOVQ         AX, DI
+gemm1_check26:
+	CMPQ        R8, R9
+	JL          gemm1_body25
+	MOVQ        k+56(FP), R8
+	ANDQ        $-8, R8
+	SHLQ        $0x02, R8
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x07, R9
+	JZ          gemm1_pass_done27
+	LEAQ        tailmask<>+0(SB), R11
+	MOVQ        $0x00000008, R10
+	SUBQ        R9, R10
+	VMOVUPS     (R11)(R10*4), Y5
+	VMASKMOVPS  (AX)(R8*1), Y5, Y6
+	VMASKMOVPS  (DI)(R8*1), Y5, Y7
+	VFMADD231PS Y6, Y7, Y0
+	VMASKMOVPS  (DX)(R8*1), Y5, Y6
+	VMASKMOVPS  (DI)(R8*1), Y5, Y7
+	VFMADD231PS Y6, Y7, Y1
+	VMASKMOVPS  (BX)(R8*1), Y5, Y6
+	VMASKMOVPS  (DI)(R8*1), Y5, Y7
+	VFMADD231PS Y6, Y7, Y2
+	VMASKMOVPS  (SI)(R8*1), Y5, Y6
+	VMASKMOVPS  (DI)(R8*1), Y5, Y7
+	VFMADD231PS Y6, Y7, Y3
+	VMASKMOVPS  (CX)(R8*1), Y5, Y6
+	VMASKMOVPS  (DI)(R8*1), Y5, Y5
+	VFMADD231PS Y6, Y5, Y4
+
+gemm1_pass_done27:
+	VMOVUPS Y0, 56(SP)
+	VMOVUPS Y1, 88(SP)
+	VMOVUPS Y2, 120(SP)
+	VMOVUPS Y3, 152(SP)
+	VMOVUPS Y4, 184(SP)
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JNZ     gemm1_fresh28
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x06, R9
+	VMOVUPS (R8), Y0
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y1
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y2
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y3
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y4
+	JMP     gemm1_started29
+
+gemm1_fresh28:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+
+gemm1_started29:
+	XORQ R8, R8
+	MOVQ k+56(FP), R9
+	ANDQ $-16, R9
+	SHLQ $0x02, R9
+	JMP  gemm1_check31
+
+gemm1_body30:
+	VMOVUPS     (DI)(R8*1), Y5
+	VFMADD231PS (AX)(R8*1), Y5, Y0
+	VFMADD231PS (DX)(R8*1), Y5, Y1
+	VFMADD231PS (BX)(R8*1), Y5, Y2
+	VFMADD231PS (SI)(R8*1), Y5, Y3
+	VFMADD231PS (CX)(R8*1), Y5, Y4
+	ADDQ        $0x40, R8
+
+gemm1_check31:
+	CMPQ        R8, R9
+	JL          gemm1_body30
+	MOVQ        k+56(FP), R9
+	ANDQ        $-8, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm1_pass_done32
+	VMOVUPS     (DI)(R8*1), Y5
+	VFMADD231PS (AX)(R8*1), Y5, Y0
+	VFMADD231PS (DX)(R8*1), Y5, Y1
+	VFMADD231PS (BX)(R8*1), Y5, Y2
+	VFMADD231PS (SI)(R8*1), Y5, Y3
+	VFMADD231PS (CX)(R8*1), Y5, Y4
+
+gemm1_pass_done32:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final33
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 88(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 120(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 152(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 184(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	JMP     gemm1_next34
+
+gemm1_final33:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDSS       X3, X0, X0
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias16
-	VADDSS       (R8), X0, X0
+	VEXTRACTF128 $0x01, Y0, X5
+	VADDSS       X5, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias35
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias16:
-	VMOVSS       X0, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
+gemm1_nobias35:
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       88(SP), Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDSS       X0, X1, X1
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias17
-	VADDSS       (R8), X1, X1
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias36
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias17:
-	VMOVSS       X1, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
+gemm1_nobias36:
+	VMOVSS       X1, (AX)
+	ADDQ         CX, AX
+	VADDPS       120(SP), Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VHADDPS      Y2, Y2, Y2
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDSS       X0, X2, X2
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias18
-	VADDSS       (R8), X2, X2
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias37
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias18:
-	VMOVSS X2, (DI)
-	MOVQ   ldx+24(FP), DI
-	SHLQ   $0x02, DI
-	MOVQ   ldd+8(FP), R8
-	SHLQ   $0x02, R8
-	IMUL3Q $0x03, DI, DI
-	IMUL3Q $0x03, R8, R8
-	ADDQ   DI, CX
-	ADDQ   R8, AX
-	SUBQ   $0x03, DX
+gemm1_nobias37:
+	VMOVSS       X2, (AX)
+	ADDQ         CX, AX
+	VADDPS       152(SP), Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDSS       X0, X3, X3
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias38
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_skip11:
-	CMPQ DX, $0x02
-	JL   gemm1_skip19
+gemm1_nobias38:
+	VMOVSS       X3, (AX)
+	ADDQ         CX, AX
+	VADDPS       184(SP), Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDSS       X0, X4, X4
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm1_nobias39
+	MOVQ         8(SP), DX
+	VADDSS       (CX)(DX*1), X4, X4
 
-	// 1 rows × 2 tokens
-	MOVQ   CX, DI
-	MOVQ   ldx+24(FP), R8
-	SHLQ   $0x02, R8
-	LEAQ   (DI)(R8*1), R8
+gemm1_nobias39:
+	VMOVSS X4, (AX)
+
+gemm1_next34:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x06, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x05, 40(SP)
+
+gemm1_skip22:
+	CMPQ 40(SP), $0x04
+	JL   gemm1_skip40
+
+	// 1 rows × 4 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), BX
+	LEAQ    (BX)(CX*1), CX
+	MOVQ    (SP), SI
+	MOVQ    seg+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JNZ     gemm1_fresh41
+	MOVQ    48(SP), DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x06, R8
+	VMOVUPS 32(DI), Y0
+	ADDQ    R8, DI
+	VMOVUPS 32(DI), Y1
+	ADDQ    R8, DI
+	VMOVUPS 32(DI), Y2
+	ADDQ    R8, DI
+	VMOVUPS 32(DI), Y3
+	JMP     gemm1_started42
+
+gemm1_fresh41:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	XORQ   R9, R9
-	JMP    gemm1_check21
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
 
-gemm1_body20:
-	VMOVUPS     (BX)(R9*1), Y2
-	VFMADD231PS (DI)(R9*1), Y2, Y0
-	VFMADD231PS (R8)(R9*1), Y2, Y1
-	ADDQ        $0x20, R9
+gemm1_started42:
+	XORQ DI, DI
+	MOVQ k+56(FP), R8
+	ANDQ $-16, R8
+	SHLQ $0x02, R8
+	JMP  gemm1_check44
 
-gemm1_check21:
-	CMPQ        R9, SI
-	JL          gemm1_body20
-	MOVQ        k+56(FP), R10
-	ANDQ        $0x07, R10
-	JZ          gemm1_reduce23
-	LEAQ        tailmask<>+0(SB), R12
-	MOVQ        $0x00000008, R11
-	SUBQ        R10, R11
-	VMOVUPS     (R12)(R11*4), Y2
-	VMASKMOVPS  (DI)(R9*1), Y2, Y3
-	VMASKMOVPS  (BX)(R9*1), Y2, Y4
-	VFMADD231PS Y3, Y4, Y0
-	VMASKMOVPS  (R8)(R9*1), Y2, Y3
-	VMASKMOVPS  (BX)(R9*1), Y2, Y2
-	VFMADD231PS Y3, Y2, Y1
+gemm1_body43:
+	VMOVUPS     32(SI)(DI*1), Y4
+	VFMADD231PS 32(AX)(DI*1), Y4, Y0
+	VFMADD231PS 32(DX)(DI*1), Y4, Y1
+	VFMADD231PS 32(BX)(DI*1), Y4, Y2
+	VFMADD231PS 32(CX)(DI*1), Y4, Y3
+	ADDQ        $0x40, DI
 
-gemm1_reduce23:
-	MOVQ         AX, DI
+gemm1_check44:
+	CMPQ        DI, R8
+	JL          gemm1_body43
+	MOVQ        k+56(FP), DI
+	ANDQ        $-8, DI
+	SHLQ        $0x02, DI
+	MOVQ        k+56(FP), R8
+	ANDQ        $0x07, R8
+	JZ          gemm1_pass_done45
+	LEAQ        tailmask<>+0(SB), R10
+	MOVQ        $0x00000008, R9
+	SUBQ        R8, R9
+	VMOVUPS     (R10)(R9*4), Y4
+	VMASKMOVPS  (AX)(DI*1), Y4, Y5
+	VMASKMOVPS  (SI)(DI*1), Y4, Y6
+	VFMADD231PS Y5, Y6, Y0
+	VMASKMOVPS  (DX)(DI*1), Y4, Y5
+	VMASKMOVPS  (SI)(DI*1), Y4, Y6
+	VFMADD231PS Y5, Y6, Y1
+	VMASKMOVPS  (BX)(DI*1), Y4, Y5
+	VMASKMOVPS  (SI)(DI*1), Y4, Y6
+	VFMADD231PS Y5, Y6, Y2
+	VMASKMOVPS  (CX)(DI*1), Y4, Y5
+	VMASKMOVPS  (SI)(DI*1), Y4, Y4
+	VFMADD231PS Y5, Y4, Y3
+
+gemm1_pass_done45:
+	VMOVUPS Y0, 56(SP)
+	VMOVUPS Y1, 88(SP)
+	VMOVUPS Y2, 120(SP)
+	VMOVUPS Y3, 152(SP)
+	MOVQ    seg+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JNZ     gemm1_fresh46
+	MOVQ    48(SP), DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x06, R8
+	VMOVUPS (DI), Y0
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y1
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y2
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y3
+	JMP     gemm1_started47
+
+gemm1_fresh46:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gemm1_started47:
+	XORQ DI, DI
+	MOVQ k+56(FP), R8
+	ANDQ $-16, R8
+	SHLQ $0x02, R8
+	JMP  gemm1_check49
+
+gemm1_body48:
+	VMOVUPS     (SI)(DI*1), Y4
+	VFMADD231PS (AX)(DI*1), Y4, Y0
+	VFMADD231PS (DX)(DI*1), Y4, Y1
+	VFMADD231PS (BX)(DI*1), Y4, Y2
+	VFMADD231PS (CX)(DI*1), Y4, Y3
+	ADDQ        $0x40, DI
+
+gemm1_check49:
+	CMPQ        DI, R8
+	JL          gemm1_body48
+	MOVQ        k+56(FP), R8
+	ANDQ        $-8, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm1_pass_done50
+	VMOVUPS     (SI)(DI*1), Y4
+	VFMADD231PS (AX)(DI*1), Y4, Y0
+	VFMADD231PS (DX)(DI*1), Y4, Y1
+	VFMADD231PS (BX)(DI*1), Y4, Y2
+	VFMADD231PS (CX)(DI*1), Y4, Y3
+
+gemm1_pass_done50:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final51
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 88(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 120(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 152(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	JMP     gemm1_next52
+
+gemm1_final51:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDSS       X2, X0, X0
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias24
-	VADDSS       (R8), X0, X0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDSS       X4, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias53
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias24:
-	VMOVSS       X0, (DI)
-	MOVQ         ldd+8(FP), R8
-	SHLQ         $0x02, R8
-	ADDQ         R8, DI
+gemm1_nobias53:
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       88(SP), Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VHADDPS      Y1, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDSS       X0, X1, X1
-	MOVQ         bias+64(FP), R8
-	TESTQ        R8, R8
-	JZ           gemm1_nobias25
-	VADDSS       (R8), X1, X1
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias54
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias25:
-	VMOVSS X1, (DI)
-	MOVQ   ldx+24(FP), DI
-	SHLQ   $0x02, DI
-	MOVQ   ldd+8(FP), R8
-	SHLQ   $0x02, R8
-	IMUL3Q $0x02, DI, DI
-	IMUL3Q $0x02, R8, R8
-	ADDQ   DI, CX
-	ADDQ   R8, AX
-	SUBQ   $0x02, DX
+gemm1_nobias54:
+	VMOVSS       X1, (AX)
+	ADDQ         CX, AX
+	VADDPS       120(SP), Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDSS       X0, X2, X2
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias55
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_skip19:
-	CMPQ DX, $0x01
-	JL   gemm1_skip26
+gemm1_nobias55:
+	VMOVSS       X2, (AX)
+	ADDQ         CX, AX
+	VADDPS       152(SP), Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDSS       X0, X3, X3
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm1_nobias56
+	MOVQ         8(SP), DX
+	VADDSS       (CX)(DX*1), X3, X3
 
-	// 1 rows × 1 tokens
-	MOVQ   CX, DI
+gemm1_nobias56:
+	VMOVSS X3, (AX)
+
+gemm1_next52:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x06, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x04, 40(SP)
+
+gemm1_skip40:
+	CMPQ 40(SP), $0x03
+	JL   gemm1_skip57
+
+	// 1 rows × 3 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), CX
+	MOVQ    (SP), BX
+	MOVQ    seg+88(FP), SI
+	TESTQ   $0x00000001, SI
+	JNZ     gemm1_fresh58
+	MOVQ    48(SP), SI
+	MOVQ    groups+72(FP), DI
+	SHLQ    $0x06, DI
+	VMOVUPS 32(SI), Y0
+	ADDQ    DI, SI
+	VMOVUPS 32(SI), Y1
+	ADDQ    DI, SI
+	VMOVUPS 32(SI), Y2
+	JMP     gemm1_started59
+
+gemm1_fresh58:
 	VXORPS Y0, Y0, Y0
-	XORQ   R8, R8
-	JMP    gemm1_check28
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
 
-gemm1_body27:
-	VMOVUPS     (BX)(R8*1), Y1
-	VFMADD231PS (DI)(R8*1), Y1, Y0
-	ADDQ        $0x20, R8
+gemm1_started59:
+	XORQ SI, SI
+	MOVQ k+56(FP), DI
+	ANDQ $-16, DI
+	SHLQ $0x02, DI
+	JMP  gemm1_check61
 
-gemm1_check28:
-	CMPQ        R8, SI
-	JL          gemm1_body27
+gemm1_body60:
+	VMOVUPS     32(BX)(SI*1), Y3
+	VFMADD231PS 32(AX)(SI*1), Y3, Y0
+	VFMADD231PS 32(DX)(SI*1), Y3, Y1
+	VFMADD231PS 32(CX)(SI*1), Y3, Y2
+	ADDQ        $0x40, SI
+
+gemm1_check61:
+	CMPQ        SI, DI
+	JL          gemm1_body60
+	MOVQ        k+56(FP), SI
+	ANDQ        $-8, SI
+	SHLQ        $0x02, SI
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x07, DI
+	JZ          gemm1_pass_done62
+	LEAQ        tailmask<>+0(SB), R9
+	MOVQ        $0x00000008, R8
+	SUBQ        DI, R8
+	VMOVUPS     (R9)(R8*4), Y3
+	VMASKMOVPS  (AX)(SI*1), Y3, Y4
+	VMASKMOVPS  (BX)(SI*1), Y3, Y5
+	VFMADD231PS Y4, Y5, Y0
+	VMASKMOVPS  (DX)(SI*1), Y3, Y4
+	VMASKMOVPS  (BX)(SI*1), Y3, Y5
+	VFMADD231PS Y4, Y5, Y1
+	VMASKMOVPS  (CX)(SI*1), Y3, Y4
+	VMASKMOVPS  (BX)(SI*1), Y3, Y3
+	VFMADD231PS Y4, Y3, Y2
+
+gemm1_pass_done62:
+	VMOVUPS Y0, 56(SP)
+	VMOVUPS Y1, 88(SP)
+	VMOVUPS Y2, 120(SP)
+	MOVQ    seg+88(FP), SI
+	TESTQ   $0x00000001, SI
+	JNZ     gemm1_fresh63
+	MOVQ    48(SP), SI
+	MOVQ    groups+72(FP), DI
+	SHLQ    $0x06, DI
+	VMOVUPS (SI), Y0
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y2
+	JMP     gemm1_started64
+
+gemm1_fresh63:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+gemm1_started64:
+	XORQ SI, SI
+	MOVQ k+56(FP), DI
+	ANDQ $-16, DI
+	SHLQ $0x02, DI
+	JMP  gemm1_check66
+
+gemm1_body65:
+	VMOVUPS     (BX)(SI*1), Y3
+	VFMADD231PS (AX)(SI*1), Y3, Y0
+	VFMADD231PS (DX)(SI*1), Y3, Y1
+	VFMADD231PS (CX)(SI*1), Y3, Y2
+	ADDQ        $0x40, SI
+
+gemm1_check66:
+	CMPQ        SI, DI
+	JL          gemm1_body65
+	MOVQ        k+56(FP), DI
+	ANDQ        $-8, DI
+	SHLQ        $0x02, DI
+	CMPQ        SI, DI
+	JGE         gemm1_pass_done67
+	VMOVUPS     (BX)(SI*1), Y3
+	VFMADD231PS (AX)(SI*1), Y3, Y0
+	VFMADD231PS (DX)(SI*1), Y3, Y1
+	VFMADD231PS (CX)(SI*1), Y3, Y2
+
+gemm1_pass_done67:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final68
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 88(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 120(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	JMP     gemm1_next69
+
+gemm1_final68:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDSS       X3, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias70
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X0, X0
+
+gemm1_nobias70:
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       88(SP), Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDSS       X0, X1, X1
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias71
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X1, X1
+
+gemm1_nobias71:
+	VMOVSS       X1, (AX)
+	ADDQ         CX, AX
+	VADDPS       120(SP), Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDSS       X0, X2, X2
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm1_nobias72
+	MOVQ         8(SP), DX
+	VADDSS       (CX)(DX*1), X2, X2
+
+gemm1_nobias72:
+	VMOVSS X2, (AX)
+
+gemm1_next69:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x06, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x03, 40(SP)
+
+gemm1_skip57:
+	CMPQ 40(SP), $0x02
+	JL   gemm1_skip73
+
+	// 1 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), CX
+	MOVQ    (SP), DX
+	MOVQ    seg+88(FP), BX
+	TESTQ   $0x00000001, BX
+	JNZ     gemm1_fresh74
+	MOVQ    48(SP), BX
+	MOVQ    groups+72(FP), SI
+	SHLQ    $0x06, SI
+	VMOVUPS 32(BX), Y0
+	ADDQ    SI, BX
+	VMOVUPS 32(BX), Y1
+	JMP     gemm1_started75
+
+gemm1_fresh74:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+gemm1_started75:
+	XORQ BX, BX
+	MOVQ k+56(FP), SI
+	ANDQ $-16, SI
+	SHLQ $0x02, SI
+	JMP  gemm1_check77
+
+gemm1_body76:
+	VMOVUPS     32(DX)(BX*1), Y2
+	VFMADD231PS 32(AX)(BX*1), Y2, Y0
+	VFMADD231PS 32(CX)(BX*1), Y2, Y1
+	ADDQ        $0x40, BX
+
+gemm1_check77:
+	CMPQ        BX, SI
+	JL          gemm1_body76
+	MOVQ        k+56(FP), BX
+	ANDQ        $-8, BX
+	SHLQ        $0x02, BX
 	MOVQ        k+56(FP), SI
 	ANDQ        $0x07, SI
-	JZ          gemm1_reduce30
-	LEAQ        tailmask<>+0(SB), R10
-	MOVQ        $0x00000008, R9
-	SUBQ        SI, R9
-	VMOVUPS     (R10)(R9*4), Y1
-	VMASKMOVPS  (DI)(R8*1), Y1, Y2
-	VMASKMOVPS  (BX)(R8*1), Y1, Y1
+	JZ          gemm1_pass_done78
+	LEAQ        tailmask<>+0(SB), R8
+	MOVQ        $0x00000008, DI
+	SUBQ        SI, DI
+	VMOVUPS     (R8)(DI*4), Y2
+	VMASKMOVPS  (AX)(BX*1), Y2, Y3
+	VMASKMOVPS  (DX)(BX*1), Y2, Y4
+	VFMADD231PS Y3, Y4, Y0
+	VMASKMOVPS  (CX)(BX*1), Y2, Y3
+	VMASKMOVPS  (DX)(BX*1), Y2, Y2
+	VFMADD231PS Y3, Y2, Y1
+
+gemm1_pass_done78:
+	VMOVUPS Y0, 56(SP)
+	VMOVUPS Y1, 88(SP)
+	MOVQ    seg+88(FP), BX
+	TESTQ   $0x00000001, BX
+	JNZ     gemm1_fresh79
+	MOVQ    48(SP), BX
+	MOVQ    groups+72(FP), SI
+	SHLQ    $0x06, SI
+	VMOVUPS (BX), Y0
+	ADDQ    SI, BX
+	VMOVUPS (BX), Y1
+	JMP     gemm1_started80
+
+gemm1_fresh79:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+gemm1_started80:
+	XORQ BX, BX
+	MOVQ k+56(FP), SI
+	ANDQ $-16, SI
+	SHLQ $0x02, SI
+	JMP  gemm1_check82
+
+gemm1_body81:
+	VMOVUPS     (DX)(BX*1), Y2
+	VFMADD231PS (AX)(BX*1), Y2, Y0
+	VFMADD231PS (CX)(BX*1), Y2, Y1
+	ADDQ        $0x40, BX
+
+gemm1_check82:
+	CMPQ        BX, SI
+	JL          gemm1_body81
+	MOVQ        k+56(FP), SI
+	ANDQ        $-8, SI
+	SHLQ        $0x02, SI
+	CMPQ        BX, SI
+	JGE         gemm1_pass_done83
+	VMOVUPS     (DX)(BX*1), Y2
+	VFMADD231PS (AX)(BX*1), Y2, Y0
+	VFMADD231PS (CX)(BX*1), Y2, Y1
+
+gemm1_pass_done83:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final84
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	ADDQ    CX, AX
+	VMOVUPS 88(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	JMP     gemm1_next85
+
+gemm1_final84:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X2, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm1_nobias86
+	MOVQ         8(SP), BX
+	VADDSS       (DX)(BX*1), X0, X0
+
+gemm1_nobias86:
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       88(SP), Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDSS       X0, X1, X1
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm1_nobias87
+	MOVQ         8(SP), DX
+	VADDSS       (CX)(DX*1), X1, X1
+
+gemm1_nobias87:
+	VMOVSS X1, (AX)
+
+gemm1_next85:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x06, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x02, 40(SP)
+
+gemm1_skip73:
+	CMPQ 40(SP), $0x01
+	JL   gemm1_skip88
+
+	// 1 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    seg+88(FP), DX
+	TESTQ   $0x00000001, DX
+	JNZ     gemm1_fresh89
+	MOVQ    48(SP), DX
+	MOVQ    groups+72(FP), BX
+	SHLQ    $0x06, BX
+	VMOVUPS 32(DX), Y0
+	JMP     gemm1_started90
+
+gemm1_fresh89:
+	VXORPS Y0, Y0, Y0
+
+gemm1_started90:
+	XORQ DX, DX
+	MOVQ k+56(FP), BX
+	ANDQ $-16, BX
+	SHLQ $0x02, BX
+	JMP  gemm1_check92
+
+gemm1_body91:
+	VMOVUPS     32(CX)(DX*1), Y1
+	VFMADD231PS 32(AX)(DX*1), Y1, Y0
+	ADDQ        $0x40, DX
+
+gemm1_check92:
+	CMPQ        DX, BX
+	JL          gemm1_body91
+	MOVQ        k+56(FP), DX
+	ANDQ        $-8, DX
+	SHLQ        $0x02, DX
+	MOVQ        k+56(FP), BX
+	ANDQ        $0x07, BX
+	JZ          gemm1_pass_done93
+	LEAQ        tailmask<>+0(SB), DI
+	MOVQ        $0x00000008, SI
+	SUBQ        BX, SI
+	VMOVUPS     (DI)(SI*4), Y1
+	VMASKMOVPS  (AX)(DX*1), Y1, Y2
+	VMASKMOVPS  (CX)(DX*1), Y1, Y1
 	VFMADD231PS Y2, Y1, Y0
 
-gemm1_reduce30:
-	MOVQ         AX, BX
+gemm1_pass_done93:
+	VMOVUPS Y0, 56(SP)
+	MOVQ    seg+88(FP), DX
+	TESTQ   $0x00000001, DX
+	JNZ     gemm1_fresh94
+	MOVQ    48(SP), DX
+	MOVQ    groups+72(FP), BX
+	SHLQ    $0x06, BX
+	VMOVUPS (DX), Y0
+	JMP     gemm1_started95
+
+gemm1_fresh94:
+	VXORPS Y0, Y0, Y0
+
+gemm1_started95:
+	XORQ DX, DX
+	MOVQ k+56(FP), BX
+	ANDQ $-16, BX
+	SHLQ $0x02, BX
+	JMP  gemm1_check97
+
+gemm1_body96:
+	VMOVUPS     (CX)(DX*1), Y1
+	VFMADD231PS (AX)(DX*1), Y1, Y0
+	ADDQ        $0x40, DX
+
+gemm1_check97:
+	CMPQ        DX, BX
+	JL          gemm1_body96
+	MOVQ        k+56(FP), BX
+	ANDQ        $-8, BX
+	SHLQ        $0x02, BX
+	CMPQ        DX, BX
+	JGE         gemm1_pass_done98
+	VMOVUPS     (CX)(DX*1), Y1
+	VFMADD231PS (AX)(DX*1), Y1, Y0
+
+gemm1_pass_done98:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm1_final99
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS Y0, (AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x06, CX
+	VMOVUPS 56(SP), Y0
+	VMOVUPS Y0, 32(AX)
+	JMP     gemm1_next100
+
+gemm1_final99:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       56(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), SI
-	TESTQ        SI, SI
-	JZ           gemm1_nobias31
-	VADDSS       (SI), X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm1_nobias101
+	MOVQ         8(SP), DX
+	VADDSS       (CX)(DX*1), X0, X0
 
-gemm1_nobias31:
-	VMOVSS X0, (BX)
-	MOVQ   ldx+24(FP), BX
-	SHLQ   $0x02, BX
-	MOVQ   ldd+8(FP), SI
-	SHLQ   $0x02, SI
-	ADDQ   BX, CX
-	ADDQ   SI, AX
-	SUBQ   $0x01, DX
+gemm1_nobias101:
+	VMOVSS X0, (AX)
 
-gemm1_skip26:
+gemm1_next100:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x06, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x01, 40(SP)
+
+gemm1_skip88:
+	ADDQ $0x04, 8(SP)
+	MOVQ ldw+48(FP), AX
+	SHLQ $0x02, AX
+	ADDQ AX, (SP)
+	DECQ 16(SP)
+	JNZ  gemm1_group1
 	VZEROUPPER
 	RET
 
@@ -1207,10 +2715,8 @@ matvecH_body4:
 	ADDQ        $0x10, R12
 
 matvecH_check5:
-	CMPQ R12, R8
-	JL   matvecH_body4
-
-matvecH_tail6:
+	CMPQ        R12, R8
+	JL          matvecH_body4
 	CMPQ        R12, DI
 	JGE         matvecH_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
@@ -1222,8 +2728,6 @@ matvecH_tail6:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (R11)(R12*2), Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R12
-	JMP         matvecH_tail6
 
 matvecH_reduce7:
 	VADDPS       Y1, Y0, Y0
@@ -1262,17 +2766,13 @@ matvecH_body8:
 	ADDQ        $0x10, R9
 
 matvecH_check9:
-	CMPQ R9, R8
-	JL   matvecH_body8
-
-matvecH_tail10:
+	CMPQ        R9, R8
+	JL          matvecH_body8
 	CMPQ        R9, DI
 	JGE         matvecH_reduce11
 	VMOVUPS     (CX)(R9*4), Y2
 	VCVTPH2PS   (DX)(R9*2), Y3
 	VFMADD231PS Y3, Y2, Y0
-	ADDQ        $0x08, R9
-	JMP         matvecH_tail10
 
 matvecH_reduce11:
 	VADDPS       Y1, Y0, Y0
@@ -1340,10 +2840,8 @@ matvecHSpread_body2:
 	ADDQ        $0x10, R10
 
 matvecHSpread_check3:
-	CMPQ R10, BX
-	JL   matvecHSpread_body2
-
-matvecHSpread_tail4:
+	CMPQ        R10, BX
+	JL          matvecHSpread_body2
 	CMPQ        R10, DX
 	JGE         matvecHSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
@@ -1355,8 +2853,6 @@ matvecHSpread_tail4:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (DI)(R10*2), Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R10
-	JMP         matvecHSpread_tail4
 
 matvecHSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
@@ -1449,10 +2945,8 @@ matvecBF_body4:
 	ADDQ        $0x10, R12
 
 matvecBF_check5:
-	CMPQ R12, R8
-	JL   matvecBF_body4
-
-matvecBF_tail6:
+	CMPQ        R12, R8
+	JL          matvecBF_body4
 	CMPQ        R12, DI
 	JGE         matvecBF_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
@@ -1468,8 +2962,6 @@ matvecBF_tail6:
 	VPMOVZXWD   (R11)(R12*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R12
-	JMP         matvecBF_tail6
 
 matvecBF_reduce7:
 	VADDPS       Y1, Y0, Y0
@@ -1510,18 +3002,14 @@ matvecBF_body8:
 	ADDQ        $0x10, R9
 
 matvecBF_check9:
-	CMPQ R9, R8
-	JL   matvecBF_body8
-
-matvecBF_tail10:
+	CMPQ        R9, R8
+	JL          matvecBF_body8
 	CMPQ        R9, DI
 	JGE         matvecBF_reduce11
 	VMOVUPS     (CX)(R9*4), Y2
 	VPMOVZXWD   (DX)(R9*2), Y3
 	VPSLLD      $0x10, Y3, Y3
 	VFMADD231PS Y3, Y2, Y0
-	ADDQ        $0x08, R9
-	JMP         matvecBF_tail10
 
 matvecBF_reduce11:
 	VADDPS       Y1, Y0, Y0
@@ -1597,10 +3085,8 @@ matvecBFSpread_body2:
 	ADDQ        $0x10, R10
 
 matvecBFSpread_check3:
-	CMPQ R10, BX
-	JL   matvecBFSpread_body2
-
-matvecBFSpread_tail4:
+	CMPQ        R10, BX
+	JL          matvecBFSpread_body2
 	CMPQ        R10, DX
 	JGE         matvecBFSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
@@ -1616,8 +3102,6 @@ matvecBFSpread_tail4:
 	VPMOVZXWD   (DI)(R10*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R10
-	JMP         matvecBFSpread_tail4
 
 matvecBFSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
@@ -1744,10 +3228,32 @@ matvecHM_body4:
 	ADDQ        $0x20, R12
 
 matvecHM_check5:
-	CMPQ R12, R8
-	JL   matvecHM_body4
+	CMPQ        R12, R8
+	JL          matvecHM_body4
+	LEAQ        16(R12), R13
+	CMPQ        R13, DI
+	JG          matvecHM_tail_one8
+	VMOVUPS     (CX)(R12*4), Y8
+	VMOVUPS     32(CX)(R12*4), Y9
+	VCVTPH2PS   (DX)(R12*2), Y10
+	VCVTPH2PS   16(DX)(R12*2), Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VCVTPH2PS   (R9)(R12*2), Y10
+	VCVTPH2PS   16(R9)(R12*2), Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VCVTPH2PS   (R10)(R12*2), Y10
+	VCVTPH2PS   16(R10)(R12*2), Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VCVTPH2PS   (R11)(R12*2), Y10
+	VCVTPH2PS   16(R11)(R12*2), Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R12
 
-matvecHM_tail6:
+matvecHM_tail_one8:
 	CMPQ        R12, DI
 	JGE         matvecHM_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
@@ -1759,8 +3265,6 @@ matvecHM_tail6:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (R11)(R12*2), Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R12
-	JMP         matvecHM_tail6
 
 matvecHM_reduce7:
 	VADDPS       Y1, Y0, Y0
@@ -1789,9 +3293,9 @@ matvecHM_single2:
 	VMOVDQU hiwords<>+0(SB), Y2
 	VMOVDQU f16bits<>+0(SB), Y3
 	XORQ    R9, R9
-	JMP     matvecHM_check9
+	JMP     matvecHM_check10
 
-matvecHM_body8:
+matvecHM_body9:
 	VMOVUPS     (CX)(R9*4), Y4
 	VMOVUPS     32(CX)(R9*4), Y5
 	VCVTPH2PS   (DX)(R9*2), Y6
@@ -1810,20 +3314,28 @@ matvecHM_body8:
 	VFMADD231PS 96(CX)(R9*4), Y7, Y1
 	ADDQ        $0x20, R9
 
-matvecHM_check9:
-	CMPQ R9, R8
-	JL   matvecHM_body8
+matvecHM_check10:
+	CMPQ        R9, R8
+	JL          matvecHM_body9
+	LEAQ        16(R9), R10
+	CMPQ        R10, DI
+	JG          matvecHM_tail_one13
+	VMOVUPS     (CX)(R9*4), Y2
+	VMOVUPS     32(CX)(R9*4), Y3
+	VCVTPH2PS   (DX)(R9*2), Y4
+	VCVTPH2PS   16(DX)(R9*2), Y5
+	VFMADD231PS Y4, Y2, Y0
+	VFMADD231PS Y5, Y3, Y1
+	ADDQ        $0x10, R9
 
-matvecHM_tail10:
+matvecHM_tail_one13:
 	CMPQ        R9, DI
-	JGE         matvecHM_reduce11
+	JGE         matvecHM_reduce12
 	VMOVUPS     (CX)(R9*4), Y2
 	VCVTPH2PS   (DX)(R9*2), Y3
 	VFMADD231PS Y3, Y2, Y0
-	ADDQ        $0x08, R9
-	JMP         matvecHM_tail10
 
-matvecHM_reduce11:
+matvecHM_reduce12:
 	VADDPS       Y1, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -1951,10 +3463,32 @@ matvecHMSpread_body2:
 	ADDQ        $0x20, R10
 
 matvecHMSpread_check3:
-	CMPQ R10, BX
-	JL   matvecHMSpread_body2
+	CMPQ        R10, BX
+	JL          matvecHMSpread_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          matvecHMSpread_tail_one6
+	VMOVUPS     (AX)(R10*4), Y8
+	VMOVUPS     32(AX)(R10*4), Y9
+	VCVTPH2PS   (SI)(R10*2), Y10
+	VCVTPH2PS   16(SI)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VCVTPH2PS   (R8)(R10*2), Y10
+	VCVTPH2PS   16(R8)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VCVTPH2PS   (R9)(R10*2), Y10
+	VCVTPH2PS   16(R9)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VCVTPH2PS   (DI)(R10*2), Y10
+	VCVTPH2PS   16(DI)(R10*2), Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R10
 
-matvecHMSpread_tail4:
+matvecHMSpread_tail_one6:
 	CMPQ        R10, DX
 	JGE         matvecHMSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
@@ -1966,8 +3500,6 @@ matvecHMSpread_tail4:
 	VFMADD231PS Y9, Y8, Y4
 	VCVTPH2PS   (DI)(R10*2), Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R10
-	JMP         matvecHMSpread_tail4
 
 matvecHMSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
@@ -2083,10 +3615,40 @@ matvecBFM_body4:
 	ADDQ        $0x20, R12
 
 matvecBFM_check5:
-	CMPQ R12, R8
-	JL   matvecBFM_body4
+	CMPQ        R12, R8
+	JL          matvecBFM_body4
+	LEAQ        16(R12), R13
+	CMPQ        R13, DI
+	JG          matvecBFM_tail_one8
+	VMOVUPS     (CX)(R12*4), Y8
+	VMOVUPS     32(CX)(R12*4), Y9
+	VPMOVZXWD   (DX)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(DX)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VPMOVZXWD   (R9)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R9)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VPMOVZXWD   (R10)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R10)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VPMOVZXWD   (R11)(R12*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R11)(R12*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R12
 
-matvecBFM_tail6:
+matvecBFM_tail_one8:
 	CMPQ        R12, DI
 	JGE         matvecBFM_reduce7
 	VMOVUPS     (CX)(R12*4), Y8
@@ -2102,8 +3664,6 @@ matvecBFM_tail6:
 	VPMOVZXWD   (R11)(R12*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R12
-	JMP         matvecBFM_tail6
 
 matvecBFM_reduce7:
 	VADDPS       Y1, Y0, Y0
@@ -2131,9 +3691,9 @@ matvecBFM_single2:
 	VXORPS  Y1, Y1, Y1
 	VMOVDQU hiwords<>+0(SB), Y2
 	XORQ    R9, R9
-	JMP     matvecBFM_check9
+	JMP     matvecBFM_check10
 
-matvecBFM_body8:
+matvecBFM_body9:
 	VMOVUPS     (CX)(R9*4), Y3
 	VMOVUPS     32(CX)(R9*4), Y4
 	VMOVUPS     64(CX)(R9*4), Y5
@@ -2151,21 +3711,31 @@ matvecBFM_body8:
 	VFMADD231PS Y4, Y6, Y1
 	ADDQ        $0x20, R9
 
-matvecBFM_check9:
-	CMPQ R9, R8
-	JL   matvecBFM_body8
+matvecBFM_check10:
+	CMPQ        R9, R8
+	JL          matvecBFM_body9
+	LEAQ        16(R9), R10
+	CMPQ        R10, DI
+	JG          matvecBFM_tail_one13
+	VMOVUPS     (CX)(R9*4), Y2
+	VMOVUPS     32(CX)(R9*4), Y3
+	VPMOVZXWD   (DX)(R9*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VPMOVZXWD   16(DX)(R9*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y4, Y2, Y0
+	VFMADD231PS Y5, Y3, Y1
+	ADDQ        $0x10, R9
 
-matvecBFM_tail10:
+matvecBFM_tail_one13:
 	CMPQ        R9, DI
-	JGE         matvecBFM_reduce11
+	JGE         matvecBFM_reduce12
 	VMOVUPS     (CX)(R9*4), Y2
 	VPMOVZXWD   (DX)(R9*2), Y3
 	VPSLLD      $0x10, Y3, Y3
 	VFMADD231PS Y3, Y2, Y0
-	ADDQ        $0x08, R9
-	JMP         matvecBFM_tail10
 
-matvecBFM_reduce11:
+matvecBFM_reduce12:
 	VADDPS       Y1, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -2262,10 +3832,40 @@ matvecBFMSpread_body2:
 	ADDQ        $0x20, R10
 
 matvecBFMSpread_check3:
-	CMPQ R10, BX
-	JL   matvecBFMSpread_body2
+	CMPQ        R10, BX
+	JL          matvecBFMSpread_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          matvecBFMSpread_tail_one6
+	VMOVUPS     (AX)(R10*4), Y8
+	VMOVUPS     32(AX)(R10*4), Y9
+	VPMOVZXWD   (SI)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(SI)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y9, Y1
+	VPMOVZXWD   (R8)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R8)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y2
+	VFMADD231PS Y11, Y9, Y3
+	VPMOVZXWD   (R9)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(R9)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VPMOVZXWD   (DI)(R10*2), Y10
+	VPSLLD      $0x10, Y10, Y10
+	VPMOVZXWD   16(DI)(R10*2), Y11
+	VPSLLD      $0x10, Y11, Y11
+	VFMADD231PS Y10, Y8, Y6
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x10, R10
 
-matvecBFMSpread_tail4:
+matvecBFMSpread_tail_one6:
 	CMPQ        R10, DX
 	JGE         matvecBFMSpread_reduce5
 	VMOVUPS     (AX)(R10*4), Y8
@@ -2281,8 +3881,6 @@ matvecBFMSpread_tail4:
 	VPMOVZXWD   (DI)(R10*2), Y9
 	VPSLLD      $0x10, Y9, Y9
 	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x08, R10
-	JMP         matvecBFMSpread_tail4
 
 matvecBFMSpread_reduce5:
 	VADDPS       Y1, Y0, Y0
@@ -2479,6 +4077,106 @@ widenBF_tail3:
 	JMP       widenBF_tail3
 
 widenBF_done4:
+	VZEROUPPER
+	RET
+
+// func widenHM(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2, F16C
+TEXT ·widenHM(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    src+8(FP), CX
+	MOVQ    n+16(FP), DX
+	MOVQ    DX, BX
+	ANDQ    $-32, BX
+	VMOVDQU hiwords<>+0(SB), Y0
+	VMOVDQU f16bits<>+0(SB), Y1
+	VMOVUPS two112<>+0(SB), Y2
+	XORQ    SI, SI
+	JMP     widenHM_check2
+
+widenHM_body1:
+	VCVTPH2PS (CX)(SI*2), Y3
+	VCVTPH2PS 16(CX)(SI*2), Y4
+	VMOVDQU   32(CX)(SI*2), Y6
+	VPSLLD    $0x10, Y6, Y5
+	VPAND     Y0, Y6, Y6
+	VPSRAD    $0x03, Y5, Y5
+	VPSRAD    $0x03, Y6, Y6
+	VPAND     Y1, Y5, Y5
+	VPAND     Y1, Y6, Y6
+	VMULPS    Y2, Y5, Y5
+	VMULPS    Y2, Y6, Y6
+	VMOVUPS   Y3, (AX)(SI*4)
+	VMOVUPS   Y4, 32(AX)(SI*4)
+	VMOVUPS   Y5, 64(AX)(SI*4)
+	VMOVUPS   Y6, 96(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenHM_check2:
+	CMPQ SI, BX
+	JL   widenHM_body1
+
+widenHM_tail3:
+	CMPQ      SI, DX
+	JGE       widenHM_done4
+	VCVTPH2PS (CX)(SI*2), Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+	ADDQ      $0x08, SI
+	JMP       widenHM_tail3
+
+widenHM_done4:
+	VZEROUPPER
+	RET
+
+DATA two112<>+0(SB)/4, $0x77800000
+DATA two112<>+4(SB)/4, $0x77800000
+DATA two112<>+8(SB)/4, $0x77800000
+DATA two112<>+12(SB)/4, $0x77800000
+DATA two112<>+16(SB)/4, $0x77800000
+DATA two112<>+20(SB)/4, $0x77800000
+DATA two112<>+24(SB)/4, $0x77800000
+DATA two112<>+28(SB)/4, $0x77800000
+GLOBL two112<>(SB), RODATA|NOPTR, $32
+
+// func widenBFM(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2
+TEXT ·widenBFM(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    src+8(FP), CX
+	MOVQ    n+16(FP), DX
+	MOVQ    DX, BX
+	ANDQ    $-32, BX
+	VMOVDQU hiwords<>+0(SB), Y0
+	XORQ    SI, SI
+	JMP     widenBFM_check2
+
+widenBFM_body1:
+	VMOVDQU (CX)(SI*2), Y2
+	VPSLLD  $0x10, Y2, Y1
+	VPAND   Y0, Y2, Y2
+	VMOVDQU 32(CX)(SI*2), Y4
+	VPSLLD  $0x10, Y4, Y3
+	VPAND   Y0, Y4, Y4
+	VMOVUPS Y1, (AX)(SI*4)
+	VMOVUPS Y2, 32(AX)(SI*4)
+	VMOVUPS Y3, 64(AX)(SI*4)
+	VMOVUPS Y4, 96(AX)(SI*4)
+	ADDQ    $0x20, SI
+
+widenBFM_check2:
+	CMPQ SI, BX
+	JL   widenBFM_body1
+
+widenBFM_tail3:
+	CMPQ      SI, DX
+	JGE       widenBFM_done4
+	VPMOVZXWD (CX)(SI*2), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+	ADDQ      $0x08, SI
+	JMP       widenBFM_tail3
+
+widenBFM_done4:
 	VZEROUPPER
 	RET
 

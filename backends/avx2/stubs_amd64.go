@@ -4,19 +4,27 @@
 
 package avx2
 
-// gemm4 computes, for r < 4 and t < T,
+// gemm4 computes, for r < 4·groups (groups ≥ 1) and t < T,
 //
-//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil).
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
+//
+// each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the
+// accumulators start from the 16 floats at st[(t*4*groups+r)*16] rather than zero,
+// and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).
 //
 //go:noescape
-func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
+func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
 
-// gemm1 computes, for r < 1 and t < T,
+// gemm1 computes, for r < 1·groups (groups ≥ 1) and t < T,
 //
-//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil).
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
+//
+// each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the
+// accumulators start from the 16 floats at st[(t*1*groups+r)*16] rather than zero,
+// and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).
 //
 //go:noescape
-func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)
+func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
 
 // matvec computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] (+ bias[r] if bias != nil) for r < rows.
 //
@@ -103,6 +111,20 @@ func widenH(dst *float32, src *uint16, n int)
 //
 //go:noescape
 func widenBF(dst *float32, src *uint16, n int)
+
+// widenHM widens the n binary16 values at src (n a multiple of 8, no infinities or NaNs)
+// to float32 at dst in matvecHM's order: in every 32 of the first n&^31, columns 0–15
+// as they are, then the even columns of 16–31, then the odd ones; the rest as they are.
+//
+//go:noescape
+func widenHM(dst *float32, src *uint16, n int)
+
+// widenBFM widens the n bfloat16 values at src (n a multiple of 8) to float32 at dst
+// in matvecBFM's order: every 16 of the first n&^31 as their 8 even columns, then
+// their 8 odd ones; the rest as they are.
+//
+//go:noescape
+func widenBFM(dst *float32, src *uint16, n int)
 
 // mvQ8_0x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q8_0 matrix w
 // (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =

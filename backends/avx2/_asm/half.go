@@ -18,6 +18,95 @@ func genHalf() {
 	genWsumHalf()
 	genWiden(false)
 	genWiden(true)
+	genWidenSplit(false)
+	genWidenSplit(true)
+}
+
+// genWidenSplit: widenHM and widenBFM, the rows a prefill widens for the f32 GEMM in the
+// column order the mix kernels (matvecHM, matvecBFM) take them, so that the GEMM on
+// them sums each row exactly as the mix kernel does for T = 1.
+func genWidenSplit(bf16 bool) {
+	name := "widenHM"
+	doc := []string{
+		"widenHM widens the n binary16 values at src (n a multiple of 8, no infinities or NaNs)",
+		"to float32 at dst in matvecHM's order: in every 32 of the first n&^31, columns 0–15",
+		"as they are, then the even columns of 16–31, then the odd ones; the rest as they are.",
+	}
+	if bf16 {
+		name = "widenBFM"
+		doc = []string{
+			"widenBFM widens the n bfloat16 values at src (n a multiple of 8) to float32 at dst",
+			"in matvecBFM's order: every 16 of the first n&^31 as their 8 even columns, then",
+			"their 8 odd ones; the rest as they are.",
+		}
+	}
+	lb := fn(name, "func(dst *float32, src *uint16, n int)", doc...)
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	n := Load(Param("n"), GP64())
+	n32 := GP64()
+	MOVQ(n, n32)
+	ANDQ(I32(-32), n32)
+	hiWords := YMM()
+	VMOVDQU(vconst("hiwords", 0xffff0000), hiWords)
+	var f16Bits, scale VecVirtual
+	if !bf16 {
+		f16Bits, scale = YMM(), YMM()
+		VMOVDQU(vconst("f16bits", 0x8fffe000), f16Bits)
+		VMOVUPS(vf32("two112", 0x1p112), scale)
+	}
+	e := GP64()
+	XORQ(e, e)
+	body, check, tail, done := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("done")
+	JMP(LabelRef(check))
+	Label(body)
+	// split widens the 16 halves at byte offset disp into their even and odd columns.
+	split := func(disp int) (VecVirtual, VecVirtual) {
+		ev, od := YMM(), YMM()
+		VMOVDQU(Mem{Base: src, Index: e, Scale: 2, Disp: disp}, od)
+		VPSLLD(U8(16), od, ev)
+		VPAND(hiWords, od, od)
+		if !bf16 {
+			// As matvecHM: h·2⁻¹¹² by integer operations, then exactly h.
+			VPSRAD(U8(3), ev, ev)
+			VPSRAD(U8(3), od, od)
+			VPAND(f16Bits, ev, ev)
+			VPAND(f16Bits, od, od)
+			VMULPS(scale, ev, ev)
+			VMULPS(scale, od, od)
+		}
+		return ev, od
+	}
+	var ys []VecVirtual
+	if bf16 {
+		e0, o0 := split(0)
+		e1, o1 := split(32)
+		ys = []VecVirtual{e0, o0, e1, o1}
+	} else {
+		a, b := YMM(), YMM()
+		VCVTPH2PS(Mem{Base: src, Index: e, Scale: 2}, a)
+		VCVTPH2PS(Mem{Base: src, Index: e, Scale: 2, Disp: 16}, b)
+		ev, od := split(32)
+		ys = []VecVirtual{a, b, ev, od}
+	}
+	for i, y := range ys {
+		VMOVUPS(y, Mem{Base: dst, Index: e, Scale: 4, Disp: 32 * i})
+	}
+	ADDQ(U8(32), e)
+	Label(check)
+	CMPQ(e, n32)
+	JL(LabelRef(body))
+	Label(tail)
+	CMPQ(e, n)
+	JGE(LabelRef(done))
+	y := YMM()
+	cvtHalf(bf16, Mem{Base: src, Index: e, Scale: 2}, y)
+	VMOVUPS(y, Mem{Base: dst, Index: e, Scale: 4})
+	ADDQ(U8(8), e)
+	JMP(LabelRef(tail))
+	Label(done)
+	VZEROUPPER()
+	RET()
 }
 
 // genWiden: dst[i] = float32(src[i]) for i < n (n a multiple of 8), 32 halves at a time
@@ -216,8 +305,11 @@ func bf16Split(x Register, wr []Register, e Register, hiWords, x0, x1 VecVirtual
 
 // halfDots emits the dot products of x[:k] with the half rows at wr (k a multiple of 8,
 // kb = k rounded down to hk.step()): two accumulators per row over hk.step() elements
-// at a time, then steps of 8; it returns each row's accumulators added (8 lanes to
-// reduce).
+// at a time, then 16 more (two accumulators) and 8 (the first) as far as k goes; it
+// returns each row's accumulators added (8 lanes to reduce). Each lane of the two
+// accumulators sums the same products in the same order as matvec does over the
+// row widened to float32 (by widenHM or widenBFM for the mix kernels, which x
+// arranged by arrangeX matches).
 func halfDots(lb *labels, hk halfKind, x Register, wr []Register, k, kb Register) []VecVirtual {
 	acc := make([][2]VecVirtual, len(wr))
 	for r := range acc {
@@ -269,7 +361,29 @@ func halfDots(lb *labels, hk halfKind, x Register, wr []Register, k, kb Register
 	Label(check)
 	CMPQ(e, kb)
 	JL(LabelRef(body))
+	// What the main loop leaves (fewer than hk.step() columns): 16 columns more into
+	// both accumulators, then 8 into the first — as matvec, and so the f32 GEMM on the
+	// widened rows, takes them.
 	Label(tail)
+	if hk.step() > 16 {
+		one := lb.next("tail_one")
+		e16 := GP64()
+		LEAQ(Mem{Base: e, Disp: 16}, e16)
+		CMPQ(e16, k)
+		JG(LabelRef(one))
+		x0, x1 := YMM(), YMM()
+		VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, x0)
+		VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 32}, x1)
+		for r := 0; r < len(wr); r++ {
+			t0, t1 := YMM(), YMM()
+			cvtHalf(hk.bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
+			cvtHalf(hk.bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 16}, t1)
+			VFMADD231PS(t0, x0, acc[r][0])
+			VFMADD231PS(t1, x1, acc[r][1])
+		}
+		ADDQ(U8(16), e)
+		Label(one)
+	}
 	CMPQ(e, k)
 	JGE(LabelRef(reduce))
 	x0 = YMM()
@@ -279,8 +393,6 @@ func halfDots(lb *labels, hk halfKind, x Register, wr []Register, k, kb Register
 		cvtHalf(hk.bf16, Mem{Base: wr[r], Index: e, Scale: 2}, t0)
 		VFMADD231PS(t0, x0, acc[r][0])
 	}
-	ADDQ(U8(8), e)
-	JMP(LabelRef(tail))
 	Label(reduce)
 	for r := 0; r < len(wr); r++ {
 		VADDPS(acc[r][1], acc[r][0], acc[r][0])

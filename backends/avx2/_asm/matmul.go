@@ -8,40 +8,75 @@ import (
 
 func genMatMul() {
 	genGemm("gemm4", 4, 3)
-	genGemm("gemm1", 1, 4)
+	genGemm("gemm1", 1, 6)
 	genMatVec()
 	genMatVecSpread()
 }
 
-// genGemm emits a kernel for R consecutive weight rows against all T tokens, Tb tokens
-// at a time (then Tb-1, ..., 1 for the remainder). The micro-kernel keeps R×Tb 8-lane
-// accumulators in registers and loads each of the R weight and Tb input vectors once
-// per 8 columns: 4×3 uses 12 accumulators, 3 inputs and 1 weight register, all 16.
+// genGemm emits a kernel for groups of R consecutive weight rows against all T tokens,
+// Tb tokens at a time (then Tb-1, ..., 1 for the remainder). Every (row, token) dot
+// product is summed exactly as matvec sums a row — over every 16 columns the even
+// vector into one accumulator and the odd one into another, one more whole vector into
+// the first, the masked tail into the second, the two added (first + second) and
+// reduced pairwise, then the bias added — so that a token's results do not depend on
+// T, on the other tokens, or on the rows' ranges (a batched decode step gives every
+// sequence the bits it would get alone). The two accumulators are independent sums,
+// so the micro-kernel takes them one after the other, each in one register per (row,
+// token): the odd vectors and the tail first, saved on the stack, then the even ones
+// and the whole vector, to which the saved sums are added. So it keeps R·Tb
+// accumulators in registers (4×3 and 1×6: 12 and 6) and loads each of the R weight
+// and Tb input vectors once per 8 columns; the second pass finds the rows and inputs
+// in L1 (the caller keeps k to a segment that fits).
 func genGemm(name string, R, Tb int) {
-	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32)",
-		name+" computes, for r < "+itoa(R)+" and t < T,",
-		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil).",
+	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)",
+		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
+		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
+		"each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the",
+		"accumulators start from the 16 floats at st[(t*"+itoa(R)+"*groups+r)*16] rather than zero,",
+		"and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).",
 	)
-	dst := Load(Param("dst"), GP64())
-	xb := Load(Param("x"), GP64())
-	T := Load(Param("T"), GP64())
-	ldw := bytesOf("ldw")
-	wr := make([]Register, R)
-	wr[0] = GP64()
-	Load(Param("w"), wr[0])
-	for r := 1; r < R; r++ {
-		wr[r] = GP64()
-		LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
+	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	xcur, dcur, tleft, scur := AllocLocal(8), AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	saved := AllocLocal(32 * R * Tb) // the odd accumulators, (t·R + r)·32 bytes
+
+	{
+		z := GP64()
+		XORQ(z, z)
+		MOVQ(z, goff)
+		w := Load(Param("w"), GP64())
+		MOVQ(w, wcur)
+		g := Load(Param("groups"), GP64())
+		MOVQ(g, gleft)
 	}
-	kmain := Load(Param("k"), GP64())
-	ANDQ(I32(-8), kmain)
-	SHLQ(U8(2), kmain)
+	group := lb.next("group")
+	Label(group)
+	{
+		x := Load(Param("x"), GP64())
+		MOVQ(x, xcur)
+		d := Load(Param("dst"), GP64())
+		o := GP64()
+		MOVQ(goff, o)
+		ADDQ(o, d)
+		MOVQ(d, dcur)
+		n := Load(Param("T"), GP64())
+		MOVQ(n, tleft)
+		sp := Load(Param("st"), GP64())
+		SHLQ(U8(4), o) // R·4 bytes per group → R·64
+		ADDQ(o, sp)
+		MOVQ(sp, scur)
+	}
+	// ldstBytes loads R·groups·64, the state's bytes per token.
+	ldstBytes := func() Register {
+		r := Load(Param("groups"), GP64())
+		SHLQ(U8(uint8(6+log2(R))), r)
+		return r
+	}
 
 	block := func(Tt int) {
 		Commentf("%d rows × %d tokens", R, Tt)
 		xs := make([]Register, Tt)
 		xs[0] = GP64()
-		MOVQ(xb, xs[0])
+		MOVQ(xcur, xs[0])
 		if Tt > 1 {
 			ldx := bytesOf("ldx")
 			for t := 1; t < Tt; t++ {
@@ -49,113 +84,218 @@ func genGemm(name string, R, Tb int) {
 				LEAQ(Mem{Base: xs[t-1], Index: ldx, Scale: 1}, xs[t])
 			}
 		}
-		acc := make([][]VecVirtual, R)
-		for r := range acc {
-			acc[r] = ymms(Tt)
-			zero(acc[r]...)
+		wr := make([]Register, R)
+		wr[0] = GP64()
+		MOVQ(wcur, wr[0])
+		if R > 1 {
+			ldw := bytesOf("ldw")
+			for r := 1; r < R; r++ {
+				wr[r] = GP64()
+				LEAQ(Mem{Base: wr[r-1], Index: ldw, Scale: 1}, wr[r])
+			}
 		}
-		i := GP64()
-		XORQ(i, i)
-		body, check, tail, reduce := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("reduce")
-		JMP(LabelRef(check))
-		Label(body)
-		if R == 1 {
-			w := YMM()
-			VMOVUPS(Mem{Base: wr[0], Index: i, Scale: 1}, w)
+		// stateAt calls f with the address of half h of each (row, token)'s saved
+		// accumulators.
+		stateAt := func(h int, f func(r, t int, m Mem)) {
+			sp := GP64()
+			MOVQ(scur, sp)
+			ldst := ldstBytes()
 			for t := 0; t < Tt; t++ {
-				VFMADD231PS(Mem{Base: xs[t], Index: i, Scale: 1}, w, acc[0][t])
-			}
-		} else {
-			xv := ymms(Tt)
-			for t := 0; t < Tt; t++ {
-				VMOVUPS(Mem{Base: xs[t], Index: i, Scale: 1}, xv[t])
-			}
-			for r := 0; r < R; r++ {
-				w := YMM()
-				VMOVUPS(Mem{Base: wr[r], Index: i, Scale: 1}, w)
-				for t := 0; t < Tt; t++ {
-					VFMADD231PS(xv[t], w, acc[r][t])
+				if t > 0 {
+					ADDQ(ldst, sp)
+				}
+				for r := 0; r < R; r++ {
+					f(r, t, Mem{Base: sp, Disp: 64*r + 32*h})
 				}
 			}
 		}
-		ADDQ(U8(32), i)
-		Label(check)
-		CMPQ(i, kmain)
-		JL(LabelRef(body))
-
-		Label(tail)
-		rem := Load(Param("k"), GP64())
-		ANDQ(U8(7), rem)
-		JZ(LabelRef(reduce))
-		m := YMM()
-		loadMask(rem, m)
-		for t := 0; t < Tt; t++ {
-			xv := YMM()
-			VMASKMOVPS(Mem{Base: xs[t], Index: i, Scale: 1}, m, xv)
-			for r := 0; r < R; r++ {
-				w := YMM()
-				VMASKMOVPS(Mem{Base: wr[r], Index: i, Scale: 1}, m, w)
-				VFMADD231PS(xv, w, acc[r][t])
-			}
+		savedAt := func(r, t int) Mem {
+			m := saved
+			m.Disp += 32 * (t*R + r)
+			return m
 		}
 
-		Label(reduce)
-		dt := GP64()
-		MOVQ(dst, dt)
+		// pass sums half h (odd vectors: h = 1) of every (row, token) into acc.
+		pass := func(h int) [][]VecVirtual {
+			acc := make([][]VecVirtual, R)
+			for r := range acc {
+				acc[r] = ymms(Tt)
+			}
+			fresh, started := lb.next("fresh"), lb.next("started")
+			sg := Load(Param("seg"), GP64())
+			TESTQ(U32(1), sg)
+			JNZ(LabelRef(fresh))
+			stateAt(h, func(r, t int, m Mem) { VMOVUPS(m, acc[r][t]) })
+			JMP(LabelRef(started))
+			Label(fresh)
+			for r := range acc {
+				zero(acc[r]...)
+			}
+			Label(started)
+
+			// step multiplies the vectors at byte offset i+disp into acc.
+			step := func(i Register, disp int) {
+				if R == 1 {
+					w := YMM()
+					VMOVUPS(Mem{Base: wr[0], Index: i, Scale: 1, Disp: disp}, w)
+					for t := 0; t < Tt; t++ {
+						VFMADD231PS(Mem{Base: xs[t], Index: i, Scale: 1, Disp: disp}, w, acc[0][t])
+					}
+					return
+				}
+				xv := ymms(Tt)
+				for t := 0; t < Tt; t++ {
+					VMOVUPS(Mem{Base: xs[t], Index: i, Scale: 1, Disp: disp}, xv[t])
+				}
+				for r := 0; r < R; r++ {
+					w := YMM()
+					VMOVUPS(Mem{Base: wr[r], Index: i, Scale: 1, Disp: disp}, w)
+					for t := 0; t < Tt; t++ {
+						VFMADD231PS(xv[t], w, acc[r][t])
+					}
+				}
+			}
+			i := GP64()
+			XORQ(i, i)
+			k16 := Load(Param("k"), GP64())
+			ANDQ(I32(-16), k16)
+			SHLQ(U8(2), k16)
+			body, check, done := lb.next("body"), lb.next("check"), lb.next("pass_done")
+			JMP(LabelRef(check))
+			Label(body)
+			step(i, 32*h)
+			ADDQ(U8(64), i)
+			Label(check)
+			CMPQ(i, k16)
+			JL(LabelRef(body))
+
+			kmain := Load(Param("k"), GP64())
+			ANDQ(I32(-8), kmain)
+			SHLQ(U8(2), kmain)
+			if h == 0 {
+				// One more whole vector, as in matvec.
+				CMPQ(i, kmain)
+				JGE(LabelRef(done))
+				step(i, 0)
+			} else {
+				// The masked tail, past that vector.
+				rem := Load(Param("k"), GP64())
+				ANDQ(U8(7), rem)
+				JZ(LabelRef(done))
+				m := YMM()
+				loadMask(rem, m)
+				for t := 0; t < Tt; t++ {
+					xv := YMM()
+					VMASKMOVPS(Mem{Base: xs[t], Index: kmain, Scale: 1}, m, xv)
+					for r := 0; r < R; r++ {
+						wv := YMM()
+						VMASKMOVPS(Mem{Base: wr[r], Index: kmain, Scale: 1}, m, wv)
+						VFMADD231PS(xv, wv, acc[r][t])
+					}
+				}
+			}
+			Label(done)
+			return acc
+		}
+
+		odd := pass(1)
+		for r := range odd {
+			for t := range odd[r] {
+				VMOVUPS(odd[r][t], savedAt(r, t))
+			}
+		}
+		even := pass(0)
+
+		final, next := lb.next("final"), lb.next("next")
+		sg := Load(Param("seg"), GP64())
+		TESTQ(U32(2), sg)
+		JNZ(LabelRef(final))
+		stateAt(0, func(r, t int, m Mem) { VMOVUPS(even[r][t], m) })
+		stateAt(1, func(r, t int, m Mem) {
+			y := YMM()
+			VMOVUPS(savedAt(r, t), y)
+			VMOVUPS(y, m)
+		})
+		JMP(LabelRef(next))
+
+		Label(final)
+		d := GP64()
+		MOVQ(dcur, d)
+		ldd := bytesOf("ldd")
 		for t := 0; t < Tt; t++ {
 			if t > 0 {
-				ldd := bytesOf("ldd")
-				ADDQ(ldd, dt)
+				ADDQ(ldd, d)
+			}
+			for r := 0; r < R; r++ {
+				VADDPS(savedAt(r, t), even[r][t], even[r][t])
 			}
 			var h Register
 			if R == 4 {
-				h = reduce4(acc[0][t], acc[1][t], acc[2][t], acc[3][t])
+				h = reduce4(even[0][t], even[1][t], even[2][t], even[3][t])
 			} else {
-				h = hsumPairwise(acc[0][t])
-			}
-			add := func(p Register) {
-				if R == 4 {
-					VADDPS(Mem{Base: p}, h, h)
-				} else {
-					VADDSS(Mem{Base: p}, h, h)
-				}
+				h = hsumPairwise(even[0][t])
 			}
 			nob := lb.next("nobias")
 			b := Load(Param("bias"), GP64())
 			TESTQ(b, b)
 			JZ(LabelRef(nob))
-			add(b)
+			o := GP64()
+			MOVQ(goff, o)
+			if R == 4 {
+				VADDPS(Mem{Base: b, Index: o, Scale: 1}, h, h)
+			} else {
+				VADDSS(Mem{Base: b, Index: o, Scale: 1}, h, h)
+			}
 			Label(nob)
 			if R == 4 {
-				VMOVUPS(h, Mem{Base: dt})
+				VMOVUPS(h, Mem{Base: d})
 			} else {
-				VMOVSS(h, Mem{Base: dt})
+				VMOVSS(h, Mem{Base: d})
 			}
 		}
-		ldx, ldd := bytesOf("ldx"), bytesOf("ldd")
+
+		// The next block's tokens.
+		Label(next)
+		ldd = bytesOf("ldd")
+		IMUL3Q(Imm(uint64(Tt)), ldd, ldd)
+		ADDQ(ldd, dcur)
+		ldx := bytesOf("ldx")
 		if Tt > 1 {
 			IMUL3Q(Imm(uint64(Tt)), ldx, ldx)
-			IMUL3Q(Imm(uint64(Tt)), ldd, ldd)
 		}
-		ADDQ(ldx, xb)
-		ADDQ(ldd, dst)
-		SUBQ(Imm(uint64(Tt)), T)
+		ADDQ(ldx, xcur)
+		ldst := ldstBytes()
+		if Tt > 1 {
+			IMUL3Q(Imm(uint64(Tt)), ldst, ldst)
+		}
+		ADDQ(ldst, scur)
+		SUBQ(Imm(uint64(Tt)), tleft)
 	}
 
 	loop, done := lb.next("tokens"), lb.next("tokens_done")
 	Label(loop)
-	CMPQ(T, Imm(uint64(Tb)))
+	CMPQ(tleft, Imm(uint64(Tb)))
 	JL(LabelRef(done))
 	block(Tb)
 	JMP(LabelRef(loop))
 	Label(done)
 	for s := Tb - 1; s >= 1; s-- {
 		skip := lb.next("skip")
-		CMPQ(T, Imm(uint64(s)))
+		CMPQ(tleft, Imm(uint64(s)))
 		JL(LabelRef(skip))
 		block(s)
 		Label(skip)
 	}
+
+	// The next group of rows.
+	ADDQ(U8(4*R), goff)
+	ldw := bytesOf("ldw")
+	if R > 1 {
+		IMUL3Q(Imm(uint64(R)), ldw, ldw)
+	}
+	ADDQ(ldw, wcur)
+	DECQ(gleft)
+	JNZ(LabelRef(group))
 	VZEROUPPER()
 	RET()
 }
@@ -237,6 +377,16 @@ func genMatVec() {
 	Label(done)
 	VZEROUPPER()
 	RET()
+}
+
+// log2 returns the base-2 logarithm of a power of two.
+func log2(n int) int {
+	l := 0
+	for n > 1 {
+		n >>= 1
+		l++
+	}
+	return l
 }
 
 func itoa(i int) string {
