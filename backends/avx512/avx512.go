@@ -42,9 +42,10 @@ func (Kernels) Name() string { return "avx512" }
 func (k Kernels) ScratchSize(T, cols int) int { return k.Kernels.ScratchSize(T, cols) }
 
 // MatMul implements kernels.Kernels. On float32 weights it runs the 16-lane
-// register-tiled micro-kernels over blocks of rows and all T tokens: 4 rows × 6 tokens
-// for T = 1 and for T ≥ 9 (gemm4x6), 3 rows × 8 tokens for T = 2..8 (gemm3x8), and
-// gemm1x8 for the rows left over. Each (row, token) sum is taken exactly as avx2's
+// register-tiled micro-kernels over blocks of rows and all T tokens (see tiles:
+// 8 rows × 2 tokens for T = 2 up to 3 rows × 8 tokens for T = 7, 8, and 4 × 6 for
+// T ≥ 9), gemm1x8 for the rows left over, and for T = 1 gemv4s, four rows a quarter
+// of the matrix apart (four long streams for the prefetchers). Each (row, token) sum is taken exactly as avx2's
 // MatMul takes it, so the results are avx2's bit for bit — in particular a token's
 // results do not depend on T nor on the row split. Other weight types go to avx2.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
@@ -79,19 +80,39 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 	gemmRows(dst[r0:], ld, x, n, T, wf[r0*n:], n, n, from(bias, r0), r1-r0)
 }
 
+// tile is one of the GEMM micro-kernels: rows × the tokens it keeps in registers.
+type tile struct {
+	rows int
+	f    func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+}
+
+// tiles picks the micro-kernel for T tokens (index min(T, 9)): as many accumulators
+// as fit, with as many rows as the tokens leave room for.
+var tiles = [10]tile{
+	2: {8, gemm8x2},
+	3: {6, gemm6x4}, 4: {6, gemm6x4},
+	5: {4, gemm4x6}, 6: {4, gemm4x6},
+	7: {3, gemm3x8}, 8: {3, gemm3x8},
+	9: {4, gemm4x6},
+}
+
 // gemmRows computes dst[t*ld+r] = x_t·w_r (+ bias[r]) for r < rows and t < T, x_t =
-// x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k] (k ≥ 1). Callers have checked the
-// lengths.
+// x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k] (k ≥ 1): for T = 1 gemv4s over the
+// four quarters of the rows, for T > 1 the tile for T over blocks of its rows, and
+// gemm1x8 for the rows left over. Callers have checked the lengths.
 func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int) {
 	r := 0
-	if T >= 2 && T <= 8 {
-		if g := rows / 3; g > 0 {
-			gemm3x8(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
-			r = 3 * g
+	if T == 1 {
+		if q := rows / 4; q > 0 {
+			gemv4s(&dst[0], ld, &x[0], ldx, 1, &w[0], ldw, k, at(bias, 0), q, q)
+			r = 4 * q
 		}
-	} else if g := rows / 4; g > 0 {
-		gemm4x6(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
-		r = 4 * g
+	} else {
+		tl := tiles[min(T, 9)]
+		if g := rows / tl.rows; g > 0 {
+			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
+			r = tl.rows * g
+		}
 	}
 	if r < rows {
 		gemm1x8(&dst[r], ld, &x[0], ldx, T, &w[r*ldw], ldw, k, at(bias, r), rows-r)

@@ -26,6 +26,1348 @@ DATA zeros<>+0(SB)/8, $0x0000000000000000
 DATA zeros<>+56(SB)/8, $0x0000000000000000
 GLOBL zeros<>(SB), RODATA|NOPTR, $64
 
+// func gemm8x2(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+// Requires: AVX, AVX512F
+TEXT ·gemm8x2(SB), $1072-80
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm8x2_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemm8x2_tokens2:
+	CMPQ 40(SP), $0x02
+	JL   gemm8x2_tokens_done3
+
+	// 8 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(BX*4), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x04, R8
+	JZ      gemm8x2_tail5
+
+gemm8x2_cols4:
+	VMOVUPS     (DX), Z16
+	VMOVUPS     (DX)(BX*1), Z17
+	VMOVUPS     (DX)(BX*2), Z18
+	VMOVUPS     (DX)(SI*1), Z19
+	VMOVUPS     (DI), Z20
+	VMOVUPS     (DI)(BX*1), Z21
+	VMOVUPS     (DI)(BX*2), Z22
+	VMOVUPS     (DI)(SI*1), Z23
+	VMOVUPS     (AX), Z24
+	VFMADD231PS Z24, Z16, Z0
+	VFMADD231PS Z24, Z17, Z2
+	VFMADD231PS Z24, Z18, Z4
+	VFMADD231PS Z24, Z19, Z6
+	VFMADD231PS Z24, Z20, Z8
+	VFMADD231PS Z24, Z21, Z10
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z14
+	VMOVUPS     (AX)(CX*1), Z24
+	VFMADD231PS Z24, Z16, Z1
+	VFMADD231PS Z24, Z17, Z3
+	VFMADD231PS Z24, Z18, Z5
+	VFMADD231PS Z24, Z19, Z7
+	VFMADD231PS Z24, Z20, Z9
+	VFMADD231PS Z24, Z21, Z11
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z15
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	ADDQ        $0x40, DI
+	DECQ        R8
+	JNZ         gemm8x2_cols4
+
+gemm8x2_tail5:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm8x2_reduce6
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm8x2_whole7
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+	ADDQ  $-32, DI
+
+gemm8x2_whole7:
+	VMOVUPS.Z   (DX), K1, Z16
+	VMOVUPS.Z   (DX)(BX*1), K1, Z17
+	VMOVUPS.Z   (DX)(BX*2), K1, Z18
+	VMOVUPS.Z   (DX)(SI*1), K1, Z19
+	VMOVUPS.Z   (DI), K1, Z20
+	VMOVUPS.Z   (DI)(BX*1), K1, Z21
+	VMOVUPS.Z   (DI)(BX*2), K1, Z22
+	VMOVUPS.Z   (DI)(SI*1), K1, Z23
+	VMOVUPS.Z   (AX), K1, Z24
+	VFMADD231PS Z24, Z16, K1, Z0
+	VFMADD231PS Z24, Z17, K1, Z2
+	VFMADD231PS Z24, Z18, K1, Z4
+	VFMADD231PS Z24, Z19, K1, Z6
+	VFMADD231PS Z24, Z20, K1, Z8
+	VFMADD231PS Z24, Z21, K1, Z10
+	VFMADD231PS Z24, Z22, K1, Z12
+	VFMADD231PS Z24, Z23, K1, Z14
+	VMOVUPS.Z   (AX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z16, K1, Z1
+	VFMADD231PS Z24, Z17, K1, Z3
+	VFMADD231PS Z24, Z18, K1, Z5
+	VFMADD231PS Z24, Z19, K1, Z7
+	VFMADD231PS Z24, Z20, K1, Z9
+	VFMADD231PS Z24, Z21, K1, Z11
+	VFMADD231PS Z24, Z22, K1, Z13
+	VFMADD231PS Z24, Z23, K1, Z15
+
+gemm8x2_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z2, 112(SP)
+	VMOVUPS      Z4, 176(SP)
+	VMOVUPS      Z6, 240(SP)
+	VMOVUPS      Z8, 304(SP)
+	VMOVUPS      Z10, 368(SP)
+	VMOVUPS      Z12, 432(SP)
+	VMOVUPS      Z14, 496(SP)
+	VMOVUPS      Z1, 560(SP)
+	VMOVUPS      Z3, 624(SP)
+	VMOVUPS      Z5, 688(SP)
+	VMOVUPS      Z7, 752(SP)
+	VMOVUPS      Z9, 816(SP)
+	VMOVUPS      Z11, 880(SP)
+	VMOVUPS      Z13, 944(SP)
+	VMOVUPS      Z15, 1008(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VMOVUPS      304(SP), Y4
+	VADDPS       336(SP), Y4, Y4
+	VMOVUPS      368(SP), Y5
+	VADDPS       400(SP), Y5, Y5
+	VMOVUPS      432(SP), Y6
+	VADDPS       464(SP), Y6, Y6
+	VMOVUPS      496(SP), Y7
+	VADDPS       528(SP), Y7, Y7
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm8x2_nobias8
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
+
+gemm8x2_nobias8:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y7, Y6, Y6
+	VHADDPS      Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm8x2_nobias9
+	ADDQ         8(SP), DX
+	VADDPS       16(DX), X4, X4
+
+gemm8x2_nobias9:
+	VMOVUPS      X4, 16(AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VMOVUPS      816(SP), Y4
+	VADDPS       848(SP), Y4, Y4
+	VMOVUPS      880(SP), Y5
+	VADDPS       912(SP), Y5, Y5
+	VMOVUPS      944(SP), Y6
+	VADDPS       976(SP), Y6, Y6
+	VMOVUPS      1008(SP), Y7
+	VADDPS       1040(SP), Y7, Y7
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm8x2_nobias10
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
+
+gemm8x2_nobias10:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y7, Y6, Y6
+	VHADDPS      Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm8x2_nobias11
+	ADDQ         8(SP), CX
+	VADDPS       16(CX), X4, X4
+
+gemm8x2_nobias11:
+	VMOVUPS X4, 16(AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x02, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x02, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x02, 40(SP)
+	JMP     gemm8x2_tokens2
+
+gemm8x2_tokens_done3:
+	CMPQ 40(SP), $0x01
+	JL   gemm8x2_skip12
+
+	// 8 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (CX)(DX*4), SI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x04, DI
+	JZ      gemm8x2_tail14
+
+gemm8x2_cols13:
+	VMOVUPS     (CX), Z8
+	VMOVUPS     (CX)(DX*1), Z9
+	VMOVUPS     (CX)(DX*2), Z10
+	VMOVUPS     (CX)(BX*1), Z11
+	VMOVUPS     (SI), Z12
+	VMOVUPS     (SI)(DX*1), Z13
+	VMOVUPS     (SI)(DX*2), Z14
+	VMOVUPS     (SI)(BX*1), Z15
+	VMOVUPS     (AX), Z16
+	VFMADD231PS Z16, Z8, Z0
+	VFMADD231PS Z16, Z9, Z1
+	VFMADD231PS Z16, Z10, Z2
+	VFMADD231PS Z16, Z11, Z3
+	VFMADD231PS Z16, Z12, Z4
+	VFMADD231PS Z16, Z13, Z5
+	VFMADD231PS Z16, Z14, Z6
+	VFMADD231PS Z16, Z15, Z7
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	ADDQ        $0x40, SI
+	DECQ        DI
+	JNZ         gemm8x2_cols13
+
+gemm8x2_tail14:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm8x2_reduce15
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm8x2_whole16
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+	ADDQ  $-32, SI
+
+gemm8x2_whole16:
+	VMOVUPS.Z   (CX), K1, Z8
+	VMOVUPS.Z   (CX)(DX*1), K1, Z9
+	VMOVUPS.Z   (CX)(DX*2), K1, Z10
+	VMOVUPS.Z   (CX)(BX*1), K1, Z11
+	VMOVUPS.Z   (SI), K1, Z12
+	VMOVUPS.Z   (SI)(DX*1), K1, Z13
+	VMOVUPS.Z   (SI)(DX*2), K1, Z14
+	VMOVUPS.Z   (SI)(BX*1), K1, Z15
+	VMOVUPS.Z   (AX), K1, Z16
+	VFMADD231PS Z16, Z8, K1, Z0
+	VFMADD231PS Z16, Z9, K1, Z1
+	VFMADD231PS Z16, Z10, K1, Z2
+	VFMADD231PS Z16, Z11, K1, Z3
+	VFMADD231PS Z16, Z12, K1, Z4
+	VFMADD231PS Z16, Z13, K1, Z5
+	VFMADD231PS Z16, Z14, K1, Z6
+	VFMADD231PS Z16, Z15, K1, Z7
+
+gemm8x2_reduce15:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VMOVUPS      304(SP), Y4
+	VADDPS       336(SP), Y4, Y4
+	VMOVUPS      368(SP), Y5
+	VADDPS       400(SP), Y5, Y5
+	VMOVUPS      432(SP), Y6
+	VADDPS       464(SP), Y6, Y6
+	VMOVUPS      496(SP), Y7
+	VADDPS       528(SP), Y7, Y7
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm8x2_nobias17
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
+
+gemm8x2_nobias17:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y7, Y6, Y6
+	VHADDPS      Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm8x2_nobias18
+	ADDQ         8(SP), CX
+	VADDPS       16(CX), X4, X4
+
+gemm8x2_nobias18:
+	VMOVUPS X4, 16(AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x01, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x01, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x01, 40(SP)
+
+gemm8x2_skip12:
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   $0x20, 8(SP)
+	IMUL3Q $0x08, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm8x2_group1
+	VZEROUPPER
+	RET
+
+// func gemm6x4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+// Requires: AVX, AVX512F
+TEXT ·gemm6x4(SB), $1584-80
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm6x4_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemm6x4_tokens2:
+	CMPQ 40(SP), $0x04
+	JL   gemm6x4_tokens_done3
+
+	// 6 rows × 4 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (SI)(SI*2), DI
+	LEAQ    (BX)(SI*4), R8
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVUPS zeros<>+0(SB), Z16
+	VMOVUPS zeros<>+0(SB), Z17
+	VMOVUPS zeros<>+0(SB), Z18
+	VMOVUPS zeros<>+0(SB), Z19
+	VMOVUPS zeros<>+0(SB), Z20
+	VMOVUPS zeros<>+0(SB), Z21
+	VMOVUPS zeros<>+0(SB), Z22
+	VMOVUPS zeros<>+0(SB), Z23
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
+	JZ      gemm6x4_tail5
+
+gemm6x4_cols4:
+	VMOVUPS     (BX), Z24
+	VMOVUPS     (BX)(SI*1), Z25
+	VMOVUPS     (BX)(SI*2), Z26
+	VMOVUPS     (BX)(DI*1), Z27
+	VMOVUPS     (R8), Z28
+	VMOVUPS     (R8)(SI*1), Z29
+	VMOVUPS     (AX), Z30
+	VFMADD231PS Z30, Z24, Z0
+	VFMADD231PS Z30, Z25, Z4
+	VFMADD231PS Z30, Z26, Z8
+	VFMADD231PS Z30, Z27, Z12
+	VFMADD231PS Z30, Z28, Z16
+	VFMADD231PS Z30, Z29, Z20
+	VMOVUPS     (AX)(CX*1), Z30
+	VFMADD231PS Z30, Z24, Z1
+	VFMADD231PS Z30, Z25, Z5
+	VFMADD231PS Z30, Z26, Z9
+	VFMADD231PS Z30, Z27, Z13
+	VFMADD231PS Z30, Z28, Z17
+	VFMADD231PS Z30, Z29, Z21
+	VMOVUPS     (AX)(CX*2), Z30
+	VFMADD231PS Z30, Z24, Z2
+	VFMADD231PS Z30, Z25, Z6
+	VFMADD231PS Z30, Z26, Z10
+	VFMADD231PS Z30, Z27, Z14
+	VFMADD231PS Z30, Z28, Z18
+	VFMADD231PS Z30, Z29, Z22
+	VMOVUPS     (AX)(DX*1), Z30
+	VFMADD231PS Z30, Z24, Z3
+	VFMADD231PS Z30, Z25, Z7
+	VFMADD231PS Z30, Z26, Z11
+	VFMADD231PS Z30, Z27, Z15
+	VFMADD231PS Z30, Z28, Z19
+	VFMADD231PS Z30, Z29, Z23
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, R8
+	DECQ        R9
+	JNZ         gemm6x4_cols4
+
+gemm6x4_tail5:
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm6x4_reduce6
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm6x4_whole7
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, R8
+
+gemm6x4_whole7:
+	VMOVUPS.Z   (BX), K1, Z24
+	VMOVUPS.Z   (BX)(SI*1), K1, Z25
+	VMOVUPS.Z   (BX)(SI*2), K1, Z26
+	VMOVUPS.Z   (BX)(DI*1), K1, Z27
+	VMOVUPS.Z   (R8), K1, Z28
+	VMOVUPS.Z   (R8)(SI*1), K1, Z29
+	VMOVUPS.Z   (AX), K1, Z30
+	VFMADD231PS Z30, Z24, K1, Z0
+	VFMADD231PS Z30, Z25, K1, Z4
+	VFMADD231PS Z30, Z26, K1, Z8
+	VFMADD231PS Z30, Z27, K1, Z12
+	VFMADD231PS Z30, Z28, K1, Z16
+	VFMADD231PS Z30, Z29, K1, Z20
+	VMOVUPS.Z   (AX)(CX*1), K1, Z30
+	VFMADD231PS Z30, Z24, K1, Z1
+	VFMADD231PS Z30, Z25, K1, Z5
+	VFMADD231PS Z30, Z26, K1, Z9
+	VFMADD231PS Z30, Z27, K1, Z13
+	VFMADD231PS Z30, Z28, K1, Z17
+	VFMADD231PS Z30, Z29, K1, Z21
+	VMOVUPS.Z   (AX)(CX*2), K1, Z30
+	VFMADD231PS Z30, Z24, K1, Z2
+	VFMADD231PS Z30, Z25, K1, Z6
+	VFMADD231PS Z30, Z26, K1, Z10
+	VFMADD231PS Z30, Z27, K1, Z14
+	VFMADD231PS Z30, Z28, K1, Z18
+	VFMADD231PS Z30, Z29, K1, Z22
+	VMOVUPS.Z   (AX)(DX*1), K1, Z30
+	VFMADD231PS Z30, Z24, K1, Z3
+	VFMADD231PS Z30, Z25, K1, Z7
+	VFMADD231PS Z30, Z26, K1, Z11
+	VFMADD231PS Z30, Z27, K1, Z15
+	VFMADD231PS Z30, Z28, K1, Z19
+	VFMADD231PS Z30, Z29, K1, Z23
+
+gemm6x4_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z4, 112(SP)
+	VMOVUPS      Z8, 176(SP)
+	VMOVUPS      Z12, 240(SP)
+	VMOVUPS      Z16, 304(SP)
+	VMOVUPS      Z20, 368(SP)
+	VMOVUPS      Z1, 432(SP)
+	VMOVUPS      Z5, 496(SP)
+	VMOVUPS      Z9, 560(SP)
+	VMOVUPS      Z13, 624(SP)
+	VMOVUPS      Z17, 688(SP)
+	VMOVUPS      Z21, 752(SP)
+	VMOVUPS      Z2, 816(SP)
+	VMOVUPS      Z6, 880(SP)
+	VMOVUPS      Z10, 944(SP)
+	VMOVUPS      Z14, 1008(SP)
+	VMOVUPS      Z18, 1072(SP)
+	VMOVUPS      Z22, 1136(SP)
+	VMOVUPS      Z3, 1200(SP)
+	VMOVUPS      Z7, 1264(SP)
+	VMOVUPS      Z11, 1328(SP)
+	VMOVUPS      Z15, 1392(SP)
+	VMOVUPS      Z19, 1456(SP)
+	VMOVUPS      Z23, 1520(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VMOVUPS      304(SP), Y4
+	VADDPS       336(SP), Y4, Y4
+	VMOVUPS      368(SP), Y5
+	VADDPS       400(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias8
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
+
+gemm6x4_nobias8:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias9
+	ADDQ         8(SP), DX
+	VMOVSD       16(DX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias9:
+	VMOVSD       X4, 16(AX)
+	ADDQ         CX, AX
+	VMOVUPS      432(SP), Y0
+	VADDPS       464(SP), Y0, Y0
+	VMOVUPS      496(SP), Y1
+	VADDPS       528(SP), Y1, Y1
+	VMOVUPS      560(SP), Y2
+	VADDPS       592(SP), Y2, Y2
+	VMOVUPS      624(SP), Y3
+	VADDPS       656(SP), Y3, Y3
+	VMOVUPS      688(SP), Y4
+	VADDPS       720(SP), Y4, Y4
+	VMOVUPS      752(SP), Y5
+	VADDPS       784(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias10
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
+
+gemm6x4_nobias10:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias11
+	ADDQ         8(SP), DX
+	VMOVSD       16(DX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias11:
+	VMOVSD       X4, 16(AX)
+	ADDQ         CX, AX
+	VMOVUPS      816(SP), Y0
+	VADDPS       848(SP), Y0, Y0
+	VMOVUPS      880(SP), Y1
+	VADDPS       912(SP), Y1, Y1
+	VMOVUPS      944(SP), Y2
+	VADDPS       976(SP), Y2, Y2
+	VMOVUPS      1008(SP), Y3
+	VADDPS       1040(SP), Y3, Y3
+	VMOVUPS      1072(SP), Y4
+	VADDPS       1104(SP), Y4, Y4
+	VMOVUPS      1136(SP), Y5
+	VADDPS       1168(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias12
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
+
+gemm6x4_nobias12:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias13
+	ADDQ         8(SP), DX
+	VMOVSD       16(DX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias13:
+	VMOVSD       X4, 16(AX)
+	ADDQ         CX, AX
+	VMOVUPS      1200(SP), Y0
+	VADDPS       1232(SP), Y0, Y0
+	VMOVUPS      1264(SP), Y1
+	VADDPS       1296(SP), Y1, Y1
+	VMOVUPS      1328(SP), Y2
+	VADDPS       1360(SP), Y2, Y2
+	VMOVUPS      1392(SP), Y3
+	VADDPS       1424(SP), Y3, Y3
+	VMOVUPS      1456(SP), Y4
+	VADDPS       1488(SP), Y4, Y4
+	VMOVUPS      1520(SP), Y5
+	VADDPS       1552(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm6x4_nobias14
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
+
+gemm6x4_nobias14:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm6x4_nobias15
+	ADDQ         8(SP), CX
+	VMOVSD       16(CX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias15:
+	VMOVSD X4, 16(AX)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x04, 40(SP)
+	JMP    gemm6x4_tokens2
+
+gemm6x4_tokens_done3:
+	CMPQ 40(SP), $0x03
+	JL   gemm6x4_skip16
+
+	// 6 rows × 3 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(BX*4), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVUPS zeros<>+0(SB), Z16
+	VMOVUPS zeros<>+0(SB), Z17
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x04, R8
+	JZ      gemm6x4_tail18
+
+gemm6x4_cols17:
+	VMOVUPS     (DX), Z18
+	VMOVUPS     (DX)(BX*1), Z19
+	VMOVUPS     (DX)(BX*2), Z20
+	VMOVUPS     (DX)(SI*1), Z21
+	VMOVUPS     (DI), Z22
+	VMOVUPS     (DI)(BX*1), Z23
+	VMOVUPS     (AX), Z24
+	VFMADD231PS Z24, Z18, Z0
+	VFMADD231PS Z24, Z19, Z3
+	VFMADD231PS Z24, Z20, Z6
+	VFMADD231PS Z24, Z21, Z9
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z15
+	VMOVUPS     (AX)(CX*1), Z24
+	VFMADD231PS Z24, Z18, Z1
+	VFMADD231PS Z24, Z19, Z4
+	VFMADD231PS Z24, Z20, Z7
+	VFMADD231PS Z24, Z21, Z10
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z16
+	VMOVUPS     (AX)(CX*2), Z24
+	VFMADD231PS Z24, Z18, Z2
+	VFMADD231PS Z24, Z19, Z5
+	VFMADD231PS Z24, Z20, Z8
+	VFMADD231PS Z24, Z21, Z11
+	VFMADD231PS Z24, Z22, Z14
+	VFMADD231PS Z24, Z23, Z17
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	ADDQ        $0x40, DI
+	DECQ        R8
+	JNZ         gemm6x4_cols17
+
+gemm6x4_tail18:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm6x4_reduce19
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm6x4_whole20
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+	ADDQ  $-32, DI
+
+gemm6x4_whole20:
+	VMOVUPS.Z   (DX), K1, Z18
+	VMOVUPS.Z   (DX)(BX*1), K1, Z19
+	VMOVUPS.Z   (DX)(BX*2), K1, Z20
+	VMOVUPS.Z   (DX)(SI*1), K1, Z21
+	VMOVUPS.Z   (DI), K1, Z22
+	VMOVUPS.Z   (DI)(BX*1), K1, Z23
+	VMOVUPS.Z   (AX), K1, Z24
+	VFMADD231PS Z24, Z18, K1, Z0
+	VFMADD231PS Z24, Z19, K1, Z3
+	VFMADD231PS Z24, Z20, K1, Z6
+	VFMADD231PS Z24, Z21, K1, Z9
+	VFMADD231PS Z24, Z22, K1, Z12
+	VFMADD231PS Z24, Z23, K1, Z15
+	VMOVUPS.Z   (AX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z18, K1, Z1
+	VFMADD231PS Z24, Z19, K1, Z4
+	VFMADD231PS Z24, Z20, K1, Z7
+	VFMADD231PS Z24, Z21, K1, Z10
+	VFMADD231PS Z24, Z22, K1, Z13
+	VFMADD231PS Z24, Z23, K1, Z16
+	VMOVUPS.Z   (AX)(CX*2), K1, Z24
+	VFMADD231PS Z24, Z18, K1, Z2
+	VFMADD231PS Z24, Z19, K1, Z5
+	VFMADD231PS Z24, Z20, K1, Z8
+	VFMADD231PS Z24, Z21, K1, Z11
+	VFMADD231PS Z24, Z22, K1, Z14
+	VFMADD231PS Z24, Z23, K1, Z17
+
+gemm6x4_reduce19:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z3, 112(SP)
+	VMOVUPS      Z6, 176(SP)
+	VMOVUPS      Z9, 240(SP)
+	VMOVUPS      Z12, 304(SP)
+	VMOVUPS      Z15, 368(SP)
+	VMOVUPS      Z1, 432(SP)
+	VMOVUPS      Z4, 496(SP)
+	VMOVUPS      Z7, 560(SP)
+	VMOVUPS      Z10, 624(SP)
+	VMOVUPS      Z13, 688(SP)
+	VMOVUPS      Z16, 752(SP)
+	VMOVUPS      Z2, 816(SP)
+	VMOVUPS      Z5, 880(SP)
+	VMOVUPS      Z8, 944(SP)
+	VMOVUPS      Z11, 1008(SP)
+	VMOVUPS      Z14, 1072(SP)
+	VMOVUPS      Z17, 1136(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VMOVUPS      304(SP), Y4
+	VADDPS       336(SP), Y4, Y4
+	VMOVUPS      368(SP), Y5
+	VADDPS       400(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias21
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
+
+gemm6x4_nobias21:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias22
+	ADDQ         8(SP), DX
+	VMOVSD       16(DX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias22:
+	VMOVSD       X4, 16(AX)
+	ADDQ         CX, AX
+	VMOVUPS      432(SP), Y0
+	VADDPS       464(SP), Y0, Y0
+	VMOVUPS      496(SP), Y1
+	VADDPS       528(SP), Y1, Y1
+	VMOVUPS      560(SP), Y2
+	VADDPS       592(SP), Y2, Y2
+	VMOVUPS      624(SP), Y3
+	VADDPS       656(SP), Y3, Y3
+	VMOVUPS      688(SP), Y4
+	VADDPS       720(SP), Y4, Y4
+	VMOVUPS      752(SP), Y5
+	VADDPS       784(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias23
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
+
+gemm6x4_nobias23:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias24
+	ADDQ         8(SP), DX
+	VMOVSD       16(DX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias24:
+	VMOVSD       X4, 16(AX)
+	ADDQ         CX, AX
+	VMOVUPS      816(SP), Y0
+	VADDPS       848(SP), Y0, Y0
+	VMOVUPS      880(SP), Y1
+	VADDPS       912(SP), Y1, Y1
+	VMOVUPS      944(SP), Y2
+	VADDPS       976(SP), Y2, Y2
+	VMOVUPS      1008(SP), Y3
+	VADDPS       1040(SP), Y3, Y3
+	VMOVUPS      1072(SP), Y4
+	VADDPS       1104(SP), Y4, Y4
+	VMOVUPS      1136(SP), Y5
+	VADDPS       1168(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm6x4_nobias25
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
+
+gemm6x4_nobias25:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm6x4_nobias26
+	ADDQ         8(SP), CX
+	VMOVSD       16(CX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias26:
+	VMOVSD X4, 16(AX)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x03, 40(SP)
+
+gemm6x4_skip16:
+	CMPQ 40(SP), $0x02
+	JL   gemm6x4_skip27
+
+	// 6 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(BX*4), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x04, R8
+	JZ      gemm6x4_tail29
+
+gemm6x4_cols28:
+	VMOVUPS     (DX), Z12
+	VMOVUPS     (DX)(BX*1), Z13
+	VMOVUPS     (DX)(BX*2), Z14
+	VMOVUPS     (DX)(SI*1), Z15
+	VMOVUPS     (DI), Z16
+	VMOVUPS     (DI)(BX*1), Z17
+	VMOVUPS     (AX), Z18
+	VFMADD231PS Z18, Z12, Z0
+	VFMADD231PS Z18, Z13, Z2
+	VFMADD231PS Z18, Z14, Z4
+	VFMADD231PS Z18, Z15, Z6
+	VFMADD231PS Z18, Z16, Z8
+	VFMADD231PS Z18, Z17, Z10
+	VMOVUPS     (AX)(CX*1), Z18
+	VFMADD231PS Z18, Z12, Z1
+	VFMADD231PS Z18, Z13, Z3
+	VFMADD231PS Z18, Z14, Z5
+	VFMADD231PS Z18, Z15, Z7
+	VFMADD231PS Z18, Z16, Z9
+	VFMADD231PS Z18, Z17, Z11
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	ADDQ        $0x40, DI
+	DECQ        R8
+	JNZ         gemm6x4_cols28
+
+gemm6x4_tail29:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm6x4_reduce30
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm6x4_whole31
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+	ADDQ  $-32, DI
+
+gemm6x4_whole31:
+	VMOVUPS.Z   (DX), K1, Z12
+	VMOVUPS.Z   (DX)(BX*1), K1, Z13
+	VMOVUPS.Z   (DX)(BX*2), K1, Z14
+	VMOVUPS.Z   (DX)(SI*1), K1, Z15
+	VMOVUPS.Z   (DI), K1, Z16
+	VMOVUPS.Z   (DI)(BX*1), K1, Z17
+	VMOVUPS.Z   (AX), K1, Z18
+	VFMADD231PS Z18, Z12, K1, Z0
+	VFMADD231PS Z18, Z13, K1, Z2
+	VFMADD231PS Z18, Z14, K1, Z4
+	VFMADD231PS Z18, Z15, K1, Z6
+	VFMADD231PS Z18, Z16, K1, Z8
+	VFMADD231PS Z18, Z17, K1, Z10
+	VMOVUPS.Z   (AX)(CX*1), K1, Z18
+	VFMADD231PS Z18, Z12, K1, Z1
+	VFMADD231PS Z18, Z13, K1, Z3
+	VFMADD231PS Z18, Z14, K1, Z5
+	VFMADD231PS Z18, Z15, K1, Z7
+	VFMADD231PS Z18, Z16, K1, Z9
+	VFMADD231PS Z18, Z17, K1, Z11
+
+gemm6x4_reduce30:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z2, 112(SP)
+	VMOVUPS      Z4, 176(SP)
+	VMOVUPS      Z6, 240(SP)
+	VMOVUPS      Z8, 304(SP)
+	VMOVUPS      Z10, 368(SP)
+	VMOVUPS      Z1, 432(SP)
+	VMOVUPS      Z3, 496(SP)
+	VMOVUPS      Z5, 560(SP)
+	VMOVUPS      Z7, 624(SP)
+	VMOVUPS      Z9, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VMOVUPS      304(SP), Y4
+	VADDPS       336(SP), Y4, Y4
+	VMOVUPS      368(SP), Y5
+	VADDPS       400(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias32
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
+
+gemm6x4_nobias32:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm6x4_nobias33
+	ADDQ         8(SP), DX
+	VMOVSD       16(DX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias33:
+	VMOVSD       X4, 16(AX)
+	ADDQ         CX, AX
+	VMOVUPS      432(SP), Y0
+	VADDPS       464(SP), Y0, Y0
+	VMOVUPS      496(SP), Y1
+	VADDPS       528(SP), Y1, Y1
+	VMOVUPS      560(SP), Y2
+	VADDPS       592(SP), Y2, Y2
+	VMOVUPS      624(SP), Y3
+	VADDPS       656(SP), Y3, Y3
+	VMOVUPS      688(SP), Y4
+	VADDPS       720(SP), Y4, Y4
+	VMOVUPS      752(SP), Y5
+	VADDPS       784(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm6x4_nobias34
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
+
+gemm6x4_nobias34:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm6x4_nobias35
+	ADDQ         8(SP), CX
+	VMOVSD       16(CX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias35:
+	VMOVSD X4, 16(AX)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x02, 40(SP)
+
+gemm6x4_skip27:
+	CMPQ 40(SP), $0x01
+	JL   gemm6x4_skip36
+
+	// 6 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (CX)(DX*4), SI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x04, DI
+	JZ      gemm6x4_tail38
+
+gemm6x4_cols37:
+	VMOVUPS     (CX), Z6
+	VMOVUPS     (CX)(DX*1), Z7
+	VMOVUPS     (CX)(DX*2), Z8
+	VMOVUPS     (CX)(BX*1), Z9
+	VMOVUPS     (SI), Z10
+	VMOVUPS     (SI)(DX*1), Z11
+	VMOVUPS     (AX), Z12
+	VFMADD231PS Z12, Z6, Z0
+	VFMADD231PS Z12, Z7, Z1
+	VFMADD231PS Z12, Z8, Z2
+	VFMADD231PS Z12, Z9, Z3
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z5
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	ADDQ        $0x40, SI
+	DECQ        DI
+	JNZ         gemm6x4_cols37
+
+gemm6x4_tail38:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm6x4_reduce39
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm6x4_whole40
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+	ADDQ  $-32, SI
+
+gemm6x4_whole40:
+	VMOVUPS.Z   (CX), K1, Z6
+	VMOVUPS.Z   (CX)(DX*1), K1, Z7
+	VMOVUPS.Z   (CX)(DX*2), K1, Z8
+	VMOVUPS.Z   (CX)(BX*1), K1, Z9
+	VMOVUPS.Z   (SI), K1, Z10
+	VMOVUPS.Z   (SI)(DX*1), K1, Z11
+	VMOVUPS.Z   (AX), K1, Z12
+	VFMADD231PS Z12, Z6, K1, Z0
+	VFMADD231PS Z12, Z7, K1, Z1
+	VFMADD231PS Z12, Z8, K1, Z2
+	VFMADD231PS Z12, Z9, K1, Z3
+	VFMADD231PS Z12, Z10, K1, Z4
+	VFMADD231PS Z12, Z11, K1, Z5
+
+gemm6x4_reduce39:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VMOVUPS      304(SP), Y4
+	VADDPS       336(SP), Y4, Y4
+	VMOVUPS      368(SP), Y5
+	VADDPS       400(SP), Y5, Y5
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm6x4_nobias41
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
+
+gemm6x4_nobias41:
+	VMOVUPS      X0, (AX)
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm6x4_nobias42
+	ADDQ         8(SP), CX
+	VMOVSD       16(CX), X0
+	VADDPS       X0, X4, X4
+
+gemm6x4_nobias42:
+	VMOVSD X4, 16(AX)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x01, 40(SP)
+
+gemm6x4_skip36:
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   $0x18, 8(SP)
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm6x4_group1
+	VZEROUPPER
+	RET
+
 // func gemm4x6(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
 // Requires: AVX, AVX512F
 TEXT ·gemm4x6(SB), $1584-80
@@ -221,8 +1563,8 @@ gemm4x6_reduce6:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias8
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias8:
 	VMOVUPS      X0, (AX)
@@ -243,8 +1585,8 @@ gemm4x6_nobias8:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias9
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias9:
 	VMOVUPS      X0, (AX)
@@ -265,8 +1607,8 @@ gemm4x6_nobias9:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias10
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias10:
 	VMOVUPS      X0, (AX)
@@ -287,8 +1629,8 @@ gemm4x6_nobias10:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias11
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias11:
 	VMOVUPS      X0, (AX)
@@ -309,8 +1651,8 @@ gemm4x6_nobias11:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias12
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias12:
 	VMOVUPS      X0, (AX)
@@ -331,8 +1673,8 @@ gemm4x6_nobias12:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm4x6_nobias13
-	MOVQ         8(SP), DX
-	VADDPS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
 
 gemm4x6_nobias13:
 	VMOVUPS X0, (AX)
@@ -504,8 +1846,8 @@ gemm4x6_reduce17:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias19
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias19:
 	VMOVUPS      X0, (AX)
@@ -526,8 +1868,8 @@ gemm4x6_nobias19:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias20
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias20:
 	VMOVUPS      X0, (AX)
@@ -548,8 +1890,8 @@ gemm4x6_nobias20:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias21
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias21:
 	VMOVUPS      X0, (AX)
@@ -570,8 +1912,8 @@ gemm4x6_nobias21:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias22
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias22:
 	VMOVUPS      X0, (AX)
@@ -592,8 +1934,8 @@ gemm4x6_nobias22:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm4x6_nobias23
-	MOVQ         8(SP), DX
-	VADDPS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
 
 gemm4x6_nobias23:
 	VMOVUPS X0, (AX)
@@ -743,8 +2085,8 @@ gemm4x6_reduce27:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias29
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias29:
 	VMOVUPS      X0, (AX)
@@ -765,8 +2107,8 @@ gemm4x6_nobias29:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias30
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias30:
 	VMOVUPS      X0, (AX)
@@ -787,8 +2129,8 @@ gemm4x6_nobias30:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias31
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias31:
 	VMOVUPS      X0, (AX)
@@ -809,8 +2151,8 @@ gemm4x6_nobias31:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm4x6_nobias32
-	MOVQ         8(SP), DX
-	VADDPS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
 
 gemm4x6_nobias32:
 	VMOVUPS X0, (AX)
@@ -941,8 +2283,8 @@ gemm4x6_reduce36:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias38
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias38:
 	VMOVUPS      X0, (AX)
@@ -963,8 +2305,8 @@ gemm4x6_nobias38:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias39
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias39:
 	VMOVUPS      X0, (AX)
@@ -985,8 +2327,8 @@ gemm4x6_nobias39:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm4x6_nobias40
-	MOVQ         8(SP), DX
-	VADDPS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
 
 gemm4x6_nobias40:
 	VMOVUPS X0, (AX)
@@ -1099,8 +2441,8 @@ gemm4x6_reduce44:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm4x6_nobias46
-	MOVQ         8(SP), BX
-	VADDPS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDPS       (DX), X0, X0
 
 gemm4x6_nobias46:
 	VMOVUPS      X0, (AX)
@@ -1121,8 +2463,8 @@ gemm4x6_nobias46:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm4x6_nobias47
-	MOVQ         8(SP), DX
-	VADDPS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
 
 gemm4x6_nobias47:
 	VMOVUPS X0, (AX)
@@ -1217,8 +2559,8 @@ gemm4x6_reduce51:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm4x6_nobias53
-	MOVQ         8(SP), DX
-	VADDPS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDPS       (CX), X0, X0
 
 gemm4x6_nobias53:
 	VMOVUPS X0, (AX)
@@ -1233,9 +2575,9 @@ gemm4x6_nobias53:
 	SUBQ    $0x01, 40(SP)
 
 gemm4x6_skip48:
-	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
+	ADDQ   $0x10, 8(SP)
 	IMUL3Q $0x04, AX, AX
 	ADDQ   AX, (SP)
 	DECQ   16(SP)
@@ -1437,9 +2779,9 @@ gemm3x8_reduce6:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias8
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias8:
@@ -1460,9 +2802,9 @@ gemm3x8_nobias8:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias9
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias9:
@@ -1483,9 +2825,9 @@ gemm3x8_nobias9:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias10
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias10:
@@ -1506,9 +2848,9 @@ gemm3x8_nobias10:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias11
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias11:
@@ -1529,9 +2871,9 @@ gemm3x8_nobias11:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias12
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias12:
@@ -1552,9 +2894,9 @@ gemm3x8_nobias12:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias13
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias13:
@@ -1575,9 +2917,9 @@ gemm3x8_nobias13:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias14
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias14:
@@ -1598,9 +2940,9 @@ gemm3x8_nobias14:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm3x8_nobias15
-	MOVQ         8(SP), DX
-	VMOVSD       (CX)(DX*1), X1
-	VINSERTPS    $0x20, 8(CX)(DX*1), X1, X1
+	ADDQ         8(SP), CX
+	VMOVSD       (CX), X1
+	VINSERTPS    $0x20, 8(CX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias15:
@@ -1777,9 +3119,9 @@ gemm3x8_reduce19:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias21
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias21:
@@ -1800,9 +3142,9 @@ gemm3x8_nobias21:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias22
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias22:
@@ -1823,9 +3165,9 @@ gemm3x8_nobias22:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias23
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias23:
@@ -1846,9 +3188,9 @@ gemm3x8_nobias23:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias24
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias24:
@@ -1869,9 +3211,9 @@ gemm3x8_nobias24:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias25
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias25:
@@ -1892,9 +3234,9 @@ gemm3x8_nobias25:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias26
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias26:
@@ -1915,9 +3257,9 @@ gemm3x8_nobias26:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm3x8_nobias27
-	MOVQ         8(SP), DX
-	VMOVSD       (CX)(DX*1), X1
-	VINSERTPS    $0x20, 8(CX)(DX*1), X1, X1
+	ADDQ         8(SP), CX
+	VMOVSD       (CX), X1
+	VINSERTPS    $0x20, 8(CX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias27:
@@ -2079,9 +3421,9 @@ gemm3x8_reduce31:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias33
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias33:
@@ -2102,9 +3444,9 @@ gemm3x8_nobias33:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias34
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias34:
@@ -2125,9 +3467,9 @@ gemm3x8_nobias34:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias35
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias35:
@@ -2148,9 +3490,9 @@ gemm3x8_nobias35:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias36
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias36:
@@ -2171,9 +3513,9 @@ gemm3x8_nobias36:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias37
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias37:
@@ -2194,9 +3536,9 @@ gemm3x8_nobias37:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm3x8_nobias38
-	MOVQ         8(SP), DX
-	VMOVSD       (CX)(DX*1), X1
-	VINSERTPS    $0x20, 8(CX)(DX*1), X1, X1
+	ADDQ         8(SP), CX
+	VMOVSD       (CX), X1
+	VINSERTPS    $0x20, 8(CX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias38:
@@ -2344,9 +3686,9 @@ gemm3x8_reduce42:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias44
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias44:
@@ -2367,9 +3709,9 @@ gemm3x8_nobias44:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias45
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias45:
@@ -2390,9 +3732,9 @@ gemm3x8_nobias45:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias46
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias46:
@@ -2413,9 +3755,9 @@ gemm3x8_nobias46:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias47
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias47:
@@ -2436,9 +3778,9 @@ gemm3x8_nobias47:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm3x8_nobias48
-	MOVQ         8(SP), DX
-	VMOVSD       (CX)(DX*1), X1
-	VINSERTPS    $0x20, 8(CX)(DX*1), X1, X1
+	ADDQ         8(SP), CX
+	VMOVSD       (CX), X1
+	VINSERTPS    $0x20, 8(CX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias48:
@@ -2569,9 +3911,9 @@ gemm3x8_reduce52:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias54
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias54:
@@ -2592,9 +3934,9 @@ gemm3x8_nobias54:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias55
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias55:
@@ -2615,9 +3957,9 @@ gemm3x8_nobias55:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias56
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias56:
@@ -2638,9 +3980,9 @@ gemm3x8_nobias56:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm3x8_nobias57
-	MOVQ         8(SP), DX
-	VMOVSD       (CX)(DX*1), X1
-	VINSERTPS    $0x20, 8(CX)(DX*1), X1, X1
+	ADDQ         8(SP), CX
+	VMOVSD       (CX), X1
+	VINSERTPS    $0x20, 8(CX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias57:
@@ -2756,9 +4098,9 @@ gemm3x8_reduce61:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias63
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias63:
@@ -2779,9 +4121,9 @@ gemm3x8_nobias63:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias64
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias64:
@@ -2802,9 +4144,9 @@ gemm3x8_nobias64:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm3x8_nobias65
-	MOVQ         8(SP), DX
-	VMOVSD       (CX)(DX*1), X1
-	VINSERTPS    $0x20, 8(CX)(DX*1), X1, X1
+	ADDQ         8(SP), CX
+	VMOVSD       (CX), X1
+	VINSERTPS    $0x20, 8(CX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias65:
@@ -2906,9 +4248,9 @@ gemm3x8_reduce69:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm3x8_nobias71
-	MOVQ         8(SP), BX
-	VMOVSD       (DX)(BX*1), X1
-	VINSERTPS    $0x20, 8(DX)(BX*1), X1, X1
+	ADDQ         8(SP), DX
+	VMOVSD       (DX), X1
+	VINSERTPS    $0x20, 8(DX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias71:
@@ -2929,9 +4271,9 @@ gemm3x8_nobias71:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm3x8_nobias72
-	MOVQ         8(SP), DX
-	VMOVSD       (CX)(DX*1), X1
-	VINSERTPS    $0x20, 8(CX)(DX*1), X1, X1
+	ADDQ         8(SP), CX
+	VMOVSD       (CX), X1
+	VINSERTPS    $0x20, 8(CX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias72:
@@ -3019,9 +4361,9 @@ gemm3x8_reduce76:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm3x8_nobias78
-	MOVQ         8(SP), DX
-	VMOVSD       (CX)(DX*1), X1
-	VINSERTPS    $0x20, 8(CX)(DX*1), X1, X1
+	ADDQ         8(SP), CX
+	VMOVSD       (CX), X1
+	VINSERTPS    $0x20, 8(CX), X1, X1
 	VADDPS       X1, X0, X0
 
 gemm3x8_nobias78:
@@ -3038,9 +4380,9 @@ gemm3x8_nobias78:
 	SUBQ       $0x01, 40(SP)
 
 gemm3x8_skip73:
-	ADDQ   $0x0c, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
+	ADDQ   $0x0c, 8(SP)
 	IMUL3Q $0x03, AX, AX
 	ADDQ   AX, (SP)
 	DECQ   16(SP)
@@ -3169,8 +4511,8 @@ gemm1x8_reduce6:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias8
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias8:
 	VMOVSS       X0, (AX)
@@ -3184,8 +4526,8 @@ gemm1x8_nobias8:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias9
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias9:
 	VMOVSS       X0, (AX)
@@ -3199,8 +4541,8 @@ gemm1x8_nobias9:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias10
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias10:
 	VMOVSS       X0, (AX)
@@ -3214,8 +4556,8 @@ gemm1x8_nobias10:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias11
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias11:
 	VMOVSS       X0, (AX)
@@ -3229,8 +4571,8 @@ gemm1x8_nobias11:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias12
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias12:
 	VMOVSS       X0, (AX)
@@ -3244,8 +4586,8 @@ gemm1x8_nobias12:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias13
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias13:
 	VMOVSS       X0, (AX)
@@ -3259,8 +4601,8 @@ gemm1x8_nobias13:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias14
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias14:
 	VMOVSS       X0, (AX)
@@ -3274,8 +4616,8 @@ gemm1x8_nobias14:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm1x8_nobias15
-	MOVQ         8(SP), DX
-	VADDSS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDSS       (CX), X0, X0
 
 gemm1x8_nobias15:
 	VMOVSS X0, (AX)
@@ -3385,8 +4727,8 @@ gemm1x8_reduce19:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias21
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias21:
 	VMOVSS       X0, (AX)
@@ -3400,8 +4742,8 @@ gemm1x8_nobias21:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias22
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias22:
 	VMOVSS       X0, (AX)
@@ -3415,8 +4757,8 @@ gemm1x8_nobias22:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias23
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias23:
 	VMOVSS       X0, (AX)
@@ -3430,8 +4772,8 @@ gemm1x8_nobias23:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias24
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias24:
 	VMOVSS       X0, (AX)
@@ -3445,8 +4787,8 @@ gemm1x8_nobias24:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias25
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias25:
 	VMOVSS       X0, (AX)
@@ -3460,8 +4802,8 @@ gemm1x8_nobias25:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias26
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias26:
 	VMOVSS       X0, (AX)
@@ -3475,8 +4817,8 @@ gemm1x8_nobias26:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm1x8_nobias27
-	MOVQ         8(SP), DX
-	VADDSS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDSS       (CX), X0, X0
 
 gemm1x8_nobias27:
 	VMOVSS X0, (AX)
@@ -3579,8 +4921,8 @@ gemm1x8_reduce31:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias33
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias33:
 	VMOVSS       X0, (AX)
@@ -3594,8 +4936,8 @@ gemm1x8_nobias33:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias34
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias34:
 	VMOVSS       X0, (AX)
@@ -3609,8 +4951,8 @@ gemm1x8_nobias34:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias35
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias35:
 	VMOVSS       X0, (AX)
@@ -3624,8 +4966,8 @@ gemm1x8_nobias35:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias36
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias36:
 	VMOVSS       X0, (AX)
@@ -3639,8 +4981,8 @@ gemm1x8_nobias36:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias37
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias37:
 	VMOVSS       X0, (AX)
@@ -3654,8 +4996,8 @@ gemm1x8_nobias37:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm1x8_nobias38
-	MOVQ         8(SP), DX
-	VADDSS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDSS       (CX), X0, X0
 
 gemm1x8_nobias38:
 	VMOVSS X0, (AX)
@@ -3752,8 +5094,8 @@ gemm1x8_reduce42:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias44
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias44:
 	VMOVSS       X0, (AX)
@@ -3767,8 +5109,8 @@ gemm1x8_nobias44:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias45
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias45:
 	VMOVSS       X0, (AX)
@@ -3782,8 +5124,8 @@ gemm1x8_nobias45:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias46
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias46:
 	VMOVSS       X0, (AX)
@@ -3797,8 +5139,8 @@ gemm1x8_nobias46:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias47
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias47:
 	VMOVSS       X0, (AX)
@@ -3812,8 +5154,8 @@ gemm1x8_nobias47:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm1x8_nobias48
-	MOVQ         8(SP), DX
-	VADDSS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDSS       (CX), X0, X0
 
 gemm1x8_nobias48:
 	VMOVSS X0, (AX)
@@ -3901,8 +5243,8 @@ gemm1x8_reduce52:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias54
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias54:
 	VMOVSS       X0, (AX)
@@ -3916,8 +5258,8 @@ gemm1x8_nobias54:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias55
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias55:
 	VMOVSS       X0, (AX)
@@ -3931,8 +5273,8 @@ gemm1x8_nobias55:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias56
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias56:
 	VMOVSS       X0, (AX)
@@ -3946,8 +5288,8 @@ gemm1x8_nobias56:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm1x8_nobias57
-	MOVQ         8(SP), DX
-	VADDSS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDSS       (CX), X0, X0
 
 gemm1x8_nobias57:
 	VMOVSS X0, (AX)
@@ -4028,8 +5370,8 @@ gemm1x8_reduce61:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias63
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias63:
 	VMOVSS       X0, (AX)
@@ -4043,8 +5385,8 @@ gemm1x8_nobias63:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias64
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias64:
 	VMOVSS       X0, (AX)
@@ -4058,8 +5400,8 @@ gemm1x8_nobias64:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm1x8_nobias65
-	MOVQ         8(SP), DX
-	VADDSS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDSS       (CX), X0, X0
 
 gemm1x8_nobias65:
 	VMOVSS X0, (AX)
@@ -4134,8 +5476,8 @@ gemm1x8_reduce69:
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
 	JZ           gemm1x8_nobias71
-	MOVQ         8(SP), BX
-	VADDSS       (DX)(BX*1), X0, X0
+	ADDQ         8(SP), DX
+	VADDSS       (DX), X0, X0
 
 gemm1x8_nobias71:
 	VMOVSS       X0, (AX)
@@ -4149,8 +5491,8 @@ gemm1x8_nobias71:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm1x8_nobias72
-	MOVQ         8(SP), DX
-	VADDSS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDSS       (CX), X0, X0
 
 gemm1x8_nobias72:
 	VMOVSS X0, (AX)
@@ -4219,8 +5561,8 @@ gemm1x8_reduce76:
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
 	JZ           gemm1x8_nobias78
-	MOVQ         8(SP), DX
-	VADDSS       (CX)(DX*1), X0, X0
+	ADDQ         8(SP), CX
+	VADDSS       (CX), X0, X0
 
 gemm1x8_nobias78:
 	VMOVSS X0, (AX)
@@ -4235,11 +5577,153 @@ gemm1x8_nobias78:
 	SUBQ   $0x01, 40(SP)
 
 gemm1x8_skip73:
-	ADDQ $0x04, 8(SP)
 	MOVQ ldw+48(FP), AX
 	SHLQ $0x02, AX
+	ADDQ $0x04, 8(SP)
 	ADDQ AX, (SP)
 	DECQ 16(SP)
 	JNZ  gemm1x8_group1
+	VZEROUPPER
+	RET
+
+// func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)
+// Requires: AVX, AVX512F
+TEXT ·gemv4s(SB), $304-88
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemv4s_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemv4s_tokens2:
+	CMPQ 40(SP), $0x01
+	JL   gemv4s_tokens_done3
+
+	// 4 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	MOVQ    gap+80(FP), BX
+	IMULQ   BX, DX
+	LEAQ    (DX)(DX*2), BX
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x04, SI
+	JZ      gemv4s_tail5
+
+gemv4s_cols4:
+	VMOVUPS     (CX), Z4
+	VMOVUPS     (CX)(DX*1), Z5
+	VMOVUPS     (CX)(DX*2), Z6
+	VMOVUPS     (CX)(BX*1), Z7
+	VMOVUPS     (AX), Z8
+	VFMADD231PS Z8, Z4, Z0
+	VFMADD231PS Z8, Z5, Z1
+	VFMADD231PS Z8, Z6, Z2
+	VFMADD231PS Z8, Z7, Z3
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	DECQ        SI
+	JNZ         gemv4s_cols4
+
+gemv4s_tail5:
+	MOVQ  k+56(FP), SI
+	ANDQ  $0x0f, SI
+	JZ    gemv4s_reduce6
+	LEAQ  tailmasks<>+0(SB), DI
+	KMOVW (DI)(SI*2), K1
+	CMPQ  SI, $0x08
+	JGE   gemv4s_whole7
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+
+gemv4s_whole7:
+	VMOVUPS.Z   (CX), K1, Z4
+	VMOVUPS.Z   (CX)(DX*1), K1, Z5
+	VMOVUPS.Z   (CX)(DX*2), K1, Z6
+	VMOVUPS.Z   (CX)(BX*1), K1, Z7
+	VMOVUPS.Z   (AX), K1, Z8
+	VFMADD231PS Z8, Z4, K1, Z0
+	VFMADD231PS Z8, Z5, K1, Z1
+	VFMADD231PS Z8, Z6, K1, Z2
+	VFMADD231PS Z8, Z7, K1, Z3
+
+gemv4s_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemv4s_nobias8
+	ADDQ         8(SP), CX
+	MOVQ         gap+80(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	VMOVSS       (CX), X1
+	VINSERTPS    $0x10, (CX)(DX*1), X1, X1
+	VINSERTPS    $0x20, (CX)(DX*2), X1, X1
+	VINSERTPS    $0x30, (CX)(BX*1), X1, X1
+	VADDPS       X1, X0, X0
+
+gemv4s_nobias8:
+	MOVQ       gap+80(FP), CX
+	SHLQ       $0x02, CX
+	LEAQ       (CX)(CX*2), DX
+	VMOVSS     X0, (AX)
+	VEXTRACTPS $0x01, X0, (AX)(CX*1)
+	VEXTRACTPS $0x02, X0, (AX)(CX*2)
+	VEXTRACTPS $0x03, X0, (AX)(DX*1)
+	MOVQ       ldd+8(FP), AX
+	SHLQ       $0x02, AX
+	IMUL3Q     $0x01, AX, AX
+	ADDQ       AX, 32(SP)
+	MOVQ       ldx+24(FP), AX
+	SHLQ       $0x02, AX
+	IMUL3Q     $0x01, AX, AX
+	ADDQ       AX, 24(SP)
+	SUBQ       $0x01, 40(SP)
+	JMP        gemv4s_tokens2
+
+gemv4s_tokens_done3:
+	MOVQ ldw+48(FP), AX
+	SHLQ $0x02, AX
+	ADDQ $0x04, 8(SP)
+	ADDQ AX, (SP)
+	DECQ 16(SP)
+	JNZ  gemv4s_group1
 	VZEROUPPER
 	RET

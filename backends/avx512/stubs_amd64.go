@@ -4,6 +4,24 @@
 
 package avx512
 
+// gemm8x2 computes, for r < 8·groups (groups ≥ 1) and t < T,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
+//
+// each sum exactly as backends/avx2's MatMul takes it.
+//
+//go:noescape
+func gemm8x2(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+
+// gemm6x4 computes, for r < 6·groups (groups ≥ 1) and t < T,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
+//
+// each sum exactly as backends/avx2's MatMul takes it.
+//
+//go:noescape
+func gemm6x4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+
 // gemm4x6 computes, for r < 4·groups (groups ≥ 1) and t < T,
 //
 //	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
@@ -30,3 +48,12 @@ func gemm3x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw 
 //
 //go:noescape
 func gemm1x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+
+// gemv4s computes, for r = q·gap + g, q < 4, g < groups (groups ≥ 1), and t < T,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
+//
+// each sum exactly as backends/avx2's MatMul takes it.
+//
+//go:noescape
+func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)

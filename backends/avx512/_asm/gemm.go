@@ -138,12 +138,26 @@ func reduce4(a0, a1, a2, a3 VecVirtual) Register {
 // pairwise (reduce4), then the bias. So every result equals avx2's bit for bit, for any
 // T, rows and row split. The micro-kernel keeps R·Tb accumulators, R weight vectors and
 // one input vector in registers: per 16 columns, R + Tb loads for R·Tb FMAs.
-func genGemm(name string, R, Tb int) {
-	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)",
-		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
-		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
-		"each sum exactly as backends/avx2's MatMul takes it.",
-	)
+//
+// With spread (for T = 1, Tb = 1), group g takes the R rows g, gap+g, 2·gap+g, ... rather
+// than R consecutive ones: with gap = rows/R each row walks its own part of the matrix,
+// so the weights are read as R long sequential streams, which keeps the hardware
+// prefetchers on (backends/avx2's matvecSpread does the same).
+func genGemm(name string, R, Tb int, spread bool) {
+	var lb *labels
+	if spread {
+		lb = fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)",
+			name+" computes, for r = q·gap + g, q < "+itoa(R)+", g < groups (groups ≥ 1), and t < T,",
+			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
+			"each sum exactly as backends/avx2's MatMul takes it.",
+		)
+	} else {
+		lb = fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)",
+			name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
+			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
+			"each sum exactly as backends/avx2's MatMul takes it.",
+		)
+	}
 	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	xcur, dcur, tleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	sums := AllocLocal(64 * R * Tb) // the accumulators, (t·R + r)·64 bytes
@@ -178,7 +192,12 @@ func genGemm(name string, R, Tb int) {
 		xs := newStrided(xa, bytesOf("ldx"), Tt)
 		wa := GP64()
 		MOVQ(wcur, wa)
-		ws := newStrided(wa, bytesOf("ldw"), R)
+		wst := bytesOf("ldw")
+		if spread {
+			g := Load(Param("gap"), GP64())
+			IMULQ(g, wst)
+		}
+		ws := newStrided(wa, wst, R)
 
 		acc := make([][]VecVirtual, R)
 		for r := range acc {
@@ -262,41 +281,73 @@ func genGemm(name string, R, Tb int) {
 				VMOVUPS(sumAt(r, t, 0), y[r])
 				VADDPS(sumAt(r, t, 32), y[r], y[r])
 			}
-			var h Register
-			switch R {
-			case 4:
-				h = reduce4(y[0], y[1], y[2], y[3])
-			case 3:
-				h = reduce4(y[0], y[1], y[2], y[2])
-			default:
-				h = hsumPairwise(y[0])
-			}
-			nob := lb.next("nobias")
-			b := Load(Param("bias"), GP64())
-			TESTQ(b, b)
-			JZ(LabelRef(nob))
-			o := GP64()
-			MOVQ(goff, o)
-			switch R {
-			case 4:
-				VADDPS(Mem{Base: b, Index: o, Scale: 1}, h, h)
-			case 3:
-				bv := XMM()
-				VMOVSD(Mem{Base: b, Index: o, Scale: 1}, bv)
-				VINSERTPS(U8(0x20), Mem{Base: b, Index: o, Scale: 1, Disp: 8}, bv, bv)
-				VADDPS(bv, h, h)
-			default:
-				VADDSS(Mem{Base: b, Index: o, Scale: 1}, h, h)
-			}
-			Label(nob)
-			switch R {
-			case 4:
-				VMOVUPS(h, Mem{Base: d})
-			case 3:
-				VMOVSD(h, Mem{Base: d})
-				VEXTRACTPS(U8(2), h, Mem{Base: d, Disp: 8})
-			default:
-				VMOVSS(h, Mem{Base: d})
+			// Four rows at a time: reduce4 as avx2 does (hsumPairwise for one row),
+			// the bias, the store.
+			for c0 := 0; c0 < R; c0 += 4 {
+				c := min(4, R-c0)
+				var h Register
+				switch c {
+				case 4:
+					h = reduce4(y[c0], y[c0+1], y[c0+2], y[c0+3])
+				case 3:
+					h = reduce4(y[c0], y[c0+1], y[c0+2], y[c0+2])
+				case 2:
+					h = reduce4(y[c0], y[c0+1], y[c0+1], y[c0+1])
+				default:
+					h = hsumPairwise(y[c0])
+				}
+				nob := lb.next("nobias")
+				b := Load(Param("bias"), GP64())
+				TESTQ(b, b)
+				JZ(LabelRef(nob))
+				ADDQ(goff, b)
+				if spread {
+					gs := newStrided(b, bytesOf("gap"), 4)
+					bv := XMM()
+					VMOVSS(gs.at(c0, 0), bv)
+					for j := 1; j < c; j++ {
+						VINSERTPS(U8(uint8(j<<4)), gs.at(c0+j, 0), bv, bv)
+					}
+					VADDPS(bv, h, h)
+				} else {
+					bm := Mem{Base: b, Disp: 4 * c0}
+					switch c {
+					case 4:
+						VADDPS(bm, h, h)
+					case 3:
+						bv := XMM()
+						VMOVSD(bm, bv)
+						VINSERTPS(U8(0x20), Mem{Base: b, Disp: 4*c0 + 8}, bv, bv)
+						VADDPS(bv, h, h)
+					case 2:
+						bv := XMM()
+						VMOVSD(bm, bv)
+						VADDPS(bv, h, h)
+					default:
+						VADDSS(bm, h, h)
+					}
+				}
+				Label(nob)
+				if spread {
+					ds := newStrided(d, bytesOf("gap"), 4)
+					VMOVSS(h, ds.at(c0, 0))
+					for j := 1; j < c; j++ {
+						VEXTRACTPS(U8(uint8(j)), h, ds.at(c0+j, 0))
+					}
+					continue
+				}
+				dm := Mem{Base: d, Disp: 4 * c0}
+				switch c {
+				case 4:
+					VMOVUPS(h, dm)
+				case 3:
+					VMOVSD(h, dm)
+					VEXTRACTPS(U8(2), h, Mem{Base: d, Disp: 4*c0 + 8})
+				case 2:
+					VMOVSD(h, dm)
+				default:
+					VMOVSS(h, dm)
+				}
 			}
 		}
 
@@ -326,10 +377,14 @@ func genGemm(name string, R, Tb int) {
 	}
 
 	// The next group of rows.
-	ADDQ(U8(4*R), goff)
 	ldw := bytesOf("ldw")
-	if R > 1 {
-		IMUL3Q(Imm(uint64(R)), ldw, ldw)
+	if spread {
+		ADDQ(U8(4), goff)
+	} else {
+		ADDQ(U8(4*R), goff)
+		if R > 1 {
+			IMUL3Q(Imm(uint64(R)), ldw, ldw)
+		}
 	}
 	ADDQ(ldw, wcur)
 	DECQ(gleft)
