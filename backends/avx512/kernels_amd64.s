@@ -27,7 +27,7 @@ DATA zeros<>+56(SB)/8, $0x0000000000000000
 GLOBL zeros<>(SB), RODATA|NOPTR, $64
 
 // func gemm8x2(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·gemm8x2(SB), $1072-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -59,6 +59,9 @@ gemm8x2_tokens2:
 	SHLQ    $0x02, BX
 	LEAQ    (BX)(BX*2), SI
 	LEAQ    (DX)(BX*4), DI
+	LEAQ    (DI)(BX*4), R8
+	LEAQ    (BX)(BX*2), R9
+	LEAQ    (R8)(BX*4), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -75,8 +78,8 @@ gemm8x2_tokens2:
 	VMOVUPS zeros<>+0(SB), Z13
 	VMOVUPS zeros<>+0(SB), Z14
 	VMOVUPS zeros<>+0(SB), Z15
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
 	JZ      gemm8x2_tail5
 
 gemm8x2_cols4:
@@ -97,6 +100,7 @@ gemm8x2_cols4:
 	VFMADD231PS Z24, Z21, Z10
 	VFMADD231PS Z24, Z22, Z12
 	VFMADD231PS Z24, Z23, Z14
+	PREFETCHT0  (R8)
 	VMOVUPS     (AX)(CX*1), Z24
 	VFMADD231PS Z24, Z16, Z1
 	VFMADD231PS Z24, Z17, Z3
@@ -106,10 +110,19 @@ gemm8x2_cols4:
 	VFMADD231PS Z24, Z21, Z11
 	VFMADD231PS Z24, Z22, Z13
 	VFMADD231PS Z24, Z23, Z15
+	PREFETCHT0  (R8)(BX*1)
+	PREFETCHT0  (R8)(BX*2)
+	PREFETCHT0  (R8)(R9*1)
+	PREFETCHT0  (R10)
+	PREFETCHT0  (R10)(BX*1)
+	PREFETCHT0  (R10)(BX*2)
+	PREFETCHT0  (R10)(R9*1)
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, R10
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	ADDQ        $0x40, DI
-	DECQ        R8
+	DECQ        R11
 	JNZ         gemm8x2_cols4
 
 gemm8x2_tail5:
@@ -281,6 +294,9 @@ gemm8x2_tokens_done3:
 	SHLQ    $0x02, DX
 	LEAQ    (DX)(DX*2), BX
 	LEAQ    (CX)(DX*4), SI
+	LEAQ    (SI)(DX*4), DI
+	LEAQ    (DX)(DX*2), R8
+	LEAQ    (DI)(DX*4), R9
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -289,8 +305,8 @@ gemm8x2_tokens_done3:
 	VMOVUPS zeros<>+0(SB), Z5
 	VMOVUPS zeros<>+0(SB), Z6
 	VMOVUPS zeros<>+0(SB), Z7
-	MOVQ    k+56(FP), DI
-	SHRQ    $0x04, DI
+	MOVQ    k+56(FP), R10
+	SHRQ    $0x04, R10
 	JZ      gemm8x2_tail14
 
 gemm8x2_cols13:
@@ -311,10 +327,20 @@ gemm8x2_cols13:
 	VFMADD231PS Z16, Z13, Z5
 	VFMADD231PS Z16, Z14, Z6
 	VFMADD231PS Z16, Z15, Z7
+	PREFETCHT0  (DI)
+	PREFETCHT0  (DI)(DX*1)
+	PREFETCHT0  (DI)(DX*2)
+	PREFETCHT0  (DI)(R8*1)
+	PREFETCHT0  (R9)
+	PREFETCHT0  (R9)(DX*1)
+	PREFETCHT0  (R9)(DX*2)
+	PREFETCHT0  (R9)(R8*1)
+	ADDQ        $0x40, DI
+	ADDQ        $0x40, R9
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	ADDQ        $0x40, SI
-	DECQ        DI
+	DECQ        R10
 	JNZ         gemm8x2_cols13
 
 gemm8x2_tail14:
@@ -424,7 +450,7 @@ gemm8x2_skip12:
 	RET
 
 // func gemm6x4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·gemm6x4(SB), $1584-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -457,6 +483,9 @@ gemm6x4_tokens2:
 	SHLQ    $0x02, SI
 	LEAQ    (SI)(SI*2), DI
 	LEAQ    (BX)(SI*4), R8
+	LEAQ    (R8)(SI*4), R9
+	LEAQ    (SI)(SI*2), R10
+	LEAQ    (R9)(SI*4), R11
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -481,8 +510,8 @@ gemm6x4_tokens2:
 	VMOVUPS zeros<>+0(SB), Z21
 	VMOVUPS zeros<>+0(SB), Z22
 	VMOVUPS zeros<>+0(SB), Z23
-	MOVQ    k+56(FP), R9
-	SHRQ    $0x04, R9
+	MOVQ    k+56(FP), R12
+	SHRQ    $0x04, R12
 	JZ      gemm6x4_tail5
 
 gemm6x4_cols4:
@@ -499,6 +528,7 @@ gemm6x4_cols4:
 	VFMADD231PS Z30, Z27, Z12
 	VFMADD231PS Z30, Z28, Z16
 	VFMADD231PS Z30, Z29, Z20
+	PREFETCHT0  (R9)
 	VMOVUPS     (AX)(CX*1), Z30
 	VFMADD231PS Z30, Z24, Z1
 	VFMADD231PS Z30, Z25, Z5
@@ -506,6 +536,7 @@ gemm6x4_cols4:
 	VFMADD231PS Z30, Z27, Z13
 	VFMADD231PS Z30, Z28, Z17
 	VFMADD231PS Z30, Z29, Z21
+	PREFETCHT0  (R9)(SI*1)
 	VMOVUPS     (AX)(CX*2), Z30
 	VFMADD231PS Z30, Z24, Z2
 	VFMADD231PS Z30, Z25, Z6
@@ -513,6 +544,7 @@ gemm6x4_cols4:
 	VFMADD231PS Z30, Z27, Z14
 	VFMADD231PS Z30, Z28, Z18
 	VFMADD231PS Z30, Z29, Z22
+	PREFETCHT0  (R9)(SI*2)
 	VMOVUPS     (AX)(DX*1), Z30
 	VFMADD231PS Z30, Z24, Z3
 	VFMADD231PS Z30, Z25, Z7
@@ -520,10 +552,15 @@ gemm6x4_cols4:
 	VFMADD231PS Z30, Z27, Z15
 	VFMADD231PS Z30, Z28, Z19
 	VFMADD231PS Z30, Z29, Z23
+	PREFETCHT0  (R9)(R10*1)
+	PREFETCHT0  (R11)
+	PREFETCHT0  (R11)(SI*1)
+	ADDQ        $0x40, R9
+	ADDQ        $0x40, R11
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, R8
-	DECQ        R9
+	DECQ        R12
 	JNZ         gemm6x4_cols4
 
 gemm6x4_tail5:
@@ -785,6 +822,9 @@ gemm6x4_tokens_done3:
 	SHLQ    $0x02, BX
 	LEAQ    (BX)(BX*2), SI
 	LEAQ    (DX)(BX*4), DI
+	LEAQ    (DI)(BX*4), R8
+	LEAQ    (BX)(BX*2), R9
+	LEAQ    (R8)(BX*4), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -803,8 +843,8 @@ gemm6x4_tokens_done3:
 	VMOVUPS zeros<>+0(SB), Z15
 	VMOVUPS zeros<>+0(SB), Z16
 	VMOVUPS zeros<>+0(SB), Z17
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
 	JZ      gemm6x4_tail18
 
 gemm6x4_cols17:
@@ -821,6 +861,7 @@ gemm6x4_cols17:
 	VFMADD231PS Z24, Z21, Z9
 	VFMADD231PS Z24, Z22, Z12
 	VFMADD231PS Z24, Z23, Z15
+	PREFETCHT0  (R8)
 	VMOVUPS     (AX)(CX*1), Z24
 	VFMADD231PS Z24, Z18, Z1
 	VFMADD231PS Z24, Z19, Z4
@@ -828,6 +869,7 @@ gemm6x4_cols17:
 	VFMADD231PS Z24, Z21, Z10
 	VFMADD231PS Z24, Z22, Z13
 	VFMADD231PS Z24, Z23, Z16
+	PREFETCHT0  (R8)(BX*1)
 	VMOVUPS     (AX)(CX*2), Z24
 	VFMADD231PS Z24, Z18, Z2
 	VFMADD231PS Z24, Z19, Z5
@@ -835,10 +877,16 @@ gemm6x4_cols17:
 	VFMADD231PS Z24, Z21, Z11
 	VFMADD231PS Z24, Z22, Z14
 	VFMADD231PS Z24, Z23, Z17
+	PREFETCHT0  (R8)(BX*2)
+	PREFETCHT0  (R8)(R9*1)
+	PREFETCHT0  (R10)
+	PREFETCHT0  (R10)(BX*1)
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, R10
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	ADDQ        $0x40, DI
-	DECQ        R8
+	DECQ        R11
 	JNZ         gemm6x4_cols17
 
 gemm6x4_tail18:
@@ -1046,6 +1094,9 @@ gemm6x4_skip16:
 	SHLQ    $0x02, BX
 	LEAQ    (BX)(BX*2), SI
 	LEAQ    (DX)(BX*4), DI
+	LEAQ    (DI)(BX*4), R8
+	LEAQ    (BX)(BX*2), R9
+	LEAQ    (R8)(BX*4), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -1058,8 +1109,8 @@ gemm6x4_skip16:
 	VMOVUPS zeros<>+0(SB), Z9
 	VMOVUPS zeros<>+0(SB), Z10
 	VMOVUPS zeros<>+0(SB), Z11
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
 	JZ      gemm6x4_tail29
 
 gemm6x4_cols28:
@@ -1076,6 +1127,7 @@ gemm6x4_cols28:
 	VFMADD231PS Z18, Z15, Z6
 	VFMADD231PS Z18, Z16, Z8
 	VFMADD231PS Z18, Z17, Z10
+	PREFETCHT0  (R8)
 	VMOVUPS     (AX)(CX*1), Z18
 	VFMADD231PS Z18, Z12, Z1
 	VFMADD231PS Z18, Z13, Z3
@@ -1083,10 +1135,17 @@ gemm6x4_cols28:
 	VFMADD231PS Z18, Z15, Z7
 	VFMADD231PS Z18, Z16, Z9
 	VFMADD231PS Z18, Z17, Z11
+	PREFETCHT0  (R8)(BX*1)
+	PREFETCHT0  (R8)(BX*2)
+	PREFETCHT0  (R8)(R9*1)
+	PREFETCHT0  (R10)
+	PREFETCHT0  (R10)(BX*1)
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, R10
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	ADDQ        $0x40, DI
-	DECQ        R8
+	DECQ        R11
 	JNZ         gemm6x4_cols28
 
 gemm6x4_tail29:
@@ -1241,14 +1300,17 @@ gemm6x4_skip27:
 	SHLQ    $0x02, DX
 	LEAQ    (DX)(DX*2), BX
 	LEAQ    (CX)(DX*4), SI
+	LEAQ    (SI)(DX*4), DI
+	LEAQ    (DX)(DX*2), R8
+	LEAQ    (DI)(DX*4), R9
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
 	VMOVUPS zeros<>+0(SB), Z3
 	VMOVUPS zeros<>+0(SB), Z4
 	VMOVUPS zeros<>+0(SB), Z5
-	MOVQ    k+56(FP), DI
-	SHRQ    $0x04, DI
+	MOVQ    k+56(FP), R10
+	SHRQ    $0x04, R10
 	JZ      gemm6x4_tail38
 
 gemm6x4_cols37:
@@ -1265,10 +1327,18 @@ gemm6x4_cols37:
 	VFMADD231PS Z12, Z9, Z3
 	VFMADD231PS Z12, Z10, Z4
 	VFMADD231PS Z12, Z11, Z5
+	PREFETCHT0  (DI)
+	PREFETCHT0  (DI)(DX*1)
+	PREFETCHT0  (DI)(DX*2)
+	PREFETCHT0  (DI)(R8*1)
+	PREFETCHT0  (R9)
+	PREFETCHT0  (R9)(DX*1)
+	ADDQ        $0x40, DI
+	ADDQ        $0x40, R9
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	ADDQ        $0x40, SI
-	DECQ        DI
+	DECQ        R10
 	JNZ         gemm6x4_cols37
 
 gemm6x4_tail38:
@@ -1369,7 +1439,7 @@ gemm6x4_skip36:
 	RET
 
 // func gemm4x6(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·gemm4x6(SB), $1584-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -1402,6 +1472,9 @@ gemm4x6_tokens2:
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
 	LEAQ    (DI)(DI*2), R8
+	LEAQ    (SI)(R8*1), R9
+	ADDQ    DI, R9
+	LEAQ    (DI)(DI*2), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -1426,8 +1499,8 @@ gemm4x6_tokens2:
 	VMOVUPS zeros<>+0(SB), Z21
 	VMOVUPS zeros<>+0(SB), Z22
 	VMOVUPS zeros<>+0(SB), Z23
-	MOVQ    k+56(FP), R9
-	SHRQ    $0x04, R9
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
 	JZ      gemm4x6_tail5
 
 gemm4x6_cols4:
@@ -1440,21 +1513,25 @@ gemm4x6_cols4:
 	VFMADD231PS Z28, Z25, Z6
 	VFMADD231PS Z28, Z26, Z12
 	VFMADD231PS Z28, Z27, Z18
+	PREFETCHT0  (R9)
 	VMOVUPS     (AX)(CX*1), Z28
 	VFMADD231PS Z28, Z24, Z1
 	VFMADD231PS Z28, Z25, Z7
 	VFMADD231PS Z28, Z26, Z13
 	VFMADD231PS Z28, Z27, Z19
+	PREFETCHT0  (R9)(DI*1)
 	VMOVUPS     (AX)(CX*2), Z28
 	VFMADD231PS Z28, Z24, Z2
 	VFMADD231PS Z28, Z25, Z8
 	VFMADD231PS Z28, Z26, Z14
 	VFMADD231PS Z28, Z27, Z20
+	PREFETCHT0  (R9)(DI*2)
 	VMOVUPS     (AX)(DX*1), Z28
 	VFMADD231PS Z28, Z24, Z3
 	VFMADD231PS Z28, Z25, Z9
 	VFMADD231PS Z28, Z26, Z15
 	VFMADD231PS Z28, Z27, Z21
+	PREFETCHT0  (R9)(R10*1)
 	VMOVUPS     (BX), Z28
 	VFMADD231PS Z28, Z24, Z4
 	VFMADD231PS Z28, Z25, Z10
@@ -1465,10 +1542,11 @@ gemm4x6_cols4:
 	VFMADD231PS Z28, Z25, Z11
 	VFMADD231PS Z28, Z26, Z17
 	VFMADD231PS Z28, Z27, Z23
+	ADDQ        $0x40, R9
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R9
+	DECQ        R11
 	JNZ         gemm4x6_cols4
 
 gemm4x6_tail5:
@@ -1703,6 +1781,9 @@ gemm4x6_tokens_done3:
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
 	LEAQ    (DI)(DI*2), R8
+	LEAQ    (SI)(R8*1), R9
+	ADDQ    DI, R9
+	LEAQ    (DI)(DI*2), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -1723,8 +1804,8 @@ gemm4x6_tokens_done3:
 	VMOVUPS zeros<>+0(SB), Z17
 	VMOVUPS zeros<>+0(SB), Z18
 	VMOVUPS zeros<>+0(SB), Z19
-	MOVQ    k+56(FP), R9
-	SHRQ    $0x04, R9
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
 	JZ      gemm4x6_tail16
 
 gemm4x6_cols15:
@@ -1737,30 +1818,35 @@ gemm4x6_cols15:
 	VFMADD231PS Z24, Z21, Z5
 	VFMADD231PS Z24, Z22, Z10
 	VFMADD231PS Z24, Z23, Z15
+	PREFETCHT0  (R9)
 	VMOVUPS     (AX)(CX*1), Z24
 	VFMADD231PS Z24, Z20, Z1
 	VFMADD231PS Z24, Z21, Z6
 	VFMADD231PS Z24, Z22, Z11
 	VFMADD231PS Z24, Z23, Z16
+	PREFETCHT0  (R9)(DI*1)
 	VMOVUPS     (AX)(CX*2), Z24
 	VFMADD231PS Z24, Z20, Z2
 	VFMADD231PS Z24, Z21, Z7
 	VFMADD231PS Z24, Z22, Z12
 	VFMADD231PS Z24, Z23, Z17
+	PREFETCHT0  (R9)(DI*2)
 	VMOVUPS     (AX)(DX*1), Z24
 	VFMADD231PS Z24, Z20, Z3
 	VFMADD231PS Z24, Z21, Z8
 	VFMADD231PS Z24, Z22, Z13
 	VFMADD231PS Z24, Z23, Z18
+	PREFETCHT0  (R9)(R10*1)
 	VMOVUPS     (BX), Z24
 	VFMADD231PS Z24, Z20, Z4
 	VFMADD231PS Z24, Z21, Z9
 	VFMADD231PS Z24, Z22, Z14
 	VFMADD231PS Z24, Z23, Z19
+	ADDQ        $0x40, R9
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R9
+	DECQ        R11
 	JNZ         gemm4x6_cols15
 
 gemm4x6_tail16:
@@ -1962,6 +2048,9 @@ gemm4x6_skip14:
 	MOVQ    ldw+48(FP), SI
 	SHLQ    $0x02, SI
 	LEAQ    (SI)(SI*2), DI
+	LEAQ    (BX)(DI*1), R8
+	ADDQ    SI, R8
+	LEAQ    (SI)(SI*2), R9
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -1978,8 +2067,8 @@ gemm4x6_skip14:
 	VMOVUPS zeros<>+0(SB), Z13
 	VMOVUPS zeros<>+0(SB), Z14
 	VMOVUPS zeros<>+0(SB), Z15
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    k+56(FP), R10
+	SHRQ    $0x04, R10
 	JZ      gemm4x6_tail26
 
 gemm4x6_cols25:
@@ -1992,24 +2081,29 @@ gemm4x6_cols25:
 	VFMADD231PS Z20, Z17, Z4
 	VFMADD231PS Z20, Z18, Z8
 	VFMADD231PS Z20, Z19, Z12
+	PREFETCHT0  (R8)
 	VMOVUPS     (AX)(CX*1), Z20
 	VFMADD231PS Z20, Z16, Z1
 	VFMADD231PS Z20, Z17, Z5
 	VFMADD231PS Z20, Z18, Z9
 	VFMADD231PS Z20, Z19, Z13
+	PREFETCHT0  (R8)(SI*1)
 	VMOVUPS     (AX)(CX*2), Z20
 	VFMADD231PS Z20, Z16, Z2
 	VFMADD231PS Z20, Z17, Z6
 	VFMADD231PS Z20, Z18, Z10
 	VFMADD231PS Z20, Z19, Z14
+	PREFETCHT0  (R8)(SI*2)
 	VMOVUPS     (AX)(DX*1), Z20
 	VFMADD231PS Z20, Z16, Z3
 	VFMADD231PS Z20, Z17, Z7
 	VFMADD231PS Z20, Z18, Z11
 	VFMADD231PS Z20, Z19, Z15
+	PREFETCHT0  (R8)(R9*1)
+	ADDQ        $0x40, R8
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
-	DECQ        R8
+	DECQ        R10
 	JNZ         gemm4x6_cols25
 
 gemm4x6_tail26:
@@ -2178,6 +2272,9 @@ gemm4x6_skip24:
 	MOVQ    ldw+48(FP), BX
 	SHLQ    $0x02, BX
 	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(SI*1), DI
+	ADDQ    BX, DI
+	LEAQ    (BX)(BX*2), R8
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -2190,8 +2287,8 @@ gemm4x6_skip24:
 	VMOVUPS zeros<>+0(SB), Z9
 	VMOVUPS zeros<>+0(SB), Z10
 	VMOVUPS zeros<>+0(SB), Z11
-	MOVQ    k+56(FP), DI
-	SHRQ    $0x04, DI
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
 	JZ      gemm4x6_tail35
 
 gemm4x6_cols34:
@@ -2204,19 +2301,24 @@ gemm4x6_cols34:
 	VFMADD231PS Z16, Z13, Z3
 	VFMADD231PS Z16, Z14, Z6
 	VFMADD231PS Z16, Z15, Z9
+	PREFETCHT0  (DI)
 	VMOVUPS     (AX)(CX*1), Z16
 	VFMADD231PS Z16, Z12, Z1
 	VFMADD231PS Z16, Z13, Z4
 	VFMADD231PS Z16, Z14, Z7
 	VFMADD231PS Z16, Z15, Z10
+	PREFETCHT0  (DI)(BX*1)
 	VMOVUPS     (AX)(CX*2), Z16
 	VFMADD231PS Z16, Z12, Z2
 	VFMADD231PS Z16, Z13, Z5
 	VFMADD231PS Z16, Z14, Z8
 	VFMADD231PS Z16, Z15, Z11
+	PREFETCHT0  (DI)(BX*2)
+	PREFETCHT0  (DI)(R8*1)
+	ADDQ        $0x40, DI
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
-	DECQ        DI
+	DECQ        R9
 	JNZ         gemm4x6_cols34
 
 gemm4x6_tail35:
@@ -2354,6 +2456,9 @@ gemm4x6_skip33:
 	MOVQ    ldw+48(FP), BX
 	SHLQ    $0x02, BX
 	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(SI*1), DI
+	ADDQ    BX, DI
+	LEAQ    (BX)(BX*2), R8
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -2362,8 +2467,8 @@ gemm4x6_skip33:
 	VMOVUPS zeros<>+0(SB), Z5
 	VMOVUPS zeros<>+0(SB), Z6
 	VMOVUPS zeros<>+0(SB), Z7
-	MOVQ    k+56(FP), DI
-	SHRQ    $0x04, DI
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
 	JZ      gemm4x6_tail43
 
 gemm4x6_cols42:
@@ -2376,14 +2481,19 @@ gemm4x6_cols42:
 	VFMADD231PS Z12, Z9, Z2
 	VFMADD231PS Z12, Z10, Z4
 	VFMADD231PS Z12, Z11, Z6
+	PREFETCHT0  (DI)
 	VMOVUPS     (AX)(CX*1), Z12
 	VFMADD231PS Z12, Z8, Z1
 	VFMADD231PS Z12, Z9, Z3
 	VFMADD231PS Z12, Z10, Z5
 	VFMADD231PS Z12, Z11, Z7
+	PREFETCHT0  (DI)(BX*1)
+	PREFETCHT0  (DI)(BX*2)
+	PREFETCHT0  (DI)(R8*1)
+	ADDQ        $0x40, DI
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
-	DECQ        DI
+	DECQ        R9
 	JNZ         gemm4x6_cols42
 
 gemm4x6_tail43:
@@ -2490,12 +2600,15 @@ gemm4x6_skip41:
 	MOVQ    ldw+48(FP), DX
 	SHLQ    $0x02, DX
 	LEAQ    (DX)(DX*2), BX
+	LEAQ    (CX)(BX*1), SI
+	ADDQ    DX, SI
+	LEAQ    (DX)(DX*2), DI
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
 	VMOVUPS zeros<>+0(SB), Z3
-	MOVQ    k+56(FP), SI
-	SHRQ    $0x04, SI
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x04, R8
 	JZ      gemm4x6_tail50
 
 gemm4x6_cols49:
@@ -2508,9 +2621,14 @@ gemm4x6_cols49:
 	VFMADD231PS Z8, Z5, Z1
 	VFMADD231PS Z8, Z6, Z2
 	VFMADD231PS Z8, Z7, Z3
+	PREFETCHT0  (SI)
+	PREFETCHT0  (SI)(DX*1)
+	PREFETCHT0  (SI)(DX*2)
+	PREFETCHT0  (SI)(DI*1)
+	ADDQ        $0x40, SI
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
-	DECQ        SI
+	DECQ        R8
 	JNZ         gemm4x6_cols49
 
 gemm4x6_tail50:
@@ -2586,7 +2704,7 @@ gemm4x6_skip48:
 	RET
 
 // func gemm3x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·gemm3x8(SB), $1584-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -2618,6 +2736,8 @@ gemm3x8_tokens2:
 	MOVQ    (SP), SI
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
+	LEAQ    (SI)(DI*2), R8
+	ADDQ    DI, R8
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -2642,8 +2762,8 @@ gemm3x8_tokens2:
 	VMOVUPS zeros<>+0(SB), Z21
 	VMOVUPS zeros<>+0(SB), Z22
 	VMOVUPS zeros<>+0(SB), Z23
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
 	JZ      gemm3x8_tail5
 
 gemm3x8_cols4:
@@ -2654,14 +2774,17 @@ gemm3x8_cols4:
 	VFMADD231PS Z27, Z24, Z0
 	VFMADD231PS Z27, Z25, Z8
 	VFMADD231PS Z27, Z26, Z16
+	PREFETCHT0  (R8)
 	VMOVUPS     (AX)(CX*1), Z27
 	VFMADD231PS Z27, Z24, Z1
 	VFMADD231PS Z27, Z25, Z9
 	VFMADD231PS Z27, Z26, Z17
+	PREFETCHT0  (R8)(DI*1)
 	VMOVUPS     (AX)(CX*2), Z27
 	VFMADD231PS Z27, Z24, Z2
 	VFMADD231PS Z27, Z25, Z10
 	VFMADD231PS Z27, Z26, Z18
+	PREFETCHT0  (R8)(DI*2)
 	VMOVUPS     (AX)(DX*1), Z27
 	VFMADD231PS Z27, Z24, Z3
 	VFMADD231PS Z27, Z25, Z11
@@ -2682,10 +2805,11 @@ gemm3x8_cols4:
 	VFMADD231PS Z27, Z24, Z7
 	VFMADD231PS Z27, Z25, Z15
 	VFMADD231PS Z27, Z26, Z23
+	ADDQ        $0x40, R8
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R8
+	DECQ        R9
 	JNZ         gemm3x8_cols4
 
 gemm3x8_tail5:
@@ -2972,6 +3096,8 @@ gemm3x8_tokens_done3:
 	MOVQ    (SP), SI
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
+	LEAQ    (SI)(DI*2), R8
+	ADDQ    DI, R8
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -2993,8 +3119,8 @@ gemm3x8_tokens_done3:
 	VMOVUPS zeros<>+0(SB), Z18
 	VMOVUPS zeros<>+0(SB), Z19
 	VMOVUPS zeros<>+0(SB), Z20
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
 	JZ      gemm3x8_tail18
 
 gemm3x8_cols17:
@@ -3005,14 +3131,17 @@ gemm3x8_cols17:
 	VFMADD231PS Z24, Z21, Z0
 	VFMADD231PS Z24, Z22, Z7
 	VFMADD231PS Z24, Z23, Z14
+	PREFETCHT0  (R8)
 	VMOVUPS     (AX)(CX*1), Z24
 	VFMADD231PS Z24, Z21, Z1
 	VFMADD231PS Z24, Z22, Z8
 	VFMADD231PS Z24, Z23, Z15
+	PREFETCHT0  (R8)(DI*1)
 	VMOVUPS     (AX)(CX*2), Z24
 	VFMADD231PS Z24, Z21, Z2
 	VFMADD231PS Z24, Z22, Z9
 	VFMADD231PS Z24, Z23, Z16
+	PREFETCHT0  (R8)(DI*2)
 	VMOVUPS     (AX)(DX*1), Z24
 	VFMADD231PS Z24, Z21, Z3
 	VFMADD231PS Z24, Z22, Z10
@@ -3029,10 +3158,11 @@ gemm3x8_cols17:
 	VFMADD231PS Z24, Z21, Z6
 	VFMADD231PS Z24, Z22, Z13
 	VFMADD231PS Z24, Z23, Z20
+	ADDQ        $0x40, R8
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R8
+	DECQ        R9
 	JNZ         gemm3x8_cols17
 
 gemm3x8_tail18:
@@ -3288,6 +3418,8 @@ gemm3x8_skip16:
 	MOVQ    (SP), SI
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
+	LEAQ    (SI)(DI*2), R8
+	ADDQ    DI, R8
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -3306,8 +3438,8 @@ gemm3x8_skip16:
 	VMOVUPS zeros<>+0(SB), Z15
 	VMOVUPS zeros<>+0(SB), Z16
 	VMOVUPS zeros<>+0(SB), Z17
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
 	JZ      gemm3x8_tail30
 
 gemm3x8_cols29:
@@ -3318,14 +3450,17 @@ gemm3x8_cols29:
 	VFMADD231PS Z21, Z18, Z0
 	VFMADD231PS Z21, Z19, Z6
 	VFMADD231PS Z21, Z20, Z12
+	PREFETCHT0  (R8)
 	VMOVUPS     (AX)(CX*1), Z21
 	VFMADD231PS Z21, Z18, Z1
 	VFMADD231PS Z21, Z19, Z7
 	VFMADD231PS Z21, Z20, Z13
+	PREFETCHT0  (R8)(DI*1)
 	VMOVUPS     (AX)(CX*2), Z21
 	VFMADD231PS Z21, Z18, Z2
 	VFMADD231PS Z21, Z19, Z8
 	VFMADD231PS Z21, Z20, Z14
+	PREFETCHT0  (R8)(DI*2)
 	VMOVUPS     (AX)(DX*1), Z21
 	VFMADD231PS Z21, Z18, Z3
 	VFMADD231PS Z21, Z19, Z9
@@ -3338,10 +3473,11 @@ gemm3x8_cols29:
 	VFMADD231PS Z21, Z18, Z5
 	VFMADD231PS Z21, Z19, Z11
 	VFMADD231PS Z21, Z20, Z17
+	ADDQ        $0x40, R8
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R8
+	DECQ        R9
 	JNZ         gemm3x8_cols29
 
 gemm3x8_tail30:
@@ -3567,6 +3703,8 @@ gemm3x8_skip28:
 	MOVQ    (SP), SI
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
+	LEAQ    (SI)(DI*2), R8
+	ADDQ    DI, R8
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -3582,8 +3720,8 @@ gemm3x8_skip28:
 	VMOVUPS zeros<>+0(SB), Z12
 	VMOVUPS zeros<>+0(SB), Z13
 	VMOVUPS zeros<>+0(SB), Z14
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
 	JZ      gemm3x8_tail41
 
 gemm3x8_cols40:
@@ -3594,14 +3732,17 @@ gemm3x8_cols40:
 	VFMADD231PS Z18, Z15, Z0
 	VFMADD231PS Z18, Z16, Z5
 	VFMADD231PS Z18, Z17, Z10
+	PREFETCHT0  (R8)
 	VMOVUPS     (AX)(CX*1), Z18
 	VFMADD231PS Z18, Z15, Z1
 	VFMADD231PS Z18, Z16, Z6
 	VFMADD231PS Z18, Z17, Z11
+	PREFETCHT0  (R8)(DI*1)
 	VMOVUPS     (AX)(CX*2), Z18
 	VFMADD231PS Z18, Z15, Z2
 	VFMADD231PS Z18, Z16, Z7
 	VFMADD231PS Z18, Z17, Z12
+	PREFETCHT0  (R8)(DI*2)
 	VMOVUPS     (AX)(DX*1), Z18
 	VFMADD231PS Z18, Z15, Z3
 	VFMADD231PS Z18, Z16, Z8
@@ -3610,10 +3751,11 @@ gemm3x8_cols40:
 	VFMADD231PS Z18, Z15, Z4
 	VFMADD231PS Z18, Z16, Z9
 	VFMADD231PS Z18, Z17, Z14
+	ADDQ        $0x40, R8
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R8
+	DECQ        R9
 	JNZ         gemm3x8_cols40
 
 gemm3x8_tail41:
@@ -3808,6 +3950,8 @@ gemm3x8_skip39:
 	MOVQ    (SP), BX
 	MOVQ    ldw+48(FP), SI
 	SHLQ    $0x02, SI
+	LEAQ    (BX)(SI*2), DI
+	ADDQ    SI, DI
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -3820,8 +3964,8 @@ gemm3x8_skip39:
 	VMOVUPS zeros<>+0(SB), Z9
 	VMOVUPS zeros<>+0(SB), Z10
 	VMOVUPS zeros<>+0(SB), Z11
-	MOVQ    k+56(FP), DI
-	SHRQ    $0x04, DI
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x04, R8
 	JZ      gemm3x8_tail51
 
 gemm3x8_cols50:
@@ -3832,21 +3976,25 @@ gemm3x8_cols50:
 	VFMADD231PS Z15, Z12, Z0
 	VFMADD231PS Z15, Z13, Z4
 	VFMADD231PS Z15, Z14, Z8
+	PREFETCHT0  (DI)
 	VMOVUPS     (AX)(CX*1), Z15
 	VFMADD231PS Z15, Z12, Z1
 	VFMADD231PS Z15, Z13, Z5
 	VFMADD231PS Z15, Z14, Z9
+	PREFETCHT0  (DI)(SI*1)
 	VMOVUPS     (AX)(CX*2), Z15
 	VFMADD231PS Z15, Z12, Z2
 	VFMADD231PS Z15, Z13, Z6
 	VFMADD231PS Z15, Z14, Z10
+	PREFETCHT0  (DI)(SI*2)
 	VMOVUPS     (AX)(DX*1), Z15
 	VFMADD231PS Z15, Z12, Z3
 	VFMADD231PS Z15, Z13, Z7
 	VFMADD231PS Z15, Z14, Z11
+	ADDQ        $0x40, DI
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
-	DECQ        DI
+	DECQ        R8
 	JNZ         gemm3x8_cols50
 
 gemm3x8_tail51:
@@ -4009,6 +4157,8 @@ gemm3x8_skip49:
 	MOVQ    (SP), DX
 	MOVQ    ldw+48(FP), BX
 	SHLQ    $0x02, BX
+	LEAQ    (DX)(BX*2), SI
+	ADDQ    BX, SI
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -4018,8 +4168,8 @@ gemm3x8_skip49:
 	VMOVUPS zeros<>+0(SB), Z6
 	VMOVUPS zeros<>+0(SB), Z7
 	VMOVUPS zeros<>+0(SB), Z8
-	MOVQ    k+56(FP), SI
-	SHRQ    $0x04, SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x04, DI
 	JZ      gemm3x8_tail60
 
 gemm3x8_cols59:
@@ -4030,17 +4180,21 @@ gemm3x8_cols59:
 	VFMADD231PS Z12, Z9, Z0
 	VFMADD231PS Z12, Z10, Z3
 	VFMADD231PS Z12, Z11, Z6
+	PREFETCHT0  (SI)
 	VMOVUPS     (AX)(CX*1), Z12
 	VFMADD231PS Z12, Z9, Z1
 	VFMADD231PS Z12, Z10, Z4
 	VFMADD231PS Z12, Z11, Z7
+	PREFETCHT0  (SI)(BX*1)
 	VMOVUPS     (AX)(CX*2), Z12
 	VFMADD231PS Z12, Z9, Z2
 	VFMADD231PS Z12, Z10, Z5
 	VFMADD231PS Z12, Z11, Z8
+	PREFETCHT0  (SI)(BX*2)
+	ADDQ        $0x40, SI
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
-	DECQ        SI
+	DECQ        DI
 	JNZ         gemm3x8_cols59
 
 gemm3x8_tail60:
@@ -4173,14 +4327,16 @@ gemm3x8_skip58:
 	MOVQ    (SP), DX
 	MOVQ    ldw+48(FP), BX
 	SHLQ    $0x02, BX
+	LEAQ    (DX)(BX*2), SI
+	ADDQ    BX, SI
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
 	VMOVUPS zeros<>+0(SB), Z3
 	VMOVUPS zeros<>+0(SB), Z4
 	VMOVUPS zeros<>+0(SB), Z5
-	MOVQ    k+56(FP), SI
-	SHRQ    $0x04, SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x04, DI
 	JZ      gemm3x8_tail68
 
 gemm3x8_cols67:
@@ -4191,13 +4347,17 @@ gemm3x8_cols67:
 	VFMADD231PS Z9, Z6, Z0
 	VFMADD231PS Z9, Z7, Z2
 	VFMADD231PS Z9, Z8, Z4
+	PREFETCHT0  (SI)
 	VMOVUPS     (AX)(CX*1), Z9
 	VFMADD231PS Z9, Z6, Z1
 	VFMADD231PS Z9, Z7, Z3
 	VFMADD231PS Z9, Z8, Z5
+	PREFETCHT0  (SI)(BX*1)
+	PREFETCHT0  (SI)(BX*2)
+	ADDQ        $0x40, SI
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
-	DECQ        SI
+	DECQ        DI
 	JNZ         gemm3x8_cols67
 
 gemm3x8_tail68:
@@ -4300,11 +4460,13 @@ gemm3x8_skip66:
 	MOVQ    (SP), CX
 	MOVQ    ldw+48(FP), DX
 	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), BX
+	ADDQ    DX, BX
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
-	MOVQ    k+56(FP), BX
-	SHRQ    $0x04, BX
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x04, SI
 	JZ      gemm3x8_tail75
 
 gemm3x8_cols74:
@@ -4315,9 +4477,13 @@ gemm3x8_cols74:
 	VFMADD231PS Z6, Z3, Z0
 	VFMADD231PS Z6, Z4, Z1
 	VFMADD231PS Z6, Z5, Z2
+	PREFETCHT0  (BX)
+	PREFETCHT0  (BX)(DX*1)
+	PREFETCHT0  (BX)(DX*2)
+	ADDQ        $0x40, BX
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
-	DECQ        BX
+	DECQ        SI
 	JNZ         gemm3x8_cols74
 
 gemm3x8_tail75:

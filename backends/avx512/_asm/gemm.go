@@ -139,11 +139,15 @@ func reduce4(a0, a1, a2, a3 VecVirtual) Register {
 // T, rows and row split. The micro-kernel keeps R·Tb accumulators, R weight vectors and
 // one input vector in registers: per 16 columns, R + Tb loads for R·Tb FMAs.
 //
-// With spread (for T = 1, Tb = 1), group g takes the R rows g, gap+g, 2·gap+g, ... rather
+// With spread, group g takes the R rows g, gap+g, 2·gap+g, ... rather
 // than R consecutive ones: with gap = rows/R each row walks its own part of the matrix,
 // so the weights are read as R long sequential streams, which keeps the hardware
 // prefetchers on (backends/avx2's matvecSpread does the same).
-func genGemm(name string, R, Tb int, spread bool) {
+//
+// With prefetch, every 16 columns also prefetch the same columns of the next group's
+// rows (one cache line each; spread: of the rows two groups on), so that the weights,
+// when they come from memory, arrive while this group computes.
+func genGemm(name string, R, Tb int, spread, prefetch bool) {
 	var lb *labels
 	if spread {
 		lb = fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)",
@@ -198,6 +202,21 @@ func genGemm(name string, R, Tb int, spread bool) {
 			IMULQ(g, wst)
 		}
 		ws := newStrided(wa, wst, R)
+		var ps strided // the next group's rows, to prefetch
+		if prefetch {
+			pa := GP64()
+			if spread {
+				// Each stream's row two groups on.
+				l2 := bytesOf("ldw")
+				LEAQ(Mem{Base: wa, Index: l2, Scale: 2}, pa)
+			} else if R <= 4 {
+				LEAQ(ws.at(R-1, 0), pa)
+				ADDQ(wst, pa)
+			} else {
+				LEAQ(Mem{Base: ws.base4, Index: wst, Scale: 4}, pa)
+			}
+			ps = newStrided(pa, wst, R)
+		}
 
 		acc := make([][]VecVirtual, R)
 		for r := range acc {
@@ -225,6 +244,15 @@ func genGemm(name string, R, Tb int, spread bool) {
 			for r := 0; r < R; r++ {
 				VFMADD231PS(xv, wv[r], acc[r][t])
 			}
+			if prefetch && t < R {
+				PREFETCHT0(ps.at(t, 0))
+			}
+		}
+		if prefetch {
+			for r := Tt; r < R; r++ {
+				PREFETCHT0(ps.at(r, 0))
+			}
+			ps.add(U8(64))
 		}
 		xs.add(U8(64))
 		ws.add(U8(64))
@@ -302,7 +330,7 @@ func genGemm(name string, R, Tb int, spread bool) {
 				JZ(LabelRef(nob))
 				ADDQ(goff, b)
 				if spread {
-					gs := newStrided(b, bytesOf("gap"), 4)
+					gs := newStrided(b, bytesOf("gap"), R)
 					bv := XMM()
 					VMOVSS(gs.at(c0, 0), bv)
 					for j := 1; j < c; j++ {
@@ -329,7 +357,7 @@ func genGemm(name string, R, Tb int, spread bool) {
 				}
 				Label(nob)
 				if spread {
-					ds := newStrided(d, bytesOf("gap"), 4)
+					ds := newStrided(d, bytesOf("gap"), R)
 					VMOVSS(h, ds.at(c0, 0))
 					for j := 1; j < c; j++ {
 						VEXTRACTPS(U8(uint8(j)), h, ds.at(c0+j, 0))

@@ -15,11 +15,11 @@ import (
 func main() {
 	ConstraintExpr("amd64,!purego")
 	constants()
-	genGemm("gemm8x2", 8, 2, false)
-	genGemm("gemm6x4", 6, 4, false)
-	genGemm("gemm4x6", 4, 6, false)
-	genGemm("gemm3x8", 3, 8, false)
-	genGemm("gemm1x8", 1, 8, false)
-	genGemm("gemv4s", 4, 1, true)
+	genGemm("gemm8x2", 8, 2, false, true)
+	genGemm("gemm6x4", 6, 4, false, true)
+	genGemm("gemm4x6", 4, 6, false, true)
+	genGemm("gemm3x8", 3, 8, false, true)
+	genGemm("gemm1x8", 1, 8, false, false)
+	genGemm("gemv4s", 4, 1, true, false)
 	Generate()
 }
