@@ -22,7 +22,8 @@ func init() {
 }
 
 // Kernels implements kernels.Kernels, kernels.Q8Kernels and kernels.PeakProber: MatMul
-// on float32 weights with AVX-512, everything else by the embedded avx2.Kernels.
+// on float32 weights and the FMA probe with AVX-512, everything else by the embedded
+// avx2.Kernels.
 //
 // The assembly takes raw pointers, so MatMul checks its slice lengths first (a violation
 // panics, as the reference's bounds checks would); past those checks no kernel reads or
@@ -134,4 +135,15 @@ func at(v []float32, i int) *float32 {
 		return nil
 	}
 	return &v[i]
+}
+
+// FMAProbe runs iters iterations of 16 independent 16-lane FMAs and returns the flops
+// done: the machine's FMA peak at this backend's width, for benchmarks
+// (kernels.PeakProber).
+func (Kernels) FMAProbe(iters int) int64 {
+	if iters <= 0 {
+		return 0
+	}
+	fmaLoop(iters)
+	return int64(iters) * 16 * 32
 }

@@ -40,3 +40,17 @@ func BenchmarkMatMul(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPeak compares the FMA peak at 8 lanes (avx2's probe) and at 16.
+func BenchmarkPeak(b *testing.B) {
+	need(b)
+	for _, k := range []kernels.PeakProber{avx2.Kernels{}, Kernels{}} {
+		b.Run("fma/"+k.(kernels.Kernels).Name(), func(b *testing.B) {
+			var flops int64
+			for i := 0; i < b.N; i++ {
+				flops += k.FMAProbe(1 << 16)
+			}
+			b.ReportMetric(float64(flops)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

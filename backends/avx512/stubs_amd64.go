@@ -57,3 +57,9 @@ func gemm1x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw 
 //
 //go:noescape
 func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)
+
+// fmaLoop runs n ≥ 1 iterations of 16 independent 16-lane FMAs (512 flops per
+// iteration).
+//
+//go:noescape
+func fmaLoop(n int)

@@ -21,5 +21,6 @@ func main() {
 	genGemm("gemm3x8", 3, 8, false, true)
 	genGemm("gemm1x8", 1, 8, false, false)
 	genGemm("gemv4s", 4, 1, true, false)
+	genProbes()
 	Generate()
 }
