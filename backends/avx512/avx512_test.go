@@ -78,6 +78,34 @@ func TestMatMulEqualsAVX2(t *testing.T) {
 	}
 }
 
+// TestMatMulLongRowsEqualAVX2 checks rows longer than avx2's GEMM column segment, and
+// many of them, against avx2.
+func TestMatMulLongRowsEqualAVX2(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	var a5 Kernels
+	var a2 avx2.Kernels
+	for _, sh := range [][2]int{{1025, 101}, {2048, 97}, {1536 + 9, 50}} {
+		n, rows := sh[0], sh[1]
+		w := &kernels.Mat{DType: dtype.F32, Rows: rows, Cols: n, F32: randSlice(r, rows*n)}
+		bias := randSlice(r, rows)
+		for _, T := range []int{2, 3, 5, 8, 9, 13} {
+			x := randSlice(r, T*n)
+			for _, rr := range [][2]int{{0, rows}, {7, rows - 3}} {
+				want := make([]float32, T*rows)
+				got := make([]float32, T*rows)
+				a2.MatMul(want, rows, x, T, w, bias, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
+				a5.MatMul(got, rows, x, T, w, bias, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
+				for i := range want {
+					if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+						t.Fatalf("cols %d rows %d T %d rows [%d,%d): dst[%d] = %v, avx2 %v", n, rows, T, rr[0], rr[1], i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestMatMulSpecialsEqualAVX2 checks Inf and NaN propagate as in avx2.
 func TestMatMulSpecialsEqualAVX2(t *testing.T) {
 	need(t)
