@@ -83,25 +83,31 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 
 // tile is one of the GEMM micro-kernels: rows × the tokens it keeps in registers.
 type tile struct {
-	rows int
-	f    func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+	rows, tokens int
+	f            func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
 }
 
 // tiles picks the micro-kernel for T tokens (index min(T, 9)): as many accumulators
 // as fit, with as many rows as the tokens leave room for. Each prefetches the next
 // group's rows as it goes (a 1.7× gain at T = 8 on weights from DRAM).
 var tiles = [10]tile{
-	2: {8, gemm8x2},
-	3: {6, gemm6x4}, 4: {6, gemm6x4},
-	5: {4, gemm4x6}, 6: {4, gemm4x6},
-	7: {3, gemm3x8}, 8: {3, gemm3x8},
-	9: {4, gemm4x6},
+	2: {8, 2, gemm8x2},
+	3: {6, 4, gemm6x4}, 4: {6, 4, gemm6x4},
+	5: {4, 6, gemm4x6}, 6: {4, 6, gemm4x6},
+	7: {3, 8, gemm3x8}, 8: {3, 8, gemm3x8},
+	9: {4, 6, gemm4x6},
 }
+
+// chunkBytes bounds the weight rows one pass over the token blocks takes when T is more
+// than a tile's tokens: the chunk stays in L2 while each block's inputs sit in L1
+// (10–17% faster at T = 64 than taking each group of rows against all tokens).
+const chunkBytes = 256 << 10
 
 // gemmRows computes dst[t*ld+r] = x_t·w_r (+ bias[r]) for r < rows and t < T, x_t =
 // x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k] (k ≥ 1): for T = 1 gemv4s over the
-// four quarters of the rows, for T > 1 the tile for T over blocks of its rows, and
-// gemm1x8 for the rows left over. Callers have checked the lengths.
+// four quarters of the rows, for T > 1 the tile for T over blocks of its rows (for
+// more tokens than the tile takes at once, chunks of rows against one block of tokens
+// after the other), and gemm1x8 for the rows left over. Callers have checked the lengths.
 func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int) {
 	r := 0
 	if T == 1 {
@@ -111,9 +117,22 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 		}
 	} else {
 		tl := tiles[min(T, 9)]
-		if g := rows / tl.rows; g > 0 {
+		g := rows / tl.rows
+		r = tl.rows * g
+		switch {
+		case g == 0:
+		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
-			r = tl.rows * g
+		default:
+			// More tokens than one block: a chunk of rows (from L2) against each
+			// block's inputs (in L1) in turn.
+			gc := max(1, chunkBytes/(4*k*tl.rows))
+			for g0 := 0; g0 < g; g0 += gc {
+				n, r0 := min(gc, g-g0), g0*tl.rows
+				for t0 := 0; t0 < T; t0 += tl.tokens {
+					tl.f(&dst[t0*ld+r0], ld, &x[t0*ldx], ldx, min(tl.tokens, T-t0), &w[r0*ldw], ldw, k, at(bias, r0), n)
+				}
+			}
 		}
 	}
 	if r < rows {
