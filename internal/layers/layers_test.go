@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"tokenizer":       {"format", "format/tokfile"},
 	"backends":        {"kernels", "dtype"},
 	"backends/avx2":   {"backends", "kernels", "dtype"},
+	"backends/avx512": {"backends", "backends/avx2", "kernels", "dtype"},
 	"backends/neon":   {"backends", "kernels", "dtype"},
 	"engine":          {"backends", "kernels", "dtype", "model", "format", "tokenizer", "engine/parallel"},
 	"convert/...":     {"dtype", "model", "format/...", "tokenizer", "quant", "convert/..."},
@@ -139,6 +140,7 @@ func TestRuleSelection(t *testing.T) {
 		"engine/parallel": "engine/parallel",
 		"convert/synth":   "convert/...",
 		"backends/avx2":   "backends/avx2",
+		"backends/avx512": "backends/avx512",
 	} {
 		if got, _, _ := rule(pkg); got != want {
 			t.Errorf("rule(%s) = %q, want %q", pkg, got, want)

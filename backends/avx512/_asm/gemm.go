@@ -1,0 +1,422 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// tailMasks holds, for rem = k%16 (1..15), the 16-bit lane mask of the GEMM's last,
+// masked step: lanes 0..rem-1 for rem ≥ 8 (the whole 8-vector of backends/avx2's order
+// in lanes 0–7, its masked tail in lanes 8..rem-1), and lanes 8..8+rem-1 for rem < 8
+// (the step then starts 8 columns early, so lane 8+j holds column k-rem+j).
+var tailMasks Mem
+
+// zeros is 64 zero bytes.
+var zeros Mem
+
+func constants() {
+	tailMasks = GLOBL("tailmasks", RODATA|NOPTR)
+	for rem := 0; rem < 16; rem++ {
+		m := uint16(1)<<rem - 1
+		if rem < 8 {
+			m <<= 8
+		}
+		DATA(2*rem, U16(m))
+	}
+	zeros = GLOBL("zeros", RODATA|NOPTR)
+	DATA(0, U64(0))
+	DATA(56, U64(0))
+}
+
+// labels makes unique label names within one function.
+type labels struct {
+	fn string
+	n  int
+}
+
+func (l *labels) next(what string) string {
+	l.n++
+	return fmt.Sprintf("%s_%s%d", l.fn, what, l.n)
+}
+
+// fn starts a kernel: TEXT, its doc and //go:noescape (no kernel keeps a pointer). The
+// GEMM's frame (its accumulators, 1.5 KiB) is past what NOSPLIT allows, so the kernels
+// get the stack check.
+func fn(name, sig string, doc ...string) *labels {
+	TEXT(name, 0, sig)
+	Pragma("noescape")
+	Doc(doc...)
+	return &labels{fn: name}
+}
+
+// bytesOf loads an element count or stride parameter and converts it to bytes.
+func bytesOf(name string) Register {
+	r := GP64()
+	Load(Param(name), r)
+	SHLQ(U8(2), r)
+	return r
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }
+
+// strided addresses the vectors of up to 8 rows that lie a stride apart: row j at
+// base + j·stride (rows 4..7 from a second base 4·stride further).
+type strided struct {
+	base, base4, stride, stride3 Register
+}
+
+func newStrided(base, stride Register, n int) strided {
+	s := strided{base: base, stride: stride}
+	if n > 3 {
+		s.stride3 = GP64()
+		LEAQ(Mem{Base: stride, Index: stride, Scale: 2}, s.stride3)
+	}
+	if n > 4 {
+		s.base4 = GP64()
+		LEAQ(Mem{Base: base, Index: stride, Scale: 4}, s.base4)
+	}
+	return s
+}
+
+func (s strided) at(j, disp int) Mem {
+	b := s.base
+	if j >= 4 {
+		b, j = s.base4, j-4
+	}
+	switch j {
+	case 0:
+		return Mem{Base: b, Disp: disp}
+	case 1:
+		return Mem{Base: b, Index: s.stride, Scale: 1, Disp: disp}
+	case 2:
+		return Mem{Base: b, Index: s.stride, Scale: 2, Disp: disp}
+	}
+	return Mem{Base: b, Index: s.stride3, Scale: 1, Disp: disp}
+}
+
+func (s strided) add(v Op) {
+	ADDQ(v, s.base)
+	if s.base4 != nil {
+		ADDQ(v, s.base4)
+	}
+}
+
+// hsumPairwise reduces y like one lane of reduce4 — ((y0+y1)+(y2+y3))+((y4+y5)+(y6+y7))
+// — exactly as backends/avx2 does (y must be one of Y0–Y15: VHADDPS has no EVEX form).
+func hsumPairwise(y VecVirtual) Register {
+	VHADDPS(y, y, y)
+	VHADDPS(y, y, y)
+	t := XMM()
+	VEXTRACTF128(U8(1), y, t)
+	VADDSS(t, y.AsX(), y.AsX())
+	return y.AsX()
+}
+
+// reduce4 returns an XMM register holding the lane sums of a0..a3 (all clobbered), each
+// as hsumPairwise takes it, exactly as backends/avx2 does.
+func reduce4(a0, a1, a2, a3 VecVirtual) Register {
+	VHADDPS(a1, a0, a0)
+	VHADDPS(a3, a2, a2)
+	VHADDPS(a2, a0, a0)
+	t := XMM()
+	VEXTRACTF128(U8(1), a0, t)
+	VADDPS(t, a0.AsX(), a0.AsX())
+	return a0.AsX()
+}
+
+// genGemm emits a kernel for groups of R (1, 3 or 4) consecutive weight rows against all
+// T tokens, Tb tokens at a time (then the T%Tb left over in one smaller block). Every
+// (row, token) dot product has one 16-lane accumulator that steps 16 columns at a time,
+// so lanes 0–7 sum the even 8-vectors and lanes 8–15 the odd ones — backends/avx2's two
+// accumulators side by side. The last k%16 columns go in one masked step that puts the
+// whole 8-vector avx2 adds to its first accumulator in lanes 0–7 and the masked tail it
+// adds to its second in lanes 8.. (see tailMasks). The accumulators go to the stack,
+// and each is reduced as avx2 reduces its pair: lanes 0–7 plus lanes 8–15, then
+// pairwise (reduce4), then the bias. So every result equals avx2's bit for bit, for any
+// T, rows and row split. The micro-kernel keeps R·Tb accumulators, R weight vectors and
+// one input vector in registers: per 16 columns, R + Tb loads for R·Tb FMAs.
+//
+// With spread, group g takes the R rows g, gap+g, 2·gap+g, ... rather
+// than R consecutive ones: with gap = rows/R each row walks its own part of the matrix,
+// so the weights are read as R long sequential streams, which keeps the hardware
+// prefetchers on (backends/avx2's matvecSpread does the same).
+//
+// With prefetch, every 16 columns also prefetch the same columns of the next group's
+// rows (one cache line each; spread: of the rows two groups on), so that the weights,
+// when they come from memory, arrive while this group computes.
+func genGemm(name string, R, Tb int, spread, prefetch bool) {
+	var lb *labels
+	if spread {
+		lb = fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)",
+			name+" computes, for r = q·gap + g, q < "+itoa(R)+", g < groups (groups ≥ 1), and t < T,",
+			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
+			"each sum exactly as backends/avx2's MatMul takes it.",
+		)
+	} else {
+		lb = fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)",
+			name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
+			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
+			"each sum exactly as backends/avx2's MatMul takes it.",
+		)
+	}
+	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	xcur, dcur, tleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	sums := AllocLocal(64 * R * Tb) // the accumulators, (t·R + r)·64 bytes
+
+	{
+		z := GP64()
+		XORQ(z, z)
+		MOVQ(z, goff)
+		w := Load(Param("w"), GP64())
+		MOVQ(w, wcur)
+		g := Load(Param("groups"), GP64())
+		MOVQ(g, gleft)
+	}
+	group := lb.next("group")
+	Label(group)
+	{
+		x := Load(Param("x"), GP64())
+		MOVQ(x, xcur)
+		d := Load(Param("dst"), GP64())
+		o := GP64()
+		MOVQ(goff, o)
+		ADDQ(o, d)
+		MOVQ(d, dcur)
+		n := Load(Param("T"), GP64())
+		MOVQ(n, tleft)
+	}
+
+	block := func(Tt int) {
+		Commentf("%d rows × %d tokens", R, Tt)
+		xa := GP64()
+		MOVQ(xcur, xa)
+		xs := newStrided(xa, bytesOf("ldx"), Tt)
+		wa := GP64()
+		MOVQ(wcur, wa)
+		wst := bytesOf("ldw")
+		if spread {
+			g := Load(Param("gap"), GP64())
+			IMULQ(g, wst)
+		}
+		ws := newStrided(wa, wst, R)
+		var ps strided // the next group's rows, to prefetch
+		if prefetch {
+			pa := GP64()
+			if spread {
+				// Each stream's row two groups on.
+				l2 := bytesOf("ldw")
+				LEAQ(Mem{Base: wa, Index: l2, Scale: 2}, pa)
+			} else if R <= 4 {
+				LEAQ(ws.at(R-1, 0), pa)
+				ADDQ(wst, pa)
+			} else {
+				LEAQ(Mem{Base: ws.base4, Index: wst, Scale: 4}, pa)
+			}
+			ps = newStrided(pa, wst, R)
+		}
+
+		acc := make([][]VecVirtual, R)
+		for r := range acc {
+			acc[r] = make([]VecVirtual, Tt)
+			for t := range acc[r] {
+				acc[r][t] = ZMM()
+				VMOVUPS(zeros, acc[r][t]) // (avo takes VPXORD's inputs as read)
+			}
+		}
+		wv := make([]VecVirtual, R)
+		for r := range wv {
+			wv[r] = ZMM()
+		}
+		n := Load(Param("k"), GP64())
+		SHRQ(U8(4), n)
+		loop, tail, reduce := lb.next("cols"), lb.next("tail"), lb.next("reduce")
+		JZ(LabelRef(tail))
+		Label(loop)
+		for r := 0; r < R; r++ {
+			VMOVUPS(ws.at(r, 0), wv[r])
+		}
+		for t := 0; t < Tt; t++ {
+			xv := ZMM()
+			VMOVUPS(xs.at(t, 0), xv)
+			for r := 0; r < R; r++ {
+				VFMADD231PS(xv, wv[r], acc[r][t])
+			}
+			if prefetch && t < R {
+				PREFETCHT0(ps.at(t, 0))
+			}
+		}
+		if prefetch {
+			for r := Tt; r < R; r++ {
+				PREFETCHT0(ps.at(r, 0))
+			}
+			ps.add(U8(64))
+		}
+		xs.add(U8(64))
+		ws.add(U8(64))
+		DECQ(n)
+		JNZ(LabelRef(loop))
+
+		Label(tail)
+		rem := Load(Param("k"), GP64())
+		ANDQ(U8(15), rem)
+		JZ(LabelRef(reduce))
+		{
+			m, tb := K(), GP64()
+			LEAQ(tailMasks, tb)
+			KMOVW(Mem{Base: tb, Index: rem, Scale: 2}, m)
+			whole := lb.next("whole")
+			CMPQ(rem, U8(8))
+			JGE(LabelRef(whole))
+			xs.add(I8(-32))
+			ws.add(I8(-32))
+			Label(whole)
+			for r := 0; r < R; r++ {
+				VMOVUPS_Z(ws.at(r, 0), m, wv[r])
+			}
+			for t := 0; t < Tt; t++ {
+				xv := ZMM()
+				VMOVUPS_Z(xs.at(t, 0), m, xv)
+				for r := 0; r < R; r++ {
+					VFMADD231PS(xv, wv[r], m, acc[r][t])
+				}
+			}
+		}
+
+		Label(reduce)
+		sumAt := func(r, t, disp int) Mem {
+			s := sums
+			s.Disp += 64*(t*R+r) + disp
+			return s
+		}
+		for t := 0; t < Tt; t++ {
+			for r := 0; r < R; r++ {
+				VMOVUPS(acc[r][t], sumAt(r, t, 0))
+			}
+		}
+		d := GP64()
+		MOVQ(dcur, d)
+		ldd := bytesOf("ldd")
+		for t := 0; t < Tt; t++ {
+			if t > 0 {
+				ADDQ(ldd, d)
+			}
+			y := make([]VecVirtual, R)
+			for r := range y {
+				y[r] = YMM()
+				VMOVUPS(sumAt(r, t, 0), y[r])
+				VADDPS(sumAt(r, t, 32), y[r], y[r])
+			}
+			// Four rows at a time: reduce4 as avx2 does (hsumPairwise for one row),
+			// the bias, the store.
+			for c0 := 0; c0 < R; c0 += 4 {
+				c := min(4, R-c0)
+				var h Register
+				switch c {
+				case 4:
+					h = reduce4(y[c0], y[c0+1], y[c0+2], y[c0+3])
+				case 3:
+					h = reduce4(y[c0], y[c0+1], y[c0+2], y[c0+2])
+				case 2:
+					h = reduce4(y[c0], y[c0+1], y[c0+1], y[c0+1])
+				default:
+					h = hsumPairwise(y[c0])
+				}
+				nob := lb.next("nobias")
+				b := Load(Param("bias"), GP64())
+				TESTQ(b, b)
+				JZ(LabelRef(nob))
+				ADDQ(goff, b)
+				if spread {
+					gs := newStrided(b, bytesOf("gap"), R)
+					bv := XMM()
+					VMOVSS(gs.at(c0, 0), bv)
+					for j := 1; j < c; j++ {
+						VINSERTPS(U8(uint8(j<<4)), gs.at(c0+j, 0), bv, bv)
+					}
+					VADDPS(bv, h, h)
+				} else {
+					bm := Mem{Base: b, Disp: 4 * c0}
+					switch c {
+					case 4:
+						VADDPS(bm, h, h)
+					case 3:
+						bv := XMM()
+						VMOVSD(bm, bv)
+						VINSERTPS(U8(0x20), Mem{Base: b, Disp: 4*c0 + 8}, bv, bv)
+						VADDPS(bv, h, h)
+					case 2:
+						bv := XMM()
+						VMOVSD(bm, bv)
+						VADDPS(bv, h, h)
+					default:
+						VADDSS(bm, h, h)
+					}
+				}
+				Label(nob)
+				if spread {
+					ds := newStrided(d, bytesOf("gap"), R)
+					VMOVSS(h, ds.at(c0, 0))
+					for j := 1; j < c; j++ {
+						VEXTRACTPS(U8(uint8(j)), h, ds.at(c0+j, 0))
+					}
+					continue
+				}
+				dm := Mem{Base: d, Disp: 4 * c0}
+				switch c {
+				case 4:
+					VMOVUPS(h, dm)
+				case 3:
+					VMOVSD(h, dm)
+					VEXTRACTPS(U8(2), h, Mem{Base: d, Disp: 4*c0 + 8})
+				case 2:
+					VMOVSD(h, dm)
+				default:
+					VMOVSS(h, dm)
+				}
+			}
+		}
+
+		// The next block's tokens.
+		ldd = bytesOf("ldd")
+		IMUL3Q(Imm(uint64(Tt)), ldd, ldd)
+		ADDQ(ldd, dcur)
+		ldx := bytesOf("ldx")
+		IMUL3Q(Imm(uint64(Tt)), ldx, ldx)
+		ADDQ(ldx, xcur)
+		SUBQ(Imm(uint64(Tt)), tleft)
+	}
+
+	loop, done := lb.next("tokens"), lb.next("tokens_done")
+	Label(loop)
+	CMPQ(tleft, Imm(uint64(Tb)))
+	JL(LabelRef(done))
+	block(Tb)
+	JMP(LabelRef(loop))
+	Label(done)
+	for s := Tb - 1; s >= 1; s-- {
+		skip := lb.next("skip")
+		CMPQ(tleft, Imm(uint64(s)))
+		JL(LabelRef(skip))
+		block(s)
+		Label(skip)
+	}
+
+	// The next group of rows.
+	ldw := bytesOf("ldw")
+	if spread {
+		ADDQ(U8(4), goff)
+	} else {
+		ADDQ(U8(4*R), goff)
+		if R > 1 {
+			IMUL3Q(Imm(uint64(R)), ldw, ldw)
+		}
+	}
+	ADDQ(ldw, wcur)
+	DECQ(gleft)
+	JNZ(LabelRef(group))
+	VZEROUPPER()
+	RET()
+}

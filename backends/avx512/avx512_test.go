@@ -1,0 +1,135 @@
+//go:build amd64 && !purego
+
+package avx512
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/lmrun/lmrun/backends/avx2"
+	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+func need(t testing.TB) {
+	if !cpuid.CPU.Supports(requires...) {
+		t.Skip("CPU lacks AVX-512 F/BW/VL")
+	}
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// TestMatMulEqualsAVX2 checks that the f32 products equal avx2's bit for bit, on
+// ragged shapes, every T the tiles split differently, with and without bias, for the
+// whole matrix and for row ranges.
+func TestMatMulEqualsAVX2(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	var a5 Kernels
+	var a2 avx2.Kernels
+	var cols []int
+	for c := 1; c <= 70; c++ {
+		cols = append(cols, c)
+	}
+	cols = append(cols, 255, 257, 768, 1000, 4097)
+	for _, n := range cols {
+		for _, rows := range []int{1, 2, 3, 5, 7, 13, 17} {
+			if n > 1000 && rows > 7 {
+				continue
+			}
+			w := &kernels.Mat{DType: dtype.F32, Rows: rows, Cols: n, F32: randSlice(r, rows*n)}
+			bias := randSlice(r, rows)
+			for _, T := range []int{1, 2, 3, 5, 8, 13, 17, 64} {
+				if n > 1000 && T > 17 {
+					continue
+				}
+				x := randSlice(r, T*n)
+				ld := rows + 3
+				for _, b := range [][]float32{nil, bias} {
+					for _, rr := range [][2]int{{0, rows}, {rows / 3, rows}, {0, (rows + 1) / 2}, {rows / 2, rows/2 + 1}} {
+						want := make([]float32, T*ld)
+						got := make([]float32, T*ld)
+						for i := range want {
+							want[i] = float32(i)
+							got[i] = float32(i)
+						}
+						sc := make(kernels.Scratch, a2.ScratchSize(T, n))
+						a2.MatMul(want, ld, x, T, w, b, rr[0], rr[1], sc)
+						a5.MatMul(got, ld, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
+						for i := range want {
+							if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+								t.Fatalf("cols %d rows %d T %d bias %v rows [%d,%d): dst[%d] = %v, avx2 %v",
+									n, rows, T, b != nil, rr[0], rr[1], i, got[i], want[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulLongRowsEqualAVX2 checks rows longer than avx2's GEMM column segment, and
+// many of them, against avx2.
+func TestMatMulLongRowsEqualAVX2(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	var a5 Kernels
+	var a2 avx2.Kernels
+	for _, sh := range [][2]int{{1025, 101}, {2048, 97}, {1536 + 9, 50}} {
+		n, rows := sh[0], sh[1]
+		w := &kernels.Mat{DType: dtype.F32, Rows: rows, Cols: n, F32: randSlice(r, rows*n)}
+		bias := randSlice(r, rows)
+		for _, T := range []int{2, 3, 5, 8, 9, 13} {
+			x := randSlice(r, T*n)
+			for _, rr := range [][2]int{{0, rows}, {7, rows - 3}} {
+				want := make([]float32, T*rows)
+				got := make([]float32, T*rows)
+				a2.MatMul(want, rows, x, T, w, bias, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
+				a5.MatMul(got, rows, x, T, w, bias, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
+				for i := range want {
+					if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+						t.Fatalf("cols %d rows %d T %d rows [%d,%d): dst[%d] = %v, avx2 %v", n, rows, T, rr[0], rr[1], i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulSpecialsEqualAVX2 checks Inf and NaN propagate as in avx2.
+func TestMatMulSpecialsEqualAVX2(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	var a5 Kernels
+	var a2 avx2.Kernels
+	specials := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 0, float32(math.Copysign(0, -1)), 3e38}
+	for _, n := range []int{5, 16, 23, 40} {
+		rows, T := 9, 11
+		wf := randSlice(r, rows*n)
+		x := randSlice(r, T*n)
+		for i := 0; i < 12; i++ {
+			wf[r.IntN(len(wf))] = specials[r.IntN(len(specials))]
+			x[r.IntN(len(x))] = specials[r.IntN(len(specials))]
+		}
+		w := &kernels.Mat{DType: dtype.F32, Rows: rows, Cols: n, F32: wf}
+		want := make([]float32, T*rows)
+		got := make([]float32, T*rows)
+		a2.MatMul(want, rows, x, T, w, nil, 0, rows, make(kernels.Scratch, a2.ScratchSize(T, n)))
+		a5.MatMul(got, rows, x, T, w, nil, 0, rows, nil)
+		for i := range want {
+			if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+				t.Fatalf("cols %d: dst[%d] = %v (%#x), avx2 %v (%#x)", n, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+			}
+		}
+	}
+}
