@@ -1,7 +1,9 @@
 package serve
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lmrun/lmrun/engine"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -298,5 +301,22 @@ func TestLogprobs(t *testing.T) {
 	b, _ := json.Marshal(entries[1])
 	if string(a) != string(b) {
 		t.Errorf("streamed logprobs differ:\n%s\n%s", a, b)
+	}
+}
+
+// TestSubmitAfterClose: a request that reaches the scheduler after it stopped ends at
+// once with an error instead of waiting for ever.
+func TestSubmitAfterClose(t *testing.T) {
+	s, _ := newServer(t, Options{})
+	s.sched.close()
+	j := &job{ctx: context.Background(), prompt: []int{1}}
+	s.sched.submit(j)
+	select {
+	case <-j.ready:
+		if e := j.take(); len(e) != 1 || !e[0].end || !errors.Is(e[0].err, errShutdown) {
+			t.Errorf("events %+v, want the end with errShutdown", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a job submitted after close never ended")
 	}
 }

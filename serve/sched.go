@@ -24,8 +24,10 @@ type scheduler struct {
 
 	mu      sync.Mutex
 	pending []*job        // admitted, waiting for a slot, oldest first
+	closed  bool          // the loop has stopped: a job submitted now ends at once
 	wake    chan struct{} // a job arrived (capacity 1)
 	quit    chan struct{}
+	stop    sync.Once     // closes quit
 	done    chan struct{} // the loop has returned
 
 	items []engine.BatchItem
@@ -109,6 +111,11 @@ func (sc *scheduler) contextLength() int { return sc.slots[0].sess.Context() }
 func (sc *scheduler) submit(j *job) {
 	j.ready = make(chan struct{}, 1)
 	sc.mu.Lock()
+	if sc.closed {
+		sc.mu.Unlock()
+		j.push(event{end: true, err: errShutdown})
+		return
+	}
 	sc.pending = append(sc.pending, j)
 	sc.met.queue.Set(float64(len(sc.pending)))
 	sc.mu.Unlock()
@@ -118,9 +125,10 @@ func (sc *scheduler) submit(j *job) {
 	}
 }
 
-// close stops the loop; jobs still running end with an error.
+// close stops the loop; jobs still running end with an error. It may be called more
+// than once.
 func (sc *scheduler) close() {
-	close(sc.quit)
+	sc.stop.Do(func() { close(sc.quit) })
 	<-sc.done
 }
 
@@ -166,7 +174,7 @@ func (sc *scheduler) abort() {
 	}
 	sc.mu.Lock()
 	pending := sc.pending
-	sc.pending = nil
+	sc.pending, sc.closed = nil, true
 	sc.mu.Unlock()
 	for _, j := range pending {
 		j.push(event{end: true, err: errShutdown})
