@@ -1,7 +1,8 @@
 // Package avx512 is the AVX-512 backend for amd64: its first kernels are the float32
-// matrix products, 16 lanes wide in ZMM registers, generated with avo by the program in
-// _asm (its own module; go generate here, or make asm, reproduces kernels_amd64.s and
-// stubs_amd64.go byte for byte). It registers itself as "avx512" above "avx2" and needs
+// matrix products, 16 lanes wide in ZMM registers, generated with avo by the same
+// program as backends/avx2's kernels, backends/avx2/_asm run with -pkg avx512 (its own
+// module; go generate here, or make asm, reproduces kernels_amd64.s and stubs_amd64.go
+// byte for byte), sharing its helpers and its order of the sums. It registers itself as "avx512" above "avx2" and needs
 // AVX2, FMA3 and F16C (for the kernels it takes from backends/avx2) and AVX-512 F, BW
 // and VL; on other architectures it is listed but never available, and with the purego
 // build tag the package is empty and registers nothing.
@@ -15,4 +16,4 @@
 // kernel (and MatMul on other weight types) is backends/avx2's.
 package avx512
 
-//go:generate sh -c "cd _asm && go run . -out ../kernels_amd64.s -stubs ../stubs_amd64.go -pkg avx512"
+//go:generate sh -c "cd ../avx2/_asm && go run . -out ../../avx512/kernels_amd64.s -stubs ../../avx512/stubs_amd64.go -pkg avx512"

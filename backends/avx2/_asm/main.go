@@ -1,8 +1,15 @@
-// Command _asm generates the AVX2+FMA kernels of package avx2 with avo:
+// Command _asm generates the kernels of packages avx2 and avx512 with avo, one package
+// per run, chosen by -pkg:
 //
 //	go run . -out ../kernels_amd64.s -stubs ../stubs_amd64.go -pkg avx2
+//	go run . -out ../../avx512/kernels_amd64.s -stubs ../../avx512/stubs_amd64.go -pkg avx512
 //
-// (go generate in backends/avx2, or make asm, runs exactly that). Every kernel works on
+// (go generate in backends/avx2 and backends/avx512, or make asm, runs exactly that).
+// One generator serves both so that they share its helpers and the order of the sums:
+// the AVX-512 GEMM (zmm.go) keeps the 16-lane order of the AVX2 kernels, so the two
+// backends' f32 products are equal bit for bit.
+//
+// The AVX2 kernels: Every kernel works on
 // float32 in 8-lane YMM registers; lengths that are not a multiple of 8 finish with one
 // masked step (VMASKMOVPS never touches the masked-off lanes' memory), so no kernel reads
 // or writes outside the slices it is given.
@@ -13,11 +20,26 @@
 package main
 
 import (
+	"os"
+	"slices"
+
 	. "github.com/mmcloughlin/avo/build"
 )
 
 func main() {
 	ConstraintExpr("amd64,!purego")
+	if slices.Contains(os.Args, "avx512") { // -pkg avx512
+		constantsZMM()
+		genGemmZMM("gemm8x2", 8, 2, false, true)
+		genGemmZMM("gemm6x4", 6, 4, false, true)
+		genGemmZMM("gemm4x6", 4, 6, false, true)
+		genGemmZMM("gemm3x8", 3, 8, false, true)
+		genGemmZMM("gemm1x8", 1, 8, false, false)
+		genGemmZMM("gemv4s", 4, 1, true, false)
+		genProbesZMM()
+		Generate()
+		return
+	}
 	constants()
 	genMatMul()
 	genDot()

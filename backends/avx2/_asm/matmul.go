@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strconv"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -420,9 +422,7 @@ func log2(n int) int {
 	return l
 }
 
-func itoa(i int) string {
-	return string(rune('0' + i))
-}
+func itoa(i int) string { return strconv.Itoa(i) }
 
 // genMatVecSpread emits the T = 1 product (a bandwidth-bound stream over the weights,
 // two accumulators per row, the input vector in L1) over four rows that lie gap rows

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -17,7 +15,8 @@ var tailMasks Mem
 // zeros is 64 zero bytes.
 var zeros Mem
 
-func constants() {
+// constantsZMM emits the AVX-512 kernels' constants.
+func constantsZMM() {
 	tailMasks = GLOBL("tailmasks", RODATA|NOPTR)
 	for rem := 0; rem < 16; rem++ {
 		m := uint16(1)<<rem - 1
@@ -31,36 +30,14 @@ func constants() {
 	DATA(56, U64(0))
 }
 
-// labels makes unique label names within one function.
-type labels struct {
-	fn string
-	n  int
-}
-
-func (l *labels) next(what string) string {
-	l.n++
-	return fmt.Sprintf("%s_%s%d", l.fn, what, l.n)
-}
-
-// fn starts a kernel: TEXT, its doc and //go:noescape (no kernel keeps a pointer). The
-// GEMM's frame (its accumulators, 1.5 KiB) is past what NOSPLIT allows, so the kernels
-// get the stack check.
-func fn(name, sig string, doc ...string) *labels {
+// fnStack is fn for the AVX-512 kernels: their frames (the GEMM's accumulators, 1.5
+// KiB) are past what NOSPLIT allows, so they get the stack check.
+func fnStack(name, sig string, doc ...string) *labels {
 	TEXT(name, 0, sig)
 	Pragma("noescape")
 	Doc(doc...)
 	return &labels{fn: name}
 }
-
-// bytesOf loads an element count or stride parameter and converts it to bytes.
-func bytesOf(name string) Register {
-	r := GP64()
-	Load(Param(name), r)
-	SHLQ(U8(2), r)
-	return r
-}
-
-func itoa(i int) string { return fmt.Sprint(i) }
 
 // strided addresses the vectors of up to 8 rows that lie a stride apart: row j at
 // base + j·stride (rows 4..7 from a second base 4·stride further).
@@ -104,30 +81,7 @@ func (s strided) add(v Op) {
 	}
 }
 
-// hsumPairwise reduces y like one lane of reduce4 — ((y0+y1)+(y2+y3))+((y4+y5)+(y6+y7))
-// — exactly as backends/avx2 does (y must be one of Y0–Y15: VHADDPS has no EVEX form).
-func hsumPairwise(y VecVirtual) Register {
-	VHADDPS(y, y, y)
-	VHADDPS(y, y, y)
-	t := XMM()
-	VEXTRACTF128(U8(1), y, t)
-	VADDSS(t, y.AsX(), y.AsX())
-	return y.AsX()
-}
-
-// reduce4 returns an XMM register holding the lane sums of a0..a3 (all clobbered), each
-// as hsumPairwise takes it, exactly as backends/avx2 does.
-func reduce4(a0, a1, a2, a3 VecVirtual) Register {
-	VHADDPS(a1, a0, a0)
-	VHADDPS(a3, a2, a2)
-	VHADDPS(a2, a0, a0)
-	t := XMM()
-	VEXTRACTF128(U8(1), a0, t)
-	VADDPS(t, a0.AsX(), a0.AsX())
-	return a0.AsX()
-}
-
-// genGemm emits a kernel for groups of R (1, 3 or 4) consecutive weight rows against all
+// genGemmZMM emits a kernel for groups of R (1, 3 or 4) consecutive weight rows against all
 // T tokens, Tb tokens at a time (then the T%Tb left over in one smaller block). Every
 // (row, token) dot product has one 16-lane accumulator that steps 16 columns at a time,
 // so lanes 0–7 sum the even 8-vectors and lanes 8–15 the odd ones — backends/avx2's two
@@ -147,16 +101,16 @@ func reduce4(a0, a1, a2, a3 VecVirtual) Register {
 // With prefetch, every 16 columns also prefetch the same columns of the next group's
 // rows (one cache line each; spread: of the rows two groups on), so that the weights,
 // when they come from memory, arrive while this group computes.
-func genGemm(name string, R, Tb int, spread, prefetch bool) {
+func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
 	var lb *labels
 	if spread {
-		lb = fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)",
+		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)",
 			name+" computes, for r = q·gap + g, q < "+itoa(R)+", g < groups (groups ≥ 1), and t < T,",
 			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
 			"each sum exactly as backends/avx2's MatMul takes it.",
 		)
 	} else {
-		lb = fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)",
+		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)",
 			name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
 			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
 			"each sum exactly as backends/avx2's MatMul takes it.",
@@ -417,6 +371,32 @@ func genGemm(name string, R, Tb int, spread, prefetch bool) {
 	ADDQ(ldw, wcur)
 	DECQ(gleft)
 	JNZ(LabelRef(group))
+	VZEROUPPER()
+	RET()
+}
+
+// genProbesZMM emits fmaLoop, the 16-lane FMA peak probe: 16 independent chains (4-cycle
+// latency × 2 pipes with room to spare), 512 flops per iteration.
+func genProbesZMM() {
+	lb := fnStack("fmaLoop", "func(n int)",
+		"fmaLoop runs n ≥ 1 iterations of 16 independent 16-lane FMAs (512 flops per",
+		"iteration).")
+	n := Load(Param("n"), GP64())
+	acc := make([]VecVirtual, 16)
+	for i := range acc {
+		acc[i] = ZMM()
+		VMOVUPS(zeros, acc[i])
+	}
+	a, b := ZMM(), ZMM()
+	VMOVUPS(zeros, a)
+	VMOVUPS(zeros, b)
+	top := lb.next("loop")
+	Label(top)
+	for i := range acc {
+		VFMADD231PS(a, b, acc[i])
+	}
+	DECQ(n)
+	JNZ(LabelRef(top))
 	VZEROUPPER()
 	RET()
 }
