@@ -43,6 +43,7 @@ func benchServeCommand() *cli.Command {
 			&cli.IntFlag{Name: "p", Value: 128, Usage: "prompt tokens of the pp test the load is compared with"},
 			&cli.BoolFlag{Name: "chat", Usage: "send chat completions (the model's template or --chat-template) instead of completions"},
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
+			&cli.BoolFlag{Name: "check", Usage: "exit with an error when a target is not met (for scripts and CI)"},
 		},
 		Action: benchServeAction,
 	}
@@ -76,10 +77,27 @@ func benchServeAction(c *cli.Context) error {
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printServeResult(c.App.Writer, res, cfg.MaxTokens)
 	}
-	printServeResult(c.App.Writer, res, cfg.MaxTokens)
+	if c.Bool("check") && !res.Pass {
+		return errors.New("bench serve: " + failedChecks(res))
+	}
 	return nil
+}
+
+// failedChecks names the checks of r that apply and fail, as "targets not met: a, b".
+func failedChecks(r bench.ServeResult) string {
+	var names []string
+	for _, ch := range r.Checks {
+		if ch.Applies && !ch.Pass {
+			names = append(names, ch.Name)
+		}
+	}
+	return "targets not met: " + strings.Join(names, ", ")
 }
 
 // printServeResult prints a serving benchmark as two tables: the runs, and the checks.
