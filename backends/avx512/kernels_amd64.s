@@ -6050,16 +6050,16 @@ repackQ4_block2:
 	RET
 
 // func qgemmZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·qgemmZx1(SB), NOSPLIT, $0-48
-	MOVQ   dst+0(FP), AX
-	MOVQ   ldd+8(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   w+16(FP), CX
-	MOVQ   x+24(FP), DX
-	MOVQ   xstride+32(FP), BX
-	MOVQ   nb+40(FP), SI
-	VXORPS Z0, Z0, Z0
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), CX
+	MOVQ    x+24(FP), DX
+	MOVQ    xstride+32(FP), BX
+	MOVQ    nb+40(FP), SI
+	VMOVUPS zeros<>+0(SB), Z0
 
 qgemmZx1_block1:
 	VPBROADCASTD  36(DX), Z1
@@ -6093,17 +6093,17 @@ qgemmZx1_block1:
 	RET
 
 // func qgemmZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·qgemmZx2(SB), NOSPLIT, $0-48
-	MOVQ   dst+0(FP), AX
-	MOVQ   ldd+8(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   w+16(FP), DX
-	MOVQ   x+24(FP), BX
-	MOVQ   xstride+32(FP), SI
-	MOVQ   nb+40(FP), DI
-	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
 
 qgemmZx2_block1:
 	VPBROADCASTD  36(BX), Z2
@@ -6152,18 +6152,18 @@ qgemmZx2_block1:
 	RET
 
 // func qgemmZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·qgemmZx3(SB), NOSPLIT, $0-48
-	MOVQ   dst+0(FP), AX
-	MOVQ   ldd+8(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   w+16(FP), DX
-	MOVQ   x+24(FP), BX
-	MOVQ   xstride+32(FP), SI
-	MOVQ   nb+40(FP), DI
-	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
 
 qgemmZx3_block1:
 	VPBROADCASTD  36(BX), Z3
@@ -6227,19 +6227,19 @@ qgemmZx3_block1:
 	RET
 
 // func qgemmZx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·qgemmZx4(SB), NOSPLIT, $0-48
-	MOVQ   dst+0(FP), AX
-	MOVQ   ldd+8(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   w+16(FP), DX
-	MOVQ   x+24(FP), BX
-	MOVQ   xstride+32(FP), SI
-	MOVQ   nb+40(FP), DI
-	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
 
 qgemmZx4_block1:
 	VPBROADCASTD  36(BX), Z4
@@ -6318,20 +6318,20 @@ qgemmZx4_block1:
 	RET
 
 // func qgemmZx5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·qgemmZx5(SB), NOSPLIT, $0-48
-	MOVQ   dst+0(FP), AX
-	MOVQ   ldd+8(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   w+16(FP), DX
-	MOVQ   x+24(FP), BX
-	MOVQ   xstride+32(FP), SI
-	MOVQ   nb+40(FP), DI
-	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
 
 qgemmZx5_block1:
 	VPBROADCASTD  36(BX), Z5
@@ -6425,21 +6425,21 @@ qgemmZx5_block1:
 	RET
 
 // func qgemmZx6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·qgemmZx6(SB), NOSPLIT, $0-48
-	MOVQ   dst+0(FP), AX
-	MOVQ   ldd+8(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   w+16(FP), DX
-	MOVQ   x+24(FP), BX
-	MOVQ   xstride+32(FP), SI
-	MOVQ   nb+40(FP), DI
-	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
-	VXORPS Z5, Z5, Z5
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
 
 qgemmZx6_block1:
 	VPBROADCASTD  36(BX), Z6
@@ -6548,22 +6548,22 @@ qgemmZx6_block1:
 	RET
 
 // func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·qgemmZx7(SB), NOSPLIT, $0-48
-	MOVQ   dst+0(FP), AX
-	MOVQ   ldd+8(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   w+16(FP), DX
-	MOVQ   x+24(FP), BX
-	MOVQ   xstride+32(FP), SI
-	MOVQ   nb+40(FP), DI
-	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
-	VXORPS Z5, Z5, Z5
-	VXORPS Z6, Z6, Z6
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
 
 qgemmZx7_block1:
 	VPBROADCASTD  36(BX), Z7
@@ -6687,23 +6687,23 @@ qgemmZx7_block1:
 	RET
 
 // func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·qgemmZx8(SB), NOSPLIT, $0-48
-	MOVQ   dst+0(FP), AX
-	MOVQ   ldd+8(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   w+16(FP), DX
-	MOVQ   x+24(FP), BX
-	MOVQ   xstride+32(FP), SI
-	MOVQ   nb+40(FP), DI
-	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
-	VXORPS Z5, Z5, Z5
-	VXORPS Z6, Z6, Z6
-	VXORPS Z7, Z7, Z7
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
 
 qgemmZx8_block1:
 	VPBROADCASTD  36(BX), Z8

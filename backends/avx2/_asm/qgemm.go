@@ -45,6 +45,7 @@ type qgemmISA struct {
 	kGroup int                           // weight vectors held at once (of the block's 8)
 	dot    func(acc, w Op, x Mem)        // acc += Σ u8(w)·s8(broadcast dword at x), per dword lane
 	bcast  func(x Mem, dw, f VecVirtual) // f = broadcast float32 at x times dw
+	zero   func(v VecVirtual)
 }
 
 // qgemmBlockBytes is the size of one repacked block of a group of lanes rows: 8 vectors of
@@ -63,6 +64,8 @@ var qgemmZMM = qgemmISA{
 		})
 	},
 	bcast: func(x Mem, dw, f VecVirtual) { VMULPS_BCST(x, dw, f) },
+	// From memory: VXORPS on ZMM needs AVX512DQ, and avo takes VPXORD's inputs as read.
+	zero: func(v VecVirtual) { VMOVUPS(zeros, v) },
 }
 
 // qgemmVEX is the AVX-VNNI form: the VEX-encoded VPDPBUSD on YMM registers, which the Go
@@ -83,8 +86,9 @@ var qgemmVEX = qgemmISA{
 	},
 	bcast: func(x Mem, dw, f VecVirtual) {
 		VBROADCASTSS(x, f)
-		VMULPS(dw, f, f)
+		VMULPS(f, dw, f) // dw·dx, dw the first operand as in the ZMM form
 	},
+	zero: func(v VecVirtual) { VXORPS(v, v, v) },
 }
 
 // genQGemm emits the repack kernels and the tiles qgemm<suffix>x1..x<tokens>.
@@ -178,7 +182,7 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	acc := make([]VecVirtual, nt)
 	for t := range acc {
 		acc[t] = isa.vec()
-		zero(acc[t])
+		isa.zero(acc[t])
 	}
 	blk := lb.next("block")
 	Label(blk)

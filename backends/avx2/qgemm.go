@@ -1,0 +1,38 @@
+//go:build amd64 && !purego
+
+package avx2
+
+import (
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/lmrun/lmrun/backends/internal/qgemm"
+)
+
+// useVNNI is whether MatMulQ8 runs the AVX-VNNI GEMM (the VEX-encoded VPDPBUSD on YMM
+// registers) for T ≥ minGemmT; tests clear it to check the other path too.
+var useVNNI = cpuid.CPU.Supports(cpuid.AVXVNNI)
+
+// minGemmT is the fewest tokens MatMulQ8 runs the GEMM for: below, repacking the rows
+// costs more than the matrix–vector kernels spend on the tokens.
+const minGemmT = 4
+
+// gemm is the 8-row × up to 4-token int8 GEMM (qgemmVx1..4, see package qgemm).
+var gemm = qgemm.Kernels{
+	Name: "avx2", Lanes: 8, Tokens: 4,
+	RepackQ8: repackQ8, RepackQ4: repackQ4,
+	Tile: tileV,
+}
+
+// tileV calls the tile kernel for nt tokens (1 ≤ nt ≤ 4).
+func tileV(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
+	switch nt {
+	case 1:
+		qgemmVx1(dst, ldd, w, x, xstride, nb)
+	case 2:
+		qgemmVx2(dst, ldd, w, x, xstride, nb)
+	case 3:
+		qgemmVx3(dst, ldd, w, x, xstride, nb)
+	default:
+		qgemmVx4(dst, ldd, w, x, xstride, nb)
+	}
+}
