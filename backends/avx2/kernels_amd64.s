@@ -7600,113 +7600,367 @@ readBW4_loop1:
 	RET
 
 // func repackQ8(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, MMX+
 TEXT ·repackQ8(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), AX
-	MOVQ AX, CX
-	MOVQ w+8(FP), DX
-	MOVQ rows+32(FP), BX
+	MOVQ         dst+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ldw+16(FP), DX
+	VMOVD        DX, X0
+	VPBROADCASTD X0, Y0
+	VPMULLD      iota16<>+0(SB), Y0, Y0
+	MOVQ         ldw+16(FP), DX
+	LEAQ         (DX)(DX*2), BX
+	LEAQ         (CX)(DX*4), SI
+	MOVQ         rows+32(FP), DI
+	LEAQ         tailmask<>+0(SB), R9
+	MOVQ         $0x00000008, R8
+	SUBQ         DI, R8
+	VMOVDQU      (R9)(R8*4), Y1
+	MOVQ         nb+24(FP), DI
 
-repackQ8_row1:
-	MOVQ AX, SI
-	MOVQ CX, DI
-	MOVQ DX, R8
-	MOVQ nb+24(FP), R9
-
-repackQ8_block2:
-	MOVWLZX (R8), R10
-	MOVW    R10, 256(DI)
-	MOVL    2(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, (SI)
-	MOVL    6(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 32(SI)
-	MOVL    10(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 64(SI)
-	MOVL    14(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 96(SI)
-	MOVL    18(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 128(SI)
-	MOVL    22(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 160(SI)
-	MOVL    26(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 192(SI)
-	MOVL    30(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 224(SI)
-	ADDQ    $0x00000120, SI
-	ADDQ    $0x00000120, DI
-	ADDQ    $0x22, R8
-	DECQ    R9
-	JNZ     repackQ8_block2
-	MOVQ    ldw+16(FP), SI
-	ADDQ    SI, DX
-	ADDQ    $0x04, AX
-	ADDQ    $0x02, CX
-	DECQ    BX
-	JNZ     repackQ8_row1
+repackQ8_block:
+	PREFETCHT0 512(CX)
+	PREFETCHT0 512(CX)(DX*1)
+	PREFETCHT0 512(CX)(DX*2)
+	PREFETCHT0 512(CX)(BX*1)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 512(SI)(DX*1)
+	PREFETCHT0 512(SI)(DX*2)
+	PREFETCHT0 512(SI)(BX*1)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, (CX)(Y0*1), Y2
+	VPAND      lo16<>+0(SB), Y2, Y2
+	VPACKUSDW  Y2, Y2, Y2
+	VPERMQ     $0x08, Y2, Y2
+	VMOVDQU    X2, 256(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 2(CX)(Y0*1), Y2
+	VPXOR      signbytes<>+0(SB), Y2, Y2
+	VMOVDQU    Y2, (AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 6(CX)(Y0*1), Y2
+	VPXOR      signbytes<>+0(SB), Y2, Y2
+	VMOVDQU    Y2, 32(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 10(CX)(Y0*1), Y2
+	VPXOR      signbytes<>+0(SB), Y2, Y2
+	VMOVDQU    Y2, 64(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 14(CX)(Y0*1), Y2
+	VPXOR      signbytes<>+0(SB), Y2, Y2
+	VMOVDQU    Y2, 96(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 18(CX)(Y0*1), Y2
+	VPXOR      signbytes<>+0(SB), Y2, Y2
+	VMOVDQU    Y2, 128(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 22(CX)(Y0*1), Y2
+	VPXOR      signbytes<>+0(SB), Y2, Y2
+	VMOVDQU    Y2, 160(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 26(CX)(Y0*1), Y2
+	VPXOR      signbytes<>+0(SB), Y2, Y2
+	VMOVDQU    Y2, 192(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 30(CX)(Y0*1), Y2
+	VPXOR      signbytes<>+0(SB), Y2, Y2
+	VMOVDQU    Y2, 224(AX)
+	ADDQ       $0x22, CX
+	ADDQ       $0x22, SI
+	ADDQ       $0x00000120, AX
+	DECQ       DI
+	JNZ        repackQ8_block
+	VZEROUPPER
 	RET
 
+DATA iota16<>+0(SB)/4, $0x00000000
+DATA iota16<>+4(SB)/4, $0x00000001
+DATA iota16<>+8(SB)/4, $0x00000002
+DATA iota16<>+12(SB)/4, $0x00000003
+DATA iota16<>+16(SB)/4, $0x00000004
+DATA iota16<>+20(SB)/4, $0x00000005
+DATA iota16<>+24(SB)/4, $0x00000006
+DATA iota16<>+28(SB)/4, $0x00000007
+DATA iota16<>+32(SB)/4, $0x00000008
+DATA iota16<>+36(SB)/4, $0x00000009
+DATA iota16<>+40(SB)/4, $0x0000000a
+DATA iota16<>+44(SB)/4, $0x0000000b
+DATA iota16<>+48(SB)/4, $0x0000000c
+DATA iota16<>+52(SB)/4, $0x0000000d
+DATA iota16<>+56(SB)/4, $0x0000000e
+DATA iota16<>+60(SB)/4, $0x0000000f
+GLOBL iota16<>(SB), RODATA|NOPTR, $64
+
+DATA lo16<>+0(SB)/4, $0x0000ffff
+DATA lo16<>+4(SB)/4, $0x0000ffff
+DATA lo16<>+8(SB)/4, $0x0000ffff
+DATA lo16<>+12(SB)/4, $0x0000ffff
+DATA lo16<>+16(SB)/4, $0x0000ffff
+DATA lo16<>+20(SB)/4, $0x0000ffff
+DATA lo16<>+24(SB)/4, $0x0000ffff
+DATA lo16<>+28(SB)/4, $0x0000ffff
+GLOBL lo16<>(SB), RODATA|NOPTR, $32
+
+DATA signbytes<>+0(SB)/4, $0x80808080
+DATA signbytes<>+4(SB)/4, $0x80808080
+DATA signbytes<>+8(SB)/4, $0x80808080
+DATA signbytes<>+12(SB)/4, $0x80808080
+DATA signbytes<>+16(SB)/4, $0x80808080
+DATA signbytes<>+20(SB)/4, $0x80808080
+DATA signbytes<>+24(SB)/4, $0x80808080
+DATA signbytes<>+28(SB)/4, $0x80808080
+GLOBL signbytes<>(SB), RODATA|NOPTR, $32
+
 // func repackQ4(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, MMX+
 TEXT ·repackQ4(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), AX
-	MOVQ AX, CX
-	MOVQ w+8(FP), DX
-	MOVQ rows+32(FP), BX
+	MOVQ         dst+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ldw+16(FP), DX
+	VMOVD        DX, X0
+	VPBROADCASTD X0, Y0
+	VPMULLD      iota16<>+0(SB), Y0, Y0
+	MOVQ         ldw+16(FP), DX
+	LEAQ         (DX)(DX*2), BX
+	LEAQ         (CX)(DX*4), SI
+	MOVQ         rows+32(FP), DI
+	LEAQ         tailmask<>+0(SB), R9
+	MOVQ         $0x00000008, R8
+	SUBQ         DI, R8
+	VMOVDQU      (R9)(R8*4), Y1
+	MOVQ         nb+24(FP), DI
 
-repackQ4_row1:
-	MOVQ AX, SI
-	MOVQ CX, DI
-	MOVQ DX, R8
-	MOVQ nb+24(FP), R9
+repackQ4_block:
+	PREFETCHT0 512(CX)
+	PREFETCHT0 512(CX)(DX*1)
+	PREFETCHT0 512(CX)(DX*2)
+	PREFETCHT0 512(CX)(BX*1)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 512(SI)(DX*1)
+	PREFETCHT0 512(SI)(DX*2)
+	PREFETCHT0 512(SI)(BX*1)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, (CX)(Y0*1), Y2
+	VPAND      lo16<>+0(SB), Y2, Y2
+	VPACKUSDW  Y2, Y2, Y2
+	VPERMQ     $0x08, Y2, Y2
+	VMOVDQU    X2, 256(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 2(CX)(Y0*1), Y2
+	VPAND      nibble<>+0(SB), Y2, Y3
+	VPSRLD     $0x04, Y2, Y2
+	VPAND      nibble<>+0(SB), Y2, Y2
+	VMOVDQU    Y3, (AX)
+	VMOVDQU    Y2, 128(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 6(CX)(Y0*1), Y2
+	VPAND      nibble<>+0(SB), Y2, Y3
+	VPSRLD     $0x04, Y2, Y2
+	VPAND      nibble<>+0(SB), Y2, Y2
+	VMOVDQU    Y3, 32(AX)
+	VMOVDQU    Y2, 160(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 10(CX)(Y0*1), Y2
+	VPAND      nibble<>+0(SB), Y2, Y3
+	VPSRLD     $0x04, Y2, Y2
+	VPAND      nibble<>+0(SB), Y2, Y2
+	VMOVDQU    Y3, 64(AX)
+	VMOVDQU    Y2, 192(AX)
+	VMOVDQA    Y1, Y3
+	VPXOR      Y2, Y2, Y2
+	VPGATHERDD Y3, 14(CX)(Y0*1), Y2
+	VPAND      nibble<>+0(SB), Y2, Y3
+	VPSRLD     $0x04, Y2, Y2
+	VPAND      nibble<>+0(SB), Y2, Y2
+	VMOVDQU    Y3, 96(AX)
+	VMOVDQU    Y2, 224(AX)
+	ADDQ       $0x12, CX
+	ADDQ       $0x12, SI
+	ADDQ       $0x00000120, AX
+	DECQ       DI
+	JNZ        repackQ4_block
+	VZEROUPPER
+	RET
 
-repackQ4_block2:
-	MOVWLZX (R8), R10
-	MOVW    R10, 256(DI)
-	MOVL    2(R8), R10
-	MOVL    R10, R11
-	ANDL    $0x0f0f0f0f, R10
-	SHRL    $0x04, R11
-	ANDL    $0x0f0f0f0f, R11
-	MOVL    R10, (SI)
-	MOVL    R11, 128(SI)
-	MOVL    6(R8), R10
-	MOVL    R10, R11
-	ANDL    $0x0f0f0f0f, R10
-	SHRL    $0x04, R11
-	ANDL    $0x0f0f0f0f, R11
-	MOVL    R10, 32(SI)
-	MOVL    R11, 160(SI)
-	MOVL    10(R8), R10
-	MOVL    R10, R11
-	ANDL    $0x0f0f0f0f, R10
-	SHRL    $0x04, R11
-	ANDL    $0x0f0f0f0f, R11
-	MOVL    R10, 64(SI)
-	MOVL    R11, 192(SI)
-	MOVL    14(R8), R10
-	MOVL    R10, R11
-	ANDL    $0x0f0f0f0f, R10
-	SHRL    $0x04, R11
-	ANDL    $0x0f0f0f0f, R11
-	MOVL    R10, 96(SI)
-	MOVL    R11, 224(SI)
-	ADDQ    $0x00000120, SI
-	ADDQ    $0x00000120, DI
-	ADDQ    $0x12, R8
-	DECQ    R9
-	JNZ     repackQ4_block2
-	MOVQ    ldw+16(FP), SI
-	ADDQ    SI, DX
-	ADDQ    $0x04, AX
-	ADDQ    $0x02, CX
-	DECQ    BX
-	JNZ     repackQ4_row1
+// func repackQ8Full(dst *byte, w *byte, ldw int, nb int)
+// Requires: AVX, AVX2, MMX+
+TEXT ·repackQ8Full(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ldw+16(FP), DX
+	LEAQ         (DX)(DX*2), BX
+	LEAQ         (CX)(DX*4), SI
+	VMOVD        DX, X0
+	VPBROADCASTD X0, Y0
+	VPMULLD      iota16<>+0(SB), Y0, Y0
+	MOVQ         $0x00000008, DI
+	LEAQ         tailmask<>+0(SB), R9
+	MOVQ         $0x00000008, R8
+	SUBQ         DI, R8
+	VMOVDQU      (R9)(R8*4), Y1
+	MOVQ         nb+24(FP), DI
+
+repackQ8Full_block:
+	PREFETCHT0  512(CX)
+	PREFETCHT0  512(CX)(DX*1)
+	PREFETCHT0  512(CX)(DX*2)
+	PREFETCHT0  512(CX)(BX*1)
+	PREFETCHT0  512(SI)
+	PREFETCHT0  512(SI)(DX*1)
+	PREFETCHT0  512(SI)(DX*2)
+	PREFETCHT0  512(SI)(BX*1)
+	VMOVDQA     Y1, Y3
+	VPXOR       Y2, Y2, Y2
+	VPGATHERDD  Y3, (CX)(Y0*1), Y2
+	VPAND       lo16<>+0(SB), Y2, Y2
+	VPACKUSDW   Y2, Y2, Y2
+	VPERMQ      $0x08, Y2, Y2
+	VMOVDQU     X2, 256(AX)
+	VMOVDQU     2(CX), Y2
+	VMOVDQU     2(CX)(DX*1), Y3
+	VMOVDQU     2(CX)(DX*2), Y4
+	VMOVDQU     2(CX)(BX*1), Y5
+	VMOVDQU     2(SI), Y6
+	VMOVDQU     2(SI)(DX*1), Y7
+	VMOVDQU     2(SI)(DX*2), Y8
+	VMOVDQU     2(SI)(BX*1), Y9
+	VPUNPCKLDQ  Y3, Y2, Y10
+	VPUNPCKHDQ  Y3, Y2, Y2
+	VPUNPCKLDQ  Y5, Y4, Y3
+	VPUNPCKHDQ  Y5, Y4, Y4
+	VPUNPCKLQDQ Y3, Y10, Y5
+	VPUNPCKHQDQ Y3, Y10, Y3
+	VPUNPCKLQDQ Y4, Y2, Y10
+	VPUNPCKHQDQ Y4, Y2, Y2
+	VPUNPCKLDQ  Y7, Y6, Y4
+	VPUNPCKHDQ  Y7, Y6, Y6
+	VPUNPCKLDQ  Y9, Y8, Y7
+	VPUNPCKHDQ  Y9, Y8, Y8
+	VPUNPCKLQDQ Y7, Y4, Y9
+	VPUNPCKHQDQ Y7, Y4, Y4
+	VPUNPCKLQDQ Y8, Y6, Y7
+	VPUNPCKHQDQ Y8, Y6, Y6
+	VPERM2I128  $0x20, Y9, Y5, Y8
+	VPERM2I128  $0x31, Y9, Y5, Y5
+	VPXOR       signbytes<>+0(SB), Y8, Y8
+	VPXOR       signbytes<>+0(SB), Y5, Y5
+	VMOVDQU     Y8, (AX)
+	VMOVDQU     Y5, 128(AX)
+	VPERM2I128  $0x20, Y4, Y3, Y5
+	VPERM2I128  $0x31, Y4, Y3, Y3
+	VPXOR       signbytes<>+0(SB), Y5, Y5
+	VPXOR       signbytes<>+0(SB), Y3, Y3
+	VMOVDQU     Y5, 32(AX)
+	VMOVDQU     Y3, 160(AX)
+	VPERM2I128  $0x20, Y7, Y10, Y3
+	VPERM2I128  $0x31, Y7, Y10, Y4
+	VPXOR       signbytes<>+0(SB), Y3, Y3
+	VPXOR       signbytes<>+0(SB), Y4, Y4
+	VMOVDQU     Y3, 64(AX)
+	VMOVDQU     Y4, 192(AX)
+	VPERM2I128  $0x20, Y6, Y2, Y3
+	VPERM2I128  $0x31, Y6, Y2, Y2
+	VPXOR       signbytes<>+0(SB), Y3, Y3
+	VPXOR       signbytes<>+0(SB), Y2, Y2
+	VMOVDQU     Y3, 96(AX)
+	VMOVDQU     Y2, 224(AX)
+	ADDQ        $0x22, CX
+	ADDQ        $0x22, SI
+	ADDQ        $0x00000120, AX
+	DECQ        DI
+	JNZ         repackQ8Full_block
+	VZEROUPPER
+	RET
+
+// func repackQ4Full(dst *byte, w *byte, ldw int, nb int)
+// Requires: AVX, AVX2, MMX+
+TEXT ·repackQ4Full(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ldw+16(FP), DX
+	LEAQ         (DX)(DX*2), BX
+	LEAQ         (CX)(DX*4), SI
+	VMOVD        DX, X0
+	VPBROADCASTD X0, Y0
+	VPMULLD      iota16<>+0(SB), Y0, Y0
+	MOVQ         $0x00000008, DI
+	LEAQ         tailmask<>+0(SB), R9
+	MOVQ         $0x00000008, R8
+	SUBQ         DI, R8
+	VMOVDQU      (R9)(R8*4), Y1
+	MOVQ         nb+24(FP), DI
+
+repackQ4Full_block:
+	PREFETCHT0  512(CX)
+	PREFETCHT0  512(CX)(DX*1)
+	PREFETCHT0  512(CX)(DX*2)
+	PREFETCHT0  512(CX)(BX*1)
+	PREFETCHT0  512(SI)
+	PREFETCHT0  512(SI)(DX*1)
+	PREFETCHT0  512(SI)(DX*2)
+	PREFETCHT0  512(SI)(BX*1)
+	VMOVDQA     Y1, Y3
+	VPXOR       Y2, Y2, Y2
+	VPGATHERDD  Y3, (CX)(Y0*1), Y2
+	VPAND       lo16<>+0(SB), Y2, Y2
+	VPACKUSDW   Y2, Y2, Y2
+	VPERMQ      $0x08, Y2, Y2
+	VMOVDQU     X2, 256(AX)
+	VMOVDQU     2(CX), X4
+	VINSERTI128 $0x01, 2(SI), Y4, Y4
+	VMOVDQU     2(CX)(DX*1), X5
+	VINSERTI128 $0x01, 2(SI)(DX*1), Y5, Y5
+	VMOVDQU     2(CX)(DX*2), X6
+	VINSERTI128 $0x01, 2(SI)(DX*2), Y6, Y6
+	VMOVDQU     2(CX)(BX*1), X7
+	VINSERTI128 $0x01, 2(SI)(BX*1), Y7, Y7
+	VPUNPCKLDQ  Y5, Y4, Y2
+	VPUNPCKHDQ  Y5, Y4, Y3
+	VPUNPCKLDQ  Y7, Y6, Y8
+	VPUNPCKHDQ  Y7, Y6, Y9
+	VPUNPCKLQDQ Y8, Y2, Y10
+	VPUNPCKHQDQ Y8, Y2, Y2
+	VPUNPCKLQDQ Y9, Y3, Y8
+	VPUNPCKHQDQ Y9, Y3, Y3
+	VPAND       nibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
+	VPAND       nibble<>+0(SB), Y10, Y10
+	VMOVDQU     Y9, (AX)
+	VMOVDQU     Y10, 128(AX)
+	VPAND       nibble<>+0(SB), Y2, Y9
+	VPSRLD      $0x04, Y2, Y2
+	VPAND       nibble<>+0(SB), Y2, Y2
+	VMOVDQU     Y9, 32(AX)
+	VMOVDQU     Y2, 160(AX)
+	VPAND       nibble<>+0(SB), Y8, Y2
+	VPSRLD      $0x04, Y8, Y8
+	VPAND       nibble<>+0(SB), Y8, Y8
+	VMOVDQU     Y2, 64(AX)
+	VMOVDQU     Y8, 192(AX)
+	VPAND       nibble<>+0(SB), Y3, Y2
+	VPSRLD      $0x04, Y3, Y3
+	VPAND       nibble<>+0(SB), Y3, Y3
+	VMOVDQU     Y2, 96(AX)
+	VMOVDQU     Y3, 224(AX)
+	ADDQ        $0x12, CX
+	ADDQ        $0x12, SI
+	ADDQ        $0x00000120, AX
+	DECQ        DI
+	JNZ         repackQ4Full_block
+	VZEROUPPER
 	RET
 
 // func qgemmVx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)

@@ -12,14 +12,16 @@ import (
 // registers) for T ≥ minGemmT; tests clear it to check the other path too.
 var useVNNI = cpuid.CPU.Supports(cpuid.AVXVNNI)
 
-// minGemmT is the fewest tokens MatMulQ8 runs the GEMM for: below, repacking the rows
-// costs more than the matrix–vector kernels spend on the tokens.
-const minGemmT = 4
+// minGemmT is the fewest tokens MatMulQ8 runs the GEMM for: at T = 1 the matrix–vector
+// kernels stream the weights faster than the repack does; from T = 2 the GEMM is ahead
+// (2048×768, one thread: T = 2 q8_0 1.2×, q4_0 2×; T = 8 2–4×).
+const minGemmT = 2
 
 // gemm is the 8-row × up to 4-token int8 GEMM (qgemmVx1..4, see package qgemm).
 var gemm = qgemm.Kernels{
 	Name: "avx2", Lanes: 8, Tokens: 4,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
+	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile: tileV,
 }
 

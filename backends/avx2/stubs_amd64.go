@@ -300,21 +300,31 @@ func readBW2(p *float32, n int) float32
 //go:noescape
 func readBW4(p *float32, n int) float32
 
-// repackQ8 repacks rows 0 ≤ r < rows (≤ 8) of nb blocks of the q8_0 matrix at w (rows ldw
-// bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
+// repackQ8 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 8) of nb blocks of the q8_0 matrix at w (rows
+// ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
 // quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),
-// then the rows' f16 scales.
+// then the rows' f16 scales; the lanes of rows ≥ rows are zero.
 //
 //go:noescape
 func repackQ8(dst *byte, w *byte, ldw int, nb int, rows int)
 
-// repackQ4 repacks rows 0 ≤ r < rows (≤ 8) of nb blocks of the q4_0 matrix at w (rows ldw
-// bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
+// repackQ4 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 8) of nb blocks of the q4_0 matrix at w (rows
+// ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
 // quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),
-// then the rows' f16 scales.
+// then the rows' f16 scales; the lanes of rows ≥ rows are zero.
 //
 //go:noescape
 func repackQ4(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// repackQ8Full is repackQ8 for rows = 8, by a transpose in registers.
+//
+//go:noescape
+func repackQ8Full(dst *byte, w *byte, ldw int, nb int)
+
+// repackQ4Full is repackQ4 for rows = 8, by a transpose in registers.
+//
+//go:noescape
+func repackQ4Full(dst *byte, w *byte, ldw int, nb int)
 
 // qgemmVx1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 1 of the prepared activation blocks x (token t of block b at

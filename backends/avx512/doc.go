@@ -14,7 +14,7 @@
 // masked tail in one masked step, the halves added and reduced pairwise as avx2 does —
 // so its results equal avx2's bit for bit, for every T, shape and row split.
 //
-// MatMulQ8 on q8_0 and q4_0 weights for 4 or more tokens, on CPUs with AVX512_VNNI, is an
+// MatMulQ8 on q8_0 and q4_0 weights for 2 or more tokens, on CPUs with AVX512_VNNI, is an
 // int8 GEMM (package backends/internal/qgemm): groups of 16 rows repacked so that one
 // VPDPBUSD with a broadcast activation dword adds four quants of all 16 rows, tiles of
 // up to 8 tokens, no horizontal sums; each (row, token) sum is taken as the reference

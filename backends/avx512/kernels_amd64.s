@@ -5940,113 +5940,422 @@ fmaLoop_loop1:
 	RET
 
 // func repackQ8(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX512F, MMX+
 TEXT ·repackQ8(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), AX
-	MOVQ AX, CX
-	MOVQ w+8(FP), DX
-	MOVQ rows+32(FP), BX
+	MOVQ         dst+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ldw+16(FP), DX
+	VPBROADCASTD DX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVQ         ldw+16(FP), DX
+	LEAQ         (DX)(DX*2), BX
+	LEAQ         (CX)(DX*4), SI
+	LEAQ         (SI)(DX*4), DI
+	LEAQ         (DI)(DX*4), R8
+	MOVQ         rows+32(FP), R9
+	LEAQ         rowmasks<>+0(SB), R10
+	MOVQ         nb+24(FP), R11
 
-repackQ8_row1:
-	MOVQ AX, SI
-	MOVQ CX, DI
-	MOVQ DX, R8
-	MOVQ nb+24(FP), R9
-
-repackQ8_block2:
-	MOVWLZX (R8), R10
-	MOVW    R10, 512(DI)
-	MOVL    2(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, (SI)
-	MOVL    6(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 64(SI)
-	MOVL    10(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 128(SI)
-	MOVL    14(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 192(SI)
-	MOVL    18(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 256(SI)
-	MOVL    22(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 320(SI)
-	MOVL    26(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 384(SI)
-	MOVL    30(R8), R10
-	XORL    $0x80808080, R10
-	MOVL    R10, 448(SI)
-	ADDQ    $0x00000240, SI
-	ADDQ    $0x00000240, DI
-	ADDQ    $0x22, R8
-	DECQ    R9
-	JNZ     repackQ8_block2
-	MOVQ    ldw+16(FP), SI
-	ADDQ    SI, DX
-	ADDQ    $0x04, AX
-	ADDQ    $0x02, CX
-	DECQ    BX
-	JNZ     repackQ8_row1
+repackQ8_block:
+	PREFETCHT0  512(CX)
+	PREFETCHT0  512(CX)(DX*1)
+	PREFETCHT0  512(CX)(DX*2)
+	PREFETCHT0  512(CX)(BX*1)
+	PREFETCHT0  512(SI)
+	PREFETCHT0  512(SI)(DX*1)
+	PREFETCHT0  512(SI)(DX*2)
+	PREFETCHT0  512(SI)(BX*1)
+	PREFETCHT0  512(DI)
+	PREFETCHT0  512(DI)(DX*1)
+	PREFETCHT0  512(DI)(DX*2)
+	PREFETCHT0  512(DI)(BX*1)
+	PREFETCHT0  512(R8)
+	PREFETCHT0  512(R8)(DX*1)
+	PREFETCHT0  512(R8)(DX*2)
+	PREFETCHT0  512(R8)(BX*1)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  (CX)(Z0*1), K1, Z1
+	VPMOVDW     Z1, 512(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  2(CX)(Z0*1), K1, Z1
+	VPXORD.BCST signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32   Z1, (AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  6(CX)(Z0*1), K1, Z1
+	VPXORD.BCST signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32   Z1, 64(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  10(CX)(Z0*1), K1, Z1
+	VPXORD.BCST signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32   Z1, 128(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  14(CX)(Z0*1), K1, Z1
+	VPXORD.BCST signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32   Z1, 192(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  18(CX)(Z0*1), K1, Z1
+	VPXORD.BCST signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32   Z1, 256(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  22(CX)(Z0*1), K1, Z1
+	VPXORD.BCST signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32   Z1, 320(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  26(CX)(Z0*1), K1, Z1
+	VPXORD.BCST signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32   Z1, 384(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  30(CX)(Z0*1), K1, Z1
+	VPXORD.BCST signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32   Z1, 448(AX)
+	ADDQ        $0x22, CX
+	ADDQ        $0x22, SI
+	ADDQ        $0x22, DI
+	ADDQ        $0x22, R8
+	ADDQ        $0x00000240, AX
+	DECQ        R11
+	JNZ         repackQ8_block
+	VZEROUPPER
 	RET
 
+DATA iota16<>+0(SB)/4, $0x00000000
+DATA iota16<>+4(SB)/4, $0x00000001
+DATA iota16<>+8(SB)/4, $0x00000002
+DATA iota16<>+12(SB)/4, $0x00000003
+DATA iota16<>+16(SB)/4, $0x00000004
+DATA iota16<>+20(SB)/4, $0x00000005
+DATA iota16<>+24(SB)/4, $0x00000006
+DATA iota16<>+28(SB)/4, $0x00000007
+DATA iota16<>+32(SB)/4, $0x00000008
+DATA iota16<>+36(SB)/4, $0x00000009
+DATA iota16<>+40(SB)/4, $0x0000000a
+DATA iota16<>+44(SB)/4, $0x0000000b
+DATA iota16<>+48(SB)/4, $0x0000000c
+DATA iota16<>+52(SB)/4, $0x0000000d
+DATA iota16<>+56(SB)/4, $0x0000000e
+DATA iota16<>+60(SB)/4, $0x0000000f
+GLOBL iota16<>(SB), RODATA|NOPTR, $64
+
+DATA rowmasks<>+0(SB)/2, $0x0000
+DATA rowmasks<>+2(SB)/2, $0x0001
+DATA rowmasks<>+4(SB)/2, $0x0003
+DATA rowmasks<>+6(SB)/2, $0x0007
+DATA rowmasks<>+8(SB)/2, $0x000f
+DATA rowmasks<>+10(SB)/2, $0x001f
+DATA rowmasks<>+12(SB)/2, $0x003f
+DATA rowmasks<>+14(SB)/2, $0x007f
+DATA rowmasks<>+16(SB)/2, $0x00ff
+DATA rowmasks<>+18(SB)/2, $0x01ff
+DATA rowmasks<>+20(SB)/2, $0x03ff
+DATA rowmasks<>+22(SB)/2, $0x07ff
+DATA rowmasks<>+24(SB)/2, $0x0fff
+DATA rowmasks<>+26(SB)/2, $0x1fff
+DATA rowmasks<>+28(SB)/2, $0x3fff
+DATA rowmasks<>+30(SB)/2, $0x7fff
+DATA rowmasks<>+32(SB)/2, $0xffff
+GLOBL rowmasks<>(SB), RODATA|NOPTR, $34
+
+DATA signbytes<>+0(SB)/4, $0x80808080
+DATA signbytes<>+4(SB)/4, $0x80808080
+DATA signbytes<>+8(SB)/4, $0x80808080
+DATA signbytes<>+12(SB)/4, $0x80808080
+DATA signbytes<>+16(SB)/4, $0x80808080
+DATA signbytes<>+20(SB)/4, $0x80808080
+DATA signbytes<>+24(SB)/4, $0x80808080
+DATA signbytes<>+28(SB)/4, $0x80808080
+GLOBL signbytes<>(SB), RODATA|NOPTR, $32
+
 // func repackQ4(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX512F, MMX+
 TEXT ·repackQ4(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), AX
-	MOVQ AX, CX
-	MOVQ w+8(FP), DX
-	MOVQ rows+32(FP), BX
+	MOVQ         dst+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ldw+16(FP), DX
+	VPBROADCASTD DX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVQ         ldw+16(FP), DX
+	LEAQ         (DX)(DX*2), BX
+	LEAQ         (CX)(DX*4), SI
+	LEAQ         (SI)(DX*4), DI
+	LEAQ         (DI)(DX*4), R8
+	MOVQ         rows+32(FP), R9
+	LEAQ         rowmasks<>+0(SB), R10
+	MOVQ         nb+24(FP), R11
 
-repackQ4_row1:
-	MOVQ AX, SI
-	MOVQ CX, DI
-	MOVQ DX, R8
-	MOVQ nb+24(FP), R9
+repackQ4_block:
+	PREFETCHT0  512(CX)
+	PREFETCHT0  512(CX)(DX*1)
+	PREFETCHT0  512(CX)(DX*2)
+	PREFETCHT0  512(CX)(BX*1)
+	PREFETCHT0  512(SI)
+	PREFETCHT0  512(SI)(DX*1)
+	PREFETCHT0  512(SI)(DX*2)
+	PREFETCHT0  512(SI)(BX*1)
+	PREFETCHT0  512(DI)
+	PREFETCHT0  512(DI)(DX*1)
+	PREFETCHT0  512(DI)(DX*2)
+	PREFETCHT0  512(DI)(BX*1)
+	PREFETCHT0  512(R8)
+	PREFETCHT0  512(R8)(DX*1)
+	PREFETCHT0  512(R8)(DX*2)
+	PREFETCHT0  512(R8)(BX*1)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  (CX)(Z0*1), K1, Z1
+	VPMOVDW     Z1, 512(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  2(CX)(Z0*1), K1, Z1
+	VPANDD.BCST nibble<>+0(SB), Z1, Z2
+	VPSRLD      $0x04, Z1, Z1
+	VPANDD.BCST nibble<>+0(SB), Z1, Z1
+	VMOVDQU32   Z2, (AX)
+	VMOVDQU32   Z1, 256(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  6(CX)(Z0*1), K1, Z1
+	VPANDD.BCST nibble<>+0(SB), Z1, Z2
+	VPSRLD      $0x04, Z1, Z1
+	VPANDD.BCST nibble<>+0(SB), Z1, Z1
+	VMOVDQU32   Z2, 64(AX)
+	VMOVDQU32   Z1, 320(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  10(CX)(Z0*1), K1, Z1
+	VPANDD.BCST nibble<>+0(SB), Z1, Z2
+	VPSRLD      $0x04, Z1, Z1
+	VPANDD.BCST nibble<>+0(SB), Z1, Z1
+	VMOVDQU32   Z2, 128(AX)
+	VMOVDQU32   Z1, 384(AX)
+	KMOVW       (R10)(R9*2), K1
+	VMOVDQU32   zeros<>+0(SB), Z1
+	VPGATHERDD  14(CX)(Z0*1), K1, Z1
+	VPANDD.BCST nibble<>+0(SB), Z1, Z2
+	VPSRLD      $0x04, Z1, Z1
+	VPANDD.BCST nibble<>+0(SB), Z1, Z1
+	VMOVDQU32   Z2, 192(AX)
+	VMOVDQU32   Z1, 448(AX)
+	ADDQ        $0x12, CX
+	ADDQ        $0x12, SI
+	ADDQ        $0x12, DI
+	ADDQ        $0x12, R8
+	ADDQ        $0x00000240, AX
+	DECQ        R11
+	JNZ         repackQ4_block
+	VZEROUPPER
+	RET
 
-repackQ4_block2:
-	MOVWLZX (R8), R10
-	MOVW    R10, 512(DI)
-	MOVL    2(R8), R10
-	MOVL    R10, R11
-	ANDL    $0x0f0f0f0f, R10
-	SHRL    $0x04, R11
-	ANDL    $0x0f0f0f0f, R11
-	MOVL    R10, (SI)
-	MOVL    R11, 256(SI)
-	MOVL    6(R8), R10
-	MOVL    R10, R11
-	ANDL    $0x0f0f0f0f, R10
-	SHRL    $0x04, R11
-	ANDL    $0x0f0f0f0f, R11
-	MOVL    R10, 64(SI)
-	MOVL    R11, 320(SI)
-	MOVL    10(R8), R10
-	MOVL    R10, R11
-	ANDL    $0x0f0f0f0f, R10
-	SHRL    $0x04, R11
-	ANDL    $0x0f0f0f0f, R11
-	MOVL    R10, 128(SI)
-	MOVL    R11, 384(SI)
-	MOVL    14(R8), R10
-	MOVL    R10, R11
-	ANDL    $0x0f0f0f0f, R10
-	SHRL    $0x04, R11
-	ANDL    $0x0f0f0f0f, R11
-	MOVL    R10, 192(SI)
-	MOVL    R11, 448(SI)
-	ADDQ    $0x00000240, SI
-	ADDQ    $0x00000240, DI
-	ADDQ    $0x12, R8
-	DECQ    R9
-	JNZ     repackQ4_block2
-	MOVQ    ldw+16(FP), SI
-	ADDQ    SI, DX
-	ADDQ    $0x04, AX
-	ADDQ    $0x02, CX
-	DECQ    BX
-	JNZ     repackQ4_row1
+DATA nibble<>+0(SB)/4, $0x0f0f0f0f
+DATA nibble<>+4(SB)/4, $0x0f0f0f0f
+DATA nibble<>+8(SB)/4, $0x0f0f0f0f
+DATA nibble<>+12(SB)/4, $0x0f0f0f0f
+DATA nibble<>+16(SB)/4, $0x0f0f0f0f
+DATA nibble<>+20(SB)/4, $0x0f0f0f0f
+DATA nibble<>+24(SB)/4, $0x0f0f0f0f
+DATA nibble<>+28(SB)/4, $0x0f0f0f0f
+GLOBL nibble<>(SB), RODATA|NOPTR, $32
+
+// func repackQ8Full(dst *byte, w *byte, ldw int, nb int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·repackQ8Full(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ldw+16(FP), DX
+	LEAQ         (DX)(DX*2), BX
+	LEAQ         (CX)(DX*4), SI
+	LEAQ         (SI)(DX*4), DI
+	LEAQ         (DI)(DX*4), R8
+	VPBROADCASTD DX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVQ         $0x00000010, R9
+	LEAQ         rowmasks<>+0(SB), R10
+	MOVQ         nb+24(FP), R11
+
+repackQ8Full_block:
+	PREFETCHT0   512(CX)
+	PREFETCHT0   512(CX)(DX*1)
+	PREFETCHT0   512(CX)(DX*2)
+	PREFETCHT0   512(CX)(BX*1)
+	PREFETCHT0   512(SI)
+	PREFETCHT0   512(SI)(DX*1)
+	PREFETCHT0   512(SI)(DX*2)
+	PREFETCHT0   512(SI)(BX*1)
+	PREFETCHT0   512(DI)
+	PREFETCHT0   512(DI)(DX*1)
+	PREFETCHT0   512(DI)(DX*2)
+	PREFETCHT0   512(DI)(BX*1)
+	PREFETCHT0   512(R8)
+	PREFETCHT0   512(R8)(DX*1)
+	PREFETCHT0   512(R8)(DX*2)
+	PREFETCHT0   512(R8)(BX*1)
+	KMOVW        (R10)(R9*2), K1
+	VMOVDQU32    zeros<>+0(SB), Z1
+	VPGATHERDD   (CX)(Z0*1), K1, Z1
+	VPMOVDW      Z1, 512(AX)
+	VMOVDQU32    2(CX), Y2
+	VINSERTI64X4 $0x01, 2(SI), Z2, Z2
+	VMOVDQU32    2(CX)(DX*1), Y3
+	VINSERTI64X4 $0x01, 2(SI)(DX*1), Z3, Z3
+	VMOVDQU32    2(CX)(DX*2), Y4
+	VINSERTI64X4 $0x01, 2(SI)(DX*2), Z4, Z4
+	VMOVDQU32    2(CX)(BX*1), Y5
+	VINSERTI64X4 $0x01, 2(SI)(BX*1), Z5, Z5
+	VMOVDQU32    2(DI), Y6
+	VINSERTI64X4 $0x01, 2(R8), Z6, Z6
+	VMOVDQU32    2(DI)(DX*1), Y7
+	VINSERTI64X4 $0x01, 2(R8)(DX*1), Z7, Z7
+	VMOVDQU32    2(DI)(DX*2), Y8
+	VINSERTI64X4 $0x01, 2(R8)(DX*2), Z8, Z8
+	VMOVDQU32    2(DI)(BX*1), Y9
+	VINSERTI64X4 $0x01, 2(R8)(BX*1), Z9, Z9
+	VPUNPCKLDQ   Z3, Z2, Z1
+	VPUNPCKHDQ   Z3, Z2, Z10
+	VPUNPCKLDQ   Z5, Z4, Z11
+	VPUNPCKHDQ   Z5, Z4, Z12
+	VPUNPCKLQDQ  Z11, Z1, Z13
+	VPUNPCKHQDQ  Z11, Z1, Z1
+	VPUNPCKLQDQ  Z12, Z10, Z11
+	VPUNPCKHQDQ  Z12, Z10, Z10
+	VPUNPCKLDQ   Z7, Z6, Z12
+	VPUNPCKHDQ   Z7, Z6, Z14
+	VPUNPCKLDQ   Z9, Z8, Z15
+	VPUNPCKHDQ   Z9, Z8, Z16
+	VPUNPCKLQDQ  Z15, Z12, Z17
+	VPUNPCKHQDQ  Z15, Z12, Z12
+	VPUNPCKLQDQ  Z16, Z14, Z15
+	VPUNPCKHQDQ  Z16, Z14, Z14
+	VSHUFI32X4   $0x88, Z17, Z13, Z16
+	VSHUFI32X4   $0xdd, Z17, Z13, Z13
+	VPXORD.BCST  signbytes<>+0(SB), Z16, Z16
+	VPXORD.BCST  signbytes<>+0(SB), Z13, Z13
+	VMOVDQU32    Z16, (AX)
+	VMOVDQU32    Z13, 256(AX)
+	VSHUFI32X4   $0x88, Z12, Z1, Z13
+	VSHUFI32X4   $0xdd, Z12, Z1, Z1
+	VPXORD.BCST  signbytes<>+0(SB), Z13, Z13
+	VPXORD.BCST  signbytes<>+0(SB), Z1, Z1
+	VMOVDQU32    Z13, 64(AX)
+	VMOVDQU32    Z1, 320(AX)
+	VSHUFI32X4   $0x88, Z15, Z11, Z1
+	VSHUFI32X4   $0xdd, Z15, Z11, Z11
+	VPXORD.BCST  signbytes<>+0(SB), Z1, Z1
+	VPXORD.BCST  signbytes<>+0(SB), Z11, Z11
+	VMOVDQU32    Z1, 128(AX)
+	VMOVDQU32    Z11, 384(AX)
+	VSHUFI32X4   $0x88, Z14, Z10, Z1
+	VSHUFI32X4   $0xdd, Z14, Z10, Z10
+	VPXORD.BCST  signbytes<>+0(SB), Z1, Z1
+	VPXORD.BCST  signbytes<>+0(SB), Z10, Z10
+	VMOVDQU32    Z1, 192(AX)
+	VMOVDQU32    Z10, 448(AX)
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x22, R8
+	ADDQ         $0x00000240, AX
+	DECQ         R11
+	JNZ          repackQ8Full_block
+	VZEROUPPER
+	RET
+
+// func repackQ4Full(dst *byte, w *byte, ldw int, nb int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·repackQ4Full(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ldw+16(FP), DX
+	LEAQ         (DX)(DX*2), BX
+	LEAQ         (CX)(DX*4), SI
+	LEAQ         (SI)(DX*4), DI
+	LEAQ         (DI)(DX*4), R8
+	VPBROADCASTD DX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVQ         $0x00000010, R9
+	LEAQ         rowmasks<>+0(SB), R10
+	MOVQ         nb+24(FP), R11
+
+repackQ4Full_block:
+	PREFETCHT0   512(CX)
+	PREFETCHT0   512(CX)(DX*1)
+	PREFETCHT0   512(CX)(DX*2)
+	PREFETCHT0   512(CX)(BX*1)
+	PREFETCHT0   512(SI)
+	PREFETCHT0   512(SI)(DX*1)
+	PREFETCHT0   512(SI)(DX*2)
+	PREFETCHT0   512(SI)(BX*1)
+	PREFETCHT0   512(DI)
+	PREFETCHT0   512(DI)(DX*1)
+	PREFETCHT0   512(DI)(DX*2)
+	PREFETCHT0   512(DI)(BX*1)
+	PREFETCHT0   512(R8)
+	PREFETCHT0   512(R8)(DX*1)
+	PREFETCHT0   512(R8)(DX*2)
+	PREFETCHT0   512(R8)(BX*1)
+	KMOVW        (R10)(R9*2), K1
+	VMOVDQU32    zeros<>+0(SB), Z1
+	VPGATHERDD   (CX)(Z0*1), K1, Z1
+	VPMOVDW      Z1, 512(AX)
+	VMOVDQU32    2(CX), X2
+	VINSERTI32X4 $0x01, 2(SI), Z2, Z2
+	VINSERTI32X4 $0x02, 2(DI), Z2, Z2
+	VINSERTI32X4 $0x03, 2(R8), Z2, Z2
+	VMOVDQU32    2(CX)(DX*1), X3
+	VINSERTI32X4 $0x01, 2(SI)(DX*1), Z3, Z3
+	VINSERTI32X4 $0x02, 2(DI)(DX*1), Z3, Z3
+	VINSERTI32X4 $0x03, 2(R8)(DX*1), Z3, Z3
+	VMOVDQU32    2(CX)(DX*2), X4
+	VINSERTI32X4 $0x01, 2(SI)(DX*2), Z4, Z4
+	VINSERTI32X4 $0x02, 2(DI)(DX*2), Z4, Z4
+	VINSERTI32X4 $0x03, 2(R8)(DX*2), Z4, Z4
+	VMOVDQU32    2(CX)(BX*1), X5
+	VINSERTI32X4 $0x01, 2(SI)(BX*1), Z5, Z5
+	VINSERTI32X4 $0x02, 2(DI)(BX*1), Z5, Z5
+	VINSERTI32X4 $0x03, 2(R8)(BX*1), Z5, Z5
+	VPUNPCKLDQ   Z3, Z2, Z1
+	VPUNPCKHDQ   Z3, Z2, Z6
+	VPUNPCKLDQ   Z5, Z4, Z7
+	VPUNPCKHDQ   Z5, Z4, Z8
+	VPUNPCKLQDQ  Z7, Z1, Z9
+	VPUNPCKHQDQ  Z7, Z1, Z1
+	VPUNPCKLQDQ  Z8, Z6, Z7
+	VPUNPCKHQDQ  Z8, Z6, Z6
+	VPANDD.BCST  nibble<>+0(SB), Z9, Z8
+	VPSRLD       $0x04, Z9, Z9
+	VPANDD.BCST  nibble<>+0(SB), Z9, Z9
+	VMOVDQU32    Z8, (AX)
+	VMOVDQU32    Z9, 256(AX)
+	VPANDD.BCST  nibble<>+0(SB), Z1, Z8
+	VPSRLD       $0x04, Z1, Z1
+	VPANDD.BCST  nibble<>+0(SB), Z1, Z1
+	VMOVDQU32    Z8, 64(AX)
+	VMOVDQU32    Z1, 320(AX)
+	VPANDD.BCST  nibble<>+0(SB), Z7, Z1
+	VPSRLD       $0x04, Z7, Z7
+	VPANDD.BCST  nibble<>+0(SB), Z7, Z7
+	VMOVDQU32    Z1, 128(AX)
+	VMOVDQU32    Z7, 384(AX)
+	VPANDD.BCST  nibble<>+0(SB), Z6, Z1
+	VPSRLD       $0x04, Z6, Z6
+	VPANDD.BCST  nibble<>+0(SB), Z6, Z6
+	VMOVDQU32    Z1, 192(AX)
+	VMOVDQU32    Z6, 448(AX)
+	ADDQ         $0x12, CX
+	ADDQ         $0x12, SI
+	ADDQ         $0x12, DI
+	ADDQ         $0x12, R8
+	ADDQ         $0x00000240, AX
+	DECQ         R11
+	JNZ          repackQ4Full_block
+	VZEROUPPER
 	RET
 
 // func qgemmZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)

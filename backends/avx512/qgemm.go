@@ -17,6 +17,7 @@ var useVNNI = cpuid.CPU.Supports(cpuid.AVX512VNNI)
 var gemm = qgemm.Kernels{
 	Name: "avx512", Lanes: 16, Tokens: 8,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
+	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile: tileZ,
 }
 
@@ -42,12 +43,13 @@ func tileZ(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 	}
 }
 
-// minGemmT is the fewest tokens MatMulQ8 runs the GEMM for: below, repacking the rows
-// costs more than avx2's kernels spend on the tokens (2048×768 q8_0, one thread: T = 2
-// 1.2× slower, T = 4 even, T = 8 2.4× faster, T = 128 5× faster).
-const minGemmT = 4
+// minGemmT is the fewest tokens MatMulQ8 runs the GEMM for. At T = 1 avx2's
+// matrix–vector kernels stream the weights faster than the repack does (8192×4096 from
+// DRAM, one thread: q8_0 1.4–2.4 ms against 1.9–3.5 ms); from T = 2 the GEMM is ahead
+// (2048×768: q8_0 1.2–1.4×, q4_0 2.5×; T = 8 2.5–3×, T = 128 ~5×).
+const minGemmT = 2
 
-// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ minGemmT, with
+// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ minGemmT (2), with
 // AVX512_VNNI, the int8 GEMM of package qgemm (16 rows × up to 8 tokens in ZMM
 // registers, VPDPBUSD; the reference's results bit for bit); otherwise avx2's MatMulQ8.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {

@@ -4,8 +4,11 @@
 //
 // A group of Lanes rows is repacked once into scratch — per 32-quant block, vector k
 // holds in dword lane r the quants 4k..4k+3 of row r as unsigned bytes u = w + off (off
-// = 128 for q8_0, 8 for q4_0), then the rows' f16 scales — and every token is swept over
-// it, up to Tokens tokens per kernel call. The activations are prepared once per product:
+// = 128 for q8_0, 8 for q4_0), then the rows' f16 scales; a transpose in registers for
+// whole groups, gathers for a last group of fewer rows — and every token is swept over
+// it, up to Tokens tokens per kernel call. A row range of at least Lanes rows ends with
+// a whole group that overlaps the one before (those rows are computed twice, to the
+// same bits). The activations are prepared once per product:
 // per block and token their 32 quants, dx widened to float32 and −off·Σx, so that one
 // VPDPBUSD per four quants leaves in each lane the block's exact integer dot product s.
 // Each (row, token) result is summed as the reference sums it,
@@ -39,8 +42,10 @@ type Kernels struct {
 	// Tile call takes.
 	Lanes, Tokens int
 	// RepackQ8 and RepackQ4 repack rows 0 ≤ r < rows ≤ Lanes (ldw bytes apart) of nb
-	// blocks at w into the group at dst.
-	RepackQ8, RepackQ4 func(dst, w *byte, ldw, nb, rows int)
+	// blocks at w into the group at dst (the lanes of rows ≥ rows zero); RepackQ8Full
+	// and RepackQ4Full do the same, faster, for rows = Lanes.
+	RepackQ8, RepackQ4         func(dst, w *byte, ldw, nb, rows int)
+	RepackQ8Full, RepackQ4Full func(dst, w *byte, ldw, nb int)
 	// Tile computes a group's Lanes rows for nt ≤ Tokens tokens:
 	// dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt)), token t's
 	// prepared block b at x + b·xstride + 40·t.
@@ -90,9 +95,9 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
 	prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0)
-	repack := k.RepackQ8
+	repack, full := k.RepackQ8, k.RepackQ8Full
 	if w.DType == dtype.Q4_0 {
-		repack = k.RepackQ4
+		repack, full = k.RepackQ4, k.RepackQ4Full
 	}
 	xstride := T * xBytes
 	for g := r0; g < r1; g += L {
@@ -104,10 +109,13 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				a = r1 - L
 			} else {
 				rows = r1 - g
-				clear(gs)
 			}
 		}
-		repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
+		if rows == L {
+			full(&gs[0], &w.Data[a*rb], rb, nb)
+		} else {
+			repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
+		}
 		for t0 := 0; t0 < T; t0 += k.Tokens {
 			nt := min(k.Tokens, T-t0)
 			if rows == L {
