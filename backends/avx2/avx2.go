@@ -765,6 +765,10 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
+	if T >= minGemmT && useMadd {
+		gemmMadd.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
+		return
+	}
 	if r0 >= r1 || T <= 0 {
 		return
 	}

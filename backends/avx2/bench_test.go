@@ -464,8 +464,8 @@ func BenchmarkMatVecHalf(b *testing.B) {
 }
 
 // BenchmarkMatMulQ8 times MatMulQ8 on q8_0 and q4_0 weights (quantized as the engine
-// loads them) with the AVX-VNNI GEMM ("gemm") and with the matrix–vector kernels per
-// token ("mv"), single threaded: T tokens of a 2048×768 matrix (an FFN of stories110m),
+// loads them) with the matrix–vector kernels per token ("mv"), the VPMADDUBSW GEMM
+// ("maddubs") and the AVX-VNNI GEMM ("vnni"), single threaded: T tokens of a 2048×768 matrix (an FFN of stories110m),
 // GOP/s (2 per multiply-add).
 func BenchmarkMatMulQ8(b *testing.B) {
 	needAVX2(b)
@@ -481,14 +481,13 @@ func BenchmarkMatMulQ8(b *testing.B) {
 				kernels.QuantizeQ8(randSlice(r, K), xq[t*xb:(t+1)*xb])
 			}
 			dst := make([]float32, T*N)
-			for _, gemm := range []bool{false, true} {
-				if gemm && !cpuid.CPU.Supports(cpuid.AVXVNNI) {
+			for _, form := range []string{"mv", "maddubs", "vnni"} {
+				if form == "vnni" && !cpuid.CPU.Supports(cpuid.AVXVNNI) {
 					continue
 				}
-				name := map[bool]string{false: "mv", true: "gemm"}[gemm]
-				b.Run(fmt.Sprintf("%v/T%d/%s", dt, T, name), func(b *testing.B) {
-					defer func(v bool) { useVNNI = v }(useVNNI)
-					useVNNI = gemm
+				b.Run(fmt.Sprintf("%v/T%d/%s", dt, T, form), func(b *testing.B) {
+					defer func(v, m bool) { useVNNI, useMadd = v, m }(useVNNI, useMadd)
+					useVNNI, useMadd = form == "vnni", form == "maddubs"
 					sc := kernels.NewScratch(Kernels{}, T, K)
 					for i := 0; i < b.N; i++ {
 						Kernels{}.MatMulQ8(dst, N, xq, T, w, nil, 0, N, sc)

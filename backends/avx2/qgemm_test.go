@@ -14,7 +14,8 @@ import (
 )
 
 // TestMatMulQ8 checks MatMulQ8 on q8_0 and q4_0 weights against the reference, bit for
-// bit, with the AVX-VNNI GEMM and without it (as on CPUs without AVX-VNNI).
+// bit, with the AVX-VNNI GEMM, the VPMADDUBSW GEMM of CPUs without AVX-VNNI, and the
+// matrix–vector kernels per token.
 func TestMatMulQ8(t *testing.T) {
 	needAVX2(t)
 	t.Run("avx-vnni", func(t *testing.T) {
@@ -23,10 +24,15 @@ func TestMatMulQ8(t *testing.T) {
 		}
 		qgemmtest.Check(t, Kernels{}, 1)
 	})
-	t.Run("no-vnni", func(t *testing.T) {
+	t.Run("maddubs", func(t *testing.T) {
 		defer func(v bool) { useVNNI = v }(useVNNI)
 		useVNNI = false
 		qgemmtest.Check(t, Kernels{}, 2)
+	})
+	t.Run("mv", func(t *testing.T) {
+		defer func(v, m bool) { useVNNI, useMadd = v, m }(useVNNI, useMadd)
+		useVNNI, useMadd = false, false
+		qgemmtest.Check(t, Kernels{}, 3)
 	})
 }
 

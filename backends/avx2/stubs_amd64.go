@@ -369,3 +369,91 @@ func qgemmVx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //
 //go:noescape
 func qgemmVx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 1 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x2 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 2 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x3 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 3 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x4 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 4 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 1 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x2 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 2 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x3 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 3 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x4 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 4 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)

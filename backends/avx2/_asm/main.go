@@ -55,6 +55,8 @@ func main() {
 	genRoPE()
 	genProbes()
 	genQGemm(qgemmVEX)
+	genQGemmTiles(qgemmMaddQ8)
+	genQGemmTiles(qgemmMaddQ4)
 	Generate()
 	// The AVX-VNNI instructions the Go assembler cannot encode, as bytes.
 	if err := vexPass(flag.Lookup("out").Value.String()); err != nil {

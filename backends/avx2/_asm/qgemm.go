@@ -46,6 +46,8 @@ type qgemmISA struct {
 	dot    func(acc, w Op, x Mem)        // acc += Σ u8(w)·s8(broadcast dword at x), per dword lane
 	bcast  func(x Mem, dw, f VecVirtual) // f = broadcast float32 at x times dw
 	zero   func(v VecVirtual)
+	// ints, if set, leaves in s[t] the block's integer dot products instead of vnniInts.
+	ints func(isa qgemmISA, s []VecVirtual, wp, xp Register)
 	// The repack's gathers: rowMask prepares the mask of rows r < rows, gather loads
 	// into v (zeroed first) the dwords at m for those rows, index vector in m.Index.
 	rowMask   func(rows Register) Op
@@ -428,20 +430,12 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	s := make([]VecVirtual, nt)
 	for t := range s {
 		s[t] = isa.vec()
-		VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 36}, s[t]) // −off·Σx
 	}
-	for k0 := 0; k0 < 8; k0 += isa.kGroup {
-		w := make([]VecVirtual, isa.kGroup)
-		for j := range w {
-			w[j] = isa.vec()
-			isa.load(Mem{Base: wp, Disp: 4 * L * (k0 + j)}, w[j])
-		}
-		for t := range s {
-			for j := range w {
-				isa.dot(s[t], w[j], Mem{Base: xp, Disp: 40*t + 4*(k0+j)})
-			}
-		}
+	ints := isa.ints
+	if ints == nil {
+		ints = vnniInts
 	}
+	ints(isa, s, wp, xp)
 	dw := isa.vec()
 	VCVTPH2PS(Mem{Base: wp, Disp: 32 * L}, dw)
 	for t := range s {
@@ -463,6 +457,100 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	}
 	VZEROUPPER()
 	RET()
+}
+
+// vnniInts leaves in s[t] the integer dot products s of the block at wp with token t's
+// block at xp, by VPDPBUSD (isa.dot) from −off·Σx.
+func vnniInts(isa qgemmISA, s []VecVirtual, wp, xp Register) {
+	for t := range s {
+		VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 36}, s[t]) // −off·Σx
+	}
+	for k0 := 0; k0 < 8; k0 += isa.kGroup {
+		w := make([]VecVirtual, isa.kGroup)
+		for j := range w {
+			w[j] = isa.vec()
+			isa.load(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j])
+		}
+		for t := range s {
+			for j := range w {
+				isa.dot(s[t], w[j], Mem{Base: xp, Disp: 40*t + 4*(k0+j)})
+			}
+		}
+	}
+}
+
+// The AVX2 forms for CPUs without AVX-VNNI, 8 rows × up to 4 tokens in YMM registers,
+// exact with VPMADDUBSW's int16 pair sums: q4_0 as the repack leaves it (nibbles u ≤ 15:
+// pairs ≤ 2·15·128, and the eight of a block summed as words, ≤ 30720, before VPMADDWD;
+// then −8·Σx added), q8_0 by the sign trick of the x8 kernels (the repack's w+128 turned
+// back into w, |w| ≤ 128 unsigned times x·sign(w), |x| ≤ 127 as QuantizeQ8 writes it:
+// pairs ≤ 2·128·127; no correction).
+var (
+	qgemmMaddQ8 = qgemmISA{suffix: "MQ8", lanes: 8, vec: YMM, tokens: 4, kGroup: 2,
+		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
+	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 4, kGroup: 4,
+		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ4Ints}
+)
+
+// maddQ8Ints is vnniInts for q8_0 weights with VPMADDUBSW (see qgemmMaddQ8).
+func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
+	for t := range s {
+		VPXOR(s[t], s[t], s[t])
+	}
+	for k0 := 0; k0 < 8; k0 += isa.kGroup {
+		w, a := make([]VecVirtual, isa.kGroup), make([]VecVirtual, isa.kGroup)
+		for j := range w {
+			w[j], a[j] = YMM(), YMM()
+			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j])
+			VPXOR(vconst("signbytes", 0x80808080), w[j], w[j]) // w
+			VPABSB(w[j], a[j])                                 // |w|
+		}
+		for t := range s {
+			for j := range w {
+				xb := YMM()
+				VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
+				VPSIGNB(w[j], xb, xb)                          // x·sign(w)
+				VPMADDUBSW(xb, a[j], xb)                       // pairs of |w|·x·sign(w)
+				VPMADDWD(vconst("ones16", 0x00010001), xb, xb) // quads
+				VPADDD(xb, s[t], s[t])
+			}
+		}
+	}
+}
+
+// maddQ4Ints is vnniInts for q4_0 weights with VPMADDUBSW (see qgemmMaddQ4).
+func maddQ4Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
+	for t := range s {
+		VPXOR(s[t], s[t], s[t])
+	}
+	for k0 := 0; k0 < 8; k0 += isa.kGroup {
+		w := make([]VecVirtual, isa.kGroup)
+		for j := range w {
+			w[j] = YMM()
+			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j])
+		}
+		for t := range s {
+			for j := range w {
+				xb := YMM()
+				VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
+				VPMADDUBSW(xb, w[j], xb) // pairs of u·x, as words
+				VPADDW(xb, s[t], s[t])
+			}
+		}
+	}
+	for t := range s {
+		c := YMM()
+		VPMADDWD(vconst("ones16", 0x00010001), s[t], s[t])
+		VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 36}, c) // −8·Σx
+		VPADDD(c, s[t], s[t])
+	}
+}
+
+// genQGemmTiles emits only the tiles of isa (whose repack another isa emitted).
+func genQGemmTiles(isa qgemmISA) {
+	for nt := 1; nt <= isa.tokens; nt++ {
+		genQGemmTile(isa, nt)
+	}
 }
 
 // vexPass rewrites, in the generated assembly at path, every VPDPBUSD.VEX of three YMM

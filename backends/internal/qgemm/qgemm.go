@@ -50,6 +50,8 @@ type Kernels struct {
 	// dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt)), token t's
 	// prepared block b at x + b·xstride + 40·t.
 	Tile func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
+	// TileQ4, if set, is Tile for q4_0 weights.
+	TileQ4 func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
 }
 
 // ScratchFloats returns the float32s of scratch MatMulQ8 needs for T tokens of cols
@@ -95,9 +97,12 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
 	prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0)
-	repack, full := k.RepackQ8, k.RepackQ8Full
+	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	if w.DType == dtype.Q4_0 {
 		repack, full = k.RepackQ4, k.RepackQ4Full
+		if k.TileQ4 != nil {
+			tile = k.TileQ4
+		}
 	}
 	xstride := T * xBytes
 	for g := r0; g < r1; g += L {
@@ -119,10 +124,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		for t0 := 0; t0 < T; t0 += k.Tokens {
 			nt := min(k.Tokens, T-t0)
 			if rows == L {
-				k.Tile(nt, &dst[t0*ld+a], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
+				tile(nt, &dst[t0*ld+a], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
 				continue
 			}
-			k.Tile(nt, &tmp[0], L, &gs[0], &xs[t0*xBytes], xstride, nb)
+			tile(nt, &tmp[0], L, &gs[0], &xs[t0*xBytes], xstride, nb)
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*L:t*L+rows])
 			}
