@@ -580,7 +580,7 @@ func panics(f func()) (p any) {
 
 // exactQ8 lists the backends whose MatMulQ8 on q8_0, q4_0 and k-quant weights is the
 // reference's bit for bit (same block sums, same float32 operations in the same order).
-var exactQ8 = map[string]bool{"avx2": true, "neon": true}
+var exactQ8 = map[string]bool{"avx2": true, "avx512": true, "neon": true}
 
 // TestMatMulQ8: backends that implement kernels.Q8Kernels against the reference's
 // MatMulQ8 on activations from kernels.QuantizeActivations (q8_0 blocks, or q8_k for the

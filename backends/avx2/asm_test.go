@@ -22,7 +22,8 @@ func TestAssemblyIsAVX2(t *testing.T) {
 	if m := regexp.MustCompile(`\b([XY](1[6-9]|2[0-9]|3[01])|Z[0-9]+|K[1-7])\b`).FindString(s); m != "" {
 		t.Errorf("register %s needs AVX-512", m)
 	}
-	allowed := map[string]bool{"AVX": true, "AVX2": true, "FMA3": true, "F16C": true, "SSE": true, "SSE2": true, "SSE3": true, "SSE4.1": true, "CMOV": true, "MMX+": true}
+	allowed := map[string]bool{"AVX": true, "AVX2": true, "FMA3": true, "F16C": true, "SSE": true, "SSE2": true, "SSE3": true, "SSE4.1": true, "CMOV": true, "MMX+": true,
+		"AVXVNNI": true} // AVXVNNI: the GEMM tiles, called only when the CPU has it
 	for _, m := range regexp.MustCompile(`// Requires: (.*)`).FindAllStringSubmatch(s, -1) {
 		for _, ext := range strings.Split(m[1], ", ") {
 			if !allowed[ext] {

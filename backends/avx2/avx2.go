@@ -54,13 +54,15 @@ func (Kernels) Name() string { return "avx2" }
 // rows matMulQuant or matMulHalf widens at a time, and the rearranged x of the f16 and
 // bf16 mix kernels (at most cols floats). MatMulQ8 keeps one xBlock per q8_0 activation
 // block of every token, or one prepared q8_k super-block (xkBlock bytes) per 256
-// activations of every token.
+// activations of every token, or for the int8 GEMM (package qgemm) its prepared
+// activations and one repacked group of rows.
 func (Kernels) ScratchSize(T, cols int) int {
 	rows := quantRowsT1 + 1
 	if T > 1 {
 		rows = halfChunk + T
 	}
-	return max(rows*cols+gemmStateFloats(T, cols), T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats)
+	return max(rows*cols+gemmStateFloats(T, cols), T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats,
+		gemm.ScratchFloats(T, cols))
 }
 
 // scratchFor returns the first n floats of scratch, panicking, as the reference's bounds
@@ -744,8 +746,10 @@ func blockInfo(xq []byte, xi []xBlock, sums bool) {
 }
 
 // MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
-// products, eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
-// backends/avx2/_asm/quant.go), and for the k-quants with q8_k activations
+// products: for T ≥ minGemmT on CPUs with AVX-VNNI the int8 GEMM of package qgemm (8
+// rows × up to 4 tokens in YMM registers, VPDPBUSD), otherwise eight rows at a time
+// (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see backends/avx2/_asm/quant.go);
+// and for the k-quants with q8_k activations
 // (matMulQ8K); other weight types are the reference's. The results are the reference's
 // bit for bit, whatever the row range.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
@@ -755,6 +759,14 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 	}
 	if w.DType != dtype.Q8_0 && w.DType != dtype.Q4_0 {
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
+		return
+	}
+	if T >= minGemmT && useVNNI {
+		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
+		return
+	}
+	if T >= minGemmT && useMadd {
+		gemmMadd.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
 	if r0 >= r1 || T <= 0 {

@@ -24,7 +24,7 @@ import (
 //
 //	go test -run XXX -bench . -count 5 ./backends/avx2 | tee out.txt
 
-func needAVX2(b *testing.B) {
+func needAVX2(b testing.TB) {
 	if !cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
 		b.Skip("CPU lacks AVX2/FMA3")
 	}
@@ -457,6 +457,42 @@ func BenchmarkMatVecHalf(b *testing.B) {
 						Kernels{}.MatMul(dst, rows, x, 1, w, nil, 0, rows, sc)
 					}
 					report(b, 2*float64(rows*cols), float64(len(data)))
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkMatMulQ8 times MatMulQ8 on q8_0 and q4_0 weights (quantized as the engine
+// loads them) with the matrix–vector kernels per token ("mv"), the VPMADDUBSW GEMM
+// ("maddubs") and the AVX-VNNI GEMM ("vnni"), single threaded: T tokens of a 2048×768 matrix (an FFN of stories110m),
+// GOP/s (2 per multiply-add).
+func BenchmarkMatMulQ8(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(3, 3))
+	const N, K = 2048, 768
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
+		data, _ := dtype.Quantize(dt, randSlice(r, N*K), K)
+		w, _ := kernels.NewMat(dt, data, N, K)
+		for _, T := range []int{2, 4, 8, 32, 128} {
+			xb := dtype.RowBytes(dtype.Q8_0, K)
+			xq := make([]byte, T*xb)
+			for t := 0; t < T; t++ {
+				kernels.QuantizeQ8(randSlice(r, K), xq[t*xb:(t+1)*xb])
+			}
+			dst := make([]float32, T*N)
+			for _, form := range []string{"mv", "maddubs", "vnni"} {
+				if form == "vnni" && !cpuid.CPU.Supports(cpuid.AVXVNNI) {
+					continue
+				}
+				b.Run(fmt.Sprintf("%v/T%d/%s", dt, T, form), func(b *testing.B) {
+					defer func(v, m bool) { useVNNI, useMadd = v, m }(useVNNI, useMadd)
+					useVNNI, useMadd = form == "vnni", form == "maddubs"
+					sc := kernels.NewScratch(Kernels{}, T, K)
+					for i := 0; i < b.N; i++ {
+						Kernels{}.MatMulQ8(dst, N, xq, T, w, nil, 0, N, sc)
+					}
+					b.ReportMetric(2*float64(T*N*K)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GOP/s")
 				})
 			}
 		}

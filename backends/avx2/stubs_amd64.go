@@ -299,3 +299,161 @@ func readBW2(p *float32, n int) float32
 //
 //go:noescape
 func readBW4(p *float32, n int) float32
+
+// repackQ8 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 8) of nb blocks of the q8_0 matrix at w (rows
+// ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
+// quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),
+// then the rows' f16 scales; the lanes of rows ≥ rows are zero.
+//
+//go:noescape
+func repackQ8(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// repackQ4 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 8) of nb blocks of the q4_0 matrix at w (rows
+// ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
+// quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),
+// then the rows' f16 scales; the lanes of rows ≥ rows are zero.
+//
+//go:noescape
+func repackQ4(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// repackQ8Full is repackQ8 for rows = 8, by a transpose in registers.
+//
+//go:noescape
+func repackQ8Full(dst *byte, w *byte, ldw int, nb int)
+
+// repackQ4Full is repackQ4 for rows = 8, by a transpose in registers.
+//
+//go:noescape
+func repackQ4Full(dst *byte, w *byte, ldw int, nb int)
+
+// qgemmVx1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 1 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmVx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmVx2 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 2 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmVx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmVx3 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 3 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmVx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmVx4 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 4 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmVx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 1 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x2 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 2 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x3 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 3 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x4 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 4 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 1 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x2 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 2 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x3 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 3 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x4 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 4 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)

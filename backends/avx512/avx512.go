@@ -39,8 +39,12 @@ var (
 // Name implements kernels.Kernels.
 func (Kernels) Name() string { return "avx512" }
 
-// ScratchSize implements kernels.Kernels: avx2's, since the f32 products here need none.
-func (k Kernels) ScratchSize(T, cols int) int { return k.Kernels.ScratchSize(T, cols) }
+// ScratchSize implements kernels.Kernels: avx2's (the f32 products here need none), or
+// more for the int8 GEMM of MatMulQ8 (its prepared activations and one repacked group
+// of rows).
+func (k Kernels) ScratchSize(T, cols int) int {
+	return max(k.Kernels.ScratchSize(T, cols), gemm.ScratchFloats(T, cols))
+}
 
 // MatMul implements kernels.Kernels. On float32 weights it runs the 16-lane
 // register-tiled micro-kernels over blocks of rows and all T tokens (see tiles:

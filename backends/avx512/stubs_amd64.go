@@ -63,3 +63,117 @@ func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw i
 //
 //go:noescape
 func fmaLoop(n int)
+
+// repackQ8 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16) of nb blocks of the q8_0 matrix at w (rows
+// ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
+// quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),
+// then the rows' f16 scales; the lanes of rows ≥ rows are zero.
+//
+//go:noescape
+func repackQ8(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// repackQ4 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16) of nb blocks of the q4_0 matrix at w (rows
+// ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
+// quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),
+// then the rows' f16 scales; the lanes of rows ≥ rows are zero.
+//
+//go:noescape
+func repackQ4(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// repackQ8Full is repackQ8 for rows = 16, by a transpose in registers.
+//
+//go:noescape
+func repackQ8Full(dst *byte, w *byte, ldw int, nb int)
+
+// repackQ4Full is repackQ4 for rows = 16, by a transpose in registers.
+//
+//go:noescape
+func repackQ4Full(dst *byte, w *byte, ldw int, nb int)
+
+// qgemmZx1 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 1 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZx2 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 2 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZx3 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 3 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZx4 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 4 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmZx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZx5 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 5 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmZx5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZx6 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 6 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmZx6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZx7 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 7 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZx8 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 8 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)

@@ -20,6 +20,8 @@
 package main
 
 import (
+	"flag"
+	"fmt"
 	"os"
 	"slices"
 
@@ -37,6 +39,7 @@ func main() {
 		genGemmZMM("gemm1x8", 1, 8, false, false)
 		genGemmZMM("gemv4s", 4, 1, true, false)
 		genProbesZMM()
+		genQGemm(qgemmZMM)
 		Generate()
 		return
 	}
@@ -51,5 +54,13 @@ func main() {
 	genElementwise()
 	genRoPE()
 	genProbes()
+	genQGemm(qgemmVEX)
+	genQGemmTiles(qgemmMaddQ8)
+	genQGemmTiles(qgemmMaddQ4)
 	Generate()
+	// The AVX-VNNI instructions the Go assembler cannot encode, as bytes.
+	if err := vexPass(flag.Lookup("out").Value.String()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 }

@@ -1,0 +1,606 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	. "github.com/mmcloughlin/avo/build"
+	"github.com/mmcloughlin/avo/ir"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The int8 GEMM of q8_0 and q4_0 weights with q8_0 activations (MatMulQ8 for T ≥ 2).
+//
+// A group of L rows (L = 16 in ZMM registers, 8 in YMM) is repacked once (repackQ8,
+// repackQ4) so that, for each 32-quant block, vector k (k < 8) holds in its dword lane r
+// the four quants 4k..4k+3 of row r as unsigned bytes u = w + off (off = 128 for q8_0:
+// w XOR 0x80; off = 8 for q4_0: the nibbles as they are, low nibbles elements 0–15, high
+// nibbles 16–31), followed by the L weight scales as f16. Then VPDPBUSD of vector k with
+// the activation's dword k broadcast adds, in lane r, row r's part of the block's dot
+// product: after the eight, each lane holds Σ_j u_j·x_j, an exact int32, and the caller's
+// per token and block −off·Σ_j x_j (the initial value of the accumulator) makes it the
+// block's s = Σ_j w_j·x_j. No horizontal sums: the conversion, the scales and the
+// float32 sum cost one instruction per L rows and token:
+//
+//	sum_r += float32(float32(s_rb) · float32(dw_rb·dx_b))
+//
+// exactly the reference's order for every lane, so the results are the reference's bit
+// for bit, whatever the tile or the group.
+//
+// The activations come prepared by the caller (package qgemm), per block and token 40
+// bytes: the 32 quants, dx as float32, −off·Σx as int32; the tokens of a block are
+// consecutive (40 bytes apart), the blocks xstride bytes apart.
+
+// qgemmISA is one instruction set the GEMM is generated for.
+type qgemmISA struct {
+	suffix string
+	lanes  int                           // rows per vector
+	vec    func() VecVirtual             // a vector register of lanes dwords
+	load   func(m Mem, v Op)             // an aligned-or-not vector load
+	tokens int                           // most tokens a tile keeps in registers
+	kGroup int                           // weight vectors held at once (of the block's 8)
+	dot    func(acc, w Op, x Mem)        // acc += Σ u8(w)·s8(broadcast dword at x), per dword lane
+	bcast  func(x Mem, dw, f VecVirtual) // f = broadcast float32 at x times dw
+	zero   func(v VecVirtual)
+	// ints, if set, leaves in s[t] the block's integer dot products instead of vnniInts.
+	ints func(isa qgemmISA, s []VecVirtual, wp, xp Register)
+	// The repack's gathers: rowMask prepares the mask of rows r < rows, gather loads
+	// into v (zeroed first) the dwords at m for those rows, index vector in m.Index.
+	rowMask   func(rows Register) Op
+	gather    func(mask Op, m Mem, v VecVirtual)
+	bcastGP   func(r Register, v VecVirtual)                   // v = r's low dword in every lane
+	andConst  func(c uint32, name string, src, dst VecVirtual) // dst = src & c in every lane
+	xorConst  func(c uint32, name string, v VecVirtual)
+	packWords func(v VecVirtual, m Mem) // the low words of v's dwords to m
+}
+
+// qgemmBlockBytes is the size of one repacked block of a group of lanes rows: 8 vectors of
+// lanes dwords, then lanes f16 scales padded to 4·lanes bytes (a whole vector).
+func qgemmBlockBytes(lanes int) int { return 36 * lanes }
+
+var qgemmZMM = qgemmISA{
+	suffix: "Z", lanes: 16, vec: ZMM, tokens: 8, kGroup: 8,
+	load: func(m Mem, v Op) { VMOVDQU32(m, v) },
+	dot: func(acc, w Op, x Mem) {
+		// avo v0.5.0 lacks the AVX512_VNNI instructions; the Go assembler has them.
+		Instruction(&ir.Instruction{
+			Opcode: "VPDPBUSD", Suffixes: []string{"BCST"},
+			Operands: []Op{x, w, acc}, Inputs: []Op{x, w, acc}, Outputs: []Op{acc},
+			ISA: []string{"AVX512F", "AVX512_VNNI"},
+		})
+	},
+	bcast: func(x Mem, dw, f VecVirtual) { VMULPS_BCST(x, dw, f) },
+	// From memory: VXORPS on ZMM needs AVX512DQ, and avo takes VPXORD's inputs as read.
+	zero: func(v VecVirtual) { VMOVUPS(zeros, v) },
+	rowMask: func(rows Register) Op {
+		t := GP64()
+		LEAQ(rowMasks(), t)
+		return Mem{Base: t, Index: rows, Scale: 2}
+	},
+	gather: func(mask Op, m Mem, v VecVirtual) {
+		k := K()
+		KMOVW(mask, k) // the gather clears it
+		VMOVDQU32(zeros, v)
+		VPGATHERDD(m, k, v)
+	},
+	bcastGP:   func(r Register, v VecVirtual) { VPBROADCASTD(r.(GPVirtual).As32(), v) },
+	andConst:  func(c uint32, name string, src, dst VecVirtual) { VPANDD_BCST(vconst(name, c), src, dst) },
+	xorConst:  func(c uint32, name string, v VecVirtual) { VPXORD_BCST(vconst(name, c), v, v) },
+	packWords: func(v VecVirtual, m Mem) { VPMOVDW(v, m) },
+}
+
+var rowMaskTable Mem
+
+// rowMasks is the table of 16-bit lane masks of rows r < n, n = 0..16.
+func rowMasks() Mem {
+	if rowMaskTable.Symbol.Name == "" {
+		rowMaskTable = GLOBL("rowmasks", RODATA|NOPTR)
+		for n := 0; n <= 16; n++ {
+			DATA(2*n, U16(uint16(1<<n-1)))
+		}
+	}
+	return rowMaskTable
+}
+
+var iotaTable Mem
+
+// iota16 is the dwords 0..15.
+func iota16() Mem {
+	if iotaTable.Symbol.Name == "" {
+		iotaTable = GLOBL("iota16", RODATA|NOPTR)
+		for i := 0; i < 16; i++ {
+			DATA(4*i, U32(uint32(i)))
+		}
+	}
+	return iotaTable
+}
+
+// qgemmVEX is the AVX-VNNI form: the VEX-encoded VPDPBUSD on YMM registers, which the Go
+// assembler does not have (it encodes VPDPBUSD Y, Y, Y as EVEX, an AVX512_VNNI+VL
+// instruction). It is emitted as VPDPBUSD.VEX and turned into bytes once the registers
+// are allocated (vexBytes).
+var qgemmVEX = qgemmISA{
+	suffix: "V", lanes: 8, vec: YMM, tokens: 4, kGroup: 4,
+	load: func(m Mem, v Op) { VMOVDQU(m, v) },
+	dot: func(acc, w Op, x Mem) {
+		xb := YMM()
+		VPBROADCASTD(x, xb)
+		Instruction(&ir.Instruction{
+			Opcode: "VPDPBUSD", Suffixes: []string{"VEX"},
+			Operands: []Op{xb, w, acc}, Inputs: []Op{xb, w, acc}, Outputs: []Op{acc},
+			ISA: []string{"AVX", "AVXVNNI"},
+		})
+	},
+	bcast: func(x Mem, dw, f VecVirtual) {
+		VBROADCASTSS(x, f)
+		VMULPS(f, dw, f) // dw·dx, dw the first operand as in the ZMM form
+	},
+	zero: func(v VecVirtual) { VXORPS(v, v, v) },
+	rowMask: func(rows Register) Op {
+		m := YMM()
+		VMOVDQU(maskAddr(rows), m)
+		return m
+	},
+	gather: func(mask Op, m Mem, v VecVirtual) {
+		k := YMM()
+		VMOVDQA(mask, k) // the gather clears it
+		VPXOR(v, v, v)
+		VPGATHERDD(k, m, v)
+	},
+	bcastGP: func(r Register, v VecVirtual) {
+		VMOVD(r.(GPVirtual).As32(), v.AsX())
+		VPBROADCASTD(v.AsX(), v)
+	},
+	andConst: func(c uint32, name string, src, dst VecVirtual) { VPAND(vconst(name, c), src, dst) },
+	xorConst: func(c uint32, name string, v VecVirtual) { VPXOR(vconst(name, c), v, v) },
+	packWords: func(v VecVirtual, m Mem) {
+		VPAND(vconst("lo16", 0xffff), v, v)
+		VPACKUSDW(v, v, v)     // words 0–3 twice | words 4–7 twice
+		VPERMQ(U8(0x08), v, v) // words 0–7 in the low half
+		VMOVDQU(v.AsX(), m)
+	},
+}
+
+// genQGemm emits the repack kernels and the tiles qgemm<suffix>x1..x<tokens>.
+func genQGemm(isa qgemmISA) {
+	genRepack(isa, false)
+	genRepack(isa, true)
+	genRepackFull(isa, false)
+	genRepackFull(isa, true)
+	for nt := 1; nt <= isa.tokens; nt++ {
+		genQGemmTile(isa, nt)
+	}
+}
+
+// genRepack emits repackQ8 or repackQ4: rows (1 ≤ rows ≤ lanes) rows of nb blocks, ldw
+// bytes apart, into the group layout at dst, by gathers of one dword of every row; the
+// lanes of rows ≥ rows are zero.
+func genRepack(isa qgemmISA, q4 bool) {
+	lanes := isa.lanes
+	name, bsz := "repackQ8", 34
+	if q4 {
+		name, bsz = "repackQ4", 18
+	}
+	fn(name, "func(dst *byte, w *byte, ldw int, nb int, rows int)",
+		fmt.Sprintf("%s repacks rows 0 ≤ r < rows (1 ≤ rows ≤ %d) of nb blocks of the %s matrix at w (rows", name, lanes, map[bool]string{false: "q8_0", true: "q4_0"}[q4]),
+		"ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's",
+		"quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),",
+		"then the rows' f16 scales; the lanes of rows ≥ rows are zero.")
+	out := Load(Param("dst"), GP64())
+	wb := Load(Param("w"), GP64())
+	idx := isa.vec()
+	{
+		l := Load(Param("ldw"), GP64())
+		isa.bcastGP(l, idx)
+		VPMULLD(iota16(), idx, idx) // lane r: r·ldw
+	}
+	// Row pointers for the prefetches: rows 4q..4q+3 from bases[q], ldw and 3·ldw apart.
+	ldw, ldw3 := Load(Param("ldw"), GP64()), GP64()
+	LEAQ(Mem{Base: ldw, Index: ldw, Scale: 2}, ldw3)
+	bases := []Register{wb}
+	for q := 1; q < lanes/4; q++ {
+		b := GP64()
+		LEAQ(Mem{Base: bases[q-1], Index: ldw, Scale: 4}, b)
+		bases = append(bases, b)
+	}
+	rows := Load(Param("rows"), GP64())
+	mask := isa.rowMask(rows)
+	nb := Load(Param("nb"), GP64())
+	blk := fmt.Sprintf("%s_block", name)
+	Label(blk)
+	gather := func(disp int) VecVirtual {
+		v := isa.vec()
+		isa.gather(mask, Mem{Base: wb, Index: idx, Scale: 1, Disp: disp}, v)
+		return v
+	}
+	// The gathers touch lanes rows at a time, too many streams for the prefetchers.
+	for _, b := range bases {
+		for _, m := range []Mem{{Base: b}, {Base: b, Index: ldw, Scale: 1}, {Base: b, Index: ldw, Scale: 2}, {Base: b, Index: ldw3, Scale: 1}} {
+			m.Disp = repackAhead
+			PREFETCHT0(m)
+		}
+	}
+	isa.packWords(gather(0), Mem{Base: out, Disp: 32 * lanes})
+	if q4 {
+		for j := 0; j < 4; j++ {
+			a := gather(2 + 4*j)
+			lo := isa.vec()
+			isa.andConst(0x0f0f0f0f, "nibble", a, lo)
+			VPSRLD(U8(4), a, a)
+			isa.andConst(0x0f0f0f0f, "nibble", a, a)
+			storeVec(isa, lo, Mem{Base: out, Disp: 4 * lanes * j})
+			storeVec(isa, a, Mem{Base: out, Disp: 4 * lanes * (j + 4)})
+		}
+	} else {
+		for k := 0; k < 8; k++ {
+			a := gather(2 + 4*k)
+			isa.xorConst(0x80808080, "signbytes", a)
+			storeVec(isa, a, Mem{Base: out, Disp: 4 * lanes * k})
+		}
+	}
+	for _, b := range bases {
+		ADDQ(U8(bsz), b)
+	}
+	ADDQ(U32(qgemmBlockBytes(lanes)), out)
+	DECQ(nb)
+	JNZ(LabelRef(blk))
+	VZEROUPPER()
+	RET()
+}
+
+// genRepackFull emits repackQ8Full or repackQ4Full: repackQ8 or repackQ4 for all lanes
+// rows, by loads of each row's block and a transpose in registers (unpacks of dwords and
+// qwords within 128-bit lanes, then a shuffle of the lanes): the gathers, 16 loads each
+// from as many rows, left the repack at 80% of a T = 4 product; with the transpose the
+// product is 2–3.5× faster (2048×768 q8_0, one thread).
+func genRepackFull(isa qgemmISA, q4 bool) {
+	lanes := isa.lanes
+	name, bsz := "repackQ8Full", 34
+	if q4 {
+		name, bsz = "repackQ4Full", 18
+	}
+	fn(name, "func(dst *byte, w *byte, ldw int, nb int)",
+		fmt.Sprintf("%s is %s for rows = %d, by a transpose in registers.", name, strings.TrimSuffix(name, "Full"), lanes))
+	out := Load(Param("dst"), GP64())
+	wb := Load(Param("w"), GP64())
+	ldw, ldw3 := Load(Param("ldw"), GP64()), GP64()
+	LEAQ(Mem{Base: ldw, Index: ldw, Scale: 2}, ldw3)
+	bases := []Register{wb}
+	for q := 1; q < lanes/4; q++ {
+		b := GP64()
+		LEAQ(Mem{Base: bases[q-1], Index: ldw, Scale: 4}, b)
+		bases = append(bases, b)
+	}
+	row := func(r, disp int) Mem {
+		m := []Mem{{Base: bases[r/4]}, {Base: bases[r/4], Index: ldw, Scale: 1}, {Base: bases[r/4], Index: ldw, Scale: 2}, {Base: bases[r/4], Index: ldw3, Scale: 1}}[r%4]
+		m.Disp = disp
+		return m
+	}
+	idx := isa.vec()
+	isa.bcastGP(ldw, idx)
+	VPMULLD(iota16(), idx, idx)
+	n := GP64()
+	MOVQ(U32(lanes), n)
+	mask := isa.rowMask(n)
+	nb := Load(Param("nb"), GP64())
+	blk := fmt.Sprintf("%s_block", name)
+	Label(blk)
+	for r := 0; r < lanes; r++ {
+		PREFETCHT0(row(r, repackAhead))
+	}
+	sc := isa.vec()
+	isa.gather(mask, Mem{Base: wb, Index: idx, Scale: 1}, sc)
+	isa.packWords(sc, Mem{Base: out, Disp: 32 * lanes})
+
+	// transpose4 transposes the 4×4 dwords of each 128-bit lane of r0..r3.
+	transpose4 := func(r []VecVirtual) []VecVirtual {
+		t := make([]VecVirtual, 4)
+		for i := range t {
+			t[i] = isa.vec()
+		}
+		VPUNPCKLDQ(r[1], r[0], t[0])
+		VPUNPCKHDQ(r[1], r[0], t[1])
+		VPUNPCKLDQ(r[3], r[2], t[2])
+		VPUNPCKHDQ(r[3], r[2], t[3])
+		b := make([]VecVirtual, 4)
+		for i := range b {
+			b[i] = isa.vec()
+		}
+		VPUNPCKLQDQ(t[2], t[0], b[0])
+		VPUNPCKHQDQ(t[2], t[0], b[1])
+		VPUNPCKLQDQ(t[3], t[1], b[2])
+		VPUNPCKHQDQ(t[3], t[1], b[3])
+		return b
+	}
+	store := func(v VecVirtual, k int) {
+		storeVec(isa, v, Mem{Base: out, Disp: 4 * lanes * k})
+	}
+	if q4 {
+		// Row r's 16 bytes of nibbles in 128-bit lane r/4 of register r%4: the transpose
+		// leaves dword j of every row, in row order, in b[j].
+		r := make([]VecVirtual, 4)
+		for i := range r {
+			r[i] = isa.vec()
+			if lanes == 16 {
+				VMOVDQU32(row(i, 2), r[i].AsX()) // EVEX: Z16–Z31 have no VEX encoding
+			} else {
+				VMOVDQU(row(i, 2), r[i].AsX())
+			}
+			for l := 1; l < lanes/4; l++ {
+				if lanes == 16 {
+					VINSERTI32X4(U8(l), row(i+4*l, 2), r[i], r[i])
+				} else {
+					VINSERTI128(U8(l), row(i+4*l, 2), r[i], r[i])
+				}
+			}
+		}
+		for j, b := range transpose4(r) {
+			lo := isa.vec()
+			isa.andConst(0x0f0f0f0f, "nibble", b, lo)
+			VPSRLD(U8(4), b, b)
+			isa.andConst(0x0f0f0f0f, "nibble", b, b)
+			store(lo, j)
+			store(b, j+4)
+		}
+	} else {
+		// Row r's 32 quants: for 8 lanes in register r; for 16, rows i and i+4 in the
+		// halves of register i (i < 4), rows 8+i and 12+i in register 4+i. The
+		// transposes leave in b[j], lane by lane, dwords j and j+4 of rows 0–3 (and 4–7),
+		// in c[j] those of rows 4–7 (8–11, 12–15); a shuffle of the lanes puts them in
+		// row order.
+		r := make([]VecVirtual, 8)
+		for i := range r {
+			r[i] = isa.vec()
+			if lanes == 8 {
+				VMOVDQU(row(i, 2), r[i])
+				continue
+			}
+			lo := i%4 + 8*(i/4)
+			VMOVDQU32(row(lo, 2), r[i].AsY())
+			VINSERTI64X4(U8(1), row(lo+4, 2), r[i], r[i])
+		}
+		b, c := transpose4(r[:4]), transpose4(r[4:])
+		for j := 0; j < 4; j++ {
+			o0, o1 := isa.vec(), isa.vec()
+			if lanes == 8 {
+				VPERM2I128(U8(0x20), c[j], b[j], o0)
+				VPERM2I128(U8(0x31), c[j], b[j], o1)
+			} else {
+				VSHUFI32X4(U8(0x88), c[j], b[j], o0)
+				VSHUFI32X4(U8(0xdd), c[j], b[j], o1)
+			}
+			isa.xorConst(0x80808080, "signbytes", o0)
+			isa.xorConst(0x80808080, "signbytes", o1)
+			store(o0, j)
+			store(o1, j+4)
+		}
+	}
+	for _, b := range bases {
+		ADDQ(U8(bsz), b)
+	}
+	ADDQ(U32(qgemmBlockBytes(lanes)), out)
+	DECQ(nb)
+	JNZ(LabelRef(blk))
+	VZEROUPPER()
+	RET()
+}
+
+// repackAhead is how far ahead of the block being repacked the repack prefetches each
+// row, in bytes.
+const repackAhead = 512
+
+// storeVec stores a vector of the isa's width.
+func storeVec(isa qgemmISA, v VecVirtual, m Mem) {
+	if isa.lanes == 16 {
+		VMOVDQU32(v, m)
+	} else {
+		VMOVDQU(v, m)
+	}
+}
+
+// genQGemmTile emits qgemm<suffix>x<nt>: one group's repacked rows times nt tokens.
+func genQGemmTile(isa qgemmISA, nt int) {
+	name := fmt.Sprintf("qgemm%sx%d", isa.suffix, nt)
+	lb := fn(name, "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)",
+		fmt.Sprintf("%s computes, for the %d rows r of a repacked group w (repackQ8, repackQ4) and", name, isa.lanes),
+		fmt.Sprintf("the tokens t < %d of the prepared activation blocks x (token t of block b at", nt),
+		"x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),",
+		"",
+		"\tdst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))",
+		"",
+		"in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.")
+	dst := Load(Param("dst"), GP64())
+	ldd := bytesOf("ldd")
+	wp := Load(Param("w"), GP64())
+	xp := Load(Param("x"), GP64())
+	xs := Load(Param("xstride"), GP64())
+	nb := Load(Param("nb"), GP64())
+	L := isa.lanes
+	acc := make([]VecVirtual, nt)
+	for t := range acc {
+		acc[t] = isa.vec()
+		isa.zero(acc[t])
+	}
+	blk := lb.next("block")
+	Label(blk)
+	s := make([]VecVirtual, nt)
+	for t := range s {
+		s[t] = isa.vec()
+	}
+	ints := isa.ints
+	if ints == nil {
+		ints = vnniInts
+	}
+	ints(isa, s, wp, xp)
+	dw := isa.vec()
+	VCVTPH2PS(Mem{Base: wp, Disp: 32 * L}, dw)
+	for t := range s {
+		f := isa.vec()
+		isa.bcast(Mem{Base: xp, Disp: 40*t + 32}, dw, f) // float32(dw·dx)
+		VCVTDQ2PS(s[t], s[t])
+		VMULPS(f, s[t], s[t])        // float32(s)·that
+		VADDPS(s[t], acc[t], acc[t]) // sum += that
+	}
+	ADDQ(U32(qgemmBlockBytes(L)), wp)
+	ADDQ(xs, xp)
+	DECQ(nb)
+	JNZ(LabelRef(blk))
+	for t := range acc {
+		VMOVUPS(acc[t], Mem{Base: dst})
+		if t < nt-1 {
+			ADDQ(ldd, dst)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// vnniInts leaves in s[t] the integer dot products s of the block at wp with token t's
+// block at xp, by VPDPBUSD (isa.dot) from −off·Σx.
+func vnniInts(isa qgemmISA, s []VecVirtual, wp, xp Register) {
+	for t := range s {
+		VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 36}, s[t]) // −off·Σx
+	}
+	for k0 := 0; k0 < 8; k0 += isa.kGroup {
+		w := make([]VecVirtual, isa.kGroup)
+		for j := range w {
+			w[j] = isa.vec()
+			isa.load(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j])
+		}
+		for t := range s {
+			for j := range w {
+				isa.dot(s[t], w[j], Mem{Base: xp, Disp: 40*t + 4*(k0+j)})
+			}
+		}
+	}
+}
+
+// The AVX2 forms for CPUs without AVX-VNNI, 8 rows × up to 4 tokens in YMM registers,
+// exact with VPMADDUBSW's int16 pair sums: q4_0 as the repack leaves it (nibbles u ≤ 15:
+// pairs ≤ 2·15·128, and the eight of a block summed as words, ≤ 30720, before VPMADDWD;
+// then −8·Σx added), q8_0 by the sign trick of the x8 kernels (the repack's w+128 turned
+// back into w, |w| ≤ 128 unsigned times x·sign(w), |x| ≤ 127 as QuantizeQ8 writes it:
+// pairs ≤ 2·128·127; no correction).
+var (
+	qgemmMaddQ8 = qgemmISA{suffix: "MQ8", lanes: 8, vec: YMM, tokens: 4, kGroup: 2,
+		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
+	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 4, kGroup: 4,
+		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ4Ints}
+)
+
+// maddQ8Ints is vnniInts for q8_0 weights with VPMADDUBSW (see qgemmMaddQ8).
+func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
+	for t := range s {
+		VPXOR(s[t], s[t], s[t])
+	}
+	for k0 := 0; k0 < 8; k0 += isa.kGroup {
+		w, a := make([]VecVirtual, isa.kGroup), make([]VecVirtual, isa.kGroup)
+		for j := range w {
+			w[j], a[j] = YMM(), YMM()
+			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j])
+			VPXOR(vconst("signbytes", 0x80808080), w[j], w[j]) // w
+			VPABSB(w[j], a[j])                                 // |w|
+		}
+		for t := range s {
+			for j := range w {
+				xb := YMM()
+				VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
+				VPSIGNB(w[j], xb, xb)                          // x·sign(w)
+				VPMADDUBSW(xb, a[j], xb)                       // pairs of |w|·x·sign(w)
+				VPMADDWD(vconst("ones16", 0x00010001), xb, xb) // quads
+				VPADDD(xb, s[t], s[t])
+			}
+		}
+	}
+}
+
+// maddQ4Ints is vnniInts for q4_0 weights with VPMADDUBSW (see qgemmMaddQ4).
+func maddQ4Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
+	for t := range s {
+		VPXOR(s[t], s[t], s[t])
+	}
+	for k0 := 0; k0 < 8; k0 += isa.kGroup {
+		w := make([]VecVirtual, isa.kGroup)
+		for j := range w {
+			w[j] = YMM()
+			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j])
+		}
+		for t := range s {
+			for j := range w {
+				xb := YMM()
+				VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
+				VPMADDUBSW(xb, w[j], xb) // pairs of u·x, as words
+				VPADDW(xb, s[t], s[t])
+			}
+		}
+	}
+	for t := range s {
+		c := YMM()
+		VPMADDWD(vconst("ones16", 0x00010001), s[t], s[t])
+		VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 36}, c) // −8·Σx
+		VPADDD(c, s[t], s[t])
+	}
+}
+
+// genQGemmTiles emits only the tiles of isa (whose repack another isa emitted).
+func genQGemmTiles(isa qgemmISA) {
+	for nt := 1; nt <= isa.tokens; nt++ {
+		genQGemmTile(isa, nt)
+	}
+}
+
+// vexPass rewrites, in the generated assembly at path, every VPDPBUSD.VEX of three YMM
+// registers as the bytes of its VEX encoding (VEX.256.66.0F38.W0 50 /r), preceded by a
+// comment naming the instruction. It fails on registers past Y15, which VEX cannot
+// encode.
+func vexPass(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	re := regexp.MustCompile(`(?m)^(\t)VPDPBUSD\.VEX Y(\d+), Y(\d+), Y(\d+)$`)
+	var bad error
+	out := re.ReplaceAllStringFunc(string(b), func(line string) string {
+		m := re.FindStringSubmatch(line)
+		var r [3]int
+		for i := range r {
+			r[i], _ = strconv.Atoi(m[2+i])
+		}
+		enc, err := vexVPDPBUSD(r[2], r[1], r[0])
+		if err != nil {
+			bad = err
+			return line
+		}
+		bs := make([]string, len(enc))
+		for i, c := range enc {
+			bs[i] = fmt.Sprintf("BYTE $0x%02x", c)
+		}
+		return fmt.Sprintf("\t// VPDPBUSD Y%d, Y%d, Y%d (VEX, AVX-VNNI)\n\t%s", r[0], r[1], r[2], strings.Join(bs, "; "))
+	})
+	if bad != nil {
+		return bad
+	}
+	if strings.Contains(out, ".VEX") {
+		return fmt.Errorf("%s: a VPDPBUSD.VEX left unencoded", path)
+	}
+	return os.WriteFile(path, []byte(out), 0o644)
+}
+
+// vexVPDPBUSD returns the VEX encoding of VPDPBUSD ymm(dst), ymm(src1), ymm(src2) in
+// Intel operand order (Go's: VPDPBUSD Y<src2>, Y<src1>, Y<dst>).
+func vexVPDPBUSD(dst, src1, src2 int) ([]byte, error) {
+	for _, r := range []int{dst, src1, src2} {
+		if r < 0 || r > 15 {
+			return nil, fmt.Errorf("VPDPBUSD (VEX) of Y%d: only Y0–Y15 have a VEX encoding", r)
+		}
+	}
+	inv := func(b int) byte { return byte(^b & 1) }
+	b1 := inv(dst>>3)<<7 | 1<<6 | inv(src2>>3)<<5 | 0x02 // R̄ X̄ B̄, map 0F38
+	b2 := byte(^src1&0xf)<<3 | 1<<2 | 0x01               // W0, v̄v̄v̄v̄, L=256, pp=66
+	modrm := 0xc0 | byte(dst&7)<<3 | byte(src2&7)
+	return []byte{0xc4, b1, b2, 0x50, modrm}, nil
+}

@@ -1,0 +1,61 @@
+//go:build amd64 && !purego
+
+package avx512
+
+import (
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/lmrun/lmrun/backends/internal/qgemm"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// useVNNI is whether MatMulQ8 runs the AVX-512 VNNI GEMM for T ≥ 2 (CPUs without
+// AVX512_VNNI take avx2's kernels); tests clear it to check that path too.
+var useVNNI = cpuid.CPU.Supports(cpuid.AVX512VNNI)
+
+// gemm is the 16-row × up to 8-token int8 GEMM (qgemmZx1..8, see package qgemm).
+var gemm = qgemm.Kernels{
+	Name: "avx512", Lanes: 16, Tokens: 8,
+	RepackQ8: repackQ8, RepackQ4: repackQ4,
+	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
+	Tile: tileZ,
+}
+
+// tileZ calls the tile kernel for nt tokens (1 ≤ nt ≤ 8).
+func tileZ(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
+	switch nt {
+	case 1:
+		qgemmZx1(dst, ldd, w, x, xstride, nb)
+	case 2:
+		qgemmZx2(dst, ldd, w, x, xstride, nb)
+	case 3:
+		qgemmZx3(dst, ldd, w, x, xstride, nb)
+	case 4:
+		qgemmZx4(dst, ldd, w, x, xstride, nb)
+	case 5:
+		qgemmZx5(dst, ldd, w, x, xstride, nb)
+	case 6:
+		qgemmZx6(dst, ldd, w, x, xstride, nb)
+	case 7:
+		qgemmZx7(dst, ldd, w, x, xstride, nb)
+	default:
+		qgemmZx8(dst, ldd, w, x, xstride, nb)
+	}
+}
+
+// minGemmT is the fewest tokens MatMulQ8 runs the GEMM for. At T = 1 avx2's
+// matrix–vector kernels stream the weights faster than the repack does (8192×4096 from
+// DRAM, one thread: q8_0 1.4–2.4 ms against 1.9–3.5 ms); from T = 2 the GEMM is ahead
+// (2048×768: q8_0 1.2–1.4×, q4_0 2.5×; T = 8 2.5–3×, T = 128 ~5×).
+const minGemmT = 2
+
+// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ minGemmT (2), with
+// AVX512_VNNI, the int8 GEMM of package qgemm (16 rows × up to 8 tokens in ZMM
+// registers, VPDPBUSD; the reference's results bit for bit); otherwise avx2's MatMulQ8.
+func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
+	if T >= minGemmT && useVNNI && qgemm.Supports(w.DType) {
+		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
+		return
+	}
+	k.Kernels.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
+}

@@ -1,0 +1,53 @@
+//go:build amd64 && !purego
+
+package avx512
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/lmrun/lmrun/backends/internal/qgemm/qgemmtest"
+	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// TestMatMulQ8 checks MatMulQ8 on q8_0 and q4_0 weights against the reference, bit for
+// bit, with the AVX-512 VNNI GEMM and without it (avx2's kernels, as on CPUs without
+// AVX512_VNNI).
+func TestMatMulQ8(t *testing.T) {
+	need(t)
+	t.Run("vnni", func(t *testing.T) {
+		if !cpuid.CPU.Supports(cpuid.AVX512VNNI) {
+			t.Skip("CPU lacks AVX512_VNNI")
+		}
+		qgemmtest.Check(t, Kernels{}, 1)
+	})
+	t.Run("no-vnni", func(t *testing.T) {
+		defer func(v bool) { useVNNI = v }(useVNNI)
+		useVNNI = false
+		qgemmtest.Check(t, Kernels{}, 2)
+	})
+}
+
+// TestMatMulQ8AllocatesNothing: the GEMM keeps everything in the scratch.
+func TestMatMulQ8AllocatesNothing(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(5, 5))
+	const rows, cols, T = 37, 256, 13
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
+		data, _ := dtype.Quantize(dt, randSlice(r, rows*cols), cols)
+		w, _ := kernels.NewMat(dt, data, rows, cols)
+		xb := dtype.RowBytes(dtype.Q8_0, cols)
+		xq := make([]byte, T*xb)
+		for i := 0; i < T; i++ {
+			kernels.QuantizeQ8(randSlice(r, cols), xq[i*xb:(i+1)*xb])
+		}
+		dst, bias := make([]float32, T*rows), randSlice(r, rows)
+		sc := kernels.NewScratch(Kernels{}, T, cols)
+		if n := testing.AllocsPerRun(10, func() { Kernels{}.MatMulQ8(dst, rows, xq, T, w, bias, 3, rows, sc) }); n != 0 {
+			t.Errorf("%v: MatMulQ8 allocates %v times per call", dt, n)
+		}
+	}
+}
