@@ -558,6 +558,9 @@ func genQGemmTiles(isa qgemmISA) {
 // comment naming the instruction. It fails on registers past Y15, which VEX cannot
 // encode.
 func vexPass(path string) error {
+	if path == "" || path == "-" {
+		return fmt.Errorf("-out FILE is needed: the VEX instructions are encoded in the file written")
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
