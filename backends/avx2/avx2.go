@@ -746,11 +746,11 @@ func blockInfo(xq []byte, xi []xBlock, sums bool) {
 }
 
 // MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
-// products: for T ≥ minGemmT on CPUs with AVX-VNNI the int8 GEMM of package qgemm (8
-// rows × up to 4 tokens in YMM registers, VPDPBUSD), otherwise eight rows at a time
-// (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see backends/avx2/_asm/quant.go);
-// and for the k-quants with q8_k activations
-// (matMulQ8K); other weight types are the reference's. The results are the reference's
+// products: for T ≥ gemmFrom(w.DType) (2 or 3) the int8 GEMM of package qgemm (8 rows ×
+// up to 4 tokens in YMM registers; VPDPBUSD with AVX-VNNI, else VPMADDUBSW), otherwise
+// eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
+// backends/avx2/_asm/quant.go); and for the k-quants with q8_k activations (matMulQ8K);
+// other weight types are the reference's. The results are the reference's
 // bit for bit, whatever the row range.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if w.DType.KQuant() {
@@ -761,11 +761,11 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	if T >= minGemmT && useVNNI {
+	if T >= gemmFrom(w.DType) && useVNNI {
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	if T >= minGemmT && useMadd {
+	if T >= gemmFrom(w.DType) && useMadd {
 		gemmMadd.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}

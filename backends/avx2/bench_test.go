@@ -474,7 +474,7 @@ func BenchmarkMatMulQ8(b *testing.B) {
 	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		data, _ := dtype.Quantize(dt, randSlice(r, N*K), K)
 		w, _ := kernels.NewMat(dt, data, N, K)
-		for _, T := range []int{2, 4, 8, 32, 128} {
+		for _, T := range []int{2, 3, 4, 8, 32, 128} {
 			xb := dtype.RowBytes(dtype.Q8_0, K)
 			xq := make([]byte, T*xb)
 			for t := 0; t < T; t++ {

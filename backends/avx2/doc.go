@@ -15,9 +15,9 @@
 // half of an f16 row by F16C's VCVTPH2PS and half by integer shifts and masks on x
 // rearranged to match, a bf16 row by one shift or mask per 8 columns); and MatMulQ8
 // (kernels.Q8Kernels) on q8_0 and q4_0 weights, with integer dot products per 32-element
-// block (VPMADDUBSW, VPMADDWD) scaled and accumulated in float32 — for 2 or more
-// tokens an int8 GEMM instead (package backends/internal/qgemm: 8 rows × up to 4
-// tokens per tile; on CPUs with AVX-VNNI the VEX-encoded VPDPBUSD, which the Go
+// block (VPMADDUBSW, VPMADDWD) scaled and accumulated in float32 — from 2 (q4_0) or 3
+// (q8_0) tokens an int8 GEMM instead (package backends/internal/qgemm: 8 rows × up to
+// 4 tokens per tile; on CPUs with AVX-VNNI the VEX-encoded VPDPBUSD, which the Go
 // assembler lacks, emitted as bytes, TestVEXEncodings disassembles them; elsewhere
 // VPMADDUBSW in forms whose int16 sums cannot saturate) — and on the k-quants
 // (q4_k, q5_k, q6_k) with q8_k activations, ggml's generic dot product reproduced

@@ -7811,17 +7811,16 @@ TEXT ·repackQ8Full(SB), NOSPLIT, $0-32
 	MOVQ         $0x00000008, R8
 	SUBQ         DI, R8
 	VMOVDQU      (R9)(R8*4), Y1
-	MOVQ         nb+24(FP), DI
+	LEAQ         (SI)(DX*4), DI
+	MOVQ         nb+24(FP), R8
 
 repackQ8Full_block:
-	PREFETCHT0  512(CX)
-	PREFETCHT0  512(CX)(DX*1)
-	PREFETCHT0  512(CX)(DX*2)
-	PREFETCHT0  512(CX)(BX*1)
-	PREFETCHT0  512(SI)
-	PREFETCHT0  512(SI)(DX*1)
-	PREFETCHT0  512(SI)(DX*2)
-	PREFETCHT0  512(SI)(BX*1)
+	PREFETCHT0  (DI)
+	PREFETCHT0  64(DI)
+	PREFETCHT0  128(DI)
+	PREFETCHT0  192(DI)
+	PREFETCHT0  256(DI)
+	ADDQ        $0x00000110, DI
 	VMOVDQA     Y1, Y3
 	VPXOR       Y2, Y2, Y2
 	VPGATHERDD  Y3, (CX)(Y0*1), Y2
@@ -7880,7 +7879,7 @@ repackQ8Full_block:
 	ADDQ        $0x22, CX
 	ADDQ        $0x22, SI
 	ADDQ        $0x00000120, AX
-	DECQ        DI
+	DECQ        R8
 	JNZ         repackQ8Full_block
 	VZEROUPPER
 	RET
@@ -7901,17 +7900,14 @@ TEXT ·repackQ4Full(SB), NOSPLIT, $0-32
 	MOVQ         $0x00000008, R8
 	SUBQ         DI, R8
 	VMOVDQU      (R9)(R8*4), Y1
-	MOVQ         nb+24(FP), DI
+	LEAQ         (SI)(DX*4), DI
+	MOVQ         nb+24(FP), R8
 
 repackQ4Full_block:
-	PREFETCHT0  512(CX)
-	PREFETCHT0  512(CX)(DX*1)
-	PREFETCHT0  512(CX)(DX*2)
-	PREFETCHT0  512(CX)(BX*1)
-	PREFETCHT0  512(SI)
-	PREFETCHT0  512(SI)(DX*1)
-	PREFETCHT0  512(SI)(DX*2)
-	PREFETCHT0  512(SI)(BX*1)
+	PREFETCHT0  (DI)
+	PREFETCHT0  64(DI)
+	PREFETCHT0  128(DI)
+	ADDQ        $0x00000090, DI
 	VMOVDQA     Y1, Y3
 	VPXOR       Y2, Y2, Y2
 	VPGATHERDD  Y3, (CX)(Y0*1), Y2
@@ -7958,7 +7954,7 @@ repackQ4Full_block:
 	ADDQ        $0x12, CX
 	ADDQ        $0x12, SI
 	ADDQ        $0x00000120, AX
-	DECQ        DI
+	DECQ        R8
 	JNZ         repackQ4Full_block
 	VZEROUPPER
 	RET

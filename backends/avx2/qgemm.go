@@ -6,20 +6,29 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/lmrun/lmrun/backends/internal/qgemm"
+	"github.com/lmrun/lmrun/dtype"
 )
 
 // useVNNI is whether MatMulQ8 runs the AVX-VNNI GEMM (the VEX-encoded VPDPBUSD on YMM
-// registers) for T ≥ minGemmT; tests clear it to check the other path too.
+// registers) for T ≥ gemmFrom; tests clear it to check the other path too.
 var useVNNI = cpuid.CPU.Supports(cpuid.AVXVNNI)
 
 // useMadd is whether MatMulQ8 runs, on CPUs without AVX-VNNI, the GEMM with VPMADDUBSW
-// (qgemmMQ8x*, qgemmMQ4x*) for T ≥ minGemmT; tests clear it to check the other path.
+// (qgemmMQ8x*, qgemmMQ4x*) for T ≥ gemmFrom; tests clear it to check the other path.
 var useMadd = true
 
-// minGemmT is the fewest tokens MatMulQ8 runs the GEMM for: at T = 1 the matrix–vector
-// kernels stream the weights faster than the repack does; from T = 2 the GEMM is ahead
-// (2048×768, one thread: T = 2 q8_0 1.2×, q4_0 2×; T = 8 2–4×).
-const minGemmT = 2
+// gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt.
+// At T = 1 the matrix–vector kernels stream the weights faster than the repack does.
+// q4_0 gains from T = 2 (2048×768, one thread: 2×); q8_0 from T = 3 (at T = 2 the
+// matrix–vector kernels, which reuse each 16-row chunk from L1 for the second token,
+// took 80 µs against 89 µs with AVX-VNNI and 113 µs with VPMADDUBSW; at T = 3 173 µs
+// against 96 and 128; T = 32 1.57 ms against 0.52 and 0.87).
+func gemmFrom(dt dtype.DType) int {
+	if dt == dtype.Q4_0 {
+		return 2
+	}
+	return 3
+}
 
 // gemm is the 8-row × up to 4-token int8 GEMM (qgemmVx1..4, see package qgemm).
 var gemm = qgemm.Kernels{

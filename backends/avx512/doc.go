@@ -14,12 +14,12 @@
 // masked tail in one masked step, the halves added and reduced pairwise as avx2 does —
 // so its results equal avx2's bit for bit, for every T, shape and row split.
 //
-// MatMulQ8 on q8_0 and q4_0 weights for 2 or more tokens, on CPUs with AVX512_VNNI, is an
-// int8 GEMM (package backends/internal/qgemm): groups of 16 rows repacked so that one
-// VPDPBUSD with a broadcast activation dword adds four quants of all 16 rows, tiles of
-// up to 8 tokens, no horizontal sums; each (row, token) sum is taken as the reference
-// takes it, so the results are the reference's bit for bit. Every other kernel (and
-// MatMul on other weight types) is backends/avx2's.
+// MatMulQ8 on q4_0 weights, and on q8_0 weights for 2 or more tokens, on CPUs with
+// AVX512_VNNI, is an int8 GEMM (package backends/internal/qgemm): groups of 16 rows
+// repacked so that one VPDPBUSD with a broadcast activation dword adds four quants of
+// all 16 rows, tiles of up to 8 tokens, no horizontal sums; each (row, token) sum is
+// taken as the reference takes it, so the results are the reference's bit for bit.
+// Every other kernel (and MatMul on other weight types) is backends/avx2's.
 package avx512
 
 //go:generate sh -c "cd ../avx2/_asm && go run . -out ../../avx512/kernels_amd64.s -stubs ../../avx512/stubs_amd64.go -pkg avx512"

@@ -6,10 +6,11 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/lmrun/lmrun/backends/internal/qgemm"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
-// useVNNI is whether MatMulQ8 runs the AVX-512 VNNI GEMM for T ≥ 2 (CPUs without
+// useVNNI is whether MatMulQ8 runs the AVX-512 VNNI GEMM for T ≥ gemmFrom (CPUs without
 // AVX512_VNNI take avx2's kernels); tests clear it to check that path too.
 var useVNNI = cpuid.CPU.Supports(cpuid.AVX512VNNI)
 
@@ -43,17 +44,25 @@ func tileZ(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 	}
 }
 
-// minGemmT is the fewest tokens MatMulQ8 runs the GEMM for. At T = 1 avx2's
-// matrix–vector kernels stream the weights faster than the repack does (8192×4096 from
-// DRAM, one thread: q8_0 1.4–2.4 ms against 1.9–3.5 ms); from T = 2 the GEMM is ahead
-// (2048×768: q8_0 1.2–1.4×, q4_0 2.5×; T = 8 2.5–3×, T = 128 ~5×).
-const minGemmT = 2
+// gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
+// (one thread; 2048×768 from L3, 8192×4096 from DRAM). q4_0 from T = 1: the GEMM beats
+// avx2's matrix–vector kernel even there (L3 40–46 µs against 49–55, DRAM 1.1–1.65 ms
+// against 1.6–2.2). q8_0 from T = 2: at T = 1 avx2's kernel streams faster (L3 41–52 µs
+// against 48–55, DRAM 1.2–2.4 ms against 1.6–2.5); from T = 2 the GEMM is ahead (T = 8
+// 2.5–3×, T = 128 ~5×).
+func gemmFrom(dt dtype.DType) int {
+	if dt == dtype.Q4_0 {
+		return 1
+	}
+	return 2
+}
 
-// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ minGemmT (2), with
-// AVX512_VNNI, the int8 GEMM of package qgemm (16 rows × up to 8 tokens in ZMM
-// registers, VPDPBUSD; the reference's results bit for bit); otherwise avx2's MatMulQ8.
+// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ gemmFrom (1
+// or 2), with AVX512_VNNI, the int8 GEMM of package qgemm (16 rows × up to 8 tokens in
+// ZMM registers, VPDPBUSD; the reference's results bit for bit); otherwise avx2's
+// MatMulQ8.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
-	if T >= minGemmT && useVNNI && qgemm.Supports(w.DType) {
+	if useVNNI && qgemm.Supports(w.DType) && T >= gemmFrom(w.DType) {
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}

@@ -17,6 +17,12 @@
 // Keep every kernel within 16 live vector registers: past that, avo's allocator hands
 // out Y16–Y31, which are EVEX (AVX-512) encodings and SIGILL on an AVX2 machine.
 // backends/avx2's TestAssemblyIsAVX2 fails if the output uses any.
+//
+// qgemm.go, the int8 GEMM of q8_0/q4_0 weights, is generated for both packages (ZMM
+// with AVX512_VNNI; YMM with AVX-VNNI or VPMADDUBSW). avo v0.5.0 knows no VPDPBUSD, so
+// it is emitted as a raw instruction; its VEX form, which the Go assembler cannot
+// encode, is rewritten into bytes once the registers are allocated (vexPass), and
+// backends/avx2's TestVEXEncodings disassembles them.
 package main
 
 import (

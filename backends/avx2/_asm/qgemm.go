@@ -286,12 +286,17 @@ func genRepackFull(isa qgemmISA, q4 bool) {
 	n := GP64()
 	MOVQ(U32(lanes), n)
 	mask := isa.rowMask(n)
+	pf := GP64()
+	LEAQ(Mem{Base: bases[len(bases)-1], Index: ldw, Scale: 4}, pf) // row lanes: the next group
 	nb := Load(Param("nb"), GP64())
 	blk := fmt.Sprintf("%s_block", name)
 	Label(blk)
-	for r := 0; r < lanes; r++ {
-		PREFETCHT0(row(r, repackAhead))
+	// The next group's rows follow this one's (ldw = the row's bytes): prefetch them
+	// as one stream, lanes·bsz bytes a block, while this group is repacked and swept.
+	for o := 0; o < lanes*bsz; o += 64 {
+		PREFETCHT0(Mem{Base: pf, Disp: o})
 	}
+	ADDQ(U32(lanes*bsz), pf)
 	sc := isa.vec()
 	isa.gather(mask, Mem{Base: wb, Index: idx, Scale: 1}, sc)
 	isa.packWords(sc, Mem{Base: out, Disp: 32 * lanes})
@@ -558,6 +563,9 @@ func genQGemmTiles(isa qgemmISA) {
 // comment naming the instruction. It fails on registers past Y15, which VEX cannot
 // encode.
 func vexPass(path string) error {
+	if path == "" || path == "-" {
+		return fmt.Errorf("-out FILE is needed: the VEX instructions are encoded in the file written")
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
