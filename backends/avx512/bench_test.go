@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lmrun/lmrun/backends/avx2"
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -36,6 +37,40 @@ func BenchmarkMatMul(b *testing.B) {
 					b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
 					b.ReportMetric(4*float64(N*K)/s/1e9, "GB/s")
 				})
+			}
+		}
+	}
+}
+
+// BenchmarkMatMulHalf compares the f16 and bf16 products of avx2 and avx512 in the same
+// run, single threaded: T tokens of K = 768 inputs against N×K weights, N = 3072 (4.5
+// MiB: from L3) and N = 32768 (48 MiB: mostly from DRAM), GFLOP/s and GB/s of weights.
+//
+//	go test -run XXX -bench MatMulHalf ./backends/avx512
+func BenchmarkMatMulHalf(b *testing.B) {
+	need(b)
+	r := rand.New(rand.NewPCG(3, 3))
+	impls := []kernels.Kernels{avx2.Kernels{}, Kernels{}}
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
+		for _, N := range []int{3072, 32768} {
+			K := 768
+			w, err := kernels.NewMat(dt, halfBits(r, dt, N*K, false), N, K)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, T := range []int{1, 8, 128} {
+				x, dst := randSlice(r, T*K), make([]float32, T*N)
+				for _, k := range impls {
+					b.Run(fmt.Sprintf("%v/T%d_K%d_N%d/%s", dt, T, K, N, k.Name()), func(b *testing.B) {
+						sc := kernels.NewScratch(k, T, K)
+						for i := 0; i < b.N; i++ {
+							k.MatMul(dst, N, x, T, w, nil, 0, N, sc)
+						}
+						s := b.Elapsed().Seconds() / float64(b.N)
+						b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
+						b.ReportMetric(2*float64(N*K)/s/1e9, "GB/s")
+					})
+				}
 			}
 		}
 	}

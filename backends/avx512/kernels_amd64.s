@@ -5938,3 +5938,941 @@ fmaLoop_loop1:
 	JNZ         fmaLoop_loop1
 	VZEROUPPER
 	RET
+
+DATA evenodd<>+0(SB)/4, $0x00000000
+DATA evenodd<>+4(SB)/4, $0x00000002
+DATA evenodd<>+8(SB)/4, $0x00000004
+DATA evenodd<>+12(SB)/4, $0x00000006
+DATA evenodd<>+16(SB)/4, $0x00000008
+DATA evenodd<>+20(SB)/4, $0x0000000a
+DATA evenodd<>+24(SB)/4, $0x0000000c
+DATA evenodd<>+28(SB)/4, $0x0000000e
+DATA evenodd<>+32(SB)/4, $0x00000001
+DATA evenodd<>+36(SB)/4, $0x00000003
+DATA evenodd<>+40(SB)/4, $0x00000005
+DATA evenodd<>+44(SB)/4, $0x00000007
+DATA evenodd<>+48(SB)/4, $0x00000009
+DATA evenodd<>+52(SB)/4, $0x0000000b
+DATA evenodd<>+56(SB)/4, $0x0000000d
+DATA evenodd<>+60(SB)/4, $0x0000000f
+GLOBL evenodd<>(SB), RODATA|NOPTR, $64
+
+// func widenZH(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·widenZH(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ n+16(FP), DX
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ SI, SI
+	JMP  widenZH_check2
+
+widenZH_body1:
+	VCVTPH2PS (CX)(SI*2), Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	VCVTPH2PS 32(CX)(SI*2), Z0
+	VMOVUPS   Z0, 64(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenZH_check2:
+	CMPQ      SI, BX
+	JL        widenZH_body1
+	LEAQ      16(SI), BX
+	CMPQ      BX, DX
+	JG        widenZH_eight4
+	VCVTPH2PS (CX)(SI*2), Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	MOVQ      BX, SI
+
+widenZH_eight4:
+	CMPQ      SI, DX
+	JGE       widenZH_done5
+	VCVTPH2PS (CX)(SI*2), Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+
+widenZH_done5:
+	VZEROUPPER
+	RET
+
+// func gemvZH4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·gemvZH4s(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+gemvZH4s_row1:
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	XORQ    R10, R10
+	JMP     gemvZH4s_check3
+
+gemvZH4s_body2:
+	VMOVUPS     (AX)(R10*4), Z4
+	VMOVUPS     64(AX)(R10*4), Z5
+	VCVTPH2PS   (SI)(R10*2), Z6
+	VFMADD231PS Z6, Z4, Z0
+	VCVTPH2PS   32(SI)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z0
+	VCVTPH2PS   (R8)(R10*2), Z6
+	VFMADD231PS Z6, Z4, Z1
+	VCVTPH2PS   32(R8)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VCVTPH2PS   (R9)(R10*2), Z6
+	VFMADD231PS Z6, Z4, Z2
+	VCVTPH2PS   32(R9)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VCVTPH2PS   (DI)(R10*2), Z6
+	VFMADD231PS Z6, Z4, Z3
+	VCVTPH2PS   32(DI)(R10*2), Z4
+	VFMADD231PS Z4, Z5, Z3
+	ADDQ        $0x20, R10
+
+gemvZH4s_check3:
+	CMPQ        R10, BX
+	JL          gemvZH4s_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          gemvZH4s_eight5
+	VMOVUPS     (AX)(R10*4), Z4
+	VCVTPH2PS   (SI)(R10*2), Z5
+	VFMADD231PS Z5, Z4, Z0
+	VCVTPH2PS   (R8)(R10*2), Z5
+	VFMADD231PS Z5, Z4, Z1
+	VCVTPH2PS   (R9)(R10*2), Z5
+	VFMADD231PS Z5, Z4, Z2
+	VCVTPH2PS   (DI)(R10*2), Z5
+	VFMADD231PS Z5, Z4, Z3
+	MOVQ        R11, R10
+
+gemvZH4s_eight5:
+	CMPQ        R10, DX
+	JGE         gemvZH4s_reduce6
+	VCVTPH2PS   (SI)(R10*2), Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z0
+	VCVTPH2PS   (R8)(R10*2), Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z1
+	VCVTPH2PS   (R9)(R10*2), Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z2
+	VCVTPH2PS   (DI)(R10*2), Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z3
+
+gemvZH4s_reduce6:
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y3
+	VHADDPS       Y1, Y0, Y0
+	VHADDPS       Y3, Y2, Y2
+	VHADDPS       Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          gap+48(FP), R10
+	SHLQ          $0x02, R10
+	MOVQ          dst+0(FP), R11
+	VMOVSS        X0, (R11)
+	VEXTRACTPS    $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS    $0x02, X0, (R11)(R10*2)
+	LEAQ          (R11)(R10*2), R12
+	VEXTRACTPS    $0x03, X0, (R12)(R10*1)
+	ADDQ          $0x04, R11
+	MOVQ          R11, dst+0(FP)
+	ADDQ          CX, SI
+	ADDQ          CX, R8
+	ADDQ          CX, R9
+	ADDQ          CX, DI
+	MOVQ          blocks+40(FP), R10
+	DECQ          R10
+	MOVQ          R10, blocks+40(FP)
+	JNZ           gemvZH4s_row1
+	VZEROUPPER
+	RET
+
+// func gemvZH1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·gemvZH1(SB), NOSPLIT, $0-48
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+	MOVQ  w+16(FP), SI
+
+gemvZH1_row1:
+	VMOVUPS zeros<>+0(SB), Z0
+	XORQ    DI, DI
+	JMP     gemvZH1_check3
+
+gemvZH1_body2:
+	VMOVUPS     (AX)(DI*4), Z1
+	VMOVUPS     64(AX)(DI*4), Z2
+	VCVTPH2PS   (SI)(DI*2), Z3
+	VFMADD231PS Z3, Z1, Z0
+	VCVTPH2PS   32(SI)(DI*2), Z1
+	VFMADD231PS Z1, Z2, Z0
+	ADDQ        $0x20, DI
+
+gemvZH1_check3:
+	CMPQ        DI, BX
+	JL          gemvZH1_body2
+	LEAQ        16(DI), R8
+	CMPQ        R8, DX
+	JG          gemvZH1_eight5
+	VMOVUPS     (AX)(DI*4), Z1
+	VCVTPH2PS   (SI)(DI*2), Z2
+	VFMADD231PS Z2, Z1, Z0
+	MOVQ        R8, DI
+
+gemvZH1_eight5:
+	CMPQ        DI, DX
+	JGE         gemvZH1_reduce6
+	VCVTPH2PS   (SI)(DI*2), Y4
+	VFMADD231PS (AX)(DI*4), Z4, K1, Z0
+
+gemvZH1_reduce6:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VHADDPS       Y0, Y0, Y0
+	VHADDPS       Y0, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          dst+0(FP), DI
+	VMOVSS        X0, (DI)
+	ADDQ          $0x04, DI
+	MOVQ          DI, dst+0(FP)
+	ADDQ          CX, SI
+	MOVQ          rows+40(FP), DI
+	DECQ          DI
+	MOVQ          DI, rows+40(FP)
+	JNZ           gemvZH1_row1
+	VZEROUPPER
+	RET
+
+// func widenZBF(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·widenZBF(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ n+16(FP), DX
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ SI, SI
+	JMP  widenZBF_check2
+
+widenZBF_body1:
+	VPMOVZXWD (CX)(SI*2), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	VPMOVZXWD 32(CX)(SI*2), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, 64(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenZBF_check2:
+	CMPQ      SI, BX
+	JL        widenZBF_body1
+	LEAQ      16(SI), BX
+	CMPQ      BX, DX
+	JG        widenZBF_eight4
+	VPMOVZXWD (CX)(SI*2), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	MOVQ      BX, SI
+
+widenZBF_eight4:
+	CMPQ      SI, DX
+	JGE       widenZBF_done5
+	VPMOVZXWD (CX)(SI*2), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+
+widenZBF_done5:
+	VZEROUPPER
+	RET
+
+// func gemvZBF4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·gemvZBF4s(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+gemvZBF4s_row1:
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	XORQ    R10, R10
+	JMP     gemvZBF4s_check3
+
+gemvZBF4s_body2:
+	VMOVUPS     (AX)(R10*4), Z4
+	VMOVUPS     64(AX)(R10*4), Z5
+	VPMOVZXWD   (SI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z4, Z0
+	VPMOVZXWD   32(SI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z0
+	VPMOVZXWD   (R8)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z4, Z1
+	VPMOVZXWD   32(R8)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z1
+	VPMOVZXWD   (R9)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z4, Z2
+	VPMOVZXWD   32(R9)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z2
+	VPMOVZXWD   (DI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z4, Z3
+	VPMOVZXWD   32(DI)(R10*2), Z4
+	VPSLLD      $0x10, Z4, Z4
+	VFMADD231PS Z4, Z5, Z3
+	ADDQ        $0x20, R10
+
+gemvZBF4s_check3:
+	CMPQ        R10, BX
+	JL          gemvZBF4s_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          gemvZBF4s_eight5
+	VMOVUPS     (AX)(R10*4), Z4
+	VPMOVZXWD   (SI)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VFMADD231PS Z5, Z4, Z0
+	VPMOVZXWD   (R8)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VFMADD231PS Z5, Z4, Z1
+	VPMOVZXWD   (R9)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VFMADD231PS Z5, Z4, Z2
+	VPMOVZXWD   (DI)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VFMADD231PS Z5, Z4, Z3
+	MOVQ        R11, R10
+
+gemvZBF4s_eight5:
+	CMPQ        R10, DX
+	JGE         gemvZBF4s_reduce6
+	VPMOVZXWD   (SI)(R10*2), Y7
+	VPSLLD      $0x10, Y7, Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z0
+	VPMOVZXWD   (R8)(R10*2), Y7
+	VPSLLD      $0x10, Y7, Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z1
+	VPMOVZXWD   (R9)(R10*2), Y7
+	VPSLLD      $0x10, Y7, Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z2
+	VPMOVZXWD   (DI)(R10*2), Y7
+	VPSLLD      $0x10, Y7, Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z3
+
+gemvZBF4s_reduce6:
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y3
+	VHADDPS       Y1, Y0, Y0
+	VHADDPS       Y3, Y2, Y2
+	VHADDPS       Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          gap+48(FP), R10
+	SHLQ          $0x02, R10
+	MOVQ          dst+0(FP), R11
+	VMOVSS        X0, (R11)
+	VEXTRACTPS    $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS    $0x02, X0, (R11)(R10*2)
+	LEAQ          (R11)(R10*2), R12
+	VEXTRACTPS    $0x03, X0, (R12)(R10*1)
+	ADDQ          $0x04, R11
+	MOVQ          R11, dst+0(FP)
+	ADDQ          CX, SI
+	ADDQ          CX, R8
+	ADDQ          CX, R9
+	ADDQ          CX, DI
+	MOVQ          blocks+40(FP), R10
+	DECQ          R10
+	MOVQ          R10, blocks+40(FP)
+	JNZ           gemvZBF4s_row1
+	VZEROUPPER
+	RET
+
+// func gemvZBF1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·gemvZBF1(SB), NOSPLIT, $0-48
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+	MOVQ  w+16(FP), SI
+
+gemvZBF1_row1:
+	VMOVUPS zeros<>+0(SB), Z0
+	XORQ    DI, DI
+	JMP     gemvZBF1_check3
+
+gemvZBF1_body2:
+	VMOVUPS     (AX)(DI*4), Z1
+	VMOVUPS     64(AX)(DI*4), Z2
+	VPMOVZXWD   (SI)(DI*2), Z3
+	VPSLLD      $0x10, Z3, Z3
+	VFMADD231PS Z3, Z1, Z0
+	VPMOVZXWD   32(SI)(DI*2), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS Z1, Z2, Z0
+	ADDQ        $0x20, DI
+
+gemvZBF1_check3:
+	CMPQ        DI, BX
+	JL          gemvZBF1_body2
+	LEAQ        16(DI), R8
+	CMPQ        R8, DX
+	JG          gemvZBF1_eight5
+	VMOVUPS     (AX)(DI*4), Z1
+	VPMOVZXWD   (SI)(DI*2), Z2
+	VPSLLD      $0x10, Z2, Z2
+	VFMADD231PS Z2, Z1, Z0
+	MOVQ        R8, DI
+
+gemvZBF1_eight5:
+	CMPQ        DI, DX
+	JGE         gemvZBF1_reduce6
+	VPMOVZXWD   (SI)(DI*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS (AX)(DI*4), Z4, K1, Z0
+
+gemvZBF1_reduce6:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VHADDPS       Y0, Y0, Y0
+	VHADDPS       Y0, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          dst+0(FP), DI
+	VMOVSS        X0, (DI)
+	ADDQ          $0x04, DI
+	MOVQ          DI, dst+0(FP)
+	ADDQ          CX, SI
+	MOVQ          rows+40(FP), DI
+	DECQ          DI
+	MOVQ          DI, rows+40(FP)
+	JNZ           gemvZBF1_row1
+	VZEROUPPER
+	RET
+
+// func widenZHM(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·widenZHM(SB), NOSPLIT, $0-24
+	MOVQ      dst+0(FP), AX
+	MOVQ      src+8(FP), CX
+	MOVQ      n+16(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	XORQ      SI, SI
+	JMP       widenZHM_check2
+
+widenZHM_body1:
+	VCVTPH2PS (CX)(SI*2), Z1
+	VMOVUPS   Z1, (AX)(SI*4)
+	VCVTPH2PS 32(CX)(SI*2), Z1
+	VPERMPS   Z1, Z0, Z1
+	VMOVUPS   Z1, 64(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenZHM_check2:
+	CMPQ      SI, BX
+	JL        widenZHM_body1
+	LEAQ      16(SI), BX
+	CMPQ      BX, DX
+	JG        widenZHM_eight4
+	VCVTPH2PS (CX)(SI*2), Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	MOVQ      BX, SI
+
+widenZHM_eight4:
+	CMPQ      SI, DX
+	JGE       widenZHM_done5
+	VCVTPH2PS (CX)(SI*2), Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+
+widenZHM_done5:
+	VZEROUPPER
+	RET
+
+// func gemvZHM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·gemvZHM4s(SB), NOSPLIT, $0-56
+	MOVQ      x+8(FP), AX
+	MOVQ      ldw+24(FP), CX
+	SHLQ      $0x01, CX
+	MOVQ      k+32(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	MOVL      $0x000000ff, SI
+	KMOVW     SI, K1
+	MOVQ      w+16(FP), SI
+	MOVQ      gap+48(FP), DI
+	IMULQ     CX, DI
+	LEAQ      (SI)(DI*1), R8
+	LEAQ      (R8)(DI*1), R9
+	LEAQ      (R9)(DI*1), DI
+
+gemvZHM4s_row1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	XORQ    R10, R10
+	JMP     gemvZHM4s_check3
+
+gemvZHM4s_body2:
+	VMOVUPS     (AX)(R10*4), Z5
+	VMOVUPS     64(AX)(R10*4), Z6
+	VCVTPH2PS   (SI)(R10*2), Z7
+	VFMADD231PS Z7, Z5, Z1
+	VCVTPH2PS   32(SI)(R10*2), Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z1
+	VCVTPH2PS   (R8)(R10*2), Z7
+	VFMADD231PS Z7, Z5, Z2
+	VCVTPH2PS   32(R8)(R10*2), Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z2
+	VCVTPH2PS   (R9)(R10*2), Z7
+	VFMADD231PS Z7, Z5, Z3
+	VCVTPH2PS   32(R9)(R10*2), Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z3
+	VCVTPH2PS   (DI)(R10*2), Z7
+	VFMADD231PS Z7, Z5, Z4
+	VCVTPH2PS   32(DI)(R10*2), Z5
+	VPERMPS     Z5, Z0, Z5
+	VFMADD231PS Z5, Z6, Z4
+	ADDQ        $0x20, R10
+
+gemvZHM4s_check3:
+	CMPQ        R10, BX
+	JL          gemvZHM4s_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          gemvZHM4s_eight5
+	VMOVUPS     (AX)(R10*4), Z5
+	VCVTPH2PS   (SI)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VCVTPH2PS   (R8)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VCVTPH2PS   (R9)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z3
+	VCVTPH2PS   (DI)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z4
+	MOVQ        R11, R10
+
+gemvZHM4s_eight5:
+	CMPQ        R10, DX
+	JGE         gemvZHM4s_reduce6
+	VCVTPH2PS   (SI)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z1
+	VCVTPH2PS   (R8)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z2
+	VCVTPH2PS   (R9)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z3
+	VCVTPH2PS   (DI)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z4
+
+gemvZHM4s_reduce6:
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y4
+	VHADDPS       Y2, Y1, Y1
+	VHADDPS       Y4, Y3, Y3
+	VHADDPS       Y3, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	MOVQ          gap+48(FP), R10
+	SHLQ          $0x02, R10
+	MOVQ          dst+0(FP), R11
+	VMOVSS        X1, (R11)
+	VEXTRACTPS    $0x01, X1, (R11)(R10*1)
+	VEXTRACTPS    $0x02, X1, (R11)(R10*2)
+	LEAQ          (R11)(R10*2), R12
+	VEXTRACTPS    $0x03, X1, (R12)(R10*1)
+	ADDQ          $0x04, R11
+	MOVQ          R11, dst+0(FP)
+	ADDQ          CX, SI
+	ADDQ          CX, R8
+	ADDQ          CX, R9
+	ADDQ          CX, DI
+	MOVQ          blocks+40(FP), R10
+	DECQ          R10
+	MOVQ          R10, blocks+40(FP)
+	JNZ           gemvZHM4s_row1
+	VZEROUPPER
+	RET
+
+// func gemvZHM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·gemvZHM1(SB), NOSPLIT, $0-48
+	MOVQ      x+8(FP), AX
+	MOVQ      ldw+24(FP), CX
+	SHLQ      $0x01, CX
+	MOVQ      k+32(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	MOVL      $0x000000ff, SI
+	KMOVW     SI, K1
+	MOVQ      w+16(FP), SI
+
+gemvZHM1_row1:
+	VMOVUPS zeros<>+0(SB), Z1
+	XORQ    DI, DI
+	JMP     gemvZHM1_check3
+
+gemvZHM1_body2:
+	VMOVUPS     (AX)(DI*4), Z2
+	VMOVUPS     64(AX)(DI*4), Z3
+	VCVTPH2PS   (SI)(DI*2), Z4
+	VFMADD231PS Z4, Z2, Z1
+	VCVTPH2PS   32(SI)(DI*2), Z2
+	VPERMPS     Z2, Z0, Z2
+	VFMADD231PS Z2, Z3, Z1
+	ADDQ        $0x20, DI
+
+gemvZHM1_check3:
+	CMPQ        DI, BX
+	JL          gemvZHM1_body2
+	LEAQ        16(DI), R8
+	CMPQ        R8, DX
+	JG          gemvZHM1_eight5
+	VMOVUPS     (AX)(DI*4), Z2
+	VCVTPH2PS   (SI)(DI*2), Z3
+	VFMADD231PS Z3, Z2, Z1
+	MOVQ        R8, DI
+
+gemvZHM1_eight5:
+	CMPQ        DI, DX
+	JGE         gemvZHM1_reduce6
+	VCVTPH2PS   (SI)(DI*2), Y5
+	VFMADD231PS (AX)(DI*4), Z5, K1, Z1
+
+gemvZHM1_reduce6:
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y1
+	VHADDPS       Y1, Y1, Y1
+	VHADDPS       Y1, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDSS        X2, X1, X1
+	MOVQ          dst+0(FP), DI
+	VMOVSS        X1, (DI)
+	ADDQ          $0x04, DI
+	MOVQ          DI, dst+0(FP)
+	ADDQ          CX, SI
+	MOVQ          rows+40(FP), DI
+	DECQ          DI
+	MOVQ          DI, rows+40(FP)
+	JNZ           gemvZHM1_row1
+	VZEROUPPER
+	RET
+
+// func widenZBFM(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·widenZBFM(SB), NOSPLIT, $0-24
+	MOVQ      dst+0(FP), AX
+	MOVQ      src+8(FP), CX
+	MOVQ      n+16(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	XORQ      SI, SI
+	JMP       widenZBFM_check2
+
+widenZBFM_body1:
+	VPMOVZXWD (CX)(SI*2), Z1
+	VPSLLD    $0x10, Z1, Z1
+	VPERMPS   Z1, Z0, Z1
+	VMOVUPS   Z1, (AX)(SI*4)
+	VPMOVZXWD 32(CX)(SI*2), Z1
+	VPSLLD    $0x10, Z1, Z1
+	VPERMPS   Z1, Z0, Z1
+	VMOVUPS   Z1, 64(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenZBFM_check2:
+	CMPQ      SI, BX
+	JL        widenZBFM_body1
+	LEAQ      16(SI), BX
+	CMPQ      BX, DX
+	JG        widenZBFM_eight4
+	VPMOVZXWD (CX)(SI*2), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	MOVQ      BX, SI
+
+widenZBFM_eight4:
+	CMPQ      SI, DX
+	JGE       widenZBFM_done5
+	VPMOVZXWD (CX)(SI*2), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+
+widenZBFM_done5:
+	VZEROUPPER
+	RET
+
+// func gemvZBFM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·gemvZBFM4s(SB), NOSPLIT, $0-56
+	MOVQ      x+8(FP), AX
+	MOVQ      ldw+24(FP), CX
+	SHLQ      $0x01, CX
+	MOVQ      k+32(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	MOVL      $0x000000ff, SI
+	KMOVW     SI, K1
+	MOVQ      w+16(FP), SI
+	MOVQ      gap+48(FP), DI
+	IMULQ     CX, DI
+	LEAQ      (SI)(DI*1), R8
+	LEAQ      (R8)(DI*1), R9
+	LEAQ      (R9)(DI*1), DI
+
+gemvZBFM4s_row1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	XORQ    R10, R10
+	JMP     gemvZBFM4s_check3
+
+gemvZBFM4s_body2:
+	VMOVUPS     (AX)(R10*4), Z5
+	VMOVUPS     64(AX)(R10*4), Z6
+	VPMOVZXWD   (SI)(R10*2), Z7
+	VPSLLD      $0x10, Z7, Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z5, Z1
+	VPMOVZXWD   32(SI)(R10*2), Z7
+	VPSLLD      $0x10, Z7, Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z1
+	VPMOVZXWD   (R8)(R10*2), Z7
+	VPSLLD      $0x10, Z7, Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z5, Z2
+	VPMOVZXWD   32(R8)(R10*2), Z7
+	VPSLLD      $0x10, Z7, Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z2
+	VPMOVZXWD   (R9)(R10*2), Z7
+	VPSLLD      $0x10, Z7, Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z5, Z3
+	VPMOVZXWD   32(R9)(R10*2), Z7
+	VPSLLD      $0x10, Z7, Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z3
+	VPMOVZXWD   (DI)(R10*2), Z7
+	VPSLLD      $0x10, Z7, Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z5, Z4
+	VPMOVZXWD   32(DI)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VPERMPS     Z5, Z0, Z5
+	VFMADD231PS Z5, Z6, Z4
+	ADDQ        $0x20, R10
+
+gemvZBFM4s_check3:
+	CMPQ        R10, BX
+	JL          gemvZBFM4s_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          gemvZBFM4s_eight5
+	VMOVUPS     (AX)(R10*4), Z5
+	VPMOVZXWD   (SI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z1
+	VPMOVZXWD   (R8)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z2
+	VPMOVZXWD   (R9)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z3
+	VPMOVZXWD   (DI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z4
+	MOVQ        R11, R10
+
+gemvZBFM4s_eight5:
+	CMPQ        R10, DX
+	JGE         gemvZBFM4s_reduce6
+	VPMOVZXWD   (SI)(R10*2), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z1
+	VPMOVZXWD   (R8)(R10*2), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z2
+	VPMOVZXWD   (R9)(R10*2), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z3
+	VPMOVZXWD   (DI)(R10*2), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z4
+
+gemvZBFM4s_reduce6:
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y4
+	VHADDPS       Y2, Y1, Y1
+	VHADDPS       Y4, Y3, Y3
+	VHADDPS       Y3, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	MOVQ          gap+48(FP), R10
+	SHLQ          $0x02, R10
+	MOVQ          dst+0(FP), R11
+	VMOVSS        X1, (R11)
+	VEXTRACTPS    $0x01, X1, (R11)(R10*1)
+	VEXTRACTPS    $0x02, X1, (R11)(R10*2)
+	LEAQ          (R11)(R10*2), R12
+	VEXTRACTPS    $0x03, X1, (R12)(R10*1)
+	ADDQ          $0x04, R11
+	MOVQ          R11, dst+0(FP)
+	ADDQ          CX, SI
+	ADDQ          CX, R8
+	ADDQ          CX, R9
+	ADDQ          CX, DI
+	MOVQ          blocks+40(FP), R10
+	DECQ          R10
+	MOVQ          R10, blocks+40(FP)
+	JNZ           gemvZBFM4s_row1
+	VZEROUPPER
+	RET
+
+// func gemvZBFM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·gemvZBFM1(SB), NOSPLIT, $0-48
+	MOVQ      x+8(FP), AX
+	MOVQ      ldw+24(FP), CX
+	SHLQ      $0x01, CX
+	MOVQ      k+32(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	MOVL      $0x000000ff, SI
+	KMOVW     SI, K1
+	MOVQ      w+16(FP), SI
+
+gemvZBFM1_row1:
+	VMOVUPS zeros<>+0(SB), Z1
+	XORQ    DI, DI
+	JMP     gemvZBFM1_check3
+
+gemvZBFM1_body2:
+	VMOVUPS     (AX)(DI*4), Z2
+	VMOVUPS     64(AX)(DI*4), Z3
+	VPMOVZXWD   (SI)(DI*2), Z4
+	VPSLLD      $0x10, Z4, Z4
+	VPERMPS     Z4, Z0, Z4
+	VFMADD231PS Z4, Z2, Z1
+	VPMOVZXWD   32(SI)(DI*2), Z2
+	VPSLLD      $0x10, Z2, Z2
+	VPERMPS     Z2, Z0, Z2
+	VFMADD231PS Z2, Z3, Z1
+	ADDQ        $0x20, DI
+
+gemvZBFM1_check3:
+	CMPQ        DI, BX
+	JL          gemvZBFM1_body2
+	LEAQ        16(DI), R8
+	CMPQ        R8, DX
+	JG          gemvZBFM1_eight5
+	VMOVUPS     (AX)(DI*4), Z2
+	VPMOVZXWD   (SI)(DI*2), Z3
+	VPSLLD      $0x10, Z3, Z3
+	VFMADD231PS Z3, Z2, Z1
+	MOVQ        R8, DI
+
+gemvZBFM1_eight5:
+	CMPQ        DI, DX
+	JGE         gemvZBFM1_reduce6
+	VPMOVZXWD   (SI)(DI*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS (AX)(DI*4), Z5, K1, Z1
+
+gemvZBFM1_reduce6:
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y1
+	VHADDPS       Y1, Y1, Y1
+	VHADDPS       Y1, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDSS        X2, X1, X1
+	MOVQ          dst+0(FP), DI
+	VMOVSS        X1, (DI)
+	ADDQ          $0x04, DI
+	MOVQ          DI, dst+0(FP)
+	ADDQ          CX, SI
+	MOVQ          rows+40(FP), DI
+	DECQ          DI
+	MOVQ          DI, rows+40(FP)
+	JNZ           gemvZBFM1_row1
+	VZEROUPPER
+	RET

@@ -63,3 +63,83 @@ func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw i
 //
 //go:noescape
 func fmaLoop(n int)
+
+// widenZH widens the n binary16 values at src (n a multiple of 8) to float32 at dst,
+// in the order of backends/avx2's widenH.
+//
+//go:noescape
+func widenZH(dst *float32, src *uint16, n int)
+
+// gemvZH4s computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w binary16, k a multiple of 8, x as it is;
+// each row exactly as backends/avx2's matvecHSpread sums it.
+//
+//go:noescape
+func gemvZH4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// gemvZH1 computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows (rows ≥ 1),
+// w binary16, k a multiple of 8, x as it is;
+// each row exactly as backends/avx2's matvecH sums it.
+//
+//go:noescape
+func gemvZH1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// widenZBF widens the n bfloat16 values at src (n a multiple of 8) to float32 at dst,
+// in the order of backends/avx2's widenBF.
+//
+//go:noescape
+func widenZBF(dst *float32, src *uint16, n int)
+
+// gemvZBF4s computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w bfloat16, k a multiple of 8, x as it is;
+// each row exactly as backends/avx2's matvecBFSpread sums it.
+//
+//go:noescape
+func gemvZBF4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// gemvZBF1 computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows (rows ≥ 1),
+// w bfloat16, k a multiple of 8, x as it is;
+// each row exactly as backends/avx2's matvecBF sums it.
+//
+//go:noescape
+func gemvZBF1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// widenZHM widens the n binary16 values at src (n a multiple of 8) to float32 at dst,
+// in the order of backends/avx2's widenHM.
+//
+//go:noescape
+func widenZHM(dst *float32, src *uint16, n int)
+
+// gemvZHM4s computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w binary16, k a multiple of 8, x arranged as avx2's arrangeX does for this order;
+// each row exactly as backends/avx2's matvecHMSpread sums it.
+//
+//go:noescape
+func gemvZHM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// gemvZHM1 computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows (rows ≥ 1),
+// w binary16, k a multiple of 8, x arranged as avx2's arrangeX does for this order;
+// each row exactly as backends/avx2's matvecHM sums it.
+//
+//go:noescape
+func gemvZHM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// widenZBFM widens the n bfloat16 values at src (n a multiple of 8) to float32 at dst,
+// in the order of backends/avx2's widenBFM.
+//
+//go:noescape
+func widenZBFM(dst *float32, src *uint16, n int)
+
+// gemvZBFM4s computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w bfloat16, k a multiple of 8, x arranged as avx2's arrangeX does for this order;
+// each row exactly as backends/avx2's matvecBFMSpread sums it.
+//
+//go:noescape
+func gemvZBFM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// gemvZBFM1 computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows (rows ≥ 1),
+// w bfloat16, k a multiple of 8, x arranged as avx2's arrangeX does for this order;
+// each row exactly as backends/avx2's matvecBFM sums it.
+//
+//go:noescape
+func gemvZBFM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)

@@ -37,6 +37,7 @@ func main() {
 		genGemmZMM("gemm1x8", 1, 8, false, false)
 		genGemmZMM("gemv4s", 4, 1, true, false)
 		genProbesZMM()
+		genHalfZMM()
 		Generate()
 		return
 	}
