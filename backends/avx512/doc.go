@@ -18,6 +18,13 @@
 // T = 1; rows widened to float32 in scratch for the GEMM above for T > 1), so it too
 // gives avx2's bits. Every other kernel (and MatMul on other weight types) is
 // backends/avx2's.
+//
+// Instructions Go's assembler has no mnemonic for (VDPBF16PS) are emitted as machine
+// code, each checked by disassembly (TestRawInstructions). The only ones so far are in
+// the VDPBF16PS tiles gemmBF16x46 and gemmBF16Sx46, which need AVX512_BF16 and serve
+// BenchmarkBF16Activations alone: what bf16 products would gain with activations
+// rounded to bfloat16 (2.4–2.7× MatMul's float32 path on Zen 5) or with MatMulQ8's q8_0
+// activations (about 1.1×, the per-block scaling costing what the narrower product saves).
 package avx512
 
 //go:generate sh -c "cd ../avx2/_asm && go run . -out ../../avx512/kernels_amd64.s -stubs ../../avx512/stubs_amd64.go -pkg avx512"

@@ -6876,3 +6876,648 @@ gemvZBFM1_reduce6:
 	JNZ           gemvZBFM1_row1
 	VZEROUPPER
 	RET
+
+// func gemmBF16x46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·gemmBF16x46(SB), $1536-72
+	MOVQ w+40(FP), AX
+
+gemmBF16x46_group1:
+	MOVQ x+16(FP), CX
+	MOVQ dst+0(FP), DX
+	MOVQ T+32(FP), BX
+
+gemmBF16x46_tokens2:
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVUPS zeros<>+0(SB), Z16
+	VMOVUPS zeros<>+0(SB), Z17
+	VMOVUPS zeros<>+0(SB), Z18
+	VMOVUPS zeros<>+0(SB), Z19
+	VMOVUPS zeros<>+0(SB), Z20
+	VMOVUPS zeros<>+0(SB), Z21
+	VMOVUPS zeros<>+0(SB), Z22
+	VMOVUPS zeros<>+0(SB), Z23
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x01, SI
+	MOVQ    ldx+24(FP), DI
+	SHLQ    $0x01, DI
+	MOVQ    CX, R8
+	MOVQ    AX, R9
+	LEAQ    (DI)(DI*2), R10
+	LEAQ    (R8)(DI*4), R11
+	LEAQ    (SI)(SI*2), R12
+	MOVQ    k+56(FP), R13
+	SHRQ    $0x05, R13
+
+gemmBF16x46_cols3:
+	VMOVDQU16 (R9), Z24
+	VMOVDQU16 (R9)(SI*1), Z25
+	VMOVDQU16 (R9)(SI*2), Z26
+	VMOVDQU16 (R9)(R12*1), Z27
+	VMOVDQU16 (R8), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (R8)(DI*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG      $0x40269262
+	WORD      $0xfd52
+	VMOVDQU16 (R8)(DI*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG      $0x40261262
+	WORD      $0xde52
+	VMOVDQU16 (R8)(R10*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG      $0x40261262
+	WORD      $0xfc52
+	VMOVDQU16 (R11), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z16
+	LONG $0x403e8262
+	WORD $0xc552
+
+	// raw: VDPBF16PS Z29, Z25, Z17
+	LONG $0x40368262
+	WORD $0xcd52
+
+	// raw: VDPBF16PS Z29, Z26, Z18
+	LONG $0x402e8262
+	WORD $0xd552
+
+	// raw: VDPBF16PS Z29, Z27, Z19
+	LONG      $0x40268262
+	WORD      $0xdd52
+	VMOVDQU16 (R11)(DI*1), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z20
+	LONG $0x403e8262
+	WORD $0xe652
+
+	// raw: VDPBF16PS Z30, Z25, Z21
+	LONG $0x40368262
+	WORD $0xee52
+
+	// raw: VDPBF16PS Z30, Z26, Z22
+	LONG $0x402e8262
+	WORD $0xf652
+
+	// raw: VDPBF16PS Z30, Z27, Z23
+	LONG         $0x40268262
+	WORD         $0xfe52
+	ADDQ         $0x40, R9
+	ADDQ         $0x40, R8
+	ADDQ         $0x40, R11
+	DECQ         R13
+	JNZ          gemmBF16x46_cols3
+	VMOVUPS      Z0, (SP)
+	VMOVUPS      Z1, 64(SP)
+	VMOVUPS      Z2, 128(SP)
+	VMOVUPS      Z3, 192(SP)
+	VMOVUPS      Z4, 256(SP)
+	VMOVUPS      Z5, 320(SP)
+	VMOVUPS      Z6, 384(SP)
+	VMOVUPS      Z7, 448(SP)
+	VMOVUPS      Z8, 512(SP)
+	VMOVUPS      Z9, 576(SP)
+	VMOVUPS      Z10, 640(SP)
+	VMOVUPS      Z11, 704(SP)
+	VMOVUPS      Z12, 768(SP)
+	VMOVUPS      Z13, 832(SP)
+	VMOVUPS      Z14, 896(SP)
+	VMOVUPS      Z15, 960(SP)
+	VMOVUPS      Z16, 1024(SP)
+	VMOVUPS      Z17, 1088(SP)
+	VMOVUPS      Z18, 1152(SP)
+	VMOVUPS      Z19, 1216(SP)
+	VMOVUPS      Z20, 1280(SP)
+	VMOVUPS      Z21, 1344(SP)
+	VMOVUPS      Z22, 1408(SP)
+	VMOVUPS      Z23, 1472(SP)
+	MOVQ         DX, SI
+	MOVQ         ldd+8(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      (SP), Y0
+	VADDPS       32(SP), Y0, Y0
+	VMOVUPS      64(SP), Y1
+	VADDPS       96(SP), Y1, Y1
+	VMOVUPS      128(SP), Y2
+	VADDPS       160(SP), Y2, Y2
+	VMOVUPS      192(SP), Y3
+	VADDPS       224(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      256(SP), Y0
+	VADDPS       288(SP), Y0, Y0
+	VMOVUPS      320(SP), Y1
+	VADDPS       352(SP), Y1, Y1
+	VMOVUPS      384(SP), Y2
+	VADDPS       416(SP), Y2, Y2
+	VMOVUPS      448(SP), Y3
+	VADDPS       480(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      512(SP), Y0
+	VADDPS       544(SP), Y0, Y0
+	VMOVUPS      576(SP), Y1
+	VADDPS       608(SP), Y1, Y1
+	VMOVUPS      640(SP), Y2
+	VADDPS       672(SP), Y2, Y2
+	VMOVUPS      704(SP), Y3
+	VADDPS       736(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      768(SP), Y0
+	VADDPS       800(SP), Y0, Y0
+	VMOVUPS      832(SP), Y1
+	VADDPS       864(SP), Y1, Y1
+	VMOVUPS      896(SP), Y2
+	VADDPS       928(SP), Y2, Y2
+	VMOVUPS      960(SP), Y3
+	VADDPS       992(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      1024(SP), Y0
+	VADDPS       1056(SP), Y0, Y0
+	VMOVUPS      1088(SP), Y1
+	VADDPS       1120(SP), Y1, Y1
+	VMOVUPS      1152(SP), Y2
+	VADDPS       1184(SP), Y2, Y2
+	VMOVUPS      1216(SP), Y3
+	VADDPS       1248(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      1280(SP), Y0
+	VADDPS       1312(SP), Y0, Y0
+	VMOVUPS      1344(SP), Y1
+	VADDPS       1376(SP), Y1, Y1
+	VMOVUPS      1408(SP), Y2
+	VADDPS       1440(SP), Y2, Y2
+	VMOVUPS      1472(SP), Y3
+	VADDPS       1504(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	MOVQ         ldd+8(FP), SI
+	SHLQ         $0x02, SI
+	IMUL3Q       $0x06, SI, SI
+	ADDQ         SI, DX
+	MOVQ         ldx+24(FP), SI
+	IMUL3Q       $0x0c, SI, SI
+	ADDQ         SI, CX
+	SUBQ         $0x06, BX
+	JNZ          gemmBF16x46_tokens2
+	MOVQ         ldw+48(FP), CX
+	IMUL3Q       $0x08, CX, CX
+	ADDQ         CX, AX
+	MOVQ         dst+0(FP), CX
+	ADDQ         $0x10, CX
+	MOVQ         CX, dst+0(FP)
+	MOVQ         groups+64(FP), CX
+	DECQ         CX
+	MOVQ         CX, groups+64(FP)
+	JNZ          gemmBF16x46_group1
+	VZEROUPPER
+	RET
+
+// func gemmBF16Sx46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, scale float32)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·gemmBF16Sx46(SB), $1536-76
+	MOVQ w+40(FP), AX
+
+gemmBF16Sx46_group1:
+	MOVQ x+16(FP), CX
+	MOVQ dst+0(FP), DX
+	MOVQ T+32(FP), BX
+
+gemmBF16Sx46_tokens2:
+	VMOVUPS      zeros<>+0(SB), Z0
+	VMOVUPS      zeros<>+0(SB), Z1
+	VMOVUPS      zeros<>+0(SB), Z2
+	VMOVUPS      zeros<>+0(SB), Z3
+	VMOVUPS      zeros<>+0(SB), Z4
+	VMOVUPS      zeros<>+0(SB), Z5
+	VMOVUPS      zeros<>+0(SB), Z6
+	VMOVUPS      zeros<>+0(SB), Z7
+	VMOVUPS      zeros<>+0(SB), Z8
+	VMOVUPS      zeros<>+0(SB), Z9
+	VMOVUPS      zeros<>+0(SB), Z10
+	VMOVUPS      zeros<>+0(SB), Z11
+	VMOVUPS      zeros<>+0(SB), Z12
+	VMOVUPS      zeros<>+0(SB), Z13
+	VMOVUPS      zeros<>+0(SB), Z14
+	VMOVUPS      zeros<>+0(SB), Z15
+	VMOVUPS      zeros<>+0(SB), Z16
+	VMOVUPS      zeros<>+0(SB), Z17
+	VMOVUPS      zeros<>+0(SB), Z18
+	VMOVUPS      zeros<>+0(SB), Z19
+	VMOVUPS      zeros<>+0(SB), Z20
+	VMOVUPS      zeros<>+0(SB), Z21
+	VMOVUPS      zeros<>+0(SB), Z22
+	VMOVUPS      zeros<>+0(SB), Z23
+	VBROADCASTSS scale+72(FP), Z29
+	MOVQ         ldw+48(FP), SI
+	SHLQ         $0x01, SI
+	MOVQ         ldx+24(FP), DI
+	SHLQ         $0x01, DI
+	MOVQ         CX, R8
+	MOVQ         AX, R9
+	LEAQ         (DI)(DI*2), R10
+	LEAQ         (R8)(DI*4), R11
+	LEAQ         (SI)(SI*2), R12
+	MOVQ         k+56(FP), R13
+	SHRQ         $0x05, R13
+
+gemmBF16Sx46_cols3:
+	VMOVDQU16 (R9), Z24
+	VMOVDQU16 (R9)(SI*1), Z25
+	VMOVDQU16 (R9)(SI*2), Z26
+	VMOVDQU16 (R9)(R12*1), Z27
+	VMOVDQU16 (R8), Z28
+	VMOVUPS   zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z0
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z1
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z2
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z3
+	VMOVDQU16   (R8)(DI*1), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z4
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z5
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z6
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z7
+	VMOVDQU16   (R8)(DI*2), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z8
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z9
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z10
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z11
+	VMOVDQU16   (R8)(R10*1), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z12
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z13
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z14
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z15
+	VMOVDQU16   (R11), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z16
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z17
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z18
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z19
+	VMOVDQU16   (R11)(DI*1), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z20
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z21
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z22
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG         $0x40260262
+	WORD         $0xfc52
+	VFMADD231PS  Z31, Z29, Z23
+	ADDQ         $0x40, R9
+	ADDQ         $0x40, R8
+	ADDQ         $0x40, R11
+	DECQ         R13
+	JNZ          gemmBF16Sx46_cols3
+	VMOVUPS      Z0, (SP)
+	VMOVUPS      Z1, 64(SP)
+	VMOVUPS      Z2, 128(SP)
+	VMOVUPS      Z3, 192(SP)
+	VMOVUPS      Z4, 256(SP)
+	VMOVUPS      Z5, 320(SP)
+	VMOVUPS      Z6, 384(SP)
+	VMOVUPS      Z7, 448(SP)
+	VMOVUPS      Z8, 512(SP)
+	VMOVUPS      Z9, 576(SP)
+	VMOVUPS      Z10, 640(SP)
+	VMOVUPS      Z11, 704(SP)
+	VMOVUPS      Z12, 768(SP)
+	VMOVUPS      Z13, 832(SP)
+	VMOVUPS      Z14, 896(SP)
+	VMOVUPS      Z15, 960(SP)
+	VMOVUPS      Z16, 1024(SP)
+	VMOVUPS      Z17, 1088(SP)
+	VMOVUPS      Z18, 1152(SP)
+	VMOVUPS      Z19, 1216(SP)
+	VMOVUPS      Z20, 1280(SP)
+	VMOVUPS      Z21, 1344(SP)
+	VMOVUPS      Z22, 1408(SP)
+	VMOVUPS      Z23, 1472(SP)
+	MOVQ         DX, SI
+	MOVQ         ldd+8(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      (SP), Y0
+	VADDPS       32(SP), Y0, Y0
+	VMOVUPS      64(SP), Y1
+	VADDPS       96(SP), Y1, Y1
+	VMOVUPS      128(SP), Y2
+	VADDPS       160(SP), Y2, Y2
+	VMOVUPS      192(SP), Y3
+	VADDPS       224(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      256(SP), Y0
+	VADDPS       288(SP), Y0, Y0
+	VMOVUPS      320(SP), Y1
+	VADDPS       352(SP), Y1, Y1
+	VMOVUPS      384(SP), Y2
+	VADDPS       416(SP), Y2, Y2
+	VMOVUPS      448(SP), Y3
+	VADDPS       480(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      512(SP), Y0
+	VADDPS       544(SP), Y0, Y0
+	VMOVUPS      576(SP), Y1
+	VADDPS       608(SP), Y1, Y1
+	VMOVUPS      640(SP), Y2
+	VADDPS       672(SP), Y2, Y2
+	VMOVUPS      704(SP), Y3
+	VADDPS       736(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      768(SP), Y0
+	VADDPS       800(SP), Y0, Y0
+	VMOVUPS      832(SP), Y1
+	VADDPS       864(SP), Y1, Y1
+	VMOVUPS      896(SP), Y2
+	VADDPS       928(SP), Y2, Y2
+	VMOVUPS      960(SP), Y3
+	VADDPS       992(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      1024(SP), Y0
+	VADDPS       1056(SP), Y0, Y0
+	VMOVUPS      1088(SP), Y1
+	VADDPS       1120(SP), Y1, Y1
+	VMOVUPS      1152(SP), Y2
+	VADDPS       1184(SP), Y2, Y2
+	VMOVUPS      1216(SP), Y3
+	VADDPS       1248(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      1280(SP), Y0
+	VADDPS       1312(SP), Y0, Y0
+	VMOVUPS      1344(SP), Y1
+	VADDPS       1376(SP), Y1, Y1
+	VMOVUPS      1408(SP), Y2
+	VADDPS       1440(SP), Y2, Y2
+	VMOVUPS      1472(SP), Y3
+	VADDPS       1504(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	MOVQ         ldd+8(FP), SI
+	SHLQ         $0x02, SI
+	IMUL3Q       $0x06, SI, SI
+	ADDQ         SI, DX
+	MOVQ         ldx+24(FP), SI
+	IMUL3Q       $0x0c, SI, SI
+	ADDQ         SI, CX
+	SUBQ         $0x06, BX
+	JNZ          gemmBF16Sx46_tokens2
+	MOVQ         ldw+48(FP), CX
+	IMUL3Q       $0x08, CX, CX
+	ADDQ         CX, AX
+	MOVQ         dst+0(FP), CX
+	ADDQ         $0x10, CX
+	MOVQ         CX, dst+0(FP)
+	MOVQ         groups+64(FP), CX
+	DECQ         CX
+	MOVQ         CX, groups+64(FP)
+	JNZ          gemmBF16Sx46_group1
+	VZEROUPPER
+	RET

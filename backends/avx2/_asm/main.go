@@ -38,6 +38,7 @@ func main() {
 		genGemmZMM("gemv4s", 4, 1, true, false)
 		genProbesZMM()
 		genHalfZMM()
+		genGemmBF16Probes()
 		Generate()
 		return
 	}

@@ -1,0 +1,131 @@
+//go:build amd64 && !purego
+
+package avx512
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+func needBF16(t testing.TB) {
+	need(t)
+	if !cpuid.CPU.Supports(cpuid.AVX512BF16) {
+		t.Skip("CPU lacks AVX512_BF16")
+	}
+}
+
+func toBF16(v []float32) []uint16 {
+	h := make([]uint16, len(v))
+	for i, f := range v {
+		h[i] = uint16(math.Float32bits(f) >> 16)
+	}
+	return h
+}
+
+// TestGemmBF16Probes checks the VDPBF16PS tiles against float64 sums of the same
+// bfloat16 products (exact in float32 and float64), within float32 rounding of the
+// sums, for shapes with several token blocks and row groups.
+func TestGemmBF16Probes(t *testing.T) {
+	needBF16(t)
+	r := rand.New(rand.NewPCG(4, 4))
+	N, K, T := 8, 96, 12
+	w, x := toBF16(randSlice(r, N*K)), toBF16(randSlice(r, T*K))
+	for _, scale := range []float32{0, 1, 0.375} { // 0: gemmBF16x46
+		dst := make([]float32, T*N)
+		if scale == 0 {
+			gemmBF16x46(&dst[0], N, &x[0], K, T, &w[0], K, K, N/4)
+		} else {
+			gemmBF16Sx46(&dst[0], N, &x[0], K, T, &w[0], K, K, N/4, scale)
+		}
+		for t0 := 0; t0 < T; t0++ {
+			for o := 0; o < N; o++ {
+				var s, a float64
+				for i := 0; i < K; i++ {
+					p := float64(dtype.BF16ToF32(w[o*K+i])) * float64(dtype.BF16ToF32(x[t0*K+i]))
+					if scale != 0 {
+						p *= float64(scale)
+					}
+					s += p
+					a += math.Abs(p)
+				}
+				if g := float64(dst[t0*N+o]); math.Abs(g-s) > 1e-6*a || g == 0 {
+					t.Fatalf("scale %v: [%d,%d] = %v, want %v", scale, t0, o, g, s)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkBF16Activations measures what VDPBF16PS would give a prefill on bf16
+// weights, single threaded, T = 126 tokens of K = 768 against N = 3072 rows (4.5 MiB of
+// weights, from L3), in GFLOP/s (2 per product):
+//
+//   - MatMul: this backend's product (rows widened to float32, then the f32 tiles);
+//
+//   - f32tiles: the f32 tiles alone, on 16 rows widened once;
+//
+//   - vdpbf16ps: gemmBF16x46, activations rounded to bfloat16 (llama.cpp's way);
+//
+//   - vdpbf16ps_scaled: gemmBF16Sx46, every 32 columns' sum scaled as MatMulQ8's
+//     contract for bf16 weights with q8_0 activations asks.
+//
+//     go test -run XXX -bench BF16Activations ./backends/avx512
+func BenchmarkBF16Activations(b *testing.B) {
+	needBF16(b)
+	r := rand.New(rand.NewPCG(5, 5))
+	N, K, T := 3072, 768, 126
+	wv := randSlice(r, N*K)
+	wh := toBF16(wv)
+	w, _ := kernels.NewMat(dtype.BF16, unsafe.Slice((*byte)(unsafe.Pointer(&wh[0])), 2*len(wh)), N, K)
+	xv := randSlice(r, T*K)
+	xh := toBF16(xv)
+	dst := make([]float32, T*N)
+	report := func(b *testing.B) {
+		s := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
+	}
+	b.Run(fmt.Sprintf("T%d_K%d_N%d/MatMul", T, K, N), func(b *testing.B) {
+		var k Kernels
+		sc := kernels.NewScratch(k, T, K)
+		for i := 0; i < b.N; i++ {
+			k.MatMul(dst, N, xv, T, w, nil, 0, N, sc)
+		}
+		report(b)
+	})
+	b.Run(fmt.Sprintf("T%d_K%d_N%d/f32tiles", T, K, N), func(b *testing.B) {
+		wf := make([]float32, 16*K) // 16 rows widened once: the GEMM alone, from L1/L2
+		for i := range wf {
+			wf[i] = dtype.BF16ToF32(wh[i])
+		}
+		for i := 0; i < b.N; i++ {
+			for a := 0; a < N; a += 16 {
+				gemmRows(dst[a:], N, xv, K, T, wf, K, K, nil, 16)
+			}
+		}
+		report(b)
+	})
+	b.Run(fmt.Sprintf("T%d_K%d_N%d/vdpbf16ps_scaled", T, K, N), func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			for a := 0; a < N; a += 16 {
+				gemmBF16Sx46(&dst[a], N, &xh[0], K, T, &wh[a*K], K, K, 4, 0.5)
+			}
+		}
+		report(b)
+	})
+	b.Run(fmt.Sprintf("T%d_K%d_N%d/vdpbf16ps", T, K, N), func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			for a := 0; a < N; a += 16 {
+				gemmBF16x46(&dst[a], N, &xh[0], K, T, &wh[a*K], K, K, 4)
+			}
+		}
+		report(b)
+	})
+}
