@@ -21,9 +21,9 @@ func init() {
 	})
 }
 
-// Kernels implements kernels.Kernels, kernels.Q8Kernels and kernels.PeakProber: MatMul
-// on float32, f16 and bf16 weights (matMulHalf) and the FMA probe with AVX-512,
-// everything else by the embedded avx2.Kernels.
+// Kernels implements kernels.Kernels, kernels.Q8Kernels, kernels.BF16Kernels and
+// kernels.PeakProber: MatMul on float32, f16 and bf16 weights (matMulHalf), MatMulBF16
+// and the FMA probe with AVX-512, everything else by the embedded avx2.Kernels.
 //
 // The assembly takes raw pointers, so MatMul checks its slice lengths first (a violation
 // panics, as the reference's bounds checks would); past those checks no kernel reads or
@@ -40,9 +40,9 @@ var (
 func (Kernels) Name() string { return "avx512" }
 
 // ScratchSize implements kernels.Kernels: avx2's (the f32 products here need none), or
-// more if the f16 and bf16 products need it (matMulHalf).
+// more if the f16 and bf16 products (matMulHalf) or MatMulBF16 need it.
 func (k Kernels) ScratchSize(T, cols int) int {
-	return max(k.Kernels.ScratchSize(T, cols), halfScratch(T, cols))
+	return max(k.Kernels.ScratchSize(T, cols), halfScratch(T, cols), bf16Scratch(T, cols))
 }
 
 // MatMul implements kernels.Kernels. On float32 weights it runs the 16-lane

@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
 
@@ -30,29 +29,22 @@ func toBF16(v []float32) []uint16 {
 	return h
 }
 
-// TestGemmBF16Probes checks the VDPBF16PS tiles against float64 sums of the same
+// TestGemmBF16Probe checks the scaled VDPBF16PS tile against float64 sums of the same
 // bfloat16 products (exact in float32 and float64), within float32 rounding of the
-// sums, for shapes with several token blocks and row groups.
-func TestGemmBF16Probes(t *testing.T) {
+// sums, for a shape with several token blocks and row groups.
+func TestGemmBF16Probe(t *testing.T) {
 	needBF16(t)
 	r := rand.New(rand.NewPCG(4, 4))
 	N, K, T := 8, 96, 12
 	w, x := toBF16(randSlice(r, N*K)), toBF16(randSlice(r, T*K))
-	for _, scale := range []float32{0, 1, 0.375} { // 0: gemmBF16x46
+	for _, scale := range []float32{1, 0.375} {
 		dst := make([]float32, T*N)
-		if scale == 0 {
-			gemmBF16x46(&dst[0], N, &x[0], K, T, &w[0], K, K, N/4)
-		} else {
-			gemmBF16Sx46(&dst[0], N, &x[0], K, T, &w[0], K, K, N/4, scale)
-		}
+		gemmBF16Sx46(&dst[0], N, &x[0], K, T, &w[0], K, K, N/4, scale)
 		for t0 := 0; t0 < T; t0++ {
 			for o := 0; o < N; o++ {
 				var s, a float64
 				for i := 0; i < K; i++ {
-					p := float64(dtype.BF16ToF32(w[o*K+i])) * float64(dtype.BF16ToF32(x[t0*K+i]))
-					if scale != 0 {
-						p *= float64(scale)
-					}
+					p := float64(dtype.BF16ToF32(w[o*K+i])) * float64(dtype.BF16ToF32(x[t0*K+i])) * float64(scale)
 					s += p
 					a += math.Abs(p)
 				}
@@ -64,18 +56,20 @@ func TestGemmBF16Probes(t *testing.T) {
 	}
 }
 
-// BenchmarkBF16Activations measures what VDPBF16PS would give a prefill on bf16
-// weights, single threaded, T = 126 tokens of K = 768 against N = 3072 rows (4.5 MiB of
-// weights, from L3), in GFLOP/s (2 per product):
+// BenchmarkBF16Activations measures what VDPBF16PS gives a prefill on bf16 weights,
+// single threaded, T = 126 tokens of K = 768 against N = 3072 rows (4.5 MiB of weights,
+// from L3), in GFLOP/s (2 per product):
 //
-//   - MatMul: this backend's product (rows widened to float32, then the f32 tiles);
+//   - MatMul: float32 activations (rows widened to float32, then the f32 tiles);
 //
 //   - f32tiles: the f32 tiles alone, on 16 rows widened once;
 //
-//   - vdpbf16ps: gemmBF16x46, activations rounded to bfloat16 (llama.cpp's way);
+//   - MatMulBF16: activations rounded to bfloat16 (llama.cpp's way), VDPBF16PS tiles;
 //
-//   - vdpbf16ps_scaled: gemmBF16Sx46, every 32 columns' sum scaled as MatMulQ8's
-//     contract for bf16 weights with q8_0 activations asks.
+//   - roundBF16: the same, the activations' rounding (kernels.RoundBF16) included;
+//
+//   - q8scaled: gemmBF16Sx46, every 32 columns' sum scaled as MatMulQ8's contract for
+//     bf16 weights with q8_0 activations asks.
 //
 //     go test -run XXX -bench BF16Activations ./backends/avx512
 func BenchmarkBF16Activations(b *testing.B) {
@@ -83,49 +77,40 @@ func BenchmarkBF16Activations(b *testing.B) {
 	r := rand.New(rand.NewPCG(5, 5))
 	N, K, T := 3072, 768, 126
 	wv := randSlice(r, N*K)
+	w := bf16Mat(b, wv, N, K)
 	wh := toBF16(wv)
-	w, _ := kernels.NewMat(dtype.BF16, unsafe.Slice((*byte)(unsafe.Pointer(&wh[0])), 2*len(wh)), N, K)
 	xv := randSlice(r, T*K)
 	xh := toBF16(xv)
 	dst := make([]float32, T*N)
-	report := func(b *testing.B) {
-		s := b.Elapsed().Seconds() / float64(b.N)
-		b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
+	var k Kernels
+	run := func(name string, f func()) {
+		b.Run(fmt.Sprintf("T%d_K%d_N%d/%s", T, K, N, name), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				f()
+			}
+			s := b.Elapsed().Seconds() / float64(b.N)
+			b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
+		})
 	}
-	b.Run(fmt.Sprintf("T%d_K%d_N%d/MatMul", T, K, N), func(b *testing.B) {
-		var k Kernels
-		sc := kernels.NewScratch(k, T, K)
-		for i := 0; i < b.N; i++ {
-			k.MatMul(dst, N, xv, T, w, nil, 0, N, sc)
+	sc := kernels.NewScratch(k, T, K)
+	run("MatMul", func() { k.MatMul(dst, N, xv, T, w, nil, 0, N, sc) })
+	wf := make([]float32, 16*K) // 16 rows widened once: the f32 tiles alone
+	for i := range wf {
+		wf[i] = dtype.BF16ToF32(wh[i])
+	}
+	run("f32tiles", func() {
+		for a := 0; a < N; a += 16 {
+			gemmRows(dst[a:], N, xv, K, T, wf, K, K, nil, 16)
 		}
-		report(b)
 	})
-	b.Run(fmt.Sprintf("T%d_K%d_N%d/f32tiles", T, K, N), func(b *testing.B) {
-		wf := make([]float32, 16*K) // 16 rows widened once: the GEMM alone, from L1/L2
-		for i := range wf {
-			wf[i] = dtype.BF16ToF32(wh[i])
-		}
-		for i := 0; i < b.N; i++ {
-			for a := 0; a < N; a += 16 {
-				gemmRows(dst[a:], N, xv, K, T, wf, K, K, nil, 16)
-			}
-		}
-		report(b)
+	run("MatMulBF16", func() { k.MatMulBF16(dst, N, xh, T, w, nil, 0, N, sc) })
+	run("roundBF16", func() {
+		kernels.RoundBF16(xv, xh)
+		k.MatMulBF16(dst, N, xh, T, w, nil, 0, N, sc)
 	})
-	b.Run(fmt.Sprintf("T%d_K%d_N%d/vdpbf16ps_scaled", T, K, N), func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			for a := 0; a < N; a += 16 {
-				gemmBF16Sx46(&dst[a], N, &xh[0], K, T, &wh[a*K], K, K, 4, 0.5)
-			}
+	run("q8scaled", func() {
+		for a := 0; a < N; a += 16 {
+			gemmBF16Sx46(&dst[a], N, &xh[0], K, T, &wh[a*K], K, K, 4, 0.5)
 		}
-		report(b)
-	})
-	b.Run(fmt.Sprintf("T%d_K%d_N%d/vdpbf16ps", T, K, N), func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			for a := 0; a < N; a += 16 {
-				gemmBF16x46(&dst[a], N, &xh[0], K, T, &wh[a*K], K, K, 4)
-			}
-		}
-		report(b)
 	})
 }

@@ -19,12 +19,17 @@
 // gives avx2's bits. Every other kernel (and MatMul on other weight types) is
 // backends/avx2's.
 //
+// MatMulBF16 (kernels.BF16Kernels) multiplies bf16 weights with activations rounded to
+// bfloat16 with AVX512_BF16's VDPBF16PS, 32 products per instruction: 2.4–2.7× MatMul's
+// float32-activation product on Zen 5 for a prefill (BenchmarkBF16Activations). Without
+// AVX512_BF16 it widens the activations and takes MatMul's path.
+//
 // Instructions Go's assembler has no mnemonic for (VDPBF16PS) are emitted as machine
-// code, each checked by disassembly (TestRawInstructions). The only ones so far are in
-// the VDPBF16PS tiles gemmBF16x46 and gemmBF16Sx46, which need AVX512_BF16 and serve
-// BenchmarkBF16Activations alone: what bf16 products would gain with activations
-// rounded to bfloat16 (2.4–2.7× MatMul's float32 path on Zen 5) or with MatMulQ8's q8_0
-// activations (about 1.1×, the per-block scaling costing what the narrower product saves).
+// code, each checked by disassembly (TestRawInstructions). gemmBF16Sx46, a VDPBF16PS
+// tile that scales every 32 columns' sum as MatMulQ8's contract for bf16 weights with
+// q8_0 activations asks, serves BenchmarkBF16Activations alone: that contract gains
+// about 1.1× from VDPBF16PS, the per-block scaling costing what the narrower product
+// saves, so MatMulQ8 on bf16 weights stays the reference's.
 package avx512
 
 //go:generate sh -c "cd ../avx2/_asm && go run . -out ../../avx512/kernels_amd64.s -stubs ../../avx512/stubs_amd64.go -pkg avx512"

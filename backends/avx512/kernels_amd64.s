@@ -6877,17 +6877,65 @@ gemvZBFM1_reduce6:
 	VZEROUPPER
 	RET
 
-// func gemmBF16x46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+DATA wordmasks<>+0(SB)/4, $0x00000000
+DATA wordmasks<>+4(SB)/4, $0x00000001
+DATA wordmasks<>+8(SB)/4, $0x00000003
+DATA wordmasks<>+12(SB)/4, $0x00000007
+DATA wordmasks<>+16(SB)/4, $0x0000000f
+DATA wordmasks<>+20(SB)/4, $0x0000001f
+DATA wordmasks<>+24(SB)/4, $0x0000003f
+DATA wordmasks<>+28(SB)/4, $0x0000007f
+DATA wordmasks<>+32(SB)/4, $0x000000ff
+DATA wordmasks<>+36(SB)/4, $0x000001ff
+DATA wordmasks<>+40(SB)/4, $0x000003ff
+DATA wordmasks<>+44(SB)/4, $0x000007ff
+DATA wordmasks<>+48(SB)/4, $0x00000fff
+DATA wordmasks<>+52(SB)/4, $0x00001fff
+DATA wordmasks<>+56(SB)/4, $0x00003fff
+DATA wordmasks<>+60(SB)/4, $0x00007fff
+DATA wordmasks<>+64(SB)/4, $0x0000ffff
+DATA wordmasks<>+68(SB)/4, $0x0001ffff
+DATA wordmasks<>+72(SB)/4, $0x0003ffff
+DATA wordmasks<>+76(SB)/4, $0x0007ffff
+DATA wordmasks<>+80(SB)/4, $0x000fffff
+DATA wordmasks<>+84(SB)/4, $0x001fffff
+DATA wordmasks<>+88(SB)/4, $0x003fffff
+DATA wordmasks<>+92(SB)/4, $0x007fffff
+DATA wordmasks<>+96(SB)/4, $0x00ffffff
+DATA wordmasks<>+100(SB)/4, $0x01ffffff
+DATA wordmasks<>+104(SB)/4, $0x03ffffff
+DATA wordmasks<>+108(SB)/4, $0x07ffffff
+DATA wordmasks<>+112(SB)/4, $0x0fffffff
+DATA wordmasks<>+116(SB)/4, $0x1fffffff
+DATA wordmasks<>+120(SB)/4, $0x3fffffff
+DATA wordmasks<>+124(SB)/4, $0x7fffffff
+GLOBL wordmasks<>(SB), RODATA|NOPTR, $128
+
+// func gemmBF16x4(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
 // Requires: AVX, AVX512BW, AVX512F
-TEXT ·gemmBF16x46(SB), $1536-72
+TEXT ·gemmBF16x4(SB), $1584-72
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+64(FP), AX
+	MOVQ AX, 16(SP)
 
-gemmBF16x46_group1:
-	MOVQ x+16(FP), CX
-	MOVQ dst+0(FP), DX
-	MOVQ T+32(FP), BX
+gemmBF16x4_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
 
-gemmBF16x46_tokens2:
+gemmBF16x4_tokens2:
+	CMPQ 40(SP), $0x06
+	JL   gemmBF16x4_tokens_done3
+
+	// 4 rows × 6 tokens
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -6912,24 +6960,25 @@ gemmBF16x46_tokens2:
 	VMOVUPS zeros<>+0(SB), Z21
 	VMOVUPS zeros<>+0(SB), Z22
 	VMOVUPS zeros<>+0(SB), Z23
-	MOVQ    ldw+48(FP), SI
-	SHLQ    $0x01, SI
-	MOVQ    ldx+24(FP), DI
-	SHLQ    $0x01, DI
-	MOVQ    CX, R8
-	MOVQ    AX, R9
-	LEAQ    (DI)(DI*2), R10
-	LEAQ    (R8)(DI*4), R11
-	LEAQ    (SI)(SI*2), R12
-	MOVQ    k+56(FP), R13
-	SHRQ    $0x05, R13
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), SI
+	LEAQ    (AX)(DX*4), DI
+	LEAQ    (BX)(BX*2), R8
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x05, R9
+	JZ      gemmBF16x4_tail5
 
-gemmBF16x46_cols3:
-	VMOVDQU16 (R9), Z24
-	VMOVDQU16 (R9)(SI*1), Z25
-	VMOVDQU16 (R9)(SI*2), Z26
-	VMOVDQU16 (R9)(R12*1), Z27
-	VMOVDQU16 (R8), Z28
+gemmBF16x4_cols4:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(R8*1), Z27
+	VMOVDQU16 (AX), Z28
 
 	// raw: VDPBF16PS Z28, Z24, Z0
 	LONG $0x403e9262
@@ -6946,7 +6995,7 @@ gemmBF16x46_cols3:
 	// raw: VDPBF16PS Z28, Z27, Z3
 	LONG      $0x40269262
 	WORD      $0xdc52
-	VMOVDQU16 (R8)(DI*1), Z29
+	VMOVDQU16 (AX)(DX*1), Z29
 
 	// raw: VDPBF16PS Z29, Z24, Z4
 	LONG $0x403e9262
@@ -6963,7 +7012,7 @@ gemmBF16x46_cols3:
 	// raw: VDPBF16PS Z29, Z27, Z7
 	LONG      $0x40269262
 	WORD      $0xfd52
-	VMOVDQU16 (R8)(DI*2), Z30
+	VMOVDQU16 (AX)(DX*2), Z30
 
 	// raw: VDPBF16PS Z30, Z24, Z8
 	LONG $0x403e1262
@@ -6980,7 +7029,7 @@ gemmBF16x46_cols3:
 	// raw: VDPBF16PS Z30, Z27, Z11
 	LONG      $0x40261262
 	WORD      $0xde52
-	VMOVDQU16 (R8)(R10*1), Z28
+	VMOVDQU16 (AX)(SI*1), Z28
 
 	// raw: VDPBF16PS Z28, Z24, Z12
 	LONG $0x403e1262
@@ -6997,7 +7046,7 @@ gemmBF16x46_cols3:
 	// raw: VDPBF16PS Z28, Z27, Z15
 	LONG      $0x40261262
 	WORD      $0xfc52
-	VMOVDQU16 (R11), Z29
+	VMOVDQU16 (DI), Z29
 
 	// raw: VDPBF16PS Z29, Z24, Z16
 	LONG $0x403e8262
@@ -7014,7 +7063,7 @@ gemmBF16x46_cols3:
 	// raw: VDPBF16PS Z29, Z27, Z19
 	LONG      $0x40268262
 	WORD      $0xdd52
-	VMOVDQU16 (R11)(DI*1), Z30
+	VMOVDQU16 (DI)(DX*1), Z30
 
 	// raw: VDPBF16PS Z30, Z24, Z20
 	LONG $0x403e8262
@@ -7029,149 +7078,2465 @@ gemmBF16x46_cols3:
 	WORD $0xf652
 
 	// raw: VDPBF16PS Z30, Z27, Z23
-	LONG         $0x40268262
-	WORD         $0xfe52
-	ADDQ         $0x40, R9
-	ADDQ         $0x40, R8
-	ADDQ         $0x40, R11
-	DECQ         R13
-	JNZ          gemmBF16x46_cols3
-	VMOVUPS      Z0, (SP)
-	VMOVUPS      Z1, 64(SP)
-	VMOVUPS      Z2, 128(SP)
-	VMOVUPS      Z3, 192(SP)
-	VMOVUPS      Z4, 256(SP)
-	VMOVUPS      Z5, 320(SP)
-	VMOVUPS      Z6, 384(SP)
-	VMOVUPS      Z7, 448(SP)
-	VMOVUPS      Z8, 512(SP)
-	VMOVUPS      Z9, 576(SP)
-	VMOVUPS      Z10, 640(SP)
-	VMOVUPS      Z11, 704(SP)
-	VMOVUPS      Z12, 768(SP)
-	VMOVUPS      Z13, 832(SP)
-	VMOVUPS      Z14, 896(SP)
-	VMOVUPS      Z15, 960(SP)
-	VMOVUPS      Z16, 1024(SP)
-	VMOVUPS      Z17, 1088(SP)
-	VMOVUPS      Z18, 1152(SP)
-	VMOVUPS      Z19, 1216(SP)
-	VMOVUPS      Z20, 1280(SP)
-	VMOVUPS      Z21, 1344(SP)
-	VMOVUPS      Z22, 1408(SP)
-	VMOVUPS      Z23, 1472(SP)
-	MOVQ         DX, SI
-	MOVQ         ldd+8(FP), DI
-	SHLQ         $0x02, DI
-	VMOVUPS      (SP), Y0
-	VADDPS       32(SP), Y0, Y0
-	VMOVUPS      64(SP), Y1
-	VADDPS       96(SP), Y1, Y1
-	VMOVUPS      128(SP), Y2
-	VADDPS       160(SP), Y2, Y2
-	VMOVUPS      192(SP), Y3
-	VADDPS       224(SP), Y3, Y3
+	LONG $0x40268262
+	WORD $0xfe52
+	ADDQ $0x40, AX
+	ADDQ $0x40, DI
+	ADDQ $0x40, CX
+	DECQ R9
+	JNZ  gemmBF16x4_cols4
+
+gemmBF16x4_tail5:
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x1f, R9
+	JZ          gemmBF16x4_reduce6
+	LEAQ        wordmasks<>+0(SB), R10
+	KMOVD       (R10)(R9*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(R8*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG        $0x40269262
+	WORD        $0xfd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG        $0x40261262
+	WORD        $0xde52
+	VMOVDQU16.Z (AX)(SI*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG        $0x40261262
+	WORD        $0xfc52
+	VMOVDQU16.Z (DI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z16
+	LONG $0x403e8262
+	WORD $0xc552
+
+	// raw: VDPBF16PS Z29, Z25, Z17
+	LONG $0x40368262
+	WORD $0xcd52
+
+	// raw: VDPBF16PS Z29, Z26, Z18
+	LONG $0x402e8262
+	WORD $0xd552
+
+	// raw: VDPBF16PS Z29, Z27, Z19
+	LONG        $0x40268262
+	WORD        $0xdd52
+	VMOVDQU16.Z (DI)(DX*1), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z20
+	LONG $0x403e8262
+	WORD $0xe652
+
+	// raw: VDPBF16PS Z30, Z25, Z21
+	LONG $0x40368262
+	WORD $0xee52
+
+	// raw: VDPBF16PS Z30, Z26, Z22
+	LONG $0x402e8262
+	WORD $0xf652
+
+	// raw: VDPBF16PS Z30, Z27, Z23
+	LONG $0x40268262
+	WORD $0xfe52
+
+gemmBF16x4_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	VMOVUPS      Z8, 560(SP)
+	VMOVUPS      Z9, 624(SP)
+	VMOVUPS      Z10, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	VMOVUPS      Z12, 816(SP)
+	VMOVUPS      Z13, 880(SP)
+	VMOVUPS      Z14, 944(SP)
+	VMOVUPS      Z15, 1008(SP)
+	VMOVUPS      Z16, 1072(SP)
+	VMOVUPS      Z17, 1136(SP)
+	VMOVUPS      Z18, 1200(SP)
+	VMOVUPS      Z19, 1264(SP)
+	VMOVUPS      Z20, 1328(SP)
+	VMOVUPS      Z21, 1392(SP)
+	VMOVUPS      Z22, 1456(SP)
+	VMOVUPS      Z23, 1520(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
 	VHADDPS      Y1, Y0, Y0
 	VHADDPS      Y3, Y2, Y2
 	VHADDPS      Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (SI)
-	ADDQ         DI, SI
-	VMOVUPS      256(SP), Y0
-	VADDPS       288(SP), Y0, Y0
-	VMOVUPS      320(SP), Y1
-	VADDPS       352(SP), Y1, Y1
-	VMOVUPS      384(SP), Y2
-	VADDPS       416(SP), Y2, Y2
-	VMOVUPS      448(SP), Y3
-	VADDPS       480(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (SI)
-	ADDQ         DI, SI
-	VMOVUPS      512(SP), Y0
-	VADDPS       544(SP), Y0, Y0
-	VMOVUPS      576(SP), Y1
-	VADDPS       608(SP), Y1, Y1
-	VMOVUPS      640(SP), Y2
-	VADDPS       672(SP), Y2, Y2
-	VMOVUPS      704(SP), Y3
-	VADDPS       736(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (SI)
-	ADDQ         DI, SI
-	VMOVUPS      768(SP), Y0
-	VADDPS       800(SP), Y0, Y0
-	VMOVUPS      832(SP), Y1
-	VADDPS       864(SP), Y1, Y1
-	VMOVUPS      896(SP), Y2
-	VADDPS       928(SP), Y2, Y2
-	VMOVUPS      960(SP), Y3
-	VADDPS       992(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (SI)
-	ADDQ         DI, SI
-	VMOVUPS      1024(SP), Y0
-	VADDPS       1056(SP), Y0, Y0
-	VMOVUPS      1088(SP), Y1
-	VADDPS       1120(SP), Y1, Y1
-	VMOVUPS      1152(SP), Y2
-	VADDPS       1184(SP), Y2, Y2
-	VMOVUPS      1216(SP), Y3
-	VADDPS       1248(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (SI)
-	ADDQ         DI, SI
-	VMOVUPS      1280(SP), Y0
-	VADDPS       1312(SP), Y0, Y0
-	VMOVUPS      1344(SP), Y1
-	VADDPS       1376(SP), Y1, Y1
-	VMOVUPS      1408(SP), Y2
-	VADDPS       1440(SP), Y2, Y2
-	VMOVUPS      1472(SP), Y3
-	VADDPS       1504(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (SI)
-	ADDQ         DI, SI
-	MOVQ         ldd+8(FP), SI
-	SHLQ         $0x02, SI
-	IMUL3Q       $0x06, SI, SI
-	ADDQ         SI, DX
-	MOVQ         ldx+24(FP), SI
-	IMUL3Q       $0x0c, SI, SI
-	ADDQ         SI, CX
-	SUBQ         $0x06, BX
-	JNZ          gemmBF16x46_tokens2
-	MOVQ         ldw+48(FP), CX
-	IMUL3Q       $0x08, CX, CX
+	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
-	MOVQ         dst+0(FP), CX
-	ADDQ         $0x10, CX
-	MOVQ         CX, dst+0(FP)
-	MOVQ         groups+64(FP), CX
-	DECQ         CX
-	MOVQ         CX, groups+64(FP)
-	JNZ          gemmBF16x46_group1
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      816(SP), Y0
+	VADDPS       848(SP), Y0, Y0
+	VMOVUPS      880(SP), Y1
+	VADDPS       912(SP), Y1, Y1
+	VMOVUPS      944(SP), Y2
+	VADDPS       976(SP), Y2, Y2
+	VMOVUPS      1008(SP), Y3
+	VADDPS       1040(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      1072(SP), Y0
+	VADDPS       1104(SP), Y0, Y0
+	VMOVUPS      1136(SP), Y1
+	VADDPS       1168(SP), Y1, Y1
+	VMOVUPS      1200(SP), Y2
+	VADDPS       1232(SP), Y2, Y2
+	VMOVUPS      1264(SP), Y3
+	VADDPS       1296(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      1328(SP), Y0
+	VADDPS       1360(SP), Y0, Y0
+	VMOVUPS      1392(SP), Y1
+	VADDPS       1424(SP), Y1, Y1
+	VMOVUPS      1456(SP), Y2
+	VADDPS       1488(SP), Y2, Y2
+	VMOVUPS      1520(SP), Y3
+	VADDPS       1552(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x06, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0c, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x06, 40(SP)
+	JMP          gemmBF16x4_tokens2
+
+gemmBF16x4_tokens_done3:
+	CMPQ 40(SP), $0x05
+	JL   gemmBF16x4_skip7
+
+	// 4 rows × 5 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVUPS zeros<>+0(SB), Z16
+	VMOVUPS zeros<>+0(SB), Z17
+	VMOVUPS zeros<>+0(SB), Z18
+	VMOVUPS zeros<>+0(SB), Z19
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), SI
+	LEAQ    (AX)(DX*4), DI
+	LEAQ    (BX)(BX*2), R8
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x05, R9
+	JZ      gemmBF16x4_tail9
+
+gemmBF16x4_cols8:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(R8*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG      $0x40269262
+	WORD      $0xfd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG      $0x40261262
+	WORD      $0xde52
+	VMOVDQU16 (AX)(SI*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG      $0x40261262
+	WORD      $0xfc52
+	VMOVDQU16 (DI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z16
+	LONG $0x403e8262
+	WORD $0xc552
+
+	// raw: VDPBF16PS Z29, Z25, Z17
+	LONG $0x40368262
+	WORD $0xcd52
+
+	// raw: VDPBF16PS Z29, Z26, Z18
+	LONG $0x402e8262
+	WORD $0xd552
+
+	// raw: VDPBF16PS Z29, Z27, Z19
+	LONG $0x40268262
+	WORD $0xdd52
+	ADDQ $0x40, AX
+	ADDQ $0x40, DI
+	ADDQ $0x40, CX
+	DECQ R9
+	JNZ  gemmBF16x4_cols8
+
+gemmBF16x4_tail9:
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x1f, R9
+	JZ          gemmBF16x4_reduce10
+	LEAQ        wordmasks<>+0(SB), R10
+	KMOVD       (R10)(R9*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(R8*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG        $0x40269262
+	WORD        $0xfd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG        $0x40261262
+	WORD        $0xde52
+	VMOVDQU16.Z (AX)(SI*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG        $0x40261262
+	WORD        $0xfc52
+	VMOVDQU16.Z (DI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z16
+	LONG $0x403e8262
+	WORD $0xc552
+
+	// raw: VDPBF16PS Z29, Z25, Z17
+	LONG $0x40368262
+	WORD $0xcd52
+
+	// raw: VDPBF16PS Z29, Z26, Z18
+	LONG $0x402e8262
+	WORD $0xd552
+
+	// raw: VDPBF16PS Z29, Z27, Z19
+	LONG $0x40268262
+	WORD $0xdd52
+
+gemmBF16x4_reduce10:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	VMOVUPS      Z8, 560(SP)
+	VMOVUPS      Z9, 624(SP)
+	VMOVUPS      Z10, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	VMOVUPS      Z12, 816(SP)
+	VMOVUPS      Z13, 880(SP)
+	VMOVUPS      Z14, 944(SP)
+	VMOVUPS      Z15, 1008(SP)
+	VMOVUPS      Z16, 1072(SP)
+	VMOVUPS      Z17, 1136(SP)
+	VMOVUPS      Z18, 1200(SP)
+	VMOVUPS      Z19, 1264(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      816(SP), Y0
+	VADDPS       848(SP), Y0, Y0
+	VMOVUPS      880(SP), Y1
+	VADDPS       912(SP), Y1, Y1
+	VMOVUPS      944(SP), Y2
+	VADDPS       976(SP), Y2, Y2
+	VMOVUPS      1008(SP), Y3
+	VADDPS       1040(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      1072(SP), Y0
+	VADDPS       1104(SP), Y0, Y0
+	VMOVUPS      1136(SP), Y1
+	VADDPS       1168(SP), Y1, Y1
+	VMOVUPS      1200(SP), Y2
+	VADDPS       1232(SP), Y2, Y2
+	VMOVUPS      1264(SP), Y3
+	VADDPS       1296(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x05, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0a, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x05, 40(SP)
+
+gemmBF16x4_skip7:
+	CMPQ 40(SP), $0x04
+	JL   gemmBF16x4_skip11
+
+	// 4 rows × 4 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), SI
+	LEAQ    (BX)(BX*2), DI
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x05, R8
+	JZ      gemmBF16x4_tail13
+
+gemmBF16x4_cols12:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(DI*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG      $0x40269262
+	WORD      $0xfd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG      $0x40261262
+	WORD      $0xde52
+	VMOVDQU16 (AX)(SI*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG $0x40261262
+	WORD $0xfc52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ R8
+	JNZ  gemmBF16x4_cols12
+
+gemmBF16x4_tail13:
+	MOVQ        k+56(FP), R8
+	ANDQ        $0x1f, R8
+	JZ          gemmBF16x4_reduce14
+	LEAQ        wordmasks<>+0(SB), R9
+	KMOVD       (R9)(R8*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(DI*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG        $0x40269262
+	WORD        $0xfd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG        $0x40261262
+	WORD        $0xde52
+	VMOVDQU16.Z (AX)(SI*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG $0x40261262
+	WORD $0xfc52
+
+gemmBF16x4_reduce14:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	VMOVUPS      Z8, 560(SP)
+	VMOVUPS      Z9, 624(SP)
+	VMOVUPS      Z10, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	VMOVUPS      Z12, 816(SP)
+	VMOVUPS      Z13, 880(SP)
+	VMOVUPS      Z14, 944(SP)
+	VMOVUPS      Z15, 1008(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      816(SP), Y0
+	VADDPS       848(SP), Y0, Y0
+	VMOVUPS      880(SP), Y1
+	VADDPS       912(SP), Y1, Y1
+	VMOVUPS      944(SP), Y2
+	VADDPS       976(SP), Y2, Y2
+	VMOVUPS      1008(SP), Y3
+	VADDPS       1040(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x04, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x08, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x04, 40(SP)
+
+gemmBF16x4_skip11:
+	CMPQ 40(SP), $0x03
+	JL   gemmBF16x4_skip15
+
+	// 4 rows × 3 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x4_tail17
+
+gemmBF16x4_cols16:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(SI*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG      $0x40269262
+	WORD      $0xfd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG $0x40261262
+	WORD $0xde52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x4_cols16
+
+gemmBF16x4_tail17:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x4_reduce18
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(SI*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG        $0x40269262
+	WORD        $0xfd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG $0x40261262
+	WORD $0xde52
+
+gemmBF16x4_reduce18:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	VMOVUPS      Z8, 560(SP)
+	VMOVUPS      Z9, 624(SP)
+	VMOVUPS      Z10, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x03, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x06, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x03, 40(SP)
+
+gemmBF16x4_skip15:
+	CMPQ 40(SP), $0x02
+	JL   gemmBF16x4_skip19
+
+	// 4 rows × 2 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x4_tail21
+
+gemmBF16x4_cols20:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(SI*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG $0x40269262
+	WORD $0xfd52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x4_cols20
+
+gemmBF16x4_tail21:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x4_reduce22
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(SI*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG $0x40269262
+	WORD $0xfd52
+
+gemmBF16x4_reduce22:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x04, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x02, 40(SP)
+
+gemmBF16x4_skip19:
+	CMPQ 40(SP), $0x01
+	JL   gemmBF16x4_skip23
+
+	// 4 rows × 1 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x01, DX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x05, SI
+	JZ      gemmBF16x4_tail25
+
+gemmBF16x4_cols24:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(DX*1), Z25
+	VMOVDQU16 (CX)(DX*2), Z26
+	VMOVDQU16 (CX)(BX*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG $0x40269262
+	WORD $0xdc52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ SI
+	JNZ  gemmBF16x4_cols24
+
+gemmBF16x4_tail25:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x1f, SI
+	JZ          gemmBF16x4_reduce26
+	LEAQ        wordmasks<>+0(SB), DI
+	KMOVD       (DI)(SI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(DX*1), K1, Z25
+	VMOVDQU16.Z (CX)(DX*2), K1, Z26
+	VMOVDQU16.Z (CX)(BX*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG $0x40269262
+	WORD $0xdc52
+
+gemmBF16x4_reduce26:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x01, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x01, 40(SP)
+
+gemmBF16x4_skip23:
+	ADDQ   $0x10, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	IMUL3Q $0x08, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemmBF16x4_group1
+	VZEROUPPER
+	RET
+
+// func gemmBF16x1(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·gemmBF16x1(SB), $560-72
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+64(FP), AX
+	MOVQ AX, 16(SP)
+
+gemmBF16x1_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemmBF16x1_tokens2:
+	CMPQ 40(SP), $0x08
+	JL   gemmBF16x1_tokens_done3
+
+	// 1 rows × 8 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x1_tail5
+
+gemmBF16x1_cols4:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG      $0x403e9262
+	WORD      $0xdc52
+	VMOVDQU16 (SI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG      $0x403e9262
+	WORD      $0xe552
+	VMOVDQU16 (SI)(DX*1), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG      $0x403e9262
+	WORD      $0xee52
+	VMOVDQU16 (SI)(DX*2), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z6
+	LONG      $0x403e9262
+	WORD      $0xf452
+	VMOVDQU16 (SI)(BX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z7
+	LONG $0x403e9262
+	WORD $0xfd52
+	ADDQ $0x40, AX
+	ADDQ $0x40, SI
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x1_cols4
+
+gemmBF16x1_tail5:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x1_reduce6
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG        $0x403e9262
+	WORD        $0xdc52
+	VMOVDQU16.Z (SI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG        $0x403e9262
+	WORD        $0xe552
+	VMOVDQU16.Z (SI)(DX*1), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG        $0x403e9262
+	WORD        $0xee52
+	VMOVDQU16.Z (SI)(DX*2), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z6
+	LONG        $0x403e9262
+	WORD        $0xf452
+	VMOVDQU16.Z (SI)(BX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z7
+	LONG $0x403e9262
+	WORD $0xfd52
+
+gemmBF16x1_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      368(SP), Y0
+	VADDPS       400(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      432(SP), Y0
+	VADDPS       464(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      496(SP), Y0
+	VADDPS       528(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x08, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x10, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x08, 40(SP)
+	JMP          gemmBF16x1_tokens2
+
+gemmBF16x1_tokens_done3:
+	CMPQ 40(SP), $0x07
+	JL   gemmBF16x1_skip7
+
+	// 1 rows × 7 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x1_tail9
+
+gemmBF16x1_cols8:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG      $0x403e9262
+	WORD      $0xdc52
+	VMOVDQU16 (SI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG      $0x403e9262
+	WORD      $0xe552
+	VMOVDQU16 (SI)(DX*1), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG      $0x403e9262
+	WORD      $0xee52
+	VMOVDQU16 (SI)(DX*2), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z6
+	LONG $0x403e9262
+	WORD $0xf452
+	ADDQ $0x40, AX
+	ADDQ $0x40, SI
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x1_cols8
+
+gemmBF16x1_tail9:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x1_reduce10
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG        $0x403e9262
+	WORD        $0xdc52
+	VMOVDQU16.Z (SI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG        $0x403e9262
+	WORD        $0xe552
+	VMOVDQU16.Z (SI)(DX*1), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG        $0x403e9262
+	WORD        $0xee52
+	VMOVDQU16.Z (SI)(DX*2), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z6
+	LONG $0x403e9262
+	WORD $0xf452
+
+gemmBF16x1_reduce10:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      368(SP), Y0
+	VADDPS       400(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      432(SP), Y0
+	VADDPS       464(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x07, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0e, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x07, 40(SP)
+
+gemmBF16x1_skip7:
+	CMPQ 40(SP), $0x06
+	JL   gemmBF16x1_skip11
+
+	// 1 rows × 6 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x1_tail13
+
+gemmBF16x1_cols12:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG      $0x403e9262
+	WORD      $0xdc52
+	VMOVDQU16 (SI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG      $0x403e9262
+	WORD      $0xe552
+	VMOVDQU16 (SI)(DX*1), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG $0x403e9262
+	WORD $0xee52
+	ADDQ $0x40, AX
+	ADDQ $0x40, SI
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x1_cols12
+
+gemmBF16x1_tail13:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x1_reduce14
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG        $0x403e9262
+	WORD        $0xdc52
+	VMOVDQU16.Z (SI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG        $0x403e9262
+	WORD        $0xe552
+	VMOVDQU16.Z (SI)(DX*1), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG $0x403e9262
+	WORD $0xee52
+
+gemmBF16x1_reduce14:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      368(SP), Y0
+	VADDPS       400(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x06, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0c, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x06, 40(SP)
+
+gemmBF16x1_skip11:
+	CMPQ 40(SP), $0x05
+	JL   gemmBF16x1_skip15
+
+	// 1 rows × 5 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x1_tail17
+
+gemmBF16x1_cols16:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG      $0x403e9262
+	WORD      $0xdc52
+	VMOVDQU16 (SI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+	ADDQ $0x40, AX
+	ADDQ $0x40, SI
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x1_cols16
+
+gemmBF16x1_tail17:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x1_reduce18
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG        $0x403e9262
+	WORD        $0xdc52
+	VMOVDQU16.Z (SI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+gemmBF16x1_reduce18:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x05, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0a, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x05, 40(SP)
+
+gemmBF16x1_skip15:
+	CMPQ 40(SP), $0x04
+	JL   gemmBF16x1_skip19
+
+	// 1 rows × 4 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x05, SI
+	JZ      gemmBF16x1_tail21
+
+gemmBF16x1_cols20:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG $0x403e9262
+	WORD $0xdc52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ SI
+	JNZ  gemmBF16x1_cols20
+
+gemmBF16x1_tail21:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x1f, SI
+	JZ          gemmBF16x1_reduce22
+	LEAQ        wordmasks<>+0(SB), DI
+	KMOVD       (DI)(SI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG $0x403e9262
+	WORD $0xdc52
+
+gemmBF16x1_reduce22:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x04, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x08, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x04, 40(SP)
+
+gemmBF16x1_skip19:
+	CMPQ 40(SP), $0x03
+	JL   gemmBF16x1_skip23
+
+	// 1 rows × 3 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	MOVQ    k+56(FP), BX
+	SHRQ    $0x05, BX
+	JZ      gemmBF16x1_tail25
+
+gemmBF16x1_cols24:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG $0x403e9262
+	WORD $0xd652
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ BX
+	JNZ  gemmBF16x1_cols24
+
+gemmBF16x1_tail25:
+	MOVQ        k+56(FP), BX
+	ANDQ        $0x1f, BX
+	JZ          gemmBF16x1_reduce26
+	LEAQ        wordmasks<>+0(SB), SI
+	KMOVD       (SI)(BX*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG $0x403e9262
+	WORD $0xd652
+
+gemmBF16x1_reduce26:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x03, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x06, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x03, 40(SP)
+
+gemmBF16x1_skip23:
+	CMPQ 40(SP), $0x02
+	JL   gemmBF16x1_skip27
+
+	// 1 rows × 2 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	MOVQ    k+56(FP), BX
+	SHRQ    $0x05, BX
+	JZ      gemmBF16x1_tail29
+
+gemmBF16x1_cols28:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG $0x403e9262
+	WORD $0xcd52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ BX
+	JNZ  gemmBF16x1_cols28
+
+gemmBF16x1_tail29:
+	MOVQ        k+56(FP), BX
+	ANDQ        $0x1f, BX
+	JZ          gemmBF16x1_reduce30
+	LEAQ        wordmasks<>+0(SB), SI
+	KMOVD       (SI)(BX*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG $0x403e9262
+	WORD $0xcd52
+
+gemmBF16x1_reduce30:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x04, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x02, 40(SP)
+
+gemmBF16x1_skip27:
+	CMPQ 40(SP), $0x01
+	JL   gemmBF16x1_skip31
+
+	// 1 rows × 1 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    k+56(FP), DX
+	SHRQ    $0x05, DX
+	JZ      gemmBF16x1_tail33
+
+gemmBF16x1_cols32:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ DX
+	JNZ  gemmBF16x1_cols32
+
+gemmBF16x1_tail33:
+	MOVQ        k+56(FP), DX
+	ANDQ        $0x1f, DX
+	JZ          gemmBF16x1_reduce34
+	LEAQ        wordmasks<>+0(SB), BX
+	KMOVD       (BX)(DX*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+gemmBF16x1_reduce34:
+	VMOVUPS      Z0, 48(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x01, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x01, 40(SP)
+
+gemmBF16x1_skip31:
+	ADDQ   $0x04, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemmBF16x1_group1
 	VZEROUPPER
 	RET
 

@@ -144,17 +144,31 @@ func gemvZBFM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int,
 //go:noescape
 func gemvZBFM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 
-// gemmBF16x46 computes, for r < 4·groups and t < T (T a multiple of 6, k of 32),
+// gemmBF16x4 computes, for r < 4·groups (groups ≥ 1), t < T and k ≥ 1,
 //
 //	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],
 //
-// x and w bfloat16, with VDPBF16PS (denormals flushed to zero), for measurements.
+// x and w bfloat16, with VDPBF16PS (AVX512_BF16): denormal inputs and partial sums
+// are taken as zero.
 //
 //go:noescape
-func gemmBF16x46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+func gemmBF16x4(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
 
-// gemmBF16Sx46 is gemmBF16x46 with every 32 columns' sum multiplied by scale
-// before it is added, for measurements.
+// gemmBF16x1 computes, for r < 1·groups (groups ≥ 1), t < T and k ≥ 1,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],
+//
+// x and w bfloat16, with VDPBF16PS (AVX512_BF16): denormal inputs and partial sums
+// are taken as zero.
+//
+//go:noescape
+func gemmBF16x1(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+
+// gemmBF16Sx46 computes, for r < 4·groups and t < T (T a multiple of 6, k of 32),
+//
+//	dst[t*ldd+r] = Σ_{b<k/32} scale·Σ_{32b≤i<32b+32} x[t*ldx+i]·w[r*ldw+i],
+//
+// x and w bfloat16, with VDPBF16PS (denormals flushed to zero), for measurements.
 //
 //go:noescape
 func gemmBF16Sx46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, scale float32)

@@ -38,7 +38,8 @@ func main() {
 		genGemmZMM("gemv4s", 4, 1, true, false)
 		genProbesZMM()
 		genHalfZMM()
-		genGemmBF16Probes()
+		genBF16ZMM()
+		genGemmBF16Probe()
 		Generate()
 		return
 	}

@@ -6,50 +6,29 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// genGemmBF16Probes emits two register tiles of bfloat16 weights times bfloat16
-// activations with VDPBF16PS (AVX512_BF16: 32 products per instruction), which
-// backends/avx512 uses only to measure what such a product would gain:
+// genGemmBF16Probe emits gemmBF16Sx46, a register tile of bfloat16 weights times
+// bfloat16 activations with VDPBF16PS (AVX512_BF16) that scales every 32 columns' sum
+// before adding it, as MatMulQ8's contract for bf16 weights with q8_0 activations asks
+// (Σ over blocks of the block's sum times its scale; here one scale for all blocks,
+// which costs the same arithmetic). backends/avx512 uses it only to measure what that
+// contract would gain from VDPBF16PS; gemmBF16x4 (zmm_bf16.go) is the unscaled product.
 //
-//   - gemmBF16x46 accumulates each (row, token) over the whole row, as a product with
-//     activations rounded to bfloat16 (llama.cpp's for bf16 weights) would;
-//   - gemmBF16Sx46 scales every 32 columns' sum before adding it, as MatMulQ8's contract
-//     for bf16 weights with q8_0 activations asks (Σ over blocks of the block's sum times
-//     its scale; here one scale for all blocks, which costs the same arithmetic).
-func genGemmBF16Probes() {
-	genGemmBF16Probe(false)
-	genGemmBF16Probe(true)
-}
-
-// genGemmBF16Probe emits a 4-row × 6-token tile: 24 accumulators in Z0–Z23, the rows'
-// 32 weights in Z24–Z27, a token's 32 activations in Z28 (Z28–Z30 in turn unscaled).
-// The operands of VDPBF16PS, emitted as raw bytes, are physical registers, so the whole
-// tile is.
-func genGemmBF16Probe(scaled bool) {
+// The tile is 4 rows × 6 tokens: 24 accumulators in Z0–Z23, the rows' 32 weights in
+// Z24–Z27, a token's 32 activations in Z28, the scale in Z29, a block's sums in Z30 and
+// Z31 in turn. The operands of VDPBF16PS, emitted as raw bytes, are physical registers,
+// so the whole tile is.
+func genGemmBF16Probe() {
 	const R, Tb = 4, 6
-	name, sig := "gemmBF16x46", "func(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)"
-	doc := []string{
-		"gemmBF16x46 computes, for r < 4·groups and t < T (T a multiple of 6, k of 32),",
-		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],",
-		"x and w bfloat16, with VDPBF16PS (denormals flushed to zero), for measurements.",
-	}
-	if scaled {
-		name, sig = "gemmBF16Sx46", "func(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, scale float32)"
-		doc = []string{
-			"gemmBF16Sx46 is gemmBF16x46 with every 32 columns' sum multiplied by scale",
-			"before it is added, for measurements.",
-		}
-	}
-	lb := fnStack(name, sig, doc...)
+	lb := fnStack("gemmBF16Sx46", "func(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, scale float32)",
+		"gemmBF16Sx46 computes, for r < 4·groups and t < T (T a multiple of 6, k of 32),",
+		"  dst[t*ldd+r] = Σ_{b<k/32} scale·Σ_{32b≤i<32b+32} x[t*ldx+i]·w[r*ldw+i],",
+		"x and w bfloat16, with VDPBF16PS (denormals flushed to zero), for measurements.")
 	sums := AllocLocal(64 * R * Tb)
 	accs := []Register{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23}
 	acc := func(r, t int) Register { return accs[t*R+r] }
 	wz := []Register{Z24, Z25, Z26, Z27}
-	xz := []Register{Z28, Z29, Z30}
-	tmps := []Register{Z30, Z31} // scaled: a block's sums
-	scaleZ := Z29
-	if scaled {
-		xz = xz[:1]
-	}
+	x, scaleZ := Z28, Z29
+	tmps := []Register{Z30, Z31} // a block's sums
 
 	wrow := Load(Param("w"), GP64())
 	group := lb.next("group")
@@ -62,13 +41,11 @@ func genGemmBF16Probe(scaled bool) {
 	for _, a := range accs {
 		VMOVUPS(zeros, a) // (not VPXORD: avo would take a as read, and live throughout)
 	}
-	if scaled {
-		sc, err := Param("scale").Resolve()
-		if err != nil {
-			panic(err)
-		}
-		VBROADCASTSS(sc.Addr, scaleZ)
+	sc, err := Param("scale").Resolve()
+	if err != nil {
+		panic(err)
 	}
+	VBROADCASTSS(sc.Addr, scaleZ)
 	ldw := Load(Param("ldw"), GP64())
 	SHLQ(U8(1), ldw)
 	ldx := Load(Param("ldx"), GP64())
@@ -85,13 +62,8 @@ func genGemmBF16Probe(scaled bool) {
 		VMOVDQU16(ws.at(r, 0), wz[r])
 	}
 	for t, j := 0, 0; t < Tb; t++ {
-		x := xz[t%len(xz)]
 		VMOVDQU16(xs.at(t, 0), x)
 		for r := 0; r < R; r++ {
-			if !scaled {
-				VDPBF16PSraw(x, wz[r], acc(r, t))
-				continue
-			}
 			s := tmps[j%len(tmps)]
 			j++
 			VMOVUPS(zeros, s)
