@@ -26,7 +26,8 @@ func bf16Scratch(T, cols int) int {
 
 // MatMulBF16 implements kernels.BF16Kernels: with AVX512_BF16, gemmBF16x4 (4 rows × 6
 // tokens of 16-lane accumulators, each VDPBF16PS adding 32 products) over blocks of
-// four rows and all T tokens, gemmBF16x1 for the rows%4 left over; every (row, token)
+// four rows and all T tokens (for T = 1 gemvBF16x4s, four rows a quarter of the matrix
+// apart: four long streams), gemmBF16x1 for the rows%4 left over; every (row, token)
 // sum is taken in the same order in either, so a token's results do not depend on T nor
 // on the row split. Denormal weights, activations and partial sums count as zero
 // (VDPBF16PS flushes them), as the contract allows. The bias is added last. Without
@@ -75,7 +76,11 @@ func (k Kernels) MatMulBF16(dst []float32, ld int, xb []uint16, T int, w *kernel
 	}
 	wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
 	g := (r1 - r0) / 4
-	if g > 0 {
+	switch {
+	case g == 0:
+	case T == 1: // four streams a quarter of the rows apart
+		gemvBF16x4s(&dst[r0], ld, &xb[0], n, 1, &wh[r0*n], n, n, g, g)
+	default:
 		gemmBF16x4(&dst[r0], ld, &xb[0], n, T, &wh[r0*n], n, n, g)
 	}
 	if a := r0 + 4*g; a < r1 {

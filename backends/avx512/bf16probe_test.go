@@ -114,3 +114,35 @@ func BenchmarkBF16Activations(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkMatMulBF16Decode compares, for one token (T = 1, decode), MatMul on bf16
+// weights (f32 activations) with MatMulBF16, on N×768 weights from L3 (N = 3072) and
+// from DRAM (N = 32768), in GB/s of weights.
+func BenchmarkMatMulBF16Decode(b *testing.B) {
+	needBF16(b)
+	r := rand.New(rand.NewPCG(6, 6))
+	var k Kernels
+	for _, N := range []int{3072, 32768} {
+		K := 768
+		wv := randSlice(r, N*K)
+		w := bf16Mat(b, wv, N, K)
+		xv := randSlice(r, K)
+		xh := toBF16(xv)
+		dst := make([]float32, N)
+		sc := kernels.NewScratch(k, 1, K)
+		for _, c := range []struct {
+			name string
+			f    func()
+		}{
+			{"MatMul", func() { k.MatMul(dst, N, xv, 1, w, nil, 0, N, sc) }},
+			{"MatMulBF16", func() { k.MatMulBF16(dst, N, xh, 1, w, nil, 0, N, sc) }},
+		} {
+			b.Run(fmt.Sprintf("K%d_N%d/%s", K, N, c.name), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					c.f()
+				}
+				b.ReportMetric(2*float64(N*K)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GB/s")
+			})
+		}
+	}
+}

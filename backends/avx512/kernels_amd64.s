@@ -8431,8 +8431,8 @@ gemmBF16x4_reduce26:
 	SUBQ         $0x01, 40(SP)
 
 gemmBF16x4_skip23:
-	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
+	ADDQ   $0x10, 8(SP)
 	IMUL3Q $0x08, AX, AX
 	ADDQ   AX, (SP)
 	DECQ   16(SP)
@@ -9531,12 +9531,157 @@ gemmBF16x1_reduce34:
 	SUBQ         $0x01, 40(SP)
 
 gemmBF16x1_skip31:
-	ADDQ   $0x04, 8(SP)
 	MOVQ   ldw+48(FP), AX
+	ADDQ   $0x04, 8(SP)
 	IMUL3Q $0x02, AX, AX
 	ADDQ   AX, (SP)
 	DECQ   16(SP)
 	JNZ    gemmBF16x1_group1
+	VZEROUPPER
+	RET
+
+// func gemvBF16x4s(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, gap int)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·gemvBF16x4s(SB), $304-80
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+64(FP), AX
+	MOVQ AX, 16(SP)
+
+gemvBF16x4s_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemvBF16x4s_tokens2:
+	CMPQ 40(SP), $0x01
+	JL   gemvBF16x4s_tokens_done3
+
+	// 4 rows × 1 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    gap+72(FP), BX
+	IMULQ   BX, DX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x05, SI
+	JZ      gemvBF16x4s_tail5
+
+gemvBF16x4s_cols4:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(DX*1), Z25
+	VMOVDQU16 (CX)(DX*2), Z26
+	VMOVDQU16 (CX)(BX*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG $0x40269262
+	WORD $0xdc52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ SI
+	JNZ  gemvBF16x4s_cols4
+
+gemvBF16x4s_tail5:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x1f, SI
+	JZ          gemvBF16x4s_reduce6
+	LEAQ        wordmasks<>+0(SB), DI
+	KMOVD       (DI)(SI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(DX*1), K1, Z25
+	VMOVDQU16.Z (CX)(DX*2), K1, Z26
+	VMOVDQU16.Z (CX)(BX*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG $0x40269262
+	WORD $0xdc52
+
+gemvBF16x4s_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         gap+72(FP), CX
+	SHLQ         $0x02, CX
+	LEAQ         (CX)(CX*2), DX
+	VMOVSS       X0, (AX)
+	VEXTRACTPS   $0x01, X0, (AX)(CX*1)
+	VEXTRACTPS   $0x02, X0, (AX)(CX*2)
+	VEXTRACTPS   $0x03, X0, (AX)(DX*1)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x01, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x01, 40(SP)
+	JMP          gemvBF16x4s_tokens2
+
+gemvBF16x4s_tokens_done3:
+	MOVQ ldw+48(FP), AX
+	ADDQ $0x04, 8(SP)
+	SHLQ $0x01, AX
+	ADDQ AX, (SP)
+	DECQ 16(SP)
+	JNZ  gemvBF16x4s_group1
 	VZEROUPPER
 	RET
 

@@ -164,6 +164,16 @@ func gemmBF16x4(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw
 //go:noescape
 func gemmBF16x1(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
 
+// gemvBF16x4s computes, for r = q·gap + g, q < 4, g < groups (groups ≥ 1), t < T and k ≥ 1,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],
+//
+// x and w bfloat16, with VDPBF16PS (AVX512_BF16): denormal inputs and partial sums
+// are taken as zero.
+//
+//go:noescape
+func gemvBF16x4s(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, gap int)
+
 // gemmBF16Sx46 computes, for r < 4·groups and t < T (T a multiple of 6, k of 32),
 //
 //	dst[t*ldd+r] = Σ_{b<k/32} scale·Σ_{32b≤i<32b+32} x[t*ldx+i]·w[r*ldw+i],

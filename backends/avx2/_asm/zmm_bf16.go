@@ -21,8 +21,9 @@ func constantsBF16ZMM() {
 // (backends/avx512's MatMulBF16), with AVX512_BF16's VDPBF16PS.
 func genBF16ZMM() {
 	constantsBF16ZMM()
-	genGemmBF16("gemmBF16x4", 4, 6)
-	genGemmBF16("gemmBF16x1", 1, 8)
+	genGemmBF16("gemmBF16x4", 4, 6, false)
+	genGemmBF16("gemmBF16x1", 1, 8, false)
+	genGemmBF16("gemvBF16x4s", 4, 1, true)
 }
 
 // genGemmBF16 emits a kernel for groups of R (1 or 4) consecutive rows of bfloat16
@@ -34,12 +35,21 @@ func genBF16ZMM() {
 // and each is reduced as the f32 GEMM reduces its own (lanes 0–7 plus lanes 8–15, then
 // pairwise): every sum is taken in the same order whatever R, Tb, T or the row split.
 //
+// With spread, group g takes the R rows g, gap+g, 2·gap+g, ... rather than R
+// consecutive ones: with gap = rows/R each row walks its own part of the matrix, so the
+// weights are read as R long sequential streams, which keeps the hardware prefetchers
+// on (for T = 1, where the weights come from memory; as the f32 gemv4s).
+//
 // VDPBF16PS, which Go's assembler lacks, is emitted as machine code on physical
 // registers, so the micro-kernel's vectors are physical: the R·Tb ≤ 24 accumulators in
 // Z0–Z23, the R rows' 32 weights in Z24–Z27, a token's 32 activations in Z28–Z30 in turn.
-func genGemmBF16(name string, R, Tb int) {
-	lb := fnStack(name, "func(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)",
-		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1), t < T and k ≥ 1,",
+func genGemmBF16(name string, R, Tb int, spread bool) {
+	sig, rows := "func(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)", "r < "+itoa(R)+"·groups"
+	if spread {
+		sig, rows = "func(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, gap int)", "r = q·gap + g, q < "+itoa(R)+", g < groups"
+	}
+	lb := fnStack(name, sig,
+		name+" computes, for "+rows+" (groups ≥ 1), t < T and k ≥ 1,",
 		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],",
 		"x and w bfloat16, with VDPBF16PS (AVX512_BF16): denormal inputs and partial sums",
 		"are taken as zero.")
@@ -88,6 +98,10 @@ func genGemmBF16(name string, R, Tb int) {
 		SHLQ(U8(1), ldx)
 		ldw := Load(Param("ldw"), GP64())
 		SHLQ(U8(1), ldw)
+		if spread {
+			g := Load(Param("gap"), GP64())
+			IMULQ(g, ldw)
+		}
 		xs, ws := newStrided(xa, ldx, Tt), newStrided(wa, ldw, R)
 		// step multiplies 32 columns, its loads masked by m when m is not nil.
 		step := func(m Register) {
@@ -156,9 +170,17 @@ func genGemmBF16(name string, R, Tb int) {
 				VMOVUPS(sumAt(r, t, 0), y[r])
 				VADDPS(sumAt(r, t, 32), y[r], y[r])
 			}
-			if R == 4 {
+			switch {
+			case spread:
+				h := reduce4(y[0], y[1], y[2], y[3])
+				ds := newStrided(d, bytesOf("gap"), R)
+				VMOVSS(h, ds.at(0, 0))
+				for j := 1; j < R; j++ {
+					VEXTRACTPS(U8(uint8(j)), h, ds.at(j, 0))
+				}
+			case R == 4:
 				VMOVUPS(reduce4(y[0], y[1], y[2], y[3]), Mem{Base: d})
-			} else {
+			default:
 				VMOVSS(hsumPairwise(y[0]), Mem{Base: d})
 			}
 		}
@@ -189,9 +211,14 @@ func genGemmBF16(name string, R, Tb int) {
 	}
 
 	// The next group of rows.
-	ADDQ(U8(4*R), goff)
 	lw := Load(Param("ldw"), GP64())
-	IMUL3Q(Imm(uint64(2*R)), lw, lw)
+	if spread {
+		ADDQ(U8(4), goff)
+		SHLQ(U8(1), lw)
+	} else {
+		ADDQ(U8(4*R), goff)
+		IMUL3Q(Imm(uint64(2*R)), lw, lw)
+	}
 	ADDQ(lw, wcur)
 	DECQ(gleft)
 	JNZ(LabelRef(group))
