@@ -101,3 +101,41 @@ func TestMatMulBF16(t *testing.T) {
 		}
 	})
 }
+
+// TestRoundBF16: a backend's RoundBF16 writes the package's bits, for every length up to
+// past a few vector widths (so the masked tails run), at unaligned starts, on random
+// bits (NaNs, infinities, denormals, ties included) and on values that round up past
+// the largest finite bfloat16.
+func TestRoundBF16(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		bk, ok := k.(kernels.BF16Kernels)
+		if !ok {
+			t.Skipf("%s has no bf16-activation kernels", k.Name())
+		}
+		r := rand.New(rand.NewPCG(23, 24))
+		specials := []uint32{0x7f800000, 0xff800000, 0x7f800001, 0xffc00000, 0x7fffffff, 0x7f7fffff, 0xff7fffff,
+			0x3f808000, 0x3f818000, 0x00008000, 0x80018000, 0, 0x80000000, 0x7f7f8000}
+		for n := 0; n <= 80; n++ {
+			for off := 0; off < 3; off++ {
+				x := make([]float32, off+n)
+				for i := range x {
+					if r.IntN(4) == 0 {
+						x[i] = math.Float32frombits(specials[r.IntN(len(specials))])
+					} else {
+						x[i] = math.Float32frombits(r.Uint32())
+					}
+				}
+				want := make([]uint16, n+1)
+				got := make([]uint16, n+1)
+				got[n], want[n] = 0xbeef, 0xbeef
+				kernels.RoundBF16(x[off:], want)
+				bk.RoundBF16(x[off:], got)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("n=%d off=%d: [%d] of %#08x = %#04x, want %#04x", n, off, i, math.Float32bits(x[off+min(i, n-1)]), got[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}

@@ -397,7 +397,7 @@ func (p *pass) matmul(x []float32, T int, ops ...mm) {
 		for _, o := range ops {
 			if o.w.DType == dtype.BF16 {
 				n := T * ops[0].w.Cols
-				kernels.RoundBF16(x[:n], p.xbf[:n])
+				p.m.bf16.RoundBF16(x[:n], p.xbf[:n])
 				k.xbf = p.xbf[:n]
 				break
 			}

@@ -28,6 +28,10 @@ type BF16Kernels interface {
 	// is then at most a few float32 roundings of Σ_i |w_i·x_i| (the reordered sum), plus
 	// the flushed products, plus Cols·2⁻¹²⁶ (the flushed partial sums).
 	MatMulBF16(dst []float32, ld int, xb []uint16, T int, w *Mat, bias []float32, r0, r1 int, scratch Scratch)
+
+	// RoundBF16 rounds x to bfloat16 into dst, bit for bit as the package's RoundBF16
+	// does (len(dst) ≥ len(x)).
+	RoundBF16(x []float32, dst []uint16)
 }
 
 // RoundBF16 rounds x to bfloat16 into dst (len(dst) ≥ len(x)): to nearest with ties to

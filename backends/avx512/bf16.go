@@ -96,4 +96,13 @@ func (k Kernels) MatMulBF16(dst []float32, ld int, xb []uint16, T int, w *kernel
 	}
 }
 
+// RoundBF16 implements kernels.BF16Kernels: roundBF16, 16 lanes at a time.
+func (Kernels) RoundBF16(x []float32, dst []uint16) {
+	if len(x) == 0 {
+		return
+	}
+	dst = dst[:len(x)]
+	roundBF16(&dst[0], &x[0], len(x))
+}
+
 var _ kernels.BF16Kernels = Kernels{}

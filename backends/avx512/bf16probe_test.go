@@ -66,7 +66,7 @@ func TestGemmBF16Probe(t *testing.T) {
 //
 //   - MatMulBF16: activations rounded to bfloat16 (llama.cpp's way), VDPBF16PS tiles;
 //
-//   - roundBF16: the same, the activations' rounding (kernels.RoundBF16) included;
+//   - roundBF16: the same, the activations' rounding (RoundBF16) included;
 //
 //   - q8scaled: gemmBF16Sx46, every 32 columns' sum scaled as MatMulQ8's contract for
 //     bf16 weights with q8_0 activations asks.
@@ -105,7 +105,7 @@ func BenchmarkBF16Activations(b *testing.B) {
 	})
 	run("MatMulBF16", func() { k.MatMulBF16(dst, N, xh, T, w, nil, 0, N, sc) })
 	run("roundBF16", func() {
-		kernels.RoundBF16(xv, xh)
+		k.RoundBF16(xv, xh)
 		k.MatMulBF16(dst, N, xh, T, w, nil, 0, N, sc)
 	})
 	run("q8scaled", func() {
@@ -144,5 +144,25 @@ func BenchmarkMatMulBF16Decode(b *testing.B) {
 				b.ReportMetric(2*float64(N*K)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GB/s")
 			})
 		}
+	}
+}
+
+// BenchmarkRoundBF16 compares rounding 128×768 activations to bfloat16 in Go
+// (kernels.RoundBF16) and with roundBF16, in ns per element.
+func BenchmarkRoundBF16(b *testing.B) {
+	need(b)
+	r := rand.New(rand.NewPCG(7, 7))
+	x := randSlice(r, 128*768)
+	dst := make([]uint16, len(x))
+	for _, c := range []struct {
+		name string
+		f    func([]float32, []uint16)
+	}{{"go", kernels.RoundBF16}, {"avx512", Kernels{}.RoundBF16}} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				c.f(x, dst)
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/float64(len(x))*1e9, "ns/elem")
+		})
 	}
 }

@@ -9685,6 +9685,109 @@ gemvBF16x4s_tokens_done3:
 	VZEROUPPER
 	RET
 
+// func roundBF16(dst *uint16, x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·roundBF16(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         n+16(FP), DX
+	VPBROADCASTD dw1<>+0(SB), Z0
+	VPBROADCASTD dw7fff<>+0(SB), Z1
+	VPBROADCASTD dw7fffffff<>+0(SB), Z2
+	VPBROADCASTD dw7f800000<>+0(SB), Z3
+	VPBROADCASTD dw40<>+0(SB), Z4
+	MOVQ         DX, BX
+	ANDQ         $-16, BX
+	XORQ         SI, SI
+	JMP          roundBF16_check2
+
+roundBF16_body1:
+	VMOVDQU32 (CX)(SI*4), Z5
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z0, Z6, Z6
+	VPADDD    Z1, Z6, Z6
+	VPADDD    Z5, Z6, Z6
+	VPANDD    Z2, Z5, Z7
+	VPCMPUD   $0x06, Z3, Z7, K1
+	VPSRLD    $0x10, Z6, Z6
+	VPSRLD    $0x10, Z5, K1, Z6
+	VPORD     Z4, Z6, K1, Z6
+	VPMOVDW   Z6, (AX)(SI*2)
+	ADDQ      $0x10, SI
+
+roundBF16_check2:
+	CMPQ        SI, BX
+	JL          roundBF16_body1
+	ANDQ        $0x0f, DX
+	JZ          roundBF16_done4
+	LEAQ        wordmasks<>+0(SB), BX
+	KMOVW       (BX)(DX*4), K1
+	VMOVDQU32.Z (CX)(SI*4), K1, Z5
+	VPSRLD      $0x10, Z5, Z6
+	VPANDD      Z0, Z6, Z6
+	VPADDD      Z1, Z6, Z6
+	VPADDD      Z5, Z6, Z6
+	VPANDD      Z2, Z5, Z0
+	VPCMPUD     $0x06, Z3, Z0, K2
+	VPSRLD      $0x10, Z6, Z6
+	VPSRLD      $0x10, Z5, K2, Z6
+	VPORD       Z4, Z6, K2, Z6
+	VPMOVDW     Z6, K1, (AX)(SI*2)
+
+roundBF16_done4:
+	VZEROUPPER
+	RET
+
+DATA dw1<>+0(SB)/4, $0x00000001
+DATA dw1<>+4(SB)/4, $0x00000001
+DATA dw1<>+8(SB)/4, $0x00000001
+DATA dw1<>+12(SB)/4, $0x00000001
+DATA dw1<>+16(SB)/4, $0x00000001
+DATA dw1<>+20(SB)/4, $0x00000001
+DATA dw1<>+24(SB)/4, $0x00000001
+DATA dw1<>+28(SB)/4, $0x00000001
+GLOBL dw1<>(SB), RODATA|NOPTR, $32
+
+DATA dw7fff<>+0(SB)/4, $0x00007fff
+DATA dw7fff<>+4(SB)/4, $0x00007fff
+DATA dw7fff<>+8(SB)/4, $0x00007fff
+DATA dw7fff<>+12(SB)/4, $0x00007fff
+DATA dw7fff<>+16(SB)/4, $0x00007fff
+DATA dw7fff<>+20(SB)/4, $0x00007fff
+DATA dw7fff<>+24(SB)/4, $0x00007fff
+DATA dw7fff<>+28(SB)/4, $0x00007fff
+GLOBL dw7fff<>(SB), RODATA|NOPTR, $32
+
+DATA dw7fffffff<>+0(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+4(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+8(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+12(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+16(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+20(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+24(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+28(SB)/4, $0x7fffffff
+GLOBL dw7fffffff<>(SB), RODATA|NOPTR, $32
+
+DATA dw7f800000<>+0(SB)/4, $0x7f800000
+DATA dw7f800000<>+4(SB)/4, $0x7f800000
+DATA dw7f800000<>+8(SB)/4, $0x7f800000
+DATA dw7f800000<>+12(SB)/4, $0x7f800000
+DATA dw7f800000<>+16(SB)/4, $0x7f800000
+DATA dw7f800000<>+20(SB)/4, $0x7f800000
+DATA dw7f800000<>+24(SB)/4, $0x7f800000
+DATA dw7f800000<>+28(SB)/4, $0x7f800000
+GLOBL dw7f800000<>(SB), RODATA|NOPTR, $32
+
+DATA dw40<>+0(SB)/4, $0x00000040
+DATA dw40<>+4(SB)/4, $0x00000040
+DATA dw40<>+8(SB)/4, $0x00000040
+DATA dw40<>+12(SB)/4, $0x00000040
+DATA dw40<>+16(SB)/4, $0x00000040
+DATA dw40<>+20(SB)/4, $0x00000040
+DATA dw40<>+24(SB)/4, $0x00000040
+DATA dw40<>+28(SB)/4, $0x00000040
+GLOBL dw40<>(SB), RODATA|NOPTR, $32
+
 // func gemmBF16Sx46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, scale float32)
 // Requires: AVX, AVX512BW, AVX512F
 TEXT ·gemmBF16Sx46(SB), $1536-76

@@ -174,6 +174,12 @@ func gemmBF16x1(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw
 //go:noescape
 func gemvBF16x4s(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, gap int)
 
+// roundBF16 rounds the n float32 at x to bfloat16 at dst (n ≥ 0), bit for bit as
+// dtype.F32ToBF16.
+//
+//go:noescape
+func roundBF16(dst *uint16, x *float32, n int)
+
 // gemmBF16Sx46 computes, for r < 4·groups and t < T (T a multiple of 6, k of 32),
 //
 //	dst[t*ldd+r] = Σ_{b<k/32} scale·Σ_{32b≤i<32b+32} x[t*ldx+i]·w[r*ldw+i],

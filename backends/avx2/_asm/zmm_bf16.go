@@ -24,6 +24,7 @@ func genBF16ZMM() {
 	genGemmBF16("gemmBF16x4", 4, 6, false)
 	genGemmBF16("gemmBF16x1", 1, 8, false)
 	genGemmBF16("gemvBF16x4s", 4, 1, true)
+	genRoundBF16()
 }
 
 // genGemmBF16 emits a kernel for groups of R (1 or 4) consecutive rows of bfloat16
@@ -222,6 +223,70 @@ func genGemmBF16(name string, R, Tb int, spread bool) {
 	ADDQ(lw, wcur)
 	DECQ(gleft)
 	JNZ(LabelRef(group))
+	VZEROUPPER()
+	RET()
+}
+
+// genRoundBF16 emits roundBF16, kernels.RoundBF16 16 lanes at a time: each float32's
+// bits b become (b + 0x7fff + (b>>16 & 1)) >> 16 (to nearest, ties to even; an overflow
+// carries into the exponent and gives an infinity), a NaN (|b| > 0x7f800000) b>>16 | 0x40
+// (quiet, its sign kept), as dtype.F32ToBF16 does; the last n%16 with masked loads and
+// stores.
+func genRoundBF16() {
+	lb := fn("roundBF16", "func(dst *uint16, x *float32, n int)",
+		"roundBF16 rounds the n float32 at x to bfloat16 at dst (n ≥ 0), bit for bit as",
+		"dtype.F32ToBF16.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	c := func(name string, v uint32) VecVirtual {
+		z := ZMM()
+		VPBROADCASTD(vconst(name, v), z)
+		return z
+	}
+	one, half, abs, inf, quiet := c("dw1", 1), c("dw7fff", 0x7fff), c("dw7fffffff", 0x7fffffff), c("dw7f800000", 0x7f800000), c("dw40", 0x40)
+	// round returns z's lanes rounded, each bfloat16 in its dword's low half.
+	round := func(z VecVirtual) VecVirtual {
+		t, a := ZMM(), ZMM()
+		VPSRLD(U8(16), z, t)
+		VPANDD(one, t, t)
+		VPADDD(half, t, t)
+		VPADDD(z, t, t) // b + 0x7fff + lsb
+		VPANDD(abs, z, a)
+		nan := K()
+		VPCMPUD(U8(6), inf, a, nan) // |b| > 0x7f800000
+		VPSRLD(U8(16), t, t)
+		VPSRLD(U8(16), z, nan, t) // NaNs: b >> 16
+		VPORD(quiet, t, nan, t)   // ... | 0x40
+		return t
+	}
+	body, check, tail, done := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("done")
+	n16 := GP64()
+	MOVQ(n, n16)
+	ANDQ(I32(-16), n16)
+	e := GP64()
+	XORQ(e, e)
+	JMP(LabelRef(check))
+	Label(body)
+	z := ZMM()
+	VMOVDQU32(Mem{Base: x, Index: e, Scale: 4}, z)
+	VPMOVDW(round(z), Mem{Base: dst, Index: e, Scale: 2})
+	ADDQ(U8(16), e)
+	Label(check)
+	CMPQ(e, n16)
+	JL(LabelRef(body))
+	Label(tail)
+	rem := GP64()
+	MOVQ(n, rem)
+	ANDQ(U8(15), rem)
+	JZ(LabelRef(done))
+	m, tb := K(), GP64()
+	LEAQ(wordMasks, tb)
+	KMOVW(Mem{Base: tb, Index: rem, Scale: 4}, m)
+	zt := ZMM()
+	VMOVDQU32_Z(Mem{Base: x, Index: e, Scale: 4}, m, zt)
+	VPMOVDW(round(zt), m, Mem{Base: dst, Index: e, Scale: 2})
+	Label(done)
 	VZEROUPPER()
 	RET()
 }
