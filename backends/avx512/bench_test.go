@@ -44,7 +44,9 @@ func BenchmarkMatMul(b *testing.B) {
 
 // BenchmarkMatMulHalf compares the f16 and bf16 products of avx2 and avx512 in the same
 // run, single threaded: T tokens of K = 768 inputs against N×K weights, N = 3072 (4.5
-// MiB: from L3) and N = 32768 (48 MiB: mostly from DRAM), GFLOP/s and GB/s of weights.
+// MiB: from L3) and N = 32768 (48 MiB: mostly from DRAM), GFLOP/s and GB/s of weights;
+// for bf16 also avx512's product with the activations rounded to bfloat16
+// (avx512-bf16act: RoundBF16, then MatMulBF16).
 //
 //	go test -run XXX -bench MatMulHalf ./backends/avx512
 func BenchmarkMatMulHalf(b *testing.B) {
@@ -60,11 +62,27 @@ func BenchmarkMatMulHalf(b *testing.B) {
 			}
 			for _, T := range []int{1, 8, 128} {
 				x, dst := randSlice(r, T*K), make([]float32, T*N)
+				type impl struct {
+					name string
+					f    func(sc kernels.Scratch)
+				}
+				var runs []impl
 				for _, k := range impls {
-					b.Run(fmt.Sprintf("%v/T%d_K%d_N%d/%s", dt, T, K, N, k.Name()), func(b *testing.B) {
-						sc := kernels.NewScratch(k, T, K)
+					runs = append(runs, impl{k.Name(), func(sc kernels.Scratch) { k.MatMul(dst, N, x, T, w, nil, 0, N, sc) }})
+				}
+				if dt == dtype.BF16 && hasBF16 { // activations rounded to bfloat16 (MatMulBF16)
+					var k Kernels
+					xb := make([]uint16, len(x))
+					runs = append(runs, impl{"avx512-bf16act", func(sc kernels.Scratch) {
+						k.RoundBF16(x, xb)
+						k.MatMulBF16(dst, N, xb, T, w, nil, 0, N, sc)
+					}})
+				}
+				for _, c := range runs {
+					b.Run(fmt.Sprintf("%v/T%d_K%d_N%d/%s", dt, T, K, N, c.name), func(b *testing.B) {
+						sc := kernels.NewScratch(Kernels{}, T, K)
 						for i := 0; i < b.N; i++ {
-							k.MatMul(dst, N, x, T, w, nil, 0, N, sc)
+							c.f(sc)
 						}
 						s := b.Elapsed().Seconds() / float64(b.N)
 						b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
