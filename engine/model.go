@@ -136,7 +136,7 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	if q8, ok := m.kern.(kernels.Q8Kernels); ok && !opts.F32Activations && len(m.actTypes) > 0 {
 		m.q8 = q8
 	}
-	if bk, ok := m.kern.(kernels.BF16Kernels); ok && !opts.F32Activations && m.hasBF16Matrices() {
+	if bk, ok := m.kern.(kernels.BF16Kernels); ok && bk.FastBF16() && !opts.F32Activations && m.hasBF16Matrices() {
 		m.bf16 = bk
 	}
 	tok, err := tokenizer.FromMetadata(f.Meta)

@@ -12,8 +12,8 @@ import (
 // two bfloat16 values multiply exactly in float32, so hardware that takes pairs of them
 // (AVX512_BF16's VDPBF16PS) does twice the products per instruction of a float32 FMA.
 // It is a separate interface, which Reference does not implement, so that a caller (the
-// engine) takes this path only on a backend made faster by it; MatMulBF16 is its
-// specification.
+// engine) takes this path only on a backend made faster by it (see FastBF16); the
+// function MatMulBF16 is its specification.
 type BF16Kernels interface {
 	// MatMulBF16 is MatMul on bf16 weights (w.DType == dtype.BF16) with activations
 	// rounded to bfloat16 (RoundBF16): xb holds T rows of w.Cols values. For t < T and
@@ -32,6 +32,11 @@ type BF16Kernels interface {
 	// RoundBF16 rounds x to bfloat16 into dst, bit for bit as the package's RoundBF16
 	// does (len(dst) ≥ len(x)).
 	RoundBF16(x []float32, dst []uint16)
+
+	// FastBF16 reports whether MatMulBF16 is faster on this CPU than MatMul on the same
+	// bf16 weights (it may be there, and correct, on CPUs where it is not): a caller
+	// that may take either path takes this one only then.
+	FastBF16() bool
 }
 
 // RoundBF16 rounds x to bfloat16 into dst (len(dst) ≥ len(x)): to nearest with ties to

@@ -105,4 +105,8 @@ func (Kernels) RoundBF16(x []float32, dst []uint16) {
 	roundBF16(&dst[0], &x[0], len(x))
 }
 
+// FastBF16 implements kernels.BF16Kernels: MatMulBF16 is faster than MatMul where the
+// CPU has AVX512_BF16.
+func (Kernels) FastBF16() bool { return hasBF16 }
+
 var _ kernels.BF16Kernels = Kernels{}
