@@ -6629,25 +6629,28 @@ gemvZHM1_reduce6:
 // func widenZBFM(dst *float32, src *uint16, n int)
 // Requires: AVX, AVX2, AVX512F
 TEXT ·widenZBFM(SB), NOSPLIT, $0-24
-	MOVQ      dst+0(FP), AX
-	MOVQ      src+8(FP), CX
-	MOVQ      n+16(FP), DX
-	MOVQ      DX, BX
-	ANDQ      $-32, BX
-	VMOVDQU32 evenodd<>+0(SB), Z0
-	XORQ      SI, SI
-	JMP       widenZBFM_check2
+	MOVQ         dst+0(FP), AX
+	MOVQ         src+8(FP), CX
+	MOVQ         n+16(FP), DX
+	MOVQ         DX, BX
+	ANDQ         $-32, BX
+	VPBROADCASTD hiwords<>+0(SB), Z0
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K1
+	KNOTW        K1, K2
+	XORQ         SI, SI
+	JMP          widenZBFM_check2
 
 widenZBFM_body1:
-	VPMOVZXWD (CX)(SI*2), Z1
-	VPSLLD    $0x10, Z1, Z1
-	VPERMPS   Z1, Z0, Z1
-	VMOVUPS   Z1, (AX)(SI*4)
-	VPMOVZXWD 32(CX)(SI*2), Z1
-	VPSLLD    $0x10, Z1, Z1
-	VPERMPS   Z1, Z0, Z1
-	VMOVUPS   Z1, 64(AX)(SI*4)
-	ADDQ      $0x20, SI
+	VBROADCASTI64X4 (CX)(SI*2), Z1
+	VPSLLD          $0x10, Z1, K1, Z1
+	VPANDD          Z0, Z1, K2, Z1
+	VMOVUPS         Z1, (AX)(SI*4)
+	VBROADCASTI64X4 32(CX)(SI*2), Z1
+	VPSLLD          $0x10, Z1, K1, Z1
+	VPANDD          Z0, Z1, K2, Z1
+	VMOVUPS         Z1, 64(AX)(SI*4)
+	ADDQ            $0x20, SI
 
 widenZBFM_check2:
 	CMPQ      SI, BX
@@ -6671,24 +6674,37 @@ widenZBFM_done5:
 	VZEROUPPER
 	RET
 
+DATA hiwords<>+0(SB)/4, $0xffff0000
+DATA hiwords<>+4(SB)/4, $0xffff0000
+DATA hiwords<>+8(SB)/4, $0xffff0000
+DATA hiwords<>+12(SB)/4, $0xffff0000
+DATA hiwords<>+16(SB)/4, $0xffff0000
+DATA hiwords<>+20(SB)/4, $0xffff0000
+DATA hiwords<>+24(SB)/4, $0xffff0000
+DATA hiwords<>+28(SB)/4, $0xffff0000
+GLOBL hiwords<>(SB), RODATA|NOPTR, $32
+
 // func gemvZBFM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
 // Requires: AVX, AVX2, AVX512F
 TEXT ·gemvZBFM4s(SB), NOSPLIT, $0-56
-	MOVQ      x+8(FP), AX
-	MOVQ      ldw+24(FP), CX
-	SHLQ      $0x01, CX
-	MOVQ      k+32(FP), DX
-	MOVQ      DX, BX
-	ANDQ      $-32, BX
-	VMOVDQU32 evenodd<>+0(SB), Z0
-	MOVL      $0x000000ff, SI
-	KMOVW     SI, K1
-	MOVQ      w+16(FP), SI
-	MOVQ      gap+48(FP), DI
-	IMULQ     CX, DI
-	LEAQ      (SI)(DI*1), R8
-	LEAQ      (R8)(DI*1), R9
-	LEAQ      (R9)(DI*1), DI
+	MOVQ         x+8(FP), AX
+	MOVQ         ldw+24(FP), CX
+	SHLQ         $0x01, CX
+	MOVQ         k+32(FP), DX
+	MOVQ         DX, BX
+	ANDQ         $-32, BX
+	VPBROADCASTD hiwords<>+0(SB), Z0
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K1
+	KNOTW        K1, K2
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K3
+	MOVQ         w+16(FP), SI
+	MOVQ         gap+48(FP), DI
+	IMULQ        CX, DI
+	LEAQ         (SI)(DI*1), R8
+	LEAQ         (R8)(DI*1), R9
+	LEAQ         (R9)(DI*1), DI
 
 gemvZBFM4s_row1:
 	VMOVUPS zeros<>+0(SB), Z1
@@ -6699,41 +6715,41 @@ gemvZBFM4s_row1:
 	JMP     gemvZBFM4s_check3
 
 gemvZBFM4s_body2:
-	VMOVUPS     (AX)(R10*4), Z5
-	VMOVUPS     64(AX)(R10*4), Z6
-	VPMOVZXWD   (SI)(R10*2), Z7
-	VPSLLD      $0x10, Z7, Z7
-	VPERMPS     Z7, Z0, Z7
-	VFMADD231PS Z7, Z5, Z1
-	VPMOVZXWD   32(SI)(R10*2), Z7
-	VPSLLD      $0x10, Z7, Z7
-	VPERMPS     Z7, Z0, Z7
-	VFMADD231PS Z7, Z6, Z1
-	VPMOVZXWD   (R8)(R10*2), Z7
-	VPSLLD      $0x10, Z7, Z7
-	VPERMPS     Z7, Z0, Z7
-	VFMADD231PS Z7, Z5, Z2
-	VPMOVZXWD   32(R8)(R10*2), Z7
-	VPSLLD      $0x10, Z7, Z7
-	VPERMPS     Z7, Z0, Z7
-	VFMADD231PS Z7, Z6, Z2
-	VPMOVZXWD   (R9)(R10*2), Z7
-	VPSLLD      $0x10, Z7, Z7
-	VPERMPS     Z7, Z0, Z7
-	VFMADD231PS Z7, Z5, Z3
-	VPMOVZXWD   32(R9)(R10*2), Z7
-	VPSLLD      $0x10, Z7, Z7
-	VPERMPS     Z7, Z0, Z7
-	VFMADD231PS Z7, Z6, Z3
-	VPMOVZXWD   (DI)(R10*2), Z7
-	VPSLLD      $0x10, Z7, Z7
-	VPERMPS     Z7, Z0, Z7
-	VFMADD231PS Z7, Z5, Z4
-	VPMOVZXWD   32(DI)(R10*2), Z5
-	VPSLLD      $0x10, Z5, Z5
-	VPERMPS     Z5, Z0, Z5
-	VFMADD231PS Z5, Z6, Z4
-	ADDQ        $0x20, R10
+	VMOVUPS         (AX)(R10*4), Z5
+	VMOVUPS         64(AX)(R10*4), Z6
+	VBROADCASTI64X4 (SI)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z5, Z1
+	VBROADCASTI64X4 32(SI)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z6, Z1
+	VBROADCASTI64X4 (R8)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z5, Z2
+	VBROADCASTI64X4 32(R8)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z6, Z2
+	VBROADCASTI64X4 (R9)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z5, Z3
+	VBROADCASTI64X4 32(R9)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z6, Z3
+	VBROADCASTI64X4 (DI)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z5, Z4
+	VBROADCASTI64X4 32(DI)(R10*2), Z5
+	VPSLLD          $0x10, Z5, K1, Z5
+	VPANDD          Z0, Z5, K2, Z5
+	VFMADD231PS     Z5, Z6, Z4
+	ADDQ            $0x20, R10
 
 gemvZBFM4s_check3:
 	CMPQ        R10, BX
@@ -6761,16 +6777,16 @@ gemvZBFM4s_eight5:
 	JGE         gemvZBFM4s_reduce6
 	VPMOVZXWD   (SI)(R10*2), Y8
 	VPSLLD      $0x10, Y8, Y8
-	VFMADD231PS (AX)(R10*4), Z8, K1, Z1
+	VFMADD231PS (AX)(R10*4), Z8, K3, Z1
 	VPMOVZXWD   (R8)(R10*2), Y8
 	VPSLLD      $0x10, Y8, Y8
-	VFMADD231PS (AX)(R10*4), Z8, K1, Z2
+	VFMADD231PS (AX)(R10*4), Z8, K3, Z2
 	VPMOVZXWD   (R9)(R10*2), Y8
 	VPSLLD      $0x10, Y8, Y8
-	VFMADD231PS (AX)(R10*4), Z8, K1, Z3
+	VFMADD231PS (AX)(R10*4), Z8, K3, Z3
 	VPMOVZXWD   (DI)(R10*2), Y8
 	VPSLLD      $0x10, Y8, Y8
-	VFMADD231PS (AX)(R10*4), Z8, K1, Z4
+	VFMADD231PS (AX)(R10*4), Z8, K3, Z4
 
 gemvZBFM4s_reduce6:
 	VEXTRACTF64X4 $0x01, Z1, Y5
@@ -6810,16 +6826,19 @@ gemvZBFM4s_reduce6:
 // func gemvZBFM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 // Requires: AVX, AVX2, AVX512F
 TEXT ·gemvZBFM1(SB), NOSPLIT, $0-48
-	MOVQ      x+8(FP), AX
-	MOVQ      ldw+24(FP), CX
-	SHLQ      $0x01, CX
-	MOVQ      k+32(FP), DX
-	MOVQ      DX, BX
-	ANDQ      $-32, BX
-	VMOVDQU32 evenodd<>+0(SB), Z0
-	MOVL      $0x000000ff, SI
-	KMOVW     SI, K1
-	MOVQ      w+16(FP), SI
+	MOVQ         x+8(FP), AX
+	MOVQ         ldw+24(FP), CX
+	SHLQ         $0x01, CX
+	MOVQ         k+32(FP), DX
+	MOVQ         DX, BX
+	ANDQ         $-32, BX
+	VPBROADCASTD hiwords<>+0(SB), Z0
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K1
+	KNOTW        K1, K2
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K3
+	MOVQ         w+16(FP), SI
 
 gemvZBFM1_row1:
 	VMOVUPS zeros<>+0(SB), Z1
@@ -6827,17 +6846,17 @@ gemvZBFM1_row1:
 	JMP     gemvZBFM1_check3
 
 gemvZBFM1_body2:
-	VMOVUPS     (AX)(DI*4), Z2
-	VMOVUPS     64(AX)(DI*4), Z3
-	VPMOVZXWD   (SI)(DI*2), Z4
-	VPSLLD      $0x10, Z4, Z4
-	VPERMPS     Z4, Z0, Z4
-	VFMADD231PS Z4, Z2, Z1
-	VPMOVZXWD   32(SI)(DI*2), Z2
-	VPSLLD      $0x10, Z2, Z2
-	VPERMPS     Z2, Z0, Z2
-	VFMADD231PS Z2, Z3, Z1
-	ADDQ        $0x20, DI
+	VMOVUPS         (AX)(DI*4), Z2
+	VMOVUPS         64(AX)(DI*4), Z3
+	VBROADCASTI64X4 (SI)(DI*2), Z4
+	VPSLLD          $0x10, Z4, K1, Z4
+	VPANDD          Z0, Z4, K2, Z4
+	VFMADD231PS     Z4, Z2, Z1
+	VBROADCASTI64X4 32(SI)(DI*2), Z2
+	VPSLLD          $0x10, Z2, K1, Z2
+	VPANDD          Z0, Z2, K2, Z2
+	VFMADD231PS     Z2, Z3, Z1
+	ADDQ            $0x20, DI
 
 gemvZBFM1_check3:
 	CMPQ        DI, BX
@@ -6856,7 +6875,7 @@ gemvZBFM1_eight5:
 	JGE         gemvZBFM1_reduce6
 	VPMOVZXWD   (SI)(DI*2), Y5
 	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS (AX)(DI*4), Z5, K1, Z1
+	VFMADD231PS (AX)(DI*4), Z5, K3, Z1
 
 gemvZBFM1_reduce6:
 	VEXTRACTF64X4 $0x01, Z1, Y2

@@ -19,7 +19,8 @@ import (
 // Both take 16 halves at a time, widened by one VCVTPH2PS (f16) or VPMOVZXWD and a shift
 // (bf16). Where avx2's order takes 16 columns as their 8 even then their 8 odd ones (the
 // second 16 of every 32 of the first k&^31 for f16 with mix, every 16 of them for bf16
-// with mix), a VPERMPS puts the widened columns in that order: for the products x comes
+// with mix), a VPERMPS puts the widened columns in that order (bf16: masked shifts, see
+// halfZ): for the products x comes
 // arranged to match (unscaled: the integer widening that needs avx2's scaled x is not
 // used here, so f16 rows with infinities or NaNs and large |x| would take this order too).
 
@@ -59,18 +60,55 @@ func (h halfKind) splits() [2]bool {
 	return [2]bool{}
 }
 
+// splitter holds what halfZ needs for the columns it takes even then odd: for f16 the
+// VPERMPS index evenOdd; for bf16 the masks of the low and high 8 lanes and 0xffff0000
+// in every lane.
+type splitter struct {
+	idx, hiWords VecVirtual
+	lo, hi       Register
+}
+
+// newSplitter loads the splitter of h's kernels (none when h takes no columns split).
+func newSplitter(h halfKind) *splitter {
+	sp := h.splits()
+	if !sp[0] && !sp[1] {
+		return nil
+	}
+	s := &splitter{}
+	if !h.bf16 {
+		s.idx = ZMM()
+		VMOVDQU32(evenOdd, s.idx)
+		return s
+	}
+	s.hiWords, s.lo, s.hi = ZMM(), K(), K()
+	VPBROADCASTD(vconst("hiwords", 0xffff0000), s.hiWords)
+	m := GP32()
+	MOVL(U32(0x00ff), m)
+	KMOVW(m, s.lo)
+	KNOTW(s.lo, s.hi)
+	return s
+}
+
 // halfZ widens the 16 halves at m to float32 in a new ZMM register; with split, in the
-// order of their even columns then their odd ones (idx holds evenOdd).
-func halfZ(bf16 bool, m Mem, split bool, idx VecVirtual) VecVirtual {
+// order of their even columns then their odd ones (s from newSplitter). bf16 split takes
+// the 8 dwords of the 16 halves into both halves of the register, then each dword's low
+// half shifted up in lanes 0–7 (the even columns) and its high half masked in lanes
+// 8–15 (the odd ones): no permutation.
+func halfZ(bf16 bool, m Mem, split bool, s *splitter) VecVirtual {
 	z := ZMM()
-	if bf16 {
+	switch {
+	case bf16 && split:
+		VBROADCASTI64X4(m, z)
+		VPSLLD(U8(16), z, s.lo, z)
+		VPANDD(s.hiWords, z, s.hi, z)
+	case bf16:
 		VPMOVZXWD(m, z)
 		VPSLLD(U8(16), z, z)
-	} else {
+	case split:
 		VCVTPH2PS(m, z)
-	}
-	if split {
-		VPERMPS(z, idx, z)
+		VPERMPS(z, s.idx, z)
+	default:
+		VCVTPH2PS(m, z)
 	}
 	return z
 }
@@ -90,18 +128,14 @@ func genWidenZ(h halfKind) {
 	MOVQ(n, n32)
 	ANDQ(I32(-32), n32)
 	sp := h.splits()
-	var idx VecVirtual
-	if sp[0] || sp[1] {
-		idx = ZMM()
-		VMOVDQU32(evenOdd, idx)
-	}
+	spl := newSplitter(h)
 	e := GP64()
 	XORQ(e, e)
 	body, check, tail, eight, done := lb.next("body"), lb.next("check"), lb.next("tail"), lb.next("eight"), lb.next("done")
 	JMP(LabelRef(check))
 	Label(body)
 	for g := 0; g < 2; g++ {
-		z := halfZ(h.bf16, Mem{Base: src, Index: e, Scale: 2, Disp: 32 * g}, sp[g], idx)
+		z := halfZ(h.bf16, Mem{Base: src, Index: e, Scale: 2, Disp: 32 * g}, sp[g], spl)
 		VMOVUPS(z, Mem{Base: dst, Index: e, Scale: 4, Disp: 64 * g})
 	}
 	ADDQ(U8(32), e)
@@ -159,11 +193,7 @@ func genGemvHalfZ(h halfKind, spread bool) {
 	MOVQ(k, kb)
 	ANDQ(I32(-32), kb)
 	sp := h.splits()
-	var idx VecVirtual
-	if sp[0] || sp[1] {
-		idx = ZMM()
-		VMOVDQU32(evenOdd, idx)
-	}
+	spl := newSplitter(h)
 	lo8 := K()
 	{
 		m := GP32()
@@ -195,7 +225,7 @@ func genGemvHalfZ(h halfKind, spread bool) {
 	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 64}, x1)
 	for r := 0; r < R; r++ {
 		for g, xv := range []VecVirtual{x0, x1} {
-			t := halfZ(h.bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 32 * g}, sp[g], idx)
+			t := halfZ(h.bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 32 * g}, sp[g], spl)
 			VFMADD231PS(t, xv, acc[r])
 		}
 	}
