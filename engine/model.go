@@ -26,7 +26,9 @@ type Options struct {
 	// with the float32 activations. By default activations are quantized once per
 	// product — to q8_0 blocks for q8_0/q4_0 weights, to q8_k super-blocks for the
 	// k-quants, as llama.cpp does — and multiplied with integer dot products: faster, and
-	// within a tested tolerance of the exact path.
+	// within a tested tolerance of the exact path. Likewise, on a backend with a faster
+	// product for them (kernels.BF16Kernels), bf16 weights by default take activations
+	// rounded to bfloat16, as llama.cpp does; F32Activations keeps them float32 too.
 	F32Activations bool
 }
 
@@ -41,7 +43,8 @@ type Model struct {
 
 	file    *format.File
 	kern    kernels.Kernels
-	q8      kernels.Q8Kernels // the q8-activation path, nil when off or unavailable
+	q8      kernels.Q8Kernels   // the q8-activation path, nil when off or unavailable
+	bf16    kernels.BF16Kernels // bf16 weights' bf16-activation path, nil when off or unavailable
 	backend string
 	pool    *parallel.Pool
 
@@ -133,6 +136,9 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	if q8, ok := m.kern.(kernels.Q8Kernels); ok && !opts.F32Activations && len(m.actTypes) > 0 {
 		m.q8 = q8
 	}
+	if bk, ok := m.kern.(kernels.BF16Kernels); ok && bk.FastBF16() && !opts.F32Activations && m.hasBF16Matrices() {
+		m.bf16 = bk
+	}
 	tok, err := tokenizer.FromMetadata(f.Meta)
 	switch {
 	case errors.Is(err, tokenizer.ErrNoTokenizer):
@@ -167,6 +173,17 @@ func (m *Model) activationTypes() map[dtype.DType]bool {
 		}
 	}
 	return types
+}
+
+// hasBF16Matrices reports whether the model has bf16 weight matrices (which take
+// activations rounded to bfloat16 when m.bf16 is set).
+func (m *Model) hasBF16Matrices() bool {
+	for _, t := range m.file.Tensors {
+		if len(t.Shape) == 2 && t.DType == dtype.BF16 {
+			return true
+		}
+	}
+	return false
 }
 
 // ropeFrequencies returns θ_i = theta^(−2i/rope_dim) / factors[i] for each rotated pair

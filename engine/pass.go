@@ -26,6 +26,7 @@ type pass struct {
 	emb              []float32 // [rows, embDim] when the model projects embeddings
 	xq               []byte    // [rows, widest row] activations as q8_0 blocks
 	xqK              []byte    // [rows, widest row] activations as q8_k super-blocks
+	xbf              []uint16  // [rows, widest row] activations rounded to bfloat16
 	logits           []float32 // [segments, vocab] for a pass of several segments (a Batch's)
 
 	// Per thread, the working memory of the matrix products (kernels.Scratch), for up to
@@ -81,6 +82,9 @@ func newPass(m *Model, rows int) *pass {
 		if m.actTypes[dtype.Q8_K] {
 			p.xqK = make([]byte, rows*dtype.RowBytes(dtype.Q8_K, (widest+dtype.QKBlock-1)/dtype.QKBlock*dtype.QKBlock))
 		}
+	}
+	if m.bf16 != nil {
+		p.xbf = make([]uint16, rows*widest)
 	}
 	if c.Position == model.RoPE {
 		p.ropeCos = make([]float32, rows*c.RopeDim/2)
@@ -299,8 +303,9 @@ type mm struct {
 type matmulTask struct {
 	p   *pass
 	x   []float32
-	xq  []byte // x quantized to q8_0 blocks, when the q8 path is taken and an op needs them
-	xqK []byte // x quantized to q8_k super-blocks, likewise
+	xq  []byte   // x quantized to q8_0 blocks, when the q8 path is taken and an op needs them
+	xqK []byte   // x quantized to q8_k super-blocks, likewise
+	xbf []uint16 // x rounded to bfloat16, when the bf16 path is taken and an op needs it
 	T   int
 	ops [3]mm
 	n   int
@@ -315,6 +320,8 @@ func (k *matmulTask) Do(w, lo, hi int) {
 		if r0 < r1 {
 			if xq := k.activations(o.w.DType); xq != nil {
 				m.q8.MatMulQ8(o.dst, o.ld, xq, k.T, o.w, o.bias, r0, r1, sc)
+			} else if o.w.DType == dtype.BF16 && k.xbf != nil {
+				m.bf16.MatMulBF16(o.dst, o.ld, k.xbf, k.T, o.w, o.bias, r0, r1, sc)
 			} else {
 				m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1, sc)
 			}
@@ -343,7 +350,7 @@ func blockQuantized(dt dtype.DType) bool { return dt == dtype.Q8_0 || dt == dtyp
 // out in multiples of 16 so a SIMD kernel sees whole tiles.
 func (p *pass) matmul(x []float32, T int, ops ...mm) {
 	k := &p.mmTask
-	k.p, k.x, k.T, k.xq, k.xqK = p, x, T, nil, nil
+	k.p, k.x, k.T, k.xq, k.xqK, k.xbf = p, x, T, nil, nil, nil
 	k.n = copy(k.ops[:], ops)
 	if p.observe != nil {
 		p.obsNames = p.obsNames[:0]
@@ -381,6 +388,19 @@ func (p *pass) matmul(x []float32, T int, ops ...mm) {
 				kernels.QuantizeActivations(p.m.q8, o.w.DType, x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
 			}
 			*dst = xq
+		}
+	}
+	// bf16 weights take activations rounded to bfloat16 on a backend with a faster
+	// product for them (kernels.BF16Kernels), unless the model was loaded with f32
+	// activations.
+	if p.m.bf16 != nil {
+		for _, o := range ops {
+			if o.w.DType == dtype.BF16 {
+				n := T * ops[0].w.Cols
+				p.m.bf16.RoundBF16(x[:n], p.xbf[:n])
+				k.xbf = p.xbf[:n]
+				break
+			}
 		}
 	}
 	p.m.pool.Run(total, 16, k)

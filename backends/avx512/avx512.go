@@ -21,9 +21,9 @@ func init() {
 	})
 }
 
-// Kernels implements kernels.Kernels, kernels.Q8Kernels and kernels.PeakProber: MatMul
-// on float32 weights and the FMA probe with AVX-512, everything else by the embedded
-// avx2.Kernels.
+// Kernels implements kernels.Kernels, kernels.Q8Kernels, kernels.BF16Kernels and
+// kernels.PeakProber: MatMul on float32, f16 and bf16 weights (matMulHalf), MatMulBF16
+// and the FMA probe with AVX-512, everything else by the embedded avx2.Kernels.
 //
 // The assembly takes raw pointers, so MatMul checks its slice lengths first (a violation
 // panics, as the reference's bounds checks would); past those checks no kernel reads or
@@ -41,9 +41,9 @@ func (Kernels) Name() string { return "avx512" }
 
 // ScratchSize implements kernels.Kernels: avx2's (the f32 products here need none), or
 // more for the int8 GEMM of MatMulQ8 (its prepared activations and one repacked group
-// of rows).
+// of rows), the f16 and bf16 products (matMulHalf) or MatMulBF16.
 func (k Kernels) ScratchSize(T, cols int) int {
-	return max(k.Kernels.ScratchSize(T, cols), gemm.ScratchFloats(T, cols))
+	return max(k.Kernels.ScratchSize(T, cols), gemm.ScratchFloats(T, cols), halfScratch(T, cols), bf16Scratch(T, cols))
 }
 
 // MatMul implements kernels.Kernels. On float32 weights it runs the 16-lane
@@ -52,8 +52,13 @@ func (k Kernels) ScratchSize(T, cols int) int {
 // T ≥ 9), gemm1x8 for the rows left over, and for T = 1 gemv4s, four rows a quarter
 // of the matrix apart (four long streams for the prefetchers). Each (row, token) sum is taken exactly as avx2's
 // MatMul takes it, so the results are avx2's bit for bit — in particular a token's
-// results do not depend on T nor on the row split. Other weight types go to avx2.
+// results do not depend on T nor on the row split. f16 and bf16 weights (Cols ≥ 8) go
+// to matMulHalf, other weight types to avx2.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
+	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
+		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)
+		return
+	}
 	if w.DType != dtype.F32 {
 		k.Kernels.MatMul(dst, ld, x, T, w, bias, r0, r1, scratch)
 		return

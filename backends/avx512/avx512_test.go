@@ -133,3 +133,149 @@ func TestMatMulSpecialsEqualAVX2(t *testing.T) {
 		}
 	}
 }
+
+// halfBits returns n random halves of dtype dt (f16 or bf16): normal values of either
+// sign, with, when specials is set, about one in 16 an infinity, a NaN, a zero or a
+// subnormal.
+func halfBits(r *rand.Rand, dt dtype.DType, n int, specials bool) []byte {
+	b := make([]byte, 2*n)
+	for i := 0; i < n; i++ {
+		var h uint16
+		if dt == dtype.BF16 {
+			h = uint16(math.Float32bits(float32(r.NormFloat64())) >> 16)
+		} else {
+			h = dtype.F32ToF16(float32(r.NormFloat64()))
+		}
+		if specials && r.IntN(16) == 0 {
+			exp := uint16(0x7c00) // f16
+			if dt == dtype.BF16 {
+				exp = 0x7f80
+			}
+			switch r.IntN(5) {
+			case 0:
+				h = exp // +Inf
+			case 1:
+				h = 0x8000 | exp // −Inf
+			case 2:
+				h = exp | 1 | uint16(r.IntN(2))<<9 // a NaN, signalling or quiet
+			case 3:
+				h = uint16(r.IntN(2)) << 15 // ±0
+			default:
+				h = uint16(r.IntN(2))<<15 | uint16(1+r.IntN(0x3f)) // subnormal
+			}
+		}
+		b[2*i], b[2*i+1] = byte(h), byte(h>>8)
+	}
+	return b
+}
+
+// TestMatMulHalfEqualsAVX2 checks that the f16 and bf16 products equal avx2's bit for
+// bit: ragged shapes (whole 32s of columns, 16 and 8 more, and a Cols%8 tail), rows
+// past the mix kernels' limit, every T the tiles split differently, with and without
+// bias, for row ranges; f16 with and without infinities and NaNs (avx2's two orders),
+// subnormal halves, and activations with |x| ≥ 2¹⁶ (which avx2's f16 mix kernels cannot
+// take and so widen the rows instead).
+func TestMatMulHalfEqualsAVX2(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	var a5 Kernels
+	var a2 avx2.Kernels
+	cols := []int{8, 9, 15, 16, 17, 23, 24, 31, 32, 33, 40, 47, 48, 56, 63, 64, 65, 72, 88, 96, 100, 255, 256, 257, 768, 1000, 4097}
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
+		for ci, n := range append(cols, 16392) {
+			for _, rows := range []int{1, 3, 4, 5, 7, 13, 17, 37} {
+				if n > 1000 && rows > 7 {
+					continue
+				}
+				specials := (ci+rows)%3 == 0
+				w, err := kernels.NewMat(dt, halfBits(r, dt, rows*n, specials), rows, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bias := randSlice(r, rows)
+				for _, T := range []int{1, 2, 3, 5, 8, 13, 17, 33, 64} {
+					if n > 1000 && T > 17 || n > 5000 && T > 3 {
+						continue
+					}
+					x := randSlice(r, T*n)
+					if T%2 == 1 && n >= 32 {
+						x[r.IntN(len(x))] = 1e5 // |x| ≥ 2¹⁶
+					}
+					ld := rows + 3
+					for _, b := range [][]float32{nil, bias} {
+						for _, rr := range [][2]int{{0, rows}, {rows / 3, rows}, {0, (rows + 1) / 2}, {rows / 2, rows/2 + 1}} {
+							want := make([]float32, T*ld)
+							got := make([]float32, T*ld)
+							for i := range want {
+								want[i] = float32(i)
+								got[i] = float32(i)
+							}
+							a2.MatMul(want, ld, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
+							a5.MatMul(got, ld, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
+							for i := range want {
+								if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+									t.Fatalf("%v cols %d rows %d (finite %v) T %d bias %v rows [%d,%d): dst[%d] = %v (%#x), avx2 %v (%#x)",
+										dt, n, rows, w.F16Finite(), T, b != nil, rr[0], rr[1], i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulHalfTokensAlone checks that a token's results in a product with T > 1 are
+// the bits it gets alone (T = 1), on f16 and bf16 weights in each of their orders.
+func TestMatMulHalfTokensAlone(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	var k Kernels
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
+		for _, specials := range []bool{false, true} {
+			rows, n, T := 23, 200, 19
+			w, err := kernels.NewMat(dt, halfBits(r, dt, rows*n, specials), rows, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := randSlice(r, T*n)
+			all := make([]float32, T*rows)
+			k.MatMul(all, rows, x, T, w, nil, 0, rows, kernels.NewScratch(k, T, n))
+			one := make([]float32, rows)
+			for t0 := 0; t0 < T; t0++ {
+				k.MatMul(one, rows, x[t0*n:(t0+1)*n], 1, w, nil, 0, rows, kernels.NewScratch(k, 1, n))
+				for i, v := range one {
+					if g := all[t0*rows+i]; math.Float32bits(g) != math.Float32bits(v) {
+						t.Fatalf("%v specials %v token %d row %d: %v in T=%d, %v alone", dt, specials, t0, i, g, T, v)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulHalfAllocatesNothing: the f16 and bf16 products allocate nothing, T = 1 and
+// T > 1, given a scratch of ScratchSize floats.
+func TestMatMulHalfAllocatesNothing(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(1, 1))
+	const rows = 37
+	var k Kernels
+	for _, cols := range []int{288, 4128} {
+		for _, T := range []int{1, 37} {
+			x := randSlice(r, T*cols)
+			dst := make([]float32, T*rows)
+			sc := kernels.NewScratch(k, T, cols)
+			for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
+				w, err := kernels.NewMat(dt, halfBits(r, dt, rows*cols, false), rows, cols)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := testing.AllocsPerRun(5, func() { k.MatMul(dst, rows, x, T, w, nil, 3, rows, sc) }); n != 0 {
+					t.Errorf("%v, T=%d, %d columns: %v allocations per product", dt, T, cols, n)
+				}
+			}
+		}
+	}
+}

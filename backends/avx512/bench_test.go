@@ -42,6 +42,58 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 }
 
+// BenchmarkMatMulHalf compares the f16 and bf16 products of avx2 and avx512 in the same
+// run, single threaded: T tokens of K = 768 inputs against N×K weights, N = 3072 (4.5
+// MiB: from L3) and N = 32768 (48 MiB: mostly from DRAM), GFLOP/s and GB/s of weights;
+// for bf16 also avx512's product with the activations rounded to bfloat16
+// (avx512-bf16act: RoundBF16, then MatMulBF16).
+//
+//	go test -run XXX -bench MatMulHalf ./backends/avx512
+func BenchmarkMatMulHalf(b *testing.B) {
+	need(b)
+	r := rand.New(rand.NewPCG(3, 3))
+	impls := []kernels.Kernels{avx2.Kernels{}, Kernels{}}
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
+		for _, N := range []int{3072, 32768} {
+			K := 768
+			w, err := kernels.NewMat(dt, halfBits(r, dt, N*K, false), N, K)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, T := range []int{1, 8, 128} {
+				x, dst := randSlice(r, T*K), make([]float32, T*N)
+				type impl struct {
+					name string
+					f    func(sc kernels.Scratch)
+				}
+				var runs []impl
+				for _, k := range impls {
+					runs = append(runs, impl{k.Name(), func(sc kernels.Scratch) { k.MatMul(dst, N, x, T, w, nil, 0, N, sc) }})
+				}
+				if dt == dtype.BF16 && hasBF16 { // activations rounded to bfloat16 (MatMulBF16)
+					var k Kernels
+					xb := make([]uint16, len(x))
+					runs = append(runs, impl{"avx512-bf16act", func(sc kernels.Scratch) {
+						k.RoundBF16(x, xb)
+						k.MatMulBF16(dst, N, xb, T, w, nil, 0, N, sc)
+					}})
+				}
+				for _, c := range runs {
+					b.Run(fmt.Sprintf("%v/T%d_K%d_N%d/%s", dt, T, K, N, c.name), func(b *testing.B) {
+						sc := kernels.NewScratch(Kernels{}, T, K)
+						for i := 0; i < b.N; i++ {
+							c.f(sc)
+						}
+						s := b.Elapsed().Seconds() / float64(b.N)
+						b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
+						b.ReportMetric(2*float64(N*K)/s/1e9, "GB/s")
+					})
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkPeak compares the FMA peak at 8 lanes (avx2's probe) and at 16.
 func BenchmarkPeak(b *testing.B) {
 	need(b)

@@ -12,7 +12,11 @@
 // token) product exactly as backends/avx2 does — the even and odd 8-vectors of each 16
 // columns in the low and high halves of one accumulator, avx2's whole 8-vector and
 // masked tail in one masked step, the halves added and reduced pairwise as avx2 does —
-// so its results equal avx2's bit for bit, for every T, shape and row split.
+// so its results equal avx2's bit for bit, for every T, shape and row split. MatMul on
+// f16 and bf16 weights sums each row in avx2's column order with the same accumulators
+// (16 halves widened at a time by VCVTPH2PS, or a shift for bf16, as they are loaded for
+// T = 1; rows widened to float32 in scratch for the GEMM above for T > 1), so it too
+// gives avx2's bits.
 //
 // MatMulQ8 on q4_0 weights, and on q8_0 weights for 2 or more tokens, on CPUs with
 // AVX512_VNNI, is an int8 GEMM (package backends/internal/qgemm): groups of 16 rows
@@ -20,6 +24,18 @@
 // all 16 rows, tiles of up to 8 tokens, no horizontal sums; each (row, token) sum is
 // taken as the reference takes it, so the results are the reference's bit for bit.
 // Every other kernel (and MatMul on other weight types) is backends/avx2's.
+//
+// MatMulBF16 (kernels.BF16Kernels) multiplies bf16 weights with activations rounded to
+// bfloat16 with AVX512_BF16's VDPBF16PS, 32 products per instruction: 2.4–2.7× MatMul's
+// float32-activation product on Zen 5 for a prefill (BenchmarkBF16Activations). Without
+// AVX512_BF16 it widens the activations and takes MatMul's path.
+//
+// Instructions Go's assembler has no mnemonic for (VDPBF16PS) are emitted as machine
+// code, each checked by disassembly (TestRawInstructions). gemmBF16Sx46, a VDPBF16PS
+// tile that scales every 32 columns' sum as MatMulQ8's contract for bf16 weights with
+// q8_0 activations asks, serves BenchmarkBF16Activations alone: that contract gains
+// about 1.1× from VDPBF16PS, the per-block scaling costing what the narrower product
+// saves, so MatMulQ8 on bf16 weights stays the reference's.
 package avx512
 
 //go:generate sh -c "cd ../avx2/_asm && go run . -out ../../avx512/kernels_amd64.s -stubs ../../avx512/stubs_amd64.go -pkg avx512"

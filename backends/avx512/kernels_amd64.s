@@ -7135,3 +7135,4218 @@ qgemmZx8_block1:
 	VMOVUPS       Z7, (AX)
 	VZEROUPPER
 	RET
+
+DATA evenodd<>+0(SB)/4, $0x00000000
+DATA evenodd<>+4(SB)/4, $0x00000002
+DATA evenodd<>+8(SB)/4, $0x00000004
+DATA evenodd<>+12(SB)/4, $0x00000006
+DATA evenodd<>+16(SB)/4, $0x00000008
+DATA evenodd<>+20(SB)/4, $0x0000000a
+DATA evenodd<>+24(SB)/4, $0x0000000c
+DATA evenodd<>+28(SB)/4, $0x0000000e
+DATA evenodd<>+32(SB)/4, $0x00000001
+DATA evenodd<>+36(SB)/4, $0x00000003
+DATA evenodd<>+40(SB)/4, $0x00000005
+DATA evenodd<>+44(SB)/4, $0x00000007
+DATA evenodd<>+48(SB)/4, $0x00000009
+DATA evenodd<>+52(SB)/4, $0x0000000b
+DATA evenodd<>+56(SB)/4, $0x0000000d
+DATA evenodd<>+60(SB)/4, $0x0000000f
+GLOBL evenodd<>(SB), RODATA|NOPTR, $64
+
+// func widenZH(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·widenZH(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ n+16(FP), DX
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ SI, SI
+	JMP  widenZH_check2
+
+widenZH_body1:
+	VCVTPH2PS (CX)(SI*2), Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	VCVTPH2PS 32(CX)(SI*2), Z0
+	VMOVUPS   Z0, 64(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenZH_check2:
+	CMPQ      SI, BX
+	JL        widenZH_body1
+	LEAQ      16(SI), BX
+	CMPQ      BX, DX
+	JG        widenZH_eight4
+	VCVTPH2PS (CX)(SI*2), Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	MOVQ      BX, SI
+
+widenZH_eight4:
+	CMPQ      SI, DX
+	JGE       widenZH_done5
+	VCVTPH2PS (CX)(SI*2), Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+
+widenZH_done5:
+	VZEROUPPER
+	RET
+
+// func gemvZH4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·gemvZH4s(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+gemvZH4s_row1:
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	XORQ    R10, R10
+	JMP     gemvZH4s_check3
+
+gemvZH4s_body2:
+	VMOVUPS     (AX)(R10*4), Z4
+	VMOVUPS     64(AX)(R10*4), Z5
+	VCVTPH2PS   (SI)(R10*2), Z6
+	VFMADD231PS Z6, Z4, Z0
+	VCVTPH2PS   32(SI)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z0
+	VCVTPH2PS   (R8)(R10*2), Z6
+	VFMADD231PS Z6, Z4, Z1
+	VCVTPH2PS   32(R8)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VCVTPH2PS   (R9)(R10*2), Z6
+	VFMADD231PS Z6, Z4, Z2
+	VCVTPH2PS   32(R9)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VCVTPH2PS   (DI)(R10*2), Z6
+	VFMADD231PS Z6, Z4, Z3
+	VCVTPH2PS   32(DI)(R10*2), Z4
+	VFMADD231PS Z4, Z5, Z3
+	ADDQ        $0x20, R10
+
+gemvZH4s_check3:
+	CMPQ        R10, BX
+	JL          gemvZH4s_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          gemvZH4s_eight5
+	VMOVUPS     (AX)(R10*4), Z4
+	VCVTPH2PS   (SI)(R10*2), Z5
+	VFMADD231PS Z5, Z4, Z0
+	VCVTPH2PS   (R8)(R10*2), Z5
+	VFMADD231PS Z5, Z4, Z1
+	VCVTPH2PS   (R9)(R10*2), Z5
+	VFMADD231PS Z5, Z4, Z2
+	VCVTPH2PS   (DI)(R10*2), Z5
+	VFMADD231PS Z5, Z4, Z3
+	MOVQ        R11, R10
+
+gemvZH4s_eight5:
+	CMPQ        R10, DX
+	JGE         gemvZH4s_reduce6
+	VCVTPH2PS   (SI)(R10*2), Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z0
+	VCVTPH2PS   (R8)(R10*2), Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z1
+	VCVTPH2PS   (R9)(R10*2), Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z2
+	VCVTPH2PS   (DI)(R10*2), Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z3
+
+gemvZH4s_reduce6:
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y3
+	VHADDPS       Y1, Y0, Y0
+	VHADDPS       Y3, Y2, Y2
+	VHADDPS       Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          gap+48(FP), R10
+	SHLQ          $0x02, R10
+	MOVQ          dst+0(FP), R11
+	VMOVSS        X0, (R11)
+	VEXTRACTPS    $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS    $0x02, X0, (R11)(R10*2)
+	LEAQ          (R11)(R10*2), R12
+	VEXTRACTPS    $0x03, X0, (R12)(R10*1)
+	ADDQ          $0x04, R11
+	MOVQ          R11, dst+0(FP)
+	ADDQ          CX, SI
+	ADDQ          CX, R8
+	ADDQ          CX, R9
+	ADDQ          CX, DI
+	MOVQ          blocks+40(FP), R10
+	DECQ          R10
+	MOVQ          R10, blocks+40(FP)
+	JNZ           gemvZH4s_row1
+	VZEROUPPER
+	RET
+
+// func gemvZH1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·gemvZH1(SB), NOSPLIT, $0-48
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+	MOVQ  w+16(FP), SI
+
+gemvZH1_row1:
+	VMOVUPS zeros<>+0(SB), Z0
+	XORQ    DI, DI
+	JMP     gemvZH1_check3
+
+gemvZH1_body2:
+	VMOVUPS     (AX)(DI*4), Z1
+	VMOVUPS     64(AX)(DI*4), Z2
+	VCVTPH2PS   (SI)(DI*2), Z3
+	VFMADD231PS Z3, Z1, Z0
+	VCVTPH2PS   32(SI)(DI*2), Z1
+	VFMADD231PS Z1, Z2, Z0
+	ADDQ        $0x20, DI
+
+gemvZH1_check3:
+	CMPQ        DI, BX
+	JL          gemvZH1_body2
+	LEAQ        16(DI), R8
+	CMPQ        R8, DX
+	JG          gemvZH1_eight5
+	VMOVUPS     (AX)(DI*4), Z1
+	VCVTPH2PS   (SI)(DI*2), Z2
+	VFMADD231PS Z2, Z1, Z0
+	MOVQ        R8, DI
+
+gemvZH1_eight5:
+	CMPQ        DI, DX
+	JGE         gemvZH1_reduce6
+	VCVTPH2PS   (SI)(DI*2), Y4
+	VFMADD231PS (AX)(DI*4), Z4, K1, Z0
+
+gemvZH1_reduce6:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VHADDPS       Y0, Y0, Y0
+	VHADDPS       Y0, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          dst+0(FP), DI
+	VMOVSS        X0, (DI)
+	ADDQ          $0x04, DI
+	MOVQ          DI, dst+0(FP)
+	ADDQ          CX, SI
+	MOVQ          rows+40(FP), DI
+	DECQ          DI
+	MOVQ          DI, rows+40(FP)
+	JNZ           gemvZH1_row1
+	VZEROUPPER
+	RET
+
+// func widenZBF(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·widenZBF(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ n+16(FP), DX
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ SI, SI
+	JMP  widenZBF_check2
+
+widenZBF_body1:
+	VPMOVZXWD (CX)(SI*2), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	VPMOVZXWD 32(CX)(SI*2), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, 64(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenZBF_check2:
+	CMPQ      SI, BX
+	JL        widenZBF_body1
+	LEAQ      16(SI), BX
+	CMPQ      BX, DX
+	JG        widenZBF_eight4
+	VPMOVZXWD (CX)(SI*2), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	MOVQ      BX, SI
+
+widenZBF_eight4:
+	CMPQ      SI, DX
+	JGE       widenZBF_done5
+	VPMOVZXWD (CX)(SI*2), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+
+widenZBF_done5:
+	VZEROUPPER
+	RET
+
+// func gemvZBF4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·gemvZBF4s(SB), NOSPLIT, $0-56
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+	MOVQ  w+16(FP), SI
+	MOVQ  gap+48(FP), DI
+	IMULQ CX, DI
+	LEAQ  (SI)(DI*1), R8
+	LEAQ  (R8)(DI*1), R9
+	LEAQ  (R9)(DI*1), DI
+
+gemvZBF4s_row1:
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	XORQ    R10, R10
+	JMP     gemvZBF4s_check3
+
+gemvZBF4s_body2:
+	VMOVUPS     (AX)(R10*4), Z4
+	VMOVUPS     64(AX)(R10*4), Z5
+	VPMOVZXWD   (SI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z4, Z0
+	VPMOVZXWD   32(SI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z0
+	VPMOVZXWD   (R8)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z4, Z1
+	VPMOVZXWD   32(R8)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z1
+	VPMOVZXWD   (R9)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z4, Z2
+	VPMOVZXWD   32(R9)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z2
+	VPMOVZXWD   (DI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z4, Z3
+	VPMOVZXWD   32(DI)(R10*2), Z4
+	VPSLLD      $0x10, Z4, Z4
+	VFMADD231PS Z4, Z5, Z3
+	ADDQ        $0x20, R10
+
+gemvZBF4s_check3:
+	CMPQ        R10, BX
+	JL          gemvZBF4s_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          gemvZBF4s_eight5
+	VMOVUPS     (AX)(R10*4), Z4
+	VPMOVZXWD   (SI)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VFMADD231PS Z5, Z4, Z0
+	VPMOVZXWD   (R8)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VFMADD231PS Z5, Z4, Z1
+	VPMOVZXWD   (R9)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VFMADD231PS Z5, Z4, Z2
+	VPMOVZXWD   (DI)(R10*2), Z5
+	VPSLLD      $0x10, Z5, Z5
+	VFMADD231PS Z5, Z4, Z3
+	MOVQ        R11, R10
+
+gemvZBF4s_eight5:
+	CMPQ        R10, DX
+	JGE         gemvZBF4s_reduce6
+	VPMOVZXWD   (SI)(R10*2), Y7
+	VPSLLD      $0x10, Y7, Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z0
+	VPMOVZXWD   (R8)(R10*2), Y7
+	VPSLLD      $0x10, Y7, Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z1
+	VPMOVZXWD   (R9)(R10*2), Y7
+	VPSLLD      $0x10, Y7, Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z2
+	VPMOVZXWD   (DI)(R10*2), Y7
+	VPSLLD      $0x10, Y7, Y7
+	VFMADD231PS (AX)(R10*4), Z7, K1, Z3
+
+gemvZBF4s_reduce6:
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y3
+	VHADDPS       Y1, Y0, Y0
+	VHADDPS       Y3, Y2, Y2
+	VHADDPS       Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          gap+48(FP), R10
+	SHLQ          $0x02, R10
+	MOVQ          dst+0(FP), R11
+	VMOVSS        X0, (R11)
+	VEXTRACTPS    $0x01, X0, (R11)(R10*1)
+	VEXTRACTPS    $0x02, X0, (R11)(R10*2)
+	LEAQ          (R11)(R10*2), R12
+	VEXTRACTPS    $0x03, X0, (R12)(R10*1)
+	ADDQ          $0x04, R11
+	MOVQ          R11, dst+0(FP)
+	ADDQ          CX, SI
+	ADDQ          CX, R8
+	ADDQ          CX, R9
+	ADDQ          CX, DI
+	MOVQ          blocks+40(FP), R10
+	DECQ          R10
+	MOVQ          R10, blocks+40(FP)
+	JNZ           gemvZBF4s_row1
+	VZEROUPPER
+	RET
+
+// func gemvZBF1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·gemvZBF1(SB), NOSPLIT, $0-48
+	MOVQ  x+8(FP), AX
+	MOVQ  ldw+24(FP), CX
+	SHLQ  $0x01, CX
+	MOVQ  k+32(FP), DX
+	MOVQ  DX, BX
+	ANDQ  $-32, BX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+	MOVQ  w+16(FP), SI
+
+gemvZBF1_row1:
+	VMOVUPS zeros<>+0(SB), Z0
+	XORQ    DI, DI
+	JMP     gemvZBF1_check3
+
+gemvZBF1_body2:
+	VMOVUPS     (AX)(DI*4), Z1
+	VMOVUPS     64(AX)(DI*4), Z2
+	VPMOVZXWD   (SI)(DI*2), Z3
+	VPSLLD      $0x10, Z3, Z3
+	VFMADD231PS Z3, Z1, Z0
+	VPMOVZXWD   32(SI)(DI*2), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS Z1, Z2, Z0
+	ADDQ        $0x20, DI
+
+gemvZBF1_check3:
+	CMPQ        DI, BX
+	JL          gemvZBF1_body2
+	LEAQ        16(DI), R8
+	CMPQ        R8, DX
+	JG          gemvZBF1_eight5
+	VMOVUPS     (AX)(DI*4), Z1
+	VPMOVZXWD   (SI)(DI*2), Z2
+	VPSLLD      $0x10, Z2, Z2
+	VFMADD231PS Z2, Z1, Z0
+	MOVQ        R8, DI
+
+gemvZBF1_eight5:
+	CMPQ        DI, DX
+	JGE         gemvZBF1_reduce6
+	VPMOVZXWD   (SI)(DI*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS (AX)(DI*4), Z4, K1, Z0
+
+gemvZBF1_reduce6:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VHADDPS       Y0, Y0, Y0
+	VHADDPS       Y0, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          dst+0(FP), DI
+	VMOVSS        X0, (DI)
+	ADDQ          $0x04, DI
+	MOVQ          DI, dst+0(FP)
+	ADDQ          CX, SI
+	MOVQ          rows+40(FP), DI
+	DECQ          DI
+	MOVQ          DI, rows+40(FP)
+	JNZ           gemvZBF1_row1
+	VZEROUPPER
+	RET
+
+// func widenZHM(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·widenZHM(SB), NOSPLIT, $0-24
+	MOVQ      dst+0(FP), AX
+	MOVQ      src+8(FP), CX
+	MOVQ      n+16(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	XORQ      SI, SI
+	JMP       widenZHM_check2
+
+widenZHM_body1:
+	VCVTPH2PS (CX)(SI*2), Z1
+	VMOVUPS   Z1, (AX)(SI*4)
+	VCVTPH2PS 32(CX)(SI*2), Z1
+	VPERMPS   Z1, Z0, Z1
+	VMOVUPS   Z1, 64(AX)(SI*4)
+	ADDQ      $0x20, SI
+
+widenZHM_check2:
+	CMPQ      SI, BX
+	JL        widenZHM_body1
+	LEAQ      16(SI), BX
+	CMPQ      BX, DX
+	JG        widenZHM_eight4
+	VCVTPH2PS (CX)(SI*2), Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	MOVQ      BX, SI
+
+widenZHM_eight4:
+	CMPQ      SI, DX
+	JGE       widenZHM_done5
+	VCVTPH2PS (CX)(SI*2), Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+
+widenZHM_done5:
+	VZEROUPPER
+	RET
+
+// func gemvZHM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·gemvZHM4s(SB), NOSPLIT, $0-56
+	MOVQ      x+8(FP), AX
+	MOVQ      ldw+24(FP), CX
+	SHLQ      $0x01, CX
+	MOVQ      k+32(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	MOVL      $0x000000ff, SI
+	KMOVW     SI, K1
+	MOVQ      w+16(FP), SI
+	MOVQ      gap+48(FP), DI
+	IMULQ     CX, DI
+	LEAQ      (SI)(DI*1), R8
+	LEAQ      (R8)(DI*1), R9
+	LEAQ      (R9)(DI*1), DI
+
+gemvZHM4s_row1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	XORQ    R10, R10
+	JMP     gemvZHM4s_check3
+
+gemvZHM4s_body2:
+	VMOVUPS     (AX)(R10*4), Z5
+	VMOVUPS     64(AX)(R10*4), Z6
+	VCVTPH2PS   (SI)(R10*2), Z7
+	VFMADD231PS Z7, Z5, Z1
+	VCVTPH2PS   32(SI)(R10*2), Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z1
+	VCVTPH2PS   (R8)(R10*2), Z7
+	VFMADD231PS Z7, Z5, Z2
+	VCVTPH2PS   32(R8)(R10*2), Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z2
+	VCVTPH2PS   (R9)(R10*2), Z7
+	VFMADD231PS Z7, Z5, Z3
+	VCVTPH2PS   32(R9)(R10*2), Z7
+	VPERMPS     Z7, Z0, Z7
+	VFMADD231PS Z7, Z6, Z3
+	VCVTPH2PS   (DI)(R10*2), Z7
+	VFMADD231PS Z7, Z5, Z4
+	VCVTPH2PS   32(DI)(R10*2), Z5
+	VPERMPS     Z5, Z0, Z5
+	VFMADD231PS Z5, Z6, Z4
+	ADDQ        $0x20, R10
+
+gemvZHM4s_check3:
+	CMPQ        R10, BX
+	JL          gemvZHM4s_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          gemvZHM4s_eight5
+	VMOVUPS     (AX)(R10*4), Z5
+	VCVTPH2PS   (SI)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VCVTPH2PS   (R8)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VCVTPH2PS   (R9)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z3
+	VCVTPH2PS   (DI)(R10*2), Z6
+	VFMADD231PS Z6, Z5, Z4
+	MOVQ        R11, R10
+
+gemvZHM4s_eight5:
+	CMPQ        R10, DX
+	JGE         gemvZHM4s_reduce6
+	VCVTPH2PS   (SI)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z1
+	VCVTPH2PS   (R8)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z2
+	VCVTPH2PS   (R9)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z3
+	VCVTPH2PS   (DI)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Z8, K1, Z4
+
+gemvZHM4s_reduce6:
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y4
+	VHADDPS       Y2, Y1, Y1
+	VHADDPS       Y4, Y3, Y3
+	VHADDPS       Y3, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	MOVQ          gap+48(FP), R10
+	SHLQ          $0x02, R10
+	MOVQ          dst+0(FP), R11
+	VMOVSS        X1, (R11)
+	VEXTRACTPS    $0x01, X1, (R11)(R10*1)
+	VEXTRACTPS    $0x02, X1, (R11)(R10*2)
+	LEAQ          (R11)(R10*2), R12
+	VEXTRACTPS    $0x03, X1, (R12)(R10*1)
+	ADDQ          $0x04, R11
+	MOVQ          R11, dst+0(FP)
+	ADDQ          CX, SI
+	ADDQ          CX, R8
+	ADDQ          CX, R9
+	ADDQ          CX, DI
+	MOVQ          blocks+40(FP), R10
+	DECQ          R10
+	MOVQ          R10, blocks+40(FP)
+	JNZ           gemvZHM4s_row1
+	VZEROUPPER
+	RET
+
+// func gemvZHM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·gemvZHM1(SB), NOSPLIT, $0-48
+	MOVQ      x+8(FP), AX
+	MOVQ      ldw+24(FP), CX
+	SHLQ      $0x01, CX
+	MOVQ      k+32(FP), DX
+	MOVQ      DX, BX
+	ANDQ      $-32, BX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	MOVL      $0x000000ff, SI
+	KMOVW     SI, K1
+	MOVQ      w+16(FP), SI
+
+gemvZHM1_row1:
+	VMOVUPS zeros<>+0(SB), Z1
+	XORQ    DI, DI
+	JMP     gemvZHM1_check3
+
+gemvZHM1_body2:
+	VMOVUPS     (AX)(DI*4), Z2
+	VMOVUPS     64(AX)(DI*4), Z3
+	VCVTPH2PS   (SI)(DI*2), Z4
+	VFMADD231PS Z4, Z2, Z1
+	VCVTPH2PS   32(SI)(DI*2), Z2
+	VPERMPS     Z2, Z0, Z2
+	VFMADD231PS Z2, Z3, Z1
+	ADDQ        $0x20, DI
+
+gemvZHM1_check3:
+	CMPQ        DI, BX
+	JL          gemvZHM1_body2
+	LEAQ        16(DI), R8
+	CMPQ        R8, DX
+	JG          gemvZHM1_eight5
+	VMOVUPS     (AX)(DI*4), Z2
+	VCVTPH2PS   (SI)(DI*2), Z3
+	VFMADD231PS Z3, Z2, Z1
+	MOVQ        R8, DI
+
+gemvZHM1_eight5:
+	CMPQ        DI, DX
+	JGE         gemvZHM1_reduce6
+	VCVTPH2PS   (SI)(DI*2), Y5
+	VFMADD231PS (AX)(DI*4), Z5, K1, Z1
+
+gemvZHM1_reduce6:
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y1
+	VHADDPS       Y1, Y1, Y1
+	VHADDPS       Y1, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDSS        X2, X1, X1
+	MOVQ          dst+0(FP), DI
+	VMOVSS        X1, (DI)
+	ADDQ          $0x04, DI
+	MOVQ          DI, dst+0(FP)
+	ADDQ          CX, SI
+	MOVQ          rows+40(FP), DI
+	DECQ          DI
+	MOVQ          DI, rows+40(FP)
+	JNZ           gemvZHM1_row1
+	VZEROUPPER
+	RET
+
+// func widenZBFM(dst *float32, src *uint16, n int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·widenZBFM(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), AX
+	MOVQ         src+8(FP), CX
+	MOVQ         n+16(FP), DX
+	MOVQ         DX, BX
+	ANDQ         $-32, BX
+	VPBROADCASTD hiwords<>+0(SB), Z0
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K1
+	KNOTW        K1, K2
+	XORQ         SI, SI
+	JMP          widenZBFM_check2
+
+widenZBFM_body1:
+	VBROADCASTI64X4 (CX)(SI*2), Z1
+	VPSLLD          $0x10, Z1, K1, Z1
+	VPANDD          Z0, Z1, K2, Z1
+	VMOVUPS         Z1, (AX)(SI*4)
+	VBROADCASTI64X4 32(CX)(SI*2), Z1
+	VPSLLD          $0x10, Z1, K1, Z1
+	VPANDD          Z0, Z1, K2, Z1
+	VMOVUPS         Z1, 64(AX)(SI*4)
+	ADDQ            $0x20, SI
+
+widenZBFM_check2:
+	CMPQ      SI, BX
+	JL        widenZBFM_body1
+	LEAQ      16(SI), BX
+	CMPQ      BX, DX
+	JG        widenZBFM_eight4
+	VPMOVZXWD (CX)(SI*2), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (AX)(SI*4)
+	MOVQ      BX, SI
+
+widenZBFM_eight4:
+	CMPQ      SI, DX
+	JGE       widenZBFM_done5
+	VPMOVZXWD (CX)(SI*2), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+
+widenZBFM_done5:
+	VZEROUPPER
+	RET
+
+DATA hiwords<>+0(SB)/4, $0xffff0000
+DATA hiwords<>+4(SB)/4, $0xffff0000
+DATA hiwords<>+8(SB)/4, $0xffff0000
+DATA hiwords<>+12(SB)/4, $0xffff0000
+DATA hiwords<>+16(SB)/4, $0xffff0000
+DATA hiwords<>+20(SB)/4, $0xffff0000
+DATA hiwords<>+24(SB)/4, $0xffff0000
+DATA hiwords<>+28(SB)/4, $0xffff0000
+GLOBL hiwords<>(SB), RODATA|NOPTR, $32
+
+// func gemvZBFM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·gemvZBFM4s(SB), NOSPLIT, $0-56
+	MOVQ         x+8(FP), AX
+	MOVQ         ldw+24(FP), CX
+	SHLQ         $0x01, CX
+	MOVQ         k+32(FP), DX
+	MOVQ         DX, BX
+	ANDQ         $-32, BX
+	VPBROADCASTD hiwords<>+0(SB), Z0
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K1
+	KNOTW        K1, K2
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K3
+	MOVQ         w+16(FP), SI
+	MOVQ         gap+48(FP), DI
+	IMULQ        CX, DI
+	LEAQ         (SI)(DI*1), R8
+	LEAQ         (R8)(DI*1), R9
+	LEAQ         (R9)(DI*1), DI
+
+gemvZBFM4s_row1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	XORQ    R10, R10
+	JMP     gemvZBFM4s_check3
+
+gemvZBFM4s_body2:
+	VMOVUPS         (AX)(R10*4), Z5
+	VMOVUPS         64(AX)(R10*4), Z6
+	VBROADCASTI64X4 (SI)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z5, Z1
+	VBROADCASTI64X4 32(SI)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z6, Z1
+	VBROADCASTI64X4 (R8)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z5, Z2
+	VBROADCASTI64X4 32(R8)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z6, Z2
+	VBROADCASTI64X4 (R9)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z5, Z3
+	VBROADCASTI64X4 32(R9)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z6, Z3
+	VBROADCASTI64X4 (DI)(R10*2), Z7
+	VPSLLD          $0x10, Z7, K1, Z7
+	VPANDD          Z0, Z7, K2, Z7
+	VFMADD231PS     Z7, Z5, Z4
+	VBROADCASTI64X4 32(DI)(R10*2), Z5
+	VPSLLD          $0x10, Z5, K1, Z5
+	VPANDD          Z0, Z5, K2, Z5
+	VFMADD231PS     Z5, Z6, Z4
+	ADDQ            $0x20, R10
+
+gemvZBFM4s_check3:
+	CMPQ        R10, BX
+	JL          gemvZBFM4s_body2
+	LEAQ        16(R10), R11
+	CMPQ        R11, DX
+	JG          gemvZBFM4s_eight5
+	VMOVUPS     (AX)(R10*4), Z5
+	VPMOVZXWD   (SI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z1
+	VPMOVZXWD   (R8)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z2
+	VPMOVZXWD   (R9)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z3
+	VPMOVZXWD   (DI)(R10*2), Z6
+	VPSLLD      $0x10, Z6, Z6
+	VFMADD231PS Z6, Z5, Z4
+	MOVQ        R11, R10
+
+gemvZBFM4s_eight5:
+	CMPQ        R10, DX
+	JGE         gemvZBFM4s_reduce6
+	VPMOVZXWD   (SI)(R10*2), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (AX)(R10*4), Z8, K3, Z1
+	VPMOVZXWD   (R8)(R10*2), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (AX)(R10*4), Z8, K3, Z2
+	VPMOVZXWD   (R9)(R10*2), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (AX)(R10*4), Z8, K3, Z3
+	VPMOVZXWD   (DI)(R10*2), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (AX)(R10*4), Z8, K3, Z4
+
+gemvZBFM4s_reduce6:
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y4
+	VHADDPS       Y2, Y1, Y1
+	VHADDPS       Y4, Y3, Y3
+	VHADDPS       Y3, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	MOVQ          gap+48(FP), R10
+	SHLQ          $0x02, R10
+	MOVQ          dst+0(FP), R11
+	VMOVSS        X1, (R11)
+	VEXTRACTPS    $0x01, X1, (R11)(R10*1)
+	VEXTRACTPS    $0x02, X1, (R11)(R10*2)
+	LEAQ          (R11)(R10*2), R12
+	VEXTRACTPS    $0x03, X1, (R12)(R10*1)
+	ADDQ          $0x04, R11
+	MOVQ          R11, dst+0(FP)
+	ADDQ          CX, SI
+	ADDQ          CX, R8
+	ADDQ          CX, R9
+	ADDQ          CX, DI
+	MOVQ          blocks+40(FP), R10
+	DECQ          R10
+	MOVQ          R10, blocks+40(FP)
+	JNZ           gemvZBFM4s_row1
+	VZEROUPPER
+	RET
+
+// func gemvZBFM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·gemvZBFM1(SB), NOSPLIT, $0-48
+	MOVQ         x+8(FP), AX
+	MOVQ         ldw+24(FP), CX
+	SHLQ         $0x01, CX
+	MOVQ         k+32(FP), DX
+	MOVQ         DX, BX
+	ANDQ         $-32, BX
+	VPBROADCASTD hiwords<>+0(SB), Z0
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K1
+	KNOTW        K1, K2
+	MOVL         $0x000000ff, SI
+	KMOVW        SI, K3
+	MOVQ         w+16(FP), SI
+
+gemvZBFM1_row1:
+	VMOVUPS zeros<>+0(SB), Z1
+	XORQ    DI, DI
+	JMP     gemvZBFM1_check3
+
+gemvZBFM1_body2:
+	VMOVUPS         (AX)(DI*4), Z2
+	VMOVUPS         64(AX)(DI*4), Z3
+	VBROADCASTI64X4 (SI)(DI*2), Z4
+	VPSLLD          $0x10, Z4, K1, Z4
+	VPANDD          Z0, Z4, K2, Z4
+	VFMADD231PS     Z4, Z2, Z1
+	VBROADCASTI64X4 32(SI)(DI*2), Z2
+	VPSLLD          $0x10, Z2, K1, Z2
+	VPANDD          Z0, Z2, K2, Z2
+	VFMADD231PS     Z2, Z3, Z1
+	ADDQ            $0x20, DI
+
+gemvZBFM1_check3:
+	CMPQ        DI, BX
+	JL          gemvZBFM1_body2
+	LEAQ        16(DI), R8
+	CMPQ        R8, DX
+	JG          gemvZBFM1_eight5
+	VMOVUPS     (AX)(DI*4), Z2
+	VPMOVZXWD   (SI)(DI*2), Z3
+	VPSLLD      $0x10, Z3, Z3
+	VFMADD231PS Z3, Z2, Z1
+	MOVQ        R8, DI
+
+gemvZBFM1_eight5:
+	CMPQ        DI, DX
+	JGE         gemvZBFM1_reduce6
+	VPMOVZXWD   (SI)(DI*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS (AX)(DI*4), Z5, K3, Z1
+
+gemvZBFM1_reduce6:
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y1
+	VHADDPS       Y1, Y1, Y1
+	VHADDPS       Y1, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDSS        X2, X1, X1
+	MOVQ          dst+0(FP), DI
+	VMOVSS        X1, (DI)
+	ADDQ          $0x04, DI
+	MOVQ          DI, dst+0(FP)
+	ADDQ          CX, SI
+	MOVQ          rows+40(FP), DI
+	DECQ          DI
+	MOVQ          DI, rows+40(FP)
+	JNZ           gemvZBFM1_row1
+	VZEROUPPER
+	RET
+
+DATA wordmasks<>+0(SB)/4, $0x00000000
+DATA wordmasks<>+4(SB)/4, $0x00000001
+DATA wordmasks<>+8(SB)/4, $0x00000003
+DATA wordmasks<>+12(SB)/4, $0x00000007
+DATA wordmasks<>+16(SB)/4, $0x0000000f
+DATA wordmasks<>+20(SB)/4, $0x0000001f
+DATA wordmasks<>+24(SB)/4, $0x0000003f
+DATA wordmasks<>+28(SB)/4, $0x0000007f
+DATA wordmasks<>+32(SB)/4, $0x000000ff
+DATA wordmasks<>+36(SB)/4, $0x000001ff
+DATA wordmasks<>+40(SB)/4, $0x000003ff
+DATA wordmasks<>+44(SB)/4, $0x000007ff
+DATA wordmasks<>+48(SB)/4, $0x00000fff
+DATA wordmasks<>+52(SB)/4, $0x00001fff
+DATA wordmasks<>+56(SB)/4, $0x00003fff
+DATA wordmasks<>+60(SB)/4, $0x00007fff
+DATA wordmasks<>+64(SB)/4, $0x0000ffff
+DATA wordmasks<>+68(SB)/4, $0x0001ffff
+DATA wordmasks<>+72(SB)/4, $0x0003ffff
+DATA wordmasks<>+76(SB)/4, $0x0007ffff
+DATA wordmasks<>+80(SB)/4, $0x000fffff
+DATA wordmasks<>+84(SB)/4, $0x001fffff
+DATA wordmasks<>+88(SB)/4, $0x003fffff
+DATA wordmasks<>+92(SB)/4, $0x007fffff
+DATA wordmasks<>+96(SB)/4, $0x00ffffff
+DATA wordmasks<>+100(SB)/4, $0x01ffffff
+DATA wordmasks<>+104(SB)/4, $0x03ffffff
+DATA wordmasks<>+108(SB)/4, $0x07ffffff
+DATA wordmasks<>+112(SB)/4, $0x0fffffff
+DATA wordmasks<>+116(SB)/4, $0x1fffffff
+DATA wordmasks<>+120(SB)/4, $0x3fffffff
+DATA wordmasks<>+124(SB)/4, $0x7fffffff
+GLOBL wordmasks<>(SB), RODATA|NOPTR, $128
+
+// func gemmBF16x4(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·gemmBF16x4(SB), $1584-72
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+64(FP), AX
+	MOVQ AX, 16(SP)
+
+gemmBF16x4_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemmBF16x4_tokens2:
+	CMPQ 40(SP), $0x06
+	JL   gemmBF16x4_tokens_done3
+
+	// 4 rows × 6 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVUPS zeros<>+0(SB), Z16
+	VMOVUPS zeros<>+0(SB), Z17
+	VMOVUPS zeros<>+0(SB), Z18
+	VMOVUPS zeros<>+0(SB), Z19
+	VMOVUPS zeros<>+0(SB), Z20
+	VMOVUPS zeros<>+0(SB), Z21
+	VMOVUPS zeros<>+0(SB), Z22
+	VMOVUPS zeros<>+0(SB), Z23
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), SI
+	LEAQ    (AX)(DX*4), DI
+	LEAQ    (BX)(BX*2), R8
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x05, R9
+	JZ      gemmBF16x4_tail5
+
+gemmBF16x4_cols4:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(R8*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG      $0x40269262
+	WORD      $0xfd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG      $0x40261262
+	WORD      $0xde52
+	VMOVDQU16 (AX)(SI*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG      $0x40261262
+	WORD      $0xfc52
+	VMOVDQU16 (DI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z16
+	LONG $0x403e8262
+	WORD $0xc552
+
+	// raw: VDPBF16PS Z29, Z25, Z17
+	LONG $0x40368262
+	WORD $0xcd52
+
+	// raw: VDPBF16PS Z29, Z26, Z18
+	LONG $0x402e8262
+	WORD $0xd552
+
+	// raw: VDPBF16PS Z29, Z27, Z19
+	LONG      $0x40268262
+	WORD      $0xdd52
+	VMOVDQU16 (DI)(DX*1), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z20
+	LONG $0x403e8262
+	WORD $0xe652
+
+	// raw: VDPBF16PS Z30, Z25, Z21
+	LONG $0x40368262
+	WORD $0xee52
+
+	// raw: VDPBF16PS Z30, Z26, Z22
+	LONG $0x402e8262
+	WORD $0xf652
+
+	// raw: VDPBF16PS Z30, Z27, Z23
+	LONG $0x40268262
+	WORD $0xfe52
+	ADDQ $0x40, AX
+	ADDQ $0x40, DI
+	ADDQ $0x40, CX
+	DECQ R9
+	JNZ  gemmBF16x4_cols4
+
+gemmBF16x4_tail5:
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x1f, R9
+	JZ          gemmBF16x4_reduce6
+	LEAQ        wordmasks<>+0(SB), R10
+	KMOVD       (R10)(R9*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(R8*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG        $0x40269262
+	WORD        $0xfd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG        $0x40261262
+	WORD        $0xde52
+	VMOVDQU16.Z (AX)(SI*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG        $0x40261262
+	WORD        $0xfc52
+	VMOVDQU16.Z (DI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z16
+	LONG $0x403e8262
+	WORD $0xc552
+
+	// raw: VDPBF16PS Z29, Z25, Z17
+	LONG $0x40368262
+	WORD $0xcd52
+
+	// raw: VDPBF16PS Z29, Z26, Z18
+	LONG $0x402e8262
+	WORD $0xd552
+
+	// raw: VDPBF16PS Z29, Z27, Z19
+	LONG        $0x40268262
+	WORD        $0xdd52
+	VMOVDQU16.Z (DI)(DX*1), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z20
+	LONG $0x403e8262
+	WORD $0xe652
+
+	// raw: VDPBF16PS Z30, Z25, Z21
+	LONG $0x40368262
+	WORD $0xee52
+
+	// raw: VDPBF16PS Z30, Z26, Z22
+	LONG $0x402e8262
+	WORD $0xf652
+
+	// raw: VDPBF16PS Z30, Z27, Z23
+	LONG $0x40268262
+	WORD $0xfe52
+
+gemmBF16x4_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	VMOVUPS      Z8, 560(SP)
+	VMOVUPS      Z9, 624(SP)
+	VMOVUPS      Z10, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	VMOVUPS      Z12, 816(SP)
+	VMOVUPS      Z13, 880(SP)
+	VMOVUPS      Z14, 944(SP)
+	VMOVUPS      Z15, 1008(SP)
+	VMOVUPS      Z16, 1072(SP)
+	VMOVUPS      Z17, 1136(SP)
+	VMOVUPS      Z18, 1200(SP)
+	VMOVUPS      Z19, 1264(SP)
+	VMOVUPS      Z20, 1328(SP)
+	VMOVUPS      Z21, 1392(SP)
+	VMOVUPS      Z22, 1456(SP)
+	VMOVUPS      Z23, 1520(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      816(SP), Y0
+	VADDPS       848(SP), Y0, Y0
+	VMOVUPS      880(SP), Y1
+	VADDPS       912(SP), Y1, Y1
+	VMOVUPS      944(SP), Y2
+	VADDPS       976(SP), Y2, Y2
+	VMOVUPS      1008(SP), Y3
+	VADDPS       1040(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      1072(SP), Y0
+	VADDPS       1104(SP), Y0, Y0
+	VMOVUPS      1136(SP), Y1
+	VADDPS       1168(SP), Y1, Y1
+	VMOVUPS      1200(SP), Y2
+	VADDPS       1232(SP), Y2, Y2
+	VMOVUPS      1264(SP), Y3
+	VADDPS       1296(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      1328(SP), Y0
+	VADDPS       1360(SP), Y0, Y0
+	VMOVUPS      1392(SP), Y1
+	VADDPS       1424(SP), Y1, Y1
+	VMOVUPS      1456(SP), Y2
+	VADDPS       1488(SP), Y2, Y2
+	VMOVUPS      1520(SP), Y3
+	VADDPS       1552(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x06, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0c, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x06, 40(SP)
+	JMP          gemmBF16x4_tokens2
+
+gemmBF16x4_tokens_done3:
+	CMPQ 40(SP), $0x05
+	JL   gemmBF16x4_skip7
+
+	// 4 rows × 5 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVUPS zeros<>+0(SB), Z16
+	VMOVUPS zeros<>+0(SB), Z17
+	VMOVUPS zeros<>+0(SB), Z18
+	VMOVUPS zeros<>+0(SB), Z19
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), SI
+	LEAQ    (AX)(DX*4), DI
+	LEAQ    (BX)(BX*2), R8
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x05, R9
+	JZ      gemmBF16x4_tail9
+
+gemmBF16x4_cols8:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(R8*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG      $0x40269262
+	WORD      $0xfd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG      $0x40261262
+	WORD      $0xde52
+	VMOVDQU16 (AX)(SI*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG      $0x40261262
+	WORD      $0xfc52
+	VMOVDQU16 (DI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z16
+	LONG $0x403e8262
+	WORD $0xc552
+
+	// raw: VDPBF16PS Z29, Z25, Z17
+	LONG $0x40368262
+	WORD $0xcd52
+
+	// raw: VDPBF16PS Z29, Z26, Z18
+	LONG $0x402e8262
+	WORD $0xd552
+
+	// raw: VDPBF16PS Z29, Z27, Z19
+	LONG $0x40268262
+	WORD $0xdd52
+	ADDQ $0x40, AX
+	ADDQ $0x40, DI
+	ADDQ $0x40, CX
+	DECQ R9
+	JNZ  gemmBF16x4_cols8
+
+gemmBF16x4_tail9:
+	MOVQ        k+56(FP), R9
+	ANDQ        $0x1f, R9
+	JZ          gemmBF16x4_reduce10
+	LEAQ        wordmasks<>+0(SB), R10
+	KMOVD       (R10)(R9*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(R8*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG        $0x40269262
+	WORD        $0xfd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG        $0x40261262
+	WORD        $0xde52
+	VMOVDQU16.Z (AX)(SI*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG        $0x40261262
+	WORD        $0xfc52
+	VMOVDQU16.Z (DI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z16
+	LONG $0x403e8262
+	WORD $0xc552
+
+	// raw: VDPBF16PS Z29, Z25, Z17
+	LONG $0x40368262
+	WORD $0xcd52
+
+	// raw: VDPBF16PS Z29, Z26, Z18
+	LONG $0x402e8262
+	WORD $0xd552
+
+	// raw: VDPBF16PS Z29, Z27, Z19
+	LONG $0x40268262
+	WORD $0xdd52
+
+gemmBF16x4_reduce10:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	VMOVUPS      Z8, 560(SP)
+	VMOVUPS      Z9, 624(SP)
+	VMOVUPS      Z10, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	VMOVUPS      Z12, 816(SP)
+	VMOVUPS      Z13, 880(SP)
+	VMOVUPS      Z14, 944(SP)
+	VMOVUPS      Z15, 1008(SP)
+	VMOVUPS      Z16, 1072(SP)
+	VMOVUPS      Z17, 1136(SP)
+	VMOVUPS      Z18, 1200(SP)
+	VMOVUPS      Z19, 1264(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      816(SP), Y0
+	VADDPS       848(SP), Y0, Y0
+	VMOVUPS      880(SP), Y1
+	VADDPS       912(SP), Y1, Y1
+	VMOVUPS      944(SP), Y2
+	VADDPS       976(SP), Y2, Y2
+	VMOVUPS      1008(SP), Y3
+	VADDPS       1040(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      1072(SP), Y0
+	VADDPS       1104(SP), Y0, Y0
+	VMOVUPS      1136(SP), Y1
+	VADDPS       1168(SP), Y1, Y1
+	VMOVUPS      1200(SP), Y2
+	VADDPS       1232(SP), Y2, Y2
+	VMOVUPS      1264(SP), Y3
+	VADDPS       1296(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x05, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0a, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x05, 40(SP)
+
+gemmBF16x4_skip7:
+	CMPQ 40(SP), $0x04
+	JL   gemmBF16x4_skip11
+
+	// 4 rows × 4 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), SI
+	LEAQ    (BX)(BX*2), DI
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x05, R8
+	JZ      gemmBF16x4_tail13
+
+gemmBF16x4_cols12:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(DI*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG      $0x40269262
+	WORD      $0xfd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG      $0x40261262
+	WORD      $0xde52
+	VMOVDQU16 (AX)(SI*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG $0x40261262
+	WORD $0xfc52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ R8
+	JNZ  gemmBF16x4_cols12
+
+gemmBF16x4_tail13:
+	MOVQ        k+56(FP), R8
+	ANDQ        $0x1f, R8
+	JZ          gemmBF16x4_reduce14
+	LEAQ        wordmasks<>+0(SB), R9
+	KMOVD       (R9)(R8*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(DI*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG        $0x40269262
+	WORD        $0xfd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG        $0x40261262
+	WORD        $0xde52
+	VMOVDQU16.Z (AX)(SI*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z12
+	LONG $0x403e1262
+	WORD $0xe452
+
+	// raw: VDPBF16PS Z28, Z25, Z13
+	LONG $0x40361262
+	WORD $0xec52
+
+	// raw: VDPBF16PS Z28, Z26, Z14
+	LONG $0x402e1262
+	WORD $0xf452
+
+	// raw: VDPBF16PS Z28, Z27, Z15
+	LONG $0x40261262
+	WORD $0xfc52
+
+gemmBF16x4_reduce14:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	VMOVUPS      Z8, 560(SP)
+	VMOVUPS      Z9, 624(SP)
+	VMOVUPS      Z10, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	VMOVUPS      Z12, 816(SP)
+	VMOVUPS      Z13, 880(SP)
+	VMOVUPS      Z14, 944(SP)
+	VMOVUPS      Z15, 1008(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      816(SP), Y0
+	VADDPS       848(SP), Y0, Y0
+	VMOVUPS      880(SP), Y1
+	VADDPS       912(SP), Y1, Y1
+	VMOVUPS      944(SP), Y2
+	VADDPS       976(SP), Y2, Y2
+	VMOVUPS      1008(SP), Y3
+	VADDPS       1040(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x04, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x08, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x04, 40(SP)
+
+gemmBF16x4_skip11:
+	CMPQ 40(SP), $0x03
+	JL   gemmBF16x4_skip15
+
+	// 4 rows × 3 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x4_tail17
+
+gemmBF16x4_cols16:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(SI*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG      $0x40269262
+	WORD      $0xfd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG $0x40261262
+	WORD $0xde52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x4_cols16
+
+gemmBF16x4_tail17:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x4_reduce18
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(SI*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG        $0x40269262
+	WORD        $0xfd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z8
+	LONG $0x403e1262
+	WORD $0xc652
+
+	// raw: VDPBF16PS Z30, Z25, Z9
+	LONG $0x40361262
+	WORD $0xce52
+
+	// raw: VDPBF16PS Z30, Z26, Z10
+	LONG $0x402e1262
+	WORD $0xd652
+
+	// raw: VDPBF16PS Z30, Z27, Z11
+	LONG $0x40261262
+	WORD $0xde52
+
+gemmBF16x4_reduce18:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	VMOVUPS      Z8, 560(SP)
+	VMOVUPS      Z9, 624(SP)
+	VMOVUPS      Z10, 688(SP)
+	VMOVUPS      Z11, 752(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      560(SP), Y0
+	VADDPS       592(SP), Y0, Y0
+	VMOVUPS      624(SP), Y1
+	VADDPS       656(SP), Y1, Y1
+	VMOVUPS      688(SP), Y2
+	VADDPS       720(SP), Y2, Y2
+	VMOVUPS      752(SP), Y3
+	VADDPS       784(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x03, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x06, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x03, 40(SP)
+
+gemmBF16x4_skip15:
+	CMPQ 40(SP), $0x02
+	JL   gemmBF16x4_skip19
+
+	// 4 rows × 2 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x4_tail21
+
+gemmBF16x4_cols20:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(BX*1), Z25
+	VMOVDQU16 (CX)(BX*2), Z26
+	VMOVDQU16 (CX)(SI*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG      $0x40269262
+	WORD      $0xdc52
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG $0x40269262
+	WORD $0xfd52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x4_cols20
+
+gemmBF16x4_tail21:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x4_reduce22
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(BX*1), K1, Z25
+	VMOVDQU16.Z (CX)(BX*2), K1, Z26
+	VMOVDQU16.Z (CX)(SI*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG        $0x40269262
+	WORD        $0xdc52
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+	// raw: VDPBF16PS Z29, Z25, Z5
+	LONG $0x40369262
+	WORD $0xed52
+
+	// raw: VDPBF16PS Z29, Z26, Z6
+	LONG $0x402e9262
+	WORD $0xf552
+
+	// raw: VDPBF16PS Z29, Z27, Z7
+	LONG $0x40269262
+	WORD $0xfd52
+
+gemmBF16x4_reduce22:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VMOVUPS      368(SP), Y1
+	VADDPS       400(SP), Y1, Y1
+	VMOVUPS      432(SP), Y2
+	VADDPS       464(SP), Y2, Y2
+	VMOVUPS      496(SP), Y3
+	VADDPS       528(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x04, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x02, 40(SP)
+
+gemmBF16x4_skip19:
+	CMPQ 40(SP), $0x01
+	JL   gemmBF16x4_skip23
+
+	// 4 rows × 1 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x01, DX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x05, SI
+	JZ      gemmBF16x4_tail25
+
+gemmBF16x4_cols24:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(DX*1), Z25
+	VMOVDQU16 (CX)(DX*2), Z26
+	VMOVDQU16 (CX)(BX*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG $0x40269262
+	WORD $0xdc52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ SI
+	JNZ  gemmBF16x4_cols24
+
+gemmBF16x4_tail25:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x1f, SI
+	JZ          gemmBF16x4_reduce26
+	LEAQ        wordmasks<>+0(SB), DI
+	KMOVD       (DI)(SI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(DX*1), K1, Z25
+	VMOVDQU16.Z (CX)(DX*2), K1, Z26
+	VMOVDQU16.Z (CX)(BX*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG $0x40269262
+	WORD $0xdc52
+
+gemmBF16x4_reduce26:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x01, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x01, 40(SP)
+
+gemmBF16x4_skip23:
+	MOVQ   ldw+48(FP), AX
+	ADDQ   $0x10, 8(SP)
+	IMUL3Q $0x08, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemmBF16x4_group1
+	VZEROUPPER
+	RET
+
+// func gemmBF16x1(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·gemmBF16x1(SB), $560-72
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+64(FP), AX
+	MOVQ AX, 16(SP)
+
+gemmBF16x1_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemmBF16x1_tokens2:
+	CMPQ 40(SP), $0x08
+	JL   gemmBF16x1_tokens_done3
+
+	// 1 rows × 8 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x1_tail5
+
+gemmBF16x1_cols4:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG      $0x403e9262
+	WORD      $0xdc52
+	VMOVDQU16 (SI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG      $0x403e9262
+	WORD      $0xe552
+	VMOVDQU16 (SI)(DX*1), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG      $0x403e9262
+	WORD      $0xee52
+	VMOVDQU16 (SI)(DX*2), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z6
+	LONG      $0x403e9262
+	WORD      $0xf452
+	VMOVDQU16 (SI)(BX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z7
+	LONG $0x403e9262
+	WORD $0xfd52
+	ADDQ $0x40, AX
+	ADDQ $0x40, SI
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x1_cols4
+
+gemmBF16x1_tail5:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x1_reduce6
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG        $0x403e9262
+	WORD        $0xdc52
+	VMOVDQU16.Z (SI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG        $0x403e9262
+	WORD        $0xe552
+	VMOVDQU16.Z (SI)(DX*1), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG        $0x403e9262
+	WORD        $0xee52
+	VMOVDQU16.Z (SI)(DX*2), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z6
+	LONG        $0x403e9262
+	WORD        $0xf452
+	VMOVDQU16.Z (SI)(BX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z7
+	LONG $0x403e9262
+	WORD $0xfd52
+
+gemmBF16x1_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	VMOVUPS      Z7, 496(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      368(SP), Y0
+	VADDPS       400(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      432(SP), Y0
+	VADDPS       464(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      496(SP), Y0
+	VADDPS       528(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x08, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x10, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x08, 40(SP)
+	JMP          gemmBF16x1_tokens2
+
+gemmBF16x1_tokens_done3:
+	CMPQ 40(SP), $0x07
+	JL   gemmBF16x1_skip7
+
+	// 1 rows × 7 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x1_tail9
+
+gemmBF16x1_cols8:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG      $0x403e9262
+	WORD      $0xdc52
+	VMOVDQU16 (SI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG      $0x403e9262
+	WORD      $0xe552
+	VMOVDQU16 (SI)(DX*1), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG      $0x403e9262
+	WORD      $0xee52
+	VMOVDQU16 (SI)(DX*2), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z6
+	LONG $0x403e9262
+	WORD $0xf452
+	ADDQ $0x40, AX
+	ADDQ $0x40, SI
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x1_cols8
+
+gemmBF16x1_tail9:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x1_reduce10
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG        $0x403e9262
+	WORD        $0xdc52
+	VMOVDQU16.Z (SI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG        $0x403e9262
+	WORD        $0xe552
+	VMOVDQU16.Z (SI)(DX*1), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG        $0x403e9262
+	WORD        $0xee52
+	VMOVDQU16.Z (SI)(DX*2), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z6
+	LONG $0x403e9262
+	WORD $0xf452
+
+gemmBF16x1_reduce10:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	VMOVUPS      Z6, 432(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      368(SP), Y0
+	VADDPS       400(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      432(SP), Y0
+	VADDPS       464(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x07, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0e, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x07, 40(SP)
+
+gemmBF16x1_skip7:
+	CMPQ 40(SP), $0x06
+	JL   gemmBF16x1_skip11
+
+	// 1 rows × 6 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x1_tail13
+
+gemmBF16x1_cols12:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG      $0x403e9262
+	WORD      $0xdc52
+	VMOVDQU16 (SI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG      $0x403e9262
+	WORD      $0xe552
+	VMOVDQU16 (SI)(DX*1), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG $0x403e9262
+	WORD $0xee52
+	ADDQ $0x40, AX
+	ADDQ $0x40, SI
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x1_cols12
+
+gemmBF16x1_tail13:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x1_reduce14
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG        $0x403e9262
+	WORD        $0xdc52
+	VMOVDQU16.Z (SI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG        $0x403e9262
+	WORD        $0xe552
+	VMOVDQU16.Z (SI)(DX*1), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z5
+	LONG $0x403e9262
+	WORD $0xee52
+
+gemmBF16x1_reduce14:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	VMOVUPS      Z5, 368(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      368(SP), Y0
+	VADDPS       400(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x06, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0c, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x06, 40(SP)
+
+gemmBF16x1_skip11:
+	CMPQ 40(SP), $0x05
+	JL   gemmBF16x1_skip15
+
+	// 1 rows × 5 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), SI
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x05, DI
+	JZ      gemmBF16x1_tail17
+
+gemmBF16x1_cols16:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG      $0x403e9262
+	WORD      $0xdc52
+	VMOVDQU16 (SI), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+	ADDQ $0x40, AX
+	ADDQ $0x40, SI
+	ADDQ $0x40, CX
+	DECQ DI
+	JNZ  gemmBF16x1_cols16
+
+gemmBF16x1_tail17:
+	MOVQ        k+56(FP), DI
+	ANDQ        $0x1f, DI
+	JZ          gemmBF16x1_reduce18
+	LEAQ        wordmasks<>+0(SB), R8
+	KMOVD       (R8)(DI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG        $0x403e9262
+	WORD        $0xdc52
+	VMOVDQU16.Z (SI), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z4
+	LONG $0x403e9262
+	WORD $0xe552
+
+gemmBF16x1_reduce18:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	VMOVUPS      Z4, 304(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      304(SP), Y0
+	VADDPS       336(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x05, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x0a, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x05, 40(SP)
+
+gemmBF16x1_skip15:
+	CMPQ 40(SP), $0x04
+	JL   gemmBF16x1_skip19
+
+	// 1 rows × 4 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x05, SI
+	JZ      gemmBF16x1_tail21
+
+gemmBF16x1_cols20:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG      $0x403e9262
+	WORD      $0xd652
+	VMOVDQU16 (AX)(BX*1), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG $0x403e9262
+	WORD $0xdc52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ SI
+	JNZ  gemmBF16x1_cols20
+
+gemmBF16x1_tail21:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x1f, SI
+	JZ          gemmBF16x1_reduce22
+	LEAQ        wordmasks<>+0(SB), DI
+	KMOVD       (DI)(SI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG        $0x403e9262
+	WORD        $0xd652
+	VMOVDQU16.Z (AX)(BX*1), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z3
+	LONG $0x403e9262
+	WORD $0xdc52
+
+gemmBF16x1_reduce22:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      240(SP), Y0
+	VADDPS       272(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x04, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x08, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x04, 40(SP)
+
+gemmBF16x1_skip19:
+	CMPQ 40(SP), $0x03
+	JL   gemmBF16x1_skip23
+
+	// 1 rows × 3 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	MOVQ    k+56(FP), BX
+	SHRQ    $0x05, BX
+	JZ      gemmBF16x1_tail25
+
+gemmBF16x1_cols24:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG      $0x403e9262
+	WORD      $0xcd52
+	VMOVDQU16 (AX)(DX*2), Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG $0x403e9262
+	WORD $0xd652
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ BX
+	JNZ  gemmBF16x1_cols24
+
+gemmBF16x1_tail25:
+	MOVQ        k+56(FP), BX
+	ANDQ        $0x1f, BX
+	JZ          gemmBF16x1_reduce26
+	LEAQ        wordmasks<>+0(SB), SI
+	KMOVD       (SI)(BX*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG        $0x403e9262
+	WORD        $0xcd52
+	VMOVDQU16.Z (AX)(DX*2), K1, Z30
+
+	// raw: VDPBF16PS Z30, Z24, Z2
+	LONG $0x403e9262
+	WORD $0xd652
+
+gemmBF16x1_reduce26:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      176(SP), Y0
+	VADDPS       208(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x03, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x06, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x03, 40(SP)
+
+gemmBF16x1_skip23:
+	CMPQ 40(SP), $0x02
+	JL   gemmBF16x1_skip27
+
+	// 1 rows × 2 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x01, BX
+	MOVQ    k+56(FP), BX
+	SHRQ    $0x05, BX
+	JZ      gemmBF16x1_tail29
+
+gemmBF16x1_cols28:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG      $0x403e9262
+	WORD      $0xc452
+	VMOVDQU16 (AX)(DX*1), Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG $0x403e9262
+	WORD $0xcd52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ BX
+	JNZ  gemmBF16x1_cols28
+
+gemmBF16x1_tail29:
+	MOVQ        k+56(FP), BX
+	ANDQ        $0x1f, BX
+	JZ          gemmBF16x1_reduce30
+	LEAQ        wordmasks<>+0(SB), SI
+	KMOVD       (SI)(BX*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG        $0x403e9262
+	WORD        $0xc452
+	VMOVDQU16.Z (AX)(DX*1), K1, Z29
+
+	// raw: VDPBF16PS Z29, Z24, Z1
+	LONG $0x403e9262
+	WORD $0xcd52
+
+gemmBF16x1_reduce30:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      112(SP), Y0
+	VADDPS       144(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x04, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x02, 40(SP)
+
+gemmBF16x1_skip27:
+	CMPQ 40(SP), $0x01
+	JL   gemmBF16x1_skip31
+
+	// 1 rows × 1 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    k+56(FP), DX
+	SHRQ    $0x05, DX
+	JZ      gemmBF16x1_tail33
+
+gemmBF16x1_cols32:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ DX
+	JNZ  gemmBF16x1_cols32
+
+gemmBF16x1_tail33:
+	MOVQ        k+56(FP), DX
+	ANDQ        $0x1f, DX
+	JZ          gemmBF16x1_reduce34
+	LEAQ        wordmasks<>+0(SB), BX
+	KMOVD       (BX)(DX*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+gemmBF16x1_reduce34:
+	VMOVUPS      Z0, 48(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x01, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x01, 40(SP)
+
+gemmBF16x1_skip31:
+	MOVQ   ldw+48(FP), AX
+	ADDQ   $0x04, 8(SP)
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemmBF16x1_group1
+	VZEROUPPER
+	RET
+
+// func gemvBF16x4s(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, gap int)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·gemvBF16x4s(SB), $304-80
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+64(FP), AX
+	MOVQ AX, 16(SP)
+
+gemvBF16x4s_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemvBF16x4s_tokens2:
+	CMPQ 40(SP), $0x01
+	JL   gemvBF16x4s_tokens_done3
+
+	// 4 rows × 1 tokens
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x01, DX
+	MOVQ    gap+72(FP), BX
+	IMULQ   BX, DX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x05, SI
+	JZ      gemvBF16x4s_tail5
+
+gemvBF16x4s_cols4:
+	VMOVDQU16 (CX), Z24
+	VMOVDQU16 (CX)(DX*1), Z25
+	VMOVDQU16 (CX)(DX*2), Z26
+	VMOVDQU16 (CX)(BX*1), Z27
+	VMOVDQU16 (AX), Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG $0x40269262
+	WORD $0xdc52
+	ADDQ $0x40, AX
+	ADDQ $0x40, CX
+	DECQ SI
+	JNZ  gemvBF16x4s_cols4
+
+gemvBF16x4s_tail5:
+	MOVQ        k+56(FP), SI
+	ANDQ        $0x1f, SI
+	JZ          gemvBF16x4s_reduce6
+	LEAQ        wordmasks<>+0(SB), DI
+	KMOVD       (DI)(SI*4), K1
+	VMOVDQU16.Z (CX), K1, Z24
+	VMOVDQU16.Z (CX)(DX*1), K1, Z25
+	VMOVDQU16.Z (CX)(DX*2), K1, Z26
+	VMOVDQU16.Z (CX)(BX*1), K1, Z27
+	VMOVDQU16.Z (AX), K1, Z28
+
+	// raw: VDPBF16PS Z28, Z24, Z0
+	LONG $0x403e9262
+	WORD $0xc452
+
+	// raw: VDPBF16PS Z28, Z25, Z1
+	LONG $0x40369262
+	WORD $0xcc52
+
+	// raw: VDPBF16PS Z28, Z26, Z2
+	LONG $0x402e9262
+	WORD $0xd452
+
+	// raw: VDPBF16PS Z28, Z27, Z3
+	LONG $0x40269262
+	WORD $0xdc52
+
+gemvBF16x4s_reduce6:
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
+	VMOVUPS      Z3, 240(SP)
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS      48(SP), Y0
+	VADDPS       80(SP), Y0, Y0
+	VMOVUPS      112(SP), Y1
+	VADDPS       144(SP), Y1, Y1
+	VMOVUPS      176(SP), Y2
+	VADDPS       208(SP), Y2, Y2
+	VMOVUPS      240(SP), Y3
+	VADDPS       272(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         gap+72(FP), CX
+	SHLQ         $0x02, CX
+	LEAQ         (CX)(CX*2), DX
+	VMOVSS       X0, (AX)
+	VEXTRACTPS   $0x01, X0, (AX)(CX*1)
+	VEXTRACTPS   $0x02, X0, (AX)(CX*2)
+	VEXTRACTPS   $0x03, X0, (AX)(DX*1)
+	MOVQ         ldd+8(FP), AX
+	SHLQ         $0x02, AX
+	IMUL3Q       $0x01, AX, AX
+	ADDQ         AX, 32(SP)
+	MOVQ         ldx+24(FP), AX
+	IMUL3Q       $0x02, AX, AX
+	ADDQ         AX, 24(SP)
+	SUBQ         $0x01, 40(SP)
+	JMP          gemvBF16x4s_tokens2
+
+gemvBF16x4s_tokens_done3:
+	MOVQ ldw+48(FP), AX
+	ADDQ $0x04, 8(SP)
+	SHLQ $0x01, AX
+	ADDQ AX, (SP)
+	DECQ 16(SP)
+	JNZ  gemvBF16x4s_group1
+	VZEROUPPER
+	RET
+
+// func roundBF16(dst *uint16, x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·roundBF16(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         n+16(FP), DX
+	VPBROADCASTD dw1<>+0(SB), Z0
+	VPBROADCASTD dw7fff<>+0(SB), Z1
+	VPBROADCASTD dw7fffffff<>+0(SB), Z2
+	VPBROADCASTD dw7f800000<>+0(SB), Z3
+	VPBROADCASTD dw40<>+0(SB), Z4
+	MOVQ         DX, BX
+	ANDQ         $-16, BX
+	XORQ         SI, SI
+	JMP          roundBF16_check2
+
+roundBF16_body1:
+	VMOVDQU32 (CX)(SI*4), Z5
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z0, Z6, Z6
+	VPADDD    Z1, Z6, Z6
+	VPADDD    Z5, Z6, Z6
+	VPANDD    Z2, Z5, Z7
+	VPCMPUD   $0x06, Z3, Z7, K1
+	VPSRLD    $0x10, Z6, Z6
+	VPSRLD    $0x10, Z5, K1, Z6
+	VPORD     Z4, Z6, K1, Z6
+	VPMOVDW   Z6, (AX)(SI*2)
+	ADDQ      $0x10, SI
+
+roundBF16_check2:
+	CMPQ        SI, BX
+	JL          roundBF16_body1
+	ANDQ        $0x0f, DX
+	JZ          roundBF16_done4
+	LEAQ        wordmasks<>+0(SB), BX
+	KMOVW       (BX)(DX*4), K1
+	VMOVDQU32.Z (CX)(SI*4), K1, Z5
+	VPSRLD      $0x10, Z5, Z6
+	VPANDD      Z0, Z6, Z6
+	VPADDD      Z1, Z6, Z6
+	VPADDD      Z5, Z6, Z6
+	VPANDD      Z2, Z5, Z0
+	VPCMPUD     $0x06, Z3, Z0, K2
+	VPSRLD      $0x10, Z6, Z6
+	VPSRLD      $0x10, Z5, K2, Z6
+	VPORD       Z4, Z6, K2, Z6
+	VPMOVDW     Z6, K1, (AX)(SI*2)
+
+roundBF16_done4:
+	VZEROUPPER
+	RET
+
+DATA dw1<>+0(SB)/4, $0x00000001
+DATA dw1<>+4(SB)/4, $0x00000001
+DATA dw1<>+8(SB)/4, $0x00000001
+DATA dw1<>+12(SB)/4, $0x00000001
+DATA dw1<>+16(SB)/4, $0x00000001
+DATA dw1<>+20(SB)/4, $0x00000001
+DATA dw1<>+24(SB)/4, $0x00000001
+DATA dw1<>+28(SB)/4, $0x00000001
+GLOBL dw1<>(SB), RODATA|NOPTR, $32
+
+DATA dw7fff<>+0(SB)/4, $0x00007fff
+DATA dw7fff<>+4(SB)/4, $0x00007fff
+DATA dw7fff<>+8(SB)/4, $0x00007fff
+DATA dw7fff<>+12(SB)/4, $0x00007fff
+DATA dw7fff<>+16(SB)/4, $0x00007fff
+DATA dw7fff<>+20(SB)/4, $0x00007fff
+DATA dw7fff<>+24(SB)/4, $0x00007fff
+DATA dw7fff<>+28(SB)/4, $0x00007fff
+GLOBL dw7fff<>(SB), RODATA|NOPTR, $32
+
+DATA dw7fffffff<>+0(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+4(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+8(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+12(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+16(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+20(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+24(SB)/4, $0x7fffffff
+DATA dw7fffffff<>+28(SB)/4, $0x7fffffff
+GLOBL dw7fffffff<>(SB), RODATA|NOPTR, $32
+
+DATA dw7f800000<>+0(SB)/4, $0x7f800000
+DATA dw7f800000<>+4(SB)/4, $0x7f800000
+DATA dw7f800000<>+8(SB)/4, $0x7f800000
+DATA dw7f800000<>+12(SB)/4, $0x7f800000
+DATA dw7f800000<>+16(SB)/4, $0x7f800000
+DATA dw7f800000<>+20(SB)/4, $0x7f800000
+DATA dw7f800000<>+24(SB)/4, $0x7f800000
+DATA dw7f800000<>+28(SB)/4, $0x7f800000
+GLOBL dw7f800000<>(SB), RODATA|NOPTR, $32
+
+DATA dw40<>+0(SB)/4, $0x00000040
+DATA dw40<>+4(SB)/4, $0x00000040
+DATA dw40<>+8(SB)/4, $0x00000040
+DATA dw40<>+12(SB)/4, $0x00000040
+DATA dw40<>+16(SB)/4, $0x00000040
+DATA dw40<>+20(SB)/4, $0x00000040
+DATA dw40<>+24(SB)/4, $0x00000040
+DATA dw40<>+28(SB)/4, $0x00000040
+GLOBL dw40<>(SB), RODATA|NOPTR, $32
+
+// func gemmBF16Sx46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, scale float32)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·gemmBF16Sx46(SB), $1536-76
+	MOVQ w+40(FP), AX
+
+gemmBF16Sx46_group1:
+	MOVQ x+16(FP), CX
+	MOVQ dst+0(FP), DX
+	MOVQ T+32(FP), BX
+
+gemmBF16Sx46_tokens2:
+	VMOVUPS      zeros<>+0(SB), Z0
+	VMOVUPS      zeros<>+0(SB), Z1
+	VMOVUPS      zeros<>+0(SB), Z2
+	VMOVUPS      zeros<>+0(SB), Z3
+	VMOVUPS      zeros<>+0(SB), Z4
+	VMOVUPS      zeros<>+0(SB), Z5
+	VMOVUPS      zeros<>+0(SB), Z6
+	VMOVUPS      zeros<>+0(SB), Z7
+	VMOVUPS      zeros<>+0(SB), Z8
+	VMOVUPS      zeros<>+0(SB), Z9
+	VMOVUPS      zeros<>+0(SB), Z10
+	VMOVUPS      zeros<>+0(SB), Z11
+	VMOVUPS      zeros<>+0(SB), Z12
+	VMOVUPS      zeros<>+0(SB), Z13
+	VMOVUPS      zeros<>+0(SB), Z14
+	VMOVUPS      zeros<>+0(SB), Z15
+	VMOVUPS      zeros<>+0(SB), Z16
+	VMOVUPS      zeros<>+0(SB), Z17
+	VMOVUPS      zeros<>+0(SB), Z18
+	VMOVUPS      zeros<>+0(SB), Z19
+	VMOVUPS      zeros<>+0(SB), Z20
+	VMOVUPS      zeros<>+0(SB), Z21
+	VMOVUPS      zeros<>+0(SB), Z22
+	VMOVUPS      zeros<>+0(SB), Z23
+	VBROADCASTSS scale+72(FP), Z29
+	MOVQ         ldw+48(FP), SI
+	SHLQ         $0x01, SI
+	MOVQ         ldx+24(FP), DI
+	SHLQ         $0x01, DI
+	MOVQ         CX, R8
+	MOVQ         AX, R9
+	LEAQ         (DI)(DI*2), R10
+	LEAQ         (R8)(DI*4), R11
+	LEAQ         (SI)(SI*2), R12
+	MOVQ         k+56(FP), R13
+	SHRQ         $0x05, R13
+
+gemmBF16Sx46_cols3:
+	VMOVDQU16 (R9), Z24
+	VMOVDQU16 (R9)(SI*1), Z25
+	VMOVDQU16 (R9)(SI*2), Z26
+	VMOVDQU16 (R9)(R12*1), Z27
+	VMOVDQU16 (R8), Z28
+	VMOVUPS   zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z0
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z1
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z2
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z3
+	VMOVDQU16   (R8)(DI*1), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z4
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z5
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z6
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z7
+	VMOVDQU16   (R8)(DI*2), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z8
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z9
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z10
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z11
+	VMOVDQU16   (R8)(R10*1), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z12
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z13
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z14
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z15
+	VMOVDQU16   (R11), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z16
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z17
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z18
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG        $0x40260262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z19
+	VMOVDQU16   (R11)(DI*1), Z28
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z24, Z30
+	LONG        $0x403e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z20
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z25, Z31
+	LONG        $0x40360262
+	WORD        $0xfc52
+	VFMADD231PS Z31, Z29, Z21
+	VMOVUPS     zeros<>+0(SB), Z30
+
+	// raw: VDPBF16PS Z28, Z26, Z30
+	LONG        $0x402e0262
+	WORD        $0xf452
+	VFMADD231PS Z30, Z29, Z22
+	VMOVUPS     zeros<>+0(SB), Z31
+
+	// raw: VDPBF16PS Z28, Z27, Z31
+	LONG         $0x40260262
+	WORD         $0xfc52
+	VFMADD231PS  Z31, Z29, Z23
+	ADDQ         $0x40, R9
+	ADDQ         $0x40, R8
+	ADDQ         $0x40, R11
+	DECQ         R13
+	JNZ          gemmBF16Sx46_cols3
+	VMOVUPS      Z0, (SP)
+	VMOVUPS      Z1, 64(SP)
+	VMOVUPS      Z2, 128(SP)
+	VMOVUPS      Z3, 192(SP)
+	VMOVUPS      Z4, 256(SP)
+	VMOVUPS      Z5, 320(SP)
+	VMOVUPS      Z6, 384(SP)
+	VMOVUPS      Z7, 448(SP)
+	VMOVUPS      Z8, 512(SP)
+	VMOVUPS      Z9, 576(SP)
+	VMOVUPS      Z10, 640(SP)
+	VMOVUPS      Z11, 704(SP)
+	VMOVUPS      Z12, 768(SP)
+	VMOVUPS      Z13, 832(SP)
+	VMOVUPS      Z14, 896(SP)
+	VMOVUPS      Z15, 960(SP)
+	VMOVUPS      Z16, 1024(SP)
+	VMOVUPS      Z17, 1088(SP)
+	VMOVUPS      Z18, 1152(SP)
+	VMOVUPS      Z19, 1216(SP)
+	VMOVUPS      Z20, 1280(SP)
+	VMOVUPS      Z21, 1344(SP)
+	VMOVUPS      Z22, 1408(SP)
+	VMOVUPS      Z23, 1472(SP)
+	MOVQ         DX, SI
+	MOVQ         ldd+8(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      (SP), Y0
+	VADDPS       32(SP), Y0, Y0
+	VMOVUPS      64(SP), Y1
+	VADDPS       96(SP), Y1, Y1
+	VMOVUPS      128(SP), Y2
+	VADDPS       160(SP), Y2, Y2
+	VMOVUPS      192(SP), Y3
+	VADDPS       224(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      256(SP), Y0
+	VADDPS       288(SP), Y0, Y0
+	VMOVUPS      320(SP), Y1
+	VADDPS       352(SP), Y1, Y1
+	VMOVUPS      384(SP), Y2
+	VADDPS       416(SP), Y2, Y2
+	VMOVUPS      448(SP), Y3
+	VADDPS       480(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      512(SP), Y0
+	VADDPS       544(SP), Y0, Y0
+	VMOVUPS      576(SP), Y1
+	VADDPS       608(SP), Y1, Y1
+	VMOVUPS      640(SP), Y2
+	VADDPS       672(SP), Y2, Y2
+	VMOVUPS      704(SP), Y3
+	VADDPS       736(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      768(SP), Y0
+	VADDPS       800(SP), Y0, Y0
+	VMOVUPS      832(SP), Y1
+	VADDPS       864(SP), Y1, Y1
+	VMOVUPS      896(SP), Y2
+	VADDPS       928(SP), Y2, Y2
+	VMOVUPS      960(SP), Y3
+	VADDPS       992(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      1024(SP), Y0
+	VADDPS       1056(SP), Y0, Y0
+	VMOVUPS      1088(SP), Y1
+	VADDPS       1120(SP), Y1, Y1
+	VMOVUPS      1152(SP), Y2
+	VADDPS       1184(SP), Y2, Y2
+	VMOVUPS      1216(SP), Y3
+	VADDPS       1248(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	VMOVUPS      1280(SP), Y0
+	VADDPS       1312(SP), Y0, Y0
+	VMOVUPS      1344(SP), Y1
+	VADDPS       1376(SP), Y1, Y1
+	VMOVUPS      1408(SP), Y2
+	VADDPS       1440(SP), Y2, Y2
+	VMOVUPS      1472(SP), Y3
+	VADDPS       1504(SP), Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (SI)
+	ADDQ         DI, SI
+	MOVQ         ldd+8(FP), SI
+	SHLQ         $0x02, SI
+	IMUL3Q       $0x06, SI, SI
+	ADDQ         SI, DX
+	MOVQ         ldx+24(FP), SI
+	IMUL3Q       $0x0c, SI, SI
+	ADDQ         SI, CX
+	SUBQ         $0x06, BX
+	JNZ          gemmBF16Sx46_tokens2
+	MOVQ         ldw+48(FP), CX
+	IMUL3Q       $0x08, CX, CX
+	ADDQ         CX, AX
+	MOVQ         dst+0(FP), CX
+	ADDQ         $0x10, CX
+	MOVQ         CX, dst+0(FP)
+	MOVQ         groups+64(FP), CX
+	DECQ         CX
+	MOVQ         CX, groups+64(FP)
+	JNZ          gemmBF16Sx46_group1
+	VZEROUPPER
+	RET

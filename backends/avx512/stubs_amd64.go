@@ -177,3 +177,128 @@ func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //
 //go:noescape
 func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// widenZH widens the n binary16 values at src (n a multiple of 8) to float32 at dst,
+// in the order of backends/avx2's widenH.
+//
+//go:noescape
+func widenZH(dst *float32, src *uint16, n int)
+
+// gemvZH4s computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w binary16, k a multiple of 8, x as it is;
+// each row exactly as backends/avx2's matvecHSpread sums it.
+//
+//go:noescape
+func gemvZH4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// gemvZH1 computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows (rows ≥ 1),
+// w binary16, k a multiple of 8, x as it is;
+// each row exactly as backends/avx2's matvecH sums it.
+//
+//go:noescape
+func gemvZH1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// widenZBF widens the n bfloat16 values at src (n a multiple of 8) to float32 at dst,
+// in the order of backends/avx2's widenBF.
+//
+//go:noescape
+func widenZBF(dst *float32, src *uint16, n int)
+
+// gemvZBF4s computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w bfloat16, k a multiple of 8, x as it is;
+// each row exactly as backends/avx2's matvecBFSpread sums it.
+//
+//go:noescape
+func gemvZBF4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// gemvZBF1 computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows (rows ≥ 1),
+// w bfloat16, k a multiple of 8, x as it is;
+// each row exactly as backends/avx2's matvecBF sums it.
+//
+//go:noescape
+func gemvZBF1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// widenZHM widens the n binary16 values at src (n a multiple of 8) to float32 at dst,
+// in the order of backends/avx2's widenHM.
+//
+//go:noescape
+func widenZHM(dst *float32, src *uint16, n int)
+
+// gemvZHM4s computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w binary16, k a multiple of 8, x arranged as avx2's arrangeX does for this order;
+// each row exactly as backends/avx2's matvecHMSpread sums it.
+//
+//go:noescape
+func gemvZHM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// gemvZHM1 computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows (rows ≥ 1),
+// w binary16, k a multiple of 8, x arranged as avx2's arrangeX does for this order;
+// each row exactly as backends/avx2's matvecHM sums it.
+//
+//go:noescape
+func gemvZHM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// widenZBFM widens the n bfloat16 values at src (n a multiple of 8) to float32 at dst,
+// in the order of backends/avx2's widenBFM.
+//
+//go:noescape
+func widenZBFM(dst *float32, src *uint16, n int)
+
+// gemvZBFM4s computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r = q·gap + b, q < 4, b < blocks
+// (blocks ≥ 1), w bfloat16, k a multiple of 8, x arranged as avx2's arrangeX does for this order;
+// each row exactly as backends/avx2's matvecBFMSpread sums it.
+//
+//go:noescape
+func gemvZBFM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
+
+// gemvZBFM1 computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] for r < rows (rows ≥ 1),
+// w bfloat16, k a multiple of 8, x arranged as avx2's arrangeX does for this order;
+// each row exactly as backends/avx2's matvecBFM sums it.
+//
+//go:noescape
+func gemvZBFM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
+
+// gemmBF16x4 computes, for r < 4·groups (groups ≥ 1), t < T and k ≥ 1,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],
+//
+// x and w bfloat16, with VDPBF16PS (AVX512_BF16): denormal inputs and partial sums
+// are taken as zero.
+//
+//go:noescape
+func gemmBF16x4(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+
+// gemmBF16x1 computes, for r < 1·groups (groups ≥ 1), t < T and k ≥ 1,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],
+//
+// x and w bfloat16, with VDPBF16PS (AVX512_BF16): denormal inputs and partial sums
+// are taken as zero.
+//
+//go:noescape
+func gemmBF16x1(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
+
+// gemvBF16x4s computes, for r = q·gap + g, q < 4, g < groups (groups ≥ 1), t < T and k ≥ 1,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],
+//
+// x and w bfloat16, with VDPBF16PS (AVX512_BF16): denormal inputs and partial sums
+// are taken as zero.
+//
+//go:noescape
+func gemvBF16x4s(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, gap int)
+
+// roundBF16 rounds the n float32 at x to bfloat16 at dst (n ≥ 0), bit for bit as
+// dtype.F32ToBF16.
+//
+//go:noescape
+func roundBF16(dst *uint16, x *float32, n int)
+
+// gemmBF16Sx46 computes, for r < 4·groups and t < T (T a multiple of 6, k of 32),
+//
+//	dst[t*ldd+r] = Σ_{b<k/32} scale·Σ_{32b≤i<32b+32} x[t*ldx+i]·w[r*ldw+i],
+//
+// x and w bfloat16, with VDPBF16PS (denormals flushed to zero), for measurements.
+//
+//go:noescape
+func gemmBF16Sx46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, scale float32)

@@ -46,6 +46,9 @@ func main() {
 		genGemmZMM("gemv4s", 4, 1, true, false)
 		genProbesZMM()
 		genQGemm(qgemmZMM)
+		genHalfZMM()
+		genBF16ZMM()
+		genGemmBF16Probe()
 		Generate()
 		return
 	}

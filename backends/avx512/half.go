@@ -1,0 +1,133 @@
+//go:build amd64 && !purego
+
+package avx512
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/lmrun/lmrun/backends/avx2"
+	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/kernels"
+)
+
+// halfChunk is how many rows of an f16 or bf16 matrix a product with T > 1 widens to
+// float32 at a time before the f32 GEMM multiplies them with every token.
+const halfChunk = 16
+
+// halfScratch is the scratch matMulHalf needs: for T > 1 a chunk of widened rows and
+// every token of x in the rows' column order, for T = 1 the arranged x.
+func halfScratch(T, cols int) int {
+	if T == 1 {
+		return cols
+	}
+	return (halfChunk + T) * cols
+}
+
+// matMulHalf is MatMul for f16 and bf16 weights (Cols ≥ 8). Each row is summed in the
+// column order backends/avx2 takes it in (avx2.HalfOrderOf: the columns as they are,
+// or its mix kernels' order), with the same accumulators, so the results are avx2's bit
+// for bit, whatever T and the row range. T = 1 widens 16 halves at a time as they are
+// loaded (VCVTPH2PS, or VPMOVZXWD and a shift for bf16; a VPERMPS for the columns the
+// order takes even then odd) and multiplies them with x, arranged in that order in
+// scratch: gemvZ*4s over the four quarters of the rows (four long streams), gemvZ*1
+// for the rows%4 left over. T > 1 widens halfChunk rows at a time into scratch in that
+// order (widenZ*) and runs the f32 GEMM (gemmRows) on them with x arranged to match.
+// Either way the last Cols%8 columns and the bias are added after, in order, as avx2
+// does (avx2.AddHalfTail).
+func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
+	if r0 >= r1 || T <= 0 {
+		return
+	}
+	n := w.Cols
+	if r0 < 0 || r1 > w.Rows || len(w.Data) < 2*w.Rows*n || ld < r1 || len(x) < T*n ||
+		len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
+		panic(fmt.Sprintf("avx512: MatMul %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(x)=%d len(dst)=%d len(bias)=%d",
+			w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(x), len(dst), len(bias)))
+	}
+	need := halfScratch(T, n)
+	if len(scratch) < need {
+		panic(fmt.Sprintf("avx512: MatMul needs %d floats of scratch, got %d", need, len(scratch)))
+	}
+	n8 := n &^ 7
+	o := avx2.HalfOrderOf(w)
+	wh := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2)
+	if T == 1 {
+		xo := x
+		if o != avx2.HalfPlain {
+			xo = scratch[:n8]
+			avx2.ArrangeHalfX(o, xo, x[:n8])
+		}
+		halfRowsT1(dst, xo, wh, n, n8, r0, r1, w.DType == dtype.BF16, o)
+	} else {
+		nb := min(halfChunk, r1-r0) * n
+		buf, xo, ldx := scratch[:nb], x, n
+		if o != avx2.HalfPlain {
+			xp := scratch[nb : nb+T*n8]
+			for t := 0; t < T; t++ {
+				avx2.ArrangeHalfX(o, xp[t*n8:(t+1)*n8], x[t*n:t*n+n8])
+			}
+			xo, ldx = xp, n8
+		}
+		for a := r0; a < r1; a += halfChunk {
+			b := min(a+halfChunk, r1)
+			for r := a; r < b; r++ {
+				widenRow(&buf[(r-a)*n], &wh[r*n], n8, w.DType == dtype.BF16, o)
+			}
+			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a)
+		}
+	}
+	if n8 < n || bias != nil {
+		for t := 0; t < T; t++ {
+			avx2.AddHalfTail(dst[t*ld:], x[t*n:(t+1)*n], w, bias, r0, r1)
+		}
+	}
+}
+
+// widenRow widens the first n8 halves at src to float32 at dst in the order o.
+func widenRow(dst *float32, src *uint16, n8 int, bf16 bool, o avx2.HalfOrder) {
+	switch {
+	case o == avx2.HalfMixBF:
+		widenZBFM(dst, src, n8)
+	case o == avx2.HalfMixH:
+		widenZHM(dst, src, n8)
+	case bf16:
+		widenZBF(dst, src, n8)
+	default:
+		widenZH(dst, src, n8)
+	}
+}
+
+// halfRowsT1 computes dst[r], r0 ≤ r < r1, over the first n8 columns of the half rows
+// wh (n halves each) for x arranged in the order o: the four quarters of the rows as
+// four streams, then the rows%4 left over.
+func halfRowsT1(dst, x []float32, wh []uint16, n, n8, r0, r1 int, bf16 bool, o avx2.HalfOrder) {
+	q := (r1 - r0) / 4
+	if q > 0 {
+		d, w := &dst[r0], &wh[r0*n]
+		switch {
+		case o == avx2.HalfMixBF:
+			gemvZBFM4s(d, &x[0], w, n, n8, q, q)
+		case o == avx2.HalfMixH:
+			gemvZHM4s(d, &x[0], w, n, n8, q, q)
+		case bf16:
+			gemvZBF4s(d, &x[0], w, n, n8, q, q)
+		default:
+			gemvZH4s(d, &x[0], w, n, n8, q, q)
+		}
+	}
+	if rem := r1 - r0 - 4*q; rem > 0 {
+		a := r0 + 4*q
+		d, w := &dst[a], &wh[a*n]
+		switch {
+		case o == avx2.HalfMixBF:
+			gemvZBFM1(d, &x[0], w, n, n8, rem)
+		case o == avx2.HalfMixH:
+			gemvZHM1(d, &x[0], w, n, n8, rem)
+		case bf16:
+			gemvZBF1(d, &x[0], w, n, n8, rem)
+		default:
+			gemvZH1(d, &x[0], w, n, n8, rem)
+		}
+	}
+}
