@@ -12,7 +12,9 @@
 // token) product exactly as backends/avx2 does — the even and odd 8-vectors of each 16
 // columns in the low and high halves of one accumulator, avx2's whole 8-vector and
 // masked tail in one masked step, the halves added and reduced pairwise as avx2 does —
-// so its results equal avx2's bit for bit, for every T, shape and row split. Every other
+// so its results equal avx2's bit for bit, for every T, shape and row split. At T = 7, 8
+// rows too long for the inputs to stay in L1 go in parts of the columns, the
+// accumulators kept in memory between the parts, which changes no sum. Every other
 // kernel (and MatMul on other weight types) is backends/avx2's.
 package avx512
 
