@@ -42,7 +42,6 @@ type pass struct {
 	// The parallel steps of a pass, kept here so running them allocates nothing.
 	mmTask   matmulTask
 	attnTask attnTask
-	actTask  actTask
 	normTask normTask
 }
 
@@ -220,12 +219,10 @@ func (p *pass) forward(segs []segment, all []float32) {
 		}
 		ff := c.FFNDim
 		if c.Activation == model.SwiGLU {
-			p.matmul(in, T, mm{p.hb, ff, l.gate, l.bgate}, mm{p.hb2, ff, l.up, l.bup})
+			p.matmulAct(in, T, mm{p.hb, ff, l.gate, l.bgate}, mm{p.hb2, ff, l.up, l.bup})
 		} else {
-			p.matmul(in, T, mm{p.hb, ff, l.up, l.bup})
+			p.matmulAct(in, T, mm{p.hb, ff, l.up, l.bup})
 		}
-		p.actTask = actTask{p: p}
-		m.pool.Run(T, 1, &p.actTask)
 		p.matmul(p.hb, T, mm{p.out, dim, l.down, l.bdown})
 		kern.Add(p.x[:T*dim], p.out[:T*dim])
 		if c.PostNorm {
@@ -299,7 +296,9 @@ type mm struct {
 }
 
 // matmulTask runs up to three products that share their input in one pool pass, rows
-// split across threads.
+// split across threads: the rows of all the products one after the other, or, with
+// act, the rows the products have alike (the feed-forward's gate and up), each range of
+// them through every product and then the activation.
 type matmulTask struct {
 	p   *pass
 	x   []float32
@@ -309,24 +308,36 @@ type matmulTask struct {
 	T   int
 	ops [3]mm
 	n   int
+	act bool
 }
 
 func (k *matmulTask) Do(w, lo, hi int) {
+	if k.act {
+		for _, o := range k.ops[:k.n] {
+			k.run(w, o, lo, hi)
+		}
+		k.p.activate(k.T, lo, hi)
+		return
+	}
 	base := 0
-	sc := k.p.scratch[w]
-	m := k.p.m
 	for _, o := range k.ops[:k.n] {
 		r0, r1 := max(lo-base, 0), min(hi-base, o.w.Rows)
 		if r0 < r1 {
-			if xq := k.activations(o.w.DType); xq != nil {
-				m.q8.MatMulQ8(o.dst, o.ld, xq, k.T, o.w, o.bias, r0, r1, sc)
-			} else if o.w.DType == dtype.BF16 && k.xbf != nil {
-				m.bf16.MatMulBF16(o.dst, o.ld, k.xbf, k.T, o.w, o.bias, r0, r1, sc)
-			} else {
-				m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1, sc)
-			}
+			k.run(w, o, r0, r1)
 		}
 		base += o.w.Rows
+	}
+}
+
+// run computes rows [r0, r1) of product o on thread w.
+func (k *matmulTask) run(w int, o mm, r0, r1 int) {
+	m := k.p.m
+	if xq := k.activations(o.w.DType); xq != nil {
+		m.q8.MatMulQ8(o.dst, o.ld, xq, k.T, o.w, o.bias, r0, r1, k.p.scratch[w])
+	} else if o.w.DType == dtype.BF16 && k.xbf != nil {
+		m.bf16.MatMulBF16(o.dst, o.ld, k.xbf, k.T, o.w, o.bias, r0, r1, k.p.scratch[w])
+	} else {
+		m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1, k.p.scratch[w])
 	}
 }
 
@@ -346,11 +357,22 @@ func (k *matmulTask) activations(dt dtype.DType) []byte {
 // q8 path: q8_0 and q4_0 (q8_0 activations) and the k-quants (q8_k activations).
 func blockQuantized(dt dtype.DType) bool { return dt == dtype.Q8_0 || dt == dtype.Q4_0 || dt.KQuant() }
 
-// matmul computes the products ops (at most three) of the T rows of x. Rows are handed
-// out in multiples of 16 so a SIMD kernel sees whole tiles.
-func (p *pass) matmul(x []float32, T int, ops ...mm) {
+// matmulGrain is the rows a thread's range of a product is a multiple of (but for the
+// last range): a multiple of 16 and of every SIMD backend's tile rows (3, 4, 6, 8), so
+// that the kernels see whole tiles.
+const matmulGrain = 48
+
+// matmul computes the products ops (at most three) of the T rows of x.
+func (p *pass) matmul(x []float32, T int, ops ...mm) { p.matmulOps(x, T, false, ops) }
+
+// matmulAct computes the products ops of the feed-forward's input x — up, or gate and
+// up (into hb, hb2) — and applies the activation to hb, in one pool pass: each thread
+// takes a range of the rows through every product and then the activation.
+func (p *pass) matmulAct(x []float32, T int, ops ...mm) { p.matmulOps(x, T, true, ops) }
+
+func (p *pass) matmulOps(x []float32, T int, act bool, ops []mm) {
 	k := &p.mmTask
-	k.p, k.x, k.T, k.xq, k.xqK, k.xbf = p, x, T, nil, nil, nil
+	k.p, k.x, k.T, k.xq, k.xqK, k.xbf, k.act = p, x, T, nil, nil, nil, act
 	k.n = copy(k.ops[:], ops)
 	if p.observe != nil {
 		p.obsNames = p.obsNames[:0]
@@ -363,6 +385,9 @@ func (p *pass) matmul(x []float32, T int, ops ...mm) {
 	total := 0
 	for _, o := range ops {
 		total += o.w.Rows
+	}
+	if act {
+		total = ops[0].w.Rows // gate and up have the same rows
 	}
 	// Block-quantized weights take activations quantized once per product (q8_0 blocks
 	// for q8_0 and q4_0, q8_k super-blocks for the k-quants, as llama.cpp does), unless the
@@ -403,7 +428,7 @@ func (p *pass) matmul(x []float32, T int, ops ...mm) {
 			}
 		}
 	}
-	p.m.pool.Run(total, 16, k)
+	p.m.pool.Run(total, matmulGrain, k)
 }
 
 // stageRing appends a segment's keys and values k and v (T rows) to local layer li's
@@ -482,22 +507,22 @@ func (a *attnTask) Do(w, lo, hi int) {
 	}
 }
 
-// actTask applies the feed-forward activation to rows [lo, hi) of hb.
-type actTask struct{ p *pass }
-
-func (a *actTask) Do(_, lo, hi int) {
-	p := a.p
+// activate applies the feed-forward activation to columns [lo, hi) of the T rows of hb
+// (SwiGLU: with those of hb2).
+func (p *pass) activate(T, lo, hi int) {
 	kern, ff := p.m.kern, p.m.cfg.FFNDim
-	h := p.hb[lo*ff : hi*ff]
-	switch p.m.cfg.Activation {
-	case model.SwiGLU:
-		kern.SwiGLU(h, p.hb2[lo*ff:hi*ff])
-	case model.GELUTanh:
-		kern.GELU(h)
-	case model.GELU:
-		kern.GELUErf(h)
-	case model.ReLU:
-		kern.ReLU(h)
+	for t := 0; t < T; t++ {
+		h := p.hb[t*ff+lo : t*ff+hi]
+		switch p.m.cfg.Activation {
+		case model.SwiGLU:
+			kern.SwiGLU(h, p.hb2[t*ff+lo:t*ff+hi])
+		case model.GELUTanh:
+			kern.GELU(h)
+		case model.GELU:
+			kern.GELUErf(h)
+		case model.ReLU:
+			kern.ReLU(h)
+		}
 	}
 }
 

@@ -48,9 +48,10 @@ func (k Kernels) ScratchSize(T, cols int) int {
 
 // MatMul implements kernels.Kernels. On float32 weights it runs the 16-lane
 // register-tiled micro-kernels over blocks of rows and all T tokens (see tiles:
-// 8 rows × 2 tokens for T = 2 up to 3 rows × 8 tokens for T = 7, 8, and 4 × 6 for
-// T ≥ 9), gemm1x8 for the rows left over, and for T = 1 gemv4s, four rows a quarter
-// of the matrix apart (four long streams for the prefetchers). Each (row, token) sum is taken exactly as avx2's
+// 8 rows × 2 tokens for T = 2 up to 3 rows × 8 tokens for T = 7, 8 — over parts of
+// long rows, gemmParts — and 4 × 6 for T ≥ 9), gemm1x8 for the rows left over, and for
+// T = 1 gemv4s, four rows a quarter of the matrix apart (four long streams for the
+// prefetchers). Each (row, token) sum is taken exactly as avx2's
 // MatMul takes it, so the results are avx2's bit for bit — in particular a token's
 // results do not depend on T nor on the row split. f16 and bf16 weights (Cols ≥ 8) go
 // to matMulHalf, other weight types to avx2.
@@ -94,17 +95,20 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 type tile struct {
 	rows, tokens int
 	f            func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+	// parts: for long rows gemmParts, which runs gemm3x8p, f over parts of the columns
+	// (called directly, so that its accumulators stay on the stack).
+	parts bool
 }
 
 // tiles picks the micro-kernel for T tokens (index min(T, 9)): as many accumulators
 // as fit, with as many rows as the tokens leave room for. Each prefetches the next
 // group's rows as it goes (a 1.7× gain at T = 8 on weights from DRAM).
 var tiles = [10]tile{
-	2: {8, 2, gemm8x2},
-	3: {6, 4, gemm6x4}, 4: {6, 4, gemm6x4},
-	5: {4, 6, gemm4x6}, 6: {4, 6, gemm4x6},
-	7: {3, 8, gemm3x8}, 8: {3, 8, gemm3x8},
-	9: {4, 6, gemm4x6},
+	2: {8, 2, gemm8x2, false},
+	3: {6, 4, gemm6x4, false}, 4: {6, 4, gemm6x4, false},
+	5: {4, 6, gemm4x6, false}, 6: {4, 6, gemm4x6, false},
+	7: {3, 8, gemm3x8, true}, 8: {3, 8, gemm3x8, true},
+	9: {4, 6, gemm4x6, false},
 }
 
 // chunkBytes bounds the weight rows one pass over the token blocks takes when T is more
@@ -130,6 +134,8 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 		r = tl.rows * g
 		switch {
 		case g == 0:
+		case T <= tl.tokens && tl.parts && 4*T*k > 2*partInputBytes:
+			gemmParts(dst, ld, x, ldx, T, w, ldw, k, bias, g)
 		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
 		default:
@@ -146,6 +152,42 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 	}
 	if r < rows {
 		gemm1x8(&dst[r], ld, &x[0], ldx, T, &w[r*ldw], ldw, k, at(bias, r), rows-r)
+	}
+}
+
+// partInputBytes is about the inputs (T rows of a part of the columns) a tile takes in
+// one pass when all T rows would be more than twice that: then they would not stay in
+// L1 next to the weights streaming through (8 tokens of 1536 columns are 48 KiB, all of
+// L1), and every input load, 8 of the 11 per 16 columns, would come from L2.
+const partInputBytes = 16 << 10
+
+// partGroups is how many groups of rows gemmParts takes through the column parts
+// together: their accumulators (1.5 KiB a group at T = 8) stay in L1 between parts.
+const partGroups = 8
+
+// gemmParts is gemm3x8 (T ≤ 8) on g groups of rows when the T inputs of k columns are
+// more than L1 holds: partGroups groups at a time go over the columns in parts whose
+// inputs fit, each part's accumulators left in memory for the next one (gemm3x8p), the
+// last part reducing them as gemm3x8 does. An accumulator is only stored and loaded
+// again between the parts, and the parts are whole 16-column steps, so every sum is
+// taken exactly as gemm3x8 takes it.
+func gemmParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int) {
+	var acc [partGroups * 8 * 3 * 16]float32 // partGroups groups of T ≤ 8 tokens × 3 rows
+	cols := partInputBytes / (4 * T) &^ 15
+	for g0 := 0; g0 < g; g0 += partGroups {
+		n, r0 := min(partGroups, g-g0), 3*g0
+		for c0 := 0; c0 < k; c0 += cols {
+			flags, kk := 0, cols
+			if c0 > 0 {
+				flags |= 1 // start from the accumulators of the parts before
+			}
+			if c0+cols < k {
+				flags |= 2 // leave the accumulators for the next part
+			} else {
+				kk = k - c0
+			}
+			gemm3x8p(&dst[r0], ld, &x[c0], ldx, T, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+		}
 	}
 }
 

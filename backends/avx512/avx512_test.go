@@ -85,17 +85,24 @@ func TestMatMulLongRowsEqualAVX2(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	var a5 Kernels
 	var a2 avx2.Kernels
-	for _, sh := range [][2]int{{1025, 101}, {2048, 97}, {1536 + 9, 50}} {
+	// T = 7, 8 with 4·T·cols past 2·partInputBytes go through gemmParts: parts of a
+	// whole number of 16-column steps, the last one shorter, or short of 8 columns, and
+	// more groups of rows than partGroups.
+	for _, sh := range [][2]int{{1025, 101}, {2048, 97}, {1536 + 9, 50}, {1536, 75}, {2048 + 5, 40}, {4096 + 13, 7}} {
 		n, rows := sh[0], sh[1]
 		w := &kernels.Mat{DType: dtype.F32, Rows: rows, Cols: n, F32: randSlice(r, rows*n)}
 		bias := randSlice(r, rows)
-		for _, T := range []int{2, 3, 5, 8, 9, 13} {
+		for _, T := range []int{2, 3, 5, 7, 8, 9, 13} {
 			x := randSlice(r, T*n)
-			for _, rr := range [][2]int{{0, rows}, {7, rows - 3}} {
+			for _, rr := range [][2]int{{0, rows}, {7, rows - 3}, {1, 2}} {
 				want := make([]float32, T*rows)
 				got := make([]float32, T*rows)
-				a2.MatMul(want, rows, x, T, w, bias, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
-				a5.MatMul(got, rows, x, T, w, bias, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
+				b := bias
+				if T%2 == 0 {
+					b = nil
+				}
+				a2.MatMul(want, rows, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
+				a5.MatMul(got, rows, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
 				for i := range want {
 					if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
 						t.Fatalf("cols %d rows %d T %d rows [%d,%d): dst[%d] = %v, avx2 %v", n, rows, T, rr[0], rr[1], i, got[i], want[i])
@@ -276,6 +283,23 @@ func TestMatMulHalfAllocatesNothing(t *testing.T) {
 					t.Errorf("%v, T=%d, %d columns: %v allocations per product", dt, T, cols, n)
 				}
 			}
+		}
+	}
+}
+
+// TestMatMulAllocatesNothing checks the f32 products allocate nothing, in particular
+// gemmParts' accumulators (T = 8 on long rows) stay on the stack.
+func TestMatMulAllocatesNothing(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	var a5 Kernels
+	for _, sh := range [][3]int{{1536, 75, 8}, {576, 30, 8}, {2048, 20, 1}, {1536, 40, 13}} {
+		n, rows, T := sh[0], sh[1], sh[2]
+		w := &kernels.Mat{DType: dtype.F32, Rows: rows, Cols: n, F32: randSlice(r, rows*n)}
+		x, dst := randSlice(r, T*n), make([]float32, T*rows)
+		sc := make(kernels.Scratch, a5.ScratchSize(T, n))
+		if a := testing.AllocsPerRun(5, func() { a5.MatMul(dst, rows, x, T, w, nil, 0, rows, sc) }); a != 0 {
+			t.Errorf("cols %d rows %d T %d: %v allocations per MatMul", n, rows, T, a)
 		}
 	}
 }

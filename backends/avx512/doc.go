@@ -12,7 +12,9 @@
 // token) product exactly as backends/avx2 does — the even and odd 8-vectors of each 16
 // columns in the low and high halves of one accumulator, avx2's whole 8-vector and
 // masked tail in one masked step, the halves added and reduced pairwise as avx2 does —
-// so its results equal avx2's bit for bit, for every T, shape and row split. MatMul on
+// so its results equal avx2's bit for bit, for every T, shape and row split. At T = 7, 8
+// rows too long for the inputs to stay in L1 go in parts of the columns, the
+// accumulators kept in memory between the parts, which changes no sum. MatMul on
 // f16 and bf16 weights sums each row in avx2's column order with the same accumulators
 // (16 halves widened at a time by VCVTPH2PS, or a shift for bf16, as they are loaded for
 // T = 1; rows widened to float32 in scratch for the GEMM above for T > 1), so it too

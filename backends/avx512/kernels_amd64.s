@@ -27,8 +27,8 @@ DATA zeros<>+56(SB)/8, $0x0000000000000000
 GLOBL zeros<>(SB), RODATA|NOPTR, $64
 
 // func gemm8x2(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·gemm8x2(SB), $1072-80
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·gemm8x2(SB), $48-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -62,27 +62,28 @@ gemm8x2_tokens2:
 	LEAQ    (DI)(BX*4), R8
 	LEAQ    (BX)(BX*2), R9
 	LEAQ    (R8)(BX*4), R10
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
 	VMOVUPS zeros<>+0(SB), Z15
+	VMOVAPS Z15, Z0
+	VMOVAPS Z15, Z1
+	VMOVAPS Z15, Z2
+	VMOVAPS Z15, Z3
+	VMOVAPS Z15, Z4
+	VMOVAPS Z15, Z5
+	VMOVAPS Z15, Z6
+	VMOVAPS Z15, Z7
+	VMOVAPS Z15, Z8
+	VMOVAPS Z15, Z9
+	VMOVAPS Z15, Z10
+	VMOVAPS Z15, Z11
+	VMOVAPS Z15, Z12
+	VMOVAPS Z15, Z13
+	VMOVAPS Z15, Z14
+	VMOVAPS Z15, Z15
 	MOVQ    k+56(FP), R11
 	SHRQ    $0x04, R11
-	JZ      gemm8x2_tail5
+	JZ      gemm8x2_tail7
 
-gemm8x2_cols4:
+gemm8x2_cols6:
 	VMOVUPS     (DX), Z16
 	VMOVUPS     (DX)(BX*1), Z17
 	VMOVUPS     (DX)(BX*2), Z18
@@ -123,21 +124,21 @@ gemm8x2_cols4:
 	ADDQ        $0x40, DX
 	ADDQ        $0x40, DI
 	DECQ        R11
-	JNZ         gemm8x2_cols4
+	JNZ         gemm8x2_cols6
 
-gemm8x2_tail5:
+gemm8x2_tail7:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm8x2_reduce6
+	JZ    gemm8x2_reduce8
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm8x2_whole7
+	JGE   gemm8x2_whole9
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 	ADDQ  $-32, DI
 
-gemm8x2_whole7:
+gemm8x2_whole9:
 	VMOVUPS.Z   (DX), K1, Z16
 	VMOVUPS.Z   (DX)(BX*1), K1, Z17
 	VMOVUPS.Z   (DX)(BX*2), K1, Z18
@@ -165,110 +166,118 @@ gemm8x2_whole7:
 	VFMADD231PS Z24, Z22, K1, Z13
 	VFMADD231PS Z24, Z23, K1, Z15
 
-gemm8x2_reduce6:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z2, 112(SP)
-	VMOVUPS      Z4, 176(SP)
-	VMOVUPS      Z6, 240(SP)
-	VMOVUPS      Z8, 304(SP)
-	VMOVUPS      Z10, 368(SP)
-	VMOVUPS      Z12, 432(SP)
-	VMOVUPS      Z14, 496(SP)
-	VMOVUPS      Z1, 560(SP)
-	VMOVUPS      Z3, 624(SP)
-	VMOVUPS      Z5, 688(SP)
-	VMOVUPS      Z7, 752(SP)
-	VMOVUPS      Z9, 816(SP)
-	VMOVUPS      Z11, 880(SP)
-	VMOVUPS      Z13, 944(SP)
-	VMOVUPS      Z15, 1008(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VMOVUPS      304(SP), Y4
-	VADDPS       336(SP), Y4, Y4
-	VMOVUPS      368(SP), Y5
-	VADDPS       400(SP), Y5, Y5
-	VMOVUPS      432(SP), Y6
-	VADDPS       464(SP), Y6, Y6
-	VMOVUPS      496(SP), Y7
-	VADDPS       528(SP), Y7, Y7
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm8x2_nobias8
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
-
-gemm8x2_nobias8:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y7, Y6, Y6
-	VHADDPS      Y6, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm8x2_nobias9
-	ADDQ         8(SP), DX
-	VADDPS       16(DX), X4, X4
-
-gemm8x2_nobias9:
-	VMOVUPS      X4, 16(AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VMOVUPS      816(SP), Y4
-	VADDPS       848(SP), Y4, Y4
-	VMOVUPS      880(SP), Y5
-	VADDPS       912(SP), Y5, Y5
-	VMOVUPS      944(SP), Y6
-	VADDPS       976(SP), Y6, Y6
-	VMOVUPS      1008(SP), Y7
-	VADDPS       1040(SP), Y7, Y7
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm8x2_nobias10
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
-
-gemm8x2_nobias10:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y7, Y6, Y6
-	VHADDPS      Y6, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm8x2_nobias11
-	ADDQ         8(SP), CX
-	VADDPS       16(CX), X4, X4
+gemm8x2_reduce8:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y2
+	VADDPS        Y2, Y4, Y2
+	VEXTRACTF32X8 $0x01, Z6, Y4
+	VADDPS        Y4, Y6, Y4
+	VEXTRACTF32X8 $0x01, Z8, Y6
+	VADDPS        Y6, Y8, Y6
+	VEXTRACTF32X8 $0x01, Z10, Y8
+	VADDPS        Y8, Y10, Y8
+	VEXTRACTF32X8 $0x01, Z12, Y10
+	VADDPS        Y10, Y12, Y10
+	VEXTRACTF32X8 $0x01, Z14, Y12
+	VADDPS        Y12, Y14, Y12
+	VSHUFPS       $0x88, Y0, Y16, Y14
+	VSHUFPS       $0xdd, Y0, Y16, Y0
+	VADDPS        Y0, Y14, Y16
+	VSHUFPS       $0x88, Y4, Y2, Y0
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y16, Y0
+	VSHUFPS       $0xdd, Y2, Y16, Y2
+	VADDPS        Y2, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X0
+	VADDPS        X0, X16, X16
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm8x2_nobias11
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X16, X16
 
 gemm8x2_nobias11:
+	VMOVUPS       X16, (AX)
+	VSHUFPS       $0x88, Y8, Y6, Y0
+	VSHUFPS       $0xdd, Y8, Y6, Y2
+	VADDPS        Y2, Y0, Y6
+	VSHUFPS       $0x88, Y12, Y10, Y0
+	VSHUFPS       $0xdd, Y12, Y10, Y2
+	VADDPS        Y2, Y0, Y10
+	VSHUFPS       $0x88, Y10, Y6, Y0
+	VSHUFPS       $0xdd, Y10, Y6, Y2
+	VADDPS        Y2, Y0, Y6
+	VEXTRACTF32X4 $0x01, Y6, X0
+	VADDPS        X0, X6, X6
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm8x2_nobias12
+	ADDQ          8(SP), DX
+	VADDPS        16(DX), X6, X6
+
+gemm8x2_nobias12:
+	VMOVUPS       X6, 16(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF32X8 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VEXTRACTF32X8 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VEXTRACTF32X8 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VEXTRACTF32X8 $0x01, Z15, Y7
+	VADDPS        Y7, Y15, Y7
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm8x2_nobias13
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm8x2_nobias13:
+	VMOVUPS       X0, (AX)
+	VSHUFPS       $0x88, Y5, Y4, Y0
+	VSHUFPS       $0xdd, Y5, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VSHUFPS       $0x88, Y7, Y6, Y0
+	VSHUFPS       $0xdd, Y7, Y6, Y1
+	VADDPS        Y1, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y4, Y0
+	VSHUFPS       $0xdd, Y6, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm8x2_nobias14
+	ADDQ          8(SP), CX
+	VADDPS        16(CX), X4, X4
+
+gemm8x2_nobias14:
 	VMOVUPS X4, 16(AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -283,7 +292,7 @@ gemm8x2_nobias11:
 
 gemm8x2_tokens_done3:
 	CMPQ 40(SP), $0x01
-	JL   gemm8x2_skip12
+	JL   gemm8x2_skip15
 
 	// 8 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -297,19 +306,20 @@ gemm8x2_tokens_done3:
 	LEAQ    (SI)(DX*4), DI
 	LEAQ    (DX)(DX*2), R8
 	LEAQ    (DI)(DX*4), R9
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
 	VMOVUPS zeros<>+0(SB), Z7
+	VMOVAPS Z7, Z0
+	VMOVAPS Z7, Z1
+	VMOVAPS Z7, Z2
+	VMOVAPS Z7, Z3
+	VMOVAPS Z7, Z4
+	VMOVAPS Z7, Z5
+	VMOVAPS Z7, Z6
+	VMOVAPS Z7, Z7
 	MOVQ    k+56(FP), R10
 	SHRQ    $0x04, R10
-	JZ      gemm8x2_tail14
+	JZ      gemm8x2_tail19
 
-gemm8x2_cols13:
+gemm8x2_cols18:
 	VMOVUPS     (CX), Z8
 	VMOVUPS     (CX)(DX*1), Z9
 	VMOVUPS     (CX)(DX*2), Z10
@@ -341,21 +351,21 @@ gemm8x2_cols13:
 	ADDQ        $0x40, CX
 	ADDQ        $0x40, SI
 	DECQ        R10
-	JNZ         gemm8x2_cols13
+	JNZ         gemm8x2_cols18
 
-gemm8x2_tail14:
+gemm8x2_tail19:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm8x2_reduce15
+	JZ    gemm8x2_reduce20
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm8x2_whole16
+	JGE   gemm8x2_whole21
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 	ADDQ  $-32, SI
 
-gemm8x2_whole16:
+gemm8x2_whole21:
 	VMOVUPS.Z   (CX), K1, Z8
 	VMOVUPS.Z   (CX)(DX*1), K1, Z9
 	VMOVUPS.Z   (CX)(DX*2), K1, Z10
@@ -374,60 +384,64 @@ gemm8x2_whole16:
 	VFMADD231PS Z16, Z14, K1, Z6
 	VFMADD231PS Z16, Z15, K1, Z7
 
-gemm8x2_reduce15:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VMOVUPS      304(SP), Y4
-	VADDPS       336(SP), Y4, Y4
-	VMOVUPS      368(SP), Y5
-	VADDPS       400(SP), Y5, Y5
-	VMOVUPS      432(SP), Y6
-	VADDPS       464(SP), Y6, Y6
-	VMOVUPS      496(SP), Y7
-	VADDPS       528(SP), Y7, Y7
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm8x2_nobias17
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm8x2_reduce20:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VEXTRACTF32X8 $0x01, Z4, Y3
+	VADDPS        Y3, Y4, Y3
+	VEXTRACTF32X8 $0x01, Z5, Y4
+	VADDPS        Y4, Y5, Y4
+	VEXTRACTF32X8 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X8 $0x01, Z7, Y6
+	VADDPS        Y6, Y7, Y6
+	VSHUFPS       $0x88, Y0, Y8, Y7
+	VSHUFPS       $0xdd, Y0, Y8, Y0
+	VADDPS        Y0, Y7, Y8
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y8, Y0
+	VSHUFPS       $0xdd, Y1, Y8, Y1
+	VADDPS        Y1, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X8
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm8x2_nobias23
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X8, X8
 
-gemm8x2_nobias17:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y7, Y6, Y6
-	VHADDPS      Y6, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm8x2_nobias18
-	ADDQ         8(SP), CX
-	VADDPS       16(CX), X4, X4
+gemm8x2_nobias23:
+	VMOVUPS       X8, (AX)
+	VSHUFPS       $0x88, Y4, Y3, Y0
+	VSHUFPS       $0xdd, Y4, Y3, Y1
+	VADDPS        Y1, Y0, Y3
+	VSHUFPS       $0x88, Y6, Y5, Y0
+	VSHUFPS       $0xdd, Y6, Y5, Y1
+	VADDPS        Y1, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y3, Y0
+	VSHUFPS       $0xdd, Y5, Y3, Y1
+	VADDPS        Y1, Y0, Y3
+	VEXTRACTF32X4 $0x01, Y3, X0
+	VADDPS        X0, X3, X3
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm8x2_nobias24
+	ADDQ          8(SP), CX
+	VADDPS        16(CX), X3, X3
 
-gemm8x2_nobias18:
-	VMOVUPS X4, 16(AX)
+gemm8x2_nobias24:
+	VMOVUPS X3, 16(AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
 	IMUL3Q  $0x01, AX, AX
@@ -438,7 +452,7 @@ gemm8x2_nobias18:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x01, 40(SP)
 
-gemm8x2_skip12:
+gemm8x2_skip15:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x20, 8(SP)
@@ -450,8 +464,8 @@ gemm8x2_skip12:
 	RET
 
 // func gemm6x4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·gemm6x4(SB), $1584-80
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·gemm6x4(SB), $48-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -486,35 +500,36 @@ gemm6x4_tokens2:
 	LEAQ    (R8)(SI*4), R9
 	LEAQ    (SI)(SI*2), R10
 	LEAQ    (R9)(SI*4), R11
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
-	VMOVUPS zeros<>+0(SB), Z15
-	VMOVUPS zeros<>+0(SB), Z16
-	VMOVUPS zeros<>+0(SB), Z17
-	VMOVUPS zeros<>+0(SB), Z18
-	VMOVUPS zeros<>+0(SB), Z19
-	VMOVUPS zeros<>+0(SB), Z20
-	VMOVUPS zeros<>+0(SB), Z21
-	VMOVUPS zeros<>+0(SB), Z22
 	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
 	MOVQ    k+56(FP), R12
 	SHRQ    $0x04, R12
-	JZ      gemm6x4_tail5
+	JZ      gemm6x4_tail7
 
-gemm6x4_cols4:
+gemm6x4_cols6:
 	VMOVUPS     (BX), Z24
 	VMOVUPS     (BX)(SI*1), Z25
 	VMOVUPS     (BX)(SI*2), Z26
@@ -561,21 +576,21 @@ gemm6x4_cols4:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, R8
 	DECQ        R12
-	JNZ         gemm6x4_cols4
+	JNZ         gemm6x4_cols6
 
-gemm6x4_tail5:
+gemm6x4_tail7:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm6x4_reduce6
+	JZ    gemm6x4_reduce8
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm6x4_whole7
+	JGE   gemm6x4_whole9
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, R8
 
-gemm6x4_whole7:
+gemm6x4_whole9:
 	VMOVUPS.Z   (BX), K1, Z24
 	VMOVUPS.Z   (BX)(SI*1), K1, Z25
 	VMOVUPS.Z   (BX)(SI*2), K1, Z26
@@ -611,192 +626,216 @@ gemm6x4_whole7:
 	VFMADD231PS Z30, Z28, K1, Z19
 	VFMADD231PS Z30, Z29, K1, Z23
 
-gemm6x4_reduce6:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z4, 112(SP)
-	VMOVUPS      Z8, 176(SP)
-	VMOVUPS      Z12, 240(SP)
-	VMOVUPS      Z16, 304(SP)
-	VMOVUPS      Z20, 368(SP)
-	VMOVUPS      Z1, 432(SP)
-	VMOVUPS      Z5, 496(SP)
-	VMOVUPS      Z9, 560(SP)
-	VMOVUPS      Z13, 624(SP)
-	VMOVUPS      Z17, 688(SP)
-	VMOVUPS      Z21, 752(SP)
-	VMOVUPS      Z2, 816(SP)
-	VMOVUPS      Z6, 880(SP)
-	VMOVUPS      Z10, 944(SP)
-	VMOVUPS      Z14, 1008(SP)
-	VMOVUPS      Z18, 1072(SP)
-	VMOVUPS      Z22, 1136(SP)
-	VMOVUPS      Z3, 1200(SP)
-	VMOVUPS      Z7, 1264(SP)
-	VMOVUPS      Z11, 1328(SP)
-	VMOVUPS      Z15, 1392(SP)
-	VMOVUPS      Z19, 1456(SP)
-	VMOVUPS      Z23, 1520(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VMOVUPS      304(SP), Y4
-	VADDPS       336(SP), Y4, Y4
-	VMOVUPS      368(SP), Y5
-	VADDPS       400(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias8
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
-
-gemm6x4_nobias8:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias9
-	ADDQ         8(SP), DX
-	VMOVSD       16(DX), X0
-	VADDPS       X0, X4, X4
-
-gemm6x4_nobias9:
-	VMOVSD       X4, 16(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VMOVUPS      624(SP), Y3
-	VADDPS       656(SP), Y3, Y3
-	VMOVUPS      688(SP), Y4
-	VADDPS       720(SP), Y4, Y4
-	VMOVUPS      752(SP), Y5
-	VADDPS       784(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias10
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
-
-gemm6x4_nobias10:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias11
-	ADDQ         8(SP), DX
-	VMOVSD       16(DX), X0
-	VADDPS       X0, X4, X4
+gemm6x4_reduce8:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y4
+	VADDPS        Y4, Y8, Y4
+	VEXTRACTF32X8 $0x01, Z12, Y8
+	VADDPS        Y8, Y12, Y8
+	VEXTRACTF32X8 $0x01, Z16, Y12
+	VADDPS        Y12, Y16, Y12
+	VEXTRACTF32X8 $0x01, Z20, Y16
+	VADDPS        Y16, Y20, Y16
+	VSHUFPS       $0x88, Y0, Y24, Y20
+	VSHUFPS       $0xdd, Y0, Y24, Y0
+	VADDPS        Y0, Y20, Y24
+	VSHUFPS       $0x88, Y8, Y4, Y0
+	VSHUFPS       $0xdd, Y8, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y24, Y0
+	VSHUFPS       $0xdd, Y4, Y24, Y4
+	VADDPS        Y4, Y0, Y24
+	VEXTRACTF32X4 $0x01, Y24, X0
+	VADDPS        X0, X24, X24
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias11
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X24, X24
 
 gemm6x4_nobias11:
-	VMOVSD       X4, 16(AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VMOVUPS      1072(SP), Y4
-	VADDPS       1104(SP), Y4, Y4
-	VMOVUPS      1136(SP), Y5
-	VADDPS       1168(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias12
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+	VMOVUPS       X24, (AX)
+	VSHUFPS       $0x88, Y16, Y12, Y0
+	VSHUFPS       $0xdd, Y16, Y12, Y4
+	VADDPS        Y4, Y0, Y12
+	VSHUFPS       $0x88, Y16, Y16, Y0
+	VSHUFPS       $0xdd, Y16, Y16, Y4
+	VADDPS        Y4, Y0, Y16
+	VSHUFPS       $0x88, Y16, Y12, Y0
+	VSHUFPS       $0xdd, Y16, Y12, Y4
+	VADDPS        Y4, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X0
+	VADDPS        X0, X12, X12
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias12
+	ADDQ          8(SP), DX
+	VMOVSD        16(DX), X0
+	VADDPS        X0, X12, X12
 
 gemm6x4_nobias12:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias13
-	ADDQ         8(SP), DX
-	VMOVSD       16(DX), X0
-	VADDPS       X0, X4, X4
+	VMOVSD        X12, 16(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VEXTRACTF32X8 $0x01, Z13, Y5
+	VADDPS        Y5, Y13, Y5
+	VEXTRACTF32X8 $0x01, Z17, Y8
+	VADDPS        Y8, Y17, Y8
+	VEXTRACTF32X8 $0x01, Z21, Y9
+	VADDPS        Y9, Y21, Y9
+	VSHUFPS       $0x88, Y1, Y0, Y12
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y12, Y0
+	VSHUFPS       $0x88, Y5, Y4, Y1
+	VSHUFPS       $0xdd, Y5, Y4, Y4
+	VADDPS        Y4, Y1, Y4
+	VSHUFPS       $0x88, Y4, Y0, Y1
+	VSHUFPS       $0xdd, Y4, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias13
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
 gemm6x4_nobias13:
-	VMOVSD       X4, 16(AX)
-	ADDQ         CX, AX
-	VMOVUPS      1200(SP), Y0
-	VADDPS       1232(SP), Y0, Y0
-	VMOVUPS      1264(SP), Y1
-	VADDPS       1296(SP), Y1, Y1
-	VMOVUPS      1328(SP), Y2
-	VADDPS       1360(SP), Y2, Y2
-	VMOVUPS      1392(SP), Y3
-	VADDPS       1424(SP), Y3, Y3
-	VMOVUPS      1456(SP), Y4
-	VADDPS       1488(SP), Y4, Y4
-	VMOVUPS      1520(SP), Y5
-	VADDPS       1552(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm6x4_nobias14
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+	VMOVUPS       X0, (AX)
+	VSHUFPS       $0x88, Y9, Y8, Y0
+	VSHUFPS       $0xdd, Y9, Y8, Y1
+	VADDPS        Y1, Y0, Y8
+	VSHUFPS       $0x88, Y9, Y9, Y0
+	VSHUFPS       $0xdd, Y9, Y9, Y1
+	VADDPS        Y1, Y0, Y9
+	VSHUFPS       $0x88, Y9, Y8, Y0
+	VSHUFPS       $0xdd, Y9, Y8, Y1
+	VADDPS        Y1, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X8
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias14
+	ADDQ          8(SP), DX
+	VMOVSD        16(DX), X0
+	VADDPS        X0, X8, X8
 
 gemm6x4_nobias14:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm6x4_nobias15
-	ADDQ         8(SP), CX
-	VMOVSD       16(CX), X0
-	VADDPS       X0, X4, X4
+	VMOVSD        X8, 16(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VEXTRACTF32X8 $0x01, Z14, Y4
+	VADDPS        Y4, Y14, Y4
+	VEXTRACTF32X8 $0x01, Z18, Y5
+	VADDPS        Y5, Y18, Y5
+	VEXTRACTF32X8 $0x01, Z22, Y6
+	VADDPS        Y6, Y22, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y4, Y2, Y1
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias15
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
 gemm6x4_nobias15:
+	VMOVUPS       X0, (AX)
+	VSHUFPS       $0x88, Y6, Y5, Y0
+	VSHUFPS       $0xdd, Y6, Y5, Y1
+	VADDPS        Y1, Y0, Y5
+	VSHUFPS       $0x88, Y6, Y6, Y0
+	VSHUFPS       $0xdd, Y6, Y6, Y1
+	VADDPS        Y1, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y5, Y0
+	VSHUFPS       $0xdd, Y6, Y5, Y1
+	VADDPS        Y1, Y0, Y5
+	VEXTRACTF32X4 $0x01, Y5, X0
+	VADDPS        X0, X5, X5
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias16
+	ADDQ          8(SP), DX
+	VMOVSD        16(DX), X0
+	VADDPS        X0, X5, X5
+
+gemm6x4_nobias16:
+	VMOVSD        X5, 16(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y2
+	VADDPS        Y2, Y11, Y2
+	VEXTRACTF32X8 $0x01, Z15, Y3
+	VADDPS        Y3, Y15, Y3
+	VEXTRACTF32X8 $0x01, Z19, Y4
+	VADDPS        Y4, Y19, Y4
+	VEXTRACTF32X8 $0x01, Z23, Y5
+	VADDPS        Y5, Y23, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm6x4_nobias17
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm6x4_nobias17:
+	VMOVUPS       X0, (AX)
+	VSHUFPS       $0x88, Y5, Y4, Y0
+	VSHUFPS       $0xdd, Y5, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VSHUFPS       $0x88, Y5, Y5, Y0
+	VSHUFPS       $0xdd, Y5, Y5, Y1
+	VADDPS        Y1, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y4, Y0
+	VSHUFPS       $0xdd, Y5, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm6x4_nobias18
+	ADDQ          8(SP), CX
+	VMOVSD        16(CX), X0
+	VADDPS        X0, X4, X4
+
+gemm6x4_nobias18:
 	VMOVSD X4, 16(AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -811,7 +850,7 @@ gemm6x4_nobias15:
 
 gemm6x4_tokens_done3:
 	CMPQ 40(SP), $0x03
-	JL   gemm6x4_skip16
+	JL   gemm6x4_skip19
 
 	// 6 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -825,29 +864,30 @@ gemm6x4_tokens_done3:
 	LEAQ    (DI)(BX*4), R8
 	LEAQ    (BX)(BX*2), R9
 	LEAQ    (R8)(BX*4), R10
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
-	VMOVUPS zeros<>+0(SB), Z15
-	VMOVUPS zeros<>+0(SB), Z16
 	VMOVUPS zeros<>+0(SB), Z17
+	VMOVAPS Z17, Z0
+	VMOVAPS Z17, Z1
+	VMOVAPS Z17, Z2
+	VMOVAPS Z17, Z3
+	VMOVAPS Z17, Z4
+	VMOVAPS Z17, Z5
+	VMOVAPS Z17, Z6
+	VMOVAPS Z17, Z7
+	VMOVAPS Z17, Z8
+	VMOVAPS Z17, Z9
+	VMOVAPS Z17, Z10
+	VMOVAPS Z17, Z11
+	VMOVAPS Z17, Z12
+	VMOVAPS Z17, Z13
+	VMOVAPS Z17, Z14
+	VMOVAPS Z17, Z15
+	VMOVAPS Z17, Z16
+	VMOVAPS Z17, Z17
 	MOVQ    k+56(FP), R11
 	SHRQ    $0x04, R11
-	JZ      gemm6x4_tail18
+	JZ      gemm6x4_tail23
 
-gemm6x4_cols17:
+gemm6x4_cols22:
 	VMOVUPS     (DX), Z18
 	VMOVUPS     (DX)(BX*1), Z19
 	VMOVUPS     (DX)(BX*2), Z20
@@ -887,21 +927,21 @@ gemm6x4_cols17:
 	ADDQ        $0x40, DX
 	ADDQ        $0x40, DI
 	DECQ        R11
-	JNZ         gemm6x4_cols17
+	JNZ         gemm6x4_cols22
 
-gemm6x4_tail18:
+gemm6x4_tail23:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm6x4_reduce19
+	JZ    gemm6x4_reduce24
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm6x4_whole20
+	JGE   gemm6x4_whole25
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 	ADDQ  $-32, DI
 
-gemm6x4_whole20:
+gemm6x4_whole25:
 	VMOVUPS.Z   (DX), K1, Z18
 	VMOVUPS.Z   (DX)(BX*1), K1, Z19
 	VMOVUPS.Z   (DX)(BX*2), K1, Z20
@@ -930,146 +970,164 @@ gemm6x4_whole20:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z17
 
-gemm6x4_reduce19:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z3, 112(SP)
-	VMOVUPS      Z6, 176(SP)
-	VMOVUPS      Z9, 240(SP)
-	VMOVUPS      Z12, 304(SP)
-	VMOVUPS      Z15, 368(SP)
-	VMOVUPS      Z1, 432(SP)
-	VMOVUPS      Z4, 496(SP)
-	VMOVUPS      Z7, 560(SP)
-	VMOVUPS      Z10, 624(SP)
-	VMOVUPS      Z13, 688(SP)
-	VMOVUPS      Z16, 752(SP)
-	VMOVUPS      Z2, 816(SP)
-	VMOVUPS      Z5, 880(SP)
-	VMOVUPS      Z8, 944(SP)
-	VMOVUPS      Z11, 1008(SP)
-	VMOVUPS      Z14, 1072(SP)
-	VMOVUPS      Z17, 1136(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VMOVUPS      304(SP), Y4
-	VADDPS       336(SP), Y4, Y4
-	VMOVUPS      368(SP), Y5
-	VADDPS       400(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias21
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm6x4_reduce24:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y18
+	VADDPS        Y18, Y0, Y18
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y3
+	VADDPS        Y3, Y6, Y3
+	VEXTRACTF32X8 $0x01, Z9, Y6
+	VADDPS        Y6, Y9, Y6
+	VEXTRACTF32X8 $0x01, Z12, Y9
+	VADDPS        Y9, Y12, Y9
+	VEXTRACTF32X8 $0x01, Z15, Y12
+	VADDPS        Y12, Y15, Y12
+	VSHUFPS       $0x88, Y0, Y18, Y15
+	VSHUFPS       $0xdd, Y0, Y18, Y0
+	VADDPS        Y0, Y15, Y18
+	VSHUFPS       $0x88, Y6, Y3, Y0
+	VSHUFPS       $0xdd, Y6, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y18, Y0
+	VSHUFPS       $0xdd, Y3, Y18, Y3
+	VADDPS        Y3, Y0, Y18
+	VEXTRACTF32X4 $0x01, Y18, X0
+	VADDPS        X0, X18, X18
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias27
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X18, X18
 
-gemm6x4_nobias21:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias22
-	ADDQ         8(SP), DX
-	VMOVSD       16(DX), X0
-	VADDPS       X0, X4, X4
+gemm6x4_nobias27:
+	VMOVUPS       X18, (AX)
+	VSHUFPS       $0x88, Y12, Y9, Y0
+	VSHUFPS       $0xdd, Y12, Y9, Y3
+	VADDPS        Y3, Y0, Y9
+	VSHUFPS       $0x88, Y12, Y12, Y0
+	VSHUFPS       $0xdd, Y12, Y12, Y3
+	VADDPS        Y3, Y0, Y12
+	VSHUFPS       $0x88, Y12, Y9, Y0
+	VSHUFPS       $0xdd, Y12, Y9, Y3
+	VADDPS        Y3, Y0, Y9
+	VEXTRACTF32X4 $0x01, Y9, X0
+	VADDPS        X0, X9, X9
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias28
+	ADDQ          8(SP), DX
+	VMOVSD        16(DX), X0
+	VADDPS        X0, X9, X9
 
-gemm6x4_nobias22:
-	VMOVSD       X4, 16(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VMOVUPS      624(SP), Y3
-	VADDPS       656(SP), Y3, Y3
-	VMOVUPS      688(SP), Y4
-	VADDPS       720(SP), Y4, Y4
-	VMOVUPS      752(SP), Y5
-	VADDPS       784(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias23
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm6x4_nobias28:
+	VMOVSD        X9, 16(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VEXTRACTF32X8 $0x01, Z10, Y4
+	VADDPS        Y4, Y10, Y4
+	VEXTRACTF32X8 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VEXTRACTF32X8 $0x01, Z16, Y7
+	VADDPS        Y7, Y16, Y7
+	VSHUFPS       $0x88, Y1, Y0, Y9
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y9, Y0
+	VSHUFPS       $0x88, Y4, Y3, Y1
+	VSHUFPS       $0xdd, Y4, Y3, Y3
+	VADDPS        Y3, Y1, Y3
+	VSHUFPS       $0x88, Y3, Y0, Y1
+	VSHUFPS       $0xdd, Y3, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias29
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
-gemm6x4_nobias23:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias24
-	ADDQ         8(SP), DX
-	VMOVSD       16(DX), X0
-	VADDPS       X0, X4, X4
+gemm6x4_nobias29:
+	VMOVUPS       X0, (AX)
+	VSHUFPS       $0x88, Y7, Y6, Y0
+	VSHUFPS       $0xdd, Y7, Y6, Y1
+	VADDPS        Y1, Y0, Y6
+	VSHUFPS       $0x88, Y7, Y7, Y0
+	VSHUFPS       $0xdd, Y7, Y7, Y1
+	VADDPS        Y1, Y0, Y7
+	VSHUFPS       $0x88, Y7, Y6, Y0
+	VSHUFPS       $0xdd, Y7, Y6, Y1
+	VADDPS        Y1, Y0, Y6
+	VEXTRACTF32X4 $0x01, Y6, X0
+	VADDPS        X0, X6, X6
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias30
+	ADDQ          8(SP), DX
+	VMOVSD        16(DX), X0
+	VADDPS        X0, X6, X6
 
-gemm6x4_nobias24:
-	VMOVSD       X4, 16(AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VMOVUPS      1072(SP), Y4
-	VADDPS       1104(SP), Y4, Y4
-	VMOVUPS      1136(SP), Y5
-	VADDPS       1168(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm6x4_nobias25
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm6x4_nobias30:
+	VMOVSD        X6, 16(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF32X8 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VEXTRACTF32X8 $0x01, Z14, Y4
+	VADDPS        Y4, Y14, Y4
+	VEXTRACTF32X8 $0x01, Z17, Y5
+	VADDPS        Y5, Y17, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm6x4_nobias31
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
 
-gemm6x4_nobias25:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm6x4_nobias26
-	ADDQ         8(SP), CX
-	VMOVSD       16(CX), X0
-	VADDPS       X0, X4, X4
+gemm6x4_nobias31:
+	VMOVUPS       X0, (AX)
+	VSHUFPS       $0x88, Y5, Y4, Y0
+	VSHUFPS       $0xdd, Y5, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VSHUFPS       $0x88, Y5, Y5, Y0
+	VSHUFPS       $0xdd, Y5, Y5, Y1
+	VADDPS        Y1, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y4, Y0
+	VSHUFPS       $0xdd, Y5, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm6x4_nobias32
+	ADDQ          8(SP), CX
+	VMOVSD        16(CX), X0
+	VADDPS        X0, X4, X4
 
-gemm6x4_nobias26:
+gemm6x4_nobias32:
 	VMOVSD X4, 16(AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -1081,9 +1139,9 @@ gemm6x4_nobias26:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm6x4_skip16:
+gemm6x4_skip19:
 	CMPQ 40(SP), $0x02
-	JL   gemm6x4_skip27
+	JL   gemm6x4_skip33
 
 	// 6 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -1097,23 +1155,24 @@ gemm6x4_skip16:
 	LEAQ    (DI)(BX*4), R8
 	LEAQ    (BX)(BX*2), R9
 	LEAQ    (R8)(BX*4), R10
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
 	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
 	MOVQ    k+56(FP), R11
 	SHRQ    $0x04, R11
-	JZ      gemm6x4_tail29
+	JZ      gemm6x4_tail37
 
-gemm6x4_cols28:
+gemm6x4_cols36:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -1146,21 +1205,21 @@ gemm6x4_cols28:
 	ADDQ        $0x40, DX
 	ADDQ        $0x40, DI
 	DECQ        R11
-	JNZ         gemm6x4_cols28
+	JNZ         gemm6x4_cols36
 
-gemm6x4_tail29:
+gemm6x4_tail37:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm6x4_reduce30
+	JZ    gemm6x4_reduce38
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm6x4_whole31
+	JGE   gemm6x4_whole39
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 	ADDQ  $-32, DI
 
-gemm6x4_whole31:
+gemm6x4_whole39:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -1182,100 +1241,112 @@ gemm6x4_whole31:
 	VFMADD231PS Z18, Z16, K1, Z9
 	VFMADD231PS Z18, Z17, K1, Z11
 
-gemm6x4_reduce30:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z2, 112(SP)
-	VMOVUPS      Z4, 176(SP)
-	VMOVUPS      Z6, 240(SP)
-	VMOVUPS      Z8, 304(SP)
-	VMOVUPS      Z10, 368(SP)
-	VMOVUPS      Z1, 432(SP)
-	VMOVUPS      Z3, 496(SP)
-	VMOVUPS      Z5, 560(SP)
-	VMOVUPS      Z7, 624(SP)
-	VMOVUPS      Z9, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VMOVUPS      304(SP), Y4
-	VADDPS       336(SP), Y4, Y4
-	VMOVUPS      368(SP), Y5
-	VADDPS       400(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias32
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm6x4_reduce38:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y2
+	VADDPS        Y2, Y4, Y2
+	VEXTRACTF32X8 $0x01, Z6, Y4
+	VADDPS        Y4, Y6, Y4
+	VEXTRACTF32X8 $0x01, Z8, Y6
+	VADDPS        Y6, Y8, Y6
+	VEXTRACTF32X8 $0x01, Z10, Y8
+	VADDPS        Y8, Y10, Y8
+	VSHUFPS       $0x88, Y0, Y12, Y10
+	VSHUFPS       $0xdd, Y0, Y12, Y0
+	VADDPS        Y0, Y10, Y12
+	VSHUFPS       $0x88, Y4, Y2, Y0
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y12, Y0
+	VSHUFPS       $0xdd, Y2, Y12, Y2
+	VADDPS        Y2, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X0
+	VADDPS        X0, X12, X12
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias41
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X12, X12
 
-gemm6x4_nobias32:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm6x4_nobias33
-	ADDQ         8(SP), DX
-	VMOVSD       16(DX), X0
-	VADDPS       X0, X4, X4
+gemm6x4_nobias41:
+	VMOVUPS       X12, (AX)
+	VSHUFPS       $0x88, Y8, Y6, Y0
+	VSHUFPS       $0xdd, Y8, Y6, Y2
+	VADDPS        Y2, Y0, Y6
+	VSHUFPS       $0x88, Y8, Y8, Y0
+	VSHUFPS       $0xdd, Y8, Y8, Y2
+	VADDPS        Y2, Y0, Y8
+	VSHUFPS       $0x88, Y8, Y6, Y0
+	VSHUFPS       $0xdd, Y8, Y6, Y2
+	VADDPS        Y2, Y0, Y6
+	VEXTRACTF32X4 $0x01, Y6, X0
+	VADDPS        X0, X6, X6
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm6x4_nobias42
+	ADDQ          8(SP), DX
+	VMOVSD        16(DX), X0
+	VADDPS        X0, X6, X6
 
-gemm6x4_nobias33:
-	VMOVSD       X4, 16(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VMOVUPS      624(SP), Y3
-	VADDPS       656(SP), Y3, Y3
-	VMOVUPS      688(SP), Y4
-	VADDPS       720(SP), Y4, Y4
-	VMOVUPS      752(SP), Y5
-	VADDPS       784(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm6x4_nobias34
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm6x4_nobias42:
+	VMOVSD        X6, 16(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF32X8 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VEXTRACTF32X8 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm6x4_nobias43
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
 
-gemm6x4_nobias34:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm6x4_nobias35
-	ADDQ         8(SP), CX
-	VMOVSD       16(CX), X0
-	VADDPS       X0, X4, X4
+gemm6x4_nobias43:
+	VMOVUPS       X0, (AX)
+	VSHUFPS       $0x88, Y5, Y4, Y0
+	VSHUFPS       $0xdd, Y5, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VSHUFPS       $0x88, Y5, Y5, Y0
+	VSHUFPS       $0xdd, Y5, Y5, Y1
+	VADDPS        Y1, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y4, Y0
+	VSHUFPS       $0xdd, Y5, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm6x4_nobias44
+	ADDQ          8(SP), CX
+	VMOVSD        16(CX), X0
+	VADDPS        X0, X4, X4
 
-gemm6x4_nobias35:
+gemm6x4_nobias44:
 	VMOVSD X4, 16(AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -1287,9 +1358,9 @@ gemm6x4_nobias35:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm6x4_skip27:
+gemm6x4_skip33:
 	CMPQ 40(SP), $0x01
-	JL   gemm6x4_skip36
+	JL   gemm6x4_skip45
 
 	// 6 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -1303,17 +1374,18 @@ gemm6x4_skip27:
 	LEAQ    (SI)(DX*4), DI
 	LEAQ    (DX)(DX*2), R8
 	LEAQ    (DI)(DX*4), R9
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
 	VMOVUPS zeros<>+0(SB), Z5
+	VMOVAPS Z5, Z0
+	VMOVAPS Z5, Z1
+	VMOVAPS Z5, Z2
+	VMOVAPS Z5, Z3
+	VMOVAPS Z5, Z4
+	VMOVAPS Z5, Z5
 	MOVQ    k+56(FP), R10
 	SHRQ    $0x04, R10
-	JZ      gemm6x4_tail38
+	JZ      gemm6x4_tail49
 
-gemm6x4_cols37:
+gemm6x4_cols48:
 	VMOVUPS     (CX), Z6
 	VMOVUPS     (CX)(DX*1), Z7
 	VMOVUPS     (CX)(DX*2), Z8
@@ -1339,21 +1411,21 @@ gemm6x4_cols37:
 	ADDQ        $0x40, CX
 	ADDQ        $0x40, SI
 	DECQ        R10
-	JNZ         gemm6x4_cols37
+	JNZ         gemm6x4_cols48
 
-gemm6x4_tail38:
+gemm6x4_tail49:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm6x4_reduce39
+	JZ    gemm6x4_reduce50
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm6x4_whole40
+	JGE   gemm6x4_whole51
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 	ADDQ  $-32, SI
 
-gemm6x4_whole40:
+gemm6x4_whole51:
 	VMOVUPS.Z   (CX), K1, Z6
 	VMOVUPS.Z   (CX)(DX*1), K1, Z7
 	VMOVUPS.Z   (CX)(DX*2), K1, Z8
@@ -1368,55 +1440,61 @@ gemm6x4_whole40:
 	VFMADD231PS Z12, Z10, K1, Z4
 	VFMADD231PS Z12, Z11, K1, Z5
 
-gemm6x4_reduce39:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VMOVUPS      304(SP), Y4
-	VADDPS       336(SP), Y4, Y4
-	VMOVUPS      368(SP), Y5
-	VADDPS       400(SP), Y5, Y5
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm6x4_nobias41
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm6x4_reduce50:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VEXTRACTF32X8 $0x01, Z4, Y3
+	VADDPS        Y3, Y4, Y3
+	VEXTRACTF32X8 $0x01, Z5, Y4
+	VADDPS        Y4, Y5, Y4
+	VSHUFPS       $0x88, Y0, Y6, Y5
+	VSHUFPS       $0xdd, Y0, Y6, Y0
+	VADDPS        Y0, Y5, Y6
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y6, Y0
+	VSHUFPS       $0xdd, Y1, Y6, Y1
+	VADDPS        Y1, Y0, Y6
+	VEXTRACTF32X4 $0x01, Y6, X0
+	VADDPS        X0, X6, X6
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm6x4_nobias53
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X6, X6
 
-gemm6x4_nobias41:
-	VMOVUPS      X0, (AX)
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y5, Y5, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm6x4_nobias42
-	ADDQ         8(SP), CX
-	VMOVSD       16(CX), X0
-	VADDPS       X0, X4, X4
+gemm6x4_nobias53:
+	VMOVUPS       X6, (AX)
+	VSHUFPS       $0x88, Y4, Y3, Y0
+	VSHUFPS       $0xdd, Y4, Y3, Y1
+	VADDPS        Y1, Y0, Y3
+	VSHUFPS       $0x88, Y4, Y4, Y0
+	VSHUFPS       $0xdd, Y4, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y3, Y0
+	VSHUFPS       $0xdd, Y4, Y3, Y1
+	VADDPS        Y1, Y0, Y3
+	VEXTRACTF32X4 $0x01, Y3, X0
+	VADDPS        X0, X3, X3
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm6x4_nobias54
+	ADDQ          8(SP), CX
+	VMOVSD        16(CX), X0
+	VADDPS        X0, X3, X3
 
-gemm6x4_nobias42:
-	VMOVSD X4, 16(AX)
+gemm6x4_nobias54:
+	VMOVSD X3, 16(AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -1427,7 +1505,7 @@ gemm6x4_nobias42:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm6x4_skip36:
+gemm6x4_skip45:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x18, 8(SP)
@@ -1439,8 +1517,8 @@ gemm6x4_skip36:
 	RET
 
 // func gemm4x6(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·gemm4x6(SB), $1584-80
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·gemm4x6(SB), $48-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -1475,35 +1553,36 @@ gemm4x6_tokens2:
 	LEAQ    (SI)(R8*1), R9
 	ADDQ    DI, R9
 	LEAQ    (DI)(DI*2), R10
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
-	VMOVUPS zeros<>+0(SB), Z15
-	VMOVUPS zeros<>+0(SB), Z16
-	VMOVUPS zeros<>+0(SB), Z17
-	VMOVUPS zeros<>+0(SB), Z18
-	VMOVUPS zeros<>+0(SB), Z19
-	VMOVUPS zeros<>+0(SB), Z20
-	VMOVUPS zeros<>+0(SB), Z21
-	VMOVUPS zeros<>+0(SB), Z22
 	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
 	MOVQ    k+56(FP), R11
 	SHRQ    $0x04, R11
-	JZ      gemm4x6_tail5
+	JZ      gemm4x6_tail7
 
-gemm4x6_cols4:
+gemm4x6_cols6:
 	VMOVUPS     (SI), Z24
 	VMOVUPS     (SI)(DI*1), Z25
 	VMOVUPS     (SI)(DI*2), Z26
@@ -1547,21 +1626,21 @@ gemm4x6_cols4:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R11
-	JNZ         gemm4x6_cols4
+	JNZ         gemm4x6_cols6
 
-gemm4x6_tail5:
+gemm4x6_tail7:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6_reduce6
+	JZ    gemm4x6_reduce8
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6_whole7
+	JGE   gemm4x6_whole9
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6_whole7:
+gemm4x6_whole9:
 	VMOVUPS.Z   (SI), K1, Z24
 	VMOVUPS.Z   (SI)(DI*1), K1, Z25
 	VMOVUPS.Z   (SI)(DI*2), K1, Z26
@@ -1597,164 +1676,176 @@ gemm4x6_whole7:
 	VFMADD231PS Z28, Z26, K1, Z17
 	VFMADD231PS Z28, Z27, K1, Z23
 
-gemm4x6_reduce6:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z6, 112(SP)
-	VMOVUPS      Z12, 176(SP)
-	VMOVUPS      Z18, 240(SP)
-	VMOVUPS      Z1, 304(SP)
-	VMOVUPS      Z7, 368(SP)
-	VMOVUPS      Z13, 432(SP)
-	VMOVUPS      Z19, 496(SP)
-	VMOVUPS      Z2, 560(SP)
-	VMOVUPS      Z8, 624(SP)
-	VMOVUPS      Z14, 688(SP)
-	VMOVUPS      Z20, 752(SP)
-	VMOVUPS      Z3, 816(SP)
-	VMOVUPS      Z9, 880(SP)
-	VMOVUPS      Z15, 944(SP)
-	VMOVUPS      Z21, 1008(SP)
-	VMOVUPS      Z4, 1072(SP)
-	VMOVUPS      Z10, 1136(SP)
-	VMOVUPS      Z16, 1200(SP)
-	VMOVUPS      Z22, 1264(SP)
-	VMOVUPS      Z5, 1328(SP)
-	VMOVUPS      Z11, 1392(SP)
-	VMOVUPS      Z17, 1456(SP)
-	VMOVUPS      Z23, 1520(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias8
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
-
-gemm4x6_nobias8:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias9
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
-
-gemm4x6_nobias9:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias10
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
-
-gemm4x6_nobias10:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias11
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_reduce8:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y6
+	VADDPS        Y6, Y12, Y6
+	VEXTRACTF32X8 $0x01, Z18, Y12
+	VADDPS        Y12, Y18, Y12
+	VSHUFPS       $0x88, Y0, Y24, Y18
+	VSHUFPS       $0xdd, Y0, Y24, Y0
+	VADDPS        Y0, Y18, Y24
+	VSHUFPS       $0x88, Y12, Y6, Y0
+	VSHUFPS       $0xdd, Y12, Y6, Y6
+	VADDPS        Y6, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y24, Y0
+	VSHUFPS       $0xdd, Y6, Y24, Y6
+	VADDPS        Y6, Y0, Y24
+	VEXTRACTF32X4 $0x01, Y24, X0
+	VADDPS        X0, X24, X24
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias11
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X24, X24
 
 gemm4x6_nobias11:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1072(SP), Y0
-	VADDPS       1104(SP), Y0, Y0
-	VMOVUPS      1136(SP), Y1
-	VADDPS       1168(SP), Y1, Y1
-	VMOVUPS      1200(SP), Y2
-	VADDPS       1232(SP), Y2, Y2
-	VMOVUPS      1264(SP), Y3
-	VADDPS       1296(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias12
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VEXTRACTF32X8 $0x01, Z19, Y7
+	VADDPS        Y7, Y19, Y7
+	VSHUFPS       $0x88, Y1, Y0, Y12
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y12, Y0
+	VSHUFPS       $0x88, Y7, Y6, Y1
+	VSHUFPS       $0xdd, Y7, Y6, Y6
+	VADDPS        Y6, Y1, Y6
+	VSHUFPS       $0x88, Y6, Y0, Y1
+	VSHUFPS       $0xdd, Y6, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias12
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
 gemm4x6_nobias12:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1328(SP), Y0
-	VADDPS       1360(SP), Y0, Y0
-	VMOVUPS      1392(SP), Y1
-	VADDPS       1424(SP), Y1, Y1
-	VMOVUPS      1456(SP), Y2
-	VADDPS       1488(SP), Y2, Y2
-	VMOVUPS      1520(SP), Y3
-	VADDPS       1552(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm4x6_nobias13
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z20, Y6
+	VADDPS        Y6, Y20, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y7
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y6, Y2, Y1
+	VSHUFPS       $0xdd, Y6, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias13
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
 gemm4x6_nobias13:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z15, Y2
+	VADDPS        Y2, Y15, Y2
+	VEXTRACTF32X8 $0x01, Z21, Y3
+	VADDPS        Y3, Y21, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias14
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6_nobias14:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VEXTRACTF32X8 $0x01, Z22, Y3
+	VADDPS        Y3, Y22, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias15
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6_nobias15:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
+	VEXTRACTF32X8 $0x01, Z23, Y3
+	VADDPS        Y3, Y23, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6_nobias16
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6_nobias16:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -1769,7 +1860,7 @@ gemm4x6_nobias13:
 
 gemm4x6_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6_skip14
+	JL   gemm4x6_skip17
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -1784,31 +1875,32 @@ gemm4x6_tokens_done3:
 	LEAQ    (SI)(R8*1), R9
 	ADDQ    DI, R9
 	LEAQ    (DI)(DI*2), R10
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
-	VMOVUPS zeros<>+0(SB), Z15
-	VMOVUPS zeros<>+0(SB), Z16
-	VMOVUPS zeros<>+0(SB), Z17
-	VMOVUPS zeros<>+0(SB), Z18
 	VMOVUPS zeros<>+0(SB), Z19
+	VMOVAPS Z19, Z0
+	VMOVAPS Z19, Z1
+	VMOVAPS Z19, Z2
+	VMOVAPS Z19, Z3
+	VMOVAPS Z19, Z4
+	VMOVAPS Z19, Z5
+	VMOVAPS Z19, Z6
+	VMOVAPS Z19, Z7
+	VMOVAPS Z19, Z8
+	VMOVAPS Z19, Z9
+	VMOVAPS Z19, Z10
+	VMOVAPS Z19, Z11
+	VMOVAPS Z19, Z12
+	VMOVAPS Z19, Z13
+	VMOVAPS Z19, Z14
+	VMOVAPS Z19, Z15
+	VMOVAPS Z19, Z16
+	VMOVAPS Z19, Z17
+	VMOVAPS Z19, Z18
+	VMOVAPS Z19, Z19
 	MOVQ    k+56(FP), R11
 	SHRQ    $0x04, R11
-	JZ      gemm4x6_tail16
+	JZ      gemm4x6_tail21
 
-gemm4x6_cols15:
+gemm4x6_cols20:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -1847,21 +1939,21 @@ gemm4x6_cols15:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R11
-	JNZ         gemm4x6_cols15
+	JNZ         gemm4x6_cols20
 
-gemm4x6_tail16:
+gemm4x6_tail21:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6_reduce17
+	JZ    gemm4x6_reduce22
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6_whole18
+	JGE   gemm4x6_whole23
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6_whole18:
+gemm4x6_whole23:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -1892,138 +1984,148 @@ gemm4x6_whole18:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6_reduce17:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z5, 112(SP)
-	VMOVUPS      Z10, 176(SP)
-	VMOVUPS      Z15, 240(SP)
-	VMOVUPS      Z1, 304(SP)
-	VMOVUPS      Z6, 368(SP)
-	VMOVUPS      Z11, 432(SP)
-	VMOVUPS      Z16, 496(SP)
-	VMOVUPS      Z2, 560(SP)
-	VMOVUPS      Z7, 624(SP)
-	VMOVUPS      Z12, 688(SP)
-	VMOVUPS      Z17, 752(SP)
-	VMOVUPS      Z3, 816(SP)
-	VMOVUPS      Z8, 880(SP)
-	VMOVUPS      Z13, 944(SP)
-	VMOVUPS      Z18, 1008(SP)
-	VMOVUPS      Z4, 1072(SP)
-	VMOVUPS      Z9, 1136(SP)
-	VMOVUPS      Z14, 1200(SP)
-	VMOVUPS      Z19, 1264(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias19
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_reduce22:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y20
+	VADDPS        Y20, Y0, Y20
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y5
+	VADDPS        Y5, Y10, Y5
+	VEXTRACTF32X8 $0x01, Z15, Y10
+	VADDPS        Y10, Y15, Y10
+	VSHUFPS       $0x88, Y0, Y20, Y15
+	VSHUFPS       $0xdd, Y0, Y20, Y0
+	VADDPS        Y0, Y15, Y20
+	VSHUFPS       $0x88, Y10, Y5, Y0
+	VSHUFPS       $0xdd, Y10, Y5, Y5
+	VADDPS        Y5, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y20, Y0
+	VSHUFPS       $0xdd, Y5, Y20, Y5
+	VADDPS        Y5, Y0, Y20
+	VEXTRACTF32X4 $0x01, Y20, X0
+	VADDPS        X0, X20, X20
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias25
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X20, X20
 
-gemm4x6_nobias19:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias20
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_nobias25:
+	VMOVUPS       X20, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VEXTRACTF32X8 $0x01, Z16, Y6
+	VADDPS        Y6, Y16, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y10
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y10, Y0
+	VSHUFPS       $0x88, Y6, Y5, Y1
+	VSHUFPS       $0xdd, Y6, Y5, Y5
+	VADDPS        Y5, Y1, Y5
+	VSHUFPS       $0x88, Y5, Y0, Y1
+	VSHUFPS       $0xdd, Y5, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias26
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
-gemm4x6_nobias20:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias21
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_nobias26:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z12, Y2
+	VADDPS        Y2, Y12, Y2
+	VEXTRACTF32X8 $0x01, Z17, Y5
+	VADDPS        Y5, Y17, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y5, Y2, Y1
+	VSHUFPS       $0xdd, Y5, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias27
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
-gemm4x6_nobias21:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias22
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_nobias27:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y2
+	VADDPS        Y2, Y13, Y2
+	VEXTRACTF32X8 $0x01, Z18, Y3
+	VADDPS        Y3, Y18, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias28
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
-gemm4x6_nobias22:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1072(SP), Y0
-	VADDPS       1104(SP), Y0, Y0
-	VMOVUPS      1136(SP), Y1
-	VADDPS       1168(SP), Y1, Y1
-	VMOVUPS      1200(SP), Y2
-	VADDPS       1232(SP), Y2, Y2
-	VMOVUPS      1264(SP), Y3
-	VADDPS       1296(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm4x6_nobias23
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm4x6_nobias28:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z19, Y3
+	VADDPS        Y3, Y19, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6_nobias29
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
 
-gemm4x6_nobias23:
+gemm4x6_nobias29:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2035,9 +2137,9 @@ gemm4x6_nobias23:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x05, 40(SP)
 
-gemm4x6_skip14:
+gemm4x6_skip17:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6_skip24
+	JL   gemm4x6_skip30
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -2051,27 +2153,28 @@ gemm4x6_skip14:
 	LEAQ    (BX)(DI*1), R8
 	ADDQ    SI, R8
 	LEAQ    (SI)(SI*2), R9
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
 	VMOVUPS zeros<>+0(SB), Z15
+	VMOVAPS Z15, Z0
+	VMOVAPS Z15, Z1
+	VMOVAPS Z15, Z2
+	VMOVAPS Z15, Z3
+	VMOVAPS Z15, Z4
+	VMOVAPS Z15, Z5
+	VMOVAPS Z15, Z6
+	VMOVAPS Z15, Z7
+	VMOVAPS Z15, Z8
+	VMOVAPS Z15, Z9
+	VMOVAPS Z15, Z10
+	VMOVAPS Z15, Z11
+	VMOVAPS Z15, Z12
+	VMOVAPS Z15, Z13
+	VMOVAPS Z15, Z14
+	VMOVAPS Z15, Z15
 	MOVQ    k+56(FP), R10
 	SHRQ    $0x04, R10
-	JZ      gemm4x6_tail26
+	JZ      gemm4x6_tail34
 
-gemm4x6_cols25:
+gemm4x6_cols33:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -2104,20 +2207,20 @@ gemm4x6_cols25:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R10
-	JNZ         gemm4x6_cols25
+	JNZ         gemm4x6_cols33
 
-gemm4x6_tail26:
+gemm4x6_tail34:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6_reduce27
+	JZ    gemm4x6_reduce35
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6_whole28
+	JGE   gemm4x6_whole36
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6_whole28:
+gemm4x6_whole36:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -2143,112 +2246,120 @@ gemm4x6_whole28:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6_reduce27:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z4, 112(SP)
-	VMOVUPS      Z8, 176(SP)
-	VMOVUPS      Z12, 240(SP)
-	VMOVUPS      Z1, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z9, 432(SP)
-	VMOVUPS      Z13, 496(SP)
-	VMOVUPS      Z2, 560(SP)
-	VMOVUPS      Z6, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z14, 752(SP)
-	VMOVUPS      Z3, 816(SP)
-	VMOVUPS      Z7, 880(SP)
-	VMOVUPS      Z11, 944(SP)
-	VMOVUPS      Z15, 1008(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias29
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_reduce35:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y4
+	VADDPS        Y4, Y8, Y4
+	VEXTRACTF32X8 $0x01, Z12, Y8
+	VADDPS        Y8, Y12, Y8
+	VSHUFPS       $0x88, Y0, Y16, Y12
+	VSHUFPS       $0xdd, Y0, Y16, Y0
+	VADDPS        Y0, Y12, Y16
+	VSHUFPS       $0x88, Y8, Y4, Y0
+	VSHUFPS       $0xdd, Y8, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y16, Y0
+	VSHUFPS       $0xdd, Y4, Y16, Y4
+	VADDPS        Y4, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X0
+	VADDPS        X0, X16, X16
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias38
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X16, X16
 
-gemm4x6_nobias29:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias30
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_nobias38:
+	VMOVUPS       X16, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VEXTRACTF32X8 $0x01, Z13, Y5
+	VADDPS        Y5, Y13, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y5, Y4, Y1
+	VSHUFPS       $0xdd, Y5, Y4, Y4
+	VADDPS        Y4, Y1, Y4
+	VSHUFPS       $0x88, Y4, Y0, Y1
+	VSHUFPS       $0xdd, Y4, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias39
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
-gemm4x6_nobias30:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias31
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_nobias39:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VEXTRACTF32X8 $0x01, Z14, Y4
+	VADDPS        Y4, Y14, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y4, Y2, Y1
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias40
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
-gemm4x6_nobias31:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm4x6_nobias32
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm4x6_nobias40:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y2
+	VADDPS        Y2, Y11, Y2
+	VEXTRACTF32X8 $0x01, Z15, Y3
+	VADDPS        Y3, Y15, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6_nobias41
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
 
-gemm4x6_nobias32:
+gemm4x6_nobias41:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2260,9 +2371,9 @@ gemm4x6_nobias32:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x04, 40(SP)
 
-gemm4x6_skip24:
+gemm4x6_skip30:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6_skip33
+	JL   gemm4x6_skip42
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -2275,23 +2386,24 @@ gemm4x6_skip24:
 	LEAQ    (DX)(SI*1), DI
 	ADDQ    BX, DI
 	LEAQ    (BX)(BX*2), R8
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
 	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm4x6_tail35
+	JZ      gemm4x6_tail46
 
-gemm4x6_cols34:
+gemm4x6_cols45:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -2319,20 +2431,20 @@ gemm4x6_cols34:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6_cols34
+	JNZ         gemm4x6_cols45
 
-gemm4x6_tail35:
+gemm4x6_tail46:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6_reduce36
+	JZ    gemm4x6_reduce47
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6_whole37
+	JGE   gemm4x6_whole48
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6_whole37:
+gemm4x6_whole48:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -2353,86 +2465,92 @@ gemm4x6_whole37:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6_reduce36:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z3, 112(SP)
-	VMOVUPS      Z6, 176(SP)
-	VMOVUPS      Z9, 240(SP)
-	VMOVUPS      Z1, 304(SP)
-	VMOVUPS      Z4, 368(SP)
-	VMOVUPS      Z7, 432(SP)
-	VMOVUPS      Z10, 496(SP)
-	VMOVUPS      Z2, 560(SP)
-	VMOVUPS      Z5, 624(SP)
-	VMOVUPS      Z8, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias38
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_reduce47:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y3
+	VADDPS        Y3, Y6, Y3
+	VEXTRACTF32X8 $0x01, Z9, Y6
+	VADDPS        Y6, Y9, Y6
+	VSHUFPS       $0x88, Y0, Y12, Y9
+	VSHUFPS       $0xdd, Y0, Y12, Y0
+	VADDPS        Y0, Y9, Y12
+	VSHUFPS       $0x88, Y6, Y3, Y0
+	VSHUFPS       $0xdd, Y6, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y12, Y0
+	VSHUFPS       $0xdd, Y3, Y12, Y3
+	VADDPS        Y3, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X0
+	VADDPS        X0, X12, X12
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias50
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X12, X12
 
-gemm4x6_nobias38:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias39
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_nobias50:
+	VMOVUPS       X12, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VEXTRACTF32X8 $0x01, Z10, Y4
+	VADDPS        Y4, Y10, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y4, Y3, Y1
+	VSHUFPS       $0xdd, Y4, Y3, Y3
+	VADDPS        Y3, Y1, Y3
+	VSHUFPS       $0x88, Y3, Y0, Y1
+	VSHUFPS       $0xdd, Y3, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias51
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
 
-gemm4x6_nobias39:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm4x6_nobias40
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm4x6_nobias51:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF32X8 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6_nobias52
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
 
-gemm4x6_nobias40:
+gemm4x6_nobias52:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2444,9 +2562,9 @@ gemm4x6_nobias40:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x03, 40(SP)
 
-gemm4x6_skip33:
+gemm4x6_skip42:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6_skip41
+	JL   gemm4x6_skip53
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -2459,19 +2577,20 @@ gemm4x6_skip33:
 	LEAQ    (DX)(SI*1), DI
 	ADDQ    BX, DI
 	LEAQ    (BX)(BX*2), R8
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
 	VMOVUPS zeros<>+0(SB), Z7
+	VMOVAPS Z7, Z0
+	VMOVAPS Z7, Z1
+	VMOVAPS Z7, Z2
+	VMOVAPS Z7, Z3
+	VMOVAPS Z7, Z4
+	VMOVAPS Z7, Z5
+	VMOVAPS Z7, Z6
+	VMOVAPS Z7, Z7
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm4x6_tail43
+	JZ      gemm4x6_tail57
 
-gemm4x6_cols42:
+gemm4x6_cols56:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -2494,20 +2613,20 @@ gemm4x6_cols42:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6_cols42
+	JNZ         gemm4x6_cols56
 
-gemm4x6_tail43:
+gemm4x6_tail57:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6_reduce44
+	JZ    gemm4x6_reduce58
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6_whole45
+	JGE   gemm4x6_whole59
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6_whole45:
+gemm4x6_whole59:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -2523,60 +2642,64 @@ gemm4x6_whole45:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6_reduce44:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z2, 112(SP)
-	VMOVUPS      Z4, 176(SP)
-	VMOVUPS      Z6, 240(SP)
-	VMOVUPS      Z1, 304(SP)
-	VMOVUPS      Z3, 368(SP)
-	VMOVUPS      Z5, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm4x6_nobias46
-	ADDQ         8(SP), DX
-	VADDPS       (DX), X0, X0
+gemm4x6_reduce58:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y2
+	VADDPS        Y2, Y4, Y2
+	VEXTRACTF32X8 $0x01, Z6, Y4
+	VADDPS        Y4, Y6, Y4
+	VSHUFPS       $0x88, Y0, Y8, Y6
+	VSHUFPS       $0xdd, Y0, Y8, Y0
+	VADDPS        Y0, Y6, Y8
+	VSHUFPS       $0x88, Y4, Y2, Y0
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y8, Y0
+	VSHUFPS       $0xdd, Y2, Y8, Y2
+	VADDPS        Y2, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X8
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6_nobias61
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X8, X8
 
-gemm4x6_nobias46:
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm4x6_nobias47
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm4x6_nobias61:
+	VMOVUPS       X8, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF32X8 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6_nobias62
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
 
-gemm4x6_nobias47:
+gemm4x6_nobias62:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2588,9 +2711,9 @@ gemm4x6_nobias47:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x02, 40(SP)
 
-gemm4x6_skip41:
+gemm4x6_skip53:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6_skip48
+	JL   gemm4x6_skip63
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -2603,15 +2726,16 @@ gemm4x6_skip41:
 	LEAQ    (CX)(BX*1), SI
 	ADDQ    DX, SI
 	LEAQ    (DX)(DX*2), DI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
 	VMOVUPS zeros<>+0(SB), Z3
+	VMOVAPS Z3, Z0
+	VMOVAPS Z3, Z1
+	VMOVAPS Z3, Z2
+	VMOVAPS Z3, Z3
 	MOVQ    k+56(FP), R8
 	SHRQ    $0x04, R8
-	JZ      gemm4x6_tail50
+	JZ      gemm4x6_tail67
 
-gemm4x6_cols49:
+gemm4x6_cols66:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -2629,20 +2753,20 @@ gemm4x6_cols49:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        R8
-	JNZ         gemm4x6_cols49
+	JNZ         gemm4x6_cols66
 
-gemm4x6_tail50:
+gemm4x6_tail67:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6_reduce51
+	JZ    gemm4x6_reduce68
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6_whole52
+	JGE   gemm4x6_whole69
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6_whole52:
+gemm4x6_whole69:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -2653,35 +2777,37 @@ gemm4x6_whole52:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6_reduce51:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm4x6_nobias53
-	ADDQ         8(SP), CX
-	VADDPS       (CX), X0, X0
+gemm4x6_reduce68:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VSHUFPS       $0x88, Y0, Y4, Y3
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y4
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y4, Y0
+	VSHUFPS       $0xdd, Y1, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6_nobias71
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X4, X4
 
-gemm4x6_nobias53:
-	VMOVUPS X0, (AX)
+gemm4x6_nobias71:
+	VMOVUPS X4, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
 	IMUL3Q  $0x01, AX, AX
@@ -2692,7 +2818,7 @@ gemm4x6_nobias53:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x01, 40(SP)
 
-gemm4x6_skip48:
+gemm4x6_skip63:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
@@ -2704,8 +2830,8 @@ gemm4x6_skip48:
 	RET
 
 // func gemm3x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·gemm3x8(SB), $1584-80
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·gemm3x8(SB), $48-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -2738,35 +2864,36 @@ gemm3x8_tokens2:
 	SHLQ    $0x02, DI
 	LEAQ    (SI)(DI*2), R8
 	ADDQ    DI, R8
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
-	VMOVUPS zeros<>+0(SB), Z15
-	VMOVUPS zeros<>+0(SB), Z16
-	VMOVUPS zeros<>+0(SB), Z17
-	VMOVUPS zeros<>+0(SB), Z18
-	VMOVUPS zeros<>+0(SB), Z19
-	VMOVUPS zeros<>+0(SB), Z20
-	VMOVUPS zeros<>+0(SB), Z21
-	VMOVUPS zeros<>+0(SB), Z22
 	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm3x8_tail5
+	JZ      gemm3x8_tail7
 
-gemm3x8_cols4:
+gemm3x8_cols6:
 	VMOVUPS     (SI), Z24
 	VMOVUPS     (SI)(DI*1), Z25
 	VMOVUPS     (SI)(DI*2), Z26
@@ -2810,21 +2937,21 @@ gemm3x8_cols4:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm3x8_cols4
+	JNZ         gemm3x8_cols6
 
-gemm3x8_tail5:
+gemm3x8_tail7:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm3x8_reduce6
+	JZ    gemm3x8_reduce8
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm3x8_whole7
+	JGE   gemm3x8_whole9
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm3x8_whole7:
+gemm3x8_whole9:
 	VMOVUPS.Z   (SI), K1, Z24
 	VMOVUPS.Z   (SI)(DI*1), K1, Z25
 	VMOVUPS.Z   (SI)(DI*2), K1, Z26
@@ -2861,215 +2988,239 @@ gemm3x8_whole7:
 	VFMADD231PS Z27, Z25, K1, Z15
 	VFMADD231PS Z27, Z26, K1, Z23
 
-gemm3x8_reduce6:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z8, 112(SP)
-	VMOVUPS      Z16, 176(SP)
-	VMOVUPS      Z1, 240(SP)
-	VMOVUPS      Z9, 304(SP)
-	VMOVUPS      Z17, 368(SP)
-	VMOVUPS      Z2, 432(SP)
-	VMOVUPS      Z10, 496(SP)
-	VMOVUPS      Z18, 560(SP)
-	VMOVUPS      Z3, 624(SP)
-	VMOVUPS      Z11, 688(SP)
-	VMOVUPS      Z19, 752(SP)
-	VMOVUPS      Z4, 816(SP)
-	VMOVUPS      Z12, 880(SP)
-	VMOVUPS      Z20, 944(SP)
-	VMOVUPS      Z5, 1008(SP)
-	VMOVUPS      Z13, 1072(SP)
-	VMOVUPS      Z21, 1136(SP)
-	VMOVUPS      Z6, 1200(SP)
-	VMOVUPS      Z14, 1264(SP)
-	VMOVUPS      Z22, 1328(SP)
-	VMOVUPS      Z7, 1392(SP)
-	VMOVUPS      Z15, 1456(SP)
-	VMOVUPS      Z23, 1520(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias8
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias8:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VMOVUPS      304(SP), Y1
-	VADDPS       336(SP), Y1, Y1
-	VMOVUPS      368(SP), Y2
-	VADDPS       400(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias9
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias9:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias10
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias10:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      624(SP), Y0
-	VADDPS       656(SP), Y0, Y0
-	VMOVUPS      688(SP), Y1
-	VADDPS       720(SP), Y1, Y1
-	VMOVUPS      752(SP), Y2
-	VADDPS       784(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias11
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_reduce8:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF32X8 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF32X8 $0x01, Z16, Y8
+	VADDPS        Y8, Y16, Y8
+	VSHUFPS       $0x88, Y0, Y24, Y16
+	VSHUFPS       $0xdd, Y0, Y24, Y0
+	VADDPS        Y0, Y16, Y24
+	VSHUFPS       $0x88, Y8, Y8, Y0
+	VSHUFPS       $0xdd, Y8, Y8, Y8
+	VADDPS        Y8, Y0, Y8
+	VSHUFPS       $0x88, Y8, Y24, Y0
+	VSHUFPS       $0xdd, Y8, Y24, Y8
+	VADDPS        Y8, Y0, Y24
+	VEXTRACTF32X4 $0x01, Y24, X0
+	VADDPS        X0, X24, X24
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias11
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X24, X24
 
 gemm3x8_nobias11:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias12
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+	VMOVSD        X24, (AX)
+	VEXTRACTPS    $0x02, X24, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y8
+	VADDPS        Y8, Y17, Y8
+	VSHUFPS       $0x88, Y1, Y0, Y9
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y9, Y0
+	VSHUFPS       $0x88, Y8, Y8, Y1
+	VSHUFPS       $0xdd, Y8, Y8, Y8
+	VADDPS        Y8, Y1, Y8
+	VSHUFPS       $0x88, Y8, Y0, Y1
+	VSHUFPS       $0xdd, Y8, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias12
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
 gemm3x8_nobias12:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      1008(SP), Y0
-	VADDPS       1040(SP), Y0, Y0
-	VMOVUPS      1072(SP), Y1
-	VADDPS       1104(SP), Y1, Y1
-	VMOVUPS      1136(SP), Y2
-	VADDPS       1168(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias13
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z18, Y2
+	VADDPS        Y2, Y18, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias13
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
 gemm3x8_nobias13:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      1200(SP), Y0
-	VADDPS       1232(SP), Y0, Y0
-	VMOVUPS      1264(SP), Y1
-	VADDPS       1296(SP), Y1, Y1
-	VMOVUPS      1328(SP), Y2
-	VADDPS       1360(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias14
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z19, Y2
+	VADDPS        Y2, Y19, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias14
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
 gemm3x8_nobias14:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      1392(SP), Y0
-	VADDPS       1424(SP), Y0, Y0
-	VMOVUPS      1456(SP), Y1
-	VADDPS       1488(SP), Y1, Y1
-	VMOVUPS      1520(SP), Y2
-	VADDPS       1552(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm3x8_nobias15
-	ADDQ         8(SP), CX
-	VMOVSD       (CX), X1
-	VINSERTPS    $0x20, 8(CX), X1, X1
-	VADDPS       X1, X0, X0
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y1
+	VADDPS        Y1, Y12, Y1
+	VEXTRACTF32X8 $0x01, Z20, Y2
+	VADDPS        Y2, Y20, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias15
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
 gemm3x8_nobias15:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z13, Y1
+	VADDPS        Y1, Y13, Y1
+	VEXTRACTF32X8 $0x01, Z21, Y2
+	VADDPS        Y2, Y21, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias16
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias16:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z14, Y1
+	VADDPS        Y1, Y14, Y1
+	VEXTRACTF32X8 $0x01, Z22, Y2
+	VADDPS        Y2, Y22, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias17
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias17:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X8 $0x01, Z15, Y1
+	VADDPS        Y1, Y15, Y1
+	VEXTRACTF32X8 $0x01, Z23, Y2
+	VADDPS        Y2, Y23, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8_nobias18
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias18:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 	MOVQ       ldd+8(FP), AX
@@ -3085,7 +3236,7 @@ gemm3x8_nobias15:
 
 gemm3x8_tokens_done3:
 	CMPQ 40(SP), $0x07
-	JL   gemm3x8_skip16
+	JL   gemm3x8_skip19
 
 	// 3 rows × 7 tokens
 	MOVQ    24(SP), AX
@@ -3098,32 +3249,33 @@ gemm3x8_tokens_done3:
 	SHLQ    $0x02, DI
 	LEAQ    (SI)(DI*2), R8
 	ADDQ    DI, R8
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
-	VMOVUPS zeros<>+0(SB), Z15
-	VMOVUPS zeros<>+0(SB), Z16
-	VMOVUPS zeros<>+0(SB), Z17
-	VMOVUPS zeros<>+0(SB), Z18
-	VMOVUPS zeros<>+0(SB), Z19
 	VMOVUPS zeros<>+0(SB), Z20
+	VMOVAPS Z20, Z0
+	VMOVAPS Z20, Z1
+	VMOVAPS Z20, Z2
+	VMOVAPS Z20, Z3
+	VMOVAPS Z20, Z4
+	VMOVAPS Z20, Z5
+	VMOVAPS Z20, Z6
+	VMOVAPS Z20, Z7
+	VMOVAPS Z20, Z8
+	VMOVAPS Z20, Z9
+	VMOVAPS Z20, Z10
+	VMOVAPS Z20, Z11
+	VMOVAPS Z20, Z12
+	VMOVAPS Z20, Z13
+	VMOVAPS Z20, Z14
+	VMOVAPS Z20, Z15
+	VMOVAPS Z20, Z16
+	VMOVAPS Z20, Z17
+	VMOVAPS Z20, Z18
+	VMOVAPS Z20, Z19
+	VMOVAPS Z20, Z20
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm3x8_tail18
+	JZ      gemm3x8_tail23
 
-gemm3x8_cols17:
+gemm3x8_cols22:
 	VMOVUPS     (SI), Z21
 	VMOVUPS     (SI)(DI*1), Z22
 	VMOVUPS     (SI)(DI*2), Z23
@@ -3163,21 +3315,21 @@ gemm3x8_cols17:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm3x8_cols17
+	JNZ         gemm3x8_cols22
 
-gemm3x8_tail18:
+gemm3x8_tail23:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm3x8_reduce19
+	JZ    gemm3x8_reduce24
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm3x8_whole20
+	JGE   gemm3x8_whole25
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm3x8_whole20:
+gemm3x8_whole25:
 	VMOVUPS.Z   (SI), K1, Z21
 	VMOVUPS.Z   (SI)(DI*1), K1, Z22
 	VMOVUPS.Z   (SI)(DI*2), K1, Z23
@@ -3210,189 +3362,210 @@ gemm3x8_whole20:
 	VFMADD231PS Z24, Z22, K1, Z13
 	VFMADD231PS Z24, Z23, K1, Z20
 
-gemm3x8_reduce19:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z7, 112(SP)
-	VMOVUPS      Z14, 176(SP)
-	VMOVUPS      Z1, 240(SP)
-	VMOVUPS      Z8, 304(SP)
-	VMOVUPS      Z15, 368(SP)
-	VMOVUPS      Z2, 432(SP)
-	VMOVUPS      Z9, 496(SP)
-	VMOVUPS      Z16, 560(SP)
-	VMOVUPS      Z3, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z17, 752(SP)
-	VMOVUPS      Z4, 816(SP)
-	VMOVUPS      Z11, 880(SP)
-	VMOVUPS      Z18, 944(SP)
-	VMOVUPS      Z5, 1008(SP)
-	VMOVUPS      Z12, 1072(SP)
-	VMOVUPS      Z19, 1136(SP)
-	VMOVUPS      Z6, 1200(SP)
-	VMOVUPS      Z13, 1264(SP)
-	VMOVUPS      Z20, 1328(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias21
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias21:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VMOVUPS      304(SP), Y1
-	VADDPS       336(SP), Y1, Y1
-	VMOVUPS      368(SP), Y2
-	VADDPS       400(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias22
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias22:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias23
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias23:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      624(SP), Y0
-	VADDPS       656(SP), Y0, Y0
-	VMOVUPS      688(SP), Y1
-	VADDPS       720(SP), Y1, Y1
-	VMOVUPS      752(SP), Y2
-	VADDPS       784(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias24
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias24:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias25
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias25:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      1008(SP), Y0
-	VADDPS       1040(SP), Y0, Y0
-	VMOVUPS      1072(SP), Y1
-	VADDPS       1104(SP), Y1, Y1
-	VMOVUPS      1136(SP), Y2
-	VADDPS       1168(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias26
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
-
-gemm3x8_nobias26:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      1200(SP), Y0
-	VADDPS       1232(SP), Y0, Y0
-	VMOVUPS      1264(SP), Y1
-	VADDPS       1296(SP), Y1, Y1
-	VMOVUPS      1328(SP), Y2
-	VADDPS       1360(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm3x8_nobias27
-	ADDQ         8(SP), CX
-	VMOVSD       (CX), X1
-	VINSERTPS    $0x20, 8(CX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_reduce24:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y21
+	VADDPS        Y21, Y0, Y21
+	VEXTRACTF32X8 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X8 $0x01, Z14, Y7
+	VADDPS        Y7, Y14, Y7
+	VSHUFPS       $0x88, Y0, Y21, Y14
+	VSHUFPS       $0xdd, Y0, Y21, Y0
+	VADDPS        Y0, Y14, Y21
+	VSHUFPS       $0x88, Y7, Y7, Y0
+	VSHUFPS       $0xdd, Y7, Y7, Y7
+	VADDPS        Y7, Y0, Y7
+	VSHUFPS       $0x88, Y7, Y21, Y0
+	VSHUFPS       $0xdd, Y7, Y21, Y7
+	VADDPS        Y7, Y0, Y21
+	VEXTRACTF32X4 $0x01, Y21, X0
+	VADDPS        X0, X21, X21
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias27
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X21, X21
 
 gemm3x8_nobias27:
+	VMOVSD        X21, (AX)
+	VEXTRACTPS    $0x02, X21, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z15, Y7
+	VADDPS        Y7, Y15, Y7
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y7, Y7, Y1
+	VSHUFPS       $0xdd, Y7, Y7, Y7
+	VADDPS        Y7, Y1, Y7
+	VSHUFPS       $0x88, Y7, Y0, Y1
+	VSHUFPS       $0xdd, Y7, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias28
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias28:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y7
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias29
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias29:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias30
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias30:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z18, Y2
+	VADDPS        Y2, Y18, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias31
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias31:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y1
+	VADDPS        Y1, Y12, Y1
+	VEXTRACTF32X8 $0x01, Z19, Y2
+	VADDPS        Y2, Y19, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias32
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias32:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z13, Y1
+	VADDPS        Y1, Y13, Y1
+	VEXTRACTF32X8 $0x01, Z20, Y2
+	VADDPS        Y2, Y20, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8_nobias33
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8_nobias33:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 	MOVQ       ldd+8(FP), AX
@@ -3405,9 +3578,9 @@ gemm3x8_nobias27:
 	ADDQ       AX, 24(SP)
 	SUBQ       $0x07, 40(SP)
 
-gemm3x8_skip16:
+gemm3x8_skip19:
 	CMPQ 40(SP), $0x06
-	JL   gemm3x8_skip28
+	JL   gemm3x8_skip34
 
 	// 3 rows × 6 tokens
 	MOVQ    24(SP), AX
@@ -3420,29 +3593,30 @@ gemm3x8_skip16:
 	SHLQ    $0x02, DI
 	LEAQ    (SI)(DI*2), R8
 	ADDQ    DI, R8
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
-	VMOVUPS zeros<>+0(SB), Z14
-	VMOVUPS zeros<>+0(SB), Z15
-	VMOVUPS zeros<>+0(SB), Z16
 	VMOVUPS zeros<>+0(SB), Z17
+	VMOVAPS Z17, Z0
+	VMOVAPS Z17, Z1
+	VMOVAPS Z17, Z2
+	VMOVAPS Z17, Z3
+	VMOVAPS Z17, Z4
+	VMOVAPS Z17, Z5
+	VMOVAPS Z17, Z6
+	VMOVAPS Z17, Z7
+	VMOVAPS Z17, Z8
+	VMOVAPS Z17, Z9
+	VMOVAPS Z17, Z10
+	VMOVAPS Z17, Z11
+	VMOVAPS Z17, Z12
+	VMOVAPS Z17, Z13
+	VMOVAPS Z17, Z14
+	VMOVAPS Z17, Z15
+	VMOVAPS Z17, Z16
+	VMOVAPS Z17, Z17
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm3x8_tail30
+	JZ      gemm3x8_tail38
 
-gemm3x8_cols29:
+gemm3x8_cols37:
 	VMOVUPS     (SI), Z18
 	VMOVUPS     (SI)(DI*1), Z19
 	VMOVUPS     (SI)(DI*2), Z20
@@ -3478,21 +3652,21 @@ gemm3x8_cols29:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm3x8_cols29
+	JNZ         gemm3x8_cols37
 
-gemm3x8_tail30:
+gemm3x8_tail38:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm3x8_reduce31
+	JZ    gemm3x8_reduce39
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm3x8_whole32
+	JGE   gemm3x8_whole40
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm3x8_whole32:
+gemm3x8_whole40:
 	VMOVUPS.Z   (SI), K1, Z18
 	VMOVUPS.Z   (SI)(DI*1), K1, Z19
 	VMOVUPS.Z   (SI)(DI*2), K1, Z20
@@ -3521,163 +3695,181 @@ gemm3x8_whole32:
 	VFMADD231PS Z21, Z19, K1, Z11
 	VFMADD231PS Z21, Z20, K1, Z17
 
-gemm3x8_reduce31:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z6, 112(SP)
-	VMOVUPS      Z12, 176(SP)
-	VMOVUPS      Z1, 240(SP)
-	VMOVUPS      Z7, 304(SP)
-	VMOVUPS      Z13, 368(SP)
-	VMOVUPS      Z2, 432(SP)
-	VMOVUPS      Z8, 496(SP)
-	VMOVUPS      Z14, 560(SP)
-	VMOVUPS      Z3, 624(SP)
-	VMOVUPS      Z9, 688(SP)
-	VMOVUPS      Z15, 752(SP)
-	VMOVUPS      Z4, 816(SP)
-	VMOVUPS      Z10, 880(SP)
-	VMOVUPS      Z16, 944(SP)
-	VMOVUPS      Z5, 1008(SP)
-	VMOVUPS      Z11, 1072(SP)
-	VMOVUPS      Z17, 1136(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias33
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_reduce39:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y18
+	VADDPS        Y18, Y0, Y18
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y6
+	VADDPS        Y6, Y12, Y6
+	VSHUFPS       $0x88, Y0, Y18, Y12
+	VSHUFPS       $0xdd, Y0, Y18, Y0
+	VADDPS        Y0, Y12, Y18
+	VSHUFPS       $0x88, Y6, Y6, Y0
+	VSHUFPS       $0xdd, Y6, Y6, Y6
+	VADDPS        Y6, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y18, Y0
+	VSHUFPS       $0xdd, Y6, Y18, Y6
+	VADDPS        Y6, Y0, Y18
+	VEXTRACTF32X4 $0x01, Y18, X0
+	VADDPS        X0, X18, X18
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias42
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X18, X18
 
-gemm3x8_nobias33:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VMOVUPS      304(SP), Y1
-	VADDPS       336(SP), Y1, Y1
-	VMOVUPS      368(SP), Y2
-	VADDPS       400(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias34
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias42:
+	VMOVSD        X18, (AX)
+	VEXTRACTPS    $0x02, X18, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y7
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y6, Y6, Y1
+	VSHUFPS       $0xdd, Y6, Y6, Y6
+	VADDPS        Y6, Y1, Y6
+	VSHUFPS       $0x88, Y6, Y0, Y1
+	VSHUFPS       $0xdd, Y6, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias43
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias34:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias35
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias43:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias44
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias35:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      624(SP), Y0
-	VADDPS       656(SP), Y0, Y0
-	VMOVUPS      688(SP), Y1
-	VADDPS       720(SP), Y1, Y1
-	VMOVUPS      752(SP), Y2
-	VADDPS       784(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias36
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias44:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z15, Y2
+	VADDPS        Y2, Y15, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias45
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias36:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias37
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias45:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias46
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias37:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      1008(SP), Y0
-	VADDPS       1040(SP), Y0, Y0
-	VMOVUPS      1072(SP), Y1
-	VADDPS       1104(SP), Y1, Y1
-	VMOVUPS      1136(SP), Y2
-	VADDPS       1168(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm3x8_nobias38
-	ADDQ         8(SP), CX
-	VMOVSD       (CX), X1
-	VINSERTPS    $0x20, 8(CX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias46:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8_nobias47
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias38:
+gemm3x8_nobias47:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 	MOVQ       ldd+8(FP), AX
@@ -3690,9 +3882,9 @@ gemm3x8_nobias38:
 	ADDQ       AX, 24(SP)
 	SUBQ       $0x06, 40(SP)
 
-gemm3x8_skip28:
+gemm3x8_skip34:
 	CMPQ 40(SP), $0x05
-	JL   gemm3x8_skip39
+	JL   gemm3x8_skip48
 
 	// 3 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -3705,26 +3897,27 @@ gemm3x8_skip28:
 	SHLQ    $0x02, DI
 	LEAQ    (SI)(DI*2), R8
 	ADDQ    DI, R8
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
-	VMOVUPS zeros<>+0(SB), Z11
-	VMOVUPS zeros<>+0(SB), Z12
-	VMOVUPS zeros<>+0(SB), Z13
 	VMOVUPS zeros<>+0(SB), Z14
+	VMOVAPS Z14, Z0
+	VMOVAPS Z14, Z1
+	VMOVAPS Z14, Z2
+	VMOVAPS Z14, Z3
+	VMOVAPS Z14, Z4
+	VMOVAPS Z14, Z5
+	VMOVAPS Z14, Z6
+	VMOVAPS Z14, Z7
+	VMOVAPS Z14, Z8
+	VMOVAPS Z14, Z9
+	VMOVAPS Z14, Z10
+	VMOVAPS Z14, Z11
+	VMOVAPS Z14, Z12
+	VMOVAPS Z14, Z13
+	VMOVAPS Z14, Z14
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm3x8_tail41
+	JZ      gemm3x8_tail52
 
-gemm3x8_cols40:
+gemm3x8_cols51:
 	VMOVUPS     (SI), Z15
 	VMOVUPS     (SI)(DI*1), Z16
 	VMOVUPS     (SI)(DI*2), Z17
@@ -3756,21 +3949,21 @@ gemm3x8_cols40:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm3x8_cols40
+	JNZ         gemm3x8_cols51
 
-gemm3x8_tail41:
+gemm3x8_tail52:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm3x8_reduce42
+	JZ    gemm3x8_reduce53
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm3x8_whole43
+	JGE   gemm3x8_whole54
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm3x8_whole43:
+gemm3x8_whole54:
 	VMOVUPS.Z   (SI), K1, Z15
 	VMOVUPS.Z   (SI)(DI*1), K1, Z16
 	VMOVUPS.Z   (SI)(DI*2), K1, Z17
@@ -3795,137 +3988,152 @@ gemm3x8_whole43:
 	VFMADD231PS Z18, Z16, K1, Z9
 	VFMADD231PS Z18, Z17, K1, Z14
 
-gemm3x8_reduce42:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z5, 112(SP)
-	VMOVUPS      Z10, 176(SP)
-	VMOVUPS      Z1, 240(SP)
-	VMOVUPS      Z6, 304(SP)
-	VMOVUPS      Z11, 368(SP)
-	VMOVUPS      Z2, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z12, 560(SP)
-	VMOVUPS      Z3, 624(SP)
-	VMOVUPS      Z8, 688(SP)
-	VMOVUPS      Z13, 752(SP)
-	VMOVUPS      Z4, 816(SP)
-	VMOVUPS      Z9, 880(SP)
-	VMOVUPS      Z14, 944(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias44
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_reduce53:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y15
+	VADDPS        Y15, Y0, Y15
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y5
+	VADDPS        Y5, Y10, Y5
+	VSHUFPS       $0x88, Y0, Y15, Y10
+	VSHUFPS       $0xdd, Y0, Y15, Y0
+	VADDPS        Y0, Y10, Y15
+	VSHUFPS       $0x88, Y5, Y5, Y0
+	VSHUFPS       $0xdd, Y5, Y5, Y5
+	VADDPS        Y5, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y15, Y0
+	VSHUFPS       $0xdd, Y5, Y15, Y5
+	VADDPS        Y5, Y0, Y15
+	VEXTRACTF32X4 $0x01, Y15, X0
+	VADDPS        X0, X15, X15
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias56
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X15, X15
 
-gemm3x8_nobias44:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VMOVUPS      304(SP), Y1
-	VADDPS       336(SP), Y1, Y1
-	VMOVUPS      368(SP), Y2
-	VADDPS       400(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias45
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias56:
+	VMOVSD        X15, (AX)
+	VEXTRACTPS    $0x02, X15, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y5, Y5, Y1
+	VSHUFPS       $0xdd, Y5, Y5, Y5
+	VADDPS        Y5, Y1, Y5
+	VSHUFPS       $0x88, Y5, Y0, Y1
+	VSHUFPS       $0xdd, Y5, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias57
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias45:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias46
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias57:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z12, Y2
+	VADDPS        Y2, Y12, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias58
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias46:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      624(SP), Y0
-	VADDPS       656(SP), Y0, Y0
-	VMOVUPS      688(SP), Y1
-	VADDPS       720(SP), Y1, Y1
-	VMOVUPS      752(SP), Y2
-	VADDPS       784(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias47
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias58:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y2
+	VADDPS        Y2, Y13, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias59
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias47:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm3x8_nobias48
-	ADDQ         8(SP), CX
-	VMOVSD       (CX), X1
-	VINSERTPS    $0x20, 8(CX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias59:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8_nobias60
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias48:
+gemm3x8_nobias60:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 	MOVQ       ldd+8(FP), AX
@@ -3938,9 +4146,9 @@ gemm3x8_nobias48:
 	ADDQ       AX, 24(SP)
 	SUBQ       $0x05, 40(SP)
 
-gemm3x8_skip39:
+gemm3x8_skip48:
 	CMPQ 40(SP), $0x04
-	JL   gemm3x8_skip49
+	JL   gemm3x8_skip61
 
 	// 3 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -3952,23 +4160,24 @@ gemm3x8_skip39:
 	SHLQ    $0x02, SI
 	LEAQ    (BX)(SI*2), DI
 	ADDQ    SI, DI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
-	VMOVUPS zeros<>+0(SB), Z8
-	VMOVUPS zeros<>+0(SB), Z9
-	VMOVUPS zeros<>+0(SB), Z10
 	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
 	MOVQ    k+56(FP), R8
 	SHRQ    $0x04, R8
-	JZ      gemm3x8_tail51
+	JZ      gemm3x8_tail65
 
-gemm3x8_cols50:
+gemm3x8_cols64:
 	VMOVUPS     (BX), Z12
 	VMOVUPS     (BX)(SI*1), Z13
 	VMOVUPS     (BX)(SI*2), Z14
@@ -3995,20 +4204,20 @@ gemm3x8_cols50:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R8
-	JNZ         gemm3x8_cols50
+	JNZ         gemm3x8_cols64
 
-gemm3x8_tail51:
+gemm3x8_tail65:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm3x8_reduce52
+	JZ    gemm3x8_reduce66
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm3x8_whole53
+	JGE   gemm3x8_whole67
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm3x8_whole53:
+gemm3x8_whole67:
 	VMOVUPS.Z   (BX), K1, Z12
 	VMOVUPS.Z   (BX)(SI*1), K1, Z13
 	VMOVUPS.Z   (BX)(SI*2), K1, Z14
@@ -4029,111 +4238,123 @@ gemm3x8_whole53:
 	VFMADD231PS Z15, Z13, K1, Z7
 	VFMADD231PS Z15, Z14, K1, Z11
 
-gemm3x8_reduce52:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z4, 112(SP)
-	VMOVUPS      Z8, 176(SP)
-	VMOVUPS      Z1, 240(SP)
-	VMOVUPS      Z5, 304(SP)
-	VMOVUPS      Z9, 368(SP)
-	VMOVUPS      Z2, 432(SP)
-	VMOVUPS      Z6, 496(SP)
-	VMOVUPS      Z10, 560(SP)
-	VMOVUPS      Z3, 624(SP)
-	VMOVUPS      Z7, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias54
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_reduce66:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y4
+	VADDPS        Y4, Y8, Y4
+	VSHUFPS       $0x88, Y0, Y12, Y8
+	VSHUFPS       $0xdd, Y0, Y12, Y0
+	VADDPS        Y0, Y8, Y12
+	VSHUFPS       $0x88, Y4, Y4, Y0
+	VSHUFPS       $0xdd, Y4, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y12, Y0
+	VSHUFPS       $0xdd, Y4, Y12, Y4
+	VADDPS        Y4, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X0
+	VADDPS        X0, X12, X12
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias69
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X12, X12
 
-gemm3x8_nobias54:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VMOVUPS      304(SP), Y1
-	VADDPS       336(SP), Y1, Y1
-	VMOVUPS      368(SP), Y2
-	VADDPS       400(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias55
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias69:
+	VMOVSD        X12, (AX)
+	VEXTRACTPS    $0x02, X12, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y4, Y4, Y1
+	VSHUFPS       $0xdd, Y4, Y4, Y4
+	VADDPS        Y4, Y1, Y4
+	VSHUFPS       $0x88, Y4, Y0, Y1
+	VSHUFPS       $0xdd, Y4, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias70
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias55:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias56
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias70:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias71
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias56:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      624(SP), Y0
-	VADDPS       656(SP), Y0, Y0
-	VMOVUPS      688(SP), Y1
-	VADDPS       720(SP), Y1, Y1
-	VMOVUPS      752(SP), Y2
-	VADDPS       784(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm3x8_nobias57
-	ADDQ         8(SP), CX
-	VMOVSD       (CX), X1
-	VINSERTPS    $0x20, 8(CX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias71:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y2
+	VADDPS        Y2, Y11, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8_nobias72
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias57:
+gemm3x8_nobias72:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 	MOVQ       ldd+8(FP), AX
@@ -4146,9 +4367,9 @@ gemm3x8_nobias57:
 	ADDQ       AX, 24(SP)
 	SUBQ       $0x04, 40(SP)
 
-gemm3x8_skip49:
+gemm3x8_skip61:
 	CMPQ 40(SP), $0x03
-	JL   gemm3x8_skip58
+	JL   gemm3x8_skip73
 
 	// 3 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -4159,20 +4380,21 @@ gemm3x8_skip49:
 	SHLQ    $0x02, BX
 	LEAQ    (DX)(BX*2), SI
 	ADDQ    BX, SI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
-	VMOVUPS zeros<>+0(SB), Z7
 	VMOVUPS zeros<>+0(SB), Z8
+	VMOVAPS Z8, Z0
+	VMOVAPS Z8, Z1
+	VMOVAPS Z8, Z2
+	VMOVAPS Z8, Z3
+	VMOVAPS Z8, Z4
+	VMOVAPS Z8, Z5
+	VMOVAPS Z8, Z6
+	VMOVAPS Z8, Z7
+	VMOVAPS Z8, Z8
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm3x8_tail60
+	JZ      gemm3x8_tail77
 
-gemm3x8_cols59:
+gemm3x8_cols76:
 	VMOVUPS     (DX), Z9
 	VMOVUPS     (DX)(BX*1), Z10
 	VMOVUPS     (DX)(BX*2), Z11
@@ -4195,20 +4417,20 @@ gemm3x8_cols59:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm3x8_cols59
+	JNZ         gemm3x8_cols76
 
-gemm3x8_tail60:
+gemm3x8_tail77:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm3x8_reduce61
+	JZ    gemm3x8_reduce78
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm3x8_whole62
+	JGE   gemm3x8_whole79
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm3x8_whole62:
+gemm3x8_whole79:
 	VMOVUPS.Z   (DX), K1, Z9
 	VMOVUPS.Z   (DX)(BX*1), K1, Z10
 	VMOVUPS.Z   (DX)(BX*2), K1, Z11
@@ -4225,85 +4447,94 @@ gemm3x8_whole62:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z8
 
-gemm3x8_reduce61:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z3, 112(SP)
-	VMOVUPS      Z6, 176(SP)
-	VMOVUPS      Z1, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z7, 368(SP)
-	VMOVUPS      Z2, 432(SP)
-	VMOVUPS      Z5, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias63
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_reduce78:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y9
+	VADDPS        Y9, Y0, Y9
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y3
+	VADDPS        Y3, Y6, Y3
+	VSHUFPS       $0x88, Y0, Y9, Y6
+	VSHUFPS       $0xdd, Y0, Y9, Y0
+	VADDPS        Y0, Y6, Y9
+	VSHUFPS       $0x88, Y3, Y3, Y0
+	VSHUFPS       $0xdd, Y3, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y9, Y0
+	VSHUFPS       $0xdd, Y3, Y9, Y3
+	VADDPS        Y3, Y0, Y9
+	VEXTRACTF32X4 $0x01, Y9, X0
+	VADDPS        X0, X9, X9
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias81
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X9, X9
 
-gemm3x8_nobias63:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VMOVUPS      304(SP), Y1
-	VADDPS       336(SP), Y1, Y1
-	VMOVUPS      368(SP), Y2
-	VADDPS       400(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias64
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias81:
+	VMOVSD        X9, (AX)
+	VEXTRACTPS    $0x02, X9, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y3, Y1
+	VSHUFPS       $0xdd, Y3, Y3, Y3
+	VADDPS        Y3, Y1, Y3
+	VSHUFPS       $0x88, Y3, Y0, Y1
+	VSHUFPS       $0xdd, Y3, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias82
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias64:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VMOVUPS      496(SP), Y1
-	VADDPS       528(SP), Y1, Y1
-	VMOVUPS      560(SP), Y2
-	VADDPS       592(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm3x8_nobias65
-	ADDQ         8(SP), CX
-	VMOVSD       (CX), X1
-	VINSERTPS    $0x20, 8(CX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias82:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8_nobias83
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias65:
+gemm3x8_nobias83:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 	MOVQ       ldd+8(FP), AX
@@ -4316,9 +4547,9 @@ gemm3x8_nobias65:
 	ADDQ       AX, 24(SP)
 	SUBQ       $0x03, 40(SP)
 
-gemm3x8_skip58:
+gemm3x8_skip73:
 	CMPQ 40(SP), $0x02
-	JL   gemm3x8_skip66
+	JL   gemm3x8_skip84
 
 	// 3 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -4329,17 +4560,18 @@ gemm3x8_skip58:
 	SHLQ    $0x02, BX
 	LEAQ    (DX)(BX*2), SI
 	ADDQ    BX, SI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
 	VMOVUPS zeros<>+0(SB), Z5
+	VMOVAPS Z5, Z0
+	VMOVAPS Z5, Z1
+	VMOVAPS Z5, Z2
+	VMOVAPS Z5, Z3
+	VMOVAPS Z5, Z4
+	VMOVAPS Z5, Z5
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm3x8_tail68
+	JZ      gemm3x8_tail88
 
-gemm3x8_cols67:
+gemm3x8_cols87:
 	VMOVUPS     (DX), Z6
 	VMOVUPS     (DX)(BX*1), Z7
 	VMOVUPS     (DX)(BX*2), Z8
@@ -4358,20 +4590,20 @@ gemm3x8_cols67:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm3x8_cols67
+	JNZ         gemm3x8_cols87
 
-gemm3x8_tail68:
+gemm3x8_tail88:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm3x8_reduce69
+	JZ    gemm3x8_reduce89
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm3x8_whole70
+	JGE   gemm3x8_whole90
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm3x8_whole70:
+gemm3x8_whole90:
 	VMOVUPS.Z   (DX), K1, Z6
 	VMOVUPS.Z   (DX)(BX*1), K1, Z7
 	VMOVUPS.Z   (DX)(BX*2), K1, Z8
@@ -4384,59 +4616,65 @@ gemm3x8_whole70:
 	VFMADD231PS Z9, Z7, K1, Z3
 	VFMADD231PS Z9, Z8, K1, Z5
 
-gemm3x8_reduce69:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z2, 112(SP)
-	VMOVUPS      Z4, 176(SP)
-	VMOVUPS      Z1, 240(SP)
-	VMOVUPS      Z3, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm3x8_nobias71
-	ADDQ         8(SP), DX
-	VMOVSD       (DX), X1
-	VINSERTPS    $0x20, 8(DX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_reduce89:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y2
+	VADDPS        Y2, Y4, Y2
+	VSHUFPS       $0x88, Y0, Y6, Y4
+	VSHUFPS       $0xdd, Y0, Y6, Y0
+	VADDPS        Y0, Y4, Y6
+	VSHUFPS       $0x88, Y2, Y2, Y0
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y6, Y0
+	VSHUFPS       $0xdd, Y2, Y6, Y2
+	VADDPS        Y2, Y0, Y6
+	VEXTRACTF32X4 $0x01, Y6, X0
+	VADDPS        X0, X6, X6
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8_nobias92
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X6, X6
 
-gemm3x8_nobias71:
-	VMOVSD       X0, (AX)
-	VEXTRACTPS   $0x02, X0, 8(AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VMOVUPS      304(SP), Y1
-	VADDPS       336(SP), Y1, Y1
-	VMOVUPS      368(SP), Y2
-	VADDPS       400(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm3x8_nobias72
-	ADDQ         8(SP), CX
-	VMOVSD       (CX), X1
-	VINSERTPS    $0x20, 8(CX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_nobias92:
+	VMOVSD        X6, (AX)
+	VEXTRACTPS    $0x02, X6, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF32X8 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8_nobias93
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
 
-gemm3x8_nobias72:
+gemm3x8_nobias93:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 	MOVQ       ldd+8(FP), AX
@@ -4449,9 +4687,9 @@ gemm3x8_nobias72:
 	ADDQ       AX, 24(SP)
 	SUBQ       $0x02, 40(SP)
 
-gemm3x8_skip66:
+gemm3x8_skip84:
 	CMPQ 40(SP), $0x01
-	JL   gemm3x8_skip73
+	JL   gemm3x8_skip94
 
 	// 3 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -4462,14 +4700,15 @@ gemm3x8_skip66:
 	SHLQ    $0x02, DX
 	LEAQ    (CX)(DX*2), BX
 	ADDQ    DX, BX
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
+	VMOVAPS Z2, Z0
+	VMOVAPS Z2, Z1
+	VMOVAPS Z2, Z2
 	MOVQ    k+56(FP), SI
 	SHRQ    $0x04, SI
-	JZ      gemm3x8_tail75
+	JZ      gemm3x8_tail98
 
-gemm3x8_cols74:
+gemm3x8_cols97:
 	VMOVUPS     (CX), Z3
 	VMOVUPS     (CX)(DX*1), Z4
 	VMOVUPS     (CX)(DX*2), Z5
@@ -4484,20 +4723,20 @@ gemm3x8_cols74:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        SI
-	JNZ         gemm3x8_cols74
+	JNZ         gemm3x8_cols97
 
-gemm3x8_tail75:
+gemm3x8_tail98:
 	MOVQ  k+56(FP), BX
 	ANDQ  $0x0f, BX
-	JZ    gemm3x8_reduce76
+	JZ    gemm3x8_reduce99
 	LEAQ  tailmasks<>+0(SB), SI
 	KMOVW (SI)(BX*2), K1
 	CMPQ  BX, $0x08
-	JGE   gemm3x8_whole77
+	JGE   gemm3x8_whole100
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm3x8_whole77:
+gemm3x8_whole100:
 	VMOVUPS.Z   (CX), K1, Z3
 	VMOVUPS.Z   (CX)(DX*1), K1, Z4
 	VMOVUPS.Z   (CX)(DX*2), K1, Z5
@@ -4506,35 +4745,38 @@ gemm3x8_whole77:
 	VFMADD231PS Z6, Z4, K1, Z1
 	VFMADD231PS Z6, Z5, K1, Z2
 
-gemm3x8_reduce76:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm3x8_nobias78
-	ADDQ         8(SP), CX
-	VMOVSD       (CX), X1
-	VINSERTPS    $0x20, 8(CX), X1, X1
-	VADDPS       X1, X0, X0
+gemm3x8_reduce99:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VSHUFPS       $0x88, Y0, Y3, Y2
+	VSHUFPS       $0xdd, Y0, Y3, Y0
+	VADDPS        Y0, Y2, Y3
+	VSHUFPS       $0x88, Y1, Y1, Y0
+	VSHUFPS       $0xdd, Y1, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y3, Y0
+	VSHUFPS       $0xdd, Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y3
+	VEXTRACTF32X4 $0x01, Y3, X0
+	VADDPS        X0, X3, X3
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8_nobias102
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X0
+	VINSERTPS     $0x20, 8(CX), X0, X0
+	VADDPS        X0, X3, X3
 
-gemm3x8_nobias78:
-	VMOVSD     X0, (AX)
-	VEXTRACTPS $0x02, X0, 8(AX)
+gemm3x8_nobias102:
+	VMOVSD     X3, (AX)
+	VEXTRACTPS $0x02, X3, 8(AX)
 	MOVQ       ldd+8(FP), AX
 	SHLQ       $0x02, AX
 	IMUL3Q     $0x01, AX, AX
@@ -4545,7 +4787,7 @@ gemm3x8_nobias78:
 	ADDQ       AX, 24(SP)
 	SUBQ       $0x01, 40(SP)
 
-gemm3x8_skip73:
+gemm3x8_skip94:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x0c, 8(SP)
@@ -4556,9 +4798,2348 @@ gemm3x8_skip73:
 	VZEROUPPER
 	RET
 
+// func gemm3x8p(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·gemm3x8p(SB), $56-96
+	MOVQ acc+80(FP), AX
+	MOVQ AX, 48(SP)
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm3x8p_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemm3x8p_tokens2:
+	CMPQ 40(SP), $0x08
+	JL   gemm3x8p_tokens_done3
+
+	// 3 rows × 8 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (SI)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm3x8p_fresh4
+	MOVQ    48(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z8
+	VMOVUPS 128(R9), Z16
+	VMOVUPS 192(R9), Z1
+	VMOVUPS 256(R9), Z9
+	VMOVUPS 320(R9), Z17
+	VMOVUPS 384(R9), Z2
+	VMOVUPS 448(R9), Z10
+	VMOVUPS 512(R9), Z18
+	VMOVUPS 576(R9), Z3
+	VMOVUPS 640(R9), Z11
+	VMOVUPS 704(R9), Z19
+	VMOVUPS 768(R9), Z4
+	VMOVUPS 832(R9), Z12
+	VMOVUPS 896(R9), Z20
+	VMOVUPS 960(R9), Z5
+	VMOVUPS 1024(R9), Z13
+	VMOVUPS 1088(R9), Z21
+	VMOVUPS 1152(R9), Z6
+	VMOVUPS 1216(R9), Z14
+	VMOVUPS 1280(R9), Z22
+	VMOVUPS 1344(R9), Z7
+	VMOVUPS 1408(R9), Z15
+	VMOVUPS 1472(R9), Z23
+	JMP     gemm3x8p_started5
+
+gemm3x8p_fresh4:
+	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
+
+gemm3x8p_started5:
+	MOVQ k+56(FP), R9
+	SHRQ $0x04, R9
+	JZ   gemm3x8p_tail7
+
+gemm3x8p_cols6:
+	VMOVUPS     (SI), Z24
+	VMOVUPS     (SI)(DI*1), Z25
+	VMOVUPS     (SI)(DI*2), Z26
+	VMOVUPS     (AX), Z27
+	VFMADD231PS Z27, Z24, Z0
+	VFMADD231PS Z27, Z25, Z8
+	VFMADD231PS Z27, Z26, Z16
+	PREFETCHT0  (R8)
+	VMOVUPS     (AX)(CX*1), Z27
+	VFMADD231PS Z27, Z24, Z1
+	VFMADD231PS Z27, Z25, Z9
+	VFMADD231PS Z27, Z26, Z17
+	PREFETCHT0  (R8)(DI*1)
+	VMOVUPS     (AX)(CX*2), Z27
+	VFMADD231PS Z27, Z24, Z2
+	VFMADD231PS Z27, Z25, Z10
+	VFMADD231PS Z27, Z26, Z18
+	PREFETCHT0  (R8)(DI*2)
+	VMOVUPS     (AX)(DX*1), Z27
+	VFMADD231PS Z27, Z24, Z3
+	VFMADD231PS Z27, Z25, Z11
+	VFMADD231PS Z27, Z26, Z19
+	VMOVUPS     (BX), Z27
+	VFMADD231PS Z27, Z24, Z4
+	VFMADD231PS Z27, Z25, Z12
+	VFMADD231PS Z27, Z26, Z20
+	VMOVUPS     (BX)(CX*1), Z27
+	VFMADD231PS Z27, Z24, Z5
+	VFMADD231PS Z27, Z25, Z13
+	VFMADD231PS Z27, Z26, Z21
+	VMOVUPS     (BX)(CX*2), Z27
+	VFMADD231PS Z27, Z24, Z6
+	VFMADD231PS Z27, Z25, Z14
+	VFMADD231PS Z27, Z26, Z22
+	VMOVUPS     (BX)(DX*1), Z27
+	VFMADD231PS Z27, Z24, Z7
+	VFMADD231PS Z27, Z25, Z15
+	VFMADD231PS Z27, Z26, Z23
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R9
+	JNZ         gemm3x8p_cols6
+
+gemm3x8p_tail7:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm3x8p_reduce8
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm3x8p_whole9
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm3x8p_whole9:
+	VMOVUPS.Z   (SI), K1, Z24
+	VMOVUPS.Z   (SI)(DI*1), K1, Z25
+	VMOVUPS.Z   (SI)(DI*2), K1, Z26
+	VMOVUPS.Z   (AX), K1, Z27
+	VFMADD231PS Z27, Z24, K1, Z0
+	VFMADD231PS Z27, Z25, K1, Z8
+	VFMADD231PS Z27, Z26, K1, Z16
+	VMOVUPS.Z   (AX)(CX*1), K1, Z27
+	VFMADD231PS Z27, Z24, K1, Z1
+	VFMADD231PS Z27, Z25, K1, Z9
+	VFMADD231PS Z27, Z26, K1, Z17
+	VMOVUPS.Z   (AX)(CX*2), K1, Z27
+	VFMADD231PS Z27, Z24, K1, Z2
+	VFMADD231PS Z27, Z25, K1, Z10
+	VFMADD231PS Z27, Z26, K1, Z18
+	VMOVUPS.Z   (AX)(DX*1), K1, Z27
+	VFMADD231PS Z27, Z24, K1, Z3
+	VFMADD231PS Z27, Z25, K1, Z11
+	VFMADD231PS Z27, Z26, K1, Z19
+	VMOVUPS.Z   (BX), K1, Z27
+	VFMADD231PS Z27, Z24, K1, Z4
+	VFMADD231PS Z27, Z25, K1, Z12
+	VFMADD231PS Z27, Z26, K1, Z20
+	VMOVUPS.Z   (BX)(CX*1), K1, Z27
+	VFMADD231PS Z27, Z24, K1, Z5
+	VFMADD231PS Z27, Z25, K1, Z13
+	VFMADD231PS Z27, Z26, K1, Z21
+	VMOVUPS.Z   (BX)(CX*2), K1, Z27
+	VFMADD231PS Z27, Z24, K1, Z6
+	VFMADD231PS Z27, Z25, K1, Z14
+	VFMADD231PS Z27, Z26, K1, Z22
+	VMOVUPS.Z   (BX)(DX*1), K1, Z27
+	VFMADD231PS Z27, Z24, K1, Z7
+	VFMADD231PS Z27, Z25, K1, Z15
+	VFMADD231PS Z27, Z26, K1, Z23
+
+gemm3x8p_reduce8:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm3x8p_sum11
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z8, 64(AX)
+	VMOVUPS Z16, 128(AX)
+	VMOVUPS Z1, 192(AX)
+	VMOVUPS Z9, 256(AX)
+	VMOVUPS Z17, 320(AX)
+	VMOVUPS Z2, 384(AX)
+	VMOVUPS Z10, 448(AX)
+	VMOVUPS Z18, 512(AX)
+	VMOVUPS Z3, 576(AX)
+	VMOVUPS Z11, 640(AX)
+	VMOVUPS Z19, 704(AX)
+	VMOVUPS Z4, 768(AX)
+	VMOVUPS Z12, 832(AX)
+	VMOVUPS Z20, 896(AX)
+	VMOVUPS Z5, 960(AX)
+	VMOVUPS Z13, 1024(AX)
+	VMOVUPS Z21, 1088(AX)
+	VMOVUPS Z6, 1152(AX)
+	VMOVUPS Z14, 1216(AX)
+	VMOVUPS Z22, 1280(AX)
+	VMOVUPS Z7, 1344(AX)
+	VMOVUPS Z15, 1408(AX)
+	VMOVUPS Z23, 1472(AX)
+	JMP     gemm3x8p_reduced10
+
+gemm3x8p_sum11:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF32X8 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF32X8 $0x01, Z16, Y8
+	VADDPS        Y8, Y16, Y8
+	VSHUFPS       $0x88, Y0, Y24, Y16
+	VSHUFPS       $0xdd, Y0, Y24, Y0
+	VADDPS        Y0, Y16, Y24
+	VSHUFPS       $0x88, Y8, Y8, Y0
+	VSHUFPS       $0xdd, Y8, Y8, Y8
+	VADDPS        Y8, Y0, Y8
+	VSHUFPS       $0x88, Y8, Y24, Y0
+	VSHUFPS       $0xdd, Y8, Y24, Y8
+	VADDPS        Y8, Y0, Y24
+	VEXTRACTF32X4 $0x01, Y24, X0
+	VADDPS        X0, X24, X24
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias12
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X24, X24
+
+gemm3x8p_nobias12:
+	VMOVSD        X24, (AX)
+	VEXTRACTPS    $0x02, X24, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y8
+	VADDPS        Y8, Y17, Y8
+	VSHUFPS       $0x88, Y1, Y0, Y9
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y9, Y0
+	VSHUFPS       $0x88, Y8, Y8, Y1
+	VSHUFPS       $0xdd, Y8, Y8, Y8
+	VADDPS        Y8, Y1, Y8
+	VSHUFPS       $0x88, Y8, Y0, Y1
+	VSHUFPS       $0xdd, Y8, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias13
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias13:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z18, Y2
+	VADDPS        Y2, Y18, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias14
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias14:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z19, Y2
+	VADDPS        Y2, Y19, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias15
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias15:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y1
+	VADDPS        Y1, Y12, Y1
+	VEXTRACTF32X8 $0x01, Z20, Y2
+	VADDPS        Y2, Y20, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias16
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias16:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z13, Y1
+	VADDPS        Y1, Y13, Y1
+	VEXTRACTF32X8 $0x01, Z21, Y2
+	VADDPS        Y2, Y21, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias17
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias17:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z14, Y1
+	VADDPS        Y1, Y14, Y1
+	VEXTRACTF32X8 $0x01, Z22, Y2
+	VADDPS        Y2, Y22, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias18
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias18:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X8 $0x01, Z15, Y1
+	VADDPS        Y1, Y15, Y1
+	VEXTRACTF32X8 $0x01, Z23, Y2
+	VADDPS        Y2, Y23, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8p_nobias19
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias19:
+	VMOVSD     X0, (AX)
+	VEXTRACTPS $0x02, X0, 8(AX)
+
+gemm3x8p_reduced10:
+	ADDQ   $0x00000600, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x08, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x08, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x08, 40(SP)
+	JMP    gemm3x8p_tokens2
+
+gemm3x8p_tokens_done3:
+	CMPQ 40(SP), $0x07
+	JL   gemm3x8p_skip20
+
+	// 3 rows × 7 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (SI)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm3x8p_fresh21
+	MOVQ    48(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z7
+	VMOVUPS 128(R9), Z14
+	VMOVUPS 192(R9), Z1
+	VMOVUPS 256(R9), Z8
+	VMOVUPS 320(R9), Z15
+	VMOVUPS 384(R9), Z2
+	VMOVUPS 448(R9), Z9
+	VMOVUPS 512(R9), Z16
+	VMOVUPS 576(R9), Z3
+	VMOVUPS 640(R9), Z10
+	VMOVUPS 704(R9), Z17
+	VMOVUPS 768(R9), Z4
+	VMOVUPS 832(R9), Z11
+	VMOVUPS 896(R9), Z18
+	VMOVUPS 960(R9), Z5
+	VMOVUPS 1024(R9), Z12
+	VMOVUPS 1088(R9), Z19
+	VMOVUPS 1152(R9), Z6
+	VMOVUPS 1216(R9), Z13
+	VMOVUPS 1280(R9), Z20
+	JMP     gemm3x8p_started22
+
+gemm3x8p_fresh21:
+	VMOVUPS zeros<>+0(SB), Z20
+	VMOVAPS Z20, Z0
+	VMOVAPS Z20, Z1
+	VMOVAPS Z20, Z2
+	VMOVAPS Z20, Z3
+	VMOVAPS Z20, Z4
+	VMOVAPS Z20, Z5
+	VMOVAPS Z20, Z6
+	VMOVAPS Z20, Z7
+	VMOVAPS Z20, Z8
+	VMOVAPS Z20, Z9
+	VMOVAPS Z20, Z10
+	VMOVAPS Z20, Z11
+	VMOVAPS Z20, Z12
+	VMOVAPS Z20, Z13
+	VMOVAPS Z20, Z14
+	VMOVAPS Z20, Z15
+	VMOVAPS Z20, Z16
+	VMOVAPS Z20, Z17
+	VMOVAPS Z20, Z18
+	VMOVAPS Z20, Z19
+	VMOVAPS Z20, Z20
+
+gemm3x8p_started22:
+	MOVQ k+56(FP), R9
+	SHRQ $0x04, R9
+	JZ   gemm3x8p_tail24
+
+gemm3x8p_cols23:
+	VMOVUPS     (SI), Z21
+	VMOVUPS     (SI)(DI*1), Z22
+	VMOVUPS     (SI)(DI*2), Z23
+	VMOVUPS     (AX), Z24
+	VFMADD231PS Z24, Z21, Z0
+	VFMADD231PS Z24, Z22, Z7
+	VFMADD231PS Z24, Z23, Z14
+	PREFETCHT0  (R8)
+	VMOVUPS     (AX)(CX*1), Z24
+	VFMADD231PS Z24, Z21, Z1
+	VFMADD231PS Z24, Z22, Z8
+	VFMADD231PS Z24, Z23, Z15
+	PREFETCHT0  (R8)(DI*1)
+	VMOVUPS     (AX)(CX*2), Z24
+	VFMADD231PS Z24, Z21, Z2
+	VFMADD231PS Z24, Z22, Z9
+	VFMADD231PS Z24, Z23, Z16
+	PREFETCHT0  (R8)(DI*2)
+	VMOVUPS     (AX)(DX*1), Z24
+	VFMADD231PS Z24, Z21, Z3
+	VFMADD231PS Z24, Z22, Z10
+	VFMADD231PS Z24, Z23, Z17
+	VMOVUPS     (BX), Z24
+	VFMADD231PS Z24, Z21, Z4
+	VFMADD231PS Z24, Z22, Z11
+	VFMADD231PS Z24, Z23, Z18
+	VMOVUPS     (BX)(CX*1), Z24
+	VFMADD231PS Z24, Z21, Z5
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z19
+	VMOVUPS     (BX)(CX*2), Z24
+	VFMADD231PS Z24, Z21, Z6
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z20
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R9
+	JNZ         gemm3x8p_cols23
+
+gemm3x8p_tail24:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm3x8p_reduce25
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm3x8p_whole26
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm3x8p_whole26:
+	VMOVUPS.Z   (SI), K1, Z21
+	VMOVUPS.Z   (SI)(DI*1), K1, Z22
+	VMOVUPS.Z   (SI)(DI*2), K1, Z23
+	VMOVUPS.Z   (AX), K1, Z24
+	VFMADD231PS Z24, Z21, K1, Z0
+	VFMADD231PS Z24, Z22, K1, Z7
+	VFMADD231PS Z24, Z23, K1, Z14
+	VMOVUPS.Z   (AX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z21, K1, Z1
+	VFMADD231PS Z24, Z22, K1, Z8
+	VFMADD231PS Z24, Z23, K1, Z15
+	VMOVUPS.Z   (AX)(CX*2), K1, Z24
+	VFMADD231PS Z24, Z21, K1, Z2
+	VFMADD231PS Z24, Z22, K1, Z9
+	VFMADD231PS Z24, Z23, K1, Z16
+	VMOVUPS.Z   (AX)(DX*1), K1, Z24
+	VFMADD231PS Z24, Z21, K1, Z3
+	VFMADD231PS Z24, Z22, K1, Z10
+	VFMADD231PS Z24, Z23, K1, Z17
+	VMOVUPS.Z   (BX), K1, Z24
+	VFMADD231PS Z24, Z21, K1, Z4
+	VFMADD231PS Z24, Z22, K1, Z11
+	VFMADD231PS Z24, Z23, K1, Z18
+	VMOVUPS.Z   (BX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z21, K1, Z5
+	VFMADD231PS Z24, Z22, K1, Z12
+	VFMADD231PS Z24, Z23, K1, Z19
+	VMOVUPS.Z   (BX)(CX*2), K1, Z24
+	VFMADD231PS Z24, Z21, K1, Z6
+	VFMADD231PS Z24, Z22, K1, Z13
+	VFMADD231PS Z24, Z23, K1, Z20
+
+gemm3x8p_reduce25:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm3x8p_sum28
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z7, 64(AX)
+	VMOVUPS Z14, 128(AX)
+	VMOVUPS Z1, 192(AX)
+	VMOVUPS Z8, 256(AX)
+	VMOVUPS Z15, 320(AX)
+	VMOVUPS Z2, 384(AX)
+	VMOVUPS Z9, 448(AX)
+	VMOVUPS Z16, 512(AX)
+	VMOVUPS Z3, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z17, 704(AX)
+	VMOVUPS Z4, 768(AX)
+	VMOVUPS Z11, 832(AX)
+	VMOVUPS Z18, 896(AX)
+	VMOVUPS Z5, 960(AX)
+	VMOVUPS Z12, 1024(AX)
+	VMOVUPS Z19, 1088(AX)
+	VMOVUPS Z6, 1152(AX)
+	VMOVUPS Z13, 1216(AX)
+	VMOVUPS Z20, 1280(AX)
+	JMP     gemm3x8p_reduced27
+
+gemm3x8p_sum28:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y21
+	VADDPS        Y21, Y0, Y21
+	VEXTRACTF32X8 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X8 $0x01, Z14, Y7
+	VADDPS        Y7, Y14, Y7
+	VSHUFPS       $0x88, Y0, Y21, Y14
+	VSHUFPS       $0xdd, Y0, Y21, Y0
+	VADDPS        Y0, Y14, Y21
+	VSHUFPS       $0x88, Y7, Y7, Y0
+	VSHUFPS       $0xdd, Y7, Y7, Y7
+	VADDPS        Y7, Y0, Y7
+	VSHUFPS       $0x88, Y7, Y21, Y0
+	VSHUFPS       $0xdd, Y7, Y21, Y7
+	VADDPS        Y7, Y0, Y21
+	VEXTRACTF32X4 $0x01, Y21, X0
+	VADDPS        X0, X21, X21
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias29
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X21, X21
+
+gemm3x8p_nobias29:
+	VMOVSD        X21, (AX)
+	VEXTRACTPS    $0x02, X21, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z15, Y7
+	VADDPS        Y7, Y15, Y7
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y7, Y7, Y1
+	VSHUFPS       $0xdd, Y7, Y7, Y7
+	VADDPS        Y7, Y1, Y7
+	VSHUFPS       $0x88, Y7, Y0, Y1
+	VSHUFPS       $0xdd, Y7, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias30
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias30:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y7
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias31
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias31:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias32
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias32:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z18, Y2
+	VADDPS        Y2, Y18, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias33
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias33:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y1
+	VADDPS        Y1, Y12, Y1
+	VEXTRACTF32X8 $0x01, Z19, Y2
+	VADDPS        Y2, Y19, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias34
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias34:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z13, Y1
+	VADDPS        Y1, Y13, Y1
+	VEXTRACTF32X8 $0x01, Z20, Y2
+	VADDPS        Y2, Y20, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8p_nobias35
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias35:
+	VMOVSD     X0, (AX)
+	VEXTRACTPS $0x02, X0, 8(AX)
+
+gemm3x8p_reduced27:
+	ADDQ   $0x00000540, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x07, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x07, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x07, 40(SP)
+
+gemm3x8p_skip20:
+	CMPQ 40(SP), $0x06
+	JL   gemm3x8p_skip36
+
+	// 3 rows × 6 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (SI)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm3x8p_fresh37
+	MOVQ    48(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z6
+	VMOVUPS 128(R9), Z12
+	VMOVUPS 192(R9), Z1
+	VMOVUPS 256(R9), Z7
+	VMOVUPS 320(R9), Z13
+	VMOVUPS 384(R9), Z2
+	VMOVUPS 448(R9), Z8
+	VMOVUPS 512(R9), Z14
+	VMOVUPS 576(R9), Z3
+	VMOVUPS 640(R9), Z9
+	VMOVUPS 704(R9), Z15
+	VMOVUPS 768(R9), Z4
+	VMOVUPS 832(R9), Z10
+	VMOVUPS 896(R9), Z16
+	VMOVUPS 960(R9), Z5
+	VMOVUPS 1024(R9), Z11
+	VMOVUPS 1088(R9), Z17
+	JMP     gemm3x8p_started38
+
+gemm3x8p_fresh37:
+	VMOVUPS zeros<>+0(SB), Z17
+	VMOVAPS Z17, Z0
+	VMOVAPS Z17, Z1
+	VMOVAPS Z17, Z2
+	VMOVAPS Z17, Z3
+	VMOVAPS Z17, Z4
+	VMOVAPS Z17, Z5
+	VMOVAPS Z17, Z6
+	VMOVAPS Z17, Z7
+	VMOVAPS Z17, Z8
+	VMOVAPS Z17, Z9
+	VMOVAPS Z17, Z10
+	VMOVAPS Z17, Z11
+	VMOVAPS Z17, Z12
+	VMOVAPS Z17, Z13
+	VMOVAPS Z17, Z14
+	VMOVAPS Z17, Z15
+	VMOVAPS Z17, Z16
+	VMOVAPS Z17, Z17
+
+gemm3x8p_started38:
+	MOVQ k+56(FP), R9
+	SHRQ $0x04, R9
+	JZ   gemm3x8p_tail40
+
+gemm3x8p_cols39:
+	VMOVUPS     (SI), Z18
+	VMOVUPS     (SI)(DI*1), Z19
+	VMOVUPS     (SI)(DI*2), Z20
+	VMOVUPS     (AX), Z21
+	VFMADD231PS Z21, Z18, Z0
+	VFMADD231PS Z21, Z19, Z6
+	VFMADD231PS Z21, Z20, Z12
+	PREFETCHT0  (R8)
+	VMOVUPS     (AX)(CX*1), Z21
+	VFMADD231PS Z21, Z18, Z1
+	VFMADD231PS Z21, Z19, Z7
+	VFMADD231PS Z21, Z20, Z13
+	PREFETCHT0  (R8)(DI*1)
+	VMOVUPS     (AX)(CX*2), Z21
+	VFMADD231PS Z21, Z18, Z2
+	VFMADD231PS Z21, Z19, Z8
+	VFMADD231PS Z21, Z20, Z14
+	PREFETCHT0  (R8)(DI*2)
+	VMOVUPS     (AX)(DX*1), Z21
+	VFMADD231PS Z21, Z18, Z3
+	VFMADD231PS Z21, Z19, Z9
+	VFMADD231PS Z21, Z20, Z15
+	VMOVUPS     (BX), Z21
+	VFMADD231PS Z21, Z18, Z4
+	VFMADD231PS Z21, Z19, Z10
+	VFMADD231PS Z21, Z20, Z16
+	VMOVUPS     (BX)(CX*1), Z21
+	VFMADD231PS Z21, Z18, Z5
+	VFMADD231PS Z21, Z19, Z11
+	VFMADD231PS Z21, Z20, Z17
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R9
+	JNZ         gemm3x8p_cols39
+
+gemm3x8p_tail40:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm3x8p_reduce41
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm3x8p_whole42
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm3x8p_whole42:
+	VMOVUPS.Z   (SI), K1, Z18
+	VMOVUPS.Z   (SI)(DI*1), K1, Z19
+	VMOVUPS.Z   (SI)(DI*2), K1, Z20
+	VMOVUPS.Z   (AX), K1, Z21
+	VFMADD231PS Z21, Z18, K1, Z0
+	VFMADD231PS Z21, Z19, K1, Z6
+	VFMADD231PS Z21, Z20, K1, Z12
+	VMOVUPS.Z   (AX)(CX*1), K1, Z21
+	VFMADD231PS Z21, Z18, K1, Z1
+	VFMADD231PS Z21, Z19, K1, Z7
+	VFMADD231PS Z21, Z20, K1, Z13
+	VMOVUPS.Z   (AX)(CX*2), K1, Z21
+	VFMADD231PS Z21, Z18, K1, Z2
+	VFMADD231PS Z21, Z19, K1, Z8
+	VFMADD231PS Z21, Z20, K1, Z14
+	VMOVUPS.Z   (AX)(DX*1), K1, Z21
+	VFMADD231PS Z21, Z18, K1, Z3
+	VFMADD231PS Z21, Z19, K1, Z9
+	VFMADD231PS Z21, Z20, K1, Z15
+	VMOVUPS.Z   (BX), K1, Z21
+	VFMADD231PS Z21, Z18, K1, Z4
+	VFMADD231PS Z21, Z19, K1, Z10
+	VFMADD231PS Z21, Z20, K1, Z16
+	VMOVUPS.Z   (BX)(CX*1), K1, Z21
+	VFMADD231PS Z21, Z18, K1, Z5
+	VFMADD231PS Z21, Z19, K1, Z11
+	VFMADD231PS Z21, Z20, K1, Z17
+
+gemm3x8p_reduce41:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm3x8p_sum44
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z12, 128(AX)
+	VMOVUPS Z1, 192(AX)
+	VMOVUPS Z7, 256(AX)
+	VMOVUPS Z13, 320(AX)
+	VMOVUPS Z2, 384(AX)
+	VMOVUPS Z8, 448(AX)
+	VMOVUPS Z14, 512(AX)
+	VMOVUPS Z3, 576(AX)
+	VMOVUPS Z9, 640(AX)
+	VMOVUPS Z15, 704(AX)
+	VMOVUPS Z4, 768(AX)
+	VMOVUPS Z10, 832(AX)
+	VMOVUPS Z16, 896(AX)
+	VMOVUPS Z5, 960(AX)
+	VMOVUPS Z11, 1024(AX)
+	VMOVUPS Z17, 1088(AX)
+	JMP     gemm3x8p_reduced43
+
+gemm3x8p_sum44:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y18
+	VADDPS        Y18, Y0, Y18
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y6
+	VADDPS        Y6, Y12, Y6
+	VSHUFPS       $0x88, Y0, Y18, Y12
+	VSHUFPS       $0xdd, Y0, Y18, Y0
+	VADDPS        Y0, Y12, Y18
+	VSHUFPS       $0x88, Y6, Y6, Y0
+	VSHUFPS       $0xdd, Y6, Y6, Y6
+	VADDPS        Y6, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y18, Y0
+	VSHUFPS       $0xdd, Y6, Y18, Y6
+	VADDPS        Y6, Y0, Y18
+	VEXTRACTF32X4 $0x01, Y18, X0
+	VADDPS        X0, X18, X18
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias45
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X18, X18
+
+gemm3x8p_nobias45:
+	VMOVSD        X18, (AX)
+	VEXTRACTPS    $0x02, X18, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y7
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y6, Y6, Y1
+	VSHUFPS       $0xdd, Y6, Y6, Y6
+	VADDPS        Y6, Y1, Y6
+	VSHUFPS       $0x88, Y6, Y0, Y1
+	VSHUFPS       $0xdd, Y6, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias46
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias46:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias47
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias47:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z15, Y2
+	VADDPS        Y2, Y15, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias48
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias48:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias49
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias49:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8p_nobias50
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias50:
+	VMOVSD     X0, (AX)
+	VEXTRACTPS $0x02, X0, 8(AX)
+
+gemm3x8p_reduced43:
+	ADDQ   $0x00000480, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x06, 40(SP)
+
+gemm3x8p_skip36:
+	CMPQ 40(SP), $0x05
+	JL   gemm3x8p_skip51
+
+	// 3 rows × 5 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (SI)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm3x8p_fresh52
+	MOVQ    48(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z5
+	VMOVUPS 128(R9), Z10
+	VMOVUPS 192(R9), Z1
+	VMOVUPS 256(R9), Z6
+	VMOVUPS 320(R9), Z11
+	VMOVUPS 384(R9), Z2
+	VMOVUPS 448(R9), Z7
+	VMOVUPS 512(R9), Z12
+	VMOVUPS 576(R9), Z3
+	VMOVUPS 640(R9), Z8
+	VMOVUPS 704(R9), Z13
+	VMOVUPS 768(R9), Z4
+	VMOVUPS 832(R9), Z9
+	VMOVUPS 896(R9), Z14
+	JMP     gemm3x8p_started53
+
+gemm3x8p_fresh52:
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVAPS Z14, Z0
+	VMOVAPS Z14, Z1
+	VMOVAPS Z14, Z2
+	VMOVAPS Z14, Z3
+	VMOVAPS Z14, Z4
+	VMOVAPS Z14, Z5
+	VMOVAPS Z14, Z6
+	VMOVAPS Z14, Z7
+	VMOVAPS Z14, Z8
+	VMOVAPS Z14, Z9
+	VMOVAPS Z14, Z10
+	VMOVAPS Z14, Z11
+	VMOVAPS Z14, Z12
+	VMOVAPS Z14, Z13
+	VMOVAPS Z14, Z14
+
+gemm3x8p_started53:
+	MOVQ k+56(FP), R9
+	SHRQ $0x04, R9
+	JZ   gemm3x8p_tail55
+
+gemm3x8p_cols54:
+	VMOVUPS     (SI), Z15
+	VMOVUPS     (SI)(DI*1), Z16
+	VMOVUPS     (SI)(DI*2), Z17
+	VMOVUPS     (AX), Z18
+	VFMADD231PS Z18, Z15, Z0
+	VFMADD231PS Z18, Z16, Z5
+	VFMADD231PS Z18, Z17, Z10
+	PREFETCHT0  (R8)
+	VMOVUPS     (AX)(CX*1), Z18
+	VFMADD231PS Z18, Z15, Z1
+	VFMADD231PS Z18, Z16, Z6
+	VFMADD231PS Z18, Z17, Z11
+	PREFETCHT0  (R8)(DI*1)
+	VMOVUPS     (AX)(CX*2), Z18
+	VFMADD231PS Z18, Z15, Z2
+	VFMADD231PS Z18, Z16, Z7
+	VFMADD231PS Z18, Z17, Z12
+	PREFETCHT0  (R8)(DI*2)
+	VMOVUPS     (AX)(DX*1), Z18
+	VFMADD231PS Z18, Z15, Z3
+	VFMADD231PS Z18, Z16, Z8
+	VFMADD231PS Z18, Z17, Z13
+	VMOVUPS     (BX), Z18
+	VFMADD231PS Z18, Z15, Z4
+	VFMADD231PS Z18, Z16, Z9
+	VFMADD231PS Z18, Z17, Z14
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R9
+	JNZ         gemm3x8p_cols54
+
+gemm3x8p_tail55:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm3x8p_reduce56
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm3x8p_whole57
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm3x8p_whole57:
+	VMOVUPS.Z   (SI), K1, Z15
+	VMOVUPS.Z   (SI)(DI*1), K1, Z16
+	VMOVUPS.Z   (SI)(DI*2), K1, Z17
+	VMOVUPS.Z   (AX), K1, Z18
+	VFMADD231PS Z18, Z15, K1, Z0
+	VFMADD231PS Z18, Z16, K1, Z5
+	VFMADD231PS Z18, Z17, K1, Z10
+	VMOVUPS.Z   (AX)(CX*1), K1, Z18
+	VFMADD231PS Z18, Z15, K1, Z1
+	VFMADD231PS Z18, Z16, K1, Z6
+	VFMADD231PS Z18, Z17, K1, Z11
+	VMOVUPS.Z   (AX)(CX*2), K1, Z18
+	VFMADD231PS Z18, Z15, K1, Z2
+	VFMADD231PS Z18, Z16, K1, Z7
+	VFMADD231PS Z18, Z17, K1, Z12
+	VMOVUPS.Z   (AX)(DX*1), K1, Z18
+	VFMADD231PS Z18, Z15, K1, Z3
+	VFMADD231PS Z18, Z16, K1, Z8
+	VFMADD231PS Z18, Z17, K1, Z13
+	VMOVUPS.Z   (BX), K1, Z18
+	VFMADD231PS Z18, Z15, K1, Z4
+	VFMADD231PS Z18, Z16, K1, Z9
+	VFMADD231PS Z18, Z17, K1, Z14
+
+gemm3x8p_reduce56:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm3x8p_sum59
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z5, 64(AX)
+	VMOVUPS Z10, 128(AX)
+	VMOVUPS Z1, 192(AX)
+	VMOVUPS Z6, 256(AX)
+	VMOVUPS Z11, 320(AX)
+	VMOVUPS Z2, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z12, 512(AX)
+	VMOVUPS Z3, 576(AX)
+	VMOVUPS Z8, 640(AX)
+	VMOVUPS Z13, 704(AX)
+	VMOVUPS Z4, 768(AX)
+	VMOVUPS Z9, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	JMP     gemm3x8p_reduced58
+
+gemm3x8p_sum59:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y15
+	VADDPS        Y15, Y0, Y15
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y5
+	VADDPS        Y5, Y10, Y5
+	VSHUFPS       $0x88, Y0, Y15, Y10
+	VSHUFPS       $0xdd, Y0, Y15, Y0
+	VADDPS        Y0, Y10, Y15
+	VSHUFPS       $0x88, Y5, Y5, Y0
+	VSHUFPS       $0xdd, Y5, Y5, Y5
+	VADDPS        Y5, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y15, Y0
+	VSHUFPS       $0xdd, Y5, Y15, Y5
+	VADDPS        Y5, Y0, Y15
+	VEXTRACTF32X4 $0x01, Y15, X0
+	VADDPS        X0, X15, X15
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias60
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X15, X15
+
+gemm3x8p_nobias60:
+	VMOVSD        X15, (AX)
+	VEXTRACTPS    $0x02, X15, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y5, Y5, Y1
+	VSHUFPS       $0xdd, Y5, Y5, Y5
+	VADDPS        Y5, Y1, Y5
+	VSHUFPS       $0x88, Y5, Y0, Y1
+	VSHUFPS       $0xdd, Y5, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias61
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias61:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z12, Y2
+	VADDPS        Y2, Y12, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias62
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias62:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y2
+	VADDPS        Y2, Y13, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias63
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias63:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8p_nobias64
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias64:
+	VMOVSD     X0, (AX)
+	VEXTRACTPS $0x02, X0, 8(AX)
+
+gemm3x8p_reduced58:
+	ADDQ   $0x000003c0, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x05, 40(SP)
+
+gemm3x8p_skip51:
+	CMPQ 40(SP), $0x04
+	JL   gemm3x8p_skip65
+
+	// 3 rows × 4 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (BX)(SI*2), DI
+	ADDQ    SI, DI
+	MOVQ    flags+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      gemm3x8p_fresh66
+	MOVQ    48(SP), R8
+	VMOVUPS (R8), Z0
+	VMOVUPS 64(R8), Z4
+	VMOVUPS 128(R8), Z8
+	VMOVUPS 192(R8), Z1
+	VMOVUPS 256(R8), Z5
+	VMOVUPS 320(R8), Z9
+	VMOVUPS 384(R8), Z2
+	VMOVUPS 448(R8), Z6
+	VMOVUPS 512(R8), Z10
+	VMOVUPS 576(R8), Z3
+	VMOVUPS 640(R8), Z7
+	VMOVUPS 704(R8), Z11
+	JMP     gemm3x8p_started67
+
+gemm3x8p_fresh66:
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
+
+gemm3x8p_started67:
+	MOVQ k+56(FP), R8
+	SHRQ $0x04, R8
+	JZ   gemm3x8p_tail69
+
+gemm3x8p_cols68:
+	VMOVUPS     (BX), Z12
+	VMOVUPS     (BX)(SI*1), Z13
+	VMOVUPS     (BX)(SI*2), Z14
+	VMOVUPS     (AX), Z15
+	VFMADD231PS Z15, Z12, Z0
+	VFMADD231PS Z15, Z13, Z4
+	VFMADD231PS Z15, Z14, Z8
+	PREFETCHT0  (DI)
+	VMOVUPS     (AX)(CX*1), Z15
+	VFMADD231PS Z15, Z12, Z1
+	VFMADD231PS Z15, Z13, Z5
+	VFMADD231PS Z15, Z14, Z9
+	PREFETCHT0  (DI)(SI*1)
+	VMOVUPS     (AX)(CX*2), Z15
+	VFMADD231PS Z15, Z12, Z2
+	VFMADD231PS Z15, Z13, Z6
+	VFMADD231PS Z15, Z14, Z10
+	PREFETCHT0  (DI)(SI*2)
+	VMOVUPS     (AX)(DX*1), Z15
+	VFMADD231PS Z15, Z12, Z3
+	VFMADD231PS Z15, Z13, Z7
+	VFMADD231PS Z15, Z14, Z11
+	ADDQ        $0x40, DI
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	DECQ        R8
+	JNZ         gemm3x8p_cols68
+
+gemm3x8p_tail69:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm3x8p_reduce70
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm3x8p_whole71
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+
+gemm3x8p_whole71:
+	VMOVUPS.Z   (BX), K1, Z12
+	VMOVUPS.Z   (BX)(SI*1), K1, Z13
+	VMOVUPS.Z   (BX)(SI*2), K1, Z14
+	VMOVUPS.Z   (AX), K1, Z15
+	VFMADD231PS Z15, Z12, K1, Z0
+	VFMADD231PS Z15, Z13, K1, Z4
+	VFMADD231PS Z15, Z14, K1, Z8
+	VMOVUPS.Z   (AX)(CX*1), K1, Z15
+	VFMADD231PS Z15, Z12, K1, Z1
+	VFMADD231PS Z15, Z13, K1, Z5
+	VFMADD231PS Z15, Z14, K1, Z9
+	VMOVUPS.Z   (AX)(CX*2), K1, Z15
+	VFMADD231PS Z15, Z12, K1, Z2
+	VFMADD231PS Z15, Z13, K1, Z6
+	VFMADD231PS Z15, Z14, K1, Z10
+	VMOVUPS.Z   (AX)(DX*1), K1, Z15
+	VFMADD231PS Z15, Z12, K1, Z3
+	VFMADD231PS Z15, Z13, K1, Z7
+	VFMADD231PS Z15, Z14, K1, Z11
+
+gemm3x8p_reduce70:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm3x8p_sum73
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z4, 64(AX)
+	VMOVUPS Z8, 128(AX)
+	VMOVUPS Z1, 192(AX)
+	VMOVUPS Z5, 256(AX)
+	VMOVUPS Z9, 320(AX)
+	VMOVUPS Z2, 384(AX)
+	VMOVUPS Z6, 448(AX)
+	VMOVUPS Z10, 512(AX)
+	VMOVUPS Z3, 576(AX)
+	VMOVUPS Z7, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	JMP     gemm3x8p_reduced72
+
+gemm3x8p_sum73:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y4
+	VADDPS        Y4, Y8, Y4
+	VSHUFPS       $0x88, Y0, Y12, Y8
+	VSHUFPS       $0xdd, Y0, Y12, Y0
+	VADDPS        Y0, Y8, Y12
+	VSHUFPS       $0x88, Y4, Y4, Y0
+	VSHUFPS       $0xdd, Y4, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y12, Y0
+	VSHUFPS       $0xdd, Y4, Y12, Y4
+	VADDPS        Y4, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X0
+	VADDPS        X0, X12, X12
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias74
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X12, X12
+
+gemm3x8p_nobias74:
+	VMOVSD        X12, (AX)
+	VEXTRACTPS    $0x02, X12, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y4, Y4, Y1
+	VSHUFPS       $0xdd, Y4, Y4, Y4
+	VADDPS        Y4, Y1, Y4
+	VSHUFPS       $0x88, Y4, Y0, Y1
+	VSHUFPS       $0xdd, Y4, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias75
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias75:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias76
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias76:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y2
+	VADDPS        Y2, Y11, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8p_nobias77
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias77:
+	VMOVSD     X0, (AX)
+	VEXTRACTPS $0x02, X0, 8(AX)
+
+gemm3x8p_reduced72:
+	ADDQ   $0x00000300, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x04, 40(SP)
+
+gemm3x8p_skip65:
+	CMPQ 40(SP), $0x03
+	JL   gemm3x8p_skip78
+
+	// 3 rows × 3 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (DX)(BX*2), SI
+	ADDQ    BX, SI
+	MOVQ    flags+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      gemm3x8p_fresh79
+	MOVQ    48(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z3
+	VMOVUPS 128(DI), Z6
+	VMOVUPS 192(DI), Z1
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z7
+	VMOVUPS 384(DI), Z2
+	VMOVUPS 448(DI), Z5
+	VMOVUPS 512(DI), Z8
+	JMP     gemm3x8p_started80
+
+gemm3x8p_fresh79:
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVAPS Z8, Z0
+	VMOVAPS Z8, Z1
+	VMOVAPS Z8, Z2
+	VMOVAPS Z8, Z3
+	VMOVAPS Z8, Z4
+	VMOVAPS Z8, Z5
+	VMOVAPS Z8, Z6
+	VMOVAPS Z8, Z7
+	VMOVAPS Z8, Z8
+
+gemm3x8p_started80:
+	MOVQ k+56(FP), DI
+	SHRQ $0x04, DI
+	JZ   gemm3x8p_tail82
+
+gemm3x8p_cols81:
+	VMOVUPS     (DX), Z9
+	VMOVUPS     (DX)(BX*1), Z10
+	VMOVUPS     (DX)(BX*2), Z11
+	VMOVUPS     (AX), Z12
+	VFMADD231PS Z12, Z9, Z0
+	VFMADD231PS Z12, Z10, Z3
+	VFMADD231PS Z12, Z11, Z6
+	PREFETCHT0  (SI)
+	VMOVUPS     (AX)(CX*1), Z12
+	VFMADD231PS Z12, Z9, Z1
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z7
+	PREFETCHT0  (SI)(BX*1)
+	VMOVUPS     (AX)(CX*2), Z12
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z8
+	PREFETCHT0  (SI)(BX*2)
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        DI
+	JNZ         gemm3x8p_cols81
+
+gemm3x8p_tail82:
+	MOVQ  k+56(FP), SI
+	ANDQ  $0x0f, SI
+	JZ    gemm3x8p_reduce83
+	LEAQ  tailmasks<>+0(SB), DI
+	KMOVW (DI)(SI*2), K1
+	CMPQ  SI, $0x08
+	JGE   gemm3x8p_whole84
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm3x8p_whole84:
+	VMOVUPS.Z   (DX), K1, Z9
+	VMOVUPS.Z   (DX)(BX*1), K1, Z10
+	VMOVUPS.Z   (DX)(BX*2), K1, Z11
+	VMOVUPS.Z   (AX), K1, Z12
+	VFMADD231PS Z12, Z9, K1, Z0
+	VFMADD231PS Z12, Z10, K1, Z3
+	VFMADD231PS Z12, Z11, K1, Z6
+	VMOVUPS.Z   (AX)(CX*1), K1, Z12
+	VFMADD231PS Z12, Z9, K1, Z1
+	VFMADD231PS Z12, Z10, K1, Z4
+	VFMADD231PS Z12, Z11, K1, Z7
+	VMOVUPS.Z   (AX)(CX*2), K1, Z12
+	VFMADD231PS Z12, Z9, K1, Z2
+	VFMADD231PS Z12, Z10, K1, Z5
+	VFMADD231PS Z12, Z11, K1, Z8
+
+gemm3x8p_reduce83:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm3x8p_sum86
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z3, 64(AX)
+	VMOVUPS Z6, 128(AX)
+	VMOVUPS Z1, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z7, 320(AX)
+	VMOVUPS Z2, 384(AX)
+	VMOVUPS Z5, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	JMP     gemm3x8p_reduced85
+
+gemm3x8p_sum86:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y9
+	VADDPS        Y9, Y0, Y9
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y3
+	VADDPS        Y3, Y6, Y3
+	VSHUFPS       $0x88, Y0, Y9, Y6
+	VSHUFPS       $0xdd, Y0, Y9, Y0
+	VADDPS        Y0, Y6, Y9
+	VSHUFPS       $0x88, Y3, Y3, Y0
+	VSHUFPS       $0xdd, Y3, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y9, Y0
+	VSHUFPS       $0xdd, Y3, Y9, Y3
+	VADDPS        Y3, Y0, Y9
+	VEXTRACTF32X4 $0x01, Y9, X0
+	VADDPS        X0, X9, X9
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias87
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X9, X9
+
+gemm3x8p_nobias87:
+	VMOVSD        X9, (AX)
+	VEXTRACTPS    $0x02, X9, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y3, Y1
+	VSHUFPS       $0xdd, Y3, Y3, Y3
+	VADDPS        Y3, Y1, Y3
+	VSHUFPS       $0x88, Y3, Y0, Y1
+	VSHUFPS       $0xdd, Y3, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias88
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias88:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8p_nobias89
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias89:
+	VMOVSD     X0, (AX)
+	VEXTRACTPS $0x02, X0, 8(AX)
+
+gemm3x8p_reduced85:
+	ADDQ   $0x00000240, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x03, 40(SP)
+
+gemm3x8p_skip78:
+	CMPQ 40(SP), $0x02
+	JL   gemm3x8p_skip90
+
+	// 3 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (DX)(BX*2), SI
+	ADDQ    BX, SI
+	MOVQ    flags+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      gemm3x8p_fresh91
+	MOVQ    48(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z2
+	VMOVUPS 128(DI), Z4
+	VMOVUPS 192(DI), Z1
+	VMOVUPS 256(DI), Z3
+	VMOVUPS 320(DI), Z5
+	JMP     gemm3x8p_started92
+
+gemm3x8p_fresh91:
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVAPS Z5, Z0
+	VMOVAPS Z5, Z1
+	VMOVAPS Z5, Z2
+	VMOVAPS Z5, Z3
+	VMOVAPS Z5, Z4
+	VMOVAPS Z5, Z5
+
+gemm3x8p_started92:
+	MOVQ k+56(FP), DI
+	SHRQ $0x04, DI
+	JZ   gemm3x8p_tail94
+
+gemm3x8p_cols93:
+	VMOVUPS     (DX), Z6
+	VMOVUPS     (DX)(BX*1), Z7
+	VMOVUPS     (DX)(BX*2), Z8
+	VMOVUPS     (AX), Z9
+	VFMADD231PS Z9, Z6, Z0
+	VFMADD231PS Z9, Z7, Z2
+	VFMADD231PS Z9, Z8, Z4
+	PREFETCHT0  (SI)
+	VMOVUPS     (AX)(CX*1), Z9
+	VFMADD231PS Z9, Z6, Z1
+	VFMADD231PS Z9, Z7, Z3
+	VFMADD231PS Z9, Z8, Z5
+	PREFETCHT0  (SI)(BX*1)
+	PREFETCHT0  (SI)(BX*2)
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        DI
+	JNZ         gemm3x8p_cols93
+
+gemm3x8p_tail94:
+	MOVQ  k+56(FP), SI
+	ANDQ  $0x0f, SI
+	JZ    gemm3x8p_reduce95
+	LEAQ  tailmasks<>+0(SB), DI
+	KMOVW (DI)(SI*2), K1
+	CMPQ  SI, $0x08
+	JGE   gemm3x8p_whole96
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm3x8p_whole96:
+	VMOVUPS.Z   (DX), K1, Z6
+	VMOVUPS.Z   (DX)(BX*1), K1, Z7
+	VMOVUPS.Z   (DX)(BX*2), K1, Z8
+	VMOVUPS.Z   (AX), K1, Z9
+	VFMADD231PS Z9, Z6, K1, Z0
+	VFMADD231PS Z9, Z7, K1, Z2
+	VFMADD231PS Z9, Z8, K1, Z4
+	VMOVUPS.Z   (AX)(CX*1), K1, Z9
+	VFMADD231PS Z9, Z6, K1, Z1
+	VFMADD231PS Z9, Z7, K1, Z3
+	VFMADD231PS Z9, Z8, K1, Z5
+
+gemm3x8p_reduce95:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm3x8p_sum98
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z2, 64(AX)
+	VMOVUPS Z4, 128(AX)
+	VMOVUPS Z1, 192(AX)
+	VMOVUPS Z3, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	JMP     gemm3x8p_reduced97
+
+gemm3x8p_sum98:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y2
+	VADDPS        Y2, Y4, Y2
+	VSHUFPS       $0x88, Y0, Y6, Y4
+	VSHUFPS       $0xdd, Y0, Y6, Y0
+	VADDPS        Y0, Y4, Y6
+	VSHUFPS       $0x88, Y2, Y2, Y0
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y6, Y0
+	VSHUFPS       $0xdd, Y2, Y6, Y2
+	VADDPS        Y2, Y0, Y6
+	VEXTRACTF32X4 $0x01, Y6, X0
+	VADDPS        X0, X6, X6
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias99
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X0
+	VINSERTPS     $0x20, 8(DX), X0, X0
+	VADDPS        X0, X6, X6
+
+gemm3x8p_nobias99:
+	VMOVSD        X6, (AX)
+	VEXTRACTPS    $0x02, X6, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF32X8 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8p_nobias100
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X1
+	VINSERTPS     $0x20, 8(CX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias100:
+	VMOVSD     X0, (AX)
+	VEXTRACTPS $0x02, X0, 8(AX)
+
+gemm3x8p_reduced97:
+	ADDQ   $0x00000180, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x02, 40(SP)
+
+gemm3x8p_skip90:
+	CMPQ 40(SP), $0x01
+	JL   gemm3x8p_skip101
+
+	// 3 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), BX
+	ADDQ    DX, BX
+	MOVQ    flags+88(FP), SI
+	TESTQ   $0x00000001, SI
+	JZ      gemm3x8p_fresh102
+	MOVQ    48(SP), SI
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	JMP     gemm3x8p_started103
+
+gemm3x8p_fresh102:
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVAPS Z2, Z0
+	VMOVAPS Z2, Z1
+	VMOVAPS Z2, Z2
+
+gemm3x8p_started103:
+	MOVQ k+56(FP), SI
+	SHRQ $0x04, SI
+	JZ   gemm3x8p_tail105
+
+gemm3x8p_cols104:
+	VMOVUPS     (CX), Z3
+	VMOVUPS     (CX)(DX*1), Z4
+	VMOVUPS     (CX)(DX*2), Z5
+	VMOVUPS     (AX), Z6
+	VFMADD231PS Z6, Z3, Z0
+	VFMADD231PS Z6, Z4, Z1
+	VFMADD231PS Z6, Z5, Z2
+	PREFETCHT0  (BX)
+	PREFETCHT0  (BX)(DX*1)
+	PREFETCHT0  (BX)(DX*2)
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	DECQ        SI
+	JNZ         gemm3x8p_cols104
+
+gemm3x8p_tail105:
+	MOVQ  k+56(FP), BX
+	ANDQ  $0x0f, BX
+	JZ    gemm3x8p_reduce106
+	LEAQ  tailmasks<>+0(SB), SI
+	KMOVW (SI)(BX*2), K1
+	CMPQ  BX, $0x08
+	JGE   gemm3x8p_whole107
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+
+gemm3x8p_whole107:
+	VMOVUPS.Z   (CX), K1, Z3
+	VMOVUPS.Z   (CX)(DX*1), K1, Z4
+	VMOVUPS.Z   (CX)(DX*2), K1, Z5
+	VMOVUPS.Z   (AX), K1, Z6
+	VFMADD231PS Z6, Z3, K1, Z0
+	VFMADD231PS Z6, Z4, K1, Z1
+	VFMADD231PS Z6, Z5, K1, Z2
+
+gemm3x8p_reduce106:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm3x8p_sum109
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	JMP     gemm3x8p_reduced108
+
+gemm3x8p_sum109:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VSHUFPS       $0x88, Y0, Y3, Y2
+	VSHUFPS       $0xdd, Y0, Y3, Y0
+	VADDPS        Y0, Y2, Y3
+	VSHUFPS       $0x88, Y1, Y1, Y0
+	VSHUFPS       $0xdd, Y1, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y3, Y0
+	VSHUFPS       $0xdd, Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y3
+	VEXTRACTF32X4 $0x01, Y3, X0
+	VADDPS        X0, X3, X3
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm3x8p_nobias110
+	ADDQ          8(SP), CX
+	VMOVSD        (CX), X0
+	VINSERTPS     $0x20, 8(CX), X0, X0
+	VADDPS        X0, X3, X3
+
+gemm3x8p_nobias110:
+	VMOVSD     X3, (AX)
+	VEXTRACTPS $0x02, X3, 8(AX)
+
+gemm3x8p_reduced108:
+	ADDQ   $0x000000c0, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x01, 40(SP)
+
+gemm3x8p_skip101:
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   $0x0c, 8(SP)
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm3x8p_group1
+	VZEROUPPER
+	RET
+
 // func gemm1x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
-// Requires: AVX, AVX512F
-TEXT ·gemm1x8(SB), $560-80
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
+TEXT ·gemm1x8(SB), $48-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -4589,19 +7170,20 @@ gemm1x8_tokens2:
 	MOVQ    (SP), SI
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
-	VMOVUPS zeros<>+0(SB), Z6
 	VMOVUPS zeros<>+0(SB), Z7
+	VMOVAPS Z7, Z0
+	VMOVAPS Z7, Z1
+	VMOVAPS Z7, Z2
+	VMOVAPS Z7, Z3
+	VMOVAPS Z7, Z4
+	VMOVAPS Z7, Z5
+	VMOVAPS Z7, Z6
+	VMOVAPS Z7, Z7
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm1x8_tail5
+	JZ      gemm1x8_tail7
 
-gemm1x8_cols4:
+gemm1x8_cols6:
 	VMOVUPS     (SI), Z8
 	VMOVUPS     (AX), Z9
 	VFMADD231PS Z9, Z8, Z0
@@ -4623,21 +7205,21 @@ gemm1x8_cols4:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        DI
-	JNZ         gemm1x8_cols4
+	JNZ         gemm1x8_cols6
 
-gemm1x8_tail5:
+gemm1x8_tail7:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm1x8_reduce6
+	JZ    gemm1x8_reduce8
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm1x8_whole7
+	JGE   gemm1x8_whole9
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm1x8_whole7:
+gemm1x8_whole9:
 	VMOVUPS.Z   (SI), K1, Z8
 	VMOVUPS.Z   (AX), K1, Z9
 	VFMADD231PS Z9, Z8, K1, Z0
@@ -4656,136 +7238,160 @@ gemm1x8_whole7:
 	VMOVUPS.Z   (BX)(DX*1), K1, Z9
 	VFMADD231PS Z9, Z8, K1, Z7
 
-gemm1x8_reduce6:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias8
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias8:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      112(SP), Y0
-	VADDPS       144(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias9
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias9:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      176(SP), Y0
-	VADDPS       208(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias10
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias10:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias11
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_reduce8:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VSHUFPS       $0x88, Y8, Y8, Y0
+	VSHUFPS       $0xdd, Y8, Y8, Y8
+	VADDPS        Y8, Y0, Y8
+	VSHUFPS       $0x88, Y8, Y8, Y0
+	VSHUFPS       $0xdd, Y8, Y8, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDSS        X0, X8, X8
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias11
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X8, X8
 
 gemm1x8_nobias11:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias12
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+	VMOVSS        X8, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias12
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
 gemm1x8_nobias12:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      368(SP), Y0
-	VADDPS       400(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias13
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias13
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
 gemm1x8_nobias13:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias14
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias14
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
 gemm1x8_nobias14:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      496(SP), Y0
-	VADDPS       528(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm1x8_nobias15
-	ADDQ         8(SP), CX
-	VADDSS       (CX), X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias15
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
 gemm1x8_nobias15:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias16
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
+
+gemm1x8_nobias16:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias17
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
+
+gemm1x8_nobias17:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm1x8_nobias18
+	ADDQ          8(SP), CX
+	VADDSS        (CX), X0, X0
+
+gemm1x8_nobias18:
 	VMOVSS X0, (AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -4800,7 +7406,7 @@ gemm1x8_nobias15:
 
 gemm1x8_tokens_done3:
 	CMPQ 40(SP), $0x07
-	JL   gemm1x8_skip16
+	JL   gemm1x8_skip19
 
 	// 1 rows × 7 tokens
 	MOVQ    24(SP), AX
@@ -4811,18 +7417,19 @@ gemm1x8_tokens_done3:
 	MOVQ    (SP), SI
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
-	VMOVUPS zeros<>+0(SB), Z5
 	VMOVUPS zeros<>+0(SB), Z6
+	VMOVAPS Z6, Z0
+	VMOVAPS Z6, Z1
+	VMOVAPS Z6, Z2
+	VMOVAPS Z6, Z3
+	VMOVAPS Z6, Z4
+	VMOVAPS Z6, Z5
+	VMOVAPS Z6, Z6
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm1x8_tail18
+	JZ      gemm1x8_tail23
 
-gemm1x8_cols17:
+gemm1x8_cols22:
 	VMOVUPS     (SI), Z7
 	VMOVUPS     (AX), Z8
 	VFMADD231PS Z8, Z7, Z0
@@ -4842,21 +7449,21 @@ gemm1x8_cols17:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        DI
-	JNZ         gemm1x8_cols17
+	JNZ         gemm1x8_cols22
 
-gemm1x8_tail18:
+gemm1x8_tail23:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm1x8_reduce19
+	JZ    gemm1x8_reduce24
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm1x8_whole20
+	JGE   gemm1x8_whole25
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm1x8_whole20:
+gemm1x8_whole25:
 	VMOVUPS.Z   (SI), K1, Z7
 	VMOVUPS.Z   (AX), K1, Z8
 	VFMADD231PS Z8, Z7, K1, Z0
@@ -4873,120 +7480,141 @@ gemm1x8_whole20:
 	VMOVUPS.Z   (BX)(CX*2), K1, Z8
 	VFMADD231PS Z8, Z7, K1, Z6
 
-gemm1x8_reduce19:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias21
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias21:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      112(SP), Y0
-	VADDPS       144(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias22
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias22:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      176(SP), Y0
-	VADDPS       208(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias23
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias23:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias24
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias24:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias25
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias25:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      368(SP), Y0
-	VADDPS       400(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias26
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
-
-gemm1x8_nobias26:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      432(SP), Y0
-	VADDPS       464(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm1x8_nobias27
-	ADDQ         8(SP), CX
-	VADDSS       (CX), X0, X0
+gemm1x8_reduce24:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VSHUFPS       $0x88, Y7, Y7, Y0
+	VSHUFPS       $0xdd, Y7, Y7, Y7
+	VADDPS        Y7, Y0, Y7
+	VSHUFPS       $0x88, Y7, Y7, Y0
+	VSHUFPS       $0xdd, Y7, Y7, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF32X4 $0x01, Y7, X0
+	VADDSS        X0, X7, X7
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias27
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X7, X7
 
 gemm1x8_nobias27:
+	VMOVSS        X7, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias28
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
+
+gemm1x8_nobias28:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias29
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
+
+gemm1x8_nobias29:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias30
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
+
+gemm1x8_nobias30:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias31
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
+
+gemm1x8_nobias31:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias32
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
+
+gemm1x8_nobias32:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm1x8_nobias33
+	ADDQ          8(SP), CX
+	VADDSS        (CX), X0, X0
+
+gemm1x8_nobias33:
 	VMOVSS X0, (AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -4998,9 +7626,9 @@ gemm1x8_nobias27:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x07, 40(SP)
 
-gemm1x8_skip16:
+gemm1x8_skip19:
 	CMPQ 40(SP), $0x06
-	JL   gemm1x8_skip28
+	JL   gemm1x8_skip34
 
 	// 1 rows × 6 tokens
 	MOVQ    24(SP), AX
@@ -5011,17 +7639,18 @@ gemm1x8_skip16:
 	MOVQ    (SP), SI
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
-	VMOVUPS zeros<>+0(SB), Z4
 	VMOVUPS zeros<>+0(SB), Z5
+	VMOVAPS Z5, Z0
+	VMOVAPS Z5, Z1
+	VMOVAPS Z5, Z2
+	VMOVAPS Z5, Z3
+	VMOVAPS Z5, Z4
+	VMOVAPS Z5, Z5
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm1x8_tail30
+	JZ      gemm1x8_tail38
 
-gemm1x8_cols29:
+gemm1x8_cols37:
 	VMOVUPS     (SI), Z6
 	VMOVUPS     (AX), Z7
 	VFMADD231PS Z7, Z6, Z0
@@ -5039,21 +7668,21 @@ gemm1x8_cols29:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        DI
-	JNZ         gemm1x8_cols29
+	JNZ         gemm1x8_cols37
 
-gemm1x8_tail30:
+gemm1x8_tail38:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm1x8_reduce31
+	JZ    gemm1x8_reduce39
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm1x8_whole32
+	JGE   gemm1x8_whole40
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm1x8_whole32:
+gemm1x8_whole40:
 	VMOVUPS.Z   (SI), K1, Z6
 	VMOVUPS.Z   (AX), K1, Z7
 	VFMADD231PS Z7, Z6, K1, Z0
@@ -5068,104 +7697,122 @@ gemm1x8_whole32:
 	VMOVUPS.Z   (BX)(CX*1), K1, Z7
 	VFMADD231PS Z7, Z6, K1, Z5
 
-gemm1x8_reduce31:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias33
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_reduce39:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y6, Y0
+	VSHUFPS       $0xdd, Y6, Y6, Y6
+	VADDPS        Y6, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y6, Y0
+	VSHUFPS       $0xdd, Y6, Y6, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF32X4 $0x01, Y6, X0
+	VADDSS        X0, X6, X6
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias42
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X6, X6
 
-gemm1x8_nobias33:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      112(SP), Y0
-	VADDPS       144(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias34
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias42:
+	VMOVSS        X6, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias43
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias34:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      176(SP), Y0
-	VADDPS       208(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias35
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias43:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias44
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias35:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias36
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias44:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias45
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias36:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias37
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias45:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias46
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias37:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      368(SP), Y0
-	VADDPS       400(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm1x8_nobias38
-	ADDQ         8(SP), CX
-	VADDSS       (CX), X0, X0
+gemm1x8_nobias46:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm1x8_nobias47
+	ADDQ          8(SP), CX
+	VADDSS        (CX), X0, X0
 
-gemm1x8_nobias38:
+gemm1x8_nobias47:
 	VMOVSS X0, (AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -5177,9 +7824,9 @@ gemm1x8_nobias38:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x06, 40(SP)
 
-gemm1x8_skip28:
+gemm1x8_skip34:
 	CMPQ 40(SP), $0x05
-	JL   gemm1x8_skip39
+	JL   gemm1x8_skip48
 
 	// 1 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -5190,16 +7837,17 @@ gemm1x8_skip28:
 	MOVQ    (SP), SI
 	MOVQ    ldw+48(FP), DI
 	SHLQ    $0x02, DI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
-	VMOVUPS zeros<>+0(SB), Z3
 	VMOVUPS zeros<>+0(SB), Z4
+	VMOVAPS Z4, Z0
+	VMOVAPS Z4, Z1
+	VMOVAPS Z4, Z2
+	VMOVAPS Z4, Z3
+	VMOVAPS Z4, Z4
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm1x8_tail41
+	JZ      gemm1x8_tail52
 
-gemm1x8_cols40:
+gemm1x8_cols51:
 	VMOVUPS     (SI), Z5
 	VMOVUPS     (AX), Z6
 	VFMADD231PS Z6, Z5, Z0
@@ -5215,21 +7863,21 @@ gemm1x8_cols40:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        DI
-	JNZ         gemm1x8_cols40
+	JNZ         gemm1x8_cols51
 
-gemm1x8_tail41:
+gemm1x8_tail52:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm1x8_reduce42
+	JZ    gemm1x8_reduce53
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm1x8_whole43
+	JGE   gemm1x8_whole54
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm1x8_whole43:
+gemm1x8_whole54:
 	VMOVUPS.Z   (SI), K1, Z5
 	VMOVUPS.Z   (AX), K1, Z6
 	VFMADD231PS Z6, Z5, K1, Z0
@@ -5242,88 +7890,103 @@ gemm1x8_whole43:
 	VMOVUPS.Z   (BX), K1, Z6
 	VFMADD231PS Z6, Z5, K1, Z4
 
-gemm1x8_reduce42:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias44
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_reduce53:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y5, Y0
+	VSHUFPS       $0xdd, Y5, Y5, Y5
+	VADDPS        Y5, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y5, Y0
+	VSHUFPS       $0xdd, Y5, Y5, Y5
+	VADDPS        Y5, Y0, Y5
+	VEXTRACTF32X4 $0x01, Y5, X0
+	VADDSS        X0, X5, X5
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias56
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X5, X5
 
-gemm1x8_nobias44:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      112(SP), Y0
-	VADDPS       144(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias45
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias56:
+	VMOVSS        X5, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias57
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias45:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      176(SP), Y0
-	VADDPS       208(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias46
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias57:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias58
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias46:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias47
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias58:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias59
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias47:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm1x8_nobias48
-	ADDQ         8(SP), CX
-	VADDSS       (CX), X0, X0
+gemm1x8_nobias59:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm1x8_nobias60
+	ADDQ          8(SP), CX
+	VADDSS        (CX), X0, X0
 
-gemm1x8_nobias48:
+gemm1x8_nobias60:
 	VMOVSS X0, (AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -5335,9 +7998,9 @@ gemm1x8_nobias48:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm1x8_skip39:
+gemm1x8_skip48:
 	CMPQ 40(SP), $0x04
-	JL   gemm1x8_skip49
+	JL   gemm1x8_skip61
 
 	// 1 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -5347,15 +8010,16 @@ gemm1x8_skip39:
 	MOVQ    (SP), BX
 	MOVQ    ldw+48(FP), SI
 	SHLQ    $0x02, SI
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
 	VMOVUPS zeros<>+0(SB), Z3
+	VMOVAPS Z3, Z0
+	VMOVAPS Z3, Z1
+	VMOVAPS Z3, Z2
+	VMOVAPS Z3, Z3
 	MOVQ    k+56(FP), SI
 	SHRQ    $0x04, SI
-	JZ      gemm1x8_tail51
+	JZ      gemm1x8_tail65
 
-gemm1x8_cols50:
+gemm1x8_cols64:
 	VMOVUPS     (BX), Z4
 	VMOVUPS     (AX), Z5
 	VFMADD231PS Z5, Z4, Z0
@@ -5368,20 +8032,20 @@ gemm1x8_cols50:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        SI
-	JNZ         gemm1x8_cols50
+	JNZ         gemm1x8_cols64
 
-gemm1x8_tail51:
+gemm1x8_tail65:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm1x8_reduce52
+	JZ    gemm1x8_reduce66
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm1x8_whole53
+	JGE   gemm1x8_whole67
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm1x8_whole53:
+gemm1x8_whole67:
 	VMOVUPS.Z   (BX), K1, Z4
 	VMOVUPS.Z   (AX), K1, Z5
 	VFMADD231PS Z5, Z4, K1, Z0
@@ -5392,72 +8056,84 @@ gemm1x8_whole53:
 	VMOVUPS.Z   (AX)(DX*1), K1, Z5
 	VFMADD231PS Z5, Z4, K1, Z3
 
-gemm1x8_reduce52:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias54
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_reduce66:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y4, Y0
+	VSHUFPS       $0xdd, Y4, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y4, Y0
+	VSHUFPS       $0xdd, Y4, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDSS        X0, X4, X4
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias69
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X4, X4
 
-gemm1x8_nobias54:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      112(SP), Y0
-	VADDPS       144(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias55
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias69:
+	VMOVSS        X4, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias70
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias55:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      176(SP), Y0
-	VADDPS       208(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias56
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias70:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias71
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias56:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      240(SP), Y0
-	VADDPS       272(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm1x8_nobias57
-	ADDQ         8(SP), CX
-	VADDSS       (CX), X0, X0
+gemm1x8_nobias71:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm1x8_nobias72
+	ADDQ          8(SP), CX
+	VADDSS        (CX), X0, X0
 
-gemm1x8_nobias57:
+gemm1x8_nobias72:
 	VMOVSS X0, (AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -5469,9 +8145,9 @@ gemm1x8_nobias57:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm1x8_skip49:
+gemm1x8_skip61:
 	CMPQ 40(SP), $0x03
-	JL   gemm1x8_skip58
+	JL   gemm1x8_skip73
 
 	// 1 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -5480,14 +8156,15 @@ gemm1x8_skip49:
 	MOVQ    (SP), DX
 	MOVQ    ldw+48(FP), BX
 	SHLQ    $0x02, BX
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
+	VMOVAPS Z2, Z0
+	VMOVAPS Z2, Z1
+	VMOVAPS Z2, Z2
 	MOVQ    k+56(FP), BX
 	SHRQ    $0x04, BX
-	JZ      gemm1x8_tail60
+	JZ      gemm1x8_tail77
 
-gemm1x8_cols59:
+gemm1x8_cols76:
 	VMOVUPS     (DX), Z3
 	VMOVUPS     (AX), Z4
 	VFMADD231PS Z4, Z3, Z0
@@ -5498,20 +8175,20 @@ gemm1x8_cols59:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        BX
-	JNZ         gemm1x8_cols59
+	JNZ         gemm1x8_cols76
 
-gemm1x8_tail60:
+gemm1x8_tail77:
 	MOVQ  k+56(FP), BX
 	ANDQ  $0x0f, BX
-	JZ    gemm1x8_reduce61
+	JZ    gemm1x8_reduce78
 	LEAQ  tailmasks<>+0(SB), SI
 	KMOVW (SI)(BX*2), K1
 	CMPQ  BX, $0x08
-	JGE   gemm1x8_whole62
+	JGE   gemm1x8_whole79
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm1x8_whole62:
+gemm1x8_whole79:
 	VMOVUPS.Z   (DX), K1, Z3
 	VMOVUPS.Z   (AX), K1, Z4
 	VFMADD231PS Z4, Z3, K1, Z0
@@ -5520,56 +8197,65 @@ gemm1x8_whole62:
 	VMOVUPS.Z   (AX)(CX*2), K1, Z4
 	VFMADD231PS Z4, Z3, K1, Z2
 
-gemm1x8_reduce61:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias63
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_reduce78:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y3, Y0
+	VSHUFPS       $0xdd, Y3, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y3, Y0
+	VSHUFPS       $0xdd, Y3, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF32X4 $0x01, Y3, X0
+	VADDSS        X0, X3, X3
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias81
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X3, X3
 
-gemm1x8_nobias63:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      112(SP), Y0
-	VADDPS       144(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias64
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_nobias81:
+	VMOVSS        X3, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias82
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X0, X0
 
-gemm1x8_nobias64:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      176(SP), Y0
-	VADDPS       208(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm1x8_nobias65
-	ADDQ         8(SP), CX
-	VADDSS       (CX), X0, X0
+gemm1x8_nobias82:
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm1x8_nobias83
+	ADDQ          8(SP), CX
+	VADDSS        (CX), X0, X0
 
-gemm1x8_nobias65:
+gemm1x8_nobias83:
 	VMOVSS X0, (AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -5581,9 +8267,9 @@ gemm1x8_nobias65:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm1x8_skip58:
+gemm1x8_skip73:
 	CMPQ 40(SP), $0x02
-	JL   gemm1x8_skip66
+	JL   gemm1x8_skip84
 
 	// 1 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -5592,13 +8278,14 @@ gemm1x8_skip58:
 	MOVQ    (SP), DX
 	MOVQ    ldw+48(FP), BX
 	SHLQ    $0x02, BX
-	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
+	VMOVAPS Z1, Z0
+	VMOVAPS Z1, Z1
 	MOVQ    k+56(FP), BX
 	SHRQ    $0x04, BX
-	JZ      gemm1x8_tail68
+	JZ      gemm1x8_tail88
 
-gemm1x8_cols67:
+gemm1x8_cols87:
 	VMOVUPS     (DX), Z2
 	VMOVUPS     (AX), Z3
 	VFMADD231PS Z3, Z2, Z0
@@ -5607,60 +8294,66 @@ gemm1x8_cols67:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        BX
-	JNZ         gemm1x8_cols67
+	JNZ         gemm1x8_cols87
 
-gemm1x8_tail68:
+gemm1x8_tail88:
 	MOVQ  k+56(FP), BX
 	ANDQ  $0x0f, BX
-	JZ    gemm1x8_reduce69
+	JZ    gemm1x8_reduce89
 	LEAQ  tailmasks<>+0(SB), SI
 	KMOVW (SI)(BX*2), K1
 	CMPQ  BX, $0x08
-	JGE   gemm1x8_whole70
+	JGE   gemm1x8_whole90
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm1x8_whole70:
+gemm1x8_whole90:
 	VMOVUPS.Z   (DX), K1, Z2
 	VMOVUPS.Z   (AX), K1, Z3
 	VFMADD231PS Z3, Z2, K1, Z0
 	VMOVUPS.Z   (AX)(CX*1), K1, Z3
 	VFMADD231PS Z3, Z2, K1, Z1
 
-gemm1x8_reduce69:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), DX
-	TESTQ        DX, DX
-	JZ           gemm1x8_nobias71
-	ADDQ         8(SP), DX
-	VADDSS       (DX), X0, X0
+gemm1x8_reduce89:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y2, Y0
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y2, Y0
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF32X4 $0x01, Y2, X0
+	VADDSS        X0, X2, X2
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm1x8_nobias92
+	ADDQ          8(SP), DX
+	VADDSS        (DX), X2, X2
 
-gemm1x8_nobias71:
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      112(SP), Y0
-	VADDPS       144(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm1x8_nobias72
-	ADDQ         8(SP), CX
-	VADDSS       (CX), X0, X0
+gemm1x8_nobias92:
+	VMOVSS        X2, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VSHUFPS       $0x88, Y0, Y0, Y1
+	VSHUFPS       $0xdd, Y0, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDSS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm1x8_nobias93
+	ADDQ          8(SP), CX
+	VADDSS        (CX), X0, X0
 
-gemm1x8_nobias72:
+gemm1x8_nobias93:
 	VMOVSS X0, (AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -5672,9 +8365,9 @@ gemm1x8_nobias72:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm1x8_skip66:
+gemm1x8_skip84:
 	CMPQ 40(SP), $0x01
-	JL   gemm1x8_skip73
+	JL   gemm1x8_skip94
 
 	// 1 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -5684,54 +8377,58 @@ gemm1x8_skip66:
 	MOVQ    ldw+48(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS zeros<>+0(SB), Z0
+	VMOVAPS Z0, Z0
 	MOVQ    k+56(FP), DX
 	SHRQ    $0x04, DX
-	JZ      gemm1x8_tail75
+	JZ      gemm1x8_tail98
 
-gemm1x8_cols74:
+gemm1x8_cols97:
 	VMOVUPS     (CX), Z1
 	VMOVUPS     (AX), Z2
 	VFMADD231PS Z2, Z1, Z0
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        DX
-	JNZ         gemm1x8_cols74
+	JNZ         gemm1x8_cols97
 
-gemm1x8_tail75:
+gemm1x8_tail98:
 	MOVQ  k+56(FP), DX
 	ANDQ  $0x0f, DX
-	JZ    gemm1x8_reduce76
+	JZ    gemm1x8_reduce99
 	LEAQ  tailmasks<>+0(SB), BX
 	KMOVW (BX)(DX*2), K1
 	CMPQ  DX, $0x08
-	JGE   gemm1x8_whole77
+	JGE   gemm1x8_whole100
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm1x8_whole77:
+gemm1x8_whole100:
 	VMOVUPS.Z   (CX), K1, Z1
 	VMOVUPS.Z   (AX), K1, Z2
 	VFMADD231PS Z2, Z1, K1, Z0
 
-gemm1x8_reduce76:
-	VMOVUPS      Z0, 48(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDSS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemm1x8_nobias78
-	ADDQ         8(SP), CX
-	VADDSS       (CX), X0, X0
+gemm1x8_reduce99:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y1, Y0
+	VSHUFPS       $0xdd, Y1, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y1, Y0
+	VSHUFPS       $0xdd, Y1, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDSS        X0, X1, X1
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm1x8_nobias102
+	ADDQ          8(SP), CX
+	VADDSS        (CX), X1, X1
 
-gemm1x8_nobias78:
-	VMOVSS X0, (AX)
+gemm1x8_nobias102:
+	VMOVSS X1, (AX)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -5742,7 +8439,7 @@ gemm1x8_nobias78:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm1x8_skip73:
+gemm1x8_skip94:
 	MOVQ ldw+48(FP), AX
 	SHLQ $0x02, AX
 	ADDQ $0x04, 8(SP)
@@ -5753,8 +8450,8 @@ gemm1x8_skip73:
 	RET
 
 // func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)
-// Requires: AVX, AVX512F
-TEXT ·gemv4s(SB), $304-88
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
+TEXT ·gemv4s(SB), $48-88
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -5786,15 +8483,16 @@ gemv4s_tokens2:
 	MOVQ    gap+80(FP), BX
 	IMULQ   BX, DX
 	LEAQ    (DX)(DX*2), BX
-	VMOVUPS zeros<>+0(SB), Z0
-	VMOVUPS zeros<>+0(SB), Z1
-	VMOVUPS zeros<>+0(SB), Z2
 	VMOVUPS zeros<>+0(SB), Z3
+	VMOVAPS Z3, Z0
+	VMOVAPS Z3, Z1
+	VMOVAPS Z3, Z2
+	VMOVAPS Z3, Z3
 	MOVQ    k+56(FP), SI
 	SHRQ    $0x04, SI
-	JZ      gemv4s_tail5
+	JZ      gemv4s_tail7
 
-gemv4s_cols4:
+gemv4s_cols6:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -5807,20 +8505,20 @@ gemv4s_cols4:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        SI
-	JNZ         gemv4s_cols4
+	JNZ         gemv4s_cols6
 
-gemv4s_tail5:
+gemv4s_tail7:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemv4s_reduce6
+	JZ    gemv4s_reduce8
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemv4s_whole7
+	JGE   gemv4s_whole9
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemv4s_whole7:
+gemv4s_whole9:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -5831,48 +8529,50 @@ gemv4s_whole7:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemv4s_reduce6:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	MOVQ         bias+64(FP), CX
-	TESTQ        CX, CX
-	JZ           gemv4s_nobias8
-	ADDQ         8(SP), CX
-	MOVQ         gap+80(FP), DX
-	SHLQ         $0x02, DX
-	LEAQ         (DX)(DX*2), BX
-	VMOVSS       (CX), X1
-	VINSERTPS    $0x10, (CX)(DX*1), X1, X1
-	VINSERTPS    $0x20, (CX)(DX*2), X1, X1
-	VINSERTPS    $0x30, (CX)(BX*1), X1, X1
-	VADDPS       X1, X0, X0
+gemv4s_reduce8:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VSHUFPS       $0x88, Y0, Y4, Y3
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y4
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y4, Y0
+	VSHUFPS       $0xdd, Y1, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemv4s_nobias11
+	ADDQ          8(SP), CX
+	MOVQ          gap+80(FP), DX
+	SHLQ          $0x02, DX
+	LEAQ          (DX)(DX*2), BX
+	VMOVSS        (CX), X0
+	VINSERTPS     $0x10, (CX)(DX*1), X0, X0
+	VINSERTPS     $0x20, (CX)(DX*2), X0, X0
+	VINSERTPS     $0x30, (CX)(BX*1), X0, X0
+	VADDPS        X0, X4, X4
 
-gemv4s_nobias8:
+gemv4s_nobias11:
 	MOVQ       gap+80(FP), CX
 	SHLQ       $0x02, CX
 	LEAQ       (CX)(CX*2), DX
-	VMOVSS     X0, (AX)
-	VEXTRACTPS $0x01, X0, (AX)(CX*1)
-	VEXTRACTPS $0x02, X0, (AX)(CX*2)
-	VEXTRACTPS $0x03, X0, (AX)(DX*1)
+	VMOVSS     X4, (AX)
+	VEXTRACTPS $0x01, X4, (AX)(CX*1)
+	VEXTRACTPS $0x02, X4, (AX)(CX*2)
+	VEXTRACTPS $0x03, X4, (AX)(DX*1)
 	MOVQ       ldd+8(FP), AX
 	SHLQ       $0x02, AX
 	IMUL3Q     $0x01, AX, AX

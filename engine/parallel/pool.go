@@ -102,7 +102,7 @@ type job struct {
 	wake    chan struct{}
 
 	task     Task
-	n, chunk int
+	n, grain int
 	threads  int // ids are below it
 }
 
@@ -198,9 +198,7 @@ func (p *Pool) Run(n, grain int, t Task) {
 		return
 	}
 	j := p.free.Get().(*job)
-	j.task, j.n, j.threads = t, n, threads
-	// A few chunks per thread balance uneven progress; chunks are never below grain.
-	j.chunk = (max((n+4*threads-1)/(4*threads), grain) + grain - 1) / grain * grain
+	j.task, j.n, j.grain, j.threads = t, n, grain, threads
 	j.next.Store(0)
 	gen := (j.state.Load()>>genShift + 1) & genMask
 	j.state.Store(gen << genShift) // open, nobody joined; publishes the fields above
@@ -264,10 +262,32 @@ func (j *job) leave() {
 // do claims chunks and runs them as worker w until none is left.
 func (j *job) do(w int) {
 	for {
-		lo := int(j.next.Add(int64(j.chunk))) - j.chunk
-		if lo >= j.n {
+		lo, hi, ok := j.claim()
+		if !ok {
 			return
 		}
-		j.task.Do(w, lo, min(lo+j.chunk, j.n))
+		j.task.Do(w, lo, hi)
+	}
+}
+
+// claim hands out the next chunk: a 2·threads-th of what is left (rounded up to a
+// multiple of grain, and never below it), so the chunks shrink as the Run goes on. The
+// first ones are long (a thread streaming weights keeps its prefetchers going), and the
+// last ones short, so the threads finish within about a grain of each other — with
+// chunks of a fixed size the one that takes the last chunk may leave the others idle
+// for all of it (a thread's quarter of a product, for the 4 chunks per thread of fixed
+// chunking).
+func (j *job) claim() (lo, hi int, ok bool) {
+	for {
+		next := j.next.Load()
+		if next >= int64(j.n) {
+			return 0, 0, false
+		}
+		lo = int(next)
+		size := (max((j.n-lo)/(2*j.threads), j.grain) + j.grain - 1) / j.grain * j.grain
+		hi = min(lo+size, j.n)
+		if j.next.CompareAndSwap(next, int64(hi)) {
+			return lo, hi, true
+		}
 	}
 }

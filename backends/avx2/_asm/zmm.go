@@ -87,10 +87,10 @@ func (s strided) add(v Op) {
 // so lanes 0–7 sum the even 8-vectors and lanes 8–15 the odd ones — backends/avx2's two
 // accumulators side by side. The last k%16 columns go in one masked step that puts the
 // whole 8-vector avx2 adds to its first accumulator in lanes 0–7 and the masked tail it
-// adds to its second in lanes 8.. (see tailMasks). The accumulators go to the stack,
-// and each is reduced as avx2 reduces its pair: lanes 0–7 plus lanes 8–15, then
-// pairwise (reduce4), then the bias. So every result equals avx2's bit for bit, for any
-// T, rows and row split. The micro-kernel keeps R·Tb accumulators, R weight vectors and
+// adds to its second in lanes 8.. (see tailMasks). Each accumulator is reduced, in
+// registers, as avx2 reduces its pair: lanes 0–7 plus lanes 8–15, then pairwise
+// (reduce4Z: reduce4's sums with EVEX instructions), then the bias. So every result
+// equals avx2's bit for bit, for any T, rows and row split. The micro-kernel keeps R·Tb accumulators, R weight vectors and
 // one input vector in registers: per 16 columns, R + Tb loads for R·Tb FMAs.
 //
 // With spread, group g takes the R rows g, gap+g, 2·gap+g, ... rather
@@ -101,13 +101,26 @@ func (s strided) add(v Op) {
 // With prefetch, every 16 columns also prefetch the same columns of the next group's
 // rows (one cache line each; spread: of the rows two groups on), so that the weights,
 // when they come from memory, arrive while this group computes.
-func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
+//
+// With part, the kernel takes one part of the columns of a longer product (gemm3x8p,
+// see its doc): two more arguments, acc and flags, say whether the accumulators start
+// from memory rather than zero and whether they go back to memory rather than being
+// reduced.
+func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 	var lb *labels
 	if spread {
 		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)",
 			name+" computes, for r = q·gap + g, q < "+itoa(R)+", g < groups (groups ≥ 1), and t < T,",
 			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
 			"each sum exactly as backends/avx2's MatMul takes it.",
+		)
+	} else if part {
+		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)",
+			name+" is gemm"+itoa(R)+"x"+itoa(Tb)+" over one part of the columns: it starts each (row, token)",
+			"accumulator from acc if flags&1 (else from zero) and, if flags&2, leaves it in acc",
+			"instead of reducing it into dst. acc holds 16 floats per accumulator, groups·T·"+itoa(R)+" in all.",
+			"Parts of k = 16·n columns each, and the last part with the rest, chained through acc,",
+			"compute what one call over all the columns does, bit for bit.",
 		)
 	} else {
 		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)",
@@ -118,7 +131,12 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
 	}
 	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	xcur, dcur, tleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
-	sums := AllocLocal(64 * R * Tb) // the accumulators, (t·R + r)·64 bytes
+	var acur Mem // part: the accumulators of the next block
+	if part {
+		acur = AllocLocal(8)
+		a := Load(Param("acc"), GP64())
+		MOVQ(a, acur)
+	}
 
 	{
 		z := GP64()
@@ -177,9 +195,34 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
 			acc[r] = make([]VecVirtual, Tt)
 			for t := range acc[r] {
 				acc[r][t] = ZMM()
-				VMOVUPS(zeros, acc[r][t]) // (avo takes VPXORD's inputs as read)
 			}
 		}
+		accAt := func(a Register, r, t int) Mem { return Mem{Base: a, Disp: 64 * (t*R + r)} }
+		fresh, started := lb.next("fresh"), lb.next("started")
+		if part {
+			f := Load(Param("flags"), GP64())
+			TESTQ(U32(1), f)
+			JZ(LabelRef(fresh))
+			a := GP64()
+			MOVQ(acur, a)
+			for t := 0; t < Tt; t++ {
+				for r := 0; r < R; r++ {
+					VMOVUPS(accAt(a, r, t), acc[r][t])
+				}
+			}
+			JMP(LabelRef(started))
+		}
+		// Fresh accumulators: one load of zeros, copied register to register (avo takes
+		// VPXORD's inputs as read, so it cannot clear them).
+		Label(fresh)
+		z0 := ZMM()
+		VMOVUPS(zeros, z0)
+		for r := range acc {
+			for t := range acc[r] {
+				VMOVAPS(z0, acc[r][t])
+			}
+		}
+		Label(started)
 		wv := make([]VecVirtual, R)
 		for r := range wv {
 			wv[r] = ZMM()
@@ -240,15 +283,21 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
 		}
 
 		Label(reduce)
-		sumAt := func(r, t, disp int) Mem {
-			s := sums
-			s.Disp += 64*(t*R+r) + disp
-			return s
-		}
-		for t := 0; t < Tt; t++ {
-			for r := 0; r < R; r++ {
-				VMOVUPS(acc[r][t], sumAt(r, t, 0))
+		reduced := lb.next("reduced")
+		if part {
+			sum := lb.next("sum")
+			f := Load(Param("flags"), GP64())
+			TESTQ(U32(2), f)
+			JZ(LabelRef(sum))
+			a := GP64()
+			MOVQ(acur, a)
+			for t := 0; t < Tt; t++ {
+				for r := 0; r < R; r++ {
+					VMOVUPS(acc[r][t], accAt(a, r, t))
+				}
 			}
+			JMP(LabelRef(reduced))
+			Label(sum)
 		}
 		d := GP64()
 		MOVQ(dcur, d)
@@ -257,11 +306,13 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
 			if t > 0 {
 				ADDQ(ldd, d)
 			}
+			// Lanes 0–7 plus lanes 8–15, in registers (lanes 0–7 the first operand,
+			// as avx2 adds its two accumulators).
 			y := make([]VecVirtual, R)
 			for r := range y {
 				y[r] = YMM()
-				VMOVUPS(sumAt(r, t, 0), y[r])
-				VADDPS(sumAt(r, t, 32), y[r], y[r])
+				VEXTRACTF32X8(U8(1), acc[r][t], y[r])
+				VADDPS(y[r], acc[r][t].AsY(), y[r])
 			}
 			// Four rows at a time: reduce4 as avx2 does (hsumPairwise for one row),
 			// the bias, the store.
@@ -270,13 +321,13 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
 				var h Register
 				switch c {
 				case 4:
-					h = reduce4(y[c0], y[c0+1], y[c0+2], y[c0+3])
+					h = reduce4Z(y[c0], y[c0+1], y[c0+2], y[c0+3])
 				case 3:
-					h = reduce4(y[c0], y[c0+1], y[c0+2], y[c0+2])
+					h = reduce4Z(y[c0], y[c0+1], y[c0+2], y[c0+2])
 				case 2:
-					h = reduce4(y[c0], y[c0+1], y[c0+1], y[c0+1])
+					h = reduce4Z(y[c0], y[c0+1], y[c0+1], y[c0+1])
 				default:
-					h = hsumPairwise(y[c0])
+					h = hsumPairwiseZ(y[c0])
 				}
 				nob := lb.next("nobias")
 				b := Load(Param("bias"), GP64())
@@ -333,6 +384,11 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
 			}
 		}
 
+		Label(reduced)
+		if part {
+			ADDQ(U32(uint32(64*R*Tt)), acur)
+		}
+
 		// The next block's tokens.
 		ldd = bytesOf("ldd")
 		IMUL3Q(Imm(uint64(Tt)), ldd, ldd)
@@ -373,6 +429,39 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch bool) {
 	JNZ(LabelRef(group))
 	VZEROUPPER()
 	RET()
+}
+
+// haddZ is VHADDPS(b, a, a) — each 128-bit lane a0+a1, a2+a3, b0+b1, b2+b3 — with
+// instructions that have EVEX forms, so that a and b may be any of Y0–Y31 (the
+// reductions run while the accumulators still hold the low registers). Each sum takes
+// its operands as VHADDPS does (the even element first), so the results are its bits.
+func haddZ(b, a VecVirtual) {
+	ev, od := YMM(), YMM()
+	VSHUFPS(U8(0x88), b, a, ev) // a0 a2 b0 b2
+	VSHUFPS(U8(0xDD), b, a, od) // a1 a3 b1 b3
+	VADDPS(od, ev, a)
+}
+
+// reduce4Z is reduce4 for registers that may be Y16–Y31: an XMM register holding the
+// lane sums of a0..a3 (all clobbered), bit for bit as reduce4 computes them.
+func reduce4Z(a0, a1, a2, a3 VecVirtual) Register {
+	haddZ(a1, a0)
+	haddZ(a3, a2)
+	haddZ(a2, a0)
+	t := XMM()
+	VEXTRACTF32X4(U8(1), a0, t)
+	VADDPS(t, a0.AsX(), a0.AsX())
+	return a0.AsX()
+}
+
+// hsumPairwiseZ is hsumPairwise for registers that may be Y16–Y31.
+func hsumPairwiseZ(y VecVirtual) Register {
+	haddZ(y, y)
+	haddZ(y, y)
+	t := XMM()
+	VEXTRACTF32X4(U8(1), y, t)
+	VADDSS(t, y.AsX(), y.AsX())
+	return y.AsX()
 }
 
 // genProbesZMM emits fmaLoop, the 16-lane FMA peak probe: 16 independent chains (4-cycle
