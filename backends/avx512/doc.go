@@ -28,7 +28,7 @@
 // Every other kernel (and MatMul on other weight types) is backends/avx2's.
 //
 // MatMulBF16 (kernels.BF16Kernels) multiplies bf16 weights with activations rounded to
-// bfloat16 with AVX512_BF16's VDPBF16PS, 32 products per instruction: 2.4–2.7× MatMul's
+// bfloat16 with AVX512_BF16's VDPBF16PS, 32 products per instruction: 1.8–2.7× MatMul's
 // float32-activation product on Zen 5 for a prefill (BenchmarkBF16Activations). Without
 // AVX512_BF16 it widens the activations and takes MatMul's path.
 //
