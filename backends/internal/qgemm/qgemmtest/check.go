@@ -83,17 +83,22 @@ func Blocks(r *rand.Rand, dt dtype.DType, n int, special, act bool) []byte {
 
 // Check runs k's MatMulQ8 against the reference's on q8_0 and q4_0 weights for cols up
 // to 4096 (every block count parity), rows 1–40, T up to 64 (every tail of 8 and of 4
-// tokens), several row ranges and
+// tokens; fewer shapes with -short), several row ranges and
 // bias nil or not, and fails at the first result whose bits differ (NaN matching any
 // NaN) or at a write outside the rows asked for.
 func Check(t *testing.T, k Backend, seed uint64) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 7))
 	var ref kernels.Reference
+	nbs, rowsList, Ts := []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 24, 33, 64, 128}, []int{1, 7, 15, 16, 17, 33, 40},
+		[]int{1, 2, 3, 5, 8, 9, 10, 11, 12, 14, 15, 17, 64}
+	if testing.Short() { // -short (and the race detector's run): a tenth of the products
+		nbs, rowsList, Ts = []int{1, 2, 3, 17, 128}, []int{1, 7, 17, 33}, []int{1, 2, 3, 5, 9, 10, 11, 12}
+	}
 	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
-		for _, nb := range []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 24, 33, 64, 128} {
+		for _, nb := range nbs {
 			n := nb * dtype.QBlock
-			for _, rows := range []int{1, 7, 15, 16, 17, 33, 40} {
+			for _, rows := range rowsList {
 				special := r.IntN(4) == 0
 				w, err := kernels.NewMat(dt, Blocks(r, dt, rows*nb, special, false), rows, n)
 				if err != nil {
@@ -103,7 +108,7 @@ func Check(t *testing.T, k Backend, seed uint64) {
 				for i := range bias {
 					bias[i] = float32(r.NormFloat64())
 				}
-				for _, T := range []int{1, 2, 3, 5, 8, 9, 10, 11, 12, 14, 15, 17, 64} {
+				for _, T := range Ts {
 					if T*n*rows > 1<<20 {
 						continue
 					}
