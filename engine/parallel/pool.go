@@ -270,13 +270,13 @@ func (j *job) do(w int) {
 	}
 }
 
-// claim hands out the next chunk: a 2·threads-th of what is left (rounded up to a
+// claim hands out the next chunk: a threads-th of what is left (rounded up to a
 // multiple of grain, and never below it), so the chunks shrink as the Run goes on. The
-// first ones are long (a thread streaming weights keeps its prefetchers going), and the
-// last ones short, so the threads finish within about a grain of each other — with
-// chunks of a fixed size the one that takes the last chunk may leave the others idle
-// for all of it (a thread's quarter of a product, for the 4 chunks per thread of fixed
-// chunking).
+// first ones are long — a thread streaming weights keeps its prefetchers going, and
+// every chunk starts its streams cold, so fewer chunks read faster — and the last ones
+// short, so the threads finish within about a grain of each other: with chunks of a
+// fixed size the one that takes the last chunk may leave the others idle for all of it
+// (a thread's quarter of a product, for the 4 chunks per thread of fixed chunking).
 func (j *job) claim() (lo, hi int, ok bool) {
 	for {
 		next := j.next.Load()
@@ -284,7 +284,7 @@ func (j *job) claim() (lo, hi int, ok bool) {
 			return 0, 0, false
 		}
 		lo = int(next)
-		size := (max((j.n-lo)/(2*j.threads), j.grain) + j.grain - 1) / j.grain * j.grain
+		size := (max((j.n-lo)/j.threads, j.grain) + j.grain - 1) / j.grain * j.grain
 		hi = min(lo+size, j.n)
 		if j.next.CompareAndSwap(next, int64(hi)) {
 			return lo, hi, true
