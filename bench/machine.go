@@ -352,14 +352,16 @@ func Int8Peak(k kernels.Kernels) (gops float64, ok bool) {
 	return probeRate(p.Int8Probe), true
 }
 
-// probeRate returns the best rate of five runs of a peak probe, in G operations per
-// second, after a warm-up run.
+// probeRate returns the best rate of 20 runs of a peak probe (of a few milliseconds
+// each), in G operations per second, after a warm-up run. Short runs, many of them:
+// on a machine shared with other work, some fall between its time slices (five runs
+// of 20 ms each measured half the peak now and then).
 func probeRate(probe func(iters int) int64) float64 {
 	probe(1 << 16)
 	best := 0.0
-	for r := 0; r < 5; r++ {
+	for r := 0; r < 20; r++ {
 		t0 := time.Now()
-		ops := probe(1 << 22)
+		ops := probe(1 << 20)
 		best = max(best, float64(ops)/time.Since(t0).Seconds()/1e9)
 	}
 	return best
