@@ -193,8 +193,11 @@ func FormatNs(ns float64) string {
 
 // throughput renders a cell's rate in the unit its row is bound by.
 func (cell CompareCell) throughput(b Bound) string {
-	if b == ComputeBound {
+	switch b {
+	case ComputeBound:
 		return fmt.Sprintf("%.1f GFLOP/s", cell.GFLOPS)
+	case Int8Bound:
+		return fmt.Sprintf("%.1f GOP/s", cell.GFLOPS)
 	}
 	return fmt.Sprintf("%.1f GB/s", cell.GBps)
 }

@@ -1,8 +1,8 @@
 // Package bench holds lmrun's benchmarks: model-level prefill and decode throughput on
 // synthesized models of real shapes (go test -bench), per backend and thread count.
 // Kernel-level benchmarks and the machine-limit probes behind `lmrun bench` build on it:
-// read bandwidth per cache level and of DRAM, FMA peak per backend, and the comparison
-// of several machines' kernel results (`lmrun bench compare`).
+// read bandwidth per cache level and of DRAM, FMA and int8 peaks per backend, and the
+// comparison of several machines' kernel results (`lmrun bench compare`).
 package bench
 
 import (

@@ -17,6 +17,7 @@ type Bound string
 const (
 	BandwidthBound Bound = "bandwidth" // compared with the read bandwidth of the level its working set lives in
 	ComputeBound   Bound = "compute"   // compared with the FMA peak
+	Int8Bound      Bound = "int8"      // compared with the int8 peak (GFLOPS counts int8 ops)
 )
 
 // KernelCase is one kernel at one shape, as real models call it.
@@ -43,17 +44,21 @@ type KernelResult struct {
 	Speedup float64 `json:"speedup_vs_generic"`
 	// PeakFrac is the fraction of Limit reached: GB/s of Level's one-thread read
 	// bandwidth when bandwidth-bound, GFLOP/s of the backend's FMA peak when
-	// compute-bound; 0 if unknown.
+	// compute-bound, GOP/s (in GFLOPS) of its int8 peak when int8-bound; 0 if unknown.
 	PeakFrac   float64 `json:"fraction_of_peak"`
-	Limit      float64 `json:"limit,omitempty"`             // GB/s or GFLOP/s, by Bound
+	Limit      float64 `json:"limit,omitempty"`             // GB/s, GFLOP/s or GOP/s, by Bound
 	Level      string  `json:"level,omitempty"`             // L1, L2, L3 or DRAM: where the working set lives
 	WorkingSet float64 `json:"working_set_bytes,omitempty"` // bytes one call touches
 }
 
-// LimitName names what a result is judged against: "L2 read BW", "FMA peak".
+// LimitName names what a result is judged against: "L2 read BW", "FMA peak", "int8
+// peak".
 func (r KernelResult) LimitName() string {
-	if r.Bound == ComputeBound {
+	switch r.Bound {
+	case ComputeBound:
 		return "FMA peak"
+	case Int8Bound:
+		return "int8 peak"
 	}
 	if r.Level == "" {
 		return "read BW"
@@ -126,6 +131,44 @@ func quantCase(dt dtype.DType, rows, cols int) KernelCase {
 		}}
 }
 
+// qgemmCase is a product of T tokens with block-quantized weights of dtype dt through
+// MatMulQ8 (activations quantized outside the timed call), which runs as an int8 GEMM:
+// judged against the backend's int8 peak, Flops counting 2 int8 operations per
+// multiply-add. Backends without MatMulQ8 take float32 activations through MatMul.
+func qgemmCase(dt dtype.DType, T, rows, cols int) KernelCase {
+	adt := kernels.ActivationDType(dt)
+	w, x, y := float64(rows*dtype.RowBytes(dt, cols)), float64(T*dtype.RowBytes(adt, cols)), 4*float64(T*rows)
+	return KernelCase{Kernel: "gemm_" + dt.String(), Shape: fmt.Sprintf("%dx%dx%d", T, cols, rows), Flops: 2 * float64(T*rows*cols),
+		Bytes: w + x, Set: w + x + y, Bound: Int8Bound,
+		Setup: func(k kernels.Kernels) func() {
+			r := rand.New(rand.NewPCG(11, 12))
+			var data []byte
+			if dt.KQuant() {
+				data = RandomKQuant(r, dt, rows*cols)
+			} else {
+				var err error
+				if data, err = dtype.Quantize(dt, randSlice(r, rows*cols), cols); err != nil {
+					panic(err)
+				}
+			}
+			w, err := kernels.NewMat(dt, data, rows, cols)
+			if err != nil {
+				panic(err)
+			}
+			x, dst := randSlice(r, T*cols), make([]float32, T*rows)
+			sc := kernels.NewScratch(k, T, cols)
+			if q8, ok := k.(kernels.Q8Kernels); ok {
+				rb := dtype.RowBytes(adt, cols)
+				xq := make([]byte, T*rb)
+				for t := 0; t < T; t++ {
+					kernels.QuantizeActivations(q8, dt, x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
+				}
+				return func() { q8.MatMulQ8(dst, rows, xq, T, w, nil, 0, rows, sc) }
+			}
+			return func() { k.MatMul(dst, rows, x, T, w, nil, 0, rows, sc) }
+		}}
+}
+
 // RandomKQuant returns n elements (a multiple of 256) of random k-quant super-blocks of
 // dtype dt, for benchmarks: random bytes, with the f16 scales set to small normal
 // numbers (2⁻¹⁴ to 2⁻¹³, q6_k's of either sign) so that the weights stay below about
@@ -189,6 +232,7 @@ func KernelCases(quick bool) []KernelCase {
 		quantCase(dtype.Q4_K, 4096, 4096), quantCase(dtype.Q4_K, 768, 768),
 		quantCase(dtype.Q5_K, 4096, 4096), quantCase(dtype.Q6_K, 4096, 4096),
 		quantCase(dtype.F16, 11008, 4096), quantCase(dtype.BF16, 11008, 4096),
+		qgemmCase(dtype.Q8_0, 64, 3072, 768), qgemmCase(dtype.Q4_0, 64, 3072, 768), qgemmCase(dtype.Q4_K, 64, 3072, 768),
 		attnCase(256, 64), attnCase(1024, 64),
 		vecCase("dot", 4096, 2, 2, 2, func(k kernels.Kernels, x, y, _ []float32) { k.Dot(x, y) }),
 		vecCase("softmax", 1024, 4, 1, 1, func(k kernels.Kernels, x, _, _ []float32) { k.Softmax(x) }),
@@ -246,7 +290,8 @@ func Time(f func(), minTime time.Duration) float64 {
 // relates each result to the machine's limits and to the generic backend: a
 // bandwidth-bound case to the one-thread read bandwidth of the smallest level of m that
 // holds its working set (a call is timed over and over on the same data, so a working
-// set that fits in L2 is read from L2), a compute-bound one to the backend's FMA peak.
+// set that fits in L2 is read from L2), a compute-bound one to the backend's FMA peak,
+// an int8-bound one to its int8 peak.
 func BenchKernels(cases []KernelCase, ks map[string]kernels.Kernels, order []string, m Machine, minTime time.Duration) []KernelResult {
 	var out []KernelResult
 	for _, c := range cases {
@@ -268,6 +313,10 @@ func BenchKernels(cases []KernelCase, ks map[string]kernels.Kernels, order []str
 			}
 			if c.Bound == ComputeBound && m.PeakGFLOPS[name] > 0 {
 				r.Limit = m.PeakGFLOPS[name]
+				r.PeakFrac = r.GFLOPS / r.Limit
+			}
+			if c.Bound == Int8Bound && m.Int8PeakGOPS[name] > 0 {
+				r.Limit = m.Int8PeakGOPS[name]
 				r.PeakFrac = r.GFLOPS / r.Limit
 			}
 			out = append(out, r)

@@ -37,6 +37,15 @@ func TestBenchKernelsAndSVG(t *testing.T) {
 		order = append(order, b.Name)
 	}
 	m := fakeMachine(order...)
+	m.Int8PeakGOPS = map[string]float64{}
+	if len(order) > 1 {
+		if gops, ok := Int8Peak(ks[order[1]]); ok {
+			if gops <= 0 {
+				t.Fatalf("%s: int8 peak %v GOP/s", order[1], gops)
+			}
+			m.Int8PeakGOPS[order[1]] = gops
+		}
+	}
 	var cases []KernelCase
 	for _, c := range KernelCases(true) {
 		if c.Set < 64<<20 { // the f16 and bf16 products, slow on generic, run in cmd/lmrun's test
@@ -48,6 +57,7 @@ func TestBenchKernelsAndSVG(t *testing.T) {
 		t.Fatalf("%d results", len(res))
 	}
 	levels := map[string]string{}
+	int8Cases := 0
 	for _, r := range res {
 		if r.NsPerOp <= 0 || r.Speedup <= 0 {
 			t.Fatalf("bad result %+v", r)
@@ -56,6 +66,16 @@ func TestBenchKernelsAndSVG(t *testing.T) {
 			t.Fatalf("generic's speedup over itself is %v", r.Speedup)
 		}
 		levels[r.Kernel+" "+r.Shape] = r.Level
+		if r.Bound == Int8Bound {
+			int8Cases++
+			if p := m.Int8PeakGOPS[r.Backend]; r.Limit != p || r.PeakFrac != r.GFLOPS/p && p > 0 || p == 0 && r.PeakFrac != 0 ||
+				!strings.HasPrefix(r.Kernel, "gemm_q") {
+				t.Errorf("%s %s on %s: judged against %v (%v), want the int8 peak %v", r.Kernel, r.Shape, r.Backend, r.Limit, r.PeakFrac, p)
+			}
+			if r.LimitName() != "int8 peak" {
+				t.Errorf("int8-bound LimitName %q", r.LimitName())
+			}
+		}
 		if r.Bound != BandwidthBound {
 			continue
 		}
@@ -69,11 +89,17 @@ func TestBenchKernelsAndSVG(t *testing.T) {
 			t.Errorf("%s judged against %q, want %q", ks, levels[ks], want)
 		}
 	}
+	if int8Cases != 3*len(order) { // gemm_q8_0, gemm_q4_0, gemm_q4_k
+		t.Errorf("%d int8-bound results, want 3 per backend", int8Cases)
+	}
 	var buf bytes.Buffer
 	if err := WriteSVG(&buf, res, m); err != nil {
 		t.Fatal(err)
 	}
 	checkSVG(t, buf.Bytes(), len(res), m.CPU)
+	if len(m.Int8PeakGOPS) > 0 && !strings.Contains(buf.String(), "int8 peak GOP/s, 1 thread: "+order[1]) {
+		t.Error("the chart does not give the int8 peak")
+	}
 	if !strings.Contains(KernelCases(false)[3].Shape, "4096x4096") {
 		t.Fatal("the LLC-busting matvec shape is missing")
 	}

@@ -19,8 +19,8 @@ import (
 )
 
 // Machine holds the limits a result is compared with: the read bandwidth of each cache
-// level and of DRAM (1 and N threads) and, per backend that can measure it, the f32 FMA
-// peak of one core; and what the machine is: CPU model, architecture, the SIMD features
+// level and of DRAM (1 and N threads) and, per backend that can measure them, the f32
+// FMA peak and the int8 peak of one core; and what the machine is: CPU model, architecture, the SIMD features
 // the backends use and the backends measured.
 type Machine struct {
 	CPU      string   `json:"cpu,omitempty"`
@@ -34,6 +34,8 @@ type Machine struct {
 	Threads         int                 `json:"threads"`
 	Levels          []Level             `json:"levels,omitempty"`        // smallest first, DRAM last
 	PeakGFLOPS      map[string]float64  `json:"fma_peak_gflops_1thread"` // by backend
+	// Int8PeakGOPS is, by backend, the int8 peak of one core in GOP/s (Int8Peak).
+	Int8PeakGOPS map[string]float64 `json:"int8_peak_gops_1thread,omitempty"`
 }
 
 // Level is one level of the memory hierarchy and the read bandwidth measured with a
@@ -182,15 +184,16 @@ const readBuffer = 256 << 20
 const minRead = 256 << 20
 
 // MeasureMachine measures the read bandwidth of each cache level and of DRAM with
-// stream's Dot (see ReadBandwidthOf; stream may be nil) and the FMA peak of each
-// backend in order that can probe it, and describes the machine. threads ≤ 0 means
+// stream's Dot (see ReadBandwidthOf; stream may be nil) and the FMA and int8 peaks of
+// each backend in order that can probe them, and describes the machine. threads ≤ 0 means
 // parallel.DefaultThreads.
 func MeasureMachine(ks map[string]kernels.Kernels, order []string, stream kernels.Kernels, threads, reps int) Machine {
 	if threads <= 0 {
 		threads = parallel.DefaultThreads()
 	}
 	m := Machine{CPU: strings.TrimSpace(cpuid.CPU.BrandName), Arch: runtime.GOARCH, Features: CPUFeatures(),
-		Backends: append([]string(nil), order...), Threads: threads, PeakGFLOPS: map[string]float64{}}
+		Backends: append([]string(nil), order...), Threads: threads, PeakGFLOPS: map[string]float64{},
+		Int8PeakGOPS: map[string]float64{}}
 	m.BackendFeatures = map[string][]string{}
 	for _, n := range order {
 		if b, ok := backends.Lookup(n); ok {
@@ -233,6 +236,9 @@ func MeasureMachine(ks map[string]kernels.Kernels, order []string, stream kernel
 	for _, n := range order {
 		if p, ok := FMAPeak(ks[n]); ok {
 			m.PeakGFLOPS[n] = p
+		}
+		if p, ok := Int8Peak(ks[n]); ok {
+			m.Int8PeakGOPS[n] = p
 		}
 	}
 	return m
@@ -332,14 +338,33 @@ func FMAPeak(k kernels.Kernels) (gflops float64, ok bool) {
 	if !ok {
 		return 0, false
 	}
-	p.FMAProbe(1 << 16) // warm up
-	best := 0.0
-	for r := 0; r < 5; r++ {
-		t0 := time.Now()
-		flops := p.FMAProbe(1 << 24)
-		best = max(best, float64(flops)/time.Since(t0).Seconds()/1e9)
+	return probeRate(p.FMAProbe), true
+}
+
+// Int8Peak measures a backend's int8 peak on one core in GOP/s (2 operations per
+// multiply-add of a byte pair, with the instructions of its int8 products), if the
+// backend can run the probe (kernels.Int8Prober); ok is false otherwise.
+func Int8Peak(k kernels.Kernels) (gops float64, ok bool) {
+	p, ok := k.(kernels.Int8Prober)
+	if !ok {
+		return 0, false
 	}
-	return best, true
+	return probeRate(p.Int8Probe), true
+}
+
+// probeRate returns the best rate of 20 runs of a peak probe (of a few milliseconds
+// each), in G operations per second, after a warm-up run. Short runs, many of them:
+// on a machine shared with other work, some fall between its time slices (five runs
+// of 20 ms each measured half the peak now and then).
+func probeRate(probe func(iters int) int64) float64 {
+	probe(1 << 16)
+	best := 0.0
+	for r := 0; r < 20; r++ {
+		t0 := time.Now()
+		ops := probe(1 << 20)
+		best = max(best, float64(ops)/time.Since(t0).Seconds()/1e9)
+	}
+	return best
 }
 
 // FormatBytes renders a size as KiB, MiB or GiB.

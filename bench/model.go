@@ -22,8 +22,8 @@ type ModelConfig struct {
 	Backend string // "" = default selection
 	Reps    int    // repetitions; the median is reported
 	// Limits measures the machine's limits at each thread count first (read bandwidth,
-	// and FMA peak where the backend can probe it) and reports every result as a
-	// fraction of them: tg against the bandwidth, pp against the peak.
+	// and the FMA and int8 peaks where the backend can probe them) and reports every
+	// result as a fraction of them: tg against the bandwidth, pp against the peaks.
 	Limits bool
 	// Sequences > 1 adds a batched generation test (as llama-batched-bench measures it):
 	// that many sequences decoded together, Gen tokens each, one engine.Batch step per
@@ -47,15 +47,81 @@ type ModelResult struct {
 	// WeightGBps (tg) that times tokens per second.
 	StreamedMB float64 `json:"streamed_mb_per_token"`
 	WeightGBps float64 `json:"weight_gbps,omitempty"`
-	// GFLOPS (pp) counts 2 flops per multiply-add of the matrix products
-	// (engine.Footprint).
+	// GFLOPS (pp) counts 2 operations per multiply-add of the matrix products
+	// (engine.Footprint): flops, or int8 ops for the products of block-quantized weights.
 	GFLOPS float64 `json:"gflops,omitempty"`
-	// With ModelConfig.Limits: the machine's read bandwidth at this thread count, its
-	// FMA peak (one core's times the threads), and the result as a fraction of the
-	// limit that bounds it (tg: WeightGBps/ReadGBps; pp: GFLOPS/PeakGFLOPS).
-	ReadGBps   float64 `json:"read_gbps,omitempty"`
-	PeakGFLOPS float64 `json:"fma_peak_gflops,omitempty"`
-	Fraction   float64 `json:"fraction_of_limit,omitempty"`
+	// With ModelConfig.Limits: the machine's read bandwidth at this thread count, the
+	// backend's FMA and int8 peaks (one core's times the threads), and the result as a
+	// fraction of the limit that bounds it: tg WeightGBps/ReadGBps; pp (and a batched
+	// tg) GFLOPS/PeakGOPS, PeakGOPS being the rate at which the peaks would do its
+	// products: Int8Share of their multiply-adds (those of block-quantized weights, run
+	// as int8 products) at the int8 peak, the others at the FMA peak.
+	ReadGBps     float64 `json:"read_gbps,omitempty"`
+	PeakGFLOPS   float64 `json:"fma_peak_gflops,omitempty"`
+	Int8PeakGOPS float64 `json:"int8_peak_gops,omitempty"`
+	Int8Share    float64 `json:"int8_share,omitempty"`
+	PeakGOPS     float64 `json:"peak_gops,omitempty"`
+	Fraction     float64 `json:"fraction_of_limit,omitempty"`
+}
+
+// LimitText describes what r is judged against, for a table: "51.20 GB/s read" (tg),
+// "1.23 TOPS int8" or "180.5 GFLOP/s FMA" (pp), "1.10 TOPS: int8 97% + FMA" when the
+// products are of both kinds; "" when no limit was measured.
+func (r ModelResult) LimitText() string {
+	switch {
+	case r.WeightGBps > 0:
+		if r.ReadGBps > 0 {
+			return fmt.Sprintf("%.2f GB/s read", r.ReadGBps)
+		}
+	case r.PeakGOPS > 0 && r.Int8Share >= 1:
+		return FormatOps(r.PeakGOPS) + " int8"
+	case r.PeakGOPS > 0 && r.Int8Share <= 0:
+		return fmt.Sprintf("%.1f GFLOP/s FMA", r.PeakGOPS)
+	case r.PeakGOPS > 0:
+		return fmt.Sprintf("%s: int8 %s + FMA", FormatOps(r.PeakGOPS), FormatPercent(r.Int8Share))
+	}
+	return ""
+}
+
+// FormatOps renders a rate of int8 operations: "850.3 GOP/s", "1.23 TOPS".
+func FormatOps(gops float64) string {
+	if gops >= 1000 {
+		return fmt.Sprintf("%.2f TOPS", gops/1000)
+	}
+	return fmt.Sprintf("%.1f GOP/s", gops)
+}
+
+// mixedPeak returns the rate, in G operations per second, at which products of which
+// share int8 (0 to 1) run as int8 products and the rest as float FMAs would run at the
+// peaks fma and int8 (GFLOP/s, GOP/s); 0 when a peak they need is unknown.
+func mixedPeak(fma, int8, share float64) float64 {
+	t := 0.0 // seconds per G operations
+	if share > 0 {
+		if int8 <= 0 {
+			return 0
+		}
+		t += share / int8
+	}
+	if share < 1 {
+		if fma <= 0 {
+			return 0
+		}
+		t += (1 - share) / fma
+	}
+	return 1 / t
+}
+
+// setPeak sets r's int8 share to that of the products' int8 and all multiply-adds, its
+// peak and its fraction of it (GFLOPS set).
+func (r *ModelResult) setPeak(int8MACs, macs float64) {
+	if macs <= 0 {
+		return
+	}
+	r.Int8Share = int8MACs / macs
+	r.PeakGOPS = mixedPeak(r.PeakGFLOPS, r.Int8PeakGOPS, r.Int8Share)
+	if r.PeakGOPS > 0 {
+		r.Fraction = r.GFLOPS / r.PeakGOPS
+	}
 }
 
 // BenchModel measures the model at path, a file of any kind convert.Open reads (a GGUF
@@ -111,11 +177,11 @@ func fits(cfg ModelConfig, ctx int) error {
 }
 
 // limits are the machine's, at one thread count; zero when not measured.
-type limits struct{ readGBps, peakGFLOPS float64 }
+type limits struct{ readGBps, peakGFLOPS, int8GOPS float64 }
 
 // measureLimits measures read bandwidth with threads goroutines (with the best
 // backend's streaming Dot whatever backend is measured: the limit is the machine's) and
-// the FMA peak of the backend's probe times threads (0 when it has none).
+// the FMA and int8 peaks of the backend's probes times threads (0 when it has none).
 func measureLimits(backend string, threads int) limits {
 	k, err := backends.Select(backend)
 	if err != nil {
@@ -126,6 +192,9 @@ func measureLimits(backend string, threads int) limits {
 	if k != nil {
 		if p, ok := FMAPeak(k); ok {
 			l.peakGFLOPS = p * float64(threads)
+		}
+		if p, ok := Int8Peak(k); ok {
+			l.int8GOPS = p * float64(threads)
 		}
 	}
 	return l
@@ -156,7 +225,7 @@ func benchLoaded(m *engine.Model, name string, cfg ModelConfig, lim limits) ([]M
 	fp := m.Footprint()
 	base := ModelResult{Model: name, Backend: m.Backend(), Threads: m.Threads(), Depth: cfg.Depth,
 		WeightMB: float64(m.File().DataSize()) / 1e6, StreamedMB: float64(fp.StreamedBytes) / 1e6,
-		ReadGBps: lim.readGBps, PeakGFLOPS: lim.peakGFLOPS}
+		ReadGBps: lim.readGBps, PeakGFLOPS: lim.peakGFLOPS, Int8PeakGOPS: lim.int8GOPS}
 	var out []ModelResult
 	if cfg.Prompt > 0 {
 		prompt := tokens(cfg.Prompt, 2)
@@ -178,9 +247,7 @@ func benchLoaded(m *engine.Model, name string, cfg ModelConfig, lim limits) ([]M
 		r.TokPerSec = float64(cfg.Prompt) / r.Seconds
 		macs := float64(fp.LayerMACs)*float64(cfg.Prompt) + float64(fp.ClassifierMACs)
 		r.GFLOPS = 2 * macs / r.Seconds / 1e9
-		if lim.peakGFLOPS > 0 {
-			r.Fraction = r.GFLOPS / lim.peakGFLOPS
-		}
+		r.setPeak(float64(fp.Int8LayerMACs)*float64(cfg.Prompt)+float64(fp.Int8ClassifierMACs), macs)
 		out = append(out, r)
 	}
 	if cfg.Gen > 0 {
@@ -263,9 +330,7 @@ func benchBatched(m *engine.Model, cfg ModelConfig, base ModelResult, tokens fun
 	fp := m.Footprint()
 	macs := float64(fp.LayerMACs+fp.ClassifierMACs) * float64(res.Tokens)
 	res.GFLOPS = 2 * macs / res.Seconds / 1e9
-	if base.PeakGFLOPS > 0 {
-		res.Fraction = res.GFLOPS / base.PeakGFLOPS
-	}
+	res.setPeak(float64(fp.Int8LayerMACs+fp.Int8ClassifierMACs)*float64(res.Tokens), macs)
 	return res, nil
 }
 

@@ -172,8 +172,8 @@ func barChart(w io.Writer, header []string, series []string, groups []svgGroup, 
 
 // WriteSVG draws kernel results as grouped horizontal bars, one group per kernel and
 // shape, one bar per backend, the bar length being the fraction of the machine limit the
-// kernel is bound by (the read bandwidth of the level its working set lives in, or the
-// FMA peak); results without a known limit are drawn against the best backend's speed
+// kernel is bound by (the read bandwidth of the level its working set lives in, the FMA
+// peak or the int8 peak); results without a known limit are drawn against the best backend's speed
 // instead and marked so. The title names m's CPU and backends, the lines under it m's
 // limits.
 func WriteSVG(w io.Writer, rs []KernelResult, m Machine) error {
@@ -216,19 +216,23 @@ func WriteSVG(w io.Writer, rs []KernelResult, m Machine) error {
 				if frac == 0 {
 					frac, note = (1/r.NsPerOp)/best[k], "relative to fastest"
 				}
-				tip := fmt.Sprintf("%s %s on %s: %.0f ns, %.2f GFLOP/s, %.2f GB/s, working set %s, %s",
-					r.Kernel, r.Shape, b, r.NsPerOp, r.GFLOPS, r.GBps, FormatBytes(r.WorkingSet), note)
+				unit := "GFLOP/s"
+				if r.Bound == Int8Bound {
+					unit = "GOP/s"
+				}
+				tip := fmt.Sprintf("%s %s on %s: %.0f ns, %.2f %s, %.2f GB/s, working set %s, %s",
+					r.Kernel, r.Shape, b, r.NsPerOp, r.GFLOPS, unit, r.GBps, FormatBytes(r.WorkingSet), note)
 				g.bars = append(g.bars, svgBar{series: i, frac: frac, note: note, tip: tip})
 			}
 		}
 		groups = append(groups, g)
 	}
 	return barChart(w, append([]string{"lmrun bench kernels: " + m.Title()}, m.LimitLines()...), backendNames, groups,
-		"fraction of the limit each kernel is bound by: read bandwidth of the level its working set lives in, or FMA peak")
+		"fraction of the limit each kernel is bound by: read bandwidth of the level its working set lives in, FMA or int8 peak")
 }
 
-// LimitLines describes the measured limits of m in a line or two: read bandwidth per
-// level, FMA peak per backend.
+// LimitLines describes the measured limits of m in a few lines: read bandwidth per
+// level, FMA and int8 peaks per backend.
 func (m Machine) LimitLines() []string {
 	var out []string
 	var bw []string
@@ -249,20 +253,50 @@ func (m Machine) LimitLines() []string {
 	if len(bw) > 0 {
 		out = append(out, "read GB/s, 1 thread: "+strings.Join(bw, " · "))
 	}
-	var peaks []string
+	for _, p := range []struct {
+		what  string
+		peaks map[string]float64
+	}{{"FMA peak GFLOP/s", m.PeakGFLOPS}, {"int8 peak GOP/s", m.Int8PeakGOPS}} {
+		if ps := m.peaksInOrder(p.peaks); len(ps) > 0 {
+			out = append(out, p.what+", 1 thread: "+strings.Join(ps, " · "))
+		}
+	}
+	return out
+}
+
+// peaksInOrder renders peaks, by backend, as "avx2 120.5", in the order of m.Backends
+// (by name when none of them has one).
+func (m Machine) peaksInOrder(peaks map[string]float64) []string {
+	var out []string
 	for _, b := range m.Backends {
+		if p, ok := peaks[b]; ok {
+			out = append(out, fmt.Sprintf("%s %.1f", b, p))
+		}
+	}
+	if len(out) == 0 {
+		for b, p := range peaks {
+			out = append(out, fmt.Sprintf("%s %.1f", b, p))
+		}
+		sort.Strings(out)
+	}
+	return out
+}
+
+// PeakLines describes the peaks measured per backend, a line each, in the order of
+// m.Backends: "avx512: FMA 250.3 GFLOP/s, int8 1.02 TOPS (1 thread)".
+func (m Machine) PeakLines() []string {
+	var out []string
+	for _, b := range m.Backends {
+		var ps []string
 		if p, ok := m.PeakGFLOPS[b]; ok {
-			peaks = append(peaks, fmt.Sprintf("%s %.1f", b, p))
+			ps = append(ps, fmt.Sprintf("FMA %.1f GFLOP/s", p))
 		}
-	}
-	if len(peaks) == 0 {
-		for b, p := range m.PeakGFLOPS {
-			peaks = append(peaks, fmt.Sprintf("%s %.1f", b, p))
+		if p, ok := m.Int8PeakGOPS[b]; ok {
+			ps = append(ps, "int8 "+FormatOps(p))
 		}
-		sort.Strings(peaks)
-	}
-	if len(peaks) > 0 {
-		out = append(out, "FMA peak GFLOP/s, 1 thread: "+strings.Join(peaks, " · "))
+		if len(ps) > 0 {
+			out = append(out, fmt.Sprintf("peak %s: %s (1 thread)", b, strings.Join(ps, ", ")))
+		}
 	}
 	return out
 }

@@ -219,11 +219,16 @@ func (m *Model) File() *format.File { return m.file }
 // reads (every layer tensor, the final norm and the classifier, but one row of the
 // token and position embeddings: what bounds decoding by memory bandwidth), and the
 // multiply-adds of its matrix products without and with the classifier (a prompt's
-// tokens skip the classifier but the last; attention is not counted).
+// tokens skip the classifier but the last; attention is not counted). Int8LayerMACs and
+// Int8ClassifierMACs are the parts of those the model runs as integer products: those of
+// block-quantized weights (q8_0, q4_0, the k-quants) with quantized activations, zero
+// when it was loaded with f32 activations or its backend has no such path.
 type Footprint struct {
-	StreamedBytes  int64
-	LayerMACs      int64
-	ClassifierMACs int64
+	StreamedBytes      int64
+	LayerMACs          int64
+	ClassifierMACs     int64
+	Int8LayerMACs      int64
+	Int8ClassifierMACs int64
 }
 
 // Footprint returns the model's per-token footprint.
@@ -238,10 +243,15 @@ func (m *Model) Footprint() Footprint {
 		rowOnly(m.tokEmbd)
 	}
 	rowOnly(m.posEmbd)
+	int8 := func(w *kernels.Mat) bool { return m.q8 != nil && blockQuantized(w.DType) }
 	macs := func(ws ...*kernels.Mat) {
 		for _, w := range ws {
 			if w != nil {
-				fp.LayerMACs += int64(w.Rows) * int64(w.Cols)
+				n := int64(w.Rows) * int64(w.Cols)
+				fp.LayerMACs += n
+				if int8(w) {
+					fp.Int8LayerMACs += n
+				}
 			}
 		}
 	}
@@ -251,6 +261,9 @@ func (m *Model) Footprint() Footprint {
 		macs(l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down)
 	}
 	fp.ClassifierMACs = int64(m.output.Rows) * int64(m.output.Cols)
+	if int8(m.output) {
+		fp.Int8ClassifierMACs = fp.ClassifierMACs
+	}
 	return fp
 }
 

@@ -41,6 +41,7 @@ type Kernels struct{ kernels.Reference }
 var (
 	_ kernels.Kernels    = Kernels{}
 	_ kernels.PeakProber = Kernels{}
+	_ kernels.Int8Prober = Kernels{}
 )
 
 // Name implements kernels.Kernels.
@@ -541,6 +542,27 @@ func (Kernels) FMAProbe(iters int) int64 {
 	fmaLoop(iters)
 	return int64(iters) * 12 * 16
 }
+
+// Int8Probe runs iters iterations of the loop of the int8 products MatMulQ8 takes on
+// this CPU and returns the int8 operations done (2 per multiply-add of a byte pair;
+// kernels.Int8Prober): with AVX-VNNI 12 independent VPDPBUSD on 8 dword lanes (768 ops
+// an iteration), else 12 steps VPMADDUBSW, VPMADDWD by ones, VPADDD into 6 accumulators
+// (the same 768 ops: only VPMADDUBSW's byte products count).
+func (Kernels) Int8Probe(iters int) int64 {
+	if iters <= 0 {
+		return 0
+	}
+	if useVNNI {
+		i8VNNILoop(iters)
+	} else {
+		i8MaddLoop(iters)
+	}
+	return int64(iters) * i8ProbeOps
+}
+
+// i8ProbeOps is the int8 operations of one iteration of i8VNNILoop or i8MaddLoop: 12
+// instructions of 8 lanes × 4 byte pairs × 2.
+const i8ProbeOps = 12 * 8 * 4 * 2
 
 // Dot implements kernels.Kernels.
 func (Kernels) Dot(a, b []float32) float32 {

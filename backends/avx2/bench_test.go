@@ -57,6 +57,23 @@ func BenchmarkPeak(b *testing.B) {
 		}
 		report(b, iters*12*16, 0)
 	})
+	// The int8 probes, in GOP/s (reported as GFLOP/s): AVX-VNNI and VPMADDUBSW.
+	for _, p := range []struct {
+		name string
+		f    func(int)
+		ok   bool
+	}{{"int8-vnni", i8VNNILoop, cpuid.CPU.Supports(cpuid.AVXVNNI)}, {"int8-madd", i8MaddLoop, true}} {
+		if !p.ok {
+			continue
+		}
+		b.Run(p.name, func(b *testing.B) {
+			const iters = 1 << 16
+			for i := 0; i < b.N; i++ {
+				p.f(iters)
+			}
+			report(b, iters*i8ProbeOps, 0)
+		})
+	}
 	buf := bigBuffer()
 	for _, p := range readProbes {
 		b.Run(p.name, func(b *testing.B) {

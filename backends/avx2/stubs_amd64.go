@@ -300,6 +300,19 @@ func readBW2(p *float32, n int) float32
 //go:noescape
 func readBW4(p *float32, n int) float32
 
+// i8VNNILoop runs n ≥ 1 iterations of 12 independent VPDPBUSD (AVX-VNNI) on 8 dword
+// lanes: 384 multiply-adds of byte pairs, 768 int8 ops, per iteration.
+//
+//go:noescape
+func i8VNNILoop(n int)
+
+// i8MaddLoop runs n ≥ 1 iterations of 12 steps VPMADDUBSW, VPMADDWD (by ones), VPADDD
+// on 8 dword lanes into 6 accumulators, the int8 product of CPUs without AVX-VNNI: 384
+// multiply-adds of byte pairs, 768 int8 ops, per iteration.
+//
+//go:noescape
+func i8MaddLoop(n int)
+
 // repackQ8 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 8) of nb blocks of the q8_0 matrix at w (rows
 // ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
 // quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),

@@ -21,9 +21,10 @@ func init() {
 	})
 }
 
-// Kernels implements kernels.Kernels, kernels.Q8Kernels, kernels.BF16Kernels and
-// kernels.PeakProber: MatMul on float32, f16 and bf16 weights (matMulHalf), MatMulBF16
-// and the FMA probe with AVX-512, everything else by the embedded avx2.Kernels.
+// Kernels implements kernels.Kernels, kernels.Q8Kernels, kernels.BF16Kernels,
+// kernels.PeakProber and kernels.Int8Prober: MatMul on float32, f16 and bf16 weights
+// (matMulHalf), MatMulBF16 and the FMA and int8 probes with AVX-512, everything else by
+// the embedded avx2.Kernels.
 //
 // The assembly takes raw pointers, so MatMul checks its slice lengths first (a violation
 // panics, as the reference's bounds checks would); past those checks no kernel reads or
@@ -34,6 +35,7 @@ var (
 	_ kernels.Kernels    = Kernels{}
 	_ kernels.Q8Kernels  = Kernels{}
 	_ kernels.PeakProber = Kernels{}
+	_ kernels.Int8Prober = Kernels{}
 )
 
 // Name implements kernels.Kernels.
@@ -217,3 +219,22 @@ func (Kernels) FMAProbe(iters int) int64 {
 	fmaLoop(iters)
 	return int64(iters) * 16 * 32
 }
+
+// Int8Probe runs iters iterations of the loop of the int8 products MatMulQ8 takes on
+// this CPU and returns the int8 operations done (2 per multiply-add of a byte pair;
+// kernels.Int8Prober): with AVX512_VNNI 16 independent VPDPBUSD on 16 dword lanes
+// (2048 ops an iteration), else avx2's probe, as MatMulQ8 then takes avx2's kernels.
+func (k Kernels) Int8Probe(iters int) int64 {
+	if iters <= 0 {
+		return 0
+	}
+	if !useVNNI {
+		return k.Kernels.Int8Probe(iters)
+	}
+	i8VNNILoop(iters)
+	return int64(iters) * i8ProbeOps
+}
+
+// i8ProbeOps is the int8 operations of one iteration of i8VNNILoop: 16 instructions of
+// 16 lanes × 4 byte pairs × 2.
+const i8ProbeOps = 16 * 16 * 4 * 2

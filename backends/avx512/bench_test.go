@@ -5,6 +5,8 @@ package avx512
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lmrun/lmrun/backends/avx2"
@@ -94,17 +96,39 @@ func BenchmarkMatMulHalf(b *testing.B) {
 	}
 }
 
-// BenchmarkPeak compares the FMA peak at 8 lanes (avx2's probe) and at 16.
+// BenchmarkPeak compares the FMA and int8 peaks at 8 lanes (avx2's probes: AVX-VNNI
+// where the CPU has it) and at 16, on 1 and 2 threads (one probe per goroutine; the
+// rate is the sum of theirs).
+//
+//	go test -run XXX -bench Peak -count 5 ./backends/avx512
 func BenchmarkPeak(b *testing.B) {
 	need(b)
-	for _, k := range []kernels.PeakProber{avx2.Kernels{}, Kernels{}} {
-		b.Run("fma/"+k.(kernels.Kernels).Name(), func(b *testing.B) {
-			var flops int64
-			for i := 0; i < b.N; i++ {
-				flops += k.FMAProbe(1 << 16)
+	for _, k := range []kernels.Kernels{avx2.Kernels{}, Kernels{}} {
+		for _, p := range []struct {
+			what, unit string
+			probe      func(int) int64
+		}{
+			{"fma", "GFLOP/s", k.(kernels.PeakProber).FMAProbe},
+			{"int8", "GOP/s", k.(kernels.Int8Prober).Int8Probe},
+		} {
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/%s/threads=%d", p.what, k.Name(), threads), func(b *testing.B) {
+					var ops atomic.Int64
+					var wg sync.WaitGroup
+					for w := 0; w < threads; w++ {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for i := 0; i < b.N; i++ {
+								ops.Add(p.probe(1 << 16))
+							}
+						}()
+					}
+					wg.Wait()
+					b.ReportMetric(float64(ops.Load())/b.Elapsed().Seconds()/1e9, p.unit)
+				})
 			}
-			b.ReportMetric(float64(flops)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+		}
 	}
 }
 

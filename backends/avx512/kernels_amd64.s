@@ -8639,6 +8639,51 @@ fmaLoop_loop1:
 	VZEROUPPER
 	RET
 
+// func i8VNNILoop(n int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·i8VNNILoop(SB), $0-8
+	MOVQ    n+0(FP), AX
+	VMOVUPS zeros<>+0(SB), Z0
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	VMOVUPS zeros<>+0(SB), Z9
+	VMOVUPS zeros<>+0(SB), Z10
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVUPS zeros<>+0(SB), Z12
+	VMOVUPS zeros<>+0(SB), Z13
+	VMOVUPS zeros<>+0(SB), Z14
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVUPS zeros<>+0(SB), Z16
+	VMOVUPS zeros<>+0(SB), Z17
+
+i8VNNILoop_loop1:
+	VPDPBUSD Z16, Z17, Z0
+	VPDPBUSD Z16, Z17, Z1
+	VPDPBUSD Z16, Z17, Z2
+	VPDPBUSD Z16, Z17, Z3
+	VPDPBUSD Z16, Z17, Z4
+	VPDPBUSD Z16, Z17, Z5
+	VPDPBUSD Z16, Z17, Z6
+	VPDPBUSD Z16, Z17, Z7
+	VPDPBUSD Z16, Z17, Z8
+	VPDPBUSD Z16, Z17, Z9
+	VPDPBUSD Z16, Z17, Z10
+	VPDPBUSD Z16, Z17, Z11
+	VPDPBUSD Z16, Z17, Z12
+	VPDPBUSD Z16, Z17, Z13
+	VPDPBUSD Z16, Z17, Z14
+	VPDPBUSD Z16, Z17, Z15
+	DECQ     AX
+	JNZ      i8VNNILoop_loop1
+	VZEROUPPER
+	RET
+
 // func repackQ8(dst *byte, w *byte, ldw int, nb int, rows int)
 // Requires: AVX, AVX512F, MMX+
 TEXT ·repackQ8(SB), NOSPLIT, $0-40

@@ -73,6 +73,12 @@ func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw i
 //go:noescape
 func fmaLoop(n int)
 
+// i8VNNILoop runs n ≥ 1 iterations of 16 independent VPDPBUSD (AVX512_VNNI) on 16
+// dword lanes: 1024 multiply-adds of byte pairs, 2048 int8 ops, per iteration.
+//
+//go:noescape
+func i8VNNILoop(n int)
+
 // repackQ8 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16) of nb blocks of the q8_0 matrix at w (rows
 // ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
 // quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),

@@ -36,8 +36,10 @@ func benchCommand() *cli.Command {
 					"time. Both start after --depth tokens already in the KV cache. Each figure is the\n" +
 					"median of --reps runs after one warm-up run. tg is bound by memory bandwidth:\n" +
 					"achieved = weight bytes one token reads × tokens/s, against the read bandwidth\n" +
-					"measured at the same thread count. pp is bound by arithmetic: achieved = 2 flops per\n" +
-					"multiply-add of the matrix products, against one core's FMA peak times the threads.",
+					"measured at the same thread count. pp is bound by arithmetic: achieved = 2 operations\n" +
+					"per multiply-add of the matrix products, against one core's peak times the threads:\n" +
+					"the int8 peak for q8_0, q4_0 and k-quant weights (int8 products), the FMA peak for\n" +
+					"float weights, the time both would take for a model with both.",
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: "model `PATH`, of any kind run takes (repeatable)", Required: true},
 					&cli.IntFlag{Name: "p", Value: 128, Usage: "prompt tokens (0: skip)"},
@@ -46,8 +48,8 @@ func benchCommand() *cli.Command {
 					&cli.IntFlag{Name: "depth", Usage: "tokens in the KV cache before each test"},
 					&cli.IntFlag{Name: "reps", Value: 3, Usage: "repetitions (the median is reported)"},
 					&cli.IntFlag{Name: "np", Usage: "also tg with `N` sequences decoded together, one batched pass per token (what lmrun serve --parallel N does at full load; t/s counts all N)"},
-					&cli.BoolFlag{Name: "limits", Value: true, Usage: "measure the machine's read bandwidth and FMA peak first and report each result as a fraction of them (--limits=false skips it)"},
-					&cli.StringFlag{Name: "backend", Usage: "kernel backend `NAMES`, comma-separated, each measured in turn (with its own FMA peak), or all: every one this CPU runs", DefaultText: "$LMRUN_BACKEND, else the best this CPU runs"},
+					&cli.BoolFlag{Name: "limits", Value: true, Usage: "measure the machine's read bandwidth and FMA and int8 peaks first and report each result as a fraction of them (--limits=false skips it)"},
+					&cli.StringFlag{Name: "backend", Usage: "kernel backend `NAMES`, comma-separated, each measured in turn (with its own peaks), or all: every one this CPU runs", DefaultText: "$LMRUN_BACKEND, else the best this CPU runs"},
 					&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
 				},
 				Action: func(c *cli.Context) error {
@@ -65,7 +67,7 @@ func benchCommand() *cli.Command {
 					cfg := bench.ModelConfig{Prompt: c.Int("p"), Gen: c.Int("n"), Depth: c.Int("depth"), Threads: threads,
 						Reps: c.Int("reps"), Limits: c.Bool("limits"), Sequences: c.Int("np")}
 					if cfg.Limits {
-						fmt.Fprintln(c.App.ErrWriter, "measuring the machine at each thread count and backend: read bandwidth, FMA peak ...")
+						fmt.Fprintln(c.App.ErrWriter, "measuring the machine at each thread count and backend: read bandwidth, FMA and int8 peaks ...")
 					}
 					var all []bench.ModelResult
 					for _, path := range c.StringSlice("model") {
@@ -137,17 +139,14 @@ func printModelTable(w io.Writer, rs []bench.ModelResult) {
 	fmt.Fprintln(w, "| model | size MB | backend | threads | test | depth | t/s | achieved | limit | of limit |")
 	fmt.Fprintln(w, "|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
 	for _, r := range rs {
-		var got, limit, frac string
+		var got, frac string
+		limit := r.LimitText()
 		if r.WeightGBps > 0 { // tg: bandwidth-bound
 			got = fmt.Sprintf("%.2f GB/s", r.WeightGBps)
-			if r.ReadGBps > 0 {
-				limit = fmt.Sprintf("%.2f GB/s read", r.ReadGBps)
-			}
-		} else if r.GFLOPS > 0 { // pp: compute-bound
+		} else if r.GFLOPS > 0 && r.Int8Share > 0 { // pp: compute-bound, int8 products
+			got = bench.FormatOps(r.GFLOPS)
+		} else if r.GFLOPS > 0 {
 			got = fmt.Sprintf("%.1f GFLOP/s", r.GFLOPS)
-			if r.PeakGFLOPS > 0 {
-				limit = fmt.Sprintf("%.1f GFLOP/s FMA", r.PeakGFLOPS)
-			}
 		}
 		if r.Fraction > 0 {
 			frac = fmt.Sprintf("%.0f%%", 100*r.Fraction)
@@ -164,11 +163,13 @@ func benchKernelsCommand() *cli.Command {
 			"   lmrun bench kernels --svg kernels.svg",
 		Description: "Measures the machine's limits first: the read bandwidth of a working set resident in\n" +
 			"each cache level (half its size; L1 and L2 with one thread, L3 and DRAM with one and all\n" +
-			"threads) and the FMA peak of each backend that can probe it. Then reports each kernel's\n" +
-			"time, GFLOP/s, GB/s, speedup over generic and fraction of the limit it is bound by:\n" +
-			"a bandwidth-bound kernel against the one-thread read bandwidth of the smallest level\n" +
-			"its working set (weights, inputs and outputs of one call) fits in, a compute-bound one\n" +
-			"against the FMA peak. --json output is what lmrun bench compare reads.",
+			"threads) and the FMA and int8 peaks of each backend that can probe them. Then reports\n" +
+			"each kernel's time, GFLOP/s, GB/s, speedup over generic and fraction of the limit it is\n" +
+			"bound by: a bandwidth-bound kernel against the one-thread read bandwidth of the smallest\n" +
+			"level its working set (weights, inputs and outputs of one call) fits in, a compute-bound\n" +
+			"one against the FMA peak, the products of quantized weights with several tokens (gemm_q8_0\n" +
+			"...; GFLOP/s there counts int8 ops) against the int8 peak. --json output is what lmrun\n" +
+			"bench compare reads.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "backend", Usage: "comma-separated backend `NAMES` (default: every available one)"},
 			&cli.BoolFlag{Name: "quick", Usage: "one shape per kernel"},
@@ -201,7 +202,7 @@ func benchKernelsCommand() *cli.Command {
 				order = append([]string{"generic"}, order...)
 			}
 			errw := c.App.ErrWriter
-			fmt.Fprintln(errw, "measuring the machine: read bandwidth of each cache level and DRAM, FMA peak ...")
+			fmt.Fprintln(errw, "measuring the machine: read bandwidth of each cache level and DRAM, FMA and int8 peaks ...")
 			m := bench.MeasureMachine(ks, order, backends.Best().New(), parallel.DefaultThreads(), 3)
 			cases := bench.KernelCases(c.Bool("quick"))
 			res := bench.BenchKernels(cases, ks, order, m, c.Duration("time"))
@@ -229,10 +230,8 @@ func benchKernelsCommand() *cli.Command {
 				}
 				fmt.Fprintln(w, line)
 			}
-			for _, n := range order {
-				if p, ok := m.PeakGFLOPS[n]; ok {
-					fmt.Fprintf(w, "FMA peak %s: %.1f GFLOP/s (1 thread)\n", n, p)
-				}
+			for _, l := range m.PeakLines() {
+				fmt.Fprintln(w, l)
 			}
 			fmt.Fprintln(w, "\n| kernel | shape | backend | ns/op | GFLOP/s | GB/s | × generic | working set | of limit |")
 			fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/bench"
 )
 
@@ -85,7 +86,8 @@ func TestBenchKernelsJSONCompares(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures the machine (256 MB buffer)")
 	}
-	js := mustRun(t, "bench", "kernels", "--quick", "--time", "1ms", "--backend", "generic", "--json")
+	best := backends.Best()
+	js := mustRun(t, "bench", "kernels", "--quick", "--time", "1ms", "--backend", "generic,"+best.Name, "--json")
 	var rep bench.KernelReport
 	if err := json.Unmarshal([]byte(js), &rep); err != nil {
 		t.Fatal(err)
@@ -95,10 +97,24 @@ func TestBenchKernelsJSONCompares(t *testing.T) {
 		rep.Machine.BackendFeatures["generic"] == nil {
 		t.Fatalf("machine section: %+v", rep.Machine)
 	}
+	_, int8 := probes(best.New())
+	if p := rep.Machine.Int8PeakGOPS[best.Name]; (p > 0) != int8 || rep.Machine.Int8PeakGOPS["generic"] != 0 {
+		t.Fatalf("int8 peaks %v (%s has a probe: %v)", rep.Machine.Int8PeakGOPS, best.Name, int8)
+	}
+	int8Results := 0
 	for _, r := range rep.Results {
 		if r.Bound == bench.BandwidthBound && (r.Level == "" || r.WorkingSet <= 0 || r.PeakFrac <= 0) {
 			t.Fatalf("a bandwidth-bound result not judged against a level: %+v", r)
 		}
+		if r.Bound == bench.Int8Bound && r.Backend == best.Name && int8 {
+			int8Results++
+			if p := rep.Machine.Int8PeakGOPS[best.Name]; r.Limit != p || r.PeakFrac != r.GFLOPS/p {
+				t.Fatalf("an int8-bound result not judged against the int8 peak %v: %+v", p, r)
+			}
+		}
+	}
+	if int8 && int8Results == 0 {
+		t.Fatal("no int8-bound result")
 	}
 	path := filepath.Join(t.TempDir(), "here.json")
 	if err := os.WriteFile(path, []byte(js), 0o644); err != nil {

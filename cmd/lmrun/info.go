@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lmrun/lmrun/backends"
+	"github.com/lmrun/lmrun/bench"
 	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/engine/parallel"
 	"github.com/lmrun/lmrun/format"
@@ -28,6 +29,10 @@ type backendInfo struct {
 	Available bool     `json:"available"`
 	Selected  bool     `json:"selected"`
 	Missing   []string `json:"missing,omitempty"`
+	// The peaks of one core, measured by the backend's probes (bench.FMAPeak,
+	// bench.Int8Peak) unless --peaks=false; 0 when it has none.
+	FMAPeakGFLOPS float64 `json:"fma_peak_gflops_1thread,omitempty"`
+	Int8PeakGOPS  float64 `json:"int8_peak_gops_1thread,omitempty"`
 }
 
 type tensorInfo struct {
@@ -57,11 +62,14 @@ func infoCommand() *cli.Command {
 		Usage:     "show the CPU, the kernel backends, and a model's metadata and tensors",
 		UsageText: "lmrun info [-m MODEL] [--tokenizer FILE] [--backend NAME] [--json]",
 		Description: "With -m, the model's metadata and tensors as lmrun runs them: for a GGUF, Hugging Face or\n" +
-			"llama2.c model, those of its import (lm.* hyper-parameters, lmrun's tensor names).",
+			"llama2.c model, those of its import (lm.* hyper-parameters, lmrun's tensor names).\n" +
+			"Each available backend's FMA and int8 peaks on one core are measured first (a fraction\n" +
+			"of a second; --peaks=false skips it).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "model `PATH` to describe, of any kind run takes"},
 			tokenizerFlag,
 			backendFlag,
+			&cli.BoolFlag{Name: "peaks", Value: true, Usage: "measure each available backend's FMA and int8 peaks (one core)"},
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
 		},
 		Action: func(c *cli.Context) error {
@@ -77,7 +85,13 @@ func infoCommand() *cli.Command {
 				}
 			}
 			for _, b := range backends.List() {
-				r.Backends = append(r.Backends, backendInfo{Name: b.Name, Available: b.Available(), Selected: b.Name == sel.Name, Missing: b.Missing()})
+				bi := backendInfo{Name: b.Name, Available: b.Available(), Selected: b.Name == sel.Name, Missing: b.Missing()}
+				if bi.Available && c.Bool("peaks") {
+					k := b.New()
+					bi.FMAPeakGFLOPS, _ = bench.FMAPeak(k)
+					bi.Int8PeakGOPS, _ = bench.Int8Peak(k)
+				}
+				r.Backends = append(r.Backends, bi)
 			}
 			if path := c.String("model"); path != "" {
 				kind, err := convert.Detect(path)
@@ -127,7 +141,18 @@ func printInfo(w io.Writer, r infoReport) {
 		if b.Selected {
 			mark = "*"
 		}
-		fmt.Fprintf(w, "  %s %-8s available: %s\n", mark, b.Name, avail)
+		var peaks []string
+		if b.FMAPeakGFLOPS > 0 {
+			peaks = append(peaks, fmt.Sprintf("FMA %.1f GFLOP/s", b.FMAPeakGFLOPS))
+		}
+		if b.Int8PeakGOPS > 0 {
+			peaks = append(peaks, "int8 "+bench.FormatOps(b.Int8PeakGOPS))
+		}
+		peak := ""
+		if len(peaks) > 0 {
+			peak = "  peak " + strings.Join(peaks, ", ") + " (1 thread)"
+		}
+		fmt.Fprintf(w, "  %s %-8s available: %s%s\n", mark, b.Name, avail, peak)
 	}
 	fmt.Fprintf(w, "  (* selected; override with --backend NAME or %s)\n", backends.EnvVar)
 	if r.Model == "" {
