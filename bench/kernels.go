@@ -107,19 +107,7 @@ func quantCase(dt dtype.DType, rows, cols int) KernelCase {
 		Bytes: w + x, Set: w + x + 4*float64(rows), Bound: BandwidthBound,
 		Setup: func(k kernels.Kernels) func() {
 			r := rand.New(rand.NewPCG(9, 10))
-			var data []byte
-			if dt.KQuant() {
-				data = RandomKQuant(r, dt, rows*cols)
-			} else {
-				var err error
-				if data, err = dtype.Quantize(dt, randSlice(r, rows*cols), cols); err != nil {
-					panic(err)
-				}
-			}
-			w, err := kernels.NewMat(dt, data, rows, cols)
-			if err != nil {
-				panic(err)
-			}
+			w := randomQuantMat(r, dt, rows, cols)
 			x, dst := randSlice(r, cols), make([]float32, rows)
 			sc := kernels.NewScratch(k, 1, cols)
 			if q8, ok := k.(kernels.Q8Kernels); ok && (dt == dtype.Q8_0 || dt == dtype.Q4_0 || dt.KQuant()) {
@@ -129,6 +117,25 @@ func quantCase(dt dtype.DType, rows, cols int) KernelCase {
 			}
 			return func() { k.MatMul(dst, rows, x, 1, w, nil, 0, rows, sc) }
 		}}
+}
+
+// randomQuantMat returns a rows×cols matrix of random weights of the block-quantized
+// dtype dt: quantized from normal values, or random k-quant super-blocks.
+func randomQuantMat(r *rand.Rand, dt dtype.DType, rows, cols int) *kernels.Mat {
+	var data []byte
+	if dt.KQuant() {
+		data = RandomKQuant(r, dt, rows*cols)
+	} else {
+		var err error
+		if data, err = dtype.Quantize(dt, randSlice(r, rows*cols), cols); err != nil {
+			panic(err)
+		}
+	}
+	w, err := kernels.NewMat(dt, data, rows, cols)
+	if err != nil {
+		panic(err)
+	}
+	return w
 }
 
 // qgemmCase is a product of T tokens with block-quantized weights of dtype dt through
@@ -142,19 +149,7 @@ func qgemmCase(dt dtype.DType, T, rows, cols int) KernelCase {
 		Bytes: w + x, Set: w + x + y, Bound: Int8Bound,
 		Setup: func(k kernels.Kernels) func() {
 			r := rand.New(rand.NewPCG(11, 12))
-			var data []byte
-			if dt.KQuant() {
-				data = RandomKQuant(r, dt, rows*cols)
-			} else {
-				var err error
-				if data, err = dtype.Quantize(dt, randSlice(r, rows*cols), cols); err != nil {
-					panic(err)
-				}
-			}
-			w, err := kernels.NewMat(dt, data, rows, cols)
-			if err != nil {
-				panic(err)
-			}
+			w := randomQuantMat(r, dt, rows, cols)
 			x, dst := randSlice(r, T*cols), make([]float32, T*rows)
 			sc := kernels.NewScratch(k, T, cols)
 			if q8, ok := k.(kernels.Q8Kernels); ok {
