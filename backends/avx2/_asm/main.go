@@ -47,6 +47,7 @@ func main() {
 		genGemmZMM("gemv4s", 4, 1, true, false, false)
 		genProbesZMM()
 		genQGemm(qgemmZMM)
+		genKGemm()
 		genHalfZMM()
 		genBF16ZMM()
 		genGemmBF16Probe()
