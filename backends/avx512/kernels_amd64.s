@@ -9836,12 +9836,13 @@ qgemmZx8_block1:
 	VZEROUPPER
 	RET
 
-// func kprepZ(dst *byte, xq *byte, nb int)
+// func kprepZ(dst *byte, xq *byte, nb int, stride int)
 // Requires: AVX, AVX2, AVX512BW, AVX512F
-TEXT ·kprepZ(SB), NOSPLIT, $0-24
+TEXT ·kprepZ(SB), NOSPLIT, $0-32
 	MOVQ    dst+0(FP), AX
 	MOVQ    xq+8(FP), CX
 	MOVQ    nb+16(FP), DX
+	MOVQ    stride+24(FP), BX
 	VMOVDQU kilv<>+0(SB), Y0
 
 kprepZ_block1:
@@ -9879,10 +9880,10 @@ kprepZ_block1:
 	VMOVDQU64 Z1, 448(AX)
 	VMOVDQU   260(CX), Y1
 	VMOVDQU   Y1, 512(AX)
-	MOVL      (CX), BX
-	MOVL      BX, 544(AX)
+	MOVL      (CX), SI
+	MOVL      SI, 544(AX)
 	ADDQ      $0x00000124, CX
-	ADDQ      $0x00000240, AX
+	ADDQ      BX, AX
 	DECQ      DX
 	JNZ       kprepZ_block1
 	VZEROUPPER
@@ -9894,25 +9895,39 @@ DATA kilv<>+16(SB)/8, $0x0b030a0209010800
 DATA kilv<>+24(SB)/8, $0x0f070e060d050c04
 GLOBL kilv<>(SB), RODATA|NOPTR, $32
 
-// func krepQ4KZ(dst *byte, wa *byte, wb *byte, nb int, k int)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, F16C
+// func krepQ4KZ(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, CMOV, F16C
 TEXT ·krepQ4KZ(SB), NOSPLIT, $0-40
-	MOVQ      dst+0(FP), AX
-	MOVQ      wa+8(FP), CX
-	MOVQ      wb+16(FP), DX
-	MOVQ      nb+24(FP), BX
-	MOVQ      k+32(FP), SI
-	MOVQ      SI, DI
-	SHLQ      $0x06, DI
-	ADDQ      AX, DI
-	LEAQ      (AX)(SI*8), AX
-	MOVQ      $0xaaaaaaaaaaaaaaaa, SI
-	KMOVQ     SI, K1
+	XORQ      AX, AX
+	MOVQ      $0xaaaaaaaaaaaaaaaa, CX
+	KMOVQ     CX, K1
 	VMOVDQU64 knib64<>+0(SB), Z0
 	VMOVDQU64 kone64<>+0(SB), Z1
 
-krepQ4KZ_block1:
-	VMOVDQU      4(CX), X3
+krepQ4KZ_pair1:
+	MOVQ    rows+32(FP), CX
+	DECQ    CX
+	LEAQ    (AX)(AX*1), DX
+	CMPQ    DX, CX
+	CMOVQGT CX, DX
+	LEAQ    1(AX)(AX*1), BX
+	CMPQ    BX, CX
+	CMOVQGT CX, BX
+	MOVQ    ldw+16(FP), CX
+	IMULQ   CX, DX
+	IMULQ   CX, BX
+	MOVQ    w+8(FP), CX
+	ADDQ    CX, DX
+	ADDQ    CX, BX
+	MOVQ    dst+0(FP), CX
+	MOVQ    AX, SI
+	SHLQ    $0x06, SI
+	ADDQ    CX, SI
+	LEAQ    (CX)(AX*8), DI
+	MOVQ    nb+24(FP), R8
+
+krepQ4KZ_block2:
+	VMOVDQU      4(DX), X3
 	VPSHUFB      kscA<>+0(SB), X3, X2
 	VPSRLW       $0x04, X2, X4
 	VPAND        kscL<>+0(SB), X2, X2
@@ -9922,7 +9937,7 @@ krepQ4KZ_block1:
 	VPSRLW       $0x02, X3, X3
 	VPAND        kscH<>+0(SB), X3, X3
 	VPOR         X3, X2, X2
-	VMOVDQU      4(DX), X4
+	VMOVDQU      4(BX), X4
 	VPSHUFB      kscA<>+0(SB), X4, X3
 	VPSRLW       $0x04, X3, X5
 	VPAND        kscL<>+0(SB), X3, X3
@@ -9934,36 +9949,36 @@ krepQ4KZ_block1:
 	VPOR         X4, X3, X3
 	VMOVDQA      X2, X2
 	VINSERTI32X4 $0x01, X3, Z2, Z2
-	VMOVD        (CX), X3
-	VPINSRD      $0x01, (DX), X3, X3
+	VMOVD        (DX), X3
+	VPINSRD      $0x01, (BX), X3, X3
 	VCVTPH2PS    X3, X3
 	VMOVDQU64    kdidx4<>+0(SB), Z4
 	VPERMPS      Z3, Z4, Z4
-	VMOVUPS      Z4, 8192(DI)
+	VMOVUPS      Z4, 8192(SI)
 	VPSHUFD      $0x0d, X3, X3
-	VMOVQ        X3, 8704(AX)
-	MOVQ         $0x5555555555555555, SI
-	KMOVQ        SI, K2
+	VMOVQ        X3, 8704(DI)
+	MOVQ         $0x5555555555555555, CX
+	KMOVQ        CX, K2
 	VMOVDQU64    kminidx<>+0(SB), Z4
 	VPERMB.Z     Z2, Z4, K2, Z4
-	MOVQ         $0x00000000000000ff, SI
-	KMOVQ        SI, K2
+	MOVQ         $0x00000000000000ff, CX
+	KMOVQ        CX, K2
 	VMOVDQU64    kminoff<>+0(SB), Z5
-	VPSCATTERQQ  Z4, K2, 8768(AX)(Z5*1)
+	VPSCATTERQQ  Z4, K2, 8768(DI)(Z5*1)
 	VMOVDQU64    kscidx<>+0(SB), Z4
-	VMOVDQU64    16(CX), Z5
+	VMOVDQU64    16(DX), Z5
 	VPANDD       Z0, Z5, Z6
 	VPSRLW       $0x04, Z5, Z5
 	VPANDD       Z0, Z5, Z5
-	VMOVDQU64    80(CX), Z7
+	VMOVDQU64    80(DX), Z7
 	VPANDD       Z0, Z7, Z8
 	VPSRLW       $0x04, Z7, Z7
 	VPANDD       Z0, Z7, Z7
-	VMOVDQU64    16(DX), Z9
+	VMOVDQU64    16(BX), Z9
 	VPANDD       Z0, Z9, Z10
 	VPSRLW       $0x04, Z9, Z9
 	VPANDD       Z0, Z9, Z9
-	VMOVDQU64    80(DX), Z11
+	VMOVDQU64    80(BX), Z11
 	VPANDD       Z0, Z11, Z12
 	VPSRLW       $0x04, Z11, Z11
 	VPANDD       Z0, Z11, Z11
@@ -9972,87 +9987,90 @@ krepQ4KZ_block1:
 	VMOVDQU64    kpick0<>+0(SB), Z14
 	VPERMI2B.Z   Z10, Z6, K1, Z14
 	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, (DI)
+	VMOVDQU64    Z14, (SI)
 	VMOVDQU64    kpick16<>+0(SB), Z14
 	VPERMI2B.Z   Z10, Z6, K1, Z14
 	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 512(DI)
+	VMOVDQU64    Z14, 512(SI)
 	VPERMB.Z     Z2, Z4, K1, Z13
 	VPADDB       Z1, Z4, Z4
 	VMOVDQU64    kpick0<>+0(SB), Z14
 	VPERMI2B.Z   Z9, Z5, K1, Z14
 	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 1024(DI)
+	VMOVDQU64    Z14, 1024(SI)
 	VMOVDQU64    kpick16<>+0(SB), Z14
 	VPERMI2B.Z   Z9, Z5, K1, Z14
 	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 1536(DI)
+	VMOVDQU64    Z14, 1536(SI)
 	VPERMB.Z     Z2, Z4, K1, Z13
 	VPADDB       Z1, Z4, Z4
 	VMOVDQU64    kpick32<>+0(SB), Z14
 	VPERMI2B.Z   Z10, Z6, K1, Z14
 	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 2048(DI)
+	VMOVDQU64    Z14, 2048(SI)
 	VMOVDQU64    kpick48<>+0(SB), Z14
 	VPERMI2B.Z   Z10, Z6, K1, Z14
 	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 2560(DI)
+	VMOVDQU64    Z14, 2560(SI)
 	VPERMB.Z     Z2, Z4, K1, Z6
 	VPADDB       Z1, Z4, Z4
 	VMOVDQU64    kpick32<>+0(SB), Z10
 	VPERMI2B.Z   Z9, Z5, K1, Z10
 	VPMULHW      Z6, Z10, Z10
-	VMOVDQU64    Z10, 3072(DI)
+	VMOVDQU64    Z10, 3072(SI)
 	VMOVDQU64    kpick48<>+0(SB), Z10
 	VPERMI2B.Z   Z9, Z5, K1, Z10
 	VPMULHW      Z6, Z10, Z10
-	VMOVDQU64    Z10, 3584(DI)
+	VMOVDQU64    Z10, 3584(SI)
 	VPERMB.Z     Z2, Z4, K1, Z5
 	VPADDB       Z1, Z4, Z4
 	VMOVDQU64    kpick0<>+0(SB), Z6
 	VPERMI2B.Z   Z12, Z8, K1, Z6
 	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 4096(DI)
+	VMOVDQU64    Z6, 4096(SI)
 	VMOVDQU64    kpick16<>+0(SB), Z6
 	VPERMI2B.Z   Z12, Z8, K1, Z6
 	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 4608(DI)
+	VMOVDQU64    Z6, 4608(SI)
 	VPERMB.Z     Z2, Z4, K1, Z5
 	VPADDB       Z1, Z4, Z4
 	VMOVDQU64    kpick0<>+0(SB), Z6
 	VPERMI2B.Z   Z11, Z7, K1, Z6
 	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 5120(DI)
+	VMOVDQU64    Z6, 5120(SI)
 	VMOVDQU64    kpick16<>+0(SB), Z6
 	VPERMI2B.Z   Z11, Z7, K1, Z6
 	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 5632(DI)
+	VMOVDQU64    Z6, 5632(SI)
 	VPERMB.Z     Z2, Z4, K1, Z5
 	VPADDB       Z1, Z4, Z4
 	VMOVDQU64    kpick32<>+0(SB), Z6
 	VPERMI2B.Z   Z12, Z8, K1, Z6
 	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 6144(DI)
+	VMOVDQU64    Z6, 6144(SI)
 	VMOVDQU64    kpick48<>+0(SB), Z6
 	VPERMI2B.Z   Z12, Z8, K1, Z6
 	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 6656(DI)
+	VMOVDQU64    Z6, 6656(SI)
 	VPERMB.Z     Z2, Z4, K1, Z5
 	VPADDB       Z1, Z4, Z4
 	VMOVDQU64    kpick32<>+0(SB), Z4
 	VPERMI2B.Z   Z11, Z7, K1, Z4
 	VPMULHW      Z5, Z4, Z4
-	VMOVDQU64    Z4, 7168(DI)
+	VMOVDQU64    Z4, 7168(SI)
 	VMOVDQU64    kpick48<>+0(SB), Z4
 	VPERMI2B.Z   Z11, Z7, K1, Z4
 	VPMULHW      Z5, Z4, Z4
-	VMOVDQU64    Z4, 7680(DI)
-	ADDQ         $0x00000090, CX
+	VMOVDQU64    Z4, 7680(SI)
 	ADDQ         $0x00000090, DX
+	ADDQ         $0x00000090, BX
+	ADDQ         $0x00002440, SI
 	ADDQ         $0x00002440, DI
-	ADDQ         $0x00002440, AX
-	DECQ         BX
-	JNZ          krepQ4KZ_block1
+	DECQ         R8
+	JNZ          krepQ4KZ_block2
+	INCQ         AX
+	CMPQ         AX, $0x08
+	JNE          krepQ4KZ_pair1
 	VZEROUPPER
 	RET
 
@@ -10176,24 +10194,38 @@ DATA kpick48<>+48(SB)/8, $0x7d0075007c007400
 DATA kpick48<>+56(SB)/8, $0x7f0077007e007600
 GLOBL kpick48<>(SB), RODATA|NOPTR, $64
 
-// func krepQ6KZ(dst *byte, wa *byte, wb *byte, nb int, k int)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, F16C
+// func krepQ6KZ(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, CMOV, F16C
 TEXT ·krepQ6KZ(SB), NOSPLIT, $0-40
-	MOVQ      dst+0(FP), AX
-	MOVQ      wa+8(FP), CX
-	MOVQ      wb+16(FP), DX
-	MOVQ      nb+24(FP), BX
-	MOVQ      k+32(FP), SI
-	MOVQ      SI, DI
-	SHLQ      $0x06, DI
-	ADDQ      AX, DI
-	LEAQ      (AX)(SI*8), AX
-	MOVQ      $0xaaaaaaaaaaaaaaaa, SI
-	KMOVQ     SI, K1
+	XORQ      AX, AX
+	MOVQ      $0xaaaaaaaaaaaaaaaa, CX
+	KMOVQ     CX, K1
 	VMOVDQU64 knib64<>+0(SB), Z0
 	VMOVDQU64 kone64<>+0(SB), Z1
 
-krepQ6KZ_block1:
+krepQ6KZ_pair1:
+	MOVQ    rows+32(FP), BX
+	DECQ    BX
+	LEAQ    (AX)(AX*1), CX
+	CMPQ    CX, BX
+	CMOVQGT BX, CX
+	LEAQ    1(AX)(AX*1), DX
+	CMPQ    DX, BX
+	CMOVQGT BX, DX
+	MOVQ    ldw+16(FP), BX
+	IMULQ   BX, CX
+	IMULQ   BX, DX
+	MOVQ    w+8(FP), BX
+	ADDQ    BX, CX
+	ADDQ    BX, DX
+	MOVQ    dst+0(FP), BX
+	MOVQ    AX, SI
+	SHLQ    $0x06, SI
+	ADDQ    BX, SI
+	LEAQ    (BX)(AX*8), BX
+	MOVQ    nb+24(FP), DI
+
+krepQ6KZ_block2:
 	VMOVDQU         192(CX), X2
 	VINSERTI32X4    $0x01, 192(DX), Z2, Z2
 	VPINSRW         $0x00, 208(CX), X3, X3
@@ -10201,7 +10233,7 @@ krepQ6KZ_block1:
 	VCVTPH2PS       X3, X4
 	VMOVDQU64       kdidx6<>+0(SB), Z5
 	VPERMPS         Z4, Z5, Z5
-	VMOVUPS         Z5, 8192(DI)
+	VMOVUPS         Z5, 8192(SI)
 	VMOVDQU64       kscidx<>+0(SB), Z5
 	VMOVDQU64       k30<>+0(SB), Z6
 	VMOVDQU64       k32<>+0(SB), Z7
@@ -10232,49 +10264,49 @@ krepQ6KZ_block1:
 	VMOVDQU64       kpick0<>+0(SB), Z13
 	VPERMI2B.Z      Z12, Z10, K1, Z13
 	VPMULHW         Z11, Z13, Z13
-	VMOVDQU64       Z13, (DI)
+	VMOVDQU64       Z13, (SI)
 	VPERMB.Z        Z2, Z5, K1, Z11
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick16<>+0(SB), Z13
 	VPERMI2B.Z      Z12, Z10, K1, Z13
 	VPMULHW         Z11, Z13, Z13
-	VMOVDQU64       Z13, 512(DI)
+	VMOVDQU64       Z13, 512(SI)
 	VPERMB.Z        Z2, Z5, K1, Z11
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick32<>+0(SB), Z13
 	VPERMI2B.Z      Z12, Z10, K1, Z13
 	VPMULHW         Z11, Z13, Z13
-	VMOVDQU64       Z13, 1024(DI)
+	VMOVDQU64       Z13, 1024(SI)
 	VPERMB.Z        Z2, Z5, K1, Z11
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick48<>+0(SB), Z13
 	VPERMI2B.Z      Z12, Z10, K1, Z13
 	VPMULHW         Z11, Z13, Z13
-	VMOVDQU64       Z13, 1536(DI)
+	VMOVDQU64       Z13, 1536(SI)
 	VPERMB.Z        Z2, Z5, K1, Z10
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick0<>+0(SB), Z11
 	VPERMI2B.Z      Z9, Z8, K1, Z11
 	VPMULHW         Z10, Z11, Z11
-	VMOVDQU64       Z11, 2048(DI)
+	VMOVDQU64       Z11, 2048(SI)
 	VPERMB.Z        Z2, Z5, K1, Z10
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick16<>+0(SB), Z11
 	VPERMI2B.Z      Z9, Z8, K1, Z11
 	VPMULHW         Z10, Z11, Z11
-	VMOVDQU64       Z11, 2560(DI)
+	VMOVDQU64       Z11, 2560(SI)
 	VPERMB.Z        Z2, Z5, K1, Z10
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick32<>+0(SB), Z11
 	VPERMI2B.Z      Z9, Z8, K1, Z11
 	VPMULHW         Z10, Z11, Z11
-	VMOVDQU64       Z11, 3072(DI)
+	VMOVDQU64       Z11, 3072(SI)
 	VPERMB.Z        Z2, Z5, K1, Z10
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick48<>+0(SB), Z11
 	VPERMI2B.Z      Z9, Z8, K1, Z11
 	VPMULHW         Z10, Z11, Z11
-	VMOVDQU64       Z11, 3584(DI)
+	VMOVDQU64       Z11, 3584(SI)
 	VMOVDQU64       64(CX), Z8
 	VBROADCASTI64X4 160(CX), Z9
 	VPANDD          Z0, Z8, Z10
@@ -10302,55 +10334,58 @@ krepQ6KZ_block1:
 	VMOVDQU64       kpick0<>+0(SB), Z7
 	VPERMI2B.Z      Z12, Z10, K1, Z7
 	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 4096(DI)
+	VMOVDQU64       Z7, 4096(SI)
 	VPERMB.Z        Z2, Z5, K1, Z6
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick16<>+0(SB), Z7
 	VPERMI2B.Z      Z12, Z10, K1, Z7
 	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 4608(DI)
+	VMOVDQU64       Z7, 4608(SI)
 	VPERMB.Z        Z2, Z5, K1, Z6
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick32<>+0(SB), Z7
 	VPERMI2B.Z      Z12, Z10, K1, Z7
 	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 5120(DI)
+	VMOVDQU64       Z7, 5120(SI)
 	VPERMB.Z        Z2, Z5, K1, Z6
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick48<>+0(SB), Z7
 	VPERMI2B.Z      Z12, Z10, K1, Z7
 	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 5632(DI)
+	VMOVDQU64       Z7, 5632(SI)
 	VPERMB.Z        Z2, Z5, K1, Z6
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick0<>+0(SB), Z7
 	VPERMI2B.Z      Z9, Z8, K1, Z7
 	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 6144(DI)
+	VMOVDQU64       Z7, 6144(SI)
 	VPERMB.Z        Z2, Z5, K1, Z6
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick16<>+0(SB), Z7
 	VPERMI2B.Z      Z9, Z8, K1, Z7
 	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 6656(DI)
+	VMOVDQU64       Z7, 6656(SI)
 	VPERMB.Z        Z2, Z5, K1, Z6
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick32<>+0(SB), Z7
 	VPERMI2B.Z      Z9, Z8, K1, Z7
 	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 7168(DI)
+	VMOVDQU64       Z7, 7168(SI)
 	VPERMB.Z        Z2, Z5, K1, Z6
 	VPADDB          Z1, Z5, Z5
 	VMOVDQU64       kpick48<>+0(SB), Z5
 	VPERMI2B.Z      Z9, Z8, K1, Z5
 	VPMULHW         Z6, Z5, Z5
-	VMOVDQU64       Z5, 7680(DI)
+	VMOVDQU64       Z5, 7680(SI)
 	ADDQ            $0x000000d2, CX
 	ADDQ            $0x000000d2, DX
-	ADDQ            $0x00002200, DI
-	ADDQ            $0x00002200, AX
-	DECQ            BX
-	JNZ             krepQ6KZ_block1
+	ADDQ            $0x00002200, SI
+	ADDQ            $0x00002200, BX
+	DECQ            DI
+	JNZ             krepQ6KZ_block2
+	INCQ            AX
+	CMPQ            AX, $0x08
+	JNE             krepQ6KZ_pair1
 	VZEROUPPER
 	RET
 
@@ -10775,54 +10810,134 @@ kgemmQ4KZx1_block1:
 	ADDQ            BX, DX
 	DECQ            SI
 	JNZ             kgemmQ4KZx1_block1
-	MOVL            $0x0000ffff, CX
-	VMOVDQU64       kgidx<>+0(SB), Z0
-	VMOVUPS         512(DI), Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      (DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      4(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      8(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      12(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      16(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      20(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      24(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      28(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         (DI), Z0
+	VMOVUPS         64(DI), Z1
+	VMOVUPS         128(DI), Z2
+	VMOVUPS         192(DI), Z3
+	VMOVUPS         256(DI), Z4
+	VMOVUPS         320(DI), Z5
+	VMOVUPS         384(DI), Z6
+	VMOVUPS         448(DI), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         512(DI), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	VZEROUPPER
 	RET
 
-DATA kgidx<>+0(SB)/8, $0x0000002000000000
-DATA kgidx<>+8(SB)/8, $0x0000006000000040
-DATA kgidx<>+16(SB)/8, $0x000000a000000080
-DATA kgidx<>+24(SB)/8, $0x000000e0000000c0
-DATA kgidx<>+32(SB)/8, $0x0000012000000100
-DATA kgidx<>+40(SB)/8, $0x0000016000000140
-DATA kgidx<>+48(SB)/8, $0x000001a000000180
-DATA kgidx<>+56(SB)/8, $0x000001e0000001c0
-GLOBL kgidx<>(SB), RODATA|NOPTR, $64
+DATA ktr0810181911192a121a3b131b<>+0(SB)/8, $0x0000000800000000
+DATA ktr0810181911192a121a3b131b<>+8(SB)/8, $0x0000001800000010
+DATA ktr0810181911192a121a3b131b<>+16(SB)/8, $0x0000000900000001
+DATA ktr0810181911192a121a3b131b<>+24(SB)/8, $0x0000001900000011
+DATA ktr0810181911192a121a3b131b<>+32(SB)/8, $0x0000000a00000002
+DATA ktr0810181911192a121a3b131b<>+40(SB)/8, $0x0000001a00000012
+DATA ktr0810181911192a121a3b131b<>+48(SB)/8, $0x0000000b00000003
+DATA ktr0810181911192a121a3b131b<>+56(SB)/8, $0x0000001b00000013
+GLOBL ktr0810181911192a121a3b131b<>(SB), RODATA|NOPTR, $64
+
+DATA ktr4c141c5d151d6e161e7f171f<>+0(SB)/8, $0x0000000c00000004
+DATA ktr4c141c5d151d6e161e7f171f<>+8(SB)/8, $0x0000001c00000014
+DATA ktr4c141c5d151d6e161e7f171f<>+16(SB)/8, $0x0000000d00000005
+DATA ktr4c141c5d151d6e161e7f171f<>+24(SB)/8, $0x0000001d00000015
+DATA ktr4c141c5d151d6e161e7f171f<>+32(SB)/8, $0x0000000e00000006
+DATA ktr4c141c5d151d6e161e7f171f<>+40(SB)/8, $0x0000001e00000016
+DATA ktr4c141c5d151d6e161e7f171f<>+48(SB)/8, $0x0000000f00000007
+DATA ktr4c141c5d151d6e161e7f171f<>+56(SB)/8, $0x0000001f00000017
+GLOBL ktr4c141c5d151d6e161e7f171f<>(SB), RODATA|NOPTR, $64
+
+DATA ktr012310111213456714151617<>+0(SB)/8, $0x0000000100000000
+DATA ktr012310111213456714151617<>+8(SB)/8, $0x0000000300000002
+DATA ktr012310111213456714151617<>+16(SB)/8, $0x0000001100000010
+DATA ktr012310111213456714151617<>+24(SB)/8, $0x0000001300000012
+DATA ktr012310111213456714151617<>+32(SB)/8, $0x0000000500000004
+DATA ktr012310111213456714151617<>+40(SB)/8, $0x0000000700000006
+DATA ktr012310111213456714151617<>+48(SB)/8, $0x0000001500000014
+DATA ktr012310111213456714151617<>+56(SB)/8, $0x0000001700000016
+GLOBL ktr012310111213456714151617<>(SB), RODATA|NOPTR, $64
+
+DATA ktr89ab18191a1bcdef1c1d1e1f<>+0(SB)/8, $0x0000000900000008
+DATA ktr89ab18191a1bcdef1c1d1e1f<>+8(SB)/8, $0x0000000b0000000a
+DATA ktr89ab18191a1bcdef1c1d1e1f<>+16(SB)/8, $0x0000001900000018
+DATA ktr89ab18191a1bcdef1c1d1e1f<>+24(SB)/8, $0x0000001b0000001a
+DATA ktr89ab18191a1bcdef1c1d1e1f<>+32(SB)/8, $0x0000000d0000000c
+DATA ktr89ab18191a1bcdef1c1d1e1f<>+40(SB)/8, $0x0000000f0000000e
+DATA ktr89ab18191a1bcdef1c1d1e1f<>+48(SB)/8, $0x0000001d0000001c
+DATA ktr89ab18191a1bcdef1c1d1e1f<>+56(SB)/8, $0x0000001f0000001e
+GLOBL ktr89ab18191a1bcdef1c1d1e1f<>(SB), RODATA|NOPTR, $64
+
+DATA ktr012345671011121314151617<>+0(SB)/8, $0x0000000100000000
+DATA ktr012345671011121314151617<>+8(SB)/8, $0x0000000300000002
+DATA ktr012345671011121314151617<>+16(SB)/8, $0x0000000500000004
+DATA ktr012345671011121314151617<>+24(SB)/8, $0x0000000700000006
+DATA ktr012345671011121314151617<>+32(SB)/8, $0x0000001100000010
+DATA ktr012345671011121314151617<>+40(SB)/8, $0x0000001300000012
+DATA ktr012345671011121314151617<>+48(SB)/8, $0x0000001500000014
+DATA ktr012345671011121314151617<>+56(SB)/8, $0x0000001700000016
+GLOBL ktr012345671011121314151617<>(SB), RODATA|NOPTR, $64
+
+DATA ktr89abcdef18191a1b1c1d1e1f<>+0(SB)/8, $0x0000000900000008
+DATA ktr89abcdef18191a1b1c1d1e1f<>+8(SB)/8, $0x0000000b0000000a
+DATA ktr89abcdef18191a1b1c1d1e1f<>+16(SB)/8, $0x0000000d0000000c
+DATA ktr89abcdef18191a1b1c1d1e1f<>+24(SB)/8, $0x0000000f0000000e
+DATA ktr89abcdef18191a1b1c1d1e1f<>+32(SB)/8, $0x0000001900000018
+DATA ktr89abcdef18191a1b1c1d1e1f<>+40(SB)/8, $0x0000001b0000001a
+DATA ktr89abcdef18191a1b1c1d1e1f<>+48(SB)/8, $0x0000001d0000001c
+DATA ktr89abcdef18191a1b1c1d1e1f<>+56(SB)/8, $0x0000001f0000001e
+GLOBL ktr89abcdef18191a1b1c1d1e1f<>(SB), RODATA|NOPTR, $64
 
 // func kgemmQ4KZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
 // Requires: AVX, AVX512BW, AVX512F, AVX512_VNNI
@@ -11403,77 +11518,139 @@ kgemmQ4KZx2_block1:
 	ADDQ            SI, BX
 	DECQ            DI
 	JNZ             kgemmQ4KZx2_block1
-	MOVL            $0x0000ffff, DX
-	VMOVDQU64       kgidx<>+0(SB), Z0
-	VMOVUPS         512(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      (R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      4(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      8(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      12(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      16(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      20(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      24(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      28(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         (R8), Z0
+	VMOVUPS         64(R8), Z1
+	VMOVUPS         128(R8), Z2
+	VMOVUPS         192(R8), Z3
+	VMOVUPS         256(R8), Z4
+	VMOVUPS         320(R8), Z5
+	VMOVUPS         384(R8), Z6
+	VMOVUPS         448(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         512(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	ADDQ            CX, AX
-	VMOVUPS         1088(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      576(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      580(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      584(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      588(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      592(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      596(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      600(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      604(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         576(R8), Z0
+	VMOVUPS         640(R8), Z1
+	VMOVUPS         704(R8), Z2
+	VMOVUPS         768(R8), Z3
+	VMOVUPS         832(R8), Z4
+	VMOVUPS         896(R8), Z5
+	VMOVUPS         960(R8), Z6
+	VMOVUPS         1024(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         1088(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	VZEROUPPER
 	RET
 
@@ -12264,112 +12441,206 @@ kgemmQ4KZx3_block1:
 	ADDQ            SI, BX
 	DECQ            DI
 	JNZ             kgemmQ4KZx3_block1
-	MOVL            $0x0000ffff, DX
-	VMOVDQU64       kgidx<>+0(SB), Z0
-	VMOVUPS         512(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      (R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      4(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      8(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      12(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      16(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      20(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      24(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      28(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         (R8), Z0
+	VMOVUPS         64(R8), Z1
+	VMOVUPS         128(R8), Z2
+	VMOVUPS         192(R8), Z3
+	VMOVUPS         256(R8), Z4
+	VMOVUPS         320(R8), Z5
+	VMOVUPS         384(R8), Z6
+	VMOVUPS         448(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         512(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	ADDQ            CX, AX
-	VMOVUPS         1088(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      576(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      580(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      584(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      588(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      592(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      596(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      600(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      604(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         576(R8), Z0
+	VMOVUPS         640(R8), Z1
+	VMOVUPS         704(R8), Z2
+	VMOVUPS         768(R8), Z3
+	VMOVUPS         832(R8), Z4
+	VMOVUPS         896(R8), Z5
+	VMOVUPS         960(R8), Z6
+	VMOVUPS         1024(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         1088(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	ADDQ            CX, AX
-	VMOVUPS         1664(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1152(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1156(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1160(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1164(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1168(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1172(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1176(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1180(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         1152(R8), Z0
+	VMOVUPS         1216(R8), Z1
+	VMOVUPS         1280(R8), Z2
+	VMOVUPS         1344(R8), Z3
+	VMOVUPS         1408(R8), Z4
+	VMOVUPS         1472(R8), Z5
+	VMOVUPS         1536(R8), Z6
+	VMOVUPS         1600(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         1664(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	VZEROUPPER
 	RET
 
@@ -12720,42 +12991,72 @@ kgemmQ6KZx1_block1:
 	ADDQ            BX, DX
 	DECQ            SI
 	JNZ             kgemmQ6KZx1_block1
-	MOVL            $0x0000ffff, CX
-	VMOVDQU64       kgidx<>+0(SB), Z0
-	VMOVUPS         512(DI), Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      (DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      4(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      8(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      12(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      16(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      20(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      24(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           CX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      28(DI)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         (DI), Z0
+	VMOVUPS         64(DI), Z1
+	VMOVUPS         128(DI), Z2
+	VMOVUPS         192(DI), Z3
+	VMOVUPS         256(DI), Z4
+	VMOVUPS         320(DI), Z5
+	VMOVUPS         384(DI), Z6
+	VMOVUPS         448(DI), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         512(DI), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	VZEROUPPER
 	RET
 
@@ -13299,77 +13600,139 @@ kgemmQ6KZx2_block1:
 	ADDQ            SI, BX
 	DECQ            DI
 	JNZ             kgemmQ6KZx2_block1
-	MOVL            $0x0000ffff, DX
-	VMOVDQU64       kgidx<>+0(SB), Z0
-	VMOVUPS         512(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      (R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      4(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      8(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      12(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      16(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      20(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      24(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      28(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         (R8), Z0
+	VMOVUPS         64(R8), Z1
+	VMOVUPS         128(R8), Z2
+	VMOVUPS         192(R8), Z3
+	VMOVUPS         256(R8), Z4
+	VMOVUPS         320(R8), Z5
+	VMOVUPS         384(R8), Z6
+	VMOVUPS         448(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         512(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	ADDQ            CX, AX
-	VMOVUPS         1088(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      576(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      580(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      584(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      588(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      592(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      596(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      600(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      604(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         576(R8), Z0
+	VMOVUPS         640(R8), Z1
+	VMOVUPS         704(R8), Z2
+	VMOVUPS         768(R8), Z3
+	VMOVUPS         832(R8), Z4
+	VMOVUPS         896(R8), Z5
+	VMOVUPS         960(R8), Z6
+	VMOVUPS         1024(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         1088(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	VZEROUPPER
 	RET
 
@@ -14106,112 +14469,206 @@ kgemmQ6KZx3_block1:
 	ADDQ            SI, BX
 	DECQ            DI
 	JNZ             kgemmQ6KZx3_block1
-	MOVL            $0x0000ffff, DX
-	VMOVDQU64       kgidx<>+0(SB), Z0
-	VMOVUPS         512(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      (R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      4(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      8(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      12(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      16(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      20(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      24(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      28(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         (R8), Z0
+	VMOVUPS         64(R8), Z1
+	VMOVUPS         128(R8), Z2
+	VMOVUPS         192(R8), Z3
+	VMOVUPS         256(R8), Z4
+	VMOVUPS         320(R8), Z5
+	VMOVUPS         384(R8), Z6
+	VMOVUPS         448(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         512(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	ADDQ            CX, AX
-	VMOVUPS         1088(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      576(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      580(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      584(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      588(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      592(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      596(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      600(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      604(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         576(R8), Z0
+	VMOVUPS         640(R8), Z1
+	VMOVUPS         704(R8), Z2
+	VMOVUPS         768(R8), Z3
+	VMOVUPS         832(R8), Z4
+	VMOVUPS         896(R8), Z5
+	VMOVUPS         960(R8), Z6
+	VMOVUPS         1024(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         1088(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	ADDQ            CX, AX
-	VMOVUPS         1664(R8), Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1152(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1156(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1160(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1164(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1168(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1172(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1176(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	KMOVW           DX, K1
-	VMOVUPS         zeros<>+0(SB), Z2
-	VGATHERDPS      1180(R8)(Z0*1), K1, Z2
-	VADDPS          Z2, Z1, Z1
-	VMOVUPS         Z1, (AX)
+	VMOVUPS         1152(R8), Z0
+	VMOVUPS         1216(R8), Z1
+	VMOVUPS         1280(R8), Z2
+	VMOVUPS         1344(R8), Z3
+	VMOVUPS         1408(R8), Z4
+	VMOVUPS         1472(R8), Z5
+	VMOVUPS         1536(R8), Z6
+	VMOVUPS         1600(R8), Z7
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z8
+	VPERMI2PS       Z1, Z0, Z8
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z9
+	VPERMI2PS       Z1, Z0, Z9
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z0
+	VPERMI2PS       Z3, Z2, Z0
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z1
+	VPERMI2PS       Z3, Z2, Z1
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z2
+	VPERMI2PS       Z5, Z4, Z2
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z3
+	VPERMI2PS       Z5, Z4, Z3
+	VMOVDQU64       ktr0810181911192a121a3b131b<>+0(SB), Z4
+	VPERMI2PS       Z7, Z6, Z4
+	VMOVDQU64       ktr4c141c5d151d6e161e7f171f<>+0(SB), Z5
+	VPERMI2PS       Z7, Z6, Z5
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z6
+	VPERMI2PS       Z0, Z8, Z6
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z7
+	VPERMI2PS       Z0, Z8, Z7
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z0
+	VPERMI2PS       Z4, Z2, Z0
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z4, Z2, Z8
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z2
+	VPERMI2PS       Z1, Z9, Z2
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z4
+	VPERMI2PS       Z1, Z9, Z4
+	VMOVDQU64       ktr012310111213456714151617<>+0(SB), Z1
+	VPERMI2PS       Z5, Z3, Z1
+	VMOVDQU64       ktr89ab18191a1bcdef1c1d1e1f<>+0(SB), Z9
+	VPERMI2PS       Z5, Z3, Z9
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z3
+	VPERMI2PS       Z0, Z6, Z3
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z5
+	VPERMI2PS       Z0, Z6, Z5
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z0
+	VPERMI2PS       Z1, Z2, Z0
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z6
+	VPERMI2PS       Z1, Z2, Z6
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z1
+	VPERMI2PS       Z8, Z7, Z1
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z2
+	VPERMI2PS       Z8, Z7, Z2
+	VMOVDQU64       ktr012345671011121314151617<>+0(SB), Z7
+	VPERMI2PS       Z9, Z4, Z7
+	VMOVDQU64       ktr89abcdef18191a1b1c1d1e1f<>+0(SB), Z8
+	VPERMI2PS       Z9, Z4, Z8
+	VMOVUPS         1664(R8), Z4
+	VADDPS          Z3, Z4, Z4
+	VADDPS          Z5, Z4, Z4
+	VADDPS          Z1, Z4, Z4
+	VADDPS          Z2, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VADDPS          Z6, Z4, Z4
+	VADDPS          Z7, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VMOVUPS         Z4, (AX)
 	VZEROUPPER
 	RET
 

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"sort"
+	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
 	"github.com/mmcloughlin/avo/ir"
@@ -87,13 +89,14 @@ func rep(b byte, n int) []byte {
 
 // genKPrep emits kprepZ: the prepared activations of nb q8_k super-blocks.
 func genKPrep() {
-	lb := fn("kprepZ", "func(dst *byte, xq *byte, nb int)",
+	lb := fn("kprepZ", "func(dst *byte, xq *byte, nb int, stride int)",
 		"kprepZ writes the nb q8_k super-blocks at xq as the k-quant GEMM tiles take them",
-		"(576 bytes each at dst): for p < 16 and l < 8, the int16 pair (x_{16p+l}, x_{16p+l+8});",
-		"the 16 bsums; d as float32.")
+		"(576 bytes each at dst, stride bytes apart): for p < 16 and l < 8, the int16 pair",
+		"(x_{16p+l}, x_{16p+l+8}); the 16 bsums; d as float32.")
 	dst := Load(Param("dst"), GP64())
 	xq := Load(Param("xq"), GP64())
 	nb := Load(Param("nb"), GP64())
+	stride := Load(Param("stride"), GP64())
 	ilv := YMM()
 	VMOVDQU(bytesConst("kilv", lanes2([]byte{0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15})), ilv)
 	loop := lb.next("block")
@@ -112,7 +115,7 @@ func genKPrep() {
 	MOVL(Mem{Base: xq}, d)
 	MOVL(d, Mem{Base: dst, Disp: 544})
 	ADDQ(U32(292), xq)
-	ADDQ(U32(kgemmXBytes), dst)
+	ADDQ(stride, dst)
 	DECQ(nb)
 	JNZ(LabelRef(loop))
 	VZEROUPPER()
@@ -141,22 +144,14 @@ func genKRepack(q6 bool) {
 	if q6 {
 		name, bs, gb = "krepQ6KZ", 210, kgDmin
 	}
-	lb := fn(name, "func(dst *byte, wa *byte, wb *byte, nb int, k int)",
-		fmt.Sprintf("%s repacks the rows wa and wb (nb %s super-blocks) as pair k < 8 of the", name, map[bool]string{false: "q4_k", true: "q6_k"}[q6]),
-		"k-quant GEMM's group at dst: per super-block, the scaled weight pairs of p < 16 at",
-		"dst + 512p + 64k, the pair's d at 8192 + 64k (and for q4_k its dmin and mins in lanes",
-		"2k, 2k+1 of the per-row vectors at 8704 and 8768).")
-	out := Load(Param("dst"), GP64())
-	wa := Load(Param("wa"), GP64())
-	wb := Load(Param("wb"), GP64())
-	nb := Load(Param("nb"), GP64())
-	k := Load(Param("k"), GP64())
-	ow, o8 := GP64(), GP64() // out + 64k, out + 8k
-	MOVQ(k, ow)
-	SHLQ(U8(6), ow)
-	ADDQ(out, ow)
-	LEAQ(Mem{Base: out, Index: k, Scale: 8}, o8)
-
+	lb := fn(name, "func(dst *byte, w *byte, ldw int, nb int, rows int)",
+		fmt.Sprintf("%s repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16; ldw bytes apart, nb %s", name, map[bool]string{false: "q4_k", true: "q6_k"}[q6]),
+		"super-blocks) as the k-quant GEMM's group at dst, rows 2k and 2k+1 as pair k (rows past",
+		"the last repeat it): per super-block, the scaled weight pairs of p < 16 at dst + 512p +",
+		"64k, the pair's d at 8192 + 64k (and for q4_k the rows' dmin and mins in lanes 2k, 2k+1",
+		"of the vectors at 8704 and 8768).")
+	k := GP64()
+	XORQ(k, k)
 	odd, t := K(), GP64()
 	MOVQ(U64(0xaaaaaaaaaaaaaaaa), t)
 	KMOVQ(t, odd)
@@ -164,6 +159,34 @@ func genKRepack(q6 bool) {
 	VMOVDQU64(bytesConst("knib64", rep(0x0f, 64)), nib)
 	one := ZMM()
 	VMOVDQU64(bytesConst("kone64", rep(1, 64)), one)
+
+	pair := lb.next("pair")
+	Label(pair)
+	// wa, wb: rows min(2k, rows−1) and min(2k+1, rows−1); ow = dst + 64k, o8 = dst + 8k.
+	wa, wb := GP64(), GP64()
+	{
+		last := Load(Param("rows"), GP64())
+		DECQ(last)
+		LEAQ(Mem{Base: k, Index: k, Scale: 1}, wa)
+		CMPQ(wa, last)
+		CMOVQGT(last, wa)
+		LEAQ(Mem{Base: k, Index: k, Scale: 1, Disp: 1}, wb)
+		CMPQ(wb, last)
+		CMOVQGT(last, wb)
+		ldw := Load(Param("ldw"), GP64())
+		IMULQ(ldw, wa)
+		IMULQ(ldw, wb)
+		w := Load(Param("w"), GP64())
+		ADDQ(w, wa)
+		ADDQ(w, wb)
+	}
+	out := Load(Param("dst"), GP64())
+	ow, o8 := GP64(), GP64()
+	MOVQ(k, ow)
+	SHLQ(U8(6), ow)
+	ADDQ(out, ow)
+	LEAQ(Mem{Base: out, Index: k, Scale: 8}, o8)
+	nb := Load(Param("nb"), GP64())
 
 	loop := lb.next("block")
 	Label(loop)
@@ -327,6 +350,9 @@ func genKRepack(q6 bool) {
 	ADDQ(U32(gb), o8)
 	DECQ(nb)
 	JNZ(LabelRef(loop))
+	INCQ(k)
+	CMPQ(k, U8(8))
+	JNE(LabelRef(pair))
 	VZEROUPPER()
 	RET()
 }
@@ -439,20 +465,64 @@ func genKTile(q6 bool, nt int) {
 	DECQ(nb)
 	JNZ(LabelRef(blk))
 
-	// Row r's sums[l] at st + 32r + 4l: a gather per l, added in order to sumf.
-	ones := GP32()
-	MOVL(U32(0xffff), ones)
-	idx := ZMM()
-	VMOVDQU64(bytesConst("kgidx", u32s(0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448, 480)), idx)
+	// Row r's sums[l] (lane 8(r%2)+l of pair vector r/2) brought to lane r of vector l
+	// by three rounds of two-table permutes, then added in order to sumf.
 	for t := 0; t < nt; t++ {
+		cur := make([]VecVirtual, 8)
+		labels := make([][]rl, 8)
+		for k := range cur {
+			cur[k] = ZMM()
+			VMOVUPS(Mem{Base: st, Disp: kgemmStateBytes*t + 64*k}, cur[k])
+			labels[k] = make([]rl, 16)
+			for i := range labels[k] {
+				labels[k][i] = rl{2*k + i/8, i % 8}
+			}
+		}
+		// Round s: vectors i, i+1 hold rows R (nr of them) × classes C (nc); the outputs
+		// hold the rows of both with half the classes each, class-major.
+		for round := 0; round < 3; round++ {
+			next := make([]VecVirtual, 8)
+			nl := make([][]rl, 8)
+			for i := 0; i < 8; i += 2 {
+				a, b := labels[i], labels[i+1]
+				rows := uniq(append(rowsOf(a), rowsOf(b)...))
+				cls := uniq(clsOf(a))
+				for h := 0; h < 2; h++ {
+					var want []rl
+					for _, c := range cls[h*len(cls)/2 : (h+1)*len(cls)/2] {
+						for _, r := range rows {
+							want = append(want, rl{r, c})
+						}
+					}
+					idx := make([]uint32, 16)
+					for j, x := range want {
+						idx[j] = uint32(pos(a, b, x))
+					}
+					v := ZMM()
+					VMOVDQU64(bytesConst("ktr"+constKey(idx), u32s(idx...)), v)
+					VPERMI2PS(cur[i+1], cur[i], v)
+					// Outputs ordered so that the next round pairs the same classes.
+					o := i/2 + 4*h
+					next[o], nl[o] = v, want
+				}
+			}
+			cur, labels = next, nl
+		}
 		res := ZMM()
 		VMOVUPS(Mem{Base: st, Disp: kgemmStateBytes*t + 512}, res)
 		for l := 0; l < 8; l++ {
-			g, m := ZMM(), K()
-			KMOVW(ones, m) // the gather clears it
-			VMOVUPS(zeros, g)
-			VGATHERDPS(Mem{Base: st, Index: idx, Scale: 1, Disp: kgemmStateBytes*t + 4*l}, m, g)
-			VADDPS(g, res, res)
+			j := -1
+			for i := range labels {
+				if labels[i][0].l == l {
+					j = i
+				}
+			}
+			for r, x := range labels[j] {
+				if x != (rl{r, l}) {
+					panic(fmt.Sprintf("transpose: vector %d lane %d holds %v", j, r, x))
+				}
+			}
+			VADDPS(cur[j], res, res)
 		}
 		VMOVUPS(res, Mem{Base: dst})
 		if t < nt-1 {
@@ -461,4 +531,56 @@ func genKTile(q6 bool, nt int) {
 	}
 	VZEROUPPER()
 	RET()
+}
+
+// rl labels a float of the tile's state: row r, class l.
+type rl struct{ r, l int }
+
+func rowsOf(v []rl) []int {
+	var o []int
+	for _, x := range v {
+		o = append(o, x.r)
+	}
+	return o
+}
+
+func clsOf(v []rl) []int {
+	var o []int
+	for _, x := range v {
+		o = append(o, x.l)
+	}
+	return o
+}
+
+// uniq returns the distinct values of v, in increasing order.
+func uniq(v []int) []int {
+	seen := map[int]bool{}
+	var o []int
+	for _, x := range v {
+		if !seen[x] {
+			seen[x] = true
+			o = append(o, x)
+		}
+	}
+	sort.Ints(o)
+	return o
+}
+
+// pos returns the index of x in the two tables a (0–15) and b (16–31).
+func pos(a, b []rl, x rl) int {
+	for i, y := range append(append([]rl(nil), a...), b...) {
+		if y == x {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("transpose: %v in neither table", x))
+}
+
+// constKey names a permute index by its contents.
+func constKey(idx []uint32) string {
+	var sb strings.Builder
+	for _, x := range idx {
+		fmt.Fprintf(&sb, "%x", x)
+	}
+	return sb.String()
 }

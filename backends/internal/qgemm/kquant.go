@@ -37,11 +37,12 @@ type KKernels struct {
 	Name string
 	// Tokens is the most tokens a tile takes.
 	Tokens int
-	// Prep prepares nb q8_k super-blocks at xq (kxBytes each at dst).
-	Prep func(dst, xq *byte, nb int)
-	// RepackQ4K and RepackQ6K repack the rows wa and wb (nb super-blocks) as pair k < 8
-	// of the group at dst.
-	RepackQ4K, RepackQ6K func(dst, wa, wb *byte, nb, k int)
+	// Prep prepares nb q8_k super-blocks at xq (kxBytes each at dst, stride bytes
+	// apart).
+	Prep func(dst, xq *byte, nb, stride int)
+	// RepackQ4K and RepackQ6K repack rows 0 ≤ r < rows ≤ 16 (ldw bytes apart, nb
+	// super-blocks) at w as the group at dst (rows past the last repeat it).
+	RepackQ4K, RepackQ6K func(dst, w *byte, ldw, nb, rows int)
 	// TileQ4K and TileQ6K compute a group's 16 rows for nt ≤ Tokens tokens into
 	// dst[t*ldd+r], token t's prepared super-block b at x + b·xstride + kxBytes·t, with
 	// nt·kStateBytes bytes of state at st.
@@ -90,11 +91,8 @@ func (k *KKernels) MatMulQ8K(dst []float32, ld int, xq []byte, T int, w *kernels
 	st := unsafe.Slice((*float32)(unsafe.Pointer(&sb[off])), k.Tokens*kStateBytes/4)
 	tmp := scratch[len(scratch)-kLanes*k.Tokens:]
 
-	// Token t's super-blocks are kxBytes·T apart: prepare them one at a time.
 	for t := 0; t < T; t++ {
-		for b := 0; b < nb; b++ {
-			k.Prep(&xs[(b*T+t)*kxBytes], &xq[t*xb+b*dtype.BlockQ8_K], 1)
-		}
+		k.Prep(&xs[t*kxBytes], &xq[t*xb], nb, T*kxBytes)
 	}
 	repack, tile := k.RepackQ4K, k.TileQ4K
 	if w.DType == dtype.Q6_K {
@@ -112,10 +110,7 @@ func (k *KKernels) MatMulQ8K(dst []float32, ld int, xq []byte, T int, w *kernels
 				rows = r1 - g
 			}
 		}
-		for p := 0; p < kLanes/2; p++ {
-			ra, rb2 := min(a+2*p, a+rows-1), min(a+2*p+1, a+rows-1)
-			repack(&gs[0], &w.Data[ra*rb], &w.Data[rb2*rb], nb, p)
-		}
+		repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
 		for t0 := 0; t0 < T; t0 += k.Tokens {
 			nt := min(k.Tokens, T-t0)
 			if rows == kLanes {
