@@ -143,7 +143,7 @@ func BenchmarkMatMulQ8(b *testing.B) {
 	}
 }
 
-// BenchmarkMatMulQ8K compares MatMulQ8 on q4_k and q6_k weights of avx2 (one token at a
+// BenchmarkMatMulQ8K compares MatMulQ8 on q4_k, q5_k and q6_k weights of avx2 (one token at a
 // time) and avx512 (the k-quant GEMM from T = 2) in the same run, single threaded: T
 // tokens of a 2048×2048 matrix, GOP/s (2 per multiply-add).
 //
@@ -153,7 +153,7 @@ func BenchmarkMatMulQ8K(b *testing.B) {
 	r := rand.New(rand.NewPCG(3, 3))
 	impls := []kernels.Q8Kernels{avx2.Kernels{}, Kernels{}}
 	const N, K = 2048, 2048
-	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q6_K} {
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
 		w, _ := kernels.NewMat(dt, qgemmtest.KBlocks(r, dt, N*K/dtype.QKBlock, false), N, K)
 		for _, T := range []int{1, 2, 4, 8, 32, 128} {
 			xb := dtype.RowBytes(dtype.Q8_K, K)

@@ -10194,6 +10194,254 @@ DATA kpick48<>+48(SB)/8, $0x7d0075007c007400
 DATA kpick48<>+56(SB)/8, $0x7f0077007e007600
 GLOBL kpick48<>(SB), RODATA|NOPTR, $64
 
+// func krepQ5KZ(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, CMOV, F16C
+TEXT ·krepQ5KZ(SB), NOSPLIT, $0-40
+	XORQ      AX, AX
+	MOVQ      $0xaaaaaaaaaaaaaaaa, CX
+	KMOVQ     CX, K1
+	VMOVDQU64 knib64<>+0(SB), Z0
+	VMOVDQU64 kone64<>+0(SB), Z1
+
+krepQ5KZ_pair1:
+	MOVQ    rows+32(FP), CX
+	DECQ    CX
+	LEAQ    (AX)(AX*1), DX
+	CMPQ    DX, CX
+	CMOVQGT CX, DX
+	LEAQ    1(AX)(AX*1), BX
+	CMPQ    BX, CX
+	CMOVQGT CX, BX
+	MOVQ    ldw+16(FP), CX
+	IMULQ   CX, DX
+	IMULQ   CX, BX
+	MOVQ    w+8(FP), CX
+	ADDQ    CX, DX
+	ADDQ    CX, BX
+	MOVQ    dst+0(FP), CX
+	MOVQ    AX, SI
+	SHLQ    $0x06, SI
+	ADDQ    CX, SI
+	LEAQ    (CX)(AX*8), DI
+	MOVQ    nb+24(FP), R8
+
+krepQ5KZ_block2:
+	VMOVDQU         4(DX), X3
+	VPSHUFB         kscA<>+0(SB), X3, X2
+	VPSRLW          $0x04, X2, X4
+	VPAND           kscL<>+0(SB), X2, X2
+	VPAND           kscL2<>+0(SB), X4, X4
+	VPOR            X4, X2, X2
+	VPSHUFB         kscB<>+0(SB), X3, X3
+	VPSRLW          $0x02, X3, X3
+	VPAND           kscH<>+0(SB), X3, X3
+	VPOR            X3, X2, X2
+	VMOVDQU         4(BX), X4
+	VPSHUFB         kscA<>+0(SB), X4, X3
+	VPSRLW          $0x04, X3, X5
+	VPAND           kscL<>+0(SB), X3, X3
+	VPAND           kscL2<>+0(SB), X5, X5
+	VPOR            X5, X3, X3
+	VPSHUFB         kscB<>+0(SB), X4, X4
+	VPSRLW          $0x02, X4, X4
+	VPAND           kscH<>+0(SB), X4, X4
+	VPOR            X4, X3, X3
+	VMOVDQA         X2, X2
+	VINSERTI32X4    $0x01, X3, Z2, Z2
+	VMOVD           (DX), X3
+	VPINSRD         $0x01, (BX), X3, X3
+	VCVTPH2PS       X3, X3
+	VMOVDQU64       kdidx4<>+0(SB), Z4
+	VPERMPS         Z3, Z4, Z4
+	VMOVUPS         Z4, 8192(SI)
+	VPSHUFD         $0x0d, X3, X3
+	VMOVQ           X3, 8704(DI)
+	MOVQ            $0x5555555555555555, CX
+	KMOVQ           CX, K2
+	VMOVDQU64       kminidx<>+0(SB), Z4
+	VPERMB.Z        Z2, Z4, K2, Z4
+	MOVQ            $0x00000000000000ff, CX
+	KMOVQ           CX, K2
+	VMOVDQU64       kminoff<>+0(SB), Z5
+	VPSCATTERQQ     Z4, K2, 8768(DI)(Z5*1)
+	VMOVDQU64       kscidx<>+0(SB), Z4
+	VMOVDQU64       k10<>+0(SB), Z5
+	VBROADCASTI64X4 16(DX), Z6
+	VMOVDQU64       48(DX), Z7
+	VPANDD          Z0, Z7, Z8
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VMOVDQU64       112(DX), Z9
+	VPANDD          Z0, Z9, Z10
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPSLLVW         kq5s0<>+0(SB), Z6, Z11
+	VPTERNLOGD      $0xf8, Z5, Z11, Z8
+	VPSLLVW         kq5s1<>+0(SB), Z6, Z11
+	VPTERNLOGD      $0xf8, Z5, Z11, Z7
+	VPSRLVW         kq5s2<>+0(SB), Z6, Z11
+	VPTERNLOGD      $0xf8, Z5, Z11, Z10
+	VPSRLVW         kq5s3<>+0(SB), Z6, Z6
+	VPTERNLOGD      $0xf8, Z5, Z6, Z9
+	VBROADCASTI64X4 16(BX), Z6
+	VMOVDQU64       48(BX), Z11
+	VPANDD          Z0, Z11, Z12
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VMOVDQU64       112(BX), Z13
+	VPANDD          Z0, Z13, Z14
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          Z0, Z13, Z13
+	VPSLLVW         kq5s0<>+0(SB), Z6, Z15
+	VPTERNLOGD      $0xf8, Z5, Z15, Z12
+	VPSLLVW         kq5s1<>+0(SB), Z6, Z15
+	VPTERNLOGD      $0xf8, Z5, Z15, Z11
+	VPSRLVW         kq5s2<>+0(SB), Z6, Z15
+	VPTERNLOGD      $0xf8, Z5, Z15, Z14
+	VPSRLVW         kq5s3<>+0(SB), Z6, Z6
+	VPTERNLOGD      $0xf8, Z5, Z6, Z13
+	VPERMB.Z        Z2, Z4, K1, Z5
+	VPADDB          Z1, Z4, Z4
+	VMOVDQU64       kpick0<>+0(SB), Z6
+	VPERMI2B.Z      Z12, Z8, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, (SI)
+	VMOVDQU64       kpick16<>+0(SB), Z6
+	VPERMI2B.Z      Z12, Z8, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 512(SI)
+	VPERMB.Z        Z2, Z4, K1, Z5
+	VPADDB          Z1, Z4, Z4
+	VMOVDQU64       kpick0<>+0(SB), Z6
+	VPERMI2B.Z      Z11, Z7, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 1024(SI)
+	VMOVDQU64       kpick16<>+0(SB), Z6
+	VPERMI2B.Z      Z11, Z7, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 1536(SI)
+	VPERMB.Z        Z2, Z4, K1, Z5
+	VPADDB          Z1, Z4, Z4
+	VMOVDQU64       kpick32<>+0(SB), Z6
+	VPERMI2B.Z      Z12, Z8, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 2048(SI)
+	VMOVDQU64       kpick48<>+0(SB), Z6
+	VPERMI2B.Z      Z12, Z8, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 2560(SI)
+	VPERMB.Z        Z2, Z4, K1, Z5
+	VPADDB          Z1, Z4, Z4
+	VMOVDQU64       kpick32<>+0(SB), Z6
+	VPERMI2B.Z      Z11, Z7, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 3072(SI)
+	VMOVDQU64       kpick48<>+0(SB), Z6
+	VPERMI2B.Z      Z11, Z7, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 3584(SI)
+	VPERMB.Z        Z2, Z4, K1, Z5
+	VPADDB          Z1, Z4, Z4
+	VMOVDQU64       kpick0<>+0(SB), Z6
+	VPERMI2B.Z      Z14, Z10, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 4096(SI)
+	VMOVDQU64       kpick16<>+0(SB), Z6
+	VPERMI2B.Z      Z14, Z10, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 4608(SI)
+	VPERMB.Z        Z2, Z4, K1, Z5
+	VPADDB          Z1, Z4, Z4
+	VMOVDQU64       kpick0<>+0(SB), Z6
+	VPERMI2B.Z      Z13, Z9, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 5120(SI)
+	VMOVDQU64       kpick16<>+0(SB), Z6
+	VPERMI2B.Z      Z13, Z9, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 5632(SI)
+	VPERMB.Z        Z2, Z4, K1, Z5
+	VPADDB          Z1, Z4, Z4
+	VMOVDQU64       kpick32<>+0(SB), Z6
+	VPERMI2B.Z      Z14, Z10, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 6144(SI)
+	VMOVDQU64       kpick48<>+0(SB), Z6
+	VPERMI2B.Z      Z14, Z10, K1, Z6
+	VPMULHW         Z5, Z6, Z6
+	VMOVDQU64       Z6, 6656(SI)
+	VPERMB.Z        Z2, Z4, K1, Z5
+	VPADDB          Z1, Z4, Z4
+	VMOVDQU64       kpick32<>+0(SB), Z4
+	VPERMI2B.Z      Z13, Z9, K1, Z4
+	VPMULHW         Z5, Z4, Z4
+	VMOVDQU64       Z4, 7168(SI)
+	VMOVDQU64       kpick48<>+0(SB), Z4
+	VPERMI2B.Z      Z13, Z9, K1, Z4
+	VPMULHW         Z5, Z4, Z4
+	VMOVDQU64       Z4, 7680(SI)
+	ADDQ            $0x000000b0, DX
+	ADDQ            $0x000000b0, BX
+	ADDQ            $0x00002440, SI
+	ADDQ            $0x00002440, DI
+	DECQ            R8
+	JNZ             krepQ5KZ_block2
+	INCQ            AX
+	CMPQ            AX, $0x08
+	JNE             krepQ5KZ_pair1
+	VZEROUPPER
+	RET
+
+DATA k10<>+0(SB)/8, $0x1010101010101010
+DATA k10<>+8(SB)/8, $0x1010101010101010
+DATA k10<>+16(SB)/8, $0x1010101010101010
+DATA k10<>+24(SB)/8, $0x1010101010101010
+DATA k10<>+32(SB)/8, $0x1010101010101010
+DATA k10<>+40(SB)/8, $0x1010101010101010
+DATA k10<>+48(SB)/8, $0x1010101010101010
+DATA k10<>+56(SB)/8, $0x1010101010101010
+GLOBL k10<>(SB), RODATA|NOPTR, $64
+
+DATA kq5s0<>+0(SB)/8, $0x0004000400040004
+DATA kq5s0<>+8(SB)/8, $0x0004000400040004
+DATA kq5s0<>+16(SB)/8, $0x0004000400040004
+DATA kq5s0<>+24(SB)/8, $0x0004000400040004
+DATA kq5s0<>+32(SB)/8, $0x0002000200020002
+DATA kq5s0<>+40(SB)/8, $0x0002000200020002
+DATA kq5s0<>+48(SB)/8, $0x0002000200020002
+DATA kq5s0<>+56(SB)/8, $0x0002000200020002
+GLOBL kq5s0<>(SB), RODATA|NOPTR, $64
+
+DATA kq5s1<>+0(SB)/8, $0x0003000300030003
+DATA kq5s1<>+8(SB)/8, $0x0003000300030003
+DATA kq5s1<>+16(SB)/8, $0x0003000300030003
+DATA kq5s1<>+24(SB)/8, $0x0003000300030003
+DATA kq5s1<>+32(SB)/8, $0x0001000100010001
+DATA kq5s1<>+40(SB)/8, $0x0001000100010001
+DATA kq5s1<>+48(SB)/8, $0x0001000100010001
+DATA kq5s1<>+56(SB)/8, $0x0001000100010001
+GLOBL kq5s1<>(SB), RODATA|NOPTR, $64
+
+DATA kq5s2<>+0(SB)/8, $0x0000000000000000
+DATA kq5s2<>+8(SB)/8, $0x0000000000000000
+DATA kq5s2<>+16(SB)/8, $0x0000000000000000
+DATA kq5s2<>+24(SB)/8, $0x0000000000000000
+DATA kq5s2<>+32(SB)/8, $0x0002000200020002
+DATA kq5s2<>+40(SB)/8, $0x0002000200020002
+DATA kq5s2<>+48(SB)/8, $0x0002000200020002
+DATA kq5s2<>+56(SB)/8, $0x0002000200020002
+GLOBL kq5s2<>(SB), RODATA|NOPTR, $64
+
+DATA kq5s3<>+0(SB)/8, $0x0001000100010001
+DATA kq5s3<>+8(SB)/8, $0x0001000100010001
+DATA kq5s3<>+16(SB)/8, $0x0001000100010001
+DATA kq5s3<>+24(SB)/8, $0x0001000100010001
+DATA kq5s3<>+32(SB)/8, $0x0003000300030003
+DATA kq5s3<>+40(SB)/8, $0x0003000300030003
+DATA kq5s3<>+48(SB)/8, $0x0003000300030003
+DATA kq5s3<>+56(SB)/8, $0x0003000300030003
+GLOBL kq5s3<>(SB), RODATA|NOPTR, $64
+
 // func krepQ6KZ(dst *byte, w *byte, ldw int, nb int, rows int)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, CMOV, F16C
 TEXT ·krepQ6KZ(SB), NOSPLIT, $0-40

@@ -44,7 +44,7 @@ func tileZ(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 	}
 }
 
-// useKGemm is whether MatMulQ8 runs the k-quant GEMM (q4_k, q6_k) for T ≥ kgemmFrom: it
+// useKGemm is whether MatMulQ8 runs the k-quant GEMM (q4_k, q5_k, q6_k) for T ≥ kgemmFrom: it
 // needs AVX512_VNNI (VPDPWSSD) and AVX512_VBMI (the repack's byte permutes). Tests
 // clear it to check avx2's kernels too.
 var useKGemm = cpuid.CPU.Supports(cpuid.AVX512VNNI, cpuid.AVX512VBMI)
@@ -54,7 +54,7 @@ var useKGemm = cpuid.CPU.Supports(cpuid.AVX512VNNI, cpuid.AVX512VBMI)
 var kgemm = qgemm.KKernels{
 	Name: "avx512", Tokens: 3,
 	Prep:      kprepZ,
-	RepackQ4K: krepQ4KZ, RepackQ6K: krepQ6KZ,
+	RepackQ4K: krepQ4KZ, RepackQ5K: krepQ5KZ, RepackQ6K: krepQ6KZ,
 	TileQ4K: func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, st *float32) {
 		switch nt {
 		case 1:

@@ -52,7 +52,7 @@ func TestMatMulQ8AllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestMatMulQ8K checks MatMulQ8 on q4_k and q6_k weights against the reference, bit for
+// TestMatMulQ8K checks MatMulQ8 on q4_k, q5_k and q6_k weights against the reference, bit for
 // bit, with the k-quant GEMM and without it (avx2's kernels).
 func TestMatMulQ8K(t *testing.T) {
 	need(t)
@@ -74,7 +74,7 @@ func TestMatMulQ8KAllocatesNothing(t *testing.T) {
 	need(t)
 	r := rand.New(rand.NewPCG(6, 6))
 	const rows, cols, T = 37, 512, 13
-	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q6_K} {
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
 		w, _ := kernels.NewMat(dt, qgemmtest.KBlocks(r, dt, rows*cols/dtype.QKBlock, false), rows, cols)
 		xb := dtype.RowBytes(dtype.Q8_K, cols)
 		xq := make([]byte, T*xb)

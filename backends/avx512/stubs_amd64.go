@@ -203,6 +203,15 @@ func kprepZ(dst *byte, xq *byte, nb int, stride int)
 //go:noescape
 func krepQ4KZ(dst *byte, w *byte, ldw int, nb int, rows int)
 
+// krepQ5KZ repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16; ldw bytes apart, nb q5_k
+// super-blocks) as the k-quant GEMM's group at dst, rows 2k and 2k+1 as pair k (rows past
+// the last repeat it): per super-block, the scaled weight pairs of p < 16 at dst + 512p +
+// 64k, the pair's d at 8192 + 64k (and for q4_k the rows' dmin and mins in lanes 2k, 2k+1
+// of the vectors at 8704 and 8768).
+//
+//go:noescape
+func krepQ5KZ(dst *byte, w *byte, ldw int, nb int, rows int)
+
 // krepQ6KZ repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16; ldw bytes apart, nb q6_k
 // super-blocks) as the k-quant GEMM's group at dst, rows 2k and 2k+1 as pair k (rows past
 // the last repeat it): per super-block, the scaled weight pairs of p < 16 at dst + 512p +

@@ -61,9 +61,10 @@ const kgemmStateBytes = 576
 
 func genKGemm() {
 	genKPrep()
-	genKRepack(false)
-	genKRepack(true)
-	for _, q6 := range []bool{false, true} {
+	genKRepack("q4_k")
+	genKRepack("q5_k")
+	genKRepack("q6_k")
+	for _, q6 := range []bool{false, true} { // q5_k takes q4_k's tiles
 		for nt := 1; nt <= kgemmTokens; nt++ {
 			genKTile(q6, nt)
 		}
@@ -137,15 +138,19 @@ func kpickIdx(base int) Mem {
 	return bytesConst(fmt.Sprintf("kpick%d", base), b)
 }
 
-// genKRepack emits krepQ4KZ or krepQ6KZ: one pair of rows (wa, wb) of nb super-blocks
-// into pair k of the group at dst.
-func genKRepack(q6 bool) {
-	name, bs, gb := "krepQ4KZ", 144, kgBytes
-	if q6 {
+// genKRepack emits krepQ4KZ, krepQ5KZ or krepQ6KZ (kind q4_k, q5_k, q6_k): a group of
+// up to 16 rows. q5_k is q4_k with the fifth bits (qh) added to the nibbles.
+func genKRepack(kind string) {
+	q6, q5 := kind == "q6_k", kind == "q5_k"
+	name, bs, gb, qs := "krepQ4KZ", 144, kgBytes, 16
+	switch kind {
+	case "q5_k":
+		name, bs, qs = "krepQ5KZ", 176, 48
+	case "q6_k":
 		name, bs, gb = "krepQ6KZ", 210, kgDmin
 	}
 	lb := fn(name, "func(dst *byte, w *byte, ldw int, nb int, rows int)",
-		fmt.Sprintf("%s repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16; ldw bytes apart, nb %s", name, map[bool]string{false: "q4_k", true: "q6_k"}[q6]),
+		fmt.Sprintf("%s repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16; ldw bytes apart, nb %s", name, kind),
 		"super-blocks) as the k-quant GEMM's group at dst, rows 2k and 2k+1 as pair k (rows past",
 		"the last repeat it): per super-block, the scaled weight pairs of p < 16 at dst + 512p +",
 		"64k, the pair's d at 8192 + 64k (and for q4_k the rows' dmin and mins in lanes 2k, 2k+1",
@@ -324,15 +329,42 @@ func genKRepack(q6 bool) {
 			}
 		}
 	} else {
-		var src [2][4]VecVirtual // row, {L0, H0, L1, H1}
+		var src [2][4]VecVirtual // row, {L0, H0, L1, H1}: sub-blocks {0|2, 1|3, 4|6, 5|7}
+		var c10 VecVirtual
+		if q5 {
+			c10 = ZMM()
+			VMOVDQU64(bytesConst("k10", rep(0x10, 64)), c10)
+		}
 		for r, w := range []Register{wa, wb} {
+			var qh VecVirtual
+			if q5 {
+				qh = ZMM()
+				VBROADCASTI64X4(Mem{Base: w, Disp: 16}, qh)
+			}
 			for c := 0; c < 2; c++ {
 				q, lo, hi := ZMM(), ZMM(), ZMM()
-				VMOVDQU64(Mem{Base: w, Disp: 16 + 64*c}, q)
+				VMOVDQU64(Mem{Base: w, Disp: qs + 64*c}, q)
 				VPANDD(nib, q, lo)
 				VPSRLW(U8(4), q, hi)
 				VPANDD(nib, hi, hi)
 				src[r][2*c], src[r][2*c+1] = lo, hi
+			}
+			if q5 {
+				// Sub-block j's fifth bit is bit j of qh: to bit 4, by word shifts whose
+				// spill into the neighbouring byte the mask 0x10 drops (left ≤ 4, right ≤ 3).
+				for i, sh := range [4][2]int{{4, 2}, {3, 1}, {0, -2}, {-1, -3}} {
+					cnt := make([]byte, 64)
+					for wd := 0; wd < 32; wd++ {
+						cnt[2*wd] = byte(max(sh[wd/16], -sh[wd/16]))
+					}
+					h := ZMM()
+					if i < 2 {
+						VPSLLVW(bytesConst(fmt.Sprintf("kq5s%d", i), cnt), qh, h)
+					} else {
+						VPSRLVW(bytesConst(fmt.Sprintf("kq5s%d", i), cnt), qh, h)
+					}
+					VPTERNLOGD(U8(0xf8), c10, h, src[r][i])
+				}
 			}
 		}
 		for j := 0; j < 8; j++ {

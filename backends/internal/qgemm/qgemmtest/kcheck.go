@@ -10,10 +10,10 @@ import (
 	"github.com/lmrun/lmrun/kernels"
 )
 
-// KBlocks returns n random super-blocks of dtype dt (q4_k or q6_k) in their ggml layout:
+// KBlocks returns n random super-blocks of dtype dt (q4_k, q5_k or q6_k) in their ggml layout:
 // random bytes (every quant, scale and min occurs), f16 scales from half (special: ±Inf
 // and NaN too); one in eight has every quant at its largest and the extreme scales
-// instead (q4_k: scales and mins 63; q6_k: scales −128 or 127).
+// instead (q4_k, q5_k: scales and mins 63; q6_k: scales −128 or 127).
 func KBlocks(r *rand.Rand, dt dtype.DType, n int, special bool) []byte {
 	_, bs := dt.Block()
 	b := make([]byte, n*bs)
@@ -78,7 +78,7 @@ func kActivations(r *rand.Rand, T, n int) []byte {
 	return xq
 }
 
-// CheckK runs k's MatMulQ8 against the reference's on q4_k and q6_k weights for cols
+// CheckK runs k's MatMulQ8 against the reference's on q4_k, q5_k and q6_k weights for cols
 // 256–4096 (1–16 super-blocks), rows 1–33, T up to 64 (every tail of 3 tokens; fewer
 // shapes with -short), several row ranges (some starting inside a group of 16) and bias
 // nil or not, and fails at the first result whose bits differ (NaN matching any NaN).
@@ -90,7 +90,7 @@ func CheckK(t *testing.T, k Backend, seed uint64) {
 	if testing.Short() {
 		nbs, rowsList, Ts = []int{1, 3, 16}, []int{1, 17, 33}, []int{1, 2, 4, 9}
 	}
-	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q6_K} {
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
 		for _, nb := range nbs {
 			n := nb * dtype.QKBlock
 			for _, rows := range rowsList {
