@@ -9896,13 +9896,12 @@ DATA kilv<>+24(SB)/8, $0x0f070e060d050c04
 GLOBL kilv<>(SB), RODATA|NOPTR, $32
 
 // func krepQ4KZ(dst *byte, w *byte, ldw int, nb int, rows int)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, CMOV, F16C
+// Requires: AVX, AVX512BW, AVX512F, CMOV, F16C
 TEXT ·krepQ4KZ(SB), NOSPLIT, $0-40
 	XORQ      AX, AX
-	MOVQ      $0xaaaaaaaaaaaaaaaa, CX
-	KMOVQ     CX, K1
-	VMOVDQU64 knib64<>+0(SB), Z0
-	VMOVDQU64 kone64<>+0(SB), Z1
+	VMOVDQU64 kpick<>+0(SB), Z0
+	VMOVDQU64 knib64<>+0(SB), Z1
+	VMOVDQU64 kone64<>+0(SB), Z2
 
 krepQ4KZ_pair1:
 	MOVQ    rows+32(FP), CX
@@ -9928,140 +9927,140 @@ krepQ4KZ_pair1:
 
 krepQ4KZ_block2:
 	VMOVDQU      4(DX), X3
-	VPSHUFB      kscA<>+0(SB), X3, X2
-	VPSRLW       $0x04, X2, X4
-	VPAND        kscL<>+0(SB), X2, X2
+	VPSHUFB      kscA<>+0(SB), X3, X5
+	VPSRLW       $0x04, X5, X4
+	VPAND        kscL<>+0(SB), X5, X5
 	VPAND        kscL2<>+0(SB), X4, X4
-	VPOR         X4, X2, X2
+	VPOR         X4, X5, X5
 	VPSHUFB      kscB<>+0(SB), X3, X3
 	VPSRLW       $0x02, X3, X3
 	VPAND        kscH<>+0(SB), X3, X3
-	VPOR         X3, X2, X2
-	VMOVDQU      4(BX), X4
-	VPSHUFB      kscA<>+0(SB), X4, X3
-	VPSRLW       $0x04, X3, X5
-	VPAND        kscL<>+0(SB), X3, X3
-	VPAND        kscL2<>+0(SB), X5, X5
-	VPOR         X5, X3, X3
-	VPSHUFB      kscB<>+0(SB), X4, X4
-	VPSRLW       $0x02, X4, X4
-	VPAND        kscH<>+0(SB), X4, X4
-	VPOR         X4, X3, X3
-	VMOVDQA      X2, X2
-	VINSERTI32X4 $0x01, X3, Z2, Z2
+	VPOR         X3, X5, X5
+	VMOVDQU      4(BX), X3
+	VPSHUFB      kscA<>+0(SB), X3, X6
+	VPSRLW       $0x04, X6, X4
+	VPAND        kscL<>+0(SB), X6, X6
+	VPAND        kscL2<>+0(SB), X4, X4
+	VPOR         X4, X6, X6
+	VPSHUFB      kscB<>+0(SB), X3, X3
+	VPSRLW       $0x02, X3, X3
+	VPAND        kscH<>+0(SB), X3, X3
+	VPOR         X3, X6, X6
+	VMOVDQA      X5, X3
+	VINSERTI32X4 $0x01, X6, Z3, Z3
+	VSHUFI32X4   $0x50, Z3, Z3, Z4
 	VMOVD        (DX), X3
 	VPINSRD      $0x01, (BX), X3, X3
-	VCVTPH2PS    X3, X3
-	VMOVDQU64    kdidx4<>+0(SB), Z4
-	VPERMPS      Z3, Z4, Z4
-	VMOVUPS      Z4, 8192(SI)
-	VPSHUFD      $0x0d, X3, X3
+	VCVTPH2PS    X3, X7
+	VMOVDQU64    kdidx4<>+0(SB), Z8
+	VPERMPS      Z7, Z8, Z8
+	VMOVUPS      Z8, 8192(SI)
+	VPSHUFD      $0x0d, X7, X3
 	VMOVQ        X3, 8704(DI)
-	MOVQ         $0x5555555555555555, CX
-	KMOVQ        CX, K2
-	VMOVDQU64    kminidx<>+0(SB), Z4
-	VPERMB.Z     Z2, Z4, K2, Z4
+	VPUNPCKHQDQ  X6, X5, X5
+	VSHUFI32X4   $0x00, Z5, Z5, Z6
+	VPSHUFB      kminidx<>+0(SB), Z6, Z6
 	MOVQ         $0x00000000000000ff, CX
-	KMOVQ        CX, K2
-	VMOVDQU64    kminoff<>+0(SB), Z5
-	VPSCATTERQQ  Z4, K2, 8768(DI)(Z5*1)
-	VMOVDQU64    kscidx<>+0(SB), Z4
-	VMOVDQU64    16(DX), Z5
-	VPANDD       Z0, Z5, Z6
-	VPSRLW       $0x04, Z5, Z5
-	VPANDD       Z0, Z5, Z5
-	VMOVDQU64    80(DX), Z7
-	VPANDD       Z0, Z7, Z8
-	VPSRLW       $0x04, Z7, Z7
-	VPANDD       Z0, Z7, Z7
-	VMOVDQU64    16(BX), Z9
-	VPANDD       Z0, Z9, Z10
-	VPSRLW       $0x04, Z9, Z9
-	VPANDD       Z0, Z9, Z9
-	VMOVDQU64    80(BX), Z11
-	VPANDD       Z0, Z11, Z12
-	VPSRLW       $0x04, Z11, Z11
-	VPANDD       Z0, Z11, Z11
-	VPERMB.Z     Z2, Z4, K1, Z13
-	VPADDB       Z1, Z4, Z4
-	VMOVDQU64    kpick0<>+0(SB), Z14
-	VPERMI2B.Z   Z10, Z6, K1, Z14
-	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, (SI)
-	VMOVDQU64    kpick16<>+0(SB), Z14
-	VPERMI2B.Z   Z10, Z6, K1, Z14
-	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 512(SI)
-	VPERMB.Z     Z2, Z4, K1, Z13
-	VPADDB       Z1, Z4, Z4
-	VMOVDQU64    kpick0<>+0(SB), Z14
-	VPERMI2B.Z   Z9, Z5, K1, Z14
-	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 1024(SI)
-	VMOVDQU64    kpick16<>+0(SB), Z14
-	VPERMI2B.Z   Z9, Z5, K1, Z14
-	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 1536(SI)
-	VPERMB.Z     Z2, Z4, K1, Z13
-	VPADDB       Z1, Z4, Z4
-	VMOVDQU64    kpick32<>+0(SB), Z14
-	VPERMI2B.Z   Z10, Z6, K1, Z14
-	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 2048(SI)
-	VMOVDQU64    kpick48<>+0(SB), Z14
-	VPERMI2B.Z   Z10, Z6, K1, Z14
-	VPMULHW      Z13, Z14, Z14
-	VMOVDQU64    Z14, 2560(SI)
-	VPERMB.Z     Z2, Z4, K1, Z6
-	VPADDB       Z1, Z4, Z4
-	VMOVDQU64    kpick32<>+0(SB), Z10
-	VPERMI2B.Z   Z9, Z5, K1, Z10
-	VPMULHW      Z6, Z10, Z10
-	VMOVDQU64    Z10, 3072(SI)
-	VMOVDQU64    kpick48<>+0(SB), Z10
-	VPERMI2B.Z   Z9, Z5, K1, Z10
-	VPMULHW      Z6, Z10, Z10
-	VMOVDQU64    Z10, 3584(SI)
-	VPERMB.Z     Z2, Z4, K1, Z5
-	VPADDB       Z1, Z4, Z4
-	VMOVDQU64    kpick0<>+0(SB), Z6
-	VPERMI2B.Z   Z12, Z8, K1, Z6
-	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 4096(SI)
-	VMOVDQU64    kpick16<>+0(SB), Z6
-	VPERMI2B.Z   Z12, Z8, K1, Z6
-	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 4608(SI)
-	VPERMB.Z     Z2, Z4, K1, Z5
-	VPADDB       Z1, Z4, Z4
-	VMOVDQU64    kpick0<>+0(SB), Z6
-	VPERMI2B.Z   Z11, Z7, K1, Z6
-	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 5120(SI)
-	VMOVDQU64    kpick16<>+0(SB), Z6
-	VPERMI2B.Z   Z11, Z7, K1, Z6
-	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 5632(SI)
-	VPERMB.Z     Z2, Z4, K1, Z5
-	VPADDB       Z1, Z4, Z4
-	VMOVDQU64    kpick32<>+0(SB), Z6
-	VPERMI2B.Z   Z12, Z8, K1, Z6
-	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 6144(SI)
-	VMOVDQU64    kpick48<>+0(SB), Z6
-	VPERMI2B.Z   Z12, Z8, K1, Z6
-	VPMULHW      Z5, Z6, Z6
-	VMOVDQU64    Z6, 6656(SI)
-	VPERMB.Z     Z2, Z4, K1, Z5
-	VPADDB       Z1, Z4, Z4
-	VMOVDQU64    kpick32<>+0(SB), Z4
-	VPERMI2B.Z   Z11, Z7, K1, Z4
-	VPMULHW      Z5, Z4, Z4
-	VMOVDQU64    Z4, 7168(SI)
-	VMOVDQU64    kpick48<>+0(SB), Z4
-	VPERMI2B.Z   Z11, Z7, K1, Z4
-	VPMULHW      Z5, Z4, Z4
-	VMOVDQU64    Z4, 7680(SI)
+	KMOVQ        CX, K1
+	VMOVDQU64    kminoff<>+0(SB), Z8
+	VPSCATTERQQ  Z6, K1, 8768(DI)(Z8*1)
+	VMOVDQU64    kscidx<>+0(SB), Z6
+	VMOVDQU64    16(DX), Z8
+	VPANDD       Z1, Z8, Z9
+	VPSRLW       $0x04, Z8, Z8
+	VPANDD       Z1, Z8, Z8
+	VMOVDQU64    80(DX), Z10
+	VPANDD       Z1, Z10, Z11
+	VPSRLW       $0x04, Z10, Z10
+	VPANDD       Z1, Z10, Z10
+	VMOVDQU64    16(BX), Z12
+	VPANDD       Z1, Z12, Z13
+	VPSRLW       $0x04, Z12, Z12
+	VPANDD       Z1, Z12, Z12
+	VMOVDQU64    80(BX), Z14
+	VPANDD       Z1, Z14, Z15
+	VPSRLW       $0x04, Z14, Z14
+	VPANDD       Z1, Z14, Z14
+	VPSHUFB      Z6, Z4, Z16
+	VPADDB       Z2, Z6, Z6
+	VSHUFI32X4   $0x00, Z13, Z9, Z17
+	VPSHUFB      Z0, Z17, Z17
+	VPMULHW      Z16, Z17, Z17
+	VMOVDQU64    Z17, (SI)
+	VSHUFI32X4   $0x55, Z13, Z9, Z17
+	VPSHUFB      Z0, Z17, Z17
+	VPMULHW      Z16, Z17, Z17
+	VMOVDQU64    Z17, 512(SI)
+	VPSHUFB      Z6, Z4, Z16
+	VPADDB       Z2, Z6, Z6
+	VSHUFI32X4   $0x00, Z12, Z8, Z17
+	VPSHUFB      Z0, Z17, Z17
+	VPMULHW      Z16, Z17, Z17
+	VMOVDQU64    Z17, 1024(SI)
+	VSHUFI32X4   $0x55, Z12, Z8, Z17
+	VPSHUFB      Z0, Z17, Z17
+	VPMULHW      Z16, Z17, Z17
+	VMOVDQU64    Z17, 1536(SI)
+	VPSHUFB      Z6, Z4, Z16
+	VPADDB       Z2, Z6, Z6
+	VSHUFI32X4   $0xaa, Z13, Z9, Z17
+	VPSHUFB      Z0, Z17, Z17
+	VPMULHW      Z16, Z17, Z17
+	VMOVDQU64    Z17, 2048(SI)
+	VSHUFI32X4   $0xff, Z13, Z9, Z9
+	VPSHUFB      Z0, Z9, Z9
+	VPMULHW      Z16, Z9, Z9
+	VMOVDQU64    Z9, 2560(SI)
+	VPSHUFB      Z6, Z4, Z9
+	VPADDB       Z2, Z6, Z6
+	VSHUFI32X4   $0xaa, Z12, Z8, Z13
+	VPSHUFB      Z0, Z13, Z13
+	VPMULHW      Z9, Z13, Z13
+	VMOVDQU64    Z13, 3072(SI)
+	VSHUFI32X4   $0xff, Z12, Z8, Z8
+	VPSHUFB      Z0, Z8, Z8
+	VPMULHW      Z9, Z8, Z8
+	VMOVDQU64    Z8, 3584(SI)
+	VPSHUFB      Z6, Z4, Z8
+	VPADDB       Z2, Z6, Z6
+	VSHUFI32X4   $0x00, Z15, Z11, Z9
+	VPSHUFB      Z0, Z9, Z9
+	VPMULHW      Z8, Z9, Z9
+	VMOVDQU64    Z9, 4096(SI)
+	VSHUFI32X4   $0x55, Z15, Z11, Z9
+	VPSHUFB      Z0, Z9, Z9
+	VPMULHW      Z8, Z9, Z9
+	VMOVDQU64    Z9, 4608(SI)
+	VPSHUFB      Z6, Z4, Z8
+	VPADDB       Z2, Z6, Z6
+	VSHUFI32X4   $0x00, Z14, Z10, Z9
+	VPSHUFB      Z0, Z9, Z9
+	VPMULHW      Z8, Z9, Z9
+	VMOVDQU64    Z9, 5120(SI)
+	VSHUFI32X4   $0x55, Z14, Z10, Z9
+	VPSHUFB      Z0, Z9, Z9
+	VPMULHW      Z8, Z9, Z9
+	VMOVDQU64    Z9, 5632(SI)
+	VPSHUFB      Z6, Z4, Z8
+	VPADDB       Z2, Z6, Z6
+	VSHUFI32X4   $0xaa, Z15, Z11, Z9
+	VPSHUFB      Z0, Z9, Z9
+	VPMULHW      Z8, Z9, Z9
+	VMOVDQU64    Z9, 6144(SI)
+	VSHUFI32X4   $0xff, Z15, Z11, Z9
+	VPSHUFB      Z0, Z9, Z9
+	VPMULHW      Z8, Z9, Z9
+	VMOVDQU64    Z9, 6656(SI)
+	VPSHUFB      Z6, Z4, Z4
+	VPADDB       Z2, Z6, Z6
+	VSHUFI32X4   $0xaa, Z14, Z10, Z6
+	VPSHUFB      Z0, Z6, Z6
+	VPMULHW      Z4, Z6, Z6
+	VMOVDQU64    Z6, 7168(SI)
+	VSHUFI32X4   $0xff, Z14, Z10, Z6
+	VPSHUFB      Z0, Z6, Z6
+	VPMULHW      Z4, Z6, Z6
+	VMOVDQU64    Z6, 7680(SI)
 	ADDQ         $0x00000090, DX
 	ADDQ         $0x00000090, BX
 	ADDQ         $0x00002440, SI
@@ -10073,6 +10072,16 @@ krepQ4KZ_block2:
 	JNE          krepQ4KZ_pair1
 	VZEROUPPER
 	RET
+
+DATA kpick<>+0(SB)/8, $0x0980018008800080
+DATA kpick<>+8(SB)/8, $0x0b8003800a800280
+DATA kpick<>+16(SB)/8, $0x0d8005800c800480
+DATA kpick<>+24(SB)/8, $0x0f8007800e800680
+DATA kpick<>+32(SB)/8, $0x0980018008800080
+DATA kpick<>+40(SB)/8, $0x0b8003800a800280
+DATA kpick<>+48(SB)/8, $0x0d8005800c800480
+DATA kpick<>+56(SB)/8, $0x0f8007800e800680
+GLOBL kpick<>(SB), RODATA|NOPTR, $64
 
 DATA knib64<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA knib64<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
@@ -10124,14 +10133,14 @@ DATA kdidx4<>+48(SB)/8, $0x0000000200000002
 DATA kdidx4<>+56(SB)/8, $0x0000000200000002
 GLOBL kdidx4<>(SB), RODATA|NOPTR, $64
 
-DATA kminidx<>+0(SB)/8, $0x0018001800080008
-DATA kminidx<>+8(SB)/8, $0x0019001900090009
-DATA kminidx<>+16(SB)/8, $0x001a001a000a000a
-DATA kminidx<>+24(SB)/8, $0x001b001b000b000b
-DATA kminidx<>+32(SB)/8, $0x001c001c000c000c
-DATA kminidx<>+40(SB)/8, $0x001d001d000d000d
-DATA kminidx<>+48(SB)/8, $0x001e001e000e000e
-DATA kminidx<>+56(SB)/8, $0x001f001f000f000f
+DATA kminidx<>+0(SB)/8, $0x8008800880008000
+DATA kminidx<>+8(SB)/8, $0x8009800980018001
+DATA kminidx<>+16(SB)/8, $0x800a800a80028002
+DATA kminidx<>+24(SB)/8, $0x800b800b80038003
+DATA kminidx<>+32(SB)/8, $0x800c800c80048004
+DATA kminidx<>+40(SB)/8, $0x800d800d80058005
+DATA kminidx<>+48(SB)/8, $0x800e800e80068006
+DATA kminidx<>+56(SB)/8, $0x800f800f80078007
 GLOBL kminidx<>(SB), RODATA|NOPTR, $64
 
 DATA kminoff<>+0(SB)/8, $0x0000000000000000
@@ -10144,64 +10153,23 @@ DATA kminoff<>+48(SB)/8, $0x0000000000000180
 DATA kminoff<>+56(SB)/8, $0x00000000000001c0
 GLOBL kminoff<>(SB), RODATA|NOPTR, $64
 
-DATA kscidx<>+0(SB)/8, $0x0000000000000000
-DATA kscidx<>+8(SB)/8, $0x0000000000000000
-DATA kscidx<>+16(SB)/8, $0x0000000000000000
-DATA kscidx<>+24(SB)/8, $0x0000000000000000
-DATA kscidx<>+32(SB)/8, $0x1000100010001000
-DATA kscidx<>+40(SB)/8, $0x1000100010001000
-DATA kscidx<>+48(SB)/8, $0x1000100010001000
-DATA kscidx<>+56(SB)/8, $0x1000100010001000
+DATA kscidx<>+0(SB)/8, $0x0080008000800080
+DATA kscidx<>+8(SB)/8, $0x0080008000800080
+DATA kscidx<>+16(SB)/8, $0x0080008000800080
+DATA kscidx<>+24(SB)/8, $0x0080008000800080
+DATA kscidx<>+32(SB)/8, $0x0080008000800080
+DATA kscidx<>+40(SB)/8, $0x0080008000800080
+DATA kscidx<>+48(SB)/8, $0x0080008000800080
+DATA kscidx<>+56(SB)/8, $0x0080008000800080
 GLOBL kscidx<>(SB), RODATA|NOPTR, $64
 
-DATA kpick0<>+0(SB)/8, $0x0900010008000000
-DATA kpick0<>+8(SB)/8, $0x0b0003000a000200
-DATA kpick0<>+16(SB)/8, $0x0d0005000c000400
-DATA kpick0<>+24(SB)/8, $0x0f0007000e000600
-DATA kpick0<>+32(SB)/8, $0x4900410048004000
-DATA kpick0<>+40(SB)/8, $0x4b0043004a004200
-DATA kpick0<>+48(SB)/8, $0x4d0045004c004400
-DATA kpick0<>+56(SB)/8, $0x4f0047004e004600
-GLOBL kpick0<>(SB), RODATA|NOPTR, $64
-
-DATA kpick16<>+0(SB)/8, $0x1900110018001000
-DATA kpick16<>+8(SB)/8, $0x1b0013001a001200
-DATA kpick16<>+16(SB)/8, $0x1d0015001c001400
-DATA kpick16<>+24(SB)/8, $0x1f0017001e001600
-DATA kpick16<>+32(SB)/8, $0x5900510058005000
-DATA kpick16<>+40(SB)/8, $0x5b0053005a005200
-DATA kpick16<>+48(SB)/8, $0x5d0055005c005400
-DATA kpick16<>+56(SB)/8, $0x5f0057005e005600
-GLOBL kpick16<>(SB), RODATA|NOPTR, $64
-
-DATA kpick32<>+0(SB)/8, $0x2900210028002000
-DATA kpick32<>+8(SB)/8, $0x2b0023002a002200
-DATA kpick32<>+16(SB)/8, $0x2d0025002c002400
-DATA kpick32<>+24(SB)/8, $0x2f0027002e002600
-DATA kpick32<>+32(SB)/8, $0x6900610068006000
-DATA kpick32<>+40(SB)/8, $0x6b0063006a006200
-DATA kpick32<>+48(SB)/8, $0x6d0065006c006400
-DATA kpick32<>+56(SB)/8, $0x6f0067006e006600
-GLOBL kpick32<>(SB), RODATA|NOPTR, $64
-
-DATA kpick48<>+0(SB)/8, $0x3900310038003000
-DATA kpick48<>+8(SB)/8, $0x3b0033003a003200
-DATA kpick48<>+16(SB)/8, $0x3d0035003c003400
-DATA kpick48<>+24(SB)/8, $0x3f0037003e003600
-DATA kpick48<>+32(SB)/8, $0x7900710078007000
-DATA kpick48<>+40(SB)/8, $0x7b0073007a007200
-DATA kpick48<>+48(SB)/8, $0x7d0075007c007400
-DATA kpick48<>+56(SB)/8, $0x7f0077007e007600
-GLOBL kpick48<>(SB), RODATA|NOPTR, $64
-
 // func krepQ5KZ(dst *byte, w *byte, ldw int, nb int, rows int)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, CMOV, F16C
+// Requires: AVX, AVX512BW, AVX512F, CMOV, F16C
 TEXT ·krepQ5KZ(SB), NOSPLIT, $0-40
 	XORQ      AX, AX
-	MOVQ      $0xaaaaaaaaaaaaaaaa, CX
-	KMOVQ     CX, K1
-	VMOVDQU64 knib64<>+0(SB), Z0
-	VMOVDQU64 kone64<>+0(SB), Z1
+	VMOVDQU64 kpick<>+0(SB), Z0
+	VMOVDQU64 knib64<>+0(SB), Z1
+	VMOVDQU64 kone64<>+0(SB), Z2
 
 krepQ5KZ_pair1:
 	MOVQ    rows+32(FP), CX
@@ -10227,159 +10195,159 @@ krepQ5KZ_pair1:
 
 krepQ5KZ_block2:
 	VMOVDQU         4(DX), X3
-	VPSHUFB         kscA<>+0(SB), X3, X2
-	VPSRLW          $0x04, X2, X4
-	VPAND           kscL<>+0(SB), X2, X2
+	VPSHUFB         kscA<>+0(SB), X3, X5
+	VPSRLW          $0x04, X5, X4
+	VPAND           kscL<>+0(SB), X5, X5
 	VPAND           kscL2<>+0(SB), X4, X4
-	VPOR            X4, X2, X2
+	VPOR            X4, X5, X5
 	VPSHUFB         kscB<>+0(SB), X3, X3
 	VPSRLW          $0x02, X3, X3
 	VPAND           kscH<>+0(SB), X3, X3
-	VPOR            X3, X2, X2
-	VMOVDQU         4(BX), X4
-	VPSHUFB         kscA<>+0(SB), X4, X3
-	VPSRLW          $0x04, X3, X5
-	VPAND           kscL<>+0(SB), X3, X3
-	VPAND           kscL2<>+0(SB), X5, X5
-	VPOR            X5, X3, X3
-	VPSHUFB         kscB<>+0(SB), X4, X4
-	VPSRLW          $0x02, X4, X4
-	VPAND           kscH<>+0(SB), X4, X4
-	VPOR            X4, X3, X3
-	VMOVDQA         X2, X2
-	VINSERTI32X4    $0x01, X3, Z2, Z2
+	VPOR            X3, X5, X5
+	VMOVDQU         4(BX), X3
+	VPSHUFB         kscA<>+0(SB), X3, X6
+	VPSRLW          $0x04, X6, X4
+	VPAND           kscL<>+0(SB), X6, X6
+	VPAND           kscL2<>+0(SB), X4, X4
+	VPOR            X4, X6, X6
+	VPSHUFB         kscB<>+0(SB), X3, X3
+	VPSRLW          $0x02, X3, X3
+	VPAND           kscH<>+0(SB), X3, X3
+	VPOR            X3, X6, X6
+	VMOVDQA         X5, X3
+	VINSERTI32X4    $0x01, X6, Z3, Z3
+	VSHUFI32X4      $0x50, Z3, Z3, Z4
 	VMOVD           (DX), X3
 	VPINSRD         $0x01, (BX), X3, X3
-	VCVTPH2PS       X3, X3
-	VMOVDQU64       kdidx4<>+0(SB), Z4
-	VPERMPS         Z3, Z4, Z4
-	VMOVUPS         Z4, 8192(SI)
-	VPSHUFD         $0x0d, X3, X3
+	VCVTPH2PS       X3, X7
+	VMOVDQU64       kdidx4<>+0(SB), Z8
+	VPERMPS         Z7, Z8, Z8
+	VMOVUPS         Z8, 8192(SI)
+	VPSHUFD         $0x0d, X7, X3
 	VMOVQ           X3, 8704(DI)
-	MOVQ            $0x5555555555555555, CX
-	KMOVQ           CX, K2
-	VMOVDQU64       kminidx<>+0(SB), Z4
-	VPERMB.Z        Z2, Z4, K2, Z4
+	VPUNPCKHQDQ     X6, X5, X5
+	VSHUFI32X4      $0x00, Z5, Z5, Z6
+	VPSHUFB         kminidx<>+0(SB), Z6, Z6
 	MOVQ            $0x00000000000000ff, CX
-	KMOVQ           CX, K2
-	VMOVDQU64       kminoff<>+0(SB), Z5
-	VPSCATTERQQ     Z4, K2, 8768(DI)(Z5*1)
-	VMOVDQU64       kscidx<>+0(SB), Z4
-	VMOVDQU64       k10<>+0(SB), Z5
-	VBROADCASTI64X4 16(DX), Z6
-	VMOVDQU64       48(DX), Z7
-	VPANDD          Z0, Z7, Z8
-	VPSRLW          $0x04, Z7, Z7
-	VPANDD          Z0, Z7, Z7
-	VMOVDQU64       112(DX), Z9
-	VPANDD          Z0, Z9, Z10
-	VPSRLW          $0x04, Z9, Z9
-	VPANDD          Z0, Z9, Z9
-	VPSLLVW         kq5s0<>+0(SB), Z6, Z11
-	VPTERNLOGD      $0xf8, Z5, Z11, Z8
-	VPSLLVW         kq5s1<>+0(SB), Z6, Z11
-	VPTERNLOGD      $0xf8, Z5, Z11, Z7
-	VPSRLVW         kq5s2<>+0(SB), Z6, Z11
-	VPTERNLOGD      $0xf8, Z5, Z11, Z10
-	VPSRLVW         kq5s3<>+0(SB), Z6, Z6
-	VPTERNLOGD      $0xf8, Z5, Z6, Z9
-	VBROADCASTI64X4 16(BX), Z6
-	VMOVDQU64       48(BX), Z11
-	VPANDD          Z0, Z11, Z12
-	VPSRLW          $0x04, Z11, Z11
-	VPANDD          Z0, Z11, Z11
-	VMOVDQU64       112(BX), Z13
-	VPANDD          Z0, Z13, Z14
-	VPSRLW          $0x04, Z13, Z13
-	VPANDD          Z0, Z13, Z13
-	VPSLLVW         kq5s0<>+0(SB), Z6, Z15
-	VPTERNLOGD      $0xf8, Z5, Z15, Z12
-	VPSLLVW         kq5s1<>+0(SB), Z6, Z15
-	VPTERNLOGD      $0xf8, Z5, Z15, Z11
-	VPSRLVW         kq5s2<>+0(SB), Z6, Z15
-	VPTERNLOGD      $0xf8, Z5, Z15, Z14
-	VPSRLVW         kq5s3<>+0(SB), Z6, Z6
-	VPTERNLOGD      $0xf8, Z5, Z6, Z13
-	VPERMB.Z        Z2, Z4, K1, Z5
-	VPADDB          Z1, Z4, Z4
-	VMOVDQU64       kpick0<>+0(SB), Z6
-	VPERMI2B.Z      Z12, Z8, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, (SI)
-	VMOVDQU64       kpick16<>+0(SB), Z6
-	VPERMI2B.Z      Z12, Z8, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 512(SI)
-	VPERMB.Z        Z2, Z4, K1, Z5
-	VPADDB          Z1, Z4, Z4
-	VMOVDQU64       kpick0<>+0(SB), Z6
-	VPERMI2B.Z      Z11, Z7, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 1024(SI)
-	VMOVDQU64       kpick16<>+0(SB), Z6
-	VPERMI2B.Z      Z11, Z7, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 1536(SI)
-	VPERMB.Z        Z2, Z4, K1, Z5
-	VPADDB          Z1, Z4, Z4
-	VMOVDQU64       kpick32<>+0(SB), Z6
-	VPERMI2B.Z      Z12, Z8, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 2048(SI)
-	VMOVDQU64       kpick48<>+0(SB), Z6
-	VPERMI2B.Z      Z12, Z8, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 2560(SI)
-	VPERMB.Z        Z2, Z4, K1, Z5
-	VPADDB          Z1, Z4, Z4
-	VMOVDQU64       kpick32<>+0(SB), Z6
-	VPERMI2B.Z      Z11, Z7, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 3072(SI)
-	VMOVDQU64       kpick48<>+0(SB), Z6
-	VPERMI2B.Z      Z11, Z7, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 3584(SI)
-	VPERMB.Z        Z2, Z4, K1, Z5
-	VPADDB          Z1, Z4, Z4
-	VMOVDQU64       kpick0<>+0(SB), Z6
-	VPERMI2B.Z      Z14, Z10, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 4096(SI)
-	VMOVDQU64       kpick16<>+0(SB), Z6
-	VPERMI2B.Z      Z14, Z10, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 4608(SI)
-	VPERMB.Z        Z2, Z4, K1, Z5
-	VPADDB          Z1, Z4, Z4
-	VMOVDQU64       kpick0<>+0(SB), Z6
-	VPERMI2B.Z      Z13, Z9, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 5120(SI)
-	VMOVDQU64       kpick16<>+0(SB), Z6
-	VPERMI2B.Z      Z13, Z9, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 5632(SI)
-	VPERMB.Z        Z2, Z4, K1, Z5
-	VPADDB          Z1, Z4, Z4
-	VMOVDQU64       kpick32<>+0(SB), Z6
-	VPERMI2B.Z      Z14, Z10, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 6144(SI)
-	VMOVDQU64       kpick48<>+0(SB), Z6
-	VPERMI2B.Z      Z14, Z10, K1, Z6
-	VPMULHW         Z5, Z6, Z6
-	VMOVDQU64       Z6, 6656(SI)
-	VPERMB.Z        Z2, Z4, K1, Z5
-	VPADDB          Z1, Z4, Z4
-	VMOVDQU64       kpick32<>+0(SB), Z4
-	VPERMI2B.Z      Z13, Z9, K1, Z4
-	VPMULHW         Z5, Z4, Z4
-	VMOVDQU64       Z4, 7168(SI)
-	VMOVDQU64       kpick48<>+0(SB), Z4
-	VPERMI2B.Z      Z13, Z9, K1, Z4
-	VPMULHW         Z5, Z4, Z4
-	VMOVDQU64       Z4, 7680(SI)
+	KMOVQ           CX, K1
+	VMOVDQU64       kminoff<>+0(SB), Z8
+	VPSCATTERQQ     Z6, K1, 8768(DI)(Z8*1)
+	VMOVDQU64       kscidx<>+0(SB), Z6
+	VMOVDQU64       k10<>+0(SB), Z8
+	VBROADCASTI64X4 16(DX), Z9
+	VMOVDQU64       48(DX), Z10
+	VPANDD          Z1, Z10, Z11
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z1, Z10, Z10
+	VMOVDQU64       112(DX), Z12
+	VPANDD          Z1, Z12, Z13
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPSLLVW         kq5s0<>+0(SB), Z9, Z14
+	VPTERNLOGD      $0xf8, Z8, Z14, Z11
+	VPSLLVW         kq5s1<>+0(SB), Z9, Z14
+	VPTERNLOGD      $0xf8, Z8, Z14, Z10
+	VPSRLVW         kq5s2<>+0(SB), Z9, Z14
+	VPTERNLOGD      $0xf8, Z8, Z14, Z13
+	VPSRLVW         kq5s3<>+0(SB), Z9, Z9
+	VPTERNLOGD      $0xf8, Z8, Z9, Z12
+	VBROADCASTI64X4 16(BX), Z9
+	VMOVDQU64       48(BX), Z14
+	VPANDD          Z1, Z14, Z15
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD          Z1, Z14, Z14
+	VMOVDQU64       112(BX), Z16
+	VPANDD          Z1, Z16, Z17
+	VPSRLW          $0x04, Z16, Z16
+	VPANDD          Z1, Z16, Z16
+	VPSLLVW         kq5s0<>+0(SB), Z9, Z18
+	VPTERNLOGD      $0xf8, Z8, Z18, Z15
+	VPSLLVW         kq5s1<>+0(SB), Z9, Z18
+	VPTERNLOGD      $0xf8, Z8, Z18, Z14
+	VPSRLVW         kq5s2<>+0(SB), Z9, Z18
+	VPTERNLOGD      $0xf8, Z8, Z18, Z17
+	VPSRLVW         kq5s3<>+0(SB), Z9, Z9
+	VPTERNLOGD      $0xf8, Z8, Z9, Z16
+	VPSHUFB         Z6, Z4, Z8
+	VPADDB          Z2, Z6, Z6
+	VSHUFI32X4      $0x00, Z15, Z11, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, (SI)
+	VSHUFI32X4      $0x55, Z15, Z11, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 512(SI)
+	VPSHUFB         Z6, Z4, Z8
+	VPADDB          Z2, Z6, Z6
+	VSHUFI32X4      $0x00, Z14, Z10, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 1024(SI)
+	VSHUFI32X4      $0x55, Z14, Z10, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 1536(SI)
+	VPSHUFB         Z6, Z4, Z8
+	VPADDB          Z2, Z6, Z6
+	VSHUFI32X4      $0xaa, Z15, Z11, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 2048(SI)
+	VSHUFI32X4      $0xff, Z15, Z11, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 2560(SI)
+	VPSHUFB         Z6, Z4, Z8
+	VPADDB          Z2, Z6, Z6
+	VSHUFI32X4      $0xaa, Z14, Z10, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 3072(SI)
+	VSHUFI32X4      $0xff, Z14, Z10, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 3584(SI)
+	VPSHUFB         Z6, Z4, Z8
+	VPADDB          Z2, Z6, Z6
+	VSHUFI32X4      $0x00, Z17, Z13, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 4096(SI)
+	VSHUFI32X4      $0x55, Z17, Z13, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 4608(SI)
+	VPSHUFB         Z6, Z4, Z8
+	VPADDB          Z2, Z6, Z6
+	VSHUFI32X4      $0x00, Z16, Z12, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 5120(SI)
+	VSHUFI32X4      $0x55, Z16, Z12, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 5632(SI)
+	VPSHUFB         Z6, Z4, Z8
+	VPADDB          Z2, Z6, Z6
+	VSHUFI32X4      $0xaa, Z17, Z13, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 6144(SI)
+	VSHUFI32X4      $0xff, Z17, Z13, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 6656(SI)
+	VPSHUFB         Z6, Z4, Z4
+	VPADDB          Z2, Z6, Z6
+	VSHUFI32X4      $0xaa, Z16, Z12, Z6
+	VPSHUFB         Z0, Z6, Z6
+	VPMULHW         Z4, Z6, Z6
+	VMOVDQU64       Z6, 7168(SI)
+	VSHUFI32X4      $0xff, Z16, Z12, Z6
+	VPSHUFB         Z0, Z6, Z6
+	VPMULHW         Z4, Z6, Z6
+	VMOVDQU64       Z6, 7680(SI)
 	ADDQ            $0x000000b0, DX
 	ADDQ            $0x000000b0, BX
 	ADDQ            $0x00002440, SI
@@ -10443,13 +10411,12 @@ DATA kq5s3<>+56(SB)/8, $0x0003000300030003
 GLOBL kq5s3<>(SB), RODATA|NOPTR, $64
 
 // func krepQ6KZ(dst *byte, w *byte, ldw int, nb int, rows int)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, CMOV, F16C
+// Requires: AVX, AVX512BW, AVX512F, CMOV, F16C
 TEXT ·krepQ6KZ(SB), NOSPLIT, $0-40
 	XORQ      AX, AX
-	MOVQ      $0xaaaaaaaaaaaaaaaa, CX
-	KMOVQ     CX, K1
-	VMOVDQU64 knib64<>+0(SB), Z0
-	VMOVDQU64 kone64<>+0(SB), Z1
+	VMOVDQU64 kpick<>+0(SB), Z0
+	VMOVDQU64 knib64<>+0(SB), Z1
+	VMOVDQU64 kone64<>+0(SB), Z2
 
 krepQ6KZ_pair1:
 	MOVQ    rows+32(FP), BX
@@ -10474,157 +10441,158 @@ krepQ6KZ_pair1:
 	MOVQ    nb+24(FP), DI
 
 krepQ6KZ_block2:
-	VMOVDQU         192(CX), X2
-	VINSERTI32X4    $0x01, 192(DX), Z2, Z2
-	VPINSRW         $0x00, 208(CX), X3, X3
-	VPINSRW         $0x01, 208(DX), X3, X3
-	VCVTPH2PS       X3, X4
-	VMOVDQU64       kdidx6<>+0(SB), Z5
-	VPERMPS         Z4, Z5, Z5
-	VMOVUPS         Z5, 8192(SI)
-	VMOVDQU64       kscidx<>+0(SB), Z5
-	VMOVDQU64       k30<>+0(SB), Z6
-	VMOVDQU64       k32<>+0(SB), Z7
-	VMOVDQU64       (CX), Z8
-	VBROADCASTI64X4 128(CX), Z9
-	VPANDD          Z0, Z8, Z10
-	VPSRLW          $0x04, Z8, Z8
-	VPANDD          Z0, Z8, Z8
-	VPSLLVW         kq6sl<>+0(SB), Z9, Z11
-	VPSRLVW         kq6sr<>+0(SB), Z9, Z9
-	VPTERNLOGD      $0xf8, Z6, Z11, Z10
-	VPTERNLOGD      $0xf8, Z6, Z9, Z8
-	VPSUBB          Z7, Z10, Z10
-	VPSUBB          Z7, Z8, Z8
-	VMOVDQU64       (DX), Z9
-	VBROADCASTI64X4 128(DX), Z11
-	VPANDD          Z0, Z9, Z12
-	VPSRLW          $0x04, Z9, Z9
-	VPANDD          Z0, Z9, Z9
+	VMOVDQU         192(CX), X3
+	VINSERTI32X4    $0x01, 192(DX), Z3, Z3
+	VSHUFI32X4      $0x50, Z3, Z3, Z4
+	VPINSRW         $0x00, 208(CX), X5, X5
+	VPINSRW         $0x01, 208(DX), X5, X5
+	VCVTPH2PS       X5, X6
+	VMOVDQU64       kdidx6<>+0(SB), Z7
+	VPERMPS         Z6, Z7, Z7
+	VMOVUPS         Z7, 8192(SI)
+	VMOVDQU64       kscidx<>+0(SB), Z7
+	VMOVDQU64       k30<>+0(SB), Z8
+	VMOVDQU64       k32<>+0(SB), Z9
+	VMOVDQU64       (CX), Z10
+	VBROADCASTI64X4 128(CX), Z11
+	VPANDD          Z1, Z10, Z12
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z1, Z10, Z10
 	VPSLLVW         kq6sl<>+0(SB), Z11, Z13
 	VPSRLVW         kq6sr<>+0(SB), Z11, Z11
-	VPTERNLOGD      $0xf8, Z6, Z13, Z12
-	VPTERNLOGD      $0xf8, Z6, Z11, Z9
-	VPSUBB          Z7, Z12, Z12
-	VPSUBB          Z7, Z9, Z9
-	VPERMB.Z        Z2, Z5, K1, Z11
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick0<>+0(SB), Z13
-	VPERMI2B.Z      Z12, Z10, K1, Z13
-	VPMULHW         Z11, Z13, Z13
-	VMOVDQU64       Z13, (SI)
-	VPERMB.Z        Z2, Z5, K1, Z11
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick16<>+0(SB), Z13
-	VPERMI2B.Z      Z12, Z10, K1, Z13
-	VPMULHW         Z11, Z13, Z13
-	VMOVDQU64       Z13, 512(SI)
-	VPERMB.Z        Z2, Z5, K1, Z11
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick32<>+0(SB), Z13
-	VPERMI2B.Z      Z12, Z10, K1, Z13
-	VPMULHW         Z11, Z13, Z13
-	VMOVDQU64       Z13, 1024(SI)
-	VPERMB.Z        Z2, Z5, K1, Z11
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick48<>+0(SB), Z13
-	VPERMI2B.Z      Z12, Z10, K1, Z13
-	VPMULHW         Z11, Z13, Z13
-	VMOVDQU64       Z13, 1536(SI)
-	VPERMB.Z        Z2, Z5, K1, Z10
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick0<>+0(SB), Z11
-	VPERMI2B.Z      Z9, Z8, K1, Z11
-	VPMULHW         Z10, Z11, Z11
-	VMOVDQU64       Z11, 2048(SI)
-	VPERMB.Z        Z2, Z5, K1, Z10
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick16<>+0(SB), Z11
-	VPERMI2B.Z      Z9, Z8, K1, Z11
-	VPMULHW         Z10, Z11, Z11
-	VMOVDQU64       Z11, 2560(SI)
-	VPERMB.Z        Z2, Z5, K1, Z10
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick32<>+0(SB), Z11
-	VPERMI2B.Z      Z9, Z8, K1, Z11
-	VPMULHW         Z10, Z11, Z11
-	VMOVDQU64       Z11, 3072(SI)
-	VPERMB.Z        Z2, Z5, K1, Z10
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick48<>+0(SB), Z11
-	VPERMI2B.Z      Z9, Z8, K1, Z11
-	VPMULHW         Z10, Z11, Z11
-	VMOVDQU64       Z11, 3584(SI)
-	VMOVDQU64       64(CX), Z8
-	VBROADCASTI64X4 160(CX), Z9
-	VPANDD          Z0, Z8, Z10
-	VPSRLW          $0x04, Z8, Z8
-	VPANDD          Z0, Z8, Z8
-	VPSLLVW         kq6sl<>+0(SB), Z9, Z11
-	VPSRLVW         kq6sr<>+0(SB), Z9, Z9
-	VPTERNLOGD      $0xf8, Z6, Z11, Z10
-	VPTERNLOGD      $0xf8, Z6, Z9, Z8
-	VPSUBB          Z7, Z10, Z10
-	VPSUBB          Z7, Z8, Z8
-	VMOVDQU64       64(DX), Z9
-	VBROADCASTI64X4 160(DX), Z11
-	VPANDD          Z0, Z9, Z12
-	VPSRLW          $0x04, Z9, Z9
-	VPANDD          Z0, Z9, Z9
+	VPTERNLOGD      $0xf8, Z8, Z13, Z12
+	VPTERNLOGD      $0xf8, Z8, Z11, Z10
+	VPSUBB          Z9, Z12, Z12
+	VPSUBB          Z9, Z10, Z10
+	VMOVDQU64       (DX), Z11
+	VBROADCASTI64X4 128(DX), Z13
+	VPANDD          Z1, Z11, Z14
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z1, Z11, Z11
+	VPSLLVW         kq6sl<>+0(SB), Z13, Z15
+	VPSRLVW         kq6sr<>+0(SB), Z13, Z13
+	VPTERNLOGD      $0xf8, Z8, Z15, Z14
+	VPTERNLOGD      $0xf8, Z8, Z13, Z11
+	VPSUBB          Z9, Z14, Z14
+	VPSUBB          Z9, Z11, Z11
+	VPSHUFB         Z7, Z4, Z13
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0x00, Z14, Z12, Z15
+	VPSHUFB         Z0, Z15, Z15
+	VPMULHW         Z13, Z15, Z15
+	VMOVDQU64       Z15, (SI)
+	VPSHUFB         Z7, Z4, Z13
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0x55, Z14, Z12, Z15
+	VPSHUFB         Z0, Z15, Z15
+	VPMULHW         Z13, Z15, Z15
+	VMOVDQU64       Z15, 512(SI)
+	VPSHUFB         Z7, Z4, Z13
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0xaa, Z14, Z12, Z15
+	VPSHUFB         Z0, Z15, Z15
+	VPMULHW         Z13, Z15, Z15
+	VMOVDQU64       Z15, 1024(SI)
+	VPSHUFB         Z7, Z4, Z13
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0xff, Z14, Z12, Z12
+	VPSHUFB         Z0, Z12, Z12
+	VPMULHW         Z13, Z12, Z12
+	VMOVDQU64       Z12, 1536(SI)
+	VPSHUFB         Z7, Z4, Z12
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0x00, Z11, Z10, Z13
+	VPSHUFB         Z0, Z13, Z13
+	VPMULHW         Z12, Z13, Z13
+	VMOVDQU64       Z13, 2048(SI)
+	VPSHUFB         Z7, Z4, Z12
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0x55, Z11, Z10, Z13
+	VPSHUFB         Z0, Z13, Z13
+	VPMULHW         Z12, Z13, Z13
+	VMOVDQU64       Z13, 2560(SI)
+	VPSHUFB         Z7, Z4, Z12
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0xaa, Z11, Z10, Z13
+	VPSHUFB         Z0, Z13, Z13
+	VPMULHW         Z12, Z13, Z13
+	VMOVDQU64       Z13, 3072(SI)
+	VPSHUFB         Z7, Z4, Z12
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0xff, Z11, Z10, Z10
+	VPSHUFB         Z0, Z10, Z10
+	VPMULHW         Z12, Z10, Z10
+	VMOVDQU64       Z10, 3584(SI)
+	VMOVDQU64       64(CX), Z10
+	VBROADCASTI64X4 160(CX), Z11
+	VPANDD          Z1, Z10, Z12
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z1, Z10, Z10
 	VPSLLVW         kq6sl<>+0(SB), Z11, Z13
 	VPSRLVW         kq6sr<>+0(SB), Z11, Z11
-	VPTERNLOGD      $0xf8, Z6, Z13, Z12
-	VPTERNLOGD      $0xf8, Z6, Z11, Z9
-	VPSUBB          Z7, Z12, Z12
-	VPSUBB          Z7, Z9, Z9
-	VPERMB.Z        Z2, Z5, K1, Z6
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick0<>+0(SB), Z7
-	VPERMI2B.Z      Z12, Z10, K1, Z7
-	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 4096(SI)
-	VPERMB.Z        Z2, Z5, K1, Z6
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick16<>+0(SB), Z7
-	VPERMI2B.Z      Z12, Z10, K1, Z7
-	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 4608(SI)
-	VPERMB.Z        Z2, Z5, K1, Z6
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick32<>+0(SB), Z7
-	VPERMI2B.Z      Z12, Z10, K1, Z7
-	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 5120(SI)
-	VPERMB.Z        Z2, Z5, K1, Z6
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick48<>+0(SB), Z7
-	VPERMI2B.Z      Z12, Z10, K1, Z7
-	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 5632(SI)
-	VPERMB.Z        Z2, Z5, K1, Z6
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick0<>+0(SB), Z7
-	VPERMI2B.Z      Z9, Z8, K1, Z7
-	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 6144(SI)
-	VPERMB.Z        Z2, Z5, K1, Z6
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick16<>+0(SB), Z7
-	VPERMI2B.Z      Z9, Z8, K1, Z7
-	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 6656(SI)
-	VPERMB.Z        Z2, Z5, K1, Z6
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick32<>+0(SB), Z7
-	VPERMI2B.Z      Z9, Z8, K1, Z7
-	VPMULHW         Z6, Z7, Z7
-	VMOVDQU64       Z7, 7168(SI)
-	VPERMB.Z        Z2, Z5, K1, Z6
-	VPADDB          Z1, Z5, Z5
-	VMOVDQU64       kpick48<>+0(SB), Z5
-	VPERMI2B.Z      Z9, Z8, K1, Z5
-	VPMULHW         Z6, Z5, Z5
-	VMOVDQU64       Z5, 7680(SI)
+	VPTERNLOGD      $0xf8, Z8, Z13, Z12
+	VPTERNLOGD      $0xf8, Z8, Z11, Z10
+	VPSUBB          Z9, Z12, Z12
+	VPSUBB          Z9, Z10, Z10
+	VMOVDQU64       64(DX), Z11
+	VBROADCASTI64X4 160(DX), Z13
+	VPANDD          Z1, Z11, Z14
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z1, Z11, Z11
+	VPSLLVW         kq6sl<>+0(SB), Z13, Z15
+	VPSRLVW         kq6sr<>+0(SB), Z13, Z13
+	VPTERNLOGD      $0xf8, Z8, Z15, Z14
+	VPTERNLOGD      $0xf8, Z8, Z13, Z11
+	VPSUBB          Z9, Z14, Z14
+	VPSUBB          Z9, Z11, Z11
+	VPSHUFB         Z7, Z4, Z8
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0x00, Z14, Z12, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 4096(SI)
+	VPSHUFB         Z7, Z4, Z8
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0x55, Z14, Z12, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 4608(SI)
+	VPSHUFB         Z7, Z4, Z8
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0xaa, Z14, Z12, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 5120(SI)
+	VPSHUFB         Z7, Z4, Z8
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0xff, Z14, Z12, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 5632(SI)
+	VPSHUFB         Z7, Z4, Z8
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0x00, Z11, Z10, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 6144(SI)
+	VPSHUFB         Z7, Z4, Z8
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0x55, Z11, Z10, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 6656(SI)
+	VPSHUFB         Z7, Z4, Z8
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0xaa, Z11, Z10, Z9
+	VPSHUFB         Z0, Z9, Z9
+	VPMULHW         Z8, Z9, Z9
+	VMOVDQU64       Z9, 7168(SI)
+	VPSHUFB         Z7, Z4, Z4
+	VPADDB          Z2, Z7, Z7
+	VSHUFI32X4      $0xff, Z11, Z10, Z7
+	VPSHUFB         Z0, Z7, Z7
+	VPMULHW         Z4, Z7, Z7
+	VMOVDQU64       Z7, 7680(SI)
 	ADDQ            $0x000000d2, CX
 	ADDQ            $0x000000d2, DX
 	ADDQ            $0x00002200, SI

@@ -57,8 +57,8 @@ func TestMatMulQ8AllocatesNothing(t *testing.T) {
 func TestMatMulQ8K(t *testing.T) {
 	need(t)
 	t.Run("kgemm", func(t *testing.T) {
-		if !cpuid.CPU.Supports(cpuid.AVX512VNNI, cpuid.AVX512VBMI) {
-			t.Skip("CPU lacks AVX512_VNNI or AVX512_VBMI")
+		if !cpuid.CPU.Supports(cpuid.AVX512VNNI) {
+			t.Skip("CPU lacks AVX512_VNNI")
 		}
 		qgemmtest.CheckK(t, Kernels{}, 1)
 	})

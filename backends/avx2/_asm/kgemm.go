@@ -12,8 +12,8 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// The int8 GEMM of k-quant weights (q4_k, q6_k) with q8_k activations, AVX-512 (VNNI,
-// VBMI), for MatMulQ8 with T ≥ 2.
+// The int16 GEMM of k-quant weights (q4_k, q5_k, q6_k) with q8_k activations, AVX-512
+// (F, BW, VNNI), for MatMulQ8 with T ≥ 2.
 //
 // The contract (kernels/kquant.go) keeps eight integer lanes aux[l] per row, token and
 // super-block, l the element's class mod 8, each scaled by its sub-block's scale before
@@ -36,9 +36,9 @@ import (
 // per row. At the end each row's sumf + sums[0] + … + sums[7] is summed in that order
 // (a gather per l brings the row's sums into one lane per row).
 //
-// The repack uses VPERMI2B to pick the two rows' quant bytes of 16 elements into the
-// high bytes of words, and VPMULHW by (sc·256) words to scale them: the high half of
-// (w·256)·(sc·256) is w·sc exactly.
+// The repack brings 16 elements of each row of a pair to the 128-bit lanes [a, a, b, b]
+// (VSHUFI32X4), picks them with VPSHUFB into the high bytes of words, and scales them
+// by VPMULHW with (sc·256) words: the high half of (w·256)·(sc·256) is w·sc exactly.
 
 // kgemmXBytes is the size of one prepared q8_k super-block: 256 int16 x as the pairs of
 // the layout (512 bytes), the 16 bsums (32 bytes), d_x as float32, padding.
@@ -123,21 +123,6 @@ func genKPrep() {
 	RET()
 }
 
-// kpickIdx returns the VPERMI2B index that puts, in the high byte of word i, element
-// base + l + 8s (i = 2l + s) of table 1 for i < 16 and of table 2 for i ≥ 16.
-func kpickIdx(base int) Mem {
-	b := make([]byte, 64)
-	for i := 0; i < 32; i++ {
-		l, s := (i%16)/2, i%2
-		e := base + l + 8*s
-		if i >= 16 {
-			e += 64
-		}
-		b[2*i+1] = byte(e)
-	}
-	return bytesConst(fmt.Sprintf("kpick%d", base), b)
-}
-
 // genKRepack emits krepQ4KZ, krepQ5KZ or krepQ6KZ (kind q4_k, q5_k, q6_k): a group of
 // up to 16 rows. q5_k is q4_k with the fifth bits (qh) added to the nibbles.
 func genKRepack(kind string) {
@@ -157,9 +142,14 @@ func genKRepack(kind string) {
 		"of the vectors at 8704 and 8768).")
 	k := GP64()
 	XORQ(k, k)
-	odd, t := K(), GP64()
-	MOVQ(U64(0xaaaaaaaaaaaaaaaa), t)
-	KMOVQ(t, odd)
+	t := GP64()
+	pick := ZMM()
+	{
+		const z = 0x80
+		lo := []byte{z, 0, z, 8, z, 1, z, 9, z, 2, z, 10, z, 3, z, 11}
+		hi := []byte{z, 4, z, 12, z, 5, z, 13, z, 6, z, 14, z, 7, z, 15}
+		VMOVDQU64(bytesConst("kpick", append(append(lanes2(lo)[:16:16], hi...), append(append([]byte(nil), lo...), hi...)...)), pick)
+	}
 	nib := ZMM()
 	VMOVDQU64(bytesConst("knib64", rep(0x0f, 64)), nib)
 	one := ZMM()
@@ -197,16 +187,19 @@ func genKRepack(kind string) {
 	Label(loop)
 
 	// S: bytes 0–15 row a's scales (q4_k: 8 scales, 8 mins), 16–31 row b's.
-	S := ZMM()
+	// S4: 128-bit lanes row a's, row a's, row b's, row b's.
+	S, S4 := ZMM(), ZMM()
+	var sa, sb VecVirtual
 	if q6 {
 		VMOVDQU(Mem{Base: wa, Disp: 192}, S.AsX())
 		VINSERTI32X4(U8(1), Mem{Base: wb, Disp: 192}, S, S)
 	} else {
-		sa := unpackScales(Mem{Base: wa, Disp: 4})
-		sb := unpackScales(Mem{Base: wb, Disp: 4})
+		sa = unpackScales(Mem{Base: wa, Disp: 4})
+		sb = unpackScales(Mem{Base: wb, Disp: 4})
 		VMOVDQA(sa, S.AsX())
 		VINSERTI32X4(U8(1), sb, S, S)
 	}
+	VSHUFI32X4(U8(0x50), S, S, S4)
 	// d (and dmin): f16 → float32.
 	{
 		h, f := XMM(), XMM()
@@ -230,18 +223,18 @@ func genKRepack(kind string) {
 			m := XMM()
 			VPSHUFD(U8(0x0d), f, m) // dmina, dminb
 			VMOVQ(m, Mem{Base: o8, Disp: kgDmin})
-			// The mins: qword j of mv = words (ma_j, ma_j, mb_j, mb_j), scattered to lanes
-			// 2k, 2k+1 of vector j.
+			// The mins: qword j of mv = words (ma_j, ma_j, mb_j, mb_j) (VPSHUFB from the mins
+			// of both rows in every lane), scattered to lanes 2k, 2k+1 of vector j.
+			const z = 0x80
 			b := make([]byte, 64)
 			for j := 0; j < 8; j++ {
-				copy(b[8*j:], []byte{byte(8 + j), 0, byte(8 + j), 0, byte(24 + j), 0, byte(24 + j), 0})
+				copy(b[8*j:], []byte{byte(j), z, byte(j), z, byte(8 + j), z, byte(8 + j), z})
 			}
-			even, ki := K(), K()
-			MOVQ(U64(0x5555555555555555), t)
-			KMOVQ(t, even)
-			mv := ZMM()
-			VMOVDQU64(bytesConst("kminidx", b), mv)
-			VPERMB_Z(S, mv, even, mv)
+			ki := K()
+			mm, mv := XMM(), ZMM()
+			VPUNPCKHQDQ(sb, sa, mm) // ma_0..7, mb_0..7
+			VSHUFI32X4(U8(0), mm.AsZ(), mm.AsZ(), mv)
+			VPSHUFB(bytesConst("kminidx", b), mv, mv)
 			MOVQ(U64(0xff), t)
 			KMOVQ(t, ki)
 			qi := ZMM()
@@ -256,28 +249,32 @@ func genKRepack(kind string) {
 		}
 	}
 
-	// The scale vectors: word i's high byte S[j] (i < 16) or S[16+j], by VPERMB from a
-	// running index.
+	// The scale vectors: word i's high byte the scale j of row a (i < 16) or b, by
+	// VPSHUFB of S4 with a running index (even bytes 0x80: zero).
 	sidx := ZMM()
 	VMOVDQU64(bytesConst("kscidx", func() []byte {
 		c := make([]byte, 64)
-		for i := 16; i < 32; i++ {
-			c[2*i+1] = 16
+		for i := 0; i < 32; i++ {
+			c[2*i] = 0x80
 		}
 		return c
 	}()), sidx)
 	scale := func() VecVirtual {
 		s := ZMM()
-		VPERMB_Z(S, sidx, odd, s)
+		VPSHUFB(sidx, S4, s)
 		VPADDB(one, sidx, sidx)
 		return s
 	}
+	// emit writes vector (p, k): the 16 elements in 128-bit lane base/16 of srcA (row a)
+	// and srcB (row b), brought to lanes [a, a, b, b] and picked by VPSHUFB into the
+	// high bytes of words, l-interleaved, times the scales (VPMULHW by sc·256).
 	emit := func(p int, srcA, srcB VecVirtual, base int, sc VecVirtual) {
-		ix := ZMM()
-		VMOVDQU64(kpickIdx(base), ix)
-		VPERMI2B_Z(srcB, srcA, odd, ix)
-		VPMULHW(sc, ix, ix)
-		VMOVDQU64(ix, Mem{Base: ow, Disp: kgW + 512*p})
+		i := uint8(base / 16)
+		v := ZMM()
+		VSHUFI32X4(U8(i|i<<2|i<<4|i<<6), srcB, srcA, v)
+		VPSHUFB(pick, v, v)
+		VPMULHW(sc, v, v)
+		VMOVDQU64(v, Mem{Base: ow, Disp: kgW + 512*p})
 	}
 	if q6 {
 		c30 := ZMM()
