@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lmrun/lmrun/backends/avx2"
+	"github.com/lmrun/lmrun/backends/internal/qgemm/qgemmtest"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
@@ -150,6 +151,39 @@ func BenchmarkMatMulQ8(b *testing.B) {
 			xq := make([]byte, T*xb)
 			for t := 0; t < T; t++ {
 				kernels.QuantizeQ8(randSlice(r, K), xq[t*xb:(t+1)*xb])
+			}
+			dst := make([]float32, T*N)
+			for _, k := range impls {
+				name := k.(kernels.Kernels).Name()
+				b.Run(fmt.Sprintf("%v/T%d/%s", dt, T, name), func(b *testing.B) {
+					sc := kernels.NewScratch(k.(kernels.Kernels), T, K)
+					for i := 0; i < b.N; i++ {
+						k.MatMulQ8(dst, N, xq, T, w, nil, 0, N, sc)
+					}
+					b.ReportMetric(2*float64(T*N*K)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GOP/s")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkMatMulQ8K compares MatMulQ8 on q4_k, q5_k and q6_k weights of avx2 (one token at a
+// time) and avx512 (the k-quant GEMM from T = 2) in the same run, single threaded: T
+// tokens of a 2048×2048 matrix, GOP/s (2 per multiply-add).
+//
+//	go test -run XXX -bench MatMulQ8K ./backends/avx512
+func BenchmarkMatMulQ8K(b *testing.B) {
+	need(b)
+	r := rand.New(rand.NewPCG(3, 3))
+	impls := []kernels.Q8Kernels{avx2.Kernels{}, Kernels{}}
+	const N, K = 2048, 2048
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+		w, _ := kernels.NewMat(dt, qgemmtest.KBlocks(r, dt, N*K/dtype.QKBlock, false), N, K)
+		for _, T := range []int{1, 2, 4, 8, 32, 128} {
+			xb := dtype.RowBytes(dtype.Q8_K, K)
+			xq := make([]byte, T*xb)
+			for t := 0; t < T; t++ {
+				kernels.QuantizeQ8K(randSlice(r, K), xq[t*xb:(t+1)*xb])
 			}
 			dst := make([]float32, T*N)
 			for _, k := range impls {

@@ -25,6 +25,12 @@
 // repacked so that one VPDPBUSD with a broadcast activation dword adds four quants of
 // all 16 rows, tiles of up to 8 tokens, no horizontal sums; each (row, token) sum is
 // taken as the reference takes it, so the results are the reference's bit for bit.
+// MatMulQ8 on q4_k, q5_k and q6_k weights for 2 or more tokens, with AVX512_VNNI, is
+// the same kind of GEMM in int16 (package qgemm, kquant.go): the weights repacked per
+// group of 16 rows already multiplied by their sub-block scales, two rows × the eight
+// classes mod 8 of the k-quant contract per ZMM, one VPDPWSSD per two quants of two
+// rows, tiles of up to 3 tokens; the float32 sums follow the reference's order lane by
+// lane, so these too are the reference's bits.
 // Every other kernel (and MatMul on other weight types) is backends/avx2's.
 //
 // MatMulBF16 (kernels.BF16Kernels) multiplies bf16 weights with activations rounded to

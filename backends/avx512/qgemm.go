@@ -44,6 +44,41 @@ func tileZ(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 	}
 }
 
+// useKGemm is whether MatMulQ8 runs the k-quant GEMM (q4_k, q5_k, q6_k) for T ≥ kgemmFrom: it
+// needs AVX512_VNNI (VPDPWSSD). Tests clear it to check avx2's kernels too.
+var useKGemm = cpuid.CPU.Supports(cpuid.AVX512VNNI)
+
+// kgemm is the 16-row × up to 3-token k-quant GEMM (kgemmQ4KZx1..3 for q4_k and q5_k,
+// kgemmQ6KZx1..3; see package qgemm).
+var kgemm = qgemm.KKernels{
+	Name: "avx512", Tokens: 3,
+	Prep:      kprepZ,
+	RepackQ4K: krepQ4KZ, RepackQ5K: krepQ5KZ, RepackQ6K: krepQ6KZ,
+	TileQ4K: func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, st *float32) {
+		switch nt {
+		case 1:
+			kgemmQ4KZx1(dst, ldd, w, x, xstride, nb, st)
+		case 2:
+			kgemmQ4KZx2(dst, ldd, w, x, xstride, nb, st)
+		default:
+			kgemmQ4KZx3(dst, ldd, w, x, xstride, nb, st)
+		}
+	},
+	TileQ6K: func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, st *float32) {
+		switch nt {
+		case 1:
+			kgemmQ6KZx1(dst, ldd, w, x, xstride, nb, st)
+		case 2:
+			kgemmQ6KZx2(dst, ldd, w, x, xstride, nb, st)
+		default:
+			kgemmQ6KZx3(dst, ldd, w, x, xstride, nb, st)
+		}
+	},
+}
+
+// kgemmFrom is the fewest tokens MatMulQ8 runs the k-quant GEMM for.
+const kgemmFrom = 2
+
 // gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
 // (one thread; 2048×768 from L3, 8192×4096 from DRAM). q4_0 from T = 1: the GEMM beats
 // avx2's matrix–vector kernel even there (L3 40–46 µs against 49–55, DRAM 1.1–1.65 ms
@@ -59,9 +94,14 @@ func gemmFrom(dt dtype.DType) int {
 
 // MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ gemmFrom (1
 // or 2), with AVX512_VNNI, the int8 GEMM of package qgemm (16 rows × up to 8 tokens in
-// ZMM registers, VPDPBUSD; the reference's results bit for bit); otherwise avx2's
-// MatMulQ8.
+// ZMM registers, VPDPBUSD); on q4_k, q5_k and q6_k weights for T ≥ kgemmFrom, with
+// AVX512_VNNI, its k-quant GEMM (16 rows × up to 3 tokens, VPDPWSSD); both give the
+// reference's results bit for bit. Otherwise avx2's MatMulQ8.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
+	if useKGemm && qgemm.SupportsK(w.DType) && T >= kgemmFrom {
+		kgemm.MatMulQ8K(dst, ld, xq, T, w, bias, r0, r1, scratch)
+		return
+	}
 	if useVNNI && qgemm.Supports(w.DType) && T >= gemmFrom(w.DType) {
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return

@@ -51,3 +51,40 @@ func TestMatMulQ8AllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulQ8K checks MatMulQ8 on q4_k, q5_k and q6_k weights against the reference, bit for
+// bit, with the k-quant GEMM and without it (avx2's kernels).
+func TestMatMulQ8K(t *testing.T) {
+	need(t)
+	t.Run("kgemm", func(t *testing.T) {
+		if !cpuid.CPU.Supports(cpuid.AVX512VNNI) {
+			t.Skip("CPU lacks AVX512_VNNI")
+		}
+		qgemmtest.CheckK(t, Kernels{}, 1)
+	})
+	t.Run("avx2", func(t *testing.T) {
+		defer func(v bool) { useKGemm = v }(useKGemm)
+		useKGemm = false
+		qgemmtest.CheckK(t, Kernels{}, 2)
+	})
+}
+
+// TestMatMulQ8KAllocatesNothing: the k-quant GEMM keeps everything in the scratch.
+func TestMatMulQ8KAllocatesNothing(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(6, 6))
+	const rows, cols, T = 37, 512, 13
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+		w, _ := kernels.NewMat(dt, qgemmtest.KBlocks(r, dt, rows*cols/dtype.QKBlock, false), rows, cols)
+		xb := dtype.RowBytes(dtype.Q8_K, cols)
+		xq := make([]byte, T*xb)
+		for i := 0; i < T; i++ {
+			kernels.QuantizeQ8K(randSlice(r, cols), xq[i*xb:(i+1)*xb])
+		}
+		dst, bias := make([]float32, T*rows), randSlice(r, rows)
+		sc := kernels.NewScratch(Kernels{}, T, cols)
+		if n := testing.AllocsPerRun(10, func() { Kernels{}.MatMulQ8(dst, rows, xq, T, w, bias, 3, rows, sc) }); n != 0 {
+			t.Errorf("%v: MatMulQ8 allocates %v times per call", dt, n)
+		}
+	}
+}

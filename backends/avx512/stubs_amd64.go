@@ -193,6 +193,88 @@ func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// kprepZ writes the nb q8_k super-blocks at xq as the k-quant GEMM tiles take them
+// (576 bytes each at dst, stride bytes apart): for p < 16 and l < 8, the int16 pair
+// (x_{16p+l}, x_{16p+l+8}); the 16 bsums; d as float32.
+//
+//go:noescape
+func kprepZ(dst *byte, xq *byte, nb int, stride int)
+
+// krepQ4KZ repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16; ldw bytes apart, nb q4_k
+// super-blocks) as the k-quant GEMM's group at dst, rows 2k and 2k+1 as pair k (rows past
+// the last repeat it): per super-block, the scaled weight pairs of p < 16 at dst + 512p +
+// 64k, the pair's d at 8192 + 64k (and for q4_k the rows' dmin and mins in lanes 2k, 2k+1
+// of the vectors at 8704 and 8768).
+//
+//go:noescape
+func krepQ4KZ(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// krepQ5KZ repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16; ldw bytes apart, nb q5_k
+// super-blocks) as the k-quant GEMM's group at dst, rows 2k and 2k+1 as pair k (rows past
+// the last repeat it): per super-block, the scaled weight pairs of p < 16 at dst + 512p +
+// 64k, the pair's d at 8192 + 64k (and for q4_k the rows' dmin and mins in lanes 2k, 2k+1
+// of the vectors at 8704 and 8768).
+//
+//go:noescape
+func krepQ5KZ(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// krepQ6KZ repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16; ldw bytes apart, nb q6_k
+// super-blocks) as the k-quant GEMM's group at dst, rows 2k and 2k+1 as pair k (rows past
+// the last repeat it): per super-block, the scaled weight pairs of p < 16 at dst + 512p +
+// 64k, the pair's d at 8192 + 64k (and for q4_k the rows' dmin and mins in lanes 2k, 2k+1
+// of the vectors at 8704 and 8768).
+//
+//go:noescape
+func krepQ6KZ(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// kgemmQ4KZx1 computes the 16 rows of a repacked group w times the 1 tokens of the
+// prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them; st is its state
+// (576 bytes).
+//
+//go:noescape
+func kgemmQ4KZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ4KZx2 computes the 16 rows of a repacked group w times the 2 tokens of the
+// prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them; st is its state
+// (1152 bytes).
+//
+//go:noescape
+func kgemmQ4KZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ4KZx3 computes the 16 rows of a repacked group w times the 3 tokens of the
+// prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them; st is its state
+// (1728 bytes).
+//
+//go:noescape
+func kgemmQ4KZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KZx1 computes the 16 rows of a repacked group w times the 1 tokens of the
+// prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them; st is its state
+// (576 bytes).
+//
+//go:noescape
+func kgemmQ6KZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KZx2 computes the 16 rows of a repacked group w times the 2 tokens of the
+// prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them; st is its state
+// (1152 bytes).
+//
+//go:noescape
+func kgemmQ6KZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KZx3 computes the 16 rows of a repacked group w times the 3 tokens of the
+// prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them; st is its state
+// (1728 bytes).
+//
+//go:noescape
+func kgemmQ6KZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
 // widenZH widens the n binary16 values at src (n a multiple of 8) to float32 at dst,
 // in the order of backends/avx2's widenH.
 //

@@ -48,6 +48,7 @@ func main() {
 		genProbesZMM()
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
+		genKGemm()
 		genHalfZMM()
 		genBF16ZMM()
 		genGemmBF16Probe()
