@@ -2,17 +2,10 @@ package engine
 
 import (
 	"math"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/lmrun/lmrun/backends"
-	"github.com/lmrun/lmrun/convert"
 	"github.com/lmrun/lmrun/dtype"
-	"github.com/lmrun/lmrun/format"
-	"github.com/lmrun/lmrun/internal/fixtures"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -21,31 +14,8 @@ import (
 // activations rounded to bfloat16 against exact f32 activations, over a 64-token text;
 // and that a batched pass gives each row the bits it gets alone.
 func TestBF16Activations(t *testing.T) {
-	ck, err := convert.Import(fixtures.Path(t, "llama2c", "stories260K.bin"), convert.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f32Path := filepath.Join(t.TempDir(), "s.lmc")
-	if err := ck.WriteFile(f32Path, nil); err != nil {
-		t.Fatal(err)
-	}
-	src, err := format.Open(f32Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, ids := stories260KWithStory(t)
 	defer src.Close()
-	raw, err := os.ReadFile(fixtures.Path(t, "expected", "stories260K_greedy_ids.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []int
-	for _, f := range strings.Fields(string(raw))[:64] {
-		id, err := strconv.Atoi(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
 	path := quantizeCheckpoint(t, src, dtype.BF16)
 	ran := false
 	for _, b := range backends.List() {

@@ -17,32 +17,8 @@ import (
 // TestQ8Activations measures the q8-activation fast path against exact f32 activations
 // on the same q8_0/q4_0 weights of a trained model (stories260K), over a 64-token text.
 func TestQ8Activations(t *testing.T) {
-	ck, err := convert.Import(fixtures.Path(t, "llama2c", "stories260K.bin"), convert.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f32Path := filepath.Join(t.TempDir(), "s.lmc")
-	if err := ck.WriteFile(f32Path, nil); err != nil {
-		t.Fatal(err)
-	}
-	src, err := format.Open(f32Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, ids := stories260KWithStory(t)
 	defer src.Close()
-	// The model's own greedy story: realistic text for it.
-	raw, err := os.ReadFile(fixtures.Path(t, "expected", "stories260K_greedy_ids.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []int
-	for _, f := range strings.Fields(string(raw))[:64] {
-		id, err := strconv.Atoi(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
 	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		t.Run(dt.String(), func(t *testing.T) {
 			path := quantizeCheckpoint(t, src, dt)
@@ -88,4 +64,35 @@ func TestQ8Activations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stories260KWithStory returns the stories260K fixture as an f32 checkpoint (the caller
+// closes it) and the first 64 tokens of the model's own greedy story: realistic text for it.
+func stories260KWithStory(t *testing.T) (*format.File, []int) {
+	t.Helper()
+	ck, err := convert.Import(fixtures.Path(t, "llama2c", "stories260K.bin"), convert.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f32Path := filepath.Join(t.TempDir(), "s.lmc")
+	if err := ck.WriteFile(f32Path, nil); err != nil {
+		t.Fatal(err)
+	}
+	src, err := format.Open(f32Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(fixtures.Path(t, "expected", "stories260K_greedy_ids.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int
+	for _, f := range strings.Fields(string(raw))[:64] {
+		id, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return src, ids
 }
