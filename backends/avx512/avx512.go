@@ -138,6 +138,8 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 			gemmParts(dst, ld, x, ldx, T, w, ldw, k, bias, g)
 		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
+		case tl.tokens == 6 && 4*6*k > 2*partInputBytes:
+			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g)
 		default:
 			// More tokens than one block: a chunk of rows (from L2) against each
 			// block's inputs (in L1) in turn.
@@ -187,6 +189,43 @@ func gemmParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw,
 				kk = k - c0
 			}
 			gemm3x8p(&dst[r0], ld, &x[c0], ldx, T, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+		}
+	}
+}
+
+// blockPartGroups bounds the groups of rows gemmBlockParts takes through the column
+// parts of one block of tokens: their accumulators (1.5 KiB a group) stay in L1.
+const blockPartGroups = 16
+
+// gemmBlockParts is the 4 × 6 tile (gemm4x6) on g groups of rows and T > 6 tokens when
+// 6 tokens' inputs of k columns are more than L1 holds next to the weights (k = 2048:
+// 48 KiB, all of L1, so every input load came from L2). A chunk of rows (from L2) goes
+// against one block of 6 tokens after the other, as gemmRows does, but each block over
+// the columns in parts whose inputs fit in L1 (gemm4x6p), the chunk's accumulators left
+// in memory from one part to the next. Parts are whole 16-column steps and an
+// accumulator is only stored and loaded again between them, so every sum is taken
+// exactly as gemm4x6 takes it.
+func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int) {
+	var acc [blockPartGroups * 6 * 4 * 16]float32
+	np := (4*6*k + partInputBytes - 1) / partInputBytes
+	cols := ((k+np-1)/np + 15) &^ 15
+	gc := min(blockPartGroups, max(1, chunkBytes/(4*k*4)))
+	for g0 := 0; g0 < g; g0 += gc {
+		n, r0 := min(gc, g-g0), 4*g0
+		for t0 := 0; t0 < T; t0 += 6 {
+			tt := min(6, T-t0)
+			for c0 := 0; c0 < k; c0 += cols {
+				flags, kk := 0, cols
+				if c0 > 0 {
+					flags |= 1 // start from the accumulators of the parts before
+				}
+				if c0+cols < k {
+					flags |= 2 // leave the accumulators for the next part
+				} else {
+					kk = k - c0
+				}
+				gemm4x6p(&dst[t0*ld+r0], ld, &x[t0*ldx+c0], ldx, tt, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+			}
 		}
 	}
 }
