@@ -142,12 +142,18 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g)
 		default:
 			// More tokens than one block: a chunk of rows (from L2) against each
-			// block's inputs (in L1) in turn.
+			// block's inputs (in L1) in turn. The first block prefetches the chunk's
+			// rows as it goes; the others, reading them from L2, run faster without
+			// (gemm4x6n: 10–20% at T = 128 on rows of 2048 columns).
 			gc := max(1, chunkBytes/(4*k*tl.rows))
 			for g0 := 0; g0 < g; g0 += gc {
 				n, r0 := min(gc, g-g0), g0*tl.rows
 				for t0 := 0; t0 < T; t0 += tl.tokens {
-					tl.f(&dst[t0*ld+r0], ld, &x[t0*ldx], ldx, min(tl.tokens, T-t0), &w[r0*ldw], ldw, k, at(bias, r0), n)
+					f := tl.f
+					if t0 > 0 && tl.tokens == 6 {
+						f = gemm4x6n // the chunk is in L2 now
+					}
+					f(&dst[t0*ld+r0], ld, &x[t0*ldx], ldx, min(tl.tokens, T-t0), &w[r0*ldw], ldw, k, at(bias, r0), n)
 				}
 			}
 		}
@@ -204,7 +210,8 @@ const blockPartGroups = 16
 // the columns in parts whose inputs fit in L1 (gemm4x6p), the chunk's accumulators left
 // in memory from one part to the next. Parts are whole 16-column steps and an
 // accumulator is only stored and loaded again between them, so every sum is taken
-// exactly as gemm4x6 takes it.
+// exactly as gemm4x6 takes it. As in gemmRows, only the first block of tokens
+// prefetches the rows.
 func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int) {
 	var acc [blockPartGroups * 6 * 4 * 16]float32
 	np := (4*6*k + partInputBytes - 1) / partInputBytes
@@ -224,7 +231,11 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 				} else {
 					kk = k - c0
 				}
-				gemm4x6p(&dst[t0*ld+r0], ld, &x[t0*ldx+c0], ldx, tt, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+				if t0 == 0 {
+					gemm4x6p(&dst[t0*ld+r0], ld, &x[t0*ldx+c0], ldx, tt, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+				} else { // the chunk is in L2 now
+					gemm4x6pn(&dst[t0*ld+r0], ld, &x[t0*ldx+c0], ldx, tt, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+				}
 			}
 		}
 	}
