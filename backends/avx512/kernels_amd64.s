@@ -14266,7 +14266,7 @@ DATA evenodd<>+60(SB)/4, $0x0000000f
 GLOBL evenodd<>(SB), RODATA|NOPTR, $64
 
 // func widenZH(dst *float32, src *uint16, n int)
-// Requires: AVX, AVX512F, F16C
+// Requires: AVX, AVX512F, F16C, MMX+
 TEXT ·widenZH(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), AX
 	MOVQ src+8(FP), CX
@@ -14277,11 +14277,12 @@ TEXT ·widenZH(SB), NOSPLIT, $0-24
 	JMP  widenZH_check2
 
 widenZH_body1:
-	VCVTPH2PS (CX)(SI*2), Z0
-	VMOVUPS   Z0, (AX)(SI*4)
-	VCVTPH2PS 32(CX)(SI*2), Z0
-	VMOVUPS   Z0, 64(AX)(SI*4)
-	ADDQ      $0x20, SI
+	PREFETCHT0 4096(CX)(SI*2)
+	VCVTPH2PS  (CX)(SI*2), Z0
+	VMOVUPS    Z0, (AX)(SI*4)
+	VCVTPH2PS  32(CX)(SI*2), Z0
+	VMOVUPS    Z0, 64(AX)(SI*4)
+	ADDQ       $0x20, SI
 
 widenZH_check2:
 	CMPQ      SI, BX
@@ -14478,7 +14479,7 @@ gemvZH1_reduce6:
 	RET
 
 // func widenZBF(dst *float32, src *uint16, n int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, MMX+
 TEXT ·widenZBF(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), AX
 	MOVQ src+8(FP), CX
@@ -14489,13 +14490,14 @@ TEXT ·widenZBF(SB), NOSPLIT, $0-24
 	JMP  widenZBF_check2
 
 widenZBF_body1:
-	VPMOVZXWD (CX)(SI*2), Z0
-	VPSLLD    $0x10, Z0, Z0
-	VMOVUPS   Z0, (AX)(SI*4)
-	VPMOVZXWD 32(CX)(SI*2), Z0
-	VPSLLD    $0x10, Z0, Z0
-	VMOVUPS   Z0, 64(AX)(SI*4)
-	ADDQ      $0x20, SI
+	PREFETCHT0 4096(CX)(SI*2)
+	VPMOVZXWD  (CX)(SI*2), Z0
+	VPSLLD     $0x10, Z0, Z0
+	VMOVUPS    Z0, (AX)(SI*4)
+	VPMOVZXWD  32(CX)(SI*2), Z0
+	VPSLLD     $0x10, Z0, Z0
+	VMOVUPS    Z0, 64(AX)(SI*4)
+	ADDQ       $0x20, SI
 
 widenZBF_check2:
 	CMPQ      SI, BX
@@ -14714,7 +14716,7 @@ gemvZBF1_reduce6:
 	RET
 
 // func widenZHM(dst *float32, src *uint16, n int)
-// Requires: AVX, AVX512F, F16C
+// Requires: AVX, AVX512F, F16C, MMX+
 TEXT ·widenZHM(SB), NOSPLIT, $0-24
 	MOVQ      dst+0(FP), AX
 	MOVQ      src+8(FP), CX
@@ -14726,12 +14728,13 @@ TEXT ·widenZHM(SB), NOSPLIT, $0-24
 	JMP       widenZHM_check2
 
 widenZHM_body1:
-	VCVTPH2PS (CX)(SI*2), Z1
-	VMOVUPS   Z1, (AX)(SI*4)
-	VCVTPH2PS 32(CX)(SI*2), Z1
-	VPERMPS   Z1, Z0, Z1
-	VMOVUPS   Z1, 64(AX)(SI*4)
-	ADDQ      $0x20, SI
+	PREFETCHT0 4096(CX)(SI*2)
+	VCVTPH2PS  (CX)(SI*2), Z1
+	VMOVUPS    Z1, (AX)(SI*4)
+	VCVTPH2PS  32(CX)(SI*2), Z1
+	VPERMPS    Z1, Z0, Z1
+	VMOVUPS    Z1, 64(AX)(SI*4)
+	ADDQ       $0x20, SI
 
 widenZHM_check2:
 	CMPQ      SI, BX
@@ -14935,7 +14938,7 @@ gemvZHM1_reduce6:
 	RET
 
 // func widenZBFM(dst *float32, src *uint16, n int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, MMX+
 TEXT ·widenZBFM(SB), NOSPLIT, $0-24
 	MOVQ         dst+0(FP), AX
 	MOVQ         src+8(FP), CX
@@ -14950,6 +14953,7 @@ TEXT ·widenZBFM(SB), NOSPLIT, $0-24
 	JMP          widenZBFM_check2
 
 widenZBFM_body1:
+	PREFETCHT0      4096(CX)(SI*2)
 	VBROADCASTI64X4 (CX)(SI*2), Z1
 	VPSLLD          $0x10, Z1, K1, Z1
 	VPANDD          Z0, Z1, K2, Z1
