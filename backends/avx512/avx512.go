@@ -49,7 +49,8 @@ func (k Kernels) ScratchSize(T, cols int) int {
 // MatMul implements kernels.Kernels. On float32 weights it runs the 16-lane
 // register-tiled micro-kernels over blocks of rows and all T tokens (see tiles:
 // 8 rows × 2 tokens for T = 2 up to 3 rows × 8 tokens for T = 7, 8 — over parts of
-// long rows, gemmParts — and 4 × 6 for T ≥ 9), gemm1x8 for the rows left over, and for
+// long rows, gemmParts — and 4 × 6 for T ≥ 9, over parts of long rows gemmBlockParts),
+// gemm1x8 for the rows left over, and for
 // T = 1 gemv4s, four rows a quarter of the matrix apart (four long streams for the
 // prefetchers). Each (row, token) sum is taken exactly as avx2's
 // MatMul takes it, so the results are avx2's bit for bit — in particular a token's
