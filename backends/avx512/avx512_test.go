@@ -87,12 +87,13 @@ func TestMatMulLongRowsEqualAVX2(t *testing.T) {
 	var a2 avx2.Kernels
 	// T = 7, 8 with 4·T·cols past 2·partInputBytes go through gemmParts: parts of a
 	// whole number of 16-column steps, the last one shorter, or short of 8 columns, and
-	// more groups of rows than partGroups.
+	// more groups of rows than partGroups. T ≥ 9 with 4·6·cols past 2·partInputBytes go
+	// through gemmBlockParts: several chunks of rows, blocks of 6 tokens and the rest.
 	for _, sh := range [][2]int{{1025, 101}, {2048, 97}, {1536 + 9, 50}, {1536, 75}, {2048 + 5, 40}, {4096 + 13, 7}} {
 		n, rows := sh[0], sh[1]
 		w := &kernels.Mat{DType: dtype.F32, Rows: rows, Cols: n, F32: randSlice(r, rows*n)}
 		bias := randSlice(r, rows)
-		for _, T := range []int{2, 3, 5, 7, 8, 9, 13} {
+		for _, T := range []int{2, 3, 5, 7, 8, 9, 13, 20} {
 			x := randSlice(r, T*n)
 			for _, rr := range [][2]int{{0, rows}, {7, rows - 3}, {1, 2}} {
 				want := make([]float32, T*rows)

@@ -11,17 +11,32 @@ import (
 	"github.com/lmrun/lmrun/kernels"
 )
 
-// halfChunk is how many rows of an f16 or bf16 matrix a product with T > 1 widens to
-// float32 at a time before the f32 GEMM multiplies them with every token.
+// halfChunk is how many rows of an f16 or bf16 matrix a product with 1 < T ≤ 8 widens
+// to float32 at a time before the f32 GEMM multiplies them with every token.
 const halfChunk = 16
 
-// halfScratch is the scratch matMulHalf needs: for T > 1 a chunk of widened rows and
-// every token of x in the rows' column order, for T = 1 the arranged x.
+// halfRows is how many rows of cols columns a product of T > 1 tokens widens at a time:
+// halfChunk for T ≤ 8, which takes each row against all its tokens at once; for more
+// tokens as many as chunkBytes holds (a multiple of 4, at least halfChunk), the chunk of
+// rows gemmRows keeps in L2 against one block of tokens after the other, so that each
+// block's inputs serve that many rows (16 rows of 768 columns were 48 KiB, all of L1,
+// next to the 18 KiB of 6 tokens' inputs).
+func halfRows(T, cols int) int {
+	if T <= 8 {
+		return halfChunk
+	}
+	return max(halfChunk, chunkBytes/(4*cols)&^3)
+}
+
+// halfScratch is the scratch matMulHalf needs: for T > 1 a chunk of widened rows
+// (halfRows: at most max(halfChunk·cols, chunkBytes/4) floats, so that a scratch for
+// the longest rows also serves shorter ones) and every token of x in the rows' column
+// order, for T = 1 the arranged x.
 func halfScratch(T, cols int) int {
 	if T == 1 {
 		return cols
 	}
-	return (halfChunk + T) * cols
+	return max(halfChunk*cols, chunkBytes/4) + T*cols
 }
 
 // matMulHalf is MatMul for f16 and bf16 weights (Cols ≥ 8). Each row is summed in the
@@ -31,7 +46,7 @@ func halfScratch(T, cols int) int {
 // loaded (VCVTPH2PS, or VPMOVZXWD and a shift for bf16; a VPERMPS for the columns the
 // order takes even then odd) and multiplies them with x, arranged in that order in
 // scratch: gemvZ*4s over the four quarters of the rows (four long streams), gemvZ*1
-// for the rows%4 left over. T > 1 widens halfChunk rows at a time into scratch in that
+// for the rows%4 left over. T > 1 widens halfRows rows at a time into scratch in that
 // order (widenZ*) and runs the f32 GEMM (gemmRows) on them with x arranged to match.
 // Either way the last Cols%8 columns and the bias are added after, in order, as avx2
 // does (avx2.AddHalfTail).
@@ -60,7 +75,8 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		}
 		halfRowsT1(dst, xo, wh, n, n8, r0, r1, w.DType == dtype.BF16, o)
 	} else {
-		nb := min(halfChunk, r1-r0) * n
+		hr := halfRows(T, n)
+		nb := min(hr, r1-r0) * n
 		buf, xo, ldx := scratch[:nb], x, n
 		if o != avx2.HalfPlain {
 			xp := scratch[nb : nb+T*n8]
@@ -69,8 +85,8 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 			}
 			xo, ldx = xp, n8
 		}
-		for a := r0; a < r1; a += halfChunk {
-			b := min(a+halfChunk, r1)
+		for a := r0; a < r1; a += hr {
+			b := min(a+hr, r1)
 			for r := a; r < b; r++ {
 				widenRow(&buf[(r-a)*n], &wh[r*n], n8, w.DType == dtype.BF16, o)
 			}

@@ -7137,6 +7137,4417 @@ gemm3x8p_skip101:
 	VZEROUPPER
 	RET
 
+// func gemm4x6p(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·gemm4x6p(SB), $56-96
+	MOVQ acc+80(FP), AX
+	MOVQ AX, 48(SP)
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm4x6p_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemm4x6p_tokens2:
+	CMPQ 40(SP), $0x06
+	JL   gemm4x6p_tokens_done3
+
+	// 4 rows × 6 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	LEAQ    (SI)(R8*1), R9
+	ADDQ    DI, R9
+	LEAQ    (DI)(DI*2), R10
+	MOVQ    flags+88(FP), R11
+	TESTQ   $0x00000001, R11
+	JZ      gemm4x6p_fresh4
+	MOVQ    48(SP), R11
+	VMOVUPS (R11), Z0
+	VMOVUPS 64(R11), Z6
+	VMOVUPS 128(R11), Z12
+	VMOVUPS 192(R11), Z18
+	VMOVUPS 256(R11), Z1
+	VMOVUPS 320(R11), Z7
+	VMOVUPS 384(R11), Z13
+	VMOVUPS 448(R11), Z19
+	VMOVUPS 512(R11), Z2
+	VMOVUPS 576(R11), Z8
+	VMOVUPS 640(R11), Z14
+	VMOVUPS 704(R11), Z20
+	VMOVUPS 768(R11), Z3
+	VMOVUPS 832(R11), Z9
+	VMOVUPS 896(R11), Z15
+	VMOVUPS 960(R11), Z21
+	VMOVUPS 1024(R11), Z4
+	VMOVUPS 1088(R11), Z10
+	VMOVUPS 1152(R11), Z16
+	VMOVUPS 1216(R11), Z22
+	VMOVUPS 1280(R11), Z5
+	VMOVUPS 1344(R11), Z11
+	VMOVUPS 1408(R11), Z17
+	VMOVUPS 1472(R11), Z23
+	JMP     gemm4x6p_started5
+
+gemm4x6p_fresh4:
+	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
+
+gemm4x6p_started5:
+	MOVQ k+56(FP), R11
+	SHRQ $0x04, R11
+	JZ   gemm4x6p_tail7
+
+gemm4x6p_cols6:
+	VMOVUPS     (SI), Z24
+	VMOVUPS     (SI)(DI*1), Z25
+	VMOVUPS     (SI)(DI*2), Z26
+	VMOVUPS     (SI)(R8*1), Z27
+	VMOVUPS     (AX), Z28
+	VFMADD231PS Z28, Z24, Z0
+	VFMADD231PS Z28, Z25, Z6
+	VFMADD231PS Z28, Z26, Z12
+	VFMADD231PS Z28, Z27, Z18
+	PREFETCHT0  (R9)
+	VMOVUPS     (AX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z1
+	VFMADD231PS Z28, Z25, Z7
+	VFMADD231PS Z28, Z26, Z13
+	VFMADD231PS Z28, Z27, Z19
+	PREFETCHT0  (R9)(DI*1)
+	VMOVUPS     (AX)(CX*2), Z28
+	VFMADD231PS Z28, Z24, Z2
+	VFMADD231PS Z28, Z25, Z8
+	VFMADD231PS Z28, Z26, Z14
+	VFMADD231PS Z28, Z27, Z20
+	PREFETCHT0  (R9)(DI*2)
+	VMOVUPS     (AX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z3
+	VFMADD231PS Z28, Z25, Z9
+	VFMADD231PS Z28, Z26, Z15
+	VFMADD231PS Z28, Z27, Z21
+	PREFETCHT0  (R9)(R10*1)
+	VMOVUPS     (BX), Z28
+	VFMADD231PS Z28, Z24, Z4
+	VFMADD231PS Z28, Z25, Z10
+	VFMADD231PS Z28, Z26, Z16
+	VFMADD231PS Z28, Z27, Z22
+	VMOVUPS     (BX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z5
+	VFMADD231PS Z28, Z25, Z11
+	VFMADD231PS Z28, Z26, Z17
+	VFMADD231PS Z28, Z27, Z23
+	ADDQ        $0x40, R9
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R11
+	JNZ         gemm4x6p_cols6
+
+gemm4x6p_tail7:
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6p_reduce8
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6p_whole9
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6p_whole9:
+	VMOVUPS.Z   (SI), K1, Z24
+	VMOVUPS.Z   (SI)(DI*1), K1, Z25
+	VMOVUPS.Z   (SI)(DI*2), K1, Z26
+	VMOVUPS.Z   (SI)(R8*1), K1, Z27
+	VMOVUPS.Z   (AX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z0
+	VFMADD231PS Z28, Z25, K1, Z6
+	VFMADD231PS Z28, Z26, K1, Z12
+	VFMADD231PS Z28, Z27, K1, Z18
+	VMOVUPS.Z   (AX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z1
+	VFMADD231PS Z28, Z25, K1, Z7
+	VFMADD231PS Z28, Z26, K1, Z13
+	VFMADD231PS Z28, Z27, K1, Z19
+	VMOVUPS.Z   (AX)(CX*2), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z2
+	VFMADD231PS Z28, Z25, K1, Z8
+	VFMADD231PS Z28, Z26, K1, Z14
+	VFMADD231PS Z28, Z27, K1, Z20
+	VMOVUPS.Z   (AX)(DX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z3
+	VFMADD231PS Z28, Z25, K1, Z9
+	VFMADD231PS Z28, Z26, K1, Z15
+	VFMADD231PS Z28, Z27, K1, Z21
+	VMOVUPS.Z   (BX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z4
+	VFMADD231PS Z28, Z25, K1, Z10
+	VFMADD231PS Z28, Z26, K1, Z16
+	VFMADD231PS Z28, Z27, K1, Z22
+	VMOVUPS.Z   (BX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z5
+	VFMADD231PS Z28, Z25, K1, Z11
+	VFMADD231PS Z28, Z26, K1, Z17
+	VFMADD231PS Z28, Z27, K1, Z23
+
+gemm4x6p_reduce8:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6p_sum11
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z12, 128(AX)
+	VMOVUPS Z18, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z7, 320(AX)
+	VMOVUPS Z13, 384(AX)
+	VMOVUPS Z19, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z8, 576(AX)
+	VMOVUPS Z14, 640(AX)
+	VMOVUPS Z20, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z9, 832(AX)
+	VMOVUPS Z15, 896(AX)
+	VMOVUPS Z21, 960(AX)
+	VMOVUPS Z4, 1024(AX)
+	VMOVUPS Z10, 1088(AX)
+	VMOVUPS Z16, 1152(AX)
+	VMOVUPS Z22, 1216(AX)
+	VMOVUPS Z5, 1280(AX)
+	VMOVUPS Z11, 1344(AX)
+	VMOVUPS Z17, 1408(AX)
+	VMOVUPS Z23, 1472(AX)
+	JMP     gemm4x6p_reduced10
+
+gemm4x6p_sum11:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y6
+	VADDPS        Y6, Y12, Y6
+	VEXTRACTF32X8 $0x01, Z18, Y12
+	VADDPS        Y12, Y18, Y12
+	VSHUFPS       $0x88, Y0, Y24, Y18
+	VSHUFPS       $0xdd, Y0, Y24, Y0
+	VADDPS        Y0, Y18, Y24
+	VSHUFPS       $0x88, Y12, Y6, Y0
+	VSHUFPS       $0xdd, Y12, Y6, Y6
+	VADDPS        Y6, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y24, Y0
+	VSHUFPS       $0xdd, Y6, Y24, Y6
+	VADDPS        Y6, Y0, Y24
+	VEXTRACTF32X4 $0x01, Y24, X0
+	VADDPS        X0, X24, X24
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias12
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X24, X24
+
+gemm4x6p_nobias12:
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VEXTRACTF32X8 $0x01, Z19, Y7
+	VADDPS        Y7, Y19, Y7
+	VSHUFPS       $0x88, Y1, Y0, Y12
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y12, Y0
+	VSHUFPS       $0x88, Y7, Y6, Y1
+	VSHUFPS       $0xdd, Y7, Y6, Y6
+	VADDPS        Y6, Y1, Y6
+	VSHUFPS       $0x88, Y6, Y0, Y1
+	VSHUFPS       $0xdd, Y6, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias13
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias13:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z20, Y6
+	VADDPS        Y6, Y20, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y7
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y6, Y2, Y1
+	VSHUFPS       $0xdd, Y6, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias14
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias14:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z15, Y2
+	VADDPS        Y2, Y15, Y2
+	VEXTRACTF32X8 $0x01, Z21, Y3
+	VADDPS        Y3, Y21, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias15
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias15:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VEXTRACTF32X8 $0x01, Z22, Y3
+	VADDPS        Y3, Y22, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias16
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias16:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
+	VEXTRACTF32X8 $0x01, Z23, Y3
+	VADDPS        Y3, Y23, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6p_nobias17
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6p_nobias17:
+	VMOVUPS X0, (AX)
+
+gemm4x6p_reduced10:
+	ADDQ   $0x00000600, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x06, 40(SP)
+	JMP    gemm4x6p_tokens2
+
+gemm4x6p_tokens_done3:
+	CMPQ 40(SP), $0x05
+	JL   gemm4x6p_skip18
+
+	// 4 rows × 5 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	LEAQ    (SI)(R8*1), R9
+	ADDQ    DI, R9
+	LEAQ    (DI)(DI*2), R10
+	MOVQ    flags+88(FP), R11
+	TESTQ   $0x00000001, R11
+	JZ      gemm4x6p_fresh19
+	MOVQ    48(SP), R11
+	VMOVUPS (R11), Z0
+	VMOVUPS 64(R11), Z5
+	VMOVUPS 128(R11), Z10
+	VMOVUPS 192(R11), Z15
+	VMOVUPS 256(R11), Z1
+	VMOVUPS 320(R11), Z6
+	VMOVUPS 384(R11), Z11
+	VMOVUPS 448(R11), Z16
+	VMOVUPS 512(R11), Z2
+	VMOVUPS 576(R11), Z7
+	VMOVUPS 640(R11), Z12
+	VMOVUPS 704(R11), Z17
+	VMOVUPS 768(R11), Z3
+	VMOVUPS 832(R11), Z8
+	VMOVUPS 896(R11), Z13
+	VMOVUPS 960(R11), Z18
+	VMOVUPS 1024(R11), Z4
+	VMOVUPS 1088(R11), Z9
+	VMOVUPS 1152(R11), Z14
+	VMOVUPS 1216(R11), Z19
+	JMP     gemm4x6p_started20
+
+gemm4x6p_fresh19:
+	VMOVUPS zeros<>+0(SB), Z19
+	VMOVAPS Z19, Z0
+	VMOVAPS Z19, Z1
+	VMOVAPS Z19, Z2
+	VMOVAPS Z19, Z3
+	VMOVAPS Z19, Z4
+	VMOVAPS Z19, Z5
+	VMOVAPS Z19, Z6
+	VMOVAPS Z19, Z7
+	VMOVAPS Z19, Z8
+	VMOVAPS Z19, Z9
+	VMOVAPS Z19, Z10
+	VMOVAPS Z19, Z11
+	VMOVAPS Z19, Z12
+	VMOVAPS Z19, Z13
+	VMOVAPS Z19, Z14
+	VMOVAPS Z19, Z15
+	VMOVAPS Z19, Z16
+	VMOVAPS Z19, Z17
+	VMOVAPS Z19, Z18
+	VMOVAPS Z19, Z19
+
+gemm4x6p_started20:
+	MOVQ k+56(FP), R11
+	SHRQ $0x04, R11
+	JZ   gemm4x6p_tail22
+
+gemm4x6p_cols21:
+	VMOVUPS     (SI), Z20
+	VMOVUPS     (SI)(DI*1), Z21
+	VMOVUPS     (SI)(DI*2), Z22
+	VMOVUPS     (SI)(R8*1), Z23
+	VMOVUPS     (AX), Z24
+	VFMADD231PS Z24, Z20, Z0
+	VFMADD231PS Z24, Z21, Z5
+	VFMADD231PS Z24, Z22, Z10
+	VFMADD231PS Z24, Z23, Z15
+	PREFETCHT0  (R9)
+	VMOVUPS     (AX)(CX*1), Z24
+	VFMADD231PS Z24, Z20, Z1
+	VFMADD231PS Z24, Z21, Z6
+	VFMADD231PS Z24, Z22, Z11
+	VFMADD231PS Z24, Z23, Z16
+	PREFETCHT0  (R9)(DI*1)
+	VMOVUPS     (AX)(CX*2), Z24
+	VFMADD231PS Z24, Z20, Z2
+	VFMADD231PS Z24, Z21, Z7
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z17
+	PREFETCHT0  (R9)(DI*2)
+	VMOVUPS     (AX)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z3
+	VFMADD231PS Z24, Z21, Z8
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z18
+	PREFETCHT0  (R9)(R10*1)
+	VMOVUPS     (BX), Z24
+	VFMADD231PS Z24, Z20, Z4
+	VFMADD231PS Z24, Z21, Z9
+	VFMADD231PS Z24, Z22, Z14
+	VFMADD231PS Z24, Z23, Z19
+	ADDQ        $0x40, R9
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R11
+	JNZ         gemm4x6p_cols21
+
+gemm4x6p_tail22:
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6p_reduce23
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6p_whole24
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6p_whole24:
+	VMOVUPS.Z   (SI), K1, Z20
+	VMOVUPS.Z   (SI)(DI*1), K1, Z21
+	VMOVUPS.Z   (SI)(DI*2), K1, Z22
+	VMOVUPS.Z   (SI)(R8*1), K1, Z23
+	VMOVUPS.Z   (AX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z0
+	VFMADD231PS Z24, Z21, K1, Z5
+	VFMADD231PS Z24, Z22, K1, Z10
+	VFMADD231PS Z24, Z23, K1, Z15
+	VMOVUPS.Z   (AX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z1
+	VFMADD231PS Z24, Z21, K1, Z6
+	VFMADD231PS Z24, Z22, K1, Z11
+	VFMADD231PS Z24, Z23, K1, Z16
+	VMOVUPS.Z   (AX)(CX*2), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z2
+	VFMADD231PS Z24, Z21, K1, Z7
+	VFMADD231PS Z24, Z22, K1, Z12
+	VFMADD231PS Z24, Z23, K1, Z17
+	VMOVUPS.Z   (AX)(DX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z3
+	VFMADD231PS Z24, Z21, K1, Z8
+	VFMADD231PS Z24, Z22, K1, Z13
+	VFMADD231PS Z24, Z23, K1, Z18
+	VMOVUPS.Z   (BX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z4
+	VFMADD231PS Z24, Z21, K1, Z9
+	VFMADD231PS Z24, Z22, K1, Z14
+	VFMADD231PS Z24, Z23, K1, Z19
+
+gemm4x6p_reduce23:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6p_sum26
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z5, 64(AX)
+	VMOVUPS Z10, 128(AX)
+	VMOVUPS Z15, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z6, 320(AX)
+	VMOVUPS Z11, 384(AX)
+	VMOVUPS Z16, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z7, 576(AX)
+	VMOVUPS Z12, 640(AX)
+	VMOVUPS Z17, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z8, 832(AX)
+	VMOVUPS Z13, 896(AX)
+	VMOVUPS Z18, 960(AX)
+	VMOVUPS Z4, 1024(AX)
+	VMOVUPS Z9, 1088(AX)
+	VMOVUPS Z14, 1152(AX)
+	VMOVUPS Z19, 1216(AX)
+	JMP     gemm4x6p_reduced25
+
+gemm4x6p_sum26:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y20
+	VADDPS        Y20, Y0, Y20
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y5
+	VADDPS        Y5, Y10, Y5
+	VEXTRACTF32X8 $0x01, Z15, Y10
+	VADDPS        Y10, Y15, Y10
+	VSHUFPS       $0x88, Y0, Y20, Y15
+	VSHUFPS       $0xdd, Y0, Y20, Y0
+	VADDPS        Y0, Y15, Y20
+	VSHUFPS       $0x88, Y10, Y5, Y0
+	VSHUFPS       $0xdd, Y10, Y5, Y5
+	VADDPS        Y5, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y20, Y0
+	VSHUFPS       $0xdd, Y5, Y20, Y5
+	VADDPS        Y5, Y0, Y20
+	VEXTRACTF32X4 $0x01, Y20, X0
+	VADDPS        X0, X20, X20
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias27
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X20, X20
+
+gemm4x6p_nobias27:
+	VMOVUPS       X20, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VEXTRACTF32X8 $0x01, Z16, Y6
+	VADDPS        Y6, Y16, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y10
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y10, Y0
+	VSHUFPS       $0x88, Y6, Y5, Y1
+	VSHUFPS       $0xdd, Y6, Y5, Y5
+	VADDPS        Y5, Y1, Y5
+	VSHUFPS       $0x88, Y5, Y0, Y1
+	VSHUFPS       $0xdd, Y5, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias28
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias28:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z12, Y2
+	VADDPS        Y2, Y12, Y2
+	VEXTRACTF32X8 $0x01, Z17, Y5
+	VADDPS        Y5, Y17, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y5, Y2, Y1
+	VSHUFPS       $0xdd, Y5, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias29
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias29:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y2
+	VADDPS        Y2, Y13, Y2
+	VEXTRACTF32X8 $0x01, Z18, Y3
+	VADDPS        Y3, Y18, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias30
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias30:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z19, Y3
+	VADDPS        Y3, Y19, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6p_nobias31
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6p_nobias31:
+	VMOVUPS X0, (AX)
+
+gemm4x6p_reduced25:
+	ADDQ   $0x00000500, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x05, 40(SP)
+
+gemm4x6p_skip18:
+	CMPQ 40(SP), $0x04
+	JL   gemm4x6p_skip32
+
+	// 4 rows × 4 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (SI)(SI*2), DI
+	LEAQ    (BX)(DI*1), R8
+	ADDQ    SI, R8
+	LEAQ    (SI)(SI*2), R9
+	MOVQ    flags+88(FP), R10
+	TESTQ   $0x00000001, R10
+	JZ      gemm4x6p_fresh33
+	MOVQ    48(SP), R10
+	VMOVUPS (R10), Z0
+	VMOVUPS 64(R10), Z4
+	VMOVUPS 128(R10), Z8
+	VMOVUPS 192(R10), Z12
+	VMOVUPS 256(R10), Z1
+	VMOVUPS 320(R10), Z5
+	VMOVUPS 384(R10), Z9
+	VMOVUPS 448(R10), Z13
+	VMOVUPS 512(R10), Z2
+	VMOVUPS 576(R10), Z6
+	VMOVUPS 640(R10), Z10
+	VMOVUPS 704(R10), Z14
+	VMOVUPS 768(R10), Z3
+	VMOVUPS 832(R10), Z7
+	VMOVUPS 896(R10), Z11
+	VMOVUPS 960(R10), Z15
+	JMP     gemm4x6p_started34
+
+gemm4x6p_fresh33:
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVAPS Z15, Z0
+	VMOVAPS Z15, Z1
+	VMOVAPS Z15, Z2
+	VMOVAPS Z15, Z3
+	VMOVAPS Z15, Z4
+	VMOVAPS Z15, Z5
+	VMOVAPS Z15, Z6
+	VMOVAPS Z15, Z7
+	VMOVAPS Z15, Z8
+	VMOVAPS Z15, Z9
+	VMOVAPS Z15, Z10
+	VMOVAPS Z15, Z11
+	VMOVAPS Z15, Z12
+	VMOVAPS Z15, Z13
+	VMOVAPS Z15, Z14
+	VMOVAPS Z15, Z15
+
+gemm4x6p_started34:
+	MOVQ k+56(FP), R10
+	SHRQ $0x04, R10
+	JZ   gemm4x6p_tail36
+
+gemm4x6p_cols35:
+	VMOVUPS     (BX), Z16
+	VMOVUPS     (BX)(SI*1), Z17
+	VMOVUPS     (BX)(SI*2), Z18
+	VMOVUPS     (BX)(DI*1), Z19
+	VMOVUPS     (AX), Z20
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z20, Z19, Z12
+	PREFETCHT0  (R8)
+	VMOVUPS     (AX)(CX*1), Z20
+	VFMADD231PS Z20, Z16, Z1
+	VFMADD231PS Z20, Z17, Z5
+	VFMADD231PS Z20, Z18, Z9
+	VFMADD231PS Z20, Z19, Z13
+	PREFETCHT0  (R8)(SI*1)
+	VMOVUPS     (AX)(CX*2), Z20
+	VFMADD231PS Z20, Z16, Z2
+	VFMADD231PS Z20, Z17, Z6
+	VFMADD231PS Z20, Z18, Z10
+	VFMADD231PS Z20, Z19, Z14
+	PREFETCHT0  (R8)(SI*2)
+	VMOVUPS     (AX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z3
+	VFMADD231PS Z20, Z17, Z7
+	VFMADD231PS Z20, Z18, Z11
+	VFMADD231PS Z20, Z19, Z15
+	PREFETCHT0  (R8)(R9*1)
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	DECQ        R10
+	JNZ         gemm4x6p_cols35
+
+gemm4x6p_tail36:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm4x6p_reduce37
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm4x6p_whole38
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+
+gemm4x6p_whole38:
+	VMOVUPS.Z   (BX), K1, Z16
+	VMOVUPS.Z   (BX)(SI*1), K1, Z17
+	VMOVUPS.Z   (BX)(SI*2), K1, Z18
+	VMOVUPS.Z   (BX)(DI*1), K1, Z19
+	VMOVUPS.Z   (AX), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z0
+	VFMADD231PS Z20, Z17, K1, Z4
+	VFMADD231PS Z20, Z18, K1, Z8
+	VFMADD231PS Z20, Z19, K1, Z12
+	VMOVUPS.Z   (AX)(CX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z1
+	VFMADD231PS Z20, Z17, K1, Z5
+	VFMADD231PS Z20, Z18, K1, Z9
+	VFMADD231PS Z20, Z19, K1, Z13
+	VMOVUPS.Z   (AX)(CX*2), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z2
+	VFMADD231PS Z20, Z17, K1, Z6
+	VFMADD231PS Z20, Z18, K1, Z10
+	VFMADD231PS Z20, Z19, K1, Z14
+	VMOVUPS.Z   (AX)(DX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z3
+	VFMADD231PS Z20, Z17, K1, Z7
+	VFMADD231PS Z20, Z18, K1, Z11
+	VFMADD231PS Z20, Z19, K1, Z15
+
+gemm4x6p_reduce37:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6p_sum40
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z4, 64(AX)
+	VMOVUPS Z8, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z9, 384(AX)
+	VMOVUPS Z13, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z6, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z14, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z7, 832(AX)
+	VMOVUPS Z11, 896(AX)
+	VMOVUPS Z15, 960(AX)
+	JMP     gemm4x6p_reduced39
+
+gemm4x6p_sum40:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y4
+	VADDPS        Y4, Y8, Y4
+	VEXTRACTF32X8 $0x01, Z12, Y8
+	VADDPS        Y8, Y12, Y8
+	VSHUFPS       $0x88, Y0, Y16, Y12
+	VSHUFPS       $0xdd, Y0, Y16, Y0
+	VADDPS        Y0, Y12, Y16
+	VSHUFPS       $0x88, Y8, Y4, Y0
+	VSHUFPS       $0xdd, Y8, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y16, Y0
+	VSHUFPS       $0xdd, Y4, Y16, Y4
+	VADDPS        Y4, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X0
+	VADDPS        X0, X16, X16
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias41
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X16, X16
+
+gemm4x6p_nobias41:
+	VMOVUPS       X16, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VEXTRACTF32X8 $0x01, Z13, Y5
+	VADDPS        Y5, Y13, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y5, Y4, Y1
+	VSHUFPS       $0xdd, Y5, Y4, Y4
+	VADDPS        Y4, Y1, Y4
+	VSHUFPS       $0x88, Y4, Y0, Y1
+	VSHUFPS       $0xdd, Y4, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias42
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias42:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VEXTRACTF32X8 $0x01, Z14, Y4
+	VADDPS        Y4, Y14, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y4, Y2, Y1
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias43
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias43:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y2
+	VADDPS        Y2, Y11, Y2
+	VEXTRACTF32X8 $0x01, Z15, Y3
+	VADDPS        Y3, Y15, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6p_nobias44
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6p_nobias44:
+	VMOVUPS X0, (AX)
+
+gemm4x6p_reduced39:
+	ADDQ   $0x00000400, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x04, 40(SP)
+
+gemm4x6p_skip32:
+	CMPQ 40(SP), $0x03
+	JL   gemm4x6p_skip45
+
+	// 4 rows × 3 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(SI*1), DI
+	ADDQ    BX, DI
+	LEAQ    (BX)(BX*2), R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm4x6p_fresh46
+	MOVQ    48(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z3
+	VMOVUPS 128(R9), Z6
+	VMOVUPS 192(R9), Z9
+	VMOVUPS 256(R9), Z1
+	VMOVUPS 320(R9), Z4
+	VMOVUPS 384(R9), Z7
+	VMOVUPS 448(R9), Z10
+	VMOVUPS 512(R9), Z2
+	VMOVUPS 576(R9), Z5
+	VMOVUPS 640(R9), Z8
+	VMOVUPS 704(R9), Z11
+	JMP     gemm4x6p_started47
+
+gemm4x6p_fresh46:
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
+
+gemm4x6p_started47:
+	MOVQ k+56(FP), R9
+	SHRQ $0x04, R9
+	JZ   gemm4x6p_tail49
+
+gemm4x6p_cols48:
+	VMOVUPS     (DX), Z12
+	VMOVUPS     (DX)(BX*1), Z13
+	VMOVUPS     (DX)(BX*2), Z14
+	VMOVUPS     (DX)(SI*1), Z15
+	VMOVUPS     (AX), Z16
+	VFMADD231PS Z16, Z12, Z0
+	VFMADD231PS Z16, Z13, Z3
+	VFMADD231PS Z16, Z14, Z6
+	VFMADD231PS Z16, Z15, Z9
+	PREFETCHT0  (DI)
+	VMOVUPS     (AX)(CX*1), Z16
+	VFMADD231PS Z16, Z12, Z1
+	VFMADD231PS Z16, Z13, Z4
+	VFMADD231PS Z16, Z14, Z7
+	VFMADD231PS Z16, Z15, Z10
+	PREFETCHT0  (DI)(BX*1)
+	VMOVUPS     (AX)(CX*2), Z16
+	VFMADD231PS Z16, Z12, Z2
+	VFMADD231PS Z16, Z13, Z5
+	VFMADD231PS Z16, Z14, Z8
+	VFMADD231PS Z16, Z15, Z11
+	PREFETCHT0  (DI)(BX*2)
+	PREFETCHT0  (DI)(R8*1)
+	ADDQ        $0x40, DI
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        R9
+	JNZ         gemm4x6p_cols48
+
+gemm4x6p_tail49:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6p_reduce50
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6p_whole51
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6p_whole51:
+	VMOVUPS.Z   (DX), K1, Z12
+	VMOVUPS.Z   (DX)(BX*1), K1, Z13
+	VMOVUPS.Z   (DX)(BX*2), K1, Z14
+	VMOVUPS.Z   (DX)(SI*1), K1, Z15
+	VMOVUPS.Z   (AX), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z0
+	VFMADD231PS Z16, Z13, K1, Z3
+	VFMADD231PS Z16, Z14, K1, Z6
+	VFMADD231PS Z16, Z15, K1, Z9
+	VMOVUPS.Z   (AX)(CX*1), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z1
+	VFMADD231PS Z16, Z13, K1, Z4
+	VFMADD231PS Z16, Z14, K1, Z7
+	VFMADD231PS Z16, Z15, K1, Z10
+	VMOVUPS.Z   (AX)(CX*2), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z2
+	VFMADD231PS Z16, Z13, K1, Z5
+	VFMADD231PS Z16, Z14, K1, Z8
+	VFMADD231PS Z16, Z15, K1, Z11
+
+gemm4x6p_reduce50:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6p_sum53
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z3, 64(AX)
+	VMOVUPS Z6, 128(AX)
+	VMOVUPS Z9, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z4, 320(AX)
+	VMOVUPS Z7, 384(AX)
+	VMOVUPS Z10, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z5, 576(AX)
+	VMOVUPS Z8, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	JMP     gemm4x6p_reduced52
+
+gemm4x6p_sum53:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y3
+	VADDPS        Y3, Y6, Y3
+	VEXTRACTF32X8 $0x01, Z9, Y6
+	VADDPS        Y6, Y9, Y6
+	VSHUFPS       $0x88, Y0, Y12, Y9
+	VSHUFPS       $0xdd, Y0, Y12, Y0
+	VADDPS        Y0, Y9, Y12
+	VSHUFPS       $0x88, Y6, Y3, Y0
+	VSHUFPS       $0xdd, Y6, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y12, Y0
+	VSHUFPS       $0xdd, Y3, Y12, Y3
+	VADDPS        Y3, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X0
+	VADDPS        X0, X12, X12
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias54
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X12, X12
+
+gemm4x6p_nobias54:
+	VMOVUPS       X12, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VEXTRACTF32X8 $0x01, Z10, Y4
+	VADDPS        Y4, Y10, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y4, Y3, Y1
+	VSHUFPS       $0xdd, Y4, Y3, Y3
+	VADDPS        Y3, Y1, Y3
+	VSHUFPS       $0x88, Y3, Y0, Y1
+	VSHUFPS       $0xdd, Y3, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias55
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6p_nobias55:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF32X8 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6p_nobias56
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6p_nobias56:
+	VMOVUPS X0, (AX)
+
+gemm4x6p_reduced52:
+	ADDQ   $0x00000300, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x03, 40(SP)
+
+gemm4x6p_skip45:
+	CMPQ 40(SP), $0x02
+	JL   gemm4x6p_skip57
+
+	// 4 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(SI*1), DI
+	ADDQ    BX, DI
+	LEAQ    (BX)(BX*2), R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm4x6p_fresh58
+	MOVQ    48(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z2
+	VMOVUPS 128(R9), Z4
+	VMOVUPS 192(R9), Z6
+	VMOVUPS 256(R9), Z1
+	VMOVUPS 320(R9), Z3
+	VMOVUPS 384(R9), Z5
+	VMOVUPS 448(R9), Z7
+	JMP     gemm4x6p_started59
+
+gemm4x6p_fresh58:
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVAPS Z7, Z0
+	VMOVAPS Z7, Z1
+	VMOVAPS Z7, Z2
+	VMOVAPS Z7, Z3
+	VMOVAPS Z7, Z4
+	VMOVAPS Z7, Z5
+	VMOVAPS Z7, Z6
+	VMOVAPS Z7, Z7
+
+gemm4x6p_started59:
+	MOVQ k+56(FP), R9
+	SHRQ $0x04, R9
+	JZ   gemm4x6p_tail61
+
+gemm4x6p_cols60:
+	VMOVUPS     (DX), Z8
+	VMOVUPS     (DX)(BX*1), Z9
+	VMOVUPS     (DX)(BX*2), Z10
+	VMOVUPS     (DX)(SI*1), Z11
+	VMOVUPS     (AX), Z12
+	VFMADD231PS Z12, Z8, Z0
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z6
+	PREFETCHT0  (DI)
+	VMOVUPS     (AX)(CX*1), Z12
+	VFMADD231PS Z12, Z8, Z1
+	VFMADD231PS Z12, Z9, Z3
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z7
+	PREFETCHT0  (DI)(BX*1)
+	PREFETCHT0  (DI)(BX*2)
+	PREFETCHT0  (DI)(R8*1)
+	ADDQ        $0x40, DI
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        R9
+	JNZ         gemm4x6p_cols60
+
+gemm4x6p_tail61:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6p_reduce62
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6p_whole63
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6p_whole63:
+	VMOVUPS.Z   (DX), K1, Z8
+	VMOVUPS.Z   (DX)(BX*1), K1, Z9
+	VMOVUPS.Z   (DX)(BX*2), K1, Z10
+	VMOVUPS.Z   (DX)(SI*1), K1, Z11
+	VMOVUPS.Z   (AX), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z0
+	VFMADD231PS Z12, Z9, K1, Z2
+	VFMADD231PS Z12, Z10, K1, Z4
+	VFMADD231PS Z12, Z11, K1, Z6
+	VMOVUPS.Z   (AX)(CX*1), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z1
+	VFMADD231PS Z12, Z9, K1, Z3
+	VFMADD231PS Z12, Z10, K1, Z5
+	VFMADD231PS Z12, Z11, K1, Z7
+
+gemm4x6p_reduce62:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6p_sum65
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z2, 64(AX)
+	VMOVUPS Z4, 128(AX)
+	VMOVUPS Z6, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z3, 320(AX)
+	VMOVUPS Z5, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	JMP     gemm4x6p_reduced64
+
+gemm4x6p_sum65:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y2
+	VADDPS        Y2, Y4, Y2
+	VEXTRACTF32X8 $0x01, Z6, Y4
+	VADDPS        Y4, Y6, Y4
+	VSHUFPS       $0x88, Y0, Y8, Y6
+	VSHUFPS       $0xdd, Y0, Y8, Y0
+	VADDPS        Y0, Y6, Y8
+	VSHUFPS       $0x88, Y4, Y2, Y0
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y8, Y0
+	VSHUFPS       $0xdd, Y2, Y8, Y2
+	VADDPS        Y2, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X8
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6p_nobias66
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X8, X8
+
+gemm4x6p_nobias66:
+	VMOVUPS       X8, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF32X8 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6p_nobias67
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6p_nobias67:
+	VMOVUPS X0, (AX)
+
+gemm4x6p_reduced64:
+	ADDQ   $0x00000200, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x02, 40(SP)
+
+gemm4x6p_skip57:
+	CMPQ 40(SP), $0x01
+	JL   gemm4x6p_skip68
+
+	// 4 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (CX)(BX*1), SI
+	ADDQ    DX, SI
+	LEAQ    (DX)(DX*2), DI
+	MOVQ    flags+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      gemm4x6p_fresh69
+	MOVQ    48(SP), R8
+	VMOVUPS (R8), Z0
+	VMOVUPS 64(R8), Z1
+	VMOVUPS 128(R8), Z2
+	VMOVUPS 192(R8), Z3
+	JMP     gemm4x6p_started70
+
+gemm4x6p_fresh69:
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVAPS Z3, Z0
+	VMOVAPS Z3, Z1
+	VMOVAPS Z3, Z2
+	VMOVAPS Z3, Z3
+
+gemm4x6p_started70:
+	MOVQ k+56(FP), R8
+	SHRQ $0x04, R8
+	JZ   gemm4x6p_tail72
+
+gemm4x6p_cols71:
+	VMOVUPS     (CX), Z4
+	VMOVUPS     (CX)(DX*1), Z5
+	VMOVUPS     (CX)(DX*2), Z6
+	VMOVUPS     (CX)(BX*1), Z7
+	VMOVUPS     (AX), Z8
+	VFMADD231PS Z8, Z4, Z0
+	VFMADD231PS Z8, Z5, Z1
+	VFMADD231PS Z8, Z6, Z2
+	VFMADD231PS Z8, Z7, Z3
+	PREFETCHT0  (SI)
+	PREFETCHT0  (SI)(DX*1)
+	PREFETCHT0  (SI)(DX*2)
+	PREFETCHT0  (SI)(DI*1)
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	DECQ        R8
+	JNZ         gemm4x6p_cols71
+
+gemm4x6p_tail72:
+	MOVQ  k+56(FP), SI
+	ANDQ  $0x0f, SI
+	JZ    gemm4x6p_reduce73
+	LEAQ  tailmasks<>+0(SB), DI
+	KMOVW (DI)(SI*2), K1
+	CMPQ  SI, $0x08
+	JGE   gemm4x6p_whole74
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+
+gemm4x6p_whole74:
+	VMOVUPS.Z   (CX), K1, Z4
+	VMOVUPS.Z   (CX)(DX*1), K1, Z5
+	VMOVUPS.Z   (CX)(DX*2), K1, Z6
+	VMOVUPS.Z   (CX)(BX*1), K1, Z7
+	VMOVUPS.Z   (AX), K1, Z8
+	VFMADD231PS Z8, Z4, K1, Z0
+	VFMADD231PS Z8, Z5, K1, Z1
+	VFMADD231PS Z8, Z6, K1, Z2
+	VFMADD231PS Z8, Z7, K1, Z3
+
+gemm4x6p_reduce73:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6p_sum76
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	JMP     gemm4x6p_reduced75
+
+gemm4x6p_sum76:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VSHUFPS       $0x88, Y0, Y4, Y3
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y4
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y4, Y0
+	VSHUFPS       $0xdd, Y1, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6p_nobias77
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X4, X4
+
+gemm4x6p_nobias77:
+	VMOVUPS X4, (AX)
+
+gemm4x6p_reduced75:
+	ADDQ   $0x00000100, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x01, 40(SP)
+
+gemm4x6p_skip68:
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   $0x10, 8(SP)
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm4x6p_group1
+	VZEROUPPER
+	RET
+
+// func gemm4x6n(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
+TEXT ·gemm4x6n(SB), $48-80
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm4x6n_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemm4x6n_tokens2:
+	CMPQ 40(SP), $0x06
+	JL   gemm4x6n_tokens_done3
+
+	// 4 rows × 6 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
+	JZ      gemm4x6n_tail7
+
+gemm4x6n_cols6:
+	VMOVUPS     (SI), Z24
+	VMOVUPS     (SI)(DI*1), Z25
+	VMOVUPS     (SI)(DI*2), Z26
+	VMOVUPS     (SI)(R8*1), Z27
+	VMOVUPS     (AX), Z28
+	VFMADD231PS Z28, Z24, Z0
+	VFMADD231PS Z28, Z25, Z6
+	VFMADD231PS Z28, Z26, Z12
+	VFMADD231PS Z28, Z27, Z18
+	VMOVUPS     (AX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z1
+	VFMADD231PS Z28, Z25, Z7
+	VFMADD231PS Z28, Z26, Z13
+	VFMADD231PS Z28, Z27, Z19
+	VMOVUPS     (AX)(CX*2), Z28
+	VFMADD231PS Z28, Z24, Z2
+	VFMADD231PS Z28, Z25, Z8
+	VFMADD231PS Z28, Z26, Z14
+	VFMADD231PS Z28, Z27, Z20
+	VMOVUPS     (AX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z3
+	VFMADD231PS Z28, Z25, Z9
+	VFMADD231PS Z28, Z26, Z15
+	VFMADD231PS Z28, Z27, Z21
+	VMOVUPS     (BX), Z28
+	VFMADD231PS Z28, Z24, Z4
+	VFMADD231PS Z28, Z25, Z10
+	VFMADD231PS Z28, Z26, Z16
+	VFMADD231PS Z28, Z27, Z22
+	VMOVUPS     (BX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z5
+	VFMADD231PS Z28, Z25, Z11
+	VFMADD231PS Z28, Z26, Z17
+	VFMADD231PS Z28, Z27, Z23
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R9
+	JNZ         gemm4x6n_cols6
+
+gemm4x6n_tail7:
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6n_reduce8
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6n_whole9
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6n_whole9:
+	VMOVUPS.Z   (SI), K1, Z24
+	VMOVUPS.Z   (SI)(DI*1), K1, Z25
+	VMOVUPS.Z   (SI)(DI*2), K1, Z26
+	VMOVUPS.Z   (SI)(R8*1), K1, Z27
+	VMOVUPS.Z   (AX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z0
+	VFMADD231PS Z28, Z25, K1, Z6
+	VFMADD231PS Z28, Z26, K1, Z12
+	VFMADD231PS Z28, Z27, K1, Z18
+	VMOVUPS.Z   (AX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z1
+	VFMADD231PS Z28, Z25, K1, Z7
+	VFMADD231PS Z28, Z26, K1, Z13
+	VFMADD231PS Z28, Z27, K1, Z19
+	VMOVUPS.Z   (AX)(CX*2), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z2
+	VFMADD231PS Z28, Z25, K1, Z8
+	VFMADD231PS Z28, Z26, K1, Z14
+	VFMADD231PS Z28, Z27, K1, Z20
+	VMOVUPS.Z   (AX)(DX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z3
+	VFMADD231PS Z28, Z25, K1, Z9
+	VFMADD231PS Z28, Z26, K1, Z15
+	VFMADD231PS Z28, Z27, K1, Z21
+	VMOVUPS.Z   (BX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z4
+	VFMADD231PS Z28, Z25, K1, Z10
+	VFMADD231PS Z28, Z26, K1, Z16
+	VFMADD231PS Z28, Z27, K1, Z22
+	VMOVUPS.Z   (BX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z5
+	VFMADD231PS Z28, Z25, K1, Z11
+	VFMADD231PS Z28, Z26, K1, Z17
+	VFMADD231PS Z28, Z27, K1, Z23
+
+gemm4x6n_reduce8:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y6
+	VADDPS        Y6, Y12, Y6
+	VEXTRACTF32X8 $0x01, Z18, Y12
+	VADDPS        Y12, Y18, Y12
+	VSHUFPS       $0x88, Y0, Y24, Y18
+	VSHUFPS       $0xdd, Y0, Y24, Y0
+	VADDPS        Y0, Y18, Y24
+	VSHUFPS       $0x88, Y12, Y6, Y0
+	VSHUFPS       $0xdd, Y12, Y6, Y6
+	VADDPS        Y6, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y24, Y0
+	VSHUFPS       $0xdd, Y6, Y24, Y6
+	VADDPS        Y6, Y0, Y24
+	VEXTRACTF32X4 $0x01, Y24, X0
+	VADDPS        X0, X24, X24
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias11
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X24, X24
+
+gemm4x6n_nobias11:
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VEXTRACTF32X8 $0x01, Z19, Y7
+	VADDPS        Y7, Y19, Y7
+	VSHUFPS       $0x88, Y1, Y0, Y12
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y12, Y0
+	VSHUFPS       $0x88, Y7, Y6, Y1
+	VSHUFPS       $0xdd, Y7, Y6, Y6
+	VADDPS        Y6, Y1, Y6
+	VSHUFPS       $0x88, Y6, Y0, Y1
+	VSHUFPS       $0xdd, Y6, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias12
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias12:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z20, Y6
+	VADDPS        Y6, Y20, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y7
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y6, Y2, Y1
+	VSHUFPS       $0xdd, Y6, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias13
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias13:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z15, Y2
+	VADDPS        Y2, Y15, Y2
+	VEXTRACTF32X8 $0x01, Z21, Y3
+	VADDPS        Y3, Y21, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias14
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias14:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VEXTRACTF32X8 $0x01, Z22, Y3
+	VADDPS        Y3, Y22, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias15
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias15:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
+	VEXTRACTF32X8 $0x01, Z23, Y3
+	VADDPS        Y3, Y23, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6n_nobias16
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6n_nobias16:
+	VMOVUPS X0, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x06, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x06, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x06, 40(SP)
+	JMP     gemm4x6n_tokens2
+
+gemm4x6n_tokens_done3:
+	CMPQ 40(SP), $0x05
+	JL   gemm4x6n_skip17
+
+	// 4 rows × 5 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	VMOVUPS zeros<>+0(SB), Z19
+	VMOVAPS Z19, Z0
+	VMOVAPS Z19, Z1
+	VMOVAPS Z19, Z2
+	VMOVAPS Z19, Z3
+	VMOVAPS Z19, Z4
+	VMOVAPS Z19, Z5
+	VMOVAPS Z19, Z6
+	VMOVAPS Z19, Z7
+	VMOVAPS Z19, Z8
+	VMOVAPS Z19, Z9
+	VMOVAPS Z19, Z10
+	VMOVAPS Z19, Z11
+	VMOVAPS Z19, Z12
+	VMOVAPS Z19, Z13
+	VMOVAPS Z19, Z14
+	VMOVAPS Z19, Z15
+	VMOVAPS Z19, Z16
+	VMOVAPS Z19, Z17
+	VMOVAPS Z19, Z18
+	VMOVAPS Z19, Z19
+	MOVQ    k+56(FP), R9
+	SHRQ    $0x04, R9
+	JZ      gemm4x6n_tail21
+
+gemm4x6n_cols20:
+	VMOVUPS     (SI), Z20
+	VMOVUPS     (SI)(DI*1), Z21
+	VMOVUPS     (SI)(DI*2), Z22
+	VMOVUPS     (SI)(R8*1), Z23
+	VMOVUPS     (AX), Z24
+	VFMADD231PS Z24, Z20, Z0
+	VFMADD231PS Z24, Z21, Z5
+	VFMADD231PS Z24, Z22, Z10
+	VFMADD231PS Z24, Z23, Z15
+	VMOVUPS     (AX)(CX*1), Z24
+	VFMADD231PS Z24, Z20, Z1
+	VFMADD231PS Z24, Z21, Z6
+	VFMADD231PS Z24, Z22, Z11
+	VFMADD231PS Z24, Z23, Z16
+	VMOVUPS     (AX)(CX*2), Z24
+	VFMADD231PS Z24, Z20, Z2
+	VFMADD231PS Z24, Z21, Z7
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z17
+	VMOVUPS     (AX)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z3
+	VFMADD231PS Z24, Z21, Z8
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z18
+	VMOVUPS     (BX), Z24
+	VFMADD231PS Z24, Z20, Z4
+	VFMADD231PS Z24, Z21, Z9
+	VFMADD231PS Z24, Z22, Z14
+	VFMADD231PS Z24, Z23, Z19
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R9
+	JNZ         gemm4x6n_cols20
+
+gemm4x6n_tail21:
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6n_reduce22
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6n_whole23
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6n_whole23:
+	VMOVUPS.Z   (SI), K1, Z20
+	VMOVUPS.Z   (SI)(DI*1), K1, Z21
+	VMOVUPS.Z   (SI)(DI*2), K1, Z22
+	VMOVUPS.Z   (SI)(R8*1), K1, Z23
+	VMOVUPS.Z   (AX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z0
+	VFMADD231PS Z24, Z21, K1, Z5
+	VFMADD231PS Z24, Z22, K1, Z10
+	VFMADD231PS Z24, Z23, K1, Z15
+	VMOVUPS.Z   (AX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z1
+	VFMADD231PS Z24, Z21, K1, Z6
+	VFMADD231PS Z24, Z22, K1, Z11
+	VFMADD231PS Z24, Z23, K1, Z16
+	VMOVUPS.Z   (AX)(CX*2), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z2
+	VFMADD231PS Z24, Z21, K1, Z7
+	VFMADD231PS Z24, Z22, K1, Z12
+	VFMADD231PS Z24, Z23, K1, Z17
+	VMOVUPS.Z   (AX)(DX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z3
+	VFMADD231PS Z24, Z21, K1, Z8
+	VFMADD231PS Z24, Z22, K1, Z13
+	VFMADD231PS Z24, Z23, K1, Z18
+	VMOVUPS.Z   (BX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z4
+	VFMADD231PS Z24, Z21, K1, Z9
+	VFMADD231PS Z24, Z22, K1, Z14
+	VFMADD231PS Z24, Z23, K1, Z19
+
+gemm4x6n_reduce22:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y20
+	VADDPS        Y20, Y0, Y20
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y5
+	VADDPS        Y5, Y10, Y5
+	VEXTRACTF32X8 $0x01, Z15, Y10
+	VADDPS        Y10, Y15, Y10
+	VSHUFPS       $0x88, Y0, Y20, Y15
+	VSHUFPS       $0xdd, Y0, Y20, Y0
+	VADDPS        Y0, Y15, Y20
+	VSHUFPS       $0x88, Y10, Y5, Y0
+	VSHUFPS       $0xdd, Y10, Y5, Y5
+	VADDPS        Y5, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y20, Y0
+	VSHUFPS       $0xdd, Y5, Y20, Y5
+	VADDPS        Y5, Y0, Y20
+	VEXTRACTF32X4 $0x01, Y20, X0
+	VADDPS        X0, X20, X20
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias25
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X20, X20
+
+gemm4x6n_nobias25:
+	VMOVUPS       X20, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VEXTRACTF32X8 $0x01, Z16, Y6
+	VADDPS        Y6, Y16, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y10
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y10, Y0
+	VSHUFPS       $0x88, Y6, Y5, Y1
+	VSHUFPS       $0xdd, Y6, Y5, Y5
+	VADDPS        Y5, Y1, Y5
+	VSHUFPS       $0x88, Y5, Y0, Y1
+	VSHUFPS       $0xdd, Y5, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias26
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias26:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z12, Y2
+	VADDPS        Y2, Y12, Y2
+	VEXTRACTF32X8 $0x01, Z17, Y5
+	VADDPS        Y5, Y17, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y5, Y2, Y1
+	VSHUFPS       $0xdd, Y5, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias27
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias27:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y2
+	VADDPS        Y2, Y13, Y2
+	VEXTRACTF32X8 $0x01, Z18, Y3
+	VADDPS        Y3, Y18, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias28
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias28:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z19, Y3
+	VADDPS        Y3, Y19, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6n_nobias29
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6n_nobias29:
+	VMOVUPS X0, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x05, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x05, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x05, 40(SP)
+
+gemm4x6n_skip17:
+	CMPQ 40(SP), $0x04
+	JL   gemm4x6n_skip30
+
+	// 4 rows × 4 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (SI)(SI*2), DI
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVAPS Z15, Z0
+	VMOVAPS Z15, Z1
+	VMOVAPS Z15, Z2
+	VMOVAPS Z15, Z3
+	VMOVAPS Z15, Z4
+	VMOVAPS Z15, Z5
+	VMOVAPS Z15, Z6
+	VMOVAPS Z15, Z7
+	VMOVAPS Z15, Z8
+	VMOVAPS Z15, Z9
+	VMOVAPS Z15, Z10
+	VMOVAPS Z15, Z11
+	VMOVAPS Z15, Z12
+	VMOVAPS Z15, Z13
+	VMOVAPS Z15, Z14
+	VMOVAPS Z15, Z15
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x04, R8
+	JZ      gemm4x6n_tail34
+
+gemm4x6n_cols33:
+	VMOVUPS     (BX), Z16
+	VMOVUPS     (BX)(SI*1), Z17
+	VMOVUPS     (BX)(SI*2), Z18
+	VMOVUPS     (BX)(DI*1), Z19
+	VMOVUPS     (AX), Z20
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z20, Z19, Z12
+	VMOVUPS     (AX)(CX*1), Z20
+	VFMADD231PS Z20, Z16, Z1
+	VFMADD231PS Z20, Z17, Z5
+	VFMADD231PS Z20, Z18, Z9
+	VFMADD231PS Z20, Z19, Z13
+	VMOVUPS     (AX)(CX*2), Z20
+	VFMADD231PS Z20, Z16, Z2
+	VFMADD231PS Z20, Z17, Z6
+	VFMADD231PS Z20, Z18, Z10
+	VFMADD231PS Z20, Z19, Z14
+	VMOVUPS     (AX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z3
+	VFMADD231PS Z20, Z17, Z7
+	VFMADD231PS Z20, Z18, Z11
+	VFMADD231PS Z20, Z19, Z15
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	DECQ        R8
+	JNZ         gemm4x6n_cols33
+
+gemm4x6n_tail34:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm4x6n_reduce35
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm4x6n_whole36
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+
+gemm4x6n_whole36:
+	VMOVUPS.Z   (BX), K1, Z16
+	VMOVUPS.Z   (BX)(SI*1), K1, Z17
+	VMOVUPS.Z   (BX)(SI*2), K1, Z18
+	VMOVUPS.Z   (BX)(DI*1), K1, Z19
+	VMOVUPS.Z   (AX), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z0
+	VFMADD231PS Z20, Z17, K1, Z4
+	VFMADD231PS Z20, Z18, K1, Z8
+	VFMADD231PS Z20, Z19, K1, Z12
+	VMOVUPS.Z   (AX)(CX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z1
+	VFMADD231PS Z20, Z17, K1, Z5
+	VFMADD231PS Z20, Z18, K1, Z9
+	VFMADD231PS Z20, Z19, K1, Z13
+	VMOVUPS.Z   (AX)(CX*2), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z2
+	VFMADD231PS Z20, Z17, K1, Z6
+	VFMADD231PS Z20, Z18, K1, Z10
+	VFMADD231PS Z20, Z19, K1, Z14
+	VMOVUPS.Z   (AX)(DX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z3
+	VFMADD231PS Z20, Z17, K1, Z7
+	VFMADD231PS Z20, Z18, K1, Z11
+	VFMADD231PS Z20, Z19, K1, Z15
+
+gemm4x6n_reduce35:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y4
+	VADDPS        Y4, Y8, Y4
+	VEXTRACTF32X8 $0x01, Z12, Y8
+	VADDPS        Y8, Y12, Y8
+	VSHUFPS       $0x88, Y0, Y16, Y12
+	VSHUFPS       $0xdd, Y0, Y16, Y0
+	VADDPS        Y0, Y12, Y16
+	VSHUFPS       $0x88, Y8, Y4, Y0
+	VSHUFPS       $0xdd, Y8, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y16, Y0
+	VSHUFPS       $0xdd, Y4, Y16, Y4
+	VADDPS        Y4, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X0
+	VADDPS        X0, X16, X16
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias38
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X16, X16
+
+gemm4x6n_nobias38:
+	VMOVUPS       X16, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VEXTRACTF32X8 $0x01, Z13, Y5
+	VADDPS        Y5, Y13, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y5, Y4, Y1
+	VSHUFPS       $0xdd, Y5, Y4, Y4
+	VADDPS        Y4, Y1, Y4
+	VSHUFPS       $0x88, Y4, Y0, Y1
+	VSHUFPS       $0xdd, Y4, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias39
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias39:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VEXTRACTF32X8 $0x01, Z14, Y4
+	VADDPS        Y4, Y14, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y4, Y2, Y1
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias40
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias40:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y2
+	VADDPS        Y2, Y11, Y2
+	VEXTRACTF32X8 $0x01, Z15, Y3
+	VADDPS        Y3, Y15, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6n_nobias41
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6n_nobias41:
+	VMOVUPS X0, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x04, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x04, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x04, 40(SP)
+
+gemm4x6n_skip30:
+	CMPQ 40(SP), $0x03
+	JL   gemm4x6n_skip42
+
+	// 4 rows × 3 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x04, DI
+	JZ      gemm4x6n_tail46
+
+gemm4x6n_cols45:
+	VMOVUPS     (DX), Z12
+	VMOVUPS     (DX)(BX*1), Z13
+	VMOVUPS     (DX)(BX*2), Z14
+	VMOVUPS     (DX)(SI*1), Z15
+	VMOVUPS     (AX), Z16
+	VFMADD231PS Z16, Z12, Z0
+	VFMADD231PS Z16, Z13, Z3
+	VFMADD231PS Z16, Z14, Z6
+	VFMADD231PS Z16, Z15, Z9
+	VMOVUPS     (AX)(CX*1), Z16
+	VFMADD231PS Z16, Z12, Z1
+	VFMADD231PS Z16, Z13, Z4
+	VFMADD231PS Z16, Z14, Z7
+	VFMADD231PS Z16, Z15, Z10
+	VMOVUPS     (AX)(CX*2), Z16
+	VFMADD231PS Z16, Z12, Z2
+	VFMADD231PS Z16, Z13, Z5
+	VFMADD231PS Z16, Z14, Z8
+	VFMADD231PS Z16, Z15, Z11
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        DI
+	JNZ         gemm4x6n_cols45
+
+gemm4x6n_tail46:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6n_reduce47
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6n_whole48
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6n_whole48:
+	VMOVUPS.Z   (DX), K1, Z12
+	VMOVUPS.Z   (DX)(BX*1), K1, Z13
+	VMOVUPS.Z   (DX)(BX*2), K1, Z14
+	VMOVUPS.Z   (DX)(SI*1), K1, Z15
+	VMOVUPS.Z   (AX), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z0
+	VFMADD231PS Z16, Z13, K1, Z3
+	VFMADD231PS Z16, Z14, K1, Z6
+	VFMADD231PS Z16, Z15, K1, Z9
+	VMOVUPS.Z   (AX)(CX*1), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z1
+	VFMADD231PS Z16, Z13, K1, Z4
+	VFMADD231PS Z16, Z14, K1, Z7
+	VFMADD231PS Z16, Z15, K1, Z10
+	VMOVUPS.Z   (AX)(CX*2), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z2
+	VFMADD231PS Z16, Z13, K1, Z5
+	VFMADD231PS Z16, Z14, K1, Z8
+	VFMADD231PS Z16, Z15, K1, Z11
+
+gemm4x6n_reduce47:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y3
+	VADDPS        Y3, Y6, Y3
+	VEXTRACTF32X8 $0x01, Z9, Y6
+	VADDPS        Y6, Y9, Y6
+	VSHUFPS       $0x88, Y0, Y12, Y9
+	VSHUFPS       $0xdd, Y0, Y12, Y0
+	VADDPS        Y0, Y9, Y12
+	VSHUFPS       $0x88, Y6, Y3, Y0
+	VSHUFPS       $0xdd, Y6, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y12, Y0
+	VSHUFPS       $0xdd, Y3, Y12, Y3
+	VADDPS        Y3, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X0
+	VADDPS        X0, X12, X12
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias50
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X12, X12
+
+gemm4x6n_nobias50:
+	VMOVUPS       X12, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VEXTRACTF32X8 $0x01, Z10, Y4
+	VADDPS        Y4, Y10, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y4, Y3, Y1
+	VSHUFPS       $0xdd, Y4, Y3, Y3
+	VADDPS        Y3, Y1, Y3
+	VSHUFPS       $0x88, Y3, Y0, Y1
+	VSHUFPS       $0xdd, Y3, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias51
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6n_nobias51:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF32X8 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6n_nobias52
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6n_nobias52:
+	VMOVUPS X0, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x03, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x03, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x03, 40(SP)
+
+gemm4x6n_skip42:
+	CMPQ 40(SP), $0x02
+	JL   gemm4x6n_skip53
+
+	// 4 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVAPS Z7, Z0
+	VMOVAPS Z7, Z1
+	VMOVAPS Z7, Z2
+	VMOVAPS Z7, Z3
+	VMOVAPS Z7, Z4
+	VMOVAPS Z7, Z5
+	VMOVAPS Z7, Z6
+	VMOVAPS Z7, Z7
+	MOVQ    k+56(FP), DI
+	SHRQ    $0x04, DI
+	JZ      gemm4x6n_tail57
+
+gemm4x6n_cols56:
+	VMOVUPS     (DX), Z8
+	VMOVUPS     (DX)(BX*1), Z9
+	VMOVUPS     (DX)(BX*2), Z10
+	VMOVUPS     (DX)(SI*1), Z11
+	VMOVUPS     (AX), Z12
+	VFMADD231PS Z12, Z8, Z0
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z6
+	VMOVUPS     (AX)(CX*1), Z12
+	VFMADD231PS Z12, Z8, Z1
+	VFMADD231PS Z12, Z9, Z3
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z7
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        DI
+	JNZ         gemm4x6n_cols56
+
+gemm4x6n_tail57:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6n_reduce58
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6n_whole59
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6n_whole59:
+	VMOVUPS.Z   (DX), K1, Z8
+	VMOVUPS.Z   (DX)(BX*1), K1, Z9
+	VMOVUPS.Z   (DX)(BX*2), K1, Z10
+	VMOVUPS.Z   (DX)(SI*1), K1, Z11
+	VMOVUPS.Z   (AX), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z0
+	VFMADD231PS Z12, Z9, K1, Z2
+	VFMADD231PS Z12, Z10, K1, Z4
+	VFMADD231PS Z12, Z11, K1, Z6
+	VMOVUPS.Z   (AX)(CX*1), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z1
+	VFMADD231PS Z12, Z9, K1, Z3
+	VFMADD231PS Z12, Z10, K1, Z5
+	VFMADD231PS Z12, Z11, K1, Z7
+
+gemm4x6n_reduce58:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y2
+	VADDPS        Y2, Y4, Y2
+	VEXTRACTF32X8 $0x01, Z6, Y4
+	VADDPS        Y4, Y6, Y4
+	VSHUFPS       $0x88, Y0, Y8, Y6
+	VSHUFPS       $0xdd, Y0, Y8, Y0
+	VADDPS        Y0, Y6, Y8
+	VSHUFPS       $0x88, Y4, Y2, Y0
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y8, Y0
+	VSHUFPS       $0xdd, Y2, Y8, Y2
+	VADDPS        Y2, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X8
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6n_nobias61
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X8, X8
+
+gemm4x6n_nobias61:
+	VMOVUPS       X8, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF32X8 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6n_nobias62
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6n_nobias62:
+	VMOVUPS X0, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x02, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x02, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x02, 40(SP)
+
+gemm4x6n_skip53:
+	CMPQ 40(SP), $0x01
+	JL   gemm4x6n_skip63
+
+	// 4 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVAPS Z3, Z0
+	VMOVAPS Z3, Z1
+	VMOVAPS Z3, Z2
+	VMOVAPS Z3, Z3
+	MOVQ    k+56(FP), SI
+	SHRQ    $0x04, SI
+	JZ      gemm4x6n_tail67
+
+gemm4x6n_cols66:
+	VMOVUPS     (CX), Z4
+	VMOVUPS     (CX)(DX*1), Z5
+	VMOVUPS     (CX)(DX*2), Z6
+	VMOVUPS     (CX)(BX*1), Z7
+	VMOVUPS     (AX), Z8
+	VFMADD231PS Z8, Z4, Z0
+	VFMADD231PS Z8, Z5, Z1
+	VFMADD231PS Z8, Z6, Z2
+	VFMADD231PS Z8, Z7, Z3
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	DECQ        SI
+	JNZ         gemm4x6n_cols66
+
+gemm4x6n_tail67:
+	MOVQ  k+56(FP), SI
+	ANDQ  $0x0f, SI
+	JZ    gemm4x6n_reduce68
+	LEAQ  tailmasks<>+0(SB), DI
+	KMOVW (DI)(SI*2), K1
+	CMPQ  SI, $0x08
+	JGE   gemm4x6n_whole69
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+
+gemm4x6n_whole69:
+	VMOVUPS.Z   (CX), K1, Z4
+	VMOVUPS.Z   (CX)(DX*1), K1, Z5
+	VMOVUPS.Z   (CX)(DX*2), K1, Z6
+	VMOVUPS.Z   (CX)(BX*1), K1, Z7
+	VMOVUPS.Z   (AX), K1, Z8
+	VFMADD231PS Z8, Z4, K1, Z0
+	VFMADD231PS Z8, Z5, K1, Z1
+	VFMADD231PS Z8, Z6, K1, Z2
+	VFMADD231PS Z8, Z7, K1, Z3
+
+gemm4x6n_reduce68:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VSHUFPS       $0x88, Y0, Y4, Y3
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y4
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y4, Y0
+	VSHUFPS       $0xdd, Y1, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6n_nobias71
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X4, X4
+
+gemm4x6n_nobias71:
+	VMOVUPS X4, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x01, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x01, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x01, 40(SP)
+
+gemm4x6n_skip63:
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   $0x10, 8(SP)
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm4x6n_group1
+	VZEROUPPER
+	RET
+
+// func gemm4x6pn(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
+TEXT ·gemm4x6pn(SB), $56-96
+	MOVQ acc+80(FP), AX
+	MOVQ AX, 48(SP)
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm4x6pn_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemm4x6pn_tokens2:
+	CMPQ 40(SP), $0x06
+	JL   gemm4x6pn_tokens_done3
+
+	// 4 rows × 6 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm4x6pn_fresh4
+	MOVQ    48(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z6
+	VMOVUPS 128(R9), Z12
+	VMOVUPS 192(R9), Z18
+	VMOVUPS 256(R9), Z1
+	VMOVUPS 320(R9), Z7
+	VMOVUPS 384(R9), Z13
+	VMOVUPS 448(R9), Z19
+	VMOVUPS 512(R9), Z2
+	VMOVUPS 576(R9), Z8
+	VMOVUPS 640(R9), Z14
+	VMOVUPS 704(R9), Z20
+	VMOVUPS 768(R9), Z3
+	VMOVUPS 832(R9), Z9
+	VMOVUPS 896(R9), Z15
+	VMOVUPS 960(R9), Z21
+	VMOVUPS 1024(R9), Z4
+	VMOVUPS 1088(R9), Z10
+	VMOVUPS 1152(R9), Z16
+	VMOVUPS 1216(R9), Z22
+	VMOVUPS 1280(R9), Z5
+	VMOVUPS 1344(R9), Z11
+	VMOVUPS 1408(R9), Z17
+	VMOVUPS 1472(R9), Z23
+	JMP     gemm4x6pn_started5
+
+gemm4x6pn_fresh4:
+	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
+
+gemm4x6pn_started5:
+	MOVQ k+56(FP), R9
+	SHRQ $0x04, R9
+	JZ   gemm4x6pn_tail7
+
+gemm4x6pn_cols6:
+	VMOVUPS     (SI), Z24
+	VMOVUPS     (SI)(DI*1), Z25
+	VMOVUPS     (SI)(DI*2), Z26
+	VMOVUPS     (SI)(R8*1), Z27
+	VMOVUPS     (AX), Z28
+	VFMADD231PS Z28, Z24, Z0
+	VFMADD231PS Z28, Z25, Z6
+	VFMADD231PS Z28, Z26, Z12
+	VFMADD231PS Z28, Z27, Z18
+	VMOVUPS     (AX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z1
+	VFMADD231PS Z28, Z25, Z7
+	VFMADD231PS Z28, Z26, Z13
+	VFMADD231PS Z28, Z27, Z19
+	VMOVUPS     (AX)(CX*2), Z28
+	VFMADD231PS Z28, Z24, Z2
+	VFMADD231PS Z28, Z25, Z8
+	VFMADD231PS Z28, Z26, Z14
+	VFMADD231PS Z28, Z27, Z20
+	VMOVUPS     (AX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z3
+	VFMADD231PS Z28, Z25, Z9
+	VFMADD231PS Z28, Z26, Z15
+	VFMADD231PS Z28, Z27, Z21
+	VMOVUPS     (BX), Z28
+	VFMADD231PS Z28, Z24, Z4
+	VFMADD231PS Z28, Z25, Z10
+	VFMADD231PS Z28, Z26, Z16
+	VFMADD231PS Z28, Z27, Z22
+	VMOVUPS     (BX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z5
+	VFMADD231PS Z28, Z25, Z11
+	VFMADD231PS Z28, Z26, Z17
+	VFMADD231PS Z28, Z27, Z23
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R9
+	JNZ         gemm4x6pn_cols6
+
+gemm4x6pn_tail7:
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6pn_reduce8
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6pn_whole9
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6pn_whole9:
+	VMOVUPS.Z   (SI), K1, Z24
+	VMOVUPS.Z   (SI)(DI*1), K1, Z25
+	VMOVUPS.Z   (SI)(DI*2), K1, Z26
+	VMOVUPS.Z   (SI)(R8*1), K1, Z27
+	VMOVUPS.Z   (AX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z0
+	VFMADD231PS Z28, Z25, K1, Z6
+	VFMADD231PS Z28, Z26, K1, Z12
+	VFMADD231PS Z28, Z27, K1, Z18
+	VMOVUPS.Z   (AX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z1
+	VFMADD231PS Z28, Z25, K1, Z7
+	VFMADD231PS Z28, Z26, K1, Z13
+	VFMADD231PS Z28, Z27, K1, Z19
+	VMOVUPS.Z   (AX)(CX*2), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z2
+	VFMADD231PS Z28, Z25, K1, Z8
+	VFMADD231PS Z28, Z26, K1, Z14
+	VFMADD231PS Z28, Z27, K1, Z20
+	VMOVUPS.Z   (AX)(DX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z3
+	VFMADD231PS Z28, Z25, K1, Z9
+	VFMADD231PS Z28, Z26, K1, Z15
+	VFMADD231PS Z28, Z27, K1, Z21
+	VMOVUPS.Z   (BX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z4
+	VFMADD231PS Z28, Z25, K1, Z10
+	VFMADD231PS Z28, Z26, K1, Z16
+	VFMADD231PS Z28, Z27, K1, Z22
+	VMOVUPS.Z   (BX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z5
+	VFMADD231PS Z28, Z25, K1, Z11
+	VFMADD231PS Z28, Z26, K1, Z17
+	VFMADD231PS Z28, Z27, K1, Z23
+
+gemm4x6pn_reduce8:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pn_sum11
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z12, 128(AX)
+	VMOVUPS Z18, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z7, 320(AX)
+	VMOVUPS Z13, 384(AX)
+	VMOVUPS Z19, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z8, 576(AX)
+	VMOVUPS Z14, 640(AX)
+	VMOVUPS Z20, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z9, 832(AX)
+	VMOVUPS Z15, 896(AX)
+	VMOVUPS Z21, 960(AX)
+	VMOVUPS Z4, 1024(AX)
+	VMOVUPS Z10, 1088(AX)
+	VMOVUPS Z16, 1152(AX)
+	VMOVUPS Z22, 1216(AX)
+	VMOVUPS Z5, 1280(AX)
+	VMOVUPS Z11, 1344(AX)
+	VMOVUPS Z17, 1408(AX)
+	VMOVUPS Z23, 1472(AX)
+	JMP     gemm4x6pn_reduced10
+
+gemm4x6pn_sum11:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y6
+	VADDPS        Y6, Y12, Y6
+	VEXTRACTF32X8 $0x01, Z18, Y12
+	VADDPS        Y12, Y18, Y12
+	VSHUFPS       $0x88, Y0, Y24, Y18
+	VSHUFPS       $0xdd, Y0, Y24, Y0
+	VADDPS        Y0, Y18, Y24
+	VSHUFPS       $0x88, Y12, Y6, Y0
+	VSHUFPS       $0xdd, Y12, Y6, Y6
+	VADDPS        Y6, Y0, Y6
+	VSHUFPS       $0x88, Y6, Y24, Y0
+	VSHUFPS       $0xdd, Y6, Y24, Y6
+	VADDPS        Y6, Y0, Y24
+	VEXTRACTF32X4 $0x01, Y24, X0
+	VADDPS        X0, X24, X24
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias12
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X24, X24
+
+gemm4x6pn_nobias12:
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VEXTRACTF32X8 $0x01, Z19, Y7
+	VADDPS        Y7, Y19, Y7
+	VSHUFPS       $0x88, Y1, Y0, Y12
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y12, Y0
+	VSHUFPS       $0x88, Y7, Y6, Y1
+	VSHUFPS       $0xdd, Y7, Y6, Y6
+	VADDPS        Y6, Y1, Y6
+	VSHUFPS       $0x88, Y6, Y0, Y1
+	VSHUFPS       $0xdd, Y6, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias13
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias13:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z20, Y6
+	VADDPS        Y6, Y20, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y7
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y7, Y0
+	VSHUFPS       $0x88, Y6, Y2, Y1
+	VSHUFPS       $0xdd, Y6, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias14
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias14:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z15, Y2
+	VADDPS        Y2, Y15, Y2
+	VEXTRACTF32X8 $0x01, Z21, Y3
+	VADDPS        Y3, Y21, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias15
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias15:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VEXTRACTF32X8 $0x01, Z22, Y3
+	VADDPS        Y3, Y22, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias16
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias16:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
+	VEXTRACTF32X8 $0x01, Z23, Y3
+	VADDPS        Y3, Y23, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pn_nobias17
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6pn_nobias17:
+	VMOVUPS X0, (AX)
+
+gemm4x6pn_reduced10:
+	ADDQ   $0x00000600, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x06, 40(SP)
+	JMP    gemm4x6pn_tokens2
+
+gemm4x6pn_tokens_done3:
+	CMPQ 40(SP), $0x05
+	JL   gemm4x6pn_skip18
+
+	// 4 rows × 5 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm4x6pn_fresh19
+	MOVQ    48(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z5
+	VMOVUPS 128(R9), Z10
+	VMOVUPS 192(R9), Z15
+	VMOVUPS 256(R9), Z1
+	VMOVUPS 320(R9), Z6
+	VMOVUPS 384(R9), Z11
+	VMOVUPS 448(R9), Z16
+	VMOVUPS 512(R9), Z2
+	VMOVUPS 576(R9), Z7
+	VMOVUPS 640(R9), Z12
+	VMOVUPS 704(R9), Z17
+	VMOVUPS 768(R9), Z3
+	VMOVUPS 832(R9), Z8
+	VMOVUPS 896(R9), Z13
+	VMOVUPS 960(R9), Z18
+	VMOVUPS 1024(R9), Z4
+	VMOVUPS 1088(R9), Z9
+	VMOVUPS 1152(R9), Z14
+	VMOVUPS 1216(R9), Z19
+	JMP     gemm4x6pn_started20
+
+gemm4x6pn_fresh19:
+	VMOVUPS zeros<>+0(SB), Z19
+	VMOVAPS Z19, Z0
+	VMOVAPS Z19, Z1
+	VMOVAPS Z19, Z2
+	VMOVAPS Z19, Z3
+	VMOVAPS Z19, Z4
+	VMOVAPS Z19, Z5
+	VMOVAPS Z19, Z6
+	VMOVAPS Z19, Z7
+	VMOVAPS Z19, Z8
+	VMOVAPS Z19, Z9
+	VMOVAPS Z19, Z10
+	VMOVAPS Z19, Z11
+	VMOVAPS Z19, Z12
+	VMOVAPS Z19, Z13
+	VMOVAPS Z19, Z14
+	VMOVAPS Z19, Z15
+	VMOVAPS Z19, Z16
+	VMOVAPS Z19, Z17
+	VMOVAPS Z19, Z18
+	VMOVAPS Z19, Z19
+
+gemm4x6pn_started20:
+	MOVQ k+56(FP), R9
+	SHRQ $0x04, R9
+	JZ   gemm4x6pn_tail22
+
+gemm4x6pn_cols21:
+	VMOVUPS     (SI), Z20
+	VMOVUPS     (SI)(DI*1), Z21
+	VMOVUPS     (SI)(DI*2), Z22
+	VMOVUPS     (SI)(R8*1), Z23
+	VMOVUPS     (AX), Z24
+	VFMADD231PS Z24, Z20, Z0
+	VFMADD231PS Z24, Z21, Z5
+	VFMADD231PS Z24, Z22, Z10
+	VFMADD231PS Z24, Z23, Z15
+	VMOVUPS     (AX)(CX*1), Z24
+	VFMADD231PS Z24, Z20, Z1
+	VFMADD231PS Z24, Z21, Z6
+	VFMADD231PS Z24, Z22, Z11
+	VFMADD231PS Z24, Z23, Z16
+	VMOVUPS     (AX)(CX*2), Z24
+	VFMADD231PS Z24, Z20, Z2
+	VFMADD231PS Z24, Z21, Z7
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z17
+	VMOVUPS     (AX)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z3
+	VFMADD231PS Z24, Z21, Z8
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z18
+	VMOVUPS     (BX), Z24
+	VFMADD231PS Z24, Z20, Z4
+	VFMADD231PS Z24, Z21, Z9
+	VFMADD231PS Z24, Z22, Z14
+	VFMADD231PS Z24, Z23, Z19
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R9
+	JNZ         gemm4x6pn_cols21
+
+gemm4x6pn_tail22:
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6pn_reduce23
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6pn_whole24
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6pn_whole24:
+	VMOVUPS.Z   (SI), K1, Z20
+	VMOVUPS.Z   (SI)(DI*1), K1, Z21
+	VMOVUPS.Z   (SI)(DI*2), K1, Z22
+	VMOVUPS.Z   (SI)(R8*1), K1, Z23
+	VMOVUPS.Z   (AX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z0
+	VFMADD231PS Z24, Z21, K1, Z5
+	VFMADD231PS Z24, Z22, K1, Z10
+	VFMADD231PS Z24, Z23, K1, Z15
+	VMOVUPS.Z   (AX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z1
+	VFMADD231PS Z24, Z21, K1, Z6
+	VFMADD231PS Z24, Z22, K1, Z11
+	VFMADD231PS Z24, Z23, K1, Z16
+	VMOVUPS.Z   (AX)(CX*2), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z2
+	VFMADD231PS Z24, Z21, K1, Z7
+	VFMADD231PS Z24, Z22, K1, Z12
+	VFMADD231PS Z24, Z23, K1, Z17
+	VMOVUPS.Z   (AX)(DX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z3
+	VFMADD231PS Z24, Z21, K1, Z8
+	VFMADD231PS Z24, Z22, K1, Z13
+	VFMADD231PS Z24, Z23, K1, Z18
+	VMOVUPS.Z   (BX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z4
+	VFMADD231PS Z24, Z21, K1, Z9
+	VFMADD231PS Z24, Z22, K1, Z14
+	VFMADD231PS Z24, Z23, K1, Z19
+
+gemm4x6pn_reduce23:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pn_sum26
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z5, 64(AX)
+	VMOVUPS Z10, 128(AX)
+	VMOVUPS Z15, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z6, 320(AX)
+	VMOVUPS Z11, 384(AX)
+	VMOVUPS Z16, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z7, 576(AX)
+	VMOVUPS Z12, 640(AX)
+	VMOVUPS Z17, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z8, 832(AX)
+	VMOVUPS Z13, 896(AX)
+	VMOVUPS Z18, 960(AX)
+	VMOVUPS Z4, 1024(AX)
+	VMOVUPS Z9, 1088(AX)
+	VMOVUPS Z14, 1152(AX)
+	VMOVUPS Z19, 1216(AX)
+	JMP     gemm4x6pn_reduced25
+
+gemm4x6pn_sum26:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y20
+	VADDPS        Y20, Y0, Y20
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y5
+	VADDPS        Y5, Y10, Y5
+	VEXTRACTF32X8 $0x01, Z15, Y10
+	VADDPS        Y10, Y15, Y10
+	VSHUFPS       $0x88, Y0, Y20, Y15
+	VSHUFPS       $0xdd, Y0, Y20, Y0
+	VADDPS        Y0, Y15, Y20
+	VSHUFPS       $0x88, Y10, Y5, Y0
+	VSHUFPS       $0xdd, Y10, Y5, Y5
+	VADDPS        Y5, Y0, Y5
+	VSHUFPS       $0x88, Y5, Y20, Y0
+	VSHUFPS       $0xdd, Y5, Y20, Y5
+	VADDPS        Y5, Y0, Y20
+	VEXTRACTF32X4 $0x01, Y20, X0
+	VADDPS        X0, X20, X20
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias27
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X20, X20
+
+gemm4x6pn_nobias27:
+	VMOVUPS       X20, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VEXTRACTF32X8 $0x01, Z16, Y6
+	VADDPS        Y6, Y16, Y6
+	VSHUFPS       $0x88, Y1, Y0, Y10
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y10, Y0
+	VSHUFPS       $0x88, Y6, Y5, Y1
+	VSHUFPS       $0xdd, Y6, Y5, Y5
+	VADDPS        Y5, Y1, Y5
+	VSHUFPS       $0x88, Y5, Y0, Y1
+	VSHUFPS       $0xdd, Y5, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias28
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias28:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z12, Y2
+	VADDPS        Y2, Y12, Y2
+	VEXTRACTF32X8 $0x01, Z17, Y5
+	VADDPS        Y5, Y17, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y5, Y2, Y1
+	VSHUFPS       $0xdd, Y5, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias29
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias29:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF32X8 $0x01, Z13, Y2
+	VADDPS        Y2, Y13, Y2
+	VEXTRACTF32X8 $0x01, Z18, Y3
+	VADDPS        Y3, Y18, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias30
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias30:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z19, Y3
+	VADDPS        Y3, Y19, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pn_nobias31
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6pn_nobias31:
+	VMOVUPS X0, (AX)
+
+gemm4x6pn_reduced25:
+	ADDQ   $0x00000500, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x05, 40(SP)
+
+gemm4x6pn_skip18:
+	CMPQ 40(SP), $0x04
+	JL   gemm4x6pn_skip32
+
+	// 4 rows × 4 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (SI)(SI*2), DI
+	MOVQ    flags+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      gemm4x6pn_fresh33
+	MOVQ    48(SP), R8
+	VMOVUPS (R8), Z0
+	VMOVUPS 64(R8), Z4
+	VMOVUPS 128(R8), Z8
+	VMOVUPS 192(R8), Z12
+	VMOVUPS 256(R8), Z1
+	VMOVUPS 320(R8), Z5
+	VMOVUPS 384(R8), Z9
+	VMOVUPS 448(R8), Z13
+	VMOVUPS 512(R8), Z2
+	VMOVUPS 576(R8), Z6
+	VMOVUPS 640(R8), Z10
+	VMOVUPS 704(R8), Z14
+	VMOVUPS 768(R8), Z3
+	VMOVUPS 832(R8), Z7
+	VMOVUPS 896(R8), Z11
+	VMOVUPS 960(R8), Z15
+	JMP     gemm4x6pn_started34
+
+gemm4x6pn_fresh33:
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVAPS Z15, Z0
+	VMOVAPS Z15, Z1
+	VMOVAPS Z15, Z2
+	VMOVAPS Z15, Z3
+	VMOVAPS Z15, Z4
+	VMOVAPS Z15, Z5
+	VMOVAPS Z15, Z6
+	VMOVAPS Z15, Z7
+	VMOVAPS Z15, Z8
+	VMOVAPS Z15, Z9
+	VMOVAPS Z15, Z10
+	VMOVAPS Z15, Z11
+	VMOVAPS Z15, Z12
+	VMOVAPS Z15, Z13
+	VMOVAPS Z15, Z14
+	VMOVAPS Z15, Z15
+
+gemm4x6pn_started34:
+	MOVQ k+56(FP), R8
+	SHRQ $0x04, R8
+	JZ   gemm4x6pn_tail36
+
+gemm4x6pn_cols35:
+	VMOVUPS     (BX), Z16
+	VMOVUPS     (BX)(SI*1), Z17
+	VMOVUPS     (BX)(SI*2), Z18
+	VMOVUPS     (BX)(DI*1), Z19
+	VMOVUPS     (AX), Z20
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z20, Z19, Z12
+	VMOVUPS     (AX)(CX*1), Z20
+	VFMADD231PS Z20, Z16, Z1
+	VFMADD231PS Z20, Z17, Z5
+	VFMADD231PS Z20, Z18, Z9
+	VFMADD231PS Z20, Z19, Z13
+	VMOVUPS     (AX)(CX*2), Z20
+	VFMADD231PS Z20, Z16, Z2
+	VFMADD231PS Z20, Z17, Z6
+	VFMADD231PS Z20, Z18, Z10
+	VFMADD231PS Z20, Z19, Z14
+	VMOVUPS     (AX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z3
+	VFMADD231PS Z20, Z17, Z7
+	VFMADD231PS Z20, Z18, Z11
+	VFMADD231PS Z20, Z19, Z15
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	DECQ        R8
+	JNZ         gemm4x6pn_cols35
+
+gemm4x6pn_tail36:
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm4x6pn_reduce37
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm4x6pn_whole38
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+
+gemm4x6pn_whole38:
+	VMOVUPS.Z   (BX), K1, Z16
+	VMOVUPS.Z   (BX)(SI*1), K1, Z17
+	VMOVUPS.Z   (BX)(SI*2), K1, Z18
+	VMOVUPS.Z   (BX)(DI*1), K1, Z19
+	VMOVUPS.Z   (AX), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z0
+	VFMADD231PS Z20, Z17, K1, Z4
+	VFMADD231PS Z20, Z18, K1, Z8
+	VFMADD231PS Z20, Z19, K1, Z12
+	VMOVUPS.Z   (AX)(CX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z1
+	VFMADD231PS Z20, Z17, K1, Z5
+	VFMADD231PS Z20, Z18, K1, Z9
+	VFMADD231PS Z20, Z19, K1, Z13
+	VMOVUPS.Z   (AX)(CX*2), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z2
+	VFMADD231PS Z20, Z17, K1, Z6
+	VFMADD231PS Z20, Z18, K1, Z10
+	VFMADD231PS Z20, Z19, K1, Z14
+	VMOVUPS.Z   (AX)(DX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z3
+	VFMADD231PS Z20, Z17, K1, Z7
+	VFMADD231PS Z20, Z18, K1, Z11
+	VFMADD231PS Z20, Z19, K1, Z15
+
+gemm4x6pn_reduce37:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pn_sum40
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z4, 64(AX)
+	VMOVUPS Z8, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z9, 384(AX)
+	VMOVUPS Z13, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z6, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z14, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z7, 832(AX)
+	VMOVUPS Z11, 896(AX)
+	VMOVUPS Z15, 960(AX)
+	JMP     gemm4x6pn_reduced39
+
+gemm4x6pn_sum40:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z8, Y4
+	VADDPS        Y4, Y8, Y4
+	VEXTRACTF32X8 $0x01, Z12, Y8
+	VADDPS        Y8, Y12, Y8
+	VSHUFPS       $0x88, Y0, Y16, Y12
+	VSHUFPS       $0xdd, Y0, Y16, Y0
+	VADDPS        Y0, Y12, Y16
+	VSHUFPS       $0x88, Y8, Y4, Y0
+	VSHUFPS       $0xdd, Y8, Y4, Y4
+	VADDPS        Y4, Y0, Y4
+	VSHUFPS       $0x88, Y4, Y16, Y0
+	VSHUFPS       $0xdd, Y4, Y16, Y4
+	VADDPS        Y4, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X0
+	VADDPS        X0, X16, X16
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias41
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X16, X16
+
+gemm4x6pn_nobias41:
+	VMOVUPS       X16, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VEXTRACTF32X8 $0x01, Z13, Y5
+	VADDPS        Y5, Y13, Y5
+	VSHUFPS       $0x88, Y1, Y0, Y8
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y8, Y0
+	VSHUFPS       $0x88, Y5, Y4, Y1
+	VSHUFPS       $0xdd, Y5, Y4, Y4
+	VADDPS        Y4, Y1, Y4
+	VSHUFPS       $0x88, Y4, Y0, Y1
+	VSHUFPS       $0xdd, Y4, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias42
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias42:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF32X8 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VEXTRACTF32X8 $0x01, Z14, Y4
+	VADDPS        Y4, Y14, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y5
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y0
+	VSHUFPS       $0x88, Y4, Y2, Y1
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias43
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias43:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VEXTRACTF32X8 $0x01, Z11, Y2
+	VADDPS        Y2, Y11, Y2
+	VEXTRACTF32X8 $0x01, Z15, Y3
+	VADDPS        Y3, Y15, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pn_nobias44
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6pn_nobias44:
+	VMOVUPS X0, (AX)
+
+gemm4x6pn_reduced39:
+	ADDQ   $0x00000400, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x04, 40(SP)
+
+gemm4x6pn_skip32:
+	CMPQ 40(SP), $0x03
+	JL   gemm4x6pn_skip45
+
+	// 4 rows × 3 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    flags+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      gemm4x6pn_fresh46
+	MOVQ    48(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z3
+	VMOVUPS 128(DI), Z6
+	VMOVUPS 192(DI), Z9
+	VMOVUPS 256(DI), Z1
+	VMOVUPS 320(DI), Z4
+	VMOVUPS 384(DI), Z7
+	VMOVUPS 448(DI), Z10
+	VMOVUPS 512(DI), Z2
+	VMOVUPS 576(DI), Z5
+	VMOVUPS 640(DI), Z8
+	VMOVUPS 704(DI), Z11
+	JMP     gemm4x6pn_started47
+
+gemm4x6pn_fresh46:
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
+
+gemm4x6pn_started47:
+	MOVQ k+56(FP), DI
+	SHRQ $0x04, DI
+	JZ   gemm4x6pn_tail49
+
+gemm4x6pn_cols48:
+	VMOVUPS     (DX), Z12
+	VMOVUPS     (DX)(BX*1), Z13
+	VMOVUPS     (DX)(BX*2), Z14
+	VMOVUPS     (DX)(SI*1), Z15
+	VMOVUPS     (AX), Z16
+	VFMADD231PS Z16, Z12, Z0
+	VFMADD231PS Z16, Z13, Z3
+	VFMADD231PS Z16, Z14, Z6
+	VFMADD231PS Z16, Z15, Z9
+	VMOVUPS     (AX)(CX*1), Z16
+	VFMADD231PS Z16, Z12, Z1
+	VFMADD231PS Z16, Z13, Z4
+	VFMADD231PS Z16, Z14, Z7
+	VFMADD231PS Z16, Z15, Z10
+	VMOVUPS     (AX)(CX*2), Z16
+	VFMADD231PS Z16, Z12, Z2
+	VFMADD231PS Z16, Z13, Z5
+	VFMADD231PS Z16, Z14, Z8
+	VFMADD231PS Z16, Z15, Z11
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        DI
+	JNZ         gemm4x6pn_cols48
+
+gemm4x6pn_tail49:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6pn_reduce50
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6pn_whole51
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6pn_whole51:
+	VMOVUPS.Z   (DX), K1, Z12
+	VMOVUPS.Z   (DX)(BX*1), K1, Z13
+	VMOVUPS.Z   (DX)(BX*2), K1, Z14
+	VMOVUPS.Z   (DX)(SI*1), K1, Z15
+	VMOVUPS.Z   (AX), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z0
+	VFMADD231PS Z16, Z13, K1, Z3
+	VFMADD231PS Z16, Z14, K1, Z6
+	VFMADD231PS Z16, Z15, K1, Z9
+	VMOVUPS.Z   (AX)(CX*1), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z1
+	VFMADD231PS Z16, Z13, K1, Z4
+	VFMADD231PS Z16, Z14, K1, Z7
+	VFMADD231PS Z16, Z15, K1, Z10
+	VMOVUPS.Z   (AX)(CX*2), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z2
+	VFMADD231PS Z16, Z13, K1, Z5
+	VFMADD231PS Z16, Z14, K1, Z8
+	VFMADD231PS Z16, Z15, K1, Z11
+
+gemm4x6pn_reduce50:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pn_sum53
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z3, 64(AX)
+	VMOVUPS Z6, 128(AX)
+	VMOVUPS Z9, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z4, 320(AX)
+	VMOVUPS Z7, 384(AX)
+	VMOVUPS Z10, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z5, 576(AX)
+	VMOVUPS Z8, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	JMP     gemm4x6pn_reduced52
+
+gemm4x6pn_sum53:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z6, Y3
+	VADDPS        Y3, Y6, Y3
+	VEXTRACTF32X8 $0x01, Z9, Y6
+	VADDPS        Y6, Y9, Y6
+	VSHUFPS       $0x88, Y0, Y12, Y9
+	VSHUFPS       $0xdd, Y0, Y12, Y0
+	VADDPS        Y0, Y9, Y12
+	VSHUFPS       $0x88, Y6, Y3, Y0
+	VSHUFPS       $0xdd, Y6, Y3, Y3
+	VADDPS        Y3, Y0, Y3
+	VSHUFPS       $0x88, Y3, Y12, Y0
+	VSHUFPS       $0xdd, Y3, Y12, Y3
+	VADDPS        Y3, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X0
+	VADDPS        X0, X12, X12
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias54
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X12, X12
+
+gemm4x6pn_nobias54:
+	VMOVUPS       X12, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VEXTRACTF32X8 $0x01, Z10, Y4
+	VADDPS        Y4, Y10, Y4
+	VSHUFPS       $0x88, Y1, Y0, Y6
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y0
+	VSHUFPS       $0x88, Y4, Y3, Y1
+	VSHUFPS       $0xdd, Y4, Y3, Y3
+	VADDPS        Y3, Y1, Y3
+	VSHUFPS       $0x88, Y3, Y0, Y1
+	VSHUFPS       $0xdd, Y3, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias55
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X0, X0
+
+gemm4x6pn_nobias55:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF32X8 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pn_nobias56
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6pn_nobias56:
+	VMOVUPS X0, (AX)
+
+gemm4x6pn_reduced52:
+	ADDQ   $0x00000300, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x03, 40(SP)
+
+gemm4x6pn_skip45:
+	CMPQ 40(SP), $0x02
+	JL   gemm4x6pn_skip57
+
+	// 4 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    flags+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      gemm4x6pn_fresh58
+	MOVQ    48(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z2
+	VMOVUPS 128(DI), Z4
+	VMOVUPS 192(DI), Z6
+	VMOVUPS 256(DI), Z1
+	VMOVUPS 320(DI), Z3
+	VMOVUPS 384(DI), Z5
+	VMOVUPS 448(DI), Z7
+	JMP     gemm4x6pn_started59
+
+gemm4x6pn_fresh58:
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVAPS Z7, Z0
+	VMOVAPS Z7, Z1
+	VMOVAPS Z7, Z2
+	VMOVAPS Z7, Z3
+	VMOVAPS Z7, Z4
+	VMOVAPS Z7, Z5
+	VMOVAPS Z7, Z6
+	VMOVAPS Z7, Z7
+
+gemm4x6pn_started59:
+	MOVQ k+56(FP), DI
+	SHRQ $0x04, DI
+	JZ   gemm4x6pn_tail61
+
+gemm4x6pn_cols60:
+	VMOVUPS     (DX), Z8
+	VMOVUPS     (DX)(BX*1), Z9
+	VMOVUPS     (DX)(BX*2), Z10
+	VMOVUPS     (DX)(SI*1), Z11
+	VMOVUPS     (AX), Z12
+	VFMADD231PS Z12, Z8, Z0
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z6
+	VMOVUPS     (AX)(CX*1), Z12
+	VFMADD231PS Z12, Z8, Z1
+	VFMADD231PS Z12, Z9, Z3
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z7
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        DI
+	JNZ         gemm4x6pn_cols60
+
+gemm4x6pn_tail61:
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6pn_reduce62
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6pn_whole63
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6pn_whole63:
+	VMOVUPS.Z   (DX), K1, Z8
+	VMOVUPS.Z   (DX)(BX*1), K1, Z9
+	VMOVUPS.Z   (DX)(BX*2), K1, Z10
+	VMOVUPS.Z   (DX)(SI*1), K1, Z11
+	VMOVUPS.Z   (AX), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z0
+	VFMADD231PS Z12, Z9, K1, Z2
+	VFMADD231PS Z12, Z10, K1, Z4
+	VFMADD231PS Z12, Z11, K1, Z6
+	VMOVUPS.Z   (AX)(CX*1), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z1
+	VFMADD231PS Z12, Z9, K1, Z3
+	VFMADD231PS Z12, Z10, K1, Z5
+	VFMADD231PS Z12, Z11, K1, Z7
+
+gemm4x6pn_reduce62:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pn_sum65
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z2, 64(AX)
+	VMOVUPS Z4, 128(AX)
+	VMOVUPS Z6, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z3, 320(AX)
+	VMOVUPS Z5, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	JMP     gemm4x6pn_reduced64
+
+gemm4x6pn_sum65:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z4, Y2
+	VADDPS        Y2, Y4, Y2
+	VEXTRACTF32X8 $0x01, Z6, Y4
+	VADDPS        Y4, Y6, Y4
+	VSHUFPS       $0x88, Y0, Y8, Y6
+	VSHUFPS       $0xdd, Y0, Y8, Y0
+	VADDPS        Y0, Y6, Y8
+	VSHUFPS       $0x88, Y4, Y2, Y0
+	VSHUFPS       $0xdd, Y4, Y2, Y2
+	VADDPS        Y2, Y0, Y2
+	VSHUFPS       $0x88, Y2, Y8, Y0
+	VSHUFPS       $0xdd, Y2, Y8, Y2
+	VADDPS        Y2, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X8
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm4x6pn_nobias66
+	ADDQ          8(SP), DX
+	VADDPS        (DX), X8, X8
+
+gemm4x6pn_nobias66:
+	VMOVUPS       X8, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF32X8 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VEXTRACTF32X8 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pn_nobias67
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6pn_nobias67:
+	VMOVUPS X0, (AX)
+
+gemm4x6pn_reduced64:
+	ADDQ   $0x00000200, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x02, 40(SP)
+
+gemm4x6pn_skip57:
+	CMPQ 40(SP), $0x01
+	JL   gemm4x6pn_skip68
+
+	// 4 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    flags+88(FP), SI
+	TESTQ   $0x00000001, SI
+	JZ      gemm4x6pn_fresh69
+	MOVQ    48(SP), SI
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	JMP     gemm4x6pn_started70
+
+gemm4x6pn_fresh69:
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVAPS Z3, Z0
+	VMOVAPS Z3, Z1
+	VMOVAPS Z3, Z2
+	VMOVAPS Z3, Z3
+
+gemm4x6pn_started70:
+	MOVQ k+56(FP), SI
+	SHRQ $0x04, SI
+	JZ   gemm4x6pn_tail72
+
+gemm4x6pn_cols71:
+	VMOVUPS     (CX), Z4
+	VMOVUPS     (CX)(DX*1), Z5
+	VMOVUPS     (CX)(DX*2), Z6
+	VMOVUPS     (CX)(BX*1), Z7
+	VMOVUPS     (AX), Z8
+	VFMADD231PS Z8, Z4, Z0
+	VFMADD231PS Z8, Z5, Z1
+	VFMADD231PS Z8, Z6, Z2
+	VFMADD231PS Z8, Z7, Z3
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	DECQ        SI
+	JNZ         gemm4x6pn_cols71
+
+gemm4x6pn_tail72:
+	MOVQ  k+56(FP), SI
+	ANDQ  $0x0f, SI
+	JZ    gemm4x6pn_reduce73
+	LEAQ  tailmasks<>+0(SB), DI
+	KMOVW (DI)(SI*2), K1
+	CMPQ  SI, $0x08
+	JGE   gemm4x6pn_whole74
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+
+gemm4x6pn_whole74:
+	VMOVUPS.Z   (CX), K1, Z4
+	VMOVUPS.Z   (CX)(DX*1), K1, Z5
+	VMOVUPS.Z   (CX)(DX*2), K1, Z6
+	VMOVUPS.Z   (CX)(BX*1), K1, Z7
+	VMOVUPS.Z   (AX), K1, Z8
+	VFMADD231PS Z8, Z4, K1, Z0
+	VFMADD231PS Z8, Z5, K1, Z1
+	VFMADD231PS Z8, Z6, K1, Z2
+	VFMADD231PS Z8, Z7, K1, Z3
+
+gemm4x6pn_reduce73:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pn_sum76
+	MOVQ    48(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	JMP     gemm4x6pn_reduced75
+
+gemm4x6pn_sum76:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VSHUFPS       $0x88, Y0, Y4, Y3
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y4
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y4, Y0
+	VSHUFPS       $0xdd, Y1, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pn_nobias77
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X4, X4
+
+gemm4x6pn_nobias77:
+	VMOVUPS X4, (AX)
+
+gemm4x6pn_reduced75:
+	ADDQ   $0x00000100, 48(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x01, 40(SP)
+
+gemm4x6pn_skip68:
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   $0x10, 8(SP)
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm4x6pn_group1
+	VZEROUPPER
+	RET
+
 // func gemm1x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VL
 TEXT ·gemm1x8(SB), $48-80
@@ -14952,7 +19363,7 @@ DATA evenodd<>+60(SB)/4, $0x0000000f
 GLOBL evenodd<>(SB), RODATA|NOPTR, $64
 
 // func widenZH(dst *float32, src *uint16, n int)
-// Requires: AVX, AVX512F, F16C
+// Requires: AVX, AVX512F, F16C, MMX+
 TEXT ·widenZH(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), AX
 	MOVQ src+8(FP), CX
@@ -14963,11 +19374,12 @@ TEXT ·widenZH(SB), NOSPLIT, $0-24
 	JMP  widenZH_check2
 
 widenZH_body1:
-	VCVTPH2PS (CX)(SI*2), Z0
-	VMOVUPS   Z0, (AX)(SI*4)
-	VCVTPH2PS 32(CX)(SI*2), Z0
-	VMOVUPS   Z0, 64(AX)(SI*4)
-	ADDQ      $0x20, SI
+	PREFETCHT0 4096(CX)(SI*2)
+	VCVTPH2PS  (CX)(SI*2), Z0
+	VMOVUPS    Z0, (AX)(SI*4)
+	VCVTPH2PS  32(CX)(SI*2), Z0
+	VMOVUPS    Z0, 64(AX)(SI*4)
+	ADDQ       $0x20, SI
 
 widenZH_check2:
 	CMPQ      SI, BX
@@ -15164,7 +19576,7 @@ gemvZH1_reduce6:
 	RET
 
 // func widenZBF(dst *float32, src *uint16, n int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, MMX+
 TEXT ·widenZBF(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), AX
 	MOVQ src+8(FP), CX
@@ -15175,13 +19587,14 @@ TEXT ·widenZBF(SB), NOSPLIT, $0-24
 	JMP  widenZBF_check2
 
 widenZBF_body1:
-	VPMOVZXWD (CX)(SI*2), Z0
-	VPSLLD    $0x10, Z0, Z0
-	VMOVUPS   Z0, (AX)(SI*4)
-	VPMOVZXWD 32(CX)(SI*2), Z0
-	VPSLLD    $0x10, Z0, Z0
-	VMOVUPS   Z0, 64(AX)(SI*4)
-	ADDQ      $0x20, SI
+	PREFETCHT0 4096(CX)(SI*2)
+	VPMOVZXWD  (CX)(SI*2), Z0
+	VPSLLD     $0x10, Z0, Z0
+	VMOVUPS    Z0, (AX)(SI*4)
+	VPMOVZXWD  32(CX)(SI*2), Z0
+	VPSLLD     $0x10, Z0, Z0
+	VMOVUPS    Z0, 64(AX)(SI*4)
+	ADDQ       $0x20, SI
 
 widenZBF_check2:
 	CMPQ      SI, BX
@@ -15400,7 +19813,7 @@ gemvZBF1_reduce6:
 	RET
 
 // func widenZHM(dst *float32, src *uint16, n int)
-// Requires: AVX, AVX512F, F16C
+// Requires: AVX, AVX512F, F16C, MMX+
 TEXT ·widenZHM(SB), NOSPLIT, $0-24
 	MOVQ      dst+0(FP), AX
 	MOVQ      src+8(FP), CX
@@ -15412,12 +19825,13 @@ TEXT ·widenZHM(SB), NOSPLIT, $0-24
 	JMP       widenZHM_check2
 
 widenZHM_body1:
-	VCVTPH2PS (CX)(SI*2), Z1
-	VMOVUPS   Z1, (AX)(SI*4)
-	VCVTPH2PS 32(CX)(SI*2), Z1
-	VPERMPS   Z1, Z0, Z1
-	VMOVUPS   Z1, 64(AX)(SI*4)
-	ADDQ      $0x20, SI
+	PREFETCHT0 4096(CX)(SI*2)
+	VCVTPH2PS  (CX)(SI*2), Z1
+	VMOVUPS    Z1, (AX)(SI*4)
+	VCVTPH2PS  32(CX)(SI*2), Z1
+	VPERMPS    Z1, Z0, Z1
+	VMOVUPS    Z1, 64(AX)(SI*4)
+	ADDQ       $0x20, SI
 
 widenZHM_check2:
 	CMPQ      SI, BX
@@ -15621,7 +20035,7 @@ gemvZHM1_reduce6:
 	RET
 
 // func widenZBFM(dst *float32, src *uint16, n int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, MMX+
 TEXT ·widenZBFM(SB), NOSPLIT, $0-24
 	MOVQ         dst+0(FP), AX
 	MOVQ         src+8(FP), CX
@@ -15636,6 +20050,7 @@ TEXT ·widenZBFM(SB), NOSPLIT, $0-24
 	JMP          widenZBFM_check2
 
 widenZBFM_body1:
+	PREFETCHT0      4096(CX)(SI*2)
 	VBROADCASTI64X4 (CX)(SI*2), Z1
 	VPSLLD          $0x10, Z1, K1, Z1
 	VPANDD          Z0, Z1, K2, Z1

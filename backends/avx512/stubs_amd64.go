@@ -49,6 +49,33 @@ func gemm3x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw 
 //go:noescape
 func gemm3x8p(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
 
+// gemm4x6p is gemm4x6 over one part of the columns: it starts each (row, token)
+// accumulator from acc if flags&1 (else from zero) and, if flags&2, leaves it in acc
+// instead of reducing it into dst. acc holds 16 floats per accumulator, groups·T·4 in all.
+// Parts of k = 16·n columns each, and the last part with the rest, chained through acc,
+// compute what one call over all the columns does, bit for bit.
+//
+//go:noescape
+func gemm4x6p(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
+
+// gemm4x6n computes, for r < 4·groups (groups ≥ 1) and t < T,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
+//
+// each sum exactly as backends/avx2's MatMul takes it.
+//
+//go:noescape
+func gemm4x6n(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
+
+// gemm4x6pn is gemm4x6 over one part of the columns: it starts each (row, token)
+// accumulator from acc if flags&1 (else from zero) and, if flags&2, leaves it in acc
+// instead of reducing it into dst. acc holds 16 floats per accumulator, groups·T·4 in all.
+// Parts of k = 16·n columns each, and the last part with the rest, chained through acc,
+// compute what one call over all the columns does, bit for bit.
+//
+//go:noescape
+func gemm4x6pn(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
+
 // gemm1x8 computes, for r < 1·groups (groups ≥ 1) and t < T,
 //
 //	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),

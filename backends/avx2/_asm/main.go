@@ -43,6 +43,10 @@ func main() {
 		genGemmZMM("gemm4x6", 4, 6, false, true, false)
 		genGemmZMM("gemm3x8", 3, 8, false, true, false)
 		genGemmZMM("gemm3x8p", 3, 8, false, true, true)
+		genGemmZMM("gemm4x6p", 4, 6, false, true, true)
+		// Without prefetching, for the rows a T ≥ 9 product reads from L2 again.
+		genGemmZMM("gemm4x6n", 4, 6, false, false, false)
+		genGemmZMM("gemm4x6pn", 4, 6, false, false, true)
 		genGemmZMM("gemm1x8", 1, 8, false, false, false)
 		genGemmZMM("gemv4s", 4, 1, true, false, false)
 		genProbesZMM()
