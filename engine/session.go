@@ -16,7 +16,9 @@ type SessionOptions struct {
 	// Context caps the session's context (and KV cache memory) below the model's context
 	// length; 0 means the model's.
 	Context int
-	// Batch is the number of prompt tokens processed in one pass (0: 64).
+	// Batch is the most prompt tokens processed in one pass (0: 512, as llama.cpp's
+	// default micro-batch; at most the context). The pass's buffers grow with it: about
+	// (5·dim + 2·kv dim + 2·ffn dim) floats a token.
 	Batch int
 	// HalfKV stores the KV cache as IEEE binary16, halving its memory (keys and values
 	// are rounded to 11 significant bits; attention still computes in float32).
@@ -76,7 +78,7 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	}
 	b := opts.Batch
 	if b <= 0 {
-		b = 64
+		b = defaultBatch
 	}
 	b = min(b, ctx)
 	s := &Session{m: m, ctx: ctx, batch: b, observe: opts.ObserveMatMul}
@@ -101,6 +103,9 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	s.reserve(min(ctx, kvInitial))
 	return s
 }
+
+// defaultBatch is SessionOptions.Batch's default.
+const defaultBatch = 512
 
 // kvInitial is the number of positions a new session's cache holds before it grows.
 const kvInitial = 256
