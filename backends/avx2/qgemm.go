@@ -7,6 +7,7 @@ import (
 
 	"github.com/lmrun/lmrun/backends/internal/qgemm"
 	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/kernels"
 )
 
 // useVNNI is whether MatMulQ8 runs the AVX-VNNI GEMM (the VEX-encoded VPDPBUSD on YMM
@@ -30,9 +31,24 @@ func gemmFrom(dt dtype.DType) int {
 	return 3
 }
 
+// packedFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
+// that Repack packed (no repack per product left to pay for).
+func packedFrom(dt dtype.DType) int {
+	return 1
+}
+
+// Repack implements kernels.Repacker: it packs q8_0 and q4_0 matrices in the layout of
+// the GEMM (groups of 8 rows, see package qgemm) when MatMulQ8 runs one.
+func (Kernels) Repack(w *kernels.Mat) bool {
+	if !useVNNI && !useMadd {
+		return false
+	}
+	return gemm.Pack(w)
+}
+
 // gemm is the 8-row × up to 4-token int8 GEMM (qgemmVx1..4, see package qgemm).
 var gemm = qgemm.Kernels{
-	Name: "avx2", Lanes: 8, Tokens: 4,
+	Name: "avx2", Layout: "avx2/qgemm8", Lanes: 8, Tokens: 4,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile: tileV,
@@ -40,7 +56,7 @@ var gemm = qgemm.Kernels{
 
 // gemmMadd is gemm for CPUs without AVX-VNNI: the same repack, VPMADDUBSW tiles.
 var gemmMadd = qgemm.Kernels{
-	Name: "avx2", Lanes: 8, Tokens: 4,
+	Name: "avx2", Layout: "avx2/qgemm8", Lanes: 8, Tokens: 4,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile: tileMQ8, TileQ4: tileMQ4,

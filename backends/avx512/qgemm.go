@@ -16,7 +16,7 @@ var useVNNI = cpuid.CPU.Supports(cpuid.AVX512VNNI)
 
 // gemm is the 16-row × up to 8-token int8 GEMM (qgemmZx1..8, see package qgemm).
 var gemm = qgemm.Kernels{
-	Name: "avx512", Lanes: 16, Tokens: 8,
+	Name: "avx512", Layout: "avx512/qgemm16", Lanes: 16, Tokens: 8,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile: tileZ,
@@ -57,12 +57,28 @@ func gemmFrom(dt dtype.DType) int {
 	return 2
 }
 
+// packedFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
+// that Repack packed (no repack per product left to pay for).
+func packedFrom(dt dtype.DType) int {
+	return 1
+}
+
+// Repack implements kernels.Repacker: with AVX512_VNNI it packs q8_0 and q4_0 matrices
+// in the layout of the GEMM (groups of 16 rows, see package qgemm); without, as avx2
+// does.
+func (k Kernels) Repack(w *kernels.Mat) bool {
+	if !useVNNI {
+		return k.Kernels.Repack(w)
+	}
+	return gemm.Pack(w)
+}
+
 // MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ gemmFrom (1
 // or 2), with AVX512_VNNI, the int8 GEMM of package qgemm (16 rows × up to 8 tokens in
 // ZMM registers, VPDPBUSD; the reference's results bit for bit); otherwise avx2's
 // MatMulQ8.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
-	if useVNNI && qgemm.Supports(w.DType) && T >= gemmFrom(w.DType) {
+	if useVNNI && qgemm.Supports(w.DType) && (T >= gemmFrom(w.DType) || gemm.Packed(w) != nil && T >= packedFrom(w.DType)) {
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}

@@ -88,6 +88,18 @@ func Blocks(r *rand.Rand, dt dtype.DType, n int, special, act bool) []byte {
 // NaN) or at a write outside the rows asked for.
 func Check(t *testing.T, k Backend, seed uint64) {
 	t.Helper()
+	check(t, k, seed, false)
+}
+
+// CheckRepacked is Check on matrices k's Repack packed first (k must implement
+// kernels.Repacker and pack every q8_0 and q4_0 matrix).
+func CheckRepacked(t *testing.T, k Backend, seed uint64) {
+	t.Helper()
+	check(t, k, seed, true)
+}
+
+func check(t *testing.T, k Backend, seed uint64, repack bool) {
+	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 7))
 	var ref kernels.Reference
 	nbs, rowsList, Ts := []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 24, 33, 64, 128}, []int{1, 7, 15, 16, 17, 33, 40},
@@ -103,6 +115,11 @@ func Check(t *testing.T, k Backend, seed uint64) {
 				w, err := kernels.NewMat(dt, Blocks(r, dt, rows*nb, special, false), rows, n)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if repack {
+					if rp, ok := k.(kernels.Repacker); !ok || !rp.Repack(w) || w.Packed == nil {
+						t.Fatalf("%s: %v %d×%d not repacked", k.Name(), dt, rows, n)
+					}
 				}
 				bias := make([]float32, rows)
 				for i := range bias {
@@ -127,8 +144,8 @@ func Check(t *testing.T, k Backend, seed uint64) {
 							k.MatMulQ8(got, ld, xq, T, w, b, rr[0], rr[1], sc)
 							for i := range want {
 								if !same(want[i], got[i]) {
-									t.Fatalf("%s %v %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v (%#x), reference %v (%#x)",
-										k.Name(), dt, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld,
+									t.Fatalf("%s repacked=%v %v %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v (%#x), reference %v (%#x)",
+										k.Name(), repack, dt, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld,
 										got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
 								}
 							}
