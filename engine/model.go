@@ -30,8 +30,9 @@ type Options struct {
 	// product for them (kernels.BF16Kernels), bf16 weights by default take activations
 	// rounded to bfloat16, as llama.cpp does; F32Activations keeps them float32 too.
 	F32Activations bool
-	// Repack prepares, at load, every q8_0 and q4_0 matrix multiplied with quantized
-	// activations in the layout of the backend's int8 GEMM (kernels.Repacker), which
+	// Repack prepares, at load, every q8_0 matrix multiplied with quantized activations
+	// in the layout of the backend's int8 GEMM (kernels.Repacker; the amd64 backends
+	// decline q4_0, whose packed form is twice the file's bytes), which
 	// then skips the repack it otherwise does on every product: faster batched decoding
 	// and prefill, for memory (RepackedBytes; the file's bytes stay mapped but are no
 	// longer read, so the OS may drop them). Results are the same bits. No effect with
@@ -187,7 +188,7 @@ func (m *Model) repack(rp kernels.Repacker) {
 		ws = append(ws, l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down)
 	}
 	for _, w := range ws {
-		if w != nil && w.Packed == nil && (w.DType == dtype.Q8_0 || w.DType == dtype.Q4_0) && rp.Repack(w) {
+		if w != nil && w.Packed == nil && blockQuantized(w.DType) && rp.Repack(w) {
 			m.repacked += int64(len(w.Packed.Data))
 			m.repackGrowth += int64(len(w.Packed.Data)) - int64(len(w.Data))
 		}

@@ -32,7 +32,8 @@ func firstDiff(a, b []float32) string {
 // for bit the logits it gives without — a prompt in one pass and in chunks, decoding
 // token by token, and eight sequences decoded in a Batch — on every backend this CPU
 // runs, with rows not a multiple of the GEMM's groups (vocab 260, FFN 160) and row
-// ranges split between two threads. Backends with a Repacker report the bytes packed.
+// ranges split between two threads. Backends with a Repacker report the bytes packed
+// (of the q8_0 matrices: the amd64 backends decline q4_0).
 func TestRepackMatchesUnpacked(t *testing.T) {
 	llama := preset(t, "tiny")
 	llama.Dim, llama.NLayers, llama.NHeads, llama.NKVHeads, llama.HeadDim = 64, 2, 4, 2, 16
@@ -59,10 +60,12 @@ func TestRepackMatchesUnpacked(t *testing.T) {
 					what := fmt.Sprintf("%s %v", name, dt)
 					plain := writeAndLoad(t, ck, engine.Options{Backend: b.Name, Threads: 2})
 					packed := writeAndLoad(t, ck, engine.Options{Backend: b.Name, Threads: 2, Repack: true})
-					if got := packed.RepackedBytes(); packs != (got > 0) || plain.RepackedBytes() != 0 {
+					// A q4_0 model keeps some matrices q8_0 (which the backends pack).
+					got := packed.RepackedBytes()
+					if !packs && got != 0 || packs && dt == dtype.Q8_0 && got == 0 || plain.RepackedBytes() != 0 {
 						t.Fatalf("%s: %d bytes repacked (%d without Repack), backend repacks: %v", what, got, plain.RepackedBytes(), packs)
 					}
-					if f0, f1 := plain.Footprint(), packed.Footprint(); packs != (f1.StreamedBytes > f0.StreamedBytes) {
+					if f0, f1 := plain.Footprint(), packed.Footprint(); (got > 0) != (f1.StreamedBytes > f0.StreamedBytes) {
 						t.Errorf("%s: a token streams %d bytes repacked, %d without", what, f1.StreamedBytes, f0.StreamedBytes)
 					}
 					vocab := plain.Config().VocabSize

@@ -44,13 +44,14 @@ func packedFrom(dt dtype.DType) int {
 	return 2
 }
 
-// Repack implements kernels.Repacker: it packs q8_0 and q4_0 matrices in the layout of
-// the GEMM (groups of 8 rows, see package qgemm) when MatMulQ8 runs one.
+// Repack implements kernels.Repacker: it packs q8_0 matrices in the layout of the GEMM
+// (groups of 8 rows, see package qgemm) when MatMulQ8 runs one. It declines q4_0, whose
+// packed quants take twice the bytes of the file (see avx512's Repack).
 func (Kernels) Repack(w *kernels.Mat) bool {
 	if !useVNNI && !useMadd {
 		return false
 	}
-	return gemm.Pack(w)
+	return w.DType == dtype.Q8_0 && gemm.Pack(w)
 }
 
 // gemm is the 8-row × up to 4-token int8 GEMM (qgemmVx1..4, see package qgemm).

@@ -38,12 +38,12 @@ func TestMatMulQ8(t *testing.T) {
 		if !cpuid.CPU.Supports(cpuid.AVXVNNI) {
 			t.Skip("CPU lacks AVX-VNNI")
 		}
-		qgemmtest.CheckRepacked(t, Kernels{}, 4)
+		qgemmtest.CheckRepacked(t, Kernels{}, gemm.Pack, 4)
 	})
 	t.Run("maddubs-repacked", func(t *testing.T) {
 		defer func(v bool) { useVNNI = v }(useVNNI)
 		useVNNI = false
-		qgemmtest.CheckRepacked(t, Kernels{}, 5)
+		qgemmtest.CheckRepacked(t, Kernels{}, gemmMadd.Pack, 5)
 	})
 }
 
@@ -65,7 +65,7 @@ func TestMatMulQ8GemmAllocatesNothing(t *testing.T) {
 		if n := testing.AllocsPerRun(10, func() { Kernels{}.MatMulQ8(dst, rows, xq, T, w, bias, 3, rows, sc) }); n != 0 {
 			t.Errorf("%v: MatMulQ8 allocates %v times per call", dt, n)
 		}
-		if !(Kernels{}).Repack(w) {
+		if (Kernels{}).Repack(w) != (dt == dtype.Q8_0) || !gemm.Pack(w) {
 			t.Fatalf("%v: not repacked", dt)
 		}
 		for _, T := range []int{1, T} {
