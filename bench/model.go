@@ -30,6 +30,8 @@ type ModelConfig struct {
 	// token for all of them — a server's continuous batching at full occupancy. Its
 	// tokens per second count every sequence's tokens.
 	Sequences int
+	// Repack loads the model with engine.Options.Repack.
+	Repack bool
 }
 
 // ModelResult is one line of a model benchmark.
@@ -43,6 +45,8 @@ type ModelResult struct {
 	Seconds   float64 `json:"seconds"` // median over the repetitions
 	TokPerSec float64 `json:"tokens_per_second"`
 	WeightMB  float64 `json:"weight_mb"` // tensor bytes of the checkpoint
+	// RepackedMB is the memory of the weights packed at load (ModelConfig.Repack).
+	RepackedMB float64 `json:"repacked_mb,omitempty"`
 	// StreamedMB is what one decoded token reads (engine.Footprint.StreamedBytes), and
 	// WeightGBps (tg) that times tokens per second.
 	StreamedMB float64 `json:"streamed_mb_per_token"`
@@ -140,7 +144,7 @@ func BenchModel(path string, cfg ModelConfig) ([]ModelResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		m, err := engine.FromFile(f, engine.Options{Backend: cfg.Backend, Threads: th})
+		m, err := engine.FromFile(f, engine.Options{Backend: cfg.Backend, Threads: th, Repack: cfg.Repack})
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -224,7 +228,7 @@ func benchLoaded(m *engine.Model, name string, cfg ModelConfig, lim limits) ([]M
 	}
 	fp := m.Footprint()
 	base := ModelResult{Model: name, Backend: m.Backend(), Threads: m.Threads(), Depth: cfg.Depth,
-		WeightMB: float64(m.File().DataSize()) / 1e6, StreamedMB: float64(fp.StreamedBytes) / 1e6,
+		WeightMB: float64(m.File().DataSize()) / 1e6, RepackedMB: float64(m.RepackedBytes()) / 1e6, StreamedMB: float64(fp.StreamedBytes) / 1e6,
 		ReadGBps: lim.readGBps, PeakGFLOPS: lim.peakGFLOPS, Int8PeakGOPS: lim.int8GOPS}
 	var out []ModelResult
 	if cfg.Prompt > 0 {

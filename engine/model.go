@@ -30,6 +30,14 @@ type Options struct {
 	// product for them (kernels.BF16Kernels), bf16 weights by default take activations
 	// rounded to bfloat16, as llama.cpp does; F32Activations keeps them float32 too.
 	F32Activations bool
+	// Repack prepares, at load, every q8_0 matrix multiplied with quantized activations
+	// in the layout of the backend's int8 GEMM (kernels.Repacker; the amd64 backends
+	// decline q4_0, whose packed form is twice the file's bytes), which
+	// then skips the repack it otherwise does on every product: faster batched decoding
+	// and prefill, for memory (RepackedBytes; the file's bytes stay mapped but are no
+	// longer read, so the OS may drop them). Results are the same bits. No effect with
+	// F32Activations or on a backend without a Repacker.
+	Repack bool
 }
 
 // Model is a loaded checkpoint: configuration, weights (aliasing the file's read-only
@@ -51,6 +59,11 @@ type Model struct {
 	// actTypes holds the activation types (kernels.ActivationDType) of the model's
 	// block-quantized matrices: the quantized activations a Session needs buffers for.
 	actTypes map[dtype.DType]bool
+	// repacked is the bytes of the matrices packed at load (Options.Repack).
+	repacked int64
+	// repackGrowth is what the packed matrices take beyond their bytes in the file:
+	// what a decoded token reads more (Footprint).
+	repackGrowth int64
 
 	tokEmbd *kernels.Mat // [vocab, embdim]
 	projIn  *kernels.Mat // [dim, embdim] when cfg.Projected
@@ -136,6 +149,9 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	if q8, ok := m.kern.(kernels.Q8Kernels); ok && !opts.F32Activations && len(m.actTypes) > 0 {
 		m.q8 = q8
 	}
+	if rp, ok := m.kern.(kernels.Repacker); ok && opts.Repack && m.q8 != nil {
+		m.repack(rp)
+	}
 	if bk, ok := m.kern.(kernels.BF16Kernels); ok && bk.FastBF16() && !opts.F32Activations && m.hasBF16Matrices() {
 		m.bf16 = bk
 	}
@@ -162,6 +178,26 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	m.pool = parallel.New(opts.Threads)
 	return m, nil
 }
+
+// repack offers every matrix the forward pass multiplies to rp, once each (the
+// classifier may be the token embeddings), and counts the bytes packed.
+func (m *Model) repack(rp kernels.Repacker) {
+	ws := []*kernels.Mat{m.projIn, m.projOut, m.output}
+	for i := range m.layers {
+		l := &m.layers[i]
+		ws = append(ws, l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down)
+	}
+	for _, w := range ws {
+		if w != nil && w.Packed == nil && blockQuantized(w.DType) && rp.Repack(w) {
+			m.repacked += int64(len(w.Packed.Data))
+			m.repackGrowth += int64(len(w.Packed.Data)) - int64(len(w.Data))
+		}
+	}
+}
+
+// RepackedBytes returns the memory the matrices packed at load take (Options.Repack), 0
+// when none were.
+func (m *Model) RepackedBytes() int64 { return m.repacked }
 
 // activationTypes returns the activation types the model's block-quantized matrices
 // (q8_0, q4_0, the k-quants) take on the q8 path; empty when it has none.
@@ -222,7 +258,8 @@ func (m *Model) File() *format.File { return m.file }
 // tokens skip the classifier but the last; attention is not counted). Int8LayerMACs and
 // Int8ClassifierMACs are the parts of those the model runs as integer products: those of
 // block-quantized weights (q8_0, q4_0, the k-quants) with quantized activations, zero
-// when it was loaded with f32 activations or its backend has no such path.
+// when it was loaded with f32 activations or its backend has no such path. The matrices
+// packed at load (Options.Repack) count at their packed size.
 type Footprint struct {
 	StreamedBytes      int64
 	LayerMACs          int64
@@ -233,7 +270,7 @@ type Footprint struct {
 
 // Footprint returns the model's per-token footprint.
 func (m *Model) Footprint() Footprint {
-	fp := Footprint{StreamedBytes: m.file.DataSize()}
+	fp := Footprint{StreamedBytes: m.file.DataSize() + m.repackGrowth}
 	rowOnly := func(w *kernels.Mat) {
 		if w != nil && w.Rows > 0 {
 			fp.StreamedBytes -= int64(len(w.Data)) - int64(len(w.Data)/w.Rows)

@@ -31,6 +31,9 @@ type Mat struct {
 	Cols  int
 	Data  []byte
 	F32   []float32
+	// Packed is a backend's prepared copy of the matrix (Repacker), nil when none. It
+	// is set once, before the matrix is shared, and only read afterwards.
+	Packed *Packed
 	// facts holds what NewMat's matrices learn by reading all of Data (Q8Sym,
 	// F16Finite), found on first use; nil for a Mat built otherwise.
 	facts *matFacts
@@ -57,6 +60,24 @@ func (m *Mat) F16Finite() bool {
 		return false
 	}
 	return m.facts.get(m).f16Finite
+}
+
+// Packed is a weight matrix laid out for one backend's kernels. Layout names the
+// producer and its layout ("avx512/qgemm16"): a backend uses Data only when Layout is
+// its own, so a Mat packed by one backend is still read correctly by every other.
+type Packed struct {
+	Layout string
+	Data   []byte
+}
+
+// Repacker is implemented by backends that can prepare a weight matrix once, at load,
+// in the layout their kernels read (llama.cpp's "repack"), instead of on every product.
+// Repack sets w.Packed and reports true when it did; it returns false, leaving w as it
+// is, for matrices it has no layout for. It must not be called while w is in use: the
+// engine packs every matrix before any product runs. Products on a packed matrix give
+// the same bits as on the matrix unpacked.
+type Repacker interface {
+	Repack(w *Mat) bool
 }
 
 // NewMatF32 wraps a row-major float32 matrix.

@@ -783,11 +783,12 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	if T >= gemmFrom(w.DType) && useVNNI {
+	packed := gemm.Packed(w) != nil && T >= packedFrom(w.DType)
+	if (T >= gemmFrom(w.DType) || packed) && useVNNI {
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	if T >= gemmFrom(w.DType) && useMadd {
+	if (T >= gemmFrom(w.DType) || packed) && useMadd {
 		gemmMadd.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lmrun/lmrun/backends/internal/qgemm"
 	"github.com/lmrun/lmrun/dtype"
+	"github.com/lmrun/lmrun/kernels"
 )
 
 // useVNNI is whether MatMulQ8 runs the AVX-VNNI GEMM (the VEX-encoded VPDPBUSD on YMM
@@ -30,9 +31,32 @@ func gemmFrom(dt dtype.DType) int {
 	return 3
 }
 
+// packedFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
+// that Repack packed (no repack per product left to pay for). One thread, T = 1, packed
+// (AVX-VNNI) against the matrix–vector kernels: q4_0 from T = 1, 2048×768 (L2/L3)
+// 21–23 µs against 46–49, 8192×4096 (DRAM) 1.13–1.33 ms against 1.37–1.51; q8_0 from
+// T = 2: 2048×768 21–22 µs against 39–42 but 8192×4096 1.12–1.38 ms against
+// 1.06–1.24, and a decoded token streams most of its weights from DRAM.
+func packedFrom(dt dtype.DType) int {
+	if dt == dtype.Q4_0 {
+		return 1
+	}
+	return 2
+}
+
+// Repack implements kernels.Repacker: it packs q8_0 matrices in the layout of the GEMM
+// (groups of 8 rows, see package qgemm) when MatMulQ8 runs one. It declines q4_0, whose
+// packed quants take twice the bytes of the file (see avx512's Repack).
+func (Kernels) Repack(w *kernels.Mat) bool {
+	if !useVNNI && !useMadd {
+		return false
+	}
+	return w.DType == dtype.Q8_0 && gemm.Pack(w)
+}
+
 // gemm is the 8-row × up to 4-token int8 GEMM (qgemmVx1..4, see package qgemm).
 var gemm = qgemm.Kernels{
-	Name: "avx2", Lanes: 8, Tokens: 4,
+	Name: "avx2", Layout: "avx2/qgemm8", Lanes: 8, Tokens: 4,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile: tileV,
@@ -40,7 +64,7 @@ var gemm = qgemm.Kernels{
 
 // gemmMadd is gemm for CPUs without AVX-VNNI: the same repack, VPMADDUBSW tiles.
 var gemmMadd = qgemm.Kernels{
-	Name: "avx2", Lanes: 8, Tokens: 4,
+	Name: "avx2", Layout: "avx2/qgemm8", Lanes: 8, Tokens: 4,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile: tileMQ8, TileQ4: tileMQ4,

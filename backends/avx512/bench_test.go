@@ -134,34 +134,51 @@ func BenchmarkPeak(b *testing.B) {
 }
 
 // BenchmarkMatMulQ8 compares MatMulQ8 on q8_0 and q4_0 weights (quantized as the engine
-// loads them) of avx2 and avx512 in the same run, single threaded: T tokens of a
-// 2048×768 matrix (an FFN of stories110m), GOP/s (2 per multiply-add).
+// loads them) of avx2 and avx512 in the same run, single threaded, each on the matrix as
+// loaded and packed at load ("+repack": avx2's Repack, q8_0 only; avx512's GEMM's Pack,
+// q8_0 and q4_0): T tokens of a 2048×768 matrix
+// (an FFN of stories110m, from L2/L3) and, for T ≤ 32, of an 8192×4096 one (from DRAM),
+// GOP/s (2 per multiply-add).
 //
 //	go test -run XXX -bench MatMulQ8 ./backends/avx512
 func BenchmarkMatMulQ8(b *testing.B) {
 	need(b)
 	r := rand.New(rand.NewPCG(3, 3))
 	impls := []kernels.Q8Kernels{avx2.Kernels{}, Kernels{}}
-	const N, K = 2048, 768
-	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
-		data, _ := dtype.Quantize(dt, randSlice(r, N*K), K)
-		w, _ := kernels.NewMat(dt, data, N, K)
-		for _, T := range []int{1, 2, 4, 8, 32, 128} {
-			xb := dtype.RowBytes(dtype.Q8_0, K)
-			xq := make([]byte, T*xb)
-			for t := 0; t < T; t++ {
-				kernels.QuantizeQ8(randSlice(r, K), xq[t*xb:(t+1)*xb])
-			}
-			dst := make([]float32, T*N)
-			for _, k := range impls {
-				name := k.(kernels.Kernels).Name()
-				b.Run(fmt.Sprintf("%v/T%d/%s", dt, T, name), func(b *testing.B) {
-					sc := kernels.NewScratch(k.(kernels.Kernels), T, K)
-					for i := 0; i < b.N; i++ {
-						k.MatMulQ8(dst, N, xq, T, w, nil, 0, N, sc)
+	for _, shape := range [][2]int{{2048, 768}, {8192, 4096}} {
+		N, K := shape[0], shape[1]
+		for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
+			data, _ := dtype.Quantize(dt, randSlice(r, N*K), K)
+			for _, T := range []int{1, 2, 4, 8, 32, 128} {
+				if N > 2048 && T > 32 {
+					continue
+				}
+				xb := dtype.RowBytes(dtype.Q8_0, K)
+				xq := make([]byte, T*xb)
+				for t := 0; t < T; t++ {
+					kernels.QuantizeQ8(randSlice(r, K), xq[t*xb:(t+1)*xb])
+				}
+				dst := make([]float32, T*N)
+				for _, k := range impls {
+					for _, pack := range []bool{false, true} {
+						w, _ := kernels.NewMat(dt, data, N, K)
+						name := k.(kernels.Kernels).Name()
+						if pack {
+							// avx512's GEMM packs q4_0 too, which its Repack declines.
+							if _, ok := k.(Kernels); ok && !gemm.Pack(w) || !ok && !k.(kernels.Repacker).Repack(w) {
+								continue
+							}
+							name += "+repack"
+						}
+						b.Run(fmt.Sprintf("%dx%d/%v/T%d/%s", N, K, dt, T, name), func(b *testing.B) {
+							sc := kernels.NewScratch(k.(kernels.Kernels), T, K)
+							for i := 0; i < b.N; i++ {
+								k.MatMulQ8(dst, N, xq, T, w, nil, 0, N, sc)
+							}
+							b.ReportMetric(2*float64(T*N*K)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GOP/s")
+						})
 					}
-					b.ReportMetric(2*float64(T*N*K)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GOP/s")
-				})
+				}
 			}
 		}
 	}

@@ -29,6 +29,17 @@ func TestMatMulQ8(t *testing.T) {
 		useVNNI = false
 		qgemmtest.Check(t, Kernels{}, 2)
 	})
+	t.Run("vnni-repacked", func(t *testing.T) {
+		if !cpuid.CPU.Supports(cpuid.AVX512VNNI) {
+			t.Skip("CPU lacks AVX512_VNNI")
+		}
+		qgemmtest.CheckRepacked(t, Kernels{}, gemm.Pack, 4)
+	})
+	t.Run("no-vnni-repacked", func(t *testing.T) {
+		defer func(v bool) { useVNNI = v }(useVNNI)
+		useVNNI = false
+		qgemmtest.CheckRepacked(t, Kernels{}, Kernels{}.Repack, 5)
+	})
 }
 
 // TestMatMulQ8AllocatesNothing: the GEMM keeps everything in the scratch.
@@ -48,6 +59,14 @@ func TestMatMulQ8AllocatesNothing(t *testing.T) {
 		sc := kernels.NewScratch(Kernels{}, T, cols)
 		if n := testing.AllocsPerRun(10, func() { Kernels{}.MatMulQ8(dst, rows, xq, T, w, bias, 3, rows, sc) }); n != 0 {
 			t.Errorf("%v: MatMulQ8 allocates %v times per call", dt, n)
+		}
+		if (Kernels{}).Repack(w) != (dt == dtype.Q8_0) || !gemm.Pack(w) {
+			t.Fatalf("%v: not repacked", dt)
+		}
+		for _, T := range []int{1, T} {
+			if n := testing.AllocsPerRun(10, func() { Kernels{}.MatMulQ8(dst, rows, xq, T, w, bias, 3, rows, sc) }); n != 0 {
+				t.Errorf("%v repacked, T=%d: MatMulQ8 allocates %v times per call", dt, T, n)
+			}
 		}
 	}
 }

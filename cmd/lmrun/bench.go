@@ -50,6 +50,7 @@ func benchCommand() *cli.Command {
 					&cli.IntFlag{Name: "np", Usage: "also tg with `N` sequences decoded together, one batched pass per token (what lmrun serve --parallel N does at full load; t/s counts all N)"},
 					&cli.BoolFlag{Name: "limits", Value: true, Usage: "measure the machine's read bandwidth and FMA and int8 peaks first and report each result as a fraction of them (--limits=false skips it)"},
 					&cli.StringFlag{Name: "backend", Usage: "kernel backend `NAMES`, comma-separated, each measured in turn (with its own peaks), or all: every one this CPU runs", DefaultText: "$LMRUN_BACKEND, else the best this CPU runs"},
+					repackFlag,
 					&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
 				},
 				Action: func(c *cli.Context) error {
@@ -65,7 +66,7 @@ func benchCommand() *cli.Command {
 						return err
 					}
 					cfg := bench.ModelConfig{Prompt: c.Int("p"), Gen: c.Int("n"), Depth: c.Int("depth"), Threads: threads,
-						Reps: c.Int("reps"), Limits: c.Bool("limits"), Sequences: c.Int("np")}
+						Reps: c.Int("reps"), Limits: c.Bool("limits"), Sequences: c.Int("np"), Repack: c.Bool("repack")}
 					if cfg.Limits {
 						fmt.Fprintln(c.App.ErrWriter, "measuring the machine at each thread count and backend: read bandwidth, FMA and int8 peaks ...")
 					}
@@ -151,8 +152,17 @@ func printModelTable(w io.Writer, rs []bench.ModelResult) {
 		if r.Fraction > 0 {
 			frac = fmt.Sprintf("%.0f%%", 100*r.Fraction)
 		}
-		fmt.Fprintf(w, "| %s | %.1f | %s | %d | %s | %d | %.2f | %s | %s | %s |\n", r.Model, r.WeightMB, r.Backend, r.Threads, r.Test, r.Depth, r.TokPerSec, got, limit, frac)
+		fmt.Fprintf(w, "| %s | %.1f | %s | %d | %s | %d | %.2f | %s | %s | %s |\n", r.Model, r.WeightMB, backendCell(r), r.Threads, r.Test, r.Depth, r.TokPerSec, got, limit, frac)
 	}
+}
+
+// backendCell is a result's backend for the table, "avx512 +repack (93 MB)" when its
+// weights were packed at load.
+func backendCell(r bench.ModelResult) string {
+	if r.RepackedMB > 0 {
+		return fmt.Sprintf("%s +repack (%.0f MB)", r.Backend, r.RepackedMB)
+	}
+	return r.Backend
 }
 
 func benchKernelsCommand() *cli.Command {

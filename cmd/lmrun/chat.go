@@ -22,7 +22,7 @@ func chatCommand() *cli.Command {
 	flags := []cli.Flag{
 		modelFlag, tokenizerFlag, chatTemplateFlag,
 		&cli.StringFlag{Name: "system", Usage: "system message `TEXT` starting the conversation"},
-		threadsFlag, backendFlag, f32ActFlag,
+		threadsFlag, backendFlag, f32ActFlag, repackFlag,
 		&cli.IntFlag{Name: "n", Value: -1, Usage: "generate at most `N` tokens a reply (-1: until the end of the turn or a full context)"},
 	}
 	flags = append(flags, samplingFlags()...)
@@ -87,8 +87,8 @@ func chatAction(c *cli.Context) error {
 		return err
 	}
 	stderr := c.App.ErrWriter
-	fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, context %d; /reset starts over, /exit leaves\n",
-		c.String("model"), m.Backend(), m.Threads(), seed, cs.s.Context())
+	fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, context %d%s; /reset starts over, /exit leaves\n",
+		c.String("model"), m.Backend(), m.Threads(), seed, cs.s.Context(), repackNote(m))
 
 	in := c.App.Reader
 	if in == nil {

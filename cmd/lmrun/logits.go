@@ -17,7 +17,7 @@ func logitsCommand() *cli.Command {
 		Description: "Row t of the float32 [T, vocab] array holds the logits after reading tokens 0..t,\n" +
 			"starting at position 0 with an empty KV cache.",
 		Flags: []cli.Flag{
-			modelFlag, tokenizerFlag, tokensFlag, promptFlag, threadsFlag, backendFlag, f32ActFlag,
+			modelFlag, tokenizerFlag, tokensFlag, promptFlag, threadsFlag, backendFlag, f32ActFlag, repackFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE` (.npy)", Required: true},
 		},
 		Action: func(c *cli.Context) error {

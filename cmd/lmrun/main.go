@@ -143,6 +143,7 @@ var (
 	backendFlag = &cli.StringFlag{Name: "backend", Usage: "kernel backend `NAME` (see lmrun info)", DefaultText: "$LMRUN_BACKEND, else the best this CPU runs"}
 	tokensFlag  = &cli.StringFlag{Name: "tokens", Usage: "prompt as comma-separated token `IDS` (instead of -p)"}
 	promptFlag  = &cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt `TEXT`, tokenized with the model's tokenizer"}
+	repackFlag  = &cli.BoolFlag{Name: "repack", Usage: "lay q8_0 weights out at load for the backend's int8 GEMM, which otherwise repacks them on every product: faster batched decoding and prefill, for the memory of the copy (the load line says how much)"}
 	f32ActFlag  = &cli.BoolFlag{Name: "f32-activations", Usage: "multiply q8_0/q4_0 weights with exact f32 activations instead of activations quantized to q8_0 blocks, and bf16 weights instead of activations rounded to bf16 on backends with a bf16 product (as llama.cpp does)"}
 )
 

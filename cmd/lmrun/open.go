@@ -39,8 +39,18 @@ func loadModel(path, tokPath string, opts engine.Options) (*engine.Model, error)
 	return m, nil
 }
 
-// engineOptions returns the engine options of the --backend, --threads and
-// --f32-activations flags.
+// engineOptions returns the engine options of the --backend, --threads,
+// --f32-activations and --repack flags.
 func engineOptions(c *cli.Context) engine.Options {
-	return engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations")}
+	return engine.Options{Backend: c.String("backend"), Threads: c.Int("threads"), F32Activations: c.Bool("f32-activations"),
+		Repack: c.Bool("repack")}
+}
+
+// repackNote returns ", 12.3 MiB repacked" for the load line of a model whose weights
+// were packed at load (--repack), "" otherwise.
+func repackNote(m *engine.Model) string {
+	if b := m.RepackedBytes(); b > 0 {
+		return fmt.Sprintf(", %.1f MiB repacked", float64(b)/(1<<20))
+	}
+	return ""
 }

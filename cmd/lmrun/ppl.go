@@ -31,7 +31,7 @@ func pplCommand() *cli.Command {
 			"Prints tokens_scored, mean_nll (nats) and ppl = exp(mean_nll) to stdout; progress and\n" +
 			"speed (tokens scored per second) go to stderr.",
 		Flags: []cli.Flag{
-			f32ActFlag,
+			f32ActFlag, repackFlag,
 			modelFlag, tokenizerFlag, threadsFlag, backendFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "text `FILE` to score", Required: true},
 			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "window length `N` in tokens", DefaultText: "the model's context length"},
@@ -70,8 +70,8 @@ func pplCommand() *cli.Command {
 				S = W - 1
 			}
 			stderr := c.App.ErrWriter
-			fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads; %s: %d bytes, %d tokens; windows of %d, stride %d\n",
-				c.String("model"), m.Backend(), m.Threads(), c.String("file"), len(text), len(ids), W, S)
+			fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads%s; %s: %d bytes, %d tokens; windows of %d, stride %d\n",
+				c.String("model"), m.Backend(), m.Threads(), repackNote(m), c.String("file"), len(text), len(ids), W, S)
 			ctx, stop := interruptible(c.Context)
 			defer stop()
 			res, err := m.Perplexity(ctx, ids, engine.PerplexityOptions{Context: W, Stride: S, Progress: progress(stderr, "scored")})

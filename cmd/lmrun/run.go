@@ -40,7 +40,7 @@ func runCommand() *cli.Command {
 		Flags: append(append([]cli.Flag{
 			modelFlag, tokenizerFlag, promptFlag,
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the prompt from `FILE` (- for standard input; a final newline is dropped)"},
-			tokensFlag, threadsFlag, backendFlag, f32ActFlag,
+			tokensFlag, threadsFlag, backendFlag, f32ActFlag, repackFlag,
 			&cli.IntFlag{Name: "n", Value: 128, Usage: "generate at most `N` tokens (-1: until the context is full; 0: none)"},
 		}, samplingFlags()...), []cli.Flag{
 			&cli.GenericFlag{Name: "stop", Value: &stringList{}, Usage: "stop when the generated text contains `STRING`, not printed (repeatable)"},
@@ -105,8 +105,8 @@ func runAction(c *cli.Context) error {
 	ctx, stop := interruptible(c.Context)
 	defer stop()
 	stderr := c.App.ErrWriter
-	fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, KV cache %.1f MiB (up to %.1f MiB)\n",
-		c.String("model"), m.Backend(), m.Threads(), seed, float64(s.KVBytes())/(1<<20), float64(s.KVMaxBytes())/(1<<20))
+	fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d, KV cache %.1f MiB (up to %.1f MiB)%s\n",
+		c.String("model"), m.Backend(), m.Threads(), seed, float64(s.KVBytes())/(1<<20), float64(s.KVMaxBytes())/(1<<20), repackNote(m))
 
 	out := bufio.NewWriter(c.App.Writer)
 	opts := engine.GenerateOptions{MaxTokens: n, IgnoreEOS: c.Bool("ignore-eos"), StopStrings: stops, Sampler: smp}
@@ -287,7 +287,7 @@ func runChat(c *cli.Context, m *engine.Model, scfg engine.SamplerConfig, half bo
 	ctx, stop := interruptible(c.Context)
 	defer stop()
 	stderr := c.App.ErrWriter
-	fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d\n", c.String("model"), m.Backend(), m.Threads(), seed)
+	fmt.Fprintf(stderr, "lmrun: %s, backend %s, %d threads, seed %d%s\n", c.String("model"), m.Backend(), m.Threads(), seed, repackNote(m))
 	out := bufio.NewWriter(c.App.Writer)
 	st, err := cs.reply(ctx, msg, func(text string) error {
 		out.WriteString(text)

@@ -36,7 +36,7 @@ func serveCommand() *cli.Command {
 			"stops accepting requests (503), lets the running ones finish (cancelling them after\n" +
 			"--shutdown-grace) and exits 0.",
 		Flags: []cli.Flag{
-			modelFlag, tokenizerFlag, chatTemplateFlag, threadsFlag, backendFlag, f32ActFlag,
+			modelFlag, tokenizerFlag, chatTemplateFlag, threadsFlag, backendFlag, f32ActFlag, repackFlag,
 			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address `HOST` to listen on (0.0.0.0: every interface)"},
 			&cli.IntFlag{Name: "port", Value: 8080, Usage: "TCP `PORT` to listen on (0: any free port, printed)"},
 			&cli.IntFlag{Name: "parallel", Aliases: []string{"np"}, Value: 1, Usage: "`N` requests generating at once, each with its own KV cache"},
@@ -86,8 +86,8 @@ func serveAction(c *cli.Context) error {
 	defer stop()
 	hs := newHTTPServer(srv, defaultLimits, timeout)
 	hs.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	fmt.Fprintf(stderr, "lmrun: serving %s on http://%s/v1 (backend %s, %d threads, %d parallel)\n",
-		c.String("model"), ln.Addr(), m.Backend(), m.Threads(), c.Int("parallel"))
+	fmt.Fprintf(stderr, "lmrun: serving %s on http://%s/v1 (backend %s, %d threads, %d parallel%s)\n",
+		c.String("model"), ln.Addr(), m.Backend(), m.Threads(), c.Int("parallel"), repackNote(m))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

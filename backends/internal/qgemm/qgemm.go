@@ -16,6 +16,12 @@
 //	sum += float32(float32(s) · float32(dw·dx))   per block, in block order; then + bias,
 //
 // so it equals kernels.Reference's bit for bit, whatever T, the group or the row range.
+//
+// Pack does the repack once, at load (kernels.Repacker): all groups of a matrix, rows
+// 0..Lanes−1, Lanes..2·Lanes−1, …, the last padded with zero lanes. MatMulQ8 on a
+// matrix packed in its Layout then sweeps the tokens over the packed groups directly;
+// a group cut by the row range goes through a temporary tile, the same tile, so the
+// results are the same bits.
 package qgemm
 
 import (
@@ -38,6 +44,9 @@ const align = 64
 type Kernels struct {
 	// Name prefixes the panics of MatMulQ8 ("avx512").
 	Name string
+	// Layout names the packed layout Pack writes and MatMulQ8 reads
+	// (kernels.Packed.Layout): the same for all Kernels of equal Lanes and repacks.
+	Layout string
 	// Lanes is the rows of a group (the dwords of a vector), Tokens the most tokens a
 	// Tile call takes.
 	Lanes, Tokens int
@@ -64,6 +73,52 @@ func (k *Kernels) ScratchFloats(T, cols int) int {
 // groupBytes is the size of one repacked block of a group.
 func groupBytes(lanes int) int { return 36 * lanes }
 
+// Pack repacks all rows of a q8_0 or q4_0 matrix into groups of Lanes rows (the last
+// padded with zero lanes), 64-byte aligned, and sets w.Packed to them in k.Layout. It
+// returns false, leaving w alone, for other matrices. It must not run while w is in
+// use.
+func (k *Kernels) Pack(w *kernels.Mat) bool {
+	if !Supports(w.DType) || w.Rows <= 0 || w.Cols <= 0 || w.Cols%dtype.QBlock != 0 {
+		return false
+	}
+	rb := dtype.RowBytes(w.DType, w.Cols)
+	if len(w.Data) < w.Rows*rb {
+		return false
+	}
+	nb, L := w.Cols/dtype.QBlock, k.Lanes
+	gb := nb * groupBytes(L)
+	ng := (w.Rows + L - 1) / L
+	buf := make([]byte, ng*gb+align)
+	off := (align - int(uintptr(unsafe.Pointer(&buf[0]))%align)) % align
+	data := buf[off : off+ng*gb : off+ng*gb]
+	repack, full := k.RepackQ8, k.RepackQ8Full
+	if w.DType == dtype.Q4_0 {
+		repack, full = k.RepackQ4, k.RepackQ4Full
+	}
+	for g := 0; g < ng; g++ {
+		if rows := min(L, w.Rows-g*L); rows == L {
+			full(&data[g*gb], &w.Data[g*L*rb], rb, nb)
+		} else {
+			repack(&data[g*gb], &w.Data[g*L*rb], rb, nb, rows)
+		}
+	}
+	w.Packed = &kernels.Packed{Layout: k.Layout, Data: data}
+	return true
+}
+
+// PackedBytes returns the bytes Pack gives a matrix of rows × cols (a multiple of 32).
+func (k *Kernels) PackedBytes(rows, cols int) int {
+	return (rows + k.Lanes - 1) / k.Lanes * (cols / dtype.QBlock) * groupBytes(k.Lanes)
+}
+
+// Packed returns w's groups when Pack packed it in k's layout, nil otherwise.
+func (k *Kernels) Packed(w *kernels.Mat) []byte {
+	if w.Packed != nil && w.Packed.Layout == k.Layout && Supports(w.DType) {
+		return w.Packed.Data
+	}
+	return nil
+}
+
 // Supports reports whether MatMulQ8 takes weights of type dt.
 func Supports(dt dtype.DType) bool { return dt == dtype.Q8_0 || dt == dtype.Q4_0 }
 
@@ -80,6 +135,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		len(xq) < T*xb || len(dst) < (T-1)*ld+r1 || (bias != nil && len(bias) < r1) {
 		panic(fmt.Sprintf("%s: MatMulQ8 %v rows [%d,%d) of %d×%d, T=%d, ld=%d: len(w)=%d len(xq)=%d len(dst)=%d len(bias)=%d",
 			k.Name, w.DType, r0, r1, w.Rows, n, T, ld, len(w.Data), len(xq), len(dst), len(bias)))
+	}
+	pw := k.Packed(w)
+	if pw != nil && len(pw) < k.PackedBytes(w.Rows, n) {
+		panic(fmt.Sprintf("%s: MatMulQ8 %v %d×%d packed in %d bytes", k.Name, w.DType, w.Rows, n, len(pw)))
 	}
 	if need := k.ScratchFloats(T, n); len(scratch) < need {
 		panic(fmt.Sprintf("%s: MatMulQ8 needs %d floats of scratch, got %d", k.Name, need, len(scratch)))
@@ -105,7 +164,25 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		}
 	}
 	xstride := T * xBytes
-	for g := r0; g < r1; g += L {
+	if pw != nil {
+		gb := nb * groupBytes(L)
+		for g := r0 / L * L; g < r1; g += L {
+			p := &pw[g/L*gb]
+			a, b := max(g, r0), min(g+L, r1)
+			for t0 := 0; t0 < T; t0 += k.Tokens {
+				nt := min(k.Tokens, T-t0)
+				if a == g && b == g+L {
+					tile(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb)
+					continue
+				}
+				tile(nt, &tmp[0], L, p, &xs[t0*xBytes], xstride, nb)
+				for t := 0; t < nt; t++ {
+					copy(dst[(t0+t)*ld+a:(t0+t)*ld+b], tmp[t*L+a-g:t*L+b-g])
+				}
+			}
+		}
+	}
+	for g := r0; pw == nil && g < r1; g += L {
 		a, rows := g, L
 		if g+L > r1 {
 			if r1-r0 >= L {

@@ -88,6 +88,19 @@ func Blocks(r *rand.Rand, dt dtype.DType, n int, special, act bool) []byte {
 // NaN) or at a write outside the rows asked for.
 func Check(t *testing.T, k Backend, seed uint64) {
 	t.Helper()
+	check(t, k, seed, nil)
+}
+
+// CheckRepacked is Check on matrices pack packed first (a backend's Repack, or its
+// GEMM's Pack): it must pack every q8_0 matrix; a q4_0 one it declines is checked as it
+// is.
+func CheckRepacked(t *testing.T, k Backend, pack func(*kernels.Mat) bool, seed uint64) {
+	t.Helper()
+	check(t, k, seed, pack)
+}
+
+func check(t *testing.T, k Backend, seed uint64, pack func(*kernels.Mat) bool) {
+	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 7))
 	var ref kernels.Reference
 	nbs, rowsList, Ts := []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 24, 33, 64, 128}, []int{1, 7, 15, 16, 17, 33, 40},
@@ -104,6 +117,10 @@ func Check(t *testing.T, k Backend, seed uint64) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if pack != nil && (!pack(w) || w.Packed == nil) && dt == dtype.Q8_0 {
+					t.Fatalf("%s: %v %d×%d not repacked", k.Name(), dt, rows, n)
+				}
+				repack := w.Packed != nil
 				bias := make([]float32, rows)
 				for i := range bias {
 					bias[i] = float32(r.NormFloat64())
@@ -127,8 +144,8 @@ func Check(t *testing.T, k Backend, seed uint64) {
 							k.MatMulQ8(got, ld, xq, T, w, b, rr[0], rr[1], sc)
 							for i := range want {
 								if !same(want[i], got[i]) {
-									t.Fatalf("%s %v %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v (%#x), reference %v (%#x)",
-										k.Name(), dt, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld,
+									t.Fatalf("%s repacked=%v %v %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v (%#x), reference %v (%#x)",
+										k.Name(), repack, dt, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld,
 										got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
 								}
 							}
