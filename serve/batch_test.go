@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,19 @@ func complete(ts *httptest.Server, body map[string]any) (result, error) {
 // steps (their prompts prefilled in chunks beside the others' decoding), each get the
 // text and usage they get alone.
 func TestBatchedMatchesAlone(t *testing.T) {
+	f32 := batchedMatchesAlone(t, false)
+	t.Run("f16 KV", func(t *testing.T) {
+		// An f16 cache gives other logits (so the option reached the sessions) and
+		// still the same ones batched as alone.
+		if f16 := batchedMatchesAlone(t, true); slices.Equal(f16, f32) {
+			t.Error("the f16 KV cache changed no logprob")
+		}
+	})
+}
+
+// batchedMatchesAlone runs TestBatchedMatchesAlone with a KV cache of f16 (halfKV) or f32
+// and returns the results alone.
+func batchedMatchesAlone(t *testing.T, halfKV bool) []result {
 	prompts := []string{"Once upon a time", "The cat", "In a land far away, there lived a", "Hi",
 		"One day, Lily went to the park with her mom and", "Tom", "A big red ball", "The sun was shining and the birds"}
 	// The log-probabilities of every token and its five likeliest alternatives, float32
@@ -65,7 +79,7 @@ func TestBatchedMatchesAlone(t *testing.T) {
 	body := func(p string) map[string]any {
 		return map[string]any{"prompt": p, "max_tokens": 24, "temperature": 0, "logprobs": 5}
 	}
-	_, alone := newServer(t, Options{Parallel: 1, Chunk: 4})
+	_, alone := newServer(t, Options{Parallel: 1, Chunk: 4, HalfKV: halfKV})
 	want := make([]result, len(prompts))
 	for i, p := range prompts {
 		r, err := complete(alone, body(p))
@@ -74,7 +88,7 @@ func TestBatchedMatchesAlone(t *testing.T) {
 		}
 		want[i] = r
 	}
-	s, ts := newServer(t, Options{Parallel: len(prompts), Chunk: 4})
+	s, ts := newServer(t, Options{Parallel: len(prompts), Chunk: 4, HalfKV: halfKV})
 	got := make([]result, len(prompts))
 	errs := make([]error, len(prompts))
 	var wg sync.WaitGroup
@@ -104,6 +118,7 @@ func TestBatchedMatchesAlone(t *testing.T) {
 	if n := testutil.ToFloat64(m.active); n != 0 {
 		t.Errorf("lmrun_active_sequences = %v after every request ended", n)
 	}
+	return want
 }
 
 // histogram returns the count and sum of an unlabelled histogram.

@@ -89,7 +89,7 @@ type idLogprob struct {
 	logprob float32
 }
 
-func newScheduler(m *engine.Model, parallel, chunk, context int, met *metrics) (*scheduler, error) {
+func newScheduler(m *engine.Model, parallel, chunk, context int, halfKV bool, met *metrics) (*scheduler, error) {
 	b, err := m.NewBatch(parallel+chunk, parallel)
 	if err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func newScheduler(m *engine.Model, parallel, chunk, context int, met *metrics) (
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	for range parallel {
 		// A slot's session runs only in the Batch: its own pass needs one row.
-		sc.slots = append(sc.slots, &slot{sess: m.NewSession(engine.SessionOptions{Context: context, Batch: 1})})
+		sc.slots = append(sc.slots, &slot{sess: m.NewSession(engine.SessionOptions{Context: context, Batch: 1, HalfKV: halfKV})})
 	}
 	go sc.loop()
 	return sc, nil

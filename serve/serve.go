@@ -44,6 +44,9 @@ type Options struct {
 	Queue int
 	// Context is each sequence's context length (0: the model's).
 	Context int
+	// HalfKV stores every sequence's KV cache as IEEE binary16 (half the memory and half
+	// the bytes attention reads per token; llama-server's default cache type).
+	HalfKV bool
 	// Chunk is the number of prompt tokens a sequence feeds per step while reading its
 	// prompt (0: 32): the most a newcomer's prefill delays the others' next tokens.
 	Chunk int
@@ -121,7 +124,7 @@ func New(m *engine.Model, o Options) (*Server, error) {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
 	}
-	sc, err := newScheduler(m, o.Parallel, o.Chunk, o.Context, s.met)
+	sc, err := newScheduler(m, o.Parallel, o.Chunk, o.Context, o.HalfKV, s.met)
 	if err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}

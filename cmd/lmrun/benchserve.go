@@ -32,7 +32,7 @@ func benchServeCommand() *cli.Command {
 			"no errors, no session leaked, aggregate ≥ 4× one stream alone (f32 weights), aggregate\n" +
 			"≥ 80% of pp, p99 time between tokens ≤ 3× one stream's alone.",
 		Flags: []cli.Flag{
-			modelFlag, tokenizerFlag, chatTemplateFlag, threadsFlag, backendFlag, f32ActFlag, repackFlag,
+			modelFlag, tokenizerFlag, chatTemplateFlag, threadsFlag, backendFlag, f32ActFlag, repackFlag, kvFlag,
 			&cli.IntFlag{Name: "clients", Value: 8, Usage: "`N` concurrent streaming clients"},
 			&cli.DurationFlag{Name: "duration", Value: time.Minute, Usage: "length of the concurrent run (no request starts after it)"},
 			&cli.DurationFlag{Name: "single-duration", Usage: "length of the single-stream baseline", DefaultText: "--duration / 4"},

@@ -36,7 +36,7 @@ func serveCommand() *cli.Command {
 			"stops accepting requests (503), lets the running ones finish (cancelling them after\n" +
 			"--shutdown-grace) and exits 0.",
 		Flags: []cli.Flag{
-			modelFlag, tokenizerFlag, chatTemplateFlag, threadsFlag, backendFlag, f32ActFlag, repackFlag,
+			modelFlag, tokenizerFlag, chatTemplateFlag, threadsFlag, backendFlag, f32ActFlag, repackFlag, kvFlag,
 			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address `HOST` to listen on (0.0.0.0: every interface)"},
 			&cli.IntFlag{Name: "port", Value: 8080, Usage: "TCP `PORT` to listen on (0: any free port, printed)"},
 			&cli.IntFlag{Name: "parallel", Aliases: []string{"np"}, Value: 1, Usage: "`N` requests generating at once, each with its own KV cache"},
@@ -161,8 +161,13 @@ func serverOptions(c *cli.Context, m *engine.Model) (so serve.Options, noChat, e
 	if err != nil {
 		return serve.Options{}, nil, err
 	}
+	half, err := halfKV(c)
+	if err != nil {
+		return serve.Options{}, nil, err
+	}
 	return serve.Options{
-		Name: filepath.Base(c.String("model")), Template: tmpl, Render: ro, Specials: specialTokens(m),
+		HalfKV: half,
+		Name:   filepath.Base(c.String("model")), Template: tmpl, Render: ro, Specials: specialTokens(m),
 		Parallel: c.Int("parallel"), Queue: c.Int("queue"), Context: c.Int("ctx"), Chunk: c.Int("ubatch-size"),
 		APIKey: c.String("api-key"),
 	}, noChat, nil
