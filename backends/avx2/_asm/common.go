@@ -187,3 +187,30 @@ func nextSpreadBlock(wr []Register, ldwBytes Register, label string) {
 	Store(n, Param("blocks"))
 	JNZ(LabelRef(label))
 }
+
+// initGroups starts a GEMM's walk over its row groups: no group done (goff, the byte
+// offset of the group's first result, 0), the weights at w, groups of them left.
+func initGroups(goff, wcur, gleft Mem) {
+	z := GP64()
+	XORQ(z, z)
+	MOVQ(z, goff)
+	w := Load(Param("w"), GP64())
+	MOVQ(w, wcur)
+	g := Load(Param("groups"), GP64())
+	MOVQ(g, gleft)
+}
+
+// startGroup starts a row group of a GEMM: the tokens from x again, the results at dst +
+// goff, T tokens left. It returns the register holding goff.
+func startGroup(xcur, dcur, tleft, goff Mem) Register {
+	x := Load(Param("x"), GP64())
+	MOVQ(x, xcur)
+	d := Load(Param("dst"), GP64())
+	o := GP64()
+	MOVQ(goff, o)
+	ADDQ(o, d)
+	MOVQ(d, dcur)
+	n := Load(Param("T"), GP64())
+	MOVQ(n, tleft)
+	return o
+}

@@ -42,27 +42,11 @@ func genGemm(name string, R, Tb int) {
 	xcur, dcur, tleft, scur := AllocLocal(8), AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	saved := AllocLocal(32 * R * Tb) // the odd accumulators, (t·R + r)·32 bytes
 
-	{
-		z := GP64()
-		XORQ(z, z)
-		MOVQ(z, goff)
-		w := Load(Param("w"), GP64())
-		MOVQ(w, wcur)
-		g := Load(Param("groups"), GP64())
-		MOVQ(g, gleft)
-	}
+	initGroups(goff, wcur, gleft)
 	group := lb.next("group")
 	Label(group)
 	{
-		x := Load(Param("x"), GP64())
-		MOVQ(x, xcur)
-		d := Load(Param("dst"), GP64())
-		o := GP64()
-		MOVQ(goff, o)
-		ADDQ(o, d)
-		MOVQ(d, dcur)
-		n := Load(Param("T"), GP64())
-		MOVQ(n, tleft)
+		o := startGroup(xcur, dcur, tleft, goff)
 		sp := Load(Param("st"), GP64())
 		SHLQ(U8(4), o) // R·4 bytes per group → R·64
 		ADDQ(o, sp)

@@ -138,28 +138,10 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 		MOVQ(a, acur)
 	}
 
-	{
-		z := GP64()
-		XORQ(z, z)
-		MOVQ(z, goff)
-		w := Load(Param("w"), GP64())
-		MOVQ(w, wcur)
-		g := Load(Param("groups"), GP64())
-		MOVQ(g, gleft)
-	}
+	initGroups(goff, wcur, gleft)
 	group := lb.next("group")
 	Label(group)
-	{
-		x := Load(Param("x"), GP64())
-		MOVQ(x, xcur)
-		d := Load(Param("dst"), GP64())
-		o := GP64()
-		MOVQ(goff, o)
-		ADDQ(o, d)
-		MOVQ(d, dcur)
-		n := Load(Param("T"), GP64())
-		MOVQ(n, tleft)
-	}
+	startGroup(xcur, dcur, tleft, goff)
 
 	block := func(Tt int) {
 		Commentf("%d rows × %d tokens", R, Tt)

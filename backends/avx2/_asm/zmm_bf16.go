@@ -61,28 +61,10 @@ func genGemmBF16(name string, R, Tb int, spread bool) {
 	xcur, dcur, tleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	sums := AllocLocal(64 * R * Tb) // the accumulators, (t·R + r)·64 bytes
 
-	{
-		z := GP64()
-		XORQ(z, z)
-		MOVQ(z, goff)
-		w := Load(Param("w"), GP64())
-		MOVQ(w, wcur)
-		g := Load(Param("groups"), GP64())
-		MOVQ(g, gleft)
-	}
+	initGroups(goff, wcur, gleft)
 	group := lb.next("group")
 	Label(group)
-	{
-		x := Load(Param("x"), GP64())
-		MOVQ(x, xcur)
-		d := Load(Param("dst"), GP64())
-		o := GP64()
-		MOVQ(goff, o)
-		ADDQ(o, d)
-		MOVQ(d, dcur)
-		n := Load(Param("T"), GP64())
-		MOVQ(n, tleft)
-	}
+	startGroup(xcur, dcur, tleft, goff)
 
 	block := func(Tt int) {
 		Commentf("%d rows × %d tokens", R, Tt)
