@@ -163,3 +163,36 @@ func check(t *testing.T, k Backend, seed uint64, pack func(*kernels.Mat) bool) {
 func same(a, b float32) bool {
 	return math.Float32bits(a) == math.Float32bits(b) || a != a && b != b
 }
+
+// CheckAllocs checks that k's MatMulQ8 on q8_0 and q4_0 weights allocates nothing, T = 13
+// tokens of a row range starting mid-group, and again, T = 1 and 13, once pack (the
+// driver's Pack) has packed the matrix; k's own Repack must take q8_0 and decline q4_0.
+func CheckAllocs(t *testing.T, k interface {
+	Backend
+	kernels.Repacker
+}, pack func(*kernels.Mat) bool) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(5, 5))
+	const rows, cols, T = 37, 256, 13
+	nb := cols / dtype.QBlock
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
+		w, err := kernels.NewMat(dt, Blocks(r, dt, rows*nb, false, false), rows, cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xq := Blocks(r, dtype.Q8_0, T*nb, false, true)
+		dst, bias := make([]float32, T*rows), make([]float32, rows)
+		sc := kernels.NewScratch(k, T, cols)
+		if n := testing.AllocsPerRun(10, func() { k.MatMulQ8(dst, rows, xq, T, w, bias, 3, rows, sc) }); n != 0 {
+			t.Errorf("%v: MatMulQ8 allocates %v times per call", dt, n)
+		}
+		if k.Repack(w) != (dt == dtype.Q8_0) || !pack(w) {
+			t.Fatalf("%v: not repacked", dt)
+		}
+		for _, T := range []int{1, T} {
+			if n := testing.AllocsPerRun(10, func() { k.MatMulQ8(dst, rows, xq, T, w, bias, 3, rows, sc) }); n != 0 {
+				t.Errorf("%v repacked, T=%d: MatMulQ8 allocates %v times per call", dt, T, n)
+			}
+		}
+	}
+}
