@@ -334,3 +334,21 @@ func TestBenchKernelsCommand(t *testing.T) {
 		t.Fatalf("svg: %v", err)
 	}
 }
+
+// TestCPUProfile: --cpuprofile writes a pprof profile (gzip-compressed protocol buffers)
+// of the command, and a file it cannot create is an error before the command runs.
+func TestCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	mustRun(t, "--cpuprofile", path, "info")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile of %d bytes starts % x, want gzip", len(b), b[:min(len(b), 2)])
+	}
+	_, _, err = lmrun(t, "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir", "p"), "info")
+	if err == nil || !strings.Contains(err.Error(), "--cpuprofile") {
+		t.Fatalf("uncreatable profile: err = %v", err)
+	}
+}
