@@ -335,3 +335,17 @@ func TestSubmitAfterClose(t *testing.T) {
 		t.Fatal("a job submitted after close never ended")
 	}
 }
+
+// TestPromptBudget: a step feeds a whole chunk of prompt when nobody is generating, and
+// beside generating sequences no more prompt tokens than there are of them (at least a
+// quarter chunk).
+func TestPromptBudget(t *testing.T) {
+	for _, c := range []struct{ chunk, gen, want int }{
+		{32, 0, 32}, {32, 1, 8}, {32, 7, 8}, {32, 8, 8}, {32, 20, 20}, {32, 40, 32},
+		{4, 0, 4}, {4, 3, 3}, {1, 5, 1}, {5, 1, 2},
+	} {
+		if got := promptBudget(c.chunk, c.gen); got != c.want {
+			t.Errorf("promptBudget(%d, %d) = %d, want %d", c.chunk, c.gen, got, c.want)
+		}
+	}
+}

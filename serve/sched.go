@@ -246,9 +246,10 @@ func commonPrefix(a, b []int) int {
 }
 
 // step runs one batched forward pass: the next token of every generating job, and the
-// next prompt chunk of jobs still reading their prompt (as many as the batch's rows
-// hold after the generating ones: a chunk stalls the others' streams for one step at
-// most). Then every job whose logits came out samples its next token.
+// next prompt tokens of jobs still reading their prompt, in slot order, up to
+// promptBudget (a chunk stalls the others' streams for one step at most, and the
+// steps that carry one stay close to a decode step's time). Then every job whose logits
+// came out samples its next token.
 func (sc *scheduler) step() {
 	sc.items = sc.items[:0]
 	rows := 0
@@ -266,13 +267,16 @@ func (sc *scheduler) step() {
 			rows++
 		}
 	}
-	prompt := 0
+	prompt, budget := 0, promptBudget(sc.chunk, rows)
 	for _, sl := range sc.slots {
 		j := sl.job
 		if j == nil || j.fed == len(j.prompt) {
 			continue
 		}
-		n := min(sc.chunk, len(j.prompt)-j.fed)
+		n := min(budget-prompt, len(j.prompt)-j.fed)
+		if n <= 0 {
+			break
+		}
 		if rows+n > sc.batch.Rows() {
 			continue
 		}
@@ -310,6 +314,17 @@ func (sc *scheduler) step() {
 		}
 		sc.sample(j, it.Session.Logits())
 	}
+}
+
+// promptBudget returns how many prompt tokens a step feeds beside gen generating
+// sequences: a whole chunk when none is generating, else no more than gen (and at least a
+// quarter chunk, so a newcomer still moves), so that a step carrying a newcomer's prompt
+// costs about what two decode steps do and the others' streams keep an even pace.
+func promptBudget(chunk, gen int) int {
+	if gen == 0 {
+		return chunk
+	}
+	return min(chunk, max(gen, (chunk+3)/4))
 }
 
 func (sc *scheduler) slotOf(s *engine.Session) *slot {

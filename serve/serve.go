@@ -47,8 +47,9 @@ type Options struct {
 	// HalfKV stores every sequence's KV cache as IEEE binary16 (half the memory and half
 	// the bytes attention reads per token; llama-server's default cache type).
 	HalfKV bool
-	// Chunk is the number of prompt tokens a sequence feeds per step while reading its
-	// prompt (0: 32): the most a newcomer's prefill delays the others' next tokens.
+	// Chunk is the most prompt tokens a step feeds (0: 32); beside sequences that are
+	// generating it feeds no more than there are of them (at least Chunk/4), so a
+	// newcomer's prefill delays the others' next tokens by about one decode step.
 	Chunk int
 	// APIKey, when set, is required as "Authorization: Bearer KEY".
 	APIKey string
