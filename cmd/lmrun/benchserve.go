@@ -39,7 +39,7 @@ func benchServeCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-tokens", Aliases: []string{"n"}, Value: 128, Usage: "max_tokens `N` of each request"},
 			&cli.IntFlag{Name: "parallel", Aliases: []string{"np"}, Usage: "`N` sessions of the server", DefaultText: "--clients"},
 			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "context length `N` of each session", DefaultText: "the model's, at most 1024"},
-			&cli.IntFlag{Name: "ubatch-size", Aliases: []string{"ub"}, Value: 32, Usage: "prompt tokens `N` a sequence feeds per batched step"},
+			&cli.IntFlag{Name: "ubatch-size", Aliases: []string{"ub"}, Value: 32, Usage: "the most prompt tokens `N` a batched step feeds (as lmrun serve --ubatch-size)"},
 			&cli.IntFlag{Name: "p", Value: 128, Usage: "prompt tokens of the pp test the load is compared with"},
 			&cli.BoolFlag{Name: "chat", Usage: "send chat completions (the model's template or --chat-template) instead of completions"},
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
