@@ -23,6 +23,39 @@ import (
 // EnvVar names the environment variable that overrides backend selection.
 const EnvVar = "LMRUN_BACKEND"
 
+// DisableEnvVar names the environment variable listing CPU features (cpuid's names,
+// comma-separated, e.g. "AVX512F,AVXVNNI") that the backends treat as absent, read once
+// at start-up: to run, test and measure this machine as a lesser CPU would (an AVX2-only
+// one, or one without AVX-VNNI). Resolve reports a name it does not know.
+const DisableEnvVar = "LMRUN_CPU_DISABLE"
+
+// disableErr is the error of $LMRUN_CPU_DISABLE, set once by init.
+var disableErr error
+
+// init runs before any backend package's variables are initialized (they import this
+// package), so the features are gone before a backend asks for them.
+func init() { disableErr = disableFeatures(os.Getenv(DisableEnvVar)) }
+
+func disableFeatures(list string) error {
+	var unknown []string
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		id := cpuid.ParseFeature(strings.ToUpper(name))
+		if id == cpuid.UNKNOWN {
+			unknown = append(unknown, name)
+			continue
+		}
+		cpuid.CPU.Disable(id)
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("$%s: unknown CPU features %s (cpuid names, e.g. AVX512F, AVXVNNI)", DisableEnvVar, strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
 // Backend describes one kernel implementation.
 type Backend struct {
 	// Name is what --backend and LMRUN_BACKEND accept.
@@ -121,8 +154,11 @@ func Best() Backend {
 
 // Resolve picks a backend: name if not empty, else $LMRUN_BACKEND if set, else Best.
 // Naming an unknown backend, or one whose CPU features are missing, is an error (never
-// a SIGILL later).
+// a SIGILL later), as is an unknown feature in $LMRUN_CPU_DISABLE.
 func Resolve(name string) (Backend, error) {
+	if disableErr != nil {
+		return Backend{}, disableErr
+	}
 	if name == "" {
 		name = strings.TrimSpace(os.Getenv(EnvVar))
 	}

@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/convert/synth"
 	"github.com/lmrun/lmrun/format"
 	"github.com/lmrun/lmrun/format/npy"
@@ -350,5 +352,33 @@ func TestCPUProfile(t *testing.T) {
 	_, _, err = lmrun(t, "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir", "p"), "info")
 	if err == nil || !strings.Contains(err.Error(), "--cpuprofile") {
 		t.Fatalf("uncreatable profile: err = %v", err)
+	}
+}
+
+// TestCPUDisable runs the real main with the best backend's first required CPU feature
+// in $LMRUN_CPU_DISABLE: lmrun info shows that backend unavailable for want of it, and
+// an unknown feature name is an error when a model is opened.
+func TestCPUDisable(t *testing.T) {
+	best := backends.Best()
+	if len(best.Requires) == 0 {
+		t.Skipf("the best backend here, %s, needs no CPU feature to disable", best.Name)
+	}
+	f := best.Requires[0].String()
+	cmd := exec.Command(os.Args[0], "info")
+	cmd.Env = append(os.Environ(), "LMRUN_TEST_MAIN=1", backends.DisableEnvVar+"="+f)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("info with %s disabled: %v\n%s", f, err, out)
+	}
+	want := regexp.MustCompile(`(?m)^\s+` + best.Name + `\s+available: no \(needs [^)]*\b` + f + `\b`)
+	if !want.Match(out) {
+		t.Fatalf("info with %s disabled does not show %s unavailable:\n%s", f, best.Name, out)
+	}
+
+	cmd = exec.Command(os.Args[0], "run", "-m", stories260K(t), "-n", "1")
+	cmd.Env = append(os.Environ(), "LMRUN_TEST_MAIN=1", backends.DisableEnvVar+"=NOSUCHFEATURE")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "NOSUCHFEATURE") {
+		t.Fatalf("unknown feature: err %v, output:\n%s", err, out)
 	}
 }
