@@ -26,7 +26,7 @@ func init() {
 
 // Kernels implements kernels.Kernels and kernels.Q8Kernels with AVX2+FMA(+F16C)
 // assembly. The embedded Reference serves what has no assembly: MatMulQ8 on weights
-// that are not block-quantized, GELUErf, ReLU, and AttentionF16 on head widths that are
+// that are not block-quantized, GELUErf, and AttentionF16 on head widths that are
 // not a multiple of 8.
 //
 // The products on f16, bf16, q8_0, q4_0 and k-quant weights work in the caller's
@@ -701,14 +701,7 @@ func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
 	if q > 0 {
 		rope(&x[0], nHeads, headDim, &cos[0], &sin[0], q)
 	}
-	for h := 0; h < nHeads; h++ {
-		hx := x[h*headDim : (h+1)*headDim]
-		for i := 4 * q; i < half; i++ {
-			a, b := hx[2*i], hx[2*i+1]
-			hx[2*i] = a*cos[i] - b*sin[i]
-			hx[2*i+1] = a*sin[i] + b*cos[i]
-		}
-	}
+	RoPETail(x, nHeads, headDim, cos, sin, 4*q)
 }
 
 // Add implements kernels.Kernels.

@@ -1,0 +1,212 @@
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// genStreamZMM emits backends/avx512's 16-lane forms of the kernels outside the
+// products: the width-generic generators (the same code as backends/avx2's, with ZMM
+// registers and opmask tails) and the ZMM forms of rope and quantQ8.
+func genStreamZMM() {
+	genDot(zmmW)
+	genAttention(zmmW, false)
+	genAttention(zmmW, true)
+	genReductions(zmmW)
+	genElementwise(zmmW)
+	genRoPENeoX(zmmW)
+	genRoPEZ()
+	genQuantizeQ8Z()
+}
+
+// genRoPENeoX emits ropeNeoX for width w: in each head, x[i] and x[i+half] for i < half
+// as a stream of vectors (a masked tail), each product rounded before the difference or
+// sum, as kernels.Reference computes them, so the results are its bits.
+func genRoPENeoX(w width) {
+	lb := fn("ropeNeoX", "func(x *float32, heads int, headDim int, cos, sin *float32, half int)",
+		"ropeNeoX rotates, in each of heads (≥ 1) heads of width headDim in x, x[i] with x[i+half]",
+		"for i < half by the angle of cos[i], sin[i]: x[i]·cos[i] - x[i+half]·sin[i] and",
+		"x[i]·sin[i] + x[i+half]·cos[i], each product rounded (kernels.Reference's bits).")
+	hp := Load(Param("x"), GP64())
+	top := lb.next("head")
+	Label(top)
+	hi := GP64()
+	hb := bytesOf("half")
+	LEAQ(Mem{Base: hp, Index: hb, Scale: 1}, hi)
+	cs := Load(Param("cos"), GP64())
+	sn := Load(Param("sin"), GP64())
+	stream(w, lb, "half", 2, func(v vec) {
+		a, b := v.load(hp), v.load(hi)
+		c, s := v.load(cs), v.load(sn)
+		t, u := w.vec(), w.vec()
+		VMULPS(c, a, t)
+		VMULPS(s, b, u)
+		VSUBPS(u, t, t) // a·c - b·s
+		VMULPS(s, a, a)
+		VMULPS(c, b, b)
+		VADDPS(b, a, a) // a·s + b·c
+		v.store(t, hp)
+		v.store(a, hi)
+	})
+	hdim := bytesOf("headDim")
+	ADDQ(hdim, hp)
+	h := Load(Param("heads"), GP64())
+	DECQ(h)
+	Store(h, Param("heads"))
+	JNZ(LabelRef(top))
+	w.done()
+}
+
+// genRoPEZ emits rope in ZMM: backends/avx2's rotation (genRoPE) of 8 pairs at a time,
+// the same instructions per lane so the same bits, with C and S built by VPERMPS from 8
+// cosines and sines; an odd quad at the end is the same step with its upper half masked
+// off.
+func genRoPEZ() {
+	lb := fn("rope", "func(x *float32, heads int, headDim int, cos, sin *float32, quads int)",
+		"rope rotates pairs (2i, 2i+1), i < 4·quads, of each of heads heads of width headDim in x.")
+	x := Load(Param("x"), GP64())
+	cs := Load(Param("cos"), GP64())
+	sn := Load(Param("sin"), GP64())
+	q := Load(Param("quads"), GP64())
+	hdim := bytesOf("headDim")
+	dupIdx := GLOBL("ropedup", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(4*i, U32(uint32(i/2)))
+	}
+	idx := ZMM()
+	VMOVUPS(dupIdx, idx)
+	// step rotates one vector of pairs in every head: with k, only its lanes (the
+	// cosines and sines loaded by ld).
+	step := func(k Register, ld func(p Register, t VecVirtual)) {
+		c, s := ZMM(), ZMM()
+		for _, cp := range [][2]any{{cs, c}, {sn, s}} {
+			t := ZMM()
+			ld(cp[0].(Register), t)
+			VPERMPS(t, idx, cp[1].(VecVirtual))
+		}
+		hp := GP64()
+		MOVQ(x, hp)
+		h := Load(Param("heads"), GP64())
+		heads := lb.next("heads")
+		Label(heads)
+		v, sw := ZMM(), ZMM()
+		if k == nil {
+			VMOVUPS(Mem{Base: hp}, v)
+		} else {
+			VMOVUPS_Z(Mem{Base: hp}, k, v)
+		}
+		VPERMILPS(U8(0xb1), v, sw)
+		VMULPS(s, sw, sw)
+		VFMADDSUB213PS(sw, c, v)
+		if k == nil {
+			VMOVUPS(v, Mem{Base: hp})
+		} else {
+			VMOVUPS(v, k, Mem{Base: hp})
+		}
+		ADDQ(hdim, hp)
+		DECQ(h)
+		JNZ(LabelRef(heads))
+	}
+	octs := GP64()
+	MOVQ(q, octs)
+	SHRQ(U8(1), octs)
+	top, tail, done := lb.next("oct"), lb.next("tail"), lb.next("done")
+	Label(top)
+	TESTQ(octs, octs)
+	JZ(LabelRef(tail))
+	step(nil, func(p Register, t VecVirtual) { VMOVUPS(Mem{Base: p}, t.AsY()) })
+	ADDQ(U8(64), x)
+	ADDQ(U8(32), cs)
+	ADDQ(U8(32), sn)
+	DECQ(octs)
+	JMP(LabelRef(top))
+	Label(tail)
+	TESTQ(U32(1), q)
+	JZ(LabelRef(done))
+	k, r := K(), GP32()
+	MOVL(U32(0xff), r)
+	KMOVW(r, k)
+	step(k, func(p Register, t VecVirtual) { VMOVUPS(Mem{Base: p}, t.AsX()) })
+	Label(done)
+	VZEROUPPER()
+	RET()
+}
+
+// genQuantizeQ8Z emits quantQ8 in ZMM: backends/avx2's quantizer (genQuantizeQ8, whose
+// doc gives the arithmetic) on a block of 32 floats as two 16-lane vectors, the
+// non-finite check and the round-half-away correction in opmasks, VPMOVSDB to bytes.
+// Its bytes are the reference's, as avx2's are.
+func genQuantizeQ8Z() {
+	lb := fn("quantQ8", "func(dst *byte, x *float32, nb int) int",
+		"quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as",
+		"dtype.QuantizeRowQ8_0, stopping before the first block with a non-finite element or",
+		"1/d; it returns how many blocks it wrote.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	nb := Load(Param("nb"), GP64())
+	done := GP64()
+	XORQ(done, done)
+	absm := vconst("absmask", 0x7fffffff)
+	inf := vconst("inff", 0x7f800000)
+	abs, infz, half, one, sign := ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
+	VBROADCASTSS(absm, abs)
+	VBROADCASTSS(inf, infz)
+	VBROADCASTSS(vf32("halff", 0.5), half)
+	VBROADCASTSS(vf32("onef", 1), one)
+	VBROADCASTSS(vconst("signmask", 0x80000000), sign)
+	loop, end := lb.next("block"), lb.next("end")
+	Label(loop)
+	CMPQ(done, nb)
+	JGE(LabelRef(end))
+	v, a := ZMM(), ZMM()
+	v1, a1 := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: x}, v)
+	VMOVUPS(Mem{Base: x, Disp: 64}, v1)
+	VPANDD(abs, v, a)
+	VPANDD(abs, v1, a1)
+	b0, b1 := K(), K()
+	VCMPPS(U8(5), infz, a, b0) // !(|x| < ∞): infinity or NaN
+	VCMPPS(U8(5), infz, a1, b1)
+	KORTESTW(b0, b1)
+	JNZ(LabelRef(end))
+	VMAXPS(a1, a, a)
+	h := zmmW.hmax(a) // amax
+	d, id := XMM(), XMM()
+	VDIVSS(vf32("f127", 127), h, d) // d = amax/127
+	VMOVSS(vf32("onef", 1), id)
+	VDIVSS(d, id, id) // 1/d: +Inf when d is 0 or too small
+	z := XMM()
+	VXORPS(z, z, z)
+	VCMPSS(U8(0), z, d, z) // d == 0
+	VANDNPS(id, z, id)     // id = 0 when d is 0
+	VUCOMISS(inf.Offset(0), id)
+	JAE(LabelRef(end)) // 1/d overflowed: the reference's NaNs and infinities, not ours
+	hd := XMM()
+	VCVTPS2PH(U8(0), d, hd)
+	VPEXTRW(U8(0), hd, Mem{Base: dst})
+	idz := ZMM()
+	VBROADCASTSS(id, idz)
+	for i, vi := range []VecVirtual{v, v1} {
+		p, q, f, g := ZMM(), ZMM(), ZMM(), ZMM()
+		VMULPS(idz, vi, p)
+		VRNDSCALEPS(U8(3), p, q) // truncated
+		VSUBPS(q, p, f)          // the fraction dropped (exact)
+		VPANDD(abs, f, f)
+		kf := K()
+		VCMPPS(U8(0x1d), half, f, kf) // ≥ ½
+		VPANDD(sign, p, g)
+		VPORD(one, g, g)    // ±1 with p's sign
+		VADDPS(g, q, kf, q) // where the fraction was ≥ ½
+		VCVTTPS2DQ(q, q)
+		VPMOVSDB(q, Mem{Base: dst, Disp: 2 + 16*i})
+	}
+	ADDQ(U8(128), x)
+	ADDQ(U8(34), dst)
+	INCQ(done)
+	JMP(LabelRef(loop))
+	Label(end)
+	Store(done, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
