@@ -25,8 +25,8 @@ func init() {
 // kernels.PeakProber and kernels.Int8Prober: MatMul on float32, f16 and bf16 weights
 // (matMulHalf), MatMulBF16, the FMA and int8 probes, and every kernel outside the
 // products (stream.go: Dot, Softmax, Attention, AttentionF16, the norms, the
-// activations, RoPE, RoPENeoX, Add, Scale and QuantizeQ8) with AVX-512; everything else
-// (GELUErf, QuantizeQ8K, MatMulQ8 where it has no int8 GEMM) by the embedded
+// activations, RoPE, RoPENeoX, Add, Scale, QuantizeQ8 and QuantizeQ8K) with AVX-512;
+// everything else (GELUErf, MatMulQ8 where it has no int8 GEMM) by the embedded
 // avx2.Kernels.
 //
 // The assembly takes raw pointers, so every method checks its slice lengths first (a

@@ -25938,3 +25938,327 @@ DATA f127<>+20(SB)/4, $0x42fe0000
 DATA f127<>+24(SB)/4, $0x42fe0000
 DATA f127<>+28(SB)/4, $0x42fe0000
 GLOBL f127<>(SB), RODATA|NOPTR, $32
+
+// func quantQ8K(dst *byte, x *float32, nb int) int
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·quantQ8K(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         nb+16(FP), DX
+	XORQ         BX, BX
+	VPBROADCASTD absmask<>+0(SB), Z0
+	VBROADCASTSS inff<>+0(SB), Z1
+
+quantQ8K_block1:
+	CMPQ          BX, DX
+	JGE           quantQ8K_end2
+	VPANDD        (CX), Z0, Z2
+	VCMPPS        $0x05, Z1, Z2, K1
+	KMOVW         K1, K1
+	VMOVAPS       Z2, Z2
+	VPANDD        64(CX), Z0, Z3
+	VCMPPS        $0x05, Z1, Z3, K2
+	KORW          K2, K1, K1
+	VMOVAPS       Z3, Z3
+	VPANDD        128(CX), Z0, Z4
+	VCMPPS        $0x05, Z1, Z4, K2
+	KORW          K2, K1, K1
+	VMOVAPS       Z4, Z4
+	VPANDD        192(CX), Z0, Z5
+	VCMPPS        $0x05, Z1, Z5, K2
+	KORW          K2, K1, K1
+	VMOVAPS       Z5, Z5
+	VPANDD        256(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z2, Z2
+	VPANDD        320(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z3, Z3
+	VPANDD        384(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z4, Z4
+	VPANDD        448(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z5, Z5
+	VPANDD        512(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z2, Z2
+	VPANDD        576(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z3, Z3
+	VPANDD        640(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z4, Z4
+	VPANDD        704(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z5, Z5
+	VPANDD        768(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z2, Z2
+	VPANDD        832(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z3, Z3
+	VPANDD        896(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z4, Z4
+	VPANDD        960(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z5, Z5
+	KORTESTW      K1, K1
+	JNZ           quantQ8K_end2
+	VMAXPS        Z3, Z2, Z2
+	VMAXPS        Z5, Z4, Z4
+	VMAXPS        Z4, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y3
+	VMAXPS        Y3, Y2, Y3
+	VEXTRACTF32X4 $0x01, Y3, X2
+	VMAXPS        X2, X3, X3
+	VMOVHLPS      X3, X3, X2
+	VMAXPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VMAXSS        X2, X3, X3
+	VXORPS        X2, X2, X2
+	VUCOMISS      X2, X3
+	JE            quantQ8K_end2
+	VBROADCASTSS  X3, Z2
+	XORQ          SI, SI
+
+quantQ8K_scan3:
+	VPANDD (CX)(SI*4), Z0, Z3
+	VCMPPS $0x00, Z2, Z3, K1
+	KMOVW  K1, DI
+	TESTL  DI, DI
+	JNZ    quantQ8K_found4
+	ADDQ   $0x10, SI
+	JMP    quantQ8K_scan3
+
+quantQ8K_found4:
+	BSFL         DI, R8
+	ADDQ         R8, SI
+	VMOVSS       (CX)(SI*4), X2
+	VMOVSS       m127f<>+0(SB), X3
+	VDIVSS       X2, X3, X3
+	VANDPS       X0, X3, X2
+	VUCOMISS     inff<>+0(SB), X2
+	JAE          quantQ8K_end2
+	VMOVSS       onef<>+0(SB), X2
+	VDIVSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VBROADCASTSS X3, Z2
+	VBROADCASTSS magicf<>+0(SB), Z3
+	VPBROADCASTD mant23<>+0(SB), Z4
+	VPBROADCASTD half22<>+0(SB), Z5
+	VPBROADCASTD i127<>+0(SB), Z6
+	VMULPS       (CX), Z2, Z7
+	VADDPS       Z3, Z7, Z7
+	VPANDD       Z4, Z7, Z7
+	VPSUBD       Z5, Z7, Z7
+	VPMINSD      Z6, Z7, Z7
+	VPMOVSDB     Z7, 4(AX)
+	VMULPS       64(CX), Z2, Z8
+	VADDPS       Z3, Z8, Z8
+	VPANDD       Z4, Z8, Z8
+	VPSUBD       Z5, Z8, Z8
+	VPMINSD      Z6, Z8, Z8
+	VPMOVSDB     Z8, 20(AX)
+	VMULPS       128(CX), Z2, Z9
+	VADDPS       Z3, Z9, Z9
+	VPANDD       Z4, Z9, Z9
+	VPSUBD       Z5, Z9, Z9
+	VPMINSD      Z6, Z9, Z9
+	VPMOVSDB     Z9, 36(AX)
+	VMULPS       192(CX), Z2, Z10
+	VADDPS       Z3, Z10, Z10
+	VPANDD       Z4, Z10, Z10
+	VPSUBD       Z5, Z10, Z10
+	VPMINSD      Z6, Z10, Z10
+	VPMOVSDB     Z10, 52(AX)
+	VPUNPCKLDQ   Z8, Z7, Z11
+	VPUNPCKHDQ   Z8, Z7, Z7
+	VPADDD       Z11, Z7, Z7
+	VPUNPCKLDQ   Z10, Z9, Z8
+	VPUNPCKHDQ   Z10, Z9, Z9
+	VPADDD       Z8, Z9, Z9
+	VPUNPCKLQDQ  Z9, Z7, Z8
+	VPUNPCKHQDQ  Z9, Z7, Z7
+	VPADDD       Z8, Z7, Z7
+	VMULPS       256(CX), Z2, Z8
+	VADDPS       Z3, Z8, Z8
+	VPANDD       Z4, Z8, Z8
+	VPSUBD       Z5, Z8, Z8
+	VPMINSD      Z6, Z8, Z8
+	VPMOVSDB     Z8, 68(AX)
+	VMULPS       320(CX), Z2, Z9
+	VADDPS       Z3, Z9, Z9
+	VPANDD       Z4, Z9, Z9
+	VPSUBD       Z5, Z9, Z9
+	VPMINSD      Z6, Z9, Z9
+	VPMOVSDB     Z9, 84(AX)
+	VMULPS       384(CX), Z2, Z10
+	VADDPS       Z3, Z10, Z10
+	VPANDD       Z4, Z10, Z10
+	VPSUBD       Z5, Z10, Z10
+	VPMINSD      Z6, Z10, Z10
+	VPMOVSDB     Z10, 100(AX)
+	VMULPS       448(CX), Z2, Z11
+	VADDPS       Z3, Z11, Z11
+	VPANDD       Z4, Z11, Z11
+	VPSUBD       Z5, Z11, Z11
+	VPMINSD      Z6, Z11, Z11
+	VPMOVSDB     Z11, 116(AX)
+	VPUNPCKLDQ   Z9, Z8, Z12
+	VPUNPCKHDQ   Z9, Z8, Z8
+	VPADDD       Z12, Z8, Z8
+	VPUNPCKLDQ   Z11, Z10, Z9
+	VPUNPCKHDQ   Z11, Z10, Z10
+	VPADDD       Z9, Z10, Z10
+	VPUNPCKLQDQ  Z10, Z8, Z9
+	VPUNPCKHQDQ  Z10, Z8, Z8
+	VPADDD       Z9, Z8, Z8
+	VMULPS       512(CX), Z2, Z9
+	VADDPS       Z3, Z9, Z9
+	VPANDD       Z4, Z9, Z9
+	VPSUBD       Z5, Z9, Z9
+	VPMINSD      Z6, Z9, Z9
+	VPMOVSDB     Z9, 132(AX)
+	VMULPS       576(CX), Z2, Z10
+	VADDPS       Z3, Z10, Z10
+	VPANDD       Z4, Z10, Z10
+	VPSUBD       Z5, Z10, Z10
+	VPMINSD      Z6, Z10, Z10
+	VPMOVSDB     Z10, 148(AX)
+	VMULPS       640(CX), Z2, Z11
+	VADDPS       Z3, Z11, Z11
+	VPANDD       Z4, Z11, Z11
+	VPSUBD       Z5, Z11, Z11
+	VPMINSD      Z6, Z11, Z11
+	VPMOVSDB     Z11, 164(AX)
+	VMULPS       704(CX), Z2, Z12
+	VADDPS       Z3, Z12, Z12
+	VPANDD       Z4, Z12, Z12
+	VPSUBD       Z5, Z12, Z12
+	VPMINSD      Z6, Z12, Z12
+	VPMOVSDB     Z12, 180(AX)
+	VPUNPCKLDQ   Z10, Z9, Z13
+	VPUNPCKHDQ   Z10, Z9, Z9
+	VPADDD       Z13, Z9, Z9
+	VPUNPCKLDQ   Z12, Z11, Z10
+	VPUNPCKHDQ   Z12, Z11, Z11
+	VPADDD       Z10, Z11, Z11
+	VPUNPCKLQDQ  Z11, Z9, Z10
+	VPUNPCKHQDQ  Z11, Z9, Z9
+	VPADDD       Z10, Z9, Z9
+	VMULPS       768(CX), Z2, Z10
+	VADDPS       Z3, Z10, Z10
+	VPANDD       Z4, Z10, Z10
+	VPSUBD       Z5, Z10, Z10
+	VPMINSD      Z6, Z10, Z10
+	VPMOVSDB     Z10, 196(AX)
+	VMULPS       832(CX), Z2, Z11
+	VADDPS       Z3, Z11, Z11
+	VPANDD       Z4, Z11, Z11
+	VPSUBD       Z5, Z11, Z11
+	VPMINSD      Z6, Z11, Z11
+	VPMOVSDB     Z11, 212(AX)
+	VMULPS       896(CX), Z2, Z12
+	VADDPS       Z3, Z12, Z12
+	VPANDD       Z4, Z12, Z12
+	VPSUBD       Z5, Z12, Z12
+	VPMINSD      Z6, Z12, Z12
+	VPMOVSDB     Z12, 228(AX)
+	VMULPS       960(CX), Z2, Z2
+	VADDPS       Z3, Z2, Z2
+	VPANDD       Z4, Z2, Z2
+	VPSUBD       Z5, Z2, Z2
+	VPMINSD      Z6, Z2, Z2
+	VPMOVSDB     Z2, 244(AX)
+	VPUNPCKLDQ   Z11, Z10, Z3
+	VPUNPCKHDQ   Z11, Z10, Z4
+	VPADDD       Z3, Z4, Z4
+	VPUNPCKLDQ   Z2, Z12, Z3
+	VPUNPCKHDQ   Z2, Z12, Z2
+	VPADDD       Z3, Z2, Z2
+	VPUNPCKLQDQ  Z2, Z4, Z3
+	VPUNPCKHQDQ  Z2, Z4, Z4
+	VPADDD       Z3, Z4, Z4
+	VSHUFI32X4   $0x88, Z8, Z7, Z2
+	VSHUFI32X4   $0xdd, Z8, Z7, Z7
+	VPADDD       Z2, Z7, Z7
+	VSHUFI32X4   $0x88, Z4, Z9, Z2
+	VSHUFI32X4   $0xdd, Z4, Z9, Z9
+	VPADDD       Z2, Z9, Z9
+	VSHUFI32X4   $0x88, Z9, Z7, Z2
+	VSHUFI32X4   $0xdd, Z9, Z7, Z7
+	VPADDD       Z2, Z7, Z7
+	VPMOVDW      Z7, 260(AX)
+	ADDQ         $0x00000400, CX
+	ADDQ         $0x00000124, AX
+	INCQ         BX
+	JMP          quantQ8K_block1
+
+quantQ8K_end2:
+	MOVQ BX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+DATA m127f<>+0(SB)/4, $0xc2fe0000
+DATA m127f<>+4(SB)/4, $0xc2fe0000
+DATA m127f<>+8(SB)/4, $0xc2fe0000
+DATA m127f<>+12(SB)/4, $0xc2fe0000
+DATA m127f<>+16(SB)/4, $0xc2fe0000
+DATA m127f<>+20(SB)/4, $0xc2fe0000
+DATA m127f<>+24(SB)/4, $0xc2fe0000
+DATA m127f<>+28(SB)/4, $0xc2fe0000
+GLOBL m127f<>(SB), RODATA|NOPTR, $32
+
+DATA magicf<>+0(SB)/4, $0x4b400000
+DATA magicf<>+4(SB)/4, $0x4b400000
+DATA magicf<>+8(SB)/4, $0x4b400000
+DATA magicf<>+12(SB)/4, $0x4b400000
+DATA magicf<>+16(SB)/4, $0x4b400000
+DATA magicf<>+20(SB)/4, $0x4b400000
+DATA magicf<>+24(SB)/4, $0x4b400000
+DATA magicf<>+28(SB)/4, $0x4b400000
+GLOBL magicf<>(SB), RODATA|NOPTR, $32
+
+DATA mant23<>+0(SB)/4, $0x007fffff
+DATA mant23<>+4(SB)/4, $0x007fffff
+DATA mant23<>+8(SB)/4, $0x007fffff
+DATA mant23<>+12(SB)/4, $0x007fffff
+DATA mant23<>+16(SB)/4, $0x007fffff
+DATA mant23<>+20(SB)/4, $0x007fffff
+DATA mant23<>+24(SB)/4, $0x007fffff
+DATA mant23<>+28(SB)/4, $0x007fffff
+GLOBL mant23<>(SB), RODATA|NOPTR, $32
+
+DATA half22<>+0(SB)/4, $0x00400000
+DATA half22<>+4(SB)/4, $0x00400000
+DATA half22<>+8(SB)/4, $0x00400000
+DATA half22<>+12(SB)/4, $0x00400000
+DATA half22<>+16(SB)/4, $0x00400000
+DATA half22<>+20(SB)/4, $0x00400000
+DATA half22<>+24(SB)/4, $0x00400000
+DATA half22<>+28(SB)/4, $0x00400000
+GLOBL half22<>(SB), RODATA|NOPTR, $32
+
+DATA i127<>+0(SB)/4, $0x0000007f
+DATA i127<>+4(SB)/4, $0x0000007f
+DATA i127<>+8(SB)/4, $0x0000007f
+DATA i127<>+12(SB)/4, $0x0000007f
+DATA i127<>+16(SB)/4, $0x0000007f
+DATA i127<>+20(SB)/4, $0x0000007f
+DATA i127<>+24(SB)/4, $0x0000007f
+DATA i127<>+28(SB)/4, $0x0000007f
+GLOBL i127<>(SB), RODATA|NOPTR, $32

@@ -12,11 +12,12 @@ import (
 
 // The kernels outside the products, 16 lanes wide: the same generators as avx2's
 // (backends/avx2/_asm: width.go, stream.go, mathfn.go, dot.go, attention.go) emitting
-// ZMM registers and opmask tails instead of YMM and VMASKMOVPS, plus ZMM forms of rope
-// and quantQ8 (zmm_elem.go). The elementwise kernels compute every element with avx2's
-// instructions in avx2's order, so they give avx2's bits; the reductions (Dot, the
-// norms' statistics, softmax's denominator, attention's weighted sum) sum in 16 lanes,
-// within the contract's tolerances of the reference.
+// ZMM registers and opmask tails instead of YMM and VMASKMOVPS, plus ZMM forms of rope,
+// quantQ8 and quantQ8K (zmm_elem.go, zmm_kquant.go). The elementwise kernels compute
+// every element with avx2's instructions in avx2's order, so they give avx2's bits; the
+// quantizers give the reference's bytes; the reductions (Dot, the norms' statistics,
+// softmax's denominator, attention's weighted sum) sum in 16 lanes, within the
+// contract's tolerances of the reference.
 
 // Dot implements kernels.Kernels.
 func (Kernels) Dot(a, b []float32) float32 {
@@ -204,4 +205,11 @@ func (Kernels) Scale(x []float32, s float32) {
 // leaves (a non-finite element, or an amax so small that 1/d overflows).
 func (Kernels) QuantizeQ8(x []float32, dst []byte) {
 	kernels.QuantizeQ8With("avx512", x, dst, quantQ8)
+}
+
+// QuantizeQ8K implements kernels.Q8Kernels: quantQ8K's super-blocks (16 ZMM each), byte
+// for byte the reference's, with the reference itself for the super-blocks quantQ8K
+// leaves (a non-finite element, all zeros, or a non-finite −127/max).
+func (Kernels) QuantizeQ8K(x []float32, dst []byte) {
+	kernels.QuantizeQ8KWith("avx512", x, dst, quantQ8K)
 }

@@ -27,7 +27,7 @@ func BenchmarkStream(b *testing.B) {
 		dst := make([]float32, n)
 		heads := n / 64
 		cos, sin := randSlice(r, 32), randSlice(r, 32)
-		xq := make([]byte, dtype.RowBytes(dtype.Q8_0, n))
+		xq, xk := make([]byte, dtype.RowBytes(dtype.Q8_0, n)), make([]byte, dtype.RowBytes(dtype.Q8_K, n))
 		for _, k := range impls {
 			q8 := k.(kernels.Q8Kernels)
 			ops := []struct {
@@ -47,6 +47,7 @@ func BenchmarkStream(b *testing.B) {
 				{"RoPE", func() { k.RoPE(dst, heads, 64, cos, sin) }},
 				{"RoPENeoX", func() { k.RoPENeoX(dst, heads, 64, cos, sin) }},
 				{"QuantizeQ8", func() { q8.QuantizeQ8(x, xq) }},
+				{"QuantizeQ8K", func() { q8.QuantizeQ8K(x[:n&^255], xk) }},
 			}
 			for _, o := range ops {
 				b.Run(fmt.Sprintf("%s/n%d/%s", o.name, n, k.Name()), func(b *testing.B) {

@@ -203,11 +203,57 @@ func TestQuantizeQ8EqualsReference(t *testing.T) {
 			x[i] = float32(r.NormFloat64() * s)
 		}
 		check(fmt.Sprintf("scale %g", s), x)
+		if s > 1e-38 && s < 1e30 { // else 1/d overflows, or x does
+			if got := quantQ8(&make([]byte, 37*dtype.BlockQ8_0)[0], &x[0], 37); got != 37 {
+				t.Errorf("scale %g: quantQ8 quantized %d of 37 blocks itself", s, got)
+			}
+		}
 	}
 	for lane := 0; lane < 32; lane++ {
 		for _, sp := range []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())} {
 			x := randSlice(r, 96)
 			x[32+lane] = sp
+			check(fmt.Sprintf("%v in lane %d", sp, lane), x)
+		}
+	}
+}
+
+// TestQuantizeQ8KEqualsReference: quantQ8K's bytes are the reference's on super-blocks
+// of every scale, which it quantizes all itself, and with an infinity or a NaN in every
+// lane of a super-block (which it leaves to the reference).
+func TestQuantizeQ8KEqualsReference(t *testing.T) {
+	need(t)
+	var a5 Kernels
+	r := rand.New(rand.NewPCG(10, 12))
+	check := func(what string, x []float32) {
+		t.Helper()
+		n := dtype.RowBytes(dtype.Q8_K, len(x))
+		got, want := make([]byte, n+8), make([]byte, n+8)
+		kernels.QuantizeQ8K(x, want[:n])
+		a5.QuantizeQ8K(x, got[:n])
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: byte %d (super-block %d) = %#02x, reference %#02x", what, i, i/dtype.BlockQ8_K, got[i], want[i])
+			}
+		}
+	}
+	for _, s := range []float64{1e-38, 1e-20, 1e-3, 1, 1e3, 1e20, 3e38} {
+		x := make([]float32, 256*9)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * s)
+		}
+		x[300] = float32(r.NormFloat64() * s * 40) // the max at some lane of the scan
+		check(fmt.Sprintf("scale %g", s), x)
+		if s > 1e-38 && s < 1e30 { // else 1/d overflows, or x does
+			if got := quantQ8K(&make([]byte, 9*dtype.BlockQ8_K)[0], &x[0], 9); got != 9 {
+				t.Errorf("scale %g: quantQ8K quantized %d of 9 super-blocks itself", s, got)
+			}
+		}
+	}
+	for lane := 0; lane < 256; lane += 7 {
+		for _, sp := range []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())} {
+			x := randSlice(r, 768)
+			x[256+lane] = sp
 			check(fmt.Sprintf("%v in lane %d", sp, lane), x)
 		}
 	}
@@ -228,7 +274,7 @@ func TestStreamKernelsAllocateNothing(t *testing.T) {
 	for i := range kh {
 		kh[i], vh[i] = dtype.F32ToF16(kc[i]), dtype.F32ToF16(vc[i])
 	}
-	xq := make([]byte, dtype.RowBytes(dtype.Q8_0, 992))
+	xq, xk := make([]byte, dtype.RowBytes(dtype.Q8_0, 992)), make([]byte, dtype.RowBytes(dtype.Q8_K, 768))
 	kernels := map[string]func(){
 		"Dot":          func() { k.Dot(x, y) },
 		"Softmax":      func() { k.Softmax(dst) },
@@ -245,6 +291,7 @@ func TestStreamKernelsAllocateNothing(t *testing.T) {
 		"Add":          func() { k.Add(dst, x) },
 		"Scale":        func() { k.Scale(dst, 0.999) },
 		"QuantizeQ8":   func() { k.QuantizeQ8(x[:992], xq) },
+		"QuantizeQ8K":  func() { k.QuantizeQ8K(x[:768], xk) },
 	}
 	for name, f := range kernels {
 		copy(dst, x)

@@ -530,3 +530,10 @@ func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, quads 
 //
 //go:noescape
 func quantQ8(dst *byte, x *float32, nb int) int
+
+// quantQ8K quantizes the nb super-blocks of 256 floats at x to q8_k at dst, exactly as
+// dtype.QuantizeRowQ8_K, stopping before the first super-block with a non-finite
+// element, all zeros, or a non-finite −127/max; it returns how many it wrote.
+//
+//go:noescape
+func quantQ8K(dst *byte, x *float32, nb int) int

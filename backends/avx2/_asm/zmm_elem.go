@@ -8,7 +8,7 @@ import (
 
 // genStreamZMM emits backends/avx512's 16-lane forms of the kernels outside the
 // products: the width-generic generators (the same code as backends/avx2's, with ZMM
-// registers and opmask tails) and the ZMM forms of rope and quantQ8.
+// registers and opmask tails) and the ZMM forms of rope, quantQ8 and quantQ8K.
 func genStreamZMM() {
 	genDot(zmmW)
 	genAttention(zmmW, false)
@@ -18,6 +18,7 @@ func genStreamZMM() {
 	genRoPENeoX(zmmW)
 	genRoPEZ()
 	genQuantizeQ8Z()
+	genQuantizeQ8KZ()
 }
 
 // genRoPENeoX emits ropeNeoX for width w: in each head, x[i] and x[i+half] for i < half
