@@ -25737,21 +25737,21 @@ TEXT ·rope(SB), NOSPLIT, $0-48
 	MOVQ    BX, DI
 	SHRQ    $0x01, DI
 
-rope_oct1:
+rope_quad1:
 	TESTQ   DI, DI
-	JZ      rope_tail2
-	VMOVUPS (CX), Y3
-	VPERMPS Z3, Z0, Z1
-	VMOVUPS (DX), Y3
-	VPERMPS Z3, Z0, Z2
+	JZ      rope_tail3
+	VMOVUPS (CX), Y1
+	VPERMPS Z1, Z0, Z2
+	VMOVUPS (DX), Y1
+	VPERMPS Z1, Z0, Z3
 	MOVQ    AX, R8
 	MOVQ    heads+8(FP), R9
 
 rope_heads4:
 	VMOVUPS        (R8), Z4
 	VPERMILPS      $0xb1, Z4, Z5
-	VMULPS         Z2, Z5, Z5
-	VFMADDSUB213PS Z5, Z1, Z4
+	VMULPS         Z3, Z5, Z5
+	VFMADDSUB213PS Z5, Z2, Z4
 	VMOVUPS        Z4, (R8)
 	ADDQ           SI, R8
 	DECQ           R9
@@ -25760,11 +25760,11 @@ rope_heads4:
 	ADDQ           $0x20, CX
 	ADDQ           $0x20, DX
 	DECQ           DI
-	JMP            rope_oct1
+	JMP            rope_quad1
 
-rope_tail2:
+rope_tail3:
 	TESTQ   $0x00000001, BX
-	JZ      rope_done3
+	JZ      rope_done2
 	MOVL    $0x000000ff, BX
 	KMOVW   BX, K1
 	VMOVUPS (CX), X6
@@ -25783,7 +25783,7 @@ rope_heads5:
 	DECQ           CX
 	JNZ            rope_heads5
 
-rope_done3:
+rope_done2:
 	VZEROUPPER
 	RET
 

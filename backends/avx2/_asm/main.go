@@ -69,7 +69,7 @@ func main() {
 	genKQuant()
 	genReductions(ymmW)
 	genElementwise(ymmW)
-	genRoPE()
+	genRoPE(ymmW)
 	genRoPENeoX(ymmW)
 	genProbes()
 	genI8ProbesVEX()

@@ -8,7 +8,7 @@ import (
 
 // genStreamZMM emits backends/avx512's 16-lane forms of the kernels outside the
 // products: the width-generic generators (the same code as backends/avx2's, with ZMM
-// registers and opmask tails) and the ZMM forms of rope, quantQ8 and quantQ8K.
+// registers and opmask tails) and the ZMM forms of quantQ8 and quantQ8K.
 func genStreamZMM() {
 	genDot(zmmW)
 	genAttention(zmmW, false)
@@ -16,7 +16,7 @@ func genStreamZMM() {
 	genReductions(zmmW)
 	genElementwise(zmmW)
 	genRoPENeoX(zmmW)
-	genRoPEZ()
+	genRoPE(zmmW)
 	genQuantizeQ8Z()
 	genQuantizeQ8KZ()
 }
@@ -57,81 +57,6 @@ func genRoPENeoX(w width) {
 	Store(h, Param("heads"))
 	JNZ(LabelRef(top))
 	w.done()
-}
-
-// genRoPEZ emits rope in ZMM: backends/avx2's rotation (genRoPE) of 8 pairs at a time,
-// the same instructions per lane so the same bits, with C and S built by VPERMPS from 8
-// cosines and sines; an odd quad at the end is the same step with its upper half masked
-// off.
-func genRoPEZ() {
-	lb := fn("rope", "func(x *float32, heads int, headDim int, cos, sin *float32, quads int)",
-		"rope rotates pairs (2i, 2i+1), i < 4·quads, of each of heads heads of width headDim in x.")
-	x := Load(Param("x"), GP64())
-	cs := Load(Param("cos"), GP64())
-	sn := Load(Param("sin"), GP64())
-	q := Load(Param("quads"), GP64())
-	hdim := bytesOf("headDim")
-	dupIdx := GLOBL("ropedup", RODATA|NOPTR)
-	for i := 0; i < 16; i++ {
-		DATA(4*i, U32(uint32(i/2)))
-	}
-	idx := ZMM()
-	VMOVUPS(dupIdx, idx)
-	// step rotates one vector of pairs in every head: with k, only its lanes (the
-	// cosines and sines loaded by ld).
-	step := func(k Register, ld func(p Register, t VecVirtual)) {
-		c, s := ZMM(), ZMM()
-		for _, cp := range [][2]any{{cs, c}, {sn, s}} {
-			t := ZMM()
-			ld(cp[0].(Register), t)
-			VPERMPS(t, idx, cp[1].(VecVirtual))
-		}
-		hp := GP64()
-		MOVQ(x, hp)
-		h := Load(Param("heads"), GP64())
-		heads := lb.next("heads")
-		Label(heads)
-		v, sw := ZMM(), ZMM()
-		if k == nil {
-			VMOVUPS(Mem{Base: hp}, v)
-		} else {
-			VMOVUPS_Z(Mem{Base: hp}, k, v)
-		}
-		VPERMILPS(U8(0xb1), v, sw)
-		VMULPS(s, sw, sw)
-		VFMADDSUB213PS(sw, c, v)
-		if k == nil {
-			VMOVUPS(v, Mem{Base: hp})
-		} else {
-			VMOVUPS(v, k, Mem{Base: hp})
-		}
-		ADDQ(hdim, hp)
-		DECQ(h)
-		JNZ(LabelRef(heads))
-	}
-	octs := GP64()
-	MOVQ(q, octs)
-	SHRQ(U8(1), octs)
-	top, tail, done := lb.next("oct"), lb.next("tail"), lb.next("done")
-	Label(top)
-	TESTQ(octs, octs)
-	JZ(LabelRef(tail))
-	step(nil, func(p Register, t VecVirtual) { VMOVUPS(Mem{Base: p}, t.AsY()) })
-	ADDQ(U8(64), x)
-	ADDQ(U8(32), cs)
-	ADDQ(U8(32), sn)
-	DECQ(octs)
-	JMP(LabelRef(top))
-	Label(tail)
-	TESTQ(U32(1), q)
-	JZ(LabelRef(done))
-	k, r := K(), GP32()
-	MOVL(U32(0xff), r)
-	KMOVW(r, k)
-	step(k, func(p Register, t VecVirtual) { VMOVUPS(Mem{Base: p}, t.AsX()) })
-	Label(done)
-	VZEROUPPER()
-	RET()
 }
 
 // genQuantizeQ8Z emits quantQ8 in ZMM: backends/avx2's quantizer (genQuantizeQ8, whose
