@@ -111,3 +111,41 @@ func genRoPE(w width) {
 	Label(done)
 	w.done()
 }
+
+// genRoPENeoX emits ropeNeoX for width w: in each head, x[i] and x[i+half] for i < half
+// as a stream of vectors (a masked tail), each product rounded before the difference or
+// sum, as kernels.Reference computes them, so the results are its bits.
+func genRoPENeoX(w width) {
+	lb := fn("ropeNeoX", "func(x *float32, heads int, headDim int, cos, sin *float32, half int)",
+		"ropeNeoX rotates, in each of heads (≥ 1) heads of width headDim in x, x[i] with x[i+half]",
+		"for i < half by the angle of cos[i], sin[i]: x[i]·cos[i] - x[i+half]·sin[i] and",
+		"x[i]·sin[i] + x[i+half]·cos[i], each product rounded (kernels.Reference's bits).")
+	hp := Load(Param("x"), GP64())
+	top := lb.next("head")
+	Label(top)
+	hi := GP64()
+	hb := bytesOf("half")
+	LEAQ(Mem{Base: hp, Index: hb, Scale: 1}, hi)
+	cs := Load(Param("cos"), GP64())
+	sn := Load(Param("sin"), GP64())
+	stream(w, lb, "half", 2, func(v vec) {
+		a, b := v.load(hp), v.load(hi)
+		c, s := v.load(cs), v.load(sn)
+		t, u := w.vec(), w.vec()
+		VMULPS(c, a, t)
+		VMULPS(s, b, u)
+		VSUBPS(u, t, t) // a·c - b·s
+		VMULPS(s, a, a)
+		VMULPS(c, b, b)
+		VADDPS(b, a, a) // a·s + b·c
+		v.store(t, hp)
+		v.store(a, hi)
+	})
+	hdim := bytesOf("headDim")
+	ADDQ(hdim, hp)
+	h := Load(Param("heads"), GP64())
+	DECQ(h)
+	Store(h, Param("heads"))
+	JNZ(LabelRef(top))
+	w.done()
+}

@@ -21,47 +21,10 @@ func genStreamZMM() {
 	genQuantizeQ8KZ()
 }
 
-// genRoPENeoX emits ropeNeoX for width w: in each head, x[i] and x[i+half] for i < half
-// as a stream of vectors (a masked tail), each product rounded before the difference or
-// sum, as kernels.Reference computes them, so the results are its bits.
-func genRoPENeoX(w width) {
-	lb := fn("ropeNeoX", "func(x *float32, heads int, headDim int, cos, sin *float32, half int)",
-		"ropeNeoX rotates, in each of heads (≥ 1) heads of width headDim in x, x[i] with x[i+half]",
-		"for i < half by the angle of cos[i], sin[i]: x[i]·cos[i] - x[i+half]·sin[i] and",
-		"x[i]·sin[i] + x[i+half]·cos[i], each product rounded (kernels.Reference's bits).")
-	hp := Load(Param("x"), GP64())
-	top := lb.next("head")
-	Label(top)
-	hi := GP64()
-	hb := bytesOf("half")
-	LEAQ(Mem{Base: hp, Index: hb, Scale: 1}, hi)
-	cs := Load(Param("cos"), GP64())
-	sn := Load(Param("sin"), GP64())
-	stream(w, lb, "half", 2, func(v vec) {
-		a, b := v.load(hp), v.load(hi)
-		c, s := v.load(cs), v.load(sn)
-		t, u := w.vec(), w.vec()
-		VMULPS(c, a, t)
-		VMULPS(s, b, u)
-		VSUBPS(u, t, t) // a·c - b·s
-		VMULPS(s, a, a)
-		VMULPS(c, b, b)
-		VADDPS(b, a, a) // a·s + b·c
-		v.store(t, hp)
-		v.store(a, hi)
-	})
-	hdim := bytesOf("headDim")
-	ADDQ(hdim, hp)
-	h := Load(Param("heads"), GP64())
-	DECQ(h)
-	Store(h, Param("heads"))
-	JNZ(LabelRef(top))
-	w.done()
-}
-
 // genQuantizeQ8Z emits quantQ8 in ZMM: backends/avx2's quantizer (genQuantizeQ8, whose
-// doc gives the arithmetic) on a block of 32 floats as two 16-lane vectors, the
-// non-finite check and the round-half-away correction in opmasks, VPMOVSDB to bytes.
+// doc gives the arithmetic; the same scalar part, q8Scale) on a block of 32 floats as two
+// 16-lane vectors, the non-finite check and the round-half-away correction in opmasks,
+// VPMOVSDB to bytes.
 // Its bytes are the reference's, as avx2's are.
 func genQuantizeQ8Z() {
 	lb := fn("quantQ8", "func(dst *byte, x *float32, nb int) int",
@@ -98,19 +61,7 @@ func genQuantizeQ8Z() {
 	JNZ(LabelRef(end))
 	VMAXPS(a1, a, a)
 	h := zmmW.hmax(a) // amax
-	d, id := XMM(), XMM()
-	VDIVSS(vf32("f127", 127), h, d) // d = amax/127
-	VMOVSS(vf32("onef", 1), id)
-	VDIVSS(d, id, id) // 1/d: +Inf when d is 0 or too small
-	z := XMM()
-	VXORPS(z, z, z)
-	VCMPSS(U8(0), z, d, z) // d == 0
-	VANDNPS(id, z, id)     // id = 0 when d is 0
-	VUCOMISS(inf.Offset(0), id)
-	JAE(LabelRef(end)) // 1/d overflowed: the reference's NaNs and infinities, not ours
-	hd := XMM()
-	VCVTPS2PH(U8(0), d, hd)
-	VPEXTRW(U8(0), hd, Mem{Base: dst})
+	id := q8Scale(h, dst, inf, end)
 	idz := ZMM()
 	VBROADCASTSS(id, idz)
 	for i, vi := range []VecVirtual{v, v1} {
