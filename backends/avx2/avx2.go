@@ -686,8 +686,8 @@ func (Kernels) SwiGLU(gate, up []float32) {
 	}
 }
 
-// RoPE implements kernels.Kernels. Pairs come four to a vector; the last len(cos)%4
-// pairs of each head are rotated here, as the reference does.
+// RoPE implements kernels.Kernels: four pairs per vector, the pairs past the last whole
+// vector in one masked step.
 func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
 	half := len(cos)
 	if nHeads <= 0 || half == 0 {
@@ -697,11 +697,7 @@ func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
 	if 2*half > headDim || len(x) < nHeads*headDim {
 		panic(fmt.Sprintf("avx2: RoPE of %d pairs over %d heads of %d in %d floats", half, nHeads, headDim, len(x)))
 	}
-	q := half / 4
-	if q > 0 {
-		rope(&x[0], nHeads, headDim, &cos[0], &sin[0], q)
-	}
-	RoPETail(x, nHeads, headDim, cos, sin, 4*q)
+	rope(&x[0], nHeads, headDim, &cos[0], &sin[0], half)
 }
 
 // Add implements kernels.Kernels.

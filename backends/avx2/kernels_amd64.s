@@ -7491,19 +7491,20 @@ swiglu_tail_done5:
 	VZEROUPPER
 	RET
 
-// func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, quads int)
+// func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, pairs int)
 // Requires: AVX, FMA3
 TEXT ·rope(SB), NOSPLIT, $0-48
 	MOVQ x+0(FP), AX
 	MOVQ cos+24(FP), CX
 	MOVQ sin+32(FP), DX
-	MOVQ quads+40(FP), BX
-	MOVQ headDim+16(FP), SI
-	SHLQ $0x02, SI
+	MOVQ headDim+16(FP), BX
+	SHLQ $0x02, BX
+	MOVQ pairs+40(FP), SI
+	SHRQ $0x02, SI
 
-rope_quad1:
-	TESTQ       BX, BX
-	JZ          rope_done2
+rope_vec1:
+	TESTQ       SI, SI
+	JZ          rope_tail2
 	VMOVUPS     (CX), X0
 	VUNPCKLPS   X0, X0, X1
 	VUNPCKHPS   X0, X0, X0
@@ -7515,22 +7516,56 @@ rope_quad1:
 	MOVQ        AX, DI
 	MOVQ        heads+8(FP), R8
 
-rope_heads3:
+rope_heads4:
 	VMOVUPS        (DI), Y3
 	VPERMILPS      $0xb1, Y3, Y4
 	VMULPS         Y2, Y4, Y4
 	VFMADDSUB213PS Y4, Y0, Y3
 	VMOVUPS        Y3, (DI)
-	ADDQ           SI, DI
+	ADDQ           BX, DI
 	DECQ           R8
-	JNZ            rope_heads3
+	JNZ            rope_heads4
 	ADDQ           $0x20, AX
 	ADDQ           $0x10, CX
 	ADDQ           $0x10, DX
-	DECQ           BX
-	JMP            rope_quad1
+	DECQ           SI
+	JMP            rope_vec1
 
-rope_done2:
+rope_tail2:
+	MOVQ        pairs+40(FP), SI
+	ANDQ        $0x03, SI
+	JZ          rope_done3
+	LEAQ        (SI)(SI*1), DI
+	LEAQ        tailmask<>+0(SB), R9
+	MOVQ        $0x00000008, R8
+	SUBQ        SI, R8
+	LEAQ        tailmask<>+0(SB), R10
+	MOVQ        $0x00000008, SI
+	SUBQ        DI, SI
+	VMOVUPS     (R9)(R8*4), X0
+	VMASKMOVPS  (CX), X0, X0
+	VUNPCKLPS   X0, X0, X1
+	VUNPCKHPS   X0, X0, X0
+	VINSERTF128 $0x01, X0, Y1, Y0
+	VMOVUPS     (R9)(R8*4), X1
+	VMASKMOVPS  (DX), X1, X2
+	VUNPCKLPS   X2, X2, X1
+	VUNPCKHPS   X2, X2, X2
+	VINSERTF128 $0x01, X2, Y1, Y1
+	VMOVUPS     (R10)(SI*4), Y2
+	MOVQ        heads+8(FP), CX
+
+rope_heads5:
+	VMASKMOVPS     (AX), Y2, Y3
+	VPERMILPS      $0xb1, Y3, Y4
+	VMULPS         Y1, Y4, Y4
+	VFMADDSUB213PS Y4, Y0, Y3
+	VMASKMOVPS     Y3, Y2, (AX)
+	ADDQ           BX, AX
+	DECQ           CX
+	JNZ            rope_heads5
+
+rope_done3:
 	VZEROUPPER
 	RET
 

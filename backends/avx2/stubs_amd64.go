@@ -282,10 +282,10 @@ func silu(x *float32, n int)
 //go:noescape
 func swiglu(gate *float32, up *float32, n int)
 
-// rope rotates pairs (2i, 2i+1), i < 4·quads, of each of heads heads of width headDim in x.
+// rope rotates pairs (2i, 2i+1), i < pairs, of each of heads (≥ 1) heads of width headDim in x.
 //
 //go:noescape
-func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, quads int)
+func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, pairs int)
 
 // ropeNeoX rotates, in each of heads (≥ 1) heads of width headDim in x, x[i] with x[i+half]
 // for i < half by the angle of cos[i], sin[i]: x[i]·cos[i] - x[i+half]·sin[i] and

@@ -25724,66 +25724,69 @@ ropeNeoX_tail_done6:
 	VZEROUPPER
 	RET
 
-// func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, quads int)
+// func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, pairs int)
 // Requires: AVX, AVX512F
 TEXT ·rope(SB), NOSPLIT, $0-48
 	MOVQ    x+0(FP), AX
 	MOVQ    cos+24(FP), CX
 	MOVQ    sin+32(FP), DX
-	MOVQ    quads+40(FP), BX
-	MOVQ    headDim+16(FP), SI
-	SHLQ    $0x02, SI
+	MOVQ    headDim+16(FP), BX
+	SHLQ    $0x02, BX
 	VMOVUPS ropedup<>+0(SB), Z0
-	MOVQ    BX, DI
-	SHRQ    $0x01, DI
+	MOVQ    pairs+40(FP), SI
+	SHRQ    $0x03, SI
 
-rope_quad1:
-	TESTQ   DI, DI
-	JZ      rope_tail3
+rope_vec1:
+	TESTQ   SI, SI
+	JZ      rope_tail2
 	VMOVUPS (CX), Y1
 	VPERMPS Z1, Z0, Z2
 	VMOVUPS (DX), Y1
 	VPERMPS Z1, Z0, Z3
-	MOVQ    AX, R8
-	MOVQ    heads+8(FP), R9
+	MOVQ    AX, DI
+	MOVQ    heads+8(FP), R8
 
 rope_heads4:
-	VMOVUPS        (R8), Z4
+	VMOVUPS        (DI), Z4
 	VPERMILPS      $0xb1, Z4, Z5
 	VMULPS         Z3, Z5, Z5
 	VFMADDSUB213PS Z5, Z2, Z4
-	VMOVUPS        Z4, (R8)
-	ADDQ           SI, R8
-	DECQ           R9
+	VMOVUPS        Z4, (DI)
+	ADDQ           BX, DI
+	DECQ           R8
 	JNZ            rope_heads4
 	ADDQ           $0x40, AX
 	ADDQ           $0x20, CX
 	ADDQ           $0x20, DX
-	DECQ           DI
-	JMP            rope_quad1
+	DECQ           SI
+	JMP            rope_vec1
 
-rope_tail3:
-	TESTQ   $0x00000001, BX
-	JZ      rope_done2
-	MOVL    $0x000000ff, BX
-	KMOVW   BX, K1
-	VMOVUPS (CX), X6
-	VPERMPS Z6, Z0, Z1
-	VMOVUPS (DX), X6
-	VPERMPS Z6, Z0, Z0
-	MOVQ    heads+8(FP), CX
+rope_tail2:
+	MOVQ      pairs+40(FP), SI
+	ANDQ      $0x07, SI
+	JZ        rope_done3
+	LEAQ      (SI)(SI*1), DI
+	LEAQ      lanemasks<>+0(SB), R8
+	KMOVW     (R8)(SI*2), K1
+	LEAQ      lanemasks<>+0(SB), SI
+	KMOVW     (SI)(DI*2), K2
+	VMOVUPS.Z (CX), K1, Z1
+	VPERMPS   Z1, Z0, Z1
+	VMOVUPS.Z (DX), K1, Z2
+	VPERMPS   Z2, Z0, Z0
+	MOVQ      heads+8(FP), CX
 
 rope_heads5:
-	VMOVUPS.Z      (AX), K1, Z2
+	VMOVUPS.Z      (AX), K2, Z2
 	VPERMILPS      $0xb1, Z2, Z3
 	VMULPS         Z0, Z3, Z3
 	VFMADDSUB213PS Z3, Z1, Z2
-	VMOVUPS        Z2, K1, (AX)
-	ADDQ           SI, AX
+	VMOVUPS        Z2, K2, (AX)
+	ADDQ           BX, AX
 	DECQ           CX
 	JNZ            rope_heads5
 
-rope_done2:
+rope_done3:
 	VZEROUPPER
 	RET
 

@@ -151,9 +151,9 @@ func (Kernels) ReLU(x []float32) {
 	}
 }
 
-// RoPE implements kernels.Kernels: 8 pairs per register, an odd 4 at the end masked;
-// the last len(cos)%4 pairs of each head are rotated as avx2 rotates them, so every
-// element is avx2's bits.
+// RoPE implements kernels.Kernels: 8 pairs per register, the pairs past the last whole
+// register in one step under an opmask; every element is avx2's bits (the same
+// instructions per lane).
 func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
 	half := len(cos)
 	if nHeads <= 0 || half == 0 {
@@ -163,13 +163,7 @@ func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
 	if 2*half > headDim || len(x) < nHeads*headDim {
 		panic(fmt.Sprintf("avx512: RoPE of %d pairs over %d heads of %d in %d floats", half, nHeads, headDim, len(x)))
 	}
-	q := half / 4
-	if q > 0 {
-		rope(&x[0], nHeads, headDim, &cos[0], &sin[0], q)
-	}
-	if 4*q < half {
-		avx2.RoPETail(x, nHeads, headDim, cos, sin, 4*q)
-	}
+	rope(&x[0], nHeads, headDim, &cos[0], &sin[0], half)
 }
 
 // RoPENeoX implements kernels.Kernels: the reference's bits (each product rounded).

@@ -91,9 +91,8 @@ func TestElementwiseEqualsAVX2(t *testing.T) {
 }
 
 // TestRoPEEqualsAVX2 checks both rotations against avx2 bit for bit (RoPE: 8 pairs per
-// ZMM, an odd quad masked, the last len(cos)%4 pairs as avx2 does them; RoPENeoX: the
-// reference's operations, as avx2's kernel), and RoPENeoX against the reference within
-// the contract's tolerance, on every parity of the pairs.
+// ZMM against avx2's 4, the pairs left masked; RoPENeoX: the reference's operations, as
+// avx2's kernel) for every count of pairs up to 32 (and some up to 128), so every tail.
 func TestRoPEEqualsAVX2(t *testing.T) {
 	need(t)
 	var a5 Kernels

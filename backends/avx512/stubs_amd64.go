@@ -519,10 +519,10 @@ func swiglu(gate *float32, up *float32, n int)
 //go:noescape
 func ropeNeoX(x *float32, heads int, headDim int, cos *float32, sin *float32, half int)
 
-// rope rotates pairs (2i, 2i+1), i < 4·quads, of each of heads heads of width headDim in x.
+// rope rotates pairs (2i, 2i+1), i < pairs, of each of heads (≥ 1) heads of width headDim in x.
 //
 //go:noescape
-func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, quads int)
+func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, pairs int)
 
 // quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as
 // dtype.QuantizeRowQ8_0, stopping before the first block with a non-finite element or

@@ -10,19 +10,19 @@ import (
 // pairs [a0 b0 a1 b1 ...]; with C = [c0 c0 c1 c1 ...], S = [s0 s0 s1 s1 ...] and
 // X' = X with each pair swapped, FMADDSUB gives X·C ∓ X'·S: a·c - b·s in even lanes,
 // b·c + a·s in odd ones. The angles are shared by every head, so C and S are built once
-// per vector of pairs and applied to all heads. The kernel takes 4·quads pairs: YMM
-// vectors of 4 pairs (C and S by unpacking); ZMM vectors of 8 (C and S by VPERMPS),
-// an odd 4 at the end as one vector with its upper half masked off. Every lane is the
-// same instructions at either width, so the same bits.
+// per vector of pairs and applied to all heads: for YMM (4 pairs) by unpacking, for ZMM
+// (8 pairs) by VPERMPS. The pairs past the last whole vector are one more step, its
+// loads and stores masked (VMASKMOVPS, or an opmask). Every lane is the same
+// instructions at either width, so the same bits.
 func genRoPE(w width) {
-	lb := fn("rope", "func(x *float32, heads int, headDim int, cos, sin *float32, quads int)",
-		"rope rotates pairs (2i, 2i+1), i < 4·quads, of each of heads heads of width headDim in x.")
+	lb := fn("rope", "func(x *float32, heads int, headDim int, cos, sin *float32, pairs int)",
+		"rope rotates pairs (2i, 2i+1), i < pairs, of each of heads (≥ 1) heads of width headDim in x.")
 	x := Load(Param("x"), GP64())
 	cs := Load(Param("cos"), GP64())
 	sn := Load(Param("sin"), GP64())
-	q := Load(Param("quads"), GP64())
 	hdim := bytesOf("headDim")
-	var idx VecVirtual // ZMM: the VPERMPS indices 0 0 1 1 … 7 7
+	vp := w.lanes() / 2 // pairs per vector
+	var idx VecVirtual  // ZMM: the VPERMPS indices 0 0 1 1 … 7 7
 	if w.zmm {
 		dupIdx := GLOBL("ropedup", RODATA|NOPTR)
 		for i := 0; i < 16; i++ {
@@ -31,83 +31,108 @@ func genRoPE(w width) {
 		idx = ZMM()
 		VMOVUPS(dupIdx, idx)
 	}
-	// dup builds C (or S) from the lanes/2 cosines (or sines) at p; quad: only 4 of
-	// them are there (the ZMM tail).
-	dup := func(p Register, quad bool) VecVirtual {
+	// A tail step's masks: of its pairs' cosines (rem lanes) and of their elements
+	// (2·rem lanes); YMM: the masks' addresses, ZMM: opmasks.
+	type tailMasks struct {
+		ma, mx *Mem
+		ka, kx Register
+	}
+	// dup builds C (or S) from the cosines (or sines) at p, all vp of them or, in the
+	// tail, those of t.
+	dup := func(p Register, t *tailMasks) VecVirtual {
 		if w.zmm {
-			t, y := ZMM(), ZMM()
-			if quad {
-				VMOVUPS(Mem{Base: p}, t.AsX())
+			v, y := ZMM(), ZMM()
+			if t == nil {
+				VMOVUPS(Mem{Base: p}, v.AsY())
 			} else {
-				VMOVUPS(Mem{Base: p}, t.AsY())
+				VMOVUPS_Z(Mem{Base: p}, t.ka, v)
 			}
-			VPERMPS(t, idx, y)
+			VPERMPS(v, idx, y)
 			return y
 		}
-		t, lo, hi := XMM(), XMM(), XMM()
-		VMOVUPS(Mem{Base: p}, t)
-		VUNPCKLPS(t, t, lo)
-		VUNPCKHPS(t, t, hi)
+		v, lo, hi := XMM(), XMM(), XMM()
+		if t == nil {
+			VMOVUPS(Mem{Base: p}, v)
+		} else {
+			m := XMM()
+			VMOVUPS(*t.ma, m)
+			VMASKMOVPS(Mem{Base: p}, m, v)
+		}
+		VUNPCKLPS(v, v, lo)
+		VUNPCKHPS(v, v, hi)
 		y := YMM()
 		VINSERTF128(U8(1), hi, lo.AsY(), y)
 		return y
 	}
-	// rotate rotates one vector of pairs at x in every head (with k, only its lanes).
-	rotate := func(c, s VecVirtual, k Register) {
+	// rotate rotates one vector of pairs at x in every head (in the tail, t's lanes).
+	rotate := func(c, s VecVirtual, t *tailMasks) {
+		var m VecVirtual
+		if t != nil && !w.zmm {
+			m = YMM()
+			VMOVUPS(*t.mx, m)
+		}
 		hp := GP64()
 		MOVQ(x, hp)
 		h := Load(Param("heads"), GP64())
 		heads := lb.next("heads")
 		Label(heads)
 		v, sw := w.vec(), w.vec()
-		if k == nil {
+		switch {
+		case t == nil:
 			VMOVUPS(Mem{Base: hp}, v)
-		} else {
-			VMOVUPS_Z(Mem{Base: hp}, k, v)
+		case w.zmm:
+			VMOVUPS_Z(Mem{Base: hp}, t.kx, v)
+		default:
+			VMASKMOVPS(Mem{Base: hp}, m, v)
 		}
 		VPERMILPS(U8(0xb1), v, sw)
 		VMULPS(s, sw, sw)
 		VFMADDSUB213PS(sw, c, v)
-		if k == nil {
+		switch {
+		case t == nil:
 			VMOVUPS(v, Mem{Base: hp})
-		} else {
-			VMOVUPS(v, k, Mem{Base: hp})
+		case w.zmm:
+			VMOVUPS(v, t.kx, Mem{Base: hp})
+		default:
+			VMASKMOVPS(v, m, Mem{Base: hp})
 		}
 		ADDQ(hdim, hp)
 		DECQ(h)
 		JNZ(LabelRef(heads))
 	}
-	steps := q // vectors of pairs
+	steps := Load(Param("pairs"), GP64())
 	if w.zmm {
-		steps = GP64()
-		MOVQ(q, steps)
-		SHRQ(U8(1), steps)
+		SHRQ(U8(3), steps)
+	} else {
+		SHRQ(U8(2), steps)
 	}
-	top, done := lb.next("quad"), lb.next("done")
-	tail := done
-	if w.zmm {
-		tail = lb.next("tail")
-	}
+	top, tail, done := lb.next("vec"), lb.next("tail"), lb.next("done")
 	Label(top)
 	TESTQ(steps, steps)
 	JZ(LabelRef(tail))
-	c, s := dup(cs, false), dup(sn, false)
+	c, s := dup(cs, nil), dup(sn, nil)
 	rotate(c, s, nil)
 	ADDQ(U8(w.bytes()), x)
 	ADDQ(U8(w.bytes()/2), cs)
 	ADDQ(U8(w.bytes()/2), sn)
 	DECQ(steps)
 	JMP(LabelRef(top))
+
+	Label(tail)
+	rem := Load(Param("pairs"), GP64())
+	ANDQ(U8(vp-1), rem)
+	JZ(LabelRef(done))
+	rem2 := GP64()
+	LEAQ(Mem{Base: rem, Index: rem, Scale: 1}, rem2)
+	var t tailMasks
 	if w.zmm {
-		Label(tail)
-		TESTQ(U32(1), q)
-		JZ(LabelRef(done))
-		k, r := K(), GP32()
-		MOVL(U32(0xff), r)
-		KMOVW(r, k)
-		c, s := dup(cs, true), dup(sn, true)
-		rotate(c, s, k)
+		t.ka, t.kx = laneMask(rem), laneMask(rem2)
+	} else {
+		ma, mx := maskAddr(rem), maskAddr(rem2)
+		t.ma, t.mx = &ma, &mx
 	}
+	c, s = dup(cs, &t), dup(sn, &t)
+	rotate(c, s, &t)
 	Label(done)
 	w.done()
 }
