@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/lmrun/lmrun/backends/avx2"
@@ -297,5 +300,39 @@ func TestStreamKernelsAllocateNothing(t *testing.T) {
 		if a := testing.AllocsPerRun(5, f); a != 0 {
 			t.Errorf("%s: %v allocations per call", name, a)
 		}
+	}
+}
+
+// TestStreamKernelsRequire: the kernels outside the products need nothing past the
+// backend's requires (AVX-512 F, BW and VL, and avx2's AVX2, FMA3 and F16C) — avo lists
+// each function's extensions in a "Requires:" line — so that no CPU the backend is
+// selected on lacks an instruction they use (DQ's VANDPS on ZMM, say).
+func TestStreamKernelsRequire(t *testing.T) {
+	src, err := os.ReadFile("kernels_amd64.s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{"AVX": true, "AVX2": true, "FMA3": true, "F16C": true, "SSE": true, "SSE2": true,
+		"SSE3": true, "SSE4.1": true, "CMOV": true, "AVX512F": true, "AVX512BW": true, "AVX512VL": true}
+	stream := map[string]bool{}
+	for _, f := range []string{"dot", "wsum", "wsumH", "sum", "sumsq", "sumsqdev", "maxNaN", "expSub", "add", "scale",
+		"rmsOut", "lnOut", "lnOutBias", "relu", "gelu", "silu", "swiglu", "ropeNeoX", "rope", "quantQ8", "quantQ8K"} {
+		stream[f] = true
+	}
+	re := regexp.MustCompile(`(?m)^// func (\w+)\(.*\n(?:// Requires: (.*)\n)?`)
+	seen := 0
+	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+		if !stream[m[1]] {
+			continue
+		}
+		seen++
+		for _, ext := range strings.Split(m[2], ", ") {
+			if ext != "" && !allowed[ext] {
+				t.Errorf("%s requires %s", m[1], ext)
+			}
+		}
+	}
+	if seen != len(stream) {
+		t.Errorf("found %d of the %d kernels in kernels_amd64.s", seen, len(stream))
 	}
 }

@@ -15,7 +15,7 @@ import (
 //
 // ZMM code uses only AVX-512 F instructions (the backend requires F, BW and VL, not
 // DQ): VPANDD, VPXORD and VPORD for the bitwise operations, VEXTRACTF64X4 for the
-// upper half.
+// upper half, and no VEX-only instruction on a register past 15.
 type width struct{ zmm bool }
 
 var (
@@ -68,15 +68,6 @@ func (w width) xor(a Op, b, dst VecVirtual) {
 		VPXORD(a, b, dst)
 	} else {
 		VXORPS(a, b, dst)
-	}
-}
-
-// or computes dst = a | b.
-func (w width) or(a Op, b, dst VecVirtual) {
-	if w.zmm {
-		VPORD(a, b, dst)
-	} else {
-		VORPS(a, b, dst)
 	}
 }
 
