@@ -779,7 +779,8 @@ func kquantBlock(r *rand.Rand, dt dtype.DType) []byte {
 func TestAttention(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
 		r := rand.New(rand.NewPCG(3, 3))
-		for _, hd := range []int{1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 80, 96, 127, 128, 129} {
+		// 213 = 128 + 64 + 16 + 5: every column chunk of the 16-lane wsum and its tail.
+		for _, hd := range []int{1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 80, 96, 127, 128, 129, 213} {
 			for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9, 33, 100, 257} {
 				for _, stride := range []int{hd, hd*3 + 1} {
 					for _, scale := range []float32{0.3, 4} { // 4: a peaked softmax
@@ -850,7 +851,8 @@ func TestAttentionF16(t *testing.T) {
 			}
 			return h
 		}
-		for _, hd := range []int{1, 7, 8, 9, 16, 24, 64, 65, 80, 128} {
+		// 216 = 128 + 64 + 16 + 8: every column chunk of the 16-lane wsumH and its tail.
+		for _, hd := range []int{1, 7, 8, 9, 16, 24, 64, 65, 80, 128, 216} {
 			for _, n := range []int{1, 2, 3, 4, 5, 7, 9, 33, 257} {
 				for _, stride := range []int{hd, hd*3 + 8} {
 					kf, vf := randVec(r, n*stride, 1), randVec(r, n*stride, 1)

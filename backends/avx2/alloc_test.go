@@ -4,6 +4,7 @@ package avx2
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -83,6 +84,37 @@ func TestMatMulAllocatesNothing(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestElementwiseAllocatesNothing: ReLU and RoPENeoX allocate nothing, and ReLU gives
+// the reference's bits, -0 and NaN included (the conformance suite checks RoPENeoX's
+// tolerance).
+func TestElementwiseAllocatesNothing(t *testing.T) {
+	if !cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3, cpuid.F16C) {
+		t.Skip("CPU lacks AVX2/FMA3/F16C")
+	}
+	var k Kernels
+	r := rand.New(rand.NewPCG(4, 4))
+	x := randSlice(r, 12*64)
+	cos, sin := randSlice(r, 32), randSlice(r, 32)
+	for name, f := range map[string]func(){
+		"ReLU":     func() { k.ReLU(x) },
+		"RoPENeoX": func() { k.RoPENeoX(x, 12, 64, cos, sin) },
+	} {
+		if n := testing.AllocsPerRun(5, f); n != 0 {
+			t.Errorf("%s: %v allocations per call", name, n)
+		}
+	}
+	got, want := randSlice(r, 1001), make([]float32, 1001)
+	got[3], got[4] = float32(math.Copysign(0, -1)), float32(math.NaN())
+	copy(want, got)
+	k.ReLU(got)
+	kernels.Reference{}.ReLU(want)
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("ReLU: [%d] = %v, reference %v", i, got[i], want[i])
 		}
 	}
 }

@@ -26,7 +26,7 @@ func init() {
 
 // Kernels implements kernels.Kernels and kernels.Q8Kernels with AVX2+FMA(+F16C)
 // assembly. The embedded Reference serves what has no assembly: MatMulQ8 on weights
-// that are not block-quantized, GELUErf, ReLU, and AttentionF16 on head widths that are
+// that are not block-quantized, GELUErf, and AttentionF16 on head widths that are
 // not a multiple of 8.
 //
 // The products on f16, bf16, q8_0, q4_0 and k-quant weights work in the caller's
@@ -686,8 +686,8 @@ func (Kernels) SwiGLU(gate, up []float32) {
 	}
 }
 
-// RoPE implements kernels.Kernels. Pairs come four to a vector; the last len(cos)%4
-// pairs of each head are rotated here, as the reference does.
+// RoPE implements kernels.Kernels: four pairs per vector, the pairs past the last whole
+// vector in one masked step.
 func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
 	half := len(cos)
 	if nHeads <= 0 || half == 0 {
@@ -697,18 +697,7 @@ func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
 	if 2*half > headDim || len(x) < nHeads*headDim {
 		panic(fmt.Sprintf("avx2: RoPE of %d pairs over %d heads of %d in %d floats", half, nHeads, headDim, len(x)))
 	}
-	q := half / 4
-	if q > 0 {
-		rope(&x[0], nHeads, headDim, &cos[0], &sin[0], q)
-	}
-	for h := 0; h < nHeads; h++ {
-		hx := x[h*headDim : (h+1)*headDim]
-		for i := 4 * q; i < half; i++ {
-			a, b := hx[2*i], hx[2*i+1]
-			hx[2*i] = a*cos[i] - b*sin[i]
-			hx[2*i+1] = a*sin[i] + b*cos[i]
-		}
-	}
+	rope(&x[0], nHeads, headDim, &cos[0], &sin[0], half)
 }
 
 // Add implements kernels.Kernels.

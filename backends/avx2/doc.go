@@ -34,8 +34,10 @@
 //   - GELU uses the identity 0.5·(1+tanh(u)) = 1/(1+e^(-2u)), which avoids the
 //     reference's cancellation for x ≪ 0, and RoPE a fused multiply-add.
 //
-// NaN and ±Inf behave exactly as in the reference. GELUErf and ReLU are the reference's,
-// as is AttentionF16 for head widths that are not a multiple of 8. MatMul on q8_0/q4_0
+// NaN and ±Inf behave exactly as in the reference. ReLU and RoPENeoX compute the
+// reference's operations (RoPENeoX rounds each product, as the reference does), so they
+// give its bits. GELUErf is the reference's, as is AttentionF16 for head widths that are
+// not a multiple of 8. MatMul on q8_0/q4_0
 // weights with float32 activations widens the rows (dequantQ8_0, dequantQ4_0; for the
 // k-quants dtype.DequantizeRow) and runs the f32 kernels on them.
 package avx2

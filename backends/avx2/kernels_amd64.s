@@ -6896,6 +6896,75 @@ lnOutBias_tail_done5:
 	VZEROUPPER
 	RET
 
+// func relu(x *float32, n int)
+// Requires: AVX
+TEXT ·relu(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), AX
+	MOVQ n+8(FP), CX
+	ANDQ $-8, CX
+	SHLQ $0x02, CX
+	XORQ DX, DX
+	MOVQ CX, BX
+	ANDQ $-128, BX
+	JMP  relu_checku2
+
+relu_bodyu1:
+	VMOVUPS (AX)(DX*1), Y0
+	VMOVUPS 32(AX)(DX*1), Y1
+	VMOVUPS 64(AX)(DX*1), Y2
+	VMOVUPS 96(AX)(DX*1), Y3
+	VXORPS  Y4, Y4, Y4
+	VCMPPS  $0x01, Y4, Y0, Y4
+	VANDNPS Y0, Y4, Y0
+	VXORPS  Y4, Y4, Y4
+	VCMPPS  $0x01, Y4, Y1, Y4
+	VANDNPS Y1, Y4, Y1
+	VXORPS  Y4, Y4, Y4
+	VCMPPS  $0x01, Y4, Y2, Y4
+	VANDNPS Y2, Y4, Y2
+	VXORPS  Y4, Y4, Y4
+	VCMPPS  $0x01, Y4, Y3, Y4
+	VANDNPS Y3, Y4, Y3
+	VMOVUPS Y0, (AX)(DX*1)
+	VMOVUPS Y1, 32(AX)(DX*1)
+	VMOVUPS Y2, 64(AX)(DX*1)
+	VMOVUPS Y3, 96(AX)(DX*1)
+	ADDQ    $0x00000080, DX
+
+relu_checku2:
+	CMPQ DX, BX
+	JL   relu_bodyu1
+	JMP  relu_check4
+
+relu_body3:
+	VMOVUPS (AX)(DX*1), Y0
+	VXORPS  Y1, Y1, Y1
+	VCMPPS  $0x01, Y1, Y0, Y1
+	VANDNPS Y0, Y1, Y0
+	VMOVUPS Y0, (AX)(DX*1)
+	ADDQ    $0x20, DX
+
+relu_check4:
+	CMPQ       DX, CX
+	JL         relu_body3
+	MOVQ       n+8(FP), CX
+	ANDQ       $0x07, CX
+	JZ         relu_tail_done5
+	LEAQ       tailmask<>+0(SB), SI
+	MOVQ       $0x00000008, BX
+	SUBQ       CX, BX
+	VMOVUPS    (SI)(BX*4), Y0
+	VMASKMOVPS (AX)(DX*1), Y0, Y0
+	VXORPS     Y1, Y1, Y1
+	VCMPPS     $0x01, Y1, Y0, Y1
+	VANDNPS    Y0, Y1, Y0
+	VMOVUPS    (SI)(BX*4), Y1
+	VMASKMOVPS Y0, Y1, (AX)(DX*1)
+
+relu_tail_done5:
+	VZEROUPPER
+	RET
+
 // func gelu(x *float32, n int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·gelu(SB), NOSPLIT, $0-16
@@ -7422,19 +7491,20 @@ swiglu_tail_done5:
 	VZEROUPPER
 	RET
 
-// func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, quads int)
+// func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, pairs int)
 // Requires: AVX, FMA3
 TEXT ·rope(SB), NOSPLIT, $0-48
 	MOVQ x+0(FP), AX
 	MOVQ cos+24(FP), CX
 	MOVQ sin+32(FP), DX
-	MOVQ quads+40(FP), BX
-	MOVQ headDim+16(FP), SI
-	SHLQ $0x02, SI
+	MOVQ headDim+16(FP), BX
+	SHLQ $0x02, BX
+	MOVQ pairs+40(FP), SI
+	SHRQ $0x02, SI
 
-rope_quad1:
-	TESTQ       BX, BX
-	JZ          rope_done2
+rope_vec1:
+	TESTQ       SI, SI
+	JZ          rope_tail2
 	VMOVUPS     (CX), X0
 	VUNPCKLPS   X0, X0, X1
 	VUNPCKHPS   X0, X0, X0
@@ -7446,22 +7516,161 @@ rope_quad1:
 	MOVQ        AX, DI
 	MOVQ        heads+8(FP), R8
 
-rope_heads3:
+rope_heads4:
 	VMOVUPS        (DI), Y3
 	VPERMILPS      $0xb1, Y3, Y4
 	VMULPS         Y2, Y4, Y4
 	VFMADDSUB213PS Y4, Y0, Y3
 	VMOVUPS        Y3, (DI)
-	ADDQ           SI, DI
+	ADDQ           BX, DI
 	DECQ           R8
-	JNZ            rope_heads3
+	JNZ            rope_heads4
 	ADDQ           $0x20, AX
 	ADDQ           $0x10, CX
 	ADDQ           $0x10, DX
-	DECQ           BX
-	JMP            rope_quad1
+	DECQ           SI
+	JMP            rope_vec1
 
-rope_done2:
+rope_tail2:
+	MOVQ        pairs+40(FP), SI
+	ANDQ        $0x03, SI
+	JZ          rope_done3
+	LEAQ        (SI)(SI*1), DI
+	LEAQ        tailmask<>+0(SB), R9
+	MOVQ        $0x00000008, R8
+	SUBQ        SI, R8
+	LEAQ        tailmask<>+0(SB), R10
+	MOVQ        $0x00000008, SI
+	SUBQ        DI, SI
+	VMOVUPS     (R9)(R8*4), X0
+	VMASKMOVPS  (CX), X0, X0
+	VUNPCKLPS   X0, X0, X1
+	VUNPCKHPS   X0, X0, X0
+	VINSERTF128 $0x01, X0, Y1, Y0
+	VMOVUPS     (R9)(R8*4), X1
+	VMASKMOVPS  (DX), X1, X2
+	VUNPCKLPS   X2, X2, X1
+	VUNPCKHPS   X2, X2, X2
+	VINSERTF128 $0x01, X2, Y1, Y1
+	VMOVUPS     (R10)(SI*4), Y2
+	MOVQ        heads+8(FP), CX
+
+rope_heads5:
+	VMASKMOVPS     (AX), Y2, Y3
+	VPERMILPS      $0xb1, Y3, Y4
+	VMULPS         Y1, Y4, Y4
+	VFMADDSUB213PS Y4, Y0, Y3
+	VMASKMOVPS     Y3, Y2, (AX)
+	ADDQ           BX, AX
+	DECQ           CX
+	JNZ            rope_heads5
+
+rope_done3:
+	VZEROUPPER
+	RET
+
+// func ropeNeoX(x *float32, heads int, headDim int, cos *float32, sin *float32, half int)
+// Requires: AVX
+TEXT ·ropeNeoX(SB), NOSPLIT, $0-48
+	MOVQ x+0(FP), AX
+
+ropeNeoX_head1:
+	MOVQ half+40(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (AX)(CX*1), CX
+	MOVQ cos+24(FP), DX
+	MOVQ sin+32(FP), BX
+	MOVQ half+40(FP), SI
+	ANDQ $-8, SI
+	SHLQ $0x02, SI
+	XORQ DI, DI
+	MOVQ SI, R8
+	ANDQ $-64, R8
+	JMP  ropeNeoX_checku3
+
+ropeNeoX_bodyu2:
+	VMOVUPS (AX)(DI*1), Y0
+	VMOVUPS (CX)(DI*1), Y1
+	VMOVUPS (DX)(DI*1), Y2
+	VMOVUPS (BX)(DI*1), Y3
+	VMULPS  Y2, Y0, Y4
+	VMULPS  Y3, Y1, Y5
+	VSUBPS  Y5, Y4, Y4
+	VMULPS  Y3, Y0, Y0
+	VMULPS  Y2, Y1, Y1
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y4, (AX)(DI*1)
+	VMOVUPS Y0, (CX)(DI*1)
+	VMOVUPS 32(AX)(DI*1), Y0
+	VMOVUPS 32(CX)(DI*1), Y1
+	VMOVUPS 32(DX)(DI*1), Y2
+	VMOVUPS 32(BX)(DI*1), Y3
+	VMULPS  Y2, Y0, Y4
+	VMULPS  Y3, Y1, Y5
+	VSUBPS  Y5, Y4, Y4
+	VMULPS  Y3, Y0, Y0
+	VMULPS  Y2, Y1, Y1
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y4, 32(AX)(DI*1)
+	VMOVUPS Y0, 32(CX)(DI*1)
+	ADDQ    $0x00000040, DI
+
+ropeNeoX_checku3:
+	CMPQ DI, R8
+	JL   ropeNeoX_bodyu2
+	JMP  ropeNeoX_check5
+
+ropeNeoX_body4:
+	VMOVUPS (AX)(DI*1), Y0
+	VMOVUPS (CX)(DI*1), Y1
+	VMOVUPS (DX)(DI*1), Y2
+	VMOVUPS (BX)(DI*1), Y3
+	VMULPS  Y2, Y0, Y4
+	VMULPS  Y3, Y1, Y5
+	VSUBPS  Y5, Y4, Y4
+	VMULPS  Y3, Y0, Y0
+	VMULPS  Y2, Y1, Y1
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y4, (AX)(DI*1)
+	VMOVUPS Y0, (CX)(DI*1)
+	ADDQ    $0x20, DI
+
+ropeNeoX_check5:
+	CMPQ       DI, SI
+	JL         ropeNeoX_body4
+	MOVQ       half+40(FP), SI
+	ANDQ       $0x07, SI
+	JZ         ropeNeoX_tail_done6
+	LEAQ       tailmask<>+0(SB), R9
+	MOVQ       $0x00000008, R8
+	SUBQ       SI, R8
+	VMOVUPS    (R9)(R8*4), Y0
+	VMASKMOVPS (AX)(DI*1), Y0, Y0
+	VMOVUPS    (R9)(R8*4), Y1
+	VMASKMOVPS (CX)(DI*1), Y1, Y1
+	VMOVUPS    (R9)(R8*4), Y2
+	VMASKMOVPS (DX)(DI*1), Y2, Y2
+	VMOVUPS    (R9)(R8*4), Y3
+	VMASKMOVPS (BX)(DI*1), Y3, Y3
+	VMULPS     Y2, Y0, Y4
+	VMULPS     Y3, Y1, Y5
+	VSUBPS     Y5, Y4, Y4
+	VMULPS     Y3, Y0, Y0
+	VMULPS     Y2, Y1, Y1
+	VADDPS     Y1, Y0, Y0
+	VMOVUPS    (R9)(R8*4), Y1
+	VMASKMOVPS Y4, Y1, (AX)(DI*1)
+	VMOVUPS    (R9)(R8*4), Y1
+	VMASKMOVPS Y0, Y1, (CX)(DI*1)
+
+ropeNeoX_tail_done6:
+	MOVQ headDim+16(FP), CX
+	SHLQ $0x02, CX
+	ADDQ CX, AX
+	MOVQ heads+8(FP), CX
+	DECQ CX
+	MOVQ CX, heads+8(FP)
+	JNZ  ropeNeoX_head1
 	VZEROUPPER
 	RET
 

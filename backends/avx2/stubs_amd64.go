@@ -262,6 +262,11 @@ func lnOut(dst *float32, x *float32, w *float32, n int, mean float32, inv float3
 //go:noescape
 func lnOutBias(dst *float32, x *float32, w *float32, b *float32, n int, mean float32, inv float32)
 
+// relu sets x[i] = 0 where x[i] < 0, for i < n (NaN and -0 stay as they are).
+//
+//go:noescape
+func relu(x *float32, n int)
+
 // gelu applies GELU (tanh form) in place: x / (1 + exp(x·(k1 + k2·x²))).
 //
 //go:noescape
@@ -277,10 +282,17 @@ func silu(x *float32, n int)
 //go:noescape
 func swiglu(gate *float32, up *float32, n int)
 
-// rope rotates pairs (2i, 2i+1), i < 4·quads, of each of heads heads of width headDim in x.
+// rope rotates pairs (2i, 2i+1), i < pairs, of each of heads (≥ 1) heads of width headDim in x.
 //
 //go:noescape
-func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, quads int)
+func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, pairs int)
+
+// ropeNeoX rotates, in each of heads (≥ 1) heads of width headDim in x, x[i] with x[i+half]
+// for i < half by the angle of cos[i], sin[i]: x[i]·cos[i] - x[i+half]·sin[i] and
+// x[i]·sin[i] + x[i+half]·cos[i], each product rounded (kernels.Reference's bits).
+//
+//go:noescape
+func ropeNeoX(x *float32, heads int, headDim int, cos *float32, sin *float32, half int)
 
 // fmaLoop runs n ≥ 1 iterations of 12 independent 8-lane FMAs (192 flops per
 // iteration): enough chains to cover the FMA latency on every core lmrun targets.

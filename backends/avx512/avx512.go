@@ -23,12 +23,15 @@ func init() {
 
 // Kernels implements kernels.Kernels, kernels.Q8Kernels, kernels.BF16Kernels,
 // kernels.PeakProber and kernels.Int8Prober: MatMul on float32, f16 and bf16 weights
-// (matMulHalf), MatMulBF16 and the FMA and int8 probes with AVX-512, everything else by
-// the embedded avx2.Kernels.
+// (matMulHalf), MatMulBF16, the FMA and int8 probes, and every kernel outside the
+// products (stream.go: Dot, Softmax, Attention, AttentionF16, the norms, the
+// activations, RoPE, RoPENeoX, Add, Scale, QuantizeQ8 and QuantizeQ8K) with AVX-512;
+// everything else (GELUErf, MatMulQ8 where it has no int8 GEMM) by the embedded
+// avx2.Kernels.
 //
-// The assembly takes raw pointers, so MatMul checks its slice lengths first (a violation
-// panics, as the reference's bounds checks would); past those checks no kernel reads or
-// writes outside the slices it was given.
+// The assembly takes raw pointers, so every method checks its slice lengths first (a
+// violation panics, as the reference's bounds checks would); past those checks no
+// kernel reads or writes outside the slices it was given.
 type Kernels struct{ avx2.Kernels }
 
 var (

@@ -31,7 +31,16 @@
 // classes mod 8 of the k-quant contract per ZMM, one VPDPWSSD per two quants of two
 // rows, tiles of up to 3 tokens; the float32 sums follow the reference's order lane by
 // lane, so these too are the reference's bits.
-// Every other kernel (and MatMul on other weight types) is backends/avx2's.
+// The kernels outside the products (Dot, Softmax, Attention, AttentionF16, RMSNorm,
+// LayerNorm, GELU, SiLU, SwiGLU, ReLU, RoPE, RoPENeoX, Add, Scale, QuantizeQ8,
+// QuantizeQ8K) are avx2's generators run at 16 lanes: ZMM registers, EVEX forms, and
+// tails under an opmask (a masked load or store never touches the memory of its
+// masked-off lanes) instead of VMASKMOVPS. The elementwise kernels give avx2's bits (the same
+// instructions per lane), the quantizers the reference's bytes; the reductions sum in
+// 16 lanes, within the conformance suite's tolerances. Attention's scores are MatMul's
+// matrix–vector kernels (avx2's bits); at 64-wide heads attention is bound by the reads
+// of the cache, not the arithmetic, so it runs about as fast as avx2's.
+// Every other kernel (GELUErf, MatMul on other weight types) is backends/avx2's.
 //
 // MatMulBF16 (kernels.BF16Kernels) multiplies bf16 weights with activations rounded to
 // bfloat16 with AVX512_BF16's VDPBF16PS, 32 products per instruction: 1.8–2.7× MatMul's

@@ -23562,3 +23562,2706 @@ gemmBF16Sx46_cols3:
 	JNZ          gemmBF16Sx46_group1
 	VZEROUPPER
 	RET
+
+// func dot(a *float32, b *float32, n int) float32
+// Requires: AVX, AVX512F, AVX512VL, SSE
+TEXT ·dot(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), AX
+	MOVQ   b+8(FP), CX
+	MOVQ   n+16(FP), DX
+	ANDQ   $-16, DX
+	SHLQ   $0x02, DX
+	MOVQ   DX, BX
+	ANDQ   $-256, BX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	XORQ   SI, SI
+	JMP    dot_check2
+
+dot_body1:
+	VMOVUPS     (AX)(SI*1), Z4
+	VFMADD231PS (CX)(SI*1), Z4, Z0
+	VMOVUPS     64(AX)(SI*1), Z4
+	VFMADD231PS 64(CX)(SI*1), Z4, Z1
+	VMOVUPS     128(AX)(SI*1), Z4
+	VFMADD231PS 128(CX)(SI*1), Z4, Z2
+	VMOVUPS     192(AX)(SI*1), Z4
+	VFMADD231PS 192(CX)(SI*1), Z4, Z3
+	ADDQ        $0x00000100, SI
+
+dot_check2:
+	CMPQ SI, BX
+	JL   dot_body1
+	JMP  dot_check4
+
+dot_body3:
+	VMOVUPS     (AX)(SI*1), Z4
+	VFMADD231PS (CX)(SI*1), Z4, Z0
+	ADDQ        $0x40, SI
+
+dot_check4:
+	CMPQ        SI, DX
+	JL          dot_body3
+	MOVQ        n+16(FP), DX
+	ANDQ        $0x0f, DX
+	JZ          dot_reduce5
+	LEAQ        lanemasks<>+0(SB), BX
+	KMOVW       (BX)(DX*2), K1
+	VMOVUPS.Z   (AX)(SI*1), K1, Z4
+	VMOVUPS.Z   (CX)(SI*1), K1, Z5
+	VFMADD231PS Z4, Z5, Z1
+
+dot_reduce5:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	MOVSS         X1, ret+24(FP)
+	VZEROUPPER
+	RET
+
+DATA lanemasks<>+0(SB)/2, $0x0000
+DATA lanemasks<>+2(SB)/2, $0x0001
+DATA lanemasks<>+4(SB)/2, $0x0003
+DATA lanemasks<>+6(SB)/2, $0x0007
+DATA lanemasks<>+8(SB)/2, $0x000f
+DATA lanemasks<>+10(SB)/2, $0x001f
+DATA lanemasks<>+12(SB)/2, $0x003f
+DATA lanemasks<>+14(SB)/2, $0x007f
+DATA lanemasks<>+16(SB)/2, $0x00ff
+DATA lanemasks<>+18(SB)/2, $0x01ff
+DATA lanemasks<>+20(SB)/2, $0x03ff
+DATA lanemasks<>+22(SB)/2, $0x07ff
+DATA lanemasks<>+24(SB)/2, $0x0fff
+DATA lanemasks<>+26(SB)/2, $0x1fff
+DATA lanemasks<>+28(SB)/2, $0x3fff
+DATA lanemasks<>+30(SB)/2, $0x7fff
+GLOBL lanemasks<>(SB), RODATA|NOPTR, $32
+
+// func wsum(out *float32, v *float32, stride int, p *float32, n int, hd int)
+// Requires: AVX, AVX512F
+TEXT ·wsum(SB), NOSPLIT, $0-48
+	MOVQ out+0(FP), AX
+	MOVQ v+8(FP), CX
+	MOVQ hd+40(FP), DX
+	MOVQ stride+16(FP), BX
+	SHLQ $0x02, BX
+
+wsum_chunk1:
+	CMPQ   DX, $0x80
+	JL     wsum_chunk_done2
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   CX, SI
+	MOVQ   p+24(FP), DI
+	MOVQ   n+32(FP), R8
+
+wsum_rows3:
+	CMPQ         R8, $0x01
+	JL           wsum_rows_done4
+	VBROADCASTSS (DI), Z8
+	VFMADD231PS  (SI), Z8, Z0
+	VFMADD231PS  64(SI), Z8, Z1
+	VFMADD231PS  128(SI), Z8, Z2
+	VFMADD231PS  192(SI), Z8, Z3
+	VFMADD231PS  256(SI), Z8, Z4
+	VFMADD231PS  320(SI), Z8, Z5
+	VFMADD231PS  384(SI), Z8, Z6
+	VFMADD231PS  448(SI), Z8, Z7
+	ADDQ         BX, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x01, R8
+	JMP          wsum_rows3
+
+wsum_rows_done4:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000200, CX
+	SUBQ    $0x80, DX
+	JMP     wsum_chunk1
+
+wsum_chunk_done2:
+	CMPQ   DX, $0x40
+	JL     wsum_chunk_done6
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	MOVQ   CX, SI
+	MOVQ   p+24(FP), DI
+	MOVQ   n+32(FP), R8
+
+wsum_rows7:
+	CMPQ         R8, $0x02
+	JL           wsum_rows_done8
+	VBROADCASTSS (DI), Z0
+	VFMADD231PS  (SI), Z0, Z9
+	VFMADD231PS  64(SI), Z0, Z10
+	VFMADD231PS  128(SI), Z0, Z11
+	VFMADD231PS  192(SI), Z0, Z12
+	ADDQ         BX, SI
+	VBROADCASTSS 4(DI), Z0
+	VFMADD231PS  (SI), Z0, Z13
+	VFMADD231PS  64(SI), Z0, Z14
+	VFMADD231PS  128(SI), Z0, Z15
+	VFMADD231PS  192(SI), Z0, Z16
+	ADDQ         BX, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x02, R8
+	JMP          wsum_rows7
+
+wsum_rows_done8:
+wsum_row9:
+	TESTQ        R8, R8
+	JZ           wsum_row_done10
+	VBROADCASTSS (DI), Z0
+	VFMADD231PS  (SI), Z0, Z9
+	VFMADD231PS  64(SI), Z0, Z10
+	VFMADD231PS  128(SI), Z0, Z11
+	VFMADD231PS  192(SI), Z0, Z12
+	ADDQ         BX, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          wsum_row9
+
+wsum_row_done10:
+	VADDPS  Z13, Z9, Z9
+	VADDPS  Z14, Z10, Z10
+	VADDPS  Z15, Z11, Z11
+	VADDPS  Z16, Z12, Z12
+	VMOVUPS Z9, (AX)
+	VMOVUPS Z10, 64(AX)
+	VMOVUPS Z11, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	ADDQ    $0x00000100, AX
+	ADDQ    $0x00000100, CX
+	SUBQ    $0x40, DX
+
+wsum_chunk_done6:
+wsum_chunk11:
+	CMPQ   DX, $0x10
+	JL     wsum_chunk_done12
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	MOVQ   CX, SI
+	MOVQ   p+24(FP), DI
+	MOVQ   n+32(FP), R8
+
+wsum_rows13:
+	CMPQ         R8, $0x04
+	JL           wsum_rows_done14
+	VBROADCASTSS (DI), Z0
+	VFMADD231PS  (SI), Z0, Z17
+	ADDQ         BX, SI
+	VBROADCASTSS 4(DI), Z0
+	VFMADD231PS  (SI), Z0, Z18
+	ADDQ         BX, SI
+	VBROADCASTSS 8(DI), Z0
+	VFMADD231PS  (SI), Z0, Z19
+	ADDQ         BX, SI
+	VBROADCASTSS 12(DI), Z0
+	VFMADD231PS  (SI), Z0, Z20
+	ADDQ         BX, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x04, R8
+	JMP          wsum_rows13
+
+wsum_rows_done14:
+wsum_row15:
+	TESTQ        R8, R8
+	JZ           wsum_row_done16
+	VBROADCASTSS (DI), Z0
+	VFMADD231PS  (SI), Z0, Z17
+	ADDQ         BX, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          wsum_row15
+
+wsum_row_done16:
+	VADDPS  Z18, Z17, Z17
+	VADDPS  Z19, Z17, Z17
+	VADDPS  Z20, Z17, Z17
+	VMOVUPS Z17, (AX)
+	ADDQ    $0x00000040, AX
+	ADDQ    $0x00000040, CX
+	SUBQ    $0x10, DX
+	JMP     wsum_chunk11
+
+wsum_chunk_done12:
+	TESTQ  DX, DX
+	JZ     wsum_done17
+	LEAQ   lanemasks<>+0(SB), SI
+	KMOVW  (SI)(DX*2), K1
+	VPXORD Z21, Z21, Z21
+	MOVQ   p+24(FP), DX
+	MOVQ   n+32(FP), SI
+
+wsum_rows18:
+	VBROADCASTSS (DX), Z0
+	VMOVUPS.Z    (CX), K1, Z1
+	VFMADD231PS  Z1, Z0, Z21
+	ADDQ         BX, CX
+	ADDQ         $0x04, DX
+	DECQ         SI
+	JNZ          wsum_rows18
+	VMOVUPS      Z21, K1, (AX)
+
+wsum_done17:
+	VZEROUPPER
+	RET
+
+// func wsumH(out *float32, v *uint16, stride int, p *float32, n int, hd int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3
+TEXT ·wsumH(SB), NOSPLIT, $0-48
+	MOVQ out+0(FP), AX
+	MOVQ v+8(FP), CX
+	MOVQ hd+40(FP), DX
+	MOVQ stride+16(FP), BX
+	SHLQ $0x01, BX
+
+wsumH_chunk1:
+	CMPQ   DX, $0x80
+	JL     wsumH_chunk_done2
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   CX, SI
+	MOVQ   p+24(FP), DI
+	MOVQ   n+32(FP), R8
+
+wsumH_rows3:
+	CMPQ         R8, $0x01
+	JL           wsumH_rows_done4
+	VBROADCASTSS (DI), Z8
+	VCVTPH2PS    (SI), Z9
+	VFMADD231PS  Z9, Z8, Z0
+	VCVTPH2PS    32(SI), Z9
+	VFMADD231PS  Z9, Z8, Z1
+	VCVTPH2PS    64(SI), Z9
+	VFMADD231PS  Z9, Z8, Z2
+	VCVTPH2PS    96(SI), Z9
+	VFMADD231PS  Z9, Z8, Z3
+	VCVTPH2PS    128(SI), Z9
+	VFMADD231PS  Z9, Z8, Z4
+	VCVTPH2PS    160(SI), Z9
+	VFMADD231PS  Z9, Z8, Z5
+	VCVTPH2PS    192(SI), Z9
+	VFMADD231PS  Z9, Z8, Z6
+	VCVTPH2PS    224(SI), Z9
+	VFMADD231PS  Z9, Z8, Z7
+	ADDQ         BX, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x01, R8
+	JMP          wsumH_rows3
+
+wsumH_rows_done4:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000100, CX
+	SUBQ    $0x80, DX
+	JMP     wsumH_chunk1
+
+wsumH_chunk_done2:
+	CMPQ   DX, $0x40
+	JL     wsumH_chunk_done6
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	MOVQ   CX, SI
+	MOVQ   p+24(FP), DI
+	MOVQ   n+32(FP), R8
+
+wsumH_rows7:
+	CMPQ         R8, $0x02
+	JL           wsumH_rows_done8
+	VBROADCASTSS (DI), Z0
+	VCVTPH2PS    (SI), Z1
+	VFMADD231PS  Z1, Z0, Z10
+	VCVTPH2PS    32(SI), Z1
+	VFMADD231PS  Z1, Z0, Z11
+	VCVTPH2PS    64(SI), Z1
+	VFMADD231PS  Z1, Z0, Z12
+	VCVTPH2PS    96(SI), Z1
+	VFMADD231PS  Z1, Z0, Z13
+	ADDQ         BX, SI
+	VBROADCASTSS 4(DI), Z0
+	VCVTPH2PS    (SI), Z1
+	VFMADD231PS  Z1, Z0, Z14
+	VCVTPH2PS    32(SI), Z1
+	VFMADD231PS  Z1, Z0, Z15
+	VCVTPH2PS    64(SI), Z1
+	VFMADD231PS  Z1, Z0, Z16
+	VCVTPH2PS    96(SI), Z1
+	VFMADD231PS  Z1, Z0, Z17
+	ADDQ         BX, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x02, R8
+	JMP          wsumH_rows7
+
+wsumH_rows_done8:
+wsumH_row9:
+	TESTQ        R8, R8
+	JZ           wsumH_row_done10
+	VBROADCASTSS (DI), Z0
+	VCVTPH2PS    (SI), Z1
+	VFMADD231PS  Z1, Z0, Z10
+	VCVTPH2PS    32(SI), Z1
+	VFMADD231PS  Z1, Z0, Z11
+	VCVTPH2PS    64(SI), Z1
+	VFMADD231PS  Z1, Z0, Z12
+	VCVTPH2PS    96(SI), Z1
+	VFMADD231PS  Z1, Z0, Z13
+	ADDQ         BX, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          wsumH_row9
+
+wsumH_row_done10:
+	VADDPS  Z14, Z10, Z10
+	VADDPS  Z15, Z11, Z11
+	VADDPS  Z16, Z12, Z12
+	VADDPS  Z17, Z13, Z13
+	VMOVUPS Z10, (AX)
+	VMOVUPS Z11, 64(AX)
+	VMOVUPS Z12, 128(AX)
+	VMOVUPS Z13, 192(AX)
+	ADDQ    $0x00000100, AX
+	ADDQ    $0x00000080, CX
+	SUBQ    $0x40, DX
+
+wsumH_chunk_done6:
+wsumH_chunk11:
+	CMPQ   DX, $0x10
+	JL     wsumH_chunk_done12
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	MOVQ   CX, SI
+	MOVQ   p+24(FP), DI
+	MOVQ   n+32(FP), R8
+
+wsumH_rows13:
+	CMPQ         R8, $0x04
+	JL           wsumH_rows_done14
+	VBROADCASTSS (DI), Z0
+	VCVTPH2PS    (SI), Z1
+	VFMADD231PS  Z1, Z0, Z18
+	ADDQ         BX, SI
+	VBROADCASTSS 4(DI), Z0
+	VCVTPH2PS    (SI), Z1
+	VFMADD231PS  Z1, Z0, Z19
+	ADDQ         BX, SI
+	VBROADCASTSS 8(DI), Z0
+	VCVTPH2PS    (SI), Z1
+	VFMADD231PS  Z1, Z0, Z20
+	ADDQ         BX, SI
+	VBROADCASTSS 12(DI), Z0
+	VCVTPH2PS    (SI), Z1
+	VFMADD231PS  Z1, Z0, Z21
+	ADDQ         BX, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x04, R8
+	JMP          wsumH_rows13
+
+wsumH_rows_done14:
+wsumH_row15:
+	TESTQ        R8, R8
+	JZ           wsumH_row_done16
+	VBROADCASTSS (DI), Z0
+	VCVTPH2PS    (SI), Z1
+	VFMADD231PS  Z1, Z0, Z18
+	ADDQ         BX, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          wsumH_row15
+
+wsumH_row_done16:
+	VADDPS  Z19, Z18, Z18
+	VADDPS  Z20, Z18, Z18
+	VADDPS  Z21, Z18, Z18
+	VMOVUPS Z18, (AX)
+	ADDQ    $0x00000040, AX
+	ADDQ    $0x00000020, CX
+	SUBQ    $0x10, DX
+	JMP     wsumH_chunk11
+
+wsumH_chunk_done12:
+	TESTQ  DX, DX
+	JZ     wsumH_done17
+	VPXORD Y22, Y22, Y22
+	MOVQ   p+24(FP), DX
+	MOVQ   n+32(FP), SI
+
+wsumH_rows18:
+	VBROADCASTSS (DX), Y0
+	VCVTPH2PS    (CX), Y1
+	VFMADD231PS  Y1, Y0, Y22
+	ADDQ         BX, CX
+	ADDQ         $0x04, DX
+	DECQ         SI
+	JNZ          wsumH_rows18
+	VMOVUPS      Y22, (AX)
+
+wsumH_done17:
+	VZEROUPPER
+	RET
+
+// func sum(x *float32, n int) float32
+// Requires: AVX, AVX512F, AVX512VL, SSE
+TEXT ·sum(SB), NOSPLIT, $0-20
+	MOVQ   x+0(FP), AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   n+8(FP), CX
+	ANDQ   $-16, CX
+	SHLQ   $0x02, CX
+	XORQ   DX, DX
+	MOVQ   CX, BX
+	ANDQ   $-256, BX
+	JMP    sum_checku2
+
+sum_bodyu1:
+	VMOVUPS (AX)(DX*1), Z4
+	VADDPS  Z4, Z0, Z0
+	VMOVUPS 64(AX)(DX*1), Z4
+	VADDPS  Z4, Z1, Z1
+	VMOVUPS 128(AX)(DX*1), Z4
+	VADDPS  Z4, Z2, Z2
+	VMOVUPS 192(AX)(DX*1), Z4
+	VADDPS  Z4, Z3, Z3
+	ADDQ    $0x00000100, DX
+
+sum_checku2:
+	CMPQ DX, BX
+	JL   sum_bodyu1
+	JMP  sum_check4
+
+sum_body3:
+	VMOVUPS (AX)(DX*1), Z4
+	VADDPS  Z4, Z0, Z0
+	ADDQ    $0x40, DX
+
+sum_check4:
+	CMPQ      DX, CX
+	JL        sum_body3
+	MOVQ      n+8(FP), CX
+	ANDQ      $0x0f, CX
+	JZ        sum_tail_done5
+	LEAQ      lanemasks<>+0(SB), BX
+	KMOVW     (BX)(CX*2), K1
+	VMOVUPS.Z (AX)(DX*1), K1, Z4
+	VADDPS    Z4, Z0, Z0
+
+sum_tail_done5:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	MOVSS         X1, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func sumsq(x *float32, n int) float32
+// Requires: AVX, AVX512F, AVX512VL, SSE
+TEXT ·sumsq(SB), NOSPLIT, $0-20
+	MOVQ   x+0(FP), AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   n+8(FP), CX
+	ANDQ   $-16, CX
+	SHLQ   $0x02, CX
+	XORQ   DX, DX
+	MOVQ   CX, BX
+	ANDQ   $-256, BX
+	JMP    sumsq_checku2
+
+sumsq_bodyu1:
+	VMOVUPS     (AX)(DX*1), Z4
+	VFMADD231PS Z4, Z4, Z0
+	VMOVUPS     64(AX)(DX*1), Z4
+	VFMADD231PS Z4, Z4, Z1
+	VMOVUPS     128(AX)(DX*1), Z4
+	VFMADD231PS Z4, Z4, Z2
+	VMOVUPS     192(AX)(DX*1), Z4
+	VFMADD231PS Z4, Z4, Z3
+	ADDQ        $0x00000100, DX
+
+sumsq_checku2:
+	CMPQ DX, BX
+	JL   sumsq_bodyu1
+	JMP  sumsq_check4
+
+sumsq_body3:
+	VMOVUPS     (AX)(DX*1), Z4
+	VFMADD231PS Z4, Z4, Z0
+	ADDQ        $0x40, DX
+
+sumsq_check4:
+	CMPQ        DX, CX
+	JL          sumsq_body3
+	MOVQ        n+8(FP), CX
+	ANDQ        $0x0f, CX
+	JZ          sumsq_tail_done5
+	LEAQ        lanemasks<>+0(SB), BX
+	KMOVW       (BX)(CX*2), K1
+	VMOVUPS.Z   (AX)(DX*1), K1, Z4
+	VFMADD231PS Z4, Z4, Z0
+
+sumsq_tail_done5:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	MOVSS         X1, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func sumsqdev(x *float32, n int, mean float32) float32
+// Requires: AVX, AVX512F, AVX512VL, SSE
+TEXT ·sumsqdev(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), AX
+	VBROADCASTSS mean+16(FP), Z0
+	VPXORD       Z1, Z1, Z1
+	VPXORD       Z2, Z2, Z2
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z4, Z4, Z4
+	MOVQ         n+8(FP), CX
+	ANDQ         $-16, CX
+	SHLQ         $0x02, CX
+	XORQ         DX, DX
+	MOVQ         CX, BX
+	ANDQ         $-256, BX
+	JMP          sumsqdev_checku2
+
+sumsqdev_bodyu1:
+	VMOVUPS     (AX)(DX*1), Z5
+	VSUBPS      Z0, Z5, Z5
+	VFMADD231PS Z5, Z5, Z1
+	VMOVUPS     64(AX)(DX*1), Z5
+	VSUBPS      Z0, Z5, Z5
+	VFMADD231PS Z5, Z5, Z2
+	VMOVUPS     128(AX)(DX*1), Z5
+	VSUBPS      Z0, Z5, Z5
+	VFMADD231PS Z5, Z5, Z3
+	VMOVUPS     192(AX)(DX*1), Z5
+	VSUBPS      Z0, Z5, Z5
+	VFMADD231PS Z5, Z5, Z4
+	ADDQ        $0x00000100, DX
+
+sumsqdev_checku2:
+	CMPQ DX, BX
+	JL   sumsqdev_bodyu1
+	JMP  sumsqdev_check4
+
+sumsqdev_body3:
+	VMOVUPS     (AX)(DX*1), Z5
+	VSUBPS      Z0, Z5, Z5
+	VFMADD231PS Z5, Z5, Z1
+	ADDQ        $0x40, DX
+
+sumsqdev_check4:
+	CMPQ        DX, CX
+	JL          sumsqdev_body3
+	MOVQ        n+8(FP), CX
+	ANDQ        $0x0f, CX
+	JZ          sumsqdev_tail_done5
+	LEAQ        lanemasks<>+0(SB), BX
+	KMOVW       (BX)(CX*2), K1
+	VMOVUPS.Z   (AX)(DX*1), K1, Z5
+	VSUBPS      Z0, Z5, Z5
+	VMOVAPS.Z   Z5, K1, Z5
+	VFMADD231PS Z5, Z5, Z1
+
+sumsqdev_tail_done5:
+	VADDPS        Z2, Z1, Z1
+	VADDPS        Z4, Z3, Z3
+	VADDPS        Z3, Z1, Z1
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func maxNaN(x *float32, n int) (max float32, nan bool)
+// Requires: AVX, AVX512F, AVX512VL, SSE
+TEXT ·maxNaN(SB), NOSPLIT, $0-21
+	MOVQ         x+0(FP), AX
+	VBROADCASTSS neginf<>+0(SB), Z0
+	VBROADCASTSS neginf<>+0(SB), Z1
+	VBROADCASTSS neginf<>+0(SB), Z2
+	VBROADCASTSS neginf<>+0(SB), Z3
+	KXORW        K1, K1, K1
+	MOVQ         n+8(FP), CX
+	ANDQ         $-16, CX
+	SHLQ         $0x02, CX
+	XORQ         DX, DX
+	MOVQ         CX, BX
+	ANDQ         $-256, BX
+	JMP          maxNaN_checku2
+
+maxNaN_bodyu1:
+	VMOVUPS (AX)(DX*1), Z4
+	VCMPPS  $0x03, Z4, Z4, K2
+	VMAXPS  Z4, Z0, Z0
+	KORW    K2, K1, K1
+	VMOVUPS 64(AX)(DX*1), Z4
+	VCMPPS  $0x03, Z4, Z4, K2
+	VMAXPS  Z4, Z1, Z1
+	KORW    K2, K1, K1
+	VMOVUPS 128(AX)(DX*1), Z4
+	VCMPPS  $0x03, Z4, Z4, K2
+	VMAXPS  Z4, Z2, Z2
+	KORW    K2, K1, K1
+	VMOVUPS 192(AX)(DX*1), Z4
+	VCMPPS  $0x03, Z4, Z4, K2
+	VMAXPS  Z4, Z3, Z3
+	KORW    K2, K1, K1
+	ADDQ    $0x00000100, DX
+
+maxNaN_checku2:
+	CMPQ DX, BX
+	JL   maxNaN_bodyu1
+	JMP  maxNaN_check4
+
+maxNaN_body3:
+	VMOVUPS (AX)(DX*1), Z4
+	VCMPPS  $0x03, Z4, Z4, K2
+	VMAXPS  Z4, Z0, Z0
+	KORW    K2, K1, K1
+	ADDQ    $0x40, DX
+
+maxNaN_check4:
+	CMPQ      DX, CX
+	JL        maxNaN_body3
+	MOVQ      n+8(FP), CX
+	ANDQ      $0x0f, CX
+	JZ        maxNaN_tail_done5
+	LEAQ      lanemasks<>+0(SB), BX
+	KMOVW     (BX)(CX*2), K2
+	VMOVUPS.Z (AX)(DX*1), K2, Z4
+	VCMPPS    $0x03, Z4, Z4, K2, K3
+	VMAXPS    Z4, Z0, K2, Z0
+	KORW      K3, K1, K1
+
+maxNaN_tail_done5:
+	VMAXPS        Z1, Z0, Z0
+	VMAXPS        Z2, Z0, Z0
+	VMAXPS        Z3, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VMAXPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMAXPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VMAXPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VMAXSS        X0, X1, X1
+	MOVSS         X1, max+16(FP)
+	KORTESTW      K1, K1
+	SETNE         AL
+	MOVB          AL, nan+20(FP)
+	VZEROUPPER
+	RET
+
+DATA neginf<>+0(SB)/4, $0xff800000
+DATA neginf<>+4(SB)/4, $0xff800000
+DATA neginf<>+8(SB)/4, $0xff800000
+DATA neginf<>+12(SB)/4, $0xff800000
+DATA neginf<>+16(SB)/4, $0xff800000
+DATA neginf<>+20(SB)/4, $0xff800000
+DATA neginf<>+24(SB)/4, $0xff800000
+DATA neginf<>+28(SB)/4, $0xff800000
+GLOBL neginf<>(SB), RODATA|NOPTR, $32
+
+// func expSub(x *float32, n int, m float32) float32
+// Requires: AVX, AVX512F, AVX512VL, SSE
+TEXT ·expSub(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), AX
+	VBROADCASTSS m+16(FP), Z0
+	VPXORD       Z1, Z1, Z1
+	VBROADCASTSS exp_lo<>+0(SB), Z2
+	VBROADCASTSS exp_hi<>+0(SB), Z3
+	VBROADCASTSS exp_log2e<>+0(SB), Z4
+	VBROADCASTSS exp_magic<>+0(SB), Z5
+	VBROADCASTSS exp_c1<>+0(SB), Z6
+	VBROADCASTSS exp_c2<>+0(SB), Z7
+	VBROADCASTSS exp_p0<>+0(SB), Z8
+	VBROADCASTSS exp_p1<>+0(SB), Z9
+	VBROADCASTSS exp_p2<>+0(SB), Z10
+	VBROADCASTSS exp_p3<>+0(SB), Z11
+	VBROADCASTSS exp_p4<>+0(SB), Z12
+	VBROADCASTSS exp_p5<>+0(SB), Z13
+	VBROADCASTSS one<>+0(SB), Z14
+	VBROADCASTSS signbit<>+0(SB), Z15
+	MOVQ         n+8(FP), CX
+	ANDQ         $-16, CX
+	SHLQ         $0x02, CX
+	XORQ         DX, DX
+	MOVQ         CX, BX
+	ANDQ         $-128, BX
+	JMP          expSub_checku2
+
+expSub_bodyu1:
+	VMOVUPS      (AX)(DX*1), Z15
+	VSUBPS       Z0, Z15, Z15
+	VMOVUPS      64(AX)(DX*1), Z16
+	VSUBPS       Z0, Z16, Z16
+	VMOVAPS      Z2, Z17
+	VMOVAPS      Z2, Z18
+	VMAXPS       Z15, Z17, Z17
+	VMAXPS       Z16, Z18, Z18
+	VMOVAPS      Z3, Z19
+	VMOVAPS      Z3, Z20
+	VMINPS       Z17, Z19, Z19
+	VMINPS       Z18, Z20, Z20
+	VMOVAPS      Z5, Z21
+	VMOVAPS      Z5, Z22
+	VFMADD231PS  Z4, Z19, Z21
+	VFMADD231PS  Z4, Z20, Z22
+	VSUBPS       Z5, Z21, Z17
+	VSUBPS       Z5, Z22, Z18
+	VFNMADD231PS Z6, Z17, Z19
+	VFNMADD231PS Z6, Z18, Z20
+	VFNMADD231PS Z7, Z17, Z19
+	VFNMADD231PS Z7, Z18, Z20
+	VMULPS       Z19, Z19, Z17
+	VMULPS       Z20, Z20, Z18
+	VMOVAPS      Z9, Z23
+	VMOVAPS      Z9, Z24
+	VFMADD231PS  Z8, Z19, Z23
+	VFMADD231PS  Z8, Z20, Z24
+	VMOVAPS      Z11, Z25
+	VMOVAPS      Z11, Z26
+	VFMADD231PS  Z10, Z19, Z25
+	VFMADD231PS  Z10, Z20, Z26
+	VFMADD213PS  Z25, Z17, Z23
+	VFMADD213PS  Z26, Z18, Z24
+	VMOVAPS      Z13, Z25
+	VMOVAPS      Z13, Z26
+	VFMADD231PS  Z12, Z19, Z25
+	VFMADD231PS  Z12, Z20, Z26
+	VFMADD213PS  Z25, Z17, Z23
+	VFMADD213PS  Z26, Z18, Z24
+	VFMADD213PS  Z19, Z17, Z23
+	VFMADD213PS  Z20, Z18, Z24
+	VADDPS       Z14, Z23, Z23
+	VADDPS       Z14, Z24, Z24
+	VPSLLD       $0x17, Z21, Z21
+	VPSLLD       $0x17, Z22, Z22
+	VADDPS       Z23, Z23, Z23
+	VADDPS       Z24, Z24, Z24
+	VMULPS       Z21, Z23, Z23
+	VMULPS       Z22, Z24, Z24
+	VCMPPS       $0x05, Z2, Z15, K1
+	VCMPPS       $0x05, Z2, Z16, K2
+	VMOVAPS.Z    Z23, K1, Z23
+	VMOVAPS.Z    Z24, K2, Z24
+	VADDPS       Z23, Z1, Z1
+	VMOVUPS      Z23, (AX)(DX*1)
+	VADDPS       Z24, Z1, Z1
+	VMOVUPS      Z24, 64(AX)(DX*1)
+	ADDQ         $0x00000080, DX
+
+expSub_checku2:
+	CMPQ DX, BX
+	JL   expSub_bodyu1
+	JMP  expSub_check4
+
+expSub_body3:
+	VMOVUPS      (AX)(DX*1), Z15
+	VSUBPS       Z0, Z15, Z15
+	VMOVAPS      Z2, Z16
+	VMAXPS       Z15, Z16, Z16
+	VMOVAPS      Z3, Z17
+	VMINPS       Z16, Z17, Z17
+	VMOVAPS      Z5, Z18
+	VFMADD231PS  Z4, Z17, Z18
+	VSUBPS       Z5, Z18, Z16
+	VFNMADD231PS Z6, Z16, Z17
+	VFNMADD231PS Z7, Z16, Z17
+	VMULPS       Z17, Z17, Z16
+	VMOVAPS      Z9, Z19
+	VFMADD231PS  Z8, Z17, Z19
+	VMOVAPS      Z11, Z20
+	VFMADD231PS  Z10, Z17, Z20
+	VFMADD213PS  Z20, Z16, Z19
+	VMOVAPS      Z13, Z20
+	VFMADD231PS  Z12, Z17, Z20
+	VFMADD213PS  Z20, Z16, Z19
+	VFMADD213PS  Z17, Z16, Z19
+	VADDPS       Z14, Z19, Z19
+	VPSLLD       $0x17, Z18, Z18
+	VADDPS       Z19, Z19, Z19
+	VMULPS       Z18, Z19, Z19
+	VCMPPS       $0x05, Z2, Z15, K1
+	VMOVAPS.Z    Z19, K1, Z19
+	VADDPS       Z19, Z1, Z1
+	VMOVUPS      Z19, (AX)(DX*1)
+	ADDQ         $0x40, DX
+
+expSub_check4:
+	CMPQ         DX, CX
+	JL           expSub_body3
+	MOVQ         n+8(FP), CX
+	ANDQ         $0x0f, CX
+	JZ           expSub_tail_done5
+	LEAQ         lanemasks<>+0(SB), BX
+	KMOVW        (BX)(CX*2), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z15
+	VSUBPS       Z0, Z15, Z15
+	VMOVAPS      Z2, Z0
+	VMAXPS       Z15, Z0, Z0
+	VMOVAPS      Z3, Z3
+	VMINPS       Z0, Z3, Z3
+	VMOVAPS      Z5, Z16
+	VFMADD231PS  Z4, Z3, Z16
+	VSUBPS       Z5, Z16, Z0
+	VFNMADD231PS Z6, Z0, Z3
+	VFNMADD231PS Z7, Z0, Z3
+	VMULPS       Z3, Z3, Z0
+	VMOVAPS      Z9, Z4
+	VFMADD231PS  Z8, Z3, Z4
+	VMOVAPS      Z11, Z5
+	VFMADD231PS  Z10, Z3, Z5
+	VFMADD213PS  Z5, Z0, Z4
+	VMOVAPS      Z13, Z5
+	VFMADD231PS  Z12, Z3, Z5
+	VFMADD213PS  Z5, Z0, Z4
+	VFMADD213PS  Z3, Z0, Z4
+	VADDPS       Z14, Z4, Z4
+	VPSLLD       $0x17, Z16, Z16
+	VADDPS       Z4, Z4, Z4
+	VMULPS       Z16, Z4, Z4
+	VCMPPS       $0x05, Z2, Z15, K2
+	VMOVAPS.Z    Z4, K2, Z4
+	VMOVAPS.Z    Z4, K1, Z4
+	VADDPS       Z4, Z1, Z1
+	VMOVUPS      Z4, K1, (AX)(DX*1)
+
+expSub_tail_done5:
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+DATA exp_lo<>+0(SB)/4, $0xc2ad496b
+DATA exp_lo<>+4(SB)/4, $0xc2ad496b
+DATA exp_lo<>+8(SB)/4, $0xc2ad496b
+DATA exp_lo<>+12(SB)/4, $0xc2ad496b
+DATA exp_lo<>+16(SB)/4, $0xc2ad496b
+DATA exp_lo<>+20(SB)/4, $0xc2ad496b
+DATA exp_lo<>+24(SB)/4, $0xc2ad496b
+DATA exp_lo<>+28(SB)/4, $0xc2ad496b
+GLOBL exp_lo<>(SB), RODATA|NOPTR, $32
+
+DATA exp_hi<>+0(SB)/4, $0x42b20000
+DATA exp_hi<>+4(SB)/4, $0x42b20000
+DATA exp_hi<>+8(SB)/4, $0x42b20000
+DATA exp_hi<>+12(SB)/4, $0x42b20000
+DATA exp_hi<>+16(SB)/4, $0x42b20000
+DATA exp_hi<>+20(SB)/4, $0x42b20000
+DATA exp_hi<>+24(SB)/4, $0x42b20000
+DATA exp_hi<>+28(SB)/4, $0x42b20000
+GLOBL exp_hi<>(SB), RODATA|NOPTR, $32
+
+DATA exp_log2e<>+0(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+4(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+8(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+12(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+16(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+20(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+24(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+28(SB)/4, $0x3fb8aa3b
+GLOBL exp_log2e<>(SB), RODATA|NOPTR, $32
+
+DATA exp_magic<>+0(SB)/4, $0x4b40007e
+DATA exp_magic<>+4(SB)/4, $0x4b40007e
+DATA exp_magic<>+8(SB)/4, $0x4b40007e
+DATA exp_magic<>+12(SB)/4, $0x4b40007e
+DATA exp_magic<>+16(SB)/4, $0x4b40007e
+DATA exp_magic<>+20(SB)/4, $0x4b40007e
+DATA exp_magic<>+24(SB)/4, $0x4b40007e
+DATA exp_magic<>+28(SB)/4, $0x4b40007e
+GLOBL exp_magic<>(SB), RODATA|NOPTR, $32
+
+DATA exp_c1<>+0(SB)/4, $0x3f318000
+DATA exp_c1<>+4(SB)/4, $0x3f318000
+DATA exp_c1<>+8(SB)/4, $0x3f318000
+DATA exp_c1<>+12(SB)/4, $0x3f318000
+DATA exp_c1<>+16(SB)/4, $0x3f318000
+DATA exp_c1<>+20(SB)/4, $0x3f318000
+DATA exp_c1<>+24(SB)/4, $0x3f318000
+DATA exp_c1<>+28(SB)/4, $0x3f318000
+GLOBL exp_c1<>(SB), RODATA|NOPTR, $32
+
+DATA exp_c2<>+0(SB)/4, $0xb95e8083
+DATA exp_c2<>+4(SB)/4, $0xb95e8083
+DATA exp_c2<>+8(SB)/4, $0xb95e8083
+DATA exp_c2<>+12(SB)/4, $0xb95e8083
+DATA exp_c2<>+16(SB)/4, $0xb95e8083
+DATA exp_c2<>+20(SB)/4, $0xb95e8083
+DATA exp_c2<>+24(SB)/4, $0xb95e8083
+DATA exp_c2<>+28(SB)/4, $0xb95e8083
+GLOBL exp_c2<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p0<>+0(SB)/4, $0x39506967
+DATA exp_p0<>+4(SB)/4, $0x39506967
+DATA exp_p0<>+8(SB)/4, $0x39506967
+DATA exp_p0<>+12(SB)/4, $0x39506967
+DATA exp_p0<>+16(SB)/4, $0x39506967
+DATA exp_p0<>+20(SB)/4, $0x39506967
+DATA exp_p0<>+24(SB)/4, $0x39506967
+DATA exp_p0<>+28(SB)/4, $0x39506967
+GLOBL exp_p0<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p1<>+0(SB)/4, $0x3ab743ce
+DATA exp_p1<>+4(SB)/4, $0x3ab743ce
+DATA exp_p1<>+8(SB)/4, $0x3ab743ce
+DATA exp_p1<>+12(SB)/4, $0x3ab743ce
+DATA exp_p1<>+16(SB)/4, $0x3ab743ce
+DATA exp_p1<>+20(SB)/4, $0x3ab743ce
+DATA exp_p1<>+24(SB)/4, $0x3ab743ce
+DATA exp_p1<>+28(SB)/4, $0x3ab743ce
+GLOBL exp_p1<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p2<>+0(SB)/4, $0x3c088908
+DATA exp_p2<>+4(SB)/4, $0x3c088908
+DATA exp_p2<>+8(SB)/4, $0x3c088908
+DATA exp_p2<>+12(SB)/4, $0x3c088908
+DATA exp_p2<>+16(SB)/4, $0x3c088908
+DATA exp_p2<>+20(SB)/4, $0x3c088908
+DATA exp_p2<>+24(SB)/4, $0x3c088908
+DATA exp_p2<>+28(SB)/4, $0x3c088908
+GLOBL exp_p2<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p3<>+0(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+4(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+8(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+12(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+16(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+20(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+24(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+28(SB)/4, $0x3d2aa9c1
+GLOBL exp_p3<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p4<>+0(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+4(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+8(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+12(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+16(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+20(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+24(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+28(SB)/4, $0x3e2aaaaa
+GLOBL exp_p4<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p5<>+0(SB)/4, $0x3f000000
+DATA exp_p5<>+4(SB)/4, $0x3f000000
+DATA exp_p5<>+8(SB)/4, $0x3f000000
+DATA exp_p5<>+12(SB)/4, $0x3f000000
+DATA exp_p5<>+16(SB)/4, $0x3f000000
+DATA exp_p5<>+20(SB)/4, $0x3f000000
+DATA exp_p5<>+24(SB)/4, $0x3f000000
+DATA exp_p5<>+28(SB)/4, $0x3f000000
+GLOBL exp_p5<>(SB), RODATA|NOPTR, $32
+
+DATA one<>+0(SB)/4, $0x3f800000
+DATA one<>+4(SB)/4, $0x3f800000
+DATA one<>+8(SB)/4, $0x3f800000
+DATA one<>+12(SB)/4, $0x3f800000
+DATA one<>+16(SB)/4, $0x3f800000
+DATA one<>+20(SB)/4, $0x3f800000
+DATA one<>+24(SB)/4, $0x3f800000
+DATA one<>+28(SB)/4, $0x3f800000
+GLOBL one<>(SB), RODATA|NOPTR, $32
+
+DATA signbit<>+0(SB)/4, $0x80000000
+DATA signbit<>+4(SB)/4, $0x80000000
+DATA signbit<>+8(SB)/4, $0x80000000
+DATA signbit<>+12(SB)/4, $0x80000000
+DATA signbit<>+16(SB)/4, $0x80000000
+DATA signbit<>+20(SB)/4, $0x80000000
+DATA signbit<>+24(SB)/4, $0x80000000
+DATA signbit<>+28(SB)/4, $0x80000000
+GLOBL signbit<>(SB), RODATA|NOPTR, $32
+
+// func add(dst *float32, x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·add(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ n+16(FP), DX
+	ANDQ $-16, DX
+	SHLQ $0x02, DX
+	XORQ BX, BX
+	MOVQ DX, SI
+	ANDQ $-256, SI
+	JMP  add_checku2
+
+add_bodyu1:
+	VMOVUPS (AX)(BX*1), Z0
+	VMOVUPS (CX)(BX*1), Z1
+	VMOVUPS 64(AX)(BX*1), Z2
+	VMOVUPS 64(CX)(BX*1), Z3
+	VMOVUPS 128(AX)(BX*1), Z4
+	VMOVUPS 128(CX)(BX*1), Z5
+	VMOVUPS 192(AX)(BX*1), Z6
+	VMOVUPS 192(CX)(BX*1), Z7
+	VADDPS  Z1, Z0, Z0
+	VADDPS  Z3, Z2, Z2
+	VADDPS  Z5, Z4, Z4
+	VADDPS  Z7, Z6, Z6
+	VMOVUPS Z0, (AX)(BX*1)
+	VMOVUPS Z2, 64(AX)(BX*1)
+	VMOVUPS Z4, 128(AX)(BX*1)
+	VMOVUPS Z6, 192(AX)(BX*1)
+	ADDQ    $0x00000100, BX
+
+add_checku2:
+	CMPQ BX, SI
+	JL   add_bodyu1
+	JMP  add_check4
+
+add_body3:
+	VMOVUPS (AX)(BX*1), Z0
+	VMOVUPS (CX)(BX*1), Z1
+	VADDPS  Z1, Z0, Z0
+	VMOVUPS Z0, (AX)(BX*1)
+	ADDQ    $0x40, BX
+
+add_check4:
+	CMPQ      BX, DX
+	JL        add_body3
+	MOVQ      n+16(FP), DX
+	ANDQ      $0x0f, DX
+	JZ        add_tail_done5
+	LEAQ      lanemasks<>+0(SB), SI
+	KMOVW     (SI)(DX*2), K1
+	VMOVUPS.Z (AX)(BX*1), K1, Z0
+	VMOVUPS.Z (CX)(BX*1), K1, Z1
+	VADDPS    Z1, Z0, Z0
+	VMOVUPS   Z0, K1, (AX)(BX*1)
+
+add_tail_done5:
+	VZEROUPPER
+	RET
+
+// func scale(x *float32, n int, s float32)
+// Requires: AVX, AVX512F
+TEXT ·scale(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), AX
+	VBROADCASTSS s+16(FP), Z0
+	MOVQ         n+8(FP), CX
+	ANDQ         $-16, CX
+	SHLQ         $0x02, CX
+	XORQ         DX, DX
+	MOVQ         CX, BX
+	ANDQ         $-256, BX
+	JMP          scale_checku2
+
+scale_bodyu1:
+	VMOVUPS (AX)(DX*1), Z1
+	VMOVUPS 64(AX)(DX*1), Z2
+	VMOVUPS 128(AX)(DX*1), Z3
+	VMOVUPS 192(AX)(DX*1), Z4
+	VMULPS  Z0, Z1, Z1
+	VMULPS  Z0, Z2, Z2
+	VMULPS  Z0, Z3, Z3
+	VMULPS  Z0, Z4, Z4
+	VMOVUPS Z1, (AX)(DX*1)
+	VMOVUPS Z2, 64(AX)(DX*1)
+	VMOVUPS Z3, 128(AX)(DX*1)
+	VMOVUPS Z4, 192(AX)(DX*1)
+	ADDQ    $0x00000100, DX
+
+scale_checku2:
+	CMPQ DX, BX
+	JL   scale_bodyu1
+	JMP  scale_check4
+
+scale_body3:
+	VMOVUPS (AX)(DX*1), Z1
+	VMULPS  Z0, Z1, Z1
+	VMOVUPS Z1, (AX)(DX*1)
+	ADDQ    $0x40, DX
+
+scale_check4:
+	CMPQ      DX, CX
+	JL        scale_body3
+	MOVQ      n+8(FP), CX
+	ANDQ      $0x0f, CX
+	JZ        scale_tail_done5
+	LEAQ      lanemasks<>+0(SB), BX
+	KMOVW     (BX)(CX*2), K1
+	VMOVUPS.Z (AX)(DX*1), K1, Z1
+	VMULPS    Z0, Z1, Z1
+	VMOVUPS   Z1, K1, (AX)(DX*1)
+
+scale_tail_done5:
+	VZEROUPPER
+	RET
+
+// func rmsOut(dst *float32, x *float32, w *float32, n int, s float32)
+// Requires: AVX, AVX512F
+TEXT ·rmsOut(SB), NOSPLIT, $0-36
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         w+16(FP), DX
+	VBROADCASTSS s+32(FP), Z0
+	MOVQ         n+24(FP), BX
+	ANDQ         $-16, BX
+	SHLQ         $0x02, BX
+	XORQ         SI, SI
+	MOVQ         BX, DI
+	ANDQ         $-256, DI
+	JMP          rmsOut_checku2
+
+rmsOut_bodyu1:
+	VMOVUPS (CX)(SI*1), Z1
+	VMOVUPS (DX)(SI*1), Z2
+	VMOVUPS 64(CX)(SI*1), Z3
+	VMOVUPS 64(DX)(SI*1), Z4
+	VMOVUPS 128(CX)(SI*1), Z5
+	VMOVUPS 128(DX)(SI*1), Z6
+	VMOVUPS 192(CX)(SI*1), Z7
+	VMOVUPS 192(DX)(SI*1), Z8
+	VMULPS  Z0, Z1, Z1
+	VMULPS  Z2, Z1, Z1
+	VMULPS  Z0, Z3, Z3
+	VMULPS  Z4, Z3, Z3
+	VMULPS  Z0, Z5, Z5
+	VMULPS  Z6, Z5, Z5
+	VMULPS  Z0, Z7, Z7
+	VMULPS  Z8, Z7, Z7
+	VMOVUPS Z1, (AX)(SI*1)
+	VMOVUPS Z3, 64(AX)(SI*1)
+	VMOVUPS Z5, 128(AX)(SI*1)
+	VMOVUPS Z7, 192(AX)(SI*1)
+	ADDQ    $0x00000100, SI
+
+rmsOut_checku2:
+	CMPQ SI, DI
+	JL   rmsOut_bodyu1
+	JMP  rmsOut_check4
+
+rmsOut_body3:
+	VMOVUPS (CX)(SI*1), Z1
+	VMOVUPS (DX)(SI*1), Z2
+	VMULPS  Z0, Z1, Z1
+	VMULPS  Z2, Z1, Z1
+	VMOVUPS Z1, (AX)(SI*1)
+	ADDQ    $0x40, SI
+
+rmsOut_check4:
+	CMPQ      SI, BX
+	JL        rmsOut_body3
+	MOVQ      n+24(FP), BX
+	ANDQ      $0x0f, BX
+	JZ        rmsOut_tail_done5
+	LEAQ      lanemasks<>+0(SB), DI
+	KMOVW     (DI)(BX*2), K1
+	VMOVUPS.Z (CX)(SI*1), K1, Z1
+	VMOVUPS.Z (DX)(SI*1), K1, Z2
+	VMULPS    Z0, Z1, Z1
+	VMULPS    Z2, Z1, Z1
+	VMOVUPS   Z1, K1, (AX)(SI*1)
+
+rmsOut_tail_done5:
+	VZEROUPPER
+	RET
+
+// func lnOut(dst *float32, x *float32, w *float32, n int, mean float32, inv float32)
+// Requires: AVX, AVX512F
+TEXT ·lnOut(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         w+16(FP), DX
+	VBROADCASTSS mean+32(FP), Z0
+	VBROADCASTSS inv+36(FP), Z1
+	MOVQ         n+24(FP), BX
+	ANDQ         $-16, BX
+	SHLQ         $0x02, BX
+	XORQ         SI, SI
+	MOVQ         BX, DI
+	ANDQ         $-256, DI
+	JMP          lnOut_checku2
+
+lnOut_bodyu1:
+	VMOVUPS (CX)(SI*1), Z2
+	VMOVUPS (DX)(SI*1), Z3
+	VMOVUPS 64(CX)(SI*1), Z4
+	VMOVUPS 64(DX)(SI*1), Z5
+	VMOVUPS 128(CX)(SI*1), Z6
+	VMOVUPS 128(DX)(SI*1), Z7
+	VMOVUPS 192(CX)(SI*1), Z8
+	VMOVUPS 192(DX)(SI*1), Z9
+	VSUBPS  Z0, Z2, Z2
+	VMULPS  Z1, Z2, Z2
+	VMULPS  Z3, Z2, Z2
+	VSUBPS  Z0, Z4, Z4
+	VMULPS  Z1, Z4, Z4
+	VMULPS  Z5, Z4, Z4
+	VSUBPS  Z0, Z6, Z6
+	VMULPS  Z1, Z6, Z6
+	VMULPS  Z7, Z6, Z6
+	VSUBPS  Z0, Z8, Z8
+	VMULPS  Z1, Z8, Z8
+	VMULPS  Z9, Z8, Z8
+	VMOVUPS Z2, (AX)(SI*1)
+	VMOVUPS Z4, 64(AX)(SI*1)
+	VMOVUPS Z6, 128(AX)(SI*1)
+	VMOVUPS Z8, 192(AX)(SI*1)
+	ADDQ    $0x00000100, SI
+
+lnOut_checku2:
+	CMPQ SI, DI
+	JL   lnOut_bodyu1
+	JMP  lnOut_check4
+
+lnOut_body3:
+	VMOVUPS (CX)(SI*1), Z2
+	VMOVUPS (DX)(SI*1), Z3
+	VSUBPS  Z0, Z2, Z2
+	VMULPS  Z1, Z2, Z2
+	VMULPS  Z3, Z2, Z2
+	VMOVUPS Z2, (AX)(SI*1)
+	ADDQ    $0x40, SI
+
+lnOut_check4:
+	CMPQ      SI, BX
+	JL        lnOut_body3
+	MOVQ      n+24(FP), BX
+	ANDQ      $0x0f, BX
+	JZ        lnOut_tail_done5
+	LEAQ      lanemasks<>+0(SB), DI
+	KMOVW     (DI)(BX*2), K1
+	VMOVUPS.Z (CX)(SI*1), K1, Z2
+	VMOVUPS.Z (DX)(SI*1), K1, Z3
+	VSUBPS    Z0, Z2, Z2
+	VMULPS    Z1, Z2, Z2
+	VMULPS    Z3, Z2, Z2
+	VMOVUPS   Z2, K1, (AX)(SI*1)
+
+lnOut_tail_done5:
+	VZEROUPPER
+	RET
+
+// func lnOutBias(dst *float32, x *float32, w *float32, b *float32, n int, mean float32, inv float32)
+// Requires: AVX, AVX512F
+TEXT ·lnOutBias(SB), NOSPLIT, $0-48
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         b+24(FP), BX
+	VBROADCASTSS mean+40(FP), Z0
+	VBROADCASTSS inv+44(FP), Z1
+	MOVQ         n+32(FP), SI
+	ANDQ         $-16, SI
+	SHLQ         $0x02, SI
+	XORQ         DI, DI
+	MOVQ         SI, R8
+	ANDQ         $-256, R8
+	JMP          lnOutBias_checku2
+
+lnOutBias_bodyu1:
+	VMOVUPS (CX)(DI*1), Z2
+	VMOVUPS (DX)(DI*1), Z3
+	VMOVUPS (BX)(DI*1), Z4
+	VMOVUPS 64(CX)(DI*1), Z5
+	VMOVUPS 64(DX)(DI*1), Z6
+	VMOVUPS 64(BX)(DI*1), Z7
+	VMOVUPS 128(CX)(DI*1), Z8
+	VMOVUPS 128(DX)(DI*1), Z9
+	VMOVUPS 128(BX)(DI*1), Z10
+	VMOVUPS 192(CX)(DI*1), Z11
+	VMOVUPS 192(DX)(DI*1), Z12
+	VMOVUPS 192(BX)(DI*1), Z13
+	VSUBPS  Z0, Z2, Z2
+	VMULPS  Z1, Z2, Z2
+	VMULPS  Z3, Z2, Z2
+	VADDPS  Z4, Z2, Z2
+	VSUBPS  Z0, Z5, Z5
+	VMULPS  Z1, Z5, Z5
+	VMULPS  Z6, Z5, Z5
+	VADDPS  Z7, Z5, Z5
+	VSUBPS  Z0, Z8, Z8
+	VMULPS  Z1, Z8, Z8
+	VMULPS  Z9, Z8, Z8
+	VADDPS  Z10, Z8, Z8
+	VSUBPS  Z0, Z11, Z11
+	VMULPS  Z1, Z11, Z11
+	VMULPS  Z12, Z11, Z11
+	VADDPS  Z13, Z11, Z11
+	VMOVUPS Z2, (AX)(DI*1)
+	VMOVUPS Z5, 64(AX)(DI*1)
+	VMOVUPS Z8, 128(AX)(DI*1)
+	VMOVUPS Z11, 192(AX)(DI*1)
+	ADDQ    $0x00000100, DI
+
+lnOutBias_checku2:
+	CMPQ DI, R8
+	JL   lnOutBias_bodyu1
+	JMP  lnOutBias_check4
+
+lnOutBias_body3:
+	VMOVUPS (CX)(DI*1), Z2
+	VMOVUPS (DX)(DI*1), Z3
+	VMOVUPS (BX)(DI*1), Z4
+	VSUBPS  Z0, Z2, Z2
+	VMULPS  Z1, Z2, Z2
+	VMULPS  Z3, Z2, Z2
+	VADDPS  Z4, Z2, Z2
+	VMOVUPS Z2, (AX)(DI*1)
+	ADDQ    $0x40, DI
+
+lnOutBias_check4:
+	CMPQ      DI, SI
+	JL        lnOutBias_body3
+	MOVQ      n+32(FP), SI
+	ANDQ      $0x0f, SI
+	JZ        lnOutBias_tail_done5
+	LEAQ      lanemasks<>+0(SB), R8
+	KMOVW     (R8)(SI*2), K1
+	VMOVUPS.Z (CX)(DI*1), K1, Z2
+	VMOVUPS.Z (DX)(DI*1), K1, Z3
+	VMOVUPS.Z (BX)(DI*1), K1, Z4
+	VSUBPS    Z0, Z2, Z2
+	VMULPS    Z1, Z2, Z2
+	VMULPS    Z3, Z2, Z2
+	VADDPS    Z4, Z2, Z2
+	VMOVUPS   Z2, K1, (AX)(DI*1)
+
+lnOutBias_tail_done5:
+	VZEROUPPER
+	RET
+
+// func relu(x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·relu(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), AX
+	MOVQ n+8(FP), CX
+	ANDQ $-16, CX
+	SHLQ $0x02, CX
+	XORQ DX, DX
+	MOVQ CX, BX
+	ANDQ $-256, BX
+	JMP  relu_checku2
+
+relu_bodyu1:
+	VMOVUPS (AX)(DX*1), Z0
+	VMOVUPS 64(AX)(DX*1), Z1
+	VMOVUPS 128(AX)(DX*1), Z2
+	VMOVUPS 192(AX)(DX*1), Z3
+	VPXORD  Z4, Z4, Z4
+	VCMPPS  $0x01, Z4, Z0, K1
+	VPXORD  Z0, Z0, K1, Z0
+	VPXORD  Z5, Z5, Z5
+	VCMPPS  $0x01, Z5, Z1, K1
+	VPXORD  Z1, Z1, K1, Z1
+	VPXORD  Z6, Z6, Z6
+	VCMPPS  $0x01, Z6, Z2, K1
+	VPXORD  Z2, Z2, K1, Z2
+	VPXORD  Z7, Z7, Z7
+	VCMPPS  $0x01, Z7, Z3, K1
+	VPXORD  Z3, Z3, K1, Z3
+	VMOVUPS Z0, (AX)(DX*1)
+	VMOVUPS Z1, 64(AX)(DX*1)
+	VMOVUPS Z2, 128(AX)(DX*1)
+	VMOVUPS Z3, 192(AX)(DX*1)
+	ADDQ    $0x00000100, DX
+
+relu_checku2:
+	CMPQ DX, BX
+	JL   relu_bodyu1
+	JMP  relu_check4
+
+relu_body3:
+	VMOVUPS (AX)(DX*1), Z0
+	VPXORD  Z8, Z8, Z8
+	VCMPPS  $0x01, Z8, Z0, K1
+	VPXORD  Z0, Z0, K1, Z0
+	VMOVUPS Z0, (AX)(DX*1)
+	ADDQ    $0x40, DX
+
+relu_check4:
+	CMPQ      DX, CX
+	JL        relu_body3
+	MOVQ      n+8(FP), CX
+	ANDQ      $0x0f, CX
+	JZ        relu_tail_done5
+	LEAQ      lanemasks<>+0(SB), BX
+	KMOVW     (BX)(CX*2), K1
+	VMOVUPS.Z (AX)(DX*1), K1, Z0
+	VPXORD    Z9, Z9, Z9
+	VCMPPS    $0x01, Z9, Z0, K2
+	VPXORD    Z0, Z0, K2, Z0
+	VMOVUPS   Z0, K1, (AX)(DX*1)
+
+relu_tail_done5:
+	VZEROUPPER
+	RET
+
+// func gelu(x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·gelu(SB), NOSPLIT, $0-16
+	MOVQ         x+0(FP), AX
+	VBROADCASTSS exp_lo<>+0(SB), Z0
+	VBROADCASTSS exp_hi<>+0(SB), Z1
+	VBROADCASTSS exp_log2e<>+0(SB), Z2
+	VBROADCASTSS exp_magic<>+0(SB), Z3
+	VBROADCASTSS exp_c1<>+0(SB), Z4
+	VBROADCASTSS exp_c2<>+0(SB), Z5
+	VBROADCASTSS exp_p0<>+0(SB), Z6
+	VBROADCASTSS exp_p1<>+0(SB), Z7
+	VBROADCASTSS exp_p2<>+0(SB), Z8
+	VBROADCASTSS exp_p3<>+0(SB), Z9
+	VBROADCASTSS exp_p4<>+0(SB), Z10
+	VBROADCASTSS exp_p5<>+0(SB), Z11
+	VBROADCASTSS one<>+0(SB), Z12
+	VBROADCASTSS signbit<>+0(SB), Z13
+	VBROADCASTSS gelu_k1<>+0(SB), Z13
+	VBROADCASTSS gelu_k2<>+0(SB), Z14
+	MOVQ         n+8(FP), CX
+	ANDQ         $-16, CX
+	SHLQ         $0x02, CX
+	XORQ         DX, DX
+	MOVQ         CX, BX
+	ANDQ         $-128, BX
+	JMP          gelu_checku2
+
+gelu_bodyu1:
+	VMOVUPS      (AX)(DX*1), Z15
+	VMOVUPS      64(AX)(DX*1), Z16
+	VMULPS       Z15, Z15, Z17
+	VMULPS       Z16, Z16, Z18
+	VMOVAPS      Z14, Z19
+	VFMADD213PS  Z13, Z17, Z19
+	VMOVAPS      Z14, Z17
+	VFMADD213PS  Z13, Z18, Z17
+	VMULPS       Z15, Z19, Z19
+	VMULPS       Z16, Z17, Z17
+	VMOVAPS      Z0, Z18
+	VMOVAPS      Z0, Z20
+	VMAXPS       Z19, Z18, Z18
+	VMAXPS       Z17, Z20, Z20
+	VMOVAPS      Z1, Z21
+	VMOVAPS      Z1, Z22
+	VMINPS       Z18, Z21, Z21
+	VMINPS       Z20, Z22, Z22
+	VMOVAPS      Z3, Z23
+	VMOVAPS      Z3, Z24
+	VFMADD231PS  Z2, Z21, Z23
+	VFMADD231PS  Z2, Z22, Z24
+	VSUBPS       Z3, Z23, Z18
+	VSUBPS       Z3, Z24, Z20
+	VFNMADD231PS Z4, Z18, Z21
+	VFNMADD231PS Z4, Z20, Z22
+	VFNMADD231PS Z5, Z18, Z21
+	VFNMADD231PS Z5, Z20, Z22
+	VMULPS       Z21, Z21, Z18
+	VMULPS       Z22, Z22, Z20
+	VMOVAPS      Z7, Z25
+	VMOVAPS      Z7, Z26
+	VFMADD231PS  Z6, Z21, Z25
+	VFMADD231PS  Z6, Z22, Z26
+	VMOVAPS      Z9, Z27
+	VMOVAPS      Z9, Z28
+	VFMADD231PS  Z8, Z21, Z27
+	VFMADD231PS  Z8, Z22, Z28
+	VFMADD213PS  Z27, Z18, Z25
+	VFMADD213PS  Z28, Z20, Z26
+	VMOVAPS      Z11, Z27
+	VMOVAPS      Z11, Z28
+	VFMADD231PS  Z10, Z21, Z27
+	VFMADD231PS  Z10, Z22, Z28
+	VFMADD213PS  Z27, Z18, Z25
+	VFMADD213PS  Z28, Z20, Z26
+	VFMADD213PS  Z21, Z18, Z25
+	VFMADD213PS  Z22, Z20, Z26
+	VADDPS       Z12, Z25, Z25
+	VADDPS       Z12, Z26, Z26
+	VPSLLD       $0x17, Z23, Z23
+	VPSLLD       $0x17, Z24, Z24
+	VADDPS       Z25, Z25, Z25
+	VADDPS       Z26, Z26, Z26
+	VMULPS       Z23, Z25, Z25
+	VMULPS       Z24, Z26, Z26
+	VCMPPS       $0x05, Z0, Z19, K1
+	VCMPPS       $0x05, Z0, Z17, K2
+	VMOVAPS.Z    Z25, K1, Z25
+	VMOVAPS.Z    Z26, K2, Z26
+	VADDPS       Z12, Z25, Z25
+	VADDPS       Z12, Z26, Z26
+	VDIVPS       Z25, Z15, Z15
+	VDIVPS       Z26, Z16, Z16
+	VMOVUPS      Z15, (AX)(DX*1)
+	VMOVUPS      Z16, 64(AX)(DX*1)
+	ADDQ         $0x00000080, DX
+
+gelu_checku2:
+	CMPQ DX, BX
+	JL   gelu_bodyu1
+	JMP  gelu_check4
+
+gelu_body3:
+	VMOVUPS      (AX)(DX*1), Z15
+	VMULPS       Z15, Z15, Z16
+	VMOVAPS      Z14, Z17
+	VFMADD213PS  Z13, Z16, Z17
+	VMULPS       Z15, Z17, Z17
+	VMOVAPS      Z0, Z16
+	VMAXPS       Z17, Z16, Z16
+	VMOVAPS      Z1, Z18
+	VMINPS       Z16, Z18, Z18
+	VMOVAPS      Z3, Z19
+	VFMADD231PS  Z2, Z18, Z19
+	VSUBPS       Z3, Z19, Z16
+	VFNMADD231PS Z4, Z16, Z18
+	VFNMADD231PS Z5, Z16, Z18
+	VMULPS       Z18, Z18, Z16
+	VMOVAPS      Z7, Z20
+	VFMADD231PS  Z6, Z18, Z20
+	VMOVAPS      Z9, Z21
+	VFMADD231PS  Z8, Z18, Z21
+	VFMADD213PS  Z21, Z16, Z20
+	VMOVAPS      Z11, Z21
+	VFMADD231PS  Z10, Z18, Z21
+	VFMADD213PS  Z21, Z16, Z20
+	VFMADD213PS  Z18, Z16, Z20
+	VADDPS       Z12, Z20, Z20
+	VPSLLD       $0x17, Z19, Z19
+	VADDPS       Z20, Z20, Z20
+	VMULPS       Z19, Z20, Z20
+	VCMPPS       $0x05, Z0, Z17, K1
+	VMOVAPS.Z    Z20, K1, Z20
+	VADDPS       Z12, Z20, Z20
+	VDIVPS       Z20, Z15, Z15
+	VMOVUPS      Z15, (AX)(DX*1)
+	ADDQ         $0x40, DX
+
+gelu_check4:
+	CMPQ         DX, CX
+	JL           gelu_body3
+	MOVQ         n+8(FP), CX
+	ANDQ         $0x0f, CX
+	JZ           gelu_tail_done5
+	LEAQ         lanemasks<>+0(SB), BX
+	KMOVW        (BX)(CX*2), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z15
+	VMULPS       Z15, Z15, Z16
+	VMOVAPS      Z14, Z14
+	VFMADD213PS  Z13, Z16, Z14
+	VMULPS       Z15, Z14, Z14
+	VMOVAPS      Z0, Z13
+	VMAXPS       Z14, Z13, Z13
+	VMOVAPS      Z1, Z1
+	VMINPS       Z13, Z1, Z1
+	VMOVAPS      Z3, Z16
+	VFMADD231PS  Z2, Z1, Z16
+	VSUBPS       Z3, Z16, Z2
+	VFNMADD231PS Z4, Z2, Z1
+	VFNMADD231PS Z5, Z2, Z1
+	VMULPS       Z1, Z1, Z13
+	VMOVAPS      Z7, Z2
+	VFMADD231PS  Z6, Z1, Z2
+	VMOVAPS      Z9, Z3
+	VFMADD231PS  Z8, Z1, Z3
+	VFMADD213PS  Z3, Z13, Z2
+	VMOVAPS      Z11, Z3
+	VFMADD231PS  Z10, Z1, Z3
+	VFMADD213PS  Z3, Z13, Z2
+	VFMADD213PS  Z1, Z13, Z2
+	VADDPS       Z12, Z2, Z2
+	VPSLLD       $0x17, Z16, Z16
+	VADDPS       Z2, Z2, Z2
+	VMULPS       Z16, Z2, Z2
+	VCMPPS       $0x05, Z0, Z14, K2
+	VMOVAPS.Z    Z2, K2, Z2
+	VADDPS       Z12, Z2, Z2
+	VDIVPS       Z2, Z15, Z15
+	VMOVUPS      Z15, K1, (AX)(DX*1)
+
+gelu_tail_done5:
+	VZEROUPPER
+	RET
+
+DATA gelu_k1<>+0(SB)/4, $0xbfcc422a
+DATA gelu_k1<>+4(SB)/4, $0xbfcc422a
+DATA gelu_k1<>+8(SB)/4, $0xbfcc422a
+DATA gelu_k1<>+12(SB)/4, $0xbfcc422a
+DATA gelu_k1<>+16(SB)/4, $0xbfcc422a
+DATA gelu_k1<>+20(SB)/4, $0xbfcc422a
+DATA gelu_k1<>+24(SB)/4, $0xbfcc422a
+DATA gelu_k1<>+28(SB)/4, $0xbfcc422a
+GLOBL gelu_k1<>(SB), RODATA|NOPTR, $32
+
+DATA gelu_k2<>+0(SB)/4, $0xbd922279
+DATA gelu_k2<>+4(SB)/4, $0xbd922279
+DATA gelu_k2<>+8(SB)/4, $0xbd922279
+DATA gelu_k2<>+12(SB)/4, $0xbd922279
+DATA gelu_k2<>+16(SB)/4, $0xbd922279
+DATA gelu_k2<>+20(SB)/4, $0xbd922279
+DATA gelu_k2<>+24(SB)/4, $0xbd922279
+DATA gelu_k2<>+28(SB)/4, $0xbd922279
+GLOBL gelu_k2<>(SB), RODATA|NOPTR, $32
+
+// func silu(x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·silu(SB), NOSPLIT, $0-16
+	MOVQ         x+0(FP), AX
+	VBROADCASTSS exp_lo<>+0(SB), Z0
+	VBROADCASTSS exp_hi<>+0(SB), Z1
+	VBROADCASTSS exp_log2e<>+0(SB), Z2
+	VBROADCASTSS exp_magic<>+0(SB), Z3
+	VBROADCASTSS exp_c1<>+0(SB), Z4
+	VBROADCASTSS exp_c2<>+0(SB), Z5
+	VBROADCASTSS exp_p0<>+0(SB), Z6
+	VBROADCASTSS exp_p1<>+0(SB), Z7
+	VBROADCASTSS exp_p2<>+0(SB), Z8
+	VBROADCASTSS exp_p3<>+0(SB), Z9
+	VBROADCASTSS exp_p4<>+0(SB), Z10
+	VBROADCASTSS exp_p5<>+0(SB), Z11
+	VBROADCASTSS one<>+0(SB), Z12
+	VBROADCASTSS signbit<>+0(SB), Z13
+	MOVQ         n+8(FP), CX
+	ANDQ         $-16, CX
+	SHLQ         $0x02, CX
+	XORQ         DX, DX
+	MOVQ         CX, BX
+	ANDQ         $-128, BX
+	JMP          silu_checku2
+
+silu_bodyu1:
+	VMOVUPS      (AX)(DX*1), Z14
+	VMOVUPS      64(AX)(DX*1), Z15
+	VPXORD       Z13, Z14, Z16
+	VPXORD       Z13, Z15, Z17
+	VMOVAPS      Z0, Z18
+	VMOVAPS      Z0, Z19
+	VMAXPS       Z16, Z18, Z18
+	VMAXPS       Z17, Z19, Z19
+	VMOVAPS      Z1, Z20
+	VMOVAPS      Z1, Z21
+	VMINPS       Z18, Z20, Z20
+	VMINPS       Z19, Z21, Z21
+	VMOVAPS      Z3, Z22
+	VMOVAPS      Z3, Z23
+	VFMADD231PS  Z2, Z20, Z22
+	VFMADD231PS  Z2, Z21, Z23
+	VSUBPS       Z3, Z22, Z18
+	VSUBPS       Z3, Z23, Z19
+	VFNMADD231PS Z4, Z18, Z20
+	VFNMADD231PS Z4, Z19, Z21
+	VFNMADD231PS Z5, Z18, Z20
+	VFNMADD231PS Z5, Z19, Z21
+	VMULPS       Z20, Z20, Z18
+	VMULPS       Z21, Z21, Z19
+	VMOVAPS      Z7, Z24
+	VMOVAPS      Z7, Z25
+	VFMADD231PS  Z6, Z20, Z24
+	VFMADD231PS  Z6, Z21, Z25
+	VMOVAPS      Z9, Z26
+	VMOVAPS      Z9, Z27
+	VFMADD231PS  Z8, Z20, Z26
+	VFMADD231PS  Z8, Z21, Z27
+	VFMADD213PS  Z26, Z18, Z24
+	VFMADD213PS  Z27, Z19, Z25
+	VMOVAPS      Z11, Z26
+	VMOVAPS      Z11, Z27
+	VFMADD231PS  Z10, Z20, Z26
+	VFMADD231PS  Z10, Z21, Z27
+	VFMADD213PS  Z26, Z18, Z24
+	VFMADD213PS  Z27, Z19, Z25
+	VFMADD213PS  Z20, Z18, Z24
+	VFMADD213PS  Z21, Z19, Z25
+	VADDPS       Z12, Z24, Z24
+	VADDPS       Z12, Z25, Z25
+	VPSLLD       $0x17, Z22, Z22
+	VPSLLD       $0x17, Z23, Z23
+	VADDPS       Z24, Z24, Z24
+	VADDPS       Z25, Z25, Z25
+	VMULPS       Z22, Z24, Z24
+	VMULPS       Z23, Z25, Z25
+	VCMPPS       $0x05, Z0, Z16, K1
+	VCMPPS       $0x05, Z0, Z17, K2
+	VMOVAPS.Z    Z24, K1, Z24
+	VMOVAPS.Z    Z25, K2, Z25
+	VADDPS       Z12, Z24, Z24
+	VADDPS       Z12, Z25, Z25
+	VDIVPS       Z24, Z14, Z14
+	VDIVPS       Z25, Z15, Z15
+	VMOVUPS      Z14, (AX)(DX*1)
+	VMOVUPS      Z15, 64(AX)(DX*1)
+	ADDQ         $0x00000080, DX
+
+silu_checku2:
+	CMPQ DX, BX
+	JL   silu_bodyu1
+	JMP  silu_check4
+
+silu_body3:
+	VMOVUPS      (AX)(DX*1), Z14
+	VPXORD       Z13, Z14, Z15
+	VMOVAPS      Z0, Z16
+	VMAXPS       Z15, Z16, Z16
+	VMOVAPS      Z1, Z17
+	VMINPS       Z16, Z17, Z17
+	VMOVAPS      Z3, Z18
+	VFMADD231PS  Z2, Z17, Z18
+	VSUBPS       Z3, Z18, Z16
+	VFNMADD231PS Z4, Z16, Z17
+	VFNMADD231PS Z5, Z16, Z17
+	VMULPS       Z17, Z17, Z16
+	VMOVAPS      Z7, Z19
+	VFMADD231PS  Z6, Z17, Z19
+	VMOVAPS      Z9, Z20
+	VFMADD231PS  Z8, Z17, Z20
+	VFMADD213PS  Z20, Z16, Z19
+	VMOVAPS      Z11, Z20
+	VFMADD231PS  Z10, Z17, Z20
+	VFMADD213PS  Z20, Z16, Z19
+	VFMADD213PS  Z17, Z16, Z19
+	VADDPS       Z12, Z19, Z19
+	VPSLLD       $0x17, Z18, Z18
+	VADDPS       Z19, Z19, Z19
+	VMULPS       Z18, Z19, Z19
+	VCMPPS       $0x05, Z0, Z15, K1
+	VMOVAPS.Z    Z19, K1, Z19
+	VADDPS       Z12, Z19, Z19
+	VDIVPS       Z19, Z14, Z14
+	VMOVUPS      Z14, (AX)(DX*1)
+	ADDQ         $0x40, DX
+
+silu_check4:
+	CMPQ         DX, CX
+	JL           silu_body3
+	MOVQ         n+8(FP), CX
+	ANDQ         $0x0f, CX
+	JZ           silu_tail_done5
+	LEAQ         lanemasks<>+0(SB), BX
+	KMOVW        (BX)(CX*2), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z14
+	VPXORD       Z13, Z14, Z13
+	VMOVAPS      Z0, Z15
+	VMAXPS       Z13, Z15, Z15
+	VMOVAPS      Z1, Z1
+	VMINPS       Z15, Z1, Z1
+	VMOVAPS      Z3, Z16
+	VFMADD231PS  Z2, Z1, Z16
+	VSUBPS       Z3, Z16, Z2
+	VFNMADD231PS Z4, Z2, Z1
+	VFNMADD231PS Z5, Z2, Z1
+	VMULPS       Z1, Z1, Z15
+	VMOVAPS      Z7, Z2
+	VFMADD231PS  Z6, Z1, Z2
+	VMOVAPS      Z9, Z3
+	VFMADD231PS  Z8, Z1, Z3
+	VFMADD213PS  Z3, Z15, Z2
+	VMOVAPS      Z11, Z3
+	VFMADD231PS  Z10, Z1, Z3
+	VFMADD213PS  Z3, Z15, Z2
+	VFMADD213PS  Z1, Z15, Z2
+	VADDPS       Z12, Z2, Z2
+	VPSLLD       $0x17, Z16, Z16
+	VADDPS       Z2, Z2, Z2
+	VMULPS       Z16, Z2, Z2
+	VCMPPS       $0x05, Z0, Z13, K2
+	VMOVAPS.Z    Z2, K2, Z2
+	VADDPS       Z12, Z2, Z2
+	VDIVPS       Z2, Z14, Z14
+	VMOVUPS      Z14, K1, (AX)(DX*1)
+
+silu_tail_done5:
+	VZEROUPPER
+	RET
+
+// func swiglu(gate *float32, up *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·swiglu(SB), NOSPLIT, $0-24
+	MOVQ         gate+0(FP), AX
+	MOVQ         up+8(FP), CX
+	VBROADCASTSS exp_lo<>+0(SB), Z0
+	VBROADCASTSS exp_hi<>+0(SB), Z1
+	VBROADCASTSS exp_log2e<>+0(SB), Z2
+	VBROADCASTSS exp_magic<>+0(SB), Z3
+	VBROADCASTSS exp_c1<>+0(SB), Z4
+	VBROADCASTSS exp_c2<>+0(SB), Z5
+	VBROADCASTSS exp_p0<>+0(SB), Z6
+	VBROADCASTSS exp_p1<>+0(SB), Z7
+	VBROADCASTSS exp_p2<>+0(SB), Z8
+	VBROADCASTSS exp_p3<>+0(SB), Z9
+	VBROADCASTSS exp_p4<>+0(SB), Z10
+	VBROADCASTSS exp_p5<>+0(SB), Z11
+	VBROADCASTSS one<>+0(SB), Z12
+	VBROADCASTSS signbit<>+0(SB), Z13
+	MOVQ         n+16(FP), DX
+	ANDQ         $-16, DX
+	SHLQ         $0x02, DX
+	XORQ         BX, BX
+	MOVQ         DX, SI
+	ANDQ         $-128, SI
+	JMP          swiglu_checku2
+
+swiglu_bodyu1:
+	VMOVUPS      (AX)(BX*1), Z14
+	VMOVUPS      64(AX)(BX*1), Z15
+	VPXORD       Z13, Z14, Z16
+	VPXORD       Z13, Z15, Z17
+	VMOVAPS      Z0, Z18
+	VMOVAPS      Z0, Z19
+	VMAXPS       Z16, Z18, Z18
+	VMAXPS       Z17, Z19, Z19
+	VMOVAPS      Z1, Z20
+	VMOVAPS      Z1, Z21
+	VMINPS       Z18, Z20, Z20
+	VMINPS       Z19, Z21, Z21
+	VMOVAPS      Z3, Z22
+	VMOVAPS      Z3, Z23
+	VFMADD231PS  Z2, Z20, Z22
+	VFMADD231PS  Z2, Z21, Z23
+	VSUBPS       Z3, Z22, Z18
+	VSUBPS       Z3, Z23, Z19
+	VFNMADD231PS Z4, Z18, Z20
+	VFNMADD231PS Z4, Z19, Z21
+	VFNMADD231PS Z5, Z18, Z20
+	VFNMADD231PS Z5, Z19, Z21
+	VMULPS       Z20, Z20, Z18
+	VMULPS       Z21, Z21, Z19
+	VMOVAPS      Z7, Z24
+	VMOVAPS      Z7, Z25
+	VFMADD231PS  Z6, Z20, Z24
+	VFMADD231PS  Z6, Z21, Z25
+	VMOVAPS      Z9, Z26
+	VMOVAPS      Z9, Z27
+	VFMADD231PS  Z8, Z20, Z26
+	VFMADD231PS  Z8, Z21, Z27
+	VFMADD213PS  Z26, Z18, Z24
+	VFMADD213PS  Z27, Z19, Z25
+	VMOVAPS      Z11, Z26
+	VMOVAPS      Z11, Z27
+	VFMADD231PS  Z10, Z20, Z26
+	VFMADD231PS  Z10, Z21, Z27
+	VFMADD213PS  Z26, Z18, Z24
+	VFMADD213PS  Z27, Z19, Z25
+	VFMADD213PS  Z20, Z18, Z24
+	VFMADD213PS  Z21, Z19, Z25
+	VADDPS       Z12, Z24, Z24
+	VADDPS       Z12, Z25, Z25
+	VPSLLD       $0x17, Z22, Z22
+	VPSLLD       $0x17, Z23, Z23
+	VADDPS       Z24, Z24, Z24
+	VADDPS       Z25, Z25, Z25
+	VMULPS       Z22, Z24, Z24
+	VMULPS       Z23, Z25, Z25
+	VCMPPS       $0x05, Z0, Z16, K1
+	VCMPPS       $0x05, Z0, Z17, K2
+	VMOVAPS.Z    Z24, K1, Z24
+	VMOVAPS.Z    Z25, K2, Z25
+	VADDPS       Z12, Z24, Z24
+	VADDPS       Z12, Z25, Z25
+	VDIVPS       Z24, Z14, Z14
+	VDIVPS       Z25, Z15, Z15
+	VMULPS       (CX)(BX*1), Z14, Z14
+	VMULPS       64(CX)(BX*1), Z15, Z15
+	VMOVUPS      Z14, (AX)(BX*1)
+	VMOVUPS      Z15, 64(AX)(BX*1)
+	ADDQ         $0x00000080, BX
+
+swiglu_checku2:
+	CMPQ BX, SI
+	JL   swiglu_bodyu1
+	JMP  swiglu_check4
+
+swiglu_body3:
+	VMOVUPS      (AX)(BX*1), Z14
+	VPXORD       Z13, Z14, Z15
+	VMOVAPS      Z0, Z16
+	VMAXPS       Z15, Z16, Z16
+	VMOVAPS      Z1, Z17
+	VMINPS       Z16, Z17, Z17
+	VMOVAPS      Z3, Z18
+	VFMADD231PS  Z2, Z17, Z18
+	VSUBPS       Z3, Z18, Z16
+	VFNMADD231PS Z4, Z16, Z17
+	VFNMADD231PS Z5, Z16, Z17
+	VMULPS       Z17, Z17, Z16
+	VMOVAPS      Z7, Z19
+	VFMADD231PS  Z6, Z17, Z19
+	VMOVAPS      Z9, Z20
+	VFMADD231PS  Z8, Z17, Z20
+	VFMADD213PS  Z20, Z16, Z19
+	VMOVAPS      Z11, Z20
+	VFMADD231PS  Z10, Z17, Z20
+	VFMADD213PS  Z20, Z16, Z19
+	VFMADD213PS  Z17, Z16, Z19
+	VADDPS       Z12, Z19, Z19
+	VPSLLD       $0x17, Z18, Z18
+	VADDPS       Z19, Z19, Z19
+	VMULPS       Z18, Z19, Z19
+	VCMPPS       $0x05, Z0, Z15, K1
+	VMOVAPS.Z    Z19, K1, Z19
+	VADDPS       Z12, Z19, Z19
+	VDIVPS       Z19, Z14, Z14
+	VMULPS       (CX)(BX*1), Z14, Z14
+	VMOVUPS      Z14, (AX)(BX*1)
+	ADDQ         $0x40, BX
+
+swiglu_check4:
+	CMPQ         BX, DX
+	JL           swiglu_body3
+	MOVQ         n+16(FP), DX
+	ANDQ         $0x0f, DX
+	JZ           swiglu_tail_done5
+	LEAQ         lanemasks<>+0(SB), SI
+	KMOVW        (SI)(DX*2), K1
+	VMOVUPS.Z    (AX)(BX*1), K1, Z14
+	VPXORD       Z13, Z14, Z13
+	VMOVAPS      Z0, Z15
+	VMAXPS       Z13, Z15, Z15
+	VMOVAPS      Z1, Z1
+	VMINPS       Z15, Z1, Z1
+	VMOVAPS      Z3, Z16
+	VFMADD231PS  Z2, Z1, Z16
+	VSUBPS       Z3, Z16, Z2
+	VFNMADD231PS Z4, Z2, Z1
+	VFNMADD231PS Z5, Z2, Z1
+	VMULPS       Z1, Z1, Z15
+	VMOVAPS      Z7, Z2
+	VFMADD231PS  Z6, Z1, Z2
+	VMOVAPS      Z9, Z3
+	VFMADD231PS  Z8, Z1, Z3
+	VFMADD213PS  Z3, Z15, Z2
+	VMOVAPS      Z11, Z3
+	VFMADD231PS  Z10, Z1, Z3
+	VFMADD213PS  Z3, Z15, Z2
+	VFMADD213PS  Z1, Z15, Z2
+	VADDPS       Z12, Z2, Z2
+	VPSLLD       $0x17, Z16, Z16
+	VADDPS       Z2, Z2, Z2
+	VMULPS       Z16, Z2, Z2
+	VCMPPS       $0x05, Z0, Z13, K2
+	VMOVAPS.Z    Z2, K2, Z2
+	VADDPS       Z12, Z2, Z2
+	VDIVPS       Z2, Z14, Z14
+	VMOVUPS.Z    (CX)(BX*1), K1, Z0
+	VMULPS       Z0, Z14, Z14
+	VMOVUPS      Z14, K1, (AX)(BX*1)
+
+swiglu_tail_done5:
+	VZEROUPPER
+	RET
+
+// func ropeNeoX(x *float32, heads int, headDim int, cos *float32, sin *float32, half int)
+// Requires: AVX, AVX512F
+TEXT ·ropeNeoX(SB), NOSPLIT, $0-48
+	MOVQ x+0(FP), AX
+
+ropeNeoX_head1:
+	MOVQ half+40(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (AX)(CX*1), CX
+	MOVQ cos+24(FP), DX
+	MOVQ sin+32(FP), BX
+	MOVQ half+40(FP), SI
+	ANDQ $-16, SI
+	SHLQ $0x02, SI
+	XORQ DI, DI
+	MOVQ SI, R8
+	ANDQ $-128, R8
+	JMP  ropeNeoX_checku3
+
+ropeNeoX_bodyu2:
+	VMOVUPS (AX)(DI*1), Z0
+	VMOVUPS (CX)(DI*1), Z1
+	VMOVUPS (DX)(DI*1), Z2
+	VMOVUPS (BX)(DI*1), Z3
+	VMULPS  Z2, Z0, Z4
+	VMULPS  Z3, Z1, Z5
+	VSUBPS  Z5, Z4, Z4
+	VMULPS  Z3, Z0, Z0
+	VMULPS  Z2, Z1, Z1
+	VADDPS  Z1, Z0, Z0
+	VMOVUPS Z4, (AX)(DI*1)
+	VMOVUPS Z0, (CX)(DI*1)
+	VMOVUPS 64(AX)(DI*1), Z0
+	VMOVUPS 64(CX)(DI*1), Z1
+	VMOVUPS 64(DX)(DI*1), Z2
+	VMOVUPS 64(BX)(DI*1), Z3
+	VMULPS  Z2, Z0, Z4
+	VMULPS  Z3, Z1, Z5
+	VSUBPS  Z5, Z4, Z4
+	VMULPS  Z3, Z0, Z0
+	VMULPS  Z2, Z1, Z1
+	VADDPS  Z1, Z0, Z0
+	VMOVUPS Z4, 64(AX)(DI*1)
+	VMOVUPS Z0, 64(CX)(DI*1)
+	ADDQ    $0x00000080, DI
+
+ropeNeoX_checku3:
+	CMPQ DI, R8
+	JL   ropeNeoX_bodyu2
+	JMP  ropeNeoX_check5
+
+ropeNeoX_body4:
+	VMOVUPS (AX)(DI*1), Z0
+	VMOVUPS (CX)(DI*1), Z1
+	VMOVUPS (DX)(DI*1), Z2
+	VMOVUPS (BX)(DI*1), Z3
+	VMULPS  Z2, Z0, Z4
+	VMULPS  Z3, Z1, Z5
+	VSUBPS  Z5, Z4, Z4
+	VMULPS  Z3, Z0, Z0
+	VMULPS  Z2, Z1, Z1
+	VADDPS  Z1, Z0, Z0
+	VMOVUPS Z4, (AX)(DI*1)
+	VMOVUPS Z0, (CX)(DI*1)
+	ADDQ    $0x40, DI
+
+ropeNeoX_check5:
+	CMPQ      DI, SI
+	JL        ropeNeoX_body4
+	MOVQ      half+40(FP), SI
+	ANDQ      $0x0f, SI
+	JZ        ropeNeoX_tail_done6
+	LEAQ      lanemasks<>+0(SB), R8
+	KMOVW     (R8)(SI*2), K1
+	VMOVUPS.Z (AX)(DI*1), K1, Z0
+	VMOVUPS.Z (CX)(DI*1), K1, Z1
+	VMOVUPS.Z (DX)(DI*1), K1, Z2
+	VMOVUPS.Z (BX)(DI*1), K1, Z3
+	VMULPS    Z2, Z0, Z4
+	VMULPS    Z3, Z1, Z5
+	VSUBPS    Z5, Z4, Z4
+	VMULPS    Z3, Z0, Z0
+	VMULPS    Z2, Z1, Z1
+	VADDPS    Z1, Z0, Z0
+	VMOVUPS   Z4, K1, (AX)(DI*1)
+	VMOVUPS   Z0, K1, (CX)(DI*1)
+
+ropeNeoX_tail_done6:
+	MOVQ headDim+16(FP), CX
+	SHLQ $0x02, CX
+	ADDQ CX, AX
+	MOVQ heads+8(FP), CX
+	DECQ CX
+	MOVQ CX, heads+8(FP)
+	JNZ  ropeNeoX_head1
+	VZEROUPPER
+	RET
+
+// func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, pairs int)
+// Requires: AVX, AVX512F
+TEXT ·rope(SB), NOSPLIT, $0-48
+	MOVQ    x+0(FP), AX
+	MOVQ    cos+24(FP), CX
+	MOVQ    sin+32(FP), DX
+	MOVQ    headDim+16(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS ropedup<>+0(SB), Z0
+	MOVQ    pairs+40(FP), SI
+	SHRQ    $0x03, SI
+
+rope_vec1:
+	TESTQ   SI, SI
+	JZ      rope_tail2
+	VMOVUPS (CX), Y1
+	VPERMPS Z1, Z0, Z2
+	VMOVUPS (DX), Y1
+	VPERMPS Z1, Z0, Z3
+	MOVQ    AX, DI
+	MOVQ    heads+8(FP), R8
+
+rope_heads4:
+	VMOVUPS        (DI), Z4
+	VPERMILPS      $0xb1, Z4, Z5
+	VMULPS         Z3, Z5, Z5
+	VFMADDSUB213PS Z5, Z2, Z4
+	VMOVUPS        Z4, (DI)
+	ADDQ           BX, DI
+	DECQ           R8
+	JNZ            rope_heads4
+	ADDQ           $0x40, AX
+	ADDQ           $0x20, CX
+	ADDQ           $0x20, DX
+	DECQ           SI
+	JMP            rope_vec1
+
+rope_tail2:
+	MOVQ      pairs+40(FP), SI
+	ANDQ      $0x07, SI
+	JZ        rope_done3
+	LEAQ      (SI)(SI*1), DI
+	LEAQ      lanemasks<>+0(SB), R8
+	KMOVW     (R8)(SI*2), K1
+	LEAQ      lanemasks<>+0(SB), SI
+	KMOVW     (SI)(DI*2), K2
+	VMOVUPS.Z (CX), K1, Z1
+	VPERMPS   Z1, Z0, Z1
+	VMOVUPS.Z (DX), K1, Z2
+	VPERMPS   Z2, Z0, Z0
+	MOVQ      heads+8(FP), CX
+
+rope_heads5:
+	VMOVUPS.Z      (AX), K2, Z2
+	VPERMILPS      $0xb1, Z2, Z3
+	VMULPS         Z0, Z3, Z3
+	VFMADDSUB213PS Z3, Z1, Z2
+	VMOVUPS        Z2, K2, (AX)
+	ADDQ           BX, AX
+	DECQ           CX
+	JNZ            rope_heads5
+
+rope_done3:
+	VZEROUPPER
+	RET
+
+DATA ropedup<>+0(SB)/4, $0x00000000
+DATA ropedup<>+4(SB)/4, $0x00000000
+DATA ropedup<>+8(SB)/4, $0x00000001
+DATA ropedup<>+12(SB)/4, $0x00000001
+DATA ropedup<>+16(SB)/4, $0x00000002
+DATA ropedup<>+20(SB)/4, $0x00000002
+DATA ropedup<>+24(SB)/4, $0x00000003
+DATA ropedup<>+28(SB)/4, $0x00000003
+DATA ropedup<>+32(SB)/4, $0x00000004
+DATA ropedup<>+36(SB)/4, $0x00000004
+DATA ropedup<>+40(SB)/4, $0x00000005
+DATA ropedup<>+44(SB)/4, $0x00000005
+DATA ropedup<>+48(SB)/4, $0x00000006
+DATA ropedup<>+52(SB)/4, $0x00000006
+DATA ropedup<>+56(SB)/4, $0x00000007
+DATA ropedup<>+60(SB)/4, $0x00000007
+GLOBL ropedup<>(SB), RODATA|NOPTR, $64
+
+// func quantQ8(dst *byte, x *float32, nb int) int
+// Requires: AVX, AVX512F, AVX512VL, F16C
+TEXT ·quantQ8(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         nb+16(FP), DX
+	XORQ         BX, BX
+	VBROADCASTSS absmask<>+0(SB), Z0
+	VBROADCASTSS inff<>+0(SB), Z1
+	VBROADCASTSS halff<>+0(SB), Z2
+	VBROADCASTSS onef<>+0(SB), Z3
+	VBROADCASTSS signmask<>+0(SB), Z4
+
+quantQ8_block1:
+	CMPQ          BX, DX
+	JGE           quantQ8_end2
+	VMOVUPS       (CX), Z5
+	VMOVUPS       64(CX), Z7
+	VPANDD        Z0, Z5, Z6
+	VPANDD        Z0, Z7, Z8
+	VCMPPS        $0x05, Z1, Z6, K1
+	VCMPPS        $0x05, Z1, Z8, K2
+	KORTESTW      K1, K2
+	JNZ           quantQ8_end2
+	VMAXPS        Z8, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VMAXPS        Y8, Y6, Y8
+	VEXTRACTF32X4 $0x01, Y8, X6
+	VMAXPS        X6, X8, X8
+	VMOVHLPS      X8, X8, X6
+	VMAXPS        X6, X8, X8
+	VMOVSHDUP     X8, X6
+	VMAXSS        X6, X8, X8
+	VDIVSS        f127<>+0(SB), X8, X6
+	VMOVSS        onef<>+0(SB), X8
+	VDIVSS        X6, X8, X8
+	VXORPS        X9, X9, X9
+	VCMPSS        $0x00, X9, X6, X9
+	VANDNPS       X8, X9, X8
+	VUCOMISS      inff<>+0(SB), X8
+	JAE           quantQ8_end2
+	VCVTPS2PH     $0x00, X6, X6
+	VPEXTRW       $0x00, X6, (AX)
+	VBROADCASTSS  X8, Z6
+	VMULPS        Z6, Z5, Z5
+	VRNDSCALEPS   $0x03, Z5, Z8
+	VSUBPS        Z8, Z5, Z9
+	VPANDD        Z0, Z9, Z9
+	VCMPPS        $0x1d, Z2, Z9, K1
+	VPANDD        Z4, Z5, Z5
+	VPORD         Z3, Z5, Z5
+	VADDPS        Z5, Z8, K1, Z8
+	VCVTTPS2DQ    Z8, Z8
+	VPMOVSDB      Z8, 2(AX)
+	VMULPS        Z6, Z7, Z5
+	VRNDSCALEPS   $0x03, Z5, Z6
+	VSUBPS        Z6, Z5, Z7
+	VPANDD        Z0, Z7, Z7
+	VCMPPS        $0x1d, Z2, Z7, K1
+	VPANDD        Z4, Z5, Z5
+	VPORD         Z3, Z5, Z5
+	VADDPS        Z5, Z6, K1, Z6
+	VCVTTPS2DQ    Z6, Z6
+	VPMOVSDB      Z6, 18(AX)
+	ADDQ          $0x80, CX
+	ADDQ          $0x22, AX
+	INCQ          BX
+	JMP           quantQ8_block1
+
+quantQ8_end2:
+	MOVQ BX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+DATA absmask<>+0(SB)/4, $0x7fffffff
+DATA absmask<>+4(SB)/4, $0x7fffffff
+DATA absmask<>+8(SB)/4, $0x7fffffff
+DATA absmask<>+12(SB)/4, $0x7fffffff
+DATA absmask<>+16(SB)/4, $0x7fffffff
+DATA absmask<>+20(SB)/4, $0x7fffffff
+DATA absmask<>+24(SB)/4, $0x7fffffff
+DATA absmask<>+28(SB)/4, $0x7fffffff
+GLOBL absmask<>(SB), RODATA|NOPTR, $32
+
+DATA inff<>+0(SB)/4, $0x7f800000
+DATA inff<>+4(SB)/4, $0x7f800000
+DATA inff<>+8(SB)/4, $0x7f800000
+DATA inff<>+12(SB)/4, $0x7f800000
+DATA inff<>+16(SB)/4, $0x7f800000
+DATA inff<>+20(SB)/4, $0x7f800000
+DATA inff<>+24(SB)/4, $0x7f800000
+DATA inff<>+28(SB)/4, $0x7f800000
+GLOBL inff<>(SB), RODATA|NOPTR, $32
+
+DATA halff<>+0(SB)/4, $0x3f000000
+DATA halff<>+4(SB)/4, $0x3f000000
+DATA halff<>+8(SB)/4, $0x3f000000
+DATA halff<>+12(SB)/4, $0x3f000000
+DATA halff<>+16(SB)/4, $0x3f000000
+DATA halff<>+20(SB)/4, $0x3f000000
+DATA halff<>+24(SB)/4, $0x3f000000
+DATA halff<>+28(SB)/4, $0x3f000000
+GLOBL halff<>(SB), RODATA|NOPTR, $32
+
+DATA onef<>+0(SB)/4, $0x3f800000
+DATA onef<>+4(SB)/4, $0x3f800000
+DATA onef<>+8(SB)/4, $0x3f800000
+DATA onef<>+12(SB)/4, $0x3f800000
+DATA onef<>+16(SB)/4, $0x3f800000
+DATA onef<>+20(SB)/4, $0x3f800000
+DATA onef<>+24(SB)/4, $0x3f800000
+DATA onef<>+28(SB)/4, $0x3f800000
+GLOBL onef<>(SB), RODATA|NOPTR, $32
+
+DATA signmask<>+0(SB)/4, $0x80000000
+DATA signmask<>+4(SB)/4, $0x80000000
+DATA signmask<>+8(SB)/4, $0x80000000
+DATA signmask<>+12(SB)/4, $0x80000000
+DATA signmask<>+16(SB)/4, $0x80000000
+DATA signmask<>+20(SB)/4, $0x80000000
+DATA signmask<>+24(SB)/4, $0x80000000
+DATA signmask<>+28(SB)/4, $0x80000000
+GLOBL signmask<>(SB), RODATA|NOPTR, $32
+
+DATA f127<>+0(SB)/4, $0x42fe0000
+DATA f127<>+4(SB)/4, $0x42fe0000
+DATA f127<>+8(SB)/4, $0x42fe0000
+DATA f127<>+12(SB)/4, $0x42fe0000
+DATA f127<>+16(SB)/4, $0x42fe0000
+DATA f127<>+20(SB)/4, $0x42fe0000
+DATA f127<>+24(SB)/4, $0x42fe0000
+DATA f127<>+28(SB)/4, $0x42fe0000
+GLOBL f127<>(SB), RODATA|NOPTR, $32
+
+// func quantQ8K(dst *byte, x *float32, nb int) int
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·quantQ8K(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         nb+16(FP), DX
+	XORQ         BX, BX
+	VPBROADCASTD absmask<>+0(SB), Z0
+	VBROADCASTSS inff<>+0(SB), Z1
+
+quantQ8K_block1:
+	CMPQ          BX, DX
+	JGE           quantQ8K_end2
+	VPANDD        (CX), Z0, Z2
+	VCMPPS        $0x05, Z1, Z2, K1
+	KMOVW         K1, K1
+	VMOVAPS       Z2, Z2
+	VPANDD        64(CX), Z0, Z3
+	VCMPPS        $0x05, Z1, Z3, K2
+	KORW          K2, K1, K1
+	VMOVAPS       Z3, Z3
+	VPANDD        128(CX), Z0, Z4
+	VCMPPS        $0x05, Z1, Z4, K2
+	KORW          K2, K1, K1
+	VMOVAPS       Z4, Z4
+	VPANDD        192(CX), Z0, Z5
+	VCMPPS        $0x05, Z1, Z5, K2
+	KORW          K2, K1, K1
+	VMOVAPS       Z5, Z5
+	VPANDD        256(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z2, Z2
+	VPANDD        320(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z3, Z3
+	VPANDD        384(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z4, Z4
+	VPANDD        448(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z5, Z5
+	VPANDD        512(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z2, Z2
+	VPANDD        576(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z3, Z3
+	VPANDD        640(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z4, Z4
+	VPANDD        704(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z5, Z5
+	VPANDD        768(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z2, Z2
+	VPANDD        832(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z3, Z3
+	VPANDD        896(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z4, Z4
+	VPANDD        960(CX), Z0, Z6
+	VCMPPS        $0x05, Z1, Z6, K2
+	KORW          K2, K1, K1
+	VMAXPS        Z6, Z5, Z5
+	KORTESTW      K1, K1
+	JNZ           quantQ8K_end2
+	VMAXPS        Z3, Z2, Z2
+	VMAXPS        Z5, Z4, Z4
+	VMAXPS        Z4, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y3
+	VMAXPS        Y3, Y2, Y3
+	VEXTRACTF32X4 $0x01, Y3, X2
+	VMAXPS        X2, X3, X3
+	VMOVHLPS      X3, X3, X2
+	VMAXPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VMAXSS        X2, X3, X3
+	VXORPS        X2, X2, X2
+	VUCOMISS      X2, X3
+	JE            quantQ8K_end2
+	VBROADCASTSS  X3, Z2
+	XORQ          SI, SI
+
+quantQ8K_scan3:
+	VPANDD (CX)(SI*4), Z0, Z3
+	VCMPPS $0x00, Z2, Z3, K1
+	KMOVW  K1, DI
+	TESTL  DI, DI
+	JNZ    quantQ8K_found4
+	ADDQ   $0x10, SI
+	JMP    quantQ8K_scan3
+
+quantQ8K_found4:
+	BSFL         DI, R8
+	ADDQ         R8, SI
+	VMOVSS       (CX)(SI*4), X2
+	VMOVSS       m127f<>+0(SB), X3
+	VDIVSS       X2, X3, X3
+	VANDPS       X0, X3, X2
+	VUCOMISS     inff<>+0(SB), X2
+	JAE          quantQ8K_end2
+	VMOVSS       onef<>+0(SB), X2
+	VDIVSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VBROADCASTSS X3, Z2
+	VBROADCASTSS magicf<>+0(SB), Z3
+	VPBROADCASTD mant23<>+0(SB), Z4
+	VPBROADCASTD half22<>+0(SB), Z5
+	VPBROADCASTD i127<>+0(SB), Z6
+	VMULPS       (CX), Z2, Z7
+	VADDPS       Z3, Z7, Z7
+	VPANDD       Z4, Z7, Z7
+	VPSUBD       Z5, Z7, Z7
+	VPMINSD      Z6, Z7, Z7
+	VPMOVSDB     Z7, 4(AX)
+	VMULPS       64(CX), Z2, Z8
+	VADDPS       Z3, Z8, Z8
+	VPANDD       Z4, Z8, Z8
+	VPSUBD       Z5, Z8, Z8
+	VPMINSD      Z6, Z8, Z8
+	VPMOVSDB     Z8, 20(AX)
+	VMULPS       128(CX), Z2, Z9
+	VADDPS       Z3, Z9, Z9
+	VPANDD       Z4, Z9, Z9
+	VPSUBD       Z5, Z9, Z9
+	VPMINSD      Z6, Z9, Z9
+	VPMOVSDB     Z9, 36(AX)
+	VMULPS       192(CX), Z2, Z10
+	VADDPS       Z3, Z10, Z10
+	VPANDD       Z4, Z10, Z10
+	VPSUBD       Z5, Z10, Z10
+	VPMINSD      Z6, Z10, Z10
+	VPMOVSDB     Z10, 52(AX)
+	VPUNPCKLDQ   Z8, Z7, Z11
+	VPUNPCKHDQ   Z8, Z7, Z7
+	VPADDD       Z11, Z7, Z7
+	VPUNPCKLDQ   Z10, Z9, Z8
+	VPUNPCKHDQ   Z10, Z9, Z9
+	VPADDD       Z8, Z9, Z9
+	VPUNPCKLQDQ  Z9, Z7, Z8
+	VPUNPCKHQDQ  Z9, Z7, Z7
+	VPADDD       Z8, Z7, Z7
+	VMULPS       256(CX), Z2, Z8
+	VADDPS       Z3, Z8, Z8
+	VPANDD       Z4, Z8, Z8
+	VPSUBD       Z5, Z8, Z8
+	VPMINSD      Z6, Z8, Z8
+	VPMOVSDB     Z8, 68(AX)
+	VMULPS       320(CX), Z2, Z9
+	VADDPS       Z3, Z9, Z9
+	VPANDD       Z4, Z9, Z9
+	VPSUBD       Z5, Z9, Z9
+	VPMINSD      Z6, Z9, Z9
+	VPMOVSDB     Z9, 84(AX)
+	VMULPS       384(CX), Z2, Z10
+	VADDPS       Z3, Z10, Z10
+	VPANDD       Z4, Z10, Z10
+	VPSUBD       Z5, Z10, Z10
+	VPMINSD      Z6, Z10, Z10
+	VPMOVSDB     Z10, 100(AX)
+	VMULPS       448(CX), Z2, Z11
+	VADDPS       Z3, Z11, Z11
+	VPANDD       Z4, Z11, Z11
+	VPSUBD       Z5, Z11, Z11
+	VPMINSD      Z6, Z11, Z11
+	VPMOVSDB     Z11, 116(AX)
+	VPUNPCKLDQ   Z9, Z8, Z12
+	VPUNPCKHDQ   Z9, Z8, Z8
+	VPADDD       Z12, Z8, Z8
+	VPUNPCKLDQ   Z11, Z10, Z9
+	VPUNPCKHDQ   Z11, Z10, Z10
+	VPADDD       Z9, Z10, Z10
+	VPUNPCKLQDQ  Z10, Z8, Z9
+	VPUNPCKHQDQ  Z10, Z8, Z8
+	VPADDD       Z9, Z8, Z8
+	VMULPS       512(CX), Z2, Z9
+	VADDPS       Z3, Z9, Z9
+	VPANDD       Z4, Z9, Z9
+	VPSUBD       Z5, Z9, Z9
+	VPMINSD      Z6, Z9, Z9
+	VPMOVSDB     Z9, 132(AX)
+	VMULPS       576(CX), Z2, Z10
+	VADDPS       Z3, Z10, Z10
+	VPANDD       Z4, Z10, Z10
+	VPSUBD       Z5, Z10, Z10
+	VPMINSD      Z6, Z10, Z10
+	VPMOVSDB     Z10, 148(AX)
+	VMULPS       640(CX), Z2, Z11
+	VADDPS       Z3, Z11, Z11
+	VPANDD       Z4, Z11, Z11
+	VPSUBD       Z5, Z11, Z11
+	VPMINSD      Z6, Z11, Z11
+	VPMOVSDB     Z11, 164(AX)
+	VMULPS       704(CX), Z2, Z12
+	VADDPS       Z3, Z12, Z12
+	VPANDD       Z4, Z12, Z12
+	VPSUBD       Z5, Z12, Z12
+	VPMINSD      Z6, Z12, Z12
+	VPMOVSDB     Z12, 180(AX)
+	VPUNPCKLDQ   Z10, Z9, Z13
+	VPUNPCKHDQ   Z10, Z9, Z9
+	VPADDD       Z13, Z9, Z9
+	VPUNPCKLDQ   Z12, Z11, Z10
+	VPUNPCKHDQ   Z12, Z11, Z11
+	VPADDD       Z10, Z11, Z11
+	VPUNPCKLQDQ  Z11, Z9, Z10
+	VPUNPCKHQDQ  Z11, Z9, Z9
+	VPADDD       Z10, Z9, Z9
+	VMULPS       768(CX), Z2, Z10
+	VADDPS       Z3, Z10, Z10
+	VPANDD       Z4, Z10, Z10
+	VPSUBD       Z5, Z10, Z10
+	VPMINSD      Z6, Z10, Z10
+	VPMOVSDB     Z10, 196(AX)
+	VMULPS       832(CX), Z2, Z11
+	VADDPS       Z3, Z11, Z11
+	VPANDD       Z4, Z11, Z11
+	VPSUBD       Z5, Z11, Z11
+	VPMINSD      Z6, Z11, Z11
+	VPMOVSDB     Z11, 212(AX)
+	VMULPS       896(CX), Z2, Z12
+	VADDPS       Z3, Z12, Z12
+	VPANDD       Z4, Z12, Z12
+	VPSUBD       Z5, Z12, Z12
+	VPMINSD      Z6, Z12, Z12
+	VPMOVSDB     Z12, 228(AX)
+	VMULPS       960(CX), Z2, Z2
+	VADDPS       Z3, Z2, Z2
+	VPANDD       Z4, Z2, Z2
+	VPSUBD       Z5, Z2, Z2
+	VPMINSD      Z6, Z2, Z2
+	VPMOVSDB     Z2, 244(AX)
+	VPUNPCKLDQ   Z11, Z10, Z3
+	VPUNPCKHDQ   Z11, Z10, Z4
+	VPADDD       Z3, Z4, Z4
+	VPUNPCKLDQ   Z2, Z12, Z3
+	VPUNPCKHDQ   Z2, Z12, Z2
+	VPADDD       Z3, Z2, Z2
+	VPUNPCKLQDQ  Z2, Z4, Z3
+	VPUNPCKHQDQ  Z2, Z4, Z4
+	VPADDD       Z3, Z4, Z4
+	VSHUFI32X4   $0x88, Z8, Z7, Z2
+	VSHUFI32X4   $0xdd, Z8, Z7, Z7
+	VPADDD       Z2, Z7, Z7
+	VSHUFI32X4   $0x88, Z4, Z9, Z2
+	VSHUFI32X4   $0xdd, Z4, Z9, Z9
+	VPADDD       Z2, Z9, Z9
+	VSHUFI32X4   $0x88, Z9, Z7, Z2
+	VSHUFI32X4   $0xdd, Z9, Z7, Z7
+	VPADDD       Z2, Z7, Z7
+	VPMOVDW      Z7, 260(AX)
+	ADDQ         $0x00000400, CX
+	ADDQ         $0x00000124, AX
+	INCQ         BX
+	JMP          quantQ8K_block1
+
+quantQ8K_end2:
+	MOVQ BX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+DATA m127f<>+0(SB)/4, $0xc2fe0000
+DATA m127f<>+4(SB)/4, $0xc2fe0000
+DATA m127f<>+8(SB)/4, $0xc2fe0000
+DATA m127f<>+12(SB)/4, $0xc2fe0000
+DATA m127f<>+16(SB)/4, $0xc2fe0000
+DATA m127f<>+20(SB)/4, $0xc2fe0000
+DATA m127f<>+24(SB)/4, $0xc2fe0000
+DATA m127f<>+28(SB)/4, $0xc2fe0000
+GLOBL m127f<>(SB), RODATA|NOPTR, $32
+
+DATA magicf<>+0(SB)/4, $0x4b400000
+DATA magicf<>+4(SB)/4, $0x4b400000
+DATA magicf<>+8(SB)/4, $0x4b400000
+DATA magicf<>+12(SB)/4, $0x4b400000
+DATA magicf<>+16(SB)/4, $0x4b400000
+DATA magicf<>+20(SB)/4, $0x4b400000
+DATA magicf<>+24(SB)/4, $0x4b400000
+DATA magicf<>+28(SB)/4, $0x4b400000
+GLOBL magicf<>(SB), RODATA|NOPTR, $32
+
+DATA mant23<>+0(SB)/4, $0x007fffff
+DATA mant23<>+4(SB)/4, $0x007fffff
+DATA mant23<>+8(SB)/4, $0x007fffff
+DATA mant23<>+12(SB)/4, $0x007fffff
+DATA mant23<>+16(SB)/4, $0x007fffff
+DATA mant23<>+20(SB)/4, $0x007fffff
+DATA mant23<>+24(SB)/4, $0x007fffff
+DATA mant23<>+28(SB)/4, $0x007fffff
+GLOBL mant23<>(SB), RODATA|NOPTR, $32
+
+DATA half22<>+0(SB)/4, $0x00400000
+DATA half22<>+4(SB)/4, $0x00400000
+DATA half22<>+8(SB)/4, $0x00400000
+DATA half22<>+12(SB)/4, $0x00400000
+DATA half22<>+16(SB)/4, $0x00400000
+DATA half22<>+20(SB)/4, $0x00400000
+DATA half22<>+24(SB)/4, $0x00400000
+DATA half22<>+28(SB)/4, $0x00400000
+GLOBL half22<>(SB), RODATA|NOPTR, $32
+
+DATA i127<>+0(SB)/4, $0x0000007f
+DATA i127<>+4(SB)/4, $0x0000007f
+DATA i127<>+8(SB)/4, $0x0000007f
+DATA i127<>+12(SB)/4, $0x0000007f
+DATA i127<>+16(SB)/4, $0x0000007f
+DATA i127<>+20(SB)/4, $0x0000007f
+DATA i127<>+24(SB)/4, $0x0000007f
+DATA i127<>+28(SB)/4, $0x0000007f
+GLOBL i127<>(SB), RODATA|NOPTR, $32

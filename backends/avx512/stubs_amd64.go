@@ -426,3 +426,114 @@ func roundBF16(dst *uint16, x *float32, n int)
 //
 //go:noescape
 func gemmBF16Sx46(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, scale float32)
+
+// dot returns Σ_{i<n} a[i]·b[i].
+//
+//go:noescape
+func dot(a *float32, b *float32, n int) float32
+
+// wsum computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1).
+//
+//go:noescape
+func wsum(out *float32, v *float32, stride int, p *float32, n int, hd int)
+
+// wsumH computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1, v binary16, hd a multiple of 8).
+//
+//go:noescape
+func wsumH(out *float32, v *uint16, stride int, p *float32, n int, hd int)
+
+// sum returns Σ x[i] over i < n.
+//
+//go:noescape
+func sum(x *float32, n int) float32
+
+// sumsq returns Σ x[i]² over i < n.
+//
+//go:noescape
+func sumsq(x *float32, n int) float32
+
+// sumsqdev returns Σ (x[i]-mean)² over i < n.
+//
+//go:noescape
+func sumsqdev(x *float32, n int, mean float32) float32
+
+// maxNaN returns max x[i] over i < n (-Inf for n = 0) and whether any x[i] is NaN.
+//
+//go:noescape
+func maxNaN(x *float32, n int) (max float32, nan bool)
+
+// expSub replaces x[i] by exp(x[i]-m) for i < n and returns their sum.
+//
+//go:noescape
+func expSub(x *float32, n int, m float32) float32
+
+// add computes dst[i] += x[i] for i < n.
+//
+//go:noescape
+func add(dst *float32, x *float32, n int)
+
+// scale computes x[i] *= s for i < n.
+//
+//go:noescape
+func scale(x *float32, n int, s float32)
+
+// rmsOut computes dst[i] = x[i]·s·w[i] for i < n (RMSNorm's second pass).
+//
+//go:noescape
+func rmsOut(dst *float32, x *float32, w *float32, n int, s float32)
+
+// lnOut computes dst[i] = (x[i]-mean)·inv·w[i] for i < n (LayerNorm without bias).
+//
+//go:noescape
+func lnOut(dst *float32, x *float32, w *float32, n int, mean float32, inv float32)
+
+// lnOutBias computes dst[i] = (x[i]-mean)·inv·w[i] + b[i] for i < n.
+//
+//go:noescape
+func lnOutBias(dst *float32, x *float32, w *float32, b *float32, n int, mean float32, inv float32)
+
+// relu sets x[i] = 0 where x[i] < 0, for i < n (NaN and -0 stay as they are).
+//
+//go:noescape
+func relu(x *float32, n int)
+
+// gelu applies GELU (tanh form) in place: x / (1 + exp(x·(k1 + k2·x²))).
+//
+//go:noescape
+func gelu(x *float32, n int)
+
+// silu applies x·σ(x) = x / (1 + exp(-x)) in place.
+//
+//go:noescape
+func silu(x *float32, n int)
+
+// swiglu computes gate[i] = silu(gate[i])·up[i] for i < n.
+//
+//go:noescape
+func swiglu(gate *float32, up *float32, n int)
+
+// ropeNeoX rotates, in each of heads (≥ 1) heads of width headDim in x, x[i] with x[i+half]
+// for i < half by the angle of cos[i], sin[i]: x[i]·cos[i] - x[i+half]·sin[i] and
+// x[i]·sin[i] + x[i+half]·cos[i], each product rounded (kernels.Reference's bits).
+//
+//go:noescape
+func ropeNeoX(x *float32, heads int, headDim int, cos *float32, sin *float32, half int)
+
+// rope rotates pairs (2i, 2i+1), i < pairs, of each of heads (≥ 1) heads of width headDim in x.
+//
+//go:noescape
+func rope(x *float32, heads int, headDim int, cos *float32, sin *float32, pairs int)
+
+// quantQ8 quantizes the nb blocks of 32 floats at x to q8_0 at dst, exactly as
+// dtype.QuantizeRowQ8_0, stopping before the first block with a non-finite element or
+// 1/d; it returns how many blocks it wrote.
+//
+//go:noescape
+func quantQ8(dst *byte, x *float32, nb int) int
+
+// quantQ8K quantizes the nb super-blocks of 256 floats at x to q8_k at dst, exactly as
+// dtype.QuantizeRowQ8_K, stopping before the first super-block with a non-finite
+// element, all zeros, or a non-finite −127/max; it returns how many it wrote.
+//
+//go:noescape
+func quantQ8K(dst *byte, x *float32, nb int) int

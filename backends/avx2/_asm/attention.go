@@ -6,27 +6,56 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// genAttention emits wsum, the value half of attention: out = Σ_j p[j]·v_j. Column
-// chunks of 64 floats keep their 8 accumulators in registers for the whole pass over
-// the n cached rows, so each v_j element is loaded once and out is written once.
-func genAttention() {
-	lb := fn("wsum", "func(out *float32, v *float32, stride int, p *float32, n int, hd int)",
-		"wsum computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1).")
+// genAttention emits wsum for width w, the value half of attention: out = Σ_j p[j]·v_j.
+// Column chunks of 8 vectors (64 floats in YMM, 128 in ZMM) keep their 8 accumulators
+// in registers for the whole pass over the n cached rows, so each v_j element is loaded
+// once and out is written once; narrower chunks take two or four rows at a time into
+// as many sets of accumulators, so that the FMA chains still overlap.
+//
+// With half, it emits wsumH instead, over binary16 values (VCVTPH2PS as they are
+// loaded; ZMM only: backends/avx2's wsumH is genWsumHalf's).
+func genAttention(w width, half bool) {
+	es := 4 // bytes per value
+	var lb *labels
+	if half {
+		es = 2
+		lb = fn("wsumH", "func(out *float32, v *uint16, stride int, p *float32, n int, hd int)",
+			"wsumH computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1, v binary16, hd a multiple of 8).")
+	} else {
+		lb = fn("wsum", "func(out *float32, v *float32, stride int, p *float32, n int, hd int)",
+			"wsum computes out[i] = Σ_{j<n} p[j]·v[j*stride+i] for i < hd (n ≥ 1).")
+	}
 	out := Load(Param("out"), GP64())
 	v := Load(Param("v"), GP64())
 	hd := Load(Param("hd"), GP64())
-	stride := bytesOf("stride")
+	var stride Register
+	if half {
+		stride = Load(Param("stride"), GP64())
+		SHLQ(U8(1), stride)
+	} else {
+		stride = bytesOf("stride")
+	}
+	// val returns vector m of the values at vp as an FMA operand.
+	val := func(vp Register, m int) Op {
+		a := Mem{Base: vp, Disp: es * w.lanes() * m}
+		if !half {
+			return a
+		}
+		t := w.vec()
+		VCVTPH2PS(a, t)
+		return t
+	}
 
 	// chunk handles W vectors of columns, unrolling the rows by U (U accumulator sets).
 	chunk := func(W, U int, loop bool) {
 		top, skip := lb.next("chunk"), lb.next("chunk_done")
 		Label(top)
-		CMPQ(hd, U8(8*W))
+		CMPQ(hd, U8(w.lanes()*W))
 		JL(LabelRef(skip))
 		acc := make([][]VecVirtual, U)
 		for u := range acc {
-			acc[u] = ymms(W)
-			zero(acc[u]...)
+			acc[u] = w.vecs(W)
+			w.zero(acc[u]...)
 		}
 		vp := GP64()
 		MOVQ(v, vp)
@@ -37,10 +66,9 @@ func genAttention() {
 		CMPQ(cnt, U8(U))
 		JL(LabelRef(rowsDone))
 		for u := 0; u < U; u++ {
-			pv := YMM()
-			VBROADCASTSS(Mem{Base: pp, Disp: 4 * u}, pv)
+			pv := w.bcastMem(Mem{Base: pp, Disp: 4 * u})
 			for m := 0; m < W; m++ {
-				VFMADD231PS(Mem{Base: vp, Disp: 32 * m}, pv, acc[u][m])
+				VFMADD231PS(val(vp, m), pv, acc[u][m])
 			}
 			ADDQ(stride, vp)
 		}
@@ -53,10 +81,9 @@ func genAttention() {
 			Label(one)
 			TESTQ(cnt, cnt)
 			JZ(LabelRef(oneDone))
-			pv := YMM()
-			VBROADCASTSS(Mem{Base: pp}, pv)
+			pv := w.bcastMem(Mem{Base: pp})
 			for m := 0; m < W; m++ {
-				VFMADD231PS(Mem{Base: vp, Disp: 32 * m}, pv, acc[0][m])
+				VFMADD231PS(val(vp, m), pv, acc[0][m])
 			}
 			ADDQ(stride, vp)
 			ADDQ(U8(4), pp)
@@ -70,11 +97,11 @@ func genAttention() {
 			}
 		}
 		for m := 0; m < W; m++ {
-			VMOVUPS(acc[0][m], Mem{Base: out, Disp: 32 * m})
+			VMOVUPS(acc[0][m], Mem{Base: out, Disp: w.bytes() * m})
 		}
-		ADDQ(U32(32*W), out)
-		ADDQ(U32(32*W), v)
-		SUBQ(U8(8*W), hd)
+		ADDQ(U32(w.bytes()*W), out)
+		ADDQ(U32(es*w.lanes()*W), v)
+		SUBQ(U8(w.lanes()*W), hd)
 		if loop {
 			JMP(LabelRef(top))
 		}
@@ -87,23 +114,60 @@ func genAttention() {
 	done := lb.next("done")
 	TESTQ(hd, hd)
 	JZ(LabelRef(done))
-	m, acc := YMM(), YMM()
-	loadMask(hd, m)
-	zero(acc)
+	if half {
+		// hd is a multiple of 8: the 8 columns left are one YMM step, in bounds.
+		acc := YMM()
+		VPXORD(acc, acc, acc)
+		pp := Load(Param("p"), GP64())
+		cnt := Load(Param("n"), GP64())
+		rows := lb.next("rows")
+		Label(rows)
+		pv, vv := YMM(), YMM()
+		VBROADCASTSS(Mem{Base: pp}, pv)
+		VCVTPH2PS(Mem{Base: v}, vv)
+		VFMADD231PS(vv, pv, acc)
+		ADDQ(stride, v)
+		ADDQ(U8(4), pp)
+		DECQ(cnt)
+		JNZ(LabelRef(rows))
+		VMOVUPS(acc, Mem{Base: out})
+		Label(done)
+		w.done()
+		return
+	}
+	var m VecVirtual // YMM: the tail mask
+	var k Register   // ZMM: its opmask
+	if !w.zmm {
+		m = YMM()
+	}
+	acc := w.vec()
+	if w.zmm {
+		k = laneMask(hd)
+	} else {
+		loadMask(hd, m)
+	}
+	w.zero(acc)
 	pp := Load(Param("p"), GP64())
 	cnt := Load(Param("n"), GP64())
 	rows := lb.next("rows")
 	Label(rows)
-	pv, vv := YMM(), YMM()
+	pv, vv := w.vec(), w.vec()
 	VBROADCASTSS(Mem{Base: pp}, pv)
-	VMASKMOVPS(Mem{Base: v}, m, vv)
+	if w.zmm {
+		VMOVUPS_Z(Mem{Base: v}, k, vv)
+	} else {
+		VMASKMOVPS(Mem{Base: v}, m, vv)
+	}
 	VFMADD231PS(vv, pv, acc)
 	ADDQ(stride, v)
 	ADDQ(U8(4), pp)
 	DECQ(cnt)
 	JNZ(LabelRef(rows))
-	VMASKMOVPS(acc, m, Mem{Base: out})
+	if w.zmm {
+		VMOVUPS(acc, k, Mem{Base: out})
+	} else {
+		VMASKMOVPS(acc, m, Mem{Base: out})
+	}
 	Label(done)
-	VZEROUPPER()
-	RET()
+	w.done()
 }

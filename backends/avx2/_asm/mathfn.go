@@ -55,37 +55,53 @@ var constBits = map[string]uint32{
 	"gelu_k2":   math.Float32bits(geluK2),
 }
 
+// expConsts are the constants of expN and its callers (siluN, divOnePlus).
+var expConsts = []string{"exp_lo", "exp_hi", "exp_log2e", "exp_magic", "exp_c1", "exp_c2",
+	"exp_p0", "exp_p1", "exp_p2", "exp_p3", "exp_p4", "exp_p5", "one", "signbit"}
+
 // consts gives the kernels' constants: those hoisted into registers before a loop, the
-// rest as memory operands. (Hoisting the exp constants did not pay on Zen 1, whose FP
+// rest as memory operands (for ZMM, broadcast from memory where used: one load, as the
+// memory operand is). (Hoisting the exp constants did not pay on Zen 1, whose FP
 // scheduler, not its load ports, bounds these kernels; interleaving two vectors did.)
-type consts map[string]VecVirtual
+type consts struct {
+	w width
+	r map[string]VecVirtual
+}
 
 // hoist loads the named constants into registers.
-func hoist(names ...string) consts {
-	c := consts{}
+func hoist(w width, names ...string) consts {
+	c := consts{w: w, r: map[string]VecVirtual{}}
 	for _, n := range names {
-		c[n] = YMM()
-		VMOVUPS(vconst(n, constBits[n]), c[n])
+		if w.zmm {
+			c.r[n] = w.bcastMem(vconst(n, constBits[n]))
+		} else {
+			c.r[n] = YMM()
+			VMOVUPS(vconst(n, constBits[n]), c.r[n])
+		}
 	}
 	return c
 }
 
 // op returns the constant as an operand.
 func (c consts) op(name string) Op {
-	if r, ok := c[name]; ok {
+	if r, ok := c.r[name]; ok {
 		return r
 	}
-	return vconst(name, constBits[name])
+	return c.w.constant(name)
 }
 
 // copy returns a new register holding the constant.
 func (c consts) copy(name string) VecVirtual {
-	y := YMM()
-	if r, ok := c[name]; ok {
+	if r, ok := c.r[name]; ok {
+		y := c.w.vec()
 		VMOVAPS(r, y)
-	} else {
-		VMOVUPS(vconst(name, constBits[name]), y)
+		return y
 	}
+	if c.w.zmm {
+		return c.w.bcastMem(vconst(name, constBits[name]))
+	}
+	y := YMM()
+	VMOVUPS(vconst(name, constBits[name]), y)
 	return y
 }
 
@@ -99,7 +115,7 @@ func expN(c consts, xs []VecVirtual) []VecVirtual {
 			f(j)
 		}
 	}
-	t, u, fx, n, y := make([]VecVirtual, k), make([]VecVirtual, k), make([]VecVirtual, k), ymms(k), make([]VecVirtual, k)
+	t, u, fx, n, y := make([]VecVirtual, k), make([]VecVirtual, k), make([]VecVirtual, k), c.w.vecs(k), make([]VecVirtual, k)
 	a := make([]VecVirtual, k)
 	each(func(j int) { t[j] = c.copy("exp_lo") })
 	each(func(j int) { VMAXPS(xs[j], t[j], t[j]) }) // max(lo, x), NaN → x
@@ -125,6 +141,12 @@ func expN(c consts, xs []VecVirtual) []VecVirtual {
 	each(func(j int) { VPSLLD(U8(23), fx[j], fx[j]) }) // 2^(n-1)
 	each(func(j int) { VADDPS(y[j], y[j], y[j]) })
 	each(func(j int) { VMULPS(fx[j], y[j], y[j]) })
+	if c.w.zmm {
+		ks := make([]Register, k)
+		each(func(j int) { ks[j] = K(); VCMPPS(U8(5), c.op("exp_lo"), xs[j], ks[j]) }) // !(x < lo): true for NaN
+		each(func(j int) { VMOVAPS_Z(y[j], ks[j], y[j]) })
+		return y
+	}
 	each(func(j int) { VCMPPS(U8(5), c.op("exp_lo"), xs[j], t[j]) }) // !(x < lo): true for NaN
 	each(func(j int) { VANDPS(t[j], y[j], y[j]) })
 	return y
@@ -132,9 +154,9 @@ func expN(c consts, xs []VecVirtual) []VecVirtual {
 
 // siluN returns x / (1 + e^-x) for each x in xs, in the x registers.
 func siluN(c consts, xs []VecVirtual) []VecVirtual {
-	nx := ymms(len(xs))
+	nx := c.w.vecs(len(xs))
 	for j, x := range xs {
-		VXORPS(c.op("signbit"), x, nx[j])
+		c.w.xor(c.op("signbit"), x, nx[j])
 	}
 	return divOnePlus(c, xs, expN(c, nx))
 }
@@ -150,7 +172,8 @@ func divOnePlus(c consts, xs, es []VecVirtual) []VecVirtual {
 	return xs
 }
 
-func genElementwise() {
+// genElementwise emits the elementwise kernels for width w.
+func genElementwise(w width) {
 	type ew struct {
 		name, sig, doc string
 		dst            string
@@ -201,11 +224,27 @@ func genElementwise() {
 				VADDPS(in[2], in[0], in[0])
 				return in[0]
 			}, nil},
+		{"relu", "func(x *float32, n int)", "relu sets x[i] = 0 where x[i] < 0, for i < n (NaN and -0 stay as they are).",
+			"x", []string{"x"}, nil, 4, false,
+			func(c consts, in, _ []VecVirtual, _ vec, _ map[string]Register) VecVirtual {
+				x, z := in[0], c.w.vec()
+				c.w.zero(z)
+				if c.w.zmm {
+					k := K()
+					VCMPPS(U8(1), z, x, k) // x < 0
+					VPXORD(x, x, k, x)
+					return x
+				}
+				t := YMM()
+				VCMPPS(U8(1), z, x, t) // x < 0
+				VANDNPS(x, t, x)
+				return x
+			}, nil},
 		{"gelu", "func(x *float32, n int)", "gelu applies GELU (tanh form) in place: x / (1 + exp(x·(k1 + k2·x²))).",
 			"x", []string{"x"}, nil, 2, true, nil,
 			func(c consts, in [][]VecVirtual, _ []VecVirtual, _ []vec, _ map[string]Register) []VecVirtual {
 				xs := col(in, 0)
-				as, ts := make([]VecVirtual, len(xs)), ymms(len(xs))
+				as, ts := make([]VecVirtual, len(xs)), c.w.vecs(len(xs))
 				for j, x := range xs {
 					VMULPS(x, x, ts[j])
 				}
@@ -247,12 +286,20 @@ func genElementwise() {
 		}
 		var s []VecVirtual
 		for _, name := range o.scal {
-			s = append(s, bcast(name))
+			s = append(s, w.bcast(name))
 		}
 		// The exp kernels keep their constants in memory: two interleaved vectors
 		// need 14 registers, and Zen 1 is bound by its FP scheduler there, not its loads.
-		c := consts{}
-		streamBatch(lb, "n", o.unroll, func(vs []vec) {
+		c := consts{w: w}
+		if w.zmm && o.exp {
+			// With 32 registers the exp constants all fit beside two vectors' chains.
+			names := expConsts
+			if o.name == "gelu" {
+				names = append(names, "gelu_k1", "gelu_k2")
+			}
+			c = hoist(w, names...)
+		}
+		streamBatch(w, lb, "n", o.unroll, func(vs []vec) {
 			in := make([][]VecVirtual, len(vs))
 			for j, v := range vs {
 				for _, p := range o.ins {
@@ -276,7 +323,9 @@ func genElementwise() {
 	}
 }
 
-func genReductions() {
+// genReductions emits the reductions (and softmax's passes) for width w: each sums in
+// four accumulators of w.lanes() lanes.
+func genReductions(w width) {
 	type red struct {
 		name, sig, doc string
 		scal           []string
@@ -290,9 +339,7 @@ func genReductions() {
 		{"sumsqdev", "func(x *float32, n int, mean float32) float32", "sumsqdev returns Σ (x[i]-mean)² over i < n.", []string{"mean"},
 			func(x VecVirtual, s []VecVirtual, v vec, acc VecVirtual) {
 				VSUBPS(s[0], x, x)
-				if v.m != nil {
-					VANDPS(*v.m, x, x) // the masked-off lanes are 0 - mean
-				}
+				v.zeroTail(x) // the masked-off lanes are 0 - mean
 				VFMADD231PS(x, x, acc)
 			}},
 	}
@@ -301,19 +348,18 @@ func genReductions() {
 		p := Load(Param("x"), GP64())
 		var s []VecVirtual
 		for _, name := range r.scal {
-			s = append(s, bcast(name))
+			s = append(s, w.bcast(name))
 		}
-		acc := ymms(4)
-		zero(acc...)
-		stream(lb, "n", 4, func(v vec) {
-			r.step(v.load(p), s, v, acc[v.disp/32])
+		acc := w.vecs(4)
+		w.zero(acc...)
+		stream(w, lb, "n", 4, func(v vec) {
+			r.step(v.load(p), s, v, acc[v.disp/w.bytes()])
 		})
 		VADDPS(acc[1], acc[0], acc[0])
 		VADDPS(acc[3], acc[2], acc[2])
 		VADDPS(acc[2], acc[0], acc[0])
-		Store(hsum(acc[0]), ReturnIndex(0))
-		VZEROUPPER()
-		RET()
+		Store(w.hsum(acc[0]), ReturnIndex(0))
+		w.done()
 	}
 
 	// maxNaN: the maximum, and whether any element is NaN (MAXPS alone cannot tell).
@@ -321,47 +367,81 @@ func genReductions() {
 		lb := fn("maxNaN", "func(x *float32, n int) (max float32, nan bool)",
 			"maxNaN returns max x[i] over i < n (-Inf for n = 0) and whether any x[i] is NaN.")
 		p := Load(Param("x"), GP64())
-		mx, nan := ymms(4), ymms(4)
-		for u := range mx {
-			VMOVUPS(vconst("neginf", constBits["neginf"]), mx[u])
-			zero(nan[u])
+		mx := w.vecs(4)
+		var nan []VecVirtual // YMM: the unordered compares, ORed
+		var knan Register    // ZMM: the same as an opmask
+		if w.zmm {
+			for u := range mx {
+				VBROADCASTSS(vconst("neginf", constBits["neginf"]), mx[u])
+			}
+			knan = K()
+			KXORW(knan, knan, knan)
+		} else {
+			nan = ymms(4)
+			for u := range mx {
+				VMOVUPS(vconst("neginf", constBits["neginf"]), mx[u])
+				zero(nan[u])
+			}
 		}
-		stream(lb, "n", 4, func(v vec) {
-			x, t := v.load(p), YMM()
+		stream(w, lb, "n", 4, func(v vec) {
+			x, u := v.load(p), v.disp/w.bytes()
+			if w.zmm {
+				// The masked-off lanes, loaded as 0, take no part: the compare and
+				// the max are masked too.
+				t := K()
+				if v.tail() {
+					VCMPPS(U8(3), x, x, v.k, t) // unordered: NaN
+					VMAXPS(x, mx[u], v.k, mx[u])
+				} else {
+					VCMPPS(U8(3), x, x, t)
+					VMAXPS(x, mx[u], mx[u])
+				}
+				KORW(t, knan, knan)
+				return
+			}
+			t := YMM()
 			VCMPPS(U8(3), x, x, t) // unordered: NaN
-			VORPS(t, nan[v.disp/32], nan[v.disp/32])
-			if v.m != nil {
+			VORPS(t, nan[u], nan[u])
+			if v.tail() {
 				// Masked-off lanes loaded as 0 must not win the max.
 				t := YMM()
 				VMOVUPS(vconst("neginf", constBits["neginf"]), t)
 				VBLENDVPS(v.mask(), x, t, x)
 			}
-			VMAXPS(x, mx[v.disp/32], mx[v.disp/32])
+			VMAXPS(x, mx[u], mx[u])
 		})
 		for u := 1; u < 4; u++ {
 			VMAXPS(mx[u], mx[0], mx[0])
-			VORPS(nan[u], nan[0], nan[0])
+			if !w.zmm {
+				VORPS(nan[u], nan[0], nan[0])
+			}
 		}
-		Store(hmax(mx[0]), ReturnIndex(0))
-		bits := GP32()
-		VMOVMSKPS(nan[0], bits)
-		TESTL(bits, bits)
+		Store(w.hmax(mx[0]), ReturnIndex(0))
+		if w.zmm {
+			KORTESTW(knan, knan)
+		} else {
+			bits := GP32()
+			VMOVMSKPS(nan[0], bits)
+			TESTL(bits, bits)
+		}
 		flag := GP8()
 		SETNE(flag)
 		Store(flag, ReturnIndex(1))
-		VZEROUPPER()
-		RET()
+		w.done()
 	}
 
 	// expSub: softmax's middle pass.
 	lb := fn("expSub", "func(x *float32, n int, m float32) float32",
 		"expSub replaces x[i] by exp(x[i]-m) for i < n and returns their sum.")
 	p := Load(Param("x"), GP64())
-	m := bcast("m")
-	acc := YMM()
-	zero(acc)
-	c := consts{}
-	streamBatch(lb, "n", 2, func(vs []vec) {
+	m := w.bcast("m")
+	acc := w.vec()
+	w.zero(acc)
+	c := consts{w: w}
+	if w.zmm {
+		c = hoist(w, expConsts...)
+	}
+	streamBatch(w, lb, "n", 2, func(vs []vec) {
 		xs := make([]VecVirtual, len(vs))
 		for j, v := range vs {
 			xs[j] = v.load(p)
@@ -369,16 +449,13 @@ func genReductions() {
 		}
 		es := expN(c, xs)
 		for j, v := range vs {
-			if v.m != nil {
-				VANDPS(*v.m, es[j], es[j])
-			}
+			v.zeroTail(es[j])
 			VADDPS(es[j], acc, acc)
 			v.store(es[j], p)
 		}
 	})
-	Store(hsum(acc), ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	Store(w.hsum(acc), ReturnIndex(0))
+	w.done()
 }
 
 // col returns in[v][i] for every v.

@@ -65,19 +65,7 @@ func genQuantizeQ8() {
 	VMAXPS(t, h, h)
 	VPSHUFD(U8(1), h, t)
 	VMAXSS(t, h, h) // amax
-	d, id := XMM(), XMM()
-	VDIVSS(vf32("f127", 127), h, d) // d = amax/127
-	VMOVSS(vf32("onef", 1), id)
-	VDIVSS(d, id, id) // 1/d: +Inf when d is 0 or too small
-	z := XMM()
-	VXORPS(z, z, z)
-	VCMPSS(U8(0), z, d, z) // d == 0
-	VANDNPS(id, z, id)     // id = 0 when d is 0
-	VUCOMISS(inf.Offset(0), id)
-	JAE(LabelRef(end)) // 1/d overflowed: the reference's NaNs and infinities, not ours
-	hd := XMM()
-	VCVTPS2PH(U8(0), d, hd)
-	VPEXTRW(U8(0), hd, Mem{Base: dst})
+	id := q8Scale(h, dst, inf, end)
 	idy := YMM()
 	VBROADCASTSS(id, idy)
 	q := ymms(4)
@@ -109,6 +97,26 @@ func genQuantizeQ8() {
 	Store(done, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
+}
+
+// q8Scale computes a q8_0 block's d = amax/127 (amax in h's low lane) and stores it as
+// a half at dst; it returns id = 1/d (0 when d is 0) in an XMM register, or jumps to end
+// when 1/d overflows. The scalar part of quantQ8 at either width.
+func q8Scale(h, dst Register, inf Mem, end string) Register {
+	d, id := XMM(), XMM()
+	VDIVSS(vf32("f127", 127), h, d) // d = amax/127
+	VMOVSS(vf32("onef", 1), id)
+	VDIVSS(d, id, id) // 1/d: +Inf when d is 0 or too small
+	z := XMM()
+	VXORPS(z, z, z)
+	VCMPSS(U8(0), z, d, z) // d == 0
+	VANDNPS(id, z, id)     // id = 0 when d is 0
+	VUCOMISS(inf.Offset(0), id)
+	JAE(LabelRef(end)) // 1/d overflowed: the reference's NaNs and infinities, not ours
+	hd := XMM()
+	VCVTPS2PH(U8(0), d, hd)
+	VPEXTRW(U8(0), hd, Mem{Base: dst})
+	return id
 }
 
 // genDequant emits dequantQ8_0 and dequantQ4_0: dst[i] = float32(q_i·d) for the nb

@@ -7,14 +7,20 @@ import (
 )
 
 // vec is a vector slot of a streaming loop: element i (a byte offset register) plus a
-// displacement, with m the address of the tail mask (nil when the vector is whole).
+// displacement; for the tail, m (YMM: the address of the tail mask) or k (ZMM: its
+// opmask), both nil when the vector is whole.
 type vec struct {
 	i    Register
 	disp int
 	m    *Mem
+	k    Register
+	w    width
 }
 
-// mask loads the tail mask into a new register.
+// tail reports that the slot is the masked tail.
+func (v vec) tail() bool { return v.m != nil || v.k != nil }
+
+// mask loads the YMM tail mask into a new register.
 func (v vec) mask() VecVirtual {
 	y := YMM()
 	VMOVUPS(*v.m, y)
@@ -22,13 +28,16 @@ func (v vec) mask() VecVirtual {
 }
 
 // load loads the slot's vector of the array at p; a masked load zeroes the lanes past
-// the end.
+// the end (and, as VMASKMOVPS, an opmask load never touches their memory).
 func (v vec) load(p Register) VecVirtual {
-	y := YMM()
+	y := v.w.vec()
 	a := Mem{Base: p, Index: v.i, Scale: 1, Disp: v.disp}
-	if v.m == nil {
+	switch {
+	case !v.tail():
 		VMOVUPS(a, y)
-	} else {
+	case v.w.zmm:
+		VMOVUPS_Z(a, v.k, y)
+	default:
 		VMASKMOVPS(a, v.mask(), y)
 	}
 	return y
@@ -37,7 +46,7 @@ func (v vec) load(p Register) VecVirtual {
 // operand returns the slot of the array at p as an instruction operand: memory when the
 // vector is whole, else a masked load.
 func (v vec) operand(p Register) Op {
-	if v.m == nil {
+	if !v.tail() {
 		return Mem{Base: p, Index: v.i, Scale: 1, Disp: v.disp}
 	}
 	return v.load(p)
@@ -47,18 +56,33 @@ func (v vec) operand(p Register) Op {
 // end untouched.
 func (v vec) store(y VecVirtual, p Register) {
 	a := Mem{Base: p, Index: v.i, Scale: 1, Disp: v.disp}
-	if v.m == nil {
+	switch {
+	case !v.tail():
 		VMOVUPS(y, a)
-	} else {
+	case v.w.zmm:
+		VMOVUPS(y, v.k, a)
+	default:
 		VMASKMOVPS(y, v.mask(), a)
+	}
+}
+
+// zeroTail clears y's lanes past the end in the tail slot (the masked load's zeros may
+// have become something else); nothing for a whole vector.
+func (v vec) zeroTail(y VecVirtual) {
+	switch {
+	case !v.tail():
+	case v.w.zmm:
+		VMOVAPS_Z(y, v.k, y)
+	default:
+		VANDPS(*v.m, y, y)
 	}
 }
 
 // stream emits a loop over the n (parameter nParam) floats of one or more arrays:
 // body runs for unroll whole vectors per iteration, then for single whole vectors, then
 // once for the masked tail.
-func stream(lb *labels, nParam string, unroll int, body func(v vec)) {
-	streamBatch(lb, nParam, unroll, func(vs []vec) {
+func stream(w width, lb *labels, nParam string, unroll int, body func(v vec)) {
+	streamBatch(w, lb, nParam, unroll, func(vs []vec) {
 		for _, v := range vs {
 			body(v)
 		}
@@ -67,25 +91,26 @@ func stream(lb *labels, nParam string, unroll int, body func(v vec)) {
 
 // streamBatch is stream with body given all the iteration's vectors at once, so that it
 // can interleave their instructions (for kernels whose per-vector work is a long chain).
-func streamBatch(lb *labels, nParam string, unroll int, body func(vs []vec)) {
+func streamBatch(w width, lb *labels, nParam string, unroll int, body func(vs []vec)) {
+	vb := w.bytes()
 	kmain := Load(Param(nParam), GP64())
-	ANDQ(I32(-8), kmain)
+	ANDQ(I32(-w.lanes()), kmain)
 	SHLQ(U8(2), kmain)
 	i := GP64()
 	XORQ(i, i)
 	if unroll > 1 {
 		ku := GP64()
 		MOVQ(kmain, ku)
-		ANDQ(I32(-32*unroll), ku)
+		ANDQ(I32(-vb*unroll), ku)
 		bodyU, checkU := lb.next("bodyu"), lb.next("checku")
 		JMP(LabelRef(checkU))
 		Label(bodyU)
 		vs := make([]vec, unroll)
 		for u := range vs {
-			vs[u] = vec{i: i, disp: 32 * u}
+			vs[u] = vec{i: i, disp: vb * u, w: w}
 		}
 		body(vs)
-		ADDQ(U32(32*unroll), i)
+		ADDQ(U32(vb*unroll), i)
 		Label(checkU)
 		CMPQ(i, ku)
 		JL(LabelRef(bodyU))
@@ -93,27 +118,20 @@ func streamBatch(lb *labels, nParam string, unroll int, body func(vs []vec)) {
 	body1, check1, done := lb.next("body"), lb.next("check"), lb.next("tail_done")
 	JMP(LabelRef(check1))
 	Label(body1)
-	body([]vec{{i: i}})
-	ADDQ(U8(32), i)
+	body([]vec{{i: i, w: w}})
+	ADDQ(U8(vb), i)
 	Label(check1)
 	CMPQ(i, kmain)
 	JL(LabelRef(body1))
 
 	rem := Load(Param(nParam), GP64())
-	ANDQ(U8(7), rem)
+	ANDQ(U8(w.lanes()-1), rem)
 	JZ(LabelRef(done))
-	m := maskAddr(rem)
-	body([]vec{{i: i, m: &m}})
-	Label(done)
-}
-
-// bcast broadcasts the float32 parameter name into a new register.
-func bcast(name string) VecVirtual {
-	b, err := Param(name).Resolve()
-	if err != nil {
-		panic(err)
+	if w.zmm {
+		body([]vec{{i: i, k: laneMask(rem), w: w}})
+	} else {
+		m := maskAddr(rem)
+		body([]vec{{i: i, m: &m, w: w}})
 	}
-	y := YMM()
-	VBROADCASTSS(b.Addr, y)
-	return y
+	Label(done)
 }
