@@ -9645,66 +9645,82 @@ kprepV_block1:
 	VMOVDQU   4(CX), X1
 	VPSHUFB   X0, X1, X1
 	VPMOVSXBW X1, Y1
-	VMOVDQU   Y1, (AX)
-	VMOVDQU   20(CX), X1
-	VPSHUFB   X0, X1, X1
-	VPMOVSXBW X1, Y1
+	VMOVDQU   20(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, (AX)
 	VMOVDQU   Y1, 32(AX)
 	VMOVDQU   36(CX), X1
 	VPSHUFB   X0, X1, X1
 	VPMOVSXBW X1, Y1
-	VMOVDQU   Y1, 64(AX)
-	VMOVDQU   52(CX), X1
-	VPSHUFB   X0, X1, X1
-	VPMOVSXBW X1, Y1
+	VMOVDQU   52(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 64(AX)
 	VMOVDQU   Y1, 96(AX)
 	VMOVDQU   68(CX), X1
 	VPSHUFB   X0, X1, X1
 	VPMOVSXBW X1, Y1
-	VMOVDQU   Y1, 128(AX)
-	VMOVDQU   84(CX), X1
-	VPSHUFB   X0, X1, X1
-	VPMOVSXBW X1, Y1
+	VMOVDQU   84(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 128(AX)
 	VMOVDQU   Y1, 160(AX)
 	VMOVDQU   100(CX), X1
 	VPSHUFB   X0, X1, X1
 	VPMOVSXBW X1, Y1
-	VMOVDQU   Y1, 192(AX)
-	VMOVDQU   116(CX), X1
-	VPSHUFB   X0, X1, X1
-	VPMOVSXBW X1, Y1
+	VMOVDQU   116(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 192(AX)
 	VMOVDQU   Y1, 224(AX)
 	VMOVDQU   132(CX), X1
 	VPSHUFB   X0, X1, X1
 	VPMOVSXBW X1, Y1
-	VMOVDQU   Y1, 256(AX)
-	VMOVDQU   148(CX), X1
-	VPSHUFB   X0, X1, X1
-	VPMOVSXBW X1, Y1
+	VMOVDQU   148(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 256(AX)
 	VMOVDQU   Y1, 288(AX)
 	VMOVDQU   164(CX), X1
 	VPSHUFB   X0, X1, X1
 	VPMOVSXBW X1, Y1
-	VMOVDQU   Y1, 320(AX)
-	VMOVDQU   180(CX), X1
-	VPSHUFB   X0, X1, X1
-	VPMOVSXBW X1, Y1
+	VMOVDQU   180(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 320(AX)
 	VMOVDQU   Y1, 352(AX)
 	VMOVDQU   196(CX), X1
 	VPSHUFB   X0, X1, X1
 	VPMOVSXBW X1, Y1
-	VMOVDQU   Y1, 384(AX)
-	VMOVDQU   212(CX), X1
-	VPSHUFB   X0, X1, X1
-	VPMOVSXBW X1, Y1
+	VMOVDQU   212(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 384(AX)
 	VMOVDQU   Y1, 416(AX)
 	VMOVDQU   228(CX), X1
 	VPSHUFB   X0, X1, X1
 	VPMOVSXBW X1, Y1
-	VMOVDQU   Y1, 448(AX)
-	VMOVDQU   244(CX), X1
-	VPSHUFB   X0, X1, X1
-	VPMOVSXBW X1, Y1
+	VMOVDQU   244(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 448(AX)
 	VMOVDQU   Y1, 480(AX)
 	VMOVDQU   260(CX), Y1
 	VMOVDQU   Y1, 512(AX)
@@ -9747,138 +9763,117 @@ krepQ4KV_row1:
 	MOVQ    nb+24(FP), SI
 
 krepQ4KV_block2:
-	VMOVDQU        4(CX), X2
-	VPSHUFB        kscA<>+0(SB), X2, X3
-	VPSRLW         $0x04, X3, X4
-	VPAND          kscL<>+0(SB), X3, X3
-	VPAND          kscL2<>+0(SB), X4, X4
-	VPOR           X4, X3, X3
-	VPSHUFB        kscB<>+0(SB), X2, X2
-	VPSRLW         $0x02, X2, X2
-	VPAND          kscH<>+0(SB), X2, X2
-	VPOR           X2, X3, X3
-	VINSERTI128    $0x01, X3, Y3, Y2
-	VPBROADCASTW   (CX), X3
-	VCVTPH2PS      X3, Y4
-	VMOVUPS        Y4, 2048(DX)
-	VPBROADCASTW   2(CX), X3
-	VCVTPH2PS      X3, X3
-	VMOVSS         X3, 2176(BX)
-	VPSHUFB        kvminidx<>+0(SB), Y2, Y4
-	VMOVDQU        Y4, 2208(DX)
-	VMOVDQU        kvscidx<>+0(SB), Y4
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 16(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, (DX)
-	VBROADCASTI128 32(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 128(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 16(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 256(DX)
-	VBROADCASTI128 32(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 384(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 48(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 512(DX)
-	VBROADCASTI128 64(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 640(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 48(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 768(DX)
-	VBROADCASTI128 64(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 896(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 80(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1024(DX)
-	VBROADCASTI128 96(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1152(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 80(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1280(DX)
-	VBROADCASTI128 96(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1408(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 112(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1536(DX)
-	VBROADCASTI128 128(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1664(DX)
-	VPSHUFB        Y4, Y2, Y2
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 112(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y2, Y4, Y4
-	VMOVDQU        Y4, 1792(DX)
-	VBROADCASTI128 128(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y2, Y4, Y4
-	VMOVDQU        Y4, 1920(DX)
-	ADDQ           $0x00000090, CX
-	ADDQ           $0x00000920, DX
-	ADDQ           $0x00000920, BX
-	DECQ           SI
-	JNZ            krepQ4KV_block2
-	INCQ           AX
-	CMPQ           AX, $0x04
-	JNE            krepQ4KV_row1
+	VMOVDQU      4(CX), X2
+	VPSHUFB      kscA<>+0(SB), X2, X3
+	VPSRLW       $0x04, X3, X4
+	VPAND        kscL<>+0(SB), X3, X3
+	VPAND        kscL2<>+0(SB), X4, X4
+	VPOR         X4, X3, X3
+	VPSHUFB      kscB<>+0(SB), X2, X2
+	VPSRLW       $0x02, X2, X2
+	VPAND        kscH<>+0(SB), X2, X2
+	VPOR         X2, X3, X3
+	VINSERTI128  $0x01, X3, Y3, Y2
+	VPBROADCASTW (CX), X3
+	VCVTPH2PS    X3, Y4
+	VMOVUPS      Y4, 2048(DX)
+	VPBROADCASTW 2(CX), X3
+	VCVTPH2PS    X3, X3
+	VMOVSS       X3, 2176(BX)
+	VPSHUFB      kvminidx<>+0(SB), Y2, Y4
+	VMOVDQU      Y4, 2208(DX)
+	VMOVDQU      16(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse0<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, (DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 128(DX)
+	VMOVDQU      16(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse2<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 256(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 384(DX)
+	VMOVDQU      48(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse4<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 512(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 640(DX)
+	VMOVDQU      48(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse6<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 768(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 896(DX)
+	VMOVDQU      80(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse8<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1024(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1152(DX)
+	VMOVDQU      80(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse10<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1280(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1408(DX)
+	VMOVDQU      112(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse12<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1536(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1664(DX)
+	VMOVDQU      112(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse14<>+0(SB), Y2, Y2
+	VPERMQ       $0x4e, Y4, Y5
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y2, Y4, Y4
+	VMOVDQU      Y4, 1792(DX)
+	VPSHUFB      Y0, Y5, Y4
+	VPMULHW      Y2, Y4, Y4
+	VMOVDQU      Y4, 1920(DX)
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000920, DX
+	ADDQ         $0x00000920, BX
+	DECQ         SI
+	JNZ          krepQ4KV_block2
+	INCQ         AX
+	CMPQ         AX, $0x04
+	JNE          krepQ4KV_row1
 	VZEROUPPER
 	RET
 
@@ -9900,17 +9895,53 @@ DATA kvminidx<>+16(SB)/8, $0x800d800d800c800c
 DATA kvminidx<>+24(SB)/8, $0x800f800f800e800e
 GLOBL kvminidx<>(SB), RODATA|NOPTR, $32
 
-DATA kvscidx<>+0(SB)/8, $0x0080008000800080
-DATA kvscidx<>+8(SB)/8, $0x0080008000800080
-DATA kvscidx<>+16(SB)/8, $0x0080008000800080
-DATA kvscidx<>+24(SB)/8, $0x0080008000800080
-GLOBL kvscidx<>(SB), RODATA|NOPTR, $32
+DATA kvscfalse0<>+0(SB)/8, $0x0080008000800080
+DATA kvscfalse0<>+8(SB)/8, $0x0080008000800080
+DATA kvscfalse0<>+16(SB)/8, $0x0080008000800080
+DATA kvscfalse0<>+24(SB)/8, $0x0080008000800080
+GLOBL kvscfalse0<>(SB), RODATA|NOPTR, $32
 
-DATA kvone<>+0(SB)/8, $0x0101010101010101
-DATA kvone<>+8(SB)/8, $0x0101010101010101
-DATA kvone<>+16(SB)/8, $0x0101010101010101
-DATA kvone<>+24(SB)/8, $0x0101010101010101
-GLOBL kvone<>(SB), RODATA|NOPTR, $32
+DATA kvscfalse2<>+0(SB)/8, $0x0180018001800180
+DATA kvscfalse2<>+8(SB)/8, $0x0180018001800180
+DATA kvscfalse2<>+16(SB)/8, $0x0180018001800180
+DATA kvscfalse2<>+24(SB)/8, $0x0180018001800180
+GLOBL kvscfalse2<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse4<>+0(SB)/8, $0x0280028002800280
+DATA kvscfalse4<>+8(SB)/8, $0x0280028002800280
+DATA kvscfalse4<>+16(SB)/8, $0x0280028002800280
+DATA kvscfalse4<>+24(SB)/8, $0x0280028002800280
+GLOBL kvscfalse4<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse6<>+0(SB)/8, $0x0380038003800380
+DATA kvscfalse6<>+8(SB)/8, $0x0380038003800380
+DATA kvscfalse6<>+16(SB)/8, $0x0380038003800380
+DATA kvscfalse6<>+24(SB)/8, $0x0380038003800380
+GLOBL kvscfalse6<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse8<>+0(SB)/8, $0x0480048004800480
+DATA kvscfalse8<>+8(SB)/8, $0x0480048004800480
+DATA kvscfalse8<>+16(SB)/8, $0x0480048004800480
+DATA kvscfalse8<>+24(SB)/8, $0x0480048004800480
+GLOBL kvscfalse8<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse10<>+0(SB)/8, $0x0580058005800580
+DATA kvscfalse10<>+8(SB)/8, $0x0580058005800580
+DATA kvscfalse10<>+16(SB)/8, $0x0580058005800580
+DATA kvscfalse10<>+24(SB)/8, $0x0580058005800580
+GLOBL kvscfalse10<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse12<>+0(SB)/8, $0x0680068006800680
+DATA kvscfalse12<>+8(SB)/8, $0x0680068006800680
+DATA kvscfalse12<>+16(SB)/8, $0x0680068006800680
+DATA kvscfalse12<>+24(SB)/8, $0x0680068006800680
+GLOBL kvscfalse12<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse14<>+0(SB)/8, $0x0780078007800780
+DATA kvscfalse14<>+8(SB)/8, $0x0780078007800780
+DATA kvscfalse14<>+16(SB)/8, $0x0780078007800780
+DATA kvscfalse14<>+24(SB)/8, $0x0780078007800780
+GLOBL kvscfalse14<>(SB), RODATA|NOPTR, $32
 
 // func krepQ5KV(dst *byte, w *byte, ldw int, nb int, rows int)
 // Requires: AVX, AVX2, CMOV, F16C
@@ -9938,200 +9969,148 @@ krepQ5KV_row1:
 	MOVQ    nb+24(FP), SI
 
 krepQ5KV_block2:
-	VMOVDQU        4(CX), X2
-	VPSHUFB        kscA<>+0(SB), X2, X3
-	VPSRLW         $0x04, X3, X4
-	VPAND          kscL<>+0(SB), X3, X3
-	VPAND          kscL2<>+0(SB), X4, X4
-	VPOR           X4, X3, X3
-	VPSHUFB        kscB<>+0(SB), X2, X2
-	VPSRLW         $0x02, X2, X2
-	VPAND          kscH<>+0(SB), X2, X2
-	VPOR           X2, X3, X3
-	VINSERTI128    $0x01, X3, Y3, Y2
-	VPBROADCASTW   (CX), X3
-	VCVTPH2PS      X3, Y4
-	VMOVUPS        Y4, 2048(DX)
-	VPBROADCASTW   2(CX), X3
-	VCVTPH2PS      X3, X3
-	VMOVSS         X3, 2176(BX)
-	VPSHUFB        kvminidx<>+0(SB), Y2, Y4
-	VMOVDQU        Y4, 2208(DX)
-	VMOVDQU        kvscidx<>+0(SB), Y4
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 48(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 16(CX), Y7
-	VPSLLW         $0x04, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, (DX)
-	VBROADCASTI128 64(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 32(CX), Y7
-	VPSLLW         $0x04, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 128(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 48(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 16(CX), Y7
-	VPSLLW         $0x03, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 256(DX)
-	VBROADCASTI128 64(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 32(CX), Y7
-	VPSLLW         $0x03, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 384(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 80(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 16(CX), Y7
-	VPSLLW         $0x02, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 512(DX)
-	VBROADCASTI128 96(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 32(CX), Y7
-	VPSLLW         $0x02, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 640(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 80(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 16(CX), Y7
-	VPSLLW         $0x01, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 768(DX)
-	VBROADCASTI128 96(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 32(CX), Y7
-	VPSLLW         $0x01, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 896(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 112(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 16(CX), Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1024(DX)
-	VBROADCASTI128 128(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 32(CX), Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1152(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 112(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 16(CX), Y7
-	VPSRLW         $0x01, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1280(DX)
-	VBROADCASTI128 128(CX), Y6
-	VPSRLW         $0x04, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 32(CX), Y7
-	VPSRLW         $0x01, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1408(DX)
-	VPSHUFB        Y4, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 144(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 16(CX), Y7
-	VPSRLW         $0x02, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1536(DX)
-	VBROADCASTI128 160(CX), Y6
-	VPAND          Y1, Y6, Y6
-	VBROADCASTI128 32(CX), Y7
-	VPSRLW         $0x02, Y7, Y7
-	VPAND          kv10<>+0(SB), Y7, Y7
-	VPOR           Y7, Y6, Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMULHW        Y5, Y6, Y6
-	VMOVDQU        Y6, 1664(DX)
-	VPSHUFB        Y4, Y2, Y2
-	VPADDB         kvone<>+0(SB), Y4, Y4
-	VBROADCASTI128 144(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 16(CX), Y5
-	VPSRLW         $0x03, Y5, Y5
-	VPAND          kv10<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y2, Y4, Y4
-	VMOVDQU        Y4, 1792(DX)
-	VBROADCASTI128 160(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 32(CX), Y5
-	VPSRLW         $0x03, Y5, Y5
-	VPAND          kv10<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y2, Y4, Y4
-	VMOVDQU        Y4, 1920(DX)
-	ADDQ           $0x000000b0, CX
-	ADDQ           $0x00000920, DX
-	ADDQ           $0x00000920, BX
-	DECQ           SI
-	JNZ            krepQ5KV_block2
-	INCQ           AX
-	CMPQ           AX, $0x04
-	JNE            krepQ5KV_row1
+	VMOVDQU      4(CX), X2
+	VPSHUFB      kscA<>+0(SB), X2, X3
+	VPSRLW       $0x04, X3, X4
+	VPAND        kscL<>+0(SB), X3, X3
+	VPAND        kscL2<>+0(SB), X4, X4
+	VPOR         X4, X3, X3
+	VPSHUFB      kscB<>+0(SB), X2, X2
+	VPSRLW       $0x02, X2, X2
+	VPAND        kscH<>+0(SB), X2, X2
+	VPOR         X2, X3, X3
+	VINSERTI128  $0x01, X3, Y3, Y2
+	VPBROADCASTW (CX), X3
+	VCVTPH2PS    X3, Y4
+	VMOVUPS      Y4, 2048(DX)
+	VPBROADCASTW 2(CX), X3
+	VCVTPH2PS    X3, X3
+	VMOVSS       X3, 2176(BX)
+	VPSHUFB      kvminidx<>+0(SB), Y2, Y4
+	VMOVDQU      Y4, 2208(DX)
+	VMOVDQU      48(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse0<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, (DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 128(DX)
+	VMOVDQU      48(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x03, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse2<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 256(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 384(DX)
+	VMOVDQU      80(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse4<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 512(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 640(DX)
+	VMOVDQU      80(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x01, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse6<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 768(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 896(DX)
+	VMOVDQU      112(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse8<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1024(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1152(DX)
+	VMOVDQU      112(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x01, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse10<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1280(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1408(DX)
+	VMOVDQU      144(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse12<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1536(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1664(DX)
+	VMOVDQU      144(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x03, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse14<>+0(SB), Y2, Y2
+	VPERMQ       $0x4e, Y4, Y5
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y2, Y4, Y4
+	VMOVDQU      Y4, 1792(DX)
+	VPSHUFB      Y0, Y5, Y4
+	VPMULHW      Y2, Y4, Y4
+	VMOVDQU      Y4, 1920(DX)
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000920, DX
+	ADDQ         $0x00000920, BX
+	DECQ         SI
+	JNZ          krepQ5KV_block2
+	INCQ         AX
+	CMPQ         AX, $0x04
+	JNE          krepQ5KV_row1
 	VZEROUPPER
 	RET
 
@@ -10171,201 +10150,134 @@ krepQ6KV_block2:
 	VPBROADCASTW   208(CX), X3
 	VCVTPH2PS      X3, Y3
 	VMOVUPS        Y3, 2048(DX)
-	VMOVDQU        kvscidx<>+0(SB), Y3
-	VBROADCASTI128 (CX), Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 128(CX), Y5
-	VPSLLW         $0x04, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, (DX)
-	VBROADCASTI128 16(CX), Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 144(CX), Y5
-	VPSLLW         $0x04, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 128(DX)
-	VBROADCASTI128 32(CX), Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 128(CX), Y5
-	VPSLLW         $0x02, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 256(DX)
-	VBROADCASTI128 48(CX), Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 144(CX), Y5
-	VPSLLW         $0x02, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 384(DX)
-	VBROADCASTI128 (CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 128(CX), Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 512(DX)
-	VBROADCASTI128 16(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 144(CX), Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 640(DX)
-	VBROADCASTI128 32(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 128(CX), Y5
-	VPSRLW         $0x02, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 768(DX)
-	VBROADCASTI128 48(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 144(CX), Y5
-	VPSRLW         $0x02, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 896(DX)
-	VBROADCASTI128 64(CX), Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 160(CX), Y5
-	VPSLLW         $0x04, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 1024(DX)
-	VBROADCASTI128 80(CX), Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 176(CX), Y5
-	VPSLLW         $0x04, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 1152(DX)
-	VBROADCASTI128 96(CX), Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 160(CX), Y5
-	VPSLLW         $0x02, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 1280(DX)
-	VBROADCASTI128 112(CX), Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 176(CX), Y5
-	VPSLLW         $0x02, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 1408(DX)
-	VBROADCASTI128 64(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 160(CX), Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 1536(DX)
-	VBROADCASTI128 80(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 176(CX), Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 1664(DX)
-	VBROADCASTI128 96(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 160(CX), Y5
-	VPSRLW         $0x02, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y5
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y4
-	VPMULHW        Y5, Y4, Y4
-	VMOVDQU        Y4, 1792(DX)
-	VBROADCASTI128 112(CX), Y4
-	VPSRLW         $0x04, Y4, Y4
-	VPAND          Y1, Y4, Y4
-	VBROADCASTI128 176(CX), Y5
-	VPSRLW         $0x02, Y5, Y5
-	VPAND          kv30<>+0(SB), Y5, Y5
-	VPOR           Y5, Y4, Y4
-	VPSUBB         kv32<>+0(SB), Y4, Y4
-	VPSHUFB        Y3, Y2, Y2
-	VPADDB         kvone<>+0(SB), Y3, Y3
-	VPSHUFB        Y0, Y4, Y3
+	VMOVDQU        (CX), Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        128(CX), Y4
+	VPSLLW         $0x04, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue0<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue1<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, (DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 128(DX)
+	VMOVDQU        32(CX), Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        128(CX), Y4
+	VPSLLW         $0x02, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue2<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue3<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 256(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 384(DX)
+	VMOVDQU        (CX), Y3
+	VPSRLW         $0x04, Y3, Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        128(CX), Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue4<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue5<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 512(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 640(DX)
+	VMOVDQU        32(CX), Y3
+	VPSRLW         $0x04, Y3, Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        128(CX), Y4
+	VPSRLW         $0x02, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue6<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue7<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 768(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 896(DX)
+	VMOVDQU        64(CX), Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        160(CX), Y4
+	VPSLLW         $0x04, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue8<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue9<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 1024(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 1152(DX)
+	VMOVDQU        96(CX), Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        160(CX), Y4
+	VPSLLW         $0x02, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue10<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue11<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 1280(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 1408(DX)
+	VMOVDQU        64(CX), Y3
+	VPSRLW         $0x04, Y3, Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        160(CX), Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue12<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue13<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 1536(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 1664(DX)
+	VMOVDQU        96(CX), Y3
+	VPSRLW         $0x04, Y3, Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        160(CX), Y4
+	VPSRLW         $0x02, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue14<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue15<>+0(SB), Y2, Y2
+	VPERMQ         $0x4e, Y3, Y5
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 1792(DX)
+	VPSHUFB        Y0, Y5, Y3
 	VPMULHW        Y2, Y3, Y3
 	VMOVDQU        Y3, 1920(DX)
 	ADDQ           $0x000000d2, CX
@@ -10390,6 +10302,102 @@ DATA kv32<>+8(SB)/8, $0x2020202020202020
 DATA kv32<>+16(SB)/8, $0x2020202020202020
 DATA kv32<>+24(SB)/8, $0x2020202020202020
 GLOBL kv32<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue0<>+0(SB)/8, $0x0080008000800080
+DATA kvsctrue0<>+8(SB)/8, $0x0080008000800080
+DATA kvsctrue0<>+16(SB)/8, $0x0180018001800180
+DATA kvsctrue0<>+24(SB)/8, $0x0180018001800180
+GLOBL kvsctrue0<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue1<>+0(SB)/8, $0x0180018001800180
+DATA kvsctrue1<>+8(SB)/8, $0x0180018001800180
+DATA kvsctrue1<>+16(SB)/8, $0x0080008000800080
+DATA kvsctrue1<>+24(SB)/8, $0x0080008000800080
+GLOBL kvsctrue1<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue2<>+0(SB)/8, $0x0280028002800280
+DATA kvsctrue2<>+8(SB)/8, $0x0280028002800280
+DATA kvsctrue2<>+16(SB)/8, $0x0380038003800380
+DATA kvsctrue2<>+24(SB)/8, $0x0380038003800380
+GLOBL kvsctrue2<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue3<>+0(SB)/8, $0x0380038003800380
+DATA kvsctrue3<>+8(SB)/8, $0x0380038003800380
+DATA kvsctrue3<>+16(SB)/8, $0x0280028002800280
+DATA kvsctrue3<>+24(SB)/8, $0x0280028002800280
+GLOBL kvsctrue3<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue4<>+0(SB)/8, $0x0480048004800480
+DATA kvsctrue4<>+8(SB)/8, $0x0480048004800480
+DATA kvsctrue4<>+16(SB)/8, $0x0580058005800580
+DATA kvsctrue4<>+24(SB)/8, $0x0580058005800580
+GLOBL kvsctrue4<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue5<>+0(SB)/8, $0x0580058005800580
+DATA kvsctrue5<>+8(SB)/8, $0x0580058005800580
+DATA kvsctrue5<>+16(SB)/8, $0x0480048004800480
+DATA kvsctrue5<>+24(SB)/8, $0x0480048004800480
+GLOBL kvsctrue5<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue6<>+0(SB)/8, $0x0680068006800680
+DATA kvsctrue6<>+8(SB)/8, $0x0680068006800680
+DATA kvsctrue6<>+16(SB)/8, $0x0780078007800780
+DATA kvsctrue6<>+24(SB)/8, $0x0780078007800780
+GLOBL kvsctrue6<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue7<>+0(SB)/8, $0x0780078007800780
+DATA kvsctrue7<>+8(SB)/8, $0x0780078007800780
+DATA kvsctrue7<>+16(SB)/8, $0x0680068006800680
+DATA kvsctrue7<>+24(SB)/8, $0x0680068006800680
+GLOBL kvsctrue7<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue8<>+0(SB)/8, $0x0880088008800880
+DATA kvsctrue8<>+8(SB)/8, $0x0880088008800880
+DATA kvsctrue8<>+16(SB)/8, $0x0980098009800980
+DATA kvsctrue8<>+24(SB)/8, $0x0980098009800980
+GLOBL kvsctrue8<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue9<>+0(SB)/8, $0x0980098009800980
+DATA kvsctrue9<>+8(SB)/8, $0x0980098009800980
+DATA kvsctrue9<>+16(SB)/8, $0x0880088008800880
+DATA kvsctrue9<>+24(SB)/8, $0x0880088008800880
+GLOBL kvsctrue9<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue10<>+0(SB)/8, $0x0a800a800a800a80
+DATA kvsctrue10<>+8(SB)/8, $0x0a800a800a800a80
+DATA kvsctrue10<>+16(SB)/8, $0x0b800b800b800b80
+DATA kvsctrue10<>+24(SB)/8, $0x0b800b800b800b80
+GLOBL kvsctrue10<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue11<>+0(SB)/8, $0x0b800b800b800b80
+DATA kvsctrue11<>+8(SB)/8, $0x0b800b800b800b80
+DATA kvsctrue11<>+16(SB)/8, $0x0a800a800a800a80
+DATA kvsctrue11<>+24(SB)/8, $0x0a800a800a800a80
+GLOBL kvsctrue11<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue12<>+0(SB)/8, $0x0c800c800c800c80
+DATA kvsctrue12<>+8(SB)/8, $0x0c800c800c800c80
+DATA kvsctrue12<>+16(SB)/8, $0x0d800d800d800d80
+DATA kvsctrue12<>+24(SB)/8, $0x0d800d800d800d80
+GLOBL kvsctrue12<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue13<>+0(SB)/8, $0x0d800d800d800d80
+DATA kvsctrue13<>+8(SB)/8, $0x0d800d800d800d80
+DATA kvsctrue13<>+16(SB)/8, $0x0c800c800c800c80
+DATA kvsctrue13<>+24(SB)/8, $0x0c800c800c800c80
+GLOBL kvsctrue13<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue14<>+0(SB)/8, $0x0e800e800e800e80
+DATA kvsctrue14<>+8(SB)/8, $0x0e800e800e800e80
+DATA kvsctrue14<>+16(SB)/8, $0x0f800f800f800f80
+DATA kvsctrue14<>+24(SB)/8, $0x0f800f800f800f80
+GLOBL kvsctrue14<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue15<>+0(SB)/8, $0x0f800f800f800f80
+DATA kvsctrue15<>+8(SB)/8, $0x0f800f800f800f80
+DATA kvsctrue15<>+16(SB)/8, $0x0e800e800e800e80
+DATA kvsctrue15<>+24(SB)/8, $0x0e800e800e800e80
+GLOBL kvsctrue15<>(SB), RODATA|NOPTR, $32
 
 // func kgemmQ4KVx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
 // Requires: AVX, AVX2, AVXVNNI

@@ -68,20 +68,16 @@ var kgemmMadd = qgemm.KKernels{
 	},
 }
 
-// kgemmFrom returns the fewest tokens MatMulQ8 runs the k-quant GEMM for on weights of
-// type dt. Below it the matrix–vector kernels, which unpack each row once per token but
-// need no repack, are ahead. One thread, 2048×2048, the fastest of 15 runs (a busy
-// machine), matrix–vector against the GEMM with AVX-VNNI and with VPMADDWD: q4_k T = 2
-// 247–299 µs against 232–257 and 206–212, T = 3 351–373 against 266–297 and 275–320;
-// q5_k T = 2 315 against 296 and 314, T = 3 428 against 295 and 322; q6_k T = 2 257–399
-// against 300–429 and 293–550, T = 3 399–628 against 341–499 and 365–498; T = 8 about
-// 2× and T = 128 about 3× faster (see BenchmarkMatMulQ8K).
-func kgemmFrom(dt dtype.DType) int {
-	if dt == dtype.Q6_K {
-		return 3
-	}
-	return 2
-}
+// kgemmFrom is the fewest tokens MatMulQ8 runs the k-quant GEMM for. At T = 1 the
+// matrix–vector kernels, which need no repack, are ahead. One thread, 2048×2048, the
+// fastest of 15 runs on a busy machine, matrix–vector kernels against the GEMM with
+// AVX-VNNI and with VPMADDWD: T = 1 q4_k 143 µs against 222 and 288, q5_k 141 against
+// 188 and 185, q6_k 186 against 274 and 278; T = 2 (two runs) q4_k 231–233 against
+// 201–207 and 207–208, q5_k 289–297 against 226–238 and 232–238, q6_k 281–354 against
+// 237–309 and 245–353; T = 3 q4_k 336 against 230 and 258, q5_k 433 against 268 and
+// 291, q6_k 535 against 375 and 370. From T = 8 the GEMM is about 2× faster, at
+// T = 128 about 3× (see BenchmarkMatMulQ8K).
+const kgemmFrom = 2
 
 // xkBlock is the size in bytes of one q8_k super-block as prepQ8K prepares it for the
 // k-quant kernels (see backends/avx2/_asm/kquant.go): its quants permuted, 32·(pair
@@ -91,19 +87,19 @@ const xkBlock = 544
 // xkBlockFloats is xkBlock in float32s of scratch.
 const xkBlockFloats = xkBlock / 4
 
-// matMulQ8K is MatMulQ8 for k-quant weights (q8_k activations). For T ≥ kgemmFrom (2
-// or 3) it runs the k-quant GEMM of package qgemm (kgemm with AVX-VNNI, else
+// matMulQ8K is MatMulQ8 for k-quant weights (q8_k activations). For T ≥ kgemmFrom it
+// runs the k-quant GEMM of package qgemm (kgemm with AVX-VNNI, else
 // kgemmMadd; useVNNI and useMadd choose, as for q8_0 and q4_0). Otherwise each token's
 // activations are prepared once per call (prepQ8K) in scratch, then mvQ4_K, mvQ5_K or
 // mvQ6_K take the rows one at a time — for T > 1, qChunk rows with every token before the
 // next rows, so the rows stay in cache. The results are the reference's bit for bit,
 // whatever the row range.
 func (k Kernels) matMulQ8K(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
-	if T >= kgemmFrom(w.DType) && useVNNI {
+	if T >= kgemmFrom && useVNNI {
 		kgemm.MatMulQ8K(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	if T >= kgemmFrom(w.DType) && useMadd {
+	if T >= kgemmFrom && useMadd {
 		kgemmMadd.MatMulQ8K(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}

@@ -471,9 +471,10 @@ func qgemmMQ4x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmMQ4x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
-// kprepV writes the nb q8_k super-blocks at xq as the k-quant GEMM tiles take them
-// (576 bytes each at dst, stride bytes apart): for p < 16 and l < 8, the int16 pair
-// (x_{16p+l}, x_{16p+l+8}); the 16 bsums; d as float32.
+// kprepV writes the nb q8_k super-blocks at xq as the YMM k-quant GEMM tiles take them
+// (576 bytes each at dst, stride bytes apart): for k < 8 and l < 8 the int16 pairs
+// (x_{16p+l}, x_{16p+l+8}) of p = 2k (l < 4) and 2k+1 (l ≥ 4), then those of p = 2k+1
+// (l < 4) and 2k (l ≥ 4); the 16 bsums; d as float32.
 //
 //go:noescape
 func kprepV(dst *byte, xq *byte, nb int, stride int)

@@ -14,16 +14,20 @@ import (
 // where a ZMM one holds two rows; a group is 4 rows (the 16 YMM registers take 4 rows ×
 // 3 tokens of accumulators, as the 32 ZMM ones take 8 pairs × 3 tokens). The weights
 // are repacked once per group, pre-multiplied by their sub-block scales as int16, so
-// that lane l of vector (p, r) holds the int16 pair (sc·w_{16p+l}, sc·w_{16p+l+8}) of
-// row r; the activations are prepared exactly as for the ZMM form (kprepZ's layout, 576
-// bytes per super-block), their 32 bytes for p loaded as they are. One dot product of
-// vector (p, r) with token t's 32 bytes adds row r's products of elements 16p+l and
-// 16p+l+8 to lane l: after the 16 p of a super-block lane l holds the exact aux[l]. The
-// dot product is the VEX-encoded VPDPWSSD on CPUs with AVX-VNNI (suffix V; the Go
-// assembler encodes VPDPWSSD Y only as EVEX, so vexPass writes it as bytes), else
-// VPMADDWD and VPADDD (suffix M): equal results, both wrap modulo 2³², and no sum here
-// comes near that. The float work follows the reference's order lane by lane, as in the
-// ZMM form:
+// that lane l of vector (p, r) holds row r's int16 pair (sc·w_{16q+l}, sc·w_{16q+l+8})
+// of one q of the 16 runs of 16 elements — q = p for the low four lanes, and for the
+// high four the other q of the pair 2⌊p/2⌋, 2⌊p/2⌋+1 (q = p XOR 1): each 32 bytes of
+// quants hold a pair of runs, one per 128-bit half, and VPSHUFB only picks within a
+// half, so vector 2k takes classes 0–3 of run 2k and 4–7 of run 2k+1 from the quants
+// as they lie, vector 2k+1 the rest from the quants with their halves swapped (one
+// VPERMQ). The activations are prepared once per product (kprepV: kprepZ's int16 pairs
+// with the same halves crossed, 576 bytes per super-block). One dot product of vector
+// (p, r) with token t's 32 bytes for p adds row r's products of the elements of class l
+// to lane l: after the 16 p of a super-block lane l holds the exact aux[l]. The dot
+// product is the VEX-encoded VPDPWSSD on CPUs with AVX-VNNI (suffix V; the Go assembler
+// encodes VPDPWSSD Y only as EVEX, so vexPass writes it as bytes), else VPMADDWD and
+// VPADDD (suffix M): equal results, both wrap modulo 2³², and no sum here comes near
+// that. The float work follows the reference's order lane by lane, as in the ZMM form:
 //
 //	sums[l] += float32(float32(d_w·d_x) · float32(aux[l]))
 //	q4_k: sumf −= float32(float32(dmin_w·d_x) · float32(mins))   (4 rows per vector)
@@ -33,9 +37,8 @@ import (
 // group's four rows. At the end a 4×8 transpose brings each class l of the four rows
 // into one lane per row, and sumf + sums[0] + … + sums[7] is summed in that order.
 //
-// The repack works one row at a time: each 16 weights of a p broadcast to both 128-bit
-// lanes (VBROADCASTI128), picked by VPSHUFB into the high bytes of words and scaled by
-// VPMULHW with (sc·256) words, as in the ZMM form.
+// As in the ZMM form the weights are picked by VPSHUFB into the high bytes of words and
+// scaled by VPMULHW with (sc·256) words: the high half of (w·256)·(sc·256) is w·sc.
 
 // Offsets within one repacked super-block of a YMM group of 4 rows, and the other
 // sizes of the YMM form.
@@ -49,7 +52,7 @@ const (
 	kvBytes = kvMins + 32*kvLanes // q4_k; q6_k ends at kvDmin
 	kvState = 32*kvLanes + 32     // a tile's state per token: 4 row vectors of sums, sumf
 	kvTiles = 3                   // the most tokens a tile takes
-	kvX     = kgemmXBytes         // a prepared activation super-block (kprepZ's layout)
+	kvX     = kgemmXBytes         // a prepared activation super-block (kprepV)
 	kvXBs   = 512                 // its bsums
 	kvXD    = 544                 // its d_x
 	kvZ     = 0x80                // VPSHUFB: a zero byte
@@ -82,12 +85,14 @@ func genKGemmYMM() {
 	}
 }
 
-// genKPrepV emits kprepV: kprepZ (the same layout) with AVX2.
+// genKPrepV emits kprepV: kprepZ's pairs, with the 128-bit halves of each two p
+// crossed as the repack crosses them (see genKRepackV).
 func genKPrepV() {
 	lb := fn("kprepV", "func(dst *byte, xq *byte, nb int, stride int)",
-		"kprepV writes the nb q8_k super-blocks at xq as the k-quant GEMM tiles take them",
-		"(576 bytes each at dst, stride bytes apart): for p < 16 and l < 8, the int16 pair",
-		"(x_{16p+l}, x_{16p+l+8}); the 16 bsums; d as float32.")
+		"kprepV writes the nb q8_k super-blocks at xq as the YMM k-quant GEMM tiles take them",
+		"(576 bytes each at dst, stride bytes apart): for k < 8 and l < 8 the int16 pairs",
+		"(x_{16p+l}, x_{16p+l+8}) of p = 2k (l < 4) and 2k+1 (l ≥ 4), then those of p = 2k+1",
+		"(l < 4) and 2k (l ≥ 4); the 16 bsums; d as float32.")
 	dst := Load(Param("dst"), GP64())
 	xq := Load(Param("xq"), GP64())
 	nb := Load(Param("nb"), GP64())
@@ -96,12 +101,21 @@ func genKPrepV() {
 	VMOVDQU(bytesConst("kvilv", []byte{0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15}), ilv)
 	loop := lb.next("block")
 	Label(loop)
-	for p := 0; p < 16; p++ {
-		v, y := XMM(), YMM()
-		VMOVDQU(Mem{Base: xq, Disp: 4 + 16*p}, v)
-		VPSHUFB(ilv, v, v)
-		VPMOVSXBW(v, y)
-		VMOVDQU(y, Mem{Base: dst, Disp: 32 * p})
+	for k := 0; k < 8; k++ {
+		var x [2]VecVirtual
+		for h := range x {
+			v := XMM()
+			x[h] = YMM()
+			VMOVDQU(Mem{Base: xq, Disp: 4 + 32*k + 16*h}, v)
+			VPSHUFB(ilv, v, v)
+			VPMOVSXBW(v, x[h])
+		}
+		// Vector 2k: p = 2k's classes 0–3, p = 2k+1's classes 4–7; vector 2k+1 the others.
+		a, b := YMM(), YMM()
+		VPBLENDD(U8(0xf0), x[1], x[0], a)
+		VPBLENDD(U8(0xf0), x[0], x[1], b)
+		VMOVDQU(a, Mem{Base: dst, Disp: 64 * k})
+		VMOVDQU(b, Mem{Base: dst, Disp: 64*k + 32})
 	}
 	b := YMM()
 	VMOVDQU(Mem{Base: xq, Disp: 260}, b)
@@ -202,87 +216,94 @@ func genKRepackV(kind string) {
 			VMOVDQU(mv, Mem{Base: out, Disp: kvMins})
 		}
 	}
-	// The scale vectors: every word's high byte scale j, by VPSHUFB of S with a running
-	// index (even bytes 0x80: zero).
-	sidx := YMM()
-	VMOVDQU(bytesConst("kvscidx", func() []byte {
+	// scale returns the scale vector of vector p (p < 16): every word's high byte the
+	// scale of the elements it meets, by VPSHUFB of S (even bytes 0x80: zero).
+	scale := func(p int) VecVirtual {
 		c := make([]byte, 32)
 		for i := 0; i < 16; i++ {
 			c[2*i] = kvZ
+			switch {
+			case !q6:
+				c[2*i+1] = byte(p / 2) // sub-block p/2 (both p of a pair)
+			case (i < 8) == (p%2 == 0):
+				c[2*i+1] = byte(p &^ 1) // the pair's first p
+			default:
+				c[2*i+1] = byte(p | 1)
+			}
 		}
-		return c
-	}()), sidx)
-	scale := func() VecVirtual {
 		s := YMM()
-		VPSHUFB(sidx, S, s)
-		VPADDB(bytesConst("kvone", rep(1, 32)), sidx, sidx)
+		VPSHUFB(bytesConst(fmt.Sprintf("kvsc%v%d", q6, p), c), S, s)
 		return s
 	}
-	// emit writes vector (p, r): the 16 weights of v (in both 128-bit lanes) picked into
-	// the high bytes of words, l-interleaved, times the scales (VPMULHW by sc·256).
-	emit := func(p int, v, sc VecVirtual) {
-		t := YMM()
-		VPSHUFB(pick, v, t)
-		VPMULHW(sc, t, t)
-		VMOVDQU(t, Mem{Base: out, Disp: kvW + kvRowW*p})
+	// emit writes vectors 2k and 2k+1 of the pair of p whose 16 weights each v holds
+	// (2k in the low 128 bits, 2k+1 in the high ones): the weights picked into the high
+	// bytes of words, l-interleaved — classes 0–3 from the low half of their source,
+	// 4–7 from the high half — times the scales (VPMULHW by sc·256); vector 2k from v,
+	// vector 2k+1 from v with its halves swapped.
+	emit := func(k int, v VecVirtual, sc0, sc1 VecVirtual) {
+		sw := YMM()
+		VPERMQ(U8(0x4e), v, sw)
+		for i, src := range []VecVirtual{v, sw} {
+			sc := []VecVirtual{sc0, sc1}[i]
+			t := YMM()
+			VPSHUFB(pick, src, t)
+			VPMULHW(sc, t, t)
+			VMOVDQU(t, Mem{Base: out, Disp: kvW + kvRowW*(2*k+i)})
+		}
 	}
 	if q6 {
-		// p = 8hh + 2q + h: elements 128hh + 32q + 16h + (0..15), their low bits the
-		// nibble q/2 of ql bytes 64hh + 32(q%2) + 16h, their high bits bits 2q, 2q+1 of
-		// qh bytes 128 + 32hh + 16h (to bits 4–5 by word shifts whose spill the mask
-		// 0x30 drops).
+		// Pair k = 4hh + q (p = 2k + h): elements 128hh + 32q + 16h + (0..15), their low
+		// bits the nibble q/2 of ql bytes 64hh + 32(q%2) + 16h, their high bits bits 2q,
+		// 2q+1 of qh bytes 128 + 32hh + 16h (to bits 4–5 by word shifts whose spill the
+		// mask 0x30 drops).
 		for hh := 0; hh < 2; hh++ {
 			for q := 0; q < 4; q++ {
-				for h := 0; h < 2; h++ {
-					p := 8*hh + 2*q + h
-					lo, hb := YMM(), YMM()
-					VBROADCASTI128(Mem{Base: w, Disp: 64*hh + 32*(q%2) + 16*h}, lo)
-					if q >= 2 {
-						VPSRLW(U8(4), lo, lo)
-					}
-					VPAND(nib, lo, lo)
-					VBROADCASTI128(Mem{Base: w, Disp: 128 + 32*hh + 16*h}, hb)
-					switch sh := 4 - 2*q; {
-					case sh > 0:
-						VPSLLW(U8(sh), hb, hb)
-					case sh < 0:
-						VPSRLW(U8(-sh), hb, hb)
-					}
-					VPAND(bytesConst("kv30", rep(0x30, 32)), hb, hb)
-					VPOR(hb, lo, lo)
-					VPSUBB(bytesConst("kv32", rep(0x20, 32)), lo, lo)
-					emit(p, lo, scale())
+				k := 4*hh + q
+				lo, hb := YMM(), YMM()
+				VMOVDQU(Mem{Base: w, Disp: 64*hh + 32*(q%2)}, lo)
+				if q >= 2 {
+					VPSRLW(U8(4), lo, lo)
 				}
+				VPAND(nib, lo, lo)
+				VMOVDQU(Mem{Base: w, Disp: 128 + 32*hh}, hb)
+				switch sh := 4 - 2*q; {
+				case sh > 0:
+					VPSLLW(U8(sh), hb, hb)
+				case sh < 0:
+					VPSRLW(U8(-sh), hb, hb)
+				}
+				VPAND(bytesConst("kv30", rep(0x30, 32)), hb, hb)
+				VPOR(hb, lo, lo)
+				VPSUBB(bytesConst("kv32", rep(0x20, 32)), lo, lo)
+				emit(k, lo, scale(2*k), scale(2*k+1))
 			}
 		}
 	} else {
-		// Sub-block j = 2c + n: the nibble n of qs bytes 32c + 16h for p = 2j + h; for
-		// q5_k its fifth bit, bit j of qh bytes 16h, to bit 4 by word shifts whose spill
-		// the mask 0x10 drops.
+		// Sub-block j = 2c + n is pair j: the nibble n of qs bytes 32c + 16h for p = 2j +
+		// h; for q5_k its fifth bit, bit j of qh bytes 16h, to bit 4 by word shifts whose
+		// spill the mask 0x10 drops.
 		for j := 0; j < 8; j++ {
-			sc := scale()
 			c, n := j/2, j%2
-			for h := 0; h < 2; h++ {
-				v := YMM()
-				VBROADCASTI128(Mem{Base: w, Disp: qs + 32*c + 16*h}, v)
-				if n == 1 {
-					VPSRLW(U8(4), v, v)
-				}
-				VPAND(nib, v, v)
-				if q5 {
-					hb := YMM()
-					VBROADCASTI128(Mem{Base: w, Disp: 16 + 16*h}, hb)
-					switch sh := 4 - j; {
-					case sh > 0:
-						VPSLLW(U8(sh), hb, hb)
-					case sh < 0:
-						VPSRLW(U8(-sh), hb, hb)
-					}
-					VPAND(bytesConst("kv10", rep(0x10, 32)), hb, hb)
-					VPOR(hb, v, v)
-				}
-				emit(2*j+h, v, sc)
+			v := YMM()
+			VMOVDQU(Mem{Base: w, Disp: qs + 32*c}, v)
+			if n == 1 {
+				VPSRLW(U8(4), v, v)
 			}
+			VPAND(nib, v, v)
+			if q5 {
+				hb := YMM()
+				VMOVDQU(Mem{Base: w, Disp: 16}, hb)
+				switch sh := 4 - j; {
+				case sh > 0:
+					VPSLLW(U8(sh), hb, hb)
+				case sh < 0:
+					VPSRLW(U8(-sh), hb, hb)
+				}
+				VPAND(bytesConst("kv10", rep(0x10, 32)), hb, hb)
+				VPOR(hb, v, v)
+			}
+			sc := scale(2 * j)
+			emit(j, v, sc, sc)
 		}
 	}
 	ADDQ(U32(bs), w)

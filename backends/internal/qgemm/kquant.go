@@ -12,13 +12,14 @@ import (
 // backends/avx2/_asm, kgemm.go and kgemm_ymm.go). A group of Lanes rows (16 in ZMM
 // registers, 4 in YMM) is repacked once per product into scratch: per super-block and
 // p < 16, vectors whose dword lane l (of each row a vector holds: two in ZMM, one in
-// YMM) holds the row's int16 pair (sc·w_{16p+l}, sc·w_{16p+l+8}), the weights already
-// multiplied by their sub-block's scale; then the rows' d, and for q4_k the rows' dmin
-// and mins. The activations are prepared once per product (x as the same int16 pairs,
-// the bsums, d_x). One VPDPWSSD (or VPMADDWD and VPADDD) per p, vector and token then
-// leaves in each lane the exact aux[l] of the contract (kernels/kquant.go), and the
-// float32 sums follow the reference's order lane by lane, so every result is the
-// reference's bit for bit, whatever T, the group or the row range.
+// YMM) holds the row's int16 pair (sc·w_{16p+l}, sc·w_{16p+l+8}) (in YMM the 128-bit
+// halves of each two p crossed), the weights already multiplied by their sub-block's
+// scale; then the rows' d, and for q4_k the rows' dmin and mins. The activations are
+// prepared once per product (x as the same int16 pairs, the bsums, d_x). One VPDPWSSD
+// (or VPMADDWD and VPADDD) per p, vector and token then leaves in each lane the exact
+// aux[l] of the contract (kernels/kquant.go), and the float32 sums follow the
+// reference's order lane by lane, so every result is the reference's bit for bit,
+// whatever T, the group or the row range.
 
 // kxBytes is the size of one prepared q8_k super-block (kgemmXBytes of the generator).
 const kxBytes = 576
