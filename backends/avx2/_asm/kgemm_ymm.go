@@ -23,11 +23,12 @@ import (
 // VPERMQ). The activations are prepared once per product (kprepV: kprepZ's int16 pairs
 // with the same halves crossed, 576 bytes per super-block). One dot product of vector
 // (p, r) with token t's 32 bytes for p adds row r's products of the elements of class l
-// to lane l: after the 16 p of a super-block lane l holds the exact aux[l]. The dot
-// product is the VEX-encoded VPDPWSSD on CPUs with AVX-VNNI (suffix V; the Go assembler
-// encodes VPDPWSSD Y only as EVEX, so vexPass writes it as bytes), else VPMADDWD and
-// VPADDD (suffix M): equal results, both wrap modulo 2³², and no sum here comes near
-// that. The float work follows the reference's order lane by lane, as in the ZMM form:
+// to lane l: after the 16 p of a super-block lane l holds the exact aux[l] (kgemmDots,
+// the ZMM form's loop with the YMM registers and instructions). The dot product is the
+// VEX-encoded VPDPWSSD on CPUs with AVX-VNNI (suffix V; the Go assembler encodes
+// VPDPWSSD Y only as EVEX, so vexPass writes it as bytes), else VPMADDWD and VPADDD
+// (suffix M): equal results, both wrap modulo 2³², and no sum here comes near that.
+// The float work follows the reference's order lane by lane, as in the ZMM form:
 //
 //	sums[l] += float32(float32(d_w·d_x) · float32(aux[l]))
 //	q4_k: sumf −= float32(float32(dmin_w·d_x) · float32(mins))   (4 rows per vector)
@@ -68,6 +69,28 @@ var (
 	kgemmVNNI = kgemmYMM{suffix: "V", vnni: true}
 	kgemmMadd = kgemmYMM{suffix: "M"}
 )
+
+// form returns f's kgemmForm for tiles of nt tokens. VPMADDWD needs a temporary: with 3
+// tokens (12 accumulators, 3 x) its weights are a memory operand rather than a register.
+func (f kgemmYMM) form(nt int) kgemmForm {
+	k := kgemmForm{
+		vec: YMM, size: 32, vecs: kvLanes,
+		loadX: func(m Mem, v VecVirtual) { VMOVDQU(m, v) },
+		loadW: func(m Mem, v VecVirtual) { VMOVDQU(m, v) },
+		dot:   func(x, w, acc Op) { vpdpwssdVEX(x, w, acc) },
+	}
+	if !f.vnni {
+		k.dot = func(x, w, acc Op) {
+			m := YMM()
+			VPMADDWD(w, x, m)
+			VPADDD(m, acc, acc)
+		}
+		if kvLanes*nt+nt+2 > 16 {
+			k.loadW = nil
+		}
+	}
+	return k
+}
 
 // genKGemmYMM emits the YMM k-quant GEMM: the preparation, the repacks and both forms'
 // tiles.
@@ -360,39 +383,7 @@ func genKTileV(f kgemmYMM, q6 bool, nt int) {
 	}
 	blk := lb.next("block")
 	Label(blk)
-	acc := make([][]VecVirtual, kvLanes)
-	for r := range acc {
-		acc[r] = ymms(nt)
-	}
-	// VPMADDWD needs a temporary: with 3 tokens (12 accumulators, 3 x) the weights are
-	// its memory operand rather than a register.
-	wReg := f.vnni || kvLanes*nt+nt+2 <= 16
-	for p := 0; p < 16; p++ {
-		X := ymms(nt)
-		for t := range X {
-			VMOVDQU(Mem{Base: xp, Disp: kvX*t + 32*p}, X[t])
-		}
-		for r := 0; r < kvLanes; r++ {
-			var w Op = Mem{Base: wp, Disp: kvW + kvRowW*p + 32*r}
-			if wReg {
-				v := YMM()
-				VMOVDQU(w, v)
-				w = v
-			}
-			for t := range X {
-				switch {
-				case p == 0:
-					VPMADDWD(w, X[t], acc[r][t])
-				case f.vnni:
-					vpdpwssdVEX(X[t], w, acc[r][t])
-				default:
-					m := YMM()
-					VPMADDWD(w, X[t], m)
-					VPADDD(m, acc[r][t], acc[r][t])
-				}
-			}
-		}
-	}
+	acc := kgemmDots(f.form(nt), wp, xp, nt)
 	{
 		bx := ymms(nt)
 		for t := range bx {
