@@ -11,11 +11,18 @@ import (
 	"github.com/lmrun/lmrun/kernels"
 )
 
+// The sizes of the YMM k-quant GEMM (kvBytes and kvState of the generator): one
+// repacked super-block of a group of 4 rows, a tile's state per token.
+const (
+	kvGroupBytes = 2336
+	kvStateBytes = 160
+)
+
 // kgemm is the 4-row × up to 3-token k-quant GEMM in YMM registers with AVX-VNNI (the
 // VEX-encoded VPDPWSSD; kgemmQ4KVx1..3 for q4_k and q5_k, kgemmQ6KVx1..3; see package
 // qgemm and backends/avx2/_asm/kgemm_ymm.go).
 var kgemm = qgemm.KKernels{
-	Name: "avx2", Lanes: 4, Tokens: 3, GroupBytes: 2336, StateBytes: 160,
+	Name: "avx2", Lanes: 4, Tokens: 3, GroupBytes: kvGroupBytes, StateBytes: kvStateBytes,
 	Prep:      kprepV,
 	RepackQ4K: krepQ4KV, RepackQ5K: krepQ5KV, RepackQ6K: krepQ6KV,
 	TileQ4K: func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, st *float32) {
@@ -43,7 +50,7 @@ var kgemm = qgemm.KKernels{
 // kgemmMadd is kgemm for CPUs without AVX-VNNI: the same repack, tiles with VPMADDWD and
 // VPADDD (kgemmQ4KMx1..3, kgemmQ6KMx1..3).
 var kgemmMadd = qgemm.KKernels{
-	Name: "avx2", Lanes: 4, Tokens: 3, GroupBytes: 2336, StateBytes: 160,
+	Name: "avx2", Lanes: 4, Tokens: 3, GroupBytes: kvGroupBytes, StateBytes: kvStateBytes,
 	Prep:      kprepV,
 	RepackQ4K: krepQ4KV, RepackQ5K: krepQ5KV, RepackQ6K: krepQ6KV,
 	TileQ4K: func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, st *float32) {
