@@ -61,7 +61,8 @@ func TestMatMulAllocatesNothing(t *testing.T) {
 			}
 		}
 	}
-	// The k-quants, on rows of whole super-blocks, with q8_k or f32 activations.
+	// The k-quants, on rows of whole super-blocks, with q8_k (the k-quant GEMM's forms from
+	// T = 2) or f32 activations.
 	r := rand.New(rand.NewPCG(3, 3))
 	for _, cols := range []int{256, 1280, 4096} {
 		for _, T := range []int{1, 37, 64} {
@@ -77,7 +78,12 @@ func TestMatMulAllocatesNothing(t *testing.T) {
 				}
 				for what, f := range map[string]func(){
 					"q8_k activations": func() { k.MatMulQ8(dst, rows, xq, T, w, nil, 3, rows, sc) },
-					"f32 activations":  func() { k.MatMul(dst, rows, x, T, w, nil, 3, rows, sc) },
+					"q8_k activations, the k-quant GEMM's VPMADDWD form": func() {
+						defer func(v bool) { useVNNI = v }(useVNNI)
+						useVNNI = false
+						k.MatMulQ8(dst, rows, xq, T, w, nil, 3, rows, sc)
+					},
+					"f32 activations": func() { k.MatMul(dst, rows, x, T, w, nil, 3, rows, sc) },
 				} {
 					if n := testing.AllocsPerRun(5, f); n != 0 {
 						t.Errorf("%v, T=%d, %d columns, %s: %v allocations per product", dt, T, cols, what, n)

@@ -56,14 +56,15 @@ func (Kernels) Name() string { return "avx2" }
 // bf16 mix kernels (at most cols floats). MatMulQ8 keeps one xBlock per q8_0 activation
 // block of every token, or one prepared q8_k super-block (xkBlock bytes) per 256
 // activations of every token, or for the int8 GEMM (package qgemm) its prepared
-// activations and one repacked group of rows.
+// activations and one repacked group of rows, or for the k-quant GEMM the same and its
+// tiles' state.
 func (Kernels) ScratchSize(T, cols int) int {
 	rows := quantRowsT1 + 1
 	if T > 1 {
 		rows = halfChunk + T
 	}
 	return max(rows*cols+gemmStateFloats(T, cols), T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats,
-		gemm.ScratchFloats(T, cols))
+		gemm.ScratchFloats(T, cols), kgemm.ScratchFloats(T, cols), kgemmMadd.ScratchFloats(T, cols))
 }
 
 // scratchFor returns the first n floats of scratch, panicking, as the reference's bounds

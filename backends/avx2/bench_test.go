@@ -515,3 +515,43 @@ func BenchmarkMatMulQ8(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatMulQ8K times MatMulQ8 on k-quant weights (random super-blocks) with the
+// matrix–vector kernels per token ("mv"), the k-quant GEMM with VPMADDWD ("madd") and
+// with AVX-VNNI ("vnni") — the GEMMs called directly, so at T = 1 too — single threaded:
+// T tokens of a 2048×2048 matrix, GOP/s (2 per multiply-add).
+func BenchmarkMatMulQ8K(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(4, 4))
+	const N, K = 2048, 2048
+	for _, dt := range []dtype.DType{dtype.Q4_K, dtype.Q6_K} {
+		w, _ := kernels.NewMat(dt, randKQuant(r, dt, N*K), N, K)
+		for _, T := range []int{1, 2, 3, 8, 128} {
+			xb := dtype.RowBytes(dtype.Q8_K, K)
+			xq := make([]byte, T*xb)
+			kernels.QuantizeQ8K(randSlice(r, T*K), xq)
+			dst := make([]float32, T*N)
+			for _, form := range []string{"mv", "madd", "vnni"} {
+				if form == "vnni" && !cpuid.CPU.Supports(cpuid.AVXVNNI) {
+					continue
+				}
+				b.Run(fmt.Sprintf("%v/T%d/%s", dt, T, form), func(b *testing.B) {
+					defer func(v, m bool) { useVNNI, useMadd = v, m }(useVNNI, useMadd)
+					useVNNI, useMadd = false, false
+					sc := kernels.NewScratch(Kernels{}, T, K)
+					for i := 0; i < b.N; i++ {
+						switch form {
+						case "vnni":
+							kgemm.MatMulQ8K(dst, N, xq, T, w, nil, 0, N, sc)
+						case "madd":
+							kgemmMadd.MatMulQ8K(dst, N, xq, T, w, nil, 0, N, sc)
+						default:
+							Kernels{}.MatMulQ8(dst, N, xq, T, w, nil, 0, N, sc)
+						}
+					}
+					b.ReportMetric(2*float64(T*N*K)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GOP/s")
+				})
+			}
+		}
+	}
+}

@@ -21,7 +21,10 @@
 // assembler lacks, emitted as bytes, TestVEXEncodings disassembles them; elsewhere
 // VPMADDUBSW in forms whose int16 sums cannot saturate) — and on the k-quants
 // (q4_k, q5_k, q6_k) with q8_k activations, ggml's generic dot product reproduced
-// operation for operation (_asm/kquant.go); QuantizeQ8 and QuantizeQ8K, the activation
+// operation for operation (_asm/kquant.go) — from 2 tokens a k-quant GEMM instead
+// (package qgemm's kquant.go, _asm/kgemm_ymm.go: rows repacked with their sub-block
+// scales as int16, 4 rows × up to 3 tokens per tile; the VEX-encoded VPDPWSSD with
+// AVX-VNNI, emitted as bytes like VPDPBUSD, elsewhere VPMADDWD); QuantizeQ8 and QuantizeQ8K, the activation
 // quantizers (byte for byte the reference's). The quantized products equal the
 // reference's bit for bit. What the other kernels do differently from kernels.Reference,
 // all within the tolerances stated in backends/conformance_test.go:

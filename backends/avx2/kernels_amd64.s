@@ -9840,3 +9840,6516 @@ qgemmMQ4x4_block1:
 	VMOVUPS      Y3, (AX)
 	VZEROUPPER
 	RET
+
+// func kprepV(dst *byte, xq *byte, nb int, stride int)
+// Requires: AVX, AVX2
+TEXT ·kprepV(SB), NOSPLIT, $0-32
+	MOVQ    dst+0(FP), AX
+	MOVQ    xq+8(FP), CX
+	MOVQ    nb+16(FP), DX
+	MOVQ    stride+24(FP), BX
+	VMOVDQU kvilv<>+0(SB), X0
+
+kprepV_block1:
+	VMOVDQU   4(CX), X1
+	VPSHUFB   X0, X1, X1
+	VPMOVSXBW X1, Y1
+	VMOVDQU   20(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, (AX)
+	VMOVDQU   Y1, 32(AX)
+	VMOVDQU   36(CX), X1
+	VPSHUFB   X0, X1, X1
+	VPMOVSXBW X1, Y1
+	VMOVDQU   52(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 64(AX)
+	VMOVDQU   Y1, 96(AX)
+	VMOVDQU   68(CX), X1
+	VPSHUFB   X0, X1, X1
+	VPMOVSXBW X1, Y1
+	VMOVDQU   84(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 128(AX)
+	VMOVDQU   Y1, 160(AX)
+	VMOVDQU   100(CX), X1
+	VPSHUFB   X0, X1, X1
+	VPMOVSXBW X1, Y1
+	VMOVDQU   116(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 192(AX)
+	VMOVDQU   Y1, 224(AX)
+	VMOVDQU   132(CX), X1
+	VPSHUFB   X0, X1, X1
+	VPMOVSXBW X1, Y1
+	VMOVDQU   148(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 256(AX)
+	VMOVDQU   Y1, 288(AX)
+	VMOVDQU   164(CX), X1
+	VPSHUFB   X0, X1, X1
+	VPMOVSXBW X1, Y1
+	VMOVDQU   180(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 320(AX)
+	VMOVDQU   Y1, 352(AX)
+	VMOVDQU   196(CX), X1
+	VPSHUFB   X0, X1, X1
+	VPMOVSXBW X1, Y1
+	VMOVDQU   212(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 384(AX)
+	VMOVDQU   Y1, 416(AX)
+	VMOVDQU   228(CX), X1
+	VPSHUFB   X0, X1, X1
+	VPMOVSXBW X1, Y1
+	VMOVDQU   244(CX), X2
+	VPSHUFB   X0, X2, X2
+	VPMOVSXBW X2, Y2
+	VPBLENDD  $0xf0, Y2, Y1, Y3
+	VPBLENDD  $0xf0, Y1, Y2, Y1
+	VMOVDQU   Y3, 448(AX)
+	VMOVDQU   Y1, 480(AX)
+	VMOVDQU   260(CX), Y1
+	VMOVDQU   Y1, 512(AX)
+	MOVL      (CX), SI
+	MOVL      SI, 544(AX)
+	ADDQ      $0x00000124, CX
+	ADDQ      BX, AX
+	DECQ      DX
+	JNZ       kprepV_block1
+	VZEROUPPER
+	RET
+
+DATA kvilv<>+0(SB)/8, $0x0b030a0209010800
+DATA kvilv<>+8(SB)/8, $0x0f070e060d050c04
+GLOBL kvilv<>(SB), RODATA|NOPTR, $16
+
+// func krepQ4KV(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, CMOV, F16C
+TEXT ·krepQ4KV(SB), NOSPLIT, $0-40
+	XORQ    AX, AX
+	VMOVDQU kvpick<>+0(SB), Y0
+	VMOVDQU kvnib<>+0(SB), Y1
+
+krepQ4KV_row1:
+	MOVQ    rows+32(FP), DX
+	DECQ    DX
+	MOVQ    AX, CX
+	CMPQ    CX, DX
+	CMOVQGT DX, CX
+	MOVQ    ldw+16(FP), DX
+	IMULQ   DX, CX
+	MOVQ    w+8(FP), DX
+	ADDQ    DX, CX
+	MOVQ    dst+0(FP), DX
+	MOVQ    AX, BX
+	SHLQ    $0x05, BX
+	ADDQ    BX, DX
+	MOVQ    dst+0(FP), BX
+	LEAQ    (BX)(AX*4), BX
+	MOVQ    nb+24(FP), SI
+
+krepQ4KV_block2:
+	VMOVDQU      4(CX), X2
+	VPSHUFB      kscA<>+0(SB), X2, X3
+	VPSRLW       $0x04, X3, X4
+	VPAND        kscL<>+0(SB), X3, X3
+	VPAND        kscL2<>+0(SB), X4, X4
+	VPOR         X4, X3, X3
+	VPSHUFB      kscB<>+0(SB), X2, X2
+	VPSRLW       $0x02, X2, X2
+	VPAND        kscH<>+0(SB), X2, X2
+	VPOR         X2, X3, X3
+	VINSERTI128  $0x01, X3, Y3, Y2
+	VPBROADCASTW (CX), X3
+	VCVTPH2PS    X3, Y4
+	VMOVUPS      Y4, 2048(DX)
+	VPBROADCASTW 2(CX), X3
+	VCVTPH2PS    X3, X3
+	VMOVSS       X3, 2176(BX)
+	VPSHUFB      kvminidx<>+0(SB), Y2, Y4
+	VMOVDQU      Y4, 2208(DX)
+	VMOVDQU      16(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse0<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, (DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 128(DX)
+	VMOVDQU      16(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse2<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 256(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 384(DX)
+	VMOVDQU      48(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse4<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 512(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 640(DX)
+	VMOVDQU      48(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse6<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 768(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 896(DX)
+	VMOVDQU      80(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse8<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1024(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1152(DX)
+	VMOVDQU      80(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse10<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1280(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1408(DX)
+	VMOVDQU      112(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse12<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1536(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1664(DX)
+	VMOVDQU      112(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      kvscfalse14<>+0(SB), Y2, Y2
+	VPERMQ       $0x4e, Y4, Y5
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y2, Y4, Y4
+	VMOVDQU      Y4, 1792(DX)
+	VPSHUFB      Y0, Y5, Y4
+	VPMULHW      Y2, Y4, Y4
+	VMOVDQU      Y4, 1920(DX)
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000920, DX
+	ADDQ         $0x00000920, BX
+	DECQ         SI
+	JNZ          krepQ4KV_block2
+	INCQ         AX
+	CMPQ         AX, $0x04
+	JNE          krepQ4KV_row1
+	VZEROUPPER
+	RET
+
+DATA kvpick<>+0(SB)/8, $0x0980018008800080
+DATA kvpick<>+8(SB)/8, $0x0b8003800a800280
+DATA kvpick<>+16(SB)/8, $0x0d8005800c800480
+DATA kvpick<>+24(SB)/8, $0x0f8007800e800680
+GLOBL kvpick<>(SB), RODATA|NOPTR, $32
+
+DATA kvnib<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA kvnib<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA kvnib<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA kvnib<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL kvnib<>(SB), RODATA|NOPTR, $32
+
+DATA kvminidx<>+0(SB)/8, $0x8009800980088008
+DATA kvminidx<>+8(SB)/8, $0x800b800b800a800a
+DATA kvminidx<>+16(SB)/8, $0x800d800d800c800c
+DATA kvminidx<>+24(SB)/8, $0x800f800f800e800e
+GLOBL kvminidx<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse0<>+0(SB)/8, $0x0080008000800080
+DATA kvscfalse0<>+8(SB)/8, $0x0080008000800080
+DATA kvscfalse0<>+16(SB)/8, $0x0080008000800080
+DATA kvscfalse0<>+24(SB)/8, $0x0080008000800080
+GLOBL kvscfalse0<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse2<>+0(SB)/8, $0x0180018001800180
+DATA kvscfalse2<>+8(SB)/8, $0x0180018001800180
+DATA kvscfalse2<>+16(SB)/8, $0x0180018001800180
+DATA kvscfalse2<>+24(SB)/8, $0x0180018001800180
+GLOBL kvscfalse2<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse4<>+0(SB)/8, $0x0280028002800280
+DATA kvscfalse4<>+8(SB)/8, $0x0280028002800280
+DATA kvscfalse4<>+16(SB)/8, $0x0280028002800280
+DATA kvscfalse4<>+24(SB)/8, $0x0280028002800280
+GLOBL kvscfalse4<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse6<>+0(SB)/8, $0x0380038003800380
+DATA kvscfalse6<>+8(SB)/8, $0x0380038003800380
+DATA kvscfalse6<>+16(SB)/8, $0x0380038003800380
+DATA kvscfalse6<>+24(SB)/8, $0x0380038003800380
+GLOBL kvscfalse6<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse8<>+0(SB)/8, $0x0480048004800480
+DATA kvscfalse8<>+8(SB)/8, $0x0480048004800480
+DATA kvscfalse8<>+16(SB)/8, $0x0480048004800480
+DATA kvscfalse8<>+24(SB)/8, $0x0480048004800480
+GLOBL kvscfalse8<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse10<>+0(SB)/8, $0x0580058005800580
+DATA kvscfalse10<>+8(SB)/8, $0x0580058005800580
+DATA kvscfalse10<>+16(SB)/8, $0x0580058005800580
+DATA kvscfalse10<>+24(SB)/8, $0x0580058005800580
+GLOBL kvscfalse10<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse12<>+0(SB)/8, $0x0680068006800680
+DATA kvscfalse12<>+8(SB)/8, $0x0680068006800680
+DATA kvscfalse12<>+16(SB)/8, $0x0680068006800680
+DATA kvscfalse12<>+24(SB)/8, $0x0680068006800680
+GLOBL kvscfalse12<>(SB), RODATA|NOPTR, $32
+
+DATA kvscfalse14<>+0(SB)/8, $0x0780078007800780
+DATA kvscfalse14<>+8(SB)/8, $0x0780078007800780
+DATA kvscfalse14<>+16(SB)/8, $0x0780078007800780
+DATA kvscfalse14<>+24(SB)/8, $0x0780078007800780
+GLOBL kvscfalse14<>(SB), RODATA|NOPTR, $32
+
+// func krepQ5KV(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, CMOV, F16C
+TEXT ·krepQ5KV(SB), NOSPLIT, $0-40
+	XORQ    AX, AX
+	VMOVDQU kvpick<>+0(SB), Y0
+	VMOVDQU kvnib<>+0(SB), Y1
+
+krepQ5KV_row1:
+	MOVQ    rows+32(FP), DX
+	DECQ    DX
+	MOVQ    AX, CX
+	CMPQ    CX, DX
+	CMOVQGT DX, CX
+	MOVQ    ldw+16(FP), DX
+	IMULQ   DX, CX
+	MOVQ    w+8(FP), DX
+	ADDQ    DX, CX
+	MOVQ    dst+0(FP), DX
+	MOVQ    AX, BX
+	SHLQ    $0x05, BX
+	ADDQ    BX, DX
+	MOVQ    dst+0(FP), BX
+	LEAQ    (BX)(AX*4), BX
+	MOVQ    nb+24(FP), SI
+
+krepQ5KV_block2:
+	VMOVDQU      4(CX), X2
+	VPSHUFB      kscA<>+0(SB), X2, X3
+	VPSRLW       $0x04, X3, X4
+	VPAND        kscL<>+0(SB), X3, X3
+	VPAND        kscL2<>+0(SB), X4, X4
+	VPOR         X4, X3, X3
+	VPSHUFB      kscB<>+0(SB), X2, X2
+	VPSRLW       $0x02, X2, X2
+	VPAND        kscH<>+0(SB), X2, X2
+	VPOR         X2, X3, X3
+	VINSERTI128  $0x01, X3, Y3, Y2
+	VPBROADCASTW (CX), X3
+	VCVTPH2PS    X3, Y4
+	VMOVUPS      Y4, 2048(DX)
+	VPBROADCASTW 2(CX), X3
+	VCVTPH2PS    X3, X3
+	VMOVSS       X3, 2176(BX)
+	VPSHUFB      kvminidx<>+0(SB), Y2, Y4
+	VMOVDQU      Y4, 2208(DX)
+	VMOVDQU      48(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse0<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, (DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 128(DX)
+	VMOVDQU      48(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x03, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse2<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 256(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 384(DX)
+	VMOVDQU      80(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse4<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 512(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 640(DX)
+	VMOVDQU      80(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x01, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse6<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 768(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 896(DX)
+	VMOVDQU      112(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse8<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1024(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1152(DX)
+	VMOVDQU      112(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x01, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse10<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1280(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1408(DX)
+	VMOVDQU      144(CX), Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse12<>+0(SB), Y2, Y5
+	VPERMQ       $0x4e, Y4, Y6
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1536(DX)
+	VPSHUFB      Y0, Y6, Y4
+	VPMULHW      Y5, Y4, Y4
+	VMOVDQU      Y4, 1664(DX)
+	VMOVDQU      144(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x03, Y5, Y5
+	VPAND        kv10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSHUFB      kvscfalse14<>+0(SB), Y2, Y2
+	VPERMQ       $0x4e, Y4, Y5
+	VPSHUFB      Y0, Y4, Y4
+	VPMULHW      Y2, Y4, Y4
+	VMOVDQU      Y4, 1792(DX)
+	VPSHUFB      Y0, Y5, Y4
+	VPMULHW      Y2, Y4, Y4
+	VMOVDQU      Y4, 1920(DX)
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000920, DX
+	ADDQ         $0x00000920, BX
+	DECQ         SI
+	JNZ          krepQ5KV_block2
+	INCQ         AX
+	CMPQ         AX, $0x04
+	JNE          krepQ5KV_row1
+	VZEROUPPER
+	RET
+
+DATA kv10<>+0(SB)/8, $0x1010101010101010
+DATA kv10<>+8(SB)/8, $0x1010101010101010
+DATA kv10<>+16(SB)/8, $0x1010101010101010
+DATA kv10<>+24(SB)/8, $0x1010101010101010
+GLOBL kv10<>(SB), RODATA|NOPTR, $32
+
+// func krepQ6KV(dst *byte, w *byte, ldw int, nb int, rows int)
+// Requires: AVX, AVX2, CMOV, F16C
+TEXT ·krepQ6KV(SB), NOSPLIT, $0-40
+	XORQ    AX, AX
+	VMOVDQU kvpick<>+0(SB), Y0
+	VMOVDQU kvnib<>+0(SB), Y1
+
+krepQ6KV_row1:
+	MOVQ    rows+32(FP), DX
+	DECQ    DX
+	MOVQ    AX, CX
+	CMPQ    CX, DX
+	CMOVQGT DX, CX
+	MOVQ    ldw+16(FP), DX
+	IMULQ   DX, CX
+	MOVQ    w+8(FP), DX
+	ADDQ    DX, CX
+	MOVQ    dst+0(FP), DX
+	MOVQ    AX, BX
+	SHLQ    $0x05, BX
+	ADDQ    BX, DX
+	MOVQ    dst+0(FP), BX
+	LEAQ    (BX)(AX*4), BX
+	MOVQ    nb+24(FP), SI
+
+krepQ6KV_block2:
+	VBROADCASTI128 192(CX), Y2
+	VPBROADCASTW   208(CX), X3
+	VCVTPH2PS      X3, Y3
+	VMOVUPS        Y3, 2048(DX)
+	VMOVDQU        (CX), Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        128(CX), Y4
+	VPSLLW         $0x04, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue0<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue1<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, (DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 128(DX)
+	VMOVDQU        32(CX), Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        128(CX), Y4
+	VPSLLW         $0x02, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue2<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue3<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 256(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 384(DX)
+	VMOVDQU        (CX), Y3
+	VPSRLW         $0x04, Y3, Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        128(CX), Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue4<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue5<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 512(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 640(DX)
+	VMOVDQU        32(CX), Y3
+	VPSRLW         $0x04, Y3, Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        128(CX), Y4
+	VPSRLW         $0x02, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue6<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue7<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 768(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 896(DX)
+	VMOVDQU        64(CX), Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        160(CX), Y4
+	VPSLLW         $0x04, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue8<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue9<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 1024(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 1152(DX)
+	VMOVDQU        96(CX), Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        160(CX), Y4
+	VPSLLW         $0x02, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue10<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue11<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 1280(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 1408(DX)
+	VMOVDQU        64(CX), Y3
+	VPSRLW         $0x04, Y3, Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        160(CX), Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue12<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue13<>+0(SB), Y2, Y5
+	VPERMQ         $0x4e, Y3, Y6
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 1536(DX)
+	VPSHUFB        Y0, Y6, Y3
+	VPMULHW        Y5, Y3, Y3
+	VMOVDQU        Y3, 1664(DX)
+	VMOVDQU        96(CX), Y3
+	VPSRLW         $0x04, Y3, Y3
+	VPAND          Y1, Y3, Y3
+	VMOVDQU        160(CX), Y4
+	VPSRLW         $0x02, Y4, Y4
+	VPAND          kv30<>+0(SB), Y4, Y4
+	VPOR           Y4, Y3, Y3
+	VPSUBB         kv32<>+0(SB), Y3, Y3
+	VPSHUFB        kvsctrue14<>+0(SB), Y2, Y4
+	VPSHUFB        kvsctrue15<>+0(SB), Y2, Y2
+	VPERMQ         $0x4e, Y3, Y5
+	VPSHUFB        Y0, Y3, Y3
+	VPMULHW        Y4, Y3, Y3
+	VMOVDQU        Y3, 1792(DX)
+	VPSHUFB        Y0, Y5, Y3
+	VPMULHW        Y2, Y3, Y3
+	VMOVDQU        Y3, 1920(DX)
+	ADDQ           $0x000000d2, CX
+	ADDQ           $0x00000880, DX
+	ADDQ           $0x00000880, BX
+	DECQ           SI
+	JNZ            krepQ6KV_block2
+	INCQ           AX
+	CMPQ           AX, $0x04
+	JNE            krepQ6KV_row1
+	VZEROUPPER
+	RET
+
+DATA kv30<>+0(SB)/8, $0x3030303030303030
+DATA kv30<>+8(SB)/8, $0x3030303030303030
+DATA kv30<>+16(SB)/8, $0x3030303030303030
+DATA kv30<>+24(SB)/8, $0x3030303030303030
+GLOBL kv30<>(SB), RODATA|NOPTR, $32
+
+DATA kv32<>+0(SB)/8, $0x2020202020202020
+DATA kv32<>+8(SB)/8, $0x2020202020202020
+DATA kv32<>+16(SB)/8, $0x2020202020202020
+DATA kv32<>+24(SB)/8, $0x2020202020202020
+GLOBL kv32<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue0<>+0(SB)/8, $0x0080008000800080
+DATA kvsctrue0<>+8(SB)/8, $0x0080008000800080
+DATA kvsctrue0<>+16(SB)/8, $0x0180018001800180
+DATA kvsctrue0<>+24(SB)/8, $0x0180018001800180
+GLOBL kvsctrue0<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue1<>+0(SB)/8, $0x0180018001800180
+DATA kvsctrue1<>+8(SB)/8, $0x0180018001800180
+DATA kvsctrue1<>+16(SB)/8, $0x0080008000800080
+DATA kvsctrue1<>+24(SB)/8, $0x0080008000800080
+GLOBL kvsctrue1<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue2<>+0(SB)/8, $0x0280028002800280
+DATA kvsctrue2<>+8(SB)/8, $0x0280028002800280
+DATA kvsctrue2<>+16(SB)/8, $0x0380038003800380
+DATA kvsctrue2<>+24(SB)/8, $0x0380038003800380
+GLOBL kvsctrue2<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue3<>+0(SB)/8, $0x0380038003800380
+DATA kvsctrue3<>+8(SB)/8, $0x0380038003800380
+DATA kvsctrue3<>+16(SB)/8, $0x0280028002800280
+DATA kvsctrue3<>+24(SB)/8, $0x0280028002800280
+GLOBL kvsctrue3<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue4<>+0(SB)/8, $0x0480048004800480
+DATA kvsctrue4<>+8(SB)/8, $0x0480048004800480
+DATA kvsctrue4<>+16(SB)/8, $0x0580058005800580
+DATA kvsctrue4<>+24(SB)/8, $0x0580058005800580
+GLOBL kvsctrue4<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue5<>+0(SB)/8, $0x0580058005800580
+DATA kvsctrue5<>+8(SB)/8, $0x0580058005800580
+DATA kvsctrue5<>+16(SB)/8, $0x0480048004800480
+DATA kvsctrue5<>+24(SB)/8, $0x0480048004800480
+GLOBL kvsctrue5<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue6<>+0(SB)/8, $0x0680068006800680
+DATA kvsctrue6<>+8(SB)/8, $0x0680068006800680
+DATA kvsctrue6<>+16(SB)/8, $0x0780078007800780
+DATA kvsctrue6<>+24(SB)/8, $0x0780078007800780
+GLOBL kvsctrue6<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue7<>+0(SB)/8, $0x0780078007800780
+DATA kvsctrue7<>+8(SB)/8, $0x0780078007800780
+DATA kvsctrue7<>+16(SB)/8, $0x0680068006800680
+DATA kvsctrue7<>+24(SB)/8, $0x0680068006800680
+GLOBL kvsctrue7<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue8<>+0(SB)/8, $0x0880088008800880
+DATA kvsctrue8<>+8(SB)/8, $0x0880088008800880
+DATA kvsctrue8<>+16(SB)/8, $0x0980098009800980
+DATA kvsctrue8<>+24(SB)/8, $0x0980098009800980
+GLOBL kvsctrue8<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue9<>+0(SB)/8, $0x0980098009800980
+DATA kvsctrue9<>+8(SB)/8, $0x0980098009800980
+DATA kvsctrue9<>+16(SB)/8, $0x0880088008800880
+DATA kvsctrue9<>+24(SB)/8, $0x0880088008800880
+GLOBL kvsctrue9<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue10<>+0(SB)/8, $0x0a800a800a800a80
+DATA kvsctrue10<>+8(SB)/8, $0x0a800a800a800a80
+DATA kvsctrue10<>+16(SB)/8, $0x0b800b800b800b80
+DATA kvsctrue10<>+24(SB)/8, $0x0b800b800b800b80
+GLOBL kvsctrue10<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue11<>+0(SB)/8, $0x0b800b800b800b80
+DATA kvsctrue11<>+8(SB)/8, $0x0b800b800b800b80
+DATA kvsctrue11<>+16(SB)/8, $0x0a800a800a800a80
+DATA kvsctrue11<>+24(SB)/8, $0x0a800a800a800a80
+GLOBL kvsctrue11<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue12<>+0(SB)/8, $0x0c800c800c800c80
+DATA kvsctrue12<>+8(SB)/8, $0x0c800c800c800c80
+DATA kvsctrue12<>+16(SB)/8, $0x0d800d800d800d80
+DATA kvsctrue12<>+24(SB)/8, $0x0d800d800d800d80
+GLOBL kvsctrue12<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue13<>+0(SB)/8, $0x0d800d800d800d80
+DATA kvsctrue13<>+8(SB)/8, $0x0d800d800d800d80
+DATA kvsctrue13<>+16(SB)/8, $0x0c800c800c800c80
+DATA kvsctrue13<>+24(SB)/8, $0x0c800c800c800c80
+GLOBL kvsctrue13<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue14<>+0(SB)/8, $0x0e800e800e800e80
+DATA kvsctrue14<>+8(SB)/8, $0x0e800e800e800e80
+DATA kvsctrue14<>+16(SB)/8, $0x0f800f800f800f80
+DATA kvsctrue14<>+24(SB)/8, $0x0f800f800f800f80
+GLOBL kvsctrue14<>(SB), RODATA|NOPTR, $32
+
+DATA kvsctrue15<>+0(SB)/8, $0x0f800f800f800f80
+DATA kvsctrue15<>+8(SB)/8, $0x0f800f800f800f80
+DATA kvsctrue15<>+16(SB)/8, $0x0e800e800e800e80
+DATA kvsctrue15<>+24(SB)/8, $0x0e800e800e800e80
+GLOBL kvsctrue15<>(SB), RODATA|NOPTR, $32
+
+// func kgemmQ4KVx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2, AVXVNNI
+TEXT ·kgemmQ4KVx1(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), CX
+	MOVQ    x+24(FP), DX
+	MOVQ    xstride+32(FP), BX
+	MOVQ    nb+40(FP), SI
+	MOVQ    st+48(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y0, 32(DI)
+	VMOVUPS Y0, 64(DI)
+	VMOVUPS Y0, 96(DI)
+	VMOVUPS Y0, 128(DI)
+
+kgemmQ4KVx1_block1:
+	VMOVDQU      (DX), Y3
+	VMOVDQU      (CX), Y0
+	VPMADDWD     Y3, Y0, Y0
+	VMOVDQU      32(CX), Y1
+	VPMADDWD     Y3, Y1, Y1
+	VMOVDQU      64(CX), Y2
+	VPMADDWD     Y3, Y2, Y2
+	VMOVDQU      96(CX), Y4
+	VPMADDWD     Y3, Y4, Y3
+	VMOVDQU      32(DX), Y4
+	VMOVDQU      128(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      160(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      192(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      224(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      64(DX), Y4
+	VMOVDQU      256(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      288(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      320(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      352(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      96(DX), Y4
+	VMOVDQU      384(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      416(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      448(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      480(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      128(DX), Y4
+	VMOVDQU      512(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      544(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      576(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      608(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      160(DX), Y4
+	VMOVDQU      640(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      672(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      704(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      736(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      192(DX), Y4
+	VMOVDQU      768(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      800(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      832(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      864(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      224(DX), Y4
+	VMOVDQU      896(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      928(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      960(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      992(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      256(DX), Y4
+	VMOVDQU      1024(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1056(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1088(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1120(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      288(DX), Y4
+	VMOVDQU      1152(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1184(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1216(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1248(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      320(DX), Y4
+	VMOVDQU      1280(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1312(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1344(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1376(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      352(DX), Y4
+	VMOVDQU      1408(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1440(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1472(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1504(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      384(DX), Y4
+	VMOVDQU      1536(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1568(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1600(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1632(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      416(DX), Y4
+	VMOVDQU      1664(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1696(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1728(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1760(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      448(DX), Y4
+	VMOVDQU      1792(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1824(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1856(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1888(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      480(DX), Y4
+	VMOVDQU      1920(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1952(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1984(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      2016(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VBROADCASTSS 544(DX), Y4
+	VMULPS       2048(CX), Y4, Y5
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y5, Y0, Y0
+	VADDPS       (DI), Y0, Y0
+	VMOVUPS      Y0, (DI)
+	VMULPS       2080(CX), Y4, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       32(DI), Y1, Y1
+	VMOVUPS      Y1, 32(DI)
+	VMULPS       2112(CX), Y4, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       64(DI), Y2, Y2
+	VMOVUPS      Y2, 64(DI)
+	VMULPS       2144(CX), Y4, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       96(DI), Y3, Y3
+	VMOVUPS      Y3, 96(DI)
+	VMOVDQU      2208(CX), Y0
+	VMOVDQU      2240(CX), Y1
+	VMOVDQU      2272(CX), Y2
+	VMOVDQU      2304(CX), Y3
+	VMOVUPS      2176(CX), X4
+	VMOVDQU      512(DX), Y5
+	VPMADDWD     Y5, Y0, Y0
+	VPMADDWD     Y5, Y1, Y1
+	VPMADDWD     Y5, Y2, Y2
+	VPMADDWD     Y5, Y3, Y3
+	VPHADDD      Y1, Y0, Y0
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y2, Y0, Y0
+	VEXTRACTI128 $0x01, Y0, X1
+	VPADDD       X1, X0, X0
+	VBROADCASTSS 544(DX), X1
+	VMULPS       X4, X1, X1
+	VCVTDQ2PS    X0, X0
+	VMULPS       X1, X0, X0
+	VMOVUPS      128(DI), X1
+	VSUBPS       X0, X1, X1
+	VMOVUPS      X1, 128(DI)
+	ADDQ         $0x00000920, CX
+	ADDQ         BX, DX
+	DECQ         SI
+	JNZ          kgemmQ4KVx1_block1
+	VMOVUPS      (DI), Y0
+	VMOVUPS      32(DI), Y1
+	VMOVUPS      64(DI), Y2
+	VMOVUPS      96(DI), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(DI), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ4KVx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2, AVXVNNI
+TEXT ·kgemmQ4KVx2(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	MOVQ    st+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y0, 64(R8)
+	VMOVUPS Y0, 96(R8)
+	VMOVUPS Y0, 128(R8)
+	VMOVUPS Y0, 160(R8)
+	VMOVUPS Y0, 192(R8)
+	VMOVUPS Y0, 224(R8)
+	VMOVUPS Y0, 256(R8)
+	VMOVUPS Y0, 288(R8)
+
+kgemmQ4KVx2_block1:
+	VMOVDQU      (BX), Y6
+	VMOVDQU      576(BX), Y7
+	VMOVDQU      (DX), Y1
+	VPMADDWD     Y6, Y1, Y0
+	VPMADDWD     Y7, Y1, Y1
+	VMOVDQU      32(DX), Y3
+	VPMADDWD     Y6, Y3, Y2
+	VPMADDWD     Y7, Y3, Y3
+	VMOVDQU      64(DX), Y5
+	VPMADDWD     Y6, Y5, Y4
+	VPMADDWD     Y7, Y5, Y5
+	VMOVDQU      96(DX), Y8
+	VPMADDWD     Y6, Y8, Y6
+	VPMADDWD     Y7, Y8, Y7
+	VMOVDQU      32(BX), Y8
+	VMOVDQU      608(BX), Y9
+	VMOVDQU      128(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      160(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      192(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      224(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      64(BX), Y8
+	VMOVDQU      640(BX), Y9
+	VMOVDQU      256(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      288(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      320(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      352(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      96(BX), Y8
+	VMOVDQU      672(BX), Y9
+	VMOVDQU      384(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      416(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      448(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      480(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      128(BX), Y8
+	VMOVDQU      704(BX), Y9
+	VMOVDQU      512(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      544(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      576(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      608(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      160(BX), Y8
+	VMOVDQU      736(BX), Y9
+	VMOVDQU      640(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      672(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      704(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      736(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      192(BX), Y8
+	VMOVDQU      768(BX), Y9
+	VMOVDQU      768(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      800(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      832(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      864(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      224(BX), Y8
+	VMOVDQU      800(BX), Y9
+	VMOVDQU      896(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      928(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      960(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      992(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      256(BX), Y8
+	VMOVDQU      832(BX), Y9
+	VMOVDQU      1024(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1056(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1088(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1120(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      288(BX), Y8
+	VMOVDQU      864(BX), Y9
+	VMOVDQU      1152(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1184(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1216(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1248(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      320(BX), Y8
+	VMOVDQU      896(BX), Y9
+	VMOVDQU      1280(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1312(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1344(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1376(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      352(BX), Y8
+	VMOVDQU      928(BX), Y9
+	VMOVDQU      1408(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1440(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1472(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1504(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      384(BX), Y8
+	VMOVDQU      960(BX), Y9
+	VMOVDQU      1536(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1568(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1600(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1632(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      416(BX), Y8
+	VMOVDQU      992(BX), Y9
+	VMOVDQU      1664(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1696(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1728(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1760(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      448(BX), Y8
+	VMOVDQU      1024(BX), Y9
+	VMOVDQU      1792(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1824(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1856(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1888(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      480(BX), Y8
+	VMOVDQU      1056(BX), Y9
+	VMOVDQU      1920(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1952(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1984(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      2016(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VBROADCASTSS 544(BX), Y8
+	VBROADCASTSS 1120(BX), Y9
+	VMULPS       2048(DX), Y8, Y10
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y10, Y0, Y0
+	VADDPS       (R8), Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMULPS       2048(DX), Y9, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       160(R8), Y1, Y1
+	VMOVUPS      Y1, 160(R8)
+	VMULPS       2080(DX), Y8, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       32(R8), Y2, Y2
+	VMOVUPS      Y2, 32(R8)
+	VMULPS       2080(DX), Y9, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       192(R8), Y3, Y3
+	VMOVUPS      Y3, 192(R8)
+	VMULPS       2112(DX), Y8, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y4, Y4
+	VADDPS       64(R8), Y4, Y4
+	VMOVUPS      Y4, 64(R8)
+	VMULPS       2112(DX), Y9, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VADDPS       224(R8), Y5, Y5
+	VMOVUPS      Y5, 224(R8)
+	VMULPS       2144(DX), Y8, Y0
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VADDPS       96(R8), Y6, Y6
+	VMOVUPS      Y6, 96(R8)
+	VMULPS       2144(DX), Y9, Y0
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	VADDPS       256(R8), Y7, Y7
+	VMOVUPS      Y7, 256(R8)
+	VMOVDQU      2208(DX), Y0
+	VMOVDQU      2240(DX), Y1
+	VMOVDQU      2272(DX), Y2
+	VMOVDQU      2304(DX), Y3
+	VMOVUPS      2176(DX), X4
+	VMOVDQU      512(BX), Y5
+	VPMADDWD     Y5, Y0, Y6
+	VPMADDWD     Y5, Y1, Y7
+	VPMADDWD     Y5, Y2, Y8
+	VPMADDWD     Y5, Y3, Y5
+	VPHADDD      Y7, Y6, Y6
+	VPHADDD      Y5, Y8, Y8
+	VPHADDD      Y8, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X5, X6, X6
+	VBROADCASTSS 544(BX), X5
+	VMULPS       X4, X5, X5
+	VCVTDQ2PS    X6, X6
+	VMULPS       X5, X6, X6
+	VMOVUPS      128(R8), X5
+	VSUBPS       X6, X5, X5
+	VMOVUPS      X5, 128(R8)
+	VMOVDQU      1088(BX), Y5
+	VPMADDWD     Y5, Y0, Y0
+	VPMADDWD     Y5, Y1, Y1
+	VPMADDWD     Y5, Y2, Y2
+	VPMADDWD     Y5, Y3, Y3
+	VPHADDD      Y1, Y0, Y0
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y2, Y0, Y0
+	VEXTRACTI128 $0x01, Y0, X1
+	VPADDD       X1, X0, X0
+	VBROADCASTSS 1120(BX), X1
+	VMULPS       X4, X1, X1
+	VCVTDQ2PS    X0, X0
+	VMULPS       X1, X0, X0
+	VMOVUPS      288(R8), X1
+	VSUBPS       X0, X1, X1
+	VMOVUPS      X1, 288(R8)
+	ADDQ         $0x00000920, DX
+	ADDQ         SI, BX
+	DECQ         DI
+	JNZ          kgemmQ4KVx2_block1
+	VMOVUPS      (R8), Y0
+	VMOVUPS      32(R8), Y1
+	VMOVUPS      64(R8), Y2
+	VMOVUPS      96(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      160(R8), Y0
+	VMOVUPS      192(R8), Y1
+	VMOVUPS      224(R8), Y2
+	VMOVUPS      256(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      288(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ4KVx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2, AVXVNNI
+TEXT ·kgemmQ4KVx3(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	MOVQ    st+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y0, 64(R8)
+	VMOVUPS Y0, 96(R8)
+	VMOVUPS Y0, 128(R8)
+	VMOVUPS Y0, 160(R8)
+	VMOVUPS Y0, 192(R8)
+	VMOVUPS Y0, 224(R8)
+	VMOVUPS Y0, 256(R8)
+	VMOVUPS Y0, 288(R8)
+	VMOVUPS Y0, 320(R8)
+	VMOVUPS Y0, 352(R8)
+	VMOVUPS Y0, 384(R8)
+	VMOVUPS Y0, 416(R8)
+	VMOVUPS Y0, 448(R8)
+
+kgemmQ4KVx3_block1:
+	VMOVDQU      (BX), Y9
+	VMOVDQU      576(BX), Y10
+	VMOVDQU      1152(BX), Y11
+	VMOVDQU      (DX), Y2
+	VPMADDWD     Y9, Y2, Y0
+	VPMADDWD     Y10, Y2, Y1
+	VPMADDWD     Y11, Y2, Y2
+	VMOVDQU      32(DX), Y5
+	VPMADDWD     Y9, Y5, Y3
+	VPMADDWD     Y10, Y5, Y4
+	VPMADDWD     Y11, Y5, Y5
+	VMOVDQU      64(DX), Y8
+	VPMADDWD     Y9, Y8, Y6
+	VPMADDWD     Y10, Y8, Y7
+	VPMADDWD     Y11, Y8, Y8
+	VMOVDQU      96(DX), Y12
+	VPMADDWD     Y9, Y12, Y9
+	VPMADDWD     Y10, Y12, Y10
+	VPMADDWD     Y11, Y12, Y11
+	VMOVDQU      32(BX), Y12
+	VMOVDQU      608(BX), Y13
+	VMOVDQU      1184(BX), Y14
+	VMOVDQU      128(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      160(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      192(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      224(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      64(BX), Y12
+	VMOVDQU      640(BX), Y13
+	VMOVDQU      1216(BX), Y14
+	VMOVDQU      256(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      288(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      320(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      352(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      96(BX), Y12
+	VMOVDQU      672(BX), Y13
+	VMOVDQU      1248(BX), Y14
+	VMOVDQU      384(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      416(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      448(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      480(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      128(BX), Y12
+	VMOVDQU      704(BX), Y13
+	VMOVDQU      1280(BX), Y14
+	VMOVDQU      512(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      544(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      576(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      608(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      160(BX), Y12
+	VMOVDQU      736(BX), Y13
+	VMOVDQU      1312(BX), Y14
+	VMOVDQU      640(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      672(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      704(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      736(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      192(BX), Y12
+	VMOVDQU      768(BX), Y13
+	VMOVDQU      1344(BX), Y14
+	VMOVDQU      768(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      800(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      832(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      864(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      224(BX), Y12
+	VMOVDQU      800(BX), Y13
+	VMOVDQU      1376(BX), Y14
+	VMOVDQU      896(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      928(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      960(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      992(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      256(BX), Y12
+	VMOVDQU      832(BX), Y13
+	VMOVDQU      1408(BX), Y14
+	VMOVDQU      1024(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1056(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1088(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1120(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      288(BX), Y12
+	VMOVDQU      864(BX), Y13
+	VMOVDQU      1440(BX), Y14
+	VMOVDQU      1152(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1184(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1216(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1248(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      320(BX), Y12
+	VMOVDQU      896(BX), Y13
+	VMOVDQU      1472(BX), Y14
+	VMOVDQU      1280(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1312(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1344(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1376(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      352(BX), Y12
+	VMOVDQU      928(BX), Y13
+	VMOVDQU      1504(BX), Y14
+	VMOVDQU      1408(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1440(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1472(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1504(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      384(BX), Y12
+	VMOVDQU      960(BX), Y13
+	VMOVDQU      1536(BX), Y14
+	VMOVDQU      1536(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1568(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1600(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1632(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      416(BX), Y12
+	VMOVDQU      992(BX), Y13
+	VMOVDQU      1568(BX), Y14
+	VMOVDQU      1664(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1696(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1728(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1760(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      448(BX), Y12
+	VMOVDQU      1024(BX), Y13
+	VMOVDQU      1600(BX), Y14
+	VMOVDQU      1792(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1824(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1856(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1888(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      480(BX), Y12
+	VMOVDQU      1056(BX), Y13
+	VMOVDQU      1632(BX), Y14
+	VMOVDQU      1920(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1952(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1984(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      2016(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VBROADCASTSS 544(BX), Y12
+	VBROADCASTSS 1120(BX), Y13
+	VBROADCASTSS 1696(BX), Y14
+	VMULPS       2048(DX), Y12, Y15
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y15, Y0, Y0
+	VADDPS       (R8), Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMULPS       2048(DX), Y13, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       160(R8), Y1, Y1
+	VMOVUPS      Y1, 160(R8)
+	VMULPS       2048(DX), Y14, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       320(R8), Y2, Y2
+	VMOVUPS      Y2, 320(R8)
+	VMULPS       2080(DX), Y12, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       32(R8), Y3, Y3
+	VMOVUPS      Y3, 32(R8)
+	VMULPS       2080(DX), Y13, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y4, Y4
+	VADDPS       192(R8), Y4, Y4
+	VMOVUPS      Y4, 192(R8)
+	VMULPS       2080(DX), Y14, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VADDPS       352(R8), Y5, Y5
+	VMOVUPS      Y5, 352(R8)
+	VMULPS       2112(DX), Y12, Y0
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VADDPS       64(R8), Y6, Y6
+	VMOVUPS      Y6, 64(R8)
+	VMULPS       2112(DX), Y13, Y0
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	VADDPS       224(R8), Y7, Y7
+	VMOVUPS      Y7, 224(R8)
+	VMULPS       2112(DX), Y14, Y0
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y0, Y8, Y8
+	VADDPS       384(R8), Y8, Y8
+	VMOVUPS      Y8, 384(R8)
+	VMULPS       2144(DX), Y12, Y0
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y0, Y9, Y9
+	VADDPS       96(R8), Y9, Y9
+	VMOVUPS      Y9, 96(R8)
+	VMULPS       2144(DX), Y13, Y0
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y0, Y10, Y10
+	VADDPS       256(R8), Y10, Y10
+	VMOVUPS      Y10, 256(R8)
+	VMULPS       2144(DX), Y14, Y0
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y0, Y11, Y11
+	VADDPS       416(R8), Y11, Y11
+	VMOVUPS      Y11, 416(R8)
+	VMOVDQU      2208(DX), Y0
+	VMOVDQU      2240(DX), Y1
+	VMOVDQU      2272(DX), Y2
+	VMOVDQU      2304(DX), Y3
+	VMOVUPS      2176(DX), X4
+	VMOVDQU      512(BX), Y5
+	VPMADDWD     Y5, Y0, Y6
+	VPMADDWD     Y5, Y1, Y7
+	VPMADDWD     Y5, Y2, Y8
+	VPMADDWD     Y5, Y3, Y5
+	VPHADDD      Y7, Y6, Y6
+	VPHADDD      Y5, Y8, Y8
+	VPHADDD      Y8, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X5, X6, X6
+	VBROADCASTSS 544(BX), X5
+	VMULPS       X4, X5, X5
+	VCVTDQ2PS    X6, X6
+	VMULPS       X5, X6, X6
+	VMOVUPS      128(R8), X5
+	VSUBPS       X6, X5, X5
+	VMOVUPS      X5, 128(R8)
+	VMOVDQU      1088(BX), Y5
+	VPMADDWD     Y5, Y0, Y6
+	VPMADDWD     Y5, Y1, Y7
+	VPMADDWD     Y5, Y2, Y8
+	VPMADDWD     Y5, Y3, Y5
+	VPHADDD      Y7, Y6, Y6
+	VPHADDD      Y5, Y8, Y8
+	VPHADDD      Y8, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X5, X6, X6
+	VBROADCASTSS 1120(BX), X5
+	VMULPS       X4, X5, X5
+	VCVTDQ2PS    X6, X6
+	VMULPS       X5, X6, X6
+	VMOVUPS      288(R8), X5
+	VSUBPS       X6, X5, X5
+	VMOVUPS      X5, 288(R8)
+	VMOVDQU      1664(BX), Y5
+	VPMADDWD     Y5, Y0, Y0
+	VPMADDWD     Y5, Y1, Y1
+	VPMADDWD     Y5, Y2, Y2
+	VPMADDWD     Y5, Y3, Y3
+	VPHADDD      Y1, Y0, Y0
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y2, Y0, Y0
+	VEXTRACTI128 $0x01, Y0, X1
+	VPADDD       X1, X0, X0
+	VBROADCASTSS 1696(BX), X1
+	VMULPS       X4, X1, X1
+	VCVTDQ2PS    X0, X0
+	VMULPS       X1, X0, X0
+	VMOVUPS      448(R8), X1
+	VSUBPS       X0, X1, X1
+	VMOVUPS      X1, 448(R8)
+	ADDQ         $0x00000920, DX
+	ADDQ         SI, BX
+	DECQ         DI
+	JNZ          kgemmQ4KVx3_block1
+	VMOVUPS      (R8), Y0
+	VMOVUPS      32(R8), Y1
+	VMOVUPS      64(R8), Y2
+	VMOVUPS      96(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      160(R8), Y0
+	VMOVUPS      192(R8), Y1
+	VMOVUPS      224(R8), Y2
+	VMOVUPS      256(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      288(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      320(R8), Y0
+	VMOVUPS      352(R8), Y1
+	VMOVUPS      384(R8), Y2
+	VMOVUPS      416(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      448(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ6KVx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2, AVXVNNI
+TEXT ·kgemmQ6KVx1(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), CX
+	MOVQ    x+24(FP), DX
+	MOVQ    xstride+32(FP), BX
+	MOVQ    nb+40(FP), SI
+	MOVQ    st+48(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y0, 32(DI)
+	VMOVUPS Y0, 64(DI)
+	VMOVUPS Y0, 96(DI)
+	VMOVUPS Y0, 128(DI)
+
+kgemmQ6KVx1_block1:
+	VMOVDQU      (DX), Y3
+	VMOVDQU      (CX), Y0
+	VPMADDWD     Y3, Y0, Y0
+	VMOVDQU      32(CX), Y1
+	VPMADDWD     Y3, Y1, Y1
+	VMOVDQU      64(CX), Y2
+	VPMADDWD     Y3, Y2, Y2
+	VMOVDQU      96(CX), Y4
+	VPMADDWD     Y3, Y4, Y3
+	VMOVDQU      32(DX), Y4
+	VMOVDQU      128(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      160(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      192(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      224(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      64(DX), Y4
+	VMOVDQU      256(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      288(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      320(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      352(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      96(DX), Y4
+	VMOVDQU      384(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      416(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      448(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      480(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      128(DX), Y4
+	VMOVDQU      512(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      544(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      576(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      608(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      160(DX), Y4
+	VMOVDQU      640(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      672(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      704(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      736(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      192(DX), Y4
+	VMOVDQU      768(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      800(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      832(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      864(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      224(DX), Y4
+	VMOVDQU      896(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      928(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      960(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      992(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      256(DX), Y4
+	VMOVDQU      1024(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1056(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1088(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1120(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      288(DX), Y4
+	VMOVDQU      1152(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1184(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1216(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1248(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      320(DX), Y4
+	VMOVDQU      1280(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1312(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1344(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1376(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      352(DX), Y4
+	VMOVDQU      1408(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1440(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1472(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1504(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      384(DX), Y4
+	VMOVDQU      1536(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1568(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1600(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1632(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      416(DX), Y4
+	VMOVDQU      1664(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1696(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1728(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1760(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      448(DX), Y4
+	VMOVDQU      1792(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1824(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1856(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      1888(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VMOVDQU      480(DX), Y4
+	VMOVDQU      1920(CX), Y5
+	// VPDPWSSD Y4, Y5, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xc4
+	VMOVDQU      1952(CX), Y5
+	// VPDPWSSD Y4, Y5, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xcc
+	VMOVDQU      1984(CX), Y5
+	// VPDPWSSD Y4, Y5, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xd4
+	VMOVDQU      2016(CX), Y5
+	// VPDPWSSD Y4, Y5, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x55; BYTE $0x52; BYTE $0xdc
+	VBROADCASTSS 544(DX), Y4
+	VMULPS       2048(CX), Y4, Y5
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y5, Y0, Y0
+	VADDPS       (DI), Y0, Y0
+	VMOVUPS      Y0, (DI)
+	VMULPS       2080(CX), Y4, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       32(DI), Y1, Y1
+	VMOVUPS      Y1, 32(DI)
+	VMULPS       2112(CX), Y4, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       64(DI), Y2, Y2
+	VMOVUPS      Y2, 64(DI)
+	VMULPS       2144(CX), Y4, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       96(DI), Y3, Y3
+	VMOVUPS      Y3, 96(DI)
+	ADDQ         $0x00000880, CX
+	ADDQ         BX, DX
+	DECQ         SI
+	JNZ          kgemmQ6KVx1_block1
+	VMOVUPS      (DI), Y0
+	VMOVUPS      32(DI), Y1
+	VMOVUPS      64(DI), Y2
+	VMOVUPS      96(DI), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(DI), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ6KVx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2, AVXVNNI
+TEXT ·kgemmQ6KVx2(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	MOVQ    st+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y0, 64(R8)
+	VMOVUPS Y0, 96(R8)
+	VMOVUPS Y0, 128(R8)
+	VMOVUPS Y0, 160(R8)
+	VMOVUPS Y0, 192(R8)
+	VMOVUPS Y0, 224(R8)
+	VMOVUPS Y0, 256(R8)
+	VMOVUPS Y0, 288(R8)
+
+kgemmQ6KVx2_block1:
+	VMOVDQU      (BX), Y6
+	VMOVDQU      576(BX), Y7
+	VMOVDQU      (DX), Y1
+	VPMADDWD     Y6, Y1, Y0
+	VPMADDWD     Y7, Y1, Y1
+	VMOVDQU      32(DX), Y3
+	VPMADDWD     Y6, Y3, Y2
+	VPMADDWD     Y7, Y3, Y3
+	VMOVDQU      64(DX), Y5
+	VPMADDWD     Y6, Y5, Y4
+	VPMADDWD     Y7, Y5, Y5
+	VMOVDQU      96(DX), Y8
+	VPMADDWD     Y6, Y8, Y6
+	VPMADDWD     Y7, Y8, Y7
+	VMOVDQU      32(BX), Y8
+	VMOVDQU      608(BX), Y9
+	VMOVDQU      128(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      160(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      192(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      224(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      64(BX), Y8
+	VMOVDQU      640(BX), Y9
+	VMOVDQU      256(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      288(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      320(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      352(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      96(BX), Y8
+	VMOVDQU      672(BX), Y9
+	VMOVDQU      384(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      416(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      448(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      480(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      128(BX), Y8
+	VMOVDQU      704(BX), Y9
+	VMOVDQU      512(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      544(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      576(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      608(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      160(BX), Y8
+	VMOVDQU      736(BX), Y9
+	VMOVDQU      640(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      672(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      704(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      736(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      192(BX), Y8
+	VMOVDQU      768(BX), Y9
+	VMOVDQU      768(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      800(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      832(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      864(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      224(BX), Y8
+	VMOVDQU      800(BX), Y9
+	VMOVDQU      896(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      928(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      960(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      992(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      256(BX), Y8
+	VMOVDQU      832(BX), Y9
+	VMOVDQU      1024(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1056(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1088(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1120(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      288(BX), Y8
+	VMOVDQU      864(BX), Y9
+	VMOVDQU      1152(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1184(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1216(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1248(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      320(BX), Y8
+	VMOVDQU      896(BX), Y9
+	VMOVDQU      1280(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1312(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1344(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1376(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      352(BX), Y8
+	VMOVDQU      928(BX), Y9
+	VMOVDQU      1408(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1440(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1472(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1504(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      384(BX), Y8
+	VMOVDQU      960(BX), Y9
+	VMOVDQU      1536(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1568(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1600(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1632(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      416(BX), Y8
+	VMOVDQU      992(BX), Y9
+	VMOVDQU      1664(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1696(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1728(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1760(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      448(BX), Y8
+	VMOVDQU      1024(BX), Y9
+	VMOVDQU      1792(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1824(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1856(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      1888(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VMOVDQU      480(BX), Y8
+	VMOVDQU      1056(BX), Y9
+	VMOVDQU      1920(DX), Y10
+	// VPDPWSSD Y8, Y10, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc0
+	// VPDPWSSD Y9, Y10, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xc9
+	VMOVDQU      1952(DX), Y10
+	// VPDPWSSD Y8, Y10, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd0
+	// VPDPWSSD Y9, Y10, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xd9
+	VMOVDQU      1984(DX), Y10
+	// VPDPWSSD Y8, Y10, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe0
+	// VPDPWSSD Y9, Y10, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xe9
+	VMOVDQU      2016(DX), Y10
+	// VPDPWSSD Y8, Y10, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf0
+	// VPDPWSSD Y9, Y10, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x52; BYTE $0xf9
+	VBROADCASTSS 544(BX), Y8
+	VBROADCASTSS 1120(BX), Y9
+	VMULPS       2048(DX), Y8, Y10
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y10, Y0, Y0
+	VADDPS       (R8), Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMULPS       2048(DX), Y9, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       160(R8), Y1, Y1
+	VMOVUPS      Y1, 160(R8)
+	VMULPS       2080(DX), Y8, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       32(R8), Y2, Y2
+	VMOVUPS      Y2, 32(R8)
+	VMULPS       2080(DX), Y9, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       192(R8), Y3, Y3
+	VMOVUPS      Y3, 192(R8)
+	VMULPS       2112(DX), Y8, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y4, Y4
+	VADDPS       64(R8), Y4, Y4
+	VMOVUPS      Y4, 64(R8)
+	VMULPS       2112(DX), Y9, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VADDPS       224(R8), Y5, Y5
+	VMOVUPS      Y5, 224(R8)
+	VMULPS       2144(DX), Y8, Y0
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VADDPS       96(R8), Y6, Y6
+	VMOVUPS      Y6, 96(R8)
+	VMULPS       2144(DX), Y9, Y0
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	VADDPS       256(R8), Y7, Y7
+	VMOVUPS      Y7, 256(R8)
+	ADDQ         $0x00000880, DX
+	ADDQ         SI, BX
+	DECQ         DI
+	JNZ          kgemmQ6KVx2_block1
+	VMOVUPS      (R8), Y0
+	VMOVUPS      32(R8), Y1
+	VMOVUPS      64(R8), Y2
+	VMOVUPS      96(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      160(R8), Y0
+	VMOVUPS      192(R8), Y1
+	VMOVUPS      224(R8), Y2
+	VMOVUPS      256(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      288(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ6KVx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2, AVXVNNI
+TEXT ·kgemmQ6KVx3(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	MOVQ    st+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y0, 64(R8)
+	VMOVUPS Y0, 96(R8)
+	VMOVUPS Y0, 128(R8)
+	VMOVUPS Y0, 160(R8)
+	VMOVUPS Y0, 192(R8)
+	VMOVUPS Y0, 224(R8)
+	VMOVUPS Y0, 256(R8)
+	VMOVUPS Y0, 288(R8)
+	VMOVUPS Y0, 320(R8)
+	VMOVUPS Y0, 352(R8)
+	VMOVUPS Y0, 384(R8)
+	VMOVUPS Y0, 416(R8)
+	VMOVUPS Y0, 448(R8)
+
+kgemmQ6KVx3_block1:
+	VMOVDQU      (BX), Y9
+	VMOVDQU      576(BX), Y10
+	VMOVDQU      1152(BX), Y11
+	VMOVDQU      (DX), Y2
+	VPMADDWD     Y9, Y2, Y0
+	VPMADDWD     Y10, Y2, Y1
+	VPMADDWD     Y11, Y2, Y2
+	VMOVDQU      32(DX), Y5
+	VPMADDWD     Y9, Y5, Y3
+	VPMADDWD     Y10, Y5, Y4
+	VPMADDWD     Y11, Y5, Y5
+	VMOVDQU      64(DX), Y8
+	VPMADDWD     Y9, Y8, Y6
+	VPMADDWD     Y10, Y8, Y7
+	VPMADDWD     Y11, Y8, Y8
+	VMOVDQU      96(DX), Y12
+	VPMADDWD     Y9, Y12, Y9
+	VPMADDWD     Y10, Y12, Y10
+	VPMADDWD     Y11, Y12, Y11
+	VMOVDQU      32(BX), Y12
+	VMOVDQU      608(BX), Y13
+	VMOVDQU      1184(BX), Y14
+	VMOVDQU      128(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      160(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      192(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      224(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      64(BX), Y12
+	VMOVDQU      640(BX), Y13
+	VMOVDQU      1216(BX), Y14
+	VMOVDQU      256(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      288(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      320(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      352(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      96(BX), Y12
+	VMOVDQU      672(BX), Y13
+	VMOVDQU      1248(BX), Y14
+	VMOVDQU      384(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      416(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      448(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      480(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      128(BX), Y12
+	VMOVDQU      704(BX), Y13
+	VMOVDQU      1280(BX), Y14
+	VMOVDQU      512(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      544(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      576(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      608(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      160(BX), Y12
+	VMOVDQU      736(BX), Y13
+	VMOVDQU      1312(BX), Y14
+	VMOVDQU      640(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      672(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      704(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      736(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      192(BX), Y12
+	VMOVDQU      768(BX), Y13
+	VMOVDQU      1344(BX), Y14
+	VMOVDQU      768(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      800(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      832(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      864(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      224(BX), Y12
+	VMOVDQU      800(BX), Y13
+	VMOVDQU      1376(BX), Y14
+	VMOVDQU      896(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      928(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      960(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      992(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      256(BX), Y12
+	VMOVDQU      832(BX), Y13
+	VMOVDQU      1408(BX), Y14
+	VMOVDQU      1024(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1056(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1088(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1120(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      288(BX), Y12
+	VMOVDQU      864(BX), Y13
+	VMOVDQU      1440(BX), Y14
+	VMOVDQU      1152(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1184(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1216(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1248(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      320(BX), Y12
+	VMOVDQU      896(BX), Y13
+	VMOVDQU      1472(BX), Y14
+	VMOVDQU      1280(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1312(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1344(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1376(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      352(BX), Y12
+	VMOVDQU      928(BX), Y13
+	VMOVDQU      1504(BX), Y14
+	VMOVDQU      1408(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1440(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1472(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1504(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      384(BX), Y12
+	VMOVDQU      960(BX), Y13
+	VMOVDQU      1536(BX), Y14
+	VMOVDQU      1536(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1568(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1600(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1632(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      416(BX), Y12
+	VMOVDQU      992(BX), Y13
+	VMOVDQU      1568(BX), Y14
+	VMOVDQU      1664(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1696(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1728(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1760(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      448(BX), Y12
+	VMOVDQU      1024(BX), Y13
+	VMOVDQU      1600(BX), Y14
+	VMOVDQU      1792(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1824(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1856(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      1888(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VMOVDQU      480(BX), Y12
+	VMOVDQU      1056(BX), Y13
+	VMOVDQU      1632(BX), Y14
+	VMOVDQU      1920(DX), Y15
+	// VPDPWSSD Y12, Y15, Y0 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xc4
+	// VPDPWSSD Y13, Y15, Y1 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xcd
+	// VPDPWSSD Y14, Y15, Y2 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xd6
+	VMOVDQU      1952(DX), Y15
+	// VPDPWSSD Y12, Y15, Y3 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xdc
+	// VPDPWSSD Y13, Y15, Y4 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xe5
+	// VPDPWSSD Y14, Y15, Y5 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xee
+	VMOVDQU      1984(DX), Y15
+	// VPDPWSSD Y12, Y15, Y6 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xf4
+	// VPDPWSSD Y13, Y15, Y7 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x05; BYTE $0x52; BYTE $0xfd
+	// VPDPWSSD Y14, Y15, Y8 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xc6
+	VMOVDQU      2016(DX), Y15
+	// VPDPWSSD Y12, Y15, Y9 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xcc
+	// VPDPWSSD Y13, Y15, Y10 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xd5
+	// VPDPWSSD Y14, Y15, Y11 (VEX, AVX-VNNI)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x05; BYTE $0x52; BYTE $0xde
+	VBROADCASTSS 544(BX), Y12
+	VBROADCASTSS 1120(BX), Y13
+	VBROADCASTSS 1696(BX), Y14
+	VMULPS       2048(DX), Y12, Y15
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y15, Y0, Y0
+	VADDPS       (R8), Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMULPS       2048(DX), Y13, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       160(R8), Y1, Y1
+	VMOVUPS      Y1, 160(R8)
+	VMULPS       2048(DX), Y14, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       320(R8), Y2, Y2
+	VMOVUPS      Y2, 320(R8)
+	VMULPS       2080(DX), Y12, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       32(R8), Y3, Y3
+	VMOVUPS      Y3, 32(R8)
+	VMULPS       2080(DX), Y13, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y4, Y4
+	VADDPS       192(R8), Y4, Y4
+	VMOVUPS      Y4, 192(R8)
+	VMULPS       2080(DX), Y14, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VADDPS       352(R8), Y5, Y5
+	VMOVUPS      Y5, 352(R8)
+	VMULPS       2112(DX), Y12, Y0
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VADDPS       64(R8), Y6, Y6
+	VMOVUPS      Y6, 64(R8)
+	VMULPS       2112(DX), Y13, Y0
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	VADDPS       224(R8), Y7, Y7
+	VMOVUPS      Y7, 224(R8)
+	VMULPS       2112(DX), Y14, Y0
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y0, Y8, Y8
+	VADDPS       384(R8), Y8, Y8
+	VMOVUPS      Y8, 384(R8)
+	VMULPS       2144(DX), Y12, Y0
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y0, Y9, Y9
+	VADDPS       96(R8), Y9, Y9
+	VMOVUPS      Y9, 96(R8)
+	VMULPS       2144(DX), Y13, Y0
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y0, Y10, Y10
+	VADDPS       256(R8), Y10, Y10
+	VMOVUPS      Y10, 256(R8)
+	VMULPS       2144(DX), Y14, Y0
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y0, Y11, Y11
+	VADDPS       416(R8), Y11, Y11
+	VMOVUPS      Y11, 416(R8)
+	ADDQ         $0x00000880, DX
+	ADDQ         SI, BX
+	DECQ         DI
+	JNZ          kgemmQ6KVx3_block1
+	VMOVUPS      (R8), Y0
+	VMOVUPS      32(R8), Y1
+	VMOVUPS      64(R8), Y2
+	VMOVUPS      96(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      160(R8), Y0
+	VMOVUPS      192(R8), Y1
+	VMOVUPS      224(R8), Y2
+	VMOVUPS      256(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      288(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      320(R8), Y0
+	VMOVUPS      352(R8), Y1
+	VMOVUPS      384(R8), Y2
+	VMOVUPS      416(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      448(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ4KMx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2
+TEXT ·kgemmQ4KMx1(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), CX
+	MOVQ    x+24(FP), DX
+	MOVQ    xstride+32(FP), BX
+	MOVQ    nb+40(FP), SI
+	MOVQ    st+48(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y0, 32(DI)
+	VMOVUPS Y0, 64(DI)
+	VMOVUPS Y0, 96(DI)
+	VMOVUPS Y0, 128(DI)
+
+kgemmQ4KMx1_block1:
+	VMOVDQU      (DX), Y3
+	VMOVDQU      (CX), Y0
+	VPMADDWD     Y3, Y0, Y0
+	VMOVDQU      32(CX), Y1
+	VPMADDWD     Y3, Y1, Y1
+	VMOVDQU      64(CX), Y2
+	VPMADDWD     Y3, Y2, Y2
+	VMOVDQU      96(CX), Y4
+	VPMADDWD     Y3, Y4, Y3
+	VMOVDQU      32(DX), Y4
+	VMOVDQU      128(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      160(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      192(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      224(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      64(DX), Y4
+	VMOVDQU      256(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      288(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      320(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      352(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      96(DX), Y4
+	VMOVDQU      384(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      416(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      448(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      480(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      128(DX), Y4
+	VMOVDQU      512(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      544(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      576(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      608(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      160(DX), Y4
+	VMOVDQU      640(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      672(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      704(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      736(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      192(DX), Y4
+	VMOVDQU      768(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      800(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      832(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      864(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      224(DX), Y4
+	VMOVDQU      896(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      928(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      960(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      992(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      256(DX), Y4
+	VMOVDQU      1024(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1056(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1088(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1120(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      288(DX), Y4
+	VMOVDQU      1152(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1184(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1216(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1248(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      320(DX), Y4
+	VMOVDQU      1280(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1312(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1344(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1376(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      352(DX), Y4
+	VMOVDQU      1408(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1440(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1472(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1504(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      384(DX), Y4
+	VMOVDQU      1536(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1568(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1600(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1632(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      416(DX), Y4
+	VMOVDQU      1664(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1696(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1728(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1760(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      448(DX), Y4
+	VMOVDQU      1792(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1824(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1856(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1888(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      480(DX), Y4
+	VMOVDQU      1920(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1952(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1984(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      2016(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VBROADCASTSS 544(DX), Y4
+	VMULPS       2048(CX), Y4, Y5
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y5, Y0, Y0
+	VADDPS       (DI), Y0, Y0
+	VMOVUPS      Y0, (DI)
+	VMULPS       2080(CX), Y4, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       32(DI), Y1, Y1
+	VMOVUPS      Y1, 32(DI)
+	VMULPS       2112(CX), Y4, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       64(DI), Y2, Y2
+	VMOVUPS      Y2, 64(DI)
+	VMULPS       2144(CX), Y4, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       96(DI), Y3, Y3
+	VMOVUPS      Y3, 96(DI)
+	VMOVDQU      2208(CX), Y0
+	VMOVDQU      2240(CX), Y1
+	VMOVDQU      2272(CX), Y2
+	VMOVDQU      2304(CX), Y3
+	VMOVUPS      2176(CX), X4
+	VMOVDQU      512(DX), Y5
+	VPMADDWD     Y5, Y0, Y0
+	VPMADDWD     Y5, Y1, Y1
+	VPMADDWD     Y5, Y2, Y2
+	VPMADDWD     Y5, Y3, Y3
+	VPHADDD      Y1, Y0, Y0
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y2, Y0, Y0
+	VEXTRACTI128 $0x01, Y0, X1
+	VPADDD       X1, X0, X0
+	VBROADCASTSS 544(DX), X1
+	VMULPS       X4, X1, X1
+	VCVTDQ2PS    X0, X0
+	VMULPS       X1, X0, X0
+	VMOVUPS      128(DI), X1
+	VSUBPS       X0, X1, X1
+	VMOVUPS      X1, 128(DI)
+	ADDQ         $0x00000920, CX
+	ADDQ         BX, DX
+	DECQ         SI
+	JNZ          kgemmQ4KMx1_block1
+	VMOVUPS      (DI), Y0
+	VMOVUPS      32(DI), Y1
+	VMOVUPS      64(DI), Y2
+	VMOVUPS      96(DI), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(DI), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ4KMx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2
+TEXT ·kgemmQ4KMx2(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	MOVQ    st+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y0, 64(R8)
+	VMOVUPS Y0, 96(R8)
+	VMOVUPS Y0, 128(R8)
+	VMOVUPS Y0, 160(R8)
+	VMOVUPS Y0, 192(R8)
+	VMOVUPS Y0, 224(R8)
+	VMOVUPS Y0, 256(R8)
+	VMOVUPS Y0, 288(R8)
+
+kgemmQ4KMx2_block1:
+	VMOVDQU      (BX), Y6
+	VMOVDQU      576(BX), Y7
+	VMOVDQU      (DX), Y1
+	VPMADDWD     Y6, Y1, Y0
+	VPMADDWD     Y7, Y1, Y1
+	VMOVDQU      32(DX), Y3
+	VPMADDWD     Y6, Y3, Y2
+	VPMADDWD     Y7, Y3, Y3
+	VMOVDQU      64(DX), Y5
+	VPMADDWD     Y6, Y5, Y4
+	VPMADDWD     Y7, Y5, Y5
+	VMOVDQU      96(DX), Y8
+	VPMADDWD     Y6, Y8, Y6
+	VPMADDWD     Y7, Y8, Y7
+	VMOVDQU      32(BX), Y8
+	VMOVDQU      608(BX), Y9
+	VMOVDQU      128(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      160(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      192(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      224(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      64(BX), Y8
+	VMOVDQU      640(BX), Y9
+	VMOVDQU      256(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      288(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      320(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      352(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      96(BX), Y8
+	VMOVDQU      672(BX), Y9
+	VMOVDQU      384(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      416(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      448(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      480(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      128(BX), Y8
+	VMOVDQU      704(BX), Y9
+	VMOVDQU      512(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      544(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      576(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      608(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      160(BX), Y8
+	VMOVDQU      736(BX), Y9
+	VMOVDQU      640(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      672(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      704(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      736(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      192(BX), Y8
+	VMOVDQU      768(BX), Y9
+	VMOVDQU      768(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      800(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      832(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      864(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      224(BX), Y8
+	VMOVDQU      800(BX), Y9
+	VMOVDQU      896(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      928(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      960(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      992(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      256(BX), Y8
+	VMOVDQU      832(BX), Y9
+	VMOVDQU      1024(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1056(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1088(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1120(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      288(BX), Y8
+	VMOVDQU      864(BX), Y9
+	VMOVDQU      1152(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1184(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1216(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1248(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      320(BX), Y8
+	VMOVDQU      896(BX), Y9
+	VMOVDQU      1280(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1312(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1344(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1376(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      352(BX), Y8
+	VMOVDQU      928(BX), Y9
+	VMOVDQU      1408(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1440(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1472(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1504(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      384(BX), Y8
+	VMOVDQU      960(BX), Y9
+	VMOVDQU      1536(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1568(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1600(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1632(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      416(BX), Y8
+	VMOVDQU      992(BX), Y9
+	VMOVDQU      1664(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1696(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1728(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1760(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      448(BX), Y8
+	VMOVDQU      1024(BX), Y9
+	VMOVDQU      1792(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1824(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1856(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1888(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      480(BX), Y8
+	VMOVDQU      1056(BX), Y9
+	VMOVDQU      1920(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1952(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1984(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      2016(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VBROADCASTSS 544(BX), Y8
+	VBROADCASTSS 1120(BX), Y9
+	VMULPS       2048(DX), Y8, Y10
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y10, Y0, Y0
+	VADDPS       (R8), Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMULPS       2048(DX), Y9, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       160(R8), Y1, Y1
+	VMOVUPS      Y1, 160(R8)
+	VMULPS       2080(DX), Y8, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       32(R8), Y2, Y2
+	VMOVUPS      Y2, 32(R8)
+	VMULPS       2080(DX), Y9, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       192(R8), Y3, Y3
+	VMOVUPS      Y3, 192(R8)
+	VMULPS       2112(DX), Y8, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y4, Y4
+	VADDPS       64(R8), Y4, Y4
+	VMOVUPS      Y4, 64(R8)
+	VMULPS       2112(DX), Y9, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VADDPS       224(R8), Y5, Y5
+	VMOVUPS      Y5, 224(R8)
+	VMULPS       2144(DX), Y8, Y0
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VADDPS       96(R8), Y6, Y6
+	VMOVUPS      Y6, 96(R8)
+	VMULPS       2144(DX), Y9, Y0
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	VADDPS       256(R8), Y7, Y7
+	VMOVUPS      Y7, 256(R8)
+	VMOVDQU      2208(DX), Y0
+	VMOVDQU      2240(DX), Y1
+	VMOVDQU      2272(DX), Y2
+	VMOVDQU      2304(DX), Y3
+	VMOVUPS      2176(DX), X4
+	VMOVDQU      512(BX), Y5
+	VPMADDWD     Y5, Y0, Y6
+	VPMADDWD     Y5, Y1, Y7
+	VPMADDWD     Y5, Y2, Y8
+	VPMADDWD     Y5, Y3, Y5
+	VPHADDD      Y7, Y6, Y6
+	VPHADDD      Y5, Y8, Y8
+	VPHADDD      Y8, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X5, X6, X6
+	VBROADCASTSS 544(BX), X5
+	VMULPS       X4, X5, X5
+	VCVTDQ2PS    X6, X6
+	VMULPS       X5, X6, X6
+	VMOVUPS      128(R8), X5
+	VSUBPS       X6, X5, X5
+	VMOVUPS      X5, 128(R8)
+	VMOVDQU      1088(BX), Y5
+	VPMADDWD     Y5, Y0, Y0
+	VPMADDWD     Y5, Y1, Y1
+	VPMADDWD     Y5, Y2, Y2
+	VPMADDWD     Y5, Y3, Y3
+	VPHADDD      Y1, Y0, Y0
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y2, Y0, Y0
+	VEXTRACTI128 $0x01, Y0, X1
+	VPADDD       X1, X0, X0
+	VBROADCASTSS 1120(BX), X1
+	VMULPS       X4, X1, X1
+	VCVTDQ2PS    X0, X0
+	VMULPS       X1, X0, X0
+	VMOVUPS      288(R8), X1
+	VSUBPS       X0, X1, X1
+	VMOVUPS      X1, 288(R8)
+	ADDQ         $0x00000920, DX
+	ADDQ         SI, BX
+	DECQ         DI
+	JNZ          kgemmQ4KMx2_block1
+	VMOVUPS      (R8), Y0
+	VMOVUPS      32(R8), Y1
+	VMOVUPS      64(R8), Y2
+	VMOVUPS      96(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      160(R8), Y0
+	VMOVUPS      192(R8), Y1
+	VMOVUPS      224(R8), Y2
+	VMOVUPS      256(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      288(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ4KMx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2
+TEXT ·kgemmQ4KMx3(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	MOVQ    st+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y0, 64(R8)
+	VMOVUPS Y0, 96(R8)
+	VMOVUPS Y0, 128(R8)
+	VMOVUPS Y0, 160(R8)
+	VMOVUPS Y0, 192(R8)
+	VMOVUPS Y0, 224(R8)
+	VMOVUPS Y0, 256(R8)
+	VMOVUPS Y0, 288(R8)
+	VMOVUPS Y0, 320(R8)
+	VMOVUPS Y0, 352(R8)
+	VMOVUPS Y0, 384(R8)
+	VMOVUPS Y0, 416(R8)
+	VMOVUPS Y0, 448(R8)
+
+kgemmQ4KMx3_block1:
+	VMOVDQU      (BX), Y9
+	VMOVDQU      576(BX), Y10
+	VMOVDQU      1152(BX), Y11
+	VPMADDWD     (DX), Y9, Y0
+	VPMADDWD     (DX), Y10, Y1
+	VPMADDWD     (DX), Y11, Y2
+	VPMADDWD     32(DX), Y9, Y3
+	VPMADDWD     32(DX), Y10, Y4
+	VPMADDWD     32(DX), Y11, Y5
+	VPMADDWD     64(DX), Y9, Y6
+	VPMADDWD     64(DX), Y10, Y7
+	VPMADDWD     64(DX), Y11, Y8
+	VPMADDWD     96(DX), Y9, Y9
+	VPMADDWD     96(DX), Y10, Y10
+	VPMADDWD     96(DX), Y11, Y11
+	VMOVDQU      32(BX), Y12
+	VMOVDQU      608(BX), Y13
+	VMOVDQU      1184(BX), Y14
+	VPMADDWD     128(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     128(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     128(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     160(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     160(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     160(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     192(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     192(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     192(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     224(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     224(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     224(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      64(BX), Y12
+	VMOVDQU      640(BX), Y13
+	VMOVDQU      1216(BX), Y14
+	VPMADDWD     256(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     256(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     256(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     288(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     288(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     288(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     320(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     320(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     320(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     352(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     352(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     352(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      96(BX), Y12
+	VMOVDQU      672(BX), Y13
+	VMOVDQU      1248(BX), Y14
+	VPMADDWD     384(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     384(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     384(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     416(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     416(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     416(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     448(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     448(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     448(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     480(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     480(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     480(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      128(BX), Y12
+	VMOVDQU      704(BX), Y13
+	VMOVDQU      1280(BX), Y14
+	VPMADDWD     512(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     512(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     512(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     544(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     544(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     544(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     576(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     576(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     576(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     608(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     608(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     608(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      160(BX), Y12
+	VMOVDQU      736(BX), Y13
+	VMOVDQU      1312(BX), Y14
+	VPMADDWD     640(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     640(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     640(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     672(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     672(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     672(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     704(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     704(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     704(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     736(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     736(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     736(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      192(BX), Y12
+	VMOVDQU      768(BX), Y13
+	VMOVDQU      1344(BX), Y14
+	VPMADDWD     768(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     768(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     768(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     800(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     800(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     800(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     832(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     832(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     832(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     864(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     864(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     864(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      224(BX), Y12
+	VMOVDQU      800(BX), Y13
+	VMOVDQU      1376(BX), Y14
+	VPMADDWD     896(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     896(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     896(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     928(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     928(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     928(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     960(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     960(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     960(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     992(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     992(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     992(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      256(BX), Y12
+	VMOVDQU      832(BX), Y13
+	VMOVDQU      1408(BX), Y14
+	VPMADDWD     1024(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1024(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1024(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1056(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1056(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1056(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1088(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1088(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1088(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1120(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1120(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1120(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      288(BX), Y12
+	VMOVDQU      864(BX), Y13
+	VMOVDQU      1440(BX), Y14
+	VPMADDWD     1152(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1152(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1152(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1184(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1184(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1184(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1216(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1216(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1216(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1248(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1248(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1248(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      320(BX), Y12
+	VMOVDQU      896(BX), Y13
+	VMOVDQU      1472(BX), Y14
+	VPMADDWD     1280(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1280(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1280(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1312(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1312(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1312(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1344(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1344(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1344(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1376(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1376(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1376(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      352(BX), Y12
+	VMOVDQU      928(BX), Y13
+	VMOVDQU      1504(BX), Y14
+	VPMADDWD     1408(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1408(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1408(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1440(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1440(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1440(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1472(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1472(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1472(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1504(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1504(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1504(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      384(BX), Y12
+	VMOVDQU      960(BX), Y13
+	VMOVDQU      1536(BX), Y14
+	VPMADDWD     1536(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1536(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1536(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1568(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1568(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1568(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1600(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1600(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1600(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1632(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1632(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1632(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      416(BX), Y12
+	VMOVDQU      992(BX), Y13
+	VMOVDQU      1568(BX), Y14
+	VPMADDWD     1664(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1664(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1664(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1696(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1696(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1696(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1728(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1728(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1728(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1760(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1760(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1760(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      448(BX), Y12
+	VMOVDQU      1024(BX), Y13
+	VMOVDQU      1600(BX), Y14
+	VPMADDWD     1792(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1792(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1792(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1824(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1824(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1824(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1856(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1856(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1856(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1888(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1888(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1888(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      480(BX), Y12
+	VMOVDQU      1056(BX), Y13
+	VMOVDQU      1632(BX), Y14
+	VPMADDWD     1920(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1920(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1920(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1952(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1952(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1952(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1984(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1984(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1984(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     2016(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     2016(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     2016(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VBROADCASTSS 544(BX), Y12
+	VBROADCASTSS 1120(BX), Y13
+	VBROADCASTSS 1696(BX), Y14
+	VMULPS       2048(DX), Y12, Y15
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y15, Y0, Y0
+	VADDPS       (R8), Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMULPS       2048(DX), Y13, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       160(R8), Y1, Y1
+	VMOVUPS      Y1, 160(R8)
+	VMULPS       2048(DX), Y14, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       320(R8), Y2, Y2
+	VMOVUPS      Y2, 320(R8)
+	VMULPS       2080(DX), Y12, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       32(R8), Y3, Y3
+	VMOVUPS      Y3, 32(R8)
+	VMULPS       2080(DX), Y13, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y4, Y4
+	VADDPS       192(R8), Y4, Y4
+	VMOVUPS      Y4, 192(R8)
+	VMULPS       2080(DX), Y14, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VADDPS       352(R8), Y5, Y5
+	VMOVUPS      Y5, 352(R8)
+	VMULPS       2112(DX), Y12, Y0
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VADDPS       64(R8), Y6, Y6
+	VMOVUPS      Y6, 64(R8)
+	VMULPS       2112(DX), Y13, Y0
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	VADDPS       224(R8), Y7, Y7
+	VMOVUPS      Y7, 224(R8)
+	VMULPS       2112(DX), Y14, Y0
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y0, Y8, Y8
+	VADDPS       384(R8), Y8, Y8
+	VMOVUPS      Y8, 384(R8)
+	VMULPS       2144(DX), Y12, Y0
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y0, Y9, Y9
+	VADDPS       96(R8), Y9, Y9
+	VMOVUPS      Y9, 96(R8)
+	VMULPS       2144(DX), Y13, Y0
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y0, Y10, Y10
+	VADDPS       256(R8), Y10, Y10
+	VMOVUPS      Y10, 256(R8)
+	VMULPS       2144(DX), Y14, Y0
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y0, Y11, Y11
+	VADDPS       416(R8), Y11, Y11
+	VMOVUPS      Y11, 416(R8)
+	VMOVDQU      2208(DX), Y0
+	VMOVDQU      2240(DX), Y1
+	VMOVDQU      2272(DX), Y2
+	VMOVDQU      2304(DX), Y3
+	VMOVUPS      2176(DX), X4
+	VMOVDQU      512(BX), Y5
+	VPMADDWD     Y5, Y0, Y6
+	VPMADDWD     Y5, Y1, Y7
+	VPMADDWD     Y5, Y2, Y8
+	VPMADDWD     Y5, Y3, Y5
+	VPHADDD      Y7, Y6, Y6
+	VPHADDD      Y5, Y8, Y8
+	VPHADDD      Y8, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X5, X6, X6
+	VBROADCASTSS 544(BX), X5
+	VMULPS       X4, X5, X5
+	VCVTDQ2PS    X6, X6
+	VMULPS       X5, X6, X6
+	VMOVUPS      128(R8), X5
+	VSUBPS       X6, X5, X5
+	VMOVUPS      X5, 128(R8)
+	VMOVDQU      1088(BX), Y5
+	VPMADDWD     Y5, Y0, Y6
+	VPMADDWD     Y5, Y1, Y7
+	VPMADDWD     Y5, Y2, Y8
+	VPMADDWD     Y5, Y3, Y5
+	VPHADDD      Y7, Y6, Y6
+	VPHADDD      Y5, Y8, Y8
+	VPHADDD      Y8, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X5, X6, X6
+	VBROADCASTSS 1120(BX), X5
+	VMULPS       X4, X5, X5
+	VCVTDQ2PS    X6, X6
+	VMULPS       X5, X6, X6
+	VMOVUPS      288(R8), X5
+	VSUBPS       X6, X5, X5
+	VMOVUPS      X5, 288(R8)
+	VMOVDQU      1664(BX), Y5
+	VPMADDWD     Y5, Y0, Y0
+	VPMADDWD     Y5, Y1, Y1
+	VPMADDWD     Y5, Y2, Y2
+	VPMADDWD     Y5, Y3, Y3
+	VPHADDD      Y1, Y0, Y0
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y2, Y0, Y0
+	VEXTRACTI128 $0x01, Y0, X1
+	VPADDD       X1, X0, X0
+	VBROADCASTSS 1696(BX), X1
+	VMULPS       X4, X1, X1
+	VCVTDQ2PS    X0, X0
+	VMULPS       X1, X0, X0
+	VMOVUPS      448(R8), X1
+	VSUBPS       X0, X1, X1
+	VMOVUPS      X1, 448(R8)
+	ADDQ         $0x00000920, DX
+	ADDQ         SI, BX
+	DECQ         DI
+	JNZ          kgemmQ4KMx3_block1
+	VMOVUPS      (R8), Y0
+	VMOVUPS      32(R8), Y1
+	VMOVUPS      64(R8), Y2
+	VMOVUPS      96(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      160(R8), Y0
+	VMOVUPS      192(R8), Y1
+	VMOVUPS      224(R8), Y2
+	VMOVUPS      256(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      288(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      320(R8), Y0
+	VMOVUPS      352(R8), Y1
+	VMOVUPS      384(R8), Y2
+	VMOVUPS      416(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      448(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ6KMx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2
+TEXT ·kgemmQ6KMx1(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), CX
+	MOVQ    x+24(FP), DX
+	MOVQ    xstride+32(FP), BX
+	MOVQ    nb+40(FP), SI
+	MOVQ    st+48(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y0, 32(DI)
+	VMOVUPS Y0, 64(DI)
+	VMOVUPS Y0, 96(DI)
+	VMOVUPS Y0, 128(DI)
+
+kgemmQ6KMx1_block1:
+	VMOVDQU      (DX), Y3
+	VMOVDQU      (CX), Y0
+	VPMADDWD     Y3, Y0, Y0
+	VMOVDQU      32(CX), Y1
+	VPMADDWD     Y3, Y1, Y1
+	VMOVDQU      64(CX), Y2
+	VPMADDWD     Y3, Y2, Y2
+	VMOVDQU      96(CX), Y4
+	VPMADDWD     Y3, Y4, Y3
+	VMOVDQU      32(DX), Y4
+	VMOVDQU      128(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      160(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      192(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      224(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      64(DX), Y4
+	VMOVDQU      256(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      288(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      320(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      352(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      96(DX), Y4
+	VMOVDQU      384(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      416(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      448(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      480(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      128(DX), Y4
+	VMOVDQU      512(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      544(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      576(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      608(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      160(DX), Y4
+	VMOVDQU      640(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      672(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      704(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      736(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      192(DX), Y4
+	VMOVDQU      768(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      800(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      832(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      864(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      224(DX), Y4
+	VMOVDQU      896(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      928(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      960(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      992(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      256(DX), Y4
+	VMOVDQU      1024(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1056(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1088(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1120(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      288(DX), Y4
+	VMOVDQU      1152(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1184(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1216(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1248(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      320(DX), Y4
+	VMOVDQU      1280(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1312(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1344(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1376(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      352(DX), Y4
+	VMOVDQU      1408(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1440(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1472(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1504(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      384(DX), Y4
+	VMOVDQU      1536(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1568(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1600(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1632(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      416(DX), Y4
+	VMOVDQU      1664(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1696(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1728(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1760(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      448(DX), Y4
+	VMOVDQU      1792(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1824(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1856(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      1888(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      480(DX), Y4
+	VMOVDQU      1920(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y0, Y0
+	VMOVDQU      1952(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y1, Y1
+	VMOVDQU      1984(CX), Y5
+	VPMADDWD     Y5, Y4, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      2016(CX), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VBROADCASTSS 544(DX), Y4
+	VMULPS       2048(CX), Y4, Y5
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y5, Y0, Y0
+	VADDPS       (DI), Y0, Y0
+	VMOVUPS      Y0, (DI)
+	VMULPS       2080(CX), Y4, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       32(DI), Y1, Y1
+	VMOVUPS      Y1, 32(DI)
+	VMULPS       2112(CX), Y4, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       64(DI), Y2, Y2
+	VMOVUPS      Y2, 64(DI)
+	VMULPS       2144(CX), Y4, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       96(DI), Y3, Y3
+	VMOVUPS      Y3, 96(DI)
+	ADDQ         $0x00000880, CX
+	ADDQ         BX, DX
+	DECQ         SI
+	JNZ          kgemmQ6KMx1_block1
+	VMOVUPS      (DI), Y0
+	VMOVUPS      32(DI), Y1
+	VMOVUPS      64(DI), Y2
+	VMOVUPS      96(DI), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(DI), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ6KMx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2
+TEXT ·kgemmQ6KMx2(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	MOVQ    st+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y0, 64(R8)
+	VMOVUPS Y0, 96(R8)
+	VMOVUPS Y0, 128(R8)
+	VMOVUPS Y0, 160(R8)
+	VMOVUPS Y0, 192(R8)
+	VMOVUPS Y0, 224(R8)
+	VMOVUPS Y0, 256(R8)
+	VMOVUPS Y0, 288(R8)
+
+kgemmQ6KMx2_block1:
+	VMOVDQU      (BX), Y6
+	VMOVDQU      576(BX), Y7
+	VMOVDQU      (DX), Y1
+	VPMADDWD     Y6, Y1, Y0
+	VPMADDWD     Y7, Y1, Y1
+	VMOVDQU      32(DX), Y3
+	VPMADDWD     Y6, Y3, Y2
+	VPMADDWD     Y7, Y3, Y3
+	VMOVDQU      64(DX), Y5
+	VPMADDWD     Y6, Y5, Y4
+	VPMADDWD     Y7, Y5, Y5
+	VMOVDQU      96(DX), Y8
+	VPMADDWD     Y6, Y8, Y6
+	VPMADDWD     Y7, Y8, Y7
+	VMOVDQU      32(BX), Y8
+	VMOVDQU      608(BX), Y9
+	VMOVDQU      128(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      160(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      192(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      224(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      64(BX), Y8
+	VMOVDQU      640(BX), Y9
+	VMOVDQU      256(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      288(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      320(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      352(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      96(BX), Y8
+	VMOVDQU      672(BX), Y9
+	VMOVDQU      384(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      416(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      448(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      480(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      128(BX), Y8
+	VMOVDQU      704(BX), Y9
+	VMOVDQU      512(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      544(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      576(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      608(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      160(BX), Y8
+	VMOVDQU      736(BX), Y9
+	VMOVDQU      640(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      672(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      704(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      736(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      192(BX), Y8
+	VMOVDQU      768(BX), Y9
+	VMOVDQU      768(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      800(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      832(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      864(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      224(BX), Y8
+	VMOVDQU      800(BX), Y9
+	VMOVDQU      896(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      928(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      960(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      992(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      256(BX), Y8
+	VMOVDQU      832(BX), Y9
+	VMOVDQU      1024(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1056(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1088(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1120(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      288(BX), Y8
+	VMOVDQU      864(BX), Y9
+	VMOVDQU      1152(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1184(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1216(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1248(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      320(BX), Y8
+	VMOVDQU      896(BX), Y9
+	VMOVDQU      1280(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1312(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1344(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1376(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      352(BX), Y8
+	VMOVDQU      928(BX), Y9
+	VMOVDQU      1408(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1440(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1472(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1504(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      384(BX), Y8
+	VMOVDQU      960(BX), Y9
+	VMOVDQU      1536(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1568(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1600(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1632(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      416(BX), Y8
+	VMOVDQU      992(BX), Y9
+	VMOVDQU      1664(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1696(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1728(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1760(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      448(BX), Y8
+	VMOVDQU      1024(BX), Y9
+	VMOVDQU      1792(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1824(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1856(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      1888(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      480(BX), Y8
+	VMOVDQU      1056(BX), Y9
+	VMOVDQU      1920(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y1, Y1
+	VMOVDQU      1952(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      1984(DX), Y10
+	VPMADDWD     Y10, Y8, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y10, Y9, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      2016(DX), Y10
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPMADDWD     Y10, Y9, Y8
+	VPADDD       Y8, Y7, Y7
+	VBROADCASTSS 544(BX), Y8
+	VBROADCASTSS 1120(BX), Y9
+	VMULPS       2048(DX), Y8, Y10
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y10, Y0, Y0
+	VADDPS       (R8), Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMULPS       2048(DX), Y9, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       160(R8), Y1, Y1
+	VMOVUPS      Y1, 160(R8)
+	VMULPS       2080(DX), Y8, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       32(R8), Y2, Y2
+	VMOVUPS      Y2, 32(R8)
+	VMULPS       2080(DX), Y9, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       192(R8), Y3, Y3
+	VMOVUPS      Y3, 192(R8)
+	VMULPS       2112(DX), Y8, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y4, Y4
+	VADDPS       64(R8), Y4, Y4
+	VMOVUPS      Y4, 64(R8)
+	VMULPS       2112(DX), Y9, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VADDPS       224(R8), Y5, Y5
+	VMOVUPS      Y5, 224(R8)
+	VMULPS       2144(DX), Y8, Y0
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VADDPS       96(R8), Y6, Y6
+	VMOVUPS      Y6, 96(R8)
+	VMULPS       2144(DX), Y9, Y0
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	VADDPS       256(R8), Y7, Y7
+	VMOVUPS      Y7, 256(R8)
+	ADDQ         $0x00000880, DX
+	ADDQ         SI, BX
+	DECQ         DI
+	JNZ          kgemmQ6KMx2_block1
+	VMOVUPS      (R8), Y0
+	VMOVUPS      32(R8), Y1
+	VMOVUPS      64(R8), Y2
+	VMOVUPS      96(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      160(R8), Y0
+	VMOVUPS      192(R8), Y1
+	VMOVUPS      224(R8), Y2
+	VMOVUPS      256(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      288(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET
+
+// func kgemmQ6KMx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+// Requires: AVX, AVX2
+TEXT ·kgemmQ6KMx3(SB), NOSPLIT, $0-56
+	MOVQ    dst+0(FP), AX
+	MOVQ    ldd+8(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    w+16(FP), DX
+	MOVQ    x+24(FP), BX
+	MOVQ    xstride+32(FP), SI
+	MOVQ    nb+40(FP), DI
+	MOVQ    st+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y0, 64(R8)
+	VMOVUPS Y0, 96(R8)
+	VMOVUPS Y0, 128(R8)
+	VMOVUPS Y0, 160(R8)
+	VMOVUPS Y0, 192(R8)
+	VMOVUPS Y0, 224(R8)
+	VMOVUPS Y0, 256(R8)
+	VMOVUPS Y0, 288(R8)
+	VMOVUPS Y0, 320(R8)
+	VMOVUPS Y0, 352(R8)
+	VMOVUPS Y0, 384(R8)
+	VMOVUPS Y0, 416(R8)
+	VMOVUPS Y0, 448(R8)
+
+kgemmQ6KMx3_block1:
+	VMOVDQU      (BX), Y9
+	VMOVDQU      576(BX), Y10
+	VMOVDQU      1152(BX), Y11
+	VPMADDWD     (DX), Y9, Y0
+	VPMADDWD     (DX), Y10, Y1
+	VPMADDWD     (DX), Y11, Y2
+	VPMADDWD     32(DX), Y9, Y3
+	VPMADDWD     32(DX), Y10, Y4
+	VPMADDWD     32(DX), Y11, Y5
+	VPMADDWD     64(DX), Y9, Y6
+	VPMADDWD     64(DX), Y10, Y7
+	VPMADDWD     64(DX), Y11, Y8
+	VPMADDWD     96(DX), Y9, Y9
+	VPMADDWD     96(DX), Y10, Y10
+	VPMADDWD     96(DX), Y11, Y11
+	VMOVDQU      32(BX), Y12
+	VMOVDQU      608(BX), Y13
+	VMOVDQU      1184(BX), Y14
+	VPMADDWD     128(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     128(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     128(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     160(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     160(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     160(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     192(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     192(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     192(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     224(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     224(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     224(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      64(BX), Y12
+	VMOVDQU      640(BX), Y13
+	VMOVDQU      1216(BX), Y14
+	VPMADDWD     256(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     256(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     256(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     288(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     288(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     288(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     320(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     320(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     320(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     352(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     352(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     352(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      96(BX), Y12
+	VMOVDQU      672(BX), Y13
+	VMOVDQU      1248(BX), Y14
+	VPMADDWD     384(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     384(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     384(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     416(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     416(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     416(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     448(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     448(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     448(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     480(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     480(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     480(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      128(BX), Y12
+	VMOVDQU      704(BX), Y13
+	VMOVDQU      1280(BX), Y14
+	VPMADDWD     512(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     512(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     512(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     544(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     544(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     544(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     576(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     576(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     576(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     608(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     608(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     608(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      160(BX), Y12
+	VMOVDQU      736(BX), Y13
+	VMOVDQU      1312(BX), Y14
+	VPMADDWD     640(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     640(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     640(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     672(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     672(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     672(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     704(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     704(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     704(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     736(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     736(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     736(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      192(BX), Y12
+	VMOVDQU      768(BX), Y13
+	VMOVDQU      1344(BX), Y14
+	VPMADDWD     768(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     768(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     768(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     800(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     800(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     800(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     832(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     832(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     832(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     864(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     864(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     864(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      224(BX), Y12
+	VMOVDQU      800(BX), Y13
+	VMOVDQU      1376(BX), Y14
+	VPMADDWD     896(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     896(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     896(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     928(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     928(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     928(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     960(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     960(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     960(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     992(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     992(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     992(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      256(BX), Y12
+	VMOVDQU      832(BX), Y13
+	VMOVDQU      1408(BX), Y14
+	VPMADDWD     1024(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1024(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1024(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1056(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1056(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1056(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1088(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1088(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1088(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1120(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1120(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1120(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      288(BX), Y12
+	VMOVDQU      864(BX), Y13
+	VMOVDQU      1440(BX), Y14
+	VPMADDWD     1152(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1152(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1152(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1184(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1184(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1184(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1216(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1216(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1216(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1248(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1248(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1248(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      320(BX), Y12
+	VMOVDQU      896(BX), Y13
+	VMOVDQU      1472(BX), Y14
+	VPMADDWD     1280(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1280(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1280(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1312(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1312(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1312(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1344(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1344(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1344(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1376(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1376(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1376(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      352(BX), Y12
+	VMOVDQU      928(BX), Y13
+	VMOVDQU      1504(BX), Y14
+	VPMADDWD     1408(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1408(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1408(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1440(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1440(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1440(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1472(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1472(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1472(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1504(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1504(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1504(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      384(BX), Y12
+	VMOVDQU      960(BX), Y13
+	VMOVDQU      1536(BX), Y14
+	VPMADDWD     1536(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1536(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1536(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1568(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1568(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1568(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1600(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1600(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1600(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1632(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1632(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1632(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      416(BX), Y12
+	VMOVDQU      992(BX), Y13
+	VMOVDQU      1568(BX), Y14
+	VPMADDWD     1664(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1664(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1664(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1696(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1696(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1696(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1728(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1728(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1728(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1760(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1760(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1760(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      448(BX), Y12
+	VMOVDQU      1024(BX), Y13
+	VMOVDQU      1600(BX), Y14
+	VPMADDWD     1792(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1792(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1792(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1824(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1824(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1824(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1856(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1856(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1856(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     1888(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     1888(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     1888(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      480(BX), Y12
+	VMOVDQU      1056(BX), Y13
+	VMOVDQU      1632(BX), Y14
+	VPMADDWD     1920(DX), Y12, Y15
+	VPADDD       Y15, Y0, Y0
+	VPMADDWD     1920(DX), Y13, Y15
+	VPADDD       Y15, Y1, Y1
+	VPMADDWD     1920(DX), Y14, Y15
+	VPADDD       Y15, Y2, Y2
+	VPMADDWD     1952(DX), Y12, Y15
+	VPADDD       Y15, Y3, Y3
+	VPMADDWD     1952(DX), Y13, Y15
+	VPADDD       Y15, Y4, Y4
+	VPMADDWD     1952(DX), Y14, Y15
+	VPADDD       Y15, Y5, Y5
+	VPMADDWD     1984(DX), Y12, Y15
+	VPADDD       Y15, Y6, Y6
+	VPMADDWD     1984(DX), Y13, Y15
+	VPADDD       Y15, Y7, Y7
+	VPMADDWD     1984(DX), Y14, Y15
+	VPADDD       Y15, Y8, Y8
+	VPMADDWD     2016(DX), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDWD     2016(DX), Y13, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDWD     2016(DX), Y14, Y12
+	VPADDD       Y12, Y11, Y11
+	VBROADCASTSS 544(BX), Y12
+	VBROADCASTSS 1120(BX), Y13
+	VBROADCASTSS 1696(BX), Y14
+	VMULPS       2048(DX), Y12, Y15
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y15, Y0, Y0
+	VADDPS       (R8), Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMULPS       2048(DX), Y13, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VADDPS       160(R8), Y1, Y1
+	VMOVUPS      Y1, 160(R8)
+	VMULPS       2048(DX), Y14, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       320(R8), Y2, Y2
+	VMOVUPS      Y2, 320(R8)
+	VMULPS       2080(DX), Y12, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       32(R8), Y3, Y3
+	VMOVUPS      Y3, 32(R8)
+	VMULPS       2080(DX), Y13, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y4, Y4
+	VADDPS       192(R8), Y4, Y4
+	VMOVUPS      Y4, 192(R8)
+	VMULPS       2080(DX), Y14, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VADDPS       352(R8), Y5, Y5
+	VMOVUPS      Y5, 352(R8)
+	VMULPS       2112(DX), Y12, Y0
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VADDPS       64(R8), Y6, Y6
+	VMOVUPS      Y6, 64(R8)
+	VMULPS       2112(DX), Y13, Y0
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	VADDPS       224(R8), Y7, Y7
+	VMOVUPS      Y7, 224(R8)
+	VMULPS       2112(DX), Y14, Y0
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y0, Y8, Y8
+	VADDPS       384(R8), Y8, Y8
+	VMOVUPS      Y8, 384(R8)
+	VMULPS       2144(DX), Y12, Y0
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y0, Y9, Y9
+	VADDPS       96(R8), Y9, Y9
+	VMOVUPS      Y9, 96(R8)
+	VMULPS       2144(DX), Y13, Y0
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y0, Y10, Y10
+	VADDPS       256(R8), Y10, Y10
+	VMOVUPS      Y10, 256(R8)
+	VMULPS       2144(DX), Y14, Y0
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y0, Y11, Y11
+	VADDPS       416(R8), Y11, Y11
+	VMOVUPS      Y11, 416(R8)
+	ADDQ         $0x00000880, DX
+	ADDQ         SI, BX
+	DECQ         DI
+	JNZ          kgemmQ6KMx3_block1
+	VMOVUPS      (R8), Y0
+	VMOVUPS      32(R8), Y1
+	VMOVUPS      64(R8), Y2
+	VMOVUPS      96(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      128(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      160(R8), Y0
+	VMOVUPS      192(R8), Y1
+	VMOVUPS      224(R8), Y2
+	VMOVUPS      256(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      288(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         CX, AX
+	VMOVUPS      320(R8), Y0
+	VMOVUPS      352(R8), Y1
+	VMOVUPS      384(R8), Y2
+	VMOVUPS      416(R8), Y3
+	VUNPCKLPS    Y1, Y0, Y4
+	VUNPCKHPS    Y1, Y0, Y0
+	VUNPCKLPS    Y3, Y2, Y1
+	VUNPCKHPS    Y3, Y2, Y2
+	VUNPCKLPD    Y1, Y4, Y3
+	VUNPCKHPD    Y1, Y4, Y1
+	VUNPCKLPD    Y2, Y0, Y4
+	VUNPCKHPD    Y2, Y0, Y0
+	VMOVUPS      448(R8), X2
+	VADDPS       X3, X2, X2
+	VADDPS       X1, X2, X2
+	VADDPS       X4, X2, X2
+	VADDPS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X3
+	VADDPS       X3, X2, X2
+	VEXTRACTF128 $0x01, Y1, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X2, X2
+	VEXTRACTF128 $0x01, Y0, X0
+	VADDPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	VZEROUPPER
+	RET

@@ -49,3 +49,26 @@ func TestMatMulQ8GemmAllocatesNothing(t *testing.T) {
 	needAVX2(t)
 	qgemmtest.CheckAllocs(t, Kernels{}, gemm.Pack)
 }
+
+// TestMatMulQ8K checks MatMulQ8 on q4_k, q5_k and q6_k weights against the reference,
+// bit for bit, with the k-quant GEMM's AVX-VNNI tiles, its VPMADDWD tiles of CPUs
+// without AVX-VNNI, and the matrix–vector kernels per token.
+func TestMatMulQ8K(t *testing.T) {
+	needAVX2(t)
+	t.Run("avx-vnni", func(t *testing.T) {
+		if !cpuid.CPU.Supports(cpuid.AVXVNNI) {
+			t.Skip("CPU lacks AVX-VNNI")
+		}
+		qgemmtest.CheckK(t, Kernels{}, 1)
+	})
+	t.Run("madd", func(t *testing.T) {
+		defer func(v bool) { useVNNI = v }(useVNNI)
+		useVNNI = false
+		qgemmtest.CheckK(t, Kernels{}, 2)
+	})
+	t.Run("mv", func(t *testing.T) {
+		defer func(v, m bool) { useVNNI, useMadd = v, m }(useVNNI, useMadd)
+		useVNNI, useMadd = false, false
+		qgemmtest.CheckK(t, Kernels{}, 3)
+	})
+}

@@ -482,3 +482,134 @@ func qgemmMQ4x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //
 //go:noescape
 func qgemmMQ4x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// kprepV writes the nb q8_k super-blocks at xq as the YMM k-quant GEMM tiles take them
+// (576 bytes each at dst, stride bytes apart): for k < 8 and l < 8 the int16 pairs
+// (x_{16p+l}, x_{16p+l+8}) of p = 2k (l < 4) and 2k+1 (l ≥ 4), then those of p = 2k+1
+// (l < 4) and 2k (l ≥ 4); the 16 bsums; d as float32.
+//
+//go:noescape
+func kprepV(dst *byte, xq *byte, nb int, stride int)
+
+// krepQ4KV repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 4; ldw bytes apart, nb q4_k
+// super-blocks) as the YMM k-quant GEMM's group at dst (rows past the last repeat it):
+// per super-block, row r's scaled weight pairs of p < 16 at dst + 128p + 32r, its d_w
+// in the 8 lanes at 2048 + 32r (and for q4_k its dmin_w at 2176 + 4r, its mins pairs at
+// 2208 + 32r).
+//
+//go:noescape
+func krepQ4KV(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// krepQ5KV repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 4; ldw bytes apart, nb q5_k
+// super-blocks) as the YMM k-quant GEMM's group at dst (rows past the last repeat it):
+// per super-block, row r's scaled weight pairs of p < 16 at dst + 128p + 32r, its d_w
+// in the 8 lanes at 2048 + 32r (and for q4_k its dmin_w at 2176 + 4r, its mins pairs at
+// 2208 + 32r).
+//
+//go:noescape
+func krepQ5KV(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// krepQ6KV repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 4; ldw bytes apart, nb q6_k
+// super-blocks) as the YMM k-quant GEMM's group at dst (rows past the last repeat it):
+// per super-block, row r's scaled weight pairs of p < 16 at dst + 128p + 32r, its d_w
+// in the 8 lanes at 2048 + 32r (and for q4_k its dmin_w at 2176 + 4r, its mins pairs at
+// 2208 + 32r).
+//
+//go:noescape
+func krepQ6KV(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// kgemmQ4KVx1 computes the 4 rows of a repacked YMM group w times the 1 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with the VEX-encoded VPDPWSSD (AVX-VNNI);
+// st is its state (160 bytes).
+//
+//go:noescape
+func kgemmQ4KVx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ4KVx2 computes the 4 rows of a repacked YMM group w times the 2 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with the VEX-encoded VPDPWSSD (AVX-VNNI);
+// st is its state (320 bytes).
+//
+//go:noescape
+func kgemmQ4KVx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ4KVx3 computes the 4 rows of a repacked YMM group w times the 3 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with the VEX-encoded VPDPWSSD (AVX-VNNI);
+// st is its state (480 bytes).
+//
+//go:noescape
+func kgemmQ4KVx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KVx1 computes the 4 rows of a repacked YMM group w times the 1 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with the VEX-encoded VPDPWSSD (AVX-VNNI);
+// st is its state (160 bytes).
+//
+//go:noescape
+func kgemmQ6KVx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KVx2 computes the 4 rows of a repacked YMM group w times the 2 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with the VEX-encoded VPDPWSSD (AVX-VNNI);
+// st is its state (320 bytes).
+//
+//go:noescape
+func kgemmQ6KVx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KVx3 computes the 4 rows of a repacked YMM group w times the 3 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with the VEX-encoded VPDPWSSD (AVX-VNNI);
+// st is its state (480 bytes).
+//
+//go:noescape
+func kgemmQ6KVx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ4KMx1 computes the 4 rows of a repacked YMM group w times the 1 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with VPMADDWD and VPADDD;
+// st is its state (160 bytes).
+//
+//go:noescape
+func kgemmQ4KMx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ4KMx2 computes the 4 rows of a repacked YMM group w times the 2 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with VPMADDWD and VPADDD;
+// st is its state (320 bytes).
+//
+//go:noescape
+func kgemmQ4KMx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ4KMx3 computes the 4 rows of a repacked YMM group w times the 3 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with VPMADDWD and VPADDD;
+// st is its state (480 bytes).
+//
+//go:noescape
+func kgemmQ4KMx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KMx1 computes the 4 rows of a repacked YMM group w times the 1 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with VPMADDWD and VPADDD;
+// st is its state (160 bytes).
+//
+//go:noescape
+func kgemmQ6KMx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KMx2 computes the 4 rows of a repacked YMM group w times the 2 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with VPMADDWD and VPADDD;
+// st is its state (320 bytes).
+//
+//go:noescape
+func kgemmQ6KMx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)
+
+// kgemmQ6KMx3 computes the 4 rows of a repacked YMM group w times the 3 tokens of
+// the prepared activations x (token t of super-block b at x + b·xstride + 576t), nb ≥ 1
+// super-blocks, to dst[t*ldd + r], exactly as the reference sums them, with VPMADDWD and VPADDD;
+// st is its state (480 bytes).
+//
+//go:noescape
+func kgemmQ6KMx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, st *float32)

@@ -14,18 +14,18 @@ import (
 )
 
 // TestVEXEncodings disassembles every instruction the generator emitted as bytes (the
-// AVX-VNNI VPDPBUSD, which the Go assembler encodes only as EVEX) and checks that it is
-// the VEX-encoded instruction its comment names, with the same registers, and that no
-// byte in the assembly is outside such an instruction.
+// AVX-VNNI VPDPBUSD and VPDPWSSD, which the Go assembler encodes only as EVEX) and
+// checks that it is the VEX-encoded instruction its comment names, with the same
+// registers, and that no byte in the assembly is outside such an instruction.
 func TestVEXEncodings(t *testing.T) {
 	src, err := os.ReadFile("kernels_amd64.s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(string(src), "\n")
-	comment := regexp.MustCompile(`^\t// VPDPBUSD Y(\d+), Y(\d+), Y(\d+) \(VEX, AVX-VNNI\)$`)
+	comment := regexp.MustCompile(`^\t// (VPDPBUSD|VPDPWSSD) Y(\d+), Y(\d+), Y(\d+) \(VEX, AVX-VNNI\)$`)
 	byteRe := regexp.MustCompile(`BYTE \$0x([0-9a-f]{2})`)
-	n := 0
+	n := map[string]int{}
 	for i, l := range lines {
 		if !strings.Contains(l, "BYTE") {
 			continue
@@ -50,17 +50,19 @@ func TestVEXEncodings(t *testing.T) {
 			t.Fatalf("line %d: %x decodes as %d bytes (%v)", i+1, enc, inst.Len, inst)
 		}
 		// Go order (src2, src1, dst); x86asm's is Intel's (dst, src1, src2).
-		want := fmt.Sprintf("VPDPBUSD Y%s, Y%s, Y%s", m[3], m[2], m[1])
+		want := fmt.Sprintf("%s Y%s, Y%s, Y%s", m[1], m[4], m[3], m[2])
 		got := inst.Op.String() + " " + strings.Join(argStrings(inst.Args), ", ")
 		if got != want {
 			t.Fatalf("line %d: %x decodes as %q, want %q", i+1, enc, got, want)
 		}
-		n++
+		n[m[1]]++
 	}
-	if n == 0 {
-		t.Fatal("no VEX VPDPBUSD in kernels_amd64.s")
+	for _, op := range []string{"VPDPBUSD", "VPDPWSSD"} {
+		if n[op] == 0 {
+			t.Errorf("no VEX %s in kernels_amd64.s", op)
+		}
 	}
-	t.Logf("%d VEX VPDPBUSD encodings checked", n)
+	t.Logf("VEX encodings checked: %v", n)
 }
 
 // argStrings returns the non-nil arguments of an instruction, as x86asm names them

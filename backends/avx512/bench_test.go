@@ -184,8 +184,9 @@ func BenchmarkMatMulQ8(b *testing.B) {
 	}
 }
 
-// BenchmarkMatMulQ8K compares MatMulQ8 on q4_k, q5_k and q6_k weights of avx2 (one token at a
-// time) and avx512 (the k-quant GEMM from T = 2) in the same run, single threaded: T
+// BenchmarkMatMulQ8K compares MatMulQ8 on q4_k, q5_k and q6_k weights of avx2 (its YMM
+// k-quant GEMM from T = 2, one token at a time at T = 1) and avx512 (the k-quant GEMM
+// from T = 2) in the same run, single threaded: T
 // tokens of a 2048×2048 matrix, GOP/s (2 per multiply-add).
 //
 //	go test -run XXX -bench MatMulQ8K ./backends/avx512

@@ -51,7 +51,7 @@ var useKGemm = cpuid.CPU.Supports(cpuid.AVX512VNNI)
 // kgemm is the 16-row × up to 3-token k-quant GEMM (kgemmQ4KZx1..3 for q4_k and q5_k,
 // kgemmQ6KZx1..3; see package qgemm).
 var kgemm = qgemm.KKernels{
-	Name: "avx512", Tokens: 3,
+	Name: "avx512", Lanes: 16, Tokens: 3, GroupBytes: 9280, StateBytes: 576,
 	Prep:      kprepZ,
 	RepackQ4K: krepQ4KZ, RepackQ5K: krepQ5KZ, RepackQ6K: krepQ6KZ,
 	TileQ4K: func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, st *float32) {

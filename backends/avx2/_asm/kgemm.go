@@ -400,6 +400,67 @@ func vpdpwssd(x, w, acc Op, bcast bool) {
 	})
 }
 
+// kgemmForm is how a k-quant GEMM tile takes its integer dot products: the ZMM form
+// (vectors of two rows, VPDPWSSD of AVX512_VNNI) or a YMM one (vectors of one row; the
+// VEX-encoded VPDPWSSD of AVX-VNNI, or VPMADDWD and VPADDD).
+type kgemmForm struct {
+	vec   func() VecVirtual
+	size  int                       // a vector's bytes
+	vecs  int                       // the weight vectors of a p (pairs of rows, or rows)
+	loadX func(m Mem, v VecVirtual) // a token's 32 bytes of p into v
+	loadW func(m Mem, v VecVirtual) // a weight vector into v; nil: the dots' memory operand
+	dot   func(x, w, acc Op)        // acc += the pair products of w and x, per dword
+}
+
+// kgemmZMM is the ZMM form.
+var kgemmZMM = kgemmForm{
+	vec: ZMM, size: 64, vecs: 8,
+	loadX: func(m Mem, v VecVirtual) { VBROADCASTI64X4(m, v) },
+	loadW: func(m Mem, v VecVirtual) { VMOVDQU64(m, v) },
+	dot:   func(x, w, acc Op) { vpdpwssd(x, w, acc, false) },
+}
+
+// kgemmDots emits a tile's integer products of one super-block: acc[k][t] = the sum over
+// p < 16 of the pair products of weight vector k of p (at wp + vecs·size·p + size·k, size
+// the vector's bytes) and token t's 32 bytes of p (at xp + 576t + 32p), the first p by
+// VPMADDWD.
+func kgemmDots(f kgemmForm, wp, xp Register, nt int) [][]VecVirtual {
+	size := f.size
+	acc := make([][]VecVirtual, f.vecs)
+	for k := range acc {
+		acc[k] = make([]VecVirtual, nt)
+		for t := range acc[k] {
+			acc[k][t] = f.vec()
+		}
+	}
+	for p := 0; p < 16; p++ {
+		X := make([]VecVirtual, nt)
+		for t := range X {
+			X[t] = f.vec()
+			f.loadX(Mem{Base: xp, Disp: kgemmXBytes*t + 32*p}, X[t])
+		}
+		for k := 0; k < f.vecs; k++ {
+			var w Op = Mem{Base: wp, Disp: f.vecs*size*p + size*k}
+			if f.loadW != nil {
+				v := f.vec()
+				f.loadW(w.(Mem), v)
+				w = v
+			}
+			for t := range X {
+				switch {
+				case p > 0:
+					f.dot(X[t], w, acc[k][t])
+				case f.loadW == nil:
+					VPMADDWD(w, X[t], acc[k][t])
+				default:
+					VPMADDWD(X[t], w, acc[k][t])
+				}
+			}
+		}
+	}
+	return acc
+}
+
 // genKTile emits kgemmQ4KZx<nt> or kgemmQ6KZx<nt>.
 func genKTile(q6 bool, nt int) {
 	kind, gb := "Q4K", kgBytes
@@ -428,31 +489,7 @@ func genKTile(q6 bool, nt int) {
 	}
 	blk := lb.next("block")
 	Label(blk)
-	acc := make([][]VecVirtual, 8)
-	for k := range acc {
-		acc[k] = make([]VecVirtual, nt)
-		for t := range acc[k] {
-			acc[k][t] = ZMM()
-		}
-	}
-	for p := 0; p < 16; p++ {
-		X := make([]VecVirtual, nt)
-		for t := range X {
-			X[t] = ZMM()
-			VBROADCASTI64X4(Mem{Base: xp, Disp: kgemmXBytes*t + 32*p}, X[t])
-		}
-		for k := 0; k < 8; k++ {
-			w := ZMM()
-			VMOVDQU64(Mem{Base: wp, Disp: kgW + 512*p + 64*k}, w)
-			for t := range X {
-				if p == 0 {
-					VPMADDWD(X[t], w, acc[k][t])
-				} else {
-					vpdpwssd(X[t], w, acc[k][t], false)
-				}
-			}
-		}
-	}
+	acc := kgemmDots(kgemmZMM, wp, xp, nt)
 	for k := 0; k < 8; k++ {
 		d := ZMM()
 		VMOVUPS(Mem{Base: wp, Disp: kgD + 64*k}, d)

@@ -19,10 +19,12 @@
 // backends/avx2's TestAssemblyIsAVX2 fails if the output uses any.
 //
 // qgemm.go, the int8 GEMM of q8_0/q4_0 weights, is generated for both packages (ZMM
-// with AVX512_VNNI; YMM with AVX-VNNI or VPMADDUBSW). avo v0.5.0 knows no VPDPBUSD, so
-// it is emitted as a raw instruction; its VEX form, which the Go assembler cannot
-// encode, is rewritten into bytes once the registers are allocated (vexPass), and
-// backends/avx2's TestVEXEncodings disassembles them.
+// with AVX512_VNNI; YMM with AVX-VNNI or VPMADDUBSW), and so is the k-quant GEMM
+// (kgemm.go in ZMM with AVX512_VNNI; kgemm_ymm.go in YMM with AVX-VNNI or VPMADDWD).
+// avo v0.5.0 knows neither VPDPBUSD nor VPDPWSSD, so they are emitted as raw
+// instructions; their VEX forms, which the Go assembler cannot encode, are rewritten
+// into bytes once the registers are allocated (vexPass), and backends/avx2's
+// TestVEXEncodings disassembles them.
 package main
 
 import (
@@ -76,6 +78,7 @@ func main() {
 	genQGemm(qgemmVEX)
 	genQGemmTiles(qgemmMaddQ8)
 	genQGemmTiles(qgemmMaddQ4)
+	genKGemmYMM()
 	Generate()
 	// The AVX-VNNI instructions the Go assembler cannot encode, as bytes.
 	if err := vexPass(flag.Lookup("out").Value.String()); err != nil {

@@ -558,10 +558,10 @@ func genQGemmTiles(isa qgemmISA) {
 	}
 }
 
-// vexPass rewrites, in the generated assembly at path, every VPDPBUSD.VEX of three YMM
-// registers as the bytes of its VEX encoding (VEX.256.66.0F38.W0 50 /r), preceded by a
-// comment naming the instruction. It fails on registers past Y15, which VEX cannot
-// encode.
+// vexPass rewrites, in the generated assembly at path, every VPDPBUSD.VEX and
+// VPDPWSSD.VEX of three YMM registers as the bytes of its VEX encoding (vexVNNI),
+// preceded by a comment naming the instruction. It fails on registers past Y15, which
+// VEX cannot encode.
 func vexPass(path string) error {
 	if path == "" || path == "-" {
 		return fmt.Errorf("-out FILE is needed: the VEX instructions are encoded in the file written")
@@ -570,15 +570,15 @@ func vexPass(path string) error {
 	if err != nil {
 		return err
 	}
-	re := regexp.MustCompile(`(?m)^(\t)VPDPBUSD\.VEX Y(\d+), Y(\d+), Y(\d+)$`)
+	re := regexp.MustCompile(`(?m)^(\t)(VPDPBUSD|VPDPWSSD)\.VEX Y(\d+), Y(\d+), Y(\d+)$`)
 	var bad error
 	out := re.ReplaceAllStringFunc(string(b), func(line string) string {
 		m := re.FindStringSubmatch(line)
 		var r [3]int
 		for i := range r {
-			r[i], _ = strconv.Atoi(m[2+i])
+			r[i], _ = strconv.Atoi(m[3+i])
 		}
-		enc, err := vexVPDPBUSD(r[2], r[1], r[0])
+		enc, err := vexVNNI(m[2], r[2], r[1], r[0])
 		if err != nil {
 			bad = err
 			return line
@@ -587,28 +587,17 @@ func vexPass(path string) error {
 		for i, c := range enc {
 			bs[i] = fmt.Sprintf("BYTE $0x%02x", c)
 		}
-		return fmt.Sprintf("\t// VPDPBUSD Y%d, Y%d, Y%d (VEX, AVX-VNNI)\n\t%s", r[0], r[1], r[2], strings.Join(bs, "; "))
+		return fmt.Sprintf("\t// %s Y%d, Y%d, Y%d (VEX, AVX-VNNI)\n\t%s", m[2], r[0], r[1], r[2], strings.Join(bs, "; "))
 	})
 	if bad != nil {
 		return bad
 	}
 	if strings.Contains(out, ".VEX") {
-		return fmt.Errorf("%s: a VPDPBUSD.VEX left unencoded", path)
+		return fmt.Errorf("%s: a VNNI .VEX instruction left unencoded", path)
 	}
 	return os.WriteFile(path, []byte(out), 0o644)
 }
 
 // vexVPDPBUSD returns the VEX encoding of VPDPBUSD ymm(dst), ymm(src1), ymm(src2) in
 // Intel operand order (Go's: VPDPBUSD Y<src2>, Y<src1>, Y<dst>).
-func vexVPDPBUSD(dst, src1, src2 int) ([]byte, error) {
-	for _, r := range []int{dst, src1, src2} {
-		if r < 0 || r > 15 {
-			return nil, fmt.Errorf("VPDPBUSD (VEX) of Y%d: only Y0–Y15 have a VEX encoding", r)
-		}
-	}
-	inv := func(b int) byte { return byte(^b & 1) }
-	b1 := inv(dst>>3)<<7 | 1<<6 | inv(src2>>3)<<5 | 0x02 // R̄ X̄ B̄, map 0F38
-	b2 := byte(^src1&0xf)<<3 | 1<<2 | 0x01               // W0, v̄v̄v̄v̄, L=256, pp=66
-	modrm := 0xc0 | byte(dst&7)<<3 | byte(src2&7)
-	return []byte{0xc4, b1, b2, 0x50, modrm}, nil
-}
+func vexVPDPBUSD(dst, src1, src2 int) ([]byte, error) { return vexVNNI("VPDPBUSD", dst, src1, src2) }

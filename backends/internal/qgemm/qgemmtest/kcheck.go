@@ -79,14 +79,15 @@ func kActivations(r *rand.Rand, T, n int) []byte {
 }
 
 // CheckK runs k's MatMulQ8 against the reference's on q4_k, q5_k and q6_k weights for cols
-// 256–4096 (1–16 super-blocks), rows 1–33, T up to 64 (every tail of 3 tokens; fewer
-// shapes with -short), several row ranges (some starting inside a group of 16) and bias
-// nil or not, and fails at the first result whose bits differ (NaN matching any NaN).
+// 256–4096 (1–16 super-blocks), rows 1–33 (around groups of 4 and of 16), T up to 64
+// (every tail of 2 and of 3 tokens; fewer shapes with -short), several row ranges (some
+// starting inside a group) and bias nil or not, and fails at the first result whose
+// bits differ (NaN matching any NaN).
 func CheckK(t *testing.T, k Backend, seed uint64) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 11))
 	var ref kernels.Reference
-	nbs, rowsList, Ts := []int{1, 2, 3, 5, 16}, []int{1, 7, 15, 16, 17, 33}, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 64}
+	nbs, rowsList, Ts := []int{1, 2, 3, 5, 16}, []int{1, 7, 8, 9, 15, 16, 17, 33}, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 64}
 	if testing.Short() {
 		nbs, rowsList, Ts = []int{1, 3, 16}, []int{1, 17, 33}, []int{1, 2, 4, 9}
 	}
