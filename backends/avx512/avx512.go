@@ -184,7 +184,8 @@ const partGroups = 8
 // inputs fit, each part's accumulators left in memory for the next one (gemm3x8p), the
 // last part reducing them as gemm3x8 does. An accumulator is only stored and loaded
 // again between the parts, and the parts are whole 16-column steps, so every sum is
-// taken exactly as gemm3x8 takes it.
+// taken exactly as gemm3x8 takes it. Each part's last group prefetches the rows read
+// next (gemm3x8p's next), so that every line of the weights is prefetched.
 func gemmParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int) {
 	var acc [partGroups * 8 * 3 * 16]float32 // partGroups groups of T ≤ 8 tokens × 3 rows
 	cols := partInputBytes / (4 * T) &^ 15
@@ -200,7 +201,15 @@ func gemmParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw,
 			} else {
 				kk = k - c0
 			}
-			gemm3x8p(&dst[r0], ld, &x[c0], ldx, T, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+			// The rows the last group prefetches: the first group's next part, else the
+			// next groups' first part, else (nothing after) the first group's own.
+			next := &w[r0*ldw+c0]
+			if flags&2 != 0 {
+				next = &w[r0*ldw+c0+cols]
+			} else if g0+n < g {
+				next = &w[(r0+3*n)*ldw]
+			}
+			gemm3x8p(&dst[r0], ld, &x[c0], ldx, T, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags, next)
 		}
 	}
 }
