@@ -109,6 +109,13 @@ type tile struct {
 // tiles picks the micro-kernel for T tokens (index min(T, 9)): as many accumulators
 // as fit, with as many rows as the tokens leave room for. Each prefetches the next
 // group's rows as it goes (a 1.7× gain at T = 8 on weights from DRAM).
+//
+// From DRAM (BenchmarkDecodeDRAM) gemm3x8 reads the weights at about 60–70% of the
+// read probe on one thread, and about as fast at T = 2 as at T = 8: the limit is how
+// many lines its software prefetches keep in flight, not the FMAs. Prefetching 2, 4 or
+// 8 groups ahead, with PREFETCHT1, T2 or NTA, a second farther stream, the next group
+// as one sequential run, or three rows a third of the matrix apart (spread) was no
+// faster; neither were the inputs as FMA memory operands.
 var tiles = [10]tile{
 	2: {8, 2, gemm8x2, false},
 	3: {6, 4, gemm6x4, false}, 4: {6, 4, gemm6x4, false},
@@ -184,7 +191,8 @@ const partGroups = 8
 // inputs fit, each part's accumulators left in memory for the next one (gemm3x8p), the
 // last part reducing them as gemm3x8 does. An accumulator is only stored and loaded
 // again between the parts, and the parts are whole 16-column steps, so every sum is
-// taken exactly as gemm3x8 takes it.
+// taken exactly as gemm3x8 takes it. Each part's last group prefetches the rows read
+// next (gemm3x8p's next), so that every line of the weights is prefetched.
 func gemmParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int) {
 	var acc [partGroups * 8 * 3 * 16]float32 // partGroups groups of T ≤ 8 tokens × 3 rows
 	cols := partInputBytes / (4 * T) &^ 15
@@ -200,7 +208,15 @@ func gemmParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw,
 			} else {
 				kk = k - c0
 			}
-			gemm3x8p(&dst[r0], ld, &x[c0], ldx, T, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+			// The rows the last group prefetches: the first group's next part, else the
+			// next groups' first part, else (nothing after) the first group's own.
+			next := &w[r0*ldw+c0]
+			if flags&2 != 0 {
+				next = &w[r0*ldw+c0+cols]
+			} else if g0+n < g {
+				next = &w[(r0+3*n)*ldw]
+			}
+			gemm3x8p(&dst[r0], ld, &x[c0], ldx, T, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags, next)
 		}
 	}
 }

@@ -4798,9 +4798,9 @@ gemm3x8_skip94:
 	VZEROUPPER
 	RET
 
-// func gemm3x8p(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
+// func gemm3x8p(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, next *float32)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
-TEXT ·gemm3x8p(SB), $56-96
+TEXT ·gemm3x8p(SB), $56-104
 	MOVQ acc+80(FP), AX
 	MOVQ AX, 48(SP)
 	XORQ AX, AX
@@ -4825,19 +4825,24 @@ gemm3x8p_tokens2:
 	JL   gemm3x8p_tokens_done3
 
 	// 3 rows × 8 tokens
-	MOVQ    24(SP), AX
-	MOVQ    ldx+24(FP), CX
-	SHLQ    $0x02, CX
-	LEAQ    (CX)(CX*2), DX
-	LEAQ    (AX)(CX*4), BX
-	MOVQ    (SP), SI
-	MOVQ    ldw+48(FP), DI
-	SHLQ    $0x02, DI
-	LEAQ    (SI)(DI*2), R8
-	ADDQ    DI, R8
+	MOVQ 24(SP), AX
+	MOVQ ldx+24(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*2), DX
+	LEAQ (AX)(CX*4), BX
+	MOVQ (SP), SI
+	MOVQ ldw+48(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (SI)(DI*2), R8
+	ADDQ DI, R8
+	CMPQ 16(SP), $0x01
+	JNE  gemm3x8p_notlast4
+	MOVQ next+96(FP), R8
+
+gemm3x8p_notlast4:
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm3x8p_fresh4
+	JZ      gemm3x8p_fresh5
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z8
@@ -4863,9 +4868,9 @@ gemm3x8p_tokens2:
 	VMOVUPS 1344(R9), Z7
 	VMOVUPS 1408(R9), Z15
 	VMOVUPS 1472(R9), Z23
-	JMP     gemm3x8p_started5
+	JMP     gemm3x8p_started6
 
-gemm3x8p_fresh4:
+gemm3x8p_fresh5:
 	VMOVUPS zeros<>+0(SB), Z23
 	VMOVAPS Z23, Z0
 	VMOVAPS Z23, Z1
@@ -4892,12 +4897,12 @@ gemm3x8p_fresh4:
 	VMOVAPS Z23, Z22
 	VMOVAPS Z23, Z23
 
-gemm3x8p_started5:
+gemm3x8p_started6:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm3x8p_tail7
+	JZ   gemm3x8p_tail8
 
-gemm3x8p_cols6:
+gemm3x8p_cols7:
 	VMOVUPS     (SI), Z24
 	VMOVUPS     (SI)(DI*1), Z25
 	VMOVUPS     (SI)(DI*2), Z26
@@ -4941,21 +4946,21 @@ gemm3x8p_cols6:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm3x8p_cols6
+	JNZ         gemm3x8p_cols7
 
-gemm3x8p_tail7:
+gemm3x8p_tail8:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm3x8p_reduce8
+	JZ    gemm3x8p_reduce9
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm3x8p_whole9
+	JGE   gemm3x8p_whole10
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm3x8p_whole9:
+gemm3x8p_whole10:
 	VMOVUPS.Z   (SI), K1, Z24
 	VMOVUPS.Z   (SI)(DI*1), K1, Z25
 	VMOVUPS.Z   (SI)(DI*2), K1, Z26
@@ -4992,10 +4997,10 @@ gemm3x8p_whole9:
 	VFMADD231PS Z27, Z25, K1, Z15
 	VFMADD231PS Z27, Z26, K1, Z23
 
-gemm3x8p_reduce8:
+gemm3x8p_reduce9:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm3x8p_sum11
+	JZ      gemm3x8p_sum12
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z8, 64(AX)
@@ -5021,9 +5026,9 @@ gemm3x8p_reduce8:
 	VMOVUPS Z7, 1344(AX)
 	VMOVUPS Z15, 1408(AX)
 	VMOVUPS Z23, 1472(AX)
-	JMP     gemm3x8p_reduced10
+	JMP     gemm3x8p_reduced11
 
-gemm3x8p_sum11:
+gemm3x8p_sum12:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -5046,13 +5051,13 @@ gemm3x8p_sum11:
 	VADDPS        X0, X24, X24
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias12
+	JZ            gemm3x8p_nobias13
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X0
 	VINSERTPS     $0x20, 8(DX), X0, X0
 	VADDPS        X0, X24, X24
 
-gemm3x8p_nobias12:
+gemm3x8p_nobias13:
 	VMOVSD        X24, (AX)
 	VEXTRACTPS    $0x02, X24, 8(AX)
 	ADDQ          CX, AX
@@ -5075,13 +5080,13 @@ gemm3x8p_nobias12:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias13
+	JZ            gemm3x8p_nobias14
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias13:
+gemm3x8p_nobias14:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -5104,35 +5109,6 @@ gemm3x8p_nobias13:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias14
-	ADDQ          8(SP), DX
-	VMOVSD        (DX), X1
-	VINSERTPS     $0x20, 8(DX), X1, X1
-	VADDPS        X1, X0, X0
-
-gemm3x8p_nobias14:
-	VMOVSD        X0, (AX)
-	VEXTRACTPS    $0x02, X0, 8(AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z19, Y2
-	VADDPS        Y2, Y19, Y2
-	VSHUFPS       $0x88, Y1, Y0, Y3
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y3, Y0
-	VSHUFPS       $0x88, Y2, Y2, Y1
-	VSHUFPS       $0xdd, Y2, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
 	JZ            gemm3x8p_nobias15
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
@@ -5143,12 +5119,12 @@ gemm3x8p_nobias15:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y1
-	VADDPS        Y1, Y12, Y1
-	VEXTRACTF32X8 $0x01, Z20, Y2
-	VADDPS        Y2, Y20, Y2
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z19, Y2
+	VADDPS        Y2, Y19, Y2
 	VSHUFPS       $0x88, Y1, Y0, Y3
 	VSHUFPS       $0xdd, Y1, Y0, Y0
 	VADDPS        Y0, Y3, Y0
@@ -5172,12 +5148,12 @@ gemm3x8p_nobias16:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z13, Y1
-	VADDPS        Y1, Y13, Y1
-	VEXTRACTF32X8 $0x01, Z21, Y2
-	VADDPS        Y2, Y21, Y2
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y1
+	VADDPS        Y1, Y12, Y1
+	VEXTRACTF32X8 $0x01, Z20, Y2
+	VADDPS        Y2, Y20, Y2
 	VSHUFPS       $0x88, Y1, Y0, Y3
 	VSHUFPS       $0xdd, Y1, Y0, Y0
 	VADDPS        Y0, Y3, Y0
@@ -5201,12 +5177,12 @@ gemm3x8p_nobias17:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z14, Y1
-	VADDPS        Y1, Y14, Y1
-	VEXTRACTF32X8 $0x01, Z22, Y2
-	VADDPS        Y2, Y22, Y2
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z13, Y1
+	VADDPS        Y1, Y13, Y1
+	VEXTRACTF32X8 $0x01, Z21, Y2
+	VADDPS        Y2, Y21, Y2
 	VSHUFPS       $0x88, Y1, Y0, Y3
 	VSHUFPS       $0xdd, Y1, Y0, Y0
 	VADDPS        Y0, Y3, Y0
@@ -5230,6 +5206,35 @@ gemm3x8p_nobias18:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X8 $0x01, Z14, Y1
+	VADDPS        Y1, Y14, Y1
+	VEXTRACTF32X8 $0x01, Z22, Y2
+	VADDPS        Y2, Y22, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias19
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias19:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z7, Y0
 	VADDPS        Y0, Y7, Y0
 	VEXTRACTF32X8 $0x01, Z15, Y1
@@ -5249,17 +5254,17 @@ gemm3x8p_nobias18:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm3x8p_nobias19
+	JZ            gemm3x8p_nobias20
 	ADDQ          8(SP), CX
 	VMOVSD        (CX), X1
 	VINSERTPS     $0x20, 8(CX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias19:
+gemm3x8p_nobias20:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 
-gemm3x8p_reduced10:
+gemm3x8p_reduced11:
 	ADDQ   $0x00000600, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -5274,22 +5279,27 @@ gemm3x8p_reduced10:
 
 gemm3x8p_tokens_done3:
 	CMPQ 40(SP), $0x07
-	JL   gemm3x8p_skip20
+	JL   gemm3x8p_skip21
 
 	// 3 rows × 7 tokens
-	MOVQ    24(SP), AX
-	MOVQ    ldx+24(FP), CX
-	SHLQ    $0x02, CX
-	LEAQ    (CX)(CX*2), DX
-	LEAQ    (AX)(CX*4), BX
-	MOVQ    (SP), SI
-	MOVQ    ldw+48(FP), DI
-	SHLQ    $0x02, DI
-	LEAQ    (SI)(DI*2), R8
-	ADDQ    DI, R8
+	MOVQ 24(SP), AX
+	MOVQ ldx+24(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*2), DX
+	LEAQ (AX)(CX*4), BX
+	MOVQ (SP), SI
+	MOVQ ldw+48(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (SI)(DI*2), R8
+	ADDQ DI, R8
+	CMPQ 16(SP), $0x01
+	JNE  gemm3x8p_notlast22
+	MOVQ next+96(FP), R8
+
+gemm3x8p_notlast22:
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm3x8p_fresh21
+	JZ      gemm3x8p_fresh23
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z7
@@ -5312,9 +5322,9 @@ gemm3x8p_tokens_done3:
 	VMOVUPS 1152(R9), Z6
 	VMOVUPS 1216(R9), Z13
 	VMOVUPS 1280(R9), Z20
-	JMP     gemm3x8p_started22
+	JMP     gemm3x8p_started24
 
-gemm3x8p_fresh21:
+gemm3x8p_fresh23:
 	VMOVUPS zeros<>+0(SB), Z20
 	VMOVAPS Z20, Z0
 	VMOVAPS Z20, Z1
@@ -5338,12 +5348,12 @@ gemm3x8p_fresh21:
 	VMOVAPS Z20, Z19
 	VMOVAPS Z20, Z20
 
-gemm3x8p_started22:
+gemm3x8p_started24:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm3x8p_tail24
+	JZ   gemm3x8p_tail26
 
-gemm3x8p_cols23:
+gemm3x8p_cols25:
 	VMOVUPS     (SI), Z21
 	VMOVUPS     (SI)(DI*1), Z22
 	VMOVUPS     (SI)(DI*2), Z23
@@ -5383,21 +5393,21 @@ gemm3x8p_cols23:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm3x8p_cols23
+	JNZ         gemm3x8p_cols25
 
-gemm3x8p_tail24:
+gemm3x8p_tail26:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm3x8p_reduce25
+	JZ    gemm3x8p_reduce27
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm3x8p_whole26
+	JGE   gemm3x8p_whole28
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm3x8p_whole26:
+gemm3x8p_whole28:
 	VMOVUPS.Z   (SI), K1, Z21
 	VMOVUPS.Z   (SI)(DI*1), K1, Z22
 	VMOVUPS.Z   (SI)(DI*2), K1, Z23
@@ -5430,10 +5440,10 @@ gemm3x8p_whole26:
 	VFMADD231PS Z24, Z22, K1, Z13
 	VFMADD231PS Z24, Z23, K1, Z20
 
-gemm3x8p_reduce25:
+gemm3x8p_reduce27:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm3x8p_sum28
+	JZ      gemm3x8p_sum30
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z7, 64(AX)
@@ -5456,9 +5466,9 @@ gemm3x8p_reduce25:
 	VMOVUPS Z6, 1152(AX)
 	VMOVUPS Z13, 1216(AX)
 	VMOVUPS Z20, 1280(AX)
-	JMP     gemm3x8p_reduced27
+	JMP     gemm3x8p_reduced29
 
-gemm3x8p_sum28:
+gemm3x8p_sum30:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -5481,13 +5491,13 @@ gemm3x8p_sum28:
 	VADDPS        X0, X21, X21
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias29
+	JZ            gemm3x8p_nobias31
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X0
 	VINSERTPS     $0x20, 8(DX), X0, X0
 	VADDPS        X0, X21, X21
 
-gemm3x8p_nobias29:
+gemm3x8p_nobias31:
 	VMOVSD        X21, (AX)
 	VEXTRACTPS    $0x02, X21, 8(AX)
 	ADDQ          CX, AX
@@ -5510,13 +5520,13 @@ gemm3x8p_nobias29:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias30
+	JZ            gemm3x8p_nobias32
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias30:
+gemm3x8p_nobias32:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -5539,64 +5549,6 @@ gemm3x8p_nobias30:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias31
-	ADDQ          8(SP), DX
-	VMOVSD        (DX), X1
-	VINSERTPS     $0x20, 8(DX), X1, X1
-	VADDPS        X1, X0, X0
-
-gemm3x8p_nobias31:
-	VMOVSD        X0, (AX)
-	VEXTRACTPS    $0x02, X0, 8(AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VSHUFPS       $0x88, Y1, Y0, Y3
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y3, Y0
-	VSHUFPS       $0x88, Y2, Y2, Y1
-	VSHUFPS       $0xdd, Y2, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias32
-	ADDQ          8(SP), DX
-	VMOVSD        (DX), X1
-	VINSERTPS     $0x20, 8(DX), X1, X1
-	VADDPS        X1, X0, X0
-
-gemm3x8p_nobias32:
-	VMOVSD        X0, (AX)
-	VEXTRACTPS    $0x02, X0, 8(AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z18, Y2
-	VADDPS        Y2, Y18, Y2
-	VSHUFPS       $0x88, Y1, Y0, Y3
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y3, Y0
-	VSHUFPS       $0x88, Y2, Y2, Y1
-	VSHUFPS       $0xdd, Y2, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
 	JZ            gemm3x8p_nobias33
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
@@ -5607,12 +5559,12 @@ gemm3x8p_nobias33:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y1
-	VADDPS        Y1, Y12, Y1
-	VEXTRACTF32X8 $0x01, Z19, Y2
-	VADDPS        Y2, Y19, Y2
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X8 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF32X8 $0x01, Z17, Y2
+	VADDPS        Y2, Y17, Y2
 	VSHUFPS       $0x88, Y1, Y0, Y3
 	VSHUFPS       $0xdd, Y1, Y0, Y0
 	VADDPS        Y0, Y3, Y0
@@ -5636,6 +5588,64 @@ gemm3x8p_nobias34:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VEXTRACTF32X8 $0x01, Z18, Y2
+	VADDPS        Y2, Y18, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias35
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias35:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X8 $0x01, Z12, Y1
+	VADDPS        Y1, Y12, Y1
+	VEXTRACTF32X8 $0x01, Z19, Y2
+	VADDPS        Y2, Y19, Y2
+	VSHUFPS       $0x88, Y1, Y0, Y3
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y0
+	VSHUFPS       $0x88, Y2, Y2, Y1
+	VSHUFPS       $0xdd, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), DX
+	TESTQ         DX, DX
+	JZ            gemm3x8p_nobias36
+	ADDQ          8(SP), DX
+	VMOVSD        (DX), X1
+	VINSERTPS     $0x20, 8(DX), X1, X1
+	VADDPS        X1, X0, X0
+
+gemm3x8p_nobias36:
+	VMOVSD        X0, (AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z6, Y0
 	VADDPS        Y0, Y6, Y0
 	VEXTRACTF32X8 $0x01, Z13, Y1
@@ -5655,17 +5665,17 @@ gemm3x8p_nobias34:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm3x8p_nobias35
+	JZ            gemm3x8p_nobias37
 	ADDQ          8(SP), CX
 	VMOVSD        (CX), X1
 	VINSERTPS     $0x20, 8(CX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias35:
+gemm3x8p_nobias37:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 
-gemm3x8p_reduced27:
+gemm3x8p_reduced29:
 	ADDQ   $0x00000540, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -5677,24 +5687,29 @@ gemm3x8p_reduced27:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x07, 40(SP)
 
-gemm3x8p_skip20:
+gemm3x8p_skip21:
 	CMPQ 40(SP), $0x06
-	JL   gemm3x8p_skip36
+	JL   gemm3x8p_skip38
 
 	// 3 rows × 6 tokens
-	MOVQ    24(SP), AX
-	MOVQ    ldx+24(FP), CX
-	SHLQ    $0x02, CX
-	LEAQ    (CX)(CX*2), DX
-	LEAQ    (AX)(CX*4), BX
-	MOVQ    (SP), SI
-	MOVQ    ldw+48(FP), DI
-	SHLQ    $0x02, DI
-	LEAQ    (SI)(DI*2), R8
-	ADDQ    DI, R8
+	MOVQ 24(SP), AX
+	MOVQ ldx+24(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*2), DX
+	LEAQ (AX)(CX*4), BX
+	MOVQ (SP), SI
+	MOVQ ldw+48(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (SI)(DI*2), R8
+	ADDQ DI, R8
+	CMPQ 16(SP), $0x01
+	JNE  gemm3x8p_notlast39
+	MOVQ next+96(FP), R8
+
+gemm3x8p_notlast39:
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm3x8p_fresh37
+	JZ      gemm3x8p_fresh40
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z6
@@ -5714,9 +5729,9 @@ gemm3x8p_skip20:
 	VMOVUPS 960(R9), Z5
 	VMOVUPS 1024(R9), Z11
 	VMOVUPS 1088(R9), Z17
-	JMP     gemm3x8p_started38
+	JMP     gemm3x8p_started41
 
-gemm3x8p_fresh37:
+gemm3x8p_fresh40:
 	VMOVUPS zeros<>+0(SB), Z17
 	VMOVAPS Z17, Z0
 	VMOVAPS Z17, Z1
@@ -5737,12 +5752,12 @@ gemm3x8p_fresh37:
 	VMOVAPS Z17, Z16
 	VMOVAPS Z17, Z17
 
-gemm3x8p_started38:
+gemm3x8p_started41:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm3x8p_tail40
+	JZ   gemm3x8p_tail43
 
-gemm3x8p_cols39:
+gemm3x8p_cols42:
 	VMOVUPS     (SI), Z18
 	VMOVUPS     (SI)(DI*1), Z19
 	VMOVUPS     (SI)(DI*2), Z20
@@ -5778,21 +5793,21 @@ gemm3x8p_cols39:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm3x8p_cols39
+	JNZ         gemm3x8p_cols42
 
-gemm3x8p_tail40:
+gemm3x8p_tail43:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm3x8p_reduce41
+	JZ    gemm3x8p_reduce44
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm3x8p_whole42
+	JGE   gemm3x8p_whole45
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm3x8p_whole42:
+gemm3x8p_whole45:
 	VMOVUPS.Z   (SI), K1, Z18
 	VMOVUPS.Z   (SI)(DI*1), K1, Z19
 	VMOVUPS.Z   (SI)(DI*2), K1, Z20
@@ -5821,10 +5836,10 @@ gemm3x8p_whole42:
 	VFMADD231PS Z21, Z19, K1, Z11
 	VFMADD231PS Z21, Z20, K1, Z17
 
-gemm3x8p_reduce41:
+gemm3x8p_reduce44:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm3x8p_sum44
+	JZ      gemm3x8p_sum47
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z6, 64(AX)
@@ -5844,9 +5859,9 @@ gemm3x8p_reduce41:
 	VMOVUPS Z5, 960(AX)
 	VMOVUPS Z11, 1024(AX)
 	VMOVUPS Z17, 1088(AX)
-	JMP     gemm3x8p_reduced43
+	JMP     gemm3x8p_reduced46
 
-gemm3x8p_sum44:
+gemm3x8p_sum47:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -5869,13 +5884,13 @@ gemm3x8p_sum44:
 	VADDPS        X0, X18, X18
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias45
+	JZ            gemm3x8p_nobias48
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X0
 	VINSERTPS     $0x20, 8(DX), X0, X0
 	VADDPS        X0, X18, X18
 
-gemm3x8p_nobias45:
+gemm3x8p_nobias48:
 	VMOVSD        X18, (AX)
 	VEXTRACTPS    $0x02, X18, 8(AX)
 	ADDQ          CX, AX
@@ -5898,13 +5913,13 @@ gemm3x8p_nobias45:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias46
+	JZ            gemm3x8p_nobias49
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias46:
+gemm3x8p_nobias49:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -5927,13 +5942,13 @@ gemm3x8p_nobias46:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias47
+	JZ            gemm3x8p_nobias50
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias47:
+gemm3x8p_nobias50:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -5956,13 +5971,13 @@ gemm3x8p_nobias47:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias48
+	JZ            gemm3x8p_nobias51
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias48:
+gemm3x8p_nobias51:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -5985,13 +6000,13 @@ gemm3x8p_nobias48:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias49
+	JZ            gemm3x8p_nobias52
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias49:
+gemm3x8p_nobias52:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -6014,17 +6029,17 @@ gemm3x8p_nobias49:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm3x8p_nobias50
+	JZ            gemm3x8p_nobias53
 	ADDQ          8(SP), CX
 	VMOVSD        (CX), X1
 	VINSERTPS     $0x20, 8(CX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias50:
+gemm3x8p_nobias53:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 
-gemm3x8p_reduced43:
+gemm3x8p_reduced46:
 	ADDQ   $0x00000480, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -6036,24 +6051,29 @@ gemm3x8p_reduced43:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x06, 40(SP)
 
-gemm3x8p_skip36:
+gemm3x8p_skip38:
 	CMPQ 40(SP), $0x05
-	JL   gemm3x8p_skip51
+	JL   gemm3x8p_skip54
 
 	// 3 rows × 5 tokens
-	MOVQ    24(SP), AX
-	MOVQ    ldx+24(FP), CX
-	SHLQ    $0x02, CX
-	LEAQ    (CX)(CX*2), DX
-	LEAQ    (AX)(CX*4), BX
-	MOVQ    (SP), SI
-	MOVQ    ldw+48(FP), DI
-	SHLQ    $0x02, DI
-	LEAQ    (SI)(DI*2), R8
-	ADDQ    DI, R8
+	MOVQ 24(SP), AX
+	MOVQ ldx+24(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*2), DX
+	LEAQ (AX)(CX*4), BX
+	MOVQ (SP), SI
+	MOVQ ldw+48(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (SI)(DI*2), R8
+	ADDQ DI, R8
+	CMPQ 16(SP), $0x01
+	JNE  gemm3x8p_notlast55
+	MOVQ next+96(FP), R8
+
+gemm3x8p_notlast55:
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm3x8p_fresh52
+	JZ      gemm3x8p_fresh56
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z5
@@ -6070,9 +6090,9 @@ gemm3x8p_skip36:
 	VMOVUPS 768(R9), Z4
 	VMOVUPS 832(R9), Z9
 	VMOVUPS 896(R9), Z14
-	JMP     gemm3x8p_started53
+	JMP     gemm3x8p_started57
 
-gemm3x8p_fresh52:
+gemm3x8p_fresh56:
 	VMOVUPS zeros<>+0(SB), Z14
 	VMOVAPS Z14, Z0
 	VMOVAPS Z14, Z1
@@ -6090,12 +6110,12 @@ gemm3x8p_fresh52:
 	VMOVAPS Z14, Z13
 	VMOVAPS Z14, Z14
 
-gemm3x8p_started53:
+gemm3x8p_started57:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm3x8p_tail55
+	JZ   gemm3x8p_tail59
 
-gemm3x8p_cols54:
+gemm3x8p_cols58:
 	VMOVUPS     (SI), Z15
 	VMOVUPS     (SI)(DI*1), Z16
 	VMOVUPS     (SI)(DI*2), Z17
@@ -6127,21 +6147,21 @@ gemm3x8p_cols54:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm3x8p_cols54
+	JNZ         gemm3x8p_cols58
 
-gemm3x8p_tail55:
+gemm3x8p_tail59:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm3x8p_reduce56
+	JZ    gemm3x8p_reduce60
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm3x8p_whole57
+	JGE   gemm3x8p_whole61
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm3x8p_whole57:
+gemm3x8p_whole61:
 	VMOVUPS.Z   (SI), K1, Z15
 	VMOVUPS.Z   (SI)(DI*1), K1, Z16
 	VMOVUPS.Z   (SI)(DI*2), K1, Z17
@@ -6166,10 +6186,10 @@ gemm3x8p_whole57:
 	VFMADD231PS Z18, Z16, K1, Z9
 	VFMADD231PS Z18, Z17, K1, Z14
 
-gemm3x8p_reduce56:
+gemm3x8p_reduce60:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm3x8p_sum59
+	JZ      gemm3x8p_sum63
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z5, 64(AX)
@@ -6186,9 +6206,9 @@ gemm3x8p_reduce56:
 	VMOVUPS Z4, 768(AX)
 	VMOVUPS Z9, 832(AX)
 	VMOVUPS Z14, 896(AX)
-	JMP     gemm3x8p_reduced58
+	JMP     gemm3x8p_reduced62
 
-gemm3x8p_sum59:
+gemm3x8p_sum63:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -6211,13 +6231,13 @@ gemm3x8p_sum59:
 	VADDPS        X0, X15, X15
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias60
+	JZ            gemm3x8p_nobias64
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X0
 	VINSERTPS     $0x20, 8(DX), X0, X0
 	VADDPS        X0, X15, X15
 
-gemm3x8p_nobias60:
+gemm3x8p_nobias64:
 	VMOVSD        X15, (AX)
 	VEXTRACTPS    $0x02, X15, 8(AX)
 	ADDQ          CX, AX
@@ -6240,13 +6260,13 @@ gemm3x8p_nobias60:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias61
+	JZ            gemm3x8p_nobias65
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias61:
+gemm3x8p_nobias65:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -6269,13 +6289,13 @@ gemm3x8p_nobias61:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias62
+	JZ            gemm3x8p_nobias66
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias62:
+gemm3x8p_nobias66:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -6298,13 +6318,13 @@ gemm3x8p_nobias62:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias63
+	JZ            gemm3x8p_nobias67
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias63:
+gemm3x8p_nobias67:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -6327,17 +6347,17 @@ gemm3x8p_nobias63:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm3x8p_nobias64
+	JZ            gemm3x8p_nobias68
 	ADDQ          8(SP), CX
 	VMOVSD        (CX), X1
 	VINSERTPS     $0x20, 8(CX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias64:
+gemm3x8p_nobias68:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 
-gemm3x8p_reduced58:
+gemm3x8p_reduced62:
 	ADDQ   $0x000003c0, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -6349,23 +6369,28 @@ gemm3x8p_reduced58:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm3x8p_skip51:
+gemm3x8p_skip54:
 	CMPQ 40(SP), $0x04
-	JL   gemm3x8p_skip65
+	JL   gemm3x8p_skip69
 
 	// 3 rows × 4 tokens
-	MOVQ    24(SP), AX
-	MOVQ    ldx+24(FP), CX
-	SHLQ    $0x02, CX
-	LEAQ    (CX)(CX*2), DX
-	MOVQ    (SP), BX
-	MOVQ    ldw+48(FP), SI
-	SHLQ    $0x02, SI
-	LEAQ    (BX)(SI*2), DI
-	ADDQ    SI, DI
+	MOVQ 24(SP), AX
+	MOVQ ldx+24(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*2), DX
+	MOVQ (SP), BX
+	MOVQ ldw+48(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (BX)(SI*2), DI
+	ADDQ SI, DI
+	CMPQ 16(SP), $0x01
+	JNE  gemm3x8p_notlast70
+	MOVQ next+96(FP), DI
+
+gemm3x8p_notlast70:
 	MOVQ    flags+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JZ      gemm3x8p_fresh66
+	JZ      gemm3x8p_fresh71
 	MOVQ    48(SP), R8
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z4
@@ -6379,9 +6404,9 @@ gemm3x8p_skip51:
 	VMOVUPS 576(R8), Z3
 	VMOVUPS 640(R8), Z7
 	VMOVUPS 704(R8), Z11
-	JMP     gemm3x8p_started67
+	JMP     gemm3x8p_started72
 
-gemm3x8p_fresh66:
+gemm3x8p_fresh71:
 	VMOVUPS zeros<>+0(SB), Z11
 	VMOVAPS Z11, Z0
 	VMOVAPS Z11, Z1
@@ -6396,12 +6421,12 @@ gemm3x8p_fresh66:
 	VMOVAPS Z11, Z10
 	VMOVAPS Z11, Z11
 
-gemm3x8p_started67:
+gemm3x8p_started72:
 	MOVQ k+56(FP), R8
 	SHRQ $0x04, R8
-	JZ   gemm3x8p_tail69
+	JZ   gemm3x8p_tail74
 
-gemm3x8p_cols68:
+gemm3x8p_cols73:
 	VMOVUPS     (BX), Z12
 	VMOVUPS     (BX)(SI*1), Z13
 	VMOVUPS     (BX)(SI*2), Z14
@@ -6428,20 +6453,20 @@ gemm3x8p_cols68:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R8
-	JNZ         gemm3x8p_cols68
+	JNZ         gemm3x8p_cols73
 
-gemm3x8p_tail69:
+gemm3x8p_tail74:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm3x8p_reduce70
+	JZ    gemm3x8p_reduce75
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm3x8p_whole71
+	JGE   gemm3x8p_whole76
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm3x8p_whole71:
+gemm3x8p_whole76:
 	VMOVUPS.Z   (BX), K1, Z12
 	VMOVUPS.Z   (BX)(SI*1), K1, Z13
 	VMOVUPS.Z   (BX)(SI*2), K1, Z14
@@ -6462,10 +6487,10 @@ gemm3x8p_whole71:
 	VFMADD231PS Z15, Z13, K1, Z7
 	VFMADD231PS Z15, Z14, K1, Z11
 
-gemm3x8p_reduce70:
+gemm3x8p_reduce75:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm3x8p_sum73
+	JZ      gemm3x8p_sum78
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z4, 64(AX)
@@ -6479,9 +6504,9 @@ gemm3x8p_reduce70:
 	VMOVUPS Z3, 576(AX)
 	VMOVUPS Z7, 640(AX)
 	VMOVUPS Z11, 704(AX)
-	JMP     gemm3x8p_reduced72
+	JMP     gemm3x8p_reduced77
 
-gemm3x8p_sum73:
+gemm3x8p_sum78:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -6504,13 +6529,13 @@ gemm3x8p_sum73:
 	VADDPS        X0, X12, X12
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias74
+	JZ            gemm3x8p_nobias79
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X0
 	VINSERTPS     $0x20, 8(DX), X0, X0
 	VADDPS        X0, X12, X12
 
-gemm3x8p_nobias74:
+gemm3x8p_nobias79:
 	VMOVSD        X12, (AX)
 	VEXTRACTPS    $0x02, X12, 8(AX)
 	ADDQ          CX, AX
@@ -6533,13 +6558,13 @@ gemm3x8p_nobias74:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias75
+	JZ            gemm3x8p_nobias80
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias75:
+gemm3x8p_nobias80:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -6562,13 +6587,13 @@ gemm3x8p_nobias75:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias76
+	JZ            gemm3x8p_nobias81
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias76:
+gemm3x8p_nobias81:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -6591,17 +6616,17 @@ gemm3x8p_nobias76:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm3x8p_nobias77
+	JZ            gemm3x8p_nobias82
 	ADDQ          8(SP), CX
 	VMOVSD        (CX), X1
 	VINSERTPS     $0x20, 8(CX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias77:
+gemm3x8p_nobias82:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 
-gemm3x8p_reduced72:
+gemm3x8p_reduced77:
 	ADDQ   $0x00000300, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -6613,22 +6638,27 @@ gemm3x8p_reduced72:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm3x8p_skip65:
+gemm3x8p_skip69:
 	CMPQ 40(SP), $0x03
-	JL   gemm3x8p_skip78
+	JL   gemm3x8p_skip83
 
 	// 3 rows × 3 tokens
-	MOVQ    24(SP), AX
-	MOVQ    ldx+24(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    (SP), DX
-	MOVQ    ldw+48(FP), BX
-	SHLQ    $0x02, BX
-	LEAQ    (DX)(BX*2), SI
-	ADDQ    BX, SI
+	MOVQ 24(SP), AX
+	MOVQ ldx+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ (SP), DX
+	MOVQ ldw+48(FP), BX
+	SHLQ $0x02, BX
+	LEAQ (DX)(BX*2), SI
+	ADDQ BX, SI
+	CMPQ 16(SP), $0x01
+	JNE  gemm3x8p_notlast84
+	MOVQ next+96(FP), SI
+
+gemm3x8p_notlast84:
 	MOVQ    flags+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JZ      gemm3x8p_fresh79
+	JZ      gemm3x8p_fresh85
 	MOVQ    48(SP), DI
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z3
@@ -6639,9 +6669,9 @@ gemm3x8p_skip65:
 	VMOVUPS 384(DI), Z2
 	VMOVUPS 448(DI), Z5
 	VMOVUPS 512(DI), Z8
-	JMP     gemm3x8p_started80
+	JMP     gemm3x8p_started86
 
-gemm3x8p_fresh79:
+gemm3x8p_fresh85:
 	VMOVUPS zeros<>+0(SB), Z8
 	VMOVAPS Z8, Z0
 	VMOVAPS Z8, Z1
@@ -6653,12 +6683,12 @@ gemm3x8p_fresh79:
 	VMOVAPS Z8, Z7
 	VMOVAPS Z8, Z8
 
-gemm3x8p_started80:
+gemm3x8p_started86:
 	MOVQ k+56(FP), DI
 	SHRQ $0x04, DI
-	JZ   gemm3x8p_tail82
+	JZ   gemm3x8p_tail88
 
-gemm3x8p_cols81:
+gemm3x8p_cols87:
 	VMOVUPS     (DX), Z9
 	VMOVUPS     (DX)(BX*1), Z10
 	VMOVUPS     (DX)(BX*2), Z11
@@ -6681,20 +6711,20 @@ gemm3x8p_cols81:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm3x8p_cols81
+	JNZ         gemm3x8p_cols87
 
-gemm3x8p_tail82:
+gemm3x8p_tail88:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm3x8p_reduce83
+	JZ    gemm3x8p_reduce89
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm3x8p_whole84
+	JGE   gemm3x8p_whole90
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm3x8p_whole84:
+gemm3x8p_whole90:
 	VMOVUPS.Z   (DX), K1, Z9
 	VMOVUPS.Z   (DX)(BX*1), K1, Z10
 	VMOVUPS.Z   (DX)(BX*2), K1, Z11
@@ -6711,10 +6741,10 @@ gemm3x8p_whole84:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z8
 
-gemm3x8p_reduce83:
+gemm3x8p_reduce89:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm3x8p_sum86
+	JZ      gemm3x8p_sum92
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z3, 64(AX)
@@ -6725,9 +6755,9 @@ gemm3x8p_reduce83:
 	VMOVUPS Z2, 384(AX)
 	VMOVUPS Z5, 448(AX)
 	VMOVUPS Z8, 512(AX)
-	JMP     gemm3x8p_reduced85
+	JMP     gemm3x8p_reduced91
 
-gemm3x8p_sum86:
+gemm3x8p_sum92:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -6750,13 +6780,13 @@ gemm3x8p_sum86:
 	VADDPS        X0, X9, X9
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias87
+	JZ            gemm3x8p_nobias93
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X0
 	VINSERTPS     $0x20, 8(DX), X0, X0
 	VADDPS        X0, X9, X9
 
-gemm3x8p_nobias87:
+gemm3x8p_nobias93:
 	VMOVSD        X9, (AX)
 	VEXTRACTPS    $0x02, X9, 8(AX)
 	ADDQ          CX, AX
@@ -6779,13 +6809,13 @@ gemm3x8p_nobias87:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias88
+	JZ            gemm3x8p_nobias94
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X1
 	VINSERTPS     $0x20, 8(DX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias88:
+gemm3x8p_nobias94:
 	VMOVSD        X0, (AX)
 	VEXTRACTPS    $0x02, X0, 8(AX)
 	ADDQ          CX, AX
@@ -6808,17 +6838,17 @@ gemm3x8p_nobias88:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm3x8p_nobias89
+	JZ            gemm3x8p_nobias95
 	ADDQ          8(SP), CX
 	VMOVSD        (CX), X1
 	VINSERTPS     $0x20, 8(CX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias89:
+gemm3x8p_nobias95:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 
-gemm3x8p_reduced85:
+gemm3x8p_reduced91:
 	ADDQ   $0x00000240, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -6830,22 +6860,27 @@ gemm3x8p_reduced85:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm3x8p_skip78:
+gemm3x8p_skip83:
 	CMPQ 40(SP), $0x02
-	JL   gemm3x8p_skip90
+	JL   gemm3x8p_skip96
 
 	// 3 rows × 2 tokens
-	MOVQ    24(SP), AX
-	MOVQ    ldx+24(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    (SP), DX
-	MOVQ    ldw+48(FP), BX
-	SHLQ    $0x02, BX
-	LEAQ    (DX)(BX*2), SI
-	ADDQ    BX, SI
+	MOVQ 24(SP), AX
+	MOVQ ldx+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ (SP), DX
+	MOVQ ldw+48(FP), BX
+	SHLQ $0x02, BX
+	LEAQ (DX)(BX*2), SI
+	ADDQ BX, SI
+	CMPQ 16(SP), $0x01
+	JNE  gemm3x8p_notlast97
+	MOVQ next+96(FP), SI
+
+gemm3x8p_notlast97:
 	MOVQ    flags+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JZ      gemm3x8p_fresh91
+	JZ      gemm3x8p_fresh98
 	MOVQ    48(SP), DI
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z2
@@ -6853,9 +6888,9 @@ gemm3x8p_skip78:
 	VMOVUPS 192(DI), Z1
 	VMOVUPS 256(DI), Z3
 	VMOVUPS 320(DI), Z5
-	JMP     gemm3x8p_started92
+	JMP     gemm3x8p_started99
 
-gemm3x8p_fresh91:
+gemm3x8p_fresh98:
 	VMOVUPS zeros<>+0(SB), Z5
 	VMOVAPS Z5, Z0
 	VMOVAPS Z5, Z1
@@ -6864,12 +6899,12 @@ gemm3x8p_fresh91:
 	VMOVAPS Z5, Z4
 	VMOVAPS Z5, Z5
 
-gemm3x8p_started92:
+gemm3x8p_started99:
 	MOVQ k+56(FP), DI
 	SHRQ $0x04, DI
-	JZ   gemm3x8p_tail94
+	JZ   gemm3x8p_tail101
 
-gemm3x8p_cols93:
+gemm3x8p_cols100:
 	VMOVUPS     (DX), Z6
 	VMOVUPS     (DX)(BX*1), Z7
 	VMOVUPS     (DX)(BX*2), Z8
@@ -6888,20 +6923,20 @@ gemm3x8p_cols93:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm3x8p_cols93
+	JNZ         gemm3x8p_cols100
 
-gemm3x8p_tail94:
+gemm3x8p_tail101:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm3x8p_reduce95
+	JZ    gemm3x8p_reduce102
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm3x8p_whole96
+	JGE   gemm3x8p_whole103
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm3x8p_whole96:
+gemm3x8p_whole103:
 	VMOVUPS.Z   (DX), K1, Z6
 	VMOVUPS.Z   (DX)(BX*1), K1, Z7
 	VMOVUPS.Z   (DX)(BX*2), K1, Z8
@@ -6914,10 +6949,10 @@ gemm3x8p_whole96:
 	VFMADD231PS Z9, Z7, K1, Z3
 	VFMADD231PS Z9, Z8, K1, Z5
 
-gemm3x8p_reduce95:
+gemm3x8p_reduce102:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm3x8p_sum98
+	JZ      gemm3x8p_sum105
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z2, 64(AX)
@@ -6925,9 +6960,9 @@ gemm3x8p_reduce95:
 	VMOVUPS Z1, 192(AX)
 	VMOVUPS Z3, 256(AX)
 	VMOVUPS Z5, 320(AX)
-	JMP     gemm3x8p_reduced97
+	JMP     gemm3x8p_reduced104
 
-gemm3x8p_sum98:
+gemm3x8p_sum105:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -6950,13 +6985,13 @@ gemm3x8p_sum98:
 	VADDPS        X0, X6, X6
 	MOVQ          bias+64(FP), DX
 	TESTQ         DX, DX
-	JZ            gemm3x8p_nobias99
+	JZ            gemm3x8p_nobias106
 	ADDQ          8(SP), DX
 	VMOVSD        (DX), X0
 	VINSERTPS     $0x20, 8(DX), X0, X0
 	VADDPS        X0, X6, X6
 
-gemm3x8p_nobias99:
+gemm3x8p_nobias106:
 	VMOVSD        X6, (AX)
 	VEXTRACTPS    $0x02, X6, 8(AX)
 	ADDQ          CX, AX
@@ -6979,17 +7014,17 @@ gemm3x8p_nobias99:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm3x8p_nobias100
+	JZ            gemm3x8p_nobias107
 	ADDQ          8(SP), CX
 	VMOVSD        (CX), X1
 	VINSERTPS     $0x20, 8(CX), X1, X1
 	VADDPS        X1, X0, X0
 
-gemm3x8p_nobias100:
+gemm3x8p_nobias107:
 	VMOVSD     X0, (AX)
 	VEXTRACTPS $0x02, X0, 8(AX)
 
-gemm3x8p_reduced97:
+gemm3x8p_reduced104:
 	ADDQ   $0x00000180, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -7001,40 +7036,45 @@ gemm3x8p_reduced97:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm3x8p_skip90:
+gemm3x8p_skip96:
 	CMPQ 40(SP), $0x01
-	JL   gemm3x8p_skip101
+	JL   gemm3x8p_skip108
 
 	// 3 rows × 1 tokens
-	MOVQ    24(SP), AX
-	MOVQ    ldx+24(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    (SP), CX
-	MOVQ    ldw+48(FP), DX
-	SHLQ    $0x02, DX
-	LEAQ    (CX)(DX*2), BX
-	ADDQ    DX, BX
+	MOVQ 24(SP), AX
+	MOVQ ldx+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ (SP), CX
+	MOVQ ldw+48(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (CX)(DX*2), BX
+	ADDQ DX, BX
+	CMPQ 16(SP), $0x01
+	JNE  gemm3x8p_notlast109
+	MOVQ next+96(FP), BX
+
+gemm3x8p_notlast109:
 	MOVQ    flags+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JZ      gemm3x8p_fresh102
+	JZ      gemm3x8p_fresh110
 	MOVQ    48(SP), SI
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
 	VMOVUPS 128(SI), Z2
-	JMP     gemm3x8p_started103
+	JMP     gemm3x8p_started111
 
-gemm3x8p_fresh102:
+gemm3x8p_fresh110:
 	VMOVUPS zeros<>+0(SB), Z2
 	VMOVAPS Z2, Z0
 	VMOVAPS Z2, Z1
 	VMOVAPS Z2, Z2
 
-gemm3x8p_started103:
+gemm3x8p_started111:
 	MOVQ k+56(FP), SI
 	SHRQ $0x04, SI
-	JZ   gemm3x8p_tail105
+	JZ   gemm3x8p_tail113
 
-gemm3x8p_cols104:
+gemm3x8p_cols112:
 	VMOVUPS     (CX), Z3
 	VMOVUPS     (CX)(DX*1), Z4
 	VMOVUPS     (CX)(DX*2), Z5
@@ -7049,20 +7089,20 @@ gemm3x8p_cols104:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        SI
-	JNZ         gemm3x8p_cols104
+	JNZ         gemm3x8p_cols112
 
-gemm3x8p_tail105:
+gemm3x8p_tail113:
 	MOVQ  k+56(FP), BX
 	ANDQ  $0x0f, BX
-	JZ    gemm3x8p_reduce106
+	JZ    gemm3x8p_reduce114
 	LEAQ  tailmasks<>+0(SB), SI
 	KMOVW (SI)(BX*2), K1
 	CMPQ  BX, $0x08
-	JGE   gemm3x8p_whole107
+	JGE   gemm3x8p_whole115
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm3x8p_whole107:
+gemm3x8p_whole115:
 	VMOVUPS.Z   (CX), K1, Z3
 	VMOVUPS.Z   (CX)(DX*1), K1, Z4
 	VMOVUPS.Z   (CX)(DX*2), K1, Z5
@@ -7071,17 +7111,17 @@ gemm3x8p_whole107:
 	VFMADD231PS Z6, Z4, K1, Z1
 	VFMADD231PS Z6, Z5, K1, Z2
 
-gemm3x8p_reduce106:
+gemm3x8p_reduce114:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm3x8p_sum109
+	JZ      gemm3x8p_sum117
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
-	JMP     gemm3x8p_reduced108
+	JMP     gemm3x8p_reduced116
 
-gemm3x8p_sum109:
+gemm3x8p_sum117:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -7104,17 +7144,17 @@ gemm3x8p_sum109:
 	VADDPS        X0, X3, X3
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm3x8p_nobias110
+	JZ            gemm3x8p_nobias118
 	ADDQ          8(SP), CX
 	VMOVSD        (CX), X0
 	VINSERTPS     $0x20, 8(CX), X0, X0
 	VADDPS        X0, X3, X3
 
-gemm3x8p_nobias110:
+gemm3x8p_nobias118:
 	VMOVSD     X3, (AX)
 	VEXTRACTPS $0x02, X3, 8(AX)
 
-gemm3x8p_reduced108:
+gemm3x8p_reduced116:
 	ADDQ   $0x000000c0, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -7126,7 +7166,7 @@ gemm3x8p_reduced108:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm3x8p_skip101:
+gemm3x8p_skip108:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x0c, 8(SP)

@@ -44,10 +44,12 @@ func gemm3x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw 
 // accumulator from acc if flags&1 (else from zero) and, if flags&2, leaves it in acc
 // instead of reducing it into dst. acc holds 16 floats per accumulator, groups·T·3 in all.
 // Parts of k = 16·n columns each, and the last part with the rest, chained through acc,
-// compute what one call over all the columns does, bit for bit.
+// compute what one call over all the columns does, bit for bit. Each group prefetches
+// the same columns of the next group's rows; the last group those of the 3 rows
+// (ldw apart) at next, the rows the caller reads next (prefetches never fault).
 //
 //go:noescape
-func gemm3x8p(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
+func gemm3x8p(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, next *float32)
 
 // gemm4x6p is gemm4x6 over one part of the columns: it starts each (row, token)
 // accumulator from acc if flags&1 (else from zero) and, if flags&2, leaves it in acc

@@ -44,7 +44,7 @@ func main() {
 		genGemmZMM("gemm6x4", 6, 4, false, true, false)
 		genGemmZMM("gemm4x6", 4, 6, false, true, false)
 		genGemmZMM("gemm3x8", 3, 8, false, true, false)
-		genGemmZMM("gemm3x8p", 3, 8, false, true, true)
+		genGemmZMMNext("gemm3x8p", 3, 8)
 		genGemmZMM("gemm4x6p", 4, 6, false, true, true)
 		// Without prefetching, for the rows a T ≥ 9 product reads from L2 again.
 		genGemmZMM("gemm4x6n", 4, 6, false, false, false)

@@ -81,6 +81,21 @@ func (s strided) add(v Op) {
 	}
 }
 
+// partNext, set while genGemmZMMNext runs, gives a part kernel the argument next: the
+// rows its last group prefetches.
+var partNext bool
+
+// genGemmZMMNext is genGemmZMM for a part kernel (prefetching) whose last group
+// prefetches the rows at its argument next rather than those after it: for gemmParts,
+// where what comes after a part's last group is the first group's next part, so that
+// every line of the weights is prefetched (otherwise one group in partGroups went
+// unprefetched in every part but the first).
+func genGemmZMMNext(name string, R, Tb int) {
+	partNext = true
+	genGemmZMM(name, R, Tb, false, true, true)
+	partNext = false
+}
+
 // genGemmZMM emits a kernel for groups of R (1, 3 or 4) consecutive weight rows against all
 // T tokens, Tb tokens at a time (then the T%Tb left over in one smaller block). Every
 // (row, token) dot product has one 16-lane accumulator that steps 16 columns at a time,
@@ -113,6 +128,16 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 			name+" computes, for r = q·gap + g, q < "+itoa(R)+", g < groups (groups ≥ 1), and t < T,",
 			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
 			"each sum exactly as backends/avx2's MatMul takes it.",
+		)
+	} else if part && partNext {
+		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, next *float32)",
+			name+" is gemm"+itoa(R)+"x"+itoa(Tb)+" over one part of the columns: it starts each (row, token)",
+			"accumulator from acc if flags&1 (else from zero) and, if flags&2, leaves it in acc",
+			"instead of reducing it into dst. acc holds 16 floats per accumulator, groups·T·"+itoa(R)+" in all.",
+			"Parts of k = 16·n columns each, and the last part with the rest, chained through acc,",
+			"compute what one call over all the columns does, bit for bit. Each group prefetches",
+			"the same columns of the next group's rows; the last group those of the "+itoa(R)+" rows",
+			"(ldw apart) at next, the rows the caller reads next (prefetches never fault).",
 		)
 	} else if part {
 		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)",
@@ -168,6 +193,14 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 				ADDQ(wst, pa)
 			} else {
 				LEAQ(Mem{Base: ws.base4, Index: wst, Scale: 4}, pa)
+			}
+			if part && partNext {
+				// The last group: the caller's next rows.
+				notLast := lb.next("notlast")
+				CMPQ(gleft, U8(1))
+				JNE(LabelRef(notLast))
+				Load(Param("next"), pa)
+				Label(notLast)
 			}
 			ps = newStrided(pa, wst, R)
 		}
