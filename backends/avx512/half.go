@@ -49,7 +49,8 @@ func halfScratch(T, cols int) int {
 // for the rows%4 left over. T > 1 widens halfRows rows at a time into scratch in that
 // order (widenZ*) and runs the f32 GEMM (gemmRows) on them with x arranged to match.
 // Either way the last Cols%8 columns and the bias are added after, in order, as avx2
-// does (avx2.AddHalfTail).
+// does (avx2.AddHalfTail); for T > 1 and Cols a multiple of 8 the GEMM adds the bias
+// to each row's sum itself, the same one addition.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
@@ -85,12 +86,21 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 			}
 			xo, ldx = xp, n8
 		}
+		// With no columns past n8 the GEMM adds the bias itself, after each row's sum as
+		// AddHalfTail would.
+		gb := bias
+		if n8 < n {
+			gb = nil
+		}
 		for a := r0; a < r1; a += hr {
 			b := min(a+hr, r1)
 			for r := a; r < b; r++ {
 				widenRow(&buf[(r-a)*n], &wh[r*n], n8, w.DType == dtype.BF16, o)
 			}
-			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a)
+			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, from(gb, a), b-a)
+		}
+		if n8 == n {
+			return
 		}
 	}
 	if n8 < n || bias != nil {
