@@ -1677,190 +1677,130 @@ gemm4x6_whole9:
 	VFMADD231PS Z28, Z27, K1, Z23
 
 gemm4x6_reduce8:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y24
-	VADDPS        Y24, Y0, Y24
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y6
-	VADDPS        Y6, Y12, Y6
-	VEXTRACTF32X8 $0x01, Z18, Y12
-	VADDPS        Y12, Y18, Y12
-	VSHUFPS       $0x88, Y0, Y24, Y18
-	VSHUFPS       $0xdd, Y0, Y24, Y0
-	VADDPS        Y0, Y18, Y24
-	VSHUFPS       $0x88, Y12, Y6, Y0
-	VSHUFPS       $0xdd, Y12, Y6, Y6
-	VADDPS        Y6, Y0, Y6
-	VSHUFPS       $0x88, Y6, Y24, Y0
-	VSHUFPS       $0xdd, Y6, Y24, Y6
-	VADDPS        Y6, Y0, Y24
-	VEXTRACTF32X4 $0x01, Y24, X0
-	VADDPS        X0, X24, X24
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias11
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X24, X24
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias11
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
 
 gemm4x6_nobias11:
-	VMOVUPS       X24, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y6
-	VADDPS        Y6, Y13, Y6
-	VEXTRACTF32X8 $0x01, Z19, Y7
-	VADDPS        Y7, Y19, Y7
-	VSHUFPS       $0x88, Y1, Y0, Y12
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y12, Y0
-	VSHUFPS       $0x88, Y7, Y6, Y1
-	VSHUFPS       $0xdd, Y7, Y6, Y6
-	VADDPS        Y6, Y1, Y6
-	VSHUFPS       $0x88, Y6, Y0, Y1
-	VSHUFPS       $0xdd, Y6, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias12
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6_nobias12:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z14, Y2
-	VADDPS        Y2, Y14, Y2
-	VEXTRACTF32X8 $0x01, Z20, Y6
-	VADDPS        Y6, Y20, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y7
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y7, Y0
-	VSHUFPS       $0x88, Y6, Y2, Y1
-	VSHUFPS       $0xdd, Y6, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias13
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6_nobias13:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z9, Y1
-	VADDPS        Y1, Y9, Y1
-	VEXTRACTF32X8 $0x01, Z15, Y2
-	VADDPS        Y2, Y15, Y2
-	VEXTRACTF32X8 $0x01, Z21, Y3
-	VADDPS        Y3, Y21, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias14
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias14:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z16, Y2
-	VADDPS        Y2, Y16, Y2
-	VEXTRACTF32X8 $0x01, Z22, Y3
-	VADDPS        Y3, Y22, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias15
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias15:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VEXTRACTF32X8 $0x01, Z23, Y3
-	VADDPS        Y3, Y23, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6_nobias16
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6_nobias16:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x06, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x06, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x06, 40(SP)
-	JMP     gemm4x6_tokens2
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x06, 40(SP)
+	JMP           gemm4x6_tokens2
 
 gemm4x6_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6_skip17
+	JL   gemm4x6_skip14
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -1898,9 +1838,9 @@ gemm4x6_tokens_done3:
 	VMOVAPS Z19, Z19
 	MOVQ    k+56(FP), R11
 	SHRQ    $0x04, R11
-	JZ      gemm4x6_tail21
+	JZ      gemm4x6_tail18
 
-gemm4x6_cols20:
+gemm4x6_cols17:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -1939,21 +1879,21 @@ gemm4x6_cols20:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R11
-	JNZ         gemm4x6_cols20
+	JNZ         gemm4x6_cols17
 
-gemm4x6_tail21:
+gemm4x6_tail18:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6_reduce22
+	JZ    gemm4x6_reduce19
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6_whole23
+	JGE   gemm4x6_whole20
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6_whole23:
+gemm4x6_whole20:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -1984,121 +1924,81 @@ gemm4x6_whole23:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6_reduce22:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y20
-	VADDPS        Y20, Y0, Y20
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y5
-	VADDPS        Y5, Y10, Y5
-	VEXTRACTF32X8 $0x01, Z15, Y10
-	VADDPS        Y10, Y15, Y10
-	VSHUFPS       $0x88, Y0, Y20, Y15
-	VSHUFPS       $0xdd, Y0, Y20, Y0
-	VADDPS        Y0, Y15, Y20
-	VSHUFPS       $0x88, Y10, Y5, Y0
-	VSHUFPS       $0xdd, Y10, Y5, Y5
-	VADDPS        Y5, Y0, Y5
-	VSHUFPS       $0x88, Y5, Y20, Y0
-	VSHUFPS       $0xdd, Y5, Y20, Y5
-	VADDPS        Y5, Y0, Y20
-	VEXTRACTF32X4 $0x01, Y20, X0
-	VADDPS        X0, X20, X20
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias25
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X20, X20
+gemm4x6_reduce19:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias22
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
 
-gemm4x6_nobias25:
-	VMOVUPS       X20, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y5
-	VADDPS        Y5, Y11, Y5
-	VEXTRACTF32X8 $0x01, Z16, Y6
-	VADDPS        Y6, Y16, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y10
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y10, Y0
-	VSHUFPS       $0x88, Y6, Y5, Y1
-	VSHUFPS       $0xdd, Y6, Y5, Y5
-	VADDPS        Y5, Y1, Y5
-	VSHUFPS       $0x88, Y5, Y0, Y1
-	VSHUFPS       $0xdd, Y5, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias26
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6_nobias22:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias23
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6_nobias26:
+gemm4x6_nobias23:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z12, Y2
-	VADDPS        Y2, Y12, Y2
-	VEXTRACTF32X8 $0x01, Z17, Y5
-	VADDPS        Y5, Y17, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y5, Y2, Y1
-	VSHUFPS       $0xdd, Y5, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias27
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias27:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y2
-	VADDPS        Y2, Y13, Y2
-	VEXTRACTF32X8 $0x01, Z18, Y3
-	VADDPS        Y3, Y18, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias28
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias28:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
@@ -2121,11 +2021,11 @@ gemm4x6_nobias28:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6_nobias29
+	JZ            gemm4x6_nobias24
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6_nobias29:
+gemm4x6_nobias24:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2137,9 +2037,9 @@ gemm4x6_nobias29:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x05, 40(SP)
 
-gemm4x6_skip17:
+gemm4x6_skip14:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6_skip30
+	JL   gemm4x6_skip25
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -2172,9 +2072,9 @@ gemm4x6_skip17:
 	VMOVAPS Z15, Z15
 	MOVQ    k+56(FP), R10
 	SHRQ    $0x04, R10
-	JZ      gemm4x6_tail34
+	JZ      gemm4x6_tail29
 
-gemm4x6_cols33:
+gemm4x6_cols28:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -2207,20 +2107,20 @@ gemm4x6_cols33:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R10
-	JNZ         gemm4x6_cols33
+	JNZ         gemm4x6_cols28
 
-gemm4x6_tail34:
+gemm4x6_tail29:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6_reduce35
+	JZ    gemm4x6_reduce30
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6_whole36
+	JGE   gemm4x6_whole31
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6_whole36:
+gemm4x6_whole31:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -2246,134 +2146,94 @@ gemm4x6_whole36:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6_reduce35:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y16
-	VADDPS        Y16, Y0, Y16
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y4
-	VADDPS        Y4, Y8, Y4
-	VEXTRACTF32X8 $0x01, Z12, Y8
-	VADDPS        Y8, Y12, Y8
-	VSHUFPS       $0x88, Y0, Y16, Y12
-	VSHUFPS       $0xdd, Y0, Y16, Y0
-	VADDPS        Y0, Y12, Y16
-	VSHUFPS       $0x88, Y8, Y4, Y0
-	VSHUFPS       $0xdd, Y8, Y4, Y4
-	VADDPS        Y4, Y0, Y4
-	VSHUFPS       $0x88, Y4, Y16, Y0
-	VSHUFPS       $0xdd, Y4, Y16, Y4
-	VADDPS        Y4, Y0, Y16
-	VEXTRACTF32X4 $0x01, Y16, X0
-	VADDPS        X0, X16, X16
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias38
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X16, X16
+gemm4x6_reduce30:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias33
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
 
-gemm4x6_nobias38:
-	VMOVUPS       X16, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z5, Y1
-	VADDPS        Y1, Y5, Y1
-	VEXTRACTF32X8 $0x01, Z9, Y4
-	VADDPS        Y4, Y9, Y4
-	VEXTRACTF32X8 $0x01, Z13, Y5
-	VADDPS        Y5, Y13, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y8
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y8, Y0
-	VSHUFPS       $0x88, Y5, Y4, Y1
-	VSHUFPS       $0xdd, Y5, Y4, Y4
-	VADDPS        Y4, Y1, Y4
-	VSHUFPS       $0x88, Y4, Y0, Y1
-	VSHUFPS       $0xdd, Y4, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias39
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6_nobias33:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias34
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6_nobias39:
+gemm4x6_nobias34:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z10, Y2
-	VADDPS        Y2, Y10, Y2
-	VEXTRACTF32X8 $0x01, Z14, Y4
-	VADDPS        Y4, Y14, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y4, Y2, Y1
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias40
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x04, 40(SP)
 
-gemm4x6_nobias40:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y2
-	VADDPS        Y2, Y11, Y2
-	VEXTRACTF32X8 $0x01, Z15, Y3
-	VADDPS        Y3, Y15, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6_nobias41
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6_nobias41:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x04, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x04, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x04, 40(SP)
-
-gemm4x6_skip30:
+gemm4x6_skip25:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6_skip42
+	JL   gemm4x6_skip35
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -2401,9 +2261,9 @@ gemm4x6_skip30:
 	VMOVAPS Z11, Z11
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm4x6_tail46
+	JZ      gemm4x6_tail39
 
-gemm4x6_cols45:
+gemm4x6_cols38:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -2431,20 +2291,20 @@ gemm4x6_cols45:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6_cols45
+	JNZ         gemm4x6_cols38
 
-gemm4x6_tail46:
+gemm4x6_tail39:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6_reduce47
+	JZ    gemm4x6_reduce40
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6_whole48
+	JGE   gemm4x6_whole41
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6_whole48:
+gemm4x6_whole41:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -2465,65 +2325,45 @@ gemm4x6_whole48:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6_reduce47:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y12
-	VADDPS        Y12, Y0, Y12
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y3
-	VADDPS        Y3, Y6, Y3
-	VEXTRACTF32X8 $0x01, Z9, Y6
-	VADDPS        Y6, Y9, Y6
-	VSHUFPS       $0x88, Y0, Y12, Y9
-	VSHUFPS       $0xdd, Y0, Y12, Y0
-	VADDPS        Y0, Y9, Y12
-	VSHUFPS       $0x88, Y6, Y3, Y0
-	VSHUFPS       $0xdd, Y6, Y3, Y3
-	VADDPS        Y3, Y0, Y3
-	VSHUFPS       $0x88, Y3, Y12, Y0
-	VSHUFPS       $0xdd, Y3, Y12, Y3
-	VADDPS        Y3, Y0, Y12
-	VEXTRACTF32X4 $0x01, Y12, X0
-	VADDPS        X0, X12, X12
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias50
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X12, X12
+gemm4x6_reduce40:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias43
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
 
-gemm4x6_nobias50:
+gemm4x6_nobias43:
 	VMOVUPS       X12, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y1
-	VADDPS        Y1, Y4, Y1
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VEXTRACTF32X8 $0x01, Z10, Y4
-	VADDPS        Y4, Y10, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y4, Y3, Y1
-	VSHUFPS       $0xdd, Y4, Y3, Y3
-	VADDPS        Y3, Y1, Y3
-	VSHUFPS       $0x88, Y3, Y0, Y1
-	VSHUFPS       $0xdd, Y3, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias51
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias51:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y12, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
@@ -2546,11 +2386,11 @@ gemm4x6_nobias51:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6_nobias52
+	JZ            gemm4x6_nobias44
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6_nobias52:
+gemm4x6_nobias44:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2562,9 +2402,9 @@ gemm4x6_nobias52:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x03, 40(SP)
 
-gemm4x6_skip42:
+gemm4x6_skip35:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6_skip53
+	JL   gemm4x6_skip45
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -2588,9 +2428,9 @@ gemm4x6_skip42:
 	VMOVAPS Z7, Z7
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm4x6_tail57
+	JZ      gemm4x6_tail49
 
-gemm4x6_cols56:
+gemm4x6_cols48:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -2613,20 +2453,20 @@ gemm4x6_cols56:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6_cols56
+	JNZ         gemm4x6_cols48
 
-gemm4x6_tail57:
+gemm4x6_tail49:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6_reduce58
+	JZ    gemm4x6_reduce50
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6_whole59
+	JGE   gemm4x6_whole51
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6_whole59:
+gemm4x6_whole51:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -2642,78 +2482,58 @@ gemm4x6_whole59:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6_reduce58:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y8
-	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y2
-	VADDPS        Y2, Y4, Y2
-	VEXTRACTF32X8 $0x01, Z6, Y4
-	VADDPS        Y4, Y6, Y4
-	VSHUFPS       $0x88, Y0, Y8, Y6
-	VSHUFPS       $0xdd, Y0, Y8, Y0
-	VADDPS        Y0, Y6, Y8
-	VSHUFPS       $0x88, Y4, Y2, Y0
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y0, Y2
-	VSHUFPS       $0x88, Y2, Y8, Y0
-	VSHUFPS       $0xdd, Y2, Y8, Y2
-	VADDPS        Y2, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X8
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias61
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X8, X8
+gemm4x6_reduce50:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias53
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
 
-gemm4x6_nobias61:
+gemm4x6_nobias53:
 	VMOVUPS       X8, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z3, Y1
-	VADDPS        Y1, Y3, Y1
-	VEXTRACTF32X8 $0x01, Z5, Y2
-	VADDPS        Y2, Y5, Y2
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6_nobias62
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
+	VEXTRACTF32X4 $0x01, Y8, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x02, 40(SP)
 
-gemm4x6_nobias62:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x02, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x02, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x02, 40(SP)
-
-gemm4x6_skip53:
+gemm4x6_skip45:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6_skip63
+	JL   gemm4x6_skip54
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -2733,9 +2553,9 @@ gemm4x6_skip53:
 	VMOVAPS Z3, Z3
 	MOVQ    k+56(FP), R8
 	SHRQ    $0x04, R8
-	JZ      gemm4x6_tail67
+	JZ      gemm4x6_tail58
 
-gemm4x6_cols66:
+gemm4x6_cols57:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -2753,20 +2573,20 @@ gemm4x6_cols66:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        R8
-	JNZ         gemm4x6_cols66
+	JNZ         gemm4x6_cols57
 
-gemm4x6_tail67:
+gemm4x6_tail58:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6_reduce68
+	JZ    gemm4x6_reduce59
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6_whole69
+	JGE   gemm4x6_whole60
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6_whole69:
+gemm4x6_whole60:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -2777,7 +2597,7 @@ gemm4x6_whole69:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6_reduce68:
+gemm4x6_reduce59:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -2802,11 +2622,11 @@ gemm4x6_reduce68:
 	VADDPS        X0, X4, X4
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6_nobias71
+	JZ            gemm4x6_nobias62
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X4, X4
 
-gemm4x6_nobias71:
+gemm4x6_nobias62:
 	VMOVUPS X4, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2818,7 +2638,7 @@ gemm4x6_nobias71:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x01, 40(SP)
 
-gemm4x6_skip63:
+gemm4x6_skip54:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
@@ -7364,176 +7184,116 @@ gemm4x6p_reduce8:
 	JMP     gemm4x6p_reduced10
 
 gemm4x6p_sum11:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y24
-	VADDPS        Y24, Y0, Y24
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y6
-	VADDPS        Y6, Y12, Y6
-	VEXTRACTF32X8 $0x01, Z18, Y12
-	VADDPS        Y12, Y18, Y12
-	VSHUFPS       $0x88, Y0, Y24, Y18
-	VSHUFPS       $0xdd, Y0, Y24, Y0
-	VADDPS        Y0, Y18, Y24
-	VSHUFPS       $0x88, Y12, Y6, Y0
-	VSHUFPS       $0xdd, Y12, Y6, Y6
-	VADDPS        Y6, Y0, Y6
-	VSHUFPS       $0x88, Y6, Y24, Y0
-	VSHUFPS       $0xdd, Y6, Y24, Y6
-	VADDPS        Y6, Y0, Y24
-	VEXTRACTF32X4 $0x01, Y24, X0
-	VADDPS        X0, X24, X24
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias12
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X24, X24
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
 
 gemm4x6p_nobias12:
-	VMOVUPS       X24, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y6
-	VADDPS        Y6, Y13, Y6
-	VEXTRACTF32X8 $0x01, Z19, Y7
-	VADDPS        Y7, Y19, Y7
-	VSHUFPS       $0x88, Y1, Y0, Y12
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y12, Y0
-	VSHUFPS       $0x88, Y7, Y6, Y1
-	VSHUFPS       $0xdd, Y7, Y6, Y6
-	VADDPS        Y6, Y1, Y6
-	VSHUFPS       $0x88, Y6, Y0, Y1
-	VSHUFPS       $0xdd, Y6, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias13
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6p_nobias13:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z14, Y2
-	VADDPS        Y2, Y14, Y2
-	VEXTRACTF32X8 $0x01, Z20, Y6
-	VADDPS        Y6, Y20, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y7
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y7, Y0
-	VSHUFPS       $0x88, Y6, Y2, Y1
-	VSHUFPS       $0xdd, Y6, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias14
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias14
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6p_nobias14:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z9, Y1
-	VADDPS        Y1, Y9, Y1
-	VEXTRACTF32X8 $0x01, Z15, Y2
-	VADDPS        Y2, Y15, Y2
-	VEXTRACTF32X8 $0x01, Z21, Y3
-	VADDPS        Y3, Y21, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias15
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias15:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z16, Y2
-	VADDPS        Y2, Y16, Y2
-	VEXTRACTF32X8 $0x01, Z22, Y3
-	VADDPS        Y3, Y22, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias16
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias16:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VEXTRACTF32X8 $0x01, Z23, Y3
-	VADDPS        Y3, Y23, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias17
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6p_nobias17:
-	VMOVUPS X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 
 gemm4x6p_reduced10:
 	ADDQ   $0x00000600, 48(SP)
@@ -7550,7 +7310,7 @@ gemm4x6p_reduced10:
 
 gemm4x6p_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6p_skip18
+	JL   gemm4x6p_skip15
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -7567,7 +7327,7 @@ gemm4x6p_tokens_done3:
 	LEAQ    (DI)(DI*2), R10
 	MOVQ    flags+88(FP), R11
 	TESTQ   $0x00000001, R11
-	JZ      gemm4x6p_fresh19
+	JZ      gemm4x6p_fresh16
 	MOVQ    48(SP), R11
 	VMOVUPS (R11), Z0
 	VMOVUPS 64(R11), Z5
@@ -7589,9 +7349,9 @@ gemm4x6p_tokens_done3:
 	VMOVUPS 1088(R11), Z9
 	VMOVUPS 1152(R11), Z14
 	VMOVUPS 1216(R11), Z19
-	JMP     gemm4x6p_started20
+	JMP     gemm4x6p_started17
 
-gemm4x6p_fresh19:
+gemm4x6p_fresh16:
 	VMOVUPS zeros<>+0(SB), Z19
 	VMOVAPS Z19, Z0
 	VMOVAPS Z19, Z1
@@ -7614,12 +7374,12 @@ gemm4x6p_fresh19:
 	VMOVAPS Z19, Z18
 	VMOVAPS Z19, Z19
 
-gemm4x6p_started20:
+gemm4x6p_started17:
 	MOVQ k+56(FP), R11
 	SHRQ $0x04, R11
-	JZ   gemm4x6p_tail22
+	JZ   gemm4x6p_tail19
 
-gemm4x6p_cols21:
+gemm4x6p_cols18:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -7658,21 +7418,21 @@ gemm4x6p_cols21:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R11
-	JNZ         gemm4x6p_cols21
+	JNZ         gemm4x6p_cols18
 
-gemm4x6p_tail22:
+gemm4x6p_tail19:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6p_reduce23
+	JZ    gemm4x6p_reduce20
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6p_whole24
+	JGE   gemm4x6p_whole21
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6p_whole24:
+gemm4x6p_whole21:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -7703,10 +7463,10 @@ gemm4x6p_whole24:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6p_reduce23:
+gemm4x6p_reduce20:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum26
+	JZ      gemm4x6p_sum23
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z5, 64(AX)
@@ -7728,123 +7488,83 @@ gemm4x6p_reduce23:
 	VMOVUPS Z9, 1088(AX)
 	VMOVUPS Z14, 1152(AX)
 	VMOVUPS Z19, 1216(AX)
-	JMP     gemm4x6p_reduced25
+	JMP     gemm4x6p_reduced22
 
-gemm4x6p_sum26:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y20
-	VADDPS        Y20, Y0, Y20
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y5
-	VADDPS        Y5, Y10, Y5
-	VEXTRACTF32X8 $0x01, Z15, Y10
-	VADDPS        Y10, Y15, Y10
-	VSHUFPS       $0x88, Y0, Y20, Y15
-	VSHUFPS       $0xdd, Y0, Y20, Y0
-	VADDPS        Y0, Y15, Y20
-	VSHUFPS       $0x88, Y10, Y5, Y0
-	VSHUFPS       $0xdd, Y10, Y5, Y5
-	VADDPS        Y5, Y0, Y5
-	VSHUFPS       $0x88, Y5, Y20, Y0
-	VSHUFPS       $0xdd, Y5, Y20, Y5
-	VADDPS        Y5, Y0, Y20
-	VEXTRACTF32X4 $0x01, Y20, X0
-	VADDPS        X0, X20, X20
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias27
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X20, X20
+gemm4x6p_sum23:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias24
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
 
-gemm4x6p_nobias27:
-	VMOVUPS       X20, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y5
-	VADDPS        Y5, Y11, Y5
-	VEXTRACTF32X8 $0x01, Z16, Y6
-	VADDPS        Y6, Y16, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y10
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y10, Y0
-	VSHUFPS       $0x88, Y6, Y5, Y1
-	VSHUFPS       $0xdd, Y6, Y5, Y5
-	VADDPS        Y5, Y1, Y5
-	VSHUFPS       $0x88, Y5, Y0, Y1
-	VSHUFPS       $0xdd, Y5, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias28
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6p_nobias24:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias25
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6p_nobias28:
+gemm4x6p_nobias25:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z12, Y2
-	VADDPS        Y2, Y12, Y2
-	VEXTRACTF32X8 $0x01, Z17, Y5
-	VADDPS        Y5, Y17, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y5, Y2, Y1
-	VSHUFPS       $0xdd, Y5, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias29
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias29:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y2
-	VADDPS        Y2, Y13, Y2
-	VEXTRACTF32X8 $0x01, Z18, Y3
-	VADDPS        Y3, Y18, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias30
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias30:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
@@ -7867,14 +7587,14 @@ gemm4x6p_nobias30:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias31
+	JZ            gemm4x6p_nobias26
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6p_nobias31:
+gemm4x6p_nobias26:
 	VMOVUPS X0, (AX)
 
-gemm4x6p_reduced25:
+gemm4x6p_reduced22:
 	ADDQ   $0x00000500, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -7886,9 +7606,9 @@ gemm4x6p_reduced25:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm4x6p_skip18:
+gemm4x6p_skip15:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6p_skip32
+	JL   gemm4x6p_skip27
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -7904,7 +7624,7 @@ gemm4x6p_skip18:
 	LEAQ    (SI)(SI*2), R9
 	MOVQ    flags+88(FP), R10
 	TESTQ   $0x00000001, R10
-	JZ      gemm4x6p_fresh33
+	JZ      gemm4x6p_fresh28
 	MOVQ    48(SP), R10
 	VMOVUPS (R10), Z0
 	VMOVUPS 64(R10), Z4
@@ -7922,9 +7642,9 @@ gemm4x6p_skip18:
 	VMOVUPS 832(R10), Z7
 	VMOVUPS 896(R10), Z11
 	VMOVUPS 960(R10), Z15
-	JMP     gemm4x6p_started34
+	JMP     gemm4x6p_started29
 
-gemm4x6p_fresh33:
+gemm4x6p_fresh28:
 	VMOVUPS zeros<>+0(SB), Z15
 	VMOVAPS Z15, Z0
 	VMOVAPS Z15, Z1
@@ -7943,12 +7663,12 @@ gemm4x6p_fresh33:
 	VMOVAPS Z15, Z14
 	VMOVAPS Z15, Z15
 
-gemm4x6p_started34:
+gemm4x6p_started29:
 	MOVQ k+56(FP), R10
 	SHRQ $0x04, R10
-	JZ   gemm4x6p_tail36
+	JZ   gemm4x6p_tail31
 
-gemm4x6p_cols35:
+gemm4x6p_cols30:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -7981,20 +7701,20 @@ gemm4x6p_cols35:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R10
-	JNZ         gemm4x6p_cols35
+	JNZ         gemm4x6p_cols30
 
-gemm4x6p_tail36:
+gemm4x6p_tail31:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6p_reduce37
+	JZ    gemm4x6p_reduce32
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6p_whole38
+	JGE   gemm4x6p_whole33
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6p_whole38:
+gemm4x6p_whole33:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -8020,10 +7740,10 @@ gemm4x6p_whole38:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6p_reduce37:
+gemm4x6p_reduce32:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum40
+	JZ      gemm4x6p_sum35
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z4, 64(AX)
@@ -8041,125 +7761,85 @@ gemm4x6p_reduce37:
 	VMOVUPS Z7, 832(AX)
 	VMOVUPS Z11, 896(AX)
 	VMOVUPS Z15, 960(AX)
-	JMP     gemm4x6p_reduced39
+	JMP     gemm4x6p_reduced34
 
-gemm4x6p_sum40:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y16
-	VADDPS        Y16, Y0, Y16
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y4
-	VADDPS        Y4, Y8, Y4
-	VEXTRACTF32X8 $0x01, Z12, Y8
-	VADDPS        Y8, Y12, Y8
-	VSHUFPS       $0x88, Y0, Y16, Y12
-	VSHUFPS       $0xdd, Y0, Y16, Y0
-	VADDPS        Y0, Y12, Y16
-	VSHUFPS       $0x88, Y8, Y4, Y0
-	VSHUFPS       $0xdd, Y8, Y4, Y4
-	VADDPS        Y4, Y0, Y4
-	VSHUFPS       $0x88, Y4, Y16, Y0
-	VSHUFPS       $0xdd, Y4, Y16, Y4
-	VADDPS        Y4, Y0, Y16
-	VEXTRACTF32X4 $0x01, Y16, X0
-	VADDPS        X0, X16, X16
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias41
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X16, X16
+gemm4x6p_sum35:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias36
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
 
-gemm4x6p_nobias41:
-	VMOVUPS       X16, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z5, Y1
-	VADDPS        Y1, Y5, Y1
-	VEXTRACTF32X8 $0x01, Z9, Y4
-	VADDPS        Y4, Y9, Y4
-	VEXTRACTF32X8 $0x01, Z13, Y5
-	VADDPS        Y5, Y13, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y8
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y8, Y0
-	VSHUFPS       $0x88, Y5, Y4, Y1
-	VSHUFPS       $0xdd, Y5, Y4, Y4
-	VADDPS        Y4, Y1, Y4
-	VSHUFPS       $0x88, Y4, Y0, Y1
-	VSHUFPS       $0xdd, Y4, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias42
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6p_nobias36:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias37
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6p_nobias42:
+gemm4x6p_nobias37:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z10, Y2
-	VADDPS        Y2, Y10, Y2
-	VEXTRACTF32X8 $0x01, Z14, Y4
-	VADDPS        Y4, Y14, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y4, Y2, Y1
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias43
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 
-gemm4x6p_nobias43:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y2
-	VADDPS        Y2, Y11, Y2
-	VEXTRACTF32X8 $0x01, Z15, Y3
-	VADDPS        Y3, Y15, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias44
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6p_nobias44:
-	VMOVUPS X0, (AX)
-
-gemm4x6p_reduced39:
+gemm4x6p_reduced34:
 	ADDQ   $0x00000400, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -8171,9 +7851,9 @@ gemm4x6p_reduced39:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm4x6p_skip32:
+gemm4x6p_skip27:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6p_skip45
+	JL   gemm4x6p_skip38
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -8188,7 +7868,7 @@ gemm4x6p_skip32:
 	LEAQ    (BX)(BX*2), R8
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm4x6p_fresh46
+	JZ      gemm4x6p_fresh39
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z3
@@ -8202,9 +7882,9 @@ gemm4x6p_skip32:
 	VMOVUPS 576(R9), Z5
 	VMOVUPS 640(R9), Z8
 	VMOVUPS 704(R9), Z11
-	JMP     gemm4x6p_started47
+	JMP     gemm4x6p_started40
 
-gemm4x6p_fresh46:
+gemm4x6p_fresh39:
 	VMOVUPS zeros<>+0(SB), Z11
 	VMOVAPS Z11, Z0
 	VMOVAPS Z11, Z1
@@ -8219,12 +7899,12 @@ gemm4x6p_fresh46:
 	VMOVAPS Z11, Z10
 	VMOVAPS Z11, Z11
 
-gemm4x6p_started47:
+gemm4x6p_started40:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm4x6p_tail49
+	JZ   gemm4x6p_tail42
 
-gemm4x6p_cols48:
+gemm4x6p_cols41:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -8252,20 +7932,20 @@ gemm4x6p_cols48:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6p_cols48
+	JNZ         gemm4x6p_cols41
 
-gemm4x6p_tail49:
+gemm4x6p_tail42:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6p_reduce50
+	JZ    gemm4x6p_reduce43
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6p_whole51
+	JGE   gemm4x6p_whole44
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6p_whole51:
+gemm4x6p_whole44:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -8286,10 +7966,10 @@ gemm4x6p_whole51:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6p_reduce50:
+gemm4x6p_reduce43:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum53
+	JZ      gemm4x6p_sum46
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z3, 64(AX)
@@ -8303,67 +7983,47 @@ gemm4x6p_reduce50:
 	VMOVUPS Z5, 576(AX)
 	VMOVUPS Z8, 640(AX)
 	VMOVUPS Z11, 704(AX)
-	JMP     gemm4x6p_reduced52
+	JMP     gemm4x6p_reduced45
 
-gemm4x6p_sum53:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y12
-	VADDPS        Y12, Y0, Y12
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y3
-	VADDPS        Y3, Y6, Y3
-	VEXTRACTF32X8 $0x01, Z9, Y6
-	VADDPS        Y6, Y9, Y6
-	VSHUFPS       $0x88, Y0, Y12, Y9
-	VSHUFPS       $0xdd, Y0, Y12, Y0
-	VADDPS        Y0, Y9, Y12
-	VSHUFPS       $0x88, Y6, Y3, Y0
-	VSHUFPS       $0xdd, Y6, Y3, Y3
-	VADDPS        Y3, Y0, Y3
-	VSHUFPS       $0x88, Y3, Y12, Y0
-	VSHUFPS       $0xdd, Y3, Y12, Y3
-	VADDPS        Y3, Y0, Y12
-	VEXTRACTF32X4 $0x01, Y12, X0
-	VADDPS        X0, X12, X12
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias54
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X12, X12
+gemm4x6p_sum46:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias47
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
 
-gemm4x6p_nobias54:
+gemm4x6p_nobias47:
 	VMOVUPS       X12, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y1
-	VADDPS        Y1, Y4, Y1
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VEXTRACTF32X8 $0x01, Z10, Y4
-	VADDPS        Y4, Y10, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y4, Y3, Y1
-	VSHUFPS       $0xdd, Y4, Y3, Y3
-	VADDPS        Y3, Y1, Y3
-	VSHUFPS       $0x88, Y3, Y0, Y1
-	VSHUFPS       $0xdd, Y3, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias55
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias55:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y12, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
@@ -8386,14 +8046,14 @@ gemm4x6p_nobias55:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias56
+	JZ            gemm4x6p_nobias48
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6p_nobias56:
+gemm4x6p_nobias48:
 	VMOVUPS X0, (AX)
 
-gemm4x6p_reduced52:
+gemm4x6p_reduced45:
 	ADDQ   $0x00000300, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -8405,9 +8065,9 @@ gemm4x6p_reduced52:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm4x6p_skip45:
+gemm4x6p_skip38:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6p_skip57
+	JL   gemm4x6p_skip49
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -8422,7 +8082,7 @@ gemm4x6p_skip45:
 	LEAQ    (BX)(BX*2), R8
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm4x6p_fresh58
+	JZ      gemm4x6p_fresh50
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z2
@@ -8432,9 +8092,9 @@ gemm4x6p_skip45:
 	VMOVUPS 320(R9), Z3
 	VMOVUPS 384(R9), Z5
 	VMOVUPS 448(R9), Z7
-	JMP     gemm4x6p_started59
+	JMP     gemm4x6p_started51
 
-gemm4x6p_fresh58:
+gemm4x6p_fresh50:
 	VMOVUPS zeros<>+0(SB), Z7
 	VMOVAPS Z7, Z0
 	VMOVAPS Z7, Z1
@@ -8445,12 +8105,12 @@ gemm4x6p_fresh58:
 	VMOVAPS Z7, Z6
 	VMOVAPS Z7, Z7
 
-gemm4x6p_started59:
+gemm4x6p_started51:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm4x6p_tail61
+	JZ   gemm4x6p_tail53
 
-gemm4x6p_cols60:
+gemm4x6p_cols52:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -8473,20 +8133,20 @@ gemm4x6p_cols60:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6p_cols60
+	JNZ         gemm4x6p_cols52
 
-gemm4x6p_tail61:
+gemm4x6p_tail53:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6p_reduce62
+	JZ    gemm4x6p_reduce54
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6p_whole63
+	JGE   gemm4x6p_whole55
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6p_whole63:
+gemm4x6p_whole55:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -8502,10 +8162,10 @@ gemm4x6p_whole63:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6p_reduce62:
+gemm4x6p_reduce54:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum65
+	JZ      gemm4x6p_sum57
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z2, 64(AX)
@@ -8515,69 +8175,49 @@ gemm4x6p_reduce62:
 	VMOVUPS Z3, 320(AX)
 	VMOVUPS Z5, 384(AX)
 	VMOVUPS Z7, 448(AX)
-	JMP     gemm4x6p_reduced64
+	JMP     gemm4x6p_reduced56
 
-gemm4x6p_sum65:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y8
-	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y2
-	VADDPS        Y2, Y4, Y2
-	VEXTRACTF32X8 $0x01, Z6, Y4
-	VADDPS        Y4, Y6, Y4
-	VSHUFPS       $0x88, Y0, Y8, Y6
-	VSHUFPS       $0xdd, Y0, Y8, Y0
-	VADDPS        Y0, Y6, Y8
-	VSHUFPS       $0x88, Y4, Y2, Y0
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y0, Y2
-	VSHUFPS       $0x88, Y2, Y8, Y0
-	VSHUFPS       $0xdd, Y2, Y8, Y2
-	VADDPS        Y2, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X8
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias66
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X8, X8
+gemm4x6p_sum57:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias58
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
 
-gemm4x6p_nobias66:
+gemm4x6p_nobias58:
 	VMOVUPS       X8, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z3, Y1
-	VADDPS        Y1, Y3, Y1
-	VEXTRACTF32X8 $0x01, Z5, Y2
-	VADDPS        Y2, Y5, Y2
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias67
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
+	VEXTRACTF32X4 $0x01, Y8, (AX)
 
-gemm4x6p_nobias67:
-	VMOVUPS X0, (AX)
-
-gemm4x6p_reduced64:
+gemm4x6p_reduced56:
 	ADDQ   $0x00000200, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -8589,9 +8229,9 @@ gemm4x6p_reduced64:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4x6p_skip57:
+gemm4x6p_skip49:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6p_skip68
+	JL   gemm4x6p_skip59
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -8606,27 +8246,27 @@ gemm4x6p_skip57:
 	LEAQ    (DX)(DX*2), DI
 	MOVQ    flags+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JZ      gemm4x6p_fresh69
+	JZ      gemm4x6p_fresh60
 	MOVQ    48(SP), R8
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z1
 	VMOVUPS 128(R8), Z2
 	VMOVUPS 192(R8), Z3
-	JMP     gemm4x6p_started70
+	JMP     gemm4x6p_started61
 
-gemm4x6p_fresh69:
+gemm4x6p_fresh60:
 	VMOVUPS zeros<>+0(SB), Z3
 	VMOVAPS Z3, Z0
 	VMOVAPS Z3, Z1
 	VMOVAPS Z3, Z2
 	VMOVAPS Z3, Z3
 
-gemm4x6p_started70:
+gemm4x6p_started61:
 	MOVQ k+56(FP), R8
 	SHRQ $0x04, R8
-	JZ   gemm4x6p_tail72
+	JZ   gemm4x6p_tail63
 
-gemm4x6p_cols71:
+gemm4x6p_cols62:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -8644,20 +8284,20 @@ gemm4x6p_cols71:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        R8
-	JNZ         gemm4x6p_cols71
+	JNZ         gemm4x6p_cols62
 
-gemm4x6p_tail72:
+gemm4x6p_tail63:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6p_reduce73
+	JZ    gemm4x6p_reduce64
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6p_whole74
+	JGE   gemm4x6p_whole65
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6p_whole74:
+gemm4x6p_whole65:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -8668,18 +8308,18 @@ gemm4x6p_whole74:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6p_reduce73:
+gemm4x6p_reduce64:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum76
+	JZ      gemm4x6p_sum67
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	JMP     gemm4x6p_reduced75
+	JMP     gemm4x6p_reduced66
 
-gemm4x6p_sum76:
+gemm4x6p_sum67:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -8704,14 +8344,14 @@ gemm4x6p_sum76:
 	VADDPS        X0, X4, X4
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias77
+	JZ            gemm4x6p_nobias68
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X4, X4
 
-gemm4x6p_nobias77:
+gemm4x6p_nobias68:
 	VMOVUPS X4, (AX)
 
-gemm4x6p_reduced75:
+gemm4x6p_reduced66:
 	ADDQ   $0x00000100, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -8723,7 +8363,7 @@ gemm4x6p_reduced75:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4x6p_skip68:
+gemm4x6p_skip59:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
@@ -8887,190 +8527,130 @@ gemm4x6n_whole9:
 	VFMADD231PS Z28, Z27, K1, Z23
 
 gemm4x6n_reduce8:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y24
-	VADDPS        Y24, Y0, Y24
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y6
-	VADDPS        Y6, Y12, Y6
-	VEXTRACTF32X8 $0x01, Z18, Y12
-	VADDPS        Y12, Y18, Y12
-	VSHUFPS       $0x88, Y0, Y24, Y18
-	VSHUFPS       $0xdd, Y0, Y24, Y0
-	VADDPS        Y0, Y18, Y24
-	VSHUFPS       $0x88, Y12, Y6, Y0
-	VSHUFPS       $0xdd, Y12, Y6, Y6
-	VADDPS        Y6, Y0, Y6
-	VSHUFPS       $0x88, Y6, Y24, Y0
-	VSHUFPS       $0xdd, Y6, Y24, Y6
-	VADDPS        Y6, Y0, Y24
-	VEXTRACTF32X4 $0x01, Y24, X0
-	VADDPS        X0, X24, X24
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias11
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X24, X24
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias11
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
 
 gemm4x6n_nobias11:
-	VMOVUPS       X24, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y6
-	VADDPS        Y6, Y13, Y6
-	VEXTRACTF32X8 $0x01, Z19, Y7
-	VADDPS        Y7, Y19, Y7
-	VSHUFPS       $0x88, Y1, Y0, Y12
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y12, Y0
-	VSHUFPS       $0x88, Y7, Y6, Y1
-	VSHUFPS       $0xdd, Y7, Y6, Y6
-	VADDPS        Y6, Y1, Y6
-	VSHUFPS       $0x88, Y6, Y0, Y1
-	VSHUFPS       $0xdd, Y6, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias12
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6n_nobias12:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z14, Y2
-	VADDPS        Y2, Y14, Y2
-	VEXTRACTF32X8 $0x01, Z20, Y6
-	VADDPS        Y6, Y20, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y7
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y7, Y0
-	VSHUFPS       $0x88, Y6, Y2, Y1
-	VSHUFPS       $0xdd, Y6, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias13
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6n_nobias13:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z9, Y1
-	VADDPS        Y1, Y9, Y1
-	VEXTRACTF32X8 $0x01, Z15, Y2
-	VADDPS        Y2, Y15, Y2
-	VEXTRACTF32X8 $0x01, Z21, Y3
-	VADDPS        Y3, Y21, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias14
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias14:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z16, Y2
-	VADDPS        Y2, Y16, Y2
-	VEXTRACTF32X8 $0x01, Z22, Y3
-	VADDPS        Y3, Y22, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias15
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias15:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VEXTRACTF32X8 $0x01, Z23, Y3
-	VADDPS        Y3, Y23, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias16
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6n_nobias16:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x06, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x06, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x06, 40(SP)
-	JMP     gemm4x6n_tokens2
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x06, 40(SP)
+	JMP           gemm4x6n_tokens2
 
 gemm4x6n_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6n_skip17
+	JL   gemm4x6n_skip14
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -9105,9 +8685,9 @@ gemm4x6n_tokens_done3:
 	VMOVAPS Z19, Z19
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm4x6n_tail21
+	JZ      gemm4x6n_tail18
 
-gemm4x6n_cols20:
+gemm4x6n_cols17:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -9141,21 +8721,21 @@ gemm4x6n_cols20:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm4x6n_cols20
+	JNZ         gemm4x6n_cols17
 
-gemm4x6n_tail21:
+gemm4x6n_tail18:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6n_reduce22
+	JZ    gemm4x6n_reduce19
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6n_whole23
+	JGE   gemm4x6n_whole20
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6n_whole23:
+gemm4x6n_whole20:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -9186,121 +8766,81 @@ gemm4x6n_whole23:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6n_reduce22:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y20
-	VADDPS        Y20, Y0, Y20
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y5
-	VADDPS        Y5, Y10, Y5
-	VEXTRACTF32X8 $0x01, Z15, Y10
-	VADDPS        Y10, Y15, Y10
-	VSHUFPS       $0x88, Y0, Y20, Y15
-	VSHUFPS       $0xdd, Y0, Y20, Y0
-	VADDPS        Y0, Y15, Y20
-	VSHUFPS       $0x88, Y10, Y5, Y0
-	VSHUFPS       $0xdd, Y10, Y5, Y5
-	VADDPS        Y5, Y0, Y5
-	VSHUFPS       $0x88, Y5, Y20, Y0
-	VSHUFPS       $0xdd, Y5, Y20, Y5
-	VADDPS        Y5, Y0, Y20
-	VEXTRACTF32X4 $0x01, Y20, X0
-	VADDPS        X0, X20, X20
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias25
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X20, X20
+gemm4x6n_reduce19:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias22
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
 
-gemm4x6n_nobias25:
-	VMOVUPS       X20, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y5
-	VADDPS        Y5, Y11, Y5
-	VEXTRACTF32X8 $0x01, Z16, Y6
-	VADDPS        Y6, Y16, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y10
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y10, Y0
-	VSHUFPS       $0x88, Y6, Y5, Y1
-	VSHUFPS       $0xdd, Y6, Y5, Y5
-	VADDPS        Y5, Y1, Y5
-	VSHUFPS       $0x88, Y5, Y0, Y1
-	VSHUFPS       $0xdd, Y5, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias26
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6n_nobias22:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias23
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6n_nobias26:
+gemm4x6n_nobias23:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z12, Y2
-	VADDPS        Y2, Y12, Y2
-	VEXTRACTF32X8 $0x01, Z17, Y5
-	VADDPS        Y5, Y17, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y5, Y2, Y1
-	VSHUFPS       $0xdd, Y5, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias27
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias27:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y2
-	VADDPS        Y2, Y13, Y2
-	VEXTRACTF32X8 $0x01, Z18, Y3
-	VADDPS        Y3, Y18, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias28
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias28:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
@@ -9323,11 +8863,11 @@ gemm4x6n_nobias28:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias29
+	JZ            gemm4x6n_nobias24
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6n_nobias29:
+gemm4x6n_nobias24:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -9339,9 +8879,9 @@ gemm4x6n_nobias29:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x05, 40(SP)
 
-gemm4x6n_skip17:
+gemm4x6n_skip14:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6n_skip30
+	JL   gemm4x6n_skip25
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -9371,9 +8911,9 @@ gemm4x6n_skip17:
 	VMOVAPS Z15, Z15
 	MOVQ    k+56(FP), R8
 	SHRQ    $0x04, R8
-	JZ      gemm4x6n_tail34
+	JZ      gemm4x6n_tail29
 
-gemm4x6n_cols33:
+gemm4x6n_cols28:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -9401,20 +8941,20 @@ gemm4x6n_cols33:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R8
-	JNZ         gemm4x6n_cols33
+	JNZ         gemm4x6n_cols28
 
-gemm4x6n_tail34:
+gemm4x6n_tail29:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6n_reduce35
+	JZ    gemm4x6n_reduce30
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6n_whole36
+	JGE   gemm4x6n_whole31
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6n_whole36:
+gemm4x6n_whole31:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -9440,134 +8980,94 @@ gemm4x6n_whole36:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6n_reduce35:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y16
-	VADDPS        Y16, Y0, Y16
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y4
-	VADDPS        Y4, Y8, Y4
-	VEXTRACTF32X8 $0x01, Z12, Y8
-	VADDPS        Y8, Y12, Y8
-	VSHUFPS       $0x88, Y0, Y16, Y12
-	VSHUFPS       $0xdd, Y0, Y16, Y0
-	VADDPS        Y0, Y12, Y16
-	VSHUFPS       $0x88, Y8, Y4, Y0
-	VSHUFPS       $0xdd, Y8, Y4, Y4
-	VADDPS        Y4, Y0, Y4
-	VSHUFPS       $0x88, Y4, Y16, Y0
-	VSHUFPS       $0xdd, Y4, Y16, Y4
-	VADDPS        Y4, Y0, Y16
-	VEXTRACTF32X4 $0x01, Y16, X0
-	VADDPS        X0, X16, X16
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias38
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X16, X16
+gemm4x6n_reduce30:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias33
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
 
-gemm4x6n_nobias38:
-	VMOVUPS       X16, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z5, Y1
-	VADDPS        Y1, Y5, Y1
-	VEXTRACTF32X8 $0x01, Z9, Y4
-	VADDPS        Y4, Y9, Y4
-	VEXTRACTF32X8 $0x01, Z13, Y5
-	VADDPS        Y5, Y13, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y8
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y8, Y0
-	VSHUFPS       $0x88, Y5, Y4, Y1
-	VSHUFPS       $0xdd, Y5, Y4, Y4
-	VADDPS        Y4, Y1, Y4
-	VSHUFPS       $0x88, Y4, Y0, Y1
-	VSHUFPS       $0xdd, Y4, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias39
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6n_nobias33:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias34
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6n_nobias39:
+gemm4x6n_nobias34:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z10, Y2
-	VADDPS        Y2, Y10, Y2
-	VEXTRACTF32X8 $0x01, Z14, Y4
-	VADDPS        Y4, Y14, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y4, Y2, Y1
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias40
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x04, 40(SP)
 
-gemm4x6n_nobias40:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y2
-	VADDPS        Y2, Y11, Y2
-	VEXTRACTF32X8 $0x01, Z15, Y3
-	VADDPS        Y3, Y15, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias41
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6n_nobias41:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x04, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x04, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x04, 40(SP)
-
-gemm4x6n_skip30:
+gemm4x6n_skip25:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6n_skip42
+	JL   gemm4x6n_skip35
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -9592,9 +9092,9 @@ gemm4x6n_skip30:
 	VMOVAPS Z11, Z11
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm4x6n_tail46
+	JZ      gemm4x6n_tail39
 
-gemm4x6n_cols45:
+gemm4x6n_cols38:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -9617,20 +9117,20 @@ gemm4x6n_cols45:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm4x6n_cols45
+	JNZ         gemm4x6n_cols38
 
-gemm4x6n_tail46:
+gemm4x6n_tail39:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6n_reduce47
+	JZ    gemm4x6n_reduce40
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6n_whole48
+	JGE   gemm4x6n_whole41
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6n_whole48:
+gemm4x6n_whole41:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -9651,65 +9151,45 @@ gemm4x6n_whole48:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6n_reduce47:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y12
-	VADDPS        Y12, Y0, Y12
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y3
-	VADDPS        Y3, Y6, Y3
-	VEXTRACTF32X8 $0x01, Z9, Y6
-	VADDPS        Y6, Y9, Y6
-	VSHUFPS       $0x88, Y0, Y12, Y9
-	VSHUFPS       $0xdd, Y0, Y12, Y0
-	VADDPS        Y0, Y9, Y12
-	VSHUFPS       $0x88, Y6, Y3, Y0
-	VSHUFPS       $0xdd, Y6, Y3, Y3
-	VADDPS        Y3, Y0, Y3
-	VSHUFPS       $0x88, Y3, Y12, Y0
-	VSHUFPS       $0xdd, Y3, Y12, Y3
-	VADDPS        Y3, Y0, Y12
-	VEXTRACTF32X4 $0x01, Y12, X0
-	VADDPS        X0, X12, X12
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias50
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X12, X12
+gemm4x6n_reduce40:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias43
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
 
-gemm4x6n_nobias50:
+gemm4x6n_nobias43:
 	VMOVUPS       X12, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y1
-	VADDPS        Y1, Y4, Y1
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VEXTRACTF32X8 $0x01, Z10, Y4
-	VADDPS        Y4, Y10, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y4, Y3, Y1
-	VSHUFPS       $0xdd, Y4, Y3, Y3
-	VADDPS        Y3, Y1, Y3
-	VSHUFPS       $0x88, Y3, Y0, Y1
-	VSHUFPS       $0xdd, Y3, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias51
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias51:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y12, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
@@ -9732,11 +9212,11 @@ gemm4x6n_nobias51:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias52
+	JZ            gemm4x6n_nobias44
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6n_nobias52:
+gemm4x6n_nobias44:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -9748,9 +9228,9 @@ gemm4x6n_nobias52:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x03, 40(SP)
 
-gemm4x6n_skip42:
+gemm4x6n_skip35:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6n_skip53
+	JL   gemm4x6n_skip45
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -9771,9 +9251,9 @@ gemm4x6n_skip42:
 	VMOVAPS Z7, Z7
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm4x6n_tail57
+	JZ      gemm4x6n_tail49
 
-gemm4x6n_cols56:
+gemm4x6n_cols48:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -9791,20 +9271,20 @@ gemm4x6n_cols56:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm4x6n_cols56
+	JNZ         gemm4x6n_cols48
 
-gemm4x6n_tail57:
+gemm4x6n_tail49:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6n_reduce58
+	JZ    gemm4x6n_reduce50
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6n_whole59
+	JGE   gemm4x6n_whole51
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6n_whole59:
+gemm4x6n_whole51:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -9820,78 +9300,58 @@ gemm4x6n_whole59:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6n_reduce58:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y8
-	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y2
-	VADDPS        Y2, Y4, Y2
-	VEXTRACTF32X8 $0x01, Z6, Y4
-	VADDPS        Y4, Y6, Y4
-	VSHUFPS       $0x88, Y0, Y8, Y6
-	VSHUFPS       $0xdd, Y0, Y8, Y0
-	VADDPS        Y0, Y6, Y8
-	VSHUFPS       $0x88, Y4, Y2, Y0
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y0, Y2
-	VSHUFPS       $0x88, Y2, Y8, Y0
-	VSHUFPS       $0xdd, Y2, Y8, Y2
-	VADDPS        Y2, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X8
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias61
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X8, X8
+gemm4x6n_reduce50:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias53
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
 
-gemm4x6n_nobias61:
+gemm4x6n_nobias53:
 	VMOVUPS       X8, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z3, Y1
-	VADDPS        Y1, Y3, Y1
-	VEXTRACTF32X8 $0x01, Z5, Y2
-	VADDPS        Y2, Y5, Y2
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias62
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
+	VEXTRACTF32X4 $0x01, Y8, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x02, 40(SP)
 
-gemm4x6n_nobias62:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x02, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x02, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x02, 40(SP)
-
-gemm4x6n_skip53:
+gemm4x6n_skip45:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6n_skip63
+	JL   gemm4x6n_skip54
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -9908,9 +9368,9 @@ gemm4x6n_skip53:
 	VMOVAPS Z3, Z3
 	MOVQ    k+56(FP), SI
 	SHRQ    $0x04, SI
-	JZ      gemm4x6n_tail67
+	JZ      gemm4x6n_tail58
 
-gemm4x6n_cols66:
+gemm4x6n_cols57:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -9923,20 +9383,20 @@ gemm4x6n_cols66:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        SI
-	JNZ         gemm4x6n_cols66
+	JNZ         gemm4x6n_cols57
 
-gemm4x6n_tail67:
+gemm4x6n_tail58:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6n_reduce68
+	JZ    gemm4x6n_reduce59
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6n_whole69
+	JGE   gemm4x6n_whole60
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6n_whole69:
+gemm4x6n_whole60:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -9947,7 +9407,7 @@ gemm4x6n_whole69:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6n_reduce68:
+gemm4x6n_reduce59:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -9972,11 +9432,11 @@ gemm4x6n_reduce68:
 	VADDPS        X0, X4, X4
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias71
+	JZ            gemm4x6n_nobias62
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X4, X4
 
-gemm4x6n_nobias71:
+gemm4x6n_nobias62:
 	VMOVUPS X4, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -9988,7 +9448,7 @@ gemm4x6n_nobias71:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x01, 40(SP)
 
-gemm4x6n_skip63:
+gemm4x6n_skip54:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
@@ -10218,176 +9678,116 @@ gemm4x6pn_reduce8:
 	JMP     gemm4x6pn_reduced10
 
 gemm4x6pn_sum11:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y24
-	VADDPS        Y24, Y0, Y24
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y6
-	VADDPS        Y6, Y12, Y6
-	VEXTRACTF32X8 $0x01, Z18, Y12
-	VADDPS        Y12, Y18, Y12
-	VSHUFPS       $0x88, Y0, Y24, Y18
-	VSHUFPS       $0xdd, Y0, Y24, Y0
-	VADDPS        Y0, Y18, Y24
-	VSHUFPS       $0x88, Y12, Y6, Y0
-	VSHUFPS       $0xdd, Y12, Y6, Y6
-	VADDPS        Y6, Y0, Y6
-	VSHUFPS       $0x88, Y6, Y24, Y0
-	VSHUFPS       $0xdd, Y6, Y24, Y6
-	VADDPS        Y6, Y0, Y24
-	VEXTRACTF32X4 $0x01, Y24, X0
-	VADDPS        X0, X24, X24
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias12
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X24, X24
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
 
 gemm4x6pn_nobias12:
-	VMOVUPS       X24, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y6
-	VADDPS        Y6, Y13, Y6
-	VEXTRACTF32X8 $0x01, Z19, Y7
-	VADDPS        Y7, Y19, Y7
-	VSHUFPS       $0x88, Y1, Y0, Y12
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y12, Y0
-	VSHUFPS       $0x88, Y7, Y6, Y1
-	VSHUFPS       $0xdd, Y7, Y6, Y6
-	VADDPS        Y6, Y1, Y6
-	VSHUFPS       $0x88, Y6, Y0, Y1
-	VSHUFPS       $0xdd, Y6, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias13
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6pn_nobias13:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z14, Y2
-	VADDPS        Y2, Y14, Y2
-	VEXTRACTF32X8 $0x01, Z20, Y6
-	VADDPS        Y6, Y20, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y7
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y7, Y0
-	VSHUFPS       $0x88, Y6, Y2, Y1
-	VSHUFPS       $0xdd, Y6, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias14
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias14
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6pn_nobias14:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z9, Y1
-	VADDPS        Y1, Y9, Y1
-	VEXTRACTF32X8 $0x01, Z15, Y2
-	VADDPS        Y2, Y15, Y2
-	VEXTRACTF32X8 $0x01, Z21, Y3
-	VADDPS        Y3, Y21, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias15
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias15:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z16, Y2
-	VADDPS        Y2, Y16, Y2
-	VEXTRACTF32X8 $0x01, Z22, Y3
-	VADDPS        Y3, Y22, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias16
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias16:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VEXTRACTF32X8 $0x01, Z23, Y3
-	VADDPS        Y3, Y23, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias17
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6pn_nobias17:
-	VMOVUPS X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 
 gemm4x6pn_reduced10:
 	ADDQ   $0x00000600, 48(SP)
@@ -10404,7 +9804,7 @@ gemm4x6pn_reduced10:
 
 gemm4x6pn_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6pn_skip18
+	JL   gemm4x6pn_skip15
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -10418,7 +9818,7 @@ gemm4x6pn_tokens_done3:
 	LEAQ    (DI)(DI*2), R8
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm4x6pn_fresh19
+	JZ      gemm4x6pn_fresh16
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z5
@@ -10440,9 +9840,9 @@ gemm4x6pn_tokens_done3:
 	VMOVUPS 1088(R9), Z9
 	VMOVUPS 1152(R9), Z14
 	VMOVUPS 1216(R9), Z19
-	JMP     gemm4x6pn_started20
+	JMP     gemm4x6pn_started17
 
-gemm4x6pn_fresh19:
+gemm4x6pn_fresh16:
 	VMOVUPS zeros<>+0(SB), Z19
 	VMOVAPS Z19, Z0
 	VMOVAPS Z19, Z1
@@ -10465,12 +9865,12 @@ gemm4x6pn_fresh19:
 	VMOVAPS Z19, Z18
 	VMOVAPS Z19, Z19
 
-gemm4x6pn_started20:
+gemm4x6pn_started17:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm4x6pn_tail22
+	JZ   gemm4x6pn_tail19
 
-gemm4x6pn_cols21:
+gemm4x6pn_cols18:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -10504,21 +9904,21 @@ gemm4x6pn_cols21:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm4x6pn_cols21
+	JNZ         gemm4x6pn_cols18
 
-gemm4x6pn_tail22:
+gemm4x6pn_tail19:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6pn_reduce23
+	JZ    gemm4x6pn_reduce20
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6pn_whole24
+	JGE   gemm4x6pn_whole21
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6pn_whole24:
+gemm4x6pn_whole21:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -10549,10 +9949,10 @@ gemm4x6pn_whole24:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6pn_reduce23:
+gemm4x6pn_reduce20:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum26
+	JZ      gemm4x6pn_sum23
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z5, 64(AX)
@@ -10574,123 +9974,83 @@ gemm4x6pn_reduce23:
 	VMOVUPS Z9, 1088(AX)
 	VMOVUPS Z14, 1152(AX)
 	VMOVUPS Z19, 1216(AX)
-	JMP     gemm4x6pn_reduced25
+	JMP     gemm4x6pn_reduced22
 
-gemm4x6pn_sum26:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y20
-	VADDPS        Y20, Y0, Y20
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y5
-	VADDPS        Y5, Y10, Y5
-	VEXTRACTF32X8 $0x01, Z15, Y10
-	VADDPS        Y10, Y15, Y10
-	VSHUFPS       $0x88, Y0, Y20, Y15
-	VSHUFPS       $0xdd, Y0, Y20, Y0
-	VADDPS        Y0, Y15, Y20
-	VSHUFPS       $0x88, Y10, Y5, Y0
-	VSHUFPS       $0xdd, Y10, Y5, Y5
-	VADDPS        Y5, Y0, Y5
-	VSHUFPS       $0x88, Y5, Y20, Y0
-	VSHUFPS       $0xdd, Y5, Y20, Y5
-	VADDPS        Y5, Y0, Y20
-	VEXTRACTF32X4 $0x01, Y20, X0
-	VADDPS        X0, X20, X20
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias27
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X20, X20
+gemm4x6pn_sum23:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias24
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
 
-gemm4x6pn_nobias27:
-	VMOVUPS       X20, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y5
-	VADDPS        Y5, Y11, Y5
-	VEXTRACTF32X8 $0x01, Z16, Y6
-	VADDPS        Y6, Y16, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y10
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y10, Y0
-	VSHUFPS       $0x88, Y6, Y5, Y1
-	VSHUFPS       $0xdd, Y6, Y5, Y5
-	VADDPS        Y5, Y1, Y5
-	VSHUFPS       $0x88, Y5, Y0, Y1
-	VSHUFPS       $0xdd, Y5, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias28
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6pn_nobias24:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias25
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6pn_nobias28:
+gemm4x6pn_nobias25:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z12, Y2
-	VADDPS        Y2, Y12, Y2
-	VEXTRACTF32X8 $0x01, Z17, Y5
-	VADDPS        Y5, Y17, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y5, Y2, Y1
-	VSHUFPS       $0xdd, Y5, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias29
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias29:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y2
-	VADDPS        Y2, Y13, Y2
-	VEXTRACTF32X8 $0x01, Z18, Y3
-	VADDPS        Y3, Y18, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias30
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias30:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
@@ -10713,14 +10073,14 @@ gemm4x6pn_nobias30:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias31
+	JZ            gemm4x6pn_nobias26
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6pn_nobias31:
+gemm4x6pn_nobias26:
 	VMOVUPS X0, (AX)
 
-gemm4x6pn_reduced25:
+gemm4x6pn_reduced22:
 	ADDQ   $0x00000500, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -10732,9 +10092,9 @@ gemm4x6pn_reduced25:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm4x6pn_skip18:
+gemm4x6pn_skip15:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6pn_skip32
+	JL   gemm4x6pn_skip27
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -10747,7 +10107,7 @@ gemm4x6pn_skip18:
 	LEAQ    (SI)(SI*2), DI
 	MOVQ    flags+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JZ      gemm4x6pn_fresh33
+	JZ      gemm4x6pn_fresh28
 	MOVQ    48(SP), R8
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z4
@@ -10765,9 +10125,9 @@ gemm4x6pn_skip18:
 	VMOVUPS 832(R8), Z7
 	VMOVUPS 896(R8), Z11
 	VMOVUPS 960(R8), Z15
-	JMP     gemm4x6pn_started34
+	JMP     gemm4x6pn_started29
 
-gemm4x6pn_fresh33:
+gemm4x6pn_fresh28:
 	VMOVUPS zeros<>+0(SB), Z15
 	VMOVAPS Z15, Z0
 	VMOVAPS Z15, Z1
@@ -10786,12 +10146,12 @@ gemm4x6pn_fresh33:
 	VMOVAPS Z15, Z14
 	VMOVAPS Z15, Z15
 
-gemm4x6pn_started34:
+gemm4x6pn_started29:
 	MOVQ k+56(FP), R8
 	SHRQ $0x04, R8
-	JZ   gemm4x6pn_tail36
+	JZ   gemm4x6pn_tail31
 
-gemm4x6pn_cols35:
+gemm4x6pn_cols30:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -10819,20 +10179,20 @@ gemm4x6pn_cols35:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R8
-	JNZ         gemm4x6pn_cols35
+	JNZ         gemm4x6pn_cols30
 
-gemm4x6pn_tail36:
+gemm4x6pn_tail31:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6pn_reduce37
+	JZ    gemm4x6pn_reduce32
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6pn_whole38
+	JGE   gemm4x6pn_whole33
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6pn_whole38:
+gemm4x6pn_whole33:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -10858,10 +10218,10 @@ gemm4x6pn_whole38:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6pn_reduce37:
+gemm4x6pn_reduce32:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum40
+	JZ      gemm4x6pn_sum35
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z4, 64(AX)
@@ -10879,125 +10239,85 @@ gemm4x6pn_reduce37:
 	VMOVUPS Z7, 832(AX)
 	VMOVUPS Z11, 896(AX)
 	VMOVUPS Z15, 960(AX)
-	JMP     gemm4x6pn_reduced39
+	JMP     gemm4x6pn_reduced34
 
-gemm4x6pn_sum40:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y16
-	VADDPS        Y16, Y0, Y16
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y4
-	VADDPS        Y4, Y8, Y4
-	VEXTRACTF32X8 $0x01, Z12, Y8
-	VADDPS        Y8, Y12, Y8
-	VSHUFPS       $0x88, Y0, Y16, Y12
-	VSHUFPS       $0xdd, Y0, Y16, Y0
-	VADDPS        Y0, Y12, Y16
-	VSHUFPS       $0x88, Y8, Y4, Y0
-	VSHUFPS       $0xdd, Y8, Y4, Y4
-	VADDPS        Y4, Y0, Y4
-	VSHUFPS       $0x88, Y4, Y16, Y0
-	VSHUFPS       $0xdd, Y4, Y16, Y4
-	VADDPS        Y4, Y0, Y16
-	VEXTRACTF32X4 $0x01, Y16, X0
-	VADDPS        X0, X16, X16
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias41
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X16, X16
+gemm4x6pn_sum35:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias36
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
 
-gemm4x6pn_nobias41:
-	VMOVUPS       X16, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z5, Y1
-	VADDPS        Y1, Y5, Y1
-	VEXTRACTF32X8 $0x01, Z9, Y4
-	VADDPS        Y4, Y9, Y4
-	VEXTRACTF32X8 $0x01, Z13, Y5
-	VADDPS        Y5, Y13, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y8
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y8, Y0
-	VSHUFPS       $0x88, Y5, Y4, Y1
-	VSHUFPS       $0xdd, Y5, Y4, Y4
-	VADDPS        Y4, Y1, Y4
-	VSHUFPS       $0x88, Y4, Y0, Y1
-	VSHUFPS       $0xdd, Y4, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias42
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6pn_nobias36:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias37
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6pn_nobias42:
+gemm4x6pn_nobias37:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z10, Y2
-	VADDPS        Y2, Y10, Y2
-	VEXTRACTF32X8 $0x01, Z14, Y4
-	VADDPS        Y4, Y14, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y4, Y2, Y1
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias43
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 
-gemm4x6pn_nobias43:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y2
-	VADDPS        Y2, Y11, Y2
-	VEXTRACTF32X8 $0x01, Z15, Y3
-	VADDPS        Y3, Y15, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias44
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6pn_nobias44:
-	VMOVUPS X0, (AX)
-
-gemm4x6pn_reduced39:
+gemm4x6pn_reduced34:
 	ADDQ   $0x00000400, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -11009,9 +10329,9 @@ gemm4x6pn_reduced39:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm4x6pn_skip32:
+gemm4x6pn_skip27:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6pn_skip45
+	JL   gemm4x6pn_skip38
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -11023,7 +10343,7 @@ gemm4x6pn_skip32:
 	LEAQ    (BX)(BX*2), SI
 	MOVQ    flags+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JZ      gemm4x6pn_fresh46
+	JZ      gemm4x6pn_fresh39
 	MOVQ    48(SP), DI
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z3
@@ -11037,9 +10357,9 @@ gemm4x6pn_skip32:
 	VMOVUPS 576(DI), Z5
 	VMOVUPS 640(DI), Z8
 	VMOVUPS 704(DI), Z11
-	JMP     gemm4x6pn_started47
+	JMP     gemm4x6pn_started40
 
-gemm4x6pn_fresh46:
+gemm4x6pn_fresh39:
 	VMOVUPS zeros<>+0(SB), Z11
 	VMOVAPS Z11, Z0
 	VMOVAPS Z11, Z1
@@ -11054,12 +10374,12 @@ gemm4x6pn_fresh46:
 	VMOVAPS Z11, Z10
 	VMOVAPS Z11, Z11
 
-gemm4x6pn_started47:
+gemm4x6pn_started40:
 	MOVQ k+56(FP), DI
 	SHRQ $0x04, DI
-	JZ   gemm4x6pn_tail49
+	JZ   gemm4x6pn_tail42
 
-gemm4x6pn_cols48:
+gemm4x6pn_cols41:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -11082,20 +10402,20 @@ gemm4x6pn_cols48:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm4x6pn_cols48
+	JNZ         gemm4x6pn_cols41
 
-gemm4x6pn_tail49:
+gemm4x6pn_tail42:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6pn_reduce50
+	JZ    gemm4x6pn_reduce43
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6pn_whole51
+	JGE   gemm4x6pn_whole44
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6pn_whole51:
+gemm4x6pn_whole44:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -11116,10 +10436,10 @@ gemm4x6pn_whole51:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6pn_reduce50:
+gemm4x6pn_reduce43:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum53
+	JZ      gemm4x6pn_sum46
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z3, 64(AX)
@@ -11133,67 +10453,47 @@ gemm4x6pn_reduce50:
 	VMOVUPS Z5, 576(AX)
 	VMOVUPS Z8, 640(AX)
 	VMOVUPS Z11, 704(AX)
-	JMP     gemm4x6pn_reduced52
+	JMP     gemm4x6pn_reduced45
 
-gemm4x6pn_sum53:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y12
-	VADDPS        Y12, Y0, Y12
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y3
-	VADDPS        Y3, Y6, Y3
-	VEXTRACTF32X8 $0x01, Z9, Y6
-	VADDPS        Y6, Y9, Y6
-	VSHUFPS       $0x88, Y0, Y12, Y9
-	VSHUFPS       $0xdd, Y0, Y12, Y0
-	VADDPS        Y0, Y9, Y12
-	VSHUFPS       $0x88, Y6, Y3, Y0
-	VSHUFPS       $0xdd, Y6, Y3, Y3
-	VADDPS        Y3, Y0, Y3
-	VSHUFPS       $0x88, Y3, Y12, Y0
-	VSHUFPS       $0xdd, Y3, Y12, Y3
-	VADDPS        Y3, Y0, Y12
-	VEXTRACTF32X4 $0x01, Y12, X0
-	VADDPS        X0, X12, X12
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias54
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X12, X12
+gemm4x6pn_sum46:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias47
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
 
-gemm4x6pn_nobias54:
+gemm4x6pn_nobias47:
 	VMOVUPS       X12, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y1
-	VADDPS        Y1, Y4, Y1
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VEXTRACTF32X8 $0x01, Z10, Y4
-	VADDPS        Y4, Y10, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y4, Y3, Y1
-	VSHUFPS       $0xdd, Y4, Y3, Y3
-	VADDPS        Y3, Y1, Y3
-	VSHUFPS       $0x88, Y3, Y0, Y1
-	VSHUFPS       $0xdd, Y3, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias55
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias55:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y12, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
@@ -11216,14 +10516,14 @@ gemm4x6pn_nobias55:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias56
+	JZ            gemm4x6pn_nobias48
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6pn_nobias56:
+gemm4x6pn_nobias48:
 	VMOVUPS X0, (AX)
 
-gemm4x6pn_reduced52:
+gemm4x6pn_reduced45:
 	ADDQ   $0x00000300, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -11235,9 +10535,9 @@ gemm4x6pn_reduced52:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm4x6pn_skip45:
+gemm4x6pn_skip38:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6pn_skip57
+	JL   gemm4x6pn_skip49
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -11249,7 +10549,7 @@ gemm4x6pn_skip45:
 	LEAQ    (BX)(BX*2), SI
 	MOVQ    flags+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JZ      gemm4x6pn_fresh58
+	JZ      gemm4x6pn_fresh50
 	MOVQ    48(SP), DI
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z2
@@ -11259,9 +10559,9 @@ gemm4x6pn_skip45:
 	VMOVUPS 320(DI), Z3
 	VMOVUPS 384(DI), Z5
 	VMOVUPS 448(DI), Z7
-	JMP     gemm4x6pn_started59
+	JMP     gemm4x6pn_started51
 
-gemm4x6pn_fresh58:
+gemm4x6pn_fresh50:
 	VMOVUPS zeros<>+0(SB), Z7
 	VMOVAPS Z7, Z0
 	VMOVAPS Z7, Z1
@@ -11272,12 +10572,12 @@ gemm4x6pn_fresh58:
 	VMOVAPS Z7, Z6
 	VMOVAPS Z7, Z7
 
-gemm4x6pn_started59:
+gemm4x6pn_started51:
 	MOVQ k+56(FP), DI
 	SHRQ $0x04, DI
-	JZ   gemm4x6pn_tail61
+	JZ   gemm4x6pn_tail53
 
-gemm4x6pn_cols60:
+gemm4x6pn_cols52:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -11295,20 +10595,20 @@ gemm4x6pn_cols60:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm4x6pn_cols60
+	JNZ         gemm4x6pn_cols52
 
-gemm4x6pn_tail61:
+gemm4x6pn_tail53:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6pn_reduce62
+	JZ    gemm4x6pn_reduce54
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6pn_whole63
+	JGE   gemm4x6pn_whole55
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6pn_whole63:
+gemm4x6pn_whole55:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -11324,10 +10624,10 @@ gemm4x6pn_whole63:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6pn_reduce62:
+gemm4x6pn_reduce54:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum65
+	JZ      gemm4x6pn_sum57
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z2, 64(AX)
@@ -11337,69 +10637,49 @@ gemm4x6pn_reduce62:
 	VMOVUPS Z3, 320(AX)
 	VMOVUPS Z5, 384(AX)
 	VMOVUPS Z7, 448(AX)
-	JMP     gemm4x6pn_reduced64
+	JMP     gemm4x6pn_reduced56
 
-gemm4x6pn_sum65:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y8
-	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y2
-	VADDPS        Y2, Y4, Y2
-	VEXTRACTF32X8 $0x01, Z6, Y4
-	VADDPS        Y4, Y6, Y4
-	VSHUFPS       $0x88, Y0, Y8, Y6
-	VSHUFPS       $0xdd, Y0, Y8, Y0
-	VADDPS        Y0, Y6, Y8
-	VSHUFPS       $0x88, Y4, Y2, Y0
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y0, Y2
-	VSHUFPS       $0x88, Y2, Y8, Y0
-	VSHUFPS       $0xdd, Y2, Y8, Y2
-	VADDPS        Y2, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X8
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias66
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X8, X8
+gemm4x6pn_sum57:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias58
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
 
-gemm4x6pn_nobias66:
+gemm4x6pn_nobias58:
 	VMOVUPS       X8, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z3, Y1
-	VADDPS        Y1, Y3, Y1
-	VEXTRACTF32X8 $0x01, Z5, Y2
-	VADDPS        Y2, Y5, Y2
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias67
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
+	VEXTRACTF32X4 $0x01, Y8, (AX)
 
-gemm4x6pn_nobias67:
-	VMOVUPS X0, (AX)
-
-gemm4x6pn_reduced64:
+gemm4x6pn_reduced56:
 	ADDQ   $0x00000200, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -11411,9 +10691,9 @@ gemm4x6pn_reduced64:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4x6pn_skip57:
+gemm4x6pn_skip49:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6pn_skip68
+	JL   gemm4x6pn_skip59
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -11425,27 +10705,27 @@ gemm4x6pn_skip57:
 	LEAQ    (DX)(DX*2), BX
 	MOVQ    flags+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JZ      gemm4x6pn_fresh69
+	JZ      gemm4x6pn_fresh60
 	MOVQ    48(SP), SI
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
 	VMOVUPS 128(SI), Z2
 	VMOVUPS 192(SI), Z3
-	JMP     gemm4x6pn_started70
+	JMP     gemm4x6pn_started61
 
-gemm4x6pn_fresh69:
+gemm4x6pn_fresh60:
 	VMOVUPS zeros<>+0(SB), Z3
 	VMOVAPS Z3, Z0
 	VMOVAPS Z3, Z1
 	VMOVAPS Z3, Z2
 	VMOVAPS Z3, Z3
 
-gemm4x6pn_started70:
+gemm4x6pn_started61:
 	MOVQ k+56(FP), SI
 	SHRQ $0x04, SI
-	JZ   gemm4x6pn_tail72
+	JZ   gemm4x6pn_tail63
 
-gemm4x6pn_cols71:
+gemm4x6pn_cols62:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -11458,20 +10738,20 @@ gemm4x6pn_cols71:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        SI
-	JNZ         gemm4x6pn_cols71
+	JNZ         gemm4x6pn_cols62
 
-gemm4x6pn_tail72:
+gemm4x6pn_tail63:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6pn_reduce73
+	JZ    gemm4x6pn_reduce64
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6pn_whole74
+	JGE   gemm4x6pn_whole65
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6pn_whole74:
+gemm4x6pn_whole65:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -11482,18 +10762,18 @@ gemm4x6pn_whole74:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6pn_reduce73:
+gemm4x6pn_reduce64:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum76
+	JZ      gemm4x6pn_sum67
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	JMP     gemm4x6pn_reduced75
+	JMP     gemm4x6pn_reduced66
 
-gemm4x6pn_sum76:
+gemm4x6pn_sum67:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -11518,14 +10798,14 @@ gemm4x6pn_sum76:
 	VADDPS        X0, X4, X4
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias77
+	JZ            gemm4x6pn_nobias68
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X4, X4
 
-gemm4x6pn_nobias77:
+gemm4x6pn_nobias68:
 	VMOVUPS X4, (AX)
 
-gemm4x6pn_reduced75:
+gemm4x6pn_reduced66:
 	ADDQ   $0x00000100, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -11537,7 +10817,7 @@ gemm4x6pn_reduced75:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4x6pn_skip68:
+gemm4x6pn_skip59:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
