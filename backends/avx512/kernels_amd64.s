@@ -19620,7 +19620,7 @@ DATA wordmasks<>+124(SB)/4, $0x7fffffff
 GLOBL wordmasks<>(SB), RODATA|NOPTR, $128
 
 // func gemmBF16x4(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
-// Requires: AVX, AVX512BW, AVX512F
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL
 TEXT ·gemmBF16x4(SB), $1584-72
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -19908,131 +19908,101 @@ gemmBF16x4_tail5:
 	WORD $0xfe52
 
 gemmBF16x4_reduce6:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	VMOVUPS      Z9, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	VMOVUPS      Z12, 816(SP)
-	VMOVUPS      Z13, 880(SP)
-	VMOVUPS      Z14, 944(SP)
-	VMOVUPS      Z15, 1008(SP)
-	VMOVUPS      Z16, 1072(SP)
-	VMOVUPS      Z17, 1136(SP)
-	VMOVUPS      Z18, 1200(SP)
-	VMOVUPS      Z19, 1264(SP)
-	VMOVUPS      Z20, 1328(SP)
-	VMOVUPS      Z21, 1392(SP)
-	VMOVUPS      Z22, 1456(SP)
-	VMOVUPS      Z23, 1520(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1072(SP), Y0
-	VADDPS       1104(SP), Y0, Y0
-	VMOVUPS      1136(SP), Y1
-	VADDPS       1168(SP), Y1, Y1
-	VMOVUPS      1200(SP), Y2
-	VADDPS       1232(SP), Y2, Y2
-	VMOVUPS      1264(SP), Y3
-	VADDPS       1296(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1328(SP), Y0
-	VADDPS       1360(SP), Y0, Y0
-	VMOVUPS      1392(SP), Y1
-	VADDPS       1424(SP), Y1, Y1
-	VMOVUPS      1456(SP), Y2
-	VADDPS       1488(SP), Y2, Y2
-	VMOVUPS      1520(SP), Y3
-	VADDPS       1552(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x06, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x0c, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x06, 40(SP)
-	JMP          gemmBF16x4_tokens2
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	ADDQ          CX, AX
+	VSHUFF64X2    $0xee, Z12, Z8, Z24
+	VINSERTF64X4  $0x01, Y12, Z8, Z8
+	VADDPS        Z24, Z8, Z8
+	VSHUFF64X2    $0xee, Z13, Z9, Z24
+	VINSERTF64X4  $0x01, Y13, Z9, Z9
+	VADDPS        Z24, Z9, Z9
+	VSHUFF64X2    $0xee, Z14, Z10, Z24
+	VINSERTF64X4  $0x01, Y14, Z10, Z10
+	VADDPS        Z24, Z10, Z10
+	VSHUFF64X2    $0xee, Z15, Z11, Z24
+	VINSERTF64X4  $0x01, Y15, Z11, Z11
+	VADDPS        Z24, Z11, Z11
+	VSHUFPS       $0x88, Z9, Z8, Z24
+	VSHUFPS       $0xdd, Z9, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFPS       $0x88, Z11, Z10, Z24
+	VSHUFPS       $0xdd, Z11, Z10, Z25
+	VADDPS        Z25, Z24, Z10
+	VSHUFPS       $0x88, Z10, Z8, Z24
+	VSHUFPS       $0xdd, Z10, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFF32X4    $0x88, Z8, Z8, Z24
+	VSHUFF32X4    $0xdd, Z8, Z8, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	ADDQ          CX, AX
+	VSHUFF64X2    $0xee, Z20, Z16, Z24
+	VINSERTF64X4  $0x01, Y20, Z16, Z16
+	VADDPS        Z24, Z16, Z16
+	VSHUFF64X2    $0xee, Z21, Z17, Z24
+	VINSERTF64X4  $0x01, Y21, Z17, Z17
+	VADDPS        Z24, Z17, Z17
+	VSHUFF64X2    $0xee, Z22, Z18, Z24
+	VINSERTF64X4  $0x01, Y22, Z18, Z18
+	VADDPS        Z24, Z18, Z18
+	VSHUFF64X2    $0xee, Z23, Z19, Z24
+	VINSERTF64X4  $0x01, Y23, Z19, Z19
+	VADDPS        Z24, Z19, Z19
+	VSHUFPS       $0x88, Z17, Z16, Z24
+	VSHUFPS       $0xdd, Z17, Z16, Z25
+	VADDPS        Z25, Z24, Z16
+	VSHUFPS       $0x88, Z19, Z18, Z24
+	VSHUFPS       $0xdd, Z19, Z18, Z25
+	VADDPS        Z25, Z24, Z18
+	VSHUFPS       $0x88, Z18, Z16, Z24
+	VSHUFPS       $0xdd, Z18, Z16, Z25
+	VADDPS        Z25, Z24, Z16
+	VSHUFF32X4    $0x88, Z16, Z16, Z24
+	VSHUFF32X4    $0xdd, Z16, Z16, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x0c, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x06, 40(SP)
+	JMP           gemmBF16x4_tokens2
 
 gemmBF16x4_tokens_done3:
 	CMPQ 40(SP), $0x05
@@ -20265,111 +20235,91 @@ gemmBF16x4_tail9:
 	WORD $0xdd52
 
 gemmBF16x4_reduce10:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	VMOVUPS      Z9, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	VMOVUPS      Z12, 816(SP)
-	VMOVUPS      Z13, 880(SP)
-	VMOVUPS      Z14, 944(SP)
-	VMOVUPS      Z15, 1008(SP)
-	VMOVUPS      Z16, 1072(SP)
-	VMOVUPS      Z17, 1136(SP)
-	VMOVUPS      Z18, 1200(SP)
-	VMOVUPS      Z19, 1264(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1072(SP), Y0
-	VADDPS       1104(SP), Y0, Y0
-	VMOVUPS      1136(SP), Y1
-	VADDPS       1168(SP), Y1, Y1
-	VMOVUPS      1200(SP), Y2
-	VADDPS       1232(SP), Y2, Y2
-	VMOVUPS      1264(SP), Y3
-	VADDPS       1296(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x05, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x0a, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x05, 40(SP)
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	ADDQ          CX, AX
+	VSHUFF64X2    $0xee, Z12, Z8, Z24
+	VINSERTF64X4  $0x01, Y12, Z8, Z8
+	VADDPS        Z24, Z8, Z8
+	VSHUFF64X2    $0xee, Z13, Z9, Z24
+	VINSERTF64X4  $0x01, Y13, Z9, Z9
+	VADDPS        Z24, Z9, Z9
+	VSHUFF64X2    $0xee, Z14, Z10, Z24
+	VINSERTF64X4  $0x01, Y14, Z10, Z10
+	VADDPS        Z24, Z10, Z10
+	VSHUFF64X2    $0xee, Z15, Z11, Z24
+	VINSERTF64X4  $0x01, Y15, Z11, Z11
+	VADDPS        Z24, Z11, Z11
+	VSHUFPS       $0x88, Z9, Z8, Z24
+	VSHUFPS       $0xdd, Z9, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFPS       $0x88, Z11, Z10, Z24
+	VSHUFPS       $0xdd, Z11, Z10, Z25
+	VADDPS        Z25, Z24, Z10
+	VSHUFPS       $0x88, Z10, Z8, Z24
+	VSHUFPS       $0xdd, Z10, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFF32X4    $0x88, Z8, Z8, Z24
+	VSHUFF32X4    $0xdd, Z8, Z8, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	VMOVUPS       Z16, 1072(SP)
+	VMOVUPS       Z17, 1136(SP)
+	VMOVUPS       Z18, 1200(SP)
+	VMOVUPS       Z19, 1264(SP)
+	ADDQ          CX, AX
+	VMOVUPS       1072(SP), Y0
+	VADDPS        1104(SP), Y0, Y0
+	VMOVUPS       1136(SP), Y1
+	VADDPS        1168(SP), Y1, Y1
+	VMOVUPS       1200(SP), Y2
+	VADDPS        1232(SP), Y2, Y2
+	VMOVUPS       1264(SP), Y3
+	VADDPS        1296(SP), Y3, Y3
+	VHADDPS       Y1, Y0, Y0
+	VHADDPS       Y3, Y2, Y2
+	VHADDPS       Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVUPS       X0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x05, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x0a, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x05, 40(SP)
 
 gemmBF16x4_skip7:
 	CMPQ 40(SP), $0x04
@@ -20562,92 +20512,72 @@ gemmBF16x4_tail13:
 	WORD $0xfc52
 
 gemmBF16x4_reduce14:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	VMOVUPS      Z9, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	VMOVUPS      Z12, 816(SP)
-	VMOVUPS      Z13, 880(SP)
-	VMOVUPS      Z14, 944(SP)
-	VMOVUPS      Z15, 1008(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x04, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x08, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x04, 40(SP)
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	ADDQ          CX, AX
+	VSHUFF64X2    $0xee, Z12, Z8, Z24
+	VINSERTF64X4  $0x01, Y12, Z8, Z8
+	VADDPS        Z24, Z8, Z8
+	VSHUFF64X2    $0xee, Z13, Z9, Z24
+	VINSERTF64X4  $0x01, Y13, Z9, Z9
+	VADDPS        Z24, Z9, Z9
+	VSHUFF64X2    $0xee, Z14, Z10, Z24
+	VINSERTF64X4  $0x01, Y14, Z10, Z10
+	VADDPS        Z24, Z10, Z10
+	VSHUFF64X2    $0xee, Z15, Z11, Z24
+	VINSERTF64X4  $0x01, Y15, Z11, Z11
+	VADDPS        Z24, Z11, Z11
+	VSHUFPS       $0x88, Z9, Z8, Z24
+	VSHUFPS       $0xdd, Z9, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFPS       $0x88, Z11, Z10, Z24
+	VSHUFPS       $0xdd, Z11, Z10, Z25
+	VADDPS        Z25, Z24, Z10
+	VSHUFPS       $0x88, Z10, Z8, Z24
+	VSHUFPS       $0xdd, Z10, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFF32X4    $0x88, Z8, Z8, Z24
+	VSHUFF32X4    $0xdd, Z8, Z8, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x08, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x04, 40(SP)
 
 gemmBF16x4_skip11:
 	CMPQ 40(SP), $0x03
@@ -20801,73 +20731,63 @@ gemmBF16x4_tail17:
 	WORD $0xde52
 
 gemmBF16x4_reduce18:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	VMOVUPS      Z9, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x03, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x06, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x03, 40(SP)
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	VMOVUPS       Z8, 560(SP)
+	VMOVUPS       Z9, 624(SP)
+	VMOVUPS       Z10, 688(SP)
+	VMOVUPS       Z11, 752(SP)
+	ADDQ          CX, AX
+	VMOVUPS       560(SP), Y0
+	VADDPS        592(SP), Y0, Y0
+	VMOVUPS       624(SP), Y1
+	VADDPS        656(SP), Y1, Y1
+	VMOVUPS       688(SP), Y2
+	VADDPS        720(SP), Y2, Y2
+	VMOVUPS       752(SP), Y3
+	VADDPS        784(SP), Y3, Y3
+	VHADDPS       Y1, Y0, Y0
+	VHADDPS       Y3, Y2, Y2
+	VHADDPS       Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVUPS       X0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x03, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x03, 40(SP)
 
 gemmBF16x4_skip15:
 	CMPQ 40(SP), $0x02
@@ -20983,54 +20903,44 @@ gemmBF16x4_tail21:
 	WORD $0xfd52
 
 gemmBF16x4_reduce22:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x02, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x04, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x02, 40(SP)
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x02, 40(SP)
 
 gemmBF16x4_skip19:
 	CMPQ 40(SP), $0x01
@@ -21108,13 +21018,13 @@ gemmBF16x4_tail25:
 	WORD $0xdc52
 
 gemmBF16x4_reduce26:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VMOVUPS      112(SP), Y1
@@ -21290,6 +21200,9 @@ gemmBF16x1_tail5:
 	WORD $0xfd52
 
 gemmBF16x1_reduce6:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
@@ -21298,9 +21211,6 @@ gemmBF16x1_reduce6:
 	VMOVUPS      Z5, 368(SP)
 	VMOVUPS      Z6, 432(SP)
 	VMOVUPS      Z7, 496(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -21485,6 +21395,9 @@ gemmBF16x1_tail9:
 	WORD $0xf452
 
 gemmBF16x1_reduce10:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
@@ -21492,9 +21405,6 @@ gemmBF16x1_reduce10:
 	VMOVUPS      Z4, 304(SP)
 	VMOVUPS      Z5, 368(SP)
 	VMOVUPS      Z6, 432(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -21659,15 +21569,15 @@ gemmBF16x1_tail13:
 	WORD $0xee52
 
 gemmBF16x1_reduce14:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
 	VMOVUPS      Z4, 304(SP)
 	VMOVUPS      Z5, 368(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -21813,14 +21723,14 @@ gemmBF16x1_tail17:
 	WORD $0xe552
 
 gemmBF16x1_reduce18:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
 	VMOVUPS      Z4, 304(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -21945,13 +21855,13 @@ gemmBF16x1_tail21:
 	WORD $0xdc52
 
 gemmBF16x1_reduce22:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22056,12 +21966,12 @@ gemmBF16x1_tail25:
 	WORD $0xd652
 
 gemmBF16x1_reduce26:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22147,11 +22057,11 @@ gemmBF16x1_tail29:
 	WORD $0xcd52
 
 gemmBF16x1_reduce30:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22218,10 +22128,10 @@ gemmBF16x1_tail33:
 	WORD $0xc452
 
 gemmBF16x1_reduce34:
-	VMOVUPS      Z0, 48(SP)
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
+	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22346,13 +22256,13 @@ gemvBF16x4s_tail5:
 	WORD $0xdc52
 
 gemvBF16x4s_reduce6:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VMOVUPS      112(SP), Y1
