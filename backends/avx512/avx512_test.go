@@ -304,3 +304,26 @@ func TestMatMulAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestArrangeXEqualsAVX2: arrangeX lays out x in each order exactly as
+// avx2.ArrangeHalfX does (the f16 mix order with arrangeZHM), without touching dst
+// past len(x).
+func TestArrangeXEqualsAVX2(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, o := range []avx2.HalfOrder{avx2.HalfPlain, avx2.HalfMixH, avx2.HalfMixBF} {
+		for n := 8; n <= 264; n += 8 {
+			x := randSlice(r, n)
+			want := make([]float32, n+1)
+			got := make([]float32, n+1)
+			want[n], got[n] = 7, 7
+			avx2.ArrangeHalfX(o, want[:n], x)
+			arrangeX(o, got[:n], x)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("order %v n %d: dst[%d] = %v, avx2 %v", o, n, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}

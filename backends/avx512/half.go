@@ -72,7 +72,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		xo := x
 		if o != avx2.HalfPlain {
 			xo = scratch[:n8]
-			avx2.ArrangeHalfX(o, xo, x[:n8])
+			arrangeX(o, xo, x[:n8])
 		}
 		halfRowsT1(dst, xo, wh, n, n8, r0, r1, w.DType == dtype.BF16, o)
 	} else {
@@ -82,7 +82,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		if o != avx2.HalfPlain {
 			xp := scratch[nb : nb+T*n8]
 			for t := 0; t < T; t++ {
-				avx2.ArrangeHalfX(o, xp[t*n8:(t+1)*n8], x[t*n:t*n+n8])
+				arrangeX(o, xp[t*n8:(t+1)*n8], x[t*n:t*n+n8])
 			}
 			xo, ldx = xp, n8
 		}
@@ -108,6 +108,21 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 			avx2.AddHalfTail(dst[t*ld:], x[t*n:(t+1)*n], w, bias, r0, r1)
 		}
 	}
+}
+
+// arrangeX writes x (len(x) a multiple of 8, len(dst) ≥ len(x)) in the column order o
+// as avx2.ArrangeHalfX does, the f16 mix order's whole 32s with arrangeZHM.
+func arrangeX(o avx2.HalfOrder, dst, x []float32) {
+	if o != avx2.HalfMixH {
+		avx2.ArrangeHalfX(o, dst, x)
+		return
+	}
+	dst = dst[:len(x)]
+	n32 := len(x) &^ 31
+	if n32 > 0 {
+		arrangeZHM(&dst[0], &x[0], n32)
+	}
+	copy(dst[n32:], x[n32:])
 }
 
 // widenRow widens the first n8 halves at src to float32 at dst in the order o.

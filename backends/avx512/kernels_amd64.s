@@ -19585,6 +19585,27 @@ gemvZBFM1_reduce6:
 	VZEROUPPER
 	RET
 
+// func arrangeZHM(dst *float32, x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·arrangeZHM(SB), NOSPLIT, $0-24
+	MOVQ      dst+0(FP), AX
+	MOVQ      x+8(FP), CX
+	MOVQ      n+16(FP), DX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	XORQ      BX, BX
+
+arrangeZHM_body1:
+	VMOVUPS (CX)(BX*4), Z1
+	VMOVUPS 64(CX)(BX*4), Z2
+	VPERMPS Z2, Z0, Z2
+	VMOVUPS Z1, (AX)(BX*4)
+	VMOVUPS Z2, 64(AX)(BX*4)
+	ADDQ    $0x20, BX
+	CMPQ    BX, DX
+	JL      arrangeZHM_body1
+	VZEROUPPER
+	RET
+
 DATA wordmasks<>+0(SB)/4, $0x00000000
 DATA wordmasks<>+4(SB)/4, $0x00000001
 DATA wordmasks<>+8(SB)/4, $0x00000003
