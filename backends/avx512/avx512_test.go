@@ -40,7 +40,8 @@ func TestMatMulEqualsAVX2(t *testing.T) {
 	for c := 1; c <= 70; c++ {
 		cols = append(cols, c)
 	}
-	cols = append(cols, 255, 257, 768, 1000, 4097)
+	// (512 and 2048: T > 8 copies x into scratch further apart.)
+	cols = append(cols, 255, 257, 512, 768, 1000, 2048, 4097)
 	for _, n := range cols {
 		for _, rows := range []int{1, 2, 3, 5, 7, 13, 17} {
 			if n > 1000 && rows > 7 {
