@@ -44,7 +44,8 @@ var (
 // Name implements kernels.Kernels.
 func (Kernels) Name() string { return "avx512" }
 
-// ScratchSize implements kernels.Kernels: avx2's (the f32 products here need none), or
+// ScratchSize implements kernels.Kernels: avx2's (the f32 products need none, though
+// with T > 8 they use halfScratch's room for x when there is), or
 // more for the int8 GEMM of MatMulQ8 (its prepared activations and one repacked group
 // of rows), the f16 and bf16 products (matMulHalf) or MatMulBF16.
 func (k Kernels) ScratchSize(T, cols int) int {
@@ -59,8 +60,10 @@ func (k Kernels) ScratchSize(T, cols int) int {
 // T = 1 gemv4s, four rows a quarter of the matrix apart (four long streams for the
 // prefetchers). Each (row, token) sum is taken exactly as avx2's
 // MatMul takes it, so the results are avx2's bit for bit — in particular a token's
-// results do not depend on T nor on the row split. f16 and bf16 weights (Cols ≥ 8) go
-// to matMulHalf, other weight types to avx2.
+// results do not depend on T nor on the row split. For T > 8 and rows a multiple of 512
+// columns, x is first copied into scratch a line further apart when scratch holds it
+// (see halfPad). f16 and bf16 weights (Cols ≥ 8) go to matMulHalf, other weight types
+// to avx2.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
 		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)
@@ -94,7 +97,17 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		}
 		return
 	}
-	gemmRows(dst[r0:], ld, x, n, T, wf[r0*n:], n, n, from(bias, r0), r1-r0)
+	xs, ldx := x, n
+	if T > 8 && n%512 == 0 && len(scratch) >= T*(n+halfPad) {
+		// Rows a multiple of 2 KiB long: the tokens a GEMM step loads would share L1
+		// sets; copied a line further apart, they do not (as matMulHalf lays them out).
+		ldx = n + halfPad
+		xs = scratch[:T*ldx]
+		for t := 0; t < T; t++ {
+			copy(xs[t*ldx:t*ldx+n], x[t*n:(t+1)*n])
+		}
+	}
+	gemmRows(dst[r0:], ld, xs, ldx, T, wf[r0*n:], n, n, from(bias, r0), r1-r0)
 }
 
 // tile is one of the GEMM micro-kernels: rows × the tokens it keeps in registers.

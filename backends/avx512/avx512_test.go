@@ -40,7 +40,8 @@ func TestMatMulEqualsAVX2(t *testing.T) {
 	for c := 1; c <= 70; c++ {
 		cols = append(cols, c)
 	}
-	cols = append(cols, 255, 257, 768, 1000, 4097)
+	// (512 and 2048: T > 8 copies x into scratch further apart.)
+	cols = append(cols, 255, 257, 512, 768, 1000, 2048, 4097)
 	for _, n := range cols {
 		for _, rows := range []int{1, 2, 3, 5, 7, 13, 17} {
 			if n > 1000 && rows > 7 {
@@ -301,6 +302,29 @@ func TestMatMulAllocatesNothing(t *testing.T) {
 		sc := make(kernels.Scratch, a5.ScratchSize(T, n))
 		if a := testing.AllocsPerRun(5, func() { a5.MatMul(dst, rows, x, T, w, nil, 0, rows, sc) }); a != 0 {
 			t.Errorf("cols %d rows %d T %d: %v allocations per MatMul", n, rows, T, a)
+		}
+	}
+}
+
+// TestArrangeXEqualsAVX2: arrangeX lays out x in each order exactly as
+// avx2.ArrangeHalfX does (the f16 mix order with arrangeZHM), without touching dst
+// past len(x).
+func TestArrangeXEqualsAVX2(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, o := range []avx2.HalfOrder{avx2.HalfPlain, avx2.HalfMixH, avx2.HalfMixBF} {
+		for n := 8; n <= 264; n += 8 {
+			x := randSlice(r, n)
+			want := make([]float32, n+1)
+			got := make([]float32, n+1)
+			want[n], got[n] = 7, 7
+			avx2.ArrangeHalfX(o, want[:n], x)
+			arrangeX(o, got[:n], x)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("order %v n %d: dst[%d] = %v, avx2 %v", o, n, i, got[i], want[i])
+				}
+			}
 		}
 	}
 }

@@ -26,8 +26,10 @@ func bf16Scratch(T, cols int) int {
 
 // MatMulBF16 implements kernels.BF16Kernels: with AVX512_BF16, gemmBF16x4 (4 rows × 6
 // tokens of 16-lane accumulators, each VDPBF16PS adding 32 products) over blocks of
-// four rows and all T tokens (for T = 1 gemvBF16x4s, four rows a quarter of the matrix
-// apart: four long streams), gemmBF16x1 for the rows%4 left over; every (row, token)
+// four rows and all T tokens — for T > 6 chunks of about chunkBytes of rows, each
+// against one block of 6 tokens after the other (for T = 1 gemvBF16x4s, four rows a
+// quarter of the matrix apart: four long streams) — gemmBF16x1 for the rows%4 left
+// over; every (row, token)
 // sum is taken in the same order in either, so a token's results do not depend on T nor
 // on the row split. Denormal weights, activations and partial sums count as zero
 // (VDPBF16PS flushes them), as the contract allows. The bias is added last. Without
@@ -80,18 +82,26 @@ func (k Kernels) MatMulBF16(dst []float32, ld int, xb []uint16, T int, w *kernel
 	case g == 0:
 	case T == 1: // four streams a quarter of the rows apart
 		gemvBF16x4s(&dst[r0], ld, &xb[0], n, 1, &wh[r0*n], n, n, g, g)
-	default:
+	case T <= 6:
 		gemmBF16x4(&dst[r0], ld, &xb[0], n, T, &wh[r0*n], n, n, g)
+	default:
+		// A chunk of rows (from L2 after the first block) against one block of 6 tokens'
+		// activations (in L1) after the other, rather than each group of rows against
+		// all T tokens' activations streaming from L2.
+		gc := max(1, chunkBytes/(2*n*4))
+		for g0 := 0; g0 < g; g0 += gc {
+			m, a := min(gc, g-g0), r0+4*g0
+			for t0 := 0; t0 < T; t0 += 6 {
+				gemmBF16x4(&dst[t0*ld+a], ld, &xb[t0*n], n, min(6, T-t0), &wh[a*n], n, n, m)
+			}
+		}
 	}
 	if a := r0 + 4*g; a < r1 {
 		gemmBF16x1(&dst[a], ld, &xb[0], n, T, &wh[a*n], n, n, r1-a)
 	}
 	if bias != nil {
 		for t := 0; t < T; t++ {
-			d := dst[t*ld+r0 : t*ld+r1]
-			for i, b := range bias[r0:r1] {
-				d[i] += b
-			}
+			k.Add(dst[t*ld+r0:t*ld+r1], bias[r0:r1])
 		}
 	}
 }

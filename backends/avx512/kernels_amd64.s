@@ -1677,190 +1677,130 @@ gemm4x6_whole9:
 	VFMADD231PS Z28, Z27, K1, Z23
 
 gemm4x6_reduce8:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y24
-	VADDPS        Y24, Y0, Y24
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y6
-	VADDPS        Y6, Y12, Y6
-	VEXTRACTF32X8 $0x01, Z18, Y12
-	VADDPS        Y12, Y18, Y12
-	VSHUFPS       $0x88, Y0, Y24, Y18
-	VSHUFPS       $0xdd, Y0, Y24, Y0
-	VADDPS        Y0, Y18, Y24
-	VSHUFPS       $0x88, Y12, Y6, Y0
-	VSHUFPS       $0xdd, Y12, Y6, Y6
-	VADDPS        Y6, Y0, Y6
-	VSHUFPS       $0x88, Y6, Y24, Y0
-	VSHUFPS       $0xdd, Y6, Y24, Y6
-	VADDPS        Y6, Y0, Y24
-	VEXTRACTF32X4 $0x01, Y24, X0
-	VADDPS        X0, X24, X24
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias11
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X24, X24
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias11
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
 
 gemm4x6_nobias11:
-	VMOVUPS       X24, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y6
-	VADDPS        Y6, Y13, Y6
-	VEXTRACTF32X8 $0x01, Z19, Y7
-	VADDPS        Y7, Y19, Y7
-	VSHUFPS       $0x88, Y1, Y0, Y12
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y12, Y0
-	VSHUFPS       $0x88, Y7, Y6, Y1
-	VSHUFPS       $0xdd, Y7, Y6, Y6
-	VADDPS        Y6, Y1, Y6
-	VSHUFPS       $0x88, Y6, Y0, Y1
-	VSHUFPS       $0xdd, Y6, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias12
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6_nobias12:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z14, Y2
-	VADDPS        Y2, Y14, Y2
-	VEXTRACTF32X8 $0x01, Z20, Y6
-	VADDPS        Y6, Y20, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y7
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y7, Y0
-	VSHUFPS       $0x88, Y6, Y2, Y1
-	VSHUFPS       $0xdd, Y6, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias13
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6_nobias13:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z9, Y1
-	VADDPS        Y1, Y9, Y1
-	VEXTRACTF32X8 $0x01, Z15, Y2
-	VADDPS        Y2, Y15, Y2
-	VEXTRACTF32X8 $0x01, Z21, Y3
-	VADDPS        Y3, Y21, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias14
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias14:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z16, Y2
-	VADDPS        Y2, Y16, Y2
-	VEXTRACTF32X8 $0x01, Z22, Y3
-	VADDPS        Y3, Y22, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias15
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias15:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VEXTRACTF32X8 $0x01, Z23, Y3
-	VADDPS        Y3, Y23, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6_nobias16
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6_nobias16:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x06, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x06, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x06, 40(SP)
-	JMP     gemm4x6_tokens2
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x06, 40(SP)
+	JMP           gemm4x6_tokens2
 
 gemm4x6_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6_skip17
+	JL   gemm4x6_skip14
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -1898,9 +1838,9 @@ gemm4x6_tokens_done3:
 	VMOVAPS Z19, Z19
 	MOVQ    k+56(FP), R11
 	SHRQ    $0x04, R11
-	JZ      gemm4x6_tail21
+	JZ      gemm4x6_tail18
 
-gemm4x6_cols20:
+gemm4x6_cols17:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -1939,21 +1879,21 @@ gemm4x6_cols20:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R11
-	JNZ         gemm4x6_cols20
+	JNZ         gemm4x6_cols17
 
-gemm4x6_tail21:
+gemm4x6_tail18:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6_reduce22
+	JZ    gemm4x6_reduce19
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6_whole23
+	JGE   gemm4x6_whole20
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6_whole23:
+gemm4x6_whole20:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -1984,121 +1924,81 @@ gemm4x6_whole23:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6_reduce22:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y20
-	VADDPS        Y20, Y0, Y20
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y5
-	VADDPS        Y5, Y10, Y5
-	VEXTRACTF32X8 $0x01, Z15, Y10
-	VADDPS        Y10, Y15, Y10
-	VSHUFPS       $0x88, Y0, Y20, Y15
-	VSHUFPS       $0xdd, Y0, Y20, Y0
-	VADDPS        Y0, Y15, Y20
-	VSHUFPS       $0x88, Y10, Y5, Y0
-	VSHUFPS       $0xdd, Y10, Y5, Y5
-	VADDPS        Y5, Y0, Y5
-	VSHUFPS       $0x88, Y5, Y20, Y0
-	VSHUFPS       $0xdd, Y5, Y20, Y5
-	VADDPS        Y5, Y0, Y20
-	VEXTRACTF32X4 $0x01, Y20, X0
-	VADDPS        X0, X20, X20
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias25
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X20, X20
+gemm4x6_reduce19:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias22
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
 
-gemm4x6_nobias25:
-	VMOVUPS       X20, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y5
-	VADDPS        Y5, Y11, Y5
-	VEXTRACTF32X8 $0x01, Z16, Y6
-	VADDPS        Y6, Y16, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y10
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y10, Y0
-	VSHUFPS       $0x88, Y6, Y5, Y1
-	VSHUFPS       $0xdd, Y6, Y5, Y5
-	VADDPS        Y5, Y1, Y5
-	VSHUFPS       $0x88, Y5, Y0, Y1
-	VSHUFPS       $0xdd, Y5, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias26
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6_nobias22:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias23
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6_nobias26:
+gemm4x6_nobias23:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z12, Y2
-	VADDPS        Y2, Y12, Y2
-	VEXTRACTF32X8 $0x01, Z17, Y5
-	VADDPS        Y5, Y17, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y5, Y2, Y1
-	VSHUFPS       $0xdd, Y5, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias27
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias27:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y2
-	VADDPS        Y2, Y13, Y2
-	VEXTRACTF32X8 $0x01, Z18, Y3
-	VADDPS        Y3, Y18, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias28
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias28:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
@@ -2121,11 +2021,11 @@ gemm4x6_nobias28:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6_nobias29
+	JZ            gemm4x6_nobias24
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6_nobias29:
+gemm4x6_nobias24:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2137,9 +2037,9 @@ gemm4x6_nobias29:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x05, 40(SP)
 
-gemm4x6_skip17:
+gemm4x6_skip14:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6_skip30
+	JL   gemm4x6_skip25
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -2172,9 +2072,9 @@ gemm4x6_skip17:
 	VMOVAPS Z15, Z15
 	MOVQ    k+56(FP), R10
 	SHRQ    $0x04, R10
-	JZ      gemm4x6_tail34
+	JZ      gemm4x6_tail29
 
-gemm4x6_cols33:
+gemm4x6_cols28:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -2207,20 +2107,20 @@ gemm4x6_cols33:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R10
-	JNZ         gemm4x6_cols33
+	JNZ         gemm4x6_cols28
 
-gemm4x6_tail34:
+gemm4x6_tail29:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6_reduce35
+	JZ    gemm4x6_reduce30
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6_whole36
+	JGE   gemm4x6_whole31
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6_whole36:
+gemm4x6_whole31:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -2246,134 +2146,94 @@ gemm4x6_whole36:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6_reduce35:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y16
-	VADDPS        Y16, Y0, Y16
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y4
-	VADDPS        Y4, Y8, Y4
-	VEXTRACTF32X8 $0x01, Z12, Y8
-	VADDPS        Y8, Y12, Y8
-	VSHUFPS       $0x88, Y0, Y16, Y12
-	VSHUFPS       $0xdd, Y0, Y16, Y0
-	VADDPS        Y0, Y12, Y16
-	VSHUFPS       $0x88, Y8, Y4, Y0
-	VSHUFPS       $0xdd, Y8, Y4, Y4
-	VADDPS        Y4, Y0, Y4
-	VSHUFPS       $0x88, Y4, Y16, Y0
-	VSHUFPS       $0xdd, Y4, Y16, Y4
-	VADDPS        Y4, Y0, Y16
-	VEXTRACTF32X4 $0x01, Y16, X0
-	VADDPS        X0, X16, X16
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias38
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X16, X16
+gemm4x6_reduce30:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias33
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
 
-gemm4x6_nobias38:
-	VMOVUPS       X16, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z5, Y1
-	VADDPS        Y1, Y5, Y1
-	VEXTRACTF32X8 $0x01, Z9, Y4
-	VADDPS        Y4, Y9, Y4
-	VEXTRACTF32X8 $0x01, Z13, Y5
-	VADDPS        Y5, Y13, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y8
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y8, Y0
-	VSHUFPS       $0x88, Y5, Y4, Y1
-	VSHUFPS       $0xdd, Y5, Y4, Y4
-	VADDPS        Y4, Y1, Y4
-	VSHUFPS       $0x88, Y4, Y0, Y1
-	VSHUFPS       $0xdd, Y4, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias39
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6_nobias33:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias34
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6_nobias39:
+gemm4x6_nobias34:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z10, Y2
-	VADDPS        Y2, Y10, Y2
-	VEXTRACTF32X8 $0x01, Z14, Y4
-	VADDPS        Y4, Y14, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y4, Y2, Y1
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias40
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x04, 40(SP)
 
-gemm4x6_nobias40:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y2
-	VADDPS        Y2, Y11, Y2
-	VEXTRACTF32X8 $0x01, Z15, Y3
-	VADDPS        Y3, Y15, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6_nobias41
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6_nobias41:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x04, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x04, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x04, 40(SP)
-
-gemm4x6_skip30:
+gemm4x6_skip25:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6_skip42
+	JL   gemm4x6_skip35
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -2401,9 +2261,9 @@ gemm4x6_skip30:
 	VMOVAPS Z11, Z11
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm4x6_tail46
+	JZ      gemm4x6_tail39
 
-gemm4x6_cols45:
+gemm4x6_cols38:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -2431,20 +2291,20 @@ gemm4x6_cols45:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6_cols45
+	JNZ         gemm4x6_cols38
 
-gemm4x6_tail46:
+gemm4x6_tail39:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6_reduce47
+	JZ    gemm4x6_reduce40
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6_whole48
+	JGE   gemm4x6_whole41
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6_whole48:
+gemm4x6_whole41:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -2465,65 +2325,45 @@ gemm4x6_whole48:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6_reduce47:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y12
-	VADDPS        Y12, Y0, Y12
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y3
-	VADDPS        Y3, Y6, Y3
-	VEXTRACTF32X8 $0x01, Z9, Y6
-	VADDPS        Y6, Y9, Y6
-	VSHUFPS       $0x88, Y0, Y12, Y9
-	VSHUFPS       $0xdd, Y0, Y12, Y0
-	VADDPS        Y0, Y9, Y12
-	VSHUFPS       $0x88, Y6, Y3, Y0
-	VSHUFPS       $0xdd, Y6, Y3, Y3
-	VADDPS        Y3, Y0, Y3
-	VSHUFPS       $0x88, Y3, Y12, Y0
-	VSHUFPS       $0xdd, Y3, Y12, Y3
-	VADDPS        Y3, Y0, Y12
-	VEXTRACTF32X4 $0x01, Y12, X0
-	VADDPS        X0, X12, X12
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias50
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X12, X12
+gemm4x6_reduce40:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias43
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
 
-gemm4x6_nobias50:
+gemm4x6_nobias43:
 	VMOVUPS       X12, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y1
-	VADDPS        Y1, Y4, Y1
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VEXTRACTF32X8 $0x01, Z10, Y4
-	VADDPS        Y4, Y10, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y4, Y3, Y1
-	VSHUFPS       $0xdd, Y4, Y3, Y3
-	VADDPS        Y3, Y1, Y3
-	VSHUFPS       $0x88, Y3, Y0, Y1
-	VSHUFPS       $0xdd, Y3, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias51
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6_nobias51:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y12, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
@@ -2546,11 +2386,11 @@ gemm4x6_nobias51:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6_nobias52
+	JZ            gemm4x6_nobias44
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6_nobias52:
+gemm4x6_nobias44:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2562,9 +2402,9 @@ gemm4x6_nobias52:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x03, 40(SP)
 
-gemm4x6_skip42:
+gemm4x6_skip35:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6_skip53
+	JL   gemm4x6_skip45
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -2588,9 +2428,9 @@ gemm4x6_skip42:
 	VMOVAPS Z7, Z7
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm4x6_tail57
+	JZ      gemm4x6_tail49
 
-gemm4x6_cols56:
+gemm4x6_cols48:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -2613,20 +2453,20 @@ gemm4x6_cols56:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6_cols56
+	JNZ         gemm4x6_cols48
 
-gemm4x6_tail57:
+gemm4x6_tail49:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6_reduce58
+	JZ    gemm4x6_reduce50
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6_whole59
+	JGE   gemm4x6_whole51
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6_whole59:
+gemm4x6_whole51:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -2642,78 +2482,58 @@ gemm4x6_whole59:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6_reduce58:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y8
-	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y2
-	VADDPS        Y2, Y4, Y2
-	VEXTRACTF32X8 $0x01, Z6, Y4
-	VADDPS        Y4, Y6, Y4
-	VSHUFPS       $0x88, Y0, Y8, Y6
-	VSHUFPS       $0xdd, Y0, Y8, Y0
-	VADDPS        Y0, Y6, Y8
-	VSHUFPS       $0x88, Y4, Y2, Y0
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y0, Y2
-	VSHUFPS       $0x88, Y2, Y8, Y0
-	VSHUFPS       $0xdd, Y2, Y8, Y2
-	VADDPS        Y2, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X8
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6_nobias61
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X8, X8
+gemm4x6_reduce50:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6_nobias53
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
 
-gemm4x6_nobias61:
+gemm4x6_nobias53:
 	VMOVUPS       X8, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z3, Y1
-	VADDPS        Y1, Y3, Y1
-	VEXTRACTF32X8 $0x01, Z5, Y2
-	VADDPS        Y2, Y5, Y2
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6_nobias62
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
+	VEXTRACTF32X4 $0x01, Y8, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x02, 40(SP)
 
-gemm4x6_nobias62:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x02, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x02, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x02, 40(SP)
-
-gemm4x6_skip53:
+gemm4x6_skip45:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6_skip63
+	JL   gemm4x6_skip54
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -2733,9 +2553,9 @@ gemm4x6_skip53:
 	VMOVAPS Z3, Z3
 	MOVQ    k+56(FP), R8
 	SHRQ    $0x04, R8
-	JZ      gemm4x6_tail67
+	JZ      gemm4x6_tail58
 
-gemm4x6_cols66:
+gemm4x6_cols57:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -2753,20 +2573,20 @@ gemm4x6_cols66:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        R8
-	JNZ         gemm4x6_cols66
+	JNZ         gemm4x6_cols57
 
-gemm4x6_tail67:
+gemm4x6_tail58:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6_reduce68
+	JZ    gemm4x6_reduce59
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6_whole69
+	JGE   gemm4x6_whole60
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6_whole69:
+gemm4x6_whole60:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -2777,7 +2597,7 @@ gemm4x6_whole69:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6_reduce68:
+gemm4x6_reduce59:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -2802,11 +2622,11 @@ gemm4x6_reduce68:
 	VADDPS        X0, X4, X4
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6_nobias71
+	JZ            gemm4x6_nobias62
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X4, X4
 
-gemm4x6_nobias71:
+gemm4x6_nobias62:
 	VMOVUPS X4, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -2818,7 +2638,7 @@ gemm4x6_nobias71:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x01, 40(SP)
 
-gemm4x6_skip63:
+gemm4x6_skip54:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
@@ -7404,176 +7224,116 @@ gemm4x6p_reduce8:
 	JMP     gemm4x6p_reduced10
 
 gemm4x6p_sum11:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y24
-	VADDPS        Y24, Y0, Y24
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y6
-	VADDPS        Y6, Y12, Y6
-	VEXTRACTF32X8 $0x01, Z18, Y12
-	VADDPS        Y12, Y18, Y12
-	VSHUFPS       $0x88, Y0, Y24, Y18
-	VSHUFPS       $0xdd, Y0, Y24, Y0
-	VADDPS        Y0, Y18, Y24
-	VSHUFPS       $0x88, Y12, Y6, Y0
-	VSHUFPS       $0xdd, Y12, Y6, Y6
-	VADDPS        Y6, Y0, Y6
-	VSHUFPS       $0x88, Y6, Y24, Y0
-	VSHUFPS       $0xdd, Y6, Y24, Y6
-	VADDPS        Y6, Y0, Y24
-	VEXTRACTF32X4 $0x01, Y24, X0
-	VADDPS        X0, X24, X24
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias12
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X24, X24
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
 
 gemm4x6p_nobias12:
-	VMOVUPS       X24, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y6
-	VADDPS        Y6, Y13, Y6
-	VEXTRACTF32X8 $0x01, Z19, Y7
-	VADDPS        Y7, Y19, Y7
-	VSHUFPS       $0x88, Y1, Y0, Y12
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y12, Y0
-	VSHUFPS       $0x88, Y7, Y6, Y1
-	VSHUFPS       $0xdd, Y7, Y6, Y6
-	VADDPS        Y6, Y1, Y6
-	VSHUFPS       $0x88, Y6, Y0, Y1
-	VSHUFPS       $0xdd, Y6, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias13
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6p_nobias13:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z14, Y2
-	VADDPS        Y2, Y14, Y2
-	VEXTRACTF32X8 $0x01, Z20, Y6
-	VADDPS        Y6, Y20, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y7
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y7, Y0
-	VSHUFPS       $0x88, Y6, Y2, Y1
-	VSHUFPS       $0xdd, Y6, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias14
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias14
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6p_nobias14:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z9, Y1
-	VADDPS        Y1, Y9, Y1
-	VEXTRACTF32X8 $0x01, Z15, Y2
-	VADDPS        Y2, Y15, Y2
-	VEXTRACTF32X8 $0x01, Z21, Y3
-	VADDPS        Y3, Y21, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias15
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias15:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z16, Y2
-	VADDPS        Y2, Y16, Y2
-	VEXTRACTF32X8 $0x01, Z22, Y3
-	VADDPS        Y3, Y22, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias16
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias16:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VEXTRACTF32X8 $0x01, Z23, Y3
-	VADDPS        Y3, Y23, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias17
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6p_nobias17:
-	VMOVUPS X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 
 gemm4x6p_reduced10:
 	ADDQ   $0x00000600, 48(SP)
@@ -7590,7 +7350,7 @@ gemm4x6p_reduced10:
 
 gemm4x6p_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6p_skip18
+	JL   gemm4x6p_skip15
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -7607,7 +7367,7 @@ gemm4x6p_tokens_done3:
 	LEAQ    (DI)(DI*2), R10
 	MOVQ    flags+88(FP), R11
 	TESTQ   $0x00000001, R11
-	JZ      gemm4x6p_fresh19
+	JZ      gemm4x6p_fresh16
 	MOVQ    48(SP), R11
 	VMOVUPS (R11), Z0
 	VMOVUPS 64(R11), Z5
@@ -7629,9 +7389,9 @@ gemm4x6p_tokens_done3:
 	VMOVUPS 1088(R11), Z9
 	VMOVUPS 1152(R11), Z14
 	VMOVUPS 1216(R11), Z19
-	JMP     gemm4x6p_started20
+	JMP     gemm4x6p_started17
 
-gemm4x6p_fresh19:
+gemm4x6p_fresh16:
 	VMOVUPS zeros<>+0(SB), Z19
 	VMOVAPS Z19, Z0
 	VMOVAPS Z19, Z1
@@ -7654,12 +7414,12 @@ gemm4x6p_fresh19:
 	VMOVAPS Z19, Z18
 	VMOVAPS Z19, Z19
 
-gemm4x6p_started20:
+gemm4x6p_started17:
 	MOVQ k+56(FP), R11
 	SHRQ $0x04, R11
-	JZ   gemm4x6p_tail22
+	JZ   gemm4x6p_tail19
 
-gemm4x6p_cols21:
+gemm4x6p_cols18:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -7698,21 +7458,21 @@ gemm4x6p_cols21:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R11
-	JNZ         gemm4x6p_cols21
+	JNZ         gemm4x6p_cols18
 
-gemm4x6p_tail22:
+gemm4x6p_tail19:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6p_reduce23
+	JZ    gemm4x6p_reduce20
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6p_whole24
+	JGE   gemm4x6p_whole21
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6p_whole24:
+gemm4x6p_whole21:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -7743,10 +7503,10 @@ gemm4x6p_whole24:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6p_reduce23:
+gemm4x6p_reduce20:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum26
+	JZ      gemm4x6p_sum23
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z5, 64(AX)
@@ -7768,123 +7528,83 @@ gemm4x6p_reduce23:
 	VMOVUPS Z9, 1088(AX)
 	VMOVUPS Z14, 1152(AX)
 	VMOVUPS Z19, 1216(AX)
-	JMP     gemm4x6p_reduced25
+	JMP     gemm4x6p_reduced22
 
-gemm4x6p_sum26:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y20
-	VADDPS        Y20, Y0, Y20
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y5
-	VADDPS        Y5, Y10, Y5
-	VEXTRACTF32X8 $0x01, Z15, Y10
-	VADDPS        Y10, Y15, Y10
-	VSHUFPS       $0x88, Y0, Y20, Y15
-	VSHUFPS       $0xdd, Y0, Y20, Y0
-	VADDPS        Y0, Y15, Y20
-	VSHUFPS       $0x88, Y10, Y5, Y0
-	VSHUFPS       $0xdd, Y10, Y5, Y5
-	VADDPS        Y5, Y0, Y5
-	VSHUFPS       $0x88, Y5, Y20, Y0
-	VSHUFPS       $0xdd, Y5, Y20, Y5
-	VADDPS        Y5, Y0, Y20
-	VEXTRACTF32X4 $0x01, Y20, X0
-	VADDPS        X0, X20, X20
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias27
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X20, X20
+gemm4x6p_sum23:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias24
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
 
-gemm4x6p_nobias27:
-	VMOVUPS       X20, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y5
-	VADDPS        Y5, Y11, Y5
-	VEXTRACTF32X8 $0x01, Z16, Y6
-	VADDPS        Y6, Y16, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y10
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y10, Y0
-	VSHUFPS       $0x88, Y6, Y5, Y1
-	VSHUFPS       $0xdd, Y6, Y5, Y5
-	VADDPS        Y5, Y1, Y5
-	VSHUFPS       $0x88, Y5, Y0, Y1
-	VSHUFPS       $0xdd, Y5, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias28
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6p_nobias24:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias25
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6p_nobias28:
+gemm4x6p_nobias25:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z12, Y2
-	VADDPS        Y2, Y12, Y2
-	VEXTRACTF32X8 $0x01, Z17, Y5
-	VADDPS        Y5, Y17, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y5, Y2, Y1
-	VSHUFPS       $0xdd, Y5, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias29
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias29:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y2
-	VADDPS        Y2, Y13, Y2
-	VEXTRACTF32X8 $0x01, Z18, Y3
-	VADDPS        Y3, Y18, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias30
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias30:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
@@ -7907,14 +7627,14 @@ gemm4x6p_nobias30:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias31
+	JZ            gemm4x6p_nobias26
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6p_nobias31:
+gemm4x6p_nobias26:
 	VMOVUPS X0, (AX)
 
-gemm4x6p_reduced25:
+gemm4x6p_reduced22:
 	ADDQ   $0x00000500, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -7926,9 +7646,9 @@ gemm4x6p_reduced25:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm4x6p_skip18:
+gemm4x6p_skip15:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6p_skip32
+	JL   gemm4x6p_skip27
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -7944,7 +7664,7 @@ gemm4x6p_skip18:
 	LEAQ    (SI)(SI*2), R9
 	MOVQ    flags+88(FP), R10
 	TESTQ   $0x00000001, R10
-	JZ      gemm4x6p_fresh33
+	JZ      gemm4x6p_fresh28
 	MOVQ    48(SP), R10
 	VMOVUPS (R10), Z0
 	VMOVUPS 64(R10), Z4
@@ -7962,9 +7682,9 @@ gemm4x6p_skip18:
 	VMOVUPS 832(R10), Z7
 	VMOVUPS 896(R10), Z11
 	VMOVUPS 960(R10), Z15
-	JMP     gemm4x6p_started34
+	JMP     gemm4x6p_started29
 
-gemm4x6p_fresh33:
+gemm4x6p_fresh28:
 	VMOVUPS zeros<>+0(SB), Z15
 	VMOVAPS Z15, Z0
 	VMOVAPS Z15, Z1
@@ -7983,12 +7703,12 @@ gemm4x6p_fresh33:
 	VMOVAPS Z15, Z14
 	VMOVAPS Z15, Z15
 
-gemm4x6p_started34:
+gemm4x6p_started29:
 	MOVQ k+56(FP), R10
 	SHRQ $0x04, R10
-	JZ   gemm4x6p_tail36
+	JZ   gemm4x6p_tail31
 
-gemm4x6p_cols35:
+gemm4x6p_cols30:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -8021,20 +7741,20 @@ gemm4x6p_cols35:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R10
-	JNZ         gemm4x6p_cols35
+	JNZ         gemm4x6p_cols30
 
-gemm4x6p_tail36:
+gemm4x6p_tail31:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6p_reduce37
+	JZ    gemm4x6p_reduce32
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6p_whole38
+	JGE   gemm4x6p_whole33
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6p_whole38:
+gemm4x6p_whole33:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -8060,10 +7780,10 @@ gemm4x6p_whole38:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6p_reduce37:
+gemm4x6p_reduce32:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum40
+	JZ      gemm4x6p_sum35
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z4, 64(AX)
@@ -8081,125 +7801,85 @@ gemm4x6p_reduce37:
 	VMOVUPS Z7, 832(AX)
 	VMOVUPS Z11, 896(AX)
 	VMOVUPS Z15, 960(AX)
-	JMP     gemm4x6p_reduced39
+	JMP     gemm4x6p_reduced34
 
-gemm4x6p_sum40:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y16
-	VADDPS        Y16, Y0, Y16
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y4
-	VADDPS        Y4, Y8, Y4
-	VEXTRACTF32X8 $0x01, Z12, Y8
-	VADDPS        Y8, Y12, Y8
-	VSHUFPS       $0x88, Y0, Y16, Y12
-	VSHUFPS       $0xdd, Y0, Y16, Y0
-	VADDPS        Y0, Y12, Y16
-	VSHUFPS       $0x88, Y8, Y4, Y0
-	VSHUFPS       $0xdd, Y8, Y4, Y4
-	VADDPS        Y4, Y0, Y4
-	VSHUFPS       $0x88, Y4, Y16, Y0
-	VSHUFPS       $0xdd, Y4, Y16, Y4
-	VADDPS        Y4, Y0, Y16
-	VEXTRACTF32X4 $0x01, Y16, X0
-	VADDPS        X0, X16, X16
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias41
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X16, X16
+gemm4x6p_sum35:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias36
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
 
-gemm4x6p_nobias41:
-	VMOVUPS       X16, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z5, Y1
-	VADDPS        Y1, Y5, Y1
-	VEXTRACTF32X8 $0x01, Z9, Y4
-	VADDPS        Y4, Y9, Y4
-	VEXTRACTF32X8 $0x01, Z13, Y5
-	VADDPS        Y5, Y13, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y8
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y8, Y0
-	VSHUFPS       $0x88, Y5, Y4, Y1
-	VSHUFPS       $0xdd, Y5, Y4, Y4
-	VADDPS        Y4, Y1, Y4
-	VSHUFPS       $0x88, Y4, Y0, Y1
-	VSHUFPS       $0xdd, Y4, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias42
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6p_nobias36:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias37
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6p_nobias42:
+gemm4x6p_nobias37:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z10, Y2
-	VADDPS        Y2, Y10, Y2
-	VEXTRACTF32X8 $0x01, Z14, Y4
-	VADDPS        Y4, Y14, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y4, Y2, Y1
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias43
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 
-gemm4x6p_nobias43:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y2
-	VADDPS        Y2, Y11, Y2
-	VEXTRACTF32X8 $0x01, Z15, Y3
-	VADDPS        Y3, Y15, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias44
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6p_nobias44:
-	VMOVUPS X0, (AX)
-
-gemm4x6p_reduced39:
+gemm4x6p_reduced34:
 	ADDQ   $0x00000400, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -8211,9 +7891,9 @@ gemm4x6p_reduced39:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm4x6p_skip32:
+gemm4x6p_skip27:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6p_skip45
+	JL   gemm4x6p_skip38
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -8228,7 +7908,7 @@ gemm4x6p_skip32:
 	LEAQ    (BX)(BX*2), R8
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm4x6p_fresh46
+	JZ      gemm4x6p_fresh39
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z3
@@ -8242,9 +7922,9 @@ gemm4x6p_skip32:
 	VMOVUPS 576(R9), Z5
 	VMOVUPS 640(R9), Z8
 	VMOVUPS 704(R9), Z11
-	JMP     gemm4x6p_started47
+	JMP     gemm4x6p_started40
 
-gemm4x6p_fresh46:
+gemm4x6p_fresh39:
 	VMOVUPS zeros<>+0(SB), Z11
 	VMOVAPS Z11, Z0
 	VMOVAPS Z11, Z1
@@ -8259,12 +7939,12 @@ gemm4x6p_fresh46:
 	VMOVAPS Z11, Z10
 	VMOVAPS Z11, Z11
 
-gemm4x6p_started47:
+gemm4x6p_started40:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm4x6p_tail49
+	JZ   gemm4x6p_tail42
 
-gemm4x6p_cols48:
+gemm4x6p_cols41:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -8292,20 +7972,20 @@ gemm4x6p_cols48:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6p_cols48
+	JNZ         gemm4x6p_cols41
 
-gemm4x6p_tail49:
+gemm4x6p_tail42:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6p_reduce50
+	JZ    gemm4x6p_reduce43
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6p_whole51
+	JGE   gemm4x6p_whole44
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6p_whole51:
+gemm4x6p_whole44:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -8326,10 +8006,10 @@ gemm4x6p_whole51:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6p_reduce50:
+gemm4x6p_reduce43:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum53
+	JZ      gemm4x6p_sum46
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z3, 64(AX)
@@ -8343,67 +8023,47 @@ gemm4x6p_reduce50:
 	VMOVUPS Z5, 576(AX)
 	VMOVUPS Z8, 640(AX)
 	VMOVUPS Z11, 704(AX)
-	JMP     gemm4x6p_reduced52
+	JMP     gemm4x6p_reduced45
 
-gemm4x6p_sum53:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y12
-	VADDPS        Y12, Y0, Y12
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y3
-	VADDPS        Y3, Y6, Y3
-	VEXTRACTF32X8 $0x01, Z9, Y6
-	VADDPS        Y6, Y9, Y6
-	VSHUFPS       $0x88, Y0, Y12, Y9
-	VSHUFPS       $0xdd, Y0, Y12, Y0
-	VADDPS        Y0, Y9, Y12
-	VSHUFPS       $0x88, Y6, Y3, Y0
-	VSHUFPS       $0xdd, Y6, Y3, Y3
-	VADDPS        Y3, Y0, Y3
-	VSHUFPS       $0x88, Y3, Y12, Y0
-	VSHUFPS       $0xdd, Y3, Y12, Y3
-	VADDPS        Y3, Y0, Y12
-	VEXTRACTF32X4 $0x01, Y12, X0
-	VADDPS        X0, X12, X12
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias54
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X12, X12
+gemm4x6p_sum46:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias47
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
 
-gemm4x6p_nobias54:
+gemm4x6p_nobias47:
 	VMOVUPS       X12, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y1
-	VADDPS        Y1, Y4, Y1
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VEXTRACTF32X8 $0x01, Z10, Y4
-	VADDPS        Y4, Y10, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y4, Y3, Y1
-	VSHUFPS       $0xdd, Y4, Y3, Y3
-	VADDPS        Y3, Y1, Y3
-	VSHUFPS       $0x88, Y3, Y0, Y1
-	VSHUFPS       $0xdd, Y3, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias55
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6p_nobias55:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y12, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
@@ -8426,14 +8086,14 @@ gemm4x6p_nobias55:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias56
+	JZ            gemm4x6p_nobias48
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6p_nobias56:
+gemm4x6p_nobias48:
 	VMOVUPS X0, (AX)
 
-gemm4x6p_reduced52:
+gemm4x6p_reduced45:
 	ADDQ   $0x00000300, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -8445,9 +8105,9 @@ gemm4x6p_reduced52:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm4x6p_skip45:
+gemm4x6p_skip38:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6p_skip57
+	JL   gemm4x6p_skip49
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -8462,7 +8122,7 @@ gemm4x6p_skip45:
 	LEAQ    (BX)(BX*2), R8
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm4x6p_fresh58
+	JZ      gemm4x6p_fresh50
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z2
@@ -8472,9 +8132,9 @@ gemm4x6p_skip45:
 	VMOVUPS 320(R9), Z3
 	VMOVUPS 384(R9), Z5
 	VMOVUPS 448(R9), Z7
-	JMP     gemm4x6p_started59
+	JMP     gemm4x6p_started51
 
-gemm4x6p_fresh58:
+gemm4x6p_fresh50:
 	VMOVUPS zeros<>+0(SB), Z7
 	VMOVAPS Z7, Z0
 	VMOVAPS Z7, Z1
@@ -8485,12 +8145,12 @@ gemm4x6p_fresh58:
 	VMOVAPS Z7, Z6
 	VMOVAPS Z7, Z7
 
-gemm4x6p_started59:
+gemm4x6p_started51:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm4x6p_tail61
+	JZ   gemm4x6p_tail53
 
-gemm4x6p_cols60:
+gemm4x6p_cols52:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -8513,20 +8173,20 @@ gemm4x6p_cols60:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        R9
-	JNZ         gemm4x6p_cols60
+	JNZ         gemm4x6p_cols52
 
-gemm4x6p_tail61:
+gemm4x6p_tail53:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6p_reduce62
+	JZ    gemm4x6p_reduce54
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6p_whole63
+	JGE   gemm4x6p_whole55
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6p_whole63:
+gemm4x6p_whole55:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -8542,10 +8202,10 @@ gemm4x6p_whole63:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6p_reduce62:
+gemm4x6p_reduce54:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum65
+	JZ      gemm4x6p_sum57
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z2, 64(AX)
@@ -8555,69 +8215,49 @@ gemm4x6p_reduce62:
 	VMOVUPS Z3, 320(AX)
 	VMOVUPS Z5, 384(AX)
 	VMOVUPS Z7, 448(AX)
-	JMP     gemm4x6p_reduced64
+	JMP     gemm4x6p_reduced56
 
-gemm4x6p_sum65:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y8
-	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y2
-	VADDPS        Y2, Y4, Y2
-	VEXTRACTF32X8 $0x01, Z6, Y4
-	VADDPS        Y4, Y6, Y4
-	VSHUFPS       $0x88, Y0, Y8, Y6
-	VSHUFPS       $0xdd, Y0, Y8, Y0
-	VADDPS        Y0, Y6, Y8
-	VSHUFPS       $0x88, Y4, Y2, Y0
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y0, Y2
-	VSHUFPS       $0x88, Y2, Y8, Y0
-	VSHUFPS       $0xdd, Y2, Y8, Y2
-	VADDPS        Y2, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X8
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6p_nobias66
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X8, X8
+gemm4x6p_sum57:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6p_nobias58
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
 
-gemm4x6p_nobias66:
+gemm4x6p_nobias58:
 	VMOVUPS       X8, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z3, Y1
-	VADDPS        Y1, Y3, Y1
-	VEXTRACTF32X8 $0x01, Z5, Y2
-	VADDPS        Y2, Y5, Y2
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias67
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
+	VEXTRACTF32X4 $0x01, Y8, (AX)
 
-gemm4x6p_nobias67:
-	VMOVUPS X0, (AX)
-
-gemm4x6p_reduced64:
+gemm4x6p_reduced56:
 	ADDQ   $0x00000200, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -8629,9 +8269,9 @@ gemm4x6p_reduced64:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4x6p_skip57:
+gemm4x6p_skip49:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6p_skip68
+	JL   gemm4x6p_skip59
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -8646,27 +8286,27 @@ gemm4x6p_skip57:
 	LEAQ    (DX)(DX*2), DI
 	MOVQ    flags+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JZ      gemm4x6p_fresh69
+	JZ      gemm4x6p_fresh60
 	MOVQ    48(SP), R8
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z1
 	VMOVUPS 128(R8), Z2
 	VMOVUPS 192(R8), Z3
-	JMP     gemm4x6p_started70
+	JMP     gemm4x6p_started61
 
-gemm4x6p_fresh69:
+gemm4x6p_fresh60:
 	VMOVUPS zeros<>+0(SB), Z3
 	VMOVAPS Z3, Z0
 	VMOVAPS Z3, Z1
 	VMOVAPS Z3, Z2
 	VMOVAPS Z3, Z3
 
-gemm4x6p_started70:
+gemm4x6p_started61:
 	MOVQ k+56(FP), R8
 	SHRQ $0x04, R8
-	JZ   gemm4x6p_tail72
+	JZ   gemm4x6p_tail63
 
-gemm4x6p_cols71:
+gemm4x6p_cols62:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -8684,20 +8324,20 @@ gemm4x6p_cols71:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        R8
-	JNZ         gemm4x6p_cols71
+	JNZ         gemm4x6p_cols62
 
-gemm4x6p_tail72:
+gemm4x6p_tail63:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6p_reduce73
+	JZ    gemm4x6p_reduce64
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6p_whole74
+	JGE   gemm4x6p_whole65
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6p_whole74:
+gemm4x6p_whole65:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -8708,18 +8348,18 @@ gemm4x6p_whole74:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6p_reduce73:
+gemm4x6p_reduce64:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6p_sum76
+	JZ      gemm4x6p_sum67
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	JMP     gemm4x6p_reduced75
+	JMP     gemm4x6p_reduced66
 
-gemm4x6p_sum76:
+gemm4x6p_sum67:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -8744,14 +8384,14 @@ gemm4x6p_sum76:
 	VADDPS        X0, X4, X4
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6p_nobias77
+	JZ            gemm4x6p_nobias68
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X4, X4
 
-gemm4x6p_nobias77:
+gemm4x6p_nobias68:
 	VMOVUPS X4, (AX)
 
-gemm4x6p_reduced75:
+gemm4x6p_reduced66:
 	ADDQ   $0x00000100, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -8763,7 +8403,7 @@ gemm4x6p_reduced75:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4x6p_skip68:
+gemm4x6p_skip59:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
@@ -8927,190 +8567,130 @@ gemm4x6n_whole9:
 	VFMADD231PS Z28, Z27, K1, Z23
 
 gemm4x6n_reduce8:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y24
-	VADDPS        Y24, Y0, Y24
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y6
-	VADDPS        Y6, Y12, Y6
-	VEXTRACTF32X8 $0x01, Z18, Y12
-	VADDPS        Y12, Y18, Y12
-	VSHUFPS       $0x88, Y0, Y24, Y18
-	VSHUFPS       $0xdd, Y0, Y24, Y0
-	VADDPS        Y0, Y18, Y24
-	VSHUFPS       $0x88, Y12, Y6, Y0
-	VSHUFPS       $0xdd, Y12, Y6, Y6
-	VADDPS        Y6, Y0, Y6
-	VSHUFPS       $0x88, Y6, Y24, Y0
-	VSHUFPS       $0xdd, Y6, Y24, Y6
-	VADDPS        Y6, Y0, Y24
-	VEXTRACTF32X4 $0x01, Y24, X0
-	VADDPS        X0, X24, X24
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias11
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X24, X24
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias11
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
 
 gemm4x6n_nobias11:
-	VMOVUPS       X24, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y6
-	VADDPS        Y6, Y13, Y6
-	VEXTRACTF32X8 $0x01, Z19, Y7
-	VADDPS        Y7, Y19, Y7
-	VSHUFPS       $0x88, Y1, Y0, Y12
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y12, Y0
-	VSHUFPS       $0x88, Y7, Y6, Y1
-	VSHUFPS       $0xdd, Y7, Y6, Y6
-	VADDPS        Y6, Y1, Y6
-	VSHUFPS       $0x88, Y6, Y0, Y1
-	VSHUFPS       $0xdd, Y6, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias12
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6n_nobias12:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z14, Y2
-	VADDPS        Y2, Y14, Y2
-	VEXTRACTF32X8 $0x01, Z20, Y6
-	VADDPS        Y6, Y20, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y7
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y7, Y0
-	VSHUFPS       $0x88, Y6, Y2, Y1
-	VSHUFPS       $0xdd, Y6, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias13
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6n_nobias13:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z9, Y1
-	VADDPS        Y1, Y9, Y1
-	VEXTRACTF32X8 $0x01, Z15, Y2
-	VADDPS        Y2, Y15, Y2
-	VEXTRACTF32X8 $0x01, Z21, Y3
-	VADDPS        Y3, Y21, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias14
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias14:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z16, Y2
-	VADDPS        Y2, Y16, Y2
-	VEXTRACTF32X8 $0x01, Z22, Y3
-	VADDPS        Y3, Y22, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias15
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias15:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VEXTRACTF32X8 $0x01, Z23, Y3
-	VADDPS        Y3, Y23, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias16
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6n_nobias16:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x06, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x06, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x06, 40(SP)
-	JMP     gemm4x6n_tokens2
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x06, 40(SP)
+	JMP           gemm4x6n_tokens2
 
 gemm4x6n_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6n_skip17
+	JL   gemm4x6n_skip14
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -9145,9 +8725,9 @@ gemm4x6n_tokens_done3:
 	VMOVAPS Z19, Z19
 	MOVQ    k+56(FP), R9
 	SHRQ    $0x04, R9
-	JZ      gemm4x6n_tail21
+	JZ      gemm4x6n_tail18
 
-gemm4x6n_cols20:
+gemm4x6n_cols17:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -9181,21 +8761,21 @@ gemm4x6n_cols20:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm4x6n_cols20
+	JNZ         gemm4x6n_cols17
 
-gemm4x6n_tail21:
+gemm4x6n_tail18:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6n_reduce22
+	JZ    gemm4x6n_reduce19
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6n_whole23
+	JGE   gemm4x6n_whole20
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6n_whole23:
+gemm4x6n_whole20:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -9226,121 +8806,81 @@ gemm4x6n_whole23:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6n_reduce22:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y20
-	VADDPS        Y20, Y0, Y20
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y5
-	VADDPS        Y5, Y10, Y5
-	VEXTRACTF32X8 $0x01, Z15, Y10
-	VADDPS        Y10, Y15, Y10
-	VSHUFPS       $0x88, Y0, Y20, Y15
-	VSHUFPS       $0xdd, Y0, Y20, Y0
-	VADDPS        Y0, Y15, Y20
-	VSHUFPS       $0x88, Y10, Y5, Y0
-	VSHUFPS       $0xdd, Y10, Y5, Y5
-	VADDPS        Y5, Y0, Y5
-	VSHUFPS       $0x88, Y5, Y20, Y0
-	VSHUFPS       $0xdd, Y5, Y20, Y5
-	VADDPS        Y5, Y0, Y20
-	VEXTRACTF32X4 $0x01, Y20, X0
-	VADDPS        X0, X20, X20
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias25
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X20, X20
+gemm4x6n_reduce19:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias22
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
 
-gemm4x6n_nobias25:
-	VMOVUPS       X20, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y5
-	VADDPS        Y5, Y11, Y5
-	VEXTRACTF32X8 $0x01, Z16, Y6
-	VADDPS        Y6, Y16, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y10
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y10, Y0
-	VSHUFPS       $0x88, Y6, Y5, Y1
-	VSHUFPS       $0xdd, Y6, Y5, Y5
-	VADDPS        Y5, Y1, Y5
-	VSHUFPS       $0x88, Y5, Y0, Y1
-	VSHUFPS       $0xdd, Y5, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias26
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6n_nobias22:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias23
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6n_nobias26:
+gemm4x6n_nobias23:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z12, Y2
-	VADDPS        Y2, Y12, Y2
-	VEXTRACTF32X8 $0x01, Z17, Y5
-	VADDPS        Y5, Y17, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y5, Y2, Y1
-	VSHUFPS       $0xdd, Y5, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias27
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias27:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y2
-	VADDPS        Y2, Y13, Y2
-	VEXTRACTF32X8 $0x01, Z18, Y3
-	VADDPS        Y3, Y18, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias28
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias28:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
@@ -9363,11 +8903,11 @@ gemm4x6n_nobias28:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias29
+	JZ            gemm4x6n_nobias24
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6n_nobias29:
+gemm4x6n_nobias24:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -9379,9 +8919,9 @@ gemm4x6n_nobias29:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x05, 40(SP)
 
-gemm4x6n_skip17:
+gemm4x6n_skip14:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6n_skip30
+	JL   gemm4x6n_skip25
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -9411,9 +8951,9 @@ gemm4x6n_skip17:
 	VMOVAPS Z15, Z15
 	MOVQ    k+56(FP), R8
 	SHRQ    $0x04, R8
-	JZ      gemm4x6n_tail34
+	JZ      gemm4x6n_tail29
 
-gemm4x6n_cols33:
+gemm4x6n_cols28:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -9441,20 +8981,20 @@ gemm4x6n_cols33:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R8
-	JNZ         gemm4x6n_cols33
+	JNZ         gemm4x6n_cols28
 
-gemm4x6n_tail34:
+gemm4x6n_tail29:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6n_reduce35
+	JZ    gemm4x6n_reduce30
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6n_whole36
+	JGE   gemm4x6n_whole31
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6n_whole36:
+gemm4x6n_whole31:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -9480,134 +9020,94 @@ gemm4x6n_whole36:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6n_reduce35:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y16
-	VADDPS        Y16, Y0, Y16
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y4
-	VADDPS        Y4, Y8, Y4
-	VEXTRACTF32X8 $0x01, Z12, Y8
-	VADDPS        Y8, Y12, Y8
-	VSHUFPS       $0x88, Y0, Y16, Y12
-	VSHUFPS       $0xdd, Y0, Y16, Y0
-	VADDPS        Y0, Y12, Y16
-	VSHUFPS       $0x88, Y8, Y4, Y0
-	VSHUFPS       $0xdd, Y8, Y4, Y4
-	VADDPS        Y4, Y0, Y4
-	VSHUFPS       $0x88, Y4, Y16, Y0
-	VSHUFPS       $0xdd, Y4, Y16, Y4
-	VADDPS        Y4, Y0, Y16
-	VEXTRACTF32X4 $0x01, Y16, X0
-	VADDPS        X0, X16, X16
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias38
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X16, X16
+gemm4x6n_reduce30:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias33
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
 
-gemm4x6n_nobias38:
-	VMOVUPS       X16, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z5, Y1
-	VADDPS        Y1, Y5, Y1
-	VEXTRACTF32X8 $0x01, Z9, Y4
-	VADDPS        Y4, Y9, Y4
-	VEXTRACTF32X8 $0x01, Z13, Y5
-	VADDPS        Y5, Y13, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y8
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y8, Y0
-	VSHUFPS       $0x88, Y5, Y4, Y1
-	VSHUFPS       $0xdd, Y5, Y4, Y4
-	VADDPS        Y4, Y1, Y4
-	VSHUFPS       $0x88, Y4, Y0, Y1
-	VSHUFPS       $0xdd, Y4, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias39
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6n_nobias33:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias34
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6n_nobias39:
+gemm4x6n_nobias34:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z10, Y2
-	VADDPS        Y2, Y10, Y2
-	VEXTRACTF32X8 $0x01, Z14, Y4
-	VADDPS        Y4, Y14, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y4, Y2, Y1
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias40
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x04, 40(SP)
 
-gemm4x6n_nobias40:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y2
-	VADDPS        Y2, Y11, Y2
-	VEXTRACTF32X8 $0x01, Z15, Y3
-	VADDPS        Y3, Y15, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias41
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6n_nobias41:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x04, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x04, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x04, 40(SP)
-
-gemm4x6n_skip30:
+gemm4x6n_skip25:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6n_skip42
+	JL   gemm4x6n_skip35
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -9632,9 +9132,9 @@ gemm4x6n_skip30:
 	VMOVAPS Z11, Z11
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm4x6n_tail46
+	JZ      gemm4x6n_tail39
 
-gemm4x6n_cols45:
+gemm4x6n_cols38:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -9657,20 +9157,20 @@ gemm4x6n_cols45:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm4x6n_cols45
+	JNZ         gemm4x6n_cols38
 
-gemm4x6n_tail46:
+gemm4x6n_tail39:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6n_reduce47
+	JZ    gemm4x6n_reduce40
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6n_whole48
+	JGE   gemm4x6n_whole41
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6n_whole48:
+gemm4x6n_whole41:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -9691,65 +9191,45 @@ gemm4x6n_whole48:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6n_reduce47:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y12
-	VADDPS        Y12, Y0, Y12
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y3
-	VADDPS        Y3, Y6, Y3
-	VEXTRACTF32X8 $0x01, Z9, Y6
-	VADDPS        Y6, Y9, Y6
-	VSHUFPS       $0x88, Y0, Y12, Y9
-	VSHUFPS       $0xdd, Y0, Y12, Y0
-	VADDPS        Y0, Y9, Y12
-	VSHUFPS       $0x88, Y6, Y3, Y0
-	VSHUFPS       $0xdd, Y6, Y3, Y3
-	VADDPS        Y3, Y0, Y3
-	VSHUFPS       $0x88, Y3, Y12, Y0
-	VSHUFPS       $0xdd, Y3, Y12, Y3
-	VADDPS        Y3, Y0, Y12
-	VEXTRACTF32X4 $0x01, Y12, X0
-	VADDPS        X0, X12, X12
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias50
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X12, X12
+gemm4x6n_reduce40:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias43
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
 
-gemm4x6n_nobias50:
+gemm4x6n_nobias43:
 	VMOVUPS       X12, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y1
-	VADDPS        Y1, Y4, Y1
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VEXTRACTF32X8 $0x01, Z10, Y4
-	VADDPS        Y4, Y10, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y4, Y3, Y1
-	VSHUFPS       $0xdd, Y4, Y3, Y3
-	VADDPS        Y3, Y1, Y3
-	VSHUFPS       $0x88, Y3, Y0, Y1
-	VSHUFPS       $0xdd, Y3, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias51
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6n_nobias51:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y12, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
@@ -9772,11 +9252,11 @@ gemm4x6n_nobias51:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias52
+	JZ            gemm4x6n_nobias44
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6n_nobias52:
+gemm4x6n_nobias44:
 	VMOVUPS X0, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -9788,9 +9268,9 @@ gemm4x6n_nobias52:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x03, 40(SP)
 
-gemm4x6n_skip42:
+gemm4x6n_skip35:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6n_skip53
+	JL   gemm4x6n_skip45
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -9811,9 +9291,9 @@ gemm4x6n_skip42:
 	VMOVAPS Z7, Z7
 	MOVQ    k+56(FP), DI
 	SHRQ    $0x04, DI
-	JZ      gemm4x6n_tail57
+	JZ      gemm4x6n_tail49
 
-gemm4x6n_cols56:
+gemm4x6n_cols48:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -9831,20 +9311,20 @@ gemm4x6n_cols56:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm4x6n_cols56
+	JNZ         gemm4x6n_cols48
 
-gemm4x6n_tail57:
+gemm4x6n_tail49:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6n_reduce58
+	JZ    gemm4x6n_reduce50
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6n_whole59
+	JGE   gemm4x6n_whole51
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6n_whole59:
+gemm4x6n_whole51:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -9860,78 +9340,58 @@ gemm4x6n_whole59:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6n_reduce58:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y8
-	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y2
-	VADDPS        Y2, Y4, Y2
-	VEXTRACTF32X8 $0x01, Z6, Y4
-	VADDPS        Y4, Y6, Y4
-	VSHUFPS       $0x88, Y0, Y8, Y6
-	VSHUFPS       $0xdd, Y0, Y8, Y0
-	VADDPS        Y0, Y6, Y8
-	VSHUFPS       $0x88, Y4, Y2, Y0
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y0, Y2
-	VSHUFPS       $0x88, Y2, Y8, Y0
-	VSHUFPS       $0xdd, Y2, Y8, Y2
-	VADDPS        Y2, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X8
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6n_nobias61
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X8, X8
+gemm4x6n_reduce50:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6n_nobias53
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
 
-gemm4x6n_nobias61:
+gemm4x6n_nobias53:
 	VMOVUPS       X8, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z3, Y1
-	VADDPS        Y1, Y3, Y1
-	VEXTRACTF32X8 $0x01, Z5, Y2
-	VADDPS        Y2, Y5, Y2
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias62
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
+	VEXTRACTF32X4 $0x01, Y8, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x02, 40(SP)
 
-gemm4x6n_nobias62:
-	VMOVUPS X0, (AX)
-	MOVQ    ldd+8(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x02, AX, AX
-	ADDQ    AX, 32(SP)
-	MOVQ    ldx+24(FP), AX
-	SHLQ    $0x02, AX
-	IMUL3Q  $0x02, AX, AX
-	ADDQ    AX, 24(SP)
-	SUBQ    $0x02, 40(SP)
-
-gemm4x6n_skip53:
+gemm4x6n_skip45:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6n_skip63
+	JL   gemm4x6n_skip54
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -9948,9 +9408,9 @@ gemm4x6n_skip53:
 	VMOVAPS Z3, Z3
 	MOVQ    k+56(FP), SI
 	SHRQ    $0x04, SI
-	JZ      gemm4x6n_tail67
+	JZ      gemm4x6n_tail58
 
-gemm4x6n_cols66:
+gemm4x6n_cols57:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -9963,20 +9423,20 @@ gemm4x6n_cols66:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        SI
-	JNZ         gemm4x6n_cols66
+	JNZ         gemm4x6n_cols57
 
-gemm4x6n_tail67:
+gemm4x6n_tail58:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6n_reduce68
+	JZ    gemm4x6n_reduce59
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6n_whole69
+	JGE   gemm4x6n_whole60
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6n_whole69:
+gemm4x6n_whole60:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -9987,7 +9447,7 @@ gemm4x6n_whole69:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6n_reduce68:
+gemm4x6n_reduce59:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -10012,11 +9472,11 @@ gemm4x6n_reduce68:
 	VADDPS        X0, X4, X4
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6n_nobias71
+	JZ            gemm4x6n_nobias62
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X4, X4
 
-gemm4x6n_nobias71:
+gemm4x6n_nobias62:
 	VMOVUPS X4, (AX)
 	MOVQ    ldd+8(FP), AX
 	SHLQ    $0x02, AX
@@ -10028,7 +9488,7 @@ gemm4x6n_nobias71:
 	ADDQ    AX, 24(SP)
 	SUBQ    $0x01, 40(SP)
 
-gemm4x6n_skip63:
+gemm4x6n_skip54:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
@@ -10258,176 +9718,116 @@ gemm4x6pn_reduce8:
 	JMP     gemm4x6pn_reduced10
 
 gemm4x6pn_sum11:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y24
-	VADDPS        Y24, Y0, Y24
-	VEXTRACTF32X8 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X8 $0x01, Z12, Y6
-	VADDPS        Y6, Y12, Y6
-	VEXTRACTF32X8 $0x01, Z18, Y12
-	VADDPS        Y12, Y18, Y12
-	VSHUFPS       $0x88, Y0, Y24, Y18
-	VSHUFPS       $0xdd, Y0, Y24, Y0
-	VADDPS        Y0, Y18, Y24
-	VSHUFPS       $0x88, Y12, Y6, Y0
-	VSHUFPS       $0xdd, Y12, Y6, Y6
-	VADDPS        Y6, Y0, Y6
-	VSHUFPS       $0x88, Y6, Y24, Y0
-	VSHUFPS       $0xdd, Y6, Y24, Y6
-	VADDPS        Y6, Y0, Y24
-	VEXTRACTF32X4 $0x01, Y24, X0
-	VADDPS        X0, X24, X24
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias12
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X24, X24
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
 
 gemm4x6pn_nobias12:
-	VMOVUPS       X24, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y6
-	VADDPS        Y6, Y13, Y6
-	VEXTRACTF32X8 $0x01, Z19, Y7
-	VADDPS        Y7, Y19, Y7
-	VSHUFPS       $0x88, Y1, Y0, Y12
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y12, Y0
-	VSHUFPS       $0x88, Y7, Y6, Y1
-	VSHUFPS       $0xdd, Y7, Y6, Y6
-	VADDPS        Y6, Y1, Y6
-	VSHUFPS       $0x88, Y6, Y0, Y1
-	VSHUFPS       $0xdd, Y6, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias13
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6pn_nobias13:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z14, Y2
-	VADDPS        Y2, Y14, Y2
-	VEXTRACTF32X8 $0x01, Z20, Y6
-	VADDPS        Y6, Y20, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y7
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y7, Y0
-	VSHUFPS       $0x88, Y6, Y2, Y1
-	VSHUFPS       $0xdd, Y6, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias14
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias14
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
 gemm4x6pn_nobias14:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z9, Y1
-	VADDPS        Y1, Y9, Y1
-	VEXTRACTF32X8 $0x01, Z15, Y2
-	VADDPS        Y2, Y15, Y2
-	VEXTRACTF32X8 $0x01, Z21, Y3
-	VADDPS        Y3, Y21, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias15
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias15:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y1
-	VADDPS        Y1, Y10, Y1
-	VEXTRACTF32X8 $0x01, Z16, Y2
-	VADDPS        Y2, Y16, Y2
-	VEXTRACTF32X8 $0x01, Z22, Y3
-	VADDPS        Y3, Y22, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias16
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias16:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z11, Y1
-	VADDPS        Y1, Y11, Y1
-	VEXTRACTF32X8 $0x01, Z17, Y2
-	VADDPS        Y2, Y17, Y2
-	VEXTRACTF32X8 $0x01, Z23, Y3
-	VADDPS        Y3, Y23, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias17
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6pn_nobias17:
-	VMOVUPS X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 
 gemm4x6pn_reduced10:
 	ADDQ   $0x00000600, 48(SP)
@@ -10444,7 +9844,7 @@ gemm4x6pn_reduced10:
 
 gemm4x6pn_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm4x6pn_skip18
+	JL   gemm4x6pn_skip15
 
 	// 4 rows × 5 tokens
 	MOVQ    24(SP), AX
@@ -10458,7 +9858,7 @@ gemm4x6pn_tokens_done3:
 	LEAQ    (DI)(DI*2), R8
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JZ      gemm4x6pn_fresh19
+	JZ      gemm4x6pn_fresh16
 	MOVQ    48(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z5
@@ -10480,9 +9880,9 @@ gemm4x6pn_tokens_done3:
 	VMOVUPS 1088(R9), Z9
 	VMOVUPS 1152(R9), Z14
 	VMOVUPS 1216(R9), Z19
-	JMP     gemm4x6pn_started20
+	JMP     gemm4x6pn_started17
 
-gemm4x6pn_fresh19:
+gemm4x6pn_fresh16:
 	VMOVUPS zeros<>+0(SB), Z19
 	VMOVAPS Z19, Z0
 	VMOVAPS Z19, Z1
@@ -10505,12 +9905,12 @@ gemm4x6pn_fresh19:
 	VMOVAPS Z19, Z18
 	VMOVAPS Z19, Z19
 
-gemm4x6pn_started20:
+gemm4x6pn_started17:
 	MOVQ k+56(FP), R9
 	SHRQ $0x04, R9
-	JZ   gemm4x6pn_tail22
+	JZ   gemm4x6pn_tail19
 
-gemm4x6pn_cols21:
+gemm4x6pn_cols18:
 	VMOVUPS     (SI), Z20
 	VMOVUPS     (SI)(DI*1), Z21
 	VMOVUPS     (SI)(DI*2), Z22
@@ -10544,21 +9944,21 @@ gemm4x6pn_cols21:
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
 	DECQ        R9
-	JNZ         gemm4x6pn_cols21
+	JNZ         gemm4x6pn_cols18
 
-gemm4x6pn_tail22:
+gemm4x6pn_tail19:
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
-	JZ    gemm4x6pn_reduce23
+	JZ    gemm4x6pn_reduce20
 	LEAQ  tailmasks<>+0(SB), R10
 	KMOVW (R10)(R9*2), K1
 	CMPQ  R9, $0x08
-	JGE   gemm4x6pn_whole24
+	JGE   gemm4x6pn_whole21
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 	ADDQ  $-32, SI
 
-gemm4x6pn_whole24:
+gemm4x6pn_whole21:
 	VMOVUPS.Z   (SI), K1, Z20
 	VMOVUPS.Z   (SI)(DI*1), K1, Z21
 	VMOVUPS.Z   (SI)(DI*2), K1, Z22
@@ -10589,10 +9989,10 @@ gemm4x6pn_whole24:
 	VFMADD231PS Z24, Z22, K1, Z14
 	VFMADD231PS Z24, Z23, K1, Z19
 
-gemm4x6pn_reduce23:
+gemm4x6pn_reduce20:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum26
+	JZ      gemm4x6pn_sum23
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z5, 64(AX)
@@ -10614,123 +10014,83 @@ gemm4x6pn_reduce23:
 	VMOVUPS Z9, 1088(AX)
 	VMOVUPS Z14, 1152(AX)
 	VMOVUPS Z19, 1216(AX)
-	JMP     gemm4x6pn_reduced25
+	JMP     gemm4x6pn_reduced22
 
-gemm4x6pn_sum26:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y20
-	VADDPS        Y20, Y0, Y20
-	VEXTRACTF32X8 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X8 $0x01, Z10, Y5
-	VADDPS        Y5, Y10, Y5
-	VEXTRACTF32X8 $0x01, Z15, Y10
-	VADDPS        Y10, Y15, Y10
-	VSHUFPS       $0x88, Y0, Y20, Y15
-	VSHUFPS       $0xdd, Y0, Y20, Y0
-	VADDPS        Y0, Y15, Y20
-	VSHUFPS       $0x88, Y10, Y5, Y0
-	VSHUFPS       $0xdd, Y10, Y5, Y5
-	VADDPS        Y5, Y0, Y5
-	VSHUFPS       $0x88, Y5, Y20, Y0
-	VSHUFPS       $0xdd, Y5, Y20, Y5
-	VADDPS        Y5, Y0, Y20
-	VEXTRACTF32X4 $0x01, Y20, X0
-	VADDPS        X0, X20, X20
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias27
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X20, X20
+gemm4x6pn_sum23:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias24
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
 
-gemm4x6pn_nobias27:
-	VMOVUPS       X20, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y5
-	VADDPS        Y5, Y11, Y5
-	VEXTRACTF32X8 $0x01, Z16, Y6
-	VADDPS        Y6, Y16, Y6
-	VSHUFPS       $0x88, Y1, Y0, Y10
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y10, Y0
-	VSHUFPS       $0x88, Y6, Y5, Y1
-	VSHUFPS       $0xdd, Y6, Y5, Y5
-	VADDPS        Y5, Y1, Y5
-	VSHUFPS       $0x88, Y5, Y0, Y1
-	VSHUFPS       $0xdd, Y5, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias28
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6pn_nobias24:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias25
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6pn_nobias28:
+gemm4x6pn_nobias25:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z12, Y2
-	VADDPS        Y2, Y12, Y2
-	VEXTRACTF32X8 $0x01, Z17, Y5
-	VADDPS        Y5, Y17, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y5, Y2, Y1
-	VSHUFPS       $0xdd, Y5, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias29
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias29:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y1
-	VADDPS        Y1, Y8, Y1
-	VEXTRACTF32X8 $0x01, Z13, Y2
-	VADDPS        Y2, Y13, Y2
-	VEXTRACTF32X8 $0x01, Z18, Y3
-	VADDPS        Y3, Y18, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias30
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias30:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
@@ -10753,14 +10113,14 @@ gemm4x6pn_nobias30:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias31
+	JZ            gemm4x6pn_nobias26
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6pn_nobias31:
+gemm4x6pn_nobias26:
 	VMOVUPS X0, (AX)
 
-gemm4x6pn_reduced25:
+gemm4x6pn_reduced22:
 	ADDQ   $0x00000500, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -10772,9 +10132,9 @@ gemm4x6pn_reduced25:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm4x6pn_skip18:
+gemm4x6pn_skip15:
 	CMPQ 40(SP), $0x04
-	JL   gemm4x6pn_skip32
+	JL   gemm4x6pn_skip27
 
 	// 4 rows × 4 tokens
 	MOVQ    24(SP), AX
@@ -10787,7 +10147,7 @@ gemm4x6pn_skip18:
 	LEAQ    (SI)(SI*2), DI
 	MOVQ    flags+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JZ      gemm4x6pn_fresh33
+	JZ      gemm4x6pn_fresh28
 	MOVQ    48(SP), R8
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z4
@@ -10805,9 +10165,9 @@ gemm4x6pn_skip18:
 	VMOVUPS 832(R8), Z7
 	VMOVUPS 896(R8), Z11
 	VMOVUPS 960(R8), Z15
-	JMP     gemm4x6pn_started34
+	JMP     gemm4x6pn_started29
 
-gemm4x6pn_fresh33:
+gemm4x6pn_fresh28:
 	VMOVUPS zeros<>+0(SB), Z15
 	VMOVAPS Z15, Z0
 	VMOVAPS Z15, Z1
@@ -10826,12 +10186,12 @@ gemm4x6pn_fresh33:
 	VMOVAPS Z15, Z14
 	VMOVAPS Z15, Z15
 
-gemm4x6pn_started34:
+gemm4x6pn_started29:
 	MOVQ k+56(FP), R8
 	SHRQ $0x04, R8
-	JZ   gemm4x6pn_tail36
+	JZ   gemm4x6pn_tail31
 
-gemm4x6pn_cols35:
+gemm4x6pn_cols30:
 	VMOVUPS     (BX), Z16
 	VMOVUPS     (BX)(SI*1), Z17
 	VMOVUPS     (BX)(SI*2), Z18
@@ -10859,20 +10219,20 @@ gemm4x6pn_cols35:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	DECQ        R8
-	JNZ         gemm4x6pn_cols35
+	JNZ         gemm4x6pn_cols30
 
-gemm4x6pn_tail36:
+gemm4x6pn_tail31:
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
-	JZ    gemm4x6pn_reduce37
+	JZ    gemm4x6pn_reduce32
 	LEAQ  tailmasks<>+0(SB), R9
 	KMOVW (R9)(R8*2), K1
 	CMPQ  R8, $0x08
-	JGE   gemm4x6pn_whole38
+	JGE   gemm4x6pn_whole33
 	ADDQ  $-32, AX
 	ADDQ  $-32, BX
 
-gemm4x6pn_whole38:
+gemm4x6pn_whole33:
 	VMOVUPS.Z   (BX), K1, Z16
 	VMOVUPS.Z   (BX)(SI*1), K1, Z17
 	VMOVUPS.Z   (BX)(SI*2), K1, Z18
@@ -10898,10 +10258,10 @@ gemm4x6pn_whole38:
 	VFMADD231PS Z20, Z18, K1, Z11
 	VFMADD231PS Z20, Z19, K1, Z15
 
-gemm4x6pn_reduce37:
+gemm4x6pn_reduce32:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum40
+	JZ      gemm4x6pn_sum35
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z4, 64(AX)
@@ -10919,125 +10279,85 @@ gemm4x6pn_reduce37:
 	VMOVUPS Z7, 832(AX)
 	VMOVUPS Z11, 896(AX)
 	VMOVUPS Z15, 960(AX)
-	JMP     gemm4x6pn_reduced39
+	JMP     gemm4x6pn_reduced34
 
-gemm4x6pn_sum40:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y16
-	VADDPS        Y16, Y0, Y16
-	VEXTRACTF32X8 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X8 $0x01, Z8, Y4
-	VADDPS        Y4, Y8, Y4
-	VEXTRACTF32X8 $0x01, Z12, Y8
-	VADDPS        Y8, Y12, Y8
-	VSHUFPS       $0x88, Y0, Y16, Y12
-	VSHUFPS       $0xdd, Y0, Y16, Y0
-	VADDPS        Y0, Y12, Y16
-	VSHUFPS       $0x88, Y8, Y4, Y0
-	VSHUFPS       $0xdd, Y8, Y4, Y4
-	VADDPS        Y4, Y0, Y4
-	VSHUFPS       $0x88, Y4, Y16, Y0
-	VSHUFPS       $0xdd, Y4, Y16, Y4
-	VADDPS        Y4, Y0, Y16
-	VEXTRACTF32X4 $0x01, Y16, X0
-	VADDPS        X0, X16, X16
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias41
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X16, X16
+gemm4x6pn_sum35:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias36
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
 
-gemm4x6pn_nobias41:
-	VMOVUPS       X16, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z5, Y1
-	VADDPS        Y1, Y5, Y1
-	VEXTRACTF32X8 $0x01, Z9, Y4
-	VADDPS        Y4, Y9, Y4
-	VEXTRACTF32X8 $0x01, Z13, Y5
-	VADDPS        Y5, Y13, Y5
-	VSHUFPS       $0x88, Y1, Y0, Y8
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y8, Y0
-	VSHUFPS       $0x88, Y5, Y4, Y1
-	VSHUFPS       $0xdd, Y5, Y4, Y4
-	VADDPS        Y4, Y1, Y4
-	VSHUFPS       $0x88, Y4, Y0, Y1
-	VSHUFPS       $0xdd, Y4, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias42
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+gemm4x6pn_nobias36:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias37
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
 
-gemm4x6pn_nobias42:
+gemm4x6pn_nobias37:
 	VMOVUPS       X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y1
-	VADDPS        Y1, Y6, Y1
-	VEXTRACTF32X8 $0x01, Z10, Y2
-	VADDPS        Y2, Y10, Y2
-	VEXTRACTF32X8 $0x01, Z14, Y4
-	VADDPS        Y4, Y14, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y5
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y5, Y0
-	VSHUFPS       $0x88, Y4, Y2, Y1
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias43
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
+	VEXTRACTF32X4 $0x01, Y0, (AX)
 
-gemm4x6pn_nobias43:
-	VMOVUPS       X0, (AX)
-	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z7, Y1
-	VADDPS        Y1, Y7, Y1
-	VEXTRACTF32X8 $0x01, Z11, Y2
-	VADDPS        Y2, Y11, Y2
-	VEXTRACTF32X8 $0x01, Z15, Y3
-	VADDPS        Y3, Y15, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias44
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
-
-gemm4x6pn_nobias44:
-	VMOVUPS X0, (AX)
-
-gemm4x6pn_reduced39:
+gemm4x6pn_reduced34:
 	ADDQ   $0x00000400, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -11049,9 +10369,9 @@ gemm4x6pn_reduced39:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm4x6pn_skip32:
+gemm4x6pn_skip27:
 	CMPQ 40(SP), $0x03
-	JL   gemm4x6pn_skip45
+	JL   gemm4x6pn_skip38
 
 	// 4 rows × 3 tokens
 	MOVQ    24(SP), AX
@@ -11063,7 +10383,7 @@ gemm4x6pn_skip32:
 	LEAQ    (BX)(BX*2), SI
 	MOVQ    flags+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JZ      gemm4x6pn_fresh46
+	JZ      gemm4x6pn_fresh39
 	MOVQ    48(SP), DI
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z3
@@ -11077,9 +10397,9 @@ gemm4x6pn_skip32:
 	VMOVUPS 576(DI), Z5
 	VMOVUPS 640(DI), Z8
 	VMOVUPS 704(DI), Z11
-	JMP     gemm4x6pn_started47
+	JMP     gemm4x6pn_started40
 
-gemm4x6pn_fresh46:
+gemm4x6pn_fresh39:
 	VMOVUPS zeros<>+0(SB), Z11
 	VMOVAPS Z11, Z0
 	VMOVAPS Z11, Z1
@@ -11094,12 +10414,12 @@ gemm4x6pn_fresh46:
 	VMOVAPS Z11, Z10
 	VMOVAPS Z11, Z11
 
-gemm4x6pn_started47:
+gemm4x6pn_started40:
 	MOVQ k+56(FP), DI
 	SHRQ $0x04, DI
-	JZ   gemm4x6pn_tail49
+	JZ   gemm4x6pn_tail42
 
-gemm4x6pn_cols48:
+gemm4x6pn_cols41:
 	VMOVUPS     (DX), Z12
 	VMOVUPS     (DX)(BX*1), Z13
 	VMOVUPS     (DX)(BX*2), Z14
@@ -11122,20 +10442,20 @@ gemm4x6pn_cols48:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm4x6pn_cols48
+	JNZ         gemm4x6pn_cols41
 
-gemm4x6pn_tail49:
+gemm4x6pn_tail42:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6pn_reduce50
+	JZ    gemm4x6pn_reduce43
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6pn_whole51
+	JGE   gemm4x6pn_whole44
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6pn_whole51:
+gemm4x6pn_whole44:
 	VMOVUPS.Z   (DX), K1, Z12
 	VMOVUPS.Z   (DX)(BX*1), K1, Z13
 	VMOVUPS.Z   (DX)(BX*2), K1, Z14
@@ -11156,10 +10476,10 @@ gemm4x6pn_whole51:
 	VFMADD231PS Z16, Z14, K1, Z8
 	VFMADD231PS Z16, Z15, K1, Z11
 
-gemm4x6pn_reduce50:
+gemm4x6pn_reduce43:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum53
+	JZ      gemm4x6pn_sum46
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z3, 64(AX)
@@ -11173,67 +10493,47 @@ gemm4x6pn_reduce50:
 	VMOVUPS Z5, 576(AX)
 	VMOVUPS Z8, 640(AX)
 	VMOVUPS Z11, 704(AX)
-	JMP     gemm4x6pn_reduced52
+	JMP     gemm4x6pn_reduced45
 
-gemm4x6pn_sum53:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y12
-	VADDPS        Y12, Y0, Y12
-	VEXTRACTF32X8 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X8 $0x01, Z6, Y3
-	VADDPS        Y3, Y6, Y3
-	VEXTRACTF32X8 $0x01, Z9, Y6
-	VADDPS        Y6, Y9, Y6
-	VSHUFPS       $0x88, Y0, Y12, Y9
-	VSHUFPS       $0xdd, Y0, Y12, Y0
-	VADDPS        Y0, Y9, Y12
-	VSHUFPS       $0x88, Y6, Y3, Y0
-	VSHUFPS       $0xdd, Y6, Y3, Y3
-	VADDPS        Y3, Y0, Y3
-	VSHUFPS       $0x88, Y3, Y12, Y0
-	VSHUFPS       $0xdd, Y3, Y12, Y3
-	VADDPS        Y3, Y0, Y12
-	VEXTRACTF32X4 $0x01, Y12, X0
-	VADDPS        X0, X12, X12
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias54
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X12, X12
+gemm4x6pn_sum46:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias47
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
 
-gemm4x6pn_nobias54:
+gemm4x6pn_nobias47:
 	VMOVUPS       X12, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y1
-	VADDPS        Y1, Y4, Y1
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VEXTRACTF32X8 $0x01, Z10, Y4
-	VADDPS        Y4, Y10, Y4
-	VSHUFPS       $0x88, Y1, Y0, Y6
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y6, Y0
-	VSHUFPS       $0x88, Y4, Y3, Y1
-	VSHUFPS       $0xdd, Y4, Y3, Y3
-	VADDPS        Y3, Y1, Y3
-	VSHUFPS       $0x88, Y3, Y0, Y1
-	VSHUFPS       $0xdd, Y3, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias55
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X0, X0
-
-gemm4x6pn_nobias55:
-	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y12, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF32X8 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
@@ -11256,14 +10556,14 @@ gemm4x6pn_nobias55:
 	VADDPS        X1, X0, X0
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias56
+	JZ            gemm4x6pn_nobias48
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X0, X0
 
-gemm4x6pn_nobias56:
+gemm4x6pn_nobias48:
 	VMOVUPS X0, (AX)
 
-gemm4x6pn_reduced52:
+gemm4x6pn_reduced45:
 	ADDQ   $0x00000300, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -11275,9 +10575,9 @@ gemm4x6pn_reduced52:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm4x6pn_skip45:
+gemm4x6pn_skip38:
 	CMPQ 40(SP), $0x02
-	JL   gemm4x6pn_skip57
+	JL   gemm4x6pn_skip49
 
 	// 4 rows × 2 tokens
 	MOVQ    24(SP), AX
@@ -11289,7 +10589,7 @@ gemm4x6pn_skip45:
 	LEAQ    (BX)(BX*2), SI
 	MOVQ    flags+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JZ      gemm4x6pn_fresh58
+	JZ      gemm4x6pn_fresh50
 	MOVQ    48(SP), DI
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z2
@@ -11299,9 +10599,9 @@ gemm4x6pn_skip45:
 	VMOVUPS 320(DI), Z3
 	VMOVUPS 384(DI), Z5
 	VMOVUPS 448(DI), Z7
-	JMP     gemm4x6pn_started59
+	JMP     gemm4x6pn_started51
 
-gemm4x6pn_fresh58:
+gemm4x6pn_fresh50:
 	VMOVUPS zeros<>+0(SB), Z7
 	VMOVAPS Z7, Z0
 	VMOVAPS Z7, Z1
@@ -11312,12 +10612,12 @@ gemm4x6pn_fresh58:
 	VMOVAPS Z7, Z6
 	VMOVAPS Z7, Z7
 
-gemm4x6pn_started59:
+gemm4x6pn_started51:
 	MOVQ k+56(FP), DI
 	SHRQ $0x04, DI
-	JZ   gemm4x6pn_tail61
+	JZ   gemm4x6pn_tail53
 
-gemm4x6pn_cols60:
+gemm4x6pn_cols52:
 	VMOVUPS     (DX), Z8
 	VMOVUPS     (DX)(BX*1), Z9
 	VMOVUPS     (DX)(BX*2), Z10
@@ -11335,20 +10635,20 @@ gemm4x6pn_cols60:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
 	DECQ        DI
-	JNZ         gemm4x6pn_cols60
+	JNZ         gemm4x6pn_cols52
 
-gemm4x6pn_tail61:
+gemm4x6pn_tail53:
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
-	JZ    gemm4x6pn_reduce62
+	JZ    gemm4x6pn_reduce54
 	LEAQ  tailmasks<>+0(SB), R8
 	KMOVW (R8)(DI*2), K1
 	CMPQ  DI, $0x08
-	JGE   gemm4x6pn_whole63
+	JGE   gemm4x6pn_whole55
 	ADDQ  $-32, AX
 	ADDQ  $-32, DX
 
-gemm4x6pn_whole63:
+gemm4x6pn_whole55:
 	VMOVUPS.Z   (DX), K1, Z8
 	VMOVUPS.Z   (DX)(BX*1), K1, Z9
 	VMOVUPS.Z   (DX)(BX*2), K1, Z10
@@ -11364,10 +10664,10 @@ gemm4x6pn_whole63:
 	VFMADD231PS Z12, Z10, K1, Z5
 	VFMADD231PS Z12, Z11, K1, Z7
 
-gemm4x6pn_reduce62:
+gemm4x6pn_reduce54:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum65
+	JZ      gemm4x6pn_sum57
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z2, 64(AX)
@@ -11377,69 +10677,49 @@ gemm4x6pn_reduce62:
 	VMOVUPS Z3, 320(AX)
 	VMOVUPS Z5, 384(AX)
 	VMOVUPS Z7, 448(AX)
-	JMP     gemm4x6pn_reduced64
+	JMP     gemm4x6pn_reduced56
 
-gemm4x6pn_sum65:
-	MOVQ          32(SP), AX
-	MOVQ          ldd+8(FP), CX
-	SHLQ          $0x02, CX
-	VEXTRACTF32X8 $0x01, Z0, Y8
-	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X8 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X8 $0x01, Z4, Y2
-	VADDPS        Y2, Y4, Y2
-	VEXTRACTF32X8 $0x01, Z6, Y4
-	VADDPS        Y4, Y6, Y4
-	VSHUFPS       $0x88, Y0, Y8, Y6
-	VSHUFPS       $0xdd, Y0, Y8, Y0
-	VADDPS        Y0, Y6, Y8
-	VSHUFPS       $0x88, Y4, Y2, Y0
-	VSHUFPS       $0xdd, Y4, Y2, Y2
-	VADDPS        Y2, Y0, Y2
-	VSHUFPS       $0x88, Y2, Y8, Y0
-	VSHUFPS       $0xdd, Y2, Y8, Y2
-	VADDPS        Y2, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X8
-	MOVQ          bias+64(FP), DX
-	TESTQ         DX, DX
-	JZ            gemm4x6pn_nobias66
-	ADDQ          8(SP), DX
-	VADDPS        (DX), X8, X8
+gemm4x6pn_sum57:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pn_nobias58
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
 
-gemm4x6pn_nobias66:
+gemm4x6pn_nobias58:
 	VMOVUPS       X8, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF32X8 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X8 $0x01, Z3, Y1
-	VADDPS        Y1, Y3, Y1
-	VEXTRACTF32X8 $0x01, Z5, Y2
-	VADDPS        Y2, Y5, Y2
-	VEXTRACTF32X8 $0x01, Z7, Y3
-	VADDPS        Y3, Y7, Y3
-	VSHUFPS       $0x88, Y1, Y0, Y4
-	VSHUFPS       $0xdd, Y1, Y0, Y0
-	VADDPS        Y0, Y4, Y0
-	VSHUFPS       $0x88, Y3, Y2, Y1
-	VSHUFPS       $0xdd, Y3, Y2, Y2
-	VADDPS        Y2, Y1, Y2
-	VSHUFPS       $0x88, Y2, Y0, Y1
-	VSHUFPS       $0xdd, Y2, Y0, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X0
-	MOVQ          bias+64(FP), CX
-	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias67
-	ADDQ          8(SP), CX
-	VADDPS        (CX), X0, X0
+	VEXTRACTF32X4 $0x01, Y8, (AX)
 
-gemm4x6pn_nobias67:
-	VMOVUPS X0, (AX)
-
-gemm4x6pn_reduced64:
+gemm4x6pn_reduced56:
 	ADDQ   $0x00000200, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -11451,9 +10731,9 @@ gemm4x6pn_reduced64:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4x6pn_skip57:
+gemm4x6pn_skip49:
 	CMPQ 40(SP), $0x01
-	JL   gemm4x6pn_skip68
+	JL   gemm4x6pn_skip59
 
 	// 4 rows × 1 tokens
 	MOVQ    24(SP), AX
@@ -11465,27 +10745,27 @@ gemm4x6pn_skip57:
 	LEAQ    (DX)(DX*2), BX
 	MOVQ    flags+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JZ      gemm4x6pn_fresh69
+	JZ      gemm4x6pn_fresh60
 	MOVQ    48(SP), SI
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
 	VMOVUPS 128(SI), Z2
 	VMOVUPS 192(SI), Z3
-	JMP     gemm4x6pn_started70
+	JMP     gemm4x6pn_started61
 
-gemm4x6pn_fresh69:
+gemm4x6pn_fresh60:
 	VMOVUPS zeros<>+0(SB), Z3
 	VMOVAPS Z3, Z0
 	VMOVAPS Z3, Z1
 	VMOVAPS Z3, Z2
 	VMOVAPS Z3, Z3
 
-gemm4x6pn_started70:
+gemm4x6pn_started61:
 	MOVQ k+56(FP), SI
 	SHRQ $0x04, SI
-	JZ   gemm4x6pn_tail72
+	JZ   gemm4x6pn_tail63
 
-gemm4x6pn_cols71:
+gemm4x6pn_cols62:
 	VMOVUPS     (CX), Z4
 	VMOVUPS     (CX)(DX*1), Z5
 	VMOVUPS     (CX)(DX*2), Z6
@@ -11498,20 +10778,20 @@ gemm4x6pn_cols71:
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
 	DECQ        SI
-	JNZ         gemm4x6pn_cols71
+	JNZ         gemm4x6pn_cols62
 
-gemm4x6pn_tail72:
+gemm4x6pn_tail63:
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
-	JZ    gemm4x6pn_reduce73
+	JZ    gemm4x6pn_reduce64
 	LEAQ  tailmasks<>+0(SB), DI
 	KMOVW (DI)(SI*2), K1
 	CMPQ  SI, $0x08
-	JGE   gemm4x6pn_whole74
+	JGE   gemm4x6pn_whole65
 	ADDQ  $-32, AX
 	ADDQ  $-32, CX
 
-gemm4x6pn_whole74:
+gemm4x6pn_whole65:
 	VMOVUPS.Z   (CX), K1, Z4
 	VMOVUPS.Z   (CX)(DX*1), K1, Z5
 	VMOVUPS.Z   (CX)(DX*2), K1, Z6
@@ -11522,18 +10802,18 @@ gemm4x6pn_whole74:
 	VFMADD231PS Z8, Z6, K1, Z2
 	VFMADD231PS Z8, Z7, K1, Z3
 
-gemm4x6pn_reduce73:
+gemm4x6pn_reduce64:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JZ      gemm4x6pn_sum76
+	JZ      gemm4x6pn_sum67
 	MOVQ    48(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	JMP     gemm4x6pn_reduced75
+	JMP     gemm4x6pn_reduced66
 
-gemm4x6pn_sum76:
+gemm4x6pn_sum67:
 	MOVQ          32(SP), AX
 	MOVQ          ldd+8(FP), CX
 	SHLQ          $0x02, CX
@@ -11558,14 +10838,14 @@ gemm4x6pn_sum76:
 	VADDPS        X0, X4, X4
 	MOVQ          bias+64(FP), CX
 	TESTQ         CX, CX
-	JZ            gemm4x6pn_nobias77
+	JZ            gemm4x6pn_nobias68
 	ADDQ          8(SP), CX
 	VADDPS        (CX), X4, X4
 
-gemm4x6pn_nobias77:
+gemm4x6pn_nobias68:
 	VMOVUPS X4, (AX)
 
-gemm4x6pn_reduced75:
+gemm4x6pn_reduced66:
 	ADDQ   $0x00000100, 48(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
@@ -11577,7 +10857,7 @@ gemm4x6pn_reduced75:
 	ADDQ   AX, 24(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4x6pn_skip68:
+gemm4x6pn_skip59:
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
 	ADDQ   $0x10, 8(SP)
@@ -20345,6 +19625,27 @@ gemvZBFM1_reduce6:
 	VZEROUPPER
 	RET
 
+// func arrangeZHM(dst *float32, x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·arrangeZHM(SB), NOSPLIT, $0-24
+	MOVQ      dst+0(FP), AX
+	MOVQ      x+8(FP), CX
+	MOVQ      n+16(FP), DX
+	VMOVDQU32 evenodd<>+0(SB), Z0
+	XORQ      BX, BX
+
+arrangeZHM_body1:
+	VMOVUPS (CX)(BX*4), Z1
+	VMOVUPS 64(CX)(BX*4), Z2
+	VPERMPS Z2, Z0, Z2
+	VMOVUPS Z1, (AX)(BX*4)
+	VMOVUPS Z2, 64(AX)(BX*4)
+	ADDQ    $0x20, BX
+	CMPQ    BX, DX
+	JL      arrangeZHM_body1
+	VZEROUPPER
+	RET
+
 DATA wordmasks<>+0(SB)/4, $0x00000000
 DATA wordmasks<>+4(SB)/4, $0x00000001
 DATA wordmasks<>+8(SB)/4, $0x00000003
@@ -20380,7 +19681,7 @@ DATA wordmasks<>+124(SB)/4, $0x7fffffff
 GLOBL wordmasks<>(SB), RODATA|NOPTR, $128
 
 // func gemmBF16x4(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int)
-// Requires: AVX, AVX512BW, AVX512F
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL
 TEXT ·gemmBF16x4(SB), $1584-72
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -20668,131 +19969,101 @@ gemmBF16x4_tail5:
 	WORD $0xfe52
 
 gemmBF16x4_reduce6:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	VMOVUPS      Z9, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	VMOVUPS      Z12, 816(SP)
-	VMOVUPS      Z13, 880(SP)
-	VMOVUPS      Z14, 944(SP)
-	VMOVUPS      Z15, 1008(SP)
-	VMOVUPS      Z16, 1072(SP)
-	VMOVUPS      Z17, 1136(SP)
-	VMOVUPS      Z18, 1200(SP)
-	VMOVUPS      Z19, 1264(SP)
-	VMOVUPS      Z20, 1328(SP)
-	VMOVUPS      Z21, 1392(SP)
-	VMOVUPS      Z22, 1456(SP)
-	VMOVUPS      Z23, 1520(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1072(SP), Y0
-	VADDPS       1104(SP), Y0, Y0
-	VMOVUPS      1136(SP), Y1
-	VADDPS       1168(SP), Y1, Y1
-	VMOVUPS      1200(SP), Y2
-	VADDPS       1232(SP), Y2, Y2
-	VMOVUPS      1264(SP), Y3
-	VADDPS       1296(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1328(SP), Y0
-	VADDPS       1360(SP), Y0, Y0
-	VMOVUPS      1392(SP), Y1
-	VADDPS       1424(SP), Y1, Y1
-	VMOVUPS      1456(SP), Y2
-	VADDPS       1488(SP), Y2, Y2
-	VMOVUPS      1520(SP), Y3
-	VADDPS       1552(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x06, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x0c, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x06, 40(SP)
-	JMP          gemmBF16x4_tokens2
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	ADDQ          CX, AX
+	VSHUFF64X2    $0xee, Z12, Z8, Z24
+	VINSERTF64X4  $0x01, Y12, Z8, Z8
+	VADDPS        Z24, Z8, Z8
+	VSHUFF64X2    $0xee, Z13, Z9, Z24
+	VINSERTF64X4  $0x01, Y13, Z9, Z9
+	VADDPS        Z24, Z9, Z9
+	VSHUFF64X2    $0xee, Z14, Z10, Z24
+	VINSERTF64X4  $0x01, Y14, Z10, Z10
+	VADDPS        Z24, Z10, Z10
+	VSHUFF64X2    $0xee, Z15, Z11, Z24
+	VINSERTF64X4  $0x01, Y15, Z11, Z11
+	VADDPS        Z24, Z11, Z11
+	VSHUFPS       $0x88, Z9, Z8, Z24
+	VSHUFPS       $0xdd, Z9, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFPS       $0x88, Z11, Z10, Z24
+	VSHUFPS       $0xdd, Z11, Z10, Z25
+	VADDPS        Z25, Z24, Z10
+	VSHUFPS       $0x88, Z10, Z8, Z24
+	VSHUFPS       $0xdd, Z10, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFF32X4    $0x88, Z8, Z8, Z24
+	VSHUFF32X4    $0xdd, Z8, Z8, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	ADDQ          CX, AX
+	VSHUFF64X2    $0xee, Z20, Z16, Z24
+	VINSERTF64X4  $0x01, Y20, Z16, Z16
+	VADDPS        Z24, Z16, Z16
+	VSHUFF64X2    $0xee, Z21, Z17, Z24
+	VINSERTF64X4  $0x01, Y21, Z17, Z17
+	VADDPS        Z24, Z17, Z17
+	VSHUFF64X2    $0xee, Z22, Z18, Z24
+	VINSERTF64X4  $0x01, Y22, Z18, Z18
+	VADDPS        Z24, Z18, Z18
+	VSHUFF64X2    $0xee, Z23, Z19, Z24
+	VINSERTF64X4  $0x01, Y23, Z19, Z19
+	VADDPS        Z24, Z19, Z19
+	VSHUFPS       $0x88, Z17, Z16, Z24
+	VSHUFPS       $0xdd, Z17, Z16, Z25
+	VADDPS        Z25, Z24, Z16
+	VSHUFPS       $0x88, Z19, Z18, Z24
+	VSHUFPS       $0xdd, Z19, Z18, Z25
+	VADDPS        Z25, Z24, Z18
+	VSHUFPS       $0x88, Z18, Z16, Z24
+	VSHUFPS       $0xdd, Z18, Z16, Z25
+	VADDPS        Z25, Z24, Z16
+	VSHUFF32X4    $0x88, Z16, Z16, Z24
+	VSHUFF32X4    $0xdd, Z16, Z16, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x0c, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x06, 40(SP)
+	JMP           gemmBF16x4_tokens2
 
 gemmBF16x4_tokens_done3:
 	CMPQ 40(SP), $0x05
@@ -21025,111 +20296,91 @@ gemmBF16x4_tail9:
 	WORD $0xdd52
 
 gemmBF16x4_reduce10:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	VMOVUPS      Z9, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	VMOVUPS      Z12, 816(SP)
-	VMOVUPS      Z13, 880(SP)
-	VMOVUPS      Z14, 944(SP)
-	VMOVUPS      Z15, 1008(SP)
-	VMOVUPS      Z16, 1072(SP)
-	VMOVUPS      Z17, 1136(SP)
-	VMOVUPS      Z18, 1200(SP)
-	VMOVUPS      Z19, 1264(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      1072(SP), Y0
-	VADDPS       1104(SP), Y0, Y0
-	VMOVUPS      1136(SP), Y1
-	VADDPS       1168(SP), Y1, Y1
-	VMOVUPS      1200(SP), Y2
-	VADDPS       1232(SP), Y2, Y2
-	VMOVUPS      1264(SP), Y3
-	VADDPS       1296(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x05, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x0a, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x05, 40(SP)
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	ADDQ          CX, AX
+	VSHUFF64X2    $0xee, Z12, Z8, Z24
+	VINSERTF64X4  $0x01, Y12, Z8, Z8
+	VADDPS        Z24, Z8, Z8
+	VSHUFF64X2    $0xee, Z13, Z9, Z24
+	VINSERTF64X4  $0x01, Y13, Z9, Z9
+	VADDPS        Z24, Z9, Z9
+	VSHUFF64X2    $0xee, Z14, Z10, Z24
+	VINSERTF64X4  $0x01, Y14, Z10, Z10
+	VADDPS        Z24, Z10, Z10
+	VSHUFF64X2    $0xee, Z15, Z11, Z24
+	VINSERTF64X4  $0x01, Y15, Z11, Z11
+	VADDPS        Z24, Z11, Z11
+	VSHUFPS       $0x88, Z9, Z8, Z24
+	VSHUFPS       $0xdd, Z9, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFPS       $0x88, Z11, Z10, Z24
+	VSHUFPS       $0xdd, Z11, Z10, Z25
+	VADDPS        Z25, Z24, Z10
+	VSHUFPS       $0x88, Z10, Z8, Z24
+	VSHUFPS       $0xdd, Z10, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFF32X4    $0x88, Z8, Z8, Z24
+	VSHUFF32X4    $0xdd, Z8, Z8, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	VMOVUPS       Z16, 1072(SP)
+	VMOVUPS       Z17, 1136(SP)
+	VMOVUPS       Z18, 1200(SP)
+	VMOVUPS       Z19, 1264(SP)
+	ADDQ          CX, AX
+	VMOVUPS       1072(SP), Y0
+	VADDPS        1104(SP), Y0, Y0
+	VMOVUPS       1136(SP), Y1
+	VADDPS        1168(SP), Y1, Y1
+	VMOVUPS       1200(SP), Y2
+	VADDPS        1232(SP), Y2, Y2
+	VMOVUPS       1264(SP), Y3
+	VADDPS        1296(SP), Y3, Y3
+	VHADDPS       Y1, Y0, Y0
+	VHADDPS       Y3, Y2, Y2
+	VHADDPS       Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVUPS       X0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x05, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x0a, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x05, 40(SP)
 
 gemmBF16x4_skip7:
 	CMPQ 40(SP), $0x04
@@ -21322,92 +20573,72 @@ gemmBF16x4_tail13:
 	WORD $0xfc52
 
 gemmBF16x4_reduce14:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	VMOVUPS      Z9, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	VMOVUPS      Z12, 816(SP)
-	VMOVUPS      Z13, 880(SP)
-	VMOVUPS      Z14, 944(SP)
-	VMOVUPS      Z15, 1008(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      816(SP), Y0
-	VADDPS       848(SP), Y0, Y0
-	VMOVUPS      880(SP), Y1
-	VADDPS       912(SP), Y1, Y1
-	VMOVUPS      944(SP), Y2
-	VADDPS       976(SP), Y2, Y2
-	VMOVUPS      1008(SP), Y3
-	VADDPS       1040(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x04, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x08, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x04, 40(SP)
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	ADDQ          CX, AX
+	VSHUFF64X2    $0xee, Z12, Z8, Z24
+	VINSERTF64X4  $0x01, Y12, Z8, Z8
+	VADDPS        Z24, Z8, Z8
+	VSHUFF64X2    $0xee, Z13, Z9, Z24
+	VINSERTF64X4  $0x01, Y13, Z9, Z9
+	VADDPS        Z24, Z9, Z9
+	VSHUFF64X2    $0xee, Z14, Z10, Z24
+	VINSERTF64X4  $0x01, Y14, Z10, Z10
+	VADDPS        Z24, Z10, Z10
+	VSHUFF64X2    $0xee, Z15, Z11, Z24
+	VINSERTF64X4  $0x01, Y15, Z11, Z11
+	VADDPS        Z24, Z11, Z11
+	VSHUFPS       $0x88, Z9, Z8, Z24
+	VSHUFPS       $0xdd, Z9, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFPS       $0x88, Z11, Z10, Z24
+	VSHUFPS       $0xdd, Z11, Z10, Z25
+	VADDPS        Z25, Z24, Z10
+	VSHUFPS       $0x88, Z10, Z8, Z24
+	VSHUFPS       $0xdd, Z10, Z8, Z25
+	VADDPS        Z25, Z24, Z8
+	VSHUFF32X4    $0x88, Z8, Z8, Z24
+	VSHUFF32X4    $0xdd, Z8, Z8, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x08, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x04, 40(SP)
 
 gemmBF16x4_skip11:
 	CMPQ 40(SP), $0x03
@@ -21561,73 +20792,63 @@ gemmBF16x4_tail17:
 	WORD $0xde52
 
 gemmBF16x4_reduce18:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	VMOVUPS      Z8, 560(SP)
-	VMOVUPS      Z9, 624(SP)
-	VMOVUPS      Z10, 688(SP)
-	VMOVUPS      Z11, 752(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      560(SP), Y0
-	VADDPS       592(SP), Y0, Y0
-	VMOVUPS      624(SP), Y1
-	VADDPS       656(SP), Y1, Y1
-	VMOVUPS      688(SP), Y2
-	VADDPS       720(SP), Y2, Y2
-	VMOVUPS      752(SP), Y3
-	VADDPS       784(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x03, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x06, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x03, 40(SP)
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	VMOVUPS       Z8, 560(SP)
+	VMOVUPS       Z9, 624(SP)
+	VMOVUPS       Z10, 688(SP)
+	VMOVUPS       Z11, 752(SP)
+	ADDQ          CX, AX
+	VMOVUPS       560(SP), Y0
+	VADDPS        592(SP), Y0, Y0
+	VMOVUPS       624(SP), Y1
+	VADDPS        656(SP), Y1, Y1
+	VMOVUPS       688(SP), Y2
+	VADDPS        720(SP), Y2, Y2
+	VMOVUPS       752(SP), Y3
+	VADDPS        784(SP), Y3, Y3
+	VHADDPS       Y1, Y0, Y0
+	VHADDPS       Y3, Y2, Y2
+	VHADDPS       Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVUPS       X0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x03, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x03, 40(SP)
 
 gemmBF16x4_skip15:
 	CMPQ 40(SP), $0x02
@@ -21743,54 +20964,44 @@ gemmBF16x4_tail21:
 	WORD $0xfd52
 
 gemmBF16x4_reduce22:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
-	VMOVUPS      Z3, 240(SP)
-	VMOVUPS      Z4, 304(SP)
-	VMOVUPS      Z5, 368(SP)
-	VMOVUPS      Z6, 432(SP)
-	VMOVUPS      Z7, 496(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
-	VMOVUPS      48(SP), Y0
-	VADDPS       80(SP), Y0, Y0
-	VMOVUPS      112(SP), Y1
-	VADDPS       144(SP), Y1, Y1
-	VMOVUPS      176(SP), Y2
-	VADDPS       208(SP), Y2, Y2
-	VMOVUPS      240(SP), Y3
-	VADDPS       272(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      304(SP), Y0
-	VADDPS       336(SP), Y0, Y0
-	VMOVUPS      368(SP), Y1
-	VADDPS       400(SP), Y1, Y1
-	VMOVUPS      432(SP), Y2
-	VADDPS       464(SP), Y2, Y2
-	VMOVUPS      496(SP), Y3
-	VADDPS       528(SP), Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      X0, (AX)
-	MOVQ         ldd+8(FP), AX
-	SHLQ         $0x02, AX
-	IMUL3Q       $0x02, AX, AX
-	ADDQ         AX, 32(SP)
-	MOVQ         ldx+24(FP), AX
-	IMUL3Q       $0x04, AX, AX
-	ADDQ         AX, 24(SP)
-	SUBQ         $0x02, 40(SP)
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VSHUFF64X2    $0xee, Z4, Z0, Z24
+	VINSERTF64X4  $0x01, Y4, Z0, Z0
+	VADDPS        Z24, Z0, Z0
+	VSHUFF64X2    $0xee, Z5, Z1, Z24
+	VINSERTF64X4  $0x01, Y5, Z1, Z1
+	VADDPS        Z24, Z1, Z1
+	VSHUFF64X2    $0xee, Z6, Z2, Z24
+	VINSERTF64X4  $0x01, Y6, Z2, Z2
+	VADDPS        Z24, Z2, Z2
+	VSHUFF64X2    $0xee, Z7, Z3, Z24
+	VINSERTF64X4  $0x01, Y7, Z3, Z3
+	VADDPS        Z24, Z3, Z3
+	VSHUFPS       $0x88, Z1, Z0, Z24
+	VSHUFPS       $0xdd, Z1, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFPS       $0x88, Z3, Z2, Z24
+	VSHUFPS       $0xdd, Z3, Z2, Z25
+	VADDPS        Z25, Z24, Z2
+	VSHUFPS       $0x88, Z2, Z0, Z24
+	VSHUFPS       $0xdd, Z2, Z0, Z25
+	VADDPS        Z25, Z24, Z0
+	VSHUFF32X4    $0x88, Z0, Z0, Z24
+	VSHUFF32X4    $0xdd, Z0, Z0, Z25
+	VADDPS        Y25, Y24, Y24
+	VMOVUPS       X24, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y24, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x02, 40(SP)
 
 gemmBF16x4_skip19:
 	CMPQ 40(SP), $0x01
@@ -21868,13 +21079,13 @@ gemmBF16x4_tail25:
 	WORD $0xdc52
 
 gemmBF16x4_reduce26:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VMOVUPS      112(SP), Y1
@@ -22050,6 +21261,9 @@ gemmBF16x1_tail5:
 	WORD $0xfd52
 
 gemmBF16x1_reduce6:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
@@ -22058,9 +21272,6 @@ gemmBF16x1_reduce6:
 	VMOVUPS      Z5, 368(SP)
 	VMOVUPS      Z6, 432(SP)
 	VMOVUPS      Z7, 496(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22245,6 +21456,9 @@ gemmBF16x1_tail9:
 	WORD $0xf452
 
 gemmBF16x1_reduce10:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
@@ -22252,9 +21466,6 @@ gemmBF16x1_reduce10:
 	VMOVUPS      Z4, 304(SP)
 	VMOVUPS      Z5, 368(SP)
 	VMOVUPS      Z6, 432(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22419,15 +21630,15 @@ gemmBF16x1_tail13:
 	WORD $0xee52
 
 gemmBF16x1_reduce14:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
 	VMOVUPS      Z4, 304(SP)
 	VMOVUPS      Z5, 368(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22573,14 +21784,14 @@ gemmBF16x1_tail17:
 	WORD $0xe552
 
 gemmBF16x1_reduce18:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
 	VMOVUPS      Z4, 304(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22705,13 +21916,13 @@ gemmBF16x1_tail21:
 	WORD $0xdc52
 
 gemmBF16x1_reduce22:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22816,12 +22027,12 @@ gemmBF16x1_tail25:
 	WORD $0xd652
 
 gemmBF16x1_reduce26:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
-	VMOVUPS      Z2, 176(SP)
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
+	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22907,11 +22118,11 @@ gemmBF16x1_tail29:
 	WORD $0xcd52
 
 gemmBF16x1_reduce30:
-	VMOVUPS      Z0, 48(SP)
-	VMOVUPS      Z1, 112(SP)
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
+	VMOVUPS      Z0, 48(SP)
+	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -22978,10 +22189,10 @@ gemmBF16x1_tail33:
 	WORD $0xc452
 
 gemmBF16x1_reduce34:
-	VMOVUPS      Z0, 48(SP)
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
+	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VHADDPS      Y0, Y0, Y0
@@ -23106,13 +22317,13 @@ gemvBF16x4s_tail5:
 	WORD $0xdc52
 
 gemvBF16x4s_reduce6:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
 	VMOVUPS      Z0, 48(SP)
 	VMOVUPS      Z1, 112(SP)
 	VMOVUPS      Z2, 176(SP)
 	VMOVUPS      Z3, 240(SP)
-	MOVQ         32(SP), AX
-	MOVQ         ldd+8(FP), CX
-	SHLQ         $0x02, CX
 	VMOVUPS      48(SP), Y0
 	VADDPS       80(SP), Y0, Y0
 	VMOVUPS      112(SP), Y1

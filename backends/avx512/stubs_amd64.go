@@ -384,6 +384,13 @@ func gemvZBFM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int,
 //go:noescape
 func gemvZBFM1(dst *float32, x *float32, w *uint16, ldw int, k int, rows int)
 
+// arrangeZHM writes the n float32 at x (n a multiple of 32, n ≥ 32) to dst in the order
+// of backends/avx2's arrangeX for f16 mix rows: in every 32, the first 16 as they are,
+// then the even of the other 16, then their odd ones.
+//
+//go:noescape
+func arrangeZHM(dst *float32, x *float32, n int)
+
 // gemmBF16x4 computes, for r < 4·groups (groups ≥ 1), t < T and k ≥ 1,
 //
 //	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i],

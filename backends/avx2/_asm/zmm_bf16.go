@@ -135,15 +135,34 @@ func genGemmBF16(name string, R, Tb int, spread bool) {
 			s.Disp += 64*(t*R+r) + disp
 			return s
 		}
-		for t := 0; t < Tt; t++ {
-			for r := 0; r < R; r++ {
-				VMOVUPS(acc(r, t), sumAt(r, t, 0))
-			}
+		// Pairs of tokens of 4 consecutive rows in registers (reduce8Z, with the free
+		// Z24 and Z25), the rest through the stack.
+		paired := 0
+		if R == 4 && !spread {
+			paired = Tt &^ 1
 		}
 		d := GP64()
 		MOVQ(dcur, d)
 		ldd := bytesOf("ldd")
-		for t := 0; t < Tt; t++ {
+		for t := 0; t < paired; t += 2 {
+			if t > 0 {
+				ADDQ(ldd, d)
+			}
+			var a, b [4]Vec
+			for r := 0; r < 4; r++ {
+				a[r], b[r] = acc(r, t).(Vec), acc(r, t+1).(Vec)
+			}
+			h := reduce8Z(a, b, Z24, Z25)
+			VMOVUPS(h.AsX(), Mem{Base: d})
+			ADDQ(ldd, d)
+			VEXTRACTF32X4(U8(1), h.AsY(), Mem{Base: d})
+		}
+		for t := paired; t < Tt; t++ {
+			for r := 0; r < R; r++ {
+				VMOVUPS(acc(r, t), sumAt(r, t, 0))
+			}
+		}
+		for t := paired; t < Tt; t++ {
 			if t > 0 {
 				ADDQ(ldd, d)
 			}

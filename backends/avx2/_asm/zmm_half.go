@@ -43,6 +43,37 @@ func genHalfZMM() {
 		genGemvHalfZ(h, true)
 		genGemvHalfZ(h, false)
 	}
+	genArrangeZHM()
+}
+
+// genArrangeZHM emits arrangeZHM, which lays out x in the f16 mix order (HalfMixH) for
+// the products, 32 floats at a time: the first 16 as they are, then the even of the next
+// 16, then their odd ones (one VPERMPS).
+func genArrangeZHM() {
+	lb := fn("arrangeZHM", "func(dst *float32, x *float32, n int)",
+		"arrangeZHM writes the n float32 at x (n a multiple of 32, n ≥ 32) to dst in the order",
+		"of backends/avx2's arrangeX for f16 mix rows: in every 32, the first 16 as they are,",
+		"then the even of the other 16, then their odd ones.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	idx := ZMM()
+	VMOVDQU32(evenOdd, idx)
+	e := GP64()
+	XORQ(e, e)
+	body := lb.next("body")
+	Label(body)
+	a, b := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4}, a)
+	VMOVUPS(Mem{Base: x, Index: e, Scale: 4, Disp: 64}, b)
+	VPERMPS(b, idx, b)
+	VMOVUPS(a, Mem{Base: dst, Index: e, Scale: 4})
+	VMOVUPS(b, Mem{Base: dst, Index: e, Scale: 4, Disp: 64})
+	ADDQ(U8(32), e)
+	CMPQ(e, n)
+	JL(LabelRef(body))
+	VZEROUPPER()
+	RET()
 }
 
 // zname returns the suffix of h's AVX-512 kernels: H, BF, HM or BFM.
