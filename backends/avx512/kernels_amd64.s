@@ -14292,6 +14292,350 @@ qgemmZx8_block1:
 	VZEROUPPER
 	RET
 
+// func qgemvQ8Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Z(SB), NOSPLIT, $8-56
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+40(FP), CX
+	MOVQ         ldw+16(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+40(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+8(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+32(FP), R9
+
+qgemvQ8Z_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	MOVQ    x+48(FP), R10
+	MOVQ    nb+24(FP), R11
+
+qgemvQ8Z_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z2
+	VBROADCASTI32X4 16(R10), Z3
+	VPBROADCASTD.Z  36(R10), K1, Z4
+	VMOVDQU32       2(BX), X5
+	VBROADCASTI32X4 2(SI), K3, Z5
+	VBROADCASTI32X4 2(DI), K4, Z5
+	VBROADCASTI32X4 2(R8), K5, Z5
+	VMOVDQU32       18(BX), X6
+	VBROADCASTI32X4 18(SI), K3, Z6
+	VBROADCASTI32X4 18(DI), K4, Z6
+	VBROADCASTI32X4 18(R8), K5, Z6
+	VPXORD.BCST     signbytes<>+0(SB), Z5, Z5
+	VPXORD.BCST     signbytes<>+0(SB), Z6, Z6
+	VPDPBUSD        Z2, Z5, Z4
+	VPDPBUSD        Z3, Z6, Z4
+	VPBROADCASTD.Z  36(R10), K1, Z7
+	VMOVDQU32       2(BX)(CX*1), X8
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z8
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z8
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z8
+	VMOVDQU32       18(BX)(CX*1), X9
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z9
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z9
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z9
+	VPXORD.BCST     signbytes<>+0(SB), Z8, Z8
+	VPXORD.BCST     signbytes<>+0(SB), Z9, Z9
+	VPDPBUSD        Z2, Z8, Z7
+	VPDPBUSD        Z3, Z9, Z7
+	VPBROADCASTD.Z  36(R10), K1, Z10
+	VMOVDQU32       2(BX)(CX*2), X11
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z11
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z11
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z11
+	VMOVDQU32       18(BX)(CX*2), X12
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z12
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z12
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z12
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
+	VPDPBUSD        Z2, Z11, Z10
+	VPDPBUSD        Z3, Z12, Z10
+	VPBROADCASTD.Z  36(R10), K1, Z13
+	VMOVDQU32       2(BX)(DX*1), X14
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z14
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z14
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z14
+	VMOVDQU32       18(BX)(DX*1), X15
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z15
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z15
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z14, Z14
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VPDPBUSD        Z2, Z14, Z13
+	VPDPBUSD        Z3, Z15, Z13
+	VPUNPCKLDQ      Z7, Z4, Z2
+	VPUNPCKHDQ      Z7, Z4, Z4
+	VPADDD          Z2, Z4, Z4
+	VPUNPCKLDQ      Z13, Z10, Z2
+	VPUNPCKHDQ      Z13, Z10, Z10
+	VPADDD          Z2, Z10, Z10
+	VPUNPCKLQDQ     Z10, Z4, Z2
+	VPUNPCKHQDQ     Z10, Z4, Z4
+	VPADDD          Z2, Z4, Z4
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X16
+	VPINSRQ         $0x01, R13, X16, X16
+	VMOVQ           R14, X2
+	VPINSRQ         $0x01, R15, X2, X2
+	VINSERTI32X4    $0x01, X2, Y16, Y2
+	VCVTPH2PS       Y2, Z2
+	VMULPS.BCST     32(R10), Z2, Z2
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z2, Z4, Z4
+	VADDPS          Z4, Z1, Z1
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x28, R10
+	DECQ            R11
+	JNZ             qgemvQ8Z_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Z_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Z(SB), NOSPLIT, $8-56
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+40(FP), CX
+	MOVQ         ldw+16(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+40(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+8(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+32(FP), R9
+
+qgemvQ4Z_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	MOVQ    x+48(FP), R10
+	MOVQ    nb+24(FP), R11
+
+qgemvQ4Z_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z2
+	VBROADCASTI32X4 16(R10), Z3
+	VPBROADCASTD.Z  36(R10), K1, Z4
+	VMOVDQU32       2(BX), X6
+	VBROADCASTI32X4 2(SI), K3, Z6
+	VBROADCASTI32X4 2(DI), K4, Z6
+	VBROADCASTI32X4 2(R8), K5, Z6
+	VPANDD.BCST     nibble<>+0(SB), Z6, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD.BCST     nibble<>+0(SB), Z6, Z6
+	VPDPBUSD        Z2, Z5, Z4
+	VPDPBUSD        Z3, Z6, Z4
+	VPBROADCASTD.Z  36(R10), K1, Z5
+	VMOVDQU32       2(BX)(CX*1), X7
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z7
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z7
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z7
+	VPANDD.BCST     nibble<>+0(SB), Z7, Z11
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD.BCST     nibble<>+0(SB), Z7, Z7
+	VPDPBUSD        Z2, Z11, Z5
+	VPDPBUSD        Z3, Z7, Z5
+	VPBROADCASTD.Z  36(R10), K1, Z11
+	VMOVDQU32       2(BX)(CX*2), X8
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z8
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z8
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z12
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z8
+	VPDPBUSD        Z2, Z12, Z11
+	VPDPBUSD        Z3, Z8, Z11
+	VPBROADCASTD.Z  36(R10), K1, Z12
+	VMOVDQU32       2(BX)(DX*1), X9
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z9
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z9
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z9
+	VPANDD.BCST     nibble<>+0(SB), Z9, Z13
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD.BCST     nibble<>+0(SB), Z9, Z9
+	VPDPBUSD        Z2, Z13, Z12
+	VPDPBUSD        Z3, Z9, Z12
+	VPUNPCKLDQ      Z5, Z4, Z2
+	VPUNPCKHDQ      Z5, Z4, Z4
+	VPADDD          Z2, Z4, Z4
+	VPUNPCKLDQ      Z12, Z11, Z2
+	VPUNPCKHDQ      Z12, Z11, Z11
+	VPADDD          Z2, Z11, Z11
+	VPUNPCKLQDQ     Z11, Z4, Z2
+	VPUNPCKHQDQ     Z11, Z4, Z4
+	VPADDD          Z2, Z4, Z4
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X10
+	VPINSRQ         $0x01, R13, X10, X10
+	VMOVQ           R14, X2
+	VPINSRQ         $0x01, R15, X2, X2
+	VINSERTI32X4    $0x01, X2, Y10, Y2
+	VCVTPH2PS       Y2, Z2
+	VMULPS.BCST     32(R10), Z2, Z2
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z2, Z4, Z4
+	VADDPS          Z4, Z1, Z1
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x28, R10
+	DECQ            R11
+	JNZ             qgemvQ4Z_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Z_group1
+	VZEROUPPER
+	RET
+
 // func kprepZ(dst *byte, xq *byte, nb int, stride int)
 // Requires: AVX, AVX2, AVX512BW, AVX512F
 TEXT ·kprepZ(SB), NOSPLIT, $0-32

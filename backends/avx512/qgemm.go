@@ -19,7 +19,8 @@ var gemm = qgemm.Kernels{
 	Name: "avx512", Layout: "avx512/qgemm16", Lanes: 16, Tokens: 8,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
-	Tile: tileZ,
+	Tile:     tileZ,
+	MatVecQ8: qgemvQ8Z, MatVecQ4: qgemvQ4Z,
 }
 
 // tileZ calls the tile kernel for nt tokens (1 ≤ nt ≤ 8).
@@ -79,17 +80,15 @@ var kgemm = qgemm.KKernels{
 // kgemmFrom is the fewest tokens MatMulQ8 runs the k-quant GEMM for.
 const kgemmFrom = 2
 
-// gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
-// (one thread; 2048×768 from L3, 8192×4096 from DRAM). q4_0 from T = 1: the GEMM beats
-// avx2's matrix–vector kernel even there (L3 40–46 µs against 49–55, DRAM 1.1–1.65 ms
-// against 1.6–2.2). q8_0 from T = 2: at T = 1 avx2's kernel streams faster (L3 41–52 µs
-// against 48–55, DRAM 1.2–2.4 ms against 1.6–2.5); from T = 2 the GEMM is ahead (T = 8
-// 2.5–3×, T = 128 ~5×).
-func gemmFrom(dt dtype.DType) int {
-	if dt == dtype.Q4_0 {
-		return 1
-	}
-	return 2
+// gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM driver for on weights of type
+// dt: T = 1 for both, where it runs the matrix–vector kernels qgemvQ8Z and qgemvQ4Z on the
+// weights as loaded (16 rows a gap apart, each a long prefetched stream; no repack).
+// One thread, T = 1, bytes of weights per second (the best of 200 runs, the machine
+// shared): 8192×4096 (DRAM) q4_0 26–31 GB/s against the repacking GEMM's 19–23 and
+// avx2's 20–23, q8_0 31–38 against avx2's 32–41; 2048×768 (L2) q4_0 36–56 against
+// 22–28, q8_0 42–69 against avx2's 34–44.
+func gemmFrom(dtype.DType) int {
+	return 1
 }
 
 // packedFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
@@ -115,9 +114,9 @@ func (k Kernels) Repack(w *kernels.Mat) bool {
 	return w.DType == dtype.Q8_0 && gemm.Pack(w)
 }
 
-// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ gemmFrom (1
-// or 2), with AVX512_VNNI, the int8 GEMM of package qgemm (16 rows × up to 8 tokens in
-// ZMM registers, VPDPBUSD); on q4_k, q5_k and q6_k weights for T ≥ kgemmFrom, with
+// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights, with AVX512_VNNI,
+// the int8 GEMM of package qgemm (16 rows × up to 8 tokens in ZMM registers, VPDPBUSD;
+// at T = 1 its matrix–vector kernels); on q4_k, q5_k and q6_k weights for T ≥ kgemmFrom, with
 // AVX512_VNNI, its k-quant GEMM (16 rows × up to 3 tokens, VPDPWSSD); both give the
 // reference's results bit for bit. Otherwise avx2's MatMulQ8.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {

@@ -220,6 +220,28 @@ func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// qgemvQ8Z computes, for g < groups and q < 16, row r = g + q·gap of the q8_0 matrix w
+// (ldw = nb·34 bytes a row, nb ≥ 1 blocks) times one prepared activation x (block b at
+// x + 40·b: 32 quants, dx float32, −off·Σx int32, as the GEMM tiles take it):
+//
+//	dst[r] = Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b))
+//
+// in block order, as the reference. 16·gap must fit in an int32.
+//
+//go:noescape
+func qgemvQ8Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Z computes, for g < groups and q < 16, row r = g + q·gap of the q4_0 matrix w
+// (ldw = nb·18 bytes a row, nb ≥ 1 blocks) times one prepared activation x (block b at
+// x + 40·b: 32 quants, dx float32, −off·Σx int32, as the GEMM tiles take it):
+//
+//	dst[r] = Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b))
+//
+// in block order, as the reference. 16·gap must fit in an int32.
+//
+//go:noescape
+func qgemvQ4Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
 // kprepZ writes the nb q8_k super-blocks at xq as the k-quant GEMM tiles take them
 // (576 bytes each at dst, stride bytes apart): for p < 16 and l < 8, the int16 pair
 // (x_{16p+l}, x_{16p+l+8}); the 16 bsums; d as float32.

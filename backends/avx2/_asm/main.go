@@ -52,6 +52,8 @@ func main() {
 		genProbesZMM()
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
+		genQGemv(false)
+		genQGemv(true)
 		genKGemm()
 		genHalfZMM()
 		genBF16ZMM()
