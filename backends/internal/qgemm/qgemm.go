@@ -260,13 +260,22 @@ func prepare(xs, xq []byte, T, nb, xb int, q4 bool) {
 			src := row[b*dtype.BlockQ8_0 : (b+1)*dtype.BlockQ8_0]
 			d := xs[(b*T+t)*xBytes : (b*T+t+1)*xBytes]
 			copy(d[:32], src[2:])
-			var s int32
-			for _, q := range src[2:] {
-				s += int32(int8(q))
-			}
+			s := sumQuants(src[2:34])
 			dx := dtype.F16ToF32(binary.LittleEndian.Uint16(src))
 			binary.LittleEndian.PutUint32(d[32:], math.Float32bits(dx))
 			binary.LittleEndian.PutUint32(d[36:], uint32(-(s << shift)))
 		}
 	}
+}
+
+// sumQuants returns the sum of the 32 int8 quants of q, eight at a time: each byte x
+// XOR 0x80 is x+128 as an unsigned byte, summed as 16-bit lanes (at most 4·2·255).
+func sumQuants(q []byte) int32 {
+	const lo = 0x00ff00ff00ff00ff
+	var acc uint64
+	for i := 0; i < 32; i += 8 {
+		v := binary.LittleEndian.Uint64(q[i:]) ^ 0x8080808080808080
+		acc += v&lo + v>>8&lo
+	}
+	return int32(acc*0x0001000100010001>>48) - 32*128
 }
