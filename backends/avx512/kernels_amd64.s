@@ -12861,7 +12861,7 @@ gemm1x8_skip94:
 	RET
 
 // func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
 TEXT ·gemv4s(SB), $48-88
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -12894,13 +12894,15 @@ gemv4s_tokens2:
 	MOVQ    gap+80(FP), BX
 	IMULQ   BX, DX
 	LEAQ    (DX)(DX*2), BX
+	LEAQ    1024(CX), SI
+	LEAQ    (DX)(DX*2), DI
 	VMOVUPS zeros<>+0(SB), Z3
 	VMOVAPS Z3, Z0
 	VMOVAPS Z3, Z1
 	VMOVAPS Z3, Z2
 	VMOVAPS Z3, Z3
-	MOVQ    k+56(FP), SI
-	SHRQ    $0x04, SI
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x04, R8
 	JZ      gemv4s_tail7
 
 gemv4s_cols6:
@@ -12913,9 +12915,14 @@ gemv4s_cols6:
 	VFMADD231PS Z8, Z5, Z1
 	VFMADD231PS Z8, Z6, Z2
 	VFMADD231PS Z8, Z7, Z3
+	PREFETCHT0  (SI)
+	PREFETCHT0  (SI)(DX*1)
+	PREFETCHT0  (SI)(DX*2)
+	PREFETCHT0  (SI)(DI*1)
+	ADDQ        $0x40, SI
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
-	DECQ        SI
+	DECQ        R8
 	JNZ         gemv4s_cols6
 
 gemv4s_tail7:

@@ -48,7 +48,7 @@ func main() {
 		genGemmZMM("gemm4x6n", 4, 6, false, false, false)
 		genGemmZMM("gemm4x6pn", 4, 6, false, false, true)
 		genGemmZMM("gemm1x8", 1, 8, false, false, false)
-		genGemmZMM("gemv4s", 4, 1, true, false, false)
+		genGemmZMM("gemv4s", 4, 1, true, true, false)
 		genProbesZMM()
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
