@@ -30,7 +30,9 @@ import (
 // 16 weight scales come through general registers, four to one.
 
 // qgemvAhead is how far ahead of the block being multiplied each of the 16 streams is
-// prefetched, in bytes (0: no prefetch).
+// prefetched, in bytes (0: no prefetch). Over stories110m's q4_0 matrices and its q8_0
+// classifier from DRAM, one thread, the kernels alternating in one process: 256 bytes
+// 32–36 GB/s, 512 32–36, 1024 29–37, 128 28–32, none 24–29.
 var qgemvAhead = map[bool]int{false: 256, true: 256}
 
 // genQGemv emits qgemvQ8Z or qgemvQ4Z.
