@@ -14423,67 +14423,67 @@ qgemvQ8Z_block2:
 	PREFETCHT0      256(R8)(DX*1)
 	VBROADCASTI32X4 (R10), Z2
 	VBROADCASTI32X4 16(R10), Z3
-	VPBROADCASTD.Z  36(R10), K1, Z4
-	VMOVDQU32       2(BX), X5
-	VBROADCASTI32X4 2(SI), K3, Z5
-	VBROADCASTI32X4 2(DI), K4, Z5
-	VBROADCASTI32X4 2(R8), K5, Z5
-	VMOVDQU32       18(BX), X6
-	VBROADCASTI32X4 18(SI), K3, Z6
-	VBROADCASTI32X4 18(DI), K4, Z6
-	VBROADCASTI32X4 18(R8), K5, Z6
+	VMOVDQU32       2(BX), X4
+	VBROADCASTI32X4 2(SI), K3, Z4
+	VBROADCASTI32X4 2(DI), K4, Z4
+	VBROADCASTI32X4 2(R8), K5, Z4
+	VMOVDQU32       18(BX), X5
+	VBROADCASTI32X4 18(SI), K3, Z5
+	VBROADCASTI32X4 18(DI), K4, Z5
+	VBROADCASTI32X4 18(R8), K5, Z5
+	VPXORD.BCST     signbytes<>+0(SB), Z4, Z4
 	VPXORD.BCST     signbytes<>+0(SB), Z5, Z5
-	VPXORD.BCST     signbytes<>+0(SB), Z6, Z6
-	VPDPBUSD        Z2, Z5, Z4
-	VPDPBUSD        Z3, Z6, Z4
-	VPBROADCASTD.Z  36(R10), K1, Z7
-	VMOVDQU32       2(BX)(CX*1), X8
-	VBROADCASTI32X4 2(SI)(CX*1), K3, Z8
-	VBROADCASTI32X4 2(DI)(CX*1), K4, Z8
-	VBROADCASTI32X4 2(R8)(CX*1), K5, Z8
-	VMOVDQU32       18(BX)(CX*1), X9
-	VBROADCASTI32X4 18(SI)(CX*1), K3, Z9
-	VBROADCASTI32X4 18(DI)(CX*1), K4, Z9
-	VBROADCASTI32X4 18(R8)(CX*1), K5, Z9
+	VPBROADCASTD.Z  36(R10), K1, Z6
+	VPDPBUSD        Z2, Z4, Z6
+	VPDPBUSD        Z3, Z5, Z6
+	VMOVDQU32       2(BX)(CX*1), X7
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z7
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z7
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z7
+	VMOVDQU32       18(BX)(CX*1), X8
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z8
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z8
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z8
+	VPXORD.BCST     signbytes<>+0(SB), Z7, Z7
 	VPXORD.BCST     signbytes<>+0(SB), Z8, Z8
-	VPXORD.BCST     signbytes<>+0(SB), Z9, Z9
-	VPDPBUSD        Z2, Z8, Z7
-	VPDPBUSD        Z3, Z9, Z7
-	VPBROADCASTD.Z  36(R10), K1, Z10
-	VMOVDQU32       2(BX)(CX*2), X11
-	VBROADCASTI32X4 2(SI)(CX*2), K3, Z11
-	VBROADCASTI32X4 2(DI)(CX*2), K4, Z11
-	VBROADCASTI32X4 2(R8)(CX*2), K5, Z11
-	VMOVDQU32       18(BX)(CX*2), X12
-	VBROADCASTI32X4 18(SI)(CX*2), K3, Z12
-	VBROADCASTI32X4 18(DI)(CX*2), K4, Z12
-	VBROADCASTI32X4 18(R8)(CX*2), K5, Z12
+	VPBROADCASTD.Z  36(R10), K1, Z9
+	VPDPBUSD        Z2, Z7, Z9
+	VPDPBUSD        Z3, Z8, Z9
+	VMOVDQU32       2(BX)(CX*2), X10
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z10
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z10
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z10
+	VMOVDQU32       18(BX)(CX*2), X11
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z11
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z11
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z10, Z10
 	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
-	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
-	VPDPBUSD        Z2, Z11, Z10
-	VPDPBUSD        Z3, Z12, Z10
-	VPBROADCASTD.Z  36(R10), K1, Z13
-	VMOVDQU32       2(BX)(DX*1), X14
-	VBROADCASTI32X4 2(SI)(DX*1), K3, Z14
-	VBROADCASTI32X4 2(DI)(DX*1), K4, Z14
-	VBROADCASTI32X4 2(R8)(DX*1), K5, Z14
-	VMOVDQU32       18(BX)(DX*1), X15
-	VBROADCASTI32X4 18(SI)(DX*1), K3, Z15
-	VBROADCASTI32X4 18(DI)(DX*1), K4, Z15
-	VBROADCASTI32X4 18(R8)(DX*1), K5, Z15
+	VPBROADCASTD.Z  36(R10), K1, Z12
+	VPDPBUSD        Z2, Z10, Z12
+	VPDPBUSD        Z3, Z11, Z12
+	VMOVDQU32       2(BX)(DX*1), X13
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z13
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z13
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z13
+	VMOVDQU32       18(BX)(DX*1), X14
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z14
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z14
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z14
+	VPXORD.BCST     signbytes<>+0(SB), Z13, Z13
 	VPXORD.BCST     signbytes<>+0(SB), Z14, Z14
-	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
-	VPDPBUSD        Z2, Z14, Z13
-	VPDPBUSD        Z3, Z15, Z13
-	VPUNPCKLDQ      Z7, Z4, Z2
-	VPUNPCKHDQ      Z7, Z4, Z4
-	VPADDD          Z2, Z4, Z4
-	VPUNPCKLDQ      Z13, Z10, Z2
-	VPUNPCKHDQ      Z13, Z10, Z10
-	VPADDD          Z2, Z10, Z10
-	VPUNPCKLQDQ     Z10, Z4, Z2
-	VPUNPCKHQDQ     Z10, Z4, Z4
-	VPADDD          Z2, Z4, Z4
+	VPBROADCASTD.Z  36(R10), K1, Z15
+	VPDPBUSD        Z2, Z13, Z15
+	VPDPBUSD        Z3, Z14, Z15
+	VPUNPCKLDQ      Z9, Z6, Z2
+	VPUNPCKHDQ      Z9, Z6, Z6
+	VPADDD          Z2, Z6, Z6
+	VPUNPCKLDQ      Z15, Z12, Z2
+	VPUNPCKHDQ      Z15, Z12, Z12
+	VPADDD          Z2, Z12, Z12
+	VPUNPCKLQDQ     Z12, Z6, Z2
+	VPUNPCKHQDQ     Z12, Z6, Z6
+	VPADDD          Z2, Z6, Z6
 	MOVWQZX         (BX), R12
 	MOVWQZX         (BX)(CX*1), R13
 	SHLQ            $0x10, R13
@@ -14531,9 +14531,9 @@ qgemvQ8Z_block2:
 	VINSERTI32X4    $0x01, X2, Y16, Y2
 	VCVTPH2PS       Y2, Z2
 	VMULPS.BCST     32(R10), Z2, Z2
-	VCVTDQ2PS       Z4, Z4
-	VMULPS          Z2, Z4, Z4
-	VADDPS          Z4, Z1, Z1
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z2, Z6, Z6
+	VADDPS          Z6, Z1, Z1
 	ADDQ            $0x22, BX
 	ADDQ            $0x22, SI
 	ADDQ            $0x22, DI
@@ -14601,55 +14601,55 @@ qgemvQ4Z_block2:
 	PREFETCHT0      256(R8)(DX*1)
 	VBROADCASTI32X4 (R10), Z2
 	VBROADCASTI32X4 16(R10), Z3
-	VPBROADCASTD.Z  36(R10), K1, Z4
-	VMOVDQU32       2(BX), X6
-	VBROADCASTI32X4 2(SI), K3, Z6
-	VBROADCASTI32X4 2(DI), K4, Z6
-	VBROADCASTI32X4 2(R8), K5, Z6
-	VPANDD.BCST     nibble<>+0(SB), Z6, Z5
-	VPSRLW          $0x04, Z6, Z6
-	VPANDD.BCST     nibble<>+0(SB), Z6, Z6
-	VPDPBUSD        Z2, Z5, Z4
-	VPDPBUSD        Z3, Z6, Z4
-	VPBROADCASTD.Z  36(R10), K1, Z5
+	VMOVDQU32       2(BX), X5
+	VBROADCASTI32X4 2(SI), K3, Z5
+	VBROADCASTI32X4 2(DI), K4, Z5
+	VBROADCASTI32X4 2(R8), K5, Z5
+	VPANDD.BCST     nibble<>+0(SB), Z5, Z4
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD.BCST     nibble<>+0(SB), Z5, Z5
+	VPBROADCASTD.Z  36(R10), K1, Z6
+	VPDPBUSD        Z2, Z4, Z6
+	VPDPBUSD        Z3, Z5, Z6
 	VMOVDQU32       2(BX)(CX*1), X7
 	VBROADCASTI32X4 2(SI)(CX*1), K3, Z7
 	VBROADCASTI32X4 2(DI)(CX*1), K4, Z7
 	VBROADCASTI32X4 2(R8)(CX*1), K5, Z7
-	VPANDD.BCST     nibble<>+0(SB), Z7, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z7, Z4
 	VPSRLW          $0x04, Z7, Z7
 	VPANDD.BCST     nibble<>+0(SB), Z7, Z7
-	VPDPBUSD        Z2, Z11, Z5
-	VPDPBUSD        Z3, Z7, Z5
 	VPBROADCASTD.Z  36(R10), K1, Z11
+	VPDPBUSD        Z2, Z4, Z11
+	VPDPBUSD        Z3, Z7, Z11
 	VMOVDQU32       2(BX)(CX*2), X8
 	VBROADCASTI32X4 2(SI)(CX*2), K3, Z8
 	VBROADCASTI32X4 2(DI)(CX*2), K4, Z8
 	VBROADCASTI32X4 2(R8)(CX*2), K5, Z8
-	VPANDD.BCST     nibble<>+0(SB), Z8, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z4
 	VPSRLW          $0x04, Z8, Z8
 	VPANDD.BCST     nibble<>+0(SB), Z8, Z8
-	VPDPBUSD        Z2, Z12, Z11
-	VPDPBUSD        Z3, Z8, Z11
 	VPBROADCASTD.Z  36(R10), K1, Z12
+	VPDPBUSD        Z2, Z4, Z12
+	VPDPBUSD        Z3, Z8, Z12
 	VMOVDQU32       2(BX)(DX*1), X9
 	VBROADCASTI32X4 2(SI)(DX*1), K3, Z9
 	VBROADCASTI32X4 2(DI)(DX*1), K4, Z9
 	VBROADCASTI32X4 2(R8)(DX*1), K5, Z9
-	VPANDD.BCST     nibble<>+0(SB), Z9, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z9, Z4
 	VPSRLW          $0x04, Z9, Z9
 	VPANDD.BCST     nibble<>+0(SB), Z9, Z9
-	VPDPBUSD        Z2, Z13, Z12
-	VPDPBUSD        Z3, Z9, Z12
-	VPUNPCKLDQ      Z5, Z4, Z2
-	VPUNPCKHDQ      Z5, Z4, Z4
-	VPADDD          Z2, Z4, Z4
-	VPUNPCKLDQ      Z12, Z11, Z2
-	VPUNPCKHDQ      Z12, Z11, Z11
-	VPADDD          Z2, Z11, Z11
-	VPUNPCKLQDQ     Z11, Z4, Z2
-	VPUNPCKHQDQ     Z11, Z4, Z4
-	VPADDD          Z2, Z4, Z4
+	VPBROADCASTD.Z  36(R10), K1, Z13
+	VPDPBUSD        Z2, Z4, Z13
+	VPDPBUSD        Z3, Z9, Z13
+	VPUNPCKLDQ      Z11, Z6, Z2
+	VPUNPCKHDQ      Z11, Z6, Z6
+	VPADDD          Z2, Z6, Z6
+	VPUNPCKLDQ      Z13, Z12, Z2
+	VPUNPCKHDQ      Z13, Z12, Z12
+	VPADDD          Z2, Z12, Z12
+	VPUNPCKLQDQ     Z12, Z6, Z2
+	VPUNPCKHQDQ     Z12, Z6, Z6
+	VPADDD          Z2, Z6, Z6
 	MOVWQZX         (BX), R12
 	MOVWQZX         (BX)(CX*1), R13
 	SHLQ            $0x10, R13
@@ -14697,9 +14697,9 @@ qgemvQ4Z_block2:
 	VINSERTI32X4    $0x01, X2, Y10, Y2
 	VCVTPH2PS       Y2, Z2
 	VMULPS.BCST     32(R10), Z2, Z2
-	VCVTDQ2PS       Z4, Z4
-	VMULPS          Z2, Z4, Z4
-	VADDPS          Z4, Z1, Z1
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z2, Z6, Z6
+	VADDPS          Z6, Z1, Z1
 	ADDQ            $0x12, BX
 	ADDQ            $0x12, SI
 	ADDQ            $0x12, DI
@@ -14712,6 +14712,896 @@ qgemvQ4Z_block2:
 	ADDQ            $0x04, AX
 	DECQ            R9
 	JNZ             qgemvQ4Z_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx2(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx2(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx2_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx2_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z3
+	VBROADCASTI32X4 16(R10), Z4
+	VBROADCASTI32X4 40(R10), Z5
+	VBROADCASTI32X4 56(R10), Z6
+	VMOVDQU32       2(BX), X7
+	VBROADCASTI32X4 2(SI), K3, Z7
+	VBROADCASTI32X4 2(DI), K4, Z7
+	VBROADCASTI32X4 2(R8), K5, Z7
+	VMOVDQU32       18(BX), X8
+	VBROADCASTI32X4 18(SI), K3, Z8
+	VBROADCASTI32X4 18(DI), K4, Z8
+	VBROADCASTI32X4 18(R8), K5, Z8
+	VPXORD.BCST     signbytes<>+0(SB), Z7, Z7
+	VPXORD.BCST     signbytes<>+0(SB), Z8, Z8
+	VPBROADCASTD.Z  36(R10), K1, Z9
+	VPDPBUSD        Z3, Z7, Z9
+	VPDPBUSD        Z4, Z8, Z9
+	VPBROADCASTD.Z  76(R10), K1, Z10
+	VPDPBUSD        Z5, Z7, Z10
+	VPDPBUSD        Z6, Z8, Z10
+	VMOVDQU32       2(BX)(CX*1), X11
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z11
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z11
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z11
+	VMOVDQU32       18(BX)(CX*1), X12
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z12
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z12
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z12
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
+	VPBROADCASTD.Z  36(R10), K1, Z13
+	VPDPBUSD        Z3, Z11, Z13
+	VPDPBUSD        Z4, Z12, Z13
+	VPBROADCASTD.Z  76(R10), K1, Z14
+	VPDPBUSD        Z5, Z11, Z14
+	VPDPBUSD        Z6, Z12, Z14
+	VMOVDQU32       2(BX)(CX*2), X15
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z15
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z15
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z15
+	VMOVDQU32       18(BX)(CX*2), X16
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z16
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z16
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z16
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z16, Z16
+	VPBROADCASTD.Z  36(R10), K1, Z17
+	VPDPBUSD        Z3, Z15, Z17
+	VPDPBUSD        Z4, Z16, Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z5, Z15, Z18
+	VPDPBUSD        Z6, Z16, Z18
+	VMOVDQU32       2(BX)(DX*1), X19
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z19
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z19
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z19
+	VMOVDQU32       18(BX)(DX*1), X20
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z20
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z20
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z20
+	VPXORD.BCST     signbytes<>+0(SB), Z19, Z19
+	VPXORD.BCST     signbytes<>+0(SB), Z20, Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z3, Z19, Z21
+	VPDPBUSD        Z4, Z20, Z21
+	VPBROADCASTD.Z  76(R10), K1, Z3
+	VPDPBUSD        Z5, Z19, Z3
+	VPDPBUSD        Z6, Z20, Z3
+	VPUNPCKLDQ      Z13, Z9, Z4
+	VPUNPCKHDQ      Z13, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VPUNPCKLDQ      Z21, Z17, Z4
+	VPUNPCKHDQ      Z21, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VPUNPCKLQDQ     Z17, Z9, Z4
+	VPUNPCKHQDQ     Z17, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VPUNPCKLDQ      Z14, Z10, Z4
+	VPUNPCKHDQ      Z14, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VPUNPCKLDQ      Z3, Z18, Z4
+	VPUNPCKHDQ      Z3, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VPUNPCKLQDQ     Z18, Z10, Z3
+	VPUNPCKHQDQ     Z18, Z10, Z10
+	VPADDD          Z3, Z10, Z10
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X22
+	VPINSRQ         $0x01, R13, X22, X22
+	VMOVQ           R14, X3
+	VPINSRQ         $0x01, R15, X3, X3
+	VINSERTI32X4    $0x01, X3, Y22, Y3
+	VCVTPH2PS       Y3, Z3
+	VMULPS.BCST     32(R10), Z3, Z4
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z4, Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VMULPS.BCST     72(R10), Z3, Z3
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z3, Z10, Z10
+	VADDPS          Z10, Z2, Z2
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x50, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx2_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx2_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx2(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx2(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx2_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx2_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z3
+	VBROADCASTI32X4 16(R10), Z4
+	VBROADCASTI32X4 40(R10), Z5
+	VBROADCASTI32X4 56(R10), Z6
+	VMOVDQU32       2(BX), X8
+	VBROADCASTI32X4 2(SI), K3, Z8
+	VBROADCASTI32X4 2(DI), K4, Z8
+	VBROADCASTI32X4 2(R8), K5, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z8
+	VPBROADCASTD.Z  36(R10), K1, Z9
+	VPDPBUSD        Z3, Z7, Z9
+	VPDPBUSD        Z4, Z8, Z9
+	VPBROADCASTD.Z  76(R10), K1, Z10
+	VPDPBUSD        Z5, Z7, Z10
+	VPDPBUSD        Z6, Z8, Z10
+	VMOVDQU32       2(BX)(CX*1), X11
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z11
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z11
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z7
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z11
+	VPBROADCASTD.Z  36(R10), K1, Z15
+	VPDPBUSD        Z3, Z7, Z15
+	VPDPBUSD        Z4, Z11, Z15
+	VPBROADCASTD.Z  76(R10), K1, Z16
+	VPDPBUSD        Z5, Z7, Z16
+	VPDPBUSD        Z6, Z11, Z16
+	VMOVDQU32       2(BX)(CX*2), X12
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z12
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z12
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z7
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z12
+	VPBROADCASTD.Z  36(R10), K1, Z17
+	VPDPBUSD        Z3, Z7, Z17
+	VPDPBUSD        Z4, Z12, Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z5, Z7, Z18
+	VPDPBUSD        Z6, Z12, Z18
+	VMOVDQU32       2(BX)(DX*1), X13
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z13
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z13
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z13, Z7
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z13, Z13
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z3, Z7, Z19
+	VPDPBUSD        Z4, Z13, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z3
+	VPDPBUSD        Z5, Z7, Z3
+	VPDPBUSD        Z6, Z13, Z3
+	VPUNPCKLDQ      Z15, Z9, Z4
+	VPUNPCKHDQ      Z15, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VPUNPCKLDQ      Z19, Z17, Z4
+	VPUNPCKHDQ      Z19, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VPUNPCKLQDQ     Z17, Z9, Z4
+	VPUNPCKHQDQ     Z17, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VPUNPCKLDQ      Z16, Z10, Z4
+	VPUNPCKHDQ      Z16, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VPUNPCKLDQ      Z3, Z18, Z4
+	VPUNPCKHDQ      Z3, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VPUNPCKLQDQ     Z18, Z10, Z3
+	VPUNPCKHQDQ     Z18, Z10, Z10
+	VPADDD          Z3, Z10, Z10
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X14
+	VPINSRQ         $0x01, R13, X14, X14
+	VMOVQ           R14, X3
+	VPINSRQ         $0x01, R15, X3, X3
+	VINSERTI32X4    $0x01, X3, Y14, Y3
+	VCVTPH2PS       Y3, Z3
+	VMULPS.BCST     32(R10), Z3, Z4
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z4, Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VMULPS.BCST     72(R10), Z3, Z3
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z3, Z10, Z10
+	VADDPS          Z10, Z2, Z2
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x50, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx2_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx2_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx3(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx3(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx3_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx3_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z4
+	VBROADCASTI32X4 16(R10), Z5
+	VBROADCASTI32X4 40(R10), Z6
+	VBROADCASTI32X4 56(R10), Z7
+	VBROADCASTI32X4 80(R10), Z8
+	VBROADCASTI32X4 96(R10), Z9
+	VMOVDQU32       2(BX), X10
+	VBROADCASTI32X4 2(SI), K3, Z10
+	VBROADCASTI32X4 2(DI), K4, Z10
+	VBROADCASTI32X4 2(R8), K5, Z10
+	VMOVDQU32       18(BX), X11
+	VBROADCASTI32X4 18(SI), K3, Z11
+	VBROADCASTI32X4 18(DI), K4, Z11
+	VBROADCASTI32X4 18(R8), K5, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z10, Z10
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPBROADCASTD.Z  36(R10), K1, Z12
+	VPDPBUSD        Z4, Z10, Z12
+	VPDPBUSD        Z5, Z11, Z12
+	VPBROADCASTD.Z  76(R10), K1, Z13
+	VPDPBUSD        Z6, Z10, Z13
+	VPDPBUSD        Z7, Z11, Z13
+	VPBROADCASTD.Z  116(R10), K1, Z14
+	VPDPBUSD        Z8, Z10, Z14
+	VPDPBUSD        Z9, Z11, Z14
+	VMOVDQU32       2(BX)(CX*1), X15
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z15
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z15
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z15
+	VMOVDQU32       18(BX)(CX*1), X16
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z16
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z16
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z16
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z16, Z16
+	VPBROADCASTD.Z  36(R10), K1, Z17
+	VPDPBUSD        Z4, Z15, Z17
+	VPDPBUSD        Z5, Z16, Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z6, Z15, Z18
+	VPDPBUSD        Z7, Z16, Z18
+	VPBROADCASTD.Z  116(R10), K1, Z19
+	VPDPBUSD        Z8, Z15, Z19
+	VPDPBUSD        Z9, Z16, Z19
+	VMOVDQU32       2(BX)(CX*2), X20
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z20
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z20
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z20
+	VMOVDQU32       18(BX)(CX*2), X21
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z21
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z21
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z21
+	VPXORD.BCST     signbytes<>+0(SB), Z20, Z20
+	VPXORD.BCST     signbytes<>+0(SB), Z21, Z21
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z4, Z20, Z22
+	VPDPBUSD        Z5, Z21, Z22
+	VPBROADCASTD.Z  76(R10), K1, Z23
+	VPDPBUSD        Z6, Z20, Z23
+	VPDPBUSD        Z7, Z21, Z23
+	VPBROADCASTD.Z  116(R10), K1, Z24
+	VPDPBUSD        Z8, Z20, Z24
+	VPDPBUSD        Z9, Z21, Z24
+	VMOVDQU32       2(BX)(DX*1), X25
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z25
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z25
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z25
+	VMOVDQU32       18(BX)(DX*1), X26
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z26
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z26
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z26
+	VPXORD.BCST     signbytes<>+0(SB), Z25, Z25
+	VPXORD.BCST     signbytes<>+0(SB), Z26, Z26
+	VPBROADCASTD.Z  36(R10), K1, Z27
+	VPDPBUSD        Z4, Z25, Z27
+	VPDPBUSD        Z5, Z26, Z27
+	VPBROADCASTD.Z  76(R10), K1, Z4
+	VPDPBUSD        Z6, Z25, Z4
+	VPDPBUSD        Z7, Z26, Z4
+	VPBROADCASTD.Z  116(R10), K1, Z5
+	VPDPBUSD        Z8, Z25, Z5
+	VPDPBUSD        Z9, Z26, Z5
+	VPUNPCKLDQ      Z17, Z12, Z6
+	VPUNPCKHDQ      Z17, Z12, Z12
+	VPADDD          Z6, Z12, Z12
+	VPUNPCKLDQ      Z27, Z22, Z6
+	VPUNPCKHDQ      Z27, Z22, Z22
+	VPADDD          Z6, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z12, Z6
+	VPUNPCKHQDQ     Z22, Z12, Z12
+	VPADDD          Z6, Z12, Z12
+	VPUNPCKLDQ      Z18, Z13, Z6
+	VPUNPCKHDQ      Z18, Z13, Z13
+	VPADDD          Z6, Z13, Z13
+	VPUNPCKLDQ      Z4, Z23, Z6
+	VPUNPCKHDQ      Z4, Z23, Z23
+	VPADDD          Z6, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z13, Z4
+	VPUNPCKHQDQ     Z23, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VPUNPCKLDQ      Z19, Z14, Z4
+	VPUNPCKHDQ      Z19, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VPUNPCKLDQ      Z5, Z24, Z4
+	VPUNPCKHDQ      Z5, Z24, Z24
+	VPADDD          Z4, Z24, Z24
+	VPUNPCKLQDQ     Z24, Z14, Z4
+	VPUNPCKHQDQ     Z24, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X28
+	VPINSRQ         $0x01, R13, X28, X28
+	VMOVQ           R14, X4
+	VPINSRQ         $0x01, R15, X4, X4
+	VINSERTI32X4    $0x01, X4, Y28, Y4
+	VCVTPH2PS       Y4, Z4
+	VMULPS.BCST     32(R10), Z4, Z5
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          Z5, Z12, Z12
+	VADDPS          Z12, Z1, Z1
+	VMULPS.BCST     72(R10), Z4, Z5
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z5, Z13, Z13
+	VADDPS          Z13, Z2, Z2
+	VMULPS.BCST     112(R10), Z4, Z4
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          Z4, Z14, Z14
+	VADDPS          Z14, Z3, Z3
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x78, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx3_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx3_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx3(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx3(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx3_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx3_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z4
+	VBROADCASTI32X4 16(R10), Z5
+	VBROADCASTI32X4 40(R10), Z6
+	VBROADCASTI32X4 56(R10), Z7
+	VBROADCASTI32X4 80(R10), Z8
+	VBROADCASTI32X4 96(R10), Z9
+	VMOVDQU32       2(BX), X11
+	VBROADCASTI32X4 2(SI), K3, Z11
+	VBROADCASTI32X4 2(DI), K4, Z11
+	VBROADCASTI32X4 2(R8), K5, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z10
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z11
+	VPBROADCASTD.Z  36(R10), K1, Z12
+	VPDPBUSD        Z4, Z10, Z12
+	VPDPBUSD        Z5, Z11, Z12
+	VPBROADCASTD.Z  76(R10), K1, Z13
+	VPDPBUSD        Z6, Z10, Z13
+	VPDPBUSD        Z7, Z11, Z13
+	VPBROADCASTD.Z  116(R10), K1, Z14
+	VPDPBUSD        Z8, Z10, Z14
+	VPDPBUSD        Z9, Z11, Z14
+	VMOVDQU32       2(BX)(CX*1), X15
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z15
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z15
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z15
+	VPANDD.BCST     nibble<>+0(SB), Z15, Z10
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD.BCST     nibble<>+0(SB), Z15, Z15
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z4, Z10, Z19
+	VPDPBUSD        Z5, Z15, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z6, Z10, Z20
+	VPDPBUSD        Z7, Z15, Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z8, Z10, Z21
+	VPDPBUSD        Z9, Z15, Z21
+	VMOVDQU32       2(BX)(CX*2), X16
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z16
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z16
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z16
+	VPANDD.BCST     nibble<>+0(SB), Z16, Z10
+	VPSRLW          $0x04, Z16, Z16
+	VPANDD.BCST     nibble<>+0(SB), Z16, Z16
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z4, Z10, Z22
+	VPDPBUSD        Z5, Z16, Z22
+	VPBROADCASTD.Z  76(R10), K1, Z23
+	VPDPBUSD        Z6, Z10, Z23
+	VPDPBUSD        Z7, Z16, Z23
+	VPBROADCASTD.Z  116(R10), K1, Z24
+	VPDPBUSD        Z8, Z10, Z24
+	VPDPBUSD        Z9, Z16, Z24
+	VMOVDQU32       2(BX)(DX*1), X17
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z17
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z17
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z17
+	VPANDD.BCST     nibble<>+0(SB), Z17, Z10
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD.BCST     nibble<>+0(SB), Z17, Z17
+	VPBROADCASTD.Z  36(R10), K1, Z25
+	VPDPBUSD        Z4, Z10, Z25
+	VPDPBUSD        Z5, Z17, Z25
+	VPBROADCASTD.Z  76(R10), K1, Z4
+	VPDPBUSD        Z6, Z10, Z4
+	VPDPBUSD        Z7, Z17, Z4
+	VPBROADCASTD.Z  116(R10), K1, Z5
+	VPDPBUSD        Z8, Z10, Z5
+	VPDPBUSD        Z9, Z17, Z5
+	VPUNPCKLDQ      Z19, Z12, Z6
+	VPUNPCKHDQ      Z19, Z12, Z12
+	VPADDD          Z6, Z12, Z12
+	VPUNPCKLDQ      Z25, Z22, Z6
+	VPUNPCKHDQ      Z25, Z22, Z22
+	VPADDD          Z6, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z12, Z6
+	VPUNPCKHQDQ     Z22, Z12, Z12
+	VPADDD          Z6, Z12, Z12
+	VPUNPCKLDQ      Z20, Z13, Z6
+	VPUNPCKHDQ      Z20, Z13, Z13
+	VPADDD          Z6, Z13, Z13
+	VPUNPCKLDQ      Z4, Z23, Z6
+	VPUNPCKHDQ      Z4, Z23, Z23
+	VPADDD          Z6, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z13, Z4
+	VPUNPCKHQDQ     Z23, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VPUNPCKLDQ      Z21, Z14, Z4
+	VPUNPCKHDQ      Z21, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VPUNPCKLDQ      Z5, Z24, Z4
+	VPUNPCKHDQ      Z5, Z24, Z24
+	VPADDD          Z4, Z24, Z24
+	VPUNPCKLQDQ     Z24, Z14, Z4
+	VPUNPCKHQDQ     Z24, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X18
+	VPINSRQ         $0x01, R13, X18, X18
+	VMOVQ           R14, X4
+	VPINSRQ         $0x01, R15, X4, X4
+	VINSERTI32X4    $0x01, X4, Y18, Y4
+	VCVTPH2PS       Y4, Z4
+	VMULPS.BCST     32(R10), Z4, Z5
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          Z5, Z12, Z12
+	VADDPS          Z12, Z1, Z1
+	VMULPS.BCST     72(R10), Z4, Z5
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z5, Z13, Z13
+	VADDPS          Z13, Z2, Z2
+	VMULPS.BCST     112(R10), Z4, Z4
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          Z4, Z14, Z14
+	VADDPS          Z14, Z3, Z3
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x78, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx3_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx3_group1
 	VZEROUPPER
 	RET
 

@@ -21,6 +21,25 @@ var gemm = qgemm.Kernels{
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile:     tileZ,
 	MatVecQ8: qgemvQ8Z, MatVecQ4: qgemvQ4Z,
+	MatVecNQ8: qgemvQ8ZxN, MatVecNQ4: qgemvQ4ZxN, VecTokens: 3,
+}
+
+// qgemvQ8ZxN calls qgemvQ8Zx2 or qgemvQ8Zx3 for nt = 2 or 3 tokens.
+func qgemvQ8ZxN(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte) {
+	if nt == 2 {
+		qgemvQ8Zx2(dst, ldd, w, ldw, nb, groups, gap, x)
+	} else {
+		qgemvQ8Zx3(dst, ldd, w, ldw, nb, groups, gap, x)
+	}
+}
+
+// qgemvQ4ZxN calls qgemvQ4Zx2 or qgemvQ4Zx3 for nt = 2 or 3 tokens.
+func qgemvQ4ZxN(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte) {
+	if nt == 2 {
+		qgemvQ4Zx2(dst, ldd, w, ldw, nb, groups, gap, x)
+	} else {
+		qgemvQ4Zx3(dst, ldd, w, ldw, nb, groups, gap, x)
+	}
 }
 
 // tileZ calls the tile kernel for nt tokens (1 ≤ nt ≤ 8).
@@ -82,7 +101,11 @@ const kgemmFrom = 2
 
 // gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM driver for on weights of type
 // dt: T = 1 for both, where it runs the matrix–vector kernels qgemvQ8Z and qgemvQ4Z on the
-// weights as loaded (16 rows a gap apart, each a long prefetched stream; no repack).
+// weights as loaded (16 rows a gap apart, each a long prefetched stream; no repack),
+// and for T = 2, 3 their x2 and x3 forms. Over stories110m's matrices (q4_0 with its q8_0
+// classifier, or all q8_0) from DRAM, one thread, alternating in one process: T = 2
+// q8_0 20–26 GB/s against the repacking GEMM's 13.5–18.5, q4_0 13–32 against 9–21;
+// T = 3 q8_0 29–34 against 20–22, q4_0 22–23 against 17–18.
 // One thread, T = 1, bytes of weights per second (the best of 200 runs, the machine
 // shared): 8192×4096 (DRAM) q4_0 26–31 GB/s against the repacking GEMM's 19–23 and
 // avx2's 20–23, q8_0 31–38 against avx2's 32–41; 2048×768 (L2) q4_0 36–56 against

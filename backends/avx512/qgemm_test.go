@@ -43,9 +43,10 @@ func TestMatMulQ8(t *testing.T) {
 	})
 }
 
-// TestMatVecQ8 checks the one-token kernels (qgemvQ8Z, qgemvQ4Z: 16 streams of rows a
-// gap apart) against the reference, bit for bit, on taller matrices than TestMatMulQ8's
-// (gaps up to 62 rows) and row ranges that leave a last, overlapping group.
+// TestMatVecQ8 checks the kernels of one to three tokens (qgemvQ8Z, qgemvQ4Z and their
+// x2, x3 forms: 16 streams of rows a gap apart) against the reference, bit for bit, on
+// taller matrices than TestMatMulQ8's (gaps up to 62 rows) and row ranges that leave a
+// last, overlapping group.
 func TestMatVecQ8(t *testing.T) {
 	need(t)
 	if !cpuid.CPU.Supports(cpuid.AVX512VNNI) {
@@ -61,23 +62,27 @@ func TestMatVecQ8(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				xq := qgemmtest.Blocks(r, dtype.Q8_0, nb, false, true)
 				bias := randSlice(r, rows)
-				sc := kernels.NewScratch(Kernels{}, 1, n)
-				for _, rr := range [][2]int{{0, rows}, {3, rows - 5}, {rows / 2, rows}} {
-					if rr[1]-rr[0] < 16 {
-						continue
-					}
-					for _, b := range [][]float32{nil, bias} {
-						want, got := make([]float32, rows), make([]float32, rows)
-						for i := range want {
-							want[i], got[i] = float32(i), float32(i)
+				for T := 1; T <= 3; T++ {
+					xq := qgemmtest.Blocks(r, dtype.Q8_0, T*nb, false, true)
+					sc := kernels.NewScratch(Kernels{}, T, n)
+					ld := rows + 5
+					for _, rr := range [][2]int{{0, rows}, {3, rows - 5}, {rows / 2, rows}} {
+						if rr[1]-rr[0] < 16 {
+							continue
 						}
-						ref.MatMulQ8(want, rows, xq, 1, w, b, rr[0], rr[1], nil)
-						Kernels{}.MatMulQ8(got, rows, xq, 1, w, b, rr[0], rr[1], sc)
-						for i := range want {
-							if math.Float32bits(want[i]) != math.Float32bits(got[i]) && (want[i] == want[i] || got[i] == got[i]) {
-								t.Fatalf("%v %d×%d rows [%d,%d) bias=%v: dst[%d] = %v, reference %v", dt, rows, n, rr[0], rr[1], b != nil, i, got[i], want[i])
+						for _, b := range [][]float32{nil, bias} {
+							want, got := make([]float32, T*ld), make([]float32, T*ld)
+							for i := range want {
+								want[i], got[i] = float32(i), float32(i)
+							}
+							ref.MatMulQ8(want, ld, xq, T, w, b, rr[0], rr[1], nil)
+							Kernels{}.MatMulQ8(got, ld, xq, T, w, b, rr[0], rr[1], sc)
+							for i := range want {
+								if math.Float32bits(want[i]) != math.Float32bits(got[i]) && (want[i] == want[i] || got[i] == got[i]) {
+									t.Fatalf("%v %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v, reference %v",
+										dt, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld, got[i], want[i])
+								}
 							}
 						}
 					}

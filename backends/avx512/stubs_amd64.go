@@ -242,6 +242,30 @@ func qgemvQ8Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *by
 //go:noescape
 func qgemvQ4Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
 
+// qgemvQ8Zx2 is qgemvQ8Z for the 2 tokens t of x (token t of block b at x + 40·(2·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx2(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx2 is qgemvQ4Z for the 2 tokens t of x (token t of block b at x + 40·(2·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx2(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ8Zx3 is qgemvQ8Z for the 3 tokens t of x (token t of block b at x + 40·(3·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx3(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx3 is qgemvQ4Z for the 3 tokens t of x (token t of block b at x + 40·(3·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx3(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
 // kprepZ writes the nb q8_k super-blocks at xq as the k-quant GEMM tiles take them
 // (576 bytes each at dst, stride bytes apart): for p < 16 and l < 8, the int16 pair
 // (x_{16p+l}, x_{16p+l+8}); the 16 bsums; d as float32.

@@ -52,8 +52,10 @@ func main() {
 		genProbesZMM()
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
-		genQGemv(false)
-		genQGemv(true)
+		for _, nt := range []int{1, 2, 3} {
+			genQGemv(false, nt)
+			genQGemv(true, nt)
+		}
 		genKGemm()
 		genHalfZMM()
 		genBF16ZMM()

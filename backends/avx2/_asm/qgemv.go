@@ -10,7 +10,9 @@ import (
 )
 
 // The AVX512_VNNI matrix–vector products of q8_0 and q4_0 weights with one q8_0
-// activation (MatMulQ8 at T = 1), on the weights as loaded: no repack.
+// activation (MatMulQ8 at T = 1), on the weights as loaded: no repack; and their forms
+// for two and three tokens, which share each block's loads (four would need more than
+// the 32 registers).
 //
 // Sixteen rows a gap apart are walked together, so that each of the sixteen is one
 // long sequential stream through gap consecutive rows (rows of a q8_0 or q4_0 matrix
@@ -35,20 +37,29 @@ import (
 // 32–36 GB/s, 512 32–36, 1024 29–37, 128 28–32, none 24–29.
 var qgemvAhead = map[bool]int{false: 256, true: 256}
 
-// genQGemv emits qgemvQ8Z or qgemvQ4Z.
-func genQGemv(q4 bool) {
+// genQGemv emits qgemvQ8Z or qgemvQ4Z (nt = 1), or their forms for nt tokens,
+// qgemvQ8Zx<nt> and qgemvQ4Zx<nt>, which load each weight block once for all of them.
+func genQGemv(q4 bool, nt int) {
 	name, wt, bsz := "qgemvQ8Z", "q8_0", 34
 	if q4 {
 		name, wt, bsz = "qgemvQ4Z", "q4_0", 18
 	}
-	lb := fn(name, "func(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)",
-		fmt.Sprintf("%s computes, for g < groups and q < 16, row r = g + q·gap of the %s matrix w", name, wt),
-		"(ldw = nb·"+fmt.Sprint(bsz)+" bytes a row, nb ≥ 1 blocks) times one prepared activation x (block b at",
-		"x + 40·b: 32 quants, dx float32, −off·Σx int32, as the GEMM tiles take it):",
-		"",
-		"\tdst[r] = Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b))",
-		"",
-		"in block order, as the reference. 16·gap must fit in an int32.")
+	if nt == 1 {
+		fn(name, "func(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)",
+			fmt.Sprintf("%s computes, for g < groups and q < 16, row r = g + q·gap of the %s matrix w", name, wt),
+			"(ldw = nb·"+fmt.Sprint(bsz)+" bytes a row, nb ≥ 1 blocks) times one prepared activation x (block b at",
+			"x + 40·b: 32 quants, dx float32, −off·Σx int32, as the GEMM tiles take it):",
+			"",
+			"\tdst[r] = Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b))",
+			"",
+			"in block order, as the reference. 16·gap must fit in an int32.")
+	} else {
+		name += fmt.Sprintf("x%d", nt)
+		fn(name, "func(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)",
+			fmt.Sprintf("%s is %s for the %d tokens t of x (token t of block b at x + 40·(%d·b+t)),", name, name[:8], nt, nt),
+			"token t's results at dst + t·ldd.")
+	}
+	lb := &labels{fn: name}
 	dst := Load(Param("dst"), GP64())
 	gapW := Load(Param("gap"), GP64())
 	{
@@ -95,8 +106,11 @@ func genQGemv(q4 bool) {
 
 	group := lb.next("group")
 	Label(group)
-	acc := ZMM()
-	VMOVUPS(zeros, acc)
+	acc := make([]VecVirtual, nt)
+	for t := range acc {
+		acc[t] = ZMM()
+		VMOVUPS(zeros, acc[t])
+	}
 	xp := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	blk := lb.next("block")
@@ -116,13 +130,17 @@ func genQGemv(q4 bool) {
 		}
 		return v
 	}
-	xlo, xhi := ZMM(), ZMM()
-	VBROADCASTI32X4(Mem{Base: xp}, xlo)
-	VBROADCASTI32X4(Mem{Base: xp, Disp: 16}, xhi)
-	p := make([]VecVirtual, 4)
-	for k := range p {
-		p[k] = ZMM()
-		VPBROADCASTD_Z(Mem{Base: xp, Disp: 36}, kc, p[k]) // −off·Σx, once per row
+	xlo, xhi := make([]VecVirtual, nt), make([]VecVirtual, nt)
+	for t := range xlo {
+		xlo[t], xhi[t] = ZMM(), ZMM()
+		VBROADCASTI32X4(Mem{Base: xp, Disp: 40 * t}, xlo[t])
+		VBROADCASTI32X4(Mem{Base: xp, Disp: 40*t + 16}, xhi[t])
+	}
+	p := make([][]VecVirtual, nt)
+	for t := range p {
+		p[t] = make([]VecVirtual, 4)
+	}
+	for k := 0; k < 4; k++ {
 		var lo, hi VecVirtual
 		if q4 {
 			lo, hi = ZMM(), lane4(k, 2)
@@ -134,10 +152,14 @@ func genQGemv(q4 bool) {
 			VPXORD_BCST(vconst("signbytes", 0x80808080), lo, lo)
 			VPXORD_BCST(vconst("signbytes", 0x80808080), hi, hi)
 		}
-		dotZ(p[k], lo, xlo)
-		dotZ(p[k], hi, xhi)
+		for t := range p {
+			p[t][k] = ZMM()
+			VPBROADCASTD_Z(Mem{Base: xp, Disp: 40*t + 36}, kc, p[t][k]) // −off·Σx, once per row
+			dotZ(p[t][k], lo, xlo[t])
+			dotZ(p[t][k], hi, xhi[t])
+		}
 	}
-	// Lane l of p[k] holds row 4l+k's four partial sums: [a02 b02 a13 b13], then
+	// Lane l of p[t][k] holds row 4l+k's four partial sums: [a02 b02 a13 b13], then
 	// [a b c d], the rows in order.
 	pair := func(a, b VecVirtual) VecVirtual {
 		lo := ZMM()
@@ -153,7 +175,10 @@ func genQGemv(q4 bool) {
 		VPADDD(lo, a, a)
 		return a
 	}
-	s := quad(pair(p[0], p[1]), pair(p[2], p[3]))
+	s := make([]VecVirtual, nt)
+	for t := range s {
+		s[t] = quad(pair(p[t][0], p[t][1]), pair(p[t][2], p[t][3]))
+	}
 	// The 16 scales, through general registers, four to one (a gather took as long as
 	// all the rest; loads and unpacks in vector registers, twice what this takes).
 	dw := ZMM()
@@ -181,21 +206,32 @@ func genQGemv(q4 bool) {
 		VINSERTI32X4(U8(1), hi, lo.AsY(), h) // EVEX: the registers may be past X15
 		VCVTPH2PS(h, dw)
 	}
-	VMULPS_BCST(Mem{Base: xp, Disp: 32}, dw, dw) // float32(dw·dx)
-	VCVTDQ2PS(s, s)
-	VMULPS(dw, s, s)    // float32(s)·that
-	VADDPS(s, acc, acc) // sum += that
+	for t := range s {
+		f := ZMM()
+		VMULPS_BCST(Mem{Base: xp, Disp: 40*t + 32}, dw, f) // float32(dw·dx)
+		VCVTDQ2PS(s[t], s[t])
+		VMULPS(f, s[t], s[t])        // float32(s)·that
+		VADDPS(s[t], acc[t], acc[t]) // sum += that
+	}
 	for _, b := range bases {
 		ADDQ(U8(bsz), b)
 	}
-	ADDQ(U8(40), xp)
+	ADDQ(U8(40*nt), xp)
 	DECQ(nb)
 	JNZ(LabelRef(blk))
 	// The bases are now at the next row of each stream.
-	{
+	d := dst
+	for t := range acc {
+		if t == 1 {
+			d = GP64()
+			MOVQ(dst, d)
+		}
+		if t > 0 {
+			ADDQ(bytesOf("ldd"), d)
+		}
 		k := K()
 		KMOVW(kall, k) // the scatter clears it
-		VSCATTERDPS(acc, k, Mem{Base: dst, Index: sidx, Scale: 1})
+		VSCATTERDPS(acc[t], k, Mem{Base: d, Index: sidx, Scale: 1})
 	}
 	ADDQ(U8(4), dst)
 	DECQ(groups)

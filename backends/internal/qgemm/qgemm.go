@@ -17,9 +17,9 @@
 //
 // so it equals kernels.Reference's bit for bit, whatever T, the group or the row range.
 //
-// At T = 1 on weights as loaded, a backend's MatVecQ8/MatVecQ4 kernels, if it has them,
-// take the rows without a repack (Lanes rows a gap apart, each a long stream through
-// consecutive rows), to the same bits.
+// For one token (and up to VecTokens) on weights as loaded, a backend's MatVec kernels,
+// if it has them, take the rows without a repack (Lanes rows a gap apart, each a long
+// stream through consecutive rows), to the same bits.
 //
 // Pack does the repack once, at load (kernels.Repacker): all groups of a matrix, rows
 // 0..Lanes−1, Lanes..2·Lanes−1, …, the last padded with zero lanes. MatMulQ8 on a
@@ -71,6 +71,11 @@ type Kernels struct {
 	// (40 bytes apart) into dst[g + q·gap], the same bits as Tile. Lanes·gap·ldw must
 	// fit in an int32.
 	MatVecQ8, MatVecQ4 func(dst *float32, w *byte, ldw, nb, groups, gap int, x *byte)
+	// MatVecNQ8 and MatVecNQ4, if set, are MatVecQ8 and MatVecQ4 for 2 ≤ T = nt ≤
+	// VecTokens tokens (token t's results at dst + t·ldd), each weight block loaded once
+	// for all of them.
+	MatVecNQ8, MatVecNQ4 func(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte)
+	VecTokens            int
 }
 
 // ScratchFloats returns the float32s of scratch MatMulQ8 needs for T tokens of cols
@@ -175,15 +180,19 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		}
 	}
 	xstride := T * xBytes
-	mv := k.MatVecQ8
+	mv, mvn := k.MatVecQ8, k.MatVecNQ8
 	if w.DType == dtype.Q4_0 {
-		mv = k.MatVecQ4
+		mv, mvn = k.MatVecQ4, k.MatVecNQ4
 	}
-	if T == 1 && pw == nil && mv != nil && r1-r0 >= L && w.Rows*rb < math.MaxInt32 {
+	if (T == 1 && mv != nil || T > 1 && T <= k.VecTokens && mvn != nil) && pw == nil && r1-r0 >= L && w.Rows*rb < math.MaxInt32 {
 		// Lanes long streams, each through g consecutive rows; the rows left over are
 		// the last group below, which overlaps rows computed here (to the same bits).
 		g := (r1 - r0) / L
-		mv(&dst[r0], &w.Data[r0*rb], rb, nb, g, g, &xs[0])
+		if T == 1 {
+			mv(&dst[r0], &w.Data[r0*rb], rb, nb, g, g, &xs[0])
+		} else {
+			mvn(T, &dst[r0], ld, &w.Data[r0*rb], rb, nb, g, g, &xs[0])
+		}
 		if r0+g*L == r1 {
 			r0 = r1 // nothing left for the loop below; the bias is added
 		} else {
