@@ -21,24 +21,46 @@ var gemm = qgemm.Kernels{
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile:     tileZ,
 	MatVecQ8: qgemvQ8Z, MatVecQ4: qgemvQ4Z,
-	MatVecNQ8: qgemvQ8ZxN, MatVecNQ4: qgemvQ4ZxN, VecTokens: 3,
+	MatVecNQ8: qgemvQ8ZxN, MatVecNQ4: qgemvQ4ZxN, VecTokens: 8,
 }
 
-// qgemvQ8ZxN calls qgemvQ8Zx2 or qgemvQ8Zx3 for nt = 2 or 3 tokens.
+// qgemvQ8ZxN calls qgemvQ8Zx<nt> for 2 ≤ nt ≤ 8 tokens.
 func qgemvQ8ZxN(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte) {
-	if nt == 2 {
+	switch nt {
+	case 2:
 		qgemvQ8Zx2(dst, ldd, w, ldw, nb, groups, gap, x)
-	} else {
+	case 3:
 		qgemvQ8Zx3(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 4:
+		qgemvQ8Zx4(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 5:
+		qgemvQ8Zx5(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 6:
+		qgemvQ8Zx6(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 7:
+		qgemvQ8Zx7(dst, ldd, w, ldw, nb, groups, gap, x)
+	default:
+		qgemvQ8Zx8(dst, ldd, w, ldw, nb, groups, gap, x)
 	}
 }
 
-// qgemvQ4ZxN calls qgemvQ4Zx2 or qgemvQ4Zx3 for nt = 2 or 3 tokens.
+// qgemvQ4ZxN calls qgemvQ4Zx<nt> for 2 ≤ nt ≤ 8 tokens.
 func qgemvQ4ZxN(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte) {
-	if nt == 2 {
+	switch nt {
+	case 2:
 		qgemvQ4Zx2(dst, ldd, w, ldw, nb, groups, gap, x)
-	} else {
+	case 3:
 		qgemvQ4Zx3(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 4:
+		qgemvQ4Zx4(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 5:
+		qgemvQ4Zx5(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 6:
+		qgemvQ4Zx6(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 7:
+		qgemvQ4Zx7(dst, ldd, w, ldw, nb, groups, gap, x)
+	default:
+		qgemvQ4Zx8(dst, ldd, w, ldw, nb, groups, gap, x)
 	}
 }
 
@@ -102,10 +124,13 @@ const kgemmFrom = 2
 // gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM driver for on weights of type
 // dt: T = 1 for both, where it runs the matrix–vector kernels qgemvQ8Z and qgemvQ4Z on the
 // weights as loaded (16 rows a gap apart, each a long prefetched stream; no repack),
-// and for T = 2, 3 their x2 and x3 forms. Over stories110m's matrices (q4_0 with its q8_0
-// classifier, or all q8_0) from DRAM, one thread, alternating in one process: T = 2
-// q8_0 20–26 GB/s against the repacking GEMM's 13.5–18.5, q4_0 13–32 against 9–21;
-// T = 3 q8_0 29–34 against 20–22, q4_0 22–23 against 17–18.
+// and for T = 2..8 their x2..x8 forms (the repacking GEMM's tiles take T ≥ 9, and the
+// rows a range leaves over). Over stories110m's matrices (q4_0 with its q8_0 classifier,
+// or all q8_0) from DRAM, one thread, alternating in one process (the machine shared,
+// so the figures move together): T = 2 q8_0 20–26 GB/s against the repacking GEMM's
+// 13.5–18.5, q4_0 13–32 against 9–21; T = 3 q8_0 29–34 against 20–22, q4_0 22–23
+// against 17–18; T = 4 q8_0 13–15 against 8.3–8.4; T = 8 q8_0 17–18 against 10–13,
+// q4_0 9–10 against 9–11 (even).
 // One thread, T = 1, bytes of weights per second (the best of 200 runs, the machine
 // shared): 8192×4096 (DRAM) q4_0 26–31 GB/s against the repacking GEMM's 19–23 and
 // avx2's 20–23, q8_0 31–38 against avx2's 32–41; 2048×768 (L2) q4_0 36–56 against

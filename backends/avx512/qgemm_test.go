@@ -43,8 +43,8 @@ func TestMatMulQ8(t *testing.T) {
 	})
 }
 
-// TestMatVecQ8 checks the kernels of one to three tokens (qgemvQ8Z, qgemvQ4Z and their
-// x2, x3 forms: 16 streams of rows a gap apart) against the reference, bit for bit, on
+// TestMatVecQ8 checks the kernels of one to eight tokens (qgemvQ8Z, qgemvQ4Z and their
+// x2..x8 forms; T = 9 the GEMM's tiles: 16 streams of rows a gap apart) against the reference, bit for bit, on
 // taller matrices than TestMatMulQ8's (gaps up to 62 rows) and row ranges that leave a
 // last, overlapping group.
 func TestMatVecQ8(t *testing.T) {
@@ -63,7 +63,7 @@ func TestMatVecQ8(t *testing.T) {
 					t.Fatal(err)
 				}
 				bias := randSlice(r, rows)
-				for T := 1; T <= 3; T++ {
+				for T := 1; T <= 9; T++ {
 					xq := qgemmtest.Blocks(r, dtype.Q8_0, T*nb, false, true)
 					sc := kernels.NewScratch(Kernels{}, T, n)
 					ld := rows + 5

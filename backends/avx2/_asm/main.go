@@ -52,7 +52,7 @@ func main() {
 		genProbesZMM()
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
-		for _, nt := range []int{1, 2, 3} {
+		for nt := 1; nt <= 8; nt++ {
 			genQGemv(false, nt)
 			genQGemv(true, nt)
 		}

@@ -11,8 +11,9 @@ import (
 
 // The AVX512_VNNI matrix–vector products of q8_0 and q4_0 weights with one q8_0
 // activation (MatMulQ8 at T = 1), on the weights as loaded: no repack; and their forms
-// for two and three tokens, which share each block's loads (four would need more than
-// the 32 registers).
+// for two to eight tokens, which share each block's loads (up to three tokens, all the
+// partial sums are taken before they are reduced; past that the block's weights stay
+// in registers and each token's sums are reduced as soon as they are taken).
 //
 // Sixteen rows a gap apart are walked together, so that each of the sixteen is one
 // long sequential stream through gap consecutive rows (rows of a q8_0 or q4_0 matrix
@@ -130,35 +131,6 @@ func genQGemv(q4 bool, nt int) {
 		}
 		return v
 	}
-	xlo, xhi := make([]VecVirtual, nt), make([]VecVirtual, nt)
-	for t := range xlo {
-		xlo[t], xhi[t] = ZMM(), ZMM()
-		VBROADCASTI32X4(Mem{Base: xp, Disp: 40 * t}, xlo[t])
-		VBROADCASTI32X4(Mem{Base: xp, Disp: 40*t + 16}, xhi[t])
-	}
-	p := make([][]VecVirtual, nt)
-	for t := range p {
-		p[t] = make([]VecVirtual, 4)
-	}
-	for k := 0; k < 4; k++ {
-		var lo, hi VecVirtual
-		if q4 {
-			lo, hi = ZMM(), lane4(k, 2)
-			VPANDD_BCST(vconst("nibble", 0x0f0f0f0f), hi, lo)
-			VPSRLW(U8(4), hi, hi)
-			VPANDD_BCST(vconst("nibble", 0x0f0f0f0f), hi, hi)
-		} else {
-			lo, hi = lane4(k, 2), lane4(k, 18)
-			VPXORD_BCST(vconst("signbytes", 0x80808080), lo, lo)
-			VPXORD_BCST(vconst("signbytes", 0x80808080), hi, hi)
-		}
-		for t := range p {
-			p[t][k] = ZMM()
-			VPBROADCASTD_Z(Mem{Base: xp, Disp: 40*t + 36}, kc, p[t][k]) // −off·Σx, once per row
-			dotZ(p[t][k], lo, xlo[t])
-			dotZ(p[t][k], hi, xhi[t])
-		}
-	}
 	// Lane l of p[t][k] holds row 4l+k's four partial sums: [a02 b02 a13 b13], then
 	// [a b c d], the rows in order.
 	pair := func(a, b VecVirtual) VecVirtual {
@@ -175,48 +147,118 @@ func genQGemv(q4 bool, nt int) {
 		VPADDD(lo, a, a)
 		return a
 	}
-	s := make([]VecVirtual, nt)
-	for t := range s {
-		s[t] = quad(pair(p[t][0], p[t][1]), pair(p[t][2], p[t][3]))
-	}
-	// The 16 scales, through general registers, four to one (a gather took as long as
-	// all the rest; loads and unpacks in vector registers, twice what this takes).
-	dw := ZMM()
-	{
-		g := make([]GPVirtual, 4)
-		for i := range g {
-			g[i] = GP64()
-			for q := 4 * i; q < 4*i+4; q++ {
-				if q%4 == 0 {
-					MOVWQZX(stream(q, 0), g[i])
-					continue
+	scales := func() VecVirtual {
+		// The 16 scales, through general registers, four to one (a gather took as long as
+		// all the rest; loads and unpacks in vector registers, twice what this takes).
+		dw := ZMM()
+		{
+			g := make([]GPVirtual, 4)
+			for i := range g {
+				g[i] = GP64()
+				for q := 4 * i; q < 4*i+4; q++ {
+					if q%4 == 0 {
+						MOVWQZX(stream(q, 0), g[i])
+						continue
+					}
+					t := GP64()
+					MOVWQZX(stream(q, 0), t)
+					SHLQ(U8(16*(q%4)), t)
+					ORQ(t, g[i])
 				}
-				t := GP64()
-				MOVWQZX(stream(q, 0), t)
-				SHLQ(U8(16*(q%4)), t)
-				ORQ(t, g[i])
+			}
+			lo, hi := XMM(), XMM()
+			VMOVQ(g[0], lo)
+			VPINSRQ(U8(1), g[1], lo, lo)
+			VMOVQ(g[2], hi)
+			VPINSRQ(U8(1), g[3], hi, hi)
+			h := YMM()
+			VINSERTI32X4(U8(1), hi, lo.AsY(), h) // EVEX: the registers may be past X15
+			VCVTPH2PS(h, dw)
+		}
+		return dw
+	}
+	if nt <= 3 {
+		xlo, xhi := make([]VecVirtual, nt), make([]VecVirtual, nt)
+		for t := range xlo {
+			xlo[t], xhi[t] = ZMM(), ZMM()
+			VBROADCASTI32X4(Mem{Base: xp, Disp: 40 * t}, xlo[t])
+			VBROADCASTI32X4(Mem{Base: xp, Disp: 40*t + 16}, xhi[t])
+		}
+		p := make([][]VecVirtual, nt)
+		for t := range p {
+			p[t] = make([]VecVirtual, 4)
+		}
+		for k := 0; k < 4; k++ {
+			var lo, hi VecVirtual
+			if q4 {
+				lo, hi = ZMM(), lane4(k, 2)
+				VPANDD_BCST(vconst("nibble", 0x0f0f0f0f), hi, lo)
+				VPSRLW(U8(4), hi, hi)
+				VPANDD_BCST(vconst("nibble", 0x0f0f0f0f), hi, hi)
+			} else {
+				lo, hi = lane4(k, 2), lane4(k, 18)
+				VPXORD_BCST(vconst("signbytes", 0x80808080), lo, lo)
+				VPXORD_BCST(vconst("signbytes", 0x80808080), hi, hi)
+			}
+			for t := range p {
+				p[t][k] = ZMM()
+				VPBROADCASTD_Z(Mem{Base: xp, Disp: 40*t + 36}, kc, p[t][k]) // −off·Σx, once per row
+				dotZ(p[t][k], lo, xlo[t])
+				dotZ(p[t][k], hi, xhi[t])
 			}
 		}
-		lo, hi := XMM(), XMM()
-		VMOVQ(g[0], lo)
-		VPINSRQ(U8(1), g[1], lo, lo)
-		VMOVQ(g[2], hi)
-		VPINSRQ(U8(1), g[3], hi, hi)
-		h := YMM()
-		VINSERTI32X4(U8(1), hi, lo.AsY(), h) // EVEX: the registers may be past X15
-		VCVTPH2PS(h, dw)
-	}
-	for t := range s {
-		f := ZMM()
-		VMULPS_BCST(Mem{Base: xp, Disp: 40*t + 32}, dw, f) // float32(dw·dx)
-		VCVTDQ2PS(s[t], s[t])
-		VMULPS(f, s[t], s[t])        // float32(s)·that
-		VADDPS(s[t], acc[t], acc[t]) // sum += that
+		s := make([]VecVirtual, nt)
+		for t := range s {
+			s[t] = quad(pair(p[t][0], p[t][1]), pair(p[t][2], p[t][3]))
+		}
+		dw := scales()
+		for t := range s {
+			f := ZMM()
+			VMULPS_BCST(Mem{Base: xp, Disp: 40*t + 32}, dw, f) // float32(dw·dx)
+			VCVTDQ2PS(s[t], s[t])
+			VMULPS(f, s[t], s[t])        // float32(s)·that
+			VADDPS(s[t], acc[t], acc[t]) // sum += that
+		}
+	} else {
+		// Past three tokens the weights stay in registers and each token's partial sums
+		// are reduced as soon as they are taken.
+		dw := scales()
+		wl, wh := make([]VecVirtual, 4), make([]VecVirtual, 4)
+		for k := 0; k < 4; k++ {
+			if q4 {
+				wl[k], wh[k] = ZMM(), lane4(k, 2)
+				VPANDD_BCST(vconst("nibble", 0x0f0f0f0f), wh[k], wl[k])
+				VPSRLW(U8(4), wh[k], wh[k])
+				VPANDD_BCST(vconst("nibble", 0x0f0f0f0f), wh[k], wh[k])
+			} else {
+				wl[k], wh[k] = lane4(k, 2), lane4(k, 18)
+				VPXORD_BCST(vconst("signbytes", 0x80808080), wl[k], wl[k])
+				VPXORD_BCST(vconst("signbytes", 0x80808080), wh[k], wh[k])
+			}
+		}
+		for t := 0; t < nt; t++ {
+			xl, xh := ZMM(), ZMM()
+			VBROADCASTI32X4(Mem{Base: xp, Disp: 40 * t}, xl)
+			VBROADCASTI32X4(Mem{Base: xp, Disp: 40*t + 16}, xh)
+			pk := make([]VecVirtual, 4)
+			for k := range pk {
+				pk[k] = ZMM()
+				VPBROADCASTD_Z(Mem{Base: xp, Disp: 40*t + 36}, kc, pk[k]) // −off·Σx, once per row
+				dotZ(pk[k], wl[k], xl)
+				dotZ(pk[k], wh[k], xh)
+			}
+			st := quad(pair(pk[0], pk[1]), pair(pk[2], pk[3]))
+			f := ZMM()
+			VMULPS_BCST(Mem{Base: xp, Disp: 40*t + 32}, dw, f) // float32(dw·dx)
+			VCVTDQ2PS(st, st)
+			VMULPS(f, st, st)          // float32(s)·that
+			VADDPS(st, acc[t], acc[t]) // sum += that
+		}
 	}
 	for _, b := range bases {
 		ADDQ(U8(bsz), b)
 	}
-	ADDQ(U8(40*nt), xp)
+	ADDQ(U32(40*nt), xp)
 	DECQ(nb)
 	JNZ(LabelRef(blk))
 	// The bases are now at the next row of each stream.
