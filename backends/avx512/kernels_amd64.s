@@ -12181,7 +12181,7 @@ gemm1x8_skip94:
 	RET
 
 // func gemv4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
 TEXT ·gemv4s(SB), $48-88
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -12214,13 +12214,15 @@ gemv4s_tokens2:
 	MOVQ    gap+80(FP), BX
 	IMULQ   BX, DX
 	LEAQ    (DX)(DX*2), BX
+	LEAQ    1024(CX), SI
+	LEAQ    (DX)(DX*2), DI
 	VMOVUPS zeros<>+0(SB), Z3
 	VMOVAPS Z3, Z0
 	VMOVAPS Z3, Z1
 	VMOVAPS Z3, Z2
 	VMOVAPS Z3, Z3
-	MOVQ    k+56(FP), SI
-	SHRQ    $0x04, SI
+	MOVQ    k+56(FP), R8
+	SHRQ    $0x04, R8
 	JZ      gemv4s_tail7
 
 gemv4s_cols6:
@@ -12233,9 +12235,14 @@ gemv4s_cols6:
 	VFMADD231PS Z8, Z5, Z1
 	VFMADD231PS Z8, Z6, Z2
 	VFMADD231PS Z8, Z7, Z3
+	PREFETCHT0  (SI)
+	PREFETCHT0  (SI)(DX*1)
+	PREFETCHT0  (SI)(DX*2)
+	PREFETCHT0  (SI)(DI*1)
+	ADDQ        $0x40, SI
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
-	DECQ        SI
+	DECQ        R8
 	JNZ         gemv4s_cols6
 
 gemv4s_tail7:
@@ -12643,97 +12650,133 @@ GLOBL nibble<>(SB), RODATA|NOPTR, $32
 // func repackQ8Full(dst *byte, w *byte, ldw int, nb int)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
 TEXT ·repackQ8Full(SB), NOSPLIT, $0-32
-	MOVQ         dst+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         ldw+16(FP), DX
-	LEAQ         (DX)(DX*2), BX
-	LEAQ         (CX)(DX*4), SI
-	LEAQ         (SI)(DX*4), DI
-	LEAQ         (DI)(DX*4), R8
-	VPBROADCASTD DX, Z0
-	VPMULLD      iota16<>+0(SB), Z0, Z0
-	MOVQ         $0x00000010, R9
-	LEAQ         rowmasks<>+0(SB), R10
-	LEAQ         (R8)(DX*4), R11
-	MOVQ         nb+24(FP), R12
+	MOVQ dst+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ ldw+16(FP), DX
+	LEAQ (DX)(DX*2), BX
+	LEAQ (CX)(DX*4), SI
+	LEAQ (SI)(DX*4), DI
+	LEAQ (DI)(DX*4), R8
+	LEAQ (R8)(DX*4), R9
+	MOVQ nb+24(FP), R10
 
 repackQ8Full_block:
-	PREFETCHT0   (R11)
-	PREFETCHT0   64(R11)
-	PREFETCHT0   128(R11)
-	PREFETCHT0   192(R11)
-	PREFETCHT0   256(R11)
-	PREFETCHT0   320(R11)
-	PREFETCHT0   384(R11)
-	PREFETCHT0   448(R11)
-	PREFETCHT0   512(R11)
-	ADDQ         $0x00000220, R11
-	KMOVW        (R10)(R9*2), K1
-	VMOVDQU32    zeros<>+0(SB), Z1
-	VPGATHERDD   (CX)(Z0*1), K1, Z1
-	VPMOVDW      Z1, 512(AX)
-	VMOVDQU32    2(CX), Y2
-	VINSERTI64X4 $0x01, 2(SI), Z2, Z2
-	VMOVDQU32    2(CX)(DX*1), Y3
-	VINSERTI64X4 $0x01, 2(SI)(DX*1), Z3, Z3
-	VMOVDQU32    2(CX)(DX*2), Y4
-	VINSERTI64X4 $0x01, 2(SI)(DX*2), Z4, Z4
-	VMOVDQU32    2(CX)(BX*1), Y5
-	VINSERTI64X4 $0x01, 2(SI)(BX*1), Z5, Z5
-	VMOVDQU32    2(DI), Y6
-	VINSERTI64X4 $0x01, 2(R8), Z6, Z6
-	VMOVDQU32    2(DI)(DX*1), Y7
-	VINSERTI64X4 $0x01, 2(R8)(DX*1), Z7, Z7
-	VMOVDQU32    2(DI)(DX*2), Y8
-	VINSERTI64X4 $0x01, 2(R8)(DX*2), Z8, Z8
-	VMOVDQU32    2(DI)(BX*1), Y9
-	VINSERTI64X4 $0x01, 2(R8)(BX*1), Z9, Z9
-	VPUNPCKLDQ   Z3, Z2, Z1
-	VPUNPCKHDQ   Z3, Z2, Z10
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
+	PREFETCHT0   192(R9)
+	PREFETCHT0   256(R9)
+	PREFETCHT0   320(R9)
+	PREFETCHT0   384(R9)
+	PREFETCHT0   448(R9)
+	PREFETCHT0   512(R9)
+	ADDQ         $0x00000220, R9
+	MOVWQZX      (CX), R11
+	MOVWQZX      (CX)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (CX)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (CX)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	MOVQ         R11, 512(AX)
+	MOVWQZX      (SI), R11
+	MOVWQZX      (SI)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (SI)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (SI)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	MOVQ         R11, 520(AX)
+	MOVWQZX      (DI), R11
+	MOVWQZX      (DI)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (DI)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (DI)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	MOVQ         R11, 528(AX)
+	MOVWQZX      (R8), R11
+	MOVWQZX      (R8)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	MOVQ         R11, 536(AX)
+	VMOVDQU32    2(CX), Y0
+	VINSERTI64X4 $0x01, 2(SI), Z0, Z0
+	VMOVDQU32    2(CX)(DX*1), Y1
+	VINSERTI64X4 $0x01, 2(SI)(DX*1), Z1, Z1
+	VMOVDQU32    2(CX)(DX*2), Y2
+	VINSERTI64X4 $0x01, 2(SI)(DX*2), Z2, Z2
+	VMOVDQU32    2(CX)(BX*1), Y3
+	VINSERTI64X4 $0x01, 2(SI)(BX*1), Z3, Z3
+	VMOVDQU32    2(DI), Y4
+	VINSERTI64X4 $0x01, 2(R8), Z4, Z4
+	VMOVDQU32    2(DI)(DX*1), Y5
+	VINSERTI64X4 $0x01, 2(R8)(DX*1), Z5, Z5
+	VMOVDQU32    2(DI)(DX*2), Y6
+	VINSERTI64X4 $0x01, 2(R8)(DX*2), Z6, Z6
+	VMOVDQU32    2(DI)(BX*1), Y7
+	VINSERTI64X4 $0x01, 2(R8)(BX*1), Z7, Z7
+	VPUNPCKLDQ   Z1, Z0, Z8
+	VPUNPCKHDQ   Z1, Z0, Z9
+	VPUNPCKLDQ   Z3, Z2, Z10
+	VPUNPCKHDQ   Z3, Z2, Z11
+	VPUNPCKLQDQ  Z10, Z8, Z12
+	VPUNPCKHQDQ  Z10, Z8, Z8
+	VPUNPCKLQDQ  Z11, Z9, Z10
+	VPUNPCKHQDQ  Z11, Z9, Z9
 	VPUNPCKLDQ   Z5, Z4, Z11
-	VPUNPCKHDQ   Z5, Z4, Z12
-	VPUNPCKLQDQ  Z11, Z1, Z13
-	VPUNPCKHQDQ  Z11, Z1, Z1
-	VPUNPCKLQDQ  Z12, Z10, Z11
-	VPUNPCKHQDQ  Z12, Z10, Z10
-	VPUNPCKLDQ   Z7, Z6, Z12
-	VPUNPCKHDQ   Z7, Z6, Z14
-	VPUNPCKLDQ   Z9, Z8, Z15
-	VPUNPCKHDQ   Z9, Z8, Z16
-	VPUNPCKLQDQ  Z15, Z12, Z17
-	VPUNPCKHQDQ  Z15, Z12, Z12
-	VPUNPCKLQDQ  Z16, Z14, Z15
-	VPUNPCKHQDQ  Z16, Z14, Z14
-	VSHUFI32X4   $0x88, Z17, Z13, Z16
-	VSHUFI32X4   $0xdd, Z17, Z13, Z13
-	VPXORD.BCST  signbytes<>+0(SB), Z16, Z16
-	VPXORD.BCST  signbytes<>+0(SB), Z13, Z13
-	VMOVDQU32    Z16, (AX)
-	VMOVDQU32    Z13, 256(AX)
-	VSHUFI32X4   $0x88, Z12, Z1, Z13
-	VSHUFI32X4   $0xdd, Z12, Z1, Z1
-	VPXORD.BCST  signbytes<>+0(SB), Z13, Z13
-	VPXORD.BCST  signbytes<>+0(SB), Z1, Z1
-	VMOVDQU32    Z13, 64(AX)
-	VMOVDQU32    Z1, 320(AX)
-	VSHUFI32X4   $0x88, Z15, Z11, Z1
-	VSHUFI32X4   $0xdd, Z15, Z11, Z11
-	VPXORD.BCST  signbytes<>+0(SB), Z1, Z1
-	VPXORD.BCST  signbytes<>+0(SB), Z11, Z11
-	VMOVDQU32    Z1, 128(AX)
-	VMOVDQU32    Z11, 384(AX)
-	VSHUFI32X4   $0x88, Z14, Z10, Z1
+	VPUNPCKHDQ   Z5, Z4, Z13
+	VPUNPCKLDQ   Z7, Z6, Z14
+	VPUNPCKHDQ   Z7, Z6, Z15
+	VPUNPCKLQDQ  Z14, Z11, Z16
+	VPUNPCKHQDQ  Z14, Z11, Z11
+	VPUNPCKLQDQ  Z15, Z13, Z14
+	VPUNPCKHQDQ  Z15, Z13, Z13
+	VSHUFI32X4   $0x88, Z16, Z12, Z15
+	VSHUFI32X4   $0xdd, Z16, Z12, Z12
+	VPXORD.BCST  signbytes<>+0(SB), Z15, Z15
+	VPXORD.BCST  signbytes<>+0(SB), Z12, Z12
+	VMOVDQU32    Z15, (AX)
+	VMOVDQU32    Z12, 256(AX)
+	VSHUFI32X4   $0x88, Z11, Z8, Z12
+	VSHUFI32X4   $0xdd, Z11, Z8, Z8
+	VPXORD.BCST  signbytes<>+0(SB), Z12, Z12
+	VPXORD.BCST  signbytes<>+0(SB), Z8, Z8
+	VMOVDQU32    Z12, 64(AX)
+	VMOVDQU32    Z8, 320(AX)
+	VSHUFI32X4   $0x88, Z14, Z10, Z8
 	VSHUFI32X4   $0xdd, Z14, Z10, Z10
-	VPXORD.BCST  signbytes<>+0(SB), Z1, Z1
+	VPXORD.BCST  signbytes<>+0(SB), Z8, Z8
 	VPXORD.BCST  signbytes<>+0(SB), Z10, Z10
-	VMOVDQU32    Z1, 192(AX)
-	VMOVDQU32    Z10, 448(AX)
+	VMOVDQU32    Z8, 128(AX)
+	VMOVDQU32    Z10, 384(AX)
+	VSHUFI32X4   $0x88, Z13, Z9, Z8
+	VSHUFI32X4   $0xdd, Z13, Z9, Z9
+	VPXORD.BCST  signbytes<>+0(SB), Z8, Z8
+	VPXORD.BCST  signbytes<>+0(SB), Z9, Z9
+	VMOVDQU32    Z8, 192(AX)
+	VMOVDQU32    Z9, 448(AX)
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, SI
 	ADDQ         $0x22, DI
 	ADDQ         $0x22, R8
 	ADDQ         $0x00000240, AX
-	DECQ         R12
+	DECQ         R10
 	JNZ          repackQ8Full_block
 	VZEROUPPER
 	RET
@@ -12741,81 +12784,117 @@ repackQ8Full_block:
 // func repackQ4Full(dst *byte, w *byte, ldw int, nb int)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
 TEXT ·repackQ4Full(SB), NOSPLIT, $0-32
-	MOVQ         dst+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         ldw+16(FP), DX
-	LEAQ         (DX)(DX*2), BX
-	LEAQ         (CX)(DX*4), SI
-	LEAQ         (SI)(DX*4), DI
-	LEAQ         (DI)(DX*4), R8
-	VPBROADCASTD DX, Z0
-	VPMULLD      iota16<>+0(SB), Z0, Z0
-	MOVQ         $0x00000010, R9
-	LEAQ         rowmasks<>+0(SB), R10
-	LEAQ         (R8)(DX*4), R11
-	MOVQ         nb+24(FP), R12
+	MOVQ dst+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ ldw+16(FP), DX
+	LEAQ (DX)(DX*2), BX
+	LEAQ (CX)(DX*4), SI
+	LEAQ (SI)(DX*4), DI
+	LEAQ (DI)(DX*4), R8
+	LEAQ (R8)(DX*4), R9
+	MOVQ nb+24(FP), R10
 
 repackQ4Full_block:
-	PREFETCHT0   (R11)
-	PREFETCHT0   64(R11)
-	PREFETCHT0   128(R11)
-	PREFETCHT0   192(R11)
-	PREFETCHT0   256(R11)
-	ADDQ         $0x00000120, R11
-	KMOVW        (R10)(R9*2), K1
-	VMOVDQU32    zeros<>+0(SB), Z1
-	VPGATHERDD   (CX)(Z0*1), K1, Z1
-	VPMOVDW      Z1, 512(AX)
-	VMOVDQU32    2(CX), X2
-	VINSERTI32X4 $0x01, 2(SI), Z2, Z2
-	VINSERTI32X4 $0x02, 2(DI), Z2, Z2
-	VINSERTI32X4 $0x03, 2(R8), Z2, Z2
-	VMOVDQU32    2(CX)(DX*1), X3
-	VINSERTI32X4 $0x01, 2(SI)(DX*1), Z3, Z3
-	VINSERTI32X4 $0x02, 2(DI)(DX*1), Z3, Z3
-	VINSERTI32X4 $0x03, 2(R8)(DX*1), Z3, Z3
-	VMOVDQU32    2(CX)(DX*2), X4
-	VINSERTI32X4 $0x01, 2(SI)(DX*2), Z4, Z4
-	VINSERTI32X4 $0x02, 2(DI)(DX*2), Z4, Z4
-	VINSERTI32X4 $0x03, 2(R8)(DX*2), Z4, Z4
-	VMOVDQU32    2(CX)(BX*1), X5
-	VINSERTI32X4 $0x01, 2(SI)(BX*1), Z5, Z5
-	VINSERTI32X4 $0x02, 2(DI)(BX*1), Z5, Z5
-	VINSERTI32X4 $0x03, 2(R8)(BX*1), Z5, Z5
-	VPUNPCKLDQ   Z3, Z2, Z1
-	VPUNPCKHDQ   Z3, Z2, Z6
-	VPUNPCKLDQ   Z5, Z4, Z7
-	VPUNPCKHDQ   Z5, Z4, Z8
-	VPUNPCKLQDQ  Z7, Z1, Z9
-	VPUNPCKHQDQ  Z7, Z1, Z1
-	VPUNPCKLQDQ  Z8, Z6, Z7
-	VPUNPCKHQDQ  Z8, Z6, Z6
-	VPANDD.BCST  nibble<>+0(SB), Z9, Z8
-	VPSRLD       $0x04, Z9, Z9
-	VPANDD.BCST  nibble<>+0(SB), Z9, Z9
-	VMOVDQU32    Z8, (AX)
-	VMOVDQU32    Z9, 256(AX)
-	VPANDD.BCST  nibble<>+0(SB), Z1, Z8
-	VPSRLD       $0x04, Z1, Z1
-	VPANDD.BCST  nibble<>+0(SB), Z1, Z1
-	VMOVDQU32    Z8, 64(AX)
-	VMOVDQU32    Z1, 320(AX)
-	VPANDD.BCST  nibble<>+0(SB), Z7, Z1
-	VPSRLD       $0x04, Z7, Z7
-	VPANDD.BCST  nibble<>+0(SB), Z7, Z7
-	VMOVDQU32    Z1, 128(AX)
-	VMOVDQU32    Z7, 384(AX)
-	VPANDD.BCST  nibble<>+0(SB), Z6, Z1
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
+	PREFETCHT0   192(R9)
+	PREFETCHT0   256(R9)
+	ADDQ         $0x00000120, R9
+	MOVWQZX      (CX), R11
+	MOVWQZX      (CX)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (CX)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (CX)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	MOVQ         R11, 512(AX)
+	MOVWQZX      (SI), R11
+	MOVWQZX      (SI)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (SI)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (SI)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	MOVQ         R11, 520(AX)
+	MOVWQZX      (DI), R11
+	MOVWQZX      (DI)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (DI)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (DI)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	MOVQ         R11, 528(AX)
+	MOVWQZX      (R8), R11
+	MOVWQZX      (R8)(DX*1), R12
+	SHLQ         $0x10, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(DX*2), R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVWQZX      (R8)(BX*1), R12
+	SHLQ         $0x30, R12
+	ORQ          R12, R11
+	MOVQ         R11, 536(AX)
+	VMOVDQU32    2(CX), X0
+	VINSERTI32X4 $0x01, 2(SI), Z0, Z0
+	VINSERTI32X4 $0x02, 2(DI), Z0, Z0
+	VINSERTI32X4 $0x03, 2(R8), Z0, Z0
+	VMOVDQU32    2(CX)(DX*1), X1
+	VINSERTI32X4 $0x01, 2(SI)(DX*1), Z1, Z1
+	VINSERTI32X4 $0x02, 2(DI)(DX*1), Z1, Z1
+	VINSERTI32X4 $0x03, 2(R8)(DX*1), Z1, Z1
+	VMOVDQU32    2(CX)(DX*2), X2
+	VINSERTI32X4 $0x01, 2(SI)(DX*2), Z2, Z2
+	VINSERTI32X4 $0x02, 2(DI)(DX*2), Z2, Z2
+	VINSERTI32X4 $0x03, 2(R8)(DX*2), Z2, Z2
+	VMOVDQU32    2(CX)(BX*1), X3
+	VINSERTI32X4 $0x01, 2(SI)(BX*1), Z3, Z3
+	VINSERTI32X4 $0x02, 2(DI)(BX*1), Z3, Z3
+	VINSERTI32X4 $0x03, 2(R8)(BX*1), Z3, Z3
+	VPUNPCKLDQ   Z1, Z0, Z4
+	VPUNPCKHDQ   Z1, Z0, Z5
+	VPUNPCKLDQ   Z3, Z2, Z6
+	VPUNPCKHDQ   Z3, Z2, Z7
+	VPUNPCKLQDQ  Z6, Z4, Z8
+	VPUNPCKHQDQ  Z6, Z4, Z4
+	VPUNPCKLQDQ  Z7, Z5, Z6
+	VPUNPCKHQDQ  Z7, Z5, Z5
+	VPANDD.BCST  nibble<>+0(SB), Z8, Z7
+	VPSRLD       $0x04, Z8, Z8
+	VPANDD.BCST  nibble<>+0(SB), Z8, Z8
+	VMOVDQU32    Z7, (AX)
+	VMOVDQU32    Z8, 256(AX)
+	VPANDD.BCST  nibble<>+0(SB), Z4, Z7
+	VPSRLD       $0x04, Z4, Z4
+	VPANDD.BCST  nibble<>+0(SB), Z4, Z4
+	VMOVDQU32    Z7, 64(AX)
+	VMOVDQU32    Z4, 320(AX)
+	VPANDD.BCST  nibble<>+0(SB), Z6, Z4
 	VPSRLD       $0x04, Z6, Z6
 	VPANDD.BCST  nibble<>+0(SB), Z6, Z6
-	VMOVDQU32    Z1, 192(AX)
-	VMOVDQU32    Z6, 448(AX)
+	VMOVDQU32    Z4, 128(AX)
+	VMOVDQU32    Z6, 384(AX)
+	VPANDD.BCST  nibble<>+0(SB), Z5, Z4
+	VPSRLD       $0x04, Z5, Z5
+	VPANDD.BCST  nibble<>+0(SB), Z5, Z5
+	VMOVDQU32    Z4, 192(AX)
+	VMOVDQU32    Z5, 448(AX)
 	ADDQ         $0x12, CX
 	ADDQ         $0x12, SI
 	ADDQ         $0x12, DI
 	ADDQ         $0x12, R8
 	ADDQ         $0x00000240, AX
-	DECQ         R12
+	DECQ         R10
 	JNZ          repackQ4Full_block
 	VZEROUPPER
 	RET
@@ -13609,6 +13688,4620 @@ qgemmZx8_block1:
 	VMOVUPS       Z6, (AX)
 	ADDQ          CX, AX
 	VMOVUPS       Z7, (AX)
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Z(SB), NOSPLIT, $8-56
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+40(FP), CX
+	MOVQ         ldw+16(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+40(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+8(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+32(FP), R9
+
+qgemvQ8Z_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	MOVQ    x+48(FP), R10
+	MOVQ    nb+24(FP), R11
+
+qgemvQ8Z_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z2
+	VBROADCASTI32X4 16(R10), Z3
+	VMOVDQU32       2(BX), X4
+	VBROADCASTI32X4 2(SI), K3, Z4
+	VBROADCASTI32X4 2(DI), K4, Z4
+	VBROADCASTI32X4 2(R8), K5, Z4
+	VMOVDQU32       18(BX), X5
+	VBROADCASTI32X4 18(SI), K3, Z5
+	VBROADCASTI32X4 18(DI), K4, Z5
+	VBROADCASTI32X4 18(R8), K5, Z5
+	VPXORD.BCST     signbytes<>+0(SB), Z4, Z4
+	VPXORD.BCST     signbytes<>+0(SB), Z5, Z5
+	VPBROADCASTD.Z  36(R10), K1, Z6
+	VPDPBUSD        Z2, Z4, Z6
+	VPDPBUSD        Z3, Z5, Z6
+	VMOVDQU32       2(BX)(CX*1), X7
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z7
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z7
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z7
+	VMOVDQU32       18(BX)(CX*1), X8
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z8
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z8
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z8
+	VPXORD.BCST     signbytes<>+0(SB), Z7, Z7
+	VPXORD.BCST     signbytes<>+0(SB), Z8, Z8
+	VPBROADCASTD.Z  36(R10), K1, Z9
+	VPDPBUSD        Z2, Z7, Z9
+	VPDPBUSD        Z3, Z8, Z9
+	VMOVDQU32       2(BX)(CX*2), X10
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z10
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z10
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z10
+	VMOVDQU32       18(BX)(CX*2), X11
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z11
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z11
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z10, Z10
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPBROADCASTD.Z  36(R10), K1, Z12
+	VPDPBUSD        Z2, Z10, Z12
+	VPDPBUSD        Z3, Z11, Z12
+	VMOVDQU32       2(BX)(DX*1), X13
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z13
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z13
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z13
+	VMOVDQU32       18(BX)(DX*1), X14
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z14
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z14
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z14
+	VPXORD.BCST     signbytes<>+0(SB), Z13, Z13
+	VPXORD.BCST     signbytes<>+0(SB), Z14, Z14
+	VPBROADCASTD.Z  36(R10), K1, Z15
+	VPDPBUSD        Z2, Z13, Z15
+	VPDPBUSD        Z3, Z14, Z15
+	VPUNPCKLDQ      Z9, Z6, Z2
+	VPUNPCKHDQ      Z9, Z6, Z6
+	VPADDD          Z2, Z6, Z6
+	VPUNPCKLDQ      Z15, Z12, Z2
+	VPUNPCKHDQ      Z15, Z12, Z12
+	VPADDD          Z2, Z12, Z12
+	VPUNPCKLQDQ     Z12, Z6, Z2
+	VPUNPCKHQDQ     Z12, Z6, Z6
+	VPADDD          Z2, Z6, Z6
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X16
+	VPINSRQ         $0x01, R13, X16, X16
+	VMOVQ           R14, X2
+	VPINSRQ         $0x01, R15, X2, X2
+	VINSERTI32X4    $0x01, X2, Y16, Y2
+	VCVTPH2PS       Y2, Z2
+	VMULPS.BCST     32(R10), Z2, Z2
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z2, Z6, Z6
+	VADDPS          Z6, Z1, Z1
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x00000028, R10
+	DECQ            R11
+	JNZ             qgemvQ8Z_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Z_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Z(SB), NOSPLIT, $8-56
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+40(FP), CX
+	MOVQ         ldw+16(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+40(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+8(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+32(FP), R9
+
+qgemvQ4Z_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	MOVQ    x+48(FP), R10
+	MOVQ    nb+24(FP), R11
+
+qgemvQ4Z_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z2
+	VBROADCASTI32X4 16(R10), Z3
+	VMOVDQU32       2(BX), X5
+	VBROADCASTI32X4 2(SI), K3, Z5
+	VBROADCASTI32X4 2(DI), K4, Z5
+	VBROADCASTI32X4 2(R8), K5, Z5
+	VPANDD.BCST     nibble<>+0(SB), Z5, Z4
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD.BCST     nibble<>+0(SB), Z5, Z5
+	VPBROADCASTD.Z  36(R10), K1, Z6
+	VPDPBUSD        Z2, Z4, Z6
+	VPDPBUSD        Z3, Z5, Z6
+	VMOVDQU32       2(BX)(CX*1), X7
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z7
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z7
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z7
+	VPANDD.BCST     nibble<>+0(SB), Z7, Z4
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD.BCST     nibble<>+0(SB), Z7, Z7
+	VPBROADCASTD.Z  36(R10), K1, Z11
+	VPDPBUSD        Z2, Z4, Z11
+	VPDPBUSD        Z3, Z7, Z11
+	VMOVDQU32       2(BX)(CX*2), X8
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z8
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z8
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z4
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z8
+	VPBROADCASTD.Z  36(R10), K1, Z12
+	VPDPBUSD        Z2, Z4, Z12
+	VPDPBUSD        Z3, Z8, Z12
+	VMOVDQU32       2(BX)(DX*1), X9
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z9
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z9
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z9
+	VPANDD.BCST     nibble<>+0(SB), Z9, Z4
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD.BCST     nibble<>+0(SB), Z9, Z9
+	VPBROADCASTD.Z  36(R10), K1, Z13
+	VPDPBUSD        Z2, Z4, Z13
+	VPDPBUSD        Z3, Z9, Z13
+	VPUNPCKLDQ      Z11, Z6, Z2
+	VPUNPCKHDQ      Z11, Z6, Z6
+	VPADDD          Z2, Z6, Z6
+	VPUNPCKLDQ      Z13, Z12, Z2
+	VPUNPCKHDQ      Z13, Z12, Z12
+	VPADDD          Z2, Z12, Z12
+	VPUNPCKLQDQ     Z12, Z6, Z2
+	VPUNPCKHQDQ     Z12, Z6, Z6
+	VPADDD          Z2, Z6, Z6
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X10
+	VPINSRQ         $0x01, R13, X10, X10
+	VMOVQ           R14, X2
+	VPINSRQ         $0x01, R15, X2, X2
+	VINSERTI32X4    $0x01, X2, Y10, Y2
+	VCVTPH2PS       Y2, Z2
+	VMULPS.BCST     32(R10), Z2, Z2
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z2, Z6, Z6
+	VADDPS          Z6, Z1, Z1
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x00000028, R10
+	DECQ            R11
+	JNZ             qgemvQ4Z_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Z_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx2(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx2(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx2_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx2_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z3
+	VBROADCASTI32X4 16(R10), Z4
+	VBROADCASTI32X4 40(R10), Z5
+	VBROADCASTI32X4 56(R10), Z6
+	VMOVDQU32       2(BX), X7
+	VBROADCASTI32X4 2(SI), K3, Z7
+	VBROADCASTI32X4 2(DI), K4, Z7
+	VBROADCASTI32X4 2(R8), K5, Z7
+	VMOVDQU32       18(BX), X8
+	VBROADCASTI32X4 18(SI), K3, Z8
+	VBROADCASTI32X4 18(DI), K4, Z8
+	VBROADCASTI32X4 18(R8), K5, Z8
+	VPXORD.BCST     signbytes<>+0(SB), Z7, Z7
+	VPXORD.BCST     signbytes<>+0(SB), Z8, Z8
+	VPBROADCASTD.Z  36(R10), K1, Z9
+	VPDPBUSD        Z3, Z7, Z9
+	VPDPBUSD        Z4, Z8, Z9
+	VPBROADCASTD.Z  76(R10), K1, Z10
+	VPDPBUSD        Z5, Z7, Z10
+	VPDPBUSD        Z6, Z8, Z10
+	VMOVDQU32       2(BX)(CX*1), X11
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z11
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z11
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z11
+	VMOVDQU32       18(BX)(CX*1), X12
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z12
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z12
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z12
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
+	VPBROADCASTD.Z  36(R10), K1, Z13
+	VPDPBUSD        Z3, Z11, Z13
+	VPDPBUSD        Z4, Z12, Z13
+	VPBROADCASTD.Z  76(R10), K1, Z14
+	VPDPBUSD        Z5, Z11, Z14
+	VPDPBUSD        Z6, Z12, Z14
+	VMOVDQU32       2(BX)(CX*2), X15
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z15
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z15
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z15
+	VMOVDQU32       18(BX)(CX*2), X16
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z16
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z16
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z16
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z16, Z16
+	VPBROADCASTD.Z  36(R10), K1, Z17
+	VPDPBUSD        Z3, Z15, Z17
+	VPDPBUSD        Z4, Z16, Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z5, Z15, Z18
+	VPDPBUSD        Z6, Z16, Z18
+	VMOVDQU32       2(BX)(DX*1), X19
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z19
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z19
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z19
+	VMOVDQU32       18(BX)(DX*1), X20
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z20
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z20
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z20
+	VPXORD.BCST     signbytes<>+0(SB), Z19, Z19
+	VPXORD.BCST     signbytes<>+0(SB), Z20, Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z3, Z19, Z21
+	VPDPBUSD        Z4, Z20, Z21
+	VPBROADCASTD.Z  76(R10), K1, Z3
+	VPDPBUSD        Z5, Z19, Z3
+	VPDPBUSD        Z6, Z20, Z3
+	VPUNPCKLDQ      Z13, Z9, Z4
+	VPUNPCKHDQ      Z13, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VPUNPCKLDQ      Z21, Z17, Z4
+	VPUNPCKHDQ      Z21, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VPUNPCKLQDQ     Z17, Z9, Z4
+	VPUNPCKHQDQ     Z17, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VPUNPCKLDQ      Z14, Z10, Z4
+	VPUNPCKHDQ      Z14, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VPUNPCKLDQ      Z3, Z18, Z4
+	VPUNPCKHDQ      Z3, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VPUNPCKLQDQ     Z18, Z10, Z3
+	VPUNPCKHQDQ     Z18, Z10, Z10
+	VPADDD          Z3, Z10, Z10
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X22
+	VPINSRQ         $0x01, R13, X22, X22
+	VMOVQ           R14, X3
+	VPINSRQ         $0x01, R15, X3, X3
+	VINSERTI32X4    $0x01, X3, Y22, Y3
+	VCVTPH2PS       Y3, Z3
+	VMULPS.BCST     32(R10), Z3, Z4
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z4, Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VMULPS.BCST     72(R10), Z3, Z3
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z3, Z10, Z10
+	VADDPS          Z10, Z2, Z2
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x00000050, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx2_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx2_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx2(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx2(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx2_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx2_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z3
+	VBROADCASTI32X4 16(R10), Z4
+	VBROADCASTI32X4 40(R10), Z5
+	VBROADCASTI32X4 56(R10), Z6
+	VMOVDQU32       2(BX), X8
+	VBROADCASTI32X4 2(SI), K3, Z8
+	VBROADCASTI32X4 2(DI), K4, Z8
+	VBROADCASTI32X4 2(R8), K5, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z8
+	VPBROADCASTD.Z  36(R10), K1, Z9
+	VPDPBUSD        Z3, Z7, Z9
+	VPDPBUSD        Z4, Z8, Z9
+	VPBROADCASTD.Z  76(R10), K1, Z10
+	VPDPBUSD        Z5, Z7, Z10
+	VPDPBUSD        Z6, Z8, Z10
+	VMOVDQU32       2(BX)(CX*1), X11
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z11
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z11
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z7
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z11
+	VPBROADCASTD.Z  36(R10), K1, Z15
+	VPDPBUSD        Z3, Z7, Z15
+	VPDPBUSD        Z4, Z11, Z15
+	VPBROADCASTD.Z  76(R10), K1, Z16
+	VPDPBUSD        Z5, Z7, Z16
+	VPDPBUSD        Z6, Z11, Z16
+	VMOVDQU32       2(BX)(CX*2), X12
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z12
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z12
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z7
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z12
+	VPBROADCASTD.Z  36(R10), K1, Z17
+	VPDPBUSD        Z3, Z7, Z17
+	VPDPBUSD        Z4, Z12, Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z5, Z7, Z18
+	VPDPBUSD        Z6, Z12, Z18
+	VMOVDQU32       2(BX)(DX*1), X13
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z13
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z13
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z13, Z7
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z13, Z13
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z3, Z7, Z19
+	VPDPBUSD        Z4, Z13, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z3
+	VPDPBUSD        Z5, Z7, Z3
+	VPDPBUSD        Z6, Z13, Z3
+	VPUNPCKLDQ      Z15, Z9, Z4
+	VPUNPCKHDQ      Z15, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VPUNPCKLDQ      Z19, Z17, Z4
+	VPUNPCKHDQ      Z19, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VPUNPCKLQDQ     Z17, Z9, Z4
+	VPUNPCKHQDQ     Z17, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VPUNPCKLDQ      Z16, Z10, Z4
+	VPUNPCKHDQ      Z16, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VPUNPCKLDQ      Z3, Z18, Z4
+	VPUNPCKHDQ      Z3, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VPUNPCKLQDQ     Z18, Z10, Z3
+	VPUNPCKHQDQ     Z18, Z10, Z10
+	VPADDD          Z3, Z10, Z10
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X14
+	VPINSRQ         $0x01, R13, X14, X14
+	VMOVQ           R14, X3
+	VPINSRQ         $0x01, R15, X3, X3
+	VINSERTI32X4    $0x01, X3, Y14, Y3
+	VCVTPH2PS       Y3, Z3
+	VMULPS.BCST     32(R10), Z3, Z4
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z4, Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VMULPS.BCST     72(R10), Z3, Z3
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z3, Z10, Z10
+	VADDPS          Z10, Z2, Z2
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x00000050, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx2_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx2_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx3(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx3(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx3_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx3_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z4
+	VBROADCASTI32X4 16(R10), Z5
+	VBROADCASTI32X4 40(R10), Z6
+	VBROADCASTI32X4 56(R10), Z7
+	VBROADCASTI32X4 80(R10), Z8
+	VBROADCASTI32X4 96(R10), Z9
+	VMOVDQU32       2(BX), X10
+	VBROADCASTI32X4 2(SI), K3, Z10
+	VBROADCASTI32X4 2(DI), K4, Z10
+	VBROADCASTI32X4 2(R8), K5, Z10
+	VMOVDQU32       18(BX), X11
+	VBROADCASTI32X4 18(SI), K3, Z11
+	VBROADCASTI32X4 18(DI), K4, Z11
+	VBROADCASTI32X4 18(R8), K5, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z10, Z10
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPBROADCASTD.Z  36(R10), K1, Z12
+	VPDPBUSD        Z4, Z10, Z12
+	VPDPBUSD        Z5, Z11, Z12
+	VPBROADCASTD.Z  76(R10), K1, Z13
+	VPDPBUSD        Z6, Z10, Z13
+	VPDPBUSD        Z7, Z11, Z13
+	VPBROADCASTD.Z  116(R10), K1, Z14
+	VPDPBUSD        Z8, Z10, Z14
+	VPDPBUSD        Z9, Z11, Z14
+	VMOVDQU32       2(BX)(CX*1), X15
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z15
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z15
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z15
+	VMOVDQU32       18(BX)(CX*1), X16
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z16
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z16
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z16
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z16, Z16
+	VPBROADCASTD.Z  36(R10), K1, Z17
+	VPDPBUSD        Z4, Z15, Z17
+	VPDPBUSD        Z5, Z16, Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z6, Z15, Z18
+	VPDPBUSD        Z7, Z16, Z18
+	VPBROADCASTD.Z  116(R10), K1, Z19
+	VPDPBUSD        Z8, Z15, Z19
+	VPDPBUSD        Z9, Z16, Z19
+	VMOVDQU32       2(BX)(CX*2), X20
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z20
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z20
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z20
+	VMOVDQU32       18(BX)(CX*2), X21
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z21
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z21
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z21
+	VPXORD.BCST     signbytes<>+0(SB), Z20, Z20
+	VPXORD.BCST     signbytes<>+0(SB), Z21, Z21
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z4, Z20, Z22
+	VPDPBUSD        Z5, Z21, Z22
+	VPBROADCASTD.Z  76(R10), K1, Z23
+	VPDPBUSD        Z6, Z20, Z23
+	VPDPBUSD        Z7, Z21, Z23
+	VPBROADCASTD.Z  116(R10), K1, Z24
+	VPDPBUSD        Z8, Z20, Z24
+	VPDPBUSD        Z9, Z21, Z24
+	VMOVDQU32       2(BX)(DX*1), X25
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z25
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z25
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z25
+	VMOVDQU32       18(BX)(DX*1), X26
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z26
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z26
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z26
+	VPXORD.BCST     signbytes<>+0(SB), Z25, Z25
+	VPXORD.BCST     signbytes<>+0(SB), Z26, Z26
+	VPBROADCASTD.Z  36(R10), K1, Z27
+	VPDPBUSD        Z4, Z25, Z27
+	VPDPBUSD        Z5, Z26, Z27
+	VPBROADCASTD.Z  76(R10), K1, Z4
+	VPDPBUSD        Z6, Z25, Z4
+	VPDPBUSD        Z7, Z26, Z4
+	VPBROADCASTD.Z  116(R10), K1, Z5
+	VPDPBUSD        Z8, Z25, Z5
+	VPDPBUSD        Z9, Z26, Z5
+	VPUNPCKLDQ      Z17, Z12, Z6
+	VPUNPCKHDQ      Z17, Z12, Z12
+	VPADDD          Z6, Z12, Z12
+	VPUNPCKLDQ      Z27, Z22, Z6
+	VPUNPCKHDQ      Z27, Z22, Z22
+	VPADDD          Z6, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z12, Z6
+	VPUNPCKHQDQ     Z22, Z12, Z12
+	VPADDD          Z6, Z12, Z12
+	VPUNPCKLDQ      Z18, Z13, Z6
+	VPUNPCKHDQ      Z18, Z13, Z13
+	VPADDD          Z6, Z13, Z13
+	VPUNPCKLDQ      Z4, Z23, Z6
+	VPUNPCKHDQ      Z4, Z23, Z23
+	VPADDD          Z6, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z13, Z4
+	VPUNPCKHQDQ     Z23, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VPUNPCKLDQ      Z19, Z14, Z4
+	VPUNPCKHDQ      Z19, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VPUNPCKLDQ      Z5, Z24, Z4
+	VPUNPCKHDQ      Z5, Z24, Z24
+	VPADDD          Z4, Z24, Z24
+	VPUNPCKLQDQ     Z24, Z14, Z4
+	VPUNPCKHQDQ     Z24, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X28
+	VPINSRQ         $0x01, R13, X28, X28
+	VMOVQ           R14, X4
+	VPINSRQ         $0x01, R15, X4, X4
+	VINSERTI32X4    $0x01, X4, Y28, Y4
+	VCVTPH2PS       Y4, Z4
+	VMULPS.BCST     32(R10), Z4, Z5
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          Z5, Z12, Z12
+	VADDPS          Z12, Z1, Z1
+	VMULPS.BCST     72(R10), Z4, Z5
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z5, Z13, Z13
+	VADDPS          Z13, Z2, Z2
+	VMULPS.BCST     112(R10), Z4, Z4
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          Z4, Z14, Z14
+	VADDPS          Z14, Z3, Z3
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x00000078, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx3_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx3_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx3(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx3(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx3_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx3_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	VBROADCASTI32X4 (R10), Z4
+	VBROADCASTI32X4 16(R10), Z5
+	VBROADCASTI32X4 40(R10), Z6
+	VBROADCASTI32X4 56(R10), Z7
+	VBROADCASTI32X4 80(R10), Z8
+	VBROADCASTI32X4 96(R10), Z9
+	VMOVDQU32       2(BX), X11
+	VBROADCASTI32X4 2(SI), K3, Z11
+	VBROADCASTI32X4 2(DI), K4, Z11
+	VBROADCASTI32X4 2(R8), K5, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z10
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z11
+	VPBROADCASTD.Z  36(R10), K1, Z12
+	VPDPBUSD        Z4, Z10, Z12
+	VPDPBUSD        Z5, Z11, Z12
+	VPBROADCASTD.Z  76(R10), K1, Z13
+	VPDPBUSD        Z6, Z10, Z13
+	VPDPBUSD        Z7, Z11, Z13
+	VPBROADCASTD.Z  116(R10), K1, Z14
+	VPDPBUSD        Z8, Z10, Z14
+	VPDPBUSD        Z9, Z11, Z14
+	VMOVDQU32       2(BX)(CX*1), X15
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z15
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z15
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z15
+	VPANDD.BCST     nibble<>+0(SB), Z15, Z10
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD.BCST     nibble<>+0(SB), Z15, Z15
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z4, Z10, Z19
+	VPDPBUSD        Z5, Z15, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z6, Z10, Z20
+	VPDPBUSD        Z7, Z15, Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z8, Z10, Z21
+	VPDPBUSD        Z9, Z15, Z21
+	VMOVDQU32       2(BX)(CX*2), X16
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z16
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z16
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z16
+	VPANDD.BCST     nibble<>+0(SB), Z16, Z10
+	VPSRLW          $0x04, Z16, Z16
+	VPANDD.BCST     nibble<>+0(SB), Z16, Z16
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z4, Z10, Z22
+	VPDPBUSD        Z5, Z16, Z22
+	VPBROADCASTD.Z  76(R10), K1, Z23
+	VPDPBUSD        Z6, Z10, Z23
+	VPDPBUSD        Z7, Z16, Z23
+	VPBROADCASTD.Z  116(R10), K1, Z24
+	VPDPBUSD        Z8, Z10, Z24
+	VPDPBUSD        Z9, Z16, Z24
+	VMOVDQU32       2(BX)(DX*1), X17
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z17
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z17
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z17
+	VPANDD.BCST     nibble<>+0(SB), Z17, Z10
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD.BCST     nibble<>+0(SB), Z17, Z17
+	VPBROADCASTD.Z  36(R10), K1, Z25
+	VPDPBUSD        Z4, Z10, Z25
+	VPDPBUSD        Z5, Z17, Z25
+	VPBROADCASTD.Z  76(R10), K1, Z4
+	VPDPBUSD        Z6, Z10, Z4
+	VPDPBUSD        Z7, Z17, Z4
+	VPBROADCASTD.Z  116(R10), K1, Z5
+	VPDPBUSD        Z8, Z10, Z5
+	VPDPBUSD        Z9, Z17, Z5
+	VPUNPCKLDQ      Z19, Z12, Z6
+	VPUNPCKHDQ      Z19, Z12, Z12
+	VPADDD          Z6, Z12, Z12
+	VPUNPCKLDQ      Z25, Z22, Z6
+	VPUNPCKHDQ      Z25, Z22, Z22
+	VPADDD          Z6, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z12, Z6
+	VPUNPCKHQDQ     Z22, Z12, Z12
+	VPADDD          Z6, Z12, Z12
+	VPUNPCKLDQ      Z20, Z13, Z6
+	VPUNPCKHDQ      Z20, Z13, Z13
+	VPADDD          Z6, Z13, Z13
+	VPUNPCKLDQ      Z4, Z23, Z6
+	VPUNPCKHDQ      Z4, Z23, Z23
+	VPADDD          Z6, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z13, Z4
+	VPUNPCKHQDQ     Z23, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VPUNPCKLDQ      Z21, Z14, Z4
+	VPUNPCKHDQ      Z21, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VPUNPCKLDQ      Z5, Z24, Z4
+	VPUNPCKHDQ      Z5, Z24, Z24
+	VPADDD          Z4, Z24, Z24
+	VPUNPCKLQDQ     Z24, Z14, Z4
+	VPUNPCKHQDQ     Z24, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X18
+	VPINSRQ         $0x01, R13, X18, X18
+	VMOVQ           R14, X4
+	VPINSRQ         $0x01, R15, X4, X4
+	VINSERTI32X4    $0x01, X4, Y18, Y4
+	VCVTPH2PS       Y4, Z4
+	VMULPS.BCST     32(R10), Z4, Z5
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          Z5, Z12, Z12
+	VADDPS          Z12, Z1, Z1
+	VMULPS.BCST     72(R10), Z4, Z5
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z5, Z13, Z13
+	VADDPS          Z13, Z2, Z2
+	VMULPS.BCST     112(R10), Z4, Z4
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          Z4, Z14, Z14
+	VADDPS          Z14, Z3, Z3
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x00000078, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx3_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx3_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx4(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx4(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx4_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx4_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X6
+	VPINSRQ         $0x01, R13, X6, X6
+	VMOVQ           R14, X5
+	VPINSRQ         $0x01, R15, X5, X5
+	VINSERTI32X4    $0x01, X5, Y6, Y5
+	VCVTPH2PS       Y5, Z5
+	VMOVDQU32       2(BX), X7
+	VBROADCASTI32X4 2(SI), K3, Z7
+	VBROADCASTI32X4 2(DI), K4, Z7
+	VBROADCASTI32X4 2(R8), K5, Z7
+	VMOVDQU32       18(BX), X8
+	VBROADCASTI32X4 18(SI), K3, Z8
+	VBROADCASTI32X4 18(DI), K4, Z8
+	VBROADCASTI32X4 18(R8), K5, Z8
+	VPXORD.BCST     signbytes<>+0(SB), Z7, Z7
+	VPXORD.BCST     signbytes<>+0(SB), Z8, Z8
+	VMOVDQU32       2(BX)(CX*1), X9
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z9
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z9
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z9
+	VMOVDQU32       18(BX)(CX*1), X10
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z10
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z10
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z10
+	VPXORD.BCST     signbytes<>+0(SB), Z9, Z9
+	VPXORD.BCST     signbytes<>+0(SB), Z10, Z10
+	VMOVDQU32       2(BX)(CX*2), X11
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z11
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z11
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z11
+	VMOVDQU32       18(BX)(CX*2), X12
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z12
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z12
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z12
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
+	VMOVDQU32       2(BX)(DX*1), X13
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z13
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z13
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z13
+	VMOVDQU32       18(BX)(DX*1), X14
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z14
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z14
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z14
+	VPXORD.BCST     signbytes<>+0(SB), Z13, Z13
+	VPXORD.BCST     signbytes<>+0(SB), Z14, Z14
+	VBROADCASTI32X4 (R10), Z15
+	VBROADCASTI32X4 16(R10), Z16
+	VPBROADCASTD.Z  36(R10), K1, Z17
+	VPDPBUSD        Z15, Z7, Z17
+	VPDPBUSD        Z16, Z8, Z17
+	VPBROADCASTD.Z  36(R10), K1, Z18
+	VPDPBUSD        Z15, Z9, Z18
+	VPDPBUSD        Z16, Z10, Z18
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z15, Z11, Z19
+	VPDPBUSD        Z16, Z12, Z19
+	VPBROADCASTD.Z  36(R10), K1, Z20
+	VPDPBUSD        Z15, Z13, Z20
+	VPDPBUSD        Z16, Z14, Z20
+	VPUNPCKLDQ      Z18, Z17, Z15
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VPUNPCKLDQ      Z20, Z19, Z15
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z15, Z19, Z19
+	VPUNPCKLQDQ     Z19, Z17, Z15
+	VPUNPCKHQDQ     Z19, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VMULPS.BCST     32(R10), Z5, Z15
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z15, Z17, Z17
+	VADDPS          Z17, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z15
+	VBROADCASTI32X4 56(R10), Z16
+	VPBROADCASTD.Z  76(R10), K1, Z17
+	VPDPBUSD        Z15, Z7, Z17
+	VPDPBUSD        Z16, Z8, Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z15, Z9, Z18
+	VPDPBUSD        Z16, Z10, Z18
+	VPBROADCASTD.Z  76(R10), K1, Z19
+	VPDPBUSD        Z15, Z11, Z19
+	VPDPBUSD        Z16, Z12, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z15, Z13, Z20
+	VPDPBUSD        Z16, Z14, Z20
+	VPUNPCKLDQ      Z18, Z17, Z15
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VPUNPCKLDQ      Z20, Z19, Z15
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z15, Z19, Z19
+	VPUNPCKLQDQ     Z19, Z17, Z15
+	VPUNPCKHQDQ     Z19, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VMULPS.BCST     72(R10), Z5, Z15
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z15, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z15
+	VBROADCASTI32X4 96(R10), Z16
+	VPBROADCASTD.Z  116(R10), K1, Z17
+	VPDPBUSD        Z15, Z7, Z17
+	VPDPBUSD        Z16, Z8, Z17
+	VPBROADCASTD.Z  116(R10), K1, Z18
+	VPDPBUSD        Z15, Z9, Z18
+	VPDPBUSD        Z16, Z10, Z18
+	VPBROADCASTD.Z  116(R10), K1, Z19
+	VPDPBUSD        Z15, Z11, Z19
+	VPDPBUSD        Z16, Z12, Z19
+	VPBROADCASTD.Z  116(R10), K1, Z20
+	VPDPBUSD        Z15, Z13, Z20
+	VPDPBUSD        Z16, Z14, Z20
+	VPUNPCKLDQ      Z18, Z17, Z15
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VPUNPCKLDQ      Z20, Z19, Z15
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z15, Z19, Z19
+	VPUNPCKLQDQ     Z19, Z17, Z15
+	VPUNPCKHQDQ     Z19, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VMULPS.BCST     112(R10), Z5, Z15
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z15, Z17, Z17
+	VADDPS          Z17, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z15
+	VBROADCASTI32X4 136(R10), Z16
+	VPBROADCASTD.Z  156(R10), K1, Z17
+	VPDPBUSD        Z15, Z7, Z17
+	VPDPBUSD        Z16, Z8, Z17
+	VPBROADCASTD.Z  156(R10), K1, Z18
+	VPDPBUSD        Z15, Z9, Z18
+	VPDPBUSD        Z16, Z10, Z18
+	VPBROADCASTD.Z  156(R10), K1, Z19
+	VPDPBUSD        Z15, Z11, Z19
+	VPDPBUSD        Z16, Z12, Z19
+	VPBROADCASTD.Z  156(R10), K1, Z20
+	VPDPBUSD        Z15, Z13, Z20
+	VPDPBUSD        Z16, Z14, Z20
+	VPUNPCKLDQ      Z18, Z17, Z15
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VPUNPCKLDQ      Z20, Z19, Z15
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z15, Z19, Z19
+	VPUNPCKLQDQ     Z19, Z17, Z15
+	VPUNPCKHQDQ     Z19, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VMULPS.BCST     152(R10), Z5, Z5
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z5, Z17, Z17
+	VADDPS          Z17, Z4, Z4
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x000000a0, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx4_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx4_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx4(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx4(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx4_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx4_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X6
+	VPINSRQ         $0x01, R13, X6, X6
+	VMOVQ           R14, X5
+	VPINSRQ         $0x01, R15, X5, X5
+	VINSERTI32X4    $0x01, X5, Y6, Y5
+	VCVTPH2PS       Y5, Z5
+	VMOVDQU32       2(BX), X8
+	VBROADCASTI32X4 2(SI), K3, Z8
+	VBROADCASTI32X4 2(DI), K4, Z8
+	VBROADCASTI32X4 2(R8), K5, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD.BCST     nibble<>+0(SB), Z8, Z8
+	VMOVDQU32       2(BX)(CX*1), X10
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z10
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z10
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z10
+	VPANDD.BCST     nibble<>+0(SB), Z10, Z9
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD.BCST     nibble<>+0(SB), Z10, Z10
+	VMOVDQU32       2(BX)(CX*2), X12
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z12
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z12
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z11
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z12
+	VMOVDQU32       2(BX)(DX*1), X14
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z14
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z14
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z14
+	VPANDD.BCST     nibble<>+0(SB), Z14, Z13
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD.BCST     nibble<>+0(SB), Z14, Z14
+	VBROADCASTI32X4 (R10), Z15
+	VBROADCASTI32X4 16(R10), Z16
+	VPBROADCASTD.Z  36(R10), K1, Z17
+	VPDPBUSD        Z15, Z7, Z17
+	VPDPBUSD        Z16, Z8, Z17
+	VPBROADCASTD.Z  36(R10), K1, Z18
+	VPDPBUSD        Z15, Z9, Z18
+	VPDPBUSD        Z16, Z10, Z18
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z15, Z11, Z19
+	VPDPBUSD        Z16, Z12, Z19
+	VPBROADCASTD.Z  36(R10), K1, Z20
+	VPDPBUSD        Z15, Z13, Z20
+	VPDPBUSD        Z16, Z14, Z20
+	VPUNPCKLDQ      Z18, Z17, Z15
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VPUNPCKLDQ      Z20, Z19, Z15
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z15, Z19, Z19
+	VPUNPCKLQDQ     Z19, Z17, Z15
+	VPUNPCKHQDQ     Z19, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VMULPS.BCST     32(R10), Z5, Z15
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z15, Z17, Z17
+	VADDPS          Z17, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z15
+	VBROADCASTI32X4 56(R10), Z16
+	VPBROADCASTD.Z  76(R10), K1, Z17
+	VPDPBUSD        Z15, Z7, Z17
+	VPDPBUSD        Z16, Z8, Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z15, Z9, Z18
+	VPDPBUSD        Z16, Z10, Z18
+	VPBROADCASTD.Z  76(R10), K1, Z19
+	VPDPBUSD        Z15, Z11, Z19
+	VPDPBUSD        Z16, Z12, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z15, Z13, Z20
+	VPDPBUSD        Z16, Z14, Z20
+	VPUNPCKLDQ      Z18, Z17, Z15
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VPUNPCKLDQ      Z20, Z19, Z15
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z15, Z19, Z19
+	VPUNPCKLQDQ     Z19, Z17, Z15
+	VPUNPCKHQDQ     Z19, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VMULPS.BCST     72(R10), Z5, Z15
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z15, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z15
+	VBROADCASTI32X4 96(R10), Z16
+	VPBROADCASTD.Z  116(R10), K1, Z17
+	VPDPBUSD        Z15, Z7, Z17
+	VPDPBUSD        Z16, Z8, Z17
+	VPBROADCASTD.Z  116(R10), K1, Z18
+	VPDPBUSD        Z15, Z9, Z18
+	VPDPBUSD        Z16, Z10, Z18
+	VPBROADCASTD.Z  116(R10), K1, Z19
+	VPDPBUSD        Z15, Z11, Z19
+	VPDPBUSD        Z16, Z12, Z19
+	VPBROADCASTD.Z  116(R10), K1, Z20
+	VPDPBUSD        Z15, Z13, Z20
+	VPDPBUSD        Z16, Z14, Z20
+	VPUNPCKLDQ      Z18, Z17, Z15
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VPUNPCKLDQ      Z20, Z19, Z15
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z15, Z19, Z19
+	VPUNPCKLQDQ     Z19, Z17, Z15
+	VPUNPCKHQDQ     Z19, Z17, Z17
+	VPADDD          Z15, Z17, Z17
+	VMULPS.BCST     112(R10), Z5, Z15
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z15, Z17, Z17
+	VADDPS          Z17, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z15
+	VBROADCASTI32X4 136(R10), Z16
+	VPBROADCASTD.Z  156(R10), K1, Z17
+	VPDPBUSD        Z15, Z7, Z17
+	VPDPBUSD        Z16, Z8, Z17
+	VPBROADCASTD.Z  156(R10), K1, Z7
+	VPDPBUSD        Z15, Z9, Z7
+	VPDPBUSD        Z16, Z10, Z7
+	VPBROADCASTD.Z  156(R10), K1, Z9
+	VPDPBUSD        Z15, Z11, Z9
+	VPDPBUSD        Z16, Z12, Z9
+	VPBROADCASTD.Z  156(R10), K1, Z11
+	VPDPBUSD        Z15, Z13, Z11
+	VPDPBUSD        Z16, Z14, Z11
+	VPUNPCKLDQ      Z7, Z17, Z13
+	VPUNPCKHDQ      Z7, Z17, Z17
+	VPADDD          Z13, Z17, Z17
+	VPUNPCKLDQ      Z11, Z9, Z7
+	VPUNPCKHDQ      Z11, Z9, Z9
+	VPADDD          Z7, Z9, Z9
+	VPUNPCKLQDQ     Z9, Z17, Z7
+	VPUNPCKHQDQ     Z9, Z17, Z17
+	VPADDD          Z7, Z17, Z17
+	VMULPS.BCST     152(R10), Z5, Z5
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z5, Z17, Z17
+	VADDPS          Z17, Z4, Z4
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x000000a0, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx4_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx4_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx5(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx5(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx5_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx5_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X7
+	VPINSRQ         $0x01, R13, X7, X7
+	VMOVQ           R14, X6
+	VPINSRQ         $0x01, R15, X6, X6
+	VINSERTI32X4    $0x01, X6, Y7, Y6
+	VCVTPH2PS       Y6, Z6
+	VMOVDQU32       2(BX), X8
+	VBROADCASTI32X4 2(SI), K3, Z8
+	VBROADCASTI32X4 2(DI), K4, Z8
+	VBROADCASTI32X4 2(R8), K5, Z8
+	VMOVDQU32       18(BX), X9
+	VBROADCASTI32X4 18(SI), K3, Z9
+	VBROADCASTI32X4 18(DI), K4, Z9
+	VBROADCASTI32X4 18(R8), K5, Z9
+	VPXORD.BCST     signbytes<>+0(SB), Z8, Z8
+	VPXORD.BCST     signbytes<>+0(SB), Z9, Z9
+	VMOVDQU32       2(BX)(CX*1), X10
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z10
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z10
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z10
+	VMOVDQU32       18(BX)(CX*1), X11
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z11
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z11
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z10, Z10
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VMOVDQU32       2(BX)(CX*2), X12
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z12
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z12
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z12
+	VMOVDQU32       18(BX)(CX*2), X13
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z13
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z13
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z13
+	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
+	VPXORD.BCST     signbytes<>+0(SB), Z13, Z13
+	VMOVDQU32       2(BX)(DX*1), X14
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z14
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z14
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z14
+	VMOVDQU32       18(BX)(DX*1), X15
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z15
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z15
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z14, Z14
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VBROADCASTI32X4 (R10), Z16
+	VBROADCASTI32X4 16(R10), Z17
+	VPBROADCASTD.Z  36(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  36(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     32(R10), Z6, Z16
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z16, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z16
+	VBROADCASTI32X4 56(R10), Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  76(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  76(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     72(R10), Z6, Z16
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z16, Z18, Z18
+	VADDPS          Z18, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z16
+	VBROADCASTI32X4 96(R10), Z17
+	VPBROADCASTD.Z  116(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  116(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  116(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     112(R10), Z6, Z16
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z16, Z18, Z18
+	VADDPS          Z18, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z16
+	VBROADCASTI32X4 136(R10), Z17
+	VPBROADCASTD.Z  156(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  156(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  156(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  156(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     152(R10), Z6, Z16
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z16, Z18, Z18
+	VADDPS          Z18, Z4, Z4
+	VBROADCASTI32X4 160(R10), Z16
+	VBROADCASTI32X4 176(R10), Z17
+	VPBROADCASTD.Z  196(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  196(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  196(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  196(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     192(R10), Z6, Z6
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z6, Z18, Z18
+	VADDPS          Z18, Z5, Z5
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x000000c8, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx5_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z5, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx5_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx5(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx5(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx5_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx5_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X7
+	VPINSRQ         $0x01, R13, X7, X7
+	VMOVQ           R14, X6
+	VPINSRQ         $0x01, R15, X6, X6
+	VINSERTI32X4    $0x01, X6, Y7, Y6
+	VCVTPH2PS       Y6, Z6
+	VMOVDQU32       2(BX), X9
+	VBROADCASTI32X4 2(SI), K3, Z9
+	VBROADCASTI32X4 2(DI), K4, Z9
+	VBROADCASTI32X4 2(R8), K5, Z9
+	VPANDD.BCST     nibble<>+0(SB), Z9, Z8
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD.BCST     nibble<>+0(SB), Z9, Z9
+	VMOVDQU32       2(BX)(CX*1), X11
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z11
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z11
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z10
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z11
+	VMOVDQU32       2(BX)(CX*2), X13
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z13
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z13
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z13, Z12
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z13, Z13
+	VMOVDQU32       2(BX)(DX*1), X15
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z15
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z15
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z15
+	VPANDD.BCST     nibble<>+0(SB), Z15, Z14
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD.BCST     nibble<>+0(SB), Z15, Z15
+	VBROADCASTI32X4 (R10), Z16
+	VBROADCASTI32X4 16(R10), Z17
+	VPBROADCASTD.Z  36(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  36(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     32(R10), Z6, Z16
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z16, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z16
+	VBROADCASTI32X4 56(R10), Z17
+	VPBROADCASTD.Z  76(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  76(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  76(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     72(R10), Z6, Z16
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z16, Z18, Z18
+	VADDPS          Z18, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z16
+	VBROADCASTI32X4 96(R10), Z17
+	VPBROADCASTD.Z  116(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  116(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  116(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     112(R10), Z6, Z16
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z16, Z18, Z18
+	VADDPS          Z18, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z16
+	VBROADCASTI32X4 136(R10), Z17
+	VPBROADCASTD.Z  156(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  156(R10), K1, Z19
+	VPDPBUSD        Z16, Z10, Z19
+	VPDPBUSD        Z17, Z11, Z19
+	VPBROADCASTD.Z  156(R10), K1, Z20
+	VPDPBUSD        Z16, Z12, Z20
+	VPDPBUSD        Z17, Z13, Z20
+	VPBROADCASTD.Z  156(R10), K1, Z21
+	VPDPBUSD        Z16, Z14, Z21
+	VPDPBUSD        Z17, Z15, Z21
+	VPUNPCKLDQ      Z19, Z18, Z16
+	VPUNPCKHDQ      Z19, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VPUNPCKLDQ      Z21, Z20, Z16
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLQDQ     Z20, Z18, Z16
+	VPUNPCKHQDQ     Z20, Z18, Z18
+	VPADDD          Z16, Z18, Z18
+	VMULPS.BCST     152(R10), Z6, Z16
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z16, Z18, Z18
+	VADDPS          Z18, Z4, Z4
+	VBROADCASTI32X4 160(R10), Z16
+	VBROADCASTI32X4 176(R10), Z17
+	VPBROADCASTD.Z  196(R10), K1, Z18
+	VPDPBUSD        Z16, Z8, Z18
+	VPDPBUSD        Z17, Z9, Z18
+	VPBROADCASTD.Z  196(R10), K1, Z8
+	VPDPBUSD        Z16, Z10, Z8
+	VPDPBUSD        Z17, Z11, Z8
+	VPBROADCASTD.Z  196(R10), K1, Z10
+	VPDPBUSD        Z16, Z12, Z10
+	VPDPBUSD        Z17, Z13, Z10
+	VPBROADCASTD.Z  196(R10), K1, Z12
+	VPDPBUSD        Z16, Z14, Z12
+	VPDPBUSD        Z17, Z15, Z12
+	VPUNPCKLDQ      Z8, Z18, Z14
+	VPUNPCKHDQ      Z8, Z18, Z18
+	VPADDD          Z14, Z18, Z18
+	VPUNPCKLDQ      Z12, Z10, Z8
+	VPUNPCKHDQ      Z12, Z10, Z10
+	VPADDD          Z8, Z10, Z10
+	VPUNPCKLQDQ     Z10, Z18, Z8
+	VPUNPCKHQDQ     Z10, Z18, Z18
+	VPADDD          Z8, Z18, Z18
+	VMULPS.BCST     192(R10), Z6, Z6
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z6, Z18, Z18
+	VADDPS          Z18, Z5, Z5
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x000000c8, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx5_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z5, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx5_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx6(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx6(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx6_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx6_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X8
+	VPINSRQ         $0x01, R13, X8, X8
+	VMOVQ           R14, X7
+	VPINSRQ         $0x01, R15, X7, X7
+	VINSERTI32X4    $0x01, X7, Y8, Y7
+	VCVTPH2PS       Y7, Z7
+	VMOVDQU32       2(BX), X9
+	VBROADCASTI32X4 2(SI), K3, Z9
+	VBROADCASTI32X4 2(DI), K4, Z9
+	VBROADCASTI32X4 2(R8), K5, Z9
+	VMOVDQU32       18(BX), X10
+	VBROADCASTI32X4 18(SI), K3, Z10
+	VBROADCASTI32X4 18(DI), K4, Z10
+	VBROADCASTI32X4 18(R8), K5, Z10
+	VPXORD.BCST     signbytes<>+0(SB), Z9, Z9
+	VPXORD.BCST     signbytes<>+0(SB), Z10, Z10
+	VMOVDQU32       2(BX)(CX*1), X11
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z11
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z11
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z11
+	VMOVDQU32       18(BX)(CX*1), X12
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z12
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z12
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z12
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
+	VMOVDQU32       2(BX)(CX*2), X13
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z13
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z13
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z13
+	VMOVDQU32       18(BX)(CX*2), X14
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z14
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z14
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z14
+	VPXORD.BCST     signbytes<>+0(SB), Z13, Z13
+	VPXORD.BCST     signbytes<>+0(SB), Z14, Z14
+	VMOVDQU32       2(BX)(DX*1), X15
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z15
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z15
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z15
+	VMOVDQU32       18(BX)(DX*1), X16
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z16
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z16
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z16
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z16, Z16
+	VBROADCASTI32X4 (R10), Z17
+	VBROADCASTI32X4 16(R10), Z18
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  36(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     32(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z17
+	VBROADCASTI32X4 56(R10), Z18
+	VPBROADCASTD.Z  76(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  76(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  76(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     72(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z17
+	VBROADCASTI32X4 96(R10), Z18
+	VPBROADCASTD.Z  116(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  116(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  116(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     112(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z17
+	VBROADCASTI32X4 136(R10), Z18
+	VPBROADCASTD.Z  156(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  156(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  156(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  156(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     152(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z4, Z4
+	VBROADCASTI32X4 160(R10), Z17
+	VBROADCASTI32X4 176(R10), Z18
+	VPBROADCASTD.Z  196(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  196(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  196(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  196(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     192(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z5, Z5
+	VBROADCASTI32X4 200(R10), Z17
+	VBROADCASTI32X4 216(R10), Z18
+	VPBROADCASTD.Z  236(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  236(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  236(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  236(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     232(R10), Z7, Z7
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z7, Z19, Z19
+	VADDPS          Z19, Z6, Z6
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x000000f0, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx6_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z5, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z6, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx6_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx6(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx6(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx6_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx6_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X8
+	VPINSRQ         $0x01, R13, X8, X8
+	VMOVQ           R14, X7
+	VPINSRQ         $0x01, R15, X7, X7
+	VINSERTI32X4    $0x01, X7, Y8, Y7
+	VCVTPH2PS       Y7, Z7
+	VMOVDQU32       2(BX), X10
+	VBROADCASTI32X4 2(SI), K3, Z10
+	VBROADCASTI32X4 2(DI), K4, Z10
+	VBROADCASTI32X4 2(R8), K5, Z10
+	VPANDD.BCST     nibble<>+0(SB), Z10, Z9
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD.BCST     nibble<>+0(SB), Z10, Z10
+	VMOVDQU32       2(BX)(CX*1), X12
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z12
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z12
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z11
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z12
+	VMOVDQU32       2(BX)(CX*2), X14
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z14
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z14
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z14
+	VPANDD.BCST     nibble<>+0(SB), Z14, Z13
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD.BCST     nibble<>+0(SB), Z14, Z14
+	VMOVDQU32       2(BX)(DX*1), X16
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z16
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z16
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z16
+	VPANDD.BCST     nibble<>+0(SB), Z16, Z15
+	VPSRLW          $0x04, Z16, Z16
+	VPANDD.BCST     nibble<>+0(SB), Z16, Z16
+	VBROADCASTI32X4 (R10), Z17
+	VBROADCASTI32X4 16(R10), Z18
+	VPBROADCASTD.Z  36(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  36(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     32(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z17
+	VBROADCASTI32X4 56(R10), Z18
+	VPBROADCASTD.Z  76(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  76(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  76(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     72(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z17
+	VBROADCASTI32X4 96(R10), Z18
+	VPBROADCASTD.Z  116(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  116(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  116(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     112(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z17
+	VBROADCASTI32X4 136(R10), Z18
+	VPBROADCASTD.Z  156(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  156(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  156(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  156(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     152(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z4, Z4
+	VBROADCASTI32X4 160(R10), Z17
+	VBROADCASTI32X4 176(R10), Z18
+	VPBROADCASTD.Z  196(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  196(R10), K1, Z20
+	VPDPBUSD        Z17, Z11, Z20
+	VPDPBUSD        Z18, Z12, Z20
+	VPBROADCASTD.Z  196(R10), K1, Z21
+	VPDPBUSD        Z17, Z13, Z21
+	VPDPBUSD        Z18, Z14, Z21
+	VPBROADCASTD.Z  196(R10), K1, Z22
+	VPDPBUSD        Z17, Z15, Z22
+	VPDPBUSD        Z18, Z16, Z22
+	VPUNPCKLDQ      Z20, Z19, Z17
+	VPUNPCKHDQ      Z20, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VPUNPCKLDQ      Z22, Z21, Z17
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLQDQ     Z21, Z19, Z17
+	VPUNPCKHQDQ     Z21, Z19, Z19
+	VPADDD          Z17, Z19, Z19
+	VMULPS.BCST     192(R10), Z7, Z17
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z17, Z19, Z19
+	VADDPS          Z19, Z5, Z5
+	VBROADCASTI32X4 200(R10), Z17
+	VBROADCASTI32X4 216(R10), Z18
+	VPBROADCASTD.Z  236(R10), K1, Z19
+	VPDPBUSD        Z17, Z9, Z19
+	VPDPBUSD        Z18, Z10, Z19
+	VPBROADCASTD.Z  236(R10), K1, Z9
+	VPDPBUSD        Z17, Z11, Z9
+	VPDPBUSD        Z18, Z12, Z9
+	VPBROADCASTD.Z  236(R10), K1, Z11
+	VPDPBUSD        Z17, Z13, Z11
+	VPDPBUSD        Z18, Z14, Z11
+	VPBROADCASTD.Z  236(R10), K1, Z13
+	VPDPBUSD        Z17, Z15, Z13
+	VPDPBUSD        Z18, Z16, Z13
+	VPUNPCKLDQ      Z9, Z19, Z15
+	VPUNPCKHDQ      Z9, Z19, Z19
+	VPADDD          Z15, Z19, Z19
+	VPUNPCKLDQ      Z13, Z11, Z9
+	VPUNPCKHDQ      Z13, Z11, Z11
+	VPADDD          Z9, Z11, Z11
+	VPUNPCKLQDQ     Z11, Z19, Z9
+	VPUNPCKHQDQ     Z11, Z19, Z19
+	VPADDD          Z9, Z19, Z19
+	VMULPS.BCST     232(R10), Z7, Z7
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z7, Z19, Z19
+	VADDPS          Z19, Z6, Z6
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x000000f0, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx6_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z5, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z6, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx6_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx7(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx7(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx7_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx7_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X9
+	VPINSRQ         $0x01, R13, X9, X9
+	VMOVQ           R14, X8
+	VPINSRQ         $0x01, R15, X8, X8
+	VINSERTI32X4    $0x01, X8, Y9, Y8
+	VCVTPH2PS       Y8, Z8
+	VMOVDQU32       2(BX), X10
+	VBROADCASTI32X4 2(SI), K3, Z10
+	VBROADCASTI32X4 2(DI), K4, Z10
+	VBROADCASTI32X4 2(R8), K5, Z10
+	VMOVDQU32       18(BX), X11
+	VBROADCASTI32X4 18(SI), K3, Z11
+	VBROADCASTI32X4 18(DI), K4, Z11
+	VBROADCASTI32X4 18(R8), K5, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z10, Z10
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VMOVDQU32       2(BX)(CX*1), X12
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z12
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z12
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z12
+	VMOVDQU32       18(BX)(CX*1), X13
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z13
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z13
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z13
+	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
+	VPXORD.BCST     signbytes<>+0(SB), Z13, Z13
+	VMOVDQU32       2(BX)(CX*2), X14
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z14
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z14
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z14
+	VMOVDQU32       18(BX)(CX*2), X15
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z15
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z15
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z14, Z14
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VMOVDQU32       2(BX)(DX*1), X16
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z16
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z16
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z16
+	VMOVDQU32       18(BX)(DX*1), X17
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z17
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z17
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z17
+	VPXORD.BCST     signbytes<>+0(SB), Z16, Z16
+	VPXORD.BCST     signbytes<>+0(SB), Z17, Z17
+	VBROADCASTI32X4 (R10), Z18
+	VBROADCASTI32X4 16(R10), Z19
+	VPBROADCASTD.Z  36(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  36(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     32(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z18
+	VBROADCASTI32X4 56(R10), Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  76(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  76(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  76(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     72(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z18
+	VBROADCASTI32X4 96(R10), Z19
+	VPBROADCASTD.Z  116(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  116(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  116(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     112(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z18
+	VBROADCASTI32X4 136(R10), Z19
+	VPBROADCASTD.Z  156(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  156(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  156(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  156(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     152(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z4, Z4
+	VBROADCASTI32X4 160(R10), Z18
+	VBROADCASTI32X4 176(R10), Z19
+	VPBROADCASTD.Z  196(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  196(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  196(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  196(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     192(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z5, Z5
+	VBROADCASTI32X4 200(R10), Z18
+	VBROADCASTI32X4 216(R10), Z19
+	VPBROADCASTD.Z  236(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  236(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  236(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  236(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     232(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z6, Z6
+	VBROADCASTI32X4 240(R10), Z18
+	VBROADCASTI32X4 256(R10), Z19
+	VPBROADCASTD.Z  276(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  276(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  276(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  276(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     272(R10), Z8, Z8
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z8, Z20, Z20
+	VADDPS          Z20, Z7, Z7
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x00000118, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx7_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z5, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z6, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z7, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx7_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx7(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx7(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx7_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx7_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X9
+	VPINSRQ         $0x01, R13, X9, X9
+	VMOVQ           R14, X8
+	VPINSRQ         $0x01, R15, X8, X8
+	VINSERTI32X4    $0x01, X8, Y9, Y8
+	VCVTPH2PS       Y8, Z8
+	VMOVDQU32       2(BX), X11
+	VBROADCASTI32X4 2(SI), K3, Z11
+	VBROADCASTI32X4 2(DI), K4, Z11
+	VBROADCASTI32X4 2(R8), K5, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z10
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD.BCST     nibble<>+0(SB), Z11, Z11
+	VMOVDQU32       2(BX)(CX*1), X13
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z13
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z13
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z13, Z12
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD.BCST     nibble<>+0(SB), Z13, Z13
+	VMOVDQU32       2(BX)(CX*2), X15
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z15
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z15
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z15
+	VPANDD.BCST     nibble<>+0(SB), Z15, Z14
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD.BCST     nibble<>+0(SB), Z15, Z15
+	VMOVDQU32       2(BX)(DX*1), X17
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z17
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z17
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z17
+	VPANDD.BCST     nibble<>+0(SB), Z17, Z16
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD.BCST     nibble<>+0(SB), Z17, Z17
+	VBROADCASTI32X4 (R10), Z18
+	VBROADCASTI32X4 16(R10), Z19
+	VPBROADCASTD.Z  36(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  36(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     32(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z18
+	VBROADCASTI32X4 56(R10), Z19
+	VPBROADCASTD.Z  76(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  76(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  76(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  76(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     72(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z18
+	VBROADCASTI32X4 96(R10), Z19
+	VPBROADCASTD.Z  116(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  116(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  116(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     112(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z18
+	VBROADCASTI32X4 136(R10), Z19
+	VPBROADCASTD.Z  156(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  156(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  156(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  156(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     152(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z4, Z4
+	VBROADCASTI32X4 160(R10), Z18
+	VBROADCASTI32X4 176(R10), Z19
+	VPBROADCASTD.Z  196(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  196(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  196(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  196(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     192(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z5, Z5
+	VBROADCASTI32X4 200(R10), Z18
+	VBROADCASTI32X4 216(R10), Z19
+	VPBROADCASTD.Z  236(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  236(R10), K1, Z21
+	VPDPBUSD        Z18, Z12, Z21
+	VPDPBUSD        Z19, Z13, Z21
+	VPBROADCASTD.Z  236(R10), K1, Z22
+	VPDPBUSD        Z18, Z14, Z22
+	VPDPBUSD        Z19, Z15, Z22
+	VPBROADCASTD.Z  236(R10), K1, Z23
+	VPDPBUSD        Z18, Z16, Z23
+	VPDPBUSD        Z19, Z17, Z23
+	VPUNPCKLDQ      Z21, Z20, Z18
+	VPUNPCKHDQ      Z21, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VPUNPCKLDQ      Z23, Z22, Z18
+	VPUNPCKHDQ      Z23, Z22, Z22
+	VPADDD          Z18, Z22, Z22
+	VPUNPCKLQDQ     Z22, Z20, Z18
+	VPUNPCKHQDQ     Z22, Z20, Z20
+	VPADDD          Z18, Z20, Z20
+	VMULPS.BCST     232(R10), Z8, Z18
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z18, Z20, Z20
+	VADDPS          Z20, Z6, Z6
+	VBROADCASTI32X4 240(R10), Z18
+	VBROADCASTI32X4 256(R10), Z19
+	VPBROADCASTD.Z  276(R10), K1, Z20
+	VPDPBUSD        Z18, Z10, Z20
+	VPDPBUSD        Z19, Z11, Z20
+	VPBROADCASTD.Z  276(R10), K1, Z10
+	VPDPBUSD        Z18, Z12, Z10
+	VPDPBUSD        Z19, Z13, Z10
+	VPBROADCASTD.Z  276(R10), K1, Z12
+	VPDPBUSD        Z18, Z14, Z12
+	VPDPBUSD        Z19, Z15, Z12
+	VPBROADCASTD.Z  276(R10), K1, Z14
+	VPDPBUSD        Z18, Z16, Z14
+	VPDPBUSD        Z19, Z17, Z14
+	VPUNPCKLDQ      Z10, Z20, Z16
+	VPUNPCKHDQ      Z10, Z20, Z20
+	VPADDD          Z16, Z20, Z20
+	VPUNPCKLDQ      Z14, Z12, Z10
+	VPUNPCKHDQ      Z14, Z12, Z12
+	VPADDD          Z10, Z12, Z12
+	VPUNPCKLQDQ     Z12, Z20, Z10
+	VPUNPCKHQDQ     Z12, Z20, Z20
+	VPADDD          Z10, Z20, Z20
+	VMULPS.BCST     272(R10), Z8, Z8
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z8, Z20, Z20
+	VADDPS          Z20, Z7, Z7
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x00000118, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx7_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z5, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z6, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z7, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx7_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ8Zx8(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ8Zx8(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ8Zx8_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ8Zx8_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X10
+	VPINSRQ         $0x01, R13, X10, X10
+	VMOVQ           R14, X9
+	VPINSRQ         $0x01, R15, X9, X9
+	VINSERTI32X4    $0x01, X9, Y10, Y9
+	VCVTPH2PS       Y9, Z9
+	VMOVDQU32       2(BX), X11
+	VBROADCASTI32X4 2(SI), K3, Z11
+	VBROADCASTI32X4 2(DI), K4, Z11
+	VBROADCASTI32X4 2(R8), K5, Z11
+	VMOVDQU32       18(BX), X12
+	VBROADCASTI32X4 18(SI), K3, Z12
+	VBROADCASTI32X4 18(DI), K4, Z12
+	VBROADCASTI32X4 18(R8), K5, Z12
+	VPXORD.BCST     signbytes<>+0(SB), Z11, Z11
+	VPXORD.BCST     signbytes<>+0(SB), Z12, Z12
+	VMOVDQU32       2(BX)(CX*1), X13
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z13
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z13
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z13
+	VMOVDQU32       18(BX)(CX*1), X14
+	VBROADCASTI32X4 18(SI)(CX*1), K3, Z14
+	VBROADCASTI32X4 18(DI)(CX*1), K4, Z14
+	VBROADCASTI32X4 18(R8)(CX*1), K5, Z14
+	VPXORD.BCST     signbytes<>+0(SB), Z13, Z13
+	VPXORD.BCST     signbytes<>+0(SB), Z14, Z14
+	VMOVDQU32       2(BX)(CX*2), X15
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z15
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z15
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z15
+	VMOVDQU32       18(BX)(CX*2), X16
+	VBROADCASTI32X4 18(SI)(CX*2), K3, Z16
+	VBROADCASTI32X4 18(DI)(CX*2), K4, Z16
+	VBROADCASTI32X4 18(R8)(CX*2), K5, Z16
+	VPXORD.BCST     signbytes<>+0(SB), Z15, Z15
+	VPXORD.BCST     signbytes<>+0(SB), Z16, Z16
+	VMOVDQU32       2(BX)(DX*1), X17
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z17
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z17
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z17
+	VMOVDQU32       18(BX)(DX*1), X18
+	VBROADCASTI32X4 18(SI)(DX*1), K3, Z18
+	VBROADCASTI32X4 18(DI)(DX*1), K4, Z18
+	VBROADCASTI32X4 18(R8)(DX*1), K5, Z18
+	VPXORD.BCST     signbytes<>+0(SB), Z17, Z17
+	VPXORD.BCST     signbytes<>+0(SB), Z18, Z18
+	VBROADCASTI32X4 (R10), Z19
+	VBROADCASTI32X4 16(R10), Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  36(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  36(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     32(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z19
+	VBROADCASTI32X4 56(R10), Z20
+	VPBROADCASTD.Z  76(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  76(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  76(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  76(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     72(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z19
+	VBROADCASTI32X4 96(R10), Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  116(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  116(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  116(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     112(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z19
+	VBROADCASTI32X4 136(R10), Z20
+	VPBROADCASTD.Z  156(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  156(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  156(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  156(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     152(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z4, Z4
+	VBROADCASTI32X4 160(R10), Z19
+	VBROADCASTI32X4 176(R10), Z20
+	VPBROADCASTD.Z  196(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  196(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  196(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  196(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     192(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z5, Z5
+	VBROADCASTI32X4 200(R10), Z19
+	VBROADCASTI32X4 216(R10), Z20
+	VPBROADCASTD.Z  236(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  236(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  236(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  236(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     232(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z6, Z6
+	VBROADCASTI32X4 240(R10), Z19
+	VBROADCASTI32X4 256(R10), Z20
+	VPBROADCASTD.Z  276(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  276(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  276(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  276(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     272(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z7, Z7
+	VBROADCASTI32X4 280(R10), Z19
+	VBROADCASTI32X4 296(R10), Z20
+	VPBROADCASTD.Z  316(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  316(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  316(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  316(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     312(R10), Z9, Z9
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z9, Z21, Z21
+	VADDPS          Z21, Z8, Z8
+	ADDQ            $0x22, BX
+	ADDQ            $0x22, SI
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R8
+	ADDQ            $0x00000140, R10
+	DECQ            R11
+	JNZ             qgemvQ8Zx8_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z5, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z6, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z7, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z8, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ8Zx8_group1
+	VZEROUPPER
+	RET
+
+// func qgemvQ4Zx8(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·qgemvQ4Zx8(SB), NOSPLIT, $8-64
+	MOVQ         dst+0(FP), AX
+	MOVQ         gap+48(FP), CX
+	MOVQ         ldw+24(FP), DX
+	IMULQ        DX, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         gap+48(FP), BX
+	SHLQ         $0x02, BX
+	VPBROADCASTD BX, Z0
+	VPMULLD      iota16<>+0(SB), Z0, Z0
+	MOVL         $0x00001111, BX
+	KMOVW        BX, K1
+	MOVL         $0x0000ffff, BX
+	KMOVW        BX, K2
+	MOVL         $0x000000f0, BX
+	KMOVW        BX, K3
+	MOVL         $0x00000f00, BX
+	KMOVW        BX, K4
+	MOVL         $0x0000f000, BX
+	KMOVW        BX, K5
+	MOVQ         w+16(FP), BX
+	LEAQ         (BX)(CX*4), SI
+	LEAQ         (SI)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	MOVQ         groups+40(FP), R9
+
+qgemvQ4Zx8_group1:
+	VMOVUPS zeros<>+0(SB), Z1
+	VMOVUPS zeros<>+0(SB), Z2
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVUPS zeros<>+0(SB), Z4
+	VMOVUPS zeros<>+0(SB), Z5
+	VMOVUPS zeros<>+0(SB), Z6
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVUPS zeros<>+0(SB), Z8
+	MOVQ    x+56(FP), R10
+	MOVQ    nb+32(FP), R11
+
+qgemvQ4Zx8_block2:
+	PREFETCHT0      256(BX)
+	PREFETCHT0      256(BX)(CX*1)
+	PREFETCHT0      256(BX)(CX*2)
+	PREFETCHT0      256(BX)(DX*1)
+	PREFETCHT0      256(SI)
+	PREFETCHT0      256(SI)(CX*1)
+	PREFETCHT0      256(SI)(CX*2)
+	PREFETCHT0      256(SI)(DX*1)
+	PREFETCHT0      256(DI)
+	PREFETCHT0      256(DI)(CX*1)
+	PREFETCHT0      256(DI)(CX*2)
+	PREFETCHT0      256(DI)(DX*1)
+	PREFETCHT0      256(R8)
+	PREFETCHT0      256(R8)(CX*1)
+	PREFETCHT0      256(R8)(CX*2)
+	PREFETCHT0      256(R8)(DX*1)
+	MOVWQZX         (BX), R12
+	MOVWQZX         (BX)(CX*1), R13
+	SHLQ            $0x10, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(CX*2), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	MOVWQZX         (BX)(DX*1), R13
+	SHLQ            $0x30, R13
+	ORQ             R13, R12
+	MOVWQZX         (SI), R13
+	MOVWQZX         (SI)(CX*1), R14
+	SHLQ            $0x10, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(CX*2), R14
+	SHLQ            $0x20, R14
+	ORQ             R14, R13
+	MOVWQZX         (SI)(DX*1), R14
+	SHLQ            $0x30, R14
+	ORQ             R14, R13
+	MOVWQZX         (DI), R14
+	MOVWQZX         (DI)(CX*1), R15
+	SHLQ            $0x10, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(CX*2), R15
+	SHLQ            $0x20, R15
+	ORQ             R15, R14
+	MOVWQZX         (DI)(DX*1), R15
+	SHLQ            $0x30, R15
+	ORQ             R15, R14
+	MOVWQZX         (R8), R15
+	MOVWQZX         (R8)(CX*1), BP
+	SHLQ            $0x10, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(CX*2), BP
+	SHLQ            $0x20, BP
+	ORQ             BP, R15
+	MOVWQZX         (R8)(DX*1), BP
+	SHLQ            $0x30, BP
+	ORQ             BP, R15
+	VMOVQ           R12, X10
+	VPINSRQ         $0x01, R13, X10, X10
+	VMOVQ           R14, X9
+	VPINSRQ         $0x01, R15, X9, X9
+	VINSERTI32X4    $0x01, X9, Y10, Y9
+	VCVTPH2PS       Y9, Z9
+	VMOVDQU32       2(BX), X12
+	VBROADCASTI32X4 2(SI), K3, Z12
+	VBROADCASTI32X4 2(DI), K4, Z12
+	VBROADCASTI32X4 2(R8), K5, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z11
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD.BCST     nibble<>+0(SB), Z12, Z12
+	VMOVDQU32       2(BX)(CX*1), X14
+	VBROADCASTI32X4 2(SI)(CX*1), K3, Z14
+	VBROADCASTI32X4 2(DI)(CX*1), K4, Z14
+	VBROADCASTI32X4 2(R8)(CX*1), K5, Z14
+	VPANDD.BCST     nibble<>+0(SB), Z14, Z13
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD.BCST     nibble<>+0(SB), Z14, Z14
+	VMOVDQU32       2(BX)(CX*2), X16
+	VBROADCASTI32X4 2(SI)(CX*2), K3, Z16
+	VBROADCASTI32X4 2(DI)(CX*2), K4, Z16
+	VBROADCASTI32X4 2(R8)(CX*2), K5, Z16
+	VPANDD.BCST     nibble<>+0(SB), Z16, Z15
+	VPSRLW          $0x04, Z16, Z16
+	VPANDD.BCST     nibble<>+0(SB), Z16, Z16
+	VMOVDQU32       2(BX)(DX*1), X18
+	VBROADCASTI32X4 2(SI)(DX*1), K3, Z18
+	VBROADCASTI32X4 2(DI)(DX*1), K4, Z18
+	VBROADCASTI32X4 2(R8)(DX*1), K5, Z18
+	VPANDD.BCST     nibble<>+0(SB), Z18, Z17
+	VPSRLW          $0x04, Z18, Z18
+	VPANDD.BCST     nibble<>+0(SB), Z18, Z18
+	VBROADCASTI32X4 (R10), Z19
+	VBROADCASTI32X4 16(R10), Z20
+	VPBROADCASTD.Z  36(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  36(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  36(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  36(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     32(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z1, Z1
+	VBROADCASTI32X4 40(R10), Z19
+	VBROADCASTI32X4 56(R10), Z20
+	VPBROADCASTD.Z  76(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  76(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  76(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  76(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     72(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z2, Z2
+	VBROADCASTI32X4 80(R10), Z19
+	VBROADCASTI32X4 96(R10), Z20
+	VPBROADCASTD.Z  116(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  116(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  116(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  116(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     112(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z3, Z3
+	VBROADCASTI32X4 120(R10), Z19
+	VBROADCASTI32X4 136(R10), Z20
+	VPBROADCASTD.Z  156(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  156(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  156(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  156(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     152(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z4, Z4
+	VBROADCASTI32X4 160(R10), Z19
+	VBROADCASTI32X4 176(R10), Z20
+	VPBROADCASTD.Z  196(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  196(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  196(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  196(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     192(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z5, Z5
+	VBROADCASTI32X4 200(R10), Z19
+	VBROADCASTI32X4 216(R10), Z20
+	VPBROADCASTD.Z  236(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  236(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  236(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  236(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     232(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z6, Z6
+	VBROADCASTI32X4 240(R10), Z19
+	VBROADCASTI32X4 256(R10), Z20
+	VPBROADCASTD.Z  276(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  276(R10), K1, Z22
+	VPDPBUSD        Z19, Z13, Z22
+	VPDPBUSD        Z20, Z14, Z22
+	VPBROADCASTD.Z  276(R10), K1, Z23
+	VPDPBUSD        Z19, Z15, Z23
+	VPDPBUSD        Z20, Z16, Z23
+	VPBROADCASTD.Z  276(R10), K1, Z24
+	VPDPBUSD        Z19, Z17, Z24
+	VPDPBUSD        Z20, Z18, Z24
+	VPUNPCKLDQ      Z22, Z21, Z19
+	VPUNPCKHDQ      Z22, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VPUNPCKLDQ      Z24, Z23, Z19
+	VPUNPCKHDQ      Z24, Z23, Z23
+	VPADDD          Z19, Z23, Z23
+	VPUNPCKLQDQ     Z23, Z21, Z19
+	VPUNPCKHQDQ     Z23, Z21, Z21
+	VPADDD          Z19, Z21, Z21
+	VMULPS.BCST     272(R10), Z9, Z19
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z19, Z21, Z21
+	VADDPS          Z21, Z7, Z7
+	VBROADCASTI32X4 280(R10), Z19
+	VBROADCASTI32X4 296(R10), Z20
+	VPBROADCASTD.Z  316(R10), K1, Z21
+	VPDPBUSD        Z19, Z11, Z21
+	VPDPBUSD        Z20, Z12, Z21
+	VPBROADCASTD.Z  316(R10), K1, Z11
+	VPDPBUSD        Z19, Z13, Z11
+	VPDPBUSD        Z20, Z14, Z11
+	VPBROADCASTD.Z  316(R10), K1, Z13
+	VPDPBUSD        Z19, Z15, Z13
+	VPDPBUSD        Z20, Z16, Z13
+	VPBROADCASTD.Z  316(R10), K1, Z15
+	VPDPBUSD        Z19, Z17, Z15
+	VPDPBUSD        Z20, Z18, Z15
+	VPUNPCKLDQ      Z11, Z21, Z17
+	VPUNPCKHDQ      Z11, Z21, Z21
+	VPADDD          Z17, Z21, Z21
+	VPUNPCKLDQ      Z15, Z13, Z11
+	VPUNPCKHDQ      Z15, Z13, Z13
+	VPADDD          Z11, Z13, Z13
+	VPUNPCKLQDQ     Z13, Z21, Z11
+	VPUNPCKHQDQ     Z13, Z21, Z21
+	VPADDD          Z11, Z21, Z21
+	VMULPS.BCST     312(R10), Z9, Z9
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z9, Z21, Z21
+	VADDPS          Z21, Z8, Z8
+	ADDQ            $0x12, BX
+	ADDQ            $0x12, SI
+	ADDQ            $0x12, DI
+	ADDQ            $0x12, R8
+	ADDQ            $0x00000140, R10
+	DECQ            R11
+	JNZ             qgemvQ4Zx8_block2
+	KMOVW           K2, K6
+	VSCATTERDPS     Z1, K6, (AX)(Z0*1)
+	MOVQ            AX, R10
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z2, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z3, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z4, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z5, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z6, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z7, K6, (R10)(Z0*1)
+	MOVQ            ldd+8(FP), R11
+	SHLQ            $0x02, R11
+	ADDQ            R11, R10
+	KMOVW           K2, K6
+	VSCATTERDPS     Z8, K6, (R10)(Z0*1)
+	ADDQ            $0x04, AX
+	DECQ            R9
+	JNZ             qgemvQ4Zx8_group1
 	VZEROUPPER
 	RET
 

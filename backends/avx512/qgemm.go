@@ -19,7 +19,49 @@ var gemm = qgemm.Kernels{
 	Name: "avx512", Layout: "avx512/qgemm16", Lanes: 16, Tokens: 8,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
-	Tile: tileZ,
+	Tile:     tileZ,
+	MatVecQ8: qgemvQ8Z, MatVecQ4: qgemvQ4Z,
+	MatVecNQ8: qgemvQ8ZxN, MatVecNQ4: qgemvQ4ZxN, VecTokens: 8,
+}
+
+// qgemvQ8ZxN calls qgemvQ8Zx<nt> for 2 ≤ nt ≤ 8 tokens.
+func qgemvQ8ZxN(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte) {
+	switch nt {
+	case 2:
+		qgemvQ8Zx2(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 3:
+		qgemvQ8Zx3(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 4:
+		qgemvQ8Zx4(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 5:
+		qgemvQ8Zx5(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 6:
+		qgemvQ8Zx6(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 7:
+		qgemvQ8Zx7(dst, ldd, w, ldw, nb, groups, gap, x)
+	default:
+		qgemvQ8Zx8(dst, ldd, w, ldw, nb, groups, gap, x)
+	}
+}
+
+// qgemvQ4ZxN calls qgemvQ4Zx<nt> for 2 ≤ nt ≤ 8 tokens.
+func qgemvQ4ZxN(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte) {
+	switch nt {
+	case 2:
+		qgemvQ4Zx2(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 3:
+		qgemvQ4Zx3(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 4:
+		qgemvQ4Zx4(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 5:
+		qgemvQ4Zx5(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 6:
+		qgemvQ4Zx6(dst, ldd, w, ldw, nb, groups, gap, x)
+	case 7:
+		qgemvQ4Zx7(dst, ldd, w, ldw, nb, groups, gap, x)
+	default:
+		qgemvQ4Zx8(dst, ldd, w, ldw, nb, groups, gap, x)
+	}
 }
 
 // tileZ calls the tile kernel for nt tokens (1 ≤ nt ≤ 8).
@@ -79,17 +121,22 @@ var kgemm = qgemm.KKernels{
 // kgemmFrom is the fewest tokens MatMulQ8 runs the k-quant GEMM for.
 const kgemmFrom = 2
 
-// gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
-// (one thread; 2048×768 from L3, 8192×4096 from DRAM). q4_0 from T = 1: the GEMM beats
-// avx2's matrix–vector kernel even there (L3 40–46 µs against 49–55, DRAM 1.1–1.65 ms
-// against 1.6–2.2). q8_0 from T = 2: at T = 1 avx2's kernel streams faster (L3 41–52 µs
-// against 48–55, DRAM 1.2–2.4 ms against 1.6–2.5); from T = 2 the GEMM is ahead (T = 8
-// 2.5–3×, T = 128 ~5×).
-func gemmFrom(dt dtype.DType) int {
-	if dt == dtype.Q4_0 {
-		return 1
-	}
-	return 2
+// gemmFrom returns the fewest tokens MatMulQ8 runs the GEMM driver for on weights of type
+// dt: T = 1 for both, where it runs the matrix–vector kernels qgemvQ8Z and qgemvQ4Z on the
+// weights as loaded (16 rows a gap apart, each a long prefetched stream; no repack),
+// and for T = 2..8 their x2..x8 forms (the repacking GEMM's tiles take T ≥ 9, and the
+// rows a range leaves over). Over stories110m's matrices (q4_0 with its q8_0 classifier,
+// or all q8_0) from DRAM, one thread, alternating in one process (the machine shared,
+// so the figures move together): T = 2 q8_0 20–26 GB/s against the repacking GEMM's
+// 13.5–18.5, q4_0 13–32 against 9–21; T = 3 q8_0 29–34 against 20–22, q4_0 22–23
+// against 17–18; T = 4 q8_0 13–15 against 8.3–8.4; T = 8 q8_0 17–18 against 10–13,
+// q4_0 9–10 against 9–11 (even).
+// One thread, T = 1, bytes of weights per second (the best of 200 runs, the machine
+// shared): 8192×4096 (DRAM) q4_0 26–31 GB/s against the repacking GEMM's 19–23 and
+// avx2's 20–23, q8_0 31–38 against avx2's 32–41; 2048×768 (L2) q4_0 36–56 against
+// 22–28, q8_0 42–69 against avx2's 34–44.
+func gemmFrom(dtype.DType) int {
+	return 1
 }
 
 // packedFrom returns the fewest tokens MatMulQ8 runs the GEMM for on weights of type dt
@@ -115,9 +162,9 @@ func (k Kernels) Repack(w *kernels.Mat) bool {
 	return w.DType == dtype.Q8_0 && gemm.Pack(w)
 }
 
-// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights for T ≥ gemmFrom (1
-// or 2), with AVX512_VNNI, the int8 GEMM of package qgemm (16 rows × up to 8 tokens in
-// ZMM registers, VPDPBUSD); on q4_k, q5_k and q6_k weights for T ≥ kgemmFrom, with
+// MatMulQ8 implements kernels.Q8Kernels: on q8_0 and q4_0 weights, with AVX512_VNNI,
+// the int8 GEMM of package qgemm (16 rows × up to 8 tokens in ZMM registers, VPDPBUSD;
+// at T = 1 its matrix–vector kernels); on q4_k, q5_k and q6_k weights for T ≥ kgemmFrom, with
 // AVX512_VNNI, its k-quant GEMM (16 rows × up to 3 tokens, VPDPWSSD); both give the
 // reference's results bit for bit. Otherwise avx2's MatMulQ8.
 func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {

@@ -3,6 +3,7 @@
 package avx512
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -40,6 +41,55 @@ func TestMatMulQ8(t *testing.T) {
 		useVNNI = false
 		qgemmtest.CheckRepacked(t, Kernels{}, Kernels{}.Repack, 5)
 	})
+}
+
+// TestMatVecQ8 checks the kernels of one to eight tokens (qgemvQ8Z, qgemvQ4Z and their
+// x2..x8 forms; T = 9 the GEMM's tiles: 16 streams of rows a gap apart) against the reference, bit for bit, on
+// taller matrices than TestMatMulQ8's (gaps up to 62 rows) and row ranges that leave a
+// last, overlapping group.
+func TestMatVecQ8(t *testing.T) {
+	need(t)
+	if !cpuid.CPU.Supports(cpuid.AVX512VNNI) {
+		t.Skip("CPU lacks AVX512_VNNI")
+	}
+	r := rand.New(rand.NewPCG(8, 8))
+	var ref kernels.Reference
+	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
+		for _, nb := range []int{1, 3, 24} {
+			n := nb * dtype.QBlock
+			for _, rows := range []int{16, 47, 100, 257, 1000} {
+				w, err := kernels.NewMat(dt, qgemmtest.Blocks(r, dt, rows*nb, r.IntN(3) == 0, false), rows, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bias := randSlice(r, rows)
+				for T := 1; T <= 9; T++ {
+					xq := qgemmtest.Blocks(r, dtype.Q8_0, T*nb, false, true)
+					sc := kernels.NewScratch(Kernels{}, T, n)
+					ld := rows + 5
+					for _, rr := range [][2]int{{0, rows}, {3, rows - 5}, {rows / 2, rows}} {
+						if rr[1]-rr[0] < 16 {
+							continue
+						}
+						for _, b := range [][]float32{nil, bias} {
+							want, got := make([]float32, T*ld), make([]float32, T*ld)
+							for i := range want {
+								want[i], got[i] = float32(i), float32(i)
+							}
+							ref.MatMulQ8(want, ld, xq, T, w, b, rr[0], rr[1], nil)
+							Kernels{}.MatMulQ8(got, ld, xq, T, w, b, rr[0], rr[1], sc)
+							for i := range want {
+								if math.Float32bits(want[i]) != math.Float32bits(got[i]) && (want[i] == want[i] || got[i] == got[i]) {
+									t.Fatalf("%v %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v, reference %v",
+										dt, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld, got[i], want[i])
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
 }
 
 // TestMatMulQ8AllocatesNothing: the GEMM keeps everything in the scratch.

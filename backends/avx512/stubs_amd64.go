@@ -222,6 +222,112 @@ func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// qgemvQ8Z computes, for g < groups and q < 16, row r = g + q·gap of the q8_0 matrix w
+// (ldw = nb·34 bytes a row, nb ≥ 1 blocks) times one prepared activation x (block b at
+// x + 40·b: 32 quants, dx float32, −off·Σx int32, as the GEMM tiles take it):
+//
+//	dst[r] = Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b))
+//
+// in block order, as the reference. 16·gap must fit in an int32.
+//
+//go:noescape
+func qgemvQ8Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Z computes, for g < groups and q < 16, row r = g + q·gap of the q4_0 matrix w
+// (ldw = nb·18 bytes a row, nb ≥ 1 blocks) times one prepared activation x (block b at
+// x + 40·b: 32 quants, dx float32, −off·Σx int32, as the GEMM tiles take it):
+//
+//	dst[r] = Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b))
+//
+// in block order, as the reference. 16·gap must fit in an int32.
+//
+//go:noescape
+func qgemvQ4Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ8Zx2 is qgemvQ8Z for the 2 tokens t of x (token t of block b at x + 40·(2·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx2(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx2 is qgemvQ4Z for the 2 tokens t of x (token t of block b at x + 40·(2·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx2(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ8Zx3 is qgemvQ8Z for the 3 tokens t of x (token t of block b at x + 40·(3·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx3(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx3 is qgemvQ4Z for the 3 tokens t of x (token t of block b at x + 40·(3·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx3(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ8Zx4 is qgemvQ8Z for the 4 tokens t of x (token t of block b at x + 40·(4·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx4(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx4 is qgemvQ4Z for the 4 tokens t of x (token t of block b at x + 40·(4·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx4(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ8Zx5 is qgemvQ8Z for the 5 tokens t of x (token t of block b at x + 40·(5·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx5(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx5 is qgemvQ4Z for the 5 tokens t of x (token t of block b at x + 40·(5·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx5(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ8Zx6 is qgemvQ8Z for the 6 tokens t of x (token t of block b at x + 40·(6·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx6(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx6 is qgemvQ4Z for the 6 tokens t of x (token t of block b at x + 40·(6·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx6(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ8Zx7 is qgemvQ8Z for the 7 tokens t of x (token t of block b at x + 40·(7·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx7(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx7 is qgemvQ4Z for the 7 tokens t of x (token t of block b at x + 40·(7·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx7(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ8Zx8 is qgemvQ8Z for the 8 tokens t of x (token t of block b at x + 40·(8·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ8Zx8(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
+// qgemvQ4Zx8 is qgemvQ4Z for the 8 tokens t of x (token t of block b at x + 40·(8·b+t)),
+// token t's results at dst + t·ldd.
+//
+//go:noescape
+func qgemvQ4Zx8(dst *float32, ldd int, w *byte, ldw int, nb int, groups int, gap int, x *byte)
+
 // kprepZ writes the nb q8_k super-blocks at xq as the k-quant GEMM tiles take them
 // (576 bytes each at dst, stride bytes apart): for p < 16 and l < 8, the int16 pair
 // (x_{16p+l}, x_{16p+l+8}); the 16 bsums; d as float32.

@@ -50,10 +50,14 @@ func main() {
 		genGemmZMM("gemm4x6n", 4, 6, false, false, false)
 		genGemmZMM("gemm4x6pn", 4, 6, false, false, true)
 		genGemmZMM("gemm1x8", 1, 8, false, false, false)
-		genGemmZMM("gemv4s", 4, 1, true, false, false)
+		genGemmZMM("gemv4s", 4, 1, true, true, false)
 		genProbesZMM()
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
+		for nt := 1; nt <= 8; nt++ {
+			genQGemv(false, nt)
+			genQGemv(true, nt)
+		}
 		genKGemm()
 		genHalfZMM()
 		genBF16ZMM()

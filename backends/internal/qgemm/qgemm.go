@@ -17,6 +17,10 @@
 //
 // so it equals kernels.Reference's bit for bit, whatever T, the group or the row range.
 //
+// For one token (and up to VecTokens) on weights as loaded, a backend's MatVec kernels,
+// if it has them, take the rows without a repack (Lanes rows a gap apart, each a long
+// stream through consecutive rows), to the same bits.
+//
 // Pack does the repack once, at load (kernels.Repacker): all groups of a matrix, rows
 // 0..Lanes−1, Lanes..2·Lanes−1, …, the last padded with zero lanes. MatMulQ8 on a
 // matrix packed in its Layout then sweeps the tokens over the packed groups directly;
@@ -61,6 +65,17 @@ type Kernels struct {
 	Tile func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
 	// TileQ4, if set, is Tile for q4_0 weights.
 	TileQ4 func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
+	// MatVecQ8 and MatVecQ4, if set, take one token (T = 1) on weights as loaded (not
+	// packed), without a repack: for g < groups and q < Lanes, the row g + q·gap of the
+	// rows at w (ldw = nb block bytes apart) times the prepared activation blocks at x
+	// (40 bytes apart) into dst[g + q·gap], the same bits as Tile. Lanes·gap·ldw must
+	// fit in an int32.
+	MatVecQ8, MatVecQ4 func(dst *float32, w *byte, ldw, nb, groups, gap int, x *byte)
+	// MatVecNQ8 and MatVecNQ4, if set, are MatVecQ8 and MatVecQ4 for 2 ≤ T = nt ≤
+	// VecTokens tokens (token t's results at dst + t·ldd), each weight block loaded once
+	// for all of them.
+	MatVecNQ8, MatVecNQ4 func(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte)
+	VecTokens            int
 }
 
 // ScratchFloats returns the float32s of scratch MatMulQ8 needs for T tokens of cols
@@ -145,6 +160,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	}
 	nb := n / dtype.QBlock
 	L := k.Lanes
+	b0 := r0 // the first row, for the bias (the loops below may move r0)
 
 	// Scratch: the prepared activations, the repacked group (aligned), a tile for a
 	// group of fewer than Lanes rows.
@@ -164,6 +180,25 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		}
 	}
 	xstride := T * xBytes
+	mv, mvn := k.MatVecQ8, k.MatVecNQ8
+	if w.DType == dtype.Q4_0 {
+		mv, mvn = k.MatVecQ4, k.MatVecNQ4
+	}
+	if (T == 1 && mv != nil || T > 1 && T <= k.VecTokens && mvn != nil) && pw == nil && r1-r0 >= L && w.Rows*rb < math.MaxInt32 {
+		// Lanes long streams, each through g consecutive rows; the rows left over are
+		// the last group below, which overlaps rows computed here (to the same bits).
+		g := (r1 - r0) / L
+		if T == 1 {
+			mv(&dst[r0], &w.Data[r0*rb], rb, nb, g, g, &xs[0])
+		} else {
+			mvn(T, &dst[r0], ld, &w.Data[r0*rb], rb, nb, g, g, &xs[0])
+		}
+		if r0+g*L == r1 {
+			r0 = r1 // nothing left for the loop below; the bias is added
+		} else {
+			r0 = r1 - L
+		}
+	}
 	if pw != nil {
 		gb := nb * groupBytes(L)
 		for g := r0 / L * L; g < r1; g += L {
@@ -212,8 +247,8 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	}
 	if bias != nil {
 		for t := 0; t < T; t++ {
-			d := dst[t*ld+r0 : t*ld+r1]
-			for i, b := range bias[r0:r1] {
+			d := dst[t*ld+b0 : t*ld+r1]
+			for i, b := range bias[b0:r1] {
 				d[i] += b
 			}
 		}
@@ -234,13 +269,22 @@ func prepare(xs, xq []byte, T, nb, xb int, q4 bool) {
 			src := row[b*dtype.BlockQ8_0 : (b+1)*dtype.BlockQ8_0]
 			d := xs[(b*T+t)*xBytes : (b*T+t+1)*xBytes]
 			copy(d[:32], src[2:])
-			var s int32
-			for _, q := range src[2:] {
-				s += int32(int8(q))
-			}
+			s := sumQuants(src[2:34])
 			dx := dtype.F16ToF32(binary.LittleEndian.Uint16(src))
 			binary.LittleEndian.PutUint32(d[32:], math.Float32bits(dx))
 			binary.LittleEndian.PutUint32(d[36:], uint32(-(s << shift)))
 		}
 	}
+}
+
+// sumQuants returns the sum of the 32 int8 quants of q, eight at a time: each byte x
+// XOR 0x80 is x+128 as an unsigned byte, summed as 16-bit lanes (at most 4·2·255).
+func sumQuants(q []byte) int32 {
+	const lo = 0x00ff00ff00ff00ff
+	var acc uint64
+	for i := 0; i < 32; i += 8 {
+		v := binary.LittleEndian.Uint64(q[i:]) ^ 0x8080808080808080
+		acc += v&lo + v>>8&lo
+	}
+	return int32(acc*0x0001000100010001>>48) - 32*128
 }
