@@ -118,8 +118,19 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		mv(dst[r0:], x, wf[r0*n:], n, n, r1-r0, b)
 		return
 	}
-	gemmRows(dst[r0:], ld, x, n, T, wf[r0*n:], n, n, from(bias, r0), r1-r0,
-		scratchFor("MatMul", scratch, gemmStateFloats(T, n)))
+	st := scratchFor("MatMul", scratch, gemmStateFloats(T, n))
+	// A chunk of rows at a time, prefetching the next chunk's: the weights come from
+	// memory once, mapped in 4 KiB pages the hardware prefetchers do not cross.
+	chunk := 4
+	if n > gemmSeg {
+		chunk = gemmStateRows
+	}
+	wb := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(wf))), 4*len(wf))
+	for a := r0; a < r1; a += chunk {
+		b := min(a+chunk, r1)
+		next := wb[4*b*n : 4*min(b+chunk, r1)*n]
+		gemmRows(dst[a:], ld, x, n, T, wf[a*n:], n, n, from(bias, a), b-a, st, next)
+	}
 }
 
 // gemmChunkBytes is how many bytes of weight rows (of one column segment) one gemm4
@@ -148,12 +159,22 @@ func gemmStateFloats(T, k int) int {
 // x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k]: gemm4 over blocks of four rows and
 // gemm1 for the rows%4 left over; rows longer than gemmSeg a segment at a time, about
 // gemmChunkBytes of them per call, with st (gemmStateFloats(T, k)) keeping the
-// accumulators. Callers have checked the lengths.
-func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32) {
+// accumulators. Meanwhile the kernels prefetch pf (the weights the caller takes next),
+// spread over their blocks of tokens. Callers have checked the lengths.
+func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32, pf []byte) {
 	rc := rows
 	var sp *float32
 	if k > gemmSeg {
 		rc, sp = gemmStateRows, &st[0]
+	}
+	// pfl lines per block of tokens cover pf over the calls' blocks.
+	var pfp *byte
+	pfl, pfo := 0, 0
+	if len(pf) > 0 {
+		pfp = &pf[0]
+		segs := (k + gemmSeg - 1) / gemmSeg
+		blocks := segs * ((rows/4)*((T+2)/3) + (rows%4)*((T+5)/6))
+		pfl = ((len(pf)+63)/64 + blocks - 1) / max(blocks, 1)
 	}
 	for r := 0; r < rows; {
 		g, R := min(rc, rows-r)/4, 4
@@ -171,11 +192,17 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 					seg |= 2
 				}
 			}
-			if R == 4 {
-				gemm4(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
-			} else {
-				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
+			p, pn, tb := pfp, len(pf)-pfo, 3
+			if pn > 0 {
+				p = &pf[pfo]
 			}
+			if R == 4 {
+				gemm4(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg, p, pn, pfl)
+			} else {
+				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg, p, pn, pfl)
+				tb = 6
+			}
+			pfo = min(pfo+g*((T+tb-1)/tb)*pfl*64, len(pf))
 			if k1 == k {
 				break
 			}
@@ -246,7 +273,11 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 			matvec(&dst[a], &x[0], &buf[0], n, n, b-a, at(bias, a))
 			continue
 		}
-		gemmRows(dst[a:], ld, x, n, T, buf, n, n, from(bias, a), b-a, st)
+		var next []byte
+		if b < r1 {
+			next = w.Data[b*rb : min(b+chunk, r1)*rb]
+		}
+		gemmRows(dst[a:], ld, x, n, T, buf, n, n, from(bias, a), b-a, st, next)
 	}
 }
 
@@ -322,7 +353,8 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 			for r := a; r < b; r++ {
 				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, order)
 			}
-			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a, st)
+			next := w.Data[2*b*n : 2*min(b+halfChunk, r1)*n]
+			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a, st, next)
 		}
 	} else {
 		halfRows(dst, x, w, r0, r1, order, scratchFor("MatMul", scratch, min(n8, mixMaxCols)+quantRowsT1*n))
