@@ -81,7 +81,10 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 // register-blocked micro-kernel (gemm4; gemm1 for the rows%4 left over) over each block
 // of four rows and all tokens, so each weight row is read from memory once while the
 // inputs (T·Cols floats) stay in L2/L3; rows longer than 1024 columns go a segment of
-// 1024 at a time, their accumulators kept in scratch in between (gemmRows). The GEMM
+// 1024 at a time, their accumulators kept in scratch in between (gemmRows). While it
+// multiplies a chunk of rows, the kernel prefetches the next chunk's weights, a few cache
+// lines per block of tokens: the weights come from memory once, often from a file mapped
+// in 4 KiB pages, which the hardware prefetchers do not cross. The GEMM
 // sums every (row, token) product exactly as matvec and matvecSpread sum a row, so a
 // token's results are the bits it gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
@@ -324,7 +327,8 @@ func halfOrderOf(w *kernels.Mat) halfOrder {
 // When x holds a finite |x| ≥ 2¹⁶, which matvecHM cannot take, the rows are widened in
 // its order (widenHM) and multiplied by matvec. T > 1 widens halfChunk rows at a time
 // into scratch, in the order T = 1 sums them, and runs the f32 GEMM on them with x
-// arranged to match, so that every token gets the bits it would get alone.
+// arranged to match, so that every token gets the bits it would get alone; that GEMM
+// prefetches the next chunk's halves, so that widening them finds them in cache.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
