@@ -123,10 +123,17 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 	}
 	st := scratchFor("MatMul", scratch, gemmStateFloats(T, n))
 	// A chunk of rows at a time, prefetching the next chunk's: the weights come from
-	// memory once, mapped in 4 KiB pages the hardware prefetchers do not cross.
+	// memory once, mapped in 4 KiB pages the hardware prefetchers do not cross. Unless
+	// the tokens are too few to spread the prefetches over (at most gemmPrefetchLines
+	// per block of three tokens): then all rows in one call, as the weights' reads are
+	// then about all the call does.
 	chunk := 4
 	if n > gemmSeg {
 		chunk = gemmStateRows
+	}
+	if 4*chunk*n > 64*gemmPrefetchLines*(chunk/4)*((n+gemmSeg-1)/gemmSeg)*((T+2)/3) {
+		gemmRows(dst[r0:], ld, x, n, T, wf[r0*n:], n, n, from(bias, r0), r1-r0, st, nil)
+		return
 	}
 	wb := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(wf))), 4*len(wf))
 	for a := r0; a < r1; a += chunk {
@@ -135,6 +142,10 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		gemmRows(dst[a:], ld, x, n, T, wf[a*n:], n, n, from(bias, a), b-a, st, next)
 	}
 }
+
+// gemmPrefetchLines is the most cache lines of the next f32 rows the GEMM prefetches per
+// block of tokens: with fewer tokens the prefetches would take a good part of the time.
+const gemmPrefetchLines = 12
 
 // gemmChunkBytes is how many bytes of weight rows (of one column segment) one gemm4
 // call takes when the accumulators go to scratch between segments: it bounds that
