@@ -144,7 +144,8 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 }
 
 // gemmPrefetchLines is the most cache lines of the next f32 rows the GEMM prefetches per
-// block of tokens: with fewer tokens the prefetches would take a good part of the time.
+// block of tokens, twice that of the rows to widen next: with fewer tokens the
+// prefetches would take a good part of the time.
 const gemmPrefetchLines = 12
 
 // gemmChunkBytes is how many bytes of weight rows (of one column segment) one gemm4
@@ -189,6 +190,9 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 		segs := (k + gemmSeg - 1) / gemmSeg
 		blocks := segs * ((rows/4)*((T+2)/3) + (rows%4)*((T+5)/6))
 		pfl = ((len(pf)+63)/64 + blocks - 1) / max(blocks, 1)
+		if pfl > 2*gemmPrefetchLines { // too few tokens: the reads would as well come on demand
+			pfp, pfl, pf = nil, 0, nil
+		}
 	}
 	for r := 0; r < rows; {
 		g, R := min(rc, rows-r)/4, 4
