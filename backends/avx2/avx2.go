@@ -81,7 +81,10 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 // register-blocked micro-kernel (gemm4; gemm1 for the rows%4 left over) over each block
 // of four rows and all tokens, so each weight row is read from memory once while the
 // inputs (T·Cols floats) stay in L2/L3; rows longer than 1024 columns go a segment of
-// 1024 at a time, their accumulators kept in scratch in between (gemmRows). The GEMM
+// 1024 at a time, their accumulators kept in scratch in between (gemmRows). While it
+// multiplies a chunk of rows, the kernel prefetches the next chunk's weights, a few cache
+// lines per block of tokens: the weights come from memory once, often from a file mapped
+// in 4 KiB pages, which the hardware prefetchers do not cross. The GEMM
 // sums every (row, token) product exactly as matvec and matvecSpread sum a row, so a
 // token's results are the bits it gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
@@ -118,9 +121,32 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		mv(dst[r0:], x, wf[r0*n:], n, n, r1-r0, b)
 		return
 	}
-	gemmRows(dst[r0:], ld, x, n, T, wf[r0*n:], n, n, from(bias, r0), r1-r0,
-		scratchFor("MatMul", scratch, gemmStateFloats(T, n)))
+	st := scratchFor("MatMul", scratch, gemmStateFloats(T, n))
+	// A chunk of rows at a time, prefetching the next chunk's: the weights come from
+	// memory once, mapped in 4 KiB pages the hardware prefetchers do not cross. Unless
+	// the tokens are too few to spread the prefetches over (at most gemmPrefetchLines
+	// per block of three tokens): then all rows in one call, as the weights' reads are
+	// then about all the call does.
+	chunk := 4
+	if n > gemmSeg {
+		chunk = gemmStateRows
+	}
+	if 4*chunk*n > 64*gemmPrefetchLines*(chunk/4)*((n+gemmSeg-1)/gemmSeg)*((T+2)/3) {
+		gemmRows(dst[r0:], ld, x, n, T, wf[r0*n:], n, n, from(bias, r0), r1-r0, st, nil)
+		return
+	}
+	wb := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(wf))), 4*len(wf))
+	for a := r0; a < r1; a += chunk {
+		b := min(a+chunk, r1)
+		next := wb[4*b*n : 4*min(b+chunk, r1)*n]
+		gemmRows(dst[a:], ld, x, n, T, wf[a*n:], n, n, from(bias, a), b-a, st, next)
+	}
 }
+
+// gemmPrefetchLines is the most cache lines of the next f32 rows the GEMM prefetches per
+// block of tokens, twice that of the rows to widen next: with fewer tokens the
+// prefetches would take a good part of the time.
+const gemmPrefetchLines = 12
 
 // gemmChunkBytes is how many bytes of weight rows (of one column segment) one gemm4
 // call takes when the accumulators go to scratch between segments: it bounds that
@@ -148,12 +174,25 @@ func gemmStateFloats(T, k int) int {
 // x[t*ldx : t*ldx+k] and w_r = w[r*ldw : r*ldw+k]: gemm4 over blocks of four rows and
 // gemm1 for the rows%4 left over; rows longer than gemmSeg a segment at a time, about
 // gemmChunkBytes of them per call, with st (gemmStateFloats(T, k)) keeping the
-// accumulators. Callers have checked the lengths.
-func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32) {
+// accumulators. Meanwhile the kernels prefetch pf (the weights the caller takes next),
+// spread over their blocks of tokens. Callers have checked the lengths.
+func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32, pf []byte) {
 	rc := rows
 	var sp *float32
 	if k > gemmSeg {
 		rc, sp = gemmStateRows, &st[0]
+	}
+	// pfl lines per block of tokens cover pf over the calls' blocks.
+	var pfp *byte
+	pfl, pfo := 0, 0
+	if len(pf) > 0 {
+		pfp = &pf[0]
+		segs := (k + gemmSeg - 1) / gemmSeg
+		blocks := segs * ((rows/4)*((T+2)/3) + (rows%4)*((T+5)/6))
+		pfl = ((len(pf)+63)/64 + blocks - 1) / max(blocks, 1)
+		if pfl > 2*gemmPrefetchLines { // too few tokens: the reads would as well come on demand
+			pfp, pfl, pf = nil, 0, nil
+		}
 	}
 	for r := 0; r < rows; {
 		g, R := min(rc, rows-r)/4, 4
@@ -171,11 +210,17 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 					seg |= 2
 				}
 			}
-			if R == 4 {
-				gemm4(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
-			} else {
-				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg)
+			p, pn, tb := pfp, len(pf)-pfo, 3
+			if pn > 0 {
+				p = &pf[pfo]
 			}
+			if R == 4 {
+				gemm4(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg, p, pn, pfl)
+			} else {
+				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg, p, pn, pfl)
+				tb = 6
+			}
+			pfo = min(pfo+g*((T+tb-1)/tb)*pfl*64, len(pf))
 			if k1 == k {
 				break
 			}
@@ -246,7 +291,11 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 			matvec(&dst[a], &x[0], &buf[0], n, n, b-a, at(bias, a))
 			continue
 		}
-		gemmRows(dst[a:], ld, x, n, T, buf, n, n, from(bias, a), b-a, st)
+		var next []byte
+		if b < r1 {
+			next = w.Data[b*rb : min(b+chunk, r1)*rb]
+		}
+		gemmRows(dst[a:], ld, x, n, T, buf, n, n, from(bias, a), b-a, st, next)
 	}
 }
 
@@ -293,7 +342,8 @@ func halfOrderOf(w *kernels.Mat) halfOrder {
 // When x holds a finite |x| ≥ 2¹⁶, which matvecHM cannot take, the rows are widened in
 // its order (widenHM) and multiplied by matvec. T > 1 widens halfChunk rows at a time
 // into scratch, in the order T = 1 sums them, and runs the f32 GEMM on them with x
-// arranged to match, so that every token gets the bits it would get alone.
+// arranged to match, so that every token gets the bits it would get alone; that GEMM
+// prefetches the next chunk's halves, so that widening them finds them in cache.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
@@ -322,7 +372,8 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 			for r := a; r < b; r++ {
 				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, order)
 			}
-			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a, st)
+			next := w.Data[2*b*n : 2*min(b+halfChunk, r1)*n]
+			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a, st, next)
 		}
 	} else {
 		halfRows(dst, x, w, r0, r1, order, scratchFor("MatMul", scratch, min(n8, mixMaxCols)+quantRowsT1*n))

@@ -22,15 +22,19 @@ DATA tailmask<>+56(SB)/4, $0x00000000
 DATA tailmask<>+60(SB)/4, $0x00000000
 GLOBL tailmask<>(SB), RODATA|NOPTR, $64
 
-// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
-// Requires: AVX, FMA3
-TEXT ·gemm4(SB), NOSPLIT, $440-96
+// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
+// Requires: AVX, FMA3, MMX+
+TEXT ·gemm4(SB), NOSPLIT, $456-120
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
 	MOVQ AX, (SP)
 	MOVQ groups+72(FP), AX
 	MOVQ AX, 16(SP)
+	MOVQ pf+96(FP), AX
+	MOVQ AX, 56(SP)
+	MOVQ pfn+104(FP), AX
+	MOVQ AX, 64(SP)
 
 gemm4_group1:
 	MOVQ x+16(FP), AX
@@ -51,6 +55,24 @@ gemm4_tokens2:
 	JL   gemm4_tokens_done3
 
 	// 4 rows × 3 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm4_pf4:
+	TESTQ      CX, CX
+	JLE        gemm4_pf_done5
+	TESTQ      DX, DX
+	JZ         gemm4_pf_done5
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm4_pf4
+
+gemm4_pf_done5:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    ldx+24(FP), CX
 	SHLQ    $0x02, CX
@@ -64,7 +86,7 @@ gemm4_tokens2:
 	LEAQ    (R8)(SI*1), SI
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4_fresh4
+	JNZ     gemm4_fresh6
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -82,9 +104,9 @@ gemm4_tokens2:
 	VMOVUPS 96(R9), Y5
 	VMOVUPS 160(R9), Y8
 	VMOVUPS 224(R9), Y11
-	JMP     gemm4_started5
+	JMP     gemm4_started7
 
-gemm4_fresh4:
+gemm4_fresh6:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -98,14 +120,14 @@ gemm4_fresh4:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4_started5:
+gemm4_started7:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
 	ANDQ $-16, R10
 	SHLQ $0x02, R10
-	JMP  gemm4_check7
+	JMP  gemm4_check9
 
-gemm4_body6:
+gemm4_body8:
 	VMOVUPS     32(AX)(R9*1), Y12
 	VMOVUPS     32(DX)(R9*1), Y13
 	VMOVUPS     32(CX)(R9*1), Y14
@@ -127,15 +149,15 @@ gemm4_body6:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_check7:
+gemm4_check9:
 	CMPQ        R9, R10
-	JL          gemm4_body6
+	JL          gemm4_body8
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	MOVQ        k+56(FP), R10
 	ANDQ        $0x07, R10
-	JZ          gemm4_pass_done8
+	JZ          gemm4_pass_done10
 	LEAQ        tailmask<>+0(SB), R12
 	MOVQ        $0x00000008, R11
 	SUBQ        R10, R11
@@ -168,22 +190,22 @@ gemm4_check7:
 	VMASKMOVPS  (SI)(R9*1), Y12, Y12
 	VFMADD231PS Y13, Y12, Y11
 
-gemm4_pass_done8:
-	VMOVUPS Y0, 56(SP)
-	VMOVUPS Y1, 184(SP)
-	VMOVUPS Y2, 312(SP)
-	VMOVUPS Y3, 88(SP)
-	VMOVUPS Y4, 216(SP)
-	VMOVUPS Y5, 344(SP)
-	VMOVUPS Y6, 120(SP)
-	VMOVUPS Y7, 248(SP)
-	VMOVUPS Y8, 376(SP)
-	VMOVUPS Y9, 152(SP)
-	VMOVUPS Y10, 280(SP)
-	VMOVUPS Y11, 408(SP)
+gemm4_pass_done10:
+	VMOVUPS Y0, 72(SP)
+	VMOVUPS Y1, 200(SP)
+	VMOVUPS Y2, 328(SP)
+	VMOVUPS Y3, 104(SP)
+	VMOVUPS Y4, 232(SP)
+	VMOVUPS Y5, 360(SP)
+	VMOVUPS Y6, 136(SP)
+	VMOVUPS Y7, 264(SP)
+	VMOVUPS Y8, 392(SP)
+	VMOVUPS Y9, 168(SP)
+	VMOVUPS Y10, 296(SP)
+	VMOVUPS Y11, 424(SP)
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4_fresh9
+	JNZ     gemm4_fresh11
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -201,9 +223,9 @@ gemm4_pass_done8:
 	VMOVUPS 64(R9), Y5
 	VMOVUPS 128(R9), Y8
 	VMOVUPS 192(R9), Y11
-	JMP     gemm4_started10
+	JMP     gemm4_started12
 
-gemm4_fresh9:
+gemm4_fresh11:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -217,14 +239,14 @@ gemm4_fresh9:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4_started10:
+gemm4_started12:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
 	ANDQ $-16, R10
 	SHLQ $0x02, R10
-	JMP  gemm4_check12
+	JMP  gemm4_check14
 
-gemm4_body11:
+gemm4_body13:
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -246,14 +268,14 @@ gemm4_body11:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_check12:
+gemm4_check14:
 	CMPQ        R9, R10
-	JL          gemm4_body11
+	JL          gemm4_body13
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_more14
+	JGE         gemm4_more16
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -274,10 +296,10 @@ gemm4_check12:
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
 
-gemm4_more14:
+gemm4_more16:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final15
+	JNZ     gemm4_final17
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -298,42 +320,42 @@ gemm4_more14:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
-	VMOVUPS 56(SP), Y0
+	VMOVUPS 72(SP), Y0
 	VMOVUPS Y0, 32(AX)
-	VMOVUPS 88(SP), Y0
+	VMOVUPS 104(SP), Y0
 	VMOVUPS Y0, 96(AX)
-	VMOVUPS 120(SP), Y0
+	VMOVUPS 136(SP), Y0
 	VMOVUPS Y0, 160(AX)
-	VMOVUPS 152(SP), Y0
+	VMOVUPS 168(SP), Y0
 	VMOVUPS Y0, 224(AX)
 	ADDQ    CX, AX
-	VMOVUPS 184(SP), Y0
+	VMOVUPS 200(SP), Y0
 	VMOVUPS Y0, 32(AX)
-	VMOVUPS 216(SP), Y0
+	VMOVUPS 232(SP), Y0
 	VMOVUPS Y0, 96(AX)
-	VMOVUPS 248(SP), Y0
+	VMOVUPS 264(SP), Y0
 	VMOVUPS Y0, 160(AX)
-	VMOVUPS 280(SP), Y0
+	VMOVUPS 296(SP), Y0
 	VMOVUPS Y0, 224(AX)
 	ADDQ    CX, AX
-	VMOVUPS 312(SP), Y0
+	VMOVUPS 328(SP), Y0
 	VMOVUPS Y0, 32(AX)
-	VMOVUPS 344(SP), Y0
+	VMOVUPS 360(SP), Y0
 	VMOVUPS Y0, 96(AX)
-	VMOVUPS 376(SP), Y0
+	VMOVUPS 392(SP), Y0
 	VMOVUPS Y0, 160(AX)
-	VMOVUPS 408(SP), Y0
+	VMOVUPS 424(SP), Y0
 	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next16
+	JMP     gemm4_next18
 
-gemm4_final15:
+gemm4_final17:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
-	VADDPS       88(SP), Y3, Y3
-	VADDPS       120(SP), Y6, Y6
-	VADDPS       152(SP), Y9, Y9
+	VADDPS       72(SP), Y0, Y0
+	VADDPS       104(SP), Y3, Y3
+	VADDPS       136(SP), Y6, Y6
+	VADDPS       168(SP), Y9, Y9
 	VHADDPS      Y3, Y0, Y0
 	VHADDPS      Y9, Y6, Y6
 	VHADDPS      Y6, Y0, Y0
@@ -341,17 +363,17 @@ gemm4_final15:
 	VADDPS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias17
+	JZ           gemm4_nobias19
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias17:
+gemm4_nobias19:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       184(SP), Y1, Y1
-	VADDPS       216(SP), Y4, Y4
-	VADDPS       248(SP), Y7, Y7
-	VADDPS       280(SP), Y10, Y10
+	VADDPS       200(SP), Y1, Y1
+	VADDPS       232(SP), Y4, Y4
+	VADDPS       264(SP), Y7, Y7
+	VADDPS       296(SP), Y10, Y10
 	VHADDPS      Y4, Y1, Y1
 	VHADDPS      Y10, Y7, Y7
 	VHADDPS      Y7, Y1, Y1
@@ -359,17 +381,17 @@ gemm4_nobias17:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias18
+	JZ           gemm4_nobias20
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X1, X1
 
-gemm4_nobias18:
+gemm4_nobias20:
 	VMOVUPS      X1, (AX)
 	ADDQ         CX, AX
-	VADDPS       312(SP), Y2, Y2
-	VADDPS       344(SP), Y5, Y5
-	VADDPS       376(SP), Y8, Y8
-	VADDPS       408(SP), Y11, Y11
+	VADDPS       328(SP), Y2, Y2
+	VADDPS       360(SP), Y5, Y5
+	VADDPS       392(SP), Y8, Y8
+	VADDPS       424(SP), Y11, Y11
 	VHADDPS      Y5, Y2, Y2
 	VHADDPS      Y11, Y8, Y8
 	VHADDPS      Y8, Y2, Y2
@@ -377,14 +399,14 @@ gemm4_nobias18:
 	VADDPS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias19
+	JZ           gemm4_nobias21
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X2, X2
 
-gemm4_nobias19:
+gemm4_nobias21:
 	VMOVUPS X2, (AX)
 
-gemm4_next16:
+gemm4_next18:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -402,9 +424,27 @@ gemm4_next16:
 
 gemm4_tokens_done3:
 	CMPQ 40(SP), $0x02
-	JL   gemm4_skip20
+	JL   gemm4_skip22
 
 	// 4 rows × 2 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm4_pf23:
+	TESTQ      CX, CX
+	JLE        gemm4_pf_done24
+	TESTQ      DX, DX
+	JZ         gemm4_pf_done24
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm4_pf23
+
+gemm4_pf_done24:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    ldx+24(FP), CX
 	SHLQ    $0x02, CX
@@ -417,7 +457,7 @@ gemm4_tokens_done3:
 	LEAQ    (DI)(BX*1), BX
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh21
+	JNZ     gemm4_fresh25
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -430,9 +470,9 @@ gemm4_tokens_done3:
 	VMOVUPS 96(R8), Y3
 	VMOVUPS 160(R8), Y5
 	VMOVUPS 224(R8), Y7
-	JMP     gemm4_started22
+	JMP     gemm4_started26
 
-gemm4_fresh21:
+gemm4_fresh25:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -442,14 +482,14 @@ gemm4_fresh21:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started22:
+gemm4_started26:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-16, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check24
+	JMP  gemm4_check28
 
-gemm4_body23:
+gemm4_body27:
 	VMOVUPS     32(AX)(R8*1), Y8
 	VMOVUPS     32(CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*1), Y10
@@ -466,15 +506,15 @@ gemm4_body23:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_check24:
+gemm4_check28:
 	CMPQ        R8, R9
-	JL          gemm4_body23
+	JL          gemm4_body27
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm4_pass_done25
+	JZ          gemm4_pass_done29
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R9, R10
@@ -498,18 +538,18 @@ gemm4_check24:
 	VMASKMOVPS  (BX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done25:
-	VMOVUPS Y0, 56(SP)
-	VMOVUPS Y1, 184(SP)
-	VMOVUPS Y2, 88(SP)
-	VMOVUPS Y3, 216(SP)
-	VMOVUPS Y4, 120(SP)
-	VMOVUPS Y5, 248(SP)
-	VMOVUPS Y6, 152(SP)
-	VMOVUPS Y7, 280(SP)
+gemm4_pass_done29:
+	VMOVUPS Y0, 72(SP)
+	VMOVUPS Y1, 200(SP)
+	VMOVUPS Y2, 104(SP)
+	VMOVUPS Y3, 232(SP)
+	VMOVUPS Y4, 136(SP)
+	VMOVUPS Y5, 264(SP)
+	VMOVUPS Y6, 168(SP)
+	VMOVUPS Y7, 296(SP)
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh26
+	JNZ     gemm4_fresh30
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -522,9 +562,9 @@ gemm4_pass_done25:
 	VMOVUPS 64(R8), Y3
 	VMOVUPS 128(R8), Y5
 	VMOVUPS 192(R8), Y7
-	JMP     gemm4_started27
+	JMP     gemm4_started31
 
-gemm4_fresh26:
+gemm4_fresh30:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -534,14 +574,14 @@ gemm4_fresh26:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started27:
+gemm4_started31:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-16, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check29
+	JMP  gemm4_check33
 
-gemm4_body28:
+gemm4_body32:
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -558,14 +598,14 @@ gemm4_body28:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_check29:
+gemm4_check33:
 	CMPQ        R8, R9
-	JL          gemm4_body28
+	JL          gemm4_body32
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_more31
+	JGE         gemm4_more35
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -581,10 +621,10 @@ gemm4_check29:
 	VFMADD231PS Y8, Y10, Y6
 	VFMADD231PS Y9, Y10, Y7
 
-gemm4_more31:
+gemm4_more35:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final32
+	JNZ     gemm4_final36
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -600,33 +640,33 @@ gemm4_more31:
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
-	VMOVUPS 56(SP), Y0
+	VMOVUPS 72(SP), Y0
 	VMOVUPS Y0, 32(AX)
-	VMOVUPS 88(SP), Y0
+	VMOVUPS 104(SP), Y0
 	VMOVUPS Y0, 96(AX)
-	VMOVUPS 120(SP), Y0
+	VMOVUPS 136(SP), Y0
 	VMOVUPS Y0, 160(AX)
-	VMOVUPS 152(SP), Y0
+	VMOVUPS 168(SP), Y0
 	VMOVUPS Y0, 224(AX)
 	ADDQ    CX, AX
-	VMOVUPS 184(SP), Y0
+	VMOVUPS 200(SP), Y0
 	VMOVUPS Y0, 32(AX)
-	VMOVUPS 216(SP), Y0
+	VMOVUPS 232(SP), Y0
 	VMOVUPS Y0, 96(AX)
-	VMOVUPS 248(SP), Y0
+	VMOVUPS 264(SP), Y0
 	VMOVUPS Y0, 160(AX)
-	VMOVUPS 280(SP), Y0
+	VMOVUPS 296(SP), Y0
 	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next33
+	JMP     gemm4_next37
 
-gemm4_final32:
+gemm4_final36:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       56(SP), Y0, Y0
-	VADDPS       88(SP), Y2, Y2
-	VADDPS       120(SP), Y4, Y4
-	VADDPS       152(SP), Y6, Y6
+	VADDPS       72(SP), Y0, Y0
+	VADDPS       104(SP), Y2, Y2
+	VADDPS       136(SP), Y4, Y4
+	VADDPS       168(SP), Y6, Y6
 	VHADDPS      Y2, Y0, Y0
 	VHADDPS      Y6, Y4, Y4
 	VHADDPS      Y4, Y0, Y0
@@ -634,17 +674,17 @@ gemm4_final32:
 	VADDPS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias34
+	JZ           gemm4_nobias38
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias34:
+gemm4_nobias38:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       184(SP), Y1, Y1
-	VADDPS       216(SP), Y3, Y3
-	VADDPS       248(SP), Y5, Y5
-	VADDPS       280(SP), Y7, Y7
+	VADDPS       200(SP), Y1, Y1
+	VADDPS       232(SP), Y3, Y3
+	VADDPS       264(SP), Y5, Y5
+	VADDPS       296(SP), Y7, Y7
 	VHADDPS      Y3, Y1, Y1
 	VHADDPS      Y7, Y5, Y5
 	VHADDPS      Y5, Y1, Y1
@@ -652,14 +692,14 @@ gemm4_nobias34:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias35
+	JZ           gemm4_nobias39
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X1, X1
 
-gemm4_nobias35:
+gemm4_nobias39:
 	VMOVUPS X1, (AX)
 
-gemm4_next33:
+gemm4_next37:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -674,11 +714,29 @@ gemm4_next33:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4_skip20:
+gemm4_skip22:
 	CMPQ 40(SP), $0x01
-	JL   gemm4_skip36
+	JL   gemm4_skip40
 
 	// 4 rows × 1 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm4_pf41:
+	TESTQ      CX, CX
+	JLE        gemm4_pf_done42
+	TESTQ      DX, DX
+	JZ         gemm4_pf_done42
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm4_pf41
+
+gemm4_pf_done42:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    (SP), CX
 	MOVQ    ldw+48(FP), DX
@@ -688,7 +746,7 @@ gemm4_skip20:
 	LEAQ    (SI)(DX*1), DX
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm4_fresh37
+	JNZ     gemm4_fresh43
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x08, R8
@@ -703,9 +761,9 @@ gemm4_skip20:
 	VMOVUPS 96(DI), Y5
 	VMOVUPS 160(DI), Y6
 	VMOVUPS 224(DI), Y7
-	JMP     gemm4_started38
+	JMP     gemm4_started44
 
-gemm4_fresh37:
+gemm4_fresh43:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -715,14 +773,14 @@ gemm4_fresh37:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started38:
+gemm4_started44:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
 	ANDQ $-16, R8
 	SHLQ $0x02, R8
-	JMP  gemm4_check40
+	JMP  gemm4_check46
 
-gemm4_body39:
+gemm4_body45:
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -743,14 +801,14 @@ gemm4_body39:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x40, DI
 
-gemm4_check40:
+gemm4_check46:
 	CMPQ        DI, R8
-	JL          gemm4_body39
+	JL          gemm4_body45
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm4_more42
+	JGE         gemm4_more48
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -761,10 +819,10 @@ gemm4_check40:
 	VMOVUPS     (DX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y3
 
-gemm4_more42:
+gemm4_more48:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm4_pass_done41
+	JZ          gemm4_pass_done47
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -779,10 +837,10 @@ gemm4_more42:
 	VMASKMOVPS  (DX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done41:
+gemm4_pass_done47:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final43
+	JNZ     gemm4_final49
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -797,9 +855,9 @@ gemm4_pass_done41:
 	VMOVUPS Y5, 96(AX)
 	VMOVUPS Y6, 160(AX)
 	VMOVUPS Y7, 224(AX)
-	JMP     gemm4_next44
+	JMP     gemm4_next50
 
-gemm4_final43:
+gemm4_final49:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -814,14 +872,14 @@ gemm4_final43:
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias45
+	JZ           gemm4_nobias51
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X0, X0
 
-gemm4_nobias45:
+gemm4_nobias51:
 	VMOVUPS X0, (AX)
 
-gemm4_next44:
+gemm4_next50:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -834,7 +892,7 @@ gemm4_next44:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4_skip36:
+gemm4_skip40:
 	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
@@ -845,15 +903,19 @@ gemm4_skip36:
 	VZEROUPPER
 	RET
 
-// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
-// Requires: AVX, FMA3
-TEXT ·gemm1(SB), NOSPLIT, $248-96
+// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
+// Requires: AVX, FMA3, MMX+
+TEXT ·gemm1(SB), NOSPLIT, $264-120
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
 	MOVQ AX, (SP)
 	MOVQ groups+72(FP), AX
 	MOVQ AX, 16(SP)
+	MOVQ pf+96(FP), AX
+	MOVQ AX, 56(SP)
+	MOVQ pfn+104(FP), AX
+	MOVQ AX, 64(SP)
 
 gemm1_group1:
 	MOVQ x+16(FP), AX
@@ -874,6 +936,24 @@ gemm1_tokens2:
 	JL   gemm1_tokens_done3
 
 	// 1 rows × 6 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm1_pf4:
+	TESTQ      CX, CX
+	JLE        gemm1_pf_done5
+	TESTQ      DX, DX
+	JZ         gemm1_pf_done5
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm1_pf4
+
+gemm1_pf_done5:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    ldx+24(FP), CX
 	SHLQ    $0x02, CX
@@ -885,7 +965,7 @@ gemm1_tokens2:
 	MOVQ    (SP), R8
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm1_fresh4
+	JNZ     gemm1_fresh6
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x06, R10
@@ -914,9 +994,9 @@ gemm1_tokens2:
 	VMOVUPS 32(R9), Y10
 	ADDQ    R10, R9
 	VMOVUPS 32(R9), Y11
-	JMP     gemm1_started5
+	JMP     gemm1_started7
 
-gemm1_fresh4:
+gemm1_fresh6:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -930,14 +1010,14 @@ gemm1_fresh4:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm1_started5:
+gemm1_started7:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
 	ANDQ $-16, R10
 	SHLQ $0x02, R10
-	JMP  gemm1_check7
+	JMP  gemm1_check9
 
-gemm1_body6:
+gemm1_body8:
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -954,14 +1034,14 @@ gemm1_body6:
 	VFMADD231PS 32(CX)(R9*1), Y12, Y11
 	ADDQ        $0x40, R9
 
-gemm1_check7:
+gemm1_check9:
 	CMPQ        R9, R10
-	JL          gemm1_body6
+	JL          gemm1_body8
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm1_more9
+	JGE         gemm1_more11
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -970,10 +1050,10 @@ gemm1_check7:
 	VFMADD231PS (DI)(R9*1), Y12, Y4
 	VFMADD231PS (CX)(R9*1), Y12, Y5
 
-gemm1_more9:
+gemm1_more11:
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm1_pass_done8
+	JZ          gemm1_pass_done10
 	LEAQ        tailmask<>+0(SB), R12
 	MOVQ        $0x00000008, R11
 	SUBQ        R9, R11
@@ -997,10 +1077,10 @@ gemm1_more9:
 	VMASKMOVPS  (R8)(R10*1), Y12, Y12
 	VFMADD231PS Y13, Y12, Y11
 
-gemm1_pass_done8:
+gemm1_pass_done10:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final10
+	JNZ     gemm1_final12
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1029,9 +1109,9 @@ gemm1_pass_done8:
 	VMOVUPS Y10, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y11, 32(AX)
-	JMP     gemm1_next11
+	JMP     gemm1_next13
 
-gemm1_final10:
+gemm1_final12:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1042,11 +1122,11 @@ gemm1_final10:
 	VADDSS       X6, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias12
+	JZ           gemm1_nobias14
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias12:
+gemm1_nobias14:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y1, Y1
@@ -1056,11 +1136,11 @@ gemm1_nobias12:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias13
+	JZ           gemm1_nobias15
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias13:
+gemm1_nobias15:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y2, Y2
@@ -1070,11 +1150,11 @@ gemm1_nobias13:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias14
+	JZ           gemm1_nobias16
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias14:
+gemm1_nobias16:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y3, Y3
@@ -1084,11 +1164,11 @@ gemm1_nobias14:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias15
+	JZ           gemm1_nobias17
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias15:
+gemm1_nobias17:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y10, Y4, Y4
@@ -1098,11 +1178,11 @@ gemm1_nobias15:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias16
+	JZ           gemm1_nobias18
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X4, X4
 
-gemm1_nobias16:
+gemm1_nobias18:
 	VMOVSS       X4, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y11, Y5, Y5
@@ -1112,14 +1192,14 @@ gemm1_nobias16:
 	VADDSS       X0, X5, X5
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias17
+	JZ           gemm1_nobias19
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X5, X5
 
-gemm1_nobias17:
+gemm1_nobias19:
 	VMOVSS X5, (AX)
 
-gemm1_next11:
+gemm1_next13:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x06, AX, AX
@@ -1137,9 +1217,27 @@ gemm1_next11:
 
 gemm1_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm1_skip18
+	JL   gemm1_skip20
 
 	// 1 rows × 5 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm1_pf21:
+	TESTQ      CX, CX
+	JLE        gemm1_pf_done22
+	TESTQ      DX, DX
+	JZ         gemm1_pf_done22
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm1_pf21
+
+gemm1_pf_done22:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    ldx+24(FP), CX
 	SHLQ    $0x02, CX
@@ -1150,7 +1248,7 @@ gemm1_tokens_done3:
 	MOVQ    (SP), DI
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm1_fresh19
+	JNZ     gemm1_fresh23
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x06, R9
@@ -1175,9 +1273,9 @@ gemm1_tokens_done3:
 	VMOVUPS 32(R8), Y8
 	ADDQ    R9, R8
 	VMOVUPS 32(R8), Y9
-	JMP     gemm1_started20
+	JMP     gemm1_started24
 
-gemm1_fresh19:
+gemm1_fresh23:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1189,14 +1287,14 @@ gemm1_fresh19:
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 
-gemm1_started20:
+gemm1_started24:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-16, R9
 	SHLQ $0x02, R9
-	JMP  gemm1_check22
+	JMP  gemm1_check26
 
-gemm1_body21:
+gemm1_body25:
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1211,14 +1309,14 @@ gemm1_body21:
 	VFMADD231PS 32(CX)(R8*1), Y10, Y9
 	ADDQ        $0x40, R8
 
-gemm1_check22:
+gemm1_check26:
 	CMPQ        R8, R9
-	JL          gemm1_body21
+	JL          gemm1_body25
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm1_more24
+	JGE         gemm1_more28
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1226,10 +1324,10 @@ gemm1_check22:
 	VFMADD231PS (SI)(R8*1), Y10, Y3
 	VFMADD231PS (CX)(R8*1), Y10, Y4
 
-gemm1_more24:
+gemm1_more28:
 	MOVQ        k+56(FP), R8
 	ANDQ        $0x07, R8
-	JZ          gemm1_pass_done23
+	JZ          gemm1_pass_done27
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R8, R10
@@ -1250,10 +1348,10 @@ gemm1_more24:
 	VMASKMOVPS  (DI)(R9*1), Y10, Y10
 	VFMADD231PS Y11, Y10, Y9
 
-gemm1_pass_done23:
+gemm1_pass_done27:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final25
+	JNZ     gemm1_final29
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1278,9 +1376,9 @@ gemm1_pass_done23:
 	VMOVUPS Y8, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y9, 32(AX)
-	JMP     gemm1_next26
+	JMP     gemm1_next30
 
-gemm1_final25:
+gemm1_final29:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1291,11 +1389,11 @@ gemm1_final25:
 	VADDSS       X5, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias27
+	JZ           gemm1_nobias31
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias27:
+gemm1_nobias31:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y1, Y1
@@ -1305,11 +1403,11 @@ gemm1_nobias27:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias28
+	JZ           gemm1_nobias32
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias28:
+gemm1_nobias32:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y2, Y2
@@ -1319,11 +1417,11 @@ gemm1_nobias28:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias29
+	JZ           gemm1_nobias33
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias29:
+gemm1_nobias33:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y3, Y3
@@ -1333,11 +1431,11 @@ gemm1_nobias29:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias30
+	JZ           gemm1_nobias34
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias30:
+gemm1_nobias34:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y4, Y4
@@ -1347,14 +1445,14 @@ gemm1_nobias30:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias31
+	JZ           gemm1_nobias35
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X4, X4
 
-gemm1_nobias31:
+gemm1_nobias35:
 	VMOVSS X4, (AX)
 
-gemm1_next26:
+gemm1_next30:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x05, AX, AX
@@ -1369,11 +1467,29 @@ gemm1_next26:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm1_skip18:
+gemm1_skip20:
 	CMPQ 40(SP), $0x04
-	JL   gemm1_skip32
+	JL   gemm1_skip36
 
 	// 1 rows × 4 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm1_pf37:
+	TESTQ      CX, CX
+	JLE        gemm1_pf_done38
+	TESTQ      DX, DX
+	JZ         gemm1_pf_done38
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm1_pf37
+
+gemm1_pf_done38:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    ldx+24(FP), CX
 	SHLQ    $0x02, CX
@@ -1383,7 +1499,7 @@ gemm1_skip18:
 	MOVQ    (SP), SI
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm1_fresh33
+	JNZ     gemm1_fresh39
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x06, R8
@@ -1404,9 +1520,9 @@ gemm1_skip18:
 	VMOVUPS 32(DI), Y6
 	ADDQ    R8, DI
 	VMOVUPS 32(DI), Y7
-	JMP     gemm1_started34
+	JMP     gemm1_started40
 
-gemm1_fresh33:
+gemm1_fresh39:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1416,14 +1532,14 @@ gemm1_fresh33:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm1_started34:
+gemm1_started40:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
 	ANDQ $-16, R8
 	SHLQ $0x02, R8
-	JMP  gemm1_check36
+	JMP  gemm1_check42
 
-gemm1_body35:
+gemm1_body41:
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
@@ -1436,24 +1552,24 @@ gemm1_body35:
 	VFMADD231PS 32(CX)(DI*1), Y8, Y7
 	ADDQ        $0x40, DI
 
-gemm1_check36:
+gemm1_check42:
 	CMPQ        DI, R8
-	JL          gemm1_body35
+	JL          gemm1_body41
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm1_more38
+	JGE         gemm1_more44
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
 	VFMADD231PS (BX)(DI*1), Y8, Y2
 	VFMADD231PS (CX)(DI*1), Y8, Y3
 
-gemm1_more38:
+gemm1_more44:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm1_pass_done37
+	JZ          gemm1_pass_done43
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -1471,10 +1587,10 @@ gemm1_more38:
 	VMASKMOVPS  (SI)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm1_pass_done37:
+gemm1_pass_done43:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final39
+	JNZ     gemm1_final45
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1495,9 +1611,9 @@ gemm1_pass_done37:
 	VMOVUPS Y6, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y7, 32(AX)
-	JMP     gemm1_next40
+	JMP     gemm1_next46
 
-gemm1_final39:
+gemm1_final45:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1508,11 +1624,11 @@ gemm1_final39:
 	VADDSS       X4, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias41
+	JZ           gemm1_nobias47
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias41:
+gemm1_nobias47:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y1, Y1
@@ -1522,11 +1638,11 @@ gemm1_nobias41:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias42
+	JZ           gemm1_nobias48
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias42:
+gemm1_nobias48:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y2, Y2
@@ -1536,11 +1652,11 @@ gemm1_nobias42:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias43
+	JZ           gemm1_nobias49
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias43:
+gemm1_nobias49:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y3, Y3
@@ -1550,14 +1666,14 @@ gemm1_nobias43:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias44
+	JZ           gemm1_nobias50
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X3, X3
 
-gemm1_nobias44:
+gemm1_nobias50:
 	VMOVSS X3, (AX)
 
-gemm1_next40:
+gemm1_next46:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x04, AX, AX
@@ -1572,11 +1688,29 @@ gemm1_next40:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm1_skip32:
+gemm1_skip36:
 	CMPQ 40(SP), $0x03
-	JL   gemm1_skip45
+	JL   gemm1_skip51
 
 	// 1 rows × 3 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm1_pf52:
+	TESTQ      CX, CX
+	JLE        gemm1_pf_done53
+	TESTQ      DX, DX
+	JZ         gemm1_pf_done53
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm1_pf52
+
+gemm1_pf_done53:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    ldx+24(FP), CX
 	SHLQ    $0x02, CX
@@ -1585,7 +1719,7 @@ gemm1_skip32:
 	MOVQ    (SP), BX
 	MOVQ    seg+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JNZ     gemm1_fresh46
+	JNZ     gemm1_fresh54
 	MOVQ    48(SP), SI
 	MOVQ    groups+72(FP), DI
 	SHLQ    $0x06, DI
@@ -1602,9 +1736,9 @@ gemm1_skip32:
 	VMOVUPS 32(SI), Y4
 	ADDQ    DI, SI
 	VMOVUPS 32(SI), Y5
-	JMP     gemm1_started47
+	JMP     gemm1_started55
 
-gemm1_fresh46:
+gemm1_fresh54:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1612,14 +1746,14 @@ gemm1_fresh46:
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 
-gemm1_started47:
+gemm1_started55:
 	XORQ SI, SI
 	MOVQ k+56(FP), DI
 	ANDQ $-16, DI
 	SHLQ $0x02, DI
-	JMP  gemm1_check49
+	JMP  gemm1_check57
 
-gemm1_body48:
+gemm1_body56:
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
@@ -1630,23 +1764,23 @@ gemm1_body48:
 	VFMADD231PS 32(CX)(SI*1), Y6, Y5
 	ADDQ        $0x40, SI
 
-gemm1_check49:
+gemm1_check57:
 	CMPQ        SI, DI
-	JL          gemm1_body48
+	JL          gemm1_body56
 	MOVQ        k+56(FP), DI
 	ANDQ        $-8, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm1_more51
+	JGE         gemm1_more59
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
 	VFMADD231PS (CX)(SI*1), Y6, Y2
 
-gemm1_more51:
+gemm1_more59:
 	MOVQ        k+56(FP), SI
 	ANDQ        $0x07, SI
-	JZ          gemm1_pass_done50
+	JZ          gemm1_pass_done58
 	LEAQ        tailmask<>+0(SB), R9
 	MOVQ        $0x00000008, R8
 	SUBQ        SI, R8
@@ -1661,10 +1795,10 @@ gemm1_more51:
 	VMASKMOVPS  (BX)(DI*1), Y6, Y6
 	VFMADD231PS Y7, Y6, Y5
 
-gemm1_pass_done50:
+gemm1_pass_done58:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final52
+	JNZ     gemm1_final60
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1681,9 +1815,9 @@ gemm1_pass_done50:
 	VMOVUPS Y4, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y5, 32(AX)
-	JMP     gemm1_next53
+	JMP     gemm1_next61
 
-gemm1_final52:
+gemm1_final60:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1694,11 +1828,11 @@ gemm1_final52:
 	VADDSS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias54
+	JZ           gemm1_nobias62
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias54:
+gemm1_nobias62:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y4, Y1, Y1
@@ -1708,11 +1842,11 @@ gemm1_nobias54:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias55
+	JZ           gemm1_nobias63
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias55:
+gemm1_nobias63:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y2, Y2
@@ -1722,14 +1856,14 @@ gemm1_nobias55:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias56
+	JZ           gemm1_nobias64
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X2, X2
 
-gemm1_nobias56:
+gemm1_nobias64:
 	VMOVSS X2, (AX)
 
-gemm1_next53:
+gemm1_next61:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -1744,11 +1878,29 @@ gemm1_next53:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm1_skip45:
+gemm1_skip51:
 	CMPQ 40(SP), $0x02
-	JL   gemm1_skip57
+	JL   gemm1_skip65
 
 	// 1 rows × 2 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm1_pf66:
+	TESTQ      CX, CX
+	JLE        gemm1_pf_done67
+	TESTQ      DX, DX
+	JZ         gemm1_pf_done67
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm1_pf66
+
+gemm1_pf_done67:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    ldx+24(FP), CX
 	SHLQ    $0x02, CX
@@ -1756,7 +1908,7 @@ gemm1_skip45:
 	MOVQ    (SP), DX
 	MOVQ    seg+88(FP), BX
 	TESTQ   $0x00000001, BX
-	JNZ     gemm1_fresh58
+	JNZ     gemm1_fresh68
 	MOVQ    48(SP), BX
 	MOVQ    groups+72(FP), SI
 	SHLQ    $0x06, SI
@@ -1769,22 +1921,22 @@ gemm1_skip45:
 	VMOVUPS 32(BX), Y2
 	ADDQ    SI, BX
 	VMOVUPS 32(BX), Y3
-	JMP     gemm1_started59
+	JMP     gemm1_started69
 
-gemm1_fresh58:
+gemm1_fresh68:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 
-gemm1_started59:
+gemm1_started69:
 	XORQ BX, BX
 	MOVQ k+56(FP), SI
 	ANDQ $-16, SI
 	SHLQ $0x02, SI
-	JMP  gemm1_check61
+	JMP  gemm1_check71
 
-gemm1_body60:
+gemm1_body70:
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
@@ -1793,22 +1945,22 @@ gemm1_body60:
 	VFMADD231PS 32(CX)(BX*1), Y4, Y3
 	ADDQ        $0x40, BX
 
-gemm1_check61:
+gemm1_check71:
 	CMPQ        BX, SI
-	JL          gemm1_body60
+	JL          gemm1_body70
 	MOVQ        k+56(FP), SI
 	ANDQ        $-8, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm1_more63
+	JGE         gemm1_more73
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
 
-gemm1_more63:
+gemm1_more73:
 	MOVQ        k+56(FP), BX
 	ANDQ        $0x07, BX
-	JZ          gemm1_pass_done62
+	JZ          gemm1_pass_done72
 	LEAQ        tailmask<>+0(SB), R8
 	MOVQ        $0x00000008, DI
 	SUBQ        BX, DI
@@ -1820,10 +1972,10 @@ gemm1_more63:
 	VMASKMOVPS  (DX)(SI*1), Y4, Y4
 	VFMADD231PS Y5, Y4, Y3
 
-gemm1_pass_done62:
+gemm1_pass_done72:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final64
+	JNZ     gemm1_final74
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1836,9 +1988,9 @@ gemm1_pass_done62:
 	VMOVUPS Y2, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y3, 32(AX)
-	JMP     gemm1_next65
+	JMP     gemm1_next75
 
-gemm1_final64:
+gemm1_final74:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1849,11 +2001,11 @@ gemm1_final64:
 	VADDSS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias66
+	JZ           gemm1_nobias76
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias66:
+gemm1_nobias76:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y3, Y1, Y1
@@ -1863,14 +2015,14 @@ gemm1_nobias66:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias67
+	JZ           gemm1_nobias77
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X1, X1
 
-gemm1_nobias67:
+gemm1_nobias77:
 	VMOVSS X1, (AX)
 
-gemm1_next65:
+gemm1_next75:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -1885,16 +2037,34 @@ gemm1_next65:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm1_skip57:
+gemm1_skip65:
 	CMPQ 40(SP), $0x01
-	JL   gemm1_skip68
+	JL   gemm1_skip78
 
 	// 1 rows × 1 tokens
+	MOVQ 56(SP), AX
+	MOVQ 64(SP), CX
+	MOVQ pfl+112(FP), DX
+
+gemm1_pf79:
+	TESTQ      CX, CX
+	JLE        gemm1_pf_done80
+	TESTQ      DX, DX
+	JZ         gemm1_pf_done80
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm1_pf79
+
+gemm1_pf_done80:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    (SP), CX
 	MOVQ    seg+88(FP), DX
 	TESTQ   $0x00000001, DX
-	JNZ     gemm1_fresh69
+	JNZ     gemm1_fresh81
 	MOVQ    48(SP), DX
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
@@ -1903,41 +2073,41 @@ gemm1_skip57:
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
 	VMOVUPS 32(DX), Y1
-	JMP     gemm1_started70
+	JMP     gemm1_started82
 
-gemm1_fresh69:
+gemm1_fresh81:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 
-gemm1_started70:
+gemm1_started82:
 	XORQ DX, DX
 	MOVQ k+56(FP), BX
 	ANDQ $-16, BX
 	SHLQ $0x02, BX
-	JMP  gemm1_check72
+	JMP  gemm1_check84
 
-gemm1_body71:
+gemm1_body83:
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 	VMOVUPS     32(CX)(DX*1), Y2
 	VFMADD231PS 32(AX)(DX*1), Y2, Y1
 	ADDQ        $0x40, DX
 
-gemm1_check72:
+gemm1_check84:
 	CMPQ        DX, BX
-	JL          gemm1_body71
+	JL          gemm1_body83
 	MOVQ        k+56(FP), BX
 	ANDQ        $-8, BX
 	SHLQ        $0x02, BX
 	CMPQ        DX, BX
-	JGE         gemm1_more74
+	JGE         gemm1_more86
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 
-gemm1_more74:
+gemm1_more86:
 	MOVQ        k+56(FP), DX
 	ANDQ        $0x07, DX
-	JZ          gemm1_pass_done73
+	JZ          gemm1_pass_done85
 	LEAQ        tailmask<>+0(SB), DI
 	MOVQ        $0x00000008, SI
 	SUBQ        DX, SI
@@ -1946,10 +2116,10 @@ gemm1_more74:
 	VMASKMOVPS  (CX)(BX*1), Y2, Y2
 	VFMADD231PS Y3, Y2, Y1
 
-gemm1_pass_done73:
+gemm1_pass_done85:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final75
+	JNZ     gemm1_final87
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1958,9 +2128,9 @@ gemm1_pass_done73:
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
 	VMOVUPS Y1, 32(AX)
-	JMP     gemm1_next76
+	JMP     gemm1_next88
 
-gemm1_final75:
+gemm1_final87:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1971,14 +2141,14 @@ gemm1_final75:
 	VADDSS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias77
+	JZ           gemm1_nobias89
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X0, X0
 
-gemm1_nobias77:
+gemm1_nobias89:
 	VMOVSS X0, (AX)
 
-gemm1_next76:
+gemm1_next88:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -1991,7 +2161,7 @@ gemm1_next76:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm1_skip68:
+gemm1_skip78:
 	ADDQ $0x04, 8(SP)
 	MOVQ ldw+48(FP), AX
 	SHLQ $0x02, AX

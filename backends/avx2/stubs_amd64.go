@@ -11,9 +11,11 @@ package avx2
 // each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the
 // accumulators start from the 16 floats at st[(t*4*groups+r)*16] rather than zero,
 // and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).
+// Meanwhile it prefetches the pfn bytes at pf (the weights that come next), pfl cache
+// lines at the start of every block of tokens, so that they arrive during the products.
 //
 //go:noescape
-func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
+func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
 
 // gemm1 computes, for r < 1·groups (groups ≥ 1) and t < T,
 //
@@ -22,9 +24,11 @@ func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw in
 // each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the
 // accumulators start from the 16 floats at st[(t*1*groups+r)*16] rather than zero,
 // and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).
+// Meanwhile it prefetches the pfn bytes at pf (the weights that come next), pfl cache
+// lines at the start of every block of tokens, so that they arrive during the products.
 //
 //go:noescape
-func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)
+func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
 
 // matvec computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] (+ bias[r] if bias != nil) for r < rows.
 //

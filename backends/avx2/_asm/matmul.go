@@ -31,18 +31,27 @@ func genMatMul() {
 // pass finds the rows and inputs in L1 (the caller keeps k to a segment that fits).
 // 4 rows × 1 token and 1 row × up to 6 tokens take both halves in one pass.
 func genGemm(name string, R, Tb int) {
-	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int)",
+	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)",
 		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
 		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
 		"each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the",
 		"accumulators start from the 16 floats at st[(t*"+itoa(R)+"*groups+r)*16] rather than zero,",
 		"and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).",
+		"Meanwhile it prefetches the pfn bytes at pf (the weights that come next), pfl cache",
+		"lines at the start of every block of tokens, so that they arrive during the products.",
 	)
 	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	xcur, dcur, tleft, scur := AllocLocal(8), AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	pfcur, pfleft := AllocLocal(8), AllocLocal(8)
 	saved := AllocLocal(32 * R * Tb) // the odd accumulators, (t·R + r)·32 bytes
 
 	initGroups(goff, wcur, gleft)
+	{
+		p := Load(Param("pf"), GP64())
+		MOVQ(p, pfcur)
+		n := Load(Param("pfn"), GP64())
+		MOVQ(n, pfleft)
+	}
 	group := lb.next("group")
 	Label(group)
 	{
@@ -61,6 +70,27 @@ func genGemm(name string, R, Tb int) {
 
 	block := func(Tt int) {
 		Commentf("%d rows × %d tokens", R, Tt)
+		{
+			// pfl lines of the next weights, while any are left.
+			p, n, c := GP64(), GP64(), GP64()
+			MOVQ(pfcur, p)
+			MOVQ(pfleft, n)
+			Load(Param("pfl"), c)
+			more, end := lb.next("pf"), lb.next("pf_done")
+			Label(more)
+			TESTQ(n, n)
+			JLE(LabelRef(end))
+			TESTQ(c, c)
+			JZ(LabelRef(end))
+			PREFETCHT0(Mem{Base: p})
+			ADDQ(U8(64), p)
+			SUBQ(U8(64), n)
+			DECQ(c)
+			JMP(LabelRef(more))
+			Label(end)
+			MOVQ(p, pfcur)
+			MOVQ(n, pfleft)
+		}
 		xs := make([]Register, Tt)
 		xs[0] = GP64()
 		MOVQ(xcur, xs[0])
