@@ -337,12 +337,12 @@ func TestSubmitAfterClose(t *testing.T) {
 }
 
 // TestPromptBudget: a step feeds a whole chunk of prompt when nobody is generating, and
-// beside generating sequences no more prompt tokens than there are of them (at least a
-// quarter chunk).
+// beside generating sequences no more prompt tokens than there are of them (at least half a
+// chunk).
 func TestPromptBudget(t *testing.T) {
 	for _, c := range []struct{ chunk, gen, want int }{
-		{32, 0, 32}, {32, 1, 8}, {32, 7, 8}, {32, 8, 8}, {32, 20, 20}, {32, 40, 32},
-		{4, 0, 4}, {4, 3, 3}, {1, 5, 1}, {5, 1, 2},
+		{32, 0, 32}, {32, 1, 16}, {32, 7, 16}, {32, 16, 16}, {32, 20, 20}, {32, 40, 32},
+		{4, 0, 4}, {4, 3, 3}, {4, 1, 2}, {1, 5, 1}, {5, 1, 3},
 	} {
 		if got := promptBudget(c.chunk, c.gen); got != c.want {
 			t.Errorf("promptBudget(%d, %d) = %d, want %d", c.chunk, c.gen, got, c.want)

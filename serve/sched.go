@@ -318,13 +318,13 @@ func (sc *scheduler) step() {
 
 // promptBudget returns how many prompt tokens a step feeds beside gen generating
 // sequences: a whole chunk when none is generating, else no more than gen (and at least a
-// quarter chunk, so a newcomer still moves), so that a step carrying a newcomer's prompt
+// half chunk, so a newcomer still moves), so that a step carrying a newcomer's prompt
 // costs about what two decode steps do and the others' streams keep an even pace.
 func promptBudget(chunk, gen int) int {
 	if gen == 0 {
 		return chunk
 	}
-	return min(chunk, max(gen, (chunk+3)/4))
+	return min(chunk, max(gen, (chunk+1)/2))
 }
 
 func (sc *scheduler) slotOf(s *engine.Session) *slot {

@@ -48,7 +48,7 @@ type Options struct {
 	// the bytes attention reads per token; llama-server's default cache type).
 	HalfKV bool
 	// Chunk is the most prompt tokens a step feeds (0: 32); beside sequences that are
-	// generating it feeds no more than there are of them (at least Chunk/4), so a
+	// generating it feeds no more than there are of them (at least Chunk/2), so a
 	// newcomer's prefill delays the others' next tokens by about one decode step.
 	Chunk int
 	// APIKey, when set, is required as "Authorization: Bearer KEY".

@@ -42,7 +42,7 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "parallel", Aliases: []string{"np"}, Value: 1, Usage: "`N` requests generating at once, each with its own KV cache"},
 			&cli.IntFlag{Name: "queue", Usage: "`N` requests that may wait for a session before 429", DefaultText: "4 × --parallel"},
 			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Usage: "context length `N` of each session", DefaultText: "the model's"},
-			&cli.IntFlag{Name: "ubatch-size", Aliases: []string{"ub"}, Value: 32, Usage: "the most prompt tokens `N` a batched step feeds (beside generating sequences, no more than there are of them, at least N/4)"},
+			&cli.IntFlag{Name: "ubatch-size", Aliases: []string{"ub"}, Value: 32, Usage: "the most prompt tokens `N` a batched step feeds (beside generating sequences, no more than there are of them, at least N/2)"},
 			&cli.DurationFlag{Name: "shutdown-grace", Value: 30 * time.Second, Usage: "on SIGTERM, how long running requests may go on before they are cancelled"},
 			&cli.StringFlag{Name: "api-key", EnvVars: []string{"LMRUN_API_KEY"}, Usage: "require \"Authorization: Bearer `KEY`\""},
 			&cli.IntFlag{Name: "timeout", Aliases: []string{"to"}, Value: 600, Usage: "limit a completion request to `SECONDS` from arrival to last byte (0: no limit)"},
