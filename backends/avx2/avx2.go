@@ -10,6 +10,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/lmrun/lmrun/backends"
+	"github.com/lmrun/lmrun/backends/internal/stream"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
@@ -617,35 +618,12 @@ func (Kernels) Int8Probe(iters int) int64 {
 const i8ProbeOps = 12 * 8 * 4 * 2
 
 // Dot implements kernels.Kernels.
-func (Kernels) Dot(a, b []float32) float32 {
-	if len(a) == 0 {
-		return 0
-	}
-	b = b[:len(a)]
-	return dot(&a[0], &b[0], len(a))
-}
+func (Kernels) Dot(a, b []float32) float32 { return asm.DotOf(a, b) }
 
 // Softmax implements kernels.Kernels. The special cases are decided on the maximum,
 // exactly as the reference does: a NaN anywhere, or every entry -Inf, gives NaN
 // everywhere; a +Inf maximum leaves the mass to the +Inf entries.
-func (k Kernels) Softmax(x []float32) {
-	if len(x) == 0 {
-		return
-	}
-	m, nan := maxNaN(&x[0], len(x))
-	switch {
-	case nan || math.IsInf(float64(m), -1):
-		nanv := float32(math.NaN())
-		for i := range x {
-			x[i] = nanv
-		}
-	case math.IsInf(float64(m), 1):
-		k.Reference.Softmax(x)
-	default:
-		s := expSub(&x[0], len(x), m)
-		scale(&x[0], len(x), 1/s)
-	}
-}
+func (Kernels) Softmax(x []float32) { asm.Softmax(x) }
 
 // Attention implements kernels.Kernels: scores by the matrix–vector kernel over the
 // cached keys (rows of stride floats), softmax, then wsum over the cached values.
@@ -687,85 +665,31 @@ func (k Kernels) AttentionF16(out, q []float32, kc, vc []uint16, n, stride int, 
 }
 
 // RMSNorm implements kernels.Kernels.
-func (Kernels) RMSNorm(dst, x, w []float32, eps float32) {
-	n := len(x)
-	if n == 0 {
-		return
-	}
-	dst, w = dst[:n], w[:n]
-	ss := sumsq(&x[0], n)
-	inv := float32(1 / math.Sqrt(float64(ss/float32(n)+eps)))
-	rmsOut(&dst[0], &x[0], &w[0], n, inv)
-}
+func (Kernels) RMSNorm(dst, x, w []float32, eps float32) { asm.RMSNorm(dst, x, w, eps) }
 
 // LayerNorm implements kernels.Kernels.
-func (Kernels) LayerNorm(dst, x, w, b []float32, eps float32) {
-	n := len(x)
-	if n == 0 {
-		return
-	}
-	dst, w = dst[:n], w[:n]
-	mean := sum(&x[0], n) / float32(n)
-	variance := sumsqdev(&x[0], n, mean) / float32(n)
-	inv := float32(1 / math.Sqrt(float64(variance+eps)))
-	if b == nil {
-		lnOut(&dst[0], &x[0], &w[0], n, mean, inv)
-		return
-	}
-	b = b[:n]
-	lnOutBias(&dst[0], &x[0], &w[0], &b[0], n, mean, inv)
-}
+func (Kernels) LayerNorm(dst, x, w, b []float32, eps float32) { asm.LayerNorm(dst, x, w, b, eps) }
 
 // GELU implements kernels.Kernels.
-func (Kernels) GELU(x []float32) {
-	if len(x) > 0 {
-		gelu(&x[0], len(x))
-	}
-}
+func (Kernels) GELU(x []float32) { stream.InPlace(gelu, x) }
 
 // SiLU implements kernels.Kernels.
-func (Kernels) SiLU(x []float32) {
-	if len(x) > 0 {
-		silu(&x[0], len(x))
-	}
-}
+func (Kernels) SiLU(x []float32) { stream.InPlace(silu, x) }
 
 // SwiGLU implements kernels.Kernels.
-func (Kernels) SwiGLU(gate, up []float32) {
-	if len(gate) > 0 {
-		up = up[:len(gate)]
-		swiglu(&gate[0], &up[0], len(gate))
-	}
-}
+func (Kernels) SwiGLU(gate, up []float32) { stream.Pairwise(swiglu, gate, up) }
 
 // RoPE implements kernels.Kernels: four pairs per vector, the pairs past the last whole
 // vector in one masked step.
 func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
-	half := len(cos)
-	if nHeads <= 0 || half == 0 {
-		return
-	}
-	sin = sin[:half]
-	if 2*half > headDim || len(x) < nHeads*headDim {
-		panic(fmt.Sprintf("avx2: RoPE of %d pairs over %d heads of %d in %d floats", half, nHeads, headDim, len(x)))
-	}
-	rope(&x[0], nHeads, headDim, &cos[0], &sin[0], half)
+	asm.Rotate("RoPE", rope, x, nHeads, headDim, cos, sin)
 }
 
 // Add implements kernels.Kernels.
-func (Kernels) Add(dst, x []float32) {
-	if len(dst) > 0 {
-		x = x[:len(dst)]
-		add(&dst[0], &x[0], len(dst))
-	}
-}
+func (Kernels) Add(dst, x []float32) { stream.Pairwise(add, dst, x) }
 
 // Scale implements kernels.Kernels.
-func (Kernels) Scale(x []float32, s float32) {
-	if len(x) > 0 {
-		scale(&x[0], len(x), s)
-	}
-}
+func (Kernels) Scale(x []float32, s float32) { asm.ScaleBy(x, s) }
 
 var _ kernels.Q8Kernels = Kernels{}
 
@@ -904,4 +828,11 @@ func (q *qmat) rows(dst []float32, xq []byte, xi []xBlock, r0, r1 int) {
 			mvQ8_0x1(&d[8*g], x, &w[8*g*q.rb], q.rb, q.nb, rem, s)
 		}
 	}
+}
+
+// asm is this backend's assembly for the kernels outside the products, whose slice
+// checks and scalar steps backends/internal/stream holds for both amd64 backends.
+var asm = stream.Asm{
+	Name: "avx2", Dot: dot, MaxNaN: maxNaN, ExpSub: expSub, Scale: scale,
+	Sum: sum, Sumsq: sumsq, Sumsqdev: sumsqdev, RMSOut: rmsOut, LNOut: lnOut, LNOutBias: lnOutBias,
 }

@@ -4,9 +4,9 @@ package avx512
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/lmrun/lmrun/backends/avx2"
+	"github.com/lmrun/lmrun/backends/internal/stream"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -20,35 +20,12 @@ import (
 // contract's tolerances of the reference.
 
 // Dot implements kernels.Kernels.
-func (Kernels) Dot(a, b []float32) float32 {
-	if len(a) == 0 {
-		return 0
-	}
-	b = b[:len(a)]
-	return dot(&a[0], &b[0], len(a))
-}
+func (Kernels) Dot(a, b []float32) float32 { return asm.DotOf(a, b) }
 
 // Softmax implements kernels.Kernels. The special cases are decided on the maximum,
 // exactly as the reference does: a NaN anywhere, or every entry -Inf, gives NaN
 // everywhere; a +Inf maximum leaves the mass to the +Inf entries.
-func (k Kernels) Softmax(x []float32) {
-	if len(x) == 0 {
-		return
-	}
-	m, nan := maxNaN(&x[0], len(x))
-	switch {
-	case nan || math.IsInf(float64(m), -1):
-		nanv := float32(math.NaN())
-		for i := range x {
-			x[i] = nanv
-		}
-	case math.IsInf(float64(m), 1):
-		k.Kernels.Reference.Softmax(x)
-	default:
-		s := expSub(&x[0], len(x), m)
-		scale(&x[0], len(x), 1/s)
-	}
-}
+func (Kernels) Softmax(x []float32) { asm.Softmax(x) }
 
 // Attention implements kernels.Kernels: the scores by MatMul's matrix–vector kernel
 // (gemv4s, then gemm1x8) over the cached keys (rows of stride floats) — avx2's bits —
@@ -97,107 +74,41 @@ func (k Kernels) AttentionF16(out, q []float32, kc, vc []uint16, n, stride int, 
 }
 
 // RMSNorm implements kernels.Kernels.
-func (Kernels) RMSNorm(dst, x, w []float32, eps float32) {
-	n := len(x)
-	if n == 0 {
-		return
-	}
-	dst, w = dst[:n], w[:n]
-	ss := sumsq(&x[0], n)
-	inv := float32(1 / math.Sqrt(float64(ss/float32(n)+eps)))
-	rmsOut(&dst[0], &x[0], &w[0], n, inv)
-}
+func (Kernels) RMSNorm(dst, x, w []float32, eps float32) { asm.RMSNorm(dst, x, w, eps) }
 
 // LayerNorm implements kernels.Kernels.
-func (Kernels) LayerNorm(dst, x, w, b []float32, eps float32) {
-	n := len(x)
-	if n == 0 {
-		return
-	}
-	dst, w = dst[:n], w[:n]
-	mean := sum(&x[0], n) / float32(n)
-	variance := sumsqdev(&x[0], n, mean) / float32(n)
-	inv := float32(1 / math.Sqrt(float64(variance+eps)))
-	if b == nil {
-		lnOut(&dst[0], &x[0], &w[0], n, mean, inv)
-		return
-	}
-	b = b[:n]
-	lnOutBias(&dst[0], &x[0], &w[0], &b[0], n, mean, inv)
-}
+func (Kernels) LayerNorm(dst, x, w, b []float32, eps float32) { asm.LayerNorm(dst, x, w, b, eps) }
 
 // GELU implements kernels.Kernels.
-func (Kernels) GELU(x []float32) {
-	if len(x) > 0 {
-		gelu(&x[0], len(x))
-	}
-}
+func (Kernels) GELU(x []float32) { stream.InPlace(gelu, x) }
 
 // SiLU implements kernels.Kernels.
-func (Kernels) SiLU(x []float32) {
-	if len(x) > 0 {
-		silu(&x[0], len(x))
-	}
-}
+func (Kernels) SiLU(x []float32) { stream.InPlace(silu, x) }
 
 // SwiGLU implements kernels.Kernels.
-func (Kernels) SwiGLU(gate, up []float32) {
-	if len(gate) > 0 {
-		up = up[:len(gate)]
-		swiglu(&gate[0], &up[0], len(gate))
-	}
-}
+func (Kernels) SwiGLU(gate, up []float32) { stream.Pairwise(swiglu, gate, up) }
 
 // ReLU implements kernels.Kernels: the reference's bits (a compare and a masked clear:
 // NaN and -0 stay as they are).
-func (Kernels) ReLU(x []float32) {
-	if len(x) > 0 {
-		relu(&x[0], len(x))
-	}
-}
+func (Kernels) ReLU(x []float32) { stream.InPlace(relu, x) }
 
 // RoPE implements kernels.Kernels: 8 pairs per register, the pairs past the last whole
 // register in one step under an opmask; every element is avx2's bits (the same
 // instructions per lane).
 func (Kernels) RoPE(x []float32, nHeads, headDim int, cos, sin []float32) {
-	half := len(cos)
-	if nHeads <= 0 || half == 0 {
-		return
-	}
-	sin = sin[:half]
-	if 2*half > headDim || len(x) < nHeads*headDim {
-		panic(fmt.Sprintf("avx512: RoPE of %d pairs over %d heads of %d in %d floats", half, nHeads, headDim, len(x)))
-	}
-	rope(&x[0], nHeads, headDim, &cos[0], &sin[0], half)
+	asm.Rotate("RoPE", rope, x, nHeads, headDim, cos, sin)
 }
 
 // RoPENeoX implements kernels.Kernels: the reference's bits (each product rounded).
 func (Kernels) RoPENeoX(x []float32, nHeads, headDim int, cos, sin []float32) {
-	half := len(cos)
-	if nHeads <= 0 || half == 0 {
-		return
-	}
-	sin = sin[:half]
-	if 2*half > headDim || len(x) < nHeads*headDim {
-		panic(fmt.Sprintf("avx512: RoPENeoX of %d pairs over %d heads of %d in %d floats", half, nHeads, headDim, len(x)))
-	}
-	ropeNeoX(&x[0], nHeads, headDim, &cos[0], &sin[0], half)
+	asm.Rotate("RoPENeoX", ropeNeoX, x, nHeads, headDim, cos, sin)
 }
 
 // Add implements kernels.Kernels.
-func (Kernels) Add(dst, x []float32) {
-	if len(dst) > 0 {
-		x = x[:len(dst)]
-		add(&dst[0], &x[0], len(dst))
-	}
-}
+func (Kernels) Add(dst, x []float32) { stream.Pairwise(add, dst, x) }
 
 // Scale implements kernels.Kernels.
-func (Kernels) Scale(x []float32, s float32) {
-	if len(x) > 0 {
-		scale(&x[0], len(x), s)
-	}
-}
+func (Kernels) Scale(x []float32, s float32) { asm.ScaleBy(x, s) }
 
 // QuantizeQ8 implements kernels.Q8Kernels: quantQ8's blocks (two ZMM per block of 32),
 // byte for byte the reference's, with the reference itself for the blocks quantQ8
@@ -211,4 +122,11 @@ func (Kernels) QuantizeQ8(x []float32, dst []byte) {
 // leaves (a non-finite element, all zeros, or a non-finite −127/max).
 func (Kernels) QuantizeQ8K(x []float32, dst []byte) {
 	kernels.QuantizeQ8KWith("avx512", x, dst, quantQ8K)
+}
+
+// asm is this backend's assembly for the kernels outside the products, whose slice
+// checks and scalar steps backends/internal/stream holds for both amd64 backends.
+var asm = stream.Asm{
+	Name: "avx512", Dot: dot, MaxNaN: maxNaN, ExpSub: expSub, Scale: scale,
+	Sum: sum, Sumsq: sumsq, Sumsqdev: sumsqdev, RMSOut: rmsOut, LNOut: lnOut, LNOutBias: lnOutBias,
 }
