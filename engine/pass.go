@@ -197,8 +197,8 @@ func (p *pass) forward(segs []segment, all []float32) {
 			k := p.k[sg.row0*kvd : (sg.row0+len(sg.tokens))*kvd]
 			v := p.v[sg.row0*kvd : (sg.row0+len(sg.tokens))*kvd]
 			if w := s.ring(li); w == 0 {
-				kc.put(s.pos*kvd, k)
-				vc.put(s.pos*kvd, v)
+				kc.put(s.pos, k)
+				vc.put(s.pos, v)
 			} else {
 				s.stageRing(li, w, k, v)
 			}
@@ -445,28 +445,31 @@ func (s *Session) stageRing(li, w int, k, v []float32) {
 	a := &s.att
 	if T == 1 {
 		slot := pos0 % w
-		kc.put(slot*kvd, k)
-		vc.put(slot*kvd, v)
+		kc.put(slot, k)
+		vc.put(slot, v)
 		a.ring = true
 		return
 	}
 	m := min(pos0, w-1)
 	base := pos0 - m
-	if need := (m + T) * kvd; need > s.stageK.size() {
+	if need := m + T; need > s.stageK.rows {
 		// A Batch's segment may be longer than the session's own batch.
-		s.stageK, s.stageV = newKV(s.halfKV, need), newKV(s.halfKV, need)
+		s.stageK, s.stageV = s.newKV(need), s.newKV(need)
 	}
-	for i := 0; i < m; i++ {
+	for i := 0; i < m; {
+		// The ring's positions base.. in slot order: at most two runs.
 		slot := (base + i) % w
-		s.stageK.copyFrom(i*kvd, kc, slot*kvd, kvd)
-		s.stageV.copyFrom(i*kvd, vc, slot*kvd, kvd)
+		n := min(m-i, w-slot)
+		s.stageK.copyRows(i, kc, slot, n)
+		s.stageV.copyRows(i, vc, slot, n)
+		i += n
 	}
-	s.stageK.put(m*kvd, k)
-	s.stageV.put(m*kvd, v)
+	s.stageK.put(m, k)
+	s.stageV.put(m, v)
 	for t := max(0, T-w); t < T; t++ {
 		slot := (pos0 + t) % w
-		kc.put(slot*kvd, k[t*kvd:(t+1)*kvd])
-		vc.put(slot*kvd, v[t*kvd:(t+1)*kvd])
+		kc.put(slot, k[t*kvd:(t+1)*kvd])
+		vc.put(slot, v[t*kvd:(t+1)*kvd])
 	}
 	a.kc, a.vc, a.base = s.stageK, s.stageV, base
 }
@@ -479,7 +482,7 @@ func (a *attnTask) Do(w, lo, hi int) {
 	p := a.p
 	c := &p.m.cfg
 	kern := p.m.kern
-	qd, kvd, hd := c.QDim(), c.KVDim(), c.HeadDim
+	qd, hd := c.QDim(), c.HeadDim
 	group := c.NHeads / c.NKVHeads
 	for i := lo; i < hi; i++ {
 		r, h := i/c.NHeads, i%c.NHeads
@@ -497,12 +500,12 @@ func (a *attnTask) Do(w, lo, hi int) {
 			}
 			first, n = lo-st.base, pos-lo+1
 		}
-		off := first*kvd + (h/group)*hd
+		off := st.kc.off(h/group, first) // the same in vc
 		q := r*qd + h*hd
 		if st.kc.h != nil {
-			kern.AttentionF16(p.att[q:q+hd], p.q[q:q+hd], st.kc.h[off:], st.vc.h[off:], n, kvd, c.AttnScale, s.scores[w])
+			kern.AttentionF16(p.att[q:q+hd], p.q[q:q+hd], st.kc.h[off:], st.vc.h[off:], n, hd, c.AttnScale, s.scores[w])
 		} else {
-			kern.Attention(p.att[q:q+hd], p.q[q:q+hd], st.kc.f[off:], st.vc.f[off:], n, kvd, c.AttnScale, s.scores[w])
+			kern.Attention(p.att[q:q+hd], p.q[q:q+hd], st.kc.f[off:], st.vc.f[off:], n, hd, c.AttnScale, s.scores[w])
 		}
 	}
 }

@@ -86,10 +86,10 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	s.kcache = make([]kvBuf, c.NLayers)
 	s.vcache = make([]kvBuf, c.NLayers)
 	for i := range s.kcache { // every cache starts empty: reserve sizes them
-		s.kcache[i], s.vcache[i] = newKV(s.halfKV, 0), newKV(s.halfKV, 0)
+		s.kcache[i], s.vcache[i] = s.newKV(0), s.newKV(0)
 		s.maxWindow = max(s.maxWindow, s.ring(i))
 	}
-	s.stageK, s.stageV = newKV(s.halfKV, 0), newKV(s.halfKV, 0)
+	s.stageK, s.stageV = s.newKV(0), s.newKV(0)
 	if c.Position == model.RoPE {
 		s.ropeFreq = m.ropeFreq
 		if m.ropeFreqLong != nil && ctx > c.RopeOrigContext {
@@ -126,32 +126,37 @@ func (s *Session) reserve(n int) {
 	if n <= s.kvCap {
 		return
 	}
-	kvd := s.m.cfg.KVDim()
 	newCap := min(max(n, 2*s.kvCap, kvInitial), s.ctx)
 	for i := range s.kcache {
 		rows := newCap
 		if w := s.ring(i); w > 0 {
 			rows = min(newCap, w)
 		}
-		if rows*kvd == s.kcache[i].size() {
+		if rows == s.kcache[i].rows {
 			continue // a full ring
 		}
 		// Positions 0..pos-1 are rows 0..pos-1: a ring that grows is not full yet.
-		keep := min(s.pos, s.kvCap) * kvd
-		s.kcache[i] = s.kcache[i].grow(rows*kvd, keep)
-		s.vcache[i] = s.vcache[i].grow(rows*kvd, keep)
+		keep := min(s.pos, s.kvCap)
+		s.kcache[i] = s.kcache[i].grow(rows, keep)
+		s.vcache[i] = s.vcache[i].grow(rows, keep)
 	}
 	if s.maxWindow > 0 {
 		// A batch stages at most min(pos, window-1) earlier positions and itself.
 		rows := min(newCap, s.maxWindow-1+s.batch)
-		if rows*kvd > s.stageK.size() {
-			s.stageK, s.stageV = newKV(s.halfKV, rows*kvd), newKV(s.halfKV, rows*kvd)
+		if rows > s.stageK.rows {
+			s.stageK, s.stageV = s.newKV(rows), s.newKV(rows)
 		}
 	}
 	s.kvCap = newCap
 	for i := range s.scores {
 		s.scores[i] = make([]float32, newCap) // a band never exceeds the positions so far
 	}
+}
+
+// newKV returns an empty-valued cache buffer of rows positions of the session's kind.
+func (s *Session) newKV(rows int) kvBuf {
+	c := &s.m.cfg
+	return newKV(s.halfKV, c.NKVHeads, c.HeadDim, rows)
 }
 
 // KVBytes returns the memory the session's KV cache occupies now.
