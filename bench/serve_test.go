@@ -2,8 +2,11 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +69,17 @@ func TestBenchServeSmall(t *testing.T) {
 	}
 	if res.AggOverPP != res.Load.GenTokPerSec/res.PP.TokPerSec {
 		t.Fatalf("aggregate / pp %g", res.AggOverPP)
+	}
+	// A llama layer's products: q and o dim², k and v dim·kvDim, the SwiGLU's three
+	// dim·ffn; the classifier vocab·dim, in pp once for the 16 prompt tokens.
+	c := m.Config()
+	layer := float64(c.NLayers * (2*c.Dim*c.Dim + 2*c.Dim*c.KVDim() + 3*c.Dim*c.FFNDim))
+	cls := float64(c.VocabSize * c.Dim)
+	if want := (layer + cls) / (layer + cls/16); math.Abs(res.DecodeWork-want) > 1e-9*want || want < 2 {
+		t.Fatalf("decode work %g × pp's, want %g", res.DecodeWork, want)
+	}
+	if n := res.Checks[3].Note; !strings.Contains(n, fmt.Sprintf("%.2f×", res.DecodeWork)) {
+		t.Fatalf("the pp check's note %q does not give the decode work", n)
 	}
 	if _, err := BenchServe(context.Background(), m, "stories15m", serve.Options{}, ServeConfig{Chat: true}); err == nil {
 		t.Fatal("chat without a template was accepted")
