@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,12 +31,7 @@ var importers = map[string]func(b *builder) (model.Config, error){
 
 // SupportedArchitectures returns the general.architecture values Import understands.
 func SupportedArchitectures() []string {
-	archs := make([]string, 0, len(importers))
-	for a := range importers {
-		archs = append(archs, a)
-	}
-	sort.Strings(archs)
-	return archs
+	return slices.Sorted(maps.Keys(importers))
 }
 
 // Import converts the GGUF model at path into an lmc checkpoint (format/SPEC.md):

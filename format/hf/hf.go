@@ -11,8 +11,10 @@ package hf
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -41,12 +43,7 @@ var importers = map[string]importer{
 
 // SupportedModelTypes returns the model_type values Import understands, sorted.
 func SupportedModelTypes() []string {
-	types := make([]string, 0, len(importers))
-	for t := range importers {
-		types = append(types, t)
-	}
-	sort.Strings(types)
-	return types
+	return slices.Sorted(maps.Keys(importers))
 }
 
 // Import reads a Hugging Face checkpoint. path is a model directory (holding config.json
