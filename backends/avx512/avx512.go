@@ -148,6 +148,14 @@ const chunkBytes = 256 << 10
 // more tokens than the tile takes at once, chunks of rows against one block of tokens
 // after the other), and gemm1x8 for the rows left over. Callers have checked the lengths.
 func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int) {
+	gemmRowsPF(dst, ld, x, ldx, T, w, ldw, k, bias, rows, nil)
+}
+
+// gemmRowsPF is gemmRows that, for T > 8, also prefetches the halves pf (the next chunk
+// of rows matMulHalf widens, from memory) spread evenly over the 4 × 6 tile's steps
+// (gemm4x6nf, gemm4x6pnf), so that they are in cache when widened. Those kernels then
+// take every block of tokens, the first too: the chunk they read was just widened.
+func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, pf []uint16) {
 	r := 0
 	if T == 1 {
 		if q := rows / 4; q > 0 {
@@ -165,21 +173,30 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
 		case tl.tokens == 6 && 4*6*k > 2*partInputBytes:
-			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g)
+			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf)
 		default:
 			// More tokens than one block: a chunk of rows (from L2) against each
 			// block's inputs (in L1) in turn. The first block prefetches the chunk's
 			// rows as it goes; the others, reading them from L2, run faster without
 			// (gemm4x6n: 10–20% at T = 128 on rows of 2048 columns).
 			gc := max(1, chunkBytes/(4*k*tl.rows))
+			nb := (T + tl.tokens - 1) / tl.tokens
+			ps := newPFStream(pf, nb*g*(k>>4))
 			for g0 := 0; g0 < g; g0 += gc {
 				n, r0 := min(gc, g-g0), g0*tl.rows
-				for t0 := 0; t0 < T; t0 += tl.tokens {
-					f := tl.f
-					if t0 > 0 && tl.tokens == 6 {
-						f = gemm4x6n // the chunk is in L2 now
+				for i, t0 := 0, 0; t0 < T; i++ {
+					tt := blockTokens(T, tl.tokens, i)
+					d, xt, wr, b := &dst[t0*ld+r0], &x[t0*ldx], &w[r0*ldw], at(bias, r0)
+					switch {
+					case ps.on() && tl.tokens == 6:
+						p, step := ps.next(n * (k >> 4))
+						gemm4x6nf(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step)
+					case t0 > 0 && tl.tokens == 6:
+						gemm4x6n(d, ld, xt, ldx, tt, wr, ldw, k, b, n) // the chunk is in L2 now
+					default:
+						tl.f(d, ld, xt, ldx, tt, wr, ldw, k, b, n)
 					}
-					f(&dst[t0*ld+r0], ld, &x[t0*ldx], ldx, min(tl.tokens, T-t0), &w[r0*ldw], ldw, k, at(bias, r0), n)
+					t0 += tt
 				}
 			}
 		}
@@ -187,6 +204,18 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 	if r < rows {
 		gemm1x8(&dst[r], ld, &x[0], ldx, T, &w[r*ldw], ldw, k, at(bias, r), rows-r)
 	}
+}
+
+// blockTokens is the size of block i when T tokens go through a tile of tb tokens in
+// ⌈T/tb⌉ blocks as alike as can be (the larger ones first): T = 128 takes 18 blocks of 6
+// and 4 of 5 rather than 21 of 6 and one of 2, whose 4 × 2 tile loads 4 weight vectors
+// for every 8 FMAs and ran at 57% of the 4 × 6 tile's rate (the 4 × 5 tile at its rate).
+func blockTokens(T, tb, i int) int {
+	nb := (T + tb - 1) / tb
+	if i < T%nb {
+		return T/nb + 1
+	}
+	return T / nb
 }
 
 // partInputBytes is about the inputs (T rows of a part of the columns) a tile takes in
@@ -247,15 +276,16 @@ const blockPartGroups = 16
 // accumulator is only stored and loaded again between them, so every sum is taken
 // exactly as gemm4x6 takes it. As in gemmRows, only the first block of tokens
 // prefetches the rows.
-func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int) {
+func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16) {
 	var acc [blockPartGroups * 6 * 4 * 16]float32
 	np := (4*6*k + partInputBytes - 1) / partInputBytes
 	cols := ((k+np-1)/np + 15) &^ 15
 	gc := min(blockPartGroups, max(1, chunkBytes/(4*k*4)))
+	ps := newPFStream(pf, (T+5)/6*g*(k>>4))
 	for g0 := 0; g0 < g; g0 += gc {
 		n, r0 := min(gc, g-g0), 4*g0
-		for t0 := 0; t0 < T; t0 += 6 {
-			tt := min(6, T-t0)
+		for i, t0 := 0, 0; t0 < T; i, t0 = i+1, t0+blockTokens(T, 6, i) {
+			tt := blockTokens(T, 6, i)
 			for c0 := 0; c0 < k; c0 += cols {
 				flags, kk := 0, cols
 				if c0 > 0 {
@@ -266,14 +296,44 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 				} else {
 					kk = k - c0
 				}
-				if t0 == 0 {
-					gemm4x6p(&dst[t0*ld+r0], ld, &x[t0*ldx+c0], ldx, tt, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
-				} else { // the chunk is in L2 now
-					gemm4x6pn(&dst[t0*ld+r0], ld, &x[t0*ldx+c0], ldx, tt, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+				d, xt, wr, b := &dst[t0*ld+r0], &x[t0*ldx+c0], &w[r0*ldw+c0], at(bias, r0)
+				switch {
+				case ps.on():
+					p, step := ps.next(n * (kk >> 4))
+					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step)
+				case t0 == 0:
+					gemm4x6p(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags)
+				default: // the chunk is in L2 now
+					gemm4x6pn(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags)
 				}
 			}
 		}
 	}
+}
+
+// pfStream spreads the prefetch of the halves h over steps 16-column steps of the
+// GEMM kernels: one line at each step, step bytes on from the last.
+type pfStream struct {
+	h    []uint16
+	step int // bytes
+	done int // steps handed out
+}
+
+func newPFStream(h []uint16, steps int) pfStream {
+	if len(h) == 0 || steps <= 0 {
+		return pfStream{}
+	}
+	return pfStream{h: h, step: (2*len(h) + steps - 1) / steps}
+}
+
+// on reports whether there is anything to prefetch.
+func (s *pfStream) on() bool { return s.h != nil }
+
+// next returns where a kernel call of n steps starts prefetching, and its step.
+func (s *pfStream) next(n int) (*uint16, int) {
+	i := min(s.done*s.step/2, len(s.h)-1)
+	s.done += n
+	return &s.h[i], s.step
 }
 
 // from returns v[i:], or nil for a nil slice.

@@ -127,9 +127,35 @@ func genGemmZMMNext(name string, R, Tb int) {
 // than with 512, 1536, 2048 or 4096, or with 2 or 8 streams instead of 4.
 const spreadAhead = 1024
 
+// srcPF, set while genGemmZMMSrcPF runs, gives a kernel the arguments pf and pfstep.
+var srcPF bool
+
+// genGemmZMMSrcPF is genGemmZMM (no prefetch of its own rows) for a kernel that, every 16
+// columns, prefetches the line at pf and steps pf by pfstep bytes, the count carried
+// from one group and block to the next: matMulHalf spreads the prefetch of the next
+// chunk of f16 or bf16 rows, from memory, over the GEMM of the chunk it widened before,
+// so that widening them finds them in cache.
+func genGemmZMMSrcPF(name string, R, Tb int, part bool) {
+	srcPF = true
+	genGemmZMM(name, R, Tb, false, false, part)
+	srcPF = false
+}
+
 func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 	var lb *labels
-	if spread {
+	pfDoc := []string{
+		"every 16 columns it prefetches the line at pf and steps pf by pfstep bytes,",
+		"across the groups and blocks of tokens (prefetches never fault).",
+	}
+	if srcPF && part {
+		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, pf *uint16, pfstep int)",
+			append([]string{name + " is gemm" + itoa(R) + "x" + itoa(Tb) + "pn that also prefetches another stream:"}, pfDoc...)...,
+		)
+	} else if srcPF {
+		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, pf *uint16, pfstep int)",
+			append([]string{name + " is gemm" + itoa(R) + "x" + itoa(Tb) + "n that also prefetches another stream:"}, pfDoc...)...,
+		)
+	} else if spread {
 		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)",
 			name+" computes, for r = q·gap + g, q < "+itoa(R)+", g < groups (groups ≥ 1), and t < T,",
 			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
@@ -162,6 +188,12 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 	}
 	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	xcur, dcur, tleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	var pfcur Mem // srcPF: the next line to prefetch
+	if srcPF {
+		pfcur = AllocLocal(8)
+		p := Load(Param("pf"), GP64())
+		MOVQ(p, pfcur)
+	}
 	var acur Mem // part: the accumulators of the next block
 	if part {
 		acur = AllocLocal(8)
@@ -247,6 +279,11 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 		for r := range wv {
 			wv[r] = ZMM()
 		}
+		var pfr, pst Register
+		if srcPF {
+			pfr, pst = GP64(), Load(Param("pfstep"), GP64())
+			MOVQ(pfcur, pfr)
+		}
 		n := Load(Param("k"), GP64())
 		SHRQ(U8(4), n)
 		loop, tail, reduce := lb.next("cols"), lb.next("tail"), lb.next("reduce")
@@ -271,12 +308,19 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 			}
 			ps.add(U8(64))
 		}
+		if srcPF {
+			PREFETCHT0(Mem{Base: pfr})
+			ADDQ(pst, pfr)
+		}
 		xs.add(U8(64))
 		ws.add(U8(64))
 		DECQ(n)
 		JNZ(LabelRef(loop))
 
 		Label(tail)
+		if srcPF {
+			MOVQ(pfr, pfcur)
+		}
 		rem := Load(Param("k"), GP64())
 		ANDQ(U8(15), rem)
 		JZ(LabelRef(reduce))
