@@ -107,7 +107,9 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 				widenRow(&buf[(r-a)*lb], &wh[r*n], n8, w.DType == dtype.BF16, o)
 			}
 			// The next chunk's halves, from memory: prefetched as this one multiplies.
-			next := wh[b*n : min(b+hr, r1)*n]
+			// After the last chunk, the rows after r1: the start of the range the
+			// caller (a thread of a row split) is likely to take next.
+			next := wh[b*n : min(b+hr, w.Rows)*n]
 			gemmRowsPF(dst[a:], ld, xo, ldx, T, buf, lb, n8, from(gb, a), b-a, next)
 		}
 		if n8 == n {
