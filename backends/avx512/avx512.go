@@ -4,6 +4,7 @@ package avx512
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/backends/avx2"
@@ -173,7 +174,7 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
 		case tl.tokens == 6 && 4*6*k > 2*partInputBytes:
-			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf)
+			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf, 0)
 		default:
 			// More tokens than one block: a chunk of rows (from L2) against each
 			// block's inputs (in L1) in turn. The first block prefetches the chunk's
@@ -189,8 +190,16 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 					d, xt, wr, b := &dst[t0*ld+r0], &x[t0*ldx], &w[r0*ldw], at(bias, r0)
 					switch {
 					case ps.on() && tl.tokens == 6:
-						p, step := ps.next(n * (k >> 4))
-						gemm4x6nf(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step)
+						// Also the next block's inputs, one run of rows (after the last
+						// block the first's, which the next chunk takes first).
+						steps := n * (k >> 4)
+						p, step := ps.next(steps, unsafe.Pointer(xt))
+						nt, ntt := t0+tt, blockTokens(T, 6, i+1)
+						if nt == T {
+							nt, ntt = 0, blockTokens(T, 6, 0)
+						}
+						q, qstep := xRun(x, nt*ldx, ntt*ldx, steps)
+						gemm4x6nf(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step, q, qstep)
 					case t0 > 0 && tl.tokens == 6:
 						gemm4x6n(d, ld, xt, ldx, tt, wr, ldw, k, b, n) // the chunk is in L2 now
 					default:
@@ -275,18 +284,21 @@ const blockPartGroups = 16
 // in memory from one part to the next. Parts are whole 16-column steps and an
 // accumulator is only stored and loaded again between them, so every sum is taken
 // exactly as gemm4x6 takes it. As in gemmRows, only the first block of tokens
-// prefetches the rows.
-func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16) {
+// prefetches the rows, unless pf is given (gemmRowsPF).
+//
+// With pw > 0, x is laid out part by part (partsX): part p of token t at
+// x[p·T·pw + t·pw], ldx = pw, so that the inputs of one call are one run of floats,
+// which the call before prefetches (gemm4x6pnf) as it goes.
+func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw int) {
 	var acc [blockPartGroups * 6 * 4 * 16]float32
-	np := (4*6*k + partInputBytes - 1) / partInputBytes
-	cols := ((k+np-1)/np + 15) &^ 15
+	np, cols := blockParts(k)
 	gc := min(blockPartGroups, max(1, chunkBytes/(4*k*4)))
 	ps := newPFStream(pf, (T+5)/6*g*(k>>4))
 	for g0 := 0; g0 < g; g0 += gc {
 		n, r0 := min(gc, g-g0), 4*g0
 		for i, t0 := 0, 0; t0 < T; i, t0 = i+1, t0+blockTokens(T, 6, i) {
 			tt := blockTokens(T, 6, i)
-			for c0 := 0; c0 < k; c0 += cols {
+			for pi, c0 := 0, 0; c0 < k; pi, c0 = pi+1, c0+cols {
 				flags, kk := 0, cols
 				if c0 > 0 {
 					flags |= 1 // start from the accumulators of the parts before
@@ -296,11 +308,29 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 				} else {
 					kk = k - c0
 				}
-				d, xt, wr, b := &dst[t0*ld+r0], &x[t0*ldx+c0], &w[r0*ldw+c0], at(bias, r0)
+				xo := t0*ldx + c0
+				if pw > 0 {
+					xo = pi*T*pw + t0*pw
+				}
+				d, xt, wr, b := &dst[t0*ld+r0], &x[xo], &w[r0*ldw+c0], at(bias, r0)
 				switch {
+				case pw > 0:
+					// The next call's inputs: the next part, else the next block's
+					// first part, else (the last call) the first call's.
+					steps := n * (kk >> 4)
+					p, step := ps.next(steps, unsafe.Pointer(xt))
+					nx, nt := (pi+1)*T*pw+t0*pw, tt
+					if pi+1 == np {
+						nx, nt = (t0+tt)*pw, blockTokens(T, 6, i+1)
+						if t0+tt == T {
+							nx, nt = 0, blockTokens(T, 6, 0)
+						}
+					}
+					q, qstep := xRun(x, nx, nt*pw, steps)
+					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step, q, qstep)
 				case ps.on():
-					p, step := ps.next(n * (kk >> 4))
-					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step)
+					p, step := ps.next(n*(kk>>4), unsafe.Pointer(xt))
+					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step, xt, 0)
 				case t0 == 0:
 					gemm4x6p(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags)
 				default: // the chunk is in L2 now
@@ -329,11 +359,32 @@ func newPFStream(h []uint16, steps int) pfStream {
 // on reports whether there is anything to prefetch.
 func (s *pfStream) on() bool { return s.h != nil }
 
-// next returns where a kernel call of n steps starts prefetching, and its step.
-func (s *pfStream) next(n int) (*uint16, int) {
+// next returns where a kernel call of n steps starts prefetching, and its step: with
+// nothing to prefetch, alt (memory the call reads anyway) and 0.
+func (s *pfStream) next(n int, alt unsafe.Pointer) (*uint16, int) {
+	if s.h == nil {
+		return (*uint16)(alt), 0
+	}
 	i := min(s.done*s.step/2, len(s.h)-1)
 	s.done += n
 	return &s.h[i], s.step
+}
+
+// xRun returns where a kernel call of steps 16-column steps prefetches the n floats at
+// x[off:], one line a step, and its step in bytes.
+func xRun(x []float32, off, n, steps int) (*float32, int) {
+	if steps <= 0 {
+		return &x[off], 0
+	}
+	return &x[off], (4*n + steps - 1) / steps
+}
+
+// blockParts returns how gemmBlockParts splits k columns: np parts of cols columns (a
+// multiple of 16), the last one shorter.
+func blockParts(k int) (np, cols int) {
+	n := (4*6*k + partInputBytes - 1) / partInputBytes
+	cols = ((k+n-1)/n + 15) &^ 15
+	return (k + cols - 1) / cols, cols
 }
 
 // from returns v[i:], or nil for a nil slice.

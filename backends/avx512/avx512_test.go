@@ -368,3 +368,18 @@ func TestArrangeXEqualsAVX2(t *testing.T) {
 		}
 	}
 }
+
+// TestHalfXRowHoldsParts checks that halfXRow leaves room for x laid out part by part
+// (partsX) for every row length gemmBlockParts takes, and for the padded row.
+func TestHalfXRowHoldsParts(t *testing.T) {
+	for cols := 8; cols <= 40000; cols++ {
+		n8 := cols &^ 7
+		np, pw := blockParts(n8)
+		if np*pw < n8 || (np-1)*pw >= n8 || pw%16 != 0 {
+			t.Fatalf("cols %d: %d parts of %d columns", n8, np, pw)
+		}
+		if need := max(np*pw, cols+halfPad); need > halfXRow(cols) {
+			t.Fatalf("cols %d: a token needs %d floats, halfXRow gives %d", cols, need, halfXRow(cols))
+		}
+	}
+}

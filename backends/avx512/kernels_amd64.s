@@ -10868,11 +10868,13 @@ gemm4x6pn_skip59:
 	VZEROUPPER
 	RET
 
-// func gemm4x6nf(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, pf *uint16, pfstep int)
+// func gemm4x6nf(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, pf *uint16, pfstep int, px *float32, pxstep int)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
-TEXT ·gemm4x6nf(SB), $56-96
+TEXT ·gemm4x6nf(SB), $64-112
 	MOVQ pf+80(FP), AX
 	MOVQ AX, 48(SP)
+	MOVQ px+96(FP), AX
+	MOVQ AX, 56(SP)
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -10931,8 +10933,10 @@ gemm4x6nf_tokens2:
 	VMOVAPS Z23, Z23
 	MOVQ    pfstep+88(FP), R10
 	MOVQ    48(SP), R9
-	MOVQ    k+56(FP), R11
-	SHRQ    $0x04, R11
+	MOVQ    pxstep+104(FP), R12
+	MOVQ    56(SP), R11
+	MOVQ    k+56(FP), R13
+	SHRQ    $0x04, R13
 	JZ      gemm4x6nf_tail7
 
 gemm4x6nf_cols6:
@@ -10972,14 +10976,17 @@ gemm4x6nf_cols6:
 	VFMADD231PS Z28, Z27, Z23
 	PREFETCHT0  (R9)
 	ADDQ        R10, R9
+	PREFETCHT0  (R11)
+	ADDQ        R12, R11
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R11
+	DECQ        R13
 	JNZ         gemm4x6nf_cols6
 
 gemm4x6nf_tail7:
 	MOVQ  R9, 48(SP)
+	MOVQ  R11, 56(SP)
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
 	JZ    gemm4x6nf_reduce8
@@ -11186,8 +11193,10 @@ gemm4x6nf_tokens_done3:
 	VMOVAPS Z19, Z19
 	MOVQ    pfstep+88(FP), R10
 	MOVQ    48(SP), R9
-	MOVQ    k+56(FP), R11
-	SHRQ    $0x04, R11
+	MOVQ    pxstep+104(FP), R12
+	MOVQ    56(SP), R11
+	MOVQ    k+56(FP), R13
+	SHRQ    $0x04, R13
 	JZ      gemm4x6nf_tail18
 
 gemm4x6nf_cols17:
@@ -11222,14 +11231,17 @@ gemm4x6nf_cols17:
 	VFMADD231PS Z24, Z23, Z19
 	PREFETCHT0  (R9)
 	ADDQ        R10, R9
+	PREFETCHT0  (R11)
+	ADDQ        R12, R11
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R11
+	DECQ        R13
 	JNZ         gemm4x6nf_cols17
 
 gemm4x6nf_tail18:
 	MOVQ  R9, 48(SP)
+	MOVQ  R11, 56(SP)
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
 	JZ    gemm4x6nf_reduce19
@@ -11417,8 +11429,10 @@ gemm4x6nf_skip14:
 	VMOVAPS Z15, Z15
 	MOVQ    pfstep+88(FP), R9
 	MOVQ    48(SP), R8
-	MOVQ    k+56(FP), R10
-	SHRQ    $0x04, R10
+	MOVQ    pxstep+104(FP), R11
+	MOVQ    56(SP), R10
+	MOVQ    k+56(FP), R12
+	SHRQ    $0x04, R12
 	JZ      gemm4x6nf_tail29
 
 gemm4x6nf_cols28:
@@ -11448,13 +11462,16 @@ gemm4x6nf_cols28:
 	VFMADD231PS Z20, Z19, Z15
 	PREFETCHT0  (R8)
 	ADDQ        R9, R8
+	PREFETCHT0  (R10)
+	ADDQ        R11, R10
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
-	DECQ        R10
+	DECQ        R12
 	JNZ         gemm4x6nf_cols28
 
 gemm4x6nf_tail29:
 	MOVQ  R8, 48(SP)
+	MOVQ  R10, 56(SP)
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
 	JZ    gemm4x6nf_reduce30
@@ -11603,8 +11620,10 @@ gemm4x6nf_skip25:
 	VMOVAPS Z11, Z11
 	MOVQ    pfstep+88(FP), R8
 	MOVQ    48(SP), DI
-	MOVQ    k+56(FP), R9
-	SHRQ    $0x04, R9
+	MOVQ    pxstep+104(FP), R10
+	MOVQ    56(SP), R9
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
 	JZ      gemm4x6nf_tail39
 
 gemm4x6nf_cols38:
@@ -11629,13 +11648,16 @@ gemm4x6nf_cols38:
 	VFMADD231PS Z16, Z15, Z11
 	PREFETCHT0  (DI)
 	ADDQ        R8, DI
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
-	DECQ        R9
+	DECQ        R11
 	JNZ         gemm4x6nf_cols38
 
 gemm4x6nf_tail39:
 	MOVQ  DI, 48(SP)
+	MOVQ  R9, 56(SP)
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
 	JZ    gemm4x6nf_reduce40
@@ -11767,8 +11789,10 @@ gemm4x6nf_skip35:
 	VMOVAPS Z7, Z7
 	MOVQ    pfstep+88(FP), R8
 	MOVQ    48(SP), DI
-	MOVQ    k+56(FP), R9
-	SHRQ    $0x04, R9
+	MOVQ    pxstep+104(FP), R10
+	MOVQ    56(SP), R9
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
 	JZ      gemm4x6nf_tail49
 
 gemm4x6nf_cols48:
@@ -11788,13 +11812,16 @@ gemm4x6nf_cols48:
 	VFMADD231PS Z12, Z11, Z7
 	PREFETCHT0  (DI)
 	ADDQ        R8, DI
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
-	DECQ        R9
+	DECQ        R11
 	JNZ         gemm4x6nf_cols48
 
 gemm4x6nf_tail49:
 	MOVQ  DI, 48(SP)
+	MOVQ  R9, 56(SP)
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
 	JZ    gemm4x6nf_reduce50
@@ -11889,8 +11916,10 @@ gemm4x6nf_skip45:
 	VMOVAPS Z3, Z3
 	MOVQ    pfstep+88(FP), DI
 	MOVQ    48(SP), SI
-	MOVQ    k+56(FP), R8
-	SHRQ    $0x04, R8
+	MOVQ    pxstep+104(FP), R9
+	MOVQ    56(SP), R8
+	MOVQ    k+56(FP), R10
+	SHRQ    $0x04, R10
 	JZ      gemm4x6nf_tail58
 
 gemm4x6nf_cols57:
@@ -11905,13 +11934,16 @@ gemm4x6nf_cols57:
 	VFMADD231PS Z8, Z7, Z3
 	PREFETCHT0  (SI)
 	ADDQ        DI, SI
+	PREFETCHT0  (R8)
+	ADDQ        R9, R8
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
-	DECQ        R8
+	DECQ        R10
 	JNZ         gemm4x6nf_cols57
 
 gemm4x6nf_tail58:
 	MOVQ  SI, 48(SP)
+	MOVQ  R8, 56(SP)
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
 	JZ    gemm4x6nf_reduce59
@@ -11985,13 +12017,15 @@ gemm4x6nf_skip54:
 	VZEROUPPER
 	RET
 
-// func gemm4x6pnf(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, pf *uint16, pfstep int)
+// func gemm4x6pnf(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, pf *uint16, pfstep int, px *float32, pxstep int)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
-TEXT ·gemm4x6pnf(SB), $64-112
+TEXT ·gemm4x6pnf(SB), $72-128
 	MOVQ pf+96(FP), AX
 	MOVQ AX, 48(SP)
-	MOVQ acc+80(FP), AX
+	MOVQ px+112(FP), AX
 	MOVQ AX, 56(SP)
+	MOVQ acc+80(FP), AX
+	MOVQ AX, 64(SP)
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -12026,7 +12060,7 @@ gemm4x6pnf_tokens2:
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
 	JZ      gemm4x6pnf_fresh4
-	MOVQ    56(SP), R9
+	MOVQ    64(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z6
 	VMOVUPS 128(R9), Z12
@@ -12083,8 +12117,10 @@ gemm4x6pnf_fresh4:
 gemm4x6pnf_started5:
 	MOVQ pfstep+104(FP), R10
 	MOVQ 48(SP), R9
-	MOVQ k+56(FP), R11
-	SHRQ $0x04, R11
+	MOVQ pxstep+120(FP), R12
+	MOVQ 56(SP), R11
+	MOVQ k+56(FP), R13
+	SHRQ $0x04, R13
 	JZ   gemm4x6pnf_tail7
 
 gemm4x6pnf_cols6:
@@ -12124,14 +12160,17 @@ gemm4x6pnf_cols6:
 	VFMADD231PS Z28, Z27, Z23
 	PREFETCHT0  (R9)
 	ADDQ        R10, R9
+	PREFETCHT0  (R11)
+	ADDQ        R12, R11
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R11
+	DECQ        R13
 	JNZ         gemm4x6pnf_cols6
 
 gemm4x6pnf_tail7:
 	MOVQ  R9, 48(SP)
+	MOVQ  R11, 56(SP)
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
 	JZ    gemm4x6pnf_reduce8
@@ -12183,7 +12222,7 @@ gemm4x6pnf_reduce8:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
 	JZ      gemm4x6pnf_sum11
-	MOVQ    56(SP), AX
+	MOVQ    64(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z6, 64(AX)
 	VMOVUPS Z12, 128(AX)
@@ -12323,7 +12362,7 @@ gemm4x6pnf_nobias14:
 	VEXTRACTF32X4 $0x01, Y0, (AX)
 
 gemm4x6pnf_reduced10:
-	ADDQ   $0x00000600, 56(SP)
+	ADDQ   $0x00000600, 64(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x06, AX, AX
@@ -12352,7 +12391,7 @@ gemm4x6pnf_tokens_done3:
 	MOVQ    flags+88(FP), R9
 	TESTQ   $0x00000001, R9
 	JZ      gemm4x6pnf_fresh16
-	MOVQ    56(SP), R9
+	MOVQ    64(SP), R9
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z5
 	VMOVUPS 128(R9), Z10
@@ -12401,8 +12440,10 @@ gemm4x6pnf_fresh16:
 gemm4x6pnf_started17:
 	MOVQ pfstep+104(FP), R10
 	MOVQ 48(SP), R9
-	MOVQ k+56(FP), R11
-	SHRQ $0x04, R11
+	MOVQ pxstep+120(FP), R12
+	MOVQ 56(SP), R11
+	MOVQ k+56(FP), R13
+	SHRQ $0x04, R13
 	JZ   gemm4x6pnf_tail19
 
 gemm4x6pnf_cols18:
@@ -12437,14 +12478,17 @@ gemm4x6pnf_cols18:
 	VFMADD231PS Z24, Z23, Z19
 	PREFETCHT0  (R9)
 	ADDQ        R10, R9
+	PREFETCHT0  (R11)
+	ADDQ        R12, R11
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
 	ADDQ        $0x40, SI
-	DECQ        R11
+	DECQ        R13
 	JNZ         gemm4x6pnf_cols18
 
 gemm4x6pnf_tail19:
 	MOVQ  R9, 48(SP)
+	MOVQ  R11, 56(SP)
 	MOVQ  k+56(FP), R9
 	ANDQ  $0x0f, R9
 	JZ    gemm4x6pnf_reduce20
@@ -12491,7 +12535,7 @@ gemm4x6pnf_reduce20:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
 	JZ      gemm4x6pnf_sum23
-	MOVQ    56(SP), AX
+	MOVQ    64(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z5, 64(AX)
 	VMOVUPS Z10, 128(AX)
@@ -12619,7 +12663,7 @@ gemm4x6pnf_nobias26:
 	VMOVUPS X0, (AX)
 
 gemm4x6pnf_reduced22:
-	ADDQ   $0x00000500, 56(SP)
+	ADDQ   $0x00000500, 64(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x05, AX, AX
@@ -12646,7 +12690,7 @@ gemm4x6pnf_skip15:
 	MOVQ    flags+88(FP), R8
 	TESTQ   $0x00000001, R8
 	JZ      gemm4x6pnf_fresh28
-	MOVQ    56(SP), R8
+	MOVQ    64(SP), R8
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z4
 	VMOVUPS 128(R8), Z8
@@ -12687,8 +12731,10 @@ gemm4x6pnf_fresh28:
 gemm4x6pnf_started29:
 	MOVQ pfstep+104(FP), R9
 	MOVQ 48(SP), R8
-	MOVQ k+56(FP), R10
-	SHRQ $0x04, R10
+	MOVQ pxstep+120(FP), R11
+	MOVQ 56(SP), R10
+	MOVQ k+56(FP), R12
+	SHRQ $0x04, R12
 	JZ   gemm4x6pnf_tail31
 
 gemm4x6pnf_cols30:
@@ -12718,13 +12764,16 @@ gemm4x6pnf_cols30:
 	VFMADD231PS Z20, Z19, Z15
 	PREFETCHT0  (R8)
 	ADDQ        R9, R8
+	PREFETCHT0  (R10)
+	ADDQ        R11, R10
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, BX
-	DECQ        R10
+	DECQ        R12
 	JNZ         gemm4x6pnf_cols30
 
 gemm4x6pnf_tail31:
 	MOVQ  R8, 48(SP)
+	MOVQ  R10, 56(SP)
 	MOVQ  k+56(FP), R8
 	ANDQ  $0x0f, R8
 	JZ    gemm4x6pnf_reduce32
@@ -12765,7 +12814,7 @@ gemm4x6pnf_reduce32:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
 	JZ      gemm4x6pnf_sum35
-	MOVQ    56(SP), AX
+	MOVQ    64(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z4, 64(AX)
 	VMOVUPS Z8, 128(AX)
@@ -12861,7 +12910,7 @@ gemm4x6pnf_nobias37:
 	VEXTRACTF32X4 $0x01, Y0, (AX)
 
 gemm4x6pnf_reduced34:
-	ADDQ   $0x00000400, 56(SP)
+	ADDQ   $0x00000400, 64(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x04, AX, AX
@@ -12887,7 +12936,7 @@ gemm4x6pnf_skip27:
 	MOVQ    flags+88(FP), DI
 	TESTQ   $0x00000001, DI
 	JZ      gemm4x6pnf_fresh39
-	MOVQ    56(SP), DI
+	MOVQ    64(SP), DI
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z3
 	VMOVUPS 128(DI), Z6
@@ -12920,8 +12969,10 @@ gemm4x6pnf_fresh39:
 gemm4x6pnf_started40:
 	MOVQ pfstep+104(FP), R8
 	MOVQ 48(SP), DI
-	MOVQ k+56(FP), R9
-	SHRQ $0x04, R9
+	MOVQ pxstep+120(FP), R10
+	MOVQ 56(SP), R9
+	MOVQ k+56(FP), R11
+	SHRQ $0x04, R11
 	JZ   gemm4x6pnf_tail42
 
 gemm4x6pnf_cols41:
@@ -12946,13 +12997,16 @@ gemm4x6pnf_cols41:
 	VFMADD231PS Z16, Z15, Z11
 	PREFETCHT0  (DI)
 	ADDQ        R8, DI
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
-	DECQ        R9
+	DECQ        R11
 	JNZ         gemm4x6pnf_cols41
 
 gemm4x6pnf_tail42:
 	MOVQ  DI, 48(SP)
+	MOVQ  R9, 56(SP)
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
 	JZ    gemm4x6pnf_reduce43
@@ -12988,7 +13042,7 @@ gemm4x6pnf_reduce43:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
 	JZ      gemm4x6pnf_sum46
-	MOVQ    56(SP), AX
+	MOVQ    64(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z3, 64(AX)
 	VMOVUPS Z6, 128(AX)
@@ -13072,7 +13126,7 @@ gemm4x6pnf_nobias48:
 	VMOVUPS X0, (AX)
 
 gemm4x6pnf_reduced45:
-	ADDQ   $0x00000300, 56(SP)
+	ADDQ   $0x00000300, 64(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -13098,7 +13152,7 @@ gemm4x6pnf_skip38:
 	MOVQ    flags+88(FP), DI
 	TESTQ   $0x00000001, DI
 	JZ      gemm4x6pnf_fresh50
-	MOVQ    56(SP), DI
+	MOVQ    64(SP), DI
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z2
 	VMOVUPS 128(DI), Z4
@@ -13123,8 +13177,10 @@ gemm4x6pnf_fresh50:
 gemm4x6pnf_started51:
 	MOVQ pfstep+104(FP), R8
 	MOVQ 48(SP), DI
-	MOVQ k+56(FP), R9
-	SHRQ $0x04, R9
+	MOVQ pxstep+120(FP), R10
+	MOVQ 56(SP), R9
+	MOVQ k+56(FP), R11
+	SHRQ $0x04, R11
 	JZ   gemm4x6pnf_tail53
 
 gemm4x6pnf_cols52:
@@ -13144,13 +13200,16 @@ gemm4x6pnf_cols52:
 	VFMADD231PS Z12, Z11, Z7
 	PREFETCHT0  (DI)
 	ADDQ        R8, DI
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, DX
-	DECQ        R9
+	DECQ        R11
 	JNZ         gemm4x6pnf_cols52
 
 gemm4x6pnf_tail53:
 	MOVQ  DI, 48(SP)
+	MOVQ  R9, 56(SP)
 	MOVQ  k+56(FP), DI
 	ANDQ  $0x0f, DI
 	JZ    gemm4x6pnf_reduce54
@@ -13181,7 +13240,7 @@ gemm4x6pnf_reduce54:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
 	JZ      gemm4x6pnf_sum57
-	MOVQ    56(SP), AX
+	MOVQ    64(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z2, 64(AX)
 	VMOVUPS Z4, 128(AX)
@@ -13233,7 +13292,7 @@ gemm4x6pnf_nobias58:
 	VEXTRACTF32X4 $0x01, Y8, (AX)
 
 gemm4x6pnf_reduced56:
-	ADDQ   $0x00000200, 56(SP)
+	ADDQ   $0x00000200, 64(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -13259,7 +13318,7 @@ gemm4x6pnf_skip49:
 	MOVQ    flags+88(FP), SI
 	TESTQ   $0x00000001, SI
 	JZ      gemm4x6pnf_fresh60
-	MOVQ    56(SP), SI
+	MOVQ    64(SP), SI
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
 	VMOVUPS 128(SI), Z2
@@ -13276,8 +13335,10 @@ gemm4x6pnf_fresh60:
 gemm4x6pnf_started61:
 	MOVQ pfstep+104(FP), DI
 	MOVQ 48(SP), SI
-	MOVQ k+56(FP), R8
-	SHRQ $0x04, R8
+	MOVQ pxstep+120(FP), R9
+	MOVQ 56(SP), R8
+	MOVQ k+56(FP), R10
+	SHRQ $0x04, R10
 	JZ   gemm4x6pnf_tail63
 
 gemm4x6pnf_cols62:
@@ -13292,13 +13353,16 @@ gemm4x6pnf_cols62:
 	VFMADD231PS Z8, Z7, Z3
 	PREFETCHT0  (SI)
 	ADDQ        DI, SI
+	PREFETCHT0  (R8)
+	ADDQ        R9, R8
 	ADDQ        $0x40, AX
 	ADDQ        $0x40, CX
-	DECQ        R8
+	DECQ        R10
 	JNZ         gemm4x6pnf_cols62
 
 gemm4x6pnf_tail63:
 	MOVQ  SI, 48(SP)
+	MOVQ  R8, 56(SP)
 	MOVQ  k+56(FP), SI
 	ANDQ  $0x0f, SI
 	JZ    gemm4x6pnf_reduce64
@@ -13324,7 +13388,7 @@ gemm4x6pnf_reduce64:
 	MOVQ    flags+88(FP), AX
 	TESTQ   $0x00000002, AX
 	JZ      gemm4x6pnf_sum67
-	MOVQ    56(SP), AX
+	MOVQ    64(SP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
@@ -13364,7 +13428,7 @@ gemm4x6pnf_nobias68:
 	VMOVUPS X4, (AX)
 
 gemm4x6pnf_reduced66:
-	ADDQ   $0x00000100, 56(SP)
+	ADDQ   $0x00000100, 64(SP)
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
