@@ -174,7 +174,7 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
 		case tl.tokens == 6 && 4*6*k > 2*partInputBytes:
-			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf, 0)
+			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf, 0, chunkBytes)
 		default:
 			// More tokens than one block: a chunk of rows (from L2) against each
 			// block's inputs (in L1) in turn. The first block prefetches the chunk's
@@ -286,13 +286,14 @@ const blockPartGroups = 16
 // exactly as gemm4x6 takes it. As in gemmRows, only the first block of tokens
 // prefetches the rows, unless pf is given (gemmRowsPF).
 //
-// With pw > 0, x is laid out part by part (partsX): part p of token t at
+// The chunks are about chunk bytes of rows (chunkBytes, or matMulHalf's
+// longChunkBytes). With pw > 0, x is laid out part by part (partsX): part p of token t at
 // x[p·T·pw + t·pw], ldx = pw, so that the inputs of one call are one run of floats,
 // which the call before prefetches (gemm4x6pnf) as it goes.
-func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw int) {
+func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw, chunk int) {
 	var acc [blockPartGroups * 6 * 4 * 16]float32
 	np, cols := blockParts(k)
-	gc := min(blockPartGroups, max(1, chunkBytes/(4*k*4)))
+	gc := min(blockPartGroups, max(1, chunk/(4*k*4)))
 	ps := newPFStream(pf, (T+5)/6*g*(k>>4))
 	for g0 := 0; g0 < g; g0 += gc {
 		n, r0 := min(gc, g-g0), 4*g0

@@ -25,8 +25,21 @@ func halfRows(T, cols int) int {
 	if T <= 8 {
 		return halfChunk
 	}
+	if halfParts(T, cols&^7) {
+		return max(halfChunk, longChunkBytes/(4*(cols+halfPad))&^3)
+	}
 	return max(halfChunk, chunkBytes/(4*(cols+halfPad))&^3)
 }
+
+// longChunkBytes is chunkBytes for rows long enough that gemmBlockParts takes them
+// (halfParts): then the inputs of all the tokens do not stay in L2 anyway (128 tokens
+// of 2048 columns are 1 MiB), and a chunk twice as long halves what they stream from
+// L3 for it (3–13% at T = 128 on 2048 and 3072 columns, one thread).
+const longChunkBytes = 512 << 10
+
+// halfParts reports whether matMulHalf takes the GEMM of T tokens on rows of n8
+// columns through gemmBlockParts, as gemmRows would.
+func halfParts(T, n8 int) bool { return T > 8 && 4*6*n8 > 2*partInputBytes }
 
 // halfPad is how many floats longer than a row the rows of the widened chunk and of the
 // arranged x are laid out: rows of 2048 or 3072 floats (a multiple of 4 KiB) would put
@@ -36,14 +49,14 @@ const halfPad = 16
 
 // halfScratch is the scratch matMulHalf needs: for T > 1 a chunk of widened rows
 // (halfRows rows halfPad floats apart: at most max(halfChunk·(cols+halfPad),
-// chunkBytes/4) floats, so that a scratch for the longest rows also serves shorter
+// longChunkBytes/4) floats, so that a scratch for the longest rows also serves shorter
 // ones) and every token of x in the rows' column order (halfXRow floats each), for
 // T = 1 the arranged x.
 func halfScratch(T, cols int) int {
 	if T == 1 {
 		return cols
 	}
-	return max(halfChunk*(cols+halfPad), chunkBytes/4) + T*halfXRow(cols)
+	return max(halfChunk*(cols+halfPad), longChunkBytes/4) + T*halfXRow(cols)
 }
 
 // halfXRow is the room a token of x takes in matMulHalf's scratch for T > 1: a row
@@ -134,7 +147,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		// arranged as usual.
 		var xo []float32
 		ldx, pw := 0, 0
-		if T > 8 && 4*6*n8 > 2*partInputBytes && r1-r0 >= 4 {
+		if halfParts(T, n8) && r1-r0 >= 4 {
 			_, pw = blockParts(n8)
 			partsX(o, xs, x, T, n, n8, pw, buf)
 		} else {
@@ -160,7 +173,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 				continue
 			}
 			if g := (b - a) / 4; g > 0 {
-				gemmBlockParts(dst[a:], ld, xs, pw, T, buf, lb, n8, from(gb, a), g, next, pw)
+				gemmBlockParts(dst[a:], ld, xs, pw, T, buf, lb, n8, from(gb, a), g, next, pw, longChunkBytes)
 			}
 			if r := a + (b-a)&^3; r < b { // the last chunk: hr is a multiple of 4
 				xo, ldx = standard()
