@@ -4,6 +4,7 @@ package avx512
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/lmrun/lmrun/backends"
 	"github.com/lmrun/lmrun/backends/avx2"
@@ -148,6 +149,14 @@ const chunkBytes = 256 << 10
 // more tokens than the tile takes at once, chunks of rows against one block of tokens
 // after the other), and gemm1x8 for the rows left over. Callers have checked the lengths.
 func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int) {
+	gemmRowsPF(dst, ld, x, ldx, T, w, ldw, k, bias, rows, nil)
+}
+
+// gemmRowsPF is gemmRows that, for T > 8, also prefetches the halves pf (the next chunk
+// of rows matMulHalf widens, from memory) spread evenly over the 4 × 6 tile's steps
+// (gemm4x6nf, gemm4x6pnf), so that they are in cache when widened. Those kernels then
+// take every block of tokens, the first too: the chunk they read was just widened.
+func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, pf []uint16) {
 	r := 0
 	if T == 1 {
 		if q := rows / 4; q > 0 {
@@ -165,21 +174,38 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
 		case tl.tokens == 6 && 4*6*k > 2*partInputBytes:
-			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g)
+			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf, 0, chunkBytes)
 		default:
 			// More tokens than one block: a chunk of rows (from L2) against each
 			// block's inputs (in L1) in turn. The first block prefetches the chunk's
 			// rows as it goes; the others, reading them from L2, run faster without
 			// (gemm4x6n: 10–20% at T = 128 on rows of 2048 columns).
 			gc := max(1, chunkBytes/(4*k*tl.rows))
+			nb := (T + tl.tokens - 1) / tl.tokens
+			ps := newPFStream(pf, nb*g*(k>>4))
 			for g0 := 0; g0 < g; g0 += gc {
 				n, r0 := min(gc, g-g0), g0*tl.rows
-				for t0 := 0; t0 < T; t0 += tl.tokens {
-					f := tl.f
-					if t0 > 0 && tl.tokens == 6 {
-						f = gemm4x6n // the chunk is in L2 now
+				for i, t0 := 0, 0; t0 < T; i++ {
+					tt := blockTokens(T, tl.tokens, i)
+					d, xt, wr, b := &dst[t0*ld+r0], &x[t0*ldx], &w[r0*ldw], at(bias, r0)
+					switch {
+					case ps.on() && tl.tokens == 6:
+						// Also the next block's inputs, one run of rows (after the last
+						// block the first's, which the next chunk takes first).
+						steps := n * (k >> 4)
+						p, step := ps.next(steps, unsafe.Pointer(xt))
+						nt, ntt := t0+tt, blockTokens(T, 6, i+1)
+						if nt == T {
+							nt, ntt = 0, blockTokens(T, 6, 0)
+						}
+						q, qstep := xRun(x, nt*ldx, ntt*ldx, steps)
+						gemm4x6nf(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step, q, qstep)
+					case t0 > 0 && tl.tokens == 6:
+						gemm4x6n(d, ld, xt, ldx, tt, wr, ldw, k, b, n) // the chunk is in L2 now
+					default:
+						tl.f(d, ld, xt, ldx, tt, wr, ldw, k, b, n)
 					}
-					f(&dst[t0*ld+r0], ld, &x[t0*ldx], ldx, min(tl.tokens, T-t0), &w[r0*ldw], ldw, k, at(bias, r0), n)
+					t0 += tt
 				}
 			}
 		}
@@ -187,6 +213,18 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 	if r < rows {
 		gemm1x8(&dst[r], ld, &x[0], ldx, T, &w[r*ldw], ldw, k, at(bias, r), rows-r)
 	}
+}
+
+// blockTokens is the size of block i when T tokens go through a tile of tb tokens in
+// ⌈T/tb⌉ blocks as alike as can be (the larger ones first): T = 128 takes 18 blocks of 6
+// and 4 of 5 rather than 21 of 6 and one of 2, whose 4 × 2 tile loads 4 weight vectors
+// for every 8 FMAs and ran at 57% of the 4 × 6 tile's rate (the 4 × 5 tile at its rate).
+func blockTokens(T, tb, i int) int {
+	nb := (T + tb - 1) / tb
+	if i < T%nb {
+		return T/nb + 1
+	}
+	return T / nb
 }
 
 // partInputBytes is about the inputs (T rows of a part of the columns) a tile takes in
@@ -246,17 +284,22 @@ const blockPartGroups = 16
 // in memory from one part to the next. Parts are whole 16-column steps and an
 // accumulator is only stored and loaded again between them, so every sum is taken
 // exactly as gemm4x6 takes it. As in gemmRows, only the first block of tokens
-// prefetches the rows.
-func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int) {
+// prefetches the rows, unless pf is given (gemmRowsPF).
+//
+// The chunks are about chunk bytes of rows (chunkBytes, or matMulHalf's
+// longChunkBytes). With pw > 0, x is laid out part by part (partsX): part p of token t at
+// x[p·T·pw + t·pw], ldx = pw, so that the inputs of one call are one run of floats,
+// which the call before prefetches (gemm4x6pnf) as it goes.
+func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw, chunk int) {
 	var acc [blockPartGroups * 6 * 4 * 16]float32
-	np := (4*6*k + partInputBytes - 1) / partInputBytes
-	cols := ((k+np-1)/np + 15) &^ 15
-	gc := min(blockPartGroups, max(1, chunkBytes/(4*k*4)))
+	np, cols := blockParts(k)
+	gc := min(blockPartGroups, max(1, chunk/(4*k*4)))
+	ps := newPFStream(pf, (T+5)/6*g*(k>>4))
 	for g0 := 0; g0 < g; g0 += gc {
 		n, r0 := min(gc, g-g0), 4*g0
-		for t0 := 0; t0 < T; t0 += 6 {
-			tt := min(6, T-t0)
-			for c0 := 0; c0 < k; c0 += cols {
+		for i, t0 := 0, 0; t0 < T; i, t0 = i+1, t0+blockTokens(T, 6, i) {
+			tt := blockTokens(T, 6, i)
+			for pi, c0 := 0, 0; c0 < k; pi, c0 = pi+1, c0+cols {
 				flags, kk := 0, cols
 				if c0 > 0 {
 					flags |= 1 // start from the accumulators of the parts before
@@ -266,14 +309,83 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 				} else {
 					kk = k - c0
 				}
-				if t0 == 0 {
-					gemm4x6p(&dst[t0*ld+r0], ld, &x[t0*ldx+c0], ldx, tt, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
-				} else { // the chunk is in L2 now
-					gemm4x6pn(&dst[t0*ld+r0], ld, &x[t0*ldx+c0], ldx, tt, &w[r0*ldw+c0], ldw, kk, at(bias, r0), n, &acc[0], flags)
+				xo := t0*ldx + c0
+				if pw > 0 {
+					xo = pi*T*pw + t0*pw
+				}
+				d, xt, wr, b := &dst[t0*ld+r0], &x[xo], &w[r0*ldw+c0], at(bias, r0)
+				switch {
+				case pw > 0:
+					// The next call's inputs: the next part, else the next block's
+					// first part, else (the last call) the first call's.
+					steps := n * (kk >> 4)
+					p, step := ps.next(steps, unsafe.Pointer(xt))
+					nx, nt := (pi+1)*T*pw+t0*pw, tt
+					if pi+1 == np {
+						nx, nt = (t0+tt)*pw, blockTokens(T, 6, i+1)
+						if t0+tt == T {
+							nx, nt = 0, blockTokens(T, 6, 0)
+						}
+					}
+					q, qstep := xRun(x, nx, nt*pw, steps)
+					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step, q, qstep)
+				case ps.on():
+					p, step := ps.next(n*(kk>>4), unsafe.Pointer(xt))
+					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step, xt, 0)
+				case t0 == 0:
+					gemm4x6p(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags)
+				default: // the chunk is in L2 now
+					gemm4x6pn(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags)
 				}
 			}
 		}
 	}
+}
+
+// pfStream spreads the prefetch of the halves h over steps 16-column steps of the
+// GEMM kernels: one line at each step, step bytes on from the last.
+type pfStream struct {
+	h    []uint16
+	step int // bytes
+	done int // steps handed out
+}
+
+func newPFStream(h []uint16, steps int) pfStream {
+	if len(h) == 0 || steps <= 0 {
+		return pfStream{}
+	}
+	return pfStream{h: h, step: (2*len(h) + steps - 1) / steps}
+}
+
+// on reports whether there is anything to prefetch.
+func (s *pfStream) on() bool { return s.h != nil }
+
+// next returns where a kernel call of n steps starts prefetching, and its step: with
+// nothing to prefetch, alt (memory the call reads anyway) and 0.
+func (s *pfStream) next(n int, alt unsafe.Pointer) (*uint16, int) {
+	if s.h == nil {
+		return (*uint16)(alt), 0
+	}
+	i := min(s.done*s.step/2, len(s.h)-1)
+	s.done += n
+	return &s.h[i], s.step
+}
+
+// xRun returns where a kernel call of steps 16-column steps prefetches the n floats at
+// x[off:], one line a step, and its step in bytes.
+func xRun(x []float32, off, n, steps int) (*float32, int) {
+	if steps <= 0 {
+		return &x[off], 0
+	}
+	return &x[off], (4*n + steps - 1) / steps
+}
+
+// blockParts returns how gemmBlockParts splits k columns: np parts of cols columns (a
+// multiple of 16), the last one shorter.
+func blockParts(k int) (np, cols int) {
+	n := (4*6*k + partInputBytes - 1) / partInputBytes
+	cols = ((k+n-1)/n + 15) &^ 15
+	return (k + cols - 1) / cols, cols
 }
 
 // from returns v[i:], or nil for a nil slice.

@@ -235,6 +235,46 @@ func TestMatMulHalfEqualsAVX2(t *testing.T) {
 	}
 }
 
+// TestMatMulHalfChunksEqualAVX2 checks f16 and bf16 products of T > 8 over several
+// widened chunks of rows — each chunk's GEMM prefetching the next chunk's halves, or
+// after the last one the rows past the range — against avx2's, bit for bit: rows of
+// 768 columns (gemm4x6nf) and of 2048 or more (gemmBlockParts, gemm4x6pnf), whole
+// matrices and row ranges.
+func TestMatMulHalfChunksEqualAVX2(t *testing.T) {
+	need(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	var a5 Kernels
+	var a2 avx2.Kernels
+	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
+		for _, sh := range [][2]int{{768, 250}, {2048 + 8, 70}, {3072, 45}} {
+			n, rows := sh[0], sh[1]
+			w, err := kernels.NewMat(dt, halfBits(r, dt, rows*n, false), rows, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bias := randSlice(r, rows)
+			for _, T := range []int{9, 20, 40} {
+				x := randSlice(r, T*n)
+				for _, rr := range [][2]int{{0, rows}, {5, rows - 7}, {0, rows / 2}} {
+					want := make([]float32, T*rows)
+					got := make([]float32, T*rows)
+					b := bias
+					if T%2 == 0 {
+						b = nil
+					}
+					a2.MatMul(want, rows, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
+					a5.MatMul(got, rows, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
+					for i := range want {
+						if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+							t.Fatalf("%v cols %d rows %d T %d rows [%d,%d): dst[%d] = %v, avx2 %v", dt, n, rows, T, rr[0], rr[1], i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestMatMulHalfTokensAlone checks that a token's results in a product with T > 1 are
 // the bits it gets alone (T = 1), on f16 and bf16 weights in each of their orders.
 func TestMatMulHalfTokensAlone(t *testing.T) {
@@ -325,6 +365,21 @@ func TestArrangeXEqualsAVX2(t *testing.T) {
 					t.Fatalf("order %v n %d: dst[%d] = %v, avx2 %v", o, n, i, got[i], want[i])
 				}
 			}
+		}
+	}
+}
+
+// TestHalfXRowHoldsParts checks that halfXRow leaves room for x laid out part by part
+// (partsX) for every row length gemmBlockParts takes, and for the padded row.
+func TestHalfXRowHoldsParts(t *testing.T) {
+	for cols := 8; cols <= 40000; cols++ {
+		n8 := cols &^ 7
+		np, pw := blockParts(n8)
+		if np*pw < n8 || (np-1)*pw >= n8 || pw%16 != 0 {
+			t.Fatalf("cols %d: %d parts of %d columns", n8, np, pw)
+		}
+		if need := max(np*pw, cols+halfPad); need > halfXRow(cols) {
+			t.Fatalf("cols %d: a token needs %d floats, halfXRow gives %d", cols, need, halfXRow(cols))
 		}
 	}
 }

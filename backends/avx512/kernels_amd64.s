@@ -10868,6 +10868,2588 @@ gemm4x6pn_skip59:
 	VZEROUPPER
 	RET
 
+// func gemm4x6nf(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, pf *uint16, pfstep int, px *float32, pxstep int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·gemm4x6nf(SB), $64-112
+	MOVQ pf+80(FP), AX
+	MOVQ AX, 48(SP)
+	MOVQ px+96(FP), AX
+	MOVQ AX, 56(SP)
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm4x6nf_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemm4x6nf_tokens2:
+	CMPQ 40(SP), $0x06
+	JL   gemm4x6nf_tokens_done3
+
+	// 4 rows × 6 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
+	MOVQ    pfstep+88(FP), R10
+	MOVQ    48(SP), R9
+	MOVQ    pxstep+104(FP), R12
+	MOVQ    56(SP), R11
+	MOVQ    k+56(FP), R13
+	SHRQ    $0x04, R13
+	JZ      gemm4x6nf_tail7
+
+gemm4x6nf_cols6:
+	VMOVUPS     (SI), Z24
+	VMOVUPS     (SI)(DI*1), Z25
+	VMOVUPS     (SI)(DI*2), Z26
+	VMOVUPS     (SI)(R8*1), Z27
+	VMOVUPS     (AX), Z28
+	VFMADD231PS Z28, Z24, Z0
+	VFMADD231PS Z28, Z25, Z6
+	VFMADD231PS Z28, Z26, Z12
+	VFMADD231PS Z28, Z27, Z18
+	VMOVUPS     (AX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z1
+	VFMADD231PS Z28, Z25, Z7
+	VFMADD231PS Z28, Z26, Z13
+	VFMADD231PS Z28, Z27, Z19
+	VMOVUPS     (AX)(CX*2), Z28
+	VFMADD231PS Z28, Z24, Z2
+	VFMADD231PS Z28, Z25, Z8
+	VFMADD231PS Z28, Z26, Z14
+	VFMADD231PS Z28, Z27, Z20
+	VMOVUPS     (AX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z3
+	VFMADD231PS Z28, Z25, Z9
+	VFMADD231PS Z28, Z26, Z15
+	VFMADD231PS Z28, Z27, Z21
+	VMOVUPS     (BX), Z28
+	VFMADD231PS Z28, Z24, Z4
+	VFMADD231PS Z28, Z25, Z10
+	VFMADD231PS Z28, Z26, Z16
+	VFMADD231PS Z28, Z27, Z22
+	VMOVUPS     (BX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z5
+	VFMADD231PS Z28, Z25, Z11
+	VFMADD231PS Z28, Z26, Z17
+	VFMADD231PS Z28, Z27, Z23
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
+	PREFETCHT0  (R11)
+	ADDQ        R12, R11
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R13
+	JNZ         gemm4x6nf_cols6
+
+gemm4x6nf_tail7:
+	MOVQ  R9, 48(SP)
+	MOVQ  R11, 56(SP)
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6nf_reduce8
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6nf_whole9
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6nf_whole9:
+	VMOVUPS.Z   (SI), K1, Z24
+	VMOVUPS.Z   (SI)(DI*1), K1, Z25
+	VMOVUPS.Z   (SI)(DI*2), K1, Z26
+	VMOVUPS.Z   (SI)(R8*1), K1, Z27
+	VMOVUPS.Z   (AX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z0
+	VFMADD231PS Z28, Z25, K1, Z6
+	VFMADD231PS Z28, Z26, K1, Z12
+	VFMADD231PS Z28, Z27, K1, Z18
+	VMOVUPS.Z   (AX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z1
+	VFMADD231PS Z28, Z25, K1, Z7
+	VFMADD231PS Z28, Z26, K1, Z13
+	VFMADD231PS Z28, Z27, K1, Z19
+	VMOVUPS.Z   (AX)(CX*2), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z2
+	VFMADD231PS Z28, Z25, K1, Z8
+	VFMADD231PS Z28, Z26, K1, Z14
+	VFMADD231PS Z28, Z27, K1, Z20
+	VMOVUPS.Z   (AX)(DX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z3
+	VFMADD231PS Z28, Z25, K1, Z9
+	VFMADD231PS Z28, Z26, K1, Z15
+	VFMADD231PS Z28, Z27, K1, Z21
+	VMOVUPS.Z   (BX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z4
+	VFMADD231PS Z28, Z25, K1, Z10
+	VFMADD231PS Z28, Z26, K1, Z16
+	VFMADD231PS Z28, Z27, K1, Z22
+	VMOVUPS.Z   (BX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z5
+	VFMADD231PS Z28, Z25, K1, Z11
+	VFMADD231PS Z28, Z26, K1, Z17
+	VFMADD231PS Z28, Z27, K1, Z23
+
+gemm4x6nf_reduce8:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias11
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
+
+gemm4x6nf_nobias11:
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
+
+gemm4x6nf_nobias12:
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
+
+gemm4x6nf_nobias13:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x06, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x06, 40(SP)
+	JMP           gemm4x6nf_tokens2
+
+gemm4x6nf_tokens_done3:
+	CMPQ 40(SP), $0x05
+	JL   gemm4x6nf_skip14
+
+	// 4 rows × 5 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	VMOVUPS zeros<>+0(SB), Z19
+	VMOVAPS Z19, Z0
+	VMOVAPS Z19, Z1
+	VMOVAPS Z19, Z2
+	VMOVAPS Z19, Z3
+	VMOVAPS Z19, Z4
+	VMOVAPS Z19, Z5
+	VMOVAPS Z19, Z6
+	VMOVAPS Z19, Z7
+	VMOVAPS Z19, Z8
+	VMOVAPS Z19, Z9
+	VMOVAPS Z19, Z10
+	VMOVAPS Z19, Z11
+	VMOVAPS Z19, Z12
+	VMOVAPS Z19, Z13
+	VMOVAPS Z19, Z14
+	VMOVAPS Z19, Z15
+	VMOVAPS Z19, Z16
+	VMOVAPS Z19, Z17
+	VMOVAPS Z19, Z18
+	VMOVAPS Z19, Z19
+	MOVQ    pfstep+88(FP), R10
+	MOVQ    48(SP), R9
+	MOVQ    pxstep+104(FP), R12
+	MOVQ    56(SP), R11
+	MOVQ    k+56(FP), R13
+	SHRQ    $0x04, R13
+	JZ      gemm4x6nf_tail18
+
+gemm4x6nf_cols17:
+	VMOVUPS     (SI), Z20
+	VMOVUPS     (SI)(DI*1), Z21
+	VMOVUPS     (SI)(DI*2), Z22
+	VMOVUPS     (SI)(R8*1), Z23
+	VMOVUPS     (AX), Z24
+	VFMADD231PS Z24, Z20, Z0
+	VFMADD231PS Z24, Z21, Z5
+	VFMADD231PS Z24, Z22, Z10
+	VFMADD231PS Z24, Z23, Z15
+	VMOVUPS     (AX)(CX*1), Z24
+	VFMADD231PS Z24, Z20, Z1
+	VFMADD231PS Z24, Z21, Z6
+	VFMADD231PS Z24, Z22, Z11
+	VFMADD231PS Z24, Z23, Z16
+	VMOVUPS     (AX)(CX*2), Z24
+	VFMADD231PS Z24, Z20, Z2
+	VFMADD231PS Z24, Z21, Z7
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z17
+	VMOVUPS     (AX)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z3
+	VFMADD231PS Z24, Z21, Z8
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z18
+	VMOVUPS     (BX), Z24
+	VFMADD231PS Z24, Z20, Z4
+	VFMADD231PS Z24, Z21, Z9
+	VFMADD231PS Z24, Z22, Z14
+	VFMADD231PS Z24, Z23, Z19
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
+	PREFETCHT0  (R11)
+	ADDQ        R12, R11
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R13
+	JNZ         gemm4x6nf_cols17
+
+gemm4x6nf_tail18:
+	MOVQ  R9, 48(SP)
+	MOVQ  R11, 56(SP)
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6nf_reduce19
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6nf_whole20
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6nf_whole20:
+	VMOVUPS.Z   (SI), K1, Z20
+	VMOVUPS.Z   (SI)(DI*1), K1, Z21
+	VMOVUPS.Z   (SI)(DI*2), K1, Z22
+	VMOVUPS.Z   (SI)(R8*1), K1, Z23
+	VMOVUPS.Z   (AX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z0
+	VFMADD231PS Z24, Z21, K1, Z5
+	VFMADD231PS Z24, Z22, K1, Z10
+	VFMADD231PS Z24, Z23, K1, Z15
+	VMOVUPS.Z   (AX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z1
+	VFMADD231PS Z24, Z21, K1, Z6
+	VFMADD231PS Z24, Z22, K1, Z11
+	VFMADD231PS Z24, Z23, K1, Z16
+	VMOVUPS.Z   (AX)(CX*2), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z2
+	VFMADD231PS Z24, Z21, K1, Z7
+	VFMADD231PS Z24, Z22, K1, Z12
+	VFMADD231PS Z24, Z23, K1, Z17
+	VMOVUPS.Z   (AX)(DX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z3
+	VFMADD231PS Z24, Z21, K1, Z8
+	VFMADD231PS Z24, Z22, K1, Z13
+	VFMADD231PS Z24, Z23, K1, Z18
+	VMOVUPS.Z   (BX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z4
+	VFMADD231PS Z24, Z21, K1, Z9
+	VFMADD231PS Z24, Z22, K1, Z14
+	VFMADD231PS Z24, Z23, K1, Z19
+
+gemm4x6nf_reduce19:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias22
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
+
+gemm4x6nf_nobias22:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias23
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
+
+gemm4x6nf_nobias23:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z19, Y3
+	VADDPS        Y3, Y19, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6nf_nobias24
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6nf_nobias24:
+	VMOVUPS X0, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x05, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x05, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x05, 40(SP)
+
+gemm4x6nf_skip14:
+	CMPQ 40(SP), $0x04
+	JL   gemm4x6nf_skip25
+
+	// 4 rows × 4 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (SI)(SI*2), DI
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVAPS Z15, Z0
+	VMOVAPS Z15, Z1
+	VMOVAPS Z15, Z2
+	VMOVAPS Z15, Z3
+	VMOVAPS Z15, Z4
+	VMOVAPS Z15, Z5
+	VMOVAPS Z15, Z6
+	VMOVAPS Z15, Z7
+	VMOVAPS Z15, Z8
+	VMOVAPS Z15, Z9
+	VMOVAPS Z15, Z10
+	VMOVAPS Z15, Z11
+	VMOVAPS Z15, Z12
+	VMOVAPS Z15, Z13
+	VMOVAPS Z15, Z14
+	VMOVAPS Z15, Z15
+	MOVQ    pfstep+88(FP), R9
+	MOVQ    48(SP), R8
+	MOVQ    pxstep+104(FP), R11
+	MOVQ    56(SP), R10
+	MOVQ    k+56(FP), R12
+	SHRQ    $0x04, R12
+	JZ      gemm4x6nf_tail29
+
+gemm4x6nf_cols28:
+	VMOVUPS     (BX), Z16
+	VMOVUPS     (BX)(SI*1), Z17
+	VMOVUPS     (BX)(SI*2), Z18
+	VMOVUPS     (BX)(DI*1), Z19
+	VMOVUPS     (AX), Z20
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z20, Z19, Z12
+	VMOVUPS     (AX)(CX*1), Z20
+	VFMADD231PS Z20, Z16, Z1
+	VFMADD231PS Z20, Z17, Z5
+	VFMADD231PS Z20, Z18, Z9
+	VFMADD231PS Z20, Z19, Z13
+	VMOVUPS     (AX)(CX*2), Z20
+	VFMADD231PS Z20, Z16, Z2
+	VFMADD231PS Z20, Z17, Z6
+	VFMADD231PS Z20, Z18, Z10
+	VFMADD231PS Z20, Z19, Z14
+	VMOVUPS     (AX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z3
+	VFMADD231PS Z20, Z17, Z7
+	VFMADD231PS Z20, Z18, Z11
+	VFMADD231PS Z20, Z19, Z15
+	PREFETCHT0  (R8)
+	ADDQ        R9, R8
+	PREFETCHT0  (R10)
+	ADDQ        R11, R10
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	DECQ        R12
+	JNZ         gemm4x6nf_cols28
+
+gemm4x6nf_tail29:
+	MOVQ  R8, 48(SP)
+	MOVQ  R10, 56(SP)
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm4x6nf_reduce30
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm4x6nf_whole31
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+
+gemm4x6nf_whole31:
+	VMOVUPS.Z   (BX), K1, Z16
+	VMOVUPS.Z   (BX)(SI*1), K1, Z17
+	VMOVUPS.Z   (BX)(SI*2), K1, Z18
+	VMOVUPS.Z   (BX)(DI*1), K1, Z19
+	VMOVUPS.Z   (AX), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z0
+	VFMADD231PS Z20, Z17, K1, Z4
+	VFMADD231PS Z20, Z18, K1, Z8
+	VFMADD231PS Z20, Z19, K1, Z12
+	VMOVUPS.Z   (AX)(CX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z1
+	VFMADD231PS Z20, Z17, K1, Z5
+	VFMADD231PS Z20, Z18, K1, Z9
+	VFMADD231PS Z20, Z19, K1, Z13
+	VMOVUPS.Z   (AX)(CX*2), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z2
+	VFMADD231PS Z20, Z17, K1, Z6
+	VFMADD231PS Z20, Z18, K1, Z10
+	VFMADD231PS Z20, Z19, K1, Z14
+	VMOVUPS.Z   (AX)(DX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z3
+	VFMADD231PS Z20, Z17, K1, Z7
+	VFMADD231PS Z20, Z18, K1, Z11
+	VFMADD231PS Z20, Z19, K1, Z15
+
+gemm4x6nf_reduce30:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias33
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
+
+gemm4x6nf_nobias33:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias34
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
+
+gemm4x6nf_nobias34:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x04, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x04, 40(SP)
+
+gemm4x6nf_skip25:
+	CMPQ 40(SP), $0x03
+	JL   gemm4x6nf_skip35
+
+	// 4 rows × 3 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
+	MOVQ    pfstep+88(FP), R8
+	MOVQ    48(SP), DI
+	MOVQ    pxstep+104(FP), R10
+	MOVQ    56(SP), R9
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
+	JZ      gemm4x6nf_tail39
+
+gemm4x6nf_cols38:
+	VMOVUPS     (DX), Z12
+	VMOVUPS     (DX)(BX*1), Z13
+	VMOVUPS     (DX)(BX*2), Z14
+	VMOVUPS     (DX)(SI*1), Z15
+	VMOVUPS     (AX), Z16
+	VFMADD231PS Z16, Z12, Z0
+	VFMADD231PS Z16, Z13, Z3
+	VFMADD231PS Z16, Z14, Z6
+	VFMADD231PS Z16, Z15, Z9
+	VMOVUPS     (AX)(CX*1), Z16
+	VFMADD231PS Z16, Z12, Z1
+	VFMADD231PS Z16, Z13, Z4
+	VFMADD231PS Z16, Z14, Z7
+	VFMADD231PS Z16, Z15, Z10
+	VMOVUPS     (AX)(CX*2), Z16
+	VFMADD231PS Z16, Z12, Z2
+	VFMADD231PS Z16, Z13, Z5
+	VFMADD231PS Z16, Z14, Z8
+	VFMADD231PS Z16, Z15, Z11
+	PREFETCHT0  (DI)
+	ADDQ        R8, DI
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        R11
+	JNZ         gemm4x6nf_cols38
+
+gemm4x6nf_tail39:
+	MOVQ  DI, 48(SP)
+	MOVQ  R9, 56(SP)
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6nf_reduce40
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6nf_whole41
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6nf_whole41:
+	VMOVUPS.Z   (DX), K1, Z12
+	VMOVUPS.Z   (DX)(BX*1), K1, Z13
+	VMOVUPS.Z   (DX)(BX*2), K1, Z14
+	VMOVUPS.Z   (DX)(SI*1), K1, Z15
+	VMOVUPS.Z   (AX), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z0
+	VFMADD231PS Z16, Z13, K1, Z3
+	VFMADD231PS Z16, Z14, K1, Z6
+	VFMADD231PS Z16, Z15, K1, Z9
+	VMOVUPS.Z   (AX)(CX*1), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z1
+	VFMADD231PS Z16, Z13, K1, Z4
+	VFMADD231PS Z16, Z14, K1, Z7
+	VFMADD231PS Z16, Z15, K1, Z10
+	VMOVUPS.Z   (AX)(CX*2), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z2
+	VFMADD231PS Z16, Z13, K1, Z5
+	VFMADD231PS Z16, Z14, K1, Z8
+	VFMADD231PS Z16, Z15, K1, Z11
+
+gemm4x6nf_reduce40:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias43
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
+
+gemm4x6nf_nobias43:
+	VMOVUPS       X12, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y12, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF32X8 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6nf_nobias44
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6nf_nobias44:
+	VMOVUPS X0, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x03, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x03, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x03, 40(SP)
+
+gemm4x6nf_skip35:
+	CMPQ 40(SP), $0x02
+	JL   gemm4x6nf_skip45
+
+	// 4 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVAPS Z7, Z0
+	VMOVAPS Z7, Z1
+	VMOVAPS Z7, Z2
+	VMOVAPS Z7, Z3
+	VMOVAPS Z7, Z4
+	VMOVAPS Z7, Z5
+	VMOVAPS Z7, Z6
+	VMOVAPS Z7, Z7
+	MOVQ    pfstep+88(FP), R8
+	MOVQ    48(SP), DI
+	MOVQ    pxstep+104(FP), R10
+	MOVQ    56(SP), R9
+	MOVQ    k+56(FP), R11
+	SHRQ    $0x04, R11
+	JZ      gemm4x6nf_tail49
+
+gemm4x6nf_cols48:
+	VMOVUPS     (DX), Z8
+	VMOVUPS     (DX)(BX*1), Z9
+	VMOVUPS     (DX)(BX*2), Z10
+	VMOVUPS     (DX)(SI*1), Z11
+	VMOVUPS     (AX), Z12
+	VFMADD231PS Z12, Z8, Z0
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z6
+	VMOVUPS     (AX)(CX*1), Z12
+	VFMADD231PS Z12, Z8, Z1
+	VFMADD231PS Z12, Z9, Z3
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z7
+	PREFETCHT0  (DI)
+	ADDQ        R8, DI
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        R11
+	JNZ         gemm4x6nf_cols48
+
+gemm4x6nf_tail49:
+	MOVQ  DI, 48(SP)
+	MOVQ  R9, 56(SP)
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6nf_reduce50
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6nf_whole51
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6nf_whole51:
+	VMOVUPS.Z   (DX), K1, Z8
+	VMOVUPS.Z   (DX)(BX*1), K1, Z9
+	VMOVUPS.Z   (DX)(BX*2), K1, Z10
+	VMOVUPS.Z   (DX)(SI*1), K1, Z11
+	VMOVUPS.Z   (AX), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z0
+	VFMADD231PS Z12, Z9, K1, Z2
+	VFMADD231PS Z12, Z10, K1, Z4
+	VFMADD231PS Z12, Z11, K1, Z6
+	VMOVUPS.Z   (AX)(CX*1), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z1
+	VFMADD231PS Z12, Z9, K1, Z3
+	VFMADD231PS Z12, Z10, K1, Z5
+	VFMADD231PS Z12, Z11, K1, Z7
+
+gemm4x6nf_reduce50:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6nf_nobias53
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
+
+gemm4x6nf_nobias53:
+	VMOVUPS       X8, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y8, (AX)
+	MOVQ          ldd+8(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 32(SP)
+	MOVQ          ldx+24(FP), AX
+	SHLQ          $0x02, AX
+	IMUL3Q        $0x02, AX, AX
+	ADDQ          AX, 24(SP)
+	SUBQ          $0x02, 40(SP)
+
+gemm4x6nf_skip45:
+	CMPQ 40(SP), $0x01
+	JL   gemm4x6nf_skip54
+
+	// 4 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVAPS Z3, Z0
+	VMOVAPS Z3, Z1
+	VMOVAPS Z3, Z2
+	VMOVAPS Z3, Z3
+	MOVQ    pfstep+88(FP), DI
+	MOVQ    48(SP), SI
+	MOVQ    pxstep+104(FP), R9
+	MOVQ    56(SP), R8
+	MOVQ    k+56(FP), R10
+	SHRQ    $0x04, R10
+	JZ      gemm4x6nf_tail58
+
+gemm4x6nf_cols57:
+	VMOVUPS     (CX), Z4
+	VMOVUPS     (CX)(DX*1), Z5
+	VMOVUPS     (CX)(DX*2), Z6
+	VMOVUPS     (CX)(BX*1), Z7
+	VMOVUPS     (AX), Z8
+	VFMADD231PS Z8, Z4, Z0
+	VFMADD231PS Z8, Z5, Z1
+	VFMADD231PS Z8, Z6, Z2
+	VFMADD231PS Z8, Z7, Z3
+	PREFETCHT0  (SI)
+	ADDQ        DI, SI
+	PREFETCHT0  (R8)
+	ADDQ        R9, R8
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	DECQ        R10
+	JNZ         gemm4x6nf_cols57
+
+gemm4x6nf_tail58:
+	MOVQ  SI, 48(SP)
+	MOVQ  R8, 56(SP)
+	MOVQ  k+56(FP), SI
+	ANDQ  $0x0f, SI
+	JZ    gemm4x6nf_reduce59
+	LEAQ  tailmasks<>+0(SB), DI
+	KMOVW (DI)(SI*2), K1
+	CMPQ  SI, $0x08
+	JGE   gemm4x6nf_whole60
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+
+gemm4x6nf_whole60:
+	VMOVUPS.Z   (CX), K1, Z4
+	VMOVUPS.Z   (CX)(DX*1), K1, Z5
+	VMOVUPS.Z   (CX)(DX*2), K1, Z6
+	VMOVUPS.Z   (CX)(BX*1), K1, Z7
+	VMOVUPS.Z   (AX), K1, Z8
+	VFMADD231PS Z8, Z4, K1, Z0
+	VFMADD231PS Z8, Z5, K1, Z1
+	VFMADD231PS Z8, Z6, K1, Z2
+	VFMADD231PS Z8, Z7, K1, Z3
+
+gemm4x6nf_reduce59:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VSHUFPS       $0x88, Y0, Y4, Y3
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y4
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y4, Y0
+	VSHUFPS       $0xdd, Y1, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6nf_nobias62
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X4, X4
+
+gemm4x6nf_nobias62:
+	VMOVUPS X4, (AX)
+	MOVQ    ldd+8(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x01, AX, AX
+	ADDQ    AX, 32(SP)
+	MOVQ    ldx+24(FP), AX
+	SHLQ    $0x02, AX
+	IMUL3Q  $0x01, AX, AX
+	ADDQ    AX, 24(SP)
+	SUBQ    $0x01, 40(SP)
+
+gemm4x6nf_skip54:
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   $0x10, 8(SP)
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm4x6nf_group1
+	VZEROUPPER
+	RET
+
+// func gemm4x6pnf(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, pf *uint16, pfstep int, px *float32, pxstep int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·gemm4x6pnf(SB), $72-128
+	MOVQ pf+96(FP), AX
+	MOVQ AX, 48(SP)
+	MOVQ px+112(FP), AX
+	MOVQ AX, 56(SP)
+	MOVQ acc+80(FP), AX
+	MOVQ AX, 64(SP)
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+
+gemm4x6pnf_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+
+gemm4x6pnf_tokens2:
+	CMPQ 40(SP), $0x06
+	JL   gemm4x6pnf_tokens_done3
+
+	// 4 rows × 6 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm4x6pnf_fresh4
+	MOVQ    64(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z6
+	VMOVUPS 128(R9), Z12
+	VMOVUPS 192(R9), Z18
+	VMOVUPS 256(R9), Z1
+	VMOVUPS 320(R9), Z7
+	VMOVUPS 384(R9), Z13
+	VMOVUPS 448(R9), Z19
+	VMOVUPS 512(R9), Z2
+	VMOVUPS 576(R9), Z8
+	VMOVUPS 640(R9), Z14
+	VMOVUPS 704(R9), Z20
+	VMOVUPS 768(R9), Z3
+	VMOVUPS 832(R9), Z9
+	VMOVUPS 896(R9), Z15
+	VMOVUPS 960(R9), Z21
+	VMOVUPS 1024(R9), Z4
+	VMOVUPS 1088(R9), Z10
+	VMOVUPS 1152(R9), Z16
+	VMOVUPS 1216(R9), Z22
+	VMOVUPS 1280(R9), Z5
+	VMOVUPS 1344(R9), Z11
+	VMOVUPS 1408(R9), Z17
+	VMOVUPS 1472(R9), Z23
+	JMP     gemm4x6pnf_started5
+
+gemm4x6pnf_fresh4:
+	VMOVUPS zeros<>+0(SB), Z23
+	VMOVAPS Z23, Z0
+	VMOVAPS Z23, Z1
+	VMOVAPS Z23, Z2
+	VMOVAPS Z23, Z3
+	VMOVAPS Z23, Z4
+	VMOVAPS Z23, Z5
+	VMOVAPS Z23, Z6
+	VMOVAPS Z23, Z7
+	VMOVAPS Z23, Z8
+	VMOVAPS Z23, Z9
+	VMOVAPS Z23, Z10
+	VMOVAPS Z23, Z11
+	VMOVAPS Z23, Z12
+	VMOVAPS Z23, Z13
+	VMOVAPS Z23, Z14
+	VMOVAPS Z23, Z15
+	VMOVAPS Z23, Z16
+	VMOVAPS Z23, Z17
+	VMOVAPS Z23, Z18
+	VMOVAPS Z23, Z19
+	VMOVAPS Z23, Z20
+	VMOVAPS Z23, Z21
+	VMOVAPS Z23, Z22
+	VMOVAPS Z23, Z23
+
+gemm4x6pnf_started5:
+	MOVQ pfstep+104(FP), R10
+	MOVQ 48(SP), R9
+	MOVQ pxstep+120(FP), R12
+	MOVQ 56(SP), R11
+	MOVQ k+56(FP), R13
+	SHRQ $0x04, R13
+	JZ   gemm4x6pnf_tail7
+
+gemm4x6pnf_cols6:
+	VMOVUPS     (SI), Z24
+	VMOVUPS     (SI)(DI*1), Z25
+	VMOVUPS     (SI)(DI*2), Z26
+	VMOVUPS     (SI)(R8*1), Z27
+	VMOVUPS     (AX), Z28
+	VFMADD231PS Z28, Z24, Z0
+	VFMADD231PS Z28, Z25, Z6
+	VFMADD231PS Z28, Z26, Z12
+	VFMADD231PS Z28, Z27, Z18
+	VMOVUPS     (AX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z1
+	VFMADD231PS Z28, Z25, Z7
+	VFMADD231PS Z28, Z26, Z13
+	VFMADD231PS Z28, Z27, Z19
+	VMOVUPS     (AX)(CX*2), Z28
+	VFMADD231PS Z28, Z24, Z2
+	VFMADD231PS Z28, Z25, Z8
+	VFMADD231PS Z28, Z26, Z14
+	VFMADD231PS Z28, Z27, Z20
+	VMOVUPS     (AX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z3
+	VFMADD231PS Z28, Z25, Z9
+	VFMADD231PS Z28, Z26, Z15
+	VFMADD231PS Z28, Z27, Z21
+	VMOVUPS     (BX), Z28
+	VFMADD231PS Z28, Z24, Z4
+	VFMADD231PS Z28, Z25, Z10
+	VFMADD231PS Z28, Z26, Z16
+	VFMADD231PS Z28, Z27, Z22
+	VMOVUPS     (BX)(CX*1), Z28
+	VFMADD231PS Z28, Z24, Z5
+	VFMADD231PS Z28, Z25, Z11
+	VFMADD231PS Z28, Z26, Z17
+	VFMADD231PS Z28, Z27, Z23
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
+	PREFETCHT0  (R11)
+	ADDQ        R12, R11
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R13
+	JNZ         gemm4x6pnf_cols6
+
+gemm4x6pnf_tail7:
+	MOVQ  R9, 48(SP)
+	MOVQ  R11, 56(SP)
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6pnf_reduce8
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6pnf_whole9
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6pnf_whole9:
+	VMOVUPS.Z   (SI), K1, Z24
+	VMOVUPS.Z   (SI)(DI*1), K1, Z25
+	VMOVUPS.Z   (SI)(DI*2), K1, Z26
+	VMOVUPS.Z   (SI)(R8*1), K1, Z27
+	VMOVUPS.Z   (AX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z0
+	VFMADD231PS Z28, Z25, K1, Z6
+	VFMADD231PS Z28, Z26, K1, Z12
+	VFMADD231PS Z28, Z27, K1, Z18
+	VMOVUPS.Z   (AX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z1
+	VFMADD231PS Z28, Z25, K1, Z7
+	VFMADD231PS Z28, Z26, K1, Z13
+	VFMADD231PS Z28, Z27, K1, Z19
+	VMOVUPS.Z   (AX)(CX*2), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z2
+	VFMADD231PS Z28, Z25, K1, Z8
+	VFMADD231PS Z28, Z26, K1, Z14
+	VFMADD231PS Z28, Z27, K1, Z20
+	VMOVUPS.Z   (AX)(DX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z3
+	VFMADD231PS Z28, Z25, K1, Z9
+	VFMADD231PS Z28, Z26, K1, Z15
+	VFMADD231PS Z28, Z27, K1, Z21
+	VMOVUPS.Z   (BX), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z4
+	VFMADD231PS Z28, Z25, K1, Z10
+	VFMADD231PS Z28, Z26, K1, Z16
+	VFMADD231PS Z28, Z27, K1, Z22
+	VMOVUPS.Z   (BX)(CX*1), K1, Z28
+	VFMADD231PS Z28, Z24, K1, Z5
+	VFMADD231PS Z28, Z25, K1, Z11
+	VFMADD231PS Z28, Z26, K1, Z17
+	VFMADD231PS Z28, Z27, K1, Z23
+
+gemm4x6pnf_reduce8:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pnf_sum11
+	MOVQ    64(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z12, 128(AX)
+	VMOVUPS Z18, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z7, 320(AX)
+	VMOVUPS Z13, 384(AX)
+	VMOVUPS Z19, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z8, 576(AX)
+	VMOVUPS Z14, 640(AX)
+	VMOVUPS Z20, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z9, 832(AX)
+	VMOVUPS Z15, 896(AX)
+	VMOVUPS Z21, 960(AX)
+	VMOVUPS Z4, 1024(AX)
+	VMOVUPS Z10, 1088(AX)
+	VMOVUPS Z16, 1152(AX)
+	VMOVUPS Z22, 1216(AX)
+	VMOVUPS Z5, 1280(AX)
+	VMOVUPS Z11, 1344(AX)
+	VMOVUPS Z17, 1408(AX)
+	VMOVUPS Z23, 1472(AX)
+	JMP     gemm4x6pnf_reduced10
+
+gemm4x6pnf_sum11:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z24
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z24, Z0, Z0
+	VSHUFF64X2      $0xee, Z7, Z6, Z24
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z24, Z6, Z6
+	VSHUFF64X2      $0xee, Z13, Z12, Z24
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z24, Z12, Z12
+	VSHUFF64X2      $0xee, Z19, Z18, Z24
+	VINSERTF64X4    $0x01, Y19, Z18, Z18
+	VADDPS          Z24, Z18, Z18
+	VSHUFPS         $0x88, Z6, Z0, Z24
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFPS         $0x88, Z18, Z12, Z24
+	VSHUFPS         $0xdd, Z18, Z12, Z1
+	VADDPS          Z1, Z24, Z12
+	VSHUFPS         $0x88, Z12, Z0, Z24
+	VSHUFPS         $0xdd, Z12, Z0, Z1
+	VADDPS          Z1, Z24, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z24
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y24, Y24
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias12
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y24, Y24
+
+gemm4x6pnf_nobias12:
+	VMOVUPS         X24, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y24, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z9, Z8, Z0
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z0, Z8, Z8
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFF64X2      $0xee, Z21, Z20, Z0
+	VINSERTF64X4    $0x01, Y21, Z20, Z20
+	VADDPS          Z0, Z20, Z20
+	VSHUFPS         $0x88, Z8, Z2, Z0
+	VSHUFPS         $0xdd, Z8, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z20, Z14, Z0
+	VSHUFPS         $0xdd, Z20, Z14, Z1
+	VADDPS          Z1, Z0, Z14
+	VSHUFPS         $0x88, Z14, Z2, Z0
+	VSHUFPS         $0xdd, Z14, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias13
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
+
+gemm4x6pnf_nobias13:
+	VMOVUPS         X0, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y0, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z5, Z4, Z0
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z0, Z4, Z4
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z17, Z16, Z0
+	VINSERTF64X4    $0x01, Y17, Z16, Z16
+	VADDPS          Z0, Z16, Z16
+	VSHUFF64X2      $0xee, Z23, Z22, Z0
+	VINSERTF64X4    $0x01, Y23, Z22, Z22
+	VADDPS          Z0, Z22, Z22
+	VSHUFPS         $0x88, Z10, Z4, Z0
+	VSHUFPS         $0xdd, Z10, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFPS         $0x88, Z22, Z16, Z0
+	VSHUFPS         $0xdd, Z22, Z16, Z1
+	VADDPS          Z1, Z0, Z16
+	VSHUFPS         $0x88, Z16, Z4, Z0
+	VSHUFPS         $0xdd, Z16, Z4, Z1
+	VADDPS          Z1, Z0, Z4
+	VSHUFF32X4      $0x88, Z4, Z4, Z0
+	VSHUFF32X4      $0xdd, Z4, Z4, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias14
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
+
+gemm4x6pnf_nobias14:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+
+gemm4x6pnf_reduced10:
+	ADDQ   $0x00000600, 64(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x06, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x06, 40(SP)
+	JMP    gemm4x6pnf_tokens2
+
+gemm4x6pnf_tokens_done3:
+	CMPQ 40(SP), $0x05
+	JL   gemm4x6pnf_skip15
+
+	// 4 rows × 5 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	LEAQ    (AX)(CX*4), BX
+	MOVQ    (SP), SI
+	MOVQ    ldw+48(FP), DI
+	SHLQ    $0x02, DI
+	LEAQ    (DI)(DI*2), R8
+	MOVQ    flags+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JZ      gemm4x6pnf_fresh16
+	MOVQ    64(SP), R9
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z5
+	VMOVUPS 128(R9), Z10
+	VMOVUPS 192(R9), Z15
+	VMOVUPS 256(R9), Z1
+	VMOVUPS 320(R9), Z6
+	VMOVUPS 384(R9), Z11
+	VMOVUPS 448(R9), Z16
+	VMOVUPS 512(R9), Z2
+	VMOVUPS 576(R9), Z7
+	VMOVUPS 640(R9), Z12
+	VMOVUPS 704(R9), Z17
+	VMOVUPS 768(R9), Z3
+	VMOVUPS 832(R9), Z8
+	VMOVUPS 896(R9), Z13
+	VMOVUPS 960(R9), Z18
+	VMOVUPS 1024(R9), Z4
+	VMOVUPS 1088(R9), Z9
+	VMOVUPS 1152(R9), Z14
+	VMOVUPS 1216(R9), Z19
+	JMP     gemm4x6pnf_started17
+
+gemm4x6pnf_fresh16:
+	VMOVUPS zeros<>+0(SB), Z19
+	VMOVAPS Z19, Z0
+	VMOVAPS Z19, Z1
+	VMOVAPS Z19, Z2
+	VMOVAPS Z19, Z3
+	VMOVAPS Z19, Z4
+	VMOVAPS Z19, Z5
+	VMOVAPS Z19, Z6
+	VMOVAPS Z19, Z7
+	VMOVAPS Z19, Z8
+	VMOVAPS Z19, Z9
+	VMOVAPS Z19, Z10
+	VMOVAPS Z19, Z11
+	VMOVAPS Z19, Z12
+	VMOVAPS Z19, Z13
+	VMOVAPS Z19, Z14
+	VMOVAPS Z19, Z15
+	VMOVAPS Z19, Z16
+	VMOVAPS Z19, Z17
+	VMOVAPS Z19, Z18
+	VMOVAPS Z19, Z19
+
+gemm4x6pnf_started17:
+	MOVQ pfstep+104(FP), R10
+	MOVQ 48(SP), R9
+	MOVQ pxstep+120(FP), R12
+	MOVQ 56(SP), R11
+	MOVQ k+56(FP), R13
+	SHRQ $0x04, R13
+	JZ   gemm4x6pnf_tail19
+
+gemm4x6pnf_cols18:
+	VMOVUPS     (SI), Z20
+	VMOVUPS     (SI)(DI*1), Z21
+	VMOVUPS     (SI)(DI*2), Z22
+	VMOVUPS     (SI)(R8*1), Z23
+	VMOVUPS     (AX), Z24
+	VFMADD231PS Z24, Z20, Z0
+	VFMADD231PS Z24, Z21, Z5
+	VFMADD231PS Z24, Z22, Z10
+	VFMADD231PS Z24, Z23, Z15
+	VMOVUPS     (AX)(CX*1), Z24
+	VFMADD231PS Z24, Z20, Z1
+	VFMADD231PS Z24, Z21, Z6
+	VFMADD231PS Z24, Z22, Z11
+	VFMADD231PS Z24, Z23, Z16
+	VMOVUPS     (AX)(CX*2), Z24
+	VFMADD231PS Z24, Z20, Z2
+	VFMADD231PS Z24, Z21, Z7
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z17
+	VMOVUPS     (AX)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z3
+	VFMADD231PS Z24, Z21, Z8
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z18
+	VMOVUPS     (BX), Z24
+	VFMADD231PS Z24, Z20, Z4
+	VFMADD231PS Z24, Z21, Z9
+	VFMADD231PS Z24, Z22, Z14
+	VFMADD231PS Z24, Z23, Z19
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
+	PREFETCHT0  (R11)
+	ADDQ        R12, R11
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
+	DECQ        R13
+	JNZ         gemm4x6pnf_cols18
+
+gemm4x6pnf_tail19:
+	MOVQ  R9, 48(SP)
+	MOVQ  R11, 56(SP)
+	MOVQ  k+56(FP), R9
+	ANDQ  $0x0f, R9
+	JZ    gemm4x6pnf_reduce20
+	LEAQ  tailmasks<>+0(SB), R10
+	KMOVW (R10)(R9*2), K1
+	CMPQ  R9, $0x08
+	JGE   gemm4x6pnf_whole21
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+	ADDQ  $-32, SI
+
+gemm4x6pnf_whole21:
+	VMOVUPS.Z   (SI), K1, Z20
+	VMOVUPS.Z   (SI)(DI*1), K1, Z21
+	VMOVUPS.Z   (SI)(DI*2), K1, Z22
+	VMOVUPS.Z   (SI)(R8*1), K1, Z23
+	VMOVUPS.Z   (AX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z0
+	VFMADD231PS Z24, Z21, K1, Z5
+	VFMADD231PS Z24, Z22, K1, Z10
+	VFMADD231PS Z24, Z23, K1, Z15
+	VMOVUPS.Z   (AX)(CX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z1
+	VFMADD231PS Z24, Z21, K1, Z6
+	VFMADD231PS Z24, Z22, K1, Z11
+	VFMADD231PS Z24, Z23, K1, Z16
+	VMOVUPS.Z   (AX)(CX*2), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z2
+	VFMADD231PS Z24, Z21, K1, Z7
+	VFMADD231PS Z24, Z22, K1, Z12
+	VFMADD231PS Z24, Z23, K1, Z17
+	VMOVUPS.Z   (AX)(DX*1), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z3
+	VFMADD231PS Z24, Z21, K1, Z8
+	VFMADD231PS Z24, Z22, K1, Z13
+	VFMADD231PS Z24, Z23, K1, Z18
+	VMOVUPS.Z   (BX), K1, Z24
+	VFMADD231PS Z24, Z20, K1, Z4
+	VFMADD231PS Z24, Z21, K1, Z9
+	VFMADD231PS Z24, Z22, K1, Z14
+	VFMADD231PS Z24, Z23, K1, Z19
+
+gemm4x6pnf_reduce20:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pnf_sum23
+	MOVQ    64(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z5, 64(AX)
+	VMOVUPS Z10, 128(AX)
+	VMOVUPS Z15, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z6, 320(AX)
+	VMOVUPS Z11, 384(AX)
+	VMOVUPS Z16, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z7, 576(AX)
+	VMOVUPS Z12, 640(AX)
+	VMOVUPS Z17, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z8, 832(AX)
+	VMOVUPS Z13, 896(AX)
+	VMOVUPS Z18, 960(AX)
+	VMOVUPS Z4, 1024(AX)
+	VMOVUPS Z9, 1088(AX)
+	VMOVUPS Z14, 1152(AX)
+	VMOVUPS Z19, 1216(AX)
+	JMP     gemm4x6pnf_reduced22
+
+gemm4x6pnf_sum23:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z20
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z20, Z0, Z0
+	VSHUFF64X2      $0xee, Z6, Z5, Z20
+	VINSERTF64X4    $0x01, Y6, Z5, Z5
+	VADDPS          Z20, Z5, Z5
+	VSHUFF64X2      $0xee, Z11, Z10, Z20
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z20, Z10, Z10
+	VSHUFF64X2      $0xee, Z16, Z15, Z20
+	VINSERTF64X4    $0x01, Y16, Z15, Z15
+	VADDPS          Z20, Z15, Z15
+	VSHUFPS         $0x88, Z5, Z0, Z20
+	VSHUFPS         $0xdd, Z5, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFPS         $0x88, Z15, Z10, Z20
+	VSHUFPS         $0xdd, Z15, Z10, Z1
+	VADDPS          Z1, Z20, Z10
+	VSHUFPS         $0x88, Z10, Z0, Z20
+	VSHUFPS         $0xdd, Z10, Z0, Z1
+	VADDPS          Z1, Z20, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z20
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y20, Y20
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias24
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y20, Y20
+
+gemm4x6pnf_nobias24:
+	VMOVUPS         X20, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y20, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z8, Z7, Z0
+	VINSERTF64X4    $0x01, Y8, Z7, Z7
+	VADDPS          Z0, Z7, Z7
+	VSHUFF64X2      $0xee, Z13, Z12, Z0
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z0, Z12, Z12
+	VSHUFF64X2      $0xee, Z18, Z17, Z0
+	VINSERTF64X4    $0x01, Y18, Z17, Z17
+	VADDPS          Z0, Z17, Z17
+	VSHUFPS         $0x88, Z7, Z2, Z0
+	VSHUFPS         $0xdd, Z7, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z17, Z12, Z0
+	VSHUFPS         $0xdd, Z17, Z12, Z1
+	VADDPS          Z1, Z0, Z12
+	VSHUFPS         $0x88, Z12, Z2, Z0
+	VSHUFPS         $0xdd, Z12, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias25
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
+
+gemm4x6pnf_nobias25:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X8 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VEXTRACTF32X8 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF32X8 $0x01, Z19, Y3
+	VADDPS        Y3, Y19, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pnf_nobias26
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6pnf_nobias26:
+	VMOVUPS X0, (AX)
+
+gemm4x6pnf_reduced22:
+	ADDQ   $0x00000500, 64(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x05, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x05, 40(SP)
+
+gemm4x6pnf_skip15:
+	CMPQ 40(SP), $0x04
+	JL   gemm4x6pnf_skip27
+
+	// 4 rows × 4 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (SI)(SI*2), DI
+	MOVQ    flags+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      gemm4x6pnf_fresh28
+	MOVQ    64(SP), R8
+	VMOVUPS (R8), Z0
+	VMOVUPS 64(R8), Z4
+	VMOVUPS 128(R8), Z8
+	VMOVUPS 192(R8), Z12
+	VMOVUPS 256(R8), Z1
+	VMOVUPS 320(R8), Z5
+	VMOVUPS 384(R8), Z9
+	VMOVUPS 448(R8), Z13
+	VMOVUPS 512(R8), Z2
+	VMOVUPS 576(R8), Z6
+	VMOVUPS 640(R8), Z10
+	VMOVUPS 704(R8), Z14
+	VMOVUPS 768(R8), Z3
+	VMOVUPS 832(R8), Z7
+	VMOVUPS 896(R8), Z11
+	VMOVUPS 960(R8), Z15
+	JMP     gemm4x6pnf_started29
+
+gemm4x6pnf_fresh28:
+	VMOVUPS zeros<>+0(SB), Z15
+	VMOVAPS Z15, Z0
+	VMOVAPS Z15, Z1
+	VMOVAPS Z15, Z2
+	VMOVAPS Z15, Z3
+	VMOVAPS Z15, Z4
+	VMOVAPS Z15, Z5
+	VMOVAPS Z15, Z6
+	VMOVAPS Z15, Z7
+	VMOVAPS Z15, Z8
+	VMOVAPS Z15, Z9
+	VMOVAPS Z15, Z10
+	VMOVAPS Z15, Z11
+	VMOVAPS Z15, Z12
+	VMOVAPS Z15, Z13
+	VMOVAPS Z15, Z14
+	VMOVAPS Z15, Z15
+
+gemm4x6pnf_started29:
+	MOVQ pfstep+104(FP), R9
+	MOVQ 48(SP), R8
+	MOVQ pxstep+120(FP), R11
+	MOVQ 56(SP), R10
+	MOVQ k+56(FP), R12
+	SHRQ $0x04, R12
+	JZ   gemm4x6pnf_tail31
+
+gemm4x6pnf_cols30:
+	VMOVUPS     (BX), Z16
+	VMOVUPS     (BX)(SI*1), Z17
+	VMOVUPS     (BX)(SI*2), Z18
+	VMOVUPS     (BX)(DI*1), Z19
+	VMOVUPS     (AX), Z20
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z20, Z19, Z12
+	VMOVUPS     (AX)(CX*1), Z20
+	VFMADD231PS Z20, Z16, Z1
+	VFMADD231PS Z20, Z17, Z5
+	VFMADD231PS Z20, Z18, Z9
+	VFMADD231PS Z20, Z19, Z13
+	VMOVUPS     (AX)(CX*2), Z20
+	VFMADD231PS Z20, Z16, Z2
+	VFMADD231PS Z20, Z17, Z6
+	VFMADD231PS Z20, Z18, Z10
+	VFMADD231PS Z20, Z19, Z14
+	VMOVUPS     (AX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z3
+	VFMADD231PS Z20, Z17, Z7
+	VFMADD231PS Z20, Z18, Z11
+	VFMADD231PS Z20, Z19, Z15
+	PREFETCHT0  (R8)
+	ADDQ        R9, R8
+	PREFETCHT0  (R10)
+	ADDQ        R11, R10
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, BX
+	DECQ        R12
+	JNZ         gemm4x6pnf_cols30
+
+gemm4x6pnf_tail31:
+	MOVQ  R8, 48(SP)
+	MOVQ  R10, 56(SP)
+	MOVQ  k+56(FP), R8
+	ANDQ  $0x0f, R8
+	JZ    gemm4x6pnf_reduce32
+	LEAQ  tailmasks<>+0(SB), R9
+	KMOVW (R9)(R8*2), K1
+	CMPQ  R8, $0x08
+	JGE   gemm4x6pnf_whole33
+	ADDQ  $-32, AX
+	ADDQ  $-32, BX
+
+gemm4x6pnf_whole33:
+	VMOVUPS.Z   (BX), K1, Z16
+	VMOVUPS.Z   (BX)(SI*1), K1, Z17
+	VMOVUPS.Z   (BX)(SI*2), K1, Z18
+	VMOVUPS.Z   (BX)(DI*1), K1, Z19
+	VMOVUPS.Z   (AX), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z0
+	VFMADD231PS Z20, Z17, K1, Z4
+	VFMADD231PS Z20, Z18, K1, Z8
+	VFMADD231PS Z20, Z19, K1, Z12
+	VMOVUPS.Z   (AX)(CX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z1
+	VFMADD231PS Z20, Z17, K1, Z5
+	VFMADD231PS Z20, Z18, K1, Z9
+	VFMADD231PS Z20, Z19, K1, Z13
+	VMOVUPS.Z   (AX)(CX*2), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z2
+	VFMADD231PS Z20, Z17, K1, Z6
+	VFMADD231PS Z20, Z18, K1, Z10
+	VFMADD231PS Z20, Z19, K1, Z14
+	VMOVUPS.Z   (AX)(DX*1), K1, Z20
+	VFMADD231PS Z20, Z16, K1, Z3
+	VFMADD231PS Z20, Z17, K1, Z7
+	VFMADD231PS Z20, Z18, K1, Z11
+	VFMADD231PS Z20, Z19, K1, Z15
+
+gemm4x6pnf_reduce32:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pnf_sum35
+	MOVQ    64(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z4, 64(AX)
+	VMOVUPS Z8, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z9, 384(AX)
+	VMOVUPS Z13, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z6, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z14, 704(AX)
+	VMOVUPS Z3, 768(AX)
+	VMOVUPS Z7, 832(AX)
+	VMOVUPS Z11, 896(AX)
+	VMOVUPS Z15, 960(AX)
+	JMP     gemm4x6pnf_reduced34
+
+gemm4x6pnf_sum35:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z16
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z16, Z0, Z0
+	VSHUFF64X2      $0xee, Z5, Z4, Z16
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z16, Z4, Z4
+	VSHUFF64X2      $0xee, Z9, Z8, Z16
+	VINSERTF64X4    $0x01, Y9, Z8, Z8
+	VADDPS          Z16, Z8, Z8
+	VSHUFF64X2      $0xee, Z13, Z12, Z16
+	VINSERTF64X4    $0x01, Y13, Z12, Z12
+	VADDPS          Z16, Z12, Z12
+	VSHUFPS         $0x88, Z4, Z0, Z16
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFPS         $0x88, Z12, Z8, Z16
+	VSHUFPS         $0xdd, Z12, Z8, Z1
+	VADDPS          Z1, Z16, Z8
+	VSHUFPS         $0x88, Z8, Z0, Z16
+	VSHUFPS         $0xdd, Z8, Z0, Z1
+	VADDPS          Z1, Z16, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z16
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y16, Y16
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias36
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y16, Y16
+
+gemm4x6pnf_nobias36:
+	VMOVUPS         X16, (AX)
+	ADDQ            CX, AX
+	VEXTRACTF32X4   $0x01, Y16, (AX)
+	ADDQ            CX, AX
+	VSHUFF64X2      $0xee, Z3, Z2, Z0
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z0, Z2, Z2
+	VSHUFF64X2      $0xee, Z7, Z6, Z0
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z0, Z6, Z6
+	VSHUFF64X2      $0xee, Z11, Z10, Z0
+	VINSERTF64X4    $0x01, Y11, Z10, Z10
+	VADDPS          Z0, Z10, Z10
+	VSHUFF64X2      $0xee, Z15, Z14, Z0
+	VINSERTF64X4    $0x01, Y15, Z14, Z14
+	VADDPS          Z0, Z14, Z14
+	VSHUFPS         $0x88, Z6, Z2, Z0
+	VSHUFPS         $0xdd, Z6, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFPS         $0x88, Z14, Z10, Z0
+	VSHUFPS         $0xdd, Z14, Z10, Z1
+	VADDPS          Z1, Z0, Z10
+	VSHUFPS         $0x88, Z10, Z2, Z0
+	VSHUFPS         $0xdd, Z10, Z2, Z1
+	VADDPS          Z1, Z0, Z2
+	VSHUFF32X4      $0x88, Z2, Z2, Z0
+	VSHUFF32X4      $0xdd, Z2, Z2, Z1
+	VADDPS          Y1, Y0, Y0
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias37
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y1
+	VADDPS          Y1, Y0, Y0
+
+gemm4x6pnf_nobias37:
+	VMOVUPS       X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, (AX)
+
+gemm4x6pnf_reduced34:
+	ADDQ   $0x00000400, 64(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x04, 40(SP)
+
+gemm4x6pnf_skip27:
+	CMPQ 40(SP), $0x03
+	JL   gemm4x6pnf_skip38
+
+	// 4 rows × 3 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    flags+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      gemm4x6pnf_fresh39
+	MOVQ    64(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z3
+	VMOVUPS 128(DI), Z6
+	VMOVUPS 192(DI), Z9
+	VMOVUPS 256(DI), Z1
+	VMOVUPS 320(DI), Z4
+	VMOVUPS 384(DI), Z7
+	VMOVUPS 448(DI), Z10
+	VMOVUPS 512(DI), Z2
+	VMOVUPS 576(DI), Z5
+	VMOVUPS 640(DI), Z8
+	VMOVUPS 704(DI), Z11
+	JMP     gemm4x6pnf_started40
+
+gemm4x6pnf_fresh39:
+	VMOVUPS zeros<>+0(SB), Z11
+	VMOVAPS Z11, Z0
+	VMOVAPS Z11, Z1
+	VMOVAPS Z11, Z2
+	VMOVAPS Z11, Z3
+	VMOVAPS Z11, Z4
+	VMOVAPS Z11, Z5
+	VMOVAPS Z11, Z6
+	VMOVAPS Z11, Z7
+	VMOVAPS Z11, Z8
+	VMOVAPS Z11, Z9
+	VMOVAPS Z11, Z10
+	VMOVAPS Z11, Z11
+
+gemm4x6pnf_started40:
+	MOVQ pfstep+104(FP), R8
+	MOVQ 48(SP), DI
+	MOVQ pxstep+120(FP), R10
+	MOVQ 56(SP), R9
+	MOVQ k+56(FP), R11
+	SHRQ $0x04, R11
+	JZ   gemm4x6pnf_tail42
+
+gemm4x6pnf_cols41:
+	VMOVUPS     (DX), Z12
+	VMOVUPS     (DX)(BX*1), Z13
+	VMOVUPS     (DX)(BX*2), Z14
+	VMOVUPS     (DX)(SI*1), Z15
+	VMOVUPS     (AX), Z16
+	VFMADD231PS Z16, Z12, Z0
+	VFMADD231PS Z16, Z13, Z3
+	VFMADD231PS Z16, Z14, Z6
+	VFMADD231PS Z16, Z15, Z9
+	VMOVUPS     (AX)(CX*1), Z16
+	VFMADD231PS Z16, Z12, Z1
+	VFMADD231PS Z16, Z13, Z4
+	VFMADD231PS Z16, Z14, Z7
+	VFMADD231PS Z16, Z15, Z10
+	VMOVUPS     (AX)(CX*2), Z16
+	VFMADD231PS Z16, Z12, Z2
+	VFMADD231PS Z16, Z13, Z5
+	VFMADD231PS Z16, Z14, Z8
+	VFMADD231PS Z16, Z15, Z11
+	PREFETCHT0  (DI)
+	ADDQ        R8, DI
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        R11
+	JNZ         gemm4x6pnf_cols41
+
+gemm4x6pnf_tail42:
+	MOVQ  DI, 48(SP)
+	MOVQ  R9, 56(SP)
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6pnf_reduce43
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6pnf_whole44
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6pnf_whole44:
+	VMOVUPS.Z   (DX), K1, Z12
+	VMOVUPS.Z   (DX)(BX*1), K1, Z13
+	VMOVUPS.Z   (DX)(BX*2), K1, Z14
+	VMOVUPS.Z   (DX)(SI*1), K1, Z15
+	VMOVUPS.Z   (AX), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z0
+	VFMADD231PS Z16, Z13, K1, Z3
+	VFMADD231PS Z16, Z14, K1, Z6
+	VFMADD231PS Z16, Z15, K1, Z9
+	VMOVUPS.Z   (AX)(CX*1), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z1
+	VFMADD231PS Z16, Z13, K1, Z4
+	VFMADD231PS Z16, Z14, K1, Z7
+	VFMADD231PS Z16, Z15, K1, Z10
+	VMOVUPS.Z   (AX)(CX*2), K1, Z16
+	VFMADD231PS Z16, Z12, K1, Z2
+	VFMADD231PS Z16, Z13, K1, Z5
+	VFMADD231PS Z16, Z14, K1, Z8
+	VFMADD231PS Z16, Z15, K1, Z11
+
+gemm4x6pnf_reduce43:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pnf_sum46
+	MOVQ    64(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z3, 64(AX)
+	VMOVUPS Z6, 128(AX)
+	VMOVUPS Z9, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z4, 320(AX)
+	VMOVUPS Z7, 384(AX)
+	VMOVUPS Z10, 448(AX)
+	VMOVUPS Z2, 512(AX)
+	VMOVUPS Z5, 576(AX)
+	VMOVUPS Z8, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	JMP     gemm4x6pnf_reduced45
+
+gemm4x6pnf_sum46:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z12
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z12, Z0, Z0
+	VSHUFF64X2      $0xee, Z4, Z3, Z12
+	VINSERTF64X4    $0x01, Y4, Z3, Z3
+	VADDPS          Z12, Z3, Z3
+	VSHUFF64X2      $0xee, Z7, Z6, Z12
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z12, Z6, Z6
+	VSHUFF64X2      $0xee, Z10, Z9, Z12
+	VINSERTF64X4    $0x01, Y10, Z9, Z9
+	VADDPS          Z12, Z9, Z9
+	VSHUFPS         $0x88, Z3, Z0, Z12
+	VSHUFPS         $0xdd, Z3, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFPS         $0x88, Z9, Z6, Z12
+	VSHUFPS         $0xdd, Z9, Z6, Z1
+	VADDPS          Z1, Z12, Z6
+	VSHUFPS         $0x88, Z6, Z0, Z12
+	VSHUFPS         $0xdd, Z6, Z0, Z1
+	VADDPS          Z1, Z12, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z12
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y12, Y12
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias47
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y12, Y12
+
+gemm4x6pnf_nobias47:
+	VMOVUPS       X12, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y12, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X8 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X8 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF32X8 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF32X8 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VSHUFPS       $0x88, Y1, Y0, Y4
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y0
+	VSHUFPS       $0x88, Y3, Y2, Y1
+	VSHUFPS       $0xdd, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y2
+	VSHUFPS       $0x88, Y2, Y0, Y1
+	VSHUFPS       $0xdd, Y2, Y0, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pnf_nobias48
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X0, X0
+
+gemm4x6pnf_nobias48:
+	VMOVUPS X0, (AX)
+
+gemm4x6pnf_reduced45:
+	ADDQ   $0x00000300, 64(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x03, 40(SP)
+
+gemm4x6pnf_skip38:
+	CMPQ 40(SP), $0x02
+	JL   gemm4x6pnf_skip49
+
+	// 4 rows × 2 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    flags+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      gemm4x6pnf_fresh50
+	MOVQ    64(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z2
+	VMOVUPS 128(DI), Z4
+	VMOVUPS 192(DI), Z6
+	VMOVUPS 256(DI), Z1
+	VMOVUPS 320(DI), Z3
+	VMOVUPS 384(DI), Z5
+	VMOVUPS 448(DI), Z7
+	JMP     gemm4x6pnf_started51
+
+gemm4x6pnf_fresh50:
+	VMOVUPS zeros<>+0(SB), Z7
+	VMOVAPS Z7, Z0
+	VMOVAPS Z7, Z1
+	VMOVAPS Z7, Z2
+	VMOVAPS Z7, Z3
+	VMOVAPS Z7, Z4
+	VMOVAPS Z7, Z5
+	VMOVAPS Z7, Z6
+	VMOVAPS Z7, Z7
+
+gemm4x6pnf_started51:
+	MOVQ pfstep+104(FP), R8
+	MOVQ 48(SP), DI
+	MOVQ pxstep+120(FP), R10
+	MOVQ 56(SP), R9
+	MOVQ k+56(FP), R11
+	SHRQ $0x04, R11
+	JZ   gemm4x6pnf_tail53
+
+gemm4x6pnf_cols52:
+	VMOVUPS     (DX), Z8
+	VMOVUPS     (DX)(BX*1), Z9
+	VMOVUPS     (DX)(BX*2), Z10
+	VMOVUPS     (DX)(SI*1), Z11
+	VMOVUPS     (AX), Z12
+	VFMADD231PS Z12, Z8, Z0
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z6
+	VMOVUPS     (AX)(CX*1), Z12
+	VFMADD231PS Z12, Z8, Z1
+	VFMADD231PS Z12, Z9, Z3
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z7
+	PREFETCHT0  (DI)
+	ADDQ        R8, DI
+	PREFETCHT0  (R9)
+	ADDQ        R10, R9
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	DECQ        R11
+	JNZ         gemm4x6pnf_cols52
+
+gemm4x6pnf_tail53:
+	MOVQ  DI, 48(SP)
+	MOVQ  R9, 56(SP)
+	MOVQ  k+56(FP), DI
+	ANDQ  $0x0f, DI
+	JZ    gemm4x6pnf_reduce54
+	LEAQ  tailmasks<>+0(SB), R8
+	KMOVW (R8)(DI*2), K1
+	CMPQ  DI, $0x08
+	JGE   gemm4x6pnf_whole55
+	ADDQ  $-32, AX
+	ADDQ  $-32, DX
+
+gemm4x6pnf_whole55:
+	VMOVUPS.Z   (DX), K1, Z8
+	VMOVUPS.Z   (DX)(BX*1), K1, Z9
+	VMOVUPS.Z   (DX)(BX*2), K1, Z10
+	VMOVUPS.Z   (DX)(SI*1), K1, Z11
+	VMOVUPS.Z   (AX), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z0
+	VFMADD231PS Z12, Z9, K1, Z2
+	VFMADD231PS Z12, Z10, K1, Z4
+	VFMADD231PS Z12, Z11, K1, Z6
+	VMOVUPS.Z   (AX)(CX*1), K1, Z12
+	VFMADD231PS Z12, Z8, K1, Z1
+	VFMADD231PS Z12, Z9, K1, Z3
+	VFMADD231PS Z12, Z10, K1, Z5
+	VFMADD231PS Z12, Z11, K1, Z7
+
+gemm4x6pnf_reduce54:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pnf_sum57
+	MOVQ    64(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z2, 64(AX)
+	VMOVUPS Z4, 128(AX)
+	VMOVUPS Z6, 192(AX)
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z3, 320(AX)
+	VMOVUPS Z5, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	JMP     gemm4x6pnf_reduced56
+
+gemm4x6pnf_sum57:
+	MOVQ            32(SP), AX
+	MOVQ            ldd+8(FP), CX
+	SHLQ            $0x02, CX
+	VSHUFF64X2      $0xee, Z1, Z0, Z8
+	VINSERTF64X4    $0x01, Y1, Z0, Z0
+	VADDPS          Z8, Z0, Z0
+	VSHUFF64X2      $0xee, Z3, Z2, Z8
+	VINSERTF64X4    $0x01, Y3, Z2, Z2
+	VADDPS          Z8, Z2, Z2
+	VSHUFF64X2      $0xee, Z5, Z4, Z8
+	VINSERTF64X4    $0x01, Y5, Z4, Z4
+	VADDPS          Z8, Z4, Z4
+	VSHUFF64X2      $0xee, Z7, Z6, Z8
+	VINSERTF64X4    $0x01, Y7, Z6, Z6
+	VADDPS          Z8, Z6, Z6
+	VSHUFPS         $0x88, Z2, Z0, Z8
+	VSHUFPS         $0xdd, Z2, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFPS         $0x88, Z6, Z4, Z8
+	VSHUFPS         $0xdd, Z6, Z4, Z1
+	VADDPS          Z1, Z8, Z4
+	VSHUFPS         $0x88, Z4, Z0, Z8
+	VSHUFPS         $0xdd, Z4, Z0, Z1
+	VADDPS          Z1, Z8, Z0
+	VSHUFF32X4      $0x88, Z0, Z0, Z8
+	VSHUFF32X4      $0xdd, Z0, Z0, Z1
+	VADDPS          Y1, Y8, Y8
+	MOVQ            bias+64(FP), DX
+	TESTQ           DX, DX
+	JZ              gemm4x6pnf_nobias58
+	ADDQ            8(SP), DX
+	VBROADCASTF32X4 (DX), Y0
+	VADDPS          Y0, Y8, Y8
+
+gemm4x6pnf_nobias58:
+	VMOVUPS       X8, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y8, (AX)
+
+gemm4x6pnf_reduced56:
+	ADDQ   $0x00000200, 64(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x02, 40(SP)
+
+gemm4x6pnf_skip49:
+	CMPQ 40(SP), $0x01
+	JL   gemm4x6pnf_skip59
+
+	// 4 rows × 1 tokens
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    flags+88(FP), SI
+	TESTQ   $0x00000001, SI
+	JZ      gemm4x6pnf_fresh60
+	MOVQ    64(SP), SI
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	JMP     gemm4x6pnf_started61
+
+gemm4x6pnf_fresh60:
+	VMOVUPS zeros<>+0(SB), Z3
+	VMOVAPS Z3, Z0
+	VMOVAPS Z3, Z1
+	VMOVAPS Z3, Z2
+	VMOVAPS Z3, Z3
+
+gemm4x6pnf_started61:
+	MOVQ pfstep+104(FP), DI
+	MOVQ 48(SP), SI
+	MOVQ pxstep+120(FP), R9
+	MOVQ 56(SP), R8
+	MOVQ k+56(FP), R10
+	SHRQ $0x04, R10
+	JZ   gemm4x6pnf_tail63
+
+gemm4x6pnf_cols62:
+	VMOVUPS     (CX), Z4
+	VMOVUPS     (CX)(DX*1), Z5
+	VMOVUPS     (CX)(DX*2), Z6
+	VMOVUPS     (CX)(BX*1), Z7
+	VMOVUPS     (AX), Z8
+	VFMADD231PS Z8, Z4, Z0
+	VFMADD231PS Z8, Z5, Z1
+	VFMADD231PS Z8, Z6, Z2
+	VFMADD231PS Z8, Z7, Z3
+	PREFETCHT0  (SI)
+	ADDQ        DI, SI
+	PREFETCHT0  (R8)
+	ADDQ        R9, R8
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	DECQ        R10
+	JNZ         gemm4x6pnf_cols62
+
+gemm4x6pnf_tail63:
+	MOVQ  SI, 48(SP)
+	MOVQ  R8, 56(SP)
+	MOVQ  k+56(FP), SI
+	ANDQ  $0x0f, SI
+	JZ    gemm4x6pnf_reduce64
+	LEAQ  tailmasks<>+0(SB), DI
+	KMOVW (DI)(SI*2), K1
+	CMPQ  SI, $0x08
+	JGE   gemm4x6pnf_whole65
+	ADDQ  $-32, AX
+	ADDQ  $-32, CX
+
+gemm4x6pnf_whole65:
+	VMOVUPS.Z   (CX), K1, Z4
+	VMOVUPS.Z   (CX)(DX*1), K1, Z5
+	VMOVUPS.Z   (CX)(DX*2), K1, Z6
+	VMOVUPS.Z   (CX)(BX*1), K1, Z7
+	VMOVUPS.Z   (AX), K1, Z8
+	VFMADD231PS Z8, Z4, K1, Z0
+	VFMADD231PS Z8, Z5, K1, Z1
+	VFMADD231PS Z8, Z6, K1, Z2
+	VFMADD231PS Z8, Z7, K1, Z3
+
+gemm4x6pnf_reduce64:
+	MOVQ    flags+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JZ      gemm4x6pnf_sum67
+	MOVQ    64(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	JMP     gemm4x6pnf_reduced66
+
+gemm4x6pnf_sum67:
+	MOVQ          32(SP), AX
+	MOVQ          ldd+8(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X8 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X8 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X8 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF32X8 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VSHUFPS       $0x88, Y0, Y4, Y3
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y4
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y1
+	VSHUFPS       $0x88, Y1, Y4, Y0
+	VSHUFPS       $0xdd, Y1, Y4, Y1
+	VADDPS        Y1, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X4
+	MOVQ          bias+64(FP), CX
+	TESTQ         CX, CX
+	JZ            gemm4x6pnf_nobias68
+	ADDQ          8(SP), CX
+	VADDPS        (CX), X4, X4
+
+gemm4x6pnf_nobias68:
+	VMOVUPS X4, (AX)
+
+gemm4x6pnf_reduced66:
+	ADDQ   $0x00000100, 64(SP)
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 24(SP)
+	SUBQ   $0x01, 40(SP)
+
+gemm4x6pnf_skip59:
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   $0x10, 8(SP)
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm4x6pnf_group1
+	VZEROUPPER
+	RET
+
 // func gemm1x8(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VL
 TEXT ·gemm1x8(SB), $48-80

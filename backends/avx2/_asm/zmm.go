@@ -127,9 +127,37 @@ func genGemmZMMNext(name string, R, Tb int) {
 // than with 512, 1536, 2048 or 4096, or with 2 or 8 streams instead of 4.
 const spreadAhead = 1024
 
+// srcPF, set while genGemmZMMSrcPF runs, gives a kernel the arguments pf, pfstep, px
+// and pxstep.
+var srcPF bool
+
+// genGemmZMMSrcPF is genGemmZMM (no prefetch of its own rows) for a kernel that, every 16
+// columns, prefetches the lines at pf and px and steps them by pfstep and pxstep bytes,
+// carried from one group and block to the next: matMulHalf spreads the prefetch of the
+// next chunk of f16 or bf16 rows, from memory, over the GEMM of the chunk it widened
+// before, so that widening them finds them in cache, and the inputs the next call
+// reads over this one.
+func genGemmZMMSrcPF(name string, R, Tb int, part bool) {
+	srcPF = true
+	genGemmZMM(name, R, Tb, false, false, part)
+	srcPF = false
+}
+
 func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 	var lb *labels
-	if spread {
+	pfDoc := []string{
+		"every 16 columns it prefetches the lines at pf and px and steps them by pfstep and",
+		"pxstep bytes, across the groups and blocks of tokens (prefetches never fault).",
+	}
+	if srcPF && part {
+		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, pf *uint16, pfstep int, px *float32, pxstep int)",
+			append([]string{name + " is gemm" + itoa(R) + "x" + itoa(Tb) + "pn that also prefetches two other streams:"}, pfDoc...)...,
+		)
+	} else if srcPF {
+		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, pf *uint16, pfstep int, px *float32, pxstep int)",
+			append([]string{name + " is gemm" + itoa(R) + "x" + itoa(Tb) + "n that also prefetches two other streams:"}, pfDoc...)...,
+		)
+	} else if spread {
 		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, gap int)",
 			name+" computes, for r = q·gap + g, q < "+itoa(R)+", g < groups (groups ≥ 1), and t < T,",
 			"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
@@ -162,6 +190,14 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 	}
 	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	xcur, dcur, tleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	var pfcur, pxcur Mem // srcPF: the next lines to prefetch
+	if srcPF {
+		pfcur, pxcur = AllocLocal(8), AllocLocal(8)
+		p := Load(Param("pf"), GP64())
+		MOVQ(p, pfcur)
+		q := Load(Param("px"), GP64())
+		MOVQ(q, pxcur)
+	}
 	var acur Mem // part: the accumulators of the next block
 	if part {
 		acur = AllocLocal(8)
@@ -247,6 +283,13 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 		for r := range wv {
 			wv[r] = ZMM()
 		}
+		var pfr, pst, pxr, pxs Register
+		if srcPF {
+			pfr, pst = GP64(), Load(Param("pfstep"), GP64())
+			MOVQ(pfcur, pfr)
+			pxr, pxs = GP64(), Load(Param("pxstep"), GP64())
+			MOVQ(pxcur, pxr)
+		}
 		n := Load(Param("k"), GP64())
 		SHRQ(U8(4), n)
 		loop, tail, reduce := lb.next("cols"), lb.next("tail"), lb.next("reduce")
@@ -271,12 +314,22 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 			}
 			ps.add(U8(64))
 		}
+		if srcPF {
+			PREFETCHT0(Mem{Base: pfr})
+			ADDQ(pst, pfr)
+			PREFETCHT0(Mem{Base: pxr})
+			ADDQ(pxs, pxr)
+		}
 		xs.add(U8(64))
 		ws.add(U8(64))
 		DECQ(n)
 		JNZ(LabelRef(loop))
 
 		Label(tail)
+		if srcPF {
+			MOVQ(pfr, pfcur)
+			MOVQ(pxr, pxcur)
+		}
 		rem := Load(Param("k"), GP64())
 		ANDQ(U8(15), rem)
 		JZ(LabelRef(reduce))
