@@ -748,12 +748,11 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	packed := gemm.Packed(w) != nil && T >= packedFrom(w.DType)
-	if (T >= gemmFrom(w.DType) || packed) && useVNNI {
+	if (T >= gemmFrom(w.DType) || gemm.Packed(w) != nil && T >= packedFrom(w.DType)) && useVNNI {
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	if (T >= gemmFrom(w.DType) || packed) && useMadd {
+	if (T >= gemmFrom(w.DType) || gemmMadd.Packed(w) != nil && T >= packedFrom(w.DType)) && useMadd {
 		gemmMadd.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}

@@ -167,10 +167,10 @@ var qgemmVEX = qgemmISA{
 
 // genQGemm emits the repack kernels and the tiles qgemm<suffix>x1..x<tokens>.
 func genQGemm(isa qgemmISA) {
-	genRepack(isa, false)
-	genRepack(isa, true)
-	genRepackFull(isa, false)
-	genRepackFull(isa, true)
+	genRepack(isa, false, false)
+	genRepack(isa, true, false)
+	genRepackFull(isa, false, false)
+	genRepackFull(isa, true, false)
 	for nt := 1; nt <= isa.tokens; nt++ {
 		genQGemmTile(isa, nt)
 	}
@@ -179,17 +179,22 @@ func genQGemm(isa qgemmISA) {
 // genRepack emits repackQ8 or repackQ4: rows (1 ≤ rows ≤ lanes) rows of nb blocks, ldw
 // bytes apart, into the group layout at dst, by gathers of one dword of every row; the
 // lanes of rows ≥ rows are zero.
-func genRepack(isa qgemmISA, q4 bool) {
+func genRepack(isa qgemmISA, q4, signed bool) {
 	lanes := isa.lanes
 	name, bsz := "repackQ8", 34
 	if q4 {
 		name, bsz = "repackQ4", 18
 	}
-	fn(name, "func(dst *byte, w *byte, ldw int, nb int, rows int)",
-		fmt.Sprintf("%s repacks rows 0 ≤ r < rows (1 ≤ rows ≤ %d) of nb blocks of the %s matrix at w (rows", name, lanes, map[bool]string{false: "q8_0", true: "q4_0"}[q4]),
+	doc := []string{fmt.Sprintf("%s repacks rows 0 ≤ r < rows (1 ≤ rows ≤ %d) of nb blocks of the %s matrix at w (rows", name, lanes, map[bool]string{false: "q8_0", true: "q4_0"}[q4]),
 		"ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's",
 		"quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),",
-		"then the rows' f16 scales; the lanes of rows ≥ rows are zero.")
+		"then the rows' f16 scales; the lanes of rows ≥ rows are zero."}
+	if signed {
+		name += "S"
+		doc = []string{fmt.Sprintf("%s is repackQ8 with the quants left as they are (signed bytes w): the layout of", name),
+			"the VPMADDUBSW tiles qgemmMQ8x*."}
+	}
+	fn(name, "func(dst *byte, w *byte, ldw int, nb int, rows int)", doc...)
 	out := Load(Param("dst"), GP64())
 	wb := Load(Param("w"), GP64())
 	idx := isa.vec()
@@ -238,7 +243,9 @@ func genRepack(isa qgemmISA, q4 bool) {
 	} else {
 		for k := 0; k < 8; k++ {
 			a := gather(2 + 4*k)
-			isa.xorConst(0x80808080, "signbytes", a)
+			if !signed {
+				isa.xorConst(0x80808080, "signbytes", a)
+			}
 			storeVec(isa, a, Mem{Base: out, Disp: 4 * lanes * k})
 		}
 	}
@@ -257,11 +264,14 @@ func genRepack(isa qgemmISA, q4 bool) {
 // qwords within 128-bit lanes, then a shuffle of the lanes): the gathers, 16 loads each
 // from as many rows, left the repack at 80% of a T = 4 product; with the transpose the
 // product is 2–3.5× faster (2048×768 q8_0, one thread).
-func genRepackFull(isa qgemmISA, q4 bool) {
+func genRepackFull(isa qgemmISA, q4, signed bool) {
 	lanes := isa.lanes
 	name, bsz := "repackQ8Full", 34
 	if q4 {
 		name, bsz = "repackQ4Full", 18
+	}
+	if signed {
+		name = "repackQ8SFull"
 	}
 	fn(name, "func(dst *byte, w *byte, ldw int, nb int)",
 		fmt.Sprintf("%s is %s for rows = %d, by a transpose in registers.", name, strings.TrimSuffix(name, "Full"), lanes))
@@ -401,8 +411,10 @@ func genRepackFull(isa qgemmISA, q4 bool) {
 				VSHUFI32X4(U8(0x88), c[j], b[j], o0)
 				VSHUFI32X4(U8(0xdd), c[j], b[j], o1)
 			}
-			isa.xorConst(0x80808080, "signbytes", o0)
-			isa.xorConst(0x80808080, "signbytes", o1)
+			if !signed {
+				isa.xorConst(0x80808080, "signbytes", o0)
+				isa.xorConst(0x80808080, "signbytes", o1)
+			}
 			store(o0, j)
 			store(o1, j+4)
 		}
@@ -507,39 +519,47 @@ func vnniInts(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 	}
 }
 
-// The AVX2 forms for CPUs without AVX-VNNI, 8 rows × up to 4 tokens in YMM registers,
+// The AVX2 forms for CPUs without AVX-VNNI, 8 rows × up to 6 tokens in YMM registers,
 // exact with VPMADDUBSW's int16 pair sums: q4_0 as the repack leaves it (nibbles u ≤ 15:
 // pairs ≤ 2·15·128, and the eight of a block summed as words, ≤ 30720, before VPMADDWD;
-// then −8·Σx added), q8_0 by the sign trick of the x8 kernels (the repack's w+128 turned
-// back into w, |w| ≤ 128 unsigned times x·sign(w), |x| ≤ 127 as QuantizeQ8 writes it:
+// then −8·Σx added), q8_0 by the sign trick of the x8 kernels on quants repacked signed
+// (repackQ8S: |w| ≤ 128 unsigned times x·sign(w), |x| ≤ 127 as QuantizeQ8 writes it:
 // pairs ≤ 2·128·127; no correction).
+//
+// Per 32 quants of a row and a token the q8_0 tile takes four vector instructions,
+// VPSIGNB, VPMADDUBSW, VPMADDWD (by ones) and VPADDD, against two for q4_0 (VPMADDUBSW,
+// VPADDW): no other exact form found takes fewer (VPMADDWD on quants widened to int16
+// takes two per 16; quants split into nibbles two VPMADDUBSW and two VPADDW), and a
+// Zen 5 core runs about 3.5 of them a cycle. What is left per block and token — the
+// conversion, dw·dx, the product and the sum (4), VPABSB per weight vector shared by
+// the tile's tokens — is what more tokens per tile and the signed repack cut.
 var (
-	qgemmMaddQ8 = qgemmISA{suffix: "MQ8", lanes: 8, vec: YMM, tokens: 4, kGroup: 2,
+	qgemmMaddQ8 = qgemmISA{suffix: "MQ8", lanes: 8, vec: YMM, tokens: 6, kGroup: 1,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
-	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 4, kGroup: 4,
+	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 6, kGroup: 2,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ4Ints}
 )
 
 // maddQ8Ints is vnniInts for q8_0 weights with VPMADDUBSW (see qgemmMaddQ8).
 func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
-	for t := range s {
-		VPXOR(s[t], s[t], s[t])
-	}
 	for k0 := 0; k0 < 8; k0 += isa.kGroup {
 		w, a := make([]VecVirtual, isa.kGroup), make([]VecVirtual, isa.kGroup)
 		for j := range w {
 			w[j], a[j] = YMM(), YMM()
-			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j])
-			VPXOR(vconst("signbytes", 0x80808080), w[j], w[j]) // w
-			VPABSB(w[j], a[j])                                 // |w|
+			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j]) // w (repackQ8S)
+			VPABSB(w[j], a[j])                                           // |w|
 		}
 		for t := range s {
 			for j := range w {
 				xb := YMM()
 				VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
-				VPSIGNB(w[j], xb, xb)                          // x·sign(w)
-				VPMADDUBSW(xb, a[j], xb)                       // pairs of |w|·x·sign(w)
-				VPMADDWD(vconst("ones16", 0x00010001), xb, xb) // quads
+				VPSIGNB(w[j], xb, xb)    // x·sign(w)
+				VPMADDUBSW(xb, a[j], xb) // pairs of |w|·x·sign(w)
+				if k0+j == 0 {
+					VPMADDWD(vconst("ones16", 0x00010001), xb, s[t]) // quads
+					continue
+				}
+				VPMADDWD(vconst("ones16", 0x00010001), xb, xb)
 				VPADDD(xb, s[t], s[t])
 			}
 		}
@@ -572,6 +592,14 @@ func maddQ4Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 		VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 36}, c) // −8·Σx
 		VPADDD(c, s[t], s[t])
 	}
+}
+
+// genQGemmMaddQ8 emits the VPMADDUBSW q8_0 tiles and their repack, which leaves the
+// quants signed (repackQ8S, repackQ8SFull).
+func genQGemmMaddQ8() {
+	genRepack(qgemmVEX, false, true)
+	genRepackFull(qgemmVEX, false, true)
+	genQGemmTiles(qgemmMaddQ8)
 }
 
 // genQGemmTiles emits only the tiles of isa (whose repack another isa emitted).

@@ -76,6 +76,19 @@ type Kernels struct {
 	// for all of them.
 	MatVecNQ8, MatVecNQ4 func(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte)
 	VecTokens            int
+	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
+	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
+	Balance bool
+}
+
+// tokens returns how many of the T − t0 tokens left the next Tile call takes.
+func (k *Kernels) tokens(T, t0 int) int {
+	left := T - t0
+	if !k.Balance {
+		return min(k.Tokens, left)
+	}
+	calls := (left + k.Tokens - 1) / k.Tokens
+	return (left + calls - 1) / calls
 }
 
 // ScratchFloats returns the float32s of scratch MatMulQ8 needs for T tokens of cols
@@ -204,8 +217,8 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		for g := r0 / L * L; g < r1; g += L {
 			p := &pw[g/L*gb]
 			a, b := max(g, r0), min(g+L, r1)
-			for t0 := 0; t0 < T; t0 += k.Tokens {
-				nt := min(k.Tokens, T-t0)
+			for t0, nt := 0, 0; t0 < T; t0 += nt {
+				nt = k.tokens(T, t0)
 				if a == g && b == g+L {
 					tile(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb)
 					continue
@@ -233,8 +246,8 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		} else {
 			repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
 		}
-		for t0 := 0; t0 < T; t0 += k.Tokens {
-			nt := min(k.Tokens, T-t0)
+		for t0, nt := 0, 0; t0 < T; t0 += nt {
+			nt = k.tokens(T, t0)
 			if rows == L {
 				tile(nt, &dst[t0*ld+a], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
 				continue
