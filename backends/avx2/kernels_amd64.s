@@ -8957,7 +8957,7 @@ repackQ8S_block:
 	RET
 
 // func repackQ8SFull(dst *byte, w *byte, ldw int, nb int)
-// Requires: AVX, AVX2, MMX+
+// Requires: AVX, AVX2
 TEXT ·repackQ8SFull(SB), NOSPLIT, $0-32
 	MOVQ         dst+0(FP), AX
 	MOVQ         w+8(FP), CX
@@ -8972,16 +8972,9 @@ TEXT ·repackQ8SFull(SB), NOSPLIT, $0-32
 	MOVQ         $0x00000008, R8
 	SUBQ         DI, R8
 	VMOVDQU      (R9)(R8*4), Y1
-	LEAQ         (SI)(DX*4), DI
-	MOVQ         nb+24(FP), R8
+	MOVQ         nb+24(FP), DI
 
 repackQ8SFull_block:
-	PREFETCHT0  (DI)
-	PREFETCHT0  64(DI)
-	PREFETCHT0  128(DI)
-	PREFETCHT0  192(DI)
-	PREFETCHT0  256(DI)
-	ADDQ        $0x00000110, DI
 	VMOVDQA     Y1, Y3
 	VPXOR       Y2, Y2, Y2
 	VPGATHERDD  Y3, (CX)(Y0*1), Y2
@@ -9032,7 +9025,7 @@ repackQ8SFull_block:
 	ADDQ        $0x22, CX
 	ADDQ        $0x22, SI
 	ADDQ        $0x00000120, AX
-	DECQ        R8
+	DECQ        DI
 	JNZ         repackQ8SFull_block
 	VZEROUPPER
 	RET
@@ -10232,6 +10225,19 @@ qgemmMQ8x6_block1:
 	ADDQ         CX, AX
 	VMOVUPS      Y5, (AX)
 	VZEROUPPER
+	RET
+
+// func prefetchLines(p *byte, n int)
+// Requires: MMX+
+TEXT ·prefetchLines(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), AX
+	MOVQ n+8(FP), CX
+
+prefetchLines_line1:
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	DECQ       CX
+	JNZ        prefetchLines_line1
 	RET
 
 // func qgemmMQ4x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)

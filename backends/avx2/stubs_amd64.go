@@ -476,6 +476,11 @@ func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// prefetchLines prefetches (PREFETCHT0) the n ≥ 1 cache lines from p on, 64 bytes apart.
+//
+//go:noescape
+func prefetchLines(p *byte, n int)
+
 // qgemmMQ4x1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 1 of the prepared activation blocks x (token t of block b at
 // x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),

@@ -300,17 +300,23 @@ func genRepackFull(isa qgemmISA, q4, signed bool) {
 		MOVQ(U32(lanes), n)
 		mask = isa.rowMask(n)
 	}
-	pf := GP64()
-	LEAQ(Mem{Base: bases[len(bases)-1], Index: ldw, Scale: 4}, pf) // row lanes: the next group
+	var pf Register
+	if !signed {
+		pf = GP64()
+		LEAQ(Mem{Base: bases[len(bases)-1], Index: ldw, Scale: 4}, pf) // row lanes: the next group
+	}
 	nb := Load(Param("nb"), GP64())
 	blk := fmt.Sprintf("%s_block", name)
 	Label(blk)
-	// The next group's rows follow this one's (ldw = the row's bytes): prefetch them
-	// as one stream, lanes·bsz bytes a block, while this group is repacked and swept.
-	for o := 0; o < lanes*bsz; o += 64 {
-		PREFETCHT0(Mem{Base: pf, Disp: o})
+	if !signed {
+		// The next group's rows follow this one's (ldw = the row's bytes): prefetch them
+		// as one stream, lanes·bsz bytes a block, while this group is repacked and
+		// swept. (The caller of repackQ8SFull spreads them over the sweep instead.)
+		for o := 0; o < lanes*bsz; o += 64 {
+			PREFETCHT0(Mem{Base: pf, Disp: o})
+		}
+		ADDQ(U32(lanes*bsz), pf)
 	}
-	ADDQ(U32(lanes*bsz), pf)
 	if lanes == 16 {
 		// The scales through general registers, four to a quadword: a gather of 16
 		// rows cost a tenth of a T = 8 product (2048×768).
@@ -595,11 +601,23 @@ func maddQ4Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 }
 
 // genQGemmMaddQ8 emits the VPMADDUBSW q8_0 tiles and their repack, which leaves the
-// quants signed (repackQ8S, repackQ8SFull).
+// quants signed (repackQ8S, repackQ8SFull), and prefetchLines.
 func genQGemmMaddQ8() {
 	genRepack(qgemmVEX, false, true)
 	genRepackFull(qgemmVEX, false, true)
 	genQGemmTiles(qgemmMaddQ8)
+
+	lb := fn("prefetchLines", "func(p *byte, n int)",
+		"prefetchLines prefetches (PREFETCHT0) the n ≥ 1 cache lines from p on, 64 bytes apart.")
+	p := Load(Param("p"), GP64())
+	n := Load(Param("n"), GP64())
+	top := lb.next("line")
+	Label(top)
+	PREFETCHT0(Mem{Base: p})
+	ADDQ(U8(64), p)
+	DECQ(n)
+	JNZ(LabelRef(top))
+	RET()
 }
 
 // genQGemmTiles emits only the tiles of isa (whose repack another isa emitted).

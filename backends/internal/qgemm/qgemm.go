@@ -76,6 +76,11 @@ type Kernels struct {
 	// for all of them.
 	MatVecNQ8, MatVecNQ4 func(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte)
 	VecTokens            int
+	// PrefetchQ8, if set, prefetches the n ≥ 1 cache lines from p on. MatMulQ8 on q8_0
+	// weights then spreads over a group's Tile calls the prefetch of the weights it
+	// takes next (the next group's rows to repack, or its packed bytes), rather than
+	// leave them to RepackQ8Full: the lines come from memory while the tiles compute.
+	PrefetchQ8 func(p *byte, n int)
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
 	Balance bool
@@ -212,13 +217,23 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			r0 = r1 - L
 		}
 	}
+	pf := k.PrefetchQ8
+	if w.DType != dtype.Q8_0 {
+		pf = nil
+	}
+	calls := (T + k.Tokens - 1) / k.Tokens // Tile calls per group
 	if pw != nil {
 		gb := nb * groupBytes(L)
 		for g := r0 / L * L; g < r1; g += L {
 			p := &pw[g/L*gb]
 			a, b := max(g, r0), min(g+L, r1)
+			var next spread
+			if pf != nil && g+L < r1 {
+				next = spreadOver(pw[(g/L+1)*gb:(g/L+2)*gb], calls)
+			}
 			for t0, nt := 0, 0; t0 < T; t0 += nt {
 				nt = k.tokens(T, t0)
+				next.step(pf)
 				if a == g && b == g+L {
 					tile(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb)
 					continue
@@ -246,8 +261,15 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		} else {
 			repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
 		}
+		var next spread
+		if pf != nil && g+L < r1 {
+			// The next group: rows g+L.., or the last L rows when it overlaps this one.
+			n0 := min(g+L, max(r1-L, r0))
+			next = spreadOver(w.Data[n0*rb:min(n0+L, r1)*rb], calls)
+		}
 		for t0, nt := 0, 0; t0 < T; t0 += nt {
 			nt = k.tokens(T, t0)
+			next.step(pf)
 			if rows == L {
 				tile(nt, &dst[t0*ld+a], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
 				continue
@@ -266,6 +288,28 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			}
 		}
 	}
+}
+
+// spread is the prefetch of a run of bytes in equal steps, one per Tile call.
+type spread struct {
+	b     []byte
+	lines int // per step
+}
+
+// spreadOver returns the prefetch of b in calls ≥ 1 steps.
+func spreadOver(b []byte, calls int) spread {
+	lines := (len(b) + 63) / 64
+	return spread{b: b, lines: (lines + calls - 1) / calls}
+}
+
+// step prefetches the next lines of s with pf, if any are left.
+func (s *spread) step(pf func(p *byte, n int)) {
+	if len(s.b) == 0 {
+		return
+	}
+	n := min(s.lines, (len(s.b)+63)/64)
+	pf(&s.b[0], n)
+	s.b = s.b[min(64*n, len(s.b)):]
 }
 
 // prepare writes the activation blocks of xq (T tokens of nb q8_0 blocks, xb bytes
