@@ -81,6 +81,10 @@ type Kernels struct {
 	// takes next (the next group's rows to repack, or its packed bytes), rather than
 	// leave them to RepackQ8Full: the lines come from memory while the tiles compute.
 	PrefetchQ8 func(p *byte, n int)
+	// NoSumQ8 is whether Tile on q8_0 weights does without −128·Σx (the VPMADDUBSW
+	// tiles, exact by moving w's sign onto x): the activations are then prepared without
+	// it.
+	NoSumQ8 bool
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
 	Balance bool
@@ -189,7 +193,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	gs := sb[off : off+nb*groupBytes(L)]
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
-	prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0)
+	prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0, !(k.NoSumQ8 && w.DType == dtype.Q8_0))
 	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	if w.DType == dtype.Q4_0 {
 		repack, full = k.RepackQ4, k.RepackQ4Full
@@ -314,8 +318,9 @@ func (s *spread) step(pf func(p *byte, n int)) {
 
 // prepare writes the activation blocks of xq (T tokens of nb q8_0 blocks, xb bytes
 // apart) to xs, block-major: block b of token t at (b·T+t)·40, its 32 quants, its scale
-// as float32 and −off·Σx (off = 8 for q4_0 weights, 128 for q8_0).
-func prepare(xs, xq []byte, T, nb, xb int, q4 bool) {
+// as float32 and −off·Σx (off = 8 for q4_0 weights, 128 for q8_0; without sum, that
+// word is left as it was).
+func prepare(xs, xq []byte, T, nb, xb int, q4, sum bool) {
 	shift := 7
 	if q4 {
 		shift = 3
@@ -326,10 +331,12 @@ func prepare(xs, xq []byte, T, nb, xb int, q4 bool) {
 			src := row[b*dtype.BlockQ8_0 : (b+1)*dtype.BlockQ8_0]
 			d := xs[(b*T+t)*xBytes : (b*T+t+1)*xBytes]
 			copy(d[:32], src[2:])
-			s := sumQuants(src[2:34])
 			dx := dtype.F16ToF32(binary.LittleEndian.Uint16(src))
 			binary.LittleEndian.PutUint32(d[32:], math.Float32bits(dx))
-			binary.LittleEndian.PutUint32(d[36:], uint32(-(s << shift)))
+			if sum {
+				s := sumQuants(src[2:34])
+				binary.LittleEndian.PutUint32(d[36:], uint32(-(s << shift)))
+			}
 		}
 	}
 }
