@@ -65,7 +65,7 @@ func (Kernels) ScratchSize(T, cols int) int {
 		rows = halfChunk + T
 	}
 	return max(rows*cols+gemmStateFloats(T, cols), T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats,
-		gemm.ScratchFloats(T, cols), kgemm.ScratchFloats(T, cols), kgemmMadd.ScratchFloats(T, cols))
+		gemm.ScratchFloats(T, cols), gemmMadd.ScratchFloats(T, cols), kgemm.ScratchFloats(T, cols), kgemmMadd.ScratchFloats(T, cols))
 }
 
 // scratchFor returns the first n floats of scratch, panicking, as the reference's bounds

@@ -548,6 +548,10 @@ var (
 
 // maddQ8Ints is vnniInts for q8_0 weights with VPMADDUBSW (see qgemmMaddQ8).
 func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
+	// The ones in a register, not a memory operand: a Zen 5 core loads two vectors a
+	// cycle, and each step has its broadcast of x (2048×768, T = 128: 2-7% faster).
+	ones := YMM()
+	VMOVDQU(vconst("ones16", 0x00010001), ones)
 	for k0 := 0; k0 < 8; k0 += isa.kGroup {
 		w, a := make([]VecVirtual, isa.kGroup), make([]VecVirtual, isa.kGroup)
 		for j := range w {
@@ -562,10 +566,10 @@ func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 				VPSIGNB(w[j], xb, xb)    // x·sign(w)
 				VPMADDUBSW(xb, a[j], xb) // pairs of |w|·x·sign(w)
 				if k0+j == 0 {
-					VPMADDWD(vconst("ones16", 0x00010001), xb, s[t]) // quads
+					VPMADDWD(ones, xb, s[t]) // quads
 					continue
 				}
-				VPMADDWD(vconst("ones16", 0x00010001), xb, xb)
+				VPMADDWD(ones, xb, xb)
 				VPADDD(xb, s[t], s[t])
 			}
 		}
