@@ -65,7 +65,7 @@ var gemm = qgemm.Kernels{
 	Name: "avx2", Layout: "avx2/qgemm8", Lanes: 8, Tokens: 4,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
-	Tile: tileV,
+	Tile: tileV, AddBias: add,
 }
 
 // gemmMadd is gemm for CPUs without AVX-VNNI: VPMADDUBSW tiles of up to 6 tokens (spread
@@ -75,7 +75,7 @@ var gemmMadd = qgemm.Kernels{
 	Name: "avx2", Layout: "avx2/qgemm8s", Lanes: 8, Tokens: 6,
 	RepackQ8: repackQ8S, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8SFull, RepackQ4Full: repackQ4Full,
-	Tile: tileMQ8, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true,
+	Tile: tileMQ8, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, AddBias: add,
 }
 
 // tileMQ8 calls the VPMADDUBSW q8_0 tile for nt tokens (1 ≤ nt ≤ 6).

@@ -290,9 +290,12 @@ func genRepackFull(isa qgemmISA, q4, signed bool) {
 		m.Disp = disp
 		return m
 	}
+	// The scales through general registers for 16 rows, and for repackQ8SFull's 8; the
+	// others gather them.
+	gprScales := lanes == 16 || signed
 	var idx VecVirtual
 	var mask Op
-	if lanes != 16 {
+	if !gprScales {
 		idx = isa.vec()
 		isa.bcastGP(ldw, idx)
 		VPMULLD(iota16(), idx, idx)
@@ -317,10 +320,10 @@ func genRepackFull(isa qgemmISA, q4, signed bool) {
 		}
 		ADDQ(U32(lanes*bsz), pf)
 	}
-	if lanes == 16 {
+	if gprScales {
 		// The scales through general registers, four to a quadword: a gather of 16
 		// rows cost a tenth of a T = 8 product (2048×768).
-		for i := 0; i < 4; i++ {
+		for i := 0; i < lanes/4; i++ {
 			g := GP64()
 			for q := 4 * i; q < 4*i+4; q++ {
 				if q%4 == 0 {

@@ -85,6 +85,9 @@ type Kernels struct {
 	// tiles, exact by moving w's sign onto x): the activations are then prepared without
 	// it.
 	NoSumQ8 bool
+	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
+	// bias with it rather than a loop in Go.
+	AddBias func(dst, x *float32, n int)
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
 	Balance bool
@@ -287,6 +290,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	if bias != nil {
 		for t := 0; t < T; t++ {
 			d := dst[t*ld+b0 : t*ld+r1]
+			if k.AddBias != nil {
+				k.AddBias(&d[0], &bias[b0], r1-b0)
+				continue
+			}
 			for i, b := range bias[b0:r1] {
 				d[i] += b
 			}
