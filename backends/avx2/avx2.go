@@ -734,8 +734,8 @@ func blockInfo(xq []byte, xi []xBlock, sums bool) {
 
 // MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
 // products: for T ≥ gemmFrom(w.DType) (2 or 3) the int8 GEMM of package qgemm (8 rows ×
-// up to 4 tokens in YMM registers; VPDPBUSD with AVX-VNNI, else VPMADDUBSW), otherwise
-// eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
+// up to 4 tokens in YMM registers with VPDPBUSD and AVX-VNNI, else up to 6 with
+// VPMADDUBSW), otherwise eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
 // backends/avx2/_asm/quant.go); and for the k-quants with q8_k activations (matMulQ8K);
 // other weight types are the reference's. The results are the reference's
 // bit for bit, whatever the row range.
