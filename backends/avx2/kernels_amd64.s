@@ -10240,6 +10240,38 @@ qgemmMQ8x6_block1:
 	VZEROUPPER
 	RET
 
+// func prepareQ8(xs *byte, xq *byte, T int, nb int, xb int)
+// Requires: AVX, F16C
+TEXT ·prepareQ8(SB), NOSPLIT, $0-40
+	MOVQ   xs+0(FP), AX
+	MOVQ   xq+8(FP), CX
+	MOVQ   T+16(FP), DX
+	MOVQ   xb+32(FP), BX
+	IMUL3Q $0x28, DX, SI
+
+prepareQ8_token1:
+	MOVQ CX, DI
+	MOVQ AX, R8
+	MOVQ nb+24(FP), R9
+
+prepareQ8_block2:
+	VMOVDQU   2(DI), Y0
+	VMOVDQU   Y0, (R8)
+	MOVWLZX   (DI), R10
+	VMOVD     R10, X0
+	VCVTPH2PS X0, X0
+	VMOVSS    X0, 32(R8)
+	ADDQ      $0x22, DI
+	ADDQ      SI, R8
+	DECQ      R9
+	JNZ       prepareQ8_block2
+	ADDQ      BX, CX
+	ADDQ      $0x28, AX
+	DECQ      DX
+	JNZ       prepareQ8_token1
+	VZEROUPPER
+	RET
+
 // func prefetchLines(p *byte, n int)
 // Requires: MMX+
 TEXT ·prefetchLines(SB), NOSPLIT, $0-16

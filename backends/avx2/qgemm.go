@@ -75,7 +75,7 @@ var gemmMadd = qgemm.Kernels{
 	Name: "avx2", Layout: "avx2/qgemm8s", Lanes: 8, Tokens: 6,
 	RepackQ8: repackQ8S, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8SFull, RepackQ4Full: repackQ4Full,
-	Tile: tileMQ8, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, AddBias: add,
+	Tile: tileMQ8, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, AddBias: add,
 }
 
 // tileMQ8 calls the VPMADDUBSW q8_0 tile for nt tokens (1 ≤ nt ≤ 6).

@@ -476,6 +476,13 @@ func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// prepareQ8 writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
+// of token t at xs + (b·T+t)·40: its 32 quants, then its scale as float32 (bytes 36..39
+// are left as they were).
+//
+//go:noescape
+func prepareQ8(xs *byte, xq *byte, T int, nb int, xb int)
+
 // prefetchLines prefetches (PREFETCHT0) the n ≥ 1 cache lines from p on, 64 bytes apart.
 //
 //go:noescape

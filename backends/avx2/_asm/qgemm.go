@@ -608,11 +608,13 @@ func maddQ4Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 }
 
 // genQGemmMaddQ8 emits the VPMADDUBSW q8_0 tiles and their repack, which leaves the
-// quants signed (repackQ8S, repackQ8SFull), and prefetchLines.
+// quants signed (repackQ8S, repackQ8SFull), prepareQ8 and prefetchLines.
 func genQGemmMaddQ8() {
 	genRepack(qgemmVEX, false, true)
 	genRepackFull(qgemmVEX, false, true)
 	genQGemmTiles(qgemmMaddQ8)
+
+	genPrepareQ8()
 
 	lb := fn("prefetchLines", "func(p *byte, n int)",
 		"prefetchLines prefetches (PREFETCHT0) the n ≥ 1 cache lines from p on, 64 bytes apart.")
@@ -677,3 +679,44 @@ func vexPass(path string) error {
 // vexVPDPBUSD returns the VEX encoding of VPDPBUSD ymm(dst), ymm(src1), ymm(src2) in
 // Intel operand order (Go's: VPDPBUSD Y<src2>, Y<src1>, Y<dst>).
 func vexVPDPBUSD(dst, src1, src2 int) ([]byte, error) { return vexVNNI("VPDPBUSD", dst, src1, src2) }
+
+// genPrepareQ8 emits prepareQ8, the preparation of the activations for the VPMADDUBSW
+// q8_0 tiles (which need no −128·Σx): per token and block the 32 quants and dx as
+// float32, block b of token t at xs + (b·T+t)·40.
+func genPrepareQ8() {
+	lb := fn("prepareQ8", "func(xs *byte, xq *byte, T int, nb int, xb int)",
+		"prepareQ8 writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b",
+		"of token t at xs + (b·T+t)·40: its 32 quants, then its scale as float32 (bytes 36..39",
+		"are left as they were).")
+	xs := Load(Param("xs"), GP64())
+	xq := Load(Param("xq"), GP64())
+	T := Load(Param("T"), GP64())
+	xb := Load(Param("xb"), GP64())
+	stride := GP64()
+	IMUL3Q(U8(40), T, stride) // between the blocks of a token
+	tok := lb.next("token")
+	Label(tok)
+	src, dst := GP64(), GP64()
+	MOVQ(xq, src)
+	MOVQ(xs, dst)
+	n := Load(Param("nb"), GP64())
+	blk := lb.next("block")
+	Label(blk)
+	q, h := YMM(), GP32()
+	VMOVDQU(Mem{Base: src, Disp: 2}, q)
+	VMOVDQU(q, Mem{Base: dst})
+	MOVWLZX(Mem{Base: src}, h)
+	VMOVD(h, q.AsX())
+	VCVTPH2PS(q.AsX(), q.AsX())
+	VMOVSS(q.AsX(), Mem{Base: dst, Disp: 32})
+	ADDQ(U8(34), src)
+	ADDQ(stride, dst)
+	DECQ(n)
+	JNZ(LabelRef(blk))
+	ADDQ(xb, xq)
+	ADDQ(U8(40), xs)
+	DECQ(T)
+	JNZ(LabelRef(tok))
+	VZEROUPPER()
+	RET()
+}

@@ -85,6 +85,9 @@ type Kernels struct {
 	// tiles, exact by moving w's sign onto x): the activations are then prepared without
 	// it.
 	NoSumQ8 bool
+	// PrepareQ8, if set, prepares the activations for q8_0 weights when NoSumQ8 (as
+	// prepare does without the sums): T ≥ 1 tokens of nb ≥ 1 blocks, xb bytes apart.
+	PrepareQ8 func(xs, xq *byte, T, nb, xb int)
 	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
 	// bias with it rather than a loop in Go.
 	AddBias func(dst, x *float32, n int)
@@ -196,7 +199,11 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	gs := sb[off : off+nb*groupBytes(L)]
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
-	prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0, !(k.NoSumQ8 && w.DType == dtype.Q8_0))
+	if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
+		k.PrepareQ8(&xs[0], &xq[0], T, nb, xb)
+	} else {
+		prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0, !noSum)
+	}
 	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	if w.DType == dtype.Q4_0 {
 		repack, full = k.RepackQ4, k.RepackQ4Full
