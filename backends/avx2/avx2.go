@@ -65,7 +65,7 @@ func (Kernels) ScratchSize(T, cols int) int {
 		rows = halfChunk + T
 	}
 	return max(rows*cols+gemmStateFloats(T, cols), T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats,
-		gemm.ScratchFloats(T, cols), kgemm.ScratchFloats(T, cols), kgemmMadd.ScratchFloats(T, cols))
+		gemm.ScratchFloats(T, cols), gemmMadd.ScratchFloats(T, cols), kgemm.ScratchFloats(T, cols), kgemmMadd.ScratchFloats(T, cols))
 }
 
 // scratchFor returns the first n floats of scratch, panicking, as the reference's bounds
@@ -734,8 +734,8 @@ func blockInfo(xq []byte, xi []xBlock, sums bool) {
 
 // MatMulQ8 implements kernels.Q8Kernels for q8_0 and q4_0 weights with integer dot
 // products: for T ≥ gemmFrom(w.DType) (2 or 3) the int8 GEMM of package qgemm (8 rows ×
-// up to 4 tokens in YMM registers; VPDPBUSD with AVX-VNNI, else VPMADDUBSW), otherwise
-// eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
+// up to 4 tokens in YMM registers with VPDPBUSD and AVX-VNNI, else up to 6 with
+// VPMADDUBSW), otherwise eight rows at a time (mvQ8_0x8, or mvQ8_0Sx8 when w.Q8Sym; mvQ4_0x8; see
 // backends/avx2/_asm/quant.go); and for the k-quants with q8_k activations (matMulQ8K);
 // other weight types are the reference's. The results are the reference's
 // bit for bit, whatever the row range.
@@ -748,12 +748,11 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 		k.Reference.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	packed := gemm.Packed(w) != nil && T >= packedFrom(w.DType)
-	if (T >= gemmFrom(w.DType) || packed) && useVNNI {
+	if (T >= gemmFrom(w.DType) || gemm.Packed(w) != nil && T >= packedFrom(w.DType)) && useVNNI {
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}
-	if (T >= gemmFrom(w.DType) || packed) && useMadd {
+	if (T >= gemmFrom(w.DType) || gemmMadd.Packed(w) != nil && T >= packedFrom(w.DType)) && useMadd {
 		gemmMadd.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}

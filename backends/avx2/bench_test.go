@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -482,7 +483,8 @@ func BenchmarkMatVecHalf(b *testing.B) {
 
 // BenchmarkMatMulQ8 times MatMulQ8 on q8_0 and q4_0 weights (quantized as the engine
 // loads them) with the matrix–vector kernels per token ("mv"), the VPMADDUBSW GEMM
-// ("maddubs") and the AVX-VNNI GEMM ("vnni"), single threaded: T tokens of a 2048×768 matrix (an FFN of stories110m),
+// ("maddubs"; "maddubs-packed" on q8_0 weights packed at load) and the AVX-VNNI GEMM
+// ("vnni"), single threaded: T tokens of a 2048×768 matrix (an FFN of stories110m),
 // GOP/s (2 per multiply-add).
 func BenchmarkMatMulQ8(b *testing.B) {
 	needAVX2(b)
@@ -498,13 +500,19 @@ func BenchmarkMatMulQ8(b *testing.B) {
 				kernels.QuantizeQ8(randSlice(r, K), xq[t*xb:(t+1)*xb])
 			}
 			dst := make([]float32, T*N)
-			for _, form := range []string{"mv", "maddubs", "vnni"} {
-				if form == "vnni" && !cpuid.CPU.Supports(cpuid.AVXVNNI) {
+			for _, form := range []string{"mv", "maddubs", "maddubs-packed", "vnni"} {
+				if form == "vnni" && !cpuid.CPU.Supports(cpuid.AVXVNNI) || form == "maddubs-packed" && dt != dtype.Q8_0 {
 					continue
 				}
 				b.Run(fmt.Sprintf("%v/T%d/%s", dt, T, form), func(b *testing.B) {
 					defer func(v, m bool) { useVNNI, useMadd = v, m }(useVNNI, useMadd)
-					useVNNI, useMadd = form == "vnni", form == "maddubs"
+					useVNNI, useMadd = form == "vnni", strings.HasPrefix(form, "maddubs")
+					w := w
+					if form == "maddubs-packed" {
+						p := *w
+						gemmMadd.Pack(&p)
+						w = &p
+					}
 					sc := kernels.NewScratch(Kernels{}, T, K)
 					for i := 0; i < b.N; i++ {
 						Kernels{}.MatMulQ8(dst, N, xq, T, w, nil, 0, N, sc)

@@ -45,13 +45,19 @@ func packedFrom(dt dtype.DType) int {
 }
 
 // Repack implements kernels.Repacker: it packs q8_0 matrices in the layout of the GEMM
-// (groups of 8 rows, see package qgemm) when MatMulQ8 runs one. It declines q4_0, whose
+// MatMulQ8 runs (groups of 8 rows, see package qgemm; gemm's with AVX-VNNI, else
+// gemmMadd's), if it runs one. It declines q4_0, whose
 // packed quants take twice the bytes of the file (see avx512's Repack).
 func (Kernels) Repack(w *kernels.Mat) bool {
-	if !useVNNI && !useMadd {
+	switch {
+	case w.DType != dtype.Q8_0:
 		return false
+	case useVNNI:
+		return gemm.Pack(w)
+	case useMadd:
+		return gemmMadd.Pack(w)
 	}
-	return w.DType == dtype.Q8_0 && gemm.Pack(w)
+	return false
 }
 
 // gemm is the 8-row × up to 4-token int8 GEMM (qgemmVx1..4, see package qgemm).
@@ -59,18 +65,20 @@ var gemm = qgemm.Kernels{
 	Name: "avx2", Layout: "avx2/qgemm8", Lanes: 8, Tokens: 4,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
-	Tile: tileV,
+	Tile: tileV, AddBias: add,
 }
 
-// gemmMadd is gemm for CPUs without AVX-VNNI: the same repack, VPMADDUBSW tiles.
+// gemmMadd is gemm for CPUs without AVX-VNNI: VPMADDUBSW tiles of up to 6 tokens (spread
+// evenly over a group's calls), the
+// same repack of q4_0, q8_0's with its quants signed (repackQ8S; its own layout).
 var gemmMadd = qgemm.Kernels{
-	Name: "avx2", Layout: "avx2/qgemm8", Lanes: 8, Tokens: 4,
-	RepackQ8: repackQ8, RepackQ4: repackQ4,
-	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
-	Tile: tileMQ8, TileQ4: tileMQ4,
+	Name: "avx2", Layout: "avx2/qgemm8s", Lanes: 8, Tokens: 6,
+	RepackQ8: repackQ8S, RepackQ4: repackQ4,
+	RepackQ8Full: repackQ8SFull, RepackQ4Full: repackQ4Full,
+	Tile: tileMQ8, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, AddBias: add,
 }
 
-// tileMQ8 calls the VPMADDUBSW q8_0 tile for nt tokens (1 ≤ nt ≤ 4).
+// tileMQ8 calls the VPMADDUBSW q8_0 tile for nt tokens (1 ≤ nt ≤ 6).
 func tileMQ8(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 	switch nt {
 	case 1:
@@ -79,12 +87,16 @@ func tileMQ8(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 		qgemmMQ8x2(dst, ldd, w, x, xstride, nb)
 	case 3:
 		qgemmMQ8x3(dst, ldd, w, x, xstride, nb)
-	default:
+	case 4:
 		qgemmMQ8x4(dst, ldd, w, x, xstride, nb)
+	case 5:
+		qgemmMQ8x5(dst, ldd, w, x, xstride, nb)
+	default:
+		qgemmMQ8x6(dst, ldd, w, x, xstride, nb)
 	}
 }
 
-// tileMQ4 calls the VPMADDUBSW q4_0 tile for nt tokens (1 ≤ nt ≤ 4).
+// tileMQ4 calls the VPMADDUBSW q4_0 tile for nt tokens (1 ≤ nt ≤ 6).
 func tileMQ4(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 	switch nt {
 	case 1:
@@ -93,8 +105,12 @@ func tileMQ4(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 		qgemmMQ4x2(dst, ldd, w, x, xstride, nb)
 	case 3:
 		qgemmMQ4x3(dst, ldd, w, x, xstride, nb)
-	default:
+	case 4:
 		qgemmMQ4x4(dst, ldd, w, x, xstride, nb)
+	case 5:
+		qgemmMQ4x5(dst, ldd, w, x, xstride, nb)
+	default:
+		qgemmMQ4x6(dst, ldd, w, x, xstride, nb)
 	}
 }
 

@@ -44,10 +44,16 @@ func TestMatMulQ8(t *testing.T) {
 	})
 }
 
-// TestMatMulQ8GemmAllocatesNothing: the GEMM keeps everything in the scratch.
+// TestMatMulQ8GemmAllocatesNothing: the GEMM keeps everything in the scratch, with
+// AVX-VNNI (when the CPU has it) and with VPMADDUBSW.
 func TestMatMulQ8GemmAllocatesNothing(t *testing.T) {
 	needAVX2(t)
-	qgemmtest.CheckAllocs(t, Kernels{}, gemm.Pack)
+	if cpuid.CPU.Supports(cpuid.AVXVNNI) {
+		qgemmtest.CheckAllocs(t, Kernels{}, gemm.Pack)
+	}
+	defer func(v bool) { useVNNI = v }(useVNNI)
+	useVNNI = false
+	qgemmtest.CheckAllocs(t, Kernels{}, gemmMadd.Pack)
 }
 
 // TestMatMulQ8K checks MatMulQ8 on q4_k, q5_k and q6_k weights against the reference,

@@ -399,6 +399,17 @@ func qgemmVx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmVx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// repackQ8S is repackQ8 with the quants left as they are (signed bytes w): the layout of
+// the VPMADDUBSW tiles qgemmMQ8x*.
+//
+//go:noescape
+func repackQ8S(dst *byte, w *byte, ldw int, nb int, rows int)
+
+// repackQ8SFull is repackQ8S for rows = 8, by a transpose in registers.
+//
+//go:noescape
+func repackQ8SFull(dst *byte, w *byte, ldw int, nb int)
+
 // qgemmMQ8x1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 1 of the prepared activation blocks x (token t of block b at
 // x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
@@ -443,6 +454,40 @@ func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// qgemmMQ8x5 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 5 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ8x6 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 6 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// prepareQ8 writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
+// of token t at xs + (b·T+t)·40: its 32 quants, then its scale as float32 (bytes 36..39
+// are left as they were).
+//
+//go:noescape
+func prepareQ8(xs *byte, xq *byte, T int, nb int, xb int)
+
+// prefetchLines prefetches (PREFETCHT0) the n ≥ 1 cache lines from p on, 64 bytes apart.
+//
+//go:noescape
+func prefetchLines(p *byte, n int)
+
 // qgemmMQ4x1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 1 of the prepared activation blocks x (token t of block b at
 // x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
@@ -486,6 +531,28 @@ func qgemmMQ4x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //
 //go:noescape
 func qgemmMQ4x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x5 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 5 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmMQ4x6 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
+// the tokens t < 6 of the prepared activation blocks x (token t of block b at
+// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+//
+//go:noescape
+func qgemmMQ4x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
 // kprepV writes the nb q8_k super-blocks at xq as the YMM k-quant GEMM tiles take them
 // (576 bytes each at dst, stride bytes apart): for k < 8 and l < 8 the int16 pairs

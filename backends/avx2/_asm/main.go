@@ -82,7 +82,7 @@ func main() {
 	genProbes()
 	genI8ProbesVEX()
 	genQGemm(qgemmVEX)
-	genQGemmTiles(qgemmMaddQ8)
+	genQGemmMaddQ8()
 	genQGemmTiles(qgemmMaddQ4)
 	genKGemmYMM()
 	Generate()

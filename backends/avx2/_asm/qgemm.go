@@ -167,10 +167,10 @@ var qgemmVEX = qgemmISA{
 
 // genQGemm emits the repack kernels and the tiles qgemm<suffix>x1..x<tokens>.
 func genQGemm(isa qgemmISA) {
-	genRepack(isa, false)
-	genRepack(isa, true)
-	genRepackFull(isa, false)
-	genRepackFull(isa, true)
+	genRepack(isa, false, false)
+	genRepack(isa, true, false)
+	genRepackFull(isa, false, false)
+	genRepackFull(isa, true, false)
 	for nt := 1; nt <= isa.tokens; nt++ {
 		genQGemmTile(isa, nt)
 	}
@@ -179,17 +179,22 @@ func genQGemm(isa qgemmISA) {
 // genRepack emits repackQ8 or repackQ4: rows (1 ≤ rows ≤ lanes) rows of nb blocks, ldw
 // bytes apart, into the group layout at dst, by gathers of one dword of every row; the
 // lanes of rows ≥ rows are zero.
-func genRepack(isa qgemmISA, q4 bool) {
+func genRepack(isa qgemmISA, q4, signed bool) {
 	lanes := isa.lanes
 	name, bsz := "repackQ8", 34
 	if q4 {
 		name, bsz = "repackQ4", 18
 	}
-	fn(name, "func(dst *byte, w *byte, ldw int, nb int, rows int)",
-		fmt.Sprintf("%s repacks rows 0 ≤ r < rows (1 ≤ rows ≤ %d) of nb blocks of the %s matrix at w (rows", name, lanes, map[bool]string{false: "q8_0", true: "q4_0"}[q4]),
+	doc := []string{fmt.Sprintf("%s repacks rows 0 ≤ r < rows (1 ≤ rows ≤ %d) of nb blocks of the %s matrix at w (rows", name, lanes, map[bool]string{false: "q8_0", true: "q4_0"}[q4]),
 		"ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's",
 		"quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),",
-		"then the rows' f16 scales; the lanes of rows ≥ rows are zero.")
+		"then the rows' f16 scales; the lanes of rows ≥ rows are zero."}
+	if signed {
+		name += "S"
+		doc = []string{fmt.Sprintf("%s is repackQ8 with the quants left as they are (signed bytes w): the layout of", name),
+			"the VPMADDUBSW tiles qgemmMQ8x*."}
+	}
+	fn(name, "func(dst *byte, w *byte, ldw int, nb int, rows int)", doc...)
 	out := Load(Param("dst"), GP64())
 	wb := Load(Param("w"), GP64())
 	idx := isa.vec()
@@ -238,7 +243,9 @@ func genRepack(isa qgemmISA, q4 bool) {
 	} else {
 		for k := 0; k < 8; k++ {
 			a := gather(2 + 4*k)
-			isa.xorConst(0x80808080, "signbytes", a)
+			if !signed {
+				isa.xorConst(0x80808080, "signbytes", a)
+			}
 			storeVec(isa, a, Mem{Base: out, Disp: 4 * lanes * k})
 		}
 	}
@@ -257,11 +264,14 @@ func genRepack(isa qgemmISA, q4 bool) {
 // qwords within 128-bit lanes, then a shuffle of the lanes): the gathers, 16 loads each
 // from as many rows, left the repack at 80% of a T = 4 product; with the transpose the
 // product is 2–3.5× faster (2048×768 q8_0, one thread).
-func genRepackFull(isa qgemmISA, q4 bool) {
+func genRepackFull(isa qgemmISA, q4, signed bool) {
 	lanes := isa.lanes
 	name, bsz := "repackQ8Full", 34
 	if q4 {
 		name, bsz = "repackQ4Full", 18
+	}
+	if signed {
+		name = "repackQ8SFull"
 	}
 	fn(name, "func(dst *byte, w *byte, ldw int, nb int)",
 		fmt.Sprintf("%s is %s for rows = %d, by a transpose in registers.", name, strings.TrimSuffix(name, "Full"), lanes))
@@ -280,9 +290,12 @@ func genRepackFull(isa qgemmISA, q4 bool) {
 		m.Disp = disp
 		return m
 	}
+	// The scales through general registers for 16 rows, and for repackQ8SFull's 8; the
+	// others gather them.
+	gprScales := lanes == 16 || signed
 	var idx VecVirtual
 	var mask Op
-	if lanes != 16 {
+	if !gprScales {
 		idx = isa.vec()
 		isa.bcastGP(ldw, idx)
 		VPMULLD(iota16(), idx, idx)
@@ -290,21 +303,27 @@ func genRepackFull(isa qgemmISA, q4 bool) {
 		MOVQ(U32(lanes), n)
 		mask = isa.rowMask(n)
 	}
-	pf := GP64()
-	LEAQ(Mem{Base: bases[len(bases)-1], Index: ldw, Scale: 4}, pf) // row lanes: the next group
+	var pf Register
+	if !signed {
+		pf = GP64()
+		LEAQ(Mem{Base: bases[len(bases)-1], Index: ldw, Scale: 4}, pf) // row lanes: the next group
+	}
 	nb := Load(Param("nb"), GP64())
 	blk := fmt.Sprintf("%s_block", name)
 	Label(blk)
-	// The next group's rows follow this one's (ldw = the row's bytes): prefetch them
-	// as one stream, lanes·bsz bytes a block, while this group is repacked and swept.
-	for o := 0; o < lanes*bsz; o += 64 {
-		PREFETCHT0(Mem{Base: pf, Disp: o})
+	if !signed {
+		// The next group's rows follow this one's (ldw = the row's bytes): prefetch them
+		// as one stream, lanes·bsz bytes a block, while this group is repacked and
+		// swept. (The caller of repackQ8SFull spreads them over the sweep instead.)
+		for o := 0; o < lanes*bsz; o += 64 {
+			PREFETCHT0(Mem{Base: pf, Disp: o})
+		}
+		ADDQ(U32(lanes*bsz), pf)
 	}
-	ADDQ(U32(lanes*bsz), pf)
-	if lanes == 16 {
+	if gprScales {
 		// The scales through general registers, four to a quadword: a gather of 16
 		// rows cost a tenth of a T = 8 product (2048×768).
-		for i := 0; i < 4; i++ {
+		for i := 0; i < lanes/4; i++ {
 			g := GP64()
 			for q := 4 * i; q < 4*i+4; q++ {
 				if q%4 == 0 {
@@ -401,8 +420,10 @@ func genRepackFull(isa qgemmISA, q4 bool) {
 				VSHUFI32X4(U8(0x88), c[j], b[j], o0)
 				VSHUFI32X4(U8(0xdd), c[j], b[j], o1)
 			}
-			isa.xorConst(0x80808080, "signbytes", o0)
-			isa.xorConst(0x80808080, "signbytes", o1)
+			if !signed {
+				isa.xorConst(0x80808080, "signbytes", o0)
+				isa.xorConst(0x80808080, "signbytes", o1)
+			}
 			store(o0, j)
 			store(o1, j+4)
 		}
@@ -507,39 +528,51 @@ func vnniInts(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 	}
 }
 
-// The AVX2 forms for CPUs without AVX-VNNI, 8 rows × up to 4 tokens in YMM registers,
+// The AVX2 forms for CPUs without AVX-VNNI, 8 rows × up to 6 tokens in YMM registers,
 // exact with VPMADDUBSW's int16 pair sums: q4_0 as the repack leaves it (nibbles u ≤ 15:
 // pairs ≤ 2·15·128, and the eight of a block summed as words, ≤ 30720, before VPMADDWD;
-// then −8·Σx added), q8_0 by the sign trick of the x8 kernels (the repack's w+128 turned
-// back into w, |w| ≤ 128 unsigned times x·sign(w), |x| ≤ 127 as QuantizeQ8 writes it:
+// then −8·Σx added), q8_0 by the sign trick of the x8 kernels on quants repacked signed
+// (repackQ8S: |w| ≤ 128 unsigned times x·sign(w), |x| ≤ 127 as QuantizeQ8 writes it:
 // pairs ≤ 2·128·127; no correction).
+//
+// Per 32 quants of a row and a token the q8_0 tile takes four vector instructions,
+// VPSIGNB, VPMADDUBSW, VPMADDWD (by ones) and VPADDD, against two for q4_0 (VPMADDUBSW,
+// VPADDW): no other exact form found takes fewer (VPMADDWD on quants widened to int16
+// takes two per 16; quants split into nibbles two VPMADDUBSW and two VPADDW), and a
+// Zen 5 core runs about 3.5 of them a cycle. What is left per block and token — the
+// conversion, dw·dx, the product and the sum (4), VPABSB per weight vector shared by
+// the tile's tokens — is what more tokens per tile and the signed repack cut.
 var (
-	qgemmMaddQ8 = qgemmISA{suffix: "MQ8", lanes: 8, vec: YMM, tokens: 4, kGroup: 2,
+	qgemmMaddQ8 = qgemmISA{suffix: "MQ8", lanes: 8, vec: YMM, tokens: 6, kGroup: 1,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
-	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 4, kGroup: 4,
+	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 6, kGroup: 2,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ4Ints}
 )
 
 // maddQ8Ints is vnniInts for q8_0 weights with VPMADDUBSW (see qgemmMaddQ8).
 func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
-	for t := range s {
-		VPXOR(s[t], s[t], s[t])
-	}
+	// The ones in a register, not a memory operand: a Zen 5 core loads two vectors a
+	// cycle, and each step has its broadcast of x (2048×768, T = 128: 2-7% faster).
+	ones := YMM()
+	VMOVDQU(vconst("ones16", 0x00010001), ones)
 	for k0 := 0; k0 < 8; k0 += isa.kGroup {
 		w, a := make([]VecVirtual, isa.kGroup), make([]VecVirtual, isa.kGroup)
 		for j := range w {
 			w[j], a[j] = YMM(), YMM()
-			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j])
-			VPXOR(vconst("signbytes", 0x80808080), w[j], w[j]) // w
-			VPABSB(w[j], a[j])                                 // |w|
+			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j]) // w (repackQ8S)
+			VPABSB(w[j], a[j])                                           // |w|
 		}
 		for t := range s {
 			for j := range w {
 				xb := YMM()
 				VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
-				VPSIGNB(w[j], xb, xb)                          // x·sign(w)
-				VPMADDUBSW(xb, a[j], xb)                       // pairs of |w|·x·sign(w)
-				VPMADDWD(vconst("ones16", 0x00010001), xb, xb) // quads
+				VPSIGNB(w[j], xb, xb)    // x·sign(w)
+				VPMADDUBSW(xb, a[j], xb) // pairs of |w|·x·sign(w)
+				if k0+j == 0 {
+					VPMADDWD(ones, xb, s[t]) // quads
+					continue
+				}
+				VPMADDWD(ones, xb, xb)
 				VPADDD(xb, s[t], s[t])
 			}
 		}
@@ -572,6 +605,28 @@ func maddQ4Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 		VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 36}, c) // −8·Σx
 		VPADDD(c, s[t], s[t])
 	}
+}
+
+// genQGemmMaddQ8 emits the VPMADDUBSW q8_0 tiles and their repack, which leaves the
+// quants signed (repackQ8S, repackQ8SFull), prepareQ8 and prefetchLines.
+func genQGemmMaddQ8() {
+	genRepack(qgemmVEX, false, true)
+	genRepackFull(qgemmVEX, false, true)
+	genQGemmTiles(qgemmMaddQ8)
+
+	genPrepareQ8()
+
+	lb := fn("prefetchLines", "func(p *byte, n int)",
+		"prefetchLines prefetches (PREFETCHT0) the n ≥ 1 cache lines from p on, 64 bytes apart.")
+	p := Load(Param("p"), GP64())
+	n := Load(Param("n"), GP64())
+	top := lb.next("line")
+	Label(top)
+	PREFETCHT0(Mem{Base: p})
+	ADDQ(U8(64), p)
+	DECQ(n)
+	JNZ(LabelRef(top))
+	RET()
 }
 
 // genQGemmTiles emits only the tiles of isa (whose repack another isa emitted).
@@ -624,3 +679,44 @@ func vexPass(path string) error {
 // vexVPDPBUSD returns the VEX encoding of VPDPBUSD ymm(dst), ymm(src1), ymm(src2) in
 // Intel operand order (Go's: VPDPBUSD Y<src2>, Y<src1>, Y<dst>).
 func vexVPDPBUSD(dst, src1, src2 int) ([]byte, error) { return vexVNNI("VPDPBUSD", dst, src1, src2) }
+
+// genPrepareQ8 emits prepareQ8, the preparation of the activations for the VPMADDUBSW
+// q8_0 tiles (which need no −128·Σx): per token and block the 32 quants and dx as
+// float32, block b of token t at xs + (b·T+t)·40.
+func genPrepareQ8() {
+	lb := fn("prepareQ8", "func(xs *byte, xq *byte, T int, nb int, xb int)",
+		"prepareQ8 writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b",
+		"of token t at xs + (b·T+t)·40: its 32 quants, then its scale as float32 (bytes 36..39",
+		"are left as they were).")
+	xs := Load(Param("xs"), GP64())
+	xq := Load(Param("xq"), GP64())
+	T := Load(Param("T"), GP64())
+	xb := Load(Param("xb"), GP64())
+	stride := GP64()
+	IMUL3Q(U8(40), T, stride) // between the blocks of a token
+	tok := lb.next("token")
+	Label(tok)
+	src, dst := GP64(), GP64()
+	MOVQ(xq, src)
+	MOVQ(xs, dst)
+	n := Load(Param("nb"), GP64())
+	blk := lb.next("block")
+	Label(blk)
+	q, h := YMM(), GP32()
+	VMOVDQU(Mem{Base: src, Disp: 2}, q)
+	VMOVDQU(q, Mem{Base: dst})
+	MOVWLZX(Mem{Base: src}, h)
+	VMOVD(h, q.AsX())
+	VCVTPH2PS(q.AsX(), q.AsX())
+	VMOVSS(q.AsX(), Mem{Base: dst, Disp: 32})
+	ADDQ(U8(34), src)
+	ADDQ(stride, dst)
+	DECQ(n)
+	JNZ(LabelRef(blk))
+	ADDQ(xb, xq)
+	ADDQ(U8(40), xs)
+	DECQ(T)
+	JNZ(LabelRef(tok))
+	VZEROUPPER()
+	RET()
+}

@@ -76,6 +76,34 @@ type Kernels struct {
 	// for all of them.
 	MatVecNQ8, MatVecNQ4 func(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte)
 	VecTokens            int
+	// PrefetchQ8, if set, prefetches the n ≥ 1 cache lines from p on. MatMulQ8 on q8_0
+	// weights then spreads over a group's Tile calls the prefetch of the weights it
+	// takes next (the next group's rows to repack, or its packed bytes), rather than
+	// leave them to RepackQ8Full: the lines come from memory while the tiles compute.
+	PrefetchQ8 func(p *byte, n int)
+	// NoSumQ8 is whether Tile on q8_0 weights does without −128·Σx (the VPMADDUBSW
+	// tiles, exact by moving w's sign onto x): the activations are then prepared without
+	// it.
+	NoSumQ8 bool
+	// PrepareQ8, if set, prepares the activations for q8_0 weights when NoSumQ8 (as
+	// prepare does without the sums): T ≥ 1 tokens of nb ≥ 1 blocks, xb bytes apart.
+	PrepareQ8 func(xs, xq *byte, T, nb, xb int)
+	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
+	// bias with it rather than a loop in Go.
+	AddBias func(dst, x *float32, n int)
+	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
+	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
+	Balance bool
+}
+
+// tokens returns how many of the T − t0 tokens left the next Tile call takes.
+func (k *Kernels) tokens(T, t0 int) int {
+	left := T - t0
+	if !k.Balance {
+		return min(k.Tokens, left)
+	}
+	calls := (left + k.Tokens - 1) / k.Tokens
+	return (left + calls - 1) / calls
 }
 
 // ScratchFloats returns the float32s of scratch MatMulQ8 needs for T tokens of cols
@@ -171,7 +199,11 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	gs := sb[off : off+nb*groupBytes(L)]
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
-	prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0)
+	if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
+		k.PrepareQ8(&xs[0], &xq[0], T, nb, xb)
+	} else {
+		prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0, !noSum)
+	}
 	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	if w.DType == dtype.Q4_0 {
 		repack, full = k.RepackQ4, k.RepackQ4Full
@@ -199,13 +231,23 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			r0 = r1 - L
 		}
 	}
+	pf := k.PrefetchQ8
+	if w.DType != dtype.Q8_0 {
+		pf = nil
+	}
+	calls := (T + k.Tokens - 1) / k.Tokens // Tile calls per group
 	if pw != nil {
 		gb := nb * groupBytes(L)
 		for g := r0 / L * L; g < r1; g += L {
 			p := &pw[g/L*gb]
 			a, b := max(g, r0), min(g+L, r1)
-			for t0 := 0; t0 < T; t0 += k.Tokens {
-				nt := min(k.Tokens, T-t0)
+			var next spread
+			if pf != nil && g+L < r1 {
+				next = spreadOver(pw[(g/L+1)*gb:(g/L+2)*gb], calls)
+			}
+			for t0, nt := 0, 0; t0 < T; t0 += nt {
+				nt = k.tokens(T, t0)
+				next.step(pf)
 				if a == g && b == g+L {
 					tile(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb)
 					continue
@@ -233,8 +275,15 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		} else {
 			repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
 		}
-		for t0 := 0; t0 < T; t0 += k.Tokens {
-			nt := min(k.Tokens, T-t0)
+		var next spread
+		if pf != nil && g+L < r1 {
+			// The next group: rows g+L.., or the last L rows when it overlaps this one.
+			n0 := min(g+L, max(r1-L, r0))
+			next = spreadOver(w.Data[n0*rb:min(n0+L, r1)*rb], calls)
+		}
+		for t0, nt := 0, 0; t0 < T; t0 += nt {
+			nt = k.tokens(T, t0)
+			next.step(pf)
 			if rows == L {
 				tile(nt, &dst[t0*ld+a], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
 				continue
@@ -248,6 +297,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	if bias != nil {
 		for t := 0; t < T; t++ {
 			d := dst[t*ld+b0 : t*ld+r1]
+			if k.AddBias != nil {
+				k.AddBias(&d[0], &bias[b0], r1-b0)
+				continue
+			}
 			for i, b := range bias[b0:r1] {
 				d[i] += b
 			}
@@ -255,10 +308,33 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	}
 }
 
+// spread is the prefetch of a run of bytes in equal steps, one per Tile call.
+type spread struct {
+	b     []byte
+	lines int // per step
+}
+
+// spreadOver returns the prefetch of b in calls ≥ 1 steps.
+func spreadOver(b []byte, calls int) spread {
+	lines := (len(b) + 63) / 64
+	return spread{b: b, lines: (lines + calls - 1) / calls}
+}
+
+// step prefetches the next lines of s with pf, if any are left.
+func (s *spread) step(pf func(p *byte, n int)) {
+	if len(s.b) == 0 {
+		return
+	}
+	n := min(s.lines, (len(s.b)+63)/64)
+	pf(&s.b[0], n)
+	s.b = s.b[min(64*n, len(s.b)):]
+}
+
 // prepare writes the activation blocks of xq (T tokens of nb q8_0 blocks, xb bytes
 // apart) to xs, block-major: block b of token t at (b·T+t)·40, its 32 quants, its scale
-// as float32 and −off·Σx (off = 8 for q4_0 weights, 128 for q8_0).
-func prepare(xs, xq []byte, T, nb, xb int, q4 bool) {
+// as float32 and −off·Σx (off = 8 for q4_0 weights, 128 for q8_0; without sum, that
+// word is left as it was).
+func prepare(xs, xq []byte, T, nb, xb int, q4, sum bool) {
 	shift := 7
 	if q4 {
 		shift = 3
@@ -269,10 +345,12 @@ func prepare(xs, xq []byte, T, nb, xb int, q4 bool) {
 			src := row[b*dtype.BlockQ8_0 : (b+1)*dtype.BlockQ8_0]
 			d := xs[(b*T+t)*xBytes : (b*T+t+1)*xBytes]
 			copy(d[:32], src[2:])
-			s := sumQuants(src[2:34])
 			dx := dtype.F16ToF32(binary.LittleEndian.Uint16(src))
 			binary.LittleEndian.PutUint32(d[32:], math.Float32bits(dx))
-			binary.LittleEndian.PutUint32(d[36:], uint32(-(s << shift)))
+			if sum {
+				s := sumQuants(src[2:34])
+				binary.LittleEndian.PutUint32(d[36:], uint32(-(s << shift)))
+			}
 		}
 	}
 }

@@ -108,14 +108,33 @@ func check(t *testing.T, k Backend, seed uint64, pack func(*kernels.Mat) bool) {
 	if testing.Short() { // -short (and the race detector's run): a tenth of the products
 		nbs, rowsList, Ts = []int{1, 2, 3, 17, 128}, []int{1, 7, 17, 33}, []int{1, 2, 3, 5, 9, 10, 11, 12}
 	}
-	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
+	// q8_0 twice: as Blocks makes it, and without quants −128 (kernels.Mat.Q8Sym, which
+	// some kernels take their own way).
+	for _, c := range []struct {
+		dt  dtype.DType
+		sym bool
+	}{{dtype.Q8_0, false}, {dtype.Q8_0, true}, {dtype.Q4_0, false}} {
+		dt := c.dt
 		for _, nb := range nbs {
 			n := nb * dtype.QBlock
 			for _, rows := range rowsList {
 				special := r.IntN(4) == 0
-				w, err := kernels.NewMat(dt, Blocks(r, dt, rows*nb, special, false), rows, n)
+				data := Blocks(r, dt, rows*nb, special, false)
+				if c.sym {
+					for i := 0; i < rows*nb; i++ {
+						for j := 2; j < dtype.BlockQ8_0; j++ {
+							if q := &data[i*dtype.BlockQ8_0+j]; *q == 0x80 {
+								*q = 0x81
+							}
+						}
+					}
+				}
+				w, err := kernels.NewMat(dt, data, rows, n)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if c.sym && !w.Q8Sym() {
+					t.Fatalf("%d×%d q8_0 without −128 not Q8Sym", rows, n)
 				}
 				if pack != nil && (!pack(w) || w.Packed == nil) && dt == dtype.Q8_0 {
 					t.Fatalf("%s: %v %d×%d not repacked", k.Name(), dt, rows, n)
@@ -144,8 +163,8 @@ func check(t *testing.T, k Backend, seed uint64, pack func(*kernels.Mat) bool) {
 							k.MatMulQ8(got, ld, xq, T, w, b, rr[0], rr[1], sc)
 							for i := range want {
 								if !same(want[i], got[i]) {
-									t.Fatalf("%s repacked=%v %v %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v (%#x), reference %v (%#x)",
-										k.Name(), repack, dt, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld,
+									t.Fatalf("%s repacked=%v %v (sym %v) %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v (%#x), reference %v (%#x)",
+										k.Name(), repack, dt, c.sym, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld,
 										got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
 								}
 							}
