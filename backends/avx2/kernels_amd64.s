@@ -123,7 +123,7 @@ gemm4_fresh6:
 gemm4_started7:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-16, R10
+	ANDQ $-32, R10
 	SHLQ $0x02, R10
 	JMP  gemm4_check9
 
@@ -147,11 +147,57 @@ gemm4_body8:
 	VFMADD231PS Y12, Y15, Y9
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
-	ADDQ        $0x40, R9
+	VMOVUPS     96(AX)(R9*1), Y12
+	VMOVUPS     96(DX)(R9*1), Y13
+	VMOVUPS     96(CX)(R9*1), Y14
+	VMOVUPS     96(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     96(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     96(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     96(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x80, R9
 
 gemm4_check9:
 	CMPQ        R9, R10
 	JL          gemm4_body8
+	MOVQ        k+56(FP), R10
+	ANDQ        $-16, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm4_odd1611
+	VMOVUPS     32(AX)(R9*1), Y12
+	VMOVUPS     32(DX)(R9*1), Y13
+	VMOVUPS     32(CX)(R9*1), Y14
+	VMOVUPS     32(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     32(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     32(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     32(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x40, R9
+
+gemm4_odd1611:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
@@ -191,6 +237,9 @@ gemm4_check9:
 	VFMADD231PS Y13, Y12, Y11
 
 gemm4_pass_done10:
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000002, R9
+	JZ      gemm4_odd_state12
 	VMOVUPS Y0, 72(SP)
 	VMOVUPS Y1, 200(SP)
 	VMOVUPS Y2, 328(SP)
@@ -203,9 +252,31 @@ gemm4_pass_done10:
 	VMOVUPS Y9, 168(SP)
 	VMOVUPS Y10, 296(SP)
 	VMOVUPS Y11, 424(SP)
+	JMP     gemm4_odd_stored13
+
+gemm4_odd_state12:
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x08, R10
+	VMOVUPS Y0, 32(R9)
+	VMOVUPS Y3, 96(R9)
+	VMOVUPS Y6, 160(R9)
+	VMOVUPS Y9, 224(R9)
+	ADDQ    R10, R9
+	VMOVUPS Y1, 32(R9)
+	VMOVUPS Y4, 96(R9)
+	VMOVUPS Y7, 160(R9)
+	VMOVUPS Y10, 224(R9)
+	ADDQ    R10, R9
+	VMOVUPS Y2, 32(R9)
+	VMOVUPS Y5, 96(R9)
+	VMOVUPS Y8, 160(R9)
+	VMOVUPS Y11, 224(R9)
+
+gemm4_odd_stored13:
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4_fresh11
+	JNZ     gemm4_fresh14
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -223,9 +294,9 @@ gemm4_pass_done10:
 	VMOVUPS 64(R9), Y5
 	VMOVUPS 128(R9), Y8
 	VMOVUPS 192(R9), Y11
-	JMP     gemm4_started12
+	JMP     gemm4_started15
 
-gemm4_fresh11:
+gemm4_fresh14:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -239,14 +310,62 @@ gemm4_fresh11:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4_started12:
+gemm4_started15:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-16, R10
+	ANDQ $-32, R10
 	SHLQ $0x02, R10
-	JMP  gemm4_check14
+	JMP  gemm4_check17
 
-gemm4_body13:
+gemm4_body16:
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     (BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     64(AX)(R9*1), Y12
+	VMOVUPS     64(DX)(R9*1), Y13
+	VMOVUPS     64(CX)(R9*1), Y14
+	VMOVUPS     64(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     64(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     64(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     64(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x80, R9
+
+gemm4_check17:
+	CMPQ        R9, R10
+	JL          gemm4_body16
+	MOVQ        k+56(FP), R10
+	ANDQ        $-16, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm4_odd1619
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -268,14 +387,12 @@ gemm4_body13:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_check14:
-	CMPQ        R9, R10
-	JL          gemm4_body13
+gemm4_odd1619:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_more16
+	JGE         gemm4_more20
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -296,10 +413,10 @@ gemm4_check14:
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
 
-gemm4_more16:
+gemm4_more20:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final17
+	JNZ     gemm4_final21
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -317,38 +434,9 @@ gemm4_more16:
 	VMOVUPS Y5, 64(AX)
 	VMOVUPS Y8, 128(AX)
 	VMOVUPS Y11, 192(AX)
-	MOVQ    48(SP), AX
-	MOVQ    groups+72(FP), CX
-	SHLQ    $0x08, CX
-	VMOVUPS 72(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 104(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 136(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 168(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	ADDQ    CX, AX
-	VMOVUPS 200(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 232(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 264(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 296(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	ADDQ    CX, AX
-	VMOVUPS 328(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 360(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 392(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 424(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next18
+	JMP     gemm4_next22
 
-gemm4_final17:
+gemm4_final21:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -363,11 +451,11 @@ gemm4_final17:
 	VADDPS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias19
+	JZ           gemm4_nobias23
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias19:
+gemm4_nobias23:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       200(SP), Y1, Y1
@@ -381,11 +469,11 @@ gemm4_nobias19:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias20
+	JZ           gemm4_nobias24
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X1, X1
 
-gemm4_nobias20:
+gemm4_nobias24:
 	VMOVUPS      X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       328(SP), Y2, Y2
@@ -399,14 +487,14 @@ gemm4_nobias20:
 	VADDPS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias21
+	JZ           gemm4_nobias25
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X2, X2
 
-gemm4_nobias21:
+gemm4_nobias25:
 	VMOVUPS X2, (AX)
 
-gemm4_next18:
+gemm4_next22:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -424,25 +512,25 @@ gemm4_next18:
 
 gemm4_tokens_done3:
 	CMPQ 40(SP), $0x02
-	JL   gemm4_skip22
+	JL   gemm4_skip26
 
 	// 4 rows × 2 tokens
 	MOVQ 56(SP), AX
 	MOVQ 64(SP), CX
 	MOVQ pfl+112(FP), DX
 
-gemm4_pf23:
+gemm4_pf27:
 	TESTQ      CX, CX
-	JLE        gemm4_pf_done24
+	JLE        gemm4_pf_done28
 	TESTQ      DX, DX
-	JZ         gemm4_pf_done24
+	JZ         gemm4_pf_done28
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4_pf23
+	JMP        gemm4_pf27
 
-gemm4_pf_done24:
+gemm4_pf_done28:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -457,7 +545,7 @@ gemm4_pf_done24:
 	LEAQ    (DI)(BX*1), BX
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh25
+	JNZ     gemm4_fresh29
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -470,9 +558,9 @@ gemm4_pf_done24:
 	VMOVUPS 96(R8), Y3
 	VMOVUPS 160(R8), Y5
 	VMOVUPS 224(R8), Y7
-	JMP     gemm4_started26
+	JMP     gemm4_started30
 
-gemm4_fresh25:
+gemm4_fresh29:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -482,14 +570,52 @@ gemm4_fresh25:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started26:
+gemm4_started30:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-16, R9
+	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check28
+	JMP  gemm4_check32
 
-gemm4_body27:
+gemm4_body31:
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*1), Y9
+	VMOVUPS     32(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     32(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     32(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     96(AX)(R8*1), Y8
+	VMOVUPS     96(CX)(R8*1), Y9
+	VMOVUPS     96(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     96(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     96(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     96(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x80, R8
+
+gemm4_check32:
+	CMPQ        R8, R9
+	JL          gemm4_body31
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm4_odd1634
 	VMOVUPS     32(AX)(R8*1), Y8
 	VMOVUPS     32(CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*1), Y10
@@ -506,15 +632,13 @@ gemm4_body27:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_check28:
-	CMPQ        R8, R9
-	JL          gemm4_body27
+gemm4_odd1634:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm4_pass_done29
+	JZ          gemm4_pass_done33
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R9, R10
@@ -538,7 +662,10 @@ gemm4_check28:
 	VMASKMOVPS  (BX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done29:
+gemm4_pass_done33:
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      gemm4_odd_state35
 	VMOVUPS Y0, 72(SP)
 	VMOVUPS Y1, 200(SP)
 	VMOVUPS Y2, 104(SP)
@@ -547,9 +674,26 @@ gemm4_pass_done29:
 	VMOVUPS Y5, 264(SP)
 	VMOVUPS Y6, 168(SP)
 	VMOVUPS Y7, 296(SP)
+	JMP     gemm4_odd_stored36
+
+gemm4_odd_state35:
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x08, R9
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y2, 96(R8)
+	VMOVUPS Y4, 160(R8)
+	VMOVUPS Y6, 224(R8)
+	ADDQ    R9, R8
+	VMOVUPS Y1, 32(R8)
+	VMOVUPS Y3, 96(R8)
+	VMOVUPS Y5, 160(R8)
+	VMOVUPS Y7, 224(R8)
+
+gemm4_odd_stored36:
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh30
+	JNZ     gemm4_fresh37
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -562,9 +706,9 @@ gemm4_pass_done29:
 	VMOVUPS 64(R8), Y3
 	VMOVUPS 128(R8), Y5
 	VMOVUPS 192(R8), Y7
-	JMP     gemm4_started31
+	JMP     gemm4_started38
 
-gemm4_fresh30:
+gemm4_fresh37:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -574,14 +718,52 @@ gemm4_fresh30:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started31:
+gemm4_started38:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-16, R9
+	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check33
+	JMP  gemm4_check40
 
-gemm4_body32:
+gemm4_body39:
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     (DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     64(AX)(R8*1), Y8
+	VMOVUPS     64(CX)(R8*1), Y9
+	VMOVUPS     64(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     64(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     64(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     64(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x80, R8
+
+gemm4_check40:
+	CMPQ        R8, R9
+	JL          gemm4_body39
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm4_odd1642
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -598,14 +780,12 @@ gemm4_body32:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_check33:
-	CMPQ        R8, R9
-	JL          gemm4_body32
+gemm4_odd1642:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_more35
+	JGE         gemm4_more43
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -621,10 +801,10 @@ gemm4_check33:
 	VFMADD231PS Y8, Y10, Y6
 	VFMADD231PS Y9, Y10, Y7
 
-gemm4_more35:
+gemm4_more43:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final36
+	JNZ     gemm4_final44
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -637,29 +817,9 @@ gemm4_more35:
 	VMOVUPS Y3, 64(AX)
 	VMOVUPS Y5, 128(AX)
 	VMOVUPS Y7, 192(AX)
-	MOVQ    48(SP), AX
-	MOVQ    groups+72(FP), CX
-	SHLQ    $0x08, CX
-	VMOVUPS 72(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 104(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 136(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 168(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	ADDQ    CX, AX
-	VMOVUPS 200(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 232(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 264(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 296(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next37
+	JMP     gemm4_next45
 
-gemm4_final36:
+gemm4_final44:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -674,11 +834,11 @@ gemm4_final36:
 	VADDPS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias38
+	JZ           gemm4_nobias46
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias38:
+gemm4_nobias46:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       200(SP), Y1, Y1
@@ -692,14 +852,14 @@ gemm4_nobias38:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias39
+	JZ           gemm4_nobias47
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X1, X1
 
-gemm4_nobias39:
+gemm4_nobias47:
 	VMOVUPS X1, (AX)
 
-gemm4_next37:
+gemm4_next45:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -714,27 +874,27 @@ gemm4_next37:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4_skip22:
+gemm4_skip26:
 	CMPQ 40(SP), $0x01
-	JL   gemm4_skip40
+	JL   gemm4_skip48
 
 	// 4 rows × 1 tokens
 	MOVQ 56(SP), AX
 	MOVQ 64(SP), CX
 	MOVQ pfl+112(FP), DX
 
-gemm4_pf41:
+gemm4_pf49:
 	TESTQ      CX, CX
-	JLE        gemm4_pf_done42
+	JLE        gemm4_pf_done50
 	TESTQ      DX, DX
-	JZ         gemm4_pf_done42
+	JZ         gemm4_pf_done50
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4_pf41
+	JMP        gemm4_pf49
 
-gemm4_pf_done42:
+gemm4_pf_done50:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -746,7 +906,7 @@ gemm4_pf_done42:
 	LEAQ    (SI)(DX*1), DX
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm4_fresh43
+	JNZ     gemm4_fresh51
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x08, R8
@@ -761,9 +921,9 @@ gemm4_pf_done42:
 	VMOVUPS 96(DI), Y5
 	VMOVUPS 160(DI), Y6
 	VMOVUPS 224(DI), Y7
-	JMP     gemm4_started44
+	JMP     gemm4_started52
 
-gemm4_fresh43:
+gemm4_fresh51:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -773,14 +933,60 @@ gemm4_fresh43:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started44:
+gemm4_started52:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
-	ANDQ $-16, R8
+	ANDQ $-32, R8
 	SHLQ $0x02, R8
-	JMP  gemm4_check46
+	JMP  gemm4_check54
 
-gemm4_body45:
+gemm4_body53:
+	VMOVUPS     (AX)(DI*1), Y8
+	VMOVUPS     (CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     (BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     (SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     (DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     32(AX)(DI*1), Y8
+	VMOVUPS     32(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     32(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     32(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     32(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     64(AX)(DI*1), Y8
+	VMOVUPS     64(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     64(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     64(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     64(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     96(AX)(DI*1), Y8
+	VMOVUPS     96(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     96(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     96(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     96(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
+	ADDQ        $0x80, DI
+
+gemm4_check54:
+	CMPQ        DI, R8
+	JL          gemm4_body53
+	MOVQ        k+56(FP), R8
+	ANDQ        $-16, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm4_odd1656
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -801,14 +1007,12 @@ gemm4_body45:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x40, DI
 
-gemm4_check46:
-	CMPQ        DI, R8
-	JL          gemm4_body45
+gemm4_odd1656:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm4_more48
+	JGE         gemm4_more57
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -819,10 +1023,10 @@ gemm4_check46:
 	VMOVUPS     (DX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y3
 
-gemm4_more48:
+gemm4_more57:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm4_pass_done47
+	JZ          gemm4_pass_done55
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -837,10 +1041,10 @@ gemm4_more48:
 	VMASKMOVPS  (DX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done47:
+gemm4_pass_done55:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final49
+	JNZ     gemm4_final58
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -855,9 +1059,9 @@ gemm4_pass_done47:
 	VMOVUPS Y5, 96(AX)
 	VMOVUPS Y6, 160(AX)
 	VMOVUPS Y7, 224(AX)
-	JMP     gemm4_next50
+	JMP     gemm4_next59
 
-gemm4_final49:
+gemm4_final58:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -872,14 +1076,14 @@ gemm4_final49:
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias51
+	JZ           gemm4_nobias60
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X0, X0
 
-gemm4_nobias51:
+gemm4_nobias60:
 	VMOVUPS X0, (AX)
 
-gemm4_next50:
+gemm4_next59:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -892,7 +1096,7 @@ gemm4_next50:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4_skip40:
+gemm4_skip48:
 	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
@@ -1013,7 +1217,7 @@ gemm1_fresh6:
 gemm1_started7:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-16, R10
+	ANDQ $-32, R10
 	SHLQ $0x02, R10
 	JMP  gemm1_check9
 
@@ -1032,16 +1236,52 @@ gemm1_body8:
 	VFMADD231PS 32(SI)(R9*1), Y12, Y9
 	VFMADD231PS 32(DI)(R9*1), Y12, Y10
 	VFMADD231PS 32(CX)(R9*1), Y12, Y11
-	ADDQ        $0x40, R9
+	VMOVUPS     64(R8)(R9*1), Y12
+	VFMADD231PS 64(AX)(R9*1), Y12, Y0
+	VFMADD231PS 64(DX)(R9*1), Y12, Y1
+	VFMADD231PS 64(BX)(R9*1), Y12, Y2
+	VFMADD231PS 64(SI)(R9*1), Y12, Y3
+	VFMADD231PS 64(DI)(R9*1), Y12, Y4
+	VFMADD231PS 64(CX)(R9*1), Y12, Y5
+	VMOVUPS     96(R8)(R9*1), Y12
+	VFMADD231PS 96(AX)(R9*1), Y12, Y6
+	VFMADD231PS 96(DX)(R9*1), Y12, Y7
+	VFMADD231PS 96(BX)(R9*1), Y12, Y8
+	VFMADD231PS 96(SI)(R9*1), Y12, Y9
+	VFMADD231PS 96(DI)(R9*1), Y12, Y10
+	VFMADD231PS 96(CX)(R9*1), Y12, Y11
+	ADDQ        $0x80, R9
 
 gemm1_check9:
 	CMPQ        R9, R10
 	JL          gemm1_body8
 	MOVQ        k+56(FP), R10
+	ANDQ        $-16, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm1_odd1611
+	VMOVUPS     (R8)(R9*1), Y12
+	VFMADD231PS (AX)(R9*1), Y12, Y0
+	VFMADD231PS (DX)(R9*1), Y12, Y1
+	VFMADD231PS (BX)(R9*1), Y12, Y2
+	VFMADD231PS (SI)(R9*1), Y12, Y3
+	VFMADD231PS (DI)(R9*1), Y12, Y4
+	VFMADD231PS (CX)(R9*1), Y12, Y5
+	VMOVUPS     32(R8)(R9*1), Y12
+	VFMADD231PS 32(AX)(R9*1), Y12, Y6
+	VFMADD231PS 32(DX)(R9*1), Y12, Y7
+	VFMADD231PS 32(BX)(R9*1), Y12, Y8
+	VFMADD231PS 32(SI)(R9*1), Y12, Y9
+	VFMADD231PS 32(DI)(R9*1), Y12, Y10
+	VFMADD231PS 32(CX)(R9*1), Y12, Y11
+	ADDQ        $0x40, R9
+
+gemm1_odd1611:
+	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm1_more11
+	JGE         gemm1_more12
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -1050,7 +1290,7 @@ gemm1_check9:
 	VFMADD231PS (DI)(R9*1), Y12, Y4
 	VFMADD231PS (CX)(R9*1), Y12, Y5
 
-gemm1_more11:
+gemm1_more12:
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
 	JZ          gemm1_pass_done10
@@ -1080,7 +1320,7 @@ gemm1_more11:
 gemm1_pass_done10:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final12
+	JNZ     gemm1_final13
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1109,9 +1349,9 @@ gemm1_pass_done10:
 	VMOVUPS Y10, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y11, 32(AX)
-	JMP     gemm1_next13
+	JMP     gemm1_next14
 
-gemm1_final12:
+gemm1_final13:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1122,11 +1362,11 @@ gemm1_final12:
 	VADDSS       X6, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias14
+	JZ           gemm1_nobias15
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias14:
+gemm1_nobias15:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y1, Y1
@@ -1136,11 +1376,11 @@ gemm1_nobias14:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias15
+	JZ           gemm1_nobias16
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias15:
+gemm1_nobias16:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y2, Y2
@@ -1150,11 +1390,11 @@ gemm1_nobias15:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias16
+	JZ           gemm1_nobias17
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias16:
+gemm1_nobias17:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y3, Y3
@@ -1164,11 +1404,11 @@ gemm1_nobias16:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias17
+	JZ           gemm1_nobias18
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias17:
+gemm1_nobias18:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y10, Y4, Y4
@@ -1178,11 +1418,11 @@ gemm1_nobias17:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias18
+	JZ           gemm1_nobias19
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X4, X4
 
-gemm1_nobias18:
+gemm1_nobias19:
 	VMOVSS       X4, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y11, Y5, Y5
@@ -1192,14 +1432,14 @@ gemm1_nobias18:
 	VADDSS       X0, X5, X5
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias19
+	JZ           gemm1_nobias20
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X5, X5
 
-gemm1_nobias19:
+gemm1_nobias20:
 	VMOVSS X5, (AX)
 
-gemm1_next13:
+gemm1_next14:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x06, AX, AX
@@ -1217,25 +1457,25 @@ gemm1_next13:
 
 gemm1_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm1_skip20
+	JL   gemm1_skip21
 
 	// 1 rows × 5 tokens
 	MOVQ 56(SP), AX
 	MOVQ 64(SP), CX
 	MOVQ pfl+112(FP), DX
 
-gemm1_pf21:
+gemm1_pf22:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done22
+	JLE        gemm1_pf_done23
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done22
+	JZ         gemm1_pf_done23
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf21
+	JMP        gemm1_pf22
 
-gemm1_pf_done22:
+gemm1_pf_done23:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1248,7 +1488,7 @@ gemm1_pf_done22:
 	MOVQ    (SP), DI
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm1_fresh23
+	JNZ     gemm1_fresh24
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x06, R9
@@ -1273,9 +1513,9 @@ gemm1_pf_done22:
 	VMOVUPS 32(R8), Y8
 	ADDQ    R9, R8
 	VMOVUPS 32(R8), Y9
-	JMP     gemm1_started24
+	JMP     gemm1_started25
 
-gemm1_fresh23:
+gemm1_fresh24:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1287,14 +1527,48 @@ gemm1_fresh23:
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 
-gemm1_started24:
+gemm1_started25:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-16, R9
+	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm1_check26
+	JMP  gemm1_check27
 
-gemm1_body25:
+gemm1_body26:
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS (AX)(R8*1), Y10, Y0
+	VFMADD231PS (DX)(R8*1), Y10, Y1
+	VFMADD231PS (BX)(R8*1), Y10, Y2
+	VFMADD231PS (SI)(R8*1), Y10, Y3
+	VFMADD231PS (CX)(R8*1), Y10, Y4
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS 32(AX)(R8*1), Y10, Y5
+	VFMADD231PS 32(DX)(R8*1), Y10, Y6
+	VFMADD231PS 32(BX)(R8*1), Y10, Y7
+	VFMADD231PS 32(SI)(R8*1), Y10, Y8
+	VFMADD231PS 32(CX)(R8*1), Y10, Y9
+	VMOVUPS     64(DI)(R8*1), Y10
+	VFMADD231PS 64(AX)(R8*1), Y10, Y0
+	VFMADD231PS 64(DX)(R8*1), Y10, Y1
+	VFMADD231PS 64(BX)(R8*1), Y10, Y2
+	VFMADD231PS 64(SI)(R8*1), Y10, Y3
+	VFMADD231PS 64(CX)(R8*1), Y10, Y4
+	VMOVUPS     96(DI)(R8*1), Y10
+	VFMADD231PS 96(AX)(R8*1), Y10, Y5
+	VFMADD231PS 96(DX)(R8*1), Y10, Y6
+	VFMADD231PS 96(BX)(R8*1), Y10, Y7
+	VFMADD231PS 96(SI)(R8*1), Y10, Y8
+	VFMADD231PS 96(CX)(R8*1), Y10, Y9
+	ADDQ        $0x80, R8
+
+gemm1_check27:
+	CMPQ        R8, R9
+	JL          gemm1_body26
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm1_odd1629
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1309,14 +1583,12 @@ gemm1_body25:
 	VFMADD231PS 32(CX)(R8*1), Y10, Y9
 	ADDQ        $0x40, R8
 
-gemm1_check26:
-	CMPQ        R8, R9
-	JL          gemm1_body25
+gemm1_odd1629:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm1_more28
+	JGE         gemm1_more30
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1324,10 +1596,10 @@ gemm1_check26:
 	VFMADD231PS (SI)(R8*1), Y10, Y3
 	VFMADD231PS (CX)(R8*1), Y10, Y4
 
-gemm1_more28:
+gemm1_more30:
 	MOVQ        k+56(FP), R8
 	ANDQ        $0x07, R8
-	JZ          gemm1_pass_done27
+	JZ          gemm1_pass_done28
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R8, R10
@@ -1348,10 +1620,10 @@ gemm1_more28:
 	VMASKMOVPS  (DI)(R9*1), Y10, Y10
 	VFMADD231PS Y11, Y10, Y9
 
-gemm1_pass_done27:
+gemm1_pass_done28:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final29
+	JNZ     gemm1_final31
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1376,9 +1648,9 @@ gemm1_pass_done27:
 	VMOVUPS Y8, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y9, 32(AX)
-	JMP     gemm1_next30
+	JMP     gemm1_next32
 
-gemm1_final29:
+gemm1_final31:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1389,11 +1661,11 @@ gemm1_final29:
 	VADDSS       X5, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias31
+	JZ           gemm1_nobias33
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias31:
+gemm1_nobias33:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y1, Y1
@@ -1403,11 +1675,11 @@ gemm1_nobias31:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias32
+	JZ           gemm1_nobias34
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias32:
+gemm1_nobias34:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y2, Y2
@@ -1417,11 +1689,11 @@ gemm1_nobias32:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias33
+	JZ           gemm1_nobias35
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias33:
+gemm1_nobias35:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y3, Y3
@@ -1431,11 +1703,11 @@ gemm1_nobias33:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias34
+	JZ           gemm1_nobias36
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias34:
+gemm1_nobias36:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y4, Y4
@@ -1445,14 +1717,14 @@ gemm1_nobias34:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias35
+	JZ           gemm1_nobias37
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X4, X4
 
-gemm1_nobias35:
+gemm1_nobias37:
 	VMOVSS X4, (AX)
 
-gemm1_next30:
+gemm1_next32:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x05, AX, AX
@@ -1467,27 +1739,27 @@ gemm1_next30:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm1_skip20:
+gemm1_skip21:
 	CMPQ 40(SP), $0x04
-	JL   gemm1_skip36
+	JL   gemm1_skip38
 
 	// 1 rows × 4 tokens
 	MOVQ 56(SP), AX
 	MOVQ 64(SP), CX
 	MOVQ pfl+112(FP), DX
 
-gemm1_pf37:
+gemm1_pf39:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done38
+	JLE        gemm1_pf_done40
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done38
+	JZ         gemm1_pf_done40
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf37
+	JMP        gemm1_pf39
 
-gemm1_pf_done38:
+gemm1_pf_done40:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1499,7 +1771,7 @@ gemm1_pf_done38:
 	MOVQ    (SP), SI
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm1_fresh39
+	JNZ     gemm1_fresh41
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x06, R8
@@ -1520,9 +1792,9 @@ gemm1_pf_done38:
 	VMOVUPS 32(DI), Y6
 	ADDQ    R8, DI
 	VMOVUPS 32(DI), Y7
-	JMP     gemm1_started40
+	JMP     gemm1_started42
 
-gemm1_fresh39:
+gemm1_fresh41:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1532,14 +1804,44 @@ gemm1_fresh39:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm1_started40:
+gemm1_started42:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
-	ANDQ $-16, R8
+	ANDQ $-32, R8
 	SHLQ $0x02, R8
-	JMP  gemm1_check42
+	JMP  gemm1_check44
 
-gemm1_body41:
+gemm1_body43:
+	VMOVUPS     (SI)(DI*1), Y8
+	VFMADD231PS (AX)(DI*1), Y8, Y0
+	VFMADD231PS (DX)(DI*1), Y8, Y1
+	VFMADD231PS (BX)(DI*1), Y8, Y2
+	VFMADD231PS (CX)(DI*1), Y8, Y3
+	VMOVUPS     32(SI)(DI*1), Y8
+	VFMADD231PS 32(AX)(DI*1), Y8, Y4
+	VFMADD231PS 32(DX)(DI*1), Y8, Y5
+	VFMADD231PS 32(BX)(DI*1), Y8, Y6
+	VFMADD231PS 32(CX)(DI*1), Y8, Y7
+	VMOVUPS     64(SI)(DI*1), Y8
+	VFMADD231PS 64(AX)(DI*1), Y8, Y0
+	VFMADD231PS 64(DX)(DI*1), Y8, Y1
+	VFMADD231PS 64(BX)(DI*1), Y8, Y2
+	VFMADD231PS 64(CX)(DI*1), Y8, Y3
+	VMOVUPS     96(SI)(DI*1), Y8
+	VFMADD231PS 96(AX)(DI*1), Y8, Y4
+	VFMADD231PS 96(DX)(DI*1), Y8, Y5
+	VFMADD231PS 96(BX)(DI*1), Y8, Y6
+	VFMADD231PS 96(CX)(DI*1), Y8, Y7
+	ADDQ        $0x80, DI
+
+gemm1_check44:
+	CMPQ        DI, R8
+	JL          gemm1_body43
+	MOVQ        k+56(FP), R8
+	ANDQ        $-16, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm1_odd1646
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
@@ -1552,24 +1854,22 @@ gemm1_body41:
 	VFMADD231PS 32(CX)(DI*1), Y8, Y7
 	ADDQ        $0x40, DI
 
-gemm1_check42:
-	CMPQ        DI, R8
-	JL          gemm1_body41
+gemm1_odd1646:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm1_more44
+	JGE         gemm1_more47
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
 	VFMADD231PS (BX)(DI*1), Y8, Y2
 	VFMADD231PS (CX)(DI*1), Y8, Y3
 
-gemm1_more44:
+gemm1_more47:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm1_pass_done43
+	JZ          gemm1_pass_done45
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -1587,10 +1887,10 @@ gemm1_more44:
 	VMASKMOVPS  (SI)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm1_pass_done43:
+gemm1_pass_done45:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final45
+	JNZ     gemm1_final48
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1611,9 +1911,9 @@ gemm1_pass_done43:
 	VMOVUPS Y6, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y7, 32(AX)
-	JMP     gemm1_next46
+	JMP     gemm1_next49
 
-gemm1_final45:
+gemm1_final48:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1624,11 +1924,11 @@ gemm1_final45:
 	VADDSS       X4, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias47
+	JZ           gemm1_nobias50
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias47:
+gemm1_nobias50:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y1, Y1
@@ -1638,11 +1938,11 @@ gemm1_nobias47:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias48
+	JZ           gemm1_nobias51
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias48:
+gemm1_nobias51:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y2, Y2
@@ -1652,11 +1952,11 @@ gemm1_nobias48:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias49
+	JZ           gemm1_nobias52
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias49:
+gemm1_nobias52:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y3, Y3
@@ -1666,14 +1966,14 @@ gemm1_nobias49:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias50
+	JZ           gemm1_nobias53
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X3, X3
 
-gemm1_nobias50:
+gemm1_nobias53:
 	VMOVSS X3, (AX)
 
-gemm1_next46:
+gemm1_next49:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x04, AX, AX
@@ -1688,27 +1988,27 @@ gemm1_next46:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm1_skip36:
+gemm1_skip38:
 	CMPQ 40(SP), $0x03
-	JL   gemm1_skip51
+	JL   gemm1_skip54
 
 	// 1 rows × 3 tokens
 	MOVQ 56(SP), AX
 	MOVQ 64(SP), CX
 	MOVQ pfl+112(FP), DX
 
-gemm1_pf52:
+gemm1_pf55:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done53
+	JLE        gemm1_pf_done56
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done53
+	JZ         gemm1_pf_done56
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf52
+	JMP        gemm1_pf55
 
-gemm1_pf_done53:
+gemm1_pf_done56:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1719,7 +2019,7 @@ gemm1_pf_done53:
 	MOVQ    (SP), BX
 	MOVQ    seg+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JNZ     gemm1_fresh54
+	JNZ     gemm1_fresh57
 	MOVQ    48(SP), SI
 	MOVQ    groups+72(FP), DI
 	SHLQ    $0x06, DI
@@ -1736,9 +2036,9 @@ gemm1_pf_done53:
 	VMOVUPS 32(SI), Y4
 	ADDQ    DI, SI
 	VMOVUPS 32(SI), Y5
-	JMP     gemm1_started55
+	JMP     gemm1_started58
 
-gemm1_fresh54:
+gemm1_fresh57:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1746,14 +2046,40 @@ gemm1_fresh54:
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 
-gemm1_started55:
+gemm1_started58:
 	XORQ SI, SI
 	MOVQ k+56(FP), DI
-	ANDQ $-16, DI
+	ANDQ $-32, DI
 	SHLQ $0x02, DI
-	JMP  gemm1_check57
+	JMP  gemm1_check60
 
-gemm1_body56:
+gemm1_body59:
+	VMOVUPS     (BX)(SI*1), Y6
+	VFMADD231PS (AX)(SI*1), Y6, Y0
+	VFMADD231PS (DX)(SI*1), Y6, Y1
+	VFMADD231PS (CX)(SI*1), Y6, Y2
+	VMOVUPS     32(BX)(SI*1), Y6
+	VFMADD231PS 32(AX)(SI*1), Y6, Y3
+	VFMADD231PS 32(DX)(SI*1), Y6, Y4
+	VFMADD231PS 32(CX)(SI*1), Y6, Y5
+	VMOVUPS     64(BX)(SI*1), Y6
+	VFMADD231PS 64(AX)(SI*1), Y6, Y0
+	VFMADD231PS 64(DX)(SI*1), Y6, Y1
+	VFMADD231PS 64(CX)(SI*1), Y6, Y2
+	VMOVUPS     96(BX)(SI*1), Y6
+	VFMADD231PS 96(AX)(SI*1), Y6, Y3
+	VFMADD231PS 96(DX)(SI*1), Y6, Y4
+	VFMADD231PS 96(CX)(SI*1), Y6, Y5
+	ADDQ        $0x80, SI
+
+gemm1_check60:
+	CMPQ        SI, DI
+	JL          gemm1_body59
+	MOVQ        k+56(FP), DI
+	ANDQ        $-16, DI
+	SHLQ        $0x02, DI
+	CMPQ        SI, DI
+	JGE         gemm1_odd1662
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
@@ -1764,23 +2090,21 @@ gemm1_body56:
 	VFMADD231PS 32(CX)(SI*1), Y6, Y5
 	ADDQ        $0x40, SI
 
-gemm1_check57:
-	CMPQ        SI, DI
-	JL          gemm1_body56
+gemm1_odd1662:
 	MOVQ        k+56(FP), DI
 	ANDQ        $-8, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm1_more59
+	JGE         gemm1_more63
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
 	VFMADD231PS (CX)(SI*1), Y6, Y2
 
-gemm1_more59:
+gemm1_more63:
 	MOVQ        k+56(FP), SI
 	ANDQ        $0x07, SI
-	JZ          gemm1_pass_done58
+	JZ          gemm1_pass_done61
 	LEAQ        tailmask<>+0(SB), R9
 	MOVQ        $0x00000008, R8
 	SUBQ        SI, R8
@@ -1795,10 +2119,10 @@ gemm1_more59:
 	VMASKMOVPS  (BX)(DI*1), Y6, Y6
 	VFMADD231PS Y7, Y6, Y5
 
-gemm1_pass_done58:
+gemm1_pass_done61:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final60
+	JNZ     gemm1_final64
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1815,9 +2139,9 @@ gemm1_pass_done58:
 	VMOVUPS Y4, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y5, 32(AX)
-	JMP     gemm1_next61
+	JMP     gemm1_next65
 
-gemm1_final60:
+gemm1_final64:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1828,11 +2152,11 @@ gemm1_final60:
 	VADDSS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias62
+	JZ           gemm1_nobias66
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias62:
+gemm1_nobias66:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y4, Y1, Y1
@@ -1842,11 +2166,11 @@ gemm1_nobias62:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias63
+	JZ           gemm1_nobias67
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias63:
+gemm1_nobias67:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y2, Y2
@@ -1856,14 +2180,14 @@ gemm1_nobias63:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias64
+	JZ           gemm1_nobias68
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X2, X2
 
-gemm1_nobias64:
+gemm1_nobias68:
 	VMOVSS X2, (AX)
 
-gemm1_next61:
+gemm1_next65:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -1878,27 +2202,27 @@ gemm1_next61:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm1_skip51:
+gemm1_skip54:
 	CMPQ 40(SP), $0x02
-	JL   gemm1_skip65
+	JL   gemm1_skip69
 
 	// 1 rows × 2 tokens
 	MOVQ 56(SP), AX
 	MOVQ 64(SP), CX
 	MOVQ pfl+112(FP), DX
 
-gemm1_pf66:
+gemm1_pf70:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done67
+	JLE        gemm1_pf_done71
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done67
+	JZ         gemm1_pf_done71
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf66
+	JMP        gemm1_pf70
 
-gemm1_pf_done67:
+gemm1_pf_done71:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1908,7 +2232,7 @@ gemm1_pf_done67:
 	MOVQ    (SP), DX
 	MOVQ    seg+88(FP), BX
 	TESTQ   $0x00000001, BX
-	JNZ     gemm1_fresh68
+	JNZ     gemm1_fresh72
 	MOVQ    48(SP), BX
 	MOVQ    groups+72(FP), SI
 	SHLQ    $0x06, SI
@@ -1921,22 +2245,44 @@ gemm1_pf_done67:
 	VMOVUPS 32(BX), Y2
 	ADDQ    SI, BX
 	VMOVUPS 32(BX), Y3
-	JMP     gemm1_started69
+	JMP     gemm1_started73
 
-gemm1_fresh68:
+gemm1_fresh72:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 
-gemm1_started69:
+gemm1_started73:
 	XORQ BX, BX
 	MOVQ k+56(FP), SI
-	ANDQ $-16, SI
+	ANDQ $-32, SI
 	SHLQ $0x02, SI
-	JMP  gemm1_check71
+	JMP  gemm1_check75
 
-gemm1_body70:
+gemm1_body74:
+	VMOVUPS     (DX)(BX*1), Y4
+	VFMADD231PS (AX)(BX*1), Y4, Y0
+	VFMADD231PS (CX)(BX*1), Y4, Y1
+	VMOVUPS     32(DX)(BX*1), Y4
+	VFMADD231PS 32(AX)(BX*1), Y4, Y2
+	VFMADD231PS 32(CX)(BX*1), Y4, Y3
+	VMOVUPS     64(DX)(BX*1), Y4
+	VFMADD231PS 64(AX)(BX*1), Y4, Y0
+	VFMADD231PS 64(CX)(BX*1), Y4, Y1
+	VMOVUPS     96(DX)(BX*1), Y4
+	VFMADD231PS 96(AX)(BX*1), Y4, Y2
+	VFMADD231PS 96(CX)(BX*1), Y4, Y3
+	ADDQ        $0x80, BX
+
+gemm1_check75:
+	CMPQ        BX, SI
+	JL          gemm1_body74
+	MOVQ        k+56(FP), SI
+	ANDQ        $-16, SI
+	SHLQ        $0x02, SI
+	CMPQ        BX, SI
+	JGE         gemm1_odd1677
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
@@ -1945,22 +2291,20 @@ gemm1_body70:
 	VFMADD231PS 32(CX)(BX*1), Y4, Y3
 	ADDQ        $0x40, BX
 
-gemm1_check71:
-	CMPQ        BX, SI
-	JL          gemm1_body70
+gemm1_odd1677:
 	MOVQ        k+56(FP), SI
 	ANDQ        $-8, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm1_more73
+	JGE         gemm1_more78
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
 
-gemm1_more73:
+gemm1_more78:
 	MOVQ        k+56(FP), BX
 	ANDQ        $0x07, BX
-	JZ          gemm1_pass_done72
+	JZ          gemm1_pass_done76
 	LEAQ        tailmask<>+0(SB), R8
 	MOVQ        $0x00000008, DI
 	SUBQ        BX, DI
@@ -1972,10 +2316,10 @@ gemm1_more73:
 	VMASKMOVPS  (DX)(SI*1), Y4, Y4
 	VFMADD231PS Y5, Y4, Y3
 
-gemm1_pass_done72:
+gemm1_pass_done76:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final74
+	JNZ     gemm1_final79
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1988,9 +2332,9 @@ gemm1_pass_done72:
 	VMOVUPS Y2, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y3, 32(AX)
-	JMP     gemm1_next75
+	JMP     gemm1_next80
 
-gemm1_final74:
+gemm1_final79:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2001,11 +2345,11 @@ gemm1_final74:
 	VADDSS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias76
+	JZ           gemm1_nobias81
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias76:
+gemm1_nobias81:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y3, Y1, Y1
@@ -2015,14 +2359,14 @@ gemm1_nobias76:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias77
+	JZ           gemm1_nobias82
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X1, X1
 
-gemm1_nobias77:
+gemm1_nobias82:
 	VMOVSS X1, (AX)
 
-gemm1_next75:
+gemm1_next80:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -2037,34 +2381,34 @@ gemm1_next75:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm1_skip65:
+gemm1_skip69:
 	CMPQ 40(SP), $0x01
-	JL   gemm1_skip78
+	JL   gemm1_skip83
 
 	// 1 rows × 1 tokens
 	MOVQ 56(SP), AX
 	MOVQ 64(SP), CX
 	MOVQ pfl+112(FP), DX
 
-gemm1_pf79:
+gemm1_pf84:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done80
+	JLE        gemm1_pf_done85
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done80
+	JZ         gemm1_pf_done85
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf79
+	JMP        gemm1_pf84
 
-gemm1_pf_done80:
+gemm1_pf_done85:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    (SP), CX
 	MOVQ    seg+88(FP), DX
 	TESTQ   $0x00000001, DX
-	JNZ     gemm1_fresh81
+	JNZ     gemm1_fresh86
 	MOVQ    48(SP), DX
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
@@ -2073,41 +2417,57 @@ gemm1_pf_done80:
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
 	VMOVUPS 32(DX), Y1
-	JMP     gemm1_started82
+	JMP     gemm1_started87
 
-gemm1_fresh81:
+gemm1_fresh86:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 
-gemm1_started82:
+gemm1_started87:
 	XORQ DX, DX
 	MOVQ k+56(FP), BX
-	ANDQ $-16, BX
+	ANDQ $-32, BX
 	SHLQ $0x02, BX
-	JMP  gemm1_check84
+	JMP  gemm1_check89
 
-gemm1_body83:
+gemm1_body88:
+	VMOVUPS     (CX)(DX*1), Y2
+	VFMADD231PS (AX)(DX*1), Y2, Y0
+	VMOVUPS     32(CX)(DX*1), Y2
+	VFMADD231PS 32(AX)(DX*1), Y2, Y1
+	VMOVUPS     64(CX)(DX*1), Y2
+	VFMADD231PS 64(AX)(DX*1), Y2, Y0
+	VMOVUPS     96(CX)(DX*1), Y2
+	VFMADD231PS 96(AX)(DX*1), Y2, Y1
+	ADDQ        $0x80, DX
+
+gemm1_check89:
+	CMPQ        DX, BX
+	JL          gemm1_body88
+	MOVQ        k+56(FP), BX
+	ANDQ        $-16, BX
+	SHLQ        $0x02, BX
+	CMPQ        DX, BX
+	JGE         gemm1_odd1691
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 	VMOVUPS     32(CX)(DX*1), Y2
 	VFMADD231PS 32(AX)(DX*1), Y2, Y1
 	ADDQ        $0x40, DX
 
-gemm1_check84:
-	CMPQ        DX, BX
-	JL          gemm1_body83
+gemm1_odd1691:
 	MOVQ        k+56(FP), BX
 	ANDQ        $-8, BX
 	SHLQ        $0x02, BX
 	CMPQ        DX, BX
-	JGE         gemm1_more86
+	JGE         gemm1_more92
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 
-gemm1_more86:
+gemm1_more92:
 	MOVQ        k+56(FP), DX
 	ANDQ        $0x07, DX
-	JZ          gemm1_pass_done85
+	JZ          gemm1_pass_done90
 	LEAQ        tailmask<>+0(SB), DI
 	MOVQ        $0x00000008, SI
 	SUBQ        DX, SI
@@ -2116,10 +2476,10 @@ gemm1_more86:
 	VMASKMOVPS  (CX)(BX*1), Y2, Y2
 	VFMADD231PS Y3, Y2, Y1
 
-gemm1_pass_done85:
+gemm1_pass_done90:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final87
+	JNZ     gemm1_final93
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2128,9 +2488,9 @@ gemm1_pass_done85:
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
 	VMOVUPS Y1, 32(AX)
-	JMP     gemm1_next88
+	JMP     gemm1_next94
 
-gemm1_final87:
+gemm1_final93:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2141,14 +2501,14 @@ gemm1_final87:
 	VADDSS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias89
+	JZ           gemm1_nobias95
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X0, X0
 
-gemm1_nobias89:
+gemm1_nobias95:
 	VMOVSS X0, (AX)
 
-gemm1_next88:
+gemm1_next94:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -2161,7 +2521,7 @@ gemm1_next88:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm1_skip78:
+gemm1_skip83:
 	ADDQ $0x04, 8(SP)
 	MOVQ ldw+48(FP), AX
 	SHLQ $0x02, AX

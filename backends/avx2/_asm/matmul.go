@@ -180,21 +180,36 @@ func genGemm(name string, R, Tb int) {
 					}
 				}
 			}
+			// Two 16-column steps an iteration, then the one left over: half the
+			// loop branches, whose exit the predictor misses once a pass.
 			i := GP64()
 			XORQ(i, i)
-			k16 := Load(Param("k"), GP64())
-			ANDQ(I32(-16), k16)
-			SHLQ(U8(2), k16)
+			k32 := Load(Param("k"), GP64())
+			ANDQ(I32(-32), k32)
+			SHLQ(U8(2), k32)
 			body, check, done := lb.next("body"), lb.next("check"), lb.next("pass_done")
 			JMP(LabelRef(check))
 			Label(body)
+			for u := 0; u < 2; u++ {
+				for _, h := range hs {
+					step(i, 64*u+32*h, acc[h])
+				}
+			}
+			ADDQ(U8(128), i)
+			Label(check)
+			CMPQ(i, k32)
+			JL(LabelRef(body))
+			k16 := Load(Param("k"), GP64())
+			ANDQ(I32(-16), k16)
+			SHLQ(U8(2), k16)
+			odd16 := lb.next("odd16")
+			CMPQ(i, k16)
+			JGE(LabelRef(odd16))
 			for _, h := range hs {
 				step(i, 32*h, acc[h])
 			}
 			ADDQ(U8(64), i)
-			Label(check)
-			CMPQ(i, k16)
-			JL(LabelRef(body))
+			Label(odd16)
 
 			kmain := Load(Param("k"), GP64())
 			ANDQ(I32(-8), kmain)
@@ -238,12 +253,22 @@ func genGemm(name string, R, Tb int) {
 			even = acc[0]
 			odd = func(r, t int) Op { return acc[1][r][t] }
 		} else {
+			// The odd sums go where they are needed next: on a segment before the
+			// last straight to the state, else to the stack for the final sums.
 			acc := pass(1)
+			toState, stored := lb.next("odd_state"), lb.next("odd_stored")
+			sg := Load(Param("seg"), GP64())
+			TESTQ(U32(2), sg)
+			JZ(LabelRef(toState))
 			for r := range acc[1] {
 				for t := range acc[1][r] {
 					VMOVUPS(acc[1][r][t], savedAt(r, t))
 				}
 			}
+			JMP(LabelRef(stored))
+			Label(toState)
+			stateAt(1, func(r, t int, m Mem) { VMOVUPS(acc[1][r][t], m) })
+			Label(stored)
 			even = pass(0)[0]
 			odd = func(r, t int) Op { return savedAt(r, t) }
 		}
@@ -253,16 +278,9 @@ func genGemm(name string, R, Tb int) {
 		TESTQ(U32(2), sg)
 		JNZ(LabelRef(final))
 		stateAt(0, func(r, t int, m Mem) { VMOVUPS(even[r][t], m) })
-		stateAt(1, func(r, t int, m Mem) {
-			o := odd(r, t)
-			if y, ok := o.(VecVirtual); ok {
-				VMOVUPS(y, m)
-				return
-			}
-			y := YMM()
-			VMOVUPS(o, y)
-			VMOVUPS(y, m)
-		})
+		if 2*R*Tt <= 12 {
+			stateAt(1, func(r, t int, m Mem) { VMOVUPS(odd(r, t), m) })
+		}
 		JMP(LabelRef(next))
 
 		Label(final)
