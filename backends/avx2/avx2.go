@@ -428,17 +428,13 @@ func halfTail(dst, x []float32, wh []uint16, dt dtype.DType, n8 int, bias []floa
 
 // arrangeX writes x (len(x) a multiple of 8) in the column order o sums it in.
 func arrangeX(o halfOrder, dst, x []float32) {
-	if o == orderMixBF {
-		splitBFX(dst, x)
-		return
-	}
 	n32 := len(x) &^ 31
 	dst = dst[:len(x)]
-	for c := 0; c < n32; c += 32 {
-		copy(dst[c:c+16], x[c:c+16])
-		hi, d := x[c+16:c+32], dst[c+16:c+32]
-		for j := 0; j < 8; j++ {
-			d[j], d[8+j] = hi[2*j], hi[2*j+1]
+	if n32 > 0 {
+		if o == orderMixBF {
+			arrangeBFM(&dst[0], &x[0], n32)
+		} else {
+			arrangeHM(&dst[0], &x[0], n32)
 		}
 	}
 	copy(dst[n32:], x[n32:])

@@ -4499,6 +4499,78 @@ widenBFM_done4:
 	VZEROUPPER
 	RET
 
+// func arrangeHM(dst *float32, x *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·arrangeHM(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    n+16(FP), DX
+	SHLQ    $0x02, DX
+	VMOVDQU evenodd8<>+0(SB), Y0
+	XORQ    BX, BX
+	JMP     arrangeHM_check2
+
+arrangeHM_body1:
+	VMOVUPS    (CX)(BX*1), Y1
+	VMOVUPS    Y1, (AX)(BX*1)
+	VMOVUPS    32(CX)(BX*1), Y1
+	VMOVUPS    Y1, 32(AX)(BX*1)
+	VPERMPS    64(CX)(BX*1), Y0, Y1
+	VPERMPS    96(CX)(BX*1), Y0, Y2
+	VPERM2F128 $0x20, Y2, Y1, Y3
+	VPERM2F128 $0x31, Y2, Y1, Y1
+	VMOVUPS    Y3, 64(AX)(BX*1)
+	VMOVUPS    Y1, 96(AX)(BX*1)
+	ADDQ       $0x80, BX
+
+arrangeHM_check2:
+	CMPQ BX, DX
+	JL   arrangeHM_body1
+	VZEROUPPER
+	RET
+
+DATA evenodd8<>+0(SB)/4, $0x00000000
+DATA evenodd8<>+4(SB)/4, $0x00000002
+DATA evenodd8<>+8(SB)/4, $0x00000004
+DATA evenodd8<>+12(SB)/4, $0x00000006
+DATA evenodd8<>+16(SB)/4, $0x00000001
+DATA evenodd8<>+20(SB)/4, $0x00000003
+DATA evenodd8<>+24(SB)/4, $0x00000005
+DATA evenodd8<>+28(SB)/4, $0x00000007
+GLOBL evenodd8<>(SB), RODATA|NOPTR, $32
+
+// func arrangeBFM(dst *float32, x *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·arrangeBFM(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    n+16(FP), DX
+	SHLQ    $0x02, DX
+	VMOVDQU evenodd8<>+0(SB), Y0
+	XORQ    BX, BX
+	JMP     arrangeBFM_check2
+
+arrangeBFM_body1:
+	VPERMPS    (CX)(BX*1), Y0, Y1
+	VPERMPS    32(CX)(BX*1), Y0, Y2
+	VPERM2F128 $0x20, Y2, Y1, Y3
+	VPERM2F128 $0x31, Y2, Y1, Y1
+	VMOVUPS    Y3, (AX)(BX*1)
+	VMOVUPS    Y1, 32(AX)(BX*1)
+	VPERMPS    64(CX)(BX*1), Y0, Y1
+	VPERMPS    96(CX)(BX*1), Y0, Y2
+	VPERM2F128 $0x20, Y2, Y1, Y3
+	VPERM2F128 $0x31, Y2, Y1, Y1
+	VMOVUPS    Y3, 64(AX)(BX*1)
+	VMOVUPS    Y1, 96(AX)(BX*1)
+	ADDQ       $0x80, BX
+
+arrangeBFM_check2:
+	CMPQ BX, DX
+	JL   arrangeBFM_body1
+	VZEROUPPER
+	RET
+
 DATA shift4<>+0(SB)/4, $0x00000000
 DATA shift4<>+4(SB)/4, $0x00000000
 DATA shift4<>+8(SB)/4, $0x00000000

@@ -130,6 +130,18 @@ func widenHM(dst *float32, src *uint16, n int)
 //go:noescape
 func widenBFM(dst *float32, src *uint16, n int)
 
+// arrangeHM writes the n floats at x (n a multiple of 32) to dst in widenHM's order: in
+// every 32, columns 0–15 as they are, then the even columns of 16–31, then the odd ones.
+//
+//go:noescape
+func arrangeHM(dst *float32, x *float32, n int)
+
+// arrangeBFM writes the n floats at x (n a multiple of 32) to dst in widenBFM's order:
+// every 16 columns as their 8 even ones, then their 8 odd ones.
+//
+//go:noescape
+func arrangeBFM(dst *float32, x *float32, n int)
+
 // mvQ8_0x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q8_0 matrix w
 // (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =
 // Σ_b float32(float32(s_rb)·float32(dw_rb·dx_b)) in block order, as the reference. For q4_0,
