@@ -22,9 +22,9 @@ DATA tailmask<>+56(SB)/4, $0x00000000
 DATA tailmask<>+60(SB)/4, $0x00000000
 GLOBL tailmask<>(SB), RODATA|NOPTR, $64
 
-// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
-// Requires: AVX, FMA3, MMX+
-TEXT ·gemm4(SB), NOSPLIT, $456-120
+// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·gemm4(SB), NOSPLIT, $464-136
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -35,6 +35,8 @@ TEXT ·gemm4(SB), NOSPLIT, $456-120
 	MOVQ AX, 56(SP)
 	MOVQ pfn+104(FP), AX
 	MOVQ AX, 64(SP)
+	MOVQ cv+120(FP), AX
+	MOVQ AX, 72(SP)
 
 gemm4_group1:
 	MOVQ x+16(FP), AX
@@ -55,9 +57,12 @@ gemm4_tokens2:
 	JL   gemm4_tokens_done3
 
 	// 4 rows × 3 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4_cv6
 
 gemm4_pf4:
 	TESTQ      CX, CX
@@ -69,6 +74,89 @@ gemm4_pf4:
 	SUBQ       $0x40, CX
 	DECQ       DX
 	JMP        gemm4_pf4
+
+gemm4_cv6:
+	MOVQ 72(SP), SI
+
+gemm4_cv_unit7:
+	TESTQ      CX, CX
+	JLE        gemm4_cv_done9
+	TESTQ      DX, DX
+	JZ         gemm4_cv_done9
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4_cv_h10
+	CMPQ       BX, $0x02
+	JE         gemm4_cv_bf11
+	CMPQ       BX, $0x03
+	JE         gemm4_cv_hm12
+	JMP        gemm4_cv_bfm13
+
+gemm4_cv_h10:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done8
+
+gemm4_cv_bf11:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done8
+
+gemm4_cv_hm12:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done8
+
+gemm4_cv_bfm13:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4_cv_unit_done8:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4_cv_unit7
+
+gemm4_cv_done9:
+	MOVQ SI, 72(SP)
 
 gemm4_pf_done5:
 	MOVQ    AX, 56(SP)
@@ -86,7 +174,7 @@ gemm4_pf_done5:
 	LEAQ    (R8)(SI*1), SI
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4_fresh6
+	JNZ     gemm4_fresh14
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -104,9 +192,9 @@ gemm4_pf_done5:
 	VMOVUPS 96(R9), Y5
 	VMOVUPS 160(R9), Y8
 	VMOVUPS 224(R9), Y11
-	JMP     gemm4_started7
+	JMP     gemm4_started15
 
-gemm4_fresh6:
+gemm4_fresh14:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -120,14 +208,14 @@ gemm4_fresh6:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4_started7:
+gemm4_started15:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
 	ANDQ $-32, R10
 	SHLQ $0x02, R10
-	JMP  gemm4_check9
+	JMP  gemm4_check17
 
-gemm4_body8:
+gemm4_body16:
 	VMOVUPS     32(AX)(R9*1), Y12
 	VMOVUPS     32(DX)(R9*1), Y13
 	VMOVUPS     32(CX)(R9*1), Y14
@@ -168,14 +256,14 @@ gemm4_body8:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x80, R9
 
-gemm4_check9:
+gemm4_check17:
 	CMPQ        R9, R10
-	JL          gemm4_body8
+	JL          gemm4_body16
 	MOVQ        k+56(FP), R10
 	ANDQ        $-16, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_odd1611
+	JGE         gemm4_odd1619
 	VMOVUPS     32(AX)(R9*1), Y12
 	VMOVUPS     32(DX)(R9*1), Y13
 	VMOVUPS     32(CX)(R9*1), Y14
@@ -197,13 +285,13 @@ gemm4_check9:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_odd1611:
+gemm4_odd1619:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	MOVQ        k+56(FP), R10
 	ANDQ        $0x07, R10
-	JZ          gemm4_pass_done10
+	JZ          gemm4_pass_done18
 	LEAQ        tailmask<>+0(SB), R12
 	MOVQ        $0x00000008, R11
 	SUBQ        R10, R11
@@ -236,25 +324,25 @@ gemm4_odd1611:
 	VMASKMOVPS  (SI)(R9*1), Y12, Y12
 	VFMADD231PS Y13, Y12, Y11
 
-gemm4_pass_done10:
+gemm4_pass_done18:
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000002, R9
-	JZ      gemm4_odd_state12
-	VMOVUPS Y0, 72(SP)
-	VMOVUPS Y1, 200(SP)
-	VMOVUPS Y2, 328(SP)
-	VMOVUPS Y3, 104(SP)
-	VMOVUPS Y4, 232(SP)
-	VMOVUPS Y5, 360(SP)
-	VMOVUPS Y6, 136(SP)
-	VMOVUPS Y7, 264(SP)
-	VMOVUPS Y8, 392(SP)
-	VMOVUPS Y9, 168(SP)
-	VMOVUPS Y10, 296(SP)
-	VMOVUPS Y11, 424(SP)
-	JMP     gemm4_odd_stored13
+	JZ      gemm4_odd_state20
+	VMOVUPS Y0, 80(SP)
+	VMOVUPS Y1, 208(SP)
+	VMOVUPS Y2, 336(SP)
+	VMOVUPS Y3, 112(SP)
+	VMOVUPS Y4, 240(SP)
+	VMOVUPS Y5, 368(SP)
+	VMOVUPS Y6, 144(SP)
+	VMOVUPS Y7, 272(SP)
+	VMOVUPS Y8, 400(SP)
+	VMOVUPS Y9, 176(SP)
+	VMOVUPS Y10, 304(SP)
+	VMOVUPS Y11, 432(SP)
+	JMP     gemm4_odd_stored21
 
-gemm4_odd_state12:
+gemm4_odd_state20:
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -273,10 +361,10 @@ gemm4_odd_state12:
 	VMOVUPS Y8, 160(R9)
 	VMOVUPS Y11, 224(R9)
 
-gemm4_odd_stored13:
+gemm4_odd_stored21:
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4_fresh14
+	JNZ     gemm4_fresh22
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -294,9 +382,9 @@ gemm4_odd_stored13:
 	VMOVUPS 64(R9), Y5
 	VMOVUPS 128(R9), Y8
 	VMOVUPS 192(R9), Y11
-	JMP     gemm4_started15
+	JMP     gemm4_started23
 
-gemm4_fresh14:
+gemm4_fresh22:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -310,14 +398,14 @@ gemm4_fresh14:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4_started15:
+gemm4_started23:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
 	ANDQ $-32, R10
 	SHLQ $0x02, R10
-	JMP  gemm4_check17
+	JMP  gemm4_check25
 
-gemm4_body16:
+gemm4_body24:
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -358,14 +446,14 @@ gemm4_body16:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x80, R9
 
-gemm4_check17:
+gemm4_check25:
 	CMPQ        R9, R10
-	JL          gemm4_body16
+	JL          gemm4_body24
 	MOVQ        k+56(FP), R10
 	ANDQ        $-16, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_odd1619
+	JGE         gemm4_odd1627
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -387,12 +475,12 @@ gemm4_check17:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_odd1619:
+gemm4_odd1627:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_more20
+	JGE         gemm4_more28
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -413,10 +501,10 @@ gemm4_odd1619:
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
 
-gemm4_more20:
+gemm4_more28:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final21
+	JNZ     gemm4_final29
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -434,16 +522,16 @@ gemm4_more20:
 	VMOVUPS Y5, 64(AX)
 	VMOVUPS Y8, 128(AX)
 	VMOVUPS Y11, 192(AX)
-	JMP     gemm4_next22
+	JMP     gemm4_next30
 
-gemm4_final21:
+gemm4_final29:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       72(SP), Y0, Y0
-	VADDPS       104(SP), Y3, Y3
-	VADDPS       136(SP), Y6, Y6
-	VADDPS       168(SP), Y9, Y9
+	VADDPS       80(SP), Y0, Y0
+	VADDPS       112(SP), Y3, Y3
+	VADDPS       144(SP), Y6, Y6
+	VADDPS       176(SP), Y9, Y9
 	VHADDPS      Y3, Y0, Y0
 	VHADDPS      Y9, Y6, Y6
 	VHADDPS      Y6, Y0, Y0
@@ -451,17 +539,17 @@ gemm4_final21:
 	VADDPS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias23
+	JZ           gemm4_nobias31
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias23:
+gemm4_nobias31:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       200(SP), Y1, Y1
-	VADDPS       232(SP), Y4, Y4
-	VADDPS       264(SP), Y7, Y7
-	VADDPS       296(SP), Y10, Y10
+	VADDPS       208(SP), Y1, Y1
+	VADDPS       240(SP), Y4, Y4
+	VADDPS       272(SP), Y7, Y7
+	VADDPS       304(SP), Y10, Y10
 	VHADDPS      Y4, Y1, Y1
 	VHADDPS      Y10, Y7, Y7
 	VHADDPS      Y7, Y1, Y1
@@ -469,17 +557,17 @@ gemm4_nobias23:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias24
+	JZ           gemm4_nobias32
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X1, X1
 
-gemm4_nobias24:
+gemm4_nobias32:
 	VMOVUPS      X1, (AX)
 	ADDQ         CX, AX
-	VADDPS       328(SP), Y2, Y2
-	VADDPS       360(SP), Y5, Y5
-	VADDPS       392(SP), Y8, Y8
-	VADDPS       424(SP), Y11, Y11
+	VADDPS       336(SP), Y2, Y2
+	VADDPS       368(SP), Y5, Y5
+	VADDPS       400(SP), Y8, Y8
+	VADDPS       432(SP), Y11, Y11
 	VHADDPS      Y5, Y2, Y2
 	VHADDPS      Y11, Y8, Y8
 	VHADDPS      Y8, Y2, Y2
@@ -487,14 +575,14 @@ gemm4_nobias24:
 	VADDPS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias25
+	JZ           gemm4_nobias33
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X2, X2
 
-gemm4_nobias25:
+gemm4_nobias33:
 	VMOVUPS X2, (AX)
 
-gemm4_next22:
+gemm4_next30:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -512,25 +600,111 @@ gemm4_next22:
 
 gemm4_tokens_done3:
 	CMPQ 40(SP), $0x02
-	JL   gemm4_skip26
+	JL   gemm4_skip34
 
 	// 4 rows × 2 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4_cv37
 
-gemm4_pf27:
+gemm4_pf35:
 	TESTQ      CX, CX
-	JLE        gemm4_pf_done28
+	JLE        gemm4_pf_done36
 	TESTQ      DX, DX
-	JZ         gemm4_pf_done28
+	JZ         gemm4_pf_done36
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4_pf27
+	JMP        gemm4_pf35
 
-gemm4_pf_done28:
+gemm4_cv37:
+	MOVQ 72(SP), SI
+
+gemm4_cv_unit38:
+	TESTQ      CX, CX
+	JLE        gemm4_cv_done40
+	TESTQ      DX, DX
+	JZ         gemm4_cv_done40
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4_cv_h41
+	CMPQ       BX, $0x02
+	JE         gemm4_cv_bf42
+	CMPQ       BX, $0x03
+	JE         gemm4_cv_hm43
+	JMP        gemm4_cv_bfm44
+
+gemm4_cv_h41:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done39
+
+gemm4_cv_bf42:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done39
+
+gemm4_cv_hm43:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done39
+
+gemm4_cv_bfm44:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4_cv_unit_done39:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4_cv_unit38
+
+gemm4_cv_done40:
+	MOVQ SI, 72(SP)
+
+gemm4_pf_done36:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -545,7 +719,7 @@ gemm4_pf_done28:
 	LEAQ    (DI)(BX*1), BX
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh29
+	JNZ     gemm4_fresh45
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -558,9 +732,9 @@ gemm4_pf_done28:
 	VMOVUPS 96(R8), Y3
 	VMOVUPS 160(R8), Y5
 	VMOVUPS 224(R8), Y7
-	JMP     gemm4_started30
+	JMP     gemm4_started46
 
-gemm4_fresh29:
+gemm4_fresh45:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -570,14 +744,14 @@ gemm4_fresh29:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started30:
+gemm4_started46:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check32
+	JMP  gemm4_check48
 
-gemm4_body31:
+gemm4_body47:
 	VMOVUPS     32(AX)(R8*1), Y8
 	VMOVUPS     32(CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*1), Y10
@@ -608,14 +782,14 @@ gemm4_body31:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x80, R8
 
-gemm4_check32:
+gemm4_check48:
 	CMPQ        R8, R9
-	JL          gemm4_body31
+	JL          gemm4_body47
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_odd1634
+	JGE         gemm4_odd1650
 	VMOVUPS     32(AX)(R8*1), Y8
 	VMOVUPS     32(CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*1), Y10
@@ -632,13 +806,13 @@ gemm4_check32:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_odd1634:
+gemm4_odd1650:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm4_pass_done33
+	JZ          gemm4_pass_done49
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R9, R10
@@ -662,21 +836,21 @@ gemm4_odd1634:
 	VMASKMOVPS  (BX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done33:
+gemm4_pass_done49:
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000002, R8
-	JZ      gemm4_odd_state35
-	VMOVUPS Y0, 72(SP)
-	VMOVUPS Y1, 200(SP)
-	VMOVUPS Y2, 104(SP)
-	VMOVUPS Y3, 232(SP)
-	VMOVUPS Y4, 136(SP)
-	VMOVUPS Y5, 264(SP)
-	VMOVUPS Y6, 168(SP)
-	VMOVUPS Y7, 296(SP)
-	JMP     gemm4_odd_stored36
+	JZ      gemm4_odd_state51
+	VMOVUPS Y0, 80(SP)
+	VMOVUPS Y1, 208(SP)
+	VMOVUPS Y2, 112(SP)
+	VMOVUPS Y3, 240(SP)
+	VMOVUPS Y4, 144(SP)
+	VMOVUPS Y5, 272(SP)
+	VMOVUPS Y6, 176(SP)
+	VMOVUPS Y7, 304(SP)
+	JMP     gemm4_odd_stored52
 
-gemm4_odd_state35:
+gemm4_odd_state51:
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -690,10 +864,10 @@ gemm4_odd_state35:
 	VMOVUPS Y5, 160(R8)
 	VMOVUPS Y7, 224(R8)
 
-gemm4_odd_stored36:
+gemm4_odd_stored52:
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh37
+	JNZ     gemm4_fresh53
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -706,9 +880,9 @@ gemm4_odd_stored36:
 	VMOVUPS 64(R8), Y3
 	VMOVUPS 128(R8), Y5
 	VMOVUPS 192(R8), Y7
-	JMP     gemm4_started38
+	JMP     gemm4_started54
 
-gemm4_fresh37:
+gemm4_fresh53:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -718,14 +892,14 @@ gemm4_fresh37:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started38:
+gemm4_started54:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check40
+	JMP  gemm4_check56
 
-gemm4_body39:
+gemm4_body55:
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -756,14 +930,14 @@ gemm4_body39:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x80, R8
 
-gemm4_check40:
+gemm4_check56:
 	CMPQ        R8, R9
-	JL          gemm4_body39
+	JL          gemm4_body55
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_odd1642
+	JGE         gemm4_odd1658
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -780,12 +954,12 @@ gemm4_check40:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_odd1642:
+gemm4_odd1658:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_more43
+	JGE         gemm4_more59
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -801,10 +975,10 @@ gemm4_odd1642:
 	VFMADD231PS Y8, Y10, Y6
 	VFMADD231PS Y9, Y10, Y7
 
-gemm4_more43:
+gemm4_more59:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final44
+	JNZ     gemm4_final60
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -817,16 +991,16 @@ gemm4_more43:
 	VMOVUPS Y3, 64(AX)
 	VMOVUPS Y5, 128(AX)
 	VMOVUPS Y7, 192(AX)
-	JMP     gemm4_next45
+	JMP     gemm4_next61
 
-gemm4_final44:
+gemm4_final60:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       72(SP), Y0, Y0
-	VADDPS       104(SP), Y2, Y2
-	VADDPS       136(SP), Y4, Y4
-	VADDPS       168(SP), Y6, Y6
+	VADDPS       80(SP), Y0, Y0
+	VADDPS       112(SP), Y2, Y2
+	VADDPS       144(SP), Y4, Y4
+	VADDPS       176(SP), Y6, Y6
 	VHADDPS      Y2, Y0, Y0
 	VHADDPS      Y6, Y4, Y4
 	VHADDPS      Y4, Y0, Y0
@@ -834,17 +1008,17 @@ gemm4_final44:
 	VADDPS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias46
+	JZ           gemm4_nobias62
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias46:
+gemm4_nobias62:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       200(SP), Y1, Y1
-	VADDPS       232(SP), Y3, Y3
-	VADDPS       264(SP), Y5, Y5
-	VADDPS       296(SP), Y7, Y7
+	VADDPS       208(SP), Y1, Y1
+	VADDPS       240(SP), Y3, Y3
+	VADDPS       272(SP), Y5, Y5
+	VADDPS       304(SP), Y7, Y7
 	VHADDPS      Y3, Y1, Y1
 	VHADDPS      Y7, Y5, Y5
 	VHADDPS      Y5, Y1, Y1
@@ -852,14 +1026,14 @@ gemm4_nobias46:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias47
+	JZ           gemm4_nobias63
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X1, X1
 
-gemm4_nobias47:
+gemm4_nobias63:
 	VMOVUPS X1, (AX)
 
-gemm4_next45:
+gemm4_next61:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -874,27 +1048,113 @@ gemm4_next45:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4_skip26:
+gemm4_skip34:
 	CMPQ 40(SP), $0x01
-	JL   gemm4_skip48
+	JL   gemm4_skip64
 
 	// 4 rows × 1 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4_cv67
 
-gemm4_pf49:
+gemm4_pf65:
 	TESTQ      CX, CX
-	JLE        gemm4_pf_done50
+	JLE        gemm4_pf_done66
 	TESTQ      DX, DX
-	JZ         gemm4_pf_done50
+	JZ         gemm4_pf_done66
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4_pf49
+	JMP        gemm4_pf65
 
-gemm4_pf_done50:
+gemm4_cv67:
+	MOVQ 72(SP), SI
+
+gemm4_cv_unit68:
+	TESTQ      CX, CX
+	JLE        gemm4_cv_done70
+	TESTQ      DX, DX
+	JZ         gemm4_cv_done70
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4_cv_h71
+	CMPQ       BX, $0x02
+	JE         gemm4_cv_bf72
+	CMPQ       BX, $0x03
+	JE         gemm4_cv_hm73
+	JMP        gemm4_cv_bfm74
+
+gemm4_cv_h71:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done69
+
+gemm4_cv_bf72:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done69
+
+gemm4_cv_hm73:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done69
+
+gemm4_cv_bfm74:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4_cv_unit_done69:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4_cv_unit68
+
+gemm4_cv_done70:
+	MOVQ SI, 72(SP)
+
+gemm4_pf_done66:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -906,7 +1166,7 @@ gemm4_pf_done50:
 	LEAQ    (SI)(DX*1), DX
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm4_fresh51
+	JNZ     gemm4_fresh75
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x08, R8
@@ -921,9 +1181,9 @@ gemm4_pf_done50:
 	VMOVUPS 96(DI), Y5
 	VMOVUPS 160(DI), Y6
 	VMOVUPS 224(DI), Y7
-	JMP     gemm4_started52
+	JMP     gemm4_started76
 
-gemm4_fresh51:
+gemm4_fresh75:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -933,14 +1193,14 @@ gemm4_fresh51:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started52:
+gemm4_started76:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
 	ANDQ $-32, R8
 	SHLQ $0x02, R8
-	JMP  gemm4_check54
+	JMP  gemm4_check78
 
-gemm4_body53:
+gemm4_body77:
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -979,14 +1239,14 @@ gemm4_body53:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x80, DI
 
-gemm4_check54:
+gemm4_check78:
 	CMPQ        DI, R8
-	JL          gemm4_body53
+	JL          gemm4_body77
 	MOVQ        k+56(FP), R8
 	ANDQ        $-16, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm4_odd1656
+	JGE         gemm4_odd1680
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -1007,12 +1267,12 @@ gemm4_check54:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x40, DI
 
-gemm4_odd1656:
+gemm4_odd1680:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm4_more57
+	JGE         gemm4_more81
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -1023,10 +1283,10 @@ gemm4_odd1656:
 	VMOVUPS     (DX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y3
 
-gemm4_more57:
+gemm4_more81:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm4_pass_done55
+	JZ          gemm4_pass_done79
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -1041,10 +1301,10 @@ gemm4_more57:
 	VMASKMOVPS  (DX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done55:
+gemm4_pass_done79:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final58
+	JNZ     gemm4_final82
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -1059,9 +1319,9 @@ gemm4_pass_done55:
 	VMOVUPS Y5, 96(AX)
 	VMOVUPS Y6, 160(AX)
 	VMOVUPS Y7, 224(AX)
-	JMP     gemm4_next59
+	JMP     gemm4_next83
 
-gemm4_final58:
+gemm4_final82:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1076,14 +1336,14 @@ gemm4_final58:
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias60
+	JZ           gemm4_nobias84
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X0, X0
 
-gemm4_nobias60:
+gemm4_nobias84:
 	VMOVUPS X0, (AX)
 
-gemm4_next59:
+gemm4_next83:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -1096,7 +1356,7 @@ gemm4_next59:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4_skip48:
+gemm4_skip64:
 	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
@@ -1107,9 +1367,39 @@ gemm4_skip48:
 	VZEROUPPER
 	RET
 
-// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
-// Requires: AVX, FMA3, MMX+
-TEXT ·gemm1(SB), NOSPLIT, $264-120
+DATA hiwords<>+0(SB)/4, $0xffff0000
+DATA hiwords<>+4(SB)/4, $0xffff0000
+DATA hiwords<>+8(SB)/4, $0xffff0000
+DATA hiwords<>+12(SB)/4, $0xffff0000
+DATA hiwords<>+16(SB)/4, $0xffff0000
+DATA hiwords<>+20(SB)/4, $0xffff0000
+DATA hiwords<>+24(SB)/4, $0xffff0000
+DATA hiwords<>+28(SB)/4, $0xffff0000
+GLOBL hiwords<>(SB), RODATA|NOPTR, $32
+
+DATA f16bits<>+0(SB)/4, $0x8fffe000
+DATA f16bits<>+4(SB)/4, $0x8fffe000
+DATA f16bits<>+8(SB)/4, $0x8fffe000
+DATA f16bits<>+12(SB)/4, $0x8fffe000
+DATA f16bits<>+16(SB)/4, $0x8fffe000
+DATA f16bits<>+20(SB)/4, $0x8fffe000
+DATA f16bits<>+24(SB)/4, $0x8fffe000
+DATA f16bits<>+28(SB)/4, $0x8fffe000
+GLOBL f16bits<>(SB), RODATA|NOPTR, $32
+
+DATA two112<>+0(SB)/4, $0x77800000
+DATA two112<>+4(SB)/4, $0x77800000
+DATA two112<>+8(SB)/4, $0x77800000
+DATA two112<>+12(SB)/4, $0x77800000
+DATA two112<>+16(SB)/4, $0x77800000
+DATA two112<>+20(SB)/4, $0x77800000
+DATA two112<>+24(SB)/4, $0x77800000
+DATA two112<>+28(SB)/4, $0x77800000
+GLOBL two112<>(SB), RODATA|NOPTR, $32
+
+// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·gemm1(SB), NOSPLIT, $272-136
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -1120,6 +1410,8 @@ TEXT ·gemm1(SB), NOSPLIT, $264-120
 	MOVQ AX, 56(SP)
 	MOVQ pfn+104(FP), AX
 	MOVQ AX, 64(SP)
+	MOVQ cv+120(FP), AX
+	MOVQ AX, 72(SP)
 
 gemm1_group1:
 	MOVQ x+16(FP), AX
@@ -1140,9 +1432,12 @@ gemm1_tokens2:
 	JL   gemm1_tokens_done3
 
 	// 1 rows × 6 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv6
 
 gemm1_pf4:
 	TESTQ      CX, CX
@@ -1154,6 +1449,89 @@ gemm1_pf4:
 	SUBQ       $0x40, CX
 	DECQ       DX
 	JMP        gemm1_pf4
+
+gemm1_cv6:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit7:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done9
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done9
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h10
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf11
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm12
+	JMP        gemm1_cv_bfm13
+
+gemm1_cv_h10:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done8
+
+gemm1_cv_bf11:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done8
+
+gemm1_cv_hm12:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done8
+
+gemm1_cv_bfm13:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done8:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit7
+
+gemm1_cv_done9:
+	MOVQ SI, 72(SP)
 
 gemm1_pf_done5:
 	MOVQ    AX, 56(SP)
@@ -1169,7 +1547,7 @@ gemm1_pf_done5:
 	MOVQ    (SP), R8
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm1_fresh6
+	JNZ     gemm1_fresh14
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x06, R10
@@ -1198,9 +1576,9 @@ gemm1_pf_done5:
 	VMOVUPS 32(R9), Y10
 	ADDQ    R10, R9
 	VMOVUPS 32(R9), Y11
-	JMP     gemm1_started7
+	JMP     gemm1_started15
 
-gemm1_fresh6:
+gemm1_fresh14:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1214,14 +1592,14 @@ gemm1_fresh6:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm1_started7:
+gemm1_started15:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
 	ANDQ $-32, R10
 	SHLQ $0x02, R10
-	JMP  gemm1_check9
+	JMP  gemm1_check17
 
-gemm1_body8:
+gemm1_body16:
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -1252,14 +1630,14 @@ gemm1_body8:
 	VFMADD231PS 96(CX)(R9*1), Y12, Y11
 	ADDQ        $0x80, R9
 
-gemm1_check9:
+gemm1_check17:
 	CMPQ        R9, R10
-	JL          gemm1_body8
+	JL          gemm1_body16
 	MOVQ        k+56(FP), R10
 	ANDQ        $-16, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm1_odd1611
+	JGE         gemm1_odd1619
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -1276,12 +1654,12 @@ gemm1_check9:
 	VFMADD231PS 32(CX)(R9*1), Y12, Y11
 	ADDQ        $0x40, R9
 
-gemm1_odd1611:
+gemm1_odd1619:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm1_more12
+	JGE         gemm1_more20
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -1290,10 +1668,10 @@ gemm1_odd1611:
 	VFMADD231PS (DI)(R9*1), Y12, Y4
 	VFMADD231PS (CX)(R9*1), Y12, Y5
 
-gemm1_more12:
+gemm1_more20:
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm1_pass_done10
+	JZ          gemm1_pass_done18
 	LEAQ        tailmask<>+0(SB), R12
 	MOVQ        $0x00000008, R11
 	SUBQ        R9, R11
@@ -1317,10 +1695,10 @@ gemm1_more12:
 	VMASKMOVPS  (R8)(R10*1), Y12, Y12
 	VFMADD231PS Y13, Y12, Y11
 
-gemm1_pass_done10:
+gemm1_pass_done18:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final13
+	JNZ     gemm1_final21
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1349,9 +1727,9 @@ gemm1_pass_done10:
 	VMOVUPS Y10, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y11, 32(AX)
-	JMP     gemm1_next14
+	JMP     gemm1_next22
 
-gemm1_final13:
+gemm1_final21:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1362,11 +1740,11 @@ gemm1_final13:
 	VADDSS       X6, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias15
+	JZ           gemm1_nobias23
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias15:
+gemm1_nobias23:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y1, Y1
@@ -1376,11 +1754,11 @@ gemm1_nobias15:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias16
+	JZ           gemm1_nobias24
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias16:
+gemm1_nobias24:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y2, Y2
@@ -1390,11 +1768,11 @@ gemm1_nobias16:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias17
+	JZ           gemm1_nobias25
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias17:
+gemm1_nobias25:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y3, Y3
@@ -1404,11 +1782,11 @@ gemm1_nobias17:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias18
+	JZ           gemm1_nobias26
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias18:
+gemm1_nobias26:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y10, Y4, Y4
@@ -1418,11 +1796,11 @@ gemm1_nobias18:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias19
+	JZ           gemm1_nobias27
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X4, X4
 
-gemm1_nobias19:
+gemm1_nobias27:
 	VMOVSS       X4, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y11, Y5, Y5
@@ -1432,14 +1810,14 @@ gemm1_nobias19:
 	VADDSS       X0, X5, X5
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias20
+	JZ           gemm1_nobias28
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X5, X5
 
-gemm1_nobias20:
+gemm1_nobias28:
 	VMOVSS X5, (AX)
 
-gemm1_next14:
+gemm1_next22:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x06, AX, AX
@@ -1457,25 +1835,111 @@ gemm1_next14:
 
 gemm1_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm1_skip21
+	JL   gemm1_skip29
 
 	// 1 rows × 5 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv32
 
-gemm1_pf22:
+gemm1_pf30:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done23
+	JLE        gemm1_pf_done31
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done23
+	JZ         gemm1_pf_done31
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf22
+	JMP        gemm1_pf30
 
-gemm1_pf_done23:
+gemm1_cv32:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit33:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done35
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done35
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h36
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf37
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm38
+	JMP        gemm1_cv_bfm39
+
+gemm1_cv_h36:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done34
+
+gemm1_cv_bf37:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done34
+
+gemm1_cv_hm38:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done34
+
+gemm1_cv_bfm39:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done34:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit33
+
+gemm1_cv_done35:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done31:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1488,7 +1952,7 @@ gemm1_pf_done23:
 	MOVQ    (SP), DI
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm1_fresh24
+	JNZ     gemm1_fresh40
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x06, R9
@@ -1513,9 +1977,9 @@ gemm1_pf_done23:
 	VMOVUPS 32(R8), Y8
 	ADDQ    R9, R8
 	VMOVUPS 32(R8), Y9
-	JMP     gemm1_started25
+	JMP     gemm1_started41
 
-gemm1_fresh24:
+gemm1_fresh40:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1527,14 +1991,14 @@ gemm1_fresh24:
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 
-gemm1_started25:
+gemm1_started41:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
 	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm1_check27
+	JMP  gemm1_check43
 
-gemm1_body26:
+gemm1_body42:
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1561,14 +2025,14 @@ gemm1_body26:
 	VFMADD231PS 96(CX)(R8*1), Y10, Y9
 	ADDQ        $0x80, R8
 
-gemm1_check27:
+gemm1_check43:
 	CMPQ        R8, R9
-	JL          gemm1_body26
+	JL          gemm1_body42
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm1_odd1629
+	JGE         gemm1_odd1645
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1583,12 +2047,12 @@ gemm1_check27:
 	VFMADD231PS 32(CX)(R8*1), Y10, Y9
 	ADDQ        $0x40, R8
 
-gemm1_odd1629:
+gemm1_odd1645:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm1_more30
+	JGE         gemm1_more46
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1596,10 +2060,10 @@ gemm1_odd1629:
 	VFMADD231PS (SI)(R8*1), Y10, Y3
 	VFMADD231PS (CX)(R8*1), Y10, Y4
 
-gemm1_more30:
+gemm1_more46:
 	MOVQ        k+56(FP), R8
 	ANDQ        $0x07, R8
-	JZ          gemm1_pass_done28
+	JZ          gemm1_pass_done44
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R8, R10
@@ -1620,10 +2084,10 @@ gemm1_more30:
 	VMASKMOVPS  (DI)(R9*1), Y10, Y10
 	VFMADD231PS Y11, Y10, Y9
 
-gemm1_pass_done28:
+gemm1_pass_done44:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final31
+	JNZ     gemm1_final47
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1648,9 +2112,9 @@ gemm1_pass_done28:
 	VMOVUPS Y8, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y9, 32(AX)
-	JMP     gemm1_next32
+	JMP     gemm1_next48
 
-gemm1_final31:
+gemm1_final47:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1661,11 +2125,11 @@ gemm1_final31:
 	VADDSS       X5, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias33
+	JZ           gemm1_nobias49
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias33:
+gemm1_nobias49:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y1, Y1
@@ -1675,11 +2139,11 @@ gemm1_nobias33:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias34
+	JZ           gemm1_nobias50
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias34:
+gemm1_nobias50:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y2, Y2
@@ -1689,11 +2153,11 @@ gemm1_nobias34:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias35
+	JZ           gemm1_nobias51
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias35:
+gemm1_nobias51:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y3, Y3
@@ -1703,11 +2167,11 @@ gemm1_nobias35:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias36
+	JZ           gemm1_nobias52
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias36:
+gemm1_nobias52:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y4, Y4
@@ -1717,14 +2181,14 @@ gemm1_nobias36:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias37
+	JZ           gemm1_nobias53
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X4, X4
 
-gemm1_nobias37:
+gemm1_nobias53:
 	VMOVSS X4, (AX)
 
-gemm1_next32:
+gemm1_next48:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x05, AX, AX
@@ -1739,27 +2203,113 @@ gemm1_next32:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm1_skip21:
+gemm1_skip29:
 	CMPQ 40(SP), $0x04
-	JL   gemm1_skip38
+	JL   gemm1_skip54
 
 	// 1 rows × 4 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv57
 
-gemm1_pf39:
+gemm1_pf55:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done40
+	JLE        gemm1_pf_done56
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done40
+	JZ         gemm1_pf_done56
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf39
+	JMP        gemm1_pf55
 
-gemm1_pf_done40:
+gemm1_cv57:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit58:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done60
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done60
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h61
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf62
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm63
+	JMP        gemm1_cv_bfm64
+
+gemm1_cv_h61:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done59
+
+gemm1_cv_bf62:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done59
+
+gemm1_cv_hm63:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done59
+
+gemm1_cv_bfm64:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done59:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit58
+
+gemm1_cv_done60:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done56:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1771,7 +2321,7 @@ gemm1_pf_done40:
 	MOVQ    (SP), SI
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm1_fresh41
+	JNZ     gemm1_fresh65
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x06, R8
@@ -1792,9 +2342,9 @@ gemm1_pf_done40:
 	VMOVUPS 32(DI), Y6
 	ADDQ    R8, DI
 	VMOVUPS 32(DI), Y7
-	JMP     gemm1_started42
+	JMP     gemm1_started66
 
-gemm1_fresh41:
+gemm1_fresh65:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1804,14 +2354,14 @@ gemm1_fresh41:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm1_started42:
+gemm1_started66:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
 	ANDQ $-32, R8
 	SHLQ $0x02, R8
-	JMP  gemm1_check44
+	JMP  gemm1_check68
 
-gemm1_body43:
+gemm1_body67:
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
@@ -1834,14 +2384,14 @@ gemm1_body43:
 	VFMADD231PS 96(CX)(DI*1), Y8, Y7
 	ADDQ        $0x80, DI
 
-gemm1_check44:
+gemm1_check68:
 	CMPQ        DI, R8
-	JL          gemm1_body43
+	JL          gemm1_body67
 	MOVQ        k+56(FP), R8
 	ANDQ        $-16, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm1_odd1646
+	JGE         gemm1_odd1670
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
@@ -1854,22 +2404,22 @@ gemm1_check44:
 	VFMADD231PS 32(CX)(DI*1), Y8, Y7
 	ADDQ        $0x40, DI
 
-gemm1_odd1646:
+gemm1_odd1670:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm1_more47
+	JGE         gemm1_more71
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
 	VFMADD231PS (BX)(DI*1), Y8, Y2
 	VFMADD231PS (CX)(DI*1), Y8, Y3
 
-gemm1_more47:
+gemm1_more71:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm1_pass_done45
+	JZ          gemm1_pass_done69
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -1887,10 +2437,10 @@ gemm1_more47:
 	VMASKMOVPS  (SI)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm1_pass_done45:
+gemm1_pass_done69:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final48
+	JNZ     gemm1_final72
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1911,9 +2461,9 @@ gemm1_pass_done45:
 	VMOVUPS Y6, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y7, 32(AX)
-	JMP     gemm1_next49
+	JMP     gemm1_next73
 
-gemm1_final48:
+gemm1_final72:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1924,11 +2474,11 @@ gemm1_final48:
 	VADDSS       X4, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias50
+	JZ           gemm1_nobias74
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias50:
+gemm1_nobias74:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y1, Y1
@@ -1938,11 +2488,11 @@ gemm1_nobias50:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias51
+	JZ           gemm1_nobias75
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias51:
+gemm1_nobias75:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y2, Y2
@@ -1952,11 +2502,11 @@ gemm1_nobias51:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias52
+	JZ           gemm1_nobias76
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias52:
+gemm1_nobias76:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y3, Y3
@@ -1966,14 +2516,14 @@ gemm1_nobias52:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias53
+	JZ           gemm1_nobias77
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X3, X3
 
-gemm1_nobias53:
+gemm1_nobias77:
 	VMOVSS X3, (AX)
 
-gemm1_next49:
+gemm1_next73:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x04, AX, AX
@@ -1988,27 +2538,113 @@ gemm1_next49:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm1_skip38:
+gemm1_skip54:
 	CMPQ 40(SP), $0x03
-	JL   gemm1_skip54
+	JL   gemm1_skip78
 
 	// 1 rows × 3 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv81
 
-gemm1_pf55:
+gemm1_pf79:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done56
+	JLE        gemm1_pf_done80
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done56
+	JZ         gemm1_pf_done80
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf55
+	JMP        gemm1_pf79
 
-gemm1_pf_done56:
+gemm1_cv81:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit82:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done84
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done84
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h85
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf86
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm87
+	JMP        gemm1_cv_bfm88
+
+gemm1_cv_h85:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done83
+
+gemm1_cv_bf86:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done83
+
+gemm1_cv_hm87:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done83
+
+gemm1_cv_bfm88:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done83:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit82
+
+gemm1_cv_done84:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done80:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -2019,7 +2655,7 @@ gemm1_pf_done56:
 	MOVQ    (SP), BX
 	MOVQ    seg+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JNZ     gemm1_fresh57
+	JNZ     gemm1_fresh89
 	MOVQ    48(SP), SI
 	MOVQ    groups+72(FP), DI
 	SHLQ    $0x06, DI
@@ -2036,9 +2672,9 @@ gemm1_pf_done56:
 	VMOVUPS 32(SI), Y4
 	ADDQ    DI, SI
 	VMOVUPS 32(SI), Y5
-	JMP     gemm1_started58
+	JMP     gemm1_started90
 
-gemm1_fresh57:
+gemm1_fresh89:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -2046,14 +2682,14 @@ gemm1_fresh57:
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 
-gemm1_started58:
+gemm1_started90:
 	XORQ SI, SI
 	MOVQ k+56(FP), DI
 	ANDQ $-32, DI
 	SHLQ $0x02, DI
-	JMP  gemm1_check60
+	JMP  gemm1_check92
 
-gemm1_body59:
+gemm1_body91:
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
@@ -2072,14 +2708,14 @@ gemm1_body59:
 	VFMADD231PS 96(CX)(SI*1), Y6, Y5
 	ADDQ        $0x80, SI
 
-gemm1_check60:
+gemm1_check92:
 	CMPQ        SI, DI
-	JL          gemm1_body59
+	JL          gemm1_body91
 	MOVQ        k+56(FP), DI
 	ANDQ        $-16, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm1_odd1662
+	JGE         gemm1_odd1694
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
@@ -2090,21 +2726,21 @@ gemm1_check60:
 	VFMADD231PS 32(CX)(SI*1), Y6, Y5
 	ADDQ        $0x40, SI
 
-gemm1_odd1662:
+gemm1_odd1694:
 	MOVQ        k+56(FP), DI
 	ANDQ        $-8, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm1_more63
+	JGE         gemm1_more95
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
 	VFMADD231PS (CX)(SI*1), Y6, Y2
 
-gemm1_more63:
+gemm1_more95:
 	MOVQ        k+56(FP), SI
 	ANDQ        $0x07, SI
-	JZ          gemm1_pass_done61
+	JZ          gemm1_pass_done93
 	LEAQ        tailmask<>+0(SB), R9
 	MOVQ        $0x00000008, R8
 	SUBQ        SI, R8
@@ -2119,10 +2755,10 @@ gemm1_more63:
 	VMASKMOVPS  (BX)(DI*1), Y6, Y6
 	VFMADD231PS Y7, Y6, Y5
 
-gemm1_pass_done61:
+gemm1_pass_done93:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final64
+	JNZ     gemm1_final96
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2139,9 +2775,9 @@ gemm1_pass_done61:
 	VMOVUPS Y4, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y5, 32(AX)
-	JMP     gemm1_next65
+	JMP     gemm1_next97
 
-gemm1_final64:
+gemm1_final96:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2152,11 +2788,11 @@ gemm1_final64:
 	VADDSS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias66
+	JZ           gemm1_nobias98
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias66:
+gemm1_nobias98:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y4, Y1, Y1
@@ -2166,11 +2802,11 @@ gemm1_nobias66:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias67
+	JZ           gemm1_nobias99
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias67:
+gemm1_nobias99:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y2, Y2
@@ -2180,14 +2816,14 @@ gemm1_nobias67:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias68
+	JZ           gemm1_nobias100
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X2, X2
 
-gemm1_nobias68:
+gemm1_nobias100:
 	VMOVSS X2, (AX)
 
-gemm1_next65:
+gemm1_next97:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -2202,27 +2838,113 @@ gemm1_next65:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm1_skip54:
+gemm1_skip78:
 	CMPQ 40(SP), $0x02
-	JL   gemm1_skip69
+	JL   gemm1_skip101
 
 	// 1 rows × 2 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv104
 
-gemm1_pf70:
+gemm1_pf102:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done71
+	JLE        gemm1_pf_done103
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done71
+	JZ         gemm1_pf_done103
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf70
+	JMP        gemm1_pf102
 
-gemm1_pf_done71:
+gemm1_cv104:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit105:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done107
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done107
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h108
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf109
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm110
+	JMP        gemm1_cv_bfm111
+
+gemm1_cv_h108:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done106
+
+gemm1_cv_bf109:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done106
+
+gemm1_cv_hm110:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done106
+
+gemm1_cv_bfm111:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done106:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit105
+
+gemm1_cv_done107:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done103:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -2232,7 +2954,7 @@ gemm1_pf_done71:
 	MOVQ    (SP), DX
 	MOVQ    seg+88(FP), BX
 	TESTQ   $0x00000001, BX
-	JNZ     gemm1_fresh72
+	JNZ     gemm1_fresh112
 	MOVQ    48(SP), BX
 	MOVQ    groups+72(FP), SI
 	SHLQ    $0x06, SI
@@ -2245,22 +2967,22 @@ gemm1_pf_done71:
 	VMOVUPS 32(BX), Y2
 	ADDQ    SI, BX
 	VMOVUPS 32(BX), Y3
-	JMP     gemm1_started73
+	JMP     gemm1_started113
 
-gemm1_fresh72:
+gemm1_fresh112:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 
-gemm1_started73:
+gemm1_started113:
 	XORQ BX, BX
 	MOVQ k+56(FP), SI
 	ANDQ $-32, SI
 	SHLQ $0x02, SI
-	JMP  gemm1_check75
+	JMP  gemm1_check115
 
-gemm1_body74:
+gemm1_body114:
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
@@ -2275,14 +2997,14 @@ gemm1_body74:
 	VFMADD231PS 96(CX)(BX*1), Y4, Y3
 	ADDQ        $0x80, BX
 
-gemm1_check75:
+gemm1_check115:
 	CMPQ        BX, SI
-	JL          gemm1_body74
+	JL          gemm1_body114
 	MOVQ        k+56(FP), SI
 	ANDQ        $-16, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm1_odd1677
+	JGE         gemm1_odd16117
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
@@ -2291,20 +3013,20 @@ gemm1_check75:
 	VFMADD231PS 32(CX)(BX*1), Y4, Y3
 	ADDQ        $0x40, BX
 
-gemm1_odd1677:
+gemm1_odd16117:
 	MOVQ        k+56(FP), SI
 	ANDQ        $-8, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm1_more78
+	JGE         gemm1_more118
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
 
-gemm1_more78:
+gemm1_more118:
 	MOVQ        k+56(FP), BX
 	ANDQ        $0x07, BX
-	JZ          gemm1_pass_done76
+	JZ          gemm1_pass_done116
 	LEAQ        tailmask<>+0(SB), R8
 	MOVQ        $0x00000008, DI
 	SUBQ        BX, DI
@@ -2316,10 +3038,10 @@ gemm1_more78:
 	VMASKMOVPS  (DX)(SI*1), Y4, Y4
 	VFMADD231PS Y5, Y4, Y3
 
-gemm1_pass_done76:
+gemm1_pass_done116:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final79
+	JNZ     gemm1_final119
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2332,9 +3054,9 @@ gemm1_pass_done76:
 	VMOVUPS Y2, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y3, 32(AX)
-	JMP     gemm1_next80
+	JMP     gemm1_next120
 
-gemm1_final79:
+gemm1_final119:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2345,11 +3067,11 @@ gemm1_final79:
 	VADDSS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias81
+	JZ           gemm1_nobias121
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias81:
+gemm1_nobias121:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y3, Y1, Y1
@@ -2359,14 +3081,14 @@ gemm1_nobias81:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias82
+	JZ           gemm1_nobias122
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X1, X1
 
-gemm1_nobias82:
+gemm1_nobias122:
 	VMOVSS X1, (AX)
 
-gemm1_next80:
+gemm1_next120:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -2381,34 +3103,120 @@ gemm1_next80:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm1_skip69:
+gemm1_skip101:
 	CMPQ 40(SP), $0x01
-	JL   gemm1_skip83
+	JL   gemm1_skip123
 
 	// 1 rows × 1 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv126
 
-gemm1_pf84:
+gemm1_pf124:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done85
+	JLE        gemm1_pf_done125
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done85
+	JZ         gemm1_pf_done125
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf84
+	JMP        gemm1_pf124
 
-gemm1_pf_done85:
+gemm1_cv126:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit127:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done129
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done129
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h130
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf131
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm132
+	JMP        gemm1_cv_bfm133
+
+gemm1_cv_h130:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done128
+
+gemm1_cv_bf131:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done128
+
+gemm1_cv_hm132:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done128
+
+gemm1_cv_bfm133:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done128:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit127
+
+gemm1_cv_done129:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done125:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    (SP), CX
 	MOVQ    seg+88(FP), DX
 	TESTQ   $0x00000001, DX
-	JNZ     gemm1_fresh86
+	JNZ     gemm1_fresh134
 	MOVQ    48(SP), DX
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
@@ -2417,20 +3225,20 @@ gemm1_pf_done85:
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
 	VMOVUPS 32(DX), Y1
-	JMP     gemm1_started87
+	JMP     gemm1_started135
 
-gemm1_fresh86:
+gemm1_fresh134:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 
-gemm1_started87:
+gemm1_started135:
 	XORQ DX, DX
 	MOVQ k+56(FP), BX
 	ANDQ $-32, BX
 	SHLQ $0x02, BX
-	JMP  gemm1_check89
+	JMP  gemm1_check137
 
-gemm1_body88:
+gemm1_body136:
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 	VMOVUPS     32(CX)(DX*1), Y2
@@ -2441,33 +3249,33 @@ gemm1_body88:
 	VFMADD231PS 96(AX)(DX*1), Y2, Y1
 	ADDQ        $0x80, DX
 
-gemm1_check89:
+gemm1_check137:
 	CMPQ        DX, BX
-	JL          gemm1_body88
+	JL          gemm1_body136
 	MOVQ        k+56(FP), BX
 	ANDQ        $-16, BX
 	SHLQ        $0x02, BX
 	CMPQ        DX, BX
-	JGE         gemm1_odd1691
+	JGE         gemm1_odd16139
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 	VMOVUPS     32(CX)(DX*1), Y2
 	VFMADD231PS 32(AX)(DX*1), Y2, Y1
 	ADDQ        $0x40, DX
 
-gemm1_odd1691:
+gemm1_odd16139:
 	MOVQ        k+56(FP), BX
 	ANDQ        $-8, BX
 	SHLQ        $0x02, BX
 	CMPQ        DX, BX
-	JGE         gemm1_more92
+	JGE         gemm1_more140
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 
-gemm1_more92:
+gemm1_more140:
 	MOVQ        k+56(FP), DX
 	ANDQ        $0x07, DX
-	JZ          gemm1_pass_done90
+	JZ          gemm1_pass_done138
 	LEAQ        tailmask<>+0(SB), DI
 	MOVQ        $0x00000008, SI
 	SUBQ        DX, SI
@@ -2476,10 +3284,10 @@ gemm1_more92:
 	VMASKMOVPS  (CX)(BX*1), Y2, Y2
 	VFMADD231PS Y3, Y2, Y1
 
-gemm1_pass_done90:
+gemm1_pass_done138:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final93
+	JNZ     gemm1_final141
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2488,9 +3296,9 @@ gemm1_pass_done90:
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
 	VMOVUPS Y1, 32(AX)
-	JMP     gemm1_next94
+	JMP     gemm1_next142
 
-gemm1_final93:
+gemm1_final141:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2501,14 +3309,14 @@ gemm1_final93:
 	VADDSS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias95
+	JZ           gemm1_nobias143
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X0, X0
 
-gemm1_nobias95:
+gemm1_nobias143:
 	VMOVSS X0, (AX)
 
-gemm1_next94:
+gemm1_next142:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -2521,7 +3329,7 @@ gemm1_next94:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm1_skip83:
+gemm1_skip123:
 	ADDQ $0x04, 8(SP)
 	MOVQ ldw+48(FP), AX
 	SHLQ $0x02, AX
@@ -3670,26 +4478,6 @@ matvecHM_done3:
 	VZEROUPPER
 	RET
 
-DATA hiwords<>+0(SB)/4, $0xffff0000
-DATA hiwords<>+4(SB)/4, $0xffff0000
-DATA hiwords<>+8(SB)/4, $0xffff0000
-DATA hiwords<>+12(SB)/4, $0xffff0000
-DATA hiwords<>+16(SB)/4, $0xffff0000
-DATA hiwords<>+20(SB)/4, $0xffff0000
-DATA hiwords<>+24(SB)/4, $0xffff0000
-DATA hiwords<>+28(SB)/4, $0xffff0000
-GLOBL hiwords<>(SB), RODATA|NOPTR, $32
-
-DATA f16bits<>+0(SB)/4, $0x8fffe000
-DATA f16bits<>+4(SB)/4, $0x8fffe000
-DATA f16bits<>+8(SB)/4, $0x8fffe000
-DATA f16bits<>+12(SB)/4, $0x8fffe000
-DATA f16bits<>+16(SB)/4, $0x8fffe000
-DATA f16bits<>+20(SB)/4, $0x8fffe000
-DATA f16bits<>+24(SB)/4, $0x8fffe000
-DATA f16bits<>+28(SB)/4, $0x8fffe000
-GLOBL f16bits<>(SB), RODATA|NOPTR, $32
-
 // func matvecHMSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·matvecHMSpread(SB), NOSPLIT, $0-56
@@ -4446,16 +5234,6 @@ widenHM_tail3:
 widenHM_done4:
 	VZEROUPPER
 	RET
-
-DATA two112<>+0(SB)/4, $0x77800000
-DATA two112<>+4(SB)/4, $0x77800000
-DATA two112<>+8(SB)/4, $0x77800000
-DATA two112<>+12(SB)/4, $0x77800000
-DATA two112<>+16(SB)/4, $0x77800000
-DATA two112<>+20(SB)/4, $0x77800000
-DATA two112<>+24(SB)/4, $0x77800000
-DATA two112<>+28(SB)/4, $0x77800000
-GLOBL two112<>(SB), RODATA|NOPTR, $32
 
 // func widenBFM(dst *float32, src *uint16, n int)
 // Requires: AVX, AVX2
