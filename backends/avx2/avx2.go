@@ -49,7 +49,9 @@ var (
 func (Kernels) Name() string { return "avx2" }
 
 // ScratchSize implements kernels.Kernels. MatMul keeps in the scratch, for T > 1, up to
-// halfChunk rows of f16, bf16, q8_0, q4_0 or k-quant weights widened to float32 for the
+// two chunks of halfRowsFor(cols) rows of f16 or bf16 weights (the one the GEMM
+// multiplies and the one it widens meanwhile), or one of halfChunk rows of q8_0, q4_0 or
+// k-quant weights, widened to float32 for the
 // f32 GEMM, for f16 and bf16 every token of x in the order the rows were widened in
 // (T·cols floats), and on rows longer than gemmSeg the GEMM's accumulators between
 // column segments (gemmStateFloats); for T = 1, the quantRowsT1 block-quantized or f16
@@ -62,7 +64,7 @@ func (Kernels) Name() string { return "avx2" }
 func (Kernels) ScratchSize(T, cols int) int {
 	rows := quantRowsT1 + 1
 	if T > 1 {
-		rows = halfChunk + T
+		rows = 2*halfRowsFor(cols) + T
 	}
 	return max(rows*cols+gemmStateFloats(T, cols), T*(cols/dtype.QBlock)*xBlockFloats, T*(cols/dtype.QKBlock)*xkBlockFloats,
 		gemm.ScratchFloats(T, cols), gemmMadd.ScratchFloats(T, cols), kgemm.ScratchFloats(T, cols), kgemmMadd.ScratchFloats(T, cols))
@@ -178,6 +180,37 @@ func gemmStateFloats(T, k int) int {
 // accumulators. Meanwhile the kernels prefetch pf (the weights the caller takes next),
 // spread over their blocks of tokens. Callers have checked the lengths.
 func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32, pf []byte) {
+	gemmRowsCv(dst, ld, x, ldx, T, w, ldw, k, bias, rows, st, pf, nil, cvNone)
+}
+
+// The kinds of gemmRowsCv's widening of the next rows: none (prefetch them), or the
+// order of widenH, widenBF, widenHM or widenBFM.
+const (
+	cvNone = iota
+	cvH
+	cvBF
+	cvHM
+	cvBFM
+)
+
+// cvKind returns the gemm kernels' kind of widening for rows of dtype dt in the order o.
+func cvKind(dt dtype.DType, o halfOrder) int {
+	switch {
+	case o == orderMixBF:
+		return cvBFM
+	case o == orderMixH:
+		return cvHM
+	case dt == dtype.BF16:
+		return cvBF
+	}
+	return cvH
+}
+
+// gemmRowsCv is gemmRows that, for kind ≠ cvNone, widens the halves pf (a multiple of 64
+// bytes) to cv (len(pf)/2 floats) in the order of kind rather than prefetching them,
+// spread over the kernels' blocks of tokens like the prefetches, so that the widening
+// runs beside the products.
+func gemmRowsCv(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, st []float32, pf []byte, cv []float32, kind int) {
 	rc := rows
 	var sp *float32
 	if k > gemmSeg {
@@ -191,7 +224,7 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 		segs := (k + gemmSeg - 1) / gemmSeg
 		blocks := segs * ((rows/4)*((T+2)/3) + (rows%4)*((T+5)/6))
 		pfl = ((len(pf)+63)/64 + blocks - 1) / max(blocks, 1)
-		if pfl > 2*gemmPrefetchLines { // too few tokens: the reads would as well come on demand
+		if pfl > 2*gemmPrefetchLines && kind == cvNone { // too few tokens: the reads would as well come on demand
 			pfp, pfl, pf = nil, 0, nil
 		}
 	}
@@ -212,13 +245,17 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 				}
 			}
 			p, pn, tb := pfp, len(pf)-pfo, 3
+			var c *float32
 			if pn > 0 {
 				p = &pf[pfo]
+				if kind != cvNone {
+					c = &cv[pfo/2]
+				}
 			}
 			if R == 4 {
-				gemm4(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg, p, pn, pfl)
+				gemm4(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg, p, pn, pfl, c, kind)
 			} else {
-				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg, p, pn, pfl)
+				gemm1(&dst[r], ld, &x[k0], ldx, T, &w[r*ldw+k0], ldw, k1-k0, at(bias, r), g, sp, seg, p, pn, pfl, c, kind)
 				tb = 6
 			}
 			pfo = min(pfo+g*((T+tb-1)/tb)*pfl*64, len(pf))
@@ -300,9 +337,21 @@ func quantRows(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias [
 	}
 }
 
-// halfChunk is how many rows of an f16 or bf16 matrix a prefill (T > 1) widens to
-// float32 at a time before the f32 GEMM multiplies them with every token.
+// halfChunk is how many rows of an f16, bf16 or block-quantized matrix a prefill (T > 1)
+// widens to float32 at a time before the f32 GEMM multiplies them with every token (for
+// f16 and bf16, on rows of at most gemmSeg columns: see halfRowsFor).
 const halfChunk = 16
+
+// halfRowsFor is how many rows of n columns of an f16 or bf16 matrix a prefill widens at
+// a time: halfChunk, or on rows longer than gemmSeg the gemmStateRows the GEMM takes
+// through its column segments together, so that each segment of the tokens' inputs,
+// read from L2, serves that many rows (2–3% on 2048 and 3072 columns at T = 128).
+func halfRowsFor(n int) int {
+	if n > gemmSeg {
+		return max(halfChunk, gemmStateRows)
+	}
+	return halfChunk
+}
 
 // halfOrder is the column order in which a product on f16 or bf16 weights sums a row's
 // first Cols&^7 products, whatever T: the order of matvecH and matvecBF, of the mix
@@ -341,10 +390,13 @@ func halfOrderOf(w *kernels.Mat) halfOrder {
 // takes the BFM twins (rows up to mixMaxCols), which split every 16 columns into even
 // and odd ones with a shift and an AND; the mix kernels' x is rearranged in scratch.
 // When x holds a finite |x| ≥ 2¹⁶, which matvecHM cannot take, the rows are widened in
-// its order (widenHM) and multiplied by matvec. T > 1 widens halfChunk rows at a time
-// into scratch, in the order T = 1 sums them, and runs the f32 GEMM on them with x
-// arranged to match, so that every token gets the bits it would get alone; that GEMM
-// prefetches the next chunk's halves, so that widening them finds them in cache.
+// its order (widenHM) and multiplied by matvec. T > 1 widens halfRowsFor(Cols) rows at a
+// time into scratch, in the order T = 1 sums them, and runs the f32 GEMM on them with x
+// arranged to match, so that every token gets the bits it would get alone. On rows of
+// whole 32-column units that GEMM widens the next chunk into a second buffer a few
+// units per block of tokens (gemmRowsCv), where the conversions overlap the FMAs;
+// otherwise it prefetches the next chunk's halves, widened after it. When Cols is a
+// multiple of 8 the GEMM adds the bias after each row's sum, as halfTail does.
 func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
@@ -358,23 +410,48 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 	n8 := n &^ 7
 	order := halfOrderOf(w)
 	if T > 1 {
-		nb := min(halfChunk, r1-r0) * n
-		sc := scratchFor("MatMul", scratch, nb+T*n8+gemmStateFloats(T, n8))
-		buf, st, xo, ldx := sc[:nb], sc[nb+T*n8:], x, n
+		hc := halfRowsFor(n)
+		nb := min(hc, r1-r0) * n
+		// On rows of whole 32-column units, each chunk's GEMM widens the next chunk into
+		// the other buffer as it goes (gemmRowsCv), where the widening overlaps the
+		// products; other rows are widened between the GEMMs.
+		kind, nbuf := cvNone, nb
+		if n%32 == 0 && r1-r0 > hc {
+			kind, nbuf = cvKind(w.DType, order), 2*nb
+		}
+		sc := scratchFor("MatMul", scratch, nbuf+T*n8+gemmStateFloats(T, n8))
+		bufs := [2][]float32{sc[:nb], sc[nbuf-nb : nbuf]}
+		st, xo, ldx := sc[nbuf+T*n8:], x, n
 		if order != orderPlain {
-			xp := sc[nb : nb+T*n8]
+			xp := sc[nbuf : nbuf+T*n8]
 			for t := 0; t < T; t++ {
 				arrangeX(order, xp[t*n8:(t+1)*n8], x[t*n:t*n+n8])
 			}
 			xo, ldx = xp, n8
 		}
-		for a := r0; a < r1; a += halfChunk {
-			b := min(a+halfChunk, r1)
-			for r := a; r < b; r++ {
-				widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, order)
+		// With no columns past n8 the GEMM adds the bias itself, after each row's sum,
+		// the one addition halfTail would make.
+		gb := bias
+		if n8 < n {
+			gb = nil
+		}
+		cur := 0
+		for a := r0; a < r1; a += hc {
+			b := min(a+hc, r1)
+			buf := bufs[cur]
+			if kind == cvNone || a == r0 {
+				for r := a; r < b; r++ {
+					widenRow(buf[(r-a)*n:(r-a+1)*n], w, r, order)
+				}
 			}
-			next := w.Data[2*b*n : 2*min(b+halfChunk, r1)*n]
-			gemmRows(dst[a:], ld, xo, ldx, T, buf, n, n8, nil, b-a, st, next)
+			next := w.Data[2*b*n : 2*min(b+hc, r1)*n]
+			gemmRowsCv(dst[a:], ld, xo, ldx, T, buf, n, n8, from(gb, a), b-a, st, next, bufs[1-cur], kind)
+			if kind != cvNone {
+				cur = 1 - cur
+			}
+		}
+		if n8 == n {
+			return
 		}
 	} else {
 		halfRows(dst, x, w, r0, r1, order, scratchFor("MatMul", scratch, min(n8, mixMaxCols)+quantRowsT1*n))
@@ -405,17 +482,13 @@ func halfTail(dst, x []float32, wh []uint16, dt dtype.DType, n8 int, bias []floa
 
 // arrangeX writes x (len(x) a multiple of 8) in the column order o sums it in.
 func arrangeX(o halfOrder, dst, x []float32) {
-	if o == orderMixBF {
-		splitBFX(dst, x)
-		return
-	}
 	n32 := len(x) &^ 31
 	dst = dst[:len(x)]
-	for c := 0; c < n32; c += 32 {
-		copy(dst[c:c+16], x[c:c+16])
-		hi, d := x[c+16:c+32], dst[c+16:c+32]
-		for j := 0; j < 8; j++ {
-			d[j], d[8+j] = hi[2*j], hi[2*j+1]
+	if n32 > 0 {
+		if o == orderMixBF {
+			arrangeBFM(&dst[0], &x[0], n32)
+		} else {
+			arrangeHM(&dst[0], &x[0], n32)
 		}
 	}
 	copy(dst[n32:], x[n32:])

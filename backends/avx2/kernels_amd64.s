@@ -22,9 +22,9 @@ DATA tailmask<>+56(SB)/4, $0x00000000
 DATA tailmask<>+60(SB)/4, $0x00000000
 GLOBL tailmask<>(SB), RODATA|NOPTR, $64
 
-// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
-// Requires: AVX, FMA3, MMX+
-TEXT ·gemm4(SB), NOSPLIT, $456-120
+// func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·gemm4(SB), NOSPLIT, $464-136
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -35,6 +35,8 @@ TEXT ·gemm4(SB), NOSPLIT, $456-120
 	MOVQ AX, 56(SP)
 	MOVQ pfn+104(FP), AX
 	MOVQ AX, 64(SP)
+	MOVQ cv+120(FP), AX
+	MOVQ AX, 72(SP)
 
 gemm4_group1:
 	MOVQ x+16(FP), AX
@@ -55,9 +57,12 @@ gemm4_tokens2:
 	JL   gemm4_tokens_done3
 
 	// 4 rows × 3 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4_cv6
 
 gemm4_pf4:
 	TESTQ      CX, CX
@@ -69,6 +74,89 @@ gemm4_pf4:
 	SUBQ       $0x40, CX
 	DECQ       DX
 	JMP        gemm4_pf4
+
+gemm4_cv6:
+	MOVQ 72(SP), SI
+
+gemm4_cv_unit7:
+	TESTQ      CX, CX
+	JLE        gemm4_cv_done9
+	TESTQ      DX, DX
+	JZ         gemm4_cv_done9
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4_cv_h10
+	CMPQ       BX, $0x02
+	JE         gemm4_cv_bf11
+	CMPQ       BX, $0x03
+	JE         gemm4_cv_hm12
+	JMP        gemm4_cv_bfm13
+
+gemm4_cv_h10:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done8
+
+gemm4_cv_bf11:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done8
+
+gemm4_cv_hm12:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done8
+
+gemm4_cv_bfm13:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4_cv_unit_done8:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4_cv_unit7
+
+gemm4_cv_done9:
+	MOVQ SI, 72(SP)
 
 gemm4_pf_done5:
 	MOVQ    AX, 56(SP)
@@ -86,7 +174,7 @@ gemm4_pf_done5:
 	LEAQ    (R8)(SI*1), SI
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4_fresh6
+	JNZ     gemm4_fresh14
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -104,9 +192,9 @@ gemm4_pf_done5:
 	VMOVUPS 96(R9), Y5
 	VMOVUPS 160(R9), Y8
 	VMOVUPS 224(R9), Y11
-	JMP     gemm4_started7
+	JMP     gemm4_started15
 
-gemm4_fresh6:
+gemm4_fresh14:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -120,14 +208,62 @@ gemm4_fresh6:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4_started7:
+gemm4_started15:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-16, R10
+	ANDQ $-32, R10
 	SHLQ $0x02, R10
-	JMP  gemm4_check9
+	JMP  gemm4_check17
 
-gemm4_body8:
+gemm4_body16:
+	VMOVUPS     32(AX)(R9*1), Y12
+	VMOVUPS     32(DX)(R9*1), Y13
+	VMOVUPS     32(CX)(R9*1), Y14
+	VMOVUPS     32(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     32(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     32(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     32(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     96(AX)(R9*1), Y12
+	VMOVUPS     96(DX)(R9*1), Y13
+	VMOVUPS     96(CX)(R9*1), Y14
+	VMOVUPS     96(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     96(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     96(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     96(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x80, R9
+
+gemm4_check17:
+	CMPQ        R9, R10
+	JL          gemm4_body16
+	MOVQ        k+56(FP), R10
+	ANDQ        $-16, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm4_odd1619
 	VMOVUPS     32(AX)(R9*1), Y12
 	VMOVUPS     32(DX)(R9*1), Y13
 	VMOVUPS     32(CX)(R9*1), Y14
@@ -149,15 +285,13 @@ gemm4_body8:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_check9:
-	CMPQ        R9, R10
-	JL          gemm4_body8
+gemm4_odd1619:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	MOVQ        k+56(FP), R10
 	ANDQ        $0x07, R10
-	JZ          gemm4_pass_done10
+	JZ          gemm4_pass_done18
 	LEAQ        tailmask<>+0(SB), R12
 	MOVQ        $0x00000008, R11
 	SUBQ        R10, R11
@@ -190,22 +324,47 @@ gemm4_check9:
 	VMASKMOVPS  (SI)(R9*1), Y12, Y12
 	VFMADD231PS Y13, Y12, Y11
 
-gemm4_pass_done10:
-	VMOVUPS Y0, 72(SP)
-	VMOVUPS Y1, 200(SP)
-	VMOVUPS Y2, 328(SP)
-	VMOVUPS Y3, 104(SP)
-	VMOVUPS Y4, 232(SP)
-	VMOVUPS Y5, 360(SP)
-	VMOVUPS Y6, 136(SP)
-	VMOVUPS Y7, 264(SP)
-	VMOVUPS Y8, 392(SP)
-	VMOVUPS Y9, 168(SP)
-	VMOVUPS Y10, 296(SP)
-	VMOVUPS Y11, 424(SP)
+gemm4_pass_done18:
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000002, R9
+	JZ      gemm4_odd_state20
+	VMOVUPS Y0, 80(SP)
+	VMOVUPS Y1, 208(SP)
+	VMOVUPS Y2, 336(SP)
+	VMOVUPS Y3, 112(SP)
+	VMOVUPS Y4, 240(SP)
+	VMOVUPS Y5, 368(SP)
+	VMOVUPS Y6, 144(SP)
+	VMOVUPS Y7, 272(SP)
+	VMOVUPS Y8, 400(SP)
+	VMOVUPS Y9, 176(SP)
+	VMOVUPS Y10, 304(SP)
+	VMOVUPS Y11, 432(SP)
+	JMP     gemm4_odd_stored21
+
+gemm4_odd_state20:
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x08, R10
+	VMOVUPS Y0, 32(R9)
+	VMOVUPS Y3, 96(R9)
+	VMOVUPS Y6, 160(R9)
+	VMOVUPS Y9, 224(R9)
+	ADDQ    R10, R9
+	VMOVUPS Y1, 32(R9)
+	VMOVUPS Y4, 96(R9)
+	VMOVUPS Y7, 160(R9)
+	VMOVUPS Y10, 224(R9)
+	ADDQ    R10, R9
+	VMOVUPS Y2, 32(R9)
+	VMOVUPS Y5, 96(R9)
+	VMOVUPS Y8, 160(R9)
+	VMOVUPS Y11, 224(R9)
+
+gemm4_odd_stored21:
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4_fresh11
+	JNZ     gemm4_fresh22
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -223,9 +382,9 @@ gemm4_pass_done10:
 	VMOVUPS 64(R9), Y5
 	VMOVUPS 128(R9), Y8
 	VMOVUPS 192(R9), Y11
-	JMP     gemm4_started12
+	JMP     gemm4_started23
 
-gemm4_fresh11:
+gemm4_fresh22:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -239,14 +398,62 @@ gemm4_fresh11:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4_started12:
+gemm4_started23:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-16, R10
+	ANDQ $-32, R10
 	SHLQ $0x02, R10
-	JMP  gemm4_check14
+	JMP  gemm4_check25
 
-gemm4_body13:
+gemm4_body24:
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     (BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     64(AX)(R9*1), Y12
+	VMOVUPS     64(DX)(R9*1), Y13
+	VMOVUPS     64(CX)(R9*1), Y14
+	VMOVUPS     64(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     64(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     64(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     64(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x80, R9
+
+gemm4_check25:
+	CMPQ        R9, R10
+	JL          gemm4_body24
+	MOVQ        k+56(FP), R10
+	ANDQ        $-16, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm4_odd1627
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -268,14 +475,12 @@ gemm4_body13:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_check14:
-	CMPQ        R9, R10
-	JL          gemm4_body13
+gemm4_odd1627:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_more16
+	JGE         gemm4_more28
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -296,10 +501,10 @@ gemm4_check14:
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
 
-gemm4_more16:
+gemm4_more28:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final17
+	JNZ     gemm4_final29
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -317,45 +522,16 @@ gemm4_more16:
 	VMOVUPS Y5, 64(AX)
 	VMOVUPS Y8, 128(AX)
 	VMOVUPS Y11, 192(AX)
-	MOVQ    48(SP), AX
-	MOVQ    groups+72(FP), CX
-	SHLQ    $0x08, CX
-	VMOVUPS 72(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 104(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 136(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 168(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	ADDQ    CX, AX
-	VMOVUPS 200(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 232(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 264(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 296(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	ADDQ    CX, AX
-	VMOVUPS 328(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 360(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 392(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 424(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next18
+	JMP     gemm4_next30
 
-gemm4_final17:
+gemm4_final29:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       72(SP), Y0, Y0
-	VADDPS       104(SP), Y3, Y3
-	VADDPS       136(SP), Y6, Y6
-	VADDPS       168(SP), Y9, Y9
+	VADDPS       80(SP), Y0, Y0
+	VADDPS       112(SP), Y3, Y3
+	VADDPS       144(SP), Y6, Y6
+	VADDPS       176(SP), Y9, Y9
 	VHADDPS      Y3, Y0, Y0
 	VHADDPS      Y9, Y6, Y6
 	VHADDPS      Y6, Y0, Y0
@@ -363,17 +539,17 @@ gemm4_final17:
 	VADDPS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias19
+	JZ           gemm4_nobias31
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias19:
+gemm4_nobias31:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       200(SP), Y1, Y1
-	VADDPS       232(SP), Y4, Y4
-	VADDPS       264(SP), Y7, Y7
-	VADDPS       296(SP), Y10, Y10
+	VADDPS       208(SP), Y1, Y1
+	VADDPS       240(SP), Y4, Y4
+	VADDPS       272(SP), Y7, Y7
+	VADDPS       304(SP), Y10, Y10
 	VHADDPS      Y4, Y1, Y1
 	VHADDPS      Y10, Y7, Y7
 	VHADDPS      Y7, Y1, Y1
@@ -381,17 +557,17 @@ gemm4_nobias19:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias20
+	JZ           gemm4_nobias32
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X1, X1
 
-gemm4_nobias20:
+gemm4_nobias32:
 	VMOVUPS      X1, (AX)
 	ADDQ         CX, AX
-	VADDPS       328(SP), Y2, Y2
-	VADDPS       360(SP), Y5, Y5
-	VADDPS       392(SP), Y8, Y8
-	VADDPS       424(SP), Y11, Y11
+	VADDPS       336(SP), Y2, Y2
+	VADDPS       368(SP), Y5, Y5
+	VADDPS       400(SP), Y8, Y8
+	VADDPS       432(SP), Y11, Y11
 	VHADDPS      Y5, Y2, Y2
 	VHADDPS      Y11, Y8, Y8
 	VHADDPS      Y8, Y2, Y2
@@ -399,14 +575,14 @@ gemm4_nobias20:
 	VADDPS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias21
+	JZ           gemm4_nobias33
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X2, X2
 
-gemm4_nobias21:
+gemm4_nobias33:
 	VMOVUPS X2, (AX)
 
-gemm4_next18:
+gemm4_next30:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -424,25 +600,111 @@ gemm4_next18:
 
 gemm4_tokens_done3:
 	CMPQ 40(SP), $0x02
-	JL   gemm4_skip22
+	JL   gemm4_skip34
 
 	// 4 rows × 2 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4_cv37
 
-gemm4_pf23:
+gemm4_pf35:
 	TESTQ      CX, CX
-	JLE        gemm4_pf_done24
+	JLE        gemm4_pf_done36
 	TESTQ      DX, DX
-	JZ         gemm4_pf_done24
+	JZ         gemm4_pf_done36
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4_pf23
+	JMP        gemm4_pf35
 
-gemm4_pf_done24:
+gemm4_cv37:
+	MOVQ 72(SP), SI
+
+gemm4_cv_unit38:
+	TESTQ      CX, CX
+	JLE        gemm4_cv_done40
+	TESTQ      DX, DX
+	JZ         gemm4_cv_done40
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4_cv_h41
+	CMPQ       BX, $0x02
+	JE         gemm4_cv_bf42
+	CMPQ       BX, $0x03
+	JE         gemm4_cv_hm43
+	JMP        gemm4_cv_bfm44
+
+gemm4_cv_h41:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done39
+
+gemm4_cv_bf42:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done39
+
+gemm4_cv_hm43:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done39
+
+gemm4_cv_bfm44:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4_cv_unit_done39:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4_cv_unit38
+
+gemm4_cv_done40:
+	MOVQ SI, 72(SP)
+
+gemm4_pf_done36:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -457,7 +719,7 @@ gemm4_pf_done24:
 	LEAQ    (DI)(BX*1), BX
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh25
+	JNZ     gemm4_fresh45
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -470,9 +732,9 @@ gemm4_pf_done24:
 	VMOVUPS 96(R8), Y3
 	VMOVUPS 160(R8), Y5
 	VMOVUPS 224(R8), Y7
-	JMP     gemm4_started26
+	JMP     gemm4_started46
 
-gemm4_fresh25:
+gemm4_fresh45:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -482,14 +744,52 @@ gemm4_fresh25:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started26:
+gemm4_started46:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-16, R9
+	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check28
+	JMP  gemm4_check48
 
-gemm4_body27:
+gemm4_body47:
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*1), Y9
+	VMOVUPS     32(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     32(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     32(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     96(AX)(R8*1), Y8
+	VMOVUPS     96(CX)(R8*1), Y9
+	VMOVUPS     96(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     96(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     96(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     96(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x80, R8
+
+gemm4_check48:
+	CMPQ        R8, R9
+	JL          gemm4_body47
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm4_odd1650
 	VMOVUPS     32(AX)(R8*1), Y8
 	VMOVUPS     32(CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*1), Y10
@@ -506,15 +806,13 @@ gemm4_body27:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_check28:
-	CMPQ        R8, R9
-	JL          gemm4_body27
+gemm4_odd1650:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm4_pass_done29
+	JZ          gemm4_pass_done49
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R9, R10
@@ -538,18 +836,38 @@ gemm4_check28:
 	VMASKMOVPS  (BX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done29:
-	VMOVUPS Y0, 72(SP)
-	VMOVUPS Y1, 200(SP)
-	VMOVUPS Y2, 104(SP)
-	VMOVUPS Y3, 232(SP)
-	VMOVUPS Y4, 136(SP)
-	VMOVUPS Y5, 264(SP)
-	VMOVUPS Y6, 168(SP)
-	VMOVUPS Y7, 296(SP)
+gemm4_pass_done49:
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      gemm4_odd_state51
+	VMOVUPS Y0, 80(SP)
+	VMOVUPS Y1, 208(SP)
+	VMOVUPS Y2, 112(SP)
+	VMOVUPS Y3, 240(SP)
+	VMOVUPS Y4, 144(SP)
+	VMOVUPS Y5, 272(SP)
+	VMOVUPS Y6, 176(SP)
+	VMOVUPS Y7, 304(SP)
+	JMP     gemm4_odd_stored52
+
+gemm4_odd_state51:
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x08, R9
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y2, 96(R8)
+	VMOVUPS Y4, 160(R8)
+	VMOVUPS Y6, 224(R8)
+	ADDQ    R9, R8
+	VMOVUPS Y1, 32(R8)
+	VMOVUPS Y3, 96(R8)
+	VMOVUPS Y5, 160(R8)
+	VMOVUPS Y7, 224(R8)
+
+gemm4_odd_stored52:
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh30
+	JNZ     gemm4_fresh53
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -562,9 +880,9 @@ gemm4_pass_done29:
 	VMOVUPS 64(R8), Y3
 	VMOVUPS 128(R8), Y5
 	VMOVUPS 192(R8), Y7
-	JMP     gemm4_started31
+	JMP     gemm4_started54
 
-gemm4_fresh30:
+gemm4_fresh53:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -574,14 +892,52 @@ gemm4_fresh30:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started31:
+gemm4_started54:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-16, R9
+	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check33
+	JMP  gemm4_check56
 
-gemm4_body32:
+gemm4_body55:
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     (DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     64(AX)(R8*1), Y8
+	VMOVUPS     64(CX)(R8*1), Y9
+	VMOVUPS     64(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     64(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     64(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     64(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x80, R8
+
+gemm4_check56:
+	CMPQ        R8, R9
+	JL          gemm4_body55
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm4_odd1658
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -598,14 +954,12 @@ gemm4_body32:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_check33:
-	CMPQ        R8, R9
-	JL          gemm4_body32
+gemm4_odd1658:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_more35
+	JGE         gemm4_more59
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -621,10 +975,10 @@ gemm4_check33:
 	VFMADD231PS Y8, Y10, Y6
 	VFMADD231PS Y9, Y10, Y7
 
-gemm4_more35:
+gemm4_more59:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final36
+	JNZ     gemm4_final60
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -637,36 +991,16 @@ gemm4_more35:
 	VMOVUPS Y3, 64(AX)
 	VMOVUPS Y5, 128(AX)
 	VMOVUPS Y7, 192(AX)
-	MOVQ    48(SP), AX
-	MOVQ    groups+72(FP), CX
-	SHLQ    $0x08, CX
-	VMOVUPS 72(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 104(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 136(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 168(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	ADDQ    CX, AX
-	VMOVUPS 200(SP), Y0
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS 232(SP), Y0
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS 264(SP), Y0
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS 296(SP), Y0
-	VMOVUPS Y0, 224(AX)
-	JMP     gemm4_next37
+	JMP     gemm4_next61
 
-gemm4_final36:
+gemm4_final60:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
-	VADDPS       72(SP), Y0, Y0
-	VADDPS       104(SP), Y2, Y2
-	VADDPS       136(SP), Y4, Y4
-	VADDPS       168(SP), Y6, Y6
+	VADDPS       80(SP), Y0, Y0
+	VADDPS       112(SP), Y2, Y2
+	VADDPS       144(SP), Y4, Y4
+	VADDPS       176(SP), Y6, Y6
 	VHADDPS      Y2, Y0, Y0
 	VHADDPS      Y6, Y4, Y4
 	VHADDPS      Y4, Y0, Y0
@@ -674,17 +1008,17 @@ gemm4_final36:
 	VADDPS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias38
+	JZ           gemm4_nobias62
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias38:
+gemm4_nobias62:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
-	VADDPS       200(SP), Y1, Y1
-	VADDPS       232(SP), Y3, Y3
-	VADDPS       264(SP), Y5, Y5
-	VADDPS       296(SP), Y7, Y7
+	VADDPS       208(SP), Y1, Y1
+	VADDPS       240(SP), Y3, Y3
+	VADDPS       272(SP), Y5, Y5
+	VADDPS       304(SP), Y7, Y7
 	VHADDPS      Y3, Y1, Y1
 	VHADDPS      Y7, Y5, Y5
 	VHADDPS      Y5, Y1, Y1
@@ -692,14 +1026,14 @@ gemm4_nobias38:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias39
+	JZ           gemm4_nobias63
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X1, X1
 
-gemm4_nobias39:
+gemm4_nobias63:
 	VMOVUPS X1, (AX)
 
-gemm4_next37:
+gemm4_next61:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -714,27 +1048,113 @@ gemm4_next37:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4_skip22:
+gemm4_skip34:
 	CMPQ 40(SP), $0x01
-	JL   gemm4_skip40
+	JL   gemm4_skip64
 
 	// 4 rows × 1 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4_cv67
 
-gemm4_pf41:
+gemm4_pf65:
 	TESTQ      CX, CX
-	JLE        gemm4_pf_done42
+	JLE        gemm4_pf_done66
 	TESTQ      DX, DX
-	JZ         gemm4_pf_done42
+	JZ         gemm4_pf_done66
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4_pf41
+	JMP        gemm4_pf65
 
-gemm4_pf_done42:
+gemm4_cv67:
+	MOVQ 72(SP), SI
+
+gemm4_cv_unit68:
+	TESTQ      CX, CX
+	JLE        gemm4_cv_done70
+	TESTQ      DX, DX
+	JZ         gemm4_cv_done70
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4_cv_h71
+	CMPQ       BX, $0x02
+	JE         gemm4_cv_bf72
+	CMPQ       BX, $0x03
+	JE         gemm4_cv_hm73
+	JMP        gemm4_cv_bfm74
+
+gemm4_cv_h71:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done69
+
+gemm4_cv_bf72:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done69
+
+gemm4_cv_hm73:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4_cv_unit_done69
+
+gemm4_cv_bfm74:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4_cv_unit_done69:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4_cv_unit68
+
+gemm4_cv_done70:
+	MOVQ SI, 72(SP)
+
+gemm4_pf_done66:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -746,7 +1166,7 @@ gemm4_pf_done42:
 	LEAQ    (SI)(DX*1), DX
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm4_fresh43
+	JNZ     gemm4_fresh75
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x08, R8
@@ -761,9 +1181,9 @@ gemm4_pf_done42:
 	VMOVUPS 96(DI), Y5
 	VMOVUPS 160(DI), Y6
 	VMOVUPS 224(DI), Y7
-	JMP     gemm4_started44
+	JMP     gemm4_started76
 
-gemm4_fresh43:
+gemm4_fresh75:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -773,14 +1193,60 @@ gemm4_fresh43:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started44:
+gemm4_started76:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
-	ANDQ $-16, R8
+	ANDQ $-32, R8
 	SHLQ $0x02, R8
-	JMP  gemm4_check46
+	JMP  gemm4_check78
 
-gemm4_body45:
+gemm4_body77:
+	VMOVUPS     (AX)(DI*1), Y8
+	VMOVUPS     (CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     (BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     (SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     (DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     32(AX)(DI*1), Y8
+	VMOVUPS     32(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     32(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     32(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     32(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     64(AX)(DI*1), Y8
+	VMOVUPS     64(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     64(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     64(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     64(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     96(AX)(DI*1), Y8
+	VMOVUPS     96(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     96(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     96(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     96(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
+	ADDQ        $0x80, DI
+
+gemm4_check78:
+	CMPQ        DI, R8
+	JL          gemm4_body77
+	MOVQ        k+56(FP), R8
+	ANDQ        $-16, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm4_odd1680
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -801,14 +1267,12 @@ gemm4_body45:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x40, DI
 
-gemm4_check46:
-	CMPQ        DI, R8
-	JL          gemm4_body45
+gemm4_odd1680:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm4_more48
+	JGE         gemm4_more81
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -819,10 +1283,10 @@ gemm4_check46:
 	VMOVUPS     (DX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y3
 
-gemm4_more48:
+gemm4_more81:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm4_pass_done47
+	JZ          gemm4_pass_done79
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -837,10 +1301,10 @@ gemm4_more48:
 	VMASKMOVPS  (DX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done47:
+gemm4_pass_done79:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final49
+	JNZ     gemm4_final82
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -855,9 +1319,9 @@ gemm4_pass_done47:
 	VMOVUPS Y5, 96(AX)
 	VMOVUPS Y6, 160(AX)
 	VMOVUPS Y7, 224(AX)
-	JMP     gemm4_next50
+	JMP     gemm4_next83
 
-gemm4_final49:
+gemm4_final82:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -872,14 +1336,14 @@ gemm4_final49:
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias51
+	JZ           gemm4_nobias84
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X0, X0
 
-gemm4_nobias51:
+gemm4_nobias84:
 	VMOVUPS X0, (AX)
 
-gemm4_next50:
+gemm4_next83:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -892,7 +1356,7 @@ gemm4_next50:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4_skip40:
+gemm4_skip64:
 	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
@@ -903,9 +1367,39 @@ gemm4_skip40:
 	VZEROUPPER
 	RET
 
-// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
-// Requires: AVX, FMA3, MMX+
-TEXT ·gemm1(SB), NOSPLIT, $264-120
+DATA hiwords<>+0(SB)/4, $0xffff0000
+DATA hiwords<>+4(SB)/4, $0xffff0000
+DATA hiwords<>+8(SB)/4, $0xffff0000
+DATA hiwords<>+12(SB)/4, $0xffff0000
+DATA hiwords<>+16(SB)/4, $0xffff0000
+DATA hiwords<>+20(SB)/4, $0xffff0000
+DATA hiwords<>+24(SB)/4, $0xffff0000
+DATA hiwords<>+28(SB)/4, $0xffff0000
+GLOBL hiwords<>(SB), RODATA|NOPTR, $32
+
+DATA f16bits<>+0(SB)/4, $0x8fffe000
+DATA f16bits<>+4(SB)/4, $0x8fffe000
+DATA f16bits<>+8(SB)/4, $0x8fffe000
+DATA f16bits<>+12(SB)/4, $0x8fffe000
+DATA f16bits<>+16(SB)/4, $0x8fffe000
+DATA f16bits<>+20(SB)/4, $0x8fffe000
+DATA f16bits<>+24(SB)/4, $0x8fffe000
+DATA f16bits<>+28(SB)/4, $0x8fffe000
+GLOBL f16bits<>(SB), RODATA|NOPTR, $32
+
+DATA two112<>+0(SB)/4, $0x77800000
+DATA two112<>+4(SB)/4, $0x77800000
+DATA two112<>+8(SB)/4, $0x77800000
+DATA two112<>+12(SB)/4, $0x77800000
+DATA two112<>+16(SB)/4, $0x77800000
+DATA two112<>+20(SB)/4, $0x77800000
+DATA two112<>+24(SB)/4, $0x77800000
+DATA two112<>+28(SB)/4, $0x77800000
+GLOBL two112<>(SB), RODATA|NOPTR, $32
+
+// func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·gemm1(SB), NOSPLIT, $272-136
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
 	MOVQ w+40(FP), AX
@@ -916,6 +1410,8 @@ TEXT ·gemm1(SB), NOSPLIT, $264-120
 	MOVQ AX, 56(SP)
 	MOVQ pfn+104(FP), AX
 	MOVQ AX, 64(SP)
+	MOVQ cv+120(FP), AX
+	MOVQ AX, 72(SP)
 
 gemm1_group1:
 	MOVQ x+16(FP), AX
@@ -936,9 +1432,12 @@ gemm1_tokens2:
 	JL   gemm1_tokens_done3
 
 	// 1 rows × 6 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv6
 
 gemm1_pf4:
 	TESTQ      CX, CX
@@ -950,6 +1449,89 @@ gemm1_pf4:
 	SUBQ       $0x40, CX
 	DECQ       DX
 	JMP        gemm1_pf4
+
+gemm1_cv6:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit7:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done9
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done9
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h10
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf11
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm12
+	JMP        gemm1_cv_bfm13
+
+gemm1_cv_h10:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done8
+
+gemm1_cv_bf11:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done8
+
+gemm1_cv_hm12:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done8
+
+gemm1_cv_bfm13:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done8:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit7
+
+gemm1_cv_done9:
+	MOVQ SI, 72(SP)
 
 gemm1_pf_done5:
 	MOVQ    AX, 56(SP)
@@ -965,7 +1547,7 @@ gemm1_pf_done5:
 	MOVQ    (SP), R8
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm1_fresh6
+	JNZ     gemm1_fresh14
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x06, R10
@@ -994,9 +1576,9 @@ gemm1_pf_done5:
 	VMOVUPS 32(R9), Y10
 	ADDQ    R10, R9
 	VMOVUPS 32(R9), Y11
-	JMP     gemm1_started7
+	JMP     gemm1_started15
 
-gemm1_fresh6:
+gemm1_fresh14:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1010,14 +1592,52 @@ gemm1_fresh6:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm1_started7:
+gemm1_started15:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-16, R10
+	ANDQ $-32, R10
 	SHLQ $0x02, R10
-	JMP  gemm1_check9
+	JMP  gemm1_check17
 
-gemm1_body8:
+gemm1_body16:
+	VMOVUPS     (R8)(R9*1), Y12
+	VFMADD231PS (AX)(R9*1), Y12, Y0
+	VFMADD231PS (DX)(R9*1), Y12, Y1
+	VFMADD231PS (BX)(R9*1), Y12, Y2
+	VFMADD231PS (SI)(R9*1), Y12, Y3
+	VFMADD231PS (DI)(R9*1), Y12, Y4
+	VFMADD231PS (CX)(R9*1), Y12, Y5
+	VMOVUPS     32(R8)(R9*1), Y12
+	VFMADD231PS 32(AX)(R9*1), Y12, Y6
+	VFMADD231PS 32(DX)(R9*1), Y12, Y7
+	VFMADD231PS 32(BX)(R9*1), Y12, Y8
+	VFMADD231PS 32(SI)(R9*1), Y12, Y9
+	VFMADD231PS 32(DI)(R9*1), Y12, Y10
+	VFMADD231PS 32(CX)(R9*1), Y12, Y11
+	VMOVUPS     64(R8)(R9*1), Y12
+	VFMADD231PS 64(AX)(R9*1), Y12, Y0
+	VFMADD231PS 64(DX)(R9*1), Y12, Y1
+	VFMADD231PS 64(BX)(R9*1), Y12, Y2
+	VFMADD231PS 64(SI)(R9*1), Y12, Y3
+	VFMADD231PS 64(DI)(R9*1), Y12, Y4
+	VFMADD231PS 64(CX)(R9*1), Y12, Y5
+	VMOVUPS     96(R8)(R9*1), Y12
+	VFMADD231PS 96(AX)(R9*1), Y12, Y6
+	VFMADD231PS 96(DX)(R9*1), Y12, Y7
+	VFMADD231PS 96(BX)(R9*1), Y12, Y8
+	VFMADD231PS 96(SI)(R9*1), Y12, Y9
+	VFMADD231PS 96(DI)(R9*1), Y12, Y10
+	VFMADD231PS 96(CX)(R9*1), Y12, Y11
+	ADDQ        $0x80, R9
+
+gemm1_check17:
+	CMPQ        R9, R10
+	JL          gemm1_body16
+	MOVQ        k+56(FP), R10
+	ANDQ        $-16, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm1_odd1619
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -1034,14 +1654,12 @@ gemm1_body8:
 	VFMADD231PS 32(CX)(R9*1), Y12, Y11
 	ADDQ        $0x40, R9
 
-gemm1_check9:
-	CMPQ        R9, R10
-	JL          gemm1_body8
+gemm1_odd1619:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm1_more11
+	JGE         gemm1_more20
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -1050,10 +1668,10 @@ gemm1_check9:
 	VFMADD231PS (DI)(R9*1), Y12, Y4
 	VFMADD231PS (CX)(R9*1), Y12, Y5
 
-gemm1_more11:
+gemm1_more20:
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm1_pass_done10
+	JZ          gemm1_pass_done18
 	LEAQ        tailmask<>+0(SB), R12
 	MOVQ        $0x00000008, R11
 	SUBQ        R9, R11
@@ -1077,10 +1695,10 @@ gemm1_more11:
 	VMASKMOVPS  (R8)(R10*1), Y12, Y12
 	VFMADD231PS Y13, Y12, Y11
 
-gemm1_pass_done10:
+gemm1_pass_done18:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final12
+	JNZ     gemm1_final21
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1109,9 +1727,9 @@ gemm1_pass_done10:
 	VMOVUPS Y10, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y11, 32(AX)
-	JMP     gemm1_next13
+	JMP     gemm1_next22
 
-gemm1_final12:
+gemm1_final21:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1122,11 +1740,11 @@ gemm1_final12:
 	VADDSS       X6, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias14
+	JZ           gemm1_nobias23
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias14:
+gemm1_nobias23:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y1, Y1
@@ -1136,11 +1754,11 @@ gemm1_nobias14:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias15
+	JZ           gemm1_nobias24
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias15:
+gemm1_nobias24:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y2, Y2
@@ -1150,11 +1768,11 @@ gemm1_nobias15:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias16
+	JZ           gemm1_nobias25
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias16:
+gemm1_nobias25:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y3, Y3
@@ -1164,11 +1782,11 @@ gemm1_nobias16:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias17
+	JZ           gemm1_nobias26
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias17:
+gemm1_nobias26:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y10, Y4, Y4
@@ -1178,11 +1796,11 @@ gemm1_nobias17:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias18
+	JZ           gemm1_nobias27
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X4, X4
 
-gemm1_nobias18:
+gemm1_nobias27:
 	VMOVSS       X4, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y11, Y5, Y5
@@ -1192,14 +1810,14 @@ gemm1_nobias18:
 	VADDSS       X0, X5, X5
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias19
+	JZ           gemm1_nobias28
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X5, X5
 
-gemm1_nobias19:
+gemm1_nobias28:
 	VMOVSS X5, (AX)
 
-gemm1_next13:
+gemm1_next22:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x06, AX, AX
@@ -1217,25 +1835,111 @@ gemm1_next13:
 
 gemm1_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm1_skip20
+	JL   gemm1_skip29
 
 	// 1 rows × 5 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv32
 
-gemm1_pf21:
+gemm1_pf30:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done22
+	JLE        gemm1_pf_done31
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done22
+	JZ         gemm1_pf_done31
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf21
+	JMP        gemm1_pf30
 
-gemm1_pf_done22:
+gemm1_cv32:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit33:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done35
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done35
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h36
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf37
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm38
+	JMP        gemm1_cv_bfm39
+
+gemm1_cv_h36:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done34
+
+gemm1_cv_bf37:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done34
+
+gemm1_cv_hm38:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done34
+
+gemm1_cv_bfm39:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done34:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit33
+
+gemm1_cv_done35:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done31:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1248,7 +1952,7 @@ gemm1_pf_done22:
 	MOVQ    (SP), DI
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm1_fresh23
+	JNZ     gemm1_fresh40
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x06, R9
@@ -1273,9 +1977,9 @@ gemm1_pf_done22:
 	VMOVUPS 32(R8), Y8
 	ADDQ    R9, R8
 	VMOVUPS 32(R8), Y9
-	JMP     gemm1_started24
+	JMP     gemm1_started41
 
-gemm1_fresh23:
+gemm1_fresh40:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1287,14 +1991,48 @@ gemm1_fresh23:
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 
-gemm1_started24:
+gemm1_started41:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-16, R9
+	ANDQ $-32, R9
 	SHLQ $0x02, R9
-	JMP  gemm1_check26
+	JMP  gemm1_check43
 
-gemm1_body25:
+gemm1_body42:
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS (AX)(R8*1), Y10, Y0
+	VFMADD231PS (DX)(R8*1), Y10, Y1
+	VFMADD231PS (BX)(R8*1), Y10, Y2
+	VFMADD231PS (SI)(R8*1), Y10, Y3
+	VFMADD231PS (CX)(R8*1), Y10, Y4
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS 32(AX)(R8*1), Y10, Y5
+	VFMADD231PS 32(DX)(R8*1), Y10, Y6
+	VFMADD231PS 32(BX)(R8*1), Y10, Y7
+	VFMADD231PS 32(SI)(R8*1), Y10, Y8
+	VFMADD231PS 32(CX)(R8*1), Y10, Y9
+	VMOVUPS     64(DI)(R8*1), Y10
+	VFMADD231PS 64(AX)(R8*1), Y10, Y0
+	VFMADD231PS 64(DX)(R8*1), Y10, Y1
+	VFMADD231PS 64(BX)(R8*1), Y10, Y2
+	VFMADD231PS 64(SI)(R8*1), Y10, Y3
+	VFMADD231PS 64(CX)(R8*1), Y10, Y4
+	VMOVUPS     96(DI)(R8*1), Y10
+	VFMADD231PS 96(AX)(R8*1), Y10, Y5
+	VFMADD231PS 96(DX)(R8*1), Y10, Y6
+	VFMADD231PS 96(BX)(R8*1), Y10, Y7
+	VFMADD231PS 96(SI)(R8*1), Y10, Y8
+	VFMADD231PS 96(CX)(R8*1), Y10, Y9
+	ADDQ        $0x80, R8
+
+gemm1_check43:
+	CMPQ        R8, R9
+	JL          gemm1_body42
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm1_odd1645
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1309,14 +2047,12 @@ gemm1_body25:
 	VFMADD231PS 32(CX)(R8*1), Y10, Y9
 	ADDQ        $0x40, R8
 
-gemm1_check26:
-	CMPQ        R8, R9
-	JL          gemm1_body25
+gemm1_odd1645:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm1_more28
+	JGE         gemm1_more46
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -1324,10 +2060,10 @@ gemm1_check26:
 	VFMADD231PS (SI)(R8*1), Y10, Y3
 	VFMADD231PS (CX)(R8*1), Y10, Y4
 
-gemm1_more28:
+gemm1_more46:
 	MOVQ        k+56(FP), R8
 	ANDQ        $0x07, R8
-	JZ          gemm1_pass_done27
+	JZ          gemm1_pass_done44
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R8, R10
@@ -1348,10 +2084,10 @@ gemm1_more28:
 	VMASKMOVPS  (DI)(R9*1), Y10, Y10
 	VFMADD231PS Y11, Y10, Y9
 
-gemm1_pass_done27:
+gemm1_pass_done44:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final29
+	JNZ     gemm1_final47
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1376,9 +2112,9 @@ gemm1_pass_done27:
 	VMOVUPS Y8, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y9, 32(AX)
-	JMP     gemm1_next30
+	JMP     gemm1_next48
 
-gemm1_final29:
+gemm1_final47:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1389,11 +2125,11 @@ gemm1_final29:
 	VADDSS       X5, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias31
+	JZ           gemm1_nobias49
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias31:
+gemm1_nobias49:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y1, Y1
@@ -1403,11 +2139,11 @@ gemm1_nobias31:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias32
+	JZ           gemm1_nobias50
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias32:
+gemm1_nobias50:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y2, Y2
@@ -1417,11 +2153,11 @@ gemm1_nobias32:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias33
+	JZ           gemm1_nobias51
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias33:
+gemm1_nobias51:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y3, Y3
@@ -1431,11 +2167,11 @@ gemm1_nobias33:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias34
+	JZ           gemm1_nobias52
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias34:
+gemm1_nobias52:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y4, Y4
@@ -1445,14 +2181,14 @@ gemm1_nobias34:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias35
+	JZ           gemm1_nobias53
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X4, X4
 
-gemm1_nobias35:
+gemm1_nobias53:
 	VMOVSS X4, (AX)
 
-gemm1_next30:
+gemm1_next48:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x05, AX, AX
@@ -1467,27 +2203,113 @@ gemm1_next30:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm1_skip20:
+gemm1_skip29:
 	CMPQ 40(SP), $0x04
-	JL   gemm1_skip36
+	JL   gemm1_skip54
 
 	// 1 rows × 4 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv57
 
-gemm1_pf37:
+gemm1_pf55:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done38
+	JLE        gemm1_pf_done56
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done38
+	JZ         gemm1_pf_done56
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf37
+	JMP        gemm1_pf55
 
-gemm1_pf_done38:
+gemm1_cv57:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit58:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done60
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done60
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h61
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf62
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm63
+	JMP        gemm1_cv_bfm64
+
+gemm1_cv_h61:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done59
+
+gemm1_cv_bf62:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done59
+
+gemm1_cv_hm63:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done59
+
+gemm1_cv_bfm64:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done59:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit58
+
+gemm1_cv_done60:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done56:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1499,7 +2321,7 @@ gemm1_pf_done38:
 	MOVQ    (SP), SI
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm1_fresh39
+	JNZ     gemm1_fresh65
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x06, R8
@@ -1520,9 +2342,9 @@ gemm1_pf_done38:
 	VMOVUPS 32(DI), Y6
 	ADDQ    R8, DI
 	VMOVUPS 32(DI), Y7
-	JMP     gemm1_started40
+	JMP     gemm1_started66
 
-gemm1_fresh39:
+gemm1_fresh65:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1532,14 +2354,44 @@ gemm1_fresh39:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm1_started40:
+gemm1_started66:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
-	ANDQ $-16, R8
+	ANDQ $-32, R8
 	SHLQ $0x02, R8
-	JMP  gemm1_check42
+	JMP  gemm1_check68
 
-gemm1_body41:
+gemm1_body67:
+	VMOVUPS     (SI)(DI*1), Y8
+	VFMADD231PS (AX)(DI*1), Y8, Y0
+	VFMADD231PS (DX)(DI*1), Y8, Y1
+	VFMADD231PS (BX)(DI*1), Y8, Y2
+	VFMADD231PS (CX)(DI*1), Y8, Y3
+	VMOVUPS     32(SI)(DI*1), Y8
+	VFMADD231PS 32(AX)(DI*1), Y8, Y4
+	VFMADD231PS 32(DX)(DI*1), Y8, Y5
+	VFMADD231PS 32(BX)(DI*1), Y8, Y6
+	VFMADD231PS 32(CX)(DI*1), Y8, Y7
+	VMOVUPS     64(SI)(DI*1), Y8
+	VFMADD231PS 64(AX)(DI*1), Y8, Y0
+	VFMADD231PS 64(DX)(DI*1), Y8, Y1
+	VFMADD231PS 64(BX)(DI*1), Y8, Y2
+	VFMADD231PS 64(CX)(DI*1), Y8, Y3
+	VMOVUPS     96(SI)(DI*1), Y8
+	VFMADD231PS 96(AX)(DI*1), Y8, Y4
+	VFMADD231PS 96(DX)(DI*1), Y8, Y5
+	VFMADD231PS 96(BX)(DI*1), Y8, Y6
+	VFMADD231PS 96(CX)(DI*1), Y8, Y7
+	ADDQ        $0x80, DI
+
+gemm1_check68:
+	CMPQ        DI, R8
+	JL          gemm1_body67
+	MOVQ        k+56(FP), R8
+	ANDQ        $-16, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm1_odd1670
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
@@ -1552,24 +2404,22 @@ gemm1_body41:
 	VFMADD231PS 32(CX)(DI*1), Y8, Y7
 	ADDQ        $0x40, DI
 
-gemm1_check42:
-	CMPQ        DI, R8
-	JL          gemm1_body41
+gemm1_odd1670:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm1_more44
+	JGE         gemm1_more71
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
 	VFMADD231PS (BX)(DI*1), Y8, Y2
 	VFMADD231PS (CX)(DI*1), Y8, Y3
 
-gemm1_more44:
+gemm1_more71:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm1_pass_done43
+	JZ          gemm1_pass_done69
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -1587,10 +2437,10 @@ gemm1_more44:
 	VMASKMOVPS  (SI)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm1_pass_done43:
+gemm1_pass_done69:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final45
+	JNZ     gemm1_final72
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1611,9 +2461,9 @@ gemm1_pass_done43:
 	VMOVUPS Y6, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y7, 32(AX)
-	JMP     gemm1_next46
+	JMP     gemm1_next73
 
-gemm1_final45:
+gemm1_final72:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1624,11 +2474,11 @@ gemm1_final45:
 	VADDSS       X4, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias47
+	JZ           gemm1_nobias74
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias47:
+gemm1_nobias74:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y1, Y1
@@ -1638,11 +2488,11 @@ gemm1_nobias47:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias48
+	JZ           gemm1_nobias75
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias48:
+gemm1_nobias75:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y2, Y2
@@ -1652,11 +2502,11 @@ gemm1_nobias48:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias49
+	JZ           gemm1_nobias76
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias49:
+gemm1_nobias76:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y3, Y3
@@ -1666,14 +2516,14 @@ gemm1_nobias49:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias50
+	JZ           gemm1_nobias77
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X3, X3
 
-gemm1_nobias50:
+gemm1_nobias77:
 	VMOVSS X3, (AX)
 
-gemm1_next46:
+gemm1_next73:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x04, AX, AX
@@ -1688,27 +2538,113 @@ gemm1_next46:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm1_skip36:
+gemm1_skip54:
 	CMPQ 40(SP), $0x03
-	JL   gemm1_skip51
+	JL   gemm1_skip78
 
 	// 1 rows × 3 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv81
 
-gemm1_pf52:
+gemm1_pf79:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done53
+	JLE        gemm1_pf_done80
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done53
+	JZ         gemm1_pf_done80
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf52
+	JMP        gemm1_pf79
 
-gemm1_pf_done53:
+gemm1_cv81:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit82:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done84
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done84
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h85
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf86
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm87
+	JMP        gemm1_cv_bfm88
+
+gemm1_cv_h85:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done83
+
+gemm1_cv_bf86:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done83
+
+gemm1_cv_hm87:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done83
+
+gemm1_cv_bfm88:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done83:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit82
+
+gemm1_cv_done84:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done80:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1719,7 +2655,7 @@ gemm1_pf_done53:
 	MOVQ    (SP), BX
 	MOVQ    seg+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JNZ     gemm1_fresh54
+	JNZ     gemm1_fresh89
 	MOVQ    48(SP), SI
 	MOVQ    groups+72(FP), DI
 	SHLQ    $0x06, DI
@@ -1736,9 +2672,9 @@ gemm1_pf_done53:
 	VMOVUPS 32(SI), Y4
 	ADDQ    DI, SI
 	VMOVUPS 32(SI), Y5
-	JMP     gemm1_started55
+	JMP     gemm1_started90
 
-gemm1_fresh54:
+gemm1_fresh89:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1746,14 +2682,40 @@ gemm1_fresh54:
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 
-gemm1_started55:
+gemm1_started90:
 	XORQ SI, SI
 	MOVQ k+56(FP), DI
-	ANDQ $-16, DI
+	ANDQ $-32, DI
 	SHLQ $0x02, DI
-	JMP  gemm1_check57
+	JMP  gemm1_check92
 
-gemm1_body56:
+gemm1_body91:
+	VMOVUPS     (BX)(SI*1), Y6
+	VFMADD231PS (AX)(SI*1), Y6, Y0
+	VFMADD231PS (DX)(SI*1), Y6, Y1
+	VFMADD231PS (CX)(SI*1), Y6, Y2
+	VMOVUPS     32(BX)(SI*1), Y6
+	VFMADD231PS 32(AX)(SI*1), Y6, Y3
+	VFMADD231PS 32(DX)(SI*1), Y6, Y4
+	VFMADD231PS 32(CX)(SI*1), Y6, Y5
+	VMOVUPS     64(BX)(SI*1), Y6
+	VFMADD231PS 64(AX)(SI*1), Y6, Y0
+	VFMADD231PS 64(DX)(SI*1), Y6, Y1
+	VFMADD231PS 64(CX)(SI*1), Y6, Y2
+	VMOVUPS     96(BX)(SI*1), Y6
+	VFMADD231PS 96(AX)(SI*1), Y6, Y3
+	VFMADD231PS 96(DX)(SI*1), Y6, Y4
+	VFMADD231PS 96(CX)(SI*1), Y6, Y5
+	ADDQ        $0x80, SI
+
+gemm1_check92:
+	CMPQ        SI, DI
+	JL          gemm1_body91
+	MOVQ        k+56(FP), DI
+	ANDQ        $-16, DI
+	SHLQ        $0x02, DI
+	CMPQ        SI, DI
+	JGE         gemm1_odd1694
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
@@ -1764,23 +2726,21 @@ gemm1_body56:
 	VFMADD231PS 32(CX)(SI*1), Y6, Y5
 	ADDQ        $0x40, SI
 
-gemm1_check57:
-	CMPQ        SI, DI
-	JL          gemm1_body56
+gemm1_odd1694:
 	MOVQ        k+56(FP), DI
 	ANDQ        $-8, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm1_more59
+	JGE         gemm1_more95
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
 	VFMADD231PS (CX)(SI*1), Y6, Y2
 
-gemm1_more59:
+gemm1_more95:
 	MOVQ        k+56(FP), SI
 	ANDQ        $0x07, SI
-	JZ          gemm1_pass_done58
+	JZ          gemm1_pass_done93
 	LEAQ        tailmask<>+0(SB), R9
 	MOVQ        $0x00000008, R8
 	SUBQ        SI, R8
@@ -1795,10 +2755,10 @@ gemm1_more59:
 	VMASKMOVPS  (BX)(DI*1), Y6, Y6
 	VFMADD231PS Y7, Y6, Y5
 
-gemm1_pass_done58:
+gemm1_pass_done93:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final60
+	JNZ     gemm1_final96
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1815,9 +2775,9 @@ gemm1_pass_done58:
 	VMOVUPS Y4, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y5, 32(AX)
-	JMP     gemm1_next61
+	JMP     gemm1_next97
 
-gemm1_final60:
+gemm1_final96:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1828,11 +2788,11 @@ gemm1_final60:
 	VADDSS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias62
+	JZ           gemm1_nobias98
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias62:
+gemm1_nobias98:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y4, Y1, Y1
@@ -1842,11 +2802,11 @@ gemm1_nobias62:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias63
+	JZ           gemm1_nobias99
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias63:
+gemm1_nobias99:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y2, Y2
@@ -1856,14 +2816,14 @@ gemm1_nobias63:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias64
+	JZ           gemm1_nobias100
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X2, X2
 
-gemm1_nobias64:
+gemm1_nobias100:
 	VMOVSS X2, (AX)
 
-gemm1_next61:
+gemm1_next97:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -1878,27 +2838,113 @@ gemm1_next61:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm1_skip51:
+gemm1_skip78:
 	CMPQ 40(SP), $0x02
-	JL   gemm1_skip65
+	JL   gemm1_skip101
 
 	// 1 rows × 2 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv104
 
-gemm1_pf66:
+gemm1_pf102:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done67
+	JLE        gemm1_pf_done103
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done67
+	JZ         gemm1_pf_done103
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf66
+	JMP        gemm1_pf102
 
-gemm1_pf_done67:
+gemm1_cv104:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit105:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done107
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done107
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h108
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf109
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm110
+	JMP        gemm1_cv_bfm111
+
+gemm1_cv_h108:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done106
+
+gemm1_cv_bf109:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done106
+
+gemm1_cv_hm110:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done106
+
+gemm1_cv_bfm111:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done106:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit105
+
+gemm1_cv_done107:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done103:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1908,7 +2954,7 @@ gemm1_pf_done67:
 	MOVQ    (SP), DX
 	MOVQ    seg+88(FP), BX
 	TESTQ   $0x00000001, BX
-	JNZ     gemm1_fresh68
+	JNZ     gemm1_fresh112
 	MOVQ    48(SP), BX
 	MOVQ    groups+72(FP), SI
 	SHLQ    $0x06, SI
@@ -1921,22 +2967,44 @@ gemm1_pf_done67:
 	VMOVUPS 32(BX), Y2
 	ADDQ    SI, BX
 	VMOVUPS 32(BX), Y3
-	JMP     gemm1_started69
+	JMP     gemm1_started113
 
-gemm1_fresh68:
+gemm1_fresh112:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 
-gemm1_started69:
+gemm1_started113:
 	XORQ BX, BX
 	MOVQ k+56(FP), SI
-	ANDQ $-16, SI
+	ANDQ $-32, SI
 	SHLQ $0x02, SI
-	JMP  gemm1_check71
+	JMP  gemm1_check115
 
-gemm1_body70:
+gemm1_body114:
+	VMOVUPS     (DX)(BX*1), Y4
+	VFMADD231PS (AX)(BX*1), Y4, Y0
+	VFMADD231PS (CX)(BX*1), Y4, Y1
+	VMOVUPS     32(DX)(BX*1), Y4
+	VFMADD231PS 32(AX)(BX*1), Y4, Y2
+	VFMADD231PS 32(CX)(BX*1), Y4, Y3
+	VMOVUPS     64(DX)(BX*1), Y4
+	VFMADD231PS 64(AX)(BX*1), Y4, Y0
+	VFMADD231PS 64(CX)(BX*1), Y4, Y1
+	VMOVUPS     96(DX)(BX*1), Y4
+	VFMADD231PS 96(AX)(BX*1), Y4, Y2
+	VFMADD231PS 96(CX)(BX*1), Y4, Y3
+	ADDQ        $0x80, BX
+
+gemm1_check115:
+	CMPQ        BX, SI
+	JL          gemm1_body114
+	MOVQ        k+56(FP), SI
+	ANDQ        $-16, SI
+	SHLQ        $0x02, SI
+	CMPQ        BX, SI
+	JGE         gemm1_odd16117
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
@@ -1945,22 +3013,20 @@ gemm1_body70:
 	VFMADD231PS 32(CX)(BX*1), Y4, Y3
 	ADDQ        $0x40, BX
 
-gemm1_check71:
-	CMPQ        BX, SI
-	JL          gemm1_body70
+gemm1_odd16117:
 	MOVQ        k+56(FP), SI
 	ANDQ        $-8, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm1_more73
+	JGE         gemm1_more118
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
 
-gemm1_more73:
+gemm1_more118:
 	MOVQ        k+56(FP), BX
 	ANDQ        $0x07, BX
-	JZ          gemm1_pass_done72
+	JZ          gemm1_pass_done116
 	LEAQ        tailmask<>+0(SB), R8
 	MOVQ        $0x00000008, DI
 	SUBQ        BX, DI
@@ -1972,10 +3038,10 @@ gemm1_more73:
 	VMASKMOVPS  (DX)(SI*1), Y4, Y4
 	VFMADD231PS Y5, Y4, Y3
 
-gemm1_pass_done72:
+gemm1_pass_done116:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final74
+	JNZ     gemm1_final119
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1988,9 +3054,9 @@ gemm1_pass_done72:
 	VMOVUPS Y2, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y3, 32(AX)
-	JMP     gemm1_next75
+	JMP     gemm1_next120
 
-gemm1_final74:
+gemm1_final119:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2001,11 +3067,11 @@ gemm1_final74:
 	VADDSS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias76
+	JZ           gemm1_nobias121
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias76:
+gemm1_nobias121:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y3, Y1, Y1
@@ -2015,14 +3081,14 @@ gemm1_nobias76:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias77
+	JZ           gemm1_nobias122
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X1, X1
 
-gemm1_nobias77:
+gemm1_nobias122:
 	VMOVSS X1, (AX)
 
-gemm1_next75:
+gemm1_next120:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -2037,34 +3103,120 @@ gemm1_next75:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm1_skip65:
+gemm1_skip101:
 	CMPQ 40(SP), $0x01
-	JL   gemm1_skip78
+	JL   gemm1_skip123
 
 	// 1 rows × 1 tokens
-	MOVQ 56(SP), AX
-	MOVQ 64(SP), CX
-	MOVQ pfl+112(FP), DX
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm1_cv126
 
-gemm1_pf79:
+gemm1_pf124:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done80
+	JLE        gemm1_pf_done125
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done80
+	JZ         gemm1_pf_done125
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf79
+	JMP        gemm1_pf124
 
-gemm1_pf_done80:
+gemm1_cv126:
+	MOVQ 72(SP), SI
+
+gemm1_cv_unit127:
+	TESTQ      CX, CX
+	JLE        gemm1_cv_done129
+	TESTQ      DX, DX
+	JZ         gemm1_cv_done129
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm1_cv_h130
+	CMPQ       BX, $0x02
+	JE         gemm1_cv_bf131
+	CMPQ       BX, $0x03
+	JE         gemm1_cv_hm132
+	JMP        gemm1_cv_bfm133
+
+gemm1_cv_h130:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done128
+
+gemm1_cv_bf131:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done128
+
+gemm1_cv_hm132:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm1_cv_unit_done128
+
+gemm1_cv_bfm133:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm1_cv_unit_done128:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm1_cv_unit127
+
+gemm1_cv_done129:
+	MOVQ SI, 72(SP)
+
+gemm1_pf_done125:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    (SP), CX
 	MOVQ    seg+88(FP), DX
 	TESTQ   $0x00000001, DX
-	JNZ     gemm1_fresh81
+	JNZ     gemm1_fresh134
 	MOVQ    48(SP), DX
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
@@ -2073,41 +3225,57 @@ gemm1_pf_done80:
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
 	VMOVUPS 32(DX), Y1
-	JMP     gemm1_started82
+	JMP     gemm1_started135
 
-gemm1_fresh81:
+gemm1_fresh134:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 
-gemm1_started82:
+gemm1_started135:
 	XORQ DX, DX
 	MOVQ k+56(FP), BX
-	ANDQ $-16, BX
+	ANDQ $-32, BX
 	SHLQ $0x02, BX
-	JMP  gemm1_check84
+	JMP  gemm1_check137
 
-gemm1_body83:
+gemm1_body136:
+	VMOVUPS     (CX)(DX*1), Y2
+	VFMADD231PS (AX)(DX*1), Y2, Y0
+	VMOVUPS     32(CX)(DX*1), Y2
+	VFMADD231PS 32(AX)(DX*1), Y2, Y1
+	VMOVUPS     64(CX)(DX*1), Y2
+	VFMADD231PS 64(AX)(DX*1), Y2, Y0
+	VMOVUPS     96(CX)(DX*1), Y2
+	VFMADD231PS 96(AX)(DX*1), Y2, Y1
+	ADDQ        $0x80, DX
+
+gemm1_check137:
+	CMPQ        DX, BX
+	JL          gemm1_body136
+	MOVQ        k+56(FP), BX
+	ANDQ        $-16, BX
+	SHLQ        $0x02, BX
+	CMPQ        DX, BX
+	JGE         gemm1_odd16139
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 	VMOVUPS     32(CX)(DX*1), Y2
 	VFMADD231PS 32(AX)(DX*1), Y2, Y1
 	ADDQ        $0x40, DX
 
-gemm1_check84:
-	CMPQ        DX, BX
-	JL          gemm1_body83
+gemm1_odd16139:
 	MOVQ        k+56(FP), BX
 	ANDQ        $-8, BX
 	SHLQ        $0x02, BX
 	CMPQ        DX, BX
-	JGE         gemm1_more86
+	JGE         gemm1_more140
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 
-gemm1_more86:
+gemm1_more140:
 	MOVQ        k+56(FP), DX
 	ANDQ        $0x07, DX
-	JZ          gemm1_pass_done85
+	JZ          gemm1_pass_done138
 	LEAQ        tailmask<>+0(SB), DI
 	MOVQ        $0x00000008, SI
 	SUBQ        DX, SI
@@ -2116,10 +3284,10 @@ gemm1_more86:
 	VMASKMOVPS  (CX)(BX*1), Y2, Y2
 	VFMADD231PS Y3, Y2, Y1
 
-gemm1_pass_done85:
+gemm1_pass_done138:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final87
+	JNZ     gemm1_final141
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2128,9 +3296,9 @@ gemm1_pass_done85:
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
 	VMOVUPS Y1, 32(AX)
-	JMP     gemm1_next88
+	JMP     gemm1_next142
 
-gemm1_final87:
+gemm1_final141:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2141,14 +3309,14 @@ gemm1_final87:
 	VADDSS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias89
+	JZ           gemm1_nobias143
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X0, X0
 
-gemm1_nobias89:
+gemm1_nobias143:
 	VMOVSS X0, (AX)
 
-gemm1_next88:
+gemm1_next142:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -2161,7 +3329,7 @@ gemm1_next88:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm1_skip78:
+gemm1_skip123:
 	ADDQ $0x04, 8(SP)
 	MOVQ ldw+48(FP), AX
 	SHLQ $0x02, AX
@@ -3310,26 +4478,6 @@ matvecHM_done3:
 	VZEROUPPER
 	RET
 
-DATA hiwords<>+0(SB)/4, $0xffff0000
-DATA hiwords<>+4(SB)/4, $0xffff0000
-DATA hiwords<>+8(SB)/4, $0xffff0000
-DATA hiwords<>+12(SB)/4, $0xffff0000
-DATA hiwords<>+16(SB)/4, $0xffff0000
-DATA hiwords<>+20(SB)/4, $0xffff0000
-DATA hiwords<>+24(SB)/4, $0xffff0000
-DATA hiwords<>+28(SB)/4, $0xffff0000
-GLOBL hiwords<>(SB), RODATA|NOPTR, $32
-
-DATA f16bits<>+0(SB)/4, $0x8fffe000
-DATA f16bits<>+4(SB)/4, $0x8fffe000
-DATA f16bits<>+8(SB)/4, $0x8fffe000
-DATA f16bits<>+12(SB)/4, $0x8fffe000
-DATA f16bits<>+16(SB)/4, $0x8fffe000
-DATA f16bits<>+20(SB)/4, $0x8fffe000
-DATA f16bits<>+24(SB)/4, $0x8fffe000
-DATA f16bits<>+28(SB)/4, $0x8fffe000
-GLOBL f16bits<>(SB), RODATA|NOPTR, $32
-
 // func matvecHMSpread(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·matvecHMSpread(SB), NOSPLIT, $0-56
@@ -4087,16 +5235,6 @@ widenHM_done4:
 	VZEROUPPER
 	RET
 
-DATA two112<>+0(SB)/4, $0x77800000
-DATA two112<>+4(SB)/4, $0x77800000
-DATA two112<>+8(SB)/4, $0x77800000
-DATA two112<>+12(SB)/4, $0x77800000
-DATA two112<>+16(SB)/4, $0x77800000
-DATA two112<>+20(SB)/4, $0x77800000
-DATA two112<>+24(SB)/4, $0x77800000
-DATA two112<>+28(SB)/4, $0x77800000
-GLOBL two112<>(SB), RODATA|NOPTR, $32
-
 // func widenBFM(dst *float32, src *uint16, n int)
 // Requires: AVX, AVX2
 TEXT ·widenBFM(SB), NOSPLIT, $0-24
@@ -4136,6 +5274,78 @@ widenBFM_tail3:
 	JMP       widenBFM_tail3
 
 widenBFM_done4:
+	VZEROUPPER
+	RET
+
+// func arrangeHM(dst *float32, x *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·arrangeHM(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    n+16(FP), DX
+	SHLQ    $0x02, DX
+	VMOVDQU evenodd8<>+0(SB), Y0
+	XORQ    BX, BX
+	JMP     arrangeHM_check2
+
+arrangeHM_body1:
+	VMOVUPS    (CX)(BX*1), Y1
+	VMOVUPS    Y1, (AX)(BX*1)
+	VMOVUPS    32(CX)(BX*1), Y1
+	VMOVUPS    Y1, 32(AX)(BX*1)
+	VPERMPS    64(CX)(BX*1), Y0, Y1
+	VPERMPS    96(CX)(BX*1), Y0, Y2
+	VPERM2F128 $0x20, Y2, Y1, Y3
+	VPERM2F128 $0x31, Y2, Y1, Y1
+	VMOVUPS    Y3, 64(AX)(BX*1)
+	VMOVUPS    Y1, 96(AX)(BX*1)
+	ADDQ       $0x80, BX
+
+arrangeHM_check2:
+	CMPQ BX, DX
+	JL   arrangeHM_body1
+	VZEROUPPER
+	RET
+
+DATA evenodd8<>+0(SB)/4, $0x00000000
+DATA evenodd8<>+4(SB)/4, $0x00000002
+DATA evenodd8<>+8(SB)/4, $0x00000004
+DATA evenodd8<>+12(SB)/4, $0x00000006
+DATA evenodd8<>+16(SB)/4, $0x00000001
+DATA evenodd8<>+20(SB)/4, $0x00000003
+DATA evenodd8<>+24(SB)/4, $0x00000005
+DATA evenodd8<>+28(SB)/4, $0x00000007
+GLOBL evenodd8<>(SB), RODATA|NOPTR, $32
+
+// func arrangeBFM(dst *float32, x *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·arrangeBFM(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    n+16(FP), DX
+	SHLQ    $0x02, DX
+	VMOVDQU evenodd8<>+0(SB), Y0
+	XORQ    BX, BX
+	JMP     arrangeBFM_check2
+
+arrangeBFM_body1:
+	VPERMPS    (CX)(BX*1), Y0, Y1
+	VPERMPS    32(CX)(BX*1), Y0, Y2
+	VPERM2F128 $0x20, Y2, Y1, Y3
+	VPERM2F128 $0x31, Y2, Y1, Y1
+	VMOVUPS    Y3, (AX)(BX*1)
+	VMOVUPS    Y1, 32(AX)(BX*1)
+	VPERMPS    64(CX)(BX*1), Y0, Y1
+	VPERMPS    96(CX)(BX*1), Y0, Y2
+	VPERM2F128 $0x20, Y2, Y1, Y3
+	VPERM2F128 $0x31, Y2, Y1, Y1
+	VMOVUPS    Y3, 64(AX)(BX*1)
+	VMOVUPS    Y1, 96(AX)(BX*1)
+	ADDQ       $0x80, BX
+
+arrangeBFM_check2:
+	CMPQ BX, DX
+	JL   arrangeBFM_body1
 	VZEROUPPER
 	RET
 

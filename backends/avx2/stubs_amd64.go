@@ -12,10 +12,13 @@ package avx2
 // accumulators start from the 16 floats at st[(t*4*groups+r)*16] rather than zero,
 // and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).
 // Meanwhile it prefetches the pfn bytes at pf (the weights that come next), pfl cache
-// lines at the start of every block of tokens, so that they arrive during the products.
+// lines at the start of every block of tokens, so that they arrive during the products;
+// or, for kind ≠ 0, widens them: pfl 64-byte units of 32 halves a block, each to 32
+// floats at cv onwards (kind 1 as widenH, 2 widenBF, 3 widenHM, 4 widenBFM; pfn a
+// multiple of 64), prefetching the halves 8 units ahead.
 //
 //go:noescape
-func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
+func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
 
 // gemm1 computes, for r < 1·groups (groups ≥ 1) and t < T,
 //
@@ -25,10 +28,13 @@ func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw in
 // accumulators start from the 16 floats at st[(t*1*groups+r)*16] rather than zero,
 // and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).
 // Meanwhile it prefetches the pfn bytes at pf (the weights that come next), pfl cache
-// lines at the start of every block of tokens, so that they arrive during the products.
+// lines at the start of every block of tokens, so that they arrive during the products;
+// or, for kind ≠ 0, widens them: pfl 64-byte units of 32 halves a block, each to 32
+// floats at cv onwards (kind 1 as widenH, 2 widenBF, 3 widenHM, 4 widenBFM; pfn a
+// multiple of 64), prefetching the halves 8 units ahead.
 //
 //go:noescape
-func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)
+func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
 
 // matvec computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] (+ bias[r] if bias != nil) for r < rows.
 //
@@ -129,6 +135,18 @@ func widenHM(dst *float32, src *uint16, n int)
 //
 //go:noescape
 func widenBFM(dst *float32, src *uint16, n int)
+
+// arrangeHM writes the n floats at x (n a multiple of 32) to dst in widenHM's order: in
+// every 32, columns 0–15 as they are, then the even columns of 16–31, then the odd ones.
+//
+//go:noescape
+func arrangeHM(dst *float32, x *float32, n int)
+
+// arrangeBFM writes the n floats at x (n a multiple of 32) to dst in widenBFM's order:
+// every 16 columns as their 8 even ones, then their 8 odd ones.
+//
+//go:noescape
+func arrangeBFM(dst *float32, x *float32, n int)
 
 // mvQ8_0x8 computes, for g < groups, the rows r = g·step + q·gap, q < 8, of the q8_0 matrix w
 // (row r at w + r·ldw bytes, nb blocks) times the q8_0 activation blocks xq: dst[r] =

@@ -20,6 +20,80 @@ func genHalf() {
 	genWiden(true)
 	genWidenSplit(false)
 	genWidenSplit(true)
+	genArrange(false)
+	genArrange(true)
+}
+
+// genArrange: arrangeHM and arrangeBFM, the tokens' inputs of a prefill on f16 or bf16
+// weights in the column order widenHM or widenBFM lays the rows out in (a copy, no
+// arithmetic), 32 columns at a time: VPERMPS gathers each 8 columns' even ones in the
+// low half and the odd ones in the high half, VPERM2F128 joins two such halves.
+func genArrange(bf16 bool) {
+	name := "arrangeHM"
+	doc := []string{
+		"arrangeHM writes the n floats at x (n a multiple of 32) to dst in widenHM's order: in",
+		"every 32, columns 0–15 as they are, then the even columns of 16–31, then the odd ones.",
+	}
+	if bf16 {
+		name = "arrangeBFM"
+		doc = []string{
+			"arrangeBFM writes the n floats at x (n a multiple of 32) to dst in widenBFM's order:",
+			"every 16 columns as their 8 even ones, then their 8 odd ones.",
+		}
+	}
+	lb := fn(name, "func(dst *float32, x *float32, n int)", doc...)
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	SHLQ(U8(2), n)
+	idx := YMM()
+	VMOVDQU(evenOddIndex(), idx)
+	i := GP64()
+	XORQ(i, i)
+	body, check := lb.next("body"), lb.next("check")
+	JMP(LabelRef(check))
+	Label(body)
+	// split writes the 16 columns at byte offset disp as their even, then odd ones.
+	split := func(disp int) {
+		a, b, e, o := YMM(), YMM(), YMM(), YMM()
+		VPERMPS(Mem{Base: x, Index: i, Scale: 1, Disp: disp}, idx, a)
+		VPERMPS(Mem{Base: x, Index: i, Scale: 1, Disp: disp + 32}, idx, b)
+		VPERM2F128(U8(0x20), b, a, e)
+		VPERM2F128(U8(0x31), b, a, o)
+		VMOVUPS(e, Mem{Base: dst, Index: i, Scale: 1, Disp: disp})
+		VMOVUPS(o, Mem{Base: dst, Index: i, Scale: 1, Disp: disp + 32})
+	}
+	if bf16 {
+		split(0)
+	} else {
+		for d := 0; d < 64; d += 32 {
+			y := YMM()
+			VMOVUPS(Mem{Base: x, Index: i, Scale: 1, Disp: d}, y)
+			VMOVUPS(y, Mem{Base: dst, Index: i, Scale: 1, Disp: d})
+		}
+	}
+	split(64)
+	ADDQ(U8(128), i)
+	Label(check)
+	CMPQ(i, n)
+	JL(LabelRef(body))
+	VZEROUPPER()
+	RET()
+}
+
+// evenOddIndex returns the VPERMPS index that puts the even lanes of 8 in the low half
+// and the odd ones in the high half.
+func evenOddIndex() Mem {
+	const name = "evenodd8"
+	if m, ok := vconsts[name]; ok {
+		return m
+	}
+	m := GLOBL(name, RODATA|NOPTR)
+	for j, v := range []uint32{0, 2, 4, 6, 1, 3, 5, 7} {
+		DATA(4*j, U32(v))
+	}
+	vconsts[name] = m
+	return m
 }
 
 // genWidenSplit: widenHM and widenBFM, the rows a prefill widens for the f32 GEMM in the

@@ -31,18 +31,21 @@ func genMatMul() {
 // pass finds the rows and inputs in L1 (the caller keeps k to a segment that fits).
 // 4 rows × 1 token and 1 row × up to 6 tokens take both halves in one pass.
 func genGemm(name string, R, Tb int) {
-	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int)",
+	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)",
 		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
 		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
 		"each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the",
 		"accumulators start from the 16 floats at st[(t*"+itoa(R)+"*groups+r)*16] rather than zero,",
 		"and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).",
 		"Meanwhile it prefetches the pfn bytes at pf (the weights that come next), pfl cache",
-		"lines at the start of every block of tokens, so that they arrive during the products.",
+		"lines at the start of every block of tokens, so that they arrive during the products;",
+		"or, for kind ≠ 0, widens them: pfl 64-byte units of 32 halves a block, each to 32",
+		"floats at cv onwards (kind 1 as widenH, 2 widenBF, 3 widenHM, 4 widenBFM; pfn a",
+		"multiple of 64), prefetching the halves 8 units ahead.",
 	)
 	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	xcur, dcur, tleft, scur := AllocLocal(8), AllocLocal(8), AllocLocal(8), AllocLocal(8)
-	pfcur, pfleft := AllocLocal(8), AllocLocal(8)
+	pfcur, pfleft, cvcur := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	saved := AllocLocal(32 * R * Tb) // the odd accumulators, (t·R + r)·32 bytes
 
 	initGroups(goff, wcur, gleft)
@@ -51,6 +54,8 @@ func genGemm(name string, R, Tb int) {
 		MOVQ(p, pfcur)
 		n := Load(Param("pfn"), GP64())
 		MOVQ(n, pfleft)
+		c := Load(Param("cv"), GP64())
+		MOVQ(c, cvcur)
 	}
 	group := lb.next("group")
 	Label(group)
@@ -76,7 +81,10 @@ func genGemm(name string, R, Tb int) {
 			MOVQ(pfcur, p)
 			MOVQ(pfleft, n)
 			Load(Param("pfl"), c)
-			more, end := lb.next("pf"), lb.next("pf_done")
+			more, end, conv := lb.next("pf"), lb.next("pf_done"), lb.next("cv")
+			kd := Load(Param("kind"), GP64())
+			TESTQ(kd, kd)
+			JNZ(LabelRef(conv))
 			Label(more)
 			TESTQ(n, n)
 			JLE(LabelRef(end))
@@ -87,6 +95,38 @@ func genGemm(name string, R, Tb int) {
 			SUBQ(U8(64), n)
 			DECQ(c)
 			JMP(LabelRef(more))
+
+			// The next rows widened a unit at a time, in the order of their kind.
+			Label(conv)
+			q := GP64()
+			MOVQ(cvcur, q)
+			unit, unitDone, cvEnd := lb.next("cv_unit"), lb.next("cv_unit_done"), lb.next("cv_done")
+			Label(unit)
+			TESTQ(n, n)
+			JLE(LabelRef(cvEnd))
+			TESTQ(c, c)
+			JZ(LabelRef(cvEnd))
+			PREFETCHT0(Mem{Base: p, Disp: 8 * 64})
+			kinds := []string{lb.next("cv_h"), lb.next("cv_bf"), lb.next("cv_hm"), lb.next("cv_bfm")}
+			for k := 1; k < 4; k++ {
+				CMPQ(kd, U8(uint8(k)))
+				JE(LabelRef(kinds[k-1]))
+			}
+			JMP(LabelRef(kinds[3]))
+			for k, l := range kinds {
+				Label(l)
+				widenUnit(k+1, p, q)
+				JMP(LabelRef(unitDone))
+			}
+			Label(unitDone)
+			ADDQ(U8(64), p)
+			SUBQ(U8(64), n)
+			ADDQ(U32(128), q)
+			DECQ(c)
+			JMP(LabelRef(unit))
+			Label(cvEnd)
+			MOVQ(q, cvcur)
+
 			Label(end)
 			MOVQ(p, pfcur)
 			MOVQ(n, pfleft)
@@ -180,21 +220,36 @@ func genGemm(name string, R, Tb int) {
 					}
 				}
 			}
+			// Two 16-column steps an iteration, then the one left over: half the
+			// loop branches, whose exit the predictor misses once a pass.
 			i := GP64()
 			XORQ(i, i)
-			k16 := Load(Param("k"), GP64())
-			ANDQ(I32(-16), k16)
-			SHLQ(U8(2), k16)
+			k32 := Load(Param("k"), GP64())
+			ANDQ(I32(-32), k32)
+			SHLQ(U8(2), k32)
 			body, check, done := lb.next("body"), lb.next("check"), lb.next("pass_done")
 			JMP(LabelRef(check))
 			Label(body)
+			for u := 0; u < 2; u++ {
+				for _, h := range hs {
+					step(i, 64*u+32*h, acc[h])
+				}
+			}
+			ADDQ(U8(128), i)
+			Label(check)
+			CMPQ(i, k32)
+			JL(LabelRef(body))
+			k16 := Load(Param("k"), GP64())
+			ANDQ(I32(-16), k16)
+			SHLQ(U8(2), k16)
+			odd16 := lb.next("odd16")
+			CMPQ(i, k16)
+			JGE(LabelRef(odd16))
 			for _, h := range hs {
 				step(i, 32*h, acc[h])
 			}
 			ADDQ(U8(64), i)
-			Label(check)
-			CMPQ(i, k16)
-			JL(LabelRef(body))
+			Label(odd16)
 
 			kmain := Load(Param("k"), GP64())
 			ANDQ(I32(-8), kmain)
@@ -238,12 +293,22 @@ func genGemm(name string, R, Tb int) {
 			even = acc[0]
 			odd = func(r, t int) Op { return acc[1][r][t] }
 		} else {
+			// The odd sums go where they are needed next: on a segment before the
+			// last straight to the state, else to the stack for the final sums.
 			acc := pass(1)
+			toState, stored := lb.next("odd_state"), lb.next("odd_stored")
+			sg := Load(Param("seg"), GP64())
+			TESTQ(U32(2), sg)
+			JZ(LabelRef(toState))
 			for r := range acc[1] {
 				for t := range acc[1][r] {
 					VMOVUPS(acc[1][r][t], savedAt(r, t))
 				}
 			}
+			JMP(LabelRef(stored))
+			Label(toState)
+			stateAt(1, func(r, t int, m Mem) { VMOVUPS(acc[1][r][t], m) })
+			Label(stored)
 			even = pass(0)[0]
 			odd = func(r, t int) Op { return savedAt(r, t) }
 		}
@@ -253,16 +318,9 @@ func genGemm(name string, R, Tb int) {
 		TESTQ(U32(2), sg)
 		JNZ(LabelRef(final))
 		stateAt(0, func(r, t int, m Mem) { VMOVUPS(even[r][t], m) })
-		stateAt(1, func(r, t int, m Mem) {
-			o := odd(r, t)
-			if y, ok := o.(VecVirtual); ok {
-				VMOVUPS(y, m)
-				return
-			}
-			y := YMM()
-			VMOVUPS(o, y)
-			VMOVUPS(y, m)
-		})
+		if 2*R*Tt <= 12 {
+			stateAt(1, func(r, t int, m Mem) { VMOVUPS(odd(r, t), m) })
+		}
 		JMP(LabelRef(next))
 
 		Label(final)
@@ -531,4 +589,46 @@ func genMatVecSpread() {
 	nextSpreadBlock(wr, ldw, block)
 	VZEROUPPER()
 	RET()
+}
+
+// widenUnit widens the 32 halves at src to the 32 floats at dst in the order of kind (1
+// as widenH, 2 widenBF, 3 widenHM, 4 widenBFM: the same instructions, so the same bits).
+func widenUnit(kind int, src, dst Register) {
+	// split widens the 16 halves at byte offset disp into their even and odd columns.
+	split := func(disp int, f16 bool) (VecVirtual, VecVirtual) {
+		ev, od := YMM(), YMM()
+		VMOVDQU(Mem{Base: src, Disp: disp}, od)
+		VPSLLD(U8(16), od, ev)
+		VPAND(vconst("hiwords", 0xffff0000), od, od)
+		if f16 {
+			VPSRAD(U8(3), ev, ev)
+			VPSRAD(U8(3), od, od)
+			VPAND(vconst("f16bits", 0x8fffe000), ev, ev)
+			VPAND(vconst("f16bits", 0x8fffe000), od, od)
+			VMULPS(vf32("two112", 0x1p112), ev, ev)
+			VMULPS(vf32("two112", 0x1p112), od, od)
+		}
+		return ev, od
+	}
+	var ys []VecVirtual
+	switch kind {
+	case 1, 2:
+		ys = ymms(4)
+		for i, y := range ys {
+			cvtHalf(kind == 2, Mem{Base: src, Disp: 16 * i}, y)
+		}
+	case 3:
+		a, b := YMM(), YMM()
+		VCVTPH2PS(Mem{Base: src}, a)
+		VCVTPH2PS(Mem{Base: src, Disp: 16}, b)
+		ev, od := split(32, true)
+		ys = []VecVirtual{a, b, ev, od}
+	default:
+		e0, o0 := split(0, false)
+		e1, o1 := split(32, false)
+		ys = []VecVirtual{e0, o0, e1, o1}
+	}
+	for i, y := range ys {
+		VMOVUPS(y, Mem{Base: dst, Disp: 32 * i})
+	}
 }
