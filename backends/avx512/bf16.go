@@ -28,10 +28,9 @@ func bf16Scratch(T, cols int) int {
 // tokens of 16-lane accumulators, each VDPBF16PS adding 32 products) over blocks of
 // four rows and all T tokens — for T > 6 chunks of about chunkBytes of rows, each
 // against one block of 6 tokens after the other (for T = 1 gemvBF16x4s, four rows a
-// quarter of the matrix apart: four long streams) — gemmBF16x1 for the rows%4 left
-// over; every (row, token)
-// sum is taken in the same order in either, so a token's results do not depend on T nor
-// on the row split. Denormal weights, activations and partial sums count as zero
+// quarter of the matrix apart: four long streams, each prefetched 1 KiB ahead) —
+// gemmBF16x1 for the rows%4 left over; every (row, token) sum is taken in the same
+// order in either, so a token's results do not depend on T nor on the row split. Denormal weights, activations and partial sums count as zero
 // (VDPBF16PS flushes them), as the contract allows. The bias is added last. Without
 // AVX512_BF16 the activations are widened to float32 in scratch and multiplied by
 // MatMul's f16/bf16 path (matMulHalf), whose products are the same exact ones.

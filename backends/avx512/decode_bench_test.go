@@ -3,11 +3,14 @@
 package avx512
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
 
+	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
 
@@ -123,5 +126,90 @@ func BenchmarkAttentionDRAM(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDecodeDRAMHalf measures the one-token products (T = 1) of f32, f16 and bf16
+// weights (MatMul on float32 activations; bf16×bf16: MatMulBF16 on bf16 activations)
+// streaming from DRAM, as BenchmarkDecodeDRAM does: rotating copies ≥ 128 MiB in all,
+// mapped in 4 KiB pages as a mapped weight file is (smallPages), 1 and 2 threads (the rows split in halves rounded to 48 rows). GB/s counts the weight
+// bytes read, so that a half product as fast as the memory allows reads about the f32
+// product's GB/s in half its time.
+//
+//	go test -run XXX -bench DecodeDRAMHalf -count 5 ./backends/avx512
+func BenchmarkDecodeDRAMHalf(b *testing.B) {
+	need(b)
+	r := rand.New(rand.NewPCG(10, 10))
+	var k Kernels
+	for _, sh := range []struct{ N, K int }{{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}, {50257, 768}} {
+		v := randSlice(r, sh.N*sh.K)
+		for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16} {
+			for _, act := range []string{"f32", "bf16"} {
+				if act == "bf16" && (dt != dtype.BF16 || !hasBF16) {
+					continue
+				}
+				_, es := dt.Block()
+				nb := es * sh.N * sh.K
+				data := make([]byte, nb)
+				for i, f := range v {
+					switch dt {
+					case dtype.F32:
+						binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
+					case dtype.F16:
+						binary.LittleEndian.PutUint16(data[2*i:], dtype.F32ToF16(f))
+					default:
+						binary.LittleEndian.PutUint16(data[2*i:], dtype.F32ToBF16(f))
+					}
+				}
+				copies := max(1, (128<<20)/nb)
+				ws := make([]*kernels.Mat, copies)
+				for i := range ws {
+					m := smallPages(b, nb)
+					copy(m, data)
+					w, err := kernels.NewMat(dt, m, sh.N, sh.K)
+					if err != nil {
+						b.Fatal(err)
+					}
+					ws[i] = w
+				}
+				x, dst := randSlice(r, sh.K), make([]float32, sh.N)
+				xb := make([]uint16, sh.K)
+				k.RoundBF16(x, xb)
+				sc := []kernels.Scratch{kernels.NewScratch(k, 1, sh.K), kernels.NewScratch(k, 1, sh.K)}
+				for _, threads := range []int{1, 2} {
+					split := []int{0, sh.N}
+					if threads == 2 {
+						split = []int{0, (sh.N/2 + 47) / 48 * 48, sh.N}
+					}
+					f := func(j int, w *kernels.Mat) {
+						if act == "bf16" {
+							k.MatMulBF16(dst, sh.N, xb, 1, w, nil, split[j], split[j+1], sc[j])
+						} else {
+							k.MatMul(dst, sh.N, x, 1, w, nil, split[j], split[j+1], sc[j])
+						}
+					}
+					b.Run(fmt.Sprintf("N%d_K%d/%v_x%s/threads=%d", sh.N, sh.K, dt, act, threads), func(b *testing.B) {
+						for i := 0; i < b.N; i++ {
+							w := ws[i%copies]
+							if threads == 1 {
+								f(0, w)
+								continue
+							}
+							var wg sync.WaitGroup
+							for j := 0; j < threads; j++ {
+								wg.Add(1)
+								go func() {
+									defer wg.Done()
+									f(j, w)
+								}()
+							}
+							wg.Wait()
+						}
+						s := b.Elapsed().Seconds() / float64(b.N)
+						b.ReportMetric(float64(nb)/s/1e9, "GB/s")
+					})
+				}
+			}
+		}
 	}
 }

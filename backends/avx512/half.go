@@ -93,7 +93,8 @@ func partsX(o avx2.HalfOrder, dst, x []float32, T, n, n8, pw int, tmp []float32)
 // for bit, whatever T and the row range. T = 1 widens 16 halves at a time as they are
 // loaded (VCVTPH2PS, or VPMOVZXWD and a shift for bf16; a VPERMPS for the columns the
 // order takes even then odd) and multiplies them with x, arranged in that order in
-// scratch: gemvZ*4s over the four quarters of the rows (four long streams), gemvZ*1
+// scratch: gemvZ*4s over the four quarters of the rows (four long streams, each
+// prefetched 1 KiB ahead, as gemv4s does), gemvZ*1
 // for the rows%4 left over. T > 1 widens halfRows rows at a time into scratch in that
 // order (widenZ*) and runs the f32 GEMM (gemmRowsPF) on them with x arranged to match,
 // that GEMM prefetching the next chunk's halves from memory as it goes (5–15% faster at

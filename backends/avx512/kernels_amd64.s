@@ -25997,7 +25997,7 @@ widenZH_done5:
 	RET
 
 // func gemvZH4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
-// Requires: AVX, AVX512F, F16C
+// Requires: AVX, AVX512F, F16C, MMX+
 TEXT ·gemvZH4s(SB), NOSPLIT, $0-56
 	MOVQ  x+8(FP), AX
 	MOVQ  ldw+24(FP), CX
@@ -26029,18 +26029,22 @@ gemvZH4s_body2:
 	VFMADD231PS Z6, Z4, Z0
 	VCVTPH2PS   32(SI)(R10*2), Z6
 	VFMADD231PS Z6, Z5, Z0
+	PREFETCHT0  1024(SI)(R10*2)
 	VCVTPH2PS   (R8)(R10*2), Z6
 	VFMADD231PS Z6, Z4, Z1
 	VCVTPH2PS   32(R8)(R10*2), Z6
 	VFMADD231PS Z6, Z5, Z1
+	PREFETCHT0  1024(R8)(R10*2)
 	VCVTPH2PS   (R9)(R10*2), Z6
 	VFMADD231PS Z6, Z4, Z2
 	VCVTPH2PS   32(R9)(R10*2), Z6
 	VFMADD231PS Z6, Z5, Z2
+	PREFETCHT0  1024(R9)(R10*2)
 	VCVTPH2PS   (DI)(R10*2), Z6
 	VFMADD231PS Z6, Z4, Z3
 	VCVTPH2PS   32(DI)(R10*2), Z4
 	VFMADD231PS Z4, Z5, Z3
+	PREFETCHT0  1024(DI)(R10*2)
 	ADDQ        $0x20, R10
 
 gemvZH4s_check3:
@@ -26214,7 +26218,7 @@ widenZBF_done5:
 	RET
 
 // func gemvZBF4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, MMX+
 TEXT ·gemvZBF4s(SB), NOSPLIT, $0-56
 	MOVQ  x+8(FP), AX
 	MOVQ  ldw+24(FP), CX
@@ -26248,24 +26252,28 @@ gemvZBF4s_body2:
 	VPMOVZXWD   32(SI)(R10*2), Z6
 	VPSLLD      $0x10, Z6, Z6
 	VFMADD231PS Z6, Z5, Z0
+	PREFETCHT0  1024(SI)(R10*2)
 	VPMOVZXWD   (R8)(R10*2), Z6
 	VPSLLD      $0x10, Z6, Z6
 	VFMADD231PS Z6, Z4, Z1
 	VPMOVZXWD   32(R8)(R10*2), Z6
 	VPSLLD      $0x10, Z6, Z6
 	VFMADD231PS Z6, Z5, Z1
+	PREFETCHT0  1024(R8)(R10*2)
 	VPMOVZXWD   (R9)(R10*2), Z6
 	VPSLLD      $0x10, Z6, Z6
 	VFMADD231PS Z6, Z4, Z2
 	VPMOVZXWD   32(R9)(R10*2), Z6
 	VPSLLD      $0x10, Z6, Z6
 	VFMADD231PS Z6, Z5, Z2
+	PREFETCHT0  1024(R9)(R10*2)
 	VPMOVZXWD   (DI)(R10*2), Z6
 	VPSLLD      $0x10, Z6, Z6
 	VFMADD231PS Z6, Z4, Z3
 	VPMOVZXWD   32(DI)(R10*2), Z4
 	VPSLLD      $0x10, Z4, Z4
 	VFMADD231PS Z4, Z5, Z3
+	PREFETCHT0  1024(DI)(R10*2)
 	ADDQ        $0x20, R10
 
 gemvZBF4s_check3:
@@ -26449,7 +26457,7 @@ widenZHM_done5:
 	RET
 
 // func gemvZHM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
-// Requires: AVX, AVX512F, F16C
+// Requires: AVX, AVX512F, F16C, MMX+
 TEXT ·gemvZHM4s(SB), NOSPLIT, $0-56
 	MOVQ      x+8(FP), AX
 	MOVQ      ldw+24(FP), CX
@@ -26483,21 +26491,25 @@ gemvZHM4s_body2:
 	VCVTPH2PS   32(SI)(R10*2), Z7
 	VPERMPS     Z7, Z0, Z7
 	VFMADD231PS Z7, Z6, Z1
+	PREFETCHT0  1024(SI)(R10*2)
 	VCVTPH2PS   (R8)(R10*2), Z7
 	VFMADD231PS Z7, Z5, Z2
 	VCVTPH2PS   32(R8)(R10*2), Z7
 	VPERMPS     Z7, Z0, Z7
 	VFMADD231PS Z7, Z6, Z2
+	PREFETCHT0  1024(R8)(R10*2)
 	VCVTPH2PS   (R9)(R10*2), Z7
 	VFMADD231PS Z7, Z5, Z3
 	VCVTPH2PS   32(R9)(R10*2), Z7
 	VPERMPS     Z7, Z0, Z7
 	VFMADD231PS Z7, Z6, Z3
+	PREFETCHT0  1024(R9)(R10*2)
 	VCVTPH2PS   (DI)(R10*2), Z7
 	VFMADD231PS Z7, Z5, Z4
 	VCVTPH2PS   32(DI)(R10*2), Z5
 	VPERMPS     Z5, Z0, Z5
 	VFMADD231PS Z5, Z6, Z4
+	PREFETCHT0  1024(DI)(R10*2)
 	ADDQ        $0x20, R10
 
 gemvZHM4s_check3:
@@ -26689,7 +26701,7 @@ DATA hiwords<>+28(SB)/4, $0xffff0000
 GLOBL hiwords<>(SB), RODATA|NOPTR, $32
 
 // func gemvZBFM4s(dst *float32, x *float32, w *uint16, ldw int, k int, blocks int, gap int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, MMX+
 TEXT ·gemvZBFM4s(SB), NOSPLIT, $0-56
 	MOVQ         x+8(FP), AX
 	MOVQ         ldw+24(FP), CX
@@ -26729,6 +26741,7 @@ gemvZBFM4s_body2:
 	VPSLLD          $0x10, Z7, K1, Z7
 	VPANDD          Z0, Z7, K2, Z7
 	VFMADD231PS     Z7, Z6, Z1
+	PREFETCHT0      1024(SI)(R10*2)
 	VBROADCASTI64X4 (R8)(R10*2), Z7
 	VPSLLD          $0x10, Z7, K1, Z7
 	VPANDD          Z0, Z7, K2, Z7
@@ -26737,6 +26750,7 @@ gemvZBFM4s_body2:
 	VPSLLD          $0x10, Z7, K1, Z7
 	VPANDD          Z0, Z7, K2, Z7
 	VFMADD231PS     Z7, Z6, Z2
+	PREFETCHT0      1024(R8)(R10*2)
 	VBROADCASTI64X4 (R9)(R10*2), Z7
 	VPSLLD          $0x10, Z7, K1, Z7
 	VPANDD          Z0, Z7, K2, Z7
@@ -26745,6 +26759,7 @@ gemvZBFM4s_body2:
 	VPSLLD          $0x10, Z7, K1, Z7
 	VPANDD          Z0, Z7, K2, Z7
 	VFMADD231PS     Z7, Z6, Z3
+	PREFETCHT0      1024(R9)(R10*2)
 	VBROADCASTI64X4 (DI)(R10*2), Z7
 	VPSLLD          $0x10, Z7, K1, Z7
 	VPANDD          Z0, Z7, K2, Z7
@@ -26753,6 +26768,7 @@ gemvZBFM4s_body2:
 	VPSLLD          $0x10, Z5, K1, Z5
 	VPANDD          Z0, Z5, K2, Z5
 	VFMADD231PS     Z5, Z6, Z4
+	PREFETCHT0      1024(DI)(R10*2)
 	ADDQ            $0x20, R10
 
 gemvZBFM4s_check3:
@@ -29495,7 +29511,7 @@ gemmBF16x1_skip31:
 	RET
 
 // func gemvBF16x4s(dst *float32, ldd int, x *uint16, ldx int, T int, w *uint16, ldw int, k int, groups int, gap int)
-// Requires: AVX, AVX512BW, AVX512F
+// Requires: AVX, AVX512BW, AVX512F, MMX+
 TEXT ·gemvBF16x4s(SB), $304-80
 	XORQ AX, AX
 	MOVQ AX, 8(SP)
@@ -29556,12 +29572,16 @@ gemvBF16x4s_cols4:
 	WORD $0xd452
 
 	// raw: VDPBF16PS Z28, Z27, Z3
-	LONG $0x40269262
-	WORD $0xdc52
-	ADDQ $0x40, AX
-	ADDQ $0x40, CX
-	DECQ SI
-	JNZ  gemvBF16x4s_cols4
+	LONG       $0x40269262
+	WORD       $0xdc52
+	PREFETCHT0 1024(CX)
+	PREFETCHT0 1024(CX)(DX*1)
+	PREFETCHT0 1024(CX)(DX*2)
+	PREFETCHT0 1024(CX)(BX*1)
+	ADDQ       $0x40, AX
+	ADDQ       $0x40, CX
+	DECQ       SI
+	JNZ        gemvBF16x4s_cols4
 
 gemvBF16x4s_tail5:
 	MOVQ        k+56(FP), SI

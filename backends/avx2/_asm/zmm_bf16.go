@@ -39,7 +39,9 @@ func genBF16ZMM() {
 // With spread, group g takes the R rows g, gap+g, 2·gap+g, ... rather than R
 // consecutive ones: with gap = rows/R each row walks its own part of the matrix, so the
 // weights are read as R long sequential streams, which keeps the hardware prefetchers
-// on (for T = 1, where the weights come from memory; as the f32 gemv4s).
+// on (for T = 1, where the weights come from memory; as the f32 gemv4s); each stream
+// also prefetches the line halfSpreadAhead bytes on every 32 columns, since the
+// hardware's stop at every 4 KiB page of a mapped weight file.
 //
 // VDPBF16PS, which Go's assembler lacks, is emitted as machine code on physical
 // registers, so the micro-kernel's vectors are physical: the R·Tb ≤ 24 accumulators in
@@ -104,6 +106,11 @@ func genGemmBF16(name string, R, Tb int, spread bool) {
 				}
 				for r := 0; r < R; r++ {
 					VDPBF16PSraw(x, wz[r], acc(r, t))
+				}
+			}
+			if spread && m == nil {
+				for r := 0; r < R; r++ {
+					PREFETCHT0(ws.at(r, halfSpreadAhead))
 				}
 			}
 		}

@@ -199,8 +199,16 @@ func genWidenZ(h halfKind) {
 	RET()
 }
 
+// halfSpreadAhead is how far ahead of its 32 columns (64 bytes of halves, one line)
+// each stream of a spread half kernel (gemvZ*4s, gemvBF16x4s) prefetches, in bytes, as
+// gemv4s does spreadAhead on: the hardware prefetchers stop at every 4 KiB page of a
+// mapped weight file, and without these the f16 and bf16 one-token products read about
+// half the f32 one's GB/s from DRAM on a loaded machine (BenchmarkDecodeDRAMHalf).
+const halfSpreadAhead = 1024
+
 // genGemvHalfZ: gemvZ<H|BF|HM|BFM>4s (spread: four rows a quarter of the matrix apart,
-// four long streams, as avx2's matvec*Spread) or gemvZ<...>1 (one row at a time).
+// four long streams, as avx2's matvec*Spread, each prefetched halfSpreadAhead bytes on)
+// or gemvZ<...>1 (one row at a time).
 func genGemvHalfZ(h halfKind, spread bool) {
 	what := map[bool]string{false: "binary16", true: "bfloat16"}[h.bf16]
 	order := "x as it is"
@@ -264,6 +272,9 @@ func genGemvHalfZ(h halfKind, spread bool) {
 		for g, xv := range []VecVirtual{x0, x1} {
 			t := halfZ(h.bf16, Mem{Base: wr[r], Index: e, Scale: 2, Disp: 32 * g}, sp[g], spl)
 			VFMADD231PS(t, xv, acc[r])
+		}
+		if spread {
+			PREFETCHT0(Mem{Base: wr[r], Index: e, Scale: 2, Disp: halfSpreadAhead})
 		}
 	}
 	ADDQ(U8(32), e)
