@@ -28,14 +28,33 @@ func randSlice(r *rand.Rand, n int) []float32 {
 	return v
 }
 
+// matMulVsAVX2 runs avx2's and avx512's MatMul on the same arguments into destinations
+// of T×ld elements filled beforehand with their indices (so that a write outside rows
+// [r0, r1) shows) and returns the first element whose bits differ with both values,
+// or -1.
+func matMulVsAVX2(x []float32, T int, w *kernels.Mat, bias []float32, ld, r0, r1 int) (i int, got, want float32) {
+	var a5 Kernels
+	var a2 avx2.Kernels
+	wantD, gotD := make([]float32, T*ld), make([]float32, T*ld)
+	for i := range wantD {
+		wantD[i], gotD[i] = float32(i), float32(i)
+	}
+	a2.MatMul(wantD, ld, x, T, w, bias, r0, r1, make(kernels.Scratch, a2.ScratchSize(T, w.Cols)))
+	a5.MatMul(gotD, ld, x, T, w, bias, r0, r1, make(kernels.Scratch, a5.ScratchSize(T, w.Cols)))
+	for i := range wantD {
+		if math.Float32bits(wantD[i]) != math.Float32bits(gotD[i]) {
+			return i, gotD[i], wantD[i]
+		}
+	}
+	return -1, 0, 0
+}
+
 // TestMatMulEqualsAVX2 checks that the f32 products equal avx2's bit for bit, on
 // ragged shapes, every T the tiles split differently, with and without bias, for the
 // whole matrix and for row ranges.
 func TestMatMulEqualsAVX2(t *testing.T) {
 	need(t)
 	r := rand.New(rand.NewPCG(1, 2))
-	var a5 Kernels
-	var a2 avx2.Kernels
 	var cols []int
 	for c := 1; c <= 70; c++ {
 		cols = append(cols, c)
@@ -57,20 +76,9 @@ func TestMatMulEqualsAVX2(t *testing.T) {
 				ld := rows + 3
 				for _, b := range [][]float32{nil, bias} {
 					for _, rr := range [][2]int{{0, rows}, {rows / 3, rows}, {0, (rows + 1) / 2}, {rows / 2, rows/2 + 1}} {
-						want := make([]float32, T*ld)
-						got := make([]float32, T*ld)
-						for i := range want {
-							want[i] = float32(i)
-							got[i] = float32(i)
-						}
-						sc := make(kernels.Scratch, a2.ScratchSize(T, n))
-						a2.MatMul(want, ld, x, T, w, b, rr[0], rr[1], sc)
-						a5.MatMul(got, ld, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
-						for i := range want {
-							if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
-								t.Fatalf("cols %d rows %d T %d bias %v rows [%d,%d): dst[%d] = %v, avx2 %v",
-									n, rows, T, b != nil, rr[0], rr[1], i, got[i], want[i])
-							}
+						if i, got, want := matMulVsAVX2(x, T, w, b, ld, rr[0], rr[1]); i >= 0 {
+							t.Fatalf("cols %d rows %d T %d bias %v rows [%d,%d): dst[%d] = %v, avx2 %v",
+								n, rows, T, b != nil, rr[0], rr[1], i, got, want)
 						}
 					}
 				}
@@ -84,8 +92,6 @@ func TestMatMulEqualsAVX2(t *testing.T) {
 func TestMatMulLongRowsEqualAVX2(t *testing.T) {
 	need(t)
 	r := rand.New(rand.NewPCG(5, 6))
-	var a5 Kernels
-	var a2 avx2.Kernels
 	// T = 7, 8 with 4·T·cols past 2·partInputBytes go through gemmParts: parts of a
 	// whole number of 16-column steps, the last one shorter, or short of 8 columns, and
 	// more groups of rows than partGroups. T ≥ 9 with 4·6·cols past 2·partInputBytes go
@@ -97,18 +103,12 @@ func TestMatMulLongRowsEqualAVX2(t *testing.T) {
 		for _, T := range []int{2, 3, 5, 7, 8, 9, 13, 20} {
 			x := randSlice(r, T*n)
 			for _, rr := range [][2]int{{0, rows}, {7, rows - 3}, {1, 2}} {
-				want := make([]float32, T*rows)
-				got := make([]float32, T*rows)
 				b := bias
 				if T%2 == 0 {
 					b = nil
 				}
-				a2.MatMul(want, rows, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
-				a5.MatMul(got, rows, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
-				for i := range want {
-					if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
-						t.Fatalf("cols %d rows %d T %d rows [%d,%d): dst[%d] = %v, avx2 %v", n, rows, T, rr[0], rr[1], i, got[i], want[i])
-					}
+				if i, got, want := matMulVsAVX2(x, T, w, b, rows, rr[0], rr[1]); i >= 0 {
+					t.Fatalf("cols %d rows %d T %d rows [%d,%d): dst[%d] = %v, avx2 %v", n, rows, T, rr[0], rr[1], i, got, want)
 				}
 			}
 		}
@@ -187,8 +187,6 @@ func halfBits(r *rand.Rand, dt dtype.DType, n int, specials bool) []byte {
 func TestMatMulHalfEqualsAVX2(t *testing.T) {
 	need(t)
 	r := rand.New(rand.NewPCG(7, 8))
-	var a5 Kernels
-	var a2 avx2.Kernels
 	cols := []int{8, 9, 15, 16, 17, 23, 24, 31, 32, 33, 40, 47, 48, 56, 63, 64, 65, 72, 88, 96, 100, 255, 256, 257, 768, 1000, 4097}
 	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
 		for ci, n := range append(cols, 16392) {
@@ -213,19 +211,9 @@ func TestMatMulHalfEqualsAVX2(t *testing.T) {
 					ld := rows + 3
 					for _, b := range [][]float32{nil, bias} {
 						for _, rr := range [][2]int{{0, rows}, {rows / 3, rows}, {0, (rows + 1) / 2}, {rows / 2, rows/2 + 1}} {
-							want := make([]float32, T*ld)
-							got := make([]float32, T*ld)
-							for i := range want {
-								want[i] = float32(i)
-								got[i] = float32(i)
-							}
-							a2.MatMul(want, ld, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
-							a5.MatMul(got, ld, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
-							for i := range want {
-								if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
-									t.Fatalf("%v cols %d rows %d (finite %v) T %d bias %v rows [%d,%d): dst[%d] = %v (%#x), avx2 %v (%#x)",
-										dt, n, rows, w.F16Finite(), T, b != nil, rr[0], rr[1], i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
-								}
+							if i, got, want := matMulVsAVX2(x, T, w, b, ld, rr[0], rr[1]); i >= 0 {
+								t.Fatalf("%v cols %d rows %d (finite %v) T %d bias %v rows [%d,%d): dst[%d] = %v (%#x), avx2 %v (%#x)",
+									dt, n, rows, w.F16Finite(), T, b != nil, rr[0], rr[1], i, got, math.Float32bits(got), want, math.Float32bits(want))
 							}
 						}
 					}
@@ -243,8 +231,6 @@ func TestMatMulHalfEqualsAVX2(t *testing.T) {
 func TestMatMulHalfChunksEqualAVX2(t *testing.T) {
 	need(t)
 	r := rand.New(rand.NewPCG(9, 10))
-	var a5 Kernels
-	var a2 avx2.Kernels
 	for _, dt := range []dtype.DType{dtype.F16, dtype.BF16} {
 		for _, sh := range [][2]int{{768, 250}, {2048 + 8, 70}, {3072, 45}} {
 			n, rows := sh[0], sh[1]
@@ -256,18 +242,12 @@ func TestMatMulHalfChunksEqualAVX2(t *testing.T) {
 			for _, T := range []int{9, 20, 40} {
 				x := randSlice(r, T*n)
 				for _, rr := range [][2]int{{0, rows}, {5, rows - 7}, {0, rows / 2}} {
-					want := make([]float32, T*rows)
-					got := make([]float32, T*rows)
 					b := bias
 					if T%2 == 0 {
 						b = nil
 					}
-					a2.MatMul(want, rows, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a2.ScratchSize(T, n)))
-					a5.MatMul(got, rows, x, T, w, b, rr[0], rr[1], make(kernels.Scratch, a5.ScratchSize(T, n)))
-					for i := range want {
-						if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
-							t.Fatalf("%v cols %d rows %d T %d rows [%d,%d): dst[%d] = %v, avx2 %v", dt, n, rows, T, rr[0], rr[1], i, got[i], want[i])
-						}
+					if i, got, want := matMulVsAVX2(x, T, w, b, rows, rr[0], rr[1]); i >= 0 {
+						t.Fatalf("%v cols %d rows %d T %d rows [%d,%d): dst[%d] = %v, avx2 %v", dt, n, rows, T, rr[0], rr[1], i, got, want)
 					}
 				}
 			}
