@@ -39,30 +39,8 @@ func BenchmarkDecodeDRAM(b *testing.B) {
 			ws[i] = w
 		}
 		for _, threads := range []int{1, 2} {
-			// Thread j takes rows [split[j], split[j+1]): halves rounded to 48 rows.
-			split := []int{0, sh.N}
-			if threads == 2 {
-				split = []int{0, (sh.N/2 + 47) / 48 * 48, sh.N}
-			}
 			run := func(b *testing.B, f func(j int, w *kernels.Mat, r0, r1 int)) {
-				for i := 0; i < b.N; i++ {
-					w := ws[i%copies]
-					if threads == 1 {
-						f(0, w, 0, sh.N)
-						continue
-					}
-					var wg sync.WaitGroup
-					for j := 0; j < threads; j++ {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							f(j, w, split[j], split[j+1])
-						}()
-					}
-					wg.Wait()
-				}
-				s := b.Elapsed().Seconds() / float64(b.N)
-				b.ReportMetric(4*float64(sh.N*sh.K)/s/1e9, "GB/s")
+				runSplit(b, threads, sh.N, 4*float64(sh.N*sh.K), func(i, j, r0, r1 int) { f(j, ws[i%copies], r0, r1) })
 			}
 			b.Run(fmt.Sprintf("N%d_K%d/threads=%d/read", sh.N, sh.K, threads), func(b *testing.B) {
 				var sink [2]float32
@@ -177,39 +155,45 @@ func BenchmarkDecodeDRAMHalf(b *testing.B) {
 				k.RoundBF16(x, xb)
 				sc := []kernels.Scratch{kernels.NewScratch(k, 1, sh.K), kernels.NewScratch(k, 1, sh.K)}
 				for _, threads := range []int{1, 2} {
-					split := []int{0, sh.N}
-					if threads == 2 {
-						split = []int{0, (sh.N/2 + 47) / 48 * 48, sh.N}
-					}
-					f := func(j int, w *kernels.Mat) {
-						if act == "bf16" {
-							k.MatMulBF16(dst, sh.N, xb, 1, w, nil, split[j], split[j+1], sc[j])
-						} else {
-							k.MatMul(dst, sh.N, x, 1, w, nil, split[j], split[j+1], sc[j])
-						}
-					}
 					b.Run(fmt.Sprintf("N%d_K%d/%v_x%s/threads=%d", sh.N, sh.K, dt, act, threads), func(b *testing.B) {
-						for i := 0; i < b.N; i++ {
+						runSplit(b, threads, sh.N, float64(nb), func(i, j, r0, r1 int) {
 							w := ws[i%copies]
-							if threads == 1 {
-								f(0, w)
-								continue
+							if act == "bf16" {
+								k.MatMulBF16(dst, sh.N, xb, 1, w, nil, r0, r1, sc[j])
+							} else {
+								k.MatMul(dst, sh.N, x, 1, w, nil, r0, r1, sc[j])
 							}
-							var wg sync.WaitGroup
-							for j := 0; j < threads; j++ {
-								wg.Add(1)
-								go func() {
-									defer wg.Done()
-									f(j, w)
-								}()
-							}
-							wg.Wait()
-						}
-						s := b.Elapsed().Seconds() / float64(b.N)
-						b.ReportMetric(float64(nb)/s/1e9, "GB/s")
+						})
 					})
 				}
 			}
 		}
 	}
+}
+
+// runSplit calls f b.N times, call i on threads threads at once, thread j taking rows
+// [r0, r1) of rows (two threads: halves rounded to 48 rows, as the engine splits them),
+// and reports GB/s for bytes read by each call.
+func runSplit(b *testing.B, threads, rows int, bytes float64, f func(i, j, r0, r1 int)) {
+	split := []int{0, rows}
+	if threads == 2 {
+		split = []int{0, (rows/2 + 47) / 48 * 48, rows}
+	}
+	for i := 0; i < b.N; i++ {
+		if threads == 1 {
+			f(i, 0, 0, rows)
+			continue
+		}
+		var wg sync.WaitGroup
+		for j := 0; j < threads; j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f(i, j, split[j], split[j+1])
+			}()
+		}
+		wg.Wait()
+	}
+	s := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(bytes/s/1e9, "GB/s")
 }
