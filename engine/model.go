@@ -53,6 +53,7 @@ type Model struct {
 	kern    kernels.Kernels
 	q8      kernels.Q8Kernels   // the q8-activation path, nil when off or unavailable
 	bf16    kernels.BF16Kernels // bf16 weights' bf16-activation path, nil when off or unavailable
+	prep    kernels.XPreparer   // products on x laid out once per product, nil when the backend has none
 	backend string
 	pool    *parallel.Pool
 
@@ -155,6 +156,7 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	if bk, ok := m.kern.(kernels.BF16Kernels); ok && bk.FastBF16() && !opts.F32Activations && m.hasBF16Matrices() {
 		m.bf16 = bk
 	}
+	m.prep, _ = m.kern.(kernels.XPreparer)
 	tok, err := tokenizer.FromMetadata(f.Meta)
 	switch {
 	case errors.Is(err, tokenizer.ErrNoTokenizer):

@@ -27,6 +27,7 @@ type pass struct {
 	xq               []byte    // [rows, widest row] activations as q8_0 blocks
 	xqK              []byte    // [rows, widest row] activations as q8_k super-blocks
 	xbf              []uint16  // [rows, widest row] activations rounded to bfloat16
+	xp               []float32 // activations laid out for the backend's products (kernels.XPreparer)
 	logits           []float32 // [segments, vocab] for a pass of several segments (a Batch's)
 
 	// Per thread, the working memory of the matrix products (kernels.Scratch), for up to
@@ -41,6 +42,7 @@ type pass struct {
 
 	// The parallel steps of a pass, kept here so running them allocates nothing.
 	mmTask   matmulTask
+	prepTask prepTask
 	attnTask attnTask
 	normTask normTask
 }
@@ -84,6 +86,9 @@ func newPass(m *Model, rows int) *pass {
 	}
 	if m.bf16 != nil {
 		p.xbf = make([]uint16, rows*widest)
+	}
+	if m.prep != nil && rows > 1 {
+		p.xp = make([]float32, m.prep.PreparedXSize(rows, widest))
 	}
 	if c.Position == model.RoPE {
 		p.ropeCos = make([]float32, rows*c.RopeDim/2)
@@ -305,10 +310,14 @@ type matmulTask struct {
 	xq  []byte   // x quantized to q8_0 blocks, when the q8 path is taken and an op needs them
 	xqK []byte   // x quantized to q8_k super-blocks, likewise
 	xbf []uint16 // x rounded to bfloat16, when the bf16 path is taken and an op needs it
-	T   int
-	ops [3]mm
-	n   int
-	act bool
+	// xp is x laid out by the backend (kernels.XPreparer) for the products of layout
+	// xpLayout, nil when none is.
+	xp       []float32
+	xpLayout int
+	T        int
+	ops      [3]mm
+	n        int
+	act      bool
 }
 
 func (k *matmulTask) Do(w, lo, hi int) {
@@ -336,6 +345,8 @@ func (k *matmulTask) run(w int, o mm, r0, r1 int) {
 		m.q8.MatMulQ8(o.dst, o.ld, xq, k.T, o.w, o.bias, r0, r1, k.p.scratch[w])
 	} else if o.w.DType == dtype.BF16 && k.xbf != nil {
 		m.bf16.MatMulBF16(o.dst, o.ld, k.xbf, k.T, o.w, o.bias, r0, r1, k.p.scratch[w])
+	} else if k.xp != nil && m.prep.XLayout(k.T, o.w) == k.xpLayout {
+		m.prep.MatMulPrepared(o.dst, o.ld, k.x, k.xp, k.T, o.w, o.bias, r0, r1, k.p.scratch[w])
 	} else {
 		m.kern.MatMul(o.dst, o.ld, k.x, k.T, o.w, o.bias, r0, r1, k.p.scratch[w])
 	}
@@ -373,6 +384,7 @@ func (p *pass) matmulAct(x []float32, T int, ops ...mm) { p.matmulOps(x, T, true
 func (p *pass) matmulOps(x []float32, T int, act bool, ops []mm) {
 	k := &p.mmTask
 	k.p, k.x, k.T, k.xq, k.xqK, k.xbf, k.act = p, x, T, nil, nil, nil, act
+	k.xp, k.xpLayout = nil, 0
 	k.n = copy(k.ops[:], ops)
 	if p.observe != nil {
 		p.obsNames = p.obsNames[:0]
@@ -428,7 +440,40 @@ func (p *pass) matmulOps(x []float32, T int, act bool, ops []mm) {
 			}
 		}
 	}
+	// The products the backend takes x laid out for (f16 rows over many tokens, say)
+	// share one layout of it, made once on ranges of the tokens in parallel, rather than
+	// each call of each product making its own. The first such product's layout serves
+	// every product of that layout; the others lay x out themselves.
+	if p.m.prep != nil && T > 1 && p.xp != nil {
+		for _, o := range ops {
+			if k.activations(o.w.DType) != nil || o.w.DType == dtype.BF16 && k.xbf != nil {
+				continue
+			}
+			if l := p.m.prep.XLayout(T, o.w); l != 0 {
+				k.xp, k.xpLayout = p.xp, l
+				p.prepTask = prepTask{p: p, x: x, T: T, w: o.w}
+				p.m.pool.Run(T, prepGrain, &p.prepTask)
+				break
+			}
+		}
+	}
 	p.m.pool.Run(total, matmulGrain, k)
+}
+
+// prepGrain is the tokens a thread's range of prepTask is a multiple of.
+const prepGrain = 4
+
+// prepTask lays out tokens of x for the products on matrices of w's layout
+// (kernels.XPreparer.PrepareX) into the pass's xp.
+type prepTask struct {
+	p *pass
+	x []float32
+	T int
+	w *kernels.Mat
+}
+
+func (k *prepTask) Do(w, lo, hi int) {
+	k.p.m.prep.PrepareX(k.p.xp, k.x, k.T, k.w, lo, hi, k.p.scratch[w])
 }
 
 // stageRing appends a segment's keys and values k and v (T rows) to local layer li's

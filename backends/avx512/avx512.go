@@ -67,13 +67,19 @@ func (k Kernels) ScratchSize(T, cols int) int {
 // to avx2.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
-		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)
+		k.matMulHalf(dst, ld, x, nil, T, w, bias, r0, r1, scratch)
 		return
 	}
 	if w.DType != dtype.F32 {
 		k.Kernels.MatMul(dst, ld, x, T, w, bias, r0, r1, scratch)
 		return
 	}
+	k.matMulF32(dst, ld, x, nil, T, w, bias, r0, r1, scratch)
+}
+
+// matMulF32 is MatMul on f32 weights, with x also laid out in xp by PrepareX (rows
+// padded, layoutPadded) or, when xp is nil, laid out here if scratch has room.
+func (k Kernels) matMulF32(dst []float32, ld int, x, xp []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
 	}
@@ -99,13 +105,17 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 		return
 	}
 	xs, ldx := x, n
-	if T > 8 && n%512 == 0 && len(scratch) >= T*(n+halfPad) {
+	if padRows(T, n) {
 		// Rows a multiple of 2 KiB long: the tokens a GEMM step loads would share L1
 		// sets; copied a line further apart, they do not (as matMulHalf lays them out).
-		ldx = n + halfPad
-		xs = scratch[:T*ldx]
-		for t := 0; t < T; t++ {
-			copy(xs[t*ldx:t*ldx+n], x[t*n:(t+1)*n])
+		switch ldx = n + halfPad; {
+		case xp != nil:
+			xs = xp
+		case len(scratch) >= T*ldx:
+			xs = scratch[:T*ldx]
+			padTokens(xs, x, n, 0, T)
+		default:
+			ldx = n
 		}
 	}
 	gemmRows(dst[r0:], ld, xs, ldx, T, wf[r0*n:], n, n, from(bias, r0), r1-r0)

@@ -60,7 +60,7 @@ func (k Kernels) MatMulBF16(dst []float32, ld int, xb []uint16, T int, w *kernel
 		for i, h := range xb[:T*n] {
 			xf[i] = dtype.BF16ToF32(h)
 		}
-		k.matMulHalf(dst, ld, xf, T, w, bias, r0, r1, scratch[T*n:])
+		k.matMulHalf(dst, ld, xf, nil, T, w, bias, r0, r1, scratch[T*n:])
 		return
 	}
 	if n == 0 {

@@ -67,13 +67,14 @@ func halfXRow(cols int) int {
 	return cols + max(halfPad, 16*((4*6*cols+partInputBytes-1)/partInputBytes))
 }
 
-// partsX lays out the first n8 columns of the T tokens of x (n apart) in the column
-// order o, part by part as gemmBlockParts takes them with pw (its parts' columns) > 0:
-// part p of token t at dst[p·T·pw + t·pw]. tmp (n8 floats) holds a token in the order o
-// on the way.
-func partsX(o avx2.HalfOrder, dst, x []float32, T, n, n8, pw int, tmp []float32) {
-	np, _ := blockParts(n8)
-	for t := 0; t < T; t++ {
+// partsX lays out the first n&^7 columns of tokens [t0, t1) of the T tokens of x (n
+// apart) in the column order o, part by part as gemmBlockParts takes them: part p of
+// token t at dst[p·T·pw + t·pw], pw its parts' columns. tmp (n&^7 floats) holds a token
+// in the order o on the way.
+func partsX(o avx2.HalfOrder, dst, x []float32, T, n, t0, t1 int, tmp []float32) {
+	n8 := n &^ 7
+	np, pw := blockParts(n8)
+	for t := t0; t < t1; t++ {
 		src := x[t*n : t*n+n8]
 		if o != avx2.HalfPlain {
 			arrangeX(o, tmp[:n8], src)
@@ -104,7 +105,7 @@ func partsX(o avx2.HalfOrder, dst, x []float32, T, n, n8, pw int, tmp []float32)
 // Either way the last Cols%8 columns and the bias are added after, in order, as avx2
 // does (avx2.AddHalfTail); for T > 1 and Cols a multiple of 8 the GEMM adds the bias
 // to each row's sum itself, the same one addition.
-func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
+func (k Kernels) matMulHalf(dst []float32, ld int, x, xp []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
 	}
@@ -129,58 +130,7 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		}
 		halfRowsT1(dst, xo, wh, n, n8, r0, r1, w.DType == dtype.BF16, o)
 	} else {
-		hr, lb := halfRows(T, n), n+halfPad
-		nb := min(hr, r1-r0) * lb
-		buf, xs := scratch[:nb], scratch[nb:nb+T*halfXRow(n)]
-		// x in the rows' column order, tokens lb apart (or x itself).
-		standard := func() ([]float32, int) {
-			if o == avx2.HalfPlain {
-				return x, n
-			}
-			for t := 0; t < T; t++ {
-				arrangeX(o, xs[t*lb:t*lb+n8], x[t*n:t*n+n8])
-			}
-			return xs, lb
-		}
-		// Where gemmRows would take gemmBlockParts (T > 8, long rows), x goes part by
-		// part (partsX), so that each call's inputs are one run the call before
-		// prefetches; the rows%4 left over after the last chunk take gemm1x8 on x
-		// arranged as usual.
-		var xo []float32
-		ldx, pw := 0, 0
-		if halfParts(T, n8) && r1-r0 >= 4 {
-			_, pw = blockParts(n8)
-			partsX(o, xs, x, T, n, n8, pw, buf)
-		} else {
-			xo, ldx = standard()
-		}
-		// With no columns past n8 the GEMM adds the bias itself, after each row's sum as
-		// AddHalfTail would.
-		gb := bias
-		if n8 < n {
-			gb = nil
-		}
-		for a := r0; a < r1; a += hr {
-			b := min(a+hr, r1)
-			for r := a; r < b; r++ {
-				widenRow(&buf[(r-a)*lb], &wh[r*n], n8, w.DType == dtype.BF16, o)
-			}
-			// The next chunk's halves, from memory: prefetched as this one multiplies.
-			// After the last chunk, the rows after r1: the start of the range the
-			// caller (a thread of a row split) is likely to take next.
-			next := wh[b*n : min(b+hr, w.Rows)*n]
-			if pw == 0 {
-				gemmRowsPF(dst[a:], ld, xo, ldx, T, buf, lb, n8, from(gb, a), b-a, next)
-				continue
-			}
-			if g := (b - a) / 4; g > 0 {
-				gemmBlockParts(dst[a:], ld, xs, pw, T, buf, lb, n8, from(gb, a), g, next, pw, longChunkBytes)
-			}
-			if r := a + (b-a)&^3; r < b { // the last chunk: hr is a multiple of 4
-				xo, ldx = standard()
-				gemmRows(dst[r:], ld, xo, ldx, T, buf[(r-a)*lb:], lb, n8, from(gb, r), b-r)
-			}
-		}
+		halfGEMM(dst, ld, x, xp, T, w, bias, r0, r1, scratch, o, wh)
 		if n8 == n {
 			return
 		}
@@ -189,6 +139,98 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		for t := 0; t < T; t++ {
 			avx2.AddHalfTail(dst[t*ld:], x[t*n:(t+1)*n], w, bias, r0, r1)
 		}
+	}
+}
+
+// halfGEMM is matMulHalf for T > 1 up to the last Cols%8 columns: halfRows rows widened
+// at a time in the order o, multiplied with x laid out as halfLayout says, either in
+// xp (by prepareHalfX, for every call of a product) or, when xp is nil, here in scratch.
+func halfGEMM(dst []float32, ld int, x, xp []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch, o avx2.HalfOrder, wh []uint16) {
+	n := w.Cols
+	n8 := n &^ 7
+	hr, lb := halfRows(T, n), n+halfPad
+	nb := min(hr, r1-r0) * lb
+	buf, xs := scratch[:nb], scratch[nb:nb+T*halfXRow(n)]
+	// x in the rows' column order, tokens lb apart (or x itself), in scratch.
+	standard := func() ([]float32, int) {
+		if o == avx2.HalfPlain {
+			return x, n
+		}
+		arrangeTokens(o, xs, x, n, 0, T)
+		return xs, lb
+	}
+	// Where gemmRows would take gemmBlockParts (T > 8, long rows), x goes part by part
+	// (partsX), so that each call's inputs are one run the call before prefetches; the
+	// rows%4 left over after the last chunk take gemm1x8 on x arranged as usual.
+	var xo []float32
+	ldx, pw := 0, 0
+	lay := halfLayout(T, n, o)
+	switch {
+	case lay == layoutParts && r1-r0 >= 4:
+		_, pw = blockParts(n8)
+		if xp == nil {
+			xp = xs
+			partsX(o, xp, x, T, n, 0, T, buf)
+		}
+	case lay == layoutArranged && xp != nil:
+		xo, ldx = xp, lb
+	default:
+		xo, ldx = standard()
+	}
+	// With no columns past n8 the GEMM adds the bias itself, after each row's sum as
+	// AddHalfTail would.
+	gb := bias
+	if n8 < n {
+		gb = nil
+	}
+	for a := r0; a < r1; a += hr {
+		b := min(a+hr, r1)
+		for r := a; r < b; r++ {
+			widenRow(&buf[(r-a)*lb], &wh[r*n], n8, w.DType == dtype.BF16, o)
+		}
+		// The next chunk's halves, from memory: prefetched as this one multiplies.
+		// After the last chunk, the rows after r1: the start of the range the caller
+		// (a thread of a row split) is likely to take next.
+		next := wh[b*n : min(b+hr, w.Rows)*n]
+		if pw == 0 {
+			gemmRowsPF(dst[a:], ld, xo, ldx, T, buf, lb, n8, from(gb, a), b-a, next)
+			continue
+		}
+		if g := (b - a) / 4; g > 0 {
+			gemmBlockParts(dst[a:], ld, xp, pw, T, buf, lb, n8, from(gb, a), g, next, pw, longChunkBytes)
+		}
+		if r := a + (b-a)&^3; r < b { // the last chunk: hr is a multiple of 4
+			xo, ldx = standard()
+			gemmRows(dst[r:], ld, xo, ldx, T, buf[(r-a)*lb:], lb, n8, from(gb, r), b-r)
+		}
+	}
+}
+
+// The layouts of x a product of T > 1 tokens on f16 or bf16 rows takes (halfLayout).
+const (
+	layoutAsIs     = iota // x itself: columns in order, tokens Cols apart
+	layoutArranged        // each token in the rows' column order, n+halfPad apart
+	layoutParts           // part by part as gemmBlockParts takes them (partsX)
+)
+
+// halfLayout returns the layout of x a product of T > 1 tokens on rows of n halves
+// summed in the order o takes.
+func halfLayout(T, n int, o avx2.HalfOrder) int {
+	switch {
+	case halfParts(T, n&^7):
+		return layoutParts
+	case o != avx2.HalfPlain:
+		return layoutArranged
+	}
+	return layoutAsIs
+}
+
+// arrangeTokens writes tokens [t0, t1) of x (n apart) in the column order o at dst,
+// n+halfPad apart, up to their last n%8 columns.
+func arrangeTokens(o avx2.HalfOrder, dst, x []float32, n, t0, t1 int) {
+	n8, lb := n&^7, n+halfPad
+	for t := t0; t < t1; t++ {
+		arrangeX(o, dst[t*lb:t*lb+n8], x[t*n:t*n+n8])
 	}
 }
 
