@@ -810,6 +810,55 @@ func TestAttention(t *testing.T) {
 	})
 }
 
+// TestAttendScores: on a backend with kernels.ScoredAttention, the scores of a block of
+// queries taken by one MatMul over the key rows, finished by AttendScores, give each
+// query exactly Attention's bits — whatever the block's size, the rows taken, and where
+// in the key rows a query's band starts.
+func TestAttendScores(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		sa, ok := k.(kernels.ScoredAttention)
+		if !ok {
+			t.Skipf("%s has no ScoredAttention", k.Name())
+		}
+		r := rand.New(rand.NewPCG(5, 6))
+		for _, hd := range []int{8, 16, 17, 64, 80, 128} {
+			for _, n := range []int{1, 5, 16, 33, 100} {
+				for _, T := range []int{1, 2, 7, 16} {
+					keys, vals := randVec(r, (n+T)*hd, 1), randVec(r, (n+T)*hd, 1)
+					q := randVec(r, T*hd, 1)
+					w, err := kernels.NewMatF32(keys, n+T, hd)
+					if err != nil {
+						t.Fatal(err)
+					}
+					nu := n + T
+					scores := make([]float32, T*nu)
+					k.MatMul(scores, nu, q, T, w, nil, 0, nu, kernels.NewScratch(k, T, hd))
+					for i := 0; i < T; i++ {
+						// Query i attends to keys [i, i+n): its band starts i rows in.
+						want, got := make([]float32, hd), make([]float32, hd+4)
+						for j := range got {
+							got[j] = sentinel
+						}
+						qi := q[i*hd : (i+1)*hd]
+						k.Attention(want, qi, keys[i*hd:], vals[i*hd:], n, hd, 0.125, make([]float32, n))
+						sa.AttendScores(got[:hd], scores[i*nu+i:i*nu+i+n], vals[i*hd:], n, hd, 0.125)
+						for j := range want {
+							if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+								t.Fatalf("hd=%d n=%d T=%d query %d: out[%d] = %v, Attention %v", hd, n, T, i, j, got[j], want[j])
+							}
+						}
+						for j := hd; j < len(got); j++ {
+							if got[j] != sentinel {
+								t.Fatalf("hd=%d n=%d: wrote past out at %d", hd, n, j)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 // TestAttentionSpecials: a NaN key makes every score, so every output, NaN; a NaN value
 // element poisons its output column only.
 func TestAttentionSpecials(t *testing.T) {

@@ -564,3 +564,45 @@ func TestAbsurdWindowCostsNothing(t *testing.T) {
 		t.Fatalf("a session over windows of %d positions allocated %d MB up front", cfg.ContextLength-1, alloc>>20)
 	}
 }
+
+// TestPromptAttentionBlocksBitwise: a prompt's attention taken by blocks of queries (a
+// pass of at least two blocks, on a backend whose scores are matrix products) gives
+// every position exactly the logits small batches give, which take each query alone —
+// over global layers, over local ones whose windows are shorter than a block, after
+// earlier positions in the cache, on every backend this CPU runs.
+func TestPromptAttentionBlocksBitwise(t *testing.T) {
+	local := preset(t, "tiny")
+	local.AttnWindows = []int{0, 5}
+	gpt2 := preset(t, "tiny-gpt2")
+	gpt2.AttnWindows = []int{9, 0}
+	cfgs := map[string]model.Config{"llama": preset(t, "tiny"), "gpt2": preset(t, "tiny-gpt2"), "llama local 5": local, "gpt2 local 9": gpt2}
+	for _, b := range backends.List() {
+		if !b.Available() {
+			continue
+		}
+		for name, cfg := range cfgs {
+			m := synthModel(t, cfg, engine.Options{Backend: b.Name, Threads: 2})
+			v := cfg.VocabSize
+			ids := randomTokens(90, v, 11)
+			forward := func(batch int) []float32 {
+				s := m.NewSession(engine.SessionOptions{Batch: batch})
+				// 7 tokens first, so that the blocks start past position 0.
+				first, err := s.ForwardAll(ids[:7], nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rest, err := s.ForwardAll(ids[7:], nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append(first, rest...)
+			}
+			want, got := forward(4), forward(128)
+			for i := range want {
+				if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+					t.Fatalf("%s, %s: position %d logit %d is %v in one pass, %v in batches of 4", b.Name, name, i/v, i%v, got[i], want[i])
+				}
+			}
+		}
+	}
+}

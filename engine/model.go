@@ -51,9 +51,10 @@ type Model struct {
 
 	file    *format.File
 	kern    kernels.Kernels
-	q8      kernels.Q8Kernels   // the q8-activation path, nil when off or unavailable
-	bf16    kernels.BF16Kernels // bf16 weights' bf16-activation path, nil when off or unavailable
-	prep    kernels.XPreparer   // products on x laid out once per product, nil when the backend has none
+	q8      kernels.Q8Kernels       // the q8-activation path, nil when off or unavailable
+	bf16    kernels.BF16Kernels     // bf16 weights' bf16-activation path, nil when off or unavailable
+	prep    kernels.XPreparer       // products on x laid out once per product, nil when the backend has none
+	scored  kernels.ScoredAttention // a prompt's attention scores by matrix products, nil when the backend has none
 	backend string
 	pool    *parallel.Pool
 
@@ -157,6 +158,7 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 		m.bf16 = bk
 	}
 	m.prep, _ = m.kern.(kernels.XPreparer)
+	m.scored, _ = m.kern.(kernels.ScoredAttention)
 	tok, err := tokenizer.FromMetadata(f.Meta)
 	switch {
 	case errors.Is(err, tokenizer.ErrNoTokenizer):

@@ -33,6 +33,10 @@ type pass struct {
 	// Per thread, the working memory of the matrix products (kernels.Scratch), for up to
 	// rows rows of the widest matrix row.
 	scratch []kernels.Scratch
+	// Per thread, for attention over blocks of queries (blockedAttention): a block of
+	// one head's queries, [attnBlock, headDim], and the key rows as a matrix.
+	attQ   [][]float32
+	attMat []kernels.Mat
 
 	observe  func(names []string, x []float32, T, cols int) // SessionOptions.ObserveMatMul
 	obsNames []string                                       // scratch for observe's names
@@ -107,6 +111,13 @@ func newPass(m *Model, rows int) *pass {
 	p.scratch = make([]kernels.Scratch, m.pool.Threads())
 	for i := range p.scratch {
 		p.scratch[i] = kernels.NewScratch(m.kern, rows, widest)
+	}
+	if m.scored != nil && rows >= 2*attnBlock {
+		p.attQ = make([][]float32, m.pool.Threads())
+		for i := range p.attQ {
+			p.attQ[i] = make([]float32, attnBlock*c.HeadDim)
+		}
+		p.attMat = make([]kernels.Mat, m.pool.Threads())
 	}
 	return p
 }
@@ -209,7 +220,12 @@ func (p *pass) forward(segs []segment, all []float32) {
 			}
 		}
 		p.attnTask = attnTask{p: p}
-		m.pool.Run(T*c.NHeads, 1, &p.attnTask)
+		if p.blockedAttention(T) {
+			p.attnTask.blocked = true
+			m.pool.Run((T+attnBlock-1)/attnBlock*c.NHeads, 1, &p.attnTask)
+		} else {
+			m.pool.Run(T*c.NHeads, 1, &p.attnTask)
+		}
 		p.matmul(p.att, T, mm{p.out, dim, l.wo, l.bo})
 		kern.Add(p.x[:T*dim], p.out[:T*dim])
 		if c.PostNorm {
@@ -520,10 +536,18 @@ func (s *Session) stageRing(li, w int, k, v []float32) {
 }
 
 // attnTask computes attention for (row, head) pairs i = row·n_heads + h, each row over
-// its own session's keys and values (attnState).
-type attnTask struct{ p *pass }
+// its own session's keys and values (attnState), or, blocked, for (block, head) pairs:
+// attnBlock rows of a pass's one segment at a time (blockedAttention).
+type attnTask struct {
+	p       *pass
+	blocked bool
+}
 
 func (a *attnTask) Do(w, lo, hi int) {
+	if a.blocked {
+		a.doBlocks(w, lo, hi)
+		return
+	}
 	p := a.p
 	c := &p.m.cfg
 	kern := p.m.kern
@@ -534,23 +558,78 @@ func (a *attnTask) Do(w, lo, hi int) {
 		sg := &p.segs[p.rowSeg[r]]
 		s := sg.s
 		st := &s.att
-		pos := st.pos0 + r - sg.row0
-		first, n := 0, 0 // first row of the band in kc, and its length
-		if st.ring {
-			n = min(pos+1, st.window)
-		} else {
-			lo := 0
-			if st.window > 0 && pos-st.window+1 > 0 {
-				lo = pos - st.window + 1
-			}
-			first, n = lo-st.base, pos-lo+1
-		}
+		first, n := st.band(st.pos0 + r - sg.row0)
 		off := st.kc.off(h/group, first) // the same in vc
 		q := r*qd + h*hd
 		if st.kc.h != nil {
 			kern.AttentionF16(p.att[q:q+hd], p.q[q:q+hd], st.kc.h[off:], st.vc.h[off:], n, hd, c.AttnScale, s.scores[w])
 		} else {
 			kern.Attention(p.att[q:q+hd], p.q[q:q+hd], st.kc.f[off:], st.vc.f[off:], n, hd, c.AttnScale, s.scores[w])
+		}
+	}
+}
+
+// band returns the first row in kc of the keys a query at position pos attends to, and
+// their number.
+func (st *attnState) band(pos int) (first, n int) {
+	if st.ring {
+		return 0, min(pos+1, st.window)
+	}
+	lo := 0
+	if st.window > 0 && pos-st.window+1 > 0 {
+		lo = pos - st.window + 1
+	}
+	return lo - st.base, pos - lo + 1
+}
+
+// attnBlock is how many of a prompt's queries blocked attention takes at a time.
+const attnBlock = 16
+
+// blockedAttention reports whether the attention of a pass of T rows goes by blocks of
+// queries: a backend whose scores are matrix products (kernels.ScoredAttention), one
+// segment of at least two blocks (a prompt) over a float32 cache, its session's score
+// buffers sized for blocks. Each block's scores over the keys of all its queries are
+// one product, the queries its rows: every query gets the bits Attention gives it.
+func (p *pass) blockedAttention(T int) bool {
+	if p.m.scored == nil || len(p.segs) != 1 || T < 2*attnBlock || p.attQ == nil {
+		return false
+	}
+	s := p.segs[0].s
+	return s.att.kc.h == nil && !s.att.ring && s.scoreRows() == attnBlock
+}
+
+// doBlocks computes attention for the (block, head) pairs [lo, hi): the last block
+// first, since later queries attend to more positions (the pool's first ranges are the
+// longest). Each block of one head gathers its queries, takes their scores over the union
+// of their bands in one MatMul and finishes each query with AttendScores.
+func (a *attnTask) doBlocks(w, lo, hi int) {
+	p := a.p
+	c := &p.m.cfg
+	qd, hd := c.QDim(), c.HeadDim
+	group := c.NHeads / c.NKVHeads
+	s := p.segs[0].s
+	st := &s.att
+	T := len(p.segs[0].tokens)
+	nb := (T + attnBlock - 1) / attnBlock
+	qb, km, sc := p.attQ[w], &p.attMat[w], s.scores[w]
+	for i := lo; i < hi; i++ {
+		b, h := nb-1-i/c.NHeads, i%c.NHeads
+		r0, r1 := b*attnBlock, min((b+1)*attnBlock, T)
+		f0, _ := st.band(st.pos0 + r0)
+		fl, nl := st.band(st.pos0 + r1 - 1)
+		nu := fl + nl - f0 // the union of the bands: theirs start and end in order
+		for r := r0; r < r1; r++ {
+			copy(qb[(r-r0)*hd:(r-r0+1)*hd], p.q[r*qd+h*hd:])
+		}
+		ko := st.kc.off(h/group, f0)
+		keys := st.kc.f[ko : ko+nu*hd]
+		*km = kernels.Mat{DType: dtype.F32, Rows: nu, Cols: hd, Data: dtype.F32ToBytes(keys), F32: keys}
+		p.m.kern.MatMul(sc, nu, qb, r1-r0, km, nil, 0, nu, p.scratch[w])
+		for r := r0; r < r1; r++ {
+			f, n := st.band(st.pos0 + r)
+			q := r*qd + h*hd
+			row := sc[(r-r0)*nu+f-f0:]
+			p.m.scored.AttendScores(p.att[q:q+hd], row[:n], st.vc.f[st.vc.off(h/group, f):], n, hd, c.AttnScale)
 		}
 	}
 }

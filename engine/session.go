@@ -56,7 +56,7 @@ type Session struct {
 
 	ropeFreq []float64   // the model's pair frequencies this session's context selects
 	logits   []float32   // [vocab]
-	scores   [][]float32 // per thread [ctx]
+	scores   [][]float32 // per thread [scoreRows, kvCap]
 
 	// The working memory of the session's own forward passes (Forward, ForwardAll) of
 	// up to batch tokens; a Batch brings its own.
@@ -104,6 +104,16 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 	return s
 }
 
+// scoreRows is how many queries' scores a thread of the session's attention holds at
+// once: a block of attnBlock when its own passes can take a prompt's queries in blocks
+// (pass.blockedAttention), else one.
+func (s *Session) scoreRows() int {
+	if s.m.scored != nil && !s.halfKV && s.batch >= 2*attnBlock {
+		return attnBlock
+	}
+	return 1
+}
+
 // defaultBatch is SessionOptions.Batch's default.
 const defaultBatch = 512
 
@@ -149,7 +159,9 @@ func (s *Session) reserve(n int) {
 	}
 	s.kvCap = newCap
 	for i := range s.scores {
-		s.scores[i] = make([]float32, newCap) // a band never exceeds the positions so far
+		// A band never exceeds the positions so far; blocks of a prompt's queries take a
+		// band each.
+		s.scores[i] = make([]float32, s.scoreRows()*newCap)
 	}
 }
 
