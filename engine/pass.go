@@ -45,10 +45,11 @@ type pass struct {
 	rowSeg []int32   // [rows]: the index in segs of each row's segment
 
 	// The parallel steps of a pass, kept here so running them allocates nothing.
-	mmTask   matmulTask
-	prepTask prepTask
-	attnTask attnTask
-	normTask normTask
+	mmTask     matmulTask
+	prepTask   prepTask
+	ropeKVTask ropeKVTask
+	attnTask   attnTask
+	normTask   normTask
 }
 
 // segment is one session's tokens in a pass, at rows row0 … row0+len(tokens)-1.
@@ -130,7 +131,7 @@ func newPass(m *Model, rows int) *pass {
 // room, and that no session appears twice.
 func (p *pass) forward(segs []segment, all []float32) {
 	m, c, kern := p.m, &p.m.cfg, p.m.kern
-	dim, qd, kvd, hd := c.Dim, c.QDim(), c.KVDim(), c.HeadDim
+	dim, qd, kvd := c.Dim, c.QDim(), c.KVDim()
 	T := 0
 	for i := range segs {
 		segs[i].row0 = T
@@ -193,29 +194,19 @@ func (p *pass) forward(segs []segment, all []float32) {
 			in = p.xb
 		}
 		p.matmul(in, T, mm{p.q, qd, l.wq, l.bq}, mm{p.k, kvd, l.wk, l.bk}, mm{p.v, kvd, l.wv, l.bv})
-		if c.Position == model.RoPE {
-			half := c.RopeDim / 2
-			for t := 0; t < T; t++ {
-				cos, sin := p.ropeCos[t*half:(t+1)*half], p.ropeSin[t*half:(t+1)*half]
-				if c.RopeStyle == model.NeoX {
-					kern.RoPENeoX(p.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
-					kern.RoPENeoX(p.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
-				} else {
-					kern.RoPE(p.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
-					kern.RoPE(p.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
-				}
-			}
-		}
+		// RoPE and the cache writes, row by row in parallel; a local layer's ring takes
+		// a batch after.
 		for _, sg := range segs {
 			s := sg.s
-			kc, vc := s.kcache[li], s.vcache[li]
-			s.att = attnState{kc: kc, vc: vc, pos0: s.pos, window: l.window}
-			k := p.k[sg.row0*kvd : (sg.row0+len(sg.tokens))*kvd]
-			v := p.v[sg.row0*kvd : (sg.row0+len(sg.tokens))*kvd]
-			if w := s.ring(li); w == 0 {
-				kc.put(s.pos, k)
-				vc.put(s.pos, v)
-			} else {
+			s.att = attnState{kc: s.kcache[li], vc: s.vcache[li], pos0: s.pos, window: l.window}
+		}
+		p.ropeKVTask = ropeKVTask{p: p, li: li}
+		m.pool.Run(T, 8, &p.ropeKVTask)
+		for _, sg := range segs {
+			s := sg.s
+			if w := s.ring(li); w > 0 {
+				k := p.k[sg.row0*kvd : (sg.row0+len(sg.tokens))*kvd]
+				v := p.v[sg.row0*kvd : (sg.row0+len(sg.tokens))*kvd]
 				s.stageRing(li, w, k, v)
 			}
 		}
@@ -474,6 +465,39 @@ func (p *pass) matmulOps(x []float32, T int, act bool, ops []mm) {
 		}
 	}
 	p.m.pool.Run(total, matmulGrain, k)
+}
+
+// ropeKVTask rotates the queries and keys of rows [lo, hi) (RoPE models) and writes
+// their keys and values to their sessions' caches of layer li, but for a local layer's
+// ring, which the caller fills after (stageRing).
+type ropeKVTask struct {
+	p  *pass
+	li int
+}
+
+func (k *ropeKVTask) Do(_, lo, hi int) {
+	p := k.p
+	c, kern := &p.m.cfg, p.m.kern
+	qd, kvd, hd := c.QDim(), c.KVDim(), c.HeadDim
+	half := c.RopeDim / 2
+	for t := lo; t < hi; t++ {
+		if c.Position == model.RoPE {
+			cos, sin := p.ropeCos[t*half:(t+1)*half], p.ropeSin[t*half:(t+1)*half]
+			if c.RopeStyle == model.NeoX {
+				kern.RoPENeoX(p.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
+				kern.RoPENeoX(p.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
+			} else {
+				kern.RoPE(p.q[t*qd:(t+1)*qd], c.NHeads, hd, cos, sin)
+				kern.RoPE(p.k[t*kvd:(t+1)*kvd], c.NKVHeads, hd, cos, sin)
+			}
+		}
+		sg := &p.segs[p.rowSeg[t]]
+		if s := sg.s; s.ring(k.li) == 0 {
+			pos := s.pos + t - sg.row0
+			s.kcache[k.li].put(pos, p.k[t*kvd:(t+1)*kvd])
+			s.vcache[k.li].put(pos, p.v[t*kvd:(t+1)*kvd])
+		}
+	}
 }
 
 // prepGrain is the tokens a thread's range of prepTask is a multiple of.
