@@ -34,7 +34,8 @@ type pass struct {
 	// rows rows of the widest matrix row.
 	scratch []kernels.Scratch
 	// Per thread, for attention over blocks of queries (blockedAttention): a block of
-	// one head's queries, [attnBlock, headDim], and the key rows as a matrix.
+	// the queries of the heads of one KV head, [blockQueries, headDim], and the key
+	// rows as a matrix.
 	attQ   [][]float32
 	attMat []kernels.Mat
 
@@ -113,10 +114,10 @@ func newPass(m *Model, rows int) *pass {
 	for i := range p.scratch {
 		p.scratch[i] = kernels.NewScratch(m.kern, rows, widest)
 	}
-	if m.scored != nil && rows >= 2*attnBlock {
+	if q := m.blockQueries(); q > 0 && rows >= max(2*attnBlock, q) {
 		p.attQ = make([][]float32, m.pool.Threads())
 		for i := range p.attQ {
-			p.attQ[i] = make([]float32, attnBlock*c.HeadDim)
+			p.attQ[i] = make([]float32, q*c.HeadDim)
 		}
 		p.attMat = make([]kernels.Mat, m.pool.Threads())
 	}
@@ -213,7 +214,7 @@ func (p *pass) forward(segs []segment, all []float32) {
 		p.attnTask = attnTask{p: p}
 		if p.blockedAttention(T) {
 			p.attnTask.blocked = true
-			m.pool.Run((T+attnBlock-1)/attnBlock*c.NHeads, 1, &p.attnTask)
+			m.pool.Run((T+attnBlock-1)/attnBlock*c.NKVHeads, 1, &p.attnTask)
 		} else {
 			m.pool.Run(T*c.NHeads, 1, &p.attnTask)
 		}
@@ -606,8 +607,18 @@ func (st *attnState) band(pos int) (first, n int) {
 	return lo - st.base, pos - lo + 1
 }
 
-// attnBlock is how many of a prompt's queries blocked attention takes at a time.
+// attnBlock is how many of a prompt's positions blocked attention takes at a time.
 const attnBlock = 16
+
+// blockQueries is how many queries blocked attention takes in one product: attnBlock
+// positions of every head that shares a KV head; 0 when the backend's attention cannot
+// be taken by blocks.
+func (m *Model) blockQueries() int {
+	if m.scored == nil {
+		return 0
+	}
+	return attnBlock * (m.cfg.NHeads / m.cfg.NKVHeads)
+}
 
 // blockedAttention reports whether the attention of a pass of T rows goes by blocks of
 // queries: a backend whose scores are matrix products (kernels.ScoredAttention), one
@@ -615,17 +626,18 @@ const attnBlock = 16
 // buffers sized for blocks. Each block's scores over the keys of all its queries are
 // one product, the queries its rows: every query gets the bits Attention gives it.
 func (p *pass) blockedAttention(T int) bool {
-	if p.m.scored == nil || len(p.segs) != 1 || T < 2*attnBlock || p.attQ == nil {
+	if p.attQ == nil || len(p.segs) != 1 || T < 2*attnBlock {
 		return false
 	}
 	s := p.segs[0].s
-	return s.att.kc.h == nil && !s.att.ring && s.scoreRows() == attnBlock
+	return s.att.kc.h == nil && !s.att.ring && s.scoreRows() == p.m.blockQueries()
 }
 
-// doBlocks computes attention for the (block, head) pairs [lo, hi): the last block
+// doBlocks computes attention for the (block, KV head) pairs [lo, hi): the last block
 // first, since later queries attend to more positions (the pool's first ranges are the
-// longest). Each block of one head gathers its queries, takes their scores over the union
-// of their bands in one MatMul and finishes each query with AttendScores.
+// longest). Each gathers the block's queries of every head that shares the KV head,
+// takes their scores over the union of their bands in one MatMul (the keys read once
+// for the group) and finishes each query with AttendScores.
 func (a *attnTask) doBlocks(w, lo, hi int) {
 	p := a.p
 	c := &p.m.cfg
@@ -637,23 +649,29 @@ func (a *attnTask) doBlocks(w, lo, hi int) {
 	nb := (T + attnBlock - 1) / attnBlock
 	qb, km, sc := p.attQ[w], &p.attMat[w], s.scores[w]
 	for i := lo; i < hi; i++ {
-		b, h := nb-1-i/c.NHeads, i%c.NHeads
+		b, kh := nb-1-i/c.NKVHeads, i%c.NKVHeads
 		r0, r1 := b*attnBlock, min((b+1)*attnBlock, T)
 		f0, _ := st.band(st.pos0 + r0)
 		fl, nl := st.band(st.pos0 + r1 - 1)
 		nu := fl + nl - f0 // the union of the bands: theirs start and end in order
-		for r := r0; r < r1; r++ {
-			copy(qb[(r-r0)*hd:(r-r0+1)*hd], p.q[r*qd+h*hd:])
+		// Row j = g·(r1-r0) + r-r0 of qb is the query of row r in head kh·group+g.
+		for g := 0; g < group; g++ {
+			for r := r0; r < r1; r++ {
+				j := g*(r1-r0) + r - r0
+				copy(qb[j*hd:(j+1)*hd], p.q[r*qd+(kh*group+g)*hd:])
+			}
 		}
-		ko := st.kc.off(h/group, f0)
+		ko := st.kc.off(kh, f0)
 		keys := st.kc.f[ko : ko+nu*hd]
 		*km = kernels.Mat{DType: dtype.F32, Rows: nu, Cols: hd, Data: dtype.F32ToBytes(keys), F32: keys}
-		p.m.kern.MatMul(sc, nu, qb, r1-r0, km, nil, 0, nu, p.scratch[w])
-		for r := r0; r < r1; r++ {
-			f, n := st.band(st.pos0 + r)
-			q := r*qd + h*hd
-			row := sc[(r-r0)*nu+f-f0:]
-			p.m.scored.AttendScores(p.att[q:q+hd], row[:n], st.vc.f[st.vc.off(h/group, f):], n, hd, c.AttnScale)
+		p.m.kern.MatMul(sc, nu, qb, group*(r1-r0), km, nil, 0, nu, p.scratch[w])
+		for g := 0; g < group; g++ {
+			for r := r0; r < r1; r++ {
+				f, n := st.band(st.pos0 + r)
+				q := r*qd + (kh*group+g)*hd
+				row := sc[(g*(r1-r0)+r-r0)*nu+f-f0:]
+				p.m.scored.AttendScores(p.att[q:q+hd], row[:n], st.vc.f[st.vc.off(kh, f):], n, hd, c.AttnScale)
+			}
 		}
 	}
 }

@@ -105,11 +105,11 @@ func (m *Model) NewSession(opts SessionOptions) *Session {
 }
 
 // scoreRows is how many queries' scores a thread of the session's attention holds at
-// once: a block of attnBlock when its own passes can take a prompt's queries in blocks
+// once: Model.blockQueries when its own passes can take a prompt's queries in blocks
 // (pass.blockedAttention), else one.
 func (s *Session) scoreRows() int {
-	if s.m.scored != nil && !s.halfKV && s.batch >= 2*attnBlock {
-		return attnBlock
+	if q := s.m.blockQueries(); q > 0 && !s.halfKV && s.batch >= max(2*attnBlock, q) {
+		return q
 	}
 	return 1
 }
