@@ -215,7 +215,15 @@ func TestNewMatQ8Sym(t *testing.T) {
 // TestNewMatF16Finite: NewMat marks an f16 matrix finite exactly when no value is an
 // infinity or a NaN, wherever it sits (including past the last whole 64-bit word).
 func TestNewMatF16Finite(t *testing.T) {
-	const rows, cols = 3, 7 // 42 bytes: five words and a tail of one value
+	for _, sh := range [][2]int{{3, 7}, {5, 29}} {
+		newMatF16Finite(t, sh[0], sh[1])
+	}
+}
+
+// newMatF16Finite is TestNewMatF16Finite on a rows × cols matrix: 3 × 7 is 42 bytes (five
+// words and a tail of one value), 5 × 29 is 290 (nine blocks of four words, then a word
+// and a value).
+func newMatF16Finite(t *testing.T, rows, cols int) {
 	x := make([]float32, rows*cols)
 	for i := range x {
 		x[i] = float32(i%9-4) * 1e4 // up to 40000: big, finite
@@ -229,7 +237,10 @@ func TestNewMatF16Finite(t *testing.T) {
 		t.Fatalf("finite f16 matrix: F16Finite = %v (%v)", m != nil && m.F16Finite(), err)
 	}
 	for _, bad := range []uint16{0x7c00, 0xfc00, 0x7e00, 0xffff, 0x7c01} {
-		for _, at := range []int{0, 3, 4, 9, rows*cols - 1} {
+		for _, at := range []int{0, 3, 4, 9, 15, 16, 17, 100, 140, 143, 144, rows*cols - 1} {
+			if at >= rows*cols {
+				continue
+			}
 			d := append([]byte(nil), data...)
 			binary.LittleEndian.PutUint16(d[2*at:], bad)
 			if m, _ := NewMat(dtype.F16, d, rows, cols); m.F16Finite() {
