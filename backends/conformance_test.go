@@ -459,6 +459,90 @@ func TestMatMulF16Finite(t *testing.T) {
 	})
 }
 
+// TestMatMulPrepared: on a backend with kernels.XPreparer, a product on x laid out once
+// by PrepareX — over several token ranges, each with its own scratch, as the engine's
+// threads do — and then taken in row ranges by MatMulPrepared gives MatMul's bits and
+// writes nothing outside its rows, and x prepared for one matrix serves another of the
+// same XLayout. The shapes take every layout the backends have: f16 with and without
+// non-finite halves (two column orders), bf16, rows long enough to go part by part, a
+// Cols%8 tail, f32 rows a multiple of 512 columns, and rows that take x as it is.
+func TestMatMulPrepared(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		xp, ok := k.(kernels.XPreparer)
+		if !ok {
+			t.Skipf("%s has no XPreparer", k.Name())
+		}
+		r := rand.New(rand.NewPCG(21, 22))
+		type shape struct {
+			dt        dtype.DType
+			rows, n   int
+			nonFinite bool
+		}
+		shapes := []shape{
+			{dtype.F16, 70, 768, false}, {dtype.F16, 70, 768, true}, {dtype.BF16, 70, 768, false},
+			{dtype.F16, 45, 2048, false}, {dtype.BF16, 45, 3072, false}, {dtype.F16, 37, 1000, false},
+			{dtype.F16, 37, 2048 + 12, true}, {dtype.F32, 50, 512, false}, {dtype.F32, 50, 2048, false},
+			{dtype.F32, 50, 768, false},
+		}
+		for _, sh := range shapes {
+			mat := func() *kernels.Mat {
+				data := weightBytes(r, sh.dt, sh.rows, sh.n)
+				if sh.nonFinite {
+					binary.LittleEndian.PutUint16(data[2*r.IntN(sh.rows*sh.n):], 0x7c00)
+				}
+				w, err := kernels.NewMat(sh.dt, data, sh.rows, sh.n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return w
+			}
+			w, w2 := mat(), mat()
+			bias := randVec(r, sh.rows, 1)
+			for _, T := range []int{1, 2, 3, 9, 17, 64} {
+				x := randVec(r, T*sh.n, 1)
+				l := xp.XLayout(T, w)
+				if l != xp.XLayout(T, w2) {
+					t.Fatalf("%v %d×%d T %d: layouts %#x and %#x of two like matrices", sh.dt, sh.rows, sh.n, T, l, xp.XLayout(T, w2))
+				}
+				if sh.n == 768 && (l != 0) != (T > 1 && sh.dt != dtype.F32 && !sh.nonFinite) {
+					t.Errorf("%v %d×%d T %d: layout %#x: on 768 columns only the mix orders take x arranged", sh.dt, sh.rows, sh.n, T, l)
+				}
+				var prep []float32
+				if l != 0 {
+					prep = make([]float32, xp.PreparedXSize(T, sh.n))
+					for i := range prep {
+						prep[i] = float32(math.NaN())
+					}
+					for t0 := 0; t0 < T; {
+						t1 := min(T, t0+1+r.IntN(8))
+						xp.PrepareX(prep, x, T, w, t0, t1, kernels.NewScratch(k, T, sh.n))
+						t0 = t1
+					}
+				}
+				ld := sh.rows + 5
+				for _, m := range []*kernels.Mat{w, w2} {
+					for _, b := range [][]float32{nil, bias} {
+						for _, rr := range [][2]int{{0, sh.rows}, {3, sh.rows - 5}, {0, 2}, {sh.rows / 2, sh.rows/2 + 7}} {
+							want, got := make([]float32, T*ld), make([]float32, T*ld)
+							for i := range want {
+								want[i], got[i] = float32(i), float32(i)
+							}
+							k.MatMul(want, ld, x, T, m, b, rr[0], rr[1], kernels.NewScratch(k, T, sh.n))
+							xp.MatMulPrepared(got, ld, x, prep, T, m, b, rr[0], rr[1], kernels.NewScratch(k, T, sh.n))
+							for i := range want {
+								if !identical(got[i], want[i]) {
+									t.Fatalf("%v %d×%d (layout %#x) T %d bias %v rows %v: dst[%d] = %v, MatMul %v",
+										sh.dt, sh.rows, sh.n, l, T, b != nil, rr, i, got[i], want[i])
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 // TestQuantizeQ8: a backend's activation quantizer writes kernels.QuantizeQ8's bytes
 // exactly — ties (which must round away from zero), values just below a half, zero and
 // subnormal blocks, scales that overflow binary16, infinities and NaNs anywhere in a

@@ -92,7 +92,7 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 // token's results are the bits it gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
-		k.matMulHalf(dst, ld, x, T, w, bias, r0, r1, scratch)
+		k.matMulHalf(dst, ld, x, nil, T, w, bias, r0, r1, scratch)
 		return
 	}
 	if (w.DType == dtype.Q8_0 || w.DType == dtype.Q4_0) && w.Cols%dtype.QBlock == 0 ||
@@ -397,7 +397,7 @@ func halfOrderOf(w *kernels.Mat) halfOrder {
 // units per block of tokens (gemmRowsCv), where the conversions overlap the FMAs;
 // otherwise it prefetches the next chunk's halves, widened after it. When Cols is a
 // multiple of 8 the GEMM adds the bias after each row's sum, as halfTail does.
-func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
+func (k Kernels) matMulHalf(dst []float32, ld int, x, xp []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if r0 >= r1 || T <= 0 {
 		return
 	}
@@ -423,9 +423,9 @@ func (k Kernels) matMulHalf(dst []float32, ld int, x []float32, T int, w *kernel
 		bufs := [2][]float32{sc[:nb], sc[nbuf-nb : nbuf]}
 		st, xo, ldx := sc[nbuf+T*n8:], x, n
 		if order != orderPlain {
-			xp := sc[nbuf : nbuf+T*n8]
-			for t := 0; t < T; t++ {
-				arrangeX(order, xp[t*n8:(t+1)*n8], x[t*n:t*n+n8])
+			if xp == nil { // not laid out by PrepareX
+				xp = sc[nbuf : nbuf+T*n8]
+				arrangeTokens(order, xp, x, n, 0, T)
 			}
 			xo, ldx = xp, n8
 		}
