@@ -17,7 +17,8 @@ import (
 // of the matrix (plain f16 with an infinity, f16 mix, bf16 mix); every token's results
 // are still the bits it gets alone (T = 1), for row ranges that take one chunk, several,
 // and a part of one, with and without bias, on rows shorter and longer than a segment
-// (there, on whole blocks of four rows, with the inputs split for gemm4s).
+// (there, and on rows of 32 columns, with the inputs split for gemm4s on whole blocks of
+// four rows).
 func TestMatMulHalfWidenInGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	k := Kernels{}
@@ -25,7 +26,7 @@ func TestMatMulHalfWidenInGEMM(t *testing.T) {
 		dt   dtype.DType
 		inf  bool
 		cols int
-	}{{dtype.F16, false, 96}, {dtype.F16, true, 96}, {dtype.BF16, false, 96}, {dtype.F16, false, 768},
+	}{{dtype.F16, false, 32}, {dtype.BF16, false, 32}, {dtype.F16, false, 96}, {dtype.F16, true, 96}, {dtype.BF16, false, 96}, {dtype.F16, false, 768},
 		{dtype.BF16, false, 768}, {dtype.F16, true, 1024}, {dtype.F16, false, 2048}, {dtype.BF16, false, 2080}} {
 		rows, n := 75, c.cols
 		data := make([]byte, 2*rows*n)

@@ -38,9 +38,10 @@ func genMatMul() {
 // half of the inputs, one sequential run, and the inputs need not stay in L1 from the
 // first pass to the second: on rows of 2048 and 3072 columns at T = 128, where a
 // segment's four rows and three tokens fill much of L1, 1–10% for f32 weights and 4–15%
-// for f16 and bf16 (widened in the GEMM, which takes L1 too); on 768 columns from −2 to
-// +5%, so those take the inputs as they are. The weights, which stay in L1 across the
-// blocks of tokens, are read as they are; the products and their order are the same.
+// for f16 and bf16 (widened in the GEMM, which takes L1 too); on 768 columns 0–9% with
+// 2048 or 3072 rows, from −3 to +2% with 768 (see splitInputs). The weights, which stay
+// in L1 across the blocks of tokens, are read as they are; the products and their order
+// are the same.
 func genGemm(name string, R, Tb int, split bool) {
 	doc := []string{
 		name + " computes, for r < " + itoa(R) + "·groups (groups ≥ 1) and t < T,",
