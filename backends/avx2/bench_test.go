@@ -570,7 +570,8 @@ func BenchmarkMatMulQ8K(b *testing.B) {
 // of the FMA peak (fmaLoop). The weights rotate over copies of ≥ 64 MiB in all (twice
 // L3), mapped in 4 KiB pages, so that they come from memory as a mapped model's do.
 // Both figures count the thread's CPU time, not the wall clock, so that other
-// processes on the machine disturb them less.
+// processes on the machine disturb them less (they still do, through the caches and
+// the core's other thread: compare figures of one run).
 //
 //	go test -run XXX -bench Prefill -count 5 ./backends/avx2
 func BenchmarkPrefill(b *testing.B) {
@@ -595,6 +596,7 @@ func BenchmarkPrefill(b *testing.B) {
 					if ws[i], err = kernels.NewMat(dt, m, N, K); err != nil {
 						b.Fatal(err)
 					}
+					ws[i].F16Finite() // found out once per matrix, as a model's are at load
 				}
 				x, dst := randSlice(r, T*K), make([]float32, T*N)
 				sc := kernels.NewScratch(Kernels{}, T, K)
