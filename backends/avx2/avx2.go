@@ -86,12 +86,11 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 // of four rows and all tokens, so each weight row is read from memory once while the
 // inputs (T·Cols floats) stay in L2/L3; rows longer than 1024 columns go a segment of
 // 1024 at a time, their accumulators kept in scratch in between (gemmRows); long rows,
-// or many, take the tokens' inputs split in scratch into odd and even vectors
-// (gemm4s, splitInputs). While it
-// multiplies a chunk of rows, the kernel prefetches the next chunk's weights, a few cache
-// lines per block of tokens: the weights come from memory once, often from a file mapped
-// in 4 KiB pages, which the hardware prefetchers do not cross. The GEMM
-// sums every (row, token) product exactly as matvec and matvecSpread sum a row, so a
+// or many, take the tokens' inputs split in scratch into odd and even vectors (gemm4s,
+// splitInputs). While it multiplies a chunk of rows, the kernel prefetches the next
+// chunk's weights, a few cache lines per block of tokens: the weights come from memory
+// once, often from a file mapped in 4 KiB pages, which the hardware prefetchers do not
+// cross. The GEMM sums every (row, token) product exactly as matvec and matvecSpread sum a row, so a
 // token's results are the bits it gets alone (T = 1), whatever T and the other tokens.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
@@ -159,13 +158,17 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 }
 
 // splitInputs reports whether a GEMM on rows of k columns (k the columns the GEMM
-// sums) takes the tokens' inputs split (gemm4s): on rows of whole 16-column steps,
-// longer than gemmSeg, or at least 2k rows of them. At T = 128, on 2048 and 3072
-// columns it gains 1–15%; on 768 columns 0–9% with 2048 and 3072 rows, from −3 to +2%
-// with 768.
+// sums) takes the tokens' inputs split (gemm4s): on at least splitMinRows rows of whole
+// 16-column steps, longer than gemmSeg, or at least 2k rows of them. At T = 128, on
+// 2048 and 3072 columns it gains 1–15%; on 768 columns 0–9% with 2048 and 3072 rows,
+// from −3 to +2% with 768. The split costs a copy of the inputs, T·k floats, which
+// fewer rows would not repay.
 func splitInputs(k, rows int) bool {
-	return k%16 == 0 && (k > gemmSeg || rows >= 2*k)
+	return k%16 == 0 && rows >= splitMinRows && (k > gemmSeg || rows >= 2*k)
 }
+
+// splitMinRows is the fewest rows splitInputs splits the inputs for.
+const splitMinRows = 16
 
 // splitX writes one token's inputs x (len(x) a multiple of 16) as gemm4s takes them,
 // one gemmSeg-column segment at a time: in each, the odd 8 columns of every 16 first,

@@ -11,7 +11,7 @@ import (
 func genMatMul() {
 	genGemm("gemm4", 4, 3, false)
 	genGemm("gemm1", 1, 6, false)
-	// On long rows (in column segments), with the inputs split.
+	// gemm4 with the inputs split (long rows, or many: see the Go side's splitInputs).
 	genGemm("gemm4s", 4, 3, true)
 	genMatVec()
 	genMatVecSpread()
