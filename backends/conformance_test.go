@@ -522,7 +522,7 @@ func TestMatMulPrepared(t *testing.T) {
 				ld := sh.rows + 5
 				for _, m := range []*kernels.Mat{w, w2} {
 					for _, b := range [][]float32{nil, bias} {
-						for _, rr := range [][2]int{{0, sh.rows}, {3, sh.rows - 5}, {0, 2}, {sh.rows / 2, sh.rows/2 + 7}} {
+						for _, rr := range [][2]int{{0, sh.rows}, {3, sh.rows - 5}, {0, 2}, {sh.rows / 2, sh.rows/2 + 7}, {4, 36}} {
 							want, got := make([]float32, T*ld), make([]float32, T*ld)
 							for i := range want {
 								want[i], got[i] = float32(i), float32(i)

@@ -563,3 +563,67 @@ func BenchmarkMatMulQ8K(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPrefill times the f32, f16 and bf16 products of a 128-token prompt, single
+// threaded, on the shapes of 768-wide models' layers (K inputs, N rows: the attention,
+// a 2048- and a 3072-row FFN's up and down products), in GFLOP/s and as a percentage
+// of the FMA peak (fmaLoop). The weights rotate over copies of ≥ 64 MiB in all (twice
+// L3), mapped in 4 KiB pages, so that they come from memory as a mapped model's do.
+// Both figures count the thread's CPU time, not the wall clock, so that other
+// processes on the machine disturb them less (they still do, through the caches and
+// the core's other thread: compare figures of one run).
+//
+//	go test -run XXX -bench Prefill -count 5 ./backends/avx2
+func BenchmarkPrefill(b *testing.B) {
+	needAVX2(b)
+	r := rand.New(rand.NewPCG(5, 5))
+	const T = 128
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16} {
+		for _, s := range [][2]int{{768, 768}, {768, 2048}, {2048, 768}, {768, 3072}, {3072, 768}} {
+			K, N := s[0], s[1]
+			size := dtype.RowBytes(dt, K) * N
+			copies := max(1, (64<<20)/size)
+			b.Run(fmt.Sprintf("%v/K%d_N%d", dt, K, N), func(b *testing.B) {
+				mem := smallPages(b, copies*size)
+				ws := make([]*kernels.Mat, copies)
+				for i := range ws {
+					data, err := dtype.Quantize(dt, randSlice(r, N*K), K)
+					if err != nil {
+						b.Fatal(err)
+					}
+					m := mem[i*size : (i+1)*size : (i+1)*size]
+					copy(m, data)
+					if ws[i], err = kernels.NewMat(dt, m, N, K); err != nil {
+						b.Fatal(err)
+					}
+					ws[i].F16Finite() // found out once per matrix, as a model's are at load
+				}
+				x, dst := randSlice(r, T*K), make([]float32, T*N)
+				sc := kernels.NewScratch(Kernels{}, T, K)
+				lockThread(b)
+				peak := fmaPeak()
+				b.ResetTimer()
+				t0 := threadTime()
+				for i := 0; i < b.N; i++ {
+					Kernels{}.MatMul(dst, N, x, T, ws[i%copies], nil, 0, N, sc)
+				}
+				s := (threadTime() - t0).Seconds() / float64(b.N)
+				b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
+				b.ReportMetric(100*2*float64(T*N*K)/s/peak, "%peak")
+			})
+		}
+	}
+}
+
+// fmaPeak returns the FMA peak of the calling thread in FLOP/s, the best of a few runs
+// of fmaLoop timed by threadTime.
+func fmaPeak() float64 {
+	const iters = 1 << 18
+	best := 0.0
+	for range 5 {
+		t := threadTime()
+		fmaLoop(iters)
+		best = max(best, iters*12*16/(threadTime()-t).Seconds())
+	}
+	return best
+}

@@ -16,7 +16,9 @@ import (
 // widens each chunk of rows in the GEMM of the chunk before (gemmRowsCv), in the order
 // of the matrix (plain f16 with an infinity, f16 mix, bf16 mix); every token's results
 // are still the bits it gets alone (T = 1), for row ranges that take one chunk, several,
-// and a part of one, with and without bias, on rows shorter and longer than a segment.
+// and a part of one, with and without bias, on rows shorter and longer than a segment
+// (there, and on rows of 32 columns, with the inputs split for gemm4s on whole blocks of
+// four rows).
 func TestMatMulHalfWidenInGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	k := Kernels{}
@@ -24,7 +26,7 @@ func TestMatMulHalfWidenInGEMM(t *testing.T) {
 		dt   dtype.DType
 		inf  bool
 		cols int
-	}{{dtype.F16, false, 96}, {dtype.F16, true, 96}, {dtype.BF16, false, 96}, {dtype.F16, false, 768},
+	}{{dtype.F16, false, 32}, {dtype.BF16, false, 32}, {dtype.F16, false, 96}, {dtype.F16, true, 96}, {dtype.BF16, false, 96}, {dtype.F16, false, 768},
 		{dtype.BF16, false, 768}, {dtype.F16, true, 1024}, {dtype.F16, false, 2048}, {dtype.BF16, false, 2080}} {
 		rows, n := 75, c.cols
 		data := make([]byte, 2*rows*n)
@@ -55,7 +57,7 @@ func TestMatMulHalfWidenInGEMM(t *testing.T) {
 				k.MatMul(alone[t0*rows:], rows, x[t0*n:], 1, w, b, 0, rows, sc)
 			}
 			for _, T := range []int{2, 3, 7, nx} {
-				for _, rg := range [][2]int{{0, rows}, {5, 70}, {3, 20}} {
+				for _, rg := range [][2]int{{0, rows}, {5, 70}, {3, 20}, {4, 72}} {
 					got := make([]float32, T*rows)
 					k.MatMul(got, rows, x, T, w, b, rg[0], rg[1], sc)
 					for tt := 0; tt < T; tt++ {

@@ -3339,6 +3339,1213 @@ gemm1_skip123:
 	VZEROUPPER
 	RET
 
+// func gemm4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·gemm4s(SB), NOSPLIT, $464-136
+	XORQ AX, AX
+	MOVQ AX, 8(SP)
+	MOVQ w+40(FP), AX
+	MOVQ AX, (SP)
+	MOVQ groups+72(FP), AX
+	MOVQ AX, 16(SP)
+	MOVQ pf+96(FP), AX
+	MOVQ AX, 56(SP)
+	MOVQ pfn+104(FP), AX
+	MOVQ AX, 64(SP)
+	MOVQ cv+120(FP), AX
+	MOVQ AX, 72(SP)
+
+gemm4s_group1:
+	MOVQ x+16(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ dst+0(FP), AX
+	MOVQ 8(SP), CX
+	ADDQ CX, AX
+	MOVQ AX, 32(SP)
+	MOVQ T+32(FP), AX
+	MOVQ AX, 40(SP)
+	MOVQ st+80(FP), AX
+	SHLQ $0x04, CX
+	ADDQ CX, AX
+	MOVQ AX, 48(SP)
+
+gemm4s_tokens2:
+	CMPQ 40(SP), $0x03
+	JL   gemm4s_tokens_done3
+
+	// 4 rows × 3 tokens
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4s_cv6
+
+gemm4s_pf4:
+	TESTQ      CX, CX
+	JLE        gemm4s_pf_done5
+	TESTQ      DX, DX
+	JZ         gemm4s_pf_done5
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm4s_pf4
+
+gemm4s_cv6:
+	MOVQ 72(SP), SI
+
+gemm4s_cv_unit7:
+	TESTQ      CX, CX
+	JLE        gemm4s_cv_done9
+	TESTQ      DX, DX
+	JZ         gemm4s_cv_done9
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4s_cv_h10
+	CMPQ       BX, $0x02
+	JE         gemm4s_cv_bf11
+	CMPQ       BX, $0x03
+	JE         gemm4s_cv_hm12
+	JMP        gemm4s_cv_bfm13
+
+gemm4s_cv_h10:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done8
+
+gemm4s_cv_bf11:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done8
+
+gemm4s_cv_hm12:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done8
+
+gemm4s_cv_bfm13:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4s_cv_unit_done8:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4s_cv_unit7
+
+gemm4s_cv_done9:
+	MOVQ SI, 72(SP)
+
+gemm4s_pf_done5:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), DX
+	LEAQ    (DX)(CX*1), CX
+	MOVQ    (SP), BX
+	MOVQ    ldw+48(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (BX)(SI*1), DI
+	LEAQ    (DI)(SI*1), R8
+	LEAQ    (R8)(SI*1), SI
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JNZ     gemm4s_fresh14
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x08, R10
+	VMOVUPS 32(R9), Y0
+	VMOVUPS 96(R9), Y3
+	VMOVUPS 160(R9), Y6
+	VMOVUPS 224(R9), Y9
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y1
+	VMOVUPS 96(R9), Y4
+	VMOVUPS 160(R9), Y7
+	VMOVUPS 224(R9), Y10
+	ADDQ    R10, R9
+	VMOVUPS 32(R9), Y2
+	VMOVUPS 96(R9), Y5
+	VMOVUPS 160(R9), Y8
+	VMOVUPS 224(R9), Y11
+	JMP     gemm4s_started15
+
+gemm4s_fresh14:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+gemm4s_started15:
+	XORQ R9, R9
+	MOVQ k+56(FP), R10
+	ANDQ $-32, R10
+	SHLQ $0x01, R10
+	JMP  gemm4s_check17
+
+gemm4s_body16:
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     32(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     32(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     32(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     32(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     32(AX)(R9*1), Y12
+	VMOVUPS     32(DX)(R9*1), Y13
+	VMOVUPS     32(CX)(R9*1), Y14
+	VMOVUPS     96(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     96(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     96(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     96(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x40, R9
+
+gemm4s_check17:
+	CMPQ        R9, R10
+	JL          gemm4s_body16
+	MOVQ        k+56(FP), R10
+	ANDQ        $-16, R10
+	SHLQ        $0x01, R10
+	CMPQ        R9, R10
+	JGE         gemm4s_odd1619
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     32(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     32(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     32(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     32(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x20, R9
+
+gemm4s_odd1619:
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000002, R9
+	JZ      gemm4s_odd_state20
+	VMOVUPS Y0, 80(SP)
+	VMOVUPS Y1, 208(SP)
+	VMOVUPS Y2, 336(SP)
+	VMOVUPS Y3, 112(SP)
+	VMOVUPS Y4, 240(SP)
+	VMOVUPS Y5, 368(SP)
+	VMOVUPS Y6, 144(SP)
+	VMOVUPS Y7, 272(SP)
+	VMOVUPS Y8, 400(SP)
+	VMOVUPS Y9, 176(SP)
+	VMOVUPS Y10, 304(SP)
+	VMOVUPS Y11, 432(SP)
+	JMP     gemm4s_odd_stored21
+
+gemm4s_odd_state20:
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x08, R10
+	VMOVUPS Y0, 32(R9)
+	VMOVUPS Y3, 96(R9)
+	VMOVUPS Y6, 160(R9)
+	VMOVUPS Y9, 224(R9)
+	ADDQ    R10, R9
+	VMOVUPS Y1, 32(R9)
+	VMOVUPS Y4, 96(R9)
+	VMOVUPS Y7, 160(R9)
+	VMOVUPS Y10, 224(R9)
+	ADDQ    R10, R9
+	VMOVUPS Y2, 32(R9)
+	VMOVUPS Y5, 96(R9)
+	VMOVUPS Y8, 160(R9)
+	VMOVUPS Y11, 224(R9)
+
+gemm4s_odd_stored21:
+	MOVQ    seg+88(FP), R9
+	TESTQ   $0x00000001, R9
+	JNZ     gemm4s_fresh22
+	MOVQ    48(SP), R9
+	MOVQ    groups+72(FP), R10
+	SHLQ    $0x08, R10
+	VMOVUPS (R9), Y0
+	VMOVUPS 64(R9), Y3
+	VMOVUPS 128(R9), Y6
+	VMOVUPS 192(R9), Y9
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y1
+	VMOVUPS 64(R9), Y4
+	VMOVUPS 128(R9), Y7
+	VMOVUPS 192(R9), Y10
+	ADDQ    R10, R9
+	VMOVUPS (R9), Y2
+	VMOVUPS 64(R9), Y5
+	VMOVUPS 128(R9), Y8
+	VMOVUPS 192(R9), Y11
+	JMP     gemm4s_started23
+
+gemm4s_fresh22:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+gemm4s_started23:
+	MOVQ k+56(FP), R9
+	SHLQ $0x01, R9
+	LEAQ (AX)(R9*1), AX
+	LEAQ (DX)(R9*1), DX
+	LEAQ (CX)(R9*1), CX
+	XORQ R9, R9
+	MOVQ k+56(FP), R10
+	ANDQ $-32, R10
+	SHLQ $0x01, R10
+	JMP  gemm4s_check25
+
+gemm4s_body24:
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     (BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     32(AX)(R9*1), Y12
+	VMOVUPS     32(DX)(R9*1), Y13
+	VMOVUPS     32(CX)(R9*1), Y14
+	VMOVUPS     64(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     64(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     64(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     64(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x40, R9
+
+gemm4s_check25:
+	CMPQ        R9, R10
+	JL          gemm4s_body24
+	MOVQ        k+56(FP), R10
+	ANDQ        $-16, R10
+	SHLQ        $0x01, R10
+	CMPQ        R9, R10
+	JGE         gemm4s_odd1627
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     (BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x20, R9
+
+gemm4s_odd1627:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm4s_final28
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y3, 64(AX)
+	VMOVUPS Y6, 128(AX)
+	VMOVUPS Y9, 192(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y4, 64(AX)
+	VMOVUPS Y7, 128(AX)
+	VMOVUPS Y10, 192(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y5, 64(AX)
+	VMOVUPS Y8, 128(AX)
+	VMOVUPS Y11, 192(AX)
+	JMP     gemm4s_next29
+
+gemm4s_final28:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       80(SP), Y0, Y0
+	VADDPS       112(SP), Y3, Y3
+	VADDPS       144(SP), Y6, Y6
+	VADDPS       176(SP), Y9, Y9
+	VHADDPS      Y3, Y0, Y0
+	VHADDPS      Y9, Y6, Y6
+	VHADDPS      Y6, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm4s_nobias30
+	MOVQ         8(SP), BX
+	VADDPS       (DX)(BX*1), X0, X0
+
+gemm4s_nobias30:
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       208(SP), Y1, Y1
+	VADDPS       240(SP), Y4, Y4
+	VADDPS       272(SP), Y7, Y7
+	VADDPS       304(SP), Y10, Y10
+	VHADDPS      Y4, Y1, Y1
+	VHADDPS      Y10, Y7, Y7
+	VHADDPS      Y7, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm4s_nobias31
+	MOVQ         8(SP), BX
+	VADDPS       (DX)(BX*1), X1, X1
+
+gemm4s_nobias31:
+	VMOVUPS      X1, (AX)
+	ADDQ         CX, AX
+	VADDPS       336(SP), Y2, Y2
+	VADDPS       368(SP), Y5, Y5
+	VADDPS       400(SP), Y8, Y8
+	VADDPS       432(SP), Y11, Y11
+	VHADDPS      Y5, Y2, Y2
+	VHADDPS      Y11, Y8, Y8
+	VHADDPS      Y8, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm4s_nobias32
+	MOVQ         8(SP), DX
+	VADDPS       (CX)(DX*1), X2, X2
+
+gemm4s_nobias32:
+	VMOVUPS X2, (AX)
+
+gemm4s_next29:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x08, AX
+	IMUL3Q $0x03, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x03, 40(SP)
+	JMP    gemm4s_tokens2
+
+gemm4s_tokens_done3:
+	CMPQ 40(SP), $0x02
+	JL   gemm4s_skip33
+
+	// 4 rows × 2 tokens
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4s_cv36
+
+gemm4s_pf34:
+	TESTQ      CX, CX
+	JLE        gemm4s_pf_done35
+	TESTQ      DX, DX
+	JZ         gemm4s_pf_done35
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm4s_pf34
+
+gemm4s_cv36:
+	MOVQ 72(SP), SI
+
+gemm4s_cv_unit37:
+	TESTQ      CX, CX
+	JLE        gemm4s_cv_done39
+	TESTQ      DX, DX
+	JZ         gemm4s_cv_done39
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4s_cv_h40
+	CMPQ       BX, $0x02
+	JE         gemm4s_cv_bf41
+	CMPQ       BX, $0x03
+	JE         gemm4s_cv_hm42
+	JMP        gemm4s_cv_bfm43
+
+gemm4s_cv_h40:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done38
+
+gemm4s_cv_bf41:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done38
+
+gemm4s_cv_hm42:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done38
+
+gemm4s_cv_bfm43:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4s_cv_unit_done38:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4s_cv_unit37
+
+gemm4s_cv_done39:
+	MOVQ SI, 72(SP)
+
+gemm4s_pf_done35:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
+	MOVQ    24(SP), AX
+	MOVQ    ldx+24(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (AX)(CX*1), CX
+	MOVQ    (SP), DX
+	MOVQ    ldw+48(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (DX)(BX*1), SI
+	LEAQ    (SI)(BX*1), DI
+	LEAQ    (DI)(BX*1), BX
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JNZ     gemm4s_fresh44
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x08, R9
+	VMOVUPS 32(R8), Y0
+	VMOVUPS 96(R8), Y2
+	VMOVUPS 160(R8), Y4
+	VMOVUPS 224(R8), Y6
+	ADDQ    R9, R8
+	VMOVUPS 32(R8), Y1
+	VMOVUPS 96(R8), Y3
+	VMOVUPS 160(R8), Y5
+	VMOVUPS 224(R8), Y7
+	JMP     gemm4s_started45
+
+gemm4s_fresh44:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+gemm4s_started45:
+	XORQ R8, R8
+	MOVQ k+56(FP), R9
+	ANDQ $-32, R9
+	SHLQ $0x01, R9
+	JMP  gemm4s_check47
+
+gemm4s_body46:
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     32(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     32(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     32(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     32(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*1), Y9
+	VMOVUPS     96(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     96(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     96(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     96(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x40, R8
+
+gemm4s_check47:
+	CMPQ        R8, R9
+	JL          gemm4s_body46
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x01, R9
+	CMPQ        R8, R9
+	JGE         gemm4s_odd1649
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     32(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     32(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     32(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     32(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x20, R8
+
+gemm4s_odd1649:
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      gemm4s_odd_state50
+	VMOVUPS Y0, 80(SP)
+	VMOVUPS Y1, 208(SP)
+	VMOVUPS Y2, 112(SP)
+	VMOVUPS Y3, 240(SP)
+	VMOVUPS Y4, 144(SP)
+	VMOVUPS Y5, 272(SP)
+	VMOVUPS Y6, 176(SP)
+	VMOVUPS Y7, 304(SP)
+	JMP     gemm4s_odd_stored51
+
+gemm4s_odd_state50:
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x08, R9
+	VMOVUPS Y0, 32(R8)
+	VMOVUPS Y2, 96(R8)
+	VMOVUPS Y4, 160(R8)
+	VMOVUPS Y6, 224(R8)
+	ADDQ    R9, R8
+	VMOVUPS Y1, 32(R8)
+	VMOVUPS Y3, 96(R8)
+	VMOVUPS Y5, 160(R8)
+	VMOVUPS Y7, 224(R8)
+
+gemm4s_odd_stored51:
+	MOVQ    seg+88(FP), R8
+	TESTQ   $0x00000001, R8
+	JNZ     gemm4s_fresh52
+	MOVQ    48(SP), R8
+	MOVQ    groups+72(FP), R9
+	SHLQ    $0x08, R9
+	VMOVUPS (R8), Y0
+	VMOVUPS 64(R8), Y2
+	VMOVUPS 128(R8), Y4
+	VMOVUPS 192(R8), Y6
+	ADDQ    R9, R8
+	VMOVUPS (R8), Y1
+	VMOVUPS 64(R8), Y3
+	VMOVUPS 128(R8), Y5
+	VMOVUPS 192(R8), Y7
+	JMP     gemm4s_started53
+
+gemm4s_fresh52:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+gemm4s_started53:
+	MOVQ k+56(FP), R8
+	SHLQ $0x01, R8
+	LEAQ (AX)(R8*1), AX
+	LEAQ (CX)(R8*1), CX
+	XORQ R8, R8
+	MOVQ k+56(FP), R9
+	ANDQ $-32, R9
+	SHLQ $0x01, R9
+	JMP  gemm4s_check55
+
+gemm4s_body54:
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     (DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*1), Y9
+	VMOVUPS     64(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     64(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     64(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     64(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x40, R8
+
+gemm4s_check55:
+	CMPQ        R8, R9
+	JL          gemm4s_body54
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x01, R9
+	CMPQ        R8, R9
+	JGE         gemm4s_odd1657
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     (DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x20, R8
+
+gemm4s_odd1657:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm4s_final58
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y4, 128(AX)
+	VMOVUPS Y6, 192(AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y3, 64(AX)
+	VMOVUPS Y5, 128(AX)
+	VMOVUPS Y7, 192(AX)
+	JMP     gemm4s_next59
+
+gemm4s_final58:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       80(SP), Y0, Y0
+	VADDPS       112(SP), Y2, Y2
+	VADDPS       144(SP), Y4, Y4
+	VADDPS       176(SP), Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           gemm4s_nobias60
+	MOVQ         8(SP), BX
+	VADDPS       (DX)(BX*1), X0, X0
+
+gemm4s_nobias60:
+	VMOVUPS      X0, (AX)
+	ADDQ         CX, AX
+	VADDPS       208(SP), Y1, Y1
+	VADDPS       240(SP), Y3, Y3
+	VADDPS       272(SP), Y5, Y5
+	VADDPS       304(SP), Y7, Y7
+	VHADDPS      Y3, Y1, Y1
+	VHADDPS      Y7, Y5, Y5
+	VHADDPS      Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm4s_nobias61
+	MOVQ         8(SP), DX
+	VADDPS       (CX)(DX*1), X1, X1
+
+gemm4s_nobias61:
+	VMOVUPS X1, (AX)
+
+gemm4s_next59:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x08, AX
+	IMUL3Q $0x02, AX, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x02, 40(SP)
+
+gemm4s_skip33:
+	CMPQ 40(SP), $0x01
+	JL   gemm4s_skip62
+
+	// 4 rows × 1 tokens
+	MOVQ  56(SP), AX
+	MOVQ  64(SP), CX
+	MOVQ  pfl+112(FP), DX
+	MOVQ  kind+128(FP), BX
+	TESTQ BX, BX
+	JNZ   gemm4s_cv65
+
+gemm4s_pf63:
+	TESTQ      CX, CX
+	JLE        gemm4s_pf_done64
+	TESTQ      DX, DX
+	JZ         gemm4s_pf_done64
+	PREFETCHT0 (AX)
+	ADDQ       $0x40, AX
+	SUBQ       $0x40, CX
+	DECQ       DX
+	JMP        gemm4s_pf63
+
+gemm4s_cv65:
+	MOVQ 72(SP), SI
+
+gemm4s_cv_unit66:
+	TESTQ      CX, CX
+	JLE        gemm4s_cv_done68
+	TESTQ      DX, DX
+	JZ         gemm4s_cv_done68
+	PREFETCHT0 512(AX)
+	CMPQ       BX, $0x01
+	JE         gemm4s_cv_h69
+	CMPQ       BX, $0x02
+	JE         gemm4s_cv_bf70
+	CMPQ       BX, $0x03
+	JE         gemm4s_cv_hm71
+	JMP        gemm4s_cv_bfm72
+
+gemm4s_cv_h69:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VCVTPH2PS 32(AX), Y2
+	VCVTPH2PS 48(AX), Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done67
+
+gemm4s_cv_bf70:
+	VPMOVZXWD (AX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VPMOVZXWD 16(AX), Y1
+	VPSLLD    $0x10, Y1, Y1
+	VPMOVZXWD 32(AX), Y2
+	VPSLLD    $0x10, Y2, Y2
+	VPMOVZXWD 48(AX), Y3
+	VPSLLD    $0x10, Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done67
+
+gemm4s_cv_hm71:
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	VMOVDQU   32(AX), Y3
+	VPSLLD    $0x10, Y3, Y2
+	VPAND     hiwords<>+0(SB), Y3, Y3
+	VPSRAD    $0x03, Y2, Y2
+	VPSRAD    $0x03, Y3, Y3
+	VPAND     f16bits<>+0(SB), Y2, Y2
+	VPAND     f16bits<>+0(SB), Y3, Y3
+	VMULPS    two112<>+0(SB), Y2, Y2
+	VMULPS    two112<>+0(SB), Y3, Y3
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	VMOVUPS   Y2, 64(SI)
+	VMOVUPS   Y3, 96(SI)
+	JMP       gemm4s_cv_unit_done67
+
+gemm4s_cv_bfm72:
+	VMOVDQU (AX), Y1
+	VPSLLD  $0x10, Y1, Y0
+	VPAND   hiwords<>+0(SB), Y1, Y1
+	VMOVDQU 32(AX), Y3
+	VPSLLD  $0x10, Y3, Y2
+	VPAND   hiwords<>+0(SB), Y3, Y3
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+
+gemm4s_cv_unit_done67:
+	ADDQ $0x40, AX
+	SUBQ $0x40, CX
+	ADDQ $0x00000080, SI
+	DECQ DX
+	JMP  gemm4s_cv_unit66
+
+gemm4s_cv_done68:
+	MOVQ SI, 72(SP)
+
+gemm4s_pf_done64:
+	MOVQ    AX, 56(SP)
+	MOVQ    CX, 64(SP)
+	MOVQ    24(SP), AX
+	MOVQ    (SP), CX
+	MOVQ    ldw+48(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*1), BX
+	LEAQ    (BX)(DX*1), SI
+	LEAQ    (SI)(DX*1), DX
+	MOVQ    seg+88(FP), DI
+	TESTQ   $0x00000001, DI
+	JNZ     gemm4s_fresh73
+	MOVQ    48(SP), DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x08, R8
+	VMOVUPS (DI), Y0
+	VMOVUPS 64(DI), Y1
+	VMOVUPS 128(DI), Y2
+	VMOVUPS 192(DI), Y3
+	MOVQ    48(SP), DI
+	MOVQ    groups+72(FP), R8
+	SHLQ    $0x08, R8
+	VMOVUPS 32(DI), Y4
+	VMOVUPS 96(DI), Y5
+	VMOVUPS 160(DI), Y6
+	VMOVUPS 224(DI), Y7
+	JMP     gemm4s_started74
+
+gemm4s_fresh73:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+gemm4s_started74:
+	MOVQ k+56(FP), DI
+	SHLQ $0x01, DI
+	LEAQ (AX)(DI*1), DI
+	XORQ R8, R8
+	MOVQ k+56(FP), R9
+	ANDQ $-32, R9
+	SHLQ $0x01, R9
+	JMP  gemm4s_check76
+
+gemm4s_body75:
+	VMOVUPS     (DI)(R8*1), Y8
+	VMOVUPS     (CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     (BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     (SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     (DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     32(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     32(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     32(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     32(DI)(R8*1), Y8
+	VMOVUPS     64(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     64(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     64(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     64(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     96(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     96(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     96(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     96(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y7
+	ADDQ        $0x40, R8
+
+gemm4s_check76:
+	CMPQ        R8, R9
+	JL          gemm4s_body75
+	MOVQ        k+56(FP), R9
+	ANDQ        $-16, R9
+	SHLQ        $0x01, R9
+	CMPQ        R8, R9
+	JGE         gemm4s_odd1678
+	VMOVUPS     (DI)(R8*1), Y8
+	VMOVUPS     (CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     (BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     (SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     (DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     32(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     32(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     32(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y7
+	ADDQ        $0x20, R8
+
+gemm4s_odd1678:
+	MOVQ    seg+88(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemm4s_final79
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y2, 128(AX)
+	VMOVUPS Y3, 192(AX)
+	MOVQ    48(SP), AX
+	MOVQ    groups+72(FP), CX
+	SHLQ    $0x08, CX
+	VMOVUPS Y4, 32(AX)
+	VMOVUPS Y5, 96(AX)
+	VMOVUPS Y6, 160(AX)
+	VMOVUPS Y7, 224(AX)
+	JMP     gemm4s_next80
+
+gemm4s_final79:
+	MOVQ         32(SP), AX
+	MOVQ         ldd+8(FP), CX
+	SHLQ         $0x02, CX
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y7, Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           gemm4s_nobias81
+	MOVQ         8(SP), DX
+	VADDPS       (CX)(DX*1), X0, X0
+
+gemm4s_nobias81:
+	VMOVUPS X0, (AX)
+
+gemm4s_next80:
+	MOVQ   ldd+8(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x01, AX, AX
+	ADDQ   AX, 32(SP)
+	MOVQ   ldx+24(FP), AX
+	SHLQ   $0x02, AX
+	ADDQ   AX, 24(SP)
+	MOVQ   groups+72(FP), AX
+	SHLQ   $0x08, AX
+	ADDQ   AX, 48(SP)
+	SUBQ   $0x01, 40(SP)
+
+gemm4s_skip62:
+	ADDQ   $0x10, 8(SP)
+	MOVQ   ldw+48(FP), AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x04, AX, AX
+	ADDQ   AX, (SP)
+	DECQ   16(SP)
+	JNZ    gemm4s_group1
+	VZEROUPPER
+	RET
+
 // func matvec(dst *float32, x *float32, w *float32, ldw int, k int, rows int, bias *float32)
 // Requires: AVX, FMA3
 TEXT ·matvec(SB), NOSPLIT, $0-56

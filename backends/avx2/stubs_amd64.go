@@ -36,6 +36,24 @@ func gemm4(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw in
 //go:noescape
 func gemm1(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
 
+// gemm4s computes, for r < 4·groups (groups ≥ 1) and t < T,
+//
+//	dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),
+//
+// each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the
+// accumulators start from the 16 floats at st[(t*4*groups+r)*16] rather than zero,
+// and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).
+// Meanwhile it prefetches the pfn bytes at pf (the weights that come next), pfl cache
+// lines at the start of every block of tokens, so that they arrive during the products;
+// or, for kind ≠ 0, widens them: pfl 64-byte units of 32 halves a block, each to 32
+// floats at cv onwards (kind 1 as widenH, 2 widenBF, 3 widenHM, 4 widenBFM; pfn a
+// multiple of 64), prefetching the halves 8 units ahead.
+// x holds each token's inputs split: the odd 8 of every 16 columns (in order), then
+// the even ones, k/2 floats on; k is a multiple of 16.
+//
+//go:noescape
+func gemm4s(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)
+
 // matvec computes dst[r] = Σ_{i<k} x[i]·w[r*ldw+i] (+ bias[r] if bias != nil) for r < rows.
 //
 //go:noescape

@@ -9,8 +9,10 @@ import (
 )
 
 func genMatMul() {
-	genGemm("gemm4", 4, 3)
-	genGemm("gemm1", 1, 6)
+	genGemm("gemm4", 4, 3, false)
+	genGemm("gemm1", 1, 6, false)
+	// gemm4 with the inputs split (long rows, or many: see the Go side's splitInputs).
+	genGemm("gemm4s", 4, 3, true)
 	genMatVec()
 	genMatVecSpread()
 }
@@ -30,19 +32,34 @@ func genMatMul() {
 // and loads each of the 4 weight and 3 input vectors once per 8 columns; the second
 // pass finds the rows and inputs in L1 (the caller keeps k to a segment that fits).
 // 4 rows × 1 token and 1 row × up to 6 tokens take both halves in one pass.
-func genGemm(name string, R, Tb int) {
-	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)",
-		name+" computes, for r < "+itoa(R)+"·groups (groups ≥ 1) and t < T,",
+//
+// With split, the kernel takes each token's inputs split (k a multiple of 16): the odd
+// 8 columns of every 16 first, then the even ones, so that each pass reads only its own
+// half of the inputs, one sequential run, and the inputs need not stay in L1 from the
+// first pass to the second: on rows of 2048 and 3072 columns at T = 128, where a
+// segment's four rows and three tokens fill much of L1, 1–10% for f32 weights and 4–15%
+// for f16 and bf16 (widened in the GEMM, which takes L1 too); on 768 columns 0–9% with
+// 2048 or 3072 rows, from −3 to +2% with 768 (see splitInputs). The weights, which stay
+// in L1 across the blocks of tokens, are read as they are; the products and their order
+// are the same.
+func genGemm(name string, R, Tb int, split bool) {
+	doc := []string{
+		name + " computes, for r < " + itoa(R) + "·groups (groups ≥ 1) and t < T,",
 		"  dst[t*ldd+r] = Σ_{i<k} x[t*ldx+i]·w[r*ldw+i] (+ bias[r] if bias != nil),",
 		"each sum exactly as matvec takes it; or a segment of those sums: unless seg&1, the",
-		"accumulators start from the 16 floats at st[(t*"+itoa(R)+"*groups+r)*16] rather than zero,",
+		"accumulators start from the 16 floats at st[(t*" + itoa(R) + "*groups+r)*16] rather than zero,",
 		"and unless seg&2 they are stored there and nothing else is (k then a multiple of 16).",
 		"Meanwhile it prefetches the pfn bytes at pf (the weights that come next), pfl cache",
 		"lines at the start of every block of tokens, so that they arrive during the products;",
 		"or, for kind ≠ 0, widens them: pfl 64-byte units of 32 halves a block, each to 32",
 		"floats at cv onwards (kind 1 as widenH, 2 widenBF, 3 widenHM, 4 widenBFM; pfn a",
 		"multiple of 64), prefetching the halves 8 units ahead.",
-	)
+	}
+	if split {
+		doc = append(doc, "x holds each token's inputs split: the odd 8 of every 16 columns (in order), then",
+			"the even ones, k/2 floats on; k is a multiple of 16.")
+	}
+	lb := fn(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, st *float32, seg int, pf *byte, pfn int, pfl int, cv *float32, kind int)", doc...)
 	wcur, goff, gleft := AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	xcur, dcur, tleft, scur := AllocLocal(8), AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	pfcur, pfleft, cvcur := AllocLocal(8), AllocLocal(8), AllocLocal(8)
@@ -198,27 +215,56 @@ func genGemm(name string, R, Tb int) {
 			}
 			Label(started)
 
-			// step multiplies the vectors at byte offset i+disp into acc.
-			step := func(i Register, disp int, acc [][]VecVirtual) {
+			// The inputs of half h: as they are, or split (the odd vectors of
+			// every 16 columns first, then the even ones, k/2 floats further).
+			xh := [2][]Register{xs, xs}
+			if split {
+				for _, h := range hs {
+					if h == 0 {
+						hb := Load(Param("k"), GP64())
+						SHLQ(U8(1), hb) // k/2 floats
+						xh[0] = make([]Register, Tt)
+						for t := range xh[0] {
+							xh[0][t] = GP64()
+							LEAQ(Mem{Base: xs[t], Index: hb, Scale: 1}, xh[0][t])
+						}
+					}
+				}
+			}
+			// step multiplies the vectors of half h at byte offset i+disp (the
+			// weights; split inputs at i/2+disp/2-32h) into acc.
+			step := func(i Register, disp, h int, acc [][]VecVirtual) {
+				xm := func(t int) Mem { return Mem{Base: xh[h][t], Index: i, Scale: 1, Disp: disp} }
+				wm := func(r int) Mem { return Mem{Base: wr[r], Index: i, Scale: 1, Disp: disp} }
+				if split {
+					// i counts the split inputs' bytes, half the weights'.
+					xm = func(t int) Mem { return Mem{Base: xh[h][t], Index: i, Scale: 1, Disp: (disp - 32*h) / 2} }
+					wm = func(r int) Mem { return Mem{Base: wr[r], Index: i, Scale: 2, Disp: disp} }
+				}
 				if R == 1 {
 					w := YMM()
-					VMOVUPS(Mem{Base: wr[0], Index: i, Scale: 1, Disp: disp}, w)
+					VMOVUPS(wm(0), w)
 					for t := 0; t < Tt; t++ {
-						VFMADD231PS(Mem{Base: xs[t], Index: i, Scale: 1, Disp: disp}, w, acc[0][t])
+						VFMADD231PS(xm(t), w, acc[0][t])
 					}
 					return
 				}
 				xv := ymms(Tt)
 				for t := 0; t < Tt; t++ {
-					VMOVUPS(Mem{Base: xs[t], Index: i, Scale: 1, Disp: disp}, xv[t])
+					VMOVUPS(xm(t), xv[t])
 				}
 				for r := 0; r < R; r++ {
 					w := YMM()
-					VMOVUPS(Mem{Base: wr[r], Index: i, Scale: 1, Disp: disp}, w)
+					VMOVUPS(wm(r), w)
 					for t := 0; t < Tt; t++ {
 						VFMADD231PS(xv[t], w, acc[r][t])
 					}
 				}
+			}
+			sh := uint8(2) // bytes of i per column
+			ib := 128      // i per iteration
+			if split {
+				sh, ib = 1, 64
 			}
 			// Two 16-column steps an iteration, then the one left over: half the
 			// loop branches, whose exit the predictor misses once a pass.
@@ -226,30 +272,34 @@ func genGemm(name string, R, Tb int) {
 			XORQ(i, i)
 			k32 := Load(Param("k"), GP64())
 			ANDQ(I32(-32), k32)
-			SHLQ(U8(2), k32)
+			SHLQ(U8(sh), k32)
 			body, check, done := lb.next("body"), lb.next("check"), lb.next("pass_done")
 			JMP(LabelRef(check))
 			Label(body)
 			for u := 0; u < 2; u++ {
 				for _, h := range hs {
-					step(i, 64*u+32*h, acc[h])
+					step(i, 64*u+32*h, h, acc[h])
 				}
 			}
-			ADDQ(U8(128), i)
+			ADDQ(U8(uint8(ib)), i)
 			Label(check)
 			CMPQ(i, k32)
 			JL(LabelRef(body))
 			k16 := Load(Param("k"), GP64())
 			ANDQ(I32(-16), k16)
-			SHLQ(U8(2), k16)
+			SHLQ(U8(sh), k16)
 			odd16 := lb.next("odd16")
 			CMPQ(i, k16)
 			JGE(LabelRef(odd16))
 			for _, h := range hs {
-				step(i, 32*h, acc[h])
+				step(i, 32*h, h, acc[h])
 			}
-			ADDQ(U8(64), i)
+			ADDQ(U8(uint8(ib/2)), i)
 			Label(odd16)
+			if split { // k is a multiple of 16: no columns left
+				Label(done)
+				return acc
+			}
 
 			kmain := Load(Param("k"), GP64())
 			ANDQ(I32(-8), kmain)
@@ -260,7 +310,7 @@ func genGemm(name string, R, Tb int) {
 					more := lb.next("more")
 					CMPQ(i, kmain)
 					JGE(LabelRef(more))
-					step(i, 0, acc[0])
+					step(i, 0, 0, acc[0])
 					Label(more)
 					continue
 				}
