@@ -5976,79 +5976,146 @@ TEXT ·quantQ8(SB), NOSPLIT, $0-32
 	MOVQ nb+16(FP), DX
 	XORQ BX, BX
 
-quantQ8_block1:
-	CMPQ         BX, DX
-	JGE          quantQ8_end2
-	VMOVUPS      (CX), Y0
-	VANDPS       absmask<>+0(SB), Y0, Y4
-	VCMPPS       $0x05, inff<>+0(SB), Y4, Y1
-	VMOVAPS      Y1, Y8
-	VMOVUPS      32(CX), Y1
-	VANDPS       absmask<>+0(SB), Y1, Y5
-	VCMPPS       $0x05, inff<>+0(SB), Y5, Y2
-	VORPS        Y2, Y8, Y8
-	VMOVUPS      64(CX), Y2
-	VANDPS       absmask<>+0(SB), Y2, Y6
-	VCMPPS       $0x05, inff<>+0(SB), Y6, Y3
-	VORPS        Y3, Y8, Y8
-	VMOVUPS      96(CX), Y3
-	VANDPS       absmask<>+0(SB), Y3, Y7
-	VCMPPS       $0x05, inff<>+0(SB), Y7, Y9
-	VORPS        Y9, Y8, Y8
-	VMOVMSKPS    Y8, SI
-	TESTL        SI, SI
-	JNZ          quantQ8_end2
+quantQ8_block41:
+	MOVQ         DX, SI
+	SUBQ         BX, SI
+	CMPQ         SI, $0x04
+	JL           quantQ8_block2
+	VMOVUPS      (CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y0
+	VMOVAPS      Y0, Y0
+	VMOVUPS      32(CX), Y2
+	VANDPS       absmask<>+0(SB), Y2, Y2
+	VCMPPS       $0x05, inff<>+0(SB), Y2, Y3
+	VORPS        Y3, Y0, Y0
+	VMOVUPS      64(CX), Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x05, inff<>+0(SB), Y3, Y4
+	VORPS        Y4, Y0, Y0
+	VMOVUPS      96(CX), Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y5
+	VORPS        Y5, Y0, Y0
+	VMAXPS       Y2, Y1, Y1
+	VMAXPS       Y4, Y3, Y3
+	VMAXPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VMAXPS       X2, X1, X2
+	VMOVHLPS     X2, X2, X1
+	VMAXPS       X1, X2, X2
+	VPSHUFD      $0x01, X2, X1
+	VMAXSS       X1, X2, X2
+	VMOVUPS      128(CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y3
+	VORPS        Y3, Y0, Y0
+	VMOVUPS      160(CX), Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x05, inff<>+0(SB), Y3, Y4
+	VORPS        Y4, Y0, Y0
+	VMOVUPS      192(CX), Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y5
+	VORPS        Y5, Y0, Y0
+	VMOVUPS      224(CX), Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x05, inff<>+0(SB), Y5, Y6
+	VORPS        Y6, Y0, Y0
+	VMAXPS       Y3, Y1, Y1
 	VMAXPS       Y5, Y4, Y4
+	VMAXPS       Y4, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VMAXPS       X3, X1, X3
+	VMOVHLPS     X3, X3, X1
+	VMAXPS       X1, X3, X3
+	VPSHUFD      $0x01, X3, X1
+	VMAXSS       X1, X3, X3
+	VMOVUPS      256(CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y4
+	VORPS        Y4, Y0, Y0
+	VMOVUPS      288(CX), Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y5
+	VORPS        Y5, Y0, Y0
+	VMOVUPS      320(CX), Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x05, inff<>+0(SB), Y5, Y6
+	VORPS        Y6, Y0, Y0
+	VMOVUPS      352(CX), Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y0, Y0
+	VMAXPS       Y4, Y1, Y1
+	VMAXPS       Y6, Y5, Y5
+	VMAXPS       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VMAXPS       X4, X1, X4
+	VMOVHLPS     X4, X4, X1
+	VMAXPS       X1, X4, X4
+	VPSHUFD      $0x01, X4, X1
+	VMAXSS       X1, X4, X4
+	VMOVUPS      384(CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y5
+	VORPS        Y5, Y0, Y0
+	VMOVUPS      416(CX), Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x05, inff<>+0(SB), Y5, Y6
+	VORPS        Y6, Y0, Y0
+	VMOVUPS      448(CX), Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y0, Y0
+	VMOVUPS      480(CX), Y7
+	VANDPS       absmask<>+0(SB), Y7, Y7
+	VCMPPS       $0x05, inff<>+0(SB), Y7, Y8
+	VORPS        Y8, Y0, Y0
+	VMAXPS       Y5, Y1, Y1
 	VMAXPS       Y7, Y6, Y6
-	VMAXPS       Y6, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VMAXPS       X5, X4, X5
-	VMOVHLPS     X5, X5, X4
-	VMAXPS       X4, X5, X5
-	VPSHUFD      $0x01, X5, X4
-	VMAXSS       X4, X5, X5
-	VDIVSS       f127<>+0(SB), X5, X4
-	VMOVSS       onef<>+0(SB), X5
-	VDIVSS       X4, X5, X5
-	VXORPS       X6, X6, X6
-	VCMPSS       $0x00, X6, X4, X6
-	VANDNPS      X5, X6, X5
-	VUCOMISS     inff<>+0(SB), X5
-	JAE          quantQ8_end2
-	VCVTPS2PH    $0x00, X4, X4
-	VPEXTRW      $0x00, X4, (AX)
-	VBROADCASTSS X5, Y4
-	VMULPS       Y4, Y0, Y5
-	VROUNDPS     $0x03, Y5, Y0
-	VSUBPS       Y0, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y0, Y0
-	VCVTTPS2DQ   Y0, Y0
-	VMULPS       Y4, Y1, Y5
-	VROUNDPS     $0x03, Y5, Y1
-	VSUBPS       Y1, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VCVTTPS2DQ   Y1, Y1
-	VMULPS       Y4, Y2, Y5
-	VROUNDPS     $0x03, Y5, Y2
-	VSUBPS       Y2, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y2, Y2
+	VMAXPS       Y6, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X5
+	VMAXPS       X5, X1, X5
+	VMOVHLPS     X5, X5, X1
+	VMAXPS       X1, X5, X5
+	VPSHUFD      $0x01, X5, X1
+	VMAXSS       X1, X5, X5
+	VMOVMSKPS    Y0, SI
+	TESTL        SI, SI
+	JNZ          quantQ8_block2
+	VINSERTPS    $0x10, X3, X2, X2
+	VINSERTPS    $0x20, X4, X2, X2
+	VINSERTPS    $0x30, X5, X2, X2
+	VDIVPS       f127<>+0(SB), X2, X0
+	VMOVUPS      onef<>+0(SB), X1
+	VDIVPS       X0, X1, X1
+	VXORPS       X2, X2, X2
+	VCMPPS       $0x00, X2, X0, X2
+	VANDNPS      X1, X2, X1
+	VCMPPS       $0x1d, inff<>+0(SB), X1, X2
+	VMOVMSKPS    X2, SI
+	TESTL        SI, SI
+	JNZ          quantQ8_block2
+	VCVTPS2PH    $0x00, X0, X0
+	VPEXTRW      $0x00, X0, (AX)
+	VPEXTRW      $0x01, X0, 34(AX)
+	VPEXTRW      $0x02, X0, 68(AX)
+	VPEXTRW      $0x03, X0, 102(AX)
+	VBROADCASTSS X1, Y0
+	VMOVUPS      (CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
 	VCVTTPS2DQ   Y2, Y2
-	VMULPS       Y4, Y3, Y4
+	VMOVUPS      32(CX), Y3
+	VMULPS       Y0, Y3, Y4
 	VROUNDPS     $0x03, Y4, Y3
 	VSUBPS       Y3, Y4, Y5
 	VANDPS       absmask<>+0(SB), Y5, Y5
@@ -6058,18 +6125,293 @@ quantQ8_block1:
 	VANDPS       Y5, Y4, Y4
 	VADDPS       Y4, Y3, Y3
 	VCVTTPS2DQ   Y3, Y3
-	VPACKSSDW    Y1, Y0, Y0
+	VMOVUPS      64(CX), Y4
+	VMULPS       Y0, Y4, Y5
+	VROUNDPS     $0x03, Y5, Y4
+	VSUBPS       Y4, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y4, Y4
+	VCVTTPS2DQ   Y4, Y4
+	VMOVUPS      96(CX), Y5
+	VMULPS       Y0, Y5, Y5
+	VROUNDPS     $0x03, Y5, Y0
+	VSUBPS       Y0, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
 	VPACKSSDW    Y3, Y2, Y2
-	VPACKSSWB    Y2, Y0, Y0
-	VMOVDQU      q8perm<>+0(SB), Y1
-	VPERMD       Y0, Y1, Y0
-	VMOVDQU      Y0, 2(AX)
+	VPACKSSDW    Y0, Y4, Y4
+	VPACKSSWB    Y4, Y2, Y2
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y2, Y0, Y2
+	VMOVDQU      Y2, 2(AX)
+	VPSHUFD      $0x55, X1, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS      128(CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMOVUPS      160(CX), Y3
+	VMULPS       Y0, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VMOVUPS      192(CX), Y4
+	VMULPS       Y0, Y4, Y5
+	VROUNDPS     $0x03, Y5, Y4
+	VSUBPS       Y4, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y4, Y4
+	VCVTTPS2DQ   Y4, Y4
+	VMOVUPS      224(CX), Y5
+	VMULPS       Y0, Y5, Y5
+	VROUNDPS     $0x03, Y5, Y0
+	VSUBPS       Y0, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSDW    Y0, Y4, Y4
+	VPACKSSWB    Y4, Y2, Y2
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y2, Y0, Y2
+	VMOVDQU      Y2, 36(AX)
+	VPSHUFD      $0xaa, X1, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS      256(CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMOVUPS      288(CX), Y3
+	VMULPS       Y0, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VMOVUPS      320(CX), Y4
+	VMULPS       Y0, Y4, Y5
+	VROUNDPS     $0x03, Y5, Y4
+	VSUBPS       Y4, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y4, Y4
+	VCVTTPS2DQ   Y4, Y4
+	VMOVUPS      352(CX), Y5
+	VMULPS       Y0, Y5, Y5
+	VROUNDPS     $0x03, Y5, Y0
+	VSUBPS       Y0, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSDW    Y0, Y4, Y4
+	VPACKSSWB    Y4, Y2, Y2
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y2, Y0, Y2
+	VMOVDQU      Y2, 70(AX)
+	VPSHUFD      $0xff, X1, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS      384(CX), Y1
+	VMULPS       Y0, Y1, Y2
+	VROUNDPS     $0x03, Y2, Y1
+	VSUBPS       Y1, Y2, Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x1d, halff<>+0(SB), Y3, Y3
+	VANDPS       signmask<>+0(SB), Y2, Y2
+	VORPS        onef<>+0(SB), Y2, Y2
+	VANDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VCVTTPS2DQ   Y1, Y1
+	VMOVUPS      416(CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMOVUPS      448(CX), Y3
+	VMULPS       Y0, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VMOVUPS      480(CX), Y4
+	VMULPS       Y0, Y4, Y4
+	VROUNDPS     $0x03, Y4, Y0
+	VSUBPS       Y0, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPACKSSDW    Y2, Y1, Y1
+	VPACKSSDW    Y0, Y3, Y3
+	VPACKSSWB    Y3, Y1, Y1
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y1, Y0, Y1
+	VMOVDQU      Y1, 104(AX)
+	ADDQ         $0x00000200, CX
+	ADDQ         $0x88, AX
+	ADDQ         $0x04, BX
+	JMP          quantQ8_block41
+
+quantQ8_block2:
+	CMPQ         BX, DX
+	JGE          quantQ8_end3
+	VMOVUPS      (CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y0
+	VMOVAPS      Y0, Y0
+	VMOVUPS      32(CX), Y2
+	VANDPS       absmask<>+0(SB), Y2, Y2
+	VCMPPS       $0x05, inff<>+0(SB), Y2, Y3
+	VORPS        Y3, Y0, Y0
+	VMOVUPS      64(CX), Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x05, inff<>+0(SB), Y3, Y4
+	VORPS        Y4, Y0, Y0
+	VMOVUPS      96(CX), Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y5
+	VORPS        Y5, Y0, Y0
+	VMAXPS       Y2, Y1, Y1
+	VMAXPS       Y4, Y3, Y3
+	VMAXPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VMAXPS       X2, X1, X2
+	VMOVHLPS     X2, X2, X1
+	VMAXPS       X1, X2, X2
+	VPSHUFD      $0x01, X2, X1
+	VMAXSS       X1, X2, X2
+	VMOVMSKPS    Y0, SI
+	TESTL        SI, SI
+	JNZ          quantQ8_end3
+	VDIVSS       f127<>+0(SB), X2, X0
+	VMOVSS       onef<>+0(SB), X1
+	VDIVSS       X0, X1, X1
+	VXORPS       X2, X2, X2
+	VCMPSS       $0x00, X2, X0, X2
+	VANDNPS      X1, X2, X1
+	VUCOMISS     inff<>+0(SB), X1
+	JAE          quantQ8_end3
+	VCVTPS2PH    $0x00, X0, X0
+	VPEXTRW      $0x00, X0, (AX)
+	VBROADCASTSS X1, Y0
+	VMOVUPS      (CX), Y1
+	VMULPS       Y0, Y1, Y2
+	VROUNDPS     $0x03, Y2, Y1
+	VSUBPS       Y1, Y2, Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x1d, halff<>+0(SB), Y3, Y3
+	VANDPS       signmask<>+0(SB), Y2, Y2
+	VORPS        onef<>+0(SB), Y2, Y2
+	VANDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VCVTTPS2DQ   Y1, Y1
+	VMOVUPS      32(CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMOVUPS      64(CX), Y3
+	VMULPS       Y0, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VMOVUPS      96(CX), Y4
+	VMULPS       Y0, Y4, Y4
+	VROUNDPS     $0x03, Y4, Y0
+	VSUBPS       Y0, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPACKSSDW    Y2, Y1, Y1
+	VPACKSSDW    Y0, Y3, Y3
+	VPACKSSWB    Y3, Y1, Y1
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y1, Y0, Y1
+	VMOVDQU      Y1, 2(AX)
 	ADDQ         $0x80, CX
 	ADDQ         $0x22, AX
 	INCQ         BX
-	JMP          quantQ8_block1
+	JMP          quantQ8_block2
 
-quantQ8_end2:
+quantQ8_end3:
 	MOVQ BX, ret+24(FP)
 	VZEROUPPER
 	RET
