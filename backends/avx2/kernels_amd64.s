@@ -10590,7 +10590,7 @@ repackQ8SFull_block:
 	RET
 
 // func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·qgemmMQ8x1(SB), NOSPLIT, $0-48
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
@@ -10600,8 +10600,12 @@ TEXT ·qgemmMQ8x1(SB), NOSPLIT, $0-48
 	MOVQ   xstride+32(FP), BX
 	MOVQ   nb+40(FP), SI
 	VXORPS Y0, Y0, Y0
+	IMUL3Q $0x08, BX, DI
 
 qgemmMQ8x1_block1:
+	LEAQ         (DX)(DI*1), R8
+	PREFETCHT0   (R8)
+	PREFETCHT0   39(R8)
 	VMOVDQU      ones16<>+0(SB), Y2
 	VMOVDQU      (CX), Y1
 	VPABSB       Y1, Y3
@@ -10673,7 +10677,7 @@ qgemmMQ8x1_block1:
 	RET
 
 // func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·qgemmMQ8x2(SB), NOSPLIT, $0-48
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
@@ -10684,8 +10688,13 @@ TEXT ·qgemmMQ8x2(SB), NOSPLIT, $0-48
 	MOVQ   nb+40(FP), DI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x2_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   79(R9)
 	VMOVDQU      ones16<>+0(SB), Y4
 	VMOVDQU      (DX), Y3
 	VPABSB       Y3, Y5
@@ -10803,7 +10812,7 @@ qgemmMQ8x2_block1:
 	RET
 
 // func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·qgemmMQ8x3(SB), NOSPLIT, $0-48
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
@@ -10815,8 +10824,13 @@ TEXT ·qgemmMQ8x3(SB), NOSPLIT, $0-48
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x3_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   119(R9)
 	VMOVDQU      ones16<>+0(SB), Y6
 	VMOVDQU      (DX), Y5
 	VPABSB       Y5, Y7
@@ -10980,7 +10994,7 @@ qgemmMQ8x3_block1:
 	RET
 
 // func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·qgemmMQ8x4(SB), NOSPLIT, $0-48
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
@@ -10993,8 +11007,14 @@ TEXT ·qgemmMQ8x4(SB), NOSPLIT, $0-48
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x4_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
+	PREFETCHT0   159(R9)
 	VMOVDQU      ones16<>+0(SB), Y8
 	VMOVDQU      (DX), Y7
 	VPABSB       Y7, Y9
@@ -11204,7 +11224,7 @@ qgemmMQ8x4_block1:
 	RET
 
 // func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·qgemmMQ8x5(SB), NOSPLIT, $0-48
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
@@ -11218,8 +11238,15 @@ TEXT ·qgemmMQ8x5(SB), NOSPLIT, $0-48
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x5_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
+	PREFETCHT0   192(R9)
+	PREFETCHT0   199(R9)
 	VMOVDQU      ones16<>+0(SB), Y10
 	VMOVDQU      (DX), Y9
 	VPABSB       Y9, Y11
@@ -11475,7 +11502,7 @@ qgemmMQ8x5_block1:
 	RET
 
 // func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·qgemmMQ8x6(SB), NOSPLIT, $0-48
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
@@ -11490,8 +11517,15 @@ TEXT ·qgemmMQ8x6(SB), NOSPLIT, $0-48
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x6_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
+	PREFETCHT0   192(R9)
+	PREFETCHT0   239(R9)
 	VMOVDQU      ones16<>+0(SB), Y12
 	VMOVDQU      (DX), Y11
 	VPABSB       Y11, Y13
