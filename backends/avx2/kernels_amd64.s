@@ -10589,9 +10589,9 @@ repackQ8SFull_block:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·qgemmMQ8x1(SB), NOSPLIT, $0-48
+TEXT ·qgemmMQ8x1(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -10672,13 +10672,19 @@ qgemmMQ8x1_block1:
 	ADDQ         BX, DX
 	DECQ         SI
 	JNZ          qgemmMQ8x1_block1
-	VMOVUPS      Y0, (AX)
+	MOVQ         bias+48(FP), CX
+	TESTQ        CX, CX
+	JZ           qgemmMQ8x1_store2
+	VADDPS       (CX), Y0, Y0
+
+qgemmMQ8x1_store2:
+	VMOVUPS Y0, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·qgemmMQ8x2(SB), NOSPLIT, $0-48
+TEXT ·qgemmMQ8x2(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -10805,15 +10811,22 @@ qgemmMQ8x2_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x2_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x2_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+
+qgemmMQ8x2_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·qgemmMQ8x3(SB), NOSPLIT, $0-48
+TEXT ·qgemmMQ8x3(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -10985,17 +10998,25 @@ qgemmMQ8x3_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x3_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y2, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x3_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+	VADDPS       (DX), Y2, Y2
+
+qgemmMQ8x3_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·qgemmMQ8x4(SB), NOSPLIT, $0-48
+TEXT ·qgemmMQ8x4(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -11213,19 +11234,28 @@ qgemmMQ8x4_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x4_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y2, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y3, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x4_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+	VADDPS       (DX), Y2, Y2
+	VADDPS       (DX), Y3, Y3
+
+qgemmMQ8x4_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·qgemmMQ8x5(SB), NOSPLIT, $0-48
+TEXT ·qgemmMQ8x5(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -11489,21 +11519,31 @@ qgemmMQ8x5_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x5_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y2, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y3, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y4, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x5_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+	VADDPS       (DX), Y2, Y2
+	VADDPS       (DX), Y3, Y3
+	VADDPS       (DX), Y4, Y4
+
+qgemmMQ8x5_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX2, F16C, MMX+
-TEXT ·qgemmMQ8x6(SB), NOSPLIT, $0-48
+TEXT ·qgemmMQ8x6(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -11812,17 +11852,28 @@ qgemmMQ8x6_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x6_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y2, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y3, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y4, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y5, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x6_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+	VADDPS       (DX), Y2, Y2
+	VADDPS       (DX), Y3, Y3
+	VADDPS       (DX), Y4, Y4
+	VADDPS       (DX), Y5, Y5
+
+qgemmMQ8x6_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y5, (AX)
 	VZEROUPPER
 	RET
 
