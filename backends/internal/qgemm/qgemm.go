@@ -94,7 +94,7 @@ type Kernels struct {
 	// prepare does without the sums): T ≥ 1 tokens of nb ≥ 1 blocks, xb bytes apart.
 	PrepareQ8 func(xs, xq *byte, T, nb, xb int)
 	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
-	// bias with it rather than a loop in Go.
+	// bias with it (of the rows TileBias does not take) rather than a loop in Go.
 	AddBias func(dst, x *float32, n int)
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
@@ -227,6 +227,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	addBias := func(t0, nt, a, b int) {
 		for t := t0; t < t0+nt; t++ {
 			d := dst[t*ld+a : t*ld+b]
+			if k.AddBias != nil {
+				k.AddBias(&d[0], &bias[a], b-a)
+				continue
+			}
 			for i, c := range bias[a:b] {
 				d[i] += c
 			}
