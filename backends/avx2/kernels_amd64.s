@@ -7183,79 +7183,146 @@ TEXT ·quantQ8(SB), NOSPLIT, $0-32
 	MOVQ nb+16(FP), DX
 	XORQ BX, BX
 
-quantQ8_block1:
-	CMPQ         BX, DX
-	JGE          quantQ8_end2
-	VMOVUPS      (CX), Y0
-	VANDPS       absmask<>+0(SB), Y0, Y4
-	VCMPPS       $0x05, inff<>+0(SB), Y4, Y1
-	VMOVAPS      Y1, Y8
-	VMOVUPS      32(CX), Y1
-	VANDPS       absmask<>+0(SB), Y1, Y5
-	VCMPPS       $0x05, inff<>+0(SB), Y5, Y2
-	VORPS        Y2, Y8, Y8
-	VMOVUPS      64(CX), Y2
-	VANDPS       absmask<>+0(SB), Y2, Y6
-	VCMPPS       $0x05, inff<>+0(SB), Y6, Y3
-	VORPS        Y3, Y8, Y8
-	VMOVUPS      96(CX), Y3
-	VANDPS       absmask<>+0(SB), Y3, Y7
-	VCMPPS       $0x05, inff<>+0(SB), Y7, Y9
-	VORPS        Y9, Y8, Y8
-	VMOVMSKPS    Y8, SI
-	TESTL        SI, SI
-	JNZ          quantQ8_end2
+quantQ8_block41:
+	MOVQ         DX, SI
+	SUBQ         BX, SI
+	CMPQ         SI, $0x04
+	JL           quantQ8_block2
+	VMOVUPS      (CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y0
+	VMOVAPS      Y0, Y0
+	VMOVUPS      32(CX), Y2
+	VANDPS       absmask<>+0(SB), Y2, Y2
+	VCMPPS       $0x05, inff<>+0(SB), Y2, Y3
+	VORPS        Y3, Y0, Y0
+	VMOVUPS      64(CX), Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x05, inff<>+0(SB), Y3, Y4
+	VORPS        Y4, Y0, Y0
+	VMOVUPS      96(CX), Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y5
+	VORPS        Y5, Y0, Y0
+	VMAXPS       Y2, Y1, Y1
+	VMAXPS       Y4, Y3, Y3
+	VMAXPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VMAXPS       X2, X1, X2
+	VMOVHLPS     X2, X2, X1
+	VMAXPS       X1, X2, X2
+	VPSHUFD      $0x01, X2, X1
+	VMAXSS       X1, X2, X2
+	VMOVUPS      128(CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y3
+	VORPS        Y3, Y0, Y0
+	VMOVUPS      160(CX), Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x05, inff<>+0(SB), Y3, Y4
+	VORPS        Y4, Y0, Y0
+	VMOVUPS      192(CX), Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y5
+	VORPS        Y5, Y0, Y0
+	VMOVUPS      224(CX), Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x05, inff<>+0(SB), Y5, Y6
+	VORPS        Y6, Y0, Y0
+	VMAXPS       Y3, Y1, Y1
 	VMAXPS       Y5, Y4, Y4
+	VMAXPS       Y4, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VMAXPS       X3, X1, X3
+	VMOVHLPS     X3, X3, X1
+	VMAXPS       X1, X3, X3
+	VPSHUFD      $0x01, X3, X1
+	VMAXSS       X1, X3, X3
+	VMOVUPS      256(CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y4
+	VORPS        Y4, Y0, Y0
+	VMOVUPS      288(CX), Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y5
+	VORPS        Y5, Y0, Y0
+	VMOVUPS      320(CX), Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x05, inff<>+0(SB), Y5, Y6
+	VORPS        Y6, Y0, Y0
+	VMOVUPS      352(CX), Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y0, Y0
+	VMAXPS       Y4, Y1, Y1
+	VMAXPS       Y6, Y5, Y5
+	VMAXPS       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VMAXPS       X4, X1, X4
+	VMOVHLPS     X4, X4, X1
+	VMAXPS       X1, X4, X4
+	VPSHUFD      $0x01, X4, X1
+	VMAXSS       X1, X4, X4
+	VMOVUPS      384(CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y5
+	VORPS        Y5, Y0, Y0
+	VMOVUPS      416(CX), Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x05, inff<>+0(SB), Y5, Y6
+	VORPS        Y6, Y0, Y0
+	VMOVUPS      448(CX), Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x05, inff<>+0(SB), Y6, Y7
+	VORPS        Y7, Y0, Y0
+	VMOVUPS      480(CX), Y7
+	VANDPS       absmask<>+0(SB), Y7, Y7
+	VCMPPS       $0x05, inff<>+0(SB), Y7, Y8
+	VORPS        Y8, Y0, Y0
+	VMAXPS       Y5, Y1, Y1
 	VMAXPS       Y7, Y6, Y6
-	VMAXPS       Y6, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VMAXPS       X5, X4, X5
-	VMOVHLPS     X5, X5, X4
-	VMAXPS       X4, X5, X5
-	VPSHUFD      $0x01, X5, X4
-	VMAXSS       X4, X5, X5
-	VDIVSS       f127<>+0(SB), X5, X4
-	VMOVSS       onef<>+0(SB), X5
-	VDIVSS       X4, X5, X5
-	VXORPS       X6, X6, X6
-	VCMPSS       $0x00, X6, X4, X6
-	VANDNPS      X5, X6, X5
-	VUCOMISS     inff<>+0(SB), X5
-	JAE          quantQ8_end2
-	VCVTPS2PH    $0x00, X4, X4
-	VPEXTRW      $0x00, X4, (AX)
-	VBROADCASTSS X5, Y4
-	VMULPS       Y4, Y0, Y5
-	VROUNDPS     $0x03, Y5, Y0
-	VSUBPS       Y0, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y0, Y0
-	VCVTTPS2DQ   Y0, Y0
-	VMULPS       Y4, Y1, Y5
-	VROUNDPS     $0x03, Y5, Y1
-	VSUBPS       Y1, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VCVTTPS2DQ   Y1, Y1
-	VMULPS       Y4, Y2, Y5
-	VROUNDPS     $0x03, Y5, Y2
-	VSUBPS       Y2, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y2, Y2
+	VMAXPS       Y6, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X5
+	VMAXPS       X5, X1, X5
+	VMOVHLPS     X5, X5, X1
+	VMAXPS       X1, X5, X5
+	VPSHUFD      $0x01, X5, X1
+	VMAXSS       X1, X5, X5
+	VMOVMSKPS    Y0, SI
+	TESTL        SI, SI
+	JNZ          quantQ8_block2
+	VINSERTPS    $0x10, X3, X2, X2
+	VINSERTPS    $0x20, X4, X2, X2
+	VINSERTPS    $0x30, X5, X2, X2
+	VDIVPS       f127<>+0(SB), X2, X0
+	VMOVUPS      onef<>+0(SB), X1
+	VDIVPS       X0, X1, X1
+	VXORPS       X2, X2, X2
+	VCMPPS       $0x00, X2, X0, X2
+	VANDNPS      X1, X2, X1
+	VCMPPS       $0x1d, inff<>+0(SB), X1, X2
+	VMOVMSKPS    X2, SI
+	TESTL        SI, SI
+	JNZ          quantQ8_block2
+	VCVTPS2PH    $0x00, X0, X0
+	VPEXTRW      $0x00, X0, (AX)
+	VPEXTRW      $0x01, X0, 34(AX)
+	VPEXTRW      $0x02, X0, 68(AX)
+	VPEXTRW      $0x03, X0, 102(AX)
+	VBROADCASTSS X1, Y0
+	VMOVUPS      (CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
 	VCVTTPS2DQ   Y2, Y2
-	VMULPS       Y4, Y3, Y4
+	VMOVUPS      32(CX), Y3
+	VMULPS       Y0, Y3, Y4
 	VROUNDPS     $0x03, Y4, Y3
 	VSUBPS       Y3, Y4, Y5
 	VANDPS       absmask<>+0(SB), Y5, Y5
@@ -7265,18 +7332,293 @@ quantQ8_block1:
 	VANDPS       Y5, Y4, Y4
 	VADDPS       Y4, Y3, Y3
 	VCVTTPS2DQ   Y3, Y3
-	VPACKSSDW    Y1, Y0, Y0
+	VMOVUPS      64(CX), Y4
+	VMULPS       Y0, Y4, Y5
+	VROUNDPS     $0x03, Y5, Y4
+	VSUBPS       Y4, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y4, Y4
+	VCVTTPS2DQ   Y4, Y4
+	VMOVUPS      96(CX), Y5
+	VMULPS       Y0, Y5, Y5
+	VROUNDPS     $0x03, Y5, Y0
+	VSUBPS       Y0, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
 	VPACKSSDW    Y3, Y2, Y2
-	VPACKSSWB    Y2, Y0, Y0
-	VMOVDQU      q8perm<>+0(SB), Y1
-	VPERMD       Y0, Y1, Y0
-	VMOVDQU      Y0, 2(AX)
+	VPACKSSDW    Y0, Y4, Y4
+	VPACKSSWB    Y4, Y2, Y2
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y2, Y0, Y2
+	VMOVDQU      Y2, 2(AX)
+	VPSHUFD      $0x55, X1, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS      128(CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMOVUPS      160(CX), Y3
+	VMULPS       Y0, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VMOVUPS      192(CX), Y4
+	VMULPS       Y0, Y4, Y5
+	VROUNDPS     $0x03, Y5, Y4
+	VSUBPS       Y4, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y4, Y4
+	VCVTTPS2DQ   Y4, Y4
+	VMOVUPS      224(CX), Y5
+	VMULPS       Y0, Y5, Y5
+	VROUNDPS     $0x03, Y5, Y0
+	VSUBPS       Y0, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSDW    Y0, Y4, Y4
+	VPACKSSWB    Y4, Y2, Y2
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y2, Y0, Y2
+	VMOVDQU      Y2, 36(AX)
+	VPSHUFD      $0xaa, X1, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS      256(CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMOVUPS      288(CX), Y3
+	VMULPS       Y0, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VMOVUPS      320(CX), Y4
+	VMULPS       Y0, Y4, Y5
+	VROUNDPS     $0x03, Y5, Y4
+	VSUBPS       Y4, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y4, Y4
+	VCVTTPS2DQ   Y4, Y4
+	VMOVUPS      352(CX), Y5
+	VMULPS       Y0, Y5, Y5
+	VROUNDPS     $0x03, Y5, Y0
+	VSUBPS       Y0, Y5, Y6
+	VANDPS       absmask<>+0(SB), Y6, Y6
+	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
+	VANDPS       signmask<>+0(SB), Y5, Y5
+	VORPS        onef<>+0(SB), Y5, Y5
+	VANDPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSDW    Y0, Y4, Y4
+	VPACKSSWB    Y4, Y2, Y2
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y2, Y0, Y2
+	VMOVDQU      Y2, 70(AX)
+	VPSHUFD      $0xff, X1, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS      384(CX), Y1
+	VMULPS       Y0, Y1, Y2
+	VROUNDPS     $0x03, Y2, Y1
+	VSUBPS       Y1, Y2, Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x1d, halff<>+0(SB), Y3, Y3
+	VANDPS       signmask<>+0(SB), Y2, Y2
+	VORPS        onef<>+0(SB), Y2, Y2
+	VANDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VCVTTPS2DQ   Y1, Y1
+	VMOVUPS      416(CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMOVUPS      448(CX), Y3
+	VMULPS       Y0, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VMOVUPS      480(CX), Y4
+	VMULPS       Y0, Y4, Y4
+	VROUNDPS     $0x03, Y4, Y0
+	VSUBPS       Y0, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPACKSSDW    Y2, Y1, Y1
+	VPACKSSDW    Y0, Y3, Y3
+	VPACKSSWB    Y3, Y1, Y1
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y1, Y0, Y1
+	VMOVDQU      Y1, 104(AX)
+	ADDQ         $0x00000200, CX
+	ADDQ         $0x88, AX
+	ADDQ         $0x04, BX
+	JMP          quantQ8_block41
+
+quantQ8_block2:
+	CMPQ         BX, DX
+	JGE          quantQ8_end3
+	VMOVUPS      (CX), Y1
+	VANDPS       absmask<>+0(SB), Y1, Y1
+	VCMPPS       $0x05, inff<>+0(SB), Y1, Y0
+	VMOVAPS      Y0, Y0
+	VMOVUPS      32(CX), Y2
+	VANDPS       absmask<>+0(SB), Y2, Y2
+	VCMPPS       $0x05, inff<>+0(SB), Y2, Y3
+	VORPS        Y3, Y0, Y0
+	VMOVUPS      64(CX), Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x05, inff<>+0(SB), Y3, Y4
+	VORPS        Y4, Y0, Y0
+	VMOVUPS      96(CX), Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x05, inff<>+0(SB), Y4, Y5
+	VORPS        Y5, Y0, Y0
+	VMAXPS       Y2, Y1, Y1
+	VMAXPS       Y4, Y3, Y3
+	VMAXPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VMAXPS       X2, X1, X2
+	VMOVHLPS     X2, X2, X1
+	VMAXPS       X1, X2, X2
+	VPSHUFD      $0x01, X2, X1
+	VMAXSS       X1, X2, X2
+	VMOVMSKPS    Y0, SI
+	TESTL        SI, SI
+	JNZ          quantQ8_end3
+	VDIVSS       f127<>+0(SB), X2, X0
+	VMOVSS       onef<>+0(SB), X1
+	VDIVSS       X0, X1, X1
+	VXORPS       X2, X2, X2
+	VCMPSS       $0x00, X2, X0, X2
+	VANDNPS      X1, X2, X1
+	VUCOMISS     inff<>+0(SB), X1
+	JAE          quantQ8_end3
+	VCVTPS2PH    $0x00, X0, X0
+	VPEXTRW      $0x00, X0, (AX)
+	VBROADCASTSS X1, Y0
+	VMOVUPS      (CX), Y1
+	VMULPS       Y0, Y1, Y2
+	VROUNDPS     $0x03, Y2, Y1
+	VSUBPS       Y1, Y2, Y3
+	VANDPS       absmask<>+0(SB), Y3, Y3
+	VCMPPS       $0x1d, halff<>+0(SB), Y3, Y3
+	VANDPS       signmask<>+0(SB), Y2, Y2
+	VORPS        onef<>+0(SB), Y2, Y2
+	VANDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VCVTTPS2DQ   Y1, Y1
+	VMOVUPS      32(CX), Y2
+	VMULPS       Y0, Y2, Y3
+	VROUNDPS     $0x03, Y3, Y2
+	VSUBPS       Y2, Y3, Y4
+	VANDPS       absmask<>+0(SB), Y4, Y4
+	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
+	VANDPS       signmask<>+0(SB), Y3, Y3
+	VORPS        onef<>+0(SB), Y3, Y3
+	VANDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VMOVUPS      64(CX), Y3
+	VMULPS       Y0, Y3, Y4
+	VROUNDPS     $0x03, Y4, Y3
+	VSUBPS       Y3, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VMOVUPS      96(CX), Y4
+	VMULPS       Y0, Y4, Y4
+	VROUNDPS     $0x03, Y4, Y0
+	VSUBPS       Y0, Y4, Y5
+	VANDPS       absmask<>+0(SB), Y5, Y5
+	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
+	VANDPS       signmask<>+0(SB), Y4, Y4
+	VORPS        onef<>+0(SB), Y4, Y4
+	VANDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPACKSSDW    Y2, Y1, Y1
+	VPACKSSDW    Y0, Y3, Y3
+	VPACKSSWB    Y3, Y1, Y1
+	VMOVDQU      q8perm<>+0(SB), Y0
+	VPERMD       Y1, Y0, Y1
+	VMOVDQU      Y1, 2(AX)
 	ADDQ         $0x80, CX
 	ADDQ         $0x22, AX
 	INCQ         BX
-	JMP          quantQ8_block1
+	JMP          quantQ8_block2
 
-quantQ8_end2:
+quantQ8_end3:
 	MOVQ BX, ret+24(FP)
 	VZEROUPPER
 	RET
@@ -11454,9 +11796,9 @@ repackQ8SFull_block:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
-TEXT ·qgemmMQ8x1(SB), NOSPLIT, $0-48
+// func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·qgemmMQ8x1(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -11465,8 +11807,12 @@ TEXT ·qgemmMQ8x1(SB), NOSPLIT, $0-48
 	MOVQ   xstride+32(FP), BX
 	MOVQ   nb+40(FP), SI
 	VXORPS Y0, Y0, Y0
+	IMUL3Q $0x08, BX, DI
 
 qgemmMQ8x1_block1:
+	LEAQ         (DX)(DI*1), R8
+	PREFETCHT0   (R8)
+	PREFETCHT0   39(R8)
 	VMOVDQU      ones16<>+0(SB), Y2
 	VMOVDQU      (CX), Y1
 	VPABSB       Y1, Y3
@@ -11533,13 +11879,19 @@ qgemmMQ8x1_block1:
 	ADDQ         BX, DX
 	DECQ         SI
 	JNZ          qgemmMQ8x1_block1
-	VMOVUPS      Y0, (AX)
+	MOVQ         bias+48(FP), CX
+	TESTQ        CX, CX
+	JZ           qgemmMQ8x1_store2
+	VADDPS       (CX), Y0, Y0
+
+qgemmMQ8x1_store2:
+	VMOVUPS Y0, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
-TEXT ·qgemmMQ8x2(SB), NOSPLIT, $0-48
+// func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·qgemmMQ8x2(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -11549,8 +11901,13 @@ TEXT ·qgemmMQ8x2(SB), NOSPLIT, $0-48
 	MOVQ   nb+40(FP), DI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x2_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   79(R9)
 	VMOVDQU      ones16<>+0(SB), Y4
 	VMOVDQU      (DX), Y3
 	VPABSB       Y3, Y5
@@ -11661,15 +12018,22 @@ qgemmMQ8x2_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x2_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x2_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+
+qgemmMQ8x2_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
-TEXT ·qgemmMQ8x3(SB), NOSPLIT, $0-48
+// func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·qgemmMQ8x3(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -11680,8 +12044,13 @@ TEXT ·qgemmMQ8x3(SB), NOSPLIT, $0-48
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x3_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   119(R9)
 	VMOVDQU      ones16<>+0(SB), Y6
 	VMOVDQU      (DX), Y5
 	VPABSB       Y5, Y7
@@ -11836,17 +12205,25 @@ qgemmMQ8x3_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x3_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y2, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x3_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+	VADDPS       (DX), Y2, Y2
+
+qgemmMQ8x3_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
-TEXT ·qgemmMQ8x4(SB), NOSPLIT, $0-48
+// func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·qgemmMQ8x4(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -11858,8 +12235,14 @@ TEXT ·qgemmMQ8x4(SB), NOSPLIT, $0-48
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x4_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
+	PREFETCHT0   159(R9)
 	VMOVDQU      ones16<>+0(SB), Y8
 	VMOVDQU      (DX), Y7
 	VPABSB       Y7, Y9
@@ -12058,19 +12441,28 @@ qgemmMQ8x4_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x4_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y2, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y3, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x4_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+	VADDPS       (DX), Y2, Y2
+	VADDPS       (DX), Y3, Y3
+
+qgemmMQ8x4_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
-TEXT ·qgemmMQ8x5(SB), NOSPLIT, $0-48
+// func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·qgemmMQ8x5(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -12083,8 +12475,15 @@ TEXT ·qgemmMQ8x5(SB), NOSPLIT, $0-48
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x5_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
+	PREFETCHT0   192(R9)
+	PREFETCHT0   199(R9)
 	VMOVDQU      ones16<>+0(SB), Y10
 	VMOVDQU      (DX), Y9
 	VPABSB       Y9, Y11
@@ -12327,21 +12726,31 @@ qgemmMQ8x5_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x5_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y2, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y3, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y4, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x5_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+	VADDPS       (DX), Y2, Y2
+	VADDPS       (DX), Y3, Y3
+	VADDPS       (DX), Y4, Y4
+
+qgemmMQ8x5_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C
-TEXT ·qgemmMQ8x6(SB), NOSPLIT, $0-48
+// func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·qgemmMQ8x6(SB), NOSPLIT, $0-56
 	MOVQ   dst+0(FP), AX
 	MOVQ   ldd+8(FP), CX
 	SHLQ   $0x02, CX
@@ -12355,8 +12764,15 @@ TEXT ·qgemmMQ8x6(SB), NOSPLIT, $0-48
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
+	IMUL3Q $0x08, SI, R8
 
 qgemmMQ8x6_block1:
+	LEAQ         (BX)(R8*1), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
+	PREFETCHT0   192(R9)
+	PREFETCHT0   239(R9)
 	VMOVDQU      ones16<>+0(SB), Y12
 	VMOVDQU      (DX), Y11
 	VPABSB       Y11, Y13
@@ -12643,17 +13059,28 @@ qgemmMQ8x6_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmMQ8x6_block1
-	VMOVUPS      Y0, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y1, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y2, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y3, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y4, (AX)
-	ADDQ         CX, AX
-	VMOVUPS      Y5, (AX)
+	MOVQ         bias+48(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmMQ8x6_store2
+	VADDPS       (DX), Y0, Y0
+	VADDPS       (DX), Y1, Y1
+	VADDPS       (DX), Y2, Y2
+	VADDPS       (DX), Y3, Y3
+	VADDPS       (DX), Y4, Y4
+	VADDPS       (DX), Y5, Y5
+
+qgemmMQ8x6_store2:
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y4, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Y5, (AX)
 	VZEROUPPER
 	RET
 

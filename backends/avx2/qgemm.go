@@ -75,24 +75,30 @@ var gemmMadd = qgemm.Kernels{
 	Name: "avx2", Layout: "avx2/qgemm8s", Lanes: 8, Tokens: 6,
 	RepackQ8: repackQ8S, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8SFull, RepackQ4Full: repackQ4Full,
-	Tile: tileMQ8, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, AddBias: add,
+	Tile: tileMQ8, TileBias: tileMQ8Bias, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, AddBias: add,
 }
 
 // tileMQ8 calls the VPMADDUBSW q8_0 tile for nt tokens (1 ≤ nt ≤ 6).
 func tileMQ8(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
+	tileMQ8Bias(nt, dst, ldd, w, x, xstride, nb, nil)
+}
+
+// tileMQ8Bias calls the VPMADDUBSW q8_0 tile for nt tokens (1 ≤ nt ≤ 6), which adds the
+// 8 rows' bias, unless it is nil.
+func tileMQ8Bias(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32) {
 	switch nt {
 	case 1:
-		qgemmMQ8x1(dst, ldd, w, x, xstride, nb)
+		qgemmMQ8x1(dst, ldd, w, x, xstride, nb, bias)
 	case 2:
-		qgemmMQ8x2(dst, ldd, w, x, xstride, nb)
+		qgemmMQ8x2(dst, ldd, w, x, xstride, nb, bias)
 	case 3:
-		qgemmMQ8x3(dst, ldd, w, x, xstride, nb)
+		qgemmMQ8x3(dst, ldd, w, x, xstride, nb, bias)
 	case 4:
-		qgemmMQ8x4(dst, ldd, w, x, xstride, nb)
+		qgemmMQ8x4(dst, ldd, w, x, xstride, nb, bias)
 	case 5:
-		qgemmMQ8x5(dst, ldd, w, x, xstride, nb)
+		qgemmMQ8x5(dst, ldd, w, x, xstride, nb, bias)
 	default:
-		qgemmMQ8x6(dst, ldd, w, x, xstride, nb)
+		qgemmMQ8x6(dst, ldd, w, x, xstride, nb, bias)
 	}
 }
 

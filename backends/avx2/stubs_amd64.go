@@ -453,9 +453,10 @@ func repackQ8SFull(dst *byte, w *byte, ldw int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmMQ8x2 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 2 of the prepared activation blocks x (token t of block b at
@@ -464,9 +465,10 @@ func qgemmMQ8x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmMQ8x3 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 3 of the prepared activation blocks x (token t of block b at
@@ -475,9 +477,10 @@ func qgemmMQ8x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmMQ8x4 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 4 of the prepared activation blocks x (token t of block b at
@@ -486,9 +489,10 @@ func qgemmMQ8x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmMQ8x5 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 5 of the prepared activation blocks x (token t of block b at
@@ -497,9 +501,10 @@ func qgemmMQ8x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmMQ8x6 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 6 of the prepared activation blocks x (token t of block b at
@@ -508,9 +513,10 @@ func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // prepareQ8 writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
 // of token t at xs + (b·T+t)·40: its 32 quants, then its scale as float32 (bytes 36..39

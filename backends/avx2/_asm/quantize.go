@@ -32,63 +32,133 @@ func genQuantizeQ8() {
 	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
 		DATA(4*i, U32(v))
 	}
-	loop, end := lb.next("block"), lb.next("end")
+	// absMax loads block j's 32 floats from x, ORs into bad the lanes where an |x| is
+	// not below infinity (an infinity or a NaN), and returns max |x| in an XMM
+	// register's low lane.
+	absMax := func(j int, bad VecVirtual, first bool) VecVirtual {
+		a := ymms(4)
+		for i := range a {
+			VMOVUPS(Mem{Base: x, Disp: 128*j + 32*i}, a[i])
+			VANDPS(abs, a[i], a[i])
+			t := YMM()
+			VCMPPS(U8(5), inf, a[i], t) // !(|x| < ∞): infinity or NaN
+			if first && i == 0 {
+				VMOVAPS(t, bad)
+			} else {
+				VORPS(t, bad, bad)
+			}
+		}
+		VMAXPS(a[1], a[0], a[0])
+		VMAXPS(a[3], a[2], a[2])
+		VMAXPS(a[2], a[0], a[0])
+		h := XMM()
+		VEXTRACTF128(U8(1), a[0], h)
+		VMAXPS(h, a[0].AsX(), h)
+		t := XMM()
+		VMOVHLPS(h, h, t)
+		VMAXPS(t, h, h)
+		VPSHUFD(U8(1), h, t)
+		VMAXSS(t, h, h) // amax
+		return h
+	}
+	// quant writes block j's quants, q = round(x·id) with ties away from zero, id
+	// broadcast in idy, after its scale at dst + 34·j.
+	quant := func(j int, idy VecVirtual) {
+		q := ymms(4)
+		for i := range q {
+			v, p, f, g := YMM(), YMM(), YMM(), YMM()
+			VMOVUPS(Mem{Base: x, Disp: 128*j + 32*i}, v)
+			VMULPS(idy, v, p)
+			VROUNDPS(U8(3), p, q[i]) // truncated
+			VSUBPS(q[i], p, f)       // the fraction dropped (exact)
+			VANDPS(abs, f, f)
+			VCMPPS(U8(0x1d), vf32("halff", 0.5), f, f) // ≥ ½
+			VANDPS(vconst("signmask", 0x80000000), p, g)
+			VORPS(vf32("onef", 1), g, g) // ±1 with p's sign
+			VANDPS(f, g, g)
+			VADDPS(g, q[i], q[i])
+			VCVTTPS2DQ(q[i], q[i])
+		}
+		VPACKSSDW(q[1], q[0], q[0]) // per lane: x0–3 x8–11 | x4–7 x12–15
+		VPACKSSDW(q[3], q[2], q[2])
+		VPACKSSWB(q[2], q[0], q[0]) // dwords: x0–3 x8–11 x16–19 x24–27 | x4–7 …
+		pr := YMM()
+		VMOVDQU(perm, pr)
+		VPERMD(q[0], pr, q[0])
+		VMOVDQU(q[0], Mem{Base: dst, Disp: 34*j + 2})
+	}
+
+	// Four blocks at a time: their scales divided together (VDIVPS on the four amax),
+	// so that the two divisions of each block's chain overlap; any block the quantizer
+	// leaves to the caller sends the four to the loop of one block at a time.
+	loop4, loop, end := lb.next("block4"), lb.next("block"), lb.next("end")
+	Label(loop4)
+	left := GP64()
+	MOVQ(nb, left)
+	SUBQ(done, left)
+	CMPQ(left, U8(4))
+	JL(LabelRef(loop))
+	{
+		bad := YMM()
+		hs := make([]VecVirtual, 4)
+		for j := range hs {
+			hs[j] = absMax(j, bad, j == 0)
+		}
+		m := GP32()
+		VMOVMSKPS(bad, m)
+		TESTL(m, m)
+		JNZ(LabelRef(loop))
+		for j := 1; j < 4; j++ {
+			VINSERTPS(U8(j<<4), hs[j], hs[0], hs[0]) // amax of block j in lane j
+		}
+		d, id := XMM(), XMM()
+		VDIVPS(vf32("f127", 127), hs[0], d) // d = amax/127
+		VMOVUPS(vf32("onef", 1), id)
+		VDIVPS(d, id, id) // 1/d: +Inf when d is 0 or too small
+		z := XMM()
+		VXORPS(z, z, z)
+		VCMPPS(U8(0), z, d, z) // d == 0
+		VANDNPS(id, z, id)     // id = 0 when d is 0
+		o := XMM()
+		VCMPPS(U8(0x1d), inf, id, o) // 1/d ≥ ∞: overflowed
+		VMOVMSKPS(o, m)
+		TESTL(m, m)
+		JNZ(LabelRef(loop))
+		hd := XMM()
+		VCVTPS2PH(U8(0), d, hd)
+		for j := 0; j < 4; j++ {
+			VPEXTRW(U8(j), hd, Mem{Base: dst, Disp: 34 * j})
+		}
+		for j := 0; j < 4; j++ {
+			idy := YMM()
+			if j == 0 {
+				VBROADCASTSS(id, idy)
+			} else {
+				t := XMM()
+				VPSHUFD(U8(0x55*j), id, t) // lane j in every lane
+				VBROADCASTSS(t, idy)
+			}
+			quant(j, idy)
+		}
+	}
+	ADDQ(U32(4*128), x)
+	ADDQ(U8(4*34), dst)
+	ADDQ(U8(4), done)
+	JMP(LabelRef(loop4))
+
 	Label(loop)
 	CMPQ(done, nb)
 	JGE(LabelRef(end))
-	v := ymms(4)
-	a := ymms(4)
 	bad := YMM()
-	for i := range v {
-		VMOVUPS(Mem{Base: x, Disp: 32 * i}, v[i])
-		VANDPS(abs, v[i], a[i])
-		t := YMM()
-		VCMPPS(U8(5), inf, a[i], t) // !(|x| < ∞): infinity or NaN
-		if i == 0 {
-			VMOVAPS(t, bad)
-		} else {
-			VORPS(t, bad, bad)
-		}
-	}
+	h := absMax(0, bad, true)
 	m := GP32()
 	VMOVMSKPS(bad, m)
 	TESTL(m, m)
 	JNZ(LabelRef(end))
-	VMAXPS(a[1], a[0], a[0])
-	VMAXPS(a[3], a[2], a[2])
-	VMAXPS(a[2], a[0], a[0])
-	h := XMM()
-	VEXTRACTF128(U8(1), a[0], h)
-	VMAXPS(h, a[0].AsX(), h)
-	t := XMM()
-	VMOVHLPS(h, h, t)
-	VMAXPS(t, h, h)
-	VPSHUFD(U8(1), h, t)
-	VMAXSS(t, h, h) // amax
 	id := q8Scale(h, dst, inf, end)
 	idy := YMM()
 	VBROADCASTSS(id, idy)
-	q := ymms(4)
-	for i := range v {
-		p, f, g := YMM(), YMM(), YMM()
-		VMULPS(idy, v[i], p)
-		VROUNDPS(U8(3), p, q[i]) // truncated
-		VSUBPS(q[i], p, f)       // the fraction dropped (exact)
-		VANDPS(abs, f, f)
-		VCMPPS(U8(0x1d), vf32("halff", 0.5), f, f) // ≥ ½
-		VANDPS(vconst("signmask", 0x80000000), p, g)
-		VORPS(vf32("onef", 1), g, g) // ±1 with p's sign
-		VANDPS(f, g, g)
-		VADDPS(g, q[i], q[i])
-		VCVTTPS2DQ(q[i], q[i])
-	}
-	VPACKSSDW(q[1], q[0], q[0]) // per lane: x0–3 x8–11 | x4–7 x12–15
-	VPACKSSDW(q[3], q[2], q[2])
-	VPACKSSWB(q[2], q[0], q[0]) // dwords: x0–3 x8–11 x16–19 x24–27 | x4–7 …
-	pr := YMM()
-	VMOVDQU(perm, pr)
-	VPERMD(q[0], pr, q[0])
-	VMOVDQU(q[0], Mem{Base: dst, Disp: 2})
+	quant(0, idy)
 	ADDQ(U8(128), x)
 	ADDQ(U8(34), dst)
 	INCQ(done)

@@ -63,6 +63,11 @@ type Kernels struct {
 	// dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt)), token t's
 	// prepared block b at x + b·xstride + 40·t.
 	Tile func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
+	// TileBias, if set, is Tile for q8_0 weights that then adds, unless bias is nil,
+	// bias[r] (Lanes floats) to row r's sum before storing it, as the reference adds it:
+	// MatMulQ8 adds the bias of the rows it computes in whole groups through it, not in a
+	// pass over dst of its own.
+	TileBias func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32)
 	// TileQ4, if set, is Tile for q4_0 weights.
 	TileQ4 func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
 	// MatVecQ8 and MatVecQ4, if set, take one token (T = 1) on weights as loaded (not
@@ -89,7 +94,7 @@ type Kernels struct {
 	// prepare does without the sums): T ≥ 1 tokens of nb ≥ 1 blocks, xb bytes apart.
 	PrepareQ8 func(xs, xq *byte, T, nb, xb int)
 	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
-	// bias with it rather than a loop in Go.
+	// bias with it (of the rows TileBias does not take) rather than a loop in Go.
 	AddBias func(dst, x *float32, n int)
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
@@ -212,6 +217,25 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		}
 	}
 	xstride := T * xBytes
+	// The bias through TileBias, the rows of whole groups in their tiles and the others
+	// (a group cut by the row range) as they are copied out of tmp.
+	tb := k.TileBias
+	if w.DType != dtype.Q8_0 || bias == nil {
+		tb = nil
+	}
+	// addBias adds the bias of rows [a, b) to the nt tokens' results from token t0.
+	addBias := func(t0, nt, a, b int) {
+		for t := t0; t < t0+nt; t++ {
+			d := dst[t*ld+a : t*ld+b]
+			if k.AddBias != nil {
+				k.AddBias(&d[0], &bias[a], b-a)
+				continue
+			}
+			for i, c := range bias[a:b] {
+				d[i] += c
+			}
+		}
+	}
 	mv, mvn := k.MatVecQ8, k.MatVecNQ8
 	if w.DType == dtype.Q4_0 {
 		mv, mvn = k.MatVecQ4, k.MatVecNQ4
@@ -220,6 +244,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		// Lanes long streams, each through g consecutive rows; the rows left over are
 		// the last group below, which overlaps rows computed here (to the same bits).
 		g := (r1 - r0) / L
+		tb = nil // the bias in a pass of its own, below
 		if T == 1 {
 			mv(&dst[r0], &w.Data[r0*rb], rb, nb, g, g, &xs[0])
 		} else {
@@ -249,12 +274,19 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				nt = k.tokens(T, t0)
 				next.step(pf)
 				if a == g && b == g+L {
+					if tb != nil {
+						tb(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb, &bias[g])
+						continue
+					}
 					tile(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb)
 					continue
 				}
 				tile(nt, &tmp[0], L, p, &xs[t0*xBytes], xstride, nb)
 				for t := 0; t < nt; t++ {
 					copy(dst[(t0+t)*ld+a:(t0+t)*ld+b], tmp[t*L+a-g:t*L+b-g])
+				}
+				if tb != nil {
+					addBias(t0, nt, a, b)
 				}
 			}
 		}
@@ -285,6 +317,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			nt = k.tokens(T, t0)
 			next.step(pf)
 			if rows == L {
+				if tb != nil {
+					tb(nt, &dst[t0*ld+a], ld, &gs[0], &xs[t0*xBytes], xstride, nb, &bias[a])
+					continue
+				}
 				tile(nt, &dst[t0*ld+a], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
 				continue
 			}
@@ -292,9 +328,12 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*L:t*L+rows])
 			}
+			if tb != nil {
+				addBias(t0, nt, a, a+rows)
+			}
 		}
 	}
-	if bias != nil {
+	if bias != nil && tb == nil {
 		for t := 0; t < T; t++ {
 			d := dst[t*ld+b0 : t*ld+r1]
 			if k.AddBias != nil {
