@@ -16,11 +16,7 @@ import (
 // has them; row t alone (T = 1) and row ranges give the same bits; nothing is written
 // past the rows asked for.
 func TestMatMulBF16(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		bk, ok := k.(kernels.BF16Kernels)
-		if !ok {
-			t.Skipf("%s has no bf16-activation kernels", k.Name())
-		}
+	forEachWith(t, "bf16-activation kernels", func(t *testing.T, k kernels.Kernels, bk kernels.BF16Kernels) {
 		r := rand.New(rand.NewPCG(21, 22))
 		for _, cols := range []int{1, 7, 31, 32, 33, 64, 100, 288, 800, 2080} {
 			for si, sh := range [][2]int{{1, 1}, {1, 13}, {2, 5}, {3, 9}, {6, 8}, {7, 6}, {13, 21}, {64, 5}} {
@@ -107,11 +103,7 @@ func TestMatMulBF16(t *testing.T) {
 // bits (NaNs, infinities, denormals, ties included) and on values that round up past
 // the largest finite bfloat16.
 func TestRoundBF16(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		bk, ok := k.(kernels.BF16Kernels)
-		if !ok {
-			t.Skipf("%s has no bf16-activation kernels", k.Name())
-		}
+	forEachWith(t, "bf16-activation kernels", func(t *testing.T, k kernels.Kernels, bk kernels.BF16Kernels) {
 		r := rand.New(rand.NewPCG(23, 24))
 		specials := []uint32{0x7f800000, 0xff800000, 0x7f800001, 0xffc00000, 0x7fffffff, 0x7f7fffff, 0xff7fffff,
 			0x3f808000, 0x3f818000, 0x00008000, 0x80018000, 0, 0x80000000, 0x7f7f8000}

@@ -77,6 +77,18 @@ func forEachBackend(t *testing.T, f func(t *testing.T, k kernels.Kernels)) {
 	}
 }
 
+// forEachWith is forEachBackend for the kernels of an optional interface I (what names
+// it): f gets the backend as I too; a backend without it is skipped, saying so.
+func forEachWith[I any](t *testing.T, what string, f func(t *testing.T, k kernels.Kernels, i I)) {
+	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
+		i, ok := k.(I)
+		if !ok {
+			t.Skipf("%s has no %s", k.Name(), what)
+		}
+		f(t, k, i)
+	})
+}
+
 func randVec(r *rand.Rand, n int, scale float64) []float32 {
 	v := make([]float32, n)
 	for i := range v {
@@ -467,11 +479,7 @@ func TestMatMulF16Finite(t *testing.T) {
 // non-finite halves (two column orders), bf16, rows long enough to go part by part, a
 // Cols%8 tail, f32 rows a multiple of 512 columns, and rows that take x as it is.
 func TestMatMulPrepared(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		xp, ok := k.(kernels.XPreparer)
-		if !ok {
-			t.Skipf("%s has no XPreparer", k.Name())
-		}
+	forEachWith(t, "XPreparer", func(t *testing.T, k kernels.Kernels, xp kernels.XPreparer) {
 		r := rand.New(rand.NewPCG(21, 22))
 		type shape struct {
 			dt        dtype.DType
@@ -548,11 +556,7 @@ func TestMatMulPrepared(t *testing.T) {
 // subnormal blocks, scales that overflow binary16, infinities and NaNs anywhere in a
 // block — and nothing past the blocks.
 func TestQuantizeQ8(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		q8, ok := k.(kernels.Q8Kernels)
-		if !ok {
-			t.Skipf("%s has no q8-activation kernels", k.Name())
-		}
+	forEachWith(t, "q8-activation kernels", func(t *testing.T, k kernels.Kernels, q8 kernels.Q8Kernels) {
 		r := rand.New(rand.NewPCG(13, 13))
 		inf, nan := float32(math.Inf(1)), float32(math.NaN())
 		var cases [][]float32
@@ -605,11 +609,7 @@ func TestQuantizeQ8(t *testing.T) {
 // — scales from tiny to huge, ties of the round-to-even (which must stay even), zero
 // blocks, infinities and NaNs — and nothing past the super-blocks.
 func TestQuantizeQ8K(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		q8, ok := k.(kernels.Q8Kernels)
-		if !ok {
-			t.Skipf("%s has no q8-activation kernels", k.Name())
-		}
+	forEachWith(t, "q8-activation kernels", func(t *testing.T, k kernels.Kernels, q8 kernels.Q8Kernels) {
 		r := rand.New(rand.NewPCG(16, 16))
 		var cases [][]float32
 		for _, scale := range []float64{1e-3, 1, 1e3, 1e30, 1e-37, 1e-40} {
@@ -673,11 +673,7 @@ var exactQ8 = map[string]bool{"avx2": true, "avx512": true, "neon": true}
 // (Σ_j |w_j·xq_j| + |bias|), w and xq the decoded weights and activations; the
 // backends in exactQ8 must give the reference's bits. Row ranges never change a bit.
 func TestMatMulQ8(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		q8, ok := k.(kernels.Q8Kernels)
-		if !ok {
-			t.Skipf("%s has no q8-activation kernels", k.Name())
-		}
+	forEachWith(t, "q8-activation kernels", func(t *testing.T, k kernels.Kernels, q8 kernels.Q8Kernels) {
 		r := rand.New(rand.NewPCG(11, 11))
 		for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0, dtype.Q4_K, dtype.Q5_K, dtype.Q6_K, dtype.F16, dtype.BF16, dtype.F32} {
 			// Backends that promise the reference's result bit for bit on block-quantized
@@ -899,11 +895,7 @@ func TestAttention(t *testing.T) {
 // query exactly Attention's bits — whatever the block's size, the rows taken, and where
 // in the key rows a query's band starts.
 func TestAttendScores(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, k kernels.Kernels) {
-		sa, ok := k.(kernels.ScoredAttention)
-		if !ok {
-			t.Skipf("%s has no ScoredAttention", k.Name())
-		}
+	forEachWith(t, "ScoredAttention", func(t *testing.T, k kernels.Kernels, sa kernels.ScoredAttention) {
 		r := rand.New(rand.NewPCG(5, 6))
 		for _, hd := range []int{8, 16, 17, 64, 80, 128} {
 			for _, n := range []int{1, 5, 16, 33, 100} {

@@ -2,28 +2,11 @@
 
 package avx2
 
-import (
-	"fmt"
+import "github.com/lmrun/lmrun/kernels"
 
-	"github.com/lmrun/lmrun/kernels"
-)
-
-// AttendScores implements kernels.ScoredAttention: Attention's scores are mv's,
-// MatMul's T = 1 product on f32 rows.
-func (k Kernels) AttendScores(out, s, vc []float32, n, stride int, scale float32) {
-	hd := len(out)
-	if n <= 0 { // no positions: an empty sum, as Attention's
-		clear(out)
-		return
-	}
-	if stride < 0 || len(s) < n || len(vc) < (n-1)*stride+hd {
-		panic(fmt.Sprintf("avx2: AttendScores over %d positions of stride %d, head %d: len(s)=%d len(v)=%d",
-			n, stride, hd, len(s), len(vc)))
-	}
-	s = s[:n]
-	k.Scale(s, scale)
-	k.Softmax(s)
-	wsum(&out[0], &vc[0], stride, &s[0], n, hd)
+// AttendScores implements kernels.ScoredAttention: Attention's scores are mv's, MatMul's T = 1 product on f32 rows.
+func (Kernels) AttendScores(out, s, vc []float32, n, stride int, scale float32) {
+	asm.AttendScores(out, s, vc, n, stride, scale)
 }
 
 var _ kernels.ScoredAttention = Kernels{}

@@ -796,9 +796,7 @@ func (k Kernels) Attention(out, q, kc, vc []float32, n, stride int, scale float3
 	}
 	s := scores[:n]
 	mv(s, q, kc, stride, hd, n, nil)
-	k.Scale(s, scale)
-	k.Softmax(s)
-	wsum(&out[0], &vc[0], stride, &s[0], n, hd)
+	asm.AttendScores(out[:hd], s, vc, n, stride, scale)
 }
 
 // AttentionF16 implements kernels.Kernels: Attention over a binary16 cache, converted
@@ -991,4 +989,5 @@ func (q *qmat) rows(dst []float32, xq []byte, xi []xBlock, r0, r1 int) {
 var asm = stream.Asm{
 	Name: "avx2", Dot: dot, MaxNaN: maxNaN, ExpSub: expSub, Scale: scale,
 	Sum: sum, Sumsq: sumsq, Sumsqdev: sumsqdev, RMSOut: rmsOut, LNOut: lnOut, LNOutBias: lnOutBias,
+	WSum: wsum,
 }

@@ -47,9 +47,7 @@ func (k Kernels) Attention(out, q, kc, vc []float32, n, stride int, scale float3
 	}
 	s := scores[:n]
 	gemmRows(s, n, q, hd, 1, kc, stride, hd, nil, n)
-	k.Scale(s, scale)
-	k.Softmax(s)
-	wsum(&out[0], &vc[0], stride, &s[0], n, hd)
+	asm.AttendScores(out[:hd], s, vc, n, stride, scale)
 }
 
 // AttentionF16 implements kernels.Kernels: Attention over a binary16 cache, the scores
@@ -129,4 +127,5 @@ func (Kernels) QuantizeQ8K(x []float32, dst []byte) {
 var asm = stream.Asm{
 	Name: "avx512", Dot: dot, MaxNaN: maxNaN, ExpSub: expSub, Scale: scale,
 	Sum: sum, Sumsq: sumsq, Sumsqdev: sumsqdev, RMSOut: rmsOut, LNOut: lnOut, LNOutBias: lnOutBias,
+	WSum: wsum,
 }

@@ -25,6 +25,9 @@ type Asm struct {
 	RMSOut     func(dst, x, w *float32, n int, inv float32)
 	LNOut      func(dst, x, w *float32, n int, mean, inv float32)
 	LNOutBias  func(dst, x, w, b *float32, n int, mean, inv float32)
+	// WSum writes Σ_j p[j]·v[j·stride : j·stride+hd] over j < n to out (attention's
+	// weighted sum of the values).
+	WSum func(out, v *float32, stride int, p *float32, n, hd int)
 }
 
 // DotOf is kernels.Kernels.Dot.
@@ -103,6 +106,27 @@ func Pairwise(f func(dst, x *float32, n int), dst, x []float32) {
 		x = x[:len(dst)]
 		f(&dst[0], &x[0], len(dst))
 	}
+}
+
+// AttendScores is kernels.ScoredAttention.AttendScores for a backend whose Attention
+// is its MatMul's scores, then ScaleBy, Softmax and WSum, as these are.
+func (a *Asm) AttendScores(out, s, vc []float32, n, stride int, scale float32) {
+	hd := len(out)
+	if n <= 0 { // no positions: an empty sum, as Attention's
+		clear(out)
+		return
+	}
+	if hd == 0 {
+		return
+	}
+	if stride < 0 || len(s) < n || len(vc) < (n-1)*stride+hd {
+		panic(fmt.Sprintf("%s: AttendScores over %d positions of stride %d, head %d: len(s)=%d len(v)=%d",
+			a.Name, n, stride, hd, len(s), len(vc)))
+	}
+	s = s[:n]
+	a.ScaleBy(s, scale)
+	a.Softmax(s)
+	a.WSum(&out[0], &vc[0], stride, &s[0], n, hd)
 }
 
 // ScaleBy is kernels.Kernels.Scale.
