@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 	"github.com/viterin/vek/vek32"
 
+	"github.com/lmrun/lmrun/backends/internal/benchmem"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
@@ -584,7 +585,7 @@ func BenchmarkPrefill(b *testing.B) {
 			size := dtype.RowBytes(dt, K) * N
 			copies := max(1, (64<<20)/size)
 			b.Run(fmt.Sprintf("%v/K%d_N%d", dt, K, N), func(b *testing.B) {
-				mem := smallPages(b, copies*size)
+				mem := benchmem.SmallPages(b, copies*size)
 				ws := make([]*kernels.Mat, copies)
 				for i := range ws {
 					data, err := dtype.Quantize(dt, randSlice(r, N*K), K)
@@ -600,14 +601,14 @@ func BenchmarkPrefill(b *testing.B) {
 				}
 				x, dst := randSlice(r, T*K), make([]float32, T*N)
 				sc := kernels.NewScratch(Kernels{}, T, K)
-				lockThread(b)
+				benchmem.LockThread(b)
 				peak := fmaPeak()
 				b.ResetTimer()
-				t0 := threadTime()
+				t0 := benchmem.ThreadTime()
 				for i := 0; i < b.N; i++ {
 					Kernels{}.MatMul(dst, N, x, T, ws[i%copies], nil, 0, N, sc)
 				}
-				s := (threadTime() - t0).Seconds() / float64(b.N)
+				s := (benchmem.ThreadTime() - t0).Seconds() / float64(b.N)
 				b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
 				b.ReportMetric(100*2*float64(T*N*K)/s/peak, "%peak")
 			})
@@ -621,9 +622,9 @@ func fmaPeak() float64 {
 	const iters = 1 << 18
 	best := 0.0
 	for range 5 {
-		t := threadTime()
+		t := benchmem.ThreadTime()
 		fmaLoop(iters)
-		best = max(best, iters*12*16/(threadTime()-t).Seconds())
+		best = max(best, iters*12*16/(benchmem.ThreadTime()-t).Seconds())
 	}
 	return best
 }

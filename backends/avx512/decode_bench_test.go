@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lmrun/lmrun/backends/internal/benchmem"
 	"github.com/lmrun/lmrun/dtype"
 	"github.com/lmrun/lmrun/kernels"
 )
@@ -142,7 +143,7 @@ func BenchmarkDecodeDRAMHalf(b *testing.B) {
 				copies := max(1, (128<<20)/nb)
 				ws := make([]*kernels.Mat, copies)
 				for i := range ws {
-					m := smallPages(b, nb)
+					m := benchmem.SmallPages(b, nb)
 					copy(m, data)
 					w, err := kernels.NewMat(dt, m, sh.N, sh.K)
 					if err != nil {

@@ -1,19 +1,18 @@
-//go:build linux && amd64 && !purego
+//go:build linux
 
-package avx2
+package benchmem
 
 import (
-	"runtime"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// smallPages returns n bytes of memory mapped in 4 KiB pages (no transparent huge
+// SmallPages returns n bytes of memory mapped in 4 KiB pages (no transparent huge
 // pages), as a weight file mapped from the page cache is, unmapped when b ends: the
 // hardware prefetchers stop at every page boundary there.
-func smallPages(b *testing.B, n int) []byte {
+func SmallPages(b testing.TB, n int) []byte {
 	m, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 	if err != nil {
 		b.Fatal(err)
@@ -25,19 +24,13 @@ func smallPages(b *testing.B, n int) []byte {
 	return m
 }
 
-// threadTime returns the CPU time the calling thread has used, which, unlike the wall
+// ThreadTime returns the CPU time the calling thread has used, which, unlike the wall
 // clock, does not count the time other processes took the core: on a busy machine it
-// times a kernel (on a locked thread) far more steadily.
-func threadTime() time.Duration {
+// times a kernel (on a locked thread, LockThread) far more steadily.
+func ThreadTime() time.Duration {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
 		return 0
 	}
 	return time.Duration(ts.Nano())
-}
-
-// lockThread pins the goroutine to its thread for threadTime until b ends.
-func lockThread(b *testing.B) {
-	runtime.LockOSThread()
-	b.Cleanup(runtime.UnlockOSThread)
 }
