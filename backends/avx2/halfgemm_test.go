@@ -4,6 +4,7 @@ package avx2
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -21,7 +22,6 @@ import (
 // four rows).
 func TestMatMulHalfWidenInGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
-	k := Kernels{}
 	for _, c := range []struct {
 		dt   dtype.DType
 		inf  bool
@@ -48,24 +48,33 @@ func TestMatMulHalfWidenInGEMM(t *testing.T) {
 		if want := c.dt == dtype.F16 && !c.inf; w.F16Finite() != want {
 			t.Fatalf("%v inf=%v: F16Finite = %v", c.dt, c.inf, !want)
 		}
-		const nx = 40
-		x, bias := randSlice(r, nx*n), randSlice(r, rows)
-		sc := kernels.NewScratch(k, nx, n)
-		for _, b := range [][]float32{nil, bias} {
-			alone := make([]float32, nx*rows)
-			for t0 := 0; t0 < nx; t0++ {
-				k.MatMul(alone[t0*rows:], rows, x[t0*n:], 1, w, b, 0, rows, sc)
-			}
-			for _, T := range []int{2, 3, 7, nx} {
-				for _, rg := range [][2]int{{0, rows}, {5, 70}, {3, 20}, {4, 72}} {
-					got := make([]float32, T*rows)
-					k.MatMul(got, rows, x, T, w, b, rg[0], rg[1], sc)
-					for tt := 0; tt < T; tt++ {
-						for o := rg[0]; o < rg[1]; o++ {
-							if g, a := got[tt*rows+o], alone[tt*rows+o]; math.Float32bits(g) != math.Float32bits(a) {
-								t.Fatalf("%v inf=%v cols=%d bias=%v T=%d rows %v: token %d row %d = %v, alone %v",
-									c.dt, c.inf, n, b != nil, T, rg, tt, o, g, a)
-							}
+		checkTokensAlone(t, r, w, [][2]int{{0, rows}, {5, 70}, {3, 20}, {4, 72}}, fmt.Sprintf("%v inf=%v cols=%d", c.dt, c.inf, n))
+	}
+}
+
+// checkTokensAlone checks that MatMul on w gives each of 40 random tokens, in products
+// of T = 2, 3, 7 and 40 of them over the row ranges rgs, with and without bias, the
+// bits it gets alone (T = 1); what names the case in failures.
+func checkTokensAlone(t *testing.T, r *rand.Rand, w *kernels.Mat, rgs [][2]int, what string) {
+	t.Helper()
+	k := Kernels{}
+	rows, n := w.Rows, w.Cols
+	const nx = 40
+	x, bias := randSlice(r, nx*n), randSlice(r, rows)
+	sc := kernels.NewScratch(k, nx, n)
+	for _, b := range [][]float32{nil, bias} {
+		alone := make([]float32, nx*rows)
+		for t0 := 0; t0 < nx; t0++ {
+			k.MatMul(alone[t0*rows:], rows, x[t0*n:], 1, w, b, 0, rows, sc)
+		}
+		for _, T := range []int{2, 3, 7, nx} {
+			for _, rg := range rgs {
+				got := make([]float32, T*rows)
+				k.MatMul(got, rows, x, T, w, b, rg[0], rg[1], sc)
+				for tt := 0; tt < T; tt++ {
+					for o := rg[0]; o < rg[1]; o++ {
+						if g, a := got[tt*rows+o], alone[tt*rows+o]; math.Float32bits(g) != math.Float32bits(a) {
+							t.Fatalf("%s bias=%v T=%d rows %v: token %d row %d = %v, alone %v", what, b != nil, T, rg, tt, o, g, a)
 						}
 					}
 				}

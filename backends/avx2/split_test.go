@@ -3,7 +3,7 @@
 package avx2
 
 import (
-	"math"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -41,7 +41,6 @@ func TestMatMulSplitInputs(t *testing.T) {
 	}
 
 	r := rand.New(rand.NewPCG(7, 7))
-	k := Kernels{}
 	for _, c := range []struct{ rows, cols int }{{75, 32}, {100, 48}, {20, 1040}, {19, 2048}, {18, 1056}} {
 		rows, n := c.rows, c.cols
 		if !splitInputs(n, rows-2) {
@@ -51,28 +50,6 @@ func TestMatMulSplitInputs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const nx = 40
-		x, bias := randSlice(r, nx*n), randSlice(r, rows)
-		sc := kernels.NewScratch(k, nx, n)
-		for _, b := range [][]float32{nil, bias} {
-			alone := make([]float32, nx*rows)
-			for t0 := 0; t0 < nx; t0++ {
-				k.MatMul(alone[t0*rows:], rows, x[t0*n:], 1, w, b, 0, rows, sc)
-			}
-			for _, T := range []int{2, 3, 7, nx} {
-				for _, rg := range [][2]int{{0, rows}, {1, rows}, {0, rows - rows%4}} {
-					got := make([]float32, T*rows)
-					k.MatMul(got, rows, x, T, w, b, rg[0], rg[1], sc)
-					for tt := 0; tt < T; tt++ {
-						for o := rg[0]; o < rg[1]; o++ {
-							if g, a := got[tt*rows+o], alone[tt*rows+o]; math.Float32bits(g) != math.Float32bits(a) {
-								t.Fatalf("%d×%d bias=%v T=%d rows %v: token %d row %d = %v, alone %v",
-									rows, n, b != nil, T, rg, tt, o, g, a)
-							}
-						}
-					}
-				}
-			}
-		}
+		checkTokensAlone(t, r, w, [][2]int{{0, rows}, {1, rows}, {0, rows - rows%4}}, fmt.Sprintf("%d×%d", rows, n))
 	}
 }
