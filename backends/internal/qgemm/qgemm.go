@@ -334,16 +334,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		}
 	}
 	if bias != nil && tb == nil {
-		for t := 0; t < T; t++ {
-			d := dst[t*ld+b0 : t*ld+r1]
-			if k.AddBias != nil {
-				k.AddBias(&d[0], &bias[b0], r1-b0)
-				continue
-			}
-			for i, b := range bias[b0:r1] {
-				d[i] += b
-			}
-		}
+		addBias(0, T, b0, r1)
 	}
 }
 
