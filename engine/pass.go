@@ -561,8 +561,9 @@ func (s *Session) stageRing(li, w int, k, v []float32) {
 }
 
 // attnTask computes attention for (row, head) pairs i = row·n_heads + h, each row over
-// its own session's keys and values (attnState), or, blocked, for (block, head) pairs:
-// attnBlock rows of a pass's one segment at a time (blockedAttention).
+// its own session's keys and values (attnState), or, blocked, for (block, KV head)
+// pairs: attnBlock rows of a pass's one segment at a time, every head of the KV head
+// (blockedAttention).
 type attnTask struct {
 	p       *pass
 	blocked bool
