@@ -184,7 +184,7 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
 		case tl.tokens == 6 && 4*6*k > 2*partInputBytes:
-			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf, 0, chunkBytes)
+			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf, 0, longChunkBytes)
 		default:
 			// More tokens than one block: a chunk of rows (from L2) against each
 			// block's inputs (in L1) in turn. The first block prefetches the chunk's
@@ -296,8 +296,8 @@ const blockPartGroups = 16
 // exactly as gemm4x6 takes it. As in gemmRows, only the first block of tokens
 // prefetches the rows, unless pf is given (gemmRowsPF).
 //
-// The chunks are about chunk bytes of rows (chunkBytes, or matMulHalf's
-// longChunkBytes). With pw > 0, x is laid out part by part (partsX): part p of token t at
+// The chunks are about chunk bytes of rows (longChunkBytes, for f32 rows as for the
+// widened ones of matMulHalf). With pw > 0, x is laid out part by part (partsX): part p of token t at
 // x[p·T·pw + t·pw], ldx = pw, so that the inputs of one call are one run of floats,
 // which the call before prefetches (gemm4x6pnf) as it goes.
 func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw, chunk int) {

@@ -32,9 +32,15 @@ func halfRows(T, cols int) int {
 }
 
 // longChunkBytes is chunkBytes for rows long enough that gemmBlockParts takes them
-// (halfParts): then the inputs of all the tokens do not stay in L2 anyway (128 tokens
-// of 2048 columns are 1 MiB), and a chunk twice as long halves what they stream from
-// L3 for it (3–13% at T = 128 on 2048 and 3072 columns, one thread).
+// (halfParts, and f32 rows as long): then the inputs of all the tokens do not stay in
+// L2 anyway (128 tokens of 2048 columns are 1 MiB), and a chunk twice as long halves
+// what they stream from L3 for it (3–13% at T = 128 on 2048 and 3072 columns, one
+// thread; on f32 rows 3–6% over 256 KiB, weights from L3 or from memory). Shorter
+// (384 KiB) or longer (640, 768 KiB) chunks were no faster on f16 rows; on f32 rows,
+// copying each chunk halfPad floats apart and laying x out part by part as for f16
+// rows was 3–7% slower at T = 128 and 15–30% at T = 16 and 32, and prefetching the
+// next chunk's rows over the GEMM of this one (as matMulHalf does its halves) 3–7%
+// slower.
 const longChunkBytes = 512 << 10
 
 // halfParts reports whether matMulHalf takes the GEMM of T tokens on rows of n8
