@@ -44,6 +44,7 @@ type pass struct {
 
 	segs   []segment // the segments of the pass running now
 	rowSeg []int32   // [rows]: the index in segs of each row's segment
+	keep   []int32   // [rows]: the rows whose logits are asked for (gatherLogitRows)
 
 	// The parallel steps of a pass, kept here so running them allocates nothing.
 	mmTask     matmulTask
@@ -111,6 +112,7 @@ func newPass(m *Model, rows int) *pass {
 	p.hb = make([]float32, rows*c.FFNDim)
 	p.hb2 = make([]float32, rows*c.FFNDim)
 	p.rowSeg = make([]int32, rows)
+	p.keep = make([]int32, rows)
 	p.scratch = make([]kernels.Scratch, m.pool.Threads())
 	for i := range p.scratch {
 		p.scratch[i] = kernels.NewScratch(m.kern, rows, widest)
@@ -190,6 +192,9 @@ func (p *pass) forward(segs []segment, all []float32) {
 	// when x is complete: with pre-norm, a block's output is added to x in one parallel
 	// pass with the next norm, which reads x right after.
 	var resid []float32
+	// n is the rows the layers still compute: T, but for the last layer's steps after
+	// the cache writes when only some rows' logits are asked for (gatherLogitRows).
+	n, gathered := T, false
 	for li := range m.layers {
 		l := &m.layers[li]
 
@@ -197,6 +202,7 @@ func (p *pass) forward(segs []segment, all []float32) {
 		in := p.x
 		if !c.PostNorm {
 			p.addNorm(p.xb, p.x, resid, &l.attnNorm, T)
+			resid = nil
 			in = p.xb
 		}
 		p.matmul(in, T, mm{p.q, qd, l.wq, l.bq}, mm{p.k, kvd, l.wk, l.bk}, mm{p.v, kvd, l.wv, l.bv})
@@ -217,47 +223,65 @@ func (p *pass) forward(segs []segment, all []float32) {
 			}
 		}
 		p.attnTask = attnTask{p: p}
-		if p.blockedAttention(T) {
+		if li == len(m.layers)-1 && all == nil && p.observe == nil {
+			// The last layer's rows feed nothing but the logits: past the cache writes
+			// above, it computes only the rows whose logits are asked for, gathered at
+			// the top of the buffers (their attention writes its rows there).
+			n, gathered = p.gatherLogitRows(), true
+			if n == 0 {
+				break
+			}
+			p.attnTask.rows = p.keep[:n]
+			m.pool.Run(n*c.NHeads, 1, &p.attnTask)
+			for i, r := range p.keep[:n] {
+				copy(p.x[i*dim:(i+1)*dim], p.x[int(r)*dim:(int(r)+1)*dim])
+			}
+		} else if p.blockedAttention(T) {
 			p.attnTask.blocked = true
 			m.pool.Run((T+attnBlock-1)/attnBlock*c.NKVHeads, 1, &p.attnTask)
 		} else {
 			m.pool.Run(T*c.NHeads, 1, &p.attnTask)
 		}
-		p.matmul(p.att, T, mm{p.out, dim, l.wo, l.bo})
+		p.matmul(p.att, n, mm{p.out, dim, l.wo, l.bo})
 		if c.PostNorm {
-			p.addNorm(p.x, p.x, p.out, &l.attnNorm, T)
+			p.addNorm(p.x, p.x, p.out, &l.attnNorm, n)
 		}
 
 		// Feed-forward block.
 		in = p.x
 		if !c.PostNorm {
-			p.addNorm(p.xb, p.x, p.out, &l.ffnNorm, T)
+			p.addNorm(p.xb, p.x, p.out, &l.ffnNorm, n)
 			in = p.xb
 		}
 		ff := c.FFNDim
 		if c.Activation == model.SwiGLU {
-			p.matmulAct(in, T, mm{p.hb, ff, l.gate, l.bgate}, mm{p.hb2, ff, l.up, l.bup})
+			p.matmulAct(in, n, mm{p.hb, ff, l.gate, l.bgate}, mm{p.hb2, ff, l.up, l.bup})
 		} else {
-			p.matmulAct(in, T, mm{p.hb, ff, l.up, l.bup})
+			p.matmulAct(in, n, mm{p.hb, ff, l.up, l.bup})
 		}
-		p.matmul(p.hb, T, mm{p.out, dim, l.down, l.bdown})
+		p.matmul(p.hb, n, mm{p.out, dim, l.down, l.bdown})
 		if c.PostNorm {
-			p.addNorm(p.x, p.x, p.out, &l.ffnNorm, T)
+			p.addNorm(p.x, p.x, p.out, &l.ffnNorm, n)
 		} else {
 			resid = p.out
 		}
 	}
 	if resid != nil {
-		p.addNorm(nil, p.x, resid, nil, T)
+		p.addNorm(nil, p.x, resid, nil, n)
 	}
 	for _, sg := range segs {
 		sg.s.pos += len(sg.tokens)
 	}
 
 	// Classifier: every row, or the last row of each segment that wants its logits,
-	// gathered in out.
+	// gathered in out (or already gathered in x by the last layer).
 	x, rows := p.x, T
-	if all == nil {
+	if gathered {
+		rows = n
+		if rows == 0 {
+			return
+		}
+	} else if all == nil {
 		rows = 0
 		for _, sg := range segs {
 			if sg.logits {
@@ -594,10 +618,12 @@ func (s *Session) stageRing(li, w int, k, v []float32) {
 // attnTask computes attention for (row, head) pairs i = row·n_heads + h, each row over
 // its own session's keys and values (attnState), or, blocked, for (block, KV head)
 // pairs: attnBlock rows of a pass's one segment at a time, every head of the KV head
-// (blockedAttention).
+// (blockedAttention). With rows, the pairs are (j, h) for the query of row rows[j],
+// whose output goes to row j of att.
 type attnTask struct {
 	p       *pass
 	blocked bool
+	rows    []int32
 }
 
 func (a *attnTask) Do(w, lo, hi int) {
@@ -611,19 +637,36 @@ func (a *attnTask) Do(w, lo, hi int) {
 	qd, hd := c.QDim(), c.HeadDim
 	group := c.NHeads / c.NKVHeads
 	for i := lo; i < hi; i++ {
-		r, h := i/c.NHeads, i%c.NHeads
+		j, h := i/c.NHeads, i%c.NHeads
+		r := j
+		if a.rows != nil {
+			r = int(a.rows[j])
+		}
 		sg := &p.segs[p.rowSeg[r]]
 		s := sg.s
 		st := &s.att
 		first, n := st.band(st.pos0 + r - sg.row0)
 		off := st.kc.off(h/group, first) // the same in vc
-		q := r*qd + h*hd
+		q, o := r*qd+h*hd, j*qd+h*hd
 		if st.kc.h != nil {
-			kern.AttentionF16(p.att[q:q+hd], p.q[q:q+hd], st.kc.h[off:], st.vc.h[off:], n, hd, c.AttnScale, s.scores[w])
+			kern.AttentionF16(p.att[o:o+hd], p.q[q:q+hd], st.kc.h[off:], st.vc.h[off:], n, hd, c.AttnScale, s.scores[w])
 		} else {
-			kern.Attention(p.att[q:q+hd], p.q[q:q+hd], st.kc.f[off:], st.vc.f[off:], n, hd, c.AttnScale, s.scores[w])
+			kern.Attention(p.att[o:o+hd], p.q[q:q+hd], st.kc.f[off:], st.vc.f[off:], n, hd, c.AttnScale, s.scores[w])
 		}
 	}
+}
+
+// gatherLogitRows lists in keep the row of each segment's last token whose logits are
+// asked for, in segment order, and returns their number.
+func (p *pass) gatherLogitRows() int {
+	n := 0
+	for _, sg := range p.segs {
+		if sg.logits {
+			p.keep[n] = int32(sg.row0 + len(sg.tokens) - 1)
+			n++
+		}
+	}
+	return n
 }
 
 // band returns the first row in kc of the keys a query at position pos attends to, and
