@@ -84,12 +84,12 @@ func TestBenchModelInt8Limits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fp := m.Footprint()
-		m.Close()
 		const P = 16
-		share := float64(fp.Int8LayerMACs*P+fp.Int8ClassifierMACs) / float64(fp.LayerMACs*P+fp.ClassifierMACs)
+		macs, int8 := m.PromptMACs(P)
+		m.Close()
+		share := float64(int8) / float64(macs)
 		if (dt == dtype.F32) != (share == 0) || share < 0 || share > 1 || (dt == dtype.Q8_0 && share < 0.5) {
-			t.Fatalf("%v: the model's int8 share is %v (Footprint %+v)", dt, share, fp)
+			t.Fatalf("%v: the model's int8 share is %v (%d of %d multiply-adds)", dt, share, int8, macs)
 		}
 		res, err := BenchModel(path, ModelConfig{Prompt: P, Threads: []int{1}, Reps: 1, Limits: true, Backend: b.Name})
 		if err != nil {

@@ -249,9 +249,9 @@ func benchLoaded(m *engine.Model, name string, cfg ModelConfig, lim limits) ([]M
 		r := base
 		r.Test, r.Tokens, r.Seconds = fmt.Sprintf("pp%d", cfg.Prompt), cfg.Prompt, median(times)
 		r.TokPerSec = float64(cfg.Prompt) / r.Seconds
-		macs := float64(fp.LayerMACs)*float64(cfg.Prompt) + float64(fp.ClassifierMACs)
-		r.GFLOPS = 2 * macs / r.Seconds / 1e9
-		r.setPeak(float64(fp.Int8LayerMACs)*float64(cfg.Prompt)+float64(fp.Int8ClassifierMACs), macs)
+		macs, int8 := m.PromptMACs(cfg.Prompt)
+		r.GFLOPS = 2 * float64(macs) / r.Seconds / 1e9
+		r.setPeak(float64(int8), float64(macs))
 		out = append(out, r)
 	}
 	if cfg.Gen > 0 {

@@ -83,8 +83,8 @@ type ServeResult struct {
 	AggOverPP     float64 `json:"aggregate_over_pp"`
 	GapP99Ratio   float64 `json:"gap_p99_over_single"`
 	// DecodeWork is a generated token's matrix work (every layer and the classifier)
-	// over a prompt token's in the pp test (every layer, the classifier once per
-	// prompt): 1/DecodeWork is the share of pp a batched decode step reaches when its
+	// over a prompt token's in the pp test (engine.Model.PromptMACs over the prompt's
+	// tokens): 1/DecodeWork is the share of pp a batched decode step reaches when its
 	// products run exactly as fast as pp's, and above which no step can go unless they
 	// run faster.
 	DecodeWork float64 `json:"decode_work_over_pp"`
@@ -202,7 +202,8 @@ func BenchServe(ctx context.Context, m *engine.Model, name string, so serve.Opti
 	}
 	res.PP = pp[0]
 	fp := m.Footprint()
-	if per := float64(fp.LayerMACs) + float64(fp.ClassifierMACs)/float64(cfg.Prompt); per > 0 {
+	if macs, _ := m.PromptMACs(cfg.Prompt); macs > 0 {
+		per := float64(macs) / float64(cfg.Prompt)
 		res.DecodeWork = float64(fp.LayerMACs+fp.ClassifierMACs) / per
 	}
 	res.judge()

@@ -606,3 +606,56 @@ func TestPromptAttentionBlocksBitwise(t *testing.T) {
 		}
 	}
 }
+
+// TestLastLayerRowsOnly: a pass that wants only its last token's logits runs the last
+// layer past the cache writes on that row alone, and a chunk that wants none stops
+// there; the logits are the bits of a pass that computes every row (ForwardAll), and
+// the cache the chunks leave gives the next token the bits it gets after one pass, on
+// both stacks, with local layers, and with a float32 or half-size cache.
+func TestLastLayerRowsOnly(t *testing.T) {
+	local := preset(t, "tiny-gpt2")
+	local.NLayers, local.AttnWindows = 4, []int{0, 8, 0, 5}
+	for _, c := range []struct {
+		name string
+		cfg  model.Config
+	}{{"tiny", preset(t, "tiny")}, {"tiny-gpt2", preset(t, "tiny-gpt2")}, {"local", local}} {
+		m := synthModel(t, c.cfg, engine.Options{Threads: 2})
+		v := m.Config().VocabSize
+		ids := randomTokens(41, v, 17)
+		for _, half := range []bool{false, true} {
+			all, err := m.NewSession(engine.SessionOptions{Batch: 64, HalfKV: half}).ForwardAll(ids, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := m.NewSession(engine.SessionOptions{Batch: 64, HalfKV: half})
+			if _, err := s.Forward(ids[:40]); err != nil {
+				t.Fatal(err)
+			}
+			last, err := s.Forward(ids[40:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			one, err := m.NewSession(engine.SessionOptions{Batch: 64, HalfKV: half}).Forward(ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunked := m.NewSession(engine.SessionOptions{Batch: 16, HalfKV: half})
+			if _, err := chunked.Forward(ids[:40]); err != nil { // chunks of 16, 16 and 8
+				t.Fatal(err)
+			}
+			next, err := chunked.Forward(ids[40:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := all[40*v : 41*v]
+			for i := range want {
+				if math.Float32bits(one[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%s half=%v: logit %d of a prompt's last token: %v, every row computed gives %v", c.name, half, i, one[i], want[i])
+				}
+				if math.Float32bits(next[i]) != math.Float32bits(last[i]) {
+					t.Fatalf("%s half=%v: logit %d after chunks of 16: %v, after one pass %v", c.name, half, i, next[i], last[i])
+				}
+			}
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/lmrun/lmrun/dtype"
+import (
+	"math"
+
+	"github.com/lmrun/lmrun/dtype"
+)
 
 // kvBuf is one layer's keys (or values) for rows positions, stored head by head:
 // element i of KV head h at position p is at (h·rows + p)·hd + i, so one head's
@@ -46,7 +50,7 @@ func (b kvBuf) put(pos int, src []float32) {
 			}
 			dst := b.h[o : o+b.hd]
 			for i, v := range x {
-				dst[i] = dtype.F32ToF16(v)
+				dst[i] = toHalf(v)
 			}
 		}
 	}
@@ -71,4 +75,19 @@ func (b kvBuf) grow(rows, keep int) kvBuf {
 	nb := newKV(b.h != nil, b.heads, b.hd, rows)
 	nb.copyRows(0, b, 0, keep)
 	return nb
+}
+
+// toHalf is dtype.F32ToF16, the same bits, with a short path for the values whose
+// exponent is a normal binary16 one before rounding (|v| in [2⁻¹⁴, 2¹⁶)), nearly all of
+// a cache's: round to nearest even by adding 0xfff and the kept mantissa's lowest bit
+// below the 13 dropped ones, then rebias; a carry out of the mantissa steps the exponent
+// up, to the infinity when it was the largest.
+func toHalf(v float32) uint16 {
+	b := math.Float32bits(v)
+	a := b & 0x7fffffff
+	if a < 0x38800000 || a >= 0x47800000 {
+		return dtype.F32ToF16(v)
+	}
+	a += 0xfff + (a>>13)&1
+	return uint16(b>>16)&0x8000 | uint16((a-(127-15)<<23)>>13)
 }

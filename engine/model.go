@@ -308,6 +308,43 @@ func (m *Model) Footprint() Footprint {
 	return fp
 }
 
+// PromptMACs returns the multiply-adds of the matrix products a forward pass runs over
+// a prompt of tokens tokens when only its last token's logits are asked for (what
+// Session.Forward does, in one pass or in chunks), and the part of them the model runs
+// as integer products (as Footprint counts them): every layer's products on every
+// token, but the last layer's output projection and feed-forward products, the
+// projection out (Config.Projected) and the classifier on the last token alone.
+// Attention is not counted.
+func (m *Model) PromptMACs(tokens int) (macs, int8 int64) {
+	if tokens <= 0 {
+		return 0, 0
+	}
+	add := func(rows int64, ws ...*kernels.Mat) {
+		for _, w := range ws {
+			if w != nil {
+				n := rows * int64(w.Rows) * int64(w.Cols)
+				macs += n
+				if m.q8 != nil && blockQuantized(w.DType) {
+					int8 += n
+				}
+			}
+		}
+	}
+	T := int64(tokens)
+	add(T, m.projIn)
+	for i := range m.layers {
+		l := &m.layers[i]
+		add(T, l.wq, l.wk, l.wv)
+		rows := T
+		if i == len(m.layers)-1 {
+			rows = 1
+		}
+		add(rows, l.wo, l.gate, l.up, l.down)
+	}
+	add(1, m.projOut, m.output)
+	return macs, int8
+}
+
 func (m *Model) bind() error {
 	c := &m.cfg
 	var err error

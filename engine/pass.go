@@ -44,10 +44,12 @@ type pass struct {
 
 	segs   []segment // the segments of the pass running now
 	rowSeg []int32   // [rows]: the index in segs of each row's segment
+	keep   []int32   // [rows]: the rows whose logits are asked for (gatherLogitRows)
 
 	// The parallel steps of a pass, kept here so running them allocates nothing.
 	mmTask     matmulTask
 	prepTask   prepTask
+	actTask    actTask
 	ropeKVTask ropeKVTask
 	attnTask   attnTask
 	normTask   normTask
@@ -110,6 +112,7 @@ func newPass(m *Model, rows int) *pass {
 	p.hb = make([]float32, rows*c.FFNDim)
 	p.hb2 = make([]float32, rows*c.FFNDim)
 	p.rowSeg = make([]int32, rows)
+	p.keep = make([]int32, rows)
 	p.scratch = make([]kernels.Scratch, m.pool.Threads())
 	for i := range p.scratch {
 		p.scratch[i] = kernels.NewScratch(m.kern, rows, widest)
@@ -185,13 +188,21 @@ func (p *pass) forward(segs []segment, all []float32) {
 		sg.s.reserve(sg.s.pos + len(sg.tokens))
 	}
 
+	// resid is the output of the previous block not yet added to x (the residual), nil
+	// when x is complete: with pre-norm, a block's output is added to x in one parallel
+	// pass with the next norm, which reads x right after.
+	var resid []float32
+	// n is the rows the layers still compute: T, but for the last layer's steps after
+	// the cache writes when only some rows' logits are asked for (gatherLogitRows).
+	n, gathered := T, false
 	for li := range m.layers {
 		l := &m.layers[li]
 
 		// Attention block.
 		in := p.x
 		if !c.PostNorm {
-			p.norm(p.xb, p.x, l.attnNorm, T)
+			p.addNorm(p.xb, p.x, resid, &l.attnNorm, T)
+			resid = nil
 			in = p.xb
 		}
 		p.matmul(in, T, mm{p.q, qd, l.wq, l.bq}, mm{p.k, kvd, l.wk, l.bk}, mm{p.v, kvd, l.wv, l.bv})
@@ -212,44 +223,65 @@ func (p *pass) forward(segs []segment, all []float32) {
 			}
 		}
 		p.attnTask = attnTask{p: p}
-		if p.blockedAttention(T) {
+		if li == len(m.layers)-1 && all == nil && p.observe == nil {
+			// The last layer's rows feed nothing but the logits: past the cache writes
+			// above, it computes only the rows whose logits are asked for, gathered at
+			// the top of the buffers (their attention writes its rows there).
+			n, gathered = p.gatherLogitRows(), true
+			if n == 0 {
+				break
+			}
+			p.attnTask.rows = p.keep[:n]
+			m.pool.Run(n*c.NHeads, 1, &p.attnTask)
+			for i, r := range p.keep[:n] {
+				copy(p.x[i*dim:(i+1)*dim], p.x[int(r)*dim:(int(r)+1)*dim])
+			}
+		} else if p.blockedAttention(T) {
 			p.attnTask.blocked = true
 			m.pool.Run((T+attnBlock-1)/attnBlock*c.NKVHeads, 1, &p.attnTask)
 		} else {
 			m.pool.Run(T*c.NHeads, 1, &p.attnTask)
 		}
-		p.matmul(p.att, T, mm{p.out, dim, l.wo, l.bo})
-		kern.Add(p.x[:T*dim], p.out[:T*dim])
+		p.matmul(p.att, n, mm{p.out, dim, l.wo, l.bo})
 		if c.PostNorm {
-			p.norm(p.x, p.x, l.attnNorm, T)
+			p.addNorm(p.x, p.x, p.out, &l.attnNorm, n)
 		}
 
 		// Feed-forward block.
 		in = p.x
 		if !c.PostNorm {
-			p.norm(p.xb, p.x, l.ffnNorm, T)
+			p.addNorm(p.xb, p.x, p.out, &l.ffnNorm, n)
 			in = p.xb
 		}
 		ff := c.FFNDim
 		if c.Activation == model.SwiGLU {
-			p.matmulAct(in, T, mm{p.hb, ff, l.gate, l.bgate}, mm{p.hb2, ff, l.up, l.bup})
+			p.matmulAct(in, n, mm{p.hb, ff, l.gate, l.bgate}, mm{p.hb2, ff, l.up, l.bup})
 		} else {
-			p.matmulAct(in, T, mm{p.hb, ff, l.up, l.bup})
+			p.matmulAct(in, n, mm{p.hb, ff, l.up, l.bup})
 		}
-		p.matmul(p.hb, T, mm{p.out, dim, l.down, l.bdown})
-		kern.Add(p.x[:T*dim], p.out[:T*dim])
+		p.matmul(p.hb, n, mm{p.out, dim, l.down, l.bdown})
 		if c.PostNorm {
-			p.norm(p.x, p.x, l.ffnNorm, T)
+			p.addNorm(p.x, p.x, p.out, &l.ffnNorm, n)
+		} else {
+			resid = p.out
 		}
+	}
+	if resid != nil {
+		p.addNorm(nil, p.x, resid, nil, n)
 	}
 	for _, sg := range segs {
 		sg.s.pos += len(sg.tokens)
 	}
 
 	// Classifier: every row, or the last row of each segment that wants its logits,
-	// gathered in out.
+	// gathered in out (or already gathered in x by the last layer).
 	x, rows := p.x, T
-	if all == nil {
+	if gathered {
+		rows = n
+		if rows == 0 {
+			return
+		}
+	} else if all == nil {
 		rows = 0
 		for _, sg := range segs {
 			if sg.logits {
@@ -264,7 +296,7 @@ func (p *pass) forward(segs []segment, all []float32) {
 		x = p.out
 	}
 	if !c.NoFinalNorm {
-		p.norm(p.xb, x, m.outNorm, rows)
+		p.addNorm(p.xb, x, nil, &m.outNorm, rows)
 		x = p.xb
 	}
 	if c.Projected() {
@@ -411,41 +443,31 @@ func (p *pass) matmulOps(x []float32, T int, act bool, ops []mm) {
 	}
 	// Block-quantized weights take activations quantized once per product (q8_0 blocks
 	// for q8_0 and q4_0, q8_k super-blocks for the k-quants, as llama.cpp does), unless the
-	// model was loaded with exact f32 activations. Ops sharing x may need both.
-	if p.m.q8 != nil {
+	// model was loaded with exact f32 activations. Ops sharing x may need both. bf16
+	// weights take activations rounded to bfloat16 on a backend with a faster product
+	// for them (kernels.BF16Kernels), unless the model was loaded with f32 activations.
+	// The conversions go by ranges of the tokens in parallel.
+	if p.m.q8 != nil || p.m.bf16 != nil {
 		cols := ops[0].w.Cols
+		a := actTask{p: p, x: x}
 		for _, o := range ops {
-			if !blockQuantized(o.w.DType) {
-				continue
+			switch {
+			case p.m.q8 != nil && blockQuantized(o.w.DType):
+				adt := kernels.ActivationDType(o.w.DType)
+				rb := dtype.RowBytes(adt, cols)
+				if adt == dtype.Q8_K && k.xqK == nil {
+					k.xqK, a.xqK, a.wK, a.rbK = p.xqK[:T*rb], p.xqK[:T*rb], o.w.DType, rb
+				} else if adt != dtype.Q8_K && k.xq == nil {
+					k.xq, a.xq, a.w0, a.rb0 = p.xq[:T*rb], p.xq[:T*rb], o.w.DType, rb
+				}
+			case p.m.bf16 != nil && o.w.DType == dtype.BF16 && k.xbf == nil:
+				k.xbf, a.xbf = p.xbf[:T*cols], p.xbf[:T*cols]
 			}
-			adt := kernels.ActivationDType(o.w.DType)
-			dst := &k.xq
-			buf := p.xq
-			if adt == dtype.Q8_K {
-				dst, buf = &k.xqK, p.xqK
-			}
-			if *dst != nil {
-				continue // already quantized for an earlier op
-			}
-			rb := dtype.RowBytes(adt, cols)
-			xq := buf[:T*rb]
-			for t := 0; t < T; t++ {
-				kernels.QuantizeActivations(p.m.q8, o.w.DType, x[t*cols:(t+1)*cols], xq[t*rb:(t+1)*rb])
-			}
-			*dst = xq
 		}
-	}
-	// bf16 weights take activations rounded to bfloat16 on a backend with a faster
-	// product for them (kernels.BF16Kernels), unless the model was loaded with f32
-	// activations.
-	if p.m.bf16 != nil {
-		for _, o := range ops {
-			if o.w.DType == dtype.BF16 {
-				n := T * ops[0].w.Cols
-				p.m.bf16.RoundBF16(x[:n], p.xbf[:n])
-				k.xbf = p.xbf[:n]
-				break
-			}
+		if a.xq != nil || a.xqK != nil || a.xbf != nil {
+			a.cols = cols
+			p.actTask = a
+			p.m.pool.Run(T, actGrain, &p.actTask)
 		}
 	}
 	// The products the backend takes x laid out for (f16 rows over many tokens, say)
@@ -498,6 +520,39 @@ func (k *ropeKVTask) Do(_, lo, hi int) {
 			s.kcache[k.li].put(pos, p.k[t*kvd:(t+1)*kvd])
 			s.vcache[k.li].put(pos, p.v[t*kvd:(t+1)*kvd])
 		}
+	}
+}
+
+// actGrain is the tokens a thread's range of actTask is a multiple of.
+const actGrain = 8
+
+// actTask converts tokens of x (cols columns each) to the activations of the products
+// that take them in another format: q8_0 blocks into xq (rb0 bytes a token, for weights
+// of dtype w0), q8_k super-blocks into xqK (rbK bytes a token, for weights of dtype wK),
+// bfloat16 into xbf; each when not nil.
+type actTask struct {
+	p        *pass
+	x        []float32
+	cols     int
+	xq, xqK  []byte
+	rb0, rbK int
+	w0, wK   dtype.DType
+	xbf      []uint16
+}
+
+func (k *actTask) Do(_, lo, hi int) {
+	q8, cols := k.p.m.q8, k.cols
+	for t := lo; t < hi; t++ {
+		x := k.x[t*cols : (t+1)*cols]
+		if k.xq != nil {
+			kernels.QuantizeActivations(q8, k.w0, x, k.xq[t*k.rb0:(t+1)*k.rb0])
+		}
+		if k.xqK != nil {
+			kernels.QuantizeActivations(q8, k.wK, x, k.xqK[t*k.rbK:(t+1)*k.rbK])
+		}
+	}
+	if k.xbf != nil {
+		k.p.m.bf16.RoundBF16(k.x[lo*cols:hi*cols], k.xbf[lo*cols:hi*cols])
 	}
 }
 
@@ -563,10 +618,12 @@ func (s *Session) stageRing(li, w int, k, v []float32) {
 // attnTask computes attention for (row, head) pairs i = row·n_heads + h, each row over
 // its own session's keys and values (attnState), or, blocked, for (block, KV head)
 // pairs: attnBlock rows of a pass's one segment at a time, every head of the KV head
-// (blockedAttention).
+// (blockedAttention). With rows, the pairs are (j, h) for the query of row rows[j],
+// whose output goes to row j of att.
 type attnTask struct {
 	p       *pass
 	blocked bool
+	rows    []int32
 }
 
 func (a *attnTask) Do(w, lo, hi int) {
@@ -580,19 +637,36 @@ func (a *attnTask) Do(w, lo, hi int) {
 	qd, hd := c.QDim(), c.HeadDim
 	group := c.NHeads / c.NKVHeads
 	for i := lo; i < hi; i++ {
-		r, h := i/c.NHeads, i%c.NHeads
+		j, h := i/c.NHeads, i%c.NHeads
+		r := j
+		if a.rows != nil {
+			r = int(a.rows[j])
+		}
 		sg := &p.segs[p.rowSeg[r]]
 		s := sg.s
 		st := &s.att
 		first, n := st.band(st.pos0 + r - sg.row0)
 		off := st.kc.off(h/group, first) // the same in vc
-		q := r*qd + h*hd
+		q, o := r*qd+h*hd, j*qd+h*hd
 		if st.kc.h != nil {
-			kern.AttentionF16(p.att[q:q+hd], p.q[q:q+hd], st.kc.h[off:], st.vc.h[off:], n, hd, c.AttnScale, s.scores[w])
+			kern.AttentionF16(p.att[o:o+hd], p.q[q:q+hd], st.kc.h[off:], st.vc.h[off:], n, hd, c.AttnScale, s.scores[w])
 		} else {
-			kern.Attention(p.att[q:q+hd], p.q[q:q+hd], st.kc.f[off:], st.vc.f[off:], n, hd, c.AttnScale, s.scores[w])
+			kern.Attention(p.att[o:o+hd], p.q[q:q+hd], st.kc.f[off:], st.vc.f[off:], n, hd, c.AttnScale, s.scores[w])
 		}
 	}
+}
+
+// gatherLogitRows lists in keep the row of each segment's last token whose logits are
+// asked for, in segment order, and returns their number.
+func (p *pass) gatherLogitRows() int {
+	n := 0
+	for _, sg := range p.segs {
+		if sg.logits {
+			p.keep[n] = int32(sg.row0 + len(sg.tokens) - 1)
+			n++
+		}
+	}
+	return n
 }
 
 // band returns the first row in kc of the keys a query at position pos attends to, and
@@ -696,18 +770,27 @@ func (p *pass) activate(T, lo, hi int) {
 	}
 }
 
-// normTask normalises rows [lo, hi) of x into dst (which may alias x).
+// normTask adds add (when not nil: a block's output, the residual) to rows [lo, hi)
+// of x, then normalises them into dst (which may alias x), unless n is nil. The two in
+// one pass over each row, which the norm reads right after the addition.
 type normTask struct {
-	p      *pass
-	dst, x []float32
-	n      norm
+	p           *pass
+	dst, x, add []float32
+	n           *norm
 }
 
 func (k *normTask) Do(_, lo, hi int) {
 	c, kern := &k.p.m.cfg, k.p.m.kern
 	dim := c.Dim
 	for t := lo; t < hi; t++ {
-		d, xi := k.dst[t*dim:(t+1)*dim], k.x[t*dim:(t+1)*dim]
+		xi := k.x[t*dim : (t+1)*dim]
+		if k.add != nil {
+			kern.Add(xi, k.add[t*dim:(t+1)*dim])
+		}
+		if k.n == nil {
+			continue
+		}
+		d := k.dst[t*dim : (t+1)*dim]
 		if c.Norm == model.RMSNorm {
 			kern.RMSNorm(d, xi, k.n.w, float32(c.NormEps))
 		} else {
@@ -716,8 +799,9 @@ func (k *normTask) Do(_, lo, hi int) {
 	}
 }
 
-// norm applies the configured normalisation to T rows of x into dst.
-func (p *pass) norm(dst, x []float32, n norm, T int) {
-	p.normTask = normTask{p: p, dst: dst, x: x, n: n}
+// addNorm adds add (if not nil) to T rows of x, then applies the configured
+// normalisation n (if not nil) to them into dst, rows in parallel.
+func (p *pass) addNorm(dst, x, add []float32, n *norm, T int) {
+	p.normTask = normTask{p: p, dst: dst, x: x, add: add, n: n}
 	p.m.pool.Run(T, 8, &p.normTask)
 }
