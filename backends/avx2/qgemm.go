@@ -76,6 +76,33 @@ var gemmMadd = qgemm.Kernels{
 	RepackQ8: repackQ8S, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8SFull, RepackQ4Full: repackQ4Full,
 	Tile: tileMQ8, TileBias: tileMQ8Bias, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, AddBias: add,
+	// The rows repacked on every product keep their quants' absolute values too, up to
+	// 64 blocks (a group of 34 KiB, within L1; 3072-wide rows' 52 KiB gained nothing).
+	ScratchQ8: &qgemm.ScratchLayout{BlockBytes: 544, MaxBlocks: 64, Repack: repackQ8A, RepackFull: repackQ8AFull, Tile: tileMQ8A, TileBias: tileMQ8ABias},
+}
+
+// tileMQ8A calls the VPMADDUBSW q8_0 tile on groups repacked by repackQ8A for nt tokens
+// (1 ≤ nt ≤ 6).
+func tileMQ8A(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
+	tileMQ8ABias(nt, dst, ldd, w, x, xstride, nb, nil)
+}
+
+// tileMQ8ABias is tileMQ8Bias on groups repacked by repackQ8A.
+func tileMQ8ABias(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32) {
+	switch nt {
+	case 1:
+		qgemmMQ8Ax1(dst, ldd, w, x, xstride, nb, bias)
+	case 2:
+		qgemmMQ8Ax2(dst, ldd, w, x, xstride, nb, bias)
+	case 3:
+		qgemmMQ8Ax3(dst, ldd, w, x, xstride, nb, bias)
+	case 4:
+		qgemmMQ8Ax4(dst, ldd, w, x, xstride, nb, bias)
+	case 5:
+		qgemmMQ8Ax5(dst, ldd, w, x, xstride, nb, bias)
+	default:
+		qgemmMQ8Ax6(dst, ldd, w, x, xstride, nb, bias)
+	}
 }
 
 // tileMQ8 calls the VPMADDUBSW q8_0 tile for nt tokens (1 ≤ nt ≤ 6).

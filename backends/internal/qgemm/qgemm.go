@@ -96,9 +96,29 @@ type Kernels struct {
 	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
 	// bias with it (of the rows TileBias does not take) rather than a loop in Go.
 	AddBias func(dst, x *float32, n int)
+	// ScratchQ8, if set, takes the place of RepackQ8, RepackQ8Full, Tile and TileBias for
+	// the q8_0 weights MatMulQ8 repacks into scratch (those Pack did not pack): a layout
+	// the tiles gain from but whose bytes are too many to keep a matrix in at load.
+	ScratchQ8 *ScratchLayout
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
 	Balance bool
+}
+
+// ScratchLayout is a repack of q8_0 groups of Lanes rows into scratch other than Pack's,
+// and its tiles (Kernels.ScratchQ8).
+type ScratchLayout struct {
+	// BlockBytes is the size of one repacked block of a group.
+	BlockBytes int
+	// MaxBlocks is the most blocks a row may have for MatMulQ8 to take this layout
+	// (the group it sweeps the tokens over kept within L1).
+	MaxBlocks int
+	// Repack and RepackFull are Kernels.RepackQ8 and RepackQ8Full in this layout.
+	Repack     func(dst, w *byte, ldw, nb, rows int)
+	RepackFull func(dst, w *byte, ldw, nb int)
+	// Tile and TileBias are Kernels.Tile and TileBias in this layout.
+	Tile     func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
+	TileBias func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32)
 }
 
 // tokens returns how many of the T − t0 tokens left the next Tile call takes.
@@ -115,7 +135,11 @@ func (k *Kernels) tokens(T, t0 int) int {
 // columns (non-decreasing in T and cols).
 func (k *Kernels) ScratchFloats(T, cols int) int {
 	nb := max(cols, 0) / dtype.QBlock
-	return (max(T, 0)*nb*xBytes+nb*groupBytes(k.Lanes)+align)/4 + k.Lanes*k.Tokens
+	g := nb * groupBytes(k.Lanes) // the repacked group
+	if sl := k.ScratchQ8; sl != nil {
+		g = max(g, min(nb, sl.MaxBlocks)*sl.BlockBytes)
+	}
+	return (max(T, 0)*nb*xBytes+g+align)/4 + k.Lanes*k.Tokens
 }
 
 // groupBytes is the size of one repacked block of a group.
@@ -195,13 +219,19 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	L := k.Lanes
 	b0 := r0 // the first row, for the bias (the loops below may move r0)
 
+	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
+	tb := k.TileBias
+	gb := groupBytes(L) // the bytes of a repacked block in scratch
+	if sl := k.ScratchQ8; sl != nil && w.DType == dtype.Q8_0 && pw == nil && nb <= sl.MaxBlocks {
+		repack, full, tile, tb, gb = sl.Repack, sl.RepackFull, sl.Tile, sl.TileBias, sl.BlockBytes
+	}
 	// Scratch: the prepared activations, the repacked group (aligned), a tile for a
 	// group of fewer than Lanes rows.
 	sb := unsafe.Slice((*byte)(unsafe.Pointer(&scratch[0])), 4*len(scratch))
 	xs := sb[:T*nb*xBytes]
 	off := T * nb * xBytes
 	off += (align - int(uintptr(unsafe.Pointer(&sb[off]))%align)) % align
-	gs := sb[off : off+nb*groupBytes(L)]
+	gs := sb[off : off+nb*gb]
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
 	if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
@@ -209,7 +239,6 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	} else {
 		prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0, !noSum)
 	}
-	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	if w.DType == dtype.Q4_0 {
 		repack, full = k.RepackQ4, k.RepackQ4Full
 		if k.TileQ4 != nil {
@@ -219,7 +248,6 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	xstride := T * xBytes
 	// The bias through TileBias, the rows of whole groups in their tiles and the others
 	// (a group cut by the row range) as they are copied out of tmp.
-	tb := k.TileBias
 	if w.DType != dtype.Q8_0 || bias == nil {
 		tb = nil
 	}
