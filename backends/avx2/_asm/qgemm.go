@@ -52,6 +52,12 @@ type qgemmISA struct {
 	// absolute values (repackQ8A: blocks of qgemmBlockBytesAbs bytes), which the
 	// VPMADDUBSW q8_0 tiles then load rather than compute.
 	abs bool
+	// sweep is whether a tile call sweeps n ≥ 1 tiles of nt tokens over the group (the
+	// next one's nt tokens 40·nt bytes on in x, nt·ldd floats on in dst), prefetching
+	// one line per block of the pfn ≥ 1 lines at pf, the last one again once all are
+	// (the next group's rows: the caller's Go loop and its prefetch calls cost 2% of a
+	// T = 128 product, one thread).
+	sweep bool
 	// bias is whether the tiles take a bias (a last argument, nil for none) that they add
 	// to each row's sum before storing it.
 	bias bool
@@ -527,22 +533,45 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		sig = "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)"
 		doc = append(doc, fmt.Sprintf("Then, unless bias is nil, + bias[r] (the %d floats at bias), as the reference adds it.", isa.lanes))
 	}
+	if isa.sweep {
+		sig = "func(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pfn int)"
+		doc = append(doc, fmt.Sprintf("It does so n ≥ 1 times, for the next %d tokens each: x + 40·%d·i, dst + %d·ldd·i.", nt, nt, nt),
+			"Per block it prefetches one of the pfn ≥ 1 cache lines from pf on, in order, then",
+			"the last one again.")
+	}
 	lb := fn(name, sig, doc...)
 	dst := Load(Param("dst"), GP64())
 	ldd := bytesOf("ldd")
-	wp := Load(Param("w"), GP64())
-	xp := Load(Param("x"), GP64())
 	xs := Load(Param("xstride"), GP64())
+	var xoff Register
+	if isa.pfX > 0 {
+		xoff = GP64()
+		IMUL3Q(U8(isa.pfX), xs, xoff)
+	}
+	var x0, n, pf, pfLast Register
+	var tileTop string
+	if isa.sweep {
+		x0, n = Load(Param("x"), GP64()), Load(Param("n"), GP64())
+		pf = Load(Param("pf"), GP64())
+		pfLast = Load(Param("pfn"), GP64())
+		SHLQ(U8(6), pfLast)
+		LEAQ(Mem{Base: pf, Index: pfLast, Scale: 1, Disp: -64}, pfLast) // the last line
+		tileTop = lb.next("tile")
+		Label(tileTop)
+	}
+	wp := Load(Param("w"), GP64())
+	var xp Register
+	if isa.sweep {
+		xp = GP64()
+		MOVQ(x0, xp)
+	} else {
+		xp = Load(Param("x"), GP64())
+	}
 	nb := Load(Param("nb"), GP64())
 	acc := make([]VecVirtual, nt)
 	for t := range acc {
 		acc[t] = isa.vec()
 		isa.zero(acc[t])
-	}
-	var xoff Register
-	if isa.pfX > 0 {
-		xoff = GP64()
-		IMUL3Q(U8(isa.pfX), xs, xoff)
 	}
 	blk := lb.next("block")
 	Label(blk)
@@ -562,6 +591,13 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		for o := 0; o < 40*nt+63; o += 64 {
 			PREFETCHT0(Mem{Base: pa, Disp: min(o, 40*nt-1)})
 		}
+	}
+	if isa.sweep {
+		PREFETCHT0(Mem{Base: pf})
+		t := GP64()
+		LEAQ(Mem{Base: pf, Disp: 64}, t)
+		CMPQ(t, pfLast)
+		CMOVQLE(t, pf) // the next line, up to the last
 	}
 	ints(isa, s, wp, xp)
 	dw := isa.vec()
@@ -589,9 +625,14 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	}
 	for t := range acc {
 		VMOVUPS(acc[t], Mem{Base: dst})
-		if t < nt-1 {
+		if t < nt-1 || isa.sweep {
 			ADDQ(ldd, dst)
 		}
+	}
+	if isa.sweep {
+		ADDQ(U32(40*nt), x0)
+		DECQ(n)
+		JNZ(LabelRef(tileTop))
 	}
 	VZEROUPPER()
 	RET()
@@ -641,7 +682,10 @@ var (
 	// (repackQ8A), for those repacked on every product: no VPABSB per weight vector and
 	// tile call (768×2304 at T = 128, one thread: 0–5% faster), at
 	// twice the bytes, too many to keep a matrix packed so at load.
-	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true,
+	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true, sweep: true,
+		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
+	// qgemmMaddQ8S is qgemmMaddQ8 sweeping a group, for the rows too long for repackQ8A.
+	qgemmMaddQ8S = qgemmISA{suffix: "MQ8S", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, sweep: true,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
 	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 6, kGroup: 2,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ4Ints}
@@ -719,6 +763,7 @@ func genQGemmMaddQ8() {
 	genRepack(qgemmVEX, false, true, true)
 	genRepackFull(qgemmVEX, false, true, true)
 	genQGemmTiles(qgemmMaddQ8A)
+	genQGemmTiles(qgemmMaddQ8S)
 
 	genPrepareQ8()
 

@@ -96,10 +96,12 @@ type Kernels struct {
 	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
 	// bias with it (of the rows TileBias does not take) rather than a loop in Go.
 	AddBias func(dst, x *float32, n int)
-	// ScratchQ8, if set, takes the place of RepackQ8, RepackQ8Full, Tile and TileBias for
-	// the q8_0 weights MatMulQ8 repacks into scratch (those Pack did not pack): a layout
-	// the tiles gain from but whose bytes are too many to keep a matrix in at load.
-	ScratchQ8 *ScratchLayout
+	// ScratchQ8, if not empty, are layouts that take the place of RepackQ8,
+	// RepackQ8Full, Tile, TileBias and PrefetchQ8 for the q8_0 weights MatMulQ8 repacks
+	// into scratch (those Pack did not pack), the first whose MaxBlocks the rows' blocks
+	// are within: layouts the tiles gain from but whose bytes are too many to keep a
+	// matrix in at load, or tiles that sweep a whole group.
+	ScratchQ8 []ScratchLayout
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
 	Balance bool
@@ -116,9 +118,10 @@ type ScratchLayout struct {
 	// Repack and RepackFull are Kernels.RepackQ8 and RepackQ8Full in this layout.
 	Repack     func(dst, w *byte, ldw, nb, rows int)
 	RepackFull func(dst, w *byte, ldw, nb int)
-	// Tile and TileBias are Kernels.Tile and TileBias in this layout.
-	Tile     func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
-	TileBias func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32)
+	// Sweep is Kernels.TileBias in this layout n ≥ 1 times over a group, for the tokens
+	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + 40·nt·i), prefetching as it goes
+	// the pfn ≥ 1 cache lines from pf on.
+	Sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pfn int)
 }
 
 // tokens returns how many of the T − t0 tokens left the next Tile call takes.
@@ -136,7 +139,7 @@ func (k *Kernels) tokens(T, t0 int) int {
 func (k *Kernels) ScratchFloats(T, cols int) int {
 	nb := max(cols, 0) / dtype.QBlock
 	g := nb * groupBytes(k.Lanes) // the repacked group
-	if sl := k.ScratchQ8; sl != nil {
+	for _, sl := range k.ScratchQ8 {
 		g = max(g, min(nb, sl.MaxBlocks)*sl.BlockBytes)
 	}
 	return (max(T, 0)*nb*xBytes+g+align)/4 + k.Lanes*k.Tokens
@@ -222,8 +225,12 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	tb := k.TileBias
 	gb := groupBytes(L) // the bytes of a repacked block in scratch
-	if sl := k.ScratchQ8; sl != nil && w.DType == dtype.Q8_0 && pw == nil && nb <= sl.MaxBlocks {
-		repack, full, tile, tb, gb = sl.Repack, sl.RepackFull, sl.Tile, sl.TileBias, sl.BlockBytes
+	var sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pfn int)
+	for _, sl := range k.ScratchQ8 {
+		if w.DType == dtype.Q8_0 && pw == nil && nb <= sl.MaxBlocks {
+			repack, full, sweep, gb = sl.Repack, sl.RepackFull, sl.Sweep, sl.BlockBytes
+			break
+		}
 	}
 	// Scratch: the prepared activations, the repacked group (aligned), a tile for a
 	// group of fewer than Lanes rows.
@@ -335,6 +342,16 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		} else {
 			repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
 		}
+		if sweep != nil {
+			// The next group's rows to prefetch (or this one's again, in cache).
+			pfb := w.Data[a*rb : (a+rows)*rb]
+			if g+L < r1 {
+				n0 := min(g+L, max(r1-L, r0))
+				pfb = w.Data[n0*rb : min(n0+L, r1)*rb]
+			}
+			k.sweepGroup(sweep, dst, ld, a, rows, T, &gs[0], xs, nb, bias, tb != nil, pfb, tmp)
+			continue
+		}
 		var next spread
 		if pf != nil && g+L < r1 {
 			// The next group: rows g+L.., or the last L rows when it overlaps this one.
@@ -363,6 +380,61 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	}
 	if bias != nil && tb == nil {
 		addBias(0, T, b0, r1)
+	}
+}
+
+// sweepGroup computes with sweep the T tokens of rows a … a+rows−1 repacked at gs into
+// dst (ld floats a token), adding the bias if withBias, while it prefetches pfb: two
+// sweeps of the calls of k.tokens when rows = Lanes, else one call at a time through
+// tmp.
+func (k *Kernels) sweepGroup(sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pfn int),
+	dst []float32, ld, a, rows, T int, gs *byte, xs []byte, nb int, bias []float32, withBias bool, pfb []byte, tmp []float32) {
+	xstride := T * xBytes
+	pfn := (len(pfb) + 63) / 64
+	var bp *float32
+	if withBias && rows == k.Lanes {
+		bp = &bias[a]
+	}
+	if rows < k.Lanes {
+		for t0, nt := 0, 0; t0 < T; t0 += nt {
+			nt = k.tokens(T, t0)
+			sweep(1, nt, &tmp[0], k.Lanes, gs, &xs[t0*xBytes], xstride, nb, nil, &pfb[0], pfn)
+			for t := 0; t < nt; t++ {
+				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*k.Lanes:t*k.Lanes+rows])
+			}
+			if withBias {
+				for t := t0; t < t0+nt; t++ {
+					k.addBias(dst[t*ld+a:t*ld+a+rows], bias[a:a+rows])
+				}
+			}
+		}
+		return
+	}
+	// k.tokens' calls: n1 of nt1 tokens, then n2 of nt2.
+	calls := (T + k.Tokens - 1) / k.Tokens
+	n1, nt1 := T/k.Tokens, k.Tokens
+	n2, nt2 := 1, T%k.Tokens
+	if k.Balance {
+		n1, nt1 = T%calls, T/calls+1
+		n2, nt2 = calls-n1, T/calls
+	}
+	if n1 > 0 {
+		sweep(n1, nt1, &dst[a], ld, gs, &xs[0], xstride, nb, bp, &pfb[0], pfn)
+	}
+	if t0 := n1 * nt1; t0 < T && n2 > 0 && nt2 > 0 {
+		skip := min(n1*nb, pfn-1) // the lines the first sweep prefetched
+		sweep(n2, nt2, &dst[t0*ld+a], ld, gs, &xs[t0*xBytes], xstride, nb, bp, &pfb[64*skip], pfn-skip)
+	}
+}
+
+// addBias adds x to d (of the same length) with k.AddBias, if set.
+func (k *Kernels) addBias(d, x []float32) {
+	if k.AddBias != nil {
+		k.AddBias(&d[0], &x[0], len(d))
+		return
+	}
+	for i, c := range x {
+		d[i] += c
 	}
 }
 
