@@ -542,36 +542,49 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	lb := fn(name, sig, doc...)
 	dst := Load(Param("dst"), GP64())
 	ldd := bytesOf("ldd")
-	xs := Load(Param("xstride"), GP64())
-	var xoff Register
-	if isa.pfX > 0 {
-		xoff = GP64()
-		IMUL3Q(U8(isa.pfX), xs, xoff)
-	}
+	var wp, xp, xs, nb, xoff Register
 	var x0, n, pf, pfLast Register
+	var acc []VecVirtual
+	// start loads the group's and x's pointers and zeroes the sums.
+	start := func() {
+		wp = Load(Param("w"), GP64())
+		if isa.sweep {
+			xp = GP64()
+			MOVQ(x0, xp)
+		} else {
+			xp = Load(Param("x"), GP64())
+		}
+		if xs == nil {
+			xs = Load(Param("xstride"), GP64())
+		}
+		nb = Load(Param("nb"), GP64())
+		acc = make([]VecVirtual, nt)
+		for t := range acc {
+			acc[t] = isa.vec()
+			isa.zero(acc[t])
+		}
+	}
 	var tileTop string
 	if isa.sweep {
+		xs = Load(Param("xstride"), GP64())
 		x0, n = Load(Param("x"), GP64()), Load(Param("n"), GP64())
 		pf = Load(Param("pf"), GP64())
 		pfLast = Load(Param("pfn"), GP64())
 		SHLQ(U8(6), pfLast)
 		LEAQ(Mem{Base: pf, Index: pfLast, Scale: 1, Disp: -64}, pfLast) // the last line
+		if isa.pfX > 0 {
+			xoff = GP64()
+			IMUL3Q(U8(isa.pfX), xs, xoff)
+		}
 		tileTop = lb.next("tile")
 		Label(tileTop)
-	}
-	wp := Load(Param("w"), GP64())
-	var xp Register
-	if isa.sweep {
-		xp = GP64()
-		MOVQ(x0, xp)
+		start()
 	} else {
-		xp = Load(Param("x"), GP64())
-	}
-	nb := Load(Param("nb"), GP64())
-	acc := make([]VecVirtual, nt)
-	for t := range acc {
-		acc[t] = isa.vec()
-		isa.zero(acc[t])
+		start()
+		if isa.pfX > 0 {
+			xoff = GP64()
+			IMUL3Q(U8(isa.pfX), xs, xoff)
+		}
 	}
 	blk := lb.next("block")
 	Label(blk)
