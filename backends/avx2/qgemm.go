@@ -88,39 +88,39 @@ var gemmMadd = qgemm.Kernels{
 }
 
 // sweepMQ8S is sweepMQ8A on groups repacked by repackQ8S (as Pack does).
-func sweepMQ8S(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pfn int) {
+func sweepMQ8S(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep int) {
 	switch nt {
 	case 1:
-		qgemmMQ8Sx1(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Sx1(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	case 2:
-		qgemmMQ8Sx2(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Sx2(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	case 3:
-		qgemmMQ8Sx3(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Sx3(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	case 4:
-		qgemmMQ8Sx4(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Sx4(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	case 5:
-		qgemmMQ8Sx5(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Sx5(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	default:
-		qgemmMQ8Sx6(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Sx6(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	}
 }
 
 // sweepMQ8A calls the VPMADDUBSW q8_0 tile on groups repacked by repackQ8A for nt tokens
 // (1 ≤ nt ≤ 6), n times (qgemm.ScratchLayout.Sweep).
-func sweepMQ8A(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pfn int) {
+func sweepMQ8A(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep int) {
 	switch nt {
 	case 1:
-		qgemmMQ8Ax1(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Ax1(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	case 2:
-		qgemmMQ8Ax2(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Ax2(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	case 3:
-		qgemmMQ8Ax3(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Ax3(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	case 4:
-		qgemmMQ8Ax4(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Ax4(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	case 5:
-		qgemmMQ8Ax5(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Ax5(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	default:
-		qgemmMQ8Ax6(n, dst, ldd, w, x, xstride, nb, bias, pf, pfn)
+		qgemmMQ8Ax6(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep)
 	}
 }
 

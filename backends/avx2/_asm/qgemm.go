@@ -54,9 +54,9 @@ type qgemmISA struct {
 	abs bool
 	// sweep is whether a tile call sweeps n ≥ 1 tiles of nt tokens over the group (the
 	// next one's nt tokens 40·nt bytes on in x, nt·ldd floats on in dst), prefetching
-	// one line per block of the pfn ≥ 1 lines at pf, the last one again once all are
-	// (the next group's rows: the caller's Go loop and its prefetch calls cost 2% of a
-	// T = 128 product, one thread).
+	// per block the line of pf, pf+step, pf+2·step, … up to pf+pflen−1, then that last
+	// one again (the next group's rows, spread over the sweep: the caller's Go loop
+	// and its prefetch calls cost 2% of a T = 128 product, one thread).
 	sweep bool
 	// bias is whether the tiles take a bias (a last argument, nil for none) that they add
 	// to each row's sum before storing it.
@@ -534,16 +534,16 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		doc = append(doc, fmt.Sprintf("Then, unless bias is nil, + bias[r] (the %d floats at bias), as the reference adds it.", isa.lanes))
 	}
 	if isa.sweep {
-		sig = "func(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pfn int)"
+		sig = "func(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)"
 		doc = append(doc, fmt.Sprintf("It does so n ≥ 1 times, for the next %d tokens each: x + 40·%d·i, dst + %d·ldd·i.", nt, nt, nt),
-			"Per block it prefetches one of the pfn ≥ 1 cache lines from pf on, in order, then",
-			"the last one again.")
+			"Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to",
+			"pf + pflen − 1 (pflen ≥ 1).")
 	}
 	lb := fn(name, sig, doc...)
 	dst := Load(Param("dst"), GP64())
 	ldd := bytesOf("ldd")
 	var wp, xp, xs, nb, xoff Register
-	var x0, n, pf, pfLast Register
+	var x0, n, pf, pfLast, pfStep Register
 	var acc []VecVirtual
 	// start loads the group's and x's pointers and zeroes the sums.
 	start := func() {
@@ -569,9 +569,9 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		xs = Load(Param("xstride"), GP64())
 		x0, n = Load(Param("x"), GP64()), Load(Param("n"), GP64())
 		pf = Load(Param("pf"), GP64())
-		pfLast = Load(Param("pfn"), GP64())
-		SHLQ(U8(6), pfLast)
-		LEAQ(Mem{Base: pf, Index: pfLast, Scale: 1, Disp: -64}, pfLast) // the last line
+		pfLast = Load(Param("pflen"), GP64())
+		LEAQ(Mem{Base: pf, Index: pfLast, Scale: 1, Disp: -1}, pfLast) // the last byte
+		pfStep = Load(Param("pfstep"), GP64())
 		if isa.pfX > 0 {
 			xoff = GP64()
 			IMUL3Q(U8(isa.pfX), xs, xoff)
@@ -607,10 +607,9 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	}
 	if isa.sweep {
 		PREFETCHT0(Mem{Base: pf})
-		t := GP64()
-		LEAQ(Mem{Base: pf, Disp: 64}, t)
-		CMPQ(t, pfLast)
-		CMOVQLE(t, pf) // the next line, up to the last
+		ADDQ(pfStep, pf)
+		CMPQ(pf, pfLast)
+		CMOVQGT(pfLast, pf) // up to the last byte
 	}
 	ints(isa, s, wp, xp)
 	dw := isa.vec()

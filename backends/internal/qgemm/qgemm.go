@@ -119,9 +119,9 @@ type ScratchLayout struct {
 	Repack     func(dst, w *byte, ldw, nb, rows int)
 	RepackFull func(dst, w *byte, ldw, nb int)
 	// Sweep is Kernels.TileBias in this layout n ≥ 1 times over a group, for the tokens
-	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + 40·nt·i), prefetching as it goes
-	// the pfn ≥ 1 cache lines from pf on.
-	Sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pfn int)
+	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + 40·nt·i), prefetching as it goes,
+	// one per block, the lines of pf + pfstep·j up to pf + pflen − 1 (pflen ≥ 1).
+	Sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep int)
 }
 
 // tokens returns how many of the T − t0 tokens left the next Tile call takes.
@@ -225,7 +225,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	tb := k.TileBias
 	gb := groupBytes(L) // the bytes of a repacked block in scratch
-	var sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pfn int)
+	var sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep int)
 	for _, sl := range k.ScratchQ8 {
 		if w.DType == dtype.Q8_0 && pw == nil && nb <= sl.MaxBlocks {
 			repack, full, sweep, gb = sl.Repack, sl.RepackFull, sl.Sweep, sl.BlockBytes
@@ -387,10 +387,12 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 // dst (ld floats a token), adding the bias if withBias, while it prefetches pfb: two
 // sweeps of the calls of k.tokens when rows = Lanes, else one call at a time through
 // tmp.
-func (k *Kernels) sweepGroup(sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pfn int),
+func (k *Kernels) sweepGroup(sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep int),
 	dst []float32, ld, a, rows, T int, gs *byte, xs []byte, nb int, bias []float32, withBias bool, pfb []byte, tmp []float32) {
 	xstride := T * xBytes
-	pfn := (len(pfb) + 63) / 64
+	// The prefetch spread over the sweep's blocks, ending at about its last one.
+	calls := (T + k.Tokens - 1) / k.Tokens
+	step := (len(pfb) + calls*nb - 1) / (calls * nb)
 	var bp *float32
 	if withBias && rows == k.Lanes {
 		bp = &bias[a]
@@ -398,7 +400,8 @@ func (k *Kernels) sweepGroup(sweep func(n, nt int, dst *float32, ldd int, w, x *
 	if rows < k.Lanes {
 		for t0, nt := 0, 0; t0 < T; t0 += nt {
 			nt = k.tokens(T, t0)
-			sweep(1, nt, &tmp[0], k.Lanes, gs, &xs[t0*xBytes], xstride, nb, nil, &pfb[0], pfn)
+			skip := min(t0/k.Tokens*nb*step, len(pfb)-1) // about the blocks swept so far
+			sweep(1, nt, &tmp[0], k.Lanes, gs, &xs[t0*xBytes], xstride, nb, nil, &pfb[skip], len(pfb)-skip, step)
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*k.Lanes:t*k.Lanes+rows])
 			}
@@ -411,7 +414,6 @@ func (k *Kernels) sweepGroup(sweep func(n, nt int, dst *float32, ldd int, w, x *
 		return
 	}
 	// k.tokens' calls: n1 of nt1 tokens, then n2 of nt2.
-	calls := (T + k.Tokens - 1) / k.Tokens
 	n1, nt1 := T/k.Tokens, k.Tokens
 	n2, nt2 := 1, T%k.Tokens
 	if k.Balance {
@@ -419,11 +421,11 @@ func (k *Kernels) sweepGroup(sweep func(n, nt int, dst *float32, ldd int, w, x *
 		n2, nt2 = calls-n1, T/calls
 	}
 	if n1 > 0 {
-		sweep(n1, nt1, &dst[a], ld, gs, &xs[0], xstride, nb, bp, &pfb[0], pfn)
+		sweep(n1, nt1, &dst[a], ld, gs, &xs[0], xstride, nb, bp, &pfb[0], len(pfb), step)
 	}
 	if t0 := n1 * nt1; t0 < T && n2 > 0 && nt2 > 0 {
-		skip := min(n1*nb, pfn-1) // the lines the first sweep prefetched
-		sweep(n2, nt2, &dst[t0*ld+a], ld, gs, &xs[t0*xBytes], xstride, nb, bp, &pfb[64*skip], pfn-skip)
+		skip := min(n1*nb*step, len(pfb)-1) // the bytes the first sweep went over
+		sweep(n2, nt2, &dst[t0*ld+a], ld, gs, &xs[t0*xBytes], xstride, nb, bp, &pfb[skip], len(pfb)-skip, step)
 	}
 }
 
