@@ -17,6 +17,11 @@
 //
 // so it equals kernels.Reference's bit for bit, whatever T, the group or the row range.
 //
+// A backend may repack the q8_0 rows of a product into scratch in a layout of its own
+// (Kernels.ScratchQ8: the AVX2 tiles without AVX-VNNI take each weight vector's absolute
+// values along, twice the bytes), whose tiles sweep all the tokens over a group in one
+// call, prefetching the next group's rows as they go.
+//
 // For one token (and up to VecTokens) on weights as loaded, a backend's MatVec kernels,
 // if it has them, take the rows without a repack (Lanes rows a gap apart, each a long
 // stream through consecutive rows), to the same bits.
