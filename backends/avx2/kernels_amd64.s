@@ -13272,9 +13272,9 @@ repackQ8AFull_block:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax1(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
+// func qgemmMQ8Ax1(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax1(SB), NOSPLIT, $0-88
+TEXT ·qgemmMQ8Ax1(SB), NOSPLIT, $0-96
 	MOVQ   dst+8(FP), AX
 	MOVQ   ldd+16(FP), CX
 	SHLQ   $0x02, CX
@@ -13288,12 +13288,18 @@ TEXT ·qgemmMQ8Ax1(SB), NOSPLIT, $0-88
 	IMUL3Q $0x08, DX, R10
 
 qgemmMQ8Ax1_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
+	MOVQ    w+24(FP), R11
+	MOVQ    BX, R12
+	MOVQ    nb+48(FP), R13
+	VXORPS  Y0, Y0, Y0
+	MOVQ    from+88(FP), R14
+	TESTQ   R14, R14
+	JZ      qgemmMQ8Ax1_fresh2
+	MOVQ    AX, R14
+	VMOVUPS (R14), Y0
 
-qgemmMQ8Ax1_block2:
+qgemmMQ8Ax1_fresh2:
+qgemmMQ8Ax1_block3:
 	LEAQ         (R12)(R10*1), R14
 	PREFETCHT0   (R14)
 	PREFETCHT0   39(R14)
@@ -13366,13 +13372,13 @@ qgemmMQ8Ax1_block2:
 	ADDQ         $0x00000220, R11
 	ADDQ         DX, R12
 	DECQ         R13
-	JNZ          qgemmMQ8Ax1_block2
+	JNZ          qgemmMQ8Ax1_block3
 	MOVQ         bias+56(FP), R11
 	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax1_store3
+	JZ           qgemmMQ8Ax1_store4
 	VADDPS       (R11), Y0, Y0
 
-qgemmMQ8Ax1_store3:
+qgemmMQ8Ax1_store4:
 	VMOVUPS Y0, (AX)
 	ADDQ    CX, AX
 	ADDQ    $0x00000028, BX
@@ -13381,9 +13387,9 @@ qgemmMQ8Ax1_store3:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax2(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
+// func qgemmMQ8Ax2(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax2(SB), NOSPLIT, $0-88
+TEXT ·qgemmMQ8Ax2(SB), NOSPLIT, $0-96
 	MOVQ   dst+8(FP), AX
 	MOVQ   ldd+16(FP), CX
 	SHLQ   $0x02, CX
@@ -13397,13 +13403,21 @@ TEXT ·qgemmMQ8Ax2(SB), NOSPLIT, $0-88
 	IMUL3Q $0x08, DX, R10
 
 qgemmMQ8Ax2_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	MOVQ    w+24(FP), R11
+	MOVQ    BX, R12
+	MOVQ    nb+48(FP), R13
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	MOVQ    from+88(FP), R14
+	TESTQ   R14, R14
+	JZ      qgemmMQ8Ax2_fresh2
+	MOVQ    AX, R14
+	VMOVUPS (R14), Y0
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y1
 
-qgemmMQ8Ax2_block2:
+qgemmMQ8Ax2_fresh2:
+qgemmMQ8Ax2_block3:
 	LEAQ         (R12)(R10*1), R14
 	PREFETCHT0   (R14)
 	PREFETCHT0   64(R14)
@@ -13521,14 +13535,14 @@ qgemmMQ8Ax2_block2:
 	ADDQ         $0x00000220, R11
 	ADDQ         DX, R12
 	DECQ         R13
-	JNZ          qgemmMQ8Ax2_block2
+	JNZ          qgemmMQ8Ax2_block3
 	MOVQ         bias+56(FP), R11
 	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax2_store3
+	JZ           qgemmMQ8Ax2_store4
 	VADDPS       (R11), Y0, Y0
 	VADDPS       (R11), Y1, Y1
 
-qgemmMQ8Ax2_store3:
+qgemmMQ8Ax2_store4:
 	VMOVUPS Y0, (AX)
 	ADDQ    CX, AX
 	VMOVUPS Y1, (AX)
@@ -13539,9 +13553,9 @@ qgemmMQ8Ax2_store3:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax3(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
+// func qgemmMQ8Ax3(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax3(SB), NOSPLIT, $0-88
+TEXT ·qgemmMQ8Ax3(SB), NOSPLIT, $0-96
 	MOVQ   dst+8(FP), AX
 	MOVQ   ldd+16(FP), CX
 	SHLQ   $0x02, CX
@@ -13555,14 +13569,24 @@ TEXT ·qgemmMQ8Ax3(SB), NOSPLIT, $0-88
 	IMUL3Q $0x08, DX, R10
 
 qgemmMQ8Ax3_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
+	MOVQ    w+24(FP), R11
+	MOVQ    BX, R12
+	MOVQ    nb+48(FP), R13
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	MOVQ    from+88(FP), R14
+	TESTQ   R14, R14
+	JZ      qgemmMQ8Ax3_fresh2
+	MOVQ    AX, R14
+	VMOVUPS (R14), Y0
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y1
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y2
 
-qgemmMQ8Ax3_block2:
+qgemmMQ8Ax3_fresh2:
+qgemmMQ8Ax3_block3:
 	LEAQ         (R12)(R10*1), R14
 	PREFETCHT0   (R14)
 	PREFETCHT0   64(R14)
@@ -13724,15 +13748,15 @@ qgemmMQ8Ax3_block2:
 	ADDQ         $0x00000220, R11
 	ADDQ         DX, R12
 	DECQ         R13
-	JNZ          qgemmMQ8Ax3_block2
+	JNZ          qgemmMQ8Ax3_block3
 	MOVQ         bias+56(FP), R11
 	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax3_store3
+	JZ           qgemmMQ8Ax3_store4
 	VADDPS       (R11), Y0, Y0
 	VADDPS       (R11), Y1, Y1
 	VADDPS       (R11), Y2, Y2
 
-qgemmMQ8Ax3_store3:
+qgemmMQ8Ax3_store4:
 	VMOVUPS Y0, (AX)
 	ADDQ    CX, AX
 	VMOVUPS Y1, (AX)
@@ -13745,9 +13769,9 @@ qgemmMQ8Ax3_store3:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax4(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
+// func qgemmMQ8Ax4(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax4(SB), NOSPLIT, $0-88
+TEXT ·qgemmMQ8Ax4(SB), NOSPLIT, $0-96
 	MOVQ   dst+8(FP), AX
 	MOVQ   ldd+16(FP), CX
 	SHLQ   $0x02, CX
@@ -13761,15 +13785,27 @@ TEXT ·qgemmMQ8Ax4(SB), NOSPLIT, $0-88
 	IMUL3Q $0x08, DX, R10
 
 qgemmMQ8Ax4_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	MOVQ    w+24(FP), R11
+	MOVQ    BX, R12
+	MOVQ    nb+48(FP), R13
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	MOVQ    from+88(FP), R14
+	TESTQ   R14, R14
+	JZ      qgemmMQ8Ax4_fresh2
+	MOVQ    AX, R14
+	VMOVUPS (R14), Y0
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y1
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y2
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y3
 
-qgemmMQ8Ax4_block2:
+qgemmMQ8Ax4_fresh2:
+qgemmMQ8Ax4_block3:
 	LEAQ         (R12)(R10*1), R14
 	PREFETCHT0   (R14)
 	PREFETCHT0   64(R14)
@@ -13976,16 +14012,16 @@ qgemmMQ8Ax4_block2:
 	ADDQ         $0x00000220, R11
 	ADDQ         DX, R12
 	DECQ         R13
-	JNZ          qgemmMQ8Ax4_block2
+	JNZ          qgemmMQ8Ax4_block3
 	MOVQ         bias+56(FP), R11
 	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax4_store3
+	JZ           qgemmMQ8Ax4_store4
 	VADDPS       (R11), Y0, Y0
 	VADDPS       (R11), Y1, Y1
 	VADDPS       (R11), Y2, Y2
 	VADDPS       (R11), Y3, Y3
 
-qgemmMQ8Ax4_store3:
+qgemmMQ8Ax4_store4:
 	VMOVUPS Y0, (AX)
 	ADDQ    CX, AX
 	VMOVUPS Y1, (AX)
@@ -14000,9 +14036,9 @@ qgemmMQ8Ax4_store3:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax5(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
+// func qgemmMQ8Ax5(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax5(SB), NOSPLIT, $0-88
+TEXT ·qgemmMQ8Ax5(SB), NOSPLIT, $0-96
 	MOVQ   dst+8(FP), AX
 	MOVQ   ldd+16(FP), CX
 	SHLQ   $0x02, CX
@@ -14016,16 +14052,30 @@ TEXT ·qgemmMQ8Ax5(SB), NOSPLIT, $0-88
 	IMUL3Q $0x08, DX, R10
 
 qgemmMQ8Ax5_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
+	MOVQ    w+24(FP), R11
+	MOVQ    BX, R12
+	MOVQ    nb+48(FP), R13
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	MOVQ    from+88(FP), R14
+	TESTQ   R14, R14
+	JZ      qgemmMQ8Ax5_fresh2
+	MOVQ    AX, R14
+	VMOVUPS (R14), Y0
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y1
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y2
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y3
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y4
 
-qgemmMQ8Ax5_block2:
+qgemmMQ8Ax5_fresh2:
+qgemmMQ8Ax5_block3:
 	LEAQ         (R12)(R10*1), R14
 	PREFETCHT0   (R14)
 	PREFETCHT0   64(R14)
@@ -14277,17 +14327,17 @@ qgemmMQ8Ax5_block2:
 	ADDQ         $0x00000220, R11
 	ADDQ         DX, R12
 	DECQ         R13
-	JNZ          qgemmMQ8Ax5_block2
+	JNZ          qgemmMQ8Ax5_block3
 	MOVQ         bias+56(FP), R11
 	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax5_store3
+	JZ           qgemmMQ8Ax5_store4
 	VADDPS       (R11), Y0, Y0
 	VADDPS       (R11), Y1, Y1
 	VADDPS       (R11), Y2, Y2
 	VADDPS       (R11), Y3, Y3
 	VADDPS       (R11), Y4, Y4
 
-qgemmMQ8Ax5_store3:
+qgemmMQ8Ax5_store4:
 	VMOVUPS Y0, (AX)
 	ADDQ    CX, AX
 	VMOVUPS Y1, (AX)
@@ -14304,9 +14354,9 @@ qgemmMQ8Ax5_store3:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax6(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
+// func qgemmMQ8Ax6(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax6(SB), NOSPLIT, $0-88
+TEXT ·qgemmMQ8Ax6(SB), NOSPLIT, $0-96
 	MOVQ   dst+8(FP), AX
 	MOVQ   ldd+16(FP), CX
 	SHLQ   $0x02, CX
@@ -14320,17 +14370,33 @@ TEXT ·qgemmMQ8Ax6(SB), NOSPLIT, $0-88
 	IMUL3Q $0x08, DX, R10
 
 qgemmMQ8Ax6_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
+	MOVQ    w+24(FP), R11
+	MOVQ    BX, R12
+	MOVQ    nb+48(FP), R13
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	MOVQ    from+88(FP), R14
+	TESTQ   R14, R14
+	JZ      qgemmMQ8Ax6_fresh2
+	MOVQ    AX, R14
+	VMOVUPS (R14), Y0
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y1
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y2
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y3
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y4
+	ADDQ    CX, R14
+	VMOVUPS (R14), Y5
 
-qgemmMQ8Ax6_block2:
+qgemmMQ8Ax6_fresh2:
+qgemmMQ8Ax6_block3:
 	LEAQ         (R12)(R10*1), R14
 	PREFETCHT0   (R14)
 	PREFETCHT0   64(R14)
@@ -14626,10 +14692,10 @@ qgemmMQ8Ax6_block2:
 	ADDQ         $0x00000220, R11
 	ADDQ         DX, R12
 	DECQ         R13
-	JNZ          qgemmMQ8Ax6_block2
+	JNZ          qgemmMQ8Ax6_block3
 	MOVQ         bias+56(FP), R11
 	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax6_store3
+	JZ           qgemmMQ8Ax6_store4
 	VADDPS       (R11), Y0, Y0
 	VADDPS       (R11), Y1, Y1
 	VADDPS       (R11), Y2, Y2
@@ -14637,7 +14703,7 @@ qgemmMQ8Ax6_block2:
 	VADDPS       (R11), Y4, Y4
 	VADDPS       (R11), Y5, Y5
 
-qgemmMQ8Ax6_store3:
+qgemmMQ8Ax6_store4:
 	VMOVUPS Y0, (AX)
 	ADDQ    CX, AX
 	VMOVUPS Y1, (AX)
@@ -14653,1390 +14719,6 @@ qgemmMQ8Ax6_store3:
 	ADDQ    $0x000000f0, BX
 	DECQ    SI
 	JNZ     qgemmMQ8Ax6_tile1
-	VZEROUPPER
-	RET
-
-// func qgemmMQ8Sx1(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
-// Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Sx1(SB), NOSPLIT, $0-88
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
-
-qgemmMQ8Sx1_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-
-qgemmMQ8Sx1_block2:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   39(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y2
-	VMOVDQU      (R11), Y1
-	VPABSB       Y1, Y3
-	VPBROADCASTD (R12), Y4
-	VPSIGNB      Y1, Y4, Y4
-	VPMADDUBSW   Y4, Y3, Y4
-	VPMADDWD     Y2, Y4, Y1
-	VMOVDQU      32(R11), Y3
-	VPABSB       Y3, Y4
-	VPBROADCASTD 4(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      64(R11), Y3
-	VPABSB       Y3, Y4
-	VPBROADCASTD 8(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      96(R11), Y3
-	VPABSB       Y3, Y4
-	VPBROADCASTD 12(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      128(R11), Y3
-	VPABSB       Y3, Y4
-	VPBROADCASTD 16(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      160(R11), Y3
-	VPABSB       Y3, Y4
-	VPBROADCASTD 20(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      192(R11), Y3
-	VPABSB       Y3, Y4
-	VPBROADCASTD 24(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      224(R11), Y3
-	VPABSB       Y3, Y4
-	VPBROADCASTD 28(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VCVTPH2PS    256(R11), Y2
-	VBROADCASTSS 32(R12), Y3
-	VMULPS       Y3, Y2, Y3
-	VCVTDQ2PS    Y1, Y1
-	VMULPS       Y3, Y1, Y1
-	VADDPS       Y1, Y0, Y0
-	ADDQ         $0x00000120, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Sx1_block2
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Sx1_store3
-	VADDPS       (R11), Y0, Y0
-
-qgemmMQ8Sx1_store3:
-	VMOVUPS Y0, (AX)
-	ADDQ    CX, AX
-	ADDQ    $0x00000028, BX
-	DECQ    SI
-	JNZ     qgemmMQ8Sx1_tile1
-	VZEROUPPER
-	RET
-
-// func qgemmMQ8Sx2(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
-// Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Sx2(SB), NOSPLIT, $0-88
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
-
-qgemmMQ8Sx2_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-
-qgemmMQ8Sx2_block2:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   79(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y4
-	VMOVDQU      (R11), Y3
-	VPABSB       Y3, Y5
-	VPBROADCASTD (R12), Y2
-	VPSIGNB      Y3, Y2, Y2
-	VPMADDUBSW   Y2, Y5, Y2
-	VPMADDWD     Y4, Y2, Y2
-	VPBROADCASTD 40(R12), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VPMADDWD     Y4, Y6, Y3
-	VMOVDQU      32(R11), Y5
-	VPABSB       Y5, Y6
-	VPBROADCASTD 4(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 44(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      64(R11), Y5
-	VPABSB       Y5, Y6
-	VPBROADCASTD 8(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 48(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      96(R11), Y5
-	VPABSB       Y5, Y6
-	VPBROADCASTD 12(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 52(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      128(R11), Y5
-	VPABSB       Y5, Y6
-	VPBROADCASTD 16(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 56(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      160(R11), Y5
-	VPABSB       Y5, Y6
-	VPBROADCASTD 20(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 60(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      192(R11), Y5
-	VPABSB       Y5, Y6
-	VPBROADCASTD 24(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 64(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      224(R11), Y5
-	VPABSB       Y5, Y6
-	VPBROADCASTD 28(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 68(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VCVTPH2PS    256(R11), Y4
-	VBROADCASTSS 32(R12), Y5
-	VMULPS       Y5, Y4, Y5
-	VCVTDQ2PS    Y2, Y2
-	VMULPS       Y5, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VBROADCASTSS 72(R12), Y2
-	VMULPS       Y2, Y4, Y2
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y2, Y3, Y3
-	VADDPS       Y3, Y1, Y1
-	ADDQ         $0x00000120, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Sx2_block2
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Sx2_store3
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-
-qgemmMQ8Sx2_store3:
-	VMOVUPS Y0, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y1, (AX)
-	ADDQ    CX, AX
-	ADDQ    $0x00000050, BX
-	DECQ    SI
-	JNZ     qgemmMQ8Sx2_tile1
-	VZEROUPPER
-	RET
-
-// func qgemmMQ8Sx3(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
-// Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Sx3(SB), NOSPLIT, $0-88
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
-
-qgemmMQ8Sx3_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-
-qgemmMQ8Sx3_block2:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   119(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y6
-	VMOVDQU      (R11), Y5
-	VPABSB       Y5, Y7
-	VPBROADCASTD (R12), Y3
-	VPSIGNB      Y5, Y3, Y3
-	VPMADDUBSW   Y3, Y7, Y3
-	VPMADDWD     Y6, Y3, Y3
-	VPBROADCASTD 40(R12), Y4
-	VPSIGNB      Y5, Y4, Y4
-	VPMADDUBSW   Y4, Y7, Y4
-	VPMADDWD     Y6, Y4, Y4
-	VPBROADCASTD 80(R12), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     Y6, Y8, Y5
-	VMOVDQU      32(R11), Y7
-	VPABSB       Y7, Y8
-	VPBROADCASTD 4(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 44(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 84(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      64(R11), Y7
-	VPABSB       Y7, Y8
-	VPBROADCASTD 8(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 48(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 88(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      96(R11), Y7
-	VPABSB       Y7, Y8
-	VPBROADCASTD 12(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 52(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 92(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      128(R11), Y7
-	VPABSB       Y7, Y8
-	VPBROADCASTD 16(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 56(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 96(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      160(R11), Y7
-	VPABSB       Y7, Y8
-	VPBROADCASTD 20(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 60(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 100(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      192(R11), Y7
-	VPABSB       Y7, Y8
-	VPBROADCASTD 24(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 64(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 104(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      224(R11), Y7
-	VPABSB       Y7, Y8
-	VPBROADCASTD 28(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 68(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 108(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VCVTPH2PS    256(R11), Y6
-	VBROADCASTSS 32(R12), Y7
-	VMULPS       Y7, Y6, Y7
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y7, Y3, Y3
-	VADDPS       Y3, Y0, Y0
-	VBROADCASTSS 72(R12), Y3
-	VMULPS       Y3, Y6, Y3
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y3, Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	VBROADCASTSS 112(R12), Y3
-	VMULPS       Y3, Y6, Y3
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y3, Y5, Y5
-	VADDPS       Y5, Y2, Y2
-	ADDQ         $0x00000120, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Sx3_block2
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Sx3_store3
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-	VADDPS       (R11), Y2, Y2
-
-qgemmMQ8Sx3_store3:
-	VMOVUPS Y0, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y1, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y2, (AX)
-	ADDQ    CX, AX
-	ADDQ    $0x00000078, BX
-	DECQ    SI
-	JNZ     qgemmMQ8Sx3_tile1
-	VZEROUPPER
-	RET
-
-// func qgemmMQ8Sx4(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
-// Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Sx4(SB), NOSPLIT, $0-88
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
-
-qgemmMQ8Sx4_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-qgemmMQ8Sx4_block2:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   128(R14)
-	PREFETCHT0   159(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y8
-	VMOVDQU      (R11), Y7
-	VPABSB       Y7, Y9
-	VPBROADCASTD (R12), Y4
-	VPSIGNB      Y7, Y4, Y4
-	VPMADDUBSW   Y4, Y9, Y4
-	VPMADDWD     Y8, Y4, Y4
-	VPBROADCASTD 40(R12), Y5
-	VPSIGNB      Y7, Y5, Y5
-	VPMADDUBSW   Y5, Y9, Y5
-	VPMADDWD     Y8, Y5, Y5
-	VPBROADCASTD 80(R12), Y6
-	VPSIGNB      Y7, Y6, Y6
-	VPMADDUBSW   Y6, Y9, Y6
-	VPMADDWD     Y8, Y6, Y6
-	VPBROADCASTD 120(R12), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y9, Y10
-	VPMADDWD     Y8, Y10, Y7
-	VMOVDQU      32(R11), Y9
-	VPABSB       Y9, Y10
-	VPBROADCASTD 4(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 44(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 84(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 124(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      64(R11), Y9
-	VPABSB       Y9, Y10
-	VPBROADCASTD 8(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 48(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 88(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 128(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      96(R11), Y9
-	VPABSB       Y9, Y10
-	VPBROADCASTD 12(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 52(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 92(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 132(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      128(R11), Y9
-	VPABSB       Y9, Y10
-	VPBROADCASTD 16(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 56(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 96(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 136(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      160(R11), Y9
-	VPABSB       Y9, Y10
-	VPBROADCASTD 20(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 60(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 100(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 140(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      192(R11), Y9
-	VPABSB       Y9, Y10
-	VPBROADCASTD 24(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 64(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 104(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 144(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      224(R11), Y9
-	VPABSB       Y9, Y10
-	VPBROADCASTD 28(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 68(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 108(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 148(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VCVTPH2PS    256(R11), Y8
-	VBROADCASTSS 32(R12), Y9
-	VMULPS       Y9, Y8, Y9
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y9, Y4, Y4
-	VADDPS       Y4, Y0, Y0
-	VBROADCASTSS 72(R12), Y4
-	VMULPS       Y4, Y8, Y4
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VBROADCASTSS 112(R12), Y4
-	VMULPS       Y4, Y8, Y4
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y4, Y6, Y6
-	VADDPS       Y6, Y2, Y2
-	VBROADCASTSS 152(R12), Y4
-	VMULPS       Y4, Y8, Y4
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y4, Y7, Y7
-	VADDPS       Y7, Y3, Y3
-	ADDQ         $0x00000120, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Sx4_block2
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Sx4_store3
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-	VADDPS       (R11), Y2, Y2
-	VADDPS       (R11), Y3, Y3
-
-qgemmMQ8Sx4_store3:
-	VMOVUPS Y0, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y1, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y2, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y3, (AX)
-	ADDQ    CX, AX
-	ADDQ    $0x000000a0, BX
-	DECQ    SI
-	JNZ     qgemmMQ8Sx4_tile1
-	VZEROUPPER
-	RET
-
-// func qgemmMQ8Sx5(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
-// Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Sx5(SB), NOSPLIT, $0-88
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
-
-qgemmMQ8Sx5_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-qgemmMQ8Sx5_block2:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   128(R14)
-	PREFETCHT0   192(R14)
-	PREFETCHT0   199(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y10
-	VMOVDQU      (R11), Y9
-	VPABSB       Y9, Y11
-	VPBROADCASTD (R12), Y5
-	VPSIGNB      Y9, Y5, Y5
-	VPMADDUBSW   Y5, Y11, Y5
-	VPMADDWD     Y10, Y5, Y5
-	VPBROADCASTD 40(R12), Y6
-	VPSIGNB      Y9, Y6, Y6
-	VPMADDUBSW   Y6, Y11, Y6
-	VPMADDWD     Y10, Y6, Y6
-	VPBROADCASTD 80(R12), Y7
-	VPSIGNB      Y9, Y7, Y7
-	VPMADDUBSW   Y7, Y11, Y7
-	VPMADDWD     Y10, Y7, Y7
-	VPBROADCASTD 120(R12), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     Y10, Y8, Y8
-	VPBROADCASTD 160(R12), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y11, Y12
-	VPMADDWD     Y10, Y12, Y9
-	VMOVDQU      32(R11), Y11
-	VPABSB       Y11, Y12
-	VPBROADCASTD 4(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 44(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 84(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 124(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 164(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      64(R11), Y11
-	VPABSB       Y11, Y12
-	VPBROADCASTD 8(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 48(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 88(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 128(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 168(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      96(R11), Y11
-	VPABSB       Y11, Y12
-	VPBROADCASTD 12(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 52(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 92(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 132(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 172(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      128(R11), Y11
-	VPABSB       Y11, Y12
-	VPBROADCASTD 16(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 56(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 96(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 136(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 176(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      160(R11), Y11
-	VPABSB       Y11, Y12
-	VPBROADCASTD 20(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 60(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 100(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 140(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 180(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      192(R11), Y11
-	VPABSB       Y11, Y12
-	VPBROADCASTD 24(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 64(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 104(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 144(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 184(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      224(R11), Y11
-	VPABSB       Y11, Y12
-	VPBROADCASTD 28(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 68(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 108(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 148(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 188(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VCVTPH2PS    256(R11), Y10
-	VBROADCASTSS 32(R12), Y11
-	VMULPS       Y11, Y10, Y11
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y11, Y5, Y5
-	VADDPS       Y5, Y0, Y0
-	VBROADCASTSS 72(R12), Y5
-	VMULPS       Y5, Y10, Y5
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y6, Y6
-	VADDPS       Y6, Y1, Y1
-	VBROADCASTSS 112(R12), Y5
-	VMULPS       Y5, Y10, Y5
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y5, Y7, Y7
-	VADDPS       Y7, Y2, Y2
-	VBROADCASTSS 152(R12), Y5
-	VMULPS       Y5, Y10, Y5
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y3, Y3
-	VBROADCASTSS 192(R12), Y5
-	VMULPS       Y5, Y10, Y5
-	VCVTDQ2PS    Y9, Y9
-	VMULPS       Y5, Y9, Y9
-	VADDPS       Y9, Y4, Y4
-	ADDQ         $0x00000120, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Sx5_block2
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Sx5_store3
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-	VADDPS       (R11), Y2, Y2
-	VADDPS       (R11), Y3, Y3
-	VADDPS       (R11), Y4, Y4
-
-qgemmMQ8Sx5_store3:
-	VMOVUPS Y0, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y1, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y2, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y3, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y4, (AX)
-	ADDQ    CX, AX
-	ADDQ    $0x000000c8, BX
-	DECQ    SI
-	JNZ     qgemmMQ8Sx5_tile1
-	VZEROUPPER
-	RET
-
-// func qgemmMQ8Sx6(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)
-// Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Sx6(SB), NOSPLIT, $0-88
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
-
-qgemmMQ8Sx6_tile1:
-	MOVQ   w+24(FP), R11
-	MOVQ   BX, R12
-	MOVQ   nb+48(FP), R13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-
-qgemmMQ8Sx6_block2:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   128(R14)
-	PREFETCHT0   192(R14)
-	PREFETCHT0   239(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y12
-	VMOVDQU      (R11), Y11
-	VPABSB       Y11, Y13
-	VPBROADCASTD (R12), Y6
-	VPSIGNB      Y11, Y6, Y6
-	VPMADDUBSW   Y6, Y13, Y6
-	VPMADDWD     Y12, Y6, Y6
-	VPBROADCASTD 40(R12), Y7
-	VPSIGNB      Y11, Y7, Y7
-	VPMADDUBSW   Y7, Y13, Y7
-	VPMADDWD     Y12, Y7, Y7
-	VPBROADCASTD 80(R12), Y8
-	VPSIGNB      Y11, Y8, Y8
-	VPMADDUBSW   Y8, Y13, Y8
-	VPMADDWD     Y12, Y8, Y8
-	VPBROADCASTD 120(R12), Y9
-	VPSIGNB      Y11, Y9, Y9
-	VPMADDUBSW   Y9, Y13, Y9
-	VPMADDWD     Y12, Y9, Y9
-	VPBROADCASTD 160(R12), Y10
-	VPSIGNB      Y11, Y10, Y10
-	VPMADDUBSW   Y10, Y13, Y10
-	VPMADDWD     Y12, Y10, Y10
-	VPBROADCASTD 200(R12), Y14
-	VPSIGNB      Y11, Y14, Y14
-	VPMADDUBSW   Y14, Y13, Y14
-	VPMADDWD     Y12, Y14, Y11
-	VMOVDQU      32(R11), Y13
-	VPABSB       Y13, Y14
-	VPBROADCASTD 4(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 44(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 84(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 124(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 164(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 204(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      64(R11), Y13
-	VPABSB       Y13, Y14
-	VPBROADCASTD 8(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 48(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 88(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 128(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 168(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 208(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      96(R11), Y13
-	VPABSB       Y13, Y14
-	VPBROADCASTD 12(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 52(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 92(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 132(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 172(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 212(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      128(R11), Y13
-	VPABSB       Y13, Y14
-	VPBROADCASTD 16(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 56(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 96(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 136(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 176(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 216(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      160(R11), Y13
-	VPABSB       Y13, Y14
-	VPBROADCASTD 20(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 60(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 100(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 140(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 180(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 220(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      192(R11), Y13
-	VPABSB       Y13, Y14
-	VPBROADCASTD 24(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 64(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 104(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 144(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 184(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 224(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      224(R11), Y13
-	VPABSB       Y13, Y14
-	VPBROADCASTD 28(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 68(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 108(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 148(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 188(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 228(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VCVTPH2PS    256(R11), Y12
-	VBROADCASTSS 32(R12), Y13
-	VMULPS       Y13, Y12, Y13
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y13, Y6, Y6
-	VADDPS       Y6, Y0, Y0
-	VBROADCASTSS 72(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y7, Y7
-	VADDPS       Y7, Y1, Y1
-	VBROADCASTSS 112(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y6, Y8, Y8
-	VADDPS       Y8, Y2, Y2
-	VBROADCASTSS 152(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y9, Y9
-	VMULPS       Y6, Y9, Y9
-	VADDPS       Y9, Y3, Y3
-	VBROADCASTSS 192(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y10, Y10
-	VMULPS       Y6, Y10, Y10
-	VADDPS       Y10, Y4, Y4
-	VBROADCASTSS 232(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y11, Y11
-	VMULPS       Y6, Y11, Y11
-	VADDPS       Y11, Y5, Y5
-	ADDQ         $0x00000120, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Sx6_block2
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Sx6_store3
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-	VADDPS       (R11), Y2, Y2
-	VADDPS       (R11), Y3, Y3
-	VADDPS       (R11), Y4, Y4
-	VADDPS       (R11), Y5, Y5
-
-qgemmMQ8Sx6_store3:
-	VMOVUPS Y0, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y1, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y2, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y3, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y4, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Y5, (AX)
-	ADDQ    CX, AX
-	ADDQ    $0x000000f0, BX
-	DECQ    SI
-	JNZ     qgemmMQ8Sx6_tile1
 	VZEROUPPER
 	RET
 

@@ -534,8 +534,10 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		doc = append(doc, fmt.Sprintf("Then, unless bias is nil, + bias[r] (the %d floats at bias), as the reference adds it.", isa.lanes))
 	}
 	if isa.sweep {
-		sig = "func(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int)"
-		doc = append(doc, fmt.Sprintf("It does so n ≥ 1 times, for the next %d tokens each: x + 40·%d·i, dst + %d·ldd·i.", nt, nt, nt),
+		sig = "func(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)"
+		doc = append(doc, fmt.Sprintf("It does so n ≥ 1 times, for the next %d tokens each: x + 40·%d·i, dst + %d·ldd·i;", nt, nt, nt),
+			"unless from is 0, each sum starts from dst's value rather than 0 (the sum of the",
+			"blocks before, continued to the same bits).",
 			"Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to",
 			"pf + pflen − 1 (pflen ≥ 1).")
 	}
@@ -562,6 +564,23 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		for t := range acc {
 			acc[t] = isa.vec()
 			isa.zero(acc[t])
+		}
+		if isa.sweep {
+			// from ≠ 0: the sums go on from dst's (the blocks before, swept by a call
+			// before), the same bits as one sum.
+			f := Load(Param("from"), GP64())
+			fresh := lb.next("fresh")
+			TESTQ(f, f)
+			JZ(LabelRef(fresh))
+			p := GP64()
+			MOVQ(dst, p)
+			for t := range acc {
+				VMOVUPS(Mem{Base: p}, acc[t])
+				if t < nt-1 {
+					ADDQ(ldd, p)
+				}
+			}
+			Label(fresh)
 		}
 	}
 	var tileTop string
@@ -696,9 +715,6 @@ var (
 	// twice the bytes, too many to keep a matrix packed so at load.
 	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true, sweep: true,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
-	// qgemmMaddQ8S is qgemmMaddQ8 sweeping a group, for the rows too long for repackQ8A.
-	qgemmMaddQ8S = qgemmISA{suffix: "MQ8S", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, sweep: true,
-		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
 	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 6, kGroup: 2,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ4Ints}
 )
@@ -775,7 +791,6 @@ func genQGemmMaddQ8() {
 	genRepack(qgemmVEX, false, true, true)
 	genRepackFull(qgemmVEX, false, true, true)
 	genQGemmTiles(qgemmMaddQ8A)
-	genQGemmTiles(qgemmMaddQ8S)
 
 	genPrepareQ8()
 

@@ -19,8 +19,9 @@
 //
 // A backend may repack the q8_0 rows of a product into scratch in a layout of its own
 // (Kernels.ScratchQ8: the AVX2 tiles without AVX-VNNI take each weight vector's absolute
-// values along, twice the bytes), whose tiles sweep all the tokens over a group in one
-// call, prefetching the next group's rows as they go.
+// values along, twice the bytes), whose tiles sweep all the tokens over a group (a
+// chunk of its blocks at a time, each sum going on from the chunk before) in one call,
+// prefetching the next group's rows as they go.
 //
 // For one token (and up to VecTokens) on weights as loaded, a backend's MatVec kernels,
 // if it has them, take the rows without a repack (Lanes rows a gap apart, each a long
@@ -101,12 +102,11 @@ type Kernels struct {
 	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
 	// bias with it (of the rows TileBias does not take) rather than a loop in Go.
 	AddBias func(dst, x *float32, n int)
-	// ScratchQ8, if not empty, are layouts that take the place of RepackQ8,
-	// RepackQ8Full, Tile, TileBias and PrefetchQ8 for the q8_0 weights MatMulQ8 repacks
-	// into scratch (those Pack did not pack), the first whose MaxBlocks the rows' blocks
-	// are within: layouts the tiles gain from but whose bytes are too many to keep a
-	// matrix in at load, or tiles that sweep a whole group.
-	ScratchQ8 []ScratchLayout
+	// ScratchQ8, if set, takes the place of RepackQ8, RepackQ8Full, Tile, TileBias and
+	// PrefetchQ8 for the q8_0 weights MatMulQ8 repacks into scratch (those Pack did not
+	// pack): a layout the tiles gain from but whose bytes are too many to keep a matrix
+	// in at load, and tiles that sweep a group.
+	ScratchQ8 *ScratchLayout
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
 	Balance bool
@@ -117,17 +117,21 @@ type Kernels struct {
 type ScratchLayout struct {
 	// BlockBytes is the size of one repacked block of a group.
 	BlockBytes int
-	// MaxBlocks is the most blocks a row may have for MatMulQ8 to take this layout
-	// (the group it sweeps the tokens over kept within L1).
-	MaxBlocks int
+	// Chunk is the most blocks a sweep takes (a group's blocks swept over the tokens
+	// kept within L1): longer rows are swept in chunks of about equal blocks.
+	Chunk int
 	// Repack and RepackFull are Kernels.RepackQ8 and RepackQ8Full in this layout.
 	Repack     func(dst, w *byte, ldw, nb, rows int)
 	RepackFull func(dst, w *byte, ldw, nb int)
 	// Sweep is Kernels.TileBias in this layout n ≥ 1 times over a group, for the tokens
 	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + 40·nt·i), prefetching as it goes,
-	// one per block, the lines of pf + pfstep·j up to pf + pflen − 1 (pflen ≥ 1).
-	Sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep int)
+	// one per block, the lines of pf + pfstep·j up to pf + pflen − 1 (pflen ≥ 1); unless
+	// from is 0, each sum starts from dst's value (the blocks before) rather than 0.
+	Sweep SweepFunc
 }
+
+// SweepFunc is the type of ScratchLayout.Sweep.
+type SweepFunc func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep, from int)
 
 // tokens returns how many of the T − t0 tokens left the next Tile call takes.
 func (k *Kernels) tokens(T, t0 int) int {
@@ -144,8 +148,8 @@ func (k *Kernels) tokens(T, t0 int) int {
 func (k *Kernels) ScratchFloats(T, cols int) int {
 	nb := max(cols, 0) / dtype.QBlock
 	g := nb * groupBytes(k.Lanes) // the repacked group
-	for _, sl := range k.ScratchQ8 {
-		g = max(g, min(nb, sl.MaxBlocks)*sl.BlockBytes)
+	if sl := k.ScratchQ8; sl != nil {
+		g = max(g, nb*sl.BlockBytes)
 	}
 	return (max(T, 0)*nb*xBytes+g+align)/4 + k.Lanes*k.Tokens
 }
@@ -230,12 +234,9 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	tb := k.TileBias
 	gb := groupBytes(L) // the bytes of a repacked block in scratch
-	var sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep int)
-	for _, sl := range k.ScratchQ8 {
-		if w.DType == dtype.Q8_0 && pw == nil && nb <= sl.MaxBlocks {
-			repack, full, sweep, gb = sl.Repack, sl.RepackFull, sl.Sweep, sl.BlockBytes
-			break
-		}
+	var sweep SweepFunc
+	if sl := k.ScratchQ8; sl != nil && w.DType == dtype.Q8_0 && pw == nil {
+		repack, full, sweep, gb = sl.Repack, sl.RepackFull, sl.Sweep, sl.BlockBytes
 	}
 	// Scratch: the prepared activations, the repacked group (aligned), a tile for a
 	// group of fewer than Lanes rows.
@@ -354,7 +355,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				n0 := min(g+L, max(r1-L, r0))
 				pfb = w.Data[n0*rb : min(n0+L, r1)*rb]
 			}
-			k.sweepGroup(sweep, dst, ld, a, rows, T, &gs[0], xs, nb, bias, tb != nil, pfb, tmp)
+			k.sweepGroup(sweep, dst, ld, a, rows, T, gs, gb, xs, nb, bias, tb != nil, pfb, tmp)
 			continue
 		}
 		var next spread
@@ -388,25 +389,27 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	}
 }
 
-// sweepGroup computes with sweep the T tokens of rows a … a+rows−1 repacked at gs into
-// dst (ld floats a token), adding the bias if withBias, while it prefetches pfb: two
-// sweeps of the calls of k.tokens when rows = Lanes, else one call at a time through
-// tmp.
-func (k *Kernels) sweepGroup(sweep func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep int),
-	dst []float32, ld, a, rows, T int, gs *byte, xs []byte, nb int, bias []float32, withBias bool, pfb []byte, tmp []float32) {
+// sweepGroup computes with sweep the T tokens of rows a … a+rows−1 repacked at gs (gb
+// bytes a block) into dst (ld floats a token), adding the bias if withBias, while it
+// prefetches pfb: for each chunk of the blocks, two sweeps of the calls of k.tokens
+// when rows = Lanes, else one call at a time through tmp.
+func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int, gs []byte, gb int, xs []byte, nb int,
+	bias []float32, withBias bool, pfb []byte, tmp []float32) {
 	xstride := T * xBytes
-	// The prefetch spread over the sweep's blocks, ending at about its last one.
+	chunks := (nb + k.ScratchQ8.Chunk - 1) / k.ScratchQ8.Chunk
+	cb := (nb + chunks - 1) / chunks // blocks a chunk, but the last
 	calls := (T + k.Tokens - 1) / k.Tokens
+	// The prefetch spread over the sweeps' blocks, ending at about the last one.
 	step := (len(pfb) + calls*nb - 1) / (calls * nb)
-	var bp *float32
-	if withBias && rows == k.Lanes {
-		bp = &bias[a]
-	}
+	pfAt := func(blocks int) int { return min(blocks*step, len(pfb)-1) } // after so many blocks swept
 	if rows < k.Lanes {
 		for t0, nt := 0, 0; t0 < T; t0 += nt {
 			nt = k.tokens(T, t0)
-			skip := min(t0/k.Tokens*nb*step, len(pfb)-1) // about the blocks swept so far
-			sweep(1, nt, &tmp[0], k.Lanes, gs, &xs[t0*xBytes], xstride, nb, nil, &pfb[skip], len(pfb)-skip, step)
+			for b0, from := 0, 0; b0 < nb; b0, from = b0+cb, 1 {
+				n := min(cb, nb-b0)
+				skip := pfAt(t0 / k.Tokens * nb) // about the blocks swept so far
+				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xBytes], xstride, n, nil, &pfb[skip], len(pfb)-skip, step, from)
+			}
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*k.Lanes:t*k.Lanes+rows])
 			}
@@ -425,12 +428,24 @@ func (k *Kernels) sweepGroup(sweep func(n, nt int, dst *float32, ldd int, w, x *
 		n1, nt1 = T%calls, T/calls+1
 		n2, nt2 = calls-n1, T/calls
 	}
-	if n1 > 0 {
-		sweep(n1, nt1, &dst[a], ld, gs, &xs[0], xstride, nb, bp, &pfb[0], len(pfb), step)
-	}
-	if t0 := n1 * nt1; t0 < T && n2 > 0 && nt2 > 0 {
-		skip := min(n1*nb*step, len(pfb)-1) // the bytes the first sweep went over
-		sweep(n2, nt2, &dst[t0*ld+a], ld, gs, &xs[t0*xBytes], xstride, nb, bp, &pfb[skip], len(pfb)-skip, step)
+	swept := 0 // blocks swept, over all calls
+	for b0, from := 0, 0; b0 < nb; b0, from = b0+cb, 1 {
+		n := min(cb, nb-b0)
+		var bp *float32
+		if withBias && b0+n == nb {
+			bp = &bias[a] // after the last chunk
+		}
+		w := &gs[b0*gb]
+		if n1 > 0 {
+			skip := pfAt(swept)
+			sweep(n1, nt1, &dst[a], ld, w, &xs[b0*xstride], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
+			swept += n1 * n
+		}
+		if t0 := n1 * nt1; t0 < T && n2 > 0 && nt2 > 0 {
+			skip := pfAt(swept)
+			sweep(n2, nt2, &dst[t0*ld+a], ld, w, &xs[b0*xstride+t0*xBytes], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
+			swept += n2 * n
+		}
 	}
 }
 
