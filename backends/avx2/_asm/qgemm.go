@@ -48,6 +48,16 @@ type qgemmISA struct {
 	zero   func(v VecVirtual)
 	// ints, if set, leaves in s[t] the block's integer dot products instead of vnniInts.
 	ints func(isa qgemmISA, s []VecVirtual, wp, xp Register)
+	// abs is whether the group holds, after each of a block's 8 weight vectors, their
+	// absolute values (repackQ8A: blocks of qgemmBlockBytesAbs bytes), which the
+	// VPMADDUBSW q8_0 tiles then load rather than compute.
+	abs bool
+	// sweep is whether a tile call sweeps n ≥ 1 tiles of nt tokens over the group (the
+	// next one's nt tokens 40·nt bytes on in x, nt·ldd floats on in dst), prefetching
+	// per block the line of pf, pf+step, pf+2·step, … up to pf+pflen−1, then that last
+	// one again (the next group's rows, spread over the sweep: the caller's Go loop
+	// and its prefetch calls cost 2% of a T = 128 product, one thread).
+	sweep bool
 	// bias is whether the tiles take a bias (a last argument, nil for none) that they add
 	// to each row's sum before storing it.
 	bias bool
@@ -68,6 +78,27 @@ type qgemmISA struct {
 // qgemmBlockBytes is the size of one repacked block of a group of lanes rows: 8 vectors of
 // lanes dwords, then lanes f16 scales padded to 4·lanes bytes (a whole vector).
 func qgemmBlockBytes(lanes int) int { return 36 * lanes }
+
+// qgemmBlockBytesAbs is the size of one block of a group repacked by repackQ8A: per k <
+// 8 the vector of signed quants and that of their absolute values, then the scales as in
+// qgemmBlockBytes.
+func qgemmBlockBytesAbs(lanes int) int { return 68 * lanes }
+
+// blockBytes is the size of one block of the isa's repacked groups.
+func (isa qgemmISA) blockBytes() int {
+	if isa.abs {
+		return qgemmBlockBytesAbs(isa.lanes)
+	}
+	return qgemmBlockBytes(isa.lanes)
+}
+
+// scaleOffset is where the scales start in a block of the isa's repacked groups.
+func (isa qgemmISA) scaleOffset() int {
+	if isa.abs {
+		return 64 * isa.lanes
+	}
+	return 32 * isa.lanes
+}
 
 var qgemmZMM = qgemmISA{
 	suffix: "Z", lanes: 16, vec: ZMM, tokens: 8, kGroup: 8,
@@ -174,10 +205,10 @@ var qgemmVEX = qgemmISA{
 
 // genQGemm emits the repack kernels and the tiles qgemm<suffix>x1..x<tokens>.
 func genQGemm(isa qgemmISA) {
-	genRepack(isa, false, false)
-	genRepack(isa, true, false)
-	genRepackFull(isa, false, false)
-	genRepackFull(isa, true, false)
+	genRepack(isa, false, false, false)
+	genRepack(isa, true, false, false)
+	genRepackFull(isa, false, false, false)
+	genRepackFull(isa, true, false, false)
 	for nt := 1; nt <= isa.tokens; nt++ {
 		genQGemmTile(isa, nt)
 	}
@@ -186,7 +217,10 @@ func genQGemm(isa qgemmISA) {
 // genRepack emits repackQ8 or repackQ4: rows (1 ≤ rows ≤ lanes) rows of nb blocks, ldw
 // bytes apart, into the group layout at dst, by gathers of one dword of every row; the
 // lanes of rows ≥ rows are zero.
-func genRepack(isa qgemmISA, q4, signed bool) {
+//
+// With abs (q8_0, signed), each weight vector k is followed by their absolute values,
+// in blocks of qgemmBlockBytesAbs bytes (repackQ8A).
+func genRepack(isa qgemmISA, q4, signed, abs bool) {
 	lanes := isa.lanes
 	name, bsz := "repackQ8", 34
 	if q4 {
@@ -200,6 +234,17 @@ func genRepack(isa qgemmISA, q4, signed bool) {
 		name += "S"
 		doc = []string{fmt.Sprintf("%s is repackQ8 with the quants left as they are (signed bytes w): the layout of", name),
 			"the VPMADDUBSW tiles qgemmMQ8x*."}
+	}
+	if abs {
+		name = "repackQ8A"
+		doc = []string{fmt.Sprintf("%s is repackQ8S with, after each of a block's 8 weight vectors, their absolute", name),
+			"values (VPABSB; blocks of 544 bytes, the scales at 512): the layout of the tiles qgemmMQ8Ax*."}
+	}
+	bb, so := qgemmBlockBytes(lanes), 32*lanes
+	vecOff := func(k int) int { return 4 * lanes * k }
+	if abs {
+		bb, so = qgemmBlockBytesAbs(lanes), 64*lanes
+		vecOff = func(k int) int { return 8 * lanes * k }
 	}
 	fn(name, "func(dst *byte, w *byte, ldw int, nb int, rows int)", doc...)
 	out := Load(Param("dst"), GP64())
@@ -236,7 +281,7 @@ func genRepack(isa qgemmISA, q4, signed bool) {
 			PREFETCHT0(m)
 		}
 	}
-	isa.packWords(gather(0), Mem{Base: out, Disp: 32 * lanes})
+	isa.packWords(gather(0), Mem{Base: out, Disp: so})
 	if q4 {
 		for j := 0; j < 4; j++ {
 			a := gather(2 + 4*j)
@@ -253,13 +298,17 @@ func genRepack(isa qgemmISA, q4, signed bool) {
 			if !signed {
 				isa.xorConst(0x80808080, "signbytes", a)
 			}
-			storeVec(isa, a, Mem{Base: out, Disp: 4 * lanes * k})
+			storeVec(isa, a, Mem{Base: out, Disp: vecOff(k)})
+			if abs {
+				VPABSB(a, a)
+				storeVec(isa, a, Mem{Base: out, Disp: vecOff(k) + 4*lanes})
+			}
 		}
 	}
 	for _, b := range bases {
 		ADDQ(U8(bsz), b)
 	}
-	ADDQ(U32(qgemmBlockBytes(lanes)), out)
+	ADDQ(U32(bb), out)
 	DECQ(nb)
 	JNZ(LabelRef(blk))
 	VZEROUPPER()
@@ -271,7 +320,7 @@ func genRepack(isa qgemmISA, q4, signed bool) {
 // qwords within 128-bit lanes, then a shuffle of the lanes): the gathers, 16 loads each
 // from as many rows, left the repack at 80% of a T = 4 product; with the transpose the
 // product is 2–3.5× faster (2048×768 q8_0, one thread).
-func genRepackFull(isa qgemmISA, q4, signed bool) {
+func genRepackFull(isa qgemmISA, q4, signed, abs bool) {
 	lanes := isa.lanes
 	name, bsz := "repackQ8Full", 34
 	if q4 {
@@ -279,6 +328,13 @@ func genRepackFull(isa qgemmISA, q4, signed bool) {
 	}
 	if signed {
 		name = "repackQ8SFull"
+	}
+	bb, so := qgemmBlockBytes(lanes), 32*lanes
+	vecOff := func(k int) int { return 4 * lanes * k }
+	if abs {
+		name = "repackQ8AFull"
+		bb, so = qgemmBlockBytesAbs(lanes), 64*lanes
+		vecOff = func(k int) int { return 8 * lanes * k }
 	}
 	fn(name, "func(dst *byte, w *byte, ldw int, nb int)",
 		fmt.Sprintf("%s is %s for rows = %d, by a transpose in registers.", name, strings.TrimSuffix(name, "Full"), lanes))
@@ -342,12 +398,12 @@ func genRepackFull(isa qgemmISA, q4, signed bool) {
 				SHLQ(U8(16*(q%4)), t)
 				ORQ(t, g)
 			}
-			MOVQ(g, Mem{Base: out, Disp: 32*lanes + 8*i})
+			MOVQ(g, Mem{Base: out, Disp: so + 8*i})
 		}
 	} else {
 		sc := isa.vec()
 		isa.gather(mask, Mem{Base: wb, Index: idx, Scale: 1}, sc)
-		isa.packWords(sc, Mem{Base: out, Disp: 32 * lanes})
+		isa.packWords(sc, Mem{Base: out, Disp: so})
 	}
 
 	// transpose4 transposes the 4×4 dwords of each 128-bit lane of r0..r3.
@@ -371,7 +427,11 @@ func genRepackFull(isa qgemmISA, q4, signed bool) {
 		return b
 	}
 	store := func(v VecVirtual, k int) {
-		storeVec(isa, v, Mem{Base: out, Disp: 4 * lanes * k})
+		storeVec(isa, v, Mem{Base: out, Disp: vecOff(k)})
+		if abs {
+			VPABSB(v, v)
+			storeVec(isa, v, Mem{Base: out, Disp: vecOff(k) + 4*lanes})
+		}
 	}
 	if q4 {
 		// Row r's 16 bytes of nibbles in 128-bit lane r/4 of register r%4: the transpose
@@ -438,7 +498,7 @@ func genRepackFull(isa qgemmISA, q4, signed bool) {
 	for _, b := range bases {
 		ADDQ(U8(bsz), b)
 	}
-	ADDQ(U32(qgemmBlockBytes(lanes)), out)
+	ADDQ(U32(bb), out)
 	DECQ(nb)
 	JNZ(LabelRef(blk))
 	VZEROUPPER()
@@ -473,23 +533,77 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		sig = "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)"
 		doc = append(doc, fmt.Sprintf("Then, unless bias is nil, + bias[r] (the %d floats at bias), as the reference adds it.", isa.lanes))
 	}
+	if isa.sweep {
+		sig = "func(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)"
+		doc = append(doc, fmt.Sprintf("It does so n ≥ 1 times, for the next %d tokens each: x + 40·%d·i, dst + %d·ldd·i;", nt, nt, nt),
+			"unless from is 0, each sum starts from dst's value rather than 0 (the sum of the",
+			"blocks before, continued to the same bits).",
+			"Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to",
+			"pf + pflen − 1 (pflen ≥ 1).")
+	}
 	lb := fn(name, sig, doc...)
 	dst := Load(Param("dst"), GP64())
 	ldd := bytesOf("ldd")
-	wp := Load(Param("w"), GP64())
-	xp := Load(Param("x"), GP64())
-	xs := Load(Param("xstride"), GP64())
-	nb := Load(Param("nb"), GP64())
-	L := isa.lanes
-	acc := make([]VecVirtual, nt)
-	for t := range acc {
-		acc[t] = isa.vec()
-		isa.zero(acc[t])
+	var wp, xp, xs, nb, xoff Register
+	var x0, n, pf, pfLast, pfStep Register
+	var acc []VecVirtual
+	// start loads the group's and x's pointers and zeroes the sums.
+	start := func() {
+		wp = Load(Param("w"), GP64())
+		if isa.sweep {
+			xp = GP64()
+			MOVQ(x0, xp)
+		} else {
+			xp = Load(Param("x"), GP64())
+		}
+		if xs == nil {
+			xs = Load(Param("xstride"), GP64())
+		}
+		nb = Load(Param("nb"), GP64())
+		acc = make([]VecVirtual, nt)
+		for t := range acc {
+			acc[t] = isa.vec()
+			isa.zero(acc[t])
+		}
+		if isa.sweep {
+			// from ≠ 0: the sums go on from dst's (the blocks before, swept by a call
+			// before), the same bits as one sum.
+			f := Load(Param("from"), GP64())
+			fresh := lb.next("fresh")
+			TESTQ(f, f)
+			JZ(LabelRef(fresh))
+			p := GP64()
+			MOVQ(dst, p)
+			for t := range acc {
+				VMOVUPS(Mem{Base: p}, acc[t])
+				if t < nt-1 {
+					ADDQ(ldd, p)
+				}
+			}
+			Label(fresh)
+		}
 	}
-	var xoff Register
-	if isa.pfX > 0 {
-		xoff = GP64()
-		IMUL3Q(U8(isa.pfX), xs, xoff)
+	var tileTop string
+	if isa.sweep {
+		xs = Load(Param("xstride"), GP64())
+		x0, n = Load(Param("x"), GP64()), Load(Param("n"), GP64())
+		pf = Load(Param("pf"), GP64())
+		pfLast = Load(Param("pflen"), GP64())
+		LEAQ(Mem{Base: pf, Index: pfLast, Scale: 1, Disp: -1}, pfLast) // the last byte
+		pfStep = Load(Param("pfstep"), GP64())
+		if isa.pfX > 0 {
+			xoff = GP64()
+			IMUL3Q(U8(isa.pfX), xs, xoff)
+		}
+		tileTop = lb.next("tile")
+		Label(tileTop)
+		start()
+	} else {
+		start()
+		if isa.pfX > 0 {
+			xoff = GP64()
+			IMUL3Q(U8(isa.pfX), xs, xoff)
+		}
 	}
 	blk := lb.next("block")
 	Label(blk)
@@ -510,9 +624,15 @@ func genQGemmTile(isa qgemmISA, nt int) {
 			PREFETCHT0(Mem{Base: pa, Disp: min(o, 40*nt-1)})
 		}
 	}
+	if isa.sweep {
+		PREFETCHT0(Mem{Base: pf})
+		ADDQ(pfStep, pf)
+		CMPQ(pf, pfLast)
+		CMOVQGT(pfLast, pf) // up to the last byte
+	}
 	ints(isa, s, wp, xp)
 	dw := isa.vec()
-	VCVTPH2PS(Mem{Base: wp, Disp: 32 * L}, dw)
+	VCVTPH2PS(Mem{Base: wp, Disp: isa.scaleOffset()}, dw)
 	for t := range s {
 		f := isa.vec()
 		isa.bcast(Mem{Base: xp, Disp: 40*t + 32}, dw, f) // float32(dw·dx)
@@ -520,7 +640,7 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		VMULPS(f, s[t], s[t])        // float32(s)·that
 		VADDPS(s[t], acc[t], acc[t]) // sum += that
 	}
-	ADDQ(U32(qgemmBlockBytes(L)), wp)
+	ADDQ(U32(isa.blockBytes()), wp)
 	ADDQ(xs, xp)
 	DECQ(nb)
 	JNZ(LabelRef(blk))
@@ -536,9 +656,14 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	}
 	for t := range acc {
 		VMOVUPS(acc[t], Mem{Base: dst})
-		if t < nt-1 {
+		if t < nt-1 || isa.sweep {
 			ADDQ(ldd, dst)
 		}
+	}
+	if isa.sweep {
+		ADDQ(U32(40*nt), x0)
+		DECQ(n)
+		JNZ(LabelRef(tileTop))
 	}
 	VZEROUPPER()
 	RET()
@@ -584,6 +709,12 @@ func vnniInts(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 var (
 	qgemmMaddQ8 = qgemmISA{suffix: "MQ8", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
+	// qgemmMaddQ8A is qgemmMaddQ8 on groups repacked with the weights' absolute values
+	// (repackQ8A), for those repacked on every product: no VPABSB per weight vector and
+	// tile call (768×2304 at T = 128, one thread: 0–5% faster), at
+	// twice the bytes, too many to keep a matrix packed so at load.
+	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true, sweep: true,
+		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
 	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 6, kGroup: 2,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ4Ints}
 )
@@ -598,6 +729,11 @@ func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 		w, a := make([]VecVirtual, isa.kGroup), make([]VecVirtual, isa.kGroup)
 		for j := range w {
 			w[j], a[j] = YMM(), YMM()
+			if isa.abs {
+				VMOVDQU(Mem{Base: wp, Disp: 8 * isa.lanes * (k0 + j)}, w[j])         // w (repackQ8A)
+				VMOVDQU(Mem{Base: wp, Disp: 8*isa.lanes*(k0+j) + 4*isa.lanes}, a[j]) // |w|
+				continue
+			}
 			VMOVDQU(Mem{Base: wp, Disp: 4 * isa.lanes * (k0 + j)}, w[j]) // w (repackQ8S)
 			VPABSB(w[j], a[j])                                           // |w|
 		}
@@ -649,9 +785,12 @@ func maddQ4Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 // genQGemmMaddQ8 emits the VPMADDUBSW q8_0 tiles and their repack, which leaves the
 // quants signed (repackQ8S, repackQ8SFull), prepareQ8 and prefetchLines.
 func genQGemmMaddQ8() {
-	genRepack(qgemmVEX, false, true)
-	genRepackFull(qgemmVEX, false, true)
+	genRepack(qgemmVEX, false, true, false)
+	genRepackFull(qgemmVEX, false, true, false)
 	genQGemmTiles(qgemmMaddQ8)
+	genRepack(qgemmVEX, false, true, true)
+	genRepackFull(qgemmVEX, false, true, true)
+	genQGemmTiles(qgemmMaddQ8A)
 
 	genPrepareQ8()
 

@@ -17,6 +17,12 @@
 //
 // so it equals kernels.Reference's bit for bit, whatever T, the group or the row range.
 //
+// A backend may repack the q8_0 rows of a product into scratch in a layout of its own
+// (Kernels.ScratchQ8: the AVX2 tiles without AVX-VNNI take each weight vector's absolute
+// values along, twice the bytes), whose tiles sweep all the tokens over a group (a
+// chunk of its blocks at a time, each sum going on from the chunk before) in one call,
+// prefetching the next group's rows as they go.
+//
 // For one token (and up to VecTokens) on weights as loaded, a backend's MatVec kernels,
 // if it has them, take the rows without a repack (Lanes rows a gap apart, each a long
 // stream through consecutive rows), to the same bits.
@@ -96,10 +102,36 @@ type Kernels struct {
 	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
 	// bias with it (of the rows TileBias does not take) rather than a loop in Go.
 	AddBias func(dst, x *float32, n int)
+	// ScratchQ8, if set, takes the place of RepackQ8, RepackQ8Full, Tile, TileBias and
+	// PrefetchQ8 for the q8_0 weights MatMulQ8 repacks into scratch (those Pack did not
+	// pack): a layout the tiles gain from but whose bytes are too many to keep a matrix
+	// in at load, and tiles that sweep a group.
+	ScratchQ8 *ScratchLayout
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
 	Balance bool
 }
+
+// ScratchLayout is a repack of q8_0 groups of Lanes rows into scratch other than Pack's,
+// and its tiles (Kernels.ScratchQ8).
+type ScratchLayout struct {
+	// BlockBytes is the size of one repacked block of a group.
+	BlockBytes int
+	// Chunk is the most blocks a sweep takes (a group's blocks swept over the tokens
+	// kept within L1): longer rows are swept in chunks of about equal blocks.
+	Chunk int
+	// Repack and RepackFull are Kernels.RepackQ8 and RepackQ8Full in this layout.
+	Repack     func(dst, w *byte, ldw, nb, rows int)
+	RepackFull func(dst, w *byte, ldw, nb int)
+	// Sweep is Kernels.TileBias in this layout n ≥ 1 times over a group, for the tokens
+	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + 40·nt·i), prefetching as it goes,
+	// one per block, the lines of pf + pfstep·j up to pf + pflen − 1 (pflen ≥ 1); unless
+	// from is 0, each sum starts from dst's value (the blocks before) rather than 0.
+	Sweep SweepFunc
+}
+
+// SweepFunc is the type of ScratchLayout.Sweep.
+type SweepFunc func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep, from int)
 
 // tokens returns how many of the T − t0 tokens left the next Tile call takes.
 func (k *Kernels) tokens(T, t0 int) int {
@@ -115,7 +147,11 @@ func (k *Kernels) tokens(T, t0 int) int {
 // columns (non-decreasing in T and cols).
 func (k *Kernels) ScratchFloats(T, cols int) int {
 	nb := max(cols, 0) / dtype.QBlock
-	return (max(T, 0)*nb*xBytes+nb*groupBytes(k.Lanes)+align)/4 + k.Lanes*k.Tokens
+	g := nb * groupBytes(k.Lanes) // the repacked group
+	if sl := k.ScratchQ8; sl != nil {
+		g = max(g, nb*sl.BlockBytes)
+	}
+	return (max(T, 0)*nb*xBytes+g+align)/4 + k.Lanes*k.Tokens
 }
 
 // groupBytes is the size of one repacked block of a group.
@@ -195,13 +231,20 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	L := k.Lanes
 	b0 := r0 // the first row, for the bias (the loops below may move r0)
 
+	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
+	tb := k.TileBias
+	gb := groupBytes(L) // the bytes of a repacked block in scratch
+	var sweep SweepFunc
+	if sl := k.ScratchQ8; sl != nil && w.DType == dtype.Q8_0 && pw == nil {
+		repack, full, sweep, gb = sl.Repack, sl.RepackFull, sl.Sweep, sl.BlockBytes
+	}
 	// Scratch: the prepared activations, the repacked group (aligned), a tile for a
 	// group of fewer than Lanes rows.
 	sb := unsafe.Slice((*byte)(unsafe.Pointer(&scratch[0])), 4*len(scratch))
 	xs := sb[:T*nb*xBytes]
 	off := T * nb * xBytes
 	off += (align - int(uintptr(unsafe.Pointer(&sb[off]))%align)) % align
-	gs := sb[off : off+nb*groupBytes(L)]
+	gs := sb[off : off+nb*gb]
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
 	if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
@@ -209,7 +252,6 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	} else {
 		prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0, !noSum)
 	}
-	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	if w.DType == dtype.Q4_0 {
 		repack, full = k.RepackQ4, k.RepackQ4Full
 		if k.TileQ4 != nil {
@@ -219,7 +261,6 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	xstride := T * xBytes
 	// The bias through TileBias, the rows of whole groups in their tiles and the others
 	// (a group cut by the row range) as they are copied out of tmp.
-	tb := k.TileBias
 	if w.DType != dtype.Q8_0 || bias == nil {
 		tb = nil
 	}
@@ -307,6 +348,16 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		} else {
 			repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
 		}
+		if sweep != nil {
+			// The next group's rows to prefetch (or this one's again, in cache).
+			pfb := w.Data[a*rb : (a+rows)*rb]
+			if g+L < r1 {
+				n0 := min(g+L, max(r1-L, r0))
+				pfb = w.Data[n0*rb : min(n0+L, r1)*rb]
+			}
+			k.sweepGroup(sweep, dst, ld, a, rows, T, gs, gb, xs, nb, bias, tb != nil, pfb, tmp)
+			continue
+		}
 		var next spread
 		if pf != nil && g+L < r1 {
 			// The next group: rows g+L.., or the last L rows when it overlaps this one.
@@ -335,6 +386,77 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	}
 	if bias != nil && tb == nil {
 		addBias(0, T, b0, r1)
+	}
+}
+
+// sweepGroup computes with sweep the T tokens of rows a … a+rows−1 repacked at gs (gb
+// bytes a block) into dst (ld floats a token), adding the bias if withBias, while it
+// prefetches pfb: for each chunk of the blocks, two sweeps of the calls of k.tokens
+// when rows = Lanes, else one call at a time through tmp.
+func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int, gs []byte, gb int, xs []byte, nb int,
+	bias []float32, withBias bool, pfb []byte, tmp []float32) {
+	xstride := T * xBytes
+	chunks := (nb + k.ScratchQ8.Chunk - 1) / k.ScratchQ8.Chunk
+	cb := (nb + chunks - 1) / chunks // blocks a chunk, but the last
+	calls := (T + k.Tokens - 1) / k.Tokens
+	// The prefetch spread over the sweeps' blocks, ending at about the last one.
+	step := (len(pfb) + calls*nb - 1) / (calls * nb)
+	pfAt := func(blocks int) int { return min(blocks*step, len(pfb)-1) } // after so many blocks swept
+	if rows < k.Lanes {
+		for t0, nt := 0, 0; t0 < T; t0 += nt {
+			nt = k.tokens(T, t0)
+			for b0, from := 0, 0; b0 < nb; b0, from = b0+cb, 1 {
+				n := min(cb, nb-b0)
+				skip := pfAt(t0 / k.Tokens * nb) // about the blocks swept so far
+				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xBytes], xstride, n, nil, &pfb[skip], len(pfb)-skip, step, from)
+			}
+			for t := 0; t < nt; t++ {
+				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*k.Lanes:t*k.Lanes+rows])
+			}
+			if withBias {
+				for t := t0; t < t0+nt; t++ {
+					k.addBias(dst[t*ld+a:t*ld+a+rows], bias[a:a+rows])
+				}
+			}
+		}
+		return
+	}
+	// k.tokens' calls: n1 of nt1 tokens, then n2 of nt2.
+	n1, nt1 := T/k.Tokens, k.Tokens
+	n2, nt2 := 1, T%k.Tokens
+	if k.Balance {
+		n1, nt1 = T%calls, T/calls+1
+		n2, nt2 = calls-n1, T/calls
+	}
+	swept := 0 // blocks swept, over all calls
+	for b0, from := 0, 0; b0 < nb; b0, from = b0+cb, 1 {
+		n := min(cb, nb-b0)
+		var bp *float32
+		if withBias && b0+n == nb {
+			bp = &bias[a] // after the last chunk
+		}
+		w := &gs[b0*gb]
+		if n1 > 0 {
+			skip := pfAt(swept)
+			sweep(n1, nt1, &dst[a], ld, w, &xs[b0*xstride], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
+			swept += n1 * n
+		}
+		if t0 := n1 * nt1; t0 < T && n2 > 0 && nt2 > 0 {
+			skip := pfAt(swept)
+			sweep(n2, nt2, &dst[t0*ld+a], ld, w, &xs[b0*xstride+t0*xBytes], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
+			swept += n2 * n
+		}
+	}
+}
+
+// addBias adds x to d (of the same length) with k.AddBias, if set.
+func (k *Kernels) addBias(d, x []float32) {
+	if k.AddBias != nil {
+		k.AddBias(&d[0], &x[0], len(d))
+		return
+	}
+	for i, c := range x {
+		d[i] += c
 	}
 }
 
