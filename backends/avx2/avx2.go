@@ -162,7 +162,10 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 // 16-column steps, longer than gemmSeg, or at least 2k rows of them. At T = 128, on
 // 2048 and 3072 columns it gains 1–15%; on 768 columns 0–9% with 2048 and 3072 rows,
 // from −3 to +2% with 768. The split costs a copy of the inputs, T·k floats, which
-// fewer rows would not repay.
+// fewer rows would not repay. Splitting from k rows on (768 × 768) measured from −4 to
+// +8%, no gain; neither did a token stride padded by 16 floats off the 4 KiB multiples
+// (2048 and 3072 columns), a gemmSeg of 512, 16 rather than gemmStateRows rows per GEMM
+// call on longer rows, nor blocks of 6–12 tokens taken over many rows at a time (slower).
 func splitInputs(k, rows int) bool {
 	return k%16 == 0 && rows >= splitMinRows && (k > gemmSeg || rows >= 2*k)
 }

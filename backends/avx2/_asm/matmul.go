@@ -42,6 +42,15 @@ func genMatMul() {
 // 2048 or 3072 rows, from −3 to +2% with 768 (see splitInputs). The weights, which stay
 // in L1 across the blocks of tokens, are read as they are; the products and their order
 // are the same.
+//
+// Tried on rows of 768–3072 columns at T = 128 without a gain that held up against the
+// run-to-run spread (±5–10% on a shared machine; compare kernels call by call, in one
+// process, with an A/A control): a 6-row × 2-token tile (the same sums; 2–5% faster than
+// 4 × 3 on inputs as they are, none on split inputs, which the long and many rows
+// already take); prefetching the next block of tokens' inputs to L1 inside the loop
+// (10–20% slower); prefetching only the first 8 lines of each input stream the next
+// pass reads, once per pass (4–9% faster for the kernel alone on 768 columns, from −11
+// to +5% in MatMul).
 func genGemm(name string, R, Tb int, split bool) {
 	doc := []string{
 		name + " computes, for r < " + itoa(R) + "·groups (groups ≥ 1) and t < T,",
