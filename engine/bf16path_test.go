@@ -9,8 +9,8 @@ import (
 	"github.com/lmrun/lmrun/kernels"
 )
 
-// TestBF16Activations measures, on every backend with a faster bf16-activation product
-// (kernels.BF16Kernels), the bf16 weights of a trained model (stories260K) with
+// TestBF16Activations measures, on every backend with a bf16-activation product
+// (kernels.BF16Kernels; the engine takes it where FastBF16 says it is faster), the bf16 weights of a trained model (stories260K) with
 // activations rounded to bfloat16 against exact f32 activations, over a 64-token text;
 // and that a batched pass gives each row the bits it gets alone.
 func TestBF16Activations(t *testing.T) {
@@ -22,7 +22,8 @@ func TestBF16Activations(t *testing.T) {
 		if !b.Available() {
 			continue
 		}
-		if bk, ok := b.New().(kernels.BF16Kernels); !ok || !bk.FastBF16() {
+		bk, ok := b.New().(kernels.BF16Kernels)
+		if !ok {
 			continue
 		}
 		ran = true
@@ -37,9 +38,12 @@ func TestBF16Activations(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer fast.Close()
-			if fast.bf16 == nil || exact.bf16 != nil {
+			if (fast.bf16 != nil) != bk.FastBF16() || exact.bf16 != nil {
 				t.Fatal("the bf16 path is not selected as configured")
 			}
+			// Where the backend finds it slower (FastBF16), the path is taken here all
+			// the same: it is what the tests check.
+			fast.bf16 = bk
 			want, err := exact.NewSession(SessionOptions{}).ForwardAll(ids, nil)
 			if err != nil {
 				t.Fatal(err)

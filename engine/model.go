@@ -154,7 +154,7 @@ func newModel(f *format.File, opts Options) (*Model, error) {
 	if rp, ok := m.kern.(kernels.Repacker); ok && opts.Repack && m.q8 != nil {
 		m.repack(rp)
 	}
-	if bk, ok := m.kern.(kernels.BF16Kernels); ok && bk.FastBF16() && !opts.F32Activations && m.hasBF16Matrices() {
+	if bk, ok := m.kern.(kernels.BF16Kernels); ok && !opts.F32Activations && m.hasBF16Matrices() && bk.FastBF16() {
 		m.bf16 = bk
 	}
 	m.prep, _ = m.kern.(kernels.XPreparer)

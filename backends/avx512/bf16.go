@@ -3,7 +3,11 @@
 package avx512
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
@@ -115,7 +119,44 @@ func (Kernels) RoundBF16(x []float32, dst []uint16) {
 }
 
 // FastBF16 implements kernels.BF16Kernels: MatMulBF16 is faster than MatMul where the
-// CPU has AVX512_BF16.
-func (Kernels) FastBF16() bool { return hasBF16 }
+// CPU has AVX512_BF16 and runs VDPBF16PS about as often as FMAs, each doing the work of
+// two (Zen 5: 1.8–2.7× MatMul's float32-activation product on a prefill), not where it
+// runs half as many (Sapphire Rapids-class Xeons: 0.65×). bf16Pays measures which, once.
+func (Kernels) FastBF16() bool { return hasBF16 && bf16Pays() }
+
+// bf16Pays times both products of a 128-row, 768-column bf16 matrix on 64 tokens (a
+// prefill's, from L1 and L2; about 1.5 ms in all) five times, alternating, and reports
+// whether MatMulBF16's best time is under 0.85× MatMul's: on a Sapphire Rapids-class
+// Xeon it is 1.4×, on Zen 5 about 0.5×, so the answer does not hang on the noise.
+var bf16Pays = sync.OnceValue(func() bool {
+	const rows, cols, T = 128, 768, 64
+	w := &kernels.Mat{DType: dtype.BF16, Rows: rows, Cols: cols, Data: make([]byte, 2*rows*cols)}
+	x := make([]float32, T*cols)
+	xb := make([]uint16, T*cols)
+	for i := range x {
+		x[i] = float32(i%13-6) / 8
+		xb[i] = dtype.F32ToBF16(x[i])
+	}
+	for i := 0; i < len(w.Data); i += 2 {
+		binary.LittleEndian.PutUint16(w.Data[i:], dtype.F32ToBF16(float32(i%7-3)/4))
+	}
+	k := Kernels{}
+	dst := make([]float32, T*rows)
+	scratch := kernels.NewScratch(k, T, cols)
+	best := func(f func()) time.Duration {
+		t0 := time.Now()
+		f()
+		return time.Since(t0)
+	}
+	f32 := func() { k.MatMul(dst, rows, x, T, w, nil, 0, rows, scratch) }
+	b16 := func() { k.MatMulBF16(dst, rows, xb, T, w, nil, 0, rows, scratch) }
+	f32() // first touches, and the matrix's one-time checks
+	b16()
+	tf, tb := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+	for range 5 {
+		tf, tb = min(tf, best(f32)), min(tb, best(b16))
+	}
+	return tb < tf*85/100
+})
 
 var _ kernels.BF16Kernels = Kernels{}
