@@ -236,6 +236,48 @@ func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// qgemmZ2x1 is qgemmZx1 for the 32 rows of two groups, the second's blocks nb·576 bytes
+// after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+//
+//go:noescape
+func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZ2x2 is qgemmZx2 for the 32 rows of two groups, the second's blocks nb·576 bytes
+// after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+//
+//go:noescape
+func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZ2x3 is qgemmZx3 for the 32 rows of two groups, the second's blocks nb·576 bytes
+// after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+//
+//go:noescape
+func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZ2x4 is qgemmZx4 for the 32 rows of two groups, the second's blocks nb·576 bytes
+// after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+//
+//go:noescape
+func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZ2x5 is qgemmZx5 for the 32 rows of two groups, the second's blocks nb·576 bytes
+// after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+//
+//go:noescape
+func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZ2x6 is qgemmZx6 for the 32 rows of two groups, the second's blocks nb·576 bytes
+// after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+//
+//go:noescape
+func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
+// qgemmZ2x7 is qgemmZx7 for the 32 rows of two groups, the second's blocks nb·576 bytes
+// after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+//
+//go:noescape
+func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+
 // qgemvQ8Z computes, for g < groups and q < 16, row r = g + q·gap of the q8_0 matrix w
 // (ldw = nb·34 bytes a row, nb ≥ 1 blocks) times one prepared activation x (block b at
 // x + 40·b: 32 quants, dx float32, −off·Σx int32, as the GEMM tiles take it):

@@ -23,6 +23,10 @@
 // chunk of its blocks at a time, each sum going on from the chunk before) in one call,
 // prefetching the next group's rows as they go.
 //
+// A backend may have tiles for two groups at once (Kernels.Tile2: the activations
+// loaded once for twice the rows): MatMulQ8 then takes every pair of whole groups it
+// computes through them, the two groups repacked one after the other (or packed so).
+//
 // For one token (and up to VecTokens) on weights as loaded, a backend's MatVec kernels,
 // if it has them, take the rows without a repack (Lanes rows a gap apart, each a long
 // stream through consecutive rows), to the same bits.
@@ -69,6 +73,13 @@ type Kernels struct {
 	// dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt)), token t's
 	// prepared block b at x + b·xstride + 40·t.
 	Tile func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
+	// Tile2, if set, is Tile for two groups at once, 2·Lanes rows, the second group's
+	// blocks nb·36·Lanes bytes after the first's (as Pack leaves consecutive groups),
+	// for nt ≤ Tokens2 tokens: the rows r < Lanes at dst[t*ldd+r], the others at
+	// dst[t*ldd+Lanes+r]. MatMulQ8 takes through it every pair of whole groups of a
+	// product that adds no bias through TileBias.
+	Tile2   func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
+	Tokens2 int
 	// TileBias, if set, is Tile for q8_0 weights that then adds, unless bias is nil,
 	// bias[r] (Lanes floats) to row r's sum before storing it, as the reference adds it:
 	// MatMulQ8 adds the bias of the rows it computes in whole groups through it, not in a
@@ -143,11 +154,22 @@ func (k *Kernels) tokens(T, t0 int) int {
 	return (left + calls - 1) / calls
 }
 
+// tokens2 returns how many of the T − t0 tokens left the next Tile2 call takes, spread
+// evenly over the calls.
+func (k *Kernels) tokens2(T, t0 int) int {
+	left := T - t0
+	calls := (left + k.Tokens2 - 1) / k.Tokens2
+	return (left + calls - 1) / calls
+}
+
 // ScratchFloats returns the float32s of scratch MatMulQ8 needs for T tokens of cols
 // columns (non-decreasing in T and cols).
 func (k *Kernels) ScratchFloats(T, cols int) int {
 	nb := max(cols, 0) / dtype.QBlock
 	g := nb * groupBytes(k.Lanes) // the repacked group
+	if k.Tile2 != nil {
+		g *= 2 // a pair of them
+	}
 	if sl := k.ScratchQ8; sl != nil {
 		g = max(g, nb*sl.BlockBytes)
 	}
@@ -245,6 +267,9 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	off := T * nb * xBytes
 	off += (align - int(uintptr(unsafe.Pointer(&sb[off]))%align)) % align
 	gs := sb[off : off+nb*gb]
+	if k.Tile2 != nil && sweep == nil {
+		gs = sb[off : off+2*nb*gb]
+	}
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
 	if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
@@ -307,6 +332,15 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		for g := r0 / L * L; g < r1; g += L {
 			p := &pw[g/L*gb]
 			a, b := max(g, r0), min(g+L, r1)
+			if k.Tile2 != nil && tb == nil && a == g && g+2*L <= r1 {
+				// Two whole groups, consecutive in pw.
+				for t0, nt := 0, 0; t0 < T; t0 += nt {
+					nt = k.tokens2(T, t0)
+					k.Tile2(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb)
+				}
+				g += L
+				continue
+			}
 			var next spread
 			if pf != nil && g+L < r1 {
 				next = spreadOver(pw[(g/L+1)*gb:(g/L+2)*gb], calls)
@@ -342,6 +376,17 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			} else {
 				rows = r1 - g
 			}
+		}
+		if k.Tile2 != nil && tb == nil && sweep == nil && g+2*L <= r1 {
+			// Two whole groups, repacked one after the other.
+			full(&gs[0], &w.Data[g*rb], rb, nb)
+			full(&gs[nb*gb], &w.Data[(g+L)*rb], rb, nb)
+			for t0, nt := 0, 0; t0 < T; t0 += nt {
+				nt = k.tokens2(T, t0)
+				k.Tile2(nt, &dst[t0*ld+g], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
+			}
+			g += L
+			continue
 		}
 		if rows == L {
 			full(&gs[0], &w.Data[a*rb], rb, nb)

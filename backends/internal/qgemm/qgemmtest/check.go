@@ -82,7 +82,8 @@ func Blocks(r *rand.Rand, dt dtype.DType, n int, special, act bool) []byte {
 }
 
 // Check runs k's MatMulQ8 against the reference's on q8_0 and q4_0 weights for cols up
-// to 4096 (every block count parity), rows 1–40, T up to 64 (every tail of 8 and of 4
+// to 4096 (every block count parity), rows 1–72 (72: pairs of groups after a range's
+// first, cut group), T up to 64 (every tail of 8 and of 4
 // tokens; fewer shapes with -short), several row ranges and
 // bias nil or not, and fails at the first result whose bits differ (NaN matching any
 // NaN) or at a write outside the rows asked for.
@@ -103,7 +104,7 @@ func check(t *testing.T, k Backend, seed uint64, pack func(*kernels.Mat) bool) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 7))
 	var ref kernels.Reference
-	nbs, rowsList, Ts := []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 24, 33, 64, 128}, []int{1, 7, 15, 16, 17, 33, 40},
+	nbs, rowsList, Ts := []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 24, 33, 64, 128}, []int{1, 7, 15, 16, 17, 33, 40, 72},
 		[]int{1, 2, 3, 5, 8, 9, 10, 11, 12, 14, 15, 17, 64}
 	if testing.Short() { // -short (and the race detector's run): a tenth of the products
 		nbs, rowsList, Ts = []int{1, 2, 3, 17, 128}, []int{1, 7, 17, 33}, []int{1, 2, 3, 5, 9, 10, 11, 12}
