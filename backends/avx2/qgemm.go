@@ -65,7 +65,7 @@ var gemm = qgemm.Kernels{
 	Name: "avx2", Layout: "avx2/qgemm8", Lanes: 8, Tokens: 4,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
-	Tile: tileV, AddBias: add,
+	Tile: tileV, AddBias: add, PrepareSum: prepareSum,
 }
 
 // gemmMadd is gemm for CPUs without AVX-VNNI: VPMADDUBSW tiles of up to 6 tokens (spread
@@ -75,7 +75,7 @@ var gemmMadd = qgemm.Kernels{
 	Name: "avx2", Layout: "avx2/qgemm8s", Lanes: 8, Tokens: 6,
 	RepackQ8: repackQ8S, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8SFull, RepackQ4Full: repackQ4Full,
-	Tile: tileMQ8, TileBias: tileMQ8Bias, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, AddBias: add,
+	Tile: tileMQ8, TileBias: tileMQ8Bias, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, PrepareSum: prepareSum, AddBias: add,
 	// The rows repacked on every product keep their quants' absolute values too; the
 	// tiles sweep the tokens over up to 64 blocks of them at a time (34 KiB, within L1;
 	// 3072-wide rows' 52 KiB at once gained nothing).

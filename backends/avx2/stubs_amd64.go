@@ -643,6 +643,13 @@ func prepareQ8(xs *byte, xq *byte, T int, nb int, xb int)
 //go:noescape
 func prefetchLines(p *byte, n int)
 
+// prepareSum writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
+// of token t at xs + (b·T+t)·40: its 32 quants, its scale as float32, then mul·Σx as int32
+// (mul = −128 for q8_0 weights, −8 for q4_0).
+//
+//go:noescape
+func prepareSum(xs *byte, xq *byte, T int, nb int, xb int, mul int)
+
 // qgemmMQ4x1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 1 of the prepared activation blocks x (token t of block b at
 // x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),

@@ -17624,6 +17624,51 @@ qgemmZ2x7_block1:
 	VZEROUPPER
 	RET
 
+// func prepareSum(xs *byte, xq *byte, T int, nb int, xb int, mul int)
+// Requires: AVX, AVX2, F16C
+TEXT ·prepareSum(SB), NOSPLIT, $0-48
+	MOVQ    xs+0(FP), AX
+	MOVQ    xq+8(FP), CX
+	MOVQ    T+16(FP), DX
+	MOVQ    xb+32(FP), BX
+	MOVQ    mul+40(FP), SI
+	IMUL3Q  $0x28, DX, DI
+	VMOVDQU signbytes<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+
+prepareSum_token1:
+	MOVQ CX, R8
+	MOVQ AX, R9
+	MOVQ nb+24(FP), R10
+
+prepareSum_block2:
+	VMOVDQU      2(R8), Y2
+	VMOVDQU      Y2, (R9)
+	MOVWLZX      (R8), R11
+	VMOVD        R11, X3
+	VCVTPH2PS    X3, X3
+	VMOVSS       X3, 32(R9)
+	VPXOR        Y0, Y2, Y2
+	VPSADBW      Y1, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VPADDQ       X3, X2, X2
+	VPSHUFD      $0x4e, X2, X3
+	VPADDQ       X3, X2, X2
+	VMOVD        X2, R11
+	SUBL         $0x00001000, R11
+	IMULL        SI, R11
+	MOVL         R11, 36(R9)
+	ADDQ         $0x22, R8
+	ADDQ         DI, R9
+	DECQ         R10
+	JNZ          prepareSum_block2
+	ADDQ         BX, CX
+	ADDQ         $0x28, AX
+	DECQ         DX
+	JNZ          prepareSum_token1
+	VZEROUPPER
+	RET
+
 // func qgemvQ8Z(dst *float32, w *byte, ldw int, nb int, groups int, gap int, x *byte)
 // Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, MMX+
 TEXT ·qgemvQ8Z(SB), NOSPLIT, $8-56

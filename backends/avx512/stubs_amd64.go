@@ -278,6 +278,13 @@ func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //go:noescape
 func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
+// prepareSum writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
+// of token t at xs + (b·T+t)·40: its 32 quants, its scale as float32, then mul·Σx as int32
+// (mul = −128 for q8_0 weights, −8 for q4_0).
+//
+//go:noescape
+func prepareSum(xs *byte, xq *byte, T int, nb int, xb int, mul int)
+
 // qgemvQ8Z computes, for g < groups and q < 16, row r = g + q·gap of the q8_0 matrix w
 // (ldw = nb·34 bytes a row, nb ≥ 1 blocks) times one prepared activation x (block b at
 // x + 40·b: 32 quants, dx float32, −off·Σx int32, as the GEMM tiles take it):

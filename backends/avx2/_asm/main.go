@@ -56,6 +56,7 @@ func main() {
 		genProbesZMM()
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
+		genPrepareSum()
 		for nt := 1; nt <= 8; nt++ {
 			genQGemv(false, nt)
 			genQGemv(true, nt)
@@ -83,6 +84,7 @@ func main() {
 	genI8ProbesVEX()
 	genQGemm(qgemmVEX)
 	genQGemmMaddQ8()
+	genPrepareSum()
 	genQGemmTiles(qgemmMaddQ4)
 	genKGemmYMM()
 	Generate()

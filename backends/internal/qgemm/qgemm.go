@@ -110,6 +110,9 @@ type Kernels struct {
 	// PrepareQ8, if set, prepares the activations for q8_0 weights when NoSumQ8 (as
 	// prepare does without the sums): T ≥ 1 tokens of nb ≥ 1 blocks, xb bytes apart.
 	PrepareQ8 func(xs, xq *byte, T, nb, xb int)
+	// PrepareSum, if set, prepares the activations as prepare does with the sums: T ≥ 1
+	// tokens of nb ≥ 1 blocks, xb bytes apart, mul·Σx (mul = −off) after dx.
+	PrepareSum func(xs, xq *byte, T, nb, xb, mul int)
 	// AddBias, if set, computes dst[i] += x[i] for i < n (n ≥ 1): MatMulQ8 adds the
 	// bias with it (of the rows TileBias does not take) rather than a loop in Go.
 	AddBias func(dst, x *float32, n int)
@@ -274,6 +277,12 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 
 	if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
 		k.PrepareQ8(&xs[0], &xq[0], T, nb, xb)
+	} else if !noSum && k.PrepareSum != nil {
+		mul := -128
+		if w.DType == dtype.Q4_0 {
+			mul = -8
+		}
+		k.PrepareSum(&xs[0], &xq[0], T, nb, xb, mul)
 	} else {
 		prepare(xs, xq, T, nb, xb, w.DType == dtype.Q4_0, !noSum)
 	}
