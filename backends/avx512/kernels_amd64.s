@@ -16273,9 +16273,9 @@ qgemmZx8_block1:
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZ2x1(SB), NOSPLIT, $0-48
+// func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
+TEXT ·qgemmZ2x1(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -16284,10 +16284,18 @@ TEXT ·qgemmZ2x1(SB), NOSPLIT, $0-48
 	MOVQ    xstride+32(FP), BX
 	MOVQ    nb+40(FP), SI
 	IMUL3Q  $0x00000240, SI, DI
+	MOVQ    pf+48(FP), R8
+	MOVQ    pflen+56(FP), R9
+	LEAQ    -1(R8)(R9*1), R9
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 
 qgemmZ2x1_block1:
+	PREFETCHT0   (R8)
+	PREFETCHT0   64(R8)
+	ADDQ         $0x80, R8
+	CMPQ         R8, R9
+	CMOVQGT      R9, R8
 	VPBROADCASTD 36(DX), Z2
 	VPBROADCASTD 36(DX), Z3
 	VMOVDQU32    (CX), Z4
@@ -16349,9 +16357,9 @@ qgemmZ2x1_block1:
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZ2x2(SB), NOSPLIT, $0-48
+// func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
+TEXT ·qgemmZ2x2(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -16360,12 +16368,20 @@ TEXT ·qgemmZ2x2(SB), NOSPLIT, $0-48
 	MOVQ    xstride+32(FP), SI
 	MOVQ    nb+40(FP), DI
 	IMUL3Q  $0x00000240, DI, R8
+	MOVQ    pf+48(FP), R9
+	MOVQ    pflen+56(FP), R10
+	LEAQ    -1(R9)(R10*1), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
 	VMOVUPS zeros<>+0(SB), Z3
 
 qgemmZ2x2_block1:
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	ADDQ         $0x80, R9
+	CMPQ         R9, R10
+	CMOVQGT      R10, R9
 	VPBROADCASTD 36(BX), Z4
 	VPBROADCASTD 76(BX), Z5
 	VPBROADCASTD 36(BX), Z6
@@ -16464,9 +16480,9 @@ qgemmZ2x2_block1:
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZ2x3(SB), NOSPLIT, $0-48
+// func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
+TEXT ·qgemmZ2x3(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -16475,6 +16491,9 @@ TEXT ·qgemmZ2x3(SB), NOSPLIT, $0-48
 	MOVQ    xstride+32(FP), SI
 	MOVQ    nb+40(FP), DI
 	IMUL3Q  $0x00000240, DI, R8
+	MOVQ    pf+48(FP), R9
+	MOVQ    pflen+56(FP), R10
+	LEAQ    -1(R9)(R10*1), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -16483,6 +16502,11 @@ TEXT ·qgemmZ2x3(SB), NOSPLIT, $0-48
 	VMOVUPS zeros<>+0(SB), Z5
 
 qgemmZ2x3_block1:
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	ADDQ         $0x80, R9
+	CMPQ         R9, R10
+	CMOVQGT      R10, R9
 	VPBROADCASTD 36(BX), Z6
 	VPBROADCASTD 76(BX), Z7
 	VPBROADCASTD 116(BX), Z8
@@ -16618,9 +16642,9 @@ qgemmZ2x3_block1:
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZ2x4(SB), NOSPLIT, $0-48
+// func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
+TEXT ·qgemmZ2x4(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -16629,6 +16653,9 @@ TEXT ·qgemmZ2x4(SB), NOSPLIT, $0-48
 	MOVQ    xstride+32(FP), SI
 	MOVQ    nb+40(FP), DI
 	IMUL3Q  $0x00000240, DI, R8
+	MOVQ    pf+48(FP), R9
+	MOVQ    pflen+56(FP), R10
+	LEAQ    -1(R9)(R10*1), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -16639,6 +16666,11 @@ TEXT ·qgemmZ2x4(SB), NOSPLIT, $0-48
 	VMOVUPS zeros<>+0(SB), Z7
 
 qgemmZ2x4_block1:
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	ADDQ         $0x80, R9
+	CMPQ         R9, R10
+	CMOVQGT      R10, R9
 	VPBROADCASTD 36(BX), Z8
 	VPBROADCASTD 76(BX), Z9
 	VPBROADCASTD 116(BX), Z10
@@ -16811,9 +16843,9 @@ qgemmZ2x4_block1:
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZ2x5(SB), NOSPLIT, $0-48
+// func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
+TEXT ·qgemmZ2x5(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -16822,6 +16854,9 @@ TEXT ·qgemmZ2x5(SB), NOSPLIT, $0-48
 	MOVQ    xstride+32(FP), SI
 	MOVQ    nb+40(FP), DI
 	IMUL3Q  $0x00000240, DI, R8
+	MOVQ    pf+48(FP), R9
+	MOVQ    pflen+56(FP), R10
+	LEAQ    -1(R9)(R10*1), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -16834,6 +16869,11 @@ TEXT ·qgemmZ2x5(SB), NOSPLIT, $0-48
 	VMOVUPS zeros<>+0(SB), Z9
 
 qgemmZ2x5_block1:
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	ADDQ         $0x80, R9
+	CMPQ         R9, R10
+	CMOVQGT      R10, R9
 	VPBROADCASTD 36(BX), Z10
 	VPBROADCASTD 76(BX), Z11
 	VPBROADCASTD 116(BX), Z12
@@ -17043,9 +17083,9 @@ qgemmZ2x5_block1:
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZ2x6(SB), NOSPLIT, $0-48
+// func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
+TEXT ·qgemmZ2x6(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -17054,6 +17094,9 @@ TEXT ·qgemmZ2x6(SB), NOSPLIT, $0-48
 	MOVQ    xstride+32(FP), SI
 	MOVQ    nb+40(FP), DI
 	IMUL3Q  $0x00000240, DI, R8
+	MOVQ    pf+48(FP), R9
+	MOVQ    pflen+56(FP), R10
+	LEAQ    -1(R9)(R10*1), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -17068,6 +17111,11 @@ TEXT ·qgemmZ2x6(SB), NOSPLIT, $0-48
 	VMOVUPS zeros<>+0(SB), Z11
 
 qgemmZ2x6_block1:
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	ADDQ         $0x80, R9
+	CMPQ         R9, R10
+	CMOVQGT      R10, R9
 	VPBROADCASTD 36(BX), Z12
 	VPBROADCASTD 76(BX), Z13
 	VPBROADCASTD 116(BX), Z14
@@ -17314,9 +17362,9 @@ qgemmZ2x6_block1:
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
-// Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZ2x7(SB), NOSPLIT, $0-48
+// func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
+TEXT ·qgemmZ2x7(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -17325,6 +17373,9 @@ TEXT ·qgemmZ2x7(SB), NOSPLIT, $0-48
 	MOVQ    xstride+32(FP), SI
 	MOVQ    nb+40(FP), DI
 	IMUL3Q  $0x00000240, DI, R8
+	MOVQ    pf+48(FP), R9
+	MOVQ    pflen+56(FP), R10
+	LEAQ    -1(R9)(R10*1), R10
 	VMOVUPS zeros<>+0(SB), Z0
 	VMOVUPS zeros<>+0(SB), Z1
 	VMOVUPS zeros<>+0(SB), Z2
@@ -17341,6 +17392,11 @@ TEXT ·qgemmZ2x7(SB), NOSPLIT, $0-48
 	VMOVUPS zeros<>+0(SB), Z13
 
 qgemmZ2x7_block1:
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	ADDQ         $0x80, R9
+	CMPQ         R9, R10
+	CMOVQGT      R10, R9
 	VPBROADCASTD 36(BX), Z14
 	VPBROADCASTD 76(BX), Z15
 	VPBROADCASTD 116(BX), Z16

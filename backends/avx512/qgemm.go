@@ -93,22 +93,22 @@ func tileZ(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
 
 // tile2Z calls the two-group tile kernel for nt tokens (1 ≤ nt ≤ 7): 32 rows, the
 // second group's blocks nb·576 bytes after the first's.
-func tile2Z(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
+func tile2Z(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, pf *byte, pflen int) {
 	switch nt {
 	case 1:
-		qgemmZ2x1(dst, ldd, w, x, xstride, nb)
+		qgemmZ2x1(dst, ldd, w, x, xstride, nb, pf, pflen)
 	case 2:
-		qgemmZ2x2(dst, ldd, w, x, xstride, nb)
+		qgemmZ2x2(dst, ldd, w, x, xstride, nb, pf, pflen)
 	case 3:
-		qgemmZ2x3(dst, ldd, w, x, xstride, nb)
+		qgemmZ2x3(dst, ldd, w, x, xstride, nb, pf, pflen)
 	case 4:
-		qgemmZ2x4(dst, ldd, w, x, xstride, nb)
+		qgemmZ2x4(dst, ldd, w, x, xstride, nb, pf, pflen)
 	case 5:
-		qgemmZ2x5(dst, ldd, w, x, xstride, nb)
+		qgemmZ2x5(dst, ldd, w, x, xstride, nb, pf, pflen)
 	case 6:
-		qgemmZ2x6(dst, ldd, w, x, xstride, nb)
+		qgemmZ2x6(dst, ldd, w, x, xstride, nb, pf, pflen)
 	default:
-		qgemmZ2x7(dst, ldd, w, x, xstride, nb)
+		qgemmZ2x7(dst, ldd, w, x, xstride, nb, pf, pflen)
 	}
 }
 

@@ -238,45 +238,59 @@ func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 
 // qgemmZ2x1 is qgemmZx1 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+// Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
+// (pflen ≥ 1).
 //
 //go:noescape
-func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
 
 // qgemmZ2x2 is qgemmZx2 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+// Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
+// (pflen ≥ 1).
 //
 //go:noescape
-func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
 
 // qgemmZ2x3 is qgemmZx3 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+// Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
+// (pflen ≥ 1).
 //
 //go:noescape
-func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
 
 // qgemmZ2x4 is qgemmZx4 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+// Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
+// (pflen ≥ 1).
 //
 //go:noescape
-func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
 
 // qgemmZ2x5 is qgemmZx5 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+// Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
+// (pflen ≥ 1).
 //
 //go:noescape
-func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
 
 // qgemmZ2x6 is qgemmZx6 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+// Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
+// (pflen ≥ 1).
 //
 //go:noescape
-func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
 
 // qgemmZ2x7 is qgemmZx7 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
+// Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
+// (pflen ≥ 1).
 //
 //go:noescape
-func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
 
 // prepareSum writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
 // of token t at xs + (b·T+t)·40: its 32 quants, its scale as float32, then mul·Σx as int32

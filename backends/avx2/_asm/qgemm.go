@@ -930,9 +930,11 @@ func genPrepareQ8() {
 // pp128 profile, but the prefetch loop took 6.8%, and pp128 was no faster.
 func genQGemmTile2(isa qgemmISA, nt int) {
 	name := fmt.Sprintf("qgemm%s2x%d", isa.suffix, nt)
-	lb := fn(name, "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)",
+	lb := fn(name, "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)",
 		fmt.Sprintf("%s is qgemm%sx%d for the %d rows of two groups, the second's blocks nb·%d bytes", name, isa.suffix, nt, 2*isa.lanes, isa.blockBytes()),
-		fmt.Sprintf("after w: row r < %d's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+%d+r].", isa.lanes, isa.lanes))
+		fmt.Sprintf("after w: row r < %d's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+%d+r].", isa.lanes, isa.lanes),
+		"Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1",
+		"(pflen ≥ 1).")
 	dst := Load(Param("dst"), GP64())
 	ldd := bytesOf("ldd")
 	wp := Load(Param("w"), GP64())
@@ -941,6 +943,8 @@ func genQGemmTile2(isa qgemmISA, nt int) {
 	nb := Load(Param("nb"), GP64())
 	gb := GP64()
 	IMUL3Q(U32(isa.blockBytes()), nb, gb)
+	pf, pfLast := Load(Param("pf"), GP64()), Load(Param("pflen"), GP64())
+	LEAQ(Mem{Base: pf, Index: pfLast, Scale: 1, Disp: -1}, pfLast) // the last byte
 	acc := [2][]VecVirtual{make([]VecVirtual, nt), make([]VecVirtual, nt)}
 	for g := range acc {
 		for t := range acc[g] {
@@ -950,6 +954,12 @@ func genQGemmTile2(isa qgemmISA, nt int) {
 	}
 	blk := lb.next("block")
 	Label(blk)
+	// The next rows, two lines a block: a stream from DRAM at a pace the tiles hide.
+	PREFETCHT0(Mem{Base: pf})
+	PREFETCHT0(Mem{Base: pf, Disp: 64})
+	ADDQ(U8(128), pf)
+	CMPQ(pf, pfLast)
+	CMOVQGT(pfLast, pf)
 	s := [2][]VecVirtual{make([]VecVirtual, nt), make([]VecVirtual, nt)}
 	for g := range s {
 		for t := range s[g] {

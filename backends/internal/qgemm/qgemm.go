@@ -77,8 +77,9 @@ type Kernels struct {
 	// blocks nb·36·Lanes bytes after the first's (as Pack leaves consecutive groups),
 	// for nt ≤ Tokens2 tokens: the rows r < Lanes at dst[t*ldd+r], the others at
 	// dst[t*ldd+Lanes+r]. MatMulQ8 takes through it every pair of whole groups of a
-	// product that adds no bias through TileBias.
-	Tile2   func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
+	// product that adds no bias through TileBias. Per block it prefetches two lines
+	// of pf (pflen ≥ 1 bytes; the next pair's weights, spread over a pair's calls).
+	Tile2   func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, pf *byte, pflen int)
 	Tokens2 int
 	// TileBias, if set, is Tile for q8_0 weights that then adds, unless bias is nil,
 	// bias[r] (Lanes floats) to row r's sum before storing it, as the reference adds it:
@@ -343,9 +344,14 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			a, b := max(g, r0), min(g+L, r1)
 			if k.Tile2 != nil && tb == nil && a == g && g+2*L <= r1 {
 				// Two whole groups, consecutive in pw.
-				for t0, nt := 0, 0; t0 < T; t0 += nt {
+				pfb := pw[g/L*gb : (g/L+2)*gb] // this pair's, in cache, or the next one's
+				if g+3*L < r1 {
+					pfb = pw[(g/L+2)*gb : (g/L+4)*gb]
+				}
+				for i, t0, nt := 0, 0, 0; t0 < T; i, t0 = i+1, t0+nt {
 					nt = k.tokens2(T, t0)
-					k.Tile2(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb)
+					skip := min(i*128*nb, len(pfb)-1)
+					k.Tile2(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb, &pfb[skip], len(pfb)-skip)
 				}
 				g += L
 				continue
@@ -390,9 +396,17 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			// Two whole groups, repacked one after the other.
 			full(&gs[0], &w.Data[g*rb], rb, nb)
 			full(&gs[nb*gb], &w.Data[(g+L)*rb], rb, nb)
-			for t0, nt := 0, 0; t0 < T; t0 += nt {
+			// The next pair's rows (or this one's again, in cache), prefetched by the
+			// tiles: RepackFull prefetches the rows after a group only as it repacks it,
+			// too late for the second of a pair.
+			pfb := w.Data[g*rb : (g+2*L)*rb]
+			if g+2*L < r1 {
+				pfb = w.Data[(g+2*L)*rb : min(g+4*L, r1)*rb]
+			}
+			for i, t0, nt := 0, 0, 0; t0 < T; i, t0 = i+1, t0+nt {
 				nt = k.tokens2(T, t0)
-				k.Tile2(nt, &dst[t0*ld+g], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
+				skip := min(i*128*nb, len(pfb)-1)
+				k.Tile2(nt, &dst[t0*ld+g], ld, &gs[0], &xs[t0*xBytes], xstride, nb, &pfb[skip], len(pfb)-skip)
 			}
 			g += L
 			continue
