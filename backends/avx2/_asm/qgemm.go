@@ -927,7 +927,10 @@ func genPrepareQ8() {
 // calls (PrefetchQ8; the model's pp128 no faster). On the pairs, the next pair's rows
 // prefetched spread over its tile calls (the first group's repackQ8Full prefetches
 // only the second's): repackQ8Full fell from 12.6% to 7.7% of a stories110m q8_0
-// pp128 profile, but the prefetch loop took 6.8%, and pp128 was no faster.
+// pp128 profile, but the prefetch loop took 6.8%, and pp128 was no faster (with
+// PREFETCHT1 no faster either); the tiles' own prefetch, two lines a block, is what
+// paid. In the pair tiles, the tokens' activations prefetched 4 blocks ahead: pp128
+// no faster.
 func genQGemmTile2(isa qgemmISA, nt int) {
 	name := fmt.Sprintf("qgemm%s2x%d", isa.suffix, nt)
 	lb := fn(name, "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)",
