@@ -23,7 +23,8 @@
 // MatMulQ8 on q4_0 weights, and on q8_0 weights for 2 or more tokens, on CPUs with
 // AVX512_VNNI, is an int8 GEMM (package backends/internal/qgemm): groups of 16 rows
 // repacked so that one VPDPBUSD with a broadcast activation dword adds four quants of
-// all 16 rows, tiles of up to 8 tokens, no horizontal sums; each (row, token) sum is
+// all 16 rows, tiles of up to 8 tokens (of two groups at once, 32 rows × up to 7
+// tokens, each broadcast feeding two VPDPBUSD), no horizontal sums; each (row, token) sum is
 // taken as the reference takes it, so the results are the reference's bit for bit.
 // MatMulQ8 on q4_k, q5_k and q6_k weights for 2 or more tokens, with AVX512_VNNI, is
 // the same kind of GEMM in int16 (package qgemm, kquant.go): the weights repacked per
