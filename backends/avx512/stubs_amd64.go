@@ -125,7 +125,7 @@ func i8VNNILoop(n int)
 // repackQ8 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16) of nb blocks of the q8_0 matrix at w (rows
 // ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
 // quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),
-// then the rows' f16 scales; the lanes of rows ≥ rows are zero.
+// then the rows' scales (float32); the lanes of rows ≥ rows are zero.
 //
 //go:noescape
 func repackQ8(dst *byte, w *byte, ldw int, nb int, rows int)
@@ -133,7 +133,7 @@ func repackQ8(dst *byte, w *byte, ldw int, nb int, rows int)
 // repackQ4 repacks rows 0 ≤ r < rows (1 ≤ rows ≤ 16) of nb blocks of the q4_0 matrix at w (rows
 // ldw bytes apart) for the int8 GEMM tiles: per block, dword lane r of vector k holds row r's
 // quants 4k..4k+3 as unsigned bytes (q8_0: w+128; q4_0: the nibbles, low ones elements 0–15),
-// then the rows' f16 scales; the lanes of rows ≥ rows are zero.
+// then the rows' scales (float32); the lanes of rows ≥ rows are zero.
 //
 //go:noescape
 func repackQ4(dst *byte, w *byte, ldw int, nb int, rows int)

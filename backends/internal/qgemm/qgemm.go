@@ -4,7 +4,8 @@
 //
 // A group of Lanes rows is repacked once into scratch — per 32-quant block, vector k
 // holds in dword lane r the quants 4k..4k+3 of row r as unsigned bytes u = w + off (off
-// = 128 for q8_0, 8 for q4_0), then the rows' f16 scales; a transpose in registers for
+// = 128 for q8_0, 8 for q4_0), then the rows' scales (f16, or float32 in a backend's
+// layout that has them so); a transpose in registers for
 // whole groups, gathers for a last group of fewer rows — and every token is swept over
 // it, up to Tokens tokens per kernel call. A row range of at least Lanes rows ends with
 // a whole group that overlaps the one before (those rows are computed twice, to the
