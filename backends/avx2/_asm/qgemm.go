@@ -961,7 +961,9 @@ func genPrepareQ8() {
 // paid. In the pair tiles, the tokens' activations prefetched 4 blocks ahead: pp128
 // no faster. Long rows (768×2048, 768×3072, 2–5% slower than 2048×768) swept in
 // chunks of 16, 24 or 32 blocks for all the tokens, each sum going on from dst, so
-// that a chunk of the pair stays in L1: within 2%, no gain.
+// that a chunk of the pair stays in L1: within 2%, no gain. The next pair's prefetch
+// held back to the pair's last calls (to find the lines in L1 rather than L2 at the
+// repack): pp128 no faster.
 func genQGemmTile2(isa qgemmISA, nt int) {
 	name := fmt.Sprintf("qgemm%s2x%d", isa.suffix, nt)
 	lb := fn(name, "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)",
