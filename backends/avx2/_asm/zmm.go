@@ -158,11 +158,32 @@ func genGemmZMMSrcPF(name string, R, Tb int, part bool) {
 	srcPF = false
 }
 
+// pfPerIter, set while genGemmZMMIterPF runs, makes a srcPF kernel prefetch once per
+// iteration of its column loop (once per gemmUnroll steps, and once per step left over)
+// rather than once per step.
+var pfPerIter bool
+
+// genGemmZMMIterPF is genGemmZMMSrcPF for a kernel that prefetches the lines at pf and
+// px once per iteration of its column loop: k/16/gemmUnroll + k/16%gemmUnroll times per
+// group and block of tokens.
+func genGemmZMMIterPF(name string, R, Tb int) {
+	pfPerIter = true
+	genGemmZMMSrcPF(name, R, Tb, false)
+	pfPerIter = false
+}
+
 func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 	var lb *labels
 	pfDoc := []string{
 		"every 16 columns it prefetches the lines at pf and px and steps them by pfstep and",
 		"pxstep bytes, across the groups and blocks of tokens (prefetches never fault).",
+	}
+	if pfPerIter {
+		pfDoc = []string{
+			"every iteration of its column loop (every " + itoa(gemmUnroll) + " steps of 16 columns, and every step",
+			"left over) it prefetches the lines at pf and px and steps them by pfstep and pxstep",
+			"bytes, across the groups and blocks of tokens (prefetches never fault).",
+		}
 	}
 	if srcPF && part {
 		lb = fnStack(name, "func(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, pf *uint16, pfstep int, px *float32, pxstep int)",
@@ -328,7 +349,7 @@ func genGemmZMM(name string, R, Tb int, spread, prefetch, part bool) {
 					PREFETCHT0(ps.at(r, disp))
 				}
 			}
-			if srcPF {
+			if srcPF && (!pfPerIter || disp == 0) {
 				PREFETCHT0(Mem{Base: pfr})
 				ADDQ(pst, pfr)
 				PREFETCHT0(Mem{Base: pxr})
