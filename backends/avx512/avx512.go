@@ -163,8 +163,8 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 }
 
 // gemmRowsPF is gemmRows that, for T > 8, also prefetches the halves pf (the next chunk
-// of rows matMulHalf widens, from memory) spread evenly over the 4 × 6 tile's steps
-// (gemm4x6nf, gemm4x6pnf), so that they are in cache when widened. Those kernels then
+// of rows matMulHalf widens, from memory) spread evenly over the 4 × 6 tile's column
+// loop iterations (gemm4x6nf, gemm4x6pnf; loopIters), so that they are in cache when widened. Those kernels then
 // take every block of tokens, the first too: the chunk they read was just widened.
 func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, pf []uint16) {
 	r := 0
@@ -193,15 +193,15 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 			//
 			// On f32 rows (pf nil) with the 4 × 6 tile, the blocks of a chunk instead
 			// prefetch the next chunk's rows, spread over the chunk's column loops
-			// (gemm4x6ni: a line every gemmUnroll steps), so that only the first chunk
+			// (gemm4x6nf: a line every gemmUnroll steps), so that only the first chunk
 			// waits for memory: where the first block took each chunk from memory at
 			// the rate its own prefetches kept up, pp128 of stories110M (f32) went from
 			// 719 to 770 t/s and of GPT-2 124M from 694 to 736 on a Sapphire
-			// Rapids-class Xeon, one thread. (Prefetching a line every step, as
-			// gemm4x6nf does, gained half as much: 750 t/s.)
+			// Rapids-class Xeon, one thread. (Prefetching a line every step gained
+			// half as much: 750 t/s.)
 			gc := max(1, chunkBytes/(4*k*tl.rows))
 			nb := (T + tl.tokens - 1) / tl.tokens
-			ps := newPFStream(pf, nb*g*(k>>4))
+			ps := newPFStream(pf, nb*g*loopIters(k))
 			ahead := pf == nil && tl.tokens == 6
 			for g0 := 0; g0 < g; g0 += gc {
 				n, r0 := min(gc, g-g0), g0*tl.rows
@@ -228,13 +228,13 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 							nt, ntt = 0, blockTokens(T, 6, 0)
 						}
 						q, qstep := xRun(x, nt*ldx, ntt*ldx, iters)
-						gemm4x6ni(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step, q, qstep)
+						gemm4x6nf(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step, q, qstep)
 					case ahead: // the last chunk, prefetched by the one before
 						gemm4x6n(d, ld, xt, ldx, tt, wr, ldw, k, b, n)
 					case ps.on() && tl.tokens == 6:
 						// Also the next block's inputs, one run of rows (after the last
 						// block the first's, which the next chunk takes first).
-						steps := n * (k >> 4)
+						steps := n * loopIters(k)
 						p, step := ps.next(steps, unsafe.Pointer(xt))
 						nt, ntt := t0+tt, blockTokens(T, 6, i+1)
 						if nt == T {
@@ -354,7 +354,7 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 	var acc [blockPartGroups * 6 * 4 * 16]float32
 	np, cols := blockParts(k)
 	gc := min(blockPartGroups, max(1, chunk/(4*k*4)))
-	ps := newPFStream(pf, (T+5)/6*g*(k>>4))
+	ps := newPFStream(pf, (T+5)/6*g*((np-1)*loopIters(cols)+loopIters(k-(np-1)*cols)))
 	for g0 := 0; g0 < g; g0 += gc {
 		n, r0 := min(gc, g-g0), 4*g0
 		for i, t0 := 0, 0; t0 < T; i, t0 = i+1, t0+blockTokens(T, 6, i) {
@@ -378,7 +378,7 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 				case pw > 0:
 					// The next call's inputs: the next part, else the next block's
 					// first part, else (the last call) the first call's.
-					steps := n * (kk >> 4)
+					steps := n * loopIters(kk)
 					p, step := ps.next(steps, unsafe.Pointer(xt))
 					nx, nt := (pi+1)*T*pw+t0*pw, tt
 					if pi+1 == np {
@@ -390,7 +390,7 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 					q, qstep := xRun(x, nx, nt*pw, steps)
 					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step, q, qstep)
 				case ps.on():
-					p, step := ps.next(n*(kk>>4), unsafe.Pointer(xt))
+					p, step := ps.next(n*loopIters(kk), unsafe.Pointer(xt))
 					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step, xt, 0)
 				case t0 == 0:
 					gemm4x6p(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags)
@@ -402,12 +402,13 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 	}
 }
 
-// pfStream spreads the prefetch of the halves h over steps 16-column steps of the
-// GEMM kernels: one line at each step, step bytes on from the last.
+// pfStream spreads the prefetch of the halves h (or of any memory seen as halves) over
+// steps iterations of the GEMM kernels' column loops (loopIters): one line at each,
+// step bytes on from the last.
 type pfStream struct {
 	h    []uint16
 	step int // bytes
-	done int // steps handed out
+	done int // iterations handed out
 }
 
 func newPFStream(h []uint16, steps int) pfStream {
@@ -420,7 +421,7 @@ func newPFStream(h []uint16, steps int) pfStream {
 // on reports whether there is anything to prefetch.
 func (s *pfStream) on() bool { return s.h != nil }
 
-// next returns where a kernel call of n steps starts prefetching, and its step: with
+// next returns where a kernel call of n loop iterations starts prefetching, and its step: with
 // nothing to prefetch, alt (memory the call reads anyway) and 0.
 func (s *pfStream) next(n int, alt unsafe.Pointer) (*uint16, int) {
 	if s.h == nil {
@@ -431,8 +432,8 @@ func (s *pfStream) next(n int, alt unsafe.Pointer) (*uint16, int) {
 	return &s.h[i], s.step
 }
 
-// xRun returns where a kernel call of steps 16-column steps prefetches the n floats at
-// x[off:], one line a step, and its step in bytes.
+// xRun returns where a kernel call of steps loop iterations prefetches the n floats at
+// x[off:], one line an iteration, and its step in bytes.
 func xRun(x []float32, off, n, steps int) (*float32, int) {
 	if steps <= 0 {
 		return &x[off], 0

@@ -50,7 +50,6 @@ func main() {
 		genGemmZMM("gemm4x6n", 4, 6, false, false, false)
 		genGemmZMM("gemm4x6pn", 4, 6, false, false, true)
 		genGemmZMMSrcPF("gemm4x6nf", 4, 6, false)
-		genGemmZMMIterPF("gemm4x6ni", 4, 6)
 		genGemmZMMSrcPF("gemm4x6pnf", 4, 6, true)
 		genGemmZMM("gemm1x8", 1, 8, false, false, false)
 		genGemmZMM("gemv4s", 4, 1, true, true, false)
