@@ -144,6 +144,7 @@ var srcPF bool
 
 // gemmUnroll is how many 16-column steps genGemmZMM's column loop takes an iteration
 // (a power of two; the k/16 % gemmUnroll steps left over go one at a time first).
+// Tried, no gain over 4 on a Sapphire Rapids-class Xeon: 8.
 var gemmUnroll = 4
 
 // genGemmZMMSrcPF is genGemmZMM (no prefetch of its own rows) for a kernel that, every
