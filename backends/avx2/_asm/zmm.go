@@ -156,7 +156,10 @@ var gemmUnroll = 4
 // reads over this one; gemmRows does the same with the next chunk of f32 rows. Once
 // per iteration rather than every step (one line per 64 rather than 16 columns, still
 // more than the streams need) was 3% faster at pp128 on f16 weights and 7% rather than
-// 4% faster on f32 ones (the f32 prefetch), on a Sapphire Rapids-class Xeon.
+// 4% faster on f32 ones (the f32 prefetch), on a Sapphire Rapids-class Xeon. At pxstep
+// past 64 bytes (the next block's 18 KiB of inputs over 21 groups of 768 columns) a line
+// in 8 or so of px goes unprefetched; tried, no gain there: a second line, 64 bytes on,
+// each iteration (pp128 858 → 853 t/s).
 func genGemmZMMSrcPF(name string, R, Tb int, part bool) {
 	srcPF = true
 	genGemmZMM(name, R, Tb, false, false, part)
