@@ -362,13 +362,15 @@ const blockPartGroups = 16
 // no faster within the noise: the next chunk's rows prefetched over this one's blocks
 // as gemmRows does (+0.8% at pp128), the next block's accumulators prefetched as a part
 // starts, x laid out part by part for f32 rows too (partsX: 2% slower), parts of about
-// 24 KiB of inputs (2 of 1024 columns at k = 2048: +3% on f32 rows, none on f16). A part
-// kernel alone, on 16 groups of 688 columns in L2, ran at 75–80% of the peak on rows
+// 24 KiB of inputs on f16 rows (f32BlockPartBytes: none there). A part kernel alone, on 16 groups of 688 columns in L2, ran at 75–80% of the peak on rows
 // 2048 floats apart and 80–84% on rows 2064 apart (f32 weights are read in place, so
 // their rows keep the 8 KiB stride).
 func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw, chunk int) {
 	var acc [blockPartGroups * 6 * 4 * 16]float32
 	np, cols := blockParts(k)
+	if pf == nil && pw == 0 {
+		np, cols = partsOf(k, f32BlockPartBytes)
+	}
 	gc := min(blockPartGroups, max(1, chunk/(4*k*4)))
 	ps := newPFStream(pf, (T+5)/6*g*((np-1)*loopIters(cols)+loopIters(k-(np-1)*cols)))
 	for g0 := 0; g0 < g; g0 += gc {
@@ -457,10 +459,24 @@ func xRun(x []float32, off, n, steps int) (*float32, int) {
 	return &x[off], (4*n + steps - 1) / steps
 }
 
-// blockParts returns how gemmBlockParts splits k columns: np parts of cols columns (a
-// multiple of 16), the last one shorter.
-func blockParts(k int) (np, cols int) {
-	n := (4*6*k + partInputBytes - 1) / partInputBytes
+// blockParts returns how gemmBlockParts splits k columns of f16 or bf16 rows (and how
+// partsX lays x out for them): np parts of cols columns (a multiple of 16), the last one
+// shorter.
+func blockParts(k int) (np, cols int) { return partsOf(k, partInputBytes) }
+
+// f32BlockPartBytes is partInputBytes for gemmBlockParts on f32 rows (x as it is, no
+// halves to prefetch): parts of about 24 KiB of inputs, 2 of 1024 columns at k = 2048
+// rather than 3 of 688, one store and reload of the accumulators fewer. On a Sapphire
+// Rapids-class Xeon, one thread, T = 128, 4 interleaved rounds: BenchmarkPrefill f32
+// K2048_N768 60.2 → 62.7% of the peak (K3072_N768 62.6 → 61.6), pp128 of stories110M
+// (f32) 841 → 867 t/s, of GPT-2 124M 797 → 802; on Zen 5 parts of 1024 columns were no
+// slower (see gemmBlockParts).
+const f32BlockPartBytes = 24 << 10
+
+// partsOf splits k columns in np parts of cols columns (a multiple of 16, the last part
+// shorter) of about bytes of the 6 tokens' inputs each.
+func partsOf(k, bytes int) (np, cols int) {
+	n := (4*6*k + bytes - 1) / bytes
 	cols = ((k+n-1)/n + 15) &^ 15
 	return (k + cols - 1) / cols, cols
 }
