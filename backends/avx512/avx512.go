@@ -151,6 +151,13 @@ var tiles = [10]tile{
 // chunkBytes bounds the weight rows one pass over the token blocks takes when T is more
 // than a tile's tokens: the chunk stays in L2 while each block's inputs sit in L1
 // (10–17% faster at T = 64 than taking each group of rows against all tokens).
+//
+// Tried on a Sapphire Rapids-class Xeon at T = 128 on 768-column rows, no faster (within
+// the noise of a shared machine): chunks of 128 KiB, 512 KiB or 1 MiB; gemm4x6
+// (prefetching the next group's rows) for every block of tokens; each row prefetched
+// 256, 512 or 1024 bytes ahead every step; a 3 × 8 tile rather than 4 × 6 (5–10%
+// slower). The 4 × 6 kernel on rows in L1 ran at about 89% of the FMA peak there, on a
+// chunk in L2 at 76–86%, the whole product at 72–80%.
 const chunkBytes = 256 << 10
 
 // gemmRows computes dst[t*ld+r] = x_t·w_r (+ bias[r]) for r < rows and t < T, x_t =
@@ -163,8 +170,8 @@ func gemmRows(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, 
 }
 
 // gemmRowsPF is gemmRows that, for T > 8, also prefetches the halves pf (the next chunk
-// of rows matMulHalf widens, from memory) spread evenly over the 4 × 6 tile's steps
-// (gemm4x6nf, gemm4x6pnf), so that they are in cache when widened. Those kernels then
+// of rows matMulHalf widens, from memory) spread evenly over the 4 × 6 tile's column
+// loop iterations (gemm4x6nf, gemm4x6pnf; loopIters), so that they are in cache when widened. Those kernels then
 // take every block of tokens, the first too: the chunk they read was just widened.
 func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, rows int, pf []uint16) {
 	r := 0
@@ -190,19 +197,51 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 			// block's inputs (in L1) in turn. The first block prefetches the chunk's
 			// rows as it goes; the others, reading them from L2, run faster without
 			// (gemm4x6n: 10–20% at T = 128 on rows of 2048 columns).
+			//
+			// On f32 rows (pf nil) with the 4 × 6 tile, the blocks of a chunk instead
+			// prefetch the next chunk's rows, spread over the chunk's column loops
+			// (gemm4x6nf: a line every gemmUnroll steps), so that only the first chunk
+			// waits for memory: where the first block took each chunk from memory at
+			// the rate its own prefetches kept up, pp128 of stories110M (f32) went from
+			// 719 to 770 t/s and of GPT-2 124M from 694 to 736 on a Sapphire
+			// Rapids-class Xeon, one thread. (Prefetching a line every step gained
+			// half as much: 750 t/s.)
 			gc := max(1, chunkBytes/(4*k*tl.rows))
 			nb := (T + tl.tokens - 1) / tl.tokens
-			ps := newPFStream(pf, nb*g*(k>>4))
+			ps := newPFStream(pf, nb*g*loopIters(k))
+			ahead := pf == nil && tl.tokens == 6
 			for g0 := 0; g0 < g; g0 += gc {
 				n, r0 := min(gc, g-g0), g0*tl.rows
+				if ahead {
+					ps = pfStream{}
+					if ng := min(gc, g-g0-n); ng > 0 {
+						nw := w[(r0+n*tl.rows)*ldw:]
+						nw = nw[:(ng*tl.rows-1)*ldw+k]
+						ps = newPFStream(unsafe.Slice((*uint16)(unsafe.Pointer(&nw[0])), 2*len(nw)), nb*n*loopIters(k))
+					}
+				}
 				for i, t0 := 0, 0; t0 < T; i++ {
 					tt := blockTokens(T, tl.tokens, i)
 					d, xt, wr, b := &dst[t0*ld+r0], &x[t0*ldx], &w[r0*ldw], at(bias, r0)
 					switch {
+					case ahead && g0 == 0 && t0 == 0:
+						tl.f(d, ld, xt, ldx, tt, wr, ldw, k, b, n) // the first chunk: its own rows
+					case ahead && ps.on():
+						// The next chunk's rows, and the next block's inputs as below.
+						iters := n * loopIters(k)
+						p, step := ps.next(iters, unsafe.Pointer(xt))
+						nt, ntt := t0+tt, blockTokens(T, 6, i+1)
+						if nt == T {
+							nt, ntt = 0, blockTokens(T, 6, 0)
+						}
+						q, qstep := xRun(x, nt*ldx, ntt*ldx, iters)
+						gemm4x6nf(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step, q, qstep)
+					case ahead: // the last chunk, prefetched by the one before
+						gemm4x6n(d, ld, xt, ldx, tt, wr, ldw, k, b, n)
 					case ps.on() && tl.tokens == 6:
 						// Also the next block's inputs, one run of rows (after the last
 						// block the first's, which the next chunk takes first).
-						steps := n * (k >> 4)
+						steps := n * loopIters(k)
 						p, step := ps.next(steps, unsafe.Pointer(xt))
 						nt, ntt := t0+tt, blockTokens(T, 6, i+1)
 						if nt == T {
@@ -223,6 +262,17 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 	if r < rows {
 		gemm1x8(&dst[r], ld, &x[0], ldx, T, &w[r*ldw], ldw, k, at(bias, r), rows-r)
 	}
+}
+
+// gemmUnroll is how many 16-column steps the GEMM kernels' column loop takes an
+// iteration (the generator's gemmUnroll).
+const gemmUnroll = 4
+
+// loopIters is how many iterations the GEMM kernels' column loop takes over k columns:
+// one per gemmUnroll steps and one per step left over.
+func loopIters(k int) int {
+	s := k >> 4
+	return s/gemmUnroll + s%gemmUnroll
 }
 
 // blockTokens is the size of block i when T tokens go through a tile of tb tokens in
@@ -307,11 +357,22 @@ const blockPartGroups = 16
 // prefetched to L2 only or only over a call's last groups, and every block of tokens
 // prefetching the rows (gemm4x6p). With the inputs in L1 and the rows in L2 the part
 // kernel runs at 85–95% of the FMA peak; the whole product at 65–80%.
+//
+// Tried on a Sapphire Rapids-class Xeon (T = 128, f32 rows of 2048 and 3072 columns),
+// no faster within the noise: the next chunk's rows prefetched over this one's blocks
+// as gemmRows does (+0.8% at pp128), the next block's accumulators prefetched as a part
+// starts, x laid out part by part for f32 rows too (partsX: 2% slower), parts of about
+// 24 KiB of inputs on f16 rows (f32BlockPartBytes: none there). A part kernel alone, on 16 groups of 688 columns in L2, ran at 75–80% of the peak on rows
+// 2048 floats apart and 80–84% on rows 2064 apart (f32 weights are read in place, so
+// their rows keep the 8 KiB stride).
 func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw, chunk int) {
 	var acc [blockPartGroups * 6 * 4 * 16]float32
 	np, cols := blockParts(k)
+	if pf == nil && pw == 0 {
+		np, cols = partsOf(k, f32BlockPartBytes)
+	}
 	gc := min(blockPartGroups, max(1, chunk/(4*k*4)))
-	ps := newPFStream(pf, (T+5)/6*g*(k>>4))
+	ps := newPFStream(pf, (T+5)/6*g*((np-1)*loopIters(cols)+loopIters(k-(np-1)*cols)))
 	for g0 := 0; g0 < g; g0 += gc {
 		n, r0 := min(gc, g-g0), 4*g0
 		for i, t0 := 0, 0; t0 < T; i, t0 = i+1, t0+blockTokens(T, 6, i) {
@@ -335,7 +396,7 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 				case pw > 0:
 					// The next call's inputs: the next part, else the next block's
 					// first part, else (the last call) the first call's.
-					steps := n * (kk >> 4)
+					steps := n * loopIters(kk)
 					p, step := ps.next(steps, unsafe.Pointer(xt))
 					nx, nt := (pi+1)*T*pw+t0*pw, tt
 					if pi+1 == np {
@@ -347,7 +408,7 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 					q, qstep := xRun(x, nx, nt*pw, steps)
 					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step, q, qstep)
 				case ps.on():
-					p, step := ps.next(n*(kk>>4), unsafe.Pointer(xt))
+					p, step := ps.next(n*loopIters(kk), unsafe.Pointer(xt))
 					gemm4x6pnf(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags, p, step, xt, 0)
 				case t0 == 0:
 					gemm4x6p(d, ld, xt, ldx, tt, wr, ldw, kk, b, n, &acc[0], flags)
@@ -359,12 +420,13 @@ func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32,
 	}
 }
 
-// pfStream spreads the prefetch of the halves h over steps 16-column steps of the
-// GEMM kernels: one line at each step, step bytes on from the last.
+// pfStream spreads the prefetch of the halves h (or of any memory seen as halves) over
+// steps iterations of the GEMM kernels' column loops (loopIters): one line at each,
+// step bytes on from the last.
 type pfStream struct {
 	h    []uint16
 	step int // bytes
-	done int // steps handed out
+	done int // iterations handed out
 }
 
 func newPFStream(h []uint16, steps int) pfStream {
@@ -377,7 +439,7 @@ func newPFStream(h []uint16, steps int) pfStream {
 // on reports whether there is anything to prefetch.
 func (s *pfStream) on() bool { return s.h != nil }
 
-// next returns where a kernel call of n steps starts prefetching, and its step: with
+// next returns where a kernel call of n loop iterations starts prefetching, and its step: with
 // nothing to prefetch, alt (memory the call reads anyway) and 0.
 func (s *pfStream) next(n int, alt unsafe.Pointer) (*uint16, int) {
 	if s.h == nil {
@@ -388,8 +450,8 @@ func (s *pfStream) next(n int, alt unsafe.Pointer) (*uint16, int) {
 	return &s.h[i], s.step
 }
 
-// xRun returns where a kernel call of steps 16-column steps prefetches the n floats at
-// x[off:], one line a step, and its step in bytes.
+// xRun returns where a kernel call of steps loop iterations prefetches the n floats at
+// x[off:], one line an iteration, and its step in bytes.
 func xRun(x []float32, off, n, steps int) (*float32, int) {
 	if steps <= 0 {
 		return &x[off], 0
@@ -397,10 +459,24 @@ func xRun(x []float32, off, n, steps int) (*float32, int) {
 	return &x[off], (4*n + steps - 1) / steps
 }
 
-// blockParts returns how gemmBlockParts splits k columns: np parts of cols columns (a
-// multiple of 16), the last one shorter.
-func blockParts(k int) (np, cols int) {
-	n := (4*6*k + partInputBytes - 1) / partInputBytes
+// blockParts returns how gemmBlockParts splits k columns of f16 or bf16 rows (and how
+// partsX lays x out for them): np parts of cols columns (a multiple of 16), the last one
+// shorter.
+func blockParts(k int) (np, cols int) { return partsOf(k, partInputBytes) }
+
+// f32BlockPartBytes is partInputBytes for gemmBlockParts on f32 rows (x as it is, no
+// halves to prefetch): parts of about 24 KiB of inputs, 2 of 1024 columns at k = 2048
+// rather than 3 of 688, one store and reload of the accumulators fewer. On a Sapphire
+// Rapids-class Xeon, one thread, T = 128, 4 interleaved rounds: BenchmarkPrefill f32
+// K2048_N768 60.2 → 62.7% of the peak (K3072_N768 62.6 → 61.6), pp128 of stories110M
+// (f32) 841 → 867 t/s, of GPT-2 124M 797 → 802; on Zen 5 parts of 1024 columns were no
+// slower (see gemmBlockParts).
+const f32BlockPartBytes = 24 << 10
+
+// partsOf splits k columns in np parts of cols columns (a multiple of 16, the last part
+// shorter) of about bytes of the 6 tokens' inputs each.
+func partsOf(k, bytes int) (np, cols int) {
+	n := (4*6*k + bytes - 1) / bytes
 	cols = ((k+n-1)/n + 15) &^ 15
 	return (k + cols - 1) / cols, cols
 }

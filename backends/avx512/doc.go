@@ -14,7 +14,11 @@
 // masked tail in one masked step, the halves added and reduced pairwise as avx2 does —
 // so its results equal avx2's bit for bit, for every T, shape and row split. At T = 7, 8
 // rows too long for the inputs to stay in L1 go in parts of the columns, the
-// accumulators kept in memory between the parts, which changes no sum. MatMul on
+// accumulators kept in memory between the parts, which changes no sum. The tiles' column
+// loop takes 4 steps of 16 columns an iteration. For T > 8 the rows go in chunks kept in
+// L2 against one block of tokens after the other; on rows short enough to go whole, the
+// next chunk is prefetched (a line an iteration) while this one is multiplied, as the
+// f16 and bf16 products prefetch the next chunk's halves. MatMul on
 // f16 and bf16 weights sums each row in avx2's column order with the same accumulators
 // (16 halves widened at a time by VCVTPH2PS, or a shift for bf16, as they are loaded for
 // T = 1; rows widened to float32 in scratch for the GEMM above for T > 1), so it too

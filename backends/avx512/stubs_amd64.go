@@ -79,15 +79,17 @@ func gemm4x6n(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw
 func gemm4x6pn(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int)
 
 // gemm4x6nf is gemm4x6n that also prefetches two other streams:
-// every 16 columns it prefetches the lines at pf and px and steps them by pfstep and
-// pxstep bytes, across the groups and blocks of tokens (prefetches never fault).
+// every iteration of its column loop (every 4 steps of 16 columns, and every step
+// left over) it prefetches the lines at pf and px and steps them by pfstep and pxstep
+// bytes, across the groups and blocks of tokens (prefetches never fault).
 //
 //go:noescape
 func gemm4x6nf(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, pf *uint16, pfstep int, px *float32, pxstep int)
 
 // gemm4x6pnf is gemm4x6pn that also prefetches two other streams:
-// every 16 columns it prefetches the lines at pf and px and steps them by pfstep and
-// pxstep bytes, across the groups and blocks of tokens (prefetches never fault).
+// every iteration of its column loop (every 4 steps of 16 columns, and every step
+// left over) it prefetches the lines at pf and px and steps them by pfstep and pxstep
+// bytes, across the groups and blocks of tokens (prefetches never fault).
 //
 //go:noescape
 func gemm4x6pnf(dst *float32, ldd int, x *float32, ldx int, T int, w *float32, ldw int, k int, bias *float32, groups int, acc *float32, flags int, pf *uint16, pfstep int, px *float32, pxstep int)
