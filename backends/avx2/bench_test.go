@@ -603,14 +603,11 @@ func BenchmarkPrefill(b *testing.B) {
 				sc := kernels.NewScratch(Kernels{}, T, K)
 				benchmem.LockThread(b)
 				peak := fmaPeak()
-				b.ResetTimer()
-				t0 := benchmem.ThreadTime()
-				for i := 0; i < b.N; i++ {
+				i := 0 // the run, whose copy of the weights each takes in turn
+				benchmem.ReportFLOPs(b, 2*float64(T*N*K), peak, func() {
 					Kernels{}.MatMul(dst, N, x, T, ws[i%copies], nil, 0, N, sc)
-				}
-				s := (benchmem.ThreadTime() - t0).Seconds() / float64(b.N)
-				b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
-				b.ReportMetric(100*2*float64(T*N*K)/s/peak, "%peak")
+					i++
+				})
 			})
 		}
 	}
@@ -620,11 +617,5 @@ func BenchmarkPrefill(b *testing.B) {
 // of fmaLoop timed by threadTime.
 func fmaPeak() float64 {
 	const iters = 1 << 18
-	best := 0.0
-	for range 5 {
-		t := benchmem.ThreadTime()
-		fmaLoop(iters)
-		best = max(best, iters*12*16/(benchmem.ThreadTime()-t).Seconds())
-	}
-	return best
+	return benchmem.BestRate(func() float64 { fmaLoop(iters); return iters * 12 * 16 })
 }

@@ -251,14 +251,7 @@ func BenchmarkPrefill(b *testing.B) {
 				sc := kernels.NewScratch(k, T, K)
 				benchmem.LockThread(b)
 				peak := fmaPeak()
-				b.ResetTimer()
-				t0 := benchmem.ThreadTime()
-				for i := 0; i < b.N; i++ {
-					k.MatMul(dst, N, x, T, w, nil, 0, N, sc)
-				}
-				s := (benchmem.ThreadTime() - t0).Seconds() / float64(b.N)
-				b.ReportMetric(2*float64(T*N*K)/s/1e9, "GFLOP/s")
-				b.ReportMetric(100*2*float64(T*N*K)/s/peak, "%peak")
+				benchmem.ReportFLOPs(b, 2*float64(T*N*K), peak, func() { k.MatMul(dst, N, x, T, w, nil, 0, N, sc) })
 			})
 		}
 	}
@@ -268,11 +261,5 @@ func BenchmarkPrefill(b *testing.B) {
 // of fmaLoop timed by the thread's CPU time.
 func fmaPeak() float64 {
 	const iters = 1 << 18
-	best := 0.0
-	for range 5 {
-		t := benchmem.ThreadTime()
-		fmaLoop(iters)
-		best = max(best, iters*16*32/(benchmem.ThreadTime()-t).Seconds())
-	}
-	return best
+	return benchmem.BestRate(func() float64 { fmaLoop(iters); return iters * 16 * 32 })
 }
