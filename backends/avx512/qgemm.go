@@ -24,8 +24,8 @@ var gemm = qgemm.Kernels{
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
 	Tile: tileZ, TileBias: tileZBias,
 	Tile2: tile2Z, Tokens2: 7,
-	PrepareSum: prepareSum,
-	MatVecQ8:   qgemvQ8Z, MatVecQ4: qgemvQ4Z,
+	PrepareSum: prepareSum, AddBias: add,
+	MatVecQ8: qgemvQ8Z, MatVecQ4: qgemvQ4Z,
 	MatVecNQ8: qgemvQ8ZxN, MatVecNQ4: qgemvQ4ZxN, VecTokens: 8,
 }
 

@@ -503,12 +503,22 @@ func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int,
 	step := (len(pfb) + calls*nb - 1) / (calls * nb)
 	pfAt := func(blocks int) int { return min(blocks*step, len(pfb)-1) } // after so many blocks swept
 	if rows < k.Lanes {
+		// The bias added by the last chunk's sweep when the bias has Lanes floats from
+		// row a, else after the copy.
+		var bt *float32
+		if withBias && a+k.Lanes <= len(bias) {
+			bt, withBias = &bias[a], false
+		}
 		for t0, nt := 0, 0; t0 < T; t0 += nt {
 			nt = k.tokens(T, t0)
 			for b0, from := 0, 0; b0 < nb; b0, from = b0+cb, 1 {
 				n := min(cb, nb-b0)
 				skip := pfAt(t0 / k.Tokens * nb) // about the blocks swept so far
-				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xBytes], xstride, n, nil, &pfb[skip], len(pfb)-skip, step, from)
+				var bp *float32
+				if b0+n == nb {
+					bp = bt
+				}
+				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xBytes], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
 			}
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*k.Lanes:t*k.Lanes+rows])
