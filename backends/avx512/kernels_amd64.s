@@ -40885,60 +40885,51 @@ TEXT ·quantQ8(SB), NOSPLIT, $0-32
 	VBROADCASTSS absmask<>+0(SB), Z0
 	VBROADCASTSS inff<>+0(SB), Z1
 	VBROADCASTSS halff<>+0(SB), Z2
-	VBROADCASTSS onef<>+0(SB), Z3
-	VBROADCASTSS signmask<>+0(SB), Z4
+	VBROADCASTSS signmask<>+0(SB), Z3
 
 quantQ8_block1:
 	CMPQ          BX, DX
 	JGE           quantQ8_end2
-	VMOVUPS       (CX), Z5
-	VMOVUPS       64(CX), Z7
-	VPANDD        Z0, Z5, Z6
-	VPANDD        Z0, Z7, Z8
-	VCMPPS        $0x05, Z1, Z6, K1
-	VCMPPS        $0x05, Z1, Z8, K2
+	VMOVUPS       (CX), Z4
+	VMOVUPS       64(CX), Z6
+	VPANDD        Z0, Z4, Z5
+	VPANDD        Z0, Z6, Z7
+	VCMPPS        $0x05, Z1, Z5, K1
+	VCMPPS        $0x05, Z1, Z7, K2
 	KORTESTW      K1, K2
 	JNZ           quantQ8_end2
-	VMAXPS        Z8, Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y8
-	VMAXPS        Y8, Y6, Y8
-	VEXTRACTF32X4 $0x01, Y8, X6
-	VMAXPS        X6, X8, X8
-	VMOVHLPS      X8, X8, X6
-	VMAXPS        X6, X8, X8
-	VMOVSHDUP     X8, X6
-	VMAXSS        X6, X8, X8
-	VDIVSS        f127<>+0(SB), X8, X6
-	VMOVSS        onef<>+0(SB), X8
-	VDIVSS        X6, X8, X8
-	VXORPS        X9, X9, X9
-	VCMPSS        $0x00, X9, X6, X9
-	VANDNPS       X8, X9, X8
-	VUCOMISS      inff<>+0(SB), X8
+	VMAXPS        Z7, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y7
+	VMAXPS        Y7, Y5, Y7
+	VEXTRACTF32X4 $0x01, Y7, X5
+	VMAXPS        X5, X7, X7
+	VMOVHLPS      X7, X7, X5
+	VMAXPS        X5, X7, X7
+	VMOVSHDUP     X7, X5
+	VMAXSS        X5, X7, X7
+	VDIVSS        f127<>+0(SB), X7, X5
+	VMOVSS        onef<>+0(SB), X7
+	VDIVSS        X5, X7, X7
+	VXORPS        X8, X8, X8
+	VCMPSS        $0x00, X8, X5, X8
+	VANDNPS       X7, X8, X7
+	VUCOMISS      inff<>+0(SB), X7
 	JAE           quantQ8_end2
-	VCVTPS2PH     $0x00, X6, X6
-	VPEXTRW       $0x00, X6, (AX)
-	VBROADCASTSS  X8, Z6
-	VMULPS        Z6, Z5, Z5
-	VRNDSCALEPS   $0x03, Z5, Z8
-	VSUBPS        Z8, Z5, Z9
-	VPANDD        Z0, Z9, Z9
-	VCMPPS        $0x1d, Z2, Z9, K1
-	VPANDD        Z4, Z5, Z5
-	VPORD         Z3, Z5, Z5
-	VADDPS        Z5, Z8, K1, Z8
-	VCVTTPS2DQ    Z8, Z8
-	VPMOVSDB      Z8, 2(AX)
-	VMULPS        Z6, Z7, Z5
-	VRNDSCALEPS   $0x03, Z5, Z6
-	VSUBPS        Z6, Z5, Z7
-	VPANDD        Z0, Z7, Z7
-	VCMPPS        $0x1d, Z2, Z7, K1
-	VPANDD        Z4, Z5, Z5
-	VPORD         Z3, Z5, Z5
-	VADDPS        Z5, Z6, K1, Z6
-	VCVTTPS2DQ    Z6, Z6
-	VPMOVSDB      Z6, 18(AX)
+	VCVTPS2PH     $0x00, X5, X5
+	VPEXTRW       $0x00, X5, (AX)
+	VBROADCASTSS  X7, Z5
+	VMULPS        Z5, Z4, Z4
+	VPANDD        Z3, Z4, Z7
+	VPORD         Z2, Z7, Z7
+	VADDPS.RZ_SAE Z7, Z4, Z7
+	VCVTTPS2DQ    Z7, Z7
+	VPMOVSDB      Z7, 2(AX)
+	VMULPS        Z5, Z6, Z4
+	VPANDD        Z3, Z4, Z5
+	VPORD         Z2, Z5, Z5
+	VADDPS.RZ_SAE Z5, Z4, Z5
+	VCVTTPS2DQ    Z5, Z5
+	VPMOVSDB      Z5, 18(AX)
 	ADDQ          $0x80, CX
 	ADDQ          $0x22, AX
 	INCQ          BX
@@ -40979,16 +40970,6 @@ DATA halff<>+24(SB)/4, $0x3f000000
 DATA halff<>+28(SB)/4, $0x3f000000
 GLOBL halff<>(SB), RODATA|NOPTR, $32
 
-DATA onef<>+0(SB)/4, $0x3f800000
-DATA onef<>+4(SB)/4, $0x3f800000
-DATA onef<>+8(SB)/4, $0x3f800000
-DATA onef<>+12(SB)/4, $0x3f800000
-DATA onef<>+16(SB)/4, $0x3f800000
-DATA onef<>+20(SB)/4, $0x3f800000
-DATA onef<>+24(SB)/4, $0x3f800000
-DATA onef<>+28(SB)/4, $0x3f800000
-GLOBL onef<>(SB), RODATA|NOPTR, $32
-
 DATA signmask<>+0(SB)/4, $0x80000000
 DATA signmask<>+4(SB)/4, $0x80000000
 DATA signmask<>+8(SB)/4, $0x80000000
@@ -41008,6 +40989,16 @@ DATA f127<>+20(SB)/4, $0x42fe0000
 DATA f127<>+24(SB)/4, $0x42fe0000
 DATA f127<>+28(SB)/4, $0x42fe0000
 GLOBL f127<>(SB), RODATA|NOPTR, $32
+
+DATA onef<>+0(SB)/4, $0x3f800000
+DATA onef<>+4(SB)/4, $0x3f800000
+DATA onef<>+8(SB)/4, $0x3f800000
+DATA onef<>+12(SB)/4, $0x3f800000
+DATA onef<>+16(SB)/4, $0x3f800000
+DATA onef<>+20(SB)/4, $0x3f800000
+DATA onef<>+24(SB)/4, $0x3f800000
+DATA onef<>+28(SB)/4, $0x3f800000
+GLOBL onef<>(SB), RODATA|NOPTR, $32
 
 // func quantQ8K(dst *byte, x *float32, nb int) int
 // Requires: AVX, AVX512F, AVX512VL
