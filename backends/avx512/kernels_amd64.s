@@ -22383,9 +22383,9 @@ repackQ4Full_block:
 	VZEROUPPER
 	RET
 
-// func qgemmZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZx1(SB), NOSPLIT, $0-48
+TEXT ·qgemmZx1(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -22422,13 +22422,19 @@ qgemmZx1_block1:
 	ADDQ          BX, DX
 	DECQ          SI
 	JNZ           qgemmZx1_block1
-	VMOVUPS       Z0, (AX)
+	MOVQ          bias+48(FP), CX
+	TESTQ         CX, CX
+	JZ            qgemmZx1_store2
+	VADDPS        (CX), Z0, Z0
+
+qgemmZx1_store2:
+	VMOVUPS Z0, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZx2(SB), NOSPLIT, $0-48
+TEXT ·qgemmZx2(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -22479,15 +22485,22 @@ qgemmZx2_block1:
 	ADDQ          SI, BX
 	DECQ          DI
 	JNZ           qgemmZx2_block1
-	VMOVUPS       Z0, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z1, (AX)
+	MOVQ          bias+48(FP), DX
+	TESTQ         DX, DX
+	JZ            qgemmZx2_store2
+	VADDPS        (DX), Z0, Z0
+	VADDPS        (DX), Z1, Z1
+
+qgemmZx2_store2:
+	VMOVUPS Z0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZx3(SB), NOSPLIT, $0-48
+TEXT ·qgemmZx3(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -22552,17 +22565,25 @@ qgemmZx3_block1:
 	ADDQ          SI, BX
 	DECQ          DI
 	JNZ           qgemmZx3_block1
-	VMOVUPS       Z0, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z1, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z2, (AX)
+	MOVQ          bias+48(FP), DX
+	TESTQ         DX, DX
+	JZ            qgemmZx3_store2
+	VADDPS        (DX), Z0, Z0
+	VADDPS        (DX), Z1, Z1
+	VADDPS        (DX), Z2, Z2
+
+qgemmZx3_store2:
+	VMOVUPS Z0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmZx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZx4(SB), NOSPLIT, $0-48
+TEXT ·qgemmZx4(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -22641,19 +22662,28 @@ qgemmZx4_block1:
 	ADDQ          SI, BX
 	DECQ          DI
 	JNZ           qgemmZx4_block1
-	VMOVUPS       Z0, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z1, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z2, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z3, (AX)
+	MOVQ          bias+48(FP), DX
+	TESTQ         DX, DX
+	JZ            qgemmZx4_store2
+	VADDPS        (DX), Z0, Z0
+	VADDPS        (DX), Z1, Z1
+	VADDPS        (DX), Z2, Z2
+	VADDPS        (DX), Z3, Z3
+
+qgemmZx4_store2:
+	VMOVUPS Z0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZx5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmZx5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZx5(SB), NOSPLIT, $0-48
+TEXT ·qgemmZx5(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -22746,21 +22776,31 @@ qgemmZx5_block1:
 	ADDQ          SI, BX
 	DECQ          DI
 	JNZ           qgemmZx5_block1
-	VMOVUPS       Z0, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z1, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z2, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z3, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z4, (AX)
+	MOVQ          bias+48(FP), DX
+	TESTQ         DX, DX
+	JZ            qgemmZx5_store2
+	VADDPS        (DX), Z0, Z0
+	VADDPS        (DX), Z1, Z1
+	VADDPS        (DX), Z2, Z2
+	VADDPS        (DX), Z3, Z3
+	VADDPS        (DX), Z4, Z4
+
+qgemmZx5_store2:
+	VMOVUPS Z0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z4, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZx6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmZx6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZx6(SB), NOSPLIT, $0-48
+TEXT ·qgemmZx6(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -22867,23 +22907,34 @@ qgemmZx6_block1:
 	ADDQ          SI, BX
 	DECQ          DI
 	JNZ           qgemmZx6_block1
-	VMOVUPS       Z0, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z1, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z2, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z3, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z4, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z5, (AX)
+	MOVQ          bias+48(FP), DX
+	TESTQ         DX, DX
+	JZ            qgemmZx6_store2
+	VADDPS        (DX), Z0, Z0
+	VADDPS        (DX), Z1, Z1
+	VADDPS        (DX), Z2, Z2
+	VADDPS        (DX), Z3, Z3
+	VADDPS        (DX), Z4, Z4
+	VADDPS        (DX), Z5, Z5
+
+qgemmZx6_store2:
+	VMOVUPS Z0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z4, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z5, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZx7(SB), NOSPLIT, $0-48
+TEXT ·qgemmZx7(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -23004,25 +23055,37 @@ qgemmZx7_block1:
 	ADDQ          SI, BX
 	DECQ          DI
 	JNZ           qgemmZx7_block1
-	VMOVUPS       Z0, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z1, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z2, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z3, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z4, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z5, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z6, (AX)
+	MOVQ          bias+48(FP), DX
+	TESTQ         DX, DX
+	JZ            qgemmZx7_store2
+	VADDPS        (DX), Z0, Z0
+	VADDPS        (DX), Z1, Z1
+	VADDPS        (DX), Z2, Z2
+	VADDPS        (DX), Z3, Z3
+	VADDPS        (DX), Z4, Z4
+	VADDPS        (DX), Z5, Z5
+	VADDPS        (DX), Z6, Z6
+
+qgemmZx7_store2:
+	VMOVUPS Z0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z4, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z5, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z6, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+// func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·qgemmZx8(SB), NOSPLIT, $0-48
+TEXT ·qgemmZx8(SB), NOSPLIT, $0-56
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -23157,27 +23220,40 @@ qgemmZx8_block1:
 	ADDQ          SI, BX
 	DECQ          DI
 	JNZ           qgemmZx8_block1
-	VMOVUPS       Z0, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z1, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z2, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z3, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z4, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z5, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z6, (AX)
-	ADDQ          CX, AX
-	VMOVUPS       Z7, (AX)
+	MOVQ          bias+48(FP), DX
+	TESTQ         DX, DX
+	JZ            qgemmZx8_store2
+	VADDPS        (DX), Z0, Z0
+	VADDPS        (DX), Z1, Z1
+	VADDPS        (DX), Z2, Z2
+	VADDPS        (DX), Z3, Z3
+	VADDPS        (DX), Z4, Z4
+	VADDPS        (DX), Z5, Z5
+	VADDPS        (DX), Z6, Z6
+	VADDPS        (DX), Z7, Z7
+
+qgemmZx8_store2:
+	VMOVUPS Z0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z4, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z5, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z6, (AX)
+	ADDQ    CX, AX
+	VMOVUPS Z7, (AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
-TEXT ·qgemmZ2x1(SB), NOSPLIT, $0-64
+TEXT ·qgemmZ2x1(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -23254,14 +23330,21 @@ qgemmZ2x1_block1:
 	ADDQ         BX, DX
 	DECQ         SI
 	JNZ          qgemmZ2x1_block1
-	VMOVUPS      Z0, (AX)
-	VMOVUPS      Z1, 64(AX)
+	MOVQ         bias+64(FP), CX
+	TESTQ        CX, CX
+	JZ           qgemmZ2x1_store2
+	VADDPS       (CX), Z0, Z0
+	VADDPS       64(CX), Z1, Z1
+
+qgemmZ2x1_store2:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
-TEXT ·qgemmZ2x2(SB), NOSPLIT, $0-64
+TEXT ·qgemmZ2x2(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -23374,17 +23457,26 @@ qgemmZ2x2_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmZ2x2_block1
-	VMOVUPS      Z0, (AX)
-	VMOVUPS      Z2, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z1, (AX)
-	VMOVUPS      Z3, 64(AX)
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmZ2x2_store2
+	VADDPS       (DX), Z0, Z0
+	VADDPS       (DX), Z1, Z1
+	VADDPS       64(DX), Z2, Z2
+	VADDPS       64(DX), Z3, Z3
+
+qgemmZ2x2_store2:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z2, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	VMOVUPS Z3, 64(AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
-TEXT ·qgemmZ2x3(SB), NOSPLIT, $0-64
+TEXT ·qgemmZ2x3(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -23533,20 +23625,31 @@ qgemmZ2x3_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmZ2x3_block1
-	VMOVUPS      Z0, (AX)
-	VMOVUPS      Z3, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z1, (AX)
-	VMOVUPS      Z4, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z2, (AX)
-	VMOVUPS      Z5, 64(AX)
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmZ2x3_store2
+	VADDPS       (DX), Z0, Z0
+	VADDPS       (DX), Z1, Z1
+	VADDPS       (DX), Z2, Z2
+	VADDPS       64(DX), Z3, Z3
+	VADDPS       64(DX), Z4, Z4
+	VADDPS       64(DX), Z5, Z5
+
+qgemmZ2x3_store2:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z3, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	VMOVUPS Z4, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	VMOVUPS Z5, 64(AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
-TEXT ·qgemmZ2x4(SB), NOSPLIT, $0-64
+TEXT ·qgemmZ2x4(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -23731,23 +23834,36 @@ qgemmZ2x4_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmZ2x4_block1
-	VMOVUPS      Z0, (AX)
-	VMOVUPS      Z4, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z1, (AX)
-	VMOVUPS      Z5, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z2, (AX)
-	VMOVUPS      Z6, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z3, (AX)
-	VMOVUPS      Z7, 64(AX)
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmZ2x4_store2
+	VADDPS       (DX), Z0, Z0
+	VADDPS       (DX), Z1, Z1
+	VADDPS       (DX), Z2, Z2
+	VADDPS       (DX), Z3, Z3
+	VADDPS       64(DX), Z4, Z4
+	VADDPS       64(DX), Z5, Z5
+	VADDPS       64(DX), Z6, Z6
+	VADDPS       64(DX), Z7, Z7
+
+qgemmZ2x4_store2:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z4, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	VMOVUPS Z5, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	VMOVUPS Z6, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z7, 64(AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
-TEXT ·qgemmZ2x5(SB), NOSPLIT, $0-64
+TEXT ·qgemmZ2x5(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -23968,26 +24084,41 @@ qgemmZ2x5_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmZ2x5_block1
-	VMOVUPS      Z0, (AX)
-	VMOVUPS      Z5, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z1, (AX)
-	VMOVUPS      Z6, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z2, (AX)
-	VMOVUPS      Z7, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z3, (AX)
-	VMOVUPS      Z8, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z4, (AX)
-	VMOVUPS      Z9, 64(AX)
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmZ2x5_store2
+	VADDPS       (DX), Z0, Z0
+	VADDPS       (DX), Z1, Z1
+	VADDPS       (DX), Z2, Z2
+	VADDPS       (DX), Z3, Z3
+	VADDPS       (DX), Z4, Z4
+	VADDPS       64(DX), Z5, Z5
+	VADDPS       64(DX), Z6, Z6
+	VADDPS       64(DX), Z7, Z7
+	VADDPS       64(DX), Z8, Z8
+	VADDPS       64(DX), Z9, Z9
+
+qgemmZ2x5_store2:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z5, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	VMOVUPS Z6, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	VMOVUPS Z7, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z8, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z4, (AX)
+	VMOVUPS Z9, 64(AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
-TEXT ·qgemmZ2x6(SB), NOSPLIT, $0-64
+TEXT ·qgemmZ2x6(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -24244,29 +24375,46 @@ qgemmZ2x6_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmZ2x6_block1
-	VMOVUPS      Z0, (AX)
-	VMOVUPS      Z6, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z1, (AX)
-	VMOVUPS      Z7, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z2, (AX)
-	VMOVUPS      Z8, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z3, (AX)
-	VMOVUPS      Z9, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z4, (AX)
-	VMOVUPS      Z10, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z5, (AX)
-	VMOVUPS      Z11, 64(AX)
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmZ2x6_store2
+	VADDPS       (DX), Z0, Z0
+	VADDPS       (DX), Z1, Z1
+	VADDPS       (DX), Z2, Z2
+	VADDPS       (DX), Z3, Z3
+	VADDPS       (DX), Z4, Z4
+	VADDPS       (DX), Z5, Z5
+	VADDPS       64(DX), Z6, Z6
+	VADDPS       64(DX), Z7, Z7
+	VADDPS       64(DX), Z8, Z8
+	VADDPS       64(DX), Z9, Z9
+	VADDPS       64(DX), Z10, Z10
+	VADDPS       64(DX), Z11, Z11
+
+qgemmZ2x6_store2:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z6, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	VMOVUPS Z7, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	VMOVUPS Z8, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z9, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z4, (AX)
+	VMOVUPS Z10, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z5, (AX)
+	VMOVUPS Z11, 64(AX)
 	VZEROUPPER
 	RET
 
-// func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+// func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 // Requires: AVX, AVX512F, AVX512_VNNI, CMOV, MMX+
-TEXT ·qgemmZ2x7(SB), NOSPLIT, $0-64
+TEXT ·qgemmZ2x7(SB), NOSPLIT, $0-72
 	MOVQ    dst+0(FP), AX
 	MOVQ    ldd+8(FP), CX
 	SHLQ    $0x02, CX
@@ -24559,26 +24707,45 @@ qgemmZ2x7_block1:
 	ADDQ         SI, BX
 	DECQ         DI
 	JNZ          qgemmZ2x7_block1
-	VMOVUPS      Z0, (AX)
-	VMOVUPS      Z7, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z1, (AX)
-	VMOVUPS      Z8, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z2, (AX)
-	VMOVUPS      Z9, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z3, (AX)
-	VMOVUPS      Z10, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z4, (AX)
-	VMOVUPS      Z11, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z5, (AX)
-	VMOVUPS      Z12, 64(AX)
-	ADDQ         CX, AX
-	VMOVUPS      Z6, (AX)
-	VMOVUPS      Z13, 64(AX)
+	MOVQ         bias+64(FP), DX
+	TESTQ        DX, DX
+	JZ           qgemmZ2x7_store2
+	VADDPS       (DX), Z0, Z0
+	VADDPS       (DX), Z1, Z1
+	VADDPS       (DX), Z2, Z2
+	VADDPS       (DX), Z3, Z3
+	VADDPS       (DX), Z4, Z4
+	VADDPS       (DX), Z5, Z5
+	VADDPS       (DX), Z6, Z6
+	VADDPS       64(DX), Z7, Z7
+	VADDPS       64(DX), Z8, Z8
+	VADDPS       64(DX), Z9, Z9
+	VADDPS       64(DX), Z10, Z10
+	VADDPS       64(DX), Z11, Z11
+	VADDPS       64(DX), Z12, Z12
+	VADDPS       64(DX), Z13, Z13
+
+qgemmZ2x7_store2:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z7, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z1, (AX)
+	VMOVUPS Z8, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z2, (AX)
+	VMOVUPS Z9, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z10, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z4, (AX)
+	VMOVUPS Z11, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z5, (AX)
+	VMOVUPS Z12, 64(AX)
+	ADDQ    CX, AX
+	VMOVUPS Z6, (AX)
+	VMOVUPS Z13, 64(AX)
 	VZEROUPPER
 	RET
 
@@ -40718,60 +40885,51 @@ TEXT ·quantQ8(SB), NOSPLIT, $0-32
 	VBROADCASTSS absmask<>+0(SB), Z0
 	VBROADCASTSS inff<>+0(SB), Z1
 	VBROADCASTSS halff<>+0(SB), Z2
-	VBROADCASTSS onef<>+0(SB), Z3
-	VBROADCASTSS signmask<>+0(SB), Z4
+	VBROADCASTSS signmask<>+0(SB), Z3
 
 quantQ8_block1:
 	CMPQ          BX, DX
 	JGE           quantQ8_end2
-	VMOVUPS       (CX), Z5
-	VMOVUPS       64(CX), Z7
-	VPANDD        Z0, Z5, Z6
-	VPANDD        Z0, Z7, Z8
-	VCMPPS        $0x05, Z1, Z6, K1
-	VCMPPS        $0x05, Z1, Z8, K2
+	VMOVUPS       (CX), Z4
+	VMOVUPS       64(CX), Z6
+	VPANDD        Z0, Z4, Z5
+	VPANDD        Z0, Z6, Z7
+	VCMPPS        $0x05, Z1, Z5, K1
+	VCMPPS        $0x05, Z1, Z7, K2
 	KORTESTW      K1, K2
 	JNZ           quantQ8_end2
-	VMAXPS        Z8, Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y8
-	VMAXPS        Y8, Y6, Y8
-	VEXTRACTF32X4 $0x01, Y8, X6
-	VMAXPS        X6, X8, X8
-	VMOVHLPS      X8, X8, X6
-	VMAXPS        X6, X8, X8
-	VMOVSHDUP     X8, X6
-	VMAXSS        X6, X8, X8
-	VDIVSS        f127<>+0(SB), X8, X6
-	VMOVSS        onef<>+0(SB), X8
-	VDIVSS        X6, X8, X8
-	VXORPS        X9, X9, X9
-	VCMPSS        $0x00, X9, X6, X9
-	VANDNPS       X8, X9, X8
-	VUCOMISS      inff<>+0(SB), X8
+	VMAXPS        Z7, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y7
+	VMAXPS        Y7, Y5, Y7
+	VEXTRACTF32X4 $0x01, Y7, X5
+	VMAXPS        X5, X7, X7
+	VMOVHLPS      X7, X7, X5
+	VMAXPS        X5, X7, X7
+	VMOVSHDUP     X7, X5
+	VMAXSS        X5, X7, X7
+	VDIVSS        f127<>+0(SB), X7, X5
+	VMOVSS        onef<>+0(SB), X7
+	VDIVSS        X5, X7, X7
+	VXORPS        X8, X8, X8
+	VCMPSS        $0x00, X8, X5, X8
+	VANDNPS       X7, X8, X7
+	VUCOMISS      inff<>+0(SB), X7
 	JAE           quantQ8_end2
-	VCVTPS2PH     $0x00, X6, X6
-	VPEXTRW       $0x00, X6, (AX)
-	VBROADCASTSS  X8, Z6
-	VMULPS        Z6, Z5, Z5
-	VRNDSCALEPS   $0x03, Z5, Z8
-	VSUBPS        Z8, Z5, Z9
-	VPANDD        Z0, Z9, Z9
-	VCMPPS        $0x1d, Z2, Z9, K1
-	VPANDD        Z4, Z5, Z5
-	VPORD         Z3, Z5, Z5
-	VADDPS        Z5, Z8, K1, Z8
-	VCVTTPS2DQ    Z8, Z8
-	VPMOVSDB      Z8, 2(AX)
-	VMULPS        Z6, Z7, Z5
-	VRNDSCALEPS   $0x03, Z5, Z6
-	VSUBPS        Z6, Z5, Z7
-	VPANDD        Z0, Z7, Z7
-	VCMPPS        $0x1d, Z2, Z7, K1
-	VPANDD        Z4, Z5, Z5
-	VPORD         Z3, Z5, Z5
-	VADDPS        Z5, Z6, K1, Z6
-	VCVTTPS2DQ    Z6, Z6
-	VPMOVSDB      Z6, 18(AX)
+	VCVTPS2PH     $0x00, X5, X5
+	VPEXTRW       $0x00, X5, (AX)
+	VBROADCASTSS  X7, Z5
+	VMULPS        Z5, Z4, Z4
+	VPANDD        Z3, Z4, Z7
+	VPORD         Z2, Z7, Z7
+	VADDPS.RZ_SAE Z7, Z4, Z7
+	VCVTTPS2DQ    Z7, Z7
+	VPMOVSDB      Z7, 2(AX)
+	VMULPS        Z5, Z6, Z4
+	VPANDD        Z3, Z4, Z5
+	VPORD         Z2, Z5, Z5
+	VADDPS.RZ_SAE Z5, Z4, Z5
+	VCVTTPS2DQ    Z5, Z5
+	VPMOVSDB      Z5, 18(AX)
 	ADDQ          $0x80, CX
 	ADDQ          $0x22, AX
 	INCQ          BX
@@ -40812,16 +40970,6 @@ DATA halff<>+24(SB)/4, $0x3f000000
 DATA halff<>+28(SB)/4, $0x3f000000
 GLOBL halff<>(SB), RODATA|NOPTR, $32
 
-DATA onef<>+0(SB)/4, $0x3f800000
-DATA onef<>+4(SB)/4, $0x3f800000
-DATA onef<>+8(SB)/4, $0x3f800000
-DATA onef<>+12(SB)/4, $0x3f800000
-DATA onef<>+16(SB)/4, $0x3f800000
-DATA onef<>+20(SB)/4, $0x3f800000
-DATA onef<>+24(SB)/4, $0x3f800000
-DATA onef<>+28(SB)/4, $0x3f800000
-GLOBL onef<>(SB), RODATA|NOPTR, $32
-
 DATA signmask<>+0(SB)/4, $0x80000000
 DATA signmask<>+4(SB)/4, $0x80000000
 DATA signmask<>+8(SB)/4, $0x80000000
@@ -40841,6 +40989,16 @@ DATA f127<>+20(SB)/4, $0x42fe0000
 DATA f127<>+24(SB)/4, $0x42fe0000
 DATA f127<>+28(SB)/4, $0x42fe0000
 GLOBL f127<>(SB), RODATA|NOPTR, $32
+
+DATA onef<>+0(SB)/4, $0x3f800000
+DATA onef<>+4(SB)/4, $0x3f800000
+DATA onef<>+8(SB)/4, $0x3f800000
+DATA onef<>+12(SB)/4, $0x3f800000
+DATA onef<>+16(SB)/4, $0x3f800000
+DATA onef<>+20(SB)/4, $0x3f800000
+DATA onef<>+24(SB)/4, $0x3f800000
+DATA onef<>+28(SB)/4, $0x3f800000
+GLOBL onef<>(SB), RODATA|NOPTR, $32
 
 // func quantQ8K(dst *byte, x *float32, nb int) int
 // Requires: AVX, AVX512F, AVX512VL

@@ -22,10 +22,10 @@ var gemm = qgemm.Kernels{
 	Name: "avx512", Layout: "avx512/qgemm16", Lanes: 16, Tokens: 8,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
-	Tile:  tileZ,
+	Tile: tileZ, TileBias: tileZBias,
 	Tile2: tile2Z, Tokens2: 7,
-	PrepareSum: prepareSum,
-	MatVecQ8:   qgemvQ8Z, MatVecQ4: qgemvQ4Z,
+	PrepareSum: prepareSum, AddBias: add,
+	MatVecQ8: qgemvQ8Z, MatVecQ4: qgemvQ4Z,
 	MatVecNQ8: qgemvQ8ZxN, MatVecNQ4: qgemvQ4ZxN, VecTokens: 8,
 }
 
@@ -71,44 +71,51 @@ func qgemvQ4ZxN(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int
 
 // tileZ calls the tile kernel for nt tokens (1 ≤ nt ≤ 8).
 func tileZ(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int) {
+	tileZBias(nt, dst, ldd, w, x, xstride, nb, nil)
+}
+
+// tileZBias calls the tile kernel for nt tokens (1 ≤ nt ≤ 8), which adds the 16 rows'
+// bias, unless it is nil.
+func tileZBias(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32) {
 	switch nt {
 	case 1:
-		qgemmZx1(dst, ldd, w, x, xstride, nb)
+		qgemmZx1(dst, ldd, w, x, xstride, nb, bias)
 	case 2:
-		qgemmZx2(dst, ldd, w, x, xstride, nb)
+		qgemmZx2(dst, ldd, w, x, xstride, nb, bias)
 	case 3:
-		qgemmZx3(dst, ldd, w, x, xstride, nb)
+		qgemmZx3(dst, ldd, w, x, xstride, nb, bias)
 	case 4:
-		qgemmZx4(dst, ldd, w, x, xstride, nb)
+		qgemmZx4(dst, ldd, w, x, xstride, nb, bias)
 	case 5:
-		qgemmZx5(dst, ldd, w, x, xstride, nb)
+		qgemmZx5(dst, ldd, w, x, xstride, nb, bias)
 	case 6:
-		qgemmZx6(dst, ldd, w, x, xstride, nb)
+		qgemmZx6(dst, ldd, w, x, xstride, nb, bias)
 	case 7:
-		qgemmZx7(dst, ldd, w, x, xstride, nb)
+		qgemmZx7(dst, ldd, w, x, xstride, nb, bias)
 	default:
-		qgemmZx8(dst, ldd, w, x, xstride, nb)
+		qgemmZx8(dst, ldd, w, x, xstride, nb, bias)
 	}
 }
 
 // tile2Z calls the two-group tile kernel for nt tokens (1 ≤ nt ≤ 7): 32 rows, the
-// second group's blocks nb·576 bytes after the first's.
-func tile2Z(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, pf *byte, pflen int) {
+// second group's blocks nb·576 bytes after the first's; it adds the 32 rows' bias,
+// unless it is nil.
+func tile2Z(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, pf *byte, pflen int, bias *float32) {
 	switch nt {
 	case 1:
-		qgemmZ2x1(dst, ldd, w, x, xstride, nb, pf, pflen)
+		qgemmZ2x1(dst, ldd, w, x, xstride, nb, pf, pflen, bias)
 	case 2:
-		qgemmZ2x2(dst, ldd, w, x, xstride, nb, pf, pflen)
+		qgemmZ2x2(dst, ldd, w, x, xstride, nb, pf, pflen, bias)
 	case 3:
-		qgemmZ2x3(dst, ldd, w, x, xstride, nb, pf, pflen)
+		qgemmZ2x3(dst, ldd, w, x, xstride, nb, pf, pflen, bias)
 	case 4:
-		qgemmZ2x4(dst, ldd, w, x, xstride, nb, pf, pflen)
+		qgemmZ2x4(dst, ldd, w, x, xstride, nb, pf, pflen, bias)
 	case 5:
-		qgemmZ2x5(dst, ldd, w, x, xstride, nb, pf, pflen)
+		qgemmZ2x5(dst, ldd, w, x, xstride, nb, pf, pflen, bias)
 	case 6:
-		qgemmZ2x6(dst, ldd, w, x, xstride, nb, pf, pflen)
+		qgemmZ2x6(dst, ldd, w, x, xstride, nb, pf, pflen, bias)
 	default:
-		qgemmZ2x7(dst, ldd, w, x, xstride, nb, pf, pflen)
+		qgemmZ2x7(dst, ldd, w, x, xstride, nb, pf, pflen, bias)
 	}
 }
 

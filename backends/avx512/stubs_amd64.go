@@ -157,9 +157,10 @@ func repackQ4Full(dst *byte, w *byte, ldw int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 16 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmZx2 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 2 of the prepared activation blocks x (token t of block b at
@@ -168,9 +169,10 @@ func qgemmZx1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 16 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmZx3 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 3 of the prepared activation blocks x (token t of block b at
@@ -179,9 +181,10 @@ func qgemmZx2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 16 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmZx4 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 4 of the prepared activation blocks x (token t of block b at
@@ -190,9 +193,10 @@ func qgemmZx3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 16 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmZx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmZx5 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 5 of the prepared activation blocks x (token t of block b at
@@ -201,9 +205,10 @@ func qgemmZx4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 16 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmZx5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZx5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmZx6 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 6 of the prepared activation blocks x (token t of block b at
@@ -212,9 +217,10 @@ func qgemmZx5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 16 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmZx6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZx6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmZx7 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 7 of the prepared activation blocks x (token t of block b at
@@ -223,9 +229,10 @@ func qgemmZx6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 16 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmZx8 computes, for the 16 rows r of a repacked group w (repackQ8, repackQ4) and
 // the tokens t < 8 of the prepared activation blocks x (token t of block b at
@@ -234,65 +241,73 @@ func qgemmZx7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
+// Then, unless bias is nil, + bias[r] (the 16 floats at bias), as the reference adds it.
 //
 //go:noescape
-func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)
+func qgemmZx8(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // qgemmZ2x1 is qgemmZx1 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
 // Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
-// (pflen ≥ 1).
+// (pflen ≥ 1). Then, unless bias is nil, + bias[r] (the 32 floats at bias), as the reference
+// adds it.
 //
 //go:noescape
-func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+func qgemmZ2x1(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 
 // qgemmZ2x2 is qgemmZx2 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
 // Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
-// (pflen ≥ 1).
+// (pflen ≥ 1). Then, unless bias is nil, + bias[r] (the 32 floats at bias), as the reference
+// adds it.
 //
 //go:noescape
-func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+func qgemmZ2x2(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 
 // qgemmZ2x3 is qgemmZx3 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
 // Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
-// (pflen ≥ 1).
+// (pflen ≥ 1). Then, unless bias is nil, + bias[r] (the 32 floats at bias), as the reference
+// adds it.
 //
 //go:noescape
-func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+func qgemmZ2x3(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 
 // qgemmZ2x4 is qgemmZx4 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
 // Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
-// (pflen ≥ 1).
+// (pflen ≥ 1). Then, unless bias is nil, + bias[r] (the 32 floats at bias), as the reference
+// adds it.
 //
 //go:noescape
-func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+func qgemmZ2x4(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 
 // qgemmZ2x5 is qgemmZx5 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
 // Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
-// (pflen ≥ 1).
+// (pflen ≥ 1). Then, unless bias is nil, + bias[r] (the 32 floats at bias), as the reference
+// adds it.
 //
 //go:noescape
-func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+func qgemmZ2x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 
 // qgemmZ2x6 is qgemmZx6 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
 // Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
-// (pflen ≥ 1).
+// (pflen ≥ 1). Then, unless bias is nil, + bias[r] (the 32 floats at bias), as the reference
+// adds it.
 //
 //go:noescape
-func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 
 // qgemmZ2x7 is qgemmZx7 for the 32 rows of two groups, the second's blocks nb·576 bytes
 // after w: row r < 16's sums at dst[t*ldd+r], the second group's row r at dst[t*ldd+16+r].
 // Per block it prefetches the two lines at pf + 128·j (j the blocks so far), up to pf + pflen − 1
-// (pflen ≥ 1).
+// (pflen ≥ 1). Then, unless bias is nil, + bias[r] (the 32 floats at bias), as the reference
+// adds it.
 //
 //go:noescape
-func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int)
+func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 
 // prepareSum writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
 // of token t at xs + (b·T+t)·40: its 32 quants, its scale as float32, then mul·Σx as int32

