@@ -211,7 +211,7 @@ gemm4_fresh14:
 gemm4_started15:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-32, R10
+	ANDQ $-64, R10
 	SHLQ $0x02, R10
 	JMP  gemm4_check17
 
@@ -254,16 +254,100 @@ gemm4_body16:
 	VFMADD231PS Y12, Y15, Y9
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
-	ADDQ        $0x80, R9
+	VMOVUPS     160(AX)(R9*1), Y12
+	VMOVUPS     160(DX)(R9*1), Y13
+	VMOVUPS     160(CX)(R9*1), Y14
+	VMOVUPS     160(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     160(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     160(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     160(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     224(AX)(R9*1), Y12
+	VMOVUPS     224(DX)(R9*1), Y13
+	VMOVUPS     224(CX)(R9*1), Y14
+	VMOVUPS     224(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     224(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     224(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     224(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x00000100, R9
 
 gemm4_check17:
 	CMPQ        R9, R10
 	JL          gemm4_body16
 	MOVQ        k+56(FP), R10
+	ANDQ        $-32, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm4_two19
+	VMOVUPS     32(AX)(R9*1), Y12
+	VMOVUPS     32(DX)(R9*1), Y13
+	VMOVUPS     32(CX)(R9*1), Y14
+	VMOVUPS     32(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     32(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     32(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     32(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     96(AX)(R9*1), Y12
+	VMOVUPS     96(DX)(R9*1), Y13
+	VMOVUPS     96(CX)(R9*1), Y14
+	VMOVUPS     96(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     96(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     96(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     96(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x80, R9
+
+gemm4_two19:
+	MOVQ        k+56(FP), R10
 	ANDQ        $-16, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_odd1619
+	JGE         gemm4_odd1620
 	VMOVUPS     32(AX)(R9*1), Y12
 	VMOVUPS     32(DX)(R9*1), Y13
 	VMOVUPS     32(CX)(R9*1), Y14
@@ -285,7 +369,7 @@ gemm4_check17:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_odd1619:
+gemm4_odd1620:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
@@ -327,7 +411,7 @@ gemm4_odd1619:
 gemm4_pass_done18:
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000002, R9
-	JZ      gemm4_odd_state20
+	JZ      gemm4_odd_state21
 	VMOVUPS Y0, 80(SP)
 	VMOVUPS Y1, 208(SP)
 	VMOVUPS Y2, 336(SP)
@@ -340,9 +424,9 @@ gemm4_pass_done18:
 	VMOVUPS Y9, 176(SP)
 	VMOVUPS Y10, 304(SP)
 	VMOVUPS Y11, 432(SP)
-	JMP     gemm4_odd_stored21
+	JMP     gemm4_odd_stored22
 
-gemm4_odd_state20:
+gemm4_odd_state21:
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -361,10 +445,10 @@ gemm4_odd_state20:
 	VMOVUPS Y8, 160(R9)
 	VMOVUPS Y11, 224(R9)
 
-gemm4_odd_stored21:
+gemm4_odd_stored22:
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4_fresh22
+	JNZ     gemm4_fresh23
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -382,9 +466,9 @@ gemm4_odd_stored21:
 	VMOVUPS 64(R9), Y5
 	VMOVUPS 128(R9), Y8
 	VMOVUPS 192(R9), Y11
-	JMP     gemm4_started23
+	JMP     gemm4_started24
 
-gemm4_fresh22:
+gemm4_fresh23:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -398,14 +482,100 @@ gemm4_fresh22:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4_started23:
+gemm4_started24:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-32, R10
+	ANDQ $-64, R10
 	SHLQ $0x02, R10
-	JMP  gemm4_check25
+	JMP  gemm4_check26
 
-gemm4_body24:
+gemm4_body25:
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     (BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     64(AX)(R9*1), Y12
+	VMOVUPS     64(DX)(R9*1), Y13
+	VMOVUPS     64(CX)(R9*1), Y14
+	VMOVUPS     64(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     64(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     64(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     64(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     128(AX)(R9*1), Y12
+	VMOVUPS     128(DX)(R9*1), Y13
+	VMOVUPS     128(CX)(R9*1), Y14
+	VMOVUPS     128(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     128(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     128(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     128(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     192(AX)(R9*1), Y12
+	VMOVUPS     192(DX)(R9*1), Y13
+	VMOVUPS     192(CX)(R9*1), Y14
+	VMOVUPS     192(BX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     192(DI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     192(R8)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     192(SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x00000100, R9
+
+gemm4_check26:
+	CMPQ        R9, R10
+	JL          gemm4_body25
+	MOVQ        k+56(FP), R10
+	ANDQ        $-32, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm4_two28
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -446,14 +616,12 @@ gemm4_body24:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x80, R9
 
-gemm4_check25:
-	CMPQ        R9, R10
-	JL          gemm4_body24
+gemm4_two28:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-16, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_odd1627
+	JGE         gemm4_odd1629
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -475,12 +643,12 @@ gemm4_check25:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4_odd1627:
+gemm4_odd1629:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm4_more28
+	JGE         gemm4_more30
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -501,10 +669,10 @@ gemm4_odd1627:
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
 
-gemm4_more28:
+gemm4_more30:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final29
+	JNZ     gemm4_final31
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -522,9 +690,9 @@ gemm4_more28:
 	VMOVUPS Y5, 64(AX)
 	VMOVUPS Y8, 128(AX)
 	VMOVUPS Y11, 192(AX)
-	JMP     gemm4_next30
+	JMP     gemm4_next32
 
-gemm4_final29:
+gemm4_final31:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -539,11 +707,11 @@ gemm4_final29:
 	VADDPS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias31
+	JZ           gemm4_nobias33
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias31:
+gemm4_nobias33:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       208(SP), Y1, Y1
@@ -557,11 +725,11 @@ gemm4_nobias31:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias32
+	JZ           gemm4_nobias34
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X1, X1
 
-gemm4_nobias32:
+gemm4_nobias34:
 	VMOVUPS      X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       336(SP), Y2, Y2
@@ -575,14 +743,14 @@ gemm4_nobias32:
 	VADDPS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias33
+	JZ           gemm4_nobias35
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X2, X2
 
-gemm4_nobias33:
+gemm4_nobias35:
 	VMOVUPS X2, (AX)
 
-gemm4_next30:
+gemm4_next32:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -600,7 +768,7 @@ gemm4_next30:
 
 gemm4_tokens_done3:
 	CMPQ 40(SP), $0x02
-	JL   gemm4_skip34
+	JL   gemm4_skip36
 
 	// 4 rows × 2 tokens
 	MOVQ  56(SP), AX
@@ -608,37 +776,37 @@ gemm4_tokens_done3:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm4_cv37
+	JNZ   gemm4_cv39
 
-gemm4_pf35:
+gemm4_pf37:
 	TESTQ      CX, CX
-	JLE        gemm4_pf_done36
+	JLE        gemm4_pf_done38
 	TESTQ      DX, DX
-	JZ         gemm4_pf_done36
+	JZ         gemm4_pf_done38
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4_pf35
+	JMP        gemm4_pf37
 
-gemm4_cv37:
+gemm4_cv39:
 	MOVQ 72(SP), SI
 
-gemm4_cv_unit38:
+gemm4_cv_unit40:
 	TESTQ      CX, CX
-	JLE        gemm4_cv_done40
+	JLE        gemm4_cv_done42
 	TESTQ      DX, DX
-	JZ         gemm4_cv_done40
+	JZ         gemm4_cv_done42
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm4_cv_h41
+	JE         gemm4_cv_h43
 	CMPQ       BX, $0x02
-	JE         gemm4_cv_bf42
+	JE         gemm4_cv_bf44
 	CMPQ       BX, $0x03
-	JE         gemm4_cv_hm43
-	JMP        gemm4_cv_bfm44
+	JE         gemm4_cv_hm45
+	JMP        gemm4_cv_bfm46
 
-gemm4_cv_h41:
+gemm4_cv_h43:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -647,9 +815,9 @@ gemm4_cv_h41:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4_cv_unit_done39
+	JMP       gemm4_cv_unit_done41
 
-gemm4_cv_bf42:
+gemm4_cv_bf44:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -662,9 +830,9 @@ gemm4_cv_bf42:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4_cv_unit_done39
+	JMP       gemm4_cv_unit_done41
 
-gemm4_cv_hm43:
+gemm4_cv_hm45:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -680,9 +848,9 @@ gemm4_cv_hm43:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4_cv_unit_done39
+	JMP       gemm4_cv_unit_done41
 
-gemm4_cv_bfm44:
+gemm4_cv_bfm46:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -694,17 +862,17 @@ gemm4_cv_bfm44:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm4_cv_unit_done39:
+gemm4_cv_unit_done41:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm4_cv_unit38
+	JMP  gemm4_cv_unit40
 
-gemm4_cv_done40:
+gemm4_cv_done42:
 	MOVQ SI, 72(SP)
 
-gemm4_pf_done36:
+gemm4_pf_done38:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -719,7 +887,7 @@ gemm4_pf_done36:
 	LEAQ    (DI)(BX*1), BX
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh45
+	JNZ     gemm4_fresh47
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -732,9 +900,9 @@ gemm4_pf_done36:
 	VMOVUPS 96(R8), Y3
 	VMOVUPS 160(R8), Y5
 	VMOVUPS 224(R8), Y7
-	JMP     gemm4_started46
+	JMP     gemm4_started48
 
-gemm4_fresh45:
+gemm4_fresh47:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -744,14 +912,80 @@ gemm4_fresh45:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started46:
+gemm4_started48:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-32, R9
+	ANDQ $-64, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check48
+	JMP  gemm4_check50
 
-gemm4_body47:
+gemm4_body49:
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*1), Y9
+	VMOVUPS     32(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     32(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     32(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     96(AX)(R8*1), Y8
+	VMOVUPS     96(CX)(R8*1), Y9
+	VMOVUPS     96(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     96(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     96(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     96(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     160(AX)(R8*1), Y8
+	VMOVUPS     160(CX)(R8*1), Y9
+	VMOVUPS     160(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     160(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     160(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     160(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     224(AX)(R8*1), Y8
+	VMOVUPS     224(CX)(R8*1), Y9
+	VMOVUPS     224(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     224(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     224(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     224(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x00000100, R8
+
+gemm4_check50:
+	CMPQ        R8, R9
+	JL          gemm4_body49
+	MOVQ        k+56(FP), R9
+	ANDQ        $-32, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm4_two52
 	VMOVUPS     32(AX)(R8*1), Y8
 	VMOVUPS     32(CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*1), Y10
@@ -782,14 +1016,12 @@ gemm4_body47:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x80, R8
 
-gemm4_check48:
-	CMPQ        R8, R9
-	JL          gemm4_body47
+gemm4_two52:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_odd1650
+	JGE         gemm4_odd1653
 	VMOVUPS     32(AX)(R8*1), Y8
 	VMOVUPS     32(CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*1), Y10
@@ -806,13 +1038,13 @@ gemm4_check48:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_odd1650:
+gemm4_odd1653:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
-	JZ          gemm4_pass_done49
+	JZ          gemm4_pass_done51
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R9, R10
@@ -836,10 +1068,10 @@ gemm4_odd1650:
 	VMASKMOVPS  (BX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done49:
+gemm4_pass_done51:
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000002, R8
-	JZ      gemm4_odd_state51
+	JZ      gemm4_odd_state54
 	VMOVUPS Y0, 80(SP)
 	VMOVUPS Y1, 208(SP)
 	VMOVUPS Y2, 112(SP)
@@ -848,9 +1080,9 @@ gemm4_pass_done49:
 	VMOVUPS Y5, 272(SP)
 	VMOVUPS Y6, 176(SP)
 	VMOVUPS Y7, 304(SP)
-	JMP     gemm4_odd_stored52
+	JMP     gemm4_odd_stored55
 
-gemm4_odd_state51:
+gemm4_odd_state54:
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -864,10 +1096,10 @@ gemm4_odd_state51:
 	VMOVUPS Y5, 160(R8)
 	VMOVUPS Y7, 224(R8)
 
-gemm4_odd_stored52:
+gemm4_odd_stored55:
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4_fresh53
+	JNZ     gemm4_fresh56
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -880,9 +1112,9 @@ gemm4_odd_stored52:
 	VMOVUPS 64(R8), Y3
 	VMOVUPS 128(R8), Y5
 	VMOVUPS 192(R8), Y7
-	JMP     gemm4_started54
+	JMP     gemm4_started57
 
-gemm4_fresh53:
+gemm4_fresh56:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -892,14 +1124,80 @@ gemm4_fresh53:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started54:
+gemm4_started57:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-32, R9
+	ANDQ $-64, R9
 	SHLQ $0x02, R9
-	JMP  gemm4_check56
+	JMP  gemm4_check59
 
-gemm4_body55:
+gemm4_body58:
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     (DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     64(AX)(R8*1), Y8
+	VMOVUPS     64(CX)(R8*1), Y9
+	VMOVUPS     64(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     64(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     64(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     64(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     128(AX)(R8*1), Y8
+	VMOVUPS     128(CX)(R8*1), Y9
+	VMOVUPS     128(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     128(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     128(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     128(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     192(AX)(R8*1), Y8
+	VMOVUPS     192(CX)(R8*1), Y9
+	VMOVUPS     192(DX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     192(SI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     192(DI)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     192(BX)(R8*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x00000100, R8
+
+gemm4_check59:
+	CMPQ        R8, R9
+	JL          gemm4_body58
+	MOVQ        k+56(FP), R9
+	ANDQ        $-32, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm4_two61
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -930,14 +1228,12 @@ gemm4_body55:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x80, R8
 
-gemm4_check56:
-	CMPQ        R8, R9
-	JL          gemm4_body55
+gemm4_two61:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_odd1658
+	JGE         gemm4_odd1662
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -954,12 +1250,12 @@ gemm4_check56:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4_odd1658:
+gemm4_odd1662:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm4_more59
+	JGE         gemm4_more63
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*1), Y10
@@ -975,10 +1271,10 @@ gemm4_odd1658:
 	VFMADD231PS Y8, Y10, Y6
 	VFMADD231PS Y9, Y10, Y7
 
-gemm4_more59:
+gemm4_more63:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final60
+	JNZ     gemm4_final64
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -991,9 +1287,9 @@ gemm4_more59:
 	VMOVUPS Y3, 64(AX)
 	VMOVUPS Y5, 128(AX)
 	VMOVUPS Y7, 192(AX)
-	JMP     gemm4_next61
+	JMP     gemm4_next65
 
-gemm4_final60:
+gemm4_final64:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1008,11 +1304,11 @@ gemm4_final60:
 	VADDPS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4_nobias62
+	JZ           gemm4_nobias66
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4_nobias62:
+gemm4_nobias66:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       208(SP), Y1, Y1
@@ -1026,14 +1322,14 @@ gemm4_nobias62:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias63
+	JZ           gemm4_nobias67
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X1, X1
 
-gemm4_nobias63:
+gemm4_nobias67:
 	VMOVUPS X1, (AX)
 
-gemm4_next61:
+gemm4_next65:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -1048,9 +1344,9 @@ gemm4_next61:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4_skip34:
+gemm4_skip36:
 	CMPQ 40(SP), $0x01
-	JL   gemm4_skip64
+	JL   gemm4_skip68
 
 	// 4 rows × 1 tokens
 	MOVQ  56(SP), AX
@@ -1058,37 +1354,37 @@ gemm4_skip34:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm4_cv67
+	JNZ   gemm4_cv71
 
-gemm4_pf65:
+gemm4_pf69:
 	TESTQ      CX, CX
-	JLE        gemm4_pf_done66
+	JLE        gemm4_pf_done70
 	TESTQ      DX, DX
-	JZ         gemm4_pf_done66
+	JZ         gemm4_pf_done70
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4_pf65
+	JMP        gemm4_pf69
 
-gemm4_cv67:
+gemm4_cv71:
 	MOVQ 72(SP), SI
 
-gemm4_cv_unit68:
+gemm4_cv_unit72:
 	TESTQ      CX, CX
-	JLE        gemm4_cv_done70
+	JLE        gemm4_cv_done74
 	TESTQ      DX, DX
-	JZ         gemm4_cv_done70
+	JZ         gemm4_cv_done74
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm4_cv_h71
+	JE         gemm4_cv_h75
 	CMPQ       BX, $0x02
-	JE         gemm4_cv_bf72
+	JE         gemm4_cv_bf76
 	CMPQ       BX, $0x03
-	JE         gemm4_cv_hm73
-	JMP        gemm4_cv_bfm74
+	JE         gemm4_cv_hm77
+	JMP        gemm4_cv_bfm78
 
-gemm4_cv_h71:
+gemm4_cv_h75:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -1097,9 +1393,9 @@ gemm4_cv_h71:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4_cv_unit_done69
+	JMP       gemm4_cv_unit_done73
 
-gemm4_cv_bf72:
+gemm4_cv_bf76:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -1112,9 +1408,9 @@ gemm4_cv_bf72:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4_cv_unit_done69
+	JMP       gemm4_cv_unit_done73
 
-gemm4_cv_hm73:
+gemm4_cv_hm77:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -1130,9 +1426,9 @@ gemm4_cv_hm73:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4_cv_unit_done69
+	JMP       gemm4_cv_unit_done73
 
-gemm4_cv_bfm74:
+gemm4_cv_bfm78:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -1144,17 +1440,17 @@ gemm4_cv_bfm74:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm4_cv_unit_done69:
+gemm4_cv_unit_done73:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm4_cv_unit68
+	JMP  gemm4_cv_unit72
 
-gemm4_cv_done70:
+gemm4_cv_done74:
 	MOVQ SI, 72(SP)
 
-gemm4_pf_done66:
+gemm4_pf_done70:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1166,7 +1462,7 @@ gemm4_pf_done66:
 	LEAQ    (SI)(DX*1), DX
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm4_fresh75
+	JNZ     gemm4_fresh79
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x08, R8
@@ -1181,9 +1477,9 @@ gemm4_pf_done66:
 	VMOVUPS 96(DI), Y5
 	VMOVUPS 160(DI), Y6
 	VMOVUPS 224(DI), Y7
-	JMP     gemm4_started76
+	JMP     gemm4_started80
 
-gemm4_fresh75:
+gemm4_fresh79:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1193,14 +1489,96 @@ gemm4_fresh75:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4_started76:
+gemm4_started80:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
-	ANDQ $-32, R8
+	ANDQ $-64, R8
 	SHLQ $0x02, R8
-	JMP  gemm4_check78
+	JMP  gemm4_check82
 
-gemm4_body77:
+gemm4_body81:
+	VMOVUPS     (AX)(DI*1), Y8
+	VMOVUPS     (CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     (BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     (SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     (DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     32(AX)(DI*1), Y8
+	VMOVUPS     32(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     32(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     32(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     32(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     64(AX)(DI*1), Y8
+	VMOVUPS     64(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     64(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     64(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     64(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     96(AX)(DI*1), Y8
+	VMOVUPS     96(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     96(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     96(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     96(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     128(AX)(DI*1), Y8
+	VMOVUPS     128(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     128(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     128(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     128(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     160(AX)(DI*1), Y8
+	VMOVUPS     160(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     160(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     160(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     160(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     192(AX)(DI*1), Y8
+	VMOVUPS     192(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     192(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     192(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     192(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     224(AX)(DI*1), Y8
+	VMOVUPS     224(CX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     224(BX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     224(SI)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     224(DX)(DI*1), Y9
+	VFMADD231PS Y8, Y9, Y7
+	ADDQ        $0x00000100, DI
+
+gemm4_check82:
+	CMPQ        DI, R8
+	JL          gemm4_body81
+	MOVQ        k+56(FP), R8
+	ANDQ        $-32, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm4_two84
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -1239,14 +1617,12 @@ gemm4_body77:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x80, DI
 
-gemm4_check78:
-	CMPQ        DI, R8
-	JL          gemm4_body77
+gemm4_two84:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-16, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm4_odd1680
+	JGE         gemm4_odd1685
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -1267,12 +1643,12 @@ gemm4_check78:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x40, DI
 
-gemm4_odd1680:
+gemm4_odd1685:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm4_more81
+	JGE         gemm4_more86
 	VMOVUPS     (AX)(DI*1), Y8
 	VMOVUPS     (CX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -1283,10 +1659,10 @@ gemm4_odd1680:
 	VMOVUPS     (DX)(DI*1), Y9
 	VFMADD231PS Y8, Y9, Y3
 
-gemm4_more81:
+gemm4_more86:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm4_pass_done79
+	JZ          gemm4_pass_done83
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -1301,10 +1677,10 @@ gemm4_more81:
 	VMASKMOVPS  (DX)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm4_pass_done79:
+gemm4_pass_done83:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4_final82
+	JNZ     gemm4_final87
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -1319,9 +1695,9 @@ gemm4_pass_done79:
 	VMOVUPS Y5, 96(AX)
 	VMOVUPS Y6, 160(AX)
 	VMOVUPS Y7, 224(AX)
-	JMP     gemm4_next83
+	JMP     gemm4_next88
 
-gemm4_final82:
+gemm4_final87:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1336,14 +1712,14 @@ gemm4_final82:
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4_nobias84
+	JZ           gemm4_nobias89
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X0, X0
 
-gemm4_nobias84:
+gemm4_nobias89:
 	VMOVUPS X0, (AX)
 
-gemm4_next83:
+gemm4_next88:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -1356,7 +1732,7 @@ gemm4_next83:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4_skip64:
+gemm4_skip68:
 	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
@@ -1595,7 +1971,7 @@ gemm1_fresh14:
 gemm1_started15:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-32, R10
+	ANDQ $-64, R10
 	SHLQ $0x02, R10
 	JMP  gemm1_check17
 
@@ -1628,16 +2004,80 @@ gemm1_body16:
 	VFMADD231PS 96(SI)(R9*1), Y12, Y9
 	VFMADD231PS 96(DI)(R9*1), Y12, Y10
 	VFMADD231PS 96(CX)(R9*1), Y12, Y11
-	ADDQ        $0x80, R9
+	VMOVUPS     128(R8)(R9*1), Y12
+	VFMADD231PS 128(AX)(R9*1), Y12, Y0
+	VFMADD231PS 128(DX)(R9*1), Y12, Y1
+	VFMADD231PS 128(BX)(R9*1), Y12, Y2
+	VFMADD231PS 128(SI)(R9*1), Y12, Y3
+	VFMADD231PS 128(DI)(R9*1), Y12, Y4
+	VFMADD231PS 128(CX)(R9*1), Y12, Y5
+	VMOVUPS     160(R8)(R9*1), Y12
+	VFMADD231PS 160(AX)(R9*1), Y12, Y6
+	VFMADD231PS 160(DX)(R9*1), Y12, Y7
+	VFMADD231PS 160(BX)(R9*1), Y12, Y8
+	VFMADD231PS 160(SI)(R9*1), Y12, Y9
+	VFMADD231PS 160(DI)(R9*1), Y12, Y10
+	VFMADD231PS 160(CX)(R9*1), Y12, Y11
+	VMOVUPS     192(R8)(R9*1), Y12
+	VFMADD231PS 192(AX)(R9*1), Y12, Y0
+	VFMADD231PS 192(DX)(R9*1), Y12, Y1
+	VFMADD231PS 192(BX)(R9*1), Y12, Y2
+	VFMADD231PS 192(SI)(R9*1), Y12, Y3
+	VFMADD231PS 192(DI)(R9*1), Y12, Y4
+	VFMADD231PS 192(CX)(R9*1), Y12, Y5
+	VMOVUPS     224(R8)(R9*1), Y12
+	VFMADD231PS 224(AX)(R9*1), Y12, Y6
+	VFMADD231PS 224(DX)(R9*1), Y12, Y7
+	VFMADD231PS 224(BX)(R9*1), Y12, Y8
+	VFMADD231PS 224(SI)(R9*1), Y12, Y9
+	VFMADD231PS 224(DI)(R9*1), Y12, Y10
+	VFMADD231PS 224(CX)(R9*1), Y12, Y11
+	ADDQ        $0x00000100, R9
 
 gemm1_check17:
 	CMPQ        R9, R10
 	JL          gemm1_body16
 	MOVQ        k+56(FP), R10
+	ANDQ        $-32, R10
+	SHLQ        $0x02, R10
+	CMPQ        R9, R10
+	JGE         gemm1_two19
+	VMOVUPS     (R8)(R9*1), Y12
+	VFMADD231PS (AX)(R9*1), Y12, Y0
+	VFMADD231PS (DX)(R9*1), Y12, Y1
+	VFMADD231PS (BX)(R9*1), Y12, Y2
+	VFMADD231PS (SI)(R9*1), Y12, Y3
+	VFMADD231PS (DI)(R9*1), Y12, Y4
+	VFMADD231PS (CX)(R9*1), Y12, Y5
+	VMOVUPS     32(R8)(R9*1), Y12
+	VFMADD231PS 32(AX)(R9*1), Y12, Y6
+	VFMADD231PS 32(DX)(R9*1), Y12, Y7
+	VFMADD231PS 32(BX)(R9*1), Y12, Y8
+	VFMADD231PS 32(SI)(R9*1), Y12, Y9
+	VFMADD231PS 32(DI)(R9*1), Y12, Y10
+	VFMADD231PS 32(CX)(R9*1), Y12, Y11
+	VMOVUPS     64(R8)(R9*1), Y12
+	VFMADD231PS 64(AX)(R9*1), Y12, Y0
+	VFMADD231PS 64(DX)(R9*1), Y12, Y1
+	VFMADD231PS 64(BX)(R9*1), Y12, Y2
+	VFMADD231PS 64(SI)(R9*1), Y12, Y3
+	VFMADD231PS 64(DI)(R9*1), Y12, Y4
+	VFMADD231PS 64(CX)(R9*1), Y12, Y5
+	VMOVUPS     96(R8)(R9*1), Y12
+	VFMADD231PS 96(AX)(R9*1), Y12, Y6
+	VFMADD231PS 96(DX)(R9*1), Y12, Y7
+	VFMADD231PS 96(BX)(R9*1), Y12, Y8
+	VFMADD231PS 96(SI)(R9*1), Y12, Y9
+	VFMADD231PS 96(DI)(R9*1), Y12, Y10
+	VFMADD231PS 96(CX)(R9*1), Y12, Y11
+	ADDQ        $0x80, R9
+
+gemm1_two19:
+	MOVQ        k+56(FP), R10
 	ANDQ        $-16, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm1_odd1619
+	JGE         gemm1_odd1620
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -1654,12 +2094,12 @@ gemm1_check17:
 	VFMADD231PS 32(CX)(R9*1), Y12, Y11
 	ADDQ        $0x40, R9
 
-gemm1_odd1619:
+gemm1_odd1620:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-8, R10
 	SHLQ        $0x02, R10
 	CMPQ        R9, R10
-	JGE         gemm1_more20
+	JGE         gemm1_more21
 	VMOVUPS     (R8)(R9*1), Y12
 	VFMADD231PS (AX)(R9*1), Y12, Y0
 	VFMADD231PS (DX)(R9*1), Y12, Y1
@@ -1668,7 +2108,7 @@ gemm1_odd1619:
 	VFMADD231PS (DI)(R9*1), Y12, Y4
 	VFMADD231PS (CX)(R9*1), Y12, Y5
 
-gemm1_more20:
+gemm1_more21:
 	MOVQ        k+56(FP), R9
 	ANDQ        $0x07, R9
 	JZ          gemm1_pass_done18
@@ -1698,7 +2138,7 @@ gemm1_more20:
 gemm1_pass_done18:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final21
+	JNZ     gemm1_final22
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -1727,9 +2167,9 @@ gemm1_pass_done18:
 	VMOVUPS Y10, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y11, 32(AX)
-	JMP     gemm1_next22
+	JMP     gemm1_next23
 
-gemm1_final21:
+gemm1_final22:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1740,11 +2180,11 @@ gemm1_final21:
 	VADDSS       X6, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias23
+	JZ           gemm1_nobias24
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias23:
+gemm1_nobias24:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y1, Y1
@@ -1754,11 +2194,11 @@ gemm1_nobias23:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias24
+	JZ           gemm1_nobias25
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias24:
+gemm1_nobias25:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y2, Y2
@@ -1768,11 +2208,11 @@ gemm1_nobias24:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias25
+	JZ           gemm1_nobias26
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias25:
+gemm1_nobias26:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y3, Y3
@@ -1782,11 +2222,11 @@ gemm1_nobias25:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias26
+	JZ           gemm1_nobias27
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias26:
+gemm1_nobias27:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y10, Y4, Y4
@@ -1796,11 +2236,11 @@ gemm1_nobias26:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias27
+	JZ           gemm1_nobias28
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X4, X4
 
-gemm1_nobias27:
+gemm1_nobias28:
 	VMOVSS       X4, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y11, Y5, Y5
@@ -1810,14 +2250,14 @@ gemm1_nobias27:
 	VADDSS       X0, X5, X5
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias28
+	JZ           gemm1_nobias29
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X5, X5
 
-gemm1_nobias28:
+gemm1_nobias29:
 	VMOVSS X5, (AX)
 
-gemm1_next22:
+gemm1_next23:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x06, AX, AX
@@ -1835,7 +2275,7 @@ gemm1_next22:
 
 gemm1_tokens_done3:
 	CMPQ 40(SP), $0x05
-	JL   gemm1_skip29
+	JL   gemm1_skip30
 
 	// 1 rows × 5 tokens
 	MOVQ  56(SP), AX
@@ -1843,37 +2283,37 @@ gemm1_tokens_done3:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm1_cv32
+	JNZ   gemm1_cv33
 
-gemm1_pf30:
+gemm1_pf31:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done31
+	JLE        gemm1_pf_done32
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done31
+	JZ         gemm1_pf_done32
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf30
+	JMP        gemm1_pf31
 
-gemm1_cv32:
+gemm1_cv33:
 	MOVQ 72(SP), SI
 
-gemm1_cv_unit33:
+gemm1_cv_unit34:
 	TESTQ      CX, CX
-	JLE        gemm1_cv_done35
+	JLE        gemm1_cv_done36
 	TESTQ      DX, DX
-	JZ         gemm1_cv_done35
+	JZ         gemm1_cv_done36
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm1_cv_h36
+	JE         gemm1_cv_h37
 	CMPQ       BX, $0x02
-	JE         gemm1_cv_bf37
+	JE         gemm1_cv_bf38
 	CMPQ       BX, $0x03
-	JE         gemm1_cv_hm38
-	JMP        gemm1_cv_bfm39
+	JE         gemm1_cv_hm39
+	JMP        gemm1_cv_bfm40
 
-gemm1_cv_h36:
+gemm1_cv_h37:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -1882,9 +2322,9 @@ gemm1_cv_h36:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done34
+	JMP       gemm1_cv_unit_done35
 
-gemm1_cv_bf37:
+gemm1_cv_bf38:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -1897,9 +2337,9 @@ gemm1_cv_bf37:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done34
+	JMP       gemm1_cv_unit_done35
 
-gemm1_cv_hm38:
+gemm1_cv_hm39:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -1915,9 +2355,9 @@ gemm1_cv_hm38:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done34
+	JMP       gemm1_cv_unit_done35
 
-gemm1_cv_bfm39:
+gemm1_cv_bfm40:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -1929,17 +2369,17 @@ gemm1_cv_bfm39:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm1_cv_unit_done34:
+gemm1_cv_unit_done35:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm1_cv_unit33
+	JMP  gemm1_cv_unit34
 
-gemm1_cv_done35:
+gemm1_cv_done36:
 	MOVQ SI, 72(SP)
 
-gemm1_pf_done31:
+gemm1_pf_done32:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -1952,7 +2392,7 @@ gemm1_pf_done31:
 	MOVQ    (SP), DI
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm1_fresh40
+	JNZ     gemm1_fresh41
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x06, R9
@@ -1977,9 +2417,9 @@ gemm1_pf_done31:
 	VMOVUPS 32(R8), Y8
 	ADDQ    R9, R8
 	VMOVUPS 32(R8), Y9
-	JMP     gemm1_started41
+	JMP     gemm1_started42
 
-gemm1_fresh40:
+gemm1_fresh41:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1991,14 +2431,72 @@ gemm1_fresh40:
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 
-gemm1_started41:
+gemm1_started42:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-32, R9
+	ANDQ $-64, R9
 	SHLQ $0x02, R9
-	JMP  gemm1_check43
+	JMP  gemm1_check44
 
-gemm1_body42:
+gemm1_body43:
+	VMOVUPS     (DI)(R8*1), Y10
+	VFMADD231PS (AX)(R8*1), Y10, Y0
+	VFMADD231PS (DX)(R8*1), Y10, Y1
+	VFMADD231PS (BX)(R8*1), Y10, Y2
+	VFMADD231PS (SI)(R8*1), Y10, Y3
+	VFMADD231PS (CX)(R8*1), Y10, Y4
+	VMOVUPS     32(DI)(R8*1), Y10
+	VFMADD231PS 32(AX)(R8*1), Y10, Y5
+	VFMADD231PS 32(DX)(R8*1), Y10, Y6
+	VFMADD231PS 32(BX)(R8*1), Y10, Y7
+	VFMADD231PS 32(SI)(R8*1), Y10, Y8
+	VFMADD231PS 32(CX)(R8*1), Y10, Y9
+	VMOVUPS     64(DI)(R8*1), Y10
+	VFMADD231PS 64(AX)(R8*1), Y10, Y0
+	VFMADD231PS 64(DX)(R8*1), Y10, Y1
+	VFMADD231PS 64(BX)(R8*1), Y10, Y2
+	VFMADD231PS 64(SI)(R8*1), Y10, Y3
+	VFMADD231PS 64(CX)(R8*1), Y10, Y4
+	VMOVUPS     96(DI)(R8*1), Y10
+	VFMADD231PS 96(AX)(R8*1), Y10, Y5
+	VFMADD231PS 96(DX)(R8*1), Y10, Y6
+	VFMADD231PS 96(BX)(R8*1), Y10, Y7
+	VFMADD231PS 96(SI)(R8*1), Y10, Y8
+	VFMADD231PS 96(CX)(R8*1), Y10, Y9
+	VMOVUPS     128(DI)(R8*1), Y10
+	VFMADD231PS 128(AX)(R8*1), Y10, Y0
+	VFMADD231PS 128(DX)(R8*1), Y10, Y1
+	VFMADD231PS 128(BX)(R8*1), Y10, Y2
+	VFMADD231PS 128(SI)(R8*1), Y10, Y3
+	VFMADD231PS 128(CX)(R8*1), Y10, Y4
+	VMOVUPS     160(DI)(R8*1), Y10
+	VFMADD231PS 160(AX)(R8*1), Y10, Y5
+	VFMADD231PS 160(DX)(R8*1), Y10, Y6
+	VFMADD231PS 160(BX)(R8*1), Y10, Y7
+	VFMADD231PS 160(SI)(R8*1), Y10, Y8
+	VFMADD231PS 160(CX)(R8*1), Y10, Y9
+	VMOVUPS     192(DI)(R8*1), Y10
+	VFMADD231PS 192(AX)(R8*1), Y10, Y0
+	VFMADD231PS 192(DX)(R8*1), Y10, Y1
+	VFMADD231PS 192(BX)(R8*1), Y10, Y2
+	VFMADD231PS 192(SI)(R8*1), Y10, Y3
+	VFMADD231PS 192(CX)(R8*1), Y10, Y4
+	VMOVUPS     224(DI)(R8*1), Y10
+	VFMADD231PS 224(AX)(R8*1), Y10, Y5
+	VFMADD231PS 224(DX)(R8*1), Y10, Y6
+	VFMADD231PS 224(BX)(R8*1), Y10, Y7
+	VFMADD231PS 224(SI)(R8*1), Y10, Y8
+	VFMADD231PS 224(CX)(R8*1), Y10, Y9
+	ADDQ        $0x00000100, R8
+
+gemm1_check44:
+	CMPQ        R8, R9
+	JL          gemm1_body43
+	MOVQ        k+56(FP), R9
+	ANDQ        $-32, R9
+	SHLQ        $0x02, R9
+	CMPQ        R8, R9
+	JGE         gemm1_two46
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -2025,14 +2523,12 @@ gemm1_body42:
 	VFMADD231PS 96(CX)(R8*1), Y10, Y9
 	ADDQ        $0x80, R8
 
-gemm1_check43:
-	CMPQ        R8, R9
-	JL          gemm1_body42
+gemm1_two46:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm1_odd1645
+	JGE         gemm1_odd1647
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -2047,12 +2543,12 @@ gemm1_check43:
 	VFMADD231PS 32(CX)(R8*1), Y10, Y9
 	ADDQ        $0x40, R8
 
-gemm1_odd1645:
+gemm1_odd1647:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-8, R9
 	SHLQ        $0x02, R9
 	CMPQ        R8, R9
-	JGE         gemm1_more46
+	JGE         gemm1_more48
 	VMOVUPS     (DI)(R8*1), Y10
 	VFMADD231PS (AX)(R8*1), Y10, Y0
 	VFMADD231PS (DX)(R8*1), Y10, Y1
@@ -2060,10 +2556,10 @@ gemm1_odd1645:
 	VFMADD231PS (SI)(R8*1), Y10, Y3
 	VFMADD231PS (CX)(R8*1), Y10, Y4
 
-gemm1_more46:
+gemm1_more48:
 	MOVQ        k+56(FP), R8
 	ANDQ        $0x07, R8
-	JZ          gemm1_pass_done44
+	JZ          gemm1_pass_done45
 	LEAQ        tailmask<>+0(SB), R11
 	MOVQ        $0x00000008, R10
 	SUBQ        R8, R10
@@ -2084,10 +2580,10 @@ gemm1_more46:
 	VMASKMOVPS  (DI)(R9*1), Y10, Y10
 	VFMADD231PS Y11, Y10, Y9
 
-gemm1_pass_done44:
+gemm1_pass_done45:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final47
+	JNZ     gemm1_final49
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2112,9 +2608,9 @@ gemm1_pass_done44:
 	VMOVUPS Y8, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y9, 32(AX)
-	JMP     gemm1_next48
+	JMP     gemm1_next50
 
-gemm1_final47:
+gemm1_final49:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2125,11 +2621,11 @@ gemm1_final47:
 	VADDSS       X5, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias49
+	JZ           gemm1_nobias51
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias49:
+gemm1_nobias51:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y1, Y1
@@ -2139,11 +2635,11 @@ gemm1_nobias49:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias50
+	JZ           gemm1_nobias52
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias50:
+gemm1_nobias52:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y2, Y2
@@ -2153,11 +2649,11 @@ gemm1_nobias50:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias51
+	JZ           gemm1_nobias53
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias51:
+gemm1_nobias53:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y8, Y3, Y3
@@ -2167,11 +2663,11 @@ gemm1_nobias51:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias52
+	JZ           gemm1_nobias54
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X3, X3
 
-gemm1_nobias52:
+gemm1_nobias54:
 	VMOVSS       X3, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y9, Y4, Y4
@@ -2181,14 +2677,14 @@ gemm1_nobias52:
 	VADDSS       X0, X4, X4
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias53
+	JZ           gemm1_nobias55
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X4, X4
 
-gemm1_nobias53:
+gemm1_nobias55:
 	VMOVSS X4, (AX)
 
-gemm1_next48:
+gemm1_next50:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x05, AX, AX
@@ -2203,9 +2699,9 @@ gemm1_next48:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x05, 40(SP)
 
-gemm1_skip29:
+gemm1_skip30:
 	CMPQ 40(SP), $0x04
-	JL   gemm1_skip54
+	JL   gemm1_skip56
 
 	// 1 rows × 4 tokens
 	MOVQ  56(SP), AX
@@ -2213,37 +2709,37 @@ gemm1_skip29:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm1_cv57
+	JNZ   gemm1_cv59
 
-gemm1_pf55:
+gemm1_pf57:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done56
+	JLE        gemm1_pf_done58
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done56
+	JZ         gemm1_pf_done58
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf55
+	JMP        gemm1_pf57
 
-gemm1_cv57:
+gemm1_cv59:
 	MOVQ 72(SP), SI
 
-gemm1_cv_unit58:
+gemm1_cv_unit60:
 	TESTQ      CX, CX
-	JLE        gemm1_cv_done60
+	JLE        gemm1_cv_done62
 	TESTQ      DX, DX
-	JZ         gemm1_cv_done60
+	JZ         gemm1_cv_done62
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm1_cv_h61
+	JE         gemm1_cv_h63
 	CMPQ       BX, $0x02
-	JE         gemm1_cv_bf62
+	JE         gemm1_cv_bf64
 	CMPQ       BX, $0x03
-	JE         gemm1_cv_hm63
-	JMP        gemm1_cv_bfm64
+	JE         gemm1_cv_hm65
+	JMP        gemm1_cv_bfm66
 
-gemm1_cv_h61:
+gemm1_cv_h63:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -2252,9 +2748,9 @@ gemm1_cv_h61:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done59
+	JMP       gemm1_cv_unit_done61
 
-gemm1_cv_bf62:
+gemm1_cv_bf64:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -2267,9 +2763,9 @@ gemm1_cv_bf62:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done59
+	JMP       gemm1_cv_unit_done61
 
-gemm1_cv_hm63:
+gemm1_cv_hm65:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -2285,9 +2781,9 @@ gemm1_cv_hm63:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done59
+	JMP       gemm1_cv_unit_done61
 
-gemm1_cv_bfm64:
+gemm1_cv_bfm66:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -2299,17 +2795,17 @@ gemm1_cv_bfm64:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm1_cv_unit_done59:
+gemm1_cv_unit_done61:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm1_cv_unit58
+	JMP  gemm1_cv_unit60
 
-gemm1_cv_done60:
+gemm1_cv_done62:
 	MOVQ SI, 72(SP)
 
-gemm1_pf_done56:
+gemm1_pf_done58:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -2321,7 +2817,7 @@ gemm1_pf_done56:
 	MOVQ    (SP), SI
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm1_fresh65
+	JNZ     gemm1_fresh67
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x06, R8
@@ -2342,9 +2838,9 @@ gemm1_pf_done56:
 	VMOVUPS 32(DI), Y6
 	ADDQ    R8, DI
 	VMOVUPS 32(DI), Y7
-	JMP     gemm1_started66
+	JMP     gemm1_started68
 
-gemm1_fresh65:
+gemm1_fresh67:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -2354,14 +2850,64 @@ gemm1_fresh65:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm1_started66:
+gemm1_started68:
 	XORQ DI, DI
 	MOVQ k+56(FP), R8
-	ANDQ $-32, R8
+	ANDQ $-64, R8
 	SHLQ $0x02, R8
-	JMP  gemm1_check68
+	JMP  gemm1_check70
 
-gemm1_body67:
+gemm1_body69:
+	VMOVUPS     (SI)(DI*1), Y8
+	VFMADD231PS (AX)(DI*1), Y8, Y0
+	VFMADD231PS (DX)(DI*1), Y8, Y1
+	VFMADD231PS (BX)(DI*1), Y8, Y2
+	VFMADD231PS (CX)(DI*1), Y8, Y3
+	VMOVUPS     32(SI)(DI*1), Y8
+	VFMADD231PS 32(AX)(DI*1), Y8, Y4
+	VFMADD231PS 32(DX)(DI*1), Y8, Y5
+	VFMADD231PS 32(BX)(DI*1), Y8, Y6
+	VFMADD231PS 32(CX)(DI*1), Y8, Y7
+	VMOVUPS     64(SI)(DI*1), Y8
+	VFMADD231PS 64(AX)(DI*1), Y8, Y0
+	VFMADD231PS 64(DX)(DI*1), Y8, Y1
+	VFMADD231PS 64(BX)(DI*1), Y8, Y2
+	VFMADD231PS 64(CX)(DI*1), Y8, Y3
+	VMOVUPS     96(SI)(DI*1), Y8
+	VFMADD231PS 96(AX)(DI*1), Y8, Y4
+	VFMADD231PS 96(DX)(DI*1), Y8, Y5
+	VFMADD231PS 96(BX)(DI*1), Y8, Y6
+	VFMADD231PS 96(CX)(DI*1), Y8, Y7
+	VMOVUPS     128(SI)(DI*1), Y8
+	VFMADD231PS 128(AX)(DI*1), Y8, Y0
+	VFMADD231PS 128(DX)(DI*1), Y8, Y1
+	VFMADD231PS 128(BX)(DI*1), Y8, Y2
+	VFMADD231PS 128(CX)(DI*1), Y8, Y3
+	VMOVUPS     160(SI)(DI*1), Y8
+	VFMADD231PS 160(AX)(DI*1), Y8, Y4
+	VFMADD231PS 160(DX)(DI*1), Y8, Y5
+	VFMADD231PS 160(BX)(DI*1), Y8, Y6
+	VFMADD231PS 160(CX)(DI*1), Y8, Y7
+	VMOVUPS     192(SI)(DI*1), Y8
+	VFMADD231PS 192(AX)(DI*1), Y8, Y0
+	VFMADD231PS 192(DX)(DI*1), Y8, Y1
+	VFMADD231PS 192(BX)(DI*1), Y8, Y2
+	VFMADD231PS 192(CX)(DI*1), Y8, Y3
+	VMOVUPS     224(SI)(DI*1), Y8
+	VFMADD231PS 224(AX)(DI*1), Y8, Y4
+	VFMADD231PS 224(DX)(DI*1), Y8, Y5
+	VFMADD231PS 224(BX)(DI*1), Y8, Y6
+	VFMADD231PS 224(CX)(DI*1), Y8, Y7
+	ADDQ        $0x00000100, DI
+
+gemm1_check70:
+	CMPQ        DI, R8
+	JL          gemm1_body69
+	MOVQ        k+56(FP), R8
+	ANDQ        $-32, R8
+	SHLQ        $0x02, R8
+	CMPQ        DI, R8
+	JGE         gemm1_two72
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
@@ -2384,14 +2930,12 @@ gemm1_body67:
 	VFMADD231PS 96(CX)(DI*1), Y8, Y7
 	ADDQ        $0x80, DI
 
-gemm1_check68:
-	CMPQ        DI, R8
-	JL          gemm1_body67
+gemm1_two72:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-16, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm1_odd1670
+	JGE         gemm1_odd1673
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
@@ -2404,22 +2948,22 @@ gemm1_check68:
 	VFMADD231PS 32(CX)(DI*1), Y8, Y7
 	ADDQ        $0x40, DI
 
-gemm1_odd1670:
+gemm1_odd1673:
 	MOVQ        k+56(FP), R8
 	ANDQ        $-8, R8
 	SHLQ        $0x02, R8
 	CMPQ        DI, R8
-	JGE         gemm1_more71
+	JGE         gemm1_more74
 	VMOVUPS     (SI)(DI*1), Y8
 	VFMADD231PS (AX)(DI*1), Y8, Y0
 	VFMADD231PS (DX)(DI*1), Y8, Y1
 	VFMADD231PS (BX)(DI*1), Y8, Y2
 	VFMADD231PS (CX)(DI*1), Y8, Y3
 
-gemm1_more71:
+gemm1_more74:
 	MOVQ        k+56(FP), DI
 	ANDQ        $0x07, DI
-	JZ          gemm1_pass_done69
+	JZ          gemm1_pass_done71
 	LEAQ        tailmask<>+0(SB), R10
 	MOVQ        $0x00000008, R9
 	SUBQ        DI, R9
@@ -2437,10 +2981,10 @@ gemm1_more71:
 	VMASKMOVPS  (SI)(R8*1), Y8, Y8
 	VFMADD231PS Y9, Y8, Y7
 
-gemm1_pass_done69:
+gemm1_pass_done71:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final72
+	JNZ     gemm1_final75
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2461,9 +3005,9 @@ gemm1_pass_done69:
 	VMOVUPS Y6, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y7, 32(AX)
-	JMP     gemm1_next73
+	JMP     gemm1_next76
 
-gemm1_final72:
+gemm1_final75:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2474,11 +3018,11 @@ gemm1_final72:
 	VADDSS       X4, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias74
+	JZ           gemm1_nobias77
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias74:
+gemm1_nobias77:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y1, Y1
@@ -2488,11 +3032,11 @@ gemm1_nobias74:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias75
+	JZ           gemm1_nobias78
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias75:
+gemm1_nobias78:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y6, Y2, Y2
@@ -2502,11 +3046,11 @@ gemm1_nobias75:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias76
+	JZ           gemm1_nobias79
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X2, X2
 
-gemm1_nobias76:
+gemm1_nobias79:
 	VMOVSS       X2, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y7, Y3, Y3
@@ -2516,14 +3060,14 @@ gemm1_nobias76:
 	VADDSS       X0, X3, X3
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias77
+	JZ           gemm1_nobias80
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X3, X3
 
-gemm1_nobias77:
+gemm1_nobias80:
 	VMOVSS X3, (AX)
 
-gemm1_next73:
+gemm1_next76:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x04, AX, AX
@@ -2538,9 +3082,9 @@ gemm1_next73:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x04, 40(SP)
 
-gemm1_skip54:
+gemm1_skip56:
 	CMPQ 40(SP), $0x03
-	JL   gemm1_skip78
+	JL   gemm1_skip81
 
 	// 1 rows × 3 tokens
 	MOVQ  56(SP), AX
@@ -2548,37 +3092,37 @@ gemm1_skip54:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm1_cv81
+	JNZ   gemm1_cv84
 
-gemm1_pf79:
+gemm1_pf82:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done80
+	JLE        gemm1_pf_done83
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done80
+	JZ         gemm1_pf_done83
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf79
+	JMP        gemm1_pf82
 
-gemm1_cv81:
+gemm1_cv84:
 	MOVQ 72(SP), SI
 
-gemm1_cv_unit82:
+gemm1_cv_unit85:
 	TESTQ      CX, CX
-	JLE        gemm1_cv_done84
+	JLE        gemm1_cv_done87
 	TESTQ      DX, DX
-	JZ         gemm1_cv_done84
+	JZ         gemm1_cv_done87
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm1_cv_h85
+	JE         gemm1_cv_h88
 	CMPQ       BX, $0x02
-	JE         gemm1_cv_bf86
+	JE         gemm1_cv_bf89
 	CMPQ       BX, $0x03
-	JE         gemm1_cv_hm87
-	JMP        gemm1_cv_bfm88
+	JE         gemm1_cv_hm90
+	JMP        gemm1_cv_bfm91
 
-gemm1_cv_h85:
+gemm1_cv_h88:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -2587,9 +3131,9 @@ gemm1_cv_h85:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done83
+	JMP       gemm1_cv_unit_done86
 
-gemm1_cv_bf86:
+gemm1_cv_bf89:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -2602,9 +3146,9 @@ gemm1_cv_bf86:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done83
+	JMP       gemm1_cv_unit_done86
 
-gemm1_cv_hm87:
+gemm1_cv_hm90:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -2620,9 +3164,9 @@ gemm1_cv_hm87:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done83
+	JMP       gemm1_cv_unit_done86
 
-gemm1_cv_bfm88:
+gemm1_cv_bfm91:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -2634,17 +3178,17 @@ gemm1_cv_bfm88:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm1_cv_unit_done83:
+gemm1_cv_unit_done86:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm1_cv_unit82
+	JMP  gemm1_cv_unit85
 
-gemm1_cv_done84:
+gemm1_cv_done87:
 	MOVQ SI, 72(SP)
 
-gemm1_pf_done80:
+gemm1_pf_done83:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -2655,7 +3199,7 @@ gemm1_pf_done80:
 	MOVQ    (SP), BX
 	MOVQ    seg+88(FP), SI
 	TESTQ   $0x00000001, SI
-	JNZ     gemm1_fresh89
+	JNZ     gemm1_fresh92
 	MOVQ    48(SP), SI
 	MOVQ    groups+72(FP), DI
 	SHLQ    $0x06, DI
@@ -2672,9 +3216,9 @@ gemm1_pf_done80:
 	VMOVUPS 32(SI), Y4
 	ADDQ    DI, SI
 	VMOVUPS 32(SI), Y5
-	JMP     gemm1_started90
+	JMP     gemm1_started93
 
-gemm1_fresh89:
+gemm1_fresh92:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -2682,14 +3226,56 @@ gemm1_fresh89:
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 
-gemm1_started90:
+gemm1_started93:
 	XORQ SI, SI
 	MOVQ k+56(FP), DI
-	ANDQ $-32, DI
+	ANDQ $-64, DI
 	SHLQ $0x02, DI
-	JMP  gemm1_check92
+	JMP  gemm1_check95
 
-gemm1_body91:
+gemm1_body94:
+	VMOVUPS     (BX)(SI*1), Y6
+	VFMADD231PS (AX)(SI*1), Y6, Y0
+	VFMADD231PS (DX)(SI*1), Y6, Y1
+	VFMADD231PS (CX)(SI*1), Y6, Y2
+	VMOVUPS     32(BX)(SI*1), Y6
+	VFMADD231PS 32(AX)(SI*1), Y6, Y3
+	VFMADD231PS 32(DX)(SI*1), Y6, Y4
+	VFMADD231PS 32(CX)(SI*1), Y6, Y5
+	VMOVUPS     64(BX)(SI*1), Y6
+	VFMADD231PS 64(AX)(SI*1), Y6, Y0
+	VFMADD231PS 64(DX)(SI*1), Y6, Y1
+	VFMADD231PS 64(CX)(SI*1), Y6, Y2
+	VMOVUPS     96(BX)(SI*1), Y6
+	VFMADD231PS 96(AX)(SI*1), Y6, Y3
+	VFMADD231PS 96(DX)(SI*1), Y6, Y4
+	VFMADD231PS 96(CX)(SI*1), Y6, Y5
+	VMOVUPS     128(BX)(SI*1), Y6
+	VFMADD231PS 128(AX)(SI*1), Y6, Y0
+	VFMADD231PS 128(DX)(SI*1), Y6, Y1
+	VFMADD231PS 128(CX)(SI*1), Y6, Y2
+	VMOVUPS     160(BX)(SI*1), Y6
+	VFMADD231PS 160(AX)(SI*1), Y6, Y3
+	VFMADD231PS 160(DX)(SI*1), Y6, Y4
+	VFMADD231PS 160(CX)(SI*1), Y6, Y5
+	VMOVUPS     192(BX)(SI*1), Y6
+	VFMADD231PS 192(AX)(SI*1), Y6, Y0
+	VFMADD231PS 192(DX)(SI*1), Y6, Y1
+	VFMADD231PS 192(CX)(SI*1), Y6, Y2
+	VMOVUPS     224(BX)(SI*1), Y6
+	VFMADD231PS 224(AX)(SI*1), Y6, Y3
+	VFMADD231PS 224(DX)(SI*1), Y6, Y4
+	VFMADD231PS 224(CX)(SI*1), Y6, Y5
+	ADDQ        $0x00000100, SI
+
+gemm1_check95:
+	CMPQ        SI, DI
+	JL          gemm1_body94
+	MOVQ        k+56(FP), DI
+	ANDQ        $-32, DI
+	SHLQ        $0x02, DI
+	CMPQ        SI, DI
+	JGE         gemm1_two97
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
@@ -2708,14 +3294,12 @@ gemm1_body91:
 	VFMADD231PS 96(CX)(SI*1), Y6, Y5
 	ADDQ        $0x80, SI
 
-gemm1_check92:
-	CMPQ        SI, DI
-	JL          gemm1_body91
+gemm1_two97:
 	MOVQ        k+56(FP), DI
 	ANDQ        $-16, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm1_odd1694
+	JGE         gemm1_odd1698
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
@@ -2726,21 +3310,21 @@ gemm1_check92:
 	VFMADD231PS 32(CX)(SI*1), Y6, Y5
 	ADDQ        $0x40, SI
 
-gemm1_odd1694:
+gemm1_odd1698:
 	MOVQ        k+56(FP), DI
 	ANDQ        $-8, DI
 	SHLQ        $0x02, DI
 	CMPQ        SI, DI
-	JGE         gemm1_more95
+	JGE         gemm1_more99
 	VMOVUPS     (BX)(SI*1), Y6
 	VFMADD231PS (AX)(SI*1), Y6, Y0
 	VFMADD231PS (DX)(SI*1), Y6, Y1
 	VFMADD231PS (CX)(SI*1), Y6, Y2
 
-gemm1_more95:
+gemm1_more99:
 	MOVQ        k+56(FP), SI
 	ANDQ        $0x07, SI
-	JZ          gemm1_pass_done93
+	JZ          gemm1_pass_done96
 	LEAQ        tailmask<>+0(SB), R9
 	MOVQ        $0x00000008, R8
 	SUBQ        SI, R8
@@ -2755,10 +3339,10 @@ gemm1_more95:
 	VMASKMOVPS  (BX)(DI*1), Y6, Y6
 	VFMADD231PS Y7, Y6, Y5
 
-gemm1_pass_done93:
+gemm1_pass_done96:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final96
+	JNZ     gemm1_final100
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -2775,9 +3359,9 @@ gemm1_pass_done93:
 	VMOVUPS Y4, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y5, 32(AX)
-	JMP     gemm1_next97
+	JMP     gemm1_next101
 
-gemm1_final96:
+gemm1_final100:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -2788,11 +3372,11 @@ gemm1_final96:
 	VADDSS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias98
+	JZ           gemm1_nobias102
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias98:
+gemm1_nobias102:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y4, Y1, Y1
@@ -2802,11 +3386,11 @@ gemm1_nobias98:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias99
+	JZ           gemm1_nobias103
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X1, X1
 
-gemm1_nobias99:
+gemm1_nobias103:
 	VMOVSS       X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y5, Y2, Y2
@@ -2816,14 +3400,14 @@ gemm1_nobias99:
 	VADDSS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias100
+	JZ           gemm1_nobias104
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X2, X2
 
-gemm1_nobias100:
+gemm1_nobias104:
 	VMOVSS X2, (AX)
 
-gemm1_next97:
+gemm1_next101:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -2838,9 +3422,9 @@ gemm1_next97:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x03, 40(SP)
 
-gemm1_skip78:
+gemm1_skip81:
 	CMPQ 40(SP), $0x02
-	JL   gemm1_skip101
+	JL   gemm1_skip105
 
 	// 1 rows × 2 tokens
 	MOVQ  56(SP), AX
@@ -2848,37 +3432,37 @@ gemm1_skip78:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm1_cv104
+	JNZ   gemm1_cv108
 
-gemm1_pf102:
+gemm1_pf106:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done103
+	JLE        gemm1_pf_done107
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done103
+	JZ         gemm1_pf_done107
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf102
+	JMP        gemm1_pf106
 
-gemm1_cv104:
+gemm1_cv108:
 	MOVQ 72(SP), SI
 
-gemm1_cv_unit105:
+gemm1_cv_unit109:
 	TESTQ      CX, CX
-	JLE        gemm1_cv_done107
+	JLE        gemm1_cv_done111
 	TESTQ      DX, DX
-	JZ         gemm1_cv_done107
+	JZ         gemm1_cv_done111
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm1_cv_h108
+	JE         gemm1_cv_h112
 	CMPQ       BX, $0x02
-	JE         gemm1_cv_bf109
+	JE         gemm1_cv_bf113
 	CMPQ       BX, $0x03
-	JE         gemm1_cv_hm110
-	JMP        gemm1_cv_bfm111
+	JE         gemm1_cv_hm114
+	JMP        gemm1_cv_bfm115
 
-gemm1_cv_h108:
+gemm1_cv_h112:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -2887,9 +3471,9 @@ gemm1_cv_h108:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done106
+	JMP       gemm1_cv_unit_done110
 
-gemm1_cv_bf109:
+gemm1_cv_bf113:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -2902,9 +3486,9 @@ gemm1_cv_bf109:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done106
+	JMP       gemm1_cv_unit_done110
 
-gemm1_cv_hm110:
+gemm1_cv_hm114:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -2920,9 +3504,9 @@ gemm1_cv_hm110:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done106
+	JMP       gemm1_cv_unit_done110
 
-gemm1_cv_bfm111:
+gemm1_cv_bfm115:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -2934,17 +3518,17 @@ gemm1_cv_bfm111:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm1_cv_unit_done106:
+gemm1_cv_unit_done110:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm1_cv_unit105
+	JMP  gemm1_cv_unit109
 
-gemm1_cv_done107:
+gemm1_cv_done111:
 	MOVQ SI, 72(SP)
 
-gemm1_pf_done103:
+gemm1_pf_done107:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -2954,7 +3538,7 @@ gemm1_pf_done103:
 	MOVQ    (SP), DX
 	MOVQ    seg+88(FP), BX
 	TESTQ   $0x00000001, BX
-	JNZ     gemm1_fresh112
+	JNZ     gemm1_fresh116
 	MOVQ    48(SP), BX
 	MOVQ    groups+72(FP), SI
 	SHLQ    $0x06, SI
@@ -2967,22 +3551,56 @@ gemm1_pf_done103:
 	VMOVUPS 32(BX), Y2
 	ADDQ    SI, BX
 	VMOVUPS 32(BX), Y3
-	JMP     gemm1_started113
+	JMP     gemm1_started117
 
-gemm1_fresh112:
+gemm1_fresh116:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 
-gemm1_started113:
+gemm1_started117:
 	XORQ BX, BX
 	MOVQ k+56(FP), SI
-	ANDQ $-32, SI
+	ANDQ $-64, SI
 	SHLQ $0x02, SI
-	JMP  gemm1_check115
+	JMP  gemm1_check119
 
-gemm1_body114:
+gemm1_body118:
+	VMOVUPS     (DX)(BX*1), Y4
+	VFMADD231PS (AX)(BX*1), Y4, Y0
+	VFMADD231PS (CX)(BX*1), Y4, Y1
+	VMOVUPS     32(DX)(BX*1), Y4
+	VFMADD231PS 32(AX)(BX*1), Y4, Y2
+	VFMADD231PS 32(CX)(BX*1), Y4, Y3
+	VMOVUPS     64(DX)(BX*1), Y4
+	VFMADD231PS 64(AX)(BX*1), Y4, Y0
+	VFMADD231PS 64(CX)(BX*1), Y4, Y1
+	VMOVUPS     96(DX)(BX*1), Y4
+	VFMADD231PS 96(AX)(BX*1), Y4, Y2
+	VFMADD231PS 96(CX)(BX*1), Y4, Y3
+	VMOVUPS     128(DX)(BX*1), Y4
+	VFMADD231PS 128(AX)(BX*1), Y4, Y0
+	VFMADD231PS 128(CX)(BX*1), Y4, Y1
+	VMOVUPS     160(DX)(BX*1), Y4
+	VFMADD231PS 160(AX)(BX*1), Y4, Y2
+	VFMADD231PS 160(CX)(BX*1), Y4, Y3
+	VMOVUPS     192(DX)(BX*1), Y4
+	VFMADD231PS 192(AX)(BX*1), Y4, Y0
+	VFMADD231PS 192(CX)(BX*1), Y4, Y1
+	VMOVUPS     224(DX)(BX*1), Y4
+	VFMADD231PS 224(AX)(BX*1), Y4, Y2
+	VFMADD231PS 224(CX)(BX*1), Y4, Y3
+	ADDQ        $0x00000100, BX
+
+gemm1_check119:
+	CMPQ        BX, SI
+	JL          gemm1_body118
+	MOVQ        k+56(FP), SI
+	ANDQ        $-32, SI
+	SHLQ        $0x02, SI
+	CMPQ        BX, SI
+	JGE         gemm1_two121
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
@@ -2997,14 +3615,12 @@ gemm1_body114:
 	VFMADD231PS 96(CX)(BX*1), Y4, Y3
 	ADDQ        $0x80, BX
 
-gemm1_check115:
-	CMPQ        BX, SI
-	JL          gemm1_body114
+gemm1_two121:
 	MOVQ        k+56(FP), SI
 	ANDQ        $-16, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm1_odd16117
+	JGE         gemm1_odd16122
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
@@ -3013,20 +3629,20 @@ gemm1_check115:
 	VFMADD231PS 32(CX)(BX*1), Y4, Y3
 	ADDQ        $0x40, BX
 
-gemm1_odd16117:
+gemm1_odd16122:
 	MOVQ        k+56(FP), SI
 	ANDQ        $-8, SI
 	SHLQ        $0x02, SI
 	CMPQ        BX, SI
-	JGE         gemm1_more118
+	JGE         gemm1_more123
 	VMOVUPS     (DX)(BX*1), Y4
 	VFMADD231PS (AX)(BX*1), Y4, Y0
 	VFMADD231PS (CX)(BX*1), Y4, Y1
 
-gemm1_more118:
+gemm1_more123:
 	MOVQ        k+56(FP), BX
 	ANDQ        $0x07, BX
-	JZ          gemm1_pass_done116
+	JZ          gemm1_pass_done120
 	LEAQ        tailmask<>+0(SB), R8
 	MOVQ        $0x00000008, DI
 	SUBQ        BX, DI
@@ -3038,10 +3654,10 @@ gemm1_more118:
 	VMASKMOVPS  (DX)(SI*1), Y4, Y4
 	VFMADD231PS Y5, Y4, Y3
 
-gemm1_pass_done116:
+gemm1_pass_done120:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final119
+	JNZ     gemm1_final124
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -3054,9 +3670,9 @@ gemm1_pass_done116:
 	VMOVUPS Y2, 32(AX)
 	ADDQ    CX, AX
 	VMOVUPS Y3, 32(AX)
-	JMP     gemm1_next120
+	JMP     gemm1_next125
 
-gemm1_final119:
+gemm1_final124:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -3067,11 +3683,11 @@ gemm1_final119:
 	VADDSS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm1_nobias121
+	JZ           gemm1_nobias126
 	MOVQ         8(SP), BX
 	VADDSS       (DX)(BX*1), X0, X0
 
-gemm1_nobias121:
+gemm1_nobias126:
 	VMOVSS       X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       Y3, Y1, Y1
@@ -3081,14 +3697,14 @@ gemm1_nobias121:
 	VADDSS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias122
+	JZ           gemm1_nobias127
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X1, X1
 
-gemm1_nobias122:
+gemm1_nobias127:
 	VMOVSS X1, (AX)
 
-gemm1_next120:
+gemm1_next125:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -3103,9 +3719,9 @@ gemm1_next120:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm1_skip101:
+gemm1_skip105:
 	CMPQ 40(SP), $0x01
-	JL   gemm1_skip123
+	JL   gemm1_skip128
 
 	// 1 rows × 1 tokens
 	MOVQ  56(SP), AX
@@ -3113,37 +3729,37 @@ gemm1_skip101:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm1_cv126
+	JNZ   gemm1_cv131
 
-gemm1_pf124:
+gemm1_pf129:
 	TESTQ      CX, CX
-	JLE        gemm1_pf_done125
+	JLE        gemm1_pf_done130
 	TESTQ      DX, DX
-	JZ         gemm1_pf_done125
+	JZ         gemm1_pf_done130
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm1_pf124
+	JMP        gemm1_pf129
 
-gemm1_cv126:
+gemm1_cv131:
 	MOVQ 72(SP), SI
 
-gemm1_cv_unit127:
+gemm1_cv_unit132:
 	TESTQ      CX, CX
-	JLE        gemm1_cv_done129
+	JLE        gemm1_cv_done134
 	TESTQ      DX, DX
-	JZ         gemm1_cv_done129
+	JZ         gemm1_cv_done134
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm1_cv_h130
+	JE         gemm1_cv_h135
 	CMPQ       BX, $0x02
-	JE         gemm1_cv_bf131
+	JE         gemm1_cv_bf136
 	CMPQ       BX, $0x03
-	JE         gemm1_cv_hm132
-	JMP        gemm1_cv_bfm133
+	JE         gemm1_cv_hm137
+	JMP        gemm1_cv_bfm138
 
-gemm1_cv_h130:
+gemm1_cv_h135:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -3152,9 +3768,9 @@ gemm1_cv_h130:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done128
+	JMP       gemm1_cv_unit_done133
 
-gemm1_cv_bf131:
+gemm1_cv_bf136:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -3167,9 +3783,9 @@ gemm1_cv_bf131:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done128
+	JMP       gemm1_cv_unit_done133
 
-gemm1_cv_hm132:
+gemm1_cv_hm137:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -3185,9 +3801,9 @@ gemm1_cv_hm132:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm1_cv_unit_done128
+	JMP       gemm1_cv_unit_done133
 
-gemm1_cv_bfm133:
+gemm1_cv_bfm138:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -3199,24 +3815,24 @@ gemm1_cv_bfm133:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm1_cv_unit_done128:
+gemm1_cv_unit_done133:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm1_cv_unit127
+	JMP  gemm1_cv_unit132
 
-gemm1_cv_done129:
+gemm1_cv_done134:
 	MOVQ SI, 72(SP)
 
-gemm1_pf_done125:
+gemm1_pf_done130:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
 	MOVQ    (SP), CX
 	MOVQ    seg+88(FP), DX
 	TESTQ   $0x00000001, DX
-	JNZ     gemm1_fresh134
+	JNZ     gemm1_fresh139
 	MOVQ    48(SP), DX
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
@@ -3225,20 +3841,46 @@ gemm1_pf_done125:
 	MOVQ    groups+72(FP), BX
 	SHLQ    $0x06, BX
 	VMOVUPS 32(DX), Y1
-	JMP     gemm1_started135
+	JMP     gemm1_started140
 
-gemm1_fresh134:
+gemm1_fresh139:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 
-gemm1_started135:
+gemm1_started140:
 	XORQ DX, DX
 	MOVQ k+56(FP), BX
-	ANDQ $-32, BX
+	ANDQ $-64, BX
 	SHLQ $0x02, BX
-	JMP  gemm1_check137
+	JMP  gemm1_check142
 
-gemm1_body136:
+gemm1_body141:
+	VMOVUPS     (CX)(DX*1), Y2
+	VFMADD231PS (AX)(DX*1), Y2, Y0
+	VMOVUPS     32(CX)(DX*1), Y2
+	VFMADD231PS 32(AX)(DX*1), Y2, Y1
+	VMOVUPS     64(CX)(DX*1), Y2
+	VFMADD231PS 64(AX)(DX*1), Y2, Y0
+	VMOVUPS     96(CX)(DX*1), Y2
+	VFMADD231PS 96(AX)(DX*1), Y2, Y1
+	VMOVUPS     128(CX)(DX*1), Y2
+	VFMADD231PS 128(AX)(DX*1), Y2, Y0
+	VMOVUPS     160(CX)(DX*1), Y2
+	VFMADD231PS 160(AX)(DX*1), Y2, Y1
+	VMOVUPS     192(CX)(DX*1), Y2
+	VFMADD231PS 192(AX)(DX*1), Y2, Y0
+	VMOVUPS     224(CX)(DX*1), Y2
+	VFMADD231PS 224(AX)(DX*1), Y2, Y1
+	ADDQ        $0x00000100, DX
+
+gemm1_check142:
+	CMPQ        DX, BX
+	JL          gemm1_body141
+	MOVQ        k+56(FP), BX
+	ANDQ        $-32, BX
+	SHLQ        $0x02, BX
+	CMPQ        DX, BX
+	JGE         gemm1_two144
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 	VMOVUPS     32(CX)(DX*1), Y2
@@ -3249,33 +3891,31 @@ gemm1_body136:
 	VFMADD231PS 96(AX)(DX*1), Y2, Y1
 	ADDQ        $0x80, DX
 
-gemm1_check137:
-	CMPQ        DX, BX
-	JL          gemm1_body136
+gemm1_two144:
 	MOVQ        k+56(FP), BX
 	ANDQ        $-16, BX
 	SHLQ        $0x02, BX
 	CMPQ        DX, BX
-	JGE         gemm1_odd16139
+	JGE         gemm1_odd16145
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 	VMOVUPS     32(CX)(DX*1), Y2
 	VFMADD231PS 32(AX)(DX*1), Y2, Y1
 	ADDQ        $0x40, DX
 
-gemm1_odd16139:
+gemm1_odd16145:
 	MOVQ        k+56(FP), BX
 	ANDQ        $-8, BX
 	SHLQ        $0x02, BX
 	CMPQ        DX, BX
-	JGE         gemm1_more140
+	JGE         gemm1_more146
 	VMOVUPS     (CX)(DX*1), Y2
 	VFMADD231PS (AX)(DX*1), Y2, Y0
 
-gemm1_more140:
+gemm1_more146:
 	MOVQ        k+56(FP), DX
 	ANDQ        $0x07, DX
-	JZ          gemm1_pass_done138
+	JZ          gemm1_pass_done143
 	LEAQ        tailmask<>+0(SB), DI
 	MOVQ        $0x00000008, SI
 	SUBQ        DX, SI
@@ -3284,10 +3924,10 @@ gemm1_more140:
 	VMASKMOVPS  (CX)(BX*1), Y2, Y2
 	VFMADD231PS Y3, Y2, Y1
 
-gemm1_pass_done138:
+gemm1_pass_done143:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm1_final141
+	JNZ     gemm1_final147
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
@@ -3296,9 +3936,9 @@ gemm1_pass_done138:
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x06, CX
 	VMOVUPS Y1, 32(AX)
-	JMP     gemm1_next142
+	JMP     gemm1_next148
 
-gemm1_final141:
+gemm1_final147:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -3309,14 +3949,14 @@ gemm1_final141:
 	VADDSS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm1_nobias143
+	JZ           gemm1_nobias149
 	MOVQ         8(SP), DX
 	VADDSS       (CX)(DX*1), X0, X0
 
-gemm1_nobias143:
+gemm1_nobias149:
 	VMOVSS X0, (AX)
 
-gemm1_next142:
+gemm1_next148:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -3329,7 +3969,7 @@ gemm1_next142:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm1_skip123:
+gemm1_skip128:
 	ADDQ $0x04, 8(SP)
 	MOVQ ldw+48(FP), AX
 	SHLQ $0x02, AX
@@ -3528,7 +4168,7 @@ gemm4s_fresh14:
 gemm4s_started15:
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-32, R10
+	ANDQ $-64, R10
 	SHLQ $0x01, R10
 	JMP  gemm4s_check17
 
@@ -3571,16 +4211,100 @@ gemm4s_body16:
 	VFMADD231PS Y12, Y15, Y9
 	VFMADD231PS Y13, Y15, Y10
 	VFMADD231PS Y14, Y15, Y11
-	ADDQ        $0x40, R9
+	VMOVUPS     64(AX)(R9*1), Y12
+	VMOVUPS     64(DX)(R9*1), Y13
+	VMOVUPS     64(CX)(R9*1), Y14
+	VMOVUPS     160(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     160(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     160(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     160(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     96(AX)(R9*1), Y12
+	VMOVUPS     96(DX)(R9*1), Y13
+	VMOVUPS     96(CX)(R9*1), Y14
+	VMOVUPS     224(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     224(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     224(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     224(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x00000080, R9
 
 gemm4s_check17:
 	CMPQ        R9, R10
 	JL          gemm4s_body16
 	MOVQ        k+56(FP), R10
+	ANDQ        $-32, R10
+	SHLQ        $0x01, R10
+	CMPQ        R9, R10
+	JGE         gemm4s_two19
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     32(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     32(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     32(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     32(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     32(AX)(R9*1), Y12
+	VMOVUPS     32(DX)(R9*1), Y13
+	VMOVUPS     32(CX)(R9*1), Y14
+	VMOVUPS     96(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     96(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     96(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     96(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x40, R9
+
+gemm4s_two19:
+	MOVQ        k+56(FP), R10
 	ANDQ        $-16, R10
 	SHLQ        $0x01, R10
 	CMPQ        R9, R10
-	JGE         gemm4s_odd1619
+	JGE         gemm4s_odd1620
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -3602,10 +4326,10 @@ gemm4s_check17:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x20, R9
 
-gemm4s_odd1619:
+gemm4s_odd1620:
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000002, R9
-	JZ      gemm4s_odd_state20
+	JZ      gemm4s_odd_state21
 	VMOVUPS Y0, 80(SP)
 	VMOVUPS Y1, 208(SP)
 	VMOVUPS Y2, 336(SP)
@@ -3618,9 +4342,9 @@ gemm4s_odd1619:
 	VMOVUPS Y9, 176(SP)
 	VMOVUPS Y10, 304(SP)
 	VMOVUPS Y11, 432(SP)
-	JMP     gemm4s_odd_stored21
+	JMP     gemm4s_odd_stored22
 
-gemm4s_odd_state20:
+gemm4s_odd_state21:
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -3639,10 +4363,10 @@ gemm4s_odd_state20:
 	VMOVUPS Y8, 160(R9)
 	VMOVUPS Y11, 224(R9)
 
-gemm4s_odd_stored21:
+gemm4s_odd_stored22:
 	MOVQ    seg+88(FP), R9
 	TESTQ   $0x00000001, R9
-	JNZ     gemm4s_fresh22
+	JNZ     gemm4s_fresh23
 	MOVQ    48(SP), R9
 	MOVQ    groups+72(FP), R10
 	SHLQ    $0x08, R10
@@ -3660,9 +4384,9 @@ gemm4s_odd_stored21:
 	VMOVUPS 64(R9), Y5
 	VMOVUPS 128(R9), Y8
 	VMOVUPS 192(R9), Y11
-	JMP     gemm4s_started23
+	JMP     gemm4s_started24
 
-gemm4s_fresh22:
+gemm4s_fresh23:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -3676,7 +4400,7 @@ gemm4s_fresh22:
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-gemm4s_started23:
+gemm4s_started24:
 	MOVQ k+56(FP), R9
 	SHLQ $0x01, R9
 	LEAQ (AX)(R9*1), AX
@@ -3684,11 +4408,97 @@ gemm4s_started23:
 	LEAQ (CX)(R9*1), CX
 	XORQ R9, R9
 	MOVQ k+56(FP), R10
-	ANDQ $-32, R10
+	ANDQ $-64, R10
 	SHLQ $0x01, R10
-	JMP  gemm4s_check25
+	JMP  gemm4s_check26
 
-gemm4s_body24:
+gemm4s_body25:
+	VMOVUPS     (AX)(R9*1), Y12
+	VMOVUPS     (DX)(R9*1), Y13
+	VMOVUPS     (CX)(R9*1), Y14
+	VMOVUPS     (BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     32(AX)(R9*1), Y12
+	VMOVUPS     32(DX)(R9*1), Y13
+	VMOVUPS     32(CX)(R9*1), Y14
+	VMOVUPS     64(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     64(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     64(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     64(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     64(AX)(R9*1), Y12
+	VMOVUPS     64(DX)(R9*1), Y13
+	VMOVUPS     64(CX)(R9*1), Y14
+	VMOVUPS     128(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     128(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     128(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     128(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	VMOVUPS     96(AX)(R9*1), Y12
+	VMOVUPS     96(DX)(R9*1), Y13
+	VMOVUPS     96(CX)(R9*1), Y14
+	VMOVUPS     192(BX)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     192(DI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     192(R8)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     192(SI)(R9*2), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $0x00000080, R9
+
+gemm4s_check26:
+	CMPQ        R9, R10
+	JL          gemm4s_body25
+	MOVQ        k+56(FP), R10
+	ANDQ        $-32, R10
+	SHLQ        $0x01, R10
+	CMPQ        R9, R10
+	JGE         gemm4s_two28
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -3729,14 +4539,12 @@ gemm4s_body24:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x40, R9
 
-gemm4s_check25:
-	CMPQ        R9, R10
-	JL          gemm4s_body24
+gemm4s_two28:
 	MOVQ        k+56(FP), R10
 	ANDQ        $-16, R10
 	SHLQ        $0x01, R10
 	CMPQ        R9, R10
-	JGE         gemm4s_odd1627
+	JGE         gemm4s_odd1629
 	VMOVUPS     (AX)(R9*1), Y12
 	VMOVUPS     (DX)(R9*1), Y13
 	VMOVUPS     (CX)(R9*1), Y14
@@ -3758,10 +4566,10 @@ gemm4s_check25:
 	VFMADD231PS Y14, Y15, Y11
 	ADDQ        $0x20, R9
 
-gemm4s_odd1627:
+gemm4s_odd1629:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4s_final28
+	JNZ     gemm4s_final30
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -3779,9 +4587,9 @@ gemm4s_odd1627:
 	VMOVUPS Y5, 64(AX)
 	VMOVUPS Y8, 128(AX)
 	VMOVUPS Y11, 192(AX)
-	JMP     gemm4s_next29
+	JMP     gemm4s_next31
 
-gemm4s_final28:
+gemm4s_final30:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -3796,11 +4604,11 @@ gemm4s_final28:
 	VADDPS       X3, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4s_nobias30
+	JZ           gemm4s_nobias32
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4s_nobias30:
+gemm4s_nobias32:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       208(SP), Y1, Y1
@@ -3814,11 +4622,11 @@ gemm4s_nobias30:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4s_nobias31
+	JZ           gemm4s_nobias33
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X1, X1
 
-gemm4s_nobias31:
+gemm4s_nobias33:
 	VMOVUPS      X1, (AX)
 	ADDQ         CX, AX
 	VADDPS       336(SP), Y2, Y2
@@ -3832,14 +4640,14 @@ gemm4s_nobias31:
 	VADDPS       X0, X2, X2
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4s_nobias32
+	JZ           gemm4s_nobias34
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X2, X2
 
-gemm4s_nobias32:
+gemm4s_nobias34:
 	VMOVUPS X2, (AX)
 
-gemm4s_next29:
+gemm4s_next31:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x03, AX, AX
@@ -3857,7 +4665,7 @@ gemm4s_next29:
 
 gemm4s_tokens_done3:
 	CMPQ 40(SP), $0x02
-	JL   gemm4s_skip33
+	JL   gemm4s_skip35
 
 	// 4 rows × 2 tokens
 	MOVQ  56(SP), AX
@@ -3865,37 +4673,37 @@ gemm4s_tokens_done3:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm4s_cv36
+	JNZ   gemm4s_cv38
 
-gemm4s_pf34:
+gemm4s_pf36:
 	TESTQ      CX, CX
-	JLE        gemm4s_pf_done35
+	JLE        gemm4s_pf_done37
 	TESTQ      DX, DX
-	JZ         gemm4s_pf_done35
+	JZ         gemm4s_pf_done37
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4s_pf34
+	JMP        gemm4s_pf36
 
-gemm4s_cv36:
+gemm4s_cv38:
 	MOVQ 72(SP), SI
 
-gemm4s_cv_unit37:
+gemm4s_cv_unit39:
 	TESTQ      CX, CX
-	JLE        gemm4s_cv_done39
+	JLE        gemm4s_cv_done41
 	TESTQ      DX, DX
-	JZ         gemm4s_cv_done39
+	JZ         gemm4s_cv_done41
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm4s_cv_h40
+	JE         gemm4s_cv_h42
 	CMPQ       BX, $0x02
-	JE         gemm4s_cv_bf41
+	JE         gemm4s_cv_bf43
 	CMPQ       BX, $0x03
-	JE         gemm4s_cv_hm42
-	JMP        gemm4s_cv_bfm43
+	JE         gemm4s_cv_hm44
+	JMP        gemm4s_cv_bfm45
 
-gemm4s_cv_h40:
+gemm4s_cv_h42:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -3904,9 +4712,9 @@ gemm4s_cv_h40:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4s_cv_unit_done38
+	JMP       gemm4s_cv_unit_done40
 
-gemm4s_cv_bf41:
+gemm4s_cv_bf43:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -3919,9 +4727,9 @@ gemm4s_cv_bf41:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4s_cv_unit_done38
+	JMP       gemm4s_cv_unit_done40
 
-gemm4s_cv_hm42:
+gemm4s_cv_hm44:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -3937,9 +4745,9 @@ gemm4s_cv_hm42:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4s_cv_unit_done38
+	JMP       gemm4s_cv_unit_done40
 
-gemm4s_cv_bfm43:
+gemm4s_cv_bfm45:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -3951,17 +4759,17 @@ gemm4s_cv_bfm43:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm4s_cv_unit_done38:
+gemm4s_cv_unit_done40:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm4s_cv_unit37
+	JMP  gemm4s_cv_unit39
 
-gemm4s_cv_done39:
+gemm4s_cv_done41:
 	MOVQ SI, 72(SP)
 
-gemm4s_pf_done35:
+gemm4s_pf_done37:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -3976,7 +4784,7 @@ gemm4s_pf_done35:
 	LEAQ    (DI)(BX*1), BX
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4s_fresh44
+	JNZ     gemm4s_fresh46
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -3989,9 +4797,9 @@ gemm4s_pf_done35:
 	VMOVUPS 96(R8), Y3
 	VMOVUPS 160(R8), Y5
 	VMOVUPS 224(R8), Y7
-	JMP     gemm4s_started45
+	JMP     gemm4s_started47
 
-gemm4s_fresh44:
+gemm4s_fresh46:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4001,14 +4809,80 @@ gemm4s_fresh44:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4s_started45:
+gemm4s_started47:
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-32, R9
+	ANDQ $-64, R9
 	SHLQ $0x01, R9
-	JMP  gemm4s_check47
+	JMP  gemm4s_check49
 
-gemm4s_body46:
+gemm4s_body48:
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     32(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     32(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     32(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     32(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*1), Y9
+	VMOVUPS     96(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     96(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     96(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     96(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     64(AX)(R8*1), Y8
+	VMOVUPS     64(CX)(R8*1), Y9
+	VMOVUPS     160(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     160(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     160(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     160(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     96(AX)(R8*1), Y8
+	VMOVUPS     96(CX)(R8*1), Y9
+	VMOVUPS     224(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     224(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     224(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     224(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x00000080, R8
+
+gemm4s_check49:
+	CMPQ        R8, R9
+	JL          gemm4s_body48
+	MOVQ        k+56(FP), R9
+	ANDQ        $-32, R9
+	SHLQ        $0x01, R9
+	CMPQ        R8, R9
+	JGE         gemm4s_two51
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*2), Y10
@@ -4039,14 +4913,12 @@ gemm4s_body46:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4s_check47:
-	CMPQ        R8, R9
-	JL          gemm4s_body46
+gemm4s_two51:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x01, R9
 	CMPQ        R8, R9
-	JGE         gemm4s_odd1649
+	JGE         gemm4s_odd1652
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     32(DX)(R8*2), Y10
@@ -4063,10 +4935,10 @@ gemm4s_check47:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x20, R8
 
-gemm4s_odd1649:
+gemm4s_odd1652:
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000002, R8
-	JZ      gemm4s_odd_state50
+	JZ      gemm4s_odd_state53
 	VMOVUPS Y0, 80(SP)
 	VMOVUPS Y1, 208(SP)
 	VMOVUPS Y2, 112(SP)
@@ -4075,9 +4947,9 @@ gemm4s_odd1649:
 	VMOVUPS Y5, 272(SP)
 	VMOVUPS Y6, 176(SP)
 	VMOVUPS Y7, 304(SP)
-	JMP     gemm4s_odd_stored51
+	JMP     gemm4s_odd_stored54
 
-gemm4s_odd_state50:
+gemm4s_odd_state53:
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -4091,10 +4963,10 @@ gemm4s_odd_state50:
 	VMOVUPS Y5, 160(R8)
 	VMOVUPS Y7, 224(R8)
 
-gemm4s_odd_stored51:
+gemm4s_odd_stored54:
 	MOVQ    seg+88(FP), R8
 	TESTQ   $0x00000001, R8
-	JNZ     gemm4s_fresh52
+	JNZ     gemm4s_fresh55
 	MOVQ    48(SP), R8
 	MOVQ    groups+72(FP), R9
 	SHLQ    $0x08, R9
@@ -4107,9 +4979,9 @@ gemm4s_odd_stored51:
 	VMOVUPS 64(R8), Y3
 	VMOVUPS 128(R8), Y5
 	VMOVUPS 192(R8), Y7
-	JMP     gemm4s_started53
+	JMP     gemm4s_started56
 
-gemm4s_fresh52:
+gemm4s_fresh55:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4119,18 +4991,84 @@ gemm4s_fresh52:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4s_started53:
+gemm4s_started56:
 	MOVQ k+56(FP), R8
 	SHLQ $0x01, R8
 	LEAQ (AX)(R8*1), AX
 	LEAQ (CX)(R8*1), CX
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-32, R9
+	ANDQ $-64, R9
 	SHLQ $0x01, R9
-	JMP  gemm4s_check55
+	JMP  gemm4s_check58
 
-gemm4s_body54:
+gemm4s_body57:
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     (CX)(R8*1), Y9
+	VMOVUPS     (DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*1), Y9
+	VMOVUPS     64(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     64(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     64(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     64(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     64(AX)(R8*1), Y8
+	VMOVUPS     64(CX)(R8*1), Y9
+	VMOVUPS     128(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     128(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     128(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     128(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	VMOVUPS     96(AX)(R8*1), Y8
+	VMOVUPS     96(CX)(R8*1), Y9
+	VMOVUPS     192(DX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     192(SI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     192(DI)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     192(BX)(R8*2), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x00000080, R8
+
+gemm4s_check58:
+	CMPQ        R8, R9
+	JL          gemm4s_body57
+	MOVQ        k+56(FP), R9
+	ANDQ        $-32, R9
+	SHLQ        $0x01, R9
+	CMPQ        R8, R9
+	JGE         gemm4s_two60
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*2), Y10
@@ -4161,14 +5099,12 @@ gemm4s_body54:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x40, R8
 
-gemm4s_check55:
-	CMPQ        R8, R9
-	JL          gemm4s_body54
+gemm4s_two60:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x01, R9
 	CMPQ        R8, R9
-	JGE         gemm4s_odd1657
+	JGE         gemm4s_odd1661
 	VMOVUPS     (AX)(R8*1), Y8
 	VMOVUPS     (CX)(R8*1), Y9
 	VMOVUPS     (DX)(R8*2), Y10
@@ -4185,10 +5121,10 @@ gemm4s_check55:
 	VFMADD231PS Y9, Y10, Y7
 	ADDQ        $0x20, R8
 
-gemm4s_odd1657:
+gemm4s_odd1661:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4s_final58
+	JNZ     gemm4s_final62
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -4201,9 +5137,9 @@ gemm4s_odd1657:
 	VMOVUPS Y3, 64(AX)
 	VMOVUPS Y5, 128(AX)
 	VMOVUPS Y7, 192(AX)
-	JMP     gemm4s_next59
+	JMP     gemm4s_next63
 
-gemm4s_final58:
+gemm4s_final62:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -4218,11 +5154,11 @@ gemm4s_final58:
 	VADDPS       X2, X0, X0
 	MOVQ         bias+64(FP), DX
 	TESTQ        DX, DX
-	JZ           gemm4s_nobias60
+	JZ           gemm4s_nobias64
 	MOVQ         8(SP), BX
 	VADDPS       (DX)(BX*1), X0, X0
 
-gemm4s_nobias60:
+gemm4s_nobias64:
 	VMOVUPS      X0, (AX)
 	ADDQ         CX, AX
 	VADDPS       208(SP), Y1, Y1
@@ -4236,14 +5172,14 @@ gemm4s_nobias60:
 	VADDPS       X0, X1, X1
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4s_nobias61
+	JZ           gemm4s_nobias65
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X1, X1
 
-gemm4s_nobias61:
+gemm4s_nobias65:
 	VMOVUPS X1, (AX)
 
-gemm4s_next59:
+gemm4s_next63:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x02, AX, AX
@@ -4258,9 +5194,9 @@ gemm4s_next59:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x02, 40(SP)
 
-gemm4s_skip33:
+gemm4s_skip35:
 	CMPQ 40(SP), $0x01
-	JL   gemm4s_skip62
+	JL   gemm4s_skip66
 
 	// 4 rows × 1 tokens
 	MOVQ  56(SP), AX
@@ -4268,37 +5204,37 @@ gemm4s_skip33:
 	MOVQ  pfl+112(FP), DX
 	MOVQ  kind+128(FP), BX
 	TESTQ BX, BX
-	JNZ   gemm4s_cv65
+	JNZ   gemm4s_cv69
 
-gemm4s_pf63:
+gemm4s_pf67:
 	TESTQ      CX, CX
-	JLE        gemm4s_pf_done64
+	JLE        gemm4s_pf_done68
 	TESTQ      DX, DX
-	JZ         gemm4s_pf_done64
+	JZ         gemm4s_pf_done68
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
 	SUBQ       $0x40, CX
 	DECQ       DX
-	JMP        gemm4s_pf63
+	JMP        gemm4s_pf67
 
-gemm4s_cv65:
+gemm4s_cv69:
 	MOVQ 72(SP), SI
 
-gemm4s_cv_unit66:
+gemm4s_cv_unit70:
 	TESTQ      CX, CX
-	JLE        gemm4s_cv_done68
+	JLE        gemm4s_cv_done72
 	TESTQ      DX, DX
-	JZ         gemm4s_cv_done68
+	JZ         gemm4s_cv_done72
 	PREFETCHT0 512(AX)
 	CMPQ       BX, $0x01
-	JE         gemm4s_cv_h69
+	JE         gemm4s_cv_h73
 	CMPQ       BX, $0x02
-	JE         gemm4s_cv_bf70
+	JE         gemm4s_cv_bf74
 	CMPQ       BX, $0x03
-	JE         gemm4s_cv_hm71
-	JMP        gemm4s_cv_bfm72
+	JE         gemm4s_cv_hm75
+	JMP        gemm4s_cv_bfm76
 
-gemm4s_cv_h69:
+gemm4s_cv_h73:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VCVTPH2PS 32(AX), Y2
@@ -4307,9 +5243,9 @@ gemm4s_cv_h69:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4s_cv_unit_done67
+	JMP       gemm4s_cv_unit_done71
 
-gemm4s_cv_bf70:
+gemm4s_cv_bf74:
 	VPMOVZXWD (AX), Y0
 	VPSLLD    $0x10, Y0, Y0
 	VPMOVZXWD 16(AX), Y1
@@ -4322,9 +5258,9 @@ gemm4s_cv_bf70:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4s_cv_unit_done67
+	JMP       gemm4s_cv_unit_done71
 
-gemm4s_cv_hm71:
+gemm4s_cv_hm75:
 	VCVTPH2PS (AX), Y0
 	VCVTPH2PS 16(AX), Y1
 	VMOVDQU   32(AX), Y3
@@ -4340,9 +5276,9 @@ gemm4s_cv_hm71:
 	VMOVUPS   Y1, 32(SI)
 	VMOVUPS   Y2, 64(SI)
 	VMOVUPS   Y3, 96(SI)
-	JMP       gemm4s_cv_unit_done67
+	JMP       gemm4s_cv_unit_done71
 
-gemm4s_cv_bfm72:
+gemm4s_cv_bfm76:
 	VMOVDQU (AX), Y1
 	VPSLLD  $0x10, Y1, Y0
 	VPAND   hiwords<>+0(SB), Y1, Y1
@@ -4354,17 +5290,17 @@ gemm4s_cv_bfm72:
 	VMOVUPS Y2, 64(SI)
 	VMOVUPS Y3, 96(SI)
 
-gemm4s_cv_unit_done67:
+gemm4s_cv_unit_done71:
 	ADDQ $0x40, AX
 	SUBQ $0x40, CX
 	ADDQ $0x00000080, SI
 	DECQ DX
-	JMP  gemm4s_cv_unit66
+	JMP  gemm4s_cv_unit70
 
-gemm4s_cv_done68:
+gemm4s_cv_done72:
 	MOVQ SI, 72(SP)
 
-gemm4s_pf_done64:
+gemm4s_pf_done68:
 	MOVQ    AX, 56(SP)
 	MOVQ    CX, 64(SP)
 	MOVQ    24(SP), AX
@@ -4376,7 +5312,7 @@ gemm4s_pf_done64:
 	LEAQ    (SI)(DX*1), DX
 	MOVQ    seg+88(FP), DI
 	TESTQ   $0x00000001, DI
-	JNZ     gemm4s_fresh73
+	JNZ     gemm4s_fresh77
 	MOVQ    48(SP), DI
 	MOVQ    groups+72(FP), R8
 	SHLQ    $0x08, R8
@@ -4391,9 +5327,9 @@ gemm4s_pf_done64:
 	VMOVUPS 96(DI), Y5
 	VMOVUPS 160(DI), Y6
 	VMOVUPS 224(DI), Y7
-	JMP     gemm4s_started74
+	JMP     gemm4s_started78
 
-gemm4s_fresh73:
+gemm4s_fresh77:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4403,17 +5339,99 @@ gemm4s_fresh73:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 
-gemm4s_started74:
+gemm4s_started78:
 	MOVQ k+56(FP), DI
 	SHLQ $0x01, DI
 	LEAQ (AX)(DI*1), DI
 	XORQ R8, R8
 	MOVQ k+56(FP), R9
-	ANDQ $-32, R9
+	ANDQ $-64, R9
 	SHLQ $0x01, R9
-	JMP  gemm4s_check76
+	JMP  gemm4s_check80
 
-gemm4s_body75:
+gemm4s_body79:
+	VMOVUPS     (DI)(R8*1), Y8
+	VMOVUPS     (CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     (BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     (SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     (DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     (AX)(R8*1), Y8
+	VMOVUPS     32(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     32(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     32(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     32(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     32(DI)(R8*1), Y8
+	VMOVUPS     64(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     64(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     64(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     64(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     32(AX)(R8*1), Y8
+	VMOVUPS     96(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     96(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     96(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     96(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     64(DI)(R8*1), Y8
+	VMOVUPS     128(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     128(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     128(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     128(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     64(AX)(R8*1), Y8
+	VMOVUPS     160(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     160(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     160(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     160(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y7
+	VMOVUPS     96(DI)(R8*1), Y8
+	VMOVUPS     192(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y0
+	VMOVUPS     192(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y1
+	VMOVUPS     192(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y2
+	VMOVUPS     192(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y3
+	VMOVUPS     96(AX)(R8*1), Y8
+	VMOVUPS     224(CX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y4
+	VMOVUPS     224(BX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y5
+	VMOVUPS     224(SI)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y6
+	VMOVUPS     224(DX)(R8*2), Y9
+	VFMADD231PS Y8, Y9, Y7
+	ADDQ        $0x00000080, R8
+
+gemm4s_check80:
+	CMPQ        R8, R9
+	JL          gemm4s_body79
+	MOVQ        k+56(FP), R9
+	ANDQ        $-32, R9
+	SHLQ        $0x01, R9
+	CMPQ        R8, R9
+	JGE         gemm4s_two82
 	VMOVUPS     (DI)(R8*1), Y8
 	VMOVUPS     (CX)(R8*2), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -4452,14 +5470,12 @@ gemm4s_body75:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x40, R8
 
-gemm4s_check76:
-	CMPQ        R8, R9
-	JL          gemm4s_body75
+gemm4s_two82:
 	MOVQ        k+56(FP), R9
 	ANDQ        $-16, R9
 	SHLQ        $0x01, R9
 	CMPQ        R8, R9
-	JGE         gemm4s_odd1678
+	JGE         gemm4s_odd1683
 	VMOVUPS     (DI)(R8*1), Y8
 	VMOVUPS     (CX)(R8*2), Y9
 	VFMADD231PS Y8, Y9, Y0
@@ -4480,10 +5496,10 @@ gemm4s_check76:
 	VFMADD231PS Y8, Y9, Y7
 	ADDQ        $0x20, R8
 
-gemm4s_odd1678:
+gemm4s_odd1683:
 	MOVQ    seg+88(FP), AX
 	TESTQ   $0x00000002, AX
-	JNZ     gemm4s_final79
+	JNZ     gemm4s_final84
 	MOVQ    48(SP), AX
 	MOVQ    groups+72(FP), CX
 	SHLQ    $0x08, CX
@@ -4498,9 +5514,9 @@ gemm4s_odd1678:
 	VMOVUPS Y5, 96(AX)
 	VMOVUPS Y6, 160(AX)
 	VMOVUPS Y7, 224(AX)
-	JMP     gemm4s_next80
+	JMP     gemm4s_next85
 
-gemm4s_final79:
+gemm4s_final84:
 	MOVQ         32(SP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -4515,14 +5531,14 @@ gemm4s_final79:
 	VADDPS       X1, X0, X0
 	MOVQ         bias+64(FP), CX
 	TESTQ        CX, CX
-	JZ           gemm4s_nobias81
+	JZ           gemm4s_nobias86
 	MOVQ         8(SP), DX
 	VADDPS       (CX)(DX*1), X0, X0
 
-gemm4s_nobias81:
+gemm4s_nobias86:
 	VMOVUPS X0, (AX)
 
-gemm4s_next80:
+gemm4s_next85:
 	MOVQ   ldd+8(FP), AX
 	SHLQ   $0x02, AX
 	IMUL3Q $0x01, AX, AX
@@ -4535,7 +5551,7 @@ gemm4s_next80:
 	ADDQ   AX, 48(SP)
 	SUBQ   $0x01, 40(SP)
 
-gemm4s_skip62:
+gemm4s_skip66:
 	ADDQ   $0x10, 8(SP)
 	MOVQ   ldw+48(FP), AX
 	SHLQ   $0x02, AX
