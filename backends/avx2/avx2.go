@@ -159,7 +159,7 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 
 // splitInputs reports whether a GEMM on rows of k columns (k the columns the GEMM
 // sums) takes the tokens' inputs split (gemm4s): on at least splitMinRows rows of whole
-// 16-column steps, longer than gemmSeg, or at least 2k rows of them. At T = 128, on
+// 16-column steps, longer than splitMinK, or at least 2k rows of them. At T = 128, on
 // 2048 and 3072 columns it gains 1–15%; on 768 columns 0–9% with 2048 and 3072 rows,
 // from −3 to +2% with 768. The split costs a copy of the inputs, T·k floats, which
 // fewer rows would not repay. Splitting from k rows on (768 × 768) measured from −4 to
@@ -167,8 +167,11 @@ func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Ma
 // (2048 and 3072 columns), a gemmSeg of 512, 16 rather than gemmStateRows rows per GEMM
 // call on longer rows, nor blocks of 6–12 tokens taken over many rows at a time (slower).
 func splitInputs(k, rows int) bool {
-	return k%16 == 0 && rows >= splitMinRows && (k > gemmSeg || rows >= 2*k)
+	return k%16 == 0 && rows >= splitMinRows && (k > splitMinK || rows >= 2*k)
 }
+
+// splitMinK is the columns past which splitInputs splits the inputs whatever the rows.
+const splitMinK = 1024
 
 // splitMinRows is the fewest rows splitInputs splits the inputs for.
 const splitMinRows = 16
@@ -185,7 +188,7 @@ func splitX(dst, x []float32) {
 
 // splitXInPlace is splitX(x, x).
 func splitXInPlace(x []float32) {
-	var tmp [gemmSeg]float32
+	var tmp [gemmSegMax]float32
 	for k0 := 0; k0 < len(x); k0 += gemmSeg {
 		k1 := min(k0+gemmSeg, len(x))
 		copy(tmp[:], x[k0:k1])
@@ -214,14 +217,33 @@ const gemmPrefetchLines = 12
 // scratch.
 const gemmChunkBytes = 128 << 10
 
-// gemmSeg is the column segment of the GEMM on longer rows: four rows and three tokens'
-// inputs, 28 KiB, then stay in L1 for the micro-kernel's second pass over them. The
-// accumulators go to scratch between segments, so the sums are the same.
-const gemmSeg = 1024
+// gemmSeg is the column segment of the GEMM on longer rows: 1024, where four rows and
+// three tokens' inputs, 28 KiB, then stay in L1 for the micro-kernel's second pass over
+// them; or, on cores whose L1d holds at least 48 KiB (gemmSegFor), 2048: rows that long
+// take the inputs split (splitInputs), each pass reading only its half of them, so only
+// the four rows (32 KiB) need stay in L1 from one block of tokens to the next, and rows
+// of 2048 columns go whole (no accumulators to scratch and back, four rows a call). The
+// accumulators go to scratch between segments, so the sums are the same either way.
+// Measured on a Sapphire Rapids-class Xeon (48 KiB L1d) as AVX2-only, BenchmarkPrefill
+// at T = 128, 1024 → 2048: K2048_N768 f32 77–79 → 81–91 %peak, f16 77–82 → 78–83, bf16
+// 70–78 → 80–86; K3072_N768 72–74 → 72–75 (f32). Not measured on Zen 5 (48 KiB too);
+// Zen 1's 32 KiB keeps 1024.
+var gemmSeg = gemmSegFor(cpuid.CPU.Cache.L1D)
+
+// gemmSegMax is the longest gemmSeg.
+const gemmSegMax = 2048
+
+// gemmSegFor returns gemmSeg for an L1d of l1d bytes (0 when unknown).
+func gemmSegFor(l1d int) int {
+	if l1d >= 48<<10 {
+		return gemmSegMax
+	}
+	return 1024
+}
 
 // gemmStateRows bounds the rows of one gemm4 call on rows longer than gemmSeg, whose
 // accumulators (16 floats per row and token) are kept in scratch between segments.
-const gemmStateRows = gemmChunkBytes / (4 * gemmSeg)
+var gemmStateRows = gemmChunkBytes / (4 * gemmSeg)
 
 // gemmStateFloats is the scratch gemmRows needs for T tokens on rows of k columns.
 func gemmStateFloats(T, k int) int {

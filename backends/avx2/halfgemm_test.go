@@ -19,8 +19,12 @@ import (
 // are still the bits it gets alone (T = 1), for row ranges that take one chunk, several,
 // and a part of one, with and without bias, on rows shorter and longer than a segment
 // (there, and on rows of 32 columns, with the inputs split for gemm4s on whole blocks of
-// four rows).
+// four rows); with either gemmSeg.
 func TestMatMulHalfWidenInGEMM(t *testing.T) {
+	withGemmSegs(t, testMatMulHalfWidenInGEMM)
+}
+
+func testMatMulHalfWidenInGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	for _, c := range []struct {
 		dt   dtype.DType

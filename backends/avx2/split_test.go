@@ -14,8 +14,23 @@ import (
 // long rows, or at least twice as many rows as columns) gives every token the bits it
 // gets alone (T = 1), over row ranges with and without rows%4 left over (gemm1, on the
 // inputs as they are), with and without bias; and splitX lays a token out as gemm4s
-// reads it.
+// reads it; with either gemmSeg.
 func TestMatMulSplitInputs(t *testing.T) {
+	withGemmSegs(t, testMatMulSplitInputs)
+}
+
+// withGemmSegs runs f with each gemmSeg gemmSegFor chooses, whatever this CPU's L1d.
+func withGemmSegs(t *testing.T, f func(t *testing.T)) {
+	seg, rows := gemmSeg, gemmStateRows
+	defer func() { gemmSeg, gemmStateRows = seg, rows }()
+	for _, l1d := range []int{32 << 10, 48 << 10} {
+		gemmSeg = gemmSegFor(l1d)
+		gemmStateRows = gemmChunkBytes / (4 * gemmSeg)
+		t.Run(fmt.Sprintf("seg%d", gemmSeg), f)
+	}
+}
+
+func testMatMulSplitInputs(t *testing.T) {
 	x := make([]float32, 2080)
 	for i := range x {
 		x[i] = float32(i)
@@ -41,7 +56,7 @@ func TestMatMulSplitInputs(t *testing.T) {
 	}
 
 	r := rand.New(rand.NewPCG(7, 7))
-	for _, c := range []struct{ rows, cols int }{{75, 32}, {100, 48}, {20, 1040}, {19, 2048}, {18, 1056}} {
+	for _, c := range []struct{ rows, cols int }{{75, 32}, {100, 48}, {20, 1040}, {19, 2048}, {18, 1056}, {22, 2080}} {
 		rows, n := c.rows, c.cols
 		if !splitInputs(n, rows-2) {
 			t.Fatalf("%d×%d: not split", rows, n)

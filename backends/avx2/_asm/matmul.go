@@ -17,6 +17,10 @@ func genMatMul() {
 	genMatVecSpread()
 }
 
+// gemmUnrollYMM is how many 16-column steps genGemm's column loop takes an iteration
+// (2 or 4).
+var gemmUnrollYMM = 4
+
 // genGemm emits a kernel for groups of R consecutive weight rows against all T tokens,
 // Tb tokens at a time (then Tb-1, ..., 1 for the remainder). Every (row, token) dot
 // product is summed exactly as matvec sums a row — over every 16 columns the even
@@ -55,11 +59,9 @@ func genMatMul() {
 // already take); prefetching the next block of tokens' inputs to L1 inside the loop
 // (10–20% slower); prefetching only the first 8 lines of each input stream the next
 // pass reads, once per pass (4–9% faster for the kernel alone on 768 columns, from −11
-// to +5% in MatMul).
-// gemmUnrollYMM is how many 16-column steps genGemm's column loop takes an iteration
-// (2 or 4).
-var gemmUnrollYMM = 4
-
+// to +5% in MatMul); the next f32 rows' prefetches as PREFETCHT1 rather than PREFETCHT0
+// (they are used a call later, after the inputs have streamed through L1: every f32
+// shape's %peak unchanged within ±2 points).
 func genGemm(name string, R, Tb int, split bool) {
 	doc := []string{
 		name + " computes, for r < " + itoa(R) + "·groups (groups ≥ 1) and t < T,",
