@@ -84,8 +84,8 @@ func scratchFor(who string, scratch kernels.Scratch, n int) []float32 {
 // once, as four long sequential streams (see mv). T > 1 runs a 4-row × 3-token
 // register-blocked micro-kernel (gemm4; gemm1 for the rows%4 left over) over each block
 // of four rows and all tokens, so each weight row is read from memory once while the
-// inputs (T·Cols floats) stay in L2/L3; rows longer than 1024 columns go a segment of
-// 1024 at a time, their accumulators kept in scratch in between (gemmRows); long rows,
+// inputs (T·Cols floats) stay in L2/L3; rows longer than gemmSeg (1024 or 2048) columns go a
+// segment at a time, their accumulators kept in scratch in between (gemmRows); long rows,
 // or many, take the tokens' inputs split in scratch into odd and even vectors (gemm4s,
 // splitInputs). While it multiplies a chunk of rows, the kernel prefetches the next
 // chunk's weights, a few cache lines per block of tokens: the weights come from memory
@@ -225,8 +225,8 @@ const gemmChunkBytes = 128 << 10
 // of 2048 columns go whole (no accumulators to scratch and back, four rows a call). The
 // accumulators go to scratch between segments, so the sums are the same either way.
 // Measured on a Sapphire Rapids-class Xeon (48 KiB L1d) as AVX2-only, BenchmarkPrefill
-// at T = 128, 1024 → 2048: K2048_N768 f32 77–79 → 81–91 %peak, f16 77–82 → 78–83, bf16
-// 70–78 → 80–86; K3072_N768 72–74 → 72–75 (f32). Not measured on Zen 5 (48 KiB too);
+// at T = 128, 1024 → 2048: K2048_N768 f32 78–81 → 79–83 %peak, f16 75–80 → 80–82, bf16
+// 74–79 → 79–84; K3072_N768 within the spread; a prefill 0–3% faster. Not measured on Zen 5 (48 KiB too);
 // Zen 1's 32 KiB keeps 1024.
 var gemmSeg = gemmSegFor(cpuid.CPU.Cache.L1D)
 
