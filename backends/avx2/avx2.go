@@ -227,7 +227,8 @@ const gemmChunkBytes = 128 << 10
 // Measured on a Sapphire Rapids-class Xeon (48 KiB L1d) as AVX2-only, BenchmarkPrefill
 // at T = 128, 1024 → 2048: K2048_N768 f32 78–81 → 79–83 %peak, f16 75–80 → 80–82, bf16
 // 74–79 → 79–84; K3072_N768 within the spread; a prefill 0–3% faster. Not measured on Zen 5 (48 KiB too);
-// Zen 1's 32 KiB keeps 1024.
+// Zen 1's 32 KiB keeps 1024. Tried, no gain: segments of equal length (3072 columns in
+// 1536 + 1536 rather than 2048 + 1024: K3072_N768 72–78 → 72–81 %peak, the same).
 var gemmSeg = gemmSegFor(cpuid.CPU.Cache.L1D)
 
 // gemmSegMax is the longest gemmSeg.
