@@ -148,7 +148,18 @@ func (k Kernels) matMulF32(dst []float32, ld int, x, xp []float32, T int, w *ker
 // 137.7 → 144.5 GFLOP/s, 3072 columns 126.5 → 136.5 (against x as it is, rows padded
 // and chunks taking their own rows from memory). Either prefetch alone gained nothing:
 // x part by part without the next chunk's rows (-1–2%), the next chunk's rows with x as
-// it is (-1–3%): the first block of each chunk waits for memory either way.
+// it is (-1–3%): the first block of each chunk waits for memory either way. At T = 16,
+// 32 and 64 it was as fast or up to 5% faster.
+//
+// Tried there, no gain: each chunk's rows copied into scratch halfPad floats apart (so
+// that a tile's 4 rows, 8 KiB apart at 2048 columns, do not share L1 sets) before
+// gemmBlockParts, with or without the next chunk prefetched, parts of 16 or 24 KiB:
+// 3–8% slower (the copy costs more than the sets gain); parts of 16, 20, 36 or 48 KiB
+// of inputs rather than f32BlockPartBytes (2–9% slower; 48 KiB is one part at 2048
+// columns); the tokens of a part cols apart rather than a line more (1% slower). With
+// one token's inputs for all (ldx 0) and one chunk's rows for all (both in cache) the
+// GEMM ran at 157–159 GFLOP/s, as on 768-column rows, against 137/126 before this and
+// 143/135 with it (2048/3072 columns).
 func f32BlockGEMM(dst []float32, ld int, x, xp []float32, T int, wf []float32, rows, n int, bias []float32, r0, r1 int) {
 	_, cols := partsOf(n, f32BlockPartBytes)
 	pw := f32PartPitch(cols)
