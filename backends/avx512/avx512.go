@@ -156,7 +156,9 @@ func (k Kernels) matMulF32(dst []float32, ld int, x, xp []float32, T int, w *ker
 // gemmBlockParts, with or without the next chunk prefetched, parts of 16 or 24 KiB:
 // 3–8% slower (the copy costs more than the sets gain); parts of 16, 20, 36 or 48 KiB
 // of inputs rather than f32BlockPartBytes (2–9% slower; 48 KiB is one part at 2048
-// columns); the tokens of a part cols apart rather than a line more (1% slower). With
+// columns); the tokens of a part cols apart rather than a line more (1% slower); the
+// first chunk's first block of tokens prefetching its own rows (gemm4x6p), on 24
+// matrices in turn so that the weights come from memory (within 1%). With
 // one token's inputs for all (ldx 0) and one chunk's rows for all (both in cache) the
 // GEMM ran at 157–159 GFLOP/s, as on 768-column rows, against 137/126 before this and
 // 143/135 with it (2048/3072 columns).
