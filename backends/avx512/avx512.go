@@ -61,9 +61,10 @@ func (k Kernels) ScratchSize(T, cols int) int {
 // T = 1 gemv4s, four rows a quarter of the matrix apart (four long streams for the
 // prefetchers). Each (row, token) sum is taken exactly as avx2's
 // MatMul takes it, so the results are avx2's bit for bit — in particular a token's
-// results do not depend on T nor on the row split. For T > 8 and rows a multiple of 512
-// columns, x is first copied into scratch a line further apart when scratch holds it
-// (see halfPad). f16 and bf16 weights (Cols ≥ 8) go to matMulHalf, other weight types
+// results do not depend on T nor on the row split. For T > 8, x is first laid out in
+// scratch when scratch holds it: on rows long enough for gemmBlockParts part by part
+// (f32PartsX, for f32BlockGEMM), else on rows a multiple of 512 columns a line further
+// apart (see halfPad). f16 and bf16 weights (Cols ≥ 8) go to matMulHalf, other weight types
 // to avx2.
 func (k Kernels) MatMul(dst []float32, ld int, x []float32, T int, w *kernels.Mat, bias []float32, r0, r1 int, scratch kernels.Scratch) {
 	if (w.DType == dtype.F16 || w.DType == dtype.BF16) && w.Cols >= 8 {
@@ -104,6 +105,20 @@ func (k Kernels) matMulF32(dst []float32, ld int, x, xp []float32, T int, w *ker
 		}
 		return
 	}
+	if f32Parts(T, n) {
+		// x part by part (in xp, else here in scratch when it has room): every row
+		// range with xp, as xp is laid out so, and any shorter than a tile (gemm1x8 alone,
+		// on x as it is).
+		xs := xp
+		if need := T * f32PartsRow(n); xs == nil && r1-r0 >= 4 && len(scratch) >= need {
+			xs = scratch[:need]
+			f32PartsX(xs, x, T, n, 0, T)
+		}
+		if xs != nil || r1-r0 < 4 {
+			f32BlockGEMM(dst, ld, x, xs, T, wf, w.Rows, n, bias, r0, r1)
+			return
+		}
+	}
 	xs, ldx := x, n
 	if padRows(T, n) {
 		// Rows a multiple of 2 KiB long: the tokens a GEMM step loads would share L1
@@ -119,6 +134,53 @@ func (k Kernels) matMulF32(dst []float32, ld int, x, xp []float32, T int, w *ker
 		}
 	}
 	gemmRows(dst[r0:], ld, xs, ldx, T, wf[r0*n:], n, n, from(bias, r0), r1-r0)
+}
+
+// f32BlockGEMM is matMulF32 for f32Parts, with x laid out by f32PartsX in xp: chunks of
+// rows (longChunkBytes, as gemmBlockParts cuts them) through gemmBlockParts, each
+// prefetching over its blocks of tokens the next chunk's rows from memory (after the
+// last, the rows after r1: the start of the range the caller, a thread of a row split,
+// is likely to take next) and each call the next call's inputs (one run, as on f16
+// rows); gemm1x8 on x as it is for the rows%4 left over. The sums are gemmRows' (the
+// same kernels, whole 16-column steps a part), so the results are avx2's bits.
+//
+// On a Sapphire Rapids-class Xeon, one thread, T = 128, the GEMM alone: 2048 columns
+// 137.7 → 144.5 GFLOP/s, 3072 columns 126.5 → 136.5 (against x as it is, rows padded
+// and chunks taking their own rows from memory). Either prefetch alone gained nothing:
+// x part by part without the next chunk's rows (-1–2%), the next chunk's rows with x as
+// it is (-1–3%): the first block of each chunk waits for memory either way. At T = 16,
+// 32 and 64 it was as fast or up to 5% faster.
+//
+// Tried there, no gain: each chunk's rows copied into scratch halfPad floats apart (so
+// that a tile's 4 rows, 8 KiB apart at 2048 columns, do not share L1 sets) before
+// gemmBlockParts, with or without the next chunk prefetched, parts of 16 or 24 KiB:
+// 3–8% slower (the copy costs more than the sets gain); parts of 16, 20, 36 or 48 KiB
+// of inputs rather than f32BlockPartBytes (2–9% slower; 48 KiB is one part at 2048
+// columns); the tokens of a part cols apart rather than a line more (1% slower); the
+// first chunk's first block of tokens prefetching its own rows (gemm4x6p), on 24
+// matrices in turn so that the weights come from memory (within 1%). With
+// one token's inputs for all (ldx 0) and one chunk's rows for all (both in cache) the
+// GEMM ran at 157–159 GFLOP/s, as on 768-column rows, against 137/126 before this and
+// 143/135 with it (2048/3072 columns).
+func f32BlockGEMM(dst []float32, ld int, x, xp []float32, T int, wf []float32, rows, n int, bias []float32, r0, r1 int) {
+	_, cols := partsOf(n, f32BlockPartBytes)
+	pw := f32PartPitch(cols)
+	g := (r1 - r0) / 4
+	gc := min(blockPartGroups, max(1, longChunkBytes/(4*n*4)))
+	for g0 := 0; g0 < g; g0 += gc {
+		m := min(gc, g-g0)
+		a := r0 + 4*g0
+		b := a + 4*m
+		var next []uint16
+		if e := min(b+4*gc, rows); e > b {
+			nw := wf[b*n : e*n]
+			next = unsafe.Slice((*uint16)(unsafe.Pointer(&nw[0])), 2*len(nw))
+		}
+		gemmBlockParts(dst[a:], ld, xp, pw, T, wf[a*n:], n, n, from(bias, a), m, next, pw, longChunkBytes, f32BlockPartBytes)
+	}
+	if r := r0 + 4*g; r < r1 {
+		gemm1x8(&dst[r], ld, &x[0], n, T, &wf[r*n], n, n, at(bias, r), r1-r)
+	}
 }
 
 // tile is one of the GEMM micro-kernels: rows × the tokens it keeps in registers.
@@ -191,7 +253,11 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 		case T <= tl.tokens:
 			tl.f(&dst[0], ld, &x[0], ldx, T, &w[0], ldw, k, at(bias, 0), g)
 		case tl.tokens == 6 && 4*6*k > 2*partInputBytes:
-			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf, 0, longChunkBytes)
+			pb := partInputBytes
+			if pf == nil {
+				pb = f32BlockPartBytes
+			}
+			gemmBlockParts(dst, ld, x, ldx, T, w, ldw, k, bias, g, pf, 0, longChunkBytes, pb)
 		default:
 			// More tokens than one block: a chunk of rows (from L2) against each
 			// block's inputs (in L1) in turn. The first block prefetches the chunk's
@@ -361,16 +427,14 @@ const blockPartGroups = 16
 // Tried on a Sapphire Rapids-class Xeon (T = 128, f32 rows of 2048 and 3072 columns),
 // no faster within the noise: the next chunk's rows prefetched over this one's blocks
 // as gemmRows does (+0.8% at pp128), the next block's accumulators prefetched as a part
-// starts, x laid out part by part for f32 rows too (partsX: 2% slower), parts of about
+// starts, x laid out part by part for f32 rows too (partsX: 2% slower; but both
+// together pay, see f32BlockGEMM), parts of about
 // 24 KiB of inputs on f16 rows (f32BlockPartBytes: none there). A part kernel alone, on 16 groups of 688 columns in L2, ran at 75–80% of the peak on rows
 // 2048 floats apart and 80–84% on rows 2064 apart (f32 weights are read in place, so
 // their rows keep the 8 KiB stride).
-func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw, chunk int) {
+func gemmBlockParts(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw, k int, bias []float32, g int, pf []uint16, pw, chunk, partBytes int) {
 	var acc [blockPartGroups * 6 * 4 * 16]float32
-	np, cols := blockParts(k)
-	if pf == nil && pw == 0 {
-		np, cols = partsOf(k, f32BlockPartBytes)
-	}
+	np, cols := partsOf(k, partBytes)
 	gc := min(blockPartGroups, max(1, chunk/(4*k*4)))
 	ps := newPFStream(pf, (T+5)/6*g*((np-1)*loopIters(cols)+loopIters(k-(np-1)*cols)))
 	for g0 := 0; g0 < g; g0 += gc {

@@ -16,9 +16,10 @@
 // rows too long for the inputs to stay in L1 go in parts of the columns, the
 // accumulators kept in memory between the parts, which changes no sum. The tiles' column
 // loop takes 4 steps of 16 columns an iteration. For T > 8 the rows go in chunks kept in
-// L2 against one block of tokens after the other; on rows short enough to go whole, the
-// next chunk is prefetched (a line an iteration) while this one is multiplied, as the
-// f16 and bf16 products prefetch the next chunk's halves. MatMul on
+// L2 against one block of tokens after the other, and the next chunk is prefetched (a
+// line an iteration) while this one is multiplied, as the f16 and bf16 products
+// prefetch the next chunk's halves; on rows too long to go whole, x is laid out part by
+// part so that each call also prefetches the next one's inputs. MatMul on
 // f16 and bf16 weights sums each row in avx2's column order with the same accumulators
 // (16 halves widened at a time by VCVTPH2PS, or a shift for bf16, as they are loaded for
 // T = 1; rows widened to float32 in scratch for the GEMM above for T > 1), so it too

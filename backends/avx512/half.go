@@ -70,7 +70,7 @@ func halfScratch(T, cols int) int {
 // rounded up to 16 columns — for any first k ≤ cols columns at most 16 more per part
 // gemmBlockParts would cut cols columns into.
 func halfXRow(cols int) int {
-	return cols + max(halfPad, 16*((4*6*cols+partInputBytes-1)/partInputBytes))
+	return max(cols+max(halfPad, 16*((4*6*cols+partInputBytes-1)/partInputBytes)), f32PartsRow(cols))
 }
 
 // partsX lays out the first n&^7 columns of tokens [t0, t1) of the T tokens of x (n
@@ -203,7 +203,7 @@ func halfGEMM(dst []float32, ld int, x, xp []float32, T int, w *kernels.Mat, bia
 			continue
 		}
 		if g := (b - a) / 4; g > 0 {
-			gemmBlockParts(dst[a:], ld, xp, pw, T, buf, lb, n8, from(gb, a), g, next, pw, longChunkBytes)
+			gemmBlockParts(dst[a:], ld, xp, pw, T, buf, lb, n8, from(gb, a), g, next, pw, longChunkBytes, partInputBytes)
 		}
 		if r := a + (b-a)&^3; r < b { // the last chunk: hr is a multiple of 4
 			xo, ldx = standard()
