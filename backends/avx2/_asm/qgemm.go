@@ -747,6 +747,24 @@ var (
 	// (repackQ8A), for those repacked on every product: no VPABSB per weight vector and
 	// tile call (768×2304 at T = 128, one thread: 0–5% faster), at
 	// twice the bytes, too many to keep a matrix packed so at load.
+	//
+	// Its tile is bound by its vector µops (per block and token 31 for the integer dot
+	// products, 4 for the float epilogue, and VCVTPH2PS's two per block): without its
+	// VPSIGNB (wrong sums, 23% fewer µops) it ran 20% faster (2048×768 q8_0, T = 128,
+	// one thread, 116–122 → 134–147 GOP/s). No exact form with fewer was found: two
+	// VPMADDUBSW results summed as words before one VPMADDWD overflow (each word up to
+	// 2·128·127 = 32512, two 65024; 64516 with |w| ≤ 127); unsigned weights w+128 against
+	// signed x saturate VPMADDUBSW's pairs (2·255·127); the activations' nibbles or
+	// signs split apart take as many µops or more.
+	// Tried, no gain (that benchmark, interleaved test binaries):
+	//   - the quants widened to int16 pairs for VPMADDWD against broadcast int16 pairs of
+	//     x (two VPMADDWD, two VPADDD per 4 quants: as many vector µops, twice the
+	//     broadcasts; its instruction mix timed): 117–122 → 109–114 GOP/s;
+	//   - the scales as float32 (f32Scales, widened by the repack; two µops a block fewer):
+	//     median of 20 runs 121.2 → 121.0 GOP/s;
+	//   - 7 or 8 tokens a tile: they do not fit, each token holds an int32 and a float32
+	//     accumulator (6 tokens, the weights, their absolute values, the ones and the
+	//     broadcast fill the 16 YMM registers).
 	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true, sweep: true,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
 	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 6, kGroup: 2,
