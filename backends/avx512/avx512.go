@@ -292,21 +292,10 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 					switch {
 					case ahead && g0 == 0 && t0 == 0:
 						tl.f(d, ld, xt, ldx, tt, wr, ldw, k, b, n) // the first chunk: its own rows
-					case ahead && ps.on():
-						// The next chunk's rows, and the next block's inputs as below.
-						iters := n * loopIters(k)
-						p, step := ps.next(iters, unsafe.Pointer(xt))
-						nt, ntt := t0+tt, blockTokens(T, 6, i+1)
-						if nt == T {
-							nt, ntt = 0, blockTokens(T, 6, 0)
-						}
-						q, qstep := xRun(x, nt*ldx, ntt*ldx, iters)
-						gemm4x6nf(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step, q, qstep)
-					case ahead: // the last chunk, prefetched by the one before
-						gemm4x6n(d, ld, xt, ldx, tt, wr, ldw, k, b, n)
 					case ps.on() && tl.tokens == 6:
-						// Also the next block's inputs, one run of rows (after the last
-						// block the first's, which the next chunk takes first).
+						// The stream (ahead: the next chunk's rows), and the next block's
+						// inputs, one run of rows (after the last block the first's, which
+						// the next chunk takes first).
 						steps := n * loopIters(k)
 						p, step := ps.next(steps, unsafe.Pointer(xt))
 						nt, ntt := t0+tt, blockTokens(T, 6, i+1)
@@ -315,6 +304,8 @@ func gemmRowsPF(dst []float32, ld int, x []float32, ldx, T int, w []float32, ldw
 						}
 						q, qstep := xRun(x, nt*ldx, ntt*ldx, steps)
 						gemm4x6nf(d, ld, xt, ldx, tt, wr, ldw, k, b, n, p, step, q, qstep)
+					case ahead: // the last chunk, prefetched by the one before
+						gemm4x6n(d, ld, xt, ldx, tt, wr, ldw, k, b, n)
 					case t0 > 0 && tl.tokens == 6:
 						gemm4x6n(d, ld, xt, ldx, tt, wr, ldw, k, b, n) // the chunk is in L2 now
 					default:
