@@ -519,7 +519,8 @@ func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bi
 func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
 // repackQ8A is repackQ8S with, after each of a block's 8 weight vectors, their absolute
-// values (VPABSB; blocks of 544 bytes, the scales at 512): the layout of the tiles qgemmMQ8Ax*.
+// values (VPABSB; blocks of 544 bytes, the scales at 512), and vectors 1 and 5 written as
+// the weights' signs (0xFF where w < 0, else 0): the layout of the tiles qgemmMQ8Ax*.
 //
 //go:noescape
 func repackQ8A(dst *byte, w *byte, ldw int, nb int, rows int)

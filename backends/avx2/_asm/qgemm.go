@@ -270,7 +270,8 @@ func genRepack(isa qgemmISA, q4, signed, abs bool) {
 	if abs {
 		name = "repackQ8A"
 		doc = []string{fmt.Sprintf("%s is repackQ8S with, after each of a block's 8 weight vectors, their absolute", name),
-			"values (VPABSB; blocks of 544 bytes, the scales at 512): the layout of the tiles qgemmMQ8Ax*."}
+			"values (VPABSB; blocks of 544 bytes, the scales at 512), and vectors 1 and 5 written as",
+			"the weights' signs (0xFF where w < 0, else 0): the layout of the tiles qgemmMQ8Ax*."}
 	}
 	bb, so := qgemmBlockBytes(lanes), 32*lanes
 	vecOff := func(k int) int { return 4 * lanes * k }
@@ -331,11 +332,11 @@ func genRepack(isa qgemmISA, q4, signed, abs bool) {
 			if !signed {
 				isa.xorConst(0x80808080, "signbytes", a)
 			}
-			storeVec(isa, a, Mem{Base: out, Disp: vecOff(k)})
 			if abs {
-				VPABSB(a, a)
-				storeVec(isa, a, Mem{Base: out, Disp: vecOff(k) + 4*lanes})
+				storeAbs(isa, a, k, Mem{Base: out, Disp: vecOff(k)})
+				continue
 			}
+			storeVec(isa, a, Mem{Base: out, Disp: vecOff(k)})
 		}
 	}
 	for _, b := range bases {
@@ -461,11 +462,11 @@ func genRepackFull(isa qgemmISA, q4, signed, abs bool) {
 		return b
 	}
 	store := func(v VecVirtual, k int) {
-		storeVec(isa, v, Mem{Base: out, Disp: vecOff(k)})
 		if abs {
-			VPABSB(v, v)
-			storeVec(isa, v, Mem{Base: out, Disp: vecOff(k) + 4*lanes})
+			storeAbs(isa, v, k, Mem{Base: out, Disp: vecOff(k)})
+			return
 		}
+		storeVec(isa, v, Mem{Base: out, Disp: vecOff(k)})
 	}
 	if q4 {
 		// Row r's 16 bytes of nibbles in 128-bit lane r/4 of register r%4: the transpose
@@ -537,6 +538,28 @@ func genRepackFull(isa qgemmISA, q4, signed, abs bool) {
 	JNZ(LabelRef(blk))
 	VZEROUPPER()
 	RET()
+}
+
+// signSteps is the set (bit k) of the steps k < 8 of a block whose first vector
+// repackQ8A writes as the weights' signs, 0xFF where w < 0 and 0 elsewhere, rather than
+// the weights, for the tiles' VPXOR/VPSUBB form of x·sign(w) (see qgemmMaddQ8A). The
+// repack's doc (genRepack) names them.
+const signSteps = 0b00100010
+
+// storeAbs stores the repackQ8A pair of step k of weights a at m: a, or its sign mask
+// (signSteps), then |a| (VPABSB).
+func storeAbs(isa qgemmISA, a VecVirtual, k int, m Mem) {
+	if signSteps&(1<<k) != 0 {
+		z, s := isa.vec(), isa.vec()
+		VPXOR(z, z, z)
+		VPCMPGTB(a, z, s) // 0 > w
+		storeVec(isa, s, m)
+	} else {
+		storeVec(isa, a, m)
+	}
+	VPABSB(a, a)
+	m.Disp += 4 * isa.lanes
+	storeVec(isa, a, m)
 }
 
 // repackAhead is how far ahead of the block being repacked the repack prefetches each
@@ -764,7 +787,24 @@ var (
 	//     median of 20 runs 121.2 → 121.0 GOP/s;
 	//   - 7 or 8 tokens a tile: they do not fit, each token holds an int32 and a float32
 	//     accumulator (6 tokens, the weights, their absolute values, the ones and the
-	//     broadcast fill the 16 YMM registers).
+	//     broadcast fill the 16 YMM registers);
+	//   - the VPXOR/VPSUBB form below for more steps (in one run, base 121–122 GOP/s):
+	//     4 of 8 steps 118–122, 5 of 8 119, all 8 108–111; or for some tokens of every
+	//     step, 1 to 4 of 6 rotating, with m a memory operand (the first vector m, VPOR
+	//     with |w| rebuilding VPSIGNB's operand): 105–120, 91–115 at 4 of 6.
+	//
+	// On Intel cores (Haswell to Golden Cove) VPSIGNB, VPMADDUBSW, VPMADDWD, VCVTDQ2PS
+	// and VMULPS issue on ports 0 and 1 only, VPADDD, VPXOR and VPSUBB on 0, 1 and 5: the
+	// tile leaves port 5 mostly idle. So in steps 1 and 5 (signSteps) of every block the
+	// repack writes, in place of the weights, m = 0xFF where w < 0 (0 elsewhere) and the
+	// tile forms x·sign(w) as (x XOR m) − m, two µops that may go to port 5 instead of
+	// VPSIGNB's one: the same bytes where w ≠ 0 (x = −128 too), and x where w = 0, which
+	// |w| = 0 zeroes in VPMADDUBSW's products as VPSIGNB's 0 is; no register and no byte
+	// more. 2048×768 q8_0, T = 128, one thread, test binaries interleaved: 119.5–121.9 →
+	// 121.5–124.4 GOP/s (steps 1, 3, 6: 122.5–123.9; steps 2, 6: 117–123). On AVX2-only
+	// AMD (Zen 1–3) the multiplies (VPMADDUBSW, VPMADDWD) are the bound, and VPXOR and
+	// VPSUBB run on any of the four FP pipes, those the multiplies leave idle among them,
+	// so the one µop more per replaced VPSIGNB should cost little there; not measured.
 	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true, sweep: true,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
 	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 6, kGroup: 2,
@@ -782,7 +822,7 @@ func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 		for j := range w {
 			w[j], a[j] = YMM(), YMM()
 			if isa.abs {
-				VMOVDQU(Mem{Base: wp, Disp: 8 * isa.lanes * (k0 + j)}, w[j])         // w (repackQ8A)
+				VMOVDQU(Mem{Base: wp, Disp: 8 * isa.lanes * (k0 + j)}, w[j])         // w, or its signs (repackQ8A)
 				VMOVDQU(Mem{Base: wp, Disp: 8*isa.lanes*(k0+j) + 4*isa.lanes}, a[j]) // |w|
 				continue
 			}
@@ -793,7 +833,14 @@ func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 			for j := range w {
 				xb := YMM()
 				VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
-				VPSIGNB(w[j], xb, xb)    // x·sign(w)
+				if isa.abs && signSteps&(1<<(k0+j)) != 0 {
+					// w[j] holds m = 0xFF where w < 0: x·sign(w) = (x XOR m) − m
+					// where w ≠ 0 (|x| ≤ 127), and |w| = 0 zeroes it where not.
+					VPXOR(w[j], xb, xb)
+					VPSUBB(w[j], xb, xb)
+				} else {
+					VPSIGNB(w[j], xb, xb) // x·sign(w)
+				}
 				VPMADDUBSW(xb, a[j], xb) // pairs of |w|·x·sign(w)
 				if k0+j == 0 {
 					VPMADDWD(ones, xb, s[t]) // quads
