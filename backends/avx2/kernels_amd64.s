@@ -14138,7 +14138,11 @@ repackQ8A_block:
 	VMOVDQA    Y1, Y3
 	VPXOR      Y2, Y2, Y2
 	VPGATHERDD Y3, 2(CX)(Y0*1), Y2
-	VMOVDQU    Y2, (AX)
+	VPXOR      Y3, Y3, Y3
+	VPCMPGTB   Y2, Y3, Y3
+	VPAND      fours<>+0(SB), Y3, Y3
+	VPOR       shufidx0<>+0(SB), Y3, Y3
+	VMOVDQU    Y3, (AX)
 	VPABSB     Y2, Y2
 	VMOVDQU    Y2, 32(AX)
 	VMOVDQA    Y1, Y3
@@ -14146,25 +14150,39 @@ repackQ8A_block:
 	VPGATHERDD Y3, 6(CX)(Y0*1), Y2
 	VPXOR      Y3, Y3, Y3
 	VPCMPGTB   Y2, Y3, Y3
+	VPAND      fours<>+0(SB), Y3, Y3
+	VPOR       shufidx1<>+0(SB), Y3, Y3
 	VMOVDQU    Y3, 64(AX)
 	VPABSB     Y2, Y2
 	VMOVDQU    Y2, 96(AX)
 	VMOVDQA    Y1, Y3
 	VPXOR      Y2, Y2, Y2
 	VPGATHERDD Y3, 10(CX)(Y0*1), Y2
-	VMOVDQU    Y2, 128(AX)
+	VPXOR      Y3, Y3, Y3
+	VPCMPGTB   Y2, Y3, Y3
+	VPAND      fours<>+0(SB), Y3, Y3
+	VPOR       shufidx0<>+0(SB), Y3, Y3
+	VMOVDQU    Y3, 128(AX)
 	VPABSB     Y2, Y2
 	VMOVDQU    Y2, 160(AX)
 	VMOVDQA    Y1, Y3
 	VPXOR      Y2, Y2, Y2
 	VPGATHERDD Y3, 14(CX)(Y0*1), Y2
-	VMOVDQU    Y2, 192(AX)
+	VPXOR      Y3, Y3, Y3
+	VPCMPGTB   Y2, Y3, Y3
+	VPAND      fours<>+0(SB), Y3, Y3
+	VPOR       shufidx1<>+0(SB), Y3, Y3
+	VMOVDQU    Y3, 192(AX)
 	VPABSB     Y2, Y2
 	VMOVDQU    Y2, 224(AX)
 	VMOVDQA    Y1, Y3
 	VPXOR      Y2, Y2, Y2
 	VPGATHERDD Y3, 18(CX)(Y0*1), Y2
-	VMOVDQU    Y2, 256(AX)
+	VPXOR      Y3, Y3, Y3
+	VPCMPGTB   Y2, Y3, Y3
+	VPAND      fours<>+0(SB), Y3, Y3
+	VPOR       shufidx0<>+0(SB), Y3, Y3
+	VMOVDQU    Y3, 256(AX)
 	VPABSB     Y2, Y2
 	VMOVDQU    Y2, 288(AX)
 	VMOVDQA    Y1, Y3
@@ -14172,19 +14190,29 @@ repackQ8A_block:
 	VPGATHERDD Y3, 22(CX)(Y0*1), Y2
 	VPXOR      Y3, Y3, Y3
 	VPCMPGTB   Y2, Y3, Y3
+	VPAND      fours<>+0(SB), Y3, Y3
+	VPOR       shufidx1<>+0(SB), Y3, Y3
 	VMOVDQU    Y3, 320(AX)
 	VPABSB     Y2, Y2
 	VMOVDQU    Y2, 352(AX)
 	VMOVDQA    Y1, Y3
 	VPXOR      Y2, Y2, Y2
 	VPGATHERDD Y3, 26(CX)(Y0*1), Y2
-	VMOVDQU    Y2, 384(AX)
+	VPXOR      Y3, Y3, Y3
+	VPCMPGTB   Y2, Y3, Y3
+	VPAND      fours<>+0(SB), Y3, Y3
+	VPOR       shufidx0<>+0(SB), Y3, Y3
+	VMOVDQU    Y3, 384(AX)
 	VPABSB     Y2, Y2
 	VMOVDQU    Y2, 416(AX)
 	VMOVDQA    Y1, Y3
 	VPXOR      Y2, Y2, Y2
 	VPGATHERDD Y3, 30(CX)(Y0*1), Y2
-	VMOVDQU    Y2, 448(AX)
+	VPXOR      Y3, Y3, Y3
+	VPCMPGTB   Y2, Y3, Y3
+	VPAND      fours<>+0(SB), Y3, Y3
+	VPOR       shufidx1<>+0(SB), Y3, Y3
+	VMOVDQU    Y3, 448(AX)
 	VPABSB     Y2, Y2
 	VMOVDQU    Y2, 480(AX)
 	ADDQ       $0x22, CX
@@ -14194,6 +14222,36 @@ repackQ8A_block:
 	JNZ        repackQ8A_block
 	VZEROUPPER
 	RET
+
+DATA fours<>+0(SB)/4, $0x04040404
+DATA fours<>+4(SB)/4, $0x04040404
+DATA fours<>+8(SB)/4, $0x04040404
+DATA fours<>+12(SB)/4, $0x04040404
+DATA fours<>+16(SB)/4, $0x04040404
+DATA fours<>+20(SB)/4, $0x04040404
+DATA fours<>+24(SB)/4, $0x04040404
+DATA fours<>+28(SB)/4, $0x04040404
+GLOBL fours<>(SB), RODATA|NOPTR, $32
+
+DATA shufidx0<>+0(SB)/4, $0x03020100
+DATA shufidx0<>+4(SB)/4, $0x03020100
+DATA shufidx0<>+8(SB)/4, $0x03020100
+DATA shufidx0<>+12(SB)/4, $0x03020100
+DATA shufidx0<>+16(SB)/4, $0x03020100
+DATA shufidx0<>+20(SB)/4, $0x03020100
+DATA shufidx0<>+24(SB)/4, $0x03020100
+DATA shufidx0<>+28(SB)/4, $0x03020100
+GLOBL shufidx0<>(SB), RODATA|NOPTR, $32
+
+DATA shufidx1<>+0(SB)/4, $0x0b0a0908
+DATA shufidx1<>+4(SB)/4, $0x0b0a0908
+DATA shufidx1<>+8(SB)/4, $0x0b0a0908
+DATA shufidx1<>+12(SB)/4, $0x0b0a0908
+DATA shufidx1<>+16(SB)/4, $0x0b0a0908
+DATA shufidx1<>+20(SB)/4, $0x0b0a0908
+DATA shufidx1<>+24(SB)/4, $0x0b0a0908
+DATA shufidx1<>+28(SB)/4, $0x0b0a0908
+GLOBL shufidx1<>(SB), RODATA|NOPTR, $32
 
 // func repackQ8AFull(dst *byte, w *byte, ldw int, nb int)
 // Requires: AVX, AVX2
@@ -14254,38 +14312,66 @@ repackQ8AFull_block:
 	VPUNPCKHQDQ Y6, Y4, Y4
 	VPERM2I128  $0x20, Y7, Y3, Y6
 	VPERM2I128  $0x31, Y7, Y3, Y3
-	VMOVDQU     Y6, (AX)
+	VPXOR       Y7, Y7, Y7
+	VPCMPGTB    Y6, Y7, Y7
+	VPAND       fours<>+0(SB), Y7, Y7
+	VPOR        shufidx0<>+0(SB), Y7, Y7
+	VMOVDQU     Y7, (AX)
 	VPABSB      Y6, Y6
 	VMOVDQU     Y6, 32(AX)
-	VMOVDQU     Y3, 256(AX)
+	VPXOR       Y6, Y6, Y6
+	VPCMPGTB    Y3, Y6, Y6
+	VPAND       fours<>+0(SB), Y6, Y6
+	VPOR        shufidx0<>+0(SB), Y6, Y6
+	VMOVDQU     Y6, 256(AX)
 	VPABSB      Y3, Y3
 	VMOVDQU     Y3, 288(AX)
 	VPERM2I128  $0x20, Y2, Y1, Y3
 	VPERM2I128  $0x31, Y2, Y1, Y1
 	VPXOR       Y2, Y2, Y2
 	VPCMPGTB    Y3, Y2, Y2
+	VPAND       fours<>+0(SB), Y2, Y2
+	VPOR        shufidx1<>+0(SB), Y2, Y2
 	VMOVDQU     Y2, 64(AX)
 	VPABSB      Y3, Y3
 	VMOVDQU     Y3, 96(AX)
 	VPXOR       Y2, Y2, Y2
 	VPCMPGTB    Y1, Y2, Y2
+	VPAND       fours<>+0(SB), Y2, Y2
+	VPOR        shufidx1<>+0(SB), Y2, Y2
 	VMOVDQU     Y2, 320(AX)
 	VPABSB      Y1, Y1
 	VMOVDQU     Y1, 352(AX)
 	VPERM2I128  $0x20, Y5, Y8, Y1
 	VPERM2I128  $0x31, Y5, Y8, Y2
-	VMOVDQU     Y1, 128(AX)
+	VPXOR       Y3, Y3, Y3
+	VPCMPGTB    Y1, Y3, Y3
+	VPAND       fours<>+0(SB), Y3, Y3
+	VPOR        shufidx0<>+0(SB), Y3, Y3
+	VMOVDQU     Y3, 128(AX)
 	VPABSB      Y1, Y1
 	VMOVDQU     Y1, 160(AX)
-	VMOVDQU     Y2, 384(AX)
+	VPXOR       Y1, Y1, Y1
+	VPCMPGTB    Y2, Y1, Y1
+	VPAND       fours<>+0(SB), Y1, Y1
+	VPOR        shufidx0<>+0(SB), Y1, Y1
+	VMOVDQU     Y1, 384(AX)
 	VPABSB      Y2, Y2
 	VMOVDQU     Y2, 416(AX)
 	VPERM2I128  $0x20, Y4, Y0, Y1
 	VPERM2I128  $0x31, Y4, Y0, Y0
-	VMOVDQU     Y1, 192(AX)
+	VPXOR       Y2, Y2, Y2
+	VPCMPGTB    Y1, Y2, Y2
+	VPAND       fours<>+0(SB), Y2, Y2
+	VPOR        shufidx1<>+0(SB), Y2, Y2
+	VMOVDQU     Y2, 192(AX)
 	VPABSB      Y1, Y1
 	VMOVDQU     Y1, 224(AX)
-	VMOVDQU     Y0, 448(AX)
+	VPXOR       Y1, Y1, Y1
+	VPCMPGTB    Y0, Y1, Y1
+	VPAND       fours<>+0(SB), Y1, Y1
+	VPOR        shufidx1<>+0(SB), Y1, Y1
+	VMOVDQU     Y1, 448(AX)
 	VPABSB      Y0, Y0
 	VMOVDQU     Y0, 480(AX)
 	ADDQ        $0x22, CX
@@ -14296,501 +14382,501 @@ repackQ8AFull_block:
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax1(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+// func qgemmMQ8Ax1(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax1(SB), NOSPLIT, $0-96
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
+TEXT ·qgemmMQ8Ax1(SB), NOSPLIT, $8-104
+	MOVQ dst+8(FP), AX
+	MOVQ ldd+16(FP), CX
+	SHLQ $0x02, CX
+	MOVQ xstride+48(FP), DX
+	MOVQ x+32(FP), BX
+	MOVQ n+0(FP), SI
+	MOVQ xd+40(FP), DI
+	MOVQ DX, R8
+	SHRQ $0x04, R8
+	MOVQ pf+72(FP), R9
+	MOVQ pflen+80(FP), R10
+	LEAQ -1(R9)(R10*1), R10
+	MOVQ pfstep+88(FP), R11
 
 qgemmMQ8Ax1_tile1:
-	MOVQ    w+24(FP), R11
-	MOVQ    BX, R12
-	MOVQ    nb+48(FP), R13
+	MOVQ    w+24(FP), R12
+	MOVQ    BX, R13
+	MOVQ    DI, R14
+	MOVQ    nb+56(FP), R15
 	VXORPS  Y0, Y0, Y0
-	MOVQ    from+88(FP), R14
-	TESTQ   R14, R14
+	MOVQ    from+96(FP), BP
+	TESTQ   BP, BP
 	JZ      qgemmMQ8Ax1_fresh2
-	MOVQ    AX, R14
-	VMOVUPS (R14), Y0
+	MOVQ    AX, BP
+	VMOVUPS (BP), Y0
 
 qgemmMQ8Ax1_fresh2:
 qgemmMQ8Ax1_block3:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   39(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y2
-	VMOVDQU      (R11), Y1
-	VMOVDQU      32(R11), Y3
-	VPBROADCASTD (R12), Y4
-	VPSIGNB      Y1, Y4, Y4
-	VPMADDUBSW   Y4, Y3, Y4
-	VPMADDWD     Y2, Y4, Y1
-	VMOVDQU      64(R11), Y3
-	VMOVDQU      96(R11), Y4
-	VPBROADCASTD 4(R12), Y5
-	VPXOR        Y3, Y5, Y5
-	VPSUBB       Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      128(R11), Y3
-	VMOVDQU      160(R11), Y4
-	VPBROADCASTD 8(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      192(R11), Y3
-	VMOVDQU      224(R11), Y4
-	VPBROADCASTD 12(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      256(R11), Y3
-	VMOVDQU      288(R11), Y4
-	VPBROADCASTD 16(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      320(R11), Y3
-	VMOVDQU      352(R11), Y4
-	VPBROADCASTD 20(R12), Y5
-	VPXOR        Y3, Y5, Y5
-	VPSUBB       Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      384(R11), Y3
-	VMOVDQU      416(R11), Y4
-	VPBROADCASTD 24(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VMOVDQU      448(R11), Y3
-	VMOVDQU      480(R11), Y4
-	VPBROADCASTD 28(R12), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
-	VCVTPH2PS    512(R11), Y2
-	VBROADCASTSS 32(R12), Y3
-	VMULPS       Y3, Y2, Y3
-	VCVTDQ2PS    Y1, Y1
-	VMULPS       Y3, Y1, Y1
-	VADDPS       Y1, Y0, Y0
-	ADDQ         $0x00000220, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Ax1_block3
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax1_store4
-	VADDPS       (R11), Y0, Y0
+	PREFETCHT0     (R13)(DX*8)
+	PREFETCHT0     63(R13)(DX*8)
+	PREFETCHT0     (R9)
+	ADDQ           R11, R9
+	CMPQ           R9, R10
+	CMOVQGT        R10, R9
+	VMOVDQU        ones16<>+0(SB), Y2
+	VMOVDQU        (R12), Y1
+	VMOVDQU        32(R12), Y3
+	VBROADCASTI128 (R13), Y4
+	VPSHUFB        Y1, Y4, Y4
+	VPMADDUBSW     Y4, Y3, Y4
+	VPMADDWD       Y2, Y4, Y1
+	VMOVDQU        64(R12), Y3
+	VMOVDQU        96(R12), Y4
+	VBROADCASTI128 (R13), Y5
+	VPSHUFB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       Y2, Y5, Y5
+	VPADDD         Y5, Y1, Y1
+	VMOVDQU        128(R12), Y3
+	VMOVDQU        160(R12), Y4
+	VBROADCASTI128 32(R13), Y5
+	VPSHUFB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       Y2, Y5, Y5
+	VPADDD         Y5, Y1, Y1
+	VMOVDQU        192(R12), Y3
+	VMOVDQU        224(R12), Y4
+	VBROADCASTI128 32(R13), Y5
+	VPSHUFB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       Y2, Y5, Y5
+	VPADDD         Y5, Y1, Y1
+	VMOVDQU        256(R12), Y3
+	VMOVDQU        288(R12), Y4
+	VBROADCASTI128 16(R13), Y5
+	VPSHUFB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       Y2, Y5, Y5
+	VPADDD         Y5, Y1, Y1
+	VMOVDQU        320(R12), Y3
+	VMOVDQU        352(R12), Y4
+	VBROADCASTI128 16(R13), Y5
+	VPSHUFB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       Y2, Y5, Y5
+	VPADDD         Y5, Y1, Y1
+	VMOVDQU        384(R12), Y3
+	VMOVDQU        416(R12), Y4
+	VBROADCASTI128 48(R13), Y5
+	VPSHUFB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       Y2, Y5, Y5
+	VPADDD         Y5, Y1, Y1
+	VMOVDQU        448(R12), Y3
+	VMOVDQU        480(R12), Y4
+	VBROADCASTI128 48(R13), Y5
+	VPSHUFB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       Y2, Y5, Y5
+	VPADDD         Y5, Y1, Y1
+	VCVTPH2PS      512(R12), Y2
+	VBROADCASTSS   (R14), Y3
+	VMULPS         Y3, Y2, Y3
+	VCVTDQ2PS      Y1, Y1
+	VMULPS         Y3, Y1, Y1
+	VADDPS         Y1, Y0, Y0
+	ADDQ           $0x00000220, R12
+	ADDQ           DX, R13
+	ADDQ           R8, R14
+	DECQ           R15
+	JNZ            qgemmMQ8Ax1_block3
+	MOVQ           bias+64(FP), R12
+	TESTQ          R12, R12
+	JZ             qgemmMQ8Ax1_store4
+	VADDPS         (R12), Y0, Y0
 
 qgemmMQ8Ax1_store4:
 	VMOVUPS Y0, (AX)
 	ADDQ    CX, AX
-	ADDQ    $0x00000028, BX
+	ADDQ    $0x00000040, BX
+	ADDQ    $0x00000004, DI
 	DECQ    SI
 	JNZ     qgemmMQ8Ax1_tile1
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax2(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+// func qgemmMQ8Ax2(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax2(SB), NOSPLIT, $0-96
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
+TEXT ·qgemmMQ8Ax2(SB), NOSPLIT, $8-104
+	MOVQ dst+8(FP), AX
+	MOVQ ldd+16(FP), CX
+	SHLQ $0x02, CX
+	MOVQ xstride+48(FP), DX
+	MOVQ x+32(FP), BX
+	MOVQ n+0(FP), SI
+	MOVQ xd+40(FP), DI
+	MOVQ DX, R8
+	SHRQ $0x04, R8
+	MOVQ pf+72(FP), R9
+	MOVQ pflen+80(FP), R10
+	LEAQ -1(R9)(R10*1), R10
+	MOVQ pfstep+88(FP), R11
 
 qgemmMQ8Ax2_tile1:
-	MOVQ    w+24(FP), R11
-	MOVQ    BX, R12
-	MOVQ    nb+48(FP), R13
+	MOVQ    w+24(FP), R12
+	MOVQ    BX, R13
+	MOVQ    DI, R14
+	MOVQ    nb+56(FP), R15
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
-	MOVQ    from+88(FP), R14
-	TESTQ   R14, R14
+	MOVQ    from+96(FP), BP
+	TESTQ   BP, BP
 	JZ      qgemmMQ8Ax2_fresh2
-	MOVQ    AX, R14
-	VMOVUPS (R14), Y0
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y1
+	MOVQ    AX, BP
+	VMOVUPS (BP), Y0
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y1
 
 qgemmMQ8Ax2_fresh2:
 qgemmMQ8Ax2_block3:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   79(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y4
-	VMOVDQU      (R11), Y3
-	VMOVDQU      32(R11), Y5
-	VPBROADCASTD (R12), Y2
-	VPSIGNB      Y3, Y2, Y2
-	VPMADDUBSW   Y2, Y5, Y2
-	VPMADDWD     Y4, Y2, Y2
-	VPBROADCASTD 40(R12), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VPMADDWD     Y4, Y6, Y3
-	VMOVDQU      64(R11), Y5
-	VMOVDQU      96(R11), Y6
-	VPBROADCASTD 4(R12), Y7
-	VPXOR        Y5, Y7, Y7
-	VPSUBB       Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 44(R12), Y7
-	VPXOR        Y5, Y7, Y7
-	VPSUBB       Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      128(R11), Y5
-	VMOVDQU      160(R11), Y6
-	VPBROADCASTD 8(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 48(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      192(R11), Y5
-	VMOVDQU      224(R11), Y6
-	VPBROADCASTD 12(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 52(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      256(R11), Y5
-	VMOVDQU      288(R11), Y6
-	VPBROADCASTD 16(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 56(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      320(R11), Y5
-	VMOVDQU      352(R11), Y6
-	VPBROADCASTD 20(R12), Y7
-	VPXOR        Y5, Y7, Y7
-	VPSUBB       Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 60(R12), Y7
-	VPXOR        Y5, Y7, Y7
-	VPSUBB       Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      384(R11), Y5
-	VMOVDQU      416(R11), Y6
-	VPBROADCASTD 24(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 64(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VMOVDQU      448(R11), Y5
-	VMOVDQU      480(R11), Y6
-	VPBROADCASTD 28(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPBROADCASTD 68(R12), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VCVTPH2PS    512(R11), Y4
-	VBROADCASTSS 32(R12), Y5
-	VMULPS       Y5, Y4, Y5
-	VCVTDQ2PS    Y2, Y2
-	VMULPS       Y5, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VBROADCASTSS 72(R12), Y2
-	VMULPS       Y2, Y4, Y2
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y2, Y3, Y3
-	VADDPS       Y3, Y1, Y1
-	ADDQ         $0x00000220, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Ax2_block3
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax2_store4
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
+	PREFETCHT0     (R13)(DX*8)
+	PREFETCHT0     64(R13)(DX*8)
+	PREFETCHT0     127(R13)(DX*8)
+	PREFETCHT0     (R9)
+	ADDQ           R11, R9
+	CMPQ           R9, R10
+	CMOVQGT        R10, R9
+	VMOVDQU        ones16<>+0(SB), Y4
+	VMOVDQU        (R12), Y3
+	VMOVDQU        32(R12), Y5
+	VBROADCASTI128 (R13), Y2
+	VPSHUFB        Y3, Y2, Y2
+	VPMADDUBSW     Y2, Y5, Y2
+	VPMADDWD       Y4, Y2, Y2
+	VBROADCASTI128 64(R13), Y6
+	VPSHUFB        Y3, Y6, Y6
+	VPMADDUBSW     Y6, Y5, Y6
+	VPMADDWD       Y4, Y6, Y3
+	VMOVDQU        64(R12), Y5
+	VMOVDQU        96(R12), Y6
+	VBROADCASTI128 (R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y2, Y2
+	VBROADCASTI128 64(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y3, Y3
+	VMOVDQU        128(R12), Y5
+	VMOVDQU        160(R12), Y6
+	VBROADCASTI128 32(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y2, Y2
+	VBROADCASTI128 96(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y3, Y3
+	VMOVDQU        192(R12), Y5
+	VMOVDQU        224(R12), Y6
+	VBROADCASTI128 32(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y2, Y2
+	VBROADCASTI128 96(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y3, Y3
+	VMOVDQU        256(R12), Y5
+	VMOVDQU        288(R12), Y6
+	VBROADCASTI128 16(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y2, Y2
+	VBROADCASTI128 80(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y3, Y3
+	VMOVDQU        320(R12), Y5
+	VMOVDQU        352(R12), Y6
+	VBROADCASTI128 16(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y2, Y2
+	VBROADCASTI128 80(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y3, Y3
+	VMOVDQU        384(R12), Y5
+	VMOVDQU        416(R12), Y6
+	VBROADCASTI128 48(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y2, Y2
+	VBROADCASTI128 112(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y3, Y3
+	VMOVDQU        448(R12), Y5
+	VMOVDQU        480(R12), Y6
+	VBROADCASTI128 48(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y2, Y2
+	VBROADCASTI128 112(R13), Y7
+	VPSHUFB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       Y4, Y7, Y7
+	VPADDD         Y7, Y3, Y3
+	VCVTPH2PS      512(R12), Y4
+	VBROADCASTSS   (R14), Y5
+	VMULPS         Y5, Y4, Y5
+	VCVTDQ2PS      Y2, Y2
+	VMULPS         Y5, Y2, Y2
+	VADDPS         Y2, Y0, Y0
+	VBROADCASTSS   4(R14), Y2
+	VMULPS         Y2, Y4, Y2
+	VCVTDQ2PS      Y3, Y3
+	VMULPS         Y2, Y3, Y3
+	VADDPS         Y3, Y1, Y1
+	ADDQ           $0x00000220, R12
+	ADDQ           DX, R13
+	ADDQ           R8, R14
+	DECQ           R15
+	JNZ            qgemmMQ8Ax2_block3
+	MOVQ           bias+64(FP), R12
+	TESTQ          R12, R12
+	JZ             qgemmMQ8Ax2_store4
+	VADDPS         (R12), Y0, Y0
+	VADDPS         (R12), Y1, Y1
 
 qgemmMQ8Ax2_store4:
 	VMOVUPS Y0, (AX)
 	ADDQ    CX, AX
 	VMOVUPS Y1, (AX)
 	ADDQ    CX, AX
-	ADDQ    $0x00000050, BX
+	ADDQ    $0x00000080, BX
+	ADDQ    $0x00000008, DI
 	DECQ    SI
 	JNZ     qgemmMQ8Ax2_tile1
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax3(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+// func qgemmMQ8Ax3(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax3(SB), NOSPLIT, $0-96
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
+TEXT ·qgemmMQ8Ax3(SB), NOSPLIT, $8-104
+	MOVQ dst+8(FP), AX
+	MOVQ ldd+16(FP), CX
+	SHLQ $0x02, CX
+	MOVQ xstride+48(FP), DX
+	MOVQ x+32(FP), BX
+	MOVQ n+0(FP), SI
+	MOVQ xd+40(FP), DI
+	MOVQ DX, R8
+	SHRQ $0x04, R8
+	MOVQ pf+72(FP), R9
+	MOVQ pflen+80(FP), R10
+	LEAQ -1(R9)(R10*1), R10
+	MOVQ pfstep+88(FP), R11
 
 qgemmMQ8Ax3_tile1:
-	MOVQ    w+24(FP), R11
-	MOVQ    BX, R12
-	MOVQ    nb+48(FP), R13
+	MOVQ    w+24(FP), R12
+	MOVQ    BX, R13
+	MOVQ    DI, R14
+	MOVQ    nb+56(FP), R15
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
-	MOVQ    from+88(FP), R14
-	TESTQ   R14, R14
+	MOVQ    from+96(FP), BP
+	TESTQ   BP, BP
 	JZ      qgemmMQ8Ax3_fresh2
-	MOVQ    AX, R14
-	VMOVUPS (R14), Y0
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y1
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y2
+	MOVQ    AX, BP
+	VMOVUPS (BP), Y0
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y1
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y2
 
 qgemmMQ8Ax3_fresh2:
 qgemmMQ8Ax3_block3:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   119(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y6
-	VMOVDQU      (R11), Y5
-	VMOVDQU      32(R11), Y7
-	VPBROADCASTD (R12), Y3
-	VPSIGNB      Y5, Y3, Y3
-	VPMADDUBSW   Y3, Y7, Y3
-	VPMADDWD     Y6, Y3, Y3
-	VPBROADCASTD 40(R12), Y4
-	VPSIGNB      Y5, Y4, Y4
-	VPMADDUBSW   Y4, Y7, Y4
-	VPMADDWD     Y6, Y4, Y4
-	VPBROADCASTD 80(R12), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     Y6, Y8, Y5
-	VMOVDQU      64(R11), Y7
-	VMOVDQU      96(R11), Y8
-	VPBROADCASTD 4(R12), Y9
-	VPXOR        Y7, Y9, Y9
-	VPSUBB       Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 44(R12), Y9
-	VPXOR        Y7, Y9, Y9
-	VPSUBB       Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 84(R12), Y9
-	VPXOR        Y7, Y9, Y9
-	VPSUBB       Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      128(R11), Y7
-	VMOVDQU      160(R11), Y8
-	VPBROADCASTD 8(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 48(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 88(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      192(R11), Y7
-	VMOVDQU      224(R11), Y8
-	VPBROADCASTD 12(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 52(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 92(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      256(R11), Y7
-	VMOVDQU      288(R11), Y8
-	VPBROADCASTD 16(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 56(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 96(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      320(R11), Y7
-	VMOVDQU      352(R11), Y8
-	VPBROADCASTD 20(R12), Y9
-	VPXOR        Y7, Y9, Y9
-	VPSUBB       Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 60(R12), Y9
-	VPXOR        Y7, Y9, Y9
-	VPSUBB       Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 100(R12), Y9
-	VPXOR        Y7, Y9, Y9
-	VPSUBB       Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      384(R11), Y7
-	VMOVDQU      416(R11), Y8
-	VPBROADCASTD 24(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 64(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 104(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VMOVDQU      448(R11), Y7
-	VMOVDQU      480(R11), Y8
-	VPBROADCASTD 28(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPBROADCASTD 68(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPBROADCASTD 108(R12), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VCVTPH2PS    512(R11), Y6
-	VBROADCASTSS 32(R12), Y7
-	VMULPS       Y7, Y6, Y7
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y7, Y3, Y3
-	VADDPS       Y3, Y0, Y0
-	VBROADCASTSS 72(R12), Y3
-	VMULPS       Y3, Y6, Y3
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y3, Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	VBROADCASTSS 112(R12), Y3
-	VMULPS       Y3, Y6, Y3
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y3, Y5, Y5
-	VADDPS       Y5, Y2, Y2
-	ADDQ         $0x00000220, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Ax3_block3
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax3_store4
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-	VADDPS       (R11), Y2, Y2
+	PREFETCHT0     (R13)(DX*8)
+	PREFETCHT0     64(R13)(DX*8)
+	PREFETCHT0     128(R13)(DX*8)
+	PREFETCHT0     191(R13)(DX*8)
+	PREFETCHT0     (R9)
+	ADDQ           R11, R9
+	CMPQ           R9, R10
+	CMOVQGT        R10, R9
+	VMOVDQU        ones16<>+0(SB), Y6
+	VMOVDQU        (R12), Y5
+	VMOVDQU        32(R12), Y7
+	VBROADCASTI128 (R13), Y3
+	VPSHUFB        Y5, Y3, Y3
+	VPMADDUBSW     Y3, Y7, Y3
+	VPMADDWD       Y6, Y3, Y3
+	VBROADCASTI128 64(R13), Y4
+	VPSHUFB        Y5, Y4, Y4
+	VPMADDUBSW     Y4, Y7, Y4
+	VPMADDWD       Y6, Y4, Y4
+	VBROADCASTI128 128(R13), Y8
+	VPSHUFB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y7, Y8
+	VPMADDWD       Y6, Y8, Y5
+	VMOVDQU        64(R12), Y7
+	VMOVDQU        96(R12), Y8
+	VBROADCASTI128 (R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y3, Y3
+	VBROADCASTI128 64(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y4, Y4
+	VBROADCASTI128 128(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y5, Y5
+	VMOVDQU        128(R12), Y7
+	VMOVDQU        160(R12), Y8
+	VBROADCASTI128 32(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y3, Y3
+	VBROADCASTI128 96(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y4, Y4
+	VBROADCASTI128 160(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y5, Y5
+	VMOVDQU        192(R12), Y7
+	VMOVDQU        224(R12), Y8
+	VBROADCASTI128 32(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y3, Y3
+	VBROADCASTI128 96(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y4, Y4
+	VBROADCASTI128 160(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y5, Y5
+	VMOVDQU        256(R12), Y7
+	VMOVDQU        288(R12), Y8
+	VBROADCASTI128 16(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y3, Y3
+	VBROADCASTI128 80(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y4, Y4
+	VBROADCASTI128 144(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y5, Y5
+	VMOVDQU        320(R12), Y7
+	VMOVDQU        352(R12), Y8
+	VBROADCASTI128 16(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y3, Y3
+	VBROADCASTI128 80(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y4, Y4
+	VBROADCASTI128 144(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y5, Y5
+	VMOVDQU        384(R12), Y7
+	VMOVDQU        416(R12), Y8
+	VBROADCASTI128 48(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y3, Y3
+	VBROADCASTI128 112(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y4, Y4
+	VBROADCASTI128 176(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y5, Y5
+	VMOVDQU        448(R12), Y7
+	VMOVDQU        480(R12), Y8
+	VBROADCASTI128 48(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y3, Y3
+	VBROADCASTI128 112(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y4, Y4
+	VBROADCASTI128 176(R13), Y9
+	VPSHUFB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       Y6, Y9, Y9
+	VPADDD         Y9, Y5, Y5
+	VCVTPH2PS      512(R12), Y6
+	VBROADCASTSS   (R14), Y7
+	VMULPS         Y7, Y6, Y7
+	VCVTDQ2PS      Y3, Y3
+	VMULPS         Y7, Y3, Y3
+	VADDPS         Y3, Y0, Y0
+	VBROADCASTSS   4(R14), Y3
+	VMULPS         Y3, Y6, Y3
+	VCVTDQ2PS      Y4, Y4
+	VMULPS         Y3, Y4, Y4
+	VADDPS         Y4, Y1, Y1
+	VBROADCASTSS   8(R14), Y3
+	VMULPS         Y3, Y6, Y3
+	VCVTDQ2PS      Y5, Y5
+	VMULPS         Y3, Y5, Y5
+	VADDPS         Y5, Y2, Y2
+	ADDQ           $0x00000220, R12
+	ADDQ           DX, R13
+	ADDQ           R8, R14
+	DECQ           R15
+	JNZ            qgemmMQ8Ax3_block3
+	MOVQ           bias+64(FP), R12
+	TESTQ          R12, R12
+	JZ             qgemmMQ8Ax3_store4
+	VADDPS         (R12), Y0, Y0
+	VADDPS         (R12), Y1, Y1
+	VADDPS         (R12), Y2, Y2
 
 qgemmMQ8Ax3_store4:
 	VMOVUPS Y0, (AX)
@@ -14799,271 +14885,268 @@ qgemmMQ8Ax3_store4:
 	ADDQ    CX, AX
 	VMOVUPS Y2, (AX)
 	ADDQ    CX, AX
-	ADDQ    $0x00000078, BX
+	ADDQ    $0x000000c0, BX
+	ADDQ    $0x0000000c, DI
 	DECQ    SI
 	JNZ     qgemmMQ8Ax3_tile1
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax4(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+// func qgemmMQ8Ax4(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax4(SB), NOSPLIT, $0-96
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
+TEXT ·qgemmMQ8Ax4(SB), NOSPLIT, $8-104
+	MOVQ dst+8(FP), AX
+	MOVQ ldd+16(FP), CX
+	SHLQ $0x02, CX
+	MOVQ xstride+48(FP), DX
+	MOVQ x+32(FP), BX
+	MOVQ n+0(FP), SI
+	MOVQ xd+40(FP), DI
+	MOVQ DX, R8
+	SHRQ $0x04, R8
+	MOVQ pf+72(FP), R9
+	MOVQ pflen+80(FP), R10
+	LEAQ -1(R9)(R10*1), R10
+	MOVQ pfstep+88(FP), R11
 
 qgemmMQ8Ax4_tile1:
-	MOVQ    w+24(FP), R11
-	MOVQ    BX, R12
-	MOVQ    nb+48(FP), R13
+	MOVQ    w+24(FP), R12
+	MOVQ    BX, R13
+	MOVQ    DI, R14
+	MOVQ    nb+56(FP), R15
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
 	VXORPS  Y3, Y3, Y3
-	MOVQ    from+88(FP), R14
-	TESTQ   R14, R14
+	MOVQ    from+96(FP), BP
+	TESTQ   BP, BP
 	JZ      qgemmMQ8Ax4_fresh2
-	MOVQ    AX, R14
-	VMOVUPS (R14), Y0
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y1
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y2
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y3
+	MOVQ    AX, BP
+	VMOVUPS (BP), Y0
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y1
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y2
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y3
 
 qgemmMQ8Ax4_fresh2:
 qgemmMQ8Ax4_block3:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   128(R14)
-	PREFETCHT0   159(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y8
-	VMOVDQU      (R11), Y7
-	VMOVDQU      32(R11), Y9
-	VPBROADCASTD (R12), Y4
-	VPSIGNB      Y7, Y4, Y4
-	VPMADDUBSW   Y4, Y9, Y4
-	VPMADDWD     Y8, Y4, Y4
-	VPBROADCASTD 40(R12), Y5
-	VPSIGNB      Y7, Y5, Y5
-	VPMADDUBSW   Y5, Y9, Y5
-	VPMADDWD     Y8, Y5, Y5
-	VPBROADCASTD 80(R12), Y6
-	VPSIGNB      Y7, Y6, Y6
-	VPMADDUBSW   Y6, Y9, Y6
-	VPMADDWD     Y8, Y6, Y6
-	VPBROADCASTD 120(R12), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y9, Y10
-	VPMADDWD     Y8, Y10, Y7
-	VMOVDQU      64(R11), Y9
-	VMOVDQU      96(R11), Y10
-	VPBROADCASTD 4(R12), Y11
-	VPXOR        Y9, Y11, Y11
-	VPSUBB       Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 44(R12), Y11
-	VPXOR        Y9, Y11, Y11
-	VPSUBB       Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 84(R12), Y11
-	VPXOR        Y9, Y11, Y11
-	VPSUBB       Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 124(R12), Y11
-	VPXOR        Y9, Y11, Y11
-	VPSUBB       Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      128(R11), Y9
-	VMOVDQU      160(R11), Y10
-	VPBROADCASTD 8(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 48(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 88(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 128(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      192(R11), Y9
-	VMOVDQU      224(R11), Y10
-	VPBROADCASTD 12(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 52(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 92(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 132(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      256(R11), Y9
-	VMOVDQU      288(R11), Y10
-	VPBROADCASTD 16(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 56(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 96(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 136(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      320(R11), Y9
-	VMOVDQU      352(R11), Y10
-	VPBROADCASTD 20(R12), Y11
-	VPXOR        Y9, Y11, Y11
-	VPSUBB       Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 60(R12), Y11
-	VPXOR        Y9, Y11, Y11
-	VPSUBB       Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 100(R12), Y11
-	VPXOR        Y9, Y11, Y11
-	VPSUBB       Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 140(R12), Y11
-	VPXOR        Y9, Y11, Y11
-	VPSUBB       Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      384(R11), Y9
-	VMOVDQU      416(R11), Y10
-	VPBROADCASTD 24(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 64(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 104(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 144(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VMOVDQU      448(R11), Y9
-	VMOVDQU      480(R11), Y10
-	VPBROADCASTD 28(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPBROADCASTD 68(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPBROADCASTD 108(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPBROADCASTD 148(R12), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VCVTPH2PS    512(R11), Y8
-	VBROADCASTSS 32(R12), Y9
-	VMULPS       Y9, Y8, Y9
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y9, Y4, Y4
-	VADDPS       Y4, Y0, Y0
-	VBROADCASTSS 72(R12), Y4
-	VMULPS       Y4, Y8, Y4
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VBROADCASTSS 112(R12), Y4
-	VMULPS       Y4, Y8, Y4
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y4, Y6, Y6
-	VADDPS       Y6, Y2, Y2
-	VBROADCASTSS 152(R12), Y4
-	VMULPS       Y4, Y8, Y4
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y4, Y7, Y7
-	VADDPS       Y7, Y3, Y3
-	ADDQ         $0x00000220, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Ax4_block3
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax4_store4
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-	VADDPS       (R11), Y2, Y2
-	VADDPS       (R11), Y3, Y3
+	PREFETCHT0     (R13)(DX*8)
+	PREFETCHT0     64(R13)(DX*8)
+	PREFETCHT0     128(R13)(DX*8)
+	PREFETCHT0     192(R13)(DX*8)
+	PREFETCHT0     255(R13)(DX*8)
+	PREFETCHT0     (R9)
+	ADDQ           R11, R9
+	CMPQ           R9, R10
+	CMOVQGT        R10, R9
+	VMOVDQU        ones16<>+0(SB), Y8
+	VMOVDQU        (R12), Y7
+	VMOVDQU        32(R12), Y9
+	VBROADCASTI128 (R13), Y4
+	VPSHUFB        Y7, Y4, Y4
+	VPMADDUBSW     Y4, Y9, Y4
+	VPMADDWD       Y8, Y4, Y4
+	VBROADCASTI128 64(R13), Y5
+	VPSHUFB        Y7, Y5, Y5
+	VPMADDUBSW     Y5, Y9, Y5
+	VPMADDWD       Y8, Y5, Y5
+	VBROADCASTI128 128(R13), Y6
+	VPSHUFB        Y7, Y6, Y6
+	VPMADDUBSW     Y6, Y9, Y6
+	VPMADDWD       Y8, Y6, Y6
+	VBROADCASTI128 192(R13), Y10
+	VPSHUFB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y9, Y10
+	VPMADDWD       Y8, Y10, Y7
+	VMOVDQU        64(R12), Y9
+	VMOVDQU        96(R12), Y10
+	VBROADCASTI128 (R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y4, Y4
+	VBROADCASTI128 64(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y5, Y5
+	VBROADCASTI128 128(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y6, Y6
+	VBROADCASTI128 192(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y7, Y7
+	VMOVDQU        128(R12), Y9
+	VMOVDQU        160(R12), Y10
+	VBROADCASTI128 32(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y4, Y4
+	VBROADCASTI128 96(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y5, Y5
+	VBROADCASTI128 160(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y6, Y6
+	VBROADCASTI128 224(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y7, Y7
+	VMOVDQU        192(R12), Y9
+	VMOVDQU        224(R12), Y10
+	VBROADCASTI128 32(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y4, Y4
+	VBROADCASTI128 96(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y5, Y5
+	VBROADCASTI128 160(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y6, Y6
+	VBROADCASTI128 224(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y7, Y7
+	VMOVDQU        256(R12), Y9
+	VMOVDQU        288(R12), Y10
+	VBROADCASTI128 16(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y4, Y4
+	VBROADCASTI128 80(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y5, Y5
+	VBROADCASTI128 144(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y6, Y6
+	VBROADCASTI128 208(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y7, Y7
+	VMOVDQU        320(R12), Y9
+	VMOVDQU        352(R12), Y10
+	VBROADCASTI128 16(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y4, Y4
+	VBROADCASTI128 80(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y5, Y5
+	VBROADCASTI128 144(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y6, Y6
+	VBROADCASTI128 208(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y7, Y7
+	VMOVDQU        384(R12), Y9
+	VMOVDQU        416(R12), Y10
+	VBROADCASTI128 48(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y4, Y4
+	VBROADCASTI128 112(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y5, Y5
+	VBROADCASTI128 176(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y6, Y6
+	VBROADCASTI128 240(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y7, Y7
+	VMOVDQU        448(R12), Y9
+	VMOVDQU        480(R12), Y10
+	VBROADCASTI128 48(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y4, Y4
+	VBROADCASTI128 112(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y5, Y5
+	VBROADCASTI128 176(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y6, Y6
+	VBROADCASTI128 240(R13), Y11
+	VPSHUFB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VPADDD         Y11, Y7, Y7
+	VCVTPH2PS      512(R12), Y8
+	VBROADCASTSS   (R14), Y9
+	VMULPS         Y9, Y8, Y9
+	VCVTDQ2PS      Y4, Y4
+	VMULPS         Y9, Y4, Y4
+	VADDPS         Y4, Y0, Y0
+	VBROADCASTSS   4(R14), Y4
+	VMULPS         Y4, Y8, Y4
+	VCVTDQ2PS      Y5, Y5
+	VMULPS         Y4, Y5, Y5
+	VADDPS         Y5, Y1, Y1
+	VBROADCASTSS   8(R14), Y4
+	VMULPS         Y4, Y8, Y4
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y4, Y6, Y6
+	VADDPS         Y6, Y2, Y2
+	VBROADCASTSS   12(R14), Y4
+	VMULPS         Y4, Y8, Y4
+	VCVTDQ2PS      Y7, Y7
+	VMULPS         Y4, Y7, Y7
+	VADDPS         Y7, Y3, Y3
+	ADDQ           $0x00000220, R12
+	ADDQ           DX, R13
+	ADDQ           R8, R14
+	DECQ           R15
+	JNZ            qgemmMQ8Ax4_block3
+	MOVQ           bias+64(FP), R12
+	TESTQ          R12, R12
+	JZ             qgemmMQ8Ax4_store4
+	VADDPS         (R12), Y0, Y0
+	VADDPS         (R12), Y1, Y1
+	VADDPS         (R12), Y2, Y2
+	VADDPS         (R12), Y3, Y3
 
 qgemmMQ8Ax4_store4:
 	VMOVUPS Y0, (AX)
@@ -15074,322 +15157,317 @@ qgemmMQ8Ax4_store4:
 	ADDQ    CX, AX
 	VMOVUPS Y3, (AX)
 	ADDQ    CX, AX
-	ADDQ    $0x000000a0, BX
+	ADDQ    $0x00000100, BX
+	ADDQ    $0x00000010, DI
 	DECQ    SI
 	JNZ     qgemmMQ8Ax4_tile1
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax5(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+// func qgemmMQ8Ax5(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax5(SB), NOSPLIT, $0-96
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
+TEXT ·qgemmMQ8Ax5(SB), NOSPLIT, $8-104
+	MOVQ dst+8(FP), AX
+	MOVQ ldd+16(FP), CX
+	SHLQ $0x02, CX
+	MOVQ xstride+48(FP), DX
+	MOVQ x+32(FP), BX
+	MOVQ n+0(FP), SI
+	MOVQ xd+40(FP), DI
+	MOVQ DX, R8
+	SHRQ $0x04, R8
+	MOVQ pf+72(FP), R9
+	MOVQ pflen+80(FP), R10
+	LEAQ -1(R9)(R10*1), R10
+	MOVQ pfstep+88(FP), R11
 
 qgemmMQ8Ax5_tile1:
-	MOVQ    w+24(FP), R11
-	MOVQ    BX, R12
-	MOVQ    nb+48(FP), R13
+	MOVQ    w+24(FP), R12
+	MOVQ    BX, R13
+	MOVQ    DI, R14
+	MOVQ    nb+56(FP), R15
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
 	VXORPS  Y3, Y3, Y3
 	VXORPS  Y4, Y4, Y4
-	MOVQ    from+88(FP), R14
-	TESTQ   R14, R14
+	MOVQ    from+96(FP), BP
+	TESTQ   BP, BP
 	JZ      qgemmMQ8Ax5_fresh2
-	MOVQ    AX, R14
-	VMOVUPS (R14), Y0
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y1
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y2
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y3
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y4
+	MOVQ    AX, BP
+	VMOVUPS (BP), Y0
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y1
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y2
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y3
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y4
 
 qgemmMQ8Ax5_fresh2:
 qgemmMQ8Ax5_block3:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   128(R14)
-	PREFETCHT0   192(R14)
-	PREFETCHT0   199(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y10
-	VMOVDQU      (R11), Y9
-	VMOVDQU      32(R11), Y11
-	VPBROADCASTD (R12), Y5
-	VPSIGNB      Y9, Y5, Y5
-	VPMADDUBSW   Y5, Y11, Y5
-	VPMADDWD     Y10, Y5, Y5
-	VPBROADCASTD 40(R12), Y6
-	VPSIGNB      Y9, Y6, Y6
-	VPMADDUBSW   Y6, Y11, Y6
-	VPMADDWD     Y10, Y6, Y6
-	VPBROADCASTD 80(R12), Y7
-	VPSIGNB      Y9, Y7, Y7
-	VPMADDUBSW   Y7, Y11, Y7
-	VPMADDWD     Y10, Y7, Y7
-	VPBROADCASTD 120(R12), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     Y10, Y8, Y8
-	VPBROADCASTD 160(R12), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y11, Y12
-	VPMADDWD     Y10, Y12, Y9
-	VMOVDQU      64(R11), Y11
-	VMOVDQU      96(R11), Y12
-	VPBROADCASTD 4(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 44(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 84(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 124(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 164(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      128(R11), Y11
-	VMOVDQU      160(R11), Y12
-	VPBROADCASTD 8(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 48(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 88(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 128(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 168(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      192(R11), Y11
-	VMOVDQU      224(R11), Y12
-	VPBROADCASTD 12(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 52(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 92(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 132(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 172(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      256(R11), Y11
-	VMOVDQU      288(R11), Y12
-	VPBROADCASTD 16(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 56(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 96(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 136(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 176(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      320(R11), Y11
-	VMOVDQU      352(R11), Y12
-	VPBROADCASTD 20(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 60(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 100(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 140(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 180(R12), Y13
-	VPXOR        Y11, Y13, Y13
-	VPSUBB       Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      384(R11), Y11
-	VMOVDQU      416(R11), Y12
-	VPBROADCASTD 24(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 64(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 104(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 144(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 184(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VMOVDQU      448(R11), Y11
-	VMOVDQU      480(R11), Y12
-	VPBROADCASTD 28(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPBROADCASTD 68(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPBROADCASTD 108(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y7, Y7
-	VPBROADCASTD 148(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y8, Y8
-	VPBROADCASTD 188(R12), Y13
-	VPSIGNB      Y11, Y13, Y13
-	VPMADDUBSW   Y13, Y12, Y13
-	VPMADDWD     Y10, Y13, Y13
-	VPADDD       Y13, Y9, Y9
-	VCVTPH2PS    512(R11), Y10
-	VBROADCASTSS 32(R12), Y11
-	VMULPS       Y11, Y10, Y11
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y11, Y5, Y5
-	VADDPS       Y5, Y0, Y0
-	VBROADCASTSS 72(R12), Y5
-	VMULPS       Y5, Y10, Y5
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y6, Y6
-	VADDPS       Y6, Y1, Y1
-	VBROADCASTSS 112(R12), Y5
-	VMULPS       Y5, Y10, Y5
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y5, Y7, Y7
-	VADDPS       Y7, Y2, Y2
-	VBROADCASTSS 152(R12), Y5
-	VMULPS       Y5, Y10, Y5
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y3, Y3
-	VBROADCASTSS 192(R12), Y5
-	VMULPS       Y5, Y10, Y5
-	VCVTDQ2PS    Y9, Y9
-	VMULPS       Y5, Y9, Y9
-	VADDPS       Y9, Y4, Y4
-	ADDQ         $0x00000220, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Ax5_block3
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax5_store4
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-	VADDPS       (R11), Y2, Y2
-	VADDPS       (R11), Y3, Y3
-	VADDPS       (R11), Y4, Y4
+	PREFETCHT0     (R13)(DX*8)
+	PREFETCHT0     64(R13)(DX*8)
+	PREFETCHT0     128(R13)(DX*8)
+	PREFETCHT0     192(R13)(DX*8)
+	PREFETCHT0     256(R13)(DX*8)
+	PREFETCHT0     319(R13)(DX*8)
+	PREFETCHT0     (R9)
+	ADDQ           R11, R9
+	CMPQ           R9, R10
+	CMOVQGT        R10, R9
+	VMOVDQU        ones16<>+0(SB), Y10
+	VMOVDQU        (R12), Y9
+	VMOVDQU        32(R12), Y11
+	VBROADCASTI128 (R13), Y5
+	VPSHUFB        Y9, Y5, Y5
+	VPMADDUBSW     Y5, Y11, Y5
+	VPMADDWD       Y10, Y5, Y5
+	VBROADCASTI128 64(R13), Y6
+	VPSHUFB        Y9, Y6, Y6
+	VPMADDUBSW     Y6, Y11, Y6
+	VPMADDWD       Y10, Y6, Y6
+	VBROADCASTI128 128(R13), Y7
+	VPSHUFB        Y9, Y7, Y7
+	VPMADDUBSW     Y7, Y11, Y7
+	VPMADDWD       Y10, Y7, Y7
+	VBROADCASTI128 192(R13), Y8
+	VPSHUFB        Y9, Y8, Y8
+	VPMADDUBSW     Y8, Y11, Y8
+	VPMADDWD       Y10, Y8, Y8
+	VBROADCASTI128 256(R13), Y12
+	VPSHUFB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y11, Y12
+	VPMADDWD       Y10, Y12, Y9
+	VMOVDQU        64(R12), Y11
+	VMOVDQU        96(R12), Y12
+	VBROADCASTI128 (R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y5, Y5
+	VBROADCASTI128 64(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y6, Y6
+	VBROADCASTI128 128(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y7, Y7
+	VBROADCASTI128 192(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y8, Y8
+	VBROADCASTI128 256(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y9, Y9
+	VMOVDQU        128(R12), Y11
+	VMOVDQU        160(R12), Y12
+	VBROADCASTI128 32(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y5, Y5
+	VBROADCASTI128 96(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y6, Y6
+	VBROADCASTI128 160(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y7, Y7
+	VBROADCASTI128 224(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y8, Y8
+	VBROADCASTI128 288(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y9, Y9
+	VMOVDQU        192(R12), Y11
+	VMOVDQU        224(R12), Y12
+	VBROADCASTI128 32(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y5, Y5
+	VBROADCASTI128 96(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y6, Y6
+	VBROADCASTI128 160(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y7, Y7
+	VBROADCASTI128 224(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y8, Y8
+	VBROADCASTI128 288(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y9, Y9
+	VMOVDQU        256(R12), Y11
+	VMOVDQU        288(R12), Y12
+	VBROADCASTI128 16(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y5, Y5
+	VBROADCASTI128 80(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y6, Y6
+	VBROADCASTI128 144(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y7, Y7
+	VBROADCASTI128 208(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y8, Y8
+	VBROADCASTI128 272(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y9, Y9
+	VMOVDQU        320(R12), Y11
+	VMOVDQU        352(R12), Y12
+	VBROADCASTI128 16(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y5, Y5
+	VBROADCASTI128 80(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y6, Y6
+	VBROADCASTI128 144(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y7, Y7
+	VBROADCASTI128 208(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y8, Y8
+	VBROADCASTI128 272(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y9, Y9
+	VMOVDQU        384(R12), Y11
+	VMOVDQU        416(R12), Y12
+	VBROADCASTI128 48(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y5, Y5
+	VBROADCASTI128 112(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y6, Y6
+	VBROADCASTI128 176(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y7, Y7
+	VBROADCASTI128 240(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y8, Y8
+	VBROADCASTI128 304(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y9, Y9
+	VMOVDQU        448(R12), Y11
+	VMOVDQU        480(R12), Y12
+	VBROADCASTI128 48(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y5, Y5
+	VBROADCASTI128 112(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y6, Y6
+	VBROADCASTI128 176(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y7, Y7
+	VBROADCASTI128 240(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y8, Y8
+	VBROADCASTI128 304(R13), Y13
+	VPSHUFB        Y11, Y13, Y13
+	VPMADDUBSW     Y13, Y12, Y13
+	VPMADDWD       Y10, Y13, Y13
+	VPADDD         Y13, Y9, Y9
+	VCVTPH2PS      512(R12), Y10
+	VBROADCASTSS   (R14), Y11
+	VMULPS         Y11, Y10, Y11
+	VCVTDQ2PS      Y5, Y5
+	VMULPS         Y11, Y5, Y5
+	VADDPS         Y5, Y0, Y0
+	VBROADCASTSS   4(R14), Y5
+	VMULPS         Y5, Y10, Y5
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y5, Y6, Y6
+	VADDPS         Y6, Y1, Y1
+	VBROADCASTSS   8(R14), Y5
+	VMULPS         Y5, Y10, Y5
+	VCVTDQ2PS      Y7, Y7
+	VMULPS         Y5, Y7, Y7
+	VADDPS         Y7, Y2, Y2
+	VBROADCASTSS   12(R14), Y5
+	VMULPS         Y5, Y10, Y5
+	VCVTDQ2PS      Y8, Y8
+	VMULPS         Y5, Y8, Y8
+	VADDPS         Y8, Y3, Y3
+	VBROADCASTSS   16(R14), Y5
+	VMULPS         Y5, Y10, Y5
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y5, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	ADDQ           $0x00000220, R12
+	ADDQ           DX, R13
+	ADDQ           R8, R14
+	DECQ           R15
+	JNZ            qgemmMQ8Ax5_block3
+	MOVQ           bias+64(FP), R12
+	TESTQ          R12, R12
+	JZ             qgemmMQ8Ax5_store4
+	VADDPS         (R12), Y0, Y0
+	VADDPS         (R12), Y1, Y1
+	VADDPS         (R12), Y2, Y2
+	VADDPS         (R12), Y3, Y3
+	VADDPS         (R12), Y4, Y4
 
 qgemmMQ8Ax5_store4:
 	VMOVUPS Y0, (AX)
@@ -15402,372 +15480,366 @@ qgemmMQ8Ax5_store4:
 	ADDQ    CX, AX
 	VMOVUPS Y4, (AX)
 	ADDQ    CX, AX
-	ADDQ    $0x000000c8, BX
+	ADDQ    $0x00000140, BX
+	ADDQ    $0x00000014, DI
 	DECQ    SI
 	JNZ     qgemmMQ8Ax5_tile1
 	VZEROUPPER
 	RET
 
-// func qgemmMQ8Ax6(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+// func qgemmMQ8Ax6(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 // Requires: AVX, AVX2, CMOV, F16C, MMX+
-TEXT ·qgemmMQ8Ax6(SB), NOSPLIT, $0-96
-	MOVQ   dst+8(FP), AX
-	MOVQ   ldd+16(FP), CX
-	SHLQ   $0x02, CX
-	MOVQ   xstride+40(FP), DX
-	MOVQ   x+32(FP), BX
-	MOVQ   n+0(FP), SI
-	MOVQ   pf+64(FP), DI
-	MOVQ   pflen+72(FP), R8
-	LEAQ   -1(DI)(R8*1), R8
-	MOVQ   pfstep+80(FP), R9
-	IMUL3Q $0x08, DX, R10
+TEXT ·qgemmMQ8Ax6(SB), NOSPLIT, $8-104
+	MOVQ dst+8(FP), AX
+	MOVQ ldd+16(FP), CX
+	SHLQ $0x02, CX
+	MOVQ xstride+48(FP), DX
+	MOVQ x+32(FP), BX
+	MOVQ n+0(FP), SI
+	MOVQ xd+40(FP), DI
+	MOVQ DX, R8
+	SHRQ $0x04, R8
+	MOVQ pf+72(FP), R9
+	MOVQ pflen+80(FP), R10
+	LEAQ -1(R9)(R10*1), R10
+	MOVQ pfstep+88(FP), R11
 
 qgemmMQ8Ax6_tile1:
-	MOVQ    w+24(FP), R11
-	MOVQ    BX, R12
-	MOVQ    nb+48(FP), R13
+	MOVQ    w+24(FP), R12
+	MOVQ    BX, R13
+	MOVQ    DI, R14
+	MOVQ    nb+56(FP), R15
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
 	VXORPS  Y3, Y3, Y3
 	VXORPS  Y4, Y4, Y4
 	VXORPS  Y5, Y5, Y5
-	MOVQ    from+88(FP), R14
-	TESTQ   R14, R14
+	MOVQ    from+96(FP), BP
+	TESTQ   BP, BP
 	JZ      qgemmMQ8Ax6_fresh2
-	MOVQ    AX, R14
-	VMOVUPS (R14), Y0
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y1
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y2
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y3
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y4
-	ADDQ    CX, R14
-	VMOVUPS (R14), Y5
+	MOVQ    AX, BP
+	VMOVUPS (BP), Y0
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y1
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y2
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y3
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y4
+	ADDQ    CX, BP
+	VMOVUPS (BP), Y5
 
 qgemmMQ8Ax6_fresh2:
 qgemmMQ8Ax6_block3:
-	LEAQ         (R12)(R10*1), R14
-	PREFETCHT0   (R14)
-	PREFETCHT0   64(R14)
-	PREFETCHT0   128(R14)
-	PREFETCHT0   192(R14)
-	PREFETCHT0   239(R14)
-	PREFETCHT0   (DI)
-	ADDQ         R9, DI
-	CMPQ         DI, R8
-	CMOVQGT      R8, DI
-	VMOVDQU      ones16<>+0(SB), Y12
-	VMOVDQU      (R11), Y11
-	VMOVDQU      32(R11), Y13
-	VPBROADCASTD (R12), Y6
-	VPSIGNB      Y11, Y6, Y6
-	VPMADDUBSW   Y6, Y13, Y6
-	VPMADDWD     Y12, Y6, Y6
-	VPBROADCASTD 40(R12), Y7
-	VPSIGNB      Y11, Y7, Y7
-	VPMADDUBSW   Y7, Y13, Y7
-	VPMADDWD     Y12, Y7, Y7
-	VPBROADCASTD 80(R12), Y8
-	VPSIGNB      Y11, Y8, Y8
-	VPMADDUBSW   Y8, Y13, Y8
-	VPMADDWD     Y12, Y8, Y8
-	VPBROADCASTD 120(R12), Y9
-	VPSIGNB      Y11, Y9, Y9
-	VPMADDUBSW   Y9, Y13, Y9
-	VPMADDWD     Y12, Y9, Y9
-	VPBROADCASTD 160(R12), Y10
-	VPSIGNB      Y11, Y10, Y10
-	VPMADDUBSW   Y10, Y13, Y10
-	VPMADDWD     Y12, Y10, Y10
-	VPBROADCASTD 200(R12), Y14
-	VPSIGNB      Y11, Y14, Y14
-	VPMADDUBSW   Y14, Y13, Y14
-	VPMADDWD     Y12, Y14, Y11
-	VMOVDQU      64(R11), Y13
-	VMOVDQU      96(R11), Y14
-	VPBROADCASTD 4(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 44(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 84(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 124(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 164(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 204(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      128(R11), Y13
-	VMOVDQU      160(R11), Y14
-	VPBROADCASTD 8(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 48(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 88(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 128(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 168(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 208(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      192(R11), Y13
-	VMOVDQU      224(R11), Y14
-	VPBROADCASTD 12(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 52(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 92(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 132(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 172(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 212(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      256(R11), Y13
-	VMOVDQU      288(R11), Y14
-	VPBROADCASTD 16(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 56(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 96(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 136(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 176(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 216(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      320(R11), Y13
-	VMOVDQU      352(R11), Y14
-	VPBROADCASTD 20(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 60(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 100(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 140(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 180(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 220(R12), Y15
-	VPXOR        Y13, Y15, Y15
-	VPSUBB       Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      384(R11), Y13
-	VMOVDQU      416(R11), Y14
-	VPBROADCASTD 24(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 64(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 104(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 144(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 184(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 224(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VMOVDQU      448(R11), Y13
-	VMOVDQU      480(R11), Y14
-	VPBROADCASTD 28(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y6, Y6
-	VPBROADCASTD 68(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y7, Y7
-	VPBROADCASTD 108(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y8, Y8
-	VPBROADCASTD 148(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y9, Y9
-	VPBROADCASTD 188(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y10, Y10
-	VPBROADCASTD 228(R12), Y15
-	VPSIGNB      Y13, Y15, Y15
-	VPMADDUBSW   Y15, Y14, Y15
-	VPMADDWD     Y12, Y15, Y15
-	VPADDD       Y15, Y11, Y11
-	VCVTPH2PS    512(R11), Y12
-	VBROADCASTSS 32(R12), Y13
-	VMULPS       Y13, Y12, Y13
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y13, Y6, Y6
-	VADDPS       Y6, Y0, Y0
-	VBROADCASTSS 72(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y7, Y7
-	VADDPS       Y7, Y1, Y1
-	VBROADCASTSS 112(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y6, Y8, Y8
-	VADDPS       Y8, Y2, Y2
-	VBROADCASTSS 152(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y9, Y9
-	VMULPS       Y6, Y9, Y9
-	VADDPS       Y9, Y3, Y3
-	VBROADCASTSS 192(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y10, Y10
-	VMULPS       Y6, Y10, Y10
-	VADDPS       Y10, Y4, Y4
-	VBROADCASTSS 232(R12), Y6
-	VMULPS       Y6, Y12, Y6
-	VCVTDQ2PS    Y11, Y11
-	VMULPS       Y6, Y11, Y11
-	VADDPS       Y11, Y5, Y5
-	ADDQ         $0x00000220, R11
-	ADDQ         DX, R12
-	DECQ         R13
-	JNZ          qgemmMQ8Ax6_block3
-	MOVQ         bias+56(FP), R11
-	TESTQ        R11, R11
-	JZ           qgemmMQ8Ax6_store4
-	VADDPS       (R11), Y0, Y0
-	VADDPS       (R11), Y1, Y1
-	VADDPS       (R11), Y2, Y2
-	VADDPS       (R11), Y3, Y3
-	VADDPS       (R11), Y4, Y4
-	VADDPS       (R11), Y5, Y5
+	PREFETCHT0     (R13)(DX*8)
+	PREFETCHT0     64(R13)(DX*8)
+	PREFETCHT0     128(R13)(DX*8)
+	PREFETCHT0     192(R13)(DX*8)
+	PREFETCHT0     256(R13)(DX*8)
+	PREFETCHT0     320(R13)(DX*8)
+	PREFETCHT0     383(R13)(DX*8)
+	PREFETCHT0     (R9)
+	ADDQ           R11, R9
+	CMPQ           R9, R10
+	CMOVQGT        R10, R9
+	VMOVDQU        ones16<>+0(SB), Y12
+	VMOVDQU        (R12), Y11
+	VMOVDQU        32(R12), Y13
+	VBROADCASTI128 (R13), Y6
+	VPSHUFB        Y11, Y6, Y6
+	VPMADDUBSW     Y6, Y13, Y6
+	VPMADDWD       Y12, Y6, Y6
+	VBROADCASTI128 64(R13), Y7
+	VPSHUFB        Y11, Y7, Y7
+	VPMADDUBSW     Y7, Y13, Y7
+	VPMADDWD       Y12, Y7, Y7
+	VBROADCASTI128 128(R13), Y8
+	VPSHUFB        Y11, Y8, Y8
+	VPMADDUBSW     Y8, Y13, Y8
+	VPMADDWD       Y12, Y8, Y8
+	VBROADCASTI128 192(R13), Y9
+	VPSHUFB        Y11, Y9, Y9
+	VPMADDUBSW     Y9, Y13, Y9
+	VPMADDWD       Y12, Y9, Y9
+	VBROADCASTI128 256(R13), Y10
+	VPSHUFB        Y11, Y10, Y10
+	VPMADDUBSW     Y10, Y13, Y10
+	VPMADDWD       Y12, Y10, Y10
+	VBROADCASTI128 320(R13), Y14
+	VPSHUFB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y13, Y14
+	VPMADDWD       Y12, Y14, Y11
+	VMOVDQU        64(R12), Y13
+	VMOVDQU        96(R12), Y14
+	VBROADCASTI128 (R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y6, Y6
+	VBROADCASTI128 64(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y7, Y7
+	VBROADCASTI128 128(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y8, Y8
+	VBROADCASTI128 192(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y9, Y9
+	VBROADCASTI128 256(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y10, Y10
+	VBROADCASTI128 320(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y11, Y11
+	VMOVDQU        128(R12), Y13
+	VMOVDQU        160(R12), Y14
+	VBROADCASTI128 32(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y6, Y6
+	VBROADCASTI128 96(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y7, Y7
+	VBROADCASTI128 160(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y8, Y8
+	VBROADCASTI128 224(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y9, Y9
+	VBROADCASTI128 288(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y10, Y10
+	VBROADCASTI128 352(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y11, Y11
+	VMOVDQU        192(R12), Y13
+	VMOVDQU        224(R12), Y14
+	VBROADCASTI128 32(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y6, Y6
+	VBROADCASTI128 96(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y7, Y7
+	VBROADCASTI128 160(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y8, Y8
+	VBROADCASTI128 224(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y9, Y9
+	VBROADCASTI128 288(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y10, Y10
+	VBROADCASTI128 352(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y11, Y11
+	VMOVDQU        256(R12), Y13
+	VMOVDQU        288(R12), Y14
+	VBROADCASTI128 16(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y6, Y6
+	VBROADCASTI128 80(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y7, Y7
+	VBROADCASTI128 144(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y8, Y8
+	VBROADCASTI128 208(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y9, Y9
+	VBROADCASTI128 272(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y10, Y10
+	VBROADCASTI128 336(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y11, Y11
+	VMOVDQU        320(R12), Y13
+	VMOVDQU        352(R12), Y14
+	VBROADCASTI128 16(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y6, Y6
+	VBROADCASTI128 80(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y7, Y7
+	VBROADCASTI128 144(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y8, Y8
+	VBROADCASTI128 208(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y9, Y9
+	VBROADCASTI128 272(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y10, Y10
+	VBROADCASTI128 336(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y11, Y11
+	VMOVDQU        384(R12), Y13
+	VMOVDQU        416(R12), Y14
+	VBROADCASTI128 48(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y6, Y6
+	VBROADCASTI128 112(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y7, Y7
+	VBROADCASTI128 176(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y8, Y8
+	VBROADCASTI128 240(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y9, Y9
+	VBROADCASTI128 304(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y10, Y10
+	VBROADCASTI128 368(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y11, Y11
+	VMOVDQU        448(R12), Y13
+	VMOVDQU        480(R12), Y14
+	VBROADCASTI128 48(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y6, Y6
+	VBROADCASTI128 112(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y7, Y7
+	VBROADCASTI128 176(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y8, Y8
+	VBROADCASTI128 240(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y9, Y9
+	VBROADCASTI128 304(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y10, Y10
+	VBROADCASTI128 368(R13), Y15
+	VPSHUFB        Y13, Y15, Y15
+	VPMADDUBSW     Y15, Y14, Y15
+	VPMADDWD       Y12, Y15, Y15
+	VPADDD         Y15, Y11, Y11
+	VCVTPH2PS      512(R12), Y12
+	VBROADCASTSS   (R14), Y13
+	VMULPS         Y13, Y12, Y13
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y13, Y6, Y6
+	VADDPS         Y6, Y0, Y0
+	VBROADCASTSS   4(R14), Y6
+	VMULPS         Y6, Y12, Y6
+	VCVTDQ2PS      Y7, Y7
+	VMULPS         Y6, Y7, Y7
+	VADDPS         Y7, Y1, Y1
+	VBROADCASTSS   8(R14), Y6
+	VMULPS         Y6, Y12, Y6
+	VCVTDQ2PS      Y8, Y8
+	VMULPS         Y6, Y8, Y8
+	VADDPS         Y8, Y2, Y2
+	VBROADCASTSS   12(R14), Y6
+	VMULPS         Y6, Y12, Y6
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y6, Y9, Y9
+	VADDPS         Y9, Y3, Y3
+	VBROADCASTSS   16(R14), Y6
+	VMULPS         Y6, Y12, Y6
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y6, Y10, Y10
+	VADDPS         Y10, Y4, Y4
+	VBROADCASTSS   20(R14), Y6
+	VMULPS         Y6, Y12, Y6
+	VCVTDQ2PS      Y11, Y11
+	VMULPS         Y6, Y11, Y11
+	VADDPS         Y11, Y5, Y5
+	ADDQ           $0x00000220, R12
+	ADDQ           DX, R13
+	ADDQ           R8, R14
+	DECQ           R15
+	JNZ            qgemmMQ8Ax6_block3
+	MOVQ           bias+64(FP), R12
+	TESTQ          R12, R12
+	JZ             qgemmMQ8Ax6_store4
+	VADDPS         (R12), Y0, Y0
+	VADDPS         (R12), Y1, Y1
+	VADDPS         (R12), Y2, Y2
+	VADDPS         (R12), Y3, Y3
+	VADDPS         (R12), Y4, Y4
+	VADDPS         (R12), Y5, Y5
 
 qgemmMQ8Ax6_store4:
 	VMOVUPS Y0, (AX)
@@ -15782,7 +15854,8 @@ qgemmMQ8Ax6_store4:
 	ADDQ    CX, AX
 	VMOVUPS Y5, (AX)
 	ADDQ    CX, AX
-	ADDQ    $0x000000f0, BX
+	ADDQ    $0x00000180, BX
+	ADDQ    $0x00000018, DI
 	DECQ    SI
 	JNZ     qgemmMQ8Ax6_tile1
 	VZEROUPPER
@@ -15817,6 +15890,49 @@ prepareQ8_block2:
 	ADDQ      $0x28, AX
 	DECQ      DX
 	JNZ       prepareQ8_token1
+	VZEROUPPER
+	RET
+
+// func prepareQ8T(xs *byte, xd *byte, xq *byte, T int, nb int, xb int)
+// Requires: AVX, AVX2, F16C
+TEXT ·prepareQ8T(SB), NOSPLIT, $0-48
+	MOVQ   xs+0(FP), AX
+	MOVQ   xd+8(FP), CX
+	MOVQ   xq+16(FP), DX
+	MOVQ   T+24(FP), BX
+	MOVQ   xb+40(FP), SI
+	IMUL3Q $0x40, BX, DI
+	MOVQ   BX, R8
+	SHLQ   $0x02, R8
+	VPXOR  Y0, Y0, Y0
+
+prepareQ8T_token1:
+	MOVQ DX, R9
+	MOVQ AX, R10
+	MOVQ CX, R11
+	MOVQ nb+32(FP), R12
+
+prepareQ8T_block2:
+	VMOVDQU    2(R9), Y1
+	VPSUBB     Y1, Y0, Y2
+	VPUNPCKLDQ Y2, Y1, Y3
+	VPUNPCKHDQ Y2, Y1, Y1
+	VMOVDQU    Y3, (R10)
+	VMOVDQU    Y1, 32(R10)
+	MOVWLZX    (R9), R13
+	VMOVD      R13, X1
+	VCVTPH2PS  X1, X1
+	VMOVSS     X1, (R11)
+	ADDQ       $0x22, R9
+	ADDQ       DI, R10
+	ADDQ       R8, R11
+	DECQ       R12
+	JNZ        prepareQ8T_block2
+	ADDQ       SI, DX
+	ADDQ       $0x40, AX
+	ADDQ       $0x04, CX
+	DECQ       BX
+	JNZ        prepareQ8T_token1
 	VZEROUPPER
 	RET
 

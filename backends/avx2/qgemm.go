@@ -76,28 +76,30 @@ var gemmMadd = qgemm.Kernels{
 	RepackQ8: repackQ8S, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8SFull, RepackQ4Full: repackQ4Full,
 	Tile: tileMQ8, TileBias: tileMQ8Bias, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, PrepareSum: prepareSum, AddBias: add,
-	// The rows repacked on every product keep their quants' absolute values too; the
-	// tiles sweep the tokens over up to 64 blocks of them at a time (34 KiB, within L1;
-	// 3072-wide rows' 52 KiB at once gained nothing).
-	ScratchQ8: &qgemm.ScratchLayout{BlockBytes: 544, Chunk: 64, Repack: repackQ8A, RepackFull: repackQ8AFull, Sweep: sweepMQ8A},
+	// The rows repacked on every product keep their quants' absolute values too, and
+	// their signs as VPSHUFB indices into the activations' tables of ±x (prepareQ8T, a
+	// cache line a block and token, the scales apart); the tiles sweep the tokens over up to 64 blocks of them
+	// at a time (34 KiB, within L1; 3072-wide rows' 52 KiB at once gained nothing).
+	ScratchQ8: &qgemm.ScratchLayout{BlockBytes: 544, Chunk: 64, Repack: repackQ8A, RepackFull: repackQ8AFull, Sweep: sweepMQ8A,
+		XBytes: 64, Prepare: prepareQ8T},
 }
 
 // sweepMQ8A calls the VPMADDUBSW q8_0 tile on groups repacked by repackQ8A for nt tokens
 // (1 ≤ nt ≤ 6), n times (qgemm.ScratchLayout.Sweep).
-func sweepMQ8A(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep, from int) {
+func sweepMQ8A(n, nt int, dst *float32, ldd int, w, x, xd *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep, from int) {
 	switch nt {
 	case 1:
-		qgemmMQ8Ax1(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep, from)
+		qgemmMQ8Ax1(n, dst, ldd, w, x, xd, xstride, nb, bias, pf, pflen, pfstep, from)
 	case 2:
-		qgemmMQ8Ax2(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep, from)
+		qgemmMQ8Ax2(n, dst, ldd, w, x, xd, xstride, nb, bias, pf, pflen, pfstep, from)
 	case 3:
-		qgemmMQ8Ax3(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep, from)
+		qgemmMQ8Ax3(n, dst, ldd, w, x, xd, xstride, nb, bias, pf, pflen, pfstep, from)
 	case 4:
-		qgemmMQ8Ax4(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep, from)
+		qgemmMQ8Ax4(n, dst, ldd, w, x, xd, xstride, nb, bias, pf, pflen, pfstep, from)
 	case 5:
-		qgemmMQ8Ax5(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep, from)
+		qgemmMQ8Ax5(n, dst, ldd, w, x, xd, xstride, nb, bias, pf, pflen, pfstep, from)
 	default:
-		qgemmMQ8Ax6(n, dst, ldd, w, x, xstride, nb, bias, pf, pflen, pfstep, from)
+		qgemmMQ8Ax6(n, dst, ldd, w, x, xd, xstride, nb, bias, pf, pflen, pfstep, from)
 	}
 }
 

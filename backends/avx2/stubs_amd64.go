@@ -518,9 +518,10 @@ func qgemmMQ8x5(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bi
 //go:noescape
 func qgemmMQ8x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)
 
-// repackQ8A is repackQ8S with, after each of a block's 8 weight vectors, their absolute
-// values (VPABSB; blocks of 544 bytes, the scales at 512), and vectors 1 and 5 written as
-// the weights' signs (0xFF where w < 0, else 0): the layout of the tiles qgemmMQ8Ax*.
+// repackQ8A is repackQ8S with each of a block's 8 weight vectors k written as indices
+// into prepareQ8T's ±x tables, byte j of a dword 8·(k%2) + j + 4·(w < 0), each followed by
+// the weights' absolute values (VPABSB; blocks of 544 bytes, the scales at 512): the layout
+// of the tiles qgemmMQ8Ax*.
 //
 //go:noescape
 func repackQ8A(dst *byte, w *byte, ldw int, nb int, rows int)
@@ -530,107 +531,107 @@ func repackQ8A(dst *byte, w *byte, ldw int, nb int, rows int)
 //go:noescape
 func repackQ8AFull(dst *byte, w *byte, ldw int, nb int)
 
-// qgemmMQ8Ax1 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
-// the tokens t < 1 of the prepared activation blocks x (token t of block b at
-// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+// qgemmMQ8Ax1 computes, for the 8 rows r of a group w repacked by repackQ8A and
+// the tokens t < 1 of the activation blocks x prepared by prepareQ8T (token t of
+// block b at x + b·xstride + 64·t, its dx at xd + b·(xstride/16) + 4·t),
 //
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
 // Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
-// It does so n ≥ 1 times, for the next 1 tokens each: x + 40·1·i, dst + 1·ldd·i;
+// It does so n ≥ 1 times, for the next 1 tokens each: x + 64·1·i, xd + 4·1·i, dst + 1·ldd·i;
 // unless from is 0, each sum starts from dst's value rather than 0 (the sum of the
 // blocks before, continued to the same bits).
 // Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to
 // pf + pflen − 1 (pflen ≥ 1).
 //
 //go:noescape
-func qgemmMQ8Ax1(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+func qgemmMQ8Ax1(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 
-// qgemmMQ8Ax2 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
-// the tokens t < 2 of the prepared activation blocks x (token t of block b at
-// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+// qgemmMQ8Ax2 computes, for the 8 rows r of a group w repacked by repackQ8A and
+// the tokens t < 2 of the activation blocks x prepared by prepareQ8T (token t of
+// block b at x + b·xstride + 64·t, its dx at xd + b·(xstride/16) + 4·t),
 //
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
 // Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
-// It does so n ≥ 1 times, for the next 2 tokens each: x + 40·2·i, dst + 2·ldd·i;
+// It does so n ≥ 1 times, for the next 2 tokens each: x + 64·2·i, xd + 4·2·i, dst + 2·ldd·i;
 // unless from is 0, each sum starts from dst's value rather than 0 (the sum of the
 // blocks before, continued to the same bits).
 // Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to
 // pf + pflen − 1 (pflen ≥ 1).
 //
 //go:noescape
-func qgemmMQ8Ax2(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+func qgemmMQ8Ax2(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 
-// qgemmMQ8Ax3 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
-// the tokens t < 3 of the prepared activation blocks x (token t of block b at
-// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+// qgemmMQ8Ax3 computes, for the 8 rows r of a group w repacked by repackQ8A and
+// the tokens t < 3 of the activation blocks x prepared by prepareQ8T (token t of
+// block b at x + b·xstride + 64·t, its dx at xd + b·(xstride/16) + 4·t),
 //
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
 // Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
-// It does so n ≥ 1 times, for the next 3 tokens each: x + 40·3·i, dst + 3·ldd·i;
+// It does so n ≥ 1 times, for the next 3 tokens each: x + 64·3·i, xd + 4·3·i, dst + 3·ldd·i;
 // unless from is 0, each sum starts from dst's value rather than 0 (the sum of the
 // blocks before, continued to the same bits).
 // Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to
 // pf + pflen − 1 (pflen ≥ 1).
 //
 //go:noescape
-func qgemmMQ8Ax3(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+func qgemmMQ8Ax3(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 
-// qgemmMQ8Ax4 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
-// the tokens t < 4 of the prepared activation blocks x (token t of block b at
-// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+// qgemmMQ8Ax4 computes, for the 8 rows r of a group w repacked by repackQ8A and
+// the tokens t < 4 of the activation blocks x prepared by prepareQ8T (token t of
+// block b at x + b·xstride + 64·t, its dx at xd + b·(xstride/16) + 4·t),
 //
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
 // Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
-// It does so n ≥ 1 times, for the next 4 tokens each: x + 40·4·i, dst + 4·ldd·i;
+// It does so n ≥ 1 times, for the next 4 tokens each: x + 64·4·i, xd + 4·4·i, dst + 4·ldd·i;
 // unless from is 0, each sum starts from dst's value rather than 0 (the sum of the
 // blocks before, continued to the same bits).
 // Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to
 // pf + pflen − 1 (pflen ≥ 1).
 //
 //go:noescape
-func qgemmMQ8Ax4(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+func qgemmMQ8Ax4(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 
-// qgemmMQ8Ax5 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
-// the tokens t < 5 of the prepared activation blocks x (token t of block b at
-// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+// qgemmMQ8Ax5 computes, for the 8 rows r of a group w repacked by repackQ8A and
+// the tokens t < 5 of the activation blocks x prepared by prepareQ8T (token t of
+// block b at x + b·xstride + 64·t, its dx at xd + b·(xstride/16) + 4·t),
 //
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
 // Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
-// It does so n ≥ 1 times, for the next 5 tokens each: x + 40·5·i, dst + 5·ldd·i;
+// It does so n ≥ 1 times, for the next 5 tokens each: x + 64·5·i, xd + 4·5·i, dst + 5·ldd·i;
 // unless from is 0, each sum starts from dst's value rather than 0 (the sum of the
 // blocks before, continued to the same bits).
 // Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to
 // pf + pflen − 1 (pflen ≥ 1).
 //
 //go:noescape
-func qgemmMQ8Ax5(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+func qgemmMQ8Ax5(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 
-// qgemmMQ8Ax6 computes, for the 8 rows r of a repacked group w (repackQ8, repackQ4) and
-// the tokens t < 6 of the prepared activation blocks x (token t of block b at
-// x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),
+// qgemmMQ8Ax6 computes, for the 8 rows r of a group w repacked by repackQ8A and
+// the tokens t < 6 of the activation blocks x prepared by prepareQ8T (token t of
+// block b at x + b·xstride + 64·t, its dx at xd + b·(xstride/16) + 4·t),
 //
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
 // in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.
 // Then, unless bias is nil, + bias[r] (the 8 floats at bias), as the reference adds it.
-// It does so n ≥ 1 times, for the next 6 tokens each: x + 40·6·i, dst + 6·ldd·i;
+// It does so n ≥ 1 times, for the next 6 tokens each: x + 64·6·i, xd + 4·6·i, dst + 6·ldd·i;
 // unless from is 0, each sum starts from dst's value rather than 0 (the sum of the
 // blocks before, continued to the same bits).
 // Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to
 // pf + pflen − 1 (pflen ≥ 1).
 //
 //go:noescape
-func qgemmMQ8Ax6(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
+func qgemmMQ8Ax6(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)
 
 // prepareQ8 writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
 // of token t at xs + (b·T+t)·40: its 32 quants, then its scale as float32 (bytes 36..39
@@ -638,6 +639,14 @@ func qgemmMQ8Ax6(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb
 //
 //go:noescape
 func prepareQ8(xs *byte, xq *byte, T int, nb int, xb int)
+
+// prepareQ8T writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
+// of token t at xs + (b·T+t)·64: for each pair of quant dwords k, k+1 (k even) 16 bytes,
+// dword k, its bytes negated (−(−128) = −128), dword k+1, its bytes negated (dwords 0, 1 at 0,
+// 2, 3 at 32, 4, 5 at 16, 6, 7 at 48); and its scale as float32 at xd + (b·T+t)·4.
+//
+//go:noescape
+func prepareQ8T(xs *byte, xd *byte, xq *byte, T int, nb int, xb int)
 
 // prefetchLines prefetches (PREFETCHT0) the n ≥ 1 cache lines from p on, 64 bytes apart.
 //

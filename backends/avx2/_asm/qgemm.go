@@ -61,6 +61,10 @@ type qgemmISA struct {
 	// absolute values (repackQ8A: blocks of qgemmBlockBytesAbs bytes), which the
 	// VPMADDUBSW q8_0 tiles then load rather than compute.
 	abs bool
+	// table is whether the activations come as tables of ±x (prepareQ8T: xTableBytes
+	// per block and token) and the group's first vector of each step (of an abs repack)
+	// as VPSHUFB's indices into them, for x·sign(w) (see qgemmMaddQ8A).
+	table bool
 	// sweep is whether a tile call sweeps n ≥ 1 tiles of nt tokens over the group (the
 	// next one's nt tokens 40·nt bytes on in x, nt·ldd floats on in dst), prefetching
 	// per block the line of pf, pf+step, pf+2·step, … up to pf+pflen−1, then that last
@@ -83,6 +87,24 @@ type qgemmISA struct {
 	xorConst  func(c uint32, name string, v VecVirtual)
 	packWords func(v VecVirtual, m Mem) // the low words of v's dwords to m
 }
+
+// xTableBytes is the size of one block and token of the activations prepareQ8T writes:
+// the 64 bytes of ±x tables (xTableOff), a cache line; their scales dx go apart.
+const xTableBytes = 64
+
+// xBytes is the size of one prepared block and token of the isa's activations.
+func (isa qgemmISA) xBytes() int {
+	if isa.table {
+		return xTableBytes
+	}
+	return 40
+}
+
+// xTableOff is where, in a block of prepareQ8T's activations, the 16-byte table of steps
+// k and k^1 starts: x's dwords k and k^1 (k even) each followed by its bytes negated (as
+// VPSIGNB negates them: −(−128) = −128), per 128-bit lane of VPUNPCKLDQ/VPUNPCKHDQ of
+// x and −x, which put steps 0, 1 | 4, 5 at 0 and 2, 3 | 6, 7 at 32.
+func xTableOff(k int) int { return 32*(k%4/2) + 16*(k/4) }
 
 // widenScales, with f32Scales, rewrites the lanes f16 scales at m as float32.
 func (isa qgemmISA) widenScales(m Mem) {
@@ -269,9 +291,10 @@ func genRepack(isa qgemmISA, q4, signed, abs bool) {
 	}
 	if abs {
 		name = "repackQ8A"
-		doc = []string{fmt.Sprintf("%s is repackQ8S with, after each of a block's 8 weight vectors, their absolute", name),
-			"values (VPABSB; blocks of 544 bytes, the scales at 512), and vectors 1 and 5 written as",
-			"the weights' signs (0xFF where w < 0, else 0): the layout of the tiles qgemmMQ8Ax*."}
+		doc = []string{fmt.Sprintf("%s is repackQ8S with each of a block's 8 weight vectors k written as indices", name),
+			"into prepareQ8T's ±x tables, byte j of a dword 8·(k%2) + j + 4·(w < 0), each followed by",
+			"the weights' absolute values (VPABSB; blocks of 544 bytes, the scales at 512): the layout",
+			"of the tiles qgemmMQ8Ax*."}
 	}
 	bb, so := qgemmBlockBytes(lanes), 32*lanes
 	vecOff := func(k int) int { return 4 * lanes * k }
@@ -540,23 +563,16 @@ func genRepackFull(isa qgemmISA, q4, signed, abs bool) {
 	RET()
 }
 
-// signSteps is the set (bit k) of the steps k < 8 of a block whose first vector
-// repackQ8A writes as the weights' signs, 0xFF where w < 0 and 0 elsewhere, rather than
-// the weights, for the tiles' VPXOR/VPSUBB form of x·sign(w) (see qgemmMaddQ8A). The
-// repack's doc (genRepack) names them.
-const signSteps = 0b00100010
-
-// storeAbs stores the repackQ8A pair of step k of weights a at m: a, or its sign mask
-// (signSteps), then |a| (VPABSB).
+// storeAbs stores the repackQ8A pair of step k of weights a at m: VPSHUFB's indices
+// into the step's ±x table, 8·(k%2) + j in byte j of a dword, + 4 where w < 0 (its
+// negated copy), then |a| (VPABSB).
 func storeAbs(isa qgemmISA, a VecVirtual, k int, m Mem) {
-	if signSteps&(1<<k) != 0 {
-		z, s := isa.vec(), isa.vec()
-		VPXOR(z, z, z)
-		VPCMPGTB(a, z, s) // 0 > w
-		storeVec(isa, s, m)
-	} else {
-		storeVec(isa, a, m)
-	}
+	z, s := isa.vec(), isa.vec()
+	VPXOR(z, z, z)
+	VPCMPGTB(a, z, s) // 0 > w
+	VPAND(vconst("fours", 0x04040404), s, s)
+	VPOR(vconst(fmt.Sprintf("shufidx%d", k%2), 0x03020100+0x08080808*uint32(k%2)), s, s)
+	storeVec(isa, s, m)
 	VPABSB(a, a)
 	m.Disp += 4 * isa.lanes
 	storeVec(isa, a, m)
@@ -581,28 +597,39 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	sig := "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int)"
 	doc := []string{fmt.Sprintf("%s computes, for the %d rows r of a repacked group w (repackQ8, repackQ4) and", name, isa.lanes),
 		fmt.Sprintf("the tokens t < %d of the prepared activation blocks x (token t of block b at", nt),
-		"x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),",
+		"x + b·xstride + 40·t: 32 quants, dx float32, −off·Σx int32),"}
+	if isa.table {
+		doc = []string{fmt.Sprintf("%s computes, for the %d rows r of a group w repacked by repackQ8A and", name, isa.lanes),
+			fmt.Sprintf("the tokens t < %d of the activation blocks x prepared by prepareQ8T (token t of", nt),
+			fmt.Sprintf("block b at x + b·xstride + %d·t, its dx at xd + b·(xstride/16) + 4·t),", isa.xBytes())}
+	}
+	doc = append(doc,
 		"",
 		"\tdst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))",
 		"",
-		"in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it."}
+		"in block order (nb ≥ 1 blocks), each sum exactly as the reference takes it.")
 	if isa.bias {
 		sig = "func(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32)"
 		doc = append(doc, fmt.Sprintf("Then, unless bias is nil, + bias[r] (the %d floats at bias), as the reference adds it.", isa.lanes))
 	}
 	if isa.sweep {
 		sig = "func(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)"
-		doc = append(doc, fmt.Sprintf("It does so n ≥ 1 times, for the next %d tokens each: x + 40·%d·i, dst + %d·ldd·i;", nt, nt, nt),
+		doc = append(doc, fmt.Sprintf("It does so n ≥ 1 times, for the next %d tokens each: x + %d·%d·i, dst + %d·ldd·i;", nt, isa.xBytes(), nt, nt),
 			"unless from is 0, each sum starts from dst's value rather than 0 (the sum of the",
 			"blocks before, continued to the same bits).",
 			"Per block it prefetches the line of pf + pfstep·j (j the blocks swept so far), up to",
 			"pf + pflen − 1 (pflen ≥ 1).")
+	}
+	if isa.table {
+		sig = "func(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstride int, nb int, bias *float32, pf *byte, pflen int, pfstep int, from int)"
+		doc[len(doc)-5] = fmt.Sprintf("It does so n ≥ 1 times, for the next %d tokens each: x + %d·%d·i, xd + 4·%d·i, dst + %d·ldd·i;", nt, isa.xBytes(), nt, nt, nt)
 	}
 	lb := fn(name, sig, doc...)
 	dst := Load(Param("dst"), GP64())
 	ldd := bytesOf("ldd")
 	var wp, xp, xs, nb, xoff Register
 	var x0, n, pf, pfLast, pfStep Register
+	var xd0, dp, dxs Register // with table: the scales dx, per tile, per block, their stride
 	var acc []VecVirtual
 	// start loads the group's and x's pointers and zeroes the sums.
 	start := func() {
@@ -610,6 +637,10 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		if isa.sweep {
 			xp = GP64()
 			MOVQ(x0, xp)
+			if isa.table {
+				dp = GP64()
+				MOVQ(xd0, dp)
+			}
 		} else {
 			xp = Load(Param("x"), GP64())
 		}
@@ -644,11 +675,16 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	if isa.sweep {
 		xs = Load(Param("xstride"), GP64())
 		x0, n = Load(Param("x"), GP64()), Load(Param("n"), GP64())
+		if isa.table {
+			xd0, dxs = Load(Param("xd"), GP64()), GP64()
+			MOVQ(xs, dxs)
+			SHRQ(U8(4), dxs) // xstride/16: T·4 bytes
+		}
 		pf = Load(Param("pf"), GP64())
 		pfLast = Load(Param("pflen"), GP64())
 		LEAQ(Mem{Base: pf, Index: pfLast, Scale: 1, Disp: -1}, pfLast) // the last byte
 		pfStep = Load(Param("pfstep"), GP64())
-		if isa.pfX > 0 {
+		if isa.pfX > 0 && !isa.table {
 			xoff = GP64()
 			IMUL3Q(U8(isa.pfX), xs, xoff)
 		}
@@ -675,10 +711,18 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	if isa.pfX > 0 {
 		// The tokens' activations pfX blocks ahead: a tile's blocks are xstride = T·40
 		// bytes apart, a stride the hardware prefetchers do not keep ahead of.
-		pa := GP64()
-		LEAQ(Mem{Base: xp, Index: xoff, Scale: 1}, pa)
-		for o := 0; o < 40*nt+63; o += 64 {
-			PREFETCHT0(Mem{Base: pa, Disp: min(o, 40*nt-1)})
+		// (With table, whose tile is short of general registers: pfX = 8, the address
+		// scaled.)
+		pa := Mem{Base: xp, Index: xs, Scale: 8}
+		if !isa.table {
+			pa = Mem{Base: GP64()}
+			LEAQ(Mem{Base: xp, Index: xoff, Scale: 1}, pa.Base)
+		} else if isa.pfX != 8 {
+			panic("pfX")
+		}
+		for o := 0; o < isa.xBytes()*nt+63; o += 64 {
+			pa.Disp = min(o, isa.xBytes()*nt-1)
+			PREFETCHT0(pa)
 		}
 	}
 	if isa.sweep {
@@ -692,13 +736,20 @@ func genQGemmTile(isa qgemmISA, nt int) {
 	isa.loadScales(Mem{Base: wp, Disp: isa.scaleOffset()}, dw)
 	for t := range s {
 		f := isa.vec()
-		isa.bcast(Mem{Base: xp, Disp: 40*t + 32}, dw, f) // float32(dw·dx)
+		dx := Mem{Base: xp, Disp: 40*t + 32}
+		if isa.table {
+			dx = Mem{Base: dp, Disp: 4 * t}
+		}
+		isa.bcast(dx, dw, f) // float32(dw·dx)
 		VCVTDQ2PS(s[t], s[t])
 		VMULPS(f, s[t], s[t])        // float32(s)·that
 		VADDPS(s[t], acc[t], acc[t]) // sum += that
 	}
 	ADDQ(U32(isa.blockBytes()), wp)
 	ADDQ(xs, xp)
+	if isa.table {
+		ADDQ(dxs, dp)
+	}
 	DECQ(nb)
 	JNZ(LabelRef(blk))
 	if isa.bias {
@@ -718,7 +769,10 @@ func genQGemmTile(isa qgemmISA, nt int) {
 		}
 	}
 	if isa.sweep {
-		ADDQ(U32(40*nt), x0)
+		ADDQ(U32(isa.xBytes()*nt), x0)
+		if isa.table {
+			ADDQ(U32(4*nt), xd0)
+		}
 		DECQ(n)
 		JNZ(LabelRef(tileTop))
 	}
@@ -788,24 +842,30 @@ var (
 	//   - 7 or 8 tokens a tile: they do not fit, each token holds an int32 and a float32
 	//     accumulator (6 tokens, the weights, their absolute values, the ones and the
 	//     broadcast fill the 16 YMM registers);
-	//   - the VPXOR/VPSUBB form below for more steps (in one run, base 121–122 GOP/s):
-	//     4 of 8 steps 118–122, 5 of 8 119, all 8 108–111; or for some tokens of every
-	//     step, 1 to 4 of 6 rotating, with m a memory operand (the first vector m, VPOR
-	//     with |w| rebuilding VPSIGNB's operand): 105–120, 91–115 at 4 of 6.
+	//   - x·sign(w) as (x XOR m) − m, m = 0xFF where w < 0 written by the repack in place
+	//     of w, two µops that may go to port 5 (see below) for VPSIGNB's one, in 2 of the
+	//     8 steps: 119.0–121.9 → 121.9–124.1 GOP/s (in 4 of 8: 118–122, 5: 119, all 8:
+	//     108–111; for 1 to 4 of the 6 tokens of every step, rotating, with m a memory
+	//     operand: 91–120); the tables below gain more;
+	//   - the tables below with dx after them in each block (80 bytes, the loads kept
+	//     within lines): 1% over the XOR form; dx apart, 64 bytes a line, gained 3–5%;
+	//   - sweeping 32 blocks at a time rather than 64 (768×2048: two chunks rather than
+	//     one): medians 123.6 → 124.0 GOP/s.
 	//
 	// On Intel cores (Haswell to Golden Cove) VPSIGNB, VPMADDUBSW, VPMADDWD, VCVTDQ2PS
-	// and VMULPS issue on ports 0 and 1 only, VPADDD, VPXOR and VPSUBB on 0, 1 and 5: the
-	// tile leaves port 5 mostly idle. So in steps 1 and 5 (signSteps) of every block the
-	// repack writes, in place of the weights, m = 0xFF where w < 0 (0 elsewhere) and the
-	// tile forms x·sign(w) as (x XOR m) − m, two µops that may go to port 5 instead of
-	// VPSIGNB's one: the same bytes where w ≠ 0 (x = −128 too), and x where w = 0, which
-	// |w| = 0 zeroes in VPMADDUBSW's products as VPSIGNB's 0 is; no register and no byte
-	// more. 2048×768 q8_0, T = 128, one thread, test binaries interleaved: 119.5–121.9 →
-	// 121.5–124.4 GOP/s (steps 1, 3, 6: 122.5–123.9; steps 2, 6: 117–123). On AVX2-only
-	// AMD (Zen 1–3) the multiplies (VPMADDUBSW, VPMADDWD) are the bound, and VPXOR and
-	// VPSUBB run on any of the four FP pipes, those the multiplies leave idle among them,
-	// so the one µop more per replaced VPSIGNB should cost little there; not measured.
-	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true, sweep: true,
+	// and VMULPS issue on ports 0 and 1 only, and port 5 was mostly idle; VPSHUFB runs
+	// on port 5 (and 1 from Ice Lake on). So the tile forms x·sign(w) by VPSHUFB from a
+	// table of the step's x and −x (prepareQ8T, per block and token a line of 64 bytes:
+	// two steps' to each 16, broadcast to both lanes by a load; the scales dx apart)
+	// with the indices the repack writes in place of the weights (8·(k%2) + j + 4·(w < 0)
+	// in byte j of a dword): the same bytes where w ≠ 0, x where w = 0, which |w| = 0
+	// zeroes in VPMADDUBSW's products as VPSIGNB's 0 is; as many µops and registers,
+	// 68 activation bytes a block and token rather than 40. One thread, T = 128, test
+	// binaries interleaved, against the VPSIGNB tile: 2048×768 q8_0 119.5–121.0 →
+	// 126.3–129.0 GOP/s, 768×768 118.3–120.9 → 125.2–130.0, 768×2048 119.0–120.4 →
+	// 121.7–123.1. On AVX2-only AMD (Zen 1–3) the multiplies (VPMADDUBSW, VPMADDWD) are
+	// the bound and VPSHUFB goes to other FP pipes as VPSIGNB does; not measured there.
+	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true, table: true, sweep: true,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
 	qgemmMaddQ4 = qgemmISA{suffix: "MQ4", lanes: 8, vec: YMM, tokens: 6, kGroup: 2,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ4Ints}
@@ -822,7 +882,7 @@ func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 		for j := range w {
 			w[j], a[j] = YMM(), YMM()
 			if isa.abs {
-				VMOVDQU(Mem{Base: wp, Disp: 8 * isa.lanes * (k0 + j)}, w[j])         // w, or its signs (repackQ8A)
+				VMOVDQU(Mem{Base: wp, Disp: 8 * isa.lanes * (k0 + j)}, w[j])         // table indices (repackQ8A)
 				VMOVDQU(Mem{Base: wp, Disp: 8*isa.lanes*(k0+j) + 4*isa.lanes}, a[j]) // |w|
 				continue
 			}
@@ -832,13 +892,11 @@ func maddQ8Ints(isa qgemmISA, s []VecVirtual, wp, xp Register) {
 		for t := range s {
 			for j := range w {
 				xb := YMM()
-				VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
-				if isa.abs && signSteps&(1<<(k0+j)) != 0 {
-					// w[j] holds m = 0xFF where w < 0: x·sign(w) = (x XOR m) − m
-					// where w ≠ 0 (|x| ≤ 127), and |w| = 0 zeroes it where not.
-					VPXOR(w[j], xb, xb)
-					VPSUBB(w[j], xb, xb)
+				if isa.table {
+					VBROADCASTI128(Mem{Base: xp, Disp: isa.xBytes()*t + xTableOff(k0+j)}, xb)
+					VPSHUFB(w[j], xb, xb) // x·sign(w) where w ≠ 0
 				} else {
+					VPBROADCASTD(Mem{Base: xp, Disp: 40*t + 4*(k0+j)}, xb)
 					VPSIGNB(w[j], xb, xb) // x·sign(w)
 				}
 				VPMADDUBSW(xb, a[j], xb) // pairs of |w|·x·sign(w)
@@ -892,6 +950,7 @@ func genQGemmMaddQ8() {
 	genQGemmTiles(qgemmMaddQ8A)
 
 	genPrepareQ8()
+	genPrepareQ8T()
 
 	lb := fn("prefetchLines", "func(p *byte, n int)",
 		"prefetchLines prefetches (PREFETCHT0) the n ≥ 1 cache lines from p on, 64 bytes apart.")
@@ -992,6 +1051,58 @@ func genPrepareQ8() {
 	JNZ(LabelRef(blk))
 	ADDQ(xb, xq)
 	ADDQ(U8(40), xs)
+	DECQ(T)
+	JNZ(LabelRef(tok))
+	VZEROUPPER()
+	RET()
+}
+
+// genPrepareQ8T emits prepareQ8T, the activations of the tiles qgemmMQ8Ax*.
+func genPrepareQ8T() {
+	lb := fn("prepareQ8T", "func(xs *byte, xd *byte, xq *byte, T int, nb int, xb int)",
+		"prepareQ8T writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b",
+		fmt.Sprintf("of token t at xs + (b·T+t)·%d: for each pair of quant dwords k, k+1 (k even) 16 bytes,", xTableBytes),
+		"dword k, its bytes negated (−(−128) = −128), dword k+1, its bytes negated (dwords 0, 1 at 0,",
+		"2, 3 at 32, 4, 5 at 16, 6, 7 at 48); and its scale as float32 at xd + (b·T+t)·4.")
+	xs := Load(Param("xs"), GP64())
+	xd := Load(Param("xd"), GP64())
+	xq := Load(Param("xq"), GP64())
+	T := Load(Param("T"), GP64())
+	xb := Load(Param("xb"), GP64())
+	stride, dstride := GP64(), GP64()
+	IMUL3Q(U8(xTableBytes), T, stride) // between the blocks of a token
+	MOVQ(T, dstride)
+	SHLQ(U8(2), dstride) // and between their scales
+	zero := YMM()
+	VPXOR(zero, zero, zero)
+	tok := lb.next("token")
+	Label(tok)
+	src, dst, dd := GP64(), GP64(), GP64()
+	MOVQ(xq, src)
+	MOVQ(xs, dst)
+	MOVQ(xd, dd)
+	n := Load(Param("nb"), GP64())
+	blk := lb.next("block")
+	Label(blk)
+	q, neg, lo, hi, h := YMM(), YMM(), YMM(), YMM(), GP32()
+	VMOVDQU(Mem{Base: src, Disp: 2}, q)
+	VPSUBB(q, zero, neg) // −x
+	VPUNPCKLDQ(neg, q, lo)
+	VPUNPCKHDQ(neg, q, hi)
+	VMOVDQU(lo, Mem{Base: dst})
+	VMOVDQU(hi, Mem{Base: dst, Disp: 32})
+	MOVWLZX(Mem{Base: src}, h)
+	VMOVD(h, q.AsX())
+	VCVTPH2PS(q.AsX(), q.AsX())
+	VMOVSS(q.AsX(), Mem{Base: dd})
+	ADDQ(U8(34), src)
+	ADDQ(stride, dst)
+	ADDQ(dstride, dd)
+	DECQ(n)
+	JNZ(LabelRef(blk))
+	ADDQ(xb, xq)
+	ADDQ(U8(xTableBytes), xs)
+	ADDQ(U8(4), xd)
 	DECQ(T)
 	JNZ(LabelRef(tok))
 	VZEROUPPER()

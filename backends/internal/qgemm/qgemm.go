@@ -20,7 +20,8 @@
 //
 // A backend may repack the q8_0 rows of a product into scratch in a layout of its own
 // (Kernels.ScratchQ8: the AVX2 tiles without AVX-VNNI take each weight vector's absolute
-// values along, twice the bytes), whose tiles sweep all the tokens over a group (a
+// values along, twice the bytes), with activations prepared in a layout of its own too
+// (ScratchLayout.XBytes, Prepare), whose tiles sweep all the tokens over a group (a
 // chunk of its blocks at a time, each sum going on from the chunk before) in one call,
 // prefetching the next group's rows as they go.
 //
@@ -142,15 +143,23 @@ type ScratchLayout struct {
 	// Repack and RepackFull are Kernels.RepackQ8 and RepackQ8Full in this layout.
 	Repack     func(dst, w *byte, ldw, nb, rows int)
 	RepackFull func(dst, w *byte, ldw, nb int)
+	// XBytes and Prepare, if set, are the activations' layout for these tiles: Prepare
+	// writes T ≥ 1 tokens of nb ≥ 1 blocks (xb bytes apart), block b of token t at
+	// xs + (b·T+t)·XBytes and its scale dx as float32 at xd + (b·T+t)·4, in place of
+	// PrepareQ8's.
+	XBytes  int
+	Prepare func(xs, xd, xq *byte, T, nb, xb int)
 	// Sweep is Kernels.TileBias in this layout n ≥ 1 times over a group, for the tokens
-	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + 40·nt·i), prefetching as it goes,
+	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + xBytes·nt·i, xBytes = XBytes or
+	// 40; with Prepare, the scales at xd + 4·nt·i, xd + 4·T a block, else xd nil),
+	// prefetching as it goes,
 	// one per block, the lines of pf + pfstep·j up to pf + pflen − 1 (pflen ≥ 1); unless
 	// from is 0, each sum starts from dst's value (the blocks before) rather than 0.
 	Sweep SweepFunc
 }
 
 // SweepFunc is the type of ScratchLayout.Sweep.
-type SweepFunc func(n, nt int, dst *float32, ldd int, w, x *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep, from int)
+type SweepFunc func(n, nt int, dst *float32, ldd int, w, x, xd *byte, xstride, nb int, bias *float32, pf *byte, pflen, pfstep, from int)
 
 // tokens returns how many of the T − t0 tokens left the next Tile call takes.
 func (k *Kernels) tokens(T, t0 int) int {
@@ -178,10 +187,14 @@ func (k *Kernels) ScratchFloats(T, cols int) int {
 	if k.Tile2 != nil {
 		g *= 2 // a pair of them
 	}
+	xbs := xBytes
 	if sl := k.ScratchQ8; sl != nil {
 		g = max(g, nb*sl.BlockBytes)
+		if sl.Prepare != nil {
+			xbs = max(xbs, sl.XBytes+4)
+		}
 	}
-	return (max(T, 0)*nb*xBytes+g+align)/4 + k.Lanes*k.Tokens
+	return (max(T, 0)*nb*xbs+g+align)/4 + k.Lanes*k.Tokens
 }
 
 // groupBytes is the size of one repacked block of a group.
@@ -264,15 +277,27 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	repack, full, tile := k.RepackQ8, k.RepackQ8Full, k.Tile
 	tb := k.TileBias
 	gb := groupBytes(L) // the bytes of a repacked block in scratch
+	mv, mvn := k.MatVecQ8, k.MatVecNQ8
+	if w.DType == dtype.Q4_0 {
+		mv, mvn = k.MatVecQ4, k.MatVecNQ4
+	}
+	mvPath := (T == 1 && mv != nil || T > 1 && T <= k.VecTokens && mvn != nil) && pw == nil && r1-r0 >= L && w.Rows*rb < math.MaxInt32
 	var sweep SweepFunc
-	if sl := k.ScratchQ8; sl != nil && w.DType == dtype.Q8_0 && pw == nil {
+	xbs, xdb := xBytes, 0 // the bytes of a prepared block and token, of its scale apart
+	// (Not with activations of its own on the matrix–vector path, whose rows left over
+	// are a group of the loops below.)
+	if sl := k.ScratchQ8; sl != nil && w.DType == dtype.Q8_0 && pw == nil && (sl.Prepare == nil || !mvPath) {
 		repack, full, sweep, gb = sl.Repack, sl.RepackFull, sl.Sweep, sl.BlockBytes
+		if sl.Prepare != nil {
+			xbs, xdb = sl.XBytes, 4
+		}
 	}
 	// Scratch: the prepared activations, the repacked group (aligned), a tile for a
 	// group of fewer than Lanes rows.
 	sb := unsafe.Slice((*byte)(unsafe.Pointer(&scratch[0])), 4*len(scratch))
-	xs := sb[:T*nb*xBytes]
-	off := T * nb * xBytes
+	xs := sb[:T*nb*xbs]
+	xd := sb[T*nb*xbs : T*nb*(xbs+xdb)]
+	off := T * nb * (xbs + xdb)
 	off += (align - int(uintptr(unsafe.Pointer(&sb[off]))%align)) % align
 	gs := sb[off : off+nb*gb]
 	if k.Tile2 != nil && sweep == nil {
@@ -280,7 +305,9 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	}
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
-	if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
+	if xdb != 0 {
+		k.ScratchQ8.Prepare(&xs[0], &xd[0], &xq[0], T, nb, xb)
+	} else if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
 		k.PrepareQ8(&xs[0], &xq[0], T, nb, xb)
 	} else if !noSum && k.PrepareSum != nil {
 		mul := -128
@@ -316,11 +343,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			}
 		}
 	}
-	mv, mvn := k.MatVecQ8, k.MatVecNQ8
-	if w.DType == dtype.Q4_0 {
-		mv, mvn = k.MatVecQ4, k.MatVecNQ4
-	}
-	if (T == 1 && mv != nil || T > 1 && T <= k.VecTokens && mvn != nil) && pw == nil && r1-r0 >= L && w.Rows*rb < math.MaxInt32 {
+	if mvPath {
 		// Lanes long streams, each through g consecutive rows; the rows left over are
 		// the last group below, which overlaps rows computed here (to the same bits).
 		g := (r1 - r0) / L
@@ -445,7 +468,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				n0 := min(g+L, max(r1-L, r0))
 				pfb = w.Data[n0*rb : min(n0+L, r1)*rb]
 			}
-			k.sweepGroup(sweep, dst, ld, a, rows, T, gs, gb, xs, nb, bias, tb != nil, pfb, tmp)
+			k.sweepGroup(sweep, dst, ld, a, rows, T, gs, gb, xs, xd, xbs, nb, bias, tb != nil, pfb, tmp)
 			continue
 		}
 		var next spread
@@ -490,12 +513,21 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 }
 
 // sweepGroup computes with sweep the T tokens of rows a … a+rows−1 repacked at gs (gb
-// bytes a block) into dst (ld floats a token), adding the bias if withBias, while it
+// bytes a block) into dst (ld floats a token), the activations at xs (xbs bytes a
+// block and token; their scales at xd, unless it is empty), adding the bias if
+// withBias, while it
 // prefetches pfb: for each chunk of the blocks, two sweeps of the calls of k.tokens
 // when rows = Lanes, else one call at a time through tmp.
-func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int, gs []byte, gb int, xs []byte, nb int,
+func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int, gs []byte, gb int, xs, xd []byte, xbs, nb int,
 	bias []float32, withBias bool, pfb []byte, tmp []float32) {
-	xstride := T * xBytes
+	xstride := T * xbs
+	// dx returns the scale of block b of token t, or nil.
+	dx := func(b, t int) *byte {
+		if len(xd) == 0 {
+			return nil
+		}
+		return &xd[(b*T+t)*4]
+	}
 	chunks := (nb + k.ScratchQ8.Chunk - 1) / k.ScratchQ8.Chunk
 	cb := (nb + chunks - 1) / chunks // blocks a chunk, but the last
 	calls := (T + k.Tokens - 1) / k.Tokens
@@ -518,7 +550,7 @@ func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int,
 				if b0+n == nb {
 					bp = bt
 				}
-				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xBytes], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
+				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xbs], dx(b0, t0), xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
 			}
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*k.Lanes:t*k.Lanes+rows])
@@ -548,12 +580,12 @@ func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int,
 		w := &gs[b0*gb]
 		if n1 > 0 {
 			skip := pfAt(swept)
-			sweep(n1, nt1, &dst[a], ld, w, &xs[b0*xstride], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
+			sweep(n1, nt1, &dst[a], ld, w, &xs[b0*xstride], dx(b0, 0), xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
 			swept += n1 * n
 		}
 		if t0 := n1 * nt1; t0 < T && n2 > 0 && nt2 > 0 {
 			skip := pfAt(swept)
-			sweep(n2, nt2, &dst[t0*ld+a], ld, w, &xs[b0*xstride+t0*xBytes], xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
+			sweep(n2, nt2, &dst[t0*ld+a], ld, w, &xs[b0*xstride+t0*xbs], dx(b0, t0), xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
 			swept += n2 * n
 		}
 	}
