@@ -15896,43 +15896,38 @@ prepareQ8_block2:
 // func prepareQ8T(xs *byte, xd *byte, xq *byte, T int, nb int, xb int)
 // Requires: AVX, AVX2, F16C
 TEXT ·prepareQ8T(SB), NOSPLIT, $0-48
-	MOVQ   xs+0(FP), AX
-	MOVQ   xd+8(FP), CX
-	MOVQ   xq+16(FP), DX
-	MOVQ   T+24(FP), BX
-	MOVQ   xb+40(FP), SI
-	IMUL3Q $0x40, BX, DI
-	MOVQ   BX, R8
-	SHLQ   $0x02, R8
-	VPXOR  Y0, Y0, Y0
+	MOVQ  xs+0(FP), AX
+	MOVQ  xd+8(FP), CX
+	MOVQ  xq+16(FP), DX
+	MOVQ  xb+40(FP), BX
+	MOVQ  nb+32(FP), SI
+	VPXOR Y0, Y0, Y0
 
-prepareQ8T_token1:
-	MOVQ DX, R9
-	MOVQ AX, R10
-	MOVQ CX, R11
-	MOVQ nb+32(FP), R12
+prepareQ8T_block1:
+	MOVQ DX, DI
+	MOVQ T+24(FP), R8
 
-prepareQ8T_block2:
-	VMOVDQU    2(R9), Y1
+prepareQ8T_token2:
+	VMOVDQU    2(DI), Y1
 	VPSUBB     Y1, Y0, Y2
 	VPUNPCKLDQ Y2, Y1, Y3
 	VPUNPCKHDQ Y2, Y1, Y1
-	VMOVDQU    Y3, (R10)
-	VMOVDQU    Y1, 32(R10)
-	MOVWLZX    (R9), R13
-	VMOVD      R13, X1
+	VMOVDQU    Y3, (AX)
+	VMOVDQU    Y1, 32(AX)
+	MOVWLZX    (DI), R9
+	VMOVD      R9, X1
 	VCVTPH2PS  X1, X1
-	VMOVSS     X1, (R11)
-	ADDQ       $0x22, R9
-	ADDQ       DI, R10
-	ADDQ       R8, R11
-	DECQ       R12
-	JNZ        prepareQ8T_block2
-	ADDQ       SI, DX
+	VMOVSS     X1, (CX)
+	ADDQ       BX, DI
 	ADDQ       $0x40, AX
 	ADDQ       $0x04, CX
-	DECQ       BX
-	JNZ        prepareQ8T_token1
+	DECQ       R8
+	JNZ        prepareQ8T_token2
+	ADDQ       $0x40, AX
+	ADDQ       $0x04, CX
+	ADDQ       $0x22, DX
+	DECQ       SI
+	JNZ        prepareQ8T_block1
 	VZEROUPPER
 	RET
 

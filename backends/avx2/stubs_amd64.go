@@ -641,9 +641,9 @@ func qgemmMQ8Ax6(n int, dst *float32, ldd int, w *byte, x *byte, xd *byte, xstri
 func prepareQ8(xs *byte, xq *byte, T int, nb int, xb int)
 
 // prepareQ8T writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
-// of token t at xs + (b·T+t)·64: for each pair of quant dwords k, k+1 (k even) 16 bytes,
-// dword k, its bytes negated (−(−128) = −128), dword k+1, its bytes negated (dwords 0, 1 at 0,
-// 2, 3 at 32, 4, 5 at 16, 6, 7 at 48); and its scale as float32 at xd + (b·T+t)·4.
+// of token t at xs + (b·(T+1)+t)·64: for each pair of quant dwords k, k+1 (k even) 16
+// bytes, dword k, its bytes negated (−(−128) = −128), dword k+1, its bytes negated (dwords 0,
+// 1 at 0, 2, 3 at 32, 4, 5 at 16, 6, 7 at 48); and its scale as float32 at xd + (b·(T+1)+t)·4.
 //
 //go:noescape
 func prepareQ8T(xs *byte, xd *byte, xq *byte, T int, nb int, xb int)

@@ -860,10 +860,11 @@ var (
 	// with the indices the repack writes in place of the weights (8·(k%2) + j + 4·(w < 0)
 	// in byte j of a dword): the same bytes where w ≠ 0, x where w = 0, which |w| = 0
 	// zeroes in VPMADDUBSW's products as VPSIGNB's 0 is; as many µops and registers,
-	// 68 activation bytes a block and token rather than 40. One thread, T = 128, test
-	// binaries interleaved, against the VPSIGNB tile: 2048×768 q8_0 119.5–121.0 →
-	// 126.3–129.0 GOP/s, 768×768 118.3–120.9 → 125.2–130.0, 768×2048 119.0–120.4 →
-	// 121.7–123.1. On AVX2-only AMD (Zen 1–3) the multiplies (VPMADDUBSW, VPMADDWD) are
+	// 68 activation bytes a block and token rather than 40 (and a token's slot more a
+	// block: qgemm.ScratchLayout.XBytes). One thread, T = 128, test binaries
+	// interleaved, against the VPSIGNB tile: 2048×768 q8_0 120.7 → 125.6–128.5 GOP/s,
+	// 768×768 116.0–121.4 → 123.5–130.2, 768×2048 118.1–119.3 → 123.3–125.0, 768×3072
+	// 111.7–116.7 → 119.8–123.6, 3072×768 115.6–121.2 → 127.6–129.9. On AVX2-only AMD (Zen 1–3) the multiplies (VPMADDUBSW, VPMADDWD) are
 	// the bound and VPSHUFB goes to other FP pipes as VPSIGNB does; not measured there.
 	qgemmMaddQ8A = qgemmISA{suffix: "MQ8A", lanes: 8, vec: YMM, tokens: 6, kGroup: 1, pfX: 8, bias: true, abs: true, table: true, sweep: true,
 		load: func(m Mem, v Op) { VMOVDQU(m, v) }, bcast: qgemmVEX.bcast, zero: qgemmVEX.zero, ints: maddQ8Ints}
@@ -1057,54 +1058,49 @@ func genPrepareQ8() {
 	RET()
 }
 
-// genPrepareQ8T emits prepareQ8T, the activations of the tiles qgemmMQ8Ax*.
+// genPrepareQ8T emits prepareQ8T, the activations of the tiles qgemmMQ8Ax*: block by
+// block, so that it writes them in order.
 func genPrepareQ8T() {
 	lb := fn("prepareQ8T", "func(xs *byte, xd *byte, xq *byte, T int, nb int, xb int)",
 		"prepareQ8T writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b",
-		fmt.Sprintf("of token t at xs + (b·T+t)·%d: for each pair of quant dwords k, k+1 (k even) 16 bytes,", xTableBytes),
-		"dword k, its bytes negated (−(−128) = −128), dword k+1, its bytes negated (dwords 0, 1 at 0,",
-		"2, 3 at 32, 4, 5 at 16, 6, 7 at 48); and its scale as float32 at xd + (b·T+t)·4.")
+		fmt.Sprintf("of token t at xs + (b·(T+1)+t)·%d: for each pair of quant dwords k, k+1 (k even) 16", xTableBytes),
+		"bytes, dword k, its bytes negated (−(−128) = −128), dword k+1, its bytes negated (dwords 0,",
+		"1 at 0, 2, 3 at 32, 4, 5 at 16, 6, 7 at 48); and its scale as float32 at xd + (b·(T+1)+t)·4.")
 	xs := Load(Param("xs"), GP64())
 	xd := Load(Param("xd"), GP64())
 	xq := Load(Param("xq"), GP64())
-	T := Load(Param("T"), GP64())
 	xb := Load(Param("xb"), GP64())
-	stride, dstride := GP64(), GP64()
-	IMUL3Q(U8(xTableBytes), T, stride) // between the blocks of a token
-	MOVQ(T, dstride)
-	SHLQ(U8(2), dstride) // and between their scales
+	nb := Load(Param("nb"), GP64())
 	zero := YMM()
 	VPXOR(zero, zero, zero)
-	tok := lb.next("token")
-	Label(tok)
-	src, dst, dd := GP64(), GP64(), GP64()
-	MOVQ(xq, src)
-	MOVQ(xs, dst)
-	MOVQ(xd, dd)
-	n := Load(Param("nb"), GP64())
 	blk := lb.next("block")
 	Label(blk)
+	src := GP64()
+	MOVQ(xq, src)
+	n := Load(Param("T"), GP64())
+	tok := lb.next("token")
+	Label(tok)
 	q, neg, lo, hi, h := YMM(), YMM(), YMM(), YMM(), GP32()
 	VMOVDQU(Mem{Base: src, Disp: 2}, q)
 	VPSUBB(q, zero, neg) // −x
 	VPUNPCKLDQ(neg, q, lo)
 	VPUNPCKHDQ(neg, q, hi)
-	VMOVDQU(lo, Mem{Base: dst})
-	VMOVDQU(hi, Mem{Base: dst, Disp: 32})
+	VMOVDQU(lo, Mem{Base: xs})
+	VMOVDQU(hi, Mem{Base: xs, Disp: 32})
 	MOVWLZX(Mem{Base: src}, h)
 	VMOVD(h, q.AsX())
 	VCVTPH2PS(q.AsX(), q.AsX())
-	VMOVSS(q.AsX(), Mem{Base: dd})
-	ADDQ(U8(34), src)
-	ADDQ(stride, dst)
-	ADDQ(dstride, dd)
-	DECQ(n)
-	JNZ(LabelRef(blk))
-	ADDQ(xb, xq)
+	VMOVSS(q.AsX(), Mem{Base: xd})
+	ADDQ(xb, src)
 	ADDQ(U8(xTableBytes), xs)
 	ADDQ(U8(4), xd)
-	DECQ(T)
+	DECQ(n)
 	JNZ(LabelRef(tok))
+	ADDQ(U8(xTableBytes), xs) // the slot after the tokens
+	ADDQ(U8(4), xd)
+	ADDQ(U8(34), xq)
+	DECQ(nb)
+	JNZ(LabelRef(blk))
 	VZEROUPPER()
 	RET()
 }

@@ -145,13 +145,17 @@ type ScratchLayout struct {
 	RepackFull func(dst, w *byte, ldw, nb int)
 	// XBytes and Prepare, if set, are the activations' layout for these tiles: Prepare
 	// writes T ≥ 1 tokens of nb ≥ 1 blocks (xb bytes apart), block b of token t at
-	// xs + (b·T+t)·XBytes and its scale dx as float32 at xd + (b·T+t)·4, in place of
-	// PrepareQ8's.
+	// xs + (b·(T+1)+t)·XBytes and its scale dx as float32 at xd + (b·(T+1)+t)·4, in
+	// place of PrepareQ8's: a slot more a block than tokens, so that the blocks are not
+	// a multiple of 4 KiB apart (T = 64·j, XBytes = 64), which the tiles' loads of a
+	// block's tokens, block after block, and the weights they keep in L1 would share
+	// a few sets of L1 (T = 128, 768×3072 q8_0: prepare 4% of the product).
 	XBytes  int
 	Prepare func(xs, xd, xq *byte, T, nb, xb int)
 	// Sweep is Kernels.TileBias in this layout n ≥ 1 times over a group, for the tokens
 	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + xBytes·nt·i, xBytes = XBytes or
-	// 40; with Prepare, the scales at xd + 4·nt·i, xd + 4·T a block, else xd nil),
+	// 40; with Prepare, the scales at xd + 4·nt·i, xstride/XBytes·4 bytes a block,
+	// else xd nil),
 	// prefetching as it goes,
 	// one per block, the lines of pf + pfstep·j up to pf + pflen − 1 (pflen ≥ 1); unless
 	// from is 0, each sum starts from dst's value (the blocks before) rather than 0.
@@ -190,11 +194,12 @@ func (k *Kernels) ScratchFloats(T, cols int) int {
 	xbs := xBytes
 	if sl := k.ScratchQ8; sl != nil {
 		g = max(g, nb*sl.BlockBytes)
-		if sl.Prepare != nil {
-			xbs = max(xbs, sl.XBytes+4)
-		}
 	}
-	return (max(T, 0)*nb*xbs+g+align)/4 + k.Lanes*k.Tokens
+	x := max(T, 0) * nb * xbs
+	if sl := k.ScratchQ8; sl != nil && sl.Prepare != nil {
+		x = max(x, (max(T, 0)+1)*nb*(sl.XBytes+4))
+	}
+	return (x+g+align)/4 + k.Lanes*k.Tokens
 }
 
 // groupBytes is the size of one repacked block of a group.
@@ -284,20 +289,21 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	mvPath := (T == 1 && mv != nil || T > 1 && T <= k.VecTokens && mvn != nil) && pw == nil && r1-r0 >= L && w.Rows*rb < math.MaxInt32
 	var sweep SweepFunc
 	xbs, xdb := xBytes, 0 // the bytes of a prepared block and token, of its scale apart
+	xt := T               // the tokens' slots a block
 	// (Not with activations of its own on the matrix–vector path, whose rows left over
 	// are a group of the loops below.)
 	if sl := k.ScratchQ8; sl != nil && w.DType == dtype.Q8_0 && pw == nil && (sl.Prepare == nil || !mvPath) {
 		repack, full, sweep, gb = sl.Repack, sl.RepackFull, sl.Sweep, sl.BlockBytes
 		if sl.Prepare != nil {
-			xbs, xdb = sl.XBytes, 4
+			xbs, xdb, xt = sl.XBytes, 4, T+1
 		}
 	}
 	// Scratch: the prepared activations, the repacked group (aligned), a tile for a
 	// group of fewer than Lanes rows.
 	sb := unsafe.Slice((*byte)(unsafe.Pointer(&scratch[0])), 4*len(scratch))
-	xs := sb[:T*nb*xbs]
-	xd := sb[T*nb*xbs : T*nb*(xbs+xdb)]
-	off := T * nb * (xbs + xdb)
+	xs := sb[:xt*nb*xbs]
+	xd := sb[xt*nb*xbs : xt*nb*(xbs+xdb)]
+	off := xt * nb * (xbs + xdb)
 	off += (align - int(uintptr(unsafe.Pointer(&sb[off]))%align)) % align
 	gs := sb[off : off+nb*gb]
 	if k.Tile2 != nil && sweep == nil {
@@ -468,7 +474,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				n0 := min(g+L, max(r1-L, r0))
 				pfb = w.Data[n0*rb : min(n0+L, r1)*rb]
 			}
-			k.sweepGroup(sweep, dst, ld, a, rows, T, gs, gb, xs, xd, xbs, nb, bias, tb != nil, pfb, tmp)
+			k.sweepGroup(sweep, dst, ld, a, rows, T, gs, gb, xs, xd, xbs, xt, nb, bias, tb != nil, pfb, tmp)
 			continue
 		}
 		var next spread
@@ -514,19 +520,20 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 
 // sweepGroup computes with sweep the T tokens of rows a … a+rows−1 repacked at gs (gb
 // bytes a block) into dst (ld floats a token), the activations at xs (xbs bytes a
-// block and token; their scales at xd, unless it is empty), adding the bias if
+// block and token, xt ≥ T tokens' a block; their scales at xd, unless it is empty,
+// as many a block), adding the bias if
 // withBias, while it
 // prefetches pfb: for each chunk of the blocks, two sweeps of the calls of k.tokens
 // when rows = Lanes, else one call at a time through tmp.
-func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int, gs []byte, gb int, xs, xd []byte, xbs, nb int,
+func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int, gs []byte, gb int, xs, xd []byte, xbs, xt, nb int,
 	bias []float32, withBias bool, pfb []byte, tmp []float32) {
-	xstride := T * xbs
+	xstride := xt * xbs
 	// dx returns the scale of block b of token t, or nil.
 	dx := func(b, t int) *byte {
 		if len(xd) == 0 {
 			return nil
 		}
-		return &xd[(b*T+t)*4]
+		return &xd[(b*xt+t)*4]
 	}
 	chunks := (nb + k.ScratchQ8.Chunk - 1) / k.ScratchQ8.Chunk
 	cb := (nb + chunks - 1) / chunks // blocks a chunk, but the last
@@ -550,7 +557,7 @@ func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int,
 				if b0+n == nb {
 					bp = bt
 				}
-				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[(b0*T+t0)*xbs], dx(b0, t0), xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
+				sweep(1, nt, &tmp[0], k.Lanes, &gs[b0*gb], &xs[b0*xstride+t0*xbs], dx(b0, t0), xstride, n, bp, &pfb[skip], len(pfb)-skip, step, from)
 			}
 			for t := 0; t < nt; t++ {
 				copy(dst[(t0+t)*ld+a:(t0+t)*ld+a+rows], tmp[t*k.Lanes:t*k.Lanes+rows])
