@@ -826,9 +826,9 @@ var (
 	// twice the bytes, too many to keep a matrix packed so at load.
 	//
 	// Its tile is bound by its vector µops (per block and token 31 for the integer dot
-	// products, 4 for the float epilogue, and VCVTPH2PS's two per block): without its
-	// VPSIGNB (wrong sums, 23% fewer µops) it ran 20% faster (2048×768 q8_0, T = 128,
-	// one thread, 116–122 → 134–147 GOP/s). No exact form with fewer was found: two
+	// products, 4 for the float epilogue, and VCVTPH2PS's two per block): with VPSIGNB,
+	// as it was then, but without it (wrong sums, 23% fewer µops) it ran 20% faster
+	// (2048×768 q8_0, T = 128, one thread, 116–122 → 134–147 GOP/s). No exact form with fewer was found: two
 	// VPMADDUBSW results summed as words before one VPMADDWD overflow (each word up to
 	// 2·128·127 = 32512, two 65024; 64516 with |w| ≤ 127); unsigned weights w+128 against
 	// signed x saturate VPMADDUBSW's pairs (2·255·127); the activations' nibbles or
@@ -852,9 +852,9 @@ var (
 	//   - sweeping 32 blocks at a time rather than 64 (768×2048: two chunks rather than
 	//     one): medians 123.6 → 124.0 GOP/s.
 	//
-	// On Intel cores (Haswell to Golden Cove) VPSIGNB, VPMADDUBSW, VPMADDWD, VCVTDQ2PS
+	// On Intel cores (Skylake to Golden Cove) VPSIGNB, VPMADDUBSW, VPMADDWD, VCVTDQ2PS
 	// and VMULPS issue on ports 0 and 1 only, and port 5 was mostly idle; VPSHUFB runs
-	// on port 5 (and 1 from Ice Lake on). So the tile forms x·sign(w) by VPSHUFB from a
+	// on port 5 (and 1 from Ice Lake on; on Haswell the multiplies have port 0 alone). So the tile forms x·sign(w) by VPSHUFB from a
 	// table of the step's x and −x (prepareQ8T, per block and token a line of 64 bytes:
 	// two steps' to each 16, broadcast to both lanes by a load; the scales dx apart)
 	// with the indices the repack writes in place of the weights (8·(k%2) + j + 4·(w < 0)
