@@ -78,8 +78,9 @@ var gemmMadd = qgemm.Kernels{
 	Tile: tileMQ8, TileBias: tileMQ8Bias, TileQ4: tileMQ4, Balance: true, PrefetchQ8: prefetchLines, NoSumQ8: true, PrepareQ8: prepareQ8, PrepareSum: prepareSum, AddBias: add,
 	// The rows repacked on every product keep their quants' absolute values too, and
 	// their signs as VPSHUFB indices into the activations' tables of ±x (prepareQ8T, a
-	// cache line a block and token, the scales apart); the tiles sweep the tokens over up to 64 blocks of them
-	// at a time (34 KiB, within L1; 3072-wide rows' 52 KiB at once gained nothing).
+	// cache line a block and token, the scales apart); the tiles sweep the tokens over
+	// up to 64 blocks of them at a time (34 KiB, within L1; 3072-wide rows' 52 KiB at
+	// once gained nothing).
 	ScratchQ8: &qgemm.ScratchLayout{BlockBytes: 544, Chunk: 64, Repack: repackQ8A, RepackFull: repackQ8AFull, Sweep: sweepMQ8A,
 		XBytes: 64, Prepare: prepareQ8T},
 }

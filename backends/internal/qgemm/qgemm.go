@@ -155,9 +155,7 @@ type ScratchLayout struct {
 	// Sweep is Kernels.TileBias in this layout n ≥ 1 times over a group, for the tokens
 	// nt·i … nt·i+nt−1 (i < n; dst + nt·ldd·i, x + xBytes·nt·i, xBytes = XBytes or
 	// 40; with Prepare, the scales at xd + 4·nt·i, xstride/XBytes·4 bytes a block,
-	// else xd nil),
-	// prefetching as it goes,
-	// one per block, the lines of pf + pfstep·j up to pf + pflen − 1 (pflen ≥ 1); unless
+	// else xd nil), prefetching as it goes, one per block, the lines of pf + pfstep·j up to pf + pflen − 1 (pflen ≥ 1); unless
 	// from is 0, each sum starts from dst's value (the blocks before) rather than 0.
 	Sweep SweepFunc
 }
@@ -521,9 +519,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 // sweepGroup computes with sweep the T tokens of rows a … a+rows−1 repacked at gs (gb
 // bytes a block) into dst (ld floats a token), the activations at xs (xbs bytes a
 // block and token, xt ≥ T tokens' a block; their scales at xd, unless it is empty,
-// as many a block), adding the bias if
-// withBias, while it
-// prefetches pfb: for each chunk of the blocks, two sweeps of the calls of k.tokens
+// as many a block), adding the bias if withBias, while it prefetches pfb: for each chunk of the blocks, two sweeps of the calls of k.tokens
 // when rows = Lanes, else one call at a time through tmp.
 func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int, gs []byte, gb int, xs, xd []byte, xbs, xt, nb int,
 	bias []float32, withBias bool, pfb []byte, tmp []float32) {
