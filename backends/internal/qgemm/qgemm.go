@@ -519,8 +519,9 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 // sweepGroup computes with sweep the T tokens of rows a … a+rows−1 repacked at gs (gb
 // bytes a block) into dst (ld floats a token), the activations at xs (xbs bytes a
 // block and token, xt ≥ T tokens' a block; their scales at xd, unless it is empty,
-// as many a block), adding the bias if withBias, while it prefetches pfb: for each chunk of the blocks, two sweeps of the calls of k.tokens
-// when rows = Lanes, else one call at a time through tmp.
+// as many a block), adding the bias if withBias, while it prefetches pfb: for each
+// chunk of the blocks, two sweeps of the calls of k.tokens when rows = Lanes, else one
+// call at a time through tmp.
 func (k *Kernels) sweepGroup(sweep SweepFunc, dst []float32, ld, a, rows, T int, gs []byte, gb int, xs, xd []byte, xbs, xt, nb int,
 	bias []float32, withBias bool, pfb []byte, tmp []float32) {
 	xstride := xt * xbs
