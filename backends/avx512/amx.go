@@ -43,6 +43,14 @@ var useAMX = hasAMX
 // about as much as a few blocks.
 const amxBlocks = 2048
 
+// amxFrom is the fewest tokens MatMulQ8 runs the AMX tiles for (16 of them at a time,
+// the VPDPBUSD tiles taking the rest), but for T = 16 on packed weights. One thread,
+// interleaved (BenchmarkAMX, 2048×768 and 768×2048, GOP/s, VPDPBUSD → AMX), q8_0 as
+// loaded: T = 16 282–290 → 262–275, 24 325–331 → 262–314, 32 327–359 → 336–358,
+// 48 334–383 → 376–404, 64 382–390 → 397–434; packed: T = 16 430–448 → 478–514,
+// 24 435–451 → 390–453 (16 + 8 tokens), 32 450–464 → 495–514, 64 441–456 → 510–526.
+const amxFrom = 32
+
 // gemmAMX is gemm with the AMX tiles for every 16 tokens of a product.
 var gemmAMX = func() qgemmKernels {
 	k := gemm

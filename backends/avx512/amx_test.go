@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/lmrun/lmrun/backends/internal/qgemm/qgemmtest"
 	"github.com/lmrun/lmrun/dtype"
@@ -215,6 +216,9 @@ func TestAMXConcurrent(t *testing.T) {
 	}
 }
 
+// benchAMXTokens are the T of BenchmarkAMX.
+var benchAMXTokens = []int{16, 32, 128}
+
 // BenchmarkAMX compares the AMX tiles with the VNNI tiles (gemmAMX and gemm, the same
 // run, interleaved), single threaded, on q8_0 (as loaded and packed) and q4_0 weights:
 // T tokens of a 2048×768 matrix (an FFN of stories110m) and a 768×2048 one, GOP/s.
@@ -227,7 +231,7 @@ func BenchmarkAMX(b *testing.B) {
 		N, K := shape[0], shape[1]
 		for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 			data, _ := dtype.Quantize(dt, randSlice(r, N*K), K)
-			for _, T := range []int{16, 32, 128} {
+			for _, T := range benchAMXTokens {
 				xb := dtype.RowBytes(dtype.Q8_0, K)
 				xq := make([]byte, T*xb)
 				for t := 0; t < T; t++ {
@@ -259,4 +263,29 @@ func BenchmarkAMX(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkAMXKernel compares qgemmAMX with qgemmZx8 on one group of 16 rows (in L1)
+// and 128 tokens of 24 blocks (in L2), ns per block of 16 rows × 16 tokens.
+func BenchmarkAMXKernel(b *testing.B) {
+	needAMX(b)
+	const nb, n, T = 24, 8, 128
+	w := make([]byte, nb*576+64)
+	w = w[(64-int(uintptr(unsafe.Pointer(&w[0])))%64)%64:]
+	xs := make([]byte, 40*T*nb)
+	dst := make([]float32, T*16)
+	b.Run("vnni", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			for t := 0; t < T; t += 8 {
+				qgemmZx8(&dst[t*16], 16, &w[0], &xs[40*t], 40*T, nb, nil)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n*nb), "ns/block")
+	})
+	b.Run("amx", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			qgemmAMX(n, &dst[0], 16, &w[0], &xs[0], 40*T, nb, 1, nil, &w[0], 1)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n*nb), "ns/block")
+	})
 }
