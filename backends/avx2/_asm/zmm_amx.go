@@ -158,8 +158,29 @@ func amxConfig() Mem {
 
 // genQGemmAMX emits qgemmAMX, the AMX-INT8 tile (see above). It is software-pipelined:
 // while the float epilogue of block b reads its C (stored by the step before), the
-// tiles compute block b+1's into the other C tile and buffer, so that neither the
-// product's latency nor that of the store and the reloads is on the critical path.
+// tiles compute block b+1's into the other C tile and buffer (2048×768 q8_0 packed,
+// T = 128, one thread: 488 → 505–511 GOP/s).
+//
+// On this generation's cores the tiles' work and the vector epilogue hardly overlap: per
+// block of 16 tokens × 16 rows (weights in L1, activations in L2, one thread) the tiles
+// alone (loads, TDPBSUD, store) take 12 ns, the epilogue alone 15, both 26.5–27 (the
+// VPDPBUSD tile 37–38). Tried, no gain (that kernel, ns a block, or the product
+// BenchmarkAMX, interleaved):
+//   - the epilogue first, the product two blocks ahead after it (the C it reads stored
+//     two steps before): 26.6 → 27.9–28.4;
+//   - two products, then the two epilogues: 27.4–28.7;
+//   - the product's instructions spread through the epilogue: 28.0–28.4 (the product
+//     0–6% faster, within the noise);
+//   - without the −off·Σx correction (what weights repacked signed, TDPBSSD, would
+//     save: 16 vector µops and broadcasts of the 96 a block): 26.9–27.7 as with it;
+//   - TDPBF16PS on the quants as bfloat16 (exact integers: no conversion, no
+//     correction, 3 vector µops a token): 24.4–27.1, for twice the weights' bytes;
+//   - the A tile's rows 64 bytes apart, not 40 (no row across two lines; a layout of
+//     its own): 26.5 → 25.5;
+//   - the token tiles outer and the pair's groups inner in a call (the 16 tokens' blocks
+//     kept in L1 for both): 467–470 → 457–465 GOP/s;
+//   - PREFETCHT0 of the activations 2 or 4 blocks ahead, more lines of the next rows a
+//     block (up to 8), no TILERELEASE between calls: no change.
 func genQGemmAMX() {
 	const lanes = 16
 	bb := qgemmBlockBytes(lanes)
