@@ -45,10 +45,11 @@
 // tiles run. A call takes at most 2048 blocks of 16 × 16 (about 60 µs: assembly is not
 // preemptible). The instructions are machine code (the Go assembler has no AMX), each
 // checked by TestAMXInstructions. One thread, interleaved: a block of 16 tokens × 16
-// rows 37–38 → 26.5–27 ns (BenchmarkAMXKernel: the tiles' part and the epilogue do not
-// overlap on this core, see the generator's zmm_amx.go); 2048×768 at T = 128 q8_0 as
-// loaded 400–416 → 438–474 GOP/s, packed 435–438 → 503–511, q4_0 424 → 462
-// (BenchmarkAMX); stories110m and gpt2-124m pp128, -t 1, +4–6% (q8_0 and q4_0).
+// rows of random quants 37.6 → 29.0 ns (BenchmarkAMXKernel; the tiles' part and the
+// epilogue do not overlap on this core, see the generator's zmm_amx.go); 2048×768 at T = 128 q8_0 as
+// loaded 409–415 → 466–469 GOP/s, packed 434–439 → 503–506, q4_0 410–430 → 477–482,
+// packed 444–446 → 487–508 (BenchmarkAMX); the models' pp128 (stories110m, gpt2-124m,
+// q8_0 and q4_0) 0–10% faster at -t 1, 1–6% at -t 2.
 // MatMulQ8 on q4_k, q5_k and q6_k weights for 2 or more tokens, with AVX512_VNNI, is
 // the same kind of GEMM in int16 (package qgemm, kquant.go): the weights repacked per
 // group of 16 rows already multiplied by their sub-block scales, two rows × the eight

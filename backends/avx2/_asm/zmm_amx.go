@@ -162,9 +162,10 @@ func amxConfig() Mem {
 // T = 128, one thread: 488 → 505–511 GOP/s).
 //
 // On this generation's cores the tiles' work and the vector epilogue hardly overlap: per
-// block of 16 tokens × 16 rows (weights in L1, activations in L2, one thread) the tiles
-// alone (loads, TDPBSUD, store) take 12 ns, the epilogue alone 15, both 26.5–27 (the
-// VPDPBUSD tile 37–38). Tried, no gain (that kernel, ns a block, or the product
+// block of 16 tokens × 16 rows (weights in L1, activations in L2, one thread, all-zero
+// quants) the tiles alone (loads, TDPBSUD, store) take 12 ns, the epilogue alone 15,
+// both 26.5–27 (the VPDPBUSD tile 37–38; on random quants 29 against 37.6: the tiles'
+// speed depends on the data). Tried, no gain (that kernel, ns a block, or the product
 // BenchmarkAMX, interleaved):
 //   - the epilogue first, the product two blocks ahead after it (the C it reads stored
 //     two steps before): 26.6 → 27.9–28.4;
