@@ -180,8 +180,16 @@ func amxConfig() Mem {
 //     its own): 26.5 → 25.5;
 //   - the token tiles outer and the pair's groups inner in a call (the 16 tokens' blocks
 //     kept in L1 for both): 467–470 → 457–465 GOP/s;
+//   - a pair's two groups sharing the A tile (two B and C tiles a block, the second
+//     group's sums on the stack; random quants): 28.8–29.0 → 28.0–28.3, too little for
+//     a second kernel;
 //   - PREFETCHT0 of the activations 2 or 4 blocks ahead, more lines of the next rows a
 //     block (up to 8), no TILERELEASE between calls: no change.
+// Left to try: the C rows of block b loaded into registers before the next block's
+// product is issued (a tile store seems to hold up the loads after it). A timing test
+// (15 tokens, without dw·dx: the registers do not hold 16) took 25.4 ns a block for 15/16
+// of the work, against 29.2: tiles of 15 tokens (A and C tiles of 15 rows) might gain 5%.
+
 func genQGemmAMX() {
 	const lanes = 16
 	bb := qgemmBlockBytes(lanes)
