@@ -18,7 +18,7 @@ var useVNNI = cpuid.CPU.Supports(cpuid.AVX512VNNI)
 // takes pairs of whole groups 32 rows × up to 7 tokens at a time (qgemmZ2x1..7: each
 // activation broadcast feeds two VPDPBUSD; 2048×768 at T = 128, one thread, 5–9%
 // faster, stories110m pp128 q8_0 and q4_0 +7%).
-var gemm = qgemm.Kernels{
+var gemm = qgemmKernels{
 	Name: "avx512", Layout: "avx512/qgemm16", Lanes: 16, Tokens: 8,
 	RepackQ8: repackQ8, RepackQ4: repackQ4,
 	RepackQ8Full: repackQ8Full, RepackQ4Full: repackQ4Full,
@@ -28,6 +28,9 @@ var gemm = qgemm.Kernels{
 	MatVecQ8: qgemvQ8Z, MatVecQ4: qgemvQ4Z,
 	MatVecNQ8: qgemvQ8ZxN, MatVecNQ4: qgemvQ4ZxN, VecTokens: 8,
 }
+
+// qgemmKernels are package qgemm's Kernels.
+type qgemmKernels = qgemm.Kernels
 
 // qgemvQ8ZxN calls qgemvQ8Zx<nt> for 2 ≤ nt ≤ 8 tokens.
 func qgemvQ8ZxN(nt int, dst *float32, ldd int, w *byte, ldw, nb, groups, gap int, x *byte) {
@@ -206,6 +209,10 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 		return
 	}
 	if useVNNI && qgemm.Supports(w.DType) && (T >= gemmFrom(w.DType) || gemm.Packed(w) != nil && T >= packedFrom(w.DType)) {
+		if T >= amxFrom || T == 16 && gemm.Packed(w) != nil {
+			q8gemm().MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
+			return
+		}
 		gemm.MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 		return
 	}

@@ -309,6 +309,21 @@ func qgemmZ2x6(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf 
 //go:noescape
 func qgemmZ2x7(dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, pf *byte, pflen int, bias *float32)
 
+// qgemmAMX computes, with AMX-INT8, for the 16 rows r of each of groups ≥ 1 consecutive
+// repacked groups (group j's nb ≥ 1 blocks at w + j·nb·576, its rows at dst + 16·j) and
+// n ≥ 1 tiles of 16 tokens (tile i's at x + 640·i, its results at dst + 16·ldd·i), token t
+// of block b at x + b·xstride + 40·t (32 quants, dx float32, −off·Σx int32),
+//
+//	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
+//
+// in block order, then + bias[r] (bias + 16·j for group j) unless bias is nil: the bits of
+// qgemmZx8. Per block it prefetches the two lines at pf + 128·k (k the blocks so far), up to
+// pf + pflen − 1 (pflen ≥ 1). The CPU must have AMX_TILE and AMX_INT8 and the thread the
+// permission to use the tiles.
+//
+//go:noescape
+func qgemmAMX(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb int, groups int, bias *float32, pf *byte, pflen int)
+
 // prepareSum writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
 // of token t at xs + (b·T+t)·40: its 32 quants, its scale as float32, then mul·Σx as int32
 // (mul = −128 for q8_0 weights, −8 for q4_0).

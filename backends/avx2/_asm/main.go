@@ -56,6 +56,7 @@ func main() {
 		genProbesZMM()
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
+		genQGemmAMX()
 		genPrepareSum()
 		for nt := 1; nt <= 8; nt++ {
 			genQGemv(false, nt)

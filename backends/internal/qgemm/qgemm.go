@@ -130,6 +130,16 @@ type Kernels struct {
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
 	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
 	Balance bool
+	// TileAMX, if set, takes the first T/AMXTokens·AMXTokens tokens of every whole group
+	// of Lanes rows (the tiles above take the tokens left and the groups cut by the row
+	// range): n ≥ 1 tiles of AMXTokens tokens (tile i's at x + 40·AMXTokens·i, its results
+	// at dst + AMXTokens·ldd·i) times groups ≥ 1 consecutive groups (group j's blocks nb·36·Lanes
+	// bytes after group j−1's, its rows at dst + Lanes·j, its bias at bias + Lanes·j),
+	// the bits of Tile, + bias unless bias is nil; per block it prefetches two lines of pf
+	// (pflen ≥ 1 bytes, 128 bytes on a block), as Tile2. A call takes at most AMXBlocks
+	// blocks (n·groups·nb, but one tile of a pair at least).
+	TileAMX              func(n int, dst *float32, ldd int, w, x *byte, xstride, nb, groups int, bias *float32, pf *byte, pflen int)
+	AMXTokens, AMXBlocks int
 }
 
 // ScratchLayout is a repack of q8_0 groups of Lanes rows into scratch other than Pack's,
@@ -367,6 +377,23 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	if w.DType != dtype.Q8_0 {
 		pf = nil
 	}
+	// ta tokens of every whole group go through TileAMX, the others through the tiles.
+	ta := 0
+	if k.TileAMX != nil && sweep == nil && T >= k.AMXTokens {
+		ta = T / k.AMXTokens * k.AMXTokens
+	}
+	// amx computes the ta tokens of groups whole groups at p (rows from g) with
+	// TileAMX, prefetching pfb (not empty), the bias added unless bp is nil.
+	amx := func(g, groups int, p *byte, bp *float32, pfb []byte) {
+		tiles := ta / k.AMXTokens
+		per := max(1, k.AMXBlocks/(nb*groups)) // tiles a call
+		for i := 0; i < tiles; i += per {
+			n := min(per, tiles-i)
+			skip := min(i*groups*nb*128, len(pfb)-1)
+			t0 := i * k.AMXTokens
+			k.TileAMX(n, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb, groups, bp, &pfb[skip], len(pfb)-skip)
+		}
+	}
 	calls := (T + k.Tokens - 1) / k.Tokens // Tile calls per group
 	if pw != nil {
 		gb := nb * groupBytes(L)
@@ -383,7 +410,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				if tb != nil {
 					bp = &bias[g]
 				}
-				for i, t0, nt := 0, 0, 0; t0 < T; i, t0 = i+1, t0+nt {
+				if ta > 0 {
+					amx(g, 2, p, bp, pfb)
+				}
+				for i, t0, nt := 0, ta, 0; t0 < T; i, t0 = i+1, t0+nt {
 					nt = k.tokens2(T, t0)
 					skip := min(i*128*nb, len(pfb)-1)
 					k.Tile2(nt, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb, &pfb[skip], len(pfb)-skip, bp)
@@ -401,7 +431,20 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			if tb != nil && g+L <= len(bias) {
 				bt = &bias[g]
 			}
-			for t0, nt := 0, 0; t0 < T; t0 += nt {
+			t1 := 0 // the first token for the tiles
+			if ta > 0 && a == g && b == g+L {
+				var bp *float32
+				if tb != nil {
+					bp = &bias[g]
+				}
+				pfb := pw[g/L*gb : (g/L+1)*gb]
+				if g+L < r1 {
+					pfb = pw[(g/L+1)*gb : (g/L+2)*gb]
+				}
+				amx(g, 1, p, bp, pfb)
+				t1 = ta
+			}
+			for t0, nt := t1, 0; t0 < T; t0 += nt {
 				nt = k.tokens(T, t0)
 				next.step(pf)
 				if a == g && b == g+L {
@@ -452,7 +495,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			if tb != nil {
 				bp = &bias[g]
 			}
-			for i, t0, nt := 0, 0, 0; t0 < T; i, t0 = i+1, t0+nt {
+			if ta > 0 {
+				amx(g, 2, &gs[0], bp, pfb)
+			}
+			for i, t0, nt := 0, ta, 0; t0 < T; i, t0 = i+1, t0+nt {
 				nt = k.tokens2(T, t0)
 				skip := min(i*128*nb, len(pfb)-1)
 				k.Tile2(nt, &dst[t0*ld+g], ld, &gs[0], &xs[t0*xBytes], xstride, nb, &pfb[skip], len(pfb)-skip, bp)
@@ -487,7 +533,22 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 		if tb != nil && a+L <= len(bias) {
 			bt = &bias[a]
 		}
-		for t0, nt := 0, 0; t0 < T; t0 += nt {
+		t1 := 0 // the first token for the tiles
+		if ta > 0 && rows == L {
+			var bp *float32
+			if tb != nil {
+				bp = &bias[a]
+			}
+			// The next group's rows to prefetch (or this one's again, in cache).
+			pfb := w.Data[a*rb : (a+rows)*rb]
+			if g+L < r1 {
+				n0 := min(g+L, max(r1-L, r0))
+				pfb = w.Data[n0*rb : min(n0+L, r1)*rb]
+			}
+			amx(a, 1, &gs[0], bp, pfb)
+			t1 = ta
+		}
+		for t0, nt := t1, 0; t0 < T; t0 += nt {
 			nt = k.tokens(T, t0)
 			next.step(pf)
 			if rows == L {
