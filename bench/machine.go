@@ -91,14 +91,19 @@ func (m Machine) LevelFor(ws float64) (Level, bool) {
 	return Level{}, false
 }
 
-// CPUFeatures lists the SIMD features the backends care about that this CPU has, in a
-// fixed order.
+// SIMDFeatures are the CPU features the backends care about, in display order.
+func SIMDFeatures() []cpuid.FeatureID {
+	return []cpuid.FeatureID{
+		cpuid.SSE4, cpuid.AVX, cpuid.AVX2, cpuid.FMA3, cpuid.F16C, cpuid.AVX512F, cpuid.AVX512BW,
+		cpuid.AVX512VL, cpuid.AVX512VNNI, cpuid.AVX512BF16, cpuid.AVXVNNI, cpuid.AMXTILE, cpuid.AMXINT8,
+		cpuid.ASIMD, cpuid.ASIMDDP, cpuid.FPHP,
+	}
+}
+
+// CPUFeatures lists the SIMDFeatures this CPU has, in their order, in lower case.
 func CPUFeatures() []string {
 	var out []string
-	for _, f := range []cpuid.FeatureID{
-		cpuid.SSE4, cpuid.AVX, cpuid.AVX2, cpuid.FMA3, cpuid.F16C, cpuid.AVX512F, cpuid.AVX512BW,
-		cpuid.AVX512VL, cpuid.AVX512VNNI, cpuid.AVX512BF16, cpuid.AVXVNNI, cpuid.ASIMD, cpuid.ASIMDDP, cpuid.FPHP,
-	} {
+	for _, f := range SIMDFeatures() {
 		if cpuid.CPU.Supports(f) {
 			out = append(out, strings.ToLower(f.String()))
 		}

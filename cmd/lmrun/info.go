@@ -18,12 +18,6 @@ import (
 	"github.com/lmrun/lmrun/model"
 )
 
-// simdFeatures are the CPU features the backends care about, in display order.
-var simdFeatures = []cpuid.FeatureID{
-	cpuid.SSE4, cpuid.AVX, cpuid.AVX2, cpuid.FMA3, cpuid.F16C, cpuid.AVX512F, cpuid.AVX512BW,
-	cpuid.AVX512VL, cpuid.AVX512VNNI, cpuid.AVX512BF16, cpuid.AVXVNNI, cpuid.ASIMD, cpuid.ASIMDDP, cpuid.FPHP,
-}
-
 type backendInfo struct {
 	Name      string   `json:"name"`
 	Available bool     `json:"available"`
@@ -79,7 +73,7 @@ func infoCommand() *cli.Command {
 			}
 			r := infoReport{CPU: cpuid.CPU.BrandName, Arch: runtime.GOARCH, Cores: runtime.NumCPU(),
 				Physical: cpuid.CPU.PhysicalCores, Threads: parallel.DefaultThreads()}
-			for _, f := range simdFeatures {
+			for _, f := range bench.SIMDFeatures() {
 				if cpuid.CPU.Supports(f) {
 					r.Features = append(r.Features, f.String())
 				}
