@@ -15,9 +15,9 @@ import (
 // stored by VCVTPS2PH rounding to nearest even, and q = round(x·id) with ties away from
 // zero — x·id = p plus h = ±(½ − 2⁻²⁵) with p's sign, truncated (VROUNDPS alone would
 // round ties to even; p ± ½ would round ½ − 2⁻²⁵ up to 1). That is exact for every
-// float32 |p| ≤ 256 (checked one by one; here |p| ≤ 127·(1 + 2⁻²²)): where p + ½ is a
-// float, p + h rounds to it or to just below it, never across an integer. Four
-// instructions for eight quants where truncation, plus ±1 where the fraction dropped
+// float32 |p| ≤ 256 (checked one by one; here |p| is 127 and a little at most): where
+// p + ½ is a float, p + h rounds to it or to just below it, never across an integer.
+// Four instructions for eight quants where truncation, plus ±1 where the fraction dropped
 // was ½ or more, took nine. It stops before the first block holding an infinity
 // or a NaN, or whose amax is so small that 1/d overflows, and returns how many blocks it
 // wrote: the caller quantizes that block with the reference (whose NaN handling, from C's

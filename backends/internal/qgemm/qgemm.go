@@ -128,7 +128,8 @@ type Kernels struct {
 	// in at load, and tiles that sweep a group.
 	ScratchQ8 *ScratchLayout
 	// Balance spreads the tokens evenly over the Tile calls of a group (8 = 4 + 4 rather
-	// than 6 + 2 for Tokens = 6); otherwise each call but the last takes Tokens.
+	// than 6 + 2 for Tokens = 6), but for the sweeps of manyTokens·Tokens tokens or more
+	// (see sweepGroup); otherwise each call but the last takes Tokens.
 	Balance bool
 }
 
