@@ -8327,47 +8327,27 @@ quantQ8_block41:
 	VPEXTRW      $0x03, X0, 102(AX)
 	VBROADCASTSS X1, Y0
 	VMOVUPS      (CX), Y2
-	VMULPS       Y0, Y2, Y3
-	VROUNDPS     $0x03, Y3, Y2
-	VSUBPS       Y2, Y3, Y4
-	VANDPS       absmask<>+0(SB), Y4, Y4
-	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
-	VANDPS       signmask<>+0(SB), Y3, Y3
-	VORPS        onef<>+0(SB), Y3, Y3
-	VANDPS       Y4, Y3, Y3
+	VMULPS       Y0, Y2, Y2
+	VANDPS       signmask<>+0(SB), Y2, Y3
+	VORPS        halfm<>+0(SB), Y3, Y3
 	VADDPS       Y3, Y2, Y2
 	VCVTTPS2DQ   Y2, Y2
 	VMOVUPS      32(CX), Y3
-	VMULPS       Y0, Y3, Y4
-	VROUNDPS     $0x03, Y4, Y3
-	VSUBPS       Y3, Y4, Y5
-	VANDPS       absmask<>+0(SB), Y5, Y5
-	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
-	VANDPS       signmask<>+0(SB), Y4, Y4
-	VORPS        onef<>+0(SB), Y4, Y4
-	VANDPS       Y5, Y4, Y4
+	VMULPS       Y0, Y3, Y3
+	VANDPS       signmask<>+0(SB), Y3, Y4
+	VORPS        halfm<>+0(SB), Y4, Y4
 	VADDPS       Y4, Y3, Y3
 	VCVTTPS2DQ   Y3, Y3
 	VMOVUPS      64(CX), Y4
-	VMULPS       Y0, Y4, Y5
-	VROUNDPS     $0x03, Y5, Y4
-	VSUBPS       Y4, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
+	VMULPS       Y0, Y4, Y4
+	VANDPS       signmask<>+0(SB), Y4, Y5
+	VORPS        halfm<>+0(SB), Y5, Y5
 	VADDPS       Y5, Y4, Y4
 	VCVTTPS2DQ   Y4, Y4
 	VMOVUPS      96(CX), Y5
-	VMULPS       Y0, Y5, Y5
-	VROUNDPS     $0x03, Y5, Y0
-	VSUBPS       Y0, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
+	VMULPS       Y0, Y5, Y0
+	VANDPS       signmask<>+0(SB), Y0, Y5
+	VORPS        halfm<>+0(SB), Y5, Y5
 	VADDPS       Y5, Y0, Y0
 	VCVTTPS2DQ   Y0, Y0
 	VPACKSSDW    Y3, Y2, Y2
@@ -8379,47 +8359,27 @@ quantQ8_block41:
 	VPSHUFD      $0x55, X1, X0
 	VBROADCASTSS X0, Y0
 	VMOVUPS      128(CX), Y2
-	VMULPS       Y0, Y2, Y3
-	VROUNDPS     $0x03, Y3, Y2
-	VSUBPS       Y2, Y3, Y4
-	VANDPS       absmask<>+0(SB), Y4, Y4
-	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
-	VANDPS       signmask<>+0(SB), Y3, Y3
-	VORPS        onef<>+0(SB), Y3, Y3
-	VANDPS       Y4, Y3, Y3
+	VMULPS       Y0, Y2, Y2
+	VANDPS       signmask<>+0(SB), Y2, Y3
+	VORPS        halfm<>+0(SB), Y3, Y3
 	VADDPS       Y3, Y2, Y2
 	VCVTTPS2DQ   Y2, Y2
 	VMOVUPS      160(CX), Y3
-	VMULPS       Y0, Y3, Y4
-	VROUNDPS     $0x03, Y4, Y3
-	VSUBPS       Y3, Y4, Y5
-	VANDPS       absmask<>+0(SB), Y5, Y5
-	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
-	VANDPS       signmask<>+0(SB), Y4, Y4
-	VORPS        onef<>+0(SB), Y4, Y4
-	VANDPS       Y5, Y4, Y4
+	VMULPS       Y0, Y3, Y3
+	VANDPS       signmask<>+0(SB), Y3, Y4
+	VORPS        halfm<>+0(SB), Y4, Y4
 	VADDPS       Y4, Y3, Y3
 	VCVTTPS2DQ   Y3, Y3
 	VMOVUPS      192(CX), Y4
-	VMULPS       Y0, Y4, Y5
-	VROUNDPS     $0x03, Y5, Y4
-	VSUBPS       Y4, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
+	VMULPS       Y0, Y4, Y4
+	VANDPS       signmask<>+0(SB), Y4, Y5
+	VORPS        halfm<>+0(SB), Y5, Y5
 	VADDPS       Y5, Y4, Y4
 	VCVTTPS2DQ   Y4, Y4
 	VMOVUPS      224(CX), Y5
-	VMULPS       Y0, Y5, Y5
-	VROUNDPS     $0x03, Y5, Y0
-	VSUBPS       Y0, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
+	VMULPS       Y0, Y5, Y0
+	VANDPS       signmask<>+0(SB), Y0, Y5
+	VORPS        halfm<>+0(SB), Y5, Y5
 	VADDPS       Y5, Y0, Y0
 	VCVTTPS2DQ   Y0, Y0
 	VPACKSSDW    Y3, Y2, Y2
@@ -8431,47 +8391,27 @@ quantQ8_block41:
 	VPSHUFD      $0xaa, X1, X0
 	VBROADCASTSS X0, Y0
 	VMOVUPS      256(CX), Y2
-	VMULPS       Y0, Y2, Y3
-	VROUNDPS     $0x03, Y3, Y2
-	VSUBPS       Y2, Y3, Y4
-	VANDPS       absmask<>+0(SB), Y4, Y4
-	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
-	VANDPS       signmask<>+0(SB), Y3, Y3
-	VORPS        onef<>+0(SB), Y3, Y3
-	VANDPS       Y4, Y3, Y3
+	VMULPS       Y0, Y2, Y2
+	VANDPS       signmask<>+0(SB), Y2, Y3
+	VORPS        halfm<>+0(SB), Y3, Y3
 	VADDPS       Y3, Y2, Y2
 	VCVTTPS2DQ   Y2, Y2
 	VMOVUPS      288(CX), Y3
-	VMULPS       Y0, Y3, Y4
-	VROUNDPS     $0x03, Y4, Y3
-	VSUBPS       Y3, Y4, Y5
-	VANDPS       absmask<>+0(SB), Y5, Y5
-	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
-	VANDPS       signmask<>+0(SB), Y4, Y4
-	VORPS        onef<>+0(SB), Y4, Y4
-	VANDPS       Y5, Y4, Y4
+	VMULPS       Y0, Y3, Y3
+	VANDPS       signmask<>+0(SB), Y3, Y4
+	VORPS        halfm<>+0(SB), Y4, Y4
 	VADDPS       Y4, Y3, Y3
 	VCVTTPS2DQ   Y3, Y3
 	VMOVUPS      320(CX), Y4
-	VMULPS       Y0, Y4, Y5
-	VROUNDPS     $0x03, Y5, Y4
-	VSUBPS       Y4, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
+	VMULPS       Y0, Y4, Y4
+	VANDPS       signmask<>+0(SB), Y4, Y5
+	VORPS        halfm<>+0(SB), Y5, Y5
 	VADDPS       Y5, Y4, Y4
 	VCVTTPS2DQ   Y4, Y4
 	VMOVUPS      352(CX), Y5
-	VMULPS       Y0, Y5, Y5
-	VROUNDPS     $0x03, Y5, Y0
-	VSUBPS       Y0, Y5, Y6
-	VANDPS       absmask<>+0(SB), Y6, Y6
-	VCMPPS       $0x1d, halff<>+0(SB), Y6, Y6
-	VANDPS       signmask<>+0(SB), Y5, Y5
-	VORPS        onef<>+0(SB), Y5, Y5
-	VANDPS       Y6, Y5, Y5
+	VMULPS       Y0, Y5, Y0
+	VANDPS       signmask<>+0(SB), Y0, Y5
+	VORPS        halfm<>+0(SB), Y5, Y5
 	VADDPS       Y5, Y0, Y0
 	VCVTTPS2DQ   Y0, Y0
 	VPACKSSDW    Y3, Y2, Y2
@@ -8483,47 +8423,27 @@ quantQ8_block41:
 	VPSHUFD      $0xff, X1, X0
 	VBROADCASTSS X0, Y0
 	VMOVUPS      384(CX), Y1
-	VMULPS       Y0, Y1, Y2
-	VROUNDPS     $0x03, Y2, Y1
-	VSUBPS       Y1, Y2, Y3
-	VANDPS       absmask<>+0(SB), Y3, Y3
-	VCMPPS       $0x1d, halff<>+0(SB), Y3, Y3
-	VANDPS       signmask<>+0(SB), Y2, Y2
-	VORPS        onef<>+0(SB), Y2, Y2
-	VANDPS       Y3, Y2, Y2
+	VMULPS       Y0, Y1, Y1
+	VANDPS       signmask<>+0(SB), Y1, Y2
+	VORPS        halfm<>+0(SB), Y2, Y2
 	VADDPS       Y2, Y1, Y1
 	VCVTTPS2DQ   Y1, Y1
 	VMOVUPS      416(CX), Y2
-	VMULPS       Y0, Y2, Y3
-	VROUNDPS     $0x03, Y3, Y2
-	VSUBPS       Y2, Y3, Y4
-	VANDPS       absmask<>+0(SB), Y4, Y4
-	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
-	VANDPS       signmask<>+0(SB), Y3, Y3
-	VORPS        onef<>+0(SB), Y3, Y3
-	VANDPS       Y4, Y3, Y3
+	VMULPS       Y0, Y2, Y2
+	VANDPS       signmask<>+0(SB), Y2, Y3
+	VORPS        halfm<>+0(SB), Y3, Y3
 	VADDPS       Y3, Y2, Y2
 	VCVTTPS2DQ   Y2, Y2
 	VMOVUPS      448(CX), Y3
-	VMULPS       Y0, Y3, Y4
-	VROUNDPS     $0x03, Y4, Y3
-	VSUBPS       Y3, Y4, Y5
-	VANDPS       absmask<>+0(SB), Y5, Y5
-	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
-	VANDPS       signmask<>+0(SB), Y4, Y4
-	VORPS        onef<>+0(SB), Y4, Y4
-	VANDPS       Y5, Y4, Y4
+	VMULPS       Y0, Y3, Y3
+	VANDPS       signmask<>+0(SB), Y3, Y4
+	VORPS        halfm<>+0(SB), Y4, Y4
 	VADDPS       Y4, Y3, Y3
 	VCVTTPS2DQ   Y3, Y3
 	VMOVUPS      480(CX), Y4
-	VMULPS       Y0, Y4, Y4
-	VROUNDPS     $0x03, Y4, Y0
-	VSUBPS       Y0, Y4, Y5
-	VANDPS       absmask<>+0(SB), Y5, Y5
-	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
-	VANDPS       signmask<>+0(SB), Y4, Y4
-	VORPS        onef<>+0(SB), Y4, Y4
-	VANDPS       Y5, Y4, Y4
+	VMULPS       Y0, Y4, Y0
+	VANDPS       signmask<>+0(SB), Y0, Y4
+	VORPS        halfm<>+0(SB), Y4, Y4
 	VADDPS       Y4, Y0, Y0
 	VCVTTPS2DQ   Y0, Y0
 	VPACKSSDW    Y2, Y1, Y1
@@ -8580,47 +8500,27 @@ quantQ8_block2:
 	VPEXTRW      $0x00, X0, (AX)
 	VBROADCASTSS X1, Y0
 	VMOVUPS      (CX), Y1
-	VMULPS       Y0, Y1, Y2
-	VROUNDPS     $0x03, Y2, Y1
-	VSUBPS       Y1, Y2, Y3
-	VANDPS       absmask<>+0(SB), Y3, Y3
-	VCMPPS       $0x1d, halff<>+0(SB), Y3, Y3
-	VANDPS       signmask<>+0(SB), Y2, Y2
-	VORPS        onef<>+0(SB), Y2, Y2
-	VANDPS       Y3, Y2, Y2
+	VMULPS       Y0, Y1, Y1
+	VANDPS       signmask<>+0(SB), Y1, Y2
+	VORPS        halfm<>+0(SB), Y2, Y2
 	VADDPS       Y2, Y1, Y1
 	VCVTTPS2DQ   Y1, Y1
 	VMOVUPS      32(CX), Y2
-	VMULPS       Y0, Y2, Y3
-	VROUNDPS     $0x03, Y3, Y2
-	VSUBPS       Y2, Y3, Y4
-	VANDPS       absmask<>+0(SB), Y4, Y4
-	VCMPPS       $0x1d, halff<>+0(SB), Y4, Y4
-	VANDPS       signmask<>+0(SB), Y3, Y3
-	VORPS        onef<>+0(SB), Y3, Y3
-	VANDPS       Y4, Y3, Y3
+	VMULPS       Y0, Y2, Y2
+	VANDPS       signmask<>+0(SB), Y2, Y3
+	VORPS        halfm<>+0(SB), Y3, Y3
 	VADDPS       Y3, Y2, Y2
 	VCVTTPS2DQ   Y2, Y2
 	VMOVUPS      64(CX), Y3
-	VMULPS       Y0, Y3, Y4
-	VROUNDPS     $0x03, Y4, Y3
-	VSUBPS       Y3, Y4, Y5
-	VANDPS       absmask<>+0(SB), Y5, Y5
-	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
-	VANDPS       signmask<>+0(SB), Y4, Y4
-	VORPS        onef<>+0(SB), Y4, Y4
-	VANDPS       Y5, Y4, Y4
+	VMULPS       Y0, Y3, Y3
+	VANDPS       signmask<>+0(SB), Y3, Y4
+	VORPS        halfm<>+0(SB), Y4, Y4
 	VADDPS       Y4, Y3, Y3
 	VCVTTPS2DQ   Y3, Y3
 	VMOVUPS      96(CX), Y4
-	VMULPS       Y0, Y4, Y4
-	VROUNDPS     $0x03, Y4, Y0
-	VSUBPS       Y0, Y4, Y5
-	VANDPS       absmask<>+0(SB), Y5, Y5
-	VCMPPS       $0x1d, halff<>+0(SB), Y5, Y5
-	VANDPS       signmask<>+0(SB), Y4, Y4
-	VORPS        onef<>+0(SB), Y4, Y4
-	VANDPS       Y5, Y4, Y4
+	VMULPS       Y0, Y4, Y0
+	VANDPS       signmask<>+0(SB), Y0, Y4
+	VORPS        halfm<>+0(SB), Y4, Y4
 	VADDPS       Y4, Y0, Y0
 	VCVTTPS2DQ   Y0, Y0
 	VPACKSSDW    Y2, Y1, Y1
@@ -8689,16 +8589,6 @@ DATA onef<>+24(SB)/4, $0x3f800000
 DATA onef<>+28(SB)/4, $0x3f800000
 GLOBL onef<>(SB), RODATA|NOPTR, $32
 
-DATA halff<>+0(SB)/4, $0x3f000000
-DATA halff<>+4(SB)/4, $0x3f000000
-DATA halff<>+8(SB)/4, $0x3f000000
-DATA halff<>+12(SB)/4, $0x3f000000
-DATA halff<>+16(SB)/4, $0x3f000000
-DATA halff<>+20(SB)/4, $0x3f000000
-DATA halff<>+24(SB)/4, $0x3f000000
-DATA halff<>+28(SB)/4, $0x3f000000
-GLOBL halff<>(SB), RODATA|NOPTR, $32
-
 DATA signmask<>+0(SB)/4, $0x80000000
 DATA signmask<>+4(SB)/4, $0x80000000
 DATA signmask<>+8(SB)/4, $0x80000000
@@ -8708,6 +8598,16 @@ DATA signmask<>+20(SB)/4, $0x80000000
 DATA signmask<>+24(SB)/4, $0x80000000
 DATA signmask<>+28(SB)/4, $0x80000000
 GLOBL signmask<>(SB), RODATA|NOPTR, $32
+
+DATA halfm<>+0(SB)/4, $0x3effffff
+DATA halfm<>+4(SB)/4, $0x3effffff
+DATA halfm<>+8(SB)/4, $0x3effffff
+DATA halfm<>+12(SB)/4, $0x3effffff
+DATA halfm<>+16(SB)/4, $0x3effffff
+DATA halfm<>+20(SB)/4, $0x3effffff
+DATA halfm<>+24(SB)/4, $0x3effffff
+DATA halfm<>+28(SB)/4, $0x3effffff
+GLOBL halfm<>(SB), RODATA|NOPTR, $32
 
 // func dequantQ8_0(dst *float32, src *byte, nb int)
 // Requires: AVX, AVX2, F16C

@@ -79,9 +79,12 @@ var gemmMadd = qgemm.Kernels{
 	// The rows repacked on every product keep their quants' absolute values too, and
 	// their signs as VPSHUFB indices into the activations' tables of ±x (prepareQ8T, a
 	// cache line a block and token, the scales apart); the tiles sweep the tokens over
-	// up to 64 blocks of them at a time (34 KiB, within L1; 3072-wide rows' 52 KiB at
-	// once gained nothing).
-	ScratchQ8: &qgemm.ScratchLayout{BlockBytes: 544, Chunk: 64, Repack: repackQ8A, RepackFull: repackQ8AFull, Sweep: sweepMQ8A,
+	// up to 24 blocks of them at a time (13 KiB, and a 6-token call's activations 9 KiB:
+	// within L1 with room to spare, Zen 1's 32 KiB too). One thread, T = 128, 8 rounds
+	// in one run, medians, against 64 (34 KiB; 3072-wide rows' 52 KiB at once gained
+	// nothing): 768×2048 3.25 → 3.15 ms, 768×3072 4.83 → 4.72 (32: 3.15, 4.80; 16 on
+	// 768×3072 2% faster, but on 768-wide rows, then in two chunks, 3% slower).
+	ScratchQ8: &qgemm.ScratchLayout{BlockBytes: 544, Chunk: 24, Repack: repackQ8A, RepackFull: repackQ8AFull, Sweep: sweepMQ8A,
 		XBytes: 64, Prepare: prepareQ8T},
 }
 

@@ -850,7 +850,16 @@ var (
 	//   - the tables below with dx after them in each block (80 bytes, the loads kept
 	//     within lines): 1% over the XOR form; dx apart, 64 bytes a line, gained 3–5%;
 	//   - sweeping 32 blocks at a time rather than 64 (768×2048: two chunks rather than
-	//     one): medians 123.6 → 124.0 GOP/s.
+	//     one): medians 123.6 → 124.0 GOP/s (later, with 128 tokens as 20·6 + 2·4 calls,
+	//     24 blocks paid: backends/avx2's gemmMadd);
+	//   - the activations prefetched for the tile's next call (its tokens + nt, the same
+	//     block) in place of 8 blocks ahead, so that a call's first 8 blocks are not
+	//     left to the hardware: T = 128, 4 shapes, −1.8 to +0.4%; pp128 GPT-2 +0.8%,
+	//     stories110M −0.6% (noise);
+	//   - the small calls of a sweep (20·6 + 4 + 4) before the others rather than
+	//     after: −0.3 to +1.3%;
+	//   - repackQ8A's table indices from w's signs by VPSRLW and VPAND (no zeroed
+	//     register, no VPCMPGTB): the repack no faster (6.61 → 6.66 µs, 256×768).
 	//
 	// On Intel cores (Skylake to Golden Cove) VPSIGNB, VPMADDUBSW, VPMADDWD, VCVTDQ2PS
 	// and VMULPS issue on ports 0 and 1 only, and port 5 was mostly idle; VPSHUFB runs

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"math"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -11,8 +13,12 @@ import (
 // byte, for every block whose elements and 1/d are finite: amax = max |x| (a maximum, so
 // its order does not matter), d = amax/127 and id = 1/d (0 when d is 0) in float32, d
 // stored by VCVTPS2PH rounding to nearest even, and q = round(x·id) with ties away from
-// zero — truncation, plus ±1 when the fraction dropped is at least one half (VROUNDPS
-// alone would round ties to even). It stops before the first block holding an infinity
+// zero — x·id = p plus h = ±(½ − 2⁻²⁵) with p's sign, truncated (VROUNDPS alone would
+// round ties to even; p ± ½ would round ½ − 2⁻²⁵ up to 1). That is exact for every
+// float32 |p| ≤ 256 (checked one by one; here |p| is 127 and a little at most): where
+// p + ½ is a float, p + h rounds to it or to just below it, never across an integer.
+// Four instructions for eight quants where truncation, plus ±1 where the fraction dropped
+// was ½ or more, took nine. It stops before the first block holding an infinity
 // or a NaN, or whose amax is so small that 1/d overflows, and returns how many blocks it
 // wrote: the caller quantizes that block with the reference (whose NaN handling, from C's
 // MAX, depends on the order of the elements) and calls it again for the rest.
@@ -66,17 +72,12 @@ func genQuantizeQ8() {
 	quant := func(j int, idy VecVirtual) {
 		q := ymms(4)
 		for i := range q {
-			v, p, f, g := YMM(), YMM(), YMM(), YMM()
+			v, p, g := YMM(), YMM(), YMM()
 			VMOVUPS(Mem{Base: x, Disp: 128*j + 32*i}, v)
 			VMULPS(idy, v, p)
-			VROUNDPS(U8(3), p, q[i]) // truncated
-			VSUBPS(q[i], p, f)       // the fraction dropped (exact)
-			VANDPS(abs, f, f)
-			VCMPPS(U8(0x1d), vf32("halff", 0.5), f, f) // ≥ ½
 			VANDPS(vconst("signmask", 0x80000000), p, g)
-			VORPS(vf32("onef", 1), g, g) // ±1 with p's sign
-			VANDPS(f, g, g)
-			VADDPS(g, q[i], q[i])
+			VORPS(vf32("halfm", math.Float32frombits(0x3effffff)), g, g) // ±(½ − 2⁻²⁵) with p's sign
+			VADDPS(g, p, q[i])
 			VCVTTPS2DQ(q[i], q[i])
 		}
 		VPACKSSDW(q[1], q[0], q[0]) // per lane: x0–3 x8–11 | x4–7 x12–15
