@@ -3,56 +3,18 @@
 package avx512
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
 
-// amxInstruction is one AMX instruction the generator emitted as machine code: the
-// text of its "// amx: " comment (objdump's Intel syntax) and its bytes.
-type amxInstruction struct {
-	line int
-	want string
-	enc  []byte
-}
-
-// amxInstructions returns the AMX instructions of kernels_amd64.s.
-func amxInstructions(t *testing.T) []amxInstruction {
-	f, err := os.Open("kernels_amd64.s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []amxInstruction
-	cur := -1
-	s := bufio.NewScanner(f)
-	for n := 1; s.Scan(); n++ {
-		line := strings.TrimSpace(s.Text())
-		if text, ok := strings.CutPrefix(line, "// amx: "); ok {
-			out = append(out, amxInstruction{line: n, want: text})
-			cur = len(out) - 1
-			continue
-		}
-		fields := strings.Fields(line)
-		if cur >= 0 && len(fields) == 2 && fields[0] == "BYTE" {
-			v, err := strconv.ParseUint(strings.TrimPrefix(fields[1], "$"), 0, 8)
-			if err != nil {
-				t.Fatalf("kernels_amd64.s:%d: %v", n, err)
-			}
-			out[cur].enc = append(out[cur].enc, byte(v))
-			continue
-		}
-		cur = -1
-	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+// amxInstructions returns the AMX instructions of kernels_amd64.s: the text of each
+// "// amx: " comment (objdump's Intel syntax) and its bytes.
+func amxInstructions(t *testing.T) []codeRun {
+	return codeRuns(t, "kernels_amd64.s", "// amx: ")
 }
 
 var gpNames = [16]string{"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"}

@@ -24755,10 +24755,7 @@ TEXT ·qgemmAMX(SB), $2168-88
 	LEAQ amxcfg<>+0(SB), AX
 
 	// amx: ldtilecfg [rax]
-	BYTE   $0xc4
-	BYTE   $0xe2
-	BYTE   $0x78
-	BYTE   $0x49
+	LONG   $0x4978e2c4
 	BYTE   $0x00
 	MOVQ   $0x00000028, AX
 	MOVQ   $0x00000040, BX
@@ -24809,42 +24806,24 @@ qgemmAMX_tile2:
 	MOVQ   nb+48(FP), CX
 
 	// amx: tileloadd tmm2,[rdx+rax*1]
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x7b
-	BYTE $0x4b
-	BYTE $0x14
-	BYTE $0x02
+	LONG $0x4b7be2c4
+	WORD $0x0214
 
 	// amx: tileloadd tmm4,[rsi+rbx*1]
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x7b
-	BYTE $0x4b
-	BYTE $0x24
-	BYTE $0x1e
+	LONG $0x4b7be2c4
+	WORD $0x1e24
 
 	// amx: tilezero tmm0
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x7b
-	BYTE $0x49
+	LONG $0x497be2c4
 	BYTE $0xc0
 
 	// amx: tdpbsud tmm0,tmm2,tmm4
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x5a
-	BYTE $0x5e
+	LONG $0x5e5ae2c4
 	BYTE $0xc2
 
 	// amx: tilestored [rdi+rbx*1],tmm0
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x7a
-	BYTE $0x4b
-	BYTE $0x04
-	BYTE $0x1f
+	LONG $0x4b7ae2c4
+	WORD $0x1f04
 
 qgemmAMX_block3:
 	CMPQ CX, $0x01
@@ -24853,42 +24832,24 @@ qgemmAMX_block3:
 	LEAQ 576(SI), R9
 
 	// amx: tileloadd tmm3,[r8+rax*1]
-	BYTE $0xc4
-	BYTE $0xc2
-	BYTE $0x7b
-	BYTE $0x4b
-	BYTE $0x1c
-	BYTE $0x00
+	LONG $0x4b7bc2c4
+	WORD $0x001c
 
 	// amx: tileloadd tmm5,[r9+rbx*1]
-	BYTE $0xc4
-	BYTE $0xc2
-	BYTE $0x7b
-	BYTE $0x4b
-	BYTE $0x2c
-	BYTE $0x19
+	LONG $0x4b7bc2c4
+	WORD $0x192c
 
 	// amx: tilezero tmm1
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x7b
-	BYTE $0x49
+	LONG $0x497be2c4
 	BYTE $0xc8
 
 	// amx: tdpbsud tmm1,tmm3,tmm5
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x52
-	BYTE $0x5e
+	LONG $0x5e52e2c4
 	BYTE $0xcb
 
 	// amx: tilestored [r10+rbx*1],tmm1
-	BYTE $0xc4
-	BYTE $0xc2
-	BYTE $0x7a
-	BYTE $0x4b
-	BYTE $0x0c
-	BYTE $0x1a
+	LONG $0x4b7ac2c4
+	WORD $0x1a0c
 
 qgemmAMX_last5:
 	PREFETCHT0  (R13)
@@ -25003,42 +24964,24 @@ qgemmAMX_last5:
 	LEAQ        576(SI), R9
 
 	// amx: tileloadd tmm2,[r8+rax*1]
-	BYTE $0xc4
-	BYTE $0xc2
-	BYTE $0x7b
-	BYTE $0x4b
-	BYTE $0x14
-	BYTE $0x00
+	LONG $0x4b7bc2c4
+	WORD $0x0014
 
 	// amx: tileloadd tmm4,[r9+rbx*1]
-	BYTE $0xc4
-	BYTE $0xc2
-	BYTE $0x7b
-	BYTE $0x4b
-	BYTE $0x24
-	BYTE $0x19
+	LONG $0x4b7bc2c4
+	WORD $0x1924
 
 	// amx: tilezero tmm0
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x7b
-	BYTE $0x49
+	LONG $0x497be2c4
 	BYTE $0xc0
 
 	// amx: tdpbsud tmm0,tmm2,tmm4
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x5a
-	BYTE $0x5e
+	LONG $0x5e5ae2c4
 	BYTE $0xc2
 
 	// amx: tilestored [rdi+rbx*1],tmm0
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x7a
-	BYTE $0x4b
-	BYTE $0x04
-	BYTE $0x1f
+	LONG $0x4b7ae2c4
+	WORD $0x1f04
 
 qgemmAMX_last6:
 	PREFETCHT0  (R13)
@@ -25226,10 +25169,7 @@ qgemmAMX_nobias8:
 	JNZ  qgemmAMX_group1
 
 	// amx: tilerelease
-	BYTE $0xc4
-	BYTE $0xe2
-	BYTE $0x78
-	BYTE $0x49
+	LONG $0x4978e2c4
 	BYTE $0xc0
 	VZEROUPPER
 	RET

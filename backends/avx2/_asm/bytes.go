@@ -28,7 +28,13 @@ import (
 // emitRaw emits the machine code enc of the instruction text (Go syntax), which reads
 // inputs and writes outputs (physical registers).
 func emitRaw(enc []byte, text string, inputs, outputs []Op) {
-	Comment("raw: " + text)
+	emitCode("raw: "+text, enc, inputs, outputs)
+}
+
+// emitCode emits the comment, then the machine code enc as LONG, WORD and BYTE
+// directives, which read inputs and write outputs (physical registers).
+func emitCode(comment string, enc []byte, inputs, outputs []Op) {
+	Comment(comment)
 	first := true
 	dir := func(op string, v Constant) {
 		i := &ir.Instruction{Opcode: op, Operands: []Op{v}}

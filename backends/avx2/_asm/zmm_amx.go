@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	. "github.com/mmcloughlin/avo/build"
-	"github.com/mmcloughlin/avo/ir"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
 )
@@ -31,16 +30,7 @@ import (
 // emitAMX is emitRaw with the comment "amx: text" (text in objdump's Intel syntax, which
 // x86asm, and so TestRawInstructions, does not decode).
 func emitAMX(enc []byte, text string, inputs, outputs []Op) {
-	Comment("amx: " + text)
-	first := true
-	for _, b := range enc {
-		i := &ir.Instruction{Opcode: "BYTE", Operands: []Op{U8(b)}}
-		if first { // the registers, once, for liveness
-			i.Inputs, i.Outputs = inputs, outputs
-			first = false
-		}
-		Instruction(i)
-	}
+	emitCode("amx: "+text, enc, inputs, outputs)
 }
 
 // Tile registers of the AMX kernel.
