@@ -55,6 +55,7 @@ const amxFrom = 32
 var gemmAMX = func() qgemmKernels {
 	k := gemm
 	k.TileAMX, k.AMXTokens, k.AMXBlocks = qgemmAMX, 16, amxBlocks
+	k.TileAMXQ8, k.GatherAMXQ8 = qgemmAMXW, amxGatherQ8
 	return k
 }()
 

@@ -49,11 +49,14 @@ func extremeBlocks(r *rand.Rand, dt dtype.DType, n int) []byte {
 }
 
 // TestAMXTiles compares the AMX tiles (gemmAMX) with the VNNI tiles (gemm) bit for bit on
-// ragged shapes: rows not multiples of 16 or 32, T = 16, 17, 31, 64, 128, nb from 1 up,
-// with and without bias, several row ranges, q8_0 (as loaded and packed) and q4_0,
-// extreme quants (±127, −128; 0 and 15).
+// ragged shapes: rows not multiples of 16 or 32, T = 16, 17, 31, 32, 33, 48, 64, 128, nb
+// from 1 up, with and without bias, several row ranges, q8_0 (as loaded, through
+// qgemmAMXW, and packed) and q4_0, extreme quants (±127, −128; 0 and 15); and the same
+// with calls of at most 40 blocks (a product split into more calls).
 func TestAMXTiles(t *testing.T) {
 	needAMX(t)
+	small := gemmAMX
+	small.AMXBlocks = 40
 	r := rand.New(rand.NewPCG(11, 12))
 	for _, dt := range []dtype.DType{dtype.Q8_0, dtype.Q4_0} {
 		for _, nb := range []int{1, 2, 3, 5, 8, 24, 33} {
@@ -68,7 +71,7 @@ func TestAMXTiles(t *testing.T) {
 					if packed && !gemm.Pack(w) {
 						t.Fatalf("%v %d×%d not packed", dt, rows, n)
 					}
-					for _, T := range []int{16, 17, 31, 64, 128} {
+					for _, T := range []int{16, 17, 31, 32, 33, 48, 64, 128} {
 						if T*rows*n > 1<<21 {
 							continue
 						}
@@ -80,17 +83,23 @@ func TestAMXTiles(t *testing.T) {
 								continue
 							}
 							for _, b := range [][]float32{nil, bias} {
-								want, got := make([]float32, T*ld), make([]float32, T*ld)
+								want := make([]float32, T*ld)
 								for i := range want {
-									want[i], got[i] = float32(-i), float32(-i)
+									want[i] = float32(-i)
 								}
 								gemm.MatMulQ8(want, ld, xq, T, w, b, rr[0], rr[1], sc)
-								gemmAMX.MatMulQ8(got, ld, xq, T, w, b, rr[0], rr[1], sc)
-								for i := range want {
-									if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
-										t.Fatalf("%v packed=%v %d×%d T=%d rows [%d,%d) bias=%v: dst[%d] (token %d, row %d) = %v (%#x), VNNI %v (%#x)",
-											dt, packed, rows, n, T, rr[0], rr[1], b != nil, i, i/ld, i%ld,
-											got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+								for _, k := range []*qgemmKernels{&gemmAMX, &small} {
+									got := make([]float32, T*ld)
+									for i := range got {
+										got[i] = float32(-i)
+									}
+									k.MatMulQ8(got, ld, xq, T, w, b, rr[0], rr[1], sc)
+									for i := range want {
+										if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+											t.Fatalf("%v packed=%v %d×%d T=%d rows [%d,%d) bias=%v blocks=%d: dst[%d] (token %d, row %d) = %v (%#x), VNNI %v (%#x)",
+												dt, packed, rows, n, T, rr[0], rr[1], b != nil, k.AMXBlocks, i, i/ld, i%ld,
+												got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+										}
 									}
 								}
 							}
@@ -216,12 +225,21 @@ func TestAMXConcurrent(t *testing.T) {
 	}
 }
 
+// amxRepack is gemmAMX without qgemmAMXW: q8_0 weights as loaded repacked per group.
+var amxRepack = func() qgemmKernels {
+	k := gemmAMX
+	k.TileAMXQ8, k.GatherAMXQ8 = nil, nil
+	return k
+}()
+
 // benchAMXTokens are the T of BenchmarkAMX.
 var benchAMXTokens = []int{16, 32, 128}
 
 // BenchmarkAMX compares the AMX tiles with the VNNI tiles (gemmAMX and gemm, the same
 // run, interleaved), single threaded, on q8_0 (as loaded and packed) and q4_0 weights:
-// T tokens of a 2048×768 matrix (an FFN of stories110m) and a 768×2048 one, GOP/s.
+// T tokens of a 2048×768 matrix (an FFN of stories110m) and a 768×2048 one, GOP/s. On
+// q8_0 as loaded, amxrepack is the AMX tiles on groups repacked per product (qgemmAMX)
+// rather than qgemmAMXW.
 //
 //	go test -run XXX -bench AMX -count 3 ./backends/avx512
 func BenchmarkAMX(b *testing.B) {
@@ -246,7 +264,10 @@ func BenchmarkAMX(b *testing.B) {
 					for _, k := range []struct {
 						name string
 						g    *qgemmKernels
-					}{{"vnni", &gemm}, {"amx", &gemmAMX}} {
+					}{{"vnni", &gemm}, {"amxrepack", &amxRepack}, {"amx", &gemmAMX}} {
+						if k.g == &amxRepack && (pack || dt != dtype.Q8_0) {
+							continue // the same as amx
+						}
 						name := fmt.Sprintf("%dx%d/%v/T%d/%s", N, K, dt, T, k.name)
 						if pack {
 							name += "+pack"

@@ -57,6 +57,8 @@ func decodeAMX(b []byte) (string, error) {
 		return fmt.Sprintf("tilestored %s,tmm%d", m, reg), nil
 	case op == 0x5e && pp == 2 && mod == 3 && len(b) == 5 && rm < 8 && vvvv < 8:
 		return fmt.Sprintf("tdpbsud tmm%d,tmm%d,tmm%d", reg, rm, vvvv), nil
+	case op == 0x5e && pp == 3 && mod == 3 && len(b) == 5 && rm < 8 && vvvv < 8:
+		return fmt.Sprintf("tdpbssd tmm%d,tmm%d,tmm%d", reg, rm, vvvv), nil
 	}
 	return "", fmt.Errorf("unknown form")
 }

@@ -50,7 +50,7 @@ func (Kernels) Name() string { return "avx512" }
 // more for the int8 GEMM of MatMulQ8 (its prepared activations and one repacked group
 // of rows), the f16 and bf16 products (matMulHalf) or MatMulBF16.
 func (k Kernels) ScratchSize(T, cols int) int {
-	return max(k.Kernels.ScratchSize(T, cols), gemm.ScratchFloats(T, cols), kgemm.ScratchFloats(T, cols), halfScratch(T, cols), bf16Scratch(T, cols))
+	return max(k.Kernels.ScratchSize(T, cols), gemm.ScratchFloats(T, cols), gemmAMX.ScratchFloats(T, cols), kgemm.ScratchFloats(T, cols), halfScratch(T, cols), bf16Scratch(T, cols))
 }
 
 // MatMul implements kernels.Kernels. On float32 weights it runs the 16-lane

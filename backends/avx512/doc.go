@@ -42,7 +42,17 @@
 // tokens) is the VPDPBUSD tiles'. The process asks Linux for the tiles (arch_prctl
 // ARCH_REQ_XCOMP_PERM, checked with ARCH_GET_XCOMP_PERM) once, at the first such
 // product; without the permission (or with $LMRUN_CPU_DISABLE=AMXINT8) the VPDPBUSD
-// tiles run. A call takes at most 2048 blocks of 16 × 16 (about 60 µs: assembly is not
+// tiles run. On q8_0 weights as loaded (not packed) nothing is repacked (qgemmAMXW): a
+// block of 16 consecutive rows is an A tile as it lies in memory (16 rows × 32 quants,
+// a row's bytes apart), the 16 tokens' quants gathered once a product into B tiles
+// (8 rows × 64 bytes, amxGatherQ8), TDPBSSD leaves the block's exact sums in a C tile
+// of rows × tokens, the float epilogue runs a row (16 tokens) a ZMM with the same
+// operations in the same order (dw·dx from a table of the group's scales as float32),
+// and the 16 × 16 sums are transposed in registers at the end; the bits are again the
+// VPDPBUSD tiles'. One thread, interleaved (BenchmarkAMX, GOP/s, repacked per product →
+// as loaded): 2048×768 T = 32 358–363 → 498–512, T = 128 468–475 → 540–548; 768×2048
+// T = 32 347–351 → 490–498, T = 128 446–463 → 534–537; the models' pp128 (stories110m,
+// gpt2-124m q8_0) 18–26% faster at -t 1, 9–23% at -t 2. A call takes at most 2048 blocks of 16 × 16 (about 60 µs: assembly is not
 // preemptible). The instructions are machine code (the Go assembler has no AMX), each
 // checked by TestAMXInstructions. One thread, interleaved: a block of 16 tokens × 16
 // rows of random quants 37.6 → 29.0 ns (BenchmarkAMXKernel; the tiles' part and the

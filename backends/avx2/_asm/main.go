@@ -57,6 +57,8 @@ func main() {
 		genI8ProbeZMM()
 		genQGemm(qgemmZMM)
 		genQGemmAMX()
+		genQGemmAMXW()
+		genAMXGatherQ8()
 		genPrepareSum()
 		for nt := 1; nt <= 8; nt++ {
 			genQGemv(false, nt)

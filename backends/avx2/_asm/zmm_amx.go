@@ -115,6 +115,11 @@ func TDPBSUDraw(c, a, b uint8) {
 	emitAMX(vexAMX(pF3, 0x5e, c, b, a, false, 0, 0), fmt.Sprintf("tdpbsud tmm%d,tmm%d,tmm%d", c, a, b), nil, nil)
 }
 
+// TDPBSSDraw computes c += a·b: per element C[m][n] += Σ_k s8(A[m][4k+i])·s8(B[k][4n+i]).
+func TDPBSSDraw(c, a, b uint8) {
+	emitAMX(vexAMX(pF2, 0x5e, c, b, a, false, 0, 0), fmt.Sprintf("tdpbssd tmm%d,tmm%d,tmm%d", c, a, b), nil, nil)
+}
+
 // amxTileConfig is the tile configuration of qgemmAMX (palette 1): C tiles 16 × 64
 // bytes, A tiles 16 × 32, B tiles 8 × 64.
 var amxTileConfig Mem
@@ -336,6 +341,233 @@ func genQGemmAMX() {
 	Label(nob)
 	DECQ(gleft)
 	JNZ(LabelRef(group))
+
+	TILERELEASEraw()
+	VZEROUPPER()
+	RET()
+}
+
+// genAMXGatherQ8 emits amxGatherQ8, which gathers the blocks of 16 q8_0 rows (or
+// tokens) a stride apart into the layouts of qgemmAMXW: per block their 16 scales as
+// float32 and, if quants, before them their quants as an AMX B tile (8 rows × 64 bytes,
+// row k holding the quants 4k..4k+3 of each of the 16).
+func genAMXGatherQ8() {
+	lb := fnStack("amxGatherQ8", "func(dst *byte, src *byte, stride int, nb int, step int, quants int)",
+		"amxGatherQ8 writes, for nb ≥ 1 blocks b of the 16 q8_0 rows at src + i·stride (i < 16,",
+		"16·stride < 2³¹), block b's at dst + b·step: unless quants is 0, the B tile of its quants",
+		"(dword k of row i at byte 64·k + 4·i) and its 16 scales as float32 at + 512; else the",
+		"scales alone at + 0.")
+	Load(Param("stride"), RAX)
+	VPBROADCASTD(EAX, Z0)
+	VPMULLD(iota16(), Z0, Z0) // i·stride
+	Load(Param("dst"), RDI)
+	Load(Param("src"), RSI)
+	Load(Param("nb"), RCX)
+	Load(Param("step"), RDX)
+	Load(Param("quants"), RAX)
+	scales := func(disp int) {
+		KXNORW(K1, K1, K1)
+		VPGATHERDD(Mem{Base: RSI, Index: Z0, Scale: 1}, K1, Z1)
+		VPMOVDW(Z1, Y2)
+		VCVTPH2PS(Y2, Z2)
+		VMOVUPS(Z2, Mem{Base: RDI, Disp: disp})
+	}
+	q := lb.next("quants")
+	TESTQ(RAX, RAX)
+	JNZ(LabelRef(q))
+	only := lb.next("scales")
+	Label(only)
+	scales(0)
+	ADDQ(U8(34), RSI)
+	ADDQ(RDX, RDI)
+	DECQ(RCX)
+	JNZ(LabelRef(only))
+	VZEROUPPER()
+	RET()
+	Label(q)
+	zs := []Register{Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10}
+	loop := lb.next("loop")
+	Label(loop)
+	scales(512)
+	for k, z := range zs {
+		KXNORW(K1, K1, K1)
+		VPGATHERDD(Mem{Base: RSI, Index: Z0, Scale: 1, Disp: 2 + 4*k}, K1, z)
+	}
+	for k, z := range zs {
+		VMOVDQU32(z, Mem{Base: RDI, Disp: 64 * k})
+	}
+	ADDQ(U8(34), RSI)
+	ADDQ(RDX, RDI)
+	DECQ(RCX)
+	JNZ(LabelRef(loop))
+	VZEROUPPER()
+	RET()
+}
+
+// genQGemmAMXW emits qgemmAMXW, the AMX-INT8 tile on q8_0 weights as loaded (no
+// repack): a block of 16 consecutive rows is an A tile as it lies (16 rows × 32 quants,
+// rb bytes apart), the 16 tokens' gathered quants the B tile (amxGatherQ8), and
+// TDPBSSD leaves in C[r][t] the block's s_rbt exactly. The epilogue works on rows (a
+// ZMM over the 16 tokens): float32(dw_rb·dx_bt) from the group's dw table and the
+// tokens' dx, × float32(s), + the row's sum: the operations of qgemmAMX and the
+// VPDPBUSD tiles in the same order (the products commute), so the same bits. After the
+// last block (and the bias) the 16 × 16 sums are transposed in registers to the tokens'
+// rows of dst. Pipelined as qgemmAMX.
+func genQGemmAMXW() {
+	const blk = 34  // a q8_0 block
+	const xbb = 576 // a gathered block of 16 tokens: the B tile, 16 dx
+	lb := fnStack("qgemmAMXW", "func(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int)",
+		"qgemmAMXW computes, with AMX-INT8, for the 16 q8_0 rows r at w + r·rb (nb ≥ 1 blocks",
+		"each) and n ≥ 1 tiles of 16 tokens (tile i's blocks gathered by amxGatherQ8 at",
+		fmt.Sprintf("x + %d·nb·i, its results at dst + 16·ldd·i), with the rows' scales as float32 at", xbb),
+		"dw + 16·b + r (block b), token t of a tile",
+		"",
+		"\tdst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))",
+		"",
+		"in block order, then + bias[r] unless bias is nil: the bits of qgemmAMX. Per block it",
+		"prefetches the two lines at pf + 128·k (k the blocks so far), up to pf + pflen − 1",
+		"(pflen ≥ 1). The CPU must have AMX_TILE and AMX_INT8 and the thread the permission to",
+		"use the tiles.")
+	buf := AllocLocal(2048 + 64) // two C buffers
+	ntl := AllocLocal(8)         // tiles left
+	pfLast := AllocLocal(8)
+	xtile := AllocLocal(8) // this tile's x
+	dtile := AllocLocal(8) // this tile's dst
+	tbytes := AllocLocal(8)
+
+	// Registers: AX rb (A's row stride), BX 64 (B's and C's), CX the blocks left, DX
+	// and SI this block's x and quants, R11 its dw, DI and R10 the C buffers, R8 and R9
+	// the next block's x and quants, R13 pf.
+	LEAQ(amxConfig(), RAX)
+	LDTILECFGraw(RAX)
+	Load(Param("rb"), RAX)
+	MOVQ(U32(64), RBX)
+	LEAQ(buf, RDI)
+	ADDQ(U8(63), RDI)
+	ANDQ(I8(-64), RDI)
+	LEAQ(Mem{Base: RDI, Disp: 1024}, R10)
+	Load(Param("pf"), R13)
+	Load(Param("pflen"), RCX)
+	LEAQ(Mem{Base: R13, Index: RCX, Scale: 1, Disp: -1}, RCX)
+	MOVQ(RCX, pfLast)
+	Load(Param("nb"), RCX)
+	IMUL3Q(U32(xbb), RCX, RCX)
+	MOVQ(RCX, tbytes)
+	Load(Param("n"), RCX)
+	MOVQ(RCX, ntl)
+	Load(Param("x"), RCX)
+	MOVQ(RCX, xtile)
+	Load(Param("dst"), RCX)
+	MOVQ(RCX, dtile)
+
+	acc := []Register{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15}
+	tmps := []Register{Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}
+	dxv := Z16
+	et := tmps[1:]
+
+	product := func(xb, wb, cb Register, c, a, b uint8) {
+		TILELOADDraw(a, wb, RAX)
+		TILELOADDraw(b, xb, RBX)
+		TILEZEROraw(c)
+		TDPBSSDraw(c, a, b)
+		TILESTOREDraw(c, cb, RBX)
+	}
+	epilogue := func(cb Register) {
+		PREFETCHT0(Mem{Base: R13})
+		PREFETCHT0(Mem{Base: R13, Disp: 64})
+		ADDQ(U8(128), R13)
+		CMPQ(R13, pfLast)
+		CMOVQGT(pfLast, R13)
+		VMOVUPS(Mem{Base: RDX, Disp: 512}, dxv)
+		for r := range acc {
+			s, f := et[(2*r)%len(et)], et[(2*r+1)%len(et)]
+			VMOVDQU32(Mem{Base: cb, Disp: 64 * r}, s)
+			VMULPS_BCST(Mem{Base: R11, Disp: 4 * r}, dxv, f) // float32(dw·dx)
+			VCVTDQ2PS(s, s)
+			VMULPS(f, s, s)
+			VADDPS(s, acc[r], acc[r])
+		}
+	}
+	step := func(cur, next Register, c, a, b uint8, done string) {
+		last := lb.next("last")
+		CMPQ(RCX, U8(1))
+		JE(LabelRef(last))
+		LEAQ(Mem{Base: RDX, Disp: xbb}, R8)
+		LEAQ(Mem{Base: RSI, Disp: blk}, R9)
+		product(R8, R9, next, c, a, b)
+		Label(last)
+		epilogue(cur)
+		ADDQ(U8(blk), RSI)
+		ADDQ(U32(xbb), RDX)
+		ADDQ(U8(64), R11)
+		DECQ(RCX)
+		JZ(LabelRef(done))
+	}
+
+	tile := lb.next("tile")
+	Label(tile)
+	for _, a := range acc {
+		VPXORD(a, a, a)
+	}
+	MOVQ(xtile, RDX)
+	Load(Param("w"), RSI)
+	ADDQ(U8(2), RSI) // the quants
+	Load(Param("dw"), R11)
+	Load(Param("nb"), RCX)
+	product(RDX, RSI, RDI, tmmC0, tmmA0, tmmB0)
+	blkl := lb.next("block")
+	done := lb.next("blocksdone")
+	Label(blkl)
+	step(RDI, R10, tmmC1, tmmA1, tmmB1, done)
+	step(R10, RDI, tmmC0, tmmA0, tmmB0, done)
+	JMP(LabelRef(blkl))
+	Label(done)
+
+	Load(Param("bias"), RCX)
+	nob := lb.next("nobias")
+	TESTQ(RCX, RCX)
+	JZ(LabelRef(nob))
+	for r, a := range acc {
+		VADDPS_BCST(Mem{Base: RCX, Disp: 4 * r}, a, a) // the sum, then + bias
+	}
+	Label(nob)
+	// Transpose: rows r (acc) to tokens t (acc again).
+	u, t := acc, tmps
+	for i := 0; i < 8; i++ {
+		VUNPCKLPS(u[2*i+1], u[2*i], t[2*i])
+		VUNPCKHPS(u[2*i+1], u[2*i], t[2*i+1])
+	}
+	for j := 0; j < 4; j++ {
+		VUNPCKLPD(t[4*j+2], t[4*j], u[4*j])
+		VUNPCKHPD(t[4*j+2], t[4*j], u[4*j+1])
+		VUNPCKLPD(t[4*j+3], t[4*j+1], u[4*j+2])
+		VUNPCKHPD(t[4*j+3], t[4*j+1], u[4*j+3])
+	}
+	for c := 0; c < 4; c++ {
+		VSHUFF32X4(U8(0x44), u[4+c], u[c], t[4*c])
+		VSHUFF32X4(U8(0xee), u[4+c], u[c], t[4*c+1])
+		VSHUFF32X4(U8(0x44), u[12+c], u[8+c], t[4*c+2])
+		VSHUFF32X4(U8(0xee), u[12+c], u[8+c], t[4*c+3])
+	}
+	for c := 0; c < 4; c++ {
+		v0, v1, v2, v3 := t[4*c], t[4*c+1], t[4*c+2], t[4*c+3]
+		VSHUFF32X4(U8(0x88), v2, v0, u[c])
+		VSHUFF32X4(U8(0xdd), v2, v0, u[c+4])
+		VSHUFF32X4(U8(0x88), v3, v1, u[c+8])
+		VSHUFF32X4(U8(0xdd), v3, v1, u[c+12])
+	}
+	MOVQ(dtile, RCX)
+	Load(Param("ldd"), R9)
+	SHLQ(U8(2), R9)
+	for _, a := range acc {
+		VMOVUPS(a, Mem{Base: RCX})
+		ADDQ(R9, RCX)
+	}
+	MOVQ(RCX, dtile)
+	MOVQ(tbytes, RCX)
+	ADDQ(RCX, xtile)
+	DECQ(ntl)
+	JNZ(LabelRef(tile))
 
 	TILERELEASEraw()
 	VZEROUPPER()

@@ -141,6 +141,18 @@ type Kernels struct {
 	// blocks (n·groups·nb, but one tile of a pair at least).
 	TileAMX              func(n int, dst *float32, ldd int, w, x *byte, xstride, nb, groups int, bias *float32, pf *byte, pflen int)
 	AMXTokens, AMXBlocks int
+	// TileAMXQ8 and GatherAMXQ8, if set (with TileAMX, AMXTokens = 16), take TileAMX's
+	// tokens on q8_0 weights as loaded (not packed) without repacking them: TileAMXQ8
+	// computes n ≥ 1 tiles of 16 tokens (tile i's results at dst + 16·ldd·i) of the 16
+	// rows at w (rb bytes apart, nb blocks), the tokens' blocks gathered by GatherAMXQ8
+	// (quants 1) at x, 576·nb bytes a tile, the rows' scales (GatherAMXQ8, quants 0,
+	// step 64) at dw, + bias unless bias is nil, prefetching as TileAMX; the bits of
+	// Tile. GatherAMXQ8 writes nb ≥ 1 blocks (step bytes apart) of the 16 q8_0 rows at
+	// src + i·stride (16·stride < 2³¹): their scales as float32 (at + 512 with the quants
+	// before them as an AMX B tile, unless quants is 0). A TileAMXQ8 call takes at most
+	// AMXBlocks blocks (n·nb, one tile at least).
+	TileAMXQ8   func(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int)
+	GatherAMXQ8 func(dst, src *byte, stride, nb, step, quants int)
 }
 
 // ScratchLayout is a repack of q8_0 groups of Lanes rows into scratch other than Pack's,
@@ -208,8 +220,14 @@ func (k *Kernels) ScratchFloats(T, cols int) int {
 	if sl := k.ScratchQ8; sl != nil && sl.Prepare != nil {
 		x = max(x, (max(T, 0)+1)*nb*(sl.XBytes+4))
 	}
+	if k.TileAMXQ8 != nil {
+		x += max(T, 0)*nb*amxXBytes + nb*64 + align // the gathered tokens, the scales
+	}
 	return (x+g+align)/4 + k.Lanes*k.Tokens
 }
+
+// amxXBytes is the bytes of a token's block gathered by GatherAMXQ8.
+const amxXBytes = 36
 
 // groupBytes is the size of one repacked block of a group.
 func groupBytes(lanes int) int { return 36 * lanes }
@@ -320,7 +338,28 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	}
 	tmp := scratch[len(scratch)-L*k.Tokens:]
 
-	if xdb != 0 {
+	// ta tokens of every whole group go through TileAMX, the others through the tiles.
+	ta := 0
+	if k.TileAMX != nil && sweep == nil && T >= k.AMXTokens {
+		ta = T / k.AMXTokens * k.AMXTokens
+	}
+	// amxw: those of q8_0 weights as loaded through TileAMXQ8, straight from w; xa
+	// holds the tokens gathered for it, dwt the scales of a group's rows.
+	amxw := ta > 0 && k.TileAMXQ8 != nil && pw == nil && w.DType == dtype.Q8_0
+	var xa, dwt []byte
+	if amxw {
+		o := off + len(gs)
+		o += (align - int(uintptr(unsafe.Pointer(&sb[o]))%align)) % align
+		xa = sb[o : o+ta*nb*amxXBytes]
+		dwt = sb[o+len(xa) : o+len(xa)+64*nb]
+		xtb := k.AMXTokens * nb * amxXBytes // a tile's bytes
+		for i := 0; i < ta/k.AMXTokens; i++ {
+			k.GatherAMXQ8(&xa[i*xtb], &xq[i*k.AMXTokens*xb], xb, nb, k.AMXTokens*amxXBytes, 1)
+		}
+	}
+	if amxw && ta == T && r1-r0 >= L && !mvPath {
+		// Every token of every group (whole groups only) through TileAMXQ8: nothing to prepare.
+	} else if xdb != 0 {
 		k.ScratchQ8.Prepare(&xs[0], &xd[0], &xq[0], T, nb, xb)
 	} else if noSum := k.NoSumQ8 && w.DType == dtype.Q8_0; noSum && k.PrepareQ8 != nil {
 		k.PrepareQ8(&xs[0], &xq[0], T, nb, xb)
@@ -378,11 +417,6 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	if w.DType != dtype.Q8_0 {
 		pf = nil
 	}
-	// ta tokens of every whole group go through TileAMX, the others through the tiles.
-	ta := 0
-	if k.TileAMX != nil && sweep == nil && T >= k.AMXTokens {
-		ta = T / k.AMXTokens * k.AMXTokens
-	}
 	// amx computes the ta tokens of groups whole groups at p (rows from g) with
 	// TileAMX, prefetching pfb (not empty), the bias added unless bp is nil.
 	amx := func(g, groups int, p *byte, bp *float32, pfb []byte) {
@@ -393,6 +427,20 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			skip := min(i*groups*nb*128, len(pfb)-1)
 			t0 := i * k.AMXTokens
 			k.TileAMX(n, &dst[t0*ld+g], ld, p, &xs[t0*xBytes], xstride, nb, groups, bp, &pfb[skip], len(pfb)-skip)
+		}
+	}
+	// amxW computes the ta tokens of the whole group of rows from a with TileAMXQ8, its
+	// scales in dwt, prefetching pfb (not empty), the bias added unless bp is nil.
+	amxW := func(a int, bp *float32, pfb []byte) {
+		k.GatherAMXQ8(&dwt[0], &w.Data[a*rb], rb, nb, 64, 0)
+		tiles := ta / k.AMXTokens
+		per := max(1, k.AMXBlocks/nb) // tiles a call
+		xtb := k.AMXTokens * nb * amxXBytes
+		for i := 0; i < tiles; i += per {
+			n := min(per, tiles-i)
+			skip := min(i*nb*128, len(pfb)-1)
+			t0 := i * k.AMXTokens
+			k.TileAMXQ8(n, &dst[t0*ld+a], ld, &w.Data[a*rb], rb, &xa[i*xtb], nb, bp, (*float32)(unsafe.Pointer(&dwt[0])), &pfb[skip], len(pfb)-skip)
 		}
 	}
 	calls := (T + k.Tokens - 1) / k.Tokens // Tile calls per group
@@ -481,7 +529,7 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				rows = r1 - g
 			}
 		}
-		if k.Tile2 != nil && sweep == nil && g+2*L <= r1 {
+		if k.Tile2 != nil && sweep == nil && !amxw && g+2*L <= r1 {
 			// Two whole groups, repacked one after the other.
 			full(&gs[0], &w.Data[g*rb], rb, nb)
 			full(&gs[nb*gb], &w.Data[(g+L)*rb], rb, nb)
@@ -507,10 +555,10 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			g += L
 			continue
 		}
-		if rows == L {
-			full(&gs[0], &w.Data[a*rb], rb, nb)
-		} else {
+		if rows < L {
 			repack(&gs[0], &w.Data[a*rb], rb, nb, rows)
+		} else if !amxw {
+			full(&gs[0], &w.Data[a*rb], rb, nb)
 		}
 		if sweep != nil {
 			// The next group's rows to prefetch (or this one's again, in cache).
@@ -546,7 +594,14 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 				n0 := min(g+L, max(r1-L, r0))
 				pfb = w.Data[n0*rb : min(n0+L, r1)*rb]
 			}
-			amx(a, 1, &gs[0], bp, pfb)
+			if amxw {
+				amxW(a, bp, pfb)
+				if ta < T {
+					full(&gs[0], &w.Data[a*rb], rb, nb) // for the tokens left
+				}
+			} else {
+				amx(a, 1, &gs[0], bp, pfb)
+			}
 			t1 = ta
 		}
 		for t0, nt := t1, 0; t0 < T; t0 += nt {
