@@ -51,6 +51,14 @@ const amxBlocks = 2048
 // 24 435–451 → 390–453 (16 + 8 tokens), 32 450–464 → 495–514, 64 441–456 → 510–526.
 const amxFrom = 32
 
+// amxLoadedFrom is the fewest tokens MatMulQ8 runs the AMX tiles for on q8_0 weights as
+// loaded (qgemmAMXW, no repack; fewer take the matrix–vector kernels). One thread,
+// interleaved (BenchmarkAMX, 2048×768 and 768×2048, GOP/s, VPDPBUSD → qgemmAMXW):
+// T = 9 229–231 and 203–204 → 257–263, 10 238–240 and 217–218 → 278–289, 12 263–265 and
+// 240–242 → 322–346, 16 262–292 → 427–450, 20 294–320 → 305–324, 24 302–331 → 362–385,
+// 33 339–361 → 356–372, 40 345–371 → 424–448.
+const amxLoadedFrom = 9
+
 // gemmAMX is gemm with the AMX tiles for every 16 tokens of a product.
 var gemmAMX = func() qgemmKernels {
 	k := gemm

@@ -49,7 +49,7 @@ func extremeBlocks(r *rand.Rand, dt dtype.DType, n int) []byte {
 }
 
 // TestAMXTiles compares the AMX tiles (gemmAMX) with the VNNI tiles (gemm) bit for bit on
-// ragged shapes: rows not multiples of 16 or 32, T = 16, 17, 31, 32, 33, 48, 64, 128, nb
+// ragged shapes: rows not multiples of 16 or 32, T = 9, 12, 16, 17, 31, 32, 33, 48, 64, 128, nb
 // from 1 up, with and without bias, several row ranges, q8_0 (as loaded, through
 // qgemmAMXW, and packed) and q4_0, extreme quants (±127, −128; 0 and 15); and the same
 // with calls of at most 40 blocks (a product split into more calls).
@@ -71,7 +71,7 @@ func TestAMXTiles(t *testing.T) {
 					if packed && !gemm.Pack(w) {
 						t.Fatalf("%v %d×%d not packed", dt, rows, n)
 					}
-					for _, T := range []int{16, 17, 31, 32, 33, 48, 64, 128} {
+					for _, T := range []int{9, 12, 16, 17, 31, 32, 33, 48, 64, 128} {
 						if T*rows*n > 1<<21 {
 							continue
 						}
@@ -233,7 +233,7 @@ var amxRepack = func() qgemmKernels {
 }()
 
 // benchAMXTokens are the T of BenchmarkAMX.
-var benchAMXTokens = []int{16, 32, 128}
+var benchAMXTokens = []int{12, 16, 24, 32, 128}
 
 // BenchmarkAMX compares the AMX tiles with the VNNI tiles (gemmAMX and gemm, the same
 // run, interleaved), single threaded, on q8_0 (as loaded and packed) and q4_0 weights:

@@ -25184,9 +25184,9 @@ DATA amxcfg<>+48(SB)/8, $0x0000080810101010
 DATA amxcfg<>+56(SB)/8, $0x0000000000000000
 GLOBL amxcfg<>(SB), RODATA|NOPTR, $64
 
-// func qgemmAMXW(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int)
+// func qgemmAMXW(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int, last int)
 // Requires: AVX, AVX512F, CMOV, MMX+
-TEXT ·qgemmAMXW(SB), $2152-88
+TEXT ·qgemmAMXW(SB), $2152-96
 	LEAQ amxcfg<>+0(SB), AX
 
 	// amx: ldtilecfg [rax]
@@ -25581,43 +25581,86 @@ qgemmAMXW_nobias6:
 	MOVQ       2136(SP), CX
 	MOVQ       ldd+16(FP), R9
 	SHLQ       $0x02, R9
-	VMOVUPS    Z0, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z1, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z2, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z3, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z4, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z5, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z6, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z7, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z8, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z9, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z10, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z11, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z12, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z13, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z14, (CX)
-	ADDQ       R9, CX
-	VMOVUPS    Z15, (CX)
-	ADDQ       R9, CX
-	MOVQ       CX, 2136(SP)
-	MOVQ       2144(SP), CX
-	ADDQ       CX, 2128(SP)
-	DECQ       2112(SP)
-	JNZ        qgemmAMXW_tile1
+	MOVQ       $0x00000010, R8
+	CMPQ       2112(SP), $0x01
+	JNE        qgemmAMXW_full7
+	MOVQ       last+88(FP), R8
+
+qgemmAMXW_full7:
+	VMOVUPS Z0, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x01
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z1, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x02
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z2, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x03
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z3, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x04
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z4, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x05
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z5, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x06
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z6, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x07
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z7, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x08
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z8, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x09
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z9, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x0a
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z10, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x0b
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z11, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x0c
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z12, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x0d
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z13, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x0e
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z14, (CX)
+	ADDQ    R9, CX
+	CMPQ    R8, $0x0f
+	JLE     qgemmAMXW_stored8
+	VMOVUPS Z15, (CX)
+	ADDQ    R9, CX
+
+qgemmAMXW_stored8:
+	MOVQ 2136(SP), CX
+	MOVQ R9, AX
+	SHLQ $0x04, AX
+	ADDQ AX, CX
+	MOVQ rb+32(FP), AX
+	MOVQ CX, 2136(SP)
+	MOVQ 2144(SP), CX
+	ADDQ CX, 2128(SP)
+	DECQ 2112(SP)
+	JNZ  qgemmAMXW_tile1
 
 	// amx: tilerelease
 	LONG $0x4978e2c4
@@ -25625,9 +25668,9 @@ qgemmAMXW_nobias6:
 	VZEROUPPER
 	RET
 
-// func amxGatherQ8(dst *byte, src *byte, stride int, nb int, step int, quants int)
+// func amxGatherQ8(dst *byte, src *byte, stride int, nb int, step int, quants int, rows int)
 // Requires: AVX, AVX512F
-TEXT ·amxGatherQ8(SB), $0-48
+TEXT ·amxGatherQ8(SB), $0-56
 	MOVQ         stride+16(FP), AX
 	VPBROADCASTD AX, Z0
 	VPMULLD      iota16<>+0(SB), Z0, Z0
@@ -25635,12 +25678,16 @@ TEXT ·amxGatherQ8(SB), $0-48
 	MOVQ         src+8(FP), SI
 	MOVQ         nb+24(FP), CX
 	MOVQ         step+32(FP), DX
+	MOVQ         rows+48(FP), AX
+	LEAQ         rowmasks<>+0(SB), R8
+	KMOVW        (R8)(AX*2), K3
 	MOVQ         quants+40(FP), AX
 	TESTQ        AX, AX
 	JNZ          amxGatherQ8_quants1
 
 amxGatherQ8_scales2:
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z1, Z1, Z1
 	VPGATHERDD (SI)(Z0*1), K1, Z1
 	VPMOVDW    Z1, Y2
 	VCVTPH2PS  Y2, Z2
@@ -25654,26 +25701,35 @@ amxGatherQ8_scales2:
 
 amxGatherQ8_quants1:
 amxGatherQ8_loop3:
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z1, Z1, Z1
 	VPGATHERDD (SI)(Z0*1), K1, Z1
 	VPMOVDW    Z1, Y2
 	VCVTPH2PS  Y2, Z2
 	VMOVUPS    Z2, 512(DI)
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z3, Z3, Z3
 	VPGATHERDD 2(SI)(Z0*1), K1, Z3
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z4, Z4, Z4
 	VPGATHERDD 6(SI)(Z0*1), K1, Z4
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z5, Z5, Z5
 	VPGATHERDD 10(SI)(Z0*1), K1, Z5
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z6, Z6, Z6
 	VPGATHERDD 14(SI)(Z0*1), K1, Z6
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z7, Z7, Z7
 	VPGATHERDD 18(SI)(Z0*1), K1, Z7
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z8, Z8, Z8
 	VPGATHERDD 22(SI)(Z0*1), K1, Z8
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z9, Z9, Z9
 	VPGATHERDD 26(SI)(Z0*1), K1, Z9
-	KXNORW     K1, K1, K1
+	KMOVW      K3, K1
+	VPXORD     Z10, Z10, Z10
 	VPGATHERDD 30(SI)(Z0*1), K1, Z10
 	VMOVDQU32  Z3, (DI)
 	VMOVDQU32  Z4, 64(DI)

@@ -209,7 +209,7 @@ func (k Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.Ma
 		return
 	}
 	if useVNNI && qgemm.Supports(w.DType) && (T >= gemmFrom(w.DType) || gemm.Packed(w) != nil && T >= packedFrom(w.DType)) {
-		if T >= amxFrom || T == 16 && gemm.Packed(w) != nil {
+		if T >= amxFrom || T == 16 && gemm.Packed(w) != nil || T >= amxLoadedFrom && w.DType == dtype.Q8_0 && gemm.Packed(w) == nil {
 			q8gemm().MatMulQ8(dst, ld, xq, T, w, bias, r0, r1, scratch)
 			return
 		}

@@ -331,21 +331,22 @@ func qgemmAMX(n int, dst *float32, ldd int, w *byte, x *byte, xstride int, nb in
 //
 //	dst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))
 //
-// in block order, then + bias[r] unless bias is nil: the bits of qgemmAMX. Per block it
+// in block order, then + bias[r] unless bias is nil: the bits of qgemmAMX; of the last tile
+// it stores the first 1 ≤ last ≤ 16 tokens' alone (the others' zeros). Per block it
 // prefetches the two lines at pf + 128·k (k the blocks so far), up to pf + pflen − 1
 // (pflen ≥ 1). The CPU must have AMX_TILE and AMX_INT8 and the thread the permission to
 // use the tiles.
 //
 //go:noescape
-func qgemmAMXW(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int)
+func qgemmAMXW(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int, last int)
 
-// amxGatherQ8 writes, for nb ≥ 1 blocks b of the 16 q8_0 rows at src + i·stride (i < 16,
-// 16·stride < 2³¹), block b's at dst + b·step: unless quants is 0, the B tile of its quants
-// (dword k of row i at byte 64·k + 4·i) and its 16 scales as float32 at + 512; else the
-// scales alone at + 0.
+// amxGatherQ8 writes, for nb ≥ 1 blocks b of the 1 ≤ rows ≤ 16 q8_0 rows at src + i·stride
+// (i < rows, 16·stride < 2³¹), block b's at dst + b·step: unless quants is 0, the B tile of
+// its quants (dword k of row i at byte 64·k + 4·i) and its 16 scales as float32 at + 512;
+// else the scales alone at + 0. The lanes of rows i ≥ rows are zeros (their memory not read).
 //
 //go:noescape
-func amxGatherQ8(dst *byte, src *byte, stride int, nb int, step int, quants int)
+func amxGatherQ8(dst *byte, src *byte, stride int, nb int, step int, quants int, rows int)
 
 // prepareSum writes, for T ≥ 1 tokens of nb ≥ 1 q8_0 blocks (token t's at xq + t·xb), block b
 // of token t at xs + (b·T+t)·40: its 32 quants, its scale as float32, then mul·Σx as int32

@@ -352,11 +352,11 @@ func genQGemmAMX() {
 // float32 and, if quants, before them their quants as an AMX B tile (8 rows × 64 bytes,
 // row k holding the quants 4k..4k+3 of each of the 16).
 func genAMXGatherQ8() {
-	lb := fnStack("amxGatherQ8", "func(dst *byte, src *byte, stride int, nb int, step int, quants int)",
-		"amxGatherQ8 writes, for nb ≥ 1 blocks b of the 16 q8_0 rows at src + i·stride (i < 16,",
-		"16·stride < 2³¹), block b's at dst + b·step: unless quants is 0, the B tile of its quants",
-		"(dword k of row i at byte 64·k + 4·i) and its 16 scales as float32 at + 512; else the",
-		"scales alone at + 0.")
+	lb := fnStack("amxGatherQ8", "func(dst *byte, src *byte, stride int, nb int, step int, quants int, rows int)",
+		"amxGatherQ8 writes, for nb ≥ 1 blocks b of the 1 ≤ rows ≤ 16 q8_0 rows at src + i·stride",
+		"(i < rows, 16·stride < 2³¹), block b's at dst + b·step: unless quants is 0, the B tile of",
+		"its quants (dword k of row i at byte 64·k + 4·i) and its 16 scales as float32 at + 512;",
+		"else the scales alone at + 0. The lanes of rows i ≥ rows are zeros (their memory not read).")
 	Load(Param("stride"), RAX)
 	VPBROADCASTD(EAX, Z0)
 	VPMULLD(iota16(), Z0, Z0) // i·stride
@@ -364,9 +364,13 @@ func genAMXGatherQ8() {
 	Load(Param("src"), RSI)
 	Load(Param("nb"), RCX)
 	Load(Param("step"), RDX)
+	Load(Param("rows"), RAX)
+	LEAQ(rowMasks(), R8)
+	KMOVW(Mem{Base: R8, Index: RAX, Scale: 2}, K3) // rows i < rows
 	Load(Param("quants"), RAX)
 	scales := func(disp int) {
-		KXNORW(K1, K1, K1)
+		KMOVW(K3, K1) // the gather clears it
+		VPXORD(Z1, Z1, Z1)
 		VPGATHERDD(Mem{Base: RSI, Index: Z0, Scale: 1}, K1, Z1)
 		VPMOVDW(Z1, Y2)
 		VCVTPH2PS(Y2, Z2)
@@ -390,7 +394,8 @@ func genAMXGatherQ8() {
 	Label(loop)
 	scales(512)
 	for k, z := range zs {
-		KXNORW(K1, K1, K1)
+		KMOVW(K3, K1)
+		VPXORD(z, z, z)
 		VPGATHERDD(Mem{Base: RSI, Index: Z0, Scale: 1, Disp: 2 + 4*k}, K1, z)
 	}
 	for k, z := range zs {
@@ -416,7 +421,7 @@ func genAMXGatherQ8() {
 func genQGemmAMXW() {
 	const blk = 34  // a q8_0 block
 	const xbb = 576 // a gathered block of 16 tokens: the B tile, 16 dx
-	lb := fnStack("qgemmAMXW", "func(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int)",
+	lb := fnStack("qgemmAMXW", "func(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int, last int)",
 		"qgemmAMXW computes, with AMX-INT8, for the 16 q8_0 rows r at w + r·rb (nb ≥ 1 blocks",
 		"each) and n ≥ 1 tiles of 16 tokens (tile i's blocks gathered by amxGatherQ8 at",
 		fmt.Sprintf("x + %d·nb·i, its results at dst + 16·ldd·i), with the rows' scales as float32 at", xbb),
@@ -424,7 +429,8 @@ func genQGemmAMXW() {
 		"",
 		"\tdst[t*ldd+r] = Σ_b float32(float32(s_rbt)·float32(dw_rb·dx_bt))",
 		"",
-		"in block order, then + bias[r] unless bias is nil: the bits of qgemmAMX. Per block it",
+		"in block order, then + bias[r] unless bias is nil: the bits of qgemmAMX; of the last tile",
+		"it stores the first 1 ≤ last ≤ 16 tokens' alone (the others' zeros). Per block it",
 		"prefetches the two lines at pf + 128·k (k the blocks so far), up to pf + pflen − 1",
 		"(pflen ≥ 1). The CPU must have AMX_TILE and AMX_INT8 and the thread the permission to",
 		"use the tiles.")
@@ -559,10 +565,27 @@ func genQGemmAMXW() {
 	MOVQ(dtile, RCX)
 	Load(Param("ldd"), R9)
 	SHLQ(U8(2), R9)
-	for _, a := range acc {
+	MOVQ(U32(16), R8) // the tokens to store
+	CMPQ(ntl, U8(1))
+	full := lb.next("full")
+	JNE(LabelRef(full))
+	Load(Param("last"), R8)
+	Label(full)
+	stored := lb.next("stored")
+	for t, a := range acc {
+		if t > 0 {
+			CMPQ(R8, U8(t))
+			JLE(LabelRef(stored))
+		}
 		VMOVUPS(a, Mem{Base: RCX})
 		ADDQ(R9, RCX)
 	}
+	Label(stored)
+	MOVQ(dtile, RCX)
+	MOVQ(R9, RAX)
+	SHLQ(U8(4), RAX)
+	ADDQ(RAX, RCX) // 16 tokens on
+	Load(Param("rb"), RAX)
 	MOVQ(RCX, dtile)
 	MOVQ(tbytes, RCX)
 	ADDQ(RCX, xtile)

@@ -141,18 +141,20 @@ type Kernels struct {
 	// blocks (n·groups·nb, but one tile of a pair at least).
 	TileAMX              func(n int, dst *float32, ldd int, w, x *byte, xstride, nb, groups int, bias *float32, pf *byte, pflen int)
 	AMXTokens, AMXBlocks int
-	// TileAMXQ8 and GatherAMXQ8, if set (with TileAMX, AMXTokens = 16), take TileAMX's
-	// tokens on q8_0 weights as loaded (not packed) without repacking them: TileAMXQ8
-	// computes n ≥ 1 tiles of 16 tokens (tile i's results at dst + 16·ldd·i) of the 16
-	// rows at w (rb bytes apart, nb blocks), the tokens' blocks gathered by GatherAMXQ8
-	// (quants 1) at x, 576·nb bytes a tile, the rows' scales (GatherAMXQ8, quants 0,
-	// step 64) at dw, + bias unless bias is nil, prefetching as TileAMX; the bits of
-	// Tile. GatherAMXQ8 writes nb ≥ 1 blocks (step bytes apart) of the 16 q8_0 rows at
-	// src + i·stride (16·stride < 2³¹): their scales as float32 (at + 512 with the quants
-	// before them as an AMX B tile, unless quants is 0). A TileAMXQ8 call takes at most
-	// AMXBlocks blocks (n·nb, one tile at least).
-	TileAMXQ8   func(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int)
-	GatherAMXQ8 func(dst, src *byte, stride, nb, step, quants int)
+	// TileAMXQ8 and GatherAMXQ8, if set (with TileAMX, AMXTokens = 16), take every
+	// token of every whole group on q8_0 weights as loaded (not packed), without
+	// repacking them (but on the matrix–vector path): TileAMXQ8 computes n ≥ 1 tiles of
+	// 16 tokens (tile i's results at dst + 16·ldd·i; of the last, the first 1 ≤ last ≤
+	// 16 tokens') of the 16 rows at w (rb bytes apart, nb blocks), the tokens' blocks
+	// gathered by GatherAMXQ8 (quants 1) at x, 576·nb bytes a tile, the rows' scales
+	// (GatherAMXQ8, quants 0, step 64) at dw, + bias unless bias is nil, prefetching as
+	// TileAMX; the bits of Tile. GatherAMXQ8 writes nb ≥ 1 blocks (step bytes apart) of
+	// the 1 ≤ rows ≤ 16 q8_0 rows at src + i·stride (16·stride < 2³¹): their scales as
+	// float32 (at + 512 with the quants before them as an AMX B tile, unless quants is
+	// 0), zeros for rows i ≥ rows. A TileAMXQ8 call takes at most AMXBlocks blocks
+	// (n·nb, one tile at least).
+	TileAMXQ8   func(n int, dst *float32, ldd int, w *byte, rb int, x *byte, nb int, bias *float32, dw *float32, pf *byte, pflen int, last int)
+	GatherAMXQ8 func(dst, src *byte, stride, nb, step, quants, rows int)
 }
 
 // ScratchLayout is a repack of q8_0 groups of Lanes rows into scratch other than Pack's,
@@ -221,7 +223,7 @@ func (k *Kernels) ScratchFloats(T, cols int) int {
 		x = max(x, (max(T, 0)+1)*nb*(sl.XBytes+4))
 	}
 	if k.TileAMXQ8 != nil {
-		x += max(T, 0)*nb*amxXBytes + nb*64 + align // the gathered tokens, the scales
+		x += (max(T, 0)+15)/16*16*nb*amxXBytes + nb*64 + align // the gathered tokens, the scales
 	}
 	return (x+g+align)/4 + k.Lanes*k.Tokens
 }
@@ -343,21 +345,24 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	if k.TileAMX != nil && sweep == nil && T >= k.AMXTokens {
 		ta = T / k.AMXTokens * k.AMXTokens
 	}
-	// amxw: those of q8_0 weights as loaded through TileAMXQ8, straight from w; xa
-	// holds the tokens gathered for it, dwt the scales of a group's rows.
-	amxw := ta > 0 && k.TileAMXQ8 != nil && pw == nil && w.DType == dtype.Q8_0
+	// amxw: on q8_0 weights as loaded, every token through TileAMXQ8, straight from w
+	// (the last tile of 16 tokens may be partial); xa holds the tokens gathered for it,
+	// dwt the scales of a group's rows.
+	amxw := k.TileAMXQ8 != nil && sweep == nil && pw == nil && w.DType == dtype.Q8_0 && !mvPath
 	var xa, dwt []byte
 	if amxw {
+		ta = T
+		tiles := (T + k.AMXTokens - 1) / k.AMXTokens
 		o := off + len(gs)
 		o += (align - int(uintptr(unsafe.Pointer(&sb[o]))%align)) % align
-		xa = sb[o : o+ta*nb*amxXBytes]
+		xa = sb[o : o+tiles*k.AMXTokens*nb*amxXBytes]
 		dwt = sb[o+len(xa) : o+len(xa)+64*nb]
 		xtb := k.AMXTokens * nb * amxXBytes // a tile's bytes
-		for i := 0; i < ta/k.AMXTokens; i++ {
-			k.GatherAMXQ8(&xa[i*xtb], &xq[i*k.AMXTokens*xb], xb, nb, k.AMXTokens*amxXBytes, 1)
+		for i := 0; i < tiles; i++ {
+			k.GatherAMXQ8(&xa[i*xtb], &xq[i*k.AMXTokens*xb], xb, nb, k.AMXTokens*amxXBytes, 1, min(k.AMXTokens, T-i*k.AMXTokens))
 		}
 	}
-	if amxw && ta == T && r1-r0 >= L && !mvPath {
+	if amxw && r1-r0 >= L {
 		// Every token of every group (whole groups only) through TileAMXQ8: nothing to prepare.
 	} else if xdb != 0 {
 		k.ScratchQ8.Prepare(&xs[0], &xd[0], &xq[0], T, nb, xb)
@@ -432,15 +437,16 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 	// amxW computes the ta tokens of the whole group of rows from a with TileAMXQ8, its
 	// scales in dwt, prefetching pfb (not empty), the bias added unless bp is nil.
 	amxW := func(a int, bp *float32, pfb []byte) {
-		k.GatherAMXQ8(&dwt[0], &w.Data[a*rb], rb, nb, 64, 0)
-		tiles := ta / k.AMXTokens
+		k.GatherAMXQ8(&dwt[0], &w.Data[a*rb], rb, nb, 64, 0, k.AMXTokens)
+		tiles := (T + k.AMXTokens - 1) / k.AMXTokens
 		per := max(1, k.AMXBlocks/nb) // tiles a call
 		xtb := k.AMXTokens * nb * amxXBytes
 		for i := 0; i < tiles; i += per {
 			n := min(per, tiles-i)
 			skip := min(i*nb*128, len(pfb)-1)
 			t0 := i * k.AMXTokens
-			k.TileAMXQ8(n, &dst[t0*ld+a], ld, &w.Data[a*rb], rb, &xa[i*xtb], nb, bp, (*float32)(unsafe.Pointer(&dwt[0])), &pfb[skip], len(pfb)-skip)
+			last := min(k.AMXTokens, T-(i+n-1)*k.AMXTokens) // the tokens of the call's last tile
+			k.TileAMXQ8(n, &dst[t0*ld+a], ld, &w.Data[a*rb], rb, &xa[i*xtb], nb, bp, (*float32)(unsafe.Pointer(&dwt[0])), &pfb[skip], len(pfb)-skip, last)
 		}
 	}
 	calls := (T + k.Tokens - 1) / k.Tokens // Tile calls per group
@@ -596,9 +602,6 @@ func (k *Kernels) MatMulQ8(dst []float32, ld int, xq []byte, T int, w *kernels.M
 			}
 			if amxw {
 				amxW(a, bp, pfb)
-				if ta < T {
-					full(&gs[0], &w.Data[a*rb], rb, nb) // for the tokens left
-				}
 			} else {
 				amx(a, 1, &gs[0], bp, pfb)
 			}
