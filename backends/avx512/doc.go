@@ -31,35 +31,44 @@
 // all 16 rows, tiles of up to 8 tokens (of two groups at once, 32 rows × up to 7
 // tokens, each broadcast feeding two VPDPBUSD), no horizontal sums; each (row, token) sum is
 // taken as the reference takes it, so the results are the reference's bit for bit.
-// On CPUs with AMX_TILE and AMX_INT8 (Sapphire Rapids and later), MatMulQ8 on q8_0 and
-// q4_0 weights for 32 or more tokens (16 on weights packed at load) takes every 16
-// tokens of each whole group through AMX-INT8 tiles (qgemmAMX, amx.go): the repacked
-// block of a group is an AMX B tile (8 rows × 64 bytes), 16 tokens' prepared
-// activations an A tile (16 rows × 32 bytes, 40 apart); TDPBSUD leaves each block's
-// Σ x·(w + off) in a C tile, stored to the stack, and the float epilogue is the
-// VPDPBUSD tiles' (−off·Σx added, converted, × dw·dx, summed in block order), so the
-// bits are theirs. The rest (T mod 16 tokens, a group cut by the row range, fewer
-// tokens) is the VPDPBUSD tiles'. The process asks Linux for the tiles (arch_prctl
-// ARCH_REQ_XCOMP_PERM, checked with ARCH_GET_XCOMP_PERM) once, at the first such
-// product; without the permission (or with $LMRUN_CPU_DISABLE=AMXINT8) the VPDPBUSD
-// tiles run. On q8_0 weights as loaded (not packed) nothing is repacked (qgemmAMXW): a
-// block of 16 consecutive rows is an A tile as it lies in memory (16 rows × 32 quants,
-// a row's bytes apart), the 16 tokens' quants gathered once a product into B tiles
-// (8 rows × 64 bytes, amxGatherQ8), TDPBSSD leaves the block's exact sums in a C tile
-// of rows × tokens, the float epilogue runs a row (16 tokens) a ZMM with the same
-// operations in the same order (dw·dx from a table of the group's scales as float32),
-// and the 16 × 16 sums are transposed in registers at the end; the bits are again the
-// VPDPBUSD tiles'. One thread, interleaved (BenchmarkAMX, GOP/s, repacked per product →
-// as loaded): 2048×768 T = 32 358–363 → 498–512, T = 128 468–475 → 540–548; 768×2048
-// T = 32 347–351 → 490–498, T = 128 446–463 → 534–537; the models' pp128 (stories110m,
-// gpt2-124m q8_0) 18–26% faster at -t 1, 9–23% at -t 2. A call takes at most 2048 blocks of 16 × 16 (about 60 µs: assembly is not
-// preemptible). The instructions are machine code (the Go assembler has no AMX), each
-// checked by TestAMXInstructions. One thread, interleaved: a block of 16 tokens × 16
+// On CPUs with AMX_TILE and AMX_INT8 (Sapphire Rapids and later), MatMulQ8 on q8_0
+// weights as loaded for 9 or more tokens, and on packed q8_0 and on q4_0 weights for
+// 32 or more (16 packed), runs AMX-INT8 tiles (amx.go). The process asks Linux for the
+// tiles (arch_prctl ARCH_REQ_XCOMP_PERM, checked with ARCH_GET_XCOMP_PERM) once, at the
+// first such product; without the permission (or with $LMRUN_CPU_DISABLE=AMXINT8) the
+// VPDPBUSD tiles run. A call takes at most 2048 blocks of 16 × 16 (about 60 µs:
+// assembly is not preemptible). The instructions are machine code (the Go assembler
+// has no AMX), each checked by TestAMXInstructions.
+//
+// On q8_0 weights as loaded nothing is repacked (qgemmAMXW): a block of 16 consecutive
+// rows is an A tile as it lies in memory (16 rows × 32 quants, a row's bytes apart),
+// the tokens' quants are gathered once a product into B tiles of 16 tokens (8 rows ×
+// 64 bytes, amxGatherQ8; the last tile partial, its missing tokens zeros), TDPBSSD
+// leaves the block's exact sums in a C tile of rows × tokens, the float epilogue runs a
+// row (16 tokens) a ZMM with the VPDPBUSD tiles' operations in their order (dw·dx
+// from a table of the group's scales as float32; the products commute), and the 16 ×
+// 16 sums are transposed in registers at the end: their bits. Only a group cut by the
+// row range takes the VPDPBUSD tiles. One thread, interleaved (BenchmarkAMX, GOP/s,
+// AMX on groups repacked per product → as loaded): 2048×768 T = 32 358–363 → 498–512,
+// T = 128 468–475 → 540–548; 768×2048 T = 32 347–351 → 490–498, T = 128 446–463 →
+// 534–537 (T = 12: VPDPBUSD 240–265 → 322–346, see amxLoadedFrom); the models' pp128
+// (stories110m, gpt2-124m q8_0) 18–26% faster at -t 1, 9–23% at -t 2, pp40 20%; now
+// as fast as or faster than weights packed at load (stories110m pp128 -t 1: as loaded
+// 1968–2099 tokens/s, packed 1883–1938).
+//
+// On packed q8_0 and on q4_0 (qgemmAMX) every 16 tokens of each whole group take the
+// tiles: the repacked block of a group is an AMX B tile (8 rows × 64 bytes), 16
+// tokens' prepared activations an A tile (16 rows × 32 bytes, 40 apart); TDPBSUD
+// leaves each block's Σ x·(w + off) in a C tile, stored to the stack, and the float
+// epilogue is the VPDPBUSD tiles' (−off·Σx added, converted, × dw·dx, summed in block
+// order), so the bits are theirs. The rest (T mod 16 tokens, a group cut by the row
+// range) is the VPDPBUSD tiles'. One thread, interleaved: a block of 16 tokens × 16
 // rows of random quants 37.6 → 29.0 ns (BenchmarkAMXKernel; the tiles' part and the
-// epilogue do not overlap on this core, see the generator's zmm_amx.go); 2048×768 at T = 128 q8_0 as
-// loaded 409–415 → 466–469 GOP/s, packed 434–439 → 503–506, q4_0 410–430 → 477–482,
-// packed 444–446 → 487–508 (BenchmarkAMX); the models' pp128 (stories110m, gpt2-124m,
-// q8_0 and q4_0) 0–10% faster at -t 1, 1–6% at -t 2.
+// epilogue do not overlap on this core, see the generator's zmm_amx.go); 2048×768 at
+// T = 128 q8_0 packed 434–439 → 503–506 GOP/s, q4_0 410–430 → 477–482, packed
+// 444–446 → 487–508 (BenchmarkAMX); the models' pp128 (stories110m, gpt2-124m, q4_0)
+// 0–10% faster at -t 1, 1–6% at -t 2.
+//
 // MatMulQ8 on q4_k, q5_k and q6_k weights for 2 or more tokens, with AVX512_VNNI, is
 // the same kind of GEMM in int16 (package qgemm, kquant.go): the weights repacked per
 // group of 16 rows already multiplied by their sub-block scales, two rows × the eight
