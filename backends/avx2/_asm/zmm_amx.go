@@ -417,7 +417,11 @@ func genAMXGatherQ8() {
 // tokens' dx, × float32(s), + the row's sum: the operations of qgemmAMX and the
 // VPDPBUSD tiles in the same order (the products commute), so the same bits. After the
 // last block (and the bias) the 16 × 16 sums are transposed in registers to the tokens'
-// rows of dst. Pipelined as qgemmAMX.
+// rows of dst. Pipelined as qgemmAMX. Tried, no gain (BenchmarkAMX, interleaved,
+// GOP/s): 4 lines of the next group's rows prefetched a block rather than 2 (all the
+// rows ahead for calls of up to 3 tiles): 2048×768 T = 32 502–509 → 514–525, 768×2048
+// and T = 48–128 within the noise; none at all: up to 11% slower (768×2048 T = 128
+// 537 → 481).
 func genQGemmAMXW() {
 	const blk = 34  // a q8_0 block
 	const xbb = 576 // a gathered block of 16 tokens: the B tile, 16 dx
