@@ -24757,17 +24757,17 @@ TEXT ·qgemmAMX(SB), $2168-88
 	// amx: ldtilecfg [rax]
 	LONG   $0x4978e2c4
 	BYTE   $0x00
-	MOVQ   $0x00000028, AX
 	MOVQ   $0x00000040, BX
 	LEAQ   (SP), DI
 	ADDQ   $0x3f, DI
 	ANDQ   $-64, DI
 	LEAQ   1024(DI), R10
-	MOVQ   xstride+40(FP), R12
 	MOVQ   pf+72(FP), R13
 	MOVQ   pflen+80(FP), CX
 	LEAQ   -1(R13)(CX*1), CX
 	MOVQ   CX, 2128(SP)
+	MOVQ   $0x00000028, AX
+	MOVQ   xstride+40(FP), R12
 	MOVQ   nb+48(FP), CX
 	IMUL3Q $0x00000240, CX, CX
 	MOVQ   CX, 2136(SP)
@@ -25192,7 +25192,6 @@ TEXT ·qgemmAMXW(SB), $2152-96
 	// amx: ldtilecfg [rax]
 	LONG   $0x4978e2c4
 	BYTE   $0x00
-	MOVQ   rb+32(FP), AX
 	MOVQ   $0x00000040, BX
 	LEAQ   (SP), DI
 	ADDQ   $0x3f, DI
@@ -25202,6 +25201,7 @@ TEXT ·qgemmAMXW(SB), $2152-96
 	MOVQ   pflen+80(FP), CX
 	LEAQ   -1(R13)(CX*1), CX
 	MOVQ   CX, 2120(SP)
+	MOVQ   rb+32(FP), AX
 	MOVQ   nb+48(FP), CX
 	IMUL3Q $0x00000240, CX, CX
 	MOVQ   CX, 2144(SP)

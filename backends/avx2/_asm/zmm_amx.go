@@ -27,6 +27,33 @@ import (
 // TestAMXInstructions disassembles them), with physical registers, so the whole kernel
 // uses physical registers.
 
+// amxStart loads the tile configuration and sets the registers both AMX kernels share:
+// BX 64 (B's and C's row stride), DI and R10 the two C buffers (64-byte aligned in buf,
+// 2048 + 64 bytes), R13 pf, and pfLast its last byte (pf + pflen − 1).
+func amxStart(buf, pfLast Mem) {
+	LEAQ(amxConfig(), RAX)
+	LDTILECFGraw(RAX)
+	MOVQ(U32(64), RBX)
+	LEAQ(buf, RDI)
+	ADDQ(U8(63), RDI)
+	ANDQ(I8(-64), RDI) // C's rows, 64-byte aligned
+	LEAQ(Mem{Base: RDI, Disp: 1024}, R10)
+	Load(Param("pf"), R13)
+	Load(Param("pflen"), RCX)
+	LEAQ(Mem{Base: R13, Index: RCX, Scale: 1, Disp: -1}, RCX)
+	MOVQ(RCX, pfLast)
+}
+
+// amxPrefetch prefetches the two lines at R13 and moves it on by 128 bytes, up to
+// pfLast: a block's share of the next rows.
+func amxPrefetch(pfLast Mem) {
+	PREFETCHT0(Mem{Base: R13})
+	PREFETCHT0(Mem{Base: R13, Disp: 64})
+	ADDQ(U8(128), R13)
+	CMPQ(R13, pfLast)
+	CMOVQGT(pfLast, R13)
+}
+
 // emitAMX is emitRaw with the comment "amx: text" (text in objdump's Intel syntax, which
 // x86asm, and so TestRawInstructions, does not decode).
 func emitAMX(enc []byte, text string, inputs, outputs []Op) {
@@ -212,19 +239,9 @@ func genQGemmAMX() {
 	// Registers: AX 40 (A's row stride), BX 64 (B's and C's), CX the blocks left, DX and
 	// SI this block's x and w, DI and R10 the C buffers, R8 and R9 the next block's x and
 	// w, R12 xstride, R13 pf.
-	LEAQ(amxConfig(), RAX)
-	LDTILECFGraw(RAX)
+	amxStart(buf, pfLast)
 	MOVQ(U32(40), RAX)
-	MOVQ(U32(64), RBX)
-	LEAQ(buf, RDI)
-	ADDQ(U8(63), RDI)
-	ANDQ(I8(-64), RDI) // C's rows, 64-byte aligned
-	LEAQ(Mem{Base: RDI, Disp: 1024}, R10)
 	Load(Param("xstride"), R12)
-	Load(Param("pf"), R13)
-	Load(Param("pflen"), RCX)
-	LEAQ(Mem{Base: R13, Index: RCX, Scale: 1, Disp: -1}, RCX)
-	MOVQ(RCX, pfLast)
 	Load(Param("nb"), RCX)
 	IMUL3Q(U32(bb), RCX, RCX)
 	MOVQ(RCX, gbytes)
@@ -256,11 +273,7 @@ func genQGemmAMX() {
 	}
 	// epilogue adds the block at (DX, SI), its C at cb, to the sums.
 	epilogue := func(cb Register) {
-		PREFETCHT0(Mem{Base: R13})
-		PREFETCHT0(Mem{Base: R13, Disp: 64})
-		ADDQ(U8(128), R13)
-		CMPQ(R13, pfLast)
-		CMOVQGT(pfLast, R13)
+		amxPrefetch(pfLast)
 		VMOVUPS(Mem{Base: RSI, Disp: 32 * lanes}, dw)
 		for t := range acc {
 			s, f := tmps[(2*t)%len(tmps)], tmps[(2*t+1)%len(tmps)]
@@ -448,18 +461,8 @@ func genQGemmAMXW() {
 	// Registers: AX rb (A's row stride), BX 64 (B's and C's), CX the blocks left, DX
 	// and SI this block's x and quants, R11 its dw, DI and R10 the C buffers, R8 and R9
 	// the next block's x and quants, R13 pf.
-	LEAQ(amxConfig(), RAX)
-	LDTILECFGraw(RAX)
+	amxStart(buf, pfLast)
 	Load(Param("rb"), RAX)
-	MOVQ(U32(64), RBX)
-	LEAQ(buf, RDI)
-	ADDQ(U8(63), RDI)
-	ANDQ(I8(-64), RDI)
-	LEAQ(Mem{Base: RDI, Disp: 1024}, R10)
-	Load(Param("pf"), R13)
-	Load(Param("pflen"), RCX)
-	LEAQ(Mem{Base: R13, Index: RCX, Scale: 1, Disp: -1}, RCX)
-	MOVQ(RCX, pfLast)
 	Load(Param("nb"), RCX)
 	IMUL3Q(U32(xbb), RCX, RCX)
 	MOVQ(RCX, tbytes)
@@ -483,11 +486,7 @@ func genQGemmAMXW() {
 		TILESTOREDraw(c, cb, RBX)
 	}
 	epilogue := func(cb Register) {
-		PREFETCHT0(Mem{Base: R13})
-		PREFETCHT0(Mem{Base: R13, Disp: 64})
-		ADDQ(U8(128), R13)
-		CMPQ(R13, pfLast)
-		CMOVQGT(pfLast, R13)
+		amxPrefetch(pfLast)
 		VMOVUPS(Mem{Base: RDX, Disp: 512}, dxv)
 		for r := range acc {
 			s, f := et[(2*r)%len(et)], et[(2*r+1)%len(et)]
